@@ -1,0 +1,38 @@
+# dovlib: the two commands a new user needs are `make reproduce` and `make test` (see README.md).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PROFILE ?= smoke
+export DOVLIB_DATA ?= $(abspath ../shared/data)
+
+.PHONY: install test unit notebooks-check reproduce notebooks benchmark clean-reports
+
+# Create .venv if missing and install dovlib with its dev extra (pins torch==2.14.1 torchvision==0.29.1).
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# Unit tests of dovlib plus nbval over the smoke profile of every notebook.
+test: install
+	$(PY) -m pytest tests notebooks --nbval-lax
+
+unit: install
+	$(PY) -m pytest tests
+
+# Regenerate the clean .ipynb files from their jupytext sources (notebooks/*.py).
+notebooks: install
+	$(VENV)/bin/jupytext --to ipynb notebooks/[0-9][0-9]_*.py
+
+# Run every notebook with papermill on PROFILE and write reports/ (index.html, summary.md).
+reproduce: install
+	$(PY) -m dovlib.reproduce --profile $(PROFILE)
+
+benchmark: install
+	$(PY) benchmarks/train_throughput.py
+
+clean-reports:
+	rm -rf reports/[0-9][0-9]_* reports/index.html reports/summary.md

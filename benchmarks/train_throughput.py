@@ -1,0 +1,115 @@
+"""Training throughput of ``dovlib.train.fit`` against the common research loop, measured in one run.
+
+The common loop: torchvision dataset-style access to PIL images, ``RandomCrop(32, padding=4)`` +
+``RandomHorizontalFlip`` + ``ToTensor`` in a ``DataLoader`` with worker processes, fp32. dovlib: uint8 data resident
+on the device, batched crop/flip on the device, bf16 autocast + channels_last on CUDA. Same model, batch size,
+optimiser, data and number of epochs; the first epoch of each is a warm-up and is not timed.
+
+    python benchmarks/train_throughput.py                       # CPU-sized defaults (width 16)
+    python benchmarks/train_throughput.py --width 64 --batch-size 512 --epochs 5 --workers 8   # GPU
+
+Prints images/s of both and their ratio, plus the test accuracy each reached (a speed-up must not cost accuracy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+
+from dovlib.data import load_dataset
+from dovlib.models import build_model
+from dovlib.report import env_info
+from dovlib.train import TrainConfig, evaluate, fit, resolve_device
+
+
+class PILDataset(Dataset):
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, transform):
+        self.images = [Image.fromarray(img.permute(1, 2, 0).numpy()) for img in x]
+        self.y = y.tolist()
+        self.transform = transform
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return self.transform(self.images[i]), self.y[i]
+
+
+def common_loop(model, ds, args, device) -> tuple[float, float]:
+    tf = transforms.Compose([transforms.RandomCrop(ds.image_shape[1], padding=4), transforms.RandomHorizontalFlip(),
+                             transforms.ToTensor()])
+    loader = DataLoader(PILDataset(ds.x_train, ds.y_train, tf), batch_size=args.batch_size, shuffle=True,
+                        num_workers=args.workers, pin_memory=device.type == "cuda",
+                        persistent_workers=args.workers > 0)
+    model = model.to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=args.epochs * len(loader) + 1)
+    seen, timed = 0, 0.0
+    for epoch in range(args.epochs):
+        model.train()
+        t0 = time.perf_counter()
+        for xb, yb in loader:
+            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+            loss = F.cross_entropy(model(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if epoch > 0:  # epoch 0 is warm-up (worker start-up, cudnn autotune)
+            timed += time.perf_counter() - t0
+            seen += len(ds.x_train)
+    return seen / timed, evaluate(model, ds.x_test, ds.y_test)
+
+
+def dovlib_loop(model, ds, args, device) -> tuple[float, float]:
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, device=str(device),
+                      compile=args.compile, progress=False)
+    res = fit(model, ds.x_train, ds.y_train, config=cfg)
+    timed = sum(r["epoch_time"] for r in res.history[1:])
+    return (args.epochs - 1) * len(ds.x_train) / timed, evaluate(res.model, ds.x_test, ds.y_test)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", default="cifar10-subset")
+    ap.add_argument("--arch", default="resnet18")
+    ap.add_argument("--width", type=int, default=16, help="64 = standard ResNet-18")
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--epochs", type=int, default=3, help="the first is warm-up and not timed")
+    ap.add_argument("--lr", type=float, default=0.2)
+    ap.add_argument("--workers", type=int, default=2, help="DataLoader workers of the common loop")
+    ap.add_argument("--n-train", type=int, default=None, help="subsample the training set")
+    ap.add_argument("--compile", action="store_true", help="torch.compile in dovlib (CUDA only)")
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args(argv)
+    if args.epochs < 2:
+        ap.error("--epochs must be >= 2 (the first epoch is warm-up)")
+    device = resolve_device(args.device)
+    ds = load_dataset(args.dataset).subsample(args.n_train, None)
+    print(ds.describe())
+    info = env_info(device)
+    print(f"device: {info['device_name']} | torch {info['torch']} | {args.arch} width {args.width} | "
+          f"batch {args.batch_size} | {args.epochs} epochs (first untimed)")
+
+    rows = {}
+    for name, loop in (("common (DataLoader+PIL, fp32)", common_loop), ("dovlib.train.fit", dovlib_loop)):
+        torch.manual_seed(0)
+        model = build_model(args.arch, ds.num_classes, ds.image_shape[0], args.width, ds.image_shape[1])
+        rows[name] = loop(model, ds, args, device)
+        print(f"{name:32s} {rows[name][0]:10,.0f} images/s   test acc {rows[name][1]:.3f}")
+    (base, _), (ours, _) = rows.values()
+    print(f"speed-up (dovlib / common): {ours / base:.2f}x")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,14 @@
+"""pytest set-up shared by the unit tests and nbval.
+
+Notebook runs (nbval) must not write into the working tree's reports/ and runs/: both are pointed at a temporary
+folder for the whole session before any kernel starts (kernels inherit this process's environment). Notebooks
+executed by nbval use their default parameters, i.e. the ``smoke`` profile.
+"""
+
+import os
+import tempfile
+
+_tmp = tempfile.mkdtemp(prefix="dovlib-pytest-")
+os.environ.setdefault("DOVLIB_REPORTS", os.path.join(_tmp, "reports"))
+os.environ.setdefault("DOVLIB_RUNS", os.path.join(_tmp, "runs"))
+os.environ.setdefault("MPLBACKEND", "Agg")

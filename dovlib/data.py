@@ -1,0 +1,361 @@
+"""Dataset registry: every dataset comes back as uint8 image tensors (N, C, H, W), int64 labels and class names.
+
+``load_dataset(name)`` knows:
+
+* ``cifar10``, ``mnist``, ``flowers102``: torchvision datasets, downloaded into ``data/`` when online
+  (``download=True``); offline, a clear error says where to put the files.
+* ``sub-imagenet``: 50 classes from an ImageFolder or Tiny-ImageNet root (the SSCL-BW paper's Sub-ImageNet).
+* ``cifar10-subset``, ``mnist-offline``: real images kept offline under ``$DOVLIB_DATA`` (see
+  ``../shared/data/README.md``). Results on them are subset results: ``ImageDataset.is_subset`` says so.
+* ``digits``: scikit-learn's bundled 8x8 digits, upsampled to 28x28 (offline).
+* ``synthetic``: small generated classes (offline, any size; for tests).
+* ``skimage-photos``: scikit-image's bundled photographs (offline; AMUSE notebooks).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+__all__ = [
+    "ImageDataset",
+    "DATASETS",
+    "load_dataset",
+    "data_dir",
+    "offline_data_dir",
+    "stratified_subsample",
+    "md5sum",
+    "DatasetNotFoundError",
+]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset's files are not where they should be (message says where to put them)."""
+
+
+@dataclass
+class ImageDataset:
+    """Images as uint8 tensors (N, C, H, W), labels as int64 tensors, class names, provenance."""
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    classes: list[str]
+    is_subset: bool = False
+    note: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        for split in ("train", "test"):
+            x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+            if x.dtype != torch.uint8 or x.ndim != 4:
+                raise ValueError(f"x_{split} must be a uint8 tensor (N, C, H, W); got {x.dtype} {tuple(x.shape)}")
+            if y.ndim != 1 or len(y) != len(x):
+                raise ValueError(f"y_{split} must have one label per image ({len(x)}); got {tuple(y.shape)}")
+            setattr(self, f"y_{split}", y.long())
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])
+
+    def describe(self) -> str:
+        c, h, w = self.image_shape
+        kind = "SUBSET of the full dataset" if self.is_subset else "full dataset"
+        return (f"{self.name}: {len(self.x_train)} train / {len(self.x_test)} test images, {c}x{h}x{w}, "
+                f"{self.num_classes} classes ({kind}){'; ' + self.note if self.note else ''}")
+
+    def subsample(self, n_train: int | None, n_test: int | None, seed: int = 0) -> "ImageDataset":
+        """Stratified subsample of both splits (``None`` keeps a split whole). Marks the result as a subset."""
+        if n_train is None and n_test is None:
+            return self
+        tr = stratified_subsample(self.y_train, n_train, seed)
+        te = stratified_subsample(self.y_test, n_test, seed + 1)
+        smaller = len(tr) < len(self.y_train) or len(te) < len(self.y_test)
+        note = self.note
+        if smaller:
+            note = (note + "; " if note else "") + f"stratified subsample {len(tr)}/{len(te)} (seed {seed})"
+        return ImageDataset(self.name, self.x_train[tr], self.y_train[tr], self.x_test[te], self.y_test[te],
+                            list(self.classes), self.is_subset or smaller, note, dict(self.extra))
+
+
+def stratified_subsample(labels: torch.Tensor, n: int | None, seed: int = 0) -> torch.Tensor:
+    """Indices of ``n`` items drawn with the class proportions of ``labels`` (sorted). ``None``: all."""
+    labels = torch.as_tensor(labels)
+    if n is None or n >= len(labels):
+        return torch.arange(len(labels))
+    if n < 1:
+        raise ValueError(f"n must be >= 1 for a subsample; got {n}")
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(labels), generator=g)
+    # Round-robin over classes in a random order keeps proportions and every class present when n allows.
+    classes = labels.unique()
+    per_class = [perm[labels[perm] == c] for c in classes]
+    quota = [max(1, round(n * len(p) / len(labels))) for p in per_class]
+    while sum(quota) > n:
+        quota[int(np.argmax(quota))] -= 1
+    while sum(quota) < n:
+        room = [len(p) - q for p, q in zip(per_class, quota)]
+        quota[int(np.argmax(room))] += 1
+    idx = torch.cat([p[:q] for p, q in zip(per_class, quota)])
+    return idx.sort().values
+
+
+def data_dir() -> Path:
+    """The git-ignored download cache for datasets: ``data/`` in the repository (``$DOVLIB_CACHE`` overrides)."""
+    return Path(os.environ.get("DOVLIB_CACHE", REPO_ROOT / "data"))
+
+
+def offline_data_dir() -> Path:
+    """Where the offline real-image subsets live: ``$DOVLIB_DATA``, else ``../shared/data`` beside the repo,
+    else ``data/``."""
+    env = os.environ.get("DOVLIB_DATA")
+    if env:
+        return Path(env).expanduser().resolve()
+    shared = REPO_ROOT.parent / "shared" / "data"
+    return shared if shared.is_dir() else data_dir()
+
+
+def md5sum(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+OFFLINE_MD5 = {
+    "mnist/t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "mnist/t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+    "mnist/mnist_train_partial.npz": "e4ad815af16df9b0ad003aa616dba9d5",
+    "cifar10-subset/cifar10_subset.npz": "2fdf48dcfb6534e9ed3b916613783c58",
+}
+
+
+def _offline_file(rel: str, dataset: str, verify: bool = True) -> Path:
+    root = offline_data_dir()
+    path = root / rel
+    if not path.is_file():
+        raise DatasetNotFoundError(
+            f"dataset {dataset!r}: file {path} not found. Set DOVLIB_DATA to the folder that holds "
+            f"'{rel}' (e.g. export DOVLIB_DATA=../shared/data), or use an online dataset "
+            f"({', '.join(sorted(ONLINE))}) on a machine with internet.")
+    if verify and md5sum(path) != OFFLINE_MD5[rel]:
+        raise DatasetNotFoundError(f"dataset {dataset!r}: {path} has the wrong md5 (expected {OFFLINE_MD5[rel]});"
+                                   " the file is damaged or a different version")
+    return path
+
+
+def _nhwc_to_nchw(x: np.ndarray) -> torch.Tensor:
+    if x.ndim == 3:
+        x = x[..., None]
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (MNIST's format), gzip or plain."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims).copy()
+
+
+def _cifar10_subset(**_) -> ImageDataset:
+    d = np.load(_offline_file("cifar10-subset/cifar10_subset.npz", "cifar10-subset"))
+    return ImageDataset("cifar10-subset", _nhwc_to_nchw(d["x_train"]), torch.from_numpy(d["y_train"].astype(np.int64)),
+                        _nhwc_to_nchw(d["x_test"]), torch.from_numpy(d["y_test"].astype(np.int64)),
+                        [str(c) for c in d["classes"]], is_subset=True,
+                        note="first 1,017 images of each CIFAR-10 batch file (5,085 train / 1,017 test)")
+
+
+def _mnist_offline(**_) -> ImageDataset:
+    tr = np.load(_offline_file("mnist/mnist_train_partial.npz", "mnist-offline"))
+    x_te = _read_idx(_offline_file("mnist/t10k-images-idx3-ubyte.gz", "mnist-offline"))
+    y_te = _read_idx(_offline_file("mnist/t10k-labels-idx1-ubyte.gz", "mnist-offline"))
+    return ImageDataset("mnist-offline", _nhwc_to_nchw(tr["x_train"]), torch.from_numpy(tr["y_train"].astype(np.int64)),
+                        _nhwc_to_nchw(x_te), torch.from_numpy(y_te.astype(np.int64)), [str(i) for i in range(10)],
+                        is_subset=True, note="first 17,435 MNIST training images; full 10,000-image test set")
+
+
+def _torchvision(name: str, download: bool = True, image_size: int = 64, **_) -> ImageDataset:
+    import torchvision.datasets as tvd
+
+    root = data_dir() / name
+    cls = {"cifar10": tvd.CIFAR10, "mnist": tvd.MNIST, "flowers102": tvd.Flowers102}[name]
+    try:
+        if name == "flowers102":
+            splits = [cls(root, split=s, download=download) for s in ("train", "val", "test")]
+            train_parts, test = splits[:2], splits[2]
+        else:
+            train_parts, test = [cls(root, train=True, download=download)], cls(root, train=False, download=download)
+    except Exception as exc:  # URLError, RuntimeError("Dataset not found"), ...
+        raise DatasetNotFoundError(
+            f"dataset {name!r} could not be loaded from {root} ({type(exc).__name__}: {exc}). On a machine with "
+            f"internet it downloads there by itself; offline, copy torchvision's files for {name} into {root}, "
+            f"or use an offline dataset: {', '.join(sorted(OFFLINE))}.") from exc
+    if name == "flowers102":
+        x_tr, y_tr = _pil_to_uint8([s for p in train_parts for s in p], image_size)
+        x_te, y_te = _pil_to_uint8(test, image_size)
+        classes = [str(i) for i in range(102)]
+        return ImageDataset(name, x_tr, y_tr, x_te, y_te, classes,
+                            note=f"train+val as training split, resized to {image_size}x{image_size}")
+    data_tr = np.asarray(train_parts[0].data)
+    data_te = np.asarray(test.data)
+    return ImageDataset(name, _nhwc_to_nchw(data_tr), torch.as_tensor(np.asarray(train_parts[0].targets)),
+                        _nhwc_to_nchw(data_te), torch.as_tensor(np.asarray(test.targets)), list(test.classes))
+
+
+def _pil_to_uint8(samples, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    from PIL import Image
+
+    xs, ys = [], []
+    for img, label in samples:
+        img = img.convert("RGB").resize((size, size), Image.BILINEAR)
+        xs.append(np.asarray(img))
+        ys.append(int(label))
+    return _nhwc_to_nchw(np.stack(xs)), torch.tensor(ys)
+
+
+def _sub_imagenet(root: str | None = None, num_classes: int = 50, image_size: int = 64, seed: int = 0,
+                  **_) -> ImageDataset:
+    """First ``num_classes`` classes (sorted wnids) of an ImageFolder root with ``train/`` and ``val/`` folders.
+    Tiny-ImageNet's ``val/images`` + ``val_annotations.txt`` layout is understood as well."""
+    from PIL import Image
+
+    if root is None:
+        root = os.environ.get("DOVLIB_IMAGENET", str(data_dir() / "sub-imagenet"))
+    root = Path(root).expanduser()
+    if not (root / "train").is_dir():
+        raise DatasetNotFoundError(
+            f"dataset 'sub-imagenet': no train/ folder under {root}. Pass root=... (or set DOVLIB_IMAGENET) to an "
+            "ImageFolder root (train/<class>/*.JPEG, val/<class>/*.JPEG) or an unpacked Tiny-ImageNet-200.")
+    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())[:num_classes]
+    if len(classes) < num_classes:
+        raise ValueError(f"num_classes={num_classes} but {root / 'train'} holds only {len(classes)} class folders")
+    index = {c: i for i, c in enumerate(classes)}
+
+    def load(files):
+        xs = [np.asarray(Image.open(f).convert("RGB").resize((image_size, image_size), Image.BILINEAR)) for f, _ in files]
+        return _nhwc_to_nchw(np.stack(xs)), torch.tensor([y for _, y in files])
+
+    exts = {".jpeg", ".jpg", ".png"}
+    train = [(f, index[c]) for c in classes for f in sorted((root / "train" / c).rglob("*")) if f.suffix.lower() in exts]
+    ann = root / "val" / "val_annotations.txt"
+    if ann.is_file():  # Tiny-ImageNet
+        pairs = [line.split("\t")[:2] for line in ann.read_text().splitlines() if line.strip()]
+        val = [(root / "val" / "images" / f, index[c]) for f, c in pairs if c in index]
+    else:
+        val = [(f, index[c]) for c in classes for f in sorted((root / "val" / c).rglob("*")) if f.suffix.lower() in exts]
+    x_tr, y_tr = load(train)
+    x_te, y_te = load(val)
+    return ImageDataset("sub-imagenet", x_tr, y_tr, x_te, y_te, classes,
+                        note=f"{num_classes} classes of {root}, resized to {image_size}x{image_size}")
+
+
+def _digits(image_size: int = 28, **_) -> ImageDataset:
+    import torch.nn.functional as F
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.from_numpy(d.images.astype(np.float32) / 16.0)[:, None]
+    x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    x = (x.clamp(0, 1) * 255).round().to(torch.uint8)
+    y = torch.from_numpy(d.target.astype(np.int64))
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    n_test = len(y) // 5
+    te, tr = perm[:n_test].sort().values, perm[n_test:].sort().values
+    return ImageDataset("digits", x[tr], y[tr], x[te], y[te], [str(i) for i in range(10)],
+                        note=f"scikit-learn's 1,797 8x8 digits upsampled to {image_size}x{image_size}")
+
+
+def _synthetic(num_classes: int = 10, n_train: int = 1000, n_test: int = 200, image_size: int = 32,
+               channels: int = 3, seed: int = 0, **_) -> ImageDataset:
+    """Each class is a smooth random colour pattern; samples add noise, shifts and brightness changes.
+    Learnable in a few CPU epochs, so tests can check that training really learns."""
+    g = torch.Generator().manual_seed(seed)
+    protos = torch.rand(num_classes, channels, 4, 4, generator=g)
+    protos = torch.nn.functional.interpolate(protos, size=(image_size, image_size), mode="bicubic",
+                                             align_corners=False).clamp(0, 1)
+
+    def make(n, offset):
+        gg = torch.Generator().manual_seed(seed * 1000 + offset)
+        y = torch.arange(n) % num_classes
+        y = y[torch.randperm(n, generator=gg)]
+        x = protos[y]
+        shift = torch.randint(-2, 3, (2,), generator=gg).tolist()
+        x = torch.roll(x, shifts=shift, dims=(2, 3))
+        x = x * (0.7 + 0.6 * torch.rand(n, 1, 1, 1, generator=gg)) + 0.15 * torch.randn(x.shape, generator=gg)
+        return (x.clamp(0, 1) * 255).round().to(torch.uint8), y
+
+    x_tr, y_tr = make(n_train, 1)
+    x_te, y_te = make(n_test, 2)
+    return ImageDataset("synthetic", x_tr, y_tr, x_te, y_te, [f"class{i}" for i in range(num_classes)],
+                        note="generated classes (not real images)")
+
+
+def _skimage_photos(image_size: int | None = None, **_) -> ImageDataset:
+    """scikit-image's bundled RGB photographs (offline). No labels worth learning: one class per photo.
+    Both splits hold the same photos (for watermark embedding/extraction, not classification)."""
+    import skimage.data as skd
+    from PIL import Image
+
+    names = ["astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field", "retina",
+             "cat"]
+    imgs = []
+    for n in names:
+        fn = getattr(skd, n, None)
+        if fn is None:
+            continue
+        try:
+            a = fn()
+        except Exception:  # some images need pooch downloads in newer skimage
+            continue
+        if a.ndim != 3 or a.shape[2] != 3:
+            continue
+        side = image_size or 512
+        a = np.asarray(Image.fromarray(a).resize((side, side), Image.BICUBIC))
+        imgs.append((n, a))
+    x = _nhwc_to_nchw(np.stack([a for _, a in imgs]))
+    y = torch.arange(len(imgs))
+    return ImageDataset("skimage-photos", x, y, x.clone(), y.clone(), [n for n, _ in imgs],
+                        note="scikit-image sample photographs, resized to a square")
+
+
+OFFLINE: dict[str, Callable[..., ImageDataset]] = {
+    "cifar10-subset": _cifar10_subset,
+    "mnist-offline": _mnist_offline,
+    "digits": _digits,
+    "synthetic": _synthetic,
+    "skimage-photos": _skimage_photos,
+}
+ONLINE: dict[str, Callable[..., ImageDataset]] = {
+    "cifar10": lambda **kw: _torchvision("cifar10", **kw),
+    "mnist": lambda **kw: _torchvision("mnist", **kw),
+    "flowers102": lambda **kw: _torchvision("flowers102", **kw),
+    "sub-imagenet": _sub_imagenet,
+}
+DATASETS = {**OFFLINE, **ONLINE}
+
+
+def load_dataset(name: str, **kwargs) -> ImageDataset:
+    """Load a dataset by name; see the module docstring for the names. Keyword arguments go to its loader
+    (``root=``, ``image_size=``, ``num_classes=``, ``download=``, ...)."""
+    if name not in DATASETS:
+        raise ValueError(f"dataset must be one of {sorted(DATASETS)}; got {name!r}")
+    return DATASETS[name](**kwargs)

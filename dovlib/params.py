@@ -1,0 +1,161 @@
+"""Run profiles and validation of notebook parameters.
+
+Every notebook has a ``profile`` parameter. A profile is one small table of budgets:
+
+* ``smoke``: CPU, seconds, offline. What nbval runs in CI. Numbers are meaningless.
+* ``quick``: one GPU, minutes (also runs on CPU, slowly). Real but reduced settings.
+* ``paper``: the papers' settings (full datasets, full training).
+
+Papermill passes ``-p eps 8/255`` as the *string* ``"8/255"``; :func:`parse_eps` and friends accept
+what papermill, YAML parameter files and Python give, and refuse everything else with a message that
+names the parameter and the allowed range.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+from dataclasses import asdict, dataclass, replace
+from fractions import Fraction
+
+__all__ = [
+    "Profile",
+    "PROFILES",
+    "get_profile",
+    "parse_fraction",
+    "parse_eps",
+    "parse_rate",
+    "check_choice",
+    "check_int",
+]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Budgets shared by all notebooks. ``None`` for ``n_train``/``n_test`` means the whole split."""
+
+    name: str
+    device: str  # "cpu" or "auto" (CUDA when available)
+    n_train: int | None  # training images kept (stratified subsample)
+    n_test: int | None  # test images kept
+    epochs: int  # classifier training epochs (user models, surrogates)
+    batch_size: int
+    lr: float
+    width: int  # base width of ResNet/VGG (64 = the standard models)
+    gen_iters: int  # generator (SSCL-BW U-Net) training iterations
+    gen_batch: int  # images per generator batch (half target, half non-target)
+    finetune_epochs: int
+    verify_m: int  # verification images (paper: m = 100)
+    n_models: int  # independent models per control when estimating false-positive rates
+    amuse_images: int  # images watermarked in AMUSE notebooks
+    amuse_subsets: int  # random leaked subsets per share (paper: 100)
+    hidden_steps: int  # HiDDeN training steps
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def with_overrides(self, **overrides) -> "Profile":
+        """Return a copy with the given fields replaced; ``None`` values are ignored."""
+        unknown = set(overrides) - set(self.to_dict())
+        if unknown:
+            raise ValueError(f"unknown profile field(s) {sorted(unknown)}; known: {sorted(self.to_dict())}")
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke", device="cpu", n_train=600, n_test=300, epochs=2, batch_size=64, lr=0.05, width=8,
+        gen_iters=30, gen_batch=32, finetune_epochs=1, verify_m=40, n_models=2, amuse_images=40,
+        amuse_subsets=10, hidden_steps=30,
+    ),
+    "quick": Profile(
+        name="quick", device="auto", n_train=None, n_test=None, epochs=40, batch_size=512, lr=0.2, width=64,
+        gen_iters=1500, gen_batch=128, finetune_epochs=10, verify_m=100, n_models=3, amuse_images=500,
+        amuse_subsets=100, hidden_steps=3000,
+    ),
+    "paper": Profile(
+        name="paper", device="auto", n_train=None, n_test=None, epochs=200, batch_size=128, lr=0.1, width=64,
+        gen_iters=10000, gen_batch=128, finetune_epochs=20, verify_m=100, n_models=5, amuse_images=1000,
+        amuse_subsets=100, hidden_steps=20000,
+    ),
+}
+
+
+def get_profile(name: str, **overrides) -> Profile:
+    """Look up a profile by name (``smoke``, ``quick``, ``paper``), optionally overriding fields."""
+    check_choice("profile", name, PROFILES)
+    return PROFILES[name].with_overrides(**overrides)
+
+
+_NUMBER = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")
+
+
+def parse_fraction(name: str, value, low: float = 0.0, high: float = 1.0, *, low_inclusive: bool = False,
+                   high_inclusive: bool = True) -> float:
+    """Parse ``value`` (a number, or a string such as ``"8/255"``, ``"0.03"``, ``"1e-3"``) into a float in
+    the interval (low, high] (bounds configurable). Errors name ``name`` and the allowed range."""
+    lo_br = "[" if low_inclusive else "("
+    hi_br = "]" if high_inclusive else ")"
+    allowed = f"a number in {lo_br}{low:g}, {high:g}{hi_br}, e.g. 8/255 or 0.03"
+    if value is None or isinstance(value, bool):
+        raise TypeError(f"{name} must be {allowed}; got {value!r}")
+    if isinstance(value, numbers.Real):
+        result = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if not text:
+            raise ValueError(f"{name} must be {allowed}; got an empty string")
+        parts = text.split("/")
+        if len(parts) > 2 or not all(_NUMBER.match(p) for p in parts):
+            raise ValueError(f"{name} must be {allowed}; could not read {value!r}")
+        try:
+            frac = Fraction(parts[0].strip())
+            if len(parts) == 2:
+                frac = frac / Fraction(parts[1].strip())
+        except ZeroDivisionError:
+            raise ValueError(f"{name} must be {allowed}; {value!r} divides by zero") from None
+        result = float(frac)
+    else:
+        raise TypeError(f"{name} must be {allowed}; got {type(value).__name__} {value!r}")
+    if not math.isfinite(result):
+        raise ValueError(f"{name} must be {allowed}; got {value!r}")
+    too_low = result < low if low_inclusive else result <= low
+    too_high = result > high if high_inclusive else result >= high
+    if too_low or too_high:
+        raise ValueError(f"{name} must be {allowed}; got {value!r} = {result:g}")
+    return result
+
+
+def parse_eps(value) -> float:
+    """L-inf budget of a watermark in [0, 1] pixel units: ``"8/255"``, ``8/255``, ``"0.03"`` -> float in (0, 1]."""
+    return parse_fraction("eps", value, 0.0, 1.0)
+
+
+def parse_rate(value, name: str = "rate") -> float:
+    """Watermarking rate gamma: share of the whole training set that is marked, in (0, 1]."""
+    return parse_fraction(name, value, 0.0, 1.0)
+
+
+def check_choice(name: str, value, choices) -> None:
+    """Raise ValueError naming ``name`` and the valid choices if ``value`` is not one of them."""
+    choices = list(choices)
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}; got {value!r}")
+
+
+def check_int(name: str, value, low: int, high: int | None = None) -> int:
+    """Accept ints (and integral strings/floats papermill may pass); enforce low <= value <= high."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer >= {low}; got {value!r}")
+    try:
+        as_float = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be an integer >= {low}; got {value!r}") from None
+    if not math.isfinite(as_float) or as_float != int(as_float):
+        raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
+    result = int(as_float)
+    if result < low or (high is not None and result > high):
+        rng = f"[{low}, {high}]" if high is not None else f">= {low}"
+        raise ValueError(f"{name} must be an integer {rng}; got {result}")
+    return result

@@ -1,0 +1,76 @@
+"""Plot helpers shared by the notebooks: one seaborn style, image grids, learning curves."""
+
+from __future__ import annotations
+
+import matplotlib
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+__all__ = ["set_style", "image_grid", "show_images", "learning_curve", "to_numpy_images"]
+
+
+def set_style() -> None:
+    """The project's one plotting style (seaborn 'whitegrid', paper context, colour-blind palette)."""
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="notebook", palette="colorblind")
+    matplotlib.rcParams.update({"figure.dpi": 100, "savefig.dpi": 150, "axes.titlesize": "medium"})
+
+
+def to_numpy_images(x: torch.Tensor) -> np.ndarray:
+    """(N, C, H, W) uint8 or [0,1] float -> (N, H, W, C) float in [0, 1] for imshow."""
+    x = x.detach().cpu()
+    x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
+    return x.clamp(0, 1).permute(0, 2, 3, 1).numpy()
+
+
+def image_grid(rows: dict[str, torch.Tensor], ncols: int = 8, scale: float = 1.3):
+    """A figure with one labelled row per entry of ``rows`` (name -> images (N, C, H, W))."""
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(ncols * scale, len(rows) * scale), squeeze=False)
+    for r, (name, imgs) in enumerate(rows.items()):
+        arr = to_numpy_images(imgs[:ncols])
+        for c in range(ncols):
+            ax = axes[r, c]
+            ax.axis("off")
+            if c < len(arr):
+                img = arr[c]
+                ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None,
+                          vmin=0, vmax=1)
+        axes[r, 0].set_title(name, loc="left", fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def show_images(images: torch.Tensor, titles: list[str] | None = None, scale: float = 1.5):
+    """One row of images with optional titles."""
+    arr = to_numpy_images(images)
+    fig, axes = plt.subplots(1, len(arr), figsize=(len(arr) * scale, scale + 0.3), squeeze=False)
+    for i, ax in enumerate(axes[0]):
+        img = arr[i]
+        ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None, vmin=0, vmax=1)
+        ax.axis("off")
+        if titles:
+            ax.set_title(titles[i], fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def learning_curve(history: list[dict], title: str = ""):
+    """Loss and accuracy per epoch from a :class:`dovlib.train.TrainResult` history."""
+    import pandas as pd
+    import seaborn as sns
+
+    df = pd.DataFrame(history)
+    acc_cols = [c for c in ("train_acc", "test_acc") if c in df]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
+    sns.lineplot(data=df, x="epoch", y="train_loss", ax=ax1, marker="o")
+    ax1.set_ylabel("training loss")
+    long = df.melt(id_vars="epoch", value_vars=acc_cols, var_name="split", value_name="accuracy")
+    sns.lineplot(data=long, x="epoch", y="accuracy", hue="split", ax=ax2, marker="o")
+    ax2.set_ylim(0, 1)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

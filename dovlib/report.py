@@ -1,0 +1,160 @@
+"""Where results go: ``reports/<notebook>/metrics.json`` (one record per parameter set) and figures.
+
+Every record carries its parameters, the profile, dataset (and whether it is a subset), device, wall time,
+library versions and the perceptual measure where one is used, so a number is never separated from what it
+was measured on. ``$DOVLIB_REPORTS`` moves the whole folder (the tests point it at a temporary directory).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from .data import REPO_ROOT
+
+__all__ = ["reports_dir", "notebook_dir", "save_fig", "save_table", "runs_dir", "run_dir", "env_info", "record_key",
+           "load_records", "find_record",
+           "write_record", "timer"]
+
+
+def reports_dir() -> Path:
+    return Path(os.environ.get("DOVLIB_REPORTS", REPO_ROOT / "reports"))
+
+
+def notebook_dir(notebook: str) -> Path:
+    """``reports/<notebook>/``, created if needed. ``notebook`` is the notebook's stem, e.g. ``00_quickstart``."""
+    if not notebook or "/" in notebook or notebook.startswith("."):
+        raise ValueError(f"notebook must be a notebook stem such as '00_quickstart'; got {notebook!r}")
+    d = reports_dir() / notebook
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def save_fig(fig, name: str, notebook: str, dpi: int = 150) -> list[Path]:
+    """Save a matplotlib figure as PNG and SVG under ``reports/<notebook>/`` at a fixed dpi; return the paths."""
+    d = notebook_dir(notebook)
+    paths = []
+    for ext in ("png", "svg"):
+        p = d / f"{name}.{ext}"
+        fig.savefig(p, dpi=dpi, bbox_inches="tight")
+        paths.append(p)
+    return paths
+
+
+def env_info(device=None) -> dict:
+    """Versions and hardware, recorded beside every number."""
+    import torch
+
+    info = {"python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
+            "cpu_count": os.cpu_count()}
+    dev = str(device) if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+    info["device"] = dev
+    if dev.startswith("cuda") and torch.cuda.is_available():
+        info["device_name"] = torch.cuda.get_device_name(0)
+    else:
+        info["device_name"] = f"CPU ({os.cpu_count()} cores)"
+    return info
+
+
+def record_key(params: dict) -> str:
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+def _metrics_path(notebook: str) -> Path:
+    return notebook_dir(notebook) / "metrics.json"
+
+
+def load_records(notebook: str) -> list[dict]:
+    p = _metrics_path(notebook)
+    if not p.is_file():
+        return []
+    return json.loads(p.read_text()).get("records", [])
+
+
+def find_record(notebook: str, params: dict) -> dict | None:
+    """The stored record for exactly these parameters, or None (used to skip finished parameter sets)."""
+    key = record_key(params)
+    for r in load_records(notebook):
+        if record_key(r.get("params", {})) == key:
+            return r
+    return None
+
+
+def write_record(notebook: str, params: dict, metrics: dict, **context) -> dict:
+    """Insert or replace the record for ``params`` in ``reports/<notebook>/metrics.json`` (written atomically).
+    ``context`` holds profile, dataset, device, wall_time, ...; env_info() is added."""
+    record = {"params": params, **context, "metrics": metrics,
+              "env": env_info(context.get("device")),
+              "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    key = record_key(params)
+    records = [r for r in load_records(notebook) if record_key(r.get("params", {})) != key]
+    records.append(record)
+    path = _metrics_path(notebook)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"notebook": notebook, "records": records}, indent=2, default=_jsonable))
+    os.replace(tmp, path)
+    return record
+
+
+def _jsonable(obj):
+    try:
+        import numpy as np
+        import torch
+
+        if isinstance(obj, torch.Tensor):
+            return obj.tolist()
+        if isinstance(obj, np.generic):
+            return obj.item()
+        if isinstance(obj, np.ndarray):
+            return obj.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot write {type(obj).__name__} to metrics.json")
+
+
+@contextmanager
+def timer():
+    """``with timer() as t: ...``; then ``t["seconds"]``."""
+    t = {"seconds": 0.0}
+    start = time.perf_counter()
+    try:
+        yield t
+    finally:
+        t["seconds"] = time.perf_counter() - start
+
+
+def runs_dir() -> Path:
+    """Git-ignored folder for checkpoints and caches of long runs: ``runs/`` (``$DOVLIB_RUNS`` overrides)."""
+    return Path(os.environ.get("DOVLIB_RUNS", REPO_ROOT / "runs"))
+
+
+def run_dir(notebook: str, params: dict) -> Path:
+    """``runs/<notebook>/<hash of params>/``: where one parameter set keeps its checkpoints, created if needed."""
+    import hashlib
+
+    h = hashlib.sha1(record_key(params).encode()).hexdigest()[:12]
+    d = runs_dir() / notebook / h
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "params.json").write_text(record_key(params))
+    return d
+
+
+def save_table(df, name: str, notebook: str, caption: str = "") -> Path:
+    """Save a pandas DataFrame as ``reports/<notebook>/<name>.csv`` and list it (with its caption) in
+    ``reports/<notebook>/tables.json``, which the report index renders. Tables comparing with a paper should have
+    the columns ``paper``, ``ours`` and ``diff`` (ours - paper) and say in the caption what data/profile was used."""
+    d = notebook_dir(notebook)
+    path = d / f"{name}.csv"
+    df.to_csv(path, index=False)
+    manifest = d / "tables.json"
+    tables = json.loads(manifest.read_text()) if manifest.is_file() else {}
+    tables[name] = {"file": path.name, "caption": caption}
+    manifest.write_text(json.dumps(tables, indent=2))
+    return path

@@ -1,0 +1,287 @@
+"""The one trainer every notebook uses (user models, surrogates, fine-tuning).
+
+The speed recipe, in one place (after airbench / hlb-CIFAR10):
+
+* the whole training set stays on the device as uint8 (N, C, H, W); batches are converted to float there;
+* augmentation (random crop with padding, horizontal flip) is done on the device for the whole batch at once;
+* on CUDA: bf16 autocast, channels_last memory format, fused SGD, optional ``torch.compile``;
+* on CPU: plain fp32, seeded and deterministic (same seed, same numbers).
+
+A checkpoint is written after every epoch (atomically); calling :func:`fit` again with the same checkpoint path
+resumes where the last run stopped, and returns at once if it had finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["TrainConfig", "TrainResult", "fit", "evaluate", "predict_proba", "predict_logits", "augment_batch",
+           "resolve_device", "seed_everything", "to_float"]
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"``/None -> CUDA if available, else CPU; otherwise ``torch.device(device)``."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device='cuda' was asked for but CUDA is not available; use device='auto' or 'cpu'")
+    return dev
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python's, NumPy's and torch's global RNGs; return a torch.Generator seeded the same."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float32 in [0, 1]; float images pass through."""
+    return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+
+
+def augment_batch(x: torch.Tensor, crop_padding: int = 4, flip: bool = True,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random crop with zero padding and random horizontal flip, for a whole batch at once, on x's device.
+    Works on uint8 or float images (N, C, H, W)."""
+    n, c, h, w = x.shape
+    dev = x.device
+    if crop_padding > 0:
+        p = crop_padding
+        padded = F.pad(x, (p, p, p, p))
+        di = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(dev)
+        dj = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(dev)
+        rows = (di[:, None] + torch.arange(h, device=dev))[:, None, :, None]
+        cols = (dj[:, None] + torch.arange(w, device=dev))[:, None, None, :]
+        x = padded[torch.arange(n, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
+                   rows, cols]
+    if flip:
+        mask = (torch.rand(n, generator=generator) < 0.5).to(dev)[:, None, None, None]
+        x = torch.where(mask, x.flip(-1), x)
+    return x
+
+
+@dataclass
+class TrainConfig:
+    """Training settings. ``schedule``: "onecycle" (linear warm-up then anneal) or "cosine"."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "onecycle"
+    label_smoothing: float = 0.0
+    crop_padding: int = 4
+    flip: bool = True
+    device: str = "auto"
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    channels_last: bool = True  # on CUDA
+    compile: bool = False  # torch.compile on CUDA
+    seed: int = 0
+    eval_batch_size: int = 1024
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.epochs < 0 or self.batch_size < 1 or not self.lr > 0:
+            raise ValueError(f"epochs must be >= 0, batch_size >= 1 and lr > 0; got epochs={self.epochs}, "
+                             f"batch_size={self.batch_size}, lr={self.lr}")
+        if self.schedule not in ("onecycle", "cosine", "constant"):
+            raise ValueError(f"schedule must be one of ['onecycle', 'cosine', 'constant']; got {self.schedule!r}")
+
+    def fingerprint(self) -> str:
+        keep = {k: v for k, v in asdict(self).items() if k not in ("progress", "eval_batch_size", "device")}
+        return hashlib.sha1(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    history: list[dict] = field(default_factory=list)
+    wall_time: float = 0.0  # seconds spent training in this and earlier (resumed) runs
+    device: str = "cpu"
+    images_seen: int = 0
+    resumed_from_epoch: int = 0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images_seen / self.wall_time if self.wall_time > 0 else float("nan")
+
+    @property
+    def final(self) -> dict:
+        return self.history[-1] if self.history else {}
+
+
+def _autocast(device: torch.device, amp: bool):
+    if device.type == "cuda" and amp:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024, device=None,
+                   amp: bool = True) -> torch.Tensor:
+    """Logits (float32, on CPU) for uint8 or [0,1] float images, in eval mode, batched."""
+    dev = resolve_device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    outs = []
+    for i in range(0, len(x), batch_size):
+        xb = to_float(x[i:i + batch_size].to(dev, non_blocking=True))
+        if dev.type == "cuda":
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        with _autocast(dev, amp):
+            outs.append(model(xb).float().cpu())
+    model.train(was_training)
+    if not outs:
+        return torch.empty(0, 0)
+    return torch.cat(outs)
+
+
+def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int = 1024, device=None) -> torch.Tensor:
+    """Softmax probabilities (float32, CPU), the black-box output a suspect model's API returns."""
+    return predict_logits(model, x, batch_size, device).softmax(dim=1)
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024, device=None) -> float:
+    """Top-1 accuracy in [0, 1]."""
+    if len(x) == 0:
+        raise ValueError("evaluate() needs at least one image")
+    pred = predict_logits(model, x, batch_size, device).argmax(1)
+    return (pred == torch.as_tensor(y).cpu()).float().mean().item()
+
+
+def _save_atomic(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor | None = None,
+        y_test: torch.Tensor | None = None, config: TrainConfig | None = None, *, checkpoint: str | Path | None = None,
+        callbacks: list[Callable[[nn.Module, int], dict]] | None = None, **overrides) -> TrainResult:
+    """Train ``model`` with SGD (Nesterov) on uint8 images and return a :class:`TrainResult`.
+
+    ``config`` (or keyword overrides of :class:`TrainConfig`) sets the budget. ``callbacks`` are called after every
+    epoch as ``cb(model, epoch)`` and the dicts they return are merged into that epoch's history row (e.g. WSR
+    during fine-tuning). With ``checkpoint``, the state is saved after every epoch and a later call resumes.
+    """
+    cfg = config or TrainConfig()
+    if overrides:
+        cfg = TrainConfig(**{**asdict(cfg), **overrides})
+    if len(x_train) != len(y_train) or len(x_train) == 0:
+        raise ValueError(f"x_train and y_train must be non-empty and equally long; got {len(x_train)} and {len(y_train)}")
+    device = resolve_device(cfg.device)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    model = model.to(device)
+    if device.type == "cuda" and cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+
+    xs = x_train.to(device)
+    ys = torch.as_tensor(y_train).long().to(device)
+    n = len(xs)
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    total_steps = max(1, cfg.epochs * steps_per_epoch)
+
+    params_bn = [p for name, p in model.named_parameters() if p.ndim <= 1]
+    params_w = [p for name, p in model.named_parameters() if p.ndim > 1]
+    groups = [{"params": params_w, "weight_decay": cfg.weight_decay}, {"params": params_bn, "weight_decay": 0.0}]
+    opt_kw = {"fused": True} if device.type == "cuda" else {}
+    opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0, **opt_kw)
+    warm = max(1, int(0.2 * total_steps))
+    if cfg.schedule == "onecycle":  # linear warm-up from lr/10 to lr over 20% of the steps, then linear decay to lr/1000
+        factor = lambda s: float(np.interp(s, [0, warm, total_steps], [0.1, 1.0, 1e-3]))  # noqa: E731
+    elif cfg.schedule == "cosine":
+        factor = lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps))  # noqa: E731
+    else:
+        factor = lambda s: 1.0  # noqa: E731
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+    result = TrainResult(model=model, device=str(device))
+    start_epoch = 0
+    ckpt_path = Path(checkpoint) if checkpoint else None
+    if ckpt_path and ckpt_path.is_file():
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if state.get("fingerprint") != cfg.fingerprint() or state.get("n_train") != n:
+            raise ValueError(f"checkpoint {ckpt_path} was written with other training settings or data "
+                             f"({state.get('fingerprint')} vs {cfg.fingerprint()}); delete it or pass another path")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        gen.set_state(state["generator"])
+        start_epoch = state["epoch"]
+        result.history = state["history"]
+        result.wall_time = state["wall_time"]
+        result.images_seen = state["images_seen"]
+        result.resumed_from_epoch = start_epoch
+
+    step_model = model
+    if cfg.compile and device.type == "cuda":
+        step_model = torch.compile(model)
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(range(start_epoch, cfg.epochs), desc="train", disable=not cfg.progress, leave=False,
+               initial=start_epoch, total=cfg.epochs)
+    for epoch in bar:
+        model.train()
+        t0 = time.perf_counter()
+        perm = torch.randperm(n, generator=gen).to(device)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device)
+        for i in range(steps_per_epoch):
+            idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            xb = augment_batch(xs[idx], cfg.crop_padding, cfg.flip, gen)
+            xb = to_float(xb)
+            if device.type == "cuda" and cfg.channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            yb = ys[idx]
+            with _autocast(device, cfg.amp):
+                out = step_model(xb)
+                loss = F.cross_entropy(out.float(), yb, label_smoothing=cfg.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_sum += loss.detach() * len(idx)
+            correct += (out.detach().argmax(1) == yb).sum()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        dt = time.perf_counter() - t0
+        result.wall_time += dt
+        result.images_seen += n
+        row = {"epoch": epoch + 1, "train_loss": (loss_sum / n).item(), "train_acc": (correct / n).item(),
+               "lr": opt.param_groups[0]["lr"], "epoch_time": dt}
+        if x_test is not None and y_test is not None:
+            row["test_acc"] = evaluate(model, x_test, y_test, cfg.eval_batch_size, device)
+        for cb in callbacks or []:
+            row.update(cb(model, epoch + 1) or {})
+        result.history.append(row)
+        bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{row.get('test_acc', row['train_acc']):.3f}")
+        if ckpt_path:
+            _save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                          "generator": gen.get_state(), "epoch": epoch + 1, "history": result.history,
+                          "wall_time": result.wall_time, "images_seen": result.images_seen,
+                          "fingerprint": cfg.fingerprint(), "n_train": n, "config": asdict(cfg)}, ckpt_path)
+    bar.close()
+    model.eval()
+    return result

@@ -1,0 +1,86 @@
+"""One interface for every dataset watermark (SSCL-BW and the Table I baselines).
+
+A dataset watermark marks part of a training set so that a model trained on it learns a hidden behaviour
+("watermark -> target label" for targeted methods; "watermark -> any wrong label" for the untargeted UBW ones).
+
+* ``fit(x, y, surrogate=None)``: learn what the method needs (a generator, PGD perturbations, ...); a no-op for
+  methods without training. Returns self.
+* ``apply(x, y, rate, target, seed) -> (x_marked, y_marked, marked_indices)``: watermark ``rate`` of the WHOLE
+  training set (uint8 images (N, C, H, W), int64 labels). Poison-label methods may change labels of marked samples;
+  clean-label methods never do and draw marked samples from the target class only.
+* ``trigger(x) -> x``: the watermark applied to query images at verification time (uint8 in, uint8 out).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+
+from ..params import parse_rate
+
+__all__ = ["DatasetWatermark", "select_indices", "WATERMARKS", "register", "get_watermark"]
+
+
+class DatasetWatermark(ABC):
+    name: str = "base"
+    kind: str = "poison-label"  # or "clean-label"
+    targeted: bool = True  # False for UBW-P / UBW-C (untargeted)
+
+    def fit(self, x: torch.Tensor, y: torch.Tensor, surrogate: torch.nn.Module | None = None) -> "DatasetWatermark":
+        return self
+
+    @abstractmethod
+    def trigger(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the watermark to uint8 images (N, C, H, W); returns uint8 images of the same shape."""
+
+    def apply(self, x: torch.Tensor, y: torch.Tensor, rate, target: int, seed: int = 0):
+        """Default: mark ``rate`` of the set (target class only for clean-label methods) with ``trigger``; poison-label
+        targeted methods relabel the marked samples to ``target``."""
+        idx = select_indices(y, rate, target, clean_label=self.kind == "clean-label", seed=seed)
+        x_out, y_out = x.clone(), torch.as_tensor(y).clone()
+        if len(idx):
+            x_out[idx] = self.trigger(x[idx])
+            if self.kind == "poison-label" and self.targeted:
+                y_out[idx] = target
+        return x_out, y_out, idx
+
+    def describe(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "targeted": self.targeted}
+
+
+def select_indices(y: torch.Tensor, rate, target: int, clean_label: bool, seed: int = 0) -> torch.Tensor:
+    """Indices of ``round(rate * N)`` samples to mark (sorted). ``rate`` is a share of the WHOLE set; clean-label
+    methods draw from the target class only, so ``rate`` may not exceed that class's share; poison-label methods draw
+    from the non-target classes."""
+    y = torch.as_tensor(y)
+    rate = parse_rate(rate)
+    num_classes = int(y.max()) + 1 if len(y) else 0
+    if not 0 <= target < max(num_classes, 1):
+        raise ValueError(f"target must be a class index in [0, {num_classes - 1}]; got {target}")
+    n_mark = int(round(rate * len(y)))
+    pool = torch.nonzero(y == target if clean_label else y != target).flatten()
+    if n_mark > len(pool):
+        share = len(pool) / len(y)
+        which = f"the target class {target}'s share" if clean_label else "the non-target share"
+        raise ValueError(f"rate (gamma) must be <= {which} of the training set, {share:.4f} "
+                         f"({len(pool)} of {len(y)} images); got {rate:g}")
+    g = torch.Generator().manual_seed(seed)
+    return pool[torch.randperm(len(pool), generator=g)[:n_mark]].sort().values
+
+
+WATERMARKS: dict[str, type] = {}
+
+
+def register(cls):
+    """Class decorator: make a watermark available to ``get_watermark(cls.name)``."""
+    WATERMARKS[cls.name] = cls
+    return cls
+
+
+def get_watermark(name: str, **kwargs) -> DatasetWatermark:
+    from . import _load_all  # noqa: F401  (imports every method module so they register)
+
+    if name not in WATERMARKS:
+        raise ValueError(f"method must be one of {sorted(WATERMARKS)}; got {name!r}")
+    return WATERMARKS[name](**kwargs)

@@ -1,0 +1,96 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 00 · Quickstart: train a benign classifier with the one dovlib trainer
+#
+# Every experiment in this collection trains models with `dovlib.train.fit`: the training set stays on the device
+# as uint8, augmentation (random crop, flip) is batched on the device, and CUDA runs use bf16 autocast and
+# channels_last. This notebook trains a benign classifier, draws its learning curve and writes
+# `reports/00_quickstart/metrics.json`.
+#
+# Run it in batch with papermill, e.g.
+# `papermill notebooks/00_quickstart.ipynb out.ipynb -p profile quick -p dataset cifar10-subset`.
+# Profiles: `smoke` (CPU, seconds; what CI runs), `quick` (one GPU, minutes), `paper` (full settings).
+
+# %% tags=["parameters"]
+profile = "smoke"  # smoke | quick | paper (see dovlib/params.py)
+dataset = "cifar10-subset"  # see dovlib.data.DATASETS; *-subset / *-offline are real offline subsets
+arch = "resnet18"  # resnet18 | resnet34 | vgg16 | vgg19 | badnets_cnn
+epochs = None  # None: the profile's number of epochs
+seed = 0  # seeds data subsampling, initialisation and augmentation
+
+# %% [markdown]
+# ## Setup
+
+# %%
+import time
+
+import torch
+
+import dovlib
+from dovlib.data import load_dataset
+from dovlib.models import build_model
+from dovlib.params import check_choice, check_int, get_profile
+from dovlib.plotting import learning_curve, set_style
+from dovlib.report import env_info, save_fig, write_record
+from dovlib.train import TrainConfig, fit, resolve_device, seed_everything
+
+NOTEBOOK = "00_quickstart"
+cfg = get_profile(profile)
+epochs = cfg.epochs if epochs is None else check_int("epochs", epochs, 1)
+device = resolve_device(cfg.device)
+seed_everything(seed)
+set_style()
+print(f"dovlib {dovlib.__version__} | torch {torch.__version__} | device {device} | profile {profile} | seed {seed}")
+
+# %% [markdown]
+# ## Data
+# The profile decides how many images are used (`smoke` keeps a stratified few hundred).
+
+# %%
+ds = load_dataset(dataset).subsample(cfg.n_train, cfg.n_test, seed=seed)
+print(ds.describe())
+
+# %% [markdown]
+# ## Train
+
+# %%
+channels, size = ds.image_shape[0], ds.image_shape[1]
+model = build_model(arch, ds.num_classes, channels, width=cfg.width, image_size=size)
+train_cfg = TrainConfig(epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr, device=str(device), seed=seed,
+                        flip=channels == 3)  # no flips for digits
+start = time.perf_counter()
+result = fit(model, ds.x_train, ds.y_train, ds.x_test, ds.y_test, train_cfg)
+wall = time.perf_counter() - start
+print(f"test accuracy {result.final['test_acc']:.4f} after {epochs} epochs, {wall:.1f} s "
+      f"({result.images_per_second:,.0f} training images/s on {result.device})")
+
+# %%
+fig = learning_curve(result.history, title=f"{arch} on {ds.name} ({profile} profile)")
+save_fig(fig, "learning_curve", NOTEBOOK)
+
+# %% [markdown]
+# ## Record
+# One record per parameter set in `reports/00_quickstart/metrics.json`, with the profile, dataset (subset or not)
+# and device beside the number.
+
+# %%
+record = write_record(
+    NOTEBOOK,
+    params={"profile": profile, "dataset": dataset, "arch": arch, "epochs": epochs, "seed": seed},
+    metrics={"test_acc": result.final["test_acc"], "train_acc": result.final["train_acc"],
+             "images_per_second": result.images_per_second},
+    profile=profile, dataset=ds.name, is_subset=ds.is_subset, dataset_note=ds.describe(), device=result.device,
+    device_name=env_info(device)["device_name"], wall_time=wall,
+)
+print({k: record[k] for k in ("profile", "dataset", "is_subset", "device", "wall_time")}, record["metrics"])

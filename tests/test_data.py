@@ -1,0 +1,115 @@
+import numpy as np
+import pytest
+import torch
+
+from dovlib import data
+from dovlib.data import DATASETS, DatasetNotFoundError, ImageDataset, load_dataset, stratified_subsample
+
+
+def test_unknown_dataset_names_choices():
+    with pytest.raises(ValueError, match=r"dataset must be one of .*cifar10-subset"):
+        load_dataset("cifar100")
+
+
+def test_cifar10_subset_is_real_and_labelled_as_subset():
+    ds = load_dataset("cifar10-subset")
+    assert ds.x_train.shape == (5085, 3, 32, 32) and ds.x_train.dtype == torch.uint8
+    assert ds.x_test.shape == (1017, 3, 32, 32)
+    assert ds.classes[:2] == ["airplane", "automobile"] and ds.num_classes == 10
+    assert ds.is_subset and "SUBSET" in ds.describe()
+    counts = torch.bincount(ds.y_train, minlength=10)
+    assert counts.min() >= 475 and counts.max() <= 537  # as ../shared/data/README.md says
+    assert ds.x_train.float().std() > 30  # real images, not blanks
+
+
+def test_mnist_offline_reads_idx_test_set():
+    ds = load_dataset("mnist-offline")
+    assert ds.x_train.shape == (17435, 1, 28, 28) and ds.x_test.shape == (10000, 1, 28, 28)
+    assert torch.bincount(ds.y_test).tolist()[0] == 980  # MNIST test set: 980 zeros
+    assert ds.is_subset
+
+
+def test_missing_offline_path_says_where_to_put_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOVLIB_DATA", str(tmp_path))
+    with pytest.raises(DatasetNotFoundError, match=r"cifar10-subset.*DOVLIB_DATA"):
+        load_dataset("cifar10-subset")
+
+
+def test_damaged_offline_file_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "cifar10-subset").mkdir()
+    np.savez(tmp_path / "cifar10-subset" / "cifar10_subset.npz", x_train=np.zeros((1, 32, 32, 3), np.uint8))
+    monkeypatch.setenv("DOVLIB_DATA", str(tmp_path))
+    with pytest.raises(DatasetNotFoundError, match="wrong md5"):
+        load_dataset("cifar10-subset")
+
+
+def test_online_dataset_offline_gives_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOVLIB_CACHE", str(tmp_path))
+    with pytest.raises(DatasetNotFoundError, match=r"'cifar10' could not be loaded .*offline"):
+        load_dataset("cifar10", download=False)
+
+
+def test_sub_imagenet_missing_root(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match="sub-imagenet"):
+        load_dataset("sub-imagenet", root=tmp_path)
+
+
+def test_sub_imagenet_reads_imagefolder(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for c in ("n01", "n02", "n03"):
+            d = tmp_path / split / c
+            d.mkdir(parents=True)
+            for i in range(2):
+                Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(d / f"{i}.JPEG")
+    ds = load_dataset("sub-imagenet", root=tmp_path, num_classes=2, image_size=32)
+    assert ds.x_train.shape == (4, 3, 32, 32) and ds.classes == ["n01", "n02"]
+    assert ds.y_test.tolist() == [0, 0, 1, 1]
+    with pytest.raises(ValueError, match="num_classes=5"):
+        load_dataset("sub-imagenet", root=tmp_path, num_classes=5)
+
+
+def test_digits_and_synthetic_offline():
+    d = load_dataset("digits")
+    assert d.x_train.shape[1:] == (1, 28, 28) and len(d.x_train) + len(d.x_test) == 1797
+    s = load_dataset("synthetic", num_classes=4, n_train=40, n_test=8, image_size=16)
+    assert s.x_train.shape == (40, 3, 16, 16) and torch.bincount(s.y_train).tolist() == [10] * 4
+    s2 = load_dataset("synthetic", num_classes=4, n_train=40, n_test=8, image_size=16)
+    assert torch.equal(s.x_train, s2.x_train)  # deterministic
+
+
+def test_skimage_photos_offline():
+    p = load_dataset("skimage-photos", image_size=256)
+    assert p.x_train.shape[1:] == (3, 256, 256) and len(p.x_train) >= 4
+
+
+def test_stratified_subsample_keeps_proportions_and_is_seeded():
+    y = torch.tensor([0] * 80 + [1] * 20)
+    idx = stratified_subsample(y, 10, seed=1)
+    assert len(idx) == 10 and torch.bincount(y[idx]).tolist() == [8, 2]
+    assert torch.equal(idx, stratified_subsample(y, 10, seed=1))
+    assert not torch.equal(idx, stratified_subsample(y, 10, seed=2))
+    assert len(stratified_subsample(y, None)) == 100
+
+
+def test_subsample_marks_subset_and_validates():
+    s = load_dataset("synthetic", n_train=100, n_test=50)
+    sub = s.subsample(20, None)
+    assert len(sub.x_train) == 20 and len(sub.x_test) == 50 and sub.is_subset
+    assert "stratified subsample" in sub.note
+    assert s.subsample(None, None) is s
+
+
+def test_imagedataset_validates_dtype():
+    x = torch.zeros(2, 3, 8, 8)
+    with pytest.raises(ValueError, match="uint8"):
+        ImageDataset("bad", x, torch.zeros(2), x.byte(), torch.zeros(2), ["a"])
+
+
+def test_registry_lists_all_issue_names():
+    for name in ("cifar10", "mnist", "flowers102", "sub-imagenet", "digits", "synthetic", "cifar10-subset",
+                 "mnist-offline"):
+        assert name in DATASETS
+    assert data.offline_data_dir().exists()

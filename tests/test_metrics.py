@@ -1,0 +1,44 @@
+import numpy as np
+import pytest
+import torch
+
+from dovlib.metrics import as_bits, bit_accuracy, psnr, ssim, word_accuracy
+
+
+def test_psnr_matches_definition():
+    a = torch.zeros(2, 3, 8, 8)
+    b = a.clone()
+    b[0] += 0.1  # MSE 0.01 -> 20 dB
+    b[1] += 0.01  # MSE 1e-4 -> 40 dB
+    assert psnr(a, b) == pytest.approx([20.0, 40.0], rel=1e-4)
+    assert np.isinf(psnr(a, a)).all()
+
+
+def test_psnr_uint8_and_shapes():
+    a = torch.full((1, 1, 4, 4), 100, dtype=torch.uint8)
+    assert psnr(a, a + 1)[0] == pytest.approx(10 * np.log10(255 ** 2), rel=1e-4)
+    with pytest.raises(ValueError, match="same shape"):
+        psnr(torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 5, 5))
+
+
+def test_ssim_identity_and_noise():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 3, 32, 32, generator=g)
+    assert ssim(x, x) == pytest.approx([1.0] * 3)
+    noisy = (x + 0.2 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    s = ssim(x, noisy)
+    assert (s < 0.95).all() and (s > -1).all()
+    with pytest.raises(ValueError, match="3x3"):
+        ssim(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2))
+
+
+def test_bit_and_word_accuracy():
+    truth = np.array([[1, 0, 1, 1], [0, 0, 0, 0]])
+    dec = np.array([[1, 0, 1, 1], [0, 1, 0, 0]])
+    assert bit_accuracy(dec, truth).tolist() == [1.0, 0.75]
+    assert word_accuracy(dec, truth).tolist() == [1.0, 0.0]
+    assert bit_accuracy([1, 0], [1, 1]).tolist() == [0.5]
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        as_bits([0, 2])
+    with pytest.raises(ValueError, match="differ in length"):
+        bit_accuracy([1, 0], [1, 0, 1])

@@ -1,0 +1,57 @@
+import pytest
+import torch
+
+from dovlib.models import ARCHS, UNet, build_model
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet34", "vgg16", "vgg19"])
+@pytest.mark.parametrize("size", [28, 32, 64])
+def test_classifiers_all_sizes(arch, size):
+    m = build_model(arch, num_classes=7, in_channels=3, width=4, image_size=size).eval()
+    out = m(torch.rand(2, 3, size, size))
+    assert out.shape == (2, 7)
+    assert isinstance(m.last_conv(), torch.nn.Conv2d)
+    assert m.features(torch.rand(1, 3, size, size)).shape[1] == m.last_conv().out_channels
+
+
+def test_standard_widths_have_the_known_sizes():
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert 11.1e6 < n(build_model("resnet18")) < 11.2e6  # CIFAR ResNet-18: 11.17M
+    assert 21.2e6 < n(build_model("resnet34")) < 21.4e6  # 21.28M
+    assert 14.7e6 < n(build_model("vgg16")) < 14.8e6  # VGG-16-BN (CIFAR head): 14.73M
+
+
+def test_badnets_cnn_mnist():
+    m = build_model("badnets_cnn", in_channels=1, image_size=28)
+    assert m(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+    with pytest.raises(ValueError, match="image_size"):
+        build_model("badnets_cnn", image_size=8)
+
+
+def test_model_normalises_inside():
+    m = build_model("resnet18", width=4)
+    assert torch.allclose(m.normalize(torch.full((1, 3, 2, 2), 0.5)), torch.zeros(1, 3, 2, 2))
+
+
+def test_bad_arch_and_width():
+    with pytest.raises(ValueError, match=r"arch must be one of .*resnet18"):
+        build_model("resnet50")
+    with pytest.raises(ValueError, match="width"):
+        build_model("resnet18", width=0)
+    assert set(ARCHS) == {"resnet18", "resnet34", "vgg16", "vgg19", "badnets_cnn"}
+
+
+@pytest.mark.parametrize("size", [28, 32, 64, 30])
+@pytest.mark.parametrize("depth", [2, 3, 4])
+def test_unet_any_size_and_depth(size, depth):
+    u = UNet(in_channels=4, out_channels=3, depth=depth, width=4)
+    x = torch.rand(2, 4, size, size)
+    y = u(x)
+    assert y.shape == (2, 3, size, size)
+    y.sum().backward()  # differentiable end to end
+    assert u.inc[0].weight.grad is not None
+
+
+def test_unet_validates():
+    with pytest.raises(ValueError, match="depth"):
+        UNet(depth=0)

@@ -1,0 +1,76 @@
+import math
+
+import pytest
+
+from dovlib.params import PROFILES, check_choice, check_int, get_profile, parse_eps, parse_fraction, parse_rate
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("8/255", 8 / 255), (8 / 255, 8 / 255), ("0.03", 0.03), (" 16 / 255 ", 16 / 255), ("1", 1.0), (1, 1.0),
+    ("1e-2", 0.01), ("3.1e-2", 0.031),
+])
+def test_parse_eps_accepts_what_papermill_passes(value, expected):
+    assert parse_eps(value) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("value", ["8/0", "-1/255", "2", "abc", "", "   ", "nan", "inf", "8/255/2", "0", 0, 1.5, -0.1,
+                                   math.nan, math.inf])
+def test_parse_eps_refuses_bad_values_naming_eps_and_range(value):
+    with pytest.raises(ValueError) as err:
+        parse_eps(value)
+    assert "eps" in str(err.value) and "(0, 1]" in str(err.value)
+
+
+@pytest.mark.parametrize("value", [None, True, [8, 255], {"eps": 1}])
+def test_parse_eps_refuses_wrong_types(value):
+    with pytest.raises(TypeError, match=r"eps .*\(0, 1\]"):
+        parse_eps(value)
+
+
+def test_parse_eps_names_division_by_zero():
+    with pytest.raises(ValueError, match="divides by zero"):
+        parse_eps("8/0")
+
+
+def test_parse_rate_and_custom_interval():
+    assert parse_rate("0.1") == pytest.approx(0.1)
+    assert parse_rate("1/20") == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="rate"):
+        parse_rate("1.5")
+    assert parse_fraction("rho", "0.5", 0, 1, high_inclusive=False) == 0.5
+    with pytest.raises(ValueError, match=r"rho must be a number in \(0, 1\)"):
+        parse_fraction("rho", 1, 0, 1, high_inclusive=False)
+    assert parse_fraction("share", 0, 0, 1, low_inclusive=True) == 0
+
+
+def test_profiles_shrink_budgets_in_order():
+    smoke, quick, paper = (get_profile(n) for n in ("smoke", "quick", "paper"))
+    assert smoke.device == "cpu" and smoke.n_train is not None
+    assert smoke.epochs < quick.epochs <= paper.epochs
+    assert smoke.gen_iters < quick.gen_iters <= paper.gen_iters
+    assert paper.verify_m == 100 and paper.n_train is None
+    assert set(PROFILES) == {"smoke", "quick", "paper"}
+
+
+def test_profile_overrides_and_errors():
+    p = get_profile("smoke", epochs=5, lr=None)
+    assert p.epochs == 5 and p.lr == PROFILES["smoke"].lr
+    assert PROFILES["smoke"].epochs != 5  # the table itself is untouched
+    with pytest.raises(ValueError, match="profile must be one of"):
+        get_profile("fast")
+    with pytest.raises(ValueError, match="unknown profile field"):
+        get_profile("smoke", epoch=3)
+
+
+def test_check_choice_and_int():
+    check_choice("arch", "vgg16", ["vgg16", "resnet18"])
+    with pytest.raises(ValueError, match=r"arch must be one of \['vgg16'\]"):
+        check_choice("arch", "vgg", ["vgg16"])
+    assert check_int("epochs", "3", 1) == 3
+    assert check_int("epochs", 4.0, 1) == 4
+    with pytest.raises(ValueError, match=r"epochs must be an integer \[1, 10\]"):
+        check_int("epochs", 11, 1, 10)
+    with pytest.raises(ValueError, match="epochs"):
+        check_int("epochs", 2.5, 1)
+    with pytest.raises(TypeError, match="epochs"):
+        check_int("epochs", "many", 1)

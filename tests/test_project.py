@@ -1,0 +1,66 @@
+"""The project's own conventions: environment.yml and pyproject agree, CI runs the README's command,
+notebooks are clean, in sync with their jupytext sources, and parameterised with a smoke default."""
+
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+CONDA_NAMES = {"pytorch": "torch"}
+
+
+def _name(req: str) -> str:
+    return re.split(r"[<>=!~ \[]", req.strip(), maxsplit=1)[0].lower()
+
+
+def test_environment_yml_matches_pyproject():
+    import yaml
+
+    py = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pip_deps = {_name(d) for d in py["dependencies"] + py["optional-dependencies"]["dev"]}
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    conda = set()
+    for d in env["dependencies"]:
+        if isinstance(d, dict):
+            conda |= {_name(x) for x in d["pip"] if not x.startswith("-")}
+        elif _name(d) not in ("python", "pip"):
+            conda.add(CONDA_NAMES.get(_name(d), _name(d)))
+    assert conda == pip_deps, f"only in environment.yml: {conda - pip_deps}; only in pyproject: {pip_deps - conda}"
+    pins = {_name(d): d for d in py["dependencies"]}
+    assert pins["torch"] == "torch==2.14.1" and pins["torchvision"] == "torchvision==0.29.1"
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (ROOT / ".ci" / "run").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert "make test" in ci and "make test" in readme and "make reproduce" in readme
+    assert "DOVLIB_DATA" in ci
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS and NOTEBOOKS[0].name == "00_quickstart.ipynb"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_clean_parameterised_and_in_sync(path):
+    import jupytext
+
+    nb = json.loads(path.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "commit notebooks clean"
+    params = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(params) == 1, "exactly one cell tagged 'parameters'"
+    src = "".join(params[0]["source"])
+    assert re.search(r'^profile = "smoke"', src, re.M), "default profile must be smoke (CI runs defaults)"
+    for line in src.splitlines():  # literals only: nothing derived in the parameters cell
+        if line.strip() and not line.lstrip().startswith("#"):
+            assert re.match(r"^\w+ = ", line), f"parameters cell line is not a simple assignment: {line!r}"
+    source = path.with_suffix(".py")
+    assert source.is_file(), f"{path.name} needs its jupytext source {source.name}"
+    py_cells = [c.source for c in jupytext.read(source).cells]
+    nb_cells = [c.source for c in jupytext.read(path).cells]
+    assert py_cells == nb_cells, f"{path.name} is out of sync with {source.name}: run `make notebooks`"

@@ -1,0 +1,70 @@
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from dovlib import report  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _tmp_reports(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOVLIB_REPORTS", str(tmp_path / "reports"))
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
+
+
+def test_write_record_replaces_same_params_and_keeps_others():
+    report.write_record("04_ablation", {"eps": "8/255", "rate": 0.1}, {"wsr": 0.5}, profile="smoke", device="cpu")
+    report.write_record("04_ablation", {"rate": 0.1, "eps": "8/255"}, {"wsr": 0.9}, profile="smoke", device="cpu")
+    report.write_record("04_ablation", {"eps": "4/255", "rate": 0.1}, {"wsr": torch.tensor(0.25)}, profile="smoke")
+    recs = report.load_records("04_ablation")
+    assert len(recs) == 2
+    assert report.find_record("04_ablation", {"eps": "8/255", "rate": 0.1})["metrics"]["wsr"] == 0.9
+    assert report.find_record("04_ablation", {"eps": "4/255", "rate": 0.1})["metrics"]["wsr"] == 0.25
+    assert report.find_record("04_ablation", {"eps": "1/255"}) is None
+    rec = recs[0]
+    assert rec["profile"] == "smoke" and "torch" in rec["env"] and rec["written"]
+    data = json.loads((report.reports_dir() / "04_ablation" / "metrics.json").read_text())
+    assert data["notebook"] == "04_ablation"
+
+
+def test_save_fig_png_and_svg():
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    paths = report.save_fig(fig, "curve", "00_quickstart")
+    assert [p.suffix for p in paths] == [".png", ".svg"] and all(p.stat().st_size > 0 for p in paths)
+    assert paths[0].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_save_table_manifest():
+    df = pd.DataFrame({"metric": ["BA"], "paper": [86.78], "ours": [80.0], "diff": [-6.78]})
+    p = report.save_table(df, "table1", "02_watermark_dataset", caption="smoke, subset")
+    assert pd.read_csv(p).equals(df)
+    manifest = json.loads((p.parent / "tables.json").read_text())
+    assert manifest["table1"] == {"file": "table1.csv", "caption": "smoke, subset"}
+
+
+def test_run_dir_is_stable_per_params():
+    a = report.run_dir("01_train_generator", {"eps": "8/255", "seed": 0})
+    b = report.run_dir("01_train_generator", {"seed": 0, "eps": "8/255"})
+    c = report.run_dir("01_train_generator", {"eps": "4/255", "seed": 0})
+    assert a == b != c and a.is_dir() and json.loads((a / "params.json").read_text())["seed"] == 0
+
+
+def test_bad_notebook_name_and_unserialisable():
+    with pytest.raises(ValueError, match="notebook"):
+        report.notebook_dir("../escape")
+    with pytest.raises(TypeError, match="cannot write"):
+        report.write_record("00_quickstart", {"a": 1}, {"x": object()})
+
+
+def test_timer_and_env():
+    with report.timer() as t:
+        sum(range(1000))
+    assert t["seconds"] > 0
+    env = report.env_info("cpu")
+    assert env["device"] == "cpu" and "CPU" in env["device_name"]

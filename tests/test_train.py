@@ -1,0 +1,111 @@
+import pytest
+import torch
+
+from dovlib.data import load_dataset
+from dovlib.models import build_model
+from dovlib.train import (TrainConfig, augment_batch, evaluate, fit, predict_proba, resolve_device, seed_everything,
+                          to_float)
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return load_dataset("synthetic", num_classes=4, n_train=256, n_test=64, image_size=16)
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return build_model("resnet18", num_classes=4, width=4)
+
+
+def test_fit_learns_synthetic_classes(ds):
+    res = fit(_model(), ds.x_train, ds.y_train, ds.x_test, ds.y_test, epochs=4, batch_size=32, lr=0.05,
+              progress=False)
+    assert len(res.history) == 4 and res.device == "cpu"
+    assert res.final["test_acc"] > 0.6  # chance is 0.25
+    assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
+    assert res.images_seen == 4 * 256 and res.images_per_second > 0
+    assert all(r["lr"] >= 0 for r in res.history)
+
+
+def test_fit_is_deterministic_on_cpu(ds):
+    kw = dict(epochs=1, batch_size=32, lr=0.05, progress=False)
+    a = fit(_model(1), ds.x_train, ds.y_train, config=TrainConfig(**kw))
+    b = fit(_model(1), ds.x_train, ds.y_train, config=TrainConfig(**kw))
+    assert a.history[0]["train_loss"] == b.history[0]["train_loss"]
+    for pa, pb in zip(a.model.parameters(), b.model.parameters()):
+        assert torch.equal(pa, pb)
+
+
+def test_checkpoint_resume_equals_uninterrupted(ds, tmp_path):
+    kw = dict(batch_size=64, lr=0.05, progress=False, schedule="cosine")
+    full = fit(_model(2), ds.x_train, ds.y_train, epochs=3, **kw)
+
+    ckpt = tmp_path / "ck.pt"
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_2(model, epoch):
+        if epoch == 2:
+            raise Interrupt
+        return {}
+
+    # interrupted during epoch 2's callback: the checkpoint holds epoch 1
+    with pytest.raises(Interrupt):
+        fit(_model(2), ds.x_train, ds.y_train, epochs=3, checkpoint=ckpt, callbacks=[stop_after_2], **kw)
+    resumed = fit(_model(99), ds.x_train, ds.y_train, epochs=3, checkpoint=ckpt, **kw)
+    assert resumed.resumed_from_epoch == 1
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
+    assert resumed.history[-1]["train_loss"] == pytest.approx(full.history[-1]["train_loss"], rel=1e-5)
+    # a finished checkpoint returns at once with the trained weights
+    again = fit(_model(5), ds.x_train, ds.y_train, epochs=3, checkpoint=ckpt, **kw)
+    assert again.resumed_from_epoch == 3
+    for pa, pb in zip(again.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(pa, pb)
+    with pytest.raises(ValueError, match="other training settings"):
+        fit(_model(), ds.x_train, ds.y_train, epochs=3, checkpoint=ckpt, batch_size=32, progress=False)
+
+
+def test_callbacks_add_columns(ds):
+    res = fit(_model(), ds.x_train[:64], ds.y_train[:64], epochs=2, batch_size=32, progress=False,
+              callbacks=[lambda m, e: {"probe": e * 10}])
+    assert [r["probe"] for r in res.history] == [10, 20]
+
+
+def test_augment_batch_crop_and_flip():
+    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).view(2, 1, 4, 4)
+    g = torch.Generator().manual_seed(0)
+    y = augment_batch(x, crop_padding=0, flip=True, generator=torch.Generator().manual_seed(3))
+    for i in range(2):  # each image is either itself or its mirror
+        assert torch.equal(y[i], x[i]) or torch.equal(y[i], x[i].flip(-1))
+    z = augment_batch(x.to(torch.uint8), crop_padding=2, flip=False, generator=g)
+    assert z.shape == x.shape and z.dtype == torch.uint8
+    # a crop is a shifted window of the zero-padded image: every non-zero value comes from the original
+    assert set(z.unique().tolist()) <= set(x.unique().int().tolist()) | {0}
+    assert torch.equal(augment_batch(x, 0, False), x)
+
+
+def test_evaluate_predict_and_helpers(ds):
+    m = _model().eval()
+    p = predict_proba(m, ds.x_test)
+    assert p.shape == (64, 4) and torch.allclose(p.sum(1), torch.ones(64), atol=1e-5)
+    acc = evaluate(m, ds.x_test, ds.y_test)
+    assert 0 <= acc <= 1
+    with pytest.raises(ValueError, match="at least one image"):
+        evaluate(m, ds.x_test[:0], ds.y_test[:0])
+    assert to_float(torch.tensor([255], dtype=torch.uint8)).item() == 1.0
+    assert resolve_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            resolve_device("cuda")
+    g = seed_everything(3)
+    assert isinstance(g, torch.Generator)
+
+
+def test_bad_training_settings():
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        TrainConfig(schedule="step")
+    with pytest.raises(ValueError, match="batch_size"):
+        TrainConfig(batch_size=0)
+    with pytest.raises(ValueError, match="equally long"):
+        fit(_model(), torch.zeros(4, 3, 8, 8, dtype=torch.uint8), torch.zeros(3), epochs=1, progress=False)
