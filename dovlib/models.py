@@ -79,6 +79,10 @@ class ResNet(nn.Module):
     def last_conv(self) -> nn.Conv2d:
         return self.layer4[-1].conv2
 
+    def feature_layer(self) -> nn.Module:
+        """The module whose output is the last convolutional feature map (pruning defences mask its channels)."""
+        return self.layer4
+
     def forward(self, x):
         out = F.adaptive_avg_pool2d(self.features(x), 1).flatten(1)
         return self.linear(out)
@@ -121,6 +125,9 @@ class VGG(nn.Module):
     def last_conv(self) -> nn.Conv2d:
         return [m for m in self.body if isinstance(m, nn.Conv2d)][-1]
 
+    def feature_layer(self) -> nn.Module:
+        return self.body
+
     def forward(self, x):
         return self.classifier(F.adaptive_avg_pool2d(self.features(x), 1).flatten(1))
 
@@ -152,6 +159,9 @@ class BadNetsCNN(nn.Module):
         return F.relu(self.conv2(x))
 
     def last_conv(self) -> nn.Conv2d:
+        return self.conv2
+
+    def feature_layer(self) -> nn.Module:
         return self.conv2
 
     def forward(self, x):

@@ -1,0 +1,114 @@
+"""Watermark-removal attacks a model thief may try: fine-tuning and pruning (SSCL-BW paper, Fig. 5).
+
+* **Fine-tuning**: continue training the suspect model on a small benign set (the paper: 10% of the training data),
+  with ``dovlib.train.fit``; an ``evaluate_fn(model) -> dict`` (BA, WSR, p-value, ...) is called after every epoch.
+* **Pruning** (fine-pruning style, Liu et al., RAID 2018): rank the channels of the last convolutional feature map by
+  their mean activation on benign data and switch off the least active ones. Channels are masked with a forward
+  hook on ``model.feature_layer()`` (for a ResNet the output of ``layer4``: zeroing the last conv's weights would not
+  silence a channel because of the residual connection). The model itself is never modified; the hook is removed with
+  :meth:`PrunedModel.remove`.
+
+Notebook ``05_removal_attacks`` walks through both.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from .params import parse_fraction
+from .train import TrainConfig, fit, to_float
+
+__all__ = ["channel_activations", "prune", "PrunedModel", "pruning_curve", "finetune"]
+
+
+@torch.no_grad()
+def channel_activations(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """Mean (ReLU'd) activation of each channel of ``model.feature_layer()``'s output over images ``x`` (uint8)."""
+    if len(x) == 0:
+        raise ValueError("channel_activations needs at least one benign image")
+    layer = model.feature_layer()
+    dev = next(model.parameters()).device
+    sums = []
+
+    def hook(_, __, out):
+        sums.append(out.float().clamp(min=0).mean(dim=(2, 3)).sum(0).cpu())
+
+    handle = layer.register_forward_hook(hook)
+    was_training = model.training
+    model.eval()
+    try:
+        for i in range(0, len(x), batch_size):
+            model(to_float(x[i:i + batch_size].to(dev)))
+    finally:
+        handle.remove()
+        model.train(was_training)
+    return torch.stack(sums).sum(0) / len(x)
+
+
+class PrunedModel(nn.Module):
+    """A copy of ``model`` whose feature channels in ``pruned`` are forced to zero."""
+
+    def __init__(self, model: nn.Module, pruned: torch.Tensor):
+        super().__init__()
+        self.model = model
+        channels = model.last_conv().out_channels
+        mask = torch.ones(channels)
+        mask[pruned] = 0
+        self.register_buffer("mask", mask.view(1, -1, 1, 1))
+        self.pruned = pruned
+        self._handle = model.feature_layer().register_forward_hook(lambda _, __, out: out * self.mask.to(out.dtype))
+
+    def forward(self, x):
+        return self.model(x)
+
+    def remove(self) -> nn.Module:
+        """Remove the mask and return the underlying (unchanged) model."""
+        self._handle.remove()
+        return self.model
+
+
+def prune(model: nn.Module, x_benign: torch.Tensor, rate, activations: torch.Tensor | None = None) -> PrunedModel:
+    """Fine-pruning: mask the ``rate`` share (in [0, 1)) of last-layer channels least active on ``x_benign``.
+    Returns a :class:`PrunedModel` around a deep copy (``model`` is untouched)."""
+    rate = parse_fraction("rate", rate, 0.0, 1.0, low_inclusive=True, high_inclusive=False)
+    acts = channel_activations(model, x_benign) if activations is None else activations
+    n_prune = int(round(rate * len(acts)))
+    order = torch.argsort(acts)  # least active first
+    return PrunedModel(copy.deepcopy(model).eval(), order[:n_prune])
+
+
+def pruning_curve(model: nn.Module, x_benign: torch.Tensor, rates, evaluate_fn: Callable[[nn.Module], dict]):
+    """Evaluate the model pruned at each rate (e.g. 0, 0.05, ..., 0.95); returns a pandas DataFrame with one row per
+    rate: ``rate``, ``pruned_channels`` and whatever ``evaluate_fn`` returns (BA, WSR, p_value, ...)."""
+    import pandas as pd
+
+    acts = channel_activations(model, x_benign)
+    rows = []
+    for r in rates:
+        pm = prune(model, x_benign, r, activations=acts)
+        rows.append({"rate": float(r), "pruned_channels": len(pm.pruned), **evaluate_fn(pm)})
+        pm.remove()
+    return pd.DataFrame(rows)
+
+
+def finetune(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig,
+             evaluate_fn: Callable[[nn.Module], dict] | None = None, checkpoint=None):
+    """Fine-tune a deep copy of ``model`` on benign (x, y) with the one trainer; ``evaluate_fn`` runs before training
+    (epoch 0) and after every epoch. Returns (fine-tuned model, pandas DataFrame of the per-epoch rows)."""
+    import pandas as pd
+
+    tuned = copy.deepcopy(model)
+    rows = []
+    if evaluate_fn is not None:
+        rows.append({"epoch": 0, **evaluate_fn(tuned.eval())})
+    callbacks = [lambda m, e: evaluate_fn(m.eval())] if evaluate_fn is not None else []
+    result = fit(tuned, x, y, config=config, checkpoint=checkpoint, callbacks=callbacks)
+    keep = ("epoch", "train_loss", "train_acc", "lr")
+    for row in result.history:
+        extra = {k: v for k, v in row.items() if k not in keep and k != "epoch_time"}
+        rows.append({"epoch": row["epoch"], "train_loss": row["train_loss"], **extra})
+    return result.model, pd.DataFrame(rows)

@@ -1,0 +1,74 @@
+import pytest
+import torch
+
+from dovlib.data import load_dataset
+from dovlib.models import build_model
+from dovlib.removal import channel_activations, finetune, prune, pruning_curve
+from dovlib.train import TrainConfig, evaluate, fit, predict_logits
+
+
+@pytest.fixture(scope="module")
+def trained():
+    ds = load_dataset("synthetic", num_classes=4, n_train=256, n_test=128, image_size=16)
+    torch.manual_seed(0)
+    model = build_model("resnet18", num_classes=4, width=4)
+    res = fit(model, ds.x_train, ds.y_train, epochs=3, batch_size=32, lr=0.05, progress=False)
+    return ds, res.model
+
+
+@pytest.mark.parametrize("arch, channels", [("resnet18", 1), ("vgg16", 1), ("badnets_cnn", 1)])
+def test_channel_activations_one_per_last_conv_channel(arch, channels):
+    m = build_model(arch, num_classes=3, in_channels=channels, width=8, image_size=28).eval()
+    x = torch.randint(0, 256, (5, channels, 28, 28), dtype=torch.uint8)
+    acts = channel_activations(m, x)
+    assert acts.shape == (m.last_conv().out_channels,) and (acts >= 0).all()
+
+
+def test_prune_masks_least_active_channels_and_leaves_model_untouched(trained):
+    ds, model = trained
+    before = predict_logits(model, ds.x_test)
+    acts = channel_activations(model, ds.x_train)
+    pm = prune(model, ds.x_train, 0.5)
+    n = model.last_conv().out_channels
+    assert len(pm.pruned) == n // 2
+    assert set(pm.pruned.tolist()) == set(torch.argsort(acts)[: n // 2].tolist())
+    feats = []
+    h = pm.model.feature_layer().register_forward_hook(lambda _, __, out: feats.append(out))
+    pm(ds.x_test[:4].float() / 255)
+    h.remove()
+    # the hook registered after the mask sees the masked output
+    assert feats[0][:, pm.pruned].abs().sum() == 0 and feats[0].abs().sum() > 0
+    assert torch.equal(predict_logits(model, ds.x_test), before)  # original model unchanged
+    zero = prune(model, ds.x_train, 0)
+    assert torch.allclose(predict_logits(zero, ds.x_test), before)
+
+
+def test_pruning_curve_hurts_accuracy_at_high_rates(trained):
+    ds, model = trained
+    df = pruning_curve(model, ds.x_train, [0.0, 0.5, 0.95], lambda m: {"ba": evaluate(m, ds.x_test, ds.y_test)})
+    assert df["rate"].tolist() == [0.0, 0.5, 0.95]
+    assert df["pruned_channels"].is_monotonic_increasing
+    assert df["ba"].iloc[0] > 0.6 and df["ba"].iloc[-1] < df["ba"].iloc[0]
+
+
+def test_finetune_evaluates_every_epoch(trained):
+    ds, model = trained
+    calls = []
+
+    def ev(m):
+        calls.append(m.training)
+        return {"ba": evaluate(m, ds.x_test, ds.y_test)}
+
+    tuned, df = finetune(model, ds.x_train[:64], ds.y_train[:64],
+                         TrainConfig(epochs=2, batch_size=32, lr=0.01, progress=False), ev)
+    assert df["epoch"].tolist() == [0, 1, 2] and df["ba"].notna().all()
+    assert calls == [False, False, False]  # evaluated in eval mode
+    assert tuned is not model
+
+
+def test_bad_prune_rate(trained):
+    ds, model = trained
+    with pytest.raises(ValueError, match=r"rate must be a number in \[0, 1\)"):
+        prune(model, ds.x_train, 1.0)
+    with pytest.raises(ValueError, match="at least one benign image"):
+        channel_activations(model, ds.x_train[:0])
