@@ -64,17 +64,19 @@ def augment_batch(x: torch.Tensor, crop_padding: int = 4, flip: bool = True,
     Works on uint8 or float images (N, C, H, W)."""
     n, c, h, w = x.shape
     dev = x.device
+    if generator is not None and generator.device != dev:
+        raise ValueError(f"generator must live on the images' device ({dev}); got {generator.device}")
     if crop_padding > 0:
         p = crop_padding
         padded = F.pad(x, (p, p, p, p))
-        di = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(dev)
-        dj = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(dev)
+        di = torch.randint(0, 2 * p + 1, (n,), generator=generator, device=dev)
+        dj = torch.randint(0, 2 * p + 1, (n,), generator=generator, device=dev)
         rows = (di[:, None] + torch.arange(h, device=dev))[:, None, :, None]
         cols = (dj[:, None] + torch.arange(w, device=dev))[:, None, None, :]
         x = padded[torch.arange(n, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
                    rows, cols]
     if flip:
-        mask = (torch.rand(n, generator=generator) < 0.5).to(dev)[:, None, None, None]
+        mask = (torch.rand(n, generator=generator, device=dev) < 0.5)[:, None, None, None]
         x = torch.where(mask, x.flip(-1), x)
     return x
 
@@ -191,7 +193,10 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
     if len(x_train) != len(y_train) or len(x_train) == 0:
         raise ValueError(f"x_train and y_train must be non-empty and equally long; got {len(x_train)} and {len(y_train)}")
     device = resolve_device(cfg.device)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)  # shuffling (CPU: one permutation per epoch)
+    aug_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)  # augmentation, on the device
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     model = model.to(device)
     if device.type == "cuda" and cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -228,6 +233,7 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         gen.set_state(state["generator"])
+        aug_gen.set_state(state["aug_generator"].to(aug_gen.get_state().device))
         start_epoch = state["epoch"]
         result.history = state["history"]
         result.wall_time = state["wall_time"]
@@ -250,7 +256,7 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
         correct = torch.zeros((), device=device)
         for i in range(steps_per_epoch):
             idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-            xb = augment_batch(xs[idx], cfg.crop_padding, cfg.flip, gen)
+            xb = augment_batch(xs[idx], cfg.crop_padding, cfg.flip, aug_gen)
             xb = to_float(xb)
             if device.type == "cuda" and cfg.channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
@@ -279,7 +285,7 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{row.get('test_acc', row['train_acc']):.3f}")
         if ckpt_path:
             _save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                          "generator": gen.get_state(), "epoch": epoch + 1, "history": result.history,
+                          "generator": gen.get_state(), "aug_generator": aug_gen.get_state(), "epoch": epoch + 1, "history": result.history,
                           "wall_time": result.wall_time, "images_seen": result.images_seen,
                           "fingerprint": cfg.fingerprint(), "n_train": n, "config": asdict(cfg)}, ckpt_path)
     bar.close()

@@ -83,6 +83,9 @@ def test_augment_batch_crop_and_flip():
     # a crop is a shifted window of the zero-padded image: every non-zero value comes from the original
     assert set(z.unique().tolist()) <= set(x.unique().int().tolist()) | {0}
     assert torch.equal(augment_batch(x, 0, False), x)
+    if torch.cuda.is_available():
+        with pytest.raises(ValueError, match="generator must live"):
+            augment_batch(x.cuda(), 2, True, generator=torch.Generator())
 
 
 def test_evaluate_predict_and_helpers(ds):
