@@ -1,0 +1,566 @@
+"""Message codecs for watermark-based dataset ownership verification: AMUSE, an erasure-coded mode and the baseline.
+
+AMUSE (*Adaptive Multi-Segment Encoding*): a long L-bit message is zero-padded to a multiple of ``n`` and split into
+``n`` chunks; each image carries one *sub-message*: ``k`` of the chunks followed by the index of that combination of
+``k`` chunks (``ordering_bits = ceil(log2 C(n, k))`` bits, the paper's layout and rule). Every combination is used
+equally often, so a chunk is missing from a share ``rho = (n - k) / n`` of the images: any leaked share above ``rho``
+still holds every chunk. :func:`choose_nk` is the paper's Algorithm 2 (the shortest sub-message for a given
+``rho_max``). The authors' released code counts ordering bits as ``C(n, k).bit_length()``, one bit more when ``C(n, k)``
+is a power of two ((2, 1) for L = 30 gives 17 bits there, 16 here); this module follows the paper's ``ceil`` rule.
+
+Three codecs share one interface (``encode``/``decode``/``decode_partial``, ``sub_message_bits``, ``rho``,
+``min_unique_sub_messages``, ``describe``), so notebooks 07-10 can treat them alike:
+
+* :class:`RepeatCodec` (baseline): the whole message in every image, bitwise majority vote over images.
+* :class:`AmuseCodec`: the paper's codec.
+* :class:`ErasureCodec` (beyond the paper): Reed-Solomon fragments (``reedsolo``): any ``k`` distinct fragments of
+  ``n`` recover the message, so the guaranteed leak ratio is ``(k - 1) / n`` instead of AMUSE's ``(n - k) / n``
+  at a similar number of bits per image. Notebook 09 compares the three.
+
+Decoding votes each bit over all received copies, so it tolerates random bit errors (notebook 09 measures how many).
+A corrupted index field (AMUSE's ordering bits, the fragment index) is the weak spot: an index outside the valid range
+is dropped, but an in-range wrong index files the payload under the wrong chunks, where it is one wrong vote among the
+honest copies, unless it is the only copy, in which case a chunk that was never leaked looks recovered (with random
+bits). See notebooks/09_amuse_subset_attack.py.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from functools import lru_cache
+from typing import NamedTuple
+
+import numpy as np
+
+from .params import check_int, parse_fraction
+
+__all__ = ["Codec", "RepeatCodec", "AmuseCodec", "ErasureCodec", "MissingChunksError", "PartialDecode", "choose_nk",
+           "ceil_log2", "random_message", "flip_bits", "leak_subset_accuracy", "recovery_share", "choose_erasure_k",
+           "tradeoff_table", "PAPER_SUB_MESSAGE_BITS", "CODECS", "make_codec"]
+
+# Sub-message lengths printed in the AMUSE paper: (message_bits, rho_max) -> ((n, k), sub_message_bits).
+PAPER_SUB_MESSAGE_BITS = {
+    (300, 0.8): ((5, 1), 63), (300, 0.6): ((5, 2), 124),
+    (200, 0.8): ((5, 1), 43), (200, 0.6): ((5, 2), 84),
+    (100, 0.8): ((5, 1), 23), (100, 0.6): ((5, 2), 44),
+    (30, 0.5): ((2, 1), 16), (30, 0.8): ((5, 1), 9),
+}
+
+
+def ceil_log2(x: int) -> int:
+    """Bits needed to number ``x`` items: ``ceil(log2 x)`` (0 for x = 1), the paper's rule for ordering bits."""
+    x = check_int("x", x, 1)
+    return (x - 1).bit_length()
+
+
+class MissingChunksError(ValueError):
+    """Raised by ``decode`` when the received sub-messages do not hold the whole message; ``missing`` names what."""
+
+    def __init__(self, message: str, missing):
+        super().__init__(message)
+        self.missing = list(missing)
+
+
+class PartialDecode(NamedTuple):
+    """``bits``: the L decoded bits; ``known``: True where a bit was actually received (elsewhere ``bits`` is 0 and
+    means nothing); ``complete``: every bit known."""
+
+    bits: np.ndarray
+    known: np.ndarray
+    complete: bool
+
+
+def _check_message(message, message_bits: int) -> np.ndarray:
+    arr = np.asarray(message)
+    if arr.ndim != 1 or arr.shape[0] != message_bits:
+        raise ValueError(f"message must be a 1-D array of message_bits = {message_bits} bits; got shape {arr.shape}")
+    if arr.size and not np.isin(arr, (0, 1)).all():
+        raise ValueError("message must contain only 0/1 bits")
+    return arr.astype(np.uint8)
+
+
+def _bits_to_int(bits: np.ndarray) -> np.ndarray:
+    """Rows of big-endian bits (N, b) -> integers (N,) (b may be 0)."""
+    if bits.shape[1] == 0:
+        return np.zeros(bits.shape[0], dtype=np.int64)
+    weights = 1 << np.arange(bits.shape[1] - 1, -1, -1, dtype=np.int64)
+    return bits.astype(np.int64) @ weights
+
+
+def _int_to_bits(values, width: int) -> np.ndarray:
+    values = np.asarray(values, dtype=np.int64)
+    shifts = np.arange(width - 1, -1, -1, dtype=np.int64)
+    return ((values[..., None] >> shifts) & 1).astype(np.uint8)
+
+
+def _vote(ones: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Majority vote from the number of ones and of copies (broadcast); ties (equal split) give 0."""
+    return (2 * ones > counts).astype(np.uint8)
+
+
+class Codec(ABC):
+    """Common interface. ``rho``: any leaked share of images above it holds the whole message when every combination
+    or fragment is used equally often and extraction is error-free; :meth:`min_leak_count` gives the exact count for a
+    given number of images."""
+
+    name = "codec"
+    n: int = 1
+    k: int = 1
+
+    def __init__(self, message_bits: int, seed: int = 0):
+        self.message_bits = check_int("message_bits", message_bits, 1)
+        self.seed = check_int("seed", seed, 0)
+
+    sub_message_bits: int
+    rho: float
+    min_unique_sub_messages: int
+
+    @property
+    def num_labels(self) -> int:
+        """Distinct sub-messages: combinations (AMUSE), fragments (erasure) or 1 (baseline)."""
+        return 1
+
+    def assignment(self, num_samples: int, seed: int | None = None) -> np.ndarray:
+        """Label (combination / fragment index) given to each of ``num_samples`` images: a seeded permutation of the
+        labels, repeated, so each label is used ``floor`` or ``ceil`` of ``num_samples / num_labels`` times."""
+        num_samples = check_int("num_samples", num_samples, 1)
+        rng = np.random.default_rng(self.seed if seed is None else check_int("seed", seed, 0))
+        total = self.num_labels
+        if total <= max(num_samples, 1 << 20):
+            order = rng.permutation(total)
+            return np.resize(order, num_samples)
+        return rng.choice(total, size=num_samples, replace=False)  # more labels than images: a random few
+
+    def encode(self, message, num_samples: int, seed: int | None = None) -> np.ndarray:
+        """(num_samples, sub_message_bits) uint8 sub-messages for ``message`` (L bits of 0/1)."""
+        msg = _check_message(message, self.message_bits)
+        return self._encode_labels(msg, self.assignment(num_samples, seed))
+
+    @abstractmethod
+    def _encode_labels(self, msg: np.ndarray, labels: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    def decode_partial(self, sub_messages) -> PartialDecode:
+        """Vote what the received sub-messages hold; bits never received are marked unknown, not guessed."""
+
+    def decode(self, sub_messages) -> np.ndarray:
+        """The L-bit message, or :class:`MissingChunksError` when the sub-messages do not cover it."""
+        result = self.decode_partial(sub_messages)
+        if not result.complete:
+            missing = self._missing(result)
+            raise MissingChunksError(f"{self.name}: the {len(np.atleast_2d(sub_messages))} sub-messages do not hold "
+                                     f"the whole message; missing {missing}. Use decode_partial() for the known bits",
+                                     missing)
+        return result.bits
+
+    def _missing(self, result: PartialDecode):
+        return [f"{int((~result.known).sum())} of {self.message_bits} bits"]
+
+    def min_leak_count(self, num_samples: int, seed: int | None = None) -> int | None:
+        """Smallest m such that ANY m of the ``num_samples`` encoded images hold the message (error-free extraction);
+        None if even all of them do not."""
+        return 1
+
+    def _check_sub_messages(self, sub_messages) -> np.ndarray:
+        arr = np.asarray(sub_messages)
+        if arr.ndim == 1:
+            arr = arr[None]
+        if arr.ndim != 2 or arr.shape[1] != self.sub_message_bits:
+            raise ValueError(f"sub_messages must be (N, sub_message_bits) = (N, {self.sub_message_bits}); "
+                             f"got shape {np.shape(sub_messages)}")
+        if arr.size and not np.isin(arr, (0, 1)).all():
+            raise ValueError("sub_messages must contain only 0/1 bits")
+        return arr.astype(np.uint8)
+
+    def describe(self) -> dict:
+        return {"codec": self.name, "message_bits": self.message_bits, "n": self.n, "k": self.k,
+                "sub_message_bits": self.sub_message_bits, "rho": self.rho,
+                "min_unique_sub_messages": self.min_unique_sub_messages}
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(message_bits={self.message_bits}, n={self.n}, k={self.k}) -> "
+                f"{self.sub_message_bits} bits per image, rho={self.rho:.3g}")
+
+
+class RepeatCodec(Codec):
+    """Baseline: the whole message in every image; decoding is a bitwise majority vote over images. ``rho = 0``."""
+
+    name = "baseline"
+
+    def __init__(self, message_bits: int, seed: int = 0):
+        super().__init__(message_bits, seed)
+        self.sub_message_bits = self.message_bits
+        self.rho = 0.0
+        self.min_unique_sub_messages = 1
+
+    def _encode_labels(self, msg, labels):
+        return np.tile(msg, (len(labels), 1))
+
+    def decode_partial(self, sub_messages) -> PartialDecode:
+        arr = self._check_sub_messages(sub_messages)
+        if len(arr) == 0:
+            return PartialDecode(np.zeros(self.message_bits, np.uint8), np.zeros(self.message_bits, bool), False)
+        bits = _vote(arr.sum(0, dtype=np.int64), np.int64(len(arr)))
+        return PartialDecode(bits, np.ones(self.message_bits, bool), True)
+
+
+@lru_cache(maxsize=1 << 16)
+def _unrank(index: int, n: int, k: int) -> tuple[int, ...]:
+    """The ``index``-th k-subset of range(n) in lexicographic order (combinatorial number system)."""
+    out, c = [], 0
+    for pos in range(k):
+        while True:
+            count = math.comb(n - c - 1, k - pos - 1)
+            if index < count:
+                break
+            index -= count
+            c += 1
+        out.append(c)
+        c += 1
+    return tuple(out)
+
+
+class AmuseCodec(Codec):
+    """AMUSE (the paper's codec): ``n`` chunks, ``k`` per image plus ``ordering_bits`` of combination index.
+
+    ``sub_message_bits = k * ceil(L / n) + ceil(log2 C(n, k))``; ``rho = (n - k) / n``;
+    ``min_unique_sub_messages = C(n - 1, k) + 1`` (worst case: all combinations missing one chunk, plus one).
+    ``decode`` pools every copy of a chunk across all combinations holding it and majority-votes each bit
+    (ties give 0); ordering indices ``>= C(n, k)`` (corrupted) are dropped and counted in ``last_dropped``; an
+    in-range corrupted index is one wrong vote (see the module docstring). ``seed`` fixes which image gets which
+    combination (:meth:`Codec.assignment`).
+    """
+
+    name = "amuse"
+
+    def __init__(self, message_bits: int, n: int, k: int, seed: int = 0):
+        super().__init__(message_bits, seed)
+        self.n = check_int("n", n, 1, self.message_bits)  # n > L would leave empty chunks
+        self.k = check_int("k", k, 1, self.n)
+        self.chunk_bits = -(-self.message_bits // self.n)
+        self.combinations = math.comb(self.n, self.k)
+        self.ordering_bits = ceil_log2(self.combinations)
+        self.sub_message_bits = self.k * self.chunk_bits + self.ordering_bits
+        self.rho = (self.n - self.k) / self.n
+        self.min_unique_sub_messages = math.comb(self.n - 1, self.k) + 1
+        self.last_dropped = 0
+
+    @classmethod
+    def from_rho(cls, message_bits: int, rho_max, seed: int = 0) -> "AmuseCodec":
+        """The codec :func:`choose_nk` picks for ``rho_max``."""
+        n, k = choose_nk(message_bits, rho_max)
+        return cls(message_bits, n, k, seed)
+
+    @property
+    def num_labels(self) -> int:
+        return self.combinations
+
+    def combination(self, index: int) -> tuple[int, ...]:
+        """Chunks (ascending) of combination ``index`` in lexicographic order."""
+        index = check_int("index", index, 0, self.combinations - 1)
+        return _unrank(index, self.n, self.k)
+
+    def _combos(self, labels: np.ndarray) -> np.ndarray:
+        uniq, inv = np.unique(labels, return_inverse=True)
+        table = np.array([_unrank(int(u), self.n, self.k) for u in uniq], dtype=np.int64).reshape(len(uniq), self.k)
+        return table[inv.reshape(-1)]
+
+    def _encode_labels(self, msg, labels):
+        padded = np.zeros(self.n * self.chunk_bits, np.uint8)
+        padded[: self.message_bits] = msg
+        chunks = padded.reshape(self.n, self.chunk_bits)
+        payload = chunks[self._combos(labels)].reshape(len(labels), -1)
+        return np.concatenate([payload, _int_to_bits(labels, self.ordering_bits)], axis=1)
+
+    def _votes(self, sub_messages):
+        arr = self._check_sub_messages(sub_messages)
+        index = _bits_to_int(arr[:, self.k * self.chunk_bits:])
+        valid = index < self.combinations
+        self.last_dropped = int((~valid).sum())
+        arr, index = arr[valid], index[valid]
+        ones = np.zeros((self.n, self.chunk_bits), np.int64)
+        counts = np.zeros(self.n, np.int64)
+        if len(arr):
+            combos = self._combos(index).reshape(-1)
+            np.add.at(ones, combos, arr[:, : self.k * self.chunk_bits].reshape(-1, self.chunk_bits))
+            np.add.at(counts, combos, 1)
+        return ones, counts
+
+    def decode_partial(self, sub_messages) -> PartialDecode:
+        ones, counts = self._votes(sub_messages)
+        bits = _vote(ones, counts[:, None]).reshape(-1)[: self.message_bits]
+        known = np.repeat(counts > 0, self.chunk_bits)[: self.message_bits]
+        return PartialDecode(bits, known, bool(known.all()))
+
+    def missing_chunks(self, sub_messages) -> list[int]:
+        """Chunks no received sub-message holds."""
+        return np.flatnonzero(self._votes(sub_messages)[1] == 0).tolist()
+
+    def _missing(self, result):
+        chunks = sorted({i // self.chunk_bits for i in np.flatnonzero(~result.known)})
+        return [f"chunk {c}" for c in chunks]
+
+    def min_leak_count(self, num_samples: int, seed: int | None = None) -> int | None:
+        labels = self.assignment(num_samples, seed)
+        combos = self._combos(labels)
+        holding = np.zeros(self.n, np.int64)
+        np.add.at(holding, combos.reshape(-1), 1)
+        if (holding == 0).any():
+            return None
+        return int(num_samples - holding.min() + 1)  # every image lacking the rarest chunk, plus one
+
+    def describe(self) -> dict:
+        return {**super().describe(), "chunk_bits": self.chunk_bits, "ordering_bits": self.ordering_bits,
+                "combinations": self.combinations}
+
+
+def choose_nk(message_bits: int, rho_max) -> tuple[int, int]:
+    """AMUSE's Algorithm 2: the (n, k) with the shortest sub-message subject to ``(n - k) / n <= rho_max``.
+
+    Exact brute force over n = 1..L (n > L leaves empty chunks) and k = ceil(n (1 - rho_max))..n, with ties broken by
+    the smallest n, then the smallest k. It stops early, without losing optimality: every admissible (n, k) with
+    k < n needs at least ``L (1 - rho_max)`` chunk bits plus ``ceil(log2 n)`` ordering bits (C(n, k) >= n), so once
+    that bound exceeds the best length found, no larger n can win (k = n never beats (1, 1)). Paper values:
+    ``PAPER_SUB_MESSAGE_BITS``; e.g. L = 300, rho_max = 0.8 -> (5, 1), 63 bits.
+    ``(n - k) / n <= rho_max`` is compared with a 1e-9 tolerance so that 0.3 admits 3/10.
+    """
+    message_bits = check_int("message_bits", message_bits, 1)
+    rho_max = parse_fraction("rho_max", rho_max, 0.0, 1.0, high_inclusive=False)
+    best, best_nk = message_bits, (1, 1)  # (1, 1): the whole message, 0 ordering bits
+    floor_bits = math.ceil(message_bits * (1 - rho_max) - 1e-9)
+    for n in range(2, message_bits + 1):
+        if floor_bits + ceil_log2(n) > best:
+            break
+        chunk = -(-message_bits // n)
+        k_min = max(1, math.ceil(n * (1 - rho_max) - 1e-9))
+        for k in range(k_min, n + 1):
+            if chunk * k > best:
+                break
+            bits = chunk * k + ceil_log2(math.comb(n, k))
+            if bits < best:
+                best, best_nk = bits, (n, k)
+    return best_nk
+
+
+class ErasureCodec(Codec):
+    """Reed-Solomon erasure-coded sub-messages (beyond the paper): any ``k`` distinct fragments of ``n`` recover it.
+
+    The message is zero-padded and cut into ``k`` data fragments of ``r`` symbols of ``s = max(3, bit_length(n))``
+    bits (one GF(2^s) codeword per symbol row, ``n <= 255``; s >= 3 because reedsolo finds no GF(4) polynomial);
+    ``reedsolo`` adds ``n - k`` parity fragments. A
+    sub-message is one fragment (``r * s`` bits) followed by its index (``ceil(log2 n)`` bits). Fragments 0..k-1 are the
+    message itself (systematic), so ``decode_partial`` still returns them when fewer than ``k`` fragments arrive.
+    Decoding votes each fragment's bits over its copies, then corrects erasures and, with more than ``k`` fragments,
+    errors (up to ``(present - k) / 2`` wrong symbols per row); a row with more errors keeps only its received
+    systematic symbols (the rest is marked unknown), and beyond that bound RS may also miscorrect silently. With few
+    images each fragment (in ``1 / n`` of the images) has few copies to vote over, so bit errors hurt it more than
+    AMUSE, whose chunks are each in ``k / n`` of the images (notebook 09). ``rho = (k - 1) / n``: any leaked share
+    above it holds ``k`` distinct fragments. Decoding is pure Python (about 2 ms per symbol row for n = 31; slow for n near 255).
+    """
+
+    name = "erasure"
+
+    def __init__(self, message_bits: int, n: int, k: int, seed: int = 0):
+        super().__init__(message_bits, seed)
+        self.n = check_int("n", n, 1, 255)
+        self.k = check_int("k", k, 1, self.n)
+        self.symbol_bits = max(3, self.n.bit_length())
+        self.rows = -(-self.message_bits // (self.k * self.symbol_bits))
+        self.fragment_bits = self.rows * self.symbol_bits
+        self.index_bits = ceil_log2(self.n)
+        self.sub_message_bits = self.fragment_bits + self.index_bits
+        self.rho = (self.k - 1) / self.n
+        self.min_unique_sub_messages = self.k
+        self.last_dropped = 0
+        self._rs = None
+
+    @property
+    def num_labels(self) -> int:
+        return self.n
+
+    def _codec(self):
+        if self._rs is None:
+            import reedsolo
+
+            self._rs = reedsolo.RSCodec(self.n - self.k, nsize=self.n, c_exp=self.symbol_bits)
+        return self._rs
+
+    def fragments(self, message) -> np.ndarray:
+        """(n, fragment_bits) uint8: the ``n`` fragments of ``message`` (the first ``k`` are the padded message)."""
+        msg = _check_message(message, self.message_bits)
+        padded = np.zeros(self.k * self.fragment_bits, np.uint8)
+        padded[: self.message_bits] = msg
+        data = _bits_to_int(padded.reshape(self.k * self.rows, self.symbol_bits)).reshape(self.k, self.rows)
+        if self.n == self.k:
+            code = data
+        else:
+            rs = self._codec()
+            code = np.array([list(rs.encode(bytearray(int(v) for v in data[:, i]))) for i in range(self.rows)],
+                            dtype=np.int64).T  # (n, rows)
+        return _int_to_bits(code, self.symbol_bits).reshape(self.n, self.fragment_bits)
+
+    def _encode_labels(self, msg, labels):
+        return np.concatenate([self.fragments(msg)[labels], _int_to_bits(labels, self.index_bits)], axis=1)
+
+    def decode_partial(self, sub_messages) -> PartialDecode:
+        arr = self._check_sub_messages(sub_messages)
+        index = _bits_to_int(arr[:, self.fragment_bits:])
+        valid = index < self.n
+        self.last_dropped = int((~valid).sum())
+        arr, index = arr[valid], index[valid]
+        ones = np.zeros((self.n, self.fragment_bits), np.int64)
+        counts = np.zeros(self.n, np.int64)
+        np.add.at(ones, index, arr[:, : self.fragment_bits])
+        np.add.at(counts, index, 1)
+        voted = _vote(ones, counts[:, None])
+        present = counts > 0
+        # per symbol row: the RS-decoded data where decoding succeeded, else the systematic fragments that arrived
+        data = voted[: self.k].reshape(self.k, self.rows, self.symbol_bits)
+        known = np.repeat(present[: self.k, None], self.rows, axis=1)
+        if present.sum() >= self.k:
+            decoded, ok = self._rs_decode(voted, present)
+            data = np.where(ok[None, :, None], decoded, data)
+            known |= ok[None, :]
+        bits = data.reshape(-1)[: self.message_bits]
+        known = np.repeat(known.reshape(-1), self.symbol_bits)[: self.message_bits]
+        return PartialDecode(bits, known, bool(known.all()))
+
+    def _rs_decode(self, voted: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(k, rows, symbol_bits) decoded data and (rows,) success flags (a row fails with too many errors)."""
+        if self.n == self.k:
+            return voted.reshape(self.k, self.rows, self.symbol_bits), np.ones(self.rows, bool)
+        import reedsolo
+
+        symbols = _bits_to_int(voted.reshape(-1, self.symbol_bits)).reshape(self.n, self.rows)
+        rs = self._codec()
+        erase = np.flatnonzero(~present).tolist()
+        data = np.zeros((self.k, self.rows), np.int64)
+        ok = np.zeros(self.rows, bool)
+        for i in range(self.rows):
+            try:
+                data[:, i] = list(rs.decode(bytearray(int(v) for v in symbols[:, i]), erase_pos=erase or None)[0])
+                ok[i] = True
+            except reedsolo.ReedSolomonError:
+                pass
+        return _int_to_bits(data, self.symbol_bits), ok
+
+    def _missing(self, result):
+        return [f"needs {self.k} distinct fragments of {self.n}"]
+
+    def min_leak_count(self, num_samples: int, seed: int | None = None) -> int | None:
+        counts = np.bincount(self.assignment(num_samples, seed), minlength=self.n)
+        if (counts > 0).sum() < self.k:
+            return None
+        return int(np.sort(counts)[::-1][: self.k - 1].sum() + 1)  # the k-1 commonest fragments, plus one
+
+    def describe(self) -> dict:
+        return {**super().describe(), "symbol_bits": self.symbol_bits, "fragment_bits": self.fragment_bits,
+                "index_bits": self.index_bits}
+
+
+CODECS = ("baseline", "amuse", "erasure")
+
+
+def make_codec(name: str, message_bits: int, n: int = 1, k: int = 1, seed: int = 0) -> Codec:
+    """``"baseline"`` (n, k ignored), ``"amuse"`` or ``"erasure"``."""
+    if name == "baseline":
+        return RepeatCodec(message_bits, seed)
+    if name == "amuse":
+        return AmuseCodec(message_bits, n, k, seed)
+    if name == "erasure":
+        return ErasureCodec(message_bits, n, k, seed)
+    raise ValueError(f"codec must be one of {list(CODECS)}; got {name!r}")
+
+
+def random_message(message_bits: int, seed: int = 0) -> np.ndarray:
+    """A seeded random message of ``message_bits`` 0/1 bits (uint8)."""
+    message_bits = check_int("message_bits", message_bits, 1)
+    return np.random.default_rng(check_int("seed", seed, 0)).integers(0, 2, message_bits, dtype=np.uint8)
+
+
+def flip_bits(bits, bit_error_rate, seed: int = 0) -> np.ndarray:
+    """Simulated extraction: flip each bit independently with probability ``bit_error_rate`` in [0, 0.5]."""
+    ber = parse_fraction("bit_error_rate", bit_error_rate, 0.0, 0.5, low_inclusive=True)
+    arr = np.asarray(bits)
+    if arr.size and not np.isin(arr, (0, 1)).all():
+        raise ValueError("bits must contain only 0/1 bits")
+    flips = np.random.default_rng(check_int("seed", seed, 0)).random(arr.shape) < ber
+    return (arr.astype(np.uint8) ^ flips).astype(np.uint8)
+
+
+def leak_subset_accuracy(codec: Codec, message, extracted, shares, n_subsets: int = 100, seed: int = 0,
+                         method: str | None = None):
+    """Decode random leaked subsets of the extracted sub-messages; one row per (share, subset).
+
+    For each share, ``n_subsets`` random subsets of ``max(1, round(share * N))`` images are decoded with
+    ``decode_partial``. Columns: share, method (default ``codec.name``), subset, leaked (images), bit_acc (bits
+    correct; bits never received count as wrong), known (share of bits received), word_acc (the whole message right),
+    recovered (every bit received). Returns a pandas DataFrame (tidy, for seaborn).
+    """
+    import pandas as pd
+
+    msg = _check_message(message, codec.message_bits)
+    arr = codec._check_sub_messages(extracted)
+    n_subsets = check_int("n_subsets", n_subsets, 1)
+    shares = [parse_fraction("shares", s, 0.0, 1.0) for s in np.atleast_1d(shares)]
+    rng = np.random.default_rng(check_int("seed", seed, 0))
+    rows = []
+    for share in shares:
+        m = max(1, int(round(share * len(arr))))
+        for j in range(n_subsets):
+            res = codec.decode_partial(arr[rng.choice(len(arr), size=m, replace=False)])
+            correct = (res.bits == msg) & res.known
+            rows.append({"share": share, "method": method or codec.name, "subset": j, "leaked": m,
+                         "bit_acc": float(correct.mean()), "known": float(res.known.mean()),
+                         "word_acc": float(correct.all()), "recovered": bool(res.complete)})
+    return pd.DataFrame(rows)
+
+
+def choose_erasure_k(message_bits: int, n: int, max_sub_message_bits: int) -> int:
+    """The smallest k (best guarantee, ``rho = (k - 1) / n``) whose :class:`ErasureCodec` sub-message fits in
+    ``max_sub_message_bits`` bits; used to compare with AMUSE at (at most) the same bits per image."""
+    message_bits = check_int("message_bits", message_bits, 1)
+    n = check_int("n", n, 1, 255)
+    max_bits = check_int("max_sub_message_bits", max_sub_message_bits, 1)
+    for k in range(1, n + 1):
+        if ErasureCodec(message_bits, n, k).sub_message_bits <= max_bits:
+            return k
+    smallest = ErasureCodec(message_bits, n, n).sub_message_bits
+    raise ValueError(f"max_sub_message_bits must be >= {smallest} for an erasure code with n = {n} "
+                     f"and {message_bits} message bits; got {max_bits}")
+
+
+def tradeoff_table(message_bits: int, n_max: int = 16):
+    """Bits per image against guaranteed leak ratio ``rho`` for every AMUSE and erasure (n, k) with n <= n_max,
+    plus the baseline; one row per codec (pandas DataFrame, columns of :meth:`Codec.describe`)."""
+    import pandas as pd
+
+    message_bits = check_int("message_bits", message_bits, 1)
+    n_max = check_int("n_max", n_max, 1, 255)
+    rows = [RepeatCodec(message_bits).describe()]
+    rows += [AmuseCodec(message_bits, n, k).describe() for n in range(1, min(n_max, message_bits) + 1)
+             for k in range(1, n + 1)]
+    rows += [ErasureCodec(message_bits, n, k).describe() for n in range(1, n_max + 1) for k in range(1, n + 1)]
+    return pd.DataFrame(rows)
+
+
+def recovery_share(df, by=("method",), column: str = "word_acc"):
+    """From :func:`leak_subset_accuracy` rows: per group, the smallest leaked share from which every subset at that
+    share and all larger ones has ``column`` = 1 (default ``word_acc``: the whole message decoded exactly;
+    ``recovered``: every bit received, right or wrong). NaN if no share qualifies. Returns a DataFrame with the
+    ``by`` columns and ``min_share_recovered``."""
+    import pandas as pd
+
+    by = list(by)
+    if column not in df.columns:
+        raise ValueError(f"column must be one of {list(df.columns)}; got {column!r}")
+    rate = df.groupby(by + ["share"])[column].mean().reset_index().rename(columns={column: "recovered"})
+    out = []
+    for key, g in rate.groupby(by):
+        g = g.sort_values("share")
+        failing = g.loc[g["recovered"] < 1, "share"]
+        ok = g.loc[g["share"] > failing.max(), "share"] if len(failing) else g["share"]
+        out.append({**dict(zip(by, key if isinstance(key, tuple) else (key,))),
+                    "min_share_recovered": float(ok.min()) if len(ok) else float("nan")})
+    return pd.DataFrame(out)

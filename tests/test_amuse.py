@@ -1,0 +1,239 @@
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dovlib.amuse import (PAPER_SUB_MESSAGE_BITS, AmuseCodec, ErasureCodec, MissingChunksError, RepeatCodec,
+                          ceil_log2, choose_erasure_k, choose_nk, flip_bits, leak_subset_accuracy, make_codec,
+                          random_message, recovery_share, tradeoff_table)
+
+
+def _brute_choose(L, rho):
+    """Reference: every (n, k) with 1 <= k <= n <= L, no pruning."""
+    best = None
+    for n in range(1, L + 1):
+        for k in range(1, n + 1):
+            if (n - k) / n > rho + 1e-9:
+                continue
+            bits = k * math.ceil(L / n) + math.ceil(math.log2(math.comb(n, k)))
+            if best is None or bits < best[0]:
+                best = (bits, n, k)
+    return best
+
+
+@pytest.mark.parametrize("key", sorted(PAPER_SUB_MESSAGE_BITS))
+def test_choose_nk_reproduces_paper(key):
+    L, rho = key
+    (n, k), bits = PAPER_SUB_MESSAGE_BITS[key]
+    assert choose_nk(L, rho) == (n, k)
+    codec = AmuseCodec.from_rho(L, rho)
+    assert codec.sub_message_bits == bits
+    assert codec.rho <= rho
+
+
+@pytest.mark.parametrize("L,rho", [(30, 0.5), (57, 0.7), (100, 0.25), (64, 0.9), (13, 0.5), (40, "3/10")])
+def test_choose_nk_matches_unpruned_search(L, rho):
+    bits, n, k = _brute_choose(L, float(eval(str(rho))))
+    got = choose_nk(L, rho)
+    assert AmuseCodec(L, *got).sub_message_bits == bits
+    assert got == (n, k)  # same tie-break: smallest n, then smallest k
+
+
+def test_paper_special_cases():
+    assert AmuseCodec(300, 3, 2).sub_message_bits == 202
+    assert AmuseCodec(300, 5, 1).min_unique_sub_messages == 5
+    assert AmuseCodec(300, 5, 2).min_unique_sub_messages == 7
+    # paper rule ceil(log2 C): (2, 1) has C = 2 -> 1 ordering bit (the released code would give 2 -> 17 bits)
+    assert AmuseCodec(30, 2, 1).ordering_bits == 1 and AmuseCodec(30, 2, 1).sub_message_bits == 16
+    assert AmuseCodec(30, 3, 3).ordering_bits == 0
+    assert [ceil_log2(x) for x in (1, 2, 3, 4, 5, 8, 9)] == [0, 1, 2, 2, 3, 3, 4]
+
+
+def test_bad_inputs_are_refused():
+    with pytest.raises(ValueError, match="k"):
+        AmuseCodec(100, 3, 4)
+    with pytest.raises(ValueError, match="n"):
+        AmuseCodec(10, 11, 1)
+    with pytest.raises(ValueError, match="rho_max"):
+        choose_nk(100, 1.0)
+    with pytest.raises(ValueError, match="rho_max"):
+        choose_nk(100, 0)
+    with pytest.raises(ValueError, match="rho_max"):
+        choose_nk(100, 1.5)
+    codec = AmuseCodec(20, 4, 2)
+    with pytest.raises(ValueError, match="0/1"):
+        codec.encode(np.full(20, 2), 10)
+    with pytest.raises(ValueError, match="message_bits = 20"):
+        codec.encode(np.zeros(19), 10)
+    with pytest.raises(ValueError, match="sub_messages"):
+        codec.decode(np.zeros((3, codec.sub_message_bits + 1)))
+    with pytest.raises(ValueError, match="n"):
+        ErasureCodec(100, 256, 2)
+    with pytest.raises(ValueError, match="codec"):
+        make_codec("zip", 10)
+    with pytest.raises(ValueError, match="bit_error_rate"):
+        flip_bits(np.zeros(4), 0.6)
+
+
+def test_encode_layout_and_balance():
+    L, n, k = 23, 4, 2
+    codec = AmuseCodec(L, n, k, seed=3)
+    msg = random_message(L, seed=1)
+    subs = codec.encode(msg, 60)
+    assert subs.shape == (60, codec.sub_message_bits) and subs.dtype == np.uint8
+    padded = np.concatenate([msg, np.zeros(n * codec.chunk_bits - L, np.uint8)]).reshape(n, -1)
+    combos = list(itertools.combinations(range(n), k))
+    idx = subs[:, -codec.ordering_bits:] @ (1 << np.arange(codec.ordering_bits)[::-1])
+    for row, i in zip(subs, idx):  # k chunks in ascending order, then the lexicographic combination index
+        assert np.array_equal(row[: k * codec.chunk_bits], padded[list(combos[i])].reshape(-1))
+    counts = np.bincount(idx, minlength=len(combos))
+    assert counts.max() - counts.min() <= 1
+
+
+@pytest.mark.parametrize("n,k", [(5, 1), (5, 2), (4, 3), (6, 3)])
+def test_any_subset_above_rho_recovers(n, k):
+    L, N = 100, 20 * math.comb(n, k)
+    codec = AmuseCodec(L, n, k)
+    msg = random_message(L, seed=n * 10 + k)
+    subs = codec.encode(msg, N)
+    need = codec.min_leak_count(N)
+    assert need == int(round(codec.rho * N)) + 1  # N is a multiple of C(n, k): exactly rho * N + 1
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        leaked = subs[rng.choice(N, size=need, replace=False)]
+        assert np.array_equal(codec.decode(leaked), msg)
+    # the worst subset of size need - 1: every image lacking chunk 0
+    combos = [codec.combination(int(i)) for i in subs[:, -codec.ordering_bits:] @ (1 << np.arange(
+        codec.ordering_bits)[::-1])] if codec.ordering_bits else [tuple(range(n))] * N
+    lacking = np.array([0 not in c for c in combos])
+    assert lacking.sum() == need - 1
+    with pytest.raises(MissingChunksError) as err:
+        codec.decode(subs[lacking])
+    assert "chunk 0" in str(err.value)
+
+
+def test_missing_chunks_are_explicit_in_partial_decode():
+    codec = AmuseCodec(50, 5, 1)
+    msg = np.ones(50, np.uint8)
+    subs = codec.encode(msg, 10)
+    idx = subs[:, -3:] @ np.array([4, 2, 1])
+    part = codec.decode_partial(subs[idx != 2])  # combination 2 = chunk 2
+    assert not part.complete
+    assert np.array_equal(np.flatnonzero(~part.known), np.arange(20, 30))
+    assert part.bits[part.known].all()
+    assert codec.missing_chunks(subs[idx != 2]) == [2]
+
+
+def test_corrupted_ordering_index_is_dropped():
+    codec = AmuseCodec(30, 5, 2)  # C = 10, 4 ordering bits: 10..15 are invalid
+    msg = random_message(30, seed=2)
+    subs = codec.encode(msg, 40)
+    bad = subs[:5].copy()
+    bad[:, -4:] = 1  # index 15
+    bad[:, : -4] ^= 1  # garbage payload
+    out = codec.decode(np.concatenate([subs, bad]))
+    assert np.array_equal(out, msg) and codec.last_dropped == 5
+
+
+@pytest.mark.parametrize("make", [lambda: RepeatCodec(300), lambda: AmuseCodec(300, 5, 2),
+                                  lambda: ErasureCodec(300, 15, 5)])
+def test_majority_vote_survives_two_percent_bit_errors(make):
+    codec = make()
+    msg = random_message(300, seed=5)
+    noisy = flip_bits(codec.encode(msg, 500), 0.02, seed=6)
+    part = codec.decode_partial(noisy)
+    assert part.complete
+    assert (part.bits == msg).mean() >= 0.99
+
+
+@pytest.mark.parametrize("n,k", [(7, 3), (15, 5), (31, 4), (4, 4), (1, 1)])
+def test_erasure_any_k_fragments_recover(n, k):
+    L = 97
+    codec = ErasureCodec(L, n, k)
+    msg = random_message(L, seed=n + k)
+    frags = codec.fragments(msg)
+    assert frags.shape == (n, codec.fragment_bits)
+    # systematic: the first k fragments are the zero-padded message
+    assert np.array_equal(frags[:k].reshape(-1)[:L], msg)
+    index = np.array([[int(b) for b in format(i, f"0{codec.index_bits}b")] if codec.index_bits else []
+                      for i in range(n)], dtype=np.uint8).reshape(n, codec.index_bits)
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        pick = rng.choice(n, size=k, replace=False)
+        subs = np.concatenate([frags[pick], index[pick]], axis=1)
+        assert np.array_equal(codec.decode(subs), msg)
+    if k > 1:
+        pick = np.arange(1, k)  # k - 1 data fragments: fragment 0 missing, too few to decode
+        part = codec.decode_partial(np.concatenate([frags[pick], index[pick]], axis=1))
+        assert not part.complete and np.flatnonzero(~part.known).tolist() == list(range(codec.fragment_bits))
+        assert np.array_equal(part.bits[part.known], msg[part.known])
+
+
+def test_erasure_corrects_a_wrong_fragment_and_counts():
+    codec = ErasureCodec(64, 15, 5)
+    assert codec.rho == pytest.approx(4 / 15) and codec.min_unique_sub_messages == 5
+    assert codec.sub_message_bits == codec.fragment_bits + 4
+    msg = random_message(64, seed=9)
+    subs = codec.encode(msg, 15)  # one copy of each fragment
+    subs[0, :4] ^= 1  # one fragment wrong; 15 - 5 = 10 parity symbols correct it
+    assert np.array_equal(codec.decode(subs), msg)
+    assert codec.min_leak_count(150) == 4 * 10 + 1
+    with pytest.raises(MissingChunksError, match="5 distinct fragments"):
+        codec.decode(codec.encode(msg, 4))
+
+
+def test_repeat_codec():
+    codec = RepeatCodec(40)
+    assert codec.rho == 0 and codec.sub_message_bits == 40 and codec.min_unique_sub_messages == 1
+    msg = random_message(40, seed=1)
+    subs = codec.encode(msg, 5)
+    subs[0] ^= 1
+    subs[1, :20] ^= 1
+    assert np.array_equal(codec.decode(subs), msg)
+    with pytest.raises(MissingChunksError):
+        codec.decode(np.zeros((0, 40), np.uint8))
+
+
+def test_flip_bits_rate():
+    bits = np.zeros((200, 100), np.uint8)
+    flipped = flip_bits(bits, 0.1, seed=0)
+    assert 0.09 < flipped.mean() < 0.11
+    assert np.array_equal(flip_bits(bits, 0, seed=0), bits)
+
+
+def test_leak_subset_accuracy_table():
+    L = 60
+    codec = AmuseCodec(L, 5, 1)
+    msg = random_message(L, seed=0)
+    subs = codec.encode(msg, 50)
+    df = leak_subset_accuracy(codec, msg, subs, shares=[0.02, 0.5, 0.82], n_subsets=20, seed=1)
+    assert isinstance(df, pd.DataFrame) and len(df) == 60
+    assert set(df.columns) >= {"share", "method", "bit_acc", "word_acc", "recovered", "known"}
+    assert (df["method"] == "amuse").all()
+    by = df.groupby("share")
+    assert by["recovered"].mean()[0.82] == 1.0 and by["bit_acc"].mean()[0.82] == 1.0  # 41 > rho * 50 images
+    one = df[df.share == 0.02]  # a single image: one chunk of five
+    assert np.allclose(one["known"], 12 / 60) and not one["recovered"].any()
+    assert (df["bit_acc"] <= df["known"] + 1e-12).all()
+    with pytest.raises(ValueError, match="shares"):
+        leak_subset_accuracy(codec, msg, subs, shares=[1.5])
+
+
+def test_recovery_share_and_tradeoff():
+    rows = [{"share": s, "method": "x", "word_acc": w, "recovered": True}
+            for s, w in [(0.1, 0.0), (0.2, 1.0), (0.3, 0.0), (0.4, 1.0), (0.5, 1.0)]]
+    df = pd.DataFrame(rows)
+    assert recovery_share(df)["min_share_recovered"].tolist() == [0.4]  # 0.3 failed again
+    assert recovery_share(df, column="recovered")["min_share_recovered"].tolist() == [0.1]
+    with pytest.raises(ValueError, match="column"):
+        recovery_share(df, column="nope")
+    trade = tradeoff_table(30, n_max=4)
+    assert len(trade) == 1 + 2 * 10
+    amuse = trade[trade.codec == "amuse"]
+    assert np.allclose(amuse["rho"], (amuse["n"] - amuse["k"]) / amuse["n"])
+    k = choose_erasure_k(300, 31, 63)
+    assert ErasureCodec(300, 31, k).sub_message_bits <= 63 < ErasureCodec(300, 31, k - 1).sub_message_bits
+    with pytest.raises(ValueError, match="max_sub_message_bits"):
+        choose_erasure_k(300, 31, 5)
