@@ -1,0 +1,122 @@
+"""Perceptual distances between clean and watermarked images, honest about what is measured.
+
+SSCL-BW's similarity loss and its Table I column are LPIPS (Zhang et al., 2018), which needs ImageNet backbone
+weights from torchvision. These machines cannot download them, and ``lpips.LPIPS(pnet_rand=True)`` runs but is
+*not* the LPIPS metric. So:
+
+* ``perceptual_loss("lpips")`` uses the real weights when they are already in the torch hub cache and raises
+  :class:`PerceptualWeightsMissing` otherwise (checked by file name: no download is ever attempted);
+* ``perceptual_loss("ssim")`` is the explicit fallback, ``1 - SSIM`` (differentiable, from ``pytorch-msssim``);
+  ``"mse"`` is also available. Every record names the measure used (``perceptual`` in metrics.json).
+
+To use real LPIPS offline, copy torchvision's backbone checkpoint into ``<torch hub dir>/checkpoints/``
+(``python -c "import torch; print(torch.hub.get_dir())"``, usually ``~/.cache/torch/hub``; ``$TORCH_HOME`` moves
+it): ``alexnet-owt-7be5be79.pth`` for ``net="alex"`` (the default), ``vgg16-397923af.pth`` for ``"vgg"``,
+``squeezenet1_1-b8a52dc0.pth`` for ``"squeeze"``, all from ``https://download.pytorch.org/models/``. The small
+LPIPS linear layers ship inside the ``lpips`` package. See notebook 01.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+__all__ = ["PERCEPTUAL", "BACKBONE_FILES", "PerceptualWeightsMissing", "lpips_weights_path", "lpips_available",
+           "perceptual_loss", "perceptual_distance", "check_perceptual"]
+
+PERCEPTUAL = ("lpips", "ssim", "mse")
+BACKBONE_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth",
+                  "squeeze": "squeezenet1_1-b8a52dc0.pth"}
+
+
+class PerceptualWeightsMissing(RuntimeError):
+    """LPIPS was asked for but its backbone weights are not in the torch cache (and will not be downloaded)."""
+
+
+def check_perceptual(name: str) -> str:
+    if name not in PERCEPTUAL:
+        raise ValueError(f"perceptual must be one of {list(PERCEPTUAL)}; got {name!r}")
+    return name
+
+
+def lpips_weights_path(net: str = "alex") -> Path:
+    """Where torchvision looks for the LPIPS backbone checkpoint of ``net`` (alex | vgg | squeeze)."""
+    if net not in BACKBONE_FILES:
+        raise ValueError(f"net must be one of {sorted(BACKBONE_FILES)}; got {net!r}")
+    return Path(torch.hub.get_dir()) / "checkpoints" / BACKBONE_FILES[net]
+
+
+def lpips_available(net: str = "alex") -> bool:
+    """True when real LPIPS can run offline: the backbone file is cached. Never tries a download."""
+    return lpips_weights_path(net).is_file()
+
+
+class _LPIPS(nn.Module):
+    """Real LPIPS on [0,1] images (the ``lpips`` package wants [-1,1]); frozen; per-image distances."""
+
+    def __init__(self, net: str = "alex"):
+        super().__init__()
+        if not lpips_available(net):
+            raise PerceptualWeightsMissing(
+                f"LPIPS ({net}) needs torchvision's ImageNet weights {BACKBONE_FILES[net]!r} in "
+                f"{lpips_weights_path(net).parent}, which is not there and cannot be downloaded on this machine. "
+                f"Place the file there (see dovlib/perceptual.py or the README), or pick the explicit fallback "
+                f"perceptual='ssim' (1 - SSIM), which every report then names.")
+        import lpips
+
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.net = lpips.LPIPS(net=net, verbose=False)
+        self.net.eval().requires_grad_(False)
+
+    def forward(self, a, b):
+        if a.shape[1] == 1:
+            a, b = a.expand(-1, 3, -1, -1), b.expand(-1, 3, -1, -1)
+        return self.net(a * 2 - 1, b * 2 - 1).flatten()
+
+
+class _SSIMDistance(nn.Module):
+    """``1 - SSIM`` per image (Gaussian window 11, sigma 1.5; pytorch-msssim), for images in [0,1]."""
+
+    def forward(self, a, b):
+        from pytorch_msssim import ssim
+
+        win = 11 if min(a.shape[-2:]) >= 11 else (min(a.shape[-2:]) // 2) * 2 - 1
+        return 1 - ssim(a.float(), b.float(), data_range=1.0, size_average=False, win_size=max(win, 3))
+
+
+class _MSEDistance(nn.Module):
+    def forward(self, a, b):
+        return (a.float() - b.float()).pow(2).flatten(1).mean(1)
+
+
+def perceptual_loss(name: str = "lpips", net: str = "alex") -> nn.Module:
+    """A module ``d(a, b) -> (N,)`` distances for float images in [0,1] (N, C, H, W), differentiable.
+    ``name``: ``"lpips"`` (real weights only, else :class:`PerceptualWeightsMissing`), ``"ssim"`` (1 - SSIM) or
+    ``"mse"``."""
+    check_perceptual(name)
+    if name == "lpips":
+        return _LPIPS(net)
+    return _SSIMDistance() if name == "ssim" else _MSEDistance()
+
+
+@torch.no_grad()
+def perceptual_distance(a: torch.Tensor, b: torch.Tensor, name: str = "lpips", batch_size: int = 256,
+                        module: nn.Module | None = None) -> torch.Tensor:
+    """Per-image distances (CPU float tensor) between uint8 or [0,1] image batches ``a`` and ``b``."""
+    if a.shape != b.shape:
+        raise ValueError(f"a and b must have the same shape; got {tuple(a.shape)} and {tuple(b.shape)}")
+    d = module if module is not None else perceptual_loss(name)
+    dev = next(d.parameters()).device if any(True for _ in d.parameters()) else torch.device("cpu")
+    out = []
+    for i in range(0, len(a), batch_size):
+        xa, xb = a[i:i + batch_size].to(dev), b[i:i + batch_size].to(dev)
+        xa = xa.float() / 255 if xa.dtype == torch.uint8 else xa.float()
+        xb = xb.float() / 255 if xb.dtype == torch.uint8 else xb.float()
+        out.append(d(xa, xb).float().cpu())
+    return torch.cat(out) if out else torch.empty(0)

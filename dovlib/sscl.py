@@ -1,0 +1,493 @@
+"""SSCL-BW: sample-specific clean-label backdoor watermark for dataset ownership verification.
+
+A U-Net generator G maps an image x in [0,1] to a watermarked image inside the L-inf ball of radius ``eps``
+(``x + eps * tanh(U(x, K))``, clamped to [0,1]: guaranteed by construction). It is trained against a frozen
+surrogate f with ``l1 * L_target + l2 * L_nontarget + l3 * L_perceptual``:
+
+* L_target: target-class images, CE(f(G(x)), y_min), y_min = the class f finds least likely for x (erases the
+  natural target features, so a model trained on the clean-label marked set leans on the watermark);
+* L_nontarget: other images, CE(f(G(x)), t): the watermark alone points to the target class t;
+* L_perceptual: LPIPS(x, G(x)) or the named fallback (:mod:`dovlib.perceptual`).
+
+Owner key: K is a fixed random pattern drawn from the owner's secret integer ``key`` and fed to the U-Net as extra
+input channels, so two owners with the same data, surrogate and target still get different generators
+(notebook 03 measures whether that is enough). Published manifests hold the key's hash, never the key.
+
+Pipeline (every step cached under ``runs/sscl/...``; an interrupted run resumes, a finished one is reused):
+``train_classifier`` (surrogate, benign and suspect models) -> ``get_or_train_generator`` -> ``watermark_dataset``
+-> ``train_classifier`` on the marked set -> :mod:`dovlib.verify`. Notebooks 01-03 explain each step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .models import UNet, build_model
+from .params import Profile, check_int, parse_eps, parse_rate
+from .perceptual import check_perceptual, perceptual_loss
+from .report import run_dir
+from .train import TrainConfig, _save_atomic, fit, resolve_device, to_float
+from .watermarks.base import select_indices
+
+__all__ = ["SSCLGenerator", "GeneratorConfig", "key_hash", "data_hash", "train_generator", "get_or_train_generator",
+           "train_classifier", "WatermarkedSet", "watermark_dataset", "save_watermarked", "load_watermarked",
+           "generator_width", "model_hash", "generator_hash",
+           "SSCLRun", "run_sscl", "run_controls", "independent_key",
+           "train_surrogate", "generator_config", "decoy_generator", "amplified_residual", "SURROGATE_SEED_OFFSET"]
+
+CACHE = "sscl"  # runs/sscl/<hash>/: surrogates, generators, suspect models
+SURROGATE_SEED_OFFSET = 7919  # surrogate seed = seed + this
+
+
+def key_hash(key: int) -> str:
+    """Public fingerprint of an owner key (what manifests record instead of the key)."""
+    return hashlib.sha256(f"dovlib-sscl-key:{int(key)}".encode()).hexdigest()[:16]
+
+
+def data_hash(*tensors) -> str:
+    """Short SHA-1 of tensors' bytes (identifies a training set in cache keys and manifests)."""
+    h = hashlib.sha1()
+    for t in tensors:
+        h.update(np.ascontiguousarray(torch.as_tensor(t).cpu().numpy()).tobytes())
+    return h.hexdigest()[:16]
+
+
+class SSCLGenerator(nn.Module):
+    """G(x) = clamp(x + eps * tanh(UNet([2x-1, K])), 0, 1) for images in [0,1], K the owner's key pattern.
+    ``mark`` applies it to uint8 images and keeps the result within ``floor(eps*255)`` grey levels."""
+
+    def __init__(self, in_channels: int = 3, eps=8 / 255, key: int = 0, key_channels: int = 2, depth: int = 3,
+                 width: int = 32):
+        super().__init__()
+        self.in_channels = check_int("in_channels", in_channels, 1, 4)
+        self.eps = parse_eps(eps)
+        self.key = int(key)
+        self.key_channels = check_int("key_channels", key_channels, 0, 16)
+        self.depth, self.width = check_int("depth", depth, 1, 6), check_int("width", width, 1, 1024)
+        self.unet = UNet(in_channels + self.key_channels, in_channels, depth, width)
+        self._patterns: dict = {}
+
+    def settings(self) -> dict:
+        return {"in_channels": self.in_channels, "eps": self.eps, "key_channels": self.key_channels,
+                "depth": self.depth, "width": self.width}
+
+    def key_pattern(self, h: int, w: int, device) -> torch.Tensor:
+        """The owner's fixed random pattern (key_channels, h, w), standard normal, drawn from the key."""
+        k = (h, w, str(device))
+        if k not in self._patterns:
+            g = torch.Generator().manual_seed(self.key % 2 ** 63)
+            self._patterns[k] = torch.randn(self.key_channels, h, w, generator=g).to(device)
+        return self._patterns[k]
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        inp = x * 2 - 1
+        if self.key_channels:
+            pat = self.key_pattern(x.shape[-2], x.shape[-1], x.device).expand(len(x), -1, -1, -1)
+            inp = torch.cat([inp, pat], 1)
+        return self.eps * torch.tanh(self.unet(inp))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x + self.residual(x)).clamp(0, 1)
+
+    @torch.no_grad()
+    def mark(self, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """Watermark uint8 images (N, C, H, W) -> uint8, in eval mode, on G's device; result on x's device."""
+        if x.dtype != torch.uint8:
+            raise ValueError(f"x must be uint8 images (N, C, H, W); got {x.dtype}")
+        was = self.training
+        self.eval()
+        dev = next(self.parameters()).device
+        step = int(np.floor(self.eps * 255 + 1e-6))
+        out = []
+        for i in range(0, len(x), batch_size):
+            xb = x[i:i + batch_size].to(dev)
+            xw = (self(to_float(xb)) * 255).round()
+            xw = torch.minimum(torch.maximum(xw, xb.float() - step), xb.float() + step).clamp(0, 255)
+            out.append(xw.to(torch.uint8).to(x.device))
+        self.train(was)
+        return torch.cat(out) if out else x.clone()
+
+    def save(self, path, **meta) -> Path:
+        """Save weights and settings (eps, key, architecture) with ``meta`` (target, data, seed, ...)."""
+        path = Path(path)
+        _save_atomic({"state": self.state_dict(), "settings": self.settings(), "key": self.key,
+                      "key_hash": key_hash(self.key), "meta": meta, "format": "dovlib-sscl-generator/1"}, path)
+        return path
+
+    @classmethod
+    def load(cls, path, map_location="cpu") -> "SSCLGenerator":
+        """Rebuild a saved generator; its ``meta`` dict is in ``G.meta``."""
+        blob = torch.load(path, map_location=map_location, weights_only=False)
+        if blob.get("format") != "dovlib-sscl-generator/1":
+            raise ValueError(f"{path} is not a dovlib SSCL-BW generator file")
+        g = cls(key=blob["key"], **blob["settings"])
+        g.load_state_dict(blob["state"])
+        g.meta = blob.get("meta", {})
+        return g.eval()
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Settings of one generator training run (all of them enter the cache key)."""
+
+    eps: float = 8 / 255
+    target: int = 1
+    key: int = 0
+    iters: int = 1500
+    batch: int = 128  # half target, half non-target images
+    lr: float = 1e-3  # Adam
+    l1: float = 1.0  # L_target weight
+    l2: float = 1.0  # L_nontarget weight
+    l3: float = 1.0  # L_perceptual weight
+    perceptual: str = "lpips"
+    depth: int = 3
+    width: int = 32
+    key_channels: int = 2
+    seed: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "eps", parse_eps(self.eps))
+        check_perceptual(self.perceptual)
+        check_int("iters", self.iters, 1)
+        check_int("batch", self.batch, 2)
+        for name in ("l1", "l2", "l3"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be a weight >= 0; got {getattr(self, name)}")
+
+    def public(self) -> dict:
+        """Settings without the secret key (its hash instead)."""
+        d = asdict(self)
+        d["key_hash"] = key_hash(d.pop("key"))
+        return d
+
+
+def generator_width(profile: Profile) -> int:
+    """U-Net width used for a profile: half the classifier width, at least 8 (32 for quick/paper)."""
+    return max(8, profile.width // 2)
+
+
+def train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, config: GeneratorConfig, *,
+                    device="auto", checkpoint=None, progress: bool = True, log_every: int = 10):
+    """Train an :class:`SSCLGenerator` against the frozen ``surrogate`` on uint8 images ``x`` with labels ``y``.
+    Returns ``(G, history)``; with ``checkpoint`` the state is saved every ``log_every`` iterations and resumed."""
+    cfg = config
+    y = torch.as_tensor(y).long()
+    num_classes = int(y.max()) + 1
+    if not 0 <= cfg.target < num_classes:
+        raise ValueError(f"target must be a class index in [0, {num_classes - 1}]; got {cfg.target}")
+    idx_t = torch.nonzero(y == cfg.target).flatten()
+    idx_n = torch.nonzero(y != cfg.target).flatten()
+    if len(idx_t) == 0 or len(idx_n) == 0:
+        raise ValueError(f"target {cfg.target}: need images of the target class and of other classes")
+    dev = resolve_device(device)
+    torch.manual_seed(cfg.seed)
+    G = SSCLGenerator(x.shape[1], cfg.eps, cfg.key, cfg.key_channels, cfg.depth, cfg.width).to(dev)
+    f = surrogate.to(dev).eval().requires_grad_(False)
+    dist = perceptual_loss(cfg.perceptual).to(dev)
+    opt = torch.optim.Adam(G.parameters(), lr=cfg.lr)
+    rng = torch.Generator().manual_seed(cfg.seed)
+    history, start, wall = [], 0, 0.0
+    ckpt = Path(checkpoint) if checkpoint else None
+    if ckpt and ckpt.is_file():
+        st = torch.load(ckpt, map_location=dev, weights_only=False)
+        if st["config"] != asdict(cfg):
+            raise ValueError(f"checkpoint {ckpt} was written with other generator settings; delete it")
+        G.load_state_dict(st["G"])
+        opt.load_state_dict(st["opt"])
+        rng.set_state(st["rng"])
+        history, start, wall = st["history"], st["iter"], st["wall"]
+    xs = x.to(dev)
+    half = cfg.batch // 2
+    from tqdm.auto import tqdm
+
+    bar = tqdm(range(start, cfg.iters), desc="generator", disable=not progress, leave=False, initial=start,
+               total=cfg.iters)
+    G.train()
+    acc = {"l_target": 0.0, "l_nontarget": 0.0, "l_perceptual": 0.0, "asr_surrogate": 0.0, "n": 0}
+    t0 = time.perf_counter()
+    for it in bar:
+        bt = idx_t[torch.randint(len(idx_t), (half,), generator=rng)]
+        bn = idx_n[torch.randint(len(idx_n), (half,), generator=rng)]
+        xt, xn = to_float(xs[bt.to(dev)]), to_float(xs[bn.to(dev)])
+        with torch.no_grad():
+            y_min = f(xt).argmin(1)
+        xb = torch.cat([xt, xn])
+        xw = G(xb)
+        logits = f(xw)
+        l_t = F.cross_entropy(logits[:half], y_min)
+        l_n = F.cross_entropy(logits[half:], torch.full((half,), cfg.target, device=dev))
+        l_p = dist(xb, xw).mean()
+        loss = cfg.l1 * l_t + cfg.l2 * l_n + cfg.l3 * l_p
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        acc["l_target"] += l_t.detach()  # summed on the device; synchronised only when logged
+        acc["l_nontarget"] += l_n.detach()
+        acc["l_perceptual"] += l_p.detach()
+        acc["asr_surrogate"] += (logits[half:].argmax(1) == cfg.target).float().mean()
+        acc["n"] += 1
+        if (it + 1) % log_every == 0 or it + 1 == cfg.iters:
+            n = acc.pop("n")
+            history.append({"iter": it + 1, **{k: float(v) / n for k, v in acc.items()}})
+            acc = {k: 0.0 for k in acc} | {"n": 0}
+            bar.set_postfix(asr=f"{history[-1]['asr_surrogate']:.2f}", lp=f"{history[-1]['l_perceptual']:.3f}")
+            if ckpt:
+                _save_atomic({"G": G.state_dict(), "opt": opt.state_dict(), "rng": rng.get_state(), "iter": it + 1,
+                              "history": history, "wall": wall + time.perf_counter() - t0, "config": asdict(cfg)},
+                             ckpt)
+    bar.close()
+    G.eval()
+    G.history, G.wall_time = history, wall + time.perf_counter() - t0
+    return G, history
+
+
+def train_classifier(x_train, y_train, x_test=None, y_test=None, *, arch: str = "resnet18", profile: Profile,
+                     seed: int = 0, epochs: int | None = None, num_classes: int | None = None, progress: bool = True):
+    """Train (or load from the cache) a classifier with :func:`dovlib.train.fit`: surrogate, benign or suspect model.
+    The cache key is the data hash, architecture, budget and seed, so the same call twice trains once.
+    Returns the :class:`dovlib.train.TrainResult` (``.model`` in eval mode)."""
+    y_train = torch.as_tensor(y_train).long()
+    num_classes = num_classes or int(y_train.max()) + 1
+    channels, size = x_train.shape[1], x_train.shape[-1]
+    tc = TrainConfig(epochs=epochs if epochs is not None else profile.epochs, batch_size=profile.batch_size,
+                     lr=profile.lr, device=str(resolve_device(profile.device)), seed=seed, flip=channels == 3,
+                     progress=progress)
+    key = {"what": "classifier", "data": data_hash(x_train, y_train), "arch": arch, "width": profile.width,
+           "num_classes": num_classes, "train": tc.fingerprint()}
+    torch.manual_seed(seed)
+    model = build_model(arch, num_classes, channels, width=profile.width, image_size=size)
+    return fit(model, x_train, y_train, x_test, y_test, tc, checkpoint=run_dir(CACHE, key) / "model.pt")
+
+
+def model_hash(model: nn.Module) -> str:
+    """Short SHA-1 of a model's parameters and buffers (identifies a surrogate in cache keys)."""
+    return data_hash(*[v.detach().float() for _, v in sorted(model.state_dict().items()) if v.is_floating_point()])
+
+
+def train_surrogate(ds, profile: Profile, arch: str = "resnet18", seed: int = 0, progress: bool = True):
+    """The owner's surrogate: ``arch`` trained on the clean set with seed ``seed + SURROGATE_SEED_OFFSET``, so it
+    is never one of the benign (Ind-M) models it is compared with. Cached like every classifier."""
+    return train_classifier(ds.x_train, ds.y_train, ds.x_test, ds.y_test, arch=arch, profile=profile,
+                            seed=seed + SURROGATE_SEED_OFFSET, num_classes=ds.num_classes, progress=progress)
+
+
+def generator_config(profile: Profile, *, eps=8 / 255, target: int = 1, key: int = 0, seed: int = 0,
+                     perceptual: str = "lpips", **overrides) -> GeneratorConfig:
+    """The :class:`GeneratorConfig` a profile implies (iterations, batch, U-Net width); notebooks 01-06 share it,
+    so they share the cached generator."""
+    base = dict(eps=eps, target=target, key=key, iters=profile.gen_iters, batch=profile.gen_batch,
+                perceptual=perceptual, width=generator_width(profile), seed=seed)
+    return GeneratorConfig(**{**base, **overrides})
+
+
+def amplified_residual(x_clean: torch.Tensor, x_marked: torch.Tensor, gain: float | None = None) -> torch.Tensor:
+    """(x_marked - x_clean) scaled to fill [0,1] around grey 0.5 for display (gain: 0.5 / max |residual|)."""
+    r = x_marked.float() - x_clean.float()
+    gain = gain if gain is not None else 0.5 / max(r.abs().max().item(), 1e-8)
+    return (0.5 + gain * r).clamp(0, 1)
+
+
+def get_or_train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, config: GeneratorConfig, *,
+                           surrogate_id: str | None = None, device="auto", progress: bool = True) -> SSCLGenerator:
+    """The generator for these settings from ``runs/sscl/<hash>/generator.pt``, training it (resumably) if absent.
+    ``surrogate_id`` names the surrogate in the cache key (default: the hash of its weights)."""
+    surrogate_id = surrogate_id or model_hash(surrogate)
+    key = {"what": "generator", "data": data_hash(x, y), "surrogate": surrogate_id, **asdict(config)}
+    key["key"] = key_hash(config.key)
+    d = run_dir(CACHE, key)
+    final = d / "generator.pt"
+    if final.is_file():
+        G = SSCLGenerator.load(final, map_location=resolve_device(device))
+        G.cached = True
+        return G
+    G, history = train_generator(surrogate, x, y, config, device=device, checkpoint=d / "generator_ckpt.pt",
+                                 progress=progress)
+    G.save(final, target=config.target, config=config.public(), data=key["data"], surrogate=surrogate_id,
+           history=history, wall_time=G.wall_time, torch=torch.__version__)
+    (d / "generator_ckpt.pt").unlink(missing_ok=True)  # the final file holds everything worth keeping
+    G.meta = SSCLGenerator.load(final).meta
+    G.cached = False
+    return G
+
+
+def generator_hash(G: SSCLGenerator) -> str:
+    """SHA-1 of the generator's weights and settings (recorded in the watermarked set's manifest)."""
+    h = hashlib.sha1(json.dumps(G.settings(), sort_keys=True).encode())
+    for k, v in sorted(G.state_dict().items()):
+        h.update(k.encode())
+        h.update(np.ascontiguousarray(v.detach().cpu().numpy()).tobytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class WatermarkedSet:
+    """A clean-label watermarked training set: labels untouched, ``marked`` indices from the target class."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    marked: torch.Tensor
+    manifest: dict = field(default_factory=dict)
+
+
+def watermark_dataset(G: SSCLGenerator, x: torch.Tensor, y: torch.Tensor, rate, target: int, seed: int = 0,
+                      **manifest) -> WatermarkedSet:
+    """Mark ``rate`` (gamma) of the WHOLE set, drawn from the target class (error names gamma and the maximum).
+    The manifest records the indices, seed, G's hash and the key's hash (never the key)."""
+    y = torch.as_tensor(y).long()
+    idx = select_indices(y, rate, target, clean_label=True, seed=seed)
+    xw = x.clone()
+    if len(idx):
+        xw[idx] = G.mark(x[idx])
+    info = {"method": "sscl-bw", "rate": float(len(idx) / len(y)), "target": int(target), "seed": int(seed),
+            "n_images": len(y), "n_marked": len(idx), "eps": G.eps, "generator_hash": generator_hash(G),
+            "key_hash": key_hash(G.key), "data_hash": data_hash(x, y), "marked_hash": data_hash(xw, y), **manifest}
+    return WatermarkedSet(xw, y.clone(), idx, info)
+
+
+def save_watermarked(ws: WatermarkedSet, folder, classes=None) -> Path:
+    """Write ``watermarked.npz`` (x uint8 NHWC, y, marked indices) and ``manifest.json`` for publication."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(folder / "watermarked.npz", x=ws.x.permute(0, 2, 3, 1).cpu().numpy(), y=ws.y.cpu().numpy(),
+                        marked=ws.marked.cpu().numpy())
+    man = {**ws.manifest, "marked_indices": ws.marked.tolist(), "classes": list(classes) if classes else None,
+           "files": {"watermarked.npz": "x (N,H,W,C) uint8, y int64, marked int64"}}
+    (folder / "manifest.json").write_text(json.dumps(man, indent=2))
+    return folder
+
+
+def load_watermarked(folder) -> WatermarkedSet:
+    folder = Path(folder)
+    z = np.load(folder / "watermarked.npz")
+    man = json.loads((folder / "manifest.json").read_text())
+    return WatermarkedSet(torch.from_numpy(z["x"]).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(z["y"]).long(),
+                          torch.from_numpy(z["marked"]).long(), man)
+
+
+@dataclass
+class SSCLRun:
+    """One SSCL-BW experiment: data, surrogate, generator, watermarked set and the suspect (Malicious) model."""
+
+    ds: object
+    profile: Profile
+    params: dict
+    surrogate: object  # TrainResult
+    generator: SSCLGenerator
+    marked: WatermarkedSet
+    suspect: object = None  # TrainResult of the model trained on the watermarked set
+
+    def trigger(self, x: torch.Tensor) -> torch.Tensor:
+        return self.generator.mark(x)
+
+
+def independent_key(key: int, i: int) -> int:
+    """The key of the i-th independent owner in the Ind-W control (never equal to ``key``)."""
+    k = int(hashlib.sha256(f"independent:{int(key)}:{i}".encode()).hexdigest()[:15], 16)
+    return k if k != key else k + 1
+
+
+def run_sscl(ds, profile: Profile, *, arch: str = "resnet18", eps=8 / 255, rate=0.1, target: int = 1, key: int = 0,
+             seed: int = 0, perceptual: str = "lpips", surrogate_arch: str | None = None, l1: float = 1.0,
+             l2: float = 1.0, l3: float = 1.0, train_suspect: bool = True, surrogate=None,
+             progress: bool = True) -> SSCLRun:
+    """The whole owner-side pipeline in one call, every step cached: surrogate (``surrogate_arch``, default
+    ``arch``) on the clean set -> key-conditioned generator -> gamma = ``rate`` of the set marked (target class
+    only) -> a suspect ``arch`` model trained on it (the Malicious scenario). ``surrogate``: reuse a trained one."""
+    eps, rate = parse_eps(eps), parse_rate(rate, "rate (gamma)")
+    surrogate_arch = surrogate_arch or arch
+    dev = resolve_device(profile.device)
+    if surrogate is None:
+        surrogate = train_surrogate(ds, profile, surrogate_arch, seed, progress=progress)
+    gcfg = generator_config(profile, eps=eps, target=target, key=key, seed=seed, perceptual=perceptual, l1=l1,
+                            l2=l2, l3=l3)
+    G = get_or_train_generator(surrogate.model, ds.x_train, ds.y_train, gcfg, device=dev, progress=progress)
+    ws = watermark_dataset(G, ds.x_train, ds.y_train, rate, target, seed=seed, dataset=ds.name,
+                           surrogate_arch=surrogate_arch, generator_config=gcfg.public())
+    params = {"arch": arch, "eps": eps, "rate": rate, "target": target, "key_hash": key_hash(key), "seed": seed,
+              "perceptual": perceptual, "surrogate_arch": surrogate_arch, "l1": l1, "l2": l2, "l3": l3}
+    run = SSCLRun(ds, profile, params, surrogate, G, ws)
+    if train_suspect:
+        run.suspect = train_classifier(ws.x, ws.y, ds.x_test, ds.y_test, arch=arch, profile=profile, seed=seed,
+                                       num_classes=ds.num_classes, progress=progress)
+    return run
+
+
+def decoy_generator(run: SSCLRun, progress: bool = True) -> SSCLGenerator:
+    """The owner's unpublished decoy: a generator trained exactly like ours but with another secret key (derived
+    from ours) and seed. Its marks are the placebo of the decoy-controlled test in :func:`run_controls`."""
+    p = run.params
+    cfg = generator_config(run.profile, eps=p["eps"], target=p["target"], key=independent_key(run.generator.key, -1),
+                           seed=p["seed"] + 500, perceptual=p["perceptual"], l1=p["l1"], l2=p["l2"], l3=p["l3"])
+    return get_or_train_generator(run.surrogate.model, run.ds.x_train, run.ds.y_train, cfg,
+                                  device=resolve_device(run.profile.device), progress=progress)
+
+
+def run_controls(run: SSCLRun, n_models: int | None = None, m: int | None = None, tau=0.25, alpha=0.01,
+                 verify_seed: int = 0, own_surrogate: bool = False, decoy: bool = True, progress: bool = True):
+    """Table II with false-positive rates: ``n_models`` models per scenario (default ``profile.n_models``), all
+    queried with OUR trigger on the same ``m`` non-target test images (default ``profile.verify_m``):
+
+    * Malicious: trained on our watermarked set (seeds seed, seed+1, ...);
+    * Ind-M: trained on the clean set (same seeds; seed 0 is the benign model of Table I);
+    * Ind-W: trained on the set marked by an independent owner (other key and generator seed, same target, eps,
+      rate; the same surrogate unless ``own_surrogate``).
+
+    With ``decoy``, each model is also tested against the owner's unpublished decoy generator instead of clean
+    queries (``decoy_*`` columns: H0: P(t | G(x)) <= P(t | G_decoy(x)) + tau): a placebo-controlled test that an
+    independent owner's model answers equally for both marks, while a model trained on OUR marks should not.
+
+    Returns a pandas DataFrame, one row per model (scenario, model_seed, BA, WSR, delta_p, p_value, verified,
+    label-only test, and the per-image probabilities ``p_b``/``p_w`` for :func:`dovlib.verify.tau_sweep`)."""
+    import pandas as pd
+
+    from .train import evaluate
+    from .verify import attack_success, query_probs, ttest_verify, verification_set, verify_model
+
+    ds, prof, p = run.ds, run.profile, run.params
+    n_models = check_int("n_models", n_models if n_models is not None else prof.n_models, 1)
+    m = m if m is not None else min(prof.verify_m, int((ds.y_test != p["target"]).sum()))
+    idx = verification_set(ds.x_test, ds.y_test, p["target"], m, seed=verify_seed)
+    xq = ds.x_test[idx]
+    rows = []
+    G_decoy = decoy_generator(run, progress=progress) if decoy else None
+
+    def add(scenario, res, model_seed, extra=None):
+        pb, pw = query_probs(res.model, xq, run.trigger, p["target"])
+        v = ttest_verify(pb, pw, tau, alpha)
+        lv = verify_model(res.model, xq, run.trigger, p["target"], tau, alpha, labels_only=True)
+        if G_decoy is not None:
+            pd_ = query_probs(res.model, xq, G_decoy.mark, p["target"])[1]
+            dv = ttest_verify(pd_, pw, tau, alpha)
+            extra = {**(extra or {}), "decoy_delta_p": dv.delta_p, "decoy_p_value": dv.p_value,
+                     "decoy_verified": dv.verified, "p_decoy": pd_.numpy()}
+        rows.append({"scenario": scenario, "model_seed": model_seed, "BA": evaluate(res.model, ds.x_test, ds.y_test),
+                     "WSR": attack_success(res.model, ds.x_test, ds.y_test, run.trigger, p["target"]),
+                     "delta_p": v.delta_p, "p_value": v.p_value, "verified": v.verified,
+                     "label_p_value": lv.p_value, "label_verified": lv.verified, "p_b": pb.numpy(), "p_w": pw.numpy(),
+                     **(extra or {})})
+
+    kw = dict(arch=p["arch"], profile=prof, num_classes=ds.num_classes, progress=progress)
+    for i in range(n_models):
+        s = p["seed"] + i
+        mal = run.suspect if i == 0 and run.suspect is not None else train_classifier(
+            run.marked.x, run.marked.y, ds.x_test, ds.y_test, seed=s, **kw)
+        add("Malicious", mal, s)
+        add("Ind-M", train_classifier(ds.x_train, ds.y_train, ds.x_test, ds.y_test, seed=s, **kw), s)
+        other = run_sscl(ds, prof, arch=p["arch"], eps=p["eps"], rate=p["rate"], target=p["target"],
+                         key=independent_key(int(p["key_hash"], 16), i),
+                         seed=s + 1000, perceptual=p["perceptual"], surrogate_arch=p["surrogate_arch"], l1=p["l1"],
+                         l2=p["l2"], l3=p["l3"], train_suspect=False,
+                         surrogate=None if own_surrogate else run.surrogate, progress=progress)
+        indw = train_classifier(other.marked.x, other.marked.y, ds.x_test, ds.y_test, seed=s, **kw)
+        add("Ind-W", indw, s, {"own_WSR": attack_success(indw.model, ds.x_test, ds.y_test, other.trigger,
+                                                        p["target"])})
+    return pd.DataFrame(rows)

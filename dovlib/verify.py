@@ -1,0 +1,200 @@
+"""Ownership verification by hypothesis tests, and the watermark metrics of Table I (any DatasetWatermark).
+
+* :func:`ttest_verify`: SSCL-BW's probability-available test. With P_b = P(t | x) and P_w = P(t | G(x)) on m
+  non-target images, a one-sided paired t-test of H0: P_w <= P_b + tau (scipy ``ttest_rel(P_w, P_b + tau,
+  alternative="greater")``); ownership is claimed when p < alpha.
+* :func:`label_verify`: the label-only variant (an API that returns labels): a binomial test that the share of
+  watermarked queries labelled t exceeds the benign share + tau.
+* :func:`evaluate_watermark`: BA, WSR, perceptual distance, PSNR and SSIM for a trained model and a watermark.
+
+Notebook 03 runs the scenarios of Table II (Malicious, Ind-M, Ind-W) and their false-positive rates.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from .metrics import psnr, ssim
+from .params import check_int, parse_fraction
+from .perceptual import perceptual_distance
+from .train import evaluate, predict_logits, predict_proba
+
+__all__ = ["VerifyResult", "ttest_verify", "label_verify", "verification_set", "query_probs", "verify_model",
+           "attack_success", "evaluate_watermark",
+           "summarize_controls", "tau_sweep", "per_class_accuracy"]
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    delta_p: float  # mean(P_w - P_b) (label test: share labelled t, watermarked - benign)
+    p_value: float
+    verified: bool  # p_value < alpha: ownership claimed
+    n: int
+    tau: float
+    alpha: float
+    test: str
+    note: str = ""
+
+    @property
+    def verdict(self) -> str:
+        return "ownership verified" if self.verified else "not verified"
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "verdict": self.verdict}
+
+
+def _check_tau_alpha(tau, alpha):
+    tau = parse_fraction("tau", tau, 0.0, 1.0, low_inclusive=True, high_inclusive=False)
+    alpha = parse_fraction("alpha", alpha, 0.0, 1.0, high_inclusive=False)
+    return tau, alpha
+
+
+def ttest_verify(p_benign, p_watermarked, tau=0.25, alpha=0.01) -> VerifyResult:
+    """Paired one-sided t-test of H0: P_w <= P_b + tau (SSCL-BW, Sec. verification). Fewer than 2 pairs, or pairs
+    whose differences have zero variance, never yield a t-test claim: below 2 pairs p = 1; with zero variance the
+    exact sign-test bound p = 0.5**n is used when every difference exceeds tau (else p = 1)."""
+    from scipy.stats import ttest_rel
+
+    tau, alpha = _check_tau_alpha(tau, alpha)
+    pb = np.asarray(torch.as_tensor(p_benign, dtype=torch.float64).cpu(), dtype=np.float64).ravel()
+    pw = np.asarray(torch.as_tensor(p_watermarked, dtype=torch.float64).cpu(), dtype=np.float64).ravel()
+    if pb.shape != pw.shape:
+        raise ValueError(f"p_benign and p_watermarked must be paired (same length); got {pb.size} and {pw.size}")
+    if not (np.isfinite(pb).all() and np.isfinite(pw).all()):
+        raise ValueError("p_benign and p_watermarked must be finite probabilities")
+    n = pb.size
+    delta = float((pw - pb).mean()) if n else float("nan")
+    if n < 2:
+        return VerifyResult(delta, 1.0, False, n, tau, alpha, "paired t-test", "fewer than 2 samples: no claim")
+    d = pw - pb - tau
+    if np.ptp(d) <= 1e-12 * max(1.0, float(np.abs(d).max())):
+        p = 0.5 ** n if d.min() > 0 else 1.0
+        return VerifyResult(delta, p, p < alpha, n, tau, alpha, "paired t-test",
+                            "zero variance: exact sign-test bound used")
+    p = float(ttest_rel(pw, pb + tau, alternative="greater").pvalue)
+    if not math.isfinite(p):
+        p = 1.0
+    return VerifyResult(delta, p, p < alpha, n, tau, alpha, "paired t-test")
+
+
+def label_verify(labels_watermarked, target: int, labels_benign=None, tau=0.25, alpha=0.01) -> VerifyResult:
+    """Label-only test: k of n watermarked queries labelled ``target``; H0: rate <= (benign rate + tau), a
+    one-sided binomial test (scipy ``binomtest``). Without ``labels_benign`` the benign rate is taken as 0."""
+    from scipy.stats import binomtest
+
+    tau, alpha = _check_tau_alpha(tau, alpha)
+    lw = torch.as_tensor(labels_watermarked).flatten()
+    n = len(lw)
+    k = int((lw == target).sum())
+    rate_b = 0.0 if labels_benign is None else float((torch.as_tensor(labels_benign).flatten() == target).float().mean())
+    delta = k / n - rate_b if n else float("nan")
+    p0 = rate_b + tau
+    if n < 1 or p0 >= 1:
+        return VerifyResult(delta, 1.0, False, n, tau, alpha, "binomial test", "no samples or null rate >= 1")
+    p = float(binomtest(k, n, p0, alternative="greater").pvalue)
+    return VerifyResult(delta, p, p < alpha, n, tau, alpha, "binomial test")
+
+
+def verification_set(x_test, y_test, target: int, m: int, seed: int = 0) -> torch.Tensor:
+    """Indices of ``m`` test images from the non-target classes (seeded draw, sorted); m = 100 in the paper."""
+    y = torch.as_tensor(y_test)
+    pool = torch.nonzero(y != target).flatten()
+    m = check_int("m", m, 1, len(pool))
+    g = torch.Generator().manual_seed(seed)
+    return pool[torch.randperm(len(pool), generator=g)[:m]].sort().values
+
+
+def query_probs(model, x: torch.Tensor, trigger, target: int):
+    """(P_b, P_w): the suspect model's probability of ``target`` on clean and on ``trigger``-ed queries."""
+    return predict_proba(model, x)[:, target], predict_proba(model, trigger(x))[:, target]
+
+
+def verify_model(model, x: torch.Tensor, trigger, target: int, tau=0.25, alpha=0.01, labels_only: bool = False):
+    """Query a suspect ``model`` with ``x`` and ``trigger(x)`` and run :func:`ttest_verify` (or
+    :func:`label_verify` when only labels are available)."""
+    if labels_only:
+        lb = predict_logits(model, x).argmax(1)
+        lw = predict_logits(model, trigger(x)).argmax(1)
+        return label_verify(lw, target, lb, tau, alpha)
+    pb, pw = query_probs(model, x, trigger, target)
+    return ttest_verify(pb, pw, tau, alpha)
+
+
+def attack_success(model, x: torch.Tensor, y: torch.Tensor, trigger, target: int, targeted: bool = True) -> float:
+    """WSR: share of watermarked NON-target images classified as ``target`` (untargeted: misclassified)."""
+    y = torch.as_tensor(y)
+    keep = y != target
+    if not keep.any():
+        raise ValueError("attack_success needs at least one non-target image")
+    pred = predict_logits(model, trigger(x[keep])).argmax(1)
+    hit = pred == target if targeted else pred != y[keep]
+    return hit.float().mean().item()
+
+
+def per_class_accuracy(model, x, y, num_classes: int | None = None) -> list[float]:
+    """Clean accuracy of each class (NaN for a class without test images): the target class pays for clean-label
+    marking (notebook 02)."""
+    y = torch.as_tensor(y)
+    num_classes = num_classes or int(y.max()) + 1
+    pred = predict_logits(model, x).argmax(1)
+    return [(pred[y == c] == c).float().mean().item() if (y == c).any() else float("nan") for c in range(num_classes)]
+
+
+def evaluate_watermark(model, watermark, x_test, y_test, target: int, *, x_clean=None, x_marked=None,
+                       perceptual: str = "ssim", max_pairs: int = 500) -> dict:
+    """Table I metrics for any :class:`~dovlib.watermarks.DatasetWatermark` (or anything with ``trigger`` and
+    ``targeted``): BA (clean test accuracy), WSR, and image quality between clean and marked images: the named
+    perceptual distance (``"lpips"`` real only, else ``"ssim"`` = 1 - SSIM, or ``"mse"``), PSNR and SSIM. Quality
+    uses the marked training images (``x_clean`` vs ``x_marked``) when given, else triggered test images."""
+    trigger = watermark.trigger if hasattr(watermark, "trigger") else watermark
+    targeted = getattr(watermark, "targeted", True)
+    out = {"BA": evaluate(model, x_test, y_test),
+           "WSR": attack_success(model, x_test, y_test, trigger, target, targeted)}
+    if x_clean is None or x_marked is None or len(x_clean) == 0:
+        x_clean = x_test[:max_pairs]
+        x_marked = trigger(x_clean)
+    a, b = x_clean[:max_pairs], x_marked[:max_pairs]
+    out[f"perceptual_{perceptual}"] = perceptual_distance(a, b, perceptual).mean().item()
+    out["PSNR"] = float(np.mean(np.minimum(psnr(a, b), 100.0)))
+    out["SSIM"] = float(np.mean(ssim(a, b)))
+    out["linf"] = (a.float() - b.float()).abs().amax().item() / 255
+    out["perceptual"] = perceptual
+    return out
+
+
+def summarize_controls(df, alpha=0.01):
+    """Table II from :func:`dovlib.sscl.run_controls` rows: per scenario the number of models, mean delta_p, median
+    and max p-value, and the share verified (true-positive rate for Malicious, false-positive rate otherwise)."""
+    g = df.groupby("scenario", sort=False)
+    out = g.agg(models=("delta_p", "size"), delta_p=("delta_p", "mean"), p_value_median=("p_value", "median"),
+                p_value_max=("p_value", "max"), p_value_min=("p_value", "min"), verified_rate=("verified", "mean"),
+                WSR=("WSR", "mean"), BA=("BA", "mean"), label_verified_rate=("label_verified", "mean"))
+    if "decoy_verified" in df:
+        extra = g.agg(decoy_delta_p=("decoy_delta_p", "mean"), decoy_p_value_max=("decoy_p_value", "max"),
+                      decoy_verified_rate=("decoy_verified", "mean"))
+        out = out.join(extra)
+    return out.reset_index()
+
+
+def tau_sweep(df, taus=(0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5), alpha=0.01):
+    """Share of models verified per scenario and tau (same queries, re-tested): which tau keeps the Ind-M and Ind-W
+    false-positive rates under alpha while Malicious stays verified. Needs the ``p_b``/``p_w`` columns (and
+    ``p_decoy`` for the decoy-controlled test, reported as ``baseline="decoy"``)."""
+    import pandas as pd
+
+    rows = []
+    baselines = {"clean": "p_b", "decoy": "p_decoy"}
+    for tau in taus:
+        for _, r in df.iterrows():
+            for test, col in baselines.items():
+                if col in r and isinstance(r[col], np.ndarray):
+                    v = ttest_verify(r[col], r["p_w"], tau, alpha)
+                    rows.append({"tau": tau, "baseline": test, "scenario": r["scenario"],
+                                 "model_seed": r["model_seed"], "p_value": v.p_value, "verified": v.verified})
+    long = pd.DataFrame(rows)
+    return long.groupby(["baseline", "tau", "scenario"], sort=False).agg(
+        verified_rate=("verified", "mean"), p_value_max=("p_value", "max")).reset_index()

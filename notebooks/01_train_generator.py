@@ -1,0 +1,167 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 · SSCL-BW: train the watermark generator
+#
+# SSCL-BW (sample-specific clean-label backdoor watermark) marks a dataset with a U-Net generator G: every
+# watermarked image stays inside an L-inf ball of radius `eps` around the original (`x + eps * tanh(U(x, K))`,
+# guaranteed by construction). G is trained against a frozen surrogate classifier f with
+#
+# $$\mathcal{L} = \lambda_1\, \mathrm{CE}(f(G(x_t)), y_{\min}) + \lambda_2\, \mathrm{CE}(f(G(x_n)), t)
+#   + \lambda_3\, d(x, G(x))$$
+#
+# where x_t are target-class images (pushed to the class the surrogate finds least likely, which erases their
+# natural target features), x_n are the other images (pushed to the target class t) and d is LPIPS, or the
+# explicit fallback named in `perceptual` (real LPIPS needs torchvision's AlexNet weights, which these machines
+# cannot download; see `dovlib/perceptual.py` for where to put them).
+#
+# K is the owner's secret key pattern (extra input channels drawn from the integer `key`), so two owners with the
+# same data get different generators; reports record the key's hash only. Notebooks 02 and 03 reuse the generator
+# trained here (cached under `runs/sscl/`).
+
+# %% tags=["parameters"]
+profile = "smoke"  # smoke | quick | paper (see dovlib/params.py)
+dataset = "cifar10-subset"  # cifar10-subset | mnist-offline | cifar10 | ... (dovlib.data)
+arch = "resnet18"  # surrogate architecture: resnet18 | resnet34 | vgg16 | vgg19 | badnets_cnn
+eps = "8/255"  # L-inf budget of the watermark (MNIST needs more, e.g. 32/255 or 64/255)
+rate = 0.1  # gamma: share of the whole training set to mark (from the target class); used in 02/03
+target = 1  # target class t
+seed = 0  # data subsampling, surrogate, generator initialisation
+key = 20240607  # the owner's secret key (an int; use secrets.randbits(63) for a real dataset)
+perceptual = "ssim"  # "lpips" needs the AlexNet weights (see README / dovlib.perceptual); "ssim" = 1 - SSIM
+l1 = 1.0  # weight of L_target (target-class images -> least likely class)
+l2 = 1.0  # weight of L_nontarget (other images -> target class)
+l3 = 1.0  # weight of L_perceptual
+
+# %% [markdown]
+# ## Setup
+
+# %%
+import pandas as pd
+import seaborn as sns
+import torch
+from matplotlib import pyplot as plt
+
+import dovlib
+from dovlib import sscl
+from dovlib.data import load_dataset
+from dovlib.metrics import psnr, ssim
+from dovlib.params import check_choice, check_int, get_profile, parse_eps, parse_rate
+from dovlib.perceptual import PERCEPTUAL, lpips_available, perceptual_distance
+from dovlib.plotting import image_grid, set_style
+from dovlib.report import env_info, save_fig, timer, write_record
+from dovlib.train import evaluate, predict_logits, resolve_device, seed_everything
+
+NOTEBOOK = "01_train_generator"
+cfg = get_profile(profile)
+eps, rate = parse_eps(eps), parse_rate(rate)
+target, seed = check_int("target", target, 0), check_int("seed", seed, 0)
+check_choice("perceptual", perceptual, PERCEPTUAL)
+device = resolve_device(cfg.device)
+seed_everything(seed)
+set_style()
+print(f"dovlib {dovlib.__version__} | torch {torch.__version__} | device {device} | profile {profile} | seed {seed}")
+print(f"eps = {eps * 255:.1f}/255, target {target}, perceptual measure: {perceptual} "
+      f"(real LPIPS weights cached: {lpips_available()}), owner key hash {sscl.key_hash(key)}")
+
+# %% [markdown]
+# ## Data and surrogate
+# The surrogate is an ordinary classifier trained on the clean set (its own seed, so it is never one of the
+# benign models that notebook 03 tests).
+
+# %%
+ds = load_dataset(dataset).subsample(cfg.n_train, cfg.n_test, seed=seed)
+print(ds.describe())
+check_int("target", target, 0, ds.num_classes - 1)
+with timer() as t_sur:
+    surrogate = sscl.train_surrogate(ds, cfg, arch, seed)
+print(f"surrogate {arch}: clean test accuracy {surrogate.final['test_acc']:.3f} ({t_sur['seconds']:.1f} s)")
+
+# %% [markdown]
+# ## Train the generator
+# Batches hold as many target as non-target images; Adam. The run is checkpointed and cached by its settings.
+
+# %%
+gen_cfg = sscl.generator_config(cfg, eps=eps, target=target, key=key, seed=seed, perceptual=perceptual,
+                                l1=l1, l2=l2, l3=l3)
+with timer() as t_gen:
+    G = sscl.get_or_train_generator(surrogate.model, ds.x_train, ds.y_train, gen_cfg, device=device)
+print(f"generator: {'loaded from cache' if G.cached else 'trained'} ({t_gen['seconds']:.1f} s); "
+      f"settings {G.settings()}")
+
+# %%
+hist = pd.DataFrame(G.meta["history"]).melt(id_vars="iter", var_name="term", value_name="value")
+grid = sns.relplot(data=hist, x="iter", y="value", col="term", kind="line", height=2.6,
+                   facet_kws={"sharey": False})
+grid.figure.suptitle(f"generator training ({profile}, {ds.name}, eps {eps * 255:.0f}/255, {perceptual})", y=1.04)
+save_fig(grid.figure, "generator_losses", NOTEBOOK)
+
+# %% [markdown]
+# ## What the watermark looks like
+# Clean test images, their watermarked versions and the residual amplified to full range.
+
+# %%
+show = ds.x_test[:8]
+marked = G.mark(show)
+fig = image_grid({"clean": show, "watermarked": marked, "residual (amplified)": sscl.amplified_residual(show, marked)})
+save_fig(fig, "clean_watermarked_residual", NOTEBOOK)
+
+# %% [markdown]
+# In JupyterLab the slider browses further samples (under papermill it just displays the first one).
+
+# %%
+import ipywidgets as widgets
+
+
+def _show(i=0):
+    x = ds.x_test[i:i + 1]
+    xm = G.mark(x)
+    image_grid({f"#{i} clean / watermarked / residual": torch.cat([x, xm, (sscl.amplified_residual(x, xm) * 255)
+                                                                  .to(torch.uint8)])}, ncols=3, scale=2.2)
+    plt.show()
+
+
+widgets.interact(_show, i=widgets.IntSlider(0, 0, len(ds.x_test) - 1, 1, description="sample"));
+
+# %% [markdown]
+# ## Image quality and the surrogate's view
+# Quality between clean and watermarked test images; the surrogate's attack success rate (non-target test images
+# classified as the target after marking) shows what G learned, before any model is trained on marked data.
+
+# %%
+xq = ds.x_test[:min(500, len(ds.x_test))]
+xqm = G.mark(xq)
+non_target = ds.y_test != target
+pred_sur = predict_logits(surrogate.model, G.mark(ds.x_test[non_target])).argmax(1)
+metrics = {
+    f"perceptual_{perceptual}": perceptual_distance(xq, xqm, perceptual).mean().item(),
+    "PSNR": float(psnr(xq, xqm).clip(max=100).mean()), "SSIM": float(ssim(xq, xqm).mean()),
+    "linf_255": (xq.int() - xqm.int()).abs().max().item(),
+    "surrogate_clean_acc": evaluate(surrogate.model, ds.x_test, ds.y_test),
+    "surrogate_marked_acc": evaluate(surrogate.model, G.mark(ds.x_test), ds.y_test),
+    "surrogate_wsr": (pred_sur == target).float().mean().item(),
+    "generator_wall_time": G.meta["wall_time"],
+}
+pd.Series(metrics).to_frame("value")
+
+# %% [markdown]
+# ## Record
+
+# %%
+params = {"profile": profile, "dataset": dataset, "arch": arch, "eps": eps, "target": target, "seed": seed,
+          "key_hash": sscl.key_hash(key), "perceptual": perceptual, "l1": l1, "l2": l2, "l3": l3}
+record = write_record(NOTEBOOK, params, metrics, profile=profile, dataset=ds.name, is_subset=ds.is_subset,
+                      dataset_note=ds.describe(), device=str(device), device_name=env_info(device)["device_name"],
+                      wall_time=t_sur["seconds"] + t_gen["seconds"], perceptual=perceptual,
+                      generator=G.meta["config"])
+print({k: record[k] for k in ("profile", "dataset", "is_subset", "device", "perceptual")})

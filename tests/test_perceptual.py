@@ -1,0 +1,64 @@
+import time
+
+import pytest
+import torch
+
+from dovlib.perceptual import (BACKBONE_FILES, PerceptualWeightsMissing, lpips_available, lpips_weights_path,
+                               perceptual_distance, perceptual_loss)
+
+
+@pytest.fixture
+def empty_hub(tmp_path, monkeypatch):
+    old = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / "hub"))
+    yield tmp_path / "hub"
+    torch.hub.set_dir(old)
+
+
+def test_lpips_missing_weights_fail_fast_with_a_helpful_message(empty_hub):
+    assert not lpips_available("alex")
+    start = time.perf_counter()
+    with pytest.raises(PerceptualWeightsMissing, match="alexnet-owt-7be5be79.pth") as err:
+        perceptual_loss("lpips")
+    assert time.perf_counter() - start < 2  # no download attempt (that hangs ~6 s offline)
+    assert "perceptual='ssim'" in str(err.value) and str(empty_hub) in str(err.value)
+
+
+def test_lpips_available_looks_for_the_torchvision_checkpoint_file(empty_hub):
+    path = lpips_weights_path("vgg")
+    assert path == empty_hub / "checkpoints" / BACKBONE_FILES["vgg"]
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"x")
+    assert lpips_available("vgg") and not lpips_available("alex")
+
+
+def test_bad_names_are_refused():
+    with pytest.raises(ValueError, match="perceptual must be one of"):
+        perceptual_loss("psnr")
+    with pytest.raises(ValueError, match="net must be one of"):
+        lpips_weights_path("resnet")
+
+
+def test_ssim_distance_is_zero_for_identical_images_grows_with_noise_and_is_differentiable():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 3, 32, 32, generator=g)
+    d = perceptual_loss("ssim")
+    small = (x + 0.02 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    big = (x + 0.2 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    assert torch.allclose(d(x, x), torch.zeros(4), atol=1e-5)
+    assert (d(x, small) > 1e-3).all() and (d(x, big) > d(x, small)).all()
+    y = small.clone().requires_grad_(True)
+    d(x, y).sum().backward()
+    assert y.grad is not None and y.grad.abs().sum() > 0
+
+
+def test_ssim_works_for_grey_28px_images_and_uint8_pairs():
+    a = torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8)
+    b = (a.int() + 8).clamp(0, 255).to(torch.uint8)
+    out = perceptual_distance(a, b, "ssim")
+    assert out.shape == (3,) and (out > 0).all() and (out < 1).all()
+    mse = perceptual_distance(a, b, "mse")
+    expected = ((a.float() - b.float()) / 255).pow(2).flatten(1).mean(1)
+    assert torch.allclose(mse, expected, atol=1e-6)
+    with pytest.raises(ValueError, match="same shape"):
+        perceptual_distance(a, b[:2], "mse")

@@ -1,0 +1,159 @@
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+
+from dovlib import sscl
+from dovlib.data import load_dataset
+from dovlib.params import get_profile
+from dovlib.sscl import (GeneratorConfig, SSCLGenerator, get_or_train_generator, key_hash, load_watermarked,
+                         save_watermarked, train_generator, watermark_dataset)
+from dovlib.watermarks import get_watermark
+
+
+@pytest.fixture(autouse=True)
+def _runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("DOVLIB_REPORTS", str(tmp_path / "reports"))
+
+
+def _saturated(g: SSCLGenerator) -> SSCLGenerator:
+    with torch.no_grad():
+        for p in g.unet.outc.parameters():
+            p.mul_(1000)
+    return g
+
+
+@pytest.mark.parametrize("eps", [4 / 255, 8 / 255, 0.1])
+def test_generator_stays_in_the_eps_ball_and_valid_range(eps):
+    torch.manual_seed(0)
+    g = _saturated(SSCLGenerator(3, eps, key=7, width=4, depth=2)).eval()
+    x = torch.rand(6, 3, 20, 20)
+    out = g(x)
+    assert out.min() >= 0 and out.max() <= 1
+    assert (out - x).abs().max() <= eps + 1e-6
+    assert (out - x).abs().max() > 0.5 * eps  # saturated: the ball is used, not just respected
+    xu = torch.randint(0, 256, (6, 3, 20, 20), dtype=torch.uint8)
+    mu = g.mark(xu)
+    assert mu.dtype == torch.uint8 and (mu.int() - xu.int()).abs().max() <= int(eps * 255 + 1e-6)
+
+
+def test_owner_key_changes_the_watermark_and_is_reproducible():
+    x = torch.rand(4, 3, 16, 16)
+    gens = []
+    for key in (1, 1, 2):
+        torch.manual_seed(0)
+        gens.append(SSCLGenerator(3, 8 / 255, key=key, width=4, depth=2).eval())
+    assert torch.equal(gens[0](x), gens[1](x))
+    assert not torch.allclose(gens[0](x), gens[2](x))
+    assert key_hash(1) != key_hash(2) and len(key_hash(1)) == 16 and "1" != key_hash(1)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    torch.manual_seed(0)
+    g = SSCLGenerator(1, 16 / 255, key=99, width=4, depth=2, key_channels=1).eval()
+    path = g.save(tmp_path / "g.pt", target=3, dataset="digits", seed=5)
+    h = SSCLGenerator.load(path)
+    x = torch.randint(0, 256, (5, 1, 28, 28), dtype=torch.uint8)
+    assert torch.equal(g.mark(x), h.mark(x))
+    assert h.eps == g.eps and h.key == 99 and h.meta == {"target": 3, "dataset": "digits", "seed": 5}
+    torch.save({"something": 1}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a dovlib SSCL-BW generator"):
+        SSCLGenerator.load(tmp_path / "other.pt")
+
+
+def test_config_errors_name_the_parameter():
+    with pytest.raises(ValueError, match="eps"):
+        GeneratorConfig(eps="0")
+    with pytest.raises(ValueError, match="perceptual"):
+        GeneratorConfig(perceptual="l2")
+    with pytest.raises(ValueError, match="l3"):
+        GeneratorConfig(l3=-1)
+    assert GeneratorConfig(eps="8/255").eps == pytest.approx(8 / 255)
+    assert "key" not in GeneratorConfig(key=5).public() and GeneratorConfig(key=5).public()["key_hash"] == key_hash(5)
+
+
+def _toy():
+    ds = load_dataset("synthetic", num_classes=4, n_train=160, n_test=80, image_size=16)
+    torch.manual_seed(0)
+    surrogate = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 4))
+    return ds, surrogate
+
+
+def test_generator_training_lowers_both_attack_losses():
+    ds = load_dataset("synthetic", num_classes=4, n_train=160, n_test=80, image_size=8)
+    torch.manual_seed(0)
+    f = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4))
+    cfg = GeneratorConfig(eps=32 / 255, target=1, iters=40, batch=16, lr=3e-3, perceptual="mse", width=4, depth=2)
+    g, hist = train_generator(f, ds.x_train, ds.y_train, cfg, device="cpu", progress=False, log_every=10)
+    assert len(hist) == 4
+    assert hist[-1]["l_nontarget"] < hist[0]["l_nontarget"]
+    assert hist[-1]["l_target"] < hist[0]["l_target"]
+    assert hist[-1]["asr_surrogate"] > hist[0]["asr_surrogate"]
+    assert not any(p.requires_grad for p in f.parameters())  # the surrogate stays frozen
+    with pytest.raises(ValueError, match="target must be a class index in \\[0, 3\\]"):
+        train_generator(f, ds.x_train, ds.y_train, GeneratorConfig(target=4, iters=1, batch=4), progress=False)
+
+
+def test_get_or_train_generator_caches_and_resumes():
+    ds, f = _toy()
+    cfg = GeneratorConfig(eps=16 / 255, target=1, key=3, iters=6, batch=8, perceptual="ssim", width=4, depth=2)
+    g1 = get_or_train_generator(f, ds.x_train, ds.y_train, cfg, device="cpu", progress=False)
+    g2 = get_or_train_generator(f, ds.x_train, ds.y_train, cfg, device="cpu", progress=False)
+    assert not g1.cached and g2.cached
+    assert torch.equal(g1.mark(ds.x_test), g2.mark(ds.x_test))
+    assert g2.meta["config"]["key_hash"] == key_hash(3) and "key" not in g2.meta["config"]
+    other = get_or_train_generator(f, ds.x_train, ds.y_train, GeneratorConfig(**{**cfg.__dict__, "key": 4}),
+                                   device="cpu", progress=False)
+    assert not other.cached and not torch.equal(other.mark(ds.x_test), g1.mark(ds.x_test))
+
+
+def test_watermark_dataset_is_clean_label_and_publishable(tmp_path):
+    ds, _ = _toy()
+    torch.manual_seed(0)
+    g = _saturated(SSCLGenerator(3, 8 / 255, key=11, width=4, depth=2))
+    ws = watermark_dataset(g, ds.x_train, ds.y_train, rate=0.1, target=2, seed=1)
+    assert len(ws.marked) == 16 and (ds.y_train[ws.marked] == 2).all()
+    assert torch.equal(ws.y, ds.y_train)
+    changed = (ws.x != ds.x_train).flatten(1).any(1)
+    assert set(torch.nonzero(changed).flatten().tolist()) <= set(ws.marked.tolist()) and changed.sum() > 0
+    assert ws.manifest["key_hash"] == key_hash(11) and "key" not in ws.manifest
+    with pytest.raises(ValueError, match=r"gamma\) must be <= the target class 2's share of the training set, 0.25"):
+        watermark_dataset(g, ds.x_train, ds.y_train, rate=0.3, target=2)
+    folder = save_watermarked(ws, tmp_path / "pub", classes=ds.classes)
+    back = load_watermarked(folder)
+    assert torch.equal(back.x, ws.x) and torch.equal(back.y, ws.y) and torch.equal(back.marked, ws.marked)
+    man = json.loads((folder / "manifest.json").read_text())
+    assert man["marked_indices"] == ws.marked.tolist() and "key" not in man and man["n_marked"] == 16
+
+
+def test_sscl_bw_adapter_follows_the_watermark_interface():
+    ds, f = _toy()
+    wm = get_watermark("sscl-bw", eps="16/255", target=1, key=5, iters=3, batch=8, perceptual="mse", width=4,
+                       depth=2, device="cpu", progress=False)
+    assert wm.kind == "clean-label" and wm.targeted
+    with pytest.raises(RuntimeError, match="fit"):
+        wm.trigger(ds.x_test)
+    with pytest.raises(ValueError, match="surrogate"):
+        wm.fit(ds.x_train, ds.y_train)
+    wm.fit(ds.x_train, ds.y_train, f)
+    x, y, idx = wm.apply(ds.x_train, ds.y_train, 0.1, target=1, seed=0)
+    assert torch.equal(y, ds.y_train) and (ds.y_train[idx] == 1).all() and len(idx) == 16
+    assert torch.equal(x[idx], wm.trigger(ds.x_train[idx]))
+    with pytest.raises(ValueError, match="target must be the generator's target class 1"):
+        wm.apply(ds.x_train, ds.y_train, 0.1, target=2)
+    assert wm.describe()["key_hash"] == key_hash(5)
+
+
+def test_run_sscl_and_controls_end_to_end_at_toy_size():
+    ds = load_dataset("synthetic", num_classes=4, n_train=120, n_test=60, image_size=16)
+    prof = get_profile("smoke", epochs=1, width=4, gen_iters=2, gen_batch=8, verify_m=20, n_models=1)
+    run = sscl.run_sscl(ds, prof, eps="8/255", rate=0.05, target=1, key=1, perceptual="mse", progress=False)
+    assert run.suspect is not None and len(run.marked.marked) == 6
+    df = sscl.run_controls(run, progress=False)
+    assert list(df.scenario) == ["Malicious", "Ind-M", "Ind-W"]
+    assert df.p_value.between(0, 1).all() and df.WSR.between(0, 1).all()
+    assert df.decoy_p_value.between(0, 1).all() and all(len(p) == 20 for p in df.p_decoy)
+    again = sscl.run_sscl(ds, prof, eps="8/255", rate=0.05, target=1, key=1, perceptual="mse", progress=False)
+    assert again.generator.cached and torch.equal(again.marked.x, run.marked.x)

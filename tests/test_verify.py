@@ -1,0 +1,130 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from scipy.stats import binomtest, ttest_rel
+
+from dovlib.verify import evaluate_watermark, label_verify, ttest_verify, verification_set, verify_model
+
+
+def _probs(seed, n=100):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0, 0.2, n), rng.normal(0, 0.05, n)
+
+
+def test_large_shift_is_verified_and_matches_scipy():
+    pb, noise = _probs(0)
+    pw = np.clip(pb + 0.6 + noise, 0, 1)
+    r = ttest_verify(pb, pw, tau=0.25, alpha=0.01)
+    assert r.verified and r.p_value < 1e-10 and r.verdict == "ownership verified"
+    assert r.delta_p == pytest.approx(np.mean(pw - pb))
+    assert r.p_value == pytest.approx(ttest_rel(pw, pb + 0.25, alternative="greater").pvalue)
+
+
+def test_shift_below_tau_is_not_verified():
+    pb, noise = _probs(1)
+    r = ttest_verify(pb, np.clip(pb + 0.1 + noise, 0, 1))
+    assert not r.verified and r.p_value > 0.5 and 0.05 < r.delta_p < 0.15
+
+
+def test_degenerate_inputs_never_claim_ownership_by_accident():
+    assert not ttest_verify([0.1], [0.9]).verified  # one pair
+    assert ttest_verify([], []).p_value == 1.0
+    same = ttest_verify(np.full(50, 0.3), np.full(50, 0.3))  # zero variance, no effect
+    assert same.p_value == 1.0 and not same.verified and "zero variance" in same.note
+    assert not ttest_verify([0.0, 0.0], [1.0, 1.0]).verified  # constant effect, too few pairs (p = 0.25)
+    sat = ttest_verify(np.zeros(100), np.ones(100))  # a saturated model: exact sign-test bound
+    assert sat.verified and sat.p_value == pytest.approx(0.5 ** 100)
+
+
+def test_bad_arguments_name_the_parameter():
+    with pytest.raises(ValueError, match="paired"):
+        ttest_verify([0.1, 0.2], [0.3])
+    with pytest.raises(ValueError, match="tau"):
+        ttest_verify([0.1, 0.2], [0.3, 0.4], tau=1.5)
+    with pytest.raises(ValueError, match="alpha"):
+        ttest_verify([0.1, 0.2], [0.3, 0.4], alpha=0)
+    with pytest.raises(ValueError, match="finite"):
+        ttest_verify([0.1, np.nan], [0.3, 0.4])
+
+
+def test_label_only_binomial_test():
+    lb = torch.tensor([1] * 10 + [0] * 90)
+    hit = label_verify(torch.tensor([1] * 80 + [0] * 20), 1, lb)
+    assert hit.verified and hit.delta_p == pytest.approx(0.7)
+    assert hit.p_value == pytest.approx(binomtest(80, 100, 0.35, alternative="greater").pvalue)
+    miss = label_verify(torch.tensor([1] * 30 + [0] * 70), 1, lb)
+    assert not miss.verified
+    assert not label_verify(torch.tensor([1] * 10), 1, torch.tensor([1] * 10)).verified  # null rate >= 1
+
+
+def test_verification_set_draws_m_non_target_images():
+    y = torch.arange(100) % 5
+    idx = verification_set(torch.zeros(100, 1, 4, 4), y, target=2, m=30, seed=3)
+    assert len(idx) == 30 and len(set(idx.tolist())) == 30 and (y[idx] != 2).all()
+    assert torch.equal(idx, verification_set(None, y, 2, 30, seed=3))
+    with pytest.raises(ValueError, match="m must be an integer"):
+        verification_set(None, y, 2, 81)
+
+
+class _CornerModel(nn.Module):
+    """Predicts the target when the top-left pixel is white, else the class coded in the pixel below it."""
+
+    def __init__(self, target=3, num_classes=5):
+        super().__init__()
+        self.target, self.k = target, num_classes
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        cls = (x[:, 0, 1, 0] * 255).round().long().clamp(0, self.k - 1)
+        cls = torch.where(x[:, 0, 0, 0] > 0.99, torch.full_like(cls, self.target), cls)
+        return nn.functional.one_hot(cls, self.k).float() * 10 + self.dummy
+
+
+def _corner_trigger(x):
+    x = x.clone()
+    x[:, :, 0, 0] = 255
+    return x
+
+
+def test_evaluate_watermark_and_verify_model_on_a_known_backdoor():
+    y = torch.arange(60) % 5
+    x = torch.zeros(60, 3, 8, 8, dtype=torch.uint8)
+    x[:, 0, 1, 0] = y.to(torch.uint8)
+    x[:10, 0, 1, 0] = 4  # 10 images misclassified (those with labels 0..3 among the first 10)
+    model = _CornerModel(target=3)
+    out = evaluate_watermark(model, _corner_trigger, x, y, target=3, perceptual="mse")
+    wrong = int((y[:10] != 4).sum())
+    assert out["BA"] == pytest.approx(1 - wrong / 60)
+    assert out["WSR"] == 1.0 and out["perceptual"] == "mse" and out["linf"] == 1.0
+    assert out["perceptual_mse"] > 0 and out["PSNR"] < 40
+    idx = verification_set(x, y, 3, 20)
+    assert verify_model(model, x[idx], _corner_trigger, 3).verified
+    assert verify_model(model, x[idx], lambda z: z, 3).p_value == 1.0  # no trigger, no claim
+    assert verify_model(model, x[idx], _corner_trigger, 3, labels_only=True).verified
+
+
+def test_tau_sweep_and_summary_count_models_per_scenario():
+    import pandas as pd
+
+    from dovlib.verify import summarize_controls, tau_sweep
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for scenario, shift in (("Malicious", 0.7), ("Ind-M", 0.0)):
+        for s in range(2):
+            pb = rng.uniform(0, 0.1, 50)
+            pw = np.clip(pb + shift + rng.normal(0, 0.05, 50), 0, 1)
+            v = ttest_verify(pb, pw)
+            rows.append({"scenario": scenario, "model_seed": s, "delta_p": v.delta_p, "p_value": v.p_value,
+                         "verified": v.verified, "WSR": 0.0, "BA": 0.5, "label_verified": False, "p_b": pb, "p_w": pw,
+                         "p_decoy": pb, "decoy_delta_p": v.delta_p, "decoy_p_value": v.p_value,
+                         "decoy_verified": v.verified})
+    df = pd.DataFrame(rows)
+    t2 = summarize_controls(df).set_index("scenario")
+    assert t2.at["Malicious", "verified_rate"] == 1.0 and t2.at["Ind-M", "verified_rate"] == 0.0
+    assert t2.at["Malicious", "models"] == 2 and "decoy_verified_rate" in t2
+    sw = tau_sweep(df, taus=(0.0, 0.9)).set_index(["baseline", "tau", "scenario"])
+    assert sw.at[("clean", 0.0, "Malicious"), "verified_rate"] == 1.0
+    assert sw.at[("clean", 0.9, "Malicious"), "verified_rate"] == 0.0  # a margin above the effect: no claim
+    assert set(sw.index.get_level_values("baseline")) == {"clean", "decoy"}
