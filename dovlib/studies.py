@@ -1,0 +1,62 @@
+"""The SSCL-BW studies of notebooks 04-06: ablation of eps and rate (Fig. 4), removal attacks (Fig. 5) and
+transferability across architectures (Fig. 6). Each study point is one cached call of :func:`dovlib.sscl.run_sscl`
+plus the same measurements (BA, WSR, verification p-value), so the notebooks only choose parameters and plot."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import torch
+
+from .params import Profile, parse_eps
+from .report import find_record, write_record
+from .train import evaluate
+from .verify import attack_success, verification_set, verify_model
+
+__all__ = ["PAPER_EPS", "PAPER_RATES", "PAPER_ARCHS", "grid", "ownership_metrics", "cached", "eps_label"]
+
+PAPER_EPS = [f"{i}/255" for i in range(1, 11)]  # Fig. 4 (left): eps 1/255 .. 10/255
+PAPER_RATES = [round(0.01 * i, 2) for i in range(1, 11)]  # Fig. 4 (right): gamma 1% .. 10%
+PAPER_ARCHS = ["resnet18", "resnet34", "vgg16", "vgg19"]  # Fig. 6: surrogate x suspect
+
+_SMOKE_GRID = {"eps": ["4/255", "8/255"], "rate": [0.05, 0.1], "archs": ["resnet18", "vgg16"]}
+
+
+def grid(name: str, profile: Profile) -> list:
+    """The sweep values of ``name`` ("eps", "rate" or "archs") for a profile: the paper's grid, shrunk for smoke."""
+    full = {"eps": PAPER_EPS, "rate": PAPER_RATES, "archs": PAPER_ARCHS}
+    if name not in full:
+        raise ValueError(f"grid name must be one of {sorted(full)}; got {name!r}")
+    return list(_SMOKE_GRID[name] if profile.name == "smoke" else full[name])
+
+
+def eps_label(eps) -> str:
+    """``0.0313...`` -> ``"8/255"`` (eps in grey levels, as the paper writes it)."""
+    levels = parse_eps(eps) * 255
+    return f"{levels:.0f}/255" if abs(levels - round(levels)) < 1e-6 else f"{parse_eps(eps):.4g}"
+
+
+def ownership_metrics(model, x_test, y_test, trigger: Callable, target: int, m: int, tau=0.25, alpha=0.01,
+                      seed: int = 0) -> dict:
+    """BA, WSR and the black-box verification (delta_p, p-value, verdict) of one suspect model, queried with
+    ``trigger`` on ``m`` non-target test images (the same images for every model of a study, given ``seed``)."""
+    idx = verification_set(x_test, y_test, target, min(m, int((torch.as_tensor(y_test) != target).sum())), seed)
+    v = verify_model(model, x_test[idx], trigger, target, tau, alpha)
+    return {"BA": evaluate(model, x_test, y_test), "WSR": attack_success(model, x_test, y_test, trigger, target),
+            "delta_p": v.delta_p, "p_value": v.p_value, "verified": bool(v.verified)}
+
+
+def cached(notebook: str, params: dict, compute: Callable[[], dict], recompute: bool = False, **context) -> dict:
+    """The record of ``params`` from ``reports/<notebook>/metrics.json`` if it is there (and not ``recompute``),
+    else ``compute()``'s metrics written as a new record with its wall time (``context``: profile, dataset,
+    is_subset, device, ...). Returns the record; ``record["reused"]`` says which."""
+    if not recompute:
+        rec = find_record(notebook, params)
+        if rec is not None:
+            return {**rec, "reused": True}
+    start = time.perf_counter()
+    metrics = compute()
+    rec = write_record(notebook, params, metrics, wall_time=time.perf_counter() - start, **context)
+    return {**rec, "reused": False}
+

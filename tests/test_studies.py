@@ -1,0 +1,67 @@
+import pytest
+import torch
+
+from dovlib.data import load_dataset
+from dovlib.models import build_model
+from dovlib.params import get_profile
+from dovlib.studies import PAPER_EPS, PAPER_RATES, cached, eps_label, grid, ownership_metrics
+from dovlib.train import fit
+
+
+def test_grids_follow_the_paper_and_shrink_for_smoke():
+    quick = get_profile("quick")
+    assert grid("eps", quick) == PAPER_EPS and PAPER_EPS[0] == "1/255" and PAPER_EPS[-1] == "10/255"
+    assert grid("rate", quick) == PAPER_RATES and PAPER_RATES[0] == 0.01 and PAPER_RATES[-1] == 0.1
+    assert grid("archs", quick) == ["resnet18", "resnet34", "vgg16", "vgg19"]
+    assert len(grid("eps", get_profile("smoke"))) < len(PAPER_EPS)
+    with pytest.raises(ValueError, match="grid name"):
+        grid("lr", quick)
+
+
+def test_eps_label():
+    assert eps_label(8 / 255) == "8/255" and eps_label("16/255") == "16/255"
+    assert eps_label(0.03) == "0.03"
+    with pytest.raises(ValueError, match="eps"):
+        eps_label("8/0")
+
+
+def test_cached_reuses_unless_recompute(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOVLIB_REPORTS", str(tmp_path))
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"WSR": 0.5 * len(calls)}
+
+    a = cached("04_ablation", {"eps": "8/255"}, compute, profile="smoke")
+    b = cached("04_ablation", {"eps": "8/255"}, compute, profile="smoke")
+    c = cached("04_ablation", {"eps": "8/255"}, compute, recompute=True, profile="smoke")
+    assert (a["reused"], b["reused"], c["reused"]) == (False, True, False)
+    assert len(calls) == 2 and b["metrics"]["WSR"] == 0.5 and c["metrics"]["WSR"] == 1.0
+    assert a["wall_time"] >= 0 and a["profile"] == "smoke"
+
+
+def test_ownership_metrics_detects_a_real_backdoor_and_not_a_clean_model():
+    ds = load_dataset("synthetic", num_classes=4, n_train=400, n_test=200, image_size=16, seed=1)
+    target = 1
+
+    def trigger(x):  # a bright 4x4 corner patch
+        x = x.clone()
+        x[:, :, -4:, -4:] = 255
+        return x
+
+    torch.manual_seed(0)
+    clean = fit(build_model("resnet18", 4, width=4), ds.x_train, ds.y_train, epochs=4, batch_size=32, lr=0.05,
+                progress=False, crop_padding=0, flip=False).model
+    xp, yp = ds.x_train.clone(), ds.y_train.clone()
+    idx = torch.arange(0, 400, 5)  # 20% poisoned (BadNets-style), labels flipped
+    xp[idx] = trigger(xp[idx])
+    yp[idx] = target
+    torch.manual_seed(0)
+    marked = fit(build_model("resnet18", 4, width=4), xp, yp, epochs=4, batch_size=32, lr=0.05, progress=False,
+                 crop_padding=0, flip=False).model
+    m_clean = ownership_metrics(clean, ds.x_test, ds.y_test, trigger, target, m=100)
+    m_marked = ownership_metrics(marked, ds.x_test, ds.y_test, trigger, target, m=100)
+    assert m_marked["WSR"] > 0.8 and m_marked["verified"] and m_marked["p_value"] < 0.01
+    assert not m_clean["verified"] and m_clean["WSR"] < m_marked["WSR"]
+    assert 0 <= m_clean["BA"] <= 1 and set(m_clean) == {"BA", "WSR", "delta_p", "p_value", "verified"}
