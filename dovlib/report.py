@@ -19,7 +19,7 @@ from .data import REPO_ROOT
 
 __all__ = ["reports_dir", "notebook_dir", "save_fig", "save_table", "runs_dir", "run_dir", "env_info", "record_key",
            "load_records", "find_record",
-           "write_record", "timer"]
+           "write_record", "timer", "file_lock"]
 
 
 def reports_dir() -> Path:
@@ -92,13 +92,25 @@ def write_record(notebook: str, params: dict, metrics: dict, **context) -> dict:
               "env": env_info(context.get("device")),
               "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     key = record_key(params)
-    records = [r for r in load_records(notebook) if record_key(r.get("params", {})) != key]
-    records.append(record)
     path = _metrics_path(notebook)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"notebook": notebook, "records": records}, indent=2, default=_jsonable))
-    os.replace(tmp, path)
+    with file_lock(path):  # several sweep jobs may write the same metrics.json at once
+        records = [r for r in load_records(notebook) if record_key(r.get("params", {})) != key]
+        records.append(record)
+        _atomic_write(path, json.dumps({"notebook": notebook, "records": records}, indent=2, default=_jsonable))
     return record
+
+
+def file_lock(path: Path, timeout: float = 600):
+    """An inter-process lock beside ``path`` (``<path>.lock``) for read-modify-write of shared report files."""
+    from filelock import FileLock
+
+    return FileLock(str(path) + ".lock", timeout=timeout)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _jsonable(obj):
@@ -146,15 +158,18 @@ def run_dir(notebook: str, params: dict) -> Path:
     return d
 
 
-def save_table(df, name: str, notebook: str, caption: str = "") -> Path:
+def save_table(df, name: str, notebook: str, caption: str = "", **context) -> Path:
     """Save a pandas DataFrame as ``reports/<notebook>/<name>.csv`` and list it (with its caption) in
     ``reports/<notebook>/tables.json``, which the report index renders. Tables comparing with a paper should have
-    the columns ``paper``, ``ours`` and ``diff`` (ours - paper) and say in the caption what data/profile was used."""
+    the columns ``paper``, ``ours`` and ``diff`` (ours - paper) and say in the caption what data/profile was used.
+    ``context`` (profile, dataset, is_subset, device, wall_time) labels the table in ``reports/index.html``; without
+    it the index uses the notebook's newest record."""
     d = notebook_dir(notebook)
     path = d / f"{name}.csv"
     df.to_csv(path, index=False)
     manifest = d / "tables.json"
-    tables = json.loads(manifest.read_text()) if manifest.is_file() else {}
-    tables[name] = {"file": path.name, "caption": caption}
-    manifest.write_text(json.dumps(tables, indent=2))
+    with file_lock(manifest):
+        tables = json.loads(manifest.read_text()) if manifest.is_file() else {}
+        tables[name] = {"file": path.name, "caption": caption, **context}
+        _atomic_write(manifest, json.dumps(tables, indent=2, default=_jsonable))
     return path
