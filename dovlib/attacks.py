@@ -1,0 +1,277 @@
+"""Image attacks on watermarked images: the 45-attack grid of the SSL-watermarking evaluation and HiDDeN's noise layers.
+
+Grid (Fernandez et al. 2022, *Watermarking Images in Self-Supervised Latent Spaces*, as used by AMUSE), 45 attacks:
+
+=========== ============================================= =====
+family      parameter values                              count
+=========== ============================================= =====
+blur        Gaussian kernel 3, 5, 7, 9, 11, 13            6
+brightness  factor 0.5, 1.5, 2                            3
+contrast    factor 0.5, 1.5, 2                            3
+hue         shift -0.5, -0.25, 0.25, 0.5                  4
+jpeg        quality 30, 40, ..., 100 (4:2:0 chroma)       8
+center_crop side ratio 0.4, 0.5, ..., 0.9                 6
+resize      side ratio 0.4, 0.5, ..., 0.9                 6
+rotation    5, 10, ..., 45 degrees                        9
+=========== ============================================= =====
+
+The ranges are the paper's; the identity settings (brightness 1, contrast 1, hue 0) are left out, which gives
+exactly 45. ``center_crop`` and ``resize`` make the image smaller: by default :func:`apply_attack` resizes the result
+back to the original size (bilinear), because the DCT-DWT / RivaGAN extractors need >= 256x256 images and a fixed
+layout; ``restore_size=False`` keeps the small image (HiDDeN's decoder reads any size). Rotation keeps the size and
+fills the corners with black.
+
+HiDDeN's noise layers (Zhu et al. 2018) mix the watermarked image with its cover: ``dropout`` (keep a random share
+``p`` of watermarked pixels), ``cropout`` (keep a random rectangle of area share ``p``), ``crop`` (return a random
+rectangle of area share ``p``, smaller image). They are differentiable (HiDDeN trains through them) and also serve as
+attacks. ``jpeg_mask`` is HiDDeN's differentiable JPEG approximation (8x8 DCT, high frequencies zeroed).
+
+All attacks are built on ``torchvision.transforms.v2.functional`` and PIL; images are uint8 (N, C, H, W).
+See notebooks/07_amuse_message_length.py.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torchvision.transforms.v2.functional as TF
+
+from .params import check_choice
+
+__all__ = ["Attack", "ATTACKS", "HIDDEN_NOISES", "REPRESENTATIVE", "attack_grid", "attack_set", "apply_attack", "jpeg",
+           "dropout", "cropout", "crop",
+           "jpeg_mask", "restore_size"]
+
+
+def _check_images(images: torch.Tensor) -> torch.Tensor:
+    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
+        got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"images must be a uint8 tensor (N, C, H, W); got {got}")
+    return images
+
+
+def _side_ratio(name: str, value: float) -> float:
+    if not 0 < value <= 1:
+        raise ValueError(f"{name} must be a ratio in (0, 1]; got {value}")
+    return float(value)
+
+
+def jpeg(images: torch.Tensor, quality: int, subsampling: str = "4:2:0") -> torch.Tensor:
+    """JPEG compression through PIL at ``quality`` (1-100) with ``subsampling`` "4:2:0" (the usual default) or
+    "4:4:4" (no chroma subsampling)."""
+    from PIL import Image
+
+    _check_images(images)
+    if not 1 <= int(quality) <= 100:
+        raise ValueError(f"quality must be an integer in [1, 100]; got {quality}")
+    check_choice("subsampling", subsampling, ("4:2:0", "4:4:4"))
+    out = []
+    for img in images.permute(0, 2, 3, 1).numpy():
+        pil = Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img)
+        buf = io.BytesIO()
+        pil.save(buf, format="JPEG", quality=int(quality), subsampling=0 if subsampling == "4:4:4" else 2)
+        arr = np.asarray(Image.open(io.BytesIO(buf.getvalue())))
+        out.append(arr[..., None] if arr.ndim == 2 else arr)
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous()
+
+
+def _scaled_size(images: torch.Tensor, ratio: float) -> list[int]:
+    h, w = images.shape[-2:]
+    return [max(1, int(round(h * ratio))), max(1, int(round(w * ratio)))]
+
+
+def _center_crop(images, ratio):
+    return TF.center_crop(images, _scaled_size(images, _side_ratio("center_crop ratio", ratio)))
+
+
+def _resize(images, ratio):
+    return TF.resize(images, _scaled_size(images, _side_ratio("resize ratio", ratio)), antialias=True)
+
+
+def _hue(images, shift):
+    if images.shape[1] != 3:
+        raise ValueError(f"hue needs RGB images (C = 3); got C = {images.shape[1]}")
+    return TF.adjust_hue(images, shift)
+
+
+_FAMILIES: dict[str, tuple[Callable, list]] = {
+    "blur": (lambda x, k: TF.gaussian_blur(x, [int(k), int(k)]), [3, 5, 7, 9, 11, 13]),
+    "brightness": (TF.adjust_brightness, [0.5, 1.5, 2.0]),
+    "contrast": (TF.adjust_contrast, [0.5, 1.5, 2.0]),
+    "hue": (_hue, [-0.5, -0.25, 0.25, 0.5]),
+    "jpeg": (lambda x, q: jpeg(x, int(q)), [30, 40, 50, 60, 70, 80, 90, 100]),
+    "center_crop": (_center_crop, [0.4, 0.5, 0.6, 0.7, 0.8, 0.9]),
+    "resize": (_resize, [0.4, 0.5, 0.6, 0.7, 0.8, 0.9]),
+    "rotation": (lambda x, a: TF.rotate(x, float(a)), [5, 10, 15, 20, 25, 30, 35, 40, 45]),
+}
+_SIZE_CHANGING = {"center_crop", "resize", "crop"}
+
+
+# --- HiDDeN noise layers: float or uint8, differentiable for float inputs ---------------------------------------------
+
+def _gen(generator, device) -> torch.Generator:
+    if generator is not None:
+        return generator
+    return torch.Generator(device=device).manual_seed(0)
+
+
+def _rect(h: int, w: int, share: float, gen: torch.Generator) -> tuple[int, int, int, int]:
+    """A random rectangle covering ``share`` of the image area (same ratio on both sides)."""
+    side = math.sqrt(share)
+    rh, rw = max(1, int(round(h * side))), max(1, int(round(w * side)))
+    top = int(torch.randint(0, h - rh + 1, (1,), generator=gen, device=gen.device))
+    left = int(torch.randint(0, w - rw + 1, (1,), generator=gen, device=gen.device))
+    return top, left, rh, rw
+
+
+def dropout(encoded: torch.Tensor, cover: torch.Tensor, p: float, generator: torch.Generator | None = None):
+    """HiDDeN Dropout: keep a random share ``p`` of the watermarked pixels, take the others from the cover."""
+    _side_ratio("dropout p", p)
+    gen = _gen(generator, encoded.device)
+    keep = torch.rand((encoded.shape[0], 1, *encoded.shape[-2:]), generator=gen, device=encoded.device) < p
+    return torch.where(keep, encoded, cover)
+
+
+def cropout(encoded: torch.Tensor, cover: torch.Tensor, p: float, generator: torch.Generator | None = None):
+    """HiDDeN Cropout: a random rectangle of area share ``p`` from the watermarked image, the rest from the cover."""
+    _side_ratio("cropout p", p)
+    gen = _gen(generator, encoded.device)
+    top, left, rh, rw = _rect(*encoded.shape[-2:], p, gen)
+    mask = torch.zeros((1, 1, *encoded.shape[-2:]), dtype=torch.bool, device=encoded.device)
+    mask[..., top:top + rh, left:left + rw] = True
+    return torch.where(mask, encoded, cover)
+
+
+def crop(encoded: torch.Tensor, p: float, generator: torch.Generator | None = None):
+    """HiDDeN Crop: a random rectangle of area share ``p`` of the watermarked image (a smaller image)."""
+    _side_ratio("crop p", p)
+    top, left, rh, rw = _rect(*encoded.shape[-2:], p, _gen(generator, encoded.device))
+    return encoded[..., top:top + rh, left:left + rw]
+
+
+def _dct_matrix(n: int = 8, device=None) -> torch.Tensor:
+    k = torch.arange(n, dtype=torch.float32, device=device)
+    m = torch.cos(math.pi * (2 * k[None, :] + 1) * k[:, None] / (2 * n)) * math.sqrt(2 / n)
+    m[0] /= math.sqrt(2)
+    return m  # orthonormal DCT-II: X = M x M^T
+
+
+def jpeg_mask(x: torch.Tensor, keep_y: int = 5, keep_uv: int = 3) -> torch.Tensor:
+    """HiDDeN's differentiable JPEG-Mask on float RGB images in [0, 1]: YUV, 8x8 block DCT, keep the low
+    ``keep_y`` x ``keep_y`` (Y) and ``keep_uv`` x ``keep_uv`` (U, V) coefficients, inverse. Sides are padded to 8."""
+    if x.shape[1] != 3:
+        raise ValueError(f"jpeg_mask needs RGB images (C = 3); got C = {x.shape[1]}")
+    n, _, h, w = x.shape
+    ph, pw = (-h) % 8, (-w) % 8
+    xp = torch.nn.functional.pad(x, (0, pw, 0, ph), mode="replicate")
+    rgb2yuv = torch.tensor([[0.299, 0.587, 0.114], [-0.14713, -0.28886, 0.436], [0.615, -0.51499, -0.10001]],
+                           device=x.device, dtype=x.dtype)
+    yuv = torch.einsum("ij,njhw->nihw", rgb2yuv, xp)
+    H, W = yuv.shape[-2:]
+    blocks = yuv.reshape(n, 3, H // 8, 8, W // 8, 8).permute(0, 1, 2, 4, 3, 5)
+    m = _dct_matrix(8, x.device).to(x.dtype)
+    coef = m @ blocks @ m.T
+    mask = torch.zeros(3, 8, 8, device=x.device, dtype=x.dtype)
+    mask[0, :keep_y, :keep_y] = 1
+    mask[1:, :keep_uv, :keep_uv] = 1
+    blocks = m.T @ (coef * mask[None, :, None, None]) @ m
+    yuv = blocks.permute(0, 1, 2, 4, 3, 5).reshape(n, 3, H, W)
+    rgb = torch.einsum("ij,njhw->nihw", torch.linalg.inv(rgb2yuv), yuv)
+    return rgb[..., :h, :w]
+
+
+HIDDEN_NOISES = {"dropout": [0.3, 0.55], "cropout": [0.3, 0.55], "crop": [0.3, 0.55]}
+"""HiDDeN noise settings used as attacks: ``p`` = share of watermarked pixels kept (Zhu et al. use 0.3 for the
+single-noise models and 0.55-0.6 in the combined model; AMUSE trains with Dropout, Cropout and Crop)."""
+
+
+# --- registry ---------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Attack:
+    """One attack with a fixed parameter. Call it on uint8 images (and the covers for Dropout/Cropout)."""
+
+    name: str
+    family: str
+    param: float
+    needs_cover: bool = False
+    changes_size: bool = False
+
+    def __call__(self, images: torch.Tensor, cover: torch.Tensor | None = None, *, restore_size: bool = True,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        return apply_attack(self, images, cover, restore_size=restore_size, generator=generator)
+
+
+def _name(family: str, param) -> str:
+    return f"{family}_{param:g}"
+
+
+def attack_grid() -> list[tuple[str, float]]:
+    """The 45 (family, parameter) pairs of the SSL-watermarking grid (see the module docstring)."""
+    return [(fam, p) for fam, (_, values) in _FAMILIES.items() for p in values]
+
+
+ATTACKS: dict[str, Attack] = {
+    **{_name(f, p): Attack(_name(f, p), f, p, changes_size=f in _SIZE_CHANGING) for f, p in attack_grid()},
+    **{_name(f"hidden_{f}", p): Attack(_name(f"hidden_{f}", p), f"hidden_{f}", p, needs_cover=f != "crop",
+                                       changes_size=f == "crop")
+       for f, values in HIDDEN_NOISES.items() for p in values},
+}
+"""Every attack by name, e.g. ``ATTACKS["jpeg_50"]``, ``ATTACKS["hidden_dropout_0.3"]``: the 45 grid attacks and
+HiDDeN's Dropout/Cropout/Crop."""
+
+
+REPRESENTATIVE = ["blur_5", "brightness_1.5", "contrast_1.5", "hue_0.25", "jpeg_80", "center_crop_0.9", "resize_0.7",
+                  "rotation_10"]
+"""One moderate setting per family of the grid: the short attack list of smoke runs."""
+
+
+def attack_set(name: str) -> list[str]:
+    """Named attack lists: ``"none"`` (empty), ``"representative"`` (8, one per family), ``"grid"`` (the 45),
+    ``"hidden"`` (HiDDeN's Dropout/Cropout/Crop at the :data:`HIDDEN_NOISES` settings)."""
+    check_choice("attacks", name, ("none", "representative", "grid", "hidden"))
+    if name == "none":
+        return []
+    if name == "representative":
+        return list(REPRESENTATIVE)
+    if name == "grid":
+        return [_name(f, p) for f, p in attack_grid()]
+    return [_name(f"hidden_{f}", p) for f, values in HIDDEN_NOISES.items() for p in values]
+
+
+def restore_size(images: torch.Tensor, size) -> torch.Tensor:
+    """Resize (bilinear, antialiased) uint8 images back to ``size`` = (H, W)."""
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    return TF.resize(images, list(size), antialias=True)
+
+
+def apply_attack(attack: Attack | str, images: torch.Tensor, cover: torch.Tensor | None = None, *,
+                 restore_size: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Apply one attack (an :class:`Attack` or its name in :data:`ATTACKS`) to uint8 images (N, C, H, W).
+    ``restore_size``: size-changing attacks are resized back to the input size (see the module docstring)."""
+    if isinstance(attack, str):
+        check_choice("attack", attack, ATTACKS)
+        attack = ATTACKS[attack]
+    _check_images(images)
+    size = tuple(images.shape[-2:])
+    fam = attack.family
+    if fam.startswith("hidden_"):
+        kind = fam[len("hidden_"):]
+        if kind in ("dropout", "cropout"):
+            if cover is None or cover.shape != images.shape:
+                raise ValueError(f"{attack.name} mixes the watermarked images with their covers: pass cover= with the "
+                                 f"same shape {tuple(images.shape)}")
+            out = (dropout if kind == "dropout" else cropout)(images, cover.to(images.device), attack.param, generator)
+        else:
+            out = crop(images, attack.param, generator)
+    else:
+        out = _FAMILIES[fam][0](images, attack.param)
+    if restore_size and tuple(out.shape[-2:]) != size:
+        out = TF.resize(out, list(size), antialias=True)
+    return out.contiguous()

@@ -1,0 +1,511 @@
+"""Image watermarkers behind one interface: DCT-DWT, DCT-DWT-SVD and RivaGAN (``invisible-watermark``) and HiDDeN.
+
+A :class:`Watermarker` hides ``message_bits`` bits in every image: ``embed(images, bits)`` takes uint8 images
+(N, C, H, W) and bits (N, message_bits) of 0/1 and returns uint8 images; ``extract(images)`` returns (N, message_bits)
+uint8 bits. ``capacity_bits`` is the most a method can carry; a longer message, or an image smaller than the method
+allows, is refused with the limits named. AMUSE (notebooks 07, 08, 10) puts its short sub-messages into images
+through this interface.
+
+* ``ImWatermarker("dwtDct" | "dwtDctSvd" | "rivaGan")`` wraps the ``invisible-watermark`` package (``imwatermark``;
+  RGB <-> the package's BGR HWC arrays is done here). Its limits, measured in notebook 07 and stated, not hidden:
+  images need at least 256x256 pixels (the package's area check); the DCT methods mark only the U colour channel,
+  with ``scale`` the quantisation step (the AMUSE paper uses 36, 30, 20; larger = more robust, lower PSNR); JPEG with
+  4:2:0 chroma subsampling halves U's resolution and breaks them, 4:4:4 does not; crops shift the block grid.
+  RivaGAN (its ONNX models ship in the wheel; needs ``onnxruntime``) carries exactly 32 bits: shorter messages are
+  padded with zeros, which extraction drops.
+* ``HiDDeN`` (Zhu et al. 2018, *HiDDeN: Hiding Data With Deep Networks*): conv encoder/decoder in PyTorch, trained
+  here by :func:`train_hidden` on any uint8 image set through the noise layers of :mod:`dovlib.attacks` (Identity,
+  Dropout, Cropout, Crop, differentiable JPEG-Mask); ``save``/``HiDDeN.load`` keep the weights with their settings.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import attacks as _attacks
+from .metrics import as_bits, bit_accuracy, psnr, word_accuracy
+from .params import check_choice, check_int
+
+__all__ = ["Watermarker", "ImWatermarker", "HiDDeN", "HiddenConfig", "HiddenNet", "train_hidden", "get_watermarker",
+           "evaluate_attacks", "evaluate_dataset", "embed_dataset", "embed_at_size", "extract_dataset", "sample_images",
+           "to_min_size",
+           "METHODS"]
+
+METHODS = ("dwtDct", "dwtDctSvd", "rivaGan", "hidden")
+
+
+class Watermarker(ABC):
+    """Common interface. Subclasses set ``name``, ``capacity_bits``, ``message_bits`` and ``min_side``/``min_area``."""
+
+    name: str = "base"
+    capacity_bits: int = 0
+    message_bits: int = 0
+    min_area: int = 1  # H * W at least
+    any_size: bool = True  # True: extract() reads images of any size (HiDDeN); False: needs the embedding layout
+
+    def _check_message_bits(self, message_bits: int | None) -> int:
+        if message_bits is None:
+            return self.capacity_bits
+        return check_int("message_bits", message_bits, 1, self.capacity_bits)
+
+    def _check_images(self, images: torch.Tensor) -> torch.Tensor:
+        if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
+            got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
+            raise ValueError(f"images must be a uint8 tensor (N, C, H, W); got {got}")
+        if images.shape[1] != 3:
+            raise ValueError(f"{self.name} needs RGB images (C = 3); got C = {images.shape[1]}")
+        h, w = images.shape[-2:]
+        if h * w < self.min_area:
+            side = math.isqrt(self.min_area)
+            raise ValueError(f"{self.name} needs images of at least {self.min_area} pixels (e.g. {side}x{side}); "
+                             f"got {h}x{w}. Upsample them first (dovlib.imwm.to_min_size) or use larger images")
+        return images
+
+    def _check_bits(self, bits, n: int) -> np.ndarray:
+        arr = np.atleast_2d(as_bits(bits))
+        if arr.shape[1] > self.capacity_bits:
+            raise ValueError(f"message length must be <= capacity_bits = {self.capacity_bits} for {self.name}; "
+                             f"got {arr.shape[1]} bits")
+        if arr.shape != (n, self.message_bits):
+            raise ValueError(f"bits must have shape (N, message_bits) = ({n}, {self.message_bits}); got {arr.shape}")
+        return arr
+
+    @abstractmethod
+    def embed(self, images: torch.Tensor, bits) -> torch.Tensor:
+        """Hide one row of ``bits`` in each image; uint8 in, uint8 out (same shape)."""
+
+    @abstractmethod
+    def extract(self, images: torch.Tensor) -> np.ndarray:
+        """The (N, message_bits) uint8 bits read from each image."""
+
+    def describe(self) -> dict:
+        return {"name": self.name, "capacity_bits": self.capacity_bits, "message_bits": self.message_bits}
+
+
+def to_min_size(images: torch.Tensor, side: int = 256) -> torch.Tensor:
+    """Upsample (bicubic, antialiased) uint8 images whose shorter side is below ``side`` so that it equals ``side``;
+    larger images are returned unchanged. Used to bring CIFAR-size images to the 256x256 that DCT-DWT needs."""
+    import torchvision.transforms.v2.functional as TF
+
+    h, w = images.shape[-2:]
+    if min(h, w) >= side:
+        return images
+    scale = side / min(h, w)
+    return TF.resize(images, [round(h * scale), round(w * scale)], interpolation=TF.InterpolationMode.BICUBIC,
+                     antialias=True)
+
+
+# --- invisible-watermark ----------------------------------------------------------------------------------------------
+
+class ImWatermarker(Watermarker):
+    """DCT-DWT (``"dwtDct"``), DCT-DWT-SVD (``"dwtDctSvd"``) or RivaGAN (``"rivaGan"``) from ``invisible-watermark``.
+
+    ``scale``: quantisation step of the DCT methods (package default 36; the AMUSE paper also uses 30 and 20).
+    ``capacity_bits``: 1024 for the DCT methods (one bit per 4x4 block of the U channel's DWT band of a 256x256
+    image; accuracy falls long before that, see notebook 07), 32 for RivaGAN.
+    """
+
+    min_area = 256 * 256
+    any_size = False
+
+    def __init__(self, method: str = "dwtDct", message_bits: int | None = None, scale: float = 36):
+        check_choice("method", method, ("dwtDct", "dwtDctSvd", "rivaGan"))
+        self.method = self.name = method
+        self.capacity_bits = 32 if method == "rivaGan" else (256 // 8) * (256 // 8)
+        self.message_bits = self._check_message_bits(message_bits)
+        if not (isinstance(scale, (int, float)) and 0 < scale <= 255):
+            raise ValueError(f"scale must be a number in (0, 255]; got {scale!r}")
+        self.scale = float(scale)
+        if method == "rivaGan":
+            try:
+                from imwatermark import WatermarkEncoder
+                WatermarkEncoder.loadModel()
+            except ImportError as exc:  # pragma: no cover - onnxruntime is a dependency
+                raise ImportError("RivaGAN needs onnxruntime: pip install onnxruntime") from exc
+
+    def _configs(self) -> dict:
+        return {} if self.method == "rivaGan" else {"scales": [0, self.scale, 0]}
+
+    def _check_images(self, images):
+        images = super()._check_images(images)
+        h, w = images.shape[-2:]
+        if self.method != "rivaGan" and (h // 8) * (w // 8) < self.message_bits:
+            raise ValueError(f"{self.name} with message_bits={self.message_bits} needs at least that many 8x8 blocks "
+                             f"per image; a {h}x{w} image has {(h // 8) * (w // 8)}")
+        return images
+
+    @staticmethod
+    def _to_bgr(img: torch.Tensor) -> np.ndarray:
+        return np.ascontiguousarray(img.permute(1, 2, 0).numpy()[..., ::-1])
+
+    @staticmethod
+    def _from_bgr(arr: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(arr[..., ::-1])).permute(2, 0, 1)
+
+    def _padded(self, row: np.ndarray) -> list[int]:
+        width = 32 if self.method == "rivaGan" else self.message_bits
+        return [int(b) for b in row] + [0] * (width - len(row))
+
+    def embed(self, images, bits):
+        from imwatermark import WatermarkEncoder
+
+        images = self._check_images(images).cpu()
+        arr = self._check_bits(bits, len(images))
+        out = []
+        for img, row in zip(images, arr):
+            enc = WatermarkEncoder()
+            enc.set_watermark("bits", self._padded(row))
+            out.append(self._from_bgr(enc.encode(self._to_bgr(img), self.method, **self._configs())))
+        return torch.stack(out).to(torch.uint8)
+
+    def extract(self, images):
+        from imwatermark import WatermarkDecoder
+
+        images = self._check_images(images).cpu()
+        width = 32 if self.method == "rivaGan" else self.message_bits
+        dec = WatermarkDecoder("bits", width)
+        rows = [np.asarray(dec.decode(self._to_bgr(img), self.method, **self._configs()), dtype=np.uint8)[
+                :self.message_bits] for img in images]
+        return np.stack(rows).astype(np.uint8)
+
+    def describe(self):
+        return {**super().describe(), "scale": self.scale if self.method != "rivaGan" else None}
+
+
+# --- HiDDeN -----------------------------------------------------------------------------------------------------------
+
+@dataclass
+class HiddenConfig:
+    """HiDDeN settings (defaults: Zhu et al. 2018 / the AMUSE repo's 30-bit model)."""
+
+    message_bits: int = 30
+    encoder_blocks: int = 4
+    decoder_blocks: int = 7
+    channels: int = 64
+    image_size: int = 128  # training crop side
+    encoder_loss: float = 0.7
+    decoder_loss: float = 1.0
+    adversarial_loss: float = 1e-3  # 0 switches the discriminator off
+    noises: tuple = ("identity", "dropout", "cropout", "crop", "jpeg")  # one drawn per mini-batch
+    noise_p: tuple = (0.3, 0.6)  # range of p (share of watermarked pixels kept) for dropout/cropout/crop
+    lr: float = 1e-3
+    batch_size: int = 32
+
+    def __post_init__(self):
+        check_int("message_bits", self.message_bits, 1)
+        check_int("image_size", self.image_size, 8)
+        self.noises = tuple(self.noises)
+        for n in self.noises:
+            check_choice("noise", n, ("identity", "dropout", "cropout", "crop", "jpeg"))
+        self.noise_p = tuple(self.noise_p)
+
+
+def _block(cin, cout):
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, 1, 1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class HiddenNet(nn.Module):
+    """Encoder (conv blocks, message broadcast over the image and concatenated), decoder (conv blocks, global average
+    pool, linear) and, when adversarial, a small discriminator. The encoder predicts a residual added to the image."""
+
+    def __init__(self, cfg: HiddenConfig):
+        super().__init__()
+        c, L = cfg.channels, cfg.message_bits
+        self.enc = nn.Sequential(_block(3, c), *[_block(c, c) for _ in range(cfg.encoder_blocks - 1)])
+        self.enc_after = _block(c + L + 3, c)
+        self.enc_final = nn.Conv2d(c, 3, 1)
+        nn.init.zeros_(self.enc_final.weight)  # start as the identity: the residual grows only as far as it must
+        nn.init.zeros_(self.enc_final.bias)
+        self.dec = nn.Sequential(_block(3, c), *[_block(c, c) for _ in range(cfg.decoder_blocks - 1)], _block(c, L),
+                                 nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.dec_linear = nn.Linear(L, L)
+        self.disc = nn.Sequential(_block(3, c), _block(c, c), _block(c, c), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                  nn.Linear(c, 1)) if cfg.adversarial_loss > 0 else None
+
+    def encode(self, x: torch.Tensor, msg: torch.Tensor) -> torch.Tensor:
+        """x: float images in [0, 1]; msg: (N, L) in {-1, +1}. Returns float images (not clamped)."""
+        xc = x - 0.5
+        m = msg[:, :, None, None].expand(-1, -1, *x.shape[-2:])
+        h = self.enc_after(torch.cat([self.enc(xc), m, xc], dim=1))
+        return x + self.enc_final(h)
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """Soft message (N, L); bit = output > 0."""
+        return self.dec_linear(self.dec(x - 0.5))
+
+
+def _noise(kind: str, enc: torch.Tensor, cover: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
+    if kind == "dropout":
+        return _attacks.dropout(enc, cover, p, gen)
+    if kind == "cropout":
+        return _attacks.cropout(enc, cover, p, gen)
+    if kind == "crop":
+        return _attacks.crop(enc, p, gen)
+    if kind == "jpeg":
+        return _attacks.jpeg_mask(enc)
+    return enc
+
+
+class HiDDeN(Watermarker):
+    """A trained HiDDeN model as a :class:`Watermarker` (any image size >= 8x8; fully convolutional)."""
+
+    name = "hidden"
+    min_area = 64
+    any_size = True
+
+    def __init__(self, net: HiddenNet, cfg: HiddenConfig, history: list | None = None, device="cpu"):
+        self.net, self.cfg = net.eval(), cfg
+        self.capacity_bits = self.message_bits = cfg.message_bits
+        self.history = history or []
+        self.device = torch.device(device)
+        self.net.to(self.device)
+
+    @torch.no_grad()
+    def embed(self, images, bits, batch_size: int = 64):
+        images = self._check_images(images)
+        arr = self._check_bits(bits, len(images))
+        msg = torch.from_numpy(arr.astype(np.float32) * 2 - 1)
+        out = []
+        for i in range(0, len(images), batch_size):
+            x = images[i:i + batch_size].to(self.device).float() / 255
+            y = self.net.encode(x, msg[i:i + batch_size].to(self.device))
+            out.append((y.clamp(0, 1) * 255).round().to(torch.uint8).cpu())
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def extract(self, images, batch_size: int = 64):
+        images = self._check_images(images)
+        outs = [self.net.decode(images[i:i + batch_size].to(self.device).float() / 255).cpu()
+                for i in range(0, len(images), batch_size)]
+        return (torch.cat(outs) > 0).numpy().astype(np.uint8)
+
+    def save(self, path) -> Path:
+        """Weights with their settings and training history (``torch.save``)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"config": asdict(self.cfg), "state_dict": self.net.state_dict(), "history": self.history}, path)
+        return path
+
+    @classmethod
+    def load(cls, path, device="cpu") -> "HiDDeN":
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        cfg = HiddenConfig(**state["config"])
+        net = HiddenNet(cfg)
+        net.load_state_dict(state["state_dict"])
+        return cls(net, cfg, state.get("history"), device)
+
+    def describe(self):
+        return {**super().describe(), **{k: v for k, v in asdict(self.cfg).items() if k != "message_bits"}}
+
+
+def _random_crops(x: torch.Tensor, n: int, size: int, gen: torch.Generator) -> torch.Tensor:
+    idx = torch.randint(0, len(x), (n,), generator=gen)
+    h, w = x.shape[-2:]
+    tops = torch.randint(0, h - size + 1, (n,), generator=gen)
+    lefts = torch.randint(0, w - size + 1, (n,), generator=gen)
+    return torch.stack([x[i, :, t:t + size, l:l + size]
+                        for i, t, l in zip(idx.tolist(), tops.tolist(), lefts.tolist())])
+
+
+def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: int = 1000, device="cpu", seed: int = 0,
+                 log_every: int = 50, checkpoint=None, progress: bool = True, **overrides) -> HiDDeN:
+    """Train HiDDeN on uint8 images (N, 3, H, W) with random ``cfg.image_size`` crops (images smaller than that are
+    upsampled). Losses: image MSE (``encoder_loss``), message MSE (``decoder_loss``), adversarial BCE. One noise layer
+    from ``cfg.noises`` per mini-batch. With ``checkpoint`` (a path) a finished model is loaded instead of retrained
+    when its settings match. Returns a :class:`HiDDeN`; ``.history`` holds the logged losses and bit accuracy."""
+    from .train import resolve_device
+
+    cfg = cfg or HiddenConfig()
+    if overrides:
+        cfg = HiddenConfig(**{**asdict(cfg), **overrides})
+    steps = check_int("steps", steps, 1)
+    device = resolve_device(device)
+    if checkpoint is not None and Path(checkpoint).is_file():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        if state.get("config") == asdict(cfg) and state.get("steps") == steps and state.get("seed") == seed:
+            return HiDDeN.load(checkpoint, device)
+    images = to_min_size(images if images.shape[1] == 3 else images.expand(-1, 3, -1, -1), cfg.image_size)
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
+    net = HiddenNet(cfg).to(device).train()
+    enc_dec = [p for n, p in net.named_parameters() if not n.startswith("disc")]
+    opt = torch.optim.Adam(enc_dec, lr=cfg.lr)
+    opt_d = torch.optim.Adam(net.disc.parameters(), lr=cfg.lr) if net.disc is not None else None
+    history, t0 = [], time.perf_counter()
+    xs = images.to(device)
+    from tqdm.auto import tqdm
+
+    for step in tqdm(range(1, steps + 1), desc="HiDDeN", disable=not progress, leave=False):
+        x = _random_crops(xs, cfg.batch_size, cfg.image_size, gen).float() / 255
+        msg = torch.randint(0, 2, (len(x), cfg.message_bits), generator=gen).float().to(device) * 2 - 1
+        kind = cfg.noises[int(torch.randint(0, len(cfg.noises), (1,), generator=gen))]
+        p = float(torch.empty(1).uniform_(*cfg.noise_p, generator=gen))
+        enc = net.encode(x, msg)
+        if net.disc is not None:  # discriminator step: cover -> 1, encoded -> 0
+            d_loss = (F.binary_cross_entropy_with_logits(net.disc(x - 0.5), torch.ones(len(x), 1, device=device))
+                      + F.binary_cross_entropy_with_logits(net.disc(enc.detach() - 0.5),
+                                                           torch.zeros(len(x), 1, device=device)))
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
+        noised = _noise(kind, enc, x, p, noise_gen)
+        dec = net.decode(noised)
+        l_img = F.mse_loss(enc, x)
+        l_msg = F.mse_loss(dec, msg)
+        loss = cfg.encoder_loss * l_img + cfg.decoder_loss * l_msg
+        if net.disc is not None:
+            l_adv = F.binary_cross_entropy_with_logits(net.disc(enc - 0.5), torch.ones(len(x), 1, device=device))
+            loss = loss + cfg.adversarial_loss * l_adv
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % log_every == 0 or step == steps:
+            with torch.no_grad():
+                ba = ((dec > 0) == (msg > 0)).float().mean().item()
+                mse = l_img.item()
+            history.append({"step": step, "loss": loss.item(), "image_mse": mse, "message_mse": l_msg.item(),
+                            "bit_acc": ba, "noise": kind, "psnr": 10 * math.log10(1 / max(mse, 1e-12)),
+                            "seconds": time.perf_counter() - t0})
+    model = HiDDeN(net.eval(), cfg, history, device)
+    if checkpoint is not None:
+        model.save(checkpoint)
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        state.update(steps=steps, seed=seed)
+        torch.save(state, checkpoint)
+    return model
+
+
+def get_watermarker(method: str, message_bits: int | None = None, scale: float = 36, hidden: HiDDeN | str | None = None
+                    ) -> Watermarker:
+    """``dwtDct`` / ``dwtDctSvd`` / ``rivaGan`` (with ``message_bits``, ``scale``) or ``hidden`` (a trained
+    :class:`HiDDeN` or the path of a saved one)."""
+    check_choice("method", method, METHODS)
+    if method == "hidden":
+        if hidden is None:
+            raise ValueError("method 'hidden' needs hidden= a trained HiDDeN (dovlib.imwm.train_hidden) or its saved "
+                             "path")
+        model = hidden if isinstance(hidden, HiDDeN) else HiDDeN.load(hidden)
+        if message_bits is not None and message_bits != model.message_bits:
+            raise ValueError(f"message_bits must equal the trained HiDDeN's {model.message_bits}; got {message_bits}")
+        return model
+    return ImWatermarker(method, message_bits, scale)
+
+
+# --- evaluation -------------------------------------------------------------------------------------------------------
+
+def evaluate_attacks(wm: Watermarker, marked: torch.Tensor, bits, cover: torch.Tensor | None = None,
+                     attacks: list | None = None, seed: int = 0):
+    """Per-image bit and word accuracy of ``wm`` on ``marked`` images, without attack ("none") and after each attack
+    (names of :data:`dovlib.attacks.ATTACKS`; default: the 45-attack grid). Size-changing attacks are resized back
+    unless ``wm.any_size``. Returns a DataFrame: attack, family, param, bit_acc, word_acc (means over images)."""
+    import pandas as pd
+
+    names = ["none"] + list(attacks if attacks is not None else [f"{f}_{p:g}" for f, p in _attacks.attack_grid()])
+    gen = torch.Generator().manual_seed(seed)
+    rows = []
+    for name in names:
+        if name == "none":
+            x, fam, param = marked, "none", float("nan")
+        else:
+            a = _attacks.ATTACKS[name] if isinstance(name, str) else name
+            x = a(marked, cover, restore_size=not wm.any_size, generator=gen)
+            fam, param = a.family, a.param
+        dec = wm.extract(x)
+        rows.append({"attack": name if isinstance(name, str) else name.name, "family": fam, "param": param,
+                     "bit_acc": float(bit_accuracy(dec, bits).mean()),
+                     "word_acc": float(word_accuracy(dec, bits).mean())})
+    return pd.DataFrame(rows)
+
+
+def embed_dataset(wm: Watermarker, codec, images: torch.Tensor, message) -> tuple[torch.Tensor, np.ndarray, dict]:
+    """Dataset watermarking: ``codec.encode(message, N)`` gives one sub-message per image (AMUSE, or the baseline
+    ``RepeatCodec`` that repeats the whole message), ``wm.embed`` hides them. Returns (marked images, sub-messages,
+    quality dict with mean PSNR in dB)."""
+    subs = np.asarray(codec.encode(np.asarray(message, dtype=np.uint8), len(images)), dtype=np.uint8)
+    marked = wm.embed(images, subs)
+    p = psnr(images, marked)
+    return marked, subs, {"psnr": float(np.mean(p[np.isfinite(p)])) if np.isfinite(p).any() else float("inf")}
+
+
+def extract_dataset(wm: Watermarker, codec, images: torch.Tensor, message, subs=None) -> dict:
+    """Extract every image's sub-message and let the codec (:mod:`dovlib.amuse`) rebuild the message by voting.
+    Returns bit_acc (share of the L bits rebuilt correctly; bits no surviving sub-message holds count as wrong),
+    word_acc (1.0 when the whole message is right), failed (some bits were not received at all), and sub_bit_acc
+    (per-image sub-message accuracy) when the embedded ``subs`` are given. (The AMUSE authors score a failed rebuild as
+    bit accuracy 0; here the bits that were received still count.)"""
+    decoded_subs = wm.extract(images)
+    message = np.asarray(message, dtype=np.uint8)
+    out = {} if subs is None else {"sub_bit_acc": float(bit_accuracy(decoded_subs, subs).mean())}
+    res = codec.decode_partial(decoded_subs)
+    correct = (np.asarray(res.bits, dtype=np.uint8) == message) & np.asarray(res.known, dtype=bool)
+    return {**out, "bit_acc": float(correct.mean()), "word_acc": float(correct.all()), "failed": not res.complete}
+
+
+def sample_images(images: torch.Tensor, n: int, side: int = 256, seed: int = 0) -> torch.Tensor:
+    """``n`` uint8 RGB images of ``side`` x ``side`` from a pool: random crops when the pool's images are larger
+    (e.g. 8 skimage photos -> many 256x256 crops, flipped at random), else the images upsampled (bicubic) after a
+    random draw without replacement where the pool allows (e.g. CIFAR-10 32x32 -> 256x256)."""
+    n = check_int("n", n, 1)
+    g = torch.Generator().manual_seed(seed)
+    if images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
+    h, w = images.shape[-2:]
+    if min(h, w) >= side:
+        out = _random_crops(images, n, side, g)
+        flip = torch.rand(n, generator=g) < 0.5
+        return torch.where(flip[:, None, None, None], out.flip(-1), out).contiguous()
+    if n <= len(images):
+        idx = torch.randperm(len(images), generator=g)[:n]
+    else:
+        idx = torch.randint(0, len(images), (n,), generator=g)
+    import torchvision.transforms.v2.functional as TF
+
+    return TF.resize(images[idx], [side, side], interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
+
+
+def evaluate_dataset(wm: Watermarker, codec, images: torch.Tensor, messages, attacks: list | None = None,
+                     seed: int = 0):
+    """For each message (rows of ``messages``): mark ``images`` through ``codec`` and ``wm`` (:func:`embed_dataset`),
+    then rebuild the message without attack and after each attack (names in :data:`dovlib.attacks.ATTACKS`).
+    Returns a DataFrame with one row per (message, attack): psnr, sub_bit_acc (per-image sub-message accuracy),
+    bit_acc and word_acc of the rebuilt message, failed."""
+    import pandas as pd
+
+    gen = torch.Generator().manual_seed(seed)
+    rows = []
+    for i, message in enumerate(np.atleast_2d(np.asarray(messages, dtype=np.uint8))):
+        marked, subs, quality = embed_dataset(wm, codec, images, message)
+        for name in ["none"] + list(attacks or []):
+            if name == "none":
+                x, fam, param = marked, "none", float("nan")
+            else:
+                a = _attacks.ATTACKS[name]
+                x = a(marked, images, restore_size=not wm.any_size, generator=gen)
+                fam, param = a.family, a.param
+            rows.append({"message": i, "attack": name, "family": fam, "param": param, "psnr": quality["psnr"],
+                         **extract_dataset(wm, codec, x, message, subs)})
+    return pd.DataFrame(rows)
+
+
+def embed_at_size(wm: Watermarker, images: torch.Tensor, bits, side: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Embed into small images through an upsampled copy: upsample to ``side`` (:func:`to_min_size`), embed, resize
+    back (bicubic, antialiased) to the original size. Returns (marked images at the original size, marked images at
+    the embedding size). The round trip is lossy for the mark; notebook 10 measures what survives."""
+    import torchvision.transforms.v2.functional as TF
+
+    up = to_min_size(images, side)
+    marked_up = wm.embed(up, bits)
+    if marked_up.shape[-2:] == images.shape[-2:]:
+        return marked_up, marked_up
+    down = TF.resize(marked_up, list(images.shape[-2:]), interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
+    return down, marked_up

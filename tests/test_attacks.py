@@ -1,0 +1,102 @@
+import numpy as np
+import pytest
+import torch
+
+from dovlib.attacks import (ATTACKS, HIDDEN_NOISES, apply_attack, attack_grid, crop, cropout, dropout, jpeg, jpeg_mask,
+                            restore_size)
+
+
+def _images(n=2, size=48, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    smooth = torch.nn.functional.interpolate(torch.rand(n, 3, 6, 6, generator=g), size=(size, size), mode="bicubic")
+    return (smooth.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def test_grid_has_45_attacks_over_eight_families():
+    grid = attack_grid()
+    assert len(grid) == 45 and len(set(grid)) == 45
+    families = {f for f, _ in grid}
+    assert families == {"blur", "brightness", "contrast", "hue", "jpeg", "center_crop", "resize", "rotation"}
+    # ranges of the SSL-watermarking evaluation, identity settings left out
+    params = lambda fam: sorted(p for f, p in grid if f == fam)  # noqa: E731
+    assert params("blur")[0] == 3 and params("blur")[-1] == 13
+    assert params("jpeg")[0] == 30 and params("jpeg")[-1] == 100
+    assert params("rotation") == list(range(5, 50, 5))
+    assert 1.0 not in params("brightness") and 0 not in params("hue")
+
+
+def test_every_attack_keeps_dtype_and_restores_size():
+    x = _images()
+    for name, attack in ATTACKS.items():
+        y = attack(x, cover=x)
+        assert y.dtype == torch.uint8 and y.shape == x.shape, name
+
+
+def test_attacks_change_images_and_size_changes_are_reported():
+    x = _images()
+    for name in ("blur_5", "brightness_1.5", "contrast_0.5", "hue_0.25", "jpeg_30", "rotation_20"):
+        assert not torch.equal(apply_attack(name, x), x), name
+    small = apply_attack("center_crop_0.5", x, restore_size=False)
+    assert small.shape[-2:] == (24, 24)
+    assert ATTACKS["resize_0.5"].changes_size and not ATTACKS["jpeg_50"].changes_size
+    assert restore_size(small, (48, 48)).shape[-2:] == (48, 48)
+
+
+def test_brightness_matches_its_definition():
+    x = _images()
+    y = apply_attack("brightness_0.5", x)
+    assert torch.allclose(y.float(), (x.float() * 0.5), atol=1.0)
+
+
+def test_jpeg_quality_orders_error_and_444_keeps_more_colour():
+    x = _images(size=64)
+    err = [(jpeg(x, q).float() - x.float()).abs().mean().item() for q in (30, 90)]
+    assert err[0] > err[1]
+    e420 = (jpeg(x, 95, "4:2:0").float() - x.float()).abs().mean()
+    e444 = (jpeg(x, 95, "4:4:4").float() - x.float()).abs().mean()
+    assert e444 <= e420
+    with pytest.raises(ValueError, match="quality"):
+        jpeg(x, 0)
+    with pytest.raises(ValueError, match="subsampling"):
+        jpeg(x, 50, "4:1:1")
+
+
+def test_hidden_noise_layers_mix_cover_and_encoded():
+    enc, cover = torch.ones(2, 3, 40, 40), torch.zeros(2, 3, 40, 40)
+    g = torch.Generator().manual_seed(0)
+    share = dropout(enc, cover, 0.3, g).mean().item()
+    assert 0.25 < share < 0.35
+    assert abs(cropout(enc, cover, 0.25, g).mean().item() - 0.25) < 0.03
+    assert crop(enc, 0.25, g).shape[-2:] == (20, 20)
+    with pytest.raises(ValueError, match="cover"):
+        apply_attack("hidden_dropout_0.3", _images())
+    assert set(HIDDEN_NOISES) == {"dropout", "cropout", "crop"}
+
+
+def test_jpeg_mask_is_differentiable_and_keeps_smooth_images():
+    x = (_images(1, 32).float() / 255).requires_grad_(True)
+    y = jpeg_mask(x)
+    y.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert (y - x).abs().mean() < 0.02  # smooth image: low frequencies carry almost everything
+
+
+def test_bad_inputs_name_the_parameter():
+    with pytest.raises(ValueError, match="attack must be one of"):
+        apply_attack("sharpen_2", _images())
+    with pytest.raises(ValueError, match="images"):
+        apply_attack("blur_3", torch.rand(1, 3, 8, 8))
+    with pytest.raises(ValueError, match="dropout p"):
+        dropout(torch.ones(1, 3, 4, 4), torch.zeros(1, 3, 4, 4), 1.5)
+    np.testing.assert_array_equal(apply_attack("blur_3", _images()).shape, (2, 3, 48, 48))
+
+
+def test_attack_sets_name_registered_attacks():
+    from dovlib.attacks import attack_set
+
+    assert len(attack_set("grid")) == 45 and attack_set("none") == []
+    rep = attack_set("representative")
+    assert len(rep) == 8 and len({ATTACKS[n].family for n in rep}) == 8
+    assert all(ATTACKS[n].family.startswith("hidden_") for n in attack_set("hidden"))
+    with pytest.raises(ValueError, match="attacks must be one of"):
+        attack_set("all")

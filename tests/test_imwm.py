@@ -1,0 +1,143 @@
+import numpy as np
+import pytest
+import torch
+
+from dovlib.attacks import jpeg
+from dovlib.imwm import (HiDDeN, HiddenConfig, ImWatermarker, evaluate_attacks, get_watermarker, to_min_size,
+                         train_hidden)
+from dovlib.metrics import bit_accuracy, psnr
+
+
+@pytest.fixture(scope="module")
+def photos():
+    from dovlib.data import load_dataset
+
+    x = load_dataset("skimage-photos").x_train[:3]
+    return torch.nn.functional.interpolate(x.float(), size=(256, 256), mode="area").round().to(torch.uint8)
+
+
+def _bits(n, length, seed=0):
+    return np.random.default_rng(seed).integers(0, 2, (n, length)).astype(np.uint8)
+
+
+def test_dwt_dct_svd_round_trip_is_invisible_and_exact(photos):
+    wm = ImWatermarker("dwtDctSvd", 32)
+    bits = _bits(len(photos), 32)
+    marked = wm.embed(photos, bits)
+    assert marked.dtype == torch.uint8 and marked.shape == photos.shape
+    assert bit_accuracy(wm.extract(marked), bits).mean() >= 0.95
+    assert psnr(photos, marked).mean() > 30
+    # unmarked images carry no message: accuracy near chance
+    assert bit_accuracy(wm.extract(photos), bits).mean() < 0.8
+
+
+def test_dwt_dct_scale_trades_quality_for_strength(photos):
+    bits = _bits(len(photos), 32)
+    strong, weak = ImWatermarker("dwtDct", 32, scale=36), ImWatermarker("dwtDct", 32, scale=10)
+    assert psnr(photos, weak.embed(photos, bits)).mean() > psnr(photos, strong.embed(photos, bits)).mean()
+
+
+def test_dwt_dct_marks_only_chroma_so_444_jpeg_keeps_it_better(photos):
+    wm = ImWatermarker("dwtDct", 32)
+    bits = _bits(len(photos), 32)
+    marked = wm.embed(photos, bits)
+    acc444 = bit_accuracy(wm.extract(jpeg(marked, 90, "4:4:4")), bits).mean()
+    acc420 = bit_accuracy(wm.extract(jpeg(marked, 90, "4:2:0")), bits).mean()
+    assert acc444 > acc420
+    # the luma (grey level) is almost untouched: the mark lives in the U channel
+    grey = lambda x: (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).float()  # noqa: E731
+    assert (grey(marked) - grey(photos)).abs().mean() < 1.0
+
+
+def test_limits_are_refused_with_names(photos):
+    with pytest.raises(ValueError, match="message_bits must be an integer \\[1, 32\\]"):
+        ImWatermarker("rivaGan", 40)
+    with pytest.raises(ValueError, match="message_bits"):
+        ImWatermarker("dwtDct", 2000)
+    wm = ImWatermarker("dwtDct", 16)
+    with pytest.raises(ValueError, match="65536 pixels"):
+        wm.embed(torch.zeros(1, 3, 128, 128, dtype=torch.uint8), _bits(1, 16))
+    with pytest.raises(ValueError, match="shape"):
+        wm.embed(photos, _bits(len(photos), 8))
+    with pytest.raises(ValueError, match="C = 3"):
+        wm.embed(photos[:, :1], _bits(len(photos), 16))
+    with pytest.raises(ValueError, match="method must be one of"):
+        ImWatermarker("lsb")
+    with pytest.raises(ValueError, match="scale"):
+        ImWatermarker("dwtDct", scale=0)
+    with pytest.raises(ValueError, match="hidden="):
+        get_watermarker("hidden")
+
+
+def test_to_min_size_upsamples_small_images_only():
+    small = torch.zeros(2, 3, 32, 32, dtype=torch.uint8)
+    assert to_min_size(small).shape[-2:] == (256, 256)
+    big = torch.zeros(1, 3, 300, 260, dtype=torch.uint8)
+    assert to_min_size(big) is big
+
+
+def test_hidden_learns_a_short_message_and_round_trips_through_save(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    base = torch.nn.functional.interpolate(torch.rand(64, 3, 4, 4, generator=g), size=(16, 16), mode="bilinear")
+    images = (base.clamp(0, 1) * 255).round().to(torch.uint8)
+    cfg = HiddenConfig(message_bits=4, channels=16, encoder_blocks=2, decoder_blocks=2, image_size=16, batch_size=32,
+                       adversarial_loss=0, noises=("identity",), lr=3e-3)
+    model = train_hidden(images, cfg, steps=150, progress=False, log_every=50)
+    bits = _bits(32, 4, seed=1)
+    marked = model.embed(images[:32], bits)
+    assert marked.dtype == torch.uint8
+    assert bit_accuracy(model.extract(marked), bits).mean() > 0.8
+    path = model.save(tmp_path / "hidden.pt")
+    loaded = HiDDeN.load(path)
+    assert loaded.cfg == model.cfg and loaded.message_bits == 4
+    np.testing.assert_array_equal(loaded.extract(marked), model.extract(marked))
+    # any image size: HiDDeN is fully convolutional
+    assert model.extract(marked[:, :, :12, :12]).shape == (32, 4)
+    with pytest.raises(ValueError, match="capacity_bits = 4"):
+        model.embed(images[:2], _bits(2, 5))
+
+
+def test_hidden_config_validates():
+    with pytest.raises(ValueError, match="noise must be one of"):
+        HiddenConfig(noises=("identity", "gaussian"))
+    with pytest.raises(ValueError, match="message_bits"):
+        HiddenConfig(message_bits=0)
+
+
+def test_evaluate_attacks_reports_no_attack_first(photos):
+    wm = ImWatermarker("dwtDctSvd", 16)
+    bits = _bits(len(photos), 16)
+    marked = wm.embed(photos, bits)
+    df = evaluate_attacks(wm, marked, bits, photos, attacks=["jpeg_90", "center_crop_0.5"])
+    assert list(df["attack"]) == ["none", "jpeg_90", "center_crop_0.5"]
+    assert df.loc[0, "bit_acc"] >= 0.95
+    assert df.loc[2, "bit_acc"] < df.loc[0, "bit_acc"]  # a crop shifts the block grid
+
+
+def test_dataset_watermark_with_amuse_and_baseline_rebuilds_the_message(photos):
+    from dovlib.amuse import AmuseCodec, RepeatCodec, random_message
+    from dovlib.imwm import evaluate_dataset, sample_images
+
+    images = sample_images(photos, 10, side=256, seed=0)
+    assert images.shape == (10, 3, 256, 256)
+    message = random_message(40, seed=3)
+    for codec in (RepeatCodec(40), AmuseCodec(40, 5, 1)):
+        wm = ImWatermarker("dwtDctSvd", codec.sub_message_bits)
+        df = evaluate_dataset(wm, codec, images, message[None], attacks=["center_crop_0.4"])
+        clean = df[df.attack == "none"].iloc[0]
+        assert clean.bit_acc == 1.0 and clean.word_acc == 1.0 and not clean.failed
+        assert clean.psnr > 30
+        assert df[df.attack == "center_crop_0.4"].iloc[0].bit_acc < 1.0
+
+
+def test_embed_at_size_round_trips_small_images():
+    from dovlib.imwm import embed_at_size
+
+    g = torch.Generator().manual_seed(0)
+    small = (torch.nn.functional.interpolate(torch.rand(2, 3, 4, 4, generator=g), size=(32, 32), mode="bilinear")
+             * 255).round().to(torch.uint8)
+    wm = ImWatermarker("dwtDctSvd", 8)
+    bits = _bits(2, 8)
+    down, up = embed_at_size(wm, small, bits)
+    assert down.shape == small.shape and up.shape == (2, 3, 256, 256)
+    assert bit_accuracy(wm.extract(up), bits).mean() >= 0.9
