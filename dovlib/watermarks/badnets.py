@@ -1,0 +1,42 @@
+"""BadNets (Gu et al., 2017, "BadNets: Identifying Vulnerabilities in the Machine Learning Model Supply Chain"):
+a poison-label watermark. A white square patch in the bottom-right corner, marked samples relabelled to the target.
+
+Defaults (the CIFAR-10 setting of Gu et al. as used by BackdoorBox and by SSCL-BW's Table I): a 3x3 white patch at
+the bottom-right corner, poisoning rate 0.1. The side scales with the image (``common.scaled``): 3 px at 28 and 32,
+6 px at 64. See notebook 02.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .base import DatasetWatermark, register
+from .common import check_images, scaled, stamp
+
+__all__ = ["BadNets"]
+
+
+@register
+class BadNets(DatasetWatermark):
+    name = "badnets"
+    kind = "poison-label"
+    targeted = True
+
+    def __init__(self, patch_size: int = 3, value: int = 255):
+        """``patch_size``: side in pixels for 32x32 images (scaled with the image); ``value``: patch intensity."""
+        if not 1 <= int(patch_size) <= 32:
+            raise ValueError(f"patch_size must be an int in [1, 32] (pixels at 32x32); got {patch_size}")
+        if not 0 <= int(value) <= 255:
+            raise ValueError(f"value must be an int in [0, 255]; got {value}")
+        self.patch_size, self.value = int(patch_size), int(value)
+
+    def patch(self, channels: int, image_size: int) -> torch.Tensor:
+        s = scaled(self.patch_size, image_size)
+        return torch.full((channels, s, s), self.value, dtype=torch.uint8)
+
+    def trigger(self, x: torch.Tensor) -> torch.Tensor:
+        check_images(x)
+        return stamp(x, self.patch(x.shape[1], x.shape[-1]))
+
+    def describe(self) -> dict:
+        return {**super().describe(), "patch_size_at_32": self.patch_size, "value": self.value}

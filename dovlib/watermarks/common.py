@@ -1,0 +1,140 @@
+"""Shared pieces of the Table I baselines: trigger sizes that scale with the image, fixed seeded patterns, patch
+stamping, sample selection for untargeted methods, and the two surrogate-based optimisers (PGD for
+Label-Consistent, gradient matching for Sleeper Agent and UBW-C). See notebook 02.
+
+Scaling rule (all methods): a size given "for 32x32" (the papers' CIFAR-10 settings) becomes
+``max(1, round(size * H / 32))`` pixels for an H x H image, so a 3x3 BadNets patch is 3x3 at 28 (MNIST) and 32
+(CIFAR-10) and 6x6 at 64 (Sub-ImageNet); blended and warping triggers are drawn at the image's own size.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..params import check_int, parse_rate
+from ..train import resolve_device, to_float
+
+__all__ = ["scaled", "check_images", "seeded_pattern", "checkerboard", "stamp", "select_any", "pgd_untargeted",
+           "gradient_matching"]
+
+
+def scaled(size_at_32: int, image_size: int) -> int:
+    """Pixels for an ``image_size`` image of a length given for 32x32 images (at least 1)."""
+    return max(1, int(round(size_at_32 * image_size / 32)))
+
+
+def check_images(x: torch.Tensor) -> torch.Tensor:
+    """Refuse anything but uint8 (N, C, H, W) images."""
+    if not isinstance(x, torch.Tensor) or x.dtype != torch.uint8 or x.ndim != 4:
+        raise ValueError(f"x must be uint8 images of shape (N, C, H, W); got "
+                         f"{getattr(x, 'dtype', type(x).__name__)} {tuple(getattr(x, 'shape', ()))}")
+    return x
+
+
+def seeded_pattern(shape, seed: int) -> torch.Tensor:
+    """A fixed uniform-noise uint8 pattern of ``shape`` drawn from ``seed`` (the same on every machine)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, tuple(shape), generator=g, dtype=torch.uint8)
+
+
+def checkerboard(channels: int, side: int) -> torch.Tensor:
+    """A black/white uint8 checkerboard (channels, side, side) with a white top-left pixel."""
+    i = torch.arange(side)
+    board = ((i[:, None] + i[None, :]) % 2 == 0).to(torch.uint8) * 255
+    return board.expand(channels, side, side).clone()
+
+
+def stamp(x: torch.Tensor, patch: torch.Tensor, corners=("br",)) -> torch.Tensor:
+    """Paste ``patch`` (C, s, s) uint8 into the given corners ("tl", "tr", "bl", "br") of uint8 images."""
+    out = check_images(x).clone()
+    s = patch.shape[-1]
+    h, w = x.shape[-2:]
+    if s > min(h, w):
+        raise ValueError(f"patch side must be <= the image side {min(h, w)}; got {s}")
+    for c in corners:
+        r0 = 0 if c[0] == "t" else h - s
+        c0 = 0 if c[1] == "l" else w - s
+        out[:, :, r0:r0 + s, c0:c0 + s] = patch.to(out.device)
+    return out
+
+
+def select_any(n: int, rate, seed: int = 0) -> torch.Tensor:
+    """Sorted indices of ``round(rate * n)`` samples drawn from the whole set (untargeted UBW methods)."""
+    rate = parse_rate(rate)
+    g = torch.Generator().manual_seed(seed)
+    return torch.randperm(n, generator=g)[:int(round(rate * n))].sort().values
+
+
+def _frozen(model: nn.Module, device) -> nn.Module:
+    model = model.to(device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def pgd_untargeted(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 100,
+                   alpha: float | None = None, batch_size: int = 256, device="auto", seed: int = 0) -> torch.Tensor:
+    """L_inf PGD (Madry et al., 2018) that pushes uint8 images away from their true labels on a frozen surrogate;
+    random start, step ``alpha`` (default 2.5 * eps / steps). Returns uint8 images within ``eps`` of ``x``."""
+    check_int("steps", steps, 0)
+    dev = resolve_device(device)
+    model = _frozen(model, dev)
+    alpha = alpha if alpha is not None else 2.5 * eps / max(steps, 1)
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(0, len(x), batch_size):
+        x0 = to_float(x[i:i + batch_size]).to(dev)
+        yb = torch.as_tensor(y[i:i + batch_size]).long().to(dev)
+        delta = ((torch.rand(x0.shape, generator=g) * 2 - 1) * eps).to(dev)
+        for _ in range(steps):
+            delta.requires_grad_(True)
+            loss = F.cross_entropy(model((x0 + delta).clamp(0, 1)), yb)
+            grad, = torch.autograd.grad(loss, delta)
+            delta = (delta.detach() + alpha * grad.sign()).clamp(-eps, eps)
+        out.append(((x0 + delta).clamp(0, 1) * 255).round().to(torch.uint8).cpu())
+    return torch.cat(out) if out else x.clone()
+
+
+def _flat_grad(loss, params, create_graph=False):
+    return torch.cat([g.flatten() for g in torch.autograd.grad(loss, params, create_graph=create_graph)])
+
+
+def gradient_matching(model: nn.Module, x_poison: torch.Tensor, y_poison: torch.Tensor, target_grad_loss,
+                      eps: float, steps: int = 250, lr: float | None = None, batch_size: int = 128, device="auto",
+                      seed: int = 0) -> torch.Tensor:
+    """Gradient matching (Geiping et al., 2021 "Witches' Brew"; used by Sleeper Agent and UBW-C): find L_inf
+    perturbations (``eps``) of uint8 ``x_poison`` so that the training gradient on (x_poison + delta, y_poison)
+    aligns (cosine) with the gradient of ``target_grad_loss(model)`` -- the loss whose decrease plants the watermark.
+    Signed Adam steps of size ``lr`` (default eps / 10 per step in [0, 1] units). Returns uint8 images."""
+    check_int("steps", steps, 0)
+    dev = resolve_device(device)
+    model = _frozen(model, dev)
+    params = [p for p in model.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    target = _flat_grad(target_grad_loss(model), params).detach()
+    t_norm = target.norm()
+    x0 = to_float(x_poison).to(dev)
+    yp = torch.as_tensor(y_poison).long().to(dev)
+    g = torch.Generator().manual_seed(seed)
+    delta = ((torch.rand(x0.shape, generator=g) * 2 - 1) * eps * 0.5).to(dev).requires_grad_(True)
+    opt = torch.optim.Adam([delta], lr=lr if lr is not None else eps / 10)
+    n = len(x0)
+    for step in range(steps):
+        perm = torch.randperm(n, generator=g)
+        for i in range(0, n, batch_size):
+            idx = perm[i:i + batch_size].to(dev)
+            xb = (x0[idx] + delta[idx]).clamp(0, 1)
+            pg = _flat_grad(F.cross_entropy(model(xb), yp[idx]), params, create_graph=True)
+            loss = 1 - F.cosine_similarity(pg, target, dim=0) if t_norm > 0 else pg.sum() * 0
+            opt.zero_grad()
+            delta.grad, = torch.autograd.grad(loss, delta)
+            delta.grad.sign_()
+            opt.step()
+            with torch.no_grad():
+                delta.clamp_(-eps, eps)
+    for p in params:
+        p.requires_grad_(False)
+    return ((x0 + delta.detach()).clamp(0, 1) * 255).round().to(torch.uint8).cpu()

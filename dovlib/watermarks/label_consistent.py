@@ -1,0 +1,76 @@
+"""Label-Consistent backdoor (Turner et al., 2019, "Label-Consistent Backdoor Attacks"): a clean-label watermark.
+Target-class samples are first made hard to classify with an L_inf PGD perturbation on a surrogate (so the model
+must lean on the trigger), then stamped with the trigger; labels never change.
+
+Defaults (Turner et al.'s CIFAR-10 setting): PGD eps = 16/255, 100 steps (step 2.5 * eps / steps, random start),
+the four-corner 3x3 black/white checkerboard trigger at full amplitude (255), marked samples from the target class
+only. The corner patches scale with the image (``common.scaled``): 3 px at 28/32, 6 px at 64. ``fit`` takes the
+owner's trained, frozen surrogate (dovlib.sscl.train_surrogate). See notebook 02.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..params import check_int, parse_eps
+from .base import DatasetWatermark, register, select_indices
+from .common import check_images, checkerboard, pgd_untargeted, scaled, stamp
+
+__all__ = ["LabelConsistent"]
+
+CORNERS = ("tl", "tr", "bl", "br")
+
+
+@register
+class LabelConsistent(DatasetWatermark):
+    name = "label-consistent"
+    kind = "clean-label"
+    targeted = True
+
+    def __init__(self, eps=16 / 255, steps: int = 100, alpha=None, patch_size: int = 3, amplitude: int = 255,
+                 device="auto"):
+        self.eps = parse_eps(eps)
+        self.steps = check_int("steps", steps, 0)
+        self.alpha = None if alpha is None else parse_eps(alpha)
+        self.patch_size = check_int("patch_size", patch_size, 1, 16)
+        self.amplitude = check_int("amplitude", amplitude, 1, 255)
+        self.device = device
+        self.surrogate = None
+
+    def fit(self, x, y, surrogate=None) -> "LabelConsistent":
+        if surrogate is None:
+            raise ValueError("surrogate must be a trained classifier (dovlib.sscl.train_surrogate(...).model); "
+                             "Label-Consistent runs PGD on it")
+        self.surrogate = surrogate
+        return self
+
+    def trigger(self, x: torch.Tensor) -> torch.Tensor:
+        check_images(x)
+        s = scaled(self.patch_size, x.shape[-1])
+        board = checkerboard(x.shape[1], s)
+        patch = (board.float() * self.amplitude / 255).round().to(torch.uint8)
+        # reduced amplitude (Turner et al. Sec. 4.3): blend the pattern over the image instead of pasting it
+        if self.amplitude == 255:
+            return stamp(x, patch, CORNERS)
+        out = x.clone()
+        full = stamp(torch.zeros_like(x[:1]), torch.full_like(patch, 1), CORNERS)[0].bool()
+        signed = stamp(torch.zeros_like(x[:1]), board, CORNERS)[0].float() / 255 * 2 - 1
+        delta = (signed * self.amplitude).where(full, torch.zeros(()))
+        return (out.float() + delta).round().clamp(0, 255).to(torch.uint8)
+
+    def apply(self, x, y, rate, target: int, seed: int = 0):
+        check_images(x)
+        if self.surrogate is None:
+            raise RuntimeError("call fit(x, y, surrogate) before apply")
+        y = torch.as_tensor(y)
+        idx = select_indices(y, rate, target, clean_label=True, seed=seed)
+        x_out = x.clone()
+        if len(idx):
+            adv = pgd_untargeted(self.surrogate, x[idx], y[idx], self.eps, self.steps, self.alpha,
+                                 device=self.device, seed=seed)
+            x_out[idx] = self.trigger(adv)
+        return x_out, y.clone(), idx
+
+    def describe(self) -> dict:
+        return {**super().describe(), "eps": self.eps, "steps": self.steps, "patch_size_at_32": self.patch_size,
+                "amplitude": self.amplitude}

@@ -1,0 +1,77 @@
+"""Sleeper Agent (Souri et al., NeurIPS 2022, "Sleeper Agent: Scalable Hidden Trigger Backdoors for Neural Networks
+Trained from Scratch"): a clean-label, hidden-trigger watermark. Target-class samples get an L_inf perturbation
+found by gradient matching on a surrogate, so that training on them has the same gradient as training on
+"non-target image + patch trigger -> target". The poisons do NOT contain the trigger; only queries do.
+
+Defaults (Souri et al.'s CIFAR-10 setting): eps = 16/255, 250 crafting steps of signed Adam, a random-noise patch
+trigger of 8x8 pixels (here fixed in the bottom-right corner and drawn from ``patch_seed``; Souri et al. place it at
+a random position), up to 1000 source images. Simplifications (say so when reporting): one restart and no
+surrogate retraining during crafting (Souri et al. use restarts and retrain the surrogate 4 times). The patch
+side scales with the image (``common.scaled``): 7 px at 28, 8 at 32, 16 at 64. See notebook 02.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..params import check_int, parse_eps
+from ..train import to_float
+from .base import DatasetWatermark, register, select_indices
+from .common import check_images, gradient_matching, scaled, seeded_pattern, stamp
+
+__all__ = ["SleeperAgent"]
+
+
+@register
+class SleeperAgent(DatasetWatermark):
+    name = "sleeper-agent"
+    kind = "clean-label"
+    targeted = True
+
+    def __init__(self, eps=16 / 255, steps: int = 250, patch_size: int = 8, patch_seed: int = 0,
+                 n_source: int = 1000, device="auto"):
+        self.eps = parse_eps(eps)
+        self.steps = check_int("steps", steps, 0)
+        self.patch_size = check_int("patch_size", patch_size, 1, 32)
+        self.patch_seed = int(patch_seed)
+        self.n_source = check_int("n_source", n_source, 1)
+        self.device = device
+        self.surrogate = None
+
+    def fit(self, x, y, surrogate=None) -> "SleeperAgent":
+        if surrogate is None:
+            raise ValueError("surrogate must be a trained classifier (dovlib.sscl.train_surrogate(...).model); "
+                             "Sleeper Agent matches gradients on it")
+        self.surrogate = surrogate
+        return self
+
+    def trigger(self, x: torch.Tensor) -> torch.Tensor:
+        check_images(x)
+        s = scaled(self.patch_size, x.shape[-1])
+        return stamp(x, seeded_pattern((x.shape[1], s, s), self.patch_seed))
+
+    def apply(self, x, y, rate, target: int, seed: int = 0):
+        check_images(x)
+        if self.surrogate is None:
+            raise RuntimeError("call fit(x, y, surrogate) before apply")
+        y = torch.as_tensor(y)
+        idx = select_indices(y, rate, target, clean_label=True, seed=seed)
+        x_out = x.clone()
+        if len(idx):
+            pool = torch.nonzero(y != target).flatten()
+            g = torch.Generator().manual_seed(seed + 2)
+            src = self.trigger(x[pool[torch.randperm(len(pool), generator=g)[:self.n_source]]])
+
+            def source_loss(model):
+                dev = next(model.parameters()).device
+                xs = to_float(src).to(dev)
+                return F.cross_entropy(model(xs), torch.full((len(xs),), target, device=dev))
+
+            x_out[idx] = gradient_matching(self.surrogate, x[idx], y[idx], source_loss, self.eps, self.steps,
+                                           device=self.device, seed=seed)
+        return x_out, y.clone(), idx
+
+    def describe(self) -> dict:
+        return {**super().describe(), "eps": self.eps, "steps": self.steps, "patch_size_at_32": self.patch_size,
+                "n_source": self.n_source}

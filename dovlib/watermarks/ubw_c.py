@@ -1,0 +1,78 @@
+"""UBW-C (Li et al., NeurIPS 2022, "Untargeted Backdoor Watermark: Towards Harmless and Stealthy Dataset Copyright
+Protection"), clean-label variant: a bi-level problem -- perturb some training samples (labels kept) so that a
+model trained on them misclassifies triggered images into DISPERSED wrong classes -- solved, as in Li et al., by
+gradient matching on a surrogate: the poisons' training gradient is aligned with the gradient of
+``-(CE(f(trigger(x)), y) + lam * H(f(trigger(x))))`` on triggered source images (H: prediction entropy).
+
+Defaults: eps = 16/255, 250 crafting steps, lam = 2, a 3x3 black/white checkerboard patch trigger at the
+bottom-right corner (as for UBW-P; scaled with the image by ``common.scaled``), poisons and sources drawn from
+the whole set (untargeted; ``target`` is not used), up to 1000 source images. Li et al. also retrain the surrogate
+during crafting; this implementation does not (say so when reporting). Its success measure is untargeted: the
+share of triggered test images not classified as their true class. See notebook 02.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..params import check_int, parse_eps, parse_fraction
+from ..train import to_float
+from .base import DatasetWatermark, register
+from .common import check_images, checkerboard, gradient_matching, scaled, select_any, stamp
+
+__all__ = ["UBWC"]
+
+
+@register
+class UBWC(DatasetWatermark):
+    name = "ubw-c"
+    kind = "clean-label"
+    targeted = False
+
+    def __init__(self, eps=16 / 255, steps: int = 250, lam=2.0, patch_size: int = 3, n_source: int = 1000,
+                 device="auto"):
+        self.eps = parse_eps(eps)
+        self.steps = check_int("steps", steps, 0)
+        self.lam = parse_fraction("lam", lam, 0, 100, low_inclusive=True)
+        self.patch_size = check_int("patch_size", patch_size, 1, 32)
+        self.n_source = check_int("n_source", n_source, 1)
+        self.device = device
+        self.surrogate = None
+
+    def fit(self, x, y, surrogate=None) -> "UBWC":
+        if surrogate is None:
+            raise ValueError("surrogate must be a trained classifier (dovlib.sscl.train_surrogate(...).model); "
+                             "UBW-C matches gradients on it")
+        self.surrogate = surrogate
+        return self
+
+    def trigger(self, x: torch.Tensor) -> torch.Tensor:
+        check_images(x)
+        return stamp(x, checkerboard(x.shape[1], scaled(self.patch_size, x.shape[-1])))
+
+    def apply(self, x, y, rate, target: int = 0, seed: int = 0):
+        check_images(x)
+        if self.surrogate is None:
+            raise RuntimeError("call fit(x, y, surrogate) before apply")
+        y = torch.as_tensor(y)
+        idx = select_any(len(y), rate, seed)
+        x_out = x.clone()
+        if len(idx):
+            g = torch.Generator().manual_seed(seed + 2)
+            pick = torch.randperm(len(y), generator=g)[:self.n_source]
+            src, ysrc = self.trigger(x[pick]), y[pick]
+
+            def source_loss(model):
+                dev = next(model.parameters()).device
+                logits = model(to_float(src).to(dev))
+                entropy = -(logits.softmax(1) * logits.log_softmax(1)).sum(1).mean()
+                return -(F.cross_entropy(logits, ysrc.to(dev)) + self.lam * entropy)
+
+            x_out[idx] = gradient_matching(self.surrogate, x[idx], y[idx], source_loss, self.eps, self.steps,
+                                           device=self.device, seed=seed)
+        return x_out, y.clone(), idx
+
+    def describe(self) -> dict:
+        return {**super().describe(), "eps": self.eps, "steps": self.steps, "lam": self.lam,
+                "patch_size_at_32": self.patch_size, "n_source": self.n_source}

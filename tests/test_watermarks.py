@@ -1,0 +1,212 @@
+"""The Table I baselines behind the DatasetWatermark interface (dovlib/watermarks/*.py)."""
+
+import pytest
+import torch
+
+from dovlib.data import load_dataset
+from dovlib.models import build_model
+from dovlib.train import evaluate, fit
+from dovlib.verify import attack_success
+from dovlib.watermarks import get_watermark
+from dovlib.watermarks.common import checkerboard, gradient_matching, pgd_untargeted, scaled, select_any
+
+BASELINES = ["badnets", "blended", "wanet", "ubw-p", "label-consistent", "sleeper-agent", "ubw-c"]
+SURROGATE = {"label-consistent", "sleeper-agent", "ubw-c"}
+FAST = {"label-consistent": {"steps": 2}, "sleeper-agent": {"steps": 1, "n_source": 16},
+        "ubw-c": {"steps": 1, "n_source": 16}}
+
+
+def _data(size=16, channels=3, n=60):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (n, channels, size, size), generator=g, dtype=torch.uint8)
+    return x, torch.arange(n) % 10
+
+
+def _surrogate(channels, size):
+    torch.manual_seed(0)
+    return build_model("badnets_cnn", 10, channels, width=16, image_size=size).eval()
+
+
+def _make(name, x):
+    wm = get_watermark(name, **FAST.get(name, {}))
+    return wm.fit(x, None, _surrogate(x.shape[1], x.shape[-1]) if name in SURROGATE else None)
+
+
+@pytest.mark.parametrize("name", BASELINES)
+@pytest.mark.parametrize("size,channels", [(28, 1), (32, 3), (64, 3)])
+def test_apply_shapes_range_labels(name, size, channels):
+    x, y = _data(size, channels, 40 if size == 64 else 60)
+    wm = _make(name, x)
+    xo, yo, idx = wm.apply(x, y, 0.1, target=1, seed=0)
+    assert xo.shape == x.shape and xo.dtype == torch.uint8 and yo.dtype == y.dtype
+    assert len(idx) == round(0.1 * len(x))
+    untouched = torch.ones(len(x), dtype=torch.bool)
+    untouched[idx] = False
+    if name == "wanet":
+        untouched[wm.noise_indices] = False
+        assert len(wm.noise_indices) == 2 * len(idx) and not set(wm.noise_indices.tolist()) & set(idx.tolist())
+        assert torch.equal(yo[wm.noise_indices], y[wm.noise_indices])  # noise mode keeps labels
+    assert torch.equal(xo[untouched], x[untouched]) and torch.equal(yo[untouched], y[untouched])
+    assert not torch.equal(xo[idx], x[idx])
+    if wm.kind == "clean-label":
+        assert torch.equal(yo, y)
+        if wm.targeted:
+            assert (y[idx] == 1).all()
+    elif wm.targeted:
+        assert (yo[idx] == 1).all() and (y[idx] != 1).all()
+    else:  # UBW-P: labels shifted by one, every class may be poisoned
+        assert torch.equal(yo[idx], (y[idx] + 1) % 10)
+    t = wm.trigger(x[:5])
+    assert t.shape == (5, channels, size, size) and t.dtype == torch.uint8 and not torch.equal(t, x[:5])
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_deterministic_under_seed(name):
+    x, y = _data(n=100)
+    a = _make(name, x).apply(x, y, 0.05, 1, seed=3)
+    b = _make(name, x).apply(x, y, 0.05, 1, seed=3)
+    c = _make(name, x).apply(x, y, 0.05, 1, seed=4)
+    assert all(torch.equal(u, v) for u, v in zip(a, b))
+    assert not torch.equal(a[2], c[2])
+    assert torch.equal(_make(name, x).trigger(x), _make(name, x).trigger(x))
+
+
+def test_trigger_scales_with_image_size():
+    assert [scaled(3, s) for s in (28, 32, 64)] == [3, 3, 6]
+    wm = get_watermark("badnets")
+    for size, side in [(28, 3), (32, 3), (64, 6)]:
+        x = torch.zeros(1, 3, size, size, dtype=torch.uint8)
+        changed = (wm.trigger(x) != x).any(1)[0]
+        assert changed.sum() == side * side and changed[-side:, -side:].all()
+
+
+def test_blended_is_a_convex_mix():
+    x = torch.full((2, 3, 8, 8), 100, dtype=torch.uint8)
+    wm = get_watermark("blended", alpha=0.2)
+    p = wm.pattern(3, 8, 8).float()
+    assert torch.allclose(wm.trigger(x).float(), (0.8 * 100 + 0.2 * p).round(), atol=1)
+    with pytest.raises(ValueError, match="alpha"):
+        get_watermark("blended", alpha=1.5)
+
+
+def test_wanet_warp_is_small_and_smooth():
+    x = torch.linspace(0, 255, 32).round().to(torch.uint8).expand(2, 3, 32, 32).clone()  # a smooth ramp
+    out = get_watermark("wanet").trigger(x)
+    assert 0 < (out.float() - x.float()).abs().mean() < 8  # about s/2 px of a ramp of 8 levels per pixel
+    with pytest.raises(ValueError, match="k"):
+        get_watermark("wanet", k=1)
+
+
+def test_label_consistent_budget_outside_trigger():
+    x, y = _data(32, 3)
+    wm = _make("label-consistent", x)
+    xo, _, idx = wm.apply(x, y, 0.1, 1)
+    mask = torch.ones(32, 32, dtype=torch.bool)
+    for r in (slice(0, 3), slice(29, 32)):
+        for c in (slice(0, 3), slice(29, 32)):
+            mask[r, c] = False
+    d = (xo[idx].float() - x[idx].float()).abs()[:, :, mask]
+    assert d.max() <= 16 + 1 and d.max() > 0
+    assert (xo[idx][:, :, :3, :3] == checkerboard(3, 3)).all()
+    low = get_watermark("label-consistent", amplitude=32).trigger(torch.full((1, 3, 32, 32), 128, dtype=torch.uint8))
+    assert (low.float() - 128).abs().max() == 32
+
+
+def test_pgd_raises_surrogate_loss_and_respects_eps():
+    x, y = _data(16, 3, 20)
+    m = _surrogate(3, 16)
+    adv = pgd_untargeted(m, x, y, eps=8 / 255, steps=5, device="cpu")
+    assert (adv.float() - x.float()).abs().max() <= 8 + 1
+    loss = torch.nn.functional.cross_entropy
+    assert loss(m(adv.float() / 255), y) > loss(m(x.float() / 255), y)
+
+
+def test_gradient_matching_aligns_gradients():
+    x, y = _data(16, 3, 20)
+    m = _surrogate(3, 16)
+    src = x[:10].float() / 255
+
+    def target_loss(model):
+        return torch.nn.functional.cross_entropy(model(src), torch.full((10,), 1))
+
+    def cos(xp):
+        ps = list(m.parameters())
+        for p in ps:
+            p.requires_grad_(True)
+        gp = torch.autograd.grad(torch.nn.functional.cross_entropy(m(xp.float() / 255), y), ps)
+        gt = torch.autograd.grad(target_loss(m), ps)
+        return torch.nn.functional.cosine_similarity(torch.cat([g.flatten() for g in gp]),
+                                                     torch.cat([g.flatten() for g in gt]), dim=0).item()
+
+    out = gradient_matching(m, x, y, target_loss, eps=16 / 255, steps=15, device="cpu")
+    assert (out.float() - x.float()).abs().max() <= 16 + 1
+    assert cos(out) > cos(x)
+
+
+def test_bad_inputs_name_the_parameter():
+    x, y = _data()
+    with pytest.raises(ValueError, match="rate"):
+        get_watermark("badnets").apply(x, y, 1.5, 1)
+    with pytest.raises(ValueError, match="target"):
+        get_watermark("badnets").apply(x, y, 0.1, 12)
+    with pytest.raises(ValueError, match="rate"):  # clean-label: at most the target class's share (10%)
+        _make("label-consistent", x).apply(x, y, 0.2, 1)
+    with pytest.raises(ValueError, match="x must be uint8"):
+        get_watermark("badnets").trigger(x.float())
+    with pytest.raises(ValueError, match="surrogate"):
+        get_watermark("sleeper-agent").fit(x, y, None)
+    with pytest.raises(RuntimeError, match="fit"):
+        get_watermark("ubw-c").apply(x, y, 0.1, 1)
+    with pytest.raises(ValueError, match="eps"):
+        get_watermark("label-consistent", eps=2)
+    with pytest.raises(ValueError, match="patch_size"):
+        get_watermark("badnets", patch_size=0)
+    with pytest.raises(ValueError, match="method"):
+        get_watermark("nope")
+    assert len(select_any(100, 0.25, 0)) == 25
+
+
+@pytest.mark.parametrize("name", ["badnets", "blended"])
+def test_trigger_is_learnt(name):
+    """Smoke-size training: a model trained on the watermarked set answers the target on triggered images far more
+    often than a model trained on the clean set."""
+    ds = load_dataset("synthetic", n_train=400, n_test=200, image_size=16)
+    wm = get_watermark(name)
+    xw, yw, _ = wm.apply(ds.x_train, ds.y_train, 0.1, target=1, seed=0)
+    wsr = {}
+    for key, (xt, yt) in {"clean": (ds.x_train, ds.y_train), "marked": (xw, yw)}.items():
+        torch.manual_seed(0)
+        model = build_model("badnets_cnn", 10, 3, width=16, image_size=16)
+        r = fit(model, xt, yt, epochs=40, batch_size=32, lr=0.01, device="cpu", progress=False, flip=False,
+                crop_padding=0, seed=0)
+        wsr[key] = attack_success(r.model, ds.x_test, ds.y_test, wm.trigger, 1)
+        assert evaluate(r.model, ds.x_test, ds.y_test) > 0.2  # the task itself is learnt (chance = 0.1)
+    assert wsr["marked"] > wsr["clean"] + 0.25, wsr
+
+
+@pytest.fixture
+def _runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("DOVLIB_REPORTS", str(tmp_path / "reports"))
+
+
+def test_table_rows_and_paper_comparison(_runs):
+    from dovlib.params import get_profile
+    from dovlib.watermarks.table import PAPER_TABLE_I, paper_comparison, table_i, table_row
+
+    ds = load_dataset("synthetic", n_train=200, n_test=100, image_size=16)
+    cfg = get_profile("smoke", epochs=1, width=4)
+    df = table_i(ds, "badnets_cnn", cfg, methods=["none", "badnets", "ubw-p", "label-consistent"])
+    assert list(df["method"]) == ["No Watermark", "BadNets", "UBW-P", "Label-Consistent"]
+    assert df["BA"].between(0, 1).all() and df["WSR"].iloc[1:].between(0, 1).all()
+    assert df.loc[df.key == "badnets", "n_marked"].item() == 20
+    assert df.loc[df.key == "ubw-p", "success_measure"].item().startswith("untargeted")
+    assert (df["PSNR"].iloc[1:] > 10).all() and (df["SSIM"].iloc[1:] <= 1).all()
+    cmp = paper_comparison(df, "cifar10-subset")
+    ref = cmp.query("method == 'BadNets' and quantity == 'BA (%)'").iloc[0]
+    assert ref["paper"] == PAPER_TABLE_I["cifar10"]["BadNets"]["BA"]
+    assert abs(ref["diff"] - (ref["ours"] - ref["paper"])) < 1e-9
+    assert "untargeted success (%)" in set(cmp.query("method == 'UBW-P'")["quantity"])
+    assert paper_comparison(df, "mnist-offline")["paper"].isna().all()  # not available: left empty
+    with pytest.raises(ValueError, match="method"):
+        table_row("nope", ds, "badnets_cnn", cfg)
