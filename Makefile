@@ -29,10 +29,27 @@ notebooks: install
 
 # Run every notebook with papermill on PROFILE and write reports/ (index.html, summary.md).
 reproduce: install
-	$(PY) -m dovlib.reproduce --profile $(PROFILE)
+	$(PY) -m dovlib.reproduce --profile $(PROFILE) $(ARGS)
 
 benchmark: install
 	$(PY) benchmarks/train_throughput.py
 
 clean-reports:
 	rm -rf reports/[0-9][0-9]_* reports/index.html reports/summary.md
+
+# --- reproduce / sweep / index (dovlib.reproduce, dovlib.sweep, dovlib.index; see docs/reproduce.md) ---------
+# make reproduce PROFILE=quick ARGS="--force --only 03,04"      (ARGS: any `python -m dovlib.reproduce` option)
+# make sweep NB=notebooks/04_ablation.ipynb GRID="-p eps 1/255,2/255 -p rate 0.01,0.1" [EXECUTOR=slurm] [ARGS=...]
+# make index                                                    (rebuild reports/index.html and summary.md only)
+ARGS ?=
+NB ?=
+GRID ?=
+EXECUTOR ?= local
+.PHONY: sweep index
+
+sweep: install
+	@test -n "$(NB)" || { echo "usage: make sweep NB=notebooks/04_ablation.ipynb GRID='-p eps 1/255,2/255' [EXECUTOR=local|slurm] [PROFILE=quick]"; exit 2; }
+	$(PY) -m dovlib.sweep $(NB) $(GRID) --profile $(PROFILE) --executor $(EXECUTOR) $(ARGS)
+
+index: install
+	$(PY) -m dovlib.index

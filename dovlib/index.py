@@ -1,0 +1,386 @@
+"""``reports/index.html`` and ``reports/summary.md``: every table, record and figure the notebooks wrote.
+
+For each ``reports/<notebook>/`` it renders the last runs (``stamps.json`` from :mod:`dovlib.reproduce`), the
+records of ``metrics.json`` (parameters, metrics, profile, dataset full/subset, device, wall time), every table
+listed in ``tables.json`` (paper comparisons, with columns ``paper``/``ours``/``diff``, are marked and labelled
+with the profile, dataset, device and wall time they come from) and every figure (PNG embedded as base64, SVG
+linked by relative path). The page needs no server and no network. ``python -m dovlib.index`` rebuilds it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as _dt
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .data import REPO_ROOT
+from .report import _atomic_write, reports_dir
+
+__all__ = ["NotebookReport", "PaperItem", "PAPER_ITEMS", "collect", "coverage", "records_frame", "context_label",
+           "render_html", "render_markdown", "build_index", "main"]
+
+CONTEXT_KEYS = ("profile", "dataset", "is_subset", "device", "device_name", "wall_time")
+
+
+@dataclass(frozen=True)
+class PaperItem:
+    """One table or figure of a seed paper and the notebook output that reproduces it."""
+
+    paper: str
+    item: str
+    notebook: str
+    kind: str  # "table" (a save_table name) or "figure" (a save_fig name)
+    name: str
+
+
+# Every table and figure of both papers, and where it is reproduced. The index lists each as present or MISSING, so
+# a reader sees at once what a run covered. (AMUSE's figures are named by content, not by number.)
+PAPER_ITEMS = (
+    PaperItem("SSCL-BW", "Table I: BA, WSR, perceptual distance of all methods", "02_watermark_dataset", "table",
+              "table1_all_methods_vs_paper"),
+    PaperItem("SSCL-BW", "Table I: SSCL-BW row beside the benign model", "02_watermark_dataset", "table",
+              "table1_sscl_bw"),
+    PaperItem("SSCL-BW", "Table II: Malicious, Ind-M, Ind-W (delta_p, p-value)", "03_verification", "table",
+              "table2_verification"),
+    PaperItem("SSCL-BW", "Fig. 4: BA and WSR vs eps and vs rate", "04_ablation", "figure", "fig4_ablation"),
+    PaperItem("SSCL-BW", "Fig. 5: fine-tuning and pruning removal attacks", "05_removal_attacks", "figure",
+              "fig5_removal"),
+    PaperItem("SSCL-BW", "Fig. 6: surrogate x suspect transferability", "06_transferability", "figure",
+              "fig6_transferability"),
+    PaperItem("AMUSE", "Sub-message lengths of Algorithm 2 (n, k, bits)", "09_amuse_subset_attack", "table",
+              "sub_message_bits_vs_paper"),
+    PaperItem("AMUSE", "Table 1: HiDDeN 30 bits vs AMUSE 16 and 9 bits", "08_amuse_plug_and_play", "table",
+              "table1_hidden"),
+    PaperItem("AMUSE", "Table 2: DCT-DWT, scales 36/30/20, L 100/200/300", "08_amuse_plug_and_play", "table",
+              "table2_dct_dwt"),
+    PaperItem("AMUSE", "Figures: bit and word accuracy vs message length, no attack and attacked",
+              "07_amuse_message_length", "figure", "accuracy_vs_length"),
+    PaperItem("AMUSE", "Figures: accuracy per attack family", "07_amuse_message_length", "figure",
+              "accuracy_by_attack_family"),
+    PaperItem("AMUSE", "Figures: subset attack, accuracy vs leaked share", "09_amuse_subset_attack", "figure",
+              "accuracy_vs_leaked_share"),
+    PaperItem("AMUSE", "Flowers table: classifier trained on the watermarked vs clean set", "10_amuse_ml_task",
+              "table", "ml_task"),
+)
+
+
+@dataclass
+class Table:
+    name: str
+    caption: str
+    df: object  # pandas.DataFrame
+    comparison: bool
+    context: dict
+    file: str
+
+
+@dataclass
+class NotebookReport:
+    """Everything one notebook left in ``reports/<stem>/``."""
+
+    stem: str
+    title: str = ""
+    records: list = field(default_factory=list)
+    tables: list = field(default_factory=list)
+    figures: list = field(default_factory=list)  # (name, png relative path, svg relative path or "", base64 png)
+    runs: list = field(default_factory=list)  # stamps.json entries, newest first
+
+    @property
+    def latest(self) -> dict:
+        """The newest record (by its ``written`` time): the context of tables that do not carry their own."""
+        return max(self.records, key=lambda r: r.get("written", ""), default={})
+
+    @property
+    def status(self) -> str:
+        return self.runs[0]["status"] if self.runs else ("ok" if self.records or self.tables else "no run")
+
+
+def _title(stem: str) -> str:
+    """The notebook's first markdown heading, from ``notebooks/<stem>.ipynb`` when it is there."""
+    path = REPO_ROOT / "notebooks" / f"{stem}.ipynb"
+    try:
+        for cell in json.loads(path.read_text())["cells"]:
+            if cell["cell_type"] == "markdown":
+                src = "".join(cell["source"]).strip().splitlines()
+                return src[0].lstrip("# ").strip() if src else stem
+    except (OSError, ValueError, KeyError):
+        pass
+    return stem
+
+
+def _with_diff(df):
+    """Comparison tables get ``diff = ours - paper`` when the notebook left it out."""
+    import pandas as pd
+
+    if "diff" not in df.columns:
+        ours, paper = pd.to_numeric(df["ours"], errors="coerce"), pd.to_numeric(df["paper"], errors="coerce")
+        df = df.copy()
+        df.insert(list(df.columns).index("ours") + 1, "diff", ours - paper)
+    return df
+
+
+def collect(reports: str | Path | None = None) -> list[NotebookReport]:
+    """Read every ``reports/<notebook>/`` folder (in name order) into a :class:`NotebookReport`."""
+    import pandas as pd
+
+    root = Path(reports) if reports is not None else reports_dir()
+    out = []
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []:
+        nb = NotebookReport(d.name, _title(d.name))
+        if (d / "metrics.json").is_file():
+            nb.records = json.loads((d / "metrics.json").read_text()).get("records", [])
+        if (d / "stamps.json").is_file():
+            nb.runs = sorted(json.loads((d / "stamps.json").read_text()).values(),
+                             key=lambda s: s.get("finished", ""), reverse=True)
+        manifest = json.loads((d / "tables.json").read_text()) if (d / "tables.json").is_file() else {}
+        for name, entry in manifest.items():
+            path = d / entry.get("file", f"{name}.csv")
+            if not path.is_file():
+                continue
+            df = pd.read_csv(path)
+            comparison = {"paper", "ours"} <= set(df.columns)
+            if comparison:
+                df = _with_diff(df)
+            own = {k: entry[k] for k in CONTEXT_KEYS if k in entry}
+            latest = nb.latest  # fills what the table does not say, if it comes from the same profile
+            same = own.get("profile", latest.get("profile")) == latest.get("profile")
+            context = {**({k: latest[k] for k in CONTEXT_KEYS if k in latest} if same else {}), **own}
+            for key, detail in (("device", "device_name"), ("dataset", "is_subset")):  # these go in pairs
+                if key in own and detail not in own:
+                    context.pop(detail, None)
+            nb.tables.append(Table(name, entry.get("caption", ""), df, comparison, context, f"{d.name}/{path.name}"))
+        for png in sorted(d.glob("*.png")):
+            svg = png.with_suffix(".svg")
+            nb.figures.append((png.stem, f"{d.name}/{png.name}", f"{d.name}/{svg.name}" if svg.is_file() else "",
+                               base64.b64encode(png.read_bytes()).decode("ascii")))
+        if nb.records or nb.tables or nb.figures or nb.runs:
+            out.append(nb)
+    return out
+
+
+def _cell(v):
+    if isinstance(v, float) and not math.isnan(v):
+        return float(f"{v:.4g}")
+    if isinstance(v, (list, dict)):
+        s = json.dumps(v, default=str)
+        return s if len(s) <= 60 else s[:57] + "..."
+    return v
+
+
+def records_frame(records: list[dict]):
+    """One row per record: parameters, then profile/dataset/device/wall time, then metrics."""
+    import pandas as pd
+
+    rows = []
+    for r in records:
+        row = {f"{k}": _cell(v) for k, v in r.get("params", {}).items()}
+        row.update({k: _cell(r.get(k)) for k in CONTEXT_KEYS if k != "device_name" and k in r})
+        row.update({f"{k}": _cell(v) for k, v in r.get("metrics", {}).items() if k not in row})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def context_label(ctx: dict) -> str:
+    """``profile smoke · dataset cifar10-subset (subset) · cpu (CPU (2 cores)) · 12.3 s``."""
+    if not ctx:
+        return "context not recorded"
+    parts = []
+    if "profile" in ctx:
+        parts.append(f"profile {ctx['profile']}")
+    if "dataset" in ctx:
+        subset = {True: " (subset)", False: " (full)"}.get(ctx.get("is_subset"), "")
+        parts.append(f"dataset {ctx['dataset']}{subset}")
+    if "device" in ctx:
+        parts.append(str(ctx["device"]) + (f" ({ctx['device_name']})" if ctx.get("device_name") else ""))
+    if isinstance(ctx.get("wall_time"), (int, float)):
+        parts.append(f"wall time {ctx['wall_time']:.1f} s")
+    return " · ".join(parts)
+
+
+def _overview(notebooks: list[NotebookReport]):
+    import pandas as pd
+
+    rows = []
+    for nb in notebooks:
+        run = nb.runs[0] if nb.runs else {}
+        ctx = nb.latest
+        rows.append({"notebook": nb.stem, "status": nb.status, "profile": ctx.get("profile", ""),
+                     "dataset": ctx.get("dataset", "") + {True: " (subset)", False: " (full)"}.get(
+                         ctx.get("is_subset"), ""),
+                     "device": ctx.get("device", ""), "run time (s)": round(run["wall_time"], 1) if run else None,
+                     "records": len(nb.records), "tables": len(nb.tables),
+                     "comparisons": sum(t.comparison for t in nb.tables), "figures": len(nb.figures)})
+    return pd.DataFrame(rows)
+
+
+def coverage(notebooks: list[NotebookReport], items=PAPER_ITEMS):
+    """One row per paper table/figure: the notebook output that reproduces it, ``present`` or ``MISSING``, and the
+    context (profile, dataset, device) it was measured with."""
+    import pandas as pd
+
+    by_stem = {nb.stem: nb for nb in notebooks}
+    rows = []
+    for it in items:
+        nb = by_stem.get(it.notebook)
+        ctx, found = {}, False
+        if nb is not None and it.kind == "table":
+            t = next((t for t in nb.tables if t.name == it.name), None)
+            found, ctx = t is not None, (t.context if t is not None else {})
+        elif nb is not None:
+            found, ctx = any(f[0] == it.name for f in nb.figures), nb.latest
+        rows.append({"paper": it.paper, "item": it.item, "notebook": it.notebook, "output": f"{it.kind} {it.name}",
+                     "status": "present" if found else "MISSING", "measured with": context_label(ctx) if found else "",
+                     "anchor": f"{it.notebook}-{it.name}" if found and it.kind == "table" else it.notebook})
+    return pd.DataFrame(rows)
+
+
+def _html_table(df, classes: str = "") -> str:
+    return df.to_html(index=False, na_rep="", classes=f"data {classes}".strip(), border=0,
+                      float_format=lambda x: f"{x:.4g}")
+
+
+_TEMPLATE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>dovlib reports</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 75em; padding: 0 1em; color: #222; }
+table.data { border-collapse: collapse; margin: 0.5em 0 1.2em; font-size: 0.9em; display: block; overflow-x: auto;
+  max-width: 100%; }
+table.data th, table.data td { border-bottom: 1px solid #ddd; padding: 0.25em 0.6em; text-align: right; }
+table.data th { background: #f3f3f3; }
+.context { color: #555; font-size: 0.9em; }
+.badge { display: inline-block; padding: 0 0.5em; border-radius: 0.3em; font-size: 0.8em; background: #e8e8e8; }
+.badge.smoke { background: #ffe1a8; } .badge.failed { background: #f6b0b0; } .badge.paper { background: #c9e7c9; }
+.error { color: #a00; white-space: pre-wrap; }
+figure { display: inline-block; margin: 0.5em; vertical-align: top; } figure img { max-width: 36em; }
+nav a { margin-right: 0.8em; }
+</style></head>
+<body>
+<h1>dovlib reports</h1>
+<p class="context">Built {{ built }} from <code>{{ root }}</code>. Every number is labelled with the profile, dataset
+(full or subset), device and wall time it was measured with. <span class="badge smoke">smoke</span> numbers come
+from tiny CPU budgets that only check the code runs; they are not results.</p>
+<nav>{% for nb in notebooks %}<a href="#{{ nb.stem }}">{{ nb.stem }}</a>{% endfor %}</nav>
+<h2>Overview</h2>
+{{ overview | safe }}
+<h2>Paper coverage</h2>
+<p class="context">Every table and figure of both papers and the notebook output that reproduces it.</p>
+<table class="data coverage"><thead><tr><th>paper</th><th>item</th><th>notebook output</th><th>status</th>
+<th>measured with</th></tr></thead><tbody>
+{% for r in coverage %}<tr class="{{ r.status }}"><td>{{ r.paper }}</td><td>{{ r.item }}</td>
+<td><a href="#{{ r.anchor }}">{{ r.notebook }}</a> · {{ r.output }}</td><td>{{ r.status }}</td>
+<td>{{ r["measured with"] }}</td></tr>{% endfor %}
+</tbody></table>
+{% if comparisons %}<h2>Comparisons with the papers</h2>
+<ul>{% for nb, t in comparisons %}<li><a href="#{{ nb.stem }}-{{ t.name }}">{{ nb.stem }} · {{ t.name }}</a>
+<span class="context">({{ label(t.context) }})</span></li>{% endfor %}</ul>{% endif %}
+{% for nb in notebooks %}
+<section class="notebook" id="{{ nb.stem }}">
+<h2>{{ nb.title }}{% if nb.title != nb.stem %} <code>{{ nb.stem }}</code>{% endif %}
+ <span class="badge {{ nb.status }}">{{ nb.status }}</span>
+{% if (nb.latest.get("profile") or "").startswith("smoke") %} <span class="badge smoke">smoke</span>{% endif %}</h2>
+{% if nb.runs %}<h3>Runs</h3>{{ runs[nb.stem] | safe }}
+{% for r in nb.runs if r.error %}<p class="error">{{ r.notebook }} {{ r.parameters }}: {{ r.error }}</p>{% endfor %}
+{% endif %}
+{% if nb.tables %}<h3>Tables</h3>{% endif %}
+{% for t in nb.tables %}
+<div class="table{% if t.comparison %} comparison{% endif %}" id="{{ nb.stem }}-{{ t.name }}">
+<h4>{{ t.name }}{% if t.comparison %} <span class="badge paper">paper / ours / diff</span>{% endif %}
+{% if (t.context.get("profile") or "").startswith("smoke") %} <span class="badge smoke">smoke</span>{% endif %}</h4>
+{% if t.caption %}<p>{{ t.caption }}</p>{% endif %}
+<p class="context">{{ label(t.context) }} · <a href="{{ t.file }}">{{ t.file }}</a></p>
+{{ tables[nb.stem ~ "/" ~ t.name] | safe }}
+</div>
+{% endfor %}
+{% if nb.records %}<h3>Records (<code>metrics.json</code>)</h3>{{ records[nb.stem] | safe }}{% endif %}
+{% if nb.figures %}<h3>Figures</h3>{% endif %}
+{% for name, png, svg, b64 in nb.figures %}<figure><img src="data:image/png;base64,{{ b64 }}" alt="{{ name }}">
+<figcaption>{{ name }} ({% if svg %}<a href="{{ svg }}">SVG</a>, {% endif %}<a href="{{ png }}">PNG</a>)</figcaption>
+</figure>{% endfor %}
+</section>
+{% endfor %}
+{% if not notebooks %}<p>No notebook has written anything yet: run <code>make reproduce</code>.</p>{% endif %}
+<script>/* count images that decoded (read by the headless-browser test; harmless otherwise) */
+window.addEventListener("load", function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  document.body.setAttribute("data-images-total", imgs.length);
+  document.body.setAttribute("data-images-loaded",
+    imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length);
+});</script>
+</body></html>
+"""
+
+
+def _runs_frame(nb: NotebookReport):
+    import pandas as pd
+
+    return pd.DataFrame([{"parameters": json.dumps(r.get("parameters", {})), "status": r.get("status"),
+                          "run time (s)": round(r.get("wall_time", 0.0), 1), "finished": r.get("finished", ""),
+                          "executed notebook": r.get("output", "")} for r in nb.runs])
+
+
+def render_html(notebooks: list[NotebookReport], root: str | Path = "reports") -> str:
+    import jinja2
+
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    return env.from_string(_TEMPLATE).render(
+        built=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), root=str(root),
+        notebooks=notebooks, overview=_html_table(_overview(notebooks)) if notebooks else "",
+        coverage=coverage(notebooks).to_dict("records"),
+        comparisons=[(nb, t) for nb in notebooks for t in nb.tables if t.comparison], label=context_label,
+        runs={nb.stem: _html_table(_runs_frame(nb)) for nb in notebooks if nb.runs},
+        tables={f"{nb.stem}/{t.name}": _html_table(t.df, "comparison" if t.comparison else "")
+                for nb in notebooks for t in nb.tables},
+        records={nb.stem: _html_table(records_frame(nb.records)) for nb in notebooks if nb.records})
+
+
+def render_markdown(notebooks: list[NotebookReport]) -> str:
+    """The same content as the HTML page in Markdown (figures as relative links)."""
+    md = lambda df: df.to_markdown(index=False, floatfmt=".4g")  # noqa: E731
+    lines = ["# dovlib reports", "",
+             "Every number is labelled with its profile, dataset (full or subset), device and wall time. "
+             "`smoke` numbers come from tiny CPU budgets that only check the code runs; they are not results.", ""]
+    if notebooks:
+        lines += ["## Overview", "", md(_overview(notebooks)), ""]
+    lines += ["## Paper coverage", "", md(coverage(notebooks).drop(columns="anchor")), ""]
+    for nb in notebooks:
+        lines += [f"## {nb.stem}" + (f": {nb.title}" if nb.title != nb.stem else ""), ""]
+        for r in nb.runs:
+            if r.get("error"):
+                lines += [f"**failed** {r.get('parameters')}: `{r['error']}`", ""]
+        for t in nb.tables:
+            tag = " (paper / ours / diff)" if t.comparison else ""
+            lines += [f"### {t.name}{tag}", "", *([t.caption, ""] if t.caption else []),
+                      f"*{context_label(t.context)}*", "", md(t.df), ""]
+        if nb.records:
+            lines += ["### Records", "", md(records_frame(nb.records)), ""]
+        for name, png, svg, _ in nb.figures:
+            lines += [f"![{name}]({png})", ""]
+    return "\n".join(lines)
+
+
+def build_index(reports: str | Path | None = None) -> tuple[Path, Path]:
+    """Write ``reports/index.html`` and ``reports/summary.md``; return their paths."""
+    root = Path(reports) if reports is not None else reports_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    notebooks = collect(root)
+    html, md = root / "index.html", root / "summary.md"
+    _atomic_write(html, render_html(notebooks, root))
+    _atomic_write(md, render_markdown(notebooks))
+    return html, md
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dovlib.index", description=__doc__.splitlines()[0])
+    parser.add_argument("--reports", default=None, help="reports folder (default $DOVLIB_REPORTS or reports/)")
+    html, md = build_index(parser.parse_args(argv).reports)
+    print(f"wrote {html} and {md}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

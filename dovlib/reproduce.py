@@ -1,0 +1,280 @@
+"""One command regenerates every table and figure: run the numbered notebooks with papermill, in order.
+
+``python -m dovlib.reproduce --profile smoke`` (or ``make reproduce PROFILE=smoke``) executes every
+``notebooks/NN_*.ipynb`` into ``reports/<notebook>/`` (the executed notebook beside the ``metrics.json``, tables and
+figures the notebook writes), then builds ``reports/index.html`` and ``reports/summary.md`` (:mod:`dovlib.index`).
+A failing notebook is reported and the others still run. A run that is up to date (same notebook file, same
+parameters, same ``dovlib`` source; see :func:`stamp_key`) is reused unless ``--force``. The same
+:func:`run_notebook` runs each job of a parameter sweep (:mod:`dovlib.sweep`). How to run it: ``docs/reproduce.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .data import REPO_ROOT
+from .params import get_profile
+from .report import _atomic_write, file_lock, record_key, reports_dir
+
+__all__ = ["NOTEBOOK_GLOB", "RunResult", "find_notebooks", "notebook_parameters", "source_hash", "stamp_key",
+           "output_name", "load_stamps", "cached_result", "run_notebook", "reproduce", "main"]
+
+NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
+STAMPS = "stamps.json"  # reports/<notebook>/stamps.json: one entry per parameter set run
+
+
+@dataclass
+class RunResult:
+    """What happened to one notebook run: ``status`` is ``ok``, ``reused`` (up to date, not run) or ``failed``."""
+
+    notebook: str
+    parameters: dict
+    status: str
+    wall_time: float = 0.0
+    output: str = ""  # the executed notebook, relative to reports/
+    error: str = ""
+    key: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("ok", "reused")
+
+
+def find_notebooks(folder: str | Path | None = None, select: list[str] | None = None) -> list[Path]:
+    """The numbered notebooks ``NN_*.ipynb`` in ``folder`` (default ``notebooks/``), in order. ``select`` keeps
+    those whose stem starts with one of the given prefixes (``["03", "04_abl"]``)."""
+    folder = Path(folder) if folder is not None else REPO_ROOT / "notebooks"
+    if not folder.is_dir():
+        raise ValueError(f"notebooks folder {str(folder)!r} does not exist")
+    paths = sorted(folder.glob(NOTEBOOK_GLOB))
+    if select:
+        paths = [p for p in paths if any(p.stem.startswith(s) for s in select)]
+        if not paths:
+            raise ValueError(f"select={select!r} matches no notebook in {folder} (names look like 04_ablation)")
+    return paths
+
+
+def notebook_parameters(path: str | Path) -> dict:
+    """The parameters a notebook declares in its cell tagged ``parameters`` (name -> default as written)."""
+    import logging
+
+    import papermill
+
+    log = logging.getLogger("papermill")
+    level = log.level
+    log.setLevel(logging.ERROR)  # its parser warns about comments it cannot read; only the names matter here
+    try:
+        return {name: info["default"] for name, info in papermill.inspect_notebook(str(path)).items()}
+    finally:
+        log.setLevel(level)
+
+
+def source_hash(package: Path | None = None) -> str:
+    """SHA-256 over the ``dovlib`` package's Python source (file names and contents)."""
+    package = Path(package) if package is not None else Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for p in sorted(package.rglob("*.py")):
+        if "__pycache__" in p.parts:
+            continue
+        h.update(p.relative_to(package).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def stamp_key(notebook: str | Path, parameters: dict, package: Path | None = None) -> str:
+    """Hash of the notebook file, its parameters and the dovlib source: equal keys mean an up-to-date result."""
+    h = hashlib.sha256()
+    h.update(Path(notebook).read_bytes())
+    h.update(record_key(parameters).encode())
+    h.update(source_hash(package).encode())
+    return h.hexdigest()[:16]
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def output_name(stem: str, parameters: dict, max_len: int = 120) -> str:
+    """A file name for the executed notebook: readable, with no ``/`` or ``{}`` (papermill formats parameters
+    into output paths, and ``8/255`` would make a folder), and a short hash so distinct values never collide."""
+    readable = "_".join(f"{k}-{v}" for k, v in sorted(parameters.items()))
+    readable = _UNSAFE.sub("_", readable).strip("._") or "defaults"
+    digest = hashlib.sha1(record_key(parameters).encode()).hexdigest()[:8]
+    return f"{stem}__{readable[:max_len]}__{digest}.ipynb"
+
+
+def load_stamps(notebook_dir: Path) -> dict:
+    p = Path(notebook_dir) / STAMPS
+    return json.loads(p.read_text()) if p.is_file() else {}
+
+
+def _save_stamp(out_dir: Path, result: RunResult) -> None:
+    path = out_dir / STAMPS
+    with file_lock(path):  # sweep jobs of one notebook share this file
+        stamps = load_stamps(out_dir)
+        pkey = record_key(result.parameters)  # keep one entry per parameter set: the latest
+        stamps = {k: v for k, v in stamps.items() if record_key(v.get("parameters", {})) != pkey}
+        entry = asdict(result)
+        entry.pop("extra")
+        entry["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        stamps[result.key] = entry
+        _atomic_write(path, json.dumps(stamps, indent=2, default=str))
+
+
+def cached_result(path: str | Path, parameters: dict) -> RunResult | None:
+    """The earlier successful run of this notebook with these parameters if it is up to date, else None."""
+    path = Path(path).resolve()
+    key = stamp_key(path, parameters)
+    out_dir = reports_dir() / path.stem
+    name = output_name(path.stem, parameters)
+    previous = load_stamps(out_dir).get(key)
+    if previous and previous.get("status") == "ok" and (out_dir / name).is_file():
+        return RunResult(path.stem, parameters, "reused", previous.get("wall_time", 0.0), f"{path.stem}/{name}",
+                         key=key)
+    return None
+
+
+def run_notebook(path: str | Path, parameters: dict | None = None, *, force: bool = False,
+                 reports: str | Path | None = None, kernel_name: str | None = None,
+                 cell_timeout: float | None = None) -> RunResult:
+    """Execute one notebook with papermill into ``reports/<stem>/`` unless an up-to-date run exists.
+
+    The executed notebook is written under a temporary name and renamed when done, so a failure never replaces
+    an earlier good one; a failed run is kept as ``*.failed.ipynb``. The kernel inherits ``$DOVLIB_REPORTS`` so
+    the notebook's records, tables and figures land in the same ``reports`` folder.
+    """
+    import papermill
+
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise ValueError(f"notebook {str(path)!r} does not exist")
+    parameters = dict(parameters or {})
+    # the kernel inherits this process's environment: point it at the same reports folder
+    os.environ["DOVLIB_REPORTS"] = str(Path(reports if reports is not None else reports_dir()).resolve())
+    out_dir = reports_dir() / path.stem
+    out_dir.mkdir(parents=True, exist_ok=True)
+    key = stamp_key(path, parameters)
+    name = output_name(path.stem, parameters)
+    final = out_dir / name
+    cached = None if force else cached_result(path, parameters)
+    if cached is not None:
+        return cached
+    running = out_dir / (name[: -len(".ipynb")] + f".running-{os.getpid()}.ipynb")
+    start = time.perf_counter()
+    error = ""
+    try:
+        papermill.execute_notebook(str(path), str(running), parameters=parameters, kernel_name=kernel_name,
+                                   progress_bar=False, log_output=False, cwd=str(path.parent),
+                                   execution_timeout=cell_timeout, start_timeout=180)  # busy machines start slowly
+    except papermill.PapermillExecutionError as e:
+        error = f"cell {e.exec_count}: {e.ename}: {e.evalue}"
+    except Exception as e:  # kernel died, timeout, bad parameters: report it and let the other notebooks run
+        error = f"{type(e).__name__}: {e}"
+    except BaseException:  # Ctrl-C: leave no half-written notebook behind
+        running.unlink(missing_ok=True)
+        raise
+    wall = time.perf_counter() - start
+    if error:
+        failed = out_dir / (name[: -len(".ipynb")] + ".failed.ipynb")
+        kept = running.is_file()  # not there when the kernel did not even start
+        if kept:
+            os.replace(running, failed)
+        result = RunResult(path.stem, parameters, "failed", wall, f"{path.stem}/{failed.name}" if kept else "",
+                           error, key)
+    else:
+        os.replace(running, final)
+        result = RunResult(path.stem, parameters, "ok", wall, f"{path.stem}/{name}", key=key)
+    _save_stamp(out_dir, result)
+    return result
+
+
+def _for_notebook(path: Path, profile: str, extra: dict) -> dict:
+    """Only the parameters the notebook declares (``profile`` first); papermill would only warn about others."""
+    declared = notebook_parameters(path)
+    params = {"profile": profile} if "profile" in declared else {}
+    params.update({k: v for k, v in extra.items() if k in declared})
+    return params
+
+
+def reproduce(profile: str = "smoke", notebooks: list[str | Path] | None = None, *, force: bool = False,
+              reports: str | Path | None = None, extra: dict | None = None, kernel_name: str | None = None,
+              cell_timeout: float | None = None, index: bool = True, progress: bool = True) -> list[RunResult]:
+    """Run every notebook (or the given ones) in order on ``profile``; then build ``reports/index.html``.
+
+    ``extra`` holds more parameters, passed to the notebooks that declare them. Returns one
+    :class:`RunResult` per notebook; failures are returned, not raised.
+    """
+    from tqdm.auto import tqdm
+
+    get_profile(profile)  # a known profile, optionally with overrides ("quick:device=cpu,epochs=10")
+    paths = [Path(p) for p in notebooks] if notebooks is not None else find_notebooks()
+    if reports is not None:
+        os.environ["DOVLIB_REPORTS"] = str(Path(reports).resolve())
+    results = []
+    bar = tqdm(paths, desc="notebooks", unit="nb", disable=not progress, file=sys.stderr)
+    for path in bar:
+        bar.set_postfix_str(path.stem)
+        try:
+            params = _for_notebook(path, profile, dict(extra or {}))
+            result = run_notebook(path, params, force=force, kernel_name=kernel_name, cell_timeout=cell_timeout)
+        except Exception as e:  # an unreadable notebook must not stop the others either
+            result = RunResult(path.stem, {"profile": profile}, "failed", error=f"{type(e).__name__}: {e}")
+        results.append(result)
+        line = f"{result.status:>6}  {result.notebook}  {result.wall_time:7.1f} s"
+        bar.write(line + (f"  {result.error}" if result.error else ""), file=sys.stderr)
+    bar.close()
+    if index:
+        from .index import build_index
+
+        build_index()
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dovlib.reproduce", description=__doc__.splitlines()[0])
+    parser.add_argument("notebooks", nargs="*", help="notebooks to run (default: every notebooks/NN_*.ipynb)")
+    parser.add_argument("--profile", default="smoke",
+                        help="smoke | quick | paper, optionally with overrides, e.g. quick:device=cpu,epochs=10 "
+                             "(default smoke)")
+    parser.add_argument("--only", default="", help="comma-separated notebook prefixes, e.g. 00,04_ablation")
+    parser.add_argument("--force", action="store_true", help="re-run notebooks whose results are up to date")
+    parser.add_argument("--reports", default=None, help="reports folder (default $DOVLIB_REPORTS or reports/)")
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                        help="extra parameter for the notebooks that declare it (parsed like papermill -p)")
+    parser.add_argument("--cell-timeout", type=float, default=None, help="seconds per cell (default: none)")
+    parser.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's)")
+    parser.add_argument("--no-index", action="store_true", help="do not rebuild reports/index.html")
+    args = parser.parse_args(argv)
+    from .sweep import parse_value
+
+    try:
+        if args.notebooks:
+            paths = [Path(p) for p in args.notebooks]
+        else:
+            paths = find_notebooks(select=[s for s in args.only.split(",") if s] or None)
+        start = time.perf_counter()
+        results = reproduce(args.profile, paths, force=args.force, reports=args.reports,
+                            extra={k: parse_value(v) for k, v in args.parameter}, kernel_name=args.kernel,
+                            cell_timeout=args.cell_timeout, index=not args.no_index)
+    except ValueError as e:
+        parser.error(str(e))
+    failed = [r for r in results if not r.ok]
+    print(f"{len(results)} notebooks in {time.perf_counter() - start:.1f} s: "
+          f"{sum(r.status == 'ok' for r in results)} ran, {sum(r.status == 'reused' for r in results)} reused, "
+          f"{len(failed)} failed; reports in {reports_dir()}")
+    for r in failed:
+        print(f"FAILED {r.notebook}: {r.error} (see {reports_dir() / r.output})" if r.output
+              else f"FAILED {r.notebook}: {r.error}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""Parameter sweeps: every combination of values is one papermill job of the same notebook.
+
+``python -m dovlib.sweep notebooks/04_ablation.ipynb -p eps 1/255,2/255,4/255 -p rate 0.01,0.1`` runs the six
+combinations in a local process pool (default) or on Slurm through ``submitit`` (``--executor slurm``): the same
+command on a laptop and on a cluster. Each job is :func:`dovlib.reproduce.run_notebook`, so finished combinations
+are reused unless ``--force``, and the notebooks' records merge into one ``reports/<notebook>/metrics.json``
+(``write_record`` holds a file lock). Values are read like papermill's CLI reads ``-p``: ``8/255`` stays the
+string ``"8/255"``, ``0.1`` is a float, ``3`` an int, ``True``/``None`` what they say. See ``docs/reproduce.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import multiprocessing
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+from .params import check_choice, check_int, get_profile
+from .reproduce import RunResult, cached_result, notebook_parameters, run_notebook
+from .report import reports_dir, runs_dir
+
+__all__ = ["EXECUTORS", "parse_value", "parse_grid", "combinations", "sweep", "main"]
+
+EXECUTORS = ("local", "slurm", "submitit-local")
+
+
+def parse_value(text: str):
+    """Read one ``-p`` value the way papermill's CLI does: True/False/None, then int, then float, else str."""
+    if not isinstance(text, str):
+        return text
+    if text in ("True", "False", "None"):
+        return {"True": True, "False": False, "None": None}[text]
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_grid(pairs: list[tuple[str, str]] | dict) -> dict[str, list]:
+    """``[("eps", "1/255,2/255"), ("rate", "0.1")]`` -> ``{"eps": ["1/255", "2/255"], "rate": [0.1]}``.
+
+    Values are comma-separated; a name given twice adds values. A dict of lists is taken as already parsed."""
+    if isinstance(pairs, dict):
+        items = [(k, v if isinstance(v, (list, tuple)) else [v]) for k, v in pairs.items()]
+        grid = {k: list(v) for k, v in items}
+    else:
+        grid: dict[str, list] = {}
+        for name, values in pairs:
+            have = grid.setdefault(name, [])
+            for text in str(values).split(","):
+                value = parse_value(text.strip())
+                if text.strip() and not any(type(v) is type(value) and v == value for v in have):
+                    have.append(value)
+    for name, values in grid.items():
+        if not name.isidentifier():
+            raise ValueError(f"parameter name must be a Python identifier; got {name!r}")
+        if not values:
+            raise ValueError(f"parameter {name} needs at least one value (comma-separated, e.g. 1/255,2/255)")
+    return grid
+
+
+def combinations(grid: dict[str, list]) -> list[dict]:
+    """Every combination of the grid's values, in a stable order (the first parameter varies slowest)."""
+    names = list(grid)
+    return [dict(zip(names, values)) for values in itertools.product(*(grid[n] for n in names))]
+
+
+def _job(path: str, params: dict, force: bool, reports: str, threads: int | None, kernel_name: str | None,
+         cell_timeout: float | None) -> RunResult:
+    """One sweep job (runs in a pool worker or a Slurm task)."""
+    if threads:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, str(threads))
+    return run_notebook(path, params, force=force, reports=reports, kernel_name=kernel_name,
+                        cell_timeout=cell_timeout)
+
+
+def _failed(path: Path, params: dict, err: BaseException) -> RunResult:
+    return RunResult(path.stem, params, "failed", error=f"{type(err).__name__}: {err}")
+
+
+def sweep(notebook: str | Path, grid: dict | list, *, profile: str = "smoke", executor: str = "local",
+          jobs: int | None = None, force: bool = False, reports: str | Path | None = None,
+          kernel_name: str | None = None, cell_timeout: float | None = None, slurm: dict | None = None,
+          index: bool = True, progress: bool = True) -> list[RunResult]:
+    """Run ``notebook`` once per combination of ``grid`` and return one :class:`RunResult` per combination.
+
+    ``executor``: ``local`` (process pool of ``jobs`` workers; default min(#combinations, #CPUs), each with
+    ``OMP_NUM_THREADS`` = #CPUs // jobs unless set), ``slurm`` (submitit job array; ``slurm`` holds submitit
+    parameters such as ``timeout_min``, ``slurm_partition``, ``gpus_per_node``, ``cpus_per_task``) or
+    ``submitit-local`` (the same submitit path on this machine). Failed jobs are returned, not raised.
+    """
+    from tqdm.auto import tqdm
+
+    path = Path(notebook).resolve()
+    if not path.is_file():
+        raise ValueError(f"notebook {str(notebook)!r} does not exist")
+    check_choice("executor", executor, EXECUTORS)
+    get_profile(profile)  # a known profile, optionally with overrides ("quick:device=cpu,epochs=10")
+    grid = parse_grid(grid)
+    declared = notebook_parameters(path)
+    if "profile" in declared:
+        grid.setdefault("profile", [profile])
+    unknown = [n for n in grid if n not in declared]
+    if unknown:
+        raise ValueError(f"parameter {unknown[0]} is not in {path.name}'s parameters cell; allowed: {sorted(declared)}")
+    combos = combinations(grid)
+    cpus = os.cpu_count() or 1
+    if jobs is None:  # a local pool is bounded by this machine; a Slurm array by the cluster
+        jobs = min(len(combos), cpus) if executor == "local" else len(combos)
+    jobs = check_int("jobs", jobs, 1)
+    reports = str(Path(reports if reports is not None else reports_dir()).resolve())
+    os.environ["DOVLIB_REPORTS"] = reports
+    threads = max(1, cpus // jobs) if executor == "local" else None
+    results: list[RunResult | None] = [None] * len(combos)
+    bar = tqdm(total=len(combos), desc=f"sweep {path.stem}", unit="job", disable=not progress, file=sys.stderr)
+
+    def done(i: int, result: RunResult) -> None:
+        results[i] = result
+        bar.update()
+        bar.write(f"{result.status:>6}  {result.parameters}  {result.wall_time:7.1f} s"
+                  + (f"  {result.error}" if result.error else ""), file=sys.stderr)
+
+    todo = []  # up-to-date combinations are not submitted at all
+    for i, c in enumerate(combos):
+        cached = None if force else cached_result(path, c)
+        if cached is not None:
+            done(i, cached)
+        else:
+            todo.append(i)
+    args = [(str(path), combos[i], force, reports, threads, kernel_name, cell_timeout) for i in todo]
+    if todo and executor == "local":
+        # spawn, not fork: this process has imported torch (threads); workers only start papermill kernels
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_job, *a): i for i, a in zip(todo, args)}
+            for fut in as_completed(futures):
+                i = futures[fut]
+                try:
+                    done(i, fut.result())
+                except Exception as e:  # a worker that died
+                    done(i, _failed(path, combos[i], e))
+    elif todo:
+        import submitit
+
+        folder = runs_dir() / "sweeps" / path.stem / "submitit" / "%j"
+        try:
+            ex = submitit.AutoExecutor(folder=folder, cluster="slurm" if executor == "slurm" else "local")
+        except RuntimeError as e:  # e.g. no srun on this machine
+            raise ValueError(f"executor {executor!r} is not available here: {e}") from e
+        params = {"timeout_min": 60, "name": f"dovlib-{path.stem}", **(slurm or {})}
+        params.setdefault("slurm_array_parallelism", jobs)
+        ex.update_parameters(**params)
+        submitted = ex.map_array(_job, *zip(*args))
+        bar.write(f"submitted {len(submitted)} jobs ({executor}); logs in {folder.parent}", file=sys.stderr)
+        for i, job in zip(todo, submitted):
+            try:
+                done(i, job.result())
+            except Exception as e:  # the job failed outside the notebook (killed, time limit)
+                done(i, _failed(path, combos[i], e))
+    bar.close()
+    if index:
+        from .index import build_index
+
+        build_index()
+    return [r for r in results if r is not None]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dovlib.sweep", description=__doc__.splitlines()[0])
+    parser.add_argument("notebook", help="the notebook to sweep, e.g. notebooks/04_ablation.ipynb")
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUES"),
+                        help="a parameter and its comma-separated values, e.g. -p eps 1/255,2/255 (repeatable)")
+    parser.add_argument("--profile", default="smoke", help="smoke | quick | paper, unless -p profile is given")
+    parser.add_argument("--executor", default="local", choices=EXECUTORS)
+    parser.add_argument("-j", "--jobs", type=int, default=None,
+                        help="parallel jobs (local pool size, default #CPUs; Slurm array parallelism, default all)")
+    parser.add_argument("--force", action="store_true", help="re-run combinations whose results are up to date")
+    parser.add_argument("--reports", default=None, help="reports folder (default $DOVLIB_REPORTS or reports/)")
+    parser.add_argument("--cell-timeout", type=float, default=None, help="seconds per cell (default: none)")
+    parser.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's)")
+    parser.add_argument("--timeout-min", type=int, default=60, help="Slurm: minutes per job")
+    parser.add_argument("--partition", default=None, help="Slurm partition")
+    parser.add_argument("--gpus", type=int, default=None, help="Slurm: GPUs per job")
+    parser.add_argument("--cpus", type=int, default=None, help="Slurm: CPUs per job")
+    parser.add_argument("--no-index", action="store_true", help="do not rebuild reports/index.html")
+    args = parser.parse_args(argv)
+    slurm = {"timeout_min": args.timeout_min}
+    for key, value in (("slurm_partition", args.partition), ("gpus_per_node", args.gpus),
+                       ("cpus_per_task", args.cpus)):
+        if value is not None:
+            slurm[key] = value
+    start = time.perf_counter()
+    try:
+        results = sweep(args.notebook, args.parameter, profile=args.profile, executor=args.executor,
+                        jobs=args.jobs, force=args.force, reports=args.reports, kernel_name=args.kernel,
+                        cell_timeout=args.cell_timeout, slurm=slurm, index=not args.no_index)
+    except ValueError as e:
+        parser.error(str(e))
+    failed = [r for r in results if not r.ok]
+    print(f"{len(results)} jobs in {time.perf_counter() - start:.1f} s: {sum(r.status == 'ok' for r in results)} ran, "
+          f"{sum(r.status == 'reused' for r in results)} reused, {len(failed)} failed; reports in {reports_dir()}")
+    for r in failed:
+        print(f"FAILED {r.parameters}: {r.error}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

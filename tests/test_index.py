@@ -1,0 +1,181 @@
+"""dovlib.index: reports/index.html and summary.md show every table (paper/ours/diff with profile, dataset,
+device, wall time), record, figure and failed run, and open offline (checked in headless Chromium when present)."""
+
+import base64
+import json
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from dovlib import index, report  # noqa: E402
+
+
+class Page(HTMLParser):
+    """The tags the tests look at: tables (with the id of the enclosing block), images, links, scripts."""
+
+    def __init__(self, text):
+        super().__init__()
+        self.tables, self.imgs, self.hrefs, self.external, self.ids, self.body = [], [], [], [], [], {}
+        self._block = None
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if "id" in a:
+            self.ids.append(a["id"])
+            self._block = a["id"]
+        if tag == "table":
+            self.tables.append((self._block, a.get("class", "")))
+        elif tag == "img":
+            self.imgs.append(a["src"])
+        elif tag == "a":
+            self.hrefs.append(a.get("href", ""))
+        elif tag == "body":
+            self.body = a
+        for key in ("src", "href"):
+            if str(a.get(key, "")).startswith(("http:", "https:", "//")):
+                self.external.append(a[key])
+        if tag == "link" or (tag == "script" and "src" in a):
+            self.external.append(a.get("href") or a.get("src"))
+
+
+@pytest.fixture
+def reports(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOVLIB_REPORTS", str(tmp_path / "reports"))
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
+    root = tmp_path / "reports"
+    ctx = dict(profile="smoke", dataset="cifar10-subset", is_subset=True, device="cpu", device_name="CPU (2 cores)")
+    report.write_record("02_sscl_bw", {"profile": "smoke", "eps": "8/255"}, {"wsr": 0.25, "ba": 0.5, "curve": [1, 2]},
+                        wall_time=12.5, **ctx)
+    report.save_table(pd.DataFrame({"method": ["SSCL-BW", "BadNets"], "paper": [0.95, 0.9], "ours": [0.25, 0.5]}),
+                      "table2_wsr", "02_sscl_bw", caption="Table 2 <WSR> on CIFAR-10")
+    report.save_table(pd.DataFrame({"eps": ["4/255"], "wsr": [0.1]}), "eps_grid", "02_sscl_bw",
+                      caption="sweep", profile="quick", dataset="cifar10", is_subset=False, device="cuda",
+                      wall_time=99.0)
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.plot([0, 1], [1, 0])
+    report.save_fig(fig, "wsr_curve", "02_sscl_bw")
+    plt.close(fig)
+    report.write_record("08_amuse", {"profile": "smoke"}, {"bit_acc": 0.75}, wall_time=3.0, **ctx)
+    report.save_table(pd.DataFrame({"L": [32], "paper": [1.0], "ours": [0.75], "diff": [-0.25]}), "table5",
+                      "08_amuse")
+    (root / "09_broken").mkdir()
+    (root / "09_broken" / "stamps.json").write_text(json.dumps({"k": {
+        "notebook": "09_broken", "parameters": {"profile": "smoke"}, "status": "failed", "wall_time": 1.0,
+        "output": "09_broken/x.failed.ipynb", "error": "cell 3: RuntimeError: out of memory", "key": "k",
+        "finished": "2026-01-01T00:00:00+00:00"}}))
+    return root
+
+
+def test_index_has_every_table_with_context_and_diff(reports):
+    html_path, md_path = index.build_index()
+    assert html_path == reports / "index.html" and md_path == reports / "summary.md"
+    text = html_path.read_text()
+    page = Page(text)
+    blocks = [b for b, _ in page.tables]
+    for tid in ("02_sscl_bw-table2_wsr", "02_sscl_bw-eps_grid", "08_amuse-table5"):
+        assert tid in blocks, f"table {tid} missing"
+    assert sum("comparison" in c for _, c in page.tables) == 2
+    nbs = {nb.stem: nb for nb in index.collect()}
+    t2 = next(t for t in nbs["02_sscl_bw"].tables if t.name == "table2_wsr")
+    assert list(t2.df.columns) == ["method", "paper", "ours", "diff"]  # diff added = ours - paper
+    assert t2.df["diff"].round(6).tolist() == [-0.7, -0.4]
+    assert index.context_label(t2.context) == ("profile smoke · dataset cifar10-subset (subset) · cpu (CPU (2 cores))"
+                                               " · wall time 12.5 s")
+    grid = next(t for t in nbs["02_sscl_bw"].tables if t.name == "eps_grid")
+    assert "profile quick · dataset cifar10 (full) · cuda · wall time 99.0 s" == index.context_label(grid.context)
+    assert "profile smoke · dataset cifar10-subset (subset)" in text and "dataset cifar10 (full)" in text
+    assert "Table 2 &lt;WSR&gt; on CIFAR-10" in text  # captions escaped
+    assert "cell 3: RuntimeError: out of memory" in text and nbs["09_broken"].status == "failed"
+    assert "0.75" in text and "8/255" in text  # records rendered
+
+
+def test_index_is_self_contained(reports):
+    html_path, _ = index.build_index()
+    page = Page(html_path.read_text())
+    assert page.external == []  # no CDN, no network
+    assert len(page.imgs) == 1 and page.imgs[0].startswith("data:image/png;base64,")
+    assert base64.b64decode(page.imgs[0].split(",", 1)[1])[:4] == b"\x89PNG"
+    local = [h for h in page.hrefs if h and not h.startswith("#")]
+    assert "02_sscl_bw/wsr_curve.svg" in local
+    for href in local:  # relative links resolve next to index.html
+        assert (html_path.parent / href).is_file() or href.endswith(".failed.ipynb"), href
+
+
+def test_summary_markdown(reports):
+    _, md = index.build_index()
+    text = md.read_text()
+    assert "### table2_wsr (paper / ours / diff)" in text and "| method" in text and "-0.7" in text
+    assert "*profile smoke · dataset cifar10-subset (subset)" in text
+    assert "![wsr_curve](02_sscl_bw/wsr_curve.png)" in text and "out of memory" in text
+
+
+def test_empty_reports_folder(tmp_path):
+    html, md = index.build_index(tmp_path / "nothing")
+    assert "make reproduce" in html.read_text() and md.read_text().startswith("# dovlib reports")
+    assert index.collect(tmp_path / "missing") == []
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (Debian: apt-get install -y chromium); "
+                    "the headless-browser check of reports/index.html is skipped")
+def test_index_opens_in_headless_chromium(reports, tmp_path):
+    html_path, _ = index.build_index()
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'chromium-profile'}",
+           "--dump-dom", Path(html_path).resolve().as_uri()]
+    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout
+    page = Page(dom)
+    blocks = [b for b, _ in page.tables]
+    assert {"02_sscl_bw-table2_wsr", "02_sscl_bw-eps_grid", "08_amuse-table5"} <= set(blocks)
+    assert page.body.get("data-images-total") == "1" and page.body.get("data-images-loaded") == "1"
+
+
+def test_table_context_fills_gaps_from_same_profile_record_only(reports):
+    report.save_table(pd.DataFrame({"paper": [3], "ours": [3]}), "bits", "08_amuse", profile="smoke", dataset="none",
+                      device="cpu")
+    report.save_table(pd.DataFrame({"paper": [3], "ours": [2]}), "bits_paper", "08_amuse", profile="paper")
+    tables = {t.name: t for t in next(nb for nb in index.collect() if nb.stem == "08_amuse").tables}
+    assert index.context_label(tables["bits"].context) == "profile smoke · dataset none · cpu · wall time 3.0 s"
+    assert index.context_label(tables["bits_paper"].context) == "profile paper"  # the smoke record says nothing
+    assert tables["bits"].df["diff"].tolist() == [0] and tables["bits_paper"].df["diff"].tolist() == [-1]
+
+
+def test_paper_coverage_marks_present_and_missing(reports):
+    report.write_record("03_verification", {"profile": "smoke"}, {"dp": 0.9}, profile="smoke", dataset="mnist-offline",
+                        is_subset=True, device="cpu", wall_time=1.0)
+    report.save_table(pd.DataFrame({"scenario": ["Malicious"], "paper": [0.964], "ours": [0.9]}),
+                      "table2_verification", "03_verification")
+    fig, ax = plt.subplots(figsize=(2, 2))
+    report.save_fig(fig, "fig4_ablation", "04_ablation")
+    plt.close(fig)
+    cov = index.coverage(index.collect()).set_index("output")
+    assert cov.loc["table table2_verification", "status"] == "present"
+    assert "dataset mnist-offline (subset)" in cov.loc["table table2_verification", "measured with"]
+    assert cov.loc["figure fig4_ablation", "status"] == "present"
+    assert cov.loc["table table1_hidden", "status"] == "MISSING"
+    assert len(cov) == len(index.PAPER_ITEMS) and set(cov["paper"]) == {"SSCL-BW", "AMUSE"}
+    html, md = index.build_index()
+    text = html.read_text()
+    assert "Paper coverage" in text and 'href="#03_verification-table2_verification"' in text
+    assert text.count(">MISSING<") == len(index.PAPER_ITEMS) - 2
+    assert "## Paper coverage" in md.read_text()
+
+
+def test_every_paper_item_is_written_by_its_notebook():
+    """The coverage map names outputs the notebooks really write (save_table / save_fig with that name)."""
+    root = Path(__file__).resolve().parents[1] / "notebooks"
+    for it in index.PAPER_ITEMS:
+        src = (root / f"{it.notebook}.py").read_text()
+        call = "save_table(" if it.kind == "table" else "save_fig("
+        assert call in src and f'"{it.name}"' in src, (it.notebook, it.name)

@@ -1,0 +1,157 @@
+"""dovlib.reproduce over small dummy notebooks (made with nbformat in a tmp dir): order, failures that do not stop
+the others, reuse of up-to-date runs, --force, re-runs when the notebook or the parameters change."""
+
+import json
+import os
+
+import nbformat
+import pytest
+
+from dovlib import reproduce as rp
+
+DUMMY_CODE = """import os, pathlib
+root = pathlib.Path(os.environ["DOVLIB_REPORTS"]) / "{stem}"
+root.mkdir(parents=True, exist_ok=True)
+with open(root / "executions.log", "a") as f:
+    f.write(f"{{profile}} {{eps}} {{rate!r}}\\n")
+if fail:
+    raise RuntimeError("boom: this notebook was asked to fail")
+"""
+
+
+def make_notebook(folder, stem, fail=False, extra_code=""):
+    """A tiny parameterised notebook that logs each execution to reports/<stem>/executions.log."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell(
+        f'profile = "smoke"  # profile\neps = "8/255"  # watermark budget\nrate = 0.1  # rate\nfail = {fail}  # fail?')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {stem}: a dummy"), params,
+                nbformat.v4.new_code_cell(DUMMY_CODE.format(stem=stem) + extra_code)]
+    path = folder / f"{stem}.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def executions(reports, stem):
+    log = reports / stem / "executions.log"
+    return log.read_text().splitlines() if log.is_file() else []
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    reports = tmp_path / "reports"
+    monkeypatch.setenv("DOVLIB_REPORTS", str(reports))
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    return nbs, reports
+
+
+def test_find_notebooks_orders_and_selects(env):
+    nbs, _ = env
+    for stem in ("02_b", "00_a", "10_c"):
+        make_notebook(nbs, stem)
+    (nbs / "scratch.ipynb").write_text("{}")  # not numbered: ignored
+    assert [p.stem for p in rp.find_notebooks(nbs)] == ["00_a", "02_b", "10_c"]
+    assert [p.stem for p in rp.find_notebooks(nbs, select=["02", "10_c"])] == ["02_b", "10_c"]
+    with pytest.raises(ValueError, match="select"):
+        rp.find_notebooks(nbs, select=["99"])
+    with pytest.raises(ValueError, match="notebooks folder"):
+        rp.find_notebooks(nbs / "missing")
+
+
+def test_output_name_is_safe_and_distinct():
+    a = rp.output_name("04_ablation", {"eps": "8/255", "rate": 0.1})
+    b = rp.output_name("04_ablation", {"eps": "8_255", "rate": 0.1})
+    c = rp.output_name("04_ablation", {"eps": "{x}", "rate": 0.1})
+    assert a != b and a.endswith(".ipynb") and a.startswith("04_ablation__")
+    for name in (a, b, c):
+        assert "/" not in name and "{" not in name and "}" not in name
+    assert rp.output_name("x", {"rate": 0.1, "eps": "8/255"}) == rp.output_name("x", {"eps": "8/255", "rate": 0.1})
+
+
+def test_stamp_key_changes_with_notebook_parameters_and_source(tmp_path):
+    nb = make_notebook(tmp_path, "01_x")
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "a.py").write_text("x = 1\n")
+    k = rp.stamp_key(nb, {"profile": "smoke"}, pkg)
+    assert k == rp.stamp_key(nb, {"profile": "smoke"}, pkg)
+    assert k != rp.stamp_key(nb, {"profile": "quick"}, pkg)
+    (pkg / "a.py").write_text("x = 2\n")
+    k2 = rp.stamp_key(nb, {"profile": "smoke"}, pkg)
+    assert k2 != k
+    make_notebook(tmp_path, "01_x", extra_code="y = 1")
+    assert rp.stamp_key(nb, {"profile": "smoke"}, pkg) != k2
+
+
+def test_reproduce_runs_in_order_reports_failure_keeps_going_and_reuses(env):
+    nbs, reports = env
+    make_notebook(nbs, "00_first")
+    make_notebook(nbs, "01_broken", fail=True)
+    make_notebook(nbs, "02_last")
+    results = rp.reproduce("smoke", rp.find_notebooks(nbs), progress=False)
+    assert [(r.notebook, r.status) for r in results] == [("00_first", "ok"), ("01_broken", "failed"),
+                                                          ("02_last", "ok")]
+    assert "boom" in results[1].error and "RuntimeError" in results[1].error
+    assert (reports / results[1].output).name.endswith(".failed.ipynb")
+    for r in (results[0], results[2]):  # executed notebook beside the notebook's outputs, with its outputs
+        executed = json.loads((reports / r.output).read_text())
+        assert executed["metadata"]["papermill"]["parameters"] == {"profile": "smoke"}
+    assert executions(reports, "02_last") == ["smoke 8/255 0.1"]
+    assert (reports / "index.html").is_file() and "01_broken" in (reports / "index.html").read_text()
+    assert not list(reports.rglob("*.running-*"))
+
+    # second run: the good ones are up to date (not executed again), the failed one runs again
+    again = rp.reproduce("smoke", rp.find_notebooks(nbs), progress=False, index=False)
+    assert [r.status for r in again] == ["reused", "failed", "reused"]
+    assert len(executions(reports, "00_first")) == 1 and len(executions(reports, "01_broken")) == 2
+
+    # --force re-runs; a changed notebook re-runs; other parameters are a new run beside the old one
+    assert [r.status for r in rp.reproduce("smoke", [nbs / "00_first.ipynb"], force=True, progress=False,
+                                           index=False)] == ["ok"]
+    make_notebook(nbs, "02_last", extra_code="z = 3")
+    assert rp.reproduce("smoke", [nbs / "02_last.ipynb"], progress=False, index=False)[0].status == "ok"
+    quick = rp.reproduce("quick", [nbs / "02_last.ipynb"], extra={"rate": 0.5, "unknown": 1}, progress=False,
+                         index=False)[0]
+    assert quick.status == "ok" and quick.parameters == {"profile": "quick", "rate": 0.5}
+    assert executions(reports, "02_last")[-1] == "quick 8/255 0.5"
+    stamps = rp.load_stamps(reports / "02_last")
+    assert sorted(s["parameters"]["profile"] for s in stamps.values()) == ["quick", "smoke"]  # one per param set
+    assert len(list((reports / "02_last").glob("02_last__*.ipynb"))) == 2
+
+
+def test_failure_keeps_earlier_good_executed_notebook(env):
+    nbs, reports = env
+    path = make_notebook(nbs, "03_flaky")
+    good = rp.run_notebook(path, {"profile": "smoke"})
+    assert good.status == "ok"
+    before = (reports / good.output).read_bytes()
+    make_notebook(nbs, "03_flaky", extra_code="raise ValueError('broken by an edit')")  # same parameters
+    bad = rp.run_notebook(path, {"profile": "smoke"})
+    assert bad.status == "failed" and "broken by an edit" in bad.error
+    assert (reports / good.output).read_bytes() == before  # the earlier good executed notebook is kept
+    assert (reports / bad.output).is_file() and bad.output != good.output
+    assert [s["status"] for s in rp.load_stamps(reports / "03_flaky").values()] == ["failed"]
+
+
+def test_reproduce_rejects_bad_profile_and_cli_exit_code(env, capsys):
+    nbs, reports = env
+    with pytest.raises(ValueError, match="profile"):
+        rp.reproduce("huge", [], progress=False)
+    make_notebook(nbs, "05_bad", fail=True)
+    code = rp.main([str(nbs / "05_bad.ipynb"), "--profile", "smoke", "--reports", str(reports), "--no-index"])
+    out = capsys.readouterr().out
+    assert code == 1 and "FAILED 05_bad" in out and "boom" in out
+    with pytest.raises(SystemExit):
+        rp.main(["--profile", "huge", str(nbs / "05_bad.ipynb")])
+    assert os.environ["DOVLIB_REPORTS"] == str(reports.resolve())
+
+
+def test_kernel_that_does_not_start_is_a_failure_not_a_crash(env):
+    nbs, reports = env
+    res = rp.run_notebook(make_notebook(nbs, "06_k"), {"profile": "smoke"}, kernel_name="no-such-kernel")
+    assert res.status == "failed" and "no-such-kernel" in res.error.lower()
+    assert res.output == "" or (reports / res.output).name.endswith(".failed.ipynb")
+    assert rp.cached_result(nbs / "06_k.ipynb", {"profile": "smoke"}) is None

@@ -1,0 +1,117 @@
+"""dovlib.sweep: papermill-like value parsing, grids, one job per combination in a process pool and through
+submitit, records from concurrent jobs merged into one metrics.json, up-to-date combinations reused."""
+
+import json
+import multiprocessing
+import shutil
+
+import nbformat
+import pytest
+
+from dovlib import report, sweep
+
+RECORD_CODE = """from dovlib.report import write_record
+write_record("{stem}", {{"profile": profile, "eps": eps, "rate": rate}}, {{"wsr": rate * 2}}, profile=profile,
+             dataset="synthetic", is_subset=False, device="cpu", wall_time=0.0)
+"""
+PLAIN_CODE = """import os, pathlib
+d = pathlib.Path(os.environ["DOVLIB_REPORTS"]) / "{stem}"
+d.mkdir(parents=True, exist_ok=True)
+(d / f"done_{{rate}}.txt").write_text(repr(eps))
+"""
+
+
+def make_notebook(folder, stem, code):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell('profile = "smoke"  # profile\neps = "8/255"  # budget\nrate = 0.1  # rate')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {stem}"), params, nbformat.v4.new_code_cell(code.format(stem=stem))]
+    path = folder / f"{stem}.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture
+def reports(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOVLIB_REPORTS", str(tmp_path / "reports"))
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
+    return tmp_path / "reports"
+
+
+@pytest.mark.parametrize("text", ["8/255", "0.1", "1e-3", "3", "-2", "True", "False", "None", "abc", "1_000", " 7"])
+def test_parse_value_matches_papermill_cli(text):
+    from papermill.cli import _resolve_type  # private, but it is the reference behaviour
+
+    ours, theirs = sweep.parse_value(text), _resolve_type(text)
+    assert ours == theirs and type(ours) is type(theirs)
+
+
+def test_parse_grid_and_combinations():
+    grid = sweep.parse_grid([("eps", "1/255,2/255"), ("rate", "0.01, 0.1"), ("eps", "2/255,4/255")])
+    assert grid == {"eps": ["1/255", "2/255", "4/255"], "rate": [0.01, 0.1]}
+    combos = sweep.combinations(grid)
+    assert len(combos) == 6 and combos[0] == {"eps": "1/255", "rate": 0.01} and combos[1]["rate"] == 0.1
+    assert len({json.dumps(c, sort_keys=True) for c in combos}) == 6
+    assert sweep.parse_grid({"seed": 1}) == {"seed": [1]}
+    with pytest.raises(ValueError, match="parameter eps"):
+        sweep.parse_grid([("eps", ",")])
+    with pytest.raises(ValueError, match="identifier"):
+        sweep.parse_grid([("bad-name", "1")])
+
+
+def test_sweep_rejects_bad_inputs(tmp_path, reports):
+    nb = make_notebook(tmp_path, "04_ablation", PLAIN_CODE)
+    with pytest.raises(ValueError, match="parameter gamma .*allowed.*eps"):
+        sweep.sweep(nb, [("gamma", "1")], progress=False)
+    with pytest.raises(ValueError, match="executor"):
+        sweep.sweep(nb, [("eps", "1/255")], executor="cloud", progress=False)
+    with pytest.raises(ValueError, match="jobs"):
+        sweep.sweep(nb, [("eps", "1/255")], jobs=0, progress=False)
+    if shutil.which("srun") is None:
+        with pytest.raises(ValueError, match="executor 'slurm'"):
+            sweep.sweep(nb, [("eps", "1/255")], executor="slurm", progress=False, index=False)
+    with pytest.raises(ValueError, match="notebook"):
+        sweep.sweep(tmp_path / "missing.ipynb", [("eps", "1/255")], progress=False)
+
+
+@pytest.mark.slow
+def test_local_pool_sweep_merges_records_and_reuses(tmp_path, reports):
+    nb = make_notebook(tmp_path, "04_ablation", RECORD_CODE)
+    grid = [("eps", "1/255,8/255"), ("rate", "0.1,1")]
+    results = sweep.sweep(nb, grid, jobs=2, progress=False)
+    assert sorted(r.status for r in results) == ["ok"] * 4
+    recs = report.load_records("04_ablation")
+    got = sorted((r["params"]["eps"], r["params"]["rate"], r["metrics"]["wsr"]) for r in recs)
+    assert got == [("1/255", 0.1, 0.2), ("1/255", 1, 2), ("8/255", 0.1, 0.2), ("8/255", 1, 2)]  # "8/255" kept
+    outputs = [reports / r.output for r in results]
+    assert all(p.is_file() and p.parent == reports / "04_ablation" for p in outputs)  # no folder from the slash
+    assert (reports / "index.html").is_file()
+    again = sweep.sweep(nb, [("eps", "8/255"), ("rate", "0.1,1")], jobs=1, progress=False, index=False)
+    assert [r.status for r in again] == ["reused", "reused"]
+
+
+@pytest.mark.slow
+def test_submitit_executor_runs_the_same_jobs(tmp_path, reports):
+    nb = make_notebook(tmp_path, "05_plain", PLAIN_CODE)
+    results = sweep.sweep(nb, [("rate", "3")], executor="submitit-local", progress=False, index=False)
+    assert [r.status for r in results] == ["ok"]
+    assert (reports / "05_plain" / "done_3.txt").read_text() == "'8/255'"
+    assert (tmp_path / "runs" / "sweeps" / "05_plain" / "submitit").is_dir()
+
+
+def _write_many(args):
+    root, worker = args
+    import os
+
+    os.environ["DOVLIB_REPORTS"] = root
+    for i in range(8):
+        report.write_record("07_concurrent", {"worker": worker, "i": i}, {"v": i})
+        report.save_table(__import__("pandas").DataFrame({"x": [i]}), f"t{worker}_{i}", "07_concurrent")
+
+
+def test_concurrent_writers_lose_nothing(reports):
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        pool.map(_write_many, [(str(reports), w) for w in range(4)])
+    assert len(report.load_records("07_concurrent")) == 32
+    assert len(json.loads((reports / "07_concurrent" / "tables.json").read_text())) == 32
