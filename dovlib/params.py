@@ -22,6 +22,7 @@ from fractions import Fraction
 __all__ = [
     "Profile",
     "PROFILES",
+    "parse_overrides",
     "get_profile",
     "parse_fraction",
     "parse_eps",
@@ -83,9 +84,40 @@ PROFILES: dict[str, Profile] = {
 
 
 def get_profile(name: str, **overrides) -> Profile:
-    """Look up a profile by name (``smoke``, ``quick``, ``paper``), optionally overriding fields."""
-    check_choice("profile", name, PROFILES)
-    return PROFILES[name].with_overrides(**overrides)
+    """Look up a profile by name (``smoke``, ``quick``, ``paper``), optionally overriding fields.
+
+    ``name`` may carry overrides itself, so a notebook run can shrink or grow a budget without new parameters:
+    ``papermill ... -p profile "quick:device=cpu,epochs=10,width=16"``. The profile keeps its base name (``quick``)
+    and every record stores the full string, so a report always says which budget produced a number.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"profile must be a string such as 'smoke' or 'quick:epochs=10'; got {type(name).__name__}")
+    base, _, spec = name.partition(":")
+    check_choice("profile", base.strip(), PROFILES)
+    profile = replace(PROFILES[base.strip()], **parse_overrides(spec, PROFILES[base.strip()]))
+    return profile.with_overrides(**overrides)
+
+
+def parse_overrides(spec: str, profile: Profile) -> dict:
+    """``"epochs=10,width=16,device=cpu,n_train=None"`` -> typed field values of ``profile`` (errors name the field
+    and the known fields)."""
+    out: dict = {}
+    known = profile.to_dict()
+    for item in filter(None, (p.strip() for p in spec.split(","))):
+        key, eq, text = (t.strip() for t in item.partition("="))
+        if not eq or key not in known or key == "name":
+            raise ValueError(f"profile override {item!r} must be field=value with field one of "
+                             f"{sorted(k for k in known if k != 'name')}")
+        if text in ("None", "none", "all") and key in ("n_train", "n_test"):
+            out[key] = None
+            continue
+        kind = type(known[key]) if known[key] is not None else int
+        try:
+            out[key] = kind(text)
+        except ValueError:
+            what = {int: "an integer", float: "a number"}.get(kind, kind.__name__)
+            raise ValueError(f"profile override {key} must be {what}; got {text!r}") from None
+    return out
 
 
 _NUMBER = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")

@@ -38,7 +38,7 @@ rate = 0.1  # gamma: share of the whole training set to mark (from the target cl
 target = 1  # target class t
 seed = 0  # data subsampling, surrogate, generator initialisation
 key = 20240607  # the owner's secret key (an int; use secrets.randbits(63) for a real dataset)
-perceptual = "ssim"  # "lpips" needs the AlexNet weights (see README / dovlib.perceptual); "ssim" = 1 - SSIM
+perceptual = "ssim"  # "lpips" needs the AlexNet weights (see README, dovlib.perceptual); "ssim" is 1 - SSIM
 l1 = 1.0  # weight of L_target (target-class images -> least likely class)
 l2 = 1.0  # weight of L_nontarget (other images -> target class)
 l3 = 1.0  # weight of L_perceptual

@@ -32,7 +32,7 @@ rate = 0.1  # gamma: share of the whole training set marked, drawn from the targ
 target = 1  # target class t
 seed = 0  # data subsampling, marking draw, model initialisation
 key = 20240607  # the owner's secret key (only its hash is written anywhere)
-perceptual = "ssim"  # "lpips" needs the AlexNet weights (see README / dovlib.perceptual); "ssim" = 1 - SSIM
+perceptual = "ssim"  # "lpips" needs the AlexNet weights (see README, dovlib.perceptual); "ssim" is 1 - SSIM
 l1 = 1.0  # weight of L_target (target-class images -> least likely class)
 l2 = 1.0  # weight of L_nontarget (other images -> target class)
 l3 = 1.0  # weight of L_perceptual

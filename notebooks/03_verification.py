@@ -37,7 +37,7 @@ rate = 0.1  # gamma: share of the whole training set marked, drawn from the targ
 target = 1  # target class t
 seed = 0  # data subsampling, marking draw, model initialisation (models use seed, seed+1, ...)
 key = 20240607  # the owner's secret key (only its hash is written anywhere)
-perceptual = "ssim"  # "lpips" needs the AlexNet weights (see README / dovlib.perceptual); "ssim" = 1 - SSIM
+perceptual = "ssim"  # "lpips" needs the AlexNet weights (see README, dovlib.perceptual); "ssim" is 1 - SSIM
 tau = 0.25  # margin of the t-test (paper: 0.25)
 alpha = 0.01  # significance level (paper: 0.01)
 n_models = None  # models per scenario; None: the profile's n_models

@@ -35,7 +35,7 @@ seed = 0  # seeds everything
 perceptual = "ssim"  # generator similarity loss: "lpips" (needs AlexNet weights) | "ssim" | "mse"
 finetune_share = 0.1  # share of the benign training set the thief fine-tunes on (paper: 10%)
 finetune_lr = 0.01  # fine-tuning learning rate (cosine schedule)
-prune_step = 0.05  # pruning rates 0, step, ..., <= 0.95
+prune_step = 0.05  # pruning rates 0, step, 2 step, ... up to 0.95
 recompute = False  # True: recompute a parameter set already in metrics.json
 
 # %% [markdown]

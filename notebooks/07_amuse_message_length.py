@@ -64,10 +64,10 @@ cfg = get_profile(profile)
 check_choice("method", method, ("dwtDct", "dwtDctSvd", "rivaGan"))
 check_choice("dataset", dataset, ("skimage-photos", "cifar10-subset"))
 if message_bits is None:
-    message_bits = [16, 32] if method == "rivaGan" else ([32, 64] if profile == "smoke" else [32, 64, 100, 200, 300])
+    message_bits = [16, 32] if method == "rivaGan" else ([32, 64] if cfg.name == "smoke" else [32, 64, 100, 200, 300])
 lengths = [check_int("message_bits", v, 1) for v in str(message_bits).strip("[]()").split(",")]
 rho = parse_fraction("rho", rho, 0.0, 1.0, high_inclusive=False)
-attacks = attacks or ("grid" if profile == "paper" else "representative")
+attacks = attacks or ("grid" if cfg.name == "paper" else "representative")
 attack_names = attack_set(attacks)
 n_messages = {"smoke": 1, "quick": 3}.get(profile, 10) if n_messages is None else n_messages
 n_messages = check_int("n_messages", n_messages, 1)

@@ -69,14 +69,14 @@ cfg = get_profile(profile)
 check_choice("tables", str(tables), ("1", "2", "both"))
 check_choice("hidden_dataset", hidden_dataset, ("cifar10-subset", "skimage-photos"))
 check_choice("method", method, ("dwtDct", "dwtDctSvd"))
-smoke = profile == "smoke"
+smoke = cfg.name == "smoke"
 hidden_size = check_int("hidden_size", hidden_size or (32 if smoke else 128), 16)
 hidden_steps = check_int("hidden_steps", hidden_steps or cfg.hidden_steps, 1)
 as_list = lambda v, name: [check_int(name, x, 1) for x in str(v).strip("[]()").split(",")]  # noqa: E731
 scales = as_list(scales or ([36] if smoke else [36, 30, 20]), "scales")
 lengths = as_list(message_bits or ([100] if smoke else [100, 200, 300]), "message_bits")
 rho = parse_fraction("rho", rho, 0.0, 1.0, high_inclusive=False)
-attacks = attacks or ("grid" if profile == "paper" else "representative")
+attacks = attacks or ("grid" if cfg.name == "paper" else "representative")
 n_messages = {"smoke": 1, "quick": 3}.get(profile, 10) if n_messages is None else n_messages
 n_messages = check_int("n_messages", n_messages, 1)
 device = resolve_device(cfg.device)

@@ -35,7 +35,7 @@ profile = "smoke"  # smoke | quick | paper (images and subsets per share; see do
 method = "simulated"  # simulated (ideal + bitflip) | ideal | bitflip | dwtDct | dwtDctSvd (real extraction)
 message_bits = 300  # L, bits of the owner message (paper: 30, 100, 200, 300)
 rho = 0.8  # rho_max of AMUSE for choose_nk (paper: 0.8 and 0.6)
-erasure_n = 31  # fragments of the erasure code (<= 255); its k is fitted to the AMUSE bits per image
+erasure_n = 31  # fragments of the erasure code (at most 255); its k is fitted to the AMUSE bits per image
 bit_error_rate = 0.02  # bitflip: probability that an extracted bit is wrong
 dataset = "skimage-photos"  # real extraction only: image pool (256x256 crops, or upsampled cifar10-subset)
 scale = 36  # real extraction only: DCT quantisation step (paper: 36, 30, 20)

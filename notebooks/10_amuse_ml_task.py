@@ -73,7 +73,7 @@ print(f"dovlib {dovlib.__version__} | torch {torch.__version__} | device {device
 # ## Data
 
 # %%
-n_train = check_int("n_train", n_train, 10) if n_train is not None else (200 if profile == "smoke" else cfg.n_train)
+n_train = check_int("n_train", n_train, 10) if n_train is not None else (200 if cfg.name == "smoke" else cfg.n_train)
 ds = load_dataset(dataset).subsample(n_train, cfg.n_test, seed=seed)
 if ds.image_shape[0] == 1:
     raise ValueError(f"dataset must hold RGB images for {method}; {dataset} is greyscale")

@@ -74,3 +74,21 @@ def test_check_choice_and_int():
         check_int("epochs", 2.5, 1)
     with pytest.raises(TypeError, match="epochs"):
         check_int("epochs", "many", 1)
+
+
+def test_profile_overrides_in_the_name():
+    from dovlib.params import get_profile
+
+    p = get_profile("quick:device=cpu, epochs=10,width=16,lr=0.05")
+    assert (p.name, p.device, p.epochs, p.width, p.lr, p.batch_size) == ("quick", "cpu", 10, 16, 0.05, 512)
+    assert get_profile("smoke:n_train=None").n_train is None  # None is a value here, not "no override"
+    assert get_profile("smoke:epochs=3", epochs=5).epochs == 5  # keyword overrides win
+    assert get_profile("smoke:") == get_profile("smoke")
+    with pytest.raises(ValueError, match="profile override 'epoch=3'.*epochs"):
+        get_profile("smoke:epoch=3")
+    with pytest.raises(ValueError, match="epochs must be an integer"):
+        get_profile("smoke:epochs=ten")
+    with pytest.raises(ValueError, match="profile"):
+        get_profile("fast:epochs=3")
+    with pytest.raises(TypeError, match="profile"):
+        get_profile(3)
