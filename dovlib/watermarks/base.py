@@ -19,7 +19,7 @@ import torch
 
 from ..params import parse_rate
 
-__all__ = ["DatasetWatermark", "select_indices", "WATERMARKS", "register", "get_watermark"]
+__all__ = ["DatasetWatermark", "SurrogateWatermark", "select_indices", "WATERMARKS", "register", "get_watermark"]
 
 
 class DatasetWatermark(ABC):
@@ -47,6 +47,25 @@ class DatasetWatermark(ABC):
 
     def describe(self) -> dict:
         return {"name": self.name, "kind": self.kind, "targeted": self.targeted}
+
+
+class SurrogateWatermark(DatasetWatermark):
+    """A method that crafts its marks on the owner's trained, frozen surrogate (Label-Consistent, Sleeper Agent,
+    UBW-C): ``fit`` requires the surrogate and ``apply`` refuses to run before it."""
+
+    uses = "crafts its marks on it"  # what the method does with the surrogate, for the error message
+    surrogate: torch.nn.Module | None = None
+
+    def fit(self, x, y, surrogate=None) -> "SurrogateWatermark":
+        if surrogate is None:
+            raise ValueError("surrogate must be a trained classifier (dovlib.sscl.train_surrogate(...).model); "
+                             f"{self.name} {self.uses}")
+        self.surrogate = surrogate
+        return self
+
+    def _check_fitted(self) -> None:
+        if self.surrogate is None:
+            raise RuntimeError(f"call fit(x, y, surrogate) before apply ({self.name} needs the surrogate)")
 
 
 def select_indices(y: torch.Tensor, rate, target: int, clean_label: bool, seed: int = 0) -> torch.Tensor:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from ..params import check_int, parse_eps
-from .base import DatasetWatermark, register, select_indices
+from .base import SurrogateWatermark, register, select_indices
 from .common import check_images, checkerboard, pgd_untargeted, scaled, stamp
 
 __all__ = ["LabelConsistent"]
@@ -22,10 +22,11 @@ CORNERS = ("tl", "tr", "bl", "br")
 
 
 @register
-class LabelConsistent(DatasetWatermark):
+class LabelConsistent(SurrogateWatermark):
     name = "label-consistent"
     kind = "clean-label"
     targeted = True
+    uses = "runs PGD on it"
 
     def __init__(self, eps=16 / 255, steps: int = 100, alpha=None, patch_size: int = 3, amplitude: int = 255,
                  device="auto"):
@@ -35,14 +36,6 @@ class LabelConsistent(DatasetWatermark):
         self.patch_size = check_int("patch_size", patch_size, 1, 16)
         self.amplitude = check_int("amplitude", amplitude, 1, 255)
         self.device = device
-        self.surrogate = None
-
-    def fit(self, x, y, surrogate=None) -> "LabelConsistent":
-        if surrogate is None:
-            raise ValueError("surrogate must be a trained classifier (dovlib.sscl.train_surrogate(...).model); "
-                             "Label-Consistent runs PGD on it")
-        self.surrogate = surrogate
-        return self
 
     def trigger(self, x: torch.Tensor) -> torch.Tensor:
         check_images(x)
@@ -60,8 +53,7 @@ class LabelConsistent(DatasetWatermark):
 
     def apply(self, x, y, rate, target: int, seed: int = 0):
         check_images(x)
-        if self.surrogate is None:
-            raise RuntimeError("call fit(x, y, surrogate) before apply")
+        self._check_fitted()
         y = torch.as_tensor(y)
         idx = select_indices(y, rate, target, clean_label=True, seed=seed)
         x_out = x.clone()

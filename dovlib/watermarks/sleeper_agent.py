@@ -17,17 +17,18 @@ import torch.nn.functional as F
 
 from ..params import check_int, parse_eps
 from ..train import to_float
-from .base import DatasetWatermark, register, select_indices
+from .base import SurrogateWatermark, register, select_indices
 from .common import check_images, gradient_matching, scaled, seeded_pattern, stamp
 
 __all__ = ["SleeperAgent"]
 
 
 @register
-class SleeperAgent(DatasetWatermark):
+class SleeperAgent(SurrogateWatermark):
     name = "sleeper-agent"
     kind = "clean-label"
     targeted = True
+    uses = "matches gradients on it"
 
     def __init__(self, eps=16 / 255, steps: int = 250, patch_size: int = 8, patch_seed: int = 0,
                  n_source: int = 1000, device="auto"):
@@ -37,14 +38,6 @@ class SleeperAgent(DatasetWatermark):
         self.patch_seed = int(patch_seed)
         self.n_source = check_int("n_source", n_source, 1)
         self.device = device
-        self.surrogate = None
-
-    def fit(self, x, y, surrogate=None) -> "SleeperAgent":
-        if surrogate is None:
-            raise ValueError("surrogate must be a trained classifier (dovlib.sscl.train_surrogate(...).model); "
-                             "Sleeper Agent matches gradients on it")
-        self.surrogate = surrogate
-        return self
 
     def trigger(self, x: torch.Tensor) -> torch.Tensor:
         check_images(x)
@@ -53,8 +46,7 @@ class SleeperAgent(DatasetWatermark):
 
     def apply(self, x, y, rate, target: int, seed: int = 0):
         check_images(x)
-        if self.surrogate is None:
-            raise RuntimeError("call fit(x, y, surrogate) before apply")
+        self._check_fitted()
         y = torch.as_tensor(y)
         idx = select_indices(y, rate, target, clean_label=True, seed=seed)
         x_out = x.clone()

@@ -18,17 +18,18 @@ import torch.nn.functional as F
 
 from ..params import check_int, parse_eps, parse_fraction
 from ..train import to_float
-from .base import DatasetWatermark, register
+from .base import SurrogateWatermark, register
 from .common import check_images, checkerboard, gradient_matching, scaled, select_any, stamp
 
 __all__ = ["UBWC"]
 
 
 @register
-class UBWC(DatasetWatermark):
+class UBWC(SurrogateWatermark):
     name = "ubw-c"
     kind = "clean-label"
     targeted = False
+    uses = "matches gradients on it"
 
     def __init__(self, eps=16 / 255, steps: int = 250, lam=2.0, patch_size: int = 3, n_source: int = 1000,
                  device="auto"):
@@ -38,14 +39,6 @@ class UBWC(DatasetWatermark):
         self.patch_size = check_int("patch_size", patch_size, 1, 32)
         self.n_source = check_int("n_source", n_source, 1)
         self.device = device
-        self.surrogate = None
-
-    def fit(self, x, y, surrogate=None) -> "UBWC":
-        if surrogate is None:
-            raise ValueError("surrogate must be a trained classifier (dovlib.sscl.train_surrogate(...).model); "
-                             "UBW-C matches gradients on it")
-        self.surrogate = surrogate
-        return self
 
     def trigger(self, x: torch.Tensor) -> torch.Tensor:
         check_images(x)
@@ -53,8 +46,7 @@ class UBWC(DatasetWatermark):
 
     def apply(self, x, y, rate, target: int = 0, seed: int = 0):
         check_images(x)
-        if self.surrogate is None:
-            raise RuntimeError("call fit(x, y, surrogate) before apply")
+        self._check_fitted()
         y = torch.as_tensor(y)
         idx = select_any(len(y), rate, seed)
         x_out = x.clone()
