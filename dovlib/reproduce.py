@@ -15,6 +15,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import random
 import re
 import sys
 import time
@@ -25,7 +26,7 @@ from .data import REPO_ROOT
 from .params import get_profile
 from .report import _atomic_write, file_lock, record_key, reports_dir
 
-__all__ = ["NOTEBOOK_GLOB", "RunResult", "find_notebooks", "notebook_parameters", "source_hash", "stamp_key",
+__all__ = ["NOTEBOOK_GLOB", "RunResult", "kernel_start_failed", "find_notebooks", "notebook_parameters", "source_hash", "stamp_key",
            "output_name", "load_stamps", "cached_result", "run_notebook", "reproduce", "main"]
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
@@ -142,6 +143,16 @@ def cached_result(path: str | Path, parameters: dict) -> RunResult | None:
     return None
 
 
+KERNEL_START_ATTEMPTS = 3
+
+
+def kernel_start_failed(error: BaseException) -> bool:
+    """True for the error of a kernel that died before running any cell. With several jobs starting at once,
+    jupyter_client can hand two kernels the same free port (``ZMQError: Address already in use``); no cell ran, so
+    starting again is safe. Errors raised by the notebook's own cells are never retried."""
+    return "Kernel died before replying to kernel_info" in str(error)
+
+
 def run_notebook(path: str | Path, parameters: dict | None = None, *, force: bool = False,
                  reports: str | Path | None = None, kernel_name: str | None = None,
                  cell_timeout: float | None = None) -> RunResult:
@@ -171,9 +182,16 @@ def run_notebook(path: str | Path, parameters: dict | None = None, *, force: boo
     start = time.perf_counter()
     error = ""
     try:
-        papermill.execute_notebook(str(path), str(running), parameters=parameters, kernel_name=kernel_name,
-                                   progress_bar=False, log_output=False, cwd=str(path.parent),
-                                   execution_timeout=cell_timeout, start_timeout=180)  # busy machines start slowly
+        for attempt in range(KERNEL_START_ATTEMPTS):
+            try:
+                papermill.execute_notebook(str(path), str(running), parameters=parameters, kernel_name=kernel_name,
+                                           progress_bar=False, log_output=False, cwd=str(path.parent),
+                                           execution_timeout=cell_timeout, start_timeout=180)  # busy machines are slow
+                break
+            except RuntimeError as e:
+                if not kernel_start_failed(e) or attempt + 1 == KERNEL_START_ATTEMPTS:
+                    raise
+                time.sleep(1 + 2 * random.random())  # jobs started together picked the same free port; try again
     except papermill.PapermillExecutionError as e:
         error = f"cell {e.exec_count}: {e.ename}: {e.evalue}"
     except Exception as e:  # kernel died, timeout, bad parameters: report it and let the other notebooks run

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from .models import UNet, build_model
 from .params import Profile, check_int, parse_eps, parse_rate
 from .perceptual import check_perceptual, perceptual_loss
-from .report import run_dir
+from .report import file_lock, run_dir
 from .train import TrainConfig, _save_atomic, fit, resolve_device, to_float
 from .watermarks.base import select_indices
 
@@ -45,6 +45,7 @@ __all__ = ["SSCLGenerator", "GeneratorConfig", "key_hash", "data_hash", "train_g
            "train_surrogate", "generator_config", "decoy_generator", "amplified_residual", "SURROGATE_SEED_OFFSET"]
 
 CACHE = "sscl"  # runs/sscl/<hash>/: surrogates, generators, suspect models
+CACHE_LOCK_TIMEOUT = 6 * 3600  # seconds a job waits for another job training the same cached model/generator
 SURROGATE_SEED_OFFSET = 7919  # surrogate seed = seed + this
 
 
@@ -203,7 +204,7 @@ def train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, conf
             raise ValueError(f"checkpoint {ckpt} was written with other generator settings; delete it")
         G.load_state_dict(st["G"])
         opt.load_state_dict(st["opt"])
-        rng.set_state(st["rng"])
+        rng.set_state(st["rng"].cpu())  # RNG states are CPU ByteTensors; map_location moved it
         history, start, wall = st["history"], st["iter"], st["wall"]
     xs = x.to(dev)
     half = cfg.batch // 2
@@ -265,7 +266,9 @@ def train_classifier(x_train, y_train, x_test=None, y_test=None, *, arch: str = 
            "num_classes": num_classes, "train": tc.fingerprint()}
     torch.manual_seed(seed)
     model = build_model(arch, num_classes, channels, width=profile.width, image_size=size)
-    return fit(model, x_train, y_train, x_test, y_test, tc, checkpoint=run_dir(CACHE, key) / "model.pt")
+    ckpt = run_dir(CACHE, key) / "model.pt"
+    with file_lock(ckpt, timeout=CACHE_LOCK_TIMEOUT):  # concurrent jobs wanting the same model: one trains, the rest load
+        return fit(model, x_train, y_train, x_test, y_test, tc, checkpoint=ckpt)
 
 
 def model_hash(model: nn.Module) -> str:
@@ -304,6 +307,13 @@ def get_or_train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tenso
     key = {"what": "generator", "data": data_hash(x, y), "surrogate": surrogate_id, **asdict(config)}
     key["key"] = key_hash(config.key)
     d = run_dir(CACHE, key)
+    final = d / "generator.pt"
+    with file_lock(final, timeout=CACHE_LOCK_TIMEOUT):  # concurrent jobs: one trains, the others wait and load
+        return _load_or_train_generator(surrogate, x, y, config, d, key, surrogate_id, device, progress)
+
+
+def _load_or_train_generator(surrogate, x, y, config, d: Path, key: dict, surrogate_id: str, device,
+                             progress: bool) -> SSCLGenerator:
     final = d / "generator.pt"
     if final.is_file():
         G = SSCLGenerator.load(final, map_location=resolve_device(device))

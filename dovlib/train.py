@@ -58,13 +58,25 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
     return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
 
 
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """``cuda`` and ``cuda:0`` are the same device when 0 is the current one (a Generator reports ``cuda``)."""
+    a, b = torch.device(a), torch.device(b)
+    if a.type != b.type:
+        return False
+    if a.index is None or b.index is None:
+        if a.type != "cuda" or not torch.cuda.is_available():
+            return True
+    current = torch.cuda.current_device() if a.type == "cuda" and torch.cuda.is_available() else 0
+    return (a.index if a.index is not None else current) == (b.index if b.index is not None else current)
+
+
 def augment_batch(x: torch.Tensor, crop_padding: int = 4, flip: bool = True,
                   generator: torch.Generator | None = None) -> torch.Tensor:
     """Random crop with zero padding and random horizontal flip, for a whole batch at once, on x's device.
     Works on uint8 or float images (N, C, H, W)."""
     n, c, h, w = x.shape
     dev = x.device
-    if generator is not None and generator.device != dev:
+    if generator is not None and not _same_device(generator.device, dev):
         raise ValueError(f"generator must live on the images' device ({dev}); got {generator.device}")
     if crop_padding > 0:
         p = crop_padding
@@ -232,8 +244,8 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        gen.set_state(state["generator"])
-        aug_gen.set_state(state["aug_generator"].to(aug_gen.get_state().device))
+        gen.set_state(state["generator"].cpu())  # RNG states are CPU ByteTensors; map_location moved them
+        aug_gen.set_state(state["aug_generator"].cpu())
         start_epoch = state["epoch"]
         result.history = state["history"]
         result.wall_time = state["wall_time"]

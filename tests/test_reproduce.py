@@ -155,3 +155,40 @@ def test_kernel_that_does_not_start_is_a_failure_not_a_crash(env):
     assert res.status == "failed" and "no-such-kernel" in res.error.lower()
     assert res.output == "" or (reports / res.output).name.endswith(".failed.ipynb")
     assert rp.cached_result(nbs / "06_k.ipynb", {"profile": "smoke"}) is None
+
+
+def test_kernel_start_race_is_retried_but_cell_errors_are_not(env, monkeypatch):
+    """Jobs started together can be handed the same port (ZMQError, 'Kernel died before replying to kernel_info'):
+    run_notebook starts the kernel again. Errors from the notebook's cells are never retried."""
+    import papermill
+
+    nbs, reports = env
+    path = make_notebook(nbs, "07_r")
+    real = papermill.execute_notebook
+    calls, die_next = [], [True]
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if die_next.pop() if die_next else False:
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(papermill, "execute_notebook", flaky)
+    monkeypatch.setattr(rp.time, "sleep", lambda s: None)
+    res = rp.run_notebook(path, {"profile": "smoke"})
+    assert res.status == "ok" and len(calls) == 2 and executions(reports, "07_r") == ["smoke 8/255 0.1"]
+
+    calls.clear()
+    res = rp.run_notebook(make_notebook(nbs, "08_f", fail=True), {"profile": "smoke"})
+    assert res.status == "failed" and "boom" in res.error and len(calls) == 1
+
+    def always_dies(*args, **kwargs):
+        calls.append(1)
+        raise RuntimeError("Kernel died before replying to kernel_info")
+
+    calls.clear()
+    monkeypatch.setattr(papermill, "execute_notebook", always_dies)
+    res = rp.run_notebook(make_notebook(nbs, "09_d"), {"profile": "smoke"})
+    assert res.status == "failed" and "kernel_info" in res.error and len(calls) == rp.KERNEL_START_ATTEMPTS
+    assert rp.kernel_start_failed(RuntimeError("Kernel died before replying to kernel_info"))
+    assert not rp.kernel_start_failed(RuntimeError("boom"))

@@ -157,3 +157,31 @@ def test_run_sscl_and_controls_end_to_end_at_toy_size():
     assert df.decoy_p_value.between(0, 1).all() and all(len(p) == 20 for p in df.p_decoy)
     again = sscl.run_sscl(ds, prof, eps="8/255", rate=0.05, target=1, key=1, perceptual="mse", progress=False)
     assert again.generator.cached and torch.equal(again.marked.x, run.marked.x)
+
+
+def test_concurrent_jobs_train_a_cached_classifier_once(tmp_path):
+    """Sweep jobs that need the same surrogate wait for the one training it and load it (a lock per cache entry),
+    instead of all training it at once and resuming from each other's half-written checkpoints."""
+    import threading
+
+    ds = load_dataset("synthetic", num_classes=3, n_train=96, n_test=24, image_size=12)
+    prof = get_profile("smoke:epochs=2,width=4,batch_size=32")
+    results, errors = [], []
+
+    def job():
+        try:
+            results.append(sscl.train_classifier(ds.x_train, ds.y_train, arch="resnet18", profile=prof, seed=3,
+                                                 progress=False))
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=job) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sorted(r.resumed_from_epoch for r in results) == [0, 2, 2]  # one trained; two loaded the finished model
+    for r in results[1:]:
+        for pa, pb in zip(r.model.parameters(), results[0].model.parameters()):
+            assert torch.equal(pa, pb)

@@ -3,8 +3,8 @@ import torch
 
 from dovlib.data import load_dataset
 from dovlib.models import build_model
-from dovlib.train import (TrainConfig, augment_batch, evaluate, fit, predict_proba, resolve_device, seed_everything,
-                          to_float)
+from dovlib.train import (TrainConfig, _same_device, augment_batch, evaluate, fit, predict_proba, resolve_device,
+                          seed_everything, to_float)
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +64,29 @@ def test_checkpoint_resume_equals_uninterrupted(ds, tmp_path):
         assert torch.equal(pa, pb)
     with pytest.raises(ValueError, match="other training settings"):
         fit(_model(), ds.x_train, ds.y_train, epochs=3, checkpoint=ckpt, batch_size=32, progress=False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_checkpoint_resume_on_cuda(ds, tmp_path):
+    """On CUDA, torch.load(map_location='cuda') moves the saved RNG states too; resume must still work
+    (found on an H100: 'RNG state must be a torch.ByteTensor')."""
+    kw = dict(batch_size=64, lr=0.05, progress=False, device="cuda")
+    ckpt = tmp_path / "ck.pt"
+    first = fit(_model(2), ds.x_train, ds.y_train, epochs=1, checkpoint=ckpt, **kw)
+    again = fit(_model(3), ds.x_train, ds.y_train, epochs=1, checkpoint=ckpt, **kw)  # loads model, optimiser, RNGs
+    assert again.resumed_from_epoch == 1
+    for pa, pb in zip(again.model.parameters(), first.model.parameters()):
+        assert torch.equal(pa, pb)
+
+
+def test_same_device_treats_an_unindexed_device_as_the_current_one():
+    cpu = torch.device("cpu")
+    assert _same_device(cpu, torch.device("cpu"))
+    assert not _same_device(torch.device("cuda"), cpu) and not _same_device(cpu, torch.device("cuda:0"))
+    assert _same_device(torch.device("cuda"), torch.device("cuda:0")) == (
+        not torch.cuda.is_available() or torch.cuda.current_device() == 0)
+    g = torch.Generator()  # a CPU generator with CPU images: accepted
+    assert augment_batch(torch.zeros(2, 3, 8, 8), 2, True, g).shape == (2, 3, 8, 8)
 
 
 def test_callbacks_add_columns(ds):
