@@ -190,6 +190,28 @@ def _save_atomic(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def make_optimizer(model: nn.Module, cfg: TrainConfig, total_steps: int, device: torch.device | str = "cpu"):
+    """The optimiser and per-step schedule of :func:`fit` (also used by ``benchmarks/`` so both loops train alike):
+    SGD with Nesterov momentum, weight decay on weights but not on norm/bias parameters, and ``cfg.schedule``:
+    "onecycle" (linear warm-up from lr/10 to lr over 20% of the steps, then linear decay to lr/1000), "cosine" or
+    "constant". Call ``sched.step()`` after every optimiser step."""
+    if total_steps < 1:
+        raise ValueError(f"total_steps must be >= 1; got {total_steps}")
+    params_bn = [p for name, p in model.named_parameters() if p.ndim <= 1]
+    params_w = [p for name, p in model.named_parameters() if p.ndim > 1]
+    groups = [{"params": params_w, "weight_decay": cfg.weight_decay}, {"params": params_bn, "weight_decay": 0.0}]
+    opt_kw = {"fused": True} if torch.device(device).type == "cuda" else {}
+    opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0, **opt_kw)
+    warm = max(1, int(0.2 * total_steps))
+    if cfg.schedule == "onecycle":
+        factor = lambda s: float(np.interp(s, [0, warm, total_steps], [0.1, 1.0, 1e-3]))  # noqa: E731
+    elif cfg.schedule == "cosine":
+        factor = lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps))  # noqa: E731
+    else:
+        factor = lambda s: 1.0  # noqa: E731
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
 def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor | None = None,
         y_test: torch.Tensor | None = None, config: TrainConfig | None = None, *, checkpoint: str | Path | None = None,
         callbacks: list[Callable[[nn.Module, int], dict]] | None = None, **overrides) -> TrainResult:
@@ -219,19 +241,7 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total_steps = max(1, cfg.epochs * steps_per_epoch)
 
-    params_bn = [p for name, p in model.named_parameters() if p.ndim <= 1]
-    params_w = [p for name, p in model.named_parameters() if p.ndim > 1]
-    groups = [{"params": params_w, "weight_decay": cfg.weight_decay}, {"params": params_bn, "weight_decay": 0.0}]
-    opt_kw = {"fused": True} if device.type == "cuda" else {}
-    opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0, **opt_kw)
-    warm = max(1, int(0.2 * total_steps))
-    if cfg.schedule == "onecycle":  # linear warm-up from lr/10 to lr over 20% of the steps, then linear decay to lr/1000
-        factor = lambda s: float(np.interp(s, [0, warm, total_steps], [0.1, 1.0, 1e-3]))  # noqa: E731
-    elif cfg.schedule == "cosine":
-        factor = lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps))  # noqa: E731
-    else:
-        factor = lambda s: 1.0  # noqa: E731
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    opt, sched = make_optimizer(model, cfg, total_steps, device)
 
     result = TrainResult(model=model, device=str(device))
     start_epoch = 0

@@ -3,8 +3,8 @@ import torch
 
 from dovlib.data import load_dataset
 from dovlib.models import build_model
-from dovlib.train import (TrainConfig, _same_device, augment_batch, evaluate, fit, predict_proba, resolve_device,
-                          seed_everything, to_float)
+from dovlib.train import (TrainConfig, _same_device, augment_batch, evaluate, fit, make_optimizer, predict_proba,
+                          resolve_device, seed_everything, to_float)
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +135,26 @@ def test_bad_training_settings():
         TrainConfig(batch_size=0)
     with pytest.raises(ValueError, match="equally long"):
         fit(_model(), torch.zeros(4, 3, 8, 8, dtype=torch.uint8), torch.zeros(3), epochs=1, progress=False)
+
+
+def test_make_optimizer_schedules_and_weight_decay_groups():
+    model = _model()
+    opt, sched = make_optimizer(model, TrainConfig(lr=0.2, weight_decay=5e-4), total_steps=100)
+    decayed, plain = opt.param_groups
+    assert decayed["weight_decay"] == 5e-4 and plain["weight_decay"] == 0.0
+    assert all(p.ndim > 1 for p in decayed["params"]) and all(p.ndim <= 1 for p in plain["params"])
+    assert len(decayed["params"]) + len(plain["params"]) == len(list(model.parameters()))
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.02) and max(lrs) == pytest.approx(0.2) and lrs.index(max(lrs)) == 20
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.2e-3)  # one-cycle ends at lr/1000
+    opt, sched = make_optimizer(model, TrainConfig(lr=0.1, schedule="cosine"), total_steps=10)
+    for _ in range(5):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="total_steps"):
+        make_optimizer(model, TrainConfig(), total_steps=0)
