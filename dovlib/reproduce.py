@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .data import REPO_ROOT
-from .params import get_profile
+from .params import check_int, get_profile
 from .report import _atomic_write, file_lock, record_key, reports_dir
 
 __all__ = ["NOTEBOOK_GLOB", "RunResult", "kernel_start_failed", "find_notebooks", "notebook_parameters", "source_hash", "stamp_key",
@@ -224,11 +224,14 @@ def _for_notebook(path: Path, profile: str, extra: dict) -> dict:
 
 def reproduce(profile: str = "smoke", notebooks: list[str | Path] | None = None, *, force: bool = False,
               reports: str | Path | None = None, extra: dict | None = None, kernel_name: str | None = None,
-              cell_timeout: float | None = None, index: bool = True, progress: bool = True) -> list[RunResult]:
-    """Run every notebook (or the given ones) in order on ``profile``; then build ``reports/index.html``.
+              cell_timeout: float | None = None, index: bool = True, progress: bool = True,
+              jobs: int = 1) -> list[RunResult]:
+    """Run every notebook (or the given ones) on ``profile``; then build ``reports/index.html``.
 
-    ``extra`` holds more parameters, passed to the notebooks that declare them. Returns one
-    :class:`RunResult` per notebook; failures are returned, not raised.
+    ``extra`` holds more parameters, passed to the notebooks that declare them. ``jobs`` > 1 runs that many
+    notebooks at once in a process pool (several notebooks can share one GPU; models they share in the
+    ``runs/sscl`` cache are trained once). Returns one :class:`RunResult` per notebook, in the notebooks' order;
+    failures are returned, not raised.
     """
     from tqdm.auto import tqdm
 
@@ -236,18 +239,48 @@ def reproduce(profile: str = "smoke", notebooks: list[str | Path] | None = None,
     paths = [Path(p) for p in notebooks] if notebooks is not None else find_notebooks()
     if reports is not None:
         os.environ["DOVLIB_REPORTS"] = str(Path(reports).resolve())
-    results = []
-    bar = tqdm(paths, desc="notebooks", unit="nb", disable=not progress, file=sys.stderr)
-    for path in bar:
-        bar.set_postfix_str(path.stem)
-        try:
-            params = _for_notebook(path, profile, dict(extra or {}))
-            result = run_notebook(path, params, force=force, kernel_name=kernel_name, cell_timeout=cell_timeout)
-        except Exception as e:  # an unreadable notebook must not stop the others either
-            result = RunResult(path.stem, {"profile": profile}, "failed", error=f"{type(e).__name__}: {e}")
-        results.append(result)
+    jobs = check_int("jobs", jobs, 1)
+    results: list[RunResult | None] = [None] * len(paths)
+    bar = tqdm(total=len(paths), desc="notebooks", unit="nb", disable=not progress, file=sys.stderr)
+
+    def done(i: int, result: RunResult) -> None:
+        results[i] = result
+        bar.update()
         line = f"{result.status:>6}  {result.notebook}  {result.wall_time:7.1f} s"
         bar.write(line + (f"  {result.error}" if result.error else ""), file=sys.stderr)
+
+    todo = []
+    for i, path in enumerate(paths):
+        try:
+            todo.append((i, path, _for_notebook(path, profile, dict(extra or {}))))
+        except Exception as e:  # an unreadable notebook must not stop the others either
+            done(i, RunResult(path.stem, {"profile": profile}, "failed", error=f"{type(e).__name__}: {e}"))
+    if jobs == 1:
+        for i, path, params in todo:
+            bar.set_postfix_str(path.stem)
+            try:
+                result = run_notebook(path, params, force=force, kernel_name=kernel_name, cell_timeout=cell_timeout)
+            except Exception as e:
+                result = RunResult(path.stem, params, "failed", error=f"{type(e).__name__}: {e}")
+            done(i, result)
+    elif todo:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        from .sweep import _job
+
+        out = str(reports_dir().resolve())
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        # spawn, not fork: this process may have imported torch; workers only start papermill kernels
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_job, str(path), params, force, out, threads, kernel_name, cell_timeout):
+                       (i, path, params) for i, path, params in todo}
+            for fut in as_completed(futures):
+                i, path, params = futures[fut]
+                try:
+                    done(i, fut.result())
+                except Exception as e:  # a worker that died
+                    done(i, RunResult(path.stem, params, "failed", error=f"{type(e).__name__}: {e}"))
     bar.close()
     if index:
         from .index import build_index
@@ -270,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cell-timeout", type=float, default=None, help="seconds per cell (default: none)")
     parser.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's)")
     parser.add_argument("--no-index", action="store_true", help="do not rebuild reports/index.html")
+    parser.add_argument("-j", "--jobs", type=int, default=1,
+                        help="notebooks run at once (default 1, in order); several can share one GPU")
     args = parser.parse_args(argv)
     from .sweep import parse_value
 
@@ -281,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         results = reproduce(args.profile, paths, force=args.force, reports=args.reports,
                             extra={k: parse_value(v) for k, v in args.parameter}, kernel_name=args.kernel,
-                            cell_timeout=args.cell_timeout, index=not args.no_index)
+                            cell_timeout=args.cell_timeout, index=not args.no_index, jobs=args.jobs)
     except ValueError as e:
         parser.error(str(e))
     failed = [r for r in results if not r.ok]

@@ -192,3 +192,17 @@ def test_kernel_start_race_is_retried_but_cell_errors_are_not(env, monkeypatch):
     assert res.status == "failed" and "kernel_info" in res.error and len(calls) == rp.KERNEL_START_ATTEMPTS
     assert rp.kernel_start_failed(RuntimeError("Kernel died before replying to kernel_info"))
     assert not rp.kernel_start_failed(RuntimeError("boom"))
+
+
+def test_reproduce_with_jobs_runs_notebooks_at_once_and_keeps_their_order(env):
+    nbs, reports = env
+    for stem, fail in (("00_a", False), ("01_b", True), ("02_c", False)):
+        make_notebook(nbs, stem, fail=fail)
+    results = rp.reproduce("smoke", rp.find_notebooks(nbs), progress=False, index=False, jobs=2)
+    assert [(r.notebook, r.status) for r in results] == [("00_a", "ok"), ("01_b", "failed"), ("02_c", "ok")]
+    assert "boom" in results[1].error
+    assert executions(reports, "00_a") == executions(reports, "02_c") == ["smoke 8/255 0.1"]
+    again = rp.reproduce("smoke", rp.find_notebooks(nbs), progress=False, index=False, jobs=3)
+    assert [r.status for r in again] == ["reused", "failed", "reused"]
+    with pytest.raises(ValueError, match="jobs"):
+        rp.reproduce("smoke", rp.find_notebooks(nbs), progress=False, index=False, jobs=0)
