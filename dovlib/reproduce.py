@@ -264,23 +264,14 @@ def reproduce(profile: str = "smoke", notebooks: list[str | Path] | None = None,
                 result = RunResult(path.stem, params, "failed", error=f"{type(e).__name__}: {e}")
             done(i, result)
     elif todo:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        from .sweep import _job
+        from .sweep import run_local
 
         out = str(reports_dir().resolve())
         threads = max(1, (os.cpu_count() or 1) // jobs)
-        # spawn, not fork: this process may have imported torch; workers only start papermill kernels
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(_job, str(path), params, force, out, threads, kernel_name, cell_timeout):
-                       (i, path, params) for i, path, params in todo}
-            for fut in as_completed(futures):
-                i, path, params = futures[fut]
-                try:
-                    done(i, fut.result())
-                except Exception as e:  # a worker that died
-                    done(i, RunResult(path.stem, params, "failed", error=f"{type(e).__name__}: {e}"))
+        tasks = [(i, (str(path), params, force, out, threads, kernel_name, cell_timeout)) for i, path, params in todo]
+        tasks_params = {i: params for i, _, params in todo}
+        run_local(tasks, jobs, done, lambda i, e: RunResult(paths[i].stem, tasks_params[i], "failed",
+                                                              error=f"{type(e).__name__}: {e}"))
     bar.close()
     if index:
         from .index import build_index

@@ -23,7 +23,7 @@ from .params import check_choice, check_int, get_profile
 from .reproduce import RunResult, cached_result, notebook_parameters, run_notebook
 from .report import reports_dir, runs_dir
 
-__all__ = ["EXECUTORS", "parse_value", "parse_grid", "combinations", "sweep", "main"]
+__all__ = ["EXECUTORS", "parse_value", "parse_grid", "combinations", "sweep", "run_local", "main"]
 
 EXECUTORS = ("local", "slurm", "submitit-local")
 
@@ -81,6 +81,21 @@ def _job(path: str, params: dict, force: bool, reports: str, threads: int | None
                         cell_timeout=cell_timeout)
 
 
+def run_local(tasks: list[tuple[int, tuple]], jobs: int, done, failed) -> None:
+    """Run ``_job(*args)`` for each ``(i, args)`` of ``tasks`` in a pool of ``jobs`` processes; call ``done(i, result)``
+    as each finishes, with ``failed(i, error)`` as the result of a worker that died. Used by sweeps and by
+    ``dovlib.reproduce --jobs``."""
+    # spawn, not fork: the caller may have imported torch (threads); workers only start papermill kernels
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_job, *args): i for i, args in tasks}
+        for fut in as_completed(futures):
+            i = futures[fut]
+            try:
+                done(i, fut.result())
+            except Exception as e:  # a worker that died
+                done(i, failed(i, e))
+
+
 def _failed(path: Path, params: dict, err: BaseException) -> RunResult:
     return RunResult(path.stem, params, "failed", error=f"{type(err).__name__}: {err}")
 
@@ -136,15 +151,7 @@ def sweep(notebook: str | Path, grid: dict | list, *, profile: str = "smoke", ex
             todo.append(i)
     args = [(str(path), combos[i], force, reports, threads, kernel_name, cell_timeout) for i in todo]
     if todo and executor == "local":
-        # spawn, not fork: this process has imported torch (threads); workers only start papermill kernels
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(_job, *a): i for i, a in zip(todo, args)}
-            for fut in as_completed(futures):
-                i = futures[fut]
-                try:
-                    done(i, fut.result())
-                except Exception as e:  # a worker that died
-                    done(i, _failed(path, combos[i], e))
+        run_local(list(zip(todo, args)), jobs, done, lambda i, e: _failed(path, combos[i], e))
     elif todo:
         import submitit
 
