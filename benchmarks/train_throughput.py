@@ -73,7 +73,7 @@ def common_loop(model, ds, args, device) -> tuple[float, float]:
 
 def dovlib_loop(model, ds, args, device) -> tuple[float, float]:
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, device=str(device),
-                      compile=args.compile, progress=False)
+                      compile=args.compile, progress=False, seed=getattr(args, "seed", 0))
     res = fit(model, ds.x_train, ds.y_train, config=cfg)
     timed = sum(r["epoch_time"] for r in res.history[1:])
     return (args.epochs - 1) * len(ds.x_train) / timed, evaluate(res.model, ds.x_test, ds.y_test)
@@ -91,9 +91,13 @@ def main(argv=None):
     ap.add_argument("--n-train", type=int, default=None, help="subsample the training set")
     ap.add_argument("--compile", action="store_true", help="torch.compile in dovlib (CUDA only)")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--seeds", type=int, default=1,
+                    help="repeat both loops with this many seeds; accuracies are then mean +- sd (one seed is noisy)")
     args = ap.parse_args(argv)
     if args.epochs < 2:
         ap.error("--epochs must be >= 2 (the first epoch is warm-up)")
+    if args.seeds < 1:
+        ap.error("--seeds must be >= 1")
     device = resolve_device(args.device)
     ds = load_dataset(args.dataset).subsample(args.n_train, None)
     print(ds.describe())
@@ -103,10 +107,16 @@ def main(argv=None):
 
     rows = {}
     for name, loop in (("common (DataLoader+PIL, fp32)", common_loop), ("dovlib.train.fit", dovlib_loop)):
-        torch.manual_seed(0)
-        model = build_model(args.arch, ds.num_classes, ds.image_shape[0], args.width, ds.image_shape[1])
-        rows[name] = loop(model, ds, args, device)
-        print(f"{name:32s} {rows[name][0]:10,.0f} images/s   test acc {rows[name][1]:.3f}")
+        runs = []
+        for seed in range(args.seeds):
+            torch.manual_seed(seed)
+            args.seed = seed
+            model = build_model(args.arch, ds.num_classes, ds.image_shape[0], args.width, ds.image_shape[1])
+            runs.append(loop(model, ds, args, device))
+        speed, acc = np.mean([r[0] for r in runs]), np.array([r[1] for r in runs])
+        rows[name] = (float(speed), float(acc.mean()))
+        spread = f" +- {acc.std(ddof=1):.3f} ({args.seeds} seeds)" if args.seeds > 1 else ""
+        print(f"{name:32s} {speed:10,.0f} images/s   test acc {acc.mean():.3f}{spread}")
     (base, _), (ours, _) = rows.values()
     print(f"speed-up (dovlib / common): {ours / base:.2f}x")
     return rows

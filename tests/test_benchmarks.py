@@ -1,0 +1,33 @@
+"""benchmarks/train_throughput.py runs end to end on a tiny CPU setting and reports both loops (speed, accuracy)."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("train_throughput", ROOT / "benchmarks" / "train_throughput.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_throughput_benchmark_reports_both_loops_over_seeds(capsys):
+    bench = _load()
+    rows = bench.main(["--dataset", "synthetic", "--n-train", "64", "--width", "4", "--batch-size", "32",
+                       "--epochs", "2", "--workers", "0", "--device", "cpu", "--seeds", "2"])
+    assert list(rows) == ["common (DataLoader+PIL, fp32)", "dovlib.train.fit"]
+    for speed, acc in rows.values():
+        assert speed > 0 and 0.0 <= acc <= 1.0
+    out = capsys.readouterr().out
+    assert "speed-up (dovlib / common)" in out and "(2 seeds)" in out
+
+
+@pytest.mark.parametrize("argv, message", [(["--epochs", "1"], "--epochs"), (["--seeds", "0"], "--seeds")])
+def test_throughput_benchmark_rejects_bad_settings(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        _load().main(argv)
+    assert message in capsys.readouterr().err
