@@ -179,7 +179,7 @@ print({k: record[k] for k in ("profile", "dataset", "is_subset", "device", "perc
 # papers' (PGD 100 steps, gradient matching 250).
 
 # %%
-from dovlib.watermarks.table import METHODS, paper_comparison, table_i
+from dovlib.watermarks.table import METHODS, paper_comparison, ranking_vs_paper, table_i
 
 with timer() as t_table:
     table_all = table_i(ds, arch, cfg, methods=[m for m in METHODS if m != "sscl-bw"], rate=rate, target=target,
@@ -215,9 +215,24 @@ save_table(table_all.drop(columns=["key"]), "table1_all_methods", NOTEBOOK,
            is_subset=ds.is_subset, device=str(device), wall_time=t_table["seconds"])
 cmp_all.round(2)
 
+# %% [markdown]
+# **Ranking against the paper**, computed from the table above: Kendall's tau between the paper's and our values
+# over the methods that have both (+1: the same order, -1: reversed; the p-value tests tau = 0, and with at most
+# eight methods only a strong agreement is significant). UBW rows rank by their untargeted success, as in the paper.
+
+# %%
+agreement = {}
+for q in ("WSR", "BA"):
+    ranks, agreement[q] = ranking_vs_paper(cmp_all, q)
+    print(f"{q}: Kendall tau {agreement[q]['kendall_tau']:+.2f} (p = {agreement[q]['p_value']:.3f}) over "
+          f"{agreement[q]['n']} methods with a paper value ({label})")
+    display(ranks.round(2))
+
 # %%
 table_metrics = {f"{r.key}_{q}": getattr(r, q) for r in table_all.itertuples() for q in ("BA", "WSR", "WSR_benign")
                  if not pd.isna(getattr(r, q))}
+table_metrics.update({f"kendall_tau_{q}_vs_paper": a["kendall_tau"] for q, a in agreement.items()
+                      if not pd.isna(a["kendall_tau"])})
 table_metrics.update({f"{r.key}_{pcol}": getattr(r, pcol) for r in table_all.itertuples()
                       if pcol in table_all and not pd.isna(getattr(r, pcol))})
 write_record(NOTEBOOK, {**params, "table": "I-all-methods"}, table_metrics, profile=profile, dataset=ds.name,

@@ -1,5 +1,6 @@
 """The Table I baselines behind the DatasetWatermark interface (dovlib/watermarks/*.py)."""
 
+import math
 import pytest
 import torch
 
@@ -210,3 +211,27 @@ def test_table_rows_and_paper_comparison(_runs):
     assert paper_comparison(df, "mnist-offline")["paper"].isna().all()  # not available: left empty
     with pytest.raises(ValueError, match="method"):
         table_row("nope", ds, "badnets_cnn", cfg)
+
+
+def test_ranking_vs_paper_counts_only_methods_with_both_values():
+    import pandas as pd
+
+    from dovlib.watermarks.table import PAPER_TABLE_I, paper_comparison, ranking_vs_paper
+
+    paper = PAPER_TABLE_I["cifar10"]
+    methods = ["BadNets", "Blended", "WaNet", "UBW-P", "Sleeper Agent"]
+    # ours: the paper's order exactly (WSR scaled down), plus a method the paper lacks on this dataset
+    table = pd.DataFrame([{"method": m, "BA": paper[m]["BA"] / 100, "WSR": paper[m]["WSR"] / 200,
+                           "targeted": m != "UBW-P"} for m in methods]
+                         + [{"method": "No Watermark", "BA": 0.9, "WSR": float("nan"), "targeted": True}])
+    cmp = paper_comparison(table, "cifar10-subset")
+    ranks, stats = ranking_vs_paper(cmp, "WSR")
+    assert stats["n"] == 5 and stats["kendall_tau"] > 0.99  # ties in the paper (100, 100) keep tau near 1
+    assert list(ranks["method"])[-1] == "Sleeper Agent" and (ranks["paper_rank"] == ranks["our_rank"]).all()
+    reversed_table = table.assign(WSR=1 - table["WSR"])
+    _, rev = ranking_vs_paper(paper_comparison(reversed_table, "cifar10-subset"), "WSR")
+    assert rev["kendall_tau"] < -0.99
+    _, few = ranking_vs_paper(cmp[cmp["method"].isin(["BadNets", "WaNet"])], "BA")
+    assert few["n"] == 2 and math.isnan(few["kendall_tau"])
+    with pytest.raises(ValueError, match="quantity"):
+        ranking_vs_paper(cmp, "LPIPS")

@@ -19,6 +19,7 @@ from ..verify import attack_success, evaluate_watermark
 from .base import get_watermark
 
 __all__ = ["METHODS", "DISPLAY", "PAPER_TABLE_I", "crafting_budget", "table_row", "table_i", "paper_comparison",
+           "ranking_vs_paper",
            "paper_key"]
 
 METHODS = ["none", "badnets", "blended", "wanet", "ubw-p", "label-consistent", "sleeper-agent", "ubw-c", "sscl-bw"]
@@ -138,3 +139,24 @@ def paper_comparison(table: pd.DataFrame, dataset: str) -> pd.DataFrame:
             rows.append({"method": r["method"], "quantity": f"{label} (%)", "paper": ref, "ours": ours,
                          "diff": ours - ref})
     return pd.DataFrame(rows)
+
+
+def ranking_vs_paper(comparison: pd.DataFrame, quantity: str = "WSR") -> tuple[pd.DataFrame, dict]:
+    """How our ranking of the methods by ``quantity`` ("BA" or "WSR") agrees with the paper's.
+
+    ``comparison`` is :func:`paper_comparison`'s table. Only methods with both a paper and an our value count
+    (untargeted success of UBW-* is ranked with the WSRs, as in the paper's table). Returns the per-method ranks
+    (1 = highest) and ``{"n", "kendall_tau", "p_value"}`` from :func:`scipy.stats.kendalltau` (NaN below 3 methods).
+    """
+    from scipy.stats import kendalltau
+
+    check_choice("quantity", quantity, ("BA", "WSR"))
+    prefix = ("BA",) if quantity == "BA" else ("WSR", "untargeted success")
+    rows = comparison[comparison["quantity"].str.startswith(prefix)].dropna(subset=["paper", "ours"])
+    ranks = rows[["method", "paper", "ours"]].copy()
+    ranks["paper_rank"] = ranks["paper"].rank(ascending=False, method="min").astype(int)
+    ranks["our_rank"] = ranks["ours"].rank(ascending=False, method="min").astype(int)
+    ranks = ranks.sort_values("paper_rank").reset_index(drop=True)
+    n = len(ranks)
+    tau, p = kendalltau(ranks["paper"], ranks["ours"]) if n >= 3 else (math.nan, math.nan)
+    return ranks, {"n": n, "kendall_tau": float(tau), "p_value": float(p)}
