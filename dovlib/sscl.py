@@ -45,6 +45,9 @@ __all__ = ["SSCLGenerator", "GeneratorConfig", "key_hash", "data_hash", "train_g
            "train_surrogate", "generator_config", "decoy_generator", "amplified_residual", "SURROGATE_SEED_OFFSET"]
 
 CACHE = "sscl"  # runs/sscl/<hash>/: surrogates, generators, suspect models
+# Part of every runs/sscl cache key. Bump it when a change alters what a cached model or generator would be
+# (losses, architectures, training loop), so entries written by older code are never reused silently.
+CACHE_VERSION = 2
 CACHE_LOCK_TIMEOUT = 6 * 3600  # seconds a job waits for another job training the same cached model/generator
 SURROGATE_SEED_OFFSET = 7919  # surrogate seed = seed + this
 
@@ -262,7 +265,7 @@ def train_classifier(x_train, y_train, x_test=None, y_test=None, *, arch: str = 
     tc = TrainConfig(epochs=epochs if epochs is not None else profile.epochs, batch_size=profile.batch_size,
                      lr=profile.lr, device=str(resolve_device(profile.device)), seed=seed, flip=channels == 3,
                      progress=progress)
-    key = {"what": "classifier", "data": data_hash(x_train, y_train), "arch": arch, "width": profile.width,
+    key = {"what": "classifier", "version": CACHE_VERSION, "data": data_hash(x_train, y_train), "arch": arch, "width": profile.width,
            "num_classes": num_classes, "train": tc.fingerprint()}
     torch.manual_seed(seed)
     model = build_model(arch, num_classes, channels, width=profile.width, image_size=size)
@@ -304,7 +307,8 @@ def get_or_train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tenso
     """The generator for these settings from ``runs/sscl/<hash>/generator.pt``, training it (resumably) if absent.
     ``surrogate_id`` names the surrogate in the cache key (default: the hash of its weights)."""
     surrogate_id = surrogate_id or model_hash(surrogate)
-    key = {"what": "generator", "data": data_hash(x, y), "surrogate": surrogate_id, **asdict(config)}
+    key = {"what": "generator", "version": CACHE_VERSION, "data": data_hash(x, y), "surrogate": surrogate_id,
+           **asdict(config)}
     key["key"] = key_hash(config.key)
     d = run_dir(CACHE, key)
     final = d / "generator.pt"

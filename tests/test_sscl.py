@@ -109,6 +109,20 @@ def test_get_or_train_generator_caches_and_resumes():
     assert not other.cached and not torch.equal(other.mark(ds.x_test), g1.mark(ds.x_test))
 
 
+def test_cache_entries_of_older_code_versions_are_not_reused(monkeypatch):
+    ds, f = _toy()
+    cfg = GeneratorConfig(eps=16 / 255, target=1, key=3, iters=4, batch=8, perceptual="ssim", width=4, depth=2)
+    assert not get_or_train_generator(f, ds.x_train, ds.y_train, cfg, device="cpu", progress=False).cached
+    assert get_or_train_generator(f, ds.x_train, ds.y_train, cfg, device="cpu", progress=False).cached
+    monkeypatch.setattr(sscl, "CACHE_VERSION", sscl.CACHE_VERSION + 1)
+    assert not get_or_train_generator(f, ds.x_train, ds.y_train, cfg, device="cpu", progress=False).cached
+    prof = get_profile("smoke:epochs=1,width=4,batch_size=32")
+    a = sscl.train_classifier(ds.x_train, ds.y_train, profile=prof, progress=False)
+    monkeypatch.setattr(sscl, "CACHE_VERSION", sscl.CACHE_VERSION + 1)
+    b = sscl.train_classifier(ds.x_train, ds.y_train, profile=prof, progress=False)
+    assert a.resumed_from_epoch == 0 and b.resumed_from_epoch == 0  # trained again, not loaded
+
+
 def test_watermark_dataset_is_clean_label_and_publishable(tmp_path):
     ds, _ = _toy()
     torch.manual_seed(0)
