@@ -18,6 +18,7 @@ from abc import ABC, abstractmethod
 import torch
 
 from ..params import parse_rate
+from .common import check_images
 
 __all__ = ["DatasetWatermark", "SurrogateWatermark", "select_indices", "WATERMARKS", "register", "get_watermark"]
 
@@ -66,6 +67,25 @@ class SurrogateWatermark(DatasetWatermark):
     def _check_fitted(self) -> None:
         if self.surrogate is None:
             raise RuntimeError(f"call fit(x, y, surrogate) before apply ({self.name} needs the surrogate)")
+
+    def _select(self, y: torch.Tensor, rate, target: int, seed: int) -> torch.Tensor:
+        """Indices to mark (default: ``rate`` of the set from the target class, clean-label)."""
+        return select_indices(y, rate, target, clean_label=True, seed=seed)
+
+    def _craft(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, target: int, seed: int) -> torch.Tensor:
+        """The marked versions of ``x[idx]`` (uint8), crafted on ``self.surrogate``."""
+        raise NotImplementedError
+
+    def apply(self, x, y, rate, target: int, seed: int = 0):
+        """Mark the selected images with :meth:`_craft`; labels are never changed."""
+        check_images(x)
+        self._check_fitted()
+        y = torch.as_tensor(y)
+        idx = self._select(y, rate, target, seed)
+        x_out = x.clone()
+        if len(idx):
+            x_out[idx] = self._craft(x, y, idx, target, seed)
+        return x_out, y.clone(), idx
 
 
 def select_indices(y: torch.Tensor, rate, target: int, clean_label: bool, seed: int = 0) -> torch.Tensor:

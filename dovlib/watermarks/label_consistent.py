@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from ..params import check_int, parse_eps
-from .base import SurrogateWatermark, register, select_indices
+from .base import SurrogateWatermark, register
 from .common import check_images, checkerboard, pgd_untargeted, scaled, stamp
 
 __all__ = ["LabelConsistent"]
@@ -51,17 +51,10 @@ class LabelConsistent(SurrogateWatermark):
         delta = (signed * self.amplitude).where(full, torch.zeros(()))
         return (out.float() + delta).round().clamp(0, 255).to(torch.uint8)
 
-    def apply(self, x, y, rate, target: int, seed: int = 0):
-        check_images(x)
-        self._check_fitted()
-        y = torch.as_tensor(y)
-        idx = select_indices(y, rate, target, clean_label=True, seed=seed)
-        x_out = x.clone()
-        if len(idx):
-            adv = pgd_untargeted(self.surrogate, x[idx], y[idx], self.eps, self.steps, self.alpha,
-                                 device=self.device, seed=seed)
-            x_out[idx] = self.trigger(adv)
-        return x_out, y.clone(), idx
+    def _craft(self, x, y, idx, target, seed):
+        adv = pgd_untargeted(self.surrogate, x[idx], y[idx], self.eps, self.steps, self.alpha, device=self.device,
+                             seed=seed)
+        return self.trigger(adv)
 
     def describe(self) -> dict:
         return {**super().describe(), "eps": self.eps, "steps": self.steps, "patch_size_at_32": self.patch_size,

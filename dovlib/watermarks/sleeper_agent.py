@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from ..params import check_int, parse_eps
 from ..train import to_float
-from .base import SurrogateWatermark, register, select_indices
+from .base import SurrogateWatermark, register
 from .common import check_images, gradient_matching, scaled, seeded_pattern, stamp
 
 __all__ = ["SleeperAgent"]
@@ -44,25 +44,18 @@ class SleeperAgent(SurrogateWatermark):
         s = scaled(self.patch_size, x.shape[-1])
         return stamp(x, seeded_pattern((x.shape[1], s, s), self.patch_seed))
 
-    def apply(self, x, y, rate, target: int, seed: int = 0):
-        check_images(x)
-        self._check_fitted()
-        y = torch.as_tensor(y)
-        idx = select_indices(y, rate, target, clean_label=True, seed=seed)
-        x_out = x.clone()
-        if len(idx):
-            pool = torch.nonzero(y != target).flatten()
-            g = torch.Generator().manual_seed(seed + 2)
-            src = self.trigger(x[pool[torch.randperm(len(pool), generator=g)[:self.n_source]]])
+    def _craft(self, x, y, idx, target, seed):
+        pool = torch.nonzero(y != target).flatten()
+        g = torch.Generator().manual_seed(seed + 2)
+        src = self.trigger(x[pool[torch.randperm(len(pool), generator=g)[:self.n_source]]])
 
-            def source_loss(model):
-                dev = next(model.parameters()).device
-                xs = to_float(src).to(dev)
-                return F.cross_entropy(model(xs), torch.full((len(xs),), target, device=dev))
+        def source_loss(model):
+            dev = next(model.parameters()).device
+            xs = to_float(src).to(dev)
+            return F.cross_entropy(model(xs), torch.full((len(xs),), target, device=dev))
 
-            x_out[idx] = gradient_matching(self.surrogate, x[idx], y[idx], source_loss, self.eps, self.steps,
-                                           device=self.device, seed=seed)
-        return x_out, y.clone(), idx
+        return gradient_matching(self.surrogate, x[idx], y[idx], source_loss, self.eps, self.steps,
+                                 device=self.device, seed=seed)
 
     def describe(self) -> dict:
         return {**super().describe(), "eps": self.eps, "steps": self.steps, "patch_size_at_32": self.patch_size,

@@ -45,25 +45,25 @@ class UBWC(SurrogateWatermark):
         return stamp(x, checkerboard(x.shape[1], scaled(self.patch_size, x.shape[-1])))
 
     def apply(self, x, y, rate, target: int = 0, seed: int = 0):
-        check_images(x)
-        self._check_fitted()
-        y = torch.as_tensor(y)
-        idx = select_any(len(y), rate, seed)
-        x_out = x.clone()
-        if len(idx):
-            g = torch.Generator().manual_seed(seed + 2)
-            pick = torch.randperm(len(y), generator=g)[:self.n_source]
-            src, ysrc = self.trigger(x[pick]), y[pick]
+        """Untargeted: ``target`` is ignored and the marked images are drawn from every class."""
+        return super().apply(x, y, rate, target, seed)
 
-            def source_loss(model):
-                dev = next(model.parameters()).device
-                logits = model(to_float(src).to(dev))
-                entropy = -(logits.softmax(1) * logits.log_softmax(1)).sum(1).mean()
-                return -(F.cross_entropy(logits, ysrc.to(dev)) + self.lam * entropy)
+    def _select(self, y, rate, target, seed):
+        return select_any(len(y), rate, seed)
 
-            x_out[idx] = gradient_matching(self.surrogate, x[idx], y[idx], source_loss, self.eps, self.steps,
-                                           device=self.device, seed=seed)
-        return x_out, y.clone(), idx
+    def _craft(self, x, y, idx, target, seed):
+        g = torch.Generator().manual_seed(seed + 2)
+        pick = torch.randperm(len(y), generator=g)[:self.n_source]
+        src, ysrc = self.trigger(x[pick]), y[pick]
+
+        def source_loss(model):
+            dev = next(model.parameters()).device
+            logits = model(to_float(src).to(dev))
+            entropy = -(logits.softmax(1) * logits.log_softmax(1)).sum(1).mean()
+            return -(F.cross_entropy(logits, ysrc.to(dev)) + self.lam * entropy)
+
+        return gradient_matching(self.surrogate, x[idx], y[idx], source_loss, self.eps, self.steps,
+                                 device=self.device, seed=seed)
 
     def describe(self) -> dict:
         return {**super().describe(), "eps": self.eps, "steps": self.steps, "lam": self.lam,
