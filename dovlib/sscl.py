@@ -32,7 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .models import UNet, build_model
-from .params import Profile, check_int, parse_eps, parse_rate
+from .params import Profile, check_int, parse_eps, parse_fraction, parse_rate
 from .perceptual import check_perceptual, perceptual_loss
 from .report import file_lock, run_dir
 from .train import TrainConfig, _save_atomic, fit, resolve_device, to_float
@@ -344,27 +344,43 @@ def generator_hash(G: SSCLGenerator) -> str:
 
 @dataclass
 class WatermarkedSet:
-    """A clean-label watermarked training set: labels untouched, ``marked`` indices from the target class."""
+    """A clean-label watermarked training set: labels untouched, ``marked`` indices from the target class and, with
+    contrastive marking, ``decoys``: non-target images carrying the owner's decoy marks (also labels untouched)."""
 
     x: torch.Tensor
     y: torch.Tensor
     marked: torch.Tensor
     manifest: dict = field(default_factory=dict)
+    decoys: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
 
 
 def watermark_dataset(G: SSCLGenerator, x: torch.Tensor, y: torch.Tensor, rate, target: int, seed: int = 0,
-                      **manifest) -> WatermarkedSet:
+                      decoy: SSCLGenerator | None = None, decoy_rate=0.0, **manifest) -> WatermarkedSet:
     """Mark ``rate`` (gamma) of the WHOLE set, drawn from the target class (error names gamma and the maximum).
-    The manifest records the indices, seed, G's hash and the key's hash (never the key)."""
+    The manifest records the indices, seed, G's hash and the key's hash (never the key).
+
+    Contrastive marking (ours, not the paper's; off by default): with ``decoy_rate`` > 0, that share of the whole
+    set, drawn from the NON-target classes, also carries the marks of the owner's ``decoy`` generator, labels
+    untouched. "Any perturbation means the target class" then no longer fits the training set, so a model trained
+    on it can only learn the owner's own marks; :func:`run_controls`' decoy test checks exactly that."""
     y = torch.as_tensor(y).long()
     idx = select_indices(y, rate, target, clean_label=True, seed=seed)
     xw = x.clone()
     if len(idx):
         xw[idx] = G.mark(x[idx])
+    decoys = torch.zeros(0, dtype=torch.long)
+    if parse_fraction("decoy_rate", decoy_rate, 0.0, 1.0, low_inclusive=True) > 0:
+        if decoy is None:
+            raise ValueError("decoy_rate > 0 needs the owner's decoy generator (decoy=...; see decoy_generator)")
+        decoys = select_indices(y, decoy_rate, target, clean_label=False, seed=seed + 1, name="decoy_rate")
+        if len(decoys):
+            xw[decoys] = decoy.mark(x[decoys])
     info = {"method": "sscl-bw", "rate": float(len(idx) / len(y)), "target": int(target), "seed": int(seed),
             "n_images": len(y), "n_marked": len(idx), "eps": G.eps, "generator_hash": generator_hash(G),
-            "key_hash": key_hash(G.key), "data_hash": data_hash(x, y), "marked_hash": data_hash(xw, y), **manifest}
-    return WatermarkedSet(xw, y.clone(), idx, info)
+            "key_hash": key_hash(G.key), "data_hash": data_hash(x, y), "decoy_rate": float(len(decoys) / len(y)),
+            "n_decoys": len(decoys), "decoy_generator_hash": generator_hash(decoy) if len(decoys) else None,
+            "marked_hash": data_hash(xw, y), **manifest}
+    return WatermarkedSet(xw, y.clone(), idx, info, decoys)
 
 
 def save_watermarked(ws: WatermarkedSet, folder, classes=None) -> Path:
@@ -372,9 +388,10 @@ def save_watermarked(ws: WatermarkedSet, folder, classes=None) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(folder / "watermarked.npz", x=ws.x.permute(0, 2, 3, 1).cpu().numpy(), y=ws.y.cpu().numpy(),
-                        marked=ws.marked.cpu().numpy())
-    man = {**ws.manifest, "marked_indices": ws.marked.tolist(), "classes": list(classes) if classes else None,
-           "files": {"watermarked.npz": "x (N,H,W,C) uint8, y int64, marked int64"}}
+                        marked=ws.marked.cpu().numpy(), decoys=ws.decoys.cpu().numpy())
+    man = {**ws.manifest, "marked_indices": ws.marked.tolist(), "decoy_indices": ws.decoys.tolist(),
+           "classes": list(classes) if classes else None,
+           "files": {"watermarked.npz": "x (N,H,W,C) uint8, y int64, marked int64, decoys int64"}}
     (folder / "manifest.json").write_text(json.dumps(man, indent=2))
     return folder
 
@@ -383,8 +400,9 @@ def load_watermarked(folder) -> WatermarkedSet:
     folder = Path(folder)
     z = np.load(folder / "watermarked.npz")
     man = json.loads((folder / "manifest.json").read_text())
+    decoys = torch.from_numpy(z["decoys"]).long() if "decoys" in z else torch.zeros(0, dtype=torch.long)
     return WatermarkedSet(torch.from_numpy(z["x"]).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(z["y"]).long(),
-                          torch.from_numpy(z["marked"]).long(), man)
+                          torch.from_numpy(z["marked"]).long(), man, decoys)
 
 
 @dataclass
@@ -411,12 +429,15 @@ def independent_key(key: int, i: int) -> int:
 
 def run_sscl(ds, profile: Profile, *, arch: str = "resnet18", eps=8 / 255, rate=0.1, target: int = 1, key: int = 0,
              seed: int = 0, perceptual: str = "lpips", surrogate_arch: str | None = None, l1: float = 1.0,
-             l2: float = 1.0, l3: float = 1.0, train_suspect: bool = True, surrogate=None,
+             l2: float = 1.0, l3: float = 1.0, decoy_rate=0.0, train_suspect: bool = True, surrogate=None,
              progress: bool = True) -> SSCLRun:
     """The whole owner-side pipeline in one call, every step cached: surrogate (``surrogate_arch``, default
     ``arch``) on the clean set -> key-conditioned generator -> gamma = ``rate`` of the set marked (target class
-    only) -> a suspect ``arch`` model trained on it (the Malicious scenario). ``surrogate``: reuse a trained one."""
+    only) -> a suspect ``arch`` model trained on it (the Malicious scenario). ``surrogate``: reuse a trained one.
+    ``decoy_rate`` > 0: contrastive marking, that share of the set (non-target images) carries the owner's decoy
+    marks (:func:`watermark_dataset`, :func:`decoy_generator`)."""
     eps, rate = parse_eps(eps), parse_rate(rate, "rate (gamma)")
+    decoy_rate = parse_fraction("decoy_rate", decoy_rate, 0.0, 1.0, low_inclusive=True)
     surrogate_arch = surrogate_arch or arch
     dev = resolve_device(profile.device)
     if surrogate is None:
@@ -424,10 +445,12 @@ def run_sscl(ds, profile: Profile, *, arch: str = "resnet18", eps=8 / 255, rate=
     gcfg = generator_config(profile, eps=eps, target=target, key=key, seed=seed, perceptual=perceptual, l1=l1,
                             l2=l2, l3=l3)
     G = get_or_train_generator(surrogate.model, ds.x_train, ds.y_train, gcfg, device=dev, progress=progress)
-    ws = watermark_dataset(G, ds.x_train, ds.y_train, rate, target, seed=seed, dataset=ds.name,
-                           surrogate_arch=surrogate_arch, generator_config=gcfg.public())
     params = {"arch": arch, "eps": eps, "rate": rate, "target": target, "key_hash": key_hash(key), "seed": seed,
-              "perceptual": perceptual, "surrogate_arch": surrogate_arch, "l1": l1, "l2": l2, "l3": l3}
+              "perceptual": perceptual, "surrogate_arch": surrogate_arch, "l1": l1, "l2": l2, "l3": l3,
+              "decoy_rate": decoy_rate}
+    Gd = _decoy(surrogate, ds, profile, params, key, progress) if decoy_rate else None
+    ws = watermark_dataset(G, ds.x_train, ds.y_train, rate, target, seed=seed, decoy=Gd, decoy_rate=decoy_rate,
+                           dataset=ds.name, surrogate_arch=surrogate_arch, generator_config=gcfg.public())
     run = SSCLRun(ds, profile, params, surrogate, G, ws)
     if train_suspect:
         run.suspect = train_classifier(ws.x, ws.y, ds.x_test, ds.y_test, arch=arch, profile=profile, seed=seed,
@@ -435,14 +458,19 @@ def run_sscl(ds, profile: Profile, *, arch: str = "resnet18", eps=8 / 255, rate=
     return run
 
 
+def _decoy(surrogate, ds, profile: Profile, params: dict, key: int, progress: bool) -> SSCLGenerator:
+    cfg = generator_config(profile, eps=params["eps"], target=params["target"], key=independent_key(key, -1),
+                           seed=params["seed"] + 500, perceptual=params["perceptual"], l1=params["l1"],
+                           l2=params["l2"], l3=params["l3"])
+    return get_or_train_generator(surrogate.model, ds.x_train, ds.y_train, cfg,
+                                  device=resolve_device(profile.device), progress=progress)
+
+
 def decoy_generator(run: SSCLRun, progress: bool = True) -> SSCLGenerator:
     """The owner's unpublished decoy: a generator trained exactly like ours but with another secret key (derived
-    from ours) and seed. Its marks are the placebo of the decoy-controlled test in :func:`run_controls`."""
-    p = run.params
-    cfg = generator_config(run.profile, eps=p["eps"], target=p["target"], key=independent_key(run.generator.key, -1),
-                           seed=p["seed"] + 500, perceptual=p["perceptual"], l1=p["l1"], l2=p["l2"], l3=p["l3"])
-    return get_or_train_generator(run.surrogate.model, run.ds.x_train, run.ds.y_train, cfg,
-                                  device=resolve_device(run.profile.device), progress=progress)
+    from ours) and seed. Its marks are the placebo of the decoy-controlled test in :func:`run_controls` and, with
+    ``decoy_rate`` > 0, the contrastive marks on non-target training images."""
+    return _decoy(run.surrogate, run.ds, run.profile, run.params, run.generator.key, progress)
 
 
 def run_controls(run: SSCLRun, n_models: int | None = None, m: int | None = None, tau=0.25, alpha=0.01,
@@ -453,7 +481,7 @@ def run_controls(run: SSCLRun, n_models: int | None = None, m: int | None = None
     * Malicious: trained on our watermarked set (seeds seed, seed+1, ...);
     * Ind-M: trained on the clean set (same seeds; seed 0 is the benign model of Table I);
     * Ind-W: trained on the set marked by an independent owner (other key and generator seed, same target, eps,
-      rate; the same surrogate unless ``own_surrogate``).
+      rate and decoy_rate; the same surrogate unless ``own_surrogate``).
 
     With ``decoy``, each model is also tested against the owner's unpublished decoy generator instead of clean
     queries (``decoy_*`` columns: H0: P(t | G(x)) <= P(t | G_decoy(x)) + tau): a placebo-controlled test that an
@@ -499,7 +527,7 @@ def run_controls(run: SSCLRun, n_models: int | None = None, m: int | None = None
         other = run_sscl(ds, prof, arch=p["arch"], eps=p["eps"], rate=p["rate"], target=p["target"],
                          key=independent_key(int(p["key_hash"], 16), i),
                          seed=s + 1000, perceptual=p["perceptual"], surrogate_arch=p["surrogate_arch"], l1=p["l1"],
-                         l2=p["l2"], l3=p["l3"], train_suspect=False,
+                         l2=p["l2"], l3=p["l3"], decoy_rate=p.get("decoy_rate", 0.0), train_suspect=False,
                          surrogate=None if own_surrogate else run.surrogate, progress=progress)
         indw = train_classifier(other.marked.x, other.marked.y, ds.x_test, ds.y_test, seed=s, **kw)
         add("Ind-W", indw, s, {"own_WSR": attack_success(indw.model, ds.x_test, ds.y_test, other.trigger,

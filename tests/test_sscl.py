@@ -142,6 +142,32 @@ def test_watermark_dataset_is_clean_label_and_publishable(tmp_path):
     assert man["marked_indices"] == ws.marked.tolist() and "key" not in man and man["n_marked"] == 16
 
 
+def test_contrastive_marking_puts_decoy_marks_on_non_target_images_only(tmp_path):
+    ds, _ = _toy()
+    torch.manual_seed(0)
+    g = _saturated(SSCLGenerator(3, 8 / 255, key=11, width=4, depth=2))
+    d = _saturated(SSCLGenerator(3, 8 / 255, key=12, width=4, depth=2))
+    ws = watermark_dataset(g, ds.x_train, ds.y_train, rate=0.1, target=2, seed=1, decoy=d, decoy_rate=0.2)
+    n = len(ds.y_train)
+    assert len(ws.marked) == 16 and len(ws.decoys) == round(0.2 * n) and (ds.y_train[ws.decoys] != 2).all()
+    assert torch.equal(ws.y, ds.y_train)  # labels untouched everywhere
+    assert torch.equal(ws.x[ws.decoys], d.mark(ds.x_train[ws.decoys]))
+    assert torch.equal(ws.x[ws.marked], g.mark(ds.x_train[ws.marked]))
+    changed = set(torch.nonzero((ws.x != ds.x_train).flatten(1).any(1)).flatten().tolist())
+    assert changed <= set(ws.marked.tolist()) | set(ws.decoys.tolist())
+    assert ws.manifest["n_decoys"] == len(ws.decoys) and ws.manifest["decoy_generator_hash"] is not None
+    back = load_watermarked(save_watermarked(ws, tmp_path / "pub"))
+    assert torch.equal(back.decoys, ws.decoys)
+    plain = watermark_dataset(g, ds.x_train, ds.y_train, rate=0.1, target=2, seed=1)
+    assert len(plain.decoys) == 0 and plain.manifest["n_decoys"] == 0 and torch.equal(plain.x[plain.marked], ws.x[ws.marked])
+    with pytest.raises(ValueError, match="decoy generator"):
+        watermark_dataset(g, ds.x_train, ds.y_train, rate=0.1, target=2, decoy_rate=0.2)
+    with pytest.raises(ValueError, match=r"decoy_rate must be <= the non-target share of the training set, 0.75"):
+        watermark_dataset(g, ds.x_train, ds.y_train, rate=0.1, target=2, decoy=d, decoy_rate=0.8)
+    with pytest.raises(ValueError, match="decoy_rate"):
+        watermark_dataset(g, ds.x_train, ds.y_train, rate=0.1, target=2, decoy=d, decoy_rate=1.5)
+
+
 def test_sscl_bw_adapter_follows_the_watermark_interface():
     ds, f = _toy()
     wm = get_watermark("sscl-bw", eps="16/255", target=1, key=5, iters=3, batch=8, perceptual="mse", width=4,
@@ -171,6 +197,22 @@ def test_run_sscl_and_controls_end_to_end_at_toy_size():
     assert df.decoy_p_value.between(0, 1).all() and all(len(p) == 20 for p in df.p_decoy)
     again = sscl.run_sscl(ds, prof, eps="8/255", rate=0.05, target=1, key=1, perceptual="mse", progress=False)
     assert again.generator.cached and torch.equal(again.marked.x, run.marked.x)
+
+
+def test_run_sscl_with_contrastive_marking_uses_the_decoy_and_controls_follow():
+    ds = load_dataset("synthetic", num_classes=4, n_train=120, n_test=60, image_size=16)
+    prof = get_profile("smoke", epochs=1, width=4, gen_iters=2, gen_batch=8, verify_m=20, n_models=1)
+    run = sscl.run_sscl(ds, prof, eps="8/255", rate=0.05, target=1, key=1, perceptual="mse", decoy_rate="1/10",
+                        progress=False)
+    assert run.params["decoy_rate"] == 0.1 and len(run.marked.decoys) == 12
+    decoy = sscl.decoy_generator(run, progress=False)
+    assert decoy.cached and decoy.key != run.generator.key  # the same decoy marked the set and is the placebo
+    assert torch.equal(run.marked.x[run.marked.decoys], decoy.mark(ds.x_train[run.marked.decoys]))
+    df = sscl.run_controls(run, progress=False)
+    assert list(df.scenario) == ["Malicious", "Ind-M", "Ind-W"] and df.decoy_p_value.between(0, 1).all()
+    with pytest.raises(ValueError, match="decoy_rate"):
+        sscl.run_sscl(ds, prof, eps="8/255", rate=0.05, target=1, key=1, perceptual="mse", decoy_rate=-0.1,
+                      progress=False)
 
 
 def test_concurrent_jobs_train_a_cached_classifier_once(tmp_path):

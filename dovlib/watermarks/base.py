@@ -88,12 +88,13 @@ class SurrogateWatermark(DatasetWatermark):
         return x_out, y.clone(), idx
 
 
-def select_indices(y: torch.Tensor, rate, target: int, clean_label: bool, seed: int = 0) -> torch.Tensor:
+def select_indices(y: torch.Tensor, rate, target: int, clean_label: bool, seed: int = 0,
+                   name: str = "rate (gamma)") -> torch.Tensor:
     """Indices of ``round(rate * N)`` samples to mark (sorted). ``rate`` is a share of the WHOLE set; clean-label
     methods draw from the target class only, so ``rate`` may not exceed that class's share; poison-label methods draw
-    from the non-target classes."""
+    from the non-target classes. ``name``: the parameter named in errors."""
     y = torch.as_tensor(y)
-    rate = parse_rate(rate)
+    rate = parse_rate(rate, name)
     num_classes = int(y.max()) + 1 if len(y) else 0
     if not 0 <= target < max(num_classes, 1):
         raise ValueError(f"target must be a class index in [0, {num_classes - 1}]; got {target}")
@@ -102,7 +103,7 @@ def select_indices(y: torch.Tensor, rate, target: int, clean_label: bool, seed: 
     if n_mark > len(pool):
         share = len(pool) / len(y)
         which = f"the target class {target}'s share" if clean_label else "the non-target share"
-        raise ValueError(f"rate (gamma) must be <= {which} of the training set, {share:.4f} "
+        raise ValueError(f"{name} must be <= {which} of the training set, {share:.4f} "
                          f"({len(pool)} of {len(y)} images); got {rate:g}")
     g = torch.Generator().manual_seed(seed)
     return pool[torch.randperm(len(pool), generator=g)[:n_mark]].sort().values
