@@ -42,7 +42,8 @@ __all__ = ["SSCLGenerator", "GeneratorConfig", "key_hash", "data_hash", "train_g
            "train_classifier", "WatermarkedSet", "watermark_dataset", "save_watermarked", "load_watermarked",
            "generator_width", "model_hash", "generator_hash",
            "SSCLRun", "run_sscl", "run_controls", "independent_key",
-           "train_surrogate", "generator_config", "decoy_generator", "amplified_residual", "SURROGATE_SEED_OFFSET"]
+           "train_surrogate", "generator_config", "decoy_generator", "amplified_residual", "SURROGATE_SEED_OFFSET",
+           "key_targets", "SSCLCodeRun", "mark_code", "run_code", "verify_code", "run_code_controls"]
 
 CACHE = "sscl"  # runs/sscl/<hash>/: surrogates, generators, suspect models
 # Part of every runs/sscl cache key. Bump it when a change alters what a cached model or generator would be
@@ -532,4 +533,151 @@ def run_controls(run: SSCLRun, n_models: int | None = None, m: int | None = None
         indw = train_classifier(other.marked.x, other.marked.y, ds.x_test, ds.y_test, seed=s, **kw)
         add("Ind-W", indw, s, {"own_WSR": attack_success(indw.model, ds.x_test, ds.y_test, other.trigger,
                                                         p["target"])})
+    return pd.DataFrame(rows)
+
+
+# --- Key-derived target code (ours, not the paper's; docs/owner-specificity.md) ---------------------------------
+# Independent owners' SSCL-BW marks are interchangeable for a suspect model when they share the target class
+# (Ind-W false claims), and not when they do not. A target code marks k classes, each with its own generator
+# towards that class, and claims ownership only if the suspect answers every class's trigger (intersection-union
+# test): a model trained on another owner's data is claimed only if that owner's classes include all of ours.
+
+
+def key_targets(key: int, num_classes: int, n_targets: int, first: int | None = None) -> tuple[int, ...]:
+    """``n_targets`` distinct target classes drawn from the owner's ``key`` (a seeded permutation of the classes);
+    ``first`` (e.g. the notebooks' ``target``) is kept as the first class and the others are drawn from the key."""
+    num_classes = check_int("num_classes", num_classes, 2)
+    n_targets = check_int("n_targets", n_targets, 1, num_classes)
+    if first is not None and not 0 <= int(first) < num_classes:
+        raise ValueError(f"first (the target class) must be in [0, {num_classes - 1}]; got {first}")
+    seed = int(hashlib.sha256(f"dovlib-sscl-targets:{int(key)}".encode()).hexdigest()[:15], 16)
+    order = torch.randperm(num_classes, generator=torch.Generator().manual_seed(seed)).tolist()
+    if first is not None:
+        order = [int(first)] + [c for c in order if c != int(first)]
+    return tuple(order[:n_targets])
+
+
+@dataclass
+class SSCLCodeRun:
+    """A target-code experiment: one generator per target class (same surrogate, key and eps), one marked set in
+    which ``rate`` of the whole set is marked in EACH target class, and the suspect (Malicious) model."""
+
+    ds: object
+    profile: Profile
+    params: dict
+    surrogate: object
+    generators: dict  # target class -> SSCLGenerator
+    marked: WatermarkedSet
+    suspect: object = None
+
+    @property
+    def targets(self) -> tuple[int, ...]:
+        return tuple(self.generators)
+
+
+def mark_code(generators: dict, x: torch.Tensor, y: torch.Tensor, rate, seed: int = 0, **manifest) -> WatermarkedSet:
+    """Mark ``rate`` of the whole set in each target class with that class's generator (labels untouched)."""
+    if not generators:
+        raise ValueError("generators must map at least one target class to its SSCLGenerator")
+    xw, marked, per_target = x.clone(), [], []
+    for t, G in generators.items():
+        ws = watermark_dataset(G, x, y, rate, t, seed=seed)
+        xw[ws.marked] = ws.x[ws.marked]
+        marked.append(ws.marked)
+        per_target.append({k: ws.manifest[k] for k in ("target", "rate", "n_marked", "generator_hash")})
+    idx = torch.cat(marked).sort().values
+    info = {"method": "sscl-bw-code", "targets": [int(t) for t in generators], "rate_per_target": float(rate),
+            "n_images": len(y), "n_marked": len(idx), "seed": int(seed), "per_target": per_target,
+            "key_hash": key_hash(next(iter(generators.values())).key), "data_hash": data_hash(x, y),
+            "marked_hash": data_hash(xw, y), **manifest}
+    return WatermarkedSet(xw, torch.as_tensor(y).long().clone(), idx, info)
+
+
+def run_code(ds, profile: Profile, *, targets, arch: str = "resnet18", eps=8 / 255, rate=0.1, key: int = 0,
+             seed: int = 0, perceptual: str = "lpips", train_suspect: bool = True, surrogate=None,
+             progress: bool = True) -> SSCLCodeRun:
+    """:func:`run_sscl` for a target code (``targets``, e.g. from :func:`key_targets`): the cached generator of
+    each class, ``rate`` of the set marked in each class, a suspect ``arch`` model trained on the result."""
+    targets = tuple(int(t) for t in targets)
+    if not targets or len(set(targets)) != len(targets):
+        raise ValueError(f"targets must be distinct class indices; got {targets}")
+    eps, rate = parse_eps(eps), parse_rate(rate, "rate (gamma per target class)")
+    dev = resolve_device(profile.device)
+    if surrogate is None:
+        surrogate = train_surrogate(ds, profile, arch, seed, progress=progress)
+    gens = {t: get_or_train_generator(surrogate.model, ds.x_train, ds.y_train,
+                                      generator_config(profile, eps=eps, target=t, key=key, seed=seed,
+                                                       perceptual=perceptual), device=dev, progress=progress)
+            for t in targets}
+    ws = mark_code(gens, ds.x_train, ds.y_train, rate, seed=seed, dataset=ds.name)
+    params = {"arch": arch, "eps": eps, "rate": rate, "targets": list(targets), "key_hash": key_hash(key),
+              "seed": seed, "perceptual": perceptual}
+    run = SSCLCodeRun(ds, profile, params, surrogate, gens, ws)
+    if train_suspect:
+        run.suspect = train_classifier(ws.x, ws.y, ds.x_test, ds.y_test, arch=arch, profile=profile, seed=seed,
+                                       num_classes=ds.num_classes, progress=progress)
+    return run
+
+
+def verify_code(model, run: SSCLCodeRun, m: int = 100, tau=0.25, alpha=0.01, verify_seed: int = 0):
+    """Query ``model`` with each target class's trigger on ``m`` images of the other classes; returns the
+    intersection-union result and the per-class :class:`dovlib.verify.VerifyResult` list."""
+    from .verify import intersection_union, verification_set, verify_model
+
+    ds, per = run.ds, []
+    for t, G in run.generators.items():
+        mt = min(m, int((ds.y_test != t).sum()))
+        idx = verification_set(ds.x_test, ds.y_test, t, mt, seed=verify_seed)
+        per.append(verify_model(model, ds.x_test[idx], G.mark, t, tau, alpha))
+    return intersection_union(per), per
+
+
+def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | None = None, tau=0.25, alpha=0.01,
+                      progress: bool = True):
+    """Table II for a target code, ``n_models`` models per scenario, all tested with :func:`verify_code`:
+    Malicious (our marked set), Ind-M (clean set), Ind-W plain (an independent owner's plain SSCL-BW towards our
+    first class: the scenario that fools the single-target test) and Ind-W code (an independent owner's code of
+    the same size sharing our first class, the rest drawn from their key; ``collision`` says when it holds all of
+    our classes; a class smaller than gamma of the set is marked whole, ``other_rate``). One row per model with
+    per-class p-values and WSRs."""
+    import pandas as pd
+
+    from .train import evaluate
+    from .verify import attack_success
+
+    ds, prof, p = run.ds, run.profile, run.params
+    n_models = check_int("n_models", n_models if n_models is not None else prof.n_models, 1)
+    m = m if m is not None else prof.verify_m
+    kw = dict(arch=p["arch"], profile=prof, num_classes=ds.num_classes, progress=progress)
+    rows = []
+
+    def add(scenario, res, seed, extra=None):
+        v, per = verify_code(res.model, run, m, tau, alpha)
+        row = {"scenario": scenario, "model_seed": seed, "BA": evaluate(res.model, ds.x_test, ds.y_test),
+               "p_value": v.p_value, "verified": v.verified, "delta_p_min": v.delta_p, **(extra or {})}
+        for t, r in zip(run.targets, per):
+            row[f"WSR_{t}"] = attack_success(res.model, ds.x_test, ds.y_test, run.generators[t].mark, t)
+            row[f"p_{t}"] = r.p_value
+        rows.append(row)
+
+    first = run.targets[0]
+    for i in range(n_models):
+        s = p["seed"] + i
+        mal = run.suspect if i == 0 and run.suspect is not None else train_classifier(
+            run.marked.x, run.marked.y, ds.x_test, ds.y_test, seed=s, **kw)
+        add("Malicious", mal, s)
+        add("Ind-M", train_classifier(ds.x_train, ds.y_train, ds.x_test, ds.y_test, seed=s, **kw), s)
+        other_key = independent_key(int(p["key_hash"], 16), i)
+        plain = run_sscl(ds, prof, arch=p["arch"], eps=p["eps"], rate=p["rate"], target=first, key=other_key,
+                         seed=s + 1000, perceptual=p["perceptual"], train_suspect=False, surrogate=run.surrogate,
+                         progress=progress)
+        add("Ind-W plain", train_classifier(plain.marked.x, plain.marked.y, ds.x_test, ds.y_test, seed=s, **kw), s)
+        code = key_targets(other_key, ds.num_classes, len(run.targets), first=first)
+        y = torch.as_tensor(ds.y_train)
+        other_rate = min([p["rate"]] + [float((y == t).float().mean()) for t in code])  # a small class: whole
+        other = run_code(ds, prof, targets=code, arch=p["arch"], eps=p["eps"], rate=other_rate, key=other_key,
+                         seed=s + 1000, perceptual=p["perceptual"], train_suspect=False, surrogate=run.surrogate,
+                         progress=progress)
+        add("Ind-W code", train_classifier(other.marked.x, other.marked.y, ds.x_test, ds.y_test, seed=s, **kw), s,
+            {"other_targets": list(code), "other_rate": other_rate, "collision": set(run.targets) <= set(code)})
     return pd.DataFrame(rows)

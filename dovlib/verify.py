@@ -23,7 +23,8 @@ from .params import check_int, parse_fraction
 from .perceptual import perceptual_distance
 from .train import evaluate, predict_logits, predict_proba
 
-__all__ = ["VerifyResult", "ttest_verify", "label_verify", "verification_set", "query_probs", "verify_model",
+__all__ = ["VerifyResult", "ttest_verify", "label_verify", "intersection_union", "verification_set", "query_probs",
+           "verify_model",
            "attack_success", "evaluate_watermark",
            "summarize_controls", "tau_sweep", "per_class_accuracy"]
 
@@ -97,6 +98,22 @@ def label_verify(labels_watermarked, target: int, labels_benign=None, tau=0.25, 
         return VerifyResult(delta, 1.0, False, n, tau, alpha, "binomial test", "no samples or null rate >= 1")
     p = float(binomtest(k, n, p0, alternative="greater").pvalue)
     return VerifyResult(delta, p, p < alpha, n, tau, alpha, "binomial test")
+
+
+def intersection_union(results) -> VerifyResult:
+    """Claim only if EVERY test claims: the intersection-union test of several :class:`VerifyResult` (one per
+    target class of a target code, :func:`dovlib.sscl.run_code`). Its p-value is the largest one, so its level is
+    alpha whenever any one null hypothesis holds; ``delta_p`` is the smallest of the tests' delta_p."""
+    results = list(results)
+    if not results:
+        raise ValueError("intersection_union needs at least one VerifyResult")
+    alphas = {r.alpha for r in results}
+    if len(alphas) != 1:
+        raise ValueError(f"the tests must share one alpha; got {sorted(alphas)}")
+    alpha = alphas.pop()
+    p = max(r.p_value for r in results)
+    return VerifyResult(min(r.delta_p for r in results), p, p < alpha, sum(r.n for r in results),
+                        max(r.tau for r in results), alpha, f"intersection-union of {len(results)} {results[0].test}s")
 
 
 def verification_set(x_test, y_test, target: int, m: int, seed: int = 0) -> torch.Tensor:

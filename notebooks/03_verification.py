@@ -42,6 +42,7 @@ tau = 0.25  # margin of the t-test (paper: 0.25)
 alpha = 0.01  # significance level (paper: 0.01)
 n_models = None  # models per scenario; None: the profile's n_models
 m = None  # verification images; None: the profile's verify_m (paper: 100)
+n_targets = 1  # 1: the paper's single target; 2 or more: also test a key-derived target code (ours, see below)
 decoy_rate = 0.0  # contrastive marking (ours, not the paper's): share of the set, non-target images, given decoy marks; 0 is off
 
 # %% [markdown]
@@ -51,6 +52,7 @@ decoy_rate = 0.0  # contrastive marking (ours, not the paper's): share of the se
 import pandas as pd
 import seaborn as sns
 import torch
+from IPython.display import display
 
 import dovlib
 from dovlib import sscl
@@ -71,6 +73,7 @@ alpha = parse_fraction("alpha", alpha, 0, 1, high_inclusive=False)
 n_models = cfg.n_models if n_models is None else check_int("n_models", n_models, 1)
 m = cfg.verify_m if m is None else check_int("m", m, 2)
 decoy_rate = parse_fraction("decoy_rate", decoy_rate, 0, 1, low_inclusive=True)
+n_targets = check_int("n_targets", n_targets, 1)  # at most the number of classes (checked by key_targets)
 check_choice("perceptual", perceptual, PERCEPTUAL)
 device = resolve_device(cfg.device)
 seed_everything(seed)
@@ -159,17 +162,54 @@ save_fig(grid.figure, "tau_sweep", NOTEBOOK)
 sweep.pivot(index="tau", columns=["baseline", "scenario"], values="verified_rate")
 
 # %% [markdown]
+# ## Owner-specific variant: a key-derived target code (ours, not the paper's)
+# The Ind-W false claims come from independent owners who mark the *same* target class: their marks and ours are
+# interchangeable for a suspect model, and marks towards another class are not. With `n_targets` > 1 the owner marks
+# gamma of the set in each of `n_targets` classes (our `target` first, the others drawn from the key), each with
+# its own generator, and claims ownership only when the suspect answers every class's trigger (intersection-union
+# test, p = the largest per-class p-value). Ind-W plain is another owner's single-target SSCL-BW towards our first
+# class (what fools the test above); Ind-W code is another owner's code sharing our first class, its `collision`
+# column says when it happens to hold all of our classes (probability 1 / C(C-1, k-1) for C classes).
+# Measured results and the other designs tried: docs/owner-specificity.md.
+
+# %%
+code_rows = None
+if n_targets > 1:
+    targets = sscl.key_targets(key, ds.num_classes, n_targets, first=target)
+    # gamma is per class here; a class smaller than gamma of the set is marked whole (said, not hidden)
+    code_rate = min([rate] + [float((ds.y_train == t).float().mean()) for t in targets])
+    if code_rate < rate:
+        print(f"gamma {rate:g} per class exceeds the smallest code class's share: {code_rate:.4f} used (whole class)")
+    with timer() as t_code:
+        code_run = sscl.run_code(ds, cfg, targets=targets, arch=arch, eps=eps, rate=code_rate, key=key, seed=seed,
+                                 perceptual=perceptual, surrogate=run.surrogate)
+        code_rows = sscl.run_code_controls(code_run, n_models=n_models, m=m, tau=tau, alpha=alpha)
+    print(f"target code {targets}: {len(code_rows)} models ({t_code['seconds']:.1f} s)")
+    code_table = code_rows.groupby("scenario", sort=False).agg(
+        models=("p_value", "size"), verified_rate=("verified", "mean"), p_value_max=("p_value", "max"),
+        BA=("BA", "mean")).reset_index()
+    save_table(code_table, "target_code_rates", NOTEBOOK, caption=f"Target code {targets}, intersection-union test: "
+               f"{label}", profile=profile, dataset=ds.name, is_subset=ds.is_subset, device=str(device))
+    display(code_rows)
+    display(code_table)
+else:
+    print("n_targets = 1: the target code is not run (papermill ... -p n_targets 2 runs it)")
+
+# %% [markdown]
 # ## Record
 
 # %%
 params = {"profile": profile, "dataset": dataset, "arch": arch, "eps": eps, "rate": rate, "target": target,
           "seed": seed, "key_hash": sscl.key_hash(key), "perceptual": perceptual, "tau": tau, "alpha": alpha,
-          "n_models": n_models, "m": m, "decoy_rate": decoy_rate}
+          "n_models": n_models, "m": m, "decoy_rate": decoy_rate, "n_targets": n_targets}
 t2 = table2.set_index("scenario")
 metrics = {f"{s}_{k}": t2.at[s, k] for s in t2.index for k in ("delta_p", "p_value_median", "p_value_max",
                                                               "verified_rate", "WSR", "BA", "decoy_delta_p",
                                                               "decoy_p_value_max", "decoy_verified_rate")}
 metrics["models"] = models.drop(columns=["p_b", "p_w", "p_decoy"]).to_dict("records")
+if code_rows is not None:
+    metrics["target_code"] = {"targets": list(targets), "rate_per_class": code_rate,
+                              "models": code_rows.to_dict("records")}
 record = write_record(NOTEBOOK, params, metrics, profile=profile, dataset=ds.name, is_subset=ds.is_subset,
                       dataset_note=ds.describe(), device=str(device), device_name=env_info(device)["device_name"],
                       wall_time=t_run["seconds"], perceptual=perceptual)

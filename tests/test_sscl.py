@@ -241,3 +241,51 @@ def test_concurrent_jobs_train_a_cached_classifier_once(tmp_path):
     for r in results[1:]:
         for pa, pb in zip(r.model.parameters(), results[0].model.parameters()):
             assert torch.equal(pa, pb)
+
+
+def test_key_targets_are_distinct_reproducible_and_keep_the_first_class():
+    a = sscl.key_targets(7, 10, 3)
+    assert a == sscl.key_targets(7, 10, 3) and len(set(a)) == 3 and all(0 <= t < 10 for t in a)
+    assert any(sscl.key_targets(k, 10, 3) != a for k in range(8, 20))  # the key decides
+    b = sscl.key_targets(7, 10, 2, first=4)
+    assert b[0] == 4 and b[1] != 4
+    assert sorted(sscl.key_targets(3, 5, 5)) == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match=r"n_targets must be an integer \[1, 10\]"):
+        sscl.key_targets(7, 10, 11)
+    with pytest.raises(ValueError, match=r"first \(the target class\) must be in \[0, 9\]"):
+        sscl.key_targets(7, 10, 2, first=10)
+
+
+def test_mark_code_marks_each_target_class_with_its_own_generator():
+    ds, _ = _toy()
+    torch.manual_seed(0)
+    gens = {2: _saturated(SSCLGenerator(3, 8 / 255, key=11, width=4, depth=2)),
+            0: _saturated(SSCLGenerator(3, 8 / 255, key=11, width=4, depth=2))}
+    ws = sscl.mark_code(gens, ds.x_train, ds.y_train, 0.1, seed=1)
+    assert torch.equal(ws.y, ds.y_train) and len(ws.marked) == 32
+    for t, G in gens.items():
+        idx = ws.marked[ds.y_train[ws.marked] == t]
+        assert len(idx) == 16 and torch.equal(ws.x[idx], G.mark(ds.x_train[idx]))
+    changed = set(torch.nonzero((ws.x != ds.x_train).flatten(1).any(1)).flatten().tolist())
+    assert changed <= set(ws.marked.tolist())
+    assert ws.manifest["targets"] == [2, 0] and [d["target"] for d in ws.manifest["per_target"]] == [2, 0]
+    with pytest.raises(ValueError, match="generators"):
+        sscl.mark_code({}, ds.x_train, ds.y_train, 0.1)
+
+
+def test_run_code_and_its_controls_end_to_end_at_toy_size():
+    ds = load_dataset("synthetic", num_classes=4, n_train=120, n_test=60, image_size=16)
+    prof = get_profile("smoke", epochs=1, width=4, gen_iters=2, gen_batch=8, verify_m=20, n_models=1)
+    targets = sscl.key_targets(5, 4, 2, first=1)
+    run = sscl.run_code(ds, prof, targets=targets, eps="8/255", rate=0.05, key=5, perceptual="mse", progress=False)
+    assert run.targets == targets and len(run.marked.marked) == 12 and run.suspect is not None
+    v, per = sscl.verify_code(run.suspect.model, run, m=20)
+    assert v.p_value == max(r.p_value for r in per) and len(per) == 2 and all(r.n == 20 for r in per)
+    df = sscl.run_code_controls(run, progress=False)
+    assert list(df.scenario) == ["Malicious", "Ind-M", "Ind-W plain", "Ind-W code"]
+    assert df.p_value.between(0, 1).all() and {f"p_{t}" for t in targets} <= set(df.columns)
+    assert (df[[f"p_{t}" for t in targets]].max(axis=1) == df.p_value).all()
+    code_row = df[df.scenario == "Ind-W code"].iloc[0]
+    assert code_row.other_targets[0] == targets[0] and code_row.collision == (set(targets) <= set(code_row.other_targets))
+    with pytest.raises(ValueError, match="distinct"):
+        sscl.run_code(ds, prof, targets=(1, 1), key=5, perceptual="mse", progress=False)

@@ -128,3 +128,20 @@ def test_tau_sweep_and_summary_count_models_per_scenario():
     assert sw.at[("clean", 0.0, "Malicious"), "verified_rate"] == 1.0
     assert sw.at[("clean", 0.9, "Malicious"), "verified_rate"] == 0.0  # a margin above the effect: no claim
     assert set(sw.index.get_level_values("baseline")) == {"clean", "decoy"}
+
+
+def test_intersection_union_claims_only_when_every_test_claims():
+    from dovlib.verify import VerifyResult, intersection_union
+
+    a = VerifyResult(0.6, 1e-9, True, 100, 0.25, 0.01, "paired t-test")
+    b = VerifyResult(0.4, 3e-3, True, 100, 0.25, 0.01, "paired t-test")
+    c = VerifyResult(0.05, 0.7, False, 100, 0.25, 0.01, "paired t-test")
+    both = intersection_union([a, b])
+    assert both.verified and both.p_value == 3e-3 and both.delta_p == 0.4 and both.n == 200
+    assert "intersection-union of 2" in both.test
+    one_fails = intersection_union([a, c])
+    assert not one_fails.verified and one_fails.p_value == 0.7  # a single true null keeps the claim away
+    with pytest.raises(ValueError, match="at least one"):
+        intersection_union([])
+    with pytest.raises(ValueError, match="share one alpha"):
+        intersection_union([a, VerifyResult(0.6, 1e-9, True, 100, 0.25, 0.05, "paired t-test")])
