@@ -209,7 +209,7 @@ metrics = {f"{s}_{k}": t2.at[s, k] for s in t2.index for k in ("delta_p", "p_val
 metrics["models"] = models.drop(columns=["p_b", "p_w", "p_decoy"]).to_dict("records")
 if code_rows is not None:
     metrics["target_code"] = {"targets": list(targets), "rate_per_class": code_rate,
-                              "models": code_rows.to_dict("records")}
+                              "wall_time": t_code["seconds"], "models": code_rows.to_dict("records")}
 record = write_record(NOTEBOOK, params, metrics, profile=profile, dataset=ds.name, is_subset=ds.is_subset,
                       dataset_note=ds.describe(), device=str(device), device_name=env_info(device)["device_name"],
                       wall_time=t_run["seconds"], perceptual=perceptual)
