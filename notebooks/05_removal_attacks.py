@@ -143,7 +143,7 @@ save_table(pr, "pruning", NOTEBOOK, caption="Pruning: " + caption)
 # %% [markdown]
 # ## The paper's claims, checked on this data
 # The paper finds the watermark survives fine-tuning (WSR stays high) and that pruning removes it only once BA
-# collapses (beyond about 80% of the channels).
+# collapses (beyond about 80% of the channels). Each is stated below as confirmed or not from this run's numbers.
 
 # %%
 ba0, wsr0 = ft["BA"].iloc[0], ft["WSR"].iloc[0]
@@ -152,6 +152,8 @@ survives = last["WSR"] >= 0.5 * wsr0 and bool(last["verified"])
 high = pr[pr["rate"] >= 0.8]
 collapse = (not high.empty) and high["BA"].min() < 0.5 * ba0
 still_verified = pr[pr["verified"]]["rate"].max() if pr["verified"].any() else None
+first_lost = pr[~pr["verified"]]["rate"].min() if (~pr["verified"]).any() else None
+first_collapse = pr[pr["BA"] < 0.5 * ba0]["rate"].min() if (pr["BA"] < 0.5 * ba0).any() else None
 display(Markdown("\n".join([
     f"* Before any attack: BA {ba0:.1%}, WSR {wsr0:.1%}, verified: {bool(ft['verified'].iloc[0])}.",
     f"* **WSR after fine-tuning** ({int(last['epoch'])} epochs): {last['WSR']:.1%}, p = {last['p_value']:.2g} — "
@@ -160,6 +162,11 @@ display(Markdown("\n".join([
     f"(lowest BA at >= 80%: {high['BA'].min():.1%})." if not high.empty else "* Pruning above 80% not run.",
     f"* Ownership still proved up to a pruning rate of {still_verified:.0%}." if still_verified is not None
     else "* Ownership was not proved at any pruning rate (not even 0%): see the smoke/quick caveat.",
+    f"* **Pruning removes the watermark only once BA collapses**: "
+    + ("not testable (no BA collapse in the range)" if first_collapse is None else
+       f"{'confirmed' if first_lost is None or first_lost >= first_collapse else 'NOT confirmed'} (verification "
+       f"first lost at {'no rate' if first_lost is None else f'{first_lost:.0%}'}, BA below half its start from "
+       f"{first_collapse:.0%})") + ".",
     f"* Measured on {ds.name} ({'subset' if ds.is_subset else 'full'}), {profile} profile: smoke numbers are "
     "meaningless by design.",
 ])))

@@ -39,6 +39,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 import torch
+from IPython.display import Markdown, display
 
 import dovlib
 from dovlib.data import load_dataset
@@ -119,4 +120,13 @@ df
 # %%
 diag = df[df["surrogate"] == df["suspect"]]["WSR"].mean()
 off = df[df["surrogate"] != df["suspect"]]["WSR"].mean()
-print(f"mean WSR on the diagonal {diag:.1%}, off the diagonal {off:.1%} ({profile} profile, {ds.name})")
+worst = df.loc[df["WSR"].idxmin()]
+every = bool((df["WSR"] > 0.9).all())
+display(Markdown("\n".join([
+    f"* Mean WSR on the diagonal {diag:.1%}, off the diagonal {off:.1%}.",
+    f"* **WSR above 90% in every cell**: {'confirmed' if every else 'NOT confirmed'} (lowest: {worst['WSR']:.1%}, "
+    f"surrogate {worst['surrogate']}, suspect {worst['suspect']}; "
+    f"{int((df['WSR'] > 0.9).sum())} of {len(df)} cells above 90%).",
+    f"* Measured on {ds.name} ({'subset' if ds.is_subset else 'full'}), {profile} profile: smoke numbers are "
+    "meaningless by design.",
+])))
