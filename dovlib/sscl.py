@@ -474,6 +474,15 @@ def decoy_generator(run: SSCLRun, progress: bool = True) -> SSCLGenerator:
     return _decoy(run.surrogate, run.ds, run.profile, run.params, run.generator.key, progress)
 
 
+def _malicious_and_benign(run, i: int, kw: dict):
+    """Seed and models of the i-th Malicious (trained on ``run.marked``; the run's own suspect for i = 0) and Ind-M
+    (trained on the clean set) pair of a control study, both cached."""
+    ds, s = run.ds, run.params["seed"] + i
+    mal = run.suspect if i == 0 and run.suspect is not None else train_classifier(
+        run.marked.x, run.marked.y, ds.x_test, ds.y_test, seed=s, **kw)
+    return s, mal, train_classifier(ds.x_train, ds.y_train, ds.x_test, ds.y_test, seed=s, **kw)
+
+
 def run_controls(run: SSCLRun, n_models: int | None = None, m: int | None = None, tau=0.25, alpha=0.01,
                  verify_seed: int = 0, own_surrogate: bool = False, decoy: bool = True, progress: bool = True):
     """Table II with false-positive rates: ``n_models`` models per scenario (default ``profile.n_models``), all
@@ -520,11 +529,9 @@ def run_controls(run: SSCLRun, n_models: int | None = None, m: int | None = None
 
     kw = dict(arch=p["arch"], profile=prof, num_classes=ds.num_classes, progress=progress)
     for i in range(n_models):
-        s = p["seed"] + i
-        mal = run.suspect if i == 0 and run.suspect is not None else train_classifier(
-            run.marked.x, run.marked.y, ds.x_test, ds.y_test, seed=s, **kw)
+        s, mal, benign = _malicious_and_benign(run, i, kw)
         add("Malicious", mal, s)
-        add("Ind-M", train_classifier(ds.x_train, ds.y_train, ds.x_test, ds.y_test, seed=s, **kw), s)
+        add("Ind-M", benign, s)
         other = run_sscl(ds, prof, arch=p["arch"], eps=p["eps"], rate=p["rate"], target=p["target"],
                          key=independent_key(int(p["key_hash"], 16), i),
                          seed=s + 1000, perceptual=p["perceptual"], surrogate_arch=p["surrogate_arch"], l1=p["l1"],
@@ -662,11 +669,9 @@ def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | No
 
     first = run.targets[0]
     for i in range(n_models):
-        s = p["seed"] + i
-        mal = run.suspect if i == 0 and run.suspect is not None else train_classifier(
-            run.marked.x, run.marked.y, ds.x_test, ds.y_test, seed=s, **kw)
+        s, mal, benign = _malicious_and_benign(run, i, kw)
         add("Malicious", mal, s)
-        add("Ind-M", train_classifier(ds.x_train, ds.y_train, ds.x_test, ds.y_test, seed=s, **kw), s)
+        add("Ind-M", benign, s)
         other_key = independent_key(int(p["key_hash"], 16), i)
         plain = run_sscl(ds, prof, arch=p["arch"], eps=p["eps"], rate=p["rate"], target=first, key=other_key,
                          seed=s + 1000, perceptual=p["perceptual"], train_suspect=False, surrogate=run.surrogate,
