@@ -132,7 +132,8 @@ for ax, data, x, xlabel in ((axes[0], by_eps, "eps_levels", "eps (x/255)"), (axe
     ax.set_ylim(0, 1.02)
 axes[0].set_title(f"gamma = {rate}")
 axes[1].set_title(f"eps = {eps_label(eps_value)}")
-fig.suptitle(f"SSCL-BW ablation, {arch} on {ds.name} ({'subset' if ds.is_subset else 'full'}, {profile} profile)")
+fig.suptitle(f"SSCL-BW ablation, {arch} on {ds.name} ({'subset' if ds.is_subset else 'full'})\n{profile} profile",
+             fontsize="medium")  # the profile string can be long: its own line
 fig.tight_layout()
 save_fig(fig, "fig4_ablation", NOTEBOOK)
 table = df[["eps", "rate", "BA", "WSR", "delta_p", "p_value", "verified"]].sort_values(["eps", "rate"])

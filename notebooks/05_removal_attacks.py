@@ -131,8 +131,8 @@ axes[2].set_yscale("log")
 axes[2].axhline(0.01, color="grey", ls="--", label="alpha = 0.01")
 axes[2].set_ylabel("verification p-value")
 axes[2].set_title("can ownership still be proved?")
-fig.suptitle(f"Removal attacks on SSCL-BW, {arch} on {ds.name} ({'subset' if ds.is_subset else 'full'}, "
-             f"{profile} profile)")
+fig.suptitle(f"Removal attacks on SSCL-BW, {arch} on {ds.name} ({'subset' if ds.is_subset else 'full'})\n"
+             f"{profile} profile", fontsize="medium")  # the profile string can be long: its own line
 fig.tight_layout()
 save_fig(fig, "fig5_removal", NOTEBOOK)
 caption = (f"{ds.name} ({'subset' if ds.is_subset else 'full'}), {arch}, eps {eps_label(eps)}, gamma {rate}, "

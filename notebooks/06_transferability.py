@@ -104,7 +104,8 @@ for ax, metric in zip(axes, ("BA", "WSR")):
     mat = df.pivot(index="surrogate", columns="suspect", values=metric).loc[arch_list, arch_list]
     sns.heatmap(mat * 100, annot=True, fmt=".1f", vmin=0, vmax=100, cmap="viridis", ax=ax, cbar=False)
     ax.set_title(f"{metric} (%)")
-fig.suptitle(f"SSCL-BW transferability on {ds.name} ({'subset' if ds.is_subset else 'full'}, {profile} profile)")
+fig.suptitle(f"SSCL-BW transferability on {ds.name} ({'subset' if ds.is_subset else 'full'})\n{profile} profile",
+             fontsize="medium")  # the profile string can be long: its own line
 fig.tight_layout()
 save_fig(fig, "fig6_transferability", NOTEBOOK)
 save_table(df, "transferability", NOTEBOOK,
