@@ -43,7 +43,7 @@ __all__ = ["SSCLGenerator", "GeneratorConfig", "key_hash", "data_hash", "train_g
            "generator_width", "model_hash", "generator_hash",
            "SSCLRun", "run_sscl", "run_controls", "independent_key",
            "train_surrogate", "generator_config", "decoy_generator", "amplified_residual", "SURROGATE_SEED_OFFSET",
-           "key_targets", "SSCLCodeRun", "mark_code", "run_code", "verify_code", "run_code_controls"]
+           "key_targets", "code_rate", "SSCLCodeRun", "mark_code", "run_code", "verify_code", "run_code_controls"]
 
 CACHE = "sscl"  # runs/sscl/<hash>/: surrogates, generators, suspect models
 # Part of every runs/sscl cache key. Bump it when a change alters what a cached model or generator would be
@@ -564,6 +564,14 @@ def key_targets(key: int, num_classes: int, n_targets: int, first: int | None = 
     return tuple(order[:n_targets])
 
 
+def code_rate(y, rate, targets) -> float:
+    """gamma per class for a target code: ``rate``, or the smallest code class's share of the set when that is
+    smaller (that class is then marked whole). Callers say so when it is capped."""
+    y = torch.as_tensor(y)
+    rate = parse_rate(rate, "rate (gamma per target class)")
+    return min([rate] + [float((y == int(t)).float().mean()) for t in targets])
+
+
 @dataclass
 class SSCLCodeRun:
     """A target-code experiment: one generator per target class (same surrogate, key and eps), one marked set in
@@ -678,8 +686,7 @@ def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | No
                          progress=progress)
         add("Ind-W plain", train_classifier(plain.marked.x, plain.marked.y, ds.x_test, ds.y_test, seed=s, **kw), s)
         code = key_targets(other_key, ds.num_classes, len(run.targets), first=first)
-        y = torch.as_tensor(ds.y_train)
-        other_rate = min([p["rate"]] + [float((y == t).float().mean()) for t in code])  # a small class: whole
+        other_rate = code_rate(ds.y_train, p["rate"], code)
         other = run_code(ds, prof, targets=code, arch=p["arch"], eps=p["eps"], rate=other_rate, key=other_key,
                          seed=s + 1000, perceptual=p["perceptual"], train_suspect=False, surrogate=run.surrogate,
                          progress=progress)

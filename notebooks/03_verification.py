@@ -177,7 +177,7 @@ code_rows = None
 if n_targets > 1:
     targets = sscl.key_targets(key, ds.num_classes, n_targets, first=target)
     # gamma is per class here; a class smaller than gamma of the set is marked whole (said, not hidden)
-    code_rate = min([rate] + [float((ds.y_train == t).float().mean()) for t in targets])
+    code_rate = sscl.code_rate(ds.y_train, rate, targets)
     if code_rate < rate:
         print(f"gamma {rate:g} per class exceeds the smallest code class's share: {code_rate:.4f} used (whole class)")
     with timer() as t_code:

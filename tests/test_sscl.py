@@ -256,6 +256,14 @@ def test_key_targets_are_distinct_reproducible_and_keep_the_first_class():
         sscl.key_targets(7, 10, 2, first=10)
 
 
+def test_code_rate_caps_gamma_at_the_smallest_code_class():
+    y = torch.tensor([0] * 10 + [1] * 5 + [2] * 25)
+    assert sscl.code_rate(y, 0.1, (0, 2)) == 0.1
+    assert sscl.code_rate(y, 0.2, (0, 1)) == 0.125  # class 1 is 5 of 40: marked whole
+    with pytest.raises(ValueError, match="gamma per target class"):
+        sscl.code_rate(y, 0, (0,))
+
+
 def test_mark_code_marks_each_target_class_with_its_own_generator():
     ds, _ = _toy()
     torch.manual_seed(0)
