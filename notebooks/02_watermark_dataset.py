@@ -179,7 +179,7 @@ print({k: record[k] for k in ("profile", "dataset", "is_subset", "device", "perc
 # papers' (PGD 100 steps, gradient matching 250).
 
 # %%
-from dovlib.watermarks.table import METHODS, paper_comparison, ranking_vs_paper, table_i
+from dovlib.watermarks.table import METHODS, floor_test, paper_comparison, ranking_vs_paper, reading, table_i
 
 with timer() as t_table:
     table_all = table_i(ds, arch, cfg, methods=[m for m in METHODS if m != "sscl-bw"], rate=rate, target=target,
@@ -228,11 +228,29 @@ for q in ("WSR", "BA"):
           f"{agreement[q]['n']} methods with a paper value ({label})")
     display(ranks.round(2))
 
+# %% [markdown]
+# **Is each trigger learnt?** A WSR means little without its floor: the same trigger on the benign model (for
+# UBW-*, the benign model's error on triggered images). `floor_test` asks, per method, whether the watermarked
+# model's success beats that floor (one-sided Fisher exact test on the counts over the non-target test images,
+# alpha 0.01; "strong" when it also moves at least half of the triggered images more than the floor, "weak"
+# otherwise), and `reading` writes the result, the BA cost and the rank agreement from the numbers above.
+
+# %%
+n_eval = int((ds.y_test != target).sum())
+tested = floor_test(table_all, n_eval=n_eval, alpha=0.01)
+display(tested[["method", "BA", "WSR", "WSR_benign", "lift", "p_vs_benign", "strength"]].round(4))
+table_reading = reading(tested, agreement, label)
+print(table_reading)
+save_table(tested.drop(columns=["key"]), "table1_floor_test", NOTEBOOK,
+           caption=f"Table I with each trigger tested against its benign floor ({label}; n_eval {n_eval})",
+           profile=profile, dataset=ds.name, is_subset=ds.is_subset, device=str(device))
+
 # %%
 table_metrics = {f"{r.key}_{q}": getattr(r, q) for r in table_all.itertuples() for q in ("BA", "WSR", "WSR_benign")
                  if not pd.isna(getattr(r, q))}
 table_metrics.update({f"kendall_tau_{q}_vs_paper": a["kendall_tau"] for q, a in agreement.items()
                       if not pd.isna(a["kendall_tau"])})
+table_metrics.update({f"{r.key}_learnt": r.strength for r in tested.itertuples() if r.key != "none"})
 table_metrics.update({f"{r.key}_{pcol}": getattr(r, pcol) for r in table_all.itertuples()
                       if pcol in table_all and not pd.isna(getattr(r, pcol))})
 write_record(NOTEBOOK, {**params, "table": "I-all-methods"}, table_metrics, profile=profile, dataset=ds.name,
@@ -241,10 +259,17 @@ write_record(NOTEBOOK, {**params, "table": "I-all-methods"}, table_metrics, prof
 print(len(table_metrics), "numbers recorded")
 
 # %% [markdown]
-# **Reading the ranking.** In the paper the poison-label methods (BadNets, Blended, WaNet, UBW-P) keep BA close to
-# the benign model and reach WSR 92-100%, the clean-label baselines pay in BA (Label-Consistent 82.94) or in WSR
-# (Sleeper Agent 70.6), and SSCL-BW reaches 97.86% WSR clean-label. The smoke profile (600 images, 2 epochs)
-# only checks that the code runs: its models barely learn the task, so WSR values near chance and untargeted
-# success near the benign error rate are expected, and no ranking can be read from it. The ranking needs the
-# quick profile (`-p profile quick`, one GPU, or a reduced CPU run such as `-p profile quick` with a smaller
-# model); the README's "Measured so far" section lists what has been measured, on which device and data.
+# **Reading the ranking.** In the paper (ResNet-18, full CIFAR-10, 200 epochs) the poison-label methods (BadNets,
+# Blended, WaNet, UBW-P) keep BA within 2 points of the benign model and reach WSR 92-100%, the clean-label
+# baselines pay in BA (Label-Consistent 82.94) or in WSR (Sleeper Agent 70.6), and SSCL-BW reaches 97.86% WSR
+# clean-label. The reading printed above is computed from this run; what it says depends on the profile:
+#
+# * `smoke` (600 images, 2 epochs) only checks that the code runs: its models barely learn the task, and no
+#   ranking can be read from it.
+# * A reduced CPU run of the `quick` profile (README, "Measured so far"; ResNet-18 width 8, 10 epochs) learns only
+#   the triggers that cover the whole image with a strong, fixed signal (Blended) or the surrogate's adversarial
+#   direction (SSCL-BW on CIFAR-10); the small-patch and warping triggers and the surrogate-crafted clean-label
+#   baselines are not learnt at that scale (the quick profile's full size is untested on them). Its Kendall tau against the paper's WSR order is
+#   weak and not significant; its BA order agrees.
+# * On MNIST the paper's values were not available to us, so the notebook compares methods with each other and
+#   with their floors only (`-p dataset mnist-offline -p eps 32/255`: SSCL-BW needs a larger budget there).

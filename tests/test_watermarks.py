@@ -235,3 +235,44 @@ def test_ranking_vs_paper_counts_only_methods_with_both_values():
     assert few["n"] == 2 and math.isnan(few["kendall_tau"])
     with pytest.raises(ValueError, match="quantity"):
         ranking_vs_paper(cmp, "LPIPS")
+
+
+def test_floor_test_and_reading():
+    import pandas as pd
+
+    from dovlib.watermarks.table import floor_test, reading
+
+    table = pd.DataFrame([
+        {"method": "No Watermark", "BA": 0.90, "WSR": float("nan"), "WSR_benign": float("nan")},
+        {"method": "Blended", "BA": 0.88, "WSR": 0.99, "WSR_benign": 0.02},
+        {"method": "BadNets", "BA": 0.89, "WSR": 0.03, "WSR_benign": 0.02},
+        {"method": "UBW-P", "BA": 0.85, "WSR": 0.10, "WSR_benign": 0.10},
+    ])
+    out = floor_test(table, n_eval=900)
+    assert list(out["learnt"]) == [False, True, False, False]
+    assert list(out["strength"]) == ["-", "strong", "none", "none"]
+    weak = floor_test(table.assign(WSR=[float("nan"), 0.2, 0.03, 0.1]), n_eval=900)
+    assert weak.loc[1, "strength"] == "weak" and floor_test(table, 900, strong=0.99).loc[1, "strength"] == "weak"
+    assert out.loc[1, "p_vs_benign"] < 1e-100 and out.loc[2, "p_vs_benign"] > 0.05
+    assert out.loc[3, "p_vs_benign"] > 0.4 and abs(out.loc[1, "lift"] - 0.97) < 1e-12
+    assert math.isnan(out.loc[0, "p_vs_benign"]) and table.shape[1] == 4  # input untouched
+    # the same lift with 20 images is not significant
+    assert not floor_test(table, n_eval=20).loc[2, "learnt"]
+    text = reading(out, {"WSR": {"n": 3, "kendall_tau": 0.5, "p_value": 0.3}, "BA": {"n": 0}}, "smoke")
+    assert text.splitlines()[0] == "Table I reading (smoke)"
+    assert "Blended 0.990" in text.split("weakly")[0] and "BadNets 0.030" in text.split("not above")[1]
+    assert "Blended -2.0" in text
+    assert "Blended 0.200" in reading(weak).split("weakly:")[1].split("\n")[0]
+    assert "Kendall tau +0.50" in text and "BA order vs the paper: no paper values" in text
+    with pytest.raises(ValueError, match="n_eval"):
+        floor_test(table, n_eval=0)
+    with pytest.raises(ValueError, match="alpha"):
+        floor_test(table, n_eval=10, alpha=1.5)
+    with pytest.raises(ValueError, match="WSR_benign"):
+        floor_test(table.drop(columns="WSR_benign"), n_eval=10)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        floor_test(table.assign(WSR=[float("nan"), 97.0, 0.03, 0.1]), n_eval=10)
+    with pytest.raises(ValueError, match="strong"):
+        floor_test(table, n_eval=10, strong=0)
+    with pytest.raises(ValueError, match="floor_test"):
+        reading(table, {})

@@ -19,8 +19,7 @@ from ..verify import attack_success, evaluate_watermark
 from .base import get_watermark
 
 __all__ = ["METHODS", "DISPLAY", "PAPER_TABLE_I", "crafting_budget", "table_row", "table_i", "paper_comparison",
-           "ranking_vs_paper",
-           "paper_key"]
+           "ranking_vs_paper", "floor_test", "reading", "paper_key"]
 
 METHODS = ["none", "badnets", "blended", "wanet", "ubw-p", "label-consistent", "sleeper-agent", "ubw-c", "sscl-bw"]
 DISPLAY = {"none": "No Watermark", "badnets": "BadNets", "blended": "Blended", "wanet": "WaNet", "ubw-p": "UBW-P",
@@ -160,3 +159,71 @@ def ranking_vs_paper(comparison: pd.DataFrame, quantity: str = "WSR") -> tuple[p
     n = len(ranks)
     tau, p = kendalltau(ranks["paper"], ranks["ours"]) if n >= 3 else (math.nan, math.nan)
     return ranks, {"n": n, "kendall_tau": float(tau), "p_value": float(p)}
+
+
+def floor_test(table: pd.DataFrame, n_eval: int, alpha: float = 0.01, strong: float = 0.5) -> pd.DataFrame:
+    """Is each method's trigger learnt, i.e. does it beat its own floor? One-sided Fisher exact test of
+    ``WSR > WSR_benign`` (success counts out of ``n_eval`` triggered non-target test images on the watermarked
+    model and on the benign model; for UBW-* the untargeted success against the benign model's error on the same
+    triggered images). Adds ``lift`` (WSR - WSR_benign), ``p_vs_benign``, ``learnt`` (p < ``alpha``) and
+    ``strength``: "strong" (learnt and lift >= ``strong``: most triggered images move), "weak" (learnt, smaller
+    lift) or "none"; rows without a WSR (No Watermark) get NaN / False / "-". The two models see the same images, so an unpaired test is
+    conservative."""
+    from scipy.stats import fisher_exact
+
+    from ..params import check_int, parse_fraction
+
+    n_eval = check_int("n_eval", n_eval, 1)
+    alpha = parse_fraction("alpha", alpha, high_inclusive=False)
+    strong = parse_fraction("strong", strong)
+    missing = {"WSR", "WSR_benign"} - set(table.columns)
+    if missing:
+        raise ValueError(f"table needs the columns {sorted(missing)} (from table_i)")
+    out = table.copy()
+    lifts, ps = [], []
+    for w, b in zip(out["WSR"], out["WSR_benign"]):
+        if pd.isna(w) or pd.isna(b):
+            lifts.append(math.nan)
+            ps.append(math.nan)
+            continue
+        if not (0 <= w <= 1 and 0 <= b <= 1):
+            raise ValueError(f"WSR and WSR_benign must be shares in [0, 1]; got {w}, {b}")
+        hw, hb = round(w * n_eval), round(b * n_eval)
+        ps.append(float(fisher_exact([[hw, n_eval - hw], [hb, n_eval - hb]], alternative="greater")[1]))
+        lifts.append(w - b)
+    out["lift"], out["p_vs_benign"] = lifts, ps
+    out["learnt"] = out["p_vs_benign"].lt(alpha)
+    out["strength"] = ["-" if pd.isna(p) else "none" if not ok else "strong" if lift >= strong else "weak"
+                       for p, ok, lift in zip(out["p_vs_benign"], out["learnt"], out["lift"])]
+    return out
+
+
+def reading(tested: pd.DataFrame, agreement: dict | None = None, label: str = "") -> str:
+    """A short, computed reading of Table I (markdown): which methods' triggers are learnt (from
+    :func:`floor_test`), their order by WSR beside the paper's, and the rank agreement (``agreement``: quantity ->
+    :func:`ranking_vs_paper` statistics). Nothing in it is written by hand, so it stays true for any profile."""
+    need = {"method", "WSR", "WSR_benign", "strength", "p_vs_benign", "BA"}
+    if need - set(tested.columns):
+        raise ValueError(f"tested needs the columns {sorted(need - set(tested.columns))} (from floor_test)")
+    rows = tested.dropna(subset=["WSR"]).sort_values("WSR", ascending=False)
+    fmt = lambda r: f"{r.method} {r.WSR:.3f} (benign {r.WSR_benign:.3f}, p {r.p_vs_benign:.1g})"  # noqa: E731
+    group = {k: "; ".join(fmt(r) for r in rows.itertuples() if r.strength == k) or "none"
+             for k in ("strong", "weak", "none")}
+    lines = [f"Table I reading ({label})" if label else "Table I reading",
+             f"- learnt, strongly (above the same trigger on the benign model, one-sided Fisher test, by at least the "
+             f"strong lift), by WSR: {group['strong']}",
+             f"- above the benign floor but weakly: {group['weak']}",
+             f"- not above the benign floor: {group['none']}"]
+    base = tested[tested["method"] == "No Watermark"]
+    if len(base):
+        ba0 = float(base["BA"].iloc[0])
+        cost = ", ".join(f"{r.method} {100 * (r.BA - ba0):+.1f}" for r in rows.itertuples())
+        lines.append(f"- BA against No Watermark ({100 * ba0:.1f}%), in points: {cost}")
+    for q, a in (agreement or {}).items():
+        if a.get("n", 0) >= 3 and not math.isnan(a.get("kendall_tau", math.nan)):
+            lines.append(f"- {q} order vs the paper: Kendall tau {a['kendall_tau']:+.2f} (p = {a['p_value']:.2g}, "
+                         f"{a['n']} methods)")
+        else:
+            lines.append(f"- {q} order vs the paper: no paper values for this dataset ({a.get('n', 0)} methods), "
+                         f"not compared")
+    return "\n".join(lines)
