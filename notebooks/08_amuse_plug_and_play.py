@@ -35,6 +35,7 @@ tables = "both"  # 1 | 2 | both
 hidden_dataset = "cifar10-subset"  # HiDDeN training/evaluation images: cifar10-subset or skimage-photos (crops)
 hidden_size = None  # HiDDeN image side; None: smoke 32, else 128 (the paper's; CIFAR images are upsampled)
 hidden_steps = None  # HiDDeN training steps per model; None: the profile's hidden_steps
+hidden_channels = None  # HiDDeN conv channels; None: smoke 16, else 64 (the paper's; fewer for a CPU run)
 method = "dwtDct"  # Table 2 watermark: dwtDct (the paper's DCT-DWT) | dwtDctSvd
 scales = None  # DCT-DWT scales for Table 2; None: smoke [36], else [36, 30, 20]
 message_bits = None  # Table 2 message lengths; None: smoke [100], else [100, 200, 300]
@@ -73,6 +74,7 @@ check_choice("method", method, ("dwtDct", "dwtDctSvd"))
 smoke = cfg.name == "smoke"
 hidden_size = check_int("hidden_size", hidden_size or (32 if smoke else 128), 16)
 hidden_steps = check_int("hidden_steps", hidden_steps or cfg.hidden_steps, 1)
+hidden_channels = check_int("hidden_channels", hidden_channels or (16 if smoke else 64), 4)
 as_list = lambda v, name: [check_int(name, x, 1) for x in str(v).strip("[]()").split(",")]  # noqa: E731
 scales = as_list(scales or ([36] if smoke else [36, 30, 20]), "scales")
 lengths = as_list(message_bits or ([100] if smoke else [100, 200, 300]), "message_bits")
@@ -104,8 +106,8 @@ if str(tables) in ("1", "both"):
     hidden_note = (f"{hds.name}: {len(train_imgs)} training / {len(eval_imgs)} evaluation images at "
                    f"{hidden_size}x{hidden_size}{how}")
     print(hidden_note)
-    hcfg = dict(channels=16, encoder_blocks=2, decoder_blocks=3, image_size=hidden_size, batch_size=16) if smoke else \
-        dict(channels=64, image_size=hidden_size, batch_size=32)  # smoke: a small net; else the paper's HiDDeN
+    hcfg = dict(channels=hidden_channels, encoder_blocks=2, decoder_blocks=3, image_size=hidden_size, batch_size=16) \
+        if smoke else dict(channels=hidden_channels, image_size=hidden_size, batch_size=32)  # smoke: a small net
     codecs1 = {"baseline 30 bits": RepeatCodec(30, seed),
                "AMUSE 16 bits": AmuseCodec(30, *PAPER_SUB_MESSAGE_BITS[(30, 0.5)][0], seed=seed),
                "AMUSE 9 bits": AmuseCodec(30, *PAPER_SUB_MESSAGE_BITS[(30, 0.8)][0], seed=seed)}
@@ -163,7 +165,7 @@ if str(tables) in ("1", "both"):
     print(cmp1.to_string(index=False))
     save_table(cmp1, "table1_hidden", NOTEBOOK,
                caption=f"Table 1 (HiDDeN, 30-bit message): ours = {profile} profile, {hidden_note}, "
-                       f"{hidden_steps} training steps per model, {n_messages} message(s), device {device}. Paper "
+                       f"{hidden_steps} training steps per model, {hidden_channels} channels, {n_messages} message(s), device {device}. Paper "
                        "values not found (empty); authors_repo = vbdi/amuse exp/validation_run_30_summary.csv (BA, WA) and "
                        "exp/validation_subset_run_30_summary.csv (PSNR).",
                dataset=hds.name, **context)
@@ -224,8 +226,8 @@ if str(tables) in ("2", "both"):
         key = f"t2_s{r.scale}_L{r.L}_{r.scheme}_" + ("clean" if r.attacked == "no attack" else "attacked")
         metrics.update({f"{key}_bit_acc": r.bit_acc, f"{key}_word_acc": r.word_acc, f"{key}_psnr": r.psnr})
 write_record(NOTEBOOK, params={"profile": profile, "tables": str(tables), "hidden_dataset": hidden_dataset,
-                               "hidden_size": hidden_size, "hidden_steps": hidden_steps, "method": method,
-                               "scales": scales,
+                               "hidden_size": hidden_size, "hidden_steps": hidden_steps,
+                               "hidden_channels": hidden_channels, "method": method, "scales": scales,
                                "message_bits": lengths, "rho": rho, "attacks": attacks, "n_messages": n_messages,
                                "seed": seed},
              metrics=metrics, dataset=f"{hidden_dataset} (Table 1), skimage-photos (Table 2)",
