@@ -206,7 +206,10 @@ def reading(tested: pd.DataFrame, agreement: dict | None = None, label: str = ""
     if need - set(tested.columns):
         raise ValueError(f"tested needs the columns {sorted(need - set(tested.columns))} (from floor_test)")
     rows = tested.dropna(subset=["WSR"]).sort_values("WSR", ascending=False)
-    fmt = lambda r: f"{r.method} {r.WSR:.3f} (benign {r.WSR_benign:.3f}, p {r.p_vs_benign:.1g})"  # noqa: E731
+    def fmt(r):
+        p = f"p {r.p_vs_benign:.1g}" if r.p_vs_benign > 0 else "p < 1e-300"  # Fisher's p underflows to 0
+        return f"{r.method} {r.WSR:.3f} (benign {r.WSR_benign:.3f}, {p})"
+
     group = {k: "; ".join(fmt(r) for r in rows.itertuples() if r.strength == k) or "none"
              for k in ("strong", "weak", "none")}
     lines = [f"Table I reading ({label})" if label else "Table I reading",
