@@ -26,7 +26,15 @@ from .train import evaluate, predict_logits, predict_proba
 __all__ = ["VerifyResult", "ttest_verify", "label_verify", "intersection_union", "verification_set", "query_probs",
            "verify_model",
            "attack_success", "evaluate_watermark",
-           "summarize_controls", "tau_sweep", "per_class_accuracy"]
+           "summarize_controls", "tau_sweep", "per_class_accuracy", "PAPER_TABLE_II", "paper_table_ii"]
+
+# SSCL-BW (Wang et al., 2025) Table II, ResNet-18: (scenario, quantity) -> value. Only the CIFAR-10 block was
+# available to us (Malicious delta_p 0.964; Ind-W and Ind-M delta_p about 0 with p = 1); other datasets are left
+# empty, never filled with CIFAR-10's values.
+PAPER_TABLE_II = {
+    "cifar10": {("Ind-W", "delta_p"): 0.0, ("Ind-W", "p-value (max)"): 1.0, ("Ind-M", "delta_p"): 0.0,
+                ("Ind-M", "p-value (max)"): 1.0, ("Malicious", "delta_p"): 0.964},
+}
 
 
 @dataclass(frozen=True)
@@ -180,6 +188,24 @@ def evaluate_watermark(model, watermark, x_test, y_test, target: int, *, x_clean
     out["SSIM"] = float(np.mean(ssim(a, b)))
     out["linf"] = (a.float() - b.float()).abs().amax().item() / 255
     out["perceptual"] = perceptual
+    return out
+
+
+def paper_table_ii(table2, dataset: str):
+    """Our Table II (:func:`summarize_controls`) beside the paper's block for ``dataset`` (cifar10-subset ->
+    cifar10, ...): columns scenario, quantity (delta_p, p-value (max)), paper (NaN where the paper's value is not
+    available to us), ours, diff = ours - paper."""
+    import pandas as pd
+
+    from .watermarks.table import paper_key  # lazy: the watermarks package imports this module
+
+    ref = PAPER_TABLE_II.get(paper_key(dataset), {})
+    ours = table2.set_index("scenario")
+    rows = [{"scenario": sc, "quantity": q, "paper": ref.get((sc, q), math.nan),
+             "ours": float(ours.at[sc, "delta_p" if q == "delta_p" else "p_value_max"])}
+            for sc in ("Ind-W", "Ind-M", "Malicious") if sc in ours.index for q in ("delta_p", "p-value (max)")]
+    out = pd.DataFrame(rows, columns=["scenario", "quantity", "paper", "ours"])
+    out["diff"] = out["ours"] - out["paper"]
     return out
 
 

@@ -62,7 +62,7 @@ from dovlib.perceptual import PERCEPTUAL
 from dovlib.plotting import set_style
 from dovlib.report import env_info, save_fig, save_table, timer, write_record
 from dovlib.train import resolve_device, seed_everything
-from dovlib.verify import summarize_controls, tau_sweep
+from dovlib.verify import paper_table_ii, summarize_controls, tau_sweep
 
 NOTEBOOK = "03_verification"
 cfg = get_profile(profile)
@@ -121,16 +121,7 @@ table2
 # Ind-W and Ind-M delta_p about 0 with p = 1. Other datasets get empty paper cells, never CIFAR-10's.
 
 # %%
-from dovlib.watermarks.table import paper_key
-
-nan = float("nan")
-ref = {("Ind-W", "delta_p"): 0.0, ("Ind-W", "p-value (max)"): 1.0, ("Ind-M", "delta_p"): 0.0,
-       ("Ind-M", "p-value (max)"): 1.0, ("Malicious", "delta_p"): 0.964} if paper_key(ds.name) == "cifar10" else {}
-ours = table2.set_index("scenario")
-paper = pd.DataFrame([{"scenario": sc, "quantity": q, "paper": ref.get((sc, q), nan),
-                       "ours": ours.at[sc, "delta_p" if q == "delta_p" else "p_value_max"]}
-                      for sc in ("Ind-W", "Ind-M", "Malicious") for q in ("delta_p", "p-value (max)")])
-paper["diff"] = paper["ours"] - paper["paper"]
+paper = paper_table_ii(table2, ds.name)
 save_table(paper, "table2_verification", NOTEBOOK, caption=f"Table II (SSCL-BW) vs the paper (ResNet-18, full "
            f"CIFAR-10 only; the paper's Ind-W/Ind-M delta_p is about 0): {label}", profile=profile, dataset=ds.name,
            is_subset=ds.is_subset, device=str(device))

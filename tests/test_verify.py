@@ -145,3 +145,20 @@ def test_intersection_union_claims_only_when_every_test_claims():
         intersection_union([])
     with pytest.raises(ValueError, match="share one alpha"):
         intersection_union([a, VerifyResult(0.6, 1e-9, True, 100, 0.25, 0.05, "paired t-test")])
+
+
+def test_paper_table_ii_only_uses_the_datasets_own_block():
+    import pandas as pd
+
+    from dovlib.verify import PAPER_TABLE_II, paper_table_ii
+
+    table2 = pd.DataFrame({"scenario": ["Malicious", "Ind-M", "Ind-W"], "delta_p": [0.9, 0.01, 0.5],
+                           "p_value_max": [1e-9, 1.0, 0.2]})
+    cifar = paper_table_ii(table2, "cifar10-subset").set_index(["scenario", "quantity"])
+    assert cifar.loc[("Malicious", "delta_p"), "paper"] == PAPER_TABLE_II["cifar10"][("Malicious", "delta_p")]
+    assert abs(cifar.loc[("Malicious", "delta_p"), "diff"] - (0.9 - 0.964)) < 1e-12
+    assert cifar.loc[("Ind-W", "p-value (max)"), "ours"] == 0.2 and len(cifar) == 6
+    assert np.isnan(cifar.loc[("Malicious", "p-value (max)"), "paper"])  # not given by the paper
+    mnist = paper_table_ii(table2, "mnist-offline")
+    assert mnist["paper"].isna().all() and mnist["diff"].isna().all()  # never CIFAR-10's values
+    assert len(paper_table_ii(table2[table2.scenario != "Ind-W"], "cifar10")) == 4
