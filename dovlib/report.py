@@ -19,11 +19,28 @@ from .data import REPO_ROOT
 
 __all__ = ["reports_dir", "notebook_dir", "save_fig", "save_table", "runs_dir", "run_dir", "env_info", "record_key",
            "load_records", "find_record",
-           "write_record", "timer", "file_lock"]
+           "write_record", "timer", "file_lock", "reports_env"]
 
 
 def reports_dir() -> Path:
     return Path(os.environ.get("DOVLIB_REPORTS", REPO_ROOT / "reports"))
+
+
+@contextmanager
+def reports_env(reports=None):
+    """Point ``$DOVLIB_REPORTS`` at ``reports`` (default: the current :func:`reports_dir`, made absolute) for the
+    duration of a ``with`` block, so kernels and workers started inside inherit it; the previous value (or its
+    absence) is restored afterwards, so a library call never moves the caller's reports folder for good."""
+    old = os.environ.get("DOVLIB_REPORTS")
+    path = Path(reports if reports is not None else reports_dir()).resolve()
+    os.environ["DOVLIB_REPORTS"] = str(path)
+    try:
+        yield path
+    finally:
+        if old is None:
+            os.environ.pop("DOVLIB_REPORTS", None)
+        else:
+            os.environ["DOVLIB_REPORTS"] = old
 
 
 def notebook_dir(notebook: str) -> Path:

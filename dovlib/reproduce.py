@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .data import REPO_ROOT
 from .params import check_int, get_profile
-from .report import _atomic_write, file_lock, record_key, reports_dir
+from .report import _atomic_write, file_lock, record_key, reports_dir, reports_env
 
 __all__ = ["NOTEBOOK_GLOB", "RunResult", "kernel_start_failed", "find_notebooks", "notebook_parameters", "source_hash", "stamp_key",
            "output_name", "load_stamps", "cached_result", "run_notebook", "reproduce", "main"]
@@ -159,17 +159,19 @@ def run_notebook(path: str | Path, parameters: dict | None = None, *, force: boo
     """Execute one notebook with papermill into ``reports/<stem>/`` unless an up-to-date run exists.
 
     The executed notebook is written under a temporary name and renamed when done, so a failure never replaces
-    an earlier good one; a failed run is kept as ``*.failed.ipynb``. The kernel inherits ``$DOVLIB_REPORTS`` so
-    the notebook's records, tables and figures land in the same ``reports`` folder.
+    an earlier good one; a failed run is kept as ``*.failed.ipynb``. The kernel inherits ``$DOVLIB_REPORTS``
+    (``reports``, set for this call only) so the notebook's records, tables and figures land in the same folder.
     """
-    import papermill
-
     path = Path(path).resolve()
     if not path.is_file():
         raise ValueError(f"notebook {str(path)!r} does not exist")
-    parameters = dict(parameters or {})
-    # the kernel inherits this process's environment: point it at the same reports folder
-    os.environ["DOVLIB_REPORTS"] = str(Path(reports if reports is not None else reports_dir()).resolve())
+    with reports_env(reports):  # the kernel inherits this process's environment
+        return _run_notebook(path, dict(parameters or {}), force, kernel_name, cell_timeout)
+
+
+def _run_notebook(path: Path, parameters: dict, force: bool, kernel_name, cell_timeout) -> RunResult:
+    import papermill
+
     out_dir = reports_dir() / path.stem
     out_dir.mkdir(parents=True, exist_ok=True)
     key = stamp_key(path, parameters)
@@ -231,15 +233,18 @@ def reproduce(profile: str = "smoke", notebooks: list[str | Path] | None = None,
     ``extra`` holds more parameters, passed to the notebooks that declare them. ``jobs`` > 1 runs that many
     notebooks at once in a process pool (several notebooks can share one GPU; models they share in the
     ``runs/sscl`` cache are trained once). Returns one :class:`RunResult` per notebook, in the notebooks' order;
-    failures are returned, not raised.
+    failures are returned, not raised. ``reports`` holds for this call only (``$DOVLIB_REPORTS`` is restored).
     """
-    from tqdm.auto import tqdm
-
     get_profile(profile)  # a known profile, optionally with overrides ("quick:device=cpu,epochs=10")
     paths = [Path(p) for p in notebooks] if notebooks is not None else find_notebooks()
-    if reports is not None:
-        os.environ["DOVLIB_REPORTS"] = str(Path(reports).resolve())
     jobs = check_int("jobs", jobs, 1)
+    with reports_env(reports):
+        return _reproduce(profile, paths, force, extra, kernel_name, cell_timeout, index, progress, jobs)
+
+
+def _reproduce(profile, paths, force, extra, kernel_name, cell_timeout, index, progress, jobs) -> list[RunResult]:
+    from tqdm.auto import tqdm
+
     results: list[RunResult | None] = [None] * len(paths)
     bar = tqdm(total=len(paths), desc="notebooks", unit="nb", disable=not progress, file=sys.stderr)
 
@@ -299,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from .sweep import parse_value
 
+    out_dir = Path(args.reports).resolve() if args.reports else reports_dir()
     try:
         if args.notebooks:
             paths = [Path(p) for p in args.notebooks]
@@ -313,9 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     failed = [r for r in results if not r.ok]
     print(f"{len(results)} notebooks in {time.perf_counter() - start:.1f} s: "
           f"{sum(r.status == 'ok' for r in results)} ran, {sum(r.status == 'reused' for r in results)} reused, "
-          f"{len(failed)} failed; reports in {reports_dir()}")
+          f"{len(failed)} failed; reports in {out_dir}")
     for r in failed:
-        print(f"FAILED {r.notebook}: {r.error} (see {reports_dir() / r.output})" if r.output
+        print(f"FAILED {r.notebook}: {r.error} (see {out_dir / r.output})" if r.output
               else f"FAILED {r.notebook}: {r.error}")
     return 1 if failed else 0
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .params import check_choice, check_int, get_profile
 from .reproduce import RunResult, cached_result, notebook_parameters, run_notebook
-from .report import reports_dir, runs_dir
+from .report import reports_dir, reports_env, runs_dir
 
 __all__ = ["EXECUTORS", "parse_value", "parse_grid", "combinations", "sweep", "run_local", "main"]
 
@@ -110,9 +110,8 @@ def sweep(notebook: str | Path, grid: dict | list, *, profile: str = "smoke", ex
     ``OMP_NUM_THREADS`` = #CPUs // jobs unless set), ``slurm`` (submitit job array; ``slurm`` holds submitit
     parameters such as ``timeout_min``, ``slurm_partition``, ``gpus_per_node``, ``cpus_per_task``) or
     ``submitit-local`` (the same submitit path on this machine). Failed jobs are returned, not raised.
+    ``reports`` holds for this call only (``$DOVLIB_REPORTS`` is restored).
     """
-    from tqdm.auto import tqdm
-
     path = Path(notebook).resolve()
     if not path.is_file():
         raise ValueError(f"notebook {str(notebook)!r} does not exist")
@@ -131,8 +130,16 @@ def sweep(notebook: str | Path, grid: dict | list, *, profile: str = "smoke", ex
         jobs = min(len(combos), cpus) if executor == "local" else len(combos)
     jobs = check_int("jobs", jobs, 1)
     reports = str(Path(reports if reports is not None else reports_dir()).resolve())
-    os.environ["DOVLIB_REPORTS"] = reports
     threads = max(1, cpus // jobs) if executor == "local" else None
+    with reports_env(reports):  # for this call only: workers and kernels inherit it, the caller keeps its own
+        return _sweep(path, combos, executor, jobs, force, reports, threads, kernel_name, cell_timeout, slurm, index,
+                      progress)
+
+
+def _sweep(path, combos, executor, jobs, force, reports, threads, kernel_name, cell_timeout, slurm, index,
+           progress) -> list[RunResult]:
+    from tqdm.auto import tqdm
+
     results: list[RunResult | None] = [None] * len(combos)
     bar = tqdm(total=len(combos), desc=f"sweep {path.stem}", unit="job", disable=not progress, file=sys.stderr)
 
@@ -202,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                        ("cpus_per_task", args.cpus)):
         if value is not None:
             slurm[key] = value
+    out_dir = Path(args.reports).resolve() if args.reports else reports_dir()
     start = time.perf_counter()
     try:
         results = sweep(args.notebook, args.parameter, profile=args.profile, executor=args.executor,
@@ -211,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(e))
     failed = [r for r in results if not r.ok]
     print(f"{len(results)} jobs in {time.perf_counter() - start:.1f} s: {sum(r.status == 'ok' for r in results)} ran, "
-          f"{sum(r.status == 'reused' for r in results)} reused, {len(failed)} failed; reports in {reports_dir()}")
+          f"{sum(r.status == 'reused' for r in results)} reused, {len(failed)} failed; reports in {out_dir}")
     for r in failed:
         print(f"FAILED {r.parameters}: {r.error}")
     return 1 if failed else 0

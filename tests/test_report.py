@@ -1,4 +1,5 @@
 import json
+import os
 
 import matplotlib
 
@@ -68,3 +69,15 @@ def test_timer_and_env():
     assert t["seconds"] > 0
     env = report.env_info("cpu")
     assert env["device"] == "cpu" and "CPU" in env["device_name"]
+
+
+def test_reports_env_sets_and_restores(tmp_path, monkeypatch):
+    monkeypatch.delenv("DOVLIB_REPORTS", raising=False)
+    with report.reports_env(tmp_path / "a") as path:
+        assert os.environ["DOVLIB_REPORTS"] == str(path) == str((tmp_path / "a").resolve())
+        assert report.reports_dir() == path
+    assert "DOVLIB_REPORTS" not in os.environ
+    monkeypatch.setenv("DOVLIB_REPORTS", "keep")
+    with pytest.raises(RuntimeError), report.reports_env(tmp_path / "b"):
+        raise RuntimeError("restored even on error")
+    assert os.environ["DOVLIB_REPORTS"] == "keep"

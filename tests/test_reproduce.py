@@ -146,7 +146,20 @@ def test_reproduce_rejects_bad_profile_and_cli_exit_code(env, capsys):
     assert code == 1 and "FAILED 05_bad" in out and "boom" in out
     with pytest.raises(SystemExit):
         rp.main(["--profile", "huge", str(nbs / "05_bad.ipynb")])
-    assert os.environ["DOVLIB_REPORTS"] == str(reports.resolve())
+    assert os.environ["DOVLIB_REPORTS"] == str(reports)  # the caller's setting, untouched
+
+
+def test_reports_folder_holds_for_one_call_only(env, tmp_path):
+    """run_notebook / reproduce with reports= write there, and leave the caller's $DOVLIB_REPORTS as it was."""
+    nbs, reports = env
+    other = tmp_path / "other"
+    path = make_notebook(nbs, "07_where")
+    assert rp.run_notebook(path, {"profile": "smoke"}, reports=other).ok
+    assert executions(other, "07_where") == ["smoke 8/255 0.1"] and executions(reports, "07_where") == []
+    assert os.environ["DOVLIB_REPORTS"] == str(reports)
+    rp.reproduce("smoke", [path], reports=tmp_path / "third", index=False, progress=False)
+    assert executions(tmp_path / "third", "07_where") == ["smoke 8/255 0.1"]
+    assert os.environ["DOVLIB_REPORTS"] == str(reports)
 
 
 def test_kernel_that_does_not_start_is_a_failure_not_a_crash(env):
