@@ -321,7 +321,10 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
     """Train HiDDeN on uint8 images (N, 3, H, W) with random ``cfg.image_size`` crops (images smaller than that are
     upsampled). Losses: image MSE (``encoder_loss``), message MSE (``decoder_loss``), adversarial BCE. One noise layer
     from ``cfg.noises`` per mini-batch. With ``checkpoint`` (a path) a finished model is loaded instead of retrained
-    when its settings match. Returns a :class:`HiDDeN`; ``.history`` holds the logged losses and bit accuracy."""
+    when its settings match, and the training state (weights, optimisers, random generators, history) is saved to
+    ``<checkpoint>.partial`` every ``log_every`` steps, so an interrupted run resumes where it stopped and ends
+    with the same weights as an uninterrupted one. Returns a :class:`HiDDeN`; ``.history`` holds the logged losses
+    and bit accuracy."""
     from .train import resolve_device
 
     cfg = cfg or HiddenConfig()
@@ -341,11 +344,26 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
     enc_dec = [p for n, p in net.named_parameters() if not n.startswith("disc")]
     opt = torch.optim.Adam(enc_dec, lr=cfg.lr)
     opt_d = torch.optim.Adam(net.disc.parameters(), lr=cfg.lr) if net.disc is not None else None
-    history, t0 = [], time.perf_counter()
+    history, t0, wall, start = [], time.perf_counter(), 0.0, 0
+    partial = Path(str(checkpoint) + ".partial") if checkpoint is not None else None
+    if partial is not None and partial.is_file():
+        st = torch.load(partial, map_location="cpu", weights_only=False)
+        if st["config"] == asdict(cfg) and st["seed"] == seed and st["step"] <= steps:  # else: start afresh
+            net.load_state_dict(st["net"])
+            opt.load_state_dict(st["opt"])
+            if opt_d is not None:
+                opt_d.load_state_dict(st["opt_d"])
+            gen.set_state(st["gen"])
+            noise_gen.set_state(st["noise_gen"])
+            torch.set_rng_state(st["torch_rng"])
+            history, start, wall = st["history"], st["step"], st["wall"]
     xs = images.to(device)
     from tqdm.auto import tqdm
 
-    for step in tqdm(range(1, steps + 1), desc="HiDDeN", disable=not progress, leave=False):
+    from .train import _save_atomic
+
+    for step in tqdm(range(start + 1, steps + 1), desc="HiDDeN", disable=not progress, leave=False, initial=start,
+                     total=steps):
         x = _random_crops(xs, cfg.batch_size, cfg.image_size, gen).float() / 255
         msg = torch.randint(0, 2, (len(x), cfg.message_bits), generator=gen).float().to(device) * 2 - 1
         kind = cfg.noises[int(torch.randint(0, len(cfg.noises), (1,), generator=gen))]
@@ -375,13 +393,20 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
                 mse = l_img.item()
             history.append({"step": step, "loss": loss.item(), "image_mse": mse, "message_mse": l_msg.item(),
                             "bit_acc": ba, "noise": kind, "psnr": 10 * math.log10(1 / max(mse, 1e-12)),
-                            "seconds": time.perf_counter() - t0})
+                            "seconds": wall + time.perf_counter() - t0})
+            if partial is not None and step < steps:
+                _save_atomic({"net": net.state_dict(), "opt": opt.state_dict(),
+                              "opt_d": opt_d.state_dict() if opt_d is not None else None, "gen": gen.get_state(),
+                              "noise_gen": noise_gen.get_state(), "torch_rng": torch.get_rng_state(), "step": step,
+                              "history": history, "wall": wall + time.perf_counter() - t0, "config": asdict(cfg),
+                              "seed": seed}, partial)
     model = HiDDeN(net.eval(), cfg, history, device)
     if checkpoint is not None:
         model.save(checkpoint)
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
         state.update(steps=steps, seed=seed)
-        torch.save(state, checkpoint)
+        _save_atomic(state, Path(checkpoint))
+        partial.unlink(missing_ok=True)  # the finished model holds what is worth keeping
     return model
 
 

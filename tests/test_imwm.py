@@ -97,6 +97,40 @@ def test_hidden_learns_a_short_message_and_round_trips_through_save(tmp_path):
         model.embed(images[:2], _bits(2, 5))
 
 
+def test_hidden_training_resumes_after_an_interruption(tmp_path, monkeypatch):
+    """An interrupted run resumes from ``<checkpoint>.partial`` and ends with the weights of an uninterrupted run."""
+    import dovlib.imwm as imwm
+
+    g = torch.Generator().manual_seed(0)
+    images = (torch.rand(16, 3, 16, 16, generator=g) * 255).round().to(torch.uint8)
+    cfg = HiddenConfig(message_bits=4, channels=8, encoder_blocks=1, decoder_blocks=1, image_size=16, batch_size=4,
+                       noises=("identity", "dropout"))
+    straight = train_hidden(images, cfg, steps=6, progress=False, log_every=1)
+    ckpt = tmp_path / "hidden.pt"
+    real, calls = imwm._noise, []
+
+    def interrupted(*a):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(*a)
+
+    monkeypatch.setattr(imwm, "_noise", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_hidden(images, cfg, steps=6, progress=False, log_every=1, checkpoint=ckpt)
+    partial = tmp_path / "hidden.pt.partial"
+    assert partial.is_file() and not ckpt.is_file()
+    assert torch.load(partial, weights_only=False)["step"] == 3
+    monkeypatch.setattr(imwm, "_noise", real)
+    resumed = train_hidden(images, cfg, steps=6, progress=False, log_every=1, checkpoint=ckpt)
+    assert ckpt.is_file() and not partial.is_file()
+    assert [h["step"] for h in resumed.history] == list(range(1, 7))
+    for (k, a), b in zip(straight.net.state_dict().items(), resumed.net.state_dict().values()):
+        assert torch.equal(a, b), k
+    # a finished model is loaded, not retrained; other settings start afresh
+    assert train_hidden(images, cfg, steps=6, progress=False, log_every=1, checkpoint=ckpt).history == resumed.history
+
+
 def test_hidden_config_validates():
     with pytest.raises(ValueError, match="noise must be one of"):
         HiddenConfig(noises=("identity", "gaussian"))
