@@ -144,6 +144,54 @@ def test_gradient_matching_aligns_gradients():
     assert cos(out) > cos(x)
 
 
+def test_gradient_matching_resumes_after_an_interruption(tmp_path, monkeypatch):
+    """An interrupted crafting resumes from its checkpoint and returns what an uninterrupted one returns."""
+    import dovlib.watermarks.common as common
+
+    x, y = _data(16, 3, 12)
+    m = _surrogate(3, 16)
+    src = x[:4].float() / 255
+
+    def target_loss(model):
+        return torch.nn.functional.cross_entropy(model(src), torch.full((4,), 1))
+
+    kw = dict(eps=16 / 255, steps=4, batch_size=5, device="cpu", seed=3)
+    straight = gradient_matching(m, x, y, target_loss, **kw)
+    ckpt = tmp_path / "craft.partial"
+    real, calls = common._flat_grad, []
+
+    def interrupted(*a, **k):
+        calls.append(1)
+        if len(calls) == 1 + 3 * 2 + 1:  # the target gradient, 2 full steps of 3 batches, then stop
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(common, "_flat_grad", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        gradient_matching(m, x, y, target_loss, checkpoint=ckpt, checkpoint_every=0, **kw)
+    assert torch.load(ckpt, weights_only=False)["step"] == 2
+    monkeypatch.setattr(common, "_flat_grad", real)
+    resumed = gradient_matching(m, x, y, target_loss, checkpoint=ckpt, checkpoint_every=0, **kw)
+    assert torch.equal(resumed, straight) and not ckpt.is_file()
+    # a checkpoint of other inputs is not used
+    torch.save({"inputs": {}, "step": 3}, ckpt)
+    assert torch.equal(gradient_matching(m, x, y, target_loss, checkpoint=ckpt, **kw), straight)
+
+
+def test_crafted_marks_are_cached(tmp_path, monkeypatch):
+    """apply(cache=folder) saves the crafted images once; a second call reuses them without crafting."""
+    x, y = _data()
+    wm = _make("sleeper-agent", x)
+    first = wm.apply(x, y, 0.1, 1, seed=0, cache=tmp_path)
+    assert (tmp_path / "marked.pt").is_file()
+    monkeypatch.setattr(type(wm), "_craft", lambda *a, **k: pytest.fail("crafted again"))
+    again = wm.apply(x, y, 0.1, 1, seed=0, cache=tmp_path)
+    for a, b in zip(first, again):
+        assert torch.equal(a, b)
+    with pytest.raises(BaseException, match="crafted again"):  # other settings are crafted afresh
+        wm.apply(x, y, 0.1, 1, seed=1, cache=tmp_path)
+
+
 def test_bad_inputs_name_the_parameter():
     x, y = _data()
     with pytest.raises(ValueError, match="rate"):

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+from pathlib import Path
+
 import torch
 
 from ..params import parse_rate
@@ -72,20 +74,41 @@ class SurrogateWatermark(DatasetWatermark):
         """Indices to mark (default: ``rate`` of the set from the target class, clean-label)."""
         return select_indices(y, rate, target, clean_label=True, seed=seed)
 
-    def _craft(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, target: int, seed: int) -> torch.Tensor:
-        """The marked versions of ``x[idx]`` (uint8), crafted on ``self.surrogate``."""
+    def _craft(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, target: int, seed: int,
+               checkpoint=None) -> torch.Tensor:
+        """The marked versions of ``x[idx]`` (uint8), crafted on ``self.surrogate``; ``checkpoint``: a file for the
+        crafting's resumable state, where the method has one (gradient matching)."""
         raise NotImplementedError
 
-    def apply(self, x, y, rate, target: int, seed: int = 0):
-        """Mark the selected images with :meth:`_craft`; labels are never changed."""
+    def apply(self, x, y, rate, target: int, seed: int = 0, cache=None):
+        """Mark the selected images with :meth:`_craft`; labels are never changed.
+
+        ``cache``: a folder for this exact call (the caller keys it by data, surrogate, settings; see
+        :func:`dovlib.watermarks.table.table_row`). The crafted images are saved there as ``marked.pt`` and reused
+        by later calls, and an interrupted crafting resumes from ``craft.partial``."""
         check_images(x)
         self._check_fitted()
         y = torch.as_tensor(y)
         idx = self._select(y, rate, target, seed)
         x_out = x.clone()
         if len(idx):
-            x_out[idx] = self._craft(x, y, idx, target, seed)
+            x_out[idx] = self._crafted(x, y, idx, target, seed, cache)
         return x_out, y.clone(), idx
+
+    def _crafted(self, x, y, idx, target, seed, cache):
+        if cache is None:
+            return self._craft(x, y, idx, target, seed)
+        final = Path(cache) / "marked.pt"
+        call = {"method": self.describe(), "target": int(target), "seed": int(seed)}
+        if final.is_file():  # another call's images (the folder was reused for other settings) are crafted afresh
+            st = torch.load(final, map_location="cpu", weights_only=False)
+            if torch.equal(st["idx"], idx) and st["call"] == call:
+                return st["x_marked"]
+        marked = self._craft(x, y, idx, target, seed, checkpoint=Path(cache) / "craft.partial")
+        from ..train import _save_atomic
+
+        _save_atomic({"idx": idx, "x_marked": marked, "call": call}, final)
+        return marked
 
 
 def select_indices(y: torch.Tensor, rate, target: int, clean_label: bool, seed: int = 0,

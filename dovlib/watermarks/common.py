@@ -9,6 +9,9 @@ Scaling rule (all methods): a size given "for 32x32" (the papers' CIFAR-10 setti
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -103,11 +106,15 @@ def _flat_grad(loss, params, create_graph=False):
 
 def gradient_matching(model: nn.Module, x_poison: torch.Tensor, y_poison: torch.Tensor, target_grad_loss,
                       eps: float, steps: int = 250, lr: float | None = None, batch_size: int = 128, device="auto",
-                      seed: int = 0) -> torch.Tensor:
+                      seed: int = 0, checkpoint=None, checkpoint_every: float = 60.0) -> torch.Tensor:
     """Gradient matching (Geiping et al., 2021 "Witches' Brew"; used by Sleeper Agent and UBW-C): find L_inf
     perturbations (``eps``) of uint8 ``x_poison`` so that the training gradient on (x_poison + delta, y_poison)
     aligns (cosine) with the gradient of ``target_grad_loss(model)`` -- the loss whose decrease plants the watermark.
-    Signed Adam steps of size ``lr`` (default eps / 10 per step in [0, 1] units). Returns uint8 images."""
+    Signed Adam steps of size ``lr`` (default eps / 10 per step in [0, 1] units). Returns uint8 images.
+
+    With ``checkpoint`` (a file path) the state (perturbations, optimiser, random generator, step) is saved after a
+    step whenever ``checkpoint_every`` seconds have passed since the last save, and an interrupted run with the same
+    inputs resumes from it and returns what an uninterrupted run returns; the file is removed when done."""
     check_int("steps", steps, 0)
     dev = resolve_device(device)
     model = _frozen(model, dev)
@@ -121,8 +128,20 @@ def gradient_matching(model: nn.Module, x_poison: torch.Tensor, y_poison: torch.
     g = torch.Generator().manual_seed(seed)
     delta = ((torch.rand(x0.shape, generator=g) * 2 - 1) * eps * 0.5).to(dev).requires_grad_(True)
     opt = torch.optim.Adam([delta], lr=lr if lr is not None else eps / 10)
-    n = len(x0)
-    for step in range(steps):
+    n, start = len(x0), 0
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    inputs = {"shape": tuple(x0.shape), "eps": float(eps), "seed": int(seed), "lr": lr, "batch_size": batch_size,
+              "data": float(x0.sum()), "target_norm": float(t_norm)}  # a cheap fingerprint of the inputs
+    if ckpt is not None and ckpt.is_file():
+        st = torch.load(ckpt, map_location="cpu", weights_only=False)
+        if st["inputs"] == inputs and st["step"] <= steps:  # else: other inputs, start afresh
+            with torch.no_grad():
+                delta.copy_(st["delta"].to(dev))
+            opt.load_state_dict(st["opt"])
+            g.set_state(st["g"])
+            start = st["step"]
+    last_save = time.perf_counter()
+    for step in range(start, steps):
         perm = torch.randperm(n, generator=g)
         for i in range(0, n, batch_size):
             idx = perm[i:i + batch_size].to(dev)
@@ -135,6 +154,14 @@ def gradient_matching(model: nn.Module, x_poison: torch.Tensor, y_poison: torch.
             opt.step()
             with torch.no_grad():
                 delta.clamp_(-eps, eps)
+        if ckpt is not None and step + 1 < steps and time.perf_counter() - last_save >= checkpoint_every:
+            from ..train import _save_atomic
+
+            _save_atomic({"inputs": inputs, "step": step + 1, "delta": delta.detach().cpu(), "opt": opt.state_dict(),
+                          "g": g.get_state()}, ckpt)
+            last_save = time.perf_counter()
     for p in params:
         p.requires_grad_(False)
+    if ckpt is not None:
+        ckpt.unlink(missing_ok=True)
     return ((x0 + delta.detach()).clamp(0, 1) * 255).round().to(torch.uint8).cpu()

@@ -51,7 +51,7 @@ class LabelConsistent(SurrogateWatermark):
         delta = (signed * self.amplitude).where(full, torch.zeros(()))
         return (out.float() + delta).round().clamp(0, 255).to(torch.uint8)
 
-    def _craft(self, x, y, idx, target, seed):
+    def _craft(self, x, y, idx, target, seed, checkpoint=None):
         adv = pgd_untargeted(self.surrogate, x[idx], y[idx], self.eps, self.steps, self.alpha, device=self.device,
                              seed=seed)
         return self.trigger(adv)

@@ -44,7 +44,7 @@ class SleeperAgent(SurrogateWatermark):
         s = scaled(self.patch_size, x.shape[-1])
         return stamp(x, seeded_pattern((x.shape[1], s, s), self.patch_seed))
 
-    def _craft(self, x, y, idx, target, seed):
+    def _craft(self, x, y, idx, target, seed, checkpoint=None):
         pool = torch.nonzero(y != target).flatten()
         g = torch.Generator().manual_seed(seed + 2)
         src = self.trigger(x[pool[torch.randperm(len(pool), generator=g)[:self.n_source]]])
@@ -55,7 +55,7 @@ class SleeperAgent(SurrogateWatermark):
             return F.cross_entropy(model(xs), torch.full((len(xs),), target, device=dev))
 
         return gradient_matching(self.surrogate, x[idx], y[idx], source_loss, self.eps, self.steps,
-                                 device=self.device, seed=seed)
+                                 device=self.device, seed=seed, checkpoint=checkpoint)
 
     def describe(self) -> dict:
         return {**super().describe(), "eps": self.eps, "steps": self.steps, "patch_size_at_32": self.patch_size,

@@ -98,7 +98,10 @@ def table_row(method: str, ds, arch: str, profile: Profile, *, rate=0.1, target:
     else:
         wm = get_watermark(method, **(method_kwargs or crafting_budget(method, profile)))
         wm.fit(ds.x_train, ds.y_train, surrogate.model if surrogate is not None else None)
-        xw, yw, idx = wm.apply(ds.x_train, ds.y_train, rate, target, seed)
+        if method in SURROGATE_METHODS:  # crafting is the slow part: cached, and resumable when interrupted
+            xw, yw, idx = _cached_apply(wm, ds, surrogate.model, rate, target, seed)
+        else:
+            xw, yw, idx = wm.apply(ds.x_train, ds.y_train, rate, target, seed)
         model = sscl.train_classifier(xw, yw, ds.x_test, ds.y_test, **common).model
         trigger, targeted, kind = wm.trigger, wm.targeted, wm.kind
     metrics = evaluate_watermark(model, SimpleNamespace(trigger=trigger, targeted=targeted),
@@ -111,6 +114,20 @@ def table_row(method: str, ds, arch: str, profile: Profile, *, rate=0.1, target:
                **metrics)
     row["wall_time"] = time.perf_counter() - t0
     return row
+
+
+def _cached_apply(wm, ds, surrogate, rate, target: int, seed: int):
+    """``wm.apply`` with its crafted images kept in ``runs/sscl/<hash>/`` (keyed by the method's settings, the data,
+    the surrogate's weights, rate, target and seed), so a re-run of Table I does not craft again."""
+    from .. import sscl
+    from ..report import file_lock, run_dir
+
+    key = {"what": "crafted", "version": sscl.CACHE_VERSION, "method": wm.describe(),
+           "data": sscl.data_hash(ds.x_train, ds.y_train), "surrogate": sscl.model_hash(surrogate), "rate": rate,
+           "target": target, "seed": seed}
+    d = run_dir(sscl.CACHE, key)
+    with file_lock(d / "marked.pt", timeout=sscl.CACHE_LOCK_TIMEOUT):
+        return wm.apply(ds.x_train, ds.y_train, rate, target, seed, cache=d)
 
 
 def table_i(ds, arch: str, profile: Profile, methods=None, *, progress: bool = False, **kw) -> pd.DataFrame:

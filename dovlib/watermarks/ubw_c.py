@@ -44,14 +44,14 @@ class UBWC(SurrogateWatermark):
         check_images(x)
         return stamp(x, checkerboard(x.shape[1], scaled(self.patch_size, x.shape[-1])))
 
-    def apply(self, x, y, rate, target: int = 0, seed: int = 0):
+    def apply(self, x, y, rate, target: int = 0, seed: int = 0, cache=None):
         """Untargeted: ``target`` is ignored and the marked images are drawn from every class."""
-        return super().apply(x, y, rate, target, seed)
+        return super().apply(x, y, rate, target, seed, cache)
 
     def _select(self, y, rate, target, seed):
         return select_any(len(y), rate, seed)
 
-    def _craft(self, x, y, idx, target, seed):
+    def _craft(self, x, y, idx, target, seed, checkpoint=None):
         g = torch.Generator().manual_seed(seed + 2)
         pick = torch.randperm(len(y), generator=g)[:self.n_source]
         src, ysrc = self.trigger(x[pick]), y[pick]
@@ -63,7 +63,7 @@ class UBWC(SurrogateWatermark):
             return -(F.cross_entropy(logits, ysrc.to(dev)) + self.lam * entropy)
 
         return gradient_matching(self.surrogate, x[idx], y[idx], source_loss, self.eps, self.steps,
-                                 device=self.device, seed=seed)
+                                 device=self.device, seed=seed, checkpoint=checkpoint)
 
     def describe(self) -> dict:
         return {**super().describe(), "eps": self.eps, "steps": self.steps, "lam": self.lam,
