@@ -10,6 +10,9 @@
 * ``digits``: scikit-learn's bundled 8x8 digits, upsampled to 28x28 (offline).
 * ``synthetic``: small generated classes (offline, any size; for tests).
 * ``skimage-photos``: scikit-image's bundled photographs (offline; AMUSE notebooks).
+* ``image-folder`` (``root=``), or the shorthand ``folder:<path>``: any folder of images, e.g. your own photos or an
+  unpacked dataset. ``train/`` and ``val/`` (or ``test/``) subfolders are used as the splits if present, else a
+  seeded split; class subfolders give the labels (images lying directly in a split get one class).
 """
 
 from __future__ import annotations
@@ -337,12 +340,73 @@ def _skimage_photos(image_size: int | None = None, **_) -> ImageDataset:
                         note="scikit-image sample photographs, resized to a square")
 
 
+def _image_folder(root: str | None = None, image_size: int = 256, test_share: float = 0.2, seed: int = 0,
+                  max_images: int | None = None, **_) -> ImageDataset:
+    """Every image under ``root`` (extensions of torchvision's ImageFolder), resized to ``image_size`` squared."""
+    from PIL import Image
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    from .params import check_int, parse_fraction
+
+    if root is None:
+        raise ValueError("dataset 'image-folder' needs root= a folder of images (or use the name 'folder:<path>')")
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DatasetNotFoundError(f"dataset 'image-folder': {root} is not a folder. Pass root=... (or the name "
+                                   "'folder:<path>') pointing at a folder of images")
+    image_size = check_int("image_size", image_size, 8)
+    test_share = parse_fraction("test_share", test_share, 0.0, 1.0)
+
+    def images(d: Path) -> list[Path]:
+        return sorted(f for f in d.rglob("*") if f.is_file() and f.suffix.lower() in IMG_EXTENSIONS)
+
+    test_dir = next((root / n for n in ("val", "test") if (root / n).is_dir()), None)
+    splits = {"train": root / "train", "test": test_dir} if (root / "train").is_dir() and test_dir else None
+    files = {k: images(d) for k, d in splits.items()} if splits else {"all": images(root)}
+    if not all(files.values()):
+        empty = [str(splits[k] if splits else root) for k, v in files.items() if not v]
+        raise ValueError(f"dataset 'image-folder': no images ({', '.join(sorted(IMG_EXTENSIONS))}) under "
+                         f"{', '.join(empty)}")
+    base = {k: (splits[k] if splits else root) for k in files}
+
+    def label(f: Path, k: str) -> str:  # the first folder below the split, or one class for loose images
+        rel = f.relative_to(base[k]).parts
+        return rel[0] if len(rel) > 1 else "images"
+
+    classes = sorted({label(f, k) for k, fs in files.items() for f in fs})
+    index = {c: i for i, c in enumerate(classes)}
+    if not splits:
+        g = torch.Generator().manual_seed(seed)
+        perm = torch.randperm(len(files["all"]), generator=g).tolist()
+        n_test = int(round(test_share * len(perm)))
+        files = {"test": [files["all"][i] for i in sorted(perm[:n_test])],
+                 "train": [files["all"][i] for i in sorted(perm[n_test:])]}
+        base = {"train": root, "test": root}
+    if max_images is not None:
+        max_images = check_int("max_images", max_images, 1)
+        files = {k: v[:max_images] for k, v in files.items()}
+
+    def load(fs: list[Path], k: str):
+        if not fs:
+            return torch.zeros(0, 3, image_size, image_size, dtype=torch.uint8), torch.zeros(0, dtype=torch.long)
+        xs = [np.asarray(Image.open(f).convert("RGB").resize((image_size, image_size), Image.BICUBIC)) for f in fs]
+        return _nhwc_to_nchw(np.stack(xs)), torch.tensor([index[label(f, k)] for f in fs])
+
+    x_tr, y_tr = load(files["train"], "train")
+    x_te, y_te = load(files["test"], "test")
+    how = "train/ and " + test_dir.name + "/ folders" if splits else f"a seeded {1 - test_share:.0%}/{test_share:.0%} split"
+    return ImageDataset("image-folder", x_tr, y_tr, x_te, y_te, classes,
+                        note=f"{len(x_tr) + len(x_te)} images of {root} ({how}), resized to {image_size}x{image_size}",
+                        extra={"root": str(root)})
+
+
 OFFLINE: dict[str, Callable[..., ImageDataset]] = {
     "cifar10-subset": _cifar10_subset,
     "mnist-offline": _mnist_offline,
     "digits": _digits,
     "synthetic": _synthetic,
     "skimage-photos": _skimage_photos,
+    "image-folder": _image_folder,
 }
 ONLINE: dict[str, Callable[..., ImageDataset]] = {
     "cifar10": lambda **kw: _torchvision("cifar10", **kw),
@@ -355,7 +419,10 @@ DATASETS = {**OFFLINE, **ONLINE}
 
 def load_dataset(name: str, **kwargs) -> ImageDataset:
     """Load a dataset by name; see the module docstring for the names. Keyword arguments go to its loader
-    (``root=``, ``image_size=``, ``num_classes=``, ``download=``, ...)."""
+    (``root=``, ``image_size=``, ``num_classes=``, ``download=``, ...). ``folder:<path>`` is ``image-folder`` with
+    ``root=<path>``, so a notebook's ``dataset`` parameter can name any folder of images."""
+    if isinstance(name, str) and name.startswith("folder:"):
+        return _image_folder(root=name[len("folder:"):], **kwargs)
     if name not in DATASETS:
         raise ValueError(f"dataset must be one of {sorted(DATASETS)}; got {name!r}")
     return DATASETS[name](**kwargs)

@@ -33,7 +33,7 @@ scale = 36  # DCT quantisation step (the AMUSE paper uses 36, 30, 20); ignored b
 message_bits = None  # message lengths L to sweep, e.g. [100, 200, 300] or "100,200"; None: the profile's list
 rho = 0.8  # AMUSE rho_max: any leaked share of images above it must still hold the whole message
 attacks = None  # none | representative (8) | grid (45); None: representative, paper grid
-dataset = "skimage-photos"  # image pool: skimage-photos (256x256 crops) or cifar10-subset (upsampled to 256x256)
+dataset = "skimage-photos"  # image pool: skimage-photos (256x256 crops), cifar10-subset (upsampled) or folder:PATH
 n_messages = None  # random messages per setting (the paper: 10); None: smoke 1, quick 3, paper 10
 seed = 0  # seeds image sampling and messages
 
@@ -62,14 +62,15 @@ from dovlib.train import seed_everything
 NOTEBOOK = "07_amuse_message_length"
 cfg = get_profile(profile)
 check_choice("method", method, ("dwtDct", "dwtDctSvd", "rivaGan"))
-check_choice("dataset", dataset, ("skimage-photos", "cifar10-subset"))
+if not str(dataset).startswith("folder:"):  # folder:PATH is any folder of images
+    check_choice("dataset", dataset, ("skimage-photos", "cifar10-subset"))
 if message_bits is None:
     message_bits = [16, 32] if method == "rivaGan" else ([32, 64] if cfg.name == "smoke" else [32, 64, 100, 200, 300])
 lengths = [check_int("message_bits", v, 1) for v in str(message_bits).strip("[]()").split(",")]
 rho = parse_fraction("rho", rho, 0.0, 1.0, high_inclusive=False)
 attacks = attacks or ("grid" if cfg.name == "paper" else "representative")
 attack_names = attack_set(attacks)
-n_messages = {"smoke": 1, "quick": 3}.get(profile, 10) if n_messages is None else n_messages
+n_messages = {"smoke": 1, "quick": 3}.get(cfg.name, 10) if n_messages is None else n_messages
 n_messages = check_int("n_messages", n_messages, 1)
 seed_everything(seed)
 set_style()
@@ -84,8 +85,8 @@ print(f"dovlib {dovlib.__version__} | torch {torch.__version__} | device cpu (in
 # %%
 ds = load_dataset(dataset)
 images = sample_images(ds.x_train, cfg.amuse_images, side=256, seed=seed)
-image_note = ("random 256x256 crops (flipped at random) of scikit-image's photos" if dataset == "skimage-photos"
-              else "CIFAR-10 subset images upsampled (bicubic) from 32x32 to 256x256")
+image_note = {"skimage-photos": "random 256x256 crops (flipped at random) of scikit-image's photos",
+              "cifar10-subset": "CIFAR-10 subset images upsampled (bicubic) from 32x32 to 256x256"}.get(dataset, ds.note)
 print(ds.describe())
 print(f"{len(images)} images {tuple(images.shape[1:])}: {image_note}")
 

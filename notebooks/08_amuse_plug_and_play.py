@@ -32,7 +32,7 @@
 # %% tags=["parameters"]
 profile = "smoke"  # smoke | quick | paper (see dovlib/params.py)
 tables = "both"  # 1 | 2 | both
-hidden_dataset = "cifar10-subset"  # HiDDeN training/evaluation images: cifar10-subset or skimage-photos (crops)
+hidden_dataset = "cifar10-subset"  # HiDDeN training/evaluation images: cifar10-subset, skimage-photos or folder:PATH
 hidden_size = None  # HiDDeN image side; None: smoke 32, else 128 (the paper's; CIFAR images are upsampled)
 hidden_steps = None  # HiDDeN training steps per model; None: the profile's hidden_steps
 hidden_channels = None  # HiDDeN conv channels; None: smoke 16, else 64 (the paper's; fewer for a CPU run)
@@ -69,7 +69,8 @@ from dovlib.train import resolve_device, seed_everything
 NOTEBOOK = "08_amuse_plug_and_play"
 cfg = get_profile(profile)
 check_choice("tables", str(tables), ("1", "2", "both"))
-check_choice("hidden_dataset", hidden_dataset, ("cifar10-subset", "skimage-photos"))
+if not str(hidden_dataset).startswith("folder:"):  # folder:PATH is any folder of images
+    check_choice("hidden_dataset", hidden_dataset, ("cifar10-subset", "skimage-photos"))
 check_choice("method", method, ("dwtDct", "dwtDctSvd"))
 smoke = cfg.name == "smoke"
 hidden_size = check_int("hidden_size", hidden_size or (32 if smoke else 128), 16)
@@ -80,7 +81,7 @@ scales = as_list(scales or ([36] if smoke else [36, 30, 20]), "scales")
 lengths = as_list(message_bits or ([100] if smoke else [100, 200, 300]), "message_bits")
 rho = parse_fraction("rho", rho, 0.0, 1.0, high_inclusive=False)
 attacks = attacks or ("grid" if cfg.name == "paper" else "representative")
-n_messages = {"smoke": 1, "quick": 3}.get(profile, 10) if n_messages is None else n_messages
+n_messages = {"smoke": 1, "quick": 3}.get(cfg.name, 10) if n_messages is None else n_messages
 n_messages = check_int("n_messages", n_messages, 1)
 device = resolve_device(cfg.device)
 seed_everything(seed)

@@ -28,7 +28,7 @@
 
 # %% tags=["parameters"]
 profile = "smoke"  # smoke | quick | paper (see dovlib/params.py)
-dataset = "cifar10-subset"  # flowers102 (online, the paper's) | cifar10-subset | any name of dovlib.data.DATASETS
+dataset = "cifar10-subset"  # flowers102 (online, the paper's) | cifar10-subset | a dovlib.data name | folder:PATH
 method = "dwtDct"  # dwtDct | dwtDctSvd (the watermark; rivaGan works too but is slow on CPU)
 scale = 36  # DCT quantisation step
 message_bits = 100  # L: the owner's message

@@ -113,3 +113,45 @@ def test_registry_lists_all_issue_names():
                  "mnist-offline"):
         assert name in DATASETS
     assert data.offline_data_dir().exists()
+
+
+def _write_images(folder, n, size=(40, 30), seed=0):
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(folder / f"img{i}.png")
+
+
+def test_image_folder_with_classes_and_seeded_split(tmp_path):
+    _write_images(tmp_path / "cats", 6)
+    _write_images(tmp_path / "dogs", 4, seed=1)
+    (tmp_path / "notes.txt").write_text("not an image")
+    ds = load_dataset(f"folder:{tmp_path}", image_size=16, test_share=0.2)
+    assert ds.classes == ["cats", "dogs"] and ds.x_train.shape[1:] == (3, 16, 16)
+    assert len(ds.x_train) == 8 and len(ds.x_test) == 2 and ds.name == "image-folder"
+    assert sorted((torch.cat([ds.y_train, ds.y_test])).tolist()) == [0] * 6 + [1] * 4
+    again = load_dataset("image-folder", root=tmp_path, image_size=16, test_share=0.2)
+    assert torch.equal(again.x_test, ds.x_test)  # the split is seeded
+    assert str(tmp_path) in ds.note and "80%/20%" in ds.note
+
+
+def test_image_folder_uses_train_val_and_loose_images(tmp_path):
+    _write_images(tmp_path / "train", 3)
+    _write_images(tmp_path / "val", 2, seed=1)
+    ds = load_dataset(f"folder:{tmp_path}", image_size=8)
+    assert (len(ds.x_train), len(ds.x_test)) == (3, 2) and ds.classes == ["images"] and ds.num_classes == 1
+    assert "train/ and val/" in ds.note
+
+
+def test_image_folder_errors_name_the_problem(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match="is not a folder"):
+        load_dataset(f"folder:{tmp_path / 'missing'}")
+    with pytest.raises(ValueError, match="no images"):
+        load_dataset(f"folder:{tmp_path}")
+    with pytest.raises(ValueError, match="needs root"):
+        load_dataset("image-folder")
+    _write_images(tmp_path, 2)
+    with pytest.raises(ValueError, match="image_size"):
+        load_dataset(f"folder:{tmp_path}", image_size=2)
