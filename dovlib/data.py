@@ -254,8 +254,7 @@ def _sub_imagenet(root: str | None = None, num_classes: int = 50, image_size: in
     index = {c: i for i, c in enumerate(classes)}
 
     def load(files):
-        xs = [np.asarray(Image.open(f).convert("RGB").resize((image_size, image_size), Image.BILINEAR)) for f, _ in files]
-        return _nhwc_to_nchw(np.stack(xs)), torch.tensor([y for _, y in files])
+        return _pil_to_uint8(((Image.open(f), y) for f, y in files), image_size)
 
     exts = {".jpeg", ".jpg", ".png"}
     train = [(f, index[c]) for c in classes for f in sorted((root / "train" / c).rglob("*")) if f.suffix.lower() in exts]
@@ -389,8 +388,7 @@ def _image_folder(root: str | None = None, image_size: int = 256, test_share: fl
     def load(fs: list[Path], k: str):
         if not fs:
             return torch.zeros(0, 3, image_size, image_size, dtype=torch.uint8), torch.zeros(0, dtype=torch.long)
-        xs = [np.asarray(Image.open(f).convert("RGB").resize((image_size, image_size), Image.BICUBIC)) for f in fs]
-        return _nhwc_to_nchw(np.stack(xs)), torch.tensor([index[label(f, k)] for f in fs])
+        return _pil_to_uint8(((Image.open(f), index[label(f, k)]) for f in fs), image_size)
 
     x_tr, y_tr = load(files["train"], "train")
     x_te, y_te = load(files["test"], "test")
