@@ -17,6 +17,7 @@ import json
 import os
 import random
 import re
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -144,6 +145,17 @@ def cached_result(path: str | Path, parameters: dict) -> RunResult | None:
 
 
 KERNEL_START_ATTEMPTS = 3
+
+
+def exit_on_sigterm() -> None:
+    """Make SIGTERM (``kill``, a batch scheduler's time limit) raise ``SystemExit(143)`` in this process, so an
+    interrupted run cleans up as after Ctrl-C: the half-written ``*.running-<pid>.ipynb`` is removed, no stamp is
+    written and papermill shuts its kernel down. Python's default SIGTERM ends the process without any of that.
+    Only the command-line entry points call it (a library must not take over a process's signals)."""
+    def _exit(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
 
 
 def kernel_start_failed(error: BaseException) -> bool:
@@ -302,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-j", "--jobs", type=int, default=1,
                         help="notebooks run at once (default 1, in order); several can share one GPU")
     args = parser.parse_args(argv)
+    exit_on_sigterm()
     from .sweep import parse_value
 
     out_dir = Path(args.reports).resolve() if args.reports else reports_dir()

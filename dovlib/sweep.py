@@ -20,7 +20,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from .params import check_choice, check_int, get_profile
-from .reproduce import RunResult, cached_result, notebook_parameters, run_notebook
+from .reproduce import RunResult, cached_result, exit_on_sigterm, notebook_parameters, run_notebook
 from .report import reports_dir, reports_env, runs_dir
 
 __all__ = ["EXECUTORS", "parse_value", "parse_grid", "combinations", "sweep", "run_local", "main"]
@@ -204,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpus", type=int, default=None, help="Slurm: CPUs per job")
     parser.add_argument("--no-index", action="store_true", help="do not rebuild reports/index.html")
     args = parser.parse_args(argv)
+    exit_on_sigterm()
     slurm = {"timeout_min": args.timeout_min}
     for key, value in (("slurm_partition", args.partition), ("gpus_per_node", args.gpus),
                        ("cpus_per_task", args.cpus)):

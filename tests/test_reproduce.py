@@ -3,6 +3,7 @@ the others, reuse of up-to-date runs, --force, re-runs when the notebook or the 
 
 import json
 import os
+import signal
 
 import nbformat
 import pytest
@@ -45,7 +46,9 @@ def env(tmp_path, monkeypatch):
     monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
     nbs = tmp_path / "notebooks"
     nbs.mkdir()
-    return nbs, reports
+    previous = signal.getsignal(signal.SIGTERM)  # the CLI's main() takes over SIGTERM: give it back afterwards
+    yield nbs, reports
+    signal.signal(signal.SIGTERM, previous)
 
 
 def test_find_notebooks_orders_and_selects(env):
@@ -144,6 +147,7 @@ def test_reproduce_rejects_bad_profile_and_cli_exit_code(env, capsys):
     code = rp.main([str(nbs / "05_bad.ipynb"), "--profile", "smoke", "--reports", str(reports), "--no-index"])
     out = capsys.readouterr().out
     assert code == 1 and "FAILED 05_bad" in out and "boom" in out
+    assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None)  # main() installed exit_on_sigterm
     with pytest.raises(SystemExit):
         rp.main(["--profile", "huge", str(nbs / "05_bad.ipynb")])
     assert os.environ["DOVLIB_REPORTS"] == str(reports)  # the caller's setting, untouched
@@ -219,3 +223,26 @@ def test_reproduce_with_jobs_runs_notebooks_at_once_and_keeps_their_order(env):
     assert [r.status for r in again] == ["reused", "failed", "reused"]
     with pytest.raises(ValueError, match="jobs"):
         rp.reproduce("smoke", rp.find_notebooks(nbs), progress=False, index=False, jobs=0)
+
+
+def test_sigterm_leaves_no_half_written_notebook_or_stamp(env, monkeypatch):
+    """`kill` (or a scheduler's time limit) during a run: with the CLI's handler installed, SIGTERM exits like
+    Ctrl-C and the temporary *.running-<pid>.ipynb is removed; without it Python would die leaving it behind."""
+    import papermill
+
+    nbs, reports = env
+    path = make_notebook(nbs, "10_t")
+
+    def killed_midway(source, output, **kwargs):
+        with open(output, "w") as f:
+            f.write("{}")  # papermill writes the output notebook as cells run
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM should have stopped the run")
+
+    monkeypatch.setattr(papermill, "execute_notebook", killed_midway)
+    rp.exit_on_sigterm()  # the env fixture restores the previous handler
+    with pytest.raises(SystemExit) as stop:
+        rp.run_notebook(path, {"profile": "smoke"})
+    assert stop.value.code == 128 + signal.SIGTERM
+    assert not list((reports / "10_t").glob("*.running-*")) and not list((reports / "10_t").glob("*.ipynb"))
+    assert rp.cached_result(path, {"profile": "smoke"}) is None
