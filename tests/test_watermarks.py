@@ -122,6 +122,37 @@ def test_pgd_raises_surrogate_loss_and_respects_eps():
     assert loss(m(adv.float() / 255), y) > loss(m(x.float() / 255), y)
 
 
+def test_pgd_resumes_from_its_checkpoint(tmp_path):
+    """An interrupted PGD crafting with a checkpoint resumes after its last finished batch and returns what an
+    uninterrupted run returns; a checkpoint of other inputs is ignored."""
+    x, y = _data(16, 3, 12)
+    m = _surrogate(3, 16)
+    kw = dict(eps=8 / 255, steps=3, batch_size=5, device="cpu", seed=4)
+    straight = pgd_untargeted(m, x, y, **kw)
+
+    class Counted(torch.nn.Module):  # counts forward passes; dies at pass number `stop`
+        def __init__(self, stop=None):
+            super().__init__()
+            self.m, self.calls, self.stop = m, 0, stop
+
+        def forward(self, z):
+            self.calls += 1
+            if self.calls == self.stop:
+                raise KeyboardInterrupt
+            return self.m(z)
+
+    ckpt = tmp_path / "craft.partial"
+    with pytest.raises(KeyboardInterrupt):  # 3 steps per batch: pass 7 is the third batch's first
+        pgd_untargeted(Counted(stop=2 * 3 + 1), x, y, checkpoint=ckpt, checkpoint_every=0, **kw)
+    assert torch.load(ckpt, weights_only=False)["next"] == 10
+    counted = Counted()
+    resumed = pgd_untargeted(counted, x, y, checkpoint=ckpt, **kw)
+    assert counted.calls == 3  # only the unfinished third batch was crafted again
+    assert torch.equal(resumed, straight) and not ckpt.is_file()
+    torch.save({"inputs": {}, "next": 10, "out": []}, ckpt)
+    assert torch.equal(pgd_untargeted(m, x, y, checkpoint=ckpt, **kw), straight)
+
+
 def test_gradient_matching_aligns_gradients():
     x, y = _data(16, 3, 20)
     m = _surrogate(3, 16)

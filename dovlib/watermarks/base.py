@@ -77,7 +77,7 @@ class SurrogateWatermark(DatasetWatermark):
     def _craft(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, target: int, seed: int,
                checkpoint=None) -> torch.Tensor:
         """The marked versions of ``x[idx]`` (uint8), crafted on ``self.surrogate``; ``checkpoint``: a file for the
-        crafting's resumable state, where the method has one (gradient matching)."""
+        crafting's resumable state, where the method has one (gradient matching, PGD)."""
         raise NotImplementedError
 
     def apply(self, x, y, rate, target: int, seed: int = 0, cache=None):

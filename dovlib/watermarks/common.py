@@ -78,16 +78,31 @@ def _frozen(model: nn.Module, device) -> nn.Module:
 
 
 def pgd_untargeted(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 100,
-                   alpha: float | None = None, batch_size: int = 256, device="auto", seed: int = 0) -> torch.Tensor:
+                   alpha: float | None = None, batch_size: int = 256, device="auto", seed: int = 0,
+                   checkpoint=None, checkpoint_every: float = 60.0) -> torch.Tensor:
     """L_inf PGD (Madry et al., 2018) that pushes uint8 images away from their true labels on a frozen surrogate;
-    random start, step ``alpha`` (default 2.5 * eps / steps). Returns uint8 images within ``eps`` of ``x``."""
+    random start, step ``alpha`` (default 2.5 * eps / steps). Returns uint8 images within ``eps`` of ``x``.
+
+    With ``checkpoint`` (a file path) the finished batches and the random generator are saved after a batch whenever
+    ``checkpoint_every`` seconds have passed since the last save; an interrupted run with the same inputs resumes
+    from it and returns what an uninterrupted run returns; the file is removed when done."""
     check_int("steps", steps, 0)
+    batch_size = check_int("batch_size", batch_size, 1)
     dev = resolve_device(device)
     model = _frozen(model, dev)
     alpha = alpha if alpha is not None else 2.5 * eps / max(steps, 1)
     g = torch.Generator().manual_seed(seed)
-    out = []
-    for i in range(0, len(x), batch_size):
+    out, start = [], 0
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    inputs = {"shape": tuple(x.shape), "eps": float(eps), "steps": steps, "alpha": float(alpha), "seed": int(seed),
+              "batch_size": batch_size, "data": int(x.long().sum()), "labels": int(torch.as_tensor(y).long().sum())}
+    if ckpt is not None and ckpt.is_file():
+        st = torch.load(ckpt, map_location="cpu", weights_only=False)
+        if st["inputs"] == inputs:  # else: other inputs, start afresh
+            out, start = list(st["out"]), st["next"]
+            g.set_state(st["g"])
+    last_save = time.perf_counter()
+    for i in range(start, len(x), batch_size):
         x0 = to_float(x[i:i + batch_size]).to(dev)
         yb = torch.as_tensor(y[i:i + batch_size]).long().to(dev)
         delta = ((torch.rand(x0.shape, generator=g) * 2 - 1) * eps).to(dev)
@@ -97,6 +112,13 @@ def pgd_untargeted(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: floa
             grad, = torch.autograd.grad(loss, delta)
             delta = (delta.detach() + alpha * grad.sign()).clamp(-eps, eps)
         out.append(((x0 + delta).clamp(0, 1) * 255).round().to(torch.uint8).cpu())
+        if ckpt is not None and i + batch_size < len(x) and time.perf_counter() - last_save >= checkpoint_every:
+            from ..train import _save_atomic
+
+            _save_atomic({"inputs": inputs, "next": i + batch_size, "out": out, "g": g.get_state()}, ckpt)
+            last_save = time.perf_counter()
+    if ckpt is not None:
+        ckpt.unlink(missing_ok=True)
     return torch.cat(out) if out else x.clone()
 
 

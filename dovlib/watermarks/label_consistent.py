@@ -53,7 +53,7 @@ class LabelConsistent(SurrogateWatermark):
 
     def _craft(self, x, y, idx, target, seed, checkpoint=None):
         adv = pgd_untargeted(self.surrogate, x[idx], y[idx], self.eps, self.steps, self.alpha, device=self.device,
-                             seed=seed)
+                             seed=seed, checkpoint=checkpoint)
         return self.trigger(adv)
 
     def describe(self) -> dict:
