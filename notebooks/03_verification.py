@@ -49,6 +49,7 @@ decoy_rate = 0.0  # contrastive marking (ours, not the paper's): share of the se
 # ## Setup
 
 # %%
+import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 import torch
@@ -136,10 +137,11 @@ paper
 # %%
 per_image = pd.concat([pd.DataFrame({"scenario": r.scenario, "model_seed": r.model_seed, "P_w - P_b": r.p_w - r.p_b})
                        for r in models.itertuples()])
-ax = sns.boxplot(data=per_image, x="scenario", y="P_w - P_b", hue="model_seed")
+fig, ax = plt.subplots(figsize=(7, 3.4))
+sns.boxplot(data=per_image, x="scenario", y="P_w - P_b", hue="model_seed", ax=ax)
 ax.axhline(tau, ls="--", c="k", lw=1)
 ax.set_title(label, fontsize="x-small")
-save_fig(ax.figure, "delta_per_image", NOTEBOOK)
+save_fig(fig, "delta_per_image", NOTEBOOK)
 
 # %% [markdown]
 # ## Which tau keeps false claims under alpha?
@@ -188,6 +190,14 @@ if n_targets > 1:
                f"{label}", profile=profile, dataset=ds.name, is_subset=ds.is_subset, device=str(device))
     display(code_rows)
     display(code_table)
+    # each class's trigger on every model: a claim needs all of them (Ind-W models often answer the shared class)
+    per_class = code_rows.melt(id_vars=["scenario", "model_seed"], value_vars=[f"WSR_{t}" for t in targets],
+                               var_name="trigger", value_name="WSR")
+    per_class["trigger"] = per_class["trigger"].str.replace("WSR_", "class ")
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    sns.stripplot(data=per_class, x="scenario", y="WSR", hue="trigger", dodge=True, size=6, ax=ax)
+    ax.set_title(f"target code {targets}: {label}", fontsize="x-small")
+    save_fig(fig, "target_code_wsr", NOTEBOOK)
 else:
     print("n_targets = 1: the target code is not run (papermill ... -p n_targets 2 runs it)")
 
