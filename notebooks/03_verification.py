@@ -196,6 +196,8 @@ if n_targets > 1:
     per_class["trigger"] = per_class["trigger"].str.replace("WSR_", "class ")
     fig, ax = plt.subplots(figsize=(7, 3.4))
     sns.stripplot(data=per_class, x="scenario", y="WSR", hue="trigger", dodge=True, size=6, ax=ax)
+    ax.set(ylim=(-0.02, 1.02), ylabel="WSR of the class's trigger")
+    ax.legend(title="trigger", loc="upper left", bbox_to_anchor=(1, 1))
     ax.set_title(f"target code {targets}: {label}", fontsize="x-small")
     save_fig(fig, "target_code_wsr", NOTEBOOK)
 else:
