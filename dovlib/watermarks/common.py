@@ -95,7 +95,8 @@ def pgd_untargeted(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: floa
     out, start = [], 0
     ckpt = Path(checkpoint) if checkpoint is not None else None
     inputs = {"shape": tuple(x.shape), "eps": float(eps), "steps": steps, "alpha": float(alpha), "seed": int(seed),
-              "batch_size": batch_size, "data": int(x.sum(dtype=torch.int64)), "labels": int(torch.as_tensor(y).sum(dtype=torch.int64))}
+              "batch_size": batch_size, "data": int(x.sum(dtype=torch.int64)),
+              "labels": int(torch.as_tensor(y).sum(dtype=torch.int64))}  # a cheap fingerprint of the inputs
     if ckpt is not None and ckpt.is_file():
         st = torch.load(ckpt, map_location="cpu", weights_only=False)
         if st["inputs"] == inputs:  # else: other inputs, start afresh
