@@ -77,6 +77,34 @@ def _frozen(model: nn.Module, device) -> nn.Module:
     return model
 
 
+class _Resumable:
+    """The crafting loops' checkpoint file: ``state()`` is the saved state when it was written for the same
+    ``inputs`` (a cheap fingerprint), else None; ``save(state)`` writes ``state()`` (a function, called only when a
+    save is due: no device-to-host copy on other steps) atomically at most once per ``every`` seconds; ``done()``
+    removes it. Without a path every call does nothing."""
+
+    def __init__(self, path, inputs: dict, every: float):
+        self.path, self.inputs, self.every = (Path(path) if path is not None else None), inputs, every
+        self.last = time.perf_counter()
+
+    def state(self) -> dict | None:
+        if self.path is None or not self.path.is_file():
+            return None
+        st = torch.load(self.path, map_location="cpu", weights_only=False)
+        return st if st.get("inputs") == self.inputs else None
+
+    def save(self, state) -> None:
+        if self.path is not None and time.perf_counter() - self.last >= self.every:
+            from ..train import _save_atomic
+
+            _save_atomic({"inputs": self.inputs, **state()}, self.path)
+            self.last = time.perf_counter()
+
+    def done(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
 def pgd_untargeted(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 100,
                    alpha: float | None = None, batch_size: int = 256, device="auto", seed: int = 0,
                    checkpoint=None, checkpoint_every: float = 60.0) -> torch.Tensor:
@@ -93,16 +121,13 @@ def pgd_untargeted(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: floa
     alpha = alpha if alpha is not None else 2.5 * eps / max(steps, 1)
     g = torch.Generator().manual_seed(seed)
     out, start = [], 0
-    ckpt = Path(checkpoint) if checkpoint is not None else None
     inputs = {"shape": tuple(x.shape), "eps": float(eps), "steps": steps, "alpha": float(alpha), "seed": int(seed),
               "batch_size": batch_size, "data": int(x.sum(dtype=torch.int64)),
               "labels": int(torch.as_tensor(y).sum(dtype=torch.int64))}  # a cheap fingerprint of the inputs
-    if ckpt is not None and ckpt.is_file():
-        st = torch.load(ckpt, map_location="cpu", weights_only=False)
-        if st["inputs"] == inputs:  # else: other inputs, start afresh
-            out, start = list(st["out"]), st["next"]
-            g.set_state(st["g"])
-    last_save = time.perf_counter()
+    ckpt = _Resumable(checkpoint, inputs, checkpoint_every)
+    if (st := ckpt.state()) is not None:  # else: no checkpoint, or one of other inputs: start afresh
+        out, start = list(st["out"]), st["next"]
+        g.set_state(st["g"])
     for i in range(start, len(x), batch_size):
         x0 = to_float(x[i:i + batch_size]).to(dev)
         yb = torch.as_tensor(y[i:i + batch_size]).long().to(dev)
@@ -113,13 +138,9 @@ def pgd_untargeted(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: floa
             grad, = torch.autograd.grad(loss, delta)
             delta = (delta.detach() + alpha * grad.sign()).clamp(-eps, eps)
         out.append(((x0 + delta).clamp(0, 1) * 255).round().to(torch.uint8).cpu())
-        if ckpt is not None and i + batch_size < len(x) and time.perf_counter() - last_save >= checkpoint_every:
-            from ..train import _save_atomic
-
-            _save_atomic({"inputs": inputs, "next": i + batch_size, "out": out, "g": g.get_state()}, ckpt)
-            last_save = time.perf_counter()
-    if ckpt is not None:
-        ckpt.unlink(missing_ok=True)
+        if i + batch_size < len(x):
+            ckpt.save(lambda: {"next": i + batch_size, "out": out, "g": g.get_state()})
+    ckpt.done()
     return torch.cat(out) if out else x.clone()
 
 
@@ -152,18 +173,15 @@ def gradient_matching(model: nn.Module, x_poison: torch.Tensor, y_poison: torch.
     delta = ((torch.rand(x0.shape, generator=g) * 2 - 1) * eps * 0.5).to(dev).requires_grad_(True)
     opt = torch.optim.Adam([delta], lr=lr if lr is not None else eps / 10)
     n, start = len(x0), 0
-    ckpt = Path(checkpoint) if checkpoint is not None else None
     inputs = {"shape": tuple(x0.shape), "eps": float(eps), "seed": int(seed), "lr": lr, "batch_size": batch_size,
               "data": float(x0.sum()), "target_norm": float(t_norm)}  # a cheap fingerprint of the inputs
-    if ckpt is not None and ckpt.is_file():
-        st = torch.load(ckpt, map_location="cpu", weights_only=False)
-        if st["inputs"] == inputs and st["step"] <= steps:  # else: other inputs, start afresh
-            with torch.no_grad():
-                delta.copy_(st["delta"].to(dev))
-            opt.load_state_dict(st["opt"])
-            g.set_state(st["g"])
-            start = st["step"]
-    last_save = time.perf_counter()
+    ckpt = _Resumable(checkpoint, inputs, checkpoint_every)
+    if (st := ckpt.state()) is not None and st["step"] <= steps:  # else: start afresh
+        with torch.no_grad():
+            delta.copy_(st["delta"].to(dev))
+        opt.load_state_dict(st["opt"])
+        g.set_state(st["g"])
+        start = st["step"]
     for step in range(start, steps):
         perm = torch.randperm(n, generator=g)
         for i in range(0, n, batch_size):
@@ -177,14 +195,10 @@ def gradient_matching(model: nn.Module, x_poison: torch.Tensor, y_poison: torch.
             opt.step()
             with torch.no_grad():
                 delta.clamp_(-eps, eps)
-        if ckpt is not None and step + 1 < steps and time.perf_counter() - last_save >= checkpoint_every:
-            from ..train import _save_atomic
-
-            _save_atomic({"inputs": inputs, "step": step + 1, "delta": delta.detach().cpu(), "opt": opt.state_dict(),
-                          "g": g.get_state()}, ckpt)
-            last_save = time.perf_counter()
+        if step + 1 < steps:
+            ckpt.save(lambda: {"step": step + 1, "delta": delta.detach().cpu(), "opt": opt.state_dict(),
+                               "g": g.get_state()})
     for p in params:
         p.requires_grad_(False)
-    if ckpt is not None:
-        ckpt.unlink(missing_ok=True)
+    ckpt.done()
     return ((x0 + delta.detach()).clamp(0, 1) * 255).round().to(torch.uint8).cpu()
