@@ -648,13 +648,15 @@ def verify_code(model, run: SSCLCodeRun, m: int = 100, tau=0.25, alpha=0.01, ver
 
 
 def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | None = None, tau=0.25, alpha=0.01,
-                      progress: bool = True):
+                      same_code: bool = False, progress: bool = True):
     """Table II for a target code, ``n_models`` models per scenario, all tested with :func:`verify_code`:
     Malicious (our marked set), Ind-M (clean set), Ind-W plain (an independent owner's plain SSCL-BW towards our
     first class: the scenario that fools the single-target test) and Ind-W code (an independent owner's code of
     the same size sharing our first class, the rest drawn from their key; ``collision`` says when it holds all of
-    our classes; a class smaller than gamma of the set is marked whole, ``other_rate``). One row per model with
-    per-class p-values and WSRs."""
+    our classes; a class smaller than gamma of the set is marked whole, ``other_rate``). With ``same_code`` also
+    Ind-W same code: the same independent owner marking exactly our classes (a full collision). One row per model
+    with per-class p-values and WSRs; the code rows of other owners also hold ``own_p_value`` / ``own_verified``,
+    their own code's test on their own model (whether that owner could have verified their data at all)."""
     import pandas as pd
 
     from .train import evaluate
@@ -685,11 +687,17 @@ def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | No
                          seed=s + 1000, perceptual=p["perceptual"], train_suspect=False, surrogate=run.surrogate,
                          progress=progress)
         add("Ind-W plain", train_classifier(plain.marked.x, plain.marked.y, ds.x_test, ds.y_test, seed=s, **kw), s)
-        code = key_targets(other_key, ds.num_classes, len(run.targets), first=first)
-        other_rate = code_rate(ds.y_train, p["rate"], code)
-        other = run_code(ds, prof, targets=code, arch=p["arch"], eps=p["eps"], rate=other_rate, key=other_key,
-                         seed=s + 1000, perceptual=p["perceptual"], train_suspect=False, surrogate=run.surrogate,
-                         progress=progress)
-        add("Ind-W code", train_classifier(other.marked.x, other.marked.y, ds.x_test, ds.y_test, seed=s, **kw), s,
-            {"other_targets": list(code), "other_rate": other_rate, "collision": set(run.targets) <= set(code)})
+        codes = [("Ind-W code", key_targets(other_key, ds.num_classes, len(run.targets), first=first))]
+        if same_code:
+            codes.append(("Ind-W same code", run.targets))
+        for scenario, code in codes:
+            other_rate = code_rate(ds.y_train, p["rate"], code)
+            other = run_code(ds, prof, targets=code, arch=p["arch"], eps=p["eps"], rate=other_rate, key=other_key,
+                             seed=s + 1000, perceptual=p["perceptual"], train_suspect=False, surrogate=run.surrogate,
+                             progress=progress)
+            res = train_classifier(other.marked.x, other.marked.y, ds.x_test, ds.y_test, seed=s, **kw)
+            own, _ = verify_code(res.model, other, m, tau, alpha)
+            add(scenario, res, s, {"other_targets": list(code), "other_rate": other_rate,
+                                   "collision": set(run.targets) <= set(code), "own_p_value": own.p_value,
+                                   "own_verified": own.verified})
     return pd.DataFrame(rows)

@@ -43,6 +43,7 @@ alpha = 0.01  # significance level (paper: 0.01)
 n_models = None  # models per scenario; None: the profile's n_models
 m = None  # verification images; None: the profile's verify_m (paper: 100)
 n_targets = 1  # 1: the paper's single target; 2 or more: also test a key-derived target code (ours, see below)
+same_code = False  # with n_targets > 1: also Ind-W owners marking exactly our code classes (a full collision)
 decoy_rate = 0.0  # contrastive marking (ours, not the paper's): share of the set, non-target images, given decoy marks; 0 is off
 
 # %% [markdown]
@@ -75,6 +76,8 @@ n_models = cfg.n_models if n_models is None else check_int("n_models", n_models,
 m = cfg.verify_m if m is None else check_int("m", m, 2)
 decoy_rate = parse_fraction("decoy_rate", decoy_rate, 0, 1, low_inclusive=True)
 n_targets = check_int("n_targets", n_targets, 1)  # at most the number of classes (checked by key_targets)
+if not isinstance(same_code, bool):
+    raise TypeError(f"same_code must be True or False; got {same_code!r}")
 check_choice("perceptual", perceptual, PERCEPTUAL)
 device = resolve_device(cfg.device)
 seed_everything(seed)
@@ -167,7 +170,9 @@ sweep.pivot(index="tau", columns=["baseline", "scenario"], values="verified_rate
 # its own generator, and claims ownership only when the suspect answers every class's trigger (intersection-union
 # test, p = the largest per-class p-value). Ind-W plain is another owner's single-target SSCL-BW towards our first
 # class (what fools the test above); Ind-W code is another owner's code sharing our first class, its `collision`
-# column says when it happens to hold all of our classes (probability 1 / C(C-1, k-1) for C classes).
+# column says when it happens to hold all of our classes (probability 1 / C(C-1, k-1) for C classes). With
+# `same_code` True, Ind-W same code is that owner marking exactly our classes. `own_p_value` is the other owner's own
+# test on their own model: a control that their marks were not learnt is weak evidence of specificity.
 # Measured results and the other designs tried: docs/owner-specificity.md.
 
 # %%
@@ -181,11 +186,13 @@ if n_targets > 1:
     with timer() as t_code:
         code_run = sscl.run_code(ds, cfg, targets=targets, arch=arch, eps=eps, rate=code_rate, key=key, seed=seed,
                                  perceptual=perceptual, surrogate=run.surrogate)
-        code_rows = sscl.run_code_controls(code_run, n_models=n_models, m=m, tau=tau, alpha=alpha)
+        code_rows = sscl.run_code_controls(code_run, n_models=n_models, m=m, tau=tau, alpha=alpha,
+                                             same_code=same_code)
     print(f"target code {targets}: {len(code_rows)} models ({t_code['seconds']:.1f} s)")
+    code_rows["own_verified"] = code_rows["own_verified"].astype(float)  # NaN for our own and clean models
     code_table = code_rows.groupby("scenario", sort=False).agg(
         models=("p_value", "size"), verified_rate=("verified", "mean"), p_value_max=("p_value", "max"),
-        BA=("BA", "mean")).reset_index()
+        BA=("BA", "mean"), own_verified_rate=("own_verified", "mean")).reset_index()
     save_table(code_table, "target_code_rates", NOTEBOOK, caption=f"Target code {targets}, intersection-union test: "
                f"{label}", profile=profile, dataset=ds.name, is_subset=ds.is_subset, device=str(device))
     display(code_rows)
@@ -209,7 +216,8 @@ else:
 # %%
 params = {"profile": profile, "dataset": dataset, "arch": arch, "eps": eps, "rate": rate, "target": target,
           "seed": seed, "key_hash": sscl.key_hash(key), "perceptual": perceptual, "tau": tau, "alpha": alpha,
-          "n_models": n_models, "m": m, "decoy_rate": decoy_rate, "n_targets": n_targets}
+          "n_models": n_models, "m": m, "decoy_rate": decoy_rate, "n_targets": n_targets,
+          "same_code": same_code}
 t2 = table2.set_index("scenario")
 metrics = {f"{s}_{k}": t2.at[s, k] for s in t2.index for k in ("delta_p", "p_value_median", "p_value_max",
                                                               "verified_rate", "WSR", "BA", "decoy_delta_p",

@@ -295,5 +295,12 @@ def test_run_code_and_its_controls_end_to_end_at_toy_size():
     assert (df[[f"p_{t}" for t in targets]].max(axis=1) == df.p_value).all()
     code_row = df[df.scenario == "Ind-W code"].iloc[0]
     assert code_row.other_targets[0] == targets[0] and code_row.collision == (set(targets) <= set(code_row.other_targets))
+    assert 0 <= code_row.own_p_value <= 1 and df[df.scenario == "Malicious"].own_p_value.isna().all()
+    # same_code adds a full collision: the same other owner marking exactly our classes; its own test is its code's
+    full = sscl.run_code_controls(run, same_code=True, progress=False)
+    assert list(full.scenario) == ["Malicious", "Ind-M", "Ind-W plain", "Ind-W code", "Ind-W same code"]
+    same = full[full.scenario == "Ind-W same code"].iloc[0]
+    assert tuple(same.other_targets) == targets and same.collision and 0 <= same.own_p_value <= 1
+    assert full.iloc[:4].drop(columns=["own_p_value", "own_verified"]).equals(df.drop(columns=["own_p_value", "own_verified"]))
     with pytest.raises(ValueError, match="distinct"):
         sscl.run_code(ds, prof, targets=(1, 1), key=5, perceptual="mse", progress=False)
