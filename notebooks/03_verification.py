@@ -78,6 +78,8 @@ decoy_rate = parse_fraction("decoy_rate", decoy_rate, 0, 1, low_inclusive=True)
 n_targets = check_int("n_targets", n_targets, 1)  # at most the number of classes (checked by key_targets)
 if not isinstance(same_code, bool):
     raise TypeError(f"same_code must be True or False; got {same_code!r}")
+if same_code and n_targets < 2:
+    raise ValueError(f"same_code needs a target code: n_targets must be 2 or more; got {n_targets}")
 check_choice("perceptual", perceptual, PERCEPTUAL)
 device = resolve_device(cfg.device)
 seed_everything(seed)
