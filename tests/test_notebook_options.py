@@ -13,7 +13,8 @@ def test_verification_notebook_runs_the_target_code(tmp_path, monkeypatch):
     monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
     reports = tmp_path / "reports"
     res = rp.run_notebook(REPO_ROOT / "notebooks" / "03_verification.ipynb",
-                          {"profile": "smoke", "n_targets": 2, "n_models": 1, "same_code": True}, reports=reports)
+                          {"profile": "smoke", "n_targets": 2, "n_models": 1, "same_code": True,
+                           "select_attempts": 2}, reports=reports)
     assert res.status == "ok", res.error
     out = reports / "03_verification"
     record = json.loads((out / "metrics.json").read_text())["records"][-1]
@@ -28,3 +29,19 @@ def test_verification_notebook_runs_the_target_code(tmp_path, monkeypatch):
     assert list(table.scenario) == ["Malicious", "Ind-M", "Ind-W plain", "Ind-W code", "Ind-W same code"]
     assert table.own_verified_rate.iloc[:3].isna().all() and table.own_verified_rate.iloc[3:].between(0, 1).all()
     assert (out / "target_code_wsr.png").is_file() and (out / "delta_per_image.png").is_file()
+    # owner-side selection: ours and every other code owner's, each attempt's self-check logged
+    sel = code["selection"]
+    assert record["params"]["select_attempts"] == 2 and sel["attempt"] in (0, 1) and 1 <= sel["attempts_tried"] <= 2
+    log = pd.read_csv(out / "code_selection.csv")
+    assert list(log.attempt) == list(range(sel["attempts_tried"])) and log.p_value.between(0, 1).all()
+    assert sel["passed"] == bool(log[log.attempt == sel["attempt"]].verified.all())
+    others = rows[rows.scenario.isin(["Ind-W code", "Ind-W same code"])]
+    assert others.other_attempt.isin([0, 1]).all() and table.other_self_check_rate.iloc[3:].between(0, 1).all()
+
+
+def test_verification_notebook_refuses_code_options_without_a_code(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
+    for bad in ({"same_code": True}, {"select_attempts": 2}):
+        res = rp.run_notebook(REPO_ROOT / "notebooks" / "03_verification.ipynb", {"profile": "smoke", **bad},
+                              reports=tmp_path / "reports")
+        assert res.status == "failed" and next(iter(bad)) in res.error and "n_targets must be 2 or more" in res.error

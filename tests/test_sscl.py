@@ -304,3 +304,109 @@ def test_run_code_and_its_controls_end_to_end_at_toy_size():
     assert full.iloc[:4].drop(columns=["own_p_value", "own_verified"]).equals(df.drop(columns=["own_p_value", "own_verified"]))
     with pytest.raises(ValueError, match="distinct"):
         sscl.run_code(ds, prof, targets=(1, 1), key=5, perceptual="mse", progress=False)
+
+
+def _toy_code_run(**kw):
+    ds = load_dataset("synthetic", num_classes=4, n_train=120, n_test=60, image_size=16)
+    prof = get_profile("smoke", epochs=1, width=4, gen_iters=2, gen_batch=8, verify_m=20, n_models=1)
+    return ds, prof, dict(targets=(1, 3), eps="8/255", rate=0.05, key=5, perceptual="mse", progress=False, **kw)
+
+
+def test_attempt_seed_keeps_attempt_zero_and_never_repeats():
+    assert sscl.attempt_seed(7, 0) == 7
+    seeds = {sscl.attempt_seed(s, j) for s in (0, 1, 1000, 1001) for j in range(5)}
+    assert len(seeds) == 20  # owners' seeds 0, 1, 1000, 1001 never meet in their attempts
+    with pytest.raises(ValueError, match="attempt"):
+        sscl.attempt_seed(0, -1)
+
+
+def test_run_code_generator_seed_changes_only_the_generators():
+    ds, prof, kw = _toy_code_run(train_suspect=False)
+    base = sscl.run_code(ds, prof, **kw)
+    same = sscl.run_code(ds, prof, generator_seed=0, **kw)
+    other = sscl.run_code(ds, prof, generator_seed=sscl.attempt_seed(0, 1), **kw)
+    hashes = lambda r: [t["generator_hash"] for t in r.marked.manifest["per_target"]]
+    assert base.params["generator_seed"] == 0 and hashes(same) == hashes(base)
+    assert other.params["generator_seed"] == 100_000 and hashes(other) != hashes(base)
+    assert torch.equal(other.marked.marked, base.marked.marked) and not torch.equal(other.marked.x, base.marked.x)
+    with pytest.raises(ValueError, match="generator_seed"):
+        sscl.run_code(ds, prof, generator_seed=-1, **kw)
+
+
+def test_self_check_verifies_proxy_models_with_the_owners_own_test():
+    from dovlib.verify import verification_set, verify_model
+
+    ds, prof, kw = _toy_code_run()
+    run = sscl.run_code(ds, prof, **kw)
+    chk = sscl.self_check(run, n_proxies=2, m=20, progress=False)
+    assert list(chk.proxy_seed) == [5000, 5001] and chk.p_value.between(0, 1).all()
+    # the proxies are new models (not the suspect, seed 0), trained on the owner's marked set, cached
+    proxy = sscl.train_classifier(run.marked.x, run.marked.y, ds.x_test, ds.y_test, arch="resnet18", profile=prof,
+                                  seed=5000, num_classes=4, progress=False)
+    assert any((a != b).any() for a, b in zip(proxy.model.state_dict().values(), run.suspect.model.state_dict().values()))
+    v, _ = sscl.verify_code(proxy.model, run, m=20, verify_seed=1)
+    assert chk.p_value[0] == v.p_value and chk.verified[0] == v.verified
+    # a plain single-target run gets the paper's test
+    plain = sscl.run_sscl(ds, prof, eps="8/255", rate=0.05, target=1, key=5, perceptual="mse", train_suspect=False,
+                          progress=False)
+    one = sscl.self_check(plain, m=20, progress=False)
+    pm = sscl.train_classifier(plain.marked.x, plain.marked.y, ds.x_test, ds.y_test, arch="resnet18", profile=prof,
+                               seed=5000, num_classes=4, progress=False)
+    idx = verification_set(ds.x_test, ds.y_test, 1, 20, seed=1)
+    assert one.p_value[0] == verify_model(pm.model, ds.x_test[idx], plain.trigger, 1).p_value
+    with pytest.raises(ValueError, match="n_proxies"):
+        sscl.self_check(run, n_proxies=0)
+
+
+def _scripted_self_check(monkeypatch, p_values):
+    """Replace self_check by one returning the scripted p-values, attempt by attempt (recording the runs)."""
+    import pandas as pd
+
+    seen = []
+
+    def fake(run, n_proxies=1, tau=0.25, alpha=0.01, **_):
+        p = p_values[len(seen)]
+        seen.append(run)
+        return pd.DataFrame({"proxy_seed": [5000], "BA": [0.5], "p_value": [p], "delta_p_min": [0.3],
+                             "verified": [p <= alpha]})
+
+    monkeypatch.setattr(sscl, "self_check", fake)
+    return seen
+
+
+def test_select_code_run_publishes_the_first_attempt_that_passes(monkeypatch):
+    ds, prof, kw = _toy_code_run()
+    seen = _scripted_self_check(monkeypatch, [0.3, 0.02, 0.001, 0.0])
+    run, log = sscl.select_code_run(ds, prof, attempts=4, **kw)
+    assert list(log.attempt) == [0, 1, 2] and list(log.generator_seed) == [0, 100_000, 200_000]
+    sel = run.params["selection"]
+    assert sel["attempt"] == 2 and sel["passed"] and sel["attempts_tried"] == 3 and run is seen[2]
+    assert run.params["generator_seed"] == 200_000 and run.suspect is not None
+    # the suspect is trained on the published (selected) set
+    again = sscl.train_classifier(run.marked.x, run.marked.y, ds.x_test, ds.y_test, arch="resnet18", profile=prof,
+                                  seed=0, num_classes=4, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(again.model.state_dict().values(),
+                                                  run.suspect.model.state_dict().values()))
+
+
+def test_select_code_run_says_when_no_attempt_passes(monkeypatch):
+    ds, prof, kw = _toy_code_run(train_suspect=False)
+    seen = _scripted_self_check(monkeypatch, [0.3, 0.04, 0.2])
+    run, log = sscl.select_code_run(ds, prof, attempts=3, **kw)
+    sel = run.params["selection"]
+    assert not sel["passed"] and sel["attempt"] == 1 and sel["proxy_p_max"] == 0.04 and run is seen[1]
+    assert len(log) == 3 and run.suspect is None
+    with pytest.raises(ValueError, match="attempts"):
+        sscl.select_code_run(ds, prof, attempts=0, **kw)
+
+
+def test_code_controls_let_other_owners_select_too(monkeypatch):
+    ds, prof, kw = _toy_code_run()
+    run = sscl.run_code(ds, prof, **kw)
+    _scripted_self_check(monkeypatch, [0.5, 0.001] * 4)  # each other owner passes at its second attempt
+    df = sscl.run_code_controls(run, select_attempts=2, same_code=True, progress=False)
+    others = df[df.scenario.isin(["Ind-W code", "Ind-W same code"])]
+    assert (others.other_attempt == 1).all() and others.other_self_check.all()
+    assert df[df.scenario == "Malicious"].other_attempt.isna().all()
+    with pytest.raises(ValueError, match="select_attempts"):
+        sscl.run_code_controls(run, select_attempts=0, progress=False)
