@@ -665,7 +665,8 @@ def self_check(run, n_proxies: int = 1, m: int | None = None, tau=0.25, alpha=0.
     verify each with the owner's own test (the target-code intersection-union test for an :class:`SSCLCodeRun`,
     the paper's single-target test for an :class:`SSCLRun`), on verification images drawn with ``verify_seed``
     (default 1: another draw than the evaluation's 0). A mark that the owner cannot verify on a model trained on
-    exactly their data will not verify an unauthorised one either. Returns one row per proxy model."""
+    exactly their data will not verify an unauthorised one either. Returns one row per proxy model (with the
+    per-class p-values ``p_<class>`` of a code, which show the class whose trigger was not learnt)."""
     import pandas as pd
 
     from .train import evaluate
@@ -678,14 +679,16 @@ def self_check(run, n_proxies: int = 1, m: int | None = None, tau=0.25, alpha=0.
     rows = []
     for i in range(n_proxies):
         res = train_classifier(run.marked.x, run.marked.y, ds.x_test, ds.y_test, seed=PROXY_SEED_OFFSET + i, **kw)
+        per_class = {}
         if isinstance(run, SSCLCodeRun):
-            v, _ = verify_code(res.model, run, m, tau, alpha, verify_seed=verify_seed)
+            v, per = verify_code(res.model, run, m, tau, alpha, verify_seed=verify_seed)
+            per_class = {f"p_{t}": r.p_value for t, r in zip(run.targets, per)}
         else:
             t = p["target"]
             idx = verification_set(ds.x_test, ds.y_test, t, min(m, int((ds.y_test != t).sum())), seed=verify_seed)
             v = verify_model(res.model, ds.x_test[idx], run.trigger, t, tau, alpha)
         rows.append({"proxy_seed": PROXY_SEED_OFFSET + i, "BA": evaluate(res.model, ds.x_test, ds.y_test),
-                     "p_value": v.p_value, "delta_p_min": v.delta_p, "verified": v.verified})
+                     "p_value": v.p_value, "delta_p_min": v.delta_p, "verified": v.verified, **per_class})
     return pd.DataFrame(rows)
 
 

@@ -344,8 +344,9 @@ def test_self_check_verifies_proxy_models_with_the_owners_own_test():
     proxy = sscl.train_classifier(run.marked.x, run.marked.y, ds.x_test, ds.y_test, arch="resnet18", profile=prof,
                                   seed=5000, num_classes=4, progress=False)
     assert any((a != b).any() for a, b in zip(proxy.model.state_dict().values(), run.suspect.model.state_dict().values()))
-    v, _ = sscl.verify_code(proxy.model, run, m=20, verify_seed=1)
+    v, per = sscl.verify_code(proxy.model, run, m=20, verify_seed=1)
     assert chk.p_value[0] == v.p_value and chk.verified[0] == v.verified
+    assert [chk.p_1[0], chk.p_3[0]] == [r.p_value for r in per]
     # a plain single-target run gets the paper's test
     plain = sscl.run_sscl(ds, prof, eps="8/255", rate=0.05, target=1, key=5, perceptual="mse", train_suspect=False,
                           progress=False)
