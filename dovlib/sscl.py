@@ -665,7 +665,8 @@ def self_check(run, n_proxies: int = 1, m: int | None = None, tau=0.25, alpha=0.
     verify each with the owner's own test (the target-code intersection-union test for an :class:`SSCLCodeRun`,
     the paper's single-target test for an :class:`SSCLRun`), on verification images drawn with ``verify_seed``
     (default 1: another draw than the evaluation's 0). A mark that the owner cannot verify on a model trained on
-    exactly their data will not verify an unauthorised one either. Returns one row per proxy model (with the
+    exactly their data is unlikely to verify an unauthorised one (measured agreement with fresh models:
+    docs/owner-specificity.md; one proxy can pass by chance, so use more than one). Returns one row per proxy model (with the
     per-class p-values ``p_<class>`` of a code, which show the class whose trigger was not learnt)."""
     import pandas as pd
 
@@ -699,8 +700,9 @@ def select_code_run(ds, profile: Profile, *, targets, attempts: int = 4, n_proxi
     :func:`self_check`; the first attempt whose ``n_proxies`` proxy models all pass is published. If none passes
     within ``attempts``, the attempt with the smallest largest proxy p-value is returned and ``passed`` is False
     (the caller must say so: that owner cannot expect to verify). ``kw`` goes to :func:`run_code` (key, eps,
-    rate, arch, perceptual, surrogate). The selection never looks at a suspect model, so the test's level
-    against independent models is unchanged; whether selected marks collide more is measured in notebook 03.
+    rate, arch, perceptual, surrogate). The selection never looks at a suspect model, so it cannot tune the test
+    to the suspects; it can favour marks that transfer to other owners' models (notebook 03 measures that with
+    every other owner selecting too; docs/owner-specificity.md).
 
     Returns (run, log): ``run.params["selection"]`` holds the attempt, generator seed and ``passed``; ``log`` is
     one row per proxy model of every attempt tried."""

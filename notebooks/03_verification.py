@@ -187,8 +187,9 @@ sweep.pivot(index="tau", columns=["baseline", "scenario"], values="verified_rate
 # With `select_attempts` > 1 the owner checks before publishing: each attempt trains the code's generators with
 # another seed, marks the set, trains `n_proxies` proxy models on it (seeds 5000, ..., never a control's) and runs
 # the owner's own test on them; the first attempt that passes is published. No suspect model is looked at, so the
-# test's level against independent models is unchanged. Every other code owner then selects the same way
-# (`other_attempt`, `other_self_check`): the fair question is whether two careful owners' marks collide.
+# test is not tuned to the suspects, but selection can favour marks that transfer. Every other code owner then
+# selects the same way (`other_attempt`, `other_self_check`): the fair question is whether two careful owners' marks
+# collide.
 # Measured results and the other designs tried: docs/owner-specificity.md.
 
 # %%
