@@ -693,11 +693,12 @@ def self_check(run, n_proxies: int = 1, m: int | None = None, tau=0.25, alpha=0.
     return pd.DataFrame(rows)
 
 
-def select_code_run(ds, profile: Profile, *, targets, attempts: int = 4, n_proxies: int = 1, tau=0.25, alpha=0.01,
-                    seed: int = 0, train_suspect: bool = True, progress: bool = True, **kw):
+def select_code_run(ds, profile: Profile, *, targets, attempts: int = 4, n_proxies: int = 1, m: int | None = None,
+                    tau=0.25, alpha=0.01, seed: int = 0, train_suspect: bool = True, progress: bool = True, **kw):
     """Owner-side generator selection for a target code: attempt j trains the code's generators with seed
     :func:`attempt_seed` (seed, j) (attempt 0 is the unselected :func:`run_code`), marks the set and runs
-    :func:`self_check`; the first attempt whose ``n_proxies`` proxy models all pass is published. If none passes
+    :func:`self_check` (``m`` queries per class, as in the evaluation); the first attempt whose ``n_proxies`` proxy
+    models all pass is published. If none passes
     within ``attempts``, the attempt with the smallest largest proxy p-value is returned and ``passed`` is False
     (the caller must say so: that owner cannot expect to verify). ``kw`` goes to :func:`run_code` (key, eps,
     rate, arch, perceptual, surrogate). The selection never looks at a suspect model, so it cannot tune the test
@@ -716,7 +717,7 @@ def select_code_run(ds, profile: Profile, *, targets, attempts: int = 4, n_proxi
     for j in range(attempts):
         run = run_code(ds, profile, targets=targets, seed=seed, generator_seed=attempt_seed(seed, j),
                        train_suspect=False, progress=progress, **kw)
-        chk = self_check(run, n_proxies, tau=tau, alpha=alpha, progress=progress)
+        chk = self_check(run, n_proxies, m=m, tau=tau, alpha=alpha, progress=progress)
         chk.insert(0, "attempt", j)
         chk.insert(1, "generator_seed", run.params["generator_seed"])
         logs.append(chk)
@@ -789,7 +790,7 @@ def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | No
                        perceptual=p["perceptual"], train_suspect=False, surrogate=run.surrogate, progress=progress)
             extra = {}
             if select_attempts > 1:
-                other, _ = select_code_run(ds, prof, attempts=select_attempts, n_proxies=n_proxies, tau=tau,
+                other, _ = select_code_run(ds, prof, attempts=select_attempts, n_proxies=n_proxies, m=m, tau=tau,
                                            alpha=alpha, **okw)
                 sel = other.params["selection"]
                 extra = {"other_attempt": sel["attempt"], "other_self_check": sel["passed"]}

@@ -205,7 +205,7 @@ if n_targets > 1:
                        surrogate=run.surrogate)
         if select_attempts > 1:
             code_run, selection_log = sscl.select_code_run(ds, cfg, attempts=select_attempts, n_proxies=n_proxies,
-                                                           tau=tau, alpha=alpha, **code_kw)
+                                                           m=m, tau=tau, alpha=alpha, **code_kw)
             selection = code_run.params["selection"]
             print(f"selection: attempt {selection['attempt']} of {selection['attempts_tried']} tried "
                   f"(up to {select_attempts}), proxy p max {selection['proxy_p_max']:.3g}, "

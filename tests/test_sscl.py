@@ -365,9 +365,9 @@ def _scripted_self_check(monkeypatch, p_values):
 
     seen = []
 
-    def fake(run, n_proxies=1, tau=0.25, alpha=0.01, **_):
+    def fake(run, n_proxies=1, m=None, tau=0.25, alpha=0.01, **_):
         p = p_values[len(seen)]
-        seen.append(run)
+        seen.append((run, m))
         return pd.DataFrame({"proxy_seed": [5000], "BA": [0.5], "p_value": [p], "delta_p_min": [0.3],
                              "verified": [p <= alpha]})
 
@@ -378,10 +378,11 @@ def _scripted_self_check(monkeypatch, p_values):
 def test_select_code_run_publishes_the_first_attempt_that_passes(monkeypatch):
     ds, prof, kw = _toy_code_run()
     seen = _scripted_self_check(monkeypatch, [0.3, 0.02, 0.001, 0.0])
-    run, log = sscl.select_code_run(ds, prof, attempts=4, **kw)
+    run, log = sscl.select_code_run(ds, prof, attempts=4, m=30, **kw)
+    assert [m for _, m in seen] == [30, 30, 30]  # the evaluation's number of queries reaches the self-check
     assert list(log.attempt) == [0, 1, 2] and list(log.generator_seed) == [0, 100_000, 200_000]
     sel = run.params["selection"]
-    assert sel["attempt"] == 2 and sel["passed"] and sel["attempts_tried"] == 3 and run is seen[2]
+    assert sel["attempt"] == 2 and sel["passed"] and sel["attempts_tried"] == 3 and run is seen[2][0]
     assert run.params["generator_seed"] == 200_000 and run.suspect is not None
     # the suspect is trained on the published (selected) set
     again = sscl.train_classifier(run.marked.x, run.marked.y, ds.x_test, ds.y_test, arch="resnet18", profile=prof,
@@ -395,7 +396,7 @@ def test_select_code_run_says_when_no_attempt_passes(monkeypatch):
     seen = _scripted_self_check(monkeypatch, [0.3, 0.04, 0.2])
     run, log = sscl.select_code_run(ds, prof, attempts=3, **kw)
     sel = run.params["selection"]
-    assert not sel["passed"] and sel["attempt"] == 1 and sel["proxy_p_max"] == 0.04 and run is seen[1]
+    assert not sel["passed"] and sel["attempt"] == 1 and sel["proxy_p_max"] == 0.04 and run is seen[1][0]
     assert len(log) == 3 and run.suspect is None
     with pytest.raises(ValueError, match="attempts"):
         sscl.select_code_run(ds, prof, attempts=0, **kw)
