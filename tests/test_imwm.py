@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from dovlib.attacks import jpeg
-from dovlib.imwm import (HiDDeN, HiddenConfig, ImWatermarker, evaluate_attacks, get_watermarker, to_min_size,
+from dovlib.imwm import (HIDDEN_ARCHS, HiDDeN, HiddenConfig, ImWatermarker, evaluate_attacks, get_watermarker, to_min_size,
                          train_hidden)
 from dovlib.metrics import bit_accuracy, psnr
 
@@ -136,6 +136,43 @@ def test_hidden_config_validates():
         HiddenConfig(noises=("identity", "gaussian"))
     with pytest.raises(ValueError, match="message_bits"):
         HiddenConfig(message_bits=0)
+    with pytest.raises(ValueError, match="decoder_grid"):
+        HiddenConfig(decoder_grid=0)
+    with pytest.raises(ValueError, match="message_map"):
+        HiddenConfig(message_map=-1)
+
+
+def test_hidden_msgmap_network_learns_spatial_bits_and_keeps_any_image_size(tmp_path):
+    """The ``msgmap`` variant: the message enters as a learnt map (not a broadcast), the decoder pools onto a grid.
+    On the same images, steps and seed it learns an 8-bit message that the paper's network has not yet learnt."""
+    g = torch.Generator().manual_seed(0)
+    base = torch.nn.functional.interpolate(torch.rand(64, 3, 4, 4, generator=g), size=(16, 16), mode="bilinear")
+    images = (base.clamp(0, 1) * 255).round().to(torch.uint8)
+    common = dict(message_bits=8, channels=16, encoder_blocks=2, decoder_blocks=2, image_size=16, batch_size=32,
+                  adversarial_loss=0, noises=("identity",))
+    bits = _bits(64, 8, seed=1)
+    acc = {}
+    for arch, kw in HIDDEN_ARCHS.items():
+        model = train_hidden(images, HiddenConfig(**common, **kw), steps=120, progress=False, log_every=40)
+        acc[arch] = bit_accuracy(model.extract(model.embed(images, bits)), bits).mean()
+        if arch == "msgmap":
+            assert model.net.msg_map is not None and model.net.dec_linear.in_features == 8 * 16
+            assert model.extract(images[:3, :, :9, :11]).shape == (3, 8)  # still any image size
+            loaded = HiDDeN.load(model.save(tmp_path / "m.pt"))
+            assert loaded.cfg.message_map == 8 and loaded.cfg.decoder_grid == 4
+            np.testing.assert_array_equal(loaded.extract(images[:8]), model.extract(images[:8]))
+    assert acc["msgmap"] > 0.95 and acc["msgmap"] > acc["zhu2018"] + 0.1, acc
+
+
+def test_hidden_image_loss_uses_the_papers_minus_one_to_one_scale():
+    """Zhu et al. normalise images to [-1, 1]: the image term is 4x the MSE in [0, 1] (without a discriminator the
+    logged loss is exactly encoder_loss * 4 * image_mse + decoder_loss * message_mse)."""
+    images = (torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    cfg = HiddenConfig(message_bits=4, channels=8, encoder_blocks=1, decoder_blocks=1, image_size=16, batch_size=4,
+                       adversarial_loss=0, noises=("identity",), encoder_loss=0.7, decoder_loss=1.0)
+    h = train_hidden(images, cfg, steps=3, progress=False, log_every=1).history
+    for row in h:
+        assert row["loss"] == pytest.approx(0.7 * 4 * row["image_mse"] + row["message_mse"], rel=1e-5)
 
 
 def test_evaluate_attacks_reports_no_attack_first(photos):

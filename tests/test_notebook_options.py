@@ -45,3 +45,25 @@ def test_verification_notebook_refuses_code_options_without_a_code(tmp_path, mon
         res = rp.run_notebook(REPO_ROOT / "notebooks" / "03_verification.ipynb", {"profile": "smoke", **bad},
                               reports=tmp_path / "reports")
         assert res.status == "failed" and next(iter(bad)) in res.error and "n_targets must be 2 or more" in res.error
+
+
+def test_plug_and_play_notebook_trains_the_msgmap_hidden_and_refuses_unknown_networks(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
+    reports = tmp_path / "reports"
+    nb = REPO_ROOT / "notebooks" / "08_amuse_plug_and_play.ipynb"
+    res = rp.run_notebook(nb, {"profile": "smoke", "tables": "1", "hidden_arch": "msgmap"}, reports=reports)
+    assert res.status == "ok", res.error
+    out = reports / "08_amuse_plug_and_play"
+    record = json.loads((out / "metrics.json").read_text())["records"][-1]
+    assert record["params"]["hidden_arch"] == "msgmap"
+    captions = json.loads((out / "tables.json").read_text())
+    assert "network msgmap" in json.dumps(captions)
+    saved = sorted((tmp_path / "runs").rglob("hidden.pt"))
+    assert len(saved) == 3  # 30, 16 and 9 bits, each with the msgmap settings kept beside its weights
+    for path in saved:
+        cfg = torch.load(path, weights_only=False)["config"]
+        assert cfg["message_map"] == 8 and cfg["decoder_grid"] == 4
+    bad = rp.run_notebook(nb, {"profile": "smoke", "tables": "1", "hidden_arch": "resnet"}, reports=reports)
+    assert bad.status == "failed" and "hidden_arch must be one of" in bad.error and "msgmap" in bad.error
