@@ -36,7 +36,7 @@ hidden_dataset = "cifar10-subset"  # HiDDeN training/evaluation images: cifar10-
 hidden_size = None  # HiDDeN image side; None: smoke 32, else 128 (the paper's; CIFAR images are upsampled)
 hidden_steps = None  # HiDDeN training steps per model; None: the profile's hidden_steps
 hidden_channels = None  # HiDDeN conv channels; None: smoke 16, else 64 (the paper's; fewer for a CPU run)
-hidden_arch = "zhu2018"  # HiDDeN network: zhu2018 (the paper's) | msgmap (learnt spatial message map; learns far faster)
+hidden_arch = "zhu2018"  # HiDDeN: zhu2018 (the paper's) | msgmap (learnt spatial message map; learns far faster)
 method = "dwtDct"  # Table 2 watermark: dwtDct (the paper's DCT-DWT) | dwtDctSvd
 scales = None  # DCT-DWT scales for Table 2; None: smoke [36], else [36, 30, 20]
 message_bits = None  # Table 2 message lengths; None: smoke [100], else [100, 200, 300]
@@ -98,8 +98,9 @@ start_all = time.perf_counter()
 # Three HiDDeN models (30, 16 and 9 bits per image), trained with the noise layers Identity, Dropout, Cropout, Crop
 # and the differentiable JPEG-Mask (one per mini-batch). The smoke profile trains for seconds on 32x32 images, so its
 # accuracies are near chance: only `quick`/`paper` numbers mean anything. `hidden_arch = "zhu2018"` is the paper's
-# network; `"msgmap"` (beyond the paper: a learnt spatial message map and a 4x4-pooled decoder) converges within a
-# CPU budget (README: 30 bits at 32x32 decoded perfectly after 1,500 steps) but is weaker against Crop.
+# network; `"msgmap"` (beyond the paper: a learnt spatial message map, a 4x4-pooled decoder, and an image-loss weight
+# raised halfway) converges within a CPU budget (README: 30 bits at 32x32 decoded perfectly after 1,500 steps) but is
+# weaker against Crop.
 
 # %%
 if str(tables) in ("1", "both"):
@@ -234,8 +235,8 @@ if str(tables) in ("2", "both"):
         metrics.update({f"{key}_bit_acc": r.bit_acc, f"{key}_word_acc": r.word_acc, f"{key}_psnr": r.psnr})
 write_record(NOTEBOOK, params={"profile": profile, "tables": str(tables), "hidden_dataset": hidden_dataset,
                                "hidden_size": hidden_size, "hidden_steps": hidden_steps,
-                               "hidden_channels": hidden_channels, "hidden_arch": hidden_arch, "method": method, "scales": scales,
-                               "message_bits": lengths, "rho": rho, "attacks": attacks, "n_messages": n_messages,
+                               "hidden_channels": hidden_channels, "hidden_arch": hidden_arch, "method": method,
+                               "scales": scales, "message_bits": lengths, "rho": rho, "attacks": attacks, "n_messages": n_messages,
                                "seed": seed},
              metrics=metrics, dataset=f"{hidden_dataset} (Table 1), skimage-photos (Table 2)",
              perceptual="psnr", wall_time=wall, **context)

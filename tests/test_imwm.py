@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from dovlib.attacks import jpeg
-from dovlib.imwm import (HIDDEN_ARCHS, HiDDeN, HiddenConfig, ImWatermarker, evaluate_attacks, get_watermarker, to_min_size,
-                         train_hidden)
+from dovlib.imwm import (HIDDEN_ARCHS, HiDDeN, HiddenConfig, ImWatermarker, evaluate_attacks, get_watermarker,
+                         to_min_size, train_hidden)
 from dovlib.metrics import bit_accuracy, psnr
 
 
@@ -173,6 +173,15 @@ def test_hidden_image_loss_uses_the_papers_minus_one_to_one_scale():
     h = train_hidden(images, cfg, steps=3, progress=False, log_every=1).history
     for row in h:
         assert row["loss"] == pytest.approx(0.7 * 4 * row["image_mse"] + row["message_mse"], rel=1e-5)
+    # with encoder_loss_late the image weight changes after late_start x steps (here: steps 3 and 4 of 4)
+    late = HiddenConfig(**{**cfg.__dict__, "encoder_loss_late": 5.0, "late_start": 0.5})
+    h = train_hidden(images, late, steps=4, progress=False, log_every=1).history
+    for row in h:
+        w = 0.7 if row["step"] <= 2 else 5.0
+        assert row["loss"] == pytest.approx(w * 4 * row["image_mse"] + row["message_mse"], rel=1e-5), row["step"]
+    for bad in ({"encoder_loss_late": -1.0}, {"late_start": 1.5}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            HiddenConfig(**bad)
 
 
 def test_evaluate_attacks_reports_no_attack_first(photos):
