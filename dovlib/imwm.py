@@ -250,7 +250,7 @@ class HiddenNet(nn.Module):
     def __init__(self, cfg: HiddenConfig):
         super().__init__()
         c, L = cfg.channels, cfg.message_bits
-        self.cfg = cfg
+        self.map_side = cfg.map_side
         self.enc = nn.Sequential(_block(3, c), *[_block(c, c) for _ in range(cfg.encoder_blocks - 1)])
         self.msg_map = nn.Linear(L, cfg.message_map * cfg.map_side ** 2) if cfg.message_map else None
         self.enc_after = _block(c + (cfg.message_map or L) + 3, c)
@@ -267,8 +267,8 @@ class HiddenNet(nn.Module):
         """x: float images in [0, 1]; msg: (N, L) in {-1, +1}. Returns float images (not clamped)."""
         xc = x - 0.5
         if self.msg_map is not None:
-            side = self.cfg.map_side
-            m = F.interpolate(self.msg_map(msg).view(len(x), -1, side, side), size=x.shape[-2:], mode="nearest")
+            grid = self.msg_map(msg).view(len(x), -1, self.map_side, self.map_side)
+            m = F.interpolate(grid, size=x.shape[-2:], mode="nearest")
         else:
             m = msg[:, :, None, None].expand(-1, -1, *x.shape[-2:])
         h = self.enc_after(torch.cat([self.enc(xc), m, xc], dim=1))
@@ -357,12 +357,11 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
     """Train HiDDeN on uint8 images (N, 3, H, W) with random ``cfg.image_size`` crops (images smaller than that are
     upsampled). Losses: image MSE (``encoder_loss``, or ``encoder_loss_late`` after ``late_start`` x ``steps``; on
     images scaled to [-1, 1] as in Zhu et al., i.e. four times the MSE in [0, 1]), message MSE (``decoder_loss``),
-    adversarial BCE. One noise layer
-    from ``cfg.noises`` per mini-batch. With ``checkpoint`` (a path) a finished model is loaded instead of retrained
-    when its settings match, and the training state (weights, optimisers, random generators, history) is saved to
-    ``<checkpoint>.partial`` every ``log_every`` steps, so an interrupted run resumes where it stopped and ends
-    with the same weights as an uninterrupted one. Returns a :class:`HiDDeN`; ``.history`` holds the logged losses
-    and bit accuracy."""
+    adversarial BCE. One noise layer from ``cfg.noises`` per mini-batch. With ``checkpoint`` (a path) a finished
+    model is loaded instead of retrained when its settings match, and the training state (weights, optimisers,
+    random generators, history) is saved to ``<checkpoint>.partial`` every ``log_every`` steps, so an interrupted run
+    resumes where it stopped and ends with the same weights as an uninterrupted one. Returns a :class:`HiDDeN`;
+    ``.history`` holds the logged losses and bit accuracy."""
     from .train import resolve_device
 
     cfg = cfg or HiddenConfig()
