@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -417,8 +418,15 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
         dec = net.decode(noised)
         l_img = F.mse_loss(enc, x)  # in [0, 1]; the loss weighs it in [-1, 1] (x4), the paper's normalisation
         l_msg = F.mse_loss(dec, msg)
-        w_img = cfg.encoder_loss if cfg.encoder_loss_late is None or step <= cfg.late_start * steps \
-            else cfg.encoder_loss_late
+        late = cfg.encoder_loss_late is not None and step > cfg.late_start * steps
+        w_img = cfg.encoder_loss_late if late else cfg.encoder_loss
+        if late and step - 1 <= cfg.late_start * steps and history:  # the first late step: is the message learnt?
+            recent = float(np.mean([h["bit_acc"] for h in history[-3:]]))
+            if recent < 0.75:
+                warnings.warn(f"HiDDeN: the image-loss weight rises to encoder_loss_late = {cfg.encoder_loss_late} at "
+                              f"step {step} of {steps} while the training bit accuracy is only {recent:.2f}: the "
+                              "message is not learnt yet and the heavier image loss can lock it out (measured at "
+                              "64x64). Train longer or raise late_start.", stacklevel=2)
         loss = w_img * 4 * l_img + cfg.decoder_loss * l_msg
         if net.disc is not None:
             l_adv = F.binary_cross_entropy_with_logits(net.disc(enc - 0.5), torch.ones(len(x), 1, device=device))
