@@ -236,8 +236,8 @@ if str(tables) in ("2", "both"):
 write_record(NOTEBOOK, params={"profile": profile, "tables": str(tables), "hidden_dataset": hidden_dataset,
                                "hidden_size": hidden_size, "hidden_steps": hidden_steps,
                                "hidden_channels": hidden_channels, "hidden_arch": hidden_arch, "method": method,
-                               "scales": scales, "message_bits": lengths, "rho": rho, "attacks": attacks, "n_messages": n_messages,
-                               "seed": seed},
+                               "scales": scales, "message_bits": lengths, "rho": rho, "attacks": attacks,
+                               "n_messages": n_messages, "seed": seed},
              metrics=metrics, dataset=f"{hidden_dataset} (Table 1), skimage-photos (Table 2)",
              perceptual="psnr", wall_time=wall, **context)
 print(f"wall time {wall:.1f} s")
