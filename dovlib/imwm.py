@@ -19,7 +19,7 @@ through this interface.
   ``HIDDEN_ARCHS["zhu2018"]`` is the paper's network (the message broadcast over the image, a globally pooled
   decoder); ``HIDDEN_ARCHS["msgmap"]`` (beyond the paper) feeds the message through a learnt linear map onto a
   coarse spatial grid (as StegaStamp, Tancik et al. 2020, does) and pools the decoder onto a 4x4 grid, so bits can
-  ride on spatial patterns, and raises its image-loss weight halfway through training: measured on one CPU thread
+  ride on spatial patterns, and raises its image-loss weight once the message is learnt: measured on one CPU thread
   (identity noise, 30 bits, 32x32 CIFAR images) it reaches 0.999 bit accuracy after 300 steps, the paper's network
   0.69 after 800; the price is robustness to Crop (README).
 """
@@ -211,6 +211,7 @@ class HiddenConfig:
     decoder_grid: int = 1  # side of the decoder's adaptive average pooling (1: the paper's global pooling)
     encoder_loss_late: float | None = None  # image-loss weight from late_start x steps on (None: encoder_loss)
     late_start: float = 0.5
+    late_bit_acc: float | None = None  # if set, the rise also waits until the training bit accuracy reaches it
 
     def __post_init__(self):
         check_int("message_bits", self.message_bits, 1)
@@ -222,6 +223,8 @@ class HiddenConfig:
             raise ValueError(f"encoder_loss_late must be >= 0 or None; got {self.encoder_loss_late!r}")
         if not 0 <= self.late_start <= 1:
             raise ValueError(f"late_start must be in [0, 1] (a share of the training steps); got {self.late_start!r}")
+        if self.late_bit_acc is not None and not 0.5 <= self.late_bit_acc <= 1:
+            raise ValueError(f"late_bit_acc must be in [0.5, 1] or None; got {self.late_bit_acc!r}")
         self.noises = tuple(self.noises)
         for n in self.noises:
             check_choice("noise", n, ("identity", "dropout", "cropout", "crop", "jpeg"))
@@ -234,11 +237,12 @@ def _block(cin, cout):
 
 HIDDEN_ARCHS = {"zhu2018": {"message_map": 0, "decoder_grid": 1},
                 "msgmap": {"message_map": 8, "map_side": 8, "decoder_grid": 4, "encoder_loss_late": 5.0,
-                           "late_start": 0.5}}
+                           "late_start": 0.25, "late_bit_acc": 0.8}}
 """Named HiDDeN settings (keyword arguments of :class:`HiddenConfig`): ``zhu2018`` is the paper's network and loss,
 ``msgmap`` the faster-learning variant with a learnt spatial message map and a 4x4-pooled decoder (beyond the paper),
-whose image-loss weight rises from 0.7 to 5 halfway: the message is learnt first, then the image is cleaned up (a
-constant weight of 2 from the start never leaves the no-message plateau; README)."""
+whose image-loss weight rises from 0.7 to 5 once the message is learnt (training bit accuracy 0.8, not before a
+quarter of the steps): the message first, then the image is cleaned up (a constant weight of 2 from the start never
+leaves the no-message plateau, and a rise before the message is learnt erases it; README)."""
 
 
 class HiddenNet(nn.Module):
@@ -356,7 +360,9 @@ def _random_crops(x: torch.Tensor, n: int, size: int, gen: torch.Generator) -> t
 def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: int = 1000, device="cpu", seed: int = 0,
                  log_every: int = 50, checkpoint=None, progress: bool = True, **overrides) -> HiDDeN:
     """Train HiDDeN on uint8 images (N, 3, H, W) with random ``cfg.image_size`` crops (images smaller than that are
-    upsampled). Losses: image MSE (``encoder_loss``, or ``encoder_loss_late`` after ``late_start`` x ``steps``; on
+    upsampled). Losses: image MSE (``encoder_loss``, or ``encoder_loss_late`` after ``late_start`` x ``steps`` and,
+    with ``late_bit_acc``, from the first log step at which the mean training bit accuracy of the last three logged
+    mini-batches reaches it; on
     images scaled to [-1, 1] as in Zhu et al., i.e. four times the MSE in [0, 1]), message MSE (``decoder_loss``),
     adversarial BCE. One noise layer from ``cfg.noises`` per mini-batch. With ``checkpoint`` (a path) a finished
     model is loaded instead of retrained when its settings match, and the training state (weights, optimisers,
@@ -418,9 +424,12 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
         dec = net.decode(noised)
         l_img = F.mse_loss(enc, x)  # in [0, 1]; the loss weighs it in [-1, 1] (x4), the paper's normalisation
         l_msg = F.mse_loss(dec, msg)
-        late = cfg.encoder_loss_late is not None and step > cfg.late_start * steps
+        if cfg.late_bit_acc is None:
+            late = cfg.encoder_loss_late is not None and step > cfg.late_start * steps
+        else:  # decided at the log steps below and kept in the history, so a resumed run decides the same
+            late = bool(history) and history[-1].get("late_next", False)
         w_img = cfg.encoder_loss_late if late else cfg.encoder_loss
-        if late and step - 1 <= cfg.late_start * steps and history:  # the first late step: is the message learnt?
+        if cfg.late_bit_acc is None and late and step - 1 <= cfg.late_start * steps and history:  # the first late step
             recent = float(np.mean([h["bit_acc"] for h in history[-3:]]))
             if recent < 0.75:
                 warnings.warn(f"HiDDeN: the image-loss weight rises to encoder_loss_late = {cfg.encoder_loss_late} at "
@@ -438,9 +447,13 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
             with torch.no_grad():
                 ba = ((dec > 0) == (msg > 0)).float().mean().item()
                 mse = l_img.item()
-            history.append({"step": step, "loss": loss.item(), "image_mse": mse, "message_mse": l_msg.item(),
-                            "bit_acc": ba, "noise": kind, "psnr": 10 * math.log10(1 / max(mse, 1e-12)),
-                            "seconds": wall + time.perf_counter() - t0})
+            entry = {"step": step, "loss": loss.item(), "image_mse": mse, "message_mse": l_msg.item(), "bit_acc": ba,
+                     "noise": kind, "psnr": 10 * math.log10(1 / max(mse, 1e-12)), "image_weight": w_img,
+                     "seconds": wall + time.perf_counter() - t0}
+            if cfg.late_bit_acc is not None and cfg.encoder_loss_late is not None:  # the message learnt: rise next
+                recent = float(np.mean([h["bit_acc"] for h in history[-2:]] + [ba]))
+                entry["late_next"] = late or (step >= cfg.late_start * steps and recent >= cfg.late_bit_acc)
+            history.append(entry)
             if partial is not None and step < steps:
                 _save_atomic({"net": net.state_dict(), "opt": opt.state_dict(),
                               "opt_d": opt_d.state_dict() if opt_d is not None else None, "gen": gen.get_state(),

@@ -181,7 +181,41 @@ def test_hidden_image_loss_uses_the_papers_minus_one_to_one_scale():
     for row in h:
         w = 0.7 if row["step"] <= 2 else 5.0
         assert row["loss"] == pytest.approx(w * 4 * row["image_mse"] + row["message_mse"], rel=1e-5), row["step"]
-    for bad in ({"encoder_loss_late": -1.0}, {"late_start": 1.5}):
+    assert [row["image_weight"] for row in h] == [0.7, 0.7, 5.0, 5.0]
+
+
+def test_hidden_late_image_weight_waits_for_the_message_and_resumes_identically(tmp_path, monkeypatch):
+    """With ``late_bit_acc`` the image weight rises only once the logged training bit accuracy reaches it: never on a
+    message that is not learnt (threshold 1.0 on 4 steps), at the first log step after late_start when the threshold
+    is met (0.5); an interrupted run makes the same decision as an uninterrupted one."""
+    import dovlib.imwm as imwm
+
+    images = (torch.rand(16, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    cfg = HiddenConfig(message_bits=4, channels=8, encoder_blocks=1, decoder_blocks=1, image_size=16, batch_size=4,
+                       adversarial_loss=0, noises=("identity", "dropout"), encoder_loss_late=5.0, late_start=0.25,
+                       late_bit_acc=1.0)
+    never = train_hidden(images, cfg, steps=4, progress=False, log_every=1).history
+    assert [r["image_weight"] for r in never] == [0.7] * 4 and not any(r["late_next"] for r in never)
+    easy = HiddenConfig(**{**cfg.__dict__, "late_bit_acc": 0.5, "late_start": 0.5})
+    h = train_hidden(images, easy, steps=6, progress=False, log_every=1).history
+    first = next(r["step"] for r in h if r["late_next"])
+    assert first >= 3 and all(r["image_weight"] == (5.0 if r["step"] > first else 0.7) for r in h)
+    ckpt, real, calls = tmp_path / "h.pt", imwm._noise, []
+
+    def interrupted(*a):
+        calls.append(1)
+        if len(calls) == first + 1:  # stop right after the decision was logged
+            raise KeyboardInterrupt
+        return real(*a)
+
+    monkeypatch.setattr(imwm, "_noise", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_hidden(images, easy, steps=6, progress=False, log_every=1, checkpoint=ckpt)
+    monkeypatch.setattr(imwm, "_noise", real)
+    resumed = train_hidden(images, easy, steps=6, progress=False, log_every=1, checkpoint=ckpt).history
+    assert [r["image_weight"] for r in resumed] == [r["image_weight"] for r in h]
+    assert [r["loss"] for r in resumed] == pytest.approx([r["loss"] for r in h])
+    for bad in ({"encoder_loss_late": -1.0}, {"late_start": 1.5}, {"late_bit_acc": 0.2}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             HiddenConfig(**bad)
 
