@@ -142,7 +142,6 @@ def test_hidden_config_validates():
         HiddenConfig(message_map=-1)
 
 
-@pytest.mark.filterwarnings("ignore:HiDDeN. the image-loss weight rises")  # one log entry before the rise: 0.69
 def test_hidden_msgmap_network_learns_spatial_bits_and_keeps_any_image_size(tmp_path):
     """The ``msgmap`` variant: the message enters as a learnt map (not a broadcast), the decoder pools onto a grid.
     On the same images, steps and seed it learns an 8-bit message that the paper's network has not yet learnt."""
