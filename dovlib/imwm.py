@@ -21,7 +21,7 @@ through this interface.
   coarse spatial grid (as StegaStamp, Tancik et al. 2020, does) and pools the decoder onto a 4x4 grid, so bits can
   ride on spatial patterns, and raises its image-loss weight once the message is learnt: measured on one CPU thread
   (identity noise, 30 bits, 32x32 CIFAR images) it reaches 0.999 bit accuracy after 300 steps, the paper's network
-  0.69 after 800; the price is robustness to Crop (README).
+  0.69 after 800; the price is robustness to Crop (docs/measured-amuse-cpu.md).
 """
 
 from __future__ import annotations
@@ -242,7 +242,7 @@ HIDDEN_ARCHS = {"zhu2018": {"message_map": 0, "decoder_grid": 1},
 ``msgmap`` the faster-learning variant with a learnt spatial message map and a 4x4-pooled decoder (beyond the paper),
 whose image-loss weight rises from 0.7 to 5 once the message is learnt (training bit accuracy 0.8, not before a
 quarter of the steps): the message first, then the image is cleaned up (a constant weight of 2 from the start never
-leaves the no-message plateau, and a rise before the message is learnt erases it; README)."""
+leaves the no-message plateau, and a rise before the message is learnt erases it; docs/measured-amuse-cpu.md)."""
 
 
 class HiddenNet(nn.Module):
