@@ -41,6 +41,14 @@ def test_ci_runs_the_readme_test_command():
     assert "DOVLIB_DATA" in ci
 
 
+@pytest.mark.parametrize("doc", ["README.md", *sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md"))])
+def test_relative_links_in_docs_resolve(doc):
+    text = (ROOT / doc).read_text()
+    links = [t for t in re.findall(r"\]\(([^)\s]+)\)", text) if not re.match(r"[a-z]+:", t) and not t.startswith("#")]
+    broken = [t for t in links if not ((ROOT / doc).parent / t.split("#")[0]).exists()]
+    assert not broken, f"{doc} links to missing files: {broken}"
+
+
 def test_there_are_notebooks():
     assert NOTEBOOKS and NOTEBOOKS[0].name == "00_quickstart.ipynb"
 
