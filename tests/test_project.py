@@ -41,7 +41,10 @@ def test_ci_runs_the_readme_test_command():
     assert "DOVLIB_DATA" in ci
 
 
-@pytest.mark.parametrize("doc", ["README.md", *sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md"))])
+DOCS = ["README.md", *sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md"))]
+
+
+@pytest.mark.parametrize("doc", DOCS)
 def test_relative_links_in_docs_resolve(doc):
     text = (ROOT / doc).read_text()
     links = [t for t in re.findall(r"\]\(([^)\s]+)\)", text) if not re.match(r"[a-z]+:", t) and not t.startswith("#")]
