@@ -157,7 +157,8 @@ save_fig(g.figure, "accuracy_vs_length", NOTEBOOK)
 
 # %%
 if attack_names:
-    fam = (results[results.attack != "none"].groupby(["family", "L", "scheme"], as_index=False)["bit_acc"].mean())
+    fam = (results[results.attack != "none"].groupby(["family", "L", "scheme"], as_index=False)
+           [["bit_acc", "word_acc", "sub_bit_acc"]].mean())
     g = sns.catplot(data=fam, x="family", y="bit_acc", hue="scheme", col="L", kind="bar", height=3, aspect=1.4)
     g.set_xticklabels(rotation=45, ha="right")
     save_fig(g.figure, "accuracy_by_attack_family", NOTEBOOK)
@@ -175,6 +176,11 @@ save_table(summary, "accuracy_vs_length", NOTEBOOK,
 save_table(limits_df, "watermark_limits", NOTEBOOK,
            caption=f"{method} 32 bits per image, per-image bit accuracy under JPEG 4:2:0 vs 4:4:4 and a 90% centre "
                    f"crop ({len(images)} images, {image_note}; CPU).", **context)
+if attack_names:
+    save_table(fam, "accuracy_by_attack_family", NOTEBOOK,
+               caption=f"{method} (scale {scale:g}), baseline vs AMUSE (rho={rho:g}): rebuilt-message bit and word "
+                       f"accuracy and sub-message bit accuracy per attack family (mean over the family's attacks in "
+                       f"the '{attacks}' set and {n_messages} messages); {len(images)} images, CPU.", **context)
 for L in lengths:
     metrics = {}
     for (scheme, attacked), row in summary[summary.L == L].set_index(["scheme", "attacked"]).iterrows():
