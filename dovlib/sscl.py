@@ -283,9 +283,13 @@ def model_hash(model: nn.Module) -> str:
     return data_hash(*[v.detach().float() for _, v in sorted(model.state_dict().items()) if v.is_floating_point()])
 
 
-def train_surrogate(ds, profile: Profile, arch: str = "resnet18", seed: int = 0, progress: bool = True):
+def train_surrogate(ds, profile: Profile, arch: str = "resnet18", seed: int = 0, progress: bool = True,
+                    width: int | None = None):
     """The owner's surrogate: ``arch`` trained on the clean set with seed ``seed + SURROGATE_SEED_OFFSET``, so it
-    is never one of the benign (Ind-M) models it is compared with. Cached like every classifier."""
+    is never one of the benign (Ind-M) models it is compared with. Cached like every classifier. ``width``: the
+    surrogate's base width (default: the profile's, i.e. the suspects'); see :func:`run_sscl`'s ``surrogate_width``."""
+    if width is not None:
+        profile = profile.with_overrides(width=check_int("surrogate_width", width, 1))
     return train_classifier(ds.x_train, ds.y_train, ds.x_test, ds.y_test, arch=arch, profile=profile,
                             seed=seed + SURROGATE_SEED_OFFSET, num_classes=ds.num_classes, progress=progress)
 
@@ -434,23 +438,31 @@ def independent_key(key: int, i: int) -> int:
 def run_sscl(ds, profile: Profile, *, arch: str = "resnet18", eps=8 / 255, rate=0.1, target: int = 1, key: int = 0,
              seed: int = 0, perceptual: str = "lpips", surrogate_arch: str | None = None, l1: float = 1.0,
              l2: float = 1.0, l3: float = 1.0, decoy_rate=0.0, train_suspect: bool = True, surrogate=None,
-             progress: bool = True) -> SSCLRun:
+             surrogate_width: int | None = None, progress: bool = True) -> SSCLRun:
     """The whole owner-side pipeline in one call, every step cached: surrogate (``surrogate_arch``, default
     ``arch``) on the clean set -> key-conditioned generator -> gamma = ``rate`` of the set marked (target class
     only) -> a suspect ``arch`` model trained on it (the Malicious scenario). ``surrogate``: reuse a trained one.
     ``decoy_rate`` > 0: contrastive marking, that share of the set (non-target images) carries the owner's decoy
-    marks (:func:`watermark_dataset`, :func:`decoy_generator`)."""
+    marks (:func:`watermark_dataset`, :func:`decoy_generator`).
+
+    ``surrogate_width`` (ours, not the paper's): base width of the surrogate the generator is trained against
+    (default: the profile's width, the suspects' own). Measured on ``cifar10-subset`` at the reduced CPU scale,
+    one generator per cell (docs/measured-sscl-cpu.md): width-32 suspects learnt the marks made against a width-16
+    surrogate (WSR 0.96 and 0.78 for U-Nets of width 8 and 16) but not those made against a width-32 surrogate
+    (0.19, 0.11) or a width-8 one (0.13), with width-32 benign models at 0.03-0.05. A given ``surrogate`` must
+    have been trained with this width."""
     eps, rate = parse_eps(eps), parse_rate(rate, "rate (gamma)")
     decoy_rate = parse_fraction("decoy_rate", decoy_rate, 0.0, 1.0, low_inclusive=True)
     surrogate_arch = surrogate_arch or arch
     dev = resolve_device(profile.device)
     if surrogate is None:
-        surrogate = train_surrogate(ds, profile, surrogate_arch, seed, progress=progress)
+        surrogate = train_surrogate(ds, profile, surrogate_arch, seed, progress=progress, width=surrogate_width)
     gcfg = generator_config(profile, eps=eps, target=target, key=key, seed=seed, perceptual=perceptual, l1=l1,
                             l2=l2, l3=l3)
     G = get_or_train_generator(surrogate.model, ds.x_train, ds.y_train, gcfg, device=dev, progress=progress)
     params = {"arch": arch, "eps": eps, "rate": rate, "target": target, "key_hash": key_hash(key), "seed": seed,
-              "perceptual": perceptual, "surrogate_arch": surrogate_arch, "l1": l1, "l2": l2, "l3": l3,
+              "perceptual": perceptual, "surrogate_arch": surrogate_arch,
+              "surrogate_width": surrogate_width or profile.width, "l1": l1, "l2": l2, "l3": l3,
               "decoy_rate": decoy_rate}
     Gd = _decoy(surrogate, ds, profile, params, key, progress) if decoy_rate else None
     ws = watermark_dataset(G, ds.x_train, ds.y_train, rate, target, seed=seed, decoy=Gd, decoy_rate=decoy_rate,
@@ -539,7 +551,8 @@ def run_controls(run: SSCLRun, n_models: int | None = None, m: int | None = None
                          key=independent_key(int(p["key_hash"], 16), i),
                          seed=s + 1000, perceptual=p["perceptual"], surrogate_arch=p["surrogate_arch"], l1=p["l1"],
                          l2=p["l2"], l3=p["l3"], decoy_rate=p.get("decoy_rate", 0.0), train_suspect=False,
-                         surrogate=None if own_surrogate else run.surrogate, progress=progress)
+                         surrogate=None if own_surrogate else run.surrogate,
+                         surrogate_width=p.get("surrogate_width"), progress=progress)
         indw = train_classifier(other.marked.x, other.marked.y, ds.x_test, ds.y_test, seed=s, **kw)
         add("Ind-W", indw, s, {"own_WSR": attack_success(indw.model, ds.x_test, ds.y_test, other.trigger,
                                                         p["target"])})
@@ -613,11 +626,12 @@ def mark_code(generators: dict, x: torch.Tensor, y: torch.Tensor, rate, seed: in
 
 def run_code(ds, profile: Profile, *, targets, arch: str = "resnet18", eps=8 / 255, rate=0.1, key: int = 0,
              seed: int = 0, perceptual: str = "lpips", train_suspect: bool = True, surrogate=None,
-             generator_seed: int | None = None, progress: bool = True) -> SSCLCodeRun:
+             generator_seed: int | None = None, surrogate_width: int | None = None,
+             progress: bool = True) -> SSCLCodeRun:
     """:func:`run_sscl` for a target code (``targets``, e.g. from :func:`key_targets`): the cached generator of
     each class, ``rate`` of the set marked in each class, a suspect ``arch`` model trained on the result.
     ``generator_seed`` (default ``seed``) seeds only the generators' training (:func:`select_code_run` varies it);
-    surrogate, marking and suspect keep ``seed``."""
+    surrogate, marking and suspect keep ``seed``. ``surrogate_width`` as in :func:`run_sscl`."""
     targets = tuple(int(t) for t in targets)
     generator_seed = seed if generator_seed is None else check_int("generator_seed", generator_seed, 0)
     if not targets or len(set(targets)) != len(targets):
@@ -625,14 +639,15 @@ def run_code(ds, profile: Profile, *, targets, arch: str = "resnet18", eps=8 / 2
     eps, rate = parse_eps(eps), parse_rate(rate, "rate (gamma per target class)")
     dev = resolve_device(profile.device)
     if surrogate is None:
-        surrogate = train_surrogate(ds, profile, arch, seed, progress=progress)
+        surrogate = train_surrogate(ds, profile, arch, seed, progress=progress, width=surrogate_width)
     gens = {t: get_or_train_generator(surrogate.model, ds.x_train, ds.y_train,
                                       generator_config(profile, eps=eps, target=t, key=key, seed=generator_seed,
                                                        perceptual=perceptual), device=dev, progress=progress)
             for t in targets}
     ws = mark_code(gens, ds.x_train, ds.y_train, rate, seed=seed, dataset=ds.name)
     params = {"arch": arch, "eps": eps, "rate": rate, "targets": list(targets), "key_hash": key_hash(key),
-              "seed": seed, "perceptual": perceptual, "generator_seed": generator_seed}
+              "seed": seed, "perceptual": perceptual, "generator_seed": generator_seed,
+              "surrogate_width": surrogate_width or profile.width}
     run = SSCLCodeRun(ds, profile, params, surrogate, gens, ws)
     if train_suspect:
         run.suspect = train_classifier(ws.x, ws.y, ds.x_test, ds.y_test, arch=arch, profile=profile, seed=seed,
@@ -712,7 +727,8 @@ def select_code_run(ds, profile: Profile, *, targets, attempts: int = 4, n_proxi
     attempts = check_int("attempts", attempts, 1)
     kw.setdefault("surrogate", None)
     if kw["surrogate"] is None:
-        kw["surrogate"] = train_surrogate(ds, profile, kw.get("arch", "resnet18"), seed, progress=progress)
+        kw["surrogate"] = train_surrogate(ds, profile, kw.get("arch", "resnet18"), seed, progress=progress,
+                                          width=kw.get("surrogate_width"))
     logs, best = [], None
     for j in range(attempts):
         run = run_code(ds, profile, targets=targets, seed=seed, generator_seed=attempt_seed(seed, j),
@@ -779,7 +795,7 @@ def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | No
         other_key = independent_key(int(p["key_hash"], 16), i)
         plain = run_sscl(ds, prof, arch=p["arch"], eps=p["eps"], rate=p["rate"], target=first, key=other_key,
                          seed=s + 1000, perceptual=p["perceptual"], train_suspect=False, surrogate=run.surrogate,
-                         progress=progress)
+                         surrogate_width=p.get("surrogate_width"), progress=progress)
         add("Ind-W plain", train_classifier(plain.marked.x, plain.marked.y, ds.x_test, ds.y_test, seed=s, **kw), s)
         codes = [("Ind-W code", key_targets(other_key, ds.num_classes, len(run.targets), first=first))]
         if same_code:
@@ -787,7 +803,8 @@ def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | No
         for scenario, code in codes:
             other_rate = code_rate(ds.y_train, p["rate"], code)
             okw = dict(targets=code, arch=p["arch"], eps=p["eps"], rate=other_rate, key=other_key, seed=s + 1000,
-                       perceptual=p["perceptual"], train_suspect=False, surrogate=run.surrogate, progress=progress)
+                       perceptual=p["perceptual"], train_suspect=False, surrogate=run.surrogate,
+                       surrogate_width=p.get("surrogate_width"), progress=progress)
             extra = {}
             if select_attempts > 1:
                 other, _ = select_code_run(ds, prof, attempts=select_attempts, n_proxies=n_proxies, m=m, tau=tau,

@@ -36,6 +36,7 @@ perceptual = "ssim"  # "lpips" needs the AlexNet weights (see README, dovlib.per
 l1 = 1.0  # weight of L_target (target-class images -> least likely class)
 l2 = 1.0  # weight of L_nontarget (other images -> target class)
 l3 = 1.0  # weight of L_perceptual
+surrogate_width = None  # owner's surrogate base width; None: the user model's (the profile's); ours, see README
 
 # %% [markdown]
 # ## Setup
@@ -75,7 +76,7 @@ ds = load_dataset(dataset).subsample(cfg.n_train, cfg.n_test, seed=seed)
 print(ds.describe())
 with timer() as t_run:
     run = sscl.run_sscl(ds, cfg, arch=arch, eps=eps, rate=rate, target=target, key=key, seed=seed,
-                        perceptual=perceptual, l1=l1, l2=l2, l3=l3)
+                        perceptual=perceptual, l1=l1, l2=l2, l3=l3, surrogate_width=surrogate_width)
     benign = sscl.train_classifier(ds.x_train, ds.y_train, ds.x_test, ds.y_test, arch=arch, profile=cfg, seed=seed,
                                    num_classes=ds.num_classes)
 marked = run.marked
@@ -90,7 +91,8 @@ print(f"marked {marked.manifest['n_marked']} of {len(ds.y_train)} training image
 
 # %%
 params = {"profile": profile, "dataset": dataset, "arch": arch, "eps": eps, "rate": rate, "target": target,
-          "seed": seed, "key_hash": sscl.key_hash(key), "perceptual": perceptual, "l1": l1, "l2": l2, "l3": l3}
+          "seed": seed, "key_hash": sscl.key_hash(key), "perceptual": perceptual, "l1": l1, "l2": l2, "l3": l3,
+          "surrogate_width": run.params["surrogate_width"]}
 published = sscl.save_watermarked(marked, run_dir(NOTEBOOK, params) / "published", classes=ds.classes)
 print("written to", published)
 
@@ -118,7 +120,8 @@ table1
 # %%
 from dovlib.watermarks.table import PAPER_TABLE_I, paper_key
 
-label = f"{profile} profile, {ds.name}{' (subset)' if ds.is_subset else ''}, {arch}, {device}, eps {eps * 255:.0f}/255, gamma {rate:g}"
+label = (f"{profile} profile, {ds.name}{' (subset)' if ds.is_subset else ''}, {arch}, {device}, eps {eps * 255:.0f}/255, "
+         f"gamma {rate:g}, surrogate width {run.params['surrogate_width']}")
 ref = PAPER_TABLE_I.get(paper_key(ds.name), {})
 nan = float("nan")
 paper = pd.DataFrame([

@@ -46,6 +46,7 @@ n_targets = 1  # 1: the paper's single target; 2 or more: also test a key-derive
 same_code = False  # with n_targets > 1: also Ind-W owners marking exactly our code classes (a full collision)
 select_attempts = 1  # with n_targets > 1: owner-side selection over up to this many generator seeds (1: off)
 n_proxies = 1  # proxy models per selection attempt; an attempt passes when all of them verify
+surrogate_width = None  # owner's surrogate base width; None: the suspects' (the profile's); ours, see README
 decoy_rate = 0.0  # contrastive marking (ours, not the paper's): share of the set, non-target images, given decoy marks; 0 is off
 
 # %% [markdown]
@@ -104,7 +105,7 @@ ds = load_dataset(dataset).subsample(cfg.n_train, cfg.n_test, seed=seed)
 print(ds.describe())
 with timer() as t_run:
     run = sscl.run_sscl(ds, cfg, arch=arch, eps=eps, rate=rate, target=target, key=key, seed=seed,
-                        perceptual=perceptual, decoy_rate=decoy_rate)
+                        perceptual=perceptual, decoy_rate=decoy_rate, surrogate_width=surrogate_width)
     models = sscl.run_controls(run, n_models=n_models, m=m, tau=tau, alpha=alpha)
 print(f"{len(models)} models ({t_run['seconds']:.1f} s)")
 models.drop(columns=["p_b", "p_w", "p_decoy"])
@@ -125,7 +126,8 @@ models.drop(columns=["p_b", "p_w", "p_decoy"])
 
 # %%
 label = (f"{profile} profile, {ds.name}{' (subset)' if ds.is_subset else ''}, {arch}, {device}, "
-         f"eps {eps * 255:.0f}/255, gamma {rate:g}, decoy_rate {decoy_rate:g}, m {m}, {n_models} model(s) per scenario")
+         f"eps {eps * 255:.0f}/255, gamma {rate:g}, decoy_rate {decoy_rate:g}, m {m}, {n_models} model(s) per scenario, "
+         f"surrogate width {run.params['surrogate_width']}")
 table2 = summarize_controls(models, alpha)
 table2
 
@@ -202,7 +204,7 @@ if n_targets > 1:
         print(f"gamma {rate:g} per class exceeds the smallest code class's share: {code_rate:.4f} used (whole class)")
     with timer() as t_code:
         code_kw = dict(targets=targets, arch=arch, eps=eps, rate=code_rate, key=key, seed=seed, perceptual=perceptual,
-                       surrogate=run.surrogate)
+                       surrogate=run.surrogate, surrogate_width=surrogate_width)
         if select_attempts > 1:
             code_run, selection_log = sscl.select_code_run(ds, cfg, attempts=select_attempts, n_proxies=n_proxies,
                                                            m=m, tau=tau, alpha=alpha, **code_kw)
@@ -253,7 +255,8 @@ else:
 params = {"profile": profile, "dataset": dataset, "arch": arch, "eps": eps, "rate": rate, "target": target,
           "seed": seed, "key_hash": sscl.key_hash(key), "perceptual": perceptual, "tau": tau, "alpha": alpha,
           "n_models": n_models, "m": m, "decoy_rate": decoy_rate, "n_targets": n_targets,
-          "same_code": same_code, "select_attempts": select_attempts, "n_proxies": n_proxies}
+          "same_code": same_code, "select_attempts": select_attempts, "n_proxies": n_proxies,
+          "surrogate_width": run.params["surrogate_width"]}
 t2 = table2.set_index("scenario")
 metrics = {f"{s}_{k}": t2.at[s, k] for s in t2.index for k in ("delta_p", "p_value_median", "p_value_max",
                                                               "verified_rate", "WSR", "BA", "decoy_delta_p",

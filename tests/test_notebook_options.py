@@ -14,7 +14,7 @@ def test_verification_notebook_runs_the_target_code(tmp_path, monkeypatch):
     reports = tmp_path / "reports"
     res = rp.run_notebook(REPO_ROOT / "notebooks" / "03_verification.ipynb",
                           {"profile": "smoke", "n_targets": 2, "n_models": 1, "same_code": True,
-                           "select_attempts": 2}, reports=reports)
+                           "select_attempts": 2, "surrogate_width": 4}, reports=reports)
     assert res.status == "ok", res.error
     out = reports / "03_verification"
     record = json.loads((out / "metrics.json").read_text())["records"][-1]
@@ -22,7 +22,7 @@ def test_verification_notebook_runs_the_target_code(tmp_path, monkeypatch):
     assert len(code["targets"]) == 2 and code["targets"][0] == record["params"]["target"]
     rows = pd.DataFrame(code["models"])
     assert set(rows.scenario) == {"Malicious", "Ind-M", "Ind-W plain", "Ind-W code", "Ind-W same code"}
-    assert record["params"]["same_code"] is True
+    assert record["params"]["same_code"] is True and record["params"]["surrogate_width"] == 4
     assert rows[rows.scenario.isin(["Ind-W code", "Ind-W same code"])].own_p_value.between(0, 1).all()
     assert rows.p_value.between(0, 1).all() and {f"WSR_{t}" for t in code["targets"]} <= set(rows.columns)
     table = pd.read_csv(out / "target_code_rates.csv")

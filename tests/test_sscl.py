@@ -199,6 +199,24 @@ def test_run_sscl_and_controls_end_to_end_at_toy_size():
     assert again.generator.cached and torch.equal(again.marked.x, run.marked.x)
 
 
+def test_surrogate_width_changes_only_the_surrogate_and_is_recorded():
+    ds = load_dataset("synthetic", num_classes=4, n_train=120, n_test=60, image_size=16)
+    prof = get_profile("smoke", epochs=1, width=4, gen_iters=2, gen_batch=8, verify_m=20, n_models=1)
+    kw = dict(eps="8/255", rate=0.05, target=1, key=1, perceptual="mse", progress=False)
+    narrow = sscl.run_sscl(ds, prof, surrogate_width=8, **kw)
+    default = sscl.run_sscl(ds, prof, train_suspect=False, **kw)
+    assert narrow.surrogate.model.conv1.out_channels == 8 and narrow.suspect.model.conv1.out_channels == 4
+    assert default.surrogate.model.conv1.out_channels == 4
+    assert narrow.params["surrogate_width"] == 8 and default.params["surrogate_width"] == 4
+    assert narrow.marked.manifest["generator_hash"] != default.marked.manifest["generator_hash"]
+    assert torch.equal(narrow.marked.marked, default.marked.marked)  # same images marked, other marks
+    code = sscl.run_code(ds, prof, targets=(1, 3), surrogate_width=8, train_suspect=False,
+                         **{k: v for k, v in kw.items() if k != "target"})
+    assert code.surrogate.model.conv1.out_channels == 8 and code.params["surrogate_width"] == 8
+    with pytest.raises(ValueError, match="surrogate_width"):
+        sscl.run_sscl(ds, prof, surrogate_width=0, **kw)
+
+
 def test_run_sscl_with_contrastive_marking_uses_the_decoy_and_controls_follow():
     ds = load_dataset("synthetic", num_classes=4, n_train=120, n_test=60, image_size=16)
     prof = get_profile("smoke", epochs=1, width=4, gen_iters=2, gen_batch=8, verify_m=20, n_models=1)
