@@ -42,6 +42,7 @@ perceptual = "ssim"  # "lpips" needs the AlexNet weights (see README, dovlib.per
 l1 = 1.0  # weight of L_target (target-class images -> least likely class)
 l2 = 1.0  # weight of L_nontarget (other images -> target class)
 l3 = 1.0  # weight of L_perceptual
+surrogate_width = None  # surrogate base width; None: the profile's (the suspects'); ours, see README and 02/03
 
 # %% [markdown]
 # ## Setup
@@ -84,8 +85,9 @@ ds = load_dataset(dataset).subsample(cfg.n_train, cfg.n_test, seed=seed)
 print(ds.describe())
 check_int("target", target, 0, ds.num_classes - 1)
 with timer() as t_sur:
-    surrogate = sscl.train_surrogate(ds, cfg, arch, seed)
-print(f"surrogate {arch}: clean test accuracy {surrogate.final['test_acc']:.3f} ({t_sur['seconds']:.1f} s)")
+    surrogate = sscl.train_surrogate(ds, cfg, arch, seed, width=surrogate_width)
+surrogate_width = surrogate_width or cfg.width
+print(f"surrogate {arch} (width {surrogate_width}): clean test accuracy {surrogate.final['test_acc']:.3f} ({t_sur['seconds']:.1f} s)")
 
 # %% [markdown]
 # ## Train the generator
@@ -159,7 +161,8 @@ pd.Series(metrics).to_frame("value")
 
 # %%
 params = {"profile": profile, "dataset": dataset, "arch": arch, "eps": eps, "target": target, "seed": seed,
-          "key_hash": sscl.key_hash(key), "perceptual": perceptual, "l1": l1, "l2": l2, "l3": l3}
+          "key_hash": sscl.key_hash(key), "perceptual": perceptual, "l1": l1, "l2": l2, "l3": l3,
+          "surrogate_width": surrogate_width}
 record = write_record(NOTEBOOK, params, metrics, profile=profile, dataset=ds.name, is_subset=ds.is_subset,
                       dataset_note=ds.describe(), device=str(device), device_name=env_info(device)["device_name"],
                       wall_time=t_sur["seconds"] + t_gen["seconds"], perceptual=perceptual,

@@ -67,3 +67,16 @@ def test_plug_and_play_notebook_trains_the_msgmap_hidden_and_refuses_unknown_net
         assert cfg["message_map"] == 8 and cfg["decoder_grid"] == 4
     bad = rp.run_notebook(nb, {"profile": "smoke", "tables": "1", "hidden_arch": "resnet"}, reports=reports)
     assert bad.status == "failed" and "hidden_arch must be one of" in bad.error and "msgmap" in bad.error
+
+
+def test_generator_notebook_trains_against_a_narrower_surrogate(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
+    reports = tmp_path / "reports"
+    res = rp.run_notebook(REPO_ROOT / "notebooks" / "01_train_generator.ipynb",
+                          {"profile": "smoke", "surrogate_width": 4}, reports=reports)
+    assert res.status == "ok", res.error
+    record = json.loads((reports / "01_train_generator" / "metrics.json").read_text())["records"][-1]
+    assert record["params"]["surrogate_width"] == 4 and record["profile"] == "smoke"
+    bad = rp.run_notebook(REPO_ROOT / "notebooks" / "01_train_generator.ipynb",
+                          {"profile": "smoke", "surrogate_width": 0}, reports=reports)
+    assert bad.status == "failed" and "surrogate_width" in bad.error
