@@ -454,6 +454,7 @@ def run_sscl(ds, profile: Profile, *, arch: str = "resnet18", eps=8 / 255, rate=
     eps, rate = parse_eps(eps), parse_rate(rate, "rate (gamma)")
     decoy_rate = parse_fraction("decoy_rate", decoy_rate, 0.0, 1.0, low_inclusive=True)
     surrogate_arch = surrogate_arch or arch
+    surrogate_width = profile.width if surrogate_width is None else check_int("surrogate_width", surrogate_width, 1)
     dev = resolve_device(profile.device)
     if surrogate is None:
         surrogate = train_surrogate(ds, profile, surrogate_arch, seed, progress=progress, width=surrogate_width)
@@ -462,7 +463,7 @@ def run_sscl(ds, profile: Profile, *, arch: str = "resnet18", eps=8 / 255, rate=
     G = get_or_train_generator(surrogate.model, ds.x_train, ds.y_train, gcfg, device=dev, progress=progress)
     params = {"arch": arch, "eps": eps, "rate": rate, "target": target, "key_hash": key_hash(key), "seed": seed,
               "perceptual": perceptual, "surrogate_arch": surrogate_arch,
-              "surrogate_width": surrogate_width or profile.width, "l1": l1, "l2": l2, "l3": l3,
+              "surrogate_width": surrogate_width, "l1": l1, "l2": l2, "l3": l3,
               "decoy_rate": decoy_rate}
     Gd = _decoy(surrogate, ds, profile, params, key, progress) if decoy_rate else None
     ws = watermark_dataset(G, ds.x_train, ds.y_train, rate, target, seed=seed, decoy=Gd, decoy_rate=decoy_rate,
@@ -637,6 +638,7 @@ def run_code(ds, profile: Profile, *, targets, arch: str = "resnet18", eps=8 / 2
     if not targets or len(set(targets)) != len(targets):
         raise ValueError(f"targets must be distinct class indices; got {targets}")
     eps, rate = parse_eps(eps), parse_rate(rate, "rate (gamma per target class)")
+    surrogate_width = profile.width if surrogate_width is None else check_int("surrogate_width", surrogate_width, 1)
     dev = resolve_device(profile.device)
     if surrogate is None:
         surrogate = train_surrogate(ds, profile, arch, seed, progress=progress, width=surrogate_width)
@@ -647,7 +649,7 @@ def run_code(ds, profile: Profile, *, targets, arch: str = "resnet18", eps=8 / 2
     ws = mark_code(gens, ds.x_train, ds.y_train, rate, seed=seed, dataset=ds.name)
     params = {"arch": arch, "eps": eps, "rate": rate, "targets": list(targets), "key_hash": key_hash(key),
               "seed": seed, "perceptual": perceptual, "generator_seed": generator_seed,
-              "surrogate_width": surrogate_width or profile.width}
+              "surrogate_width": surrogate_width}
     run = SSCLCodeRun(ds, profile, params, surrogate, gens, ws)
     if train_suspect:
         run.suspect = train_classifier(ws.x, ws.y, ds.x_test, ds.y_test, arch=arch, profile=profile, seed=seed,
