@@ -87,7 +87,8 @@ check_int("target", target, 0, ds.num_classes - 1)
 with timer() as t_sur:
     surrogate = sscl.train_surrogate(ds, cfg, arch, seed, width=surrogate_width)
 surrogate_width = surrogate_width or cfg.width
-print(f"surrogate {arch} (width {surrogate_width}): clean test accuracy {surrogate.final['test_acc']:.3f} ({t_sur['seconds']:.1f} s)")
+print(f"surrogate {arch} (width {surrogate_width}): clean test accuracy {surrogate.final['test_acc']:.3f} "
+      f"({t_sur['seconds']:.1f} s)")
 
 # %% [markdown]
 # ## Train the generator

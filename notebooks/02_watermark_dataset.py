@@ -120,8 +120,8 @@ table1
 # %%
 from dovlib.watermarks.table import PAPER_TABLE_I, paper_key
 
-label = (f"{profile} profile, {ds.name}{' (subset)' if ds.is_subset else ''}, {arch}, {device}, eps {eps * 255:.0f}/255, "
-         f"gamma {rate:g}, surrogate width {run.params['surrogate_width']}")
+label = (f"{profile} profile, {ds.name}{' (subset)' if ds.is_subset else ''}, {arch}, {device}, "
+         f"eps {eps * 255:.0f}/255, gamma {rate:g}, surrogate width {run.params['surrogate_width']}")
 ref = PAPER_TABLE_I.get(paper_key(ds.name), {})
 nan = float("nan")
 paper = pd.DataFrame([

@@ -126,8 +126,8 @@ models.drop(columns=["p_b", "p_w", "p_decoy"])
 
 # %%
 label = (f"{profile} profile, {ds.name}{' (subset)' if ds.is_subset else ''}, {arch}, {device}, "
-         f"eps {eps * 255:.0f}/255, gamma {rate:g}, decoy_rate {decoy_rate:g}, m {m}, {n_models} model(s) per scenario, "
-         f"surrogate width {run.params['surrogate_width']}")
+         f"eps {eps * 255:.0f}/255, gamma {rate:g}, decoy_rate {decoy_rate:g}, m {m}, "
+         f"{n_models} model(s) per scenario, surrogate width {run.params['surrogate_width']}")
 table2 = summarize_controls(models, alpha)
 table2
 

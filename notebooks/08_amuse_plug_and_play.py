@@ -211,7 +211,8 @@ if str(tables) in ("2", "both"):
     g.figure.suptitle(f"{method}: baseline vs AMUSE (rho={rho:g}), {profile} profile, CPU", y=1.02)
     save_fig(g.figure, "table2_dct_dwt", NOTEBOOK)
     cmp2 = table2.melt(id_vars=["scale", "L", "scheme", "sub_message_bits", "attacked"],
-                       value_vars=["bit_acc", "word_acc", "psnr", "sub_bit_acc"], var_name="metric", value_name="ours")
+                       value_vars=["bit_acc", "word_acc", "psnr", "sub_bit_acc"], var_name="metric",
+                       value_name="ours")
     cmp2.insert(cmp2.columns.get_loc("ours"), "paper", np.nan)
     cmp2["diff"] = cmp2["ours"] - cmp2["paper"]
     save_table(cmp2, "table2_dct_dwt", NOTEBOOK,
