@@ -37,6 +37,23 @@ def test_dwt_dct_scale_trades_quality_for_strength(photos):
     assert psnr(photos, weak.embed(photos, bits)).mean() > psnr(photos, strong.embed(photos, bits)).mean()
 
 
+def test_dwt_dct_reads_zero_bits_as_one_and_the_svd_variant_does_not():
+    """The README's claim (docs/measured-amuse-cpu.md, Table 2): invisible-watermark's dwtDct is biased towards 1,
+    the same way in every image, so a majority vote over images cannot remove it; dwtDctSvd is not."""
+    from dovlib.data import load_dataset
+    from dovlib.imwm import sample_images
+
+    imgs = sample_images(load_dataset("skimage-photos").x_train, 16, side=256, seed=0)
+    msg = _bits(1, 100, seed=3)[0]
+    bits = np.tile(msg, (len(imgs), 1))
+    read = {m: ImWatermarker(m, 100, 30).extract(ImWatermarker(m, 100, 30).embed(imgs, bits))
+            for m in ("dwtDct", "dwtDctSvd")}
+    dct = read["dwtDct"]
+    assert (dct[:, msg == 1] == 1).mean() > 0.95 and (dct[:, msg == 0] == 0).mean() < 0.7
+    assert ((dct.mean(0) > 0.5) == msg).mean() < 0.9  # the vote keeps the error
+    assert (read["dwtDctSvd"] == bits).mean() > 0.95
+
+
 def test_dwt_dct_marks_only_chroma_so_444_jpeg_keeps_it_better(photos):
     wm = ImWatermarker("dwtDct", 32)
     bits = _bits(len(photos), 32)
