@@ -362,13 +362,12 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
     """Train HiDDeN on uint8 images (N, 3, H, W) with random ``cfg.image_size`` crops (images smaller than that are
     upsampled). Losses: image MSE (``encoder_loss``, or ``encoder_loss_late`` after ``late_start`` x ``steps`` and,
     with ``late_bit_acc``, from the first log step at which the mean training bit accuracy of the last three logged
-    mini-batches reaches it; on
-    images scaled to [-1, 1] as in Zhu et al., i.e. four times the MSE in [0, 1]), message MSE (``decoder_loss``),
-    adversarial BCE. One noise layer from ``cfg.noises`` per mini-batch. With ``checkpoint`` (a path) a finished
-    model is loaded instead of retrained when its settings match, and the training state (weights, optimisers,
-    random generators, history) is saved to ``<checkpoint>.partial`` every ``log_every`` steps, so an interrupted run
-    resumes where it stopped and ends with the same weights as an uninterrupted one. Returns a :class:`HiDDeN`;
-    ``.history`` holds the logged losses and bit accuracy."""
+    mini-batches reaches it; on images scaled to [-1, 1] as in Zhu et al., i.e. four times the MSE in [0, 1]),
+    message MSE (``decoder_loss``), adversarial BCE. One noise layer from ``cfg.noises`` per mini-batch. With
+    ``checkpoint`` (a path) a finished model is loaded instead of retrained when its settings match, and the
+    training state (weights, optimisers, random generators, history) is saved to ``<checkpoint>.partial`` every
+    ``log_every`` steps, so an interrupted run resumes where it stopped and ends with the same weights as an
+    uninterrupted one. Returns a :class:`HiDDeN`; ``.history`` holds the logged losses and bit accuracy."""
     from .train import resolve_device
 
     cfg = cfg or HiddenConfig()
