@@ -18,8 +18,7 @@ from pathlib import Path
 from .data import REPO_ROOT
 
 __all__ = ["reports_dir", "notebook_dir", "save_fig", "save_table", "runs_dir", "run_dir", "env_info", "record_key",
-           "load_records", "find_record",
-           "write_record", "timer", "file_lock", "reports_env"]
+           "load_records", "find_record", "write_record", "timer", "file_lock", "reports_env", "start_notebook"]
 
 
 def reports_dir() -> Path:
@@ -76,6 +75,33 @@ def env_info(device=None) -> dict:
     else:
         info["device_name"] = f"CPU ({os.cpu_count()} cores)"
     return info
+
+
+def start_notebook(profile: str, seed: int | None = None, device="auto", note: str = ""):
+    """The set-up every notebook shares; returns the torch device to run on.
+
+    Resolves ``device`` (a profile's ``device`` field: "auto" takes CUDA when present), seeds Python's, NumPy's and
+    torch's RNGs with ``seed`` (unless None), sets the project's plotting style, and prints one line naming dovlib's
+    and torch's versions, the device's name, the profile string, the seed and ``note``, so an executed notebook
+    always shows what it ran on.
+    """
+    import torch
+
+    from . import __version__
+    from .plotting import set_style
+    from .train import resolve_device, seed_everything
+
+    dev = resolve_device(device)
+    if seed is not None:
+        seed_everything(seed)
+    set_style()
+    name = env_info(dev)["device_name"]
+    parts = [f"dovlib {__version__}", f"torch {torch.__version__}", name if dev.type == "cpu" else f"{dev} ({name})",
+             f"profile {profile}"]
+    parts += [f"seed {seed}"] if seed is not None else []
+    parts += [note] if note else []
+    print(" | ".join(parts))
+    return dev
 
 
 def record_key(params: dict) -> str:

@@ -35,23 +35,17 @@ seed = 0  # seeds data subsampling, initialisation and augmentation
 # %%
 import time
 
-import torch
-
-import dovlib
 from dovlib.data import load_dataset
 from dovlib.models import build_model
-from dovlib.params import check_choice, check_int, get_profile
-from dovlib.plotting import learning_curve, set_style
-from dovlib.report import env_info, save_fig, write_record
-from dovlib.train import TrainConfig, fit, resolve_device, seed_everything
+from dovlib.params import check_int, get_profile
+from dovlib.plotting import learning_curve
+from dovlib.report import env_info, save_fig, start_notebook, write_record
+from dovlib.train import TrainConfig, fit
 
 NOTEBOOK = "00_quickstart"
 cfg = get_profile(profile)
 epochs = cfg.epochs if epochs is None else check_int("epochs", epochs, 1)
-device = resolve_device(cfg.device)
-seed_everything(seed)
-set_style()
-print(f"dovlib {dovlib.__version__} | torch {torch.__version__} | device {device} | profile {profile} | seed {seed}")
+device = start_notebook(profile, seed, cfg.device)
 
 # %% [markdown]
 # ## Data

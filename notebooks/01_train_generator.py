@@ -53,25 +53,21 @@ import seaborn as sns
 import torch
 from matplotlib import pyplot as plt
 
-import dovlib
 from dovlib import sscl
 from dovlib.data import load_dataset
 from dovlib.metrics import psnr, ssim
 from dovlib.params import check_choice, check_int, get_profile, parse_eps, parse_rate
 from dovlib.perceptual import PERCEPTUAL, lpips_available, perceptual_distance
-from dovlib.plotting import image_grid, set_style
-from dovlib.report import env_info, save_fig, timer, write_record
-from dovlib.train import evaluate, predict_logits, resolve_device, seed_everything
+from dovlib.plotting import image_grid
+from dovlib.report import env_info, save_fig, start_notebook, timer, write_record
+from dovlib.train import evaluate, predict_logits
 
 NOTEBOOK = "01_train_generator"
 cfg = get_profile(profile)
 eps, rate = parse_eps(eps), parse_rate(rate)
 target, seed = check_int("target", target, 0), check_int("seed", seed, 0)
 check_choice("perceptual", perceptual, PERCEPTUAL)
-device = resolve_device(cfg.device)
-seed_everything(seed)
-set_style()
-print(f"dovlib {dovlib.__version__} | torch {torch.__version__} | device {device} | profile {profile} | seed {seed}")
+device = start_notebook(profile, seed, cfg.device)
 print(f"eps = {eps * 255:.1f}/255, target {target}, perceptual measure: {perceptual} "
       f"(real LPIPS weights cached: {lpips_available()}), owner key hash {sscl.key_hash(key)}")
 
@@ -124,7 +120,6 @@ save_fig(fig, "clean_watermarked_residual", NOTEBOOK)
 
 # %%
 import ipywidgets as widgets
-
 
 def _show(i=0):
     x = ds.x_test[i:i + 1]

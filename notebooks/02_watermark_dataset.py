@@ -44,16 +44,13 @@ surrogate_width = None  # owner's surrogate base width; None: the user model's (
 # %%
 import pandas as pd
 import seaborn as sns
-import torch
+from IPython.display import display
 
-import dovlib
 from dovlib import sscl
 from dovlib.data import load_dataset
 from dovlib.params import check_choice, check_int, get_profile, parse_eps, parse_rate
 from dovlib.perceptual import PERCEPTUAL
-from dovlib.plotting import set_style
-from dovlib.report import env_info, run_dir, save_fig, save_table, timer, write_record
-from dovlib.train import resolve_device, seed_everything
+from dovlib.report import env_info, run_dir, save_fig, save_table, start_notebook, timer, write_record
 from dovlib.verify import evaluate_watermark, per_class_accuracy
 
 NOTEBOOK = "02_watermark_dataset"
@@ -61,10 +58,7 @@ cfg = get_profile(profile)
 eps, rate = parse_eps(eps), parse_rate(rate, "rate (gamma)")
 target, seed = check_int("target", target, 0), check_int("seed", seed, 0)
 check_choice("perceptual", perceptual, PERCEPTUAL)
-device = resolve_device(cfg.device)
-seed_everything(seed)
-set_style()
-print(f"dovlib {dovlib.__version__} | torch {torch.__version__} | device {device} | profile {profile} | seed {seed}")
+device = start_notebook(profile, seed, cfg.device)
 
 # %% [markdown]
 # ## The SSCL-BW pipeline
@@ -278,8 +272,8 @@ print(len(table_metrics), "numbers recorded")
 # * A reduced CPU run of the `quick` profile (README, "Measured so far"; ResNet-18 width 8, 10 epochs) learns only
 #   the triggers that cover the whole image with a strong, fixed signal (Blended) or the surrogate's adversarial
 #   direction (SSCL-BW on CIFAR-10); the small-patch and warping triggers and the surrogate-crafted clean-label
-#   baselines are not learnt at that scale (the quick profile's full size is untested on them). Its Kendall tau against the paper's WSR order is
-#   weak and not significant; its BA order agrees.
+#   baselines are not learnt at that scale (the quick profile's full size is untested on them). Its Kendall tau
+#   against the paper's WSR order is weak and not significant; its BA order agrees.
 # * On MNIST the paper's values were not available to us, so the notebook compares methods with each other and
 #   with their floors only (`-p dataset mnist-offline -p eps 32/255`: SSCL-BW needs a larger budget there). The
 #   same reduced CPU run learns the four poison-label triggers almost perfectly (WSR 0.999-1.000) and SSCL-BW and

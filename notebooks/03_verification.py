@@ -47,7 +47,7 @@ same_code = False  # with n_targets > 1: also Ind-W owners marking exactly our c
 select_attempts = 1  # with n_targets > 1: owner-side selection over up to this many generator seeds (1: off)
 n_proxies = 1  # proxy models per selection attempt; an attempt passes when all of them verify
 surrogate_width = None  # owner's surrogate base width; None: the suspects' (the profile's); ours, see README
-decoy_rate = 0.0  # contrastive marking (ours, not the paper's): share of the set, non-target images, given decoy marks; 0 is off
+decoy_rate = 0.0  # ours, not the paper's: share of the set (non-target images) given contrastive decoy marks; 0 is off
 
 # %% [markdown]
 # ## Setup
@@ -56,17 +56,13 @@ decoy_rate = 0.0  # contrastive marking (ours, not the paper's): share of the se
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
-import torch
 from IPython.display import display
 
-import dovlib
 from dovlib import sscl
 from dovlib.data import load_dataset
 from dovlib.params import check_choice, check_int, get_profile, parse_eps, parse_fraction, parse_rate
 from dovlib.perceptual import PERCEPTUAL
-from dovlib.plotting import set_style
-from dovlib.report import env_info, save_fig, save_table, timer, write_record
-from dovlib.train import resolve_device, seed_everything
+from dovlib.report import env_info, save_fig, save_table, start_notebook, timer, write_record
 from dovlib.verify import paper_table_ii, summarize_controls, tau_sweep
 
 NOTEBOOK = "03_verification"
@@ -89,10 +85,7 @@ if select_attempts > 1 and n_targets < 2:
     raise ValueError(f"select_attempts > 1 selects a target code's generators: n_targets must be 2 or more; "
                      f"got {n_targets}")
 check_choice("perceptual", perceptual, PERCEPTUAL)
-device = resolve_device(cfg.device)
-seed_everything(seed)
-set_style()
-print(f"dovlib {dovlib.__version__} | torch {torch.__version__} | device {device} | profile {profile} | seed {seed}")
+device = start_notebook(profile, seed, cfg.device)
 print(f"tau {tau}, alpha {alpha}, m {m}, {n_models} model(s) per scenario, decoy_rate {decoy_rate:g}")
 
 # %% [markdown]

@@ -47,18 +47,14 @@ recompute = False  # True: recompute parameter sets already in metrics.json
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
-import torch
 from IPython.display import Markdown, display
 
-import dovlib
 from dovlib.data import load_dataset
 from dovlib.params import check_choice, get_profile, parse_eps, parse_rate
 from dovlib.perceptual import check_perceptual
-from dovlib.plotting import set_style
-from dovlib.report import env_info, load_records, save_fig, save_table
+from dovlib.report import env_info, load_records, save_fig, save_table, start_notebook
 from dovlib.sscl import key_hash, run_sscl
 from dovlib.studies import cached, eps_label, grid, ownership_metrics
-from dovlib.train import resolve_device, seed_everything
 from dovlib.watermarks import select_indices
 
 NOTEBOOK = "04_ablation"
@@ -67,11 +63,8 @@ eps_value = parse_eps(eps)
 rate = parse_rate(rate)
 check_choice("sweep", sweep, ["none", "eps", "rate", "both"])
 check_perceptual(perceptual)
-device = resolve_device(cfg.device)
-seed_everything(seed)
-set_style()
-print(f"dovlib {dovlib.__version__} | torch {torch.__version__} | {env_info(device)['device_name']} | "
-      f"profile {profile} | eps {eps_label(eps_value)} | rate {rate} | perceptual {perceptual}")
+device = start_notebook(profile, seed, cfg.device,
+                        note=f"eps {eps_label(eps_value)} | rate {rate} | perceptual {perceptual}")
 
 # %%
 ds = load_dataset(dataset).subsample(cfg.n_train, cfg.n_test, seed=seed)

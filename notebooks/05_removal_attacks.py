@@ -46,19 +46,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-import torch
 from IPython.display import Markdown, display
 
-import dovlib
 from dovlib.data import load_dataset, stratified_subsample
 from dovlib.params import get_profile, parse_eps, parse_fraction, parse_rate
 from dovlib.perceptual import check_perceptual
-from dovlib.plotting import set_style
 from dovlib.removal import finetune, pruning_curve
-from dovlib.report import env_info, run_dir, save_fig, save_table
+from dovlib.report import env_info, run_dir, save_fig, save_table, start_notebook
 from dovlib.sscl import key_hash, run_sscl
 from dovlib.studies import cached, eps_label, ownership_metrics
-from dovlib.train import TrainConfig, resolve_device, seed_everything
+from dovlib.train import TrainConfig
 from dovlib.watermarks import select_indices
 
 NOTEBOOK = "05_removal_attacks"
@@ -69,18 +66,15 @@ finetune_share = parse_fraction("finetune_share", finetune_share, 0, 1)
 finetune_lr = parse_fraction("finetune_lr", finetune_lr, 0, 10)
 prune_step = parse_fraction("prune_step", prune_step, 0, 0.95)
 check_perceptual(perceptual)
-device = resolve_device(cfg.device)
-seed_everything(seed)
-set_style()
-print(f"dovlib {dovlib.__version__} | torch {torch.__version__} | {env_info(device)['device_name']} | profile {profile}")
+device = start_notebook(profile, seed, cfg.device)
 
 # %%
 ds = load_dataset(dataset).subsample(cfg.n_train, cfg.n_test, seed=seed)
 select_indices(ds.y_train, rate, target, clean_label=True)  # gamma within the target class's share?
 print(ds.describe())
 params = {"profile": profile, "dataset": dataset, "arch": arch, "eps": eps_label(eps), "rate": rate, "target": target,
-          "seed": seed, "key_hash": key_hash(key), "perceptual": perceptual, "finetune_share": finetune_share, "finetune_lr": finetune_lr,
-          "prune_step": prune_step}
+          "seed": seed, "key_hash": key_hash(key), "perceptual": perceptual, "finetune_share": finetune_share,
+          "finetune_lr": finetune_lr, "prune_step": prune_step}
 
 # %% [markdown]
 # ## The watermarked (Malicious) model and the attacks
@@ -162,7 +156,7 @@ display(Markdown("\n".join([
     f"(lowest BA at >= 80%: {high['BA'].min():.1%})." if not high.empty else "* Pruning above 80% not run.",
     f"* Ownership still proved up to a pruning rate of {still_verified:.0%}." if still_verified is not None
     else "* Ownership was not proved at any pruning rate (not even 0%): see the smoke/quick caveat.",
-    f"* **Pruning removes the watermark only once BA collapses**: "
+    "* **Pruning removes the watermark only once BA collapses**: "
     + ("not testable (no BA collapse in the range)" if first_collapse is None else
        f"{'confirmed' if first_lost is None or first_lost >= first_collapse else 'NOT confirmed'} (verification "
        f"first lost at {'no rate' if first_lost is None else f'{first_lost:.0%}'}, BA below half its start from "

@@ -38,19 +38,15 @@ recompute = False  # True: recompute cells already in metrics.json
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
-import torch
 from IPython.display import Markdown, display
 
-import dovlib
 from dovlib.data import load_dataset
 from dovlib.models import ARCHS
 from dovlib.params import check_choice, get_profile, parse_eps, parse_rate
 from dovlib.perceptual import check_perceptual
-from dovlib.plotting import set_style
-from dovlib.report import env_info, save_fig, save_table
+from dovlib.report import env_info, save_fig, save_table, start_notebook
 from dovlib.sscl import key_hash, run_sscl
 from dovlib.studies import cached, eps_label, grid, ownership_metrics
-from dovlib.train import resolve_device, seed_everything
 from dovlib.watermarks import select_indices
 
 NOTEBOOK = "06_transferability"
@@ -61,11 +57,7 @@ check_perceptual(perceptual)
 arch_list = grid("archs", cfg) if archs is None else [a.strip() for a in str(archs).split(",") if a.strip()]
 for a in arch_list:
     check_choice("archs", a, [k for k in ARCHS if k != "badnets_cnn"])
-device = resolve_device(cfg.device)
-seed_everything(seed)
-set_style()
-print(f"dovlib {dovlib.__version__} | torch {torch.__version__} | {env_info(device)['device_name']} | "
-      f"profile {profile} | grid {arch_list}")
+device = start_notebook(profile, seed, cfg.device, note=f"grid {arch_list}")
 
 # %%
 ds = load_dataset(dataset).subsample(cfg.n_train, cfg.n_test, seed=seed)

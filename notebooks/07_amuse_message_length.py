@@ -46,18 +46,15 @@ import time
 import numpy as np
 import pandas as pd
 import seaborn as sns
-import torch
 
-import dovlib
 from dovlib.amuse import AmuseCodec, RepeatCodec, random_message
 from dovlib.attacks import ATTACKS, attack_set, jpeg
 from dovlib.data import load_dataset
 from dovlib.imwm import ImWatermarker, evaluate_dataset, sample_images
 from dovlib.metrics import bit_accuracy, psnr
 from dovlib.params import check_choice, check_int, get_profile, parse_fraction
-from dovlib.plotting import image_grid, set_style
-from dovlib.report import env_info, save_fig, save_table, write_record
-from dovlib.train import seed_everything
+from dovlib.plotting import image_grid
+from dovlib.report import env_info, save_fig, save_table, start_notebook, write_record
 
 NOTEBOOK = "07_amuse_message_length"
 cfg = get_profile(profile)
@@ -72,10 +69,7 @@ attacks = attacks or ("grid" if cfg.name == "paper" else "representative")
 attack_names = attack_set(attacks)
 n_messages = {"smoke": 1, "quick": 3}.get(cfg.name, 10) if n_messages is None else n_messages
 n_messages = check_int("n_messages", n_messages, 1)
-seed_everything(seed)
-set_style()
-print(f"dovlib {dovlib.__version__} | torch {torch.__version__} | device cpu (invisible-watermark runs on CPU) | "
-      f"profile {profile} | seed {seed}")
+start_notebook(profile, seed, "cpu", note="invisible-watermark runs on the CPU")
 
 # %% [markdown]
 # ## Images
@@ -86,7 +80,8 @@ print(f"dovlib {dovlib.__version__} | torch {torch.__version__} | device cpu (in
 ds = load_dataset(dataset)
 images = sample_images(ds.x_train, cfg.amuse_images, side=256, seed=seed)
 image_note = {"skimage-photos": "random 256x256 crops (flipped at random) of scikit-image's photos",
-              "cifar10-subset": "CIFAR-10 subset images upsampled (bicubic) from 32x32 to 256x256"}.get(dataset, ds.note)
+              "cifar10-subset": "CIFAR-10 subset images upsampled (bicubic) from 32x32 to 256x256"}
+image_note = image_note.get(dataset, ds.note)
 print(ds.describe())
 print(f"{len(images)} images {tuple(images.shape[1:])}: {image_note}")
 

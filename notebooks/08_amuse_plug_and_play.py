@@ -55,17 +55,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-import torch
 
-import dovlib
 from dovlib.amuse import PAPER_SUB_MESSAGE_BITS, AmuseCodec, RepeatCodec, random_message
 from dovlib.attacks import attack_set
 from dovlib.data import load_dataset
 from dovlib.imwm import HIDDEN_ARCHS, HiddenConfig, ImWatermarker, evaluate_dataset, sample_images, train_hidden
 from dovlib.params import check_choice, check_int, get_profile, parse_fraction
-from dovlib.plotting import set_style
-from dovlib.report import env_info, run_dir, save_fig, save_table, write_record
-from dovlib.train import resolve_device, seed_everything
+from dovlib.report import env_info, run_dir, save_fig, save_table, start_notebook, write_record
 
 NOTEBOOK = "08_amuse_plug_and_play"
 cfg = get_profile(profile)
@@ -85,11 +81,7 @@ rho = parse_fraction("rho", rho, 0.0, 1.0, high_inclusive=False)
 attacks = attacks or ("grid" if cfg.name == "paper" else "representative")
 n_messages = {"smoke": 1, "quick": 3}.get(cfg.name, 10) if n_messages is None else n_messages
 n_messages = check_int("n_messages", n_messages, 1)
-device = resolve_device(cfg.device)
-seed_everything(seed)
-set_style()
-print(f"dovlib {dovlib.__version__} | torch {torch.__version__} | HiDDeN on {device}, invisible-watermark on CPU | "
-      f"profile {profile} | seed {seed}")
+device = start_notebook(profile, seed, cfg.device, note="HiDDeN on this device, invisible-watermark on the CPU")
 context = dict(profile=profile, device=str(device), device_name=env_info(device)["device_name"], is_subset=True)
 start_all = time.perf_counter()
 
@@ -173,8 +165,8 @@ if str(tables) in ("1", "both"):
     save_table(cmp1, "table1_hidden", NOTEBOOK,
                caption=f"Table 1 (HiDDeN, 30-bit message): ours = {profile} profile, {hidden_note}, "
                        f"{hidden_steps} training steps per model, {hidden_channels} channels, network {hidden_arch}, "
-                       f"{n_messages} message(s), device {device}. Paper "
-                       "values not found (empty); authors_repo = vbdi/amuse exp/validation_run_30_summary.csv (BA, WA) and "
+                       f"{n_messages} message(s), device {device}. Paper values not found (empty); "
+                       "authors_repo = vbdi/amuse exp/validation_run_30_summary.csv (BA, WA) and "
                        "exp/validation_subset_run_30_summary.csv (PSNR).",
                dataset=hds.name, **context)
 

@@ -68,20 +68,16 @@ import time
 import numpy as np
 import pandas as pd
 import seaborn as sns
-import torch
 
-import dovlib
 from dovlib.amuse import (PAPER_SUB_MESSAGE_BITS, AmuseCodec, ErasureCodec, RepeatCodec, choose_erasure_k, choose_nk,
                           flip_bits, leak_subset_accuracy, random_message, recovery_share, tradeoff_table)
-from dovlib.plotting import set_style
-from dovlib.report import env_info, save_fig, save_table, write_record
+from dovlib.report import env_info, save_fig, save_table, start_notebook, write_record
 
 NOTEBOOK = "09_amuse_subset_attack"
 start = time.perf_counter()
-set_style()
-device = "cpu"  # codecs are NumPy; real extraction runs invisible-watermark on the CPU
-print(f"dovlib {dovlib.__version__} | torch {torch.__version__} | numpy {np.__version__} | device {device} | "
-      f"profile {profile} | seed {seed} | {n_images} images, {n_subsets} subsets per share")
+# codecs are NumPy; real extraction runs invisible-watermark on the CPU
+device = str(start_notebook(profile, seed, "cpu",
+                            note=f"numpy {np.__version__} | {n_images} images, {n_subsets} subsets per share"))
 
 # %% [markdown]
 # ## Algorithm 2 against the paper

@@ -46,28 +46,23 @@ import time
 import numpy as np
 import pandas as pd
 import seaborn as sns
-import torch
 
-import dovlib
 from dovlib.amuse import AmuseCodec, RepeatCodec, random_message
 from dovlib.data import load_dataset
 from dovlib.imwm import ImWatermarker, embed_at_size, extract_dataset, to_min_size
 from dovlib.metrics import psnr
 from dovlib.models import build_model
 from dovlib.params import check_choice, check_int, get_profile, parse_fraction
-from dovlib.plotting import image_grid, set_style
-from dovlib.report import env_info, save_fig, save_table, write_record
-from dovlib.train import TrainConfig, fit, resolve_device, seed_everything
+from dovlib.plotting import image_grid
+from dovlib.report import env_info, save_fig, save_table, start_notebook, write_record
+from dovlib.train import TrainConfig, fit
 
 NOTEBOOK = "10_amuse_ml_task"
 cfg = get_profile(profile)
 check_choice("method", method, ("dwtDct", "dwtDctSvd", "rivaGan"))
 message_bits = check_int("message_bits", message_bits, 1)
 rho = parse_fraction("rho", rho, 0.0, 1.0, high_inclusive=False)
-device = resolve_device(cfg.device)
-seed_everything(seed)
-set_style()
-print(f"dovlib {dovlib.__version__} | torch {torch.__version__} | device {device} | profile {profile} | seed {seed}")
+device = start_notebook(profile, seed, cfg.device)
 
 # %% [markdown]
 # ## Data

@@ -9,6 +9,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+import dovlib  # noqa: E402
 from dovlib import report  # noqa: E402
 
 
@@ -69,6 +70,30 @@ def test_timer_and_env():
     assert t["seconds"] > 0
     env = report.env_info("cpu")
     assert env["device"] == "cpu" and "CPU" in env["device_name"]
+
+
+def test_start_notebook_seeds_styles_and_names_the_run(capsys):
+    import random
+
+    import matplotlib
+    import numpy as np
+
+    matplotlib.rcParams["savefig.dpi"] = 72
+    dev = report.start_notebook("quick:device=cpu,epochs=2", seed=7, device="cpu", note="subset")
+    first = (random.random(), np.random.rand(), torch.rand(1).item())
+    assert dev == torch.device("cpu")
+    assert matplotlib.rcParams["savefig.dpi"] == 150  # the project's style was set
+    line = capsys.readouterr().out.strip()
+    assert line.split(" | ") == [f"dovlib {dovlib.__version__}", f"torch {torch.__version__}",
+                                 f"CPU ({os.cpu_count()} cores)", "profile quick:device=cpu,epochs=2", "seed 7",
+                                 "subset"]
+    report.start_notebook("smoke", seed=7, device="cpu")
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == first  # same seed, same draws
+    report.start_notebook("smoke", device="cpu")
+    assert "seed" not in capsys.readouterr().out.splitlines()[-1]
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            report.start_notebook("smoke", device="cuda")
 
 
 def test_reports_env_sets_and_restores(tmp_path, monkeypatch):

@@ -184,8 +184,8 @@ def floor_test(table: pd.DataFrame, n_eval: int, alpha: float = 0.01, strong: fl
     model and on the benign model; for UBW-* the untargeted success against the benign model's error on the same
     triggered images). Adds ``lift`` (WSR - WSR_benign), ``p_vs_benign``, ``learnt`` (p < ``alpha``) and
     ``strength``: "strong" (learnt and lift >= ``strong``: most triggered images move), "weak" (learnt, smaller
-    lift) or "none"; rows without a WSR (No Watermark) get NaN / False / "-". The two models see the same images, so an unpaired test is
-    conservative."""
+    lift) or "none"; rows without a WSR (No Watermark) get NaN / False / "-". The two models see the same images, so
+    an unpaired test is conservative."""
     from scipy.stats import fisher_exact
 
     from ..params import check_int, parse_fraction

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..params import check_int, parse_fraction
-from .base import DatasetWatermark, register, select_indices
+from .base import DatasetWatermark, register
 from .common import check_images
 
 __all__ = ["WaNet"]
