@@ -2,9 +2,9 @@
 
 The common loop: torchvision dataset-style access to PIL images, ``RandomCrop(32, padding=4)`` +
 ``RandomHorizontalFlip`` + ``ToTensor`` in a ``DataLoader`` with worker processes, fp32, with the same optimiser and
-learning-rate schedule as ``fit`` (``dovlib.train.make_optimizer``), so only the data path and precision differ. dovlib: uint8 data resident
-on the device, batched crop/flip on the device, bf16 autocast + channels_last on CUDA. Same model, batch size,
-optimiser, data and number of epochs; the first epoch of each is a warm-up and is not timed.
+learning-rate schedule as ``fit`` (``dovlib.train.make_optimizer``), so only the data path and precision differ.
+dovlib: uint8 data resident on the device, batched crop/flip on the device, bf16 autocast + channels_last on CUDA.
+Same model, batch size, optimiser, data and number of epochs; the first epoch of each is a warm-up and is not timed.
 
     python benchmarks/train_throughput.py                       # CPU-sized defaults (width 16)
     python benchmarks/train_throughput.py --width 64 --batch-size 512 --epochs 5 --workers 8   # GPU

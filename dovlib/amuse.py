@@ -356,7 +356,8 @@ class ErasureCodec(Codec):
     systematic symbols (the rest is marked unknown), and beyond that bound RS may also miscorrect silently. With few
     images each fragment (in ``1 / n`` of the images) has few copies to vote over, so bit errors hurt it more than
     AMUSE, whose chunks are each in ``k / n`` of the images (notebook 09). ``rho = (k - 1) / n``: any leaked share
-    above it holds ``k`` distinct fragments. Decoding is pure Python (about 2 ms per symbol row for n = 31; slow for n near 255).
+    above it holds ``k`` distinct fragments. Decoding is pure Python (about 2 ms per symbol row for n = 31; slow for n
+    near 255).
     """
 
     name = "erasure"

@@ -257,13 +257,15 @@ def _sub_imagenet(root: str | None = None, num_classes: int = 50, image_size: in
         return _pil_to_uint8(((Image.open(f), y) for f, y in files), image_size)
 
     exts = {".jpeg", ".jpg", ".png"}
-    train = [(f, index[c]) for c in classes for f in sorted((root / "train" / c).rglob("*")) if f.suffix.lower() in exts]
+    train = [(f, index[c]) for c in classes for f in sorted((root / "train" / c).rglob("*"))
+             if f.suffix.lower() in exts]
     ann = root / "val" / "val_annotations.txt"
     if ann.is_file():  # Tiny-ImageNet
         pairs = [line.split("\t")[:2] for line in ann.read_text().splitlines() if line.strip()]
         val = [(root / "val" / "images" / f, index[c]) for f, c in pairs if c in index]
     else:
-        val = [(f, index[c]) for c in classes for f in sorted((root / "val" / c).rglob("*")) if f.suffix.lower() in exts]
+        val = [(f, index[c]) for c in classes for f in sorted((root / "val" / c).rglob("*"))
+               if f.suffix.lower() in exts]
     x_tr, y_tr = load(train)
     x_te, y_te = load(val)
     return ImageDataset("sub-imagenet", x_tr, y_tr, x_te, y_te, classes,
@@ -392,7 +394,8 @@ def _image_folder(root: str | None = None, image_size: int = 256, test_share: fl
 
     x_tr, y_tr = load(files["train"], "train")
     x_te, y_te = load(files["test"], "test")
-    how = "train/ and " + test_dir.name + "/ folders" if splits else f"a seeded {1 - test_share:.0%}/{test_share:.0%} split"
+    how = ("train/ and " + test_dir.name + "/ folders" if splits
+           else f"a seeded {1 - test_share:.0%}/{test_share:.0%} split")
     return ImageDataset("image-folder", x_tr, y_tr, x_te, y_te, classes,
                         note=f"{len(x_tr) + len(x_te)} images of {root} ({how}), resized to {image_size}x{image_size}",
                         extra={"root": str(root)})

@@ -353,8 +353,8 @@ def _random_crops(x: torch.Tensor, n: int, size: int, gen: torch.Generator) -> t
     h, w = x.shape[-2:]
     tops = torch.randint(0, h - size + 1, (n,), generator=gen)
     lefts = torch.randint(0, w - size + 1, (n,), generator=gen)
-    return torch.stack([x[i, :, t:t + size, l:l + size]
-                        for i, t, l in zip(idx.tolist(), tops.tolist(), lefts.tolist())])
+    return torch.stack([x[i, :, top:top + size, left:left + size]
+                        for i, top, left in zip(idx.tolist(), tops.tolist(), lefts.tolist())])
 
 
 def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: int = 1000, device="cpu", seed: int = 0,

@@ -205,7 +205,8 @@ class UNet(nn.Module):
         chans = [width * 2 ** i for i in range(depth + 1)]
         self.inc = _DoubleConv(in_channels, chans[0])
         self.downs = nn.ModuleList(_DoubleConv(chans[i], chans[i + 1]) for i in range(depth))
-        self.ups = nn.ModuleList(nn.ConvTranspose2d(chans[i + 1], chans[i], 2, stride=2) for i in reversed(range(depth)))
+        self.ups = nn.ModuleList(nn.ConvTranspose2d(chans[i + 1], chans[i], 2, stride=2)
+                                 for i in reversed(range(depth)))
         self.up_convs = nn.ModuleList(_DoubleConv(2 * chans[i], chans[i]) for i in reversed(range(depth)))
         self.outc = nn.Conv2d(chans[0], out_channels, 1)
 

@@ -49,7 +49,8 @@ def show_images(images: torch.Tensor, titles: list[str] | None = None, scale: fl
     fig, axes = plt.subplots(1, len(arr), figsize=(len(arr) * scale, scale + 0.3), squeeze=False)
     for i, ax in enumerate(axes[0]):
         img = arr[i]
-        ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None, vmin=0, vmax=1)
+        gray = img.shape[-1] == 1
+        ax.imshow(img[..., 0] if gray else img, cmap="gray" if gray else None, vmin=0, vmax=1)
         ax.axis("off")
         if titles:
             ax.set_title(titles[i], fontsize="small")

@@ -27,8 +27,8 @@ from .data import REPO_ROOT
 from .params import check_int, get_profile
 from .report import _atomic_write, file_lock, record_key, reports_dir, reports_env
 
-__all__ = ["NOTEBOOK_GLOB", "RunResult", "kernel_start_failed", "find_notebooks", "notebook_parameters", "source_hash", "stamp_key",
-           "output_name", "load_stamps", "cached_result", "run_notebook", "reproduce", "main"]
+__all__ = ["NOTEBOOK_GLOB", "RunResult", "kernel_start_failed", "find_notebooks", "notebook_parameters", "source_hash",
+           "stamp_key", "output_name", "load_stamps", "cached_result", "run_notebook", "reproduce", "main"]
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 STAMPS = "stamps.json"  # reports/<notebook>/stamps.json: one entry per parameter set run

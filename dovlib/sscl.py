@@ -269,12 +269,13 @@ def train_classifier(x_train, y_train, x_test=None, y_test=None, *, arch: str = 
     tc = TrainConfig(epochs=epochs if epochs is not None else profile.epochs, batch_size=profile.batch_size,
                      lr=profile.lr, device=str(resolve_device(profile.device)), seed=seed, flip=channels == 3,
                      progress=progress)
-    key = {"what": "classifier", "version": CACHE_VERSION, "data": data_hash(x_train, y_train), "arch": arch, "width": profile.width,
-           "num_classes": num_classes, "train": tc.fingerprint()}
+    key = {"what": "classifier", "version": CACHE_VERSION, "data": data_hash(x_train, y_train), "arch": arch,
+           "width": profile.width, "num_classes": num_classes, "train": tc.fingerprint()}
     torch.manual_seed(seed)
     model = build_model(arch, num_classes, channels, width=profile.width, image_size=size)
     ckpt = run_dir(CACHE, key) / "model.pt"
-    with file_lock(ckpt, timeout=CACHE_LOCK_TIMEOUT):  # concurrent jobs wanting the same model: one trains, the rest load
+    # concurrent jobs wanting the same model: one trains, the rest load
+    with file_lock(ckpt, timeout=CACHE_LOCK_TIMEOUT):
         return fit(model, x_train, y_train, x_test, y_test, tc, checkpoint=ckpt)
 
 
@@ -683,8 +684,8 @@ def self_check(run, n_proxies: int = 1, m: int | None = None, tau=0.25, alpha=0.
     the paper's single-target test for an :class:`SSCLRun`), on verification images drawn with ``verify_seed``
     (default 1: another draw than the evaluation's 0). A mark that the owner cannot verify on a model trained on
     exactly their data is unlikely to verify an unauthorised one (measured agreement with fresh models:
-    docs/owner-specificity.md; one proxy can pass by chance, so use more than one). Returns one row per proxy model (with the
-    per-class p-values ``p_<class>`` of a code, which show the class whose trigger was not learnt)."""
+    docs/owner-specificity.md; one proxy can pass by chance, so use more than one). Returns one row per proxy model
+    (with the per-class p-values ``p_<class>`` of a code, which show the class whose trigger was not learnt)."""
     import pandas as pd
 
     from .train import evaluate

@@ -225,7 +225,8 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
     if overrides:
         cfg = TrainConfig(**{**asdict(cfg), **overrides})
     if len(x_train) != len(y_train) or len(x_train) == 0:
-        raise ValueError(f"x_train and y_train must be non-empty and equally long; got {len(x_train)} and {len(y_train)}")
+        raise ValueError("x_train and y_train must be non-empty and equally long; "
+                         f"got {len(x_train)} and {len(y_train)}")
     device = resolve_device(cfg.device)
     gen = torch.Generator().manual_seed(cfg.seed)  # shuffling (CPU: one permutation per epoch)
     aug_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)  # augmentation, on the device
@@ -307,7 +308,8 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{row.get('test_acc', row['train_acc']):.3f}")
         if ckpt_path:
             _save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                          "generator": gen.get_state(), "aug_generator": aug_gen.get_state(), "epoch": epoch + 1, "history": result.history,
+                          "generator": gen.get_state(), "aug_generator": aug_gen.get_state(), "epoch": epoch + 1,
+                          "history": result.history,
                           "wall_time": result.wall_time, "images_seen": result.images_seen,
                           "fingerprint": cfg.fingerprint(), "n_train": n, "config": asdict(cfg)}, ckpt_path)
     bar.close()

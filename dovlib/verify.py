@@ -99,7 +99,8 @@ def label_verify(labels_watermarked, target: int, labels_benign=None, tau=0.25, 
     lw = torch.as_tensor(labels_watermarked).flatten()
     n = len(lw)
     k = int((lw == target).sum())
-    rate_b = 0.0 if labels_benign is None else float((torch.as_tensor(labels_benign).flatten() == target).float().mean())
+    rate_b = (0.0 if labels_benign is None
+              else float((torch.as_tensor(labels_benign).flatten() == target).float().mean()))
     delta = k / n - rate_b if n else float("nan")
     p0 = rate_b + tau
     if n < 1 or p0 >= 1:

@@ -3,6 +3,8 @@ notebooks are clean, in sync with their jupytext sources, and parameterised with
 
 import json
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -50,6 +52,14 @@ def test_relative_links_in_docs_resolve(doc):
     links = [t for t in re.findall(r"\]\(([^)\s]+)\)", text) if not re.match(r"[a-z]+:", t) and not t.startswith("#")]
     broken = [t for t in links if not ((ROOT / doc).parent / t.split("#")[0]).exists()]
     assert not broken, f"{doc} links to missing files: {broken}"
+
+
+def test_code_passes_ruff():
+    """pyflakes (unused imports, undefined names), syntax errors and 120-character lines over the package, tests,
+    benchmarks and notebook sources, with the settings in pyproject.toml's [tool.ruff]."""
+    res = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--output-format", "concise", "."],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
 
 
 def test_there_are_notebooks():

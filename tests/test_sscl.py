@@ -159,7 +159,8 @@ def test_contrastive_marking_puts_decoy_marks_on_non_target_images_only(tmp_path
     back = load_watermarked(save_watermarked(ws, tmp_path / "pub"))
     assert torch.equal(back.decoys, ws.decoys)
     plain = watermark_dataset(g, ds.x_train, ds.y_train, rate=0.1, target=2, seed=1)
-    assert len(plain.decoys) == 0 and plain.manifest["n_decoys"] == 0 and torch.equal(plain.x[plain.marked], ws.x[ws.marked])
+    assert len(plain.decoys) == 0 and plain.manifest["n_decoys"] == 0
+    assert torch.equal(plain.x[plain.marked], ws.x[ws.marked])
     with pytest.raises(ValueError, match="decoy generator"):
         watermark_dataset(g, ds.x_train, ds.y_train, rate=0.1, target=2, decoy_rate=0.2)
     with pytest.raises(ValueError, match=r"decoy_rate must be <= the non-target share of the training set, 0.75"):
@@ -312,14 +313,16 @@ def test_run_code_and_its_controls_end_to_end_at_toy_size():
     assert df.p_value.between(0, 1).all() and {f"p_{t}" for t in targets} <= set(df.columns)
     assert (df[[f"p_{t}" for t in targets]].max(axis=1) == df.p_value).all()
     code_row = df[df.scenario == "Ind-W code"].iloc[0]
-    assert code_row.other_targets[0] == targets[0] and code_row.collision == (set(targets) <= set(code_row.other_targets))
+    assert code_row.other_targets[0] == targets[0]
+    assert code_row.collision == (set(targets) <= set(code_row.other_targets))
     assert 0 <= code_row.own_p_value <= 1 and df[df.scenario == "Malicious"].own_p_value.isna().all()
     # same_code adds a full collision: the same other owner marking exactly our classes; its own test is its code's
     full = sscl.run_code_controls(run, same_code=True, progress=False)
     assert list(full.scenario) == ["Malicious", "Ind-M", "Ind-W plain", "Ind-W code", "Ind-W same code"]
     same = full[full.scenario == "Ind-W same code"].iloc[0]
     assert tuple(same.other_targets) == targets and same.collision and 0 <= same.own_p_value <= 1
-    assert full.iloc[:4].drop(columns=["own_p_value", "own_verified"]).equals(df.drop(columns=["own_p_value", "own_verified"]))
+    own = ["own_p_value", "own_verified"]
+    assert full.iloc[:4].drop(columns=own).equals(df.drop(columns=own))
     with pytest.raises(ValueError, match="distinct"):
         sscl.run_code(ds, prof, targets=(1, 1), key=5, perceptual="mse", progress=False)
 
@@ -343,7 +346,10 @@ def test_run_code_generator_seed_changes_only_the_generators():
     base = sscl.run_code(ds, prof, **kw)
     same = sscl.run_code(ds, prof, generator_seed=0, **kw)
     other = sscl.run_code(ds, prof, generator_seed=sscl.attempt_seed(0, 1), **kw)
-    hashes = lambda r: [t["generator_hash"] for t in r.marked.manifest["per_target"]]
+
+    def hashes(r):
+        return [t["generator_hash"] for t in r.marked.manifest["per_target"]]
+
     assert base.params["generator_seed"] == 0 and hashes(same) == hashes(base)
     assert other.params["generator_seed"] == 100_000 and hashes(other) != hashes(base)
     assert torch.equal(other.marked.marked, base.marked.marked) and not torch.equal(other.marked.x, base.marked.x)
@@ -361,7 +367,8 @@ def test_self_check_verifies_proxy_models_with_the_owners_own_test():
     # the proxies are new models (not the suspect, seed 0), trained on the owner's marked set, cached
     proxy = sscl.train_classifier(run.marked.x, run.marked.y, ds.x_test, ds.y_test, arch="resnet18", profile=prof,
                                   seed=5000, num_classes=4, progress=False)
-    assert any((a != b).any() for a, b in zip(proxy.model.state_dict().values(), run.suspect.model.state_dict().values()))
+    weights = zip(proxy.model.state_dict().values(), run.suspect.model.state_dict().values())
+    assert any((a != b).any() for a, b in weights)
     v, per = sscl.verify_code(proxy.model, run, m=20, verify_seed=1)
     assert chk.p_value[0] == v.p_value and chk.verified[0] == v.verified
     assert [chk.p_1[0], chk.p_3[0]] == [r.p_value for r in per]
