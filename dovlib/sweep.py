@@ -74,8 +74,8 @@ def combinations(grid: dict[str, list]) -> list[dict]:
 def _job(path: str, params: dict, force: bool, reports: str, threads: int | None, kernel_name: str | None,
          cell_timeout: float | None) -> RunResult:
     """One sweep job (runs in a pool worker or a Slurm task)."""
-    if threads:
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    if threads:  # the job's share of the CPUs, for torch's threads and dovlib.imwm's worker processes
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "DOVLIB_WORKERS"):
             os.environ.setdefault(var, str(threads))
     return run_notebook(path, params, force=force, reports=reports, kernel_name=kernel_name,
                         cell_timeout=cell_timeout)
@@ -107,8 +107,8 @@ def sweep(notebook: str | Path, grid: dict | list, *, profile: str = "smoke", ex
     """Run ``notebook`` once per combination of ``grid`` and return one :class:`RunResult` per combination.
 
     ``executor``: ``local`` (process pool of ``jobs`` workers; default min(#combinations, #CPUs), each with
-    ``OMP_NUM_THREADS`` = #CPUs // jobs unless set), ``slurm`` (submitit job array; ``slurm`` holds submitit
-    parameters such as ``timeout_min``, ``slurm_partition``, ``gpus_per_node``, ``cpus_per_task``) or
+    ``OMP_NUM_THREADS`` and ``DOVLIB_WORKERS`` = #CPUs // jobs unless set), ``slurm`` (submitit job array; ``slurm``
+    holds submitit parameters such as ``timeout_min``, ``slurm_partition``, ``gpus_per_node``, ``cpus_per_task``) or
     ``submitit-local`` (the same submitit path on this machine). Failed jobs are returned, not raised.
     ``reports`` holds for this call only (``$DOVLIB_REPORTS`` is restored).
     """

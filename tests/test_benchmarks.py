@@ -1,4 +1,5 @@
-"""benchmarks/train_throughput.py runs end to end on a tiny CPU setting and reports both loops (speed, accuracy)."""
+"""The benchmarks run end to end on tiny CPU settings: train_throughput.py reports both loops (speed, accuracy),
+imwm_throughput.py one process against worker processes (same output)."""
 
 import importlib.util
 from pathlib import Path
@@ -30,4 +31,25 @@ def test_throughput_benchmark_reports_both_loops_over_seeds(capsys):
 def test_throughput_benchmark_rejects_bad_settings(argv, message, capsys):
     with pytest.raises(SystemExit):
         _load().main(argv)
+    assert message in capsys.readouterr().err
+
+
+def _load_imwm():
+    spec = importlib.util.spec_from_file_location("imwm_throughput", ROOT / "benchmarks" / "imwm_throughput.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_imwm_benchmark_compares_one_process_with_workers(capsys):
+    rows = _load_imwm().main(["--images", "64", "--workers", "2", "--bits", "16"])
+    assert list(rows) == ["1 process", "2 worker processes"] and all(v > 0 for v in rows.values())
+    out = capsys.readouterr().out
+    assert "outputs identical" in out and "speed-up (2 workers / 1 process)" in out
+
+
+@pytest.mark.parametrize("argv, message", [(["--workers", "1"], "--workers"), (["--images", "10"], "--images")])
+def test_imwm_benchmark_rejects_bad_settings(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        _load_imwm().main(argv)
     assert message in capsys.readouterr().err

@@ -273,3 +273,28 @@ def test_embed_at_size_round_trips_small_images():
     down, up = embed_at_size(wm, small, bits)
     assert down.shape == small.shape and up.shape == (2, 3, 256, 256)
     assert bit_accuracy(wm.extract(up), bits).mean() >= 0.9
+
+
+def test_worker_processes_give_the_serial_result(photos, monkeypatch):
+    """Large calls are spread over spawned processes; the marked pixels and the read bits must not change."""
+    imgs = photos.repeat(22, 1, 1, 1)[:ImWatermarker.min_parallel]
+    bits = _bits(len(imgs), 24, seed=5)
+    serial, pooled = ImWatermarker("dwtDct", 24, workers=1), ImWatermarker("dwtDct", 24, workers=2)
+    marked = serial.embed(imgs, bits)
+    assert torch.equal(pooled.embed(imgs, bits), marked)
+    assert np.array_equal(pooled.extract(marked), serial.extract(marked))
+    assert bit_accuracy(pooled.extract(marked), bits).mean() > 0.75  # a real read (dwtDct's 0-bit bias: not 1.0)
+
+
+def test_worker_count_is_checked(monkeypatch):
+    from dovlib.imwm import default_workers
+
+    monkeypatch.setenv("DOVLIB_WORKERS", "3")
+    assert default_workers() == 3 and ImWatermarker("dwtDct", 8).workers == 3
+    monkeypatch.setenv("DOVLIB_WORKERS", "0")
+    with pytest.raises(ValueError, match="DOVLIB_WORKERS must be an integer >= 1"):
+        default_workers()
+    monkeypatch.delenv("DOVLIB_WORKERS")
+    assert 1 <= default_workers() <= 8
+    with pytest.raises(ValueError, match="workers must be an integer >= 1"):
+        ImWatermarker("dwtDct", 8, workers=0)

@@ -115,3 +115,16 @@ def test_concurrent_writers_lose_nothing(reports):
         pool.map(_write_many, [(str(reports), w) for w in range(4)])
     assert len(report.load_records("07_concurrent")) == 32
     assert len(json.loads((reports / "07_concurrent" / "tables.json").read_text())) == 32
+
+
+def test_a_local_job_gets_its_share_of_threads_and_watermarking_workers(monkeypatch):
+    import os
+
+    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "DOVLIB_WORKERS")
+    for var in names:
+        monkeypatch.setenv(var, "")  # recorded, so that what _job sets is undone after the test
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("MKL_NUM_THREADS", "1")  # a value the user set is kept
+    monkeypatch.setattr(sweep, "run_notebook", lambda *a, **k: {v: os.environ.get(v) for v in names})
+    env = sweep._job("nb.ipynb", {}, False, "reports", 3, None, None)
+    assert env == {"OMP_NUM_THREADS": "3", "MKL_NUM_THREADS": "1", "DOVLIB_WORKERS": "3"}

@@ -1,0 +1,72 @@
+"""Throughput of the ``invisible-watermark`` methods in one process against ``dovlib.imwm``'s worker processes.
+
+The package embeds and reads one image at a time in Python (per-block DCT and SVD), so the AMUSE notebooks 07-10
+spend most of their time there: notebook 08's Table 2 reads every one of its images 9 settings x 2 schemes x
+(1 + attacks) times. ``ImWatermarker(workers=N)`` spreads large calls over N spawned processes. Both runs embed and
+read the same images with the same bits; the benchmark checks that the outputs are identical and prints images/s of
+each and their ratio, measured in one run. The worker processes are started before timing (a notebook pays that
+once, a few seconds); the start-up time is printed separately.
+
+    python benchmarks/imwm_throughput.py                            # 128 images, workers = dovlib's default
+    python benchmarks/imwm_throughput.py --images 512 --workers 16 --method dwtDctSvd
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from dovlib.data import load_dataset
+from dovlib.imwm import ImWatermarker, default_workers, sample_images
+from dovlib.report import env_info
+
+
+def timed(wm: ImWatermarker, images: torch.Tensor, bits: np.ndarray) -> tuple[float, torch.Tensor, np.ndarray]:
+    t0 = time.perf_counter()
+    marked = wm.embed(images, bits)
+    read = wm.extract(marked)
+    return time.perf_counter() - t0, marked, read
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--method", default="dwtDct", choices=("dwtDct", "dwtDctSvd", "rivaGan"))
+    ap.add_argument("--images", type=int, default=128, help="256x256 crops of scikit-image's photos")
+    ap.add_argument("--bits", type=int, default=63, help="bits per image (63: AMUSE's sub-message for L = 300)")
+    ap.add_argument("--workers", type=int, default=None, help="worker processes (default: dovlib's default)")
+    args = ap.parse_args(argv)
+    workers = default_workers() if args.workers is None else args.workers
+    if workers < 2:
+        ap.error(f"--workers must be >= 2 to compare against one process; got {workers}")
+    if args.images < ImWatermarker.min_parallel:
+        ap.error(f"--images must be >= {ImWatermarker.min_parallel} (smaller calls stay in one process)")
+    bits_per_image = 32 if args.method == "rivaGan" else args.bits
+    images = sample_images(load_dataset("skimage-photos").x_train, args.images, side=256, seed=0)
+    bits = np.random.default_rng(0).integers(0, 2, (args.images, bits_per_image)).astype(np.uint8)
+    info = env_info(torch.device("cpu"))
+    print(f"{info['device_name']} | {args.method}, {args.images} images 256x256, {bits_per_image} bits | "
+          f"embed + extract")
+
+    serial, pooled = ImWatermarker(args.method, bits_per_image, workers=1), ImWatermarker(args.method, bits_per_image,
+                                                                                           workers=workers)
+    t0 = time.perf_counter()
+    pooled.extract(images[:ImWatermarker.min_parallel])  # starts the worker processes
+    startup = time.perf_counter() - t0
+    t_serial, marked_s, read_s = timed(serial, images, bits)
+    t_pooled, marked_p, read_p = timed(pooled, images, bits)
+    if not (torch.equal(marked_s, marked_p) and np.array_equal(read_s, read_p)):
+        raise AssertionError("worker processes changed the result")
+    rows = {"1 process": args.images / t_serial, f"{workers} worker processes": args.images / t_pooled}
+    for name, speed in rows.items():
+        print(f"{name:22s} {speed:8.1f} images/s")
+    print(f"worker start-up (once per session): {startup:.1f} s; outputs identical; bit accuracy "
+          f"{(read_s == bits).mean():.3f}")
+    print(f"speed-up ({workers} workers / 1 process): {t_serial / t_pooled:.2f}x")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
