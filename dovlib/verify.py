@@ -26,7 +26,7 @@ from .train import evaluate, predict_logits, predict_proba
 __all__ = ["VerifyResult", "ttest_verify", "label_verify", "intersection_union", "verification_set", "query_probs",
            "verify_model",
            "attack_success", "evaluate_watermark",
-           "summarize_controls", "tau_sweep", "per_class_accuracy", "PAPER_TABLE_II", "paper_table_ii"]
+           "summarize_controls", "tau_sweep", "m_sweep", "per_class_accuracy", "PAPER_TABLE_II", "paper_table_ii"]
 
 # SSCL-BW (Wang et al., 2025) Table II, ResNet-18: (scenario, quantity) -> value. Only the CIFAR-10 block was
 # available to us (Malicious delta_p 0.964; Ind-W and Ind-M delta_p about 0 with p = 1); other datasets are left
@@ -242,3 +242,35 @@ def tau_sweep(df, taus=(0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5), alpha=0
     long = pd.DataFrame(rows)
     return long.groupby(["baseline", "tau", "scenario"], sort=False).agg(
         verified_rate=("verified", "mean"), p_value_max=("p_value", "max")).reset_index()
+
+
+def m_sweep(df, ms=(10, 20, 30, 50, 75, 100), tau: float = 0.25, alpha: float = 0.01, draws: int = 50, seed: int = 0):
+    """Share of models verified per scenario when each model is queried with only ``m`` of its verification images
+    (``draws`` seeded random subsets of its ``p_b``/``p_w`` pairs per model and m, without replacement; the test's
+    ``tau`` and ``alpha`` fixed): how many queries the Malicious models need, and whether the false claims on Ind-M /
+    Ind-W models depend on m. An m above a model's number of queries is skipped; at m equal to it every draw is the
+    full set. Returns baseline ("clean", and "decoy" when ``p_decoy`` is there), m, scenario, verified_rate (over
+    models and draws), draws_x_models."""
+    import pandas as pd
+
+    draws = check_int("draws", draws, 1)
+    ms = sorted({check_int("m", m, 2) for m in ms})
+    rng = np.random.default_rng(seed)
+    rows = []
+    baselines = {"clean": "p_b", "decoy": "p_decoy"}
+    for _, r in df.iterrows():
+        n = len(r["p_w"])
+        for m in ms:
+            if m > n:
+                continue
+            subsets = [np.arange(n)] if m == n else [rng.choice(n, m, replace=False) for _ in range(draws)]
+            for test, col in baselines.items():
+                if col in r and isinstance(r[col], np.ndarray):
+                    for idx in subsets:
+                        v = ttest_verify(r[col][idx], r["p_w"][idx], tau, alpha)
+                        rows.append({"m": m, "baseline": test, "scenario": r["scenario"], "verified": v.verified})
+    if not rows:
+        raise ValueError(f"m_sweep: every m in {ms} exceeds the models' number of queries")
+    long = pd.DataFrame(rows)
+    return long.groupby(["baseline", "m", "scenario"], sort=False).agg(
+        verified_rate=("verified", "mean"), draws_x_models=("verified", "size")).reset_index()

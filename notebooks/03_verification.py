@@ -26,7 +26,7 @@
 #
 # One model per scenario says little about error rates: we train `n_models` per scenario (profile) and report the
 # share verified, i.e. the true-positive rate for Malicious and the false-positive rates for Ind-M and Ind-W, then
-# re-test the same queries over a range of tau.
+# re-test the same queries over a range of tau and with fewer queries (m).
 
 # %% tags=["parameters"]
 profile = "smoke"  # smoke | quick | paper (see dovlib/params.py)
@@ -63,7 +63,7 @@ from dovlib.data import load_dataset
 from dovlib.params import check_choice, check_int, get_profile, parse_eps, parse_fraction, parse_rate
 from dovlib.perceptual import PERCEPTUAL
 from dovlib.report import env_info, save_fig, save_table, start_notebook, timer, write_record
-from dovlib.verify import paper_table_ii, summarize_controls, tau_sweep
+from dovlib.verify import m_sweep, paper_table_ii, summarize_controls, tau_sweep
 
 NOTEBOOK = "03_verification"
 cfg = get_profile(profile)
@@ -167,6 +167,23 @@ save_fig(grid.figure, "tau_sweep", NOTEBOOK)
 sweep.pivot(index="tau", columns=["baseline", "scenario"], values="verified_rate")
 
 # %% [markdown]
+# ## How many queries does the test need?
+# Each model re-tested with m of its verification images (50 random subsets per m, tau and alpha as set above):
+# the Malicious curve shows the queries the claim needs, the Ind-M / Ind-W curves whether false claims grow with m
+# (they do when the trigger truly moves those models by more than tau: more queries only sharpen a wrong claim).
+
+# %%
+msweep = m_sweep(models, ms=(10, 20, 30, 50, 75, 100, m), tau=tau, alpha=alpha, seed=seed)
+grid = sns.relplot(data=msweep, x="m", y="verified_rate", hue="scenario", col="baseline", kind="line", marker="o",
+                   height=3)
+for ax in grid.axes.flat:
+    ax.axvline(m, ls="--", c="k", lw=1)
+grid.set_ylabels("share of models verified")
+grid.figure.suptitle(label, fontsize="x-small", y=1.03)
+save_fig(grid.figure, "m_sweep", NOTEBOOK)
+msweep.pivot(index="m", columns=["baseline", "scenario"], values="verified_rate")
+
+# %% [markdown]
 # ## Owner-specific variant: a key-derived target code (ours, not the paper's)
 # The Ind-W false claims come from independent owners who mark the *same* target class: their marks and ours are
 # interchangeable for a suspect model, and marks towards another class are not. With `n_targets` > 1 the owner marks
@@ -255,6 +272,8 @@ metrics = {f"{s}_{k}": t2.at[s, k] for s in t2.index for k in ("delta_p", "p_val
                                                               "verified_rate", "WSR", "BA", "decoy_delta_p",
                                                               "decoy_p_value_max", "decoy_verified_rate")}
 metrics["models"] = models.drop(columns=["p_b", "p_w", "p_decoy"]).to_dict("records")
+metrics["tau_sweep"] = sweep.to_dict("records")
+metrics["m_sweep"] = msweep.to_dict("records")
 if code_rows is not None:
     metrics["target_code"] = {"targets": list(targets), "rate_per_class": code_rate, "selection": selection,
                               "wall_time": t_code["seconds"], "models": code_rows.to_dict("records")}

@@ -162,3 +162,27 @@ def test_paper_table_ii_only_uses_the_datasets_own_block():
     mnist = paper_table_ii(table2, "mnist-offline")
     assert mnist["paper"].isna().all() and mnist["diff"].isna().all()  # never CIFAR-10's values
     assert len(paper_table_ii(table2[table2.scenario != "Ind-W"], "cifar10")) == 4
+
+
+def test_m_sweep_shows_power_growing_with_queries_and_no_false_claims():
+    import pandas as pd
+
+    from dovlib.verify import m_sweep
+
+    rng = np.random.default_rng(1)
+    rows = []
+    for scenario, shift in (("Malicious", 0.4), ("Ind-M", 0.0)):
+        for s in range(2):
+            pb = rng.uniform(0, 0.1, 60)
+            pw = np.clip(pb + shift + rng.normal(0, 0.25, 60), 0, 1)
+            rows.append({"scenario": scenario, "model_seed": s, "p_b": pb, "p_w": pw})
+    sw = m_sweep(pd.DataFrame(rows), ms=(5, 60, 100), draws=40).set_index(["baseline", "m", "scenario"])
+    assert 100 not in sw.index.get_level_values("m")  # more than the 60 queries: skipped
+    assert sw.at[("clean", 5, "Malicious"), "verified_rate"] < 0.5 < sw.at[("clean", 60, "Malicious"), "verified_rate"]
+    assert sw.at[("clean", 5, "Malicious"), "draws_x_models"] == 80  # 40 draws x 2 models
+    assert sw.at[("clean", 60, "Ind-M"), "draws_x_models"] == 2  # all 60 queries: one draw per model
+    assert (sw.xs("Ind-M", level="scenario")["verified_rate"] == 0).all()
+    with pytest.raises(ValueError, match="exceeds"):
+        m_sweep(pd.DataFrame(rows), ms=(100,))
+    with pytest.raises(ValueError, match="m must be an integer"):
+        m_sweep(pd.DataFrame(rows), ms=(1,))
