@@ -27,12 +27,9 @@ through this interface.
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -144,26 +141,6 @@ def _im_extract(method: str, configs: dict, width: int, arrays: list) -> list:
     return [np.asarray(dec.decode(arr, method, **configs), dtype=np.uint8) for arr in arrays]
 
 
-def _worker_init():  # one thread per worker process: the parallelism is across processes
-    torch.set_num_threads(1)
-    try:
-        import cv2
-        cv2.setNumThreads(1)
-    except ImportError:  # pragma: no cover - cv2 comes with invisible-watermark
-        pass
-
-
-_POOLS: dict[int, ProcessPoolExecutor] = {}
-
-
-def _pool(workers: int) -> ProcessPoolExecutor:
-    # spawn, not fork: the parent holds torch's threads (and maybe CUDA), which fork must not copy
-    if workers not in _POOLS:
-        _POOLS[workers] = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                              initializer=_worker_init)
-    return _POOLS[workers]
-
-
 class ImWatermarker(Watermarker):
     """DCT-DWT (``"dwtDct"``), DCT-DWT-SVD (``"dwtDctSvd"``) or RivaGAN (``"rivaGan"``) from ``invisible-watermark``.
 
@@ -172,7 +149,7 @@ class ImWatermarker(Watermarker):
     image; accuracy falls long before that, see notebook 07), 32 for RivaGAN.
     ``workers``: the package works one image at a time in Python (15-25 ms per 256x256 image on one core), so calls
     with at least ``min_parallel`` images are spread over that many processes (default :func:`default_workers`;
-    1 = never). The processes are started once (spawn) and reused; results do not depend on ``workers``.
+    1 = never) with joblib; its worker processes are started once and reused; results do not depend on ``workers``.
     """
 
     min_area = 256 * 256
@@ -220,18 +197,16 @@ class ImWatermarker(Watermarker):
         return [int(b) for b in row] + [0] * (width - len(row))
 
     def _map(self, fn, *args, per_image: list) -> list:
-        """``fn(*args, *chunk)`` over chunks of the per-image lists, in order; in worker processes for large calls."""
+        """``fn(*args, *chunk)`` over chunks of the per-image lists, in order; in worker processes for large calls
+        (joblib's reusable loky pool: no ``if __name__ == "__main__"`` guard needed in scripts)."""
         n = len(per_image[0])
         if self.workers == 1 or n < self.min_parallel:
             return fn(*args, *per_image)
+        from joblib import Parallel, delayed
+
         size = math.ceil(n / (4 * self.workers))
-        chunks = [[lst[i:i + size] for lst in per_image] for i in range(0, n, size)]
-        pool = _pool(self.workers)
-        try:
-            parts = [f.result() for f in [pool.submit(fn, *args, *c) for c in chunks]]
-        except BrokenProcessPool:  # a worker died (e.g. out of memory): start afresh next time
-            _POOLS.pop(self.workers, None)
-            raise
+        parts = Parallel(n_jobs=self.workers)(delayed(fn)(*args, *[lst[i:i + size] for lst in per_image])
+                                              for i in range(0, n, size))
         return [out for part in parts for out in part]
 
     def embed(self, images, bits):

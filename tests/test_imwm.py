@@ -275,8 +275,8 @@ def test_embed_at_size_round_trips_small_images():
     assert bit_accuracy(wm.extract(up), bits).mean() >= 0.9
 
 
-def test_worker_processes_give_the_serial_result(photos, monkeypatch):
-    """Large calls are spread over spawned processes; the marked pixels and the read bits must not change."""
+def test_worker_processes_give_the_serial_result(photos):
+    """Large calls are spread over worker processes; the marked pixels and the read bits must not change."""
     imgs = photos.repeat(22, 1, 1, 1)[:ImWatermarker.min_parallel]
     bits = _bits(len(imgs), 24, seed=5)
     serial, pooled = ImWatermarker("dwtDct", 24, workers=1), ImWatermarker("dwtDct", 24, workers=2)
@@ -298,3 +298,22 @@ def test_worker_count_is_checked(monkeypatch):
     assert 1 <= default_workers() <= 8
     with pytest.raises(ValueError, match="workers must be an integer >= 1"):
         ImWatermarker("dwtDct", 8, workers=0)
+
+
+def test_worker_processes_work_from_a_script_without_a_main_guard(tmp_path):
+    """A user's plain script (no ``if __name__ == "__main__"``) must not be re-run by the workers (multiprocessing's
+    spawn would run it again in every worker and fail)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "plain.py"
+    script.write_text("import numpy as np, torch\n"
+                      "from dovlib.imwm import ImWatermarker\n"
+                      "print('top level ran', flush=True)\n"
+                      "x = torch.randint(0, 256, (64, 3, 256, 256), dtype=torch.uint8)\n"
+                      "bits = np.random.default_rng(0).integers(0, 2, (64, 8))\n"
+                      "wm = ImWatermarker('dwtDct', 8, workers=2)\n"
+                      "print('read', wm.extract(wm.embed(x, bits)).shape)\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.count("top level ran") == 1 and "read (64, 8)" in out.stdout
