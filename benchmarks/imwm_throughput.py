@@ -1,10 +1,10 @@
 """Throughput of the ``invisible-watermark`` methods in one process against ``dovlib.imwm``'s worker processes.
 
 The package embeds and reads one image at a time in Python (per-block DCT and SVD), so the AMUSE notebooks 07-10
-spend most of their time there: notebook 08's Table 2 reads every one of its images 9 settings x 2 schemes x
-(1 + attacks) times. ``ImWatermarker(workers=N)`` spreads large calls over N worker processes (joblib). Both runs
-embed and read the same images with the same bits; the benchmark checks that the outputs are identical and prints images/s of
-each and their ratio, measured in one run. The worker processes are started before timing (a notebook pays that
+spend most of their time there: notebook 08's Table 2 reads every one of its images 9 settings x 2 schemes x (1 +
+attacks) times. ``ImWatermarker(workers=N)`` spreads large calls over N worker processes (joblib). Both runs embed
+and read the same images with the same bits; the benchmark checks that the outputs are identical and prints images/s
+of each and their ratio, measured in one run. The worker processes are started before timing (a notebook pays that
 once, a few seconds); the start-up time is printed separately.
 
     python benchmarks/imwm_throughput.py                            # 128 images, workers = dovlib's default
