@@ -157,8 +157,8 @@ save_fig(fig, "delta_per_image", NOTEBOOK)
 
 # %%
 sweep = tau_sweep(models, alpha=alpha)
-grid = sns.relplot(data=sweep, x="tau", y="verified_rate", hue="scenario", col="baseline", kind="line", marker="o",
-                   height=3)
+grid = sns.relplot(data=sweep, x="tau", y="verified_rate", hue="scenario", style="scenario", col="baseline",
+                   kind="line", markers=True, height=3)
 for ax in grid.axes.flat:
     ax.axvline(tau, ls="--", c="k", lw=1)
 grid.set_ylabels("share of models verified")
@@ -174,8 +174,8 @@ sweep.pivot(index="tau", columns=["baseline", "scenario"], values="verified_rate
 
 # %%
 msweep = m_sweep(models, ms=(10, 20, 30, 50, 75, 100, m), tau=tau, alpha=alpha, seed=seed)
-grid = sns.relplot(data=msweep, x="m", y="verified_rate", hue="scenario", col="baseline", kind="line", marker="o",
-                   height=3)
+grid = sns.relplot(data=msweep, x="m", y="verified_rate", hue="scenario", style="scenario", col="baseline",
+                   kind="line", markers=True, height=3)
 for ax in grid.axes.flat:
     ax.axvline(m, ls="--", c="k", lw=1)
 grid.set_ylabels("share of models verified")
