@@ -126,6 +126,8 @@ def default_workers() -> int:
 def _im_embed(method: str, configs: dict, arrays: list, rows: list) -> list:
     from imwatermark import WatermarkEncoder
 
+    if method == "rivaGan":
+        WatermarkEncoder.loadModel()  # once per process (a worker starts without it); later calls return at once
     out = []
     for arr, row in zip(arrays, rows):
         enc = WatermarkEncoder()
@@ -137,6 +139,8 @@ def _im_embed(method: str, configs: dict, arrays: list, rows: list) -> list:
 def _im_extract(method: str, configs: dict, width: int, arrays: list) -> list:
     from imwatermark import WatermarkDecoder
 
+    if method == "rivaGan":
+        WatermarkDecoder.loadModel()
     dec = WatermarkDecoder("bits", width)
     return [np.asarray(dec.decode(arr, method, **configs), dtype=np.uint8) for arr in arrays]
 

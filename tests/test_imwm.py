@@ -317,3 +317,13 @@ def test_worker_processes_work_from_a_script_without_a_main_guard(tmp_path):
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.count("top level ran") == 1 and "read (64, 8)" in out.stdout
+
+
+def test_rivagan_loads_its_model_in_the_workers(photos):
+    """The ONNX model is loaded per process; a worker must load it itself (found when first run in a pool)."""
+    bits = _bits(len(photos), 32, seed=6)
+    serial, pooled = ImWatermarker("rivaGan", 32, workers=1), ImWatermarker("rivaGan", 32, workers=2)
+    pooled.min_parallel = 2  # this instance only: a pool for 3 images
+    marked = serial.embed(photos, bits)
+    assert torch.equal(pooled.embed(photos, bits), marked)
+    assert np.array_equal(pooled.extract(marked), serial.extract(marked))
