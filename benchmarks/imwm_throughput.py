@@ -7,7 +7,7 @@ and read the same images with the same bits; the benchmark checks that the outpu
 of each and their ratio, measured in one run. The worker processes are started before timing (a notebook pays that
 once, a few seconds); the start-up time is printed separately.
 
-    python benchmarks/imwm_throughput.py                            # 128 images, workers = dovlib's default
+    python benchmarks/imwm_throughput.py                            # 128 images, dovlib's default workers (at least 2)
     python benchmarks/imwm_throughput.py --images 512 --workers 16 --method dwtDctSvd
 """
 
@@ -36,9 +36,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--method", default="dwtDct", choices=("dwtDct", "dwtDctSvd", "rivaGan"))
     ap.add_argument("--images", type=int, default=128, help="256x256 crops of scikit-image's photos")
     ap.add_argument("--bits", type=int, default=63, help="bits per image (63: AMUSE's sub-message for L = 300)")
-    ap.add_argument("--workers", type=int, default=None, help="worker processes (default: dovlib's default)")
+    ap.add_argument("--workers", type=int, default=None, help="worker processes (default: dovlib's default, >= 2)")
     args = ap.parse_args(argv)
-    workers = default_workers() if args.workers is None else args.workers
+    workers = max(2, default_workers()) if args.workers is None else args.workers
     if workers < 2:
         ap.error(f"--workers must be >= 2 to compare against one process; got {workers}")
     if args.images < ImWatermarker.min_parallel:
