@@ -75,3 +75,22 @@ def learning_curve(history: list[dict], title: str = ""):
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def verification_sweep(sweep, x: str, mark: float, title: str = ""):
+    """Share of models verified against ``x`` (``"tau"`` or ``"m"``: the output of :func:`dovlib.verify.tau_sweep`
+    or :func:`dovlib.verify.m_sweep`), one line per scenario (colour and style, so overlapping lines stay visible),
+    one panel per baseline; a dashed line at ``mark`` (the value the report's verdicts use). Returns the FacetGrid."""
+    import seaborn as sns
+
+    if x not in sweep or "verified_rate" not in sweep:
+        raise ValueError(f"sweep must have columns {x!r} and 'verified_rate' (verify.tau_sweep / m_sweep); "
+                         f"got {list(sweep.columns)}")
+    grid = sns.relplot(data=sweep, x=x, y="verified_rate", hue="scenario", style="scenario", col="baseline",
+                       kind="line", markers=True, height=3)
+    for ax in grid.axes.flat:
+        ax.axvline(mark, ls="--", c="k", lw=1)
+    grid.set_ylabels("share of models verified")
+    if title:
+        grid.figure.suptitle(title, fontsize="x-small", y=1.03)
+    return grid

@@ -62,6 +62,7 @@ from dovlib import sscl
 from dovlib.data import load_dataset
 from dovlib.params import check_choice, check_int, get_profile, parse_eps, parse_fraction, parse_rate
 from dovlib.perceptual import PERCEPTUAL
+from dovlib.plotting import verification_sweep
 from dovlib.report import env_info, save_fig, save_table, start_notebook, timer, write_record
 from dovlib.verify import m_sweep, paper_table_ii, summarize_controls, tau_sweep
 
@@ -157,13 +158,7 @@ save_fig(fig, "delta_per_image", NOTEBOOK)
 
 # %%
 sweep = tau_sweep(models, alpha=alpha)
-grid = sns.relplot(data=sweep, x="tau", y="verified_rate", hue="scenario", style="scenario", col="baseline",
-                   kind="line", markers=True, height=3)
-for ax in grid.axes.flat:
-    ax.axvline(tau, ls="--", c="k", lw=1)
-grid.set_ylabels("share of models verified")
-grid.figure.suptitle(label, fontsize="x-small", y=1.03)
-save_fig(grid.figure, "tau_sweep", NOTEBOOK)
+save_fig(verification_sweep(sweep, "tau", tau, label).figure, "tau_sweep", NOTEBOOK)
 sweep.pivot(index="tau", columns=["baseline", "scenario"], values="verified_rate")
 
 # %% [markdown]
@@ -174,13 +169,7 @@ sweep.pivot(index="tau", columns=["baseline", "scenario"], values="verified_rate
 
 # %%
 msweep = m_sweep(models, ms=(10, 20, 30, 50, 75, 100, m), tau=tau, alpha=alpha, seed=seed)
-grid = sns.relplot(data=msweep, x="m", y="verified_rate", hue="scenario", style="scenario", col="baseline",
-                   kind="line", markers=True, height=3)
-for ax in grid.axes.flat:
-    ax.axvline(m, ls="--", c="k", lw=1)
-grid.set_ylabels("share of models verified")
-grid.figure.suptitle(label, fontsize="x-small", y=1.03)
-save_fig(grid.figure, "m_sweep", NOTEBOOK)
+save_fig(verification_sweep(msweep, "m", m, label).figure, "m_sweep", NOTEBOOK)
 msweep.pivot(index="m", columns=["baseline", "scenario"], values="verified_rate")
 
 # %% [markdown]

@@ -9,8 +9,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("train_throughput", ROOT / "benchmarks" / "train_throughput.py")
+def _load(name: str = "train_throughput"):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -34,15 +34,8 @@ def test_throughput_benchmark_rejects_bad_settings(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
-def _load_imwm():
-    spec = importlib.util.spec_from_file_location("imwm_throughput", ROOT / "benchmarks" / "imwm_throughput.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_imwm_benchmark_compares_one_process_with_workers(capsys):
-    rows = _load_imwm().main(["--images", "64", "--workers", "2", "--bits", "16"])
+    rows = _load("imwm_throughput").main(["--images", "64", "--workers", "2", "--bits", "16"])
     assert list(rows) == ["1 process", "2 worker processes"] and all(v > 0 for v in rows.values())
     out = capsys.readouterr().out
     assert "outputs identical" in out and "speed-up (2 workers / 1 process)" in out
@@ -51,5 +44,5 @@ def test_imwm_benchmark_compares_one_process_with_workers(capsys):
 @pytest.mark.parametrize("argv, message", [(["--workers", "1"], "--workers"), (["--images", "10"], "--images")])
 def test_imwm_benchmark_rejects_bad_settings(argv, message, capsys):
     with pytest.raises(SystemExit):
-        _load_imwm().main(argv)
+        _load("imwm_throughput").main(argv)
     assert message in capsys.readouterr().err

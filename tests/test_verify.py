@@ -104,22 +104,27 @@ def test_evaluate_watermark_and_verify_model_on_a_known_backdoor():
     assert verify_model(model, x[idx], _corner_trigger, 3, labels_only=True).verified
 
 
+def _synthetic_queries(shifts: dict, n: int, sd: float, seed: int, models: int = 2):
+    """(scenario, model seed, P_b, P_w) of ``models`` synthetic models per scenario: P_w = P_b + shift + noise."""
+    rng = np.random.default_rng(seed)
+    for scenario, shift in shifts.items():
+        for s in range(models):
+            pb = rng.uniform(0, 0.1, n)
+            yield scenario, s, pb, np.clip(pb + shift + rng.normal(0, sd, n), 0, 1)
+
+
 def test_tau_sweep_and_summary_count_models_per_scenario():
     import pandas as pd
 
     from dovlib.verify import summarize_controls, tau_sweep
 
-    rng = np.random.default_rng(0)
     rows = []
-    for scenario, shift in (("Malicious", 0.7), ("Ind-M", 0.0)):
-        for s in range(2):
-            pb = rng.uniform(0, 0.1, 50)
-            pw = np.clip(pb + shift + rng.normal(0, 0.05, 50), 0, 1)
-            v = ttest_verify(pb, pw)
-            rows.append({"scenario": scenario, "model_seed": s, "delta_p": v.delta_p, "p_value": v.p_value,
-                         "verified": v.verified, "WSR": 0.0, "BA": 0.5, "label_verified": False, "p_b": pb, "p_w": pw,
-                         "p_decoy": pb, "decoy_delta_p": v.delta_p, "decoy_p_value": v.p_value,
-                         "decoy_verified": v.verified})
+    for scenario, s, pb, pw in _synthetic_queries({"Malicious": 0.7, "Ind-M": 0.0}, n=50, sd=0.05, seed=0):
+        v = ttest_verify(pb, pw)
+        rows.append({"scenario": scenario, "model_seed": s, "delta_p": v.delta_p, "p_value": v.p_value,
+                     "verified": v.verified, "WSR": 0.0, "BA": 0.5, "label_verified": False, "p_b": pb, "p_w": pw,
+                     "p_decoy": pb, "decoy_delta_p": v.delta_p, "decoy_p_value": v.p_value,
+                     "decoy_verified": v.verified})
     df = pd.DataFrame(rows)
     t2 = summarize_controls(df).set_index("scenario")
     assert t2.at["Malicious", "verified_rate"] == 1.0 and t2.at["Ind-M", "verified_rate"] == 0.0
@@ -169,13 +174,8 @@ def test_m_sweep_shows_power_growing_with_queries_and_no_false_claims():
 
     from dovlib.verify import m_sweep
 
-    rng = np.random.default_rng(1)
-    rows = []
-    for scenario, shift in (("Malicious", 0.4), ("Ind-M", 0.0)):
-        for s in range(2):
-            pb = rng.uniform(0, 0.1, 60)
-            pw = np.clip(pb + shift + rng.normal(0, 0.25, 60), 0, 1)
-            rows.append({"scenario": scenario, "model_seed": s, "p_b": pb, "p_w": pw})
+    rows = [{"scenario": scenario, "model_seed": s, "p_b": pb, "p_w": pw}
+            for scenario, s, pb, pw in _synthetic_queries({"Malicious": 0.4, "Ind-M": 0.0}, n=60, sd=0.25, seed=1)]
     sw = m_sweep(pd.DataFrame(rows), ms=(5, 60, 100), draws=40).set_index(["baseline", "m", "scenario"])
     assert 100 not in sw.index.get_level_values("m")  # more than the 60 queries: skipped
     assert sw.at[("clean", 5, "Malicious"), "verified_rate"] < 0.5 < sw.at[("clean", 60, "Malicious"), "verified_rate"]

@@ -1,0 +1,34 @@
+"""dovlib.plotting: the figures the notebooks share."""
+
+import matplotlib
+import pandas as pd
+import pytest
+import torch
+
+from dovlib.plotting import image_grid, learning_curve, verification_sweep
+
+
+def test_verification_sweep_draws_one_panel_per_baseline_and_marks_the_value_used():
+    sweep = pd.DataFrame({"baseline": ["clean"] * 4 + ["decoy"] * 4, "m": [10, 100] * 4,
+                          "scenario": (["Malicious"] * 2 + ["Ind-W"] * 2) * 2,
+                          "verified_rate": [0.5, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]})
+    grid = verification_sweep(sweep, "m", 100, "title")
+    assert len(grid.axes.flat) == 2
+    ax = grid.axes.flat[0]
+    assert any(list(line.get_xdata()) == [100, 100] for line in ax.get_lines())  # the dashed mark
+    styles = {h.get_linestyle() for h in grid.legend.legend_handles}
+    assert len(styles) == 2  # scenarios differ in style, not only colour
+    with pytest.raises(ValueError, match="'tau'"):
+        verification_sweep(sweep, "tau", 0.25)
+    matplotlib.pyplot.close("all")
+
+
+def test_image_grid_and_learning_curve_return_figures():
+    rows = {"clean": torch.zeros(3, 3, 8, 8, dtype=torch.uint8),
+            "marked": torch.full((3, 3, 8, 8), 255, dtype=torch.uint8)}
+    fig = image_grid(rows, ncols=3)
+    assert len(fig.axes) == 6
+    fig = learning_curve([{"epoch": 1, "train_loss": 2.0, "train_acc": 0.2, "test_acc": 0.1},
+                          {"epoch": 2, "train_loss": 1.0, "train_acc": 0.5, "test_acc": 0.4}], "t")
+    assert len(fig.axes) == 2 and fig.axes[1].get_ylim() == (0, 1)
+    matplotlib.pyplot.close("all")
