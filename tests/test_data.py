@@ -155,3 +155,18 @@ def test_image_folder_errors_name_the_problem(tmp_path):
     _write_images(tmp_path, 2)
     with pytest.raises(ValueError, match="image_size"):
         load_dataset(f"folder:{tmp_path}", image_size=2)
+
+
+def test_data_dir_follows_env_and_md5sum_reads_in_chunks(tmp_path, monkeypatch):
+    import hashlib
+
+    monkeypatch.setenv("DOVLIB_CACHE", str(tmp_path / "cache"))
+    assert data.data_dir() == tmp_path / "cache"
+    monkeypatch.delenv("DOVLIB_CACHE")
+    assert data.data_dir().name == "data" and (data.data_dir().parent / "dovlib").is_dir()
+    f = tmp_path / "blob.bin"
+    payload = bytes(range(256)) * 41  # 10,496 bytes: several 1,000-byte chunks and a short last one
+    f.write_bytes(payload)
+    assert data.md5sum(f, chunk=1000) == data.md5sum(f) == hashlib.md5(payload).hexdigest()
+    with pytest.raises(FileNotFoundError):
+        data.md5sum(tmp_path / "missing.bin")

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from dovlib.attacks import jpeg
-from dovlib.imwm import (HIDDEN_ARCHS, HiDDeN, HiddenConfig, ImWatermarker, evaluate_attacks, get_watermarker,
-                         to_min_size, train_hidden)
+from dovlib.imwm import (HIDDEN_ARCHS, HiDDeN, HiddenConfig, ImWatermarker, Watermarker, evaluate_attacks,
+                         get_watermarker, to_min_size, train_hidden)
 from dovlib.metrics import bit_accuracy, psnr
 
 
@@ -327,3 +327,45 @@ def test_rivagan_loads_its_model_in_the_workers(photos):
     marked = serial.embed(photos, bits)
     assert torch.equal(pooled.embed(photos, bits), marked)
     assert np.array_equal(pooled.extract(marked), serial.extract(marked))
+
+
+class _LSB(Watermarker):
+    """An exact stand-in: bit i in the least significant bit of pixel i of the first row, red channel."""
+
+    name, capacity_bits = "lsb", 64
+
+    def __init__(self, message_bits):
+        self.message_bits = message_bits
+
+    def embed(self, images, bits):
+        images = self._check_images(images)
+        bits = torch.as_tensor(self._check_bits(bits, len(images)))
+        out = images.clone()
+        out[:, 0, 0, :self.message_bits] = (out[:, 0, 0, :self.message_bits] & 0xFE) | bits
+        return out
+
+    def extract(self, images):
+        return (images[:, 0, 0, :self.message_bits] & 1).numpy().astype(np.uint8)
+
+
+def test_embed_and_extract_dataset_rebuild_the_message_and_count_lost_bits():
+    from dovlib.amuse import AmuseCodec, RepeatCodec
+    from dovlib.imwm import embed_dataset, extract_dataset
+
+    images = torch.randint(0, 256, (20, 3, 8, 64), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    message = _bits(1, 30, seed=1)[0]
+    codec = AmuseCodec(30, 5, 1)  # 6-bit chunks + 3 ordering bits = 9 bits per image
+    wm = _LSB(codec.sub_message_bits)
+    marked, subs, quality = embed_dataset(wm, codec, images, message)
+    assert subs.shape == (20, 9) and marked.shape == images.shape
+    assert (marked.int() - images.int()).abs().max() <= 1 and 48 < quality["psnr"] < 80
+    out = extract_dataset(wm, codec, marked, message, subs)
+    assert out == {"sub_bit_acc": 1.0, "bit_acc": 1.0, "word_acc": 1.0, "failed": False}
+    assert extract_dataset(wm, codec, images, message)["word_acc"] < 1  # unmarked images do not carry it
+    # the 4 images holding chunk 0 only (combination index 0): its 6 bits are lost, counted wrong, flagged failed
+    keep = torch.from_numpy(subs[:, -3:] @ np.array([4, 2, 1]) != 0)
+    lost = extract_dataset(wm, codec, marked[keep], message)
+    assert lost["failed"] and lost["bit_acc"] == pytest.approx(24 / 30) and lost["word_acc"] == 0.0
+    base = RepeatCodec(30)  # the baseline: the whole message in every image
+    marked, subs, _ = embed_dataset(_LSB(30), base, images, message)
+    assert (subs == message).all() and extract_dataset(_LSB(30), base, marked, message)["word_acc"] == 1.0

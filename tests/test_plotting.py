@@ -32,3 +32,18 @@ def test_image_grid_and_learning_curve_return_figures():
                           {"epoch": 2, "train_loss": 1.0, "train_acc": 0.5, "test_acc": 0.4}], "t")
     assert len(fig.axes) == 2 and fig.axes[1].get_ylim() == (0, 1)
     matplotlib.pyplot.close("all")
+
+
+def test_to_numpy_images_and_show_images():
+    from dovlib.plotting import set_style, show_images, to_numpy_images
+
+    u8 = torch.tensor([0, 51, 255], dtype=torch.uint8).reshape(1, 3, 1, 1).expand(2, 3, 2, 2)
+    arr = to_numpy_images(u8)
+    assert arr.shape == (2, 2, 2, 3) and arr[0, 0, 0].tolist() == pytest.approx([0.0, 0.2, 1.0])
+    assert to_numpy_images(torch.full((1, 1, 2, 2), 1.5)).max() == 1.0  # floats are clipped to [0, 1]
+    set_style()
+    assert matplotlib.rcParams["savefig.dpi"] == 150
+    fig = show_images(torch.zeros(3, 1, 4, 4), titles=["a", "b", "c"])  # one grey-scale row
+    assert [ax.get_title() for ax in fig.axes] == ["a", "b", "c"]
+    assert fig.axes[0].images[0].get_cmap().name == "gray"
+    matplotlib.pyplot.close("all")

@@ -106,3 +106,20 @@ def test_reports_env_sets_and_restores(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError), report.reports_env(tmp_path / "b"):
         raise RuntimeError("restored even on error")
     assert os.environ["DOVLIB_REPORTS"] == "keep"
+
+
+def test_record_key_runs_dir_and_file_lock(tmp_path, monkeypatch):
+    from filelock import Timeout
+
+    assert report.record_key({"b": 1, "a": 2}) == report.record_key({"a": 2, "b": 1})  # order does not matter
+    assert report.record_key({"p": tmp_path}) == json.dumps({"p": str(tmp_path)})  # paths as text
+    assert report.runs_dir() == tmp_path / "runs"  # the autouse fixture's $DOVLIB_RUNS
+    monkeypatch.delenv("DOVLIB_RUNS")
+    assert report.runs_dir() == report.REPO_ROOT / "runs"
+    target = tmp_path / "metrics.json"
+    with report.file_lock(target):
+        assert (tmp_path / "metrics.json.lock").exists()
+        with pytest.raises(Timeout):  # a second holder (another process in practice) has to wait
+            report.file_lock(target, timeout=0.1).acquire()
+    with report.file_lock(target, timeout=0.1):  # released on exit
+        pass

@@ -246,3 +246,19 @@ def test_sigterm_leaves_no_half_written_notebook_or_stamp(env, monkeypatch):
     assert stop.value.code == 128 + signal.SIGTERM
     assert not list((reports / "10_t").glob("*.running-*")) and not list((reports / "10_t").glob("*.ipynb"))
     assert rp.cached_result(path, {"profile": "smoke"}) is None
+
+
+def test_source_hash_and_notebook_parameters(tmp_path):
+    pkg = tmp_path / "pkg"
+    (pkg / "sub" / "__pycache__").mkdir(parents=True)
+    (pkg / "a.py").write_text("x = 1\n")
+    (pkg / "sub" / "b.py").write_text("y = 1\n")
+    h = rp.source_hash(pkg)
+    (pkg / "sub" / "__pycache__" / "b.cpython-311.py").write_text("cache")  # caches do not count
+    (pkg / "notes.txt").write_text("not source")
+    assert rp.source_hash(pkg) == h
+    (pkg / "sub" / "b.py").rename(pkg / "b.py")  # same contents, another place: another hash
+    assert rp.source_hash(pkg) != h
+    assert len(rp.source_hash()) == 64  # the installed dovlib
+    params = rp.notebook_parameters(make_notebook(tmp_path, "01_x"))
+    assert params == {"profile": '"smoke"', "eps": '"8/255"', "rate": "0.1", "fail": "False"}

@@ -437,3 +437,38 @@ def test_code_controls_let_other_owners_select_too(monkeypatch):
     assert df[df.scenario == "Malicious"].other_attempt.isna().all()
     with pytest.raises(ValueError, match="select_attempts"):
         sscl.run_code_controls(run, select_attempts=0, progress=False)
+
+
+def test_hashes_identify_data_and_weights():
+    x = torch.arange(24, dtype=torch.uint8).reshape(2, 3, 2, 2)
+    y = torch.tensor([0, 1])
+    h = sscl.data_hash(x, y)
+    assert len(h) == 16 and h == sscl.data_hash(x.clone(), y.clone())
+    assert h != sscl.data_hash(x, torch.tensor([1, 0])) and h != sscl.data_hash(x)
+    a, b = nn.Linear(3, 2), nn.Linear(3, 2)
+    b.load_state_dict(a.state_dict())
+    assert sscl.model_hash(a) == sscl.model_hash(b)
+    with torch.no_grad():
+        b.bias[0] += 1e-3
+    assert sscl.model_hash(a) != sscl.model_hash(b)
+
+
+def test_generator_width_and_independent_keys():
+    assert sscl.generator_width(get_profile("quick")) == 32  # half of width 64
+    assert sscl.generator_width(get_profile("quick:width=8")) == 8  # never below 8
+    keys = [sscl.independent_key(20240607, i) for i in range(20)]
+    assert len(set(keys)) == 20 and 20240607 not in keys
+    assert keys == [sscl.independent_key(20240607, i) for i in range(20)]  # reproducible
+    assert sscl.independent_key(1, 0) != sscl.independent_key(2, 0)
+
+
+def test_amplified_residual_centres_the_residual_on_grey():
+    clean = torch.full((1, 3, 4, 4), 0.5)
+    marked = clean.clone()
+    marked[0, 0, 0, 0] += 0.02
+    marked[0, 1, 0, 0] -= 0.01
+    r = sscl.amplified_residual(clean, marked)
+    assert r[0, 0, 0, 0].item() == pytest.approx(1.0) and r[0, 1, 0, 0].item() == pytest.approx(0.25)
+    assert (r[0, 2] == 0.5).all()  # unchanged pixels are grey
+    assert sscl.amplified_residual(clean, clean).eq(0.5).all()  # no residual: no division by zero
+    assert sscl.amplified_residual(clean, marked, gain=10)[0, 0, 0, 0].item() == pytest.approx(0.7)

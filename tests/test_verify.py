@@ -186,3 +186,22 @@ def test_m_sweep_shows_power_growing_with_queries_and_no_false_claims():
         m_sweep(pd.DataFrame(rows), ms=(100,))
     with pytest.raises(ValueError, match="m must be an integer"):
         m_sweep(pd.DataFrame(rows), ms=(1,))
+
+
+def test_query_probs_and_per_class_accuracy_on_a_known_backdoor():
+    from dovlib.verify import per_class_accuracy, query_probs
+
+    y = torch.arange(20) % 5
+    x = torch.zeros(20, 3, 8, 8, dtype=torch.uint8)
+    x[:, 0, 1, 0] = y.to(torch.uint8)
+    x[y == 2, 0, 1, 0] = 0  # class 2 is always read as class 0
+    model = _CornerModel(target=3)
+    pb, pw = query_probs(model, x, _corner_trigger, target=3)
+    one = torch.softmax(torch.tensor([10.0, 0, 0, 0, 0]), 0)[0].item()  # the softmax of a logit-10 one-hot
+    assert pb.shape == pw.shape == (20,)
+    assert torch.allclose(pw, torch.full((20,), one))  # the trigger moves every query to the target
+    assert torch.allclose(pb[y == 3], torch.full((4,), one)) and (pb[y != 3] < 0.01).all()
+    acc = per_class_accuracy(model, x, y)
+    assert acc == [1.0, 1.0, 0.0, 1.0, 1.0]
+    acc7 = per_class_accuracy(model, x, y, num_classes=7)  # classes without test images are NaN, not 0
+    assert acc7[:5] == acc and all(np.isnan(a) for a in acc7[5:])

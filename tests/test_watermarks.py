@@ -355,3 +355,51 @@ def test_floor_test_and_reading():
         floor_test(table, n_eval=10, strong=0)
     with pytest.raises(ValueError, match="floor_test"):
         reading(table, {})
+
+
+def test_select_indices_clean_and_poison_label():
+    from dovlib.watermarks.base import select_indices
+
+    y = torch.arange(100) % 10  # every class 10%
+    idx = select_indices(y, 0.05, 3, clean_label=True, seed=1)
+    assert len(idx) == 5 and (y[idx] == 3).all() and torch.equal(idx, idx.sort().values)
+    assert torch.equal(idx, select_indices(y, 0.05, 3, clean_label=True, seed=1))
+    assert not torch.equal(idx, select_indices(y, 0.05, 3, clean_label=True, seed=2))
+    assert len(select_indices(y, 0.1, 3, clean_label=True)) == 10  # the whole target class
+    poison = select_indices(y, 0.5, 3, clean_label=False)
+    assert len(poison) == 50 and (y[poison] != 3).all()
+    with pytest.raises(ValueError, match=r"gamma must be <= the target class 3's share .* 0\.1000 \(10 of 100"):
+        select_indices(y, 0.11, 3, clean_label=True, name="gamma")
+    with pytest.raises(ValueError, match="target must be a class index in \\[0, 9\\]"):
+        select_indices(y, 0.05, 10, clean_label=True)
+
+
+def test_stamp_pattern_and_image_checks():
+    from dovlib.watermarks.common import check_images, seeded_pattern, stamp
+
+    p = seeded_pattern((3, 2, 2), seed=5)
+    assert p.dtype == torch.uint8 and torch.equal(p, seeded_pattern((3, 2, 2), seed=5))
+    assert not torch.equal(p, seeded_pattern((3, 2, 2), seed=6))
+    x = torch.zeros(2, 3, 6, 5, dtype=torch.uint8)
+    out = stamp(x, p, corners=("tl", "br"))
+    both = p.expand(2, -1, -1, -1)
+    assert torch.equal(out[:, :, :2, :2], both) and torch.equal(out[:, :, 4:, 3:], both)
+    assert out.sum() == 2 * 2 * p.sum() and x.sum() == 0  # the input is not changed in place
+    with pytest.raises(ValueError, match="corners must be among"):
+        stamp(x, p, corners=("center",))
+    with pytest.raises(ValueError, match="patch side must be <= the image side 5"):
+        stamp(x, seeded_pattern((3, 6, 6), 0))
+    with pytest.raises(ValueError, match=r"x must be uint8 images of shape \(N, C, H, W\)"):
+        check_images(x[0])
+    assert check_images(x) is x
+
+
+def test_paper_key_and_crafting_budget():
+    from dovlib.params import get_profile
+    from dovlib.watermarks.table import crafting_budget, paper_key
+
+    assert [paper_key(d) for d in ("cifar10-subset", "cifar10", "mnist-offline", "sub-imagenet", "digits")] == \
+        ["cifar10", "cifar10", "mnist", "sub-imagenet", "digits"]
+    assert crafting_budget("sleeper-agent", get_profile("smoke")) == {"steps": 2, "n_source": 64}
+    assert crafting_budget("badnets", get_profile("smoke")) == {}
+    assert crafting_budget("sleeper-agent", get_profile("quick")) == {}  # the papers' own budgets

@@ -52,6 +52,9 @@ def checkerboard(channels: int, side: int) -> torch.Tensor:
 def stamp(x: torch.Tensor, patch: torch.Tensor, corners=("br",)) -> torch.Tensor:
     """Paste ``patch`` (C, s, s) uint8 into the given corners ("tl", "tr", "bl", "br") of uint8 images."""
     out = check_images(x).clone()
+    bad = [c for c in corners if c not in ("tl", "tr", "bl", "br")]
+    if bad:
+        raise ValueError(f"corners must be among 'tl', 'tr', 'bl', 'br'; got {bad}")
     s = patch.shape[-1]
     h, w = x.shape[-2:]
     if s > min(h, w):
