@@ -401,16 +401,18 @@ def _random_crops(x: torch.Tensor, n: int, size: int, gen: torch.Generator) -> t
 
 
 def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: int = 1000, device="cpu", seed: int = 0,
-                 log_every: int = 50, checkpoint=None, progress: bool = True, **overrides) -> HiDDeN:
+                 log_every: int = 50, checkpoint=None, progress: bool = True, checkpoint_every: float = 60.0,
+                 **overrides) -> HiDDeN:
     """Train HiDDeN on uint8 images (N, 3, H, W) with random ``cfg.image_size`` crops (images smaller than that are
     upsampled). Losses: image MSE (``encoder_loss``, or ``encoder_loss_late`` after ``late_start`` x ``steps`` and,
     with ``late_bit_acc``, from the first log step at which the mean training bit accuracy of the last three logged
     mini-batches reaches it; on images scaled to [-1, 1] as in Zhu et al., i.e. four times the MSE in [0, 1]),
     message MSE (``decoder_loss``), adversarial BCE. One noise layer from ``cfg.noises`` per mini-batch. With
     ``checkpoint`` (a path) a finished model is loaded instead of retrained when its settings match, and the
-    training state (weights, optimisers, random generators, history) is saved to ``<checkpoint>.partial`` every
-    ``log_every`` steps, so an interrupted run resumes where it stopped and ends with the same weights as an
-    uninterrupted one. Returns a :class:`HiDDeN`; ``.history`` holds the logged losses and bit accuracy."""
+    training state (weights, optimisers, random generators, history) is saved to ``<checkpoint>.partial`` at the
+    first log step (every ``log_every`` steps) after ``checkpoint_every`` seconds since the last save, so an
+    interrupted run resumes where it stopped and ends with the same weights as an uninterrupted one. Returns a
+    :class:`HiDDeN`; ``.history`` holds the logged losses and bit accuracy."""
     from .train import resolve_device
 
     cfg = cfg or HiddenConfig()
@@ -431,6 +433,7 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
     opt = torch.optim.Adam(enc_dec, lr=cfg.lr)
     opt_d = torch.optim.Adam(net.disc.parameters(), lr=cfg.lr) if net.disc is not None else None
     history, t0, wall, start = [], time.perf_counter(), 0.0, 0
+    last_save = t0
     partial = Path(str(checkpoint) + ".partial") if checkpoint is not None else None
     if partial is not None and partial.is_file():
         st = torch.load(partial, map_location="cpu", weights_only=False)
@@ -496,7 +499,8 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
                 recent = float(np.mean([h["bit_acc"] for h in history[-2:]] + [ba]))
                 entry["late_next"] = late or (step >= cfg.late_start * steps and recent >= cfg.late_bit_acc)
             history.append(entry)
-            if partial is not None and step < steps:
+            if partial is not None and step < steps and time.perf_counter() - last_save >= checkpoint_every:
+                last_save = time.perf_counter()
                 _save_atomic({"net": net.state_dict(), "opt": opt.state_dict(),
                               "opt_d": opt_d.state_dict() if opt_d is not None else None, "gen": gen.get_state(),
                               "noise_gen": noise_gen.get_state(), "torch_rng": torch.get_rng_state(), "step": step,

@@ -184,9 +184,12 @@ def generator_width(profile: Profile) -> int:
 
 
 def train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, config: GeneratorConfig, *,
-                    device="auto", checkpoint=None, progress: bool = True, log_every: int = 10):
+                    device="auto", checkpoint=None, progress: bool = True, log_every: int = 10,
+                    checkpoint_every: float = 60.0):
     """Train an :class:`SSCLGenerator` against the frozen ``surrogate`` on uint8 images ``x`` with labels ``y``.
-    Returns ``(G, history)``; with ``checkpoint`` the state is saved every ``log_every`` iterations and resumed."""
+    Returns ``(G, history)``. With ``checkpoint`` the state is saved at the first log step (every ``log_every``
+    iterations) after ``checkpoint_every`` seconds since the last save, and an interrupted run resumes from it with
+    the result of an uninterrupted one (a save every 10 iterations cost more than the step itself on a GPU)."""
     cfg = config
     y = torch.as_tensor(y).long()
     num_classes = int(y.max()) + 1
@@ -221,7 +224,7 @@ def train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, conf
                total=cfg.iters)
     G.train()
     acc = {"l_target": 0.0, "l_nontarget": 0.0, "l_perceptual": 0.0, "asr_surrogate": 0.0, "n": 0}
-    t0 = time.perf_counter()
+    t0 = last_save = time.perf_counter()
     for it in bar:
         bt = idx_t[torch.randint(len(idx_t), (half,), generator=rng)]
         bn = idx_n[torch.randint(len(idx_n), (half,), generator=rng)]
@@ -248,7 +251,8 @@ def train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, conf
             history.append({"iter": it + 1, **{k: float(v) / n for k, v in acc.items()}})
             acc = {k: 0.0 for k in acc} | {"n": 0}
             bar.set_postfix(asr=f"{history[-1]['asr_surrogate']:.2f}", lp=f"{history[-1]['l_perceptual']:.3f}")
-            if ckpt:
+            if ckpt and it + 1 < cfg.iters and time.perf_counter() - last_save >= checkpoint_every:
+                last_save = time.perf_counter()
                 _save_atomic({"G": G.state_dict(), "opt": opt.state_dict(), "rng": rng.get_state(), "iter": it + 1,
                               "history": history, "wall": wall + time.perf_counter() - t0, "config": asdict(cfg)},
                              ckpt)

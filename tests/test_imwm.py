@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -134,7 +136,7 @@ def test_hidden_training_resumes_after_an_interruption(tmp_path, monkeypatch):
 
     monkeypatch.setattr(imwm, "_noise", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        train_hidden(images, cfg, steps=6, progress=False, log_every=1, checkpoint=ckpt)
+        train_hidden(images, cfg, steps=6, progress=False, log_every=1, checkpoint=ckpt, checkpoint_every=0)
     partial = tmp_path / "hidden.pt.partial"
     assert partial.is_file() and not ckpt.is_file()
     assert torch.load(partial, weights_only=False)["step"] == 3
@@ -226,7 +228,8 @@ def test_hidden_late_image_weight_waits_for_the_message_and_resumes_identically(
 
     monkeypatch.setattr(imwm, "_noise", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        train_hidden(images, easy, steps=6, progress=False, log_every=1, checkpoint=ckpt)
+        train_hidden(images, easy, steps=6, progress=False, log_every=1, checkpoint=ckpt, checkpoint_every=0)
+    assert torch.load(tmp_path / "h.pt.partial", weights_only=False)["step"] == first
     monkeypatch.setattr(imwm, "_noise", real)
     resumed = train_hidden(images, easy, steps=6, progress=False, log_every=1, checkpoint=ckpt).history
     assert [r["image_weight"] for r in resumed] == [r["image_weight"] for r in h]
@@ -369,3 +372,22 @@ def test_embed_and_extract_dataset_rebuild_the_message_and_count_lost_bits():
     base = RepeatCodec(30)  # the baseline: the whole message in every image
     marked, subs, _ = embed_dataset(_LSB(30), base, images, message)
     assert (subs == message).all() and extract_dataset(_LSB(30), base, marked, message)["word_acc"] == 1.0
+
+
+def test_hidden_checkpoints_by_time_not_every_log_step(tmp_path, monkeypatch):
+    """By default the training state is written at most once a minute (writing it at every log step slowed a GPU
+    run); ``checkpoint_every=0`` writes it at every log step but the last (the finished model is saved instead)."""
+    import dovlib.train
+
+    saved = []
+    real = dovlib.train._save_atomic
+    monkeypatch.setattr(dovlib.train, "_save_atomic",
+                        lambda obj, path: (saved.append(Path(path).name), real(obj, path)))
+    images = (torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    cfg = HiddenConfig(message_bits=4, channels=8, encoder_blocks=1, decoder_blocks=1, image_size=16, batch_size=4,
+                       noises=("identity",))
+    train_hidden(images, cfg, steps=5, progress=False, log_every=1, checkpoint=tmp_path / "a.pt")
+    assert saved == ["a.pt"]  # only the finished model
+    saved.clear()
+    train_hidden(images, cfg, steps=5, progress=False, log_every=1, checkpoint=tmp_path / "b.pt", checkpoint_every=0)
+    assert saved == ["b.pt.partial"] * 4 + ["b.pt"]

@@ -472,3 +472,39 @@ def test_amplified_residual_centres_the_residual_on_grey():
     assert (r[0, 2] == 0.5).all()  # unchanged pixels are grey
     assert sscl.amplified_residual(clean, clean).eq(0.5).all()  # no residual: no division by zero
     assert sscl.amplified_residual(clean, marked, gain=10)[0, 0, 0, 0].item() == pytest.approx(0.7)
+
+
+def test_generator_training_resumes_after_an_interruption_and_saves_by_time(tmp_path, monkeypatch):
+    """An interrupted run resumes from its checkpoint and ends with the weights of an uninterrupted one; by default
+    the state is written at most once a minute, not at every log step."""
+    import dovlib.train
+
+    ds, f = _toy()
+    cfg = GeneratorConfig(eps=16 / 255, target=1, key=3, iters=8, batch=8, perceptual="mse", width=4, depth=2)
+    straight, hist = train_generator(f, ds.x_train, ds.y_train, cfg, device="cpu", progress=False, log_every=2)
+    saved, real_save = [], dovlib.train._save_atomic
+    monkeypatch.setattr(sscl, "_save_atomic", lambda obj, path: (saved.append(obj["iter"]), real_save(obj, path)))
+    ckpt = tmp_path / "g.pt"
+    train_generator(f, ds.x_train, ds.y_train, cfg, device="cpu", progress=False, log_every=2, checkpoint=ckpt)
+    assert saved == [] and not ckpt.exists()  # 8 fast iterations: no save due
+    class Interrupted(nn.Module):  # the surrogate, stopping inside iteration 6 (it runs twice per iteration)
+        def __init__(self):
+            super().__init__()
+            self.f, self.calls = f, 0
+
+        def forward(self, x):
+            self.calls += 1
+            if self.calls == 2 * 5 + 1:
+                raise KeyboardInterrupt
+            return self.f(x)
+
+    with pytest.raises(KeyboardInterrupt):
+        train_generator(Interrupted(), ds.x_train, ds.y_train, cfg, device="cpu", progress=False, log_every=2,
+                        checkpoint=ckpt, checkpoint_every=0)
+    assert saved == [2, 4] and torch.load(ckpt, weights_only=False)["iter"] == 4
+    resumed, hist2 = train_generator(f, ds.x_train, ds.y_train, cfg, device="cpu", progress=False, log_every=2,
+                                     checkpoint=ckpt, checkpoint_every=0)
+    assert saved == [2, 4, 6] and [h["iter"] for h in hist2] == [2, 4, 6, 8]
+    assert [h["l_target"] for h in hist2] == pytest.approx([h["l_target"] for h in hist])
+    for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), k
