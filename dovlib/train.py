@@ -7,8 +7,10 @@ The speed recipe, in one place (after airbench / hlb-CIFAR10):
 * on CUDA: bf16 autocast, channels_last memory format, fused SGD, optional ``torch.compile``;
 * on CPU: plain fp32, seeded and deterministic (same seed, same numbers).
 
-A checkpoint is written after every epoch (atomically); calling :func:`fit` again with the same checkpoint path
-resumes where the last run stopped, and returns at once if it had finished.
+A checkpoint is written (atomically) after the last epoch and after any epoch that ends a minute or more after the
+previous save; calling :func:`fit` again with the same checkpoint path resumes where the last run stopped, and
+returns at once if it had finished. (Saving a width-64 ResNet-18 with its optimiser, 90 MB, took 80-230 ms on the
+build machine; an epoch of the CIFAR-10 subset takes about 130 ms at the 38,438 images/s measured on an H100.)
 """
 
 from __future__ import annotations
@@ -214,12 +216,14 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, total_steps: int, device:
 
 def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor | None = None,
         y_test: torch.Tensor | None = None, config: TrainConfig | None = None, *, checkpoint: str | Path | None = None,
-        callbacks: list[Callable[[nn.Module, int], dict]] | None = None, **overrides) -> TrainResult:
+        callbacks: list[Callable[[nn.Module, int], dict]] | None = None, checkpoint_every: float = 60.0,
+        **overrides) -> TrainResult:
     """Train ``model`` with SGD (Nesterov) on uint8 images and return a :class:`TrainResult`.
 
     ``config`` (or keyword overrides of :class:`TrainConfig`) sets the budget. ``callbacks`` are called after every
     epoch as ``cb(model, epoch)`` and the dicts they return are merged into that epoch's history row (e.g. WSR
-    during fine-tuning). With ``checkpoint``, the state is saved after every epoch and a later call resumes.
+    during fine-tuning). With ``checkpoint``, the state is saved after the last epoch and after every epoch that
+    ends ``checkpoint_every`` seconds or more after the previous save (0: every epoch); a later call resumes.
     """
     cfg = config or TrainConfig()
     if overrides:
@@ -271,6 +275,7 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
 
     bar = tqdm(range(start_epoch, cfg.epochs), desc="train", disable=not cfg.progress, leave=False,
                initial=start_epoch, total=cfg.epochs)
+    last_save = time.perf_counter()
     for epoch in bar:
         model.train()
         t0 = time.perf_counter()
@@ -306,7 +311,8 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
             row.update(cb(model, epoch + 1) or {})
         result.history.append(row)
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{row.get('test_acc', row['train_acc']):.3f}")
-        if ckpt_path:
+        if ckpt_path and (epoch + 1 == cfg.epochs or time.perf_counter() - last_save >= checkpoint_every):
+            last_save = time.perf_counter()
             _save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                           "generator": gen.get_state(), "aug_generator": aug_gen.get_state(), "epoch": epoch + 1,
                           "history": result.history,

@@ -52,7 +52,8 @@ def test_checkpoint_resume_equals_uninterrupted(ds, tmp_path):
 
     # interrupted during epoch 2's callback: the checkpoint holds epoch 1
     with pytest.raises(Interrupt):
-        fit(_model(2), ds.x_train, ds.y_train, epochs=3, checkpoint=ckpt, callbacks=[stop_after_2], **kw)
+        fit(_model(2), ds.x_train, ds.y_train, epochs=3, checkpoint=ckpt, callbacks=[stop_after_2],
+            checkpoint_every=0, **kw)
     resumed = fit(_model(99), ds.x_train, ds.y_train, epochs=3, checkpoint=ckpt, **kw)
     assert resumed.resumed_from_epoch == 1
     assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
@@ -158,3 +159,18 @@ def test_make_optimizer_schedules_and_weight_decay_groups():
     assert opt.param_groups[0]["lr"] == pytest.approx(0.05)
     with pytest.raises(ValueError, match="total_steps"):
         make_optimizer(model, TrainConfig(), total_steps=0)
+
+
+def test_checkpoint_is_written_by_time_and_always_at_the_end(ds, tmp_path, monkeypatch):
+    """Saving every epoch can cost as much as the epoch on a GPU: by default the state is written after the last
+    epoch and at most once a minute before it; ``checkpoint_every=0`` writes every epoch."""
+    import dovlib.train as tr
+
+    saved, real = [], tr._save_atomic
+    monkeypatch.setattr(tr, "_save_atomic", lambda obj, path: (saved.append(obj["epoch"]), real(obj, path)))
+    kw = dict(epochs=3, batch_size=64, lr=0.05, progress=False)
+    fit(_model(2), ds.x_train, ds.y_train, checkpoint=tmp_path / "a.pt", **kw)
+    assert saved == [3]
+    saved.clear()
+    fit(_model(2), ds.x_train, ds.y_train, checkpoint=tmp_path / "b.pt", checkpoint_every=0, **kw)
+    assert saved == [1, 2, 3]
