@@ -27,6 +27,13 @@ def test_throughput_benchmark_reports_both_loops_over_seeds(capsys):
     assert "speed-up (dovlib / common)" in out and "(2 seeds)" in out
 
 
+def test_throughput_benchmark_times_checkpoint_cost(capsys):
+    rows = _load().main(["--dataset", "synthetic", "--n-train", "64", "--width", "4", "--batch-size", "32",
+                         "--epochs", "2", "--workers", "0", "--device", "cpu", "--checkpoint-cost"])
+    assert len(rows) == 4 and all(v[0] > 0 if isinstance(v, tuple) else v > 0 for v in rows.values())
+    assert "speed-up (default / every epoch)" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("argv, message", [(["--epochs", "1"], "--epochs"), (["--seeds", "0"], "--seeds")])
 def test_throughput_benchmark_rejects_bad_settings(argv, message, capsys):
     with pytest.raises(SystemExit):
