@@ -413,7 +413,7 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
     first log step (every ``log_every`` steps) after ``checkpoint_every`` seconds since the last save, so an
     interrupted run resumes where it stopped and ends with the same weights as an uninterrupted one. Returns a
     :class:`HiDDeN`; ``.history`` holds the logged losses and bit accuracy."""
-    from .train import resolve_device
+    from .train import SaveTimer, resolve_device
 
     cfg = cfg or HiddenConfig()
     if overrides:
@@ -433,7 +433,7 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
     opt = torch.optim.Adam(enc_dec, lr=cfg.lr)
     opt_d = torch.optim.Adam(net.disc.parameters(), lr=cfg.lr) if net.disc is not None else None
     history, t0, wall, start = [], time.perf_counter(), 0.0, 0
-    last_save = t0
+    timer = SaveTimer(checkpoint_every)
     partial = Path(str(checkpoint) + ".partial") if checkpoint is not None else None
     if partial is not None and partial.is_file():
         st = torch.load(partial, map_location="cpu", weights_only=False)
@@ -499,8 +499,7 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
                 recent = float(np.mean([h["bit_acc"] for h in history[-2:]] + [ba]))
                 entry["late_next"] = late or (step >= cfg.late_start * steps and recent >= cfg.late_bit_acc)
             history.append(entry)
-            if partial is not None and step < steps and time.perf_counter() - last_save >= checkpoint_every:
-                last_save = time.perf_counter()
+            if partial is not None and step < steps and timer.due():
                 _save_atomic({"net": net.state_dict(), "opt": opt.state_dict(),
                               "opt_d": opt_d.state_dict() if opt_d is not None else None, "gen": gen.get_state(),
                               "noise_gen": noise_gen.get_state(), "torch_rng": torch.get_rng_state(), "step": step,

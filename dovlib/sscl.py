@@ -35,7 +35,7 @@ from .models import UNet, build_model
 from .params import Profile, check_int, parse_eps, parse_fraction, parse_rate
 from .perceptual import check_perceptual, perceptual_loss
 from .report import file_lock, run_dir
-from .train import TrainConfig, _save_atomic, fit, resolve_device, to_float
+from .train import SaveTimer, TrainConfig, _save_atomic, fit, resolve_device, to_float
 from .watermarks.base import select_indices
 
 __all__ = ["SSCLGenerator", "GeneratorConfig", "key_hash", "data_hash", "train_generator", "get_or_train_generator",
@@ -224,7 +224,7 @@ def train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, conf
                total=cfg.iters)
     G.train()
     acc = {"l_target": 0.0, "l_nontarget": 0.0, "l_perceptual": 0.0, "asr_surrogate": 0.0, "n": 0}
-    t0 = last_save = time.perf_counter()
+    t0, timer = time.perf_counter(), SaveTimer(checkpoint_every)
     for it in bar:
         bt = idx_t[torch.randint(len(idx_t), (half,), generator=rng)]
         bn = idx_n[torch.randint(len(idx_n), (half,), generator=rng)]
@@ -251,8 +251,7 @@ def train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, conf
             history.append({"iter": it + 1, **{k: float(v) / n for k, v in acc.items()}})
             acc = {k: 0.0 for k in acc} | {"n": 0}
             bar.set_postfix(asr=f"{history[-1]['asr_surrogate']:.2f}", lp=f"{history[-1]['l_perceptual']:.3f}")
-            if ckpt and it + 1 < cfg.iters and time.perf_counter() - last_save >= checkpoint_every:
-                last_save = time.perf_counter()
+            if ckpt and it + 1 < cfg.iters and timer.due():
                 _save_atomic({"G": G.state_dict(), "opt": opt.state_dict(), "rng": rng.get_state(), "iter": it + 1,
                               "history": history, "wall": wall + time.perf_counter() - t0, "config": asdict(cfg)},
                              ckpt)

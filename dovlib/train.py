@@ -185,6 +185,20 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return (pred == torch.as_tensor(y).cpu()).float().mean().item()
 
 
+class SaveTimer:
+    """When a long loop's resumable state is due to be saved: at most once per ``every`` seconds, and always when
+    ``final`` (0: every time). Shared by :func:`fit`, the SSCL-BW generator, HiDDeN and the crafting loops."""
+
+    def __init__(self, every: float):
+        self.every, self.last = every, time.perf_counter()
+
+    def due(self, final: bool = False) -> bool:
+        if final or time.perf_counter() - self.last >= self.every:
+            self.last = time.perf_counter()
+            return True
+        return False
+
+
 def _save_atomic(obj, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -275,7 +289,7 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
 
     bar = tqdm(range(start_epoch, cfg.epochs), desc="train", disable=not cfg.progress, leave=False,
                initial=start_epoch, total=cfg.epochs)
-    last_save = time.perf_counter()
+    timer = SaveTimer(checkpoint_every)
     for epoch in bar:
         model.train()
         t0 = time.perf_counter()
@@ -311,8 +325,7 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
             row.update(cb(model, epoch + 1) or {})
         result.history.append(row)
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{row.get('test_acc', row['train_acc']):.3f}")
-        if ckpt_path and (epoch + 1 == cfg.epochs or time.perf_counter() - last_save >= checkpoint_every):
-            last_save = time.perf_counter()
+        if ckpt_path and timer.due(final=epoch + 1 == cfg.epochs):
             _save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                           "generator": gen.get_state(), "aug_generator": aug_gen.get_state(), "epoch": epoch + 1,
                           "history": result.history,

@@ -174,3 +174,17 @@ def test_checkpoint_is_written_by_time_and_always_at_the_end(ds, tmp_path, monke
     saved.clear()
     fit(_model(2), ds.x_train, ds.y_train, checkpoint=tmp_path / "b.pt", checkpoint_every=0, **kw)
     assert saved == [1, 2, 3]
+
+
+def test_save_timer_is_due_once_per_interval_and_always_at_the_end(monkeypatch):
+    import dovlib.train as tr
+
+    now = [100.0]
+    monkeypatch.setattr(tr.time, "perf_counter", lambda: now[0])
+    t = tr.SaveTimer(60)
+    assert not t.due() and t.due(final=True)
+    now[0] += 59
+    assert not t.due()  # 59 s after the last (final) save
+    now[0] += 1
+    assert t.due() and not t.due()  # the clock restarts at each save
+    assert tr.SaveTimer(0).due()

@@ -9,7 +9,6 @@ Scaling rule (all methods): a size given "for 32x32" (the papers' CIFAR-10 setti
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import torch
@@ -87,8 +86,9 @@ class _Resumable:
     removes it. Without a path every call does nothing."""
 
     def __init__(self, path, inputs: dict, every: float):
-        self.path, self.inputs, self.every = (Path(path) if path is not None else None), inputs, every
-        self.last = time.perf_counter()
+        from ..train import SaveTimer
+
+        self.path, self.inputs, self.timer = (Path(path) if path is not None else None), inputs, SaveTimer(every)
 
     def state(self) -> dict | None:
         if self.path is None or not self.path.is_file():
@@ -97,11 +97,10 @@ class _Resumable:
         return st if st.get("inputs") == self.inputs else None
 
     def save(self, state) -> None:
-        if self.path is not None and time.perf_counter() - self.last >= self.every:
+        if self.path is not None and self.timer.due():
             from ..train import _save_atomic
 
             _save_atomic({"inputs": self.inputs, **state()}, self.path)
-            self.last = time.perf_counter()
 
     def done(self) -> None:
         if self.path is not None:
