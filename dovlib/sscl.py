@@ -35,7 +35,7 @@ from .models import UNet, build_model
 from .params import Profile, check_int, parse_eps, parse_fraction, parse_rate
 from .perceptual import check_perceptual, perceptual_loss
 from .report import file_lock, run_dir
-from .train import SaveTimer, TrainConfig, _save_atomic, fit, resolve_device, to_float
+from .train import SaveTimer, TrainConfig, _save_atomic, augment_batch, fit, resolve_device, to_float
 from .watermarks.base import select_indices
 
 __all__ = ["SSCLGenerator", "GeneratorConfig", "key_hash", "data_hash", "train_generator", "get_or_train_generator",
@@ -145,7 +145,12 @@ class SSCLGenerator(nn.Module):
 
 @dataclass(frozen=True)
 class GeneratorConfig:
-    """Settings of one generator training run (all of them enter the cache key)."""
+    """Settings of one generator training run (all of them enter the cache key; ``augment`` only when on).
+
+    ``augment`` (ours, not the paper's): take the losses on the watermarked images as a suspect's training sees
+    them, randomly cropped (zero padding 4) and flipped (colour images) by the differentiable
+    :func:`dovlib.train.augment_batch`, as clean-label poisoning crafts through the victim's augmentation
+    (Sleeper Agent's and Witches' Brew's differentiable augmentation)."""
 
     eps: float = 8 / 255
     target: int = 1
@@ -161,6 +166,7 @@ class GeneratorConfig:
     width: int = 32
     key_channels: int = 2
     seed: int = 0
+    augment: bool = False  # ours: losses on the suspect's augmentation of G(x) (random crop, pad 4; flip if RGB)
 
     def __post_init__(self):
         object.__setattr__(self, "eps", parse_eps(self.eps))
@@ -170,10 +176,19 @@ class GeneratorConfig:
         for name in ("l1", "l2", "l3"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be a weight >= 0; got {getattr(self, name)}")
+        if not isinstance(self.augment, bool):
+            raise ValueError(f"augment must be True or False; got {self.augment!r}")
+
+    def as_dict(self) -> dict:
+        """All settings; ``augment`` only when on, so generators cached before it existed keep their keys."""
+        d = asdict(self)
+        if not d["augment"]:
+            del d["augment"]
+        return d
 
     def public(self) -> dict:
         """Settings without the secret key (its hash instead)."""
-        d = asdict(self)
+        d = self.as_dict()
         d["key_hash"] = key_hash(d.pop("key"))
         return d
 
@@ -206,15 +221,19 @@ def train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, conf
     dist = perceptual_loss(cfg.perceptual).to(dev)
     opt = torch.optim.Adam(G.parameters(), lr=cfg.lr)
     rng = torch.Generator().manual_seed(cfg.seed)
+    aug_rng = torch.Generator(device=dev).manual_seed(cfg.seed + 1)  # the suspect-like augmentation, on the device
+    flip = x.shape[1] == 3  # as train_classifier: flips for colour images only
     history, start, wall = [], 0, 0.0
     ckpt = Path(checkpoint) if checkpoint else None
     if ckpt and ckpt.is_file():
         st = torch.load(ckpt, map_location=dev, weights_only=False)
-        if st["config"] != asdict(cfg):
+        if st["config"] != cfg.as_dict():
             raise ValueError(f"checkpoint {ckpt} was written with other generator settings; delete it")
         G.load_state_dict(st["G"])
         opt.load_state_dict(st["opt"])
         rng.set_state(st["rng"].cpu())  # RNG states are CPU ByteTensors; map_location moved it
+        if "aug_rng" in st:
+            aug_rng.set_state(st["aug_rng"].cpu())
         history, start, wall = st["history"], st["iter"], st["wall"]
     xs = x.to(dev)
     half = cfg.batch // 2
@@ -233,7 +252,7 @@ def train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, conf
             y_min = f(xt).argmin(1)
         xb = torch.cat([xt, xn])
         xw = G(xb)
-        logits = f(xw)
+        logits = f(augment_batch(xw, 4, flip, aug_rng) if cfg.augment else xw)
         l_t = F.cross_entropy(logits[:half], y_min)
         l_n = F.cross_entropy(logits[half:], torch.full((half,), cfg.target, device=dev))
         l_p = dist(xb, xw).mean()
@@ -252,8 +271,9 @@ def train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, conf
             acc = {k: 0.0 for k in acc} | {"n": 0}
             bar.set_postfix(asr=f"{history[-1]['asr_surrogate']:.2f}", lp=f"{history[-1]['l_perceptual']:.3f}")
             if ckpt and it + 1 < cfg.iters and timer.due():
-                _save_atomic({"G": G.state_dict(), "opt": opt.state_dict(), "rng": rng.get_state(), "iter": it + 1,
-                              "history": history, "wall": wall + time.perf_counter() - t0, "config": asdict(cfg)},
+                _save_atomic({"G": G.state_dict(), "opt": opt.state_dict(), "rng": rng.get_state(),
+                              "aug_rng": aug_rng.get_state(), "iter": it + 1,
+                              "history": history, "wall": wall + time.perf_counter() - t0, "config": cfg.as_dict()},
                              ckpt)
     bar.close()
     G.eval()
@@ -320,7 +340,7 @@ def get_or_train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tenso
     ``surrogate_id`` names the surrogate in the cache key (default: the hash of its weights)."""
     surrogate_id = surrogate_id or model_hash(surrogate)
     key = {"what": "generator", "version": CACHE_VERSION, "data": data_hash(x, y), "surrogate": surrogate_id,
-           **asdict(config)}
+           **config.as_dict()}
     key["key"] = key_hash(config.key)
     d = run_dir(CACHE, key)
     final = d / "generator.pt"

@@ -474,13 +474,16 @@ def test_amplified_residual_centres_the_residual_on_grey():
     assert sscl.amplified_residual(clean, marked, gain=10)[0, 0, 0, 0].item() == pytest.approx(0.7)
 
 
-def test_generator_training_resumes_after_an_interruption_and_saves_by_time(tmp_path, monkeypatch):
-    """An interrupted run resumes from its checkpoint and ends with the weights of an uninterrupted one; by default
-    the state is written at most once a minute, not at every log step."""
+@pytest.mark.parametrize("augment", [False, True])
+def test_generator_training_resumes_after_an_interruption_and_saves_by_time(tmp_path, monkeypatch, augment):
+    """An interrupted run resumes from its checkpoint and ends with the weights of an uninterrupted one (with the
+    suspect-like augmentation too: its random state is saved); by default the state is written at most once a
+    minute, not at every log step."""
     import dovlib.train
 
     ds, f = _toy()
-    cfg = GeneratorConfig(eps=16 / 255, target=1, key=3, iters=8, batch=8, perceptual="mse", width=4, depth=2)
+    cfg = GeneratorConfig(eps=16 / 255, target=1, key=3, iters=8, batch=8, perceptual="mse", width=4, depth=2,
+                          augment=augment)
     straight, hist = train_generator(f, ds.x_train, ds.y_train, cfg, device="cpu", progress=False, log_every=2)
     saved, real_save = [], dovlib.train._save_atomic
     monkeypatch.setattr(sscl, "_save_atomic", lambda obj, path: (saved.append(obj["iter"]), real_save(obj, path)))
@@ -508,3 +511,55 @@ def test_generator_training_resumes_after_an_interruption_and_saves_by_time(tmp_
     assert [h["l_target"] for h in hist2] == pytest.approx([h["l_target"] for h in hist])
     for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6), k
+
+
+def _border_zero(x: torch.Tensor) -> torch.Tensor:
+    """Per image: is a whole outer row or column exactly 0 (the zero padding a random crop shifts in)?"""
+    return torch.stack([x[:, :, 0].flatten(1), x[:, :, -1].flatten(1), x[:, :, :, 0].flatten(1),
+                        x[:, :, :, -1].flatten(1)]).eq(0).all(-1).any(0)
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_augment_shows_the_surrogate_the_suspects_crops_and_flips(augment):
+    """``augment=True``: the losses are taken on randomly cropped (zero padding 4) and flipped watermarked images, as
+    a suspect's training sees them; off, the surrogate sees G(x) itself."""
+    ds, f = _toy()
+    seen = []
+
+    class Recorder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.f, self.calls = f, 0
+
+        def forward(self, x):
+            self.calls += 1
+            if self.calls % 2 == 0:  # the second call of an iteration: the watermarked batch
+                seen.append(x.detach())
+            return self.f(x)
+
+    cfg = GeneratorConfig(eps=16 / 255, target=1, key=3, iters=5, batch=16, perceptual="mse", width=4, depth=2,
+                          augment=augment)
+    train_generator(Recorder(), ds.x_train + 1 - (ds.x_train == 255).to(torch.uint8), ds.y_train, cfg,
+                    device="cpu", progress=False)
+    shifted = _border_zero(torch.cat(seen)).float().mean().item()
+    if augment:
+        assert 0.6 < shifted < 1.0  # 1 - (1/9)^2 of crops shift some border in; images themselves have no 0 border
+    else:
+        assert shifted == 0.0
+
+
+def test_augment_is_keyed_only_when_on():
+    """``augment`` joins the cache key and the published settings only when on, so generators cached before the
+    option existed are still found; on, it is another generator."""
+    off, on = GeneratorConfig(), GeneratorConfig(augment=True)
+    assert "augment" not in off.as_dict() and "augment" not in off.public()
+    assert on.as_dict()["augment"] is True and on.public()["augment"] is True
+    with pytest.raises(ValueError, match="augment must be True or False"):
+        GeneratorConfig(augment="yes")
+    ds, f = _toy()
+    kw = dict(eps=16 / 255, target=1, key=3, iters=4, batch=8, perceptual="mse", width=4, depth=2)
+    g = get_or_train_generator(f, ds.x_train, ds.y_train, GeneratorConfig(**kw), device="cpu", progress=False)
+    ga = get_or_train_generator(f, ds.x_train, ds.y_train, GeneratorConfig(**kw, augment=True), device="cpu",
+                                progress=False)
+    assert not ga.cached and ga.meta["config"]["augment"] is True and "augment" not in g.meta["config"]
+    assert not torch.equal(g.mark(ds.x_test), ga.mark(ds.x_test))
