@@ -252,7 +252,7 @@ def train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, conf
             y_min = f(xt).argmin(1)
         xb = torch.cat([xt, xn])
         xw = G(xb)
-        logits = f(augment_batch(xw, 4, flip, aug_rng) if cfg.augment else xw)
+        logits = f(augment_batch(xw, TrainConfig.crop_padding, flip, aug_rng) if cfg.augment else xw)
         l_t = F.cross_entropy(logits[:half], y_min)
         l_n = F.cross_entropy(logits[half:], torch.full((half,), cfg.target, device=dev))
         l_p = dist(xb, xw).mean()
