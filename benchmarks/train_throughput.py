@@ -10,6 +10,10 @@ Same model, batch size, optimiser, data and number of epochs; the first epoch of
     python benchmarks/train_throughput.py --width 64 --batch-size 512 --epochs 5 --workers 8   # GPU
 
 Prints images/s of both and their ratio, plus the test accuracy each reached (a speed-up must not cost accuracy).
+``--precision auto,bf16`` times dovlib's loop once per precision (a profile's ``precision``; ``bf16`` is bf16
+autocast on the CPU too) and prints each one's ratio to the first, the way to measure CPU bf16 on a given machine:
+
+    python benchmarks/train_throughput.py --width 64 --batch-size 128 --precision auto,bf16 --seeds 2
 ``--checkpoint-cost`` also times whole ``fit`` calls as the notebooks make them (test accuracy after every epoch, a
 checkpoint file) with the state saved after every epoch against the default (at the end and at most once a minute).
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +35,9 @@ from torchvision import transforms
 
 from dovlib.data import load_dataset
 from dovlib.models import build_model
+from dovlib.params import PRECISIONS
 from dovlib.report import env_info
-from dovlib.train import TrainConfig, evaluate, fit, make_optimizer, resolve_device
+from dovlib.train import TrainConfig, evaluate, fit, make_optimizer, precision_options, resolve_device
 
 
 class PILDataset(Dataset):
@@ -75,9 +81,10 @@ def common_loop(model, ds, args, device) -> tuple[float, float]:
     return seen / timed, evaluate(model, ds.x_test, ds.y_test)
 
 
-def dovlib_loop(model, ds, args, device) -> tuple[float, float]:
+def dovlib_loop(model, ds, args, device, precision: str = "auto") -> tuple[float, float]:
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, device=str(device),
-                      compile=args.compile, progress=False, seed=getattr(args, "seed", 0))
+                      compile=args.compile, progress=False, seed=getattr(args, "seed", 0),
+                      **precision_options(precision))
     res = fit(model, ds.x_train, ds.y_train, config=cfg)
     timed = sum(r["epoch_time"] for r in res.history[1:])
     return (args.epochs - 1) * len(ds.x_train) / timed, evaluate(res.model, ds.x_test, ds.y_test)
@@ -115,6 +122,8 @@ def main(argv=None):
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seeds", type=int, default=1,
                     help="repeat both loops with this many seeds; accuracies are then mean +- sd (one seed is noisy)")
+    ap.add_argument("--precision", default="auto",
+                    help="comma-separated precisions for dovlib's loop (auto | fp32 | bf16), e.g. auto,bf16")
     ap.add_argument("--checkpoint-cost", action="store_true",
                     help="also time whole fit calls saving a checkpoint every epoch vs the default")
     args = ap.parse_args(argv)
@@ -122,6 +131,9 @@ def main(argv=None):
         ap.error("--epochs must be >= 2 (the first epoch is warm-up)")
     if args.seeds < 1:
         ap.error("--seeds must be >= 1")
+    precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
+    if not precisions or any(p not in PRECISIONS for p in precisions):
+        ap.error(f"--precision must be a comma-separated list of {list(PRECISIONS)}; got {args.precision!r}")
     device = resolve_device(args.device)
     ds = load_dataset(args.dataset).subsample(args.n_train, None)
     print(ds.describe())
@@ -130,7 +142,10 @@ def main(argv=None):
           f"batch {args.batch_size} | {args.epochs} epochs (first untimed)")
 
     rows = {}
-    for name, loop in (("common (DataLoader+PIL, fp32)", common_loop), ("dovlib.train.fit", dovlib_loop)):
+    loops = [("common (DataLoader+PIL, fp32)", common_loop)] + [
+        ("dovlib.train.fit" + ("" if p == "auto" else f" ({p})"), partial(dovlib_loop, precision=p))
+        for p in precisions]
+    for name, loop in loops:
         runs = []
         for seed in range(args.seeds):
             torch.manual_seed(seed)
@@ -141,8 +156,10 @@ def main(argv=None):
         rows[name] = (float(speed), float(acc.mean()))
         spread = f" +- {acc.std(ddof=1):.3f} ({args.seeds} seeds)" if args.seeds > 1 else ""
         print(f"{name:32s} {speed:10,.0f} images/s   test acc {acc.mean():.3f}{spread}")
-    (base, _), (ours, _) = rows.values()
+    (base, _), (ours, _), *others = rows.values()
     print(f"speed-up (dovlib / common): {ours / base:.2f}x")
+    for p, (speed, _) in zip(precisions[1:], others):
+        print(f"speed-up (dovlib {p} / dovlib {precisions[0]}): {speed / ours:.2f}x")
     if args.checkpoint_cost:
         with tempfile.TemporaryDirectory() as folder:
             rows.update(checkpoint_cost(ds, args, device, folder))

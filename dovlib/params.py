@@ -22,6 +22,7 @@ from fractions import Fraction
 __all__ = [
     "Profile",
     "PROFILES",
+    "PRECISIONS",
     "parse_overrides",
     "get_profile",
     "parse_fraction",
@@ -30,6 +31,9 @@ __all__ = [
     "check_choice",
     "check_int",
 ]
+
+
+PRECISIONS = ("auto", "fp32", "bf16")  # Profile.precision
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,14 @@ class Profile:
     amuse_images: int  # images watermarked in AMUSE notebooks
     amuse_subsets: int  # random leaked subsets per share (paper: 100)
     hidden_steps: int  # HiDDeN training steps
+    # "auto": bf16 autocast for classifier training on CUDA, fp32 on the CPU and for the generator (as before);
+    # "bf16": bf16 autocast for classifier and generator training on CUDA and on the CPU (ours; measured in
+    # docs/measured-sscl-cpu.md); "fp32": no autocast anywhere. Evaluation on the CPU is always fp32.
+    precision: str = "auto"
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {list(PRECISIONS)}; got {self.precision!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

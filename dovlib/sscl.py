@@ -145,12 +145,17 @@ class SSCLGenerator(nn.Module):
 
 @dataclass(frozen=True)
 class GeneratorConfig:
-    """Settings of one generator training run (all of them enter the cache key; ``augment`` only when on).
+    """Settings of one generator training run (all of them enter the cache key; ``augment`` and ``bf16`` only when
+    on).
 
     ``augment`` (ours, not the paper's): take the losses on the watermarked images as a suspect's training sees
     them, randomly cropped (zero padding 4) and flipped (colour images) by the differentiable
     :func:`dovlib.train.augment_batch`, as clean-label poisoning crafts through the victim's augmentation
-    (Sleeper Agent's and Witches' Brew's differentiable augmentation)."""
+    (Sleeper Agent's and Witches' Brew's differentiable augmentation).
+
+    ``bf16`` (a profile's ``precision="bf16"``): the generator and surrogate run under bf16 autocast (CUDA or CPU);
+    the perceptual loss is taken in fp32 on the fp32 watermarked images, since 1 - SSIM of a mark is about 0.004 and
+    bf16 resolves only about 0.004 near 1."""
 
     eps: float = 8 / 255
     target: int = 1
@@ -167,6 +172,7 @@ class GeneratorConfig:
     key_channels: int = 2
     seed: int = 0
     augment: bool = False  # ours: losses on the suspect's augmentation of G(x) (random crop, pad 4; flip if RGB)
+    bf16: bool = False  # bf16 autocast for G and the surrogate (perceptual loss in fp32)
 
     def __post_init__(self):
         object.__setattr__(self, "eps", parse_eps(self.eps))
@@ -176,14 +182,17 @@ class GeneratorConfig:
         for name in ("l1", "l2", "l3"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be a weight >= 0; got {getattr(self, name)}")
-        if not isinstance(self.augment, bool):
-            raise ValueError(f"augment must be True or False; got {self.augment!r}")
+        for name in ("augment", "bf16"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False; got {getattr(self, name)!r}")
 
     def as_dict(self) -> dict:
-        """All settings; ``augment`` only when on, so generators cached before it existed keep their keys."""
+        """All settings; ``augment`` and ``bf16`` only when on, so generators cached before they existed keep their
+        keys."""
         d = asdict(self)
-        if not d["augment"]:
-            del d["augment"]
+        for name in ("augment", "bf16"):
+            if not d[name]:
+                del d[name]
         return d
 
     def public(self) -> dict:
@@ -251,11 +260,12 @@ def train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, conf
         with torch.no_grad():
             y_min = f(xt).argmin(1)
         xb = torch.cat([xt, xn])
-        xw = G(xb)
-        logits = f(augment_batch(xw, TrainConfig.crop_padding, flip, aug_rng) if cfg.augment else xw)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            xw = G(xb)  # fp32: x + eps * tanh(...) adds the bf16 residual to the fp32 image
+            logits = f(augment_batch(xw, TrainConfig.crop_padding, flip, aug_rng) if cfg.augment else xw).float()
         l_t = F.cross_entropy(logits[:half], y_min)
         l_n = F.cross_entropy(logits[half:], torch.full((half,), cfg.target, device=dev))
-        l_p = dist(xb, xw).mean()
+        l_p = dist(xb, xw.float()).mean()
         loss = cfg.l1 * l_t + cfg.l2 * l_n + cfg.l3 * l_p
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -289,9 +299,8 @@ def train_classifier(x_train, y_train, x_test=None, y_test=None, *, arch: str = 
     y_train = torch.as_tensor(y_train).long()
     num_classes = num_classes or int(y_train.max()) + 1
     channels, size = x_train.shape[1], x_train.shape[-1]
-    tc = TrainConfig(epochs=epochs if epochs is not None else profile.epochs, batch_size=profile.batch_size,
-                     lr=profile.lr, device=str(resolve_device(profile.device)), seed=seed, flip=channels == 3,
-                     progress=progress)
+    tc = TrainConfig.for_profile(profile, epochs=epochs if epochs is not None else profile.epochs, seed=seed,
+                                 flip=channels == 3, progress=progress)
     key = {"what": "classifier", "version": CACHE_VERSION, "data": data_hash(x_train, y_train), "arch": arch,
            "width": profile.width, "num_classes": num_classes, "train": tc.fingerprint()}
     torch.manual_seed(seed)
@@ -323,7 +332,7 @@ def generator_config(profile: Profile, *, eps=8 / 255, target: int = 1, key: int
     """The :class:`GeneratorConfig` a profile implies (iterations, batch, U-Net width); notebooks 01-06 share it,
     so they share the cached generator."""
     base = dict(eps=eps, target=target, key=key, iters=profile.gen_iters, batch=profile.gen_batch,
-                perceptual=perceptual, width=generator_width(profile), seed=seed)
+                perceptual=perceptual, width=generator_width(profile), seed=seed, bf16=profile.precision == "bf16")
     return GeneratorConfig(**{**base, **overrides})
 
 

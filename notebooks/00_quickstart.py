@@ -61,8 +61,8 @@ print(ds.describe())
 # %%
 channels, size = ds.image_shape[0], ds.image_shape[1]
 model = build_model(arch, ds.num_classes, channels, width=cfg.width, image_size=size)
-train_cfg = TrainConfig(epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr, device=str(device), seed=seed,
-                        flip=channels == 3)  # no flips for digits
+train_cfg = TrainConfig.for_profile(cfg, epochs=epochs, device=str(device), seed=seed,
+                                    flip=channels == 3)  # no flips for digits
 start = time.perf_counter()
 result = fit(model, ds.x_train, ds.y_train, ds.x_test, ds.y_test, train_cfg)
 wall = time.perf_counter() - start

@@ -89,8 +89,9 @@ def compute():
     # the thief's benign data: a stratified share of the CLEAN training set
     idx = stratified_subsample(ds.y_train, max(ds.num_classes, int(round(finetune_share * len(ds.y_train)))),
                                seed=seed + 7)
-    ft_cfg = TrainConfig(epochs=cfg.finetune_epochs, batch_size=min(cfg.batch_size, len(idx)), lr=finetune_lr,
-                         schedule="cosine", device=str(device), seed=seed, flip=ds.image_shape[0] == 3)
+    ft_cfg = TrainConfig.for_profile(cfg, epochs=cfg.finetune_epochs, batch_size=min(cfg.batch_size, len(idx)),
+                                     lr=finetune_lr, schedule="cosine", device=str(device), seed=seed,
+                                     flip=ds.image_shape[0] == 3)
     _, ft = finetune(run.suspect.model, ds.x_train[idx], ds.y_train[idx], ft_cfg, evaluate_fn,
                      checkpoint=run_dir(NOTEBOOK, params) / "finetune.pt")
     rates = np.round(np.arange(0, 0.95 + 1e-9, prune_step), 4)

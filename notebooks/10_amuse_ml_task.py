@@ -112,7 +112,7 @@ save_fig(fig, "examples", NOTEBOOK)
 
 # %%
 c, size = ds.image_shape[0], ds.image_shape[1]
-train_cfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, device=str(device), seed=seed)
+train_cfg = TrainConfig.for_profile(cfg, device=str(device), seed=seed)
 results, histories = [], []
 start = time.perf_counter()
 for name, x_train in train_sets.items():

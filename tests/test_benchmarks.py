@@ -34,7 +34,16 @@ def test_throughput_benchmark_times_checkpoint_cost(capsys):
     assert "speed-up (default / every epoch)" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv, message", [(["--epochs", "1"], "--epochs"), (["--seeds", "0"], "--seeds")])
+def test_throughput_benchmark_compares_precisions(capsys):
+    rows = _load().main(["--dataset", "synthetic", "--n-train", "64", "--width", "4", "--batch-size", "32",
+                         "--epochs", "2", "--workers", "0", "--device", "cpu", "--precision", "auto,bf16"])
+    assert list(rows) == ["common (DataLoader+PIL, fp32)", "dovlib.train.fit", "dovlib.train.fit (bf16)"]
+    assert all(speed > 0 and 0.0 <= acc <= 1.0 for speed, acc in rows.values())
+    assert "speed-up (dovlib bf16 / dovlib auto)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [(["--epochs", "1"], "--epochs"), (["--seeds", "0"], "--seeds"),
+                                           (["--precision", "fp16"], "--precision")])
 def test_throughput_benchmark_rejects_bad_settings(argv, message, capsys):
     with pytest.raises(SystemExit):
         _load().main(argv)

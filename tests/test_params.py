@@ -92,3 +92,11 @@ def test_profile_overrides_in_the_name():
         get_profile("fast:epochs=3")
     with pytest.raises(TypeError, match="profile"):
         get_profile(3)
+
+
+def test_profile_precision_defaults_to_auto_and_is_checked():
+    assert all(p.precision == "auto" for p in PROFILES.values())
+    assert get_profile("quick:device=cpu,precision=bf16").precision == "bf16"
+    assert get_profile("smoke", precision="fp32").precision == "fp32"
+    with pytest.raises(ValueError, match=r"precision must be one of \['auto', 'fp32', 'bf16'\]; got 'fp16'"):
+        get_profile("smoke:precision=fp16")

@@ -548,18 +548,48 @@ def test_augment_shows_the_surrogate_the_suspects_crops_and_flips(augment):
         assert shifted == 0.0
 
 
-def test_augment_is_keyed_only_when_on():
-    """``augment`` joins the cache key and the published settings only when on, so generators cached before the
-    option existed are still found; on, it is another generator."""
-    off, on = GeneratorConfig(), GeneratorConfig(augment=True)
-    assert "augment" not in off.as_dict() and "augment" not in off.public()
-    assert on.as_dict()["augment"] is True and on.public()["augment"] is True
-    with pytest.raises(ValueError, match="augment must be True or False"):
-        GeneratorConfig(augment="yes")
+@pytest.mark.parametrize("option", ["augment", "bf16"])
+def test_option_is_keyed_only_when_on(option):
+    """``augment`` / ``bf16`` join the cache key and the published settings only when on, so generators cached
+    before the options existed are still found; on, it is another generator."""
+    off, on = GeneratorConfig(), GeneratorConfig(**{option: True})
+    assert option not in off.as_dict() and option not in off.public()
+    assert on.as_dict()[option] is True and on.public()[option] is True
+    with pytest.raises(ValueError, match=f"{option} must be True or False"):
+        GeneratorConfig(**{option: "yes"})
     ds, f = _toy()
     kw = dict(eps=16 / 255, target=1, key=3, iters=4, batch=8, perceptual="mse", width=4, depth=2)
     g = get_or_train_generator(f, ds.x_train, ds.y_train, GeneratorConfig(**kw), device="cpu", progress=False)
-    ga = get_or_train_generator(f, ds.x_train, ds.y_train, GeneratorConfig(**kw, augment=True), device="cpu",
+    ga = get_or_train_generator(f, ds.x_train, ds.y_train, GeneratorConfig(**kw, **{option: True}), device="cpu",
                                 progress=False)
-    assert not ga.cached and ga.meta["config"]["augment"] is True and "augment" not in g.meta["config"]
+    assert not ga.cached and ga.meta["config"][option] is True and option not in g.meta["config"]
     assert not torch.equal(g.mark(ds.x_test), ga.mark(ds.x_test))
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_bf16_runs_generator_and_surrogate_in_bf16_and_the_perceptual_loss_in_fp32(monkeypatch, bf16):
+    """``bf16`` (``precision="bf16"``): G's U-Net and the surrogate compute in bf16 under autocast on the CPU, while
+    the perceptual loss gets fp32 images outside autocast (bf16 cannot resolve 1 - SSIM of about 0.004)."""
+    ds, f = _toy()
+    conv_dtypes, loss_calls = set(), []
+
+    class Recording(nn.Module):
+        def forward(self, x, xw):
+            loss_calls.append((x.dtype, xw.dtype, torch.is_autocast_enabled("cpu")))
+            return ((x - xw) ** 2).flatten(1).mean(1)
+
+    monkeypatch.setattr(sscl, "perceptual_loss", lambda name: Recording())
+    cfg = GeneratorConfig(eps=16 / 255, target=1, key=3, iters=3, batch=8, perceptual="mse", width=4, depth=2,
+                          bf16=bf16)
+    torch.manual_seed(0)
+    surrogate = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(4))
+    surrogate(torch.zeros(1, 3, 16, 16))
+    surrogate[0].register_forward_hook(lambda m, i, o: conv_dtypes.add(o.dtype))
+    G, _ = train_generator(surrogate, ds.x_train, ds.y_train, cfg, device="cpu", progress=False)
+    # y_min (the least-likely class of clean images) stays fp32; the watermarked batch is in bf16 when on
+    assert conv_dtypes == ({torch.float32, torch.bfloat16} if bf16 else {torch.float32})
+    assert loss_calls == [(torch.float32, torch.float32, False)] * 3
+    assert all(p.dtype == torch.float32 for p in G.parameters())
+    assert G.mark(ds.x_test).dtype == torch.uint8
+    assert sscl.generator_config(get_profile("smoke:precision=bf16")).bf16
+    assert not sscl.generator_config(get_profile("smoke")).bf16

@@ -3,8 +3,9 @@ import torch
 
 from dovlib.data import load_dataset
 from dovlib.models import build_model
-from dovlib.train import (TrainConfig, _same_device, augment_batch, evaluate, fit, make_optimizer, predict_proba,
-                          resolve_device, seed_everything, to_float)
+from dovlib.params import get_profile
+from dovlib.train import (TrainConfig, _same_device, augment_batch, evaluate, fit, make_optimizer, precision_options,
+                          predict_logits, predict_proba, resolve_device, seed_everything, to_float)
 
 
 @pytest.fixture(scope="module")
@@ -188,3 +189,43 @@ def test_save_timer_is_due_once_per_interval_and_always_at_the_end(monkeypatch):
     now[0] += 1
     assert t.due() and not t.due()  # the clock restarts at each save
     assert tr.SaveTimer(0).due()
+
+
+def test_precision_options_and_for_profile():
+    assert precision_options() == {"amp": True, "cpu_bf16": False}
+    assert precision_options("bf16") == {"amp": True, "cpu_bf16": True}
+    assert precision_options("fp32") == {"amp": False, "cpu_bf16": False}
+    with pytest.raises(ValueError, match="precision must be one of"):
+        precision_options("fp16")
+    tc = TrainConfig.for_profile(get_profile("quick:device=cpu,epochs=7,precision=bf16"), seed=3, lr=0.01)
+    assert (tc.epochs, tc.batch_size, tc.lr, tc.device, tc.seed) == (7, 512, 0.01, "cpu", 3)
+    assert tc.amp and tc.cpu_bf16
+    assert not TrainConfig.for_profile(get_profile("smoke")).cpu_bf16
+
+
+def test_cpu_bf16_is_keyed_only_when_on():
+    # golden values: TrainConfig.fingerprint() before cpu_bf16 existed (commit a0dda7a): cached models keep their keys
+    assert TrainConfig().fingerprint() == "8a75065a38f0"
+    assert TrainConfig(epochs=10, batch_size=128, lr=0.05, seed=3, flip=False).fingerprint() == "54512a14a550"
+    assert TrainConfig(cpu_bf16=True).fingerprint() != TrainConfig().fingerprint()
+
+
+def test_cpu_bf16_trains_under_bf16_autocast_and_evaluates_in_fp32(ds):
+    def conv_dtypes(cpu_bf16):
+        model, seen = _model(2), set()
+        conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+        hook = conv.register_forward_hook(lambda m, i, o: seen.add((m.training, o.dtype)))
+        res = fit(model, ds.x_train, ds.y_train, epochs=1, batch_size=64, lr=0.05, progress=False, cpu_bf16=cpu_bf16)
+        seen_train = {d for t, d in seen if t}
+        seen.clear()
+        logits = predict_logits(res.model, ds.x_test)
+        hook.remove()
+        return res, seen_train, {d for t, d in seen if not t}, logits
+
+    res, train_dtypes, eval_dtypes, logits = conv_dtypes(True)
+    assert train_dtypes == {torch.bfloat16} and eval_dtypes == {torch.float32} and logits.dtype == torch.float32
+    assert all(p.dtype == torch.float32 for p in res.model.parameters())  # weights stay fp32 (autocast, not .half())
+    assert _model(2).state_dict().keys() == res.model.state_dict().keys()
+    again = conv_dtypes(True)[0]
+    assert all(torch.equal(a, b) for a, b in zip(res.model.parameters(), again.model.parameters()))  # deterministic
+    assert conv_dtypes(False)[1] == {torch.float32}  # the default stays fp32 on the CPU
