@@ -24,6 +24,9 @@ class Normalize(nn.Module):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
     def forward(self, x):
+        if not x.is_floating_point():  # uint8 images would give silent nonsense (values 0-255 standardised)
+            raise TypeError(f"models take float images in [0, 1]; got {x.dtype} (convert uint8 images with "
+                            "dovlib.train.to_float)")
         return (x - self.mean) / self.std
 
 

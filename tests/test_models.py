@@ -55,3 +55,11 @@ def test_unet_any_size_and_depth(size, depth):
 def test_unet_validates():
     with pytest.raises(ValueError, match="depth"):
         UNet(depth=0)
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "vgg16", "badnets_cnn"])
+def test_uint8_images_are_refused_clearly(arch):
+    model = build_model(arch, 10, 3, width=4, image_size=32).eval()
+    with pytest.raises(TypeError, match=r"float images in \[0, 1\]; got torch.uint8 .*to_float"):
+        model(torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
