@@ -36,6 +36,13 @@ __all__ = [
 PRECISIONS = ("auto", "fp32", "bf16")  # Profile.precision
 
 
+def check_choice(name: str, value, choices) -> None:
+    """Raise ValueError naming ``name`` and the valid choices if ``value`` is not one of them."""
+    choices = list(choices)
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}; got {value!r}")
+
+
 @dataclass(frozen=True)
 class Profile:
     """Budgets shared by all notebooks. ``None`` for ``n_train``/``n_test`` means the whole split."""
@@ -62,8 +69,7 @@ class Profile:
     precision: str = "auto"
 
     def __post_init__(self):
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {list(PRECISIONS)}; got {self.precision!r}")
+        check_choice("precision", self.precision, PRECISIONS)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -179,13 +185,6 @@ def parse_eps(value) -> float:
 def parse_rate(value, name: str = "rate") -> float:
     """Watermarking rate gamma: share of the whole training set that is marked, in (0, 1]."""
     return parse_fraction(name, value, 0.0, 1.0)
-
-
-def check_choice(name: str, value, choices) -> None:
-    """Raise ValueError naming ``name`` and the valid choices if ``value`` is not one of them."""
-    choices = list(choices)
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}; got {value!r}")
 
 
 def check_int(name: str, value, low: int, high: int | None = None) -> int:
