@@ -37,6 +37,8 @@ l1 = 1.0  # weight of L_target (target-class images -> least likely class)
 l2 = 1.0  # weight of L_nontarget (other images -> target class)
 l3 = 1.0  # weight of L_perceptual
 surrogate_width = None  # owner's surrogate base width; None: the user model's (the profile's); ours, see README
+select_attempts = 1  # ours: owner-side selection over up to this many generator seeds before publishing (1: off)
+n_proxies = 1  # proxy models per selection attempt; an attempt passes when the owner's test verifies all of them
 
 # %% [markdown]
 # ## Setup
@@ -58,19 +60,35 @@ cfg = get_profile(profile)
 eps, rate = parse_eps(eps), parse_rate(rate, "rate (gamma)")
 target, seed = check_int("target", target, 0), check_int("seed", seed, 0)
 check_choice("perceptual", perceptual, PERCEPTUAL)
+select_attempts, n_proxies = check_int("select_attempts", select_attempts, 1), check_int("n_proxies", n_proxies, 1)
 device = start_notebook(profile, seed, cfg.device)
 
 # %% [markdown]
 # ## The SSCL-BW pipeline
 # One call: surrogate -> generator (reused from notebook 01 when its settings match) -> marked set -> the
 # user's model trained on it. Every step is cached under `runs/sscl/`.
+#
+# Whether a user's model learns the mark varies with the generator's seed at the scales we could measure
+# (docs/measured-sscl-cpu.md). With `select_attempts` > 1 the owner checks before publishing (ours, not the
+# paper's): each attempt trains the generator with another seed, marks the set, trains `n_proxies` proxy models on
+# it (seeds 5000, ..., never an evaluated model's) and runs the paper's test on them; the first attempt that passes
+# is published. No suspect model is looked at. Selection does not make the mark owner-specific (notebook 03).
 
 # %%
 ds = load_dataset(dataset).subsample(cfg.n_train, cfg.n_test, seed=seed)
 print(ds.describe())
 with timer() as t_run:
-    run = sscl.run_sscl(ds, cfg, arch=arch, eps=eps, rate=rate, target=target, key=key, seed=seed,
-                        perceptual=perceptual, l1=l1, l2=l2, l3=l3, surrogate_width=surrogate_width)
+    run_kw = dict(arch=arch, eps=eps, rate=rate, target=target, key=key, seed=seed, perceptual=perceptual, l1=l1,
+                  l2=l2, l3=l3, surrogate_width=surrogate_width)
+    selection = None
+    if select_attempts > 1:
+        run, selection_log = sscl.select_run(ds, cfg, attempts=select_attempts, n_proxies=n_proxies, **run_kw)
+        selection = run.params["selection"]
+        print(f"selection: attempt {selection['attempt']} of {selection['attempts_tried']} tried (up to "
+              f"{select_attempts}), proxy p max {selection['proxy_p_max']:.3g}, "
+              f"{'passed' if selection['passed'] else 'NO ATTEMPT PASSED: this owner cannot expect to verify'}")
+    else:
+        run = sscl.run_sscl(ds, cfg, **run_kw)
     benign = sscl.train_classifier(ds.x_train, ds.y_train, ds.x_test, ds.y_test, arch=arch, profile=cfg, seed=seed,
                                    num_classes=ds.num_classes)
 marked = run.marked
@@ -86,7 +104,7 @@ print(f"marked {marked.manifest['n_marked']} of {len(ds.y_train)} training image
 # %%
 params = {"profile": profile, "dataset": dataset, "arch": arch, "eps": eps, "rate": rate, "target": target,
           "seed": seed, "key_hash": sscl.key_hash(key), "perceptual": perceptual, "l1": l1, "l2": l2, "l3": l3,
-          "surrogate_width": run.params["surrogate_width"]}
+          "surrogate_width": run.params["surrogate_width"], "select_attempts": select_attempts, "n_proxies": n_proxies}
 published = sscl.save_watermarked(marked, run_dir(NOTEBOOK, params) / "published", classes=ds.classes)
 print("written to", published)
 
@@ -116,6 +134,12 @@ from dovlib.watermarks.table import PAPER_TABLE_I, paper_key
 
 label = (f"{profile} profile, {ds.name}{' (subset)' if ds.is_subset else ''}, {arch}, {device}, "
          f"eps {eps * 255:.0f}/255, gamma {rate:g}, surrogate width {run.params['surrogate_width']}")
+if selection is not None:
+    label += f", generator selected: attempt {selection['attempt']}, {'passed' if selection['passed'] else 'FAILED'}"
+    save_table(selection_log, "generator_selection", NOTEBOOK, caption=f"Owner-side self-check of each selection "
+               f"attempt ({n_proxies} proxy model(s), verification draw 1): {label}", profile=profile,
+               dataset=ds.name, is_subset=ds.is_subset, device=str(device))
+    display(selection_log)
 ref = PAPER_TABLE_I.get(paper_key(ds.name), {})
 nan = float("nan")
 paper = pd.DataFrame([
@@ -156,7 +180,8 @@ metrics = {"BA": row_wm["BA"], "WSR": row_wm["WSR"], pcol: row_wm[pcol], "PSNR":
            "n_marked": marked.manifest["n_marked"]}
 record = write_record(NOTEBOOK, params, metrics, profile=profile, dataset=ds.name, is_subset=ds.is_subset,
                       dataset_note=ds.describe(), device=str(device), device_name=env_info(device)["device_name"],
-                      wall_time=t_run["seconds"], perceptual=perceptual, manifest=marked.manifest)
+                      wall_time=t_run["seconds"], perceptual=perceptual, manifest=marked.manifest,
+                      generator_seed=run.params["generator_seed"], selection=selection)
 print({k: record[k] for k in ("profile", "dataset", "is_subset", "device", "perceptual")}, metrics)
 
 # %% [markdown]

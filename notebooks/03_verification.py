@@ -44,7 +44,7 @@ n_models = None  # models per scenario; None: the profile's n_models
 m = None  # verification images; None: the profile's verify_m (paper: 100)
 n_targets = 1  # 1: the paper's single target; 2 or more: also test a key-derived target code (ours, see below)
 same_code = False  # with n_targets > 1: also Ind-W owners marking exactly our code classes (a full collision)
-select_attempts = 1  # with n_targets > 1: owner-side selection over up to this many generator seeds (1: off)
+select_attempts = 1  # owner-side selection of the published mark over up to this many generator seeds (1: off)
 n_proxies = 1  # proxy models per selection attempt; an attempt passes when all of them verify
 surrogate_width = None  # owner's surrogate base width; None: the suspects' (the profile's); ours, see README
 decoy_rate = 0.0  # ours, not the paper's: share of the set (non-target images) given contrastive decoy marks; 0 is off
@@ -82,9 +82,6 @@ if same_code and n_targets < 2:
     raise ValueError(f"same_code needs a target code: n_targets must be 2 or more; got {n_targets}")
 select_attempts = check_int("select_attempts", select_attempts, 1)
 n_proxies = check_int("n_proxies", n_proxies, 1)
-if select_attempts > 1 and n_targets < 2:
-    raise ValueError(f"select_attempts > 1 selects a target code's generators: n_targets must be 2 or more; "
-                     f"got {n_targets}")
 check_choice("perceptual", perceptual, PERCEPTUAL)
 device = start_notebook(profile, seed, cfg.device)
 print(f"tau {tau}, alpha {alpha}, m {m}, {n_models} model(s) per scenario, decoy_rate {decoy_rate:g}")
@@ -93,14 +90,32 @@ print(f"tau {tau}, alpha {alpha}, m {m}, {n_models} model(s) per scenario, decoy
 # ## Owner pipeline and the three scenarios
 # The owner's surrogate, generator and Malicious model are reused from notebooks 01-02 when their settings match.
 # The independent owners of Ind-W use keys derived from ours (never equal) and their own generator seeds.
+#
+# With `select_attempts` > 1 and a single target (`n_targets` 1), the owner selects the generator before publishing
+# as in notebook 02 (`sscl.select_run`: the paper's test on `n_proxies` proxy models trained on the owner's own
+# marked set, seeds 5000, ...), and every independent owner of Ind-W selects the same way (`other_attempt`,
+# `other_self_check`). With a target code (`n_targets` > 1) the code is what is published and selected (below);
+# the single-target rows then stay the paper's unselected method, for comparison.
 
 # %%
 ds = load_dataset(dataset).subsample(cfg.n_train, cfg.n_test, seed=seed)
 print(ds.describe())
+select_plain = select_attempts > 1 and n_targets == 1
 with timer() as t_run:
-    run = sscl.run_sscl(ds, cfg, arch=arch, eps=eps, rate=rate, target=target, key=key, seed=seed,
-                        perceptual=perceptual, decoy_rate=decoy_rate, surrogate_width=surrogate_width)
-    models = sscl.run_controls(run, n_models=n_models, m=m, tau=tau, alpha=alpha)
+    run_kw = dict(arch=arch, eps=eps, rate=rate, target=target, key=key, seed=seed, perceptual=perceptual,
+                  decoy_rate=decoy_rate, surrogate_width=surrogate_width)
+    plain_selection = None
+    if select_plain:
+        run, plain_selection_log = sscl.select_run(ds, cfg, attempts=select_attempts, n_proxies=n_proxies, m=m,
+                                                   tau=tau, alpha=alpha, **run_kw)
+        plain_selection = run.params["selection"]
+        print(f"selection: attempt {plain_selection['attempt']} of {plain_selection['attempts_tried']} tried (up to "
+              f"{select_attempts}), proxy p max {plain_selection['proxy_p_max']:.3g}, "
+              f"{'passed' if plain_selection['passed'] else 'NO ATTEMPT PASSED: this owner cannot expect to verify'}")
+    else:
+        run = sscl.run_sscl(ds, cfg, **run_kw)
+    models = sscl.run_controls(run, n_models=n_models, m=m, tau=tau, alpha=alpha,
+                               select_attempts=select_attempts if select_plain else 1, n_proxies=n_proxies)
 print(f"{len(models)} models ({t_run['seconds']:.1f} s)")
 models.drop(columns=["p_b", "p_w", "p_decoy"])
 
@@ -122,6 +137,13 @@ models.drop(columns=["p_b", "p_w", "p_decoy"])
 label = (f"{profile} profile, {ds.name}{' (subset)' if ds.is_subset else ''}, {arch}, {device}, "
          f"eps {eps * 255:.0f}/255, gamma {rate:g}, decoy_rate {decoy_rate:g}, m {m}, "
          f"{n_models} model(s) per scenario, surrogate width {run.params['surrogate_width']}")
+if select_plain:
+    label += (f", owners select over up to {select_attempts} generator seeds ({n_proxies} proxy model(s)); ours: "
+              f"attempt {plain_selection['attempt']}, {'passed' if plain_selection['passed'] else 'FAILED'}")
+    save_table(plain_selection_log, "generator_selection", NOTEBOOK, caption=f"Owner-side self-check of each "
+               f"selection attempt (paper's test, verification draw 1): {label}", profile=profile, dataset=ds.name,
+               is_subset=ds.is_subset, device=str(device))
+    display(plain_selection_log)
 table2 = summarize_controls(models, alpha)
 table2
 
@@ -263,6 +285,7 @@ metrics = {f"{s}_{k}": t2.at[s, k] for s in t2.index for k in ("delta_p", "p_val
 metrics["models"] = models.drop(columns=["p_b", "p_w", "p_decoy"]).to_dict("records")
 metrics["tau_sweep"] = sweep.to_dict("records")
 metrics["m_sweep"] = msweep.to_dict("records")
+metrics["selection"] = plain_selection  # the single-target generator's selection (None: not selected)
 if code_rows is not None:
     metrics["target_code"] = {"targets": list(targets), "rate_per_class": code_rate, "selection": selection,
                               "wall_time": t_code["seconds"], "models": code_rows.to_dict("records")}

@@ -41,10 +41,35 @@ def test_verification_notebook_runs_the_target_code(tmp_path, monkeypatch):
 
 def test_verification_notebook_refuses_code_options_without_a_code(tmp_path, monkeypatch):
     monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
-    for bad in ({"same_code": True}, {"select_attempts": 2}):
-        res = rp.run_notebook(REPO_ROOT / "notebooks" / "03_verification.ipynb", {"profile": "smoke", **bad},
-                              reports=tmp_path / "reports")
-        assert res.status == "failed" and next(iter(bad)) in res.error and "n_targets must be 2 or more" in res.error
+    res = rp.run_notebook(REPO_ROOT / "notebooks" / "03_verification.ipynb", {"profile": "smoke", "same_code": True},
+                          reports=tmp_path / "reports")
+    assert res.status == "failed" and "same_code" in res.error and "n_targets must be 2 or more" in res.error
+
+
+def test_single_target_selection_in_notebooks_02_and_03(tmp_path, monkeypatch):
+    """select_attempts with the paper's single target: the owner selects (02 and 03), Ind-W owners too (03)."""
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
+    reports = tmp_path / "reports"
+    sel = {"select_attempts": 2, "n_proxies": 1}
+    res = rp.run_notebook(REPO_ROOT / "notebooks" / "02_watermark_dataset.ipynb", {"profile": "smoke", **sel},
+                          reports=reports)
+    assert res.status == "ok", res.error
+    rec2, = [r for r in json.loads((reports / "02_watermark_dataset" / "metrics.json").read_text())["records"]
+             if "table" not in r["params"]]  # the SSCL-BW record (the other is Table I's all-methods one)
+    log = pd.read_csv(reports / "02_watermark_dataset" / "generator_selection.csv")
+    s2 = rec2["selection"]
+    assert rec2["params"]["select_attempts"] == 2 and list(log.attempt) == list(range(s2["attempts_tried"]))
+    assert s2["passed"] == bool(log[log.attempt == s2["attempt"]].verified.all())
+    assert rec2["generator_seed"] == s2["generator_seed"] == log.generator_seed[s2["attempt"]]
+    res = rp.run_notebook(REPO_ROOT / "notebooks" / "03_verification.ipynb", {"profile": "smoke", **sel},
+                          reports=reports)
+    assert res.status == "ok", res.error
+    rec3 = json.loads((reports / "03_verification" / "metrics.json").read_text())["records"][-1]
+    assert rec3["metrics"]["selection"] == s2  # the same cached attempts, the same published generator
+    rows = pd.DataFrame(rec3["metrics"]["models"])
+    indw = rows[rows.scenario == "Ind-W"]
+    assert indw.other_attempt.isin([0, 1]).all() and rows[rows.scenario == "Malicious"].other_attempt.isna().all()
+    assert (reports / "03_verification" / "generator_selection.csv").is_file()
 
 
 def test_plug_and_play_notebook_trains_the_msgmap_hidden_and_refuses_unknown_networks(tmp_path, monkeypatch):

@@ -439,6 +439,72 @@ def test_code_controls_let_other_owners_select_too(monkeypatch):
         sscl.run_code_controls(run, select_attempts=0, progress=False)
 
 
+def _toy_plain_kw(**kw):
+    return dict(eps="8/255", rate=0.05, target=1, key=5, perceptual="mse", progress=False, **kw)
+
+
+def test_run_sscl_generator_seed_changes_only_the_generator():
+    ds, prof, _ = _toy_code_run()
+    kw = _toy_plain_kw(train_suspect=False)
+    base = sscl.run_sscl(ds, prof, **kw)
+    same = sscl.run_sscl(ds, prof, generator_seed=0, **kw)
+    other = sscl.run_sscl(ds, prof, generator_seed=sscl.attempt_seed(0, 1), **kw)
+    assert base.params["generator_seed"] == 0 and same.generator.cached
+    assert same.marked.manifest["generator_hash"] == base.marked.manifest["generator_hash"]
+    assert other.params["generator_seed"] == 100_000 and other.marked.manifest["generator_config"]["seed"] == 100_000
+    assert other.marked.manifest["generator_hash"] != base.marked.manifest["generator_hash"]
+    assert torch.equal(other.marked.marked, base.marked.marked) and not torch.equal(other.marked.x, base.marked.x)
+    assert other.surrogate is not base.surrogate and sscl.model_hash(other.surrogate.model) == sscl.model_hash(
+        base.surrogate.model)  # the surrogate keeps seed (cached), only the generator moves
+    with pytest.raises(ValueError, match="generator_seed"):
+        sscl.run_sscl(ds, prof, generator_seed=-1, **kw)
+
+
+def test_select_run_publishes_the_first_single_target_attempt_that_passes(monkeypatch):
+    ds, prof, _ = _toy_code_run()
+    seen = _scripted_self_check(monkeypatch, [0.3, 0.002, 0.0])
+    run, log = sscl.select_run(ds, prof, attempts=3, m=30, **_toy_plain_kw())
+    assert isinstance(run, sscl.SSCLRun) and [m for _, m in seen] == [30, 30]
+    assert list(log.attempt) == [0, 1] and list(log.generator_seed) == [0, 100_000]
+    sel = run.params["selection"]
+    assert sel["attempt"] == 1 and sel["passed"] and sel["attempts_tried"] == 2 and run is seen[1][0]
+    assert run.marked.manifest["generator_config"]["seed"] == 100_000 and run.params["target"] == 1
+    # the suspect is the Malicious model of the published set, with the run's seed
+    again = sscl.train_classifier(run.marked.x, run.marked.y, ds.x_test, ds.y_test, arch="resnet18", profile=prof,
+                                  seed=0, num_classes=4, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(again.model.state_dict().values(),
+                                                  run.suspect.model.state_dict().values()))
+    # attempts share one surrogate
+    assert seen[0][0].surrogate is seen[1][0].surrogate
+
+
+def test_select_run_says_when_no_attempt_passes_and_refuses_bad_counts(monkeypatch):
+    ds, prof, _ = _toy_code_run()
+    seen = _scripted_self_check(monkeypatch, [0.5, 0.2])
+    run, log = sscl.select_run(ds, prof, attempts=2, train_suspect=False, **_toy_plain_kw())
+    sel = run.params["selection"]
+    assert not sel["passed"] and sel["attempt"] == 1 and sel["proxy_p_max"] == 0.2 and run.suspect is None
+    assert len(seen) == 2 and len(log) == 2
+    for bad in (dict(attempts=0), dict(n_proxies=0)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            sscl.select_run(ds, prof, **bad, **_toy_plain_kw())
+    assert len(seen) == 2  # refused before any training
+
+
+def test_controls_let_independent_owners_select_too(monkeypatch):
+    ds, prof, _ = _toy_code_run()
+    run = sscl.run_sscl(ds, prof, **_toy_plain_kw())
+    _scripted_self_check(monkeypatch, [0.5, 0.001])  # the independent owner passes at its second attempt
+    df = sscl.run_controls(run, select_attempts=2, decoy=False, progress=False)
+    indw = df[df.scenario == "Ind-W"]
+    assert (indw.other_attempt == 1).all() and indw.other_self_check.all()
+    assert df[df.scenario == "Malicious"].other_attempt.isna().all()
+    plain = sscl.run_controls(run, decoy=False, progress=False)
+    assert "other_attempt" not in plain and list(plain.scenario) == list(df.scenario)
+    with pytest.raises(ValueError, match="select_attempts"):
+        sscl.run_controls(run, select_attempts=0, progress=False)
+
+
 def test_hashes_identify_data_and_weights():
     x = torch.arange(24, dtype=torch.uint8).reshape(2, 3, 2, 2)
     y = torch.tensor([0, 1])
