@@ -145,6 +145,35 @@ def cached_result(path: str | Path, parameters: dict) -> RunResult | None:
 
 
 KERNEL_START_ATTEMPTS = 3
+_KERNEL_MANAGER = None
+
+
+def kernel_manager_class():
+    """The kernel manager papermill starts kernels with: jupyter_client's AsyncKernelManager over IPC (Unix domain
+    socket files under the temporary folder, one unique prefix per kernel) instead of TCP ports on localhost. Kernels
+    started together can then never be handed the same port, and ipykernel does not print its warning about
+    unencrypted TCP for every notebook. On Windows (no IPC transport) it is the plain TCP manager."""
+    global _KERNEL_MANAGER
+    if _KERNEL_MANAGER is None:
+        from jupyter_client.manager import AsyncKernelManager
+
+        if os.name == "nt":
+            _KERNEL_MANAGER = AsyncKernelManager
+        else:
+            import tempfile
+            import uuid
+
+            from traitlets import CaselessStrEnum, default
+
+            class IPCKernelManager(AsyncKernelManager):
+                transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+                @default("ip")
+                def _ip_default(self):  # jupyter_client's default is "kernel-ipc" in the cwd: shared by all kernels
+                    return os.path.join(tempfile.gettempdir(), f"dovlib-kernel-{uuid.uuid4().hex[:16]}")
+
+            _KERNEL_MANAGER = IPCKernelManager
+    return _KERNEL_MANAGER
 
 
 def exit_on_sigterm() -> None:
@@ -160,7 +189,8 @@ def exit_on_sigterm() -> None:
 
 def kernel_start_failed(error: BaseException) -> bool:
     """True for the error of a kernel that died before running any cell. With several jobs starting at once,
-    jupyter_client can hand two kernels the same free port (``ZMQError: Address already in use``); no cell ran, so
+    jupyter_client's TCP transport (Windows) can hand two kernels the same free port (``ZMQError: Address already in
+    use``); no cell ran, so
     starting again is safe. Errors raised by the notebook's own cells are never retried."""
     return "Kernel died before replying to kernel_info" in str(error)
 
@@ -200,7 +230,8 @@ def _run_notebook(path: Path, parameters: dict, force: bool, kernel_name, cell_t
             try:
                 papermill.execute_notebook(str(path), str(running), parameters=parameters, kernel_name=kernel_name,
                                            progress_bar=False, log_output=False, cwd=str(path.parent),
-                                           execution_timeout=cell_timeout, start_timeout=180)  # busy machines are slow
+                                           execution_timeout=cell_timeout, start_timeout=180,  # busy machines: slow
+                                           kernel_manager_class=kernel_manager_class())
                 break
             except RuntimeError as e:
                 if not kernel_start_failed(e) or attempt + 1 == KERNEL_START_ATTEMPTS:

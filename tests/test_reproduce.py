@@ -211,6 +211,20 @@ def test_kernel_start_race_is_retried_but_cell_errors_are_not(env, monkeypatch):
     assert not rp.kernel_start_failed(RuntimeError("boom"))
 
 
+@pytest.mark.skipif(os.name == "nt", reason="no IPC transport on Windows")
+def test_kernels_talk_over_ipc_files_that_are_removed_afterwards(env, capfd):
+    """No TCP port to collide on, no ipykernel warning about unencrypted TCP; the socket files go away."""
+    nbs, reports = env
+    code = ("\nimport json as _j, ipykernel as _k\n"
+            "(root / 'connection.json').write_text(_k.get_connection_info())\n")
+    res = rp.run_notebook(make_notebook(nbs, "10_ipc", extra_code=code), {"profile": "smoke"})
+    assert res.status == "ok", res.error
+    info = json.loads((reports / "10_ipc" / "connection.json").read_text())
+    assert info["transport"] == "ipc" and os.path.basename(info["ip"]).startswith("dovlib-kernel-")
+    assert not [f for f in os.listdir(os.path.dirname(info["ip"])) if f.startswith(os.path.basename(info["ip"]))]
+    assert "without encryption" not in capfd.readouterr().err
+
+
 def test_reproduce_with_jobs_runs_notebooks_at_once_and_keeps_their_order(env):
     nbs, reports = env
     for stem, fail in (("00_a", False), ("01_b", True), ("02_c", False)):
