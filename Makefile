@@ -34,6 +34,7 @@ reproduce: install
 benchmark: install
 	$(PY) benchmarks/train_throughput.py
 	$(PY) benchmarks/imwm_throughput.py
+	$(PY) benchmarks/hidden_throughput.py
 
 clean-reports:
 	rm -rf reports/[0-9][0-9]_* reports/index.html reports/summary.md

@@ -402,7 +402,7 @@ def _random_crops(x: torch.Tensor, n: int, size: int, gen: torch.Generator) -> t
 
 def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: int = 1000, device="cpu", seed: int = 0,
                  log_every: int = 50, checkpoint=None, progress: bool = True, checkpoint_every: float = 60.0,
-                 **overrides) -> HiDDeN:
+                 precision: str = "auto", **overrides) -> HiDDeN:
     """Train HiDDeN on uint8 images (N, 3, H, W) with random ``cfg.image_size`` crops (images smaller than that are
     upsampled). Losses: image MSE (``encoder_loss``, or ``encoder_loss_late`` after ``late_start`` x ``steps`` and,
     with ``late_bit_acc``, from the first log step at which the mean training bit accuracy of the last three logged
@@ -412,17 +412,24 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
     training state (weights, optimisers, random generators, history) is saved to ``<checkpoint>.partial`` at the
     first log step (every ``log_every`` steps) after ``checkpoint_every`` seconds since the last save, so an
     interrupted run resumes where it stopped and ends with the same weights as an uninterrupted one. Returns a
-    :class:`HiDDeN`; ``.history`` holds the logged losses and bit accuracy."""
-    from .train import SaveTimer, resolve_device
+    :class:`HiDDeN`; ``.history`` holds the logged losses and bit accuracy.
+
+    ``precision`` (a profile's, :data:`dovlib.params.PRECISIONS`): "auto" runs the networks under bf16 autocast on
+    CUDA and in fp32 on the CPU, "bf16" under bf16 autocast on any device, "fp32" never; the noise layers and the
+    losses stay fp32, and embedding / extraction after training run in fp32. Whether bf16 was used is saved with
+    the weights: a checkpoint trained otherwise is retrained, not reused."""
+    from .train import SaveTimer, resolve_device, uses_bf16
 
     cfg = cfg or HiddenConfig()
     if overrides:
         cfg = HiddenConfig(**{**asdict(cfg), **overrides})
     steps = check_int("steps", steps, 1)
     device = resolve_device(device)
+    bf16 = uses_bf16(precision, device)
     if checkpoint is not None and Path(checkpoint).is_file():
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        if state.get("config") == asdict(cfg) and state.get("steps") == steps and state.get("seed") == seed:
+        if (state.get("config") == asdict(cfg) and state.get("steps") == steps and state.get("seed") == seed
+                and state.get("bf16", False) == bf16):
             return HiDDeN.load(checkpoint, device)
     images = to_min_size(images if images.shape[1] == 3 else images.expand(-1, 3, -1, -1), cfg.image_size)
     torch.manual_seed(seed)
@@ -437,7 +444,8 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
     partial = Path(str(checkpoint) + ".partial") if checkpoint is not None else None
     if partial is not None and partial.is_file():
         st = torch.load(partial, map_location="cpu", weights_only=False)
-        if st["config"] == asdict(cfg) and st["seed"] == seed and st["step"] <= steps:  # else: start afresh
+        if (st["config"] == asdict(cfg) and st["seed"] == seed and st["step"] <= steps
+                and st.get("bf16", False) == bf16):  # else: start afresh
             net.load_state_dict(st["net"])
             opt.load_state_dict(st["opt"])
             if opt_d is not None:
@@ -449,6 +457,9 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
     xs = images.to(device)
     from tqdm.auto import tqdm
 
+    def amp():
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
     from .train import _save_atomic
 
     for step in tqdm(range(start + 1, steps + 1), desc="HiDDeN", disable=not progress, leave=False, initial=start,
@@ -457,16 +468,19 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
         msg = torch.randint(0, 2, (len(x), cfg.message_bits), generator=gen).float().to(device) * 2 - 1
         kind = cfg.noises[int(torch.randint(0, len(cfg.noises), (1,), generator=gen))]
         p = float(torch.empty(1).uniform_(*cfg.noise_p, generator=gen))
-        enc = net.encode(x, msg)
+        with amp():
+            enc = net.encode(x, msg).float()
         if net.disc is not None:  # discriminator step: cover -> 1, encoded -> 0
-            d_loss = (F.binary_cross_entropy_with_logits(net.disc(x - 0.5), torch.ones(len(x), 1, device=device))
-                      + F.binary_cross_entropy_with_logits(net.disc(enc.detach() - 0.5),
-                                                           torch.zeros(len(x), 1, device=device)))
+            with amp():
+                d_real, d_fake = net.disc(x - 0.5).float(), net.disc(enc.detach() - 0.5).float()
+            d_loss = (F.binary_cross_entropy_with_logits(d_real, torch.ones(len(x), 1, device=device))
+                      + F.binary_cross_entropy_with_logits(d_fake, torch.zeros(len(x), 1, device=device)))
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
-        noised = _noise(kind, enc, x, p, noise_gen)
-        dec = net.decode(noised)
+        noised = _noise(kind, enc, x, p, noise_gen)  # fp32: the JPEG approximation's DCT would lose bits in bf16
+        with amp():
+            dec = net.decode(noised).float()
         l_img = F.mse_loss(enc, x)  # in [0, 1]; the loss weighs it in [-1, 1] (x4), the paper's normalisation
         l_msg = F.mse_loss(dec, msg)
         if cfg.late_bit_acc is None:
@@ -483,7 +497,9 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
                               "64x64). Train longer or raise late_start.", stacklevel=2)
         loss = w_img * 4 * l_img + cfg.decoder_loss * l_msg
         if net.disc is not None:
-            l_adv = F.binary_cross_entropy_with_logits(net.disc(enc - 0.5), torch.ones(len(x), 1, device=device))
+            with amp():
+                d_enc = net.disc(enc - 0.5).float()
+            l_adv = F.binary_cross_entropy_with_logits(d_enc, torch.ones(len(x), 1, device=device))
             loss = loss + cfg.adversarial_loss * l_adv
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -504,12 +520,12 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
                               "opt_d": opt_d.state_dict() if opt_d is not None else None, "gen": gen.get_state(),
                               "noise_gen": noise_gen.get_state(), "torch_rng": torch.get_rng_state(), "step": step,
                               "history": history, "wall": wall + time.perf_counter() - t0, "config": asdict(cfg),
-                              "seed": seed}, partial)
+                              "seed": seed, "bf16": bf16}, partial)
     model = HiDDeN(net.eval(), cfg, history, device)
     if checkpoint is not None:
         model.save(checkpoint)
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        state.update(steps=steps, seed=seed)
+        state.update(steps=steps, seed=seed, bf16=bf16)
         _save_atomic(state, Path(checkpoint))
         partial.unlink(missing_ok=True)  # the finished model holds what is worth keeping
     return model

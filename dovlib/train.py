@@ -169,6 +169,14 @@ def precision_options(precision: str = "auto") -> dict:
     return {"amp": precision != "fp32", "cpu_bf16": precision == "bf16"}
 
 
+def uses_bf16(precision: str, device) -> bool:
+    """Whether a profile's ``precision`` trains under bf16 autocast on ``device``: "auto" on CUDA only, "bf16" on
+    any device, "fp32" never (the rule of :func:`precision_options` and :func:`fit`, for other training loops)."""
+    opts = precision_options(precision)
+    kind = torch.device(device).type
+    return opts["amp"] and (kind == "cuda" or (kind == "cpu" and opts["cpu_bf16"]))
+
+
 def _autocast(device: torch.device, amp: bool, cpu_bf16: bool = False):
     if device.type == "cuda" and amp:
         return torch.autocast("cuda", dtype=torch.bfloat16)

@@ -62,6 +62,7 @@ from dovlib.data import load_dataset
 from dovlib.imwm import HIDDEN_ARCHS, HiddenConfig, ImWatermarker, evaluate_dataset, sample_images, train_hidden
 from dovlib.params import check_choice, check_int, get_profile, parse_fraction
 from dovlib.report import env_info, run_dir, save_fig, save_table, start_notebook, write_record
+from dovlib.train import uses_bf16
 
 NOTEBOOK = "08_amuse_plug_and_play"
 cfg = get_profile(profile)
@@ -115,10 +116,13 @@ if str(tables) in ("1", "both"):
     for label, codec in codecs1.items():
         params_h = {"profile": profile, "dataset": hidden_dataset, "size": hidden_size, "steps": hidden_steps,
                     "bits": codec.sub_message_bits, "seed": seed, **hcfg}
+        if uses_bf16(cfg.precision, device):  # keyed only when on: fp32 checkpoints keep their folders
+            params_h["bf16"] = True
         ckpt = run_dir(NOTEBOOK, params_h) / "hidden.pt"
         t0 = time.perf_counter()
         model = train_hidden(train_imgs, HiddenConfig(message_bits=codec.sub_message_bits, **hcfg), steps=hidden_steps,
-                             device=device, seed=seed, log_every=max(1, hidden_steps // 20), checkpoint=ckpt)
+                             device=device, seed=seed, log_every=max(1, hidden_steps // 20), checkpoint=ckpt,
+                             precision=cfg.precision)
         models[label] = model
         df = evaluate_dataset(model, codec, eval_imgs, messages30, attack_set("hidden"), seed=seed)
         frames1.append(df.assign(scheme=label, sub_message_bits=codec.sub_message_bits))
@@ -232,5 +236,6 @@ write_record(NOTEBOOK, params={"profile": profile, "tables": str(tables), "hidde
                                "scales": scales, "message_bits": lengths, "rho": rho, "attacks": attacks,
                                "n_messages": n_messages, "seed": seed},
              metrics=metrics, dataset=f"{hidden_dataset} (Table 1), skimage-photos (Table 2)",
-             perceptual="psnr", wall_time=wall, **context)
+             perceptual="psnr", wall_time=wall, hidden_training="bf16 autocast" if uses_bf16(cfg.precision, device)
+             else "fp32", **context)
 print(f"wall time {wall:.1f} s")

@@ -1,5 +1,6 @@
 """The benchmarks run end to end on tiny CPU settings: train_throughput.py reports both loops (speed, accuracy),
-imwm_throughput.py one process against worker processes (same output)."""
+imwm_throughput.py one process against worker processes (same output), hidden_throughput.py HiDDeN per
+precision."""
 
 import importlib.util
 from pathlib import Path
@@ -61,4 +62,20 @@ def test_imwm_benchmark_compares_one_process_with_workers(capsys):
 def test_imwm_benchmark_rejects_bad_settings(argv, message, capsys):
     with pytest.raises(SystemExit):
         _load("imwm_throughput").main(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_hidden_benchmark_compares_precisions(capsys):
+    rows = _load("hidden_throughput").main(["--size", "16", "--channels", "8", "--bits", "4", "--batch-size", "4",
+                                            "--steps", "6", "--warmup", "2", "--device", "cpu"])
+    assert list(rows) == ["auto (fp32)", "bf16 (bf16 autocast)"]
+    assert all(r["images_per_s"] > 0 and 0 <= r["bit_acc"] <= 1 for r in rows.values())
+    assert "speed-up (bf16 (bf16 autocast) / auto (fp32))" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [(["--warmup", "0"], "--warmup"), (["--size", "4"], "--size"),
+                                           (["--precision", "half"], "--precision"), (["--rounds", "0"], "--rounds")])
+def test_hidden_benchmark_rejects_bad_settings(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        _load("hidden_throughput").main(argv)
     assert message in capsys.readouterr().err

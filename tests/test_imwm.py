@@ -150,6 +150,45 @@ def test_hidden_training_resumes_after_an_interruption(tmp_path, monkeypatch):
     assert train_hidden(images, cfg, steps=6, progress=False, log_every=1, checkpoint=ckpt).history == resumed.history
 
 
+def test_hidden_precision_bf16_runs_the_networks_in_bf16_and_the_noise_in_fp32(tmp_path, monkeypatch):
+    import dovlib.imwm as imwm
+
+    g = torch.Generator().manual_seed(0)
+    images = (torch.rand(16, 3, 16, 16, generator=g) * 255).round().to(torch.uint8)
+    cfg = HiddenConfig(message_bits=4, channels=8, encoder_blocks=1, decoder_blocks=1, image_size=16, batch_size=4,
+                       noises=("identity", "jpeg"))
+    conv_dtypes, noise_dtypes = set(), set()
+    real = imwm._noise
+
+    def noise(kind, enc, cover, p, gen):
+        noise_dtypes.add(enc.dtype)
+        return real(kind, enc, cover, p, gen)
+
+    monkeypatch.setattr(imwm, "_noise", noise)
+    hook = torch.nn.modules.module.register_module_forward_hook(
+        lambda mod, inp, out: conv_dtypes.add(out.dtype) if isinstance(mod, torch.nn.Conv2d) else None)
+    try:
+        ckpt = tmp_path / "hidden.pt"
+        a = train_hidden(images, cfg, steps=4, progress=False, log_every=1, precision="bf16", checkpoint=ckpt)
+        assert conv_dtypes == {torch.bfloat16} and noise_dtypes == {torch.float32}
+        assert torch.load(ckpt, weights_only=False)["bf16"] is True
+        conv_dtypes.clear()
+        a.extract(a.embed(images[:4], _bits(4, 4)))  # after training: fp32
+        assert conv_dtypes == {torch.float32}
+        conv_dtypes.clear()
+        b = train_hidden(images, cfg, steps=4, progress=False, log_every=1, precision="bf16")
+        assert all(torch.equal(x, y) for x, y in zip(a.net.state_dict().values(), b.net.state_dict().values()))
+        conv_dtypes.clear()
+        # "auto" on the CPU is fp32, the old behaviour, and does not reuse the bf16 checkpoint
+        c = train_hidden(images, cfg, steps=4, progress=False, log_every=1, checkpoint=ckpt)
+        assert conv_dtypes == {torch.float32} and torch.load(ckpt, weights_only=False)["bf16"] is False
+        assert not all(torch.equal(x, y) for x, y in zip(a.net.state_dict().values(), c.net.state_dict().values()))
+    finally:
+        hook.remove()
+    with pytest.raises(ValueError, match="precision"):
+        train_hidden(images, cfg, steps=1, progress=False, precision="fp16")
+
+
 def test_hidden_config_validates():
     with pytest.raises(ValueError, match="noise must be one of"):
         HiddenConfig(noises=("identity", "gaussian"))

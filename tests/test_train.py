@@ -5,7 +5,7 @@ from dovlib.data import load_dataset
 from dovlib.models import build_model
 from dovlib.params import get_profile
 from dovlib.train import (TrainConfig, _same_device, augment_batch, evaluate, fit, make_optimizer, precision_options,
-                          predict_logits, predict_proba, resolve_device, seed_everything, to_float)
+                          predict_logits, predict_proba, resolve_device, seed_everything, to_float, uses_bf16)
 
 
 @pytest.fixture(scope="module")
@@ -201,6 +201,11 @@ def test_precision_options_and_for_profile():
     assert (tc.epochs, tc.batch_size, tc.lr, tc.device, tc.seed) == (7, 512, 0.01, "cpu", 3)
     assert tc.amp and tc.cpu_bf16
     assert not TrainConfig.for_profile(get_profile("smoke")).cpu_bf16
+    # the same rule for other training loops (HiDDeN): auto is bf16 on CUDA only
+    assert [uses_bf16(p, "cuda") for p in ("auto", "bf16", "fp32")] == [True, True, False]
+    assert [uses_bf16(p, "cpu") for p in ("auto", "bf16", "fp32")] == [False, True, False]
+    with pytest.raises(ValueError, match="precision"):
+        uses_bf16("half", "cpu")
 
 
 def test_cpu_bf16_is_keyed_only_when_on():
