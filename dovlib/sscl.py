@@ -764,14 +764,21 @@ def self_check(run, n_proxies: int = 1, m: int | None = None, tau=0.25, alpha=0.
 
 def _select(make_run, ds, profile: Profile, *, attempts, n_proxies, m, tau, alpha, seed, train_suspect, progress,
             kw) -> tuple:
-    """The selection loop of :func:`select_run` and :func:`select_code_run`: ``make_run(generator_seed)`` builds
-    attempt j's run (never its suspect), :func:`self_check` tests it, the first that passes is published."""
+    """The selection loop of :func:`select_run` and :func:`select_code_run`: checks the counts, trains (cached) the
+    surrogate once unless ``kw`` brings one, then ``make_run(generator_seed, kw)`` builds attempt j's run (never its
+    suspect) and :func:`self_check` tests it; the first that passes is published."""
     import pandas as pd
 
-    attempts = check_int("attempts", attempts, 1)
+    attempts, n_proxies = check_int("attempts", attempts, 1), check_int("n_proxies", n_proxies, 1)
+    if kw.get("generator_seed") is not None:
+        raise TypeError("generator_seed is what the selection chooses (attempt_seed(seed, j)); pass seed instead")
+    kw.pop("generator_seed", None)
+    if kw.get("surrogate") is None:
+        arch = kw.get("surrogate_arch") or kw.get("arch", "resnet18")
+        kw["surrogate"] = train_surrogate(ds, profile, arch, seed, progress=progress, width=kw.get("surrogate_width"))
     logs, best = [], None
     for j in range(attempts):
-        run = make_run(attempt_seed(seed, j))
+        run = make_run(attempt_seed(seed, j), kw)
         chk = self_check(run, n_proxies, m=m, tau=tau, alpha=alpha, progress=progress)
         chk.insert(0, "attempt", j)
         chk.insert(1, "generator_seed", run.params["generator_seed"])
@@ -792,13 +799,6 @@ def _select(make_run, ds, profile: Profile, *, attempts, n_proxies, m, tau, alph
     return run, pd.concat(logs, ignore_index=True)
 
 
-def _selection_surrogate(ds, profile: Profile, seed: int, progress: bool, kw: dict) -> None:
-    """Train (cached) the surrogate once for every attempt of a selection, unless ``kw`` brings one."""
-    if kw.get("surrogate") is None:
-        arch = kw.get("surrogate_arch") or kw.get("arch", "resnet18")
-        kw["surrogate"] = train_surrogate(ds, profile, arch, seed, progress=progress, width=kw.get("surrogate_width"))
-
-
 def select_run(ds, profile: Profile, *, attempts: int = 4, n_proxies: int = 1, m: int | None = None, tau=0.25,
                alpha=0.01, seed: int = 0, train_suspect: bool = True, progress: bool = True, **kw):
     """Owner-side generator selection for the paper's single-target SSCL-BW (ours, not the paper's): attempt j
@@ -812,11 +812,8 @@ def select_run(ds, profile: Profile, *, attempts: int = 4, n_proxies: int = 1, m
     (docs/measured-sscl-cpu.md). Selection never looks at a suspect model. It does not make the single-target mark
     owner-specific: an independent owner's mark on the same target class is still claimed (Ind-W; the target code
     of :func:`select_code_run` is the remedy). Returns (run, log) as :func:`select_code_run` does."""
-    attempts, n_proxies = check_int("attempts", attempts, 1), check_int("n_proxies", n_proxies, 1)
-    _selection_surrogate(ds, profile, seed, progress, kw)
-    kw.pop("generator_seed", None)
 
-    def make(gseed):
+    def make(gseed, kw):
         return run_sscl(ds, profile, seed=seed, generator_seed=gseed, train_suspect=False, progress=progress, **kw)
 
     return _select(make, ds, profile, attempts=attempts, n_proxies=n_proxies, m=m, tau=tau, alpha=alpha, seed=seed,
@@ -837,11 +834,8 @@ def select_code_run(ds, profile: Profile, *, targets, attempts: int = 4, n_proxi
 
     Returns (run, log): ``run.params["selection"]`` holds the attempt, generator seed and ``passed``; ``log`` is
     one row per proxy model of every attempt tried."""
-    attempts, n_proxies = check_int("attempts", attempts, 1), check_int("n_proxies", n_proxies, 1)
-    _selection_surrogate(ds, profile, seed, progress, kw)
-    kw.pop("generator_seed", None)
 
-    def make(gseed):
+    def make(gseed, kw):
         return run_code(ds, profile, targets=targets, seed=seed, generator_seed=gseed, train_suspect=False,
                         progress=progress, **kw)
 

@@ -488,6 +488,8 @@ def test_select_run_says_when_no_attempt_passes_and_refuses_bad_counts(monkeypat
     for bad in (dict(attempts=0), dict(n_proxies=0)):
         with pytest.raises(ValueError, match=next(iter(bad))):
             sscl.select_run(ds, prof, **bad, **_toy_plain_kw())
+    with pytest.raises(TypeError, match="generator_seed"):
+        sscl.select_run(ds, prof, generator_seed=3, **_toy_plain_kw())
     assert len(seen) == 2  # refused before any training
 
 
