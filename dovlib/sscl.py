@@ -808,8 +808,10 @@ def select_run(ds, profile: Profile, *, attempts: int = 4, n_proxies: int = 1, m
     with the smallest largest proxy p-value, with ``passed`` False (the caller must say so). ``kw`` goes to
     :func:`run_sscl` (key, eps, rate, target, arch, perceptual, surrogate, surrogate_width, ...).
 
-    Why: at the reduced scales measured here, whether a suspect learns the mark is a draw per generator seed
-    (docs/measured-sscl-cpu.md). Selection never looks at a suspect model. It does not make the single-target mark
+    Why: at the reduced scales measured here, whether a suspect learns the mark is a draw per run; at width 16 on
+    the CPU the owners whose check failed failed for both generator seeds, and their surrogate was what decided
+    (docs/measured-sscl-cpu.md, "Owner-side selection"); the surrogate is kept across attempts, so such an owner
+    is told, not rescued. Selection never looks at a suspect model. It does not make the single-target mark
     owner-specific: an independent owner's mark on the same target class is still claimed (Ind-W; the target code
     of :func:`select_code_run` is the remedy). Returns (run, log) as :func:`select_code_run` does."""
 

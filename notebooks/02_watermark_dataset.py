@@ -68,11 +68,12 @@ device = start_notebook(profile, seed, cfg.device)
 # One call: surrogate -> generator (reused from notebook 01 when its settings match) -> marked set -> the
 # user's model trained on it. Every step is cached under `runs/sscl/`.
 #
-# Whether a user's model learns the mark varies with the generator's seed at the scales we could measure
-# (docs/measured-sscl-cpu.md). With `select_attempts` > 1 the owner checks before publishing (ours, not the
-# paper's): each attempt trains the generator with another seed, marks the set, trains `n_proxies` proxy models on
-# it (seeds 5000, ..., never an evaluated model's) and runs the paper's test on them; the first attempt that passes
-# is published. No suspect model is looked at. Selection does not make the mark owner-specific (notebook 03).
+# Whether a user's model learns the mark varies from run to run at the scales we could measure (surrogate and
+# generator seeds; docs/measured-sscl-cpu.md, "Owner-side selection"). With `select_attempts` > 1 the owner checks
+# before publishing (ours, not the paper's): each attempt trains the generator with another seed against the same
+# surrogate, marks the set, trains `n_proxies` proxy models on it (seeds 5000, ..., never an evaluated model's) and
+# runs the paper's test on them; the first attempt that passes is published, and an owner whose attempts all fail is
+# told so. No suspect model is looked at. Selection does not make the mark owner-specific (notebook 03).
 
 # %%
 ds = load_dataset(dataset).subsample(cfg.n_train, cfg.n_test, seed=seed)
