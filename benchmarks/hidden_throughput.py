@@ -17,7 +17,7 @@ import numpy as np
 
 from dovlib.data import load_dataset
 from dovlib.imwm import HiddenConfig, sample_images, train_hidden
-from dovlib.params import PRECISIONS
+from dovlib.params import parse_precisions
 from dovlib.report import env_info
 from dovlib.train import resolve_device, uses_bf16
 
@@ -52,9 +52,10 @@ def main(argv=None):
         ap.error(f"--warmup must be in [1, --steps); got {args.warmup} with --steps {args.steps}")
     if args.rounds < 1:
         ap.error("--rounds must be >= 1")
-    precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
-    if not precisions or any(p not in PRECISIONS for p in precisions):
-        ap.error(f"--precision must be a comma-separated list of {list(PRECISIONS)}; got {args.precision!r}")
+    try:
+        precisions = parse_precisions(args.precision)
+    except ValueError as e:
+        ap.error(f"--{e}")
     device = resolve_device(args.device)
     ds = load_dataset(args.dataset)
     images = sample_images(ds.x_train, max(4 * args.batch_size, 64), side=args.size, seed=args.seed)

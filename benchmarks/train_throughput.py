@@ -35,7 +35,7 @@ from torchvision import transforms
 
 from dovlib.data import load_dataset
 from dovlib.models import build_model
-from dovlib.params import PRECISIONS
+from dovlib.params import parse_precisions
 from dovlib.report import env_info
 from dovlib.train import TrainConfig, evaluate, fit, make_optimizer, precision_options, resolve_device
 
@@ -131,9 +131,10 @@ def main(argv=None):
         ap.error("--epochs must be >= 2 (the first epoch is warm-up)")
     if args.seeds < 1:
         ap.error("--seeds must be >= 1")
-    precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
-    if not precisions or any(p not in PRECISIONS for p in precisions):
-        ap.error(f"--precision must be a comma-separated list of {list(PRECISIONS)}; got {args.precision!r}")
+    try:
+        precisions = parse_precisions(args.precision)
+    except ValueError as e:
+        ap.error(f"--{e}")
     device = resolve_device(args.device)
     ds = load_dataset(args.dataset).subsample(args.n_train, None)
     print(ds.describe())

@@ -43,6 +43,14 @@ def check_choice(name: str, value, choices) -> None:
         raise ValueError(f"{name} must be one of {choices}; got {value!r}")
 
 
+def parse_precisions(text: str) -> list[str]:
+    """A comma-separated list of precisions (benchmarks' ``--precision auto,bf16``), each one of :data:`PRECISIONS`."""
+    out = [p.strip() for p in str(text).split(",") if p.strip()]
+    if not out or any(p not in PRECISIONS for p in out):
+        raise ValueError(f"precision must be a comma-separated list of {list(PRECISIONS)}; got {text!r}")
+    return out
+
+
 @dataclass(frozen=True)
 class Profile:
     """Budgets shared by all notebooks. ``None`` for ``n_train``/``n_test`` means the whole split."""

@@ -44,7 +44,7 @@ __all__ = ["SSCLGenerator", "GeneratorConfig", "key_hash", "data_hash", "train_g
            "SSCLRun", "run_sscl", "run_controls", "independent_key",
            "train_surrogate", "generator_config", "decoy_generator", "amplified_residual", "SURROGATE_SEED_OFFSET",
            "key_targets", "code_rate", "SSCLCodeRun", "mark_code", "run_code", "verify_code", "run_code_controls",
-           "attempt_seed", "self_check", "select_run", "select_code_run"]
+           "attempt_seed", "self_check", "select_run", "select_code_run", "selection_summary"]
 
 CACHE = "sscl"  # runs/sscl/<hash>/: surrogates, generators, suspect models
 # Part of every runs/sscl cache key. Bump it when a change alters what a cached model or generator would be
@@ -797,6 +797,13 @@ def _select(make_run, ds, profile: Profile, *, attempts, n_proxies, m, tau, alph
         run.suspect = train_classifier(run.marked.x, run.marked.y, ds.x_test, ds.y_test, arch=p["arch"],
                                        profile=profile, seed=seed, num_classes=ds.num_classes, progress=progress)
     return run, pd.concat(logs, ignore_index=True)
+
+
+def selection_summary(selection: dict) -> str:
+    """One line for a notebook: which attempt was published, out of how many, and whether it passed (loudly if not)."""
+    return (f"selection: attempt {selection['attempt']} of {selection['attempts_tried']} tried (up to "
+            f"{selection['attempts_allowed']}), proxy p max {selection['proxy_p_max']:.3g}, "
+            f"{'passed' if selection['passed'] else 'NO ATTEMPT PASSED: this owner cannot expect to verify'}")
 
 
 def select_run(ds, profile: Profile, *, attempts: int = 4, n_proxies: int = 1, m: int | None = None, tau=0.25,

@@ -85,9 +85,7 @@ with timer() as t_run:
     if select_attempts > 1:
         run, selection_log = sscl.select_run(ds, cfg, attempts=select_attempts, n_proxies=n_proxies, **run_kw)
         selection = run.params["selection"]
-        print(f"selection: attempt {selection['attempt']} of {selection['attempts_tried']} tried (up to "
-              f"{select_attempts}), proxy p max {selection['proxy_p_max']:.3g}, "
-              f"{'passed' if selection['passed'] else 'NO ATTEMPT PASSED: this owner cannot expect to verify'}")
+        print(sscl.selection_summary(selection))
     else:
         run = sscl.run_sscl(ds, cfg, **run_kw)
     benign = sscl.train_classifier(ds.x_train, ds.y_train, ds.x_test, ds.y_test, arch=arch, profile=cfg, seed=seed,

@@ -109,9 +109,7 @@ with timer() as t_run:
         run, plain_selection_log = sscl.select_run(ds, cfg, attempts=select_attempts, n_proxies=n_proxies, m=m,
                                                    tau=tau, alpha=alpha, **run_kw)
         plain_selection = run.params["selection"]
-        print(f"selection: attempt {plain_selection['attempt']} of {plain_selection['attempts_tried']} tried (up to "
-              f"{select_attempts}), proxy p max {plain_selection['proxy_p_max']:.3g}, "
-              f"{'passed' if plain_selection['passed'] else 'NO ATTEMPT PASSED: this owner cannot expect to verify'}")
+        print(sscl.selection_summary(plain_selection))
     else:
         run = sscl.run_sscl(ds, cfg, **run_kw)
     models = sscl.run_controls(run, n_models=n_models, m=m, tau=tau, alpha=alpha,
@@ -230,9 +228,7 @@ if n_targets > 1:
             code_run, selection_log = sscl.select_code_run(ds, cfg, attempts=select_attempts, n_proxies=n_proxies,
                                                            m=m, tau=tau, alpha=alpha, **code_kw)
             selection = code_run.params["selection"]
-            print(f"selection: attempt {selection['attempt']} of {selection['attempts_tried']} tried "
-                  f"(up to {select_attempts}), proxy p max {selection['proxy_p_max']:.3g}, "
-                  f"{'passed' if selection['passed'] else 'NO ATTEMPT PASSED: this owner cannot expect to verify'}")
+            print(sscl.selection_summary(selection))
             save_table(selection_log, "code_selection", NOTEBOOK, caption=f"Owner-side self-check of each selection "
                        f"attempt ({n_proxies} proxy model(s), verification draw 1): {label}", profile=profile,
                        dataset=ds.name, is_subset=ds.is_subset, device=str(device))

@@ -2,7 +2,8 @@ import math
 
 import pytest
 
-from dovlib.params import PROFILES, check_choice, check_int, get_profile, parse_eps, parse_fraction, parse_rate
+from dovlib.params import (PROFILES, check_choice, check_int, get_profile, parse_eps, parse_fraction, parse_precisions,
+                           parse_rate)
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -100,3 +101,10 @@ def test_profile_precision_defaults_to_auto_and_is_checked():
     assert get_profile("smoke", precision="fp32").precision == "fp32"
     with pytest.raises(ValueError, match=r"precision must be one of \['auto', 'fp32', 'bf16'\]; got 'fp16'"):
         get_profile("smoke:precision=fp16")
+
+
+def test_parse_precisions_reads_a_comma_separated_list_and_names_the_choices():
+    assert parse_precisions("auto, bf16") == ["auto", "bf16"] and parse_precisions("fp32") == ["fp32"]
+    for bad in ("", ",", "auto,fp16", "half"):
+        with pytest.raises(ValueError, match=r"precision must be a comma-separated list of \['auto', 'fp32', 'bf16'\]"):
+            parse_precisions(bad)

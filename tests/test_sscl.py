@@ -476,6 +476,7 @@ def test_select_run_publishes_the_first_single_target_attempt_that_passes(monkey
                                                   run.suspect.model.state_dict().values()))
     # attempts share one surrogate
     assert seen[0][0].surrogate is seen[1][0].surrogate
+    assert sscl.selection_summary(sel) == "selection: attempt 1 of 2 tried (up to 3), proxy p max 0.002, passed"
 
 
 def test_select_run_says_when_no_attempt_passes_and_refuses_bad_counts(monkeypatch):
@@ -484,6 +485,7 @@ def test_select_run_says_when_no_attempt_passes_and_refuses_bad_counts(monkeypat
     run, log = sscl.select_run(ds, prof, attempts=2, train_suspect=False, **_toy_plain_kw())
     sel = run.params["selection"]
     assert not sel["passed"] and sel["attempt"] == 1 and sel["proxy_p_max"] == 0.2 and run.suspect is None
+    assert sscl.selection_summary(sel).endswith("p max 0.2, NO ATTEMPT PASSED: this owner cannot expect to verify")
     assert len(seen) == 2 and len(log) == 2
     for bad in (dict(attempts=0), dict(n_proxies=0)):
         with pytest.raises(ValueError, match=next(iter(bad))):
