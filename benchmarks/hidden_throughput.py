@@ -42,7 +42,7 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--warmup", type=int, default=5, help="first steps not timed")
     ap.add_argument("--rounds", type=int, default=1, help="repeat the precisions in turn; speeds are averaged")
-    ap.add_argument("--precision", default="auto,bf16", help="comma-separated: auto | fp32 | bf16")
+    ap.add_argument("--precision", default="auto,bf16", type=parse_precisions, help="comma-separated: auto|fp32|bf16")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -52,10 +52,7 @@ def main(argv=None):
         ap.error(f"--warmup must be in [1, --steps); got {args.warmup} with --steps {args.steps}")
     if args.rounds < 1:
         ap.error("--rounds must be >= 1")
-    try:
-        precisions = parse_precisions(args.precision)
-    except ValueError as e:
-        ap.error(f"--{e}")
+    precisions = args.precision
     device = resolve_device(args.device)
     ds = load_dataset(args.dataset)
     images = sample_images(ds.x_train, max(4 * args.batch_size, 64), side=args.size, seed=args.seed)

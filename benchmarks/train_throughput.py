@@ -122,7 +122,7 @@ def main(argv=None):
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seeds", type=int, default=1,
                     help="repeat both loops with this many seeds; accuracies are then mean +- sd (one seed is noisy)")
-    ap.add_argument("--precision", default="auto",
+    ap.add_argument("--precision", default="auto", type=parse_precisions,
                     help="comma-separated precisions for dovlib's loop (auto | fp32 | bf16), e.g. auto,bf16")
     ap.add_argument("--checkpoint-cost", action="store_true",
                     help="also time whole fit calls saving a checkpoint every epoch vs the default")
@@ -131,10 +131,7 @@ def main(argv=None):
         ap.error("--epochs must be >= 2 (the first epoch is warm-up)")
     if args.seeds < 1:
         ap.error("--seeds must be >= 1")
-    try:
-        precisions = parse_precisions(args.precision)
-    except ValueError as e:
-        ap.error(f"--{e}")
+    precisions = args.precision
     device = resolve_device(args.device)
     ds = load_dataset(args.dataset).subsample(args.n_train, None)
     print(ds.describe())

@@ -13,6 +13,7 @@ names the parameter and the allowed range.
 
 from __future__ import annotations
 
+import argparse
 import math
 import numbers
 import re
@@ -43,11 +44,16 @@ def check_choice(name: str, value, choices) -> None:
         raise ValueError(f"{name} must be one of {choices}; got {value!r}")
 
 
+class ArgumentValueError(ValueError, argparse.ArgumentTypeError):
+    """A ValueError that argparse reports with its own message when the parser is an argument's ``type``."""
+
+
 def parse_precisions(text: str) -> list[str]:
-    """A comma-separated list of precisions (benchmarks' ``--precision auto,bf16``), each one of :data:`PRECISIONS`."""
+    """A comma-separated list of precisions (benchmarks' ``--precision auto,bf16``, as an argparse ``type``), each
+    one of :data:`PRECISIONS`."""
     out = [p.strip() for p in str(text).split(",") if p.strip()]
     if not out or any(p not in PRECISIONS for p in out):
-        raise ValueError(f"precision must be a comma-separated list of {list(PRECISIONS)}; got {text!r}")
+        raise ArgumentValueError(f"precision must be a comma-separated list of {list(PRECISIONS)}; got {text!r}")
     return out
 
 
