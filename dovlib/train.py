@@ -169,19 +169,21 @@ def precision_options(precision: str = "auto") -> dict:
     return {"amp": precision != "fp32", "cpu_bf16": precision == "bf16"}
 
 
+def _bf16_on(kind: str, amp: bool, cpu_bf16: bool = False) -> bool:
+    """The one precision rule (of :func:`fit`, :func:`predict_logits` and :func:`uses_bf16`): bf16 autocast on CUDA
+    when ``amp``, on the CPU only when ``cpu_bf16`` too, never on other devices."""
+    return bool(amp) and (kind == "cuda" or (kind == "cpu" and bool(cpu_bf16)))
+
+
 def uses_bf16(precision: str, device) -> bool:
     """Whether a profile's ``precision`` trains under bf16 autocast on ``device``: "auto" on CUDA only, "bf16" on
     any device, "fp32" never (the rule of :func:`precision_options` and :func:`fit`, for other training loops)."""
-    opts = precision_options(precision)
-    kind = torch.device(device).type
-    return opts["amp"] and (kind == "cuda" or (kind == "cpu" and opts["cpu_bf16"]))
+    return _bf16_on(torch.device(device).type, **precision_options(precision))
 
 
 def _autocast(device: torch.device, amp: bool, cpu_bf16: bool = False):
-    if device.type == "cuda" and amp:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    if device.type == "cpu" and amp and cpu_bf16:
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+    if _bf16_on(device.type, amp, cpu_bf16):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return torch.autocast("cpu", enabled=False)
 
 

@@ -4,8 +4,9 @@ import torch
 from dovlib.data import load_dataset
 from dovlib.models import build_model
 from dovlib.params import get_profile
-from dovlib.train import (TrainConfig, _same_device, augment_batch, evaluate, fit, make_optimizer, precision_options,
-                          predict_logits, predict_proba, resolve_device, seed_everything, to_float, uses_bf16)
+from dovlib.train import (TrainConfig, _autocast, _same_device, augment_batch, evaluate, fit, make_optimizer,
+                          precision_options, predict_logits, predict_proba, resolve_device, seed_everything, to_float,
+                          uses_bf16)
 
 
 @pytest.fixture(scope="module")
@@ -206,6 +207,11 @@ def test_precision_options_and_for_profile():
     assert [uses_bf16(p, "cpu") for p in ("auto", "bf16", "fp32")] == [False, True, False]
     with pytest.raises(ValueError, match="precision"):
         uses_bf16("half", "cpu")
+    # fit's autocast follows the same rule (one function states it); other devices never autocast
+    for p in ("auto", "bf16", "fp32"):
+        with _autocast(torch.device("cpu"), **precision_options(p)):
+            assert torch.is_autocast_enabled("cpu") == uses_bf16(p, "cpu")
+        assert not uses_bf16(p, "mps")
 
 
 def test_cpu_bf16_is_keyed_only_when_on():
