@@ -31,6 +31,7 @@ __all__ = [
     "parse_rate",
     "check_choice",
     "check_int",
+    "check_bool",
 ]
 
 
@@ -216,3 +217,11 @@ def check_int(name: str, value, low: int, high: int | None = None) -> int:
         rng = f"[{low}, {high}]" if high is not None else f">= {low}"
         raise ValueError(f"{name} must be an integer {rng}; got {result}")
     return result
+
+
+def check_bool(name: str, value) -> bool:
+    """Accept True or False only (papermill's ``-p name True`` and YAML's ``true`` arrive as bools); a string such
+    as ``"False"`` would be truthy, so it is refused with the parameter named."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False; got {value!r}")
+    return value

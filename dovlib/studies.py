@@ -9,7 +9,7 @@ from typing import Callable
 
 import torch
 
-from .params import Profile, parse_eps
+from .params import Profile, check_bool, parse_eps
 from .report import find_record, write_record
 from .train import evaluate
 from .verify import attack_success, verification_set, verify_model
@@ -50,8 +50,9 @@ def ownership_metrics(model, x_test, y_test, trigger: Callable, target: int, m: 
 def cached(notebook: str, params: dict, compute: Callable[[], dict], recompute: bool = False, **context) -> dict:
     """The record of ``params`` from ``reports/<notebook>/metrics.json`` if it is there (and not ``recompute``),
     else ``compute()``'s metrics written as a new record with its wall time (``context``: profile, dataset,
-    is_subset, device, ...). Returns the record; ``record["reused"]`` says which."""
-    if not recompute:
+    is_subset, device, ...). Returns the record; ``record["reused"]`` says which. ``recompute`` must be a bool (the
+    string ``"False"`` is refused, not read as True)."""
+    if not check_bool("recompute", recompute):
         rec = find_record(notebook, params)
         if rec is not None:
             return {**rec, "reused": True}

@@ -2,8 +2,8 @@ import math
 
 import pytest
 
-from dovlib.params import (PROFILES, check_choice, check_int, get_profile, parse_eps, parse_fraction, parse_precisions,
-                           parse_rate)
+from dovlib.params import (PROFILES, check_bool, check_choice, check_int, get_profile, parse_eps, parse_fraction,
+                           parse_precisions, parse_rate)
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -108,3 +108,10 @@ def test_parse_precisions_reads_a_comma_separated_list_and_names_the_choices():
     for bad in ("", ",", "auto,fp16", "half"):
         with pytest.raises(ValueError, match=r"precision must be a comma-separated list of \['auto', 'fp32', 'bf16'\]"):
             parse_precisions(bad)
+
+
+def test_check_bool_accepts_only_bools():
+    assert check_bool("same_code", True) is True and check_bool("same_code", False) is False
+    for bad in ("False", "true", 0, 1, None):
+        with pytest.raises(TypeError, match=r"same_code must be True or False; got"):
+            check_bool("same_code", bad)

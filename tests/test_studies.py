@@ -39,6 +39,9 @@ def test_cached_reuses_unless_recompute(tmp_path, monkeypatch):
     assert (a["reused"], b["reused"], c["reused"]) == (False, True, False)
     assert len(calls) == 2 and b["metrics"]["WSR"] == 0.5 and c["metrics"]["WSR"] == 1.0
     assert a["wall_time"] >= 0 and a["profile"] == "smoke"
+    with pytest.raises(TypeError, match="recompute must be True or False"):
+        cached("04_ablation", {"eps": "8/255"}, compute, recompute="False", profile="smoke")
+    assert len(calls) == 2
 
 
 def test_ownership_metrics_detects_a_real_backdoor_and_not_a_clean_model():
