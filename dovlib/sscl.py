@@ -32,10 +32,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .models import UNet, build_model
-from .params import Profile, check_int, parse_eps, parse_fraction, parse_rate
+from .params import Profile, check_bool, check_int, parse_eps, parse_fraction, parse_rate
 from .perceptual import check_perceptual, perceptual_loss
 from .report import file_lock, run_dir
-from .train import SaveTimer, TrainConfig, _save_atomic, augment_batch, fit, resolve_device, to_float
+from .train import SaveTimer, TrainConfig, _save_atomic, augment_batch, evaluate, fit, resolve_device, to_float
 from .watermarks.base import select_indices
 
 __all__ = ["SSCLGenerator", "GeneratorConfig", "key_hash", "data_hash", "train_generator", "get_or_train_generator",
@@ -44,7 +44,8 @@ __all__ = ["SSCLGenerator", "GeneratorConfig", "key_hash", "data_hash", "train_g
            "SSCLRun", "run_sscl", "run_controls", "independent_key",
            "train_surrogate", "generator_config", "decoy_generator", "amplified_residual", "SURROGATE_SEED_OFFSET",
            "key_targets", "code_rate", "SSCLCodeRun", "mark_code", "run_code", "verify_code", "run_code_controls",
-           "attempt_seed", "self_check", "select_run", "select_code_run", "selection_summary"]
+           "attempt_seed", "self_check", "select_run", "select_code_run", "selection_summary",
+           "check_redraw"]
 
 CACHE = "sscl"  # runs/sscl/<hash>/: surrogates, generators, suspect models
 # Part of every runs/sscl cache key. Bump it when a change alters what a cached model or generator would be
@@ -539,7 +540,7 @@ def _malicious_and_benign(run, i: int, kw: dict):
 
 def run_controls(run: SSCLRun, n_models: int | None = None, m: int | None = None, tau=0.25, alpha=0.01,
                  verify_seed: int = 0, own_surrogate: bool = False, decoy: bool = True, select_attempts: int = 1,
-                 n_proxies: int = 1, progress: bool = True):
+                 n_proxies: int = 1, redraw_surrogate: bool = False, progress: bool = True):
     """Table II with false-positive rates: ``n_models`` models per scenario (default ``profile.n_models``), all
     queried with OUR trigger on the same ``m`` non-target test images (default ``profile.verify_m``):
 
@@ -554,7 +555,8 @@ def run_controls(run: SSCLRun, n_models: int | None = None, m: int | None = None
 
     ``select_attempts`` > 1: each independent owner selects their generator as a careful owner would
     (:func:`select_run` with ``n_proxies``; ``other_attempt``, ``other_self_check`` columns), the fair comparison
-    when our run was selected too.
+    when our run was selected too; with ``redraw_surrogate`` each of their attempts trains its own surrogate too
+    (attempt 0's: their seed's, so they never share ours; ``other_surrogate_seed`` column).
 
     Returns a pandas DataFrame, one row per model (scenario, model_seed, BA, WSR, delta_p, p_value, verified,
     label-only test, and the per-image probabilities ``p_b``/``p_w`` for :func:`dovlib.verify.tau_sweep`)."""
@@ -566,6 +568,7 @@ def run_controls(run: SSCLRun, n_models: int | None = None, m: int | None = None
     ds, prof, p = run.ds, run.profile, run.params
     n_models = check_int("n_models", n_models if n_models is not None else prof.n_models, 1)
     select_attempts, n_proxies = check_int("select_attempts", select_attempts, 1), check_int("n_proxies", n_proxies, 1)
+    check_redraw(redraw_surrogate, select_attempts)
     m = m if m is not None else min(prof.verify_m, int((ds.y_test != p["target"]).sum()))
     idx = verification_set(ds.x_test, ds.y_test, p["target"], m, seed=verify_seed)
     xq = ds.x_test[idx]
@@ -596,14 +599,13 @@ def run_controls(run: SSCLRun, n_models: int | None = None, m: int | None = None
                    key=independent_key(int(p["key_hash"], 16), i), seed=s + 1000, perceptual=p["perceptual"],
                    surrogate_arch=p["surrogate_arch"], l1=p["l1"], l2=p["l2"], l3=p["l3"],
                    decoy_rate=p.get("decoy_rate", 0.0), train_suspect=False,
-                   surrogate=None if own_surrogate else run.surrogate, surrogate_width=p.get("surrogate_width"),
-                   progress=progress)
+                   surrogate=None if own_surrogate or redraw_surrogate else run.surrogate,
+                   surrogate_width=p.get("surrogate_width"), progress=progress)
         extra = {}
         if select_attempts > 1:
             other, _ = select_run(ds, prof, attempts=select_attempts, n_proxies=n_proxies, m=m, tau=tau, alpha=alpha,
-                                  **okw)
-            sel = other.params["selection"]
-            extra = {"other_attempt": sel["attempt"], "other_self_check": sel["passed"]}
+                                  redraw_surrogate=redraw_surrogate, **okw)
+            extra = _other_selection(other, redraw_surrogate)
         else:
             other = run_sscl(ds, prof, **okw)
         indw = train_classifier(other.marked.x, other.marked.y, ds.x_test, ds.y_test, seed=s, **kw)
@@ -763,25 +765,39 @@ def self_check(run, n_proxies: int = 1, m: int | None = None, tau=0.25, alpha=0.
 
 
 def _select(make_run, ds, profile: Profile, *, attempts, n_proxies, m, tau, alpha, seed, train_suspect, progress,
-            kw) -> tuple:
+            redraw_surrogate, kw) -> tuple:
     """The selection loop of :func:`select_run` and :func:`select_code_run`: checks the counts, trains (cached) the
-    surrogate once unless ``kw`` brings one, then ``make_run(generator_seed, kw)`` builds attempt j's run (never its
-    suspect) and :func:`self_check` tests it; the first that passes is published."""
+    surrogate once unless ``kw`` brings one (or, with ``redraw_surrogate``, one per attempt, with the attempt's
+    seed), then ``make_run(generator_seed, kw)`` builds attempt j's run (never its suspect) and :func:`self_check`
+    tests it; the first that passes is published."""
     import pandas as pd
 
     attempts, n_proxies = check_int("attempts", attempts, 1), check_int("n_proxies", n_proxies, 1)
+    check_bool("redraw_surrogate", redraw_surrogate)
     if kw.get("generator_seed") is not None:
         raise TypeError("generator_seed is what the selection chooses (attempt_seed(seed, j)); pass seed instead")
     kw.pop("generator_seed", None)
-    if kw.get("surrogate") is None:
-        arch = kw.get("surrogate_arch") or kw.get("arch", "resnet18")
-        kw["surrogate"] = train_surrogate(ds, profile, arch, seed, progress=progress, width=kw.get("surrogate_width"))
+    if redraw_surrogate and kw.get("surrogate") is not None:
+        raise ValueError("redraw_surrogate=True trains a surrogate per attempt (seed attempt_seed(seed, j)); "
+                         "do not also pass surrogate=")
+    arch = kw.get("surrogate_arch") or kw.get("arch", "resnet18")
+
+    def surrogate_for(s):
+        return train_surrogate(ds, profile, arch, s, progress=progress, width=kw.get("surrogate_width"))
+
+    given = kw.get("surrogate") is not None
+    if not redraw_surrogate and not given:
+        kw["surrogate"] = surrogate_for(seed)
     logs, best = [], None
     for j in range(attempts):
-        run = make_run(attempt_seed(seed, j), kw)
+        gseed = attempt_seed(seed, j)
+        run = make_run(gseed, {**kw, "surrogate": surrogate_for(gseed)} if redraw_surrogate else kw)
+        run.params["surrogate_seed"] = None if given else (gseed if redraw_surrogate else seed)
         chk = self_check(run, n_proxies, m=m, tau=tau, alpha=alpha, progress=progress)
         chk.insert(0, "attempt", j)
         chk.insert(1, "generator_seed", run.params["generator_seed"])
+        chk.insert(2, "surrogate_seed", run.params["surrogate_seed"])
+        chk.insert(3, "surrogate_BA", evaluate(run.surrogate.model, ds.x_test, ds.y_test))
         logs.append(chk)
         worst = float(chk["p_value"].max())
         if best is None or worst < best[0]:
@@ -790,6 +806,7 @@ def _select(make_run, ds, profile: Profile, *, attempts, n_proxies, m, tau, alph
             break
     worst, j, run = best
     run.params["selection"] = {"attempt": j, "generator_seed": run.params["generator_seed"],
+                               "surrogate_seed": run.params["surrogate_seed"], "redraw_surrogate": redraw_surrogate,
                                "attempts_tried": len(logs), "attempts_allowed": attempts, "n_proxies": n_proxies,
                                "proxy_p_max": worst, "passed": bool(logs[j]["verified"].all())}
     if train_suspect:
@@ -799,15 +816,33 @@ def _select(make_run, ds, profile: Profile, *, attempts, n_proxies, m, tau, alph
     return run, pd.concat(logs, ignore_index=True)
 
 
+def check_redraw(redraw_surrogate, select_attempts: int) -> bool:
+    """Validate the ``redraw_surrogate`` option (a bool, meaningful only with two or more selection attempts)."""
+    if check_bool("redraw_surrogate", redraw_surrogate) and select_attempts < 2:
+        raise ValueError("redraw_surrogate=True needs select_attempts >= 2 (it redraws the surrogate of each "
+                         f"selection attempt); got select_attempts={select_attempts}")
+    return redraw_surrogate
+
+
+def _other_selection(other, redraw_surrogate: bool) -> dict:
+    """The control columns that say how an independent owner's selection went."""
+    sel = other.params["selection"]
+    out = {"other_attempt": sel["attempt"], "other_self_check": sel["passed"]}
+    return {**out, "other_surrogate_seed": sel["surrogate_seed"]} if redraw_surrogate else out
+
+
 def selection_summary(selection: dict) -> str:
     """One line for a notebook: which attempt was published, out of how many, and whether it passed (loudly if not)."""
+    redraw = (f", surrogate redrawn per attempt (published: surrogate seed {selection['surrogate_seed']})"
+              if selection.get("redraw_surrogate") else "")
     return (f"selection: attempt {selection['attempt']} of {selection['attempts_tried']} tried (up to "
-            f"{selection['attempts_allowed']}), proxy p max {selection['proxy_p_max']:.3g}, "
+            f"{selection['attempts_allowed']}){redraw}, proxy p max {selection['proxy_p_max']:.3g}, "
             f"{'passed' if selection['passed'] else 'NO ATTEMPT PASSED: this owner cannot expect to verify'}")
 
 
 def select_run(ds, profile: Profile, *, attempts: int = 4, n_proxies: int = 1, m: int | None = None, tau=0.25,
-               alpha=0.01, seed: int = 0, train_suspect: bool = True, progress: bool = True, **kw):
+               alpha=0.01, seed: int = 0, train_suspect: bool = True, redraw_surrogate: bool = False,
+               progress: bool = True, **kw):
     """Owner-side generator selection for the paper's single-target SSCL-BW (ours, not the paper's): attempt j
     trains the generator with seed :func:`attempt_seed` (seed, j) (attempt 0 is the unselected :func:`run_sscl`),
     marks the set and runs :func:`self_check` (the paper's test on ``n_proxies`` proxy models trained on the
@@ -818,26 +853,31 @@ def select_run(ds, profile: Profile, *, attempts: int = 4, n_proxies: int = 1, m
     Why: at the reduced scales measured here, whether a suspect learns the mark is a draw per run; at width 16 on
     the CPU the owners whose check failed failed for both generator seeds, and their surrogate was what decided
     (docs/measured-sscl-cpu.md, "Owner-side selection"); the surrogate is kept across attempts, so such an owner
-    is told, not rescued. Selection never looks at a suspect model. It does not make the single-target mark
-    owner-specific: an independent owner's mark on the same target class is still claimed (Ind-W; the target code
-    of :func:`select_code_run` is the remedy). Returns (run, log) as :func:`select_code_run` does."""
+    is told, not rescued, unless ``redraw_surrogate``: then attempt j also trains a fresh surrogate with seed
+    ``attempt_seed(seed, j)`` (attempt 0's is the usual one), and the log and ``selection`` name each attempt's
+    surrogate seed (``surrogate_seed``, None for a surrogate passed in) and accuracy. Selection never looks at a
+    suspect model. It does not make the single-target mark owner-specific: an independent owner's mark on the same
+    target class is still claimed (Ind-W; the target code of :func:`select_code_run` is the remedy). Returns
+    (run, log) as :func:`select_code_run` does."""
 
     def make(gseed, kw):
         return run_sscl(ds, profile, seed=seed, generator_seed=gseed, train_suspect=False, progress=progress, **kw)
 
     return _select(make, ds, profile, attempts=attempts, n_proxies=n_proxies, m=m, tau=tau, alpha=alpha, seed=seed,
-                   train_suspect=train_suspect, progress=progress, kw=kw)
+                   train_suspect=train_suspect, progress=progress, redraw_surrogate=redraw_surrogate, kw=kw)
 
 
 def select_code_run(ds, profile: Profile, *, targets, attempts: int = 4, n_proxies: int = 1, m: int | None = None,
-                    tau=0.25, alpha=0.01, seed: int = 0, train_suspect: bool = True, progress: bool = True, **kw):
+                    tau=0.25, alpha=0.01, seed: int = 0, train_suspect: bool = True, redraw_surrogate: bool = False,
+                    progress: bool = True, **kw):
     """Owner-side generator selection for a target code: attempt j trains the code's generators with seed
     :func:`attempt_seed` (seed, j) (attempt 0 is the unselected :func:`run_code`), marks the set and runs
     :func:`self_check` (``m`` queries per class, as in the evaluation); the first attempt whose ``n_proxies`` proxy
     models all pass is published. If none passes
     within ``attempts``, the attempt with the smallest largest proxy p-value is returned and ``passed`` is False
     (the caller must say so: that owner cannot expect to verify). ``kw`` goes to :func:`run_code` (key, eps,
-    rate, arch, perceptual, surrogate). The selection never looks at a suspect model, so it cannot tune the test
+    rate, arch, perceptual, surrogate). ``redraw_surrogate``: each attempt also trains its own surrogate, as in
+    :func:`select_run`. The selection never looks at a suspect model, so it cannot tune the test
     to the suspects; it can favour marks that transfer to other owners' models (notebook 03 measures that with
     every other owner selecting too; docs/owner-specificity.md).
 
@@ -849,11 +889,12 @@ def select_code_run(ds, profile: Profile, *, targets, attempts: int = 4, n_proxi
                         progress=progress, **kw)
 
     return _select(make, ds, profile, attempts=attempts, n_proxies=n_proxies, m=m, tau=tau, alpha=alpha, seed=seed,
-                   train_suspect=train_suspect, progress=progress, kw=kw)
+                   train_suspect=train_suspect, progress=progress, redraw_surrogate=redraw_surrogate, kw=kw)
 
 
 def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | None = None, tau=0.25, alpha=0.01,
-                      same_code: bool = False, select_attempts: int = 1, n_proxies: int = 1, progress: bool = True):
+                      same_code: bool = False, select_attempts: int = 1, n_proxies: int = 1,
+                      redraw_surrogate: bool = False, progress: bool = True):
     """Table II for a target code, ``n_models`` models per scenario, all tested with :func:`verify_code`:
     Malicious (our marked set), Ind-M (clean set), Ind-W plain (an independent owner's plain SSCL-BW towards our
     first class: the scenario that fools the single-target test) and Ind-W code (an independent owner's code of
@@ -864,7 +905,8 @@ def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | No
     their own code's test on their own model (whether that owner could have verified their data at all).
     ``select_attempts`` > 1: every other code owner selects their generators as careful owners would
     (:func:`select_code_run` with ``n_proxies``; ``other_attempt``, ``other_self_check`` columns), the fair
-    comparison when our run was selected too."""
+    comparison when our run was selected too; ``redraw_surrogate`` as in :func:`run_controls` (for the code
+    owners; the plain Ind-W owner keeps our surrogate, the paper's setting)."""
     import pandas as pd
 
     from .train import evaluate
@@ -873,6 +915,7 @@ def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | No
     ds, prof, p = run.ds, run.profile, run.params
     n_models = check_int("n_models", n_models if n_models is not None else prof.n_models, 1)
     select_attempts = check_int("select_attempts", select_attempts, 1)
+    check_redraw(redraw_surrogate, select_attempts)
     m = m if m is not None else prof.verify_m
     kw = dict(arch=p["arch"], profile=prof, num_classes=ds.num_classes, progress=progress)
     rows = []
@@ -902,14 +945,14 @@ def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | No
         for scenario, code in codes:
             other_rate = code_rate(ds.y_train, p["rate"], code)
             okw = dict(targets=code, arch=p["arch"], eps=p["eps"], rate=other_rate, key=other_key, seed=s + 1000,
-                       perceptual=p["perceptual"], train_suspect=False, surrogate=run.surrogate,
+                       perceptual=p["perceptual"], train_suspect=False,
+                       surrogate=None if redraw_surrogate else run.surrogate,
                        surrogate_width=p.get("surrogate_width"), progress=progress)
             extra = {}
             if select_attempts > 1:
                 other, _ = select_code_run(ds, prof, attempts=select_attempts, n_proxies=n_proxies, m=m, tau=tau,
-                                           alpha=alpha, **okw)
-                sel = other.params["selection"]
-                extra = {"other_attempt": sel["attempt"], "other_self_check": sel["passed"]}
+                                           alpha=alpha, redraw_surrogate=redraw_surrogate, **okw)
+                extra = _other_selection(other, redraw_surrogate)
             else:
                 other = run_code(ds, prof, **okw)
             res = train_classifier(other.marked.x, other.marked.y, ds.x_test, ds.y_test, seed=s, **kw)

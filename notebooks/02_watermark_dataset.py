@@ -39,6 +39,7 @@ l3 = 1.0  # weight of L_perceptual
 surrogate_width = None  # owner's surrogate base width; None: the user model's (the profile's); ours, see README
 select_attempts = 1  # ours: owner-side selection over up to this many generator seeds before publishing (1: off)
 n_proxies = 1  # proxy models per selection attempt; an attempt passes when the owner's test verifies all of them
+redraw_surrogate = False  # with select_attempts > 1: each attempt also trains its own surrogate (ours)
 
 # %% [markdown]
 # ## Setup
@@ -61,6 +62,7 @@ eps, rate = parse_eps(eps), parse_rate(rate, "rate (gamma)")
 target, seed = check_int("target", target, 0), check_int("seed", seed, 0)
 check_choice("perceptual", perceptual, PERCEPTUAL)
 select_attempts, n_proxies = check_int("select_attempts", select_attempts, 1), check_int("n_proxies", n_proxies, 1)
+redraw_surrogate = sscl.check_redraw(redraw_surrogate, select_attempts)
 device = start_notebook(profile, seed, cfg.device)
 
 # %% [markdown]
@@ -74,6 +76,8 @@ device = start_notebook(profile, seed, cfg.device)
 # surrogate, marks the set, trains `n_proxies` proxy models on it (seeds 5000, ..., never an evaluated model's) and
 # runs the paper's test on them; the first attempt that passes is published, and an owner whose attempts all fail is
 # told so. No suspect model is looked at. Selection does not make the mark owner-specific (notebook 03).
+# The surrogate decided most failures measured on the CPU, so `redraw_surrogate` True gives each attempt a fresh
+# surrogate as well (seed of attempt j: seed + j * 100000; the log names each surrogate's seed and accuracy).
 
 # %%
 ds = load_dataset(dataset).subsample(cfg.n_train, cfg.n_test, seed=seed)
@@ -83,7 +87,8 @@ with timer() as t_run:
                   l2=l2, l3=l3, surrogate_width=surrogate_width)
     selection = None
     if select_attempts > 1:
-        run, selection_log = sscl.select_run(ds, cfg, attempts=select_attempts, n_proxies=n_proxies, **run_kw)
+        run, selection_log = sscl.select_run(ds, cfg, attempts=select_attempts, n_proxies=n_proxies,
+                                             redraw_surrogate=redraw_surrogate, **run_kw)
         selection = run.params["selection"]
         print(sscl.selection_summary(selection))
     else:
@@ -104,6 +109,8 @@ print(f"marked {marked.manifest['n_marked']} of {len(ds.y_train)} training image
 params = {"profile": profile, "dataset": dataset, "arch": arch, "eps": eps, "rate": rate, "target": target,
           "seed": seed, "key_hash": sscl.key_hash(key), "perceptual": perceptual, "l1": l1, "l2": l2, "l3": l3,
           "surrogate_width": run.params["surrogate_width"], "select_attempts": select_attempts, "n_proxies": n_proxies}
+if redraw_surrogate:
+    params["redraw_surrogate"] = True  # only when on, so earlier runs keep their folders
 published = sscl.save_watermarked(marked, run_dir(NOTEBOOK, params) / "published", classes=ds.classes)
 print("written to", published)
 
@@ -134,7 +141,8 @@ from dovlib.watermarks.table import PAPER_TABLE_I, paper_key
 label = (f"{profile} profile, {ds.name}{' (subset)' if ds.is_subset else ''}, {arch}, {device}, "
          f"eps {eps * 255:.0f}/255, gamma {rate:g}, surrogate width {run.params['surrogate_width']}")
 if selection is not None:
-    label += f", generator selected: attempt {selection['attempt']}, {'passed' if selection['passed'] else 'FAILED'}"
+    label += (f", generator selected{' (surrogate redrawn per attempt)' if redraw_surrogate else ''}: attempt "
+              f"{selection['attempt']}, {'passed' if selection['passed'] else 'FAILED'}")
     save_table(selection_log, "generator_selection", NOTEBOOK, caption=f"Owner-side self-check of each selection "
                f"attempt ({n_proxies} proxy model(s), verification draw 1): {label}", profile=profile,
                dataset=ds.name, is_subset=ds.is_subset, device=str(device))

@@ -46,6 +46,7 @@ n_targets = 1  # 1: the paper's single target; 2 or more: also test a key-derive
 same_code = False  # with n_targets > 1: also Ind-W owners marking exactly our code classes (a full collision)
 select_attempts = 1  # owner-side selection of the published mark over up to this many generator seeds (1: off)
 n_proxies = 1  # proxy models per selection attempt; an attempt passes when all of them verify
+redraw_surrogate = False  # with select_attempts > 1: each attempt (ours and other owners') trains its own surrogate
 surrogate_width = None  # owner's surrogate base width; None: the suspects' (the profile's); ours, see README
 decoy_rate = 0.0  # ours, not the paper's: share of the set (non-target images) given contrastive decoy marks; 0 is off
 
@@ -60,7 +61,7 @@ from IPython.display import display
 
 from dovlib import sscl
 from dovlib.data import load_dataset
-from dovlib.params import check_choice, check_int, get_profile, parse_eps, parse_fraction, parse_rate
+from dovlib.params import check_bool, check_choice, check_int, get_profile, parse_eps, parse_fraction, parse_rate
 from dovlib.perceptual import PERCEPTUAL
 from dovlib.plotting import verification_sweep
 from dovlib.report import env_info, save_fig, save_table, start_notebook, timer, write_record
@@ -76,12 +77,12 @@ n_models = cfg.n_models if n_models is None else check_int("n_models", n_models,
 m = cfg.verify_m if m is None else check_int("m", m, 2)
 decoy_rate = parse_fraction("decoy_rate", decoy_rate, 0, 1, low_inclusive=True)
 n_targets = check_int("n_targets", n_targets, 1)  # at most the number of classes (checked by key_targets)
-if not isinstance(same_code, bool):
-    raise TypeError(f"same_code must be True or False; got {same_code!r}")
+same_code = check_bool("same_code", same_code)
 if same_code and n_targets < 2:
     raise ValueError(f"same_code needs a target code: n_targets must be 2 or more; got {n_targets}")
 select_attempts = check_int("select_attempts", select_attempts, 1)
 n_proxies = check_int("n_proxies", n_proxies, 1)
+redraw_surrogate = sscl.check_redraw(redraw_surrogate, select_attempts)
 check_choice("perceptual", perceptual, PERCEPTUAL)
 device = start_notebook(profile, seed, cfg.device)
 print(f"tau {tau}, alpha {alpha}, m {m}, {n_models} model(s) per scenario, decoy_rate {decoy_rate:g}")
@@ -95,25 +96,28 @@ print(f"tau {tau}, alpha {alpha}, m {m}, {n_models} model(s) per scenario, decoy
 # as in notebook 02 (`sscl.select_run`: the paper's test on `n_proxies` proxy models trained on the owner's own
 # marked set, seeds 5000, ...), and every independent owner of Ind-W selects the same way (`other_attempt`,
 # `other_self_check`). With a target code (`n_targets` > 1) the code is what is published and selected (below);
-# the single-target rows then stay the paper's unselected method, for comparison.
+# the single-target rows then stay the paper's unselected method, for comparison. With `redraw_surrogate` True every
+# attempt, ours and theirs, also trains its own surrogate (so independent owners never share ours).
 
 # %%
 ds = load_dataset(dataset).subsample(cfg.n_train, cfg.n_test, seed=seed)
 print(ds.describe())
 select_plain = select_attempts > 1 and n_targets == 1
+redraw_note = " and surrogates" if redraw_surrogate else ""
 with timer() as t_run:
     run_kw = dict(arch=arch, eps=eps, rate=rate, target=target, key=key, seed=seed, perceptual=perceptual,
                   decoy_rate=decoy_rate, surrogate_width=surrogate_width)
     plain_selection = None
     if select_plain:
         run, plain_selection_log = sscl.select_run(ds, cfg, attempts=select_attempts, n_proxies=n_proxies, m=m,
-                                                   tau=tau, alpha=alpha, **run_kw)
+                                                   tau=tau, alpha=alpha, redraw_surrogate=redraw_surrogate, **run_kw)
         plain_selection = run.params["selection"]
         print(sscl.selection_summary(plain_selection))
     else:
         run = sscl.run_sscl(ds, cfg, **run_kw)
     models = sscl.run_controls(run, n_models=n_models, m=m, tau=tau, alpha=alpha,
-                               select_attempts=select_attempts if select_plain else 1, n_proxies=n_proxies)
+                               select_attempts=select_attempts if select_plain else 1, n_proxies=n_proxies,
+                               redraw_surrogate=redraw_surrogate and select_plain)
 print(f"{len(models)} models ({t_run['seconds']:.1f} s)")
 models.drop(columns=["p_b", "p_w", "p_decoy"])
 
@@ -136,7 +140,8 @@ label = (f"{profile} profile, {ds.name}{' (subset)' if ds.is_subset else ''}, {a
          f"eps {eps * 255:.0f}/255, gamma {rate:g}, decoy_rate {decoy_rate:g}, m {m}, "
          f"{n_models} model(s) per scenario, surrogate width {run.params['surrogate_width']}")
 if select_plain:
-    label += (f", owners select over up to {select_attempts} generator seeds ({n_proxies} proxy model(s)); ours: "
+    label += (f", owners select over up to {select_attempts} generator seeds{redraw_note} ({n_proxies} proxy "
+              f"model(s)); ours: "
               f"attempt {plain_selection['attempt']}, {'passed' if plain_selection['passed'] else 'FAILED'}")
     save_table(plain_selection_log, "generator_selection", NOTEBOOK, caption=f"Owner-side self-check of each "
                f"selection attempt (paper's test, verification draw 1): {label}", profile=profile, dataset=ds.name,
@@ -223,10 +228,11 @@ if n_targets > 1:
         print(f"gamma {rate:g} per class exceeds the smallest code class's share: {code_rate:.4f} used (whole class)")
     with timer() as t_code:
         code_kw = dict(targets=targets, arch=arch, eps=eps, rate=code_rate, key=key, seed=seed, perceptual=perceptual,
-                       surrogate=run.surrogate, surrogate_width=surrogate_width)
+                       surrogate=None if redraw_surrogate else run.surrogate, surrogate_width=surrogate_width)
         if select_attempts > 1:
             code_run, selection_log = sscl.select_code_run(ds, cfg, attempts=select_attempts, n_proxies=n_proxies,
-                                                           m=m, tau=tau, alpha=alpha, **code_kw)
+                                                           m=m, tau=tau, alpha=alpha,
+                                                           redraw_surrogate=redraw_surrogate, **code_kw)
             selection = code_run.params["selection"]
             print(sscl.selection_summary(selection))
             save_table(selection_log, "code_selection", NOTEBOOK, caption=f"Owner-side self-check of each selection "
@@ -237,7 +243,7 @@ if n_targets > 1:
             code_run, selection = sscl.run_code(ds, cfg, **code_kw), None
         code_rows = sscl.run_code_controls(code_run, n_models=n_models, m=m, tau=tau, alpha=alpha,
                                              same_code=same_code, select_attempts=select_attempts,
-                                             n_proxies=n_proxies)
+                                             n_proxies=n_proxies, redraw_surrogate=redraw_surrogate)
     print(f"target code {targets}: {len(code_rows)} models ({t_code['seconds']:.1f} s)")
     code_rows["own_verified"] = code_rows["own_verified"].astype(float)  # NaN for our own and clean models
     aggs = dict(models=("p_value", "size"), verified_rate=("verified", "mean"), p_value_max=("p_value", "max"),
@@ -246,7 +252,8 @@ if n_targets > 1:
         code_rows["other_self_check"] = code_rows["other_self_check"].astype(float)
         aggs["other_self_check_rate"] = ("other_self_check", "mean")
     code_table = code_rows.groupby("scenario", sort=False).agg(**aggs).reset_index()
-    sel_note = (f", owners select over up to {select_attempts} generator seeds ({n_proxies} proxy model(s))"
+    sel_note = (f", owners select over up to {select_attempts} generator seeds{redraw_note} ({n_proxies} proxy "
+                f"model(s))"
                 if select_attempts > 1 else "")
     save_table(code_table, "target_code_rates", NOTEBOOK, caption=f"Target code {targets}, intersection-union test"
                f"{sel_note}: {label}", profile=profile, dataset=ds.name, is_subset=ds.is_subset, device=str(device))
@@ -274,6 +281,8 @@ params = {"profile": profile, "dataset": dataset, "arch": arch, "eps": eps, "rat
           "n_models": n_models, "m": m, "decoy_rate": decoy_rate, "n_targets": n_targets,
           "same_code": same_code, "select_attempts": select_attempts, "n_proxies": n_proxies,
           "surrogate_width": run.params["surrogate_width"]}
+if redraw_surrogate:
+    params["redraw_surrogate"] = True  # only when on, so earlier runs keep their folders
 t2 = table2.set_index("scenario")
 metrics = {f"{s}_{k}": t2.at[s, k] for s in t2.index for k in ("delta_p", "p_value_median", "p_value_max",
                                                               "verified_rate", "WSR", "BA", "decoy_delta_p",

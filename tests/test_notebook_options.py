@@ -44,13 +44,17 @@ def test_verification_notebook_refuses_code_options_without_a_code(tmp_path, mon
     res = rp.run_notebook(REPO_ROOT / "notebooks" / "03_verification.ipynb", {"profile": "smoke", "same_code": True},
                           reports=tmp_path / "reports")
     assert res.status == "failed" and "same_code" in res.error and "n_targets must be 2 or more" in res.error
+    res = rp.run_notebook(REPO_ROOT / "notebooks" / "02_watermark_dataset.ipynb",
+                          {"profile": "smoke", "redraw_surrogate": True}, reports=tmp_path / "reports")
+    assert res.status == "failed" and "redraw_surrogate=True needs select_attempts >= 2" in res.error
 
 
 def test_single_target_selection_in_notebooks_02_and_03(tmp_path, monkeypatch):
-    """select_attempts with the paper's single target: the owner selects (02 and 03), Ind-W owners too (03)."""
+    """select_attempts with the paper's single target: the owner selects (02 and 03), Ind-W owners too (03), each
+    attempt with its own surrogate (redraw_surrogate; select_attempts alone is covered by the code test above)."""
     monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
     reports = tmp_path / "reports"
-    sel = {"select_attempts": 2, "n_proxies": 1}
+    sel = {"select_attempts": 2, "n_proxies": 1, "redraw_surrogate": True}
     res = rp.run_notebook(REPO_ROOT / "notebooks" / "02_watermark_dataset.ipynb", {"profile": "smoke", **sel},
                           reports=reports)
     assert res.status == "ok", res.error
@@ -61,6 +65,9 @@ def test_single_target_selection_in_notebooks_02_and_03(tmp_path, monkeypatch):
     assert rec2["params"]["select_attempts"] == 2 and list(log.attempt) == list(range(s2["attempts_tried"]))
     assert s2["passed"] == bool(log[log.attempt == s2["attempt"]].verified.all())
     assert rec2["generator_seed"] == s2["generator_seed"] == log.generator_seed[s2["attempt"]]
+    assert rec2["params"]["redraw_surrogate"] is True and s2["redraw_surrogate"]
+    assert list(log.surrogate_seed) == list(log.generator_seed) == [0, 100_000][:len(log)]
+    assert log.surrogate_BA.between(0, 1).all()
     res = rp.run_notebook(REPO_ROOT / "notebooks" / "03_verification.ipynb", {"profile": "smoke", **sel},
                           reports=reports)
     assert res.status == "ok", res.error
@@ -69,6 +76,8 @@ def test_single_target_selection_in_notebooks_02_and_03(tmp_path, monkeypatch):
     rows = pd.DataFrame(rec3["metrics"]["models"])
     indw = rows[rows.scenario == "Ind-W"]
     assert indw.other_attempt.isin([0, 1]).all() and rows[rows.scenario == "Malicious"].other_attempt.isna().all()
+    # their own surrogates: the other owner's seed (model seed + 1000) of the attempt they published
+    assert (indw.other_surrogate_seed == indw.model_seed + 1000 + 100_000 * indw.other_attempt).all()
     assert (reports / "03_verification" / "generator_selection.csv").is_file()
 
 

@@ -437,6 +437,13 @@ def test_code_controls_let_other_owners_select_too(monkeypatch):
     assert df[df.scenario == "Malicious"].other_attempt.isna().all()
     with pytest.raises(ValueError, match="select_attempts"):
         sscl.run_code_controls(run, select_attempts=0, progress=False)
+    with pytest.raises(ValueError, match="redraw_surrogate"):
+        sscl.run_code_controls(run, redraw_surrogate=True, progress=False)
+    seen = _scripted_self_check(monkeypatch, [0.001])  # redrawing: the other code owner passes at once
+    df = sscl.run_code_controls(run, select_attempts=2, redraw_surrogate=True, progress=False)
+    code = df[df.scenario == "Ind-W code"]
+    assert list(code.other_surrogate_seed) == [1000] and (code.other_attempt == 0).all()
+    assert sscl.model_hash(seen[0][0].surrogate.model) != sscl.model_hash(run.surrogate.model)
 
 
 def _toy_plain_kw(**kw):
@@ -495,6 +502,36 @@ def test_select_run_says_when_no_attempt_passes_and_refuses_bad_counts(monkeypat
     assert len(seen) == 2  # refused before any training
 
 
+def test_select_run_can_redraw_the_surrogate_each_attempt(monkeypatch):
+    ds, prof, _ = _toy_code_run()
+    seen = _scripted_self_check(monkeypatch, [0.3, 0.002])
+    run, log = sscl.select_run(ds, prof, attempts=3, train_suspect=False, redraw_surrogate=True, **_toy_plain_kw())
+    first, second = seen[0][0], seen[1][0]
+    # attempt 0 is the unselected run (the usual surrogate); attempt 1 trains its own, seeded attempt_seed(0, 1)
+    usual = sscl.train_surrogate(ds, prof, "resnet18", 0, progress=False)
+    fresh = sscl.train_surrogate(ds, prof, "resnet18", 100_000, progress=False)
+    assert sscl.model_hash(first.surrogate.model) == sscl.model_hash(usual.model)
+    assert sscl.model_hash(second.surrogate.model) == sscl.model_hash(fresh.model) != sscl.model_hash(usual.model)
+    assert list(log.surrogate_seed) == [0, 100_000] and list(log.generator_seed) == [0, 100_000]
+    assert log.surrogate_BA.between(0, 1).all() and log.surrogate_BA.nunique() == 2
+    sel = run.params["selection"]
+    assert run is second and sel["passed"] and sel["surrogate_seed"] == 100_000 and sel["redraw_surrogate"]
+    assert sscl.selection_summary(sel) == ("selection: attempt 1 of 2 tried (up to 3), surrogate redrawn per attempt "
+                                           "(published: surrogate seed 100000), proxy p max 0.002, passed")
+    # the published generator was trained against the redrawn surrogate (its cache key names that surrogate)
+    again = sscl.run_sscl(ds, prof, generator_seed=100_000, surrogate=fresh, train_suspect=False, **_toy_plain_kw())
+    assert again.generator.cached and again.marked.manifest["generator_hash"] == run.marked.manifest["generator_hash"]
+    with pytest.raises(ValueError, match="redraw_surrogate"):
+        sscl.select_run(ds, prof, redraw_surrogate=True, surrogate=usual, **_toy_plain_kw())
+    with pytest.raises(TypeError, match="redraw_surrogate"):
+        sscl.select_run(ds, prof, redraw_surrogate="yes", **_toy_plain_kw())
+    assert len(seen) == 2  # refused before any training
+    # without redraw, a surrogate passed in is used by every attempt, and the log cannot name its seed
+    seen = _scripted_self_check(monkeypatch, [0.5, 0.5])
+    _, log = sscl.select_run(ds, prof, attempts=2, train_suspect=False, surrogate=fresh, **_toy_plain_kw())
+    assert all(r.surrogate is fresh for r, _ in seen) and log.surrogate_seed.isna().all()
+
+
 def test_controls_let_independent_owners_select_too(monkeypatch):
     ds, prof, _ = _toy_code_run()
     run = sscl.run_sscl(ds, prof, **_toy_plain_kw())
@@ -504,9 +541,19 @@ def test_controls_let_independent_owners_select_too(monkeypatch):
     assert (indw.other_attempt == 1).all() and indw.other_self_check.all()
     assert df[df.scenario == "Malicious"].other_attempt.isna().all()
     plain = sscl.run_controls(run, decoy=False, progress=False)
-    assert "other_attempt" not in plain and list(plain.scenario) == list(df.scenario)
+    assert "other_attempt" not in plain and "other_surrogate_seed" not in df
+    assert list(plain.scenario) == list(df.scenario)
     with pytest.raises(ValueError, match="select_attempts"):
         sscl.run_controls(run, select_attempts=0, progress=False)
+    # redrawing: the independent owner (seed 1000) selects over its own surrogates, never ours
+    seen = _scripted_self_check(monkeypatch, [0.5, 0.001])
+    df = sscl.run_controls(run, select_attempts=2, redraw_surrogate=True, decoy=False, progress=False)
+    indw = df[df.scenario == "Ind-W"]
+    assert list(indw.other_surrogate_seed) == [sscl.attempt_seed(1000, 1)] and (indw.other_attempt == 1).all()
+    ours = sscl.model_hash(run.surrogate.model)
+    assert len(seen) == 2 and all(sscl.model_hash(r.surrogate.model) != ours for r, _ in seen)
+    with pytest.raises(ValueError, match="select_attempts >= 2"):
+        sscl.run_controls(run, redraw_surrogate=True, progress=False)
 
 
 def test_hashes_identify_data_and_weights():
