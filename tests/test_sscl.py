@@ -489,7 +489,11 @@ def test_select_run_publishes_the_first_single_target_attempt_that_passes(monkey
 def test_select_run_says_when_no_attempt_passes_and_refuses_bad_counts(monkeypatch):
     ds, prof, _ = _toy_code_run()
     seen = _scripted_self_check(monkeypatch, [0.5, 0.2])
+    evaluated = []
+    monkeypatch.setattr(sscl, "evaluate", lambda model, x, y: evaluated.append(model) or 0.25)
     run, log = sscl.select_run(ds, prof, attempts=2, train_suspect=False, **_toy_plain_kw())
+    # the fixed surrogate's accuracy is measured once and named in every attempt's rows
+    assert evaluated == [run.surrogate.model] and list(log.surrogate_BA) == [0.25, 0.25]
     sel = run.params["selection"]
     assert not sel["passed"] and sel["attempt"] == 1 and sel["proxy_p_max"] == 0.2 and run.suspect is None
     assert sscl.selection_summary(sel).endswith("p max 0.2, NO ATTEMPT PASSED: this owner cannot expect to verify")
