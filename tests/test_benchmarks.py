@@ -2,9 +2,12 @@
 imwm_throughput.py one process against worker processes (same output), hidden_throughput.py HiDDeN per
 precision."""
 
+import argparse
 import importlib.util
+import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,3 +82,38 @@ def test_hidden_benchmark_rejects_bad_settings(argv, message, capsys):
     with pytest.raises(SystemExit):
         _load("hidden_throughput").main(argv)
     assert message in capsys.readouterr().err
+
+
+def test_sscl_draws_crosses_every_owner_with_every_model(tmp_path, capsys):
+    bench = _load("sscl_draws")
+    out = tmp_path / "draws"
+    summary = bench.main(["--profile", "smoke:epochs=1,gen_iters=4,n_train=120,n_test=80,verify_m=20,width=4",
+                          "--dataset", "synthetic", "--owners", "2", "--jobs", "1", "--out", str(out)])
+    # 2 owners: 2 Malicious tests (own trigger, own suspect), 2 Ind-W and 2 Ind-M (the other owner's suspect/surrogate)
+    assert {k: v["tests"] for k, v in summary["claims"].items()} == {"Malicious": 2, "Ind-W": 2, "Ind-M": 2}
+    df = pd.read_csv(out / "draws.csv")
+    assert len(df) == 6 and df.p_value.between(0, 1).all() and df.WSR.between(0, 1).all()
+    mal = df[df.scenario == "Malicious"]
+    assert (mal.trigger_owner == mal.model_owner).all() and (df[df.scenario != "Malicious"].trigger_owner
+                                                              != df[df.scenario != "Malicious"].model_owner).all()
+    assert summary["claims"]["Ind-W"]["claimed"] == int(df[df.scenario == "Ind-W"].verified.sum())
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["perceptual"] == "ssim" and set(saved["owner_seconds"]) == {"0", "1"}
+    assert "Ind-M: claimed" in capsys.readouterr().out
+    # the owners' models are cached: the cross tests reload them rather than train again
+    from dovlib import sscl
+
+    args = argparse.Namespace(profile="smoke:epochs=1,gen_iters=4,n_train=120,n_test=80,verify_m=20,width=4",
+                              dataset="synthetic", arch="resnet18", eps="8/255", rate=0.1, target=1, key=20240607,
+                              seed=0, perceptual="ssim")
+    run = bench.owner_run(args, 1)
+    assert run.params["seed"] == 1 and run.params["key_hash"] == sscl.key_hash(sscl.independent_key(20240607, 1))
+
+
+@pytest.mark.parametrize("argv, message", [(["--owners", "1"], "--owners"), (["--jobs", "0"], "--jobs"),
+                                           (["--eps", "8/0"], "eps")])
+def test_sscl_draws_rejects_bad_settings(argv, message, capsys):
+    with pytest.raises((SystemExit, ValueError), match=None) as err:
+        _load("sscl_draws").main(argv)
+    text = capsys.readouterr().err + str(err.value)
+    assert message in text
