@@ -1,7 +1,8 @@
 """How often is SSCL-BW's mark learnt, and how often does the paper's test claim the wrong model? One run, N owners.
 
 Owner i (i = 0 .. N-1) runs the whole pipeline of :func:`dovlib.sscl.run_sscl` with seed ``--seed + i`` (its own
-surrogate, generator, marking draw and suspect model) and its own key (``independent_key(--key, i)``), all with the
+surrogate, generator, marking draw and suspect model) and its own key (``independent_key(--key, i)``; ``--same-key``:
+all use ``--key``, so the owners differ by seed alone, as the cached runs of docs/measured-sscl-cpu.md), all with the
 same target class, eps and gamma. Every owner's trigger then queries every model (the paper's t-test, tau, m, alpha):
 
 * owner i's trigger on owner i's suspect: **Malicious** (should be claimed: the mark was learnt);
@@ -36,7 +37,8 @@ def owner_run(args, i: int, progress: bool = False):
     from dovlib import sscl
 
     return sscl.run_sscl(_dataset(args), _profile(args), arch=args.arch, eps=args.eps, rate=args.rate,
-                         target=args.target, key=sscl.independent_key(args.key, i), seed=args.seed + i,
+                         target=args.target, key=args.key if args.same_key else sscl.independent_key(args.key, i),
+                         seed=args.seed + i,
                          perceptual=args.perceptual, progress=progress)
 
 
@@ -118,6 +120,8 @@ def main(argv=None):
     ap.add_argument("--jobs", type=int, default=1, help="owners trained at once, each in its own process")
     ap.add_argument("--seed", type=int, default=0, help="owner i uses seed + i")
     ap.add_argument("--key", type=int, default=20240607, help="owner i's key is independent_key(key, i)")
+    ap.add_argument("--same-key", action="store_true",
+                    help="every owner uses --key itself (owners then differ by seed alone, as in the docs' runs)")
     ap.add_argument("--arch", default="resnet18")
     ap.add_argument("--eps", default="8/255")
     ap.add_argument("--rate", type=float, default=0.1)

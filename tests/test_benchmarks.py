@@ -105,7 +105,7 @@ def test_sscl_draws_crosses_every_owner_with_every_model(tmp_path, capsys):
 
     args = argparse.Namespace(profile="smoke:epochs=1,gen_iters=4,n_train=120,n_test=80,verify_m=20,width=4",
                               dataset="synthetic", arch="resnet18", eps="8/255", rate=0.1, target=1, key=20240607,
-                              seed=0, perceptual="ssim")
+                              seed=0, perceptual="ssim", same_key=False)
     run = bench.owner_run(args, 1)
     assert run.params["seed"] == 1 and run.params["key_hash"] == sscl.key_hash(sscl.independent_key(20240607, 1))
 
