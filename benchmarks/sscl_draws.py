@@ -37,9 +37,15 @@ def owner_run(args, i: int, progress: bool = False):
     from dovlib import sscl
 
     return sscl.run_sscl(_dataset(args), _profile(args), arch=args.arch, eps=args.eps, rate=args.rate,
-                         target=args.target, key=args.key if args.same_key else sscl.independent_key(args.key, i),
-                         seed=args.seed + i,
+                         target=args.target, key=owner_key(args, i), seed=args.seed + i,
                          perceptual=args.perceptual, progress=progress)
+
+
+def owner_key(args, i: int) -> int:
+    """Owner i's secret key: ``independent_key(--key, i)``, or ``--key`` itself with ``--same-key``."""
+    from dovlib import sscl
+
+    return args.key if args.same_key else sscl.independent_key(args.key, i)
 
 
 def _profile(args):

@@ -108,6 +108,10 @@ def test_sscl_draws_crosses_every_owner_with_every_model(tmp_path, capsys):
                               seed=0, perceptual="ssim", same_key=False)
     run = bench.owner_run(args, 1)
     assert run.params["seed"] == 1 and run.params["key_hash"] == sscl.key_hash(sscl.independent_key(20240607, 1))
+    keys = [bench.owner_key(args, i) for i in range(3)]
+    assert len(set(keys)) == 3 and 20240607 not in keys
+    args.same_key = True  # --same-key: owners differ by seed alone
+    assert [bench.owner_key(args, i) for i in range(3)] == [20240607] * 3
 
 
 @pytest.mark.parametrize("argv, message", [(["--owners", "1"], "--owners"), (["--jobs", "0"], "--jobs"),
