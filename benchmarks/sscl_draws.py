@@ -32,13 +32,13 @@ import time
 from pathlib import Path
 
 
-def owner_run(args, i: int, progress: bool = False):
-    """Owner i's cached pipeline (trains what is missing)."""
+def owner_run(args, i: int, ds=None, progress: bool = False):
+    """Owner i's cached pipeline (trains what is missing); ``ds``: the dataset already loaded (default: load it)."""
     from dovlib import sscl
 
-    return sscl.run_sscl(_dataset(args), _profile(args), arch=args.arch, eps=args.eps, rate=args.rate,
-                         target=args.target, key=owner_key(args, i), seed=args.seed + i,
-                         perceptual=args.perceptual, progress=progress)
+    ds = _dataset(args) if ds is None else ds
+    return sscl.run_sscl(ds, _profile(args), arch=args.arch, eps=args.eps, rate=args.rate, target=args.target,
+                         key=owner_key(args, i), seed=args.seed + i, perceptual=args.perceptual, progress=progress)
 
 
 def owner_key(args, i: int) -> int:
@@ -95,14 +95,14 @@ def _worker_cmd(argv: list[str], i: int) -> list[str]:
     return [sys.executable, str(Path(__file__).resolve()), *argv, "--worker", str(i)]
 
 
-def _train_owners(args, argv, pending: list, running: dict, seconds: dict) -> None:
+def _train_owners(args, argv, ds, pending: list, running: dict, seconds: dict) -> None:
     """Train the pending owners, at most ``--jobs`` at once (with 1, in this process); ``seconds`` gets each one's
     wall time, ``running`` holds the worker processes in flight."""
     while pending or running:
         if args.jobs == 1:
             i = pending.pop(0)
             start = time.time()
-            owner_run(args, i)
+            owner_run(args, i, ds)
             seconds[i] = round(time.time() - start, 1)
             continue
         while pending and len(running) < args.jobs:
@@ -156,19 +156,19 @@ def main(argv=None):
     from dovlib.report import env_info
     from dovlib.train import resolve_device
 
-    t0, seconds = time.time(), {}
+    t0, seconds, ds = time.time(), {}, _dataset(args)  # loaded once here; each worker process loads its own
     pending, running = list(range(args.owners)), {}
     # a time limit's SIGTERM must not leave workers training on: end them too (their cache entries resume later)
     old = signal.signal(signal.SIGTERM, lambda *_: sys.exit(f"stopped after {time.time() - t0:.0f} s; owners done: "
                                                              f"{sorted(seconds)}"))
     try:
-        _train_owners(args, argv, pending, running, seconds)
+        _train_owners(args, argv, ds, pending, running, seconds)
     finally:
         signal.signal(signal.SIGTERM, old)
         for proc, _ in running.values():
             proc.terminate()
     train_s = time.time() - t0
-    runs = [owner_run(args, i) for i in range(args.owners)]  # all cached now
+    runs = [owner_run(args, i, ds) for i in range(args.owners)]  # all cached now
     rows = cross_tests(args, runs)
     summary = {"settings": {k: v for k, v in vars(args).items() if k not in ("worker", "out")},
                "claims": summarize(rows), "owner_seconds": seconds, "train_seconds": round(train_s, 1),

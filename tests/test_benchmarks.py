@@ -88,8 +88,9 @@ def test_sscl_draws_crosses_every_owner_with_every_model(tmp_path, capsys):
     bench = _load("sscl_draws")
     out = tmp_path / "draws"
     summary = bench.main(["--profile", "smoke:epochs=1,gen_iters=4,n_train=120,n_test=80,verify_m=20,width=4",
-                          "--dataset", "synthetic", "--owners", "2", "--jobs", "1", "--out", str(out)])
-    # 2 owners: 2 Malicious tests (own trigger, own suspect), 2 Ind-W and 2 Ind-M (the other owner's suspect/surrogate)
+                          "--dataset", "synthetic", "--owners", "2", "--jobs", "2", "--out", str(out)])
+    # the owners trained in two worker processes (the GPU check's path); then 2 Malicious tests (own trigger, own
+    # suspect), 2 Ind-W and 2 Ind-M (the other owner's suspect / surrogate)
     assert {k: v["tests"] for k, v in summary["claims"].items()} == {"Malicious": 2, "Ind-W": 2, "Ind-M": 2}
     df = pd.read_csv(out / "draws.csv")
     assert len(df) == 6 and df.p_value.between(0, 1).all() and df.WSR.between(0, 1).all()
