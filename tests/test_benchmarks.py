@@ -109,6 +109,29 @@ def test_sscl_draws_crosses_every_owner_with_every_model(tmp_path, capsys):
                               seed=0, perceptual="ssim", same_key=False)
     run = bench.owner_run(args, 1)
     assert run.params["seed"] == 1 and run.params["key_hash"] == sscl.key_hash(sscl.independent_key(20240607, 1))
+    # the cross tests mark each owner's images once (two trigger calls per owner: query and WSR images, not one pair
+    # per model) and give what verify_model / attack_success give on each (trigger, model) pair
+    from dovlib.verify import attack_success, verification_set, verify_model
+
+    runs = [bench.owner_run(args, 0), run]
+    calls = []
+    for i, r in enumerate(runs):
+        def counted(x, trig=r.trigger, i=i):
+            calls.append(i)
+            return trig(x)
+        r.trigger = counted
+    args.m, args.tau, args.alpha = 20, 0.25, 0.01
+    rows = bench.cross_tests(args, runs)
+    assert sorted(calls) == [0, 0, 1, 1] and len(rows) == 6
+    ds = runs[0].ds
+    idx = verification_set(ds.x_test, ds.y_test, 1, 20, seed=0)
+    for row in rows:
+        model = getattr(runs[row["model_owner"]], "surrogate" if row["scenario"] == "Ind-M" else "suspect").model
+        trig = runs[row["trigger_owner"]].trigger
+        v = verify_model(model, ds.x_test[idx], trig, 1, 0.25, 0.01)
+        assert row["p_value"] == pytest.approx(v.p_value, rel=1e-6, abs=1e-12)
+        assert row["delta_p"] == pytest.approx(v.delta_p, abs=1e-6) and row["verified"] == v.verified
+        assert row["WSR"] == pytest.approx(attack_success(model, ds.x_test, ds.y_test, trig, 1))
     keys = [bench.owner_key(args, i) for i in range(3)]
     assert len(set(keys)) == 3 and 20240607 not in keys
     args.same_key = True  # --same-key: owners differ by seed alone
