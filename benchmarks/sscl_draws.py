@@ -10,7 +10,10 @@ same target class, eps and gamma. Every owner's trigger then queries every model
 * owner i's trigger on owner j's surrogate (a clean model of another seed): **Ind-M** (must not be claimed);
 
 so N owners give N Malicious, N(N-1) Ind-W and N(N-1) Ind-M tests from 2N trained classifiers. WSR (share of
-marked non-target test images classified as the target) is reported beside each p-value. Owners train in
+marked non-target test images classified as the target) is reported beside each p-value. ``--n-targets K``: each
+owner marks a target code instead (``--target`` and K - 1 classes from its key; design 5 of docs/owner-specificity.md)
+and every test is the intersection-union of the K classes' t-tests; with ``--same-key`` all owners share one code
+(the full-collision case), with independent keys codes mostly differ. Owners train in
 ``--jobs`` worker processes at once (a GPU has room for several small models); the models land in the usual
 ``runs/sscl`` cache, so a cut-off run resumes and the cross tests reload them.
 
@@ -33,12 +36,26 @@ from pathlib import Path
 
 
 def owner_run(args, i: int, ds=None, progress: bool = False):
-    """Owner i's cached pipeline (trains what is missing); ``ds``: the dataset already loaded (default: load it)."""
+    """Owner i's cached pipeline (trains what is missing); ``ds``: the dataset already loaded (default: load it).
+    With ``--n-targets`` K > 1 the owner marks a target code (:func:`dovlib.sscl.run_code`): ``--target`` and K - 1
+    classes drawn from the owner's key, gamma per class (capped at the smallest code class's share)."""
     from dovlib import sscl
 
     ds = _dataset(args) if ds is None else ds
-    return sscl.run_sscl(ds, _profile(args), arch=args.arch, eps=args.eps, rate=args.rate, target=args.target,
-                         key=owner_key(args, i), seed=args.seed + i, perceptual=args.perceptual, progress=progress)
+    kw = dict(arch=args.arch, eps=args.eps, key=owner_key(args, i), seed=args.seed + i, perceptual=args.perceptual,
+              progress=progress)
+    if args.n_targets == 1:
+        return sscl.run_sscl(ds, _profile(args), rate=args.rate, target=args.target, **kw)
+    targets = sscl.key_targets(kw["key"], ds.num_classes, args.n_targets, first=args.target)
+    return sscl.run_code(ds, _profile(args), targets=targets, rate=sscl.code_rate(ds.y_train, args.rate, targets),
+                         **kw)
+
+
+def triggers(run) -> dict:
+    """Target class -> marking function of an owner's run (one class for plain SSCL-BW, K for a target code)."""
+    if hasattr(run, "generators"):
+        return {t: G.mark for t, G in run.generators.items()}
+    return {run.params["target"]: run.trigger}
 
 
 def owner_key(args, i: int) -> int:
@@ -62,33 +79,40 @@ def _dataset(args):
 
 
 def cross_tests(args, runs: list) -> list[dict]:
-    """Every owner's trigger against every owner's suspect and surrogate. Each owner's trigger marks the query and
-    WSR images once (N generator passes, not one per model queried); each model's clean probabilities are computed
-    once too. The tests are those of ``verify_model`` and ``attack_success``."""
+    """Every owner's trigger(s) against every owner's suspect and surrogate: the paper's t-test per target class
+    (m non-target-class queries, as :func:`dovlib.verify.verify_model`) and, for a target code, their
+    intersection-union (:func:`dovlib.sscl.verify_code`). Each trigger marks the query and WSR images once (not once
+    per model queried) and each model sees the clean test set once. ``WSR``: the weakest target class's."""
     import torch
 
     from dovlib.train import predict_logits, predict_proba
-    from dovlib.verify import ttest_verify, verification_set
+    from dovlib.verify import intersection_union, ttest_verify, verification_set
 
     ds = runs[0].ds
     m = args.m or runs[0].profile.verify_m
-    idx = verification_set(ds.x_test, ds.y_test, args.target, m, seed=0)
-    xq, x_nt = ds.x_test[idx], ds.x_test[torch.as_tensor(ds.y_test) != args.target]
-    models = []  # (model owner, scenario for another owner's trigger, model, clean P(target) on the queries)
+    y = torch.as_tensor(ds.y_test)
+    models = []  # (model owner, kind, model, its probabilities on the clean test set)
     for j, rj in enumerate(runs):
         for kind, model in (("suspect", rj.suspect.model), ("surrogate", rj.surrogate.model)):
-            models.append((j, kind, model, predict_proba(model, xq)[:, args.target]))
+            models.append((j, kind, model, predict_proba(model, ds.x_test)))
     rows = []
     for i, ri in enumerate(runs):
-        xq_w, x_nt_w = ri.trigger(xq), ri.trigger(x_nt)
-        for j, kind, model, pb in models:
+        marked = {}  # target -> (query indices, marked queries, marked non-target test images)
+        for t, mark in triggers(ri).items():
+            idx = verification_set(ds.x_test, y, t, min(m, int((y != t).sum())), seed=0)
+            marked[t] = (idx, mark(ds.x_test[idx]), mark(ds.x_test[y != t]))
+        for j, kind, model, p_clean in models:
             if kind == "surrogate" and i == j:
                 continue  # an owner's own surrogate helped make the mark: not a test of anything
             scenario = "Ind-M" if kind == "surrogate" else ("Malicious" if i == j else "Ind-W")
-            v = ttest_verify(pb, predict_proba(model, xq_w)[:, args.target], args.tau, args.alpha)
-            wsr = (predict_logits(model, x_nt_w).argmax(1) == args.target).float().mean().item()
-            rows.append({"trigger_owner": i, "model_owner": j, "scenario": scenario, "delta_p": v.delta_p,
-                         "p_value": v.p_value, "verified": bool(v.verified), "WSR": wsr})
+            per, wsr = [], []
+            for t, (idx, xq_w, x_nt_w) in marked.items():
+                per.append(ttest_verify(p_clean[idx, t], predict_proba(model, xq_w)[:, t], args.tau, args.alpha))
+                wsr.append((predict_logits(model, x_nt_w).argmax(1) == t).float().mean().item())
+            v = per[0] if len(per) == 1 else intersection_union(per)
+            rows.append({"trigger_owner": i, "model_owner": j, "scenario": scenario,
+                         "targets": " ".join(str(t) for t in marked), "delta_p": v.delta_p, "p_value": v.p_value,
+                         "verified": bool(v.verified), "WSR": min(wsr)})
     return rows
 
 
@@ -142,6 +166,8 @@ def main(argv=None):
     ap.add_argument("--eps", default="8/255")
     ap.add_argument("--rate", type=float, default=0.1)
     ap.add_argument("--target", type=int, default=1)
+    ap.add_argument("--n-targets", type=int, default=1,
+                    help="K > 1: each owner marks a target code of K classes (--target and K - 1 from its key)")
     ap.add_argument("--perceptual", default="ssim", help="lpips needs the AlexNet weights (README); ssim: 1 - SSIM")
     ap.add_argument("--tau", type=float, default=0.25)
     ap.add_argument("--alpha", type=float, default=0.01)
@@ -153,6 +179,8 @@ def main(argv=None):
         ap.error(f"--owners must be 2 or more (the controls pair owners); got {args.owners}")
     if args.jobs < 1:
         ap.error(f"--jobs must be 1 or more; got {args.jobs}")
+    if args.n_targets < 1:
+        ap.error(f"--n-targets must be 1 or more (at most the number of classes); got {args.n_targets}")
     from dovlib.params import parse_eps
 
     parse_eps(args.eps)  # a bad eps fails here, naming the parameter, before any process starts

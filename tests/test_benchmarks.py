@@ -106,7 +106,7 @@ def test_sscl_draws_crosses_every_owner_with_every_model(tmp_path, capsys):
 
     args = argparse.Namespace(profile="smoke:epochs=1,gen_iters=4,n_train=120,n_test=80,verify_m=20,width=4",
                               dataset="synthetic", arch="resnet18", eps="8/255", rate=0.1, target=1, key=20240607,
-                              seed=0, perceptual="ssim", same_key=False)
+                              seed=0, perceptual="ssim", same_key=False, n_targets=1)
     run = bench.owner_run(args, 1)
     assert run.params["seed"] == 1 and run.params["key_hash"] == sscl.key_hash(sscl.independent_key(20240607, 1))
     # the cross tests mark each owner's images once (two trigger calls per owner: query and WSR images, not one pair
@@ -138,7 +138,34 @@ def test_sscl_draws_crosses_every_owner_with_every_model(tmp_path, capsys):
     assert [bench.owner_key(args, i) for i in range(3)] == [20240607] * 3
 
 
+def test_sscl_draws_crosses_target_code_owners(tmp_path):
+    # --n-targets 2: each owner marks a target code ({1, c} with c from its key); every row is the intersection-union
+    # test, as dovlib.sscl.verify_code computes it for the owner's own code
+    bench = _load("sscl_draws")
+    prof = "smoke:epochs=1,gen_iters=4,n_train=120,n_test=80,verify_m=20,width=4"
+    out = tmp_path / "code"
+    summary = bench.main(["--profile", prof, "--dataset", "synthetic", "--owners", "2", "--n-targets", "2",
+                          "--same-key", "--out", str(out)])
+    assert {k: v["tests"] for k, v in summary["claims"].items()} == {"Malicious": 2, "Ind-W": 2, "Ind-M": 2}
+    df = pd.read_csv(out / "draws.csv", dtype={"targets": str})
+    codes = set(df.targets)
+    assert len(codes) == 1 and codes.pop().split()[0] == "1"  # --same-key: one shared code, --target first
+    from dovlib import sscl
+
+    args = argparse.Namespace(profile=prof, dataset="synthetic", arch="resnet18", eps="8/255", rate=0.1, target=1,
+                              key=20240607, seed=0, perceptual="ssim", same_key=True, n_targets=2, m=20, tau=0.25,
+                              alpha=0.01)
+    runs = [bench.owner_run(args, i) for i in range(2)]  # cached by the run above
+    assert all(isinstance(r, sscl.SSCLCodeRun) and len(bench.triggers(r)) == 2 for r in runs)
+    for row in df.itertuples():
+        model = getattr(runs[row.model_owner], "surrogate" if row.scenario == "Ind-M" else "suspect").model
+        v, per = sscl.verify_code(model, runs[row.trigger_owner], m=20, tau=0.25, alpha=0.01)
+        assert row.p_value == pytest.approx(v.p_value, rel=1e-6, abs=1e-12) and row.verified == v.verified
+        assert row.delta_p == pytest.approx(v.delta_p, abs=1e-6) and v.test.startswith("intersection-union of 2")
+
+
 @pytest.mark.parametrize("argv, message", [(["--owners", "1"], "--owners"), (["--jobs", "0"], "--jobs"),
+                                           (["--n-targets", "0"], "--n-targets"),
                                            (["--eps", "8/0"], "eps")])
 def test_sscl_draws_rejects_bad_settings(argv, message, capsys):
     with pytest.raises((SystemExit, ValueError), match=None) as err:
