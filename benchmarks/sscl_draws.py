@@ -117,11 +117,26 @@ def cross_tests(args, runs: list) -> list[dict]:
 
 
 def summarize(rows: list[dict]) -> dict:
-    """Claims / tests per scenario."""
+    """Claims / tests per scenario with the exact (Clopper-Pearson) 95% interval of the claim rate, and the number of
+    trigger owners with at least one claim (``owners_claiming``, of ``owners``) with its interval. Owners are
+    independent draws; the N(N-1) Ind-W / Ind-M tests are not (each owner's trigger and model enter 2(N-1) of
+    them), so their per-test interval is too narrow and the per-owner count is the one to quote."""
+    from scipy.stats import binomtest
+
+    def ci(k: int, n: int) -> list[float]:
+        c = binomtest(k, n).proportion_ci(0.95, method="exact")
+        return [round(c.low, 4), round(c.high, 4)]
+
     out = {}
     for scenario in ("Malicious", "Ind-W", "Ind-M"):
         sub = [r for r in rows if r["scenario"] == scenario]
-        out[scenario] = {"claimed": sum(r["verified"] for r in sub), "tests": len(sub)}
+        if not sub:
+            continue
+        k, owners = sum(r["verified"] for r in sub), sorted({r["trigger_owner"] for r in sub})
+        claiming = sorted({r["trigger_owner"] for r in sub if r["verified"]})
+        out[scenario] = {"claimed": k, "tests": len(sub), "rate": round(k / len(sub), 4), "ci95": ci(k, len(sub)),
+                         "owners_claiming": len(claiming), "owners": len(owners),
+                         "owners_ci95": ci(len(claiming), len(owners))}
     return out
 
 
@@ -221,7 +236,9 @@ def main(argv=None):
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     print(df.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     for scenario, c in summary["claims"].items():
-        print(f"{scenario}: claimed {c['claimed']} of {c['tests']}")
+        print(f"{scenario}: claimed {c['claimed']} of {c['tests']} (95% CI {c['ci95'][0]:.2f}-{c['ci95'][1]:.2f}); "
+              f"owners with a claim {c['owners_claiming']} of {c['owners']} "
+              f"(95% CI {c['owners_ci95'][0]:.2f}-{c['owners_ci95'][1]:.2f})")
     print(f"{args.owners} owners, {args.jobs} at once: training {train_s:.0f} s, all {summary['seconds']:.0f} s "
           f"({summary['env'].get('device_name', summary['env']['device'])}); perceptual: "
           f"{summary['perceptual']}")

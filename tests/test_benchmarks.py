@@ -164,6 +164,21 @@ def test_sscl_draws_crosses_target_code_owners(tmp_path):
         assert row.delta_p == pytest.approx(v.delta_p, abs=1e-6) and v.test.startswith("intersection-union of 2")
 
 
+def test_sscl_draws_summary_counts_tests_and_owners_with_exact_intervals():
+    bench = _load("sscl_draws")
+    rows = [{"trigger_owner": i, "model_owner": j, "scenario": "Malicious" if i == j else "Ind-W",
+             "verified": i == j or (i == 0 and j in (1, 2))} for i in range(3) for j in range(3)]
+    s = bench.summarize(rows)
+    assert set(s) == {"Malicious", "Ind-W"}  # no Ind-M rows: no entry rather than 0 of 0
+    assert (s["Malicious"]["claimed"], s["Malicious"]["tests"], s["Malicious"]["ci95"][1]) == (3, 3, 1.0)
+    assert s["Malicious"]["ci95"][0] == pytest.approx(0.025 ** (1 / 3), abs=1e-4)  # exact: (alpha/2)^(1/n) at k = n
+    w = s["Ind-W"]
+    assert (w["claimed"], w["tests"], w["rate"]) == (2, 6, pytest.approx(0.3333, abs=1e-4))
+    # both claims come from owner 0: one owner of three, and that interval is wider than the per-test one
+    assert (w["owners_claiming"], w["owners"]) == (1, 3)
+    assert w["owners_ci95"][1] - w["owners_ci95"][0] > w["ci95"][1] - w["ci95"][0]
+
+
 @pytest.mark.parametrize("argv, message", [(["--owners", "1"], "--owners"), (["--jobs", "0"], "--jobs"),
                                            (["--n-targets", "0"], "--n-targets"),
                                            (["--eps", "8/0"], "eps")])
