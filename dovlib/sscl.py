@@ -540,7 +540,7 @@ def _malicious_and_benign(run, i: int, kw: dict):
 
 def run_controls(run: SSCLRun, n_models: int | None = None, m: int | None = None, tau=0.25, alpha=0.01,
                  verify_seed: int = 0, own_surrogate: bool = False, decoy: bool = True, select_attempts: int = 1,
-                 n_proxies: int = 1, redraw_surrogate: bool = False, progress: bool = True):
+                 n_proxies: int = 1, redraw_surrogate: bool = False, progress: bool = True, check_alpha=None):
     """Table II with false-positive rates: ``n_models`` models per scenario (default ``profile.n_models``), all
     queried with OUR trigger on the same ``m`` non-target test images (default ``profile.verify_m``):
 
@@ -556,7 +556,8 @@ def run_controls(run: SSCLRun, n_models: int | None = None, m: int | None = None
     ``select_attempts`` > 1: each independent owner selects their generator as a careful owner would
     (:func:`select_run` with ``n_proxies``; ``other_attempt``, ``other_self_check`` columns), the fair comparison
     when our run was selected too; with ``redraw_surrogate`` each of their attempts trains its own surrogate too
-    (attempt 0's: their seed's, so they never share ours; ``other_surrogate_seed`` column).
+    (attempt 0's: their seed's, so they never share ours; ``other_surrogate_seed`` column); ``check_alpha``: the
+    level their check needs (:func:`check_level`).
 
     Returns a pandas DataFrame, one row per model (scenario, model_seed, BA, WSR, delta_p, p_value, verified,
     label-only test, and the per-image probabilities ``p_b``/``p_w`` for :func:`dovlib.verify.tau_sweep`)."""
@@ -569,6 +570,7 @@ def run_controls(run: SSCLRun, n_models: int | None = None, m: int | None = None
     n_models = check_int("n_models", n_models if n_models is not None else prof.n_models, 1)
     select_attempts, n_proxies = check_int("select_attempts", select_attempts, 1), check_int("n_proxies", n_proxies, 1)
     check_redraw(redraw_surrogate, select_attempts)
+    check_level(check_alpha, alpha)
     m = m if m is not None else min(prof.verify_m, int((ds.y_test != p["target"]).sum()))
     idx = verification_set(ds.x_test, ds.y_test, p["target"], m, seed=verify_seed)
     xq = ds.x_test[idx]
@@ -604,7 +606,7 @@ def run_controls(run: SSCLRun, n_models: int | None = None, m: int | None = None
         extra = {}
         if select_attempts > 1:
             other, _ = select_run(ds, prof, attempts=select_attempts, n_proxies=n_proxies, m=m, tau=tau, alpha=alpha,
-                                  redraw_surrogate=redraw_surrogate, **okw)
+                                  redraw_surrogate=redraw_surrogate, check_alpha=check_alpha, **okw)
             extra = _other_selection(other, redraw_surrogate)
         else:
             other = run_sscl(ds, prof, **okw)
@@ -729,22 +731,36 @@ def attempt_seed(seed: int, attempt: int) -> int:
     return check_int("seed", seed, 0) + check_int("attempt", attempt, 0) * ATTEMPT_SEED_STRIDE
 
 
+def check_level(check_alpha, alpha) -> float:
+    """The level the owner's check needs: ``alpha`` itself when ``check_alpha`` is None, else ``check_alpha`` in
+    (0, alpha] (a margin: a proxy is one draw of the model a suspect would be, and passes that cleared alpha but not a
+    stricter level were the ones whose fresh models then failed; docs/measured-sscl-cpu.md, "A margin for the
+    owner's check")."""
+    alpha = parse_fraction("alpha", alpha, 0.0, 1.0, high_inclusive=False)
+    if check_alpha is None:
+        return alpha
+    return parse_fraction(f"check_alpha (the owner's check level, at most alpha = {alpha:g})", check_alpha, 0.0, alpha)
+
+
 def self_check(run, n_proxies: int = 1, m: int | None = None, tau=0.25, alpha=0.01, verify_seed: int = 1,
-               progress: bool = True):
+               progress: bool = True, check_alpha=None):
     """The owner's check before publishing: train ``n_proxies`` proxy models on the owner's OWN marked set (seeds
     ``PROXY_SEED_OFFSET + i``, never a control's seed; same architecture and budget as the run's suspects) and
     verify each with the owner's own test (the target-code intersection-union test for an :class:`SSCLCodeRun`,
     the paper's single-target test for an :class:`SSCLRun`), on verification images drawn with ``verify_seed``
     (default 1: another draw than the evaluation's 0). A mark that the owner cannot verify on a model trained on
     exactly their data is unlikely to verify an unauthorised one (measured agreement with fresh models:
-    docs/owner-specificity.md; one proxy can pass by chance, so use more than one). Returns one row per proxy model
-    (with the per-class p-values ``p_<class>`` of a code, which show the class whose trigger was not learnt)."""
+    docs/owner-specificity.md; one proxy can pass by chance, so use more than one). ``check_alpha`` (default
+    ``alpha``): a proxy counts as verified only at p < check_alpha, a margin over the level a suspect is tested at
+    (:func:`check_level`). Returns one row per proxy model (``verified`` at ``check_alpha``; with the per-class
+    p-values ``p_<class>`` of a code, which show the class whose trigger was not learnt)."""
     import pandas as pd
 
     from .train import evaluate
     from .verify import verification_set, verify_model
 
     n_proxies = check_int("n_proxies", n_proxies, 1)
+    level = check_level(check_alpha, alpha)
     ds, prof, p = run.ds, run.profile, run.params
     m = check_int("m", m if m is not None else prof.verify_m, 2)
     kw = dict(arch=p["arch"], profile=prof, num_classes=ds.num_classes, progress=progress)
@@ -753,19 +769,20 @@ def self_check(run, n_proxies: int = 1, m: int | None = None, tau=0.25, alpha=0.
         res = train_classifier(run.marked.x, run.marked.y, ds.x_test, ds.y_test, seed=PROXY_SEED_OFFSET + i, **kw)
         per_class = {}
         if isinstance(run, SSCLCodeRun):
-            v, per = verify_code(res.model, run, m, tau, alpha, verify_seed=verify_seed)
+            v, per = verify_code(res.model, run, m, tau, level, verify_seed=verify_seed)
             per_class = {f"p_{t}": r.p_value for t, r in zip(run.targets, per)}
         else:
             t = p["target"]
             idx = verification_set(ds.x_test, ds.y_test, t, min(m, int((ds.y_test != t).sum())), seed=verify_seed)
-            v = verify_model(res.model, ds.x_test[idx], run.trigger, t, tau, alpha)
+            v = verify_model(res.model, ds.x_test[idx], run.trigger, t, tau, level)
         rows.append({"proxy_seed": PROXY_SEED_OFFSET + i, "BA": evaluate(res.model, ds.x_test, ds.y_test),
-                     "p_value": v.p_value, "delta_p_min": v.delta_p, "verified": v.verified, **per_class})
+                     "p_value": v.p_value, "delta_p_min": v.delta_p, "verified": v.verified, "check_alpha": level,
+                     **per_class})
     return pd.DataFrame(rows)
 
 
 def _select(make_run, ds, profile: Profile, *, attempts, n_proxies, m, tau, alpha, seed, train_suspect, progress,
-            redraw_surrogate, kw) -> tuple:
+            redraw_surrogate, kw, check_alpha=None) -> tuple:
     """The selection loop of :func:`select_run` and :func:`select_code_run`: checks the counts, trains (cached) the
     surrogate once unless ``kw`` brings one (or, with ``redraw_surrogate``, one per attempt, with the attempt's
     seed), then ``make_run(generator_seed, kw)`` builds attempt j's run (never its suspect) and :func:`self_check`
@@ -774,6 +791,7 @@ def _select(make_run, ds, profile: Profile, *, attempts, n_proxies, m, tau, alph
 
     attempts, n_proxies = check_int("attempts", attempts, 1), check_int("n_proxies", n_proxies, 1)
     check_bool("redraw_surrogate", redraw_surrogate)
+    level = check_level(check_alpha, alpha)
     if kw.get("generator_seed") is not None:
         raise TypeError("generator_seed is what the selection chooses (attempt_seed(seed, j)); pass seed instead")
     kw.pop("generator_seed", None)
@@ -793,7 +811,7 @@ def _select(make_run, ds, profile: Profile, *, attempts, n_proxies, m, tau, alph
         gseed = attempt_seed(seed, j)
         run = make_run(gseed, {**kw, "surrogate": surrogate_for(gseed)} if redraw_surrogate else kw)
         run.params["surrogate_seed"] = None if given else (gseed if redraw_surrogate else seed)
-        chk = self_check(run, n_proxies, m=m, tau=tau, alpha=alpha, progress=progress)
+        chk = self_check(run, n_proxies, m=m, tau=tau, alpha=alpha, progress=progress, check_alpha=level)
         chk.insert(0, "attempt", j)
         chk.insert(1, "generator_seed", run.params["generator_seed"])
         chk.insert(2, "surrogate_seed", run.params["surrogate_seed"])
@@ -810,7 +828,8 @@ def _select(make_run, ds, profile: Profile, *, attempts, n_proxies, m, tau, alph
     run.params["selection"] = {"attempt": j, "generator_seed": run.params["generator_seed"],
                                "surrogate_seed": run.params["surrogate_seed"], "redraw_surrogate": redraw_surrogate,
                                "attempts_tried": len(logs), "attempts_allowed": attempts, "n_proxies": n_proxies,
-                               "proxy_p_max": worst, "passed": bool(logs[j]["verified"].all())}
+                               "proxy_p_max": worst, "check_alpha": level,
+                               "passed": bool(logs[j]["verified"].all())}
     if train_suspect:
         p = run.params
         run.suspect = train_classifier(run.marked.x, run.marked.y, ds.x_test, ds.y_test, arch=p["arch"],
@@ -844,7 +863,7 @@ def selection_summary(selection: dict) -> str:
 
 def select_run(ds, profile: Profile, *, attempts: int = 4, n_proxies: int = 1, m: int | None = None, tau=0.25,
                alpha=0.01, seed: int = 0, train_suspect: bool = True, redraw_surrogate: bool = False,
-               progress: bool = True, **kw):
+               progress: bool = True, check_alpha=None, **kw):
     """Owner-side generator selection for the paper's single-target SSCL-BW (ours, not the paper's): attempt j
     trains the generator with seed :func:`attempt_seed` (seed, j) (attempt 0 is the unselected :func:`run_sscl`),
     marks the set and runs :func:`self_check` (the paper's test on ``n_proxies`` proxy models trained on the
@@ -859,19 +878,21 @@ def select_run(ds, profile: Profile, *, attempts: int = 4, n_proxies: int = 1, m
     ``attempt_seed(seed, j)`` (attempt 0's is the usual one), and the log and ``selection`` name each attempt's
     surrogate seed (``surrogate_seed``, None for a surrogate passed in) and accuracy. Selection never looks at a
     suspect model. It does not make the single-target mark owner-specific: an independent owner's mark on the same
-    target class is still claimed (Ind-W; the target code of :func:`select_code_run` is the remedy). Returns
-    (run, log) as :func:`select_code_run` does."""
+    target class is still claimed (Ind-W; the target code of :func:`select_code_run` is the remedy).
+    ``check_alpha``: the level the proxies must reach (default ``alpha``; :func:`check_level`). Returns (run, log)
+    as :func:`select_code_run` does."""
 
     def make(gseed, kw):
         return run_sscl(ds, profile, seed=seed, generator_seed=gseed, train_suspect=False, progress=progress, **kw)
 
     return _select(make, ds, profile, attempts=attempts, n_proxies=n_proxies, m=m, tau=tau, alpha=alpha, seed=seed,
-                   train_suspect=train_suspect, progress=progress, redraw_surrogate=redraw_surrogate, kw=kw)
+                   train_suspect=train_suspect, progress=progress, redraw_surrogate=redraw_surrogate, kw=kw,
+                   check_alpha=check_alpha)
 
 
 def select_code_run(ds, profile: Profile, *, targets, attempts: int = 4, n_proxies: int = 1, m: int | None = None,
                     tau=0.25, alpha=0.01, seed: int = 0, train_suspect: bool = True, redraw_surrogate: bool = False,
-                    progress: bool = True, **kw):
+                    progress: bool = True, check_alpha=None, **kw):
     """Owner-side generator selection for a target code: attempt j trains the code's generators with seed
     :func:`attempt_seed` (seed, j) (attempt 0 is the unselected :func:`run_code`), marks the set and runs
     :func:`self_check` (``m`` queries per class, as in the evaluation); the first attempt whose ``n_proxies`` proxy
@@ -881,7 +902,7 @@ def select_code_run(ds, profile: Profile, *, targets, attempts: int = 4, n_proxi
     rate, arch, perceptual, surrogate). ``redraw_surrogate``: each attempt also trains its own surrogate, as in
     :func:`select_run`. The selection never looks at a suspect model, so it cannot tune the test
     to the suspects; it can favour marks that transfer to other owners' models (notebook 03 measures that with
-    every other owner selecting too; docs/owner-specificity.md).
+    every other owner selecting too; docs/owner-specificity.md). ``check_alpha`` as in :func:`select_run`.
 
     Returns (run, log): ``run.params["selection"]`` holds the attempt, generator seed and ``passed``; ``log`` is
     one row per proxy model of every attempt tried."""
@@ -891,12 +912,13 @@ def select_code_run(ds, profile: Profile, *, targets, attempts: int = 4, n_proxi
                         progress=progress, **kw)
 
     return _select(make, ds, profile, attempts=attempts, n_proxies=n_proxies, m=m, tau=tau, alpha=alpha, seed=seed,
-                   train_suspect=train_suspect, progress=progress, redraw_surrogate=redraw_surrogate, kw=kw)
+                   train_suspect=train_suspect, progress=progress, redraw_surrogate=redraw_surrogate, kw=kw,
+                   check_alpha=check_alpha)
 
 
 def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | None = None, tau=0.25, alpha=0.01,
                       same_code: bool = False, select_attempts: int = 1, n_proxies: int = 1,
-                      redraw_surrogate: bool = False, progress: bool = True):
+                      redraw_surrogate: bool = False, progress: bool = True, check_alpha=None):
     """Table II for a target code, ``n_models`` models per scenario, all tested with :func:`verify_code`:
     Malicious (our marked set), Ind-M (clean set), Ind-W plain (an independent owner's plain SSCL-BW towards our
     first class: the scenario that fools the single-target test) and Ind-W code (an independent owner's code of
@@ -908,7 +930,8 @@ def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | No
     ``select_attempts`` > 1: every other code owner selects their generators as careful owners would
     (:func:`select_code_run` with ``n_proxies``; ``other_attempt``, ``other_self_check`` columns), the fair
     comparison when our run was selected too; ``redraw_surrogate`` as in :func:`run_controls` (for the code
-    owners; the plain Ind-W owner keeps our surrogate, the paper's setting)."""
+    owners; the plain Ind-W owner keeps our surrogate, the paper's setting); ``check_alpha`` as in
+    :func:`run_controls`."""
     import pandas as pd
 
     from .train import evaluate
@@ -918,6 +941,7 @@ def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | No
     n_models = check_int("n_models", n_models if n_models is not None else prof.n_models, 1)
     select_attempts = check_int("select_attempts", select_attempts, 1)
     check_redraw(redraw_surrogate, select_attempts)
+    check_level(check_alpha, alpha)
     m = m if m is not None else prof.verify_m
     kw = dict(arch=p["arch"], profile=prof, num_classes=ds.num_classes, progress=progress)
     rows = []
@@ -953,7 +977,8 @@ def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | No
             extra = {}
             if select_attempts > 1:
                 other, _ = select_code_run(ds, prof, attempts=select_attempts, n_proxies=n_proxies, m=m, tau=tau,
-                                           alpha=alpha, redraw_surrogate=redraw_surrogate, **okw)
+                                           alpha=alpha, redraw_surrogate=redraw_surrogate, check_alpha=check_alpha,
+                                           **okw)
                 extra = _other_selection(other, redraw_surrogate)
             else:
                 other = run_code(ds, prof, **okw)

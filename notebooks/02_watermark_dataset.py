@@ -40,6 +40,7 @@ surrogate_width = None  # owner's surrogate base width; None: the user model's (
 select_attempts = 1  # ours: owner-side selection over up to this many generator seeds before publishing (1: off)
 n_proxies = 1  # proxy models per selection attempt; an attempt passes when the owner's test verifies all of them
 redraw_surrogate = False  # with select_attempts > 1: each attempt also trains its own surrogate (ours)
+check_alpha = None  # with select_attempts > 1: p-value the self-check needs, at most 0.01 (None: 0.01; ours)
 
 # %% [markdown]
 # ## Setup
@@ -63,6 +64,7 @@ target, seed = check_int("target", target, 0), check_int("seed", seed, 0)
 check_choice("perceptual", perceptual, PERCEPTUAL)
 select_attempts, n_proxies = check_int("select_attempts", select_attempts, 1), check_int("n_proxies", n_proxies, 1)
 redraw_surrogate = sscl.check_redraw(redraw_surrogate, select_attempts)
+check_alpha = sscl.check_level(check_alpha, 0.01)  # the paper's alpha, or a stricter level for the owner's check
 device = start_notebook(profile, seed, cfg.device)
 
 # %% [markdown]
@@ -88,7 +90,7 @@ with timer() as t_run:
     selection = None
     if select_attempts > 1:
         run, selection_log = sscl.select_run(ds, cfg, attempts=select_attempts, n_proxies=n_proxies,
-                                             redraw_surrogate=redraw_surrogate, **run_kw)
+                                             redraw_surrogate=redraw_surrogate, check_alpha=check_alpha, **run_kw)
         selection = run.params["selection"]
         print(sscl.selection_summary(selection))
     else:
@@ -111,6 +113,8 @@ params = {"profile": profile, "dataset": dataset, "arch": arch, "eps": eps, "rat
           "surrogate_width": run.params["surrogate_width"], "select_attempts": select_attempts, "n_proxies": n_proxies}
 if redraw_surrogate:
     params["redraw_surrogate"] = True  # only when on, so earlier runs keep their folders
+if check_alpha < 0.01:
+    params["check_alpha"] = check_alpha  # likewise only when stricter than alpha
 published = sscl.save_watermarked(marked, run_dir(NOTEBOOK, params) / "published", classes=ds.classes)
 print("written to", published)
 
@@ -142,7 +146,8 @@ label = (f"{profile} profile, {ds.name}{' (subset)' if ds.is_subset else ''}, {a
          f"eps {eps * 255:.0f}/255, gamma {rate:g}, surrogate width {run.params['surrogate_width']}")
 if selection is not None:
     label += (f", generator selected{' (surrogate redrawn per attempt)' if redraw_surrogate else ''}: attempt "
-              f"{selection['attempt']}, {'passed' if selection['passed'] else 'FAILED'}")
+              f"{selection['attempt']}, {'passed' if selection['passed'] else 'FAILED'}"
+              f"{f' (check at p < {check_alpha:g})' if check_alpha < 0.01 else ''}")
     save_table(selection_log, "generator_selection", NOTEBOOK, caption=f"Owner-side self-check of each selection "
                f"attempt ({n_proxies} proxy model(s), verification draw 1): {label}", profile=profile,
                dataset=ds.name, is_subset=ds.is_subset, device=str(device))

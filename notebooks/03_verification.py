@@ -47,6 +47,7 @@ same_code = False  # with n_targets > 1: also Ind-W owners marking exactly our c
 select_attempts = 1  # owner-side selection of the published mark over up to this many generator seeds (1: off)
 n_proxies = 1  # proxy models per selection attempt; an attempt passes when all of them verify
 redraw_surrogate = False  # with select_attempts > 1: each attempt (ours and other owners') trains its own surrogate
+check_alpha = None  # with select_attempts > 1: p-value every owner's self-check needs, at most alpha (None: alpha)
 surrogate_width = None  # owner's surrogate base width; None: the suspects' (the profile's); ours, see README
 decoy_rate = 0.0  # ours, not the paper's: share of the set (non-target images) given contrastive decoy marks; 0 is off
 
@@ -83,6 +84,7 @@ if same_code and n_targets < 2:
 select_attempts = check_int("select_attempts", select_attempts, 1)
 n_proxies = check_int("n_proxies", n_proxies, 1)
 redraw_surrogate = sscl.check_redraw(redraw_surrogate, select_attempts)
+check_alpha = sscl.check_level(check_alpha, alpha)  # alpha, or a stricter level for the owners' checks (ours)
 check_choice("perceptual", perceptual, PERCEPTUAL)
 device = start_notebook(profile, seed, cfg.device)
 print(f"tau {tau}, alpha {alpha}, m {m}, {n_models} model(s) per scenario, decoy_rate {decoy_rate:g}")
@@ -103,21 +105,23 @@ print(f"tau {tau}, alpha {alpha}, m {m}, {n_models} model(s) per scenario, decoy
 ds = load_dataset(dataset).subsample(cfg.n_train, cfg.n_test, seed=seed)
 print(ds.describe())
 select_plain = select_attempts > 1 and n_targets == 1
-redraw_note = " and surrogates" if redraw_surrogate else ""
+redraw_note = (" and surrogates" if redraw_surrogate else "") + (f", check at p < {check_alpha:g}"
+                                                                  if check_alpha < alpha else "")
 with timer() as t_run:
     run_kw = dict(arch=arch, eps=eps, rate=rate, target=target, key=key, seed=seed, perceptual=perceptual,
                   decoy_rate=decoy_rate, surrogate_width=surrogate_width)
     plain_selection = None
     if select_plain:
         run, plain_selection_log = sscl.select_run(ds, cfg, attempts=select_attempts, n_proxies=n_proxies, m=m,
-                                                   tau=tau, alpha=alpha, redraw_surrogate=redraw_surrogate, **run_kw)
+                                                   tau=tau, alpha=alpha, redraw_surrogate=redraw_surrogate,
+                                                   check_alpha=check_alpha, **run_kw)
         plain_selection = run.params["selection"]
         print(sscl.selection_summary(plain_selection))
     else:
         run = sscl.run_sscl(ds, cfg, **run_kw)
     models = sscl.run_controls(run, n_models=n_models, m=m, tau=tau, alpha=alpha,
                                select_attempts=select_attempts if select_plain else 1, n_proxies=n_proxies,
-                               redraw_surrogate=redraw_surrogate and select_plain)
+                               redraw_surrogate=redraw_surrogate and select_plain, check_alpha=check_alpha)
 print(f"{len(models)} models ({t_run['seconds']:.1f} s)")
 models.drop(columns=["p_b", "p_w", "p_decoy"])
 
@@ -232,7 +236,8 @@ if n_targets > 1:
         if select_attempts > 1:
             code_run, selection_log = sscl.select_code_run(ds, cfg, attempts=select_attempts, n_proxies=n_proxies,
                                                            m=m, tau=tau, alpha=alpha,
-                                                           redraw_surrogate=redraw_surrogate, **code_kw)
+                                                           redraw_surrogate=redraw_surrogate,
+                                                           check_alpha=check_alpha, **code_kw)
             selection = code_run.params["selection"]
             print(sscl.selection_summary(selection))
             save_table(selection_log, "code_selection", NOTEBOOK, caption=f"Owner-side self-check of each selection "
@@ -243,7 +248,8 @@ if n_targets > 1:
             code_run, selection = sscl.run_code(ds, cfg, **code_kw), None
         code_rows = sscl.run_code_controls(code_run, n_models=n_models, m=m, tau=tau, alpha=alpha,
                                              same_code=same_code, select_attempts=select_attempts,
-                                             n_proxies=n_proxies, redraw_surrogate=redraw_surrogate)
+                                             n_proxies=n_proxies, redraw_surrogate=redraw_surrogate,
+                                             check_alpha=check_alpha)
     print(f"target code {targets}: {len(code_rows)} models ({t_code['seconds']:.1f} s)")
     code_rows["own_verified"] = code_rows["own_verified"].astype(float)  # NaN for our own and clean models
     aggs = dict(models=("p_value", "size"), verified_rate=("verified", "mean"), p_value_max=("p_value", "max"),
@@ -283,6 +289,8 @@ params = {"profile": profile, "dataset": dataset, "arch": arch, "eps": eps, "rat
           "surrogate_width": run.params["surrogate_width"]}
 if redraw_surrogate:
     params["redraw_surrogate"] = True  # only when on, so earlier runs keep their folders
+if check_alpha < alpha:
+    params["check_alpha"] = check_alpha  # likewise only when stricter than alpha
 t2 = table2.set_index("scenario")
 metrics = {f"{s}_{k}": t2.at[s, k] for s in t2.index for k in ("delta_p", "p_value_median", "p_value_max",
                                                               "verified_rate", "WSR", "BA", "decoy_delta_p",

@@ -47,6 +47,9 @@ def test_verification_notebook_refuses_code_options_without_a_code(tmp_path, mon
     res = rp.run_notebook(REPO_ROOT / "notebooks" / "02_watermark_dataset.ipynb",
                           {"profile": "smoke", "redraw_surrogate": True}, reports=tmp_path / "reports")
     assert res.status == "failed" and "redraw_surrogate=True needs select_attempts >= 2" in res.error
+    res = rp.run_notebook(REPO_ROOT / "notebooks" / "03_verification.ipynb",
+                          {"profile": "smoke", "select_attempts": 2, "check_alpha": 0.05}, reports=tmp_path / "reports")
+    assert res.status == "failed" and "check_alpha" in res.error and "at most alpha = 0.01" in res.error
 
 
 def test_single_target_selection_in_notebooks_02_and_03(tmp_path, monkeypatch):
@@ -54,7 +57,7 @@ def test_single_target_selection_in_notebooks_02_and_03(tmp_path, monkeypatch):
     attempt with its own surrogate (redraw_surrogate; select_attempts alone is covered by the code test above)."""
     monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
     reports = tmp_path / "reports"
-    sel = {"select_attempts": 2, "n_proxies": 1, "redraw_surrogate": True}
+    sel = {"select_attempts": 2, "n_proxies": 1, "redraw_surrogate": True, "check_alpha": "1e-3"}
     res = rp.run_notebook(REPO_ROOT / "notebooks" / "02_watermark_dataset.ipynb", {"profile": "smoke", **sel},
                           reports=reports)
     assert res.status == "ok", res.error
@@ -68,6 +71,9 @@ def test_single_target_selection_in_notebooks_02_and_03(tmp_path, monkeypatch):
     assert rec2["params"]["redraw_surrogate"] is True and s2["redraw_surrogate"]
     assert list(log.surrogate_seed) == list(log.generator_seed) == [0, 100_000][:len(log)]
     assert log.surrogate_BA.between(0, 1).all()
+    # a stricter check: recorded with the run and in every self-check row; verified means p below it
+    assert rec2["params"]["check_alpha"] == s2["check_alpha"] == 1e-3 and (log.check_alpha == 1e-3).all()
+    assert (log.verified == (log.p_value < 1e-3)).all()
     res = rp.run_notebook(REPO_ROOT / "notebooks" / "03_verification.ipynb", {"profile": "smoke", **sel},
                           reports=reports)
     assert res.status == "ok", res.error

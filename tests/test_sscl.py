@@ -382,19 +382,43 @@ def test_self_check_verifies_proxy_models_with_the_owners_own_test():
     assert one.p_value[0] == verify_model(pm.model, ds.x_test[idx], plain.trigger, 1).p_value
     with pytest.raises(ValueError, match="n_proxies"):
         sscl.self_check(run, n_proxies=0)
+    # a margin: the same proxies and p-values, verified only below check_alpha (recorded in every row)
+    for level in (1e-6, 0.5):
+        strict = sscl.self_check(run, n_proxies=2, m=20, alpha=0.9, check_alpha=level, progress=False)
+        assert list(strict.p_value) == list(chk.p_value) and (strict.check_alpha == level).all()
+        assert list(strict.verified) == [p < level for p in chk.p_value]
+    assert (chk.check_alpha == 0.01).all()  # default: alpha itself
+    with pytest.raises(ValueError, match="check_alpha .*at most alpha = 0.01"):
+        sscl.self_check(run, check_alpha=0.05)
+
+
+def test_check_level_is_alpha_or_a_stricter_level():
+    assert sscl.check_level(None, 0.01) == 0.01 and sscl.check_level("1e-4", 0.01) == 1e-4
+    assert sscl.check_level(0.01, 0.01) == 0.01
+    for bad in (0.02, 0, -1e-4, "8/0"):
+        with pytest.raises(ValueError, match="check_alpha"):
+            sscl.check_level(bad, 0.01)
+    with pytest.raises(TypeError, match="check_alpha"):
+        sscl.check_level(True, 0.01)
 
 
 def _scripted_self_check(monkeypatch, p_values):
     """Replace self_check by one returning the scripted p-values, attempt by attempt (recording the runs)."""
     import pandas as pd
 
-    seen = []
+    class Seen(list):
+        levels: list = []  # the check_alpha each call was given
 
-    def fake(run, n_proxies=1, m=None, tau=0.25, alpha=0.01, **_):
+    seen = Seen()
+    seen.levels = []
+
+    def fake(run, n_proxies=1, m=None, tau=0.25, alpha=0.01, check_alpha=None, **_):
         p = p_values[len(seen)]
         seen.append((run, m))
+        seen.levels.append(check_alpha)
+        level = alpha if check_alpha is None else check_alpha
         return pd.DataFrame({"proxy_seed": [5000], "BA": [0.5], "p_value": [p], "delta_p_min": [0.3],
-                             "verified": [p <= alpha]})
+                             "verified": [p < level]})
 
     monkeypatch.setattr(sscl, "self_check", fake)
     return seen
@@ -484,6 +508,12 @@ def test_select_run_publishes_the_first_single_target_attempt_that_passes(monkey
     # attempts share one surrogate
     assert seen[0][0].surrogate is seen[1][0].surrogate
     assert sscl.selection_summary(sel) == "selection: attempt 1 of 2 tried (up to 3), proxy p max 0.002, passed"
+    assert sel["check_alpha"] == 0.01 and seen.levels == [0.01, 0.01]
+    # with check_alpha 1e-3 the same p-values send attempt 1 (p 0.002) back too; attempt 2 (p 0.0) is published
+    seen = _scripted_self_check(monkeypatch, [0.3, 0.002, 0.0])
+    run, log = sscl.select_run(ds, prof, attempts=3, train_suspect=False, check_alpha=1e-3, **_toy_plain_kw())
+    sel = run.params["selection"]
+    assert sel["attempt"] == 2 and sel["passed"] and sel["check_alpha"] == 1e-3 and seen.levels == [1e-3] * 3
 
 
 def test_select_run_says_when_no_attempt_passes_and_refuses_bad_counts(monkeypatch):
@@ -549,6 +579,12 @@ def test_controls_let_independent_owners_select_too(monkeypatch):
     assert list(plain.scenario) == list(df.scenario)
     with pytest.raises(ValueError, match="select_attempts"):
         sscl.run_controls(run, select_attempts=0, progress=False)
+    # with a margin the independent owner's check needs p < check_alpha too: 0.001 no longer passes attempt 0
+    seen = _scripted_self_check(monkeypatch, [0.001, 5e-5])
+    strict = sscl.run_controls(run, select_attempts=2, decoy=False, progress=False, check_alpha=1e-4)
+    assert seen.levels == [1e-4, 1e-4] and (strict[strict.scenario == "Ind-W"].other_attempt == 1).all()
+    with pytest.raises(ValueError, match="check_alpha"):
+        sscl.run_controls(run, select_attempts=2, check_alpha=0.05, progress=False)
     # redrawing: the independent owner (seed 1000) selects over its own surrogates, never ours
     seen = _scripted_self_check(monkeypatch, [0.5, 0.001])
     df = sscl.run_controls(run, select_attempts=2, redraw_surrogate=True, decoy=False, progress=False)
