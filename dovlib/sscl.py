@@ -853,11 +853,13 @@ def _other_selection(other, redraw_surrogate: bool) -> dict:
 
 
 def selection_summary(selection: dict) -> str:
-    """One line for a notebook: which attempt was published, out of how many, and whether it passed (loudly if not)."""
+    """One line for a notebook: which attempt was published, out of how many, the level the check needed, and whether
+    it passed (loudly if not)."""
     redraw = (f", surrogate redrawn per attempt (published: surrogate seed {selection['surrogate_seed']})"
               if selection.get("redraw_surrogate") else "")
+    level = f" (check at p < {selection['check_alpha']:g})" if "check_alpha" in selection else ""
     return (f"selection: attempt {selection['attempt']} of {selection['attempts_tried']} tried (up to "
-            f"{selection['attempts_allowed']}){redraw}, proxy p max {selection['proxy_p_max']:.3g}, "
+            f"{selection['attempts_allowed']}){redraw}, proxy p max {selection['proxy_p_max']:.3g}{level}, "
             f"{'passed' if selection['passed'] else 'NO ATTEMPT PASSED: this owner cannot expect to verify'}")
 
 

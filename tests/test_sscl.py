@@ -507,13 +507,17 @@ def test_select_run_publishes_the_first_single_target_attempt_that_passes(monkey
                                                   run.suspect.model.state_dict().values()))
     # attempts share one surrogate
     assert seen[0][0].surrogate is seen[1][0].surrogate
-    assert sscl.selection_summary(sel) == "selection: attempt 1 of 2 tried (up to 3), proxy p max 0.002, passed"
+    assert sscl.selection_summary(sel) == ("selection: attempt 1 of 2 tried (up to 3), proxy p max 0.002 "
+                                           "(check at p < 0.01), passed")
     assert sel["check_alpha"] == 0.01 and seen.levels == [0.01, 0.01]
     # with check_alpha 1e-3 the same p-values send attempt 1 (p 0.002) back too; attempt 2 (p 0.0) is published
     seen = _scripted_self_check(monkeypatch, [0.3, 0.002, 0.0])
     run, log = sscl.select_run(ds, prof, attempts=3, train_suspect=False, check_alpha=1e-3, **_toy_plain_kw())
     sel = run.params["selection"]
     assert sel["attempt"] == 2 and sel["passed"] and sel["check_alpha"] == 1e-3 and seen.levels == [1e-3] * 3
+    assert "proxy p max 0 (check at p < 0.001), passed" in sscl.selection_summary(sel)
+    del sel["check_alpha"]  # a record from before check_alpha existed still reads
+    assert sscl.selection_summary(sel).endswith("proxy p max 0, passed")
 
 
 def test_select_run_says_when_no_attempt_passes_and_refuses_bad_counts(monkeypatch):
@@ -526,7 +530,8 @@ def test_select_run_says_when_no_attempt_passes_and_refuses_bad_counts(monkeypat
     assert evaluated == [run.surrogate.model] and list(log.surrogate_BA) == [0.25, 0.25]
     sel = run.params["selection"]
     assert not sel["passed"] and sel["attempt"] == 1 and sel["proxy_p_max"] == 0.2 and run.suspect is None
-    assert sscl.selection_summary(sel).endswith("p max 0.2, NO ATTEMPT PASSED: this owner cannot expect to verify")
+    assert sscl.selection_summary(sel).endswith("p max 0.2 (check at p < 0.01), NO ATTEMPT PASSED: this owner "
+                                                "cannot expect to verify")
     assert len(seen) == 2 and len(log) == 2
     for bad in (dict(attempts=0), dict(n_proxies=0)):
         with pytest.raises(ValueError, match=next(iter(bad))):
@@ -551,7 +556,8 @@ def test_select_run_can_redraw_the_surrogate_each_attempt(monkeypatch):
     sel = run.params["selection"]
     assert run is second and sel["passed"] and sel["surrogate_seed"] == 100_000 and sel["redraw_surrogate"]
     assert sscl.selection_summary(sel) == ("selection: attempt 1 of 2 tried (up to 3), surrogate redrawn per attempt "
-                                           "(published: surrogate seed 100000), proxy p max 0.002, passed")
+                                           "(published: surrogate seed 100000), proxy p max 0.002 "
+                                           "(check at p < 0.01), passed")
     # the published generator was trained against the redrawn surrogate (its cache key names that surrogate)
     again = sscl.run_sscl(ds, prof, generator_seed=100_000, surrogate=fresh, train_suspect=False, **_toy_plain_kw())
     assert again.generator.cached and again.marked.manifest["generator_hash"] == run.marked.manifest["generator_hash"]
