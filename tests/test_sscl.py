@@ -407,7 +407,7 @@ def _scripted_self_check(monkeypatch, p_values):
     import pandas as pd
 
     class Seen(list):
-        levels: list = []  # the check_alpha each call was given
+        """Each call's (run, m); ``levels``: the check_alpha each call was given."""
 
     seen = Seen()
     seen.levels = []
