@@ -184,8 +184,7 @@ class GeneratorConfig:
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be a weight >= 0; got {getattr(self, name)}")
         for name in ("augment", "bf16"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be True or False; got {getattr(self, name)!r}")
+            check_bool(name, getattr(self, name))
 
     def as_dict(self) -> dict:
         """All settings; ``augment`` and ``bf16`` only when on, so generators cached before they existed keep their

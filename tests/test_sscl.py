@@ -718,7 +718,7 @@ def test_option_is_keyed_only_when_on(option):
     off, on = GeneratorConfig(), GeneratorConfig(**{option: True})
     assert option not in off.as_dict() and option not in off.public()
     assert on.as_dict()[option] is True and on.public()[option] is True
-    with pytest.raises(ValueError, match=f"{option} must be True or False"):
+    with pytest.raises(TypeError, match=f"{option} must be True or False"):
         GeneratorConfig(**{option: "yes"})
     ds, f = _toy()
     kw = dict(eps=16 / 255, target=1, key=3, iters=4, batch=8, perceptual="mse", width=4, depth=2)
