@@ -13,7 +13,9 @@ so N owners give N Malicious, N(N-1) Ind-W and N(N-1) Ind-M tests from 2N traine
 marked non-target test images classified as the target) is reported beside each p-value. ``--n-targets K``: each
 owner marks a target code instead (``--target`` and K - 1 classes from its key; design 5 of docs/owner-specificity.md)
 and every test is the intersection-union of the K classes' t-tests; with ``--same-key`` all owners share one code
-(the full-collision case), with independent keys codes mostly differ. Owners train in
+(the full-collision case), with independent keys codes mostly differ. ``--target key``: every target class is drawn
+from the owner's key (a code's first class too), so owners rarely share a class; gamma is capped at a drawn class's
+share of the set where that is smaller (the class is then marked whole). Owners train in
 ``--jobs`` worker processes at once (a GPU has room for several small models); the models land in the usual
 ``runs/sscl`` cache, so a cut-off run resumes and the cross tests reload them.
 
@@ -37,18 +39,39 @@ from pathlib import Path
 
 def owner_run(args, i: int, ds=None, progress: bool = False):
     """Owner i's cached pipeline (trains what is missing); ``ds``: the dataset already loaded (default: load it).
-    With ``--n-targets`` K > 1 the owner marks a target code (:func:`dovlib.sscl.run_code`): ``--target`` and K - 1
-    classes drawn from the owner's key, gamma per class (capped at the smallest code class's share)."""
+    The owner's target class(es) are :func:`owner_targets`'s. With ``--n-targets`` K > 1 the owner marks a target code
+    (:func:`dovlib.sscl.run_code`), gamma per class. Where a class drawn from the key holds less than ``--rate`` of
+    the set, gamma is capped at its share (the class is marked whole; ``sscl.code_rate``), for one class as for K."""
     from dovlib import sscl
 
     ds = _dataset(args) if ds is None else ds
     kw = dict(arch=args.arch, eps=args.eps, key=owner_key(args, i), seed=args.seed + i, perceptual=args.perceptual,
               progress=progress)
+    targets = owner_targets(args, i, ds.num_classes)
+    rate = args.rate if targets == (args.target,) else sscl.code_rate(ds.y_train, args.rate, targets)
     if args.n_targets == 1:
-        return sscl.run_sscl(ds, _profile(args), rate=args.rate, target=args.target, **kw)
-    targets = sscl.key_targets(kw["key"], ds.num_classes, args.n_targets, first=args.target)
-    return sscl.run_code(ds, _profile(args), targets=targets, rate=sscl.code_rate(ds.y_train, args.rate, targets),
-                         **kw)
+        return sscl.run_sscl(ds, _profile(args), rate=rate, target=targets[0], **kw)
+    return sscl.run_code(ds, _profile(args), targets=targets, rate=rate, **kw)
+
+
+def owner_targets(args, i: int, num_classes: int) -> tuple[int, ...]:
+    """Owner i's target class(es): ``--target`` and, for a code, ``--n-targets`` - 1 classes drawn from owner i's
+    key; with ``--target key`` every class is drawn from the key (owners then mostly pick different classes)."""
+    from dovlib import sscl
+
+    if args.target is not None and args.n_targets == 1:
+        return (int(args.target),)
+    return sscl.key_targets(owner_key(args, i), num_classes, args.n_targets, first=args.target)
+
+
+def target_arg(value: str) -> int | None:
+    """``--target``: a class index, or ``key`` (None: drawn from each owner's key)."""
+    if str(value).strip().lower() == "key":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a class index (0 .. classes - 1) or 'key'; got {value!r}") from None
 
 
 def triggers(run) -> dict:
@@ -180,7 +203,8 @@ def main(argv=None):
     ap.add_argument("--arch", default="resnet18")
     ap.add_argument("--eps", default="8/255")
     ap.add_argument("--rate", type=float, default=0.1)
-    ap.add_argument("--target", type=int, default=1)
+    ap.add_argument("--target", type=target_arg, default=1,
+                    help="the target class, or 'key': each owner draws its class(es) from its key")
     ap.add_argument("--n-targets", type=int, default=1,
                     help="K > 1: each owner marks a target code of K classes (--target and K - 1 from its key)")
     ap.add_argument("--perceptual", default="ssim", help="lpips needs the AlexNet weights (README); ssim: 1 - SSIM")

@@ -164,6 +164,32 @@ def test_sscl_draws_crosses_target_code_owners(tmp_path):
         assert row.delta_p == pytest.approx(v.delta_p, abs=1e-6) and v.test.startswith("intersection-union of 2")
 
 
+def test_sscl_draws_target_key_draws_each_owners_classes_from_its_key():
+    # --target key: every class of an owner's target (or code) comes from its own key, so owners mostly differ
+    bench = _load("sscl_draws")
+    from dovlib import sscl
+
+    args = argparse.Namespace(target=bench.target_arg("key"), n_targets=2, key=20240607, same_key=False)
+    codes = [bench.owner_targets(args, i, 10) for i in range(6)]
+    assert codes == [sscl.key_targets(sscl.independent_key(20240607, i), 10, 2) for i in range(6)]
+    assert len(set(codes)) > 1 and {c[0] for c in codes} != {1} and all(len(set(c)) == 2 for c in codes)
+    args.n_targets = 1
+    singles = [bench.owner_targets(args, i, 10) for i in range(6)]
+    assert singles == [c[:1] for c in codes]  # one class: the code's first
+    args.target = bench.target_arg("3")
+    assert [bench.owner_targets(args, i, 10) for i in range(3)] == [(3,)] * 3  # a fixed class stays fixed
+    args.n_targets = 2
+    assert all(c[0] == 3 and c[1] != 3 for c in (bench.owner_targets(args, i, 10) for i in range(6)))
+    # a drawn class holding less than --rate of the set is marked whole (gamma capped at its share), not refused
+    prof = "smoke:epochs=1,gen_iters=4,n_train=120,n_test=80,verify_m=20,width=4"
+    ns = argparse.Namespace(profile=prof, dataset="synthetic", arch="resnet18", eps="8/255", rate=0.5, target=None,
+                            key=20240607, seed=0, perceptual="ssim", same_key=False, n_targets=1)
+    run = bench.owner_run(ns, 0)
+    t = bench.owner_targets(ns, 0, run.ds.num_classes)[0]
+    share = float((run.ds.y_train == t).float().mean())
+    assert run.params["target"] == t and run.params["rate"] == pytest.approx(share) and share < 0.5
+
+
 def test_sscl_draws_summary_counts_tests_and_owners_with_exact_intervals():
     bench = _load("sscl_draws")
     rows = [{"trigger_owner": i, "model_owner": j, "scenario": "Malicious" if i == j else "Ind-W",
@@ -180,7 +206,7 @@ def test_sscl_draws_summary_counts_tests_and_owners_with_exact_intervals():
 
 
 @pytest.mark.parametrize("argv, message", [(["--owners", "1"], "--owners"), (["--jobs", "0"], "--jobs"),
-                                           (["--n-targets", "0"], "--n-targets"),
+                                           (["--n-targets", "0"], "--n-targets"), (["--target", "one"], "--target"),
                                            (["--eps", "8/0"], "eps")])
 def test_sscl_draws_rejects_bad_settings(argv, message, capsys):
     with pytest.raises((SystemExit, ValueError), match=None) as err:
