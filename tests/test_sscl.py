@@ -296,6 +296,11 @@ def test_mark_code_marks_each_target_class_with_its_own_generator():
     changed = set(torch.nonzero((ws.x != ds.x_train).flatten(1).any(1)).flatten().tolist())
     assert changed <= set(ws.marked.tolist())
     assert ws.manifest["targets"] == [2, 0] and [d["target"] for d in ws.manifest["per_target"]] == [2, 0]
+    # a code's order changes nothing but the manifest: the same images marked, the same marks (so a class's
+    # position in a code cannot explain how often its trigger is learnt)
+    rev = sscl.mark_code(dict(reversed(gens.items())), ds.x_train, ds.y_train, 0.1, seed=1)
+    assert torch.equal(rev.marked, ws.marked) and torch.equal(rev.x, ws.x)
+    assert rev.manifest["marked_hash"] == ws.manifest["marked_hash"] and rev.manifest["targets"] == [0, 2]
     with pytest.raises(ValueError, match="generators"):
         sscl.mark_code({}, ds.x_train, ds.y_train, 0.1)
 
