@@ -48,7 +48,8 @@ def owner_run(args, i: int, ds=None, progress: bool = False):
     kw = dict(arch=args.arch, eps=args.eps, key=owner_key(args, i), seed=args.seed + i, perceptual=args.perceptual,
               progress=progress)
     targets = owner_targets(args, i, ds.num_classes)
-    rate = args.rate if targets == (args.target,) else sscl.code_rate(ds.y_train, args.rate, targets)
+    fixed_single = args.target is not None and args.n_targets == 1  # the paper's setting: gamma as given
+    rate = args.rate if fixed_single else sscl.code_rate(ds.y_train, args.rate, targets)
     if args.n_targets == 1:
         return sscl.run_sscl(ds, _profile(args), rate=rate, target=targets[0], **kw)
     return sscl.run_code(ds, _profile(args), targets=targets, rate=rate, **kw)
@@ -247,7 +248,10 @@ def main(argv=None):
     train_s = time.time() - t0
     runs = [owner_run(args, i, ds) for i in range(args.owners)]  # all cached now
     rows = cross_tests(args, runs)
-    summary = {"settings": {k: v for k, v in vars(args).items() if k not in ("worker", "out")},
+    settings = {k: v for k, v in vars(args).items() if k not in ("worker", "out")}
+    settings["target"] = "key" if args.target is None else args.target
+    summary = {"settings": settings,
+               "owner_targets": {i: list(owner_targets(args, i, ds.num_classes)) for i in range(args.owners)},
                "claims": summarize(rows), "owner_seconds": seconds, "train_seconds": round(train_s, 1),
                "seconds": round(time.time() - t0, 1), "perceptual": runs[0].params["perceptual"],
                "env": env_info(resolve_device(runs[0].profile.device))}

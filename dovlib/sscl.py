@@ -733,8 +733,9 @@ def attempt_seed(seed: int, attempt: int) -> int:
 def check_level(check_alpha, alpha) -> float:
     """The level the owner's check needs: ``alpha`` itself when ``check_alpha`` is None, else ``check_alpha`` in
     (0, alpha] (a margin: a proxy is one draw of the model a suspect would be). Measured, a margin on one proxy's p
-    does not predict a fresh model: 1e-4, chosen from 23 (proxy, fresh model) pairs, did worse than alpha on 14
-    held-out ones (docs/measured-sscl-cpu.md, "A margin for the owner's check"); hence the default."""
+    does not predict a fresh model: 1e-4, chosen from 23 (proxy, fresh model) pairs, did worse than alpha on 23
+    held-out ones (18 against 20 agree; docs/measured-sscl-cpu.md, "A margin for the owner's check"); hence the
+    default."""
     alpha = parse_fraction("alpha", alpha, 0.0, 1.0, high_inclusive=False)
     if check_alpha is None:
         return alpha

@@ -13,6 +13,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def _runs_in_tmp(tmp_path, monkeypatch):
+    # sscl_draws caches its owners' models under $DOVLIB_RUNS (worker processes inherit it): keep them out of the
+    # repository's runs/ folder
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
+
+
 def _load(name: str = "train_throughput"):
     spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
@@ -100,6 +107,8 @@ def test_sscl_draws_crosses_every_owner_with_every_model(tmp_path, capsys):
     assert summary["claims"]["Ind-W"]["claimed"] == int(df[df.scenario == "Ind-W"].verified.sum())
     saved = json.loads((out / "summary.json").read_text())
     assert saved["perceptual"] == "ssim" and set(saved["owner_seconds"]) == {"0", "1"}
+    assert saved["settings"]["target"] == 1 and saved["owner_targets"] == {"0": [1], "1": [1]}
+    assert list((tmp_path / "runs" / "sscl").iterdir())  # the models went to $DOVLIB_RUNS
     assert "Ind-M: claimed" in capsys.readouterr().out
     # the owners' models are cached: the cross tests reload them rather than train again
     from dovlib import sscl
@@ -150,6 +159,7 @@ def test_sscl_draws_crosses_target_code_owners(tmp_path):
     df = pd.read_csv(out / "draws.csv", dtype={"targets": str})
     codes = set(df.targets)
     assert len(codes) == 1 and codes.pop().split()[0] == "1"  # --same-key: one shared code, --target first
+    assert summary["owner_targets"][0] == summary["owner_targets"][1] and summary["owner_targets"][0][0] == 1
     from dovlib import sscl
 
     args = argparse.Namespace(profile=prof, dataset="synthetic", arch="resnet18", eps="8/255", rate=0.1, target=1,
