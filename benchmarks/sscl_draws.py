@@ -22,8 +22,8 @@ share of the set where that is smaller (the class is then marked whole). Owners 
     python benchmarks/sscl_draws.py --profile quick --owners 4 --jobs 4 --out draws     # one GPU, minutes
     python benchmarks/sscl_draws.py --profile smoke --dataset synthetic --owners 2      # seconds, CPU
 
-Writes ``<out>/draws.csv`` (one row per trigger x model) and ``<out>/summary.json`` (rates, settings, wall time
-of each owner, device).
+Writes ``<out>/draws.csv`` (one row per trigger x model) and ``<out>/summary.json`` (rates, settings, each owner's
+target class(es), wall time of each owner, device).
 """
 
 from __future__ import annotations
@@ -251,7 +251,7 @@ def main(argv=None):
     settings = {k: v for k, v in vars(args).items() if k not in ("worker", "out")}
     settings["target"] = "key" if args.target is None else args.target
     summary = {"settings": settings,
-               "owner_targets": {i: list(owner_targets(args, i, ds.num_classes)) for i in range(args.owners)},
+               "owner_targets": {i: r.params.get("targets", [r.params.get("target")]) for i, r in enumerate(runs)},
                "claims": summarize(rows), "owner_seconds": seconds, "train_seconds": round(train_s, 1),
                "seconds": round(time.time() - t0, 1), "perceptual": runs[0].params["perceptual"],
                "env": env_info(resolve_device(runs[0].profile.device))}
