@@ -15,7 +15,8 @@ owner marks a target code instead (``--target`` and K - 1 classes from its key; 
 and every test is the intersection-union of the K classes' t-tests; with ``--same-key`` all owners share one code
 (the full-collision case), with independent keys codes mostly differ. ``--target key``: every target class is drawn
 from the owner's key (a code's first class too), so owners rarely share a class; gamma is capped at a drawn class's
-share of the set where that is smaller (the class is then marked whole). Owners train in
+share of the set where that is smaller (the class is then marked whole). ``--hard-pool H``: the key draws only
+among the H classes of lowest clean recall on the owner's surrogate (``sscl.hard_classes``). Owners train in
 ``--jobs`` worker processes at once (a GPU has room for several small models); the models land in the usual
 ``runs/sscl`` cache, so a cut-off run resumes and the cross tests reload them.
 
@@ -47,7 +48,7 @@ def owner_run(args, i: int, ds=None, progress: bool = False):
     ds = _dataset(args) if ds is None else ds
     kw = dict(arch=args.arch, eps=args.eps, key=owner_key(args, i), seed=args.seed + i, perceptual=args.perceptual,
               progress=progress)
-    targets = owner_targets(args, i, ds.num_classes)
+    targets = owner_targets(args, i, ds.num_classes, pool=hard_pool(args, i, ds))
     fixed_single = args.target is not None and args.n_targets == 1  # the paper's setting: gamma as given
     rate = args.rate if fixed_single else sscl.code_rate(ds.y_train, args.rate, targets)
     if args.n_targets == 1:
@@ -55,14 +56,26 @@ def owner_run(args, i: int, ds=None, progress: bool = False):
     return sscl.run_code(ds, _profile(args), targets=targets, rate=rate, **kw)
 
 
-def owner_targets(args, i: int, num_classes: int) -> tuple[int, ...]:
+def owner_targets(args, i: int, num_classes: int, pool=None) -> tuple[int, ...]:
     """Owner i's target class(es): ``--target`` and, for a code, ``--n-targets`` - 1 classes drawn from owner i's
-    key; with ``--target key`` every class is drawn from the key (owners then mostly pick different classes)."""
+    key; with ``--target key`` every class is drawn from the key (owners then mostly pick different classes).
+    ``pool``: the classes drawn from (:func:`hard_pool`; default all)."""
     from dovlib import sscl
 
     if args.target is not None and args.n_targets == 1:
         return (int(args.target),)
-    return sscl.key_targets(owner_key(args, i), num_classes, args.n_targets, first=args.target)
+    return sscl.key_targets(owner_key(args, i), num_classes, args.n_targets, first=args.target, pool=pool)
+
+
+def hard_pool(args, i: int, ds) -> tuple[int, ...] | None:
+    """With ``--hard-pool H``: the H classes of lowest clean recall on owner i's surrogate (its test images;
+    :func:`dovlib.sscl.hard_classes`), the classes its key draws from; None (all classes) without it."""
+    if not getattr(args, "hard_pool", 0):
+        return None
+    from dovlib import sscl
+
+    surrogate = sscl.train_surrogate(ds, _profile(args), args.arch, args.seed + i, progress=False)  # cached
+    return sscl.hard_classes(surrogate.model, ds.x_test, ds.y_test, args.hard_pool, ds.num_classes)
 
 
 def target_arg(value: str) -> int | None:
@@ -208,6 +221,8 @@ def main(argv=None):
                     help="the target class, or 'key': each owner draws its class(es) from its key")
     ap.add_argument("--n-targets", type=int, default=1,
                     help="K > 1: each owner marks a target code of K classes (--target and K - 1 from its key)")
+    ap.add_argument("--hard-pool", type=int, default=0,
+                    help="H > 0: draw key classes only among the H of lowest clean recall on the owner's surrogate")
     ap.add_argument("--perceptual", default="ssim", help="lpips needs the AlexNet weights (README); ssim: 1 - SSIM")
     ap.add_argument("--tau", type=float, default=0.25)
     ap.add_argument("--alpha", type=float, default=0.01)
@@ -221,6 +236,10 @@ def main(argv=None):
         ap.error(f"--jobs must be 1 or more; got {args.jobs}")
     if args.n_targets < 1:
         ap.error(f"--n-targets must be 1 or more (at most the number of classes); got {args.n_targets}")
+    keyed = args.target is None or args.n_targets > 1  # some class is drawn from the key
+    if args.hard_pool < 0 or (args.hard_pool and (args.hard_pool < args.n_targets or not keyed)):
+        ap.error(f"--hard-pool must be 0 (off) or a class count >= --n-targets, and needs key-drawn classes "
+                 f"(--n-targets > 1 or --target key); got {args.hard_pool}")
     from dovlib.params import parse_eps
 
     parse_eps(args.eps)  # a bad eps fails here, naming the parameter, before any process starts
@@ -252,6 +271,7 @@ def main(argv=None):
     settings["target"] = "key" if args.target is None else args.target
     summary = {"settings": settings,
                "owner_targets": {i: r.params.get("targets", [r.params.get("target")]) for i, r in enumerate(runs)},
+               "owner_pools": {i: hard_pool(args, i, ds) for i in range(args.owners)} if args.hard_pool else None,
                "claims": summarize(rows), "owner_seconds": seconds, "train_seconds": round(train_s, 1),
                "seconds": round(time.time() - t0, 1), "perceptual": runs[0].params["perceptual"],
                "env": env_info(resolve_device(runs[0].profile.device))}

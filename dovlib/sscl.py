@@ -43,7 +43,8 @@ __all__ = ["SSCLGenerator", "GeneratorConfig", "key_hash", "data_hash", "train_g
            "generator_width", "model_hash", "generator_hash",
            "SSCLRun", "run_sscl", "run_controls", "independent_key",
            "train_surrogate", "generator_config", "decoy_generator", "amplified_residual", "SURROGATE_SEED_OFFSET",
-           "key_targets", "code_rate", "SSCLCodeRun", "mark_code", "run_code", "verify_code", "run_code_controls",
+           "key_targets", "class_recall", "hard_classes", "code_rate", "SSCLCodeRun", "mark_code", "run_code",
+           "verify_code", "run_code_controls",
            "attempt_seed", "self_check", "select_run", "select_code_run", "selection_summary",
            "check_redraw"]
 
@@ -622,18 +623,53 @@ def run_controls(run: SSCLRun, n_models: int | None = None, m: int | None = None
 # test): a model trained on another owner's data is claimed only if that owner's classes include all of ours.
 
 
-def key_targets(key: int, num_classes: int, n_targets: int, first: int | None = None) -> tuple[int, ...]:
+def key_targets(key: int, num_classes: int, n_targets: int, first: int | None = None,
+                pool=None) -> tuple[int, ...]:
     """``n_targets`` distinct target classes drawn from the owner's ``key`` (a seeded permutation of the classes);
-    ``first`` (e.g. the notebooks' ``target``) is kept as the first class and the others are drawn from the key."""
+    ``first`` (e.g. the notebooks' ``target``) is kept as the first class and the others are drawn from the key.
+    ``pool``: draw only among these classes (e.g. :func:`hard_classes`), in the key's order, so a key keeps its
+    order of preference whatever the pool; fewer possible codes make two owners' codes coincide more often."""
     num_classes = check_int("num_classes", num_classes, 2)
     n_targets = check_int("n_targets", n_targets, 1, num_classes)
     if first is not None and not 0 <= int(first) < num_classes:
         raise ValueError(f"first (the target class) must be in [0, {num_classes - 1}]; got {first}")
     seed = int(hashlib.sha256(f"dovlib-sscl-targets:{int(key)}".encode()).hexdigest()[:15], 16)
     order = torch.randperm(num_classes, generator=torch.Generator().manual_seed(seed)).tolist()
+    if pool is not None:
+        pool = {int(c) for c in pool}
+        if not pool or not all(0 <= c < num_classes for c in pool):
+            raise ValueError(f"pool must hold class indices in [0, {num_classes - 1}]; got {sorted(pool)}")
+        order = [c for c in order if c in pool]
     if first is not None:
         order = [int(first)] + [c for c in order if c != int(first)]
+    if n_targets > len(order):
+        raise ValueError(f"n_targets must be at most {len(order)} (the pool's classes, with first); got {n_targets}")
     return tuple(order[:n_targets])
+
+
+def class_recall(model, x: torch.Tensor, y, num_classes: int | None = None) -> np.ndarray:
+    """Each class's clean recall (share of its images ``model`` classifies right; scikit-learn's ``recall_score``),
+    0 for a class absent from ``y``."""
+    from sklearn.metrics import recall_score
+
+    from .train import predict_logits
+
+    y = torch.as_tensor(y).long().numpy()
+    if len(y) != len(x) or len(y) == 0:
+        raise ValueError(f"x and y must be non-empty and of equal length; got {len(x)} images, {len(y)} labels")
+    num_classes = check_int("num_classes", num_classes or int(y.max()) + 1, 2)
+    pred = predict_logits(model, x).argmax(1).numpy()
+    return recall_score(y, pred, labels=list(range(num_classes)), average=None, zero_division=0)
+
+
+def hard_classes(model, x: torch.Tensor, y, n: int, num_classes: int | None = None) -> tuple[int, ...]:
+    """The ``n`` classes with the lowest clean recall on ``model`` (the owner's surrogate on its held-out images),
+    hardest first, ties by class index. A clean-label mark leans on the trigger where natural features are weak:
+    in a two-class code the class of lower recall was the one learnt in 9 of 11 one-class suspects
+    (docs/owner-specificity.md, design 5). Pass the result as :func:`key_targets`' ``pool``."""
+    recall = class_recall(model, x, y, num_classes)
+    n = check_int("n (hard classes)", n, 1, len(recall))
+    return tuple(int(c) for c in np.argsort(recall, kind="stable")[:n])
 
 
 def code_rate(y, rate, targets) -> float:

@@ -198,6 +198,15 @@ def test_sscl_draws_target_key_draws_each_owners_classes_from_its_key():
     t = bench.owner_targets(ns, 0, run.ds.num_classes)[0]
     share = float((run.ds.y_train == t).float().mean())
     assert run.params["target"] == t and run.params["rate"] == pytest.approx(share) and share < 0.5
+    # --hard-pool H: the key draws among the H classes of lowest clean recall on the owner's (cached) surrogate
+    ns.hard_pool, ns.n_targets = 2, 2
+    ds = bench._dataset(ns)
+    pool = bench.hard_pool(ns, 0, ds)
+    surrogate = sscl.train_surrogate(ds, bench._profile(ns), "resnet18", 0, progress=False)
+    assert pool == sscl.hard_classes(surrogate.model, ds.x_test, ds.y_test, 2, ds.num_classes)
+    assert sorted(bench.owner_targets(ns, 0, ds.num_classes, pool=pool)) == sorted(pool)
+    ns.hard_pool = 0
+    assert bench.hard_pool(ns, 0, ds) is None
 
 
 def test_sscl_draws_summary_counts_tests_and_owners_with_exact_intervals():
@@ -217,7 +226,9 @@ def test_sscl_draws_summary_counts_tests_and_owners_with_exact_intervals():
 
 @pytest.mark.parametrize("argv, message", [(["--owners", "1"], "--owners"), (["--jobs", "0"], "--jobs"),
                                            (["--n-targets", "0"], "--n-targets"), (["--target", "one"], "--target"),
-                                           (["--eps", "8/0"], "eps")])
+                                           (["--eps", "8/0"], "eps"), (["--hard-pool", "-1"], "--hard-pool"),
+                                           (["--n-targets", "3", "--hard-pool", "2"], "--hard-pool"),
+                                           (["--hard-pool", "4"], "--hard-pool")])
 def test_sscl_draws_rejects_bad_settings(argv, message, capsys):
     with pytest.raises((SystemExit, ValueError), match=None) as err:
         _load("sscl_draws").main(argv)

@@ -3,6 +3,7 @@ import json
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from dovlib import sscl
 from dovlib.data import load_dataset
@@ -761,3 +762,47 @@ def test_bf16_runs_generator_and_surrogate_in_bf16_and_the_perceptual_loss_in_fp
     assert G.mark(ds.x_test).dtype == torch.uint8
     assert sscl.generator_config(get_profile("smoke:precision=bf16")).bf16
     assert not sscl.generator_config(get_profile("smoke")).bf16
+
+
+def test_key_targets_pool_keeps_the_keys_order_within_the_pool():
+    full = sscl.key_targets(7, 10, 10)
+    pool = (9, 3, 5, 2, 4)
+    drawn = sscl.key_targets(7, 10, 3, pool=pool)
+    assert drawn == tuple(c for c in full if c in pool)[:3]  # the key's order of preference, restricted
+    assert sscl.key_targets(7, 10, 2, first=1, pool=pool)[0] == 1  # first is kept even outside the pool
+    assert set(sscl.key_targets(7, 10, 2, first=1, pool=pool)[1:]) <= set(pool)
+    with pytest.raises(ValueError, match=r"n_targets must be at most 5 \(the pool's classes"):
+        sscl.key_targets(7, 10, 6, pool=pool)
+    with pytest.raises(ValueError, match=r"pool must hold class indices in \[0, 9\]"):
+        sscl.key_targets(7, 10, 2, pool=(3, 10))
+    with pytest.raises(ValueError, match=r"pool must hold class indices"):
+        sscl.key_targets(7, 10, 1, pool=())
+
+
+class _FixedPredictor(nn.Module):
+    """Predicts a given label per image (its index in the batch's first pixel)."""
+
+    def __init__(self, labels, num_classes):
+        super().__init__()
+        self.labels, self.num_classes = torch.as_tensor(labels), num_classes
+        self.w = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        idx = (x[:, 0, 0, 0] * 255).round().long()
+        return F.one_hot(self.labels[idx], self.num_classes).float() + self.w
+
+
+def test_class_recall_and_hard_classes_rank_classes_by_clean_recall():
+    y = torch.tensor([0] * 4 + [1] * 4 + [2] * 4 + [3] * 4)
+    pred = torch.tensor([0, 0, 0, 0, 1, 2, 2, 2, 2, 2, 0, 1, 3, 3, 3, 0])  # recall 1, 0.25, 0.5, 0.75
+    x = torch.zeros(16, 3, 4, 4, dtype=torch.uint8)
+    x[:, 0, 0, 0] = torch.arange(16, dtype=torch.uint8)
+    model = _FixedPredictor(pred, 4)
+    assert sscl.class_recall(model, x, y).tolist() == pytest.approx([1.0, 0.25, 0.5, 0.75])
+    assert sscl.class_recall(model, x, y, num_classes=5).tolist()[-1] == 0.0  # a class without images: 0
+    assert sscl.hard_classes(model, x, y, 2) == (1, 2)
+    assert sscl.hard_classes(model, x, y, 4) == (1, 2, 3, 0)
+    with pytest.raises(ValueError, match=r"n \(hard classes\) must be an integer \[1, 4\]"):
+        sscl.hard_classes(model, x, y, 5)
+    with pytest.raises(ValueError, match="equal length"):
+        sscl.class_recall(model, x, y[:3])
