@@ -665,8 +665,10 @@ def class_recall(model, x: torch.Tensor, y, num_classes: int | None = None) -> n
 def hard_classes(model, x: torch.Tensor, y, n: int, num_classes: int | None = None) -> tuple[int, ...]:
     """The ``n`` classes with the lowest clean recall on ``model`` (the owner's surrogate on its held-out images),
     hardest first, ties by class index. A clean-label mark leans on the trigger where natural features are weak:
-    in a two-class code the class of lower recall was the one learnt in 9 of 11 one-class suspects
-    (docs/owner-specificity.md, design 5). Pass the result as :func:`key_targets`' ``pool``."""
+    in a two-class code the class of lower recall was the one learnt in 9 of 11 one-class suspects, and codes drawn
+    among the five hardest classes were learnt 3 of 6 times (docs/owner-specificity.md, design 5; not significant).
+    Owners' surrogates tend to find the same classes hard, so a pool of H classes makes two owners' codes coincide
+    about 1 / C(H, k) of the time. Pass the result as :func:`key_targets`' ``pool``."""
     recall = class_recall(model, x, y, num_classes)
     n = check_int("n (hard classes)", n, 1, len(recall))
     return tuple(int(c) for c in np.argsort(recall, kind="stable")[:n])
