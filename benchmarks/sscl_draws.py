@@ -48,7 +48,11 @@ def owner_run(args, i: int, ds=None, progress: bool = False):
     ds = _dataset(args) if ds is None else ds
     kw = dict(arch=args.arch, eps=args.eps, key=owner_key(args, i), seed=args.seed + i, perceptual=args.perceptual,
               progress=progress)
-    targets = owner_targets(args, i, ds.num_classes, pool=hard_pool(args, i, ds))
+    surrogate = None
+    if getattr(args, "hard_pool", 0):  # the pool needs the owner's surrogate first; the run then reuses it
+        surrogate = sscl.train_surrogate(ds, _profile(args), args.arch, args.seed + i, progress=False)
+        kw["surrogate"] = surrogate
+    targets = owner_targets(args, i, ds.num_classes, pool=hard_pool(args, i, ds, surrogate))
     fixed_single = args.target is not None and args.n_targets == 1  # the paper's setting: gamma as given
     rate = args.rate if fixed_single else sscl.code_rate(ds.y_train, args.rate, targets)
     if args.n_targets == 1:
@@ -67,14 +71,16 @@ def owner_targets(args, i: int, num_classes: int, pool=None) -> tuple[int, ...]:
     return sscl.key_targets(owner_key(args, i), num_classes, args.n_targets, first=args.target, pool=pool)
 
 
-def hard_pool(args, i: int, ds) -> tuple[int, ...] | None:
+def hard_pool(args, i: int, ds, surrogate=None) -> tuple[int, ...] | None:
     """With ``--hard-pool H``: the H classes of lowest clean recall on owner i's surrogate (its test images;
-    :func:`dovlib.sscl.hard_classes`), the classes its key draws from; None (all classes) without it."""
+    :func:`dovlib.sscl.hard_classes`), the classes its key draws from; None (all classes) without it.
+    ``surrogate``: owner i's, already loaded (default: load it from the cache, or train it)."""
     if not getattr(args, "hard_pool", 0):
         return None
     from dovlib import sscl
 
-    surrogate = sscl.train_surrogate(ds, _profile(args), args.arch, args.seed + i, progress=False)  # cached
+    if surrogate is None:
+        surrogate = sscl.train_surrogate(ds, _profile(args), args.arch, args.seed + i, progress=False)
     return sscl.hard_classes(surrogate.model, ds.x_test, ds.y_test, args.hard_pool, ds.num_classes)
 
 
@@ -271,7 +277,7 @@ def main(argv=None):
     settings["target"] = "key" if args.target is None else args.target
     summary = {"settings": settings,
                "owner_targets": {i: r.params.get("targets", [r.params.get("target")]) for i, r in enumerate(runs)},
-               "owner_pools": {i: hard_pool(args, i, ds) for i in range(args.owners)} if args.hard_pool else None,
+               "owner_pools": {i: hard_pool(args, i, ds, r.surrogate) for i, r in enumerate(runs)},
                "claims": summarize(rows), "owner_seconds": seconds, "train_seconds": round(train_s, 1),
                "seconds": round(time.time() - t0, 1), "perceptual": runs[0].params["perceptual"],
                "env": env_info(resolve_device(runs[0].profile.device))}

@@ -205,6 +205,10 @@ def test_sscl_draws_target_key_draws_each_owners_classes_from_its_key():
     surrogate = sscl.train_surrogate(ds, bench._profile(ns), "resnet18", 0, progress=False)
     assert pool == sscl.hard_classes(surrogate.model, ds.x_test, ds.y_test, 2, ds.num_classes)
     assert sorted(bench.owner_targets(ns, 0, ds.num_classes, pool=pool)) == sorted(pool)
+    assert bench.hard_pool(ns, 0, ds, surrogate) == pool  # an already loaded surrogate gives the same pool
+    code_run = bench.owner_run(ns, 0, ds)  # the code is drawn from the pool and the run reuses that surrogate
+    assert sorted(code_run.targets) == sorted(pool)
+    assert sscl.model_hash(code_run.surrogate.model) == sscl.model_hash(surrogate.model)
     ns.hard_pool = 0
     assert bench.hard_pool(ns, 0, ds) is None
 
