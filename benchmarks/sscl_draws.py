@@ -277,7 +277,8 @@ def main(argv=None):
     settings["target"] = "key" if args.target is None else args.target
     summary = {"settings": settings,
                "owner_targets": {i: r.params.get("targets", [r.params.get("target")]) for i, r in enumerate(runs)},
-               "owner_pools": {i: hard_pool(args, i, ds, r.surrogate) for i, r in enumerate(runs)},
+               "owner_pools": ({i: hard_pool(args, i, ds, r.surrogate) for i, r in enumerate(runs)}
+                               if args.hard_pool else None),  # None: every class could be drawn
                "claims": summarize(rows), "owner_seconds": seconds, "train_seconds": round(train_s, 1),
                "seconds": round(time.time() - t0, 1), "perceptual": runs[0].params["perceptual"],
                "env": env_info(resolve_device(runs[0].profile.device))}

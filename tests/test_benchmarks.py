@@ -108,6 +108,7 @@ def test_sscl_draws_crosses_every_owner_with_every_model(tmp_path, capsys):
     saved = json.loads((out / "summary.json").read_text())
     assert saved["perceptual"] == "ssim" and set(saved["owner_seconds"]) == {"0", "1"}
     assert saved["settings"]["target"] == 1 and saved["owner_targets"] == {"0": [1], "1": [1]}
+    assert saved["owner_pools"] is None  # no --hard-pool: every class could be drawn
     assert list((tmp_path / "runs" / "sscl").iterdir())  # the models went to $DOVLIB_RUNS
     assert "Ind-M: claimed" in capsys.readouterr().out
     # the owners' models are cached: the cross tests reload them rather than train again
