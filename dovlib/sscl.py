@@ -960,7 +960,7 @@ def select_code_run(ds, profile: Profile, *, targets, attempts: int = 4, n_proxi
 
 def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | None = None, tau=0.25, alpha=0.01,
                       same_code: bool = False, select_attempts: int = 1, n_proxies: int = 1,
-                      redraw_surrogate: bool = False, progress: bool = True, check_alpha=None):
+                      redraw_surrogate: bool = False, progress: bool = True, check_alpha=None, pool=None):
     """Table II for a target code, ``n_models`` models per scenario, all tested with :func:`verify_code`:
     Malicious (our marked set), Ind-M (clean set), Ind-W plain (an independent owner's plain SSCL-BW towards our
     first class: the scenario that fools the single-target test) and Ind-W code (an independent owner's code of
@@ -973,7 +973,9 @@ def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | No
     (:func:`select_code_run` with ``n_proxies``; ``other_attempt``, ``other_self_check`` columns), the fair
     comparison when our run was selected too; ``redraw_surrogate`` as in :func:`run_controls` (for the code
     owners; the plain Ind-W owner keeps our surrogate, the paper's setting); ``check_alpha`` as in
-    :func:`run_controls`."""
+    :func:`run_controls`. ``pool``: the classes every code owner draws its key classes from, as ours were
+    (:func:`key_targets`' ``pool``, e.g. :func:`hard_classes` on the surrogate the other owners share with us);
+    refused with ``redraw_surrogate``, where each owner would rank its own surrogate."""
     import pandas as pd
 
     from .train import evaluate
@@ -984,6 +986,9 @@ def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | No
     select_attempts = check_int("select_attempts", select_attempts, 1)
     check_redraw(redraw_surrogate, select_attempts)
     check_level(check_alpha, alpha)
+    if pool is not None and redraw_surrogate:
+        raise ValueError("pool (the classes code owners draw from) needs redraw_surrogate=False: the other owners "
+                         "share our surrogate and so its ranking; with their own surrogates they would rank their own")
     m = m if m is not None else prof.verify_m
     kw = dict(arch=p["arch"], profile=prof, num_classes=ds.num_classes, progress=progress)
     rows = []
@@ -1007,7 +1012,7 @@ def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | No
                          seed=s + 1000, perceptual=p["perceptual"], train_suspect=False, surrogate=run.surrogate,
                          surrogate_width=p.get("surrogate_width"), progress=progress)
         add("Ind-W plain", train_classifier(plain.marked.x, plain.marked.y, ds.x_test, ds.y_test, seed=s, **kw), s)
-        codes = [("Ind-W code", key_targets(other_key, ds.num_classes, len(run.targets), first=first))]
+        codes = [("Ind-W code", key_targets(other_key, ds.num_classes, len(run.targets), first=first, pool=pool))]
         if same_code:
             codes.append(("Ind-W same code", run.targets))
         for scenario, code in codes:

@@ -44,6 +44,7 @@ n_models = None  # models per scenario; None: the profile's n_models
 m = None  # verification images; None: the profile's verify_m (paper: 100)
 n_targets = 1  # 1: the paper's single target; 2 or more: also test a key-derived target code (ours, see below)
 same_code = False  # with n_targets > 1: also Ind-W owners marking exactly our code classes (a full collision)
+hard_pool = 0  # with n_targets > 1: draw the key's classes among this many of lowest recall on our surrogate; 0 all
 select_attempts = 1  # owner-side selection of the published mark over up to this many generator seeds (1: off)
 n_proxies = 1  # proxy models per selection attempt; an attempt passes when all of them verify
 redraw_surrogate = False  # with select_attempts > 1: each attempt (ours and other owners') trains its own surrogate
@@ -81,9 +82,15 @@ n_targets = check_int("n_targets", n_targets, 1)  # at most the number of classe
 same_code = check_bool("same_code", same_code)
 if same_code and n_targets < 2:
     raise ValueError(f"same_code needs a target code: n_targets must be 2 or more; got {n_targets}")
+hard_pool = check_int("hard_pool", hard_pool, 0)  # at most the number of classes (checked by hard_classes)
+if hard_pool and (n_targets < 2 or hard_pool < n_targets):
+    raise ValueError(f"hard_pool must be 0 (off) or at least n_targets = {n_targets}, with n_targets 2 or more "
+                     f"(a target code); got {hard_pool}")
 select_attempts = check_int("select_attempts", select_attempts, 1)
 n_proxies = check_int("n_proxies", n_proxies, 1)
 redraw_surrogate = sscl.check_redraw(redraw_surrogate, select_attempts)
+if hard_pool and redraw_surrogate:
+    raise ValueError("hard_pool needs redraw_surrogate False: the pool is ranked on the surrogate owners share")
 check_alpha = sscl.check_level(check_alpha, alpha)  # alpha, or a stricter level for the owners' checks (ours)
 check_choice("perceptual", perceptual, PERCEPTUAL)
 device = start_notebook(profile, seed, cfg.device)
@@ -212,6 +219,11 @@ msweep.pivot(index="m", columns=["baseline", "scenario"], values="verified_rate"
 # column says when it happens to hold all of our classes (probability 1 / C(C-1, k-1) for C classes). With
 # `same_code` True, Ind-W same code is that owner marking exactly our classes. `own_p_value` is the other owner's own
 # test on their own model: a control that their marks were not learnt is weak evidence of specificity.
+# With `hard_pool` H > 0 the classes drawn from the key come only from the H classes of lowest clean recall on our
+# surrogate (`sscl.hard_classes`), and the Ind-W code owners, who share that surrogate, draw from the same pool.
+# Measured with codes drawn wholly from the key (`benchmarks/sscl_draws.py --hard-pool 5`, six owners, paired): 3 of 6
+# verified against 1 of 6 (not significant) at about half the BA cost; codes coincide more often (here, with our
+# first class shared, about 1 / C(H, k - 1) instead of 1 / C(C - 1, k - 1)).
 #
 # Whether an owner's code can be verified at all depends on its generators (measured: docs/owner-specificity.md).
 # With `select_attempts` > 1 the owner checks before publishing: each attempt trains the code's generators with
@@ -225,7 +237,11 @@ msweep.pivot(index="m", columns=["baseline", "scenario"], values="verified_rate"
 # %%
 code_rows = None
 if n_targets > 1:
-    targets = sscl.key_targets(key, ds.num_classes, n_targets, first=target)
+    pool = (sscl.hard_classes(run.surrogate.model, ds.x_test, ds.y_test, hard_pool, ds.num_classes)
+            if hard_pool else None)
+    if pool is not None:
+        print(f"hard pool (lowest clean recall on our surrogate, hardest first): {list(pool)}")
+    targets = sscl.key_targets(key, ds.num_classes, n_targets, first=target, pool=pool)
     # gamma is per class here; a class smaller than gamma of the set is marked whole (said, not hidden)
     code_rate = sscl.code_rate(ds.y_train, rate, targets)
     if code_rate < rate:
@@ -249,7 +265,7 @@ if n_targets > 1:
         code_rows = sscl.run_code_controls(code_run, n_models=n_models, m=m, tau=tau, alpha=alpha,
                                              same_code=same_code, select_attempts=select_attempts,
                                              n_proxies=n_proxies, redraw_surrogate=redraw_surrogate,
-                                             check_alpha=check_alpha)
+                                             check_alpha=check_alpha, pool=pool)
     print(f"target code {targets}: {len(code_rows)} models ({t_code['seconds']:.1f} s)")
     code_rows["own_verified"] = code_rows["own_verified"].astype(float)  # NaN for our own and clean models
     aggs = dict(models=("p_value", "size"), verified_rate=("verified", "mean"), p_value_max=("p_value", "max"),
@@ -291,6 +307,8 @@ if redraw_surrogate:
     params["redraw_surrogate"] = True  # only when on, so earlier runs keep their folders
 if check_alpha < alpha:
     params["check_alpha"] = check_alpha  # likewise only when stricter than alpha
+if hard_pool:
+    params["hard_pool"] = hard_pool  # likewise only when on
 t2 = table2.set_index("scenario")
 metrics = {f"{s}_{k}": t2.at[s, k] for s in t2.index for k in ("delta_p", "p_value_median", "p_value_max",
                                                               "verified_rate", "WSR", "BA", "decoy_delta_p",
@@ -300,7 +318,8 @@ metrics["tau_sweep"] = sweep.to_dict("records")
 metrics["m_sweep"] = msweep.to_dict("records")
 metrics["selection"] = plain_selection  # the single-target generator's selection (None: not selected)
 if code_rows is not None:
-    metrics["target_code"] = {"targets": list(targets), "rate_per_class": code_rate, "selection": selection,
+    metrics["target_code"] = {"targets": list(targets), "pool": None if pool is None else list(pool),
+                              "rate_per_class": code_rate, "selection": selection,
                               "wall_time": t_code["seconds"], "models": code_rows.to_dict("records")}
 record = write_record(NOTEBOOK, params, metrics, profile=profile, dataset=ds.name, is_subset=ds.is_subset,
                       dataset_note=ds.describe(), device=str(device), device_name=env_info(device)["device_name"],

@@ -14,7 +14,7 @@ def test_verification_notebook_runs_the_target_code(tmp_path, monkeypatch):
     reports = tmp_path / "reports"
     res = rp.run_notebook(REPO_ROOT / "notebooks" / "03_verification.ipynb",
                           {"profile": "smoke:width=4,gen_iters=15", "n_targets": 2, "n_models": 1, "same_code": True,
-                           "select_attempts": 2, "surrogate_width": 4}, reports=reports)
+                           "select_attempts": 2, "surrogate_width": 4, "hard_pool": 3}, reports=reports)
     assert res.status == "ok", res.error
     out = reports / "03_verification"
     record = json.loads((out / "metrics.json").read_text())["records"][-1]
@@ -23,6 +23,9 @@ def test_verification_notebook_runs_the_target_code(tmp_path, monkeypatch):
     rows = pd.DataFrame(code["models"])
     assert set(rows.scenario) == {"Malicious", "Ind-M", "Ind-W plain", "Ind-W code", "Ind-W same code"}
     assert record["params"]["same_code"] is True and record["params"]["surrogate_width"] == 4
+    # hard_pool: our key class and the Ind-W code owner's come from the 3 hardest classes on our surrogate
+    assert record["params"]["hard_pool"] == 3 and len(code["pool"]) == 3 and code["targets"][1] in code["pool"]
+    assert all(t[1] in code["pool"] for t in rows[rows.scenario == "Ind-W code"].other_targets)
     assert rows[rows.scenario.isin(["Ind-W code", "Ind-W same code"])].own_p_value.between(0, 1).all()
     assert rows.p_value.between(0, 1).all() and {f"WSR_{t}" for t in code["targets"]} <= set(rows.columns)
     table = pd.read_csv(out / "target_code_rates.csv")
@@ -44,6 +47,9 @@ def test_verification_notebook_refuses_code_options_without_a_code(tmp_path, mon
     res = rp.run_notebook(REPO_ROOT / "notebooks" / "03_verification.ipynb", {"profile": "smoke", "same_code": True},
                           reports=tmp_path / "reports")
     assert res.status == "failed" and "same_code" in res.error and "n_targets must be 2 or more" in res.error
+    res = rp.run_notebook(REPO_ROOT / "notebooks" / "03_verification.ipynb",
+                          {"profile": "smoke", "n_targets": 2, "hard_pool": 1}, reports=tmp_path / "reports")
+    assert res.status == "failed" and "hard_pool must be 0 (off) or at least n_targets = 2" in res.error
     res = rp.run_notebook(REPO_ROOT / "notebooks" / "02_watermark_dataset.ipynb",
                           {"profile": "smoke", "redraw_surrogate": True}, reports=tmp_path / "reports")
     assert res.status == "failed" and "redraw_surrogate=True needs select_attempts >= 2" in res.error

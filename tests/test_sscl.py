@@ -329,6 +329,12 @@ def test_run_code_and_its_controls_end_to_end_at_toy_size():
     assert tuple(same.other_targets) == targets and same.collision and 0 <= same.own_p_value <= 1
     own = ["own_p_value", "own_verified"]
     assert full.iloc[:4].drop(columns=own).equals(df.drop(columns=own))
+    # pool: the other code owner draws its key class from the pool as ours was (first class shared, the rest pooled)
+    pooled = sscl.run_code_controls(run, pool=(1, 3), progress=False)
+    assert list(df[df.scenario == "Ind-W code"].iloc[0].other_targets) == [1, 2]  # unpooled: class 2
+    assert list(pooled[pooled.scenario == "Ind-W code"].iloc[0].other_targets) == [1, 3]
+    with pytest.raises(ValueError, match="pool .* needs redraw_surrogate=False"):
+        sscl.run_code_controls(run, pool=(1, 3), select_attempts=2, redraw_surrogate=True, progress=False)
     with pytest.raises(ValueError, match="distinct"):
         sscl.run_code(ds, prof, targets=(1, 1), key=5, perceptual="mse", progress=False)
 
