@@ -82,7 +82,7 @@ n_targets = check_int("n_targets", n_targets, 1)  # at most the number of classe
 same_code = check_bool("same_code", same_code)
 if same_code and n_targets < 2:
     raise ValueError(f"same_code needs a target code: n_targets must be 2 or more; got {n_targets}")
-hard_pool = check_int("hard_pool", hard_pool, 0)  # at most the number of classes (checked by hard_classes)
+hard_pool = check_int("hard_pool", hard_pool, 0)  # at most the number of classes (checked once data is loaded)
 if hard_pool and (n_targets < 2 or hard_pool < n_targets):
     raise ValueError(f"hard_pool must be 0 (off) or at least n_targets = {n_targets}, with n_targets 2 or more "
                      f"(a target code); got {hard_pool}")
@@ -111,6 +111,7 @@ print(f"tau {tau}, alpha {alpha}, m {m}, {n_models} model(s) per scenario, decoy
 # %%
 ds = load_dataset(dataset).subsample(cfg.n_train, cfg.n_test, seed=seed)
 print(ds.describe())
+hard_pool = check_int("hard_pool", hard_pool, 0, ds.num_classes)  # refused here, before any training
 select_plain = select_attempts > 1 and n_targets == 1
 redraw_note = (" and surrogates" if redraw_surrogate else "") + (f", check at p < {check_alpha:g}"
                                                                   if check_alpha < alpha else "")
