@@ -86,12 +86,12 @@ def hard_pool(args, i: int, ds, surrogate=None) -> tuple[int, ...] | None:
 
 def target_arg(value: str) -> int | None:
     """``--target``: a class index, or ``key`` (None: drawn from each owner's key)."""
-    if str(value).strip().lower() == "key":
-        return None
+    from dovlib.params import parse_target
+
     try:
-        return int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a class index (0 .. classes - 1) or 'key'; got {value!r}") from None
+        return parse_target(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def triggers(run) -> dict:

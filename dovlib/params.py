@@ -219,6 +219,18 @@ def check_int(name: str, value, low: int, high: int | None = None) -> int:
     return result
 
 
+def parse_target(value, name: str = "target") -> int | None:
+    """A target class index (``check_int``, >= 0; the class count is checked once the data is known), or ``"key"``
+    (any case): the class is drawn from the owner's secret key (``sscl.key_targets``), returned as None."""
+    if isinstance(value, str) and value.strip().lower() == "key":
+        return None
+    try:
+        return check_int(name, value, 0)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a class index >= 0 or 'key' (drawn from the owner's key); "
+                         f"got {value!r}") from None
+
+
 def check_bool(name: str, value) -> bool:
     """Accept True or False only (papermill's ``-p name True`` and YAML's ``true`` arrive as bools); a string such
     as ``"False"`` would be truthy, so it is refused with the parameter named."""

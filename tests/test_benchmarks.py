@@ -188,6 +188,8 @@ def test_sscl_draws_target_key_draws_each_owners_classes_from_its_key():
     singles = [bench.owner_targets(args, i, 10) for i in range(6)]
     assert singles == [c[:1] for c in codes]  # one class: the code's first
     args.target = bench.target_arg("3")
+    with pytest.raises(argparse.ArgumentTypeError, match=r"target must be a class index >= 0 or 'key'"):
+        bench.target_arg("first")
     assert [bench.owner_targets(args, i, 10) for i in range(3)] == [(3,)] * 3  # a fixed class stays fixed
     args.n_targets = 2
     assert all(c[0] == 3 and c[1] != 3 for c in (bench.owner_targets(args, i, 10) for i in range(6)))

@@ -3,7 +3,7 @@ import math
 import pytest
 
 from dovlib.params import (PROFILES, check_bool, check_choice, check_int, get_profile, parse_eps, parse_fraction,
-                           parse_precisions, parse_rate)
+                           parse_precisions, parse_rate, parse_target)
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -108,6 +108,15 @@ def test_parse_precisions_reads_a_comma_separated_list_and_names_the_choices():
     for bad in ("", ",", "auto,fp16", "half"):
         with pytest.raises(ValueError, match=r"precision must be a comma-separated list of \['auto', 'fp32', 'bf16'\]"):
             parse_precisions(bad)
+
+
+def test_parse_target_reads_a_class_index_or_key():
+    # papermill passes "3" or 3; "key" (any case) means: drawn from the owner's key, returned as None
+    assert parse_target(3) == 3 and parse_target("3") == 3 and parse_target(0) == 0
+    assert parse_target("key") is None and parse_target(" KEY ") is None
+    for bad in (-1, "abc", "1.5", True, None, ""):
+        with pytest.raises(ValueError, match=r"target must be a class index >= 0 or 'key'.*got"):
+            parse_target(bad)
 
 
 def test_check_bool_accepts_only_bools():
