@@ -34,7 +34,7 @@ dataset = "cifar10-subset"  # cifar10-subset | mnist-offline | cifar10 | ... (do
 arch = "resnet18"  # suspect models (and surrogate): resnet18 | resnet34 | vgg16 | vgg19 | badnets_cnn
 eps = "8/255"  # L-inf budget of the watermark (MNIST needs more, e.g. 32/255 or 64/255)
 rate = 0.1  # gamma: share of the whole training set marked, drawn from the target class
-target = 1  # target class t
+target = 1  # target class t, or "key": drawn from the key (among the hard_pool hardest when set; ours)
 seed = 0  # data subsampling, marking draw, model initialisation (models use seed, seed+1, ...)
 key = 20240607  # the owner's secret key (only its hash is written anywhere)
 perceptual = "ssim"  # "lpips" needs the AlexNet weights (see README, dovlib.perceptual); "ssim" is 1 - SSIM
@@ -44,7 +44,7 @@ n_models = None  # models per scenario; None: the profile's n_models
 m = None  # verification images; None: the profile's verify_m (paper: 100)
 n_targets = 1  # 1: the paper's single target; 2 or more: also test a key-derived target code (ours, see below)
 same_code = False  # with n_targets > 1: also Ind-W owners marking exactly our code classes (a full collision)
-hard_pool = 0  # with n_targets > 1: draw the key's classes among this many of lowest recall on our surrogate; 0 all
+hard_pool = 0  # draw the key's classes (n_targets > 1, or target "key") among this many of lowest recall; 0 all
 select_attempts = 1  # owner-side selection of the published mark over up to this many generator seeds (1: off)
 n_proxies = 1  # proxy models per selection attempt; an attempt passes when all of them verify
 redraw_surrogate = False  # with select_attempts > 1: each attempt (ours and other owners') trains its own surrogate
@@ -63,7 +63,8 @@ from IPython.display import display
 
 from dovlib import sscl
 from dovlib.data import load_dataset
-from dovlib.params import check_bool, check_choice, check_int, get_profile, parse_eps, parse_fraction, parse_rate
+from dovlib.params import (check_bool, check_choice, check_int, get_profile, parse_eps, parse_fraction, parse_rate,
+                           parse_target)
 from dovlib.perceptual import PERCEPTUAL
 from dovlib.plotting import verification_sweep
 from dovlib.report import env_info, save_fig, save_table, start_notebook, timer, write_record
@@ -72,7 +73,8 @@ from dovlib.verify import m_sweep, paper_table_ii, summarize_controls, tau_sweep
 NOTEBOOK = "03_verification"
 cfg = get_profile(profile)
 eps, rate = parse_eps(eps), parse_rate(rate, "rate (gamma)")
-target, seed = check_int("target", target, 0), check_int("seed", seed, 0)
+target, seed = parse_target(target), check_int("seed", seed, 0)  # target None: drawn from the key, below
+target_from_key = target is None
 tau = parse_fraction("tau", tau, 0, 1, low_inclusive=True, high_inclusive=False)
 alpha = parse_fraction("alpha", alpha, 0, 1, high_inclusive=False)
 n_models = cfg.n_models if n_models is None else check_int("n_models", n_models, 1)
@@ -83,9 +85,9 @@ same_code = check_bool("same_code", same_code)
 if same_code and n_targets < 2:
     raise ValueError(f"same_code needs a target code: n_targets must be 2 or more; got {n_targets}")
 hard_pool = check_int("hard_pool", hard_pool, 0)  # at most the number of classes (checked once data is loaded)
-if hard_pool and (n_targets < 2 or hard_pool < n_targets):
-    raise ValueError(f"hard_pool must be 0 (off) or at least n_targets = {n_targets}, with n_targets 2 or more "
-                     f"(a target code); got {hard_pool}")
+if hard_pool and (hard_pool < n_targets or not (n_targets > 1 or target_from_key)):
+    raise ValueError(f"hard_pool must be 0 (off) or at least n_targets = {n_targets}, and needs classes drawn from "
+                     f"the key (n_targets 2 or more, or target 'key'); got {hard_pool}")
 select_attempts = check_int("select_attempts", select_attempts, 1)
 n_proxies = check_int("n_proxies", n_proxies, 1)
 redraw_surrogate = sscl.check_redraw(redraw_surrogate, select_attempts)
@@ -112,11 +114,23 @@ print(f"tau {tau}, alpha {alpha}, m {m}, {n_models} model(s) per scenario, decoy
 ds = load_dataset(dataset).subsample(cfg.n_train, cfg.n_test, seed=seed)
 print(ds.describe())
 hard_pool = check_int("hard_pool", hard_pool, 0, ds.num_classes)  # refused here, before any training
+pool = None  # the classes the key draws from (None: all)
+if hard_pool:  # ranked on our surrogate (cached: the runs below load the same one)
+    surrogate = sscl.train_surrogate(ds, cfg, arch, seed, progress=False, width=surrogate_width)
+    pool = sscl.hard_classes(surrogate.model, ds.x_test, ds.y_test, hard_pool, ds.num_classes)
+    print(f"hard pool (lowest clean recall on our surrogate, hardest first): {list(pool)}")
+target_rate = rate  # gamma of the single-target runs
+if target_from_key:
+    target = sscl.key_targets(key, ds.num_classes, 1, pool=pool)[0]
+    target_rate = sscl.code_rate(ds.y_train, rate, (target,))  # a drawn class smaller than gamma is marked whole
+    print(f"target class {target}: drawn from the key" + (f"; gamma {rate:g} exceeds its share, {target_rate:.4f} "
+                                                          f"used (whole class)" if target_rate < rate else ""))
+target = check_int("target", target, 0, ds.num_classes - 1)
 select_plain = select_attempts > 1 and n_targets == 1
 redraw_note = (" and surrogates" if redraw_surrogate else "") + (f", check at p < {check_alpha:g}"
                                                                   if check_alpha < alpha else "")
 with timer() as t_run:
-    run_kw = dict(arch=arch, eps=eps, rate=rate, target=target, key=key, seed=seed, perceptual=perceptual,
+    run_kw = dict(arch=arch, eps=eps, rate=target_rate, target=target, key=key, seed=seed, perceptual=perceptual,
                   decoy_rate=decoy_rate, surrogate_width=surrogate_width)
     plain_selection = None
     if select_plain:
@@ -149,7 +163,8 @@ models.drop(columns=["p_b", "p_w", "p_decoy"])
 
 # %%
 label = (f"{profile} profile, {ds.name}{' (subset)' if ds.is_subset else ''}, {arch}, {device}, "
-         f"eps {eps * 255:.0f}/255, gamma {rate:g}, decoy_rate {decoy_rate:g}, m {m}, "
+         f"target {target}{' (from the key)' if target_from_key else ''}, eps {eps * 255:.0f}/255, "
+         f"gamma {target_rate:.4g}, decoy_rate {decoy_rate:g}, m {m}, "
          f"{n_models} model(s) per scenario, surrogate width {run.params['surrogate_width']}")
 if select_plain:
     label += (f", owners select over up to {select_attempts} generator seeds{redraw_note} ({n_proxies} proxy "
@@ -222,9 +237,12 @@ msweep.pivot(index="m", columns=["baseline", "scenario"], values="verified_rate"
 # test on their own model: a control that their marks were not learnt is weak evidence of specificity.
 # With `hard_pool` H > 0 the classes drawn from the key come only from the H classes of lowest clean recall on our
 # surrogate (`sscl.hard_classes`), and the Ind-W code owners, who share that surrogate, draw from the same pool.
-# Measured with codes drawn wholly from the key (`benchmarks/sscl_draws.py --hard-pool 5`, six owners, paired): 3 of 6
-# verified against 1 of 6 (not significant) at about half the BA cost; codes coincide more often (here, with our
-# first class shared, about 1 / C(H, k - 1) instead of 1 / C(C - 1, k - 1)).
+# With `target` "key" our first class is drawn from the key too (from the pool when `hard_pool` is set), so the whole
+# code comes from the key, and the single-target rows above use that class (gamma capped at its share, said above).
+# Measured with codes drawn wholly from the key (`benchmarks/sscl_draws.py --target key --hard-pool 5`, paired owners,
+# docs/owner-specificity.md): 3 of 8 verified against 1 of 8 (not significant) at about half the BA cost; codes
+# coincide more often (with our first class shared, 1 / C(H, k - 1), or 1 / C(H - 1, k - 1) when it is in the pool,
+# instead of 1 / C(C - 1, k - 1)).
 #
 # Whether an owner's code can be verified at all depends on its generators (measured: docs/owner-specificity.md).
 # With `select_attempts` > 1 the owner checks before publishing: each attempt trains the code's generators with
@@ -238,10 +256,6 @@ msweep.pivot(index="m", columns=["baseline", "scenario"], values="verified_rate"
 # %%
 code_rows = None
 if n_targets > 1:
-    pool = (sscl.hard_classes(run.surrogate.model, ds.x_test, ds.y_test, hard_pool, ds.num_classes)
-            if hard_pool else None)
-    if pool is not None:
-        print(f"hard pool (lowest clean recall on our surrogate, hardest first): {list(pool)}")
     targets = sscl.key_targets(key, ds.num_classes, n_targets, first=target, pool=pool)
     # gamma is per class here; a class smaller than gamma of the set is marked whole (said, not hidden)
     code_rate = sscl.code_rate(ds.y_train, rate, targets)
@@ -310,6 +324,9 @@ if check_alpha < alpha:
     params["check_alpha"] = check_alpha  # likewise only when stricter than alpha
 if hard_pool:
     params["hard_pool"] = hard_pool  # likewise only when on
+if target_from_key:
+    params["target_from_key"] = True  # likewise; target holds the class drawn
+    params["target_rate"] = target_rate  # gamma of the single-target runs (capped at the class's share)
 t2 = table2.set_index("scenario")
 metrics = {f"{s}_{k}": t2.at[s, k] for s in t2.index for k in ("delta_p", "p_value_median", "p_value_max",
                                                               "verified_rate", "WSR", "BA", "decoy_delta_p",

@@ -6,6 +6,7 @@ import json
 import pandas as pd
 
 from dovlib import reproduce as rp
+from dovlib import sscl
 from dovlib.data import REPO_ROOT
 
 
@@ -14,7 +15,8 @@ def test_verification_notebook_runs_the_target_code(tmp_path, monkeypatch):
     reports = tmp_path / "reports"
     res = rp.run_notebook(REPO_ROOT / "notebooks" / "03_verification.ipynb",
                           {"profile": "smoke:width=4,gen_iters=15", "n_targets": 2, "n_models": 1, "same_code": True,
-                           "select_attempts": 2, "surrogate_width": 4, "hard_pool": 3}, reports=reports)
+                           "select_attempts": 2, "surrogate_width": 4, "hard_pool": 3, "target": "key"},
+                          reports=reports)
     assert res.status == "ok", res.error
     out = reports / "03_verification"
     record = json.loads((out / "metrics.json").read_text())["records"][-1]
@@ -23,8 +25,13 @@ def test_verification_notebook_runs_the_target_code(tmp_path, monkeypatch):
     rows = pd.DataFrame(code["models"])
     assert set(rows.scenario) == {"Malicious", "Ind-M", "Ind-W plain", "Ind-W code", "Ind-W same code"}
     assert record["params"]["same_code"] is True and record["params"]["surrogate_width"] == 4
-    # hard_pool: our key class and the Ind-W code owner's come from the 3 hardest classes on our surrogate
-    assert record["params"]["hard_pool"] == 3 and len(code["pool"]) == 3 and code["targets"][1] in code["pool"]
+    # hard_pool with target "key": our whole code (the single-target rows' class too) and the Ind-W code owner's
+    # other class come from the 3 hardest classes on our surrogate, in the key's order
+    params = record["params"]
+    assert params["hard_pool"] == 3 and len(code["pool"]) == 3 and set(code["targets"]) <= set(code["pool"])
+    assert params["target_from_key"] is True and code["targets"] == list(
+        sscl.key_targets(20240607, 10, 2, pool=code["pool"]))
+    assert 0 < params["target_rate"] <= params["rate"] and code["rate_per_class"] <= params["target_rate"]
     assert all(t[1] in code["pool"] for t in rows[rows.scenario == "Ind-W code"].other_targets)
     assert rows[rows.scenario.isin(["Ind-W code", "Ind-W same code"])].own_p_value.between(0, 1).all()
     assert rows.p_value.between(0, 1).all() and {f"WSR_{t}" for t in code["targets"]} <= set(rows.columns)
@@ -50,6 +57,12 @@ def test_verification_notebook_refuses_code_options_without_a_code(tmp_path, mon
     res = rp.run_notebook(REPO_ROOT / "notebooks" / "03_verification.ipynb",
                           {"profile": "smoke", "n_targets": 2, "hard_pool": 1}, reports=tmp_path / "reports")
     assert res.status == "failed" and "hard_pool must be 0 (off) or at least n_targets = 2" in res.error
+    res = rp.run_notebook(REPO_ROOT / "notebooks" / "03_verification.ipynb", {"profile": "smoke", "hard_pool": 3},
+                          reports=tmp_path / "reports")  # one fixed target: nothing is drawn from the key
+    assert res.status == "failed" and "needs classes drawn from the key" in res.error
+    res = rp.run_notebook(REPO_ROOT / "notebooks" / "03_verification.ipynb", {"profile": "smoke", "target": "first"},
+                          reports=tmp_path / "reports")
+    assert res.status == "failed" and "target must be a class index >= 0 or 'key'" in res.error
     res = rp.run_notebook(REPO_ROOT / "notebooks" / "03_verification.ipynb",
                           {"profile": "smoke", "n_targets": 2, "hard_pool": 11}, reports=tmp_path / "reports")
     assert res.status == "failed" and "hard_pool must be an integer [0, 10]; got 11" in res.error  # before training
