@@ -666,8 +666,8 @@ def hard_classes(model, x: torch.Tensor, y, n: int, num_classes: int | None = No
     """The ``n`` classes with the lowest clean recall on ``model`` (the owner's surrogate on its held-out images),
     hardest first, ties by class index. A clean-label mark leans on the trigger where natural features are weak:
     in a two-class code the class of lower recall was the one learnt in 9 of 11 one-class suspects, and codes drawn
-    among the five hardest classes were learnt 3 of 6 times against 1 of 6 for the same owners' codes drawn from all
-    classes (not significant), at about half the BA cost (paired, 6 of 6 owners; docs/owner-specificity.md, design
+    among the five hardest classes were learnt 3 of 8 times against 1 of 8 for the same owners' codes drawn from all
+    classes (not significant), at about half the BA cost (paired, 8 of 8 owners; docs/owner-specificity.md, design
     5): a class marked whole loses most of its clean recall, and a hard class has less to lose.
     Owners' surrogates tend to find the same classes hard, so a pool of H classes makes two owners' codes coincide
     about 1 / C(H, k) of the time. Pass the result as :func:`key_targets`' ``pool``."""
