@@ -29,7 +29,7 @@ def test_verification_notebook_runs_the_target_code(tmp_path, monkeypatch):
     # other class come from the 3 hardest classes on our surrogate, in the key's order
     params = record["params"]
     assert params["hard_pool"] == 3 and len(code["pool"]) == 3 and set(code["targets"]) <= set(code["pool"])
-    assert params["target_from_key"] is True and code["targets"] == list(
+    assert params["target_from_key"] is True and params["target"] == code["targets"][0] and code["targets"] == list(
         sscl.key_targets(20240607, 10, 2, pool=code["pool"]))
     assert 0 < params["target_rate"] <= params["rate"] and code["rate_per_class"] <= params["target_rate"]
     assert all(t[1] in code["pool"] for t in rows[rows.scenario == "Ind-W code"].other_targets)
