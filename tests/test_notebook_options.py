@@ -49,6 +49,27 @@ def test_verification_notebook_runs_the_target_code(tmp_path, monkeypatch):
     assert others.other_attempt.isin([0, 1]).all() and table.other_self_check_rate.iloc[3:].between(0, 1).all()
 
 
+def test_verification_notebook_keeps_a_fixed_target_first_in_a_hard_pool_code(tmp_path, monkeypatch):
+    """hard_pool with a fixed target (not 'key'): the target stays first and unchanged, only the code's other class
+    is drawn from the key among the pool; gamma is not capped (nothing recorded beyond the paper's parameters)."""
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
+    reports = tmp_path / "reports"
+    res = rp.run_notebook(REPO_ROOT / "notebooks" / "03_verification.ipynb",
+                          {"profile": "smoke:width=4,gen_iters=15", "n_targets": 2, "n_models": 1,
+                           "surrogate_width": 4, "hard_pool": 3, "target": 7}, reports=reports)
+    assert res.status == "ok", res.error
+    record = json.loads((reports / "03_verification" / "metrics.json").read_text())["records"][-1]
+    params, code = record["params"], record["metrics"]["target_code"]
+    assert params["target"] == 7 and params["hard_pool"] == 3 and len(code["pool"]) == 3
+    assert "target_from_key" not in params and "target_rate" not in params
+    assert code["targets"] == list(sscl.key_targets(20240607, 10, 2, first=7, pool=code["pool"]))
+    assert code["targets"][0] == 7 and code["targets"][1] in code["pool"]
+    rows = pd.DataFrame(code["models"])
+    others = rows[rows.scenario == "Ind-W code"].other_targets
+    assert len(others) == 1 and all(t[0] == 7 and t[1] in code["pool"] for t in others)
+    assert {f"WSR_{t}" for t in code["targets"]} <= set(rows.columns) and rows.p_value.between(0, 1).all()
+
+
 def test_verification_notebook_refuses_code_options_without_a_code(tmp_path, monkeypatch):
     monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
     res = rp.run_notebook(REPO_ROOT / "notebooks" / "03_verification.ipynb", {"profile": "smoke", "same_code": True},
