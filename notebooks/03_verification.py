@@ -242,7 +242,9 @@ msweep.pivot(index="m", columns=["baseline", "scenario"], values="verified_rate"
 # Measured with codes drawn wholly from the key (`benchmarks/sscl_draws.py --target key --hard-pool 5`, paired owners,
 # docs/owner-specificity.md): 3 of 8 verified against 1 of 8 (not significant) at about half the BA cost; codes
 # coincide more often (with our first class shared, 1 / C(H, k - 1), or 1 / C(H - 1, k - 1) when it is in the pool,
-# instead of 1 / C(C - 1, k - 1)).
+# instead of 1 / C(C - 1, k - 1)). This notebook with `-p n_targets 2 -p hard_pool 5 -p target key -p n_models 3`
+# (width-16 CPU profile, `cifar10-subset`): our code {5, 3} verified on 0 of 3 suspects and no control claimed, while
+# the single target 5 was verified on 1 of 3 of ours and falsely on 1 of 3 independent owners' models.
 #
 # Whether an owner's code can be verified at all depends on its generators (measured: docs/owner-specificity.md).
 # With `select_attempts` > 1 the owner checks before publishing: each attempt trains the code's generators with
