@@ -51,7 +51,8 @@ def test_verification_notebook_runs_the_target_code(tmp_path, monkeypatch):
 
 def test_verification_notebook_keeps_a_fixed_target_first_in_a_hard_pool_code(tmp_path, monkeypatch):
     """hard_pool with a fixed target (not 'key'): the target stays first and unchanged, only the code's other class
-    is drawn from the key among the pool; gamma is not capped (nothing recorded beyond the paper's parameters)."""
+    is drawn from the key among the pool; the single-target runs keep gamma as given (no `target_rate` or
+    `target_from_key` recorded, unlike target 'key') and the code's per-class gamma is at most gamma."""
     monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
     reports = tmp_path / "reports"
     res = rp.run_notebook(REPO_ROOT / "notebooks" / "03_verification.ipynb",
@@ -62,6 +63,7 @@ def test_verification_notebook_keeps_a_fixed_target_first_in_a_hard_pool_code(tm
     params, code = record["params"], record["metrics"]["target_code"]
     assert params["target"] == 7 and params["hard_pool"] == 3 and len(code["pool"]) == 3
     assert "target_from_key" not in params and "target_rate" not in params
+    assert 0 < code["rate_per_class"] <= params["rate"]
     assert code["targets"] == list(sscl.key_targets(20240607, 10, 2, first=7, pool=code["pool"]))
     assert code["targets"][0] == 7 and code["targets"][1] in code["pool"]
     rows = pd.DataFrame(code["models"])
