@@ -898,9 +898,9 @@ def selection_summary(selection: dict) -> str:
     redraw = (f", surrogate redrawn per attempt (published: surrogate seed {selection['surrogate_seed']})"
               if selection.get("redraw_surrogate") else "")
     level = f" (check at p < {selection['check_alpha']:g})" if "check_alpha" in selection else ""
-    return (f"selection: attempt {selection['attempt']} of {selection['attempts_tried']} tried (up to "
-            f"{selection['attempts_allowed']}){redraw}, proxy p max {selection['proxy_p_max']:.3g}{level}, "
-            f"{'passed' if selection['passed'] else 'NO ATTEMPT PASSED: this owner cannot expect to verify'}")
+    return (f"selection: published attempt {selection['attempt']} (counted from 0; {selection['attempts_tried']} "
+            f"tried, up to {selection['attempts_allowed']}){redraw}, proxy p max {selection['proxy_p_max']:.3g}"
+            f"{level}, {'passed' if selection['passed'] else 'NO ATTEMPT PASSED: this owner cannot expect to verify'}")
 
 
 def select_run(ds, profile: Profile, *, attempts: int = 4, n_proxies: int = 1, m: int | None = None, tau=0.25,

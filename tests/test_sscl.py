@@ -519,8 +519,8 @@ def test_select_run_publishes_the_first_single_target_attempt_that_passes(monkey
                                                   run.suspect.model.state_dict().values()))
     # attempts share one surrogate
     assert seen[0][0].surrogate is seen[1][0].surrogate
-    assert sscl.selection_summary(sel) == ("selection: attempt 1 of 2 tried (up to 3), proxy p max 0.002 "
-                                           "(check at p < 0.01), passed")
+    assert sscl.selection_summary(sel) == ("selection: published attempt 1 (counted from 0; 2 tried, up to 3), "
+                                           "proxy p max 0.002 (check at p < 0.01), passed")
     assert sel["check_alpha"] == 0.01 and seen.levels == [0.01, 0.01]
     # with check_alpha 1e-3 the same p-values send attempt 1 (p 0.002) back too; attempt 2 (p 0.0) is published
     seen = _scripted_self_check(monkeypatch, [0.3, 0.002, 0.0])
@@ -567,8 +567,9 @@ def test_select_run_can_redraw_the_surrogate_each_attempt(monkeypatch):
     assert log.surrogate_BA.between(0, 1).all() and log.surrogate_BA.nunique() == 2
     sel = run.params["selection"]
     assert run is second and sel["passed"] and sel["surrogate_seed"] == 100_000 and sel["redraw_surrogate"]
-    assert sscl.selection_summary(sel) == ("selection: attempt 1 of 2 tried (up to 3), surrogate redrawn per attempt "
-                                           "(published: surrogate seed 100000), proxy p max 0.002 "
+    assert sscl.selection_summary(sel) == ("selection: published attempt 1 (counted from 0; 2 tried, up to 3), "
+                                           "surrogate redrawn per attempt (published: surrogate seed 100000), "
+                                           "proxy p max 0.002 "
                                            "(check at p < 0.01), passed")
     # the published generator was trained against the redrawn surrogate (its cache key names that surrogate)
     again = sscl.run_sscl(ds, prof, generator_seed=100_000, surrogate=fresh, train_suspect=False, **_toy_plain_kw())
