@@ -894,13 +894,19 @@ def _other_selection(other, redraw_surrogate: bool) -> dict:
 
 def selection_summary(selection: dict) -> str:
     """One line for a notebook: which attempt was published, out of how many, the level the check needed, and whether
-    it passed (loudly if not)."""
-    redraw = (f", surrogate redrawn per attempt (published: surrogate seed {selection['surrogate_seed']})"
+    it passed. When none passed the line leads with that, loudly, and names the attempt kept (the smallest largest
+    proxy p-value) as kept, not published."""
+    passed = selection["passed"]
+    word = "published" if passed else "kept"
+    redraw = (f", surrogate redrawn per attempt ({word}: surrogate seed {selection['surrogate_seed']})"
               if selection.get("redraw_surrogate") else "")
     level = f" (check at p < {selection['check_alpha']:g})" if "check_alpha" in selection else ""
-    return (f"selection: published attempt {selection['attempt']} (counted from 0; {selection['attempts_tried']} "
-            f"tried, up to {selection['attempts_allowed']}){redraw}, proxy p max {selection['proxy_p_max']:.3g}"
-            f"{level}, {'passed' if selection['passed'] else 'NO ATTEMPT PASSED: this owner cannot expect to verify'}")
+    which = "" if passed else "the smallest proxy p max; "
+    body = (f"{word} attempt {selection['attempt']} ({which}counted from 0; {selection['attempts_tried']} tried, up to "
+            f"{selection['attempts_allowed']}){redraw}, proxy p max {selection['proxy_p_max']:.3g}{level}")
+    if passed:
+        return f"selection: {body}, passed"
+    return f"selection: NO ATTEMPT PASSED: this owner cannot expect to verify; {body}"
 
 
 def select_run(ds, profile: Profile, *, attempts: int = 4, n_proxies: int = 1, m: int | None = None, tau=0.25,

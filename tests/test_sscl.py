@@ -542,8 +542,11 @@ def test_select_run_says_when_no_attempt_passes_and_refuses_bad_counts(monkeypat
     assert evaluated == [run.surrogate.model] and list(log.surrogate_BA) == [0.25, 0.25]
     sel = run.params["selection"]
     assert not sel["passed"] and sel["attempt"] == 1 and sel["proxy_p_max"] == 0.2 and run.suspect is None
-    assert sscl.selection_summary(sel).endswith("p max 0.2 (check at p < 0.01), NO ATTEMPT PASSED: this owner "
-                                                "cannot expect to verify")
+    # the warning leads, and the attempt kept is not called published
+    assert sscl.selection_summary(sel) == ("selection: NO ATTEMPT PASSED: this owner cannot expect to verify; kept "
+                                           "attempt 1 (the smallest proxy p max; counted from 0; 2 tried, up to 2), "
+                                           "proxy p max 0.2 (check at p < 0.01)")
+    assert "(kept: surrogate seed 7)" in sscl.selection_summary(dict(sel, redraw_surrogate=True, surrogate_seed=7))
     assert len(seen) == 2 and len(log) == 2
     for bad in (dict(attempts=0), dict(n_proxies=0)):
         with pytest.raises(ValueError, match=next(iter(bad))):
