@@ -258,8 +258,10 @@ msweep.pivot(index="m", columns=["baseline", "scenario"], values="verified_rate"
 # failed the check and the kept mark verified on 0 of 2 suspects: the owner is told before publishing, not rescued;
 # key 3's code ({0, 4}) passed at its first seed and verified on 1 of 2, key 11's ({2, 4}) passed and verified on
 # 2 of 2 (one proxy: a noisy check at this scale, agreeing with 5 of our 6 suspects over the three keys). With
-# `-p n_proxies 2 -p n_models 4` key 3's code passed on both proxies, yet verified on only 1 of its 4 suspects
-# (all of these: width-16 models on 2 CPU cores, `cifar10-subset`, 1 - SSIM in place of LPIPS).
+# `-p n_proxies 2 -p n_models 4` key 3's code passed on both proxies, yet verified on only 1 of its 4 suspects; with
+# `-p check_alpha 0.001` as well it failed both seeds (the owner is warned), while key 11's passed on both proxies at
+# its first seed and verified on 2 of 2 (all of these: width-16 models on 2 CPU cores, `cifar10-subset`, 1 - SSIM in
+# place of LPIPS).
 # Measured results and the other designs tried: docs/owner-specificity.md.
 
 # %%
