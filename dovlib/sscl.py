@@ -46,7 +46,7 @@ __all__ = ["SSCLGenerator", "GeneratorConfig", "key_hash", "data_hash", "train_g
            "key_targets", "class_recall", "hard_classes", "code_rate", "SSCLCodeRun", "mark_code", "run_code",
            "verify_code", "run_code_controls",
            "attempt_seed", "self_check", "select_run", "select_code_run", "selection_summary",
-           "check_redraw"]
+           "check_redraw", "least_learnt_class", "select_code_draws", "check_code_draws"]
 
 CACHE = "sscl"  # runs/sscl/<hash>/: surrogates, generators, suspect models
 # Part of every runs/sscl cache key. Bump it when a change alters what a cached model or generator would be
@@ -871,10 +871,15 @@ def _select(make_run, ds, profile: Profile, *, attempts, n_proxies, m, tau, alph
                                "proxy_p_max": worst, "check_alpha": level,
                                "passed": bool(logs[j]["verified"].all())}
     if train_suspect:
-        p = run.params
-        run.suspect = train_classifier(run.marked.x, run.marked.y, ds.x_test, ds.y_test, arch=p["arch"],
-                                       profile=profile, seed=seed, num_classes=ds.num_classes, progress=progress)
+        _train_suspect(run, profile, seed, progress)
     return run, pd.concat(logs, ignore_index=True)
+
+
+def _train_suspect(run, profile: Profile, seed: int, progress: bool) -> None:
+    """The published run's suspect: a fresh model trained on its marked set with the run's seed."""
+    ds, p = run.ds, run.params
+    run.suspect = train_classifier(run.marked.x, run.marked.y, ds.x_test, ds.y_test, arch=p["arch"], profile=profile,
+                                   seed=seed, num_classes=ds.num_classes, progress=progress)
 
 
 def check_redraw(redraw_surrogate, select_attempts: int) -> bool:
@@ -893,9 +898,9 @@ def _other_selection(other, redraw_surrogate: bool) -> dict:
 
 
 def selection_summary(selection: dict) -> str:
-    """One line for a notebook: which attempt was published, out of how many, the level the check needed, and whether
-    it passed. When none passed the line leads with that, loudly, and names the attempt kept (the smallest largest
-    proxy p-value) as kept, not published."""
+    """One line for a notebook: which attempt was published, out of how many, the level the check needed, whether it
+    passed and, after :func:`select_code_draws`, which code and the classes dropped. When none passed the line leads
+    with that, loudly, and names the attempt kept (the smallest largest proxy p-value) as kept, not published."""
     passed = selection["passed"]
     word = "published" if passed else "kept"
     redraw = (f", surrogate redrawn per attempt ({word}: surrogate seed {selection['surrogate_seed']})"
@@ -904,6 +909,11 @@ def selection_summary(selection: dict) -> str:
     which = "" if passed else "the smallest proxy p max; "
     body = (f"{word} attempt {selection['attempt']} ({which}counted from 0; {selection['attempts_tried']} tried, up to "
             f"{selection['attempts_allowed']}){redraw}, proxy p max {selection['proxy_p_max']:.3g}{level}")
+    if "draws_tried" in selection:  # select_code_draws: which code, and the classes dropped on the way
+        code = ", ".join(map(str, selection["codes_tried"][selection["draw"]]))
+        dropped = ", ".join(map(str, selection["excluded"])) or "none"
+        body = (f"code {{{code}}} (draw {selection['draw']} of {selection['draws_tried']} tried, up to "
+                f"{selection['draws_allowed']}; classes dropped: {dropped}), {body}")
     if passed:
         return f"selection: {body}, passed"
     return f"selection: NO ATTEMPT PASSED: this owner cannot expect to verify; {body}"
@@ -964,9 +974,85 @@ def select_code_run(ds, profile: Profile, *, targets, attempts: int = 4, n_proxi
                    check_alpha=check_alpha)
 
 
+def least_learnt_class(log, targets, keep=None) -> int:
+    """The class of a code whose trigger the owner's proxy models learnt least: the most proxies (of every attempt in
+    the selection ``log``, :func:`self_check`'s rows with ``p_<class>`` and ``check_alpha``) on which its own
+    p-value missed the check level, ties broken by the larger median p-value, then by the later place in the code.
+    ``keep`` (a class the owner fixed, e.g. a chosen target) is never named. Only the owner's proxies are read."""
+    targets = [int(t) for t in targets]
+    cand = [t for t in targets if keep is None or t != int(keep)]
+    missing = [f"p_{t}" for t in cand if f"p_{t}" not in log.columns]
+    if not cand or missing or "check_alpha" not in log.columns or len(log) == 0:
+        raise ValueError(f"log must hold self_check rows with check_alpha and p_<class> for each class of {targets} "
+                         f"other than keep={keep}; missing {missing or 'rows or check_alpha'}")
+    def score(t):
+        p = log[f"p_{t}"].astype(float)
+        return int((p >= log["check_alpha"].astype(float)).sum()), float(p.median()), targets.index(t)
+
+    return max(cand, key=score)
+
+
+def check_code_draws(code_draws, select_attempts: int, n_targets: int) -> int:
+    """Validate ``code_draws`` (codes an owner may try, 1 = the key's first only): a count, and more than one needs
+    the owner's check (``select_attempts`` >= 2) and a code (``n_targets`` >= 2)."""
+    code_draws = check_int("code_draws", code_draws, 1)
+    if code_draws > 1 and (select_attempts < 2 or n_targets < 2):
+        raise ValueError(f"code_draws > 1 redraws a target code that failed the owner's check, so it needs n_targets "
+                         f">= 2 and select_attempts >= 2; got code_draws={code_draws}, n_targets={n_targets}, "
+                         f"select_attempts={select_attempts}")
+    return code_draws
+
+
+def select_code_draws(ds, profile: Profile, *, key: int, n_targets: int, first=None, pool=None, draws: int = 1,
+                      rate=0.1, seed: int = 0, train_suspect: bool = True, progress: bool = True, **kw):
+    """Owner-side choice of the code itself (ours, not the paper's): draw ``n_targets`` classes from ``key``
+    (:func:`key_targets` with ``first`` and ``pool``), select its generators with :func:`select_code_run`
+    (``kw``: attempts, n_proxies, m, tau, alpha, check_alpha, redraw_surrogate and :func:`run_code`'s arch, eps,
+    perceptual, surrogate, ...) and, when no attempt passes, drop the class the proxies learnt least
+    (:func:`least_learnt_class`; never ``first``) and draw again from the classes left, up to ``draws`` codes.
+    Without it a pair the owner's check rejects can only be escaped by a new key, which may draw the same pair
+    (docs/owner-specificity.md, design 5). Each code's gamma is :func:`code_rate` (``rate``, capped at its smallest
+    class's share). The first code that passes is published; if none does, the one with the smallest largest
+    proxy p-value is kept with ``passed`` False; the draws stop early when too few classes remain for another code.
+
+    The key and the record decide the code: ``selection`` adds ``draw`` (counted from 0), ``draws_tried``,
+    ``draws_allowed``, ``codes_tried`` and ``excluded`` (the classes dropped, in order), so the owner can redo it.
+    Returns (run, log) as :func:`select_code_run`, the log with ``draw`` and ``targets`` columns first."""
+    import pandas as pd
+
+    draws = check_int("code_draws", draws, 1)
+    classes = list(range(ds.num_classes)) if pool is None else [int(c) for c in pool]
+    excluded, logs, codes, best = [], [], [], None
+    for d in range(draws):
+        left = [c for c in classes if c not in excluded]
+        if d and len([c for c in left if first is None or c != int(first)]) < n_targets - (first is not None):
+            break  # too few classes left for another code: keep the best so far (said in the record)
+        code = key_targets(key, ds.num_classes, n_targets, first=first, pool=left)
+        run, log = select_code_run(ds, profile, targets=code, key=key, rate=code_rate(ds.y_train, rate, code),
+                                   seed=seed, train_suspect=False, progress=progress, **kw)
+        log.insert(0, "draw", d)
+        log.insert(1, "targets", " ".join(map(str, code)))
+        logs.append(log)
+        codes.append(list(code))
+        worst = run.params["selection"]["proxy_p_max"]
+        if best is None or worst < best[0]:
+            best = (worst, d, run)
+        if run.params["selection"]["passed"]:
+            break
+        if d + 1 < draws:
+            excluded.append(least_learnt_class(log, code, keep=first))
+    _, d, run = best
+    run.params["selection"].update(draw=d, draws_tried=len(logs), draws_allowed=draws, codes_tried=codes,
+                                   excluded=excluded)
+    if train_suspect:
+        _train_suspect(run, profile, seed, progress)
+    return run, pd.concat(logs, ignore_index=True)
+
+
 def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | None = None, tau=0.25, alpha=0.01,
                       same_code: bool = False, select_attempts: int = 1, n_proxies: int = 1,
-                      redraw_surrogate: bool = False, progress: bool = True, check_alpha=None, pool=None):
+                      redraw_surrogate: bool = False, progress: bool = True, check_alpha=None, pool=None,
+                      code_draws: int = 1):
     """Table II for a target code, ``n_models`` models per scenario, all tested with :func:`verify_code`:
     Malicious (our marked set), Ind-M (clean set), Ind-W plain (an independent owner's plain SSCL-BW towards our
     first class: the scenario that fools the single-target test) and Ind-W code (an independent owner's code of
@@ -981,7 +1067,9 @@ def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | No
     owners; the plain Ind-W owner keeps our surrogate, the paper's setting); ``check_alpha`` as in
     :func:`run_controls`. ``pool``: the classes every code owner draws its key classes from, as ours were
     (:func:`key_targets`' ``pool``, e.g. :func:`hard_classes` on the surrogate the other owners share with us);
-    refused with ``redraw_surrogate``, where each owner would rank its own surrogate."""
+    refused with ``redraw_surrogate``, where each owner would rank its own surrogate. ``code_draws`` > 1: each Ind-W
+    code owner may redraw its code as :func:`select_code_draws` does (keeping our first class, which it shares by
+    construction; ``other_draw`` column, ``other_targets`` its final code), as ours may."""
     import pandas as pd
 
     from .train import evaluate
@@ -992,6 +1080,7 @@ def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | No
     select_attempts = check_int("select_attempts", select_attempts, 1)
     check_redraw(redraw_surrogate, select_attempts)
     check_level(check_alpha, alpha)
+    code_draws = check_code_draws(code_draws, select_attempts, len(run.targets))
     if pool is not None and redraw_surrogate:
         raise ValueError("pool (the classes code owners draw from) needs redraw_surrogate=False: the other owners "
                          "share our surrogate and so its ranking; with their own surrogates they would rank their own")
@@ -1022,19 +1111,24 @@ def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | No
         if same_code:
             codes.append(("Ind-W same code", run.targets))
         for scenario, code in codes:
-            other_rate = code_rate(ds.y_train, p["rate"], code)
-            okw = dict(targets=code, arch=p["arch"], eps=p["eps"], rate=other_rate, key=other_key, seed=s + 1000,
-                       perceptual=p["perceptual"], train_suspect=False,
-                       surrogate=None if redraw_surrogate else run.surrogate,
+            okw = dict(arch=p["arch"], eps=p["eps"], key=other_key, seed=s + 1000, perceptual=p["perceptual"],
+                       train_suspect=False, surrogate=None if redraw_surrogate else run.surrogate,
                        surrogate_width=p.get("surrogate_width"), progress=progress)
+            sel_kw = dict(attempts=select_attempts, n_proxies=n_proxies, m=m, tau=tau, alpha=alpha,
+                          redraw_surrogate=redraw_surrogate, check_alpha=check_alpha)
             extra = {}
-            if select_attempts > 1:
-                other, _ = select_code_run(ds, prof, attempts=select_attempts, n_proxies=n_proxies, m=m, tau=tau,
-                                           alpha=alpha, redraw_surrogate=redraw_surrogate, check_alpha=check_alpha,
-                                           **okw)
+            if code_draws > 1 and scenario == "Ind-W code":  # the same code stays ours: a full collision
+                other, _ = select_code_draws(ds, prof, n_targets=len(run.targets), first=first, pool=pool,
+                                             draws=code_draws, rate=p["rate"], **sel_kw, **okw)
+                code = tuple(other.targets)
+                extra = {**_other_selection(other, redraw_surrogate), "other_draw": other.params["selection"]["draw"]}
+            elif select_attempts > 1:
+                other, _ = select_code_run(ds, prof, targets=code, rate=code_rate(ds.y_train, p["rate"], code),
+                                           **sel_kw, **okw)
                 extra = _other_selection(other, redraw_surrogate)
             else:
-                other = run_code(ds, prof, **okw)
+                other = run_code(ds, prof, targets=code, rate=code_rate(ds.y_train, p["rate"], code), **okw)
+            other_rate = other.params["rate"]
             res = train_classifier(other.marked.x, other.marked.y, ds.x_test, ds.y_test, seed=s, **kw)
             own, _ = verify_code(res.model, other, m, tau, alpha)
             add(scenario, res, s, {"other_targets": list(code), "other_rate": other_rate,

@@ -49,6 +49,35 @@ def test_verification_notebook_runs_the_target_code(tmp_path, monkeypatch):
     assert others.other_attempt.isin([0, 1]).all() and table.other_self_check_rate.iloc[3:].between(0, 1).all()
 
 
+def test_verification_notebook_redraws_a_code_that_fails_the_owners_check(tmp_path, monkeypatch):
+    """code_draws: a check no proxy can pass (p < 1e-300) makes every owner try a second code without the class its
+    proxies learnt least; the record lists both codes and the class dropped, the log both draws."""
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
+    reports = tmp_path / "reports"
+    res = rp.run_notebook(REPO_ROOT / "notebooks" / "03_verification.ipynb",
+                          {"profile": "smoke:width=4,gen_iters=5,epochs=1,n_train=300,n_test=200", "n_targets": 2,
+                           "n_models": 1, "select_attempts": 2, "surrogate_width": 4, "target": "key", "code_draws": 2,
+                           "check_alpha": "1e-300"}, reports=reports)
+    assert res.status == "ok", res.error
+    out = reports / "03_verification"
+    record = json.loads((out / "metrics.json").read_text())["records"][-1]
+    params, code = record["params"], record["metrics"]["target_code"]
+    sel = code["selection"]
+    first = list(sscl.key_targets(20240607, 10, 2))
+    assert params["code_draws"] == 2 and sel["draws_tried"] == 2 and not sel["passed"]
+    dropped, = sel["excluded"]
+    second = list(sscl.key_targets(20240607, 10, 2, pool=[c for c in range(10) if c != dropped]))
+    assert dropped in first and sel["codes_tried"] == [first, second] and dropped not in second
+    assert code["targets"] == sel["codes_tried"][sel["draw"]]
+    log = pd.read_csv(out / "code_selection.csv")
+    assert list(log.draw) == [0, 0, 1, 1] and list(log.attempt) == [0, 1, 0, 1] and not log.verified.any()
+    other = pd.DataFrame(code["models"]).query("scenario == 'Ind-W code'").iloc[0]
+    assert other.other_draw in (0, 1) and other.other_targets[0] == code["targets"][0]
+    res = rp.run_notebook(REPO_ROOT / "notebooks" / "03_verification.ipynb",
+                          {"profile": "smoke", "n_targets": 2, "code_draws": 2}, reports=reports)
+    assert res.status == "failed" and "code_draws > 1" in res.error and "select_attempts >= 2" in res.error
+
+
 def test_verification_notebook_keeps_a_fixed_target_first_in_a_hard_pool_code(tmp_path, monkeypatch):
     """hard_pool with a fixed target (not 'key'): the target stays first and unchanged, only the code's other class
     is drawn from the key among the pool; the single-target runs keep gamma as given (no `target_rate` or

@@ -482,6 +482,115 @@ def test_code_controls_let_other_owners_select_too(monkeypatch):
     assert sscl.model_hash(seen[0][0].surrogate.model) != sscl.model_hash(run.surrogate.model)
 
 
+def _scripted_class_check(monkeypatch, per_call):
+    """Replace self_check by one returning, call by call, one proxy row with the scripted p-value of each class
+    (classes not scripted: 0.5); the code's p-value is the largest (the intersection-union test)."""
+    import pandas as pd
+
+    seen = []
+
+    def fake(run, n_proxies=1, m=None, tau=0.25, alpha=0.01, check_alpha=None, **_):
+        level = alpha if check_alpha is None else check_alpha
+        script = per_call[len(seen)]
+        seen.append(run)
+        ps = {f"p_{t}": script.get(t, 0.5) for t in run.targets}
+        worst = max(ps.values())
+        return pd.DataFrame([{"proxy_seed": 5000, "BA": 0.5, "p_value": worst, "delta_p_min": 0.3,
+                              "verified": worst < level, "check_alpha": level, **ps}])
+
+    monkeypatch.setattr(sscl, "self_check", fake)
+    return seen
+
+
+def test_least_learnt_class_counts_failed_proxies_then_median_p():
+    import pandas as pd
+
+    log = pd.DataFrame({"check_alpha": [0.001] * 4, "p_5": [0.048, 0.18, 0.84, 0.073],
+                        "p_3": [0.0037, 0.35, 1.5e-4, 0.082]})  # key 7's proxies on code {5, 3}
+    assert sscl.least_learnt_class(log, (5, 3)) == 5  # class 5 missed on 4 proxies, class 3 on 3
+    assert sscl.least_learnt_class(log, (5, 3), keep=5) == 3  # a fixed class is never dropped
+    tie = pd.DataFrame({"check_alpha": [0.01, 0.01], "p_1": [0.2, 0.3], "p_2": [0.6, 0.02]})
+    assert sscl.least_learnt_class(tie, [1, 2]) == 2  # both missed twice: the larger median p (0.31 vs 0.25)
+    same = pd.DataFrame({"check_alpha": [0.01], "p_1": [0.5], "p_2": [0.5]})
+    assert sscl.least_learnt_class(same, [1, 2]) == 2  # a full tie: the later class of the code
+    with pytest.raises(ValueError, match="p_<class>"):
+        sscl.least_learnt_class(log, (5, 4))
+    with pytest.raises(ValueError, match="keep=5"):
+        sscl.least_learnt_class(log[["check_alpha", "p_5"]], (5,), keep=5)
+
+
+def test_check_code_draws_needs_a_code_and_the_owners_check():
+    assert sscl.check_code_draws(1, 1, 1) == 1 and sscl.check_code_draws("3", 2, 2) == 3
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="code_draws"):
+            sscl.check_code_draws(bad, 2, 2)
+    with pytest.raises(TypeError, match="code_draws must be an integer >= 1; got '8/0'"):
+        sscl.check_code_draws("8/0", 2, 2)
+    for attempts, n in ((1, 2), (2, 1)):
+        with pytest.raises(ValueError, match="code_draws > 1 .*n_targets >= 2 and select_attempts >= 2"):
+            sscl.check_code_draws(2, attempts, n)
+
+
+def test_select_code_draws_drops_the_class_the_proxies_did_not_learn(monkeypatch):
+    ds, prof, kw = _toy_code_run(train_suspect=False)
+    kw = {k: v for k, v in kw.items() if k not in ("targets", "key", "rate", "train_suspect")}
+    first_code = sscl.key_targets(5, 4, 2)
+    bad = first_code[0]  # the key's first class fails on both attempts of the first code
+    seen = _scripted_class_check(monkeypatch, [{bad: 0.3, first_code[1]: 0.001}, {bad: 0.2, first_code[1]: 0.0},
+                                               {c: 0.0 for c in range(4)}])
+    run, log = sscl.select_code_draws(ds, prof, key=5, n_targets=2, draws=3, attempts=2, rate=0.05,
+                                      train_suspect=False, **kw)
+    sel = run.params["selection"]
+    second = sscl.key_targets(5, 4, 2, pool=[c for c in range(4) if c != bad])
+    assert sel["passed"] and sel["draw"] == 1 and sel["draws_tried"] == 2 and sel["draws_allowed"] == 3
+    assert sel["excluded"] == [bad] and sel["codes_tried"] == [list(first_code), list(second)]
+    assert run.targets == second and bad not in run.targets and run is seen[2] and run.suspect is None
+    assert list(log.draw) == [0, 0, 1] and list(log.attempt) == [0, 1, 0]
+    assert list(log.targets) == [" ".join(map(str, first_code))] * 2 + [" ".join(map(str, second))]
+    line = sscl.selection_summary(sel)
+    assert line.startswith(f"selection: code {{{second[0]}, {second[1]}}} (draw 1 of 2 tried, up to 3; classes "
+                           f"dropped: {bad}), published attempt 0") and line.endswith("passed")
+    # a fixed first class stays; the partner is dropped instead, and with none passing the best code is kept
+    seen = _scripted_class_check(monkeypatch, [{1: 0.3, 3: 0.4}, {}])
+    run, log = sscl.select_code_draws(ds, prof, key=5, n_targets=2, first=1, draws=2, attempts=1, rate=0.05,
+                                      train_suspect=True, **kw)
+    sel = run.params["selection"]
+    assert sel["codes_tried"][0] == list(sscl.key_targets(5, 4, 2, first=1)) and sel["excluded"] == [3]
+    assert all(c[0] == 1 for c in sel["codes_tried"]) and 3 not in sel["codes_tried"][1]
+    assert not sel["passed"] and sel["draw"] == 0 and sel["proxy_p_max"] == 0.4 and run.suspect is not None
+    assert "NO ATTEMPT PASSED" in sscl.selection_summary(sel)
+    # a pool of two with a fixed first class leaves no second code: the draws stop early, said in the record
+    _scripted_class_check(monkeypatch, [{1: 0.3, 2: 0.3}])
+    run, _ = sscl.select_code_draws(ds, prof, key=5, n_targets=2, first=1, pool=(1, 2), draws=3, attempts=1,
+                                    rate=0.05, **kw)
+    assert run.params["selection"]["draws_tried"] == 1 and run.params["selection"]["excluded"] == [2]
+    with pytest.raises(ValueError, match="code_draws"):
+        sscl.select_code_draws(ds, prof, key=5, n_targets=2, draws=0, rate=0.05, **kw)
+
+
+def test_code_controls_let_other_code_owners_redraw(monkeypatch):
+    ds, prof, kw = _toy_code_run()
+    run = sscl.run_code(ds, prof, **kw)
+    other_code = sscl.key_targets(sscl.independent_key(5, 0), 4, 2, first=run.targets[0])
+    # the other owner's first code fails on its partner class, its redrawn code passes; the same code passes at once
+    _scripted_class_check(monkeypatch, [{other_code[1]: 0.5}, {other_code[1]: 0.5}, {c: 0.0 for c in range(4)},
+                                        {c: 0.0 for c in range(4)}])
+    df = sscl.run_code_controls(run, select_attempts=2, code_draws=2, same_code=True, progress=False)
+    code = df[df.scenario == "Ind-W code"].iloc[0]
+    assert code.other_draw == 1 and code.other_self_check and code.other_targets[0] == run.targets[0]
+    assert other_code[1] not in code.other_targets and len(code.other_targets) == 2
+    same = df[df.scenario == "Ind-W same code"].iloc[0]
+    assert list(same.other_targets) == list(run.targets) and pd_isna(same.other_draw)
+    with pytest.raises(ValueError, match="code_draws"):
+        sscl.run_code_controls(run, code_draws=2, progress=False)
+
+
+def pd_isna(x):
+    import pandas as pd
+
+    return bool(pd.isna(x))
+
+
 def _toy_plain_kw(**kw):
     return dict(eps="8/255", rate=0.05, target=1, key=5, perceptual="mse", progress=False, **kw)
 
