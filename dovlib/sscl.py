@@ -985,6 +985,7 @@ def least_learnt_class(log, targets, keep=None) -> int:
     if not cand or missing or "check_alpha" not in log.columns or len(log) == 0:
         raise ValueError(f"log must hold self_check rows with check_alpha and p_<class> for each class of {targets} "
                          f"other than keep={keep}; missing {missing or 'rows or check_alpha'}")
+
     def score(t):
         p = log[f"p_{t}"].astype(float)
         return int((p >= log["check_alpha"].astype(float)).sum()), float(p.median()), targets.index(t)
