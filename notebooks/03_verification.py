@@ -269,7 +269,10 @@ msweep.pivot(index="m", columns=["baseline", "scenario"], values="verified_rate"
 # learnt least (the most proxies on which that class's own test missed the check; never a fixed `target`) and draws
 # the next code from the key among the classes left, up to D codes (`sscl.select_code_draws`; the record lists each
 # code tried and each class dropped, so the owner can redo it). Every Ind-W code owner may redraw the same way,
-# keeping the class it shares with us. Without it the only remedy is a new key, which may draw the same pair.
+# keeping the class it shares with us. Without it the only remedy is a new key, which may draw the same pair. Key 7
+# drew key 20240607's code {5, 3}, which failed on all four proxies and verified on 0 of 2 suspects; with
+# `-p code_draws 2` class 5 was dropped and {3, 2} drawn, which passed at alpha on both proxies of its first seed (not
+# at `check_alpha` 0.001, so it was kept with a warning) and verified on its one suspect (p 2.3e-4; same scale).
 # Measured results and the other designs tried: docs/owner-specificity.md.
 
 # %%
