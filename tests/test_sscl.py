@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 import torch
@@ -580,15 +581,9 @@ def test_code_controls_let_other_code_owners_redraw(monkeypatch):
     assert code.other_draw == 1 and code.other_self_check and code.other_targets[0] == run.targets[0]
     assert other_code[1] not in code.other_targets and len(code.other_targets) == 2
     same = df[df.scenario == "Ind-W same code"].iloc[0]
-    assert list(same.other_targets) == list(run.targets) and pd_isna(same.other_draw)
+    assert list(same.other_targets) == list(run.targets) and math.isnan(same.other_draw)  # no redraw
     with pytest.raises(ValueError, match="code_draws"):
         sscl.run_code_controls(run, code_draws=2, progress=False)
-
-
-def pd_isna(x):
-    import pandas as pd
-
-    return bool(pd.isna(x))
 
 
 def _toy_plain_kw(**kw):
