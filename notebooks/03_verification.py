@@ -278,7 +278,6 @@ msweep.pivot(index="m", columns=["baseline", "scenario"], values="verified_rate"
 # %%
 code_rows = None
 if n_targets > 1:
-    targets = sscl.key_targets(key, ds.num_classes, n_targets, first=target, pool=pool)  # the key's first code
     with timer() as t_code:
         code_kw = dict(arch=arch, eps=eps, key=key, seed=seed, perceptual=perceptual,
                        surrogate=None if redraw_surrogate else run.surrogate, surrogate_width=surrogate_width)
@@ -295,7 +294,8 @@ if n_targets > 1:
                        f"attempt ({n_proxies} proxy model(s), verification draw 1): {label}", profile=profile,
                        dataset=ds.name, is_subset=ds.is_subset, device=str(device))
             display(selection_log)
-        else:
+        else:  # the key's first code, as drawn
+            targets = sscl.key_targets(key, ds.num_classes, n_targets, first=target, pool=pool)
             code_run = sscl.run_code(ds, cfg, targets=targets, rate=sscl.code_rate(ds.y_train, rate, targets),
                                      **code_kw)
             selection = None
