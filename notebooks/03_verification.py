@@ -273,6 +273,8 @@ msweep.pivot(index="m", columns=["baseline", "scenario"], values="verified_rate"
 # drew key 20240607's code {5, 3}, which failed on all four proxies and verified on 0 of 2 suspects; with
 # `-p code_draws 2` class 5 was dropped and {3, 2} drawn, which passed at alpha on both proxies of its first seed (not
 # at `check_alpha` 0.001, so it was kept with a warning) and verified on its one suspect (p 2.3e-4; same scale).
+# On key 20240607 (the same first code, its own generators) class 3 was dropped and {5, 4} drawn, which failed too
+# (class 5 missed on every proxy) and was kept with a warning; 0 of 2 suspects verified, 0 of 6 controls claimed.
 # Measured results and the other designs tried: docs/owner-specificity.md.
 
 # %%
