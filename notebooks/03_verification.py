@@ -276,7 +276,7 @@ msweep.pivot(index="m", columns=["baseline", "scenario"], values="verified_rate"
 # On key 20240607 (the same first code, its own generators) class 3 was dropped and {5, 4} drawn, which failed too
 # (class 5 missed on every proxy) and was kept with a warning; 0 of 2 suspects verified, 0 of 6 controls claimed.
 # A third draw, {4, 0}, failed the check on that machine and passed on a fresh one (surrogate retrained), where
-# 1 of 2 suspects verified (p 1.8e-6, 0.012) and 0 of 6 controls claimed (one other owner drew {4, 0} too): the
+# 1 of 3 suspects verified (p 1.8e-6, 0.012, 0.36) and 0 of 8 controls claimed (one other owner drew {4, 0} too): the
 # check's verdict moves with the surrogate at this scale.
 # Measured results and the other designs tried: docs/owner-specificity.md.
 
