@@ -57,10 +57,12 @@ class PrunedModel(nn.Module):
         self.model = model
         channels = model.last_conv().out_channels
         mask = torch.ones(channels)
-        mask[pruned] = 0
-        self.register_buffer("mask", mask.view(1, -1, 1, 1))
+        mask[pruned.cpu()] = 0
+        # The mask lives on the model's device (a GPU model's hook would otherwise multiply across devices).
+        self.register_buffer("mask", mask.view(1, -1, 1, 1).to(next(model.parameters()).device))
         self.pruned = pruned
-        self._handle = model.feature_layer().register_forward_hook(lambda _, __, out: out * self.mask.to(out.dtype))
+        self._handle = model.feature_layer().register_forward_hook(
+            lambda _, __, out: out * self.mask.to(device=out.device, dtype=out.dtype))
 
     def forward(self, x):
         return self.model(x)

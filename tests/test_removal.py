@@ -3,7 +3,7 @@ import torch
 
 from dovlib.data import load_dataset
 from dovlib.models import build_model
-from dovlib.removal import channel_activations, finetune, prune, pruning_curve
+from dovlib.removal import PrunedModel, channel_activations, finetune, prune, pruning_curve
 from dovlib.train import TrainConfig, evaluate, fit, predict_logits
 
 
@@ -20,8 +20,23 @@ def trained():
 def test_channel_activations_one_per_last_conv_channel(arch, channels):
     m = build_model(arch, num_classes=3, in_channels=channels, width=8, image_size=28).eval()
     x = torch.randint(0, 256, (5, channels, 28, 28), dtype=torch.uint8)
-    acts = channel_activations(m, x)
+    acts = channel_activations(m, x, batch_size=2)  # three batches, the last one short
     assert acts.shape == (m.last_conv().out_channels,) and (acts >= 0).all()
+    outs = []
+    h = m.feature_layer().register_forward_hook(lambda _, __, out: outs.append(out.detach()))
+    m(x.float() / 255)
+    h.remove()
+    # mean over images and positions of the ReLU'd feature map, computed in one pass here
+    assert torch.allclose(acts, outs[0].clamp(min=0).mean(dim=(0, 2, 3)), atol=1e-6)
+
+
+def test_pruned_model_keeps_its_mask_on_the_models_device():
+    """The mask must follow the model to its device (a CPU mask on a GPU model broke notebook 05 on CUDA); the meta
+    device stands in for a GPU here: a CPU tensor in the hook fails there just as on CUDA."""
+    m = build_model("resnet18", num_classes=3, width=4).to("meta").eval()
+    pm = PrunedModel(m, torch.tensor([0, 2]))
+    assert pm.mask.device.type == "meta"
+    assert pm(torch.zeros(2, 3, 32, 32, device="meta")).shape == (2, 3)
 
 
 def test_prune_masks_least_active_channels_and_leaves_model_untouched(trained):
