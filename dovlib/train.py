@@ -170,7 +170,7 @@ def precision_options(precision: str = "auto") -> dict:
 
 
 def _bf16_on(kind: str, amp: bool, cpu_bf16: bool = False) -> bool:
-    """The one precision rule (of :func:`fit`, :func:`predict_logits` and :func:`uses_bf16`): bf16 autocast on CUDA
+    """The one precision rule (of :func:`fit`, :func:`predict_logits` when asked and :func:`uses_bf16`): bf16 on CUDA
     when ``amp``, on the CPU only when ``cpu_bf16`` too, never on other devices."""
     return bool(amp) and (kind == "cuda" or (kind == "cpu" and bool(cpu_bf16)))
 
@@ -189,8 +189,10 @@ def _autocast(device: torch.device, amp: bool, cpu_bf16: bool = False):
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024, device=None,
-                   amp: bool = True) -> torch.Tensor:
-    """Logits (float32, on CPU) for uint8 or [0,1] float images, in eval mode, batched."""
+                   amp: bool = False) -> torch.Tensor:
+    """Logits (float32, on CPU) for uint8 or [0,1] float images, in eval mode, batched. Computed in fp32 whatever the
+    profile's training precision, so BA, WSR and the verification probabilities do not depend on it; ``amp=True``
+    runs under bf16 autocast on CUDA (faster for very large query sets; the numbers then move in the third digit)."""
     dev = resolve_device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()

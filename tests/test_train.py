@@ -240,3 +240,16 @@ def test_cpu_bf16_trains_under_bf16_autocast_and_evaluates_in_fp32(ds):
     again = conv_dtypes(True)[0]
     assert all(torch.equal(a, b) for a, b in zip(res.model.parameters(), again.model.parameters()))  # deterministic
     assert conv_dtypes(False)[1] == {torch.float32}  # the default stays fp32 on the CPU
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_evaluation_runs_in_fp32_on_cuda_unless_asked(ds):
+    """Training under bf16 autocast on CUDA must not carry into evaluation: BA, WSR and the verification
+    probabilities are computed in fp32 (``amp=True`` opts in to bf16)."""
+    model, seen = _model(2).cuda(), []
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    hook = conv.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    predict_logits(model, ds.x_test[:8])
+    predict_logits(model, ds.x_test[:8], amp=True)
+    hook.remove()
+    assert seen == [torch.float32, torch.bfloat16]
