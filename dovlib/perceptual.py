@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 
 __all__ = ["PERCEPTUAL", "BACKBONE_FILES", "PerceptualWeightsMissing", "lpips_weights_path", "lpips_available",
-           "perceptual_loss", "perceptual_distance", "check_perceptual"]
+           "perceptual_loss", "perceptual_distance", "check_perceptual", "require_perceptual"]
 
 PERCEPTUAL = ("lpips", "ssim", "mse")
 BACKBONE_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth",
@@ -39,8 +39,25 @@ class PerceptualWeightsMissing(RuntimeError):
 
 
 def check_perceptual(name: str) -> str:
+    """The name only: one of :data:`PERCEPTUAL` (see :func:`require_perceptual` for a check that it can run)."""
     if name not in PERCEPTUAL:
         raise ValueError(f"perceptual must be one of {list(PERCEPTUAL)}; got {name!r}")
+    return name
+
+
+def _missing_message(net: str) -> str:
+    return (f"LPIPS ({net}) needs torchvision's ImageNet weights {BACKBONE_FILES[net]!r} in "
+            f"{lpips_weights_path(net).parent}, which is not there and cannot be downloaded on this machine. "
+            f"Place the file there (see dovlib/perceptual.py or the README), or pick the explicit fallback "
+            f"perceptual='ssim' (1 - SSIM), which every report then names.")
+
+
+def require_perceptual(name: str, net: str = "alex") -> str:
+    """:func:`check_perceptual`, and for ``"lpips"`` also that its backbone weights are cached, so that a notebook
+    fails at its first cell rather than after a surrogate has trained (:class:`PerceptualWeightsMissing`)."""
+    check_perceptual(name)
+    if name == "lpips" and not lpips_available(net):
+        raise PerceptualWeightsMissing(_missing_message(net))
     return name
 
 
@@ -62,11 +79,7 @@ class _LPIPS(nn.Module):
     def __init__(self, net: str = "alex"):
         super().__init__()
         if not lpips_available(net):
-            raise PerceptualWeightsMissing(
-                f"LPIPS ({net}) needs torchvision's ImageNet weights {BACKBONE_FILES[net]!r} in "
-                f"{lpips_weights_path(net).parent}, which is not there and cannot be downloaded on this machine. "
-                f"Place the file there (see dovlib/perceptual.py or the README), or pick the explicit fallback "
-                f"perceptual='ssim' (1 - SSIM), which every report then names.")
+            raise PerceptualWeightsMissing(_missing_message(net))
         import lpips
 
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,12 +34,13 @@ import torch.nn.functional as F
 
 from .models import UNet, build_model
 from .params import Profile, check_bool, check_int, parse_eps, parse_fraction, parse_rate
-from .perceptual import check_perceptual, perceptual_loss
+from .perceptual import check_perceptual, perceptual_loss, require_perceptual
 from .report import file_lock, run_dir
 from .train import SaveTimer, TrainConfig, _save_atomic, augment_batch, evaluate, fit, resolve_device, to_float
 from .watermarks.base import select_indices
 
-__all__ = ["SSCLGenerator", "GeneratorConfig", "key_hash", "data_hash", "train_generator", "get_or_train_generator",
+__all__ = ["SSCLGenerator", "GeneratorConfig", "check_key", "key_hash", "data_hash", "train_generator",
+           "get_or_train_generator",
            "train_classifier", "WatermarkedSet", "watermark_dataset", "save_watermarked", "load_watermarked",
            "generator_width", "model_hash", "generator_hash",
            "SSCLRun", "run_sscl", "run_controls", "independent_key",
@@ -58,9 +60,22 @@ PROXY_SEED_OFFSET = 5000  # the owner's self-check models: seeds 5000, 5001, ...
 ATTEMPT_SEED_STRIDE = 100_000  # generator seed of selection attempt j: seed + j * this
 
 
+def check_key(key) -> int:
+    """An owner key: a non-negative integer of any size (e.g. ``secrets.randbits(63)``), or its decimal string as
+    papermill may pass it. Never goes through float, which would round keys above 2**53 onto each other."""
+    if isinstance(key, str) and key.strip().isdigit():
+        key = int(key.strip())
+    if isinstance(key, bool) or not hasattr(key, "__index__"):
+        raise ValueError(f"key must be a non-negative integer (e.g. secrets.randbits(63)); got {key!r}")
+    key = operator.index(key)
+    if key < 0:
+        raise ValueError(f"key must be a non-negative integer (e.g. secrets.randbits(63)); got {key}")
+    return key
+
+
 def key_hash(key: int) -> str:
     """Public fingerprint of an owner key (what manifests record instead of the key)."""
-    return hashlib.sha256(f"dovlib-sscl-key:{int(key)}".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"dovlib-sscl-key:{check_key(key)}".encode()).hexdigest()[:16]
 
 
 def data_hash(*tensors) -> str:
@@ -80,7 +95,7 @@ class SSCLGenerator(nn.Module):
         super().__init__()
         self.in_channels = check_int("in_channels", in_channels, 1, 4)
         self.eps = parse_eps(eps)
-        self.key = int(key)
+        self.key = check_key(key)
         self.key_channels = check_int("key_channels", key_channels, 0, 16)
         self.depth, self.width = check_int("depth", depth, 1, 6), check_int("width", width, 1, 1024)
         self.unet = UNet(in_channels + self.key_channels, in_channels, depth, width)
@@ -127,7 +142,9 @@ class SSCLGenerator(nn.Module):
         return torch.cat(out) if out else x.clone()
 
     def save(self, path, **meta) -> Path:
-        """Save weights and settings (eps, key, architecture) with ``meta`` (target, data, seed, ...)."""
+        """Save weights and settings (eps, key, architecture) with ``meta`` (target, data, seed, ...). The file holds
+        the owner's secret key (the generator needs it to mark and verify): keep it private, as the cache under
+        ``runs/sscl`` is; what is published (:func:`save_watermarked`) holds only the key's hash."""
         path = Path(path)
         _save_atomic({"state": self.state_dict(), "settings": self.settings(), "key": self.key,
                       "key_hash": key_hash(self.key), "meta": meta, "format": "dovlib-sscl-generator/1"}, path)
@@ -426,25 +443,51 @@ def watermark_dataset(G: SSCLGenerator, x: torch.Tensor, y: torch.Tensor, rate, 
 
 
 def save_watermarked(ws: WatermarkedSet, folder, classes=None) -> Path:
-    """Write ``watermarked.npz`` (x uint8 NHWC, y, marked indices) and ``manifest.json`` for publication."""
+    """Write what the owner publishes and what the owner keeps, in two folders under ``folder``:
+
+    * ``public/``: ``data.npz`` (x uint8 NHWC, y int64) and ``manifest.json`` (image count and shape, classes and the
+      hash of the published arrays, so the owner can later show what was released): nothing that says which images
+      carry marks, since a user who knows them can simply drop them;
+    * ``private/owner_record.json``: the full manifest (method, target, gamma, seed, hashes of G, of the key and of
+      the clean data) with the marked and decoy indices. Keep it with the generator file; never publish it.
+
+    Returns ``folder``; :func:`load_watermarked` reads it back."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(folder / "watermarked.npz", x=ws.x.permute(0, 2, 3, 1).cpu().numpy(), y=ws.y.cpu().numpy(),
-                        marked=ws.marked.cpu().numpy(), decoys=ws.decoys.cpu().numpy())
-    man = {**ws.manifest, "marked_indices": ws.marked.tolist(), "decoy_indices": ws.decoys.tolist(),
-           "classes": list(classes) if classes else None,
-           "files": {"watermarked.npz": "x (N,H,W,C) uint8, y int64, marked int64, decoys int64"}}
-    (folder / "manifest.json").write_text(json.dumps(man, indent=2))
+    pub, priv = folder / "public", folder / "private"
+    pub.mkdir(parents=True, exist_ok=True)
+    priv.mkdir(parents=True, exist_ok=True)
+    x = ws.x.permute(0, 2, 3, 1).cpu().numpy()
+    np.savez_compressed(pub / "data.npz", x=x, y=ws.y.cpu().numpy())
+    public = {"format": "dovlib-published/1", "n_images": int(len(ws.y)), "image_shape": list(x.shape[1:]),
+              "classes": list(classes) if classes else None, "data_hash": data_hash(ws.x, ws.y),
+              "files": {"data.npz": "x (N,H,W,C) uint8, y int64"}}
+    (pub / "manifest.json").write_text(json.dumps(public, indent=2))
+    record = {**ws.manifest, "format": "dovlib-owner-record/1", "marked_indices": ws.marked.tolist(),
+              "decoy_indices": ws.decoys.tolist(), "classes": public["classes"], "published": public}
+    (priv / "owner_record.json").write_text(json.dumps(record, indent=2))
     return folder
 
 
 def load_watermarked(folder) -> WatermarkedSet:
+    """Read a :func:`save_watermarked` folder: the published images and labels, with the marked and decoy indices and
+    the full manifest when ``private/owner_record.json`` is there (the owner's copy); a copy holding only ``public/``
+    (what a user downloads) gives no marked indices and the public manifest."""
     folder = Path(folder)
-    z = np.load(folder / "watermarked.npz")
-    man = json.loads((folder / "manifest.json").read_text())
-    decoys = torch.from_numpy(z["decoys"]).long() if "decoys" in z else torch.zeros(0, dtype=torch.long)
-    return WatermarkedSet(torch.from_numpy(z["x"]).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(z["y"]).long(),
-                          torch.from_numpy(z["marked"]).long(), man, decoys)
+    data = folder / "public" / "data.npz"
+    if not data.is_file():
+        raise FileNotFoundError(f"{data} not found: folder must be one written by dovlib.sscl.save_watermarked "
+                                f"(public/data.npz, public/manifest.json and, for the owner, "
+                                f"private/owner_record.json)")
+    z = np.load(data)
+    x, y = torch.from_numpy(z["x"]).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(z["y"]).long()
+    record = folder / "private" / "owner_record.json"
+    if record.is_file():
+        man = json.loads(record.read_text())
+        marked, decoys = man["marked_indices"], man["decoy_indices"]
+    else:
+        man = json.loads((folder / "public" / "manifest.json").read_text())
+        marked, decoys = [], []
+    return WatermarkedSet(x, y, torch.tensor(marked, dtype=torch.long), man, torch.tensor(decoys, dtype=torch.long))
 
 
 @dataclass
@@ -465,7 +508,7 @@ class SSCLRun:
 
 def independent_key(key: int, i: int) -> int:
     """The key of the i-th independent owner in the Ind-W control (never equal to ``key``)."""
-    k = int(hashlib.sha256(f"independent:{int(key)}:{i}".encode()).hexdigest()[:15], 16)
+    k = int(hashlib.sha256(f"independent:{check_key(key)}:{i}".encode()).hexdigest()[:15], 16)
     return k if k != key else k + 1
 
 
@@ -494,6 +537,13 @@ def run_sscl(ds, profile: Profile, *, arch: str = "resnet18", eps=8 / 255, rate=
     decoy_rate = parse_fraction("decoy_rate", decoy_rate, 0.0, 1.0, low_inclusive=True)
     surrogate_arch = surrogate_arch or arch
     surrogate_width = profile.width if surrogate_width is None else check_int("surrogate_width", surrogate_width, 1)
+    # Everything that can be refused is refused before the surrogate trains: key, perceptual measure (and LPIPS
+    # weights), target and gamma against the target class's share (the same draw watermark_dataset makes later).
+    key = check_key(key)
+    require_perceptual(perceptual)
+    select_indices(ds.y_train, rate, target, clean_label=True, seed=seed)
+    if decoy_rate:
+        select_indices(ds.y_train, decoy_rate, target, clean_label=False, seed=seed + 1, name="decoy_rate")
     dev = resolve_device(profile.device)
     if surrogate is None:
         surrogate = train_surrogate(ds, profile, surrogate_arch, seed, progress=progress, width=surrogate_width)
@@ -633,7 +683,7 @@ def key_targets(key: int, num_classes: int, n_targets: int, first: int | None = 
     n_targets = check_int("n_targets", n_targets, 1, num_classes)
     if first is not None and not 0 <= int(first) < num_classes:
         raise ValueError(f"first (the target class) must be in [0, {num_classes - 1}]; got {first}")
-    seed = int(hashlib.sha256(f"dovlib-sscl-targets:{int(key)}".encode()).hexdigest()[:15], 16)
+    seed = int(hashlib.sha256(f"dovlib-sscl-targets:{check_key(key)}".encode()).hexdigest()[:15], 16)
     order = torch.randperm(num_classes, generator=torch.Generator().manual_seed(seed)).tolist()
     if pool is not None:
         pool = {int(c) for c in pool}
@@ -734,6 +784,10 @@ def run_code(ds, profile: Profile, *, targets, arch: str = "resnet18", eps=8 / 2
         raise ValueError(f"targets must be distinct class indices; got {targets}")
     eps, rate = parse_eps(eps), parse_rate(rate, "rate (gamma per target class)")
     surrogate_width = profile.width if surrogate_width is None else check_int("surrogate_width", surrogate_width, 1)
+    key = check_key(key)
+    require_perceptual(perceptual)
+    for t in targets:  # refused before any training, as in run_sscl
+        select_indices(ds.y_train, rate, t, clean_label=True, seed=seed, name="rate (gamma per target class)")
     dev = resolve_device(profile.device)
     if surrogate is None:
         surrogate = train_surrogate(ds, profile, arch, seed, progress=progress, width=surrogate_width)

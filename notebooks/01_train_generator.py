@@ -56,8 +56,8 @@ from matplotlib import pyplot as plt
 from dovlib import sscl
 from dovlib.data import load_dataset
 from dovlib.metrics import psnr, ssim
-from dovlib.params import check_choice, check_int, get_profile, parse_eps, parse_rate
-from dovlib.perceptual import PERCEPTUAL, lpips_available, perceptual_distance
+from dovlib.params import check_int, get_profile, parse_eps, parse_rate
+from dovlib.perceptual import lpips_available, perceptual_distance, require_perceptual
 from dovlib.plotting import image_grid
 from dovlib.report import env_info, save_fig, start_notebook, timer, write_record
 from dovlib.train import evaluate, predict_logits
@@ -66,7 +66,8 @@ NOTEBOOK = "01_train_generator"
 cfg = get_profile(profile)
 eps, rate = parse_eps(eps), parse_rate(rate)
 target, seed = check_int("target", target, 0), check_int("seed", seed, 0)
-check_choice("perceptual", perceptual, PERCEPTUAL)
+require_perceptual(perceptual)  # LPIPS without its weights fails here, before any training
+key = sscl.check_key(key)
 device = start_notebook(profile, seed, cfg.device)
 print(f"eps = {eps * 255:.1f}/255, target {target}, perceptual measure: {perceptual} "
       f"(real LPIPS weights cached: {lpips_available()}), owner key hash {sscl.key_hash(key)}")

@@ -31,7 +31,7 @@ eps = "8/255"  # L-inf budget of the watermark (MNIST needs more, e.g. 32/255 or
 rate = 0.1  # gamma: share of the whole training set marked, drawn from the target class
 target = 1  # target class t
 seed = 0  # data subsampling, marking draw, model initialisation
-key = 20240607  # the owner's secret key (only its hash is written anywhere)
+key = 20240607  # the owner's secret key (reports and the published manifest hold only its hash)
 perceptual = "ssim"  # "lpips" needs the AlexNet weights (see README, dovlib.perceptual); "ssim" is 1 - SSIM
 l1 = 1.0  # weight of L_target (target-class images -> least likely class)
 l2 = 1.0  # weight of L_nontarget (other images -> target class)
@@ -52,16 +52,18 @@ from IPython.display import display
 
 from dovlib import sscl
 from dovlib.data import load_dataset
-from dovlib.params import check_choice, check_int, get_profile, parse_eps, parse_rate
-from dovlib.perceptual import PERCEPTUAL
+from dovlib.params import check_int, get_profile, parse_eps, parse_rate
+from dovlib.perceptual import require_perceptual
 from dovlib.report import env_info, run_dir, save_fig, save_table, start_notebook, timer, write_record
 from dovlib.verify import evaluate_watermark, per_class_accuracy
+from dovlib.watermarks import select_indices
 
 NOTEBOOK = "02_watermark_dataset"
 cfg = get_profile(profile)
 eps, rate = parse_eps(eps), parse_rate(rate, "rate (gamma)")
 target, seed = check_int("target", target, 0), check_int("seed", seed, 0)
-check_choice("perceptual", perceptual, PERCEPTUAL)
+require_perceptual(perceptual)  # LPIPS without its weights fails here, before any training
+key = sscl.check_key(key)
 select_attempts, n_proxies = check_int("select_attempts", select_attempts, 1), check_int("n_proxies", n_proxies, 1)
 redraw_surrogate = sscl.check_redraw(redraw_surrogate, select_attempts)
 check_alpha = sscl.check_level(check_alpha, 0.01)  # the paper's alpha, or a stricter level for the owner's check
@@ -84,6 +86,8 @@ device = start_notebook(profile, seed, cfg.device)
 # %%
 ds = load_dataset(dataset).subsample(cfg.n_train, cfg.n_test, seed=seed)
 print(ds.describe())
+check_int("target", target, 0, ds.num_classes - 1)
+select_indices(ds.y_train, rate, target, clean_label=True)  # gamma within the target class's share?
 with timer() as t_run:
     run_kw = dict(arch=arch, eps=eps, rate=rate, target=target, key=key, seed=seed, perceptual=perceptual, l1=l1,
                   l2=l2, l3=l3, surrogate_width=surrogate_width)
@@ -104,8 +108,10 @@ print(f"marked {marked.manifest['n_marked']} of {len(ds.y_train)} training image
 
 # %% [markdown]
 # ## Publish the watermarked set
-# `watermarked.npz` (images, labels, marked indices) and `manifest.json` (indices, seed, hashes of G, key and data;
-# never the key).
+# `published/public/` is what the owner releases: `data.npz` (images, labels) and `manifest.json` (image count, classes,
+# the hash of the released arrays), nothing that says which images carry marks. `published/private/owner_record.json`
+# is what the owner keeps: marked indices, target, gamma, seed, hashes of G, of the key and of the clean data (never
+# the key itself; the generator file under `runs/sscl/` holds the key and stays private too).
 
 # %%
 params = {"profile": profile, "dataset": dataset, "arch": arch, "eps": eps, "rate": rate, "target": target,

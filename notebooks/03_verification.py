@@ -36,7 +36,7 @@ eps = "8/255"  # L-inf budget of the watermark (MNIST needs more, e.g. 32/255 or
 rate = 0.1  # gamma: share of the whole training set marked, drawn from the target class
 target = 1  # target class t, or "key": drawn from the key (among the hard_pool hardest when set; ours)
 seed = 0  # data subsampling, marking draw, model initialisation (models use seed, seed+1, ...)
-key = 20240607  # the owner's secret key (only its hash is written anywhere)
+key = 20240607  # the owner's secret key (reports and the published manifest hold only its hash)
 perceptual = "ssim"  # "lpips" needs the AlexNet weights (see README, dovlib.perceptual); "ssim" is 1 - SSIM
 tau = 0.25  # margin of the t-test (paper: 0.25)
 alpha = 0.01  # significance level (paper: 0.01)
@@ -64,9 +64,9 @@ from IPython.display import display
 
 from dovlib import sscl
 from dovlib.data import load_dataset
-from dovlib.params import (check_bool, check_choice, check_int, get_profile, parse_eps, parse_fraction, parse_rate,
+from dovlib.params import (check_bool, check_int, get_profile, parse_eps, parse_fraction, parse_rate,
                            parse_target)
-from dovlib.perceptual import PERCEPTUAL
+from dovlib.perceptual import require_perceptual
 from dovlib.plotting import verification_sweep
 from dovlib.report import env_info, save_fig, save_table, start_notebook, timer, write_record
 from dovlib.verify import m_sweep, paper_table_ii, summarize_controls, tau_sweep
@@ -96,7 +96,8 @@ if hard_pool and redraw_surrogate:
     raise ValueError("hard_pool needs redraw_surrogate False: the pool is ranked on the surrogate owners share")
 check_alpha = sscl.check_level(check_alpha, alpha)  # alpha, or a stricter level for the owners' checks (ours)
 code_draws = sscl.check_code_draws(code_draws, select_attempts, n_targets)  # ours: redraw a code that failed
-check_choice("perceptual", perceptual, PERCEPTUAL)
+require_perceptual(perceptual)  # LPIPS without its weights fails here, before any training
+key = sscl.check_key(key)
 device = start_notebook(profile, seed, cfg.device)
 print(f"tau {tau}, alpha {alpha}, m {m}, {n_models} model(s) per scenario, decoy_rate {decoy_rate:g}")
 

@@ -51,9 +51,9 @@ from IPython.display import Markdown, display
 
 from dovlib.data import load_dataset
 from dovlib.params import check_choice, get_profile, parse_eps, parse_rate
-from dovlib.perceptual import check_perceptual
+from dovlib.perceptual import require_perceptual
 from dovlib.report import env_info, load_records, save_fig, save_table, start_notebook
-from dovlib.sscl import key_hash, run_sscl
+from dovlib.sscl import check_key, key_hash, run_sscl
 from dovlib.studies import cached, eps_label, grid, ownership_metrics
 from dovlib.watermarks import select_indices
 
@@ -62,7 +62,8 @@ cfg = get_profile(profile)
 eps_value = parse_eps(eps)
 rate = parse_rate(rate)
 check_choice("sweep", sweep, ["none", "eps", "rate", "both"])
-check_perceptual(perceptual)
+require_perceptual(perceptual)  # LPIPS without its weights fails here
+key = check_key(key)
 device = start_notebook(profile, seed, cfg.device,
                         note=f"eps {eps_label(eps_value)} | rate {rate} | perceptual {perceptual}")
 

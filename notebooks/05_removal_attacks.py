@@ -50,10 +50,10 @@ from IPython.display import Markdown, display
 
 from dovlib.data import load_dataset, stratified_subsample
 from dovlib.params import get_profile, parse_eps, parse_fraction, parse_rate
-from dovlib.perceptual import check_perceptual
+from dovlib.perceptual import require_perceptual
 from dovlib.removal import finetune, pruning_curve
 from dovlib.report import env_info, run_dir, save_fig, save_table, start_notebook
-from dovlib.sscl import key_hash, run_sscl
+from dovlib.sscl import check_key, key_hash, run_sscl
 from dovlib.studies import cached, eps_label, ownership_metrics
 from dovlib.train import TrainConfig
 from dovlib.watermarks import select_indices
@@ -65,7 +65,8 @@ rate = parse_rate(rate)
 finetune_share = parse_fraction("finetune_share", finetune_share, 0, 1)
 finetune_lr = parse_fraction("finetune_lr", finetune_lr, 0, 10)
 prune_step = parse_fraction("prune_step", prune_step, 0, 0.95)
-check_perceptual(perceptual)
+require_perceptual(perceptual)  # LPIPS without its weights fails here
+key = check_key(key)
 device = start_notebook(profile, seed, cfg.device)
 
 # %%

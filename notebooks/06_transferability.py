@@ -43,9 +43,9 @@ from IPython.display import Markdown, display
 from dovlib.data import load_dataset
 from dovlib.models import ARCHS
 from dovlib.params import check_choice, get_profile, parse_eps, parse_rate
-from dovlib.perceptual import check_perceptual
+from dovlib.perceptual import require_perceptual
 from dovlib.report import env_info, save_fig, save_table, start_notebook
-from dovlib.sscl import key_hash, run_sscl
+from dovlib.sscl import check_key, key_hash, run_sscl
 from dovlib.studies import cached, eps_label, grid, ownership_metrics
 from dovlib.watermarks import select_indices
 
@@ -53,7 +53,8 @@ NOTEBOOK = "06_transferability"
 cfg = get_profile(profile)
 eps = parse_eps(eps)
 rate = parse_rate(rate)
-check_perceptual(perceptual)
+require_perceptual(perceptual)  # LPIPS without its weights fails here
+key = check_key(key)
 arch_list = grid("archs", cfg) if archs is None else [a.strip() for a in str(archs).split(",") if a.strip()]
 for a in arch_list:
     check_choice("archs", a, [k for k in ARCHS if k != "badnets_cnn"])

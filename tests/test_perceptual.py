@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from dovlib.perceptual import (BACKBONE_FILES, PerceptualWeightsMissing, lpips_available, lpips_weights_path,
-                               perceptual_distance, perceptual_loss)
+                               perceptual_distance, perceptual_loss, require_perceptual)
 
 
 @pytest.fixture
@@ -22,6 +22,19 @@ def test_lpips_missing_weights_fail_fast_with_a_helpful_message(empty_hub):
         perceptual_loss("lpips")
     assert time.perf_counter() - start < 2  # no download attempt (that hangs ~6 s offline)
     assert "perceptual='ssim'" in str(err.value) and str(empty_hub) in str(err.value)
+
+
+def test_require_perceptual_refuses_lpips_without_weights_before_any_training(empty_hub):
+    """What notebooks 01-06 call in their first cell: the same message as perceptual_loss, with nothing built."""
+    with pytest.raises(PerceptualWeightsMissing, match="perceptual='ssim'"):
+        require_perceptual("lpips")
+    assert require_perceptual("ssim") == "ssim" and require_perceptual("mse") == "mse"
+    with pytest.raises(ValueError, match="perceptual must be one of"):
+        require_perceptual("psnr")
+    path = lpips_weights_path("alex")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"x")  # only the file's presence is checked here; loading it is perceptual_loss's job
+    assert require_perceptual("lpips") == "lpips"
 
 
 def test_lpips_available_looks_for_the_torchvision_checkpoint_file(empty_hub):

@@ -1,6 +1,8 @@
 import json
 import math
+import shutil
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -9,6 +11,7 @@ import torch.nn.functional as F
 from dovlib import sscl
 from dovlib.data import load_dataset
 from dovlib.params import get_profile
+from dovlib.perceptual import PerceptualWeightsMissing
 from dovlib.sscl import (GeneratorConfig, SSCLGenerator, get_or_train_generator, key_hash, load_watermarked,
                          save_watermarked, train_generator, watermark_dataset)
 from dovlib.watermarks import get_watermark
@@ -140,8 +143,21 @@ def test_watermark_dataset_is_clean_label_and_publishable(tmp_path):
     folder = save_watermarked(ws, tmp_path / "pub", classes=ds.classes)
     back = load_watermarked(folder)
     assert torch.equal(back.x, ws.x) and torch.equal(back.y, ws.y) and torch.equal(back.marked, ws.marked)
-    man = json.loads((folder / "manifest.json").read_text())
-    assert man["marked_indices"] == ws.marked.tolist() and "key" not in man and man["n_marked"] == 16
+    record = json.loads((folder / "private" / "owner_record.json").read_text())
+    assert record["marked_indices"] == ws.marked.tolist() and "key" not in record and record["n_marked"] == 16
+    # what is published says nothing about which images carry marks (a user could just drop them)
+    public = folder / "public"
+    assert sorted(p.name for p in public.iterdir()) == ["data.npz", "manifest.json"]
+    assert sorted(np.load(public / "data.npz").files) == ["x", "y"]
+    man = json.loads((public / "manifest.json").read_text())
+    assert not {"marked_indices", "target", "rate", "n_marked", "seed", "generator_hash", "key_hash"} & set(man)
+    assert man["n_images"] == len(ws.y) and man["data_hash"] == ws.manifest["marked_hash"]
+    downloaded = tmp_path / "user"
+    shutil.copytree(public, downloaded / "public")  # a user's copy: the public folder only
+    got = load_watermarked(downloaded)
+    assert torch.equal(got.x, ws.x) and len(got.marked) == 0 and got.manifest == man
+    with pytest.raises(FileNotFoundError, match="public/data.npz"):
+        load_watermarked(tmp_path / "nowhere")
 
 
 def test_contrastive_marking_puts_decoy_marks_on_non_target_images_only(tmp_path):
@@ -305,6 +321,45 @@ def test_mark_code_marks_each_target_class_with_its_own_generator():
     assert rev.manifest["marked_hash"] == ws.manifest["marked_hash"] and rev.manifest["targets"] == [0, 2]
     with pytest.raises(ValueError, match="generators"):
         sscl.mark_code({}, ds.x_train, ds.y_train, 0.1)
+
+
+def test_bad_input_is_refused_before_any_training(monkeypatch, tmp_path):
+    """A gamma above the target class's share, a bad target or key, or LPIPS without its weights must fail at once,
+    not after the surrogate (and generator) have trained."""
+    def no_training(*a, **k):
+        raise AssertionError("trained before refusing bad input")
+
+    monkeypatch.setattr(sscl, "train_surrogate", no_training)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty-hub"))  # no LPIPS weights there
+    ds = load_dataset("synthetic", num_classes=4, n_train=120, n_test=60, image_size=16)
+    prof = get_profile("smoke", epochs=1, width=4, gen_iters=2, gen_batch=8)
+    kw = dict(eps="8/255", rate=0.05, target=1, key=1, perceptual="mse", progress=False)
+    share = (ds.y_train == 1).float().mean().item()
+    cases = [(dict(rate=0.5),
+              rf"rate \(gamma\) must be <= the target class 1's share of the training set, {share:.4f}"),
+             (dict(target=4), r"target must be a class index in \[0, 3\]"),
+             (dict(key="abc"), "key must be a non-negative integer"),
+             (dict(key=-3), "key must be a non-negative integer"),
+             (dict(decoy_rate=0.99), "decoy_rate must be <= the non-target share")]
+    for bad, msg in cases:
+        with pytest.raises(ValueError, match=msg):
+            sscl.run_sscl(ds, prof, **{**kw, **bad})
+    with pytest.raises(PerceptualWeightsMissing, match="perceptual='ssim'"):
+        sscl.run_sscl(ds, prof, **{**kw, "perceptual": "lpips"})
+    code_kw = dict(eps="8/255", key=1, perceptual="mse", progress=False)
+    with pytest.raises(ValueError, match=r"rate \(gamma per target class\) must be <= the target class 1's share"):
+        sscl.run_code(ds, prof, targets=(1, 2), rate=0.5, **code_kw)
+    with pytest.raises(ValueError, match="key must be a non-negative integer"):
+        sscl.run_code(ds, prof, targets=(1, 2), rate=0.05, **{**code_kw, "key": 1.5})
+
+
+def test_check_key_takes_big_integers_exactly_and_refuses_the_rest():
+    big = 2**63 - 25  # float would round it onto its neighbours
+    assert sscl.check_key(big) == big and sscl.check_key(str(big)) == big
+    assert key_hash(big) != key_hash(big + 1) and key_hash("7") == key_hash(7)
+    for bad in ("abc", 1.5, 7.0, -1, True, None, "1e3"):
+        with pytest.raises(ValueError, match="key must be a non-negative integer"):
+            sscl.check_key(bad)
 
 
 def test_run_code_and_its_controls_end_to_end_at_toy_size():
