@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PROFILE ?= smoke
 export DOVLIB_DATA ?= $(abspath ../shared/data)
 
-.PHONY: install test unit notebooks-check reproduce notebooks benchmark clean-reports
+.PHONY: install test unit reproduce notebooks benchmark clean-reports
 
 # Create .venv if missing and install dovlib with its dev extra (pins torch==2.14.1 torchvision==0.29.1).
 $(VENV)/.installed: pyproject.toml

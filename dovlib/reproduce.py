@@ -281,6 +281,12 @@ def reproduce(profile: str = "smoke", notebooks: list[str | Path] | None = None,
     get_profile(profile)  # a known profile, optionally with overrides ("quick:device=cpu,epochs=10")
     paths = [Path(p) for p in notebooks] if notebooks is not None else find_notebooks()
     jobs = check_int("jobs", jobs, 1)
+    if extra:  # a name no selected notebook declares is a typo, not something to drop silently
+        declared = set().union(*(notebook_parameters(p) for p in paths)) if paths else set()
+        unknown = sorted(set(extra) - declared)
+        if unknown:
+            raise ValueError(f"parameter(s) {unknown} are declared by none of the selected notebooks "
+                             f"({', '.join(p.stem for p in paths)}); their parameters: {sorted(declared)}")
     with reports_env(reports):
         return _reproduce(profile, paths, force, extra, kernel_name, cell_timeout, index, progress, jobs)
 

@@ -14,6 +14,8 @@ import argparse
 import itertools
 import multiprocessing
 import os
+import re
+import shlex
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -42,10 +44,26 @@ def parse_value(text: str):
     return text
 
 
+def _split_values(name: str, text: str) -> list[str]:
+    """Split one ``-p`` value on commas, keeping quoted parts whole (the standard library's shlex does the quoting)."""
+    lex = shlex.shlex(text, posix=True)
+    lex.whitespace, lex.whitespace_split, lex.commenters = ",", True, ""
+    try:
+        parts = [t.strip() for t in lex]
+    except ValueError as e:  # an unclosed quote
+        raise ValueError(f"-p {name} {text!r}: {e}") from None
+    if name == "profile" and any(re.match(r"^[A-Za-z_]\w*=", t) for t in parts):
+        raise ValueError(f"-p profile {text!r} was split on its commas into {parts}: quote an override string to keep "
+                         f"it whole (-p profile \"'quick:device=cpu,epochs=10'\") or pass it as --profile")
+    return [t for t in parts if t]
+
+
 def parse_grid(pairs: list[tuple[str, str]] | dict) -> dict[str, list]:
     """``[("eps", "1/255,2/255"), ("rate", "0.1")]`` -> ``{"eps": ["1/255", "2/255"], "rate": [0.1]}``.
 
-    Values are comma-separated; a name given twice adds values. A dict of lists is taken as already parsed."""
+    Values are comma-separated; a value in quotes is one value, commas included (``-p archs "'resnet18,vgg16'"``
+    runs notebook 06 once with both, ``-p profile "'quick:device=cpu,epochs=10'"`` one profile string); a name given
+    twice adds values. A dict of lists is taken as already parsed."""
     if isinstance(pairs, dict):
         items = [(k, v if isinstance(v, (list, tuple)) else [v]) for k, v in pairs.items()]
         grid = {k: list(v) for k, v in items}
@@ -53,9 +71,9 @@ def parse_grid(pairs: list[tuple[str, str]] | dict) -> dict[str, list]:
         grid: dict[str, list] = {}
         for name, values in pairs:
             have = grid.setdefault(name, [])
-            for text in str(values).split(","):
-                value = parse_value(text.strip())
-                if text.strip() and not any(type(v) is type(value) and v == value for v in have):
+            for text in _split_values(name, str(values)):
+                value = parse_value(text)
+                if not any(type(v) is type(value) and v == value for v in have):
                     have.append(value)
     for name, values in grid.items():
         if not name.isidentifier():

@@ -116,8 +116,9 @@ def test_reproduce_runs_in_order_reports_failure_keeps_going_and_reuses(env):
                                            index=False)] == ["ok"]
     make_notebook(nbs, "02_last", extra_code="z = 3")
     assert rp.reproduce("smoke", [nbs / "02_last.ipynb"], progress=False, index=False)[0].status == "ok"
-    quick = rp.reproduce("quick", [nbs / "02_last.ipynb"], extra={"rate": 0.5, "unknown": 1}, progress=False,
-                         index=False)[0]
+    with pytest.raises(ValueError, match=r"\['unknown'\] are declared by none of the selected notebooks \(02_last\)"):
+        rp.reproduce("quick", [nbs / "02_last.ipynb"], extra={"rate": 0.5, "unknown": 1}, progress=False, index=False)
+    quick = rp.reproduce("quick", [nbs / "02_last.ipynb"], extra={"rate": 0.5}, progress=False, index=False)[0]
     assert quick.status == "ok" and quick.parameters == {"profile": "quick", "rate": 0.5}
     assert executions(reports, "02_last")[-1] == "quick 8/255 0.5"
     stamps = rp.load_stamps(reports / "02_last")

@@ -60,6 +60,16 @@ def test_parse_grid_and_combinations():
         sweep.parse_grid([("bad-name", "1")])
 
 
+def test_quoted_values_keep_their_commas_and_a_split_profile_string_is_refused():
+    grid = sweep.parse_grid([("archs", "'resnet18,vgg16'"), ("profile", "\"quick:device=cpu,epochs=10\", smoke")])
+    assert grid == {"archs": ["resnet18,vgg16"], "profile": ["quick:device=cpu,epochs=10", "smoke"]}
+    assert len(sweep.combinations(grid)) == 2
+    with pytest.raises(ValueError, match="quote an override string"):
+        sweep.parse_grid([("profile", "quick:device=cpu,epochs=10")])
+    with pytest.raises(ValueError, match="-p eps .*No closing quotation"):
+        sweep.parse_grid([("eps", "'1/255")])
+
+
 def test_sweep_rejects_bad_inputs(tmp_path, reports):
     nb = make_notebook(tmp_path, "04_ablation", PLAIN_CODE)
     with pytest.raises(ValueError, match="parameter gamma .*allowed.*eps"):
