@@ -221,6 +221,9 @@ def _unrank(index: int, n: int, k: int) -> tuple[int, ...]:
     return tuple(out)
 
 
+MAX_ORDERING_BITS = 62  # combination indices are packed into int64 (bits_to_int); C(n, k) <= 2**62
+
+
 class AmuseCodec(Codec):
     """AMUSE (the paper's codec): ``n`` chunks, ``k`` per image plus ``ordering_bits`` of combination index.
 
@@ -241,6 +244,10 @@ class AmuseCodec(Codec):
         self.chunk_bits = -(-self.message_bits // self.n)
         self.combinations = math.comb(self.n, self.k)
         self.ordering_bits = ceil_log2(self.combinations)
+        if self.ordering_bits > MAX_ORDERING_BITS:  # the index is packed in int64; choose_nk never comes close
+            raise ValueError(f"(n, k) = ({self.n}, {self.k}) has C(n, k) = {self.combinations} combinations, "
+                             f"{self.ordering_bits} ordering bits; at most {MAX_ORDERING_BITS} are supported: "
+                             f"choose a smaller n or a k further from n / 2")
         self.sub_message_bits = self.k * self.chunk_bits + self.ordering_bits
         self.rho = (self.n - self.k) / self.n
         self.min_unique_sub_messages = math.comb(self.n - 1, self.k) + 1

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import inspect
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,7 +180,7 @@ def _read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims).copy()
 
 
-def _cifar10_subset(**_) -> ImageDataset:
+def _cifar10_subset() -> ImageDataset:
     d = np.load(_offline_file("cifar10-subset/cifar10_subset.npz", "cifar10-subset"))
     return ImageDataset("cifar10-subset", _nhwc_to_nchw(d["x_train"]), torch.from_numpy(d["y_train"].astype(np.int64)),
                         _nhwc_to_nchw(d["x_test"]), torch.from_numpy(d["y_test"].astype(np.int64)),
@@ -187,7 +188,7 @@ def _cifar10_subset(**_) -> ImageDataset:
                         note="first 1,017 images of each CIFAR-10 batch file (5,085 train / 1,017 test)")
 
 
-def _mnist_offline(**_) -> ImageDataset:
+def _mnist_offline() -> ImageDataset:
     tr = np.load(_offline_file("mnist/mnist_train_partial.npz", "mnist-offline"))
     x_te = _read_idx(_offline_file("mnist/t10k-images-idx3-ubyte.gz", "mnist-offline"))
     y_te = _read_idx(_offline_file("mnist/t10k-labels-idx1-ubyte.gz", "mnist-offline"))
@@ -196,7 +197,7 @@ def _mnist_offline(**_) -> ImageDataset:
                         is_subset=True, note="first 17,435 MNIST training images; full 10,000-image test set")
 
 
-def _torchvision(name: str, download: bool = True, image_size: int = 64, **_) -> ImageDataset:
+def _torchvision(name: str, download: bool = True, image_size: int = 64) -> ImageDataset:
     import torchvision.datasets as tvd
 
     root = data_dir() / name
@@ -235,8 +236,8 @@ def _pil_to_uint8(samples, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     return _nhwc_to_nchw(np.stack(xs)), torch.tensor(ys)
 
 
-def _sub_imagenet(root: str | None = None, num_classes: int = 50, image_size: int = 64, seed: int = 0,
-                  **_) -> ImageDataset:
+def _sub_imagenet(root: str | None = None, num_classes: int = 50, image_size: int = 64,
+                  seed: int = 0) -> ImageDataset:
     """First ``num_classes`` classes (sorted wnids) of an ImageFolder root with ``train/`` and ``val/`` folders.
     Tiny-ImageNet's ``val/images`` + ``val_annotations.txt`` layout is understood as well."""
     from PIL import Image
@@ -272,7 +273,7 @@ def _sub_imagenet(root: str | None = None, num_classes: int = 50, image_size: in
                         note=f"{num_classes} classes of {root}, resized to {image_size}x{image_size}")
 
 
-def _digits(image_size: int = 28, **_) -> ImageDataset:
+def _digits(image_size: int = 28) -> ImageDataset:
     import torch.nn.functional as F
     from sklearn.datasets import load_digits
 
@@ -289,7 +290,7 @@ def _digits(image_size: int = 28, **_) -> ImageDataset:
 
 
 def _synthetic(num_classes: int = 10, n_train: int = 1000, n_test: int = 200, image_size: int = 32,
-               channels: int = 3, seed: int = 0, **_) -> ImageDataset:
+               channels: int = 3, seed: int = 0) -> ImageDataset:
     """Each class is a smooth random colour pattern; samples add noise, shifts and brightness changes.
     Learnable in a few CPU epochs, so tests can check that training really learns."""
     g = torch.Generator().manual_seed(seed)
@@ -313,7 +314,7 @@ def _synthetic(num_classes: int = 10, n_train: int = 1000, n_test: int = 200, im
                         note="generated classes (not real images)")
 
 
-def _skimage_photos(image_size: int | None = None, **_) -> ImageDataset:
+def _skimage_photos(image_size: int | None = None) -> ImageDataset:
     """scikit-image's bundled RGB photographs (offline). No labels worth learning: one class per photo.
     Both splits hold the same photos (for watermark embedding/extraction, not classification)."""
     import skimage.data as skd
@@ -342,7 +343,7 @@ def _skimage_photos(image_size: int | None = None, **_) -> ImageDataset:
 
 
 def _image_folder(root: str | None = None, image_size: int = 256, test_share: float = 0.2, seed: int = 0,
-                  max_images: int | None = None, **_) -> ImageDataset:
+                  max_images: int | None = None) -> ImageDataset:
     """Every image under ``root`` (extensions of torchvision's ImageFolder), resized to ``image_size`` squared."""
     from PIL import Image
     from torchvision.datasets.folder import IMG_EXTENSIONS
@@ -383,9 +384,11 @@ def _image_folder(root: str | None = None, image_size: int = 256, test_share: fl
         files = {"test": [files["all"][i] for i in sorted(perm[:n_test])],
                  "train": [files["all"][i] for i in sorted(perm[n_test:])]}
         base = {"train": root, "test": root}
-    if max_images is not None:
+    if max_images is not None:  # a seeded draw per split (the file lists are sorted by class: never the first ones)
         max_images = check_int("max_images", max_images, 1)
-        files = {k: v[:max_images] for k, v in files.items()}
+        g = torch.Generator().manual_seed(seed + 1)
+        files = {k: [v[i] for i in sorted(torch.randperm(len(v), generator=g)[:max_images].tolist())]
+                 for k, v in files.items()}
 
     def load(fs: list[Path], k: str):
         if not fs:
@@ -422,8 +425,15 @@ def load_dataset(name: str, **kwargs) -> ImageDataset:
     """Load a dataset by name; see the module docstring for the names. Keyword arguments go to its loader
     (``root=``, ``image_size=``, ``num_classes=``, ``download=``, ...). ``folder:<path>`` is ``image-folder`` with
     ``root=<path>``, so a notebook's ``dataset`` parameter can name any folder of images."""
-    if isinstance(name, str) and name.startswith("folder:"):
-        return _image_folder(root=name[len("folder:"):], **kwargs)
-    if name not in DATASETS:
+    folder = isinstance(name, str) and name.startswith("folder:")
+    if not folder and name not in DATASETS:
         raise ValueError(f"dataset must be one of {sorted(DATASETS)}; got {name!r}")
+    loader = _image_folder if folder else (_torchvision if name in ("cifar10", "mnist", "flowers102")
+                                           else DATASETS[name])
+    options = set(inspect.signature(loader).parameters) - {"name"} - ({"root"} if folder else set())
+    unknown = sorted(set(kwargs) - options)
+    if unknown:  # a misspelt option must not be ignored (image_size vs imagesize)
+        raise ValueError(f"dataset {name!r} takes no option(s) {unknown}; its options: {sorted(options) or 'none'}")
+    if folder:
+        return _image_folder(root=name[len("folder:"):], **kwargs)
     return DATASETS[name](**kwargs)

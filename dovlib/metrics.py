@@ -24,7 +24,10 @@ def _to_hwc01(x) -> np.ndarray:
         x = x[None]
     if x.ndim != 4:
         raise ValueError(f"images must be (N, C, H, W); got shape {x.shape}")
-    return np.clip(x, 0, 1).transpose(0, 2, 3, 1)
+    if x.size and (x.min() < -1e-3 or x.max() > 1 + 1e-3):  # 0-255 floats would give a wrong PSNR, silently
+        raise ValueError(f"images must be uint8 (0-255) or floats in [0, 1]; got {x.dtype} values in "
+                         f"[{x.min():.4g}, {x.max():.4g}]")
+    return np.clip(x, 0, 1).transpose(0, 2, 3, 1)  # rounding error just outside [0, 1] only
 
 
 def _pairs(a, b):

@@ -32,6 +32,7 @@ __all__ = [
     "check_choice",
     "check_int",
     "check_bool",
+    "parse_list",
 ]
 
 
@@ -58,6 +59,13 @@ def parse_precisions(text: str) -> list[str]:
     return out
 
 
+# Smallest value of each integer field: a t-test needs 2 queries (verify_m), a generator batch half target and half
+# non-target images (gen_batch); every loop runs at least once (an epoch count of 0 would record untrained models).
+_PROFILE_MINIMA = {"n_train": 1, "n_test": 1, "epochs": 1, "batch_size": 1, "width": 1, "gen_iters": 1,
+                   "gen_batch": 2, "finetune_epochs": 1, "verify_m": 2, "n_models": 1, "amuse_images": 1,
+                   "amuse_subsets": 1, "hidden_steps": 1}
+
+
 @dataclass(frozen=True)
 class Profile:
     """Budgets shared by all notebooks. ``None`` for ``n_train``/``n_test`` means the whole split."""
@@ -80,11 +88,22 @@ class Profile:
     hidden_steps: int  # HiDDeN training steps
     # "auto": bf16 autocast for classifier training on CUDA, fp32 on the CPU and for the generator (as before);
     # "bf16": bf16 autocast for classifier and generator training on CUDA and on the CPU (ours; measured in
-    # docs/measured-sscl-cpu.md); "fp32": no autocast anywhere. Evaluation on the CPU is always fp32.
+    # docs/measured-sscl-cpu.md); "fp32": no autocast anywhere. Evaluation is always fp32 (train.predict_logits).
     precision: str = "auto"
 
     def __post_init__(self):
         check_choice("precision", self.precision, PRECISIONS)
+        if not (isinstance(self.device, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device)):
+            raise ValueError(f"profile field device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; "
+                             f"got {self.device!r}")
+        for field_name, low in _PROFILE_MINIMA.items():
+            value = getattr(self, field_name)
+            if value is None and field_name in ("n_train", "n_test"):
+                continue  # the whole split
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+                raise ValueError(f"profile field {field_name} must be an integer >= {low}; got {value!r}")
+        if not (isinstance(self.lr, numbers.Real) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"profile field lr must be a finite number > 0; got {self.lr!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -229,6 +248,21 @@ def parse_target(value, name: str = "target") -> int | None:
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a class index >= 0 or 'key' (drawn from the owner's key); "
                          f"got {value!r}") from None
+
+
+def parse_list(name: str, value, parse=None) -> list:
+    """A list parameter as papermill or a user may give it: a list or tuple, a single value, or a comma-separated
+    string (``"0.1,0.5"``, ``"[0.1, 0.5]"``, what ``-p shares 0.1,0.5`` passes). Each item goes through ``parse``
+    (e.g. ``lambda v: check_int(name, v, 1)``, whose errors name the parameter); an empty list is refused."""
+    if isinstance(value, (list, tuple)):
+        items = list(value)
+    elif isinstance(value, str):
+        items = [t.strip() for t in value.strip().strip("[]()").split(",") if t.strip()]
+    else:
+        items = [value]
+    if not items:
+        raise ValueError(f"{name} needs at least one value (a list or comma-separated values); got {value!r}")
+    return [parse(v) for v in items] if parse is not None else items
 
 
 def check_bool(name: str, value) -> bool:

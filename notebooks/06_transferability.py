@@ -42,7 +42,7 @@ from IPython.display import Markdown, display
 
 from dovlib.data import load_dataset
 from dovlib.models import ARCHS
-from dovlib.params import check_choice, get_profile, parse_eps, parse_rate
+from dovlib.params import check_choice, get_profile, parse_eps, parse_list, parse_rate
 from dovlib.perceptual import require_perceptual
 from dovlib.report import env_info, save_fig, save_table, start_notebook
 from dovlib.sscl import check_key, key_hash, run_sscl
@@ -55,9 +55,10 @@ eps = parse_eps(eps)
 rate = parse_rate(rate)
 require_perceptual(perceptual)  # LPIPS without its weights fails here
 key = check_key(key)
-arch_list = grid("archs", cfg) if archs is None else [a.strip() for a in str(archs).split(",") if a.strip()]
+arch_choices = [k for k in ARCHS if k != "badnets_cnn"]
+arch_list = grid("archs", cfg) if archs is None else parse_list("archs", archs, lambda a: str(a).strip())
 for a in arch_list:
-    check_choice("archs", a, [k for k in ARCHS if k != "badnets_cnn"])
+    check_choice("archs", a, arch_choices)
 device = start_notebook(profile, seed, cfg.device, note=f"grid {arch_list}")
 
 # %%

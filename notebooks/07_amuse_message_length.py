@@ -52,7 +52,7 @@ from dovlib.attacks import ATTACKS, attack_set, jpeg
 from dovlib.data import load_dataset
 from dovlib.imwm import ImWatermarker, evaluate_dataset, sample_images
 from dovlib.metrics import bit_accuracy, psnr
-from dovlib.params import check_choice, check_int, get_profile, parse_fraction
+from dovlib.params import check_choice, check_int, get_profile, parse_fraction, parse_list
 from dovlib.plotting import image_grid
 from dovlib.report import env_info, save_fig, save_table, start_notebook, write_record
 
@@ -63,12 +63,17 @@ if not str(dataset).startswith("folder:"):  # folder:PATH is any folder of image
     check_choice("dataset", dataset, ("skimage-photos", "cifar10-subset"))
 if message_bits is None:
     message_bits = [16, 32] if method == "rivaGan" else ([32, 64] if cfg.name == "smoke" else [32, 64, 100, 200, 300])
-lengths = [check_int("message_bits", v, 1) for v in str(message_bits).strip("[]()").split(",")]
+lengths = parse_list("message_bits", message_bits, lambda v: check_int("message_bits", v, 1))
 rho = parse_fraction("rho", rho, 0.0, 1.0, high_inclusive=False)
 attacks = attacks or ("grid" if cfg.name == "paper" else "representative")
 attack_names = attack_set(attacks)
 n_messages = {"smoke": 1, "quick": 3}.get(cfg.name, 10) if n_messages is None else n_messages
 n_messages = check_int("n_messages", n_messages, 1)
+capacity = ImWatermarker(method, scale=scale).capacity_bits
+too_long = [L for L in lengths if AmuseCodec.from_rho(L, rho, seed).sub_message_bits > capacity]
+if len(too_long) == len(lengths):  # lengths only some schemes fit are run for those and skipped for the others
+    raise ValueError(f"message_bits {lengths}: even AMUSE's sub-messages (rho {rho:g}) exceed {method}'s "
+                     f"capacity_bits = {capacity} for every length; give shorter messages")
 start_notebook(profile, seed, "cpu", note="invisible-watermark runs on the CPU")
 
 # %% [markdown]

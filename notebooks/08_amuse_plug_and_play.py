@@ -60,7 +60,7 @@ from dovlib.amuse import PAPER_SUB_MESSAGE_BITS, AmuseCodec, RepeatCodec, random
 from dovlib.attacks import attack_set
 from dovlib.data import load_dataset
 from dovlib.imwm import HIDDEN_ARCHS, HiddenConfig, ImWatermarker, evaluate_dataset, sample_images, train_hidden
-from dovlib.params import check_choice, check_int, get_profile, parse_fraction
+from dovlib.params import check_choice, check_int, get_profile, parse_fraction, parse_list
 from dovlib.report import env_info, run_dir, save_fig, save_table, start_notebook, write_record
 from dovlib.train import uses_bf16
 
@@ -72,14 +72,15 @@ if not str(hidden_dataset).startswith("folder:"):  # folder:PATH is any folder o
 check_choice("method", method, ("dwtDct", "dwtDctSvd"))
 check_choice("hidden_arch", hidden_arch, tuple(HIDDEN_ARCHS))
 smoke = cfg.name == "smoke"
-hidden_size = check_int("hidden_size", hidden_size or (32 if smoke else 128), 16)
-hidden_steps = check_int("hidden_steps", hidden_steps or cfg.hidden_steps, 1)
-hidden_channels = check_int("hidden_channels", hidden_channels or (16 if smoke else 64), 4)
-as_list = lambda v, name: [check_int(name, x, 1) for x in str(v).strip("[]()").split(",")]  # noqa: E731
-scales = as_list(scales or ([36] if smoke else [36, 30, 20]), "scales")
-lengths = as_list(message_bits or ([100] if smoke else [100, 200, 300]), "message_bits")
+default = lambda value, fallback: fallback if value is None else value  # noqa: E731  (0 is refused, not replaced)
+hidden_size = check_int("hidden_size", default(hidden_size, 32 if smoke else 128), 16)
+hidden_steps = check_int("hidden_steps", default(hidden_steps, cfg.hidden_steps), 1)
+hidden_channels = check_int("hidden_channels", default(hidden_channels, 16 if smoke else 64), 4)
+as_list = lambda v, name: parse_list(name, v, lambda x: check_int(name, x, 1))  # noqa: E731
+scales = as_list(default(scales, [36] if smoke else [36, 30, 20]), "scales")
+lengths = as_list(default(message_bits, [100] if smoke else [100, 200, 300]), "message_bits")
 rho = parse_fraction("rho", rho, 0.0, 1.0, high_inclusive=False)
-attacks = attacks or ("grid" if cfg.name == "paper" else "representative")
+attacks = default(attacks, "grid" if cfg.name == "paper" else "representative")
 n_messages = {"smoke": 1, "quick": 3}.get(cfg.name, 10) if n_messages is None else n_messages
 n_messages = check_int("n_messages", n_messages, 1)
 device = start_notebook(profile, seed, cfg.device, note="HiDDeN on this device, invisible-watermark on the CPU")

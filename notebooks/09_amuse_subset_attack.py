@@ -45,7 +45,7 @@ n_subsets = None  # None: amuse_subsets of the profile (paper: 100)
 seed = 0  # seeds the message, the combination assignment, bit flips and the subsets
 
 # %%
-from dovlib.params import check_choice, check_int, get_profile, parse_fraction
+from dovlib.params import check_choice, check_int, get_profile, parse_fraction, parse_list
 
 cfg = get_profile(profile)
 check_choice("method", method, ["simulated", "ideal", "bitflip", "dwtDct", "dwtDctSvd"])
@@ -53,7 +53,7 @@ message_bits = check_int("message_bits", message_bits, 1)
 rho = parse_fraction("rho", rho, 0.0, 1.0, high_inclusive=False)
 erasure_n = check_int("erasure_n", erasure_n, 1, 255)
 bit_error_rate = parse_fraction("bit_error_rate", bit_error_rate, 0.0, 0.5, low_inclusive=True)
-shares = sorted(parse_fraction("shares", s) for s in shares)
+shares = sorted(parse_list("shares", shares, lambda s: parse_fraction("shares", s)))  # a list or "0.1,0.5"
 n_images = cfg.amuse_images if n_images is None else check_int("n_images", n_images, 1)
 n_subsets = cfg.amuse_subsets if n_subsets is None else check_int("n_subsets", n_subsets, 1)
 extractions = ["ideal", "bitflip"] if method == "simulated" else [method]

@@ -29,7 +29,7 @@
 # %% tags=["parameters"]
 profile = "smoke"  # smoke | quick | paper (see dovlib/params.py)
 dataset = "cifar10-subset"  # flowers102 (online, the paper's) | cifar10-subset | a dovlib.data name | folder:PATH
-method = "dwtDct"  # dwtDct | dwtDctSvd (the watermark; rivaGan works too but is slow on CPU)
+method = "dwtDct"  # dwtDct | dwtDctSvd | rivaGan (carries 32 bits at most; slow on a CPU)
 scale = 36  # DCT quantisation step
 message_bits = 100  # L: the owner's message
 rho = 0.8  # AMUSE rho_max
@@ -62,6 +62,10 @@ cfg = get_profile(profile)
 check_choice("method", method, ("dwtDct", "dwtDctSvd", "rivaGan"))
 message_bits = check_int("message_bits", message_bits, 1)
 rho = parse_fraction("rho", rho, 0.0, 1.0, high_inclusive=False)
+check_choice("arch", arch, ("resnet18", "resnet34", "vgg16", "vgg19"))
+# the codecs and their watermarkers first: a message longer than the method carries fails here, before any data
+codecs = {"baseline": RepeatCodec(message_bits, seed), "amuse": AmuseCodec.from_rho(message_bits, rho, seed)}
+watermarkers = {name: ImWatermarker(method, codec.sub_message_bits, scale) for name, codec in codecs.items()}
 device = start_notebook(profile, seed, cfg.device)
 
 # %% [markdown]
@@ -81,11 +85,10 @@ print(ds.describe())
 
 # %%
 message = random_message(message_bits, seed)
-codecs = {"baseline": RepeatCodec(message_bits, seed), "amuse": AmuseCodec.from_rho(message_bits, rho, seed)}
 train_sets, quality = {"clean": ds.x_train}, []
 t0 = time.perf_counter()
 for name, codec in codecs.items():
-    wm = ImWatermarker(method, codec.sub_message_bits, scale)
+    wm = watermarkers[name]
     subs = codec.encode(message, len(ds.x_train))
     marked, marked_up = embed_at_size(wm, ds.x_train, subs)
     train_sets[name] = marked
@@ -148,6 +151,7 @@ metrics = {f"{r.set}_{k}": getattr(r, k) for r in results.itertuples()
            for k in ("test_acc", "test_acc_minus_clean", "psnr_train_size", "bit_acc_embed_size",
                      "word_acc_embed_size", "bit_acc_round_trip") if pd.notna(getattr(r, k))}
 write_record(NOTEBOOK, params={"profile": profile, "dataset": dataset, "method": method, "scale": scale,
-                               "message_bits": message_bits, "rho": rho, "arch": arch, "seed": seed},
+                               "message_bits": message_bits, "rho": rho, "arch": arch, "n_train": n_train,
+                               "seed": seed},
              metrics=metrics, perceptual="psnr", **context)
 print(f"wall time {wall:.1f} s")

@@ -237,3 +237,14 @@ def test_recovery_share_and_tradeoff():
     assert ErasureCodec(300, 31, k).sub_message_bits <= 63 < ErasureCodec(300, 31, k - 1).sub_message_bits
     with pytest.raises(ValueError, match="max_sub_message_bits"):
         choose_erasure_k(300, 31, 5)
+
+
+def test_ordering_indices_up_to_62_bits_round_trip_and_larger_ones_are_refused():
+    """Combination indices are packed into int64: 62 ordering bits work end to end, more are refused clearly
+    (C(100, 50) used to overflow inside encode)."""
+    codec = AmuseCodec(130, 65, 29)
+    assert codec.ordering_bits == 62
+    message = np.random.default_rng(0).integers(0, 2, 130).astype(np.uint8)
+    assert np.array_equal(codec.decode(codec.encode(message, 600)), message)
+    with pytest.raises(ValueError, match=r"\(n, k\) = \(100, 50\) has C\(n, k\) = .* 97 ordering bits; at most 62"):
+        AmuseCodec(100, 100, 50)

@@ -137,6 +137,31 @@ def test_image_folder_with_classes_and_seeded_split(tmp_path):
     assert str(tmp_path) in ds.note and "80%/20%" in ds.note
 
 
+def test_image_folder_max_images_draws_across_classes(tmp_path):
+    """The file list is sorted by class; max_images must not keep only the first class's images."""
+    for i, c in enumerate(("a", "b", "c", "d")):
+        _write_images(tmp_path / "train" / c, 5, seed=i)
+        _write_images(tmp_path / "val" / c, 2, seed=10 + i)
+    ds = load_dataset(f"folder:{tmp_path}", image_size=8, max_images=8)
+    assert (len(ds.x_train), len(ds.x_test)) == (8, 8) and ds.classes == ["a", "b", "c", "d"]
+    assert len(set(ds.y_train.tolist())) >= 3 and len(set(ds.y_test.tolist())) >= 3
+    again = load_dataset(f"folder:{tmp_path}", image_size=8, max_images=8)
+    assert torch.equal(again.x_train, ds.x_train)  # seeded
+    with pytest.raises(ValueError, match="max_images must be an integer >= 1"):
+        load_dataset(f"folder:{tmp_path}", max_images=0)
+
+
+def test_unknown_loader_options_are_refused_naming_the_known_ones():
+    with pytest.raises(ValueError, match=r"dataset 'digits' takes no option\(s\) \['imagesize'\]; its options: "
+                                         r"\['image_size'\]"):
+        load_dataset("digits", imagesize=64)
+    with pytest.raises(ValueError, match=r"'cifar10-subset' takes no option\(s\) \['image_size'\]; its options: none"):
+        load_dataset("cifar10-subset", image_size=64)
+    with pytest.raises(ValueError, match=r"takes no option\(s\) \['num_classes'\]"):
+        load_dataset("folder:/nowhere", num_classes=3)  # refused before the folder is even looked at
+    assert load_dataset("digits", image_size=12).x_train.shape[-1] == 12
+
+
 def test_image_folder_uses_train_val_and_loose_images(tmp_path):
     _write_images(tmp_path / "train", 3)
     _write_images(tmp_path / "val", 2, seed=1)

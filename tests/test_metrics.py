@@ -42,3 +42,13 @@ def test_bit_and_word_accuracy():
         as_bits([0, 2])
     with pytest.raises(ValueError, match="differ in length"):
         bit_accuracy([1, 0], [1, 0, 1])
+
+
+def test_float_images_outside_unit_range_are_refused_not_clipped():
+    a = np.random.default_rng(0).uniform(0, 255, (2, 3, 8, 8))  # 0-255 as floats: a common slip
+    with pytest.raises(ValueError, match=r"uint8 \(0-255\) or floats in \[0, 1\]; got float64 values in \[0"):
+        psnr(a, a * 0.9)
+    with pytest.raises(ValueError, match="floats in"):
+        ssim(torch.full((1, 3, 16, 16), -0.5), torch.zeros(1, 3, 16, 16))
+    x = torch.rand(1, 3, 8, 8)
+    assert np.isfinite(psnr(x, (x + 5e-4).clamp(max=1 + 5e-4))).all()  # rounding error just above 1 is fine

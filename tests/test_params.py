@@ -1,9 +1,10 @@
 import math
+import re
 
 import pytest
 
 from dovlib.params import (PROFILES, check_bool, check_choice, check_int, get_profile, parse_eps, parse_fraction,
-                           parse_precisions, parse_rate, parse_target)
+                           parse_list, parse_precisions, parse_rate, parse_target)
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -124,3 +125,32 @@ def test_check_bool_accepts_only_bools():
     for bad in ("False", "true", 0, 1, None):
         with pytest.raises(TypeError, match=r"same_code must be True or False; got"):
             check_bool("same_code", bad)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("epochs=0", "profile field epochs must be an integer >= 1; got 0"),
+    ("verify_m=1", "profile field verify_m must be an integer >= 2; got 1"),  # a t-test needs two queries
+    ("finetune_epochs=0", "profile field finetune_epochs must be an integer >= 1"),
+    ("gen_batch=1", "profile field gen_batch must be an integer >= 2"),
+    ("n_test=0", "profile field n_test must be an integer >= 1"),
+    ("device=gpu", "profile field device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got 'gpu'"),
+    ("lr=0", "profile field lr must be a finite number > 0"),
+    ("lr=nan", "profile field lr must be a finite number > 0"),
+])
+def test_profile_fields_out_of_range_are_refused_naming_the_field(spec, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        get_profile(f"smoke:{spec}")
+    field, _, _ = spec.partition("=")
+    good = {"device": "cuda:1", "lr": 1e-3}.get(field, 2)
+    assert getattr(get_profile("smoke", **{field: good}), field) == good  # in range: kept as given
+
+
+def test_parse_list_reads_lists_scalars_and_comma_separated_strings():
+    assert parse_list("shares", [0.1, 0.5]) == [0.1, 0.5] and parse_list("shares", 0.5) == [0.5]
+    assert parse_list("shares", "0.1, 0.5") == ["0.1", "0.5"] and parse_list("shares", "[0.1,0.5]") == ["0.1", "0.5"]
+    as_int = lambda v: check_int("message_bits", v, 1)  # noqa: E731
+    assert parse_list("message_bits", "(100, 200)", as_int) == [100, 200]
+    with pytest.raises(ValueError, match="message_bits must be an integer >= 1; got 0"):
+        parse_list("message_bits", "100,0", as_int)
+    with pytest.raises(ValueError, match="shares needs at least one value"):
+        parse_list("shares", " , ")
