@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from scipy.stats import binomtest, ttest_rel
+from scipy.stats import beta, binom, binomtest, ttest_rel
 
 from dovlib.verify import evaluate_watermark, label_verify, ttest_verify, verification_set, verify_model
 
@@ -40,6 +40,8 @@ def test_degenerate_inputs_never_claim_ownership_by_accident():
 def test_bad_arguments_name_the_parameter():
     with pytest.raises(ValueError, match="paired"):
         ttest_verify([0.1, 0.2], [0.3])
+    with pytest.raises(ValueError, match=r"same shape\); got \(3, 4\) and \(4, 3\)"):  # same size, wrong pairing
+        ttest_verify(np.zeros((3, 4)), np.ones((4, 3)))
     with pytest.raises(ValueError, match="tau"):
         ttest_verify([0.1, 0.2], [0.3, 0.4], tau=1.5)
     with pytest.raises(ValueError, match="alpha"):
@@ -48,14 +50,46 @@ def test_bad_arguments_name_the_parameter():
         ttest_verify([0.1, np.nan], [0.3, 0.4])
 
 
+def _labels(k, n, target=1):
+    return torch.tensor([target] * k + [0] * (n - k))
+
+
 def test_label_only_binomial_test():
-    lb = torch.tensor([1] * 10 + [0] * 90)
-    hit = label_verify(torch.tensor([1] * 80 + [0] * 20), 1, lb)
-    assert hit.verified and hit.delta_p == pytest.approx(0.7)
-    assert hit.p_value == pytest.approx(binomtest(80, 100, 0.35, alternative="greater").pvalue)
-    miss = label_verify(torch.tensor([1] * 30 + [0] * 70), 1, lb)
-    assert not miss.verified
-    assert not label_verify(torch.tensor([1] * 10), 1, torch.tensor([1] * 10)).verified  # null rate >= 1
+    lb = _labels(10, 100)
+    hit = label_verify(_labels(80, 100), 1, lb)
+    assert hit.verified and hit.delta_p == pytest.approx(0.7) and hit.test == "binomial test (benign rate bounded)"
+    # the p-value is the smallest level a at which the binomial test against (upper bound of rate_b at 1 - a/2) + tau
+    # rejects at a/2
+    p = hit.p_value
+    upper = lambda a: beta.isf(a / 2, 10 + 1, 100 - 10)  # noqa: E731  (one-sided Clopper-Pearson)
+    assert binomtest(80, 100, upper(p * 1.001) + 0.25, alternative="greater").pvalue < p * 1.001 / 2
+    assert binomtest(80, 100, upper(p * 0.999) + 0.25, alternative="greater").pvalue >= p * 0.999 / 2
+    # more conservative than plugging in the estimated rate as if it were known
+    assert p > binomtest(80, 100, 0.35, alternative="greater").pvalue
+    assert not label_verify(_labels(30, 100), 1, lb).verified
+    assert not label_verify(_labels(10, 10), 1, _labels(10, 10)).verified  # null rate >= 1
+    strong = label_verify(_labels(100, 100), 1, _labels(0, 100))
+    assert strong.verified and 0 < strong.p_value < 1e-15  # tiny p-values stay exact (log-scale search)
+    known = label_verify(_labels(80, 100), 1)  # no benign labels: rate taken as 0, a plain binomial test
+    assert known.p_value == pytest.approx(binomtest(80, 100, 0.25, alternative="greater").pvalue)
+    with pytest.raises(ValueError, match="same queries"):
+        label_verify(_labels(5, 10), 1, _labels(5, 12))
+
+
+def test_label_only_test_keeps_its_level_when_the_benign_rate_is_estimated():
+    """Exact false-claim probability at the null boundary (rate_w = rate_b + tau), every (k_b, k_w) enumerated: the
+    plug-in binomial test exceeds alpha, the bounded one does not."""
+    n, rate_b, tau, alpha = 12, 0.3, 0.25, 0.05
+    claim_new = claim_plugin = 0.0
+    for kb in range(n + 1):
+        for kw in range(n + 1):
+            pr = binom.pmf(kb, n, rate_b) * binom.pmf(kw, n, rate_b + tau)
+            if label_verify(_labels(kw, n), 1, _labels(kb, n), tau, alpha).verified:
+                claim_new += pr
+            if kb / n + tau < 1 and binomtest(kw, n, kb / n + tau, alternative="greater").pvalue < alpha:
+                claim_plugin += pr
+    assert claim_plugin > alpha  # 0.064: why the benign rate's own error must be accounted for
+    assert claim_new <= alpha
 
 
 def test_verification_set_draws_m_non_target_images():
