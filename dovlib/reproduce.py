@@ -344,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="re-run notebooks whose results are up to date")
     parser.add_argument("--reports", default=None, help="reports folder (default $DOVLIB_REPORTS or reports/)")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                        help="extra parameter for the notebooks that declare it (parsed like papermill -p)")
+                        help="extra parameter for the notebooks that declare it (parsed like papermill -p); a "
+                             "name that no selected notebook declares is refused")
     parser.add_argument("--cell-timeout", type=float, default=None, help="seconds per cell (default: none)")
     parser.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's)")
     parser.add_argument("--no-index", action="store_true", help="do not rebuild reports/index.html")

@@ -158,6 +158,8 @@ class SSCLGenerator(nn.Module):
             raise ValueError(f"{path} is not a dovlib SSCL-BW generator file")
         g = cls(key=blob["key"], **blob["settings"])
         g.load_state_dict(blob["state"])
+        if isinstance(map_location, (str, torch.device)):
+            g = g.to(map_location)  # the module itself, not only the stored tensors (a GPU run marks on the GPU)
         g.meta = blob.get("meta", {})
         return g.eval()
 

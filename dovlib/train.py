@@ -32,8 +32,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["TrainConfig", "TrainResult", "fit", "evaluate", "predict_proba", "predict_logits", "augment_batch",
-           "resolve_device", "seed_everything", "to_float", "precision_options"]
+__all__ = ["TrainConfig", "TrainResult", "tensor_hash", "fit", "evaluate", "predict_proba", "predict_logits",
+           "augment_batch", "resolve_device", "seed_everything", "to_float", "precision_options"]
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -140,6 +140,17 @@ class TrainConfig:
         if not self.cpu_bf16:  # keyed only when on, so models cached before it existed keep their keys
             keep.pop("cpu_bf16")
         return hashlib.sha1(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def tensor_hash(*tensors: torch.Tensor) -> str:
+    """Short content hash of tensors (dtype, shape and bytes; on any device), e.g. to tie a checkpoint to its data."""
+    h = hashlib.sha1()
+    for t in tensors:
+        t = torch.as_tensor(t).detach()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(np.ascontiguousarray(t.cpu().reshape(-1).view(torch.uint8).numpy()).tobytes()
+                 if t.numel() else b"")
+    return h.hexdigest()[:16]
 
 
 @dataclass
@@ -268,13 +279,15 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, total_steps: int, device:
 def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor | None = None,
         y_test: torch.Tensor | None = None, config: TrainConfig | None = None, *, checkpoint: str | Path | None = None,
         callbacks: list[Callable[[nn.Module, int], dict]] | None = None, checkpoint_every: float = 60.0,
-        **overrides) -> TrainResult:
+        checkpoint_key: str | None = None, **overrides) -> TrainResult:
     """Train ``model`` with SGD (Nesterov) on uint8 images and return a :class:`TrainResult`.
 
     ``config`` (or keyword overrides of :class:`TrainConfig`) sets the budget. ``callbacks`` are called after every
     epoch as ``cb(model, epoch)`` and the dicts they return are merged into that epoch's history row (e.g. WSR
     during fine-tuning). With ``checkpoint``, the state is saved after the last epoch and after every epoch that
-    ends ``checkpoint_every`` seconds or more after the previous save (0: every epoch); a later call resumes.
+    ends ``checkpoint_every`` seconds or more after the previous save (0: every epoch); a later call resumes. A
+    checkpoint written for other settings, other training data or another ``checkpoint_key`` (any string the caller
+    ties the run to, e.g. the starting weights' :func:`tensor_hash`) is refused, never resumed.
     """
     cfg = config or TrainConfig()
     if overrides:
@@ -302,11 +315,22 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
     result = TrainResult(model=model, device=str(device))
     start_epoch = 0
     ckpt_path = Path(checkpoint) if checkpoint else None
+    # what a checkpoint must match besides the settings: the data, and ``checkpoint_key`` when given (finetune
+    # passes its starting model's hash: a run resumed after that model changed would mix two runs' epochs).
+    # Checkpoints written before these were recorded lack them and are accepted (the cache keys its data already).
+    origin = {"data_hash": tensor_hash(x_train, y_train)} if ckpt_path else {}
+    if ckpt_path and checkpoint_key is not None:
+        origin["checkpoint_key"] = str(checkpoint_key)
     if ckpt_path and ckpt_path.is_file():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
         if state.get("fingerprint") != cfg.fingerprint() or state.get("n_train") != n:
             raise ValueError(f"checkpoint {ckpt_path} was written with other training settings or data "
                              f"({state.get('fingerprint')} vs {cfg.fingerprint()}); delete it or pass another path")
+        stale = [k for k, v in origin.items() if state.get(k, v if k == "data_hash" else None) != v]
+        if stale:
+            what = {"data_hash": "other training data", "checkpoint_key": f"another checkpoint_key ({checkpoint_key})"}
+            raise ValueError(f"checkpoint {ckpt_path} was written for {' and '.join(what[k] for k in stale)}; "
+                             f"delete it or pass another path")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -367,7 +391,8 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
                           "generator": gen.get_state(), "aug_generator": aug_gen.get_state(), "epoch": epoch + 1,
                           "history": result.history,
                           "wall_time": result.wall_time, "images_seen": result.images_seen,
-                          "fingerprint": cfg.fingerprint(), "n_train": n, "config": asdict(cfg)}, ckpt_path)
+                          "fingerprint": cfg.fingerprint(), "n_train": n, "config": asdict(cfg), **origin},
+                         ckpt_path)
     bar.close()
     model.eval()
     return result

@@ -25,11 +25,22 @@ def test_grid_has_45_attacks_over_eight_families():
     assert 1.0 not in params("brightness") and 0 not in params("hue")
 
 
-def test_every_attack_keeps_dtype_and_restores_size():
+def test_every_attack_keeps_dtype_restores_size_and_changes_the_image():
+    x, cover = _images(), _images(seed=1)  # HiDDeN's Dropout / Cropout put cover pixels back: a different cover
+    for name, attack in ATTACKS.items():
+        y = attack(x, cover=cover)
+        assert y.dtype == torch.uint8 and y.shape == x.shape, name
+        assert (y.float() - x.float()).abs().mean() > 0.5, f"{name} left the images (almost) unchanged"
+
+
+def test_size_changing_attacks_shrink_by_their_parameter():
     x = _images()
     for name, attack in ATTACKS.items():
-        y = attack(x, cover=x)
-        assert y.dtype == torch.uint8 and y.shape == x.shape, name
+        if not attack.changes_size:
+            continue
+        share = float(name.rsplit("_", 1)[1])
+        side = 48 * (share ** 0.5 if name.startswith("hidden_crop") else share)  # HiDDeN's Crop keeps an area share
+        assert apply_attack(name, x, restore_size=False).shape[-2:] == (round(side),) * 2, name
 
 
 def test_attacks_change_images_and_size_changes_are_reported():

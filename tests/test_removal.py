@@ -81,6 +81,22 @@ def test_finetune_evaluates_every_epoch(trained):
     assert tuned is not model
 
 
+def test_finetune_checkpoint_resumes_only_the_same_starting_model(trained, tmp_path):
+    """A finished fine-tuning checkpoint is reused for the same suspect and refused for another one (notebook 05
+    keys its checkpoint by parameters only: a changed suspect must not inherit the old run's epochs)."""
+    ds, model = trained
+    cfg = TrainConfig(epochs=1, batch_size=32, lr=0.01, progress=False)
+    ckpt = tmp_path / "finetune.pt"
+    first, _ = finetune(model, ds.x_train[:64], ds.y_train[:64], cfg, checkpoint=ckpt)
+    again, _ = finetune(model, ds.x_train[:64], ds.y_train[:64], cfg, checkpoint=ckpt)
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values()))
+    other = build_model("resnet18", num_classes=4, width=4)
+    with pytest.raises(ValueError, match="another checkpoint_key"):
+        finetune(other, ds.x_train[:64], ds.y_train[:64], cfg, checkpoint=ckpt)
+    with pytest.raises(ValueError, match="other training data"):
+        finetune(model, ds.x_train[64:128], ds.y_train[64:128], cfg, checkpoint=ckpt)
+
+
 def test_bad_prune_rate(trained):
     ds, model = trained
     with pytest.raises(ValueError, match=r"rate must be a number in \[0, 1\)"):

@@ -68,6 +68,14 @@ def test_save_and_load_round_trip(tmp_path):
         SSCLGenerator.load(tmp_path / "other.pt")
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_load_puts_the_generator_on_the_asked_device(tmp_path):
+    g = SSCLGenerator(3, 8 / 255, key=5, width=4, depth=2)
+    h = SSCLGenerator.load(g.save(tmp_path / "g.pt"), map_location="cuda")
+    assert all(p.is_cuda for p in h.parameters())
+    assert all(torch.equal(a.cpu(), b) for a, b in zip(h.state_dict().values(), g.state_dict().values()))
+
+
 def test_config_errors_name_the_parameter():
     with pytest.raises(ValueError, match="eps"):
         GeneratorConfig(eps="0")
