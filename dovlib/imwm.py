@@ -418,7 +418,7 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
     CUDA and in fp32 on the CPU, "bf16" under bf16 autocast on any device, "fp32" never; the noise layers and the
     losses stay fp32, and embedding / extraction after training run in fp32. Whether bf16 was used is saved with
     the weights: a checkpoint trained otherwise is retrained, not reused."""
-    from .train import SaveTimer, resolve_device, uses_bf16
+    from .train import SaveTimer, resolve_device, tensor_hash, uses_bf16
 
     cfg = cfg or HiddenConfig()
     if overrides:
@@ -426,10 +426,11 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
     steps = check_int("steps", steps, 1)
     device = resolve_device(device)
     bf16 = uses_bf16(precision, device)
+    data = tensor_hash(images)  # a checkpoint is reused or resumed only for the images it was trained on
     if checkpoint is not None and Path(checkpoint).is_file():
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
         if (state.get("config") == asdict(cfg) and state.get("steps") == steps and state.get("seed") == seed
-                and state.get("bf16", False) == bf16):
+                and state.get("bf16", False) == bf16 and state.get("data_hash", data) == data):
             return HiDDeN.load(checkpoint, device)
     images = to_min_size(images if images.shape[1] == 3 else images.expand(-1, 3, -1, -1), cfg.image_size)
     torch.manual_seed(seed)
@@ -444,8 +445,10 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
     partial = Path(str(checkpoint) + ".partial") if checkpoint is not None else None
     if partial is not None and partial.is_file():
         st = torch.load(partial, map_location="cpu", weights_only=False)
-        if (st["config"] == asdict(cfg) and st["seed"] == seed and st["step"] <= steps
-                and st.get("bf16", False) == bf16):  # else: start afresh
+        # the same run only: the image-loss schedule depends on ``steps``, so a partial run of another length (or
+        # of other images) starts afresh rather than mixing two schedules
+        if (st["config"] == asdict(cfg) and st["seed"] == seed and st.get("steps") == steps
+                and st.get("data_hash") == data and st.get("bf16", False) == bf16):
             net.load_state_dict(st["net"])
             opt.load_state_dict(st["opt"])
             if opt_d is not None:
@@ -520,12 +523,12 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
                               "opt_d": opt_d.state_dict() if opt_d is not None else None, "gen": gen.get_state(),
                               "noise_gen": noise_gen.get_state(), "torch_rng": torch.get_rng_state(), "step": step,
                               "history": history, "wall": wall + time.perf_counter() - t0, "config": asdict(cfg),
-                              "seed": seed, "bf16": bf16}, partial)
+                              "seed": seed, "bf16": bf16, "steps": steps, "data_hash": data}, partial)
     model = HiDDeN(net.eval(), cfg, history, device)
     if checkpoint is not None:
         model.save(checkpoint)
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        state.update(steps=steps, seed=seed, bf16=bf16)
+        state.update(steps=steps, seed=seed, bf16=bf16, data_hash=data)
         _save_atomic(state, Path(checkpoint))
         partial.unlink(missing_ok=True)  # the finished model holds what is worth keeping
     return model

@@ -105,7 +105,16 @@ def start_notebook(profile: str, seed: int | None = None, device="auto", note: s
 
 
 def record_key(params: dict) -> str:
-    return json.dumps(params, sort_keys=True, default=str)
+    """The canonical text of a parameter set (sorted keys): how records and run folders are found again. NumPy and
+    torch scalars are keyed as the numbers metrics.json stores (``np.int64(1)`` and ``1`` are the same set)."""
+    return json.dumps(params, sort_keys=True, default=_key_default)
+
+
+def _key_default(obj):
+    try:
+        return _jsonable(obj)
+    except TypeError:
+        return str(obj)
 
 
 def _metrics_path(notebook: str) -> Path:
@@ -209,9 +218,9 @@ def save_table(df, name: str, notebook: str, caption: str = "", **context) -> Pa
     it the index uses the notebook's newest record."""
     d = notebook_dir(notebook)
     path = d / f"{name}.csv"
-    df.to_csv(path, index=False)
     manifest = d / "tables.json"
-    with file_lock(manifest):
+    with file_lock(manifest):  # the CSV and its entry together, atomically: parallel sweep jobs never mix them
+        _atomic_write(path, df.to_csv(index=False))
         tables = json.loads(manifest.read_text()) if manifest.is_file() else {}
         tables[name] = {"file": path.name, "caption": caption, **context}
         _atomic_write(manifest, json.dumps(tables, indent=2, default=_jsonable))

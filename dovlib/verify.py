@@ -185,9 +185,10 @@ def verify_model(model, x: torch.Tensor, trigger, target: int, tau=0.25, alpha=0
 
 
 def attack_success(model, x: torch.Tensor, y: torch.Tensor, trigger, target: int, targeted: bool = True) -> float:
-    """WSR: share of watermarked NON-target images classified as ``target`` (untargeted: misclassified)."""
+    """WSR: share of watermarked NON-target images classified as ``target``. Untargeted (UBW): share of ALL
+    watermarked test images misclassified (``target`` plays no part, so no class is left out)."""
     y = torch.as_tensor(y)
-    keep = y != target
+    keep = y != target if targeted else torch.ones_like(y, dtype=torch.bool)
     if not keep.any():
         raise ValueError("attack_success needs at least one non-target image")
     pred = predict_logits(model, trigger(x[keep])).argmax(1)

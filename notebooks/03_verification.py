@@ -16,7 +16,8 @@
 # The owner queries a suspect model with m non-target images x and their watermarked versions G(x) and compares
 # the probabilities of the target class, P_b = P(t | x) and P_w = P(t | G(x)), with a one-sided paired t-test of
 # H0: P_w <= P_b + tau (`dovlib.verify.ttest_verify`; tau = 0.25, alpha = 0.01 in the paper). Ownership is
-# claimed when p < alpha. A label-only variant (binomial test on hard predictions) covers APIs that return labels.
+# claimed when p < alpha. A label-only variant (a binomial test on hard predictions, the benign rate's own error
+# bounded) covers APIs that return labels.
 #
 # Table II's scenarios:
 # * **Malicious**: the model was trained on our watermarked set (the claim should succeed);

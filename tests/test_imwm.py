@@ -148,6 +148,35 @@ def test_hidden_training_resumes_after_an_interruption(tmp_path, monkeypatch):
         assert torch.equal(a, b), k
     # a finished model is loaded, not retrained; other settings start afresh
     assert train_hidden(images, cfg, steps=6, progress=False, log_every=1, checkpoint=ckpt).history == resumed.history
+    other = train_hidden(255 - images, cfg, steps=6, progress=False, log_every=1, checkpoint=ckpt)  # other images
+    assert other.history != resumed.history
+
+
+def test_hidden_partial_run_of_another_length_starts_afresh(tmp_path, monkeypatch):
+    """The image-loss schedule depends on ``steps``: a partial run of 6 steps must not be continued as one of 8."""
+    import dovlib.imwm as imwm
+
+    g = torch.Generator().manual_seed(0)
+    images = (torch.rand(16, 3, 16, 16, generator=g) * 255).round().to(torch.uint8)
+    cfg = HiddenConfig(message_bits=4, channels=8, encoder_blocks=1, decoder_blocks=1, image_size=16, batch_size=4,
+                       noises=("identity",), encoder_loss_late=5.0, late_start=0.5)  # the weight rises at steps / 2
+    ckpt, real, calls = tmp_path / "hidden.pt", imwm._noise, []
+
+    def interrupted(*a):
+        calls.append(1)
+        if len(calls) == 6:  # the partial holds step 5; step 4 ran late in the 6-step run, not so in an 8-step one
+            raise KeyboardInterrupt
+        return real(*a)
+
+    monkeypatch.setattr(imwm, "_noise", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_hidden(images, cfg, steps=6, progress=False, log_every=1, checkpoint=ckpt, checkpoint_every=0)
+    monkeypatch.setattr(imwm, "_noise", real)
+    longer = train_hidden(images, cfg, steps=8, progress=False, log_every=1, checkpoint=ckpt)
+    fresh = train_hidden(images, cfg, steps=8, progress=False, log_every=1)
+    assert [h["step"] for h in longer.history] == list(range(1, 9))
+    for (k, a), b in zip(fresh.net.state_dict().items(), longer.net.state_dict().values()):
+        assert torch.equal(a, b), k
 
 
 def test_hidden_precision_bf16_runs_the_networks_in_bf16_and_the_noise_in_fp32(tmp_path, monkeypatch):

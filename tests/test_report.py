@@ -34,6 +34,17 @@ def test_write_record_replaces_same_params_and_keeps_others():
     assert data["notebook"] == "04_ablation"
 
 
+def test_numpy_parameters_find_their_record_again():
+    """metrics.json stores numpy scalars as plain numbers; the record key must too, or a cached parameter set is
+    never found again (and written twice)."""
+    import numpy as np
+
+    report.write_record("04_ablation", {"seed": np.int64(1), "rate": np.float64(0.1)}, {"wsr": 0.4})
+    report.write_record("04_ablation", {"seed": 1, "rate": 0.1}, {"wsr": 0.6})
+    assert len(report.load_records("04_ablation")) == 1
+    assert report.find_record("04_ablation", {"seed": np.int64(1), "rate": 0.1})["metrics"]["wsr"] == 0.6
+
+
 def test_save_fig_png_and_svg():
     fig, ax = plt.subplots()
     ax.plot([0, 1])

@@ -4,7 +4,8 @@ import torch
 import torch.nn as nn
 from scipy.stats import beta, binom, binomtest, ttest_rel
 
-from dovlib.verify import evaluate_watermark, label_verify, ttest_verify, verification_set, verify_model
+from dovlib.verify import (attack_success, evaluate_watermark, label_verify, ttest_verify, verification_set,
+                           verify_model)
 
 
 def _probs(seed, n=100):
@@ -136,6 +137,19 @@ def test_evaluate_watermark_and_verify_model_on_a_known_backdoor():
     assert verify_model(model, x[idx], _corner_trigger, 3).verified
     assert verify_model(model, x[idx], lambda z: z, 3).p_value == 1.0  # no trigger, no claim
     assert verify_model(model, x[idx], _corner_trigger, 3, labels_only=True).verified
+
+
+def test_untargeted_success_counts_every_class():
+    """UBW's untargeted success: triggered images misclassified, over the whole test set (the ``target`` argument
+    must not drop a class); the targeted WSR counts non-target images only."""
+    y = torch.arange(50) % 5
+    x = torch.zeros(50, 3, 8, 8, dtype=torch.uint8)
+    x[:, 0, 1, 0] = y.to(torch.uint8)
+    model = _CornerModel(target=3)  # the trigger sends everything to class 3
+    assert attack_success(model, x, y, _corner_trigger, target=3) == 1.0
+    # untargeted: every image not of class 3 is now wrong, the 10 of class 3 are not: 40 of 50 whatever `target` is
+    for t in (0, 3):
+        assert attack_success(model, x, y, _corner_trigger, target=t, targeted=False) == pytest.approx(0.8)
 
 
 def _synthetic_queries(shifts: dict, n: int, sd: float, seed: int, models: int = 2):

@@ -96,6 +96,10 @@ def test_wanet_warp_is_small_and_smooth():
     assert 0 < (out.float() - x.float()).abs().mean() < 8  # about s/2 px of a ramp of 8 levels per pixel
     with pytest.raises(ValueError, match="k"):
         get_watermark("wanet", k=1)
+    # grid_rescale scales the whole warping grid (identity + offset), as WaNet defines it: with almost no warp,
+    # 0.5 zooms into the centre, so the left edge reads the ramp a quarter of the way in (about 64, not 0)
+    zoom = get_watermark("wanet", s=1e-6, grid_rescale=0.5).trigger(x)
+    assert zoom[0, 0, 0, 0].item() == pytest.approx(255 * 0.25, abs=2)
 
 
 def test_label_consistent_budget_outside_trigger():

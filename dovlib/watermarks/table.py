@@ -110,7 +110,7 @@ def table_row(method: str, ds, arch: str, profile: Profile, *, rate=0.1, target:
     benign = sscl.train_classifier(ds.x_train, ds.y_train, ds.x_test, ds.y_test, **common).model  # cached
     metrics["WSR_benign"] = attack_success(benign, ds.x_test, ds.y_test, trigger, target, targeted)
     row.update(kind=kind, targeted=targeted, n_marked=len(idx),
-               success_measure="WSR" if targeted else "untargeted success (triggered non-target images misclassified)",
+               success_measure="WSR" if targeted else "untargeted success (triggered test images misclassified)",
                **metrics)
     row["wall_time"] = time.perf_counter() - t0
     return row

@@ -35,19 +35,20 @@ class WaNet(DatasetWatermark):
         self.noise_indices = torch.empty(0, dtype=torch.long)  # label-kept noise samples of the last apply()
 
     def grids(self, h: int, w: int):
-        """(identity grid, warping offset) of shape (1, h, w, 2) in grid_sample's [-1, 1] coordinates."""
+        """(identity grid, warping offset) of shape (1, h, w, 2) in grid_sample's [-1, 1] coordinates; the warping
+        grid is ``(identity + offset) * grid_rescale``, as in WaNet's definition (the whole grid is rescaled)."""
         g = torch.Generator().manual_seed(self.field_seed)
         ins = torch.rand(1, 2, self.k, self.k, generator=g) * 2 - 1
         ins = ins / ins.abs().mean()
         noise = F.interpolate(ins, size=(h, w), mode="bicubic", align_corners=True).permute(0, 2, 3, 1)
         yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
         identity = torch.stack((xx, yy), 2)[None]
-        return identity, self.s * noise / h * self.grid_rescale
+        return identity, self.s * noise / h
 
     def _warp(self, x: torch.Tensor, extra_noise: torch.Tensor | None = None) -> torch.Tensor:
         h, w = x.shape[-2:]
         identity, offset = self.grids(h, w)
-        grid = (identity + offset).expand(len(x), h, w, 2)
+        grid = ((identity + offset) * self.grid_rescale).expand(len(x), h, w, 2)
         if extra_noise is not None:
             grid = grid + extra_noise
         grid = grid.clamp(-1, 1).to(x.device)
