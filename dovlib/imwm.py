@@ -40,7 +40,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import attacks as _attacks
-from .metrics import as_bits, bit_accuracy, psnr, word_accuracy
+from .metrics import as_bits, bit_accuracy, mean_psnr, word_accuracy
 from .params import check_choice, check_int
 
 __all__ = ["Watermarker", "ImWatermarker", "HiDDeN", "HiddenConfig", "HiddenNet", "train_hidden", "get_watermarker",
@@ -582,8 +582,7 @@ def embed_dataset(wm: Watermarker, codec, images: torch.Tensor, message) -> tupl
     quality dict with mean PSNR in dB)."""
     subs = np.asarray(codec.encode(np.asarray(message, dtype=np.uint8), len(images)), dtype=np.uint8)
     marked = wm.embed(images, subs)
-    p = psnr(images, marked)
-    return marked, subs, {"psnr": float(np.mean(p[np.isfinite(p)])) if np.isfinite(p).any() else float("inf")}
+    return marked, subs, {"psnr": mean_psnr(images, marked)}
 
 
 def extract_dataset(wm: Watermarker, codec, images: torch.Tensor, message, subs=None) -> dict:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["psnr", "ssim", "bit_accuracy", "word_accuracy", "as_bits"]
+__all__ = ["psnr", "mean_psnr", "PSNR_CAP", "ssim", "bit_accuracy", "word_accuracy", "as_bits"]
 
 
 def _to_hwc01(x) -> np.ndarray:
@@ -35,6 +35,15 @@ def _pairs(a, b):
     if a.shape != b.shape:
         raise ValueError(f"image batches must have the same shape; got {a.shape} and {b.shape}")
     return a, b
+
+
+PSNR_CAP = 100.0  # dB an identical image counts as in a mean (its PSNR is +inf)
+
+
+def mean_psnr(a, b, cap: float = PSNR_CAP) -> float:
+    """Dataset PSNR: the mean of per-image PSNR with identical images counted at ``cap`` dB (not dropped, which
+    would report only the images that changed). Every dovlib report averages PSNR this one way."""
+    return float(np.mean(np.minimum(psnr(a, b), cap)))
 
 
 def psnr(a, b) -> np.ndarray:

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from .metrics import psnr, ssim
+from .metrics import mean_psnr, ssim
 from .params import check_int, parse_fraction
 from .perceptual import perceptual_distance
 from .train import evaluate, predict_logits, predict_proba
@@ -220,7 +220,7 @@ def evaluate_watermark(model, watermark, x_test, y_test, target: int, *, x_clean
         x_marked = trigger(x_clean)
     a, b = x_clean[:max_pairs], x_marked[:max_pairs]
     out[f"perceptual_{perceptual}"] = perceptual_distance(a, b, perceptual).mean().item()
-    out["PSNR"] = float(np.mean(np.minimum(psnr(a, b), 100.0)))
+    out["PSNR"] = mean_psnr(a, b)
     out["SSIM"] = float(np.mean(ssim(a, b)))
     out["linf"] = (a.float() - b.float()).abs().amax().item() / 255
     out["perceptual"] = perceptual

@@ -55,7 +55,7 @@ from matplotlib import pyplot as plt
 
 from dovlib import sscl
 from dovlib.data import load_dataset
-from dovlib.metrics import psnr, ssim
+from dovlib.metrics import mean_psnr, ssim
 from dovlib.params import check_int, get_profile, parse_eps, parse_rate
 from dovlib.perceptual import lpips_available, perceptual_distance, require_perceptual
 from dovlib.plotting import image_grid
@@ -144,7 +144,7 @@ non_target = ds.y_test != target
 pred_sur = predict_logits(surrogate.model, G.mark(ds.x_test[non_target])).argmax(1)
 metrics = {
     f"perceptual_{perceptual}": perceptual_distance(xq, xqm, perceptual).mean().item(),
-    "PSNR": float(psnr(xq, xqm).clip(max=100).mean()), "SSIM": float(ssim(xq, xqm).mean()),
+    "PSNR": mean_psnr(xq, xqm), "SSIM": float(ssim(xq, xqm).mean()),
     "linf_255": (xq.int() - xqm.int()).abs().max().item(),
     "surrogate_clean_acc": evaluate(surrogate.model, ds.x_test, ds.y_test),
     "surrogate_marked_acc": evaluate(surrogate.model, G.mark(ds.x_test), ds.y_test),

@@ -51,7 +51,7 @@ from dovlib.amuse import AmuseCodec, RepeatCodec, random_message
 from dovlib.attacks import ATTACKS, attack_set, jpeg
 from dovlib.data import load_dataset
 from dovlib.imwm import ImWatermarker, evaluate_dataset, sample_images
-from dovlib.metrics import bit_accuracy, psnr
+from dovlib.metrics import bit_accuracy, mean_psnr
 from dovlib.params import check_choice, check_int, get_profile, parse_fraction, parse_list
 from dovlib.plotting import image_grid
 from dovlib.report import env_info, save_fig, save_table, start_notebook, write_record
@@ -105,7 +105,7 @@ limits = {"none": marked32, "jpeg90_420": jpeg(marked32, 90, "4:2:0"), "jpeg90_4
           "center_crop_0.9": ATTACKS["center_crop_0.9"](marked32)}
 limits_df = pd.DataFrame([{"condition": k, "bit_acc": float(bit_accuracy(wm32.extract(v), bits32).mean())}
                           for k, v in limits.items()])
-limits_df["psnr_db"] = float(np.mean(psnr(images, marked32)))
+limits_df["psnr_db"] = mean_psnr(images, marked32)
 print(limits_df.to_string(index=False))
 
 # %%

@@ -43,14 +43,13 @@ seed = 0  # seeds subsampling, messages and training
 # %%
 import time
 
-import numpy as np
 import pandas as pd
 import seaborn as sns
 
 from dovlib.amuse import AmuseCodec, RepeatCodec, random_message
 from dovlib.data import load_dataset
 from dovlib.imwm import ImWatermarker, embed_at_size, extract_dataset, to_min_size
-from dovlib.metrics import psnr
+from dovlib.metrics import mean_psnr
 from dovlib.models import build_model
 from dovlib.params import check_choice, check_int, get_profile, parse_fraction
 from dovlib.plotting import image_grid
@@ -95,10 +94,9 @@ for name, codec in codecs.items():
     m = cfg.amuse_images
     at_embed = extract_dataset(wm, codec, marked_up[:m], message, subs[:m])  # the owner's full-size copies
     round_trip = extract_dataset(wm, codec, to_min_size(marked[:m]), message, subs[:m])  # the released small images
-    p_train = psnr(ds.x_train, marked)
     quality.append({"set": name, "sub_message_bits": codec.sub_message_bits,
-                    "psnr_train_size": float(np.mean(p_train[np.isfinite(p_train)])),
-                    "psnr_embed_size": float(np.mean(psnr(to_min_size(ds.x_train[:m]), marked_up[:m]))),
+                    "psnr_train_size": mean_psnr(ds.x_train, marked),
+                    "psnr_embed_size": mean_psnr(to_min_size(ds.x_train[:m]), marked_up[:m]),
                     "bit_acc_embed_size": at_embed["bit_acc"], "word_acc_embed_size": at_embed["word_acc"],
                     "sub_bit_acc_embed_size": at_embed["sub_bit_acc"], "bit_acc_round_trip": round_trip["bit_acc"],
                     "sub_bit_acc_round_trip": round_trip["sub_bit_acc"]})

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from dovlib.metrics import as_bits, bit_accuracy, psnr, ssim, word_accuracy
+from dovlib.metrics import PSNR_CAP, as_bits, bit_accuracy, mean_psnr, psnr, ssim, word_accuracy
 
 
 def test_psnr_matches_definition():
@@ -52,3 +52,12 @@ def test_float_images_outside_unit_range_are_refused_not_clipped():
         ssim(torch.full((1, 3, 16, 16), -0.5), torch.zeros(1, 3, 16, 16))
     x = torch.rand(1, 3, 8, 8)
     assert np.isfinite(psnr(x, (x + 5e-4).clamp(max=1 + 5e-4))).all()  # rounding error just above 1 is fine
+
+
+def test_mean_psnr_counts_identical_images_at_the_cap():
+    a = torch.zeros(3, 1, 4, 4)
+    b = a.clone()
+    b[0] += 0.1  # 20 dB; images 1 and 2 unchanged (+inf each)
+    assert mean_psnr(a, b) == pytest.approx((20.0 + 2 * PSNR_CAP) / 3, rel=1e-6)
+    assert mean_psnr(a, b, cap=50) == pytest.approx((20.0 + 100) / 3, rel=1e-6)
+    assert mean_psnr(a, a) == PSNR_CAP
