@@ -277,13 +277,14 @@ for q in ("WSR", "BA"):
 # %% [markdown]
 # **Is each trigger learnt?** A WSR means little without its floor: the same trigger on the benign model (for
 # UBW-*, the benign model's error on triggered images). `floor_test` asks, per method, whether the watermarked
-# model's success beats that floor (one-sided Fisher exact test on the counts over the non-target test images,
-# alpha 0.01; "strong" when it also moves at least half of the triggered images more than the floor, "weak"
-# otherwise), and `reading` writes the result, the BA cost and the rank agreement from the numbers above.
+# model's success beats that floor (one-sided Fisher exact test on the counts over the non-target test images, all
+# test images for UBW-*, alpha 0.01; "strong" when it also moves at least half of the triggered images more than the
+# floor, "weak" otherwise), and `reading` writes the result, the BA cost and the rank agreement from the numbers
+# above.
 
 # %%
-n_eval = int((ds.y_test != target).sum())
-tested = floor_test(table_all, n_eval=n_eval, alpha=0.01)
+n_eval = int((ds.y_test != target).sum())  # targeted WSR: non-target images; untargeted success: every test image
+tested = floor_test(table_all, n_eval=n_eval, alpha=0.01, n_eval_untargeted=len(ds.y_test))
 display(tested[["method", "BA", "WSR", "WSR_benign", "lift", "p_vs_benign", "strength"]].round(4))
 table_reading = reading(tested, agreement, label)
 print(table_reading)

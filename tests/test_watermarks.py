@@ -341,6 +341,11 @@ def test_floor_test_and_reading():
     assert math.isnan(out.loc[0, "p_vs_benign"]) and table.shape[1] == 4  # input untouched
     # the same lift with 20 images is not significant
     assert not floor_test(table, n_eval=20).loc[2, "learnt"]
+    # untargeted rows (UBW-*) are counted over their own number of images: the whole test set
+    ubw = table.assign(targeted=[True, True, True, False], WSR=[float("nan"), 0.99, 0.03, 0.16])
+    few, many = floor_test(ubw, n_eval=100), floor_test(ubw, n_eval=100, n_eval_untargeted=1000)
+    assert not few.loc[3, "learnt"] and many.loc[3, "learnt"]  # lift 0.06: significant over 1000, not over 100
+    assert few.loc[1, "p_vs_benign"] == many.loc[1, "p_vs_benign"]  # targeted rows keep n_eval
     text = reading(out, {"WSR": {"n": 3, "kendall_tau": 0.5, "p_value": 0.3}, "BA": {"n": 0}}, "smoke")
     assert text.splitlines()[0] == "Table I reading (smoke)"
     assert "Blended 0.990" in text.split("weakly")[0] and "BadNets 0.030" in text.split("not above")[1]

@@ -178,19 +178,22 @@ def ranking_vs_paper(comparison: pd.DataFrame, quantity: str = "WSR") -> tuple[p
     return ranks, {"n": n, "kendall_tau": float(tau), "p_value": float(p)}
 
 
-def floor_test(table: pd.DataFrame, n_eval: int, alpha: float = 0.01, strong: float = 0.5) -> pd.DataFrame:
+def floor_test(table: pd.DataFrame, n_eval: int, alpha: float = 0.01, strong: float = 0.5,
+               n_eval_untargeted: int | None = None) -> pd.DataFrame:
     """Is each method's trigger learnt, i.e. does it beat its own floor? One-sided Fisher exact test of
     ``WSR > WSR_benign`` (success counts out of ``n_eval`` triggered non-target test images on the watermarked
     model and on the benign model; for UBW-* the untargeted success against the benign model's error on the same
-    triggered images). Adds ``lift`` (WSR - WSR_benign), ``p_vs_benign``, ``learnt`` (p < ``alpha``) and
-    ``strength``: "strong" (learnt and lift >= ``strong``: most triggered images move), "weak" (learnt, smaller
-    lift) or "none"; rows without a WSR (No Watermark) get NaN / False / "-". The two models see the same images, so
-    an unpaired test is conservative."""
+    triggered images, counted over ``n_eval_untargeted``: the whole test set, which untargeted success is measured
+    on; default ``n_eval``; rows are told apart by the ``targeted`` column of :func:`table_i`). Adds ``lift``
+    (WSR - WSR_benign), ``p_vs_benign``, ``learnt`` (p < ``alpha``) and ``strength``: "strong" (learnt and lift
+    >= ``strong``: most triggered images move), "weak" (learnt, smaller lift) or "none"; rows without a WSR (No
+    Watermark) get NaN / False / "-". The two models see the same images, so an unpaired test is conservative."""
     from scipy.stats import fisher_exact
 
     from ..params import check_int, parse_fraction
 
     n_eval = check_int("n_eval", n_eval, 1)
+    n_untargeted = n_eval if n_eval_untargeted is None else check_int("n_eval_untargeted", n_eval_untargeted, 1)
     alpha = parse_fraction("alpha", alpha, high_inclusive=False)
     strong = parse_fraction("strong", strong)
     missing = {"WSR", "WSR_benign"} - set(table.columns)
@@ -198,15 +201,17 @@ def floor_test(table: pd.DataFrame, n_eval: int, alpha: float = 0.01, strong: fl
         raise ValueError(f"table needs the columns {sorted(missing)} (from table_i)")
     out = table.copy()
     lifts, ps = [], []
-    for w, b in zip(out["WSR"], out["WSR_benign"]):
+    targeted = out["targeted"] if "targeted" in out.columns else pd.Series(True, index=out.index)
+    for w, b, t in zip(out["WSR"], out["WSR_benign"], targeted):
         if pd.isna(w) or pd.isna(b):
             lifts.append(math.nan)
             ps.append(math.nan)
             continue
         if not (0 <= w <= 1 and 0 <= b <= 1):
             raise ValueError(f"WSR and WSR_benign must be shares in [0, 1]; got {w}, {b}")
-        hw, hb = round(w * n_eval), round(b * n_eval)
-        ps.append(float(fisher_exact([[hw, n_eval - hw], [hb, n_eval - hb]], alternative="greater")[1]))
+        n = n_untargeted if t is False or t == 0 else n_eval  # NaN / missing: a targeted row
+        hw, hb = round(w * n), round(b * n)
+        ps.append(float(fisher_exact([[hw, n - hw], [hb, n - hb]], alternative="greater")[1]))
         lifts.append(w - b)
     out["lift"], out["p_vs_benign"] = lifts, ps
     out["learnt"] = out["p_vs_benign"].lt(alpha)
