@@ -132,7 +132,7 @@ def cross_tests(args, runs: list) -> list[dict]:
     from dovlib.verify import intersection_union, ttest_verify, verification_set
 
     ds = runs[0].ds
-    m = args.m or runs[0].profile.verify_m
+    m = runs[0].profile.verify_m if args.m is None else args.m
     y = torch.as_tensor(ds.y_test)
     models = []  # (model owner, kind, model, its probabilities on the clean test set)
     for j, rj in enumerate(runs):
@@ -246,9 +246,16 @@ def main(argv=None):
     if args.hard_pool < 0 or (args.hard_pool and (args.hard_pool < args.n_targets or not keyed)):
         ap.error(f"--hard-pool must be 0 (off) or a class count >= --n-targets, and needs key-drawn classes "
                  f"(--n-targets > 1 or --target key); got {args.hard_pool}")
-    from dovlib.params import parse_eps
+    if args.m is not None and args.m < 2:
+        ap.error(f"--m must be 2 or more (a paired t-test needs two queries); got {args.m}")
+    from dovlib.params import parse_eps, parse_fraction
 
-    parse_eps(args.eps)  # a bad eps fails here, naming the parameter, before any process starts
+    try:  # bad values fail here, naming the parameter, before any process starts
+        parse_eps(args.eps)
+        parse_fraction("--tau", args.tau, 0, 1, low_inclusive=True, high_inclusive=False)
+        parse_fraction("--alpha", args.alpha, 0, 1, high_inclusive=False)
+    except ValueError as e:
+        ap.error(str(e))
 
     if args.worker is not None:  # one owner, in its own process
         t0 = time.time()

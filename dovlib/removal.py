@@ -74,8 +74,8 @@ class PrunedModel(nn.Module):
 
 
 def prune(model: nn.Module, x_benign: torch.Tensor, rate, activations: torch.Tensor | None = None) -> PrunedModel:
-    """Fine-pruning: mask the ``rate`` share (in [0, 1)) of last-layer channels least active on ``x_benign``.
-    Returns a :class:`PrunedModel` around a deep copy (``model`` is untouched)."""
+    """Pruning (fine-pruning's first step): mask the ``rate`` share (in [0, 1)) of last-layer channels least active
+    on ``x_benign``. Returns a :class:`PrunedModel` around a deep copy (``model`` is untouched)."""
     rate = parse_fraction("rate", rate, 0.0, 1.0, low_inclusive=True, high_inclusive=False)
     acts = channel_activations(model, x_benign) if activations is None else activations
     n_prune = int(round(rate * len(acts)))

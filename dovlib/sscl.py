@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 import operator
 import time
 from dataclasses import asdict, dataclass, field
@@ -200,9 +201,10 @@ class GeneratorConfig:
         check_perceptual(self.perceptual)
         check_int("iters", self.iters, 1)
         check_int("batch", self.batch, 2)
-        for name in ("l1", "l2", "l3"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be a weight >= 0; got {getattr(self, name)}")
+        for name in ("l1", "l2", "l3"):  # a loss weight: a number >= 0 ("0.5" or "1/2" from papermill too)
+            w = parse_fraction(name, getattr(self, name), 0.0, 1e6, low_inclusive=True)
+            if not isinstance(getattr(self, name), numbers.Real):
+                object.__setattr__(self, name, w)  # numbers stay as given (they key cached generators)
         for name in ("augment", "bf16"):
             check_bool(name, getattr(self, name))
 
@@ -546,11 +548,11 @@ def run_sscl(ds, profile: Profile, *, arch: str = "resnet18", eps=8 / 255, rate=
     select_indices(ds.y_train, rate, target, clean_label=True, seed=seed)
     if decoy_rate:
         select_indices(ds.y_train, decoy_rate, target, clean_label=False, seed=seed + 1, name="decoy_rate")
+    gcfg = generator_config(profile, eps=eps, target=target, key=key, seed=generator_seed, perceptual=perceptual,
+                            l1=l1, l2=l2, l3=l3)  # checks the loss weights too
     dev = resolve_device(profile.device)
     if surrogate is None:
         surrogate = train_surrogate(ds, profile, surrogate_arch, seed, progress=progress, width=surrogate_width)
-    gcfg = generator_config(profile, eps=eps, target=target, key=key, seed=generator_seed, perceptual=perceptual,
-                            l1=l1, l2=l2, l3=l3)
     G = get_or_train_generator(surrogate.model, ds.x_train, ds.y_train, gcfg, device=dev, progress=progress)
     params = {"arch": arch, "eps": eps, "rate": rate, "target": target, "key_hash": key_hash(key), "seed": seed,
               "generator_seed": generator_seed, "perceptual": perceptual, "surrogate_arch": surrogate_arch,
@@ -790,13 +792,13 @@ def run_code(ds, profile: Profile, *, targets, arch: str = "resnet18", eps=8 / 2
     require_perceptual(perceptual)
     for t in targets:  # refused before any training, as in run_sscl
         select_indices(ds.y_train, rate, t, clean_label=True, seed=seed, name="rate (gamma per target class)")
+    configs = {t: generator_config(profile, eps=eps, target=t, key=key, seed=generator_seed, perceptual=perceptual)
+               for t in targets}
     dev = resolve_device(profile.device)
     if surrogate is None:
         surrogate = train_surrogate(ds, profile, arch, seed, progress=progress, width=surrogate_width)
-    gens = {t: get_or_train_generator(surrogate.model, ds.x_train, ds.y_train,
-                                      generator_config(profile, eps=eps, target=t, key=key, seed=generator_seed,
-                                                       perceptual=perceptual), device=dev, progress=progress)
-            for t in targets}
+    gens = {t: get_or_train_generator(surrogate.model, ds.x_train, ds.y_train, c, device=dev, progress=progress)
+            for t, c in configs.items()}
     ws = mark_code(gens, ds.x_train, ds.y_train, rate, seed=seed, dataset=ds.name)
     params = {"arch": arch, "eps": eps, "rate": rate, "targets": list(targets), "key_hash": key_hash(key),
               "seed": seed, "perceptual": perceptual, "generator_seed": generator_seed,

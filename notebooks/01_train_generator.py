@@ -68,6 +68,8 @@ eps, rate = parse_eps(eps), parse_rate(rate)
 target, seed = check_int("target", target, 0), check_int("seed", seed, 0)
 require_perceptual(perceptual)  # LPIPS without its weights fails here, before any training
 key = sscl.check_key(key)
+sscl.generator_config(cfg, eps=eps, target=target, key=key, seed=seed, perceptual=perceptual, l1=l1, l2=l2,
+                      l3=l3)  # refuses bad loss weights (l1, l2, l3) before any training
 device = start_notebook(profile, seed, cfg.device)
 print(f"eps = {eps * 255:.1f}/255, target {target}, perceptual measure: {perceptual} "
       f"(real LPIPS weights cached: {lpips_available()}), owner key hash {sscl.key_hash(key)}")

@@ -64,6 +64,8 @@ eps, rate = parse_eps(eps), parse_rate(rate, "rate (gamma)")
 target, seed = check_int("target", target, 0), check_int("seed", seed, 0)
 require_perceptual(perceptual)  # LPIPS without its weights fails here, before any training
 key = sscl.check_key(key)
+sscl.generator_config(cfg, eps=eps, target=target, key=key, seed=seed, perceptual=perceptual, l1=l1, l2=l2,
+                      l3=l3)  # refuses bad loss weights (l1, l2, l3) before any training
 select_attempts, n_proxies = check_int("select_attempts", select_attempts, 1), check_int("n_proxies", n_proxies, 1)
 redraw_surrogate = sscl.check_redraw(redraw_surrogate, select_attempts)
 check_alpha = sscl.check_level(check_alpha, 0.01)  # the paper's alpha, or a stricter level for the owner's check

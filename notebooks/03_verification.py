@@ -82,7 +82,7 @@ alpha = parse_fraction("alpha", alpha, 0, 1, high_inclusive=False)
 n_models = cfg.n_models if n_models is None else check_int("n_models", n_models, 1)
 m = cfg.verify_m if m is None else check_int("m", m, 2)
 decoy_rate = parse_fraction("decoy_rate", decoy_rate, 0, 1, low_inclusive=True)
-n_targets = check_int("n_targets", n_targets, 1)  # at most the number of classes (checked by key_targets)
+n_targets = check_int("n_targets", n_targets, 1)  # at most the number of classes (checked once data is loaded)
 same_code = check_bool("same_code", same_code)
 if same_code and n_targets < 2:
     raise ValueError(f"same_code needs a target code: n_targets must be 2 or more; got {n_targets}")
@@ -118,6 +118,15 @@ print(f"tau {tau}, alpha {alpha}, m {m}, {n_models} model(s) per scenario, decoy
 ds = load_dataset(dataset).subsample(cfg.n_train, cfg.n_test, seed=seed)
 print(ds.describe())
 hard_pool = check_int("hard_pool", hard_pool, 0, ds.num_classes)  # refused here, before any training
+n_targets = check_int("n_targets", n_targets, 1, ds.num_classes)
+
+
+def check_m(t: int) -> None:  # m queries come from the test images outside the target class
+    check_int("m", m, 2, int((ds.y_test != t).sum()))
+
+
+if not target_from_key:
+    check_m(check_int("target", target, 0, ds.num_classes - 1))
 pool = None  # the classes the key draws from (None: all)
 if hard_pool:  # ranked on our surrogate (cached: the runs below load the same one)
     surrogate = sscl.train_surrogate(ds, cfg, arch, seed, progress=False, width=surrogate_width)
@@ -130,6 +139,7 @@ if target_from_key:
     print(f"target class {target}: drawn from the key" + (f"; gamma {rate:g} exceeds its share, {target_rate:.4f} "
                                                           f"used (whole class)" if target_rate < rate else ""))
 target = check_int("target", target, 0, ds.num_classes - 1)
+check_m(target)
 select_plain = select_attempts > 1 and n_targets == 1
 redraw_note = (" and surrogates" if redraw_surrogate else "") + (f", check at p < {check_alpha:g}"
                                                                   if check_alpha < alpha else "")

@@ -18,8 +18,8 @@
 #
 # * **fine-tuning** on `finetune_share` (paper: 10%) of benign training data; BA, WSR and the verification p-value
 #   after every epoch (Fig. 5 left);
-# * **pruning** the channels of the last convolutional layer that are least active on benign data (fine-pruning),
-#   0% to 95% in 5% steps (Fig. 5 right).
+# * **pruning** the channels of the last convolutional layer that are least active on benign data (the pruning step
+#   of fine-pruning, not followed by fine-tuning), 0% to 95% in 5% steps (Fig. 5 right).
 #
 # The p-value after each attack shows when ownership can no longer be proved (p >= alpha = 0.01).
 
@@ -93,8 +93,10 @@ def compute():
     ft_cfg = TrainConfig.for_profile(cfg, epochs=cfg.finetune_epochs, batch_size=min(cfg.batch_size, len(idx)),
                                      lr=finetune_lr, schedule="cosine", device=str(device), seed=seed,
                                      flip=ds.image_shape[0] == 3)
-    _, ft = finetune(run.suspect.model, ds.x_train[idx], ds.y_train[idx], ft_cfg, evaluate_fn,
-                     checkpoint=run_dir(NOTEBOOK, params) / "finetune.pt")
+    ckpt = run_dir(NOTEBOOK, params) / "finetune.pt"
+    if recompute:  # a finished checkpoint would hand back the old run's epochs
+        ckpt.unlink(missing_ok=True)
+    _, ft = finetune(run.suspect.model, ds.x_train[idx], ds.y_train[idx], ft_cfg, evaluate_fn, checkpoint=ckpt)
     rates = np.round(np.arange(0, 0.95 + 1e-9, prune_step), 4)
     pr = pruning_curve(run.suspect.model, ds.x_train[idx], rates, evaluate_fn)
     return {"finetune": ft.to_dict("records"), "pruning": pr.to_dict("records"), "n_finetune_images": len(idx)}

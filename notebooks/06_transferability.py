@@ -59,6 +59,7 @@ arch_choices = [k for k in ARCHS if k != "badnets_cnn"]
 arch_list = grid("archs", cfg) if archs is None else parse_list("archs", archs, lambda a: str(a).strip())
 for a in arch_list:
     check_choice("archs", a, arch_choices)
+arch_list = list(dict.fromkeys(arch_list))  # a repeated name is one architecture (the grid pivots on names)
 device = start_notebook(profile, seed, cfg.device, note=f"grid {arch_list}")
 
 # %%

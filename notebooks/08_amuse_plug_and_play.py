@@ -83,6 +83,11 @@ rho = parse_fraction("rho", rho, 0.0, 1.0, high_inclusive=False)
 attacks = default(attacks, "grid" if cfg.name == "paper" else "representative")
 n_messages = {"smoke": 1, "quick": 3}.get(cfg.name, 10) if n_messages is None else n_messages
 n_messages = check_int("n_messages", n_messages, 1)
+if str(tables) in ("2", "both"):  # Table 2's settings are refused here, not after Table 1's HiDDeN training
+    attack_set(attacks)
+    for scale in scales:
+        for L in lengths:  # scale in (0, 255] and the baseline's L bits within the method's capacity
+            ImWatermarker(method, L, scale, workers=1)
 device = start_notebook(profile, seed, cfg.device, note="HiDDeN on this device, invisible-watermark on the CPU")
 context = dict(profile=profile, device=str(device), device_name=env_info(device)["device_name"], is_subset=True)
 start_all = time.perf_counter()
@@ -103,6 +108,8 @@ if str(tables) in ("1", "both"):
     train_imgs = sample_images(hds.x_train, n_train, side=hidden_size, seed=seed)
     eval_imgs = sample_images(hds.x_test, cfg.amuse_images, side=hidden_size, seed=seed + 1)
     how = " (upsampled)" if hds.x_train.shape[-1] < hidden_size else " (crops)"
+    if hds.name == "skimage-photos":  # its train and test splits are the same 8 photos
+        how += "; evaluation crops come from the same 8 photos as the training crops"
     hidden_note = (f"{hds.name}: {len(train_imgs)} training / {len(eval_imgs)} evaluation images at "
                    f"{hidden_size}x{hidden_size}{how}")
     print(hidden_note)

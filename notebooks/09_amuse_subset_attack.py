@@ -74,6 +74,15 @@ from dovlib.amuse import (PAPER_SUB_MESSAGE_BITS, AmuseCodec, ErasureCodec, Repe
 from dovlib.report import env_info, save_fig, save_table, start_notebook, write_record
 
 NOTEBOOK = "09_amuse_subset_attack"
+amuse_bits = AmuseCodec.from_rho(message_bits, rho).sub_message_bits
+try:  # the erasure code must fit AMUSE's bits per image: refused here, naming the parameter and what fits
+    choose_erasure_k(message_bits, erasure_n, amuse_bits)
+except ValueError:
+    fits = [n for n in range(1, 256) if ErasureCodec(message_bits, n, n).sub_message_bits <= amuse_bits]
+    raise ValueError(f"erasure_n = {erasure_n} cannot fit AMUSE's {amuse_bits} bits per image (message_bits "
+                     f"{message_bits}, rho {rho:g}); erasure_n values that fit: "
+                     f"{f'{fits[0]}-{fits[-1]}' if fits == list(range(fits[0], fits[-1] + 1)) else fits}"
+                     if fits else f"no erasure_n fits {amuse_bits} bits per image") from None
 start = time.perf_counter()
 # codecs are NumPy; real extraction runs invisible-watermark on the CPU
 device = str(start_notebook(profile, seed, "cpu",

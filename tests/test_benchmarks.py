@@ -235,7 +235,8 @@ def test_sscl_draws_summary_counts_tests_and_owners_with_exact_intervals():
                                            (["--n-targets", "0"], "--n-targets"), (["--target", "one"], "--target"),
                                            (["--eps", "8/0"], "eps"), (["--hard-pool", "-1"], "--hard-pool"),
                                            (["--n-targets", "3", "--hard-pool", "2"], "--hard-pool"),
-                                           (["--hard-pool", "4"], "--hard-pool")])
+                                           (["--hard-pool", "4"], "--hard-pool"), (["--m", "0"], "--m must be 2"),
+                                           (["--tau", "1.5"], "--tau must be"), (["--alpha", "0"], "--alpha must be")])
 def test_sscl_draws_rejects_bad_settings(argv, message, capsys):
     with pytest.raises((SystemExit, ValueError), match=None) as err:
         _load("sscl_draws").main(argv)

@@ -83,6 +83,9 @@ def test_config_errors_name_the_parameter():
         GeneratorConfig(perceptual="l2")
     with pytest.raises(ValueError, match="l3"):
         GeneratorConfig(l3=-1)
+    with pytest.raises(ValueError, match=r"l1 must be a number in \[0, 1e\+06\]"):
+        GeneratorConfig(l1="heavy")
+    assert GeneratorConfig(l2="1/2").l2 == 0.5 and GeneratorConfig(l2=1).l2 == 1  # numbers stay as given
     assert GeneratorConfig(eps="8/255").eps == pytest.approx(8 / 255)
     assert "key" not in GeneratorConfig(key=5).public() and GeneratorConfig(key=5).public()["key_hash"] == key_hash(5)
 
@@ -348,7 +351,8 @@ def test_bad_input_is_refused_before_any_training(monkeypatch, tmp_path):
              (dict(target=4), r"target must be a class index in \[0, 3\]"),
              (dict(key="abc"), "key must be a non-negative integer"),
              (dict(key=-3), "key must be a non-negative integer"),
-             (dict(decoy_rate=0.99), "decoy_rate must be <= the non-target share")]
+             (dict(decoy_rate=0.99), "decoy_rate must be <= the non-target share"),
+             (dict(l1="heavy"), "l1 must be a number")]
     for bad, msg in cases:
         with pytest.raises(ValueError, match=msg):
             sscl.run_sscl(ds, prof, **{**kw, **bad})
