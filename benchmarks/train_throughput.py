@@ -131,6 +131,12 @@ def main(argv=None):
         ap.error("--epochs must be >= 2 (the first epoch is warm-up)")
     if args.seeds < 1:
         ap.error("--seeds must be >= 1")
+    for name, low in (("batch_size", 1), ("width", 1), ("workers", 0), ("n_train", 1)):
+        value = getattr(args, name)
+        if value is not None and value < low:
+            ap.error(f"--{name.replace('_', '-')} must be >= {low}; got {value}")
+    if not args.lr > 0:
+        ap.error(f"--lr must be > 0; got {args.lr}")
     precisions = args.precision
     device = resolve_device(args.device)
     ds = load_dataset(args.dataset).subsample(args.n_train, None)

@@ -54,7 +54,11 @@ def test_throughput_benchmark_compares_precisions(capsys):
 
 
 @pytest.mark.parametrize("argv, message", [(["--epochs", "1"], "--epochs"), (["--seeds", "0"], "--seeds"),
-                                           (["--precision", "fp16"], "--precision")])
+                                           (["--precision", "fp16"], "--precision"),
+                                           (["--batch-size", "0"], "--batch-size must be >= 1"),
+                                           (["--width", "0"], "--width must be >= 1"),
+                                           (["--workers", "-1"], "--workers must be >= 0"),
+                                           (["--n-train", "0"], "--n-train must be >= 1"), (["--lr", "0"], "--lr")])
 def test_throughput_benchmark_rejects_bad_settings(argv, message, capsys):
     with pytest.raises(SystemExit):
         _load().main(argv)

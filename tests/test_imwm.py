@@ -169,11 +169,13 @@ def test_hidden_partial_run_of_another_length_starts_afresh(tmp_path, monkeypatc
         return real(*a)
 
     monkeypatch.setattr(imwm, "_noise", interrupted)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt), pytest.warns(UserWarning, match="image-loss weight rises"):
         train_hidden(images, cfg, steps=6, progress=False, log_every=1, checkpoint=ckpt, checkpoint_every=0)
     monkeypatch.setattr(imwm, "_noise", real)
-    longer = train_hidden(images, cfg, steps=8, progress=False, log_every=1, checkpoint=ckpt)
-    fresh = train_hidden(images, cfg, steps=8, progress=False, log_every=1)
+    with pytest.warns(UserWarning, match="image-loss weight rises"):  # expected: 8 steps learn no message
+        longer = train_hidden(images, cfg, steps=8, progress=False, log_every=1, checkpoint=ckpt)
+    with pytest.warns(UserWarning, match="image-loss weight rises"):
+        fresh = train_hidden(images, cfg, steps=8, progress=False, log_every=1)
     assert [h["step"] for h in longer.history] == list(range(1, 9))
     for (k, a), b in zip(fresh.net.state_dict().items(), longer.net.state_dict().values()):
         assert torch.equal(a, b), k
