@@ -418,7 +418,7 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
     CUDA and in fp32 on the CPU, "bf16" under bf16 autocast on any device, "fp32" never; the noise layers and the
     losses stay fp32, and embedding / extraction after training run in fp32. Whether bf16 was used is saved with
     the weights: a checkpoint trained otherwise is retrained, not reused."""
-    from .train import SaveTimer, resolve_device, tensor_hash, uses_bf16
+    from .train import SaveTimer, data_hash, resolve_device, uses_bf16
 
     cfg = cfg or HiddenConfig()
     if overrides:
@@ -426,7 +426,7 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
     steps = check_int("steps", steps, 1)
     device = resolve_device(device)
     bf16 = uses_bf16(precision, device)
-    data = tensor_hash(images)  # a checkpoint is reused or resumed only for the images it was trained on
+    data = data_hash(images)  # a checkpoint is reused or resumed only for the images it was trained on
     if checkpoint is not None and Path(checkpoint).is_file():
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
         if (state.get("config") == asdict(cfg) and state.get("steps") == steps and state.get("seed") == seed

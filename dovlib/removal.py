@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from .params import parse_fraction
-from .train import TrainConfig, fit, tensor_hash, to_float
+from .train import TrainConfig, data_hash, fit, to_float
 
 __all__ = ["channel_activations", "prune", "PrunedModel", "pruning_curve", "finetune"]
 
@@ -110,7 +110,7 @@ def finetune(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainCo
     callbacks = [lambda m, e: evaluate_fn(m.eval())] if evaluate_fn is not None else []
     # the checkpoint is tied to the starting weights: a changed suspect never resumes another model's fine-tuning
     result = fit(tuned, x, y, config=config, checkpoint=checkpoint, callbacks=callbacks,
-                 checkpoint_key=f"start:{tensor_hash(*model.state_dict().values())}")
+                 checkpoint_key=f"start:{data_hash(*model.state_dict().values())}")
     keep = ("epoch", "train_loss", "train_acc", "lr")
     for row in result.history:
         extra = {k: v for k, v in row.items() if k not in keep and k != "epoch_time"}

@@ -37,7 +37,8 @@ from .models import UNet, build_model
 from .params import Profile, check_bool, check_int, parse_eps, parse_fraction, parse_rate
 from .perceptual import check_perceptual, perceptual_loss, require_perceptual
 from .report import file_lock, run_dir
-from .train import SaveTimer, TrainConfig, _save_atomic, augment_batch, evaluate, fit, resolve_device, to_float
+from .train import (SaveTimer, TrainConfig, _save_atomic, augment_batch, data_hash, evaluate, fit, resolve_device,
+                    to_float)
 from .watermarks.base import select_indices
 
 __all__ = ["SSCLGenerator", "GeneratorConfig", "check_key", "key_hash", "data_hash", "train_generator",
@@ -77,14 +78,6 @@ def check_key(key) -> int:
 def key_hash(key: int) -> str:
     """Public fingerprint of an owner key (what manifests record instead of the key)."""
     return hashlib.sha256(f"dovlib-sscl-key:{check_key(key)}".encode()).hexdigest()[:16]
-
-
-def data_hash(*tensors) -> str:
-    """Short SHA-1 of tensors' bytes (identifies a training set in cache keys and manifests)."""
-    h = hashlib.sha1()
-    for t in tensors:
-        h.update(np.ascontiguousarray(torch.as_tensor(t).cpu().numpy()).tobytes())
-    return h.hexdigest()[:16]
 
 
 class SSCLGenerator(nn.Module):

@@ -32,7 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["TrainConfig", "TrainResult", "tensor_hash", "fit", "evaluate", "predict_proba", "predict_logits",
+__all__ = ["TrainConfig", "TrainResult", "data_hash", "fit", "evaluate", "predict_proba", "predict_logits",
            "augment_batch", "resolve_device", "seed_everything", "to_float", "precision_options"]
 
 
@@ -142,14 +142,12 @@ class TrainConfig:
         return hashlib.sha1(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def tensor_hash(*tensors: torch.Tensor) -> str:
-    """Short content hash of tensors (dtype, shape and bytes; on any device), e.g. to tie a checkpoint to its data."""
+def data_hash(*tensors) -> str:
+    """Short SHA-1 of tensors' bytes (identifies a training set in cache keys and manifests, and ties a checkpoint
+    to its data or starting weights)."""
     h = hashlib.sha1()
     for t in tensors:
-        t = torch.as_tensor(t).detach()
-        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-        h.update(np.ascontiguousarray(t.cpu().reshape(-1).view(torch.uint8).numpy()).tobytes()
-                 if t.numel() else b"")
+        h.update(np.ascontiguousarray(torch.as_tensor(t).detach().cpu().numpy()).tobytes())
     return h.hexdigest()[:16]
 
 
@@ -287,7 +285,7 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
     during fine-tuning). With ``checkpoint``, the state is saved after the last epoch and after every epoch that
     ends ``checkpoint_every`` seconds or more after the previous save (0: every epoch); a later call resumes. A
     checkpoint written for other settings, other training data or another ``checkpoint_key`` (any string the caller
-    ties the run to, e.g. the starting weights' :func:`tensor_hash`) is refused, never resumed.
+    ties the run to, e.g. the starting weights' :func:`data_hash`) is refused, never resumed.
     """
     cfg = config or TrainConfig()
     if overrides:
@@ -318,7 +316,7 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
     # what a checkpoint must match besides the settings: the data, and ``checkpoint_key`` when given (finetune
     # passes its starting model's hash: a run resumed after that model changed would mix two runs' epochs).
     # Checkpoints written before these were recorded lack them and are accepted (the cache keys its data already).
-    origin = {"data_hash": tensor_hash(x_train, y_train)} if ckpt_path else {}
+    origin = {"data_hash": data_hash(x_train, y_train)} if ckpt_path else {}
     if ckpt_path and checkpoint_key is not None:
         origin["checkpoint_key"] = str(checkpoint_key)
     if ckpt_path and ckpt_path.is_file():
