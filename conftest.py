@@ -12,3 +12,4 @@ _tmp = tempfile.mkdtemp(prefix="dovlib-pytest-")
 os.environ.setdefault("DOVLIB_REPORTS", os.path.join(_tmp, "reports"))
 os.environ.setdefault("DOVLIB_RUNS", os.path.join(_tmp, "runs"))
 os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.pop("DOVLIB_RUN_TAG", None)  # a sweep's per-job file names (dovlib.report.artifact_name) stay out of tests

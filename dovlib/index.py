@@ -217,6 +217,11 @@ def _overview(notebooks: list[NotebookReport]):
     return pd.DataFrame(rows)
 
 
+def _is_output(saved: str, name: str) -> bool:
+    """Whether a saved table or figure is the output ``name``: under that name, or a sweep job's ``name__<tag>``."""
+    return saved == name or saved.startswith(name + "__")
+
+
 def coverage(notebooks: list[NotebookReport], items=PAPER_ITEMS):
     """One row per paper table/figure: the notebook output that reproduces it, ``present`` or ``MISSING``, and the
     context (profile, dataset, device) it was measured with."""
@@ -226,15 +231,16 @@ def coverage(notebooks: list[NotebookReport], items=PAPER_ITEMS):
     rows = []
     for it in items:
         nb = by_stem.get(it.notebook)
-        ctx, found = {}, False
+        ctx, found, saved = {}, False, it.name
         if nb is not None and it.kind == "table":
-            t = next((t for t in nb.tables if t.name == it.name), None)
+            t = next((t for t in nb.tables if _is_output(t.name, it.name)), None)
             found, ctx = t is not None, (t.context if t is not None else {})
+            saved = t.name if t is not None else saved
         elif nb is not None:
-            found, ctx = any(f[0] == it.name for f in nb.figures), nb.latest
+            found, ctx = any(_is_output(f[0], it.name) for f in nb.figures), nb.latest
         rows.append({"paper": it.paper, "item": it.item, "notebook": it.notebook, "output": f"{it.kind} {it.name}",
                      "status": "present" if found else "MISSING", "measured with": context_label(ctx) if found else "",
-                     "anchor": f"{it.notebook}-{it.name}" if found and it.kind == "table" else it.notebook})
+                     "anchor": f"{it.notebook}-{saved}" if found and it.kind == "table" else it.notebook})
     return pd.DataFrame(rows)
 
 

@@ -11,14 +11,16 @@ import datetime as _dt
 import json
 import os
 import platform
+import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 from .data import REPO_ROOT
 
-__all__ = ["reports_dir", "notebook_dir", "save_fig", "save_table", "runs_dir", "run_dir", "env_info", "record_key",
-           "load_records", "find_record", "write_record", "timer", "file_lock", "reports_env", "start_notebook"]
+__all__ = ["reports_dir", "notebook_dir", "RUN_TAG_ENV", "artifact_name", "save_fig", "save_table", "runs_dir",
+           "run_dir", "env_info", "record_key", "load_records", "find_record", "write_record", "timer", "file_lock",
+           "reports_env", "start_notebook"]
 
 
 def reports_dir() -> Path:
@@ -51,9 +53,31 @@ def notebook_dir(notebook: str) -> Path:
     return d
 
 
+RUN_TAG_ENV = "DOVLIB_RUN_TAG"
+_TAG_OK = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def artifact_name(name: str) -> str:
+    """The file name (without extension) a table or figure called ``name`` is saved under.
+
+    ``name`` itself, unless ``$DOVLIB_RUN_TAG`` is set: then ``<name>__<tag>``. ``dovlib.sweep`` sets it to each
+    job's :func:`dovlib.reproduce.run_tag` (its parameters and their hash), so the jobs of one sweep keep their
+    own tables and figures instead of overwriting each other's (their records in ``metrics.json`` are keyed by
+    parameters anyway). A plain papermill or JupyterLab run keeps the plain name.
+    """
+    if not name or not _TAG_OK.fullmatch(name):
+        raise ValueError(f"a table or figure name must be letters, digits, '.', '_' or '-'; got {name!r}")
+    tag = os.environ.get(RUN_TAG_ENV, "")
+    if tag and not _TAG_OK.fullmatch(tag):
+        raise ValueError(f"${RUN_TAG_ENV} must be letters, digits, '.', '_' or '-' (a file name part); got {tag!r}")
+    return f"{name}__{tag}" if tag else name
+
+
 def save_fig(fig, name: str, notebook: str, dpi: int = 150) -> list[Path]:
-    """Save a matplotlib figure as PNG and SVG under ``reports/<notebook>/`` at a fixed dpi; return the paths."""
+    """Save a matplotlib figure as PNG and SVG under ``reports/<notebook>/`` at a fixed dpi; return the paths. The
+    file is named :func:`artifact_name` (``name``, or ``name__<tag>`` in a sweep job)."""
     d = notebook_dir(notebook)
+    name = artifact_name(name)
     paths = []
     for ext in ("png", "svg"):
         p = d / f"{name}.{ext}"
@@ -215,8 +239,10 @@ def save_table(df, name: str, notebook: str, caption: str = "", **context) -> Pa
     ``reports/<notebook>/tables.json``, which the report index renders. Tables comparing with a paper should have
     the columns ``paper``, ``ours`` and ``diff`` (ours - paper) and say in the caption what data/profile was used.
     ``context`` (profile, dataset, is_subset, device, wall_time) labels the table in ``reports/index.html``; without
-    it the index uses the notebook's newest record."""
+    it the index uses the notebook's newest record. In a sweep job the file and its entry are named
+    :func:`artifact_name` (``name__<tag>``), so the jobs' tables sit side by side."""
     d = notebook_dir(notebook)
+    name = artifact_name(name)
     path = d / f"{name}.csv"
     manifest = d / "tables.json"
     with file_lock(manifest):  # the CSV and its entry together, atomically: parallel sweep jobs never mix them

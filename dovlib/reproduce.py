@@ -28,7 +28,7 @@ from .params import check_int, get_profile
 from .report import _atomic_write, file_lock, record_key, reports_dir, reports_env
 
 __all__ = ["NOTEBOOK_GLOB", "RunResult", "kernel_start_failed", "find_notebooks", "notebook_parameters", "source_hash",
-           "stamp_key", "output_name", "load_stamps", "cached_result", "run_notebook", "reproduce", "main"]
+           "stamp_key", "run_tag", "output_name", "load_stamps", "cached_result", "run_notebook", "reproduce", "main"]
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 STAMPS = "stamps.json"  # reports/<notebook>/stamps.json: one entry per parameter set run
@@ -104,13 +104,20 @@ def stamp_key(notebook: str | Path, parameters: dict, package: Path | None = Non
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def output_name(stem: str, parameters: dict, max_len: int = 120) -> str:
-    """A file name for the executed notebook: readable, with no ``/`` or ``{}`` (papermill formats parameters
-    into output paths, and ``8/255`` would make a folder), and a short hash so distinct values never collide."""
+def run_tag(parameters: dict, max_len: int = 120) -> str:
+    """A file-name-safe label of a parameter set: readable, with no ``/`` or ``{}``, and a short hash so distinct
+    values never collide (``eps-8_255_rate-0.1__<hash>``). Names executed notebooks, and a sweep job's tables and
+    figures (:func:`dovlib.report.artifact_name`)."""
     readable = "_".join(f"{k}-{v}" for k, v in sorted(parameters.items()))
     readable = _UNSAFE.sub("_", readable).strip("._") or "defaults"
     digest = hashlib.sha1(record_key(parameters).encode()).hexdigest()[:8]
-    return f"{stem}__{readable[:max_len]}__{digest}.ipynb"
+    return f"{readable[:max_len]}__{digest}"
+
+
+def output_name(stem: str, parameters: dict, max_len: int = 120) -> str:
+    """A file name for the executed notebook (papermill formats parameters into output paths, and ``8/255`` would
+    make a folder): ``<stem>__<run_tag>.ipynb``."""
+    return f"{stem}__{run_tag(parameters, max_len)}.ipynb"
 
 
 def load_stamps(notebook_dir: Path) -> dict:

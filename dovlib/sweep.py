@@ -22,8 +22,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from .params import check_choice, check_int, get_profile
-from .reproduce import RunResult, cached_result, exit_on_sigterm, notebook_parameters, run_notebook
-from .report import reports_dir, reports_env, runs_dir
+from .reproduce import RunResult, cached_result, exit_on_sigterm, notebook_parameters, run_notebook, run_tag
+from .report import RUN_TAG_ENV, reports_dir, reports_env, runs_dir
 
 __all__ = ["EXECUTORS", "parse_value", "parse_grid", "combinations", "sweep", "run_local", "main"]
 
@@ -95,6 +95,7 @@ def _job(path: str, params: dict, force: bool, reports: str, threads: int | None
     if threads:  # the job's share of the CPUs, for torch's threads and dovlib.imwm's worker processes
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "DOVLIB_WORKERS"):
             os.environ.setdefault(var, str(threads))
+    os.environ[RUN_TAG_ENV] = run_tag(params)  # this job's tables and figures get their own names (artifact_name)
     return run_notebook(path, params, force=force, reports=reports, kernel_name=kernel_name,
                         cell_timeout=cell_timeout)
 

@@ -172,6 +172,20 @@ def test_paper_coverage_marks_present_and_missing(reports):
     assert "## Paper coverage" in md.read_text()
 
 
+def test_paper_coverage_finds_a_sweep_jobs_outputs(reports, monkeypatch):
+    monkeypatch.setenv(report.RUN_TAG_ENV, "eps-8_255__0123abcd")
+    report.save_table(pd.DataFrame({"scenario": ["Malicious"], "paper": [0.964], "ours": [0.9]}),
+                      "table2_verification", "03_verification")
+    fig, ax = plt.subplots(figsize=(2, 2))
+    report.save_fig(fig, "fig4_ablation", "04_ablation")
+    plt.close(fig)
+    cov = index.coverage(index.collect()).set_index("output")
+    assert cov.loc["table table2_verification", "status"] == "present"
+    assert cov.loc["table table2_verification", "anchor"] == "03_verification-table2_verification__eps-8_255__0123abcd"
+    assert cov.loc["figure fig4_ablation", "status"] == "present"
+    assert cov.loc["figure fig5_removal", "status"] == "MISSING"  # a prefix of nothing saved
+
+
 def test_every_paper_item_is_written_by_its_notebook():
     """The coverage map names outputs the notebooks really write (save_table / save_fig with that name)."""
     root = Path(__file__).resolve().parents[1] / "notebooks"

@@ -61,6 +61,28 @@ def test_save_table_manifest():
     assert manifest["table1"] == {"file": "table1.csv", "caption": "smoke, subset"}
 
 
+def test_a_sweep_job_names_its_tables_and_figures_after_its_parameters(monkeypatch):
+    from dovlib.reproduce import run_tag
+
+    assert report.artifact_name("table1") == "table1"  # a plain run keeps the plain name
+    tag = run_tag({"eps": "8/255", "rate": 0.1})
+    monkeypatch.setenv(report.RUN_TAG_ENV, tag)
+    assert report.artifact_name("table1") == f"table1__{tag}" and "/" not in tag
+    p = report.save_table(pd.DataFrame({"x": [1]}), "table1", "04_ablation", caption="job 1")
+    assert p.name == f"table1__{tag}.csv"
+    assert json.loads((p.parent / "tables.json").read_text()) == {f"table1__{tag}": {"file": p.name,
+                                                                                     "caption": "job 1"}}
+    fig, ax = plt.subplots()
+    assert [q.name for q in report.save_fig(fig, "fig4", "04_ablation")] == [f"fig4__{tag}.png", f"fig4__{tag}.svg"]
+    plt.close(fig)
+    monkeypatch.setenv(report.RUN_TAG_ENV, "a/b")
+    with pytest.raises(ValueError, match="DOVLIB_RUN_TAG"):
+        report.artifact_name("table1")
+    monkeypatch.delenv(report.RUN_TAG_ENV)
+    with pytest.raises(ValueError, match="table or figure name"):
+        report.save_table(pd.DataFrame({"x": [1]}), "../table1", "04_ablation")
+
+
 def test_run_dir_is_stable_per_params():
     a = report.run_dir("01_train_generator", {"eps": "8/255", "seed": 0})
     b = report.run_dir("01_train_generator", {"seed": 0, "eps": "8/255"})

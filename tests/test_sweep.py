@@ -6,13 +6,16 @@ import multiprocessing
 import shutil
 
 import nbformat
+import pandas as pd
 import pytest
 
 from dovlib import report, sweep
 
-RECORD_CODE = """from dovlib.report import write_record
+RECORD_CODE = """import pandas as pd
+from dovlib.report import save_table, write_record
 write_record("{stem}", {{"profile": profile, "eps": eps, "rate": rate}}, {{"wsr": rate * 2}}, profile=profile,
              dataset="synthetic", is_subset=False, device="cpu", wall_time=0.0)
+save_table(pd.DataFrame({{"eps": [eps], "rate": [rate]}}), "grid_point", "{stem}")
 """
 PLAIN_CODE = """import os, pathlib
 d = pathlib.Path(os.environ["DOVLIB_REPORTS"]) / "{stem}"
@@ -97,6 +100,10 @@ def test_local_pool_sweep_merges_records_and_reuses(tmp_path, reports):
     outputs = [reports / r.output for r in results]
     assert all(p.is_file() and p.parent == reports / "04_ablation" for p in outputs)  # no folder from the slash
     assert (reports / "index.html").is_file()
+    tables = json.loads((reports / "04_ablation" / "tables.json").read_text())  # one table per job, none overwritten
+    saved = sorted(pd.read_csv(reports / "04_ablation" / t["file"]).iloc[0].tolist() for t in tables.values())
+    assert saved == [["1/255", 0.1], ["1/255", 1.0], ["8/255", 0.1], ["8/255", 1.0]]
+    assert all(name.startswith("grid_point__") for name in tables)
     again = sweep.sweep(nb, [("eps", "8/255"), ("rate", "0.1,1")], jobs=1, progress=False, index=False)
     assert [r.status for r in again] == ["reused", "reused"]
 
@@ -131,10 +138,13 @@ def test_a_local_job_gets_its_share_of_threads_and_watermarking_workers(monkeypa
     import os
 
     names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "DOVLIB_WORKERS")
-    for var in names:
+    for var in names + (report.RUN_TAG_ENV,):
         monkeypatch.setenv(var, "")  # recorded, so that what _job sets is undone after the test
         monkeypatch.delenv(var)
     monkeypatch.setenv("MKL_NUM_THREADS", "1")  # a value the user set is kept
     monkeypatch.setattr(sweep, "run_notebook", lambda *a, **k: {v: os.environ.get(v) for v in names})
     env = sweep._job("nb.ipynb", {}, False, "reports", 3, None, None)
     assert env == {"OMP_NUM_THREADS": "3", "MKL_NUM_THREADS": "1", "DOVLIB_WORKERS": "3"}
+    monkeypatch.setattr(sweep, "run_notebook", lambda *a, **k: os.environ[report.RUN_TAG_ENV])
+    params = {"eps": "8/255", "rate": 0.1}
+    assert sweep._job("nb.ipynb", params, False, "reports", None, None, None) == sweep.run_tag(params)
