@@ -151,14 +151,18 @@ def test_table_context_fills_gaps_from_same_profile_record_only(reports):
     assert tables["bits"].df["diff"].tolist() == [0] and tables["bits_paper"].df["diff"].tolist() == [-1]
 
 
-def test_paper_coverage_marks_present_and_missing(reports):
-    report.write_record("03_verification", {"profile": "smoke"}, {"dp": 0.9}, profile="smoke", dataset="mnist-offline",
-                        is_subset=True, device="cpu", wall_time=1.0)
+def _save_table2_and_fig4():
     report.save_table(pd.DataFrame({"scenario": ["Malicious"], "paper": [0.964], "ours": [0.9]}),
                       "table2_verification", "03_verification")
     fig, ax = plt.subplots(figsize=(2, 2))
     report.save_fig(fig, "fig4_ablation", "04_ablation")
     plt.close(fig)
+
+
+def test_paper_coverage_marks_present_and_missing(reports):
+    report.write_record("03_verification", {"profile": "smoke"}, {"dp": 0.9}, profile="smoke", dataset="mnist-offline",
+                        is_subset=True, device="cpu", wall_time=1.0)
+    _save_table2_and_fig4()
     cov = index.coverage(index.collect()).set_index("output")
     assert cov.loc["table table2_verification", "status"] == "present"
     assert "dataset mnist-offline (subset)" in cov.loc["table table2_verification", "measured with"]
@@ -174,16 +178,13 @@ def test_paper_coverage_marks_present_and_missing(reports):
 
 def test_paper_coverage_finds_a_sweep_jobs_outputs(reports, monkeypatch):
     monkeypatch.setenv(report.RUN_TAG_ENV, "eps-8_255__0123abcd")
-    report.save_table(pd.DataFrame({"scenario": ["Malicious"], "paper": [0.964], "ours": [0.9]}),
-                      "table2_verification", "03_verification")
-    fig, ax = plt.subplots(figsize=(2, 2))
-    report.save_fig(fig, "fig4_ablation", "04_ablation")
-    plt.close(fig)
+    _save_table2_and_fig4()
     cov = index.coverage(index.collect()).set_index("output")
     assert cov.loc["table table2_verification", "status"] == "present"
     assert cov.loc["table table2_verification", "anchor"] == "03_verification-table2_verification__eps-8_255__0123abcd"
     assert cov.loc["figure fig4_ablation", "status"] == "present"
-    assert cov.loc["figure fig5_removal", "status"] == "MISSING"  # a prefix of nothing saved
+    assert cov.loc["figure fig5_removal", "status"] == "MISSING"
+    assert not index._is_output("table1_all_methods_vs_paper", "table1_all_methods")  # another output, not a job's
 
 
 def test_every_paper_item_is_written_by_its_notebook():
