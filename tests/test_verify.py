@@ -34,6 +34,10 @@ def test_degenerate_inputs_never_claim_ownership_by_accident():
     same = ttest_verify(np.full(50, 0.3), np.full(50, 0.3))  # zero variance, no effect
     assert same.p_value == 1.0 and not same.verified and "zero variance" in same.note
     assert not ttest_verify([0.0, 0.0], [1.0, 1.0]).verified  # constant effect, too few pairs (p = 0.25)
+    f32 = np.array([0.9, np.nextafter(np.float32(0.9), np.float32(1))], dtype=np.float32)  # one float32 step
+    tie = ttest_verify([0.1, 0.1], f32)  # the t-test alone gave p = 1.7e-8 here: a claim from rounding
+    assert not tie.verified and tie.p_value == 0.25 and "zero variance" in tie.note
+    assert ttest_verify([0.1, 0.1, 0.1], [0.9, 0.91, 0.92]).note == ""  # a real spread still gets the t-test
     sat = ttest_verify(np.zeros(100), np.ones(100))  # a saturated model: exact sign-test bound
     assert sat.verified and sat.p_value == pytest.approx(0.5 ** 100)
 
