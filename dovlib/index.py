@@ -23,7 +23,7 @@ from .report import _atomic_write, reports_dir
 __all__ = ["NotebookReport", "PaperItem", "PAPER_ITEMS", "collect", "coverage", "records_frame", "context_label",
            "render_html", "render_markdown", "build_index", "main"]
 
-CONTEXT_KEYS = ("profile", "dataset", "is_subset", "device", "device_name", "wall_time")
+CONTEXT_KEYS = ("profile", "dataset", "is_subset", "device", "device_name", "training_precision", "wall_time")
 
 
 @dataclass(frozen=True)
@@ -329,6 +329,20 @@ def _runs_frame(nb: NotebookReport):
                           "executed notebook": r.get("output", "")} for r in nb.runs])
 
 
+def _runs_html(nb: NotebookReport) -> str:
+    """The runs table, each executed notebook a relative link (its path under reports/, as ``stamps.json`` has it)."""
+    import html
+    from urllib.parse import quote
+
+    df = _runs_frame(nb)
+    for col in ("parameters", "status", "finished"):
+        df[col] = df[col].map(lambda v: html.escape(str(v)) if v is not None else "")
+    df["executed notebook"] = [f'<a href="{html.escape(quote(o), quote=True)}">{html.escape(o.rsplit("/", 1)[-1])}</a>'
+                               if o else "" for o in df["executed notebook"]]
+    return df.to_html(index=False, na_rep="", classes="data", border=0, escape=False,
+                      float_format=lambda x: f"{x:.4g}")
+
+
 def render_html(notebooks: list[NotebookReport], root: str | Path = "reports") -> str:
     import jinja2
 
@@ -338,7 +352,7 @@ def render_html(notebooks: list[NotebookReport], root: str | Path = "reports") -
         notebooks=notebooks, overview=_html_table(_overview(notebooks)) if notebooks else "",
         coverage=coverage(notebooks).to_dict("records"),
         comparisons=[(nb, t) for nb in notebooks for t in nb.tables if t.comparison], label=context_label,
-        runs={nb.stem: _html_table(_runs_frame(nb)) for nb in notebooks if nb.runs},
+        runs={nb.stem: _runs_html(nb) for nb in notebooks if nb.runs},
         tables={f"{nb.stem}/{t.name}": _html_table(t.df, "comparison" if t.comparison else "")
                 for nb in notebooks for t in nb.tables},
         records={nb.stem: _html_table(records_frame(nb.records)) for nb in notebooks if nb.records})

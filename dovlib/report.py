@@ -163,7 +163,10 @@ def find_record(notebook: str, params: dict) -> dict | None:
 
 def write_record(notebook: str, params: dict, metrics: dict, **context) -> dict:
     """Insert or replace the record for ``params`` in ``reports/<notebook>/metrics.json`` (written atomically).
-    ``context`` holds profile, dataset, device, wall_time, ...; env_info() is added."""
+    ``context`` holds profile, dataset, device, wall_time, ...; env_info() is added, and so is
+    ``training_precision`` ("bf16" or "fp32", what the profile's ``precision`` meant on that device) when the
+    context names a profile and a device."""
+    context = {**_training_precision(context), **context}
     record = {"params": params, **context, "metrics": metrics,
               "env": env_info(context.get("device")),
               "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
@@ -174,6 +177,20 @@ def write_record(notebook: str, params: dict, metrics: dict, **context) -> dict:
         records.append(record)
         _atomic_write(path, json.dumps({"notebook": notebook, "records": records}, indent=2, default=_jsonable))
     return record
+
+
+def _training_precision(context: dict) -> dict:
+    """``{"training_precision": "bf16" | "fp32"}`` for a context with a valid profile string and a device, else {}."""
+    from .params import get_profile
+    from .train import uses_bf16
+
+    profile, device = context.get("profile"), context.get("device")
+    if not isinstance(profile, str) or device is None:
+        return {}
+    try:
+        return {"training_precision": "bf16" if uses_bf16(get_profile(profile).precision, str(device)) else "fp32"}
+    except (ValueError, RuntimeError):  # a profile or device this dovlib does not know: say nothing
+        return {}
 
 
 def file_lock(path: Path, timeout: float = 600):

@@ -329,7 +329,8 @@ def _reproduce(profile, paths, force, extra, kernel_name, cell_timeout, index, p
 
         out = str(reports_dir().resolve())
         threads = max(1, (os.cpu_count() or 1) // jobs)
-        tasks = [(i, (str(path), params, force, out, threads, kernel_name, cell_timeout)) for i, path, params in todo]
+        tasks = [(i, (str(path), params, force, out, threads, kernel_name, cell_timeout, False))  # plain names
+                 for i, path, params in todo]
         tasks_params = {i: params for i, _, params in todo}
         run_local(tasks, jobs, done, lambda i, e: RunResult(paths[i].stem, tasks_params[i], "failed",
                                                               error=f"{type(e).__name__}: {e}"))

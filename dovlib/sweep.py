@@ -90,12 +90,17 @@ def combinations(grid: dict[str, list]) -> list[dict]:
 
 
 def _job(path: str, params: dict, force: bool, reports: str, threads: int | None, kernel_name: str | None,
-         cell_timeout: float | None) -> RunResult:
-    """One sweep job (runs in a pool worker or a Slurm task)."""
+         cell_timeout: float | None, tag: bool = True) -> RunResult:
+    """One sweep job (runs in a pool worker or a Slurm task). ``tag``: name the job's tables and figures after its
+    parameters (a sweep: many jobs of one notebook); ``dovlib.reproduce --jobs`` runs distinct notebooks and keeps
+    the plain names."""
     if threads:  # the job's share of the CPUs, for torch's threads and dovlib.imwm's worker processes
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "DOVLIB_WORKERS"):
             os.environ.setdefault(var, str(threads))
-    os.environ[RUN_TAG_ENV] = run_tag(params)  # this job's tables and figures get their own names (artifact_name)
+    if tag:  # this job's tables and figures get their own names (report.artifact_name)
+        os.environ[RUN_TAG_ENV] = run_tag(params)
+    else:
+        os.environ.pop(RUN_TAG_ENV, None)
     return run_notebook(path, params, force=force, reports=reports, kernel_name=kernel_name,
                         cell_timeout=cell_timeout)
 

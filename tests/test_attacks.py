@@ -92,6 +92,32 @@ def test_jpeg_mask_is_differentiable_and_keeps_smooth_images():
     assert (y - x).abs().mean() < 0.02  # smooth image: low frequencies carry almost everything
 
 
+def _dct_pattern(u: int, v: int, size: int = 16) -> torch.Tensor:
+    """A grey image (R = G = B) whose every 8x8 block is 0.5 plus the DCT basis function (u, v)."""
+    from dovlib.attacks import _dct_matrix
+
+    m = _dct_matrix(8)
+    block = 0.5 + 0.3 * (m[u][:, None] * m[v][None, :]) / (m[u][:, None] * m[v][None, :]).abs().max()
+    return block.repeat(size // 8, size // 8).expand(1, 3, size, size).contiguous()
+
+
+def test_jpeg_mask_keeps_the_low_frequencies_and_drops_the_high_ones():
+    for u, v in [(0, 0), (1, 2), (4, 4), (0, 4)]:  # inside the 5x5 luminance block: kept exactly (grey: Y only)
+        x = _dct_pattern(u, v)
+        assert torch.allclose(jpeg_mask(x), x, atol=1e-5), (u, v)
+    for u, v in [(5, 0), (0, 6), (7, 7)]:  # outside it: removed, the flat 0.5 is left
+        assert torch.allclose(jpeg_mask(_dct_pattern(u, v)), torch.full((1, 3, 16, 16), 0.5), atol=1e-5), (u, v)
+    x = _dct_pattern(1, 2)
+    assert not torch.allclose(jpeg_mask(x, keep_y=2), x, atol=1e-3)  # keep_y is honoured: (1, 2) is outside 2x2
+    cb = ((torch.arange(32)[:, None] + torch.arange(32)[None]) % 2).float().expand(1, 3, 32, 32)
+    assert (jpeg_mask(cb) - cb).abs().mean() > 0.4  # the finest checkerboard is all high frequency
+    colour = torch.zeros(1, 3, 16, 16)
+    colour[:, 0] = _dct_pattern(2, 2)[:, 0]  # a red-only pattern: chroma at (2, 2) is kept (3x3), at (3, 0) not
+    assert torch.allclose(jpeg_mask(colour), colour, atol=1e-5)
+    colour[:, 0] = _dct_pattern(3, 0)[:, 0]
+    assert not torch.allclose(jpeg_mask(colour), colour, atol=1e-2)
+
+
 def test_bad_inputs_name_the_parameter():
     with pytest.raises(ValueError, match="attack must be one of"):
         apply_attack("sharpen_2", _images())

@@ -64,7 +64,7 @@ def reports(tmp_path, monkeypatch):
     ax.plot([0, 1], [1, 0])
     report.save_fig(fig, "wsr_curve", "02_sscl_bw")
     plt.close(fig)
-    report.write_record("08_amuse", {"profile": "smoke"}, {"bit_acc": 0.75}, wall_time=3.0, **ctx)
+    report.write_record("08_amuse", {"profile": "smoke"}, {"bit_acc": 0.7531}, wall_time=3.0, **ctx)
     report.save_table(pd.DataFrame({"L": [32], "paper": [1.0], "ours": [0.75], "diff": [-0.25]}), "table5",
                       "08_amuse")
     (root / "09_broken").mkdir()
@@ -95,7 +95,7 @@ def test_index_has_every_table_with_context_and_diff(reports):
     assert "profile smoke · dataset cifar10-subset (subset)" in text and "dataset cifar10 (full)" in text
     assert "Table 2 &lt;WSR&gt; on CIFAR-10" in text  # captions escaped
     assert "cell 3: RuntimeError: out of memory" in text and nbs["09_broken"].status == "failed"
-    assert "0.75" in text and "8/255" in text  # records rendered
+    assert "0.7531" in text and "8/255" in text  # records rendered (no table holds 0.7531)
 
 
 def test_index_is_self_contained(reports):
@@ -106,6 +106,7 @@ def test_index_is_self_contained(reports):
     assert base64.b64decode(page.imgs[0].split(",", 1)[1])[:4] == b"\x89PNG"
     local = [h for h in page.hrefs if h and not h.startswith("#")]
     assert "02_sscl_bw/wsr_curve.svg" in local
+    assert "09_broken/x.failed.ipynb" in local  # the executed notebook of each run is a link
     for href in local:  # relative links resolve next to index.html
         assert (html_path.parent / href).is_file() or href.endswith(".failed.ipynb"), href
 

@@ -34,6 +34,17 @@ def test_write_record_replaces_same_params_and_keeps_others():
     assert data["notebook"] == "04_ablation"
 
 
+def test_records_name_the_precision_the_profile_trained_in():
+    def precision(profile, device):
+        return report.write_record("04_ablation", {"p": profile, "d": device}, {}, profile=profile,
+                                   device=device).get("training_precision")
+
+    assert precision("quick", "cpu") == "fp32" and precision("quick", "cuda") == "bf16"  # "auto": bf16 on CUDA only
+    assert precision("quick:precision=bf16", "cpu") == "bf16" and precision("paper:precision=fp32", "cuda") == "fp32"
+    assert precision("no-such-profile", "cpu") is None and "training_precision" not in report.write_record(
+        "04_ablation", {"p": 0}, {}, profile="smoke")  # no device: nothing claimed
+
+
 def test_numpy_parameters_find_their_record_again():
     """metrics.json stores numpy scalars as plain numbers; the record key must too, or a cached parameter set is
     never found again (and written twice)."""

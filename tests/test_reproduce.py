@@ -228,10 +228,13 @@ def test_kernels_talk_over_ipc_files_that_are_removed_afterwards(env, capfd):
 
 def test_reproduce_with_jobs_runs_notebooks_at_once_and_keeps_their_order(env):
     nbs, reports = env
+    table = ("\nimport pandas as pd\nfrom dovlib.report import save_table\n"
+             "save_table(pd.DataFrame({'x': [1]}), 'result', '00_a')\n")
     for stem, fail in (("00_a", False), ("01_b", True), ("02_c", False)):
-        make_notebook(nbs, stem, fail=fail)
+        make_notebook(nbs, stem, fail=fail, extra_code=table if stem == "00_a" else "")
     results = rp.reproduce("smoke", rp.find_notebooks(nbs), progress=False, index=False, jobs=2)
     assert [(r.notebook, r.status) for r in results] == [("00_a", "ok"), ("01_b", "failed"), ("02_c", "ok")]
+    assert (reports / "00_a" / "result.csv").is_file()  # one run per notebook: plain names, unlike a sweep's jobs
     assert "boom" in results[1].error
     assert executions(reports, "00_a") == executions(reports, "02_c") == ["smoke 8/255 0.1"]
     again = rp.reproduce("smoke", rp.find_notebooks(nbs), progress=False, index=False, jobs=3)

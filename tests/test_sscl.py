@@ -225,6 +225,20 @@ def test_run_sscl_and_controls_end_to_end_at_toy_size():
     assert list(df.scenario) == ["Malicious", "Ind-M", "Ind-W"]
     assert df.p_value.between(0, 1).all() and df.WSR.between(0, 1).all()
     assert df.decoy_p_value.between(0, 1).all() and all(len(p) == 20 for p in df.p_decoy)
+    # each row comes from its scenario's model, queried with OUR trigger on the verification set
+    from dovlib.verify import attack_success, query_probs, verification_set, verify_model
+
+    xq = ds.x_test[verification_set(ds.x_test, ds.y_test, 1, 20, seed=0)]
+    benign = sscl.train_classifier(ds.x_train, ds.y_train, ds.x_test, ds.y_test, profile=prof, seed=0, num_classes=4,
+                                   progress=False)  # the Ind-M model of seed 0, from the cache
+    rows = df.set_index("scenario")
+    for scenario, model in (("Malicious", run.suspect.model), ("Ind-M", benign.model)):
+        row, (pb, pw) = rows.loc[scenario], query_probs(model, xq, run.trigger, 1)
+        assert np.allclose(row.p_b, pb.numpy()) and np.allclose(row.p_w, pw.numpy()), scenario
+        v = verify_model(model, xq, run.trigger, 1)
+        assert row.p_value == pytest.approx(v.p_value, rel=1e-6, abs=1e-12) and row.verified == v.verified
+        assert row.WSR == pytest.approx(attack_success(model, ds.x_test, ds.y_test, run.trigger, 1))
+    assert not np.allclose(rows.loc["Malicious"].p_b, rows.loc["Ind-M"].p_b)  # two different models
     again = sscl.run_sscl(ds, prof, eps="8/255", rate=0.05, target=1, key=1, perceptual="mse", progress=False)
     assert again.generator.cached and torch.equal(again.marked.x, run.marked.x)
 
@@ -385,6 +399,11 @@ def test_run_code_and_its_controls_end_to_end_at_toy_size():
     df = sscl.run_code_controls(run, progress=False)
     assert list(df.scenario) == ["Malicious", "Ind-M", "Ind-W plain", "Ind-W code"]
     assert df.p_value.between(0, 1).all() and {f"p_{t}" for t in targets} <= set(df.columns)
+    benign = sscl.train_classifier(ds.x_train, ds.y_train, ds.x_test, ds.y_test, profile=prof, seed=0, num_classes=4,
+                                   progress=False)  # the Ind-M model, from the cache
+    for scenario, model in (("Malicious", run.suspect.model), ("Ind-M", benign.model)):
+        row = df[df.scenario == scenario].iloc[0]
+        assert row.p_value == pytest.approx(sscl.verify_code(model, run, m=20)[0].p_value, rel=1e-6, abs=1e-12)
     assert (df[[f"p_{t}" for t in targets]].max(axis=1) == df.p_value).all()
     code_row = df[df.scenario == "Ind-W code"].iloc[0]
     assert code_row.other_targets[0] == targets[0]
