@@ -217,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="smoke", help="smoke | quick | paper, unless -p profile is given")
     parser.add_argument("--executor", default="local", choices=EXECUTORS)
     parser.add_argument("-j", "--jobs", type=int, default=None,
-                        help="parallel jobs (local pool size, default #CPUs; Slurm array parallelism, default all)")
+                        help="parallel jobs (local pool size, default min(#combinations, #CPUs); Slurm array "
+                             "parallelism, default all)")
     parser.add_argument("--force", action="store_true", help="re-run combinations whose results are up to date")
     parser.add_argument("--reports", default=None, help="reports folder (default $DOVLIB_REPORTS or reports/)")
     parser.add_argument("--cell-timeout", type=float, default=None, help="seconds per cell (default: none)")

@@ -50,7 +50,12 @@ def test_attacks_change_images_and_size_changes_are_reported():
     small = apply_attack("center_crop_0.5", x, restore_size=False)
     assert small.shape[-2:] == (24, 24)
     assert ATTACKS["resize_0.5"].changes_size and not ATTACKS["jpeg_50"].changes_size
-    assert restore_size(small, (48, 48)).shape[-2:] == (48, 48)
+    back = restore_size(small, (48, 48))
+    assert back.shape[-2:] == (48, 48) and back.dtype == torch.uint8
+    # the content is the crop's, upscaled: the smooth image's centre, not zeros or the uncropped picture
+    centre = torch.nn.functional.interpolate(x[..., 12:36, 12:36].float(), size=(48, 48), mode="bilinear")
+    assert (back.float() - centre).abs().mean() < 3 and (back.float() - x.float()).abs().mean() > 3
+    assert restore_size(x, (48, 48)) is x  # already that size: untouched
 
 
 def test_brightness_matches_its_definition():

@@ -195,3 +195,9 @@ def test_every_paper_item_is_written_by_its_notebook():
         src = (root / f"{it.notebook}.py").read_text()
         call = "save_table(" if it.kind == "table" else "save_fig("
         assert call in src and f'"{it.name}"' in src, (it.notebook, it.name)
+
+
+def test_cli_builds_the_index_of_the_folder_given(reports, capsys):
+    assert index.main(["--reports", str(reports)]) == 0
+    assert (reports / "index.html").is_file() and (reports / "summary.md").is_file()
+    assert f"wrote {reports / 'index.html'}" in capsys.readouterr().out

@@ -31,6 +31,9 @@ def test_badnets_cnn_mnist():
 def test_model_normalises_inside():
     m = build_model("resnet18", width=4)
     assert torch.allclose(m.normalize(torch.full((1, 3, 2, 2), 0.5)), torch.zeros(1, 3, 2, 2))
+    assert torch.allclose(m.normalize(torch.ones(1, 3, 2, 2)), torch.full((1, 3, 2, 2), 2.0))  # (1 - 0.5) / 0.25
+    with pytest.raises(TypeError, match="float images"):
+        m.normalize(torch.ones(1, 3, 2, 2, dtype=torch.uint8))
 
 
 def test_bad_arch_and_width():

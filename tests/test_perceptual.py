@@ -1,5 +1,3 @@
-import time
-
 import pytest
 import torch
 
@@ -15,12 +13,16 @@ def empty_hub(tmp_path, monkeypatch):
     torch.hub.set_dir(old)
 
 
-def test_lpips_missing_weights_fail_fast_with_a_helpful_message(empty_hub):
+def test_lpips_missing_weights_fail_fast_with_a_helpful_message(empty_hub, monkeypatch):
     assert not lpips_available("alex")
-    start = time.perf_counter()
+
+    def no_download(*args, **kwargs):
+        raise AssertionError(f"a download was attempted: {args}")  # offline, that hangs ~6 s and then fails
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_download)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
     with pytest.raises(PerceptualWeightsMissing, match="alexnet-owt-7be5be79.pth") as err:
         perceptual_loss("lpips")
-    assert time.perf_counter() - start < 2  # no download attempt (that hangs ~6 s offline)
     assert "perceptual='ssim'" in str(err.value) and str(empty_hub) in str(err.value)
 
 
@@ -75,3 +77,13 @@ def test_ssim_works_for_grey_28px_images_and_uint8_pairs():
     assert torch.allclose(mse, expected, atol=1e-6)
     with pytest.raises(ValueError, match="same shape"):
         perceptual_distance(a, b[:2], "mse")
+
+
+@pytest.mark.skipif(not lpips_available("alex"), reason="LPIPS needs the AlexNet weights in the torch cache (README)")
+def test_real_lpips_is_zero_on_identical_images_and_grows_with_the_change():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 3, 32, 32, generator=g)
+    small, large = [(x + s * torch.randn(x.shape, generator=g)).clamp(0, 1) for s in (0.02, 0.2)]
+    d = perceptual_loss("lpips")
+    assert torch.allclose(d(x, x), torch.zeros(4), atol=1e-6)
+    assert (d(x, small) < d(x, large)).all() and (d(x, small) > 0).all()

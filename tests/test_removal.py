@@ -56,6 +56,10 @@ def test_prune_masks_least_active_channels_and_leaves_model_untouched(trained):
     assert torch.equal(predict_logits(model, ds.x_test), before)  # original model unchanged
     zero = prune(model, ds.x_train, 0)
     assert torch.allclose(predict_logits(zero, ds.x_test), before)
+    pruned_out = predict_logits(pm, ds.x_test)
+    assert not torch.allclose(pruned_out, before)  # half the channels gone changes the answers
+    inner = pm.remove()  # the hook is gone: the copy answers like the original again
+    assert inner is pm.model and torch.allclose(predict_logits(inner, ds.x_test), before, atol=1e-5)
 
 
 def test_pruning_curve_hurts_accuracy_at_high_rates(trained):

@@ -117,12 +117,18 @@ def test_timer_and_env():
 
 
 def test_start_notebook_seeds_styles_and_names_the_run(capsys):
+    import matplotlib
+
+    with matplotlib.rc_context({"savefig.dpi": 72}):  # the style is undone afterwards: no leak into other tests
+        _start_notebook_checks(capsys)
+
+
+def _start_notebook_checks(capsys):
     import random
 
     import matplotlib
     import numpy as np
 
-    matplotlib.rcParams["savefig.dpi"] = 72
     dev = report.start_notebook("quick:device=cpu,epochs=2", seed=7, device="cpu", note="subset")
     first = (random.random(), np.random.rand(), torch.rand(1).item())
     assert dev == torch.device("cpu")

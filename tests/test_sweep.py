@@ -150,3 +150,33 @@ def test_a_local_job_gets_its_share_of_threads_and_watermarking_workers(monkeypa
     assert sweep._job("nb.ipynb", params, False, "reports", None, None, None) == sweep.run_tag(params)
     with pytest.raises(KeyError):  # reproduce --jobs runs distinct notebooks: plain names, no tag left behind
         sweep._job("nb.ipynb", params, False, "reports", None, None, None, False)
+
+
+def test_cli_passes_the_slurm_options_and_exits_with_the_jobs_status(tmp_path, reports, monkeypatch, capsys):
+    from dovlib.reproduce import RunResult
+
+    seen = {}
+
+    def fake(notebook, grid, **kw):
+        seen.update(notebook=notebook, grid=grid, **kw)
+        return [RunResult("04_ablation", {"eps": "1/255"}, "ok"),
+                RunResult("04_ablation", {"eps": "8/255"}, "failed", error="cell 3: boom")]
+
+    monkeypatch.setattr(sweep, "sweep", fake)
+    code = sweep.main(["nb.ipynb", "-p", "eps", "1/255,8/255", "--profile", "quick", "--executor", "slurm",
+                       "--partition", "gpu", "--gpus", "1", "--timeout-min", "240", "-j", "4", "--no-index"])
+    assert code == 1  # one job failed
+    assert seen["grid"] == [["eps", "1/255,8/255"]] and seen["profile"] == "quick" and seen["jobs"] == 4
+    assert seen["slurm"] == {"timeout_min": 240, "slurm_partition": "gpu", "gpus_per_node": 1}
+    assert seen["executor"] == "slurm" and seen["index"] is False
+    out = capsys.readouterr().out
+    assert "2 jobs" in out and "1 ran, 0 reused, 1 failed" in out and "FAILED {'eps': '8/255'}: cell 3: boom" in out
+    monkeypatch.setattr(sweep, "sweep", lambda *a, **k: [RunResult("x", {}, "reused")])
+    assert sweep.main(["nb.ipynb"]) == 0
+
+
+def test_cli_refuses_bad_input_with_the_parameter_named(tmp_path, reports, capsys):
+    nb = make_notebook(tmp_path, "04_ablation", PLAIN_CODE)
+    with pytest.raises(SystemExit) as exit_:
+        sweep.main([str(nb), "-p", "gamma", "1", "--no-index"])
+    assert exit_.value.code == 2 and "parameter gamma is not in 04_ablation.ipynb" in capsys.readouterr().err

@@ -136,7 +136,15 @@ def test_evaluate_watermark_and_verify_model_on_a_known_backdoor():
     wrong = int((y[:10] != 4).sum())
     assert out["BA"] == pytest.approx(1 - wrong / 60)
     assert out["WSR"] == 1.0 and out["perceptual"] == "mse" and out["linf"] == 1.0
-    assert out["perceptual_mse"] > 0 and out["PSNR"] < 40
+    # the trigger sets one pixel of 64 to white in all 3 channels (from black): MSE 3/192, PSNR 10 log10(64)
+    assert out["perceptual_mse"] == pytest.approx(3 / 192) and out["PSNR"] == pytest.approx(10 * np.log10(64))
+    from dovlib.metrics import ssim
+
+    assert out["SSIM"] == pytest.approx(float(np.mean(np.asarray(ssim(x, _corner_trigger(x))))), rel=1e-5)
+    assert out["SSIM"] < 0.9
+    r = verify_model(model, x[verification_set(x, y, 3, 20)], _corner_trigger, 3)
+    assert r.to_dict() == {"delta_p": r.delta_p, "p_value": r.p_value, "verified": r.verified, "n": 20, "tau": 0.25,
+                           "alpha": 0.01, "test": r.test, "note": r.note, "verdict": "ownership verified"}
     idx = verification_set(x, y, 3, 20)
     assert verify_model(model, x[idx], _corner_trigger, 3).verified
     assert verify_model(model, x[idx], lambda z: z, 3).p_value == 1.0  # no trigger, no claim
