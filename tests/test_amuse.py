@@ -248,3 +248,28 @@ def test_ordering_indices_up_to_62_bits_round_trip_and_larger_ones_are_refused()
     assert np.array_equal(codec.decode(codec.encode(message, 600)), message)
     with pytest.raises(ValueError, match=r"\(n, k\) = \(100, 50\) has C\(n, k\) = .* 97 ordering bits; at most 62"):
         AmuseCodec(100, 100, 50)
+
+
+@pytest.mark.parametrize("name,cls,n,k", [("baseline", RepeatCodec, 1, 1), ("amuse", AmuseCodec, 6, 2),
+                                          ("erasure", ErasureCodec, 7, 3)])
+def test_make_codec_builds_each_method_with_its_parameters(name, cls, n, k):
+    L, seed, num = 40, 5, 42
+    codec = make_codec(name, L, n=n, k=k, seed=seed)
+    assert type(codec) is cls and codec.name == name
+    assert (codec.message_bits, codec.n, codec.k, codec.seed) == (L, n, k, seed)
+    direct = RepeatCodec(L, seed) if cls is RepeatCodec else cls(L, n, k, seed)
+    assert codec.describe() == direct.describe()
+    msg = random_message(L, seed=3)
+    subs = codec.encode(msg, num)
+    assert subs.shape == (num, direct.sub_message_bits)
+    assert np.array_equal(subs, direct.encode(msg, num))  # same seed -> same assignment of labels to images
+    assert np.array_equal(codec.decode(subs), msg)
+    if cls is not RepeatCodec:  # the seed reaches the assignment: another seed gives another order
+        assert not np.array_equal(codec.assignment(num), make_codec(name, L, n=n, k=k, seed=0).assignment(num))
+        assert codec.sub_message_bits > 0 and codec.num_labels == (math.comb(n, k) if cls is AmuseCodec else n)
+
+
+def test_make_codec_baseline_ignores_n_and_k():
+    codec = make_codec("baseline", 12, n=4, k=2, seed=1)
+    assert type(codec) is RepeatCodec and (codec.n, codec.k, codec.seed) == (1, 1, 1)
+    assert codec.sub_message_bits == 12

@@ -100,6 +100,25 @@ def test_subsample_marks_subset_and_validates():
     assert len(sub.x_train) == 20 and len(sub.x_test) == 50 and sub.is_subset
     assert "stratified subsample" in sub.note
     assert s.subsample(None, None) is s
+    # n < 1 is refused for either split (n = None keeps a split whole)
+    with pytest.raises(ValueError, match=r"n must be >= 1 for a subsample; got 0"):
+        s.subsample(0, None)
+    with pytest.raises(ValueError, match=r"n must be >= 1 for a subsample; got -2"):
+        s.subsample(None, -2)
+    with pytest.raises(ValueError, match=r"n must be >= 1 for a subsample; got 0"):
+        stratified_subsample(s.y_train, 0)
+    # the kept rows are the stratified indices (train with seed, test with seed + 1), images still paired with labels
+    sub = s.subsample(20, 10, seed=4)
+    tr, te = stratified_subsample(s.y_train, 20, 4), stratified_subsample(s.y_test, 10, 5)
+    assert torch.equal(sub.x_train, s.x_train[tr]) and torch.equal(sub.y_train, s.y_train[tr])
+    assert torch.equal(sub.x_test, s.x_test[te]) and torch.equal(sub.y_test, s.y_test[te])
+    assert torch.bincount(sub.y_train, minlength=10).tolist() == [2] * 10  # 10 balanced classes
+    assert sub.note == s.note + "; stratified subsample 20/10 (seed 4)" and sub.is_subset
+    assert sub.classes == s.classes and sub.name == s.name
+    # asking for at least the whole split keeps it whole and unmarked
+    whole = s.subsample(100, 500)
+    assert not whole.is_subset and whole.note == s.note
+    assert torch.equal(whole.x_train, s.x_train) and torch.equal(whole.y_test, s.y_test)
 
 
 def test_imagedataset_validates_dtype():

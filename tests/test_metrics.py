@@ -30,6 +30,44 @@ def test_ssim_identity_and_noise():
     assert (s < 0.95).all() and (s > -1).all()
     with pytest.raises(ValueError, match="3x3"):
         ssim(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2))
+    # the same numbers as scikit-image on (H, W, C) images: 7x7 uniform window, data range 1, channels averaged
+    from skimage.metrics import structural_similarity
+
+    for i in range(3):
+        ref = structural_similarity(x[i].permute(1, 2, 0).numpy(), noisy[i].permute(1, 2, 0).numpy(), data_range=1.0,
+                                    channel_axis=-1, win_size=7)
+        assert s[i] == pytest.approx(ref, rel=1e-6)
+    assert len(set(np.round(s, 6))) == 3  # one value per image pair
+
+
+@pytest.mark.parametrize("a,b", [(0.2, 0.5), (0.5, 0.5), (0.9, 0.1), (0.0, 0.04)])
+def test_ssim_of_constant_images_is_the_luminance_term(a, b):
+    """Constant images have no variance: SSIM = (2ab + C1) / (a^2 + b^2 + C1) with C1 = (0.01 * data range)^2."""
+    c1 = 0.01 ** 2
+    expected = (2 * a * b + c1) / (a * a + b * b + c1)
+    got = ssim(torch.full((1, 3, 16, 16), a), torch.full((1, 3, 16, 16), b))
+    assert got == pytest.approx([expected], rel=1e-6)
+    # channels are averaged: one channel identical (SSIM 1), one with means a and b
+    x, y = torch.full((1, 2, 9, 9), a), torch.full((1, 2, 9, 9), a)
+    y[:, 1] = b
+    assert ssim(x, y) == pytest.approx([(1 + expected) / 2], rel=1e-6)
+    # uint8 images are read as value / 255
+    ua, ub = round(a * 255), round(b * 255)
+    e8 = (2 * ua * ub / 255 ** 2 + c1) / ((ua * ua + ub * ub) / 255 ** 2 + c1)
+    assert ssim(torch.full((1, 1, 8, 8), ua, dtype=torch.uint8),
+                torch.full((1, 1, 8, 8), ub, dtype=torch.uint8)) == pytest.approx([e8], rel=1e-6)
+
+
+@pytest.mark.parametrize("size,win", [(4, 3), (5, 5), (6, 5), (7, 7), (12, 7)])
+def test_ssim_window_shrinks_to_the_largest_odd_size_that_fits(size, win):
+    from skimage.metrics import structural_similarity
+
+    g = torch.Generator().manual_seed(size)
+    x = torch.rand(2, 3, size, size + 3, generator=g)
+    y = (x + 0.1 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    ref = [structural_similarity(p.permute(1, 2, 0).numpy(), q.permute(1, 2, 0).numpy(), data_range=1.0,
+                                 channel_axis=-1, win_size=win) for p, q in zip(x, y)]
+    assert ssim(x, y) == pytest.approx(ref, rel=1e-6)
 
 
 def test_bit_and_word_accuracy():

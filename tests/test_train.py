@@ -112,6 +112,28 @@ def test_augment_batch_crop_and_flip():
     if torch.cuda.is_available():
         with pytest.raises(ValueError, match="generator must live"):
             augment_batch(x.cuda(), 2, True, generator=torch.Generator())
+    # flips: exactly the images whose uniform draw is < 0.5 are mirrored (left-right asymmetric images, so a flip is
+    # visible); seed 3 draws flip for the first six of eight images and not for the last two
+    xs = torch.arange(1, 8 * 2 * 3 * 5 + 1, dtype=torch.float32).view(8, 2, 3, 5)
+    flips = torch.rand(8, generator=torch.Generator().manual_seed(3)) < 0.5
+    assert flips.tolist() == [True] * 6 + [False] * 2
+    y = augment_batch(xs, crop_padding=0, flip=True, generator=torch.Generator().manual_seed(3))
+    for i in range(8):
+        assert torch.equal(y[i], xs[i].flip(-1) if flips[i] else xs[i]), i
+    # crops: image i is the window at offset (di, dj) of the image zero-padded by 2 (values start at 1, so every 0
+    # is padding); seed 0 draws di = [4, 4, 3, 0, 3, 4], dj = [2, 3, 2, 3, 1, 1]
+    xs = xs[:6]
+    g = torch.Generator().manual_seed(0)
+    di, dj = torch.randint(0, 5, (6,), generator=g), torch.randint(0, 5, (6,), generator=g)
+    assert (di.tolist(), dj.tolist()) == ([4, 4, 3, 0, 3, 4], [2, 3, 2, 3, 1, 1])
+    z = augment_batch(xs, crop_padding=2, flip=False, generator=torch.Generator().manual_seed(0))
+    padded = torch.nn.functional.pad(xs, (2, 2, 2, 2))
+    for i in range(6):
+        assert torch.equal(z[i], padded[i, :, di[i]:di[i] + 3, dj[i]:dj[i] + 5]), i
+    assert torch.equal(z[0, :, 1:], torch.zeros(2, 2, 5))  # shifted down by 2 of 3 rows: one image row is left
+    assert torch.equal(z[0, :, 0], xs[0, :, 2])
+    assert torch.equal(z[3, :, :2], torch.zeros(2, 2, 5)) and torch.equal(z[3, :, 2, :4], xs[3, :, 0, 1:])
+    assert (z == 0).any(dim=(1, 2, 3)).all()  # no draw is the centre (2, 2): every crop brings in padding
 
 
 def test_evaluate_predict_and_helpers(ds):
@@ -120,6 +142,7 @@ def test_evaluate_predict_and_helpers(ds):
     assert p.shape == (64, 4) and torch.allclose(p.sum(1), torch.ones(64), atol=1e-5)
     acc = evaluate(m, ds.x_test, ds.y_test)
     assert 0 <= acc <= 1
+    assert acc == pytest.approx((p.argmax(1) == ds.y_test).float().mean().item())
     with pytest.raises(ValueError, match="at least one image"):
         evaluate(m, ds.x_test[:0], ds.y_test[:0])
     assert to_float(torch.tensor([255], dtype=torch.uint8)).item() == 1.0
@@ -129,6 +152,31 @@ def test_evaluate_predict_and_helpers(ds):
             resolve_device("cuda")
     g = seed_everything(3)
     assert isinstance(g, torch.Generator)
+    assert g.initial_seed() == 3 and torch.initial_seed() == 3
+    assert torch.equal(torch.rand(4, generator=g), torch.rand(4, generator=torch.Generator().manual_seed(3)))
+    import random
+
+    import numpy as np
+
+    assert random.random() == random.Random(3).random()
+    assert np.random.rand() == np.random.RandomState(3).rand()
+    assert seed_everything(2 ** 32 + 5).initial_seed() == 2 ** 32 + 5 and np.random.rand() == np.random.RandomState(
+        5).rand()  # NumPy takes the seed modulo 2^32
+
+
+def test_evaluate_counts_exact_top1_hits_over_batches():
+    """A linear model whose logits are the four pixels of a 2x2 image: the prediction is the brightest pixel."""
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 4, bias=False))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.eye(4))
+    brightest = torch.tensor([0, 1, 2, 3, 3, 2, 1, 0])
+    x = torch.full((8, 1, 2, 2), 10, dtype=torch.uint8)
+    x.view(8, 4)[torch.arange(8), brightest] = 200
+    y = torch.tensor([0, 1, 2, 0, 0, 1, 2, 1])  # right for images 0, 1 and 2 only
+    assert evaluate(model, x, y) == 0.375
+    assert evaluate(model, x, y, batch_size=3) == 0.375  # the same over 3 + 3 + 2 images
+    assert evaluate(model, x[:3], y[:3]) == 1.0 and evaluate(model, x[3:6], y[3:6]) == 0.0
+    assert evaluate(model, x, brightest.tolist()) == 1.0  # labels as a list
 
 
 def test_bad_training_settings():
@@ -170,11 +218,26 @@ def test_checkpoint_is_written_by_time_and_always_at_the_end(ds, tmp_path, monke
 
     saved, real = [], tr._save_atomic
     monkeypatch.setattr(tr, "_save_atomic", lambda obj, path: (saved.append(obj["epoch"]), real(obj, path)))
+    now = [100.0]  # a frozen clock, moved only by the callbacks below: a slow machine cannot change the result
+    monkeypatch.setattr(tr.time, "perf_counter", lambda: now[0])
     kw = dict(epochs=3, batch_size=64, lr=0.05, progress=False)
     fit(_model(2), ds.x_train, ds.y_train, checkpoint=tmp_path / "a.pt", **kw)
     assert saved == [3]
     saved.clear()
     fit(_model(2), ds.x_train, ds.y_train, checkpoint=tmp_path / "b.pt", checkpoint_every=0, **kw)
+    assert saved == [1, 2, 3]
+
+    def tick(seconds):
+        def callback(model, epoch):
+            now[0] += seconds
+            return {}
+        return callback
+
+    saved.clear()  # 30 s per epoch: the 60 s default interval has passed after epoch 2; the end is always saved
+    fit(_model(2), ds.x_train, ds.y_train, checkpoint=tmp_path / "c.pt", callbacks=[tick(30)], **kw)
+    assert saved == [2, 3]
+    saved.clear()  # 61 s per epoch: every epoch
+    fit(_model(2), ds.x_train, ds.y_train, checkpoint=tmp_path / "d.pt", callbacks=[tick(61)], **kw)
     assert saved == [1, 2, 3]
 
 
