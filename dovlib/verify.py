@@ -72,9 +72,9 @@ def ttest_verify(p_benign, p_watermarked, tau=0.25, alpha=0.01) -> VerifyResult:
     exact sign-test bound p = 0.5**n is used when every difference exceeds tau (else p = 1).
 
     Zero variance means equal up to float32 rounding (a spread of at most ``ZERO_SPREAD`` times the largest
-    difference, or times 1 when that is smaller; probabilities and their differences lie within [-1, 1]): models answer in float32, and two differences one float32 step apart would otherwise give the
-    t-test a near-zero standard deviation and a claim at n = 2 (measured: p = 1.7e-8 for 0.9 and its float32
-    neighbour)."""
+    difference, or times 1 when that is smaller; probabilities and their differences lie within [-1, 1]): models
+    answer in float32, and two differences one float32 step apart would otherwise give the t-test a near-zero
+    standard deviation and a claim at n = 2 (measured: p = 1.7e-8 for 0.9 and its float32 neighbour)."""
     from scipy.stats import ttest_rel
 
     tau, alpha = _check_tau_alpha(tau, alpha)
