@@ -244,8 +244,8 @@ def coverage(notebooks: list[NotebookReport], items=PAPER_ITEMS):
     return pd.DataFrame(rows)
 
 
-def _html_table(df, classes: str = "") -> str:
-    return df.to_html(index=False, na_rep="", classes=f"data {classes}".strip(), border=0,
+def _html_table(df, classes: str = "", escape: bool = True) -> str:
+    return df.to_html(index=False, na_rep="", classes=f"data {classes}".strip(), border=0, escape=escape,
                       float_format=lambda x: f"{x:.4g}")
 
 
@@ -339,8 +339,7 @@ def _runs_html(nb: NotebookReport) -> str:
         df[col] = df[col].map(lambda v: html.escape(str(v)) if v is not None else "")
     df["executed notebook"] = [f'<a href="{html.escape(quote(o), quote=True)}">{html.escape(o.rsplit("/", 1)[-1])}</a>'
                                if o else "" for o in df["executed notebook"]]
-    return df.to_html(index=False, na_rep="", classes="data", border=0, escape=False,
-                      float_format=lambda x: f"{x:.4g}")
+    return _html_table(df, escape=False)  # the other columns are escaped above
 
 
 def render_html(notebooks: list[NotebookReport], root: str | Path = "reports") -> str:
