@@ -23,8 +23,12 @@ among the H classes of lowest clean recall on the owner's surrogate (``sscl.hard
     python benchmarks/sscl_draws.py --profile quick --owners 4 --jobs 4 --out draws     # one GPU, minutes
     python benchmarks/sscl_draws.py --profile smoke --dataset synthetic --owners 2      # seconds, CPU
 
+``--deadline S`` (a lease of fixed length): after S seconds no owner starts and those training are stopped; the
+cross tests use the owners done (2 or more) and the summary names the owners cut off.
+
 Writes ``<out>/draws.csv`` (one row per trigger x model) and ``<out>/summary.json`` (rates, settings, each owner's
-target class(es), wall time of each owner, device).
+target class(es), wall time of each owner, device, and per owner BA of its suspect and benign model, target-class
+recall, images marked, PSNR / SSIM of the marks and the seconds each stage trained).
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 
 def owner_run(args, i: int, ds=None, progress: bool = False):
@@ -159,6 +165,34 @@ def cross_tests(args, runs: list) -> list[dict]:
     return rows
 
 
+def owner_stats(run, seconds=None) -> dict:
+    """Owner ``run``'s Table I numbers and stage wall times: BA of its suspect (trained on the marked set) and of its
+    surrogate (the same arch, width and seed on the clean set: the benign model), their recall on the target class(es),
+    how many images were marked, PSNR / SSIM of the marked training images against their clean originals, and the
+    seconds each stage trained (restored from the cache, so a reloaded model keeps its own)."""
+    import torch
+
+    from dovlib.metrics import psnr, ssim
+    from dovlib.train import predict_logits
+
+    ds, ws = run.ds, run.marked
+    targets = list(triggers(run))
+    y = torch.as_tensor(ds.y_test)
+    out = {"targets": targets, "n_marked": int(len(ws.marked)), "seconds": seconds}
+    for name, res in (("suspect", run.suspect), ("benign", run.surrogate)):
+        pred = predict_logits(res.model, ds.x_test).argmax(1).cpu()
+        out[f"BA_{name}"] = round(float((pred == y).float().mean()), 4)
+        out[f"target_recall_{name}"] = round(float(min((pred[y == t] == t).float().mean() for t in targets)), 4)
+        out[f"{name}_s"] = round(float(res.wall_time), 1)
+    gens = run.generators.values() if hasattr(run, "generators") else [run.generator]
+    out["generator_s"] = round(float(sum(G.meta.get("wall_time", float("nan")) for G in gens)), 1)
+    if len(ws.marked):
+        clean, marked = ds.x_train[ws.marked], ws.x[ws.marked]
+        out["psnr"] = round(float(np.mean(np.minimum(psnr(clean, marked), 100.0))), 2)
+        out["ssim"] = round(float(np.mean(ssim(clean, marked))), 4)
+    return out
+
+
 def summarize(rows: list[dict]) -> dict:
     """Claims / tests per scenario with the exact (Clopper-Pearson) 95% interval of the claim rate, and the number of
     trigger owners with at least one claim (``owners_claiming``, of ``owners``) with its interval. Owners are
@@ -187,10 +221,22 @@ def _worker_cmd(argv: list[str], i: int) -> list[str]:
     return [sys.executable, str(Path(__file__).resolve()), *argv, "--worker", str(i)]
 
 
-def _train_owners(args, argv, ds, pending: list, running: dict, seconds: dict) -> None:
+def _train_owners(args, argv, ds, pending: list, running: dict, seconds: dict, t0: float) -> list[int]:
     """Train the pending owners, at most ``--jobs`` at once (with 1, in this process); ``seconds`` gets each one's
-    wall time, ``running`` holds the worker processes in flight."""
+    wall time, ``running`` holds the worker processes in flight. With ``--deadline`` S: once S seconds have passed
+    since ``t0``, no owner starts and those in flight are stopped (their cache entries resume on a later run).
+    Returns the owners cut off that way."""
+    cut = []
     while pending or running:
+        if args.deadline and time.time() - t0 > args.deadline:
+            for i, (proc, _) in list(running.items()):
+                proc.terminate()
+                proc.wait()
+                del running[i]
+                cut.append(i)
+            cut += pending
+            pending.clear()
+            break
         if args.jobs == 1:
             i = pending.pop(0)
             start = time.time()
@@ -207,6 +253,7 @@ def _train_owners(args, argv, ds, pending: list, running: dict, seconds: dict) -
                 if proc.returncode != 0:
                     raise SystemExit(f"owner {i} failed (exit {proc.returncode}); its log is above")
                 seconds[i] = round(time.time() - start, 1)
+    return sorted(cut)
 
 
 def main(argv=None):
@@ -233,6 +280,9 @@ def main(argv=None):
     ap.add_argument("--tau", type=float, default=0.25)
     ap.add_argument("--alpha", type=float, default=0.01)
     ap.add_argument("--m", type=int, default=None, help="verification queries (default: the profile's verify_m)")
+    ap.add_argument("--deadline", type=float, default=0,
+                    help="seconds after which no owner starts and those training are stopped; the cross tests then "
+                         "use the owners done (2 or more). 0: none")
     ap.add_argument("--out", default="reports/benchmarks/sscl_draws")
     ap.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -246,6 +296,8 @@ def main(argv=None):
     if args.hard_pool < 0 or (args.hard_pool and (args.hard_pool < args.n_targets or not keyed)):
         ap.error(f"--hard-pool must be 0 (off) or a class count >= --n-targets, and needs key-drawn classes "
                  f"(--n-targets > 1 or --target key); got {args.hard_pool}")
+    if args.deadline < 0:
+        ap.error(f"--deadline must be 0 (none) or a number of seconds > 0; got {args.deadline:g}")
     if args.m is not None and args.m < 2:
         ap.error(f"--m must be 2 or more (a paired t-test needs two queries); got {args.m}")
     from dovlib.params import parse_eps, parse_fraction
@@ -272,20 +324,29 @@ def main(argv=None):
     old = signal.signal(signal.SIGTERM, lambda *_: sys.exit(f"stopped after {time.time() - t0:.0f} s; owners done: "
                                                              f"{sorted(seconds)}"))
     try:
-        _train_owners(args, argv, ds, pending, running, seconds)
+        cut = _train_owners(args, argv, ds, pending, running, seconds, t0)
     finally:
         signal.signal(signal.SIGTERM, old)
         for proc, _ in running.values():
             proc.terminate()
     train_s = time.time() - t0
-    runs = [owner_run(args, i, ds) for i in range(args.owners)]  # all cached now
+    done = sorted(seconds)
+    if len(done) < 2:
+        raise SystemExit(f"--deadline {args.deadline:g} s: only owners {done} finished training; the cross tests need "
+                         f"2 or more (their models are cached, so a rerun resumes)")
+    if cut:
+        print(f"--deadline {args.deadline:g} s: owners {cut} cut off; the cross tests use owners {done}", flush=True)
+    runs = [owner_run(args, i, ds) for i in done]  # all cached now
     rows = cross_tests(args, runs)
+    for r in rows:  # cross_tests numbers the runs it was given: back to owner numbers
+        r["trigger_owner"], r["model_owner"] = done[r["trigger_owner"]], done[r["model_owner"]]
     settings = {k: v for k, v in vars(args).items() if k not in ("worker", "out")}
     settings["target"] = "key" if args.target is None else args.target
     summary = {"settings": settings,
-               "owner_targets": {i: r.params.get("targets", [r.params.get("target")]) for i, r in enumerate(runs)},
-               "owner_pools": ({i: hard_pool(args, i, ds, r.surrogate) for i, r in enumerate(runs)}
+               "owner_targets": {i: r.params.get("targets", [r.params.get("target")]) for i, r in zip(done, runs)},
+               "owner_pools": ({i: hard_pool(args, i, ds, r.surrogate) for i, r in zip(done, runs)}
                                if args.hard_pool else None),  # None: every class could be drawn
+               "owners": {i: owner_stats(r, seconds.get(i)) for i, r in zip(done, runs)}, "owners_cut": cut,
                "claims": summarize(rows), "owner_seconds": seconds, "train_seconds": round(train_s, 1),
                "seconds": round(time.time() - t0, 1), "perceptual": runs[0].params["perceptual"],
                "env": env_info(resolve_device(runs[0].profile.device))}
@@ -297,6 +358,7 @@ def main(argv=None):
     df.to_csv(out / "draws.csv", index=False)
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     print(df.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print(pd.DataFrame(summary["owners"]).T.drop(columns="targets").to_string())
     for scenario, c in summary["claims"].items():
         print(f"{scenario}: claimed {c['claimed']} of {c['tests']} (95% CI {c['ci95'][0]:.2f}-{c['ci95'][1]:.2f}); "
               f"owners with a claim {c['owners_claiming']} of {c['owners']} "

@@ -113,6 +113,13 @@ def test_sscl_draws_crosses_every_owner_with_every_model(tmp_path, capsys):
     assert saved["perceptual"] == "ssim" and set(saved["owner_seconds"]) == {"0", "1"}
     assert saved["settings"]["target"] == 1 and saved["owner_targets"] == {"0": [1], "1": [1]}
     assert saved["owner_pools"] is None  # no --hard-pool: every class could be drawn
+    # per owner: Table I numbers of its suspect against its benign (surrogate) model, and the marks' quality
+    assert set(saved["owners"]) == {"0", "1"} and saved["owners_cut"] == []
+    for o in saved["owners"].values():
+        assert o["targets"] == [1] and o["n_marked"] == 12  # gamma 0.1 of 120 images, all from class 1
+        assert 0 <= o["BA_suspect"] <= 1 and 0 <= o["target_recall_benign"] <= 1
+        assert 20 < o["psnr"] < 100 and 0.9 < o["ssim"] < 1  # eps 8/255 marks: close to, but not, the clean image
+        assert o["suspect_s"] > 0 and o["benign_s"] > 0 and o["generator_s"] > 0
     assert list((tmp_path / "runs" / "sscl").iterdir())  # the models went to $DOVLIB_RUNS
     assert "Ind-M: claimed" in capsys.readouterr().out
     # the owners' models are cached: the cross tests reload them rather than train again
@@ -220,6 +227,33 @@ def test_sscl_draws_target_key_draws_each_owners_classes_from_its_key():
     assert bench.hard_pool(ns, 0, ds) is None
 
 
+def test_sscl_draws_deadline_stops_owners_and_keeps_those_done(monkeypatch):
+    # a fake clock: each owner takes 10 s; with --deadline 15 owners 0 and 1 finish, owner 2 never starts
+    bench = _load("sscl_draws")
+    clock = {"t": 100.0}
+    monkeypatch.setattr(bench.time, "time", lambda: clock["t"])
+    trained = []
+
+    def fake_owner_run(args, i, ds=None, progress=False):
+        trained.append(i)
+        clock["t"] += 10
+
+    monkeypatch.setattr(bench, "owner_run", fake_owner_run)
+    args = argparse.Namespace(jobs=1, deadline=15.0)
+    seconds, pending = {}, [0, 1, 2]
+    cut = bench._train_owners(args, [], None, pending, {}, seconds, t0=100.0)
+    assert trained == [0, 1] and cut == [2] and pending == [] and seconds == {0: 10.0, 1: 10.0}
+    args.deadline = 0  # none: every owner trains
+    trained.clear()
+    assert bench._train_owners(args, [], None, [0, 1, 2], {}, {}, t0=clock["t"]) == [] and trained == [0, 1, 2]
+
+
+def test_sscl_draws_deadline_with_fewer_than_two_owners_done_says_so():
+    with pytest.raises(SystemExit, match=r"only owners \[\] finished training; the cross tests need 2"):
+        _load("sscl_draws").main(["--profile", "smoke:n_train=120,n_test=80", "--dataset", "synthetic",
+                                  "--deadline", "1e-9"])
+
+
 def test_sscl_draws_summary_counts_tests_and_owners_with_exact_intervals():
     bench = _load("sscl_draws")
     rows = [{"trigger_owner": i, "model_owner": j, "scenario": "Malicious" if i == j else "Ind-W",
@@ -240,7 +274,8 @@ def test_sscl_draws_summary_counts_tests_and_owners_with_exact_intervals():
                                            (["--eps", "8/0"], "eps"), (["--hard-pool", "-1"], "--hard-pool"),
                                            (["--n-targets", "3", "--hard-pool", "2"], "--hard-pool"),
                                            (["--hard-pool", "4"], "--hard-pool"), (["--m", "0"], "--m must be 2"),
-                                           (["--tau", "1.5"], "--tau must be"), (["--alpha", "0"], "--alpha must be")])
+                                           (["--tau", "1.5"], "--tau must be"), (["--alpha", "0"], "--alpha must be"),
+                                           (["--deadline", "-5"], "--deadline must be")])
 def test_sscl_draws_rejects_bad_settings(argv, message, capsys):
     with pytest.raises((SystemExit, ValueError), match=None) as err:
         _load("sscl_draws").main(argv)
