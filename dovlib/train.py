@@ -23,6 +23,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -315,7 +316,8 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
     ckpt_path = Path(checkpoint) if checkpoint else None
     # what a checkpoint must match besides the settings: the data, and ``checkpoint_key`` when given (finetune
     # passes its starting model's hash: a run resumed after that model changed would mix two runs' epochs).
-    # Checkpoints written before these were recorded lack them and are accepted (the cache keys its data already).
+    # Checkpoints written before the data hash was recorded lack it: resumed (the cache keys its data already), with a
+    # warning that this run cannot confirm the data.
     origin = {"data_hash": data_hash(x_train, y_train)} if ckpt_path else {}
     if ckpt_path and checkpoint_key is not None:
         origin["checkpoint_key"] = str(checkpoint_key)
@@ -324,6 +326,10 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
         if state.get("fingerprint") != cfg.fingerprint() or state.get("n_train") != n:
             raise ValueError(f"checkpoint {ckpt_path} was written with other training settings or data "
                              f"({state.get('fingerprint')} vs {cfg.fingerprint()}); delete it or pass another path")
+        if "data_hash" not in state:
+            warnings.warn(f"checkpoint {ckpt_path} predates dovlib's data check (it holds no data hash): resumed, "
+                          f"but this run cannot confirm it was trained on these {n} images; delete it to retrain",
+                          stacklevel=2)
         stale = [k for k, v in origin.items() if state.get(k, v if k == "data_hash" else None) != v]
         if stale:
             what = {"data_hash": "other training data", "checkpoint_key": f"another checkpoint_key ({checkpoint_key})"}

@@ -69,6 +69,22 @@ def test_checkpoint_resume_equals_uninterrupted(ds, tmp_path):
         fit(_model(), ds.x_train, ds.y_train, epochs=3, checkpoint=ckpt, batch_size=32, progress=False)
 
 
+def test_checkpoint_without_data_hash_is_resumed_with_a_warning(ds, tmp_path):
+    # a checkpoint written before the data hash was recorded: resumed (same weights), but never silently
+    kw = dict(epochs=1, batch_size=64, lr=0.05, progress=False)
+    ckpt = tmp_path / "old.pt"
+    first = fit(_model(3), ds.x_train, ds.y_train, checkpoint=ckpt, **kw)
+    state = torch.load(ckpt, weights_only=False)
+    assert "data_hash" in state
+    del state["data_hash"]
+    torch.save(state, ckpt)
+    with pytest.warns(UserWarning, match=r"predates dovlib's data check .* cannot confirm it was trained on these "
+                                         r"256 images; delete it to retrain"):
+        old = fit(_model(4), ds.x_train, ds.y_train, checkpoint=ckpt, **kw)
+    assert old.resumed_from_epoch == 1
+    assert all(torch.equal(a, b) for a, b in zip(old.model.parameters(), first.model.parameters()))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_checkpoint_resume_on_cuda(ds, tmp_path):
     """On CUDA, torch.load(map_location='cuda') moves the saved RNG states too; resume must still work
