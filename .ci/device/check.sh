@@ -10,23 +10,29 @@
 #     * notebook 08's Table 1 (HiDDeN 30 bits against AMUSE 16 and 9 bits at 128x128, quick profile: 3,000 steps
 #       per model), run from its jupytext source (no Jupyter stack there; run_py_notebook.py).
 # Everything it prints and writes lands in $OUT (7 files), also when a step hits its time limit.
+# A dry run of the same steps on a CPU in about four minutes (the build machine, before a lease):
+#   WORK=/tmp/dry PY=.venv/bin/python DEVICE=cpu HIDDEN_ARGS="--size 32 --channels 8 --steps 6" \
+#     PROFILE=smoke:epochs=1,gen_iters=4,n_train=120,n_test=80,verify_m=20,width=4,hidden_steps=3,amuse_images=8 \
+#     bash .ci/device/check.sh
 set -uo pipefail
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+PY="${PY:-python3}" PROFILE="${PROFILE:-quick}" DEVICE="${DEVICE:-cuda}" WORK="${WORK:-/tmp}"
+"$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$WORK/site" .whl/*.whl \
   || exit 1
-export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1 DOVLIB_DATA="$PWD/.device-data" DOVLIB_RUNS=/tmp/runs \
-  DOVLIB_REPORTS=/tmp/reports MPLBACKEND=Agg OMP_NUM_THREADS=3
-OUT="${OUT:-/tmp/out}"; mkdir -p "$OUT"
+export PYTHONPATH="$WORK/site:$PWD" PYTHONUNBUFFERED=1 DOVLIB_DATA="$PWD/.device-data" DOVLIB_RUNS="$WORK/runs" \
+  DOVLIB_REPORTS="$WORK/reports" MPLBACKEND=Agg OMP_NUM_THREADS=3
+OUT="${OUT:-$WORK/out}"; mkdir -p "$OUT"
 { date -u; nvidia-smi -L
-  python3 -c "import torch, torchvision; print('torch', torch.__version__, torchvision.__version__)"; } 2>&1 | tee "$OUT/env.txt"
-timeout "${HIDDEN_S:-60}" python3 benchmarks/hidden_throughput.py --size 128 --channels 64 --batch-size 32 \
-  --steps 200 --precision fp32,auto --device cuda > "$OUT/hidden.txt" 2>&1
+  "$PY" -c "import torch, torchvision; print('torch', torch.__version__, torchvision.__version__)"
+} 2>&1 | tee "$OUT/env.txt"
+timeout "${HIDDEN_S:-60}" "$PY" benchmarks/hidden_throughput.py ${HIDDEN_ARGS:---size 128 --channels 64 --steps 200} \
+  --batch-size 32 --precision fp32,auto --device "$DEVICE" > "$OUT/hidden.txt" 2>&1
 echo "hidden_throughput rc=$? at $(date -u +%T)" | tee -a "$OUT/env.txt"
-( timeout "${DRAWS_S:-400}" python3 benchmarks/sscl_draws.py --profile quick --owners 4 --jobs 4 \
-    --deadline "${DEADLINE_S:-330}" --out "$OUT/draws" > "$OUT/draws.txt" 2>&1
+( timeout "${DRAWS_S:-470}" "$PY" benchmarks/sscl_draws.py --profile "$PROFILE" --owners 4 --jobs 4 \
+    --deadline "${DEADLINE_S:-400}" --out "$OUT/draws" > "$OUT/draws.txt" 2>&1
   echo "sscl_draws rc=$? at $(date -u +%T)" >> "$OUT/env.txt" ) &
-( timeout "${NB08_S:-470}" python3 .ci/device/run_py_notebook.py notebooks/08_amuse_plug_and_play.py \
-    -p profile quick -p tables 1 > "$OUT/nb08.txt" 2>&1
+( timeout "${NB08_S:-500}" "$PY" .ci/device/run_py_notebook.py notebooks/08_amuse_plug_and_play.py \
+    -p profile "$PROFILE" -p tables 1 > "$OUT/nb08.txt" 2>&1
   echo "notebook 08 rc=$? at $(date -u +%T)" >> "$OUT/env.txt" ) &
 wait
-tar czf "$OUT/reports.tgz" -C /tmp reports 2>/dev/null
+tar czf "$OUT/reports.tgz" -C "$WORK" reports 2>/dev/null
 cat "$OUT/env.txt"; tail -n 30 "$OUT/hidden.txt" "$OUT/draws.txt" "$OUT/nb08.txt"
