@@ -293,6 +293,11 @@ def _synthetic(num_classes: int = 10, n_train: int = 1000, n_test: int = 200, im
                channels: int = 3, seed: int = 0) -> ImageDataset:
     """Each class is a smooth random colour pattern; samples add noise, shifts and brightness changes.
     Learnable in a few CPU epochs, so tests can check that training really learns."""
+    from .params import check_choice, check_int
+
+    num_classes, image_size = check_int("num_classes", num_classes, 2), check_int("image_size", image_size, 1)
+    n_train, n_test = check_int("n_train", n_train, 1), check_int("n_test", n_test, 1)
+    check_choice("channels", channels, (1, 3))
     g = torch.Generator().manual_seed(seed)
     protos = torch.rand(num_classes, channels, 4, 4, generator=g)
     protos = torch.nn.functional.interpolate(protos, size=(image_size, image_size), mode="bicubic",

@@ -211,9 +211,15 @@ def parse_fraction(name: str, value, low: float = 0.0, high: float = 1.0, *, low
     return result
 
 
-def parse_eps(value) -> float:
-    """L-inf budget of a watermark in [0, 1] pixel units: ``"8/255"``, ``8/255``, ``"0.03"`` -> float in (0, 1]."""
-    return parse_fraction("eps", value, 0.0, 1.0)
+def parse_eps(value, name: str = "eps") -> float:
+    """L-inf budget of a watermark in [0, 1] pixel units: ``"8/255"``, ``8/255``, ``"0.03"`` -> float in [1/255, 1].
+    The images dovlib marks are 8-bit, so a budget under one grey level would round every mark away (the marked set
+    would equal the clean one while its manifest says otherwise): refused, naming ``name``."""
+    eps = parse_fraction(name, value, 0.0, 1.0)
+    if eps * 255 < 1 - 1e-6:
+        raise ValueError(f"{name} must be at least 1/255 (one grey level: the marked images are 8-bit, so a smaller "
+                         f"budget rounds every mark away); got {value!r} = {eps:g} = {eps * 255:.3g}/255")
+    return eps
 
 
 def parse_rate(value, name: str = "rate") -> float:

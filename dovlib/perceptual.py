@@ -99,6 +99,9 @@ class _SSIMDistance(nn.Module):
     def forward(self, a, b):
         from pytorch_msssim import ssim
 
+        if min(a.shape[-2:]) < 3:
+            raise ValueError(f"1 - SSIM needs images of at least 3x3 pixels (its smallest window); got "
+                             f"{a.shape[-2]}x{a.shape[-1]}")
         win = 11 if min(a.shape[-2:]) >= 11 else (min(a.shape[-2:]) // 2) * 2 - 1
         return 1 - ssim(a.float(), b.float(), data_range=1.0, size_average=False, win_size=max(win, 3))
 

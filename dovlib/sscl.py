@@ -192,8 +192,12 @@ class GeneratorConfig:
     def __post_init__(self):
         object.__setattr__(self, "eps", parse_eps(self.eps))
         check_perceptual(self.perceptual)
+        object.__setattr__(self, "target", check_int("target", self.target, 0))  # "1" from papermill -> 1
         check_int("iters", self.iters, 1)
         check_int("batch", self.batch, 2)
+        if self.batch % 2:
+            raise ValueError(f"batch must be an even integer >= 2 (half target, half non-target images); "
+                             f"got {self.batch}")
         for name in ("l1", "l2", "l3"):  # a loss weight: a number >= 0 ("0.5" or "1/2" from papermill too)
             w = parse_fraction(name, getattr(self, name), 0.0, 1e6, low_inclusive=True)
             if not isinstance(getattr(self, name), numbers.Real):
@@ -241,6 +245,8 @@ def train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, conf
     dev = resolve_device(device)
     torch.manual_seed(cfg.seed)
     G = SSCLGenerator(x.shape[1], cfg.eps, cfg.key, cfg.key_channels, cfg.depth, cfg.width).to(dev)
+    # frozen while G trains; the caller's mode and requires_grad flags are given back at the end
+    mode, grads = surrogate.training, [q.requires_grad for q in surrogate.parameters()]
     f = surrogate.to(dev).eval().requires_grad_(False)
     dist = perceptual_loss(cfg.perceptual).to(dev)
     opt = torch.optim.Adam(G.parameters(), lr=cfg.lr)
@@ -301,6 +307,9 @@ def train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, conf
                               "history": history, "wall": wall + time.perf_counter() - t0, "config": cfg.as_dict()},
                              ckpt)
     bar.close()
+    surrogate.train(mode)
+    for q, g in zip(surrogate.parameters(), grads):
+        q.requires_grad_(g)
     G.eval()
     G.history, G.wall_time = history, wall + time.perf_counter() - t0
     return G, history
@@ -618,7 +627,7 @@ def run_controls(run: SSCLRun, n_models: int | None = None, m: int | None = None
     select_attempts, n_proxies = check_int("select_attempts", select_attempts, 1), check_int("n_proxies", n_proxies, 1)
     check_redraw(redraw_surrogate, select_attempts)
     check_level(check_alpha, alpha)
-    m = m if m is not None else min(prof.verify_m, int((ds.y_test != p["target"]).sum()))
+    m = query_count(ds, p["target"], m, prof.verify_m)
     idx = verification_set(ds.x_test, ds.y_test, p["target"], m, seed=verify_seed)
     xq = ds.x_test[idx]
     rows = []
@@ -803,14 +812,24 @@ def run_code(ds, profile: Profile, *, targets, arch: str = "resnet18", eps=8 / 2
     return run
 
 
-def verify_code(model, run: SSCLCodeRun, m: int = 100, tau=0.25, alpha=0.01, verify_seed: int = 0):
-    """Query ``model`` with each target class's trigger on ``m`` images of the other classes; returns the
-    intersection-union result and the per-class :class:`dovlib.verify.VerifyResult` list."""
+def query_count(ds, target: int, m: int | None, default: int) -> int:
+    """How many verification images to draw for ``target``: ``m`` as given (``verification_set`` refuses more than the
+    test set's non-target images, naming the range), or with ``m`` None the ``default`` (a profile's ``verify_m``)
+    capped at those images, so a small test set still runs on its defaults."""
+    if m is not None:
+        return m
+    return min(default, int((torch.as_tensor(ds.y_test) != target).sum()))
+
+
+def verify_code(model, run: SSCLCodeRun, m: int | None = None, tau=0.25, alpha=0.01, verify_seed: int = 0):
+    """Query ``model`` with each target class's trigger on ``m`` images of the other classes (default: the profile's
+    ``verify_m``, capped at the test set's non-target images; :func:`query_count`); returns the intersection-union
+    result and the per-class :class:`dovlib.verify.VerifyResult` list."""
     from .verify import intersection_union, verification_set, verify_model
 
     ds, per = run.ds, []
     for t, G in run.generators.items():
-        mt = min(m, int((ds.y_test != t).sum()))
+        mt = query_count(ds, t, m, run.profile.verify_m)
         idx = verification_set(ds.x_test, ds.y_test, t, mt, seed=verify_seed)
         per.append(verify_model(model, ds.x_test[idx], G.mark, t, tau, alpha))
     return intersection_union(per), per
@@ -853,7 +872,7 @@ def self_check(run, n_proxies: int = 1, m: int | None = None, tau=0.25, alpha=0.
     n_proxies = check_int("n_proxies", n_proxies, 1)
     level = check_level(check_alpha, alpha)
     ds, prof, p = run.ds, run.profile, run.params
-    m = check_int("m", m if m is not None else prof.verify_m, 2)
+    m = None if m is None else check_int("m", m, 2)  # None: the profile's verify_m (query_count)
     kw = dict(arch=p["arch"], profile=prof, num_classes=ds.num_classes, progress=progress)
     rows = []
     for i in range(n_proxies):
@@ -864,7 +883,7 @@ def self_check(run, n_proxies: int = 1, m: int | None = None, tau=0.25, alpha=0.
             per_class = {f"p_{t}": r.p_value for t, r in zip(run.targets, per)}
         else:
             t = p["target"]
-            idx = verification_set(ds.x_test, ds.y_test, t, min(m, int((ds.y_test != t).sum())), seed=verify_seed)
+            idx = verification_set(ds.x_test, ds.y_test, t, query_count(ds, t, m, prof.verify_m), seed=verify_seed)
             v = verify_model(res.model, ds.x_test[idx], run.trigger, t, tau, level)
         rows.append({"proxy_seed": PROXY_SEED_OFFSET + i, "BA": evaluate(res.model, ds.x_test, ds.y_test),
                      "p_value": v.p_value, "delta_p_min": v.delta_p, "verified": v.verified, "check_alpha": level,
@@ -1136,7 +1155,7 @@ def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | No
     if pool is not None and redraw_surrogate:
         raise ValueError("pool (the classes code owners draw from) needs redraw_surrogate=False: the other owners "
                          "share our surrogate and so its ranking; with their own surrogates they would rank their own")
-    m = m if m is not None else prof.verify_m
+    # m stays None for the profile's verify_m, capped per class by verify_code (query_count)
     kw = dict(arch=p["arch"], profile=prof, num_classes=ds.num_classes, progress=progress)
     rows = []
 

@@ -22,7 +22,7 @@ import torch
 from .metrics import mean_psnr, ssim
 from .params import check_int, parse_fraction
 from .perceptual import perceptual_distance
-from .train import evaluate, predict_logits, predict_proba
+from .train import evaluate, predict_logits, predict_proba, to_float
 
 __all__ = ["VerifyResult", "ttest_verify", "label_verify", "intersection_union", "verification_set", "query_probs",
            "verify_model",
@@ -69,7 +69,8 @@ ZERO_SPREAD = 8 * float(np.finfo(np.float32).eps)  # spreads of the differences 
 def ttest_verify(p_benign, p_watermarked, tau=0.25, alpha=0.01) -> VerifyResult:
     """Paired one-sided t-test of H0: P_w <= P_b + tau (SSCL-BW, Sec. verification). Fewer than 2 pairs, or pairs
     whose differences have zero variance, never yield a t-test claim: below 2 pairs p = 1; with zero variance the
-    exact sign-test bound p = 0.5**n is used when every difference exceeds tau (else p = 1).
+    exact sign-test bound p = 0.5**n is used when every difference exceeds tau by more than float32 rounding (else
+    p = 1: P_w = P_b + tau computed in float32 lies on H0, not above it).
 
     Zero variance means equal up to float32 rounding (a spread of at most ``ZERO_SPREAD`` times the largest
     difference, or times 1 when that is smaller; probabilities and their differences lie within [-1, 1]): models
@@ -85,13 +86,17 @@ def ttest_verify(p_benign, p_watermarked, tau=0.25, alpha=0.01) -> VerifyResult:
     pb, pw = pb.ravel(), pw.ravel()
     if not (np.isfinite(pb).all() and np.isfinite(pw).all()):
         raise ValueError("p_benign and p_watermarked must be finite probabilities")
+    if pb.size and (min(pb.min(), pw.min()) < 0 or max(pb.max(), pw.max()) > 1):
+        raise ValueError(f"p_benign and p_watermarked must be probabilities in [0, 1] (softmax outputs, not logits); "
+                         f"got values in [{min(pb.min(), pw.min()):.4g}, {max(pb.max(), pw.max()):.4g}]")
     n = pb.size
     delta = float((pw - pb).mean()) if n else float("nan")
     if n < 2:
         return VerifyResult(delta, 1.0, False, n, tau, alpha, "paired t-test", "fewer than 2 samples: no claim")
     d = pw - pb - tau
-    if np.ptp(d) <= ZERO_SPREAD * max(1.0, float(np.abs(d).max())):
-        p = 0.5 ** n if d.min() > 0 else 1.0
+    tol = ZERO_SPREAD * max(1.0, float(np.abs(d).max()))
+    if np.ptp(d) <= tol:  # every difference the same up to rounding; one that is only rounding above tau is on H0
+        p = 0.5 ** n if d.min() > tol else 1.0
         return VerifyResult(delta, p, p < alpha, n, tau, alpha, "paired t-test",
                             "zero variance: exact sign-test bound used")
     p = float(ttest_rel(pw, pb + tau, alternative="greater").pvalue)
@@ -230,7 +235,7 @@ def evaluate_watermark(model, watermark, x_test, y_test, target: int, *, x_clean
     out[f"perceptual_{perceptual}"] = perceptual_distance(a, b, perceptual).mean().item()
     out["PSNR"] = mean_psnr(a, b)
     out["SSIM"] = float(np.mean(ssim(a, b)))
-    out["linf"] = (a.float() - b.float()).abs().amax().item() / 255
+    out["linf"] = (to_float(a) - to_float(b)).abs().amax().item()  # in [0, 1] units, uint8 or float images
     out["perceptual"] = perceptual
     return out
 

@@ -78,6 +78,12 @@ def test_digits_and_synthetic_offline():
     assert s.x_train.shape == (40, 3, 16, 16) and torch.bincount(s.y_train).tolist() == [10] * 4
     s2 = load_dataset("synthetic", num_classes=4, n_train=40, n_test=8, image_size=16)
     assert torch.equal(s.x_train, s2.x_train)  # deterministic
+    for bad, message in ((dict(image_size=0), "image_size must be an integer >= 1"),
+                         (dict(num_classes=1), "num_classes must be an integer >= 2"),
+                         (dict(n_test=0), "n_test must be an integer >= 1"),
+                         (dict(channels=2), r"channels must be one of \[1, 3\]")):
+        with pytest.raises(ValueError, match=message):
+            load_dataset("synthetic", **bad)
 
 
 def test_skimage_photos_offline():

@@ -67,6 +67,13 @@ def test_ssim_distance_is_zero_for_identical_images_grows_with_noise_and_is_diff
     assert y.grad is not None and y.grad.abs().sum() > 0
 
 
+def test_ssim_distance_refuses_images_under_its_smallest_window():
+    d = perceptual_loss("ssim")
+    assert d(torch.zeros(2, 3, 3, 3), torch.zeros(2, 3, 3, 3)).shape == (2,)  # 3x3: the smallest window fits
+    with pytest.raises(ValueError, match=r"1 - SSIM needs images of at least 3x3 pixels .* got 2x2"):
+        d(torch.zeros(2, 3, 2, 2), torch.zeros(2, 3, 2, 2))
+
+
 def test_ssim_works_for_grey_28px_images_and_uint8_pairs():
     a = torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8)
     b = (a.int() + 8).clamp(0, 255).to(torch.uint8)

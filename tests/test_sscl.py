@@ -90,6 +90,17 @@ def test_config_errors_name_the_parameter():
         GeneratorConfig(l1="heavy")
     assert GeneratorConfig(l2="1/2").l2 == 0.5 and GeneratorConfig(l2=1).l2 == 1  # numbers stay as given
     assert GeneratorConfig(eps="8/255").eps == pytest.approx(8 / 255)
+    # half the batch is target images, half non-target: an odd batch would silently lose one image per step
+    with pytest.raises(ValueError, match=r"batch must be an even integer >= 2 \(half target, half non-target"):
+        GeneratorConfig(batch=9)
+    with pytest.raises(ValueError, match="target must be an integer >= 0"):
+        GeneratorConfig(target=1.5)
+    assert GeneratorConfig(target="2").target == 2  # as papermill passes it
+    # under one grey level the 8-bit marked set would equal the clean one
+    with pytest.raises(ValueError, match=r"eps must be at least 1/255 \(one grey level"):
+        GeneratorConfig(eps="0.5/255")
+    with pytest.raises(ValueError, match=r"eps must be at least 1/255"):
+        SSCLGenerator(3, eps=0.5 / 255)
     assert "key" not in GeneratorConfig(key=5).public() and GeneratorConfig(key=5).public()["key_hash"] == key_hash(5)
 
 
@@ -105,12 +116,16 @@ def test_generator_training_lowers_both_attack_losses():
     torch.manual_seed(0)
     f = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4))
     cfg = GeneratorConfig(eps=32 / 255, target=1, iters=40, batch=16, lr=3e-3, perceptual="mse", width=4, depth=2)
+    before = [q.detach().clone() for q in f.parameters()]
+    f.train()
     g, hist = train_generator(f, ds.x_train, ds.y_train, cfg, device="cpu", progress=False, log_every=10)
     assert len(hist) == 4
     assert hist[-1]["l_nontarget"] < hist[0]["l_nontarget"]
     assert hist[-1]["l_target"] < hist[0]["l_target"]
     assert hist[-1]["asr_surrogate"] > hist[0]["asr_surrogate"]
-    assert not any(p.requires_grad for p in f.parameters())  # the surrogate stays frozen
+    # the surrogate stayed frozen (its weights unchanged) and comes back as the caller gave it: train mode, grads on
+    assert all(torch.equal(a, b) for a, b in zip(before, f.parameters()))
+    assert f.training and all(q.requires_grad for q in f.parameters())
     with pytest.raises(ValueError, match="target must be a class index in \\[0, 3\\]"):
         train_generator(f, ds.x_train, ds.y_train, GeneratorConfig(target=4, iters=1, batch=4), progress=False)
 
@@ -365,7 +380,9 @@ def test_bad_input_is_refused_before_any_training(monkeypatch, tmp_path):
     share = (ds.y_train == 1).float().mean().item()
     cases = [(dict(rate=0.5),
               rf"rate \(gamma\) must be <= the target class 1's share of the training set, {share:.4f}"),
-             (dict(target=4), r"target must be a class index in \[0, 3\]"),
+             (dict(target=4), r"target must be a class index \(an integer\) in \[0, 3\]"),
+             (dict(target=1.5), r"target must be a class index \(an integer\) in \[0, 3\]; got 1\.5"),
+             (dict(rate=0.001), r"rate \(gamma\) = 0\.001 marks no image"),
              (dict(key="abc"), "key must be a non-negative integer"),
              (dict(key=-3), "key must be a non-negative integer"),
              (dict(decoy_rate=0.99), "decoy_rate must be <= the non-target share"),
@@ -399,6 +416,12 @@ def test_run_code_and_its_controls_end_to_end_at_toy_size():
     assert run.targets == targets and len(run.marked.marked) == 12 and run.suspect is not None
     v, per = sscl.verify_code(run.suspect.model, run, m=20)
     assert v.p_value == max(r.p_value for r in per) and len(per) == 2 and all(r.n == 20 for r in per)
+    # an explicit m is used as given: more than the 45 non-target test images is refused, not cut down silently;
+    # the default (m None) is the profile's verify_m, capped at what the test set holds
+    with pytest.raises(ValueError, match=r"m must be an integer \[1, 45\]; got 100"):
+        sscl.verify_code(run.suspect.model, run, m=100)
+    assert [r.n for r in sscl.verify_code(run.suspect.model, run)[1]] == [20, 20]
+    assert sscl.query_count(ds, 1, None, 100) == 45 and sscl.query_count(ds, 1, 30, 100) == 30
     df = sscl.run_code_controls(run, progress=False)
     assert list(df.scenario) == ["Malicious", "Ind-M", "Ind-W plain", "Ind-W code"]
     assert df.p_value.between(0, 1).all() and {f"p_{t}" for t in targets} <= set(df.columns)

@@ -40,6 +40,12 @@ def test_degenerate_inputs_never_claim_ownership_by_accident():
     assert ttest_verify([0.1, 0.1, 0.1], [0.9, 0.91, 0.92]).note == ""  # a real spread still gets the t-test
     sat = ttest_verify(np.zeros(100), np.ones(100))  # a saturated model: exact sign-test bound
     assert sat.verified and sat.p_value == pytest.approx(0.5 ** 100)
+    # exactly on the H0 boundary, P_w = P_b + tau in float32: rounding leaves the differences a hair above tau, which
+    # gave the sign-test bound p = 0.5**10 and a claim; it is H0, so no claim
+    edge = ttest_verify(np.full(10, np.float32(0.05)), np.full(10, np.float32(0.3)))
+    assert edge.p_value == 1.0 and not edge.verified and "zero variance" in edge.note
+    pb = np.linspace(0.0, 0.7, 40, dtype=np.float32)
+    assert not ttest_verify(pb, pb + np.float32(0.25)).verified  # varied P_b, the same boundary
 
 
 def test_bad_arguments_name_the_parameter():
@@ -53,6 +59,9 @@ def test_bad_arguments_name_the_parameter():
         ttest_verify([0.1, 0.2], [0.3, 0.4], alpha=0)
     with pytest.raises(ValueError, match="finite"):
         ttest_verify([0.1, np.nan], [0.3, 0.4])
+    with pytest.raises(ValueError, match=r"probabilities in \[0, 1\] \(softmax outputs, not logits\); got values in "
+                                         r"\[-3, 5\]"):
+        ttest_verify([5.0, -3.0, 2.0], [0.3, 0.4, 0.5])
 
 
 def _labels(k, n, target=1):
@@ -142,6 +151,10 @@ def test_evaluate_watermark_and_verify_model_on_a_known_backdoor():
 
     assert out["SSIM"] == pytest.approx(float(np.mean(np.asarray(ssim(x, _corner_trigger(x))))), rel=1e-5)
     assert out["SSIM"] < 0.9
+    # the same images as floats in [0, 1]: linf in the same [0, 1] units (it was 255 times too small)
+    as_float = evaluate_watermark(model, _corner_trigger, x, y, target=3, perceptual="mse",
+                                  x_clean=x.float() / 255, x_marked=_corner_trigger(x).float() / 255)
+    assert as_float["linf"] == 1.0 and as_float["PSNR"] == pytest.approx(out["PSNR"])
     r = verify_model(model, x[verification_set(x, y, 3, 20)], _corner_trigger, 3)
     assert r.to_dict() == {"delta_p": r.delta_p, "p_value": r.p_value, "verified": r.verified, "n": 20, "tau": 0.25,
                            "alpha": 0.01, "test": r.test, "note": r.note, "verdict": "ownership verified"}

@@ -1,6 +1,8 @@
 """The Table I baselines behind the DatasetWatermark interface (dovlib/watermarks/*.py)."""
 
 import math
+
+import numpy as np
 import pytest
 import torch
 
@@ -115,6 +117,10 @@ def test_label_consistent_budget_outside_trigger():
     assert (xo[idx][:, :, :3, :3] == checkerboard(3, 3)).all()
     low = get_watermark("label-consistent", amplitude=32).trigger(torch.full((1, 3, 32, 32), 128, dtype=torch.uint8))
     assert (low.float() - 128).abs().max() == 32
+    # alpha is a PGD step (it may be under one grey level); eps is the marks' budget (at least one grey level)
+    assert get_watermark("label-consistent", alpha="0.5/255").alpha == pytest.approx(0.5 / 255)
+    with pytest.raises(ValueError, match=r"eps must be at least 1/255"):
+        get_watermark("label-consistent", eps="0.5/255")
 
 
 def test_pgd_raises_surrogate_loss_and_respects_eps():
@@ -379,8 +385,20 @@ def test_select_indices_clean_and_poison_label():
     assert len(poison) == 50 and (y[poison] != 3).all()
     with pytest.raises(ValueError, match=r"gamma must be <= the target class 3's share .* 0\.1000 \(10 of 100"):
         select_indices(y, 0.11, 3, clean_label=True, name="gamma")
-    with pytest.raises(ValueError, match="target must be a class index in \\[0, 9\\]"):
+    with pytest.raises(ValueError, match="target must be a class index \\(an integer\\) in \\[0, 9\\]"):
         select_indices(y, 0.05, 10, clean_label=True)
+    # gamma is compared with the share itself: 0.104 rounds to the class's 10 images but exceeds its 0.1
+    with pytest.raises(ValueError, match=r"gamma must be <= the target class 3's share .* got 0\.104"):
+        select_indices(y, 0.104, 3, clean_label=True, name="gamma")
+    with pytest.raises(ValueError, match=r"gamma = 0\.004 marks no image: round\(0\.004 \* 100 images\) = 0; "
+                                         r"a rate of at least 1/100 = 0\.01 marks one"):
+        select_indices(y, 0.004, 3, clean_label=True, name="gamma")
+    for bad in ("1", 1.5, True):  # papermill hands over strings; a float or bool is not a class
+        with pytest.raises(ValueError, match=r"target must be a class index \(an integer\)"):
+            select_indices(y, 0.05, bad, clean_label=True)
+    assert torch.equal(select_indices(y, 0.05, np.int64(3), clean_label=True, seed=1), idx)  # numpy ints are fine
+    with pytest.raises(ValueError, match="at least one training image"):
+        select_indices(y[:0], 0.05, 3, clean_label=True)
 
 
 def test_stamp_pattern_and_image_checks():

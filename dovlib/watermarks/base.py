@@ -13,6 +13,8 @@ A dataset watermark marks part of a training set so that a model trained on it l
 
 from __future__ import annotations
 
+import numbers
+
 from abc import ABC, abstractmethod
 
 from pathlib import Path
@@ -118,16 +120,21 @@ def select_indices(y: torch.Tensor, rate, target: int, clean_label: bool, seed: 
     from the non-target classes. ``name``: the parameter named in errors."""
     y = torch.as_tensor(y)
     rate = parse_rate(rate, name)
-    num_classes = int(y.max()) + 1 if len(y) else 0
-    if not 0 <= target < max(num_classes, 1):
-        raise ValueError(f"target must be a class index in [0, {num_classes - 1}]; got {target}")
+    if not len(y):
+        raise ValueError("y must hold the labels of at least one training image; got none")
+    num_classes = int(y.max()) + 1
+    if isinstance(target, bool) or not isinstance(target, numbers.Integral) or not 0 <= target < max(num_classes, 1):
+        raise ValueError(f"target must be a class index (an integer) in [0, {num_classes - 1}]; got {target!r}")
     n_mark = int(round(rate * len(y)))
     pool = torch.nonzero(y == target if clean_label else y != target).flatten()
-    if n_mark > len(pool):
-        share = len(pool) / len(y)
+    share = len(pool) / len(y)
+    if rate > share + 1e-9:  # the share itself, not the rounded count: 0.255 of a class holding 0.25 is refused
         which = f"the target class {target}'s share" if clean_label else "the non-target share"
         raise ValueError(f"{name} must be <= {which} of the training set, {share:.4f} "
                          f"({len(pool)} of {len(y)} images); got {rate:g}")
+    if n_mark == 0:
+        raise ValueError(f"{name} = {rate:g} marks no image: round({rate:g} * {len(y)} images) = 0; a rate of "
+                         f"at least 1/{len(y)} = {1 / len(y):.4g} marks one")
     g = torch.Generator().manual_seed(seed)
     return pool[torch.randperm(len(pool), generator=g)[:n_mark]].sort().values
 

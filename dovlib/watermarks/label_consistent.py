@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from ..params import check_int, parse_eps
+from ..params import check_int, parse_eps, parse_fraction
 from .base import SurrogateWatermark, register
 from .common import check_images, checkerboard, pgd_untargeted, scaled, stamp
 
@@ -32,7 +32,7 @@ class LabelConsistent(SurrogateWatermark):
                  device="auto"):
         self.eps = parse_eps(eps)
         self.steps = check_int("steps", steps, 0)
-        self.alpha = None if alpha is None else parse_eps(alpha)
+        self.alpha = None if alpha is None else parse_fraction("alpha", alpha, 0.0, 1.0)  # a PGD step: may be < 1/255
         self.patch_size = check_int("patch_size", patch_size, 1, 16)
         self.amplitude = check_int("amplitude", amplitude, 1, 255)
         self.device = device
