@@ -55,11 +55,13 @@ def ceil_log2(x: int) -> int:
 
 
 class MissingChunksError(ValueError):
-    """Raised by ``decode`` when the received sub-messages do not hold the whole message; ``missing`` names what."""
+    """Raised by ``decode`` when the received sub-messages do not hold the whole message; ``missing`` names what,
+    ``dropped`` counts the sub-messages dropped as invalid (an index field out of range: corrupted bits)."""
 
-    def __init__(self, message: str, missing):
+    def __init__(self, message: str, missing, dropped: int = 0):
         super().__init__(message)
         self.missing = list(missing)
+        self.dropped = int(dropped)
 
 
 class PartialDecode(NamedTuple):
@@ -149,13 +151,20 @@ class Codec(ABC):
         result = self.decode_partial(sub_messages)
         if not result.complete:
             missing = self._missing(result)
-            raise MissingChunksError(f"{self.name}: the {len(np.atleast_2d(sub_messages))} sub-messages do not hold "
-                                     f"the whole message; missing {missing}. Use decode_partial() for the known bits",
-                                     missing)
+            received = len(np.atleast_2d(sub_messages))
+            dropped = getattr(self, "last_dropped", 0)
+            why = (f" ({dropped} of the {received} were dropped as invalid: {self._invalid_reason()})"
+                   if dropped else "")
+            raise MissingChunksError(f"{self.name}: the {received} sub-messages do not hold the whole message{why}; "
+                                     f"missing {missing}. Use decode_partial() for the known bits", missing, dropped)
         return result.bits
 
     def _missing(self, result: PartialDecode):
         return [f"{int((~result.known).sum())} of {self.message_bits} bits"]
+
+    def _invalid_reason(self) -> str:
+        """Why ``decode_partial`` drops a sub-message (codecs with an index field)."""
+        return "corrupted bits"
 
     def min_leak_count(self, num_samples: int, seed: int | None = None) -> int | None:
         """Smallest m such that ANY m of the ``num_samples`` encoded images hold the message (error-free extraction);
@@ -308,6 +317,10 @@ class AmuseCodec(Codec):
         chunks = sorted({i // self.chunk_bits for i in np.flatnonzero(~result.known)})
         return [f"chunk {c}" for c in chunks]
 
+    def _invalid_reason(self) -> str:
+        return (f"their ordering index, the last {self.ordering_bits} bits, is >= C(n, k) = {self.combinations} and "
+                f"names no combination of chunks: corrupted bits")
+
     def min_leak_count(self, num_samples: int, seed: int | None = None) -> int | None:
         labels = self.assignment(num_samples, seed)
         combos = self._combos(labels)
@@ -455,6 +468,10 @@ class ErasureCodec(Codec):
 
     def _missing(self, result):
         return [f"needs {self.k} distinct fragments of {self.n}"]
+
+    def _invalid_reason(self) -> str:
+        return (f"their fragment index, the last {self.index_bits} bits, is >= n = {self.n} and names no fragment: "
+                f"corrupted bits")
 
     def min_leak_count(self, num_samples: int, seed: int | None = None) -> int | None:
         counts = np.bincount(self.assignment(num_samples, seed), minlength=self.n)

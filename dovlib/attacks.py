@@ -10,16 +10,19 @@ brightness  factor 0.5, 1.5, 2                            3
 contrast    factor 0.5, 1.5, 2                            3
 hue         shift -0.5, -0.25, 0.25, 0.5                  4
 jpeg        quality 30, 40, ..., 100 (4:2:0 chroma)       8
-center_crop side ratio 0.4, 0.5, ..., 0.9                 6
-resize      side ratio 0.4, 0.5, ..., 0.9                 6
+center_crop share of the area 0.4, 0.5, ..., 0.9          6
+resize      share of the area 0.4, 0.5, ..., 0.9          6
 rotation    5, 10, ..., 45 degrees                        9
 =========== ============================================= =====
 
 The ranges are the paper's; the identity settings (brightness 1, contrast 1, hue 0) are left out, which gives
-exactly 45. ``center_crop`` and ``resize`` make the image smaller: by default :func:`apply_attack` resizes the result
-back to the original size (bilinear), because the DCT-DWT / RivaGAN extractors need >= 256x256 images and a fixed
-layout; ``restore_size=False`` keeps the small image (HiDDeN's decoder reads any size). Rotation keeps the size and
-fills the corners with black.
+exactly 45. ``center_crop`` and ``resize`` take the share of the area kept, as in SSL-watermarking (its
+``center_crop(x, scale)`` and ``resize(x, scale)``): each side becomes ``sqrt(share)`` of the original (rounded), so
+``center_crop_0.9`` keeps the 243x243 centre of a 256x256 image. (Before 2026-12-04 dovlib read the parameter as a
+side ratio, a stronger attack: 230x230 there.) Both make the image smaller: by default :func:`apply_attack` resizes
+the result back to the original size (bilinear), because the DCT-DWT / RivaGAN extractors need >= 256x256 images and
+a fixed layout; ``restore_size=False`` keeps the small image (HiDDeN's decoder reads any size). Rotation keeps the
+size and fills the corners with black.
 
 HiDDeN's noise layers (Zhu et al. 2018) mix the watermarked image with its cover: ``dropout`` (keep a random share
 ``p`` of watermarked pixels), ``cropout`` (keep a random rectangle of area share ``p``), ``crop`` (return a random
@@ -41,7 +44,7 @@ import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from .params import check_choice
+from .params import check_choice, check_int, parse_fraction
 
 __all__ = ["Attack", "ATTACKS", "HIDDEN_NOISES", "REPRESENTATIVE", "attack_grid", "attack_set", "apply_attack", "jpeg",
            "dropout", "cropout", "crop",
@@ -55,42 +58,53 @@ def _check_images(images: torch.Tensor) -> torch.Tensor:
     return images
 
 
-def _side_ratio(name: str, value: float) -> float:
-    if not 0 < value <= 1:
-        raise ValueError(f"{name} must be a ratio in (0, 1]; got {value}")
-    return float(value)
+def _share(name: str, value) -> float:
+    """A share (of the area or of the pixels) in (0, 1]; errors name ``name`` and the range."""
+    return parse_fraction(name, value, 0.0, 1.0)
+
+
+def _int_in(name: str, value, low: int, high: int) -> int:
+    """An integer in [low, high] (:func:`~dovlib.params.check_int`), with the whole range named in every error (a
+    fractional value is refused, not truncated)."""
+    try:
+        return check_int(name, value, low, high)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{name} must be an integer in [{low}, {high}]; got {value!r}") from None
 
 
 def jpeg(images: torch.Tensor, quality: int, subsampling: str = "4:2:0") -> torch.Tensor:
-    """JPEG compression through PIL at ``quality`` (1-100) with ``subsampling`` "4:2:0" (the usual default) or
-    "4:4:4" (no chroma subsampling)."""
+    """JPEG compression through PIL at ``quality`` (an integer in [1, 100]; 50.7 is refused, not truncated) with
+    ``subsampling`` "4:2:0" (the usual default) or "4:4:4" (no chroma subsampling)."""
     from PIL import Image
 
     _check_images(images)
-    if not 1 <= int(quality) <= 100:
-        raise ValueError(f"quality must be an integer in [1, 100]; got {quality}")
+    quality = _int_in("quality", quality, 1, 100)
     check_choice("subsampling", subsampling, ("4:2:0", "4:4:4"))
     out = []
     for img in images.permute(0, 2, 3, 1).numpy():
         pil = Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img)
         buf = io.BytesIO()
-        pil.save(buf, format="JPEG", quality=int(quality), subsampling=0 if subsampling == "4:4:4" else 2)
+        pil.save(buf, format="JPEG", quality=quality, subsampling=0 if subsampling == "4:4:4" else 2)
         arr = np.asarray(Image.open(io.BytesIO(buf.getvalue())))
         out.append(arr[..., None] if arr.ndim == 2 else arr)
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous()
 
 
-def _scaled_size(images: torch.Tensor, ratio: float) -> list[int]:
+def _scaled_size(images: torch.Tensor, share: float) -> list[int]:
+    """(H, W) of an image keeping ``share`` of the area: each side times ``sqrt(share)``, rounded, at least 1."""
     h, w = images.shape[-2:]
-    return [max(1, int(round(h * ratio))), max(1, int(round(w * ratio)))]
+    side = math.sqrt(share)
+    return [max(1, int(round(h * side))), max(1, int(round(w * side)))]
 
 
-def _center_crop(images, ratio):
-    return TF.center_crop(images, _scaled_size(images, _side_ratio("center_crop ratio", ratio)))
+def _center_crop(images, share):
+    """The centre of the images keeping ``share`` of the area, as in SSL-watermarking (not a side ratio)."""
+    return TF.center_crop(images, _scaled_size(images, _share("center_crop share of the area", share)))
 
 
-def _resize(images, ratio):
-    return TF.resize(images, _scaled_size(images, _side_ratio("resize ratio", ratio)), antialias=True)
+def _resize(images, share):
+    """The images resized (antialiased) to ``share`` of the area, as in SSL-watermarking (not a side ratio)."""
+    return TF.resize(images, _scaled_size(images, _share("resize share of the area", share)), antialias=True)
 
 
 def _hue(images, shift):
@@ -104,7 +118,7 @@ _FAMILIES: dict[str, tuple[Callable, list]] = {
     "brightness": (TF.adjust_brightness, [0.5, 1.5, 2.0]),
     "contrast": (TF.adjust_contrast, [0.5, 1.5, 2.0]),
     "hue": (_hue, [-0.5, -0.25, 0.25, 0.5]),
-    "jpeg": (lambda x, q: jpeg(x, int(q)), [30, 40, 50, 60, 70, 80, 90, 100]),
+    "jpeg": (lambda x, q: jpeg(x, q), [30, 40, 50, 60, 70, 80, 90, 100]),
     "center_crop": (_center_crop, [0.4, 0.5, 0.6, 0.7, 0.8, 0.9]),
     "resize": (_resize, [0.4, 0.5, 0.6, 0.7, 0.8, 0.9]),
     "rotation": (lambda x, a: TF.rotate(x, float(a)), [5, 10, 15, 20, 25, 30, 35, 40, 45]),
@@ -131,7 +145,7 @@ def _rect(h: int, w: int, share: float, gen: torch.Generator) -> tuple[int, int,
 
 def dropout(encoded: torch.Tensor, cover: torch.Tensor, p: float, generator: torch.Generator | None = None):
     """HiDDeN Dropout: keep a random share ``p`` of the watermarked pixels, take the others from the cover."""
-    _side_ratio("dropout p", p)
+    p = _share("dropout p", p)
     gen = _gen(generator, encoded.device)
     keep = torch.rand((encoded.shape[0], 1, *encoded.shape[-2:]), generator=gen, device=encoded.device) < p
     return torch.where(keep, encoded, cover)
@@ -139,7 +153,7 @@ def dropout(encoded: torch.Tensor, cover: torch.Tensor, p: float, generator: tor
 
 def cropout(encoded: torch.Tensor, cover: torch.Tensor, p: float, generator: torch.Generator | None = None):
     """HiDDeN Cropout: a random rectangle of area share ``p`` from the watermarked image, the rest from the cover."""
-    _side_ratio("cropout p", p)
+    p = _share("cropout p", p)
     gen = _gen(generator, encoded.device)
     top, left, rh, rw = _rect(*encoded.shape[-2:], p, gen)
     mask = torch.zeros((1, 1, *encoded.shape[-2:]), dtype=torch.bool, device=encoded.device)
@@ -149,7 +163,7 @@ def cropout(encoded: torch.Tensor, cover: torch.Tensor, p: float, generator: tor
 
 def crop(encoded: torch.Tensor, p: float, generator: torch.Generator | None = None):
     """HiDDeN Crop: a random rectangle of area share ``p`` of the watermarked image (a smaller image)."""
-    _side_ratio("crop p", p)
+    p = _share("crop p", p)
     top, left, rh, rw = _rect(*encoded.shape[-2:], p, _gen(generator, encoded.device))
     return encoded[..., top:top + rh, left:left + rw]
 
@@ -163,9 +177,15 @@ def _dct_matrix(n: int = 8, device=None) -> torch.Tensor:
 
 def jpeg_mask(x: torch.Tensor, keep_y: int = 5, keep_uv: int = 3) -> torch.Tensor:
     """HiDDeN's differentiable JPEG-Mask on float RGB images in [0, 1]: YUV, 8x8 block DCT, keep the low
-    ``keep_y`` x ``keep_y`` (Y) and ``keep_uv`` x ``keep_uv`` (U, V) coefficients, inverse. Sides are padded to 8."""
+    ``keep_y`` x ``keep_y`` (Y) and ``keep_uv`` x ``keep_uv`` (U, V) coefficients (integers in [1, 8]), inverse.
+    Sides are padded to 8."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim != 4:
+        got = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"jpeg_mask needs float images in [0, 1] (N, 3, H, W) (uint8 images: divide by 255 first); "
+                         f"got {got}")
     if x.shape[1] != 3:
         raise ValueError(f"jpeg_mask needs RGB images (C = 3); got C = {x.shape[1]}")
+    keep_y, keep_uv = _int_in("keep_y", keep_y, 1, 8), _int_in("keep_uv", keep_uv, 1, 8)
     n, _, h, w = x.shape
     ph, pw = (-h) % 8, (-w) % 8
     xp = torch.nn.functional.pad(x, (0, pw, 0, ph), mode="replicate")

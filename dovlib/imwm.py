@@ -27,6 +27,7 @@ through this interface.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import time
 import warnings
@@ -41,7 +42,7 @@ import torch.nn.functional as F
 
 from . import attacks as _attacks
 from .metrics import as_bits, bit_accuracy, mean_psnr, word_accuracy
-from .params import check_choice, check_int
+from .params import check_choice, check_int, parse_fraction
 
 __all__ = ["Watermarker", "ImWatermarker", "HiDDeN", "HiddenConfig", "HiddenNet", "train_hidden", "get_watermarker",
            "evaluate_attacks", "evaluate_dataset", "embed_dataset", "embed_at_size", "extract_dataset", "sample_images",
@@ -68,6 +69,8 @@ class Watermarker(ABC):
         if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
             got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
             raise ValueError(f"images must be a uint8 tensor (N, C, H, W); got {got}")
+        if len(images) == 0:
+            raise ValueError(f"images must hold at least one image; got 0 (shape {tuple(images.shape)})")
         if images.shape[1] != 3:
             raise ValueError(f"{self.name} needs RGB images (C = 3); got C = {images.shape[1]}")
         h, w = images.shape[-2:]
@@ -166,7 +169,7 @@ class ImWatermarker(Watermarker):
         self.method = self.name = method
         self.capacity_bits = 32 if method == "rivaGan" else (256 // 8) * (256 // 8)
         self.message_bits = self._check_message_bits(message_bits)
-        if not (isinstance(scale, (int, float)) and 0 < scale <= 255):
+        if isinstance(scale, bool) or not (isinstance(scale, numbers.Real) and 0 < scale <= 255):
             raise ValueError(f"scale must be a number in (0, 255]; got {scale!r}")
         self.scale = float(scale)
         self.workers = default_workers() if workers is None else check_int("workers", workers, 1)
@@ -259,6 +262,13 @@ class HiddenConfig:
     def __post_init__(self):
         check_int("message_bits", self.message_bits, 1)
         check_int("image_size", self.image_size, 8)
+        check_int("encoder_blocks", self.encoder_blocks, 1)
+        check_int("decoder_blocks", self.decoder_blocks, 1)
+        check_int("channels", self.channels, 1)
+        check_int("batch_size", self.batch_size, 1)
+        if isinstance(self.lr, bool) or not (isinstance(self.lr, numbers.Real) and math.isfinite(self.lr)
+                                             and self.lr > 0):
+            raise ValueError(f"lr must be a finite number > 0; got {self.lr!r}")
         check_int("message_map", self.message_map, 0)
         check_int("map_side", self.map_side, 1)
         check_int("decoder_grid", self.decoder_grid, 1)
@@ -268,10 +278,19 @@ class HiddenConfig:
             raise ValueError(f"late_start must be in [0, 1] (a share of the training steps); got {self.late_start!r}")
         if self.late_bit_acc is not None and not 0.5 <= self.late_bit_acc <= 1:
             raise ValueError(f"late_bit_acc must be in [0.5, 1] or None; got {self.late_bit_acc!r}")
-        self.noises = tuple(self.noises)
+        self.noises = tuple(self.noises) if isinstance(self.noises, (list, tuple)) else (self.noises,)
+        if not self.noises:
+            raise ValueError("noises must name at least one of ['identity', 'dropout', 'cropout', 'crop', 'jpeg']; "
+                             "got none")
         for n in self.noises:
             check_choice("noise", n, ("identity", "dropout", "cropout", "crop", "jpeg"))
-        self.noise_p = tuple(self.noise_p)
+        self.noise_p = tuple(self.noise_p) if isinstance(self.noise_p, (list, tuple)) else (self.noise_p,)
+        if len(self.noise_p) != 2:
+            raise ValueError(f"noise_p must be a range (low, high) of two numbers in (0, 1]; got {self.noise_p!r}")
+        self.noise_p = tuple(parse_fraction("noise_p", p, 0.0, 1.0) for p in self.noise_p)
+        if self.noise_p[0] > self.noise_p[1]:
+            raise ValueError(f"noise_p must be a range (low, high) with low <= high, both in (0, 1]; "
+                             f"got {self.noise_p!r}")
 
 
 def _block(cin, cout):

@@ -24,6 +24,10 @@ def _to_hwc01(x) -> np.ndarray:
         x = x[None]
     if x.ndim != 4:
         raise ValueError(f"images must be (N, C, H, W); got shape {x.shape}")
+    bad = int(x.size - np.isfinite(x).sum())
+    if bad:  # NaN fails both range comparisons below and would give a NaN PSNR, silently
+        raise ValueError(f"images must be uint8 (0-255) or floats in [0, 1]; got {bad} non-finite (NaN or inf) of "
+                         f"{x.size} values")
     if x.size and (x.min() < -1e-3 or x.max() > 1 + 1e-3):  # 0-255 floats would give a wrong PSNR, silently
         raise ValueError(f"images must be uint8 (0-255) or floats in [0, 1]; got {x.dtype} values in "
                          f"[{x.min():.4g}, {x.max():.4g}]")
@@ -42,8 +46,12 @@ PSNR_CAP = 100.0  # dB an identical image counts as in a mean (its PSNR is +inf)
 
 def mean_psnr(a, b, cap: float = PSNR_CAP) -> float:
     """Dataset PSNR: the mean of per-image PSNR with identical images counted at ``cap`` dB (not dropped, which
-    would report only the images that changed). Every dovlib report averages PSNR this one way."""
-    return float(np.mean(np.minimum(psnr(a, b), cap)))
+    would report only the images that changed). Every dovlib report averages PSNR this one way. Needs at least one
+    image pair."""
+    values = psnr(a, b)
+    if len(values) == 0:
+        raise ValueError("mean_psnr needs at least one image pair (N >= 1); got 0 images")
+    return float(np.mean(np.minimum(values, cap)))
 
 
 def psnr(a, b) -> np.ndarray:
@@ -81,17 +89,34 @@ def as_bits(x) -> np.ndarray:
     return arr.astype(np.uint8)
 
 
+def _messages(decoded, truth) -> tuple[np.ndarray, np.ndarray]:
+    """Both as (N, L) bit arrays with L >= 1 and the same shape; a 1-D input is one message, compared with every row
+    of the other."""
+    d, t = as_bits(decoded), as_bits(truth)
+    for name, arr in (("decoded", d), ("truth", t)):
+        if arr.ndim not in (1, 2):
+            raise ValueError(f"{name} must be (N, L) bits, N messages of L >= 1 bits (or one message of L bits); "
+                             f"got shape {arr.shape}")
+    d, t = np.atleast_2d(d), np.atleast_2d(t)
+    if d.shape[1] != t.shape[1]:
+        raise ValueError(f"messages differ in length: {d.shape[1]} vs {t.shape[1]} bits; decoded and truth must "
+                         f"have the same shape (N, L)")
+    if d.shape[1] == 0:
+        raise ValueError(f"messages must hold L >= 1 bits; got shape {d.shape} (N, L)")
+    if d.shape[0] != t.shape[0] and 1 not in (d.shape[0], t.shape[0]):  # one message may stand for all N
+        raise ValueError(f"decoded and truth must have the same shape (N, L), or one of them one message (L,); "
+                         f"got {d.shape} and {t.shape}")
+    return np.broadcast_arrays(d, t)
+
+
 def bit_accuracy(decoded, truth) -> np.ndarray:
-    """Share of correct bits per message (rows), shape (N,). Inputs (N, L) or (L,)."""
-    d, t = np.atleast_2d(as_bits(decoded)), np.atleast_2d(as_bits(truth))
-    if d.shape[-1] != t.shape[-1]:
-        raise ValueError(f"messages differ in length: {d.shape[-1]} vs {t.shape[-1]} bits")
-    return (d == t).mean(axis=-1)
+    """Share of correct bits per message (rows), shape (N,). Inputs: the same shape (N, L) with L >= 1; either may be
+    one message (L,), compared with every row of the other."""
+    d, t = _messages(decoded, truth)
+    return (d == t).mean(axis=1)
 
 
 def word_accuracy(decoded, truth) -> np.ndarray:
-    """1.0 where the whole message is correct, else 0.0, per row."""
-    d, t = np.atleast_2d(as_bits(decoded)), np.atleast_2d(as_bits(truth))
-    if d.shape[-1] != t.shape[-1]:
-        raise ValueError(f"messages differ in length: {d.shape[-1]} vs {t.shape[-1]} bits")
-    return (d == t).all(axis=-1).astype(float)
+    """1.0 where the whole message is correct, else 0.0, per row, shape (N,). Inputs as :func:`bit_accuracy`."""
+    d, t = _messages(decoded, truth)
+    return (d == t).all(axis=1).astype(float)

@@ -137,6 +137,26 @@ def test_corrupted_ordering_index_is_dropped():
     assert np.array_equal(out, msg) and codec.last_dropped == 5
 
 
+def test_missing_chunks_error_says_how_many_sub_messages_were_dropped_as_invalid_and_why():
+    codec = AmuseCodec(10, 5, 2)  # C(5, 2) = 10 combinations, 4 ordering bits: indices 10..15 name none
+    subs = codec.encode(random_message(10, seed=1), 20)
+    subs[:, -4:] = 1  # index 15 in every sub-message
+    with pytest.raises(MissingChunksError, match=r"20 of the 20 were dropped as invalid: their ordering index, the "
+                                                 r"last 4 bits, is >= C\(n, k\) = 10") as err:
+        codec.decode(subs)
+    assert err.value.dropped == 20 and err.value.missing == [f"chunk {c}" for c in range(5)]
+    some = codec.encode(random_message(10, seed=1), 20)[:2]  # 2 valid sub-messages hold only 4 of the 5 chunks
+    with pytest.raises(MissingChunksError, match=r"do not hold the whole message; missing") as err:
+        codec.decode(some)
+    assert err.value.dropped == 0 and "invalid" not in str(err.value)
+    erasure = ErasureCodec(20, 6, 3)  # 3 index bits: 6 and 7 name no fragment
+    frags = erasure.encode(random_message(20), 12)
+    frags[:, -3:] = 1
+    with pytest.raises(MissingChunksError, match=r"12 of the 12 were dropped as invalid: their fragment index.* >= n "
+                                                 r"= 6"):
+        erasure.decode(frags)
+
+
 @pytest.mark.parametrize("make", [lambda: RepeatCodec(300), lambda: AmuseCodec(300, 5, 2),
                                   lambda: ErasureCodec(300, 15, 5)])
 def test_majority_vote_survives_two_percent_bit_errors(make):

@@ -39,8 +39,30 @@ def test_size_changing_attacks_shrink_by_their_parameter():
         if not attack.changes_size:
             continue
         share = float(name.rsplit("_", 1)[1])
-        side = 48 * (share ** 0.5 if name.startswith("hidden_crop") else share)  # HiDDeN's Crop keeps an area share
+        side = 48 * share ** 0.5  # every size-changing attack keeps a share of the area (HiDDeN's Crop and the grid's)
         assert apply_attack(name, x, restore_size=False).shape[-2:] == (round(side),) * 2, name
+
+
+def test_center_crop_and_resize_keep_an_area_share_as_in_ssl_watermarking():
+    """Fernandez et al.'s center_crop(x, scale) / resize(x, scale) keep ``scale`` of the area: side * sqrt(scale)."""
+    x = _images(2, 256)
+    for share, side in [(0.4, 162), (0.5, 181), (0.7, 214), (0.9, 243)]:  # round(256 * sqrt(share)); 0.9 -> not 230
+        for family in ("center_crop", "resize"):
+            out = apply_attack(f"{family}_{share:g}", x, restore_size=False)
+            assert out.shape[-2:] == (side, side), (family, share)
+            assert out.shape[-2] * out.shape[-1] / 256 ** 2 == pytest.approx(share, abs=0.005)
+    crop_half = ATTACKS["center_crop_0.5"](x, restore_size=False)  # the centre 181 x 181 (top: round(37.5))
+    assert torch.equal(crop_half, x[..., 38:219, 38:219])
+
+
+def test_center_crop_and_resize_refuse_shares_outside_zero_one_naming_them():
+    from dovlib.attacks import Attack
+
+    x = _images()
+    for family in ("center_crop", "resize"):
+        for bad in (0, 1.5, -0.2):
+            with pytest.raises(ValueError, match=rf"{family} share of the area must be a number in \(0, 1\]"):
+                apply_attack(Attack(f"{family}_{bad:g}", family, bad, changes_size=True), x)
 
 
 def test_attacks_change_images_and_size_changes_are_reported():
@@ -48,12 +70,12 @@ def test_attacks_change_images_and_size_changes_are_reported():
     for name in ("blur_5", "brightness_1.5", "contrast_0.5", "hue_0.25", "jpeg_30", "rotation_20"):
         assert not torch.equal(apply_attack(name, x), x), name
     small = apply_attack("center_crop_0.5", x, restore_size=False)
-    assert small.shape[-2:] == (24, 24)
+    assert small.shape[-2:] == (34, 34)  # half the area: 48 * sqrt(0.5) = 33.9
     assert ATTACKS["resize_0.5"].changes_size and not ATTACKS["jpeg_50"].changes_size
     back = restore_size(small, (48, 48))
     assert back.shape[-2:] == (48, 48) and back.dtype == torch.uint8
     # the content is the crop's, upscaled: the smooth image's centre, not zeros or the uncropped picture
-    centre = torch.nn.functional.interpolate(x[..., 12:36, 12:36].float(), size=(48, 48), mode="bilinear")
+    centre = torch.nn.functional.interpolate(x[..., 7:41, 7:41].float(), size=(48, 48), mode="bilinear")
     assert (back.float() - centre).abs().mean() < 3 and (back.float() - x.float()).abs().mean() > 3
     assert restore_size(x, (48, 48)) is x  # already that size: untouched
 
@@ -77,6 +99,17 @@ def test_jpeg_quality_orders_error_and_444_keeps_more_colour():
         jpeg(x, 50, "4:1:1")
 
 
+def test_jpeg_quality_must_be_an_integer_from_1_to_100_not_truncated():
+    x = _images(size=32)
+    for bad in (50.7, 0, 101, "high"):
+        with pytest.raises((TypeError, ValueError), match=r"quality must be an integer in \[1, 100\]; got"):
+            jpeg(x, bad)
+    with pytest.raises(TypeError, match=r"quality must be an integer in \[1, 100\]; got True"):
+        jpeg(x, True)
+    assert torch.equal(jpeg(x, 50.0), jpeg(x, 50)) and torch.equal(jpeg(x, np.int64(50)), jpeg(x, 50))
+    assert all(isinstance(p, int) for f, p in attack_grid() if f == "jpeg")  # the grid passes integer qualities
+
+
 def test_hidden_noise_layers_mix_cover_and_encoded():
     enc, cover = torch.ones(2, 3, 40, 40), torch.zeros(2, 3, 40, 40)
     g = torch.Generator().manual_seed(0)
@@ -95,6 +128,17 @@ def test_jpeg_mask_is_differentiable_and_keeps_smooth_images():
     y.sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
     assert (y - x).abs().mean() < 0.02  # smooth image: low frequencies carry almost everything
+
+
+def test_jpeg_mask_keeps_are_integers_from_1_to_8_and_images_are_floats():
+    x = _dct_pattern(1, 2)
+    for name in ("keep_y", "keep_uv"):
+        for bad in (0, 9, 2.5, -1):
+            with pytest.raises(ValueError, match=rf"{name} must be an integer in \[1, 8\]; got"):
+                jpeg_mask(x, **{name: bad})
+    assert torch.allclose(jpeg_mask(x, keep_y=8, keep_uv=8), x, atol=1e-5)  # 8: every coefficient kept
+    with pytest.raises(ValueError, match=r"jpeg_mask needs float images in \[0, 1\].*got torch.uint8"):
+        jpeg_mask(_images(1, 16))
 
 
 def _dct_pattern(u: int, v: int, size: int = 16) -> torch.Tensor:

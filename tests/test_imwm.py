@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from dovlib.attacks import jpeg
-from dovlib.imwm import (HIDDEN_ARCHS, HiDDeN, HiddenConfig, ImWatermarker, Watermarker, evaluate_attacks,
-                         get_watermarker, to_min_size, train_hidden)
+from dovlib.imwm import (HIDDEN_ARCHS, HiDDeN, HiddenConfig, HiddenNet, ImWatermarker, Watermarker,
+                         evaluate_attacks, get_watermarker, to_min_size, train_hidden)
 from dovlib.metrics import bit_accuracy, psnr
 
 
@@ -258,6 +258,56 @@ def test_hidden_config_validates():
         HiddenConfig(decoder_grid=0)
     with pytest.raises(ValueError, match="message_map"):
         HiddenConfig(message_map=-1)
+
+
+@pytest.mark.parametrize("bad,match", [
+    ({"noise_p": (1.2, 1.5)}, r"noise_p must be a number in \(0, 1\]"),  # used to fail mid-training
+    ({"noise_p": (0.0, 0.5)}, r"noise_p must be a number in \(0, 1\]"),
+    ({"noise_p": (0.6, 0.3)}, r"noise_p must be a range \(low, high\) with low <= high"),
+    ({"noise_p": (0.3,)}, r"noise_p must be a range \(low, high\) of two numbers in \(0, 1\]"),
+    ({"noises": ()}, r"noises must name at least one of \['identity'"),
+    ({"noises": ("identity", "blur")}, r"noise must be one of"),
+    ({"batch_size": 0}, r"batch_size must be an integer >= 1; got 0"),
+    ({"encoder_blocks": 0}, r"encoder_blocks must be an integer >= 1; got 0"),  # used to build 1 block silently
+    ({"decoder_blocks": 0}, r"decoder_blocks must be an integer >= 1; got 0"),
+    ({"channels": 0}, r"channels must be an integer >= 1; got 0"),
+    ({"lr": 0}, r"lr must be a finite number > 0; got 0"),
+    ({"lr": float("nan")}, r"lr must be a finite number > 0; got nan"),
+    ({"lr": "1e-3"}, r"lr must be a finite number > 0; got '1e-3'"),
+    ({"message_bits": 0}, r"message_bits must be an integer >= 1; got 0"),
+    ({"image_size": 4}, r"image_size must be an integer >= 8; got 4"),
+])
+def test_hidden_config_refuses_bad_settings_at_construction(bad, match):
+    with pytest.raises(ValueError, match=match):
+        HiddenConfig(**bad)
+
+
+def test_hidden_config_keeps_valid_settings():
+    assert HiddenConfig().noise_p == (0.3, 0.6) and HiddenConfig(noise_p=[1, 1]).noise_p == (1.0, 1.0)
+    cfg = HiddenConfig(noises=["identity"], lr=np.float32(1e-3), batch_size=np.int64(4))
+    assert cfg.noises == ("identity",)
+    for arch in HIDDEN_ARCHS.values():
+        HiddenConfig(**arch)
+
+
+def test_scale_accepts_any_real_number_but_not_a_bool():
+    assert ImWatermarker("dwtDct", 16, scale=np.int64(30)).scale == 30.0
+    assert ImWatermarker("dwtDct", 16, scale=np.float32(20.5)).scale == 20.5
+    for bad in (True, False, "30", 0, 300, float("nan")):
+        with pytest.raises(ValueError, match=r"scale must be a number in \(0, 255\]; got"):
+            ImWatermarker("dwtDct", 16, scale=bad)
+
+
+def test_embed_and_extract_refuse_zero_images_clearly():
+    cfg = HiddenConfig(message_bits=4, channels=4, encoder_blocks=1, decoder_blocks=1, image_size=16,
+                       adversarial_loss=0)
+    hidden = HiDDeN(HiddenNet(cfg), cfg)
+    for wm, side in ((ImWatermarker("dwtDct", 4, workers=1), 256), (hidden, 16)):
+        empty = torch.zeros(0, 3, side, side, dtype=torch.uint8)
+        with pytest.raises(ValueError, match=r"images must hold at least one image; got 0"):
+            wm.embed(empty, np.zeros((0, 4), np.uint8))
+        with pytest.raises(ValueError, match=r"images must hold at least one image; got 0"):
+            wm.extract(empty)
 
 
 def test_hidden_msgmap_network_learns_spatial_bits_and_keeps_any_image_size(tmp_path):

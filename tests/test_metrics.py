@@ -99,3 +99,38 @@ def test_mean_psnr_counts_identical_images_at_the_cap():
     assert mean_psnr(a, b) == pytest.approx((20.0 + 2 * PSNR_CAP) / 3, rel=1e-6)
     assert mean_psnr(a, b, cap=50) == pytest.approx((20.0 + 100) / 3, rel=1e-6)
     assert mean_psnr(a, a) == PSNR_CAP
+
+
+def test_non_finite_pixels_are_refused_not_turned_into_a_nan_psnr():
+    a = torch.rand(2, 3, 8, 8)
+    b = a.clone()
+    b[1, 0, 2, 3] = float("nan")  # NaN fails both range comparisons: it used to pass and give psnr NaN
+    for fn in (psnr, mean_psnr, ssim):
+        with pytest.raises(ValueError, match=r"floats in \[0, 1\]; got 1 non-finite \(NaN or inf\) of 384 values"):
+            fn(a, b)
+    b[1, 0, 2, 3] = float("inf")
+    with pytest.raises(ValueError, match="non-finite"):
+        psnr(a, b)
+    assert np.isfinite(psnr(a, (a + 0.01).clamp(0, 1))).all()
+
+
+def test_mean_psnr_of_no_images_is_refused():
+    with pytest.raises(ValueError, match=r"mean_psnr needs at least one image pair \(N >= 1\); got 0 images"):
+        mean_psnr(torch.zeros(0, 3, 8, 8), torch.zeros(0, 3, 8, 8))
+    assert psnr(torch.zeros(0, 3, 8, 8), torch.zeros(0, 3, 8, 8)).shape == (0,)  # per image: simply none
+
+
+@pytest.mark.parametrize("fn", [bit_accuracy, word_accuracy])
+def test_message_accuracy_needs_matching_n_by_l_bits(fn):
+    with pytest.raises(ValueError, match=r"messages must hold L >= 1 bits; got shape \(2, 0\)"):
+        fn(np.zeros((2, 0)), np.zeros((2, 0)))  # bit accuracy used to give nan, word accuracy 1.0
+    with pytest.raises(ValueError, match=r"decoded and truth must have the same shape \(N, L\), or one of them one "
+                                         r"message \(L,\); got \(2, 4\) and \(3, 4\)"):
+        fn(np.zeros((2, 4)), np.zeros((3, 4)))  # not numpy's broadcast error
+    # one true message stands for every decoded row (the same message in every image)
+    one = fn(np.array([[1, 0, 1, 1], [1, 0, 1, 0], [0, 1, 0, 0]]), np.array([1, 0, 1, 1]))
+    assert one.tolist() == ([1.0, 0.75, 0.0] if fn is bit_accuracy else [1.0, 0.0, 0.0])
+    with pytest.raises(ValueError, match=r"decoded must be \(N, L\) bits.*got shape \(2, 2, 4\)"):
+        fn(np.zeros((2, 2, 4)), np.zeros((2, 2, 4)))  # used to return a (2, 2) array
+    assert fn([1, 0, 1], [1, 0, 1]).shape == (1,)  # one message of L bits
+    assert fn(np.ones((2, 3)), np.ones((2, 3))).tolist() == [1.0, 1.0]
