@@ -37,8 +37,9 @@ class PaperItem:
     name: str
 
 
-# Every table and figure of both papers, and where it is reproduced. The index lists each as present or MISSING, so
-# a reader sees at once what a run covered. (AMUSE's figures are named by content, not by number.)
+# Every table and figure of both papers, and where it is reproduced. The index lists each as present, stale (only
+# failed runs since it was written) or MISSING, so a reader sees at once what a run covered. (AMUSE's figures are
+# named by content, not by number.)
 PAPER_ITEMS = (
     PaperItem("SSCL-BW", "Table I: BA, WSR, perceptual distance of all methods", "02_watermark_dataset", "table",
               "table1_all_methods_vs_paper"),
@@ -76,6 +77,7 @@ class Table:
     comparison: bool
     context: dict
     file: str
+    written: str = ""  # when the table was last saved (ISO time; "" for tables saved before this was recorded)
 
 
 @dataclass
@@ -96,7 +98,16 @@ class NotebookReport:
 
     @property
     def status(self) -> str:
+        """``failed`` when the latest run of any parameter set failed (one failed sweep job is not hidden by a newer
+        job that passed), else the newest run's status; without runs, ``ok`` when there are results."""
+        if any(r.get("status") == "failed" for r in self.runs):
+            return "failed"
         return self.runs[0]["status"] if self.runs else ("ok" if self.records or self.tables else "no run")
+
+    @property
+    def all_failed(self) -> bool:
+        """Every parameter set's latest run failed: what is on disk predates them (stale)."""
+        return bool(self.runs) and all(r.get("status") == "failed" for r in self.runs)
 
 
 def _title(stem: str) -> str:
@@ -152,7 +163,8 @@ def collect(reports: str | Path | None = None) -> list[NotebookReport]:
             for key, detail in (("device", "device_name"), ("dataset", "is_subset")):  # these go in pairs
                 if key in own and detail not in own:
                     context.pop(detail, None)
-            nb.tables.append(Table(name, entry.get("caption", ""), df, comparison, context, f"{d.name}/{path.name}"))
+            nb.tables.append(Table(name, entry.get("caption", ""), df, comparison, context, f"{d.name}/{path.name}",
+                                   entry.get("written", "")))
         for png in sorted(d.glob("*.png")):
             svg = png.with_suffix(".svg")
             nb.figures.append((png.stem, f"{d.name}/{png.name}", f"{d.name}/{svg.name}" if svg.is_file() else "",
@@ -223,8 +235,9 @@ def _is_output(saved: str, name: str) -> bool:
 
 
 def coverage(notebooks: list[NotebookReport], items=PAPER_ITEMS):
-    """One row per paper table/figure: the notebook output that reproduces it, ``present`` or ``MISSING``, and the
-    context (profile, dataset, device) it was measured with."""
+    """One row per paper table/figure: the notebook output that reproduces it, ``present``, ``stale`` (every run of
+    the notebook since failed) or ``MISSING``, and the context (profile, dataset, device) it was measured with; for a
+    sweep's tagged tables, the newest."""
     import pandas as pd
 
     by_stem = {nb.stem: nb for nb in notebooks}
@@ -232,14 +245,16 @@ def coverage(notebooks: list[NotebookReport], items=PAPER_ITEMS):
     for it in items:
         nb = by_stem.get(it.notebook)
         ctx, found, saved = {}, False, it.name
-        if nb is not None and it.kind == "table":
-            t = next((t for t in nb.tables if _is_output(t.name, it.name)), None)
+        if nb is not None and it.kind == "table":  # the newest of a sweep's tagged tables (stable for ties)
+            matches = [t for t in nb.tables if _is_output(t.name, it.name)]
+            t = max(reversed(matches), key=lambda t: t.written) if matches else None
             found, ctx = t is not None, (t.context if t is not None else {})
             saved = t.name if t is not None else saved
         elif nb is not None:
             found, ctx = any(_is_output(f[0], it.name) for f in nb.figures), nb.latest
+        status = "MISSING" if not found else ("stale" if nb.all_failed else "present")  # files of an earlier run
         rows.append({"paper": it.paper, "item": it.item, "notebook": it.notebook, "output": f"{it.kind} {it.name}",
-                     "status": "present" if found else "MISSING", "measured with": context_label(ctx) if found else "",
+                     "status": status, "measured with": context_label(ctx) if found else "",
                      "anchor": f"{it.notebook}-{saved}" if found and it.kind == "table" else it.notebook})
     return pd.DataFrame(rows)
 

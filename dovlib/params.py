@@ -229,17 +229,20 @@ def parse_rate(value, name: str = "rate") -> float:
 
 def check_int(name: str, value, low: int, high: int | None = None) -> int:
     """Accept ints (and integral strings/floats papermill may pass); enforce low <= value <= high."""
+    rng = f"[{low}, {high}]" if high is not None else f">= {low}"
     if isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer >= {low}; got {value!r}")
-    try:
-        as_float = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be an integer >= {low}; got {value!r}") from None
-    if not math.isfinite(as_float) or as_float != int(as_float):
-        raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
-    result = int(as_float)
+        raise TypeError(f"{name} must be an integer {rng}; got {value!r}")
+    if isinstance(value, numbers.Integral) or (isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value)):
+        result = int(value)  # exactly: 9007199254740993 must not become its float neighbour
+    else:
+        try:
+            as_float = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} must be an integer {rng}; got {value!r}") from None
+        if not math.isfinite(as_float) or as_float != int(as_float):
+            raise ValueError(f"{name} must be an integer {rng}; got {value!r}")
+        result = int(as_float)
     if result < low or (high is not None and result > high):
-        rng = f"[{low}, {high}]" if high is not None else f">= {low}"
         raise ValueError(f"{name} must be an integer {rng}; got {result}")
     return result
 

@@ -95,7 +95,9 @@ def env_info(device=None) -> dict:
     dev = str(device) if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
     info["device"] = dev
     if dev.startswith("cuda") and torch.cuda.is_available():
-        info["device_name"] = torch.cuda.get_device_name(0)
+        info["device_name"] = torch.cuda.get_device_name(torch.device(dev))  # cuda:1 is GPU 1; cuda the current one
+    elif dev.startswith("mps"):
+        info["device_name"] = "Apple GPU (MPS)"
     else:
         info["device_name"] = f"CPU ({os.cpu_count()} cores)"
     return info
@@ -265,6 +267,7 @@ def save_table(df, name: str, notebook: str, caption: str = "", **context) -> Pa
     with file_lock(manifest):  # the CSV and its entry together, atomically: parallel sweep jobs never mix them
         _atomic_write(path, df.to_csv(index=False))
         tables = json.loads(manifest.read_text()) if manifest.is_file() else {}
-        tables[name] = {"file": path.name, "caption": caption, **context}
+        tables[name] = {"file": path.name, "caption": caption, **context,
+                        "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")}
         _atomic_write(manifest, json.dumps(tables, indent=2, default=_jsonable))
     return path

@@ -60,9 +60,12 @@ def find_notebooks(folder: str | Path | None = None, select: list[str] | None = 
         raise ValueError(f"notebooks folder {str(folder)!r} does not exist")
     paths = sorted(folder.glob(NOTEBOOK_GLOB))
     if select:
+        select = [str(s).strip() for s in select]
+        unmatched = [s for s in select if not s or not any(p.stem.startswith(s) for p in paths)]
+        if unmatched:  # every prefix must name a notebook: '00,99' must not quietly run 00 alone
+            raise ValueError(f"select {unmatched!r} matches no notebook in {folder} (names look like 04_ablation; "
+                             f"there are {', '.join(p.stem[:2] for p in paths)})")
         paths = [p for p in paths if any(p.stem.startswith(s) for s in select)]
-        if not paths:
-            raise ValueError(f"select={select!r} matches no notebook in {folder} (names look like 04_ablation)")
     return paths
 
 
@@ -286,6 +289,8 @@ def reproduce(profile: str = "smoke", notebooks: list[str | Path] | None = None,
     failures are returned, not raised. ``reports`` holds for this call only (``$DOVLIB_REPORTS`` is restored).
     """
     get_profile(profile)  # a known profile, optionally with overrides ("quick:device=cpu,epochs=10")
+    if extra and "profile" in extra:  # -p profile ... overrides --profile: checked here too, not in each kernel
+        get_profile(extra["profile"])
     paths = [Path(p) for p in notebooks] if notebooks is not None else find_notebooks()
     jobs = check_int("jobs", jobs, 1)
     if extra:  # a name no selected notebook declares is a typo, not something to drop silently
@@ -366,6 +371,9 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.reports).resolve() if args.reports else reports_dir()
     try:
         if args.notebooks:
+            if args.only:
+                raise ValueError(f"name notebooks or select them with --only, not both (got {args.only!r} and "
+                                 f"{len(args.notebooks)} named)")
             paths = [Path(p) for p in args.notebooks]
         else:
             paths = find_notebooks(select=[s for s in args.only.split(",") if s] or None)

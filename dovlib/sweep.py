@@ -64,17 +64,21 @@ def parse_grid(pairs: list[tuple[str, str]] | dict) -> dict[str, list]:
     Values are comma-separated; a value in quotes is one value, commas included (``-p archs "'resnet18,vgg16'"``
     runs notebook 06 once with both, ``-p profile "'quick:device=cpu,epochs=10'"`` one profile string); a name given
     twice adds values. A dict of lists is taken as already parsed."""
+    def add(have: list, value) -> None:  # a value given twice is one job: two would share a tag and outputs
+        if not any(type(v) is type(value) and v == value for v in have):
+            have.append(value)
+
+    grid: dict[str, list] = {}
     if isinstance(pairs, dict):
-        items = [(k, v if isinstance(v, (list, tuple)) else [v]) for k, v in pairs.items()]
-        grid = {k: list(v) for k, v in items}
+        for name, values in pairs.items():
+            have = grid.setdefault(name, [])
+            for value in values if isinstance(values, (list, tuple)) else [values]:
+                add(have, value)
     else:
-        grid: dict[str, list] = {}
         for name, values in pairs:
             have = grid.setdefault(name, [])
             for text in _split_values(name, str(values)):
-                value = parse_value(text)
-                if not any(type(v) is type(value) and v == value for v in have):
-                    have.append(value)
+                add(have, parse_value(text))
     for name, values in grid.items():
         if not name.isidentifier():
             raise ValueError(f"parameter name must be a Python identifier; got {name!r}")
@@ -145,6 +149,8 @@ def sweep(notebook: str | Path, grid: dict | list, *, profile: str = "smoke", ex
     declared = notebook_parameters(path)
     if "profile" in declared:
         grid.setdefault("profile", [profile])
+    for prof in grid.get("profile", []):  # -p profile a,b: each checked here, not once per failed kernel
+        get_profile(prof)
     unknown = [n for n in grid if n not in declared]
     if unknown:
         raise ValueError(f"parameter {unknown[0]} is not in {path.name}'s parameters cell; allowed: {sorted(declared)}")

@@ -231,7 +231,7 @@ record = write_record(
             "shares": shares, "n_images": n_images, "n_subsets": n_subsets, "seed": seed},
     metrics=metrics, profile=profile, dataset=pool.name if real else "simulated",
     is_subset=bool(real and pool.is_subset), device=device, device_name=env_info(device)["device_name"],
-    wall_time=wall,
+    wall_time=wall, perceptual="psnr" if real else "none (simulated extraction: no images)",
 )
 print(f"wall time {wall:.1f} s")
 compare

@@ -3,6 +3,7 @@ device, wall time), record, figure and failed run, and open offline (checked in 
 
 import base64
 import json
+import os
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -186,6 +187,48 @@ def test_paper_coverage_finds_a_sweep_jobs_outputs(reports, monkeypatch):
     assert cov.loc["figure fig4_ablation", "status"] == "present"
     assert cov.loc["figure fig5_removal", "status"] == "MISSING"
     assert not index._is_output("table1_all_methods_vs_paper", "table1_all_methods")  # another output, not a job's
+
+
+def _stamp(root, stem, key, status, finished):
+    path = root / stem / "stamps.json"
+    stamps = json.loads(path.read_text()) if path.is_file() else {}
+    stamps[key] = {"notebook": stem, "parameters": {"profile": "smoke", "eps": key}, "status": status,
+                   "wall_time": 1.0, "output": f"{stem}/{key}.ipynb", "error": "boom" if status == "failed" else "",
+                   "key": key, "finished": finished}
+    path.write_text(json.dumps(stamps))
+
+
+def test_coverage_marks_outputs_stale_when_every_run_failed_and_status_shows_a_failed_job(reports, monkeypatch):
+    _save_table2_and_fig4()
+    root = Path(os.environ["DOVLIB_REPORTS"])
+    # 04's only run failed after its figure was drawn: the figure is an earlier run's, so "stale", not "present"
+    _stamp(root, "04_ablation", "8_255", "failed", "2026-01-02T00:00:00+00:00")
+    # 03: one sweep job failed, a newer one passed: the notebook is "failed", its table still "present"
+    _stamp(root, "03_verification", "1_255", "failed", "2026-01-01T00:00:00+00:00")
+    _stamp(root, "03_verification", "2_255", "ok", "2026-01-03T00:00:00+00:00")
+    nbs = {nb.stem: nb for nb in index.collect()}
+    assert nbs["03_verification"].status == "failed" and not nbs["03_verification"].all_failed
+    assert nbs["04_ablation"].status == "failed" and nbs["04_ablation"].all_failed
+    cov = index.coverage(list(nbs.values())).set_index("output")
+    assert cov.loc["figure fig4_ablation", "status"] == "stale"
+    assert cov.loc["table table2_verification", "status"] == "present"
+
+
+def test_coverage_shows_the_newest_of_a_sweeps_tagged_tables(reports, monkeypatch):
+    for tag, value in (("profile-smoke__aaaa", 0.1), ("profile-quick__bbbb", 0.9)):
+        monkeypatch.setenv(report.RUN_TAG_ENV, tag)
+        report.save_table(pd.DataFrame({"scenario": ["Malicious"], "paper": [0.964], "ours": [value]}),
+                          "table2_verification", "03_verification")
+    monkeypatch.setenv(report.RUN_TAG_ENV, "profile-smoke__aaaa")  # the older job saves again: now the newest
+    report.save_table(pd.DataFrame({"scenario": ["Malicious"], "paper": [0.964], "ours": [0.2]}),
+                      "table2_verification", "03_verification")
+    cov = index.coverage(index.collect()).set_index("output")
+    assert cov.loc["table table2_verification", "anchor"] == "03_verification-table2_verification__profile-smoke__aaaa"
+    monkeypatch.setenv(report.RUN_TAG_ENV, "profile-quick__bbbb")
+    report.save_table(pd.DataFrame({"scenario": ["Malicious"], "paper": [0.964], "ours": [0.95]}),
+                      "table2_verification", "03_verification")
+    cov = index.coverage(index.collect()).set_index("output")
+    assert cov.loc["table table2_verification", "anchor"] == "03_verification-table2_verification__profile-quick__bbbb"
 
 
 def test_every_paper_item_is_written_by_its_notebook():

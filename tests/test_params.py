@@ -154,3 +154,13 @@ def test_parse_list_reads_lists_scalars_and_comma_separated_strings():
         parse_list("message_bits", "100,0", as_int)
     with pytest.raises(ValueError, match="shares needs at least one value"):
         parse_list("shares", " , ")
+
+
+def test_check_int_keeps_big_integers_exact_and_names_the_whole_range():
+    big = 2**53 + 1  # float(big) is its neighbour 2**53
+    assert check_int("seed", str(big), 0) == big and check_int("seed", big, 0) == big
+    assert check_int("seed", " 12 ", 0) == 12 and check_int("seed", "1e1", 0) == 10 and check_int("k", 4.0, 1) == 4
+    with pytest.raises(TypeError, match=r"k must be an integer \[1, 5\]; got 'x'"):
+        check_int("k", "x", 1, 5)
+    with pytest.raises(ValueError, match=r"k must be an integer \[1, 5\]; got 2\.5"):
+        check_int("k", 2.5, 1, 5)

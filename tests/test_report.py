@@ -1,3 +1,4 @@
+import datetime as _dt
 import json
 import os
 
@@ -69,7 +70,9 @@ def test_save_table_manifest():
     p = report.save_table(df, "table1", "02_watermark_dataset", caption="smoke, subset")
     assert pd.read_csv(p).equals(df)
     manifest = json.loads((p.parent / "tables.json").read_text())
+    written = manifest["table1"].pop("written")  # when it was saved: the index shows a sweep's newest table
     assert manifest["table1"] == {"file": "table1.csv", "caption": "smoke, subset"}
+    assert _dt.datetime.fromisoformat(written).tzinfo is not None
 
 
 def test_a_sweep_job_names_its_tables_and_figures_after_its_parameters(monkeypatch):
@@ -81,8 +84,9 @@ def test_a_sweep_job_names_its_tables_and_figures_after_its_parameters(monkeypat
     assert report.artifact_name("table1") == f"table1__{tag}" and "/" not in tag
     p = report.save_table(pd.DataFrame({"x": [1]}), "table1", "04_ablation", caption="job 1")
     assert p.name == f"table1__{tag}.csv"
-    assert json.loads((p.parent / "tables.json").read_text()) == {f"table1__{tag}": {"file": p.name,
-                                                                                     "caption": "job 1"}}
+    saved = json.loads((p.parent / "tables.json").read_text())
+    saved[f"table1__{tag}"].pop("written")
+    assert saved == {f"table1__{tag}": {"file": p.name, "caption": "job 1"}}
     fig, ax = plt.subplots()
     assert [q.name for q in report.save_fig(fig, "fig4", "04_ablation")] == [f"fig4__{tag}.png", f"fig4__{tag}.svg"]
     plt.close(fig)
@@ -114,6 +118,15 @@ def test_timer_and_env():
     assert t["seconds"] > 0
     env = report.env_info("cpu")
     assert env["device"] == "cpu" and "CPU" in env["device_name"]
+
+
+def test_env_info_names_the_gpu_that_runs(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: f"GPU#{torch.device(d).index}")
+    assert report.env_info("cuda:1")["device_name"] == "GPU#1"  # not always GPU 0
+    assert report.env_info("mps")["device_name"] == "Apple GPU (MPS)"
 
 
 def test_start_notebook_seeds_styles_and_names_the_run(capsys):

@@ -60,6 +60,10 @@ def test_find_notebooks_orders_and_selects(env):
     assert [p.stem for p in rp.find_notebooks(nbs, select=["02", "10_c"])] == ["02_b", "10_c"]
     with pytest.raises(ValueError, match="select"):
         rp.find_notebooks(nbs, select=["99"])
+    # every prefix must match: '00,99' must not quietly run 00 alone; spaces after commas are dropped
+    with pytest.raises(ValueError, match=r"select \['99'\] matches no notebook .* there are 00, 02, 10"):
+        rp.find_notebooks(nbs, select=["00", "99"])
+    assert [p.stem for p in rp.find_notebooks(nbs, select=["00", " 02"])] == ["00_a", "02_b"]
     with pytest.raises(ValueError, match="notebooks folder"):
         rp.find_notebooks(nbs / "missing")
 
@@ -151,6 +155,12 @@ def test_reproduce_rejects_bad_profile_and_cli_exit_code(env, capsys):
     assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None)  # main() installed exit_on_sigterm
     with pytest.raises(SystemExit):
         rp.main(["--profile", "huge", str(nbs / "05_bad.ipynb")])
+    # -p profile overrides --profile: checked before anything runs; named notebooks and --only do not mix
+    with pytest.raises(ValueError, match=r"profile must be one of .*; got 'quik'"):
+        rp.reproduce("smoke", [nbs / "05_bad.ipynb"], extra={"profile": "quik"}, progress=False)
+    with pytest.raises(SystemExit):
+        rp.main([str(nbs / "05_bad.ipynb"), "--only", "04", "--reports", str(reports), "--no-index"])
+    assert "name notebooks or select them with --only, not both" in capsys.readouterr().err
     assert os.environ["DOVLIB_REPORTS"] == str(reports)  # the caller's setting, untouched
 
 

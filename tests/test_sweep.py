@@ -57,6 +57,8 @@ def test_parse_grid_and_combinations():
     assert len(combos) == 6 and combos[0] == {"eps": "1/255", "rate": 0.01} and combos[1]["rate"] == 0.1
     assert len({json.dumps(c, sort_keys=True) for c in combos}) == 6
     assert sweep.parse_grid({"seed": 1}) == {"seed": [1]}
+    # a value given twice is one job in the dict form too (two would share a run tag and overwrite each other)
+    assert sweep.parse_grid({"eps": ["8/255", "8/255", "4/255"]}) == {"eps": ["8/255", "4/255"]}
     with pytest.raises(ValueError, match="parameter eps"):
         sweep.parse_grid([("eps", ",")])
     with pytest.raises(ValueError, match="identifier"):
@@ -86,6 +88,9 @@ def test_sweep_rejects_bad_inputs(tmp_path, reports):
             sweep.sweep(nb, [("eps", "1/255")], executor="slurm", progress=False, index=False)
     with pytest.raises(ValueError, match="notebook"):
         sweep.sweep(tmp_path / "missing.ipynb", [("eps", "1/255")], progress=False)
+    # each -p profile value is checked before any job starts, not once per failed kernel
+    with pytest.raises(ValueError, match=r"profile must be one of \['smoke', 'quick', 'paper'\]; got 'quik'"):
+        sweep.sweep(nb, [("eps", "1/255"), ("profile", "smoke,quik")], progress=False)
 
 
 @pytest.mark.slow
