@@ -61,8 +61,12 @@ class PrunedModel(nn.Module):
         # The mask lives on the model's device (a GPU model's hook would otherwise multiply across devices).
         self.register_buffer("mask", mask.view(1, -1, 1, 1).to(next(model.parameters()).device))
         self.pruned = pruned
-        self._handle = model.feature_layer().register_forward_hook(
-            lambda _, __, out: out * self.mask.to(device=out.device, dtype=out.dtype))
+        # a bound method, not a lambda over ``self``: copy.deepcopy (finetune's) rebinds it to the copy, whose hook
+        # then reads the copy's own mask
+        self._handle = model.feature_layer().register_forward_hook(self._apply_mask)
+
+    def _apply_mask(self, _module, _inputs, out):
+        return out * self.mask.to(device=out.device, dtype=out.dtype)
 
     def forward(self, x):
         return self.model(x)
@@ -73,26 +77,38 @@ class PrunedModel(nn.Module):
         return self.model
 
 
+def _parse_prune_rate(rate) -> float:
+    return parse_fraction("rate", rate, 0.0, 1.0, low_inclusive=True, high_inclusive=False)
+
+
 def prune(model: nn.Module, x_benign: torch.Tensor, rate, activations: torch.Tensor | None = None) -> PrunedModel:
     """Pruning (fine-pruning's first step): mask the ``rate`` share (in [0, 1)) of last-layer channels least active
-    on ``x_benign``. Returns a :class:`PrunedModel` around a deep copy (``model`` is untouched)."""
-    rate = parse_fraction("rate", rate, 0.0, 1.0, low_inclusive=True, high_inclusive=False)
-    acts = channel_activations(model, x_benign) if activations is None else activations
-    n_prune = int(round(rate * len(acts)))
+    on ``x_benign``, rounded to the nearest count but never all of them: at least one channel is kept (0.99 of 32
+    channels masks 31). ``activations`` (one value per channel, :func:`channel_activations`) skips measuring them.
+    Returns a :class:`PrunedModel` around a deep copy (``model`` is untouched)."""
+    rate = _parse_prune_rate(rate)
+    channels = model.last_conv().out_channels
+    acts = channel_activations(model, x_benign) if activations is None else torch.as_tensor(activations)
+    if acts.ndim != 1 or len(acts) != channels:
+        raise ValueError(f"activations must hold one value per channel of the last conv layer ({channels}); "
+                         f"got shape {tuple(acts.shape)}")
+    n_prune = min(int(round(rate * channels)), channels - 1)
     order = torch.argsort(acts)  # least active first
     return PrunedModel(copy.deepcopy(model).eval(), order[:n_prune])
 
 
 def pruning_curve(model: nn.Module, x_benign: torch.Tensor, rates, evaluate_fn: Callable[[nn.Module], dict]):
-    """Evaluate the model pruned at each rate (e.g. 0, 0.05, ..., 0.95); returns a pandas DataFrame with one row per
-    rate: ``rate``, ``pruned_channels`` and whatever ``evaluate_fn`` returns (BA, WSR, p_value, ...)."""
+    """Evaluate the model pruned at each rate (e.g. 0, 0.05, ..., 0.95, or strings such as "1/2", read as
+    :func:`prune` reads them); returns a pandas DataFrame with one row per rate: ``rate`` (as a float),
+    ``pruned_channels`` and whatever ``evaluate_fn`` returns (BA, WSR, p_value, ...)."""
     import pandas as pd
 
+    parsed = [_parse_prune_rate(r) for r in rates]  # all refused up front, before any channel is measured
     acts = channel_activations(model, x_benign)
     rows = []
-    for r in rates:
+    for r in parsed:
         pm = prune(model, x_benign, r, activations=acts)
-        rows.append({"rate": float(r), "pruned_channels": len(pm.pruned), **evaluate_fn(pm)})
+        rows.append({"rate": r, "pruned_channels": len(pm.pruned), **evaluate_fn(pm)})
         pm.remove()
     return pd.DataFrame(rows)
 

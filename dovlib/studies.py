@@ -32,9 +32,14 @@ def grid(name: str, profile: Profile) -> list:
 
 
 def eps_label(eps) -> str:
-    """``0.0313...`` -> ``"8/255"`` (eps in grey levels, as the paper writes it)."""
+    """``0.0313...`` -> ``"8/255"`` (eps in grey levels, as the paper writes it). Notebooks 04-06 key their cached
+    records and tables by this label, so distinct budgets need distinct labels: a non-integer level keeps six
+    significant digits (``"8.5/255"``, ``0.03`` -> ``"7.65/255"``), and a level within 1e-6 of an integer reads as
+    that integer (``8.0000001/255`` -> ``"8/255"``)."""
     levels = parse_eps(eps) * 255
-    return f"{levels:.0f}/255" if abs(levels - round(levels)) < 1e-6 else f"{parse_eps(eps):.4g}"
+    if abs(levels - round(levels)) < 1e-6:
+        return f"{round(levels)}/255"
+    return f"{levels:.6g}/255"
 
 
 def ownership_metrics(model, x_test, y_test, trigger: Callable, target: int, m: int, tau=0.25, alpha=0.01,

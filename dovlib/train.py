@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import numbers
 import os
 import time
 import warnings
@@ -122,9 +123,19 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self):
-        if self.epochs < 0 or self.batch_size < 1 or not self.lr > 0:
-            raise ValueError(f"epochs must be >= 0, batch_size >= 1 and lr > 0; got epochs={self.epochs}, "
-                             f"batch_size={self.batch_size}, lr={self.lr}")
+        from .params import check_int, parse_fraction
+
+        # integer fields are stored as ints (an int given stays as it was, so fingerprints do not move)
+        for name, low in (("epochs", 0), ("batch_size", 1), ("crop_padding", 0), ("eval_batch_size", 1)):
+            setattr(self, name, check_int(name, getattr(self, name), low))
+        # real fields are checked only: a valid number is kept as given (an int 0 must not become 0.0 in the
+        # fingerprint); a string such as "1e-3" is stored as the float it reads as
+        for name, low, high, low_inclusive in (("lr", 0.0, math.inf, False), ("weight_decay", 0.0, math.inf, True),
+                                               ("momentum", 0.0, 1.0, True), ("label_smoothing", 0.0, 1.0, True)):
+            value = getattr(self, name)
+            parsed = parse_fraction(name, value, low, high, low_inclusive=low_inclusive, high_inclusive=False)
+            if not isinstance(value, numbers.Real):
+                setattr(self, name, parsed)
         if self.schedule not in ("onecycle", "cosine", "constant"):
             raise ValueError(f"schedule must be one of ['onecycle', 'cosine', 'constant']; got {self.schedule!r}")
 
@@ -228,8 +239,12 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     """Top-1 accuracy in [0, 1]."""
     if len(x) == 0:
         raise ValueError("evaluate() needs at least one image")
+    y = torch.as_tensor(y).cpu()
+    if y.ndim != 1 or len(y) != len(x):
+        raise ValueError(f"evaluate() needs one label per image: x has {len(x)} images but y has "
+                         f"{len(y) if y.ndim else 1} labels (shape {tuple(y.shape)})")
     pred = predict_logits(model, x, batch_size, device).argmax(1)
-    return (pred == torch.as_tensor(y).cpu()).float().mean().item()
+    return (pred == y).float().mean().item()
 
 
 class SaveTimer:
@@ -384,6 +399,11 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
         result.images_seen += n
         row = {"epoch": epoch + 1, "train_loss": (loss_sum / n).item(), "train_acc": (correct / n).item(),
                "lr": opt.param_groups[0]["lr"], "epoch_time": dt}
+        if not math.isfinite(row["train_loss"]):  # diverged: never evaluated, cached or saved as a checkpoint
+            bar.close()
+            raise FloatingPointError(f"training diverged: the train loss of epoch {epoch + 1}/{cfg.epochs} is "
+                                     f"{row['train_loss']} (lr={cfg.lr:g}, now {row['lr']:g}); lower lr (e.g. "
+                                     f"{cfg.lr / 10:g}) and train again")
         if x_test is not None and y_test is not None:
             row["test_acc"] = evaluate(model, x_test, y_test, cfg.eval_batch_size, device)
         for cb in callbacks or []:

@@ -107,3 +107,44 @@ def test_bad_prune_rate(trained):
         prune(model, ds.x_train, 1.0)
     with pytest.raises(ValueError, match="at least one benign image"):
         channel_activations(model, ds.x_train[:0])
+
+
+def test_deepcopy_of_a_pruned_model_uses_its_own_mask(trained):
+    """finetune deep-copies the suspect: the copy's hook must read the copy's mask, not the original's."""
+    import copy
+
+    ds, model = trained
+    x = ds.x_test[:16].float() / 255
+    pm = prune(model, ds.x_train, 0.5)
+    twin = copy.deepcopy(pm)
+    with torch.no_grad():
+        before = twin(x).clone()
+        pm.mask.zero_()  # every channel of the original off: the copy must not notice
+        assert torch.equal(twin(x), before)
+        assert not torch.allclose(pm(x), before)
+        twin.mask.fill_(1)  # the copy's own mask takes effect: no channel pruned any more
+        assert torch.allclose(twin(x), pm.remove()(x), atol=1e-5)
+    twin.remove()  # removes the copy's hook, not another model's
+    assert not twin.model.feature_layer()._forward_hooks
+
+
+def test_prune_keeps_at_least_one_channel_and_checks_activations(trained):
+    ds, model = trained
+    n = model.last_conv().out_channels
+    acts = channel_activations(model, ds.x_train)
+    rate = (n - 0.4) / n  # rounds to all n channels
+    pm = prune(model, ds.x_train, rate, activations=acts)
+    assert len(pm.pruned) == n - 1 and int(pm.mask.sum()) == 1
+    assert pm.mask.view(-1)[torch.argmax(acts)] == 1  # the most active channel is the one kept
+    with pytest.raises(ValueError, match=rf"per channel of the last conv layer \({n}\); got shape \({n - 1},\)"):
+        prune(model, ds.x_train, 0.5, activations=acts[:-1])
+
+
+def test_pruning_curve_reads_rates_as_prune_does(trained):
+    ds, model = trained
+    df = pruning_curve(model, ds.x_train, ["0", "1/2", 0.25], lambda m: {})
+    n = model.last_conv().out_channels
+    assert df["rate"].tolist() == [0.0, 0.5, 0.25]
+    assert df["pruned_channels"].tolist() == [0, round(n / 2), round(n / 4)]
+    with pytest.raises(ValueError, match=r"rate must be a number in \[0, 1\)"):
+        pruning_curve(model, ds.x_train, ["1/2", "1"], lambda m: {})

@@ -332,3 +332,51 @@ def test_evaluation_runs_in_fp32_on_cuda_unless_asked(ds):
     predict_logits(model, ds.x_test[:8], amp=True)
     hook.remove()
     assert seen == [torch.float32, torch.bfloat16]
+
+
+def test_fit_refuses_a_diverged_loss_and_never_checkpoints_it(ds, tmp_path):
+    """lr=1e6 turns the loss into NaN within the first epoch: fit raises, naming the epoch, the loss and the lr, and
+    the NaN state is not written as a checkpoint (it would be resumed, cached and verified later)."""
+    ckpt = tmp_path / "nan.pt"
+    with pytest.raises(FloatingPointError, match=r"train loss of epoch 1/2 is nan \(lr=1e\+06.*lower lr"):
+        fit(_model(), ds.x_train, ds.y_train, epochs=2, batch_size=32, lr=1e6, progress=False, checkpoint=ckpt,
+            checkpoint_every=0)
+    assert not ckpt.exists()
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("epochs", 1.5, "epochs must be an integer >= 0; got 1.5"),
+    ("epochs", -1, "epochs must be an integer >= 0; got -1"),
+    ("batch_size", 0, "batch_size must be an integer >= 1; got 0"),
+    ("crop_padding", -1, "crop_padding must be an integer >= 0; got -1"),
+    ("eval_batch_size", 0, "eval_batch_size must be an integer >= 1; got 0"),
+    ("lr", 0, "lr must be a number in (0, inf)"),
+    ("lr", float("nan"), "lr must be a number in (0, inf)"),
+    ("weight_decay", -1e-4, "weight_decay must be a number in [0, inf)"),
+    ("weight_decay", float("inf"), "weight_decay must be a number in [0, inf)"),
+    ("momentum", 1.0, "momentum must be a number in [0, 1)"),
+    ("momentum", -0.1, "momentum must be a number in [0, 1)"),
+    ("label_smoothing", 1.0, "label_smoothing must be a number in [0, 1)"),
+])
+def test_train_config_refuses_out_of_range_fields(field, value, message):
+    with pytest.raises(ValueError) as err:
+        TrainConfig(**{field: value})
+    assert str(err.value).startswith(message)
+
+
+def test_train_config_keeps_valid_values_and_fingerprints():
+    base = TrainConfig()
+    assert TrainConfig(epochs=10.0).epochs == 10 and type(TrainConfig(epochs="3").epochs) is int
+    assert TrainConfig(epochs=0).epochs == 0  # a no-op run stays allowed
+    assert TrainConfig(momentum=0, weight_decay=0, label_smoothing=0.1, crop_padding=0).momentum == 0
+    assert TrainConfig(lr="1e-3").lr == 0.001
+    assert TrainConfig(epochs=10).fingerprint() == base.fingerprint()  # ints given stay as they were
+
+
+def test_evaluate_refuses_labels_of_another_length():
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 4))
+    x = torch.zeros(8, 1, 2, 2, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="x has 8 images but y has 1 labels"):
+        evaluate(model, x, torch.tensor([0]))  # was broadcast against all 8 predictions
+    with pytest.raises(ValueError, match="x has 8 images but y has 7 labels"):
+        evaluate(model, x, list(range(7)))
