@@ -737,7 +737,7 @@ def code_rate(y, rate, targets) -> float:
     smaller (that class is then marked whole). Callers say so when it is capped."""
     y = torch.as_tensor(y)
     rate = parse_rate(rate, "rate (gamma per target class)")
-    return min([rate] + [float((y == int(t)).float().mean()) for t in targets])
+    return min([rate] + [int((y == int(t)).sum()) / len(y) for t in targets])  # exact shares, not float32 means
 
 
 @dataclass

@@ -340,6 +340,12 @@ def test_code_rate_caps_gamma_at_the_smallest_code_class():
     y = torch.tensor([0] * 10 + [1] * 5 + [2] * 25)
     assert sscl.code_rate(y, 0.1, (0, 2)) == 0.1
     assert sscl.code_rate(y, 0.2, (0, 1)) == 0.125  # class 1 is 5 of 40: marked whole
+    # the exact share (12 / 120 = 0.1), not a float32 mean (0.1000000015), which the share check would refuse
+    y12 = torch.tensor([0] * 108 + [8] * 12)
+    assert sscl.code_rate(y12, 0.5, (8,)) == 12 / 120
+    from dovlib.watermarks.base import select_indices
+
+    assert len(select_indices(y12, sscl.code_rate(y12, 0.5, (8,)), 8, clean_label=True)) == 12
     with pytest.raises(ValueError, match="gamma per target class"):
         sscl.code_rate(y, 0, (0,))
 

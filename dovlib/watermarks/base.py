@@ -128,7 +128,9 @@ def select_indices(y: torch.Tensor, rate, target: int, clean_label: bool, seed: 
     n_mark = int(round(rate * len(y)))
     pool = torch.nonzero(y == target if clean_label else y != target).flatten()
     share = len(pool) / len(y)
-    if rate > share + 1e-9:  # the share itself, not the rounded count: 0.255 of a class holding 0.25 is refused
+    # the share itself, not the rounded count: 0.255 of a class holding 0.25 is refused (1e-6: a share computed
+    # as a float32 mean, 0.1000000015 for 12 of 120, is that share; one image is 2e-5 of even 50,000)
+    if rate > share + 1e-6:
         which = f"the target class {target}'s share" if clean_label else "the non-target share"
         raise ValueError(f"{name} must be <= {which} of the training set, {share:.4f} "
                          f"({len(pool)} of {len(y)} images); got {rate:g}")
