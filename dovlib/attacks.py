@@ -63,22 +63,13 @@ def _share(name: str, value) -> float:
     return parse_fraction(name, value, 0.0, 1.0)
 
 
-def _int_in(name: str, value, low: int, high: int) -> int:
-    """An integer in [low, high] (:func:`~dovlib.params.check_int`), with the whole range named in every error (a
-    fractional value is refused, not truncated)."""
-    try:
-        return check_int(name, value, low, high)
-    except (TypeError, ValueError) as exc:
-        raise type(exc)(f"{name} must be an integer in [{low}, {high}]; got {value!r}") from None
-
-
 def jpeg(images: torch.Tensor, quality: int, subsampling: str = "4:2:0") -> torch.Tensor:
     """JPEG compression through PIL at ``quality`` (an integer in [1, 100]; 50.7 is refused, not truncated) with
     ``subsampling`` "4:2:0" (the usual default) or "4:4:4" (no chroma subsampling)."""
     from PIL import Image
 
     _check_images(images)
-    quality = _int_in("quality", quality, 1, 100)
+    quality = check_int("quality", quality, 1, 100)
     check_choice("subsampling", subsampling, ("4:2:0", "4:4:4"))
     out = []
     for img in images.permute(0, 2, 3, 1).numpy():
@@ -185,7 +176,7 @@ def jpeg_mask(x: torch.Tensor, keep_y: int = 5, keep_uv: int = 3) -> torch.Tenso
                          f"got {got}")
     if x.shape[1] != 3:
         raise ValueError(f"jpeg_mask needs RGB images (C = 3); got C = {x.shape[1]}")
-    keep_y, keep_uv = _int_in("keep_y", keep_y, 1, 8), _int_in("keep_uv", keep_uv, 1, 8)
+    keep_y, keep_uv = check_int("keep_y", keep_y, 1, 8), check_int("keep_uv", keep_uv, 1, 8)
     n, _, h, w = x.shape
     ph, pw = (-h) % 8, (-w) % 8
     xp = torch.nn.functional.pad(x, (0, pw, 0, ph), mode="replicate")

@@ -229,7 +229,7 @@ def parse_rate(value, name: str = "rate") -> float:
 
 def check_int(name: str, value, low: int, high: int | None = None) -> int:
     """Accept ints (and integral strings/floats papermill may pass); enforce low <= value <= high."""
-    rng = f"[{low}, {high}]" if high is not None else f">= {low}"
+    rng = f"in [{low}, {high}]" if high is not None else f">= {low}"
     if isinstance(value, bool):
         raise TypeError(f"{name} must be an integer {rng}; got {value!r}")
     if isinstance(value, numbers.Integral) or (isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value)):

@@ -77,7 +77,7 @@ def test_dwt_dct_marks_only_chroma_so_444_jpeg_keeps_it_better(photos):
 
 
 def test_limits_are_refused_with_names(photos):
-    with pytest.raises(ValueError, match="message_bits must be an integer \\[1, 32\\]"):
+    with pytest.raises(ValueError, match="message_bits must be an integer in \\[1, 32\\]"):
         ImWatermarker("rivaGan", 40)
     with pytest.raises(ValueError, match="message_bits"):
         ImWatermarker("dwtDct", 2000)

@@ -117,7 +117,7 @@ def test_verification_notebook_refuses_code_options_without_a_code(tmp_path, mon
     assert res.status == "failed" and "target must be a class index >= 0 or 'key'" in res.error
     res = rp.run_notebook(REPO_ROOT / "notebooks" / "03_verification.ipynb",
                           {"profile": "smoke", "n_targets": 2, "hard_pool": 11}, reports=tmp_path / "reports")
-    assert res.status == "failed" and "hard_pool must be an integer [0, 10]; got 11" in res.error  # before training
+    assert res.status == "failed" and "hard_pool must be an integer in [0, 10]; got 11" in res.error  # before training
     res = rp.run_notebook(REPO_ROOT / "notebooks" / "02_watermark_dataset.ipynb",
                           {"profile": "smoke", "redraw_surrogate": True}, reports=tmp_path / "reports")
     assert res.status == "failed" and "redraw_surrogate=True needs select_attempts >= 2" in res.error

@@ -70,7 +70,7 @@ def test_check_choice_and_int():
         check_choice("arch", "vgg", ["vgg16"])
     assert check_int("epochs", "3", 1) == 3
     assert check_int("epochs", 4.0, 1) == 4
-    with pytest.raises(ValueError, match=r"epochs must be an integer \[1, 10\]"):
+    with pytest.raises(ValueError, match=r"epochs must be an integer in \[1, 10\]"):
         check_int("epochs", 11, 1, 10)
     with pytest.raises(ValueError, match="epochs"):
         check_int("epochs", 2.5, 1)
@@ -160,7 +160,7 @@ def test_check_int_keeps_big_integers_exact_and_names_the_whole_range():
     big = 2**53 + 1  # float(big) is its neighbour 2**53
     assert check_int("seed", str(big), 0) == big and check_int("seed", big, 0) == big
     assert check_int("seed", " 12 ", 0) == 12 and check_int("seed", "1e1", 0) == 10 and check_int("k", 4.0, 1) == 4
-    with pytest.raises(TypeError, match=r"k must be an integer \[1, 5\]; got 'x'"):
+    with pytest.raises(TypeError, match=r"k must be an integer in \[1, 5\]; got 'x'"):
         check_int("k", "x", 1, 5)
-    with pytest.raises(ValueError, match=r"k must be an integer \[1, 5\]; got 2\.5"):
+    with pytest.raises(ValueError, match=r"k must be an integer in \[1, 5\]; got 2\.5"):
         check_int("k", 2.5, 1, 5)

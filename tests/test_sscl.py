@@ -330,7 +330,7 @@ def test_key_targets_are_distinct_reproducible_and_keep_the_first_class():
     b = sscl.key_targets(7, 10, 2, first=4)
     assert b[0] == 4 and b[1] != 4
     assert sorted(sscl.key_targets(3, 5, 5)) == [0, 1, 2, 3, 4]
-    with pytest.raises(ValueError, match=r"n_targets must be an integer \[1, 10\]"):
+    with pytest.raises(ValueError, match=r"n_targets must be an integer in \[1, 10\]"):
         sscl.key_targets(7, 10, 11)
     with pytest.raises(ValueError, match=r"first \(the target class\) must be in \[0, 9\]"):
         sscl.key_targets(7, 10, 2, first=10)
@@ -424,7 +424,7 @@ def test_run_code_and_its_controls_end_to_end_at_toy_size():
     assert v.p_value == max(r.p_value for r in per) and len(per) == 2 and all(r.n == 20 for r in per)
     # an explicit m is used as given: more than the 45 non-target test images is refused, not cut down silently;
     # the default (m None) is the profile's verify_m, capped at what the test set holds
-    with pytest.raises(ValueError, match=r"m must be an integer \[1, 45\]; got 100"):
+    with pytest.raises(ValueError, match=r"m must be an integer in \[1, 45\]; got 100"):
         sscl.verify_code(run.suspect.model, run, m=100)
     assert [r.n for r in sscl.verify_code(run.suspect.model, run)[1]] == [20, 20]
     assert sscl.query_count(ds, 1, None, 100) == 45 and sscl.query_count(ds, 1, 30, 100) == 30
@@ -1034,7 +1034,7 @@ def test_class_recall_and_hard_classes_rank_classes_by_clean_recall():
     assert sscl.class_recall(model, x, y, num_classes=5).tolist()[-1] == 0.0  # a class without images: 0
     assert sscl.hard_classes(model, x, y, 2) == (1, 2)
     assert sscl.hard_classes(model, x, y, 4) == (1, 2, 3, 0)
-    with pytest.raises(ValueError, match=r"n \(hard classes\) must be an integer \[1, 4\]"):
+    with pytest.raises(ValueError, match=r"n \(hard classes\) must be an integer in \[1, 4\]"):
         sscl.hard_classes(model, x, y, 5)
     with pytest.raises(ValueError, match="equal length"):
         sscl.class_recall(model, x, y[:3])
