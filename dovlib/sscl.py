@@ -815,10 +815,12 @@ def run_code(ds, profile: Profile, *, targets, arch: str = "resnet18", eps=8 / 2
 def query_count(ds, target: int, m: int | None, default: int) -> int:
     """How many verification images to draw for ``target``: ``m`` as given (``verification_set`` refuses more than the
     test set's non-target images, naming the range), or with ``m`` None the ``default`` (a profile's ``verify_m``)
-    capped at those images, so a small test set still runs on its defaults."""
+    capped at those images, so a small test set still runs on its defaults. ``ds`` is a dataset with ``y_test`` or
+    the test labels themselves."""
     if m is not None:
         return m
-    return min(default, int((torch.as_tensor(ds.y_test) != target).sum()))
+    y_test = ds.y_test if hasattr(ds, "y_test") else ds
+    return min(default, int((torch.as_tensor(y_test) != target).sum()))
 
 
 def verify_code(model, run: SSCLCodeRun, m: int | None = None, tau=0.25, alpha=0.01, verify_seed: int = 0):

@@ -7,10 +7,9 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-import torch
-
 from .params import Profile, check_bool, parse_eps
 from .report import find_record, write_record
+from .sscl import query_count
 from .train import evaluate
 from .verify import attack_success, verification_set, verify_model
 
@@ -42,11 +41,13 @@ def eps_label(eps) -> str:
     return f"{levels:.6g}/255"
 
 
-def ownership_metrics(model, x_test, y_test, trigger: Callable, target: int, m: int, tau=0.25, alpha=0.01,
-                      seed: int = 0) -> dict:
+def ownership_metrics(model, x_test, y_test, trigger: Callable, target: int, m: int | None = None, tau=0.25,
+                      alpha=0.01, seed: int = 0, default_m: int = 100) -> dict:
     """BA, WSR and the black-box verification (delta_p, p-value, verdict) of one suspect model, queried with
-    ``trigger`` on ``m`` non-target test images (the same images for every model of a study, given ``seed``)."""
-    idx = verification_set(x_test, y_test, target, min(m, int((torch.as_tensor(y_test) != target).sum())), seed)
+    ``trigger`` on ``m`` non-target test images (the same images for every model of a study, given ``seed``).
+    ``m`` given is used as is (more than the test set's non-target images is refused, naming the range); ``m`` None
+    takes ``default_m`` (a profile's ``verify_m``) capped at those images (:func:`dovlib.sscl.query_count`)."""
+    idx = verification_set(x_test, y_test, target, query_count(y_test, target, m, default_m), seed)
     v = verify_model(model, x_test[idx], trigger, target, tau, alpha)
     return {"BA": evaluate(model, x_test, y_test), "WSR": attack_success(model, x_test, y_test, trigger, target),
             "delta_p": v.delta_p, "p_value": v.p_value, "verified": bool(v.verified)}

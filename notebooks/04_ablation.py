@@ -88,7 +88,7 @@ def measure(eps_i, rate_i):
     def compute():
         run = run_sscl(ds, cfg, arch=arch, eps=eps_i, rate=rate_i, target=target, seed=seed,
                        perceptual=perceptual, key=key)
-        return ownership_metrics(run.suspect.model, ds.x_test, ds.y_test, run.trigger, target, cfg.verify_m)
+        return ownership_metrics(run.suspect.model, ds.x_test, ds.y_test, run.trigger, target, default_m=cfg.verify_m)
 
     return cached(NOTEBOOK, params, compute, recompute=recompute, **context)
 

@@ -86,7 +86,7 @@ def compute():
     run = run_sscl(ds, cfg, arch=arch, eps=eps, rate=rate, target=target, seed=seed,
                    perceptual=perceptual, key=key)
     evaluate_fn = lambda model: ownership_metrics(model, ds.x_test, ds.y_test, run.trigger, target,  # noqa: E731
-                                                  cfg.verify_m)
+                                                  default_m=cfg.verify_m)
     # the thief's benign data: a stratified share of the CLEAN training set
     idx = stratified_subsample(ds.y_train, max(ds.num_classes, int(round(finetune_share * len(ds.y_train)))),
                                seed=seed + 7)

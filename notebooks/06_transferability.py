@@ -82,7 +82,8 @@ for sur in arch_list:
         def compute(sur=sur, sus=sus):
             run = run_sscl(ds, cfg, arch=sus, surrogate_arch=sur, eps=eps, rate=rate, target=target, seed=seed,
                            perceptual=perceptual, key=key)
-            return ownership_metrics(run.suspect.model, ds.x_test, ds.y_test, run.trigger, target, cfg.verify_m)
+            return ownership_metrics(run.suspect.model, ds.x_test, ds.y_test, run.trigger, target,
+                                     default_m=cfg.verify_m)
 
         rec = cached(NOTEBOOK, params, compute, recompute=recompute, **context)
         rows.append({"surrogate": sur, "suspect": sus, **rec["metrics"]})

@@ -70,3 +70,20 @@ def test_ownership_metrics_detects_a_real_backdoor_and_not_a_clean_model():
     assert m_marked["WSR"] > 0.8 and m_marked["verified"] and m_marked["p_value"] < 0.01
     assert not m_clean["verified"] and m_clean["WSR"] < m_marked["WSR"]
     assert 0 <= m_clean["BA"] <= 1 and set(m_clean) == {"BA", "WSR", "delta_p", "p_value", "verified"}
+
+
+def test_ownership_metrics_never_cuts_an_explicit_m():
+    ds = load_dataset("synthetic", num_classes=4, n_train=40, n_test=40, image_size=8, seed=2)
+    target = 1
+    n_other = int((ds.y_test != target).sum())
+    model = build_model("resnet18", 4, width=4).eval()
+
+    def trigger(x):
+        return x
+
+    # an explicit m above the non-target test images is refused, naming the range (it was quietly cut down)
+    with pytest.raises(ValueError, match=r"m must be .*" + str(n_other)):
+        ownership_metrics(model, ds.x_test, ds.y_test, trigger, target, m=n_other + 1)
+    # m None: the profile's default, capped at those images, so a small test set runs on its defaults
+    got = ownership_metrics(model, ds.x_test, ds.y_test, trigger, target, default_m=10_000)
+    assert got["delta_p"] == pytest.approx(0.0, abs=1e-6) and not got["verified"]
