@@ -94,6 +94,7 @@ class SSCLGenerator(nn.Module):
         self.depth, self.width = check_int("depth", depth, 1, 6), check_int("width", width, 1, 1024)
         self.unet = UNet(in_channels + self.key_channels, in_channels, depth, width)
         self._patterns: dict = {}
+        self.meta: dict = {}  # target, seed, data, training settings: set by train_generator, kept by save/load
 
     def settings(self) -> dict:
         return {"in_channels": self.in_channels, "eps": self.eps, "key_channels": self.key_channels,
@@ -136,12 +137,15 @@ class SSCLGenerator(nn.Module):
         return torch.cat(out) if out else x.clone()
 
     def save(self, path, **meta) -> Path:
-        """Save weights and settings (eps, key, architecture) with ``meta`` (target, data, seed, ...). The file holds
+        """Save weights and settings (eps, key, architecture) with ``G.meta`` updated by ``meta`` (target, seed, data
+        hash and training settings, which :func:`train_generator` records, so a plain ``G.save(path)`` keeps them;
+        ``meta`` adds or replaces entries). The file holds
         the owner's secret key (the generator needs it to mark and verify): keep it private, as the cache under
         ``runs/sscl`` is; what is published (:func:`save_watermarked`) holds only the key's hash."""
         path = Path(path)
         _save_atomic({"state": self.state_dict(), "settings": self.settings(), "key": self.key,
-                      "key_hash": key_hash(self.key), "meta": meta, "format": "dovlib-sscl-generator/1"}, path)
+                      "key_hash": key_hash(self.key), "meta": {**self.meta, **meta},
+                      "format": "dovlib-sscl-generator/1"}, path)
         return path
 
     @classmethod
@@ -312,6 +316,7 @@ def train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, conf
         q.requires_grad_(g)
     G.eval()
     G.history, G.wall_time = history, wall + time.perf_counter() - t0
+    G.meta = {"target": cfg.target, "seed": cfg.seed, "config": cfg.public(), "data": data_hash(x, y)}
     return G, history
 
 

@@ -14,6 +14,7 @@ from dovlib.params import get_profile
 from dovlib.perceptual import PerceptualWeightsMissing
 from dovlib.sscl import (GeneratorConfig, SSCLGenerator, get_or_train_generator, key_hash, load_watermarked,
                          save_watermarked, train_generator, watermark_dataset)
+from dovlib.train import data_hash
 from dovlib.watermarks import get_watermark
 
 
@@ -128,6 +129,17 @@ def test_generator_training_lowers_both_attack_losses():
     assert f.training and all(q.requires_grad for q in f.parameters())
     with pytest.raises(ValueError, match="target must be a class index in \\[0, 3\\]"):
         train_generator(f, ds.x_train, ds.y_train, GeneratorConfig(target=4, iters=1, batch=4), progress=False)
+
+
+def test_a_trained_generator_saved_plainly_keeps_target_seed_and_data(tmp_path):
+    ds = load_dataset("synthetic", num_classes=4, n_train=40, n_test=8, image_size=8)
+    f = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4))
+    cfg = GeneratorConfig(eps=16 / 255, target=2, key=9, seed=4, iters=2, batch=4, perceptual="mse", width=4, depth=1)
+    g, _ = train_generator(f, ds.x_train, ds.y_train, cfg, device="cpu", progress=False)
+    h = SSCLGenerator.load(g.save(tmp_path / "g.pt"))  # no meta given: the owner's settings are still there
+    assert (h.meta["target"], h.meta["seed"], h.meta["data"]) == (2, 4, data_hash(ds.x_train, ds.y_train))
+    assert h.meta["config"]["key_hash"] == key_hash(9) and "key" not in h.meta["config"]
+    assert SSCLGenerator.load(g.save(tmp_path / "g2.pt", dataset="toy")).meta["dataset"] == "toy"
 
 
 def test_get_or_train_generator_caches_and_resumes():
