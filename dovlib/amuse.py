@@ -251,6 +251,9 @@ class AmuseCodec(Codec):
         self.n = check_int("n", n, 1, self.message_bits)  # n > L would leave empty chunks
         self.k = check_int("k", k, 1, self.n)
         self.chunk_bits = -(-self.message_bits // self.n)
+        # chunks holding at least one message bit; the rest are zero padding (e.g. L = 10, n = 7: chunks 5 and 6),
+        # which decoding never needs
+        self.data_chunks = -(-self.message_bits // self.chunk_bits)
         self.combinations = math.comb(self.n, self.k)
         self.ordering_bits = ceil_log2(self.combinations)
         if self.ordering_bits > MAX_ORDERING_BITS:  # the index is packed in int64; choose_nk never comes close
@@ -310,8 +313,8 @@ class AmuseCodec(Codec):
         return PartialDecode(bits, known, bool(known.all()))
 
     def missing_chunks(self, sub_messages) -> list[int]:
-        """Chunks no received sub-message holds."""
-        return np.flatnonzero(self._votes(sub_messages)[1] == 0).tolist()
+        """Chunks holding message bits that no received sub-message holds (all-padding chunks are never missing)."""
+        return np.flatnonzero(self._votes(sub_messages)[1][: self.data_chunks] == 0).tolist()
 
     def _missing(self, result):
         chunks = sorted({i // self.chunk_bits for i in np.flatnonzero(~result.known)})
@@ -326,6 +329,7 @@ class AmuseCodec(Codec):
         combos = self._combos(labels)
         holding = np.zeros(self.n, np.int64)
         np.add.at(holding, combos.reshape(-1), 1)
+        holding = holding[: self.data_chunks]  # all-padding chunks are not needed to rebuild the message
         if (holding == 0).any():
             return None
         return int(num_samples - holding.min() + 1)  # every image lacking the rarest chunk, plus one

@@ -126,6 +126,26 @@ def test_missing_chunks_are_explicit_in_partial_decode():
     assert codec.missing_chunks(subs[idx != 2]) == [2]
 
 
+def test_all_padding_chunks_are_not_needed():
+    # L = 10, n = 7: chunks of 2 bits, so chunks 5 and 6 hold only the zero padding (bits 10-13)
+    codec = AmuseCodec(10, 7, 1)
+    assert codec.chunk_bits == 2 and codec.data_chunks == 5
+    msg = random_message(10, seed=4)
+    subs = codec.encode(msg, 70)  # 10 images per chunk
+    labels = subs[:, -codec.ordering_bits:] @ (1 << np.arange(codec.ordering_bits)[::-1])
+    data_only = subs[labels < 5]
+    assert np.array_equal(codec.decode(data_only), msg) and codec.missing_chunks(data_only) == []
+    # the worst subset lacking a message-bearing chunk: the 60 images without chunk 0 (it counted the padding
+    # chunks as the rarest before, which gives the same 61 here but overstated it when they were rarer)
+    assert codec.min_leak_count(70) == 61
+    assert codec.missing_chunks(subs[labels != 0]) == [0]
+    # seed 4, 13 images: every message-bearing chunk is held twice and padding chunk 6 once; any 12 images
+    # hold the message (counting chunk 6 as needed gave 13, i.e. all of them)
+    codec = AmuseCodec(10, 7, 1, seed=4)
+    assert np.bincount(codec.assignment(13), minlength=7).tolist() == [2, 2, 2, 2, 2, 2, 1]
+    assert codec.min_leak_count(13) == 12
+
+
 def test_corrupted_ordering_index_is_dropped():
     codec = AmuseCodec(30, 5, 2)  # C = 10, 4 ordering bits: 10..15 are invalid
     msg = random_message(30, seed=2)
