@@ -153,6 +153,7 @@ class BadNetsCNN(nn.Module):
         self.normalize = _normalize_for(in_channels)
         self.conv1 = nn.Conv2d(in_channels, c1, 5)
         self.conv2 = nn.Conv2d(c1, c2, 5)
+        self.image_size = image_size
         side = ((image_size - 4) // 2 - 4) // 2
         self.fc1 = nn.Linear(c2 * side * side, 512)
         self.fc2 = nn.Linear(512, num_classes)
@@ -168,6 +169,10 @@ class BadNetsCNN(nn.Module):
         return self.conv2
 
     def forward(self, x):
+        if tuple(x.shape[-2:]) != (self.image_size, self.image_size):  # fc1 is sized for one input size
+            raise ValueError(f"badnets_cnn was built for {self.image_size}x{self.image_size} images (image_size="
+                             f"{self.image_size}); got {tuple(x.shape[-2:])}: build it with image_size="
+                             f"{x.shape[-1]} (square images of at least 16 pixels)")
         x = F.avg_pool2d(self.features(x), 2).flatten(1)
         return self.fc2(F.relu(self.fc1(x)))
 
@@ -176,13 +181,15 @@ ARCHS = {"resnet18": resnet18, "resnet34": resnet34, "vgg16": vgg16, "vgg19": vg
 
 
 def build_model(arch: str, num_classes: int = 10, in_channels: int = 3, width: int = 64,
-                image_size: int = 32) -> nn.Module:
-    """Build a classifier by name (one of ``ARCHS``)."""
+                image_size: int | None = None) -> nn.Module:
+    """Build a classifier by name (one of ``ARCHS``). ``image_size`` matters only for ``badnets_cnn``, whose dense
+    layer is sized for it (default 28, MNIST's); the ResNets and VGGs pool globally and take any size."""
     if arch not in ARCHS:
         raise ValueError(f"arch must be one of {sorted(ARCHS)}; got {arch!r}")
     if width < 1:
         raise ValueError(f"width must be >= 1; got {width}")
     if arch == "badnets_cnn":
+        image_size = 28 if image_size is None else image_size
         if image_size < 16:
             raise ValueError(f"image_size must be >= 16 for badnets_cnn; got {image_size}")
         return BadNetsCNN(num_classes, in_channels, width, image_size)

@@ -26,6 +26,11 @@ def test_badnets_cnn_mnist():
     assert m(torch.rand(3, 1, 28, 28)).shape == (3, 10)
     with pytest.raises(ValueError, match="image_size"):
         build_model("badnets_cnn", image_size=8)
+    # MNIST's 28x28 by default; another size is refused with the fix named, not a matmul shape error
+    m = build_model("badnets_cnn", in_channels=1).eval()
+    assert m(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    with pytest.raises(ValueError, match=r"built for 28x28 images .*build it with image_size=32"):
+        m(torch.rand(2, 1, 32, 32))
 
 
 def test_model_normalises_inside():
