@@ -26,6 +26,7 @@ __all__ = [
     "PRECISIONS",
     "parse_overrides",
     "get_profile",
+    "canonical_profile",
     "parse_fraction",
     "parse_eps",
     "parse_rate",
@@ -150,9 +151,22 @@ def get_profile(name: str, **overrides) -> Profile:
     return profile.with_overrides(**overrides)
 
 
+def canonical_profile(name: str) -> str:
+    """The one spelling of a profile string: spaces dropped, overrides sorted by field, values as parsed
+    (``"quick: lr=5e-2, epochs=10"`` -> ``"quick:epochs=10,lr=0.05"``). Records and run tags are keyed by it, so
+    two spellings of one budget find the same results. Invalid strings raise as :func:`get_profile` does."""
+    get_profile(name)  # validates base and overrides, with get_profile's messages
+    base, _, spec = name.partition(":")
+    overrides = parse_overrides(spec, PROFILES[base.strip()])
+    if not overrides:
+        return base.strip()
+    return base.strip() + ":" + ",".join(f"{k}={v!r}" if isinstance(v, float) else f"{k}={v}"
+                                         for k, v in sorted(overrides.items()))
+
+
 def parse_overrides(spec: str, profile: Profile) -> dict:
     """``"epochs=10,width=16,device=cpu,n_train=None"`` -> typed field values of ``profile`` (errors name the field
-    and the known fields)."""
+    and the known fields; a field given twice is refused, since which value counts would be a guess)."""
     out: dict = {}
     known = profile.to_dict()
     for item in filter(None, (p.strip() for p in spec.split(","))):
@@ -160,6 +174,8 @@ def parse_overrides(spec: str, profile: Profile) -> dict:
         if not eq or key not in known or key == "name":
             raise ValueError(f"profile override {item!r} must be field=value with field one of "
                              f"{sorted(k for k in known if k != 'name')}")
+        if key in out:
+            raise ValueError(f"profile override {key} is given twice in {spec!r}: give each field once")
         if text in ("None", "none", "all") and key in ("n_train", "n_test"):
             out[key] = None
             continue

@@ -132,7 +132,17 @@ def start_notebook(profile: str, seed: int | None = None, device="auto", note: s
 
 def record_key(params: dict) -> str:
     """The canonical text of a parameter set (sorted keys): how records and run folders are found again. NumPy and
-    torch scalars are keyed as the numbers metrics.json stores (``np.int64(1)`` and ``1`` are the same set)."""
+    torch scalars are keyed as the numbers metrics.json stores (``np.int64(1)`` and ``1`` are the same set), and a
+    ``profile`` string by its canonical spelling (:func:`dovlib.params.canonical_profile`: ``"quick: epochs=10"``
+    and ``"quick:epochs=10"`` are the same set)."""
+    profile = params.get("profile") if isinstance(params, dict) else None
+    if isinstance(profile, str):
+        from .params import canonical_profile
+
+        try:
+            params = {**params, "profile": canonical_profile(profile)}
+        except ValueError:  # a string this dovlib does not read as a profile: keyed as written
+            pass
     return json.dumps(params, sort_keys=True, default=_key_default)
 
 

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .data import REPO_ROOT
-from .params import check_int, get_profile
+from .params import canonical_profile, check_int
 from .report import _atomic_write, file_lock, record_key, reports_dir, reports_env
 
 __all__ = ["NOTEBOOK_GLOB", "RunResult", "kernel_start_failed", "find_notebooks", "notebook_parameters", "source_hash",
@@ -288,9 +288,11 @@ def reproduce(profile: str = "smoke", notebooks: list[str | Path] | None = None,
     ``runs/sscl`` cache are trained once). Returns one :class:`RunResult` per notebook, in the notebooks' order;
     failures are returned, not raised. ``reports`` holds for this call only (``$DOVLIB_REPORTS`` is restored).
     """
-    get_profile(profile)  # a known profile, optionally with overrides ("quick:device=cpu,epochs=10")
+    # a known profile, optionally with overrides ("quick:device=cpu,epochs=10"), in its one spelling, so the
+    # executed notebook's name and its up-to-date check do not depend on spaces or the order of the overrides
+    profile = canonical_profile(profile)
     if extra and "profile" in extra:  # -p profile ... overrides --profile: checked here too, not in each kernel
-        get_profile(extra["profile"])
+        extra = {**extra, "profile": canonical_profile(extra["profile"])}
     paths = [Path(p) for p in notebooks] if notebooks is not None else find_notebooks()
     jobs = check_int("jobs", jobs, 1)
     if extra:  # a name no selected notebook declares is a typo, not something to drop silently

@@ -21,7 +21,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from .params import check_choice, check_int, get_profile
+from .params import canonical_profile, check_choice, check_int
 from .reproduce import RunResult, cached_result, exit_on_sigterm, notebook_parameters, run_notebook, run_tag
 from .report import RUN_TAG_ENV, reports_dir, reports_env, runs_dir
 
@@ -144,13 +144,13 @@ def sweep(notebook: str | Path, grid: dict | list, *, profile: str = "smoke", ex
     if not path.is_file():
         raise ValueError(f"notebook {str(notebook)!r} does not exist")
     check_choice("executor", executor, EXECUTORS)
-    get_profile(profile)  # a known profile, optionally with overrides ("quick:device=cpu,epochs=10")
+    profile = canonical_profile(profile)  # a known profile, optionally with overrides ("quick:device=cpu,epochs=10")
     grid = parse_grid(grid)
     declared = notebook_parameters(path)
     if "profile" in declared:
         grid.setdefault("profile", [profile])
-    for prof in grid.get("profile", []):  # -p profile a,b: each checked here, not once per failed kernel
-        get_profile(prof)
+    if "profile" in grid:  # -p profile a,b: each checked here (not once per failed kernel), one job per spelling
+        grid["profile"] = list(dict.fromkeys(canonical_profile(p) for p in grid["profile"]))
     unknown = [n for n in grid if n not in declared]
     if unknown:
         raise ValueError(f"parameter {unknown[0]} is not in {path.name}'s parameters cell; allowed: {sorted(declared)}")

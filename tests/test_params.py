@@ -96,6 +96,22 @@ def test_profile_overrides_in_the_name():
         get_profile(3)
 
 
+def test_canonical_profile_is_one_spelling_per_budget():
+    from dovlib.params import canonical_profile, get_profile
+
+    assert canonical_profile("quick: lr=5e-2, epochs=10") == canonical_profile("quick:epochs=10,lr=0.05") == \
+        "quick:epochs=10,lr=0.05"
+    assert canonical_profile(" smoke ") == canonical_profile("smoke:") == "smoke"
+    assert canonical_profile("smoke:n_train=all") == "smoke:n_train=None"
+    spec = canonical_profile("quick:width=16,device=cpu")
+    assert spec == "quick:device=cpu,width=16" and get_profile(spec) == get_profile("quick:width=16,device=cpu")
+    # a field given twice was read as its last value; now it is refused
+    with pytest.raises(ValueError, match=r"profile override epochs is given twice in 'epochs=10,epochs=20'"):
+        get_profile("quick:epochs=10,epochs=20")
+    with pytest.raises(ValueError, match="profile"):
+        canonical_profile("fast")
+
+
 def test_profile_precision_defaults_to_auto_and_is_checked():
     assert all(p.precision == "auto" for p in PROFILES.values())
     assert get_profile("quick:device=cpu,precision=bf16").precision == "bf16"

@@ -57,6 +57,17 @@ def test_numpy_parameters_find_their_record_again():
     assert report.find_record("04_ablation", {"seed": np.int64(1), "rate": 0.1})["metrics"]["wsr"] == 0.6
 
 
+def test_two_spellings_of_one_profile_find_one_record():
+    report.write_record("04_ablation", {"profile": "quick: epochs=10,device=cpu", "seed": 1}, {"wsr": 0.4})
+    report.write_record("04_ablation", {"profile": "quick:device=cpu,epochs=10", "seed": 1}, {"wsr": 0.6})
+    assert len(report.load_records("04_ablation")) == 1
+    assert report.find_record("04_ablation", {"profile": "quick:epochs=10, device=cpu", "seed": 1})[
+        "metrics"]["wsr"] == 0.6
+    # other budgets stay apart; a string that is not a profile is keyed as written
+    assert report.find_record("04_ablation", {"profile": "quick:device=cpu,epochs=11", "seed": 1}) is None
+    assert report.record_key({"profile": "fast"}) == '{"profile": "fast"}'
+
+
 def test_save_fig_png_and_svg():
     fig, ax = plt.subplots()
     ax.plot([0, 1])

@@ -93,6 +93,13 @@ def test_sweep_rejects_bad_inputs(tmp_path, reports):
         sweep.sweep(nb, [("eps", "1/255"), ("profile", "smoke,quik")], progress=False)
 
 
+def test_two_spellings_of_one_profile_are_one_job(tmp_path, reports):
+    nb = make_notebook(tmp_path, "05_plain", PLAIN_CODE)
+    spellings = "\"quick:epochs=2, device=cpu\",'quick:device=cpu,epochs=2'"
+    results = sweep.sweep(nb, [("rate", "3"), ("profile", spellings)], progress=False, index=False)
+    assert [(r.status, r.parameters["profile"]) for r in results] == [("ok", "quick:device=cpu,epochs=2")]
+
+
 @pytest.mark.slow
 def test_local_pool_sweep_merges_records_and_reuses(tmp_path, reports):
     nb = make_notebook(tmp_path, "04_ablation", RECORD_CODE)
