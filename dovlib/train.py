@@ -218,15 +218,13 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024, de
     was_training = model.training
     model.eval()
     outs = []
-    for i in range(0, len(x), batch_size):
+    for i in range(0, max(len(x), 1), batch_size):  # zero images: one empty batch, so the shape is (0, classes)
         xb = to_float(x[i:i + batch_size].to(dev, non_blocking=True))
         if dev.type == "cuda":
             xb = xb.contiguous(memory_format=torch.channels_last)
         with _autocast(dev, amp):
             outs.append(model(xb).float().cpu())
     model.train(was_training)
-    if not outs:
-        return torch.empty(0, 0)
     return torch.cat(outs)
 
 
@@ -341,6 +339,12 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
         if state.get("fingerprint") != cfg.fingerprint() or state.get("n_train") != n:
             raise ValueError(f"checkpoint {ckpt_path} was written with other training settings or data "
                              f"({state.get('fingerprint')} vs {cfg.fingerprint()}); delete it or pass another path")
+        precision = "bf16" if _bf16_on(device.type, cfg.amp, cfg.cpu_bf16) else "fp32"
+        if state.get("precision", precision) != precision:  # e.g. an fp32 CPU run resumed on CUDA, where amp is bf16
+            warnings.warn(f"checkpoint {ckpt_path} trained its {state['epoch']} epoch(s) in {state['precision']}; "
+                          f"the rest run in {precision} on {device}: the model mixes precisions, unlike an "
+                          f"uninterrupted run (resume on the same kind of device, or delete it to train in one)",
+                          stacklevel=2)
         if "data_hash" not in state:
             warnings.warn(f"checkpoint {ckpt_path} predates dovlib's data check (it holds no data hash): resumed, "
                           f"but this run cannot confirm it was trained on these {n} images; delete it to retrain",
@@ -415,7 +419,8 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
                           "generator": gen.get_state(), "aug_generator": aug_gen.get_state(), "epoch": epoch + 1,
                           "history": result.history,
                           "wall_time": result.wall_time, "images_seen": result.images_seen,
-                          "fingerprint": cfg.fingerprint(), "n_train": n, "config": asdict(cfg), **origin},
+                          "fingerprint": cfg.fingerprint(), "n_train": n, "config": asdict(cfg),
+                          "precision": "bf16" if _bf16_on(device.type, cfg.amp, cfg.cpu_bf16) else "fp32", **origin},
                          ckpt_path)
     bar.close()
     model.eval()

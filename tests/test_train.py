@@ -1,3 +1,5 @@
+import warnings
+
 import pytest
 import torch
 
@@ -83,6 +85,23 @@ def test_checkpoint_without_data_hash_is_resumed_with_a_warning(ds, tmp_path):
         old = fit(_model(4), ds.x_train, ds.y_train, checkpoint=ckpt, **kw)
     assert old.resumed_from_epoch == 1
     assert all(torch.equal(a, b) for a, b in zip(old.model.parameters(), first.model.parameters()))
+
+
+def test_a_checkpoint_resumed_in_another_precision_warns(ds, tmp_path):
+    # the device is not part of the settings' fingerprint (a run may move), so an fp32 CPU checkpoint resumes on
+    # CUDA, where amp trains in bf16: never silently. Here the checkpoint says bf16 and the CPU resumes in fp32.
+    kw = dict(epochs=1, batch_size=64, lr=0.05, progress=False, device="cpu")
+    ckpt = tmp_path / "ck.pt"
+    fit(_model(3), ds.x_train, ds.y_train, checkpoint=ckpt, **kw)
+    state = torch.load(ckpt, weights_only=False)
+    assert state["precision"] == "fp32"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same precision: no warning
+        assert fit(_model(4), ds.x_train, ds.y_train, checkpoint=ckpt, **kw).resumed_from_epoch == 1
+    torch.save({**state, "precision": "bf16"}, ckpt)
+    with pytest.warns(UserWarning, match=r"trained its 1 epoch\(s\) in bf16; the rest run in fp32 on cpu: the model "
+                                         r"mixes precisions"):
+        fit(_model(4), ds.x_train, ds.y_train, checkpoint=ckpt, **kw)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -380,3 +399,11 @@ def test_evaluate_refuses_labels_of_another_length():
         evaluate(model, x, torch.tensor([0]))  # was broadcast against all 8 predictions
     with pytest.raises(ValueError, match="x has 8 images but y has 7 labels"):
         evaluate(model, x, list(range(7)))
+
+
+def test_predictions_on_zero_images_keep_the_class_axis(ds):
+    model = _model(3)
+    assert predict_logits(model, ds.x_test[:0]).shape == (0, 4)  # was (0, 0)
+    assert predict_proba(model, ds.x_test[:0]).shape == (0, 4)
+    assert torch.allclose(predict_logits(model, ds.x_test[:5], batch_size=2), predict_logits(model, ds.x_test[:5]),
+                          atol=1e-5)
