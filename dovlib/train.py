@@ -332,6 +332,7 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
     # Checkpoints written before the data hash was recorded lack it: resumed (the cache keys its data already), with a
     # warning that this run cannot confirm the data.
     origin = {"data_hash": data_hash(x_train, y_train)} if ckpt_path else {}
+    precision = "bf16" if _bf16_on(device.type, cfg.amp, cfg.cpu_bf16) else "fp32"  # recorded in checkpoints
     if ckpt_path and checkpoint_key is not None:
         origin["checkpoint_key"] = str(checkpoint_key)
     if ckpt_path and ckpt_path.is_file():
@@ -339,12 +340,13 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
         if state.get("fingerprint") != cfg.fingerprint() or state.get("n_train") != n:
             raise ValueError(f"checkpoint {ckpt_path} was written with other training settings or data "
                              f"({state.get('fingerprint')} vs {cfg.fingerprint()}); delete it or pass another path")
-        precision = "bf16" if _bf16_on(device.type, cfg.amp, cfg.cpu_bf16) else "fp32"
-        if state.get("precision", precision) != precision:  # e.g. an fp32 CPU run resumed on CUDA, where amp is bf16
-            warnings.warn(f"checkpoint {ckpt_path} trained its {state['epoch']} epoch(s) in {state['precision']}; "
-                          f"the rest run in {precision} on {device}: the model mixes precisions, unlike an "
+        # e.g. an fp32 CPU run resumed on CUDA, where amp is bf16; a finished checkpoint only loads: no warning
+        if state.get("precision", precision) != precision and state["epoch"] < cfg.epochs:
+            warnings.warn(f"checkpoint {ckpt_path} trained its {state['epoch']} epoch(s) in {state['precision']} "
+                          f"precision; the rest run in {precision} on {device}: the model mixes precisions, unlike an "
                           f"uninterrupted run (resume on the same kind of device, or delete it to train in one)",
                           stacklevel=2)
+            precision = "mixed"  # what later checkpoints of this run record
         if "data_hash" not in state:
             warnings.warn(f"checkpoint {ckpt_path} predates dovlib's data check (it holds no data hash): resumed, "
                           f"but this run cannot confirm it was trained on these {n} images; delete it to retrain",
@@ -420,7 +422,7 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
                           "history": result.history,
                           "wall_time": result.wall_time, "images_seen": result.images_seen,
                           "fingerprint": cfg.fingerprint(), "n_train": n, "config": asdict(cfg),
-                          "precision": "bf16" if _bf16_on(device.type, cfg.amp, cfg.cpu_bf16) else "fp32", **origin},
+                          "precision": precision, **origin},
                          ckpt_path)
     bar.close()
     model.eval()

@@ -90,18 +90,25 @@ def test_checkpoint_without_data_hash_is_resumed_with_a_warning(ds, tmp_path):
 def test_a_checkpoint_resumed_in_another_precision_warns(ds, tmp_path):
     # the device is not part of the settings' fingerprint (a run may move), so an fp32 CPU checkpoint resumes on
     # CUDA, where amp trains in bf16: never silently. Here the checkpoint says bf16 and the CPU resumes in fp32.
-    kw = dict(epochs=1, batch_size=64, lr=0.05, progress=False, device="cpu")
+    kw = dict(epochs=2, batch_size=64, lr=0.05, progress=False, device="cpu", checkpoint_every=0)
     ckpt = tmp_path / "ck.pt"
-    fit(_model(3), ds.x_train, ds.y_train, checkpoint=ckpt, **kw)
+
+    def interrupt(model, epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt  # after epoch 1's checkpoint
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(_model(3), ds.x_train, ds.y_train, checkpoint=ckpt, callbacks=[interrupt], **kw)
     state = torch.load(ckpt, weights_only=False)
-    assert state["precision"] == "fp32"
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # the same precision: no warning
-        assert fit(_model(4), ds.x_train, ds.y_train, checkpoint=ckpt, **kw).resumed_from_epoch == 1
+    assert (state["epoch"], state["precision"]) == (1, "fp32")
     torch.save({**state, "precision": "bf16"}, ckpt)
-    with pytest.warns(UserWarning, match=r"trained its 1 epoch\(s\) in bf16; the rest run in fp32 on cpu: the model "
-                                         r"mixes precisions"):
-        fit(_model(4), ds.x_train, ds.y_train, checkpoint=ckpt, **kw)
+    with pytest.warns(UserWarning, match=r"trained its 1 epoch\(s\) in bf16 precision; the rest run in fp32 on cpu: "
+                                         r"the model mixes precisions"):
+        assert fit(_model(4), ds.x_train, ds.y_train, checkpoint=ckpt, **kw).resumed_from_epoch == 1
+    assert torch.load(ckpt, weights_only=False)["precision"] == "mixed"  # and says so from then on
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a finished checkpoint only loads (no epoch runs): no warning
+        assert fit(_model(4), ds.x_train, ds.y_train, checkpoint=ckpt, **kw).resumed_from_epoch == 2
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
