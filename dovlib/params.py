@@ -152,12 +152,14 @@ def get_profile(name: str, **overrides) -> Profile:
 
 
 def canonical_profile(name: str) -> str:
-    """The one spelling of a profile string: spaces dropped, overrides sorted by field, values as parsed
-    (``"quick: lr=5e-2, epochs=10"`` -> ``"quick:epochs=10,lr=0.05"``). Records and run tags are keyed by it, so
+    """The one spelling of a profile string: spaces dropped, overrides sorted by field, values as parsed, and
+    overrides equal to the profile's own value left out (``"quick: lr=5e-2, epochs=10"`` ->
+    ``"quick:epochs=10,lr=0.05"``; ``"quick:epochs=40"`` -> ``"quick"``). Records and run tags are keyed by it, so
     two spellings of one budget find the same results. Invalid strings raise as :func:`get_profile` does."""
     get_profile(name)  # validates base and overrides, with get_profile's messages
     base, _, spec = name.partition(":")
-    overrides = parse_overrides(spec, PROFILES[base.strip()])
+    own = PROFILES[base.strip()].to_dict()
+    overrides = {k: v for k, v in parse_overrides(spec, PROFILES[base.strip()]).items() if own[k] != v}
     if not overrides:
         return base.strip()
     return base.strip() + ":" + ",".join(f"{k}={v!r}" if isinstance(v, float) else f"{k}={v}"

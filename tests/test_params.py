@@ -103,6 +103,9 @@ def test_canonical_profile_is_one_spelling_per_budget():
         "quick:epochs=10,lr=0.05"
     assert canonical_profile(" smoke ") == canonical_profile("smoke:") == "smoke"
     assert canonical_profile("smoke:n_train=all") == "smoke:n_train=None"
+    # an override equal to the profile's own value is the same budget
+    assert canonical_profile("quick:epochs=40,n_train=None") == "quick" == canonical_profile("quick")
+    assert get_profile("quick:epochs=40") == get_profile("quick") and get_profile("quick").epochs == 40
     spec = canonical_profile("quick:width=16,device=cpu")
     assert spec == "quick:device=cpu,width=16" and get_profile(spec) == get_profile("quick:width=16,device=cpu")
     # a field given twice was read as its last value; now it is refused
