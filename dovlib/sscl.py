@@ -238,6 +238,7 @@ def train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, conf
     iterations) after ``checkpoint_every`` seconds since the last save, and an interrupted run resumes from it with
     the result of an uninterrupted one (the quick generator's 23 MB state took 30 ms to write on the build machine)."""
     cfg = config
+    data = data_hash(x, y)  # of the labels as given, as get_or_train_generator's cache key hashes them
     y = torch.as_tensor(y).long()
     num_classes = int(y.max()) + 1
     if not 0 <= cfg.target < num_classes:
@@ -316,7 +317,7 @@ def train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, conf
         q.requires_grad_(g)
     G.eval()
     G.history, G.wall_time = history, wall + time.perf_counter() - t0
-    G.meta = {"target": cfg.target, "seed": cfg.seed, "config": cfg.public(), "data": data_hash(x, y)}
+    G.meta = {"target": cfg.target, "seed": cfg.seed, "config": cfg.public(), "data": data}
     return G, history
 
 

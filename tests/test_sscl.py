@@ -135,9 +135,10 @@ def test_a_trained_generator_saved_plainly_keeps_target_seed_and_data(tmp_path):
     ds = load_dataset("synthetic", num_classes=4, n_train=40, n_test=8, image_size=8)
     f = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4))
     cfg = GeneratorConfig(eps=16 / 255, target=2, key=9, seed=4, iters=2, batch=4, perceptual="mse", width=4, depth=1)
-    g, _ = train_generator(f, ds.x_train, ds.y_train, cfg, device="cpu", progress=False)
+    y = ds.y_train.to(torch.int32)  # labels as given are hashed (as the cache key does), not after .long()
+    g, _ = train_generator(f, ds.x_train, y, cfg, device="cpu", progress=False)
     h = SSCLGenerator.load(g.save(tmp_path / "g.pt"))  # no meta given: the owner's settings are still there
-    assert (h.meta["target"], h.meta["seed"], h.meta["data"]) == (2, 4, data_hash(ds.x_train, ds.y_train))
+    assert (h.meta["target"], h.meta["seed"], h.meta["data"]) == (2, 4, data_hash(ds.x_train, y))
     assert h.meta["config"]["key_hash"] == key_hash(9) and "key" not in h.meta["config"]
     assert SSCLGenerator.load(g.save(tmp_path / "g2.pt", dataset="toy")).meta["dataset"] == "toy"
 
