@@ -4,6 +4,7 @@ import torch
 from dovlib.data import load_dataset
 from dovlib.models import build_model
 from dovlib.params import get_profile
+from dovlib import studies
 from dovlib.studies import PAPER_EPS, PAPER_RATES, cached, eps_label, grid, ownership_metrics
 from dovlib.train import fit
 
@@ -72,7 +73,7 @@ def test_ownership_metrics_detects_a_real_backdoor_and_not_a_clean_model():
     assert 0 <= m_clean["BA"] <= 1 and set(m_clean) == {"BA", "WSR", "delta_p", "p_value", "verified"}
 
 
-def test_ownership_metrics_never_cuts_an_explicit_m():
+def test_ownership_metrics_never_cuts_an_explicit_m(monkeypatch):
     ds = load_dataset("synthetic", num_classes=4, n_train=40, n_test=40, image_size=8, seed=2)
     target = 1
     n_other = int((ds.y_test != target).sum())
@@ -85,5 +86,11 @@ def test_ownership_metrics_never_cuts_an_explicit_m():
     with pytest.raises(ValueError, match=r"m must be .*" + str(n_other)):
         ownership_metrics(model, ds.x_test, ds.y_test, trigger, target, m=n_other + 1)
     # m None: the profile's default, capped at those images, so a small test set runs on its defaults
+    drawn = []
+    real = studies.verification_set
+    monkeypatch.setattr(studies, "verification_set", lambda *a: drawn.append(a[3]) or real(*a))
     got = ownership_metrics(model, ds.x_test, ds.y_test, trigger, target, default_m=10_000)
     assert got["delta_p"] == pytest.approx(0.0, abs=1e-6) and not got["verified"]
+    ownership_metrics(model, ds.x_test, ds.y_test, trigger, target, default_m=5)
+    ownership_metrics(model, ds.x_test, ds.y_test, trigger, target, m=7, default_m=5)
+    assert drawn == [n_other, 5, 7]
