@@ -89,6 +89,7 @@ class NotebookReport:
     records: list = field(default_factory=list)
     tables: list = field(default_factory=list)
     figures: list = field(default_factory=list)  # (name, png relative path, svg relative path or "", base64 png)
+    figure_context: dict = field(default_factory=dict)  # name -> figures.json entry (context the run gave, written)
     runs: list = field(default_factory=list)  # stamps.json entries, newest first
 
     @property
@@ -165,6 +166,8 @@ def collect(reports: str | Path | None = None) -> list[NotebookReport]:
                     context.pop(detail, None)
             nb.tables.append(Table(name, entry.get("caption", ""), df, comparison, context, f"{d.name}/{path.name}",
                                    entry.get("written", "")))
+        if (d / "figures.json").is_file():
+            nb.figure_context = json.loads((d / "figures.json").read_text())
         for png in sorted(d.glob("*.png")):
             svg = png.with_suffix(".svg")
             nb.figures.append((png.stem, f"{d.name}/{png.name}", f"{d.name}/{svg.name}" if svg.is_file() else "",
@@ -250,8 +253,13 @@ def coverage(notebooks: list[NotebookReport], items=PAPER_ITEMS):
             t = max(reversed(matches), key=lambda t: t.written) if matches else None
             found, ctx = t is not None, (t.context if t is not None else {})
             saved = t.name if t is not None else saved
-        elif nb is not None:
-            found, ctx = any(_is_output(f[0], it.name) for f in nb.figures), nb.latest
+        elif nb is not None:  # the newest of a sweep's tagged figures, with the context its run gave
+            names = [f[0] for f in nb.figures if _is_output(f[0], it.name)]
+            found = bool(names)
+            if found:
+                name = max(reversed(names), key=lambda n: nb.figure_context.get(n, {}).get("written", ""))
+                own = {k: v for k, v in nb.figure_context.get(name, {}).items() if k in CONTEXT_KEYS}
+                ctx = own if "profile" in own else nb.latest  # a figure saved without context: the newest record
         status = "MISSING" if not found else ("stale" if nb.all_failed else "present")  # files of an earlier run
         rows.append({"paper": it.paper, "item": it.item, "notebook": it.notebook, "output": f"{it.kind} {it.name}",
                      "status": status, "measured with": context_label(ctx) if found else "",

@@ -19,8 +19,8 @@ from pathlib import Path
 from .data import REPO_ROOT
 
 __all__ = ["reports_dir", "notebook_dir", "RUN_TAG_ENV", "artifact_name", "save_fig", "save_table", "runs_dir",
-           "run_dir", "env_info", "record_key", "load_records", "find_record", "write_record", "timer", "file_lock",
-           "reports_env", "start_notebook"]
+           "run_dir", "env_info", "run_context", "record_key", "load_records", "find_record", "write_record", "timer",
+           "file_lock", "reports_env", "start_notebook"]
 
 
 def reports_dir() -> Path:
@@ -73,16 +73,23 @@ def artifact_name(name: str) -> str:
     return f"{name}__{tag}" if tag else name
 
 
-def save_fig(fig, name: str, notebook: str, dpi: int = 150) -> list[Path]:
+def save_fig(fig, name: str, notebook: str, dpi: int = 150, **context) -> list[Path]:
     """Save a matplotlib figure as PNG and SVG under ``reports/<notebook>/`` at a fixed dpi; return the paths. The
-    file is named :func:`artifact_name` (``name``, or ``name__<tag>`` in a sweep job)."""
+    file is named :func:`artifact_name` (``name``, or ``name__<tag>`` in a sweep job). ``context`` (profile,
+    dataset, is_subset, device) is listed with the figure's time in ``reports/<notebook>/figures.json``, so the
+    report index says which run drew it; without it the index can only name the notebook's newest record."""
     d = notebook_dir(notebook)
     name = artifact_name(name)
     paths = []
-    for ext in ("png", "svg"):
-        p = d / f"{name}.{ext}"
-        fig.savefig(p, dpi=dpi, bbox_inches="tight")
-        paths.append(p)
+    manifest = d / "figures.json"
+    with file_lock(manifest):  # the files and their entry together: parallel sweep jobs never mix them
+        for ext in ("png", "svg"):
+            p = d / f"{name}.{ext}"
+            fig.savefig(p, dpi=dpi, bbox_inches="tight")
+            paths.append(p)
+        figures = json.loads(manifest.read_text()) if manifest.is_file() else {}
+        figures[name] = {**context, "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")}
+        _atomic_write(manifest, json.dumps(figures, indent=2, default=_jsonable))
     return paths
 
 
@@ -101,6 +108,16 @@ def env_info(device=None) -> dict:
     else:
         info["device_name"] = f"CPU ({os.cpu_count()} cores)"
     return info
+
+
+def run_context(profile: str, device, ds=None, **extra) -> dict:
+    """What a notebook's records, tables and figures say they were measured with: the profile string, the device
+    and its name, and with a dataset ``ds`` (:class:`dovlib.data.Dataset`) its name, whether it is a subset and
+    its description; ``extra`` adds entries (e.g. ``perceptual``)."""
+    ctx = {"profile": profile, "device": str(device), "device_name": env_info(device)["device_name"]}
+    if ds is not None:
+        ctx.update(dataset=ds.name, is_subset=ds.is_subset, dataset_note=ds.describe())
+    return {**ctx, **extra}
 
 
 def start_notebook(profile: str, seed: int | None = None, device="auto", note: str = ""):

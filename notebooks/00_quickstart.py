@@ -39,7 +39,7 @@ from dovlib.data import load_dataset
 from dovlib.models import build_model
 from dovlib.params import check_int, get_profile
 from dovlib.plotting import learning_curve
-from dovlib.report import env_info, save_fig, start_notebook, write_record
+from dovlib.report import env_info, run_context, save_fig, start_notebook, write_record
 from dovlib.train import TrainConfig, fit
 
 NOTEBOOK = "00_quickstart"
@@ -53,6 +53,7 @@ device = start_notebook(profile, seed, cfg.device)
 
 # %%
 ds = load_dataset(dataset).subsample(cfg.n_train, cfg.n_test, seed=seed)
+context = run_context(profile, device, ds)  # what figures say they were measured with
 print(ds.describe())
 
 # %% [markdown]
@@ -71,7 +72,7 @@ print(f"test accuracy {result.final['test_acc']:.4f} after {epochs} epochs, {wal
 
 # %%
 fig = learning_curve(result.history, title=f"{arch} on {ds.name} ({profile} profile)")
-save_fig(fig, "learning_curve", NOTEBOOK)
+save_fig(fig, "learning_curve", NOTEBOOK, **context)
 
 # %% [markdown]
 # ## Record

@@ -59,7 +59,7 @@ from dovlib.metrics import mean_psnr, ssim
 from dovlib.params import check_int, get_profile, parse_eps, parse_rate
 from dovlib.perceptual import lpips_available, perceptual_distance, require_perceptual
 from dovlib.plotting import image_grid
-from dovlib.report import env_info, save_fig, start_notebook, timer, write_record
+from dovlib.report import env_info, run_context, save_fig, start_notebook, timer, write_record
 from dovlib.train import evaluate, predict_logits
 
 NOTEBOOK = "01_train_generator"
@@ -81,6 +81,7 @@ print(f"eps = {eps * 255:.1f}/255, target {target}, perceptual measure: {percept
 
 # %%
 ds = load_dataset(dataset).subsample(cfg.n_train, cfg.n_test, seed=seed)
+context = run_context(profile, device, ds, perceptual=perceptual)  # what figures say they were measured with
 print(ds.describe())
 check_int("target", target, 0, ds.num_classes - 1)
 with timer() as t_sur:
@@ -106,7 +107,7 @@ hist = pd.DataFrame(G.meta["history"]).melt(id_vars="iter", var_name="term", val
 grid = sns.relplot(data=hist, x="iter", y="value", col="term", kind="line", height=2.6,
                    facet_kws={"sharey": False})
 grid.figure.suptitle(f"generator training ({profile}, {ds.name}, eps {eps * 255:.0f}/255, {perceptual})", y=1.04)
-save_fig(grid.figure, "generator_losses", NOTEBOOK)
+save_fig(grid.figure, "generator_losses", NOTEBOOK, **context)
 
 # %% [markdown]
 # ## What the watermark looks like
@@ -116,7 +117,7 @@ save_fig(grid.figure, "generator_losses", NOTEBOOK)
 show = ds.x_test[:8]
 marked = G.mark(show)
 fig = image_grid({"clean": show, "watermarked": marked, "residual (amplified)": sscl.amplified_residual(show, marked)})
-save_fig(fig, "clean_watermarked_residual", NOTEBOOK)
+save_fig(fig, "clean_watermarked_residual", NOTEBOOK, **context)
 
 # %% [markdown]
 # In JupyterLab the slider browses further samples (under papermill it just displays the first one).

@@ -54,7 +54,7 @@ from dovlib import sscl
 from dovlib.data import load_dataset
 from dovlib.params import check_int, get_profile, parse_eps, parse_rate
 from dovlib.perceptual import require_perceptual
-from dovlib.report import env_info, run_dir, save_fig, save_table, start_notebook, timer, write_record
+from dovlib.report import env_info, run_context, run_dir, save_fig, save_table, start_notebook, timer, write_record
 from dovlib.verify import evaluate_watermark, per_class_accuracy
 from dovlib.watermarks import select_indices
 
@@ -87,6 +87,7 @@ device = start_notebook(profile, seed, cfg.device)
 
 # %%
 ds = load_dataset(dataset).subsample(cfg.n_train, cfg.n_test, seed=seed)
+context = run_context(profile, device, ds, perceptual=perceptual)  # what figures say they were measured with
 print(ds.describe())
 check_int("target", target, 0, ds.num_classes - 1)
 select_indices(ds.y_train, rate, target, clean_label=True)  # gamma within the target class's share?
@@ -187,7 +188,7 @@ acc = pd.DataFrame({"class": ds.classes * 2,
 ax = sns.barplot(data=acc, x="class", y="accuracy", hue="model")
 ax.set_title(f"per-class clean accuracy (target = {ds.classes[target]}); {label}", fontsize="small")
 ax.tick_params(axis="x", rotation=45)
-save_fig(ax.figure, "per_class_accuracy", NOTEBOOK)
+save_fig(ax.figure, "per_class_accuracy", NOTEBOOK, **context)
 
 # %% [markdown]
 # ## Record
@@ -245,7 +246,7 @@ ax = sns.barplot(data=long, x="method", y="value", hue="measure")
 ax.set(xlabel="", ylabel="share", ylim=(0, 1.05))
 ax.set_title(f"Table I, all methods (WSR = untargeted success for UBW-P/UBW-C)\n{label}", fontsize="small")
 ax.tick_params(axis="x", rotation=45)
-save_fig(ax.figure, "table1_all_methods", NOTEBOOK)
+save_fig(ax.figure, "table1_all_methods", NOTEBOOK, **context)
 
 # %% [markdown]
 # Beside the paper (ResNet-18, full CIFAR-10, gamma 0.1). Only the CIFAR-10 BA/WSR values of the paper were

@@ -69,7 +69,7 @@ from dovlib.params import (check_bool, check_int, get_profile, parse_eps, parse_
                            parse_target)
 from dovlib.perceptual import require_perceptual
 from dovlib.plotting import verification_sweep
-from dovlib.report import env_info, save_fig, save_table, start_notebook, timer, write_record
+from dovlib.report import env_info, run_context, save_fig, save_table, start_notebook, timer, write_record
 from dovlib.verify import m_sweep, paper_table_ii, summarize_controls, tau_sweep
 
 NOTEBOOK = "03_verification"
@@ -116,6 +116,7 @@ print(f"tau {tau}, alpha {alpha}, m {m}, {n_models} model(s) per scenario, decoy
 
 # %%
 ds = load_dataset(dataset).subsample(cfg.n_train, cfg.n_test, seed=seed)
+context = run_context(profile, device, ds, perceptual=perceptual)  # what figures say they were measured with
 print(ds.describe())
 hard_pool = check_int("hard_pool", hard_pool, 0, ds.num_classes)  # refused here, before any training
 n_targets = check_int("n_targets", n_targets, 1, ds.num_classes)
@@ -215,7 +216,7 @@ fig, ax = plt.subplots(figsize=(7, 3.4))
 sns.boxplot(data=per_image, x="scenario", y="P_w - P_b", hue="model_seed", ax=ax)
 ax.axhline(tau, ls="--", c="k", lw=1)
 ax.set_title(label, fontsize="x-small")
-save_fig(fig, "delta_per_image", NOTEBOOK)
+save_fig(fig, "delta_per_image", NOTEBOOK, **context)
 
 # %% [markdown]
 # ## Which tau keeps false claims under alpha?
@@ -224,7 +225,7 @@ save_fig(fig, "delta_per_image", NOTEBOOK)
 
 # %%
 sweep = tau_sweep(models, alpha=alpha)
-save_fig(verification_sweep(sweep, "tau", tau, label).figure, "tau_sweep", NOTEBOOK)
+save_fig(verification_sweep(sweep, "tau", tau, label).figure, "tau_sweep", NOTEBOOK, **context)
 sweep.pivot(index="tau", columns=["baseline", "scenario"], values="verified_rate")
 
 # %% [markdown]
@@ -235,7 +236,7 @@ sweep.pivot(index="tau", columns=["baseline", "scenario"], values="verified_rate
 
 # %%
 msweep = m_sweep(models, ms=(10, 20, 30, 50, 75, 100, m), tau=tau, alpha=alpha, seed=seed)
-save_fig(verification_sweep(msweep, "m", m, label).figure, "m_sweep", NOTEBOOK)
+save_fig(verification_sweep(msweep, "m", m, label).figure, "m_sweep", NOTEBOOK, **context)
 msweep.pivot(index="m", columns=["baseline", "scenario"], values="verified_rate")
 
 # %% [markdown]
@@ -349,7 +350,7 @@ if n_targets > 1:
     ax.set(ylim=(-0.02, 1.02), ylabel="WSR of the class's trigger")
     ax.legend(title="trigger", loc="upper left", bbox_to_anchor=(1, 1))
     ax.set_title(f"target code {targets}: {label}", fontsize="x-small")
-    save_fig(fig, "target_code_wsr", NOTEBOOK)
+    save_fig(fig, "target_code_wsr", NOTEBOOK, **context)
 else:
     print("n_targets = 1: the target code is not run (papermill ... -p n_targets 2 runs it)")
 

@@ -129,7 +129,7 @@ axes[1].set_title(f"eps = {eps_label(eps_value)}")
 fig.suptitle(f"SSCL-BW ablation, {arch} on {ds.name} ({'subset' if ds.is_subset else 'full'})\n{profile} profile",
              fontsize="medium")  # the profile string can be long: its own line
 fig.tight_layout()
-save_fig(fig, "fig4_ablation", NOTEBOOK)
+save_fig(fig, "fig4_ablation", NOTEBOOK, **context)
 table = df[["eps", "rate", "BA", "WSR", "delta_p", "p_value", "verified"]].sort_values(["eps", "rate"])
 save_table(table, "ablation", NOTEBOOK,
            caption=f"SSCL-BW ablation on {ds.name} ({'subset' if ds.is_subset else 'full'}), {arch}, {profile} "

@@ -52,7 +52,7 @@ from dovlib.data import load_dataset, stratified_subsample
 from dovlib.params import get_profile, parse_eps, parse_fraction, parse_rate
 from dovlib.perceptual import require_perceptual
 from dovlib.removal import finetune, pruning_curve
-from dovlib.report import env_info, run_dir, save_fig, save_table, start_notebook
+from dovlib.report import env_info, run_context, run_dir, save_fig, save_table, start_notebook
 from dovlib.sscl import check_key, key_hash, run_sscl
 from dovlib.studies import cached, eps_label, ownership_metrics
 from dovlib.train import TrainConfig
@@ -71,6 +71,7 @@ device = start_notebook(profile, seed, cfg.device)
 
 # %%
 ds = load_dataset(dataset).subsample(cfg.n_train, cfg.n_test, seed=seed)
+context = run_context(profile, device, ds, perceptual=perceptual)  # what figures say they were measured with
 select_indices(ds.y_train, rate, target, clean_label=True)  # gamma within the target class's share?
 print(ds.describe())
 params = {"profile": profile, "dataset": dataset, "arch": arch, "eps": eps_label(eps), "rate": rate, "target": target,
@@ -132,7 +133,7 @@ axes[2].set_title("can ownership still be proved?")
 fig.suptitle(f"Removal attacks on SSCL-BW, {arch} on {ds.name} ({'subset' if ds.is_subset else 'full'})\n"
              f"{profile} profile", fontsize="medium")  # the profile string can be long: its own line
 fig.tight_layout()
-save_fig(fig, "fig5_removal", NOTEBOOK)
+save_fig(fig, "fig5_removal", NOTEBOOK, **context)
 caption = (f"{ds.name} ({'subset' if ds.is_subset else 'full'}), {arch}, eps {eps_label(eps)}, gamma {rate}, "
            f"{profile} profile, {env_info(device)['device_name']}")
 save_table(ft, "finetuning", NOTEBOOK, caption="Fine-tuning: " + caption)

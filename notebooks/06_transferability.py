@@ -103,7 +103,7 @@ for ax, metric in zip(axes, ("BA", "WSR")):
 fig.suptitle(f"SSCL-BW transferability on {ds.name} ({'subset' if ds.is_subset else 'full'})\n{profile} profile",
              fontsize="medium")  # the profile string can be long: its own line
 fig.tight_layout()
-save_fig(fig, "fig6_transferability", NOTEBOOK)
+save_fig(fig, "fig6_transferability", NOTEBOOK, **context)
 save_table(df, "transferability", NOTEBOOK,
            caption=f"surrogate x suspect on {ds.name} ({'subset' if ds.is_subset else 'full'}), eps {eps_label(eps)}, "
                    f"gamma {rate}, {profile} profile, {env_info(device)['device_name']}")

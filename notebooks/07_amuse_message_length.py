@@ -89,6 +89,7 @@ image_note = {"skimage-photos": "random 256x256 crops (flipped at random) of sci
 image_note = image_note.get(dataset, ds.note)
 print(ds.describe())
 print(f"{len(images)} images {tuple(images.shape[1:])}: {image_note}")
+fig_context = dict(profile=profile, dataset=ds.name, is_subset=True, device="cpu")  # figures say what drew them
 
 # %% [markdown]
 # ## The watermark's own limits
@@ -112,7 +113,7 @@ print(limits_df.to_string(index=False))
 fig = image_grid({"cover": images[:6], f"{method} 32 bits": marked32[:6],
                   "x8 difference": ((marked32[:6].float() - images[:6].float()) * 8 + 128).clamp(0, 255).byte()},
                  ncols=6, scale=1.6)
-save_fig(fig, "examples", NOTEBOOK)
+save_fig(fig, "examples", NOTEBOOK, **fig_context)
 
 # %% [markdown]
 # ## Accuracy against message length
@@ -150,7 +151,7 @@ g = sns.relplot(data=long, x="L", y="accuracy", hue="scheme", style="attacked", 
                 marker="o", height=3.2, aspect=1.2)
 g.set(ylim=(-0.02, 1.02))
 g.figure.suptitle(f"{method} (scale {scale:g}), {len(images)} images, rho={rho:g} ({profile} profile, CPU)", y=1.04)
-save_fig(g.figure, "accuracy_vs_length", NOTEBOOK)
+save_fig(g.figure, "accuracy_vs_length", NOTEBOOK, **fig_context)
 
 # %% [markdown]
 # Per attack family (mean over the family's parameters), rebuilt-message bit accuracy:
@@ -161,7 +162,7 @@ if attack_names:
            [["bit_acc", "word_acc", "sub_bit_acc"]].mean())
     g = sns.catplot(data=fam, x="family", y="bit_acc", hue="scheme", col="L", kind="bar", height=3, aspect=1.4)
     g.set_xticklabels(rotation=45, ha="right")
-    save_fig(g.figure, "accuracy_by_attack_family", NOTEBOOK)
+    save_fig(g.figure, "accuracy_by_attack_family", NOTEBOOK, **fig_context)
 
 # %% [markdown]
 # ## Record

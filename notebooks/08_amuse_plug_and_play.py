@@ -151,7 +151,7 @@ if str(tables) in ("1", "both"):
     axes[1].set_ylabel("training PSNR (dB)")
     fig.suptitle(f"HiDDeN training ({profile} profile)")
     fig.tight_layout()
-    save_fig(fig, "hidden_training", NOTEBOOK)
+    save_fig(fig, "hidden_training", NOTEBOOK, dataset=hds.name, **context)
 
 # %% [markdown]
 # Paper / authors' repository / ours. `diff` = ours - paper (empty: paper value not found).
@@ -213,7 +213,7 @@ if str(tables) in ("2", "both"):
                     height=2.6, aspect=1.2)
     g.set(ylim=(0, 1.02))
     g.figure.suptitle(f"{method}: baseline vs AMUSE (rho={rho:g}), {profile} profile, CPU", y=1.02)
-    save_fig(g.figure, "table2_dct_dwt", NOTEBOOK)
+    save_fig(g.figure, "table2_dct_dwt", NOTEBOOK, dataset="skimage-photos", **context)
     cmp2 = table2.melt(id_vars=["scale", "L", "scheme", "sub_message_bits", "attacked"],
                        value_vars=["bit_acc", "word_acc", "psnr", "sub_bit_acc"], var_name="metric",
                        value_name="ours")

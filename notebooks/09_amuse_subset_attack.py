@@ -164,7 +164,9 @@ g.figure.suptitle(f"L = {message_bits} bits, {n_images} images, {n_subsets} subs
 for ax in g.axes.flat:
     for c, colour in zip(codecs[1:], sns.color_palette()[1:]):
         ax.axvline(max(c.rho, shares[0]), ls="--", lw=0.8, color=colour)
-save_fig(g.figure, "accuracy_vs_leaked_share", NOTEBOOK)
+fig_context = dict(profile=profile, dataset=pool.name if real else "simulated", is_subset=bool(real and pool.is_subset),
+                   device=device)
+save_fig(g.figure, "accuracy_vs_leaked_share", NOTEBOOK, **fig_context)
 
 # %% [markdown]
 # ## Guaranteed and observed leak ratios
@@ -208,7 +210,7 @@ trade = tradeoff_table(message_bits, n_max=16)
 ax = sns.scatterplot(data=trade, x="rho", y="sub_message_bits", hue="codec", style="codec")
 ax.set(xlabel="guaranteed leak ratio rho (lower is better)", ylabel="bits per image",
        title=f"L = {message_bits}: every (n, k) with n <= 16")
-save_fig(ax.figure, "tradeoff_bits_vs_rho", NOTEBOOK)
+save_fig(ax.figure, "tradeoff_bits_vs_rho", NOTEBOOK, profile=profile, dataset="none", device=device)
 
 # %% [markdown]
 # ## Record

@@ -53,7 +53,7 @@ from dovlib.metrics import mean_psnr
 from dovlib.models import build_model
 from dovlib.params import check_choice, check_int, get_profile, parse_fraction
 from dovlib.plotting import image_grid
-from dovlib.report import env_info, save_fig, save_table, start_notebook, write_record
+from dovlib.report import env_info, run_context, save_fig, save_table, start_notebook, write_record
 from dovlib.train import TrainConfig, fit
 
 NOTEBOOK = "10_amuse_ml_task"
@@ -76,6 +76,7 @@ ds = load_dataset(dataset).subsample(n_train, cfg.n_test, seed=seed)
 if ds.image_shape[0] == 1:
     raise ValueError(f"dataset must hold RGB images for {method}; {dataset} is greyscale")
 print(ds.describe())
+fig_context = run_context(profile, device, ds)  # what figures say they were measured with
 
 # %% [markdown]
 # ## Watermark the training set
@@ -106,7 +107,7 @@ print(quality.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 # %%
 fig = image_grid({k: v[:8] for k, v in train_sets.items()}, ncols=8)
-save_fig(fig, "examples", NOTEBOOK)
+save_fig(fig, "examples", NOTEBOOK, **fig_context)
 
 # %% [markdown]
 # ## Train one classifier per training set
@@ -132,7 +133,7 @@ print(results.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 hist = pd.concat(histories)
 g = sns.relplot(data=hist, x="epoch", y="test_acc", hue="set", kind="line", marker="o", height=3.2, aspect=1.4)
 g.figure.suptitle(f"{arch} on {ds.name} ({profile} profile, {device})", y=1.03)
-save_fig(g.figure, "test_accuracy", NOTEBOOK)
+save_fig(g.figure, "test_accuracy", NOTEBOOK, **fig_context)
 
 # %% [markdown]
 # ## Record

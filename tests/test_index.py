@@ -231,6 +231,30 @@ def test_coverage_shows_the_newest_of_a_sweeps_tagged_tables(reports, monkeypatc
     assert cov.loc["table table2_verification", "anchor"] == "03_verification-table2_verification__profile-quick__bbbb"
 
 
+def test_coverage_names_the_run_that_drew_a_figure(reports, monkeypatch):
+    # the quick run drew Fig. 4; a later smoke record of another parameter set must not be named as its source
+    fig, ax = plt.subplots(figsize=(2, 2))
+    report.save_fig(fig, "fig4_ablation", "04_ablation", profile="quick", dataset="cifar10-subset", is_subset=True,
+                    device="cuda")
+    report.write_record("04_ablation", {"profile": "smoke"}, {}, profile="smoke", dataset="synthetic", device="cpu")
+    entry = json.loads((Path(os.environ["DOVLIB_REPORTS"]) / "04_ablation" / "figures.json").read_text())
+    assert entry["fig4_ablation"]["profile"] == "quick" and entry["fig4_ablation"]["written"]
+    label = index.coverage(index.collect()).set_index("output").loc["figure fig4_ablation", "measured with"]
+    assert "quick" in label and "cifar10-subset (subset)" in label and "smoke" not in label
+    # a sweep's newest tagged figure is the one named
+    monkeypatch.setenv(report.RUN_TAG_ENV, "profile-paper__cccc")
+    report.save_fig(fig, "fig4_ablation", "04_ablation", profile="paper", dataset="cifar10", is_subset=False,
+                    device="cuda")
+    label = index.coverage(index.collect()).set_index("output").loc["figure fig4_ablation", "measured with"]
+    assert "paper" in label and "quick" not in label
+    # a figure saved without context falls back to the notebook's newest record, as before
+    report.save_fig(fig, "fig5_removal", "05_removal_attacks")
+    report.write_record("05_removal_attacks", {"profile": "smoke"}, {}, profile="smoke", dataset="synthetic",
+                        device="cpu")
+    assert "smoke" in index.coverage(index.collect()).set_index("output").loc["figure fig5_removal", "measured with"]
+    plt.close(fig)
+
+
 def test_every_paper_item_is_written_by_its_notebook():
     """The coverage map names outputs the notebooks really write (save_table / save_fig with that name)."""
     root = Path(__file__).resolve().parents[1] / "notebooks"
@@ -244,3 +268,17 @@ def test_cli_builds_the_index_of_the_folder_given(reports, capsys):
     assert index.main(["--reports", str(reports)]) == 0
     assert (reports / "index.html").is_file() and (reports / "summary.md").is_file()
     assert f"wrote {reports / 'index.html'}" in capsys.readouterr().out
+
+
+def test_every_figure_a_notebook_saves_names_its_run():
+    """Each save_fig call in the notebooks passes the run's context (profile, dataset, device), so the index never
+    labels a figure with another run's record."""
+    import re
+
+    root = Path(__file__).resolve().parents[1] / "notebooks"
+    for src in sorted(root.glob("[0-9][0-9]_*.py")):
+        text = src.read_text()
+        calls = re.findall(r"save_fig\(([^\n]*)\)", text)
+        assert calls, src.name
+        for args in calls:
+            assert "context" in args or "profile=" in args, (src.name, args)

@@ -68,6 +68,16 @@ def test_two_spellings_of_one_profile_find_one_record():
     assert report.record_key({"profile": "fast"}) == '{"profile": "fast"}'
 
 
+def test_run_context_names_profile_device_and_dataset():
+    from dovlib.data import load_dataset
+
+    ds = load_dataset("synthetic", num_classes=3, n_train=30, n_test=9, image_size=8)
+    ctx = report.run_context("quick:device=cpu", "cpu", ds, perceptual="ssim")
+    assert ctx == {"profile": "quick:device=cpu", "device": "cpu", "device_name": report.env_info("cpu")["device_name"],
+                   "dataset": ds.name, "is_subset": ds.is_subset, "dataset_note": ds.describe(), "perceptual": "ssim"}
+    assert set(report.run_context("smoke", "cpu")) == {"profile", "device", "device_name"}
+
+
 def test_save_fig_png_and_svg():
     fig, ax = plt.subplots()
     ax.plot([0, 1])
