@@ -149,7 +149,7 @@ def sweep(notebook: str | Path, grid: dict | list, *, profile: str = "smoke", ex
     declared = notebook_parameters(path)
     if "profile" in declared:
         grid.setdefault("profile", [profile])
-    if "profile" in grid:  # -p profile a,b: each checked here (not once per failed kernel), one job per spelling
+    if "profile" in grid:  # -p profile a,b: each checked here (not once per failed kernel), one job per budget
         grid["profile"] = list(dict.fromkeys(canonical_profile(p) for p in grid["profile"]))
     unknown = [n for n in grid if n not in declared]
     if unknown:
