@@ -87,6 +87,23 @@ def parse_grid(pairs: list[tuple[str, str]] | dict) -> dict[str, list]:
     return grid
 
 
+def _one_per_eps(values: list) -> list:
+    """``values`` of an ``eps`` parameter, each checked by :func:`dovlib.params.parse_eps` (a bad one is refused
+    before any job starts), keeping the first spelling of each budget: values that :func:`dovlib.studies.eps_label`
+    reads as one budget (``8/255`` and ``0.03137254``) would be two jobs writing one record."""
+    from .studies import eps_label
+
+    kept: dict[str, object] = {}
+    for value in values:
+        label = eps_label(value)
+        if label in kept:
+            print(f"-p eps: {value!r} is the budget {label} already given as {kept[label]!r}; one job runs it",
+                  file=sys.stderr)
+        else:
+            kept[label] = value
+    return list(kept.values())
+
+
 def combinations(grid: dict[str, list]) -> list[dict]:
     """Every combination of the grid's values, in a stable order (the first parameter varies slowest)."""
     names = list(grid)
@@ -151,6 +168,8 @@ def sweep(notebook: str | Path, grid: dict | list, *, profile: str = "smoke", ex
         grid.setdefault("profile", [profile])
     if "profile" in grid:  # -p profile a,b: each checked here (not once per failed kernel), one job per budget
         grid["profile"] = list(dict.fromkeys(canonical_profile(p) for p in grid["profile"]))
+    if "eps" in grid:  # likewise one job per budget: 8/255 and 0.0313725 are one record of notebooks 04-06
+        grid["eps"] = _one_per_eps(grid["eps"])
     unknown = [n for n in grid if n not in declared]
     if unknown:
         raise ValueError(f"parameter {unknown[0]} is not in {path.name}'s parameters cell; allowed: {sorted(declared)}")

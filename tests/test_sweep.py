@@ -91,6 +91,19 @@ def test_sweep_rejects_bad_inputs(tmp_path, reports):
     # each -p profile value is checked before any job starts, not once per failed kernel
     with pytest.raises(ValueError, match=r"profile must be one of \['smoke', 'quick', 'paper'\]; got 'quik'"):
         sweep.sweep(nb, [("eps", "1/255"), ("profile", "smoke,quik")], progress=False)
+    # and so is each -p eps value (8/0 would otherwise fail in every job's kernel)
+    with pytest.raises(ValueError, match=r"eps .*8/0"):
+        sweep.sweep(nb, [("eps", "1/255,8/0")], progress=False)
+
+
+def test_two_spellings_of_one_eps_are_one_job(tmp_path, reports, capsys):
+    """Notebooks 04-06 key records by eps_label: 8/255 and 0.03137254 would be two jobs writing one record."""
+    nb = make_notebook(tmp_path, "05_plain", PLAIN_CODE)
+    results = sweep.sweep(nb, [("rate", "3"), ("eps", "8/255,0.03137254,4/255")], progress=False, index=False)
+    assert [(r.status, r.parameters["eps"]) for r in results] == [("ok", "8/255"), ("ok", "4/255")]
+    assert "-p eps: 0.03137254 is the budget 8/255 already given as '8/255'" in capsys.readouterr().err
+    # a budget apart by more than the label's six digits stays a job of its own
+    assert sweep._one_per_eps(["8/255", 0.0313725, "8.5/255"]) == ["8/255", 0.0313725, "8.5/255"]
 
 
 def test_two_spellings_of_one_profile_are_one_job(tmp_path, reports):
