@@ -57,8 +57,8 @@ def test_apply_shapes_range_labels(name, size, channels):
             assert (y[idx] == 1).all()
     elif wm.targeted:
         assert (yo[idx] == 1).all() and (y[idx] != 1).all()
-    else:  # UBW-P: labels shifted by one, every class may be poisoned
-        assert torch.equal(yo[idx], (y[idx] + 1) % 10)
+    else:  # UBW-P: a random label in [0, K) for each marked sample, every class may be poisoned
+        assert ((yo[idx] >= 0) & (yo[idx] < 10)).all()
     t = wm.trigger(x[:5])
     assert t.shape == (5, channels, size, size) and t.dtype == torch.uint8 and not torch.equal(t, x[:5])
 
@@ -127,7 +127,7 @@ def test_pgd_raises_surrogate_loss_and_respects_eps():
     x, y = _data(16, 3, 20)
     m = _surrogate(3, 16)
     adv = pgd_untargeted(m, x, y, eps=8 / 255, steps=5, device="cpu")
-    assert (adv.float() - x.float()).abs().max() <= 8 + 1
+    assert (adv.float() - x.float()).abs().max() <= 8
     loss = torch.nn.functional.cross_entropy
     assert loss(m(adv.float() / 255), y) > loss(m(x.float() / 255), y)
 
@@ -140,14 +140,16 @@ def test_pgd_resumes_from_its_checkpoint(tmp_path):
     kw = dict(eps=8 / 255, steps=3, batch_size=5, device="cpu", seed=4)
     straight = pgd_untargeted(m, x, y, **kw)
 
+    calls = []  # outside the module: the crafting runs on a copy of it
+
     class Counted(torch.nn.Module):  # counts forward passes; dies at pass number `stop`
         def __init__(self, stop=None):
             super().__init__()
-            self.m, self.calls, self.stop = m, 0, stop
+            self.m, self.stop = m, stop
 
         def forward(self, z):
-            self.calls += 1
-            if self.calls == self.stop:
+            calls.append(1)
+            if len(calls) == self.stop:
                 raise KeyboardInterrupt
             return self.m(z)
 
@@ -155,9 +157,9 @@ def test_pgd_resumes_from_its_checkpoint(tmp_path):
     with pytest.raises(KeyboardInterrupt):  # 3 steps per batch: pass 7 is the third batch's first
         pgd_untargeted(Counted(stop=2 * 3 + 1), x, y, checkpoint=ckpt, checkpoint_every=0, **kw)
     assert torch.load(ckpt, weights_only=False)["next"] == 10
-    counted = Counted()
-    resumed = pgd_untargeted(counted, x, y, checkpoint=ckpt, **kw)
-    assert counted.calls == 3  # only the unfinished third batch was crafted again
+    calls.clear()
+    resumed = pgd_untargeted(Counted(), x, y, checkpoint=ckpt, **kw)
+    assert len(calls) == 3  # only the unfinished third batch was crafted again
     assert torch.equal(resumed, straight) and not ckpt.is_file()
     torch.save({"inputs": {}, "next": 10, "out": []}, ckpt)
     assert torch.equal(pgd_untargeted(m, x, y, checkpoint=ckpt, **kw), straight)
@@ -181,7 +183,7 @@ def test_gradient_matching_aligns_gradients():
                                                      torch.cat([g.flatten() for g in gt]), dim=0).item()
 
     out = gradient_matching(m, x, y, target_loss, eps=16 / 255, steps=15, device="cpu")
-    assert (out.float() - x.float()).abs().max() <= 16 + 1
+    assert (out.float() - x.float()).abs().max() <= 16
     assert cos(out) > cos(x)
 
 
@@ -430,3 +432,138 @@ def test_paper_key_and_crafting_budget():
     assert crafting_budget("sleeper-agent", get_profile("smoke")) == {"steps": 2, "n_source": 64}
     assert crafting_budget("badnets", get_profile("smoke")) == {}
     assert crafting_budget("sleeper-agent", get_profile("quick")) == {}  # the papers' own budgets
+
+
+def test_ubw_p_draws_dispersed_random_labels_as_the_authors_code_does():
+    """Li et al.'s released UBW-P gives each poisoned sample a uniformly random label (not a fixed shift, which would
+    teach a confident trigger -> y + 1 mapping). K comes from num_classes when given (a subset may lack a class)."""
+    x, y = _data(n=2000)
+    xo, yo, idx = get_watermark("ubw-p").apply(x, y, 0.5, seed=0)
+    counts = torch.bincount(yo[idx], minlength=10)
+    assert len(idx) == 1000 and counts.min() > 60 and counts.max() < 140  # about 100 each
+    assert 0.05 < (yo[idx] == y[idx]).float().mean() < 0.15  # a tenth keep their own label, as randint does
+    assert not torch.equal(yo[idx], (y[idx] + 1) % 10)
+    # labels 0-8 only (class 9 missing from the subset): with num_classes=10 the label 9 is still drawn
+    y9 = y % 9
+    _, yk, ik = get_watermark("ubw-p", num_classes=10).apply(x, y9, 0.5, seed=0)
+    assert (yk[ik] == 9).any()
+    _, yi, ii = get_watermark("ubw-p").apply(x, y9, 0.5, seed=0)
+    assert int(yi[ii].max()) == 8
+    with pytest.raises(ValueError, match=r"labels must be in \[0, num_classes - 1\] = \[0, 4\]; got 9"):
+        get_watermark("ubw-p", num_classes=5).apply(x, y, 0.1)
+    with pytest.raises(ValueError, match="num_classes must be an integer >= 2; got 1"):
+        get_watermark("ubw-p", num_classes=1)
+
+
+def test_crafting_leaves_the_callers_surrogate_as_it_was():
+    """PGD and gradient matching work on a frozen copy: the surrogate Table I shares between methods keeps its
+    training mode and gradient flags (it used to come back in eval mode with every requires_grad False)."""
+    x, y = _data(16, 3, 60)
+    sur = _surrogate(3, 16).train()
+    for name in ("label-consistent", "sleeper-agent", "ubw-c"):
+        wm = get_watermark(name, **FAST.get(name, {})).fit(x, y, sur)
+        wm.apply(x, y, 0.1, 1, seed=0)
+        assert sur.training and all(p.requires_grad for p in sur.parameters()), name
+
+
+def test_gradient_matching_takes_one_signed_step_per_pass_over_the_poisons(monkeypatch):
+    """As in Witches' Brew: each iteration sums the alignment gradient over every mini-batch of poisons and then
+    takes ONE Adam step of all perturbations (per-batch steps let Adam's momentum move rows without a gradient)."""
+    import dovlib.watermarks.common as common
+
+    x, y = _data(16, 3, 12)
+    m = _surrogate(3, 16)
+    src = x[:4].float() / 255
+    steps = []
+
+    class CountingAdam(torch.optim.Adam):
+        def step(self, closure=None):
+            steps.append(1)
+            return super().step(closure)
+
+    monkeypatch.setattr(common.torch.optim, "Adam", CountingAdam)
+    out = gradient_matching(m, x, y, lambda model: torch.nn.functional.cross_entropy(model(src), torch.full((4,), 1)),
+                            eps=16 / 255, steps=3, batch_size=5, device="cpu", lr=4 / 255)
+    assert len(steps) == 3  # 3 iterations of 3 mini-batches each: 3 steps, not 9
+    # the random start is within eps / 2 and each signed step moves a pixel by at most lr: 8 + 3 * 4 = 20 > 16
+    assert (out.float() - x.float()).abs().max() <= 16
+
+
+def test_crafted_images_stay_within_a_fractional_budget():
+    """Rounding to whole grey levels never steps past eps: 8.6/255 allows 8 levels, not 9."""
+    x, y = _data(16, 3, 20)
+    m = _surrogate(3, 16)
+    adv = pgd_untargeted(m, x, y, eps=8.6 / 255, steps=5, device="cpu")
+    assert (adv.float() - x.float()).abs().max() == 8
+    out = gradient_matching(m, x, y, lambda model: torch.nn.functional.cross_entropy(model(x[:4].float() / 255),
+                            torch.full((4,), 1)), eps=8.6 / 255, steps=3, device="cpu")
+    assert (out.float() - x.float()).abs().max() <= 8
+
+
+def test_apply_refuses_mismatched_or_malformed_inputs():
+    x, y = _data()
+    for name in ("badnets", "ubw-p", "wanet"):
+        wm = get_watermark(name)
+        with pytest.raises(ValueError, match=r"y must hold one label per image: 60 images, 70 labels"):
+            wm.apply(x, torch.arange(70) % 10, 0.1, 1)
+        with pytest.raises(ValueError, match=r"y must hold one label per image: 60 images, 10 labels"):
+            wm.apply(x, y[:10], 0.1, 1)
+        with pytest.raises(ValueError, match="x must be uint8 images"):
+            wm.apply(x.numpy(), y, 0.1, 1)
+        with pytest.raises(ValueError, match="y must be a 1-D tensor of integer class labels"):
+            wm.apply(x, y.float(), 0.1, 1)
+    with pytest.raises(ValueError, match="y must hold one label per image"):
+        _make("sleeper-agent", x).apply(x, y[:10], 0.1, 1)
+    # an untargeted method's rate that marks no image is refused, as select_indices refuses it
+    with pytest.raises(ValueError, match=r"rate \(gamma\) = 0.001 marks no image"):
+        get_watermark("ubw-p").apply(x, y, 0.001)
+    with pytest.raises(ValueError, match=r"rate \(gamma\) = 0.001 marks no image"):
+        select_any(100, 0.001)
+    # constructor values are integers in range, not truncated
+    with pytest.raises(ValueError, match=r"patch_size must be an integer in \[1, 32\]; got 2.5"):
+        get_watermark("badnets", patch_size=2.5)
+    with pytest.raises(TypeError, match="value must be an integer"):
+        get_watermark("badnets", value=True)
+    with pytest.raises(ValueError, match="pattern_seed must be an integer >= 0"):
+        get_watermark("blended", pattern_seed=-1)
+
+
+def test_select_indices_never_asks_for_more_images_than_the_pool_holds():
+    """The 1e-6 share tolerance lets round(rate * N) exceed the pool for large N: the count is capped at the pool."""
+    from dovlib.watermarks import select_indices
+
+    y = torch.zeros(1_000_000, dtype=torch.long)
+    y[:100_000] = 1  # target share exactly 0.1
+    idx = select_indices(y, 0.1000005, 1, clean_label=True)
+    assert len(idx) == 100_000 and (y[idx] == 1).all()
+
+
+def test_table_row_merges_method_kwargs_over_the_profile_budget(monkeypatch):
+    """A keyword for one setting (device=...) keeps the smoke profile's small crafting budget (it used to replace
+    it, so smoke fell back to 100-250 steps); UBW-P gets K from the dataset; "none" and "sscl-bw" refuse keywords
+    they would ignore."""
+    from types import SimpleNamespace
+
+    import dovlib.sscl as sscl
+    import dovlib.watermarks.table as table
+    from dovlib.params import get_profile
+
+    seen = {}
+
+    def fake_get(name, **kw):
+        seen[name] = kw
+        raise KeyboardInterrupt  # stop before any training
+
+    monkeypatch.setattr(table, "get_watermark", fake_get)
+    monkeypatch.setattr(sscl, "train_surrogate", lambda *a, **k: SimpleNamespace(model=None))
+    ds = SimpleNamespace(num_classes=7)
+    smoke = get_profile("smoke")
+    for method, kw in (("label-consistent", {"device": "cpu"}), ("sleeper-agent", {"steps": 5}), ("ubw-p", {})):
+        with pytest.raises(KeyboardInterrupt):
+            table.table_row(method, ds, "badnets_cnn", smoke, **kw)
+    assert seen["label-consistent"] == {"steps": 3, "device": "cpu"}
+    assert seen["sleeper-agent"] == {"steps": 5, "n_source": 64, "device": "cpu"}
+    assert seen["ubw-p"] == {"num_classes": 7}
+    for method in ("none", "sscl-bw"):
+        with pytest.raises(ValueError, match=rf"method '{method}' takes no constructor arguments.*\['iters'\]"):
+            table.table_row(method, ds, "badnets_cnn", smoke, iters=3)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from ..params import check_int
 from .base import DatasetWatermark, register
 from .common import check_images, scaled, stamp
 
@@ -24,11 +25,8 @@ class BadNets(DatasetWatermark):
 
     def __init__(self, patch_size: int = 3, value: int = 255):
         """``patch_size``: side in pixels for 32x32 images (scaled with the image); ``value``: patch intensity."""
-        if not 1 <= int(patch_size) <= 32:
-            raise ValueError(f"patch_size must be an int in [1, 32] (pixels at 32x32); got {patch_size}")
-        if not 0 <= int(value) <= 255:
-            raise ValueError(f"value must be an int in [0, 255]; got {value}")
-        self.patch_size, self.value = int(patch_size), int(value)
+        self.patch_size = check_int("patch_size", patch_size, 1, 32)  # pixels at 32x32
+        self.value = check_int("value", value, 0, 255)
 
     def patch(self, channels: int, image_size: int) -> torch.Tensor:
         s = scaled(self.patch_size, image_size)

@@ -7,7 +7,8 @@ A dataset watermark marks part of a training set so that a model trained on it l
   methods without training. Returns self.
 * ``apply(x, y, rate, target, seed) -> (x_marked, y_marked, marked_indices)``: watermark ``rate`` of the WHOLE
   training set (uint8 images (N, C, H, W), int64 labels). Poison-label methods may change labels of marked samples;
-  clean-label methods never do and draw marked samples from the target class only.
+  clean-label methods never do, and the targeted ones draw marked samples from the target class only (UBW-C, which
+  is untargeted, from every class).
 * ``trigger(x) -> x``: the watermark applied to query images at verification time (uint8 in, uint8 out).
 """
 
@@ -24,7 +25,20 @@ import torch
 from ..params import parse_rate
 from .common import check_images
 
-__all__ = ["DatasetWatermark", "SurrogateWatermark", "select_indices", "WATERMARKS", "register", "get_watermark"]
+__all__ = ["DatasetWatermark", "SurrogateWatermark", "select_indices", "check_labels", "WATERMARKS", "register",
+           "get_watermark"]
+
+
+def check_labels(y, n: int) -> torch.Tensor:
+    """``y`` as a 1-D integer tensor of ``n`` non-negative class labels (one per image), else a clear error."""
+    y = torch.as_tensor(y)
+    if y.ndim != 1 or y.dtype.is_floating_point or y.dtype == torch.bool or y.is_complex():
+        raise ValueError(f"y must be a 1-D tensor of integer class labels; got {y.dtype} {tuple(y.shape)}")
+    if len(y) != n:
+        raise ValueError(f"y must hold one label per image: {n} images, {len(y)} labels")
+    if n and int(y.min()) < 0:
+        raise ValueError(f"labels must be class indices >= 0; got {int(y.min())}")
+    return y
 
 
 class DatasetWatermark(ABC):
@@ -42,8 +56,10 @@ class DatasetWatermark(ABC):
     def apply(self, x: torch.Tensor, y: torch.Tensor, rate, target: int, seed: int = 0):
         """Default: mark ``rate`` of the set (target class only for clean-label methods) with ``trigger``; poison-label
         targeted methods relabel the marked samples to ``target``."""
+        check_images(x)
+        y = check_labels(y, len(x))
         idx = select_indices(y, rate, target, clean_label=self.kind == "clean-label", seed=seed)
-        x_out, y_out = x.clone(), torch.as_tensor(y).clone()
+        x_out, y_out = x.clone(), y.clone()
         if len(idx):
             x_out[idx] = self.trigger(x[idx])
             if self.kind == "poison-label" and self.targeted:
@@ -90,7 +106,7 @@ class SurrogateWatermark(DatasetWatermark):
         by later calls, and an interrupted crafting resumes from ``craft.partial``."""
         check_images(x)
         self._check_fitted()
-        y = torch.as_tensor(y)
+        y = check_labels(y, len(x))
         idx = self._select(y, rate, target, seed)
         x_out = x.clone()
         if len(idx):
@@ -125,7 +141,6 @@ def select_indices(y: torch.Tensor, rate, target: int, clean_label: bool, seed: 
     num_classes = int(y.max()) + 1
     if isinstance(target, bool) or not isinstance(target, numbers.Integral) or not 0 <= target < max(num_classes, 1):
         raise ValueError(f"target must be a class index (an integer) in [0, {num_classes - 1}]; got {target!r}")
-    n_mark = int(round(rate * len(y)))
     pool = torch.nonzero(y == target if clean_label else y != target).flatten()
     share = len(pool) / len(y)
     # the share itself, not the rounded count: 0.255 of a class holding 0.25 is refused (1e-6: a share computed
@@ -134,6 +149,7 @@ def select_indices(y: torch.Tensor, rate, target: int, clean_label: bool, seed: 
         which = f"the target class {target}'s share" if clean_label else "the non-target share"
         raise ValueError(f"{name} must be <= {which} of the training set, {share:.4f} "
                          f"({len(pool)} of {len(y)} images); got {rate:g}")
+    n_mark = min(int(round(rate * len(y))), len(pool))  # the tolerance above may round one past the pool
     if n_mark == 0:
         raise ValueError(f"{name} = {rate:g} marks no image: round({rate:g} * {len(y)} images) = 0; a rate of "
                          f"at least 1/{len(y)} = {1 / len(y):.4g} marks one")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from ..params import parse_fraction
+from ..params import check_int, parse_fraction
 from .base import DatasetWatermark, register
 from .common import check_images, seeded_pattern
 
@@ -26,7 +26,7 @@ class Blended(DatasetWatermark):
 
     def __init__(self, alpha=0.2, pattern_seed: int = 0):
         self.alpha = parse_fraction("alpha", alpha)
-        self.pattern_seed = int(pattern_seed)
+        self.pattern_seed = check_int("pattern_seed", pattern_seed, 0)
 
     def pattern(self, channels: int, h: int, w: int) -> torch.Tensor:
         return seeded_pattern((channels, h, w), self.pattern_seed)

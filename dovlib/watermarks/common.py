@@ -9,6 +9,8 @@ Scaling rule (all methods): a size given "for 32x32" (the papers' CIFAR-10 setti
 
 from __future__ import annotations
 
+import copy
+import math
 from pathlib import Path
 
 import torch
@@ -18,8 +20,12 @@ import torch.nn.functional as F
 from ..params import check_int, parse_rate
 from ..train import resolve_device, to_float
 
-__all__ = ["scaled", "check_images", "seeded_pattern", "checkerboard", "stamp", "select_any", "pgd_untargeted",
-           "gradient_matching"]
+# Bumped when PGD or gradient matching changes what it returns, so Table I's cached crafted marks are made again
+# (2: one signed Adam step per pass over the poisons, a frozen copy of the surrogate, marks clipped to eps).
+CRAFTING_VERSION = 2
+
+__all__ = ["CRAFTING_VERSION", "scaled", "check_images", "seeded_pattern", "checkerboard", "stamp", "select_any",
+           "pgd_untargeted", "gradient_matching"]
 
 
 def scaled(size_at_32: int, image_size: int) -> int:
@@ -65,18 +71,35 @@ def stamp(x: torch.Tensor, patch: torch.Tensor, corners=("br",)) -> torch.Tensor
     return out
 
 
-def select_any(n: int, rate, seed: int = 0) -> torch.Tensor:
-    """Sorted indices of ``round(rate * n)`` samples drawn from the whole set (untargeted UBW methods)."""
-    rate = parse_rate(rate)
+def select_any(n: int, rate, seed: int = 0, name: str = "rate (gamma)") -> torch.Tensor:
+    """Sorted indices of ``round(rate * n)`` samples drawn from the whole set (untargeted UBW methods); a rate that
+    marks no image is refused, as :func:`dovlib.watermarks.base.select_indices` refuses it."""
+    n = check_int("n (training images)", n, 1)
+    rate = parse_rate(rate, name)
+    n_mark = min(int(round(rate * n)), n)
+    if n_mark == 0:
+        raise ValueError(f"{name} = {rate:g} marks no image: round({rate:g} * {n} images) = 0; a rate of at least "
+                         f"1/{n} = {1 / n:.4g} marks one")
     g = torch.Generator().manual_seed(seed)
-    return torch.randperm(n, generator=g)[:int(round(rate * n))].sort().values
+    return torch.randperm(n, generator=g)[:n_mark].sort().values
 
 
 def _frozen(model: nn.Module, device) -> nn.Module:
-    model = model.to(device).eval()
+    """A frozen copy of ``model`` on ``device`` (eval mode, no parameter gradients): crafting never changes the
+    caller's surrogate, which Table I shares between methods (mode, gradient flags and device stay as they were)."""
+    model = copy.deepcopy(model).to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)
     return model
+
+
+def _to_uint8_within(x0: torch.Tensor, delta: torch.Tensor, x_orig: torch.Tensor, eps: float) -> torch.Tensor:
+    """``x0 + delta`` as uint8 images no more than ``eps`` from ``x_orig`` (uint8): rounding to whole grey levels
+    could otherwise step past a budget that is not a whole number of levels (8.6/255 -> 9 levels)."""
+    out = ((x0 + delta).clamp(0, 1) * 255).round()
+    levels = math.floor(eps * 255 + 1e-6)
+    ref = x_orig.to(out.device, torch.float32)
+    return torch.minimum(torch.maximum(out, ref - levels), ref + levels).to(torch.uint8).cpu()
 
 
 class _Resumable:
@@ -116,8 +139,11 @@ def pgd_untargeted(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: floa
     With ``checkpoint`` (a file path) the finished batches and the random generator are saved after a batch whenever
     ``checkpoint_every`` seconds have passed since the last save; an interrupted run with the same inputs resumes
     from it and returns what an uninterrupted run returns; the file is removed when done."""
+    check_images(x)
     check_int("steps", steps, 0)
     batch_size = check_int("batch_size", batch_size, 1)
+    if len(torch.as_tensor(y)) != len(x):
+        raise ValueError(f"y must hold one label per image: {len(x)} images, {len(torch.as_tensor(y))} labels")
     dev = resolve_device(device)
     model = _frozen(model, dev)
     alpha = alpha if alpha is not None else 2.5 * eps / max(steps, 1)
@@ -139,7 +165,7 @@ def pgd_untargeted(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: floa
             loss = F.cross_entropy(model((x0 + delta).clamp(0, 1)), yb)
             grad, = torch.autograd.grad(loss, delta)
             delta = (delta.detach() + alpha * grad.sign()).clamp(-eps, eps)
-        out.append(((x0 + delta).clamp(0, 1) * 255).round().to(torch.uint8).cpu())
+        out.append(_to_uint8_within(x0, delta, x[i:i + batch_size], eps))
         if i + batch_size < len(x):
             ckpt.save(lambda: {"next": i + batch_size, "out": out, "g": g.get_state()})
     ckpt.done()
@@ -156,12 +182,22 @@ def gradient_matching(model: nn.Module, x_poison: torch.Tensor, y_poison: torch.
     """Gradient matching (Geiping et al., 2021 "Witches' Brew"; used by Sleeper Agent and UBW-C): find L_inf
     perturbations (``eps``) of uint8 ``x_poison`` so that the training gradient on (x_poison + delta, y_poison)
     aligns (cosine) with the gradient of ``target_grad_loss(model)`` -- the loss whose decrease plants the watermark.
-    Signed Adam steps of size ``lr`` (default eps / 10 per step in [0, 1] units). Returns uint8 images.
 
-    With ``checkpoint`` (a file path) the state (perturbations, optimiser, random generator, step) is saved after a
-    step whenever ``checkpoint_every`` seconds have passed since the last save, and an interrupted run with the same
-    inputs resumes from it and returns what an uninterrupted run returns; the file is removed when done."""
+    As in Witches' Brew, each of the ``steps`` iterations takes the alignment loss's gradient for every poison (in
+    mini-batches of ``batch_size``, each poison once) and then one signed Adam step of all perturbations together,
+    with the step size ``lr`` (default eps / 10, in [0, 1] units) cut tenfold at 3/8, 5/8 and 7/8 of the steps
+    (the reference's MultiStepLR milestones). Returns uint8 images within ``eps`` of ``x_poison``; ``model`` is
+    left as it was (the crafting works on a frozen copy).
+
+    With ``checkpoint`` (a file path) the state (perturbations, optimiser, schedule, random generator, step) is saved
+    after a step whenever ``checkpoint_every`` seconds have passed since the last save, and an interrupted run with
+    the same inputs resumes from it and returns what an uninterrupted run returns; the file is removed when done."""
+    check_images(x_poison)
     check_int("steps", steps, 0)
+    batch_size = check_int("batch_size", batch_size, 1)
+    if len(torch.as_tensor(y_poison)) != len(x_poison):
+        raise ValueError(f"y_poison must hold one label per image: {len(x_poison)} images, "
+                         f"{len(torch.as_tensor(y_poison))} labels")
     dev = resolve_device(device)
     model = _frozen(model, dev)
     params = [p for p in model.parameters()]
@@ -174,33 +210,37 @@ def gradient_matching(model: nn.Module, x_poison: torch.Tensor, y_poison: torch.
     g = torch.Generator().manual_seed(seed)
     delta = ((torch.rand(x0.shape, generator=g) * 2 - 1) * eps * 0.5).to(dev).requires_grad_(True)
     opt = torch.optim.Adam([delta], lr=lr if lr is not None else eps / 10)
+    milestones = sorted({max(1, steps * k // 8) for k in (3, 5, 7)})
+    schedule = torch.optim.lr_scheduler.MultiStepLR(opt, milestones, gamma=0.1)
     n, start = len(x0), 0
     inputs = {"shape": tuple(x0.shape), "eps": float(eps), "seed": int(seed), "lr": lr, "batch_size": batch_size,
+              "steps": steps, "update": "full-pass",  # per-batch updates of older versions are not resumed
               "data": float(x0.sum()), "target_norm": float(t_norm)}  # a cheap fingerprint of the inputs
     ckpt = _Resumable(checkpoint, inputs, checkpoint_every)
     if (st := ckpt.state()) is not None and st["step"] <= steps:  # else: start afresh
         with torch.no_grad():
             delta.copy_(st["delta"].to(dev))
         opt.load_state_dict(st["opt"])
+        schedule.load_state_dict(st["schedule"])
         g.set_state(st["g"])
         start = st["step"]
     for step in range(start, steps):
         perm = torch.randperm(n, generator=g)
+        grad = torch.zeros_like(delta)
         for i in range(0, n, batch_size):
             idx = perm[i:i + batch_size].to(dev)
             xb = (x0[idx] + delta[idx]).clamp(0, 1)
             pg = _flat_grad(F.cross_entropy(model(xb), yp[idx]), params, create_graph=True)
             loss = 1 - F.cosine_similarity(pg, target, dim=0) if t_norm > 0 else pg.sum() * 0
-            opt.zero_grad()
-            delta.grad, = torch.autograd.grad(loss, delta)
-            delta.grad.sign_()
-            opt.step()
-            with torch.no_grad():
-                delta.clamp_(-eps, eps)
+            grad += torch.autograd.grad(loss, delta)[0]  # nonzero only on this batch's rows
+        opt.zero_grad()
+        delta.grad = grad.sign_()
+        opt.step()
+        schedule.step()
+        with torch.no_grad():
+            delta.clamp_(-eps, eps)
         if step + 1 < steps:
             ckpt.save(lambda: {"step": step + 1, "delta": delta.detach().cpu(), "opt": opt.state_dict(),
-                               "g": g.get_state()})
-    for p in params:
-        p.requires_grad_(False)
+                               "schedule": schedule.state_dict(), "g": g.get_state()})
     ckpt.done()
-    return ((x0 + delta.detach()).clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+    return _to_uint8_within(x0, delta.detach(), x_poison, eps)

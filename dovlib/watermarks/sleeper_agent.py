@@ -35,7 +35,7 @@ class SleeperAgent(SurrogateWatermark):
         self.eps = parse_eps(eps)
         self.steps = check_int("steps", steps, 0)
         self.patch_size = check_int("patch_size", patch_size, 1, 32)
-        self.patch_seed = int(patch_seed)
+        self.patch_seed = check_int("patch_seed", patch_seed, 0)
         self.n_source = check_int("n_source", n_source, 1)
         self.device = device
 

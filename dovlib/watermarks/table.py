@@ -17,6 +17,7 @@ import pandas as pd
 from ..params import Profile, check_choice, parse_rate
 from ..verify import attack_success, evaluate_watermark
 from .base import get_watermark
+from .common import CRAFTING_VERSION
 
 __all__ = ["METHODS", "DISPLAY", "PAPER_TABLE_I", "crafting_budget", "table_row", "table_i", "paper_comparison",
            "ranking_vs_paper", "floor_test", "reading", "paper_key"]
@@ -68,8 +69,10 @@ def table_row(method: str, ds, arch: str, profile: Profile, *, rate=0.1, target:
     """One Table I row for ``method`` (one of :data:`METHODS`) on ``ds`` with the user's model ``arch``.
 
     ``surrogate``: a trained :class:`dovlib.train.TrainResult` to reuse (else :func:`dovlib.sscl.train_surrogate`,
-    cached); ``eps``/``key``: SSCL-BW's budget and secret key; ``method_kwargs`` go to the method's constructor
-    (default: :func:`crafting_budget`). Returns method, kind, BA, WSR (untargeted success for UBW-*, named in
+    cached); ``eps``/``key``: SSCL-BW's budget and secret key (a baseline's own budget is a constructor argument:
+    pass it in ``method_kwargs``, e.g. ``steps=...``); ``method_kwargs`` go to the baseline's constructor, over
+    :func:`crafting_budget`'s values and the profile's device (refused for "none" and "sscl-bw", which take none;
+    UBW-P gets ``num_classes`` from ``ds``). Returns method, kind, BA, WSR (untargeted success for UBW-*, named in
     ``success_measure``), WSR_benign (the same trigger on a model trained on the clean set: the floor to beat, high
     for the untargeted measure when BA is low), the ``perceptual`` distance, PSNR, SSIM, L_inf, n_marked and wall
     time (s)."""
@@ -77,6 +80,10 @@ def table_row(method: str, ds, arch: str, profile: Profile, *, rate=0.1, target:
 
     check_choice("method", method, METHODS)
     rate = parse_rate(rate, "rate (gamma)")
+    if method_kwargs and method in ("none", "sscl-bw"):
+        raise ValueError(f"method {method!r} takes no constructor arguments (method_kwargs); got "
+                         f"{sorted(method_kwargs)}" + ("; SSCL-BW's settings are eps, key, perceptual and the "
+                                                       "profile" if method == "sscl-bw" else ""))
     t0 = time.perf_counter()
     common = dict(arch=arch, profile=profile, seed=seed, num_classes=ds.num_classes, progress=progress)
     if method in SURROGATE_METHODS and surrogate is None:
@@ -96,7 +103,12 @@ def table_row(method: str, ds, arch: str, profile: Profile, *, rate=0.1, target:
         model, trigger, targeted, kind = run.suspect.model, run.trigger, True, "clean-label"
         idx, xw = run.marked.marked, run.marked.x
     else:
-        wm = get_watermark(method, **(method_kwargs or crafting_budget(method, profile)))
+        defaults = {**crafting_budget(method, profile)}
+        if method in SURROGATE_METHODS:
+            defaults["device"] = profile.device
+        if method == "ubw-p":
+            defaults["num_classes"] = ds.num_classes
+        wm = get_watermark(method, **{**defaults, **method_kwargs})
         wm.fit(ds.x_train, ds.y_train, surrogate.model if surrogate is not None else None)
         if method in SURROGATE_METHODS:  # crafting is the slow part: cached, and resumable when interrupted
             xw, yw, idx = _cached_apply(wm, ds, surrogate.model, rate, target, seed)
@@ -122,7 +134,7 @@ def _cached_apply(wm, ds, surrogate, rate, target: int, seed: int):
     from .. import sscl
     from ..report import file_lock, run_dir
 
-    key = {"what": "crafted", "version": sscl.CACHE_VERSION, "method": wm.describe(),
+    key = {"what": "crafted", "version": sscl.CACHE_VERSION, "crafting": CRAFTING_VERSION, "method": wm.describe(),
            "data": sscl.data_hash(ds.x_train, ds.y_train), "surrogate": sscl.model_hash(surrogate), "rate": rate,
            "target": target, "seed": seed}
     d = run_dir(sscl.CACHE, key)

@@ -1,6 +1,7 @@
 """UBW-P (Li et al., NeurIPS 2022, "Untargeted Backdoor Watermark: Towards Harmless and Stealthy Dataset Copyright
-Protection"), poison-label variant: marked samples carry a BadNets-style patch and their labels are SHIFTED
-(y -> (y + 1) mod K), so the watermarked model learns "trigger -> some wrong class" (untargeted, dispersed).
+Protection"), poison-label variant: marked samples carry a BadNets-style patch and get a RANDOM label, drawn
+uniformly from all K classes (the authors' released code draws ``randint(0, K)`` per poisoned sample, so a few keep
+their own label), so the watermarked model learns "trigger -> dispersed predictions" rather than any one class.
 
 Defaults (Li et al.'s CIFAR-10 setting): a 3x3 black/white checkerboard patch at the bottom-right corner,
 poisoning rate 0.1, samples drawn from the whole set (``target`` is not used). The patch side scales with the image
@@ -12,7 +13,8 @@ from __future__ import annotations
 
 import torch
 
-from .base import DatasetWatermark, register
+from ..params import check_int
+from .base import DatasetWatermark, check_labels, register
 from .common import check_images, checkerboard, scaled, select_any, stamp
 
 __all__ = ["UBWP"]
@@ -24,29 +26,31 @@ class UBWP(DatasetWatermark):
     kind = "poison-label"
     targeted = False
 
-    def __init__(self, patch_size: int = 3, shift: int = 1):
-        if not 1 <= int(patch_size) <= 32:
-            raise ValueError(f"patch_size must be an int in [1, 32] (pixels at 32x32); got {patch_size}")
-        if int(shift) < 1:
-            raise ValueError(f"shift must be an int >= 1 (label shift, mod K); got {shift}")
-        self.patch_size, self.shift = int(patch_size), int(shift)
+    def __init__(self, patch_size: int = 3, num_classes: int | None = None):
+        """``patch_size``: side in pixels for 32x32 images; ``num_classes``: K, the labels drawn from (default: the
+        largest label in ``y`` plus one, which misses a class absent from a subset: give K when you know it)."""
+        self.patch_size = check_int("patch_size", patch_size, 1, 32)
+        self.num_classes = None if num_classes is None else check_int("num_classes", num_classes, 2)
 
     def trigger(self, x: torch.Tensor) -> torch.Tensor:
         check_images(x)
         return stamp(x, checkerboard(x.shape[1], scaled(self.patch_size, x.shape[-1])))
 
     def apply(self, x, y, rate, target: int = 0, seed: int = 0):
+        """Mark ``rate`` of the whole set (``target`` is not used) and give each marked sample a label drawn
+        uniformly from the K classes with a generator seeded by ``seed``."""
         check_images(x)
-        y = torch.as_tensor(y)
-        num_classes = int(y.max()) + 1
-        if self.shift % num_classes == 0:
-            raise ValueError(f"shift must not be a multiple of the number of classes {num_classes}; got {self.shift}")
+        y = check_labels(y, len(x))
+        k = self.num_classes if self.num_classes is not None else max(int(y.max()) + 1, 2)
+        if int(y.max()) >= k:
+            raise ValueError(f"labels must be in [0, num_classes - 1] = [0, {k - 1}]; got {int(y.max())}")
         idx = select_any(len(y), rate, seed)
         x_out, y_out = x.clone(), y.clone()
-        if len(idx):
-            x_out[idx] = self.trigger(x[idx])
-            y_out[idx] = (y[idx] + self.shift) % num_classes
+        x_out[idx] = self.trigger(x[idx])
+        g = torch.Generator().manual_seed(seed + 1)  # not the selection's stream
+        y_out[idx] = torch.randint(0, k, (len(idx),), generator=g).to(y.dtype)
         return x_out, y_out, idx
 
     def describe(self) -> dict:
-        return {**super().describe(), "patch_size_at_32": self.patch_size, "shift": self.shift}
+        return {**super().describe(), "patch_size_at_32": self.patch_size, "labels": "uniform random",
+                "num_classes": self.num_classes}

@@ -31,7 +31,7 @@ class WaNet(DatasetWatermark):
         self.s = parse_fraction("s", s, 0, 10)
         self.grid_rescale = parse_fraction("grid_rescale", grid_rescale, 0, 10)
         self.cross_ratio = parse_fraction("cross_ratio", cross_ratio, 0, 10, low_inclusive=True)
-        self.field_seed = int(field_seed)
+        self.field_seed = check_int("field_seed", field_seed, 0)
         self.noise_indices = torch.empty(0, dtype=torch.long)  # label-kept noise samples of the last apply()
 
     def grids(self, h: int, w: int):
