@@ -272,12 +272,16 @@ def apply_attack(attack: Attack | str, images: torch.Tensor, cover: torch.Tensor
     _check_images(images)
     size = tuple(images.shape[-2:])
     fam = attack.family
+    families = [*_FAMILIES, *(f"hidden_{k}" for k in HIDDEN_NOISES)]
+    if fam not in families:  # an Attack built by hand
+        raise ValueError(f"attack family must be one of {families}; got {fam!r}")
     if fam.startswith("hidden_"):
         kind = fam[len("hidden_"):]
         if kind in ("dropout", "cropout"):
-            if cover is None or cover.shape != images.shape:
-                raise ValueError(f"{attack.name} mixes the watermarked images with their covers: pass cover= with the "
-                                 f"same shape {tuple(images.shape)}")
+            if cover is None or cover.shape != images.shape or cover.dtype != images.dtype:
+                got = "none" if cover is None else f"{cover.dtype} {tuple(cover.shape)}"
+                raise ValueError(f"{attack.name} mixes the watermarked images with their covers: pass cover= as "
+                                 f"{images.dtype} images of the same shape {tuple(images.shape)}; got {got}")
             out = (dropout if kind == "dropout" else cropout)(images, cover.to(images.device), attack.param, generator)
         else:
             out = crop(images, attack.param, generator)

@@ -13,23 +13,25 @@ __all__ = ["psnr", "mean_psnr", "PSNR_CAP", "ssim", "bit_accuracy", "word_accura
 
 
 def _to_hwc01(x) -> np.ndarray:
+    shape = tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
+    if len(shape) != 4:  # a 3-D array could be one (C, H, W) image or N grey (H, W) images: never guessed
+        raise ValueError(f"images must be a batch (N, C, H, W) (one image: x[None]; grey images: x[:, None]); got "
+                         f"shape {shape}")
     if isinstance(x, torch.Tensor):
+        given = x.dtype
         x = x.detach().cpu()
         x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
         x = x.numpy()
     else:
         x = np.asarray(x)
+        given = x.dtype
         x = x.astype(np.float64) / 255 if x.dtype == np.uint8 else x.astype(np.float64)
-    if x.ndim == 3:
-        x = x[None]
-    if x.ndim != 4:
-        raise ValueError(f"images must be (N, C, H, W); got shape {x.shape}")
     bad = int(x.size - np.isfinite(x).sum())
     if bad:  # NaN fails both range comparisons below and would give a NaN PSNR, silently
         raise ValueError(f"images must be uint8 (0-255) or floats in [0, 1]; got {bad} non-finite (NaN or inf) of "
                          f"{x.size} values")
     if x.size and (x.min() < -1e-3 or x.max() > 1 + 1e-3):  # 0-255 floats would give a wrong PSNR, silently
-        raise ValueError(f"images must be uint8 (0-255) or floats in [0, 1]; got {x.dtype} values in "
+        raise ValueError(f"images must be uint8 (0-255) or floats in [0, 1]; got {given} values in "
                          f"[{x.min():.4g}, {x.max():.4g}]")
     return np.clip(x, 0, 1).transpose(0, 2, 3, 1)  # rounding error just outside [0, 1] only
 

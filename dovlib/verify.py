@@ -118,6 +118,7 @@ def label_verify(labels_watermarked, target: int, labels_benign=None, tau=0.25, 
     from scipy.stats import beta, binom, binomtest
 
     tau, alpha = _check_tau_alpha(tau, alpha)
+    target = check_int("target", target, 0)
     lw = torch.as_tensor(labels_watermarked).flatten()
     n = len(lw)
     k = int((lw == target).sum())
@@ -176,6 +177,9 @@ def verification_set(x_test, y_test, target: int, m: int, seed: int = 0) -> torc
     """Indices of ``m`` test images from the non-target classes (seeded draw, sorted); m = 100 in the paper."""
     y = torch.as_tensor(y_test)
     pool = torch.nonzero(y != target).flatten()
+    if not len(pool):
+        raise ValueError(f"the test set has no image outside the target class {target} ({len(y)} images): the "
+                         f"verification queries come from the non-target classes")
     m = check_int("m", m, 1, len(pool))
     g = torch.Generator().manual_seed(seed)
     return pool[torch.randperm(len(pool), generator=g)[:m]].sort().values
@@ -224,6 +228,7 @@ def evaluate_watermark(model, watermark, x_test, y_test, target: int, *, x_clean
     ``targeted``): BA (clean test accuracy), WSR, and image quality between clean and marked images: the named
     perceptual distance (``"lpips"`` real only, else ``"ssim"`` = 1 - SSIM, or ``"mse"``), PSNR and SSIM. Quality
     uses the marked training images (``x_clean`` vs ``x_marked``) when given, else triggered test images."""
+    max_pairs = check_int("max_pairs", max_pairs, 1)
     trigger = watermark.trigger if hasattr(watermark, "trigger") else watermark
     targeted = getattr(watermark, "targeted", True)
     out = {"BA": evaluate(model, x_test, y_test),
@@ -272,6 +277,24 @@ def summarize_controls(df, alpha=0.01):
     return out.reset_index()
 
 
+def _probs(row, col: str):
+    """``row[col]`` as a float array when it holds one probability per query (an array, list or tensor, as after a
+    JSON round trip), else None (a missing column, or NaN where a row has no such test)."""
+    import torch
+
+    value = row[col] if col in row else None
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, (np.ndarray, list, tuple)):
+        return np.asarray(value, dtype=float)
+    return None
+
+
+def _no_rows(fn: str, df) -> ValueError:
+    return ValueError(f"{fn} needs a p_w column and p_b (or p_decoy) holding one array of probabilities per model; "
+                      f"got columns {list(getattr(df, 'columns', []))}")
+
+
 def tau_sweep(df, taus=(0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5), alpha=0.01):
     """Share of models verified per scenario and tau (same queries, re-tested): which tau keeps the Ind-M and Ind-W
     false-positive rates under alpha while Malicious stays verified. Needs the ``p_b``/``p_w`` columns (and
@@ -282,11 +305,14 @@ def tau_sweep(df, taus=(0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5), alpha=0
     baselines = {"clean": "p_b", "decoy": "p_decoy"}
     for tau in taus:
         for _, r in df.iterrows():
+            p_w = _probs(r, "p_w")
             for test, col in baselines.items():
-                if col in r and isinstance(r[col], np.ndarray):
-                    v = ttest_verify(r[col], r["p_w"], tau, alpha)
+                if (p := _probs(r, col)) is not None and p_w is not None:
+                    v = ttest_verify(p, p_w, tau, alpha)
                     rows.append({"tau": tau, "baseline": test, "scenario": r["scenario"],
                                  "model_seed": r["model_seed"], "p_value": v.p_value, "verified": v.verified})
+    if not rows:
+        raise _no_rows("tau_sweep", df)
     long = pd.DataFrame(rows)
     return long.groupby(["baseline", "tau", "scenario"], sort=False).agg(
         verified_rate=("verified", "mean"), p_value_max=("p_value", "max")).reset_index()
@@ -306,17 +332,23 @@ def m_sweep(df, ms=(10, 20, 30, 50, 75, 100), tau: float = 0.25, alpha: float = 
     rng = np.random.default_rng(seed)
     rows = []
     baselines = {"clean": "p_b", "decoy": "p_decoy"}
+    tested = False
     for _, r in df.iterrows():
-        n = len(r["p_w"])
+        p_w = _probs(r, "p_w")
+        tests = {test: p for test, col in baselines.items() if (p := _probs(r, col)) is not None}
+        if p_w is None or not tests:
+            continue
+        tested, n = True, len(p_w)
         for m in ms:
             if m > n:
                 continue
             subsets = [np.arange(n)] if m == n else [rng.choice(n, m, replace=False) for _ in range(draws)]
-            for test, col in baselines.items():
-                if col in r and isinstance(r[col], np.ndarray):
-                    for idx in subsets:
-                        v = ttest_verify(r[col][idx], r["p_w"][idx], tau, alpha)
-                        rows.append({"m": m, "baseline": test, "scenario": r["scenario"], "verified": v.verified})
+            for test, p in tests.items():
+                for idx in subsets:
+                    v = ttest_verify(p[idx], p_w[idx], tau, alpha)
+                    rows.append({"m": m, "baseline": test, "scenario": r["scenario"], "verified": v.verified})
+    if not tested:
+        raise _no_rows("m_sweep", df)
     if not rows:
         raise ValueError(f"m_sweep: every m in {ms} exceeds the models' number of queries")
     long = pd.DataFrame(rows)

@@ -186,3 +186,13 @@ def test_attack_sets_name_registered_attacks():
     assert all(ATTACKS[n].family.startswith("hidden_") for n in attack_set("hidden"))
     with pytest.raises(ValueError, match="attacks must be one of"):
         attack_set("all")
+
+
+def test_a_cover_of_another_dtype_and_an_unknown_family_are_refused():
+    from dovlib.attacks import Attack
+
+    x = _images()
+    with pytest.raises(ValueError, match=r"pass cover= as torch.uint8 images of the same shape .* got torch.float32"):
+        apply_attack("hidden_dropout_0.3", x, cover=x.float())
+    with pytest.raises(ValueError, match=r"attack family must be one of \[.*'blur'.*hidden_crop'\]; got 'blurr'"):
+        apply_attack(Attack("blurr_3", "blurr", 3), x)

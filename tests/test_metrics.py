@@ -134,3 +134,14 @@ def test_message_accuracy_needs_matching_n_by_l_bits(fn):
         fn(np.zeros((2, 2, 4)), np.zeros((2, 2, 4)))  # used to return a (2, 2) array
     assert fn([1, 0, 1], [1, 0, 1]).shape == (1,)  # one message of L bits
     assert fn(np.ones((2, 3)), np.ones((2, 3))).tolist() == [1.0, 1.0]
+
+
+def test_a_3d_batch_is_refused_not_read_as_one_image():
+    """(N, H, W) grey images used to be read as ONE image of N channels (one PSNR for 50 images)."""
+    grey = torch.rand(50, 8, 8)
+    for fn in (psnr, ssim, mean_psnr):
+        with pytest.raises(ValueError, match=r"images must be a batch \(N, C, H, W\).*grey images: x\[:, None\]"):
+            fn(grey, grey)
+    assert psnr(grey[:, None], (grey[:, None] * 0.9)).shape == (50,)
+    with pytest.raises(ValueError, match="got torch.int64 values"):  # the dtype given, not the float64 it became
+        psnr(torch.full((1, 1, 4, 4), 200), torch.zeros(1, 1, 4, 4, dtype=torch.long))

@@ -278,3 +278,33 @@ def test_query_probs_and_per_class_accuracy_on_a_known_backdoor():
     assert acc == [1.0, 1.0, 0.0, 1.0, 1.0]
     acc7 = per_class_accuracy(model, x, y, num_classes=7)  # classes without test images are NaN, not 0
     assert acc7[:5] == acc and all(np.isnan(a) for a in acc7[5:])
+
+
+def test_sweeps_take_probability_lists_and_name_missing_columns():
+    """p_b / p_w as lists or tensors (a JSON round trip) count like arrays; they used to be skipped, giving a
+    KeyError in tau_sweep and a false 'every m exceeds the queries' in m_sweep."""
+    import pandas as pd
+
+    from dovlib.verify import m_sweep, tau_sweep
+
+    rows = [{"scenario": sc, "model_seed": s, "p_b": pb, "p_w": pw}
+            for sc, s, pb, pw in _synthetic_queries({"Malicious": 0.7, "Ind-M": 0.0}, n=40, sd=0.05, seed=0)]
+    arrays = pd.DataFrame(rows)
+    lists = pd.DataFrame([{**r, "p_b": r["p_b"].tolist(), "p_w": torch.as_tensor(r["p_w"])} for r in rows])
+    pd.testing.assert_frame_equal(tau_sweep(lists, taus=(0.25,)), tau_sweep(arrays, taus=(0.25,)))
+    pd.testing.assert_frame_equal(m_sweep(lists, ms=(10, 40)), m_sweep(arrays, ms=(10, 40)))
+    bare = arrays.drop(columns=["p_b"])
+    for fn in (tau_sweep, m_sweep):
+        with pytest.raises(ValueError, match=rf"{fn.__name__} needs a p_w column and p_b \(or p_decoy\)"):
+            fn(bare)
+
+
+def test_bad_target_max_pairs_and_an_all_target_test_set_are_named():
+    with pytest.raises(TypeError, match="target must be an integer >= 0; got 'x'"):
+        label_verify(torch.ones(10), "x")
+    with pytest.raises(ValueError, match="no image outside the target class 1"):
+        verification_set(torch.zeros(5, 1, 4, 4), torch.ones(5, dtype=torch.long), target=1, m=2)
+    x = torch.zeros(4, 3, 8, 8, dtype=torch.uint8)
+    with pytest.raises(ValueError, match=r"max_pairs must be an integer >= 1; got -1"):
+        evaluate_watermark(_CornerModel(target=3), _corner_trigger, x, torch.zeros(4, dtype=torch.long), 3,
+                           max_pairs=-1)
