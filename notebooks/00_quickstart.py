@@ -39,7 +39,7 @@ from dovlib.data import load_dataset
 from dovlib.models import build_model
 from dovlib.params import check_int, get_profile
 from dovlib.plotting import learning_curve
-from dovlib.report import env_info, run_context, save_fig, start_notebook, write_record
+from dovlib.report import run_context, save_fig, start_notebook, write_record
 from dovlib.train import TrainConfig, fit
 
 NOTEBOOK = "00_quickstart"
@@ -85,7 +85,6 @@ record = write_record(
     params={"profile": profile, "dataset": dataset, "arch": arch, "epochs": epochs, "seed": seed},
     metrics={"test_acc": result.final["test_acc"], "train_acc": result.final["train_acc"],
              "images_per_second": result.images_per_second},
-    profile=profile, dataset=ds.name, is_subset=ds.is_subset, dataset_note=ds.describe(), device=result.device,
-    device_name=env_info(device)["device_name"], wall_time=wall,
+    wall_time=wall, **context,
 )
 print({k: record[k] for k in ("profile", "dataset", "is_subset", "device", "wall_time")}, record["metrics"])

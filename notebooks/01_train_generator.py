@@ -59,7 +59,7 @@ from dovlib.metrics import mean_psnr, ssim
 from dovlib.params import check_int, get_profile, parse_eps, parse_rate
 from dovlib.perceptual import lpips_available, perceptual_distance, require_perceptual
 from dovlib.plotting import image_grid
-from dovlib.report import env_info, run_context, save_fig, start_notebook, timer, write_record
+from dovlib.report import run_context, save_fig, start_notebook, timer, write_record
 from dovlib.train import evaluate, predict_logits
 
 NOTEBOOK = "01_train_generator"
@@ -163,8 +163,6 @@ pd.Series(metrics).to_frame("value")
 params = {"profile": profile, "dataset": dataset, "arch": arch, "eps": eps, "target": target, "seed": seed,
           "key_hash": sscl.key_hash(key), "perceptual": perceptual, "l1": l1, "l2": l2, "l3": l3,
           "surrogate_width": surrogate_width}
-record = write_record(NOTEBOOK, params, metrics, profile=profile, dataset=ds.name, is_subset=ds.is_subset,
-                      dataset_note=ds.describe(), device=str(device), device_name=env_info(device)["device_name"],
-                      wall_time=t_sur["seconds"] + t_gen["seconds"], perceptual=perceptual,
-                      generator=G.meta["config"])
+record = write_record(NOTEBOOK, params, metrics, wall_time=t_sur["seconds"] + t_gen["seconds"],
+                      generator=G.meta["config"], **context)
 print({k: record[k] for k in ("profile", "dataset", "is_subset", "device", "perceptual")})

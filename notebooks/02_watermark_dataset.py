@@ -54,7 +54,7 @@ from dovlib import sscl
 from dovlib.data import load_dataset
 from dovlib.params import check_int, get_profile, parse_eps, parse_rate
 from dovlib.perceptual import require_perceptual
-from dovlib.report import env_info, run_context, run_dir, save_fig, save_table, start_notebook, timer, write_record
+from dovlib.report import run_context, run_dir, save_fig, save_table, start_notebook, timer, write_record
 from dovlib.verify import evaluate_watermark, per_class_accuracy
 from dovlib.watermarks import select_indices
 
@@ -199,10 +199,8 @@ metrics = {"BA": row_wm["BA"], "WSR": row_wm["WSR"], pcol: row_wm[pcol], "PSNR":
            "target_class_acc": acc.query("model == 'SSCL-BW'")["accuracy"].iloc[target],
            "target_class_acc_benign": acc.query("model == 'benign'")["accuracy"].iloc[target],
            "n_marked": marked.manifest["n_marked"]}
-record = write_record(NOTEBOOK, params, metrics, profile=profile, dataset=ds.name, is_subset=ds.is_subset,
-                      dataset_note=ds.describe(), device=str(device), device_name=env_info(device)["device_name"],
-                      wall_time=t_run["seconds"], perceptual=perceptual, manifest=marked.manifest,
-                      generator_seed=run.params["generator_seed"], selection=selection)
+record = write_record(NOTEBOOK, params, metrics, wall_time=t_run["seconds"], manifest=marked.manifest,
+                      generator_seed=run.params["generator_seed"], selection=selection, **context)
 print({k: record[k] for k in ("profile", "dataset", "is_subset", "device", "perceptual")}, metrics)
 
 # %% [markdown]
@@ -215,14 +213,14 @@ print({k: record[k] for k in ("profile", "dataset", "is_subset", "device", "perc
 # | BadNets (Gu et al., 2017) | poison-label | 3x3 white corner patch |
 # | Blended (Chen et al., 2017) | poison-label | seeded noise pattern, alpha 0.2 |
 # | WaNet (Nguyen & Tran, 2021) | poison-label | warping field k=4, s=0.5, noise mode (cross ratio 2) |
-# | UBW-P (Li et al., 2022) | poison-label, untargeted | 3x3 checkerboard, labels shifted y -> y+1 |
+# | UBW-P (Li et al., 2022) | poison-label, untargeted | 3x3 checkerboard, each marked label drawn at random |
 # | Label-Consistent (Turner et al., 2019) | clean-label | PGD eps 16/255 on the surrogate, four-corner checkerboard |
 # | Sleeper Agent (Souri et al., 2022) | clean-label, hidden trigger | gradient matching eps 16/255, 8x8 noise patch |
 # | UBW-C (Li et al., 2022) | clean-label, untargeted | gradient matching towards dispersed errors, 3x3 checkerboard |
 #
 # All at gamma = `rate` of the whole set and target `target`, with the notebook's surrogate and user model `arch`.
-# For UBW-P and UBW-C the WSR column is their **untargeted success** (share of triggered non-target test images
-# NOT classified as their true class); `WSR_benign` is the same trigger on the model trained on the clean set, the
+# For UBW-P and UBW-C the WSR column is their **untargeted success** (share of all triggered test images NOT
+# classified as their true class); `WSR_benign` is the same trigger on the model trained on the clean set, the
 # floor each method must beat (for the untargeted measure it is simply the benign model's error rate). The smoke
 # profile uses a few crafting steps for the surrogate-based methods (`crafting_budget`); quick/paper use the
 # papers' (PGD 100 steps, gradient matching 250).
@@ -303,9 +301,7 @@ table_metrics.update({f"kendall_tau_{q}_vs_paper": a["kendall_tau"] for q, a in 
 table_metrics.update({f"{r.key}_learnt": r.strength for r in tested.itertuples() if r.key != "none"})
 table_metrics.update({f"{r.key}_{pcol}": getattr(r, pcol) for r in table_all.itertuples()
                       if pcol in table_all and not pd.isna(getattr(r, pcol))})
-write_record(NOTEBOOK, {**params, "table": "I-all-methods"}, table_metrics, profile=profile, dataset=ds.name,
-             is_subset=ds.is_subset, dataset_note=ds.describe(), device=str(device),
-             device_name=env_info(device)["device_name"], wall_time=t_table["seconds"], perceptual=perceptual)
+write_record(NOTEBOOK, {**params, "table": "I-all-methods"}, table_metrics, wall_time=t_table["seconds"], **context)
 print(len(table_metrics), "numbers recorded")
 
 # %% [markdown]

@@ -69,7 +69,7 @@ from dovlib.params import (check_bool, check_int, get_profile, parse_eps, parse_
                            parse_target)
 from dovlib.perceptual import require_perceptual
 from dovlib.plotting import verification_sweep
-from dovlib.report import env_info, run_context, save_fig, save_table, start_notebook, timer, write_record
+from dovlib.report import run_context, save_fig, save_table, start_notebook, timer, write_record
 from dovlib.verify import m_sweep, paper_table_ii, summarize_controls, tau_sweep
 
 NOTEBOOK = "03_verification"
@@ -386,7 +386,5 @@ if code_rows is not None:
     metrics["target_code"] = {"targets": list(targets), "pool": None if pool is None else list(pool),
                               "rate_per_class": code_rate, "selection": selection,
                               "wall_time": t_code["seconds"], "models": code_rows.to_dict("records")}
-record = write_record(NOTEBOOK, params, metrics, profile=profile, dataset=ds.name, is_subset=ds.is_subset,
-                      dataset_note=ds.describe(), device=str(device), device_name=env_info(device)["device_name"],
-                      wall_time=t_run["seconds"], perceptual=perceptual)
+record = write_record(NOTEBOOK, params, metrics, wall_time=t_run["seconds"], **context)
 print({k: record[k] for k in ("profile", "dataset", "is_subset", "device", "perceptual")})

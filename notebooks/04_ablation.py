@@ -52,7 +52,7 @@ from IPython.display import Markdown, display
 from dovlib.data import load_dataset
 from dovlib.params import check_choice, get_profile, parse_eps, parse_rate
 from dovlib.perceptual import require_perceptual
-from dovlib.report import env_info, load_records, save_fig, save_table, start_notebook
+from dovlib.report import load_records, run_context, save_fig, save_table, start_notebook
 from dovlib.sscl import check_key, key_hash, run_sscl
 from dovlib.studies import cached, eps_label, grid, ownership_metrics
 from dovlib.watermarks import select_indices
@@ -78,7 +78,7 @@ print(ds.describe())
 # marked set -> suspect model, each step cached) and measures it.
 
 # %%
-context = dict(profile=profile, dataset=ds.name, is_subset=ds.is_subset, device=str(device), perceptual=perceptual)
+context = run_context(profile, device, ds, perceptual=perceptual)  # what records and figures were measured with
 
 
 def measure(eps_i, rate_i):
@@ -133,7 +133,7 @@ save_fig(fig, "fig4_ablation", NOTEBOOK, **context)
 table = df[["eps", "rate", "BA", "WSR", "delta_p", "p_value", "verified"]].sort_values(["eps", "rate"])
 save_table(table, "ablation", NOTEBOOK,
            caption=f"SSCL-BW ablation on {ds.name} ({'subset' if ds.is_subset else 'full'}), {arch}, {profile} "
-                   f"profile, {env_info(device)['device_name']}")
+                   f"profile, {context['device_name']}")
 table
 
 # %% [markdown]

@@ -52,7 +52,7 @@ from dovlib.data import load_dataset, stratified_subsample
 from dovlib.params import get_profile, parse_eps, parse_fraction, parse_rate
 from dovlib.perceptual import require_perceptual
 from dovlib.removal import finetune, pruning_curve
-from dovlib.report import env_info, run_context, run_dir, save_fig, save_table, start_notebook
+from dovlib.report import run_context, run_dir, save_fig, save_table, start_notebook
 from dovlib.sscl import check_key, key_hash, run_sscl
 from dovlib.studies import cached, eps_label, ownership_metrics
 from dovlib.train import TrainConfig
@@ -103,8 +103,7 @@ def compute():
     return {"finetune": ft.to_dict("records"), "pruning": pr.to_dict("records"), "n_finetune_images": len(idx)}
 
 
-rec = cached(NOTEBOOK, params, compute, recompute=recompute, profile=profile, dataset=ds.name,
-             is_subset=ds.is_subset, device=str(device), perceptual=perceptual)
+rec = cached(NOTEBOOK, params, compute, recompute=recompute, **context)
 ft = pd.DataFrame(rec["metrics"]["finetune"])
 pr = pd.DataFrame(rec["metrics"]["pruning"])
 print(f"fine-tuned on {rec['metrics']['n_finetune_images']} benign images{' (reused record)' if rec['reused'] else ''}")
@@ -135,7 +134,7 @@ fig.suptitle(f"Removal attacks on SSCL-BW, {arch} on {ds.name} ({'subset' if ds.
 fig.tight_layout()
 save_fig(fig, "fig5_removal", NOTEBOOK, **context)
 caption = (f"{ds.name} ({'subset' if ds.is_subset else 'full'}), {arch}, eps {eps_label(eps)}, gamma {rate}, "
-           f"{profile} profile, {env_info(device)['device_name']}")
+           f"{profile} profile, {context['device_name']}")
 save_table(ft, "finetuning", NOTEBOOK, caption="Fine-tuning: " + caption)
 save_table(pr, "pruning", NOTEBOOK, caption="Pruning: " + caption)
 

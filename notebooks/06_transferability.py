@@ -44,7 +44,7 @@ from dovlib.data import load_dataset
 from dovlib.models import ARCHS
 from dovlib.params import check_choice, get_profile, parse_eps, parse_list, parse_rate
 from dovlib.perceptual import require_perceptual
-from dovlib.report import env_info, save_fig, save_table, start_notebook
+from dovlib.report import run_context, save_fig, save_table, start_notebook
 from dovlib.sscl import check_key, key_hash, run_sscl
 from dovlib.studies import cached, eps_label, grid, ownership_metrics
 from dovlib.watermarks import select_indices
@@ -72,7 +72,7 @@ print(ds.describe())
 # Rows: the surrogate the generator was trained against; columns: the suspect's architecture.
 
 # %%
-context = dict(profile=profile, dataset=ds.name, is_subset=ds.is_subset, device=str(device), perceptual=perceptual)
+context = run_context(profile, device, ds, perceptual=perceptual)  # what records and figures were measured with
 rows = []
 for sur in arch_list:
     for sus in arch_list:
@@ -106,7 +106,7 @@ fig.tight_layout()
 save_fig(fig, "fig6_transferability", NOTEBOOK, **context)
 save_table(df, "transferability", NOTEBOOK,
            caption=f"surrogate x suspect on {ds.name} ({'subset' if ds.is_subset else 'full'}), eps {eps_label(eps)}, "
-                   f"gamma {rate}, {profile} profile, {env_info(device)['device_name']}")
+                   f"gamma {rate}, {profile} profile, {context['device_name']}")
 df
 
 # %% [markdown]

@@ -53,7 +53,7 @@ from dovlib.metrics import mean_psnr
 from dovlib.models import build_model
 from dovlib.params import check_choice, check_int, get_profile, parse_fraction
 from dovlib.plotting import image_grid
-from dovlib.report import env_info, run_context, save_fig, save_table, start_notebook, write_record
+from dovlib.report import run_context, save_fig, save_table, start_notebook, write_record
 from dovlib.train import TrainConfig, fit
 
 NOTEBOOK = "10_amuse_ml_task"
@@ -139,8 +139,7 @@ save_fig(g.figure, "test_accuracy", NOTEBOOK, **fig_context)
 # ## Record
 
 # %%
-context = dict(profile=profile, dataset=ds.name, is_subset=ds.is_subset, dataset_note=ds.describe(),
-               device=str(device), device_name=env_info(device)["device_name"], wall_time=wall)
+context = {**fig_context, "wall_time": wall}
 save_table(results, "ml_task", NOTEBOOK,
            caption=f"{arch} trained on clean / baseline-watermarked / AMUSE-watermarked (rho={rho:g}) training sets, "
                    f"{method} scale {scale:g}, L={message_bits}; clean test set. {ds.describe()}; {profile} profile, "

@@ -282,3 +282,37 @@ def test_every_figure_a_notebook_saves_names_its_run():
         assert calls, src.name
         for args in calls:
             assert "context" in args or "profile=" in args, (src.name, args)
+
+
+def _call_args(text: str, name: str) -> list[str]:
+    """The argument text of every ``name(...)`` call in ``text`` (parentheses balanced, lines joined)."""
+    out = []
+    for start in (i for i in range(len(text)) if text.startswith(name + "(", i)):
+        depth, i = 0, start + len(name)
+        while True:
+            depth += {"(": 1, ")": -1}.get(text[i], 0)
+            if depth == 0:
+                break
+            i += 1
+        out.append(text[start + len(name) + 1:i])
+    return out
+
+
+def test_every_record_a_notebook_writes_names_its_run():
+    """Each write_record / cached call passes the run's context, the one from ``run_context`` where the notebook
+    builds one (07-09 name the device by hand), so every record says which profile, dataset and device it was
+    measured with, in the same fields as its figures."""
+    root = Path(__file__).resolve().parents[1] / "notebooks"
+    seen = 0
+    for src in sorted(root.glob("[0-9][0-9]_*.py")):
+        text = src.read_text()
+        for args in _call_args(text, "write_record") + _call_args(text, "cached"):
+            if args.lstrip().startswith("NOTEBOOK") or args.lstrip().startswith("\n"):
+                seen += 1
+                by_hand = "run_context(" not in text and "device_name=" in args
+                assert "**context" in args or by_hand, (src.name, args)
+    assert seen >= 10  # 01-07 and 08-10 write records
+
+
+def test_call_args_balances_parentheses():
+    assert _call_args("f(a, g(b), c)\nf(x)", "f") == ["a, g(b), c", "x"]
