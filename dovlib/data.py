@@ -67,7 +67,16 @@ class ImageDataset:
                 raise ValueError(f"x_{split} must be a uint8 tensor (N, C, H, W); got {x.dtype} {tuple(x.shape)}")
             if y.ndim != 1 or len(y) != len(x):
                 raise ValueError(f"y_{split} must have one label per image ({len(x)}); got {tuple(y.shape)}")
+            if y.dtype.is_floating_point or y.dtype == torch.bool:
+                raise ValueError(f"y_{split} must hold integer class labels; got {y.dtype}")
+            if len(y) and (int(y.min()) < 0 or int(y.max()) >= len(self.classes)):
+                k = len(self.classes)
+                raise ValueError(f"y_{split} must be class indices in [0, {k - 1}] ({k} classes); got labels in "
+                                 f"[{int(y.min())}, {int(y.max())}]")
             setattr(self, f"y_{split}", y.long())
+        if len(self.x_test) and self.x_test.shape[1:] != self.x_train.shape[1:]:
+            raise ValueError(f"x_train and x_test must hold images of one shape; got {tuple(self.x_train.shape[1:])} "
+                             f"and {tuple(self.x_test.shape[1:])}")
 
     @property
     def num_classes(self) -> int:
@@ -99,14 +108,17 @@ class ImageDataset:
 
 def stratified_subsample(labels: torch.Tensor, n: int | None, seed: int = 0) -> torch.Tensor:
     """Indices of ``n`` items drawn with the class proportions of ``labels`` (sorted). ``None``: all."""
+    from .params import check_int
+
     labels = torch.as_tensor(labels)
-    if n is None or n >= len(labels):
+    if n is None:
         return torch.arange(len(labels))
-    if n < 1:
-        raise ValueError(f"n must be >= 1 for a subsample; got {n}")
+    n = check_int("n (subsample size)", n, 1)
+    if n >= len(labels):
+        return torch.arange(len(labels))
     g = torch.Generator().manual_seed(seed)
     perm = torch.randperm(len(labels), generator=g)
-    # Round-robin over classes in a random order keeps proportions and every class present when n allows.
+    # Per-class quotas proportional to the class sizes (at least one each while n allows), rounded to sum to n.
     classes = labels.unique()
     per_class = [perm[labels[perm] == c] for c in classes]
     quota = [max(1, round(n * len(p) / len(labels))) for p in per_class]
@@ -291,7 +303,8 @@ def _digits(image_size: int = 28) -> ImageDataset:
 
 def _synthetic(num_classes: int = 10, n_train: int = 1000, n_test: int = 200, image_size: int = 32,
                channels: int = 3, seed: int = 0) -> ImageDataset:
-    """Each class is a smooth random colour pattern; samples add noise, shifts and brightness changes.
+    """Each class is a smooth random colour pattern; samples add noise and brightness changes, and each split one
+    shift of all its images (drawn per split).
     Learnable in a few CPU epochs, so tests can check that training really learns."""
     from .params import check_choice, check_int
 
@@ -325,8 +338,11 @@ def _skimage_photos(image_size: int | None = None) -> ImageDataset:
     import skimage.data as skd
     from PIL import Image
 
-    names = ["astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field", "retina",
-             "cat"]
+    from .params import check_int
+
+    # not "cat": in scikit-image it is the same photograph as "chelsea" (dovlib listed both until 2026-12-04)
+    names = ["astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field", "retina"]
+    side = 512 if image_size is None else check_int("image_size", image_size, 8)
     imgs = []
     for n in names:
         fn = getattr(skd, n, None)
@@ -338,7 +354,6 @@ def _skimage_photos(image_size: int | None = None) -> ImageDataset:
             continue
         if a.ndim != 3 or a.shape[2] != 3:
             continue
-        side = image_size or 512
         a = np.asarray(Image.fromarray(a).resize((side, side), Image.BICUBIC))
         imgs.append((n, a))
     x = _nhwc_to_nchw(np.stack([a for _, a in imgs]))
@@ -362,19 +377,22 @@ def _image_folder(root: str | None = None, image_size: int = 256, test_share: fl
         raise DatasetNotFoundError(f"dataset 'image-folder': {root} is not a folder. Pass root=... (or the name "
                                    "'folder:<path>') pointing at a folder of images")
     image_size = check_int("image_size", image_size, 8)
-    test_share = parse_fraction("test_share", test_share, 0.0, 1.0)
+    test_share = parse_fraction("test_share", test_share, 0.0, 1.0, low_inclusive=True, high_inclusive=False)
 
     def images(d: Path) -> list[Path]:
         return sorted(f for f in d.rglob("*") if f.is_file() and f.suffix.lower() in IMG_EXTENSIONS)
 
+    train_dir = root / "train" if (root / "train").is_dir() else None
     test_dir = next((root / n for n in ("val", "test") if (root / n).is_dir()), None)
-    splits = {"train": root / "train", "test": test_dir} if (root / "train").is_dir() and test_dir else None
-    files = {k: images(d) for k, d in splits.items()} if splits else {"all": images(root)}
+    splits = {"train": train_dir, "test": test_dir} if train_dir and test_dir else None
+    # one split folder alone (train/<class>/...): its class folders give the labels and the split is drawn here
+    whole = train_dir or test_dir or root
+    files = {k: images(d) for k, d in splits.items()} if splits else {"all": images(whole)}
     if not all(files.values()):
-        empty = [str(splits[k] if splits else root) for k, v in files.items() if not v]
+        empty = [str(splits[k] if splits else whole) for k, v in files.items() if not v]
         raise ValueError(f"dataset 'image-folder': no images ({', '.join(sorted(IMG_EXTENSIONS))}) under "
                          f"{', '.join(empty)}")
-    base = {k: (splits[k] if splits else root) for k in files}
+    base = {k: (splits[k] if splits else whole) for k in files}
 
     def label(f: Path, k: str) -> str:  # the first folder below the split, or one class for loose images
         rel = f.relative_to(base[k]).parts
@@ -388,7 +406,7 @@ def _image_folder(root: str | None = None, image_size: int = 256, test_share: fl
         n_test = int(round(test_share * len(perm)))
         files = {"test": [files["all"][i] for i in sorted(perm[:n_test])],
                  "train": [files["all"][i] for i in sorted(perm[n_test:])]}
-        base = {"train": root, "test": root}
+        base = {"train": whole, "test": whole}
     if max_images is not None:  # a seeded draw per split (the file lists are sorted by class: never the first ones)
         max_images = check_int("max_images", max_images, 1)
         g = torch.Generator().manual_seed(seed + 1)

@@ -27,6 +27,9 @@ class Normalize(nn.Module):
         if not x.is_floating_point():  # uint8 images would give silent nonsense (values 0-255 standardised)
             raise TypeError(f"models take float images in [0, 1]; got {x.dtype} (convert uint8 images with "
                             "dovlib.train.to_float)")
+        if x.ndim != 4 or x.shape[1] != self.mean.shape[1]:  # (N, 1, H, W) would broadcast to 3 channels silently
+            raise ValueError(f"this model was built for in_channels={self.mean.shape[1]} images (N, C, H, W); got "
+                             f"shape {tuple(x.shape)}")
         return (x - self.mean) / self.std
 
 

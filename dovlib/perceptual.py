@@ -127,6 +127,11 @@ def perceptual_distance(a: torch.Tensor, b: torch.Tensor, name: str = "lpips", b
     """Per-image distances (CPU float tensor) between uint8 or [0,1] image batches ``a`` and ``b``."""
     if a.shape != b.shape:
         raise ValueError(f"a and b must have the same shape; got {tuple(a.shape)} and {tuple(b.shape)}")
+    if a.ndim != 4:
+        raise ValueError(f"a and b must be image batches (N, C, H, W); got shape {tuple(a.shape)}")
+    from .params import check_int
+
+    batch_size = check_int("batch_size", batch_size, 1)
     d = module if module is not None else perceptual_loss(name)
     dev = next(d.parameters()).device if any(True for _ in d.parameters()) else torch.device("cpu")
     out = []

@@ -12,7 +12,7 @@ __all__ = ["set_style", "image_grid", "show_images", "learning_curve", "to_numpy
 
 
 def set_style() -> None:
-    """The project's one plotting style (seaborn 'whitegrid', paper context, colour-blind palette)."""
+    """The project's one plotting style (seaborn 'whitegrid', notebook context, colour-blind palette)."""
     import seaborn as sns
 
     sns.set_theme(style="whitegrid", context="notebook", palette="colorblind")

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import numbers
 import os
 import time
 import warnings
@@ -123,18 +122,21 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self):
-        from .params import check_int, parse_fraction
+        from .params import check_bool, check_int, parse_fraction
 
         # integer fields are stored as ints (an int given stays as it was, so fingerprints do not move)
-        for name, low in (("epochs", 0), ("batch_size", 1), ("crop_padding", 0), ("eval_batch_size", 1)):
+        for name, low in (("epochs", 0), ("batch_size", 1), ("crop_padding", 0), ("eval_batch_size", 1),
+                          ("seed", 0)):
             setattr(self, name, check_int(name, getattr(self, name), low))
+        for name in ("flip", "amp", "cpu_bf16", "channels_last", "compile", "progress"):  # "false" is truthy
+            check_bool(name, getattr(self, name))
         # real fields are checked only: a valid number is kept as given (an int 0 must not become 0.0 in the
         # fingerprint); a string such as "1e-3" is stored as the float it reads as
         for name, low, high, low_inclusive in (("lr", 0.0, math.inf, False), ("weight_decay", 0.0, math.inf, True),
                                                ("momentum", 0.0, 1.0, True), ("label_smoothing", 0.0, 1.0, True)):
             value = getattr(self, name)
             parsed = parse_fraction(name, value, low, high, low_inclusive=low_inclusive, high_inclusive=False)
-            if not isinstance(value, numbers.Real):
+            if type(value) not in (int, float):  # a string, or a NumPy scalar the fingerprint's JSON cannot hold
                 setattr(self, name, parsed)
         if self.schedule not in ("onecycle", "cosine", "constant"):
             raise ValueError(f"schedule must be one of ['onecycle', 'cosine', 'constant']; got {self.schedule!r}")

@@ -108,8 +108,8 @@ if str(tables) in ("1", "both"):
     train_imgs = sample_images(hds.x_train, n_train, side=hidden_size, seed=seed)
     eval_imgs = sample_images(hds.x_test, cfg.amuse_images, side=hidden_size, seed=seed + 1)
     how = " (upsampled)" if hds.x_train.shape[-1] < hidden_size else " (crops)"
-    if hds.name == "skimage-photos":  # its train and test splits are the same 8 photos
-        how += "; evaluation crops come from the same 8 photos as the training crops"
+    if hds.name == "skimage-photos":  # its train and test splits are the same photos
+        how += "; evaluation crops come from the same photos as the training crops"
     hidden_note = (f"{hds.name}: {len(train_imgs)} training / {len(eval_imgs)} evaluation images at "
                    f"{hidden_size}x{hidden_size}{how}")
     print(hidden_note)
@@ -190,7 +190,7 @@ if str(tables) in ("1", "both"):
 if str(tables) in ("2", "both"):
     photos = load_dataset("skimage-photos")
     imgs2 = sample_images(photos.x_train, cfg.amuse_images, side=256, seed=seed)
-    note2 = f"{len(imgs2)} random 256x256 crops of scikit-image's 8 photos"
+    note2 = f"{len(imgs2)} random 256x256 crops of scikit-image's {len(photos.x_train)} photos"
     frames2 = []
     t0 = time.perf_counter()
     for scale in scales:

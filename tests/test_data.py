@@ -107,11 +107,11 @@ def test_subsample_marks_subset_and_validates():
     assert "stratified subsample" in sub.note
     assert s.subsample(None, None) is s
     # n < 1 is refused for either split (n = None keeps a split whole)
-    with pytest.raises(ValueError, match=r"n must be >= 1 for a subsample; got 0"):
+    with pytest.raises(ValueError, match=r"n \(subsample size\) must be an integer >= 1; got 0"):
         s.subsample(0, None)
-    with pytest.raises(ValueError, match=r"n must be >= 1 for a subsample; got -2"):
+    with pytest.raises(ValueError, match=r"n \(subsample size\) must be an integer >= 1; got -2"):
         s.subsample(None, -2)
-    with pytest.raises(ValueError, match=r"n must be >= 1 for a subsample; got 0"):
+    with pytest.raises(ValueError, match=r"n \(subsample size\) must be an integer >= 1; got 0"):
         stratified_subsample(s.y_train, 0)
     # the kept rows are the stratified indices (train with seed, test with seed + 1), images still paired with labels
     sub = s.subsample(20, 10, seed=4)
@@ -220,3 +220,41 @@ def test_data_dir_follows_env_and_md5sum_reads_in_chunks(tmp_path, monkeypatch):
     assert data.md5sum(f, chunk=1000) == data.md5sum(f) == hashlib.md5(payload).hexdigest()
     with pytest.raises(FileNotFoundError):
         data.md5sum(tmp_path / "missing.bin")
+
+
+def test_a_folder_with_only_train_takes_labels_below_it(tmp_path):
+    """train/<class>/ without val/ or test/: the classes are the folders below train/ (they used to be one class
+    named "train"), and the test split is drawn from them."""
+    _write_images(tmp_path / "train" / "cat", 6)
+    _write_images(tmp_path / "train" / "dog", 4, seed=1)
+    ds = load_dataset(f"folder:{tmp_path}", image_size=8, test_share=0.2)
+    assert ds.classes == ["cat", "dog"] and (len(ds.x_train), len(ds.x_test)) == (8, 2)
+    assert sorted(torch.cat([ds.y_train, ds.y_test]).tolist()) == [0] * 6 + [1] * 4
+    whole = load_dataset(f"folder:{tmp_path}", image_size=8, test_share=0)  # no test split asked for: allowed
+    assert (len(whole.x_train), len(whole.x_test)) == (10, 0)
+    with pytest.raises(ValueError, match=r"test_share must be a number in \[0, 1\)"):
+        load_dataset(f"folder:{tmp_path}", image_size=8, test_share=1)
+
+
+def test_skimage_photos_are_distinct_photographs():
+    """scikit-image's cat() is chelsea(): the set once held that photo twice under two labels."""
+    p = load_dataset("skimage-photos", image_size=64)
+    flat = p.x_train.flatten(1)
+    assert len(p.x_train) >= 4 and "cat" not in p.classes
+    assert all(not torch.equal(flat[i], flat[j]) for i in range(len(flat)) for j in range(i))
+    with pytest.raises(ValueError, match="image_size must be an integer >= 8; got 0"):
+        load_dataset("skimage-photos", image_size=0)
+
+
+def test_image_dataset_refuses_labels_outside_its_classes_and_mixed_shapes():
+    x = torch.zeros(2, 1, 4, 4, dtype=torch.uint8)
+    with pytest.raises(ValueError, match=r"y_train must be class indices in \[0, 1\] \(2 classes\); got labels in "
+                                         r"\[0, 5\]"):
+        ImageDataset("bad", x, torch.tensor([0, 5]), x, torch.tensor([0, 1]), ["a", "b"])
+    with pytest.raises(ValueError, match="y_train must hold integer class labels; got torch.float32"):
+        ImageDataset("bad", x, torch.tensor([0.7, 1.9]), x, torch.tensor([0, 1]), ["a", "b"])
+    with pytest.raises(ValueError, match=r"one shape; got \(1, 4, 4\) and \(3, 8, 8\)"):
+        ImageDataset("bad", x, torch.tensor([0, 1]), torch.zeros(1, 3, 8, 8, dtype=torch.uint8), torch.tensor([1]),
+                     ["a", "b"])
+    with pytest.raises(ValueError, match=r"n \(subsample size\) must be an integer >= 1; got 2.5"):
+        stratified_subsample(torch.arange(10) % 2, 2.5)

@@ -71,3 +71,10 @@ def test_uint8_images_are_refused_clearly(arch):
     with pytest.raises(TypeError, match=r"float images in \[0, 1\]; got torch.uint8 .*to_float"):
         model(torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_a_model_refuses_images_with_another_channel_count():
+    """(N, 1, H, W) images used to broadcast against a 3-channel model's normalisation and run silently."""
+    model = build_model("resnet18", 10, 3, width=4)
+    with pytest.raises(ValueError, match=r"built for in_channels=3 images \(N, C, H, W\); got shape \(2, 1, 28, 28\)"):
+        model(torch.rand(2, 1, 28, 28))

@@ -94,3 +94,14 @@ def test_real_lpips_is_zero_on_identical_images_and_grows_with_the_change():
     d = perceptual_loss("lpips")
     assert torch.allclose(d(x, x), torch.zeros(4), atol=1e-6)
     assert (d(x, small) < d(x, large)).all() and (d(x, small) > 0).all()
+
+
+def test_distance_refuses_non_batches_and_a_zero_batch_size():
+    from dovlib.perceptual import perceptual_distance
+
+    x = torch.rand(4, 3, 16, 16)
+    with pytest.raises(ValueError, match=r"image batches \(N, C, H, W\); got shape \(3, 16, 16\)"):
+        perceptual_distance(x[0], x[1], "mse")
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1; got 0"):
+        perceptual_distance(x, x, "mse", batch_size=0)
+    assert perceptual_distance(x, x, "mse", batch_size=3).shape == (4,)

@@ -397,6 +397,24 @@ def test_train_config_keeps_valid_values_and_fingerprints():
     assert TrainConfig(momentum=0, weight_decay=0, label_smoothing=0.1, crop_padding=0).momentum == 0
     assert TrainConfig(lr="1e-3").lr == 0.001
     assert TrainConfig(epochs=10).fingerprint() == base.fingerprint()  # ints given stay as they were
+    # a NumPy scalar is stored as the float it is (json, which the fingerprint uses, cannot hold np.float32)
+    import numpy as np
+
+    cfg = TrainConfig(lr=np.float32(0.5))
+    assert type(cfg.lr) is float and cfg.fingerprint() == TrainConfig(lr=0.5).fingerprint()
+    assert TrainConfig(seed="3").seed == 3 and TrainConfig(seed="3").fingerprint() == TrainConfig(seed=3).fingerprint()
+
+
+@pytest.mark.parametrize("field", ["flip", "amp", "cpu_bf16", "channels_last", "compile", "progress"])
+def test_train_config_switches_must_be_booleans(field):
+    """The string "false" is truthy: it used to turn bf16 on for a CPU run asked to keep it off."""
+    with pytest.raises(TypeError, match=f"{field} must be True or False; got 'false'"):
+        TrainConfig(**{field: "false"})
+
+
+def test_train_config_seed_is_a_non_negative_integer():
+    with pytest.raises(ValueError, match="seed must be an integer >= 0; got 0.5"):
+        TrainConfig(seed=0.5)
 
 
 def test_evaluate_refuses_labels_of_another_length():
