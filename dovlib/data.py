@@ -209,8 +209,15 @@ def _mnist_offline() -> ImageDataset:
                         is_subset=True, note="first 17,435 MNIST training images; full 10,000-image test set")
 
 
-def _torchvision(name: str, download: bool = True, image_size: int = 64) -> ImageDataset:
+def _torchvision(name: str, download: bool = True, image_size: int | None = None) -> ImageDataset:
+    """CIFAR-10 and MNIST at their own size; Flowers-102 resized to ``image_size`` (default 64)."""
     import torchvision.datasets as tvd
+
+    from .params import check_int
+
+    if name != "flowers102" and image_size is not None:  # would be ignored: refused, as a misspelt option is
+        raise ValueError(f"dataset {name!r} keeps its own image size; image_size applies to flowers102 only")
+    image_size = 64 if image_size is None else check_int("image_size", image_size, 8)
 
     root = data_dir() / name
     cls = {"cifar10": tvd.CIFAR10, "mnist": tvd.MNIST, "flowers102": tvd.Flowers102}[name]
@@ -248,12 +255,14 @@ def _pil_to_uint8(samples, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     return _nhwc_to_nchw(np.stack(xs)), torch.tensor(ys)
 
 
-def _sub_imagenet(root: str | None = None, num_classes: int = 50, image_size: int = 64,
-                  seed: int = 0) -> ImageDataset:
+def _sub_imagenet(root: str | None = None, num_classes: int = 50, image_size: int = 64) -> ImageDataset:
     """First ``num_classes`` classes (sorted wnids) of an ImageFolder root with ``train/`` and ``val/`` folders.
     Tiny-ImageNet's ``val/images`` + ``val_annotations.txt`` layout is understood as well."""
     from PIL import Image
 
+    from .params import check_int
+
+    num_classes, image_size = check_int("num_classes", num_classes, 1), check_int("image_size", image_size, 8)
     if root is None:
         root = os.environ.get("DOVLIB_IMAGENET", str(data_dir() / "sub-imagenet"))
     root = Path(root).expanduser()
@@ -279,6 +288,10 @@ def _sub_imagenet(root: str | None = None, num_classes: int = 50, image_size: in
     else:
         val = [(f, index[c]) for c in classes for f in sorted((root / "val" / c).rglob("*"))
                if f.suffix.lower() in exts]
+    for split, files in (("train", train), ("val", val)):
+        if not files:
+            raise DatasetNotFoundError(f"dataset 'sub-imagenet': no {', '.join(sorted(exts))} images of the first "
+                                       f"{num_classes} classes under {root / split}")
     x_tr, y_tr = load(train)
     x_te, y_te = load(val)
     return ImageDataset("sub-imagenet", x_tr, y_tr, x_te, y_te, classes,
@@ -289,6 +302,9 @@ def _digits(image_size: int = 28) -> ImageDataset:
     import torch.nn.functional as F
     from sklearn.datasets import load_digits
 
+    from .params import check_int
+
+    image_size = check_int("image_size", image_size, 8)
     d = load_digits()
     x = torch.from_numpy(d.images.astype(np.float32) / 16.0)[:, None]
     x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)

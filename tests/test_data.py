@@ -258,3 +258,18 @@ def test_image_dataset_refuses_labels_outside_its_classes_and_mixed_shapes():
                      ["a", "b"])
     with pytest.raises(ValueError, match=r"n \(subsample size\) must be an integer >= 1; got 2.5"):
         stratified_subsample(torch.arange(10) % 2, 2.5)
+
+
+def test_loader_options_that_would_be_ignored_or_are_out_of_range_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="'cifar10' keeps its own image size; image_size applies to flowers102 only"):
+        load_dataset("cifar10", image_size=64, download=False)
+    with pytest.raises(ValueError, match=r"dataset 'sub-imagenet' takes no option\(s\) \['seed'\]"):
+        load_dataset("sub-imagenet", root=tmp_path, seed=1)
+    with pytest.raises(ValueError, match="image_size must be an integer >= 8; got 0"):
+        load_dataset("digits", image_size=0)
+    with pytest.raises(ValueError, match="num_classes must be an integer >= 1; got 0"):
+        load_dataset("sub-imagenet", root=tmp_path, num_classes=0)
+    (tmp_path / "train" / "n01").mkdir(parents=True)
+    _write_images(tmp_path / "train" / "n01", 2)
+    with pytest.raises(DatasetNotFoundError, match=r"no .* images of the first 1 classes under .*val"):
+        load_dataset("sub-imagenet", root=tmp_path, num_classes=1, image_size=8)
