@@ -309,6 +309,10 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
     if len(x_train) != len(y_train) or len(x_train) == 0:
         raise ValueError("x_train and y_train must be non-empty and equally long; "
                          f"got {len(x_train)} and {len(y_train)}")
+    for name, x in (("x_train", x_train), ("x_test", x_test)):
+        if x is not None and getattr(x, "ndim", None) != 4:
+            raise ValueError(f"{name} must be images (N, C, H, W) (grey images: x[:, None]); got shape "
+                             f"{tuple(getattr(x, 'shape', ()))}")
     device = resolve_device(cfg.device)
     gen = torch.Generator().manual_seed(cfg.seed)  # shuffling (CPU: one permutation per epoch)
     aug_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)  # augmentation, on the device

@@ -432,3 +432,11 @@ def test_predictions_on_zero_images_keep_the_class_axis(ds):
     assert predict_proba(model, ds.x_test[:0]).shape == (0, 4)
     assert torch.allclose(predict_logits(model, ds.x_test[:5], batch_size=2), predict_logits(model, ds.x_test[:5]),
                           atol=1e-5)
+
+
+def test_fit_refuses_images_without_a_channel_axis():
+    model = build_model("badnets_cnn", 10, 1, width=4)
+    x = torch.zeros(8, 28, 28, dtype=torch.uint8)
+    with pytest.raises(ValueError, match=r"x_train must be images \(N, C, H, W\) \(grey images: x\[:, None\]\); got "
+                                         r"shape \(8, 28, 28\)"):
+        fit(model, x, torch.zeros(8, dtype=torch.long), epochs=1, device="cpu", progress=False)
