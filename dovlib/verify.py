@@ -280,8 +280,6 @@ def summarize_controls(df, alpha=0.01):
 def _probs(row, col: str):
     """``row[col]`` as a float array when it holds one probability per query (an array, list or tensor, as after a
     JSON round trip), else None (a missing column, or NaN where a row has no such test)."""
-    import torch
-
     value = row[col] if col in row else None
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()
