@@ -158,8 +158,7 @@ if selection is not None:
               f"{selection['attempt']}, {'passed' if selection['passed'] else 'FAILED'}"
               f"{f' (check at p < {check_alpha:g})' if check_alpha < 0.01 else ''}")
     save_table(selection_log, "generator_selection", NOTEBOOK, caption=f"Owner-side self-check of each selection "
-               f"attempt ({n_proxies} proxy model(s), verification draw 1): {label}", profile=profile,
-               dataset=ds.name, is_subset=ds.is_subset, device=str(device))
+               f"attempt ({n_proxies} proxy model(s), verification draw 1): {label}", **context)
     display(selection_log)
 ref = PAPER_TABLE_I.get(paper_key(ds.name), {})
 nan = float("nan")
@@ -171,8 +170,7 @@ paper = pd.DataFrame([
 ])
 paper["diff"] = paper["ours"] - paper["paper"]
 save_table(paper, "table1_sscl_bw", NOTEBOOK, caption=f"SSCL-BW row of Table I vs the paper ({label}; "
-           f"perceptual measure {perceptual})", profile=profile, dataset=ds.name, is_subset=ds.is_subset,
-           device=str(device))
+           f"perceptual measure {perceptual})", **context)
 paper
 
 # %% [markdown]
@@ -255,11 +253,9 @@ save_fig(ax.figure, "table1_all_methods", NOTEBOOK, **context)
 cmp_all = paper_comparison(table_all, ds.name)
 save_table(cmp_all, "table1_all_methods_vs_paper", NOTEBOOK,
            caption=f"Table I, all methods vs the paper ({label}; perceptual measure {perceptual}; UBW rows: "
-           f"untargeted success)", profile=profile, dataset=ds.name, is_subset=ds.is_subset, device=str(device),
-           wall_time=t_table["seconds"])
+           f"untargeted success)", **context, wall_time=t_table["seconds"])
 save_table(table_all.drop(columns=["key"]), "table1_all_methods", NOTEBOOK,
-           caption=f"Table I, all methods, our measurements ({label})", profile=profile, dataset=ds.name,
-           is_subset=ds.is_subset, device=str(device), wall_time=t_table["seconds"])
+           caption=f"Table I, all methods, our measurements ({label})", **context, wall_time=t_table["seconds"])
 cmp_all.round(2)
 
 # %% [markdown]
@@ -290,8 +286,7 @@ display(tested[["method", "BA", "WSR", "WSR_benign", "lift", "p_vs_benign", "str
 table_reading = reading(tested, agreement, label)
 print(table_reading)
 save_table(tested.drop(columns=["key"]), "table1_floor_test", NOTEBOOK,
-           caption=f"Table I with each trigger tested against its benign floor ({label}; n_eval {n_eval})",
-           profile=profile, dataset=ds.name, is_subset=ds.is_subset, device=str(device))
+           caption=f"Table I with each trigger tested against its benign floor ({label}; n_eval {n_eval})", **context)
 
 # %%
 table_metrics = {f"{r.key}_{q}": getattr(r, q) for r in table_all.itertuples() for q in ("BA", "WSR", "WSR_benign")

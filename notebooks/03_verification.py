@@ -186,8 +186,7 @@ if select_plain:
               f"model(s)); ours: "
               f"attempt {plain_selection['attempt']}, {'passed' if plain_selection['passed'] else 'FAILED'}")
     save_table(plain_selection_log, "generator_selection", NOTEBOOK, caption=f"Owner-side self-check of each "
-               f"selection attempt (paper's test, verification draw 1): {label}", profile=profile, dataset=ds.name,
-               is_subset=ds.is_subset, device=str(device))
+               f"selection attempt (paper's test, verification draw 1): {label}", **context)
     display(plain_selection_log)
 table2 = summarize_controls(models, alpha)
 table2
@@ -199,10 +198,8 @@ table2
 # %%
 paper = paper_table_ii(table2, ds.name)
 save_table(paper, "table2_verification", NOTEBOOK, caption=f"Table II (SSCL-BW) vs the paper (ResNet-18, full "
-           f"CIFAR-10 only; the paper's Ind-W/Ind-M delta_p is about 0): {label}", profile=profile, dataset=ds.name,
-           is_subset=ds.is_subset, device=str(device))
-save_table(table2, "table2_rates", NOTEBOOK, caption=f"Per-scenario verification rates: {label}", profile=profile,
-           dataset=ds.name, is_subset=ds.is_subset, device=str(device))
+           f"CIFAR-10 only; the paper's Ind-W/Ind-M delta_p is about 0): {label}", **context)
+save_table(table2, "table2_rates", NOTEBOOK, caption=f"Per-scenario verification rates: {label}", **context)
 paper
 
 # %% [markdown]
@@ -309,8 +306,7 @@ if n_targets > 1:
             targets, selection = code_run.targets, code_run.params["selection"]
             print(sscl.selection_summary(selection))
             save_table(selection_log, "code_selection", NOTEBOOK, caption=f"Owner-side self-check of each selection "
-                       f"attempt ({n_proxies} proxy model(s), verification draw 1): {label}", profile=profile,
-                       dataset=ds.name, is_subset=ds.is_subset, device=str(device))
+                       f"attempt ({n_proxies} proxy model(s), verification draw 1): {label}", **context)
             display(selection_log)
         else:  # the key's first code, as drawn
             targets = sscl.key_targets(key, ds.num_classes, n_targets, first=target, pool=pool)
@@ -338,7 +334,7 @@ if n_targets > 1:
                 f"model(s))" + (f" and up to {code_draws} codes" if code_draws > 1 else "")
                 if select_attempts > 1 else "")
     save_table(code_table, "target_code_rates", NOTEBOOK, caption=f"Target code {targets}, intersection-union test"
-               f"{sel_note}: {label}", profile=profile, dataset=ds.name, is_subset=ds.is_subset, device=str(device))
+               f"{sel_note}: {label}", **context)
     display(code_rows)
     display(code_table)
     # each class's trigger on every model: a claim needs all of them (Ind-W models often answer the shared class)

@@ -133,7 +133,7 @@ save_fig(fig, "fig4_ablation", NOTEBOOK, **context)
 table = df[["eps", "rate", "BA", "WSR", "delta_p", "p_value", "verified"]].sort_values(["eps", "rate"])
 save_table(table, "ablation", NOTEBOOK,
            caption=f"SSCL-BW ablation on {ds.name} ({'subset' if ds.is_subset else 'full'}), {arch}, {profile} "
-                   f"profile, {context['device_name']}")
+                   f"profile, {context['device_name']}", **context)
 table
 
 # %% [markdown]

@@ -135,8 +135,8 @@ fig.tight_layout()
 save_fig(fig, "fig5_removal", NOTEBOOK, **context)
 caption = (f"{ds.name} ({'subset' if ds.is_subset else 'full'}), {arch}, eps {eps_label(eps)}, gamma {rate}, "
            f"{profile} profile, {context['device_name']}")
-save_table(ft, "finetuning", NOTEBOOK, caption="Fine-tuning: " + caption)
-save_table(pr, "pruning", NOTEBOOK, caption="Pruning: " + caption)
+save_table(ft, "finetuning", NOTEBOOK, caption="Fine-tuning: " + caption, **context)
+save_table(pr, "pruning", NOTEBOOK, caption="Pruning: " + caption, **context)
 
 # %% [markdown]
 # ## The paper's claims, checked on this data

@@ -106,7 +106,7 @@ fig.tight_layout()
 save_fig(fig, "fig6_transferability", NOTEBOOK, **context)
 save_table(df, "transferability", NOTEBOOK,
            caption=f"surrogate x suspect on {ds.name} ({'subset' if ds.is_subset else 'full'}), eps {eps_label(eps)}, "
-                   f"gamma {rate}, {profile} profile, {context['device_name']}")
+                   f"gamma {rate}, {profile} profile, {context['device_name']}", **context)
 df
 
 # %% [markdown]

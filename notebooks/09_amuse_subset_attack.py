@@ -87,6 +87,7 @@ start = time.perf_counter()
 # codecs are NumPy; real extraction runs invisible-watermark on the CPU
 device = str(start_notebook(profile, seed, "cpu",
                             note=f"numpy {np.__version__} | {n_images} images, {n_subsets} subsets per share"))
+context = dict(profile=profile, device=device, device_name=env_info(device)["device_name"])  # what every output names
 
 # %% [markdown]
 # ## Algorithm 2 against the paper
@@ -100,7 +101,7 @@ paper_rows = [{"message_bits": L, "rho_max": r, "paper_nk": str(nk), "ours_nk": 
 paper_table = pd.DataFrame(paper_rows).assign(diff=lambda d: d["ours"] - d["paper"])
 save_table(paper_table, "sub_message_bits_vs_paper", NOTEBOOK,
            caption="AMUSE sub-message length (bits per image) chosen by Algorithm 2, paper vs ours. Pure "
-                   "combinatorics: no data, any profile and device.", profile=profile, dataset="none", device=device)
+                   "combinatorics: no data, any profile and device.", dataset="none", **context)
 paper_table
 
 # %% [markdown]
@@ -164,8 +165,7 @@ g.figure.suptitle(f"L = {message_bits} bits, {n_images} images, {n_subsets} subs
 for ax in g.axes.flat:
     for c, colour in zip(codecs[1:], sns.color_palette()[1:]):
         ax.axvline(max(c.rho, shares[0]), ls="--", lw=0.8, color=colour)
-fig_context = dict(profile=profile, dataset=pool.name if real else "simulated", is_subset=bool(real and pool.is_subset),
-                   device=device)
+fig_context = dict(dataset=pool.name if real else "simulated", is_subset=bool(real and pool.is_subset), **context)
 save_fig(g.figure, "accuracy_vs_leaked_share", NOTEBOOK, **fig_context)
 
 # %% [markdown]
@@ -186,8 +186,7 @@ save_table(compare, "codecs_bits_vs_leak_ratio", NOTEBOOK,
            caption=f"Baseline vs AMUSE vs erasure code: bits per image, guaranteed leak ratio and the smallest "
                    f"leaked share recovered by every random subset (L = {message_bits}, {n_images} images, "
                    f"{n_subsets} subsets, extraction {', '.join(extractions)}; {profile} profile, {device}).",
-           profile=profile, dataset=pool.name if real else "simulated", is_subset=bool(real and pool.is_subset),
-           device=device)
+           **fig_context)
 compare
 
 # %% [markdown]
@@ -210,7 +209,7 @@ trade = tradeoff_table(message_bits, n_max=16)
 ax = sns.scatterplot(data=trade, x="rho", y="sub_message_bits", hue="codec", style="codec")
 ax.set(xlabel="guaranteed leak ratio rho (lower is better)", ylabel="bits per image",
        title=f"L = {message_bits}: every (n, k) with n <= 16")
-save_fig(ax.figure, "tradeoff_bits_vs_rho", NOTEBOOK, profile=profile, dataset="none", device=device)
+save_fig(ax.figure, "tradeoff_bits_vs_rho", NOTEBOOK, dataset="none", **context)
 
 # %% [markdown]
 # ## Record
@@ -231,9 +230,8 @@ record = write_record(
     params={"profile": profile, "method": method, "message_bits": message_bits, "rho": rho, "erasure_n": erasure_n,
             "bit_error_rate": bit_error_rate, "dataset": dataset if real else None, "scale": scale if real else None,
             "shares": shares, "n_images": n_images, "n_subsets": n_subsets, "seed": seed},
-    metrics=metrics, profile=profile, dataset=pool.name if real else "simulated",
-    is_subset=bool(real and pool.is_subset), device=device, device_name=env_info(device)["device_name"],
-    wall_time=wall, perceptual="psnr" if real else "none (simulated extraction: no images)",
+    metrics=metrics, **fig_context, wall_time=wall,
+    perceptual="psnr" if real else "none (simulated extraction: no images)",
 )
 print(f"wall time {wall:.1f} s")
 compare

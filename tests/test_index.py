@@ -302,6 +302,8 @@ def test_every_record_a_notebook_writes_names_its_run():
     """Each write_record / cached call passes the run's context, the one from ``run_context`` where the notebook
     builds one (07-09 name the device by hand), so every record says which profile, dataset and device it was
     measured with, in the same fields as its figures."""
+    import re
+
     root = Path(__file__).resolve().parents[1] / "notebooks"
     seen = 0
     for src in sorted(root.glob("[0-9][0-9]_*.py")):
@@ -310,8 +312,25 @@ def test_every_record_a_notebook_writes_names_its_run():
             if args.lstrip().startswith("NOTEBOOK") or args.lstrip().startswith("\n"):
                 seen += 1
                 by_hand = "run_context(" not in text and "device_name=" in args
-                assert "**context" in args or by_hand, (src.name, args)
+                assert re.search(r"\*\*(fig_)?context\b", args) or by_hand, (src.name, args)
     assert seen >= 10  # 01-07 and 08-10 write records
+
+
+def test_every_table_a_notebook_saves_names_its_run():
+    """Each save_table call passes a context dict (``**context`` from ``run_context``, or 07-09's own with the
+    device's name), so the index labels every table with its own profile, dataset and device instead of falling
+    back to the notebook's newest record, which may come from another run."""
+    import re
+
+    root = Path(__file__).resolve().parents[1] / "notebooks"
+    seen = 0
+    for src in sorted(root.glob("[0-9][0-9]_*.py")):
+        text = src.read_text()
+        for args in _call_args(text, "save_table"):
+            seen += 1
+            assert re.search(r"\*\*(fig_)?context\b", args), (src.name, args)
+            assert "device=" not in args and "profile=" not in args, (src.name, args)  # spelled once, in the dict
+    assert seen >= 20  # 02-10 save tables
 
 
 def test_call_args_balances_parentheses():
