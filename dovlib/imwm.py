@@ -180,6 +180,11 @@ class ImWatermarker(Watermarker):
             except ImportError as exc:  # pragma: no cover - onnxruntime is a dependency
                 raise ImportError("RivaGAN needs onnxruntime: pip install onnxruntime") from exc
 
+    @property
+    def label(self) -> str:
+        """How captions and titles name it: the method, with its scale for the DCT methods (RivaGAN has none)."""
+        return self.method if self.method == "rivaGan" else f"{self.method} (scale {self.scale:g})"
+
     def _configs(self) -> dict:
         return {} if self.method == "rivaGan" else {"scales": [0, self.scale, 0]}
 

@@ -27,6 +27,7 @@ __all__ = [
     "parse_overrides",
     "get_profile",
     "canonical_profile",
+    "profile_key",
     "parse_fraction",
     "parse_eps",
     "parse_rate",
@@ -164,6 +165,18 @@ def canonical_profile(name: str) -> str:
         return base.strip()
     return base.strip() + ":" + ",".join(f"{k}={v!r}" if isinstance(v, float) else f"{k}={v}"
                                          for k, v in sorted(overrides.items()))
+
+
+def profile_key(name):
+    """What records are keyed by: :func:`canonical_profile` of a profile string, or ``name`` as given when this dovlib
+    cannot read it as a profile (an old record's string, or not a string). Comparing two records' profiles by it
+    matches exactly what a record lookup matches."""
+    if not isinstance(name, str):
+        return name
+    try:
+        return canonical_profile(name)
+    except ValueError:
+        return name
 
 
 def parse_overrides(spec: str, profile: Profile) -> dict:

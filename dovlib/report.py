@@ -152,14 +152,10 @@ def record_key(params: dict) -> str:
     torch scalars are keyed as the numbers metrics.json stores (``np.int64(1)`` and ``1`` are the same set), and a
     ``profile`` string by its canonical spelling (:func:`dovlib.params.canonical_profile`: ``"quick: epochs=10"``
     and ``"quick:epochs=10"`` are the same set)."""
-    profile = params.get("profile") if isinstance(params, dict) else None
-    if isinstance(profile, str):
-        from .params import canonical_profile
+    if isinstance(params, dict) and "profile" in params:
+        from .params import profile_key
 
-        try:
-            params = {**params, "profile": canonical_profile(profile)}
-        except ValueError:  # a string this dovlib does not read as a profile: keyed as written
-            pass
+        params = {**params, "profile": profile_key(params["profile"])}  # unreadable strings: keyed as written
     return json.dumps(params, sort_keys=True, default=_key_default)
 
 

@@ -298,6 +298,12 @@ def test_scale_accepts_any_real_number_but_not_a_bool():
             ImWatermarker("dwtDct", 16, scale=bad)
 
 
+def test_label_names_the_scale_only_where_it_is_used():
+    assert ImWatermarker("dwtDct", 16, scale=30).label == "dwtDct (scale 30)"
+    assert ImWatermarker("dwtDctSvd", 16, scale=20.5).label == "dwtDctSvd (scale 20.5)"
+    assert ImWatermarker("rivaGan", 16, scale=30).label == "rivaGan"  # RivaGAN has no quantisation step
+
+
 def test_embed_and_extract_refuse_zero_images_clearly():
     cfg = HiddenConfig(message_bits=4, channels=4, encoder_blocks=1, decoder_blocks=1, image_size=16,
                        adversarial_loss=0)

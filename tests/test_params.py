@@ -96,6 +96,16 @@ def test_profile_overrides_in_the_name():
         get_profile(3)
 
 
+def test_profile_key_is_the_canonical_spelling_or_the_value_as_given():
+    from dovlib.params import profile_key
+
+    assert profile_key("quick: epochs=40") == profile_key("quick") == "quick"
+    assert profile_key("quick:lr=5e-2,epochs=10") == "quick:epochs=10,lr=0.05"
+    assert profile_key("quick:no_such_field=1") == "quick:no_such_field=1"  # an old record's string: as written
+    assert profile_key("huge") == "huge"
+    assert profile_key(None) is None
+
+
 def test_canonical_profile_is_one_spelling_per_budget():
     from dovlib.params import canonical_profile, get_profile
 
