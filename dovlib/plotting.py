@@ -20,14 +20,26 @@ def set_style() -> None:
 
 
 def to_numpy_images(x: torch.Tensor) -> np.ndarray:
-    """(N, C, H, W) uint8 or [0,1] float -> (N, H, W, C) float in [0, 1] for imshow."""
+    """(N, C, H, W) uint8 or [0,1] float (C = 1 grey or 3 RGB) -> (N, H, W, C) float in [0, 1] for imshow; floats
+    outside [0, 1] are clipped."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor of shape (N, C, H, W); got {type(x).__name__}")
+    if x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(f"images must have shape (N, C, H, W) with C = 1 (grey) or 3 (RGB) (one image: x[None]); "
+                         f"got shape {tuple(x.shape)}")
     x = x.detach().cpu()
     x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
     return x.clamp(0, 1).permute(0, 2, 3, 1).numpy()
 
 
 def image_grid(rows: dict[str, torch.Tensor], ncols: int = 8, scale: float = 1.3):
-    """A figure with one labelled row per entry of ``rows`` (name -> images (N, C, H, W))."""
+    """A figure with one labelled row per entry of ``rows`` (name -> images (N, C, H, W)); ``ncols`` (>= 1) images
+    per row, fewer where a row has fewer."""
+    if not rows:
+        raise ValueError("rows must name at least one batch of images (name -> (N, C, H, W)); got none")
+    from .params import check_int
+
+    ncols = check_int("ncols", ncols, 1)
     fig, axes = plt.subplots(len(rows), ncols, figsize=(ncols * scale, len(rows) * scale), squeeze=False)
     for r, (name, imgs) in enumerate(rows.items()):
         arr = to_numpy_images(imgs[:ncols])
@@ -44,8 +56,12 @@ def image_grid(rows: dict[str, torch.Tensor], ncols: int = 8, scale: float = 1.3
 
 
 def show_images(images: torch.Tensor, titles: list[str] | None = None, scale: float = 1.5):
-    """One row of images with optional titles."""
+    """One row of images (N >= 1) with optional titles, one per image."""
     arr = to_numpy_images(images)
+    if len(arr) == 0:
+        raise ValueError("show_images needs at least one image; got an empty batch")
+    if titles is not None and len(titles) != len(arr):
+        raise ValueError(f"titles must hold one title per image: {len(arr)}; got {len(titles)}")
     fig, axes = plt.subplots(1, len(arr), figsize=(len(arr) * scale, scale + 0.3), squeeze=False)
     for i, ax in enumerate(axes[0]):
         img = arr[i]

@@ -1,6 +1,7 @@
 """dovlib.plotting: the figures the notebooks share."""
 
 import matplotlib
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -31,6 +32,25 @@ def test_image_grid_and_learning_curve_return_figures():
     fig = learning_curve([{"epoch": 1, "train_loss": 2.0, "train_acc": 0.2, "test_acc": 0.1},
                           {"epoch": 2, "train_loss": 1.0, "train_acc": 0.5, "test_acc": 0.4}], "t")
     assert len(fig.axes) == 2 and fig.axes[1].get_ylim() == (0, 1)
+    matplotlib.pyplot.close("all")
+
+
+def test_image_helpers_refuse_bad_shapes_clearly():
+    from dovlib.plotting import show_images, to_numpy_images
+
+    for bad in (torch.zeros(3, 8, 8), torch.zeros(2, 4, 8, 8)):  # no batch axis; 4 channels
+        with pytest.raises(ValueError, match=r"images must have shape \(N, C, H, W\) with C = 1 \(grey\) or 3"):
+            to_numpy_images(bad)
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        to_numpy_images(np.zeros((1, 3, 4, 4)))
+    with pytest.raises(ValueError, match="one title per image: 2; got 1"):
+        show_images(torch.zeros(2, 3, 4, 4), titles=["a"])
+    with pytest.raises(ValueError, match="at least one image"):
+        show_images(torch.zeros(0, 3, 4, 4))
+    with pytest.raises(ValueError, match="rows must name at least one batch"):
+        image_grid({})
+    with pytest.raises(ValueError, match="ncols"):
+        image_grid({"a": torch.zeros(2, 3, 4, 4)}, ncols=0)
     matplotlib.pyplot.close("all")
 
 
