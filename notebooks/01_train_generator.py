@@ -34,7 +34,7 @@ profile = "smoke"  # smoke | quick | paper (see dovlib/params.py)
 dataset = "cifar10-subset"  # cifar10-subset | mnist-offline | cifar10 | ... (dovlib.data)
 arch = "resnet18"  # surrogate architecture: resnet18 | resnet34 | vgg16 | vgg19 | badnets_cnn
 eps = "8/255"  # L-inf budget of the watermark (MNIST needs more, e.g. 32/255 or 64/255)
-rate = 0.1  # gamma: share of the whole training set to mark (from the target class); used in 02/03
+rate = 0.1  # gamma: share of the whole training set to mark (from the target class); 02/03 mark, 01 checks it
 target = 1  # target class t
 seed = 0  # data subsampling, surrogate, generator initialisation
 key = 20240607  # the owner's secret key (an int; use secrets.randbits(63) for a real dataset)
@@ -60,7 +60,9 @@ from dovlib.params import check_int, get_profile, parse_eps, parse_rate
 from dovlib.perceptual import lpips_available, perceptual_distance, require_perceptual
 from dovlib.plotting import image_grid
 from dovlib.report import run_context, save_fig, start_notebook, timer, write_record
+from dovlib.studies import eps_label
 from dovlib.train import evaluate, predict_logits
+from dovlib.watermarks import select_indices
 
 NOTEBOOK = "01_train_generator"
 cfg = get_profile(profile)
@@ -71,7 +73,7 @@ key = sscl.check_key(key)
 sscl.generator_config(cfg, eps=eps, target=target, key=key, seed=seed, perceptual=perceptual, l1=l1, l2=l2,
                       l3=l3)  # refuses bad loss weights (l1, l2, l3) before any training
 device = start_notebook(profile, seed, cfg.device)
-print(f"eps = {eps * 255:.1f}/255, target {target}, perceptual measure: {perceptual} "
+print(f"eps = {eps_label(eps)}, target {target}, perceptual measure: {perceptual} "
       f"(real LPIPS weights cached: {lpips_available()}), owner key hash {sscl.key_hash(key)}")
 
 # %% [markdown]
@@ -84,6 +86,12 @@ ds = load_dataset(dataset).subsample(cfg.n_train, cfg.n_test, seed=seed)
 context = run_context(profile, device, ds, perceptual=perceptual)  # what figures say they were measured with
 print(ds.describe())
 check_int("target", target, 0, ds.num_classes - 1)
+# gamma is used by 02/03, which mark the set; checked here so a gamma above the target class's share fails before
+# the generator trains, and shown as the share of the target class it will mark (at 0.1 almost all of it)
+n_marked = len(select_indices(ds.y_train, rate, target, clean_label=True, seed=seed))
+n_target = int((ds.y_train == target).sum())
+print(f"gamma {rate:g}: notebooks 02/03 mark {n_marked} of the {n_target} class-{target} training images "
+      f"({n_marked / n_target:.0%} of the class), labels untouched")
 with timer() as t_sur:
     surrogate = sscl.train_surrogate(ds, cfg, arch, seed, width=surrogate_width)
 surrogate_width = surrogate_width or cfg.width
@@ -106,7 +114,8 @@ print(f"generator: {'loaded from cache' if G.cached else 'trained'} ({t_gen['sec
 hist = pd.DataFrame(G.meta["history"]).melt(id_vars="iter", var_name="term", value_name="value")
 grid = sns.relplot(data=hist, x="iter", y="value", col="term", kind="line", height=2.6,
                    facet_kws={"sharey": False})
-grid.figure.suptitle(f"generator training ({profile}, {ds.name}, eps {eps * 255:.0f}/255, {perceptual})", y=1.04)
+grid.figure.suptitle(f"generator training ({profile}, {ds.name}, eps {eps_label(eps)}, {perceptual})",
+                     y=1.04)
 save_fig(grid.figure, "generator_losses", NOTEBOOK, **context)
 
 # %% [markdown]

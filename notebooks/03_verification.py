@@ -70,6 +70,7 @@ from dovlib.params import (check_bool, check_int, get_profile, parse_eps, parse_
 from dovlib.perceptual import require_perceptual
 from dovlib.plotting import verification_sweep
 from dovlib.report import run_context, save_fig, save_table, start_notebook, timer, write_record
+from dovlib.studies import eps_label
 from dovlib.verify import m_sweep, paper_table_ii, summarize_controls, tau_sweep
 
 NOTEBOOK = "03_verification"
@@ -178,7 +179,7 @@ models.drop(columns=["p_b", "p_w", "p_decoy"])
 
 # %%
 label = (f"{profile} profile, {ds.name}{' (subset)' if ds.is_subset else ''}, {arch}, {device}, "
-         f"target {target}{' (from the key)' if target_from_key else ''}, eps {eps * 255:.0f}/255, "
+         f"target {target}{' (from the key)' if target_from_key else ''}, eps {eps_label(eps)}, "
          f"gamma {target_rate:.4g}, decoy_rate {decoy_rate:g}, m {m}, "
          f"{n_models} model(s) per scenario, surrogate width {run.params['surrogate_width']}")
 if select_plain:

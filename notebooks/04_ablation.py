@@ -50,7 +50,7 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 from dovlib.data import load_dataset
-from dovlib.params import check_choice, get_profile, parse_eps, parse_rate
+from dovlib.params import check_choice, get_profile, parse_eps, parse_rate, profile_key
 from dovlib.perceptual import require_perceptual
 from dovlib.report import load_records, run_context, save_fig, save_table, start_notebook
 from dovlib.sscl import check_key, key_hash, run_sscl
@@ -113,7 +113,8 @@ for e, r in points:
 # %%
 rows = [{**r["params"], **r["metrics"]} for r in load_records(NOTEBOOK)]
 df = pd.DataFrame(rows)
-df = df[(df["profile"] == profile) & (df["dataset"] == dataset) & (df["arch"] == arch) & (df["seed"] == seed)
+same_profile = df["profile"].map(profile_key) == profile_key(profile)  # as cached() finds records
+df = df[same_profile & (df["dataset"] == dataset) & (df["arch"] == arch) & (df["seed"] == seed)
         & (df["target"] == target) & (df["perceptual"] == perceptual) & (df["key_hash"] == key_hash(key))].copy()
 df["eps_levels"] = df["eps"].map(lambda e: parse_eps(e) * 255)
 by_eps = df[df["rate"] == rate].sort_values("eps_levels")

@@ -159,7 +159,7 @@ display(Markdown("\n".join([
     f"* **BA collapse beyond 80% pruning**: {'confirmed' if collapse else 'NOT confirmed'} "
     f"(lowest BA at >= 80%: {high['BA'].min():.1%})." if not high.empty else "* Pruning above 80% not run.",
     f"* Ownership still proved up to a pruning rate of {still_verified:.0%}." if still_verified is not None
-    else "* Ownership was not proved at any pruning rate (not even 0%): see the smoke/quick caveat.",
+    else "* Ownership was not proved at any pruning rate (not even 0%): see the last line on the profile.",
     "* **Pruning removes the watermark only once BA collapses**: "
     + ("not testable (no BA collapse in the range)" if first_collapse is None else
        f"{'confirmed' if first_lost is None or first_lost >= first_collapse else 'NOT confirmed'} (verification "

@@ -69,7 +69,8 @@ attacks = attacks or ("grid" if cfg.name == "paper" else "representative")
 attack_names = attack_set(attacks)
 n_messages = {"smoke": 1, "quick": 3}.get(cfg.name, 10) if n_messages is None else n_messages
 n_messages = check_int("n_messages", n_messages, 1)
-capacity = ImWatermarker(method, scale=scale).capacity_bits
+probe = ImWatermarker(method, scale=scale)
+capacity, wm_label = probe.capacity_bits, probe.label  # label: 'dwtDct (scale 36)'; rivaGan has no scale
 too_long = [L for L in lengths if AmuseCodec.from_rho(L, rho, seed).sub_message_bits > capacity]
 if len(too_long) == len(lengths):  # lengths only some schemes fit are run for those and skipped for the others
     raise ValueError(f"message_bits {lengths}: even AMUSE's sub-messages (rho {rho:g}) exceed {method}'s "
@@ -150,7 +151,7 @@ long = summary.melt(id_vars=["L", "scheme", "attacked"], value_vars=["bit_acc", 
 g = sns.relplot(data=long, x="L", y="accuracy", hue="scheme", style="attacked", col="metric", kind="line",
                 marker="o", height=3.2, aspect=1.2)
 g.set(ylim=(-0.02, 1.02))
-g.figure.suptitle(f"{method} (scale {scale:g}), {len(images)} images, rho={rho:g} ({profile} profile, CPU)", y=1.04)
+g.figure.suptitle(f"{wm_label}, {len(images)} images, rho={rho:g} ({profile} profile, CPU)", y=1.04)
 save_fig(g.figure, "accuracy_vs_length", NOTEBOOK, **fig_context)
 
 # %% [markdown]
@@ -171,15 +172,15 @@ if attack_names:
 context = dict(profile=profile, dataset=ds.name, is_subset=True, dataset_note=f"{len(images)} images: {image_note}",
                device="cpu", device_name=env_info("cpu")["device_name"], wall_time=wall)
 save_table(summary, "accuracy_vs_length", NOTEBOOK,
-           caption=f"{method} (scale {scale:g}): baseline vs AMUSE (rho={rho:g}), mean over {n_messages} messages; "
+           caption=f"{wm_label}: baseline vs AMUSE (rho={rho:g}), mean over {n_messages} messages; "
                    f"attacked = mean over the '{attacks}' attack set. {len(images)} images ({image_note}); "
                    f"{profile} profile, CPU.", **context)
 save_table(limits_df, "watermark_limits", NOTEBOOK,
-           caption=f"{method} 32 bits per image, per-image bit accuracy under JPEG 4:2:0 vs 4:4:4 and a 90% centre "
-                   f"crop ({len(images)} images, {image_note}; CPU).", **context)
+           caption=f"{method} 32 bits per image, per-image bit accuracy under JPEG 4:2:0 vs 4:4:4 and a centre crop "
+                   f"keeping 90% of the area ({len(images)} images, {image_note}; CPU).", **context)
 if attack_names:
     save_table(fam, "accuracy_by_attack_family", NOTEBOOK,
-               caption=f"{method} (scale {scale:g}), baseline vs AMUSE (rho={rho:g}): rebuilt-message bit and word "
+               caption=f"{wm_label}, baseline vs AMUSE (rho={rho:g}): rebuilt-message bit and word "
                        f"accuracy and sub-message bit accuracy per attack family (mean over the family's attacks in "
                        f"the '{attacks}' set and {n_messages} messages); {len(images)} images, CPU.", **context)
 for L in lengths:

@@ -107,7 +107,9 @@ if str(tables) in ("1", "both"):
     n_train = 4 * cfg.amuse_images if smoke else max(len(hds.x_train), 2000)  # photos: that many random crops
     train_imgs = sample_images(hds.x_train, n_train, side=hidden_size, seed=seed)
     eval_imgs = sample_images(hds.x_test, cfg.amuse_images, side=hidden_size, seed=seed + 1)
-    how = " (upsampled)" if hds.x_train.shape[-1] < hidden_size else " (crops)"
+    pool_side = min(hds.x_train.shape[-2:])  # as sample_images: crops from larger images, whole ones at the size
+    how = (" (upsampled)" if pool_side < hidden_size else " (whole images, flipped at random)"
+           if pool_side == hidden_size else " (crops)")
     if hds.name == "skimage-photos":  # its train and test splits are the same photos
         how += "; evaluation crops come from the same photos as the training crops"
     hidden_note = (f"{hds.name}: {len(train_imgs)} training / {len(eval_imgs)} evaluation images at "

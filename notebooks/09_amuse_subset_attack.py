@@ -25,8 +25,8 @@
 #
 # For each leaked share, `amuse_subsets` random subsets (paper: 100) are decoded by majority vote. Extraction is
 # simulated (`ideal`: error-free; `bitflip`: each extracted bit flipped with `bit_error_rate`) or real: the
-# sub-messages are embedded into 256x256 images with DCT-DWT (`dovlib.imwm`, the invisible-watermark package) and
-# extracted again. Bits that no leaked image carries count as wrong (never guessed).
+# sub-messages are embedded into 256x256 images with `method` (DCT-DWT or DCT-DWT-SVD from the invisible-watermark
+# package, `dovlib.imwm`) and extracted again. Bits that no leaked image carries count as wrong (never guessed).
 #
 # `papermill notebooks/09_amuse_subset_attack.ipynb out.ipynb -p profile quick -p method dwtDct`.
 
@@ -125,7 +125,7 @@ codec_table[["codec", "n", "k", "sub_message_bits", "rho", "min_unique_sub_messa
 # %% [markdown]
 # ## Extraction
 # Simulated: the encoded sub-messages, with bits flipped at `bit_error_rate` for `bitflip`. Real: embedded with
-# DCT-DWT into 256x256 images drawn from `dataset` and extracted without attack.
+# `method` into 256x256 images drawn from `dataset` and extracted without attack.
 
 # %%
 pool = None
@@ -194,9 +194,9 @@ compare
 # (each image of a random subset adds k chunks). At about the same bits per image, the erasure code guarantees
 # recovery from a much smaller share (`(k - 1) / n` against `(n - k) / n`) because any k distinct fragments suffice,
 # not every chunk. The price shows with bit errors: each erasure fragment sits in only `1 / n` of the images
-# (`n = erasure_n`), while each AMUSE chunk sits in `k / n` of them (`n = 5` here), so with few leaked images a
-# fragment has one or two copies to vote over and Reed-Solomon must correct what voting could not. The baseline
-# carries everything in each image, at L bits per image.
+# (`n = erasure_n`), while each AMUSE chunk sits in `k / n` of them (the codec table's `n` and `k`), so with few
+# leaked images a fragment has one or two copies to vote over and Reed-Solomon must correct what voting could not.
+# The baseline carries everything in each image, at L bits per image.
 
 # %% [markdown]
 # ## extra: the whole trade-off
