@@ -316,5 +316,7 @@ print(len(table_metrics), "numbers recorded")
 #   runs rank the methods unreliably (the quick profile's full size is untested on the baselines).
 # * On MNIST the paper's values were not available to us, so the notebook compares methods with each other and
 #   with their floors only (`-p dataset mnist-offline -p eps 32/255`: SSCL-BW needs a larger budget there). The
-#   same reduced CPU run learns the four poison-label triggers almost perfectly (WSR 0.999-1.000) and SSCL-BW and
-#   Label-Consistent only weakly (0.25, 0.02); Sleeper Agent and UBW-C stay at their floors.
+#   same reduced CPU run learns the four poison-label triggers strongly (BadNets, Blended, WaNet 0.999-1.000;
+#   UBW-P 0.999 with its old +1 label shift, 0.770 with the authors' random labels) and SSCL-BW and Label-Consistent
+#   only weakly (0.25, 0.02); Sleeper Agent and UBW-C stayed at their floors (before the full-pass gradient
+#   matching).
