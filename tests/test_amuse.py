@@ -185,7 +185,9 @@ def test_majority_vote_survives_two_percent_bit_errors(make):
     noisy = flip_bits(codec.encode(msg, 500), 0.02, seed=6)
     part = codec.decode_partial(noisy)
     assert part.complete
-    assert (part.bits == msg).mean() >= 0.99
+    # the issue asks for >= 99% of the bits; with 100-500 copies of each bit and 2% flips a vote is wrong with
+    # probability far below 1e-9, so every bit must come back
+    assert np.array_equal(part.bits, msg)
 
 
 @pytest.mark.parametrize("n,k", [(7, 3), (15, 5), (31, 4), (4, 4), (1, 1)])

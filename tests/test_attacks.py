@@ -65,6 +65,27 @@ def test_center_crop_and_resize_refuse_shares_outside_zero_one_naming_them():
                 apply_attack(Attack(f"{family}_{bad:g}", family, bad, changes_size=True), x)
 
 
+def test_attacks_on_a_constant_image_do_what_they_define():
+    """On one flat colour: smoothing and resampling change nothing, contrast blends with the mean grey level
+    (0.299 R + 0.587 G + 0.114 B, as torchvision), a hue shift leaves grey untouched, JPEG stays within a few levels,
+    rotation keeps the centre and fills the corners black."""
+    rgb = torch.tensor([100, 150, 60], dtype=torch.uint8).reshape(1, 3, 1, 1).expand(2, 3, 48, 48).contiguous()
+    for name in ("blur_3", "blur_13", "resize_0.5", "resize_0.9"):
+        assert torch.equal(apply_attack(name, rgb), rgb), name
+    grey_level = 0.299 * 100 + 0.587 * 150 + 0.114 * 60
+    for c in (0.5, 2.0):
+        want = (c * torch.tensor([100.0, 150.0, 60.0]) + (1 - c) * grey_level).clamp(0, 255)
+        got = apply_attack(f"contrast_{c:g}", rgb)[0, :, 24, 24].float()
+        assert (got - want).abs().max() <= 1, (c, got, want)
+    grey = torch.full((2, 3, 48, 48), 100, dtype=torch.uint8)
+    for name in ("hue_0.25", "hue_-0.5"):
+        assert torch.equal(apply_attack(name, grey), grey), name
+    assert (apply_attack("hue_0.25", rgb).float() - rgb.float()).abs().max() > 30  # a colour does move
+    assert (apply_attack("jpeg_30", rgb).int() - rgb.int()).abs().max() <= 3
+    turned = apply_attack("rotation_20", rgb)
+    assert torch.equal(turned[..., 24, 24], rgb[..., 24, 24]) and (turned[..., 0, 0] == 0).all()
+
+
 def test_attacks_change_images_and_size_changes_are_reported():
     x = _images()
     for name in ("blur_5", "brightness_1.5", "contrast_0.5", "hue_0.25", "jpeg_30", "rotation_20"):

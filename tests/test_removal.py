@@ -78,11 +78,16 @@ def test_finetune_evaluates_every_epoch(trained):
         calls.append(m.training)
         return {"ba": evaluate(m, ds.x_test, ds.y_test)}
 
+    before = {k: v.clone() for k, v in model.state_dict().items()}
     tuned, df = finetune(model, ds.x_train[:64], ds.y_train[:64],
                          TrainConfig(epochs=2, batch_size=32, lr=0.01, progress=False), ev)
     assert df["epoch"].tolist() == [0, 1, 2] and df["ba"].notna().all()
     assert calls == [False, False, False]  # evaluated in eval mode
     assert tuned is not model
+    # the suspect is left as it was (a copy is tuned), epoch 0 is the suspect itself, and tuning moved the weights
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert df["ba"].iloc[0] == evaluate(model, ds.x_test, ds.y_test)
+    assert any(not torch.equal(v, before[k]) for k, v in tuned.state_dict().items() if v.is_floating_point())
 
 
 def test_finetune_checkpoint_resumes_only_the_same_starting_model(trained, tmp_path):

@@ -247,6 +247,20 @@ def test_sscl_bw_adapter_follows_the_watermark_interface():
     assert wm.describe()["key_hash"] == key_hash(5)
 
 
+def test_surrogate_is_never_a_benign_control_model(monkeypatch):
+    """The surrogate trains with seed + SURROGATE_SEED_OFFSET, so it is never one of the Ind-M models (seeds seed,
+    seed + 1, ...) whose false-positive rate the controls measure; its width may differ from the suspects'."""
+    seen = []
+    monkeypatch.setattr(sscl, "train_classifier", lambda *a, **k: seen.append(k) or "model")
+    ds = load_dataset("synthetic", num_classes=4, n_train=40, n_test=20, image_size=16)
+    prof = get_profile("smoke", width=4)
+    assert sscl.train_surrogate(ds, prof, "badnets_cnn", seed=3) == "model"
+    sscl.train_surrogate(ds, prof, "badnets_cnn", seed=3, width=8)
+    assert [k["seed"] for k in seen] == [3 + sscl.SURROGATE_SEED_OFFSET] * 2
+    assert sscl.SURROGATE_SEED_OFFSET > 1000  # far above any control model's seed offset
+    assert [k["profile"].width for k in seen] == [4, 8] and seen[0]["num_classes"] == 4
+
+
 def test_run_sscl_and_controls_end_to_end_at_toy_size():
     ds = load_dataset("synthetic", num_classes=4, n_train=120, n_test=60, image_size=16)
     prof = get_profile("smoke", epochs=1, width=4, gen_iters=2, gen_batch=8, verify_m=20, n_models=1)

@@ -156,8 +156,12 @@ def test_evaluate_watermark_and_verify_model_on_a_known_backdoor():
                                   x_clean=x.float() / 255, x_marked=_corner_trigger(x).float() / 255)
     assert as_float["linf"] == 1.0 and as_float["PSNR"] == pytest.approx(out["PSNR"])
     r = verify_model(model, x[verification_set(x, y, 3, 20)], _corner_trigger, 3)
-    assert r.to_dict() == {"delta_p": r.delta_p, "p_value": r.p_value, "verified": r.verified, "n": 20, "tau": 0.25,
-                           "alpha": 0.01, "test": r.test, "note": r.note, "verdict": "ownership verified"}
+    # every query moves P(target) from 1 / (e^10 + 4) to e^10 / (e^10 + 4): one difference, zero variance, so the
+    # exact sign-test bound 0.5^20 stands in for the t-test
+    e = np.exp(10.0)
+    assert r.to_dict() == {"delta_p": pytest.approx((e - 1) / (e + 4)), "p_value": pytest.approx(0.5 ** 20),
+                           "verified": True, "n": 20, "tau": 0.25, "alpha": 0.01, "test": "paired t-test",
+                           "note": "zero variance: exact sign-test bound used", "verdict": "ownership verified"}
     idx = verification_set(x, y, 3, 20)
     assert verify_model(model, x[idx], _corner_trigger, 3).verified
     assert verify_model(model, x[idx], lambda z: z, 3).p_value == 1.0  # no trigger, no claim
@@ -172,6 +176,8 @@ def test_untargeted_success_counts_every_class():
     x[:, 0, 1, 0] = y.to(torch.uint8)
     model = _CornerModel(target=3)  # the trigger sends everything to class 3
     assert attack_success(model, x, y, _corner_trigger, target=3) == 1.0
+    # targeted WSR counts non-target images only: without a trigger none of them is called 3 (0.2 if class 3 counted)
+    assert attack_success(model, x, y, lambda z: z, target=3) == 0.0
     # untargeted: every image not of class 3 is now wrong, the 10 of class 3 are not: 40 of 50 whatever `target` is
     for t in (0, 3):
         assert attack_success(model, x, y, _corner_trigger, target=t, targeted=False) == pytest.approx(0.8)

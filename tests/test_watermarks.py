@@ -79,8 +79,21 @@ def test_trigger_scales_with_image_size():
     wm = get_watermark("badnets")
     for size, side in [(28, 3), (32, 3), (64, 6)]:
         x = torch.zeros(1, 3, size, size, dtype=torch.uint8)
-        changed = (wm.trigger(x) != x).any(1)[0]
+        marked = wm.trigger(x)
+        changed = (marked != x).any(1)[0]
         assert changed.sum() == side * side and changed[-side:, -side:].all()
+        assert (marked[..., -side:, -side:] == 255).all()  # a white square in every channel
+    grey = get_watermark("badnets", value=128).trigger(torch.zeros(1, 1, 32, 32, dtype=torch.uint8))
+    assert grey[0, 0, -3:, -3:].unique().tolist() == [128] and grey.sum() == 9 * 128
+
+
+def test_checkerboard_is_the_published_pattern():
+    """UBW-P's, UBW-C's and Label-Consistent's trigger: black and white squares with a white top-left pixel, the
+    same in every channel."""
+    assert checkerboard(1, 3)[0].tolist() == [[255, 0, 255], [0, 255, 0], [255, 0, 255]]
+    board = checkerboard(3, 4)
+    assert board.dtype == torch.uint8 and board.shape == (3, 4, 4)
+    assert all(torch.equal(board[c], board[0]) for c in range(3)) and board[0, 0].tolist() == [255, 0, 255, 0]
 
 
 def test_blended_is_a_convex_mix():
@@ -235,6 +248,44 @@ def test_crafted_marks_are_cached(tmp_path, monkeypatch):
         wm.apply(x, y, 0.1, 1, seed=1, cache=tmp_path)
 
 
+def test_table_crafting_cache_is_keyed_by_crafting_version_and_surrogate(tmp_path, monkeypatch):
+    """Table I reuses crafted marks only for the same crafting code and surrogate: bumping CRAFTING_VERSION (or
+    another surrogate) crafts again, so marks made by older PGD / gradient matching are never reused silently."""
+    from types import SimpleNamespace
+
+    from dovlib.watermarks import table
+
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path))
+    x, y = _data()
+    ds = SimpleNamespace(x_train=x, y_train=y)
+    wm = _make("sleeper-agent", x)
+    first = table._cached_apply(wm, ds, wm.surrogate, 0.1, 1, 0)
+    assert len(list(tmp_path.rglob("marked.pt"))) == 1
+    real_craft = type(wm)._craft
+    monkeypatch.setattr(type(wm), "_craft", lambda *a, **k: pytest.fail("crafted again"))
+    assert all(torch.equal(a, b) for a, b in zip(first, table._cached_apply(wm, ds, wm.surrogate, 0.1, 1, 0)))
+    monkeypatch.setattr(table, "CRAFTING_VERSION", table.CRAFTING_VERSION + 1)
+    with pytest.raises(BaseException, match="crafted again"):
+        table._cached_apply(wm, ds, wm.surrogate, 0.1, 1, 0)
+    monkeypatch.setattr(table, "CRAFTING_VERSION", table.CRAFTING_VERSION - 1)
+    other = _surrogate(3, 16)
+    with torch.no_grad():
+        next(other.parameters()).add_(0.01)
+    monkeypatch.setattr(type(wm), "_craft", real_craft)
+    table._cached_apply(wm, ds, other, 0.1, 1, 0)  # crafted afresh, in a folder of its own
+    assert len(list(tmp_path.rglob("marked.pt"))) == 2
+
+
+def test_every_table_i_method_is_registered():
+    """_load_all imports each method module; one missing would drop its row from Table I without an error."""
+    from dovlib.watermarks import WATERMARKS
+    from dovlib.watermarks.table import METHODS
+
+    assert set(WATERMARKS) == {"badnets", "blended", "wanet", "ubw-p", "label-consistent", "sleeper-agent", "ubw-c",
+                               "sscl-bw"}
+    assert set(METHODS) - {"none"} == set(WATERMARKS)
+
+
 def test_bad_inputs_name_the_parameter():
     x, y = _data()
     with pytest.raises(ValueError, match="rate"):
@@ -297,6 +348,7 @@ def test_table_rows_and_paper_comparison(_runs):
     cmp = paper_comparison(df, "cifar10-subset")
     ref = cmp.query("method == 'BadNets' and quantity == 'BA (%)'").iloc[0]
     assert ref["paper"] == PAPER_TABLE_I["cifar10"]["BadNets"]["BA"]
+    assert ref["ours"] == pytest.approx(100 * df.loc[df.key == "badnets", "BA"].item())  # the measured row, in %
     assert abs(ref["diff"] - (ref["ours"] - ref["paper"])) < 1e-9
     assert "untargeted success (%)" in set(cmp.query("method == 'UBW-P'")["quantity"])
     assert paper_comparison(df, "mnist-offline")["paper"].isna().all()  # not available: left empty
