@@ -65,6 +65,10 @@ def test_ssim_distance_is_zero_for_identical_images_grows_with_noise_and_is_diff
     y = small.clone().requires_grad_(True)
     d(x, y).sum().backward()
     assert y.grad is not None and y.grad.abs().sum() > 0
+    # constant images have no variance: 1 - d = (2ab + C1) / (a^2 + b^2 + C1), C1 = (0.01 * data range 1)^2
+    a, b, c1 = 0.3, 0.5, 0.01 ** 2
+    flat = d(torch.full((1, 3, 32, 32), a), torch.full((1, 3, 32, 32), b))
+    assert 1 - flat.item() == pytest.approx((2 * a * b + c1) / (a * a + b * b + c1), rel=1e-4)
 
 
 def test_ssim_distance_refuses_images_under_its_smallest_window():

@@ -29,6 +29,10 @@ def test_image_grid_and_learning_curve_return_figures():
             "marked": torch.full((3, 3, 8, 8), 255, dtype=torch.uint8)}
     fig = image_grid(rows, ncols=3)
     assert len(fig.axes) == 6
+    assert [ax.get_title(loc="left") for ax in fig.axes[::3]] == ["clean", "marked"]  # one labelled row per entry
+    assert (fig.axes[0].images[0].get_array() == 0).all() and (fig.axes[3].images[0].get_array() == 1).all()
+    short = image_grid({"two": rows["clean"][:2]}, ncols=3)  # a row with fewer images leaves the rest empty
+    assert [len(ax.images) for ax in short.axes] == [1, 1, 0]
     fig = learning_curve([{"epoch": 1, "train_loss": 2.0, "train_acc": 0.2, "test_acc": 0.1},
                           {"epoch": 2, "train_loss": 1.0, "train_acc": 0.5, "test_acc": 0.4}], "t")
     assert len(fig.axes) == 2 and fig.axes[1].get_ylim() == (0, 1)

@@ -133,10 +133,17 @@ def test_bad_notebook_name_and_unserialisable():
         report.write_record("00_quickstart", {"a": 1}, {"x": object()})
 
 
-def test_timer_and_env():
+def test_timer_and_env(monkeypatch):
+    clock = iter([10.0, 12.5, 20.0, 21.0])
+    monkeypatch.setattr(report.time, "perf_counter", lambda: next(clock))
     with report.timer() as t:
-        sum(range(1000))
-    assert t["seconds"] > 0
+        assert t["seconds"] == 0.0  # set when the block ends
+    assert t["seconds"] == 2.5
+    with pytest.raises(KeyError):  # an interrupted block is timed too
+        with report.timer() as t2:
+            raise KeyError("stop")
+    assert t2["seconds"] == 1.0
+    monkeypatch.undo()
     env = report.env_info("cpu")
     assert env["device"] == "cpu" and "CPU" in env["device_name"]
 

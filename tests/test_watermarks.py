@@ -55,6 +55,9 @@ def test_apply_shapes_range_labels(name, size, channels):
         assert torch.equal(yo, y)
         if wm.targeted:
             assert (y[idx] == 1).all()
+    if name in ("sleeper-agent", "ubw-c"):  # poisons crafted within eps (16/255: 16 grey levels), never a trigger
+        assert (xo[idx].int() - x[idx].int()).abs().max() <= round(wm.eps * 255) == 16
+        assert not torch.equal(xo[idx], wm.trigger(x[idx]))
     elif wm.targeted:
         assert (yo[idx] == 1).all() and (y[idx] != 1).all()
     else:  # UBW-P: a random label in [0, K) for each marked sample, every class may be poisoned
