@@ -263,9 +263,10 @@ def paper_table_ii(table2, dataset: str):
     return out
 
 
-def summarize_controls(df, alpha=0.01):
-    """Table II from :func:`dovlib.sscl.run_controls` rows: per scenario the number of models, mean delta_p, median
-    and max p-value, and the share verified (true-positive rate for Malicious, false-positive rate otherwise)."""
+def summarize_controls(df):
+    """Table II from :func:`dovlib.sscl.run_controls` rows: per scenario the number of models, mean delta_p, median,
+    max and min p-value, and the share verified (true-positive rate for Malicious, false-positive rate otherwise),
+    from the rows' own verdicts at the alpha they were tested with (:func:`tau_sweep` re-tests at other settings)."""
     g = df.groupby("scenario", sort=False)
     out = g.agg(models=("delta_p", "size"), delta_p=("delta_p", "mean"), p_value_median=("p_value", "median"),
                 p_value_max=("p_value", "max"), p_value_min=("p_value", "min"), verified_rate=("verified", "mean"),

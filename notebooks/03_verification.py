@@ -189,7 +189,7 @@ if select_plain:
     save_table(plain_selection_log, "generator_selection", NOTEBOOK, caption=f"Owner-side self-check of each "
                f"selection attempt (paper's test, verification draw 1): {label}", **context)
     display(plain_selection_log)
-table2 = summarize_controls(models, alpha)
+table2 = summarize_controls(models)
 table2
 
 # %% [markdown]

@@ -208,6 +208,13 @@ def test_tau_sweep_and_summary_count_models_per_scenario():
     t2 = summarize_controls(df).set_index("scenario")
     assert t2.at["Malicious", "verified_rate"] == 1.0 and t2.at["Ind-M", "verified_rate"] == 0.0
     assert t2.at["Malicious", "models"] == 2 and "decoy_verified_rate" in t2
+    for scenario, rows_of in df.groupby("scenario"):  # each column aggregates that scenario's rows
+        assert t2.at[scenario, "delta_p"] == pytest.approx(rows_of["delta_p"].mean())
+        assert t2.at[scenario, "p_value_max"] == rows_of["p_value"].max()
+        assert t2.at[scenario, "p_value_min"] == rows_of["p_value"].min()
+        assert t2.at[scenario, "p_value_median"] == pytest.approx(rows_of["p_value"].median())
+        assert t2.at[scenario, "decoy_p_value_max"] == rows_of["decoy_p_value"].max()
+    assert t2.at["Malicious", "delta_p"] == pytest.approx(0.7, abs=0.05)  # the synthetic shift
     sw = tau_sweep(df, taus=(0.0, 0.9)).set_index(["baseline", "tau", "scenario"])
     assert sw.at[("clean", 0.0, "Malicious"), "verified_rate"] == 1.0
     assert sw.at[("clean", 0.9, "Malicious"), "verified_rate"] == 0.0  # a margin above the effect: no claim
