@@ -55,13 +55,13 @@ def test_apply_shapes_range_labels(name, size, channels):
         assert torch.equal(yo, y)
         if wm.targeted:
             assert (y[idx] == 1).all()
-    if name in ("sleeper-agent", "ubw-c"):  # poisons crafted within eps (16/255: 16 grey levels), never a trigger
-        assert (xo[idx].int() - x[idx].int()).abs().max() <= round(wm.eps * 255) == 16
-        assert not torch.equal(xo[idx], wm.trigger(x[idx]))
     elif wm.targeted:
         assert (yo[idx] == 1).all() and (y[idx] != 1).all()
     else:  # UBW-P: a random label in [0, K) for each marked sample, every class may be poisoned
         assert ((yo[idx] >= 0) & (yo[idx] < 10)).all()
+    if name in ("sleeper-agent", "ubw-c"):  # poisons crafted within eps (16/255: 16 grey levels), never a trigger
+        assert (xo[idx].int() - x[idx].int()).abs().max() <= round(wm.eps * 255) == 16
+        assert not torch.equal(xo[idx], wm.trigger(x[idx]))
     t = wm.trigger(x[:5])
     assert t.shape == (5, channels, size, size) and t.dtype == torch.uint8 and not torch.equal(t, x[:5])
 
