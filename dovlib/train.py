@@ -396,7 +396,16 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
                 xb = xb.contiguous(memory_format=torch.channels_last)
             yb = ys[idx]
             with _autocast(device, cfg.amp, cfg.cpu_bf16):
-                out = step_model(xb)
+                try:
+                    out = step_model(xb)
+                except ValueError as exc:  # BatchNorm over a 1x1 map cannot train on a batch of one image
+                    if len(idx) != 1 or "more than 1 value per channel" not in str(exc):
+                        raise
+                    bar.close()
+                    raise ValueError(f"the last batch of each epoch holds one image ({n} training images, batch_size "
+                                     f"{cfg.batch_size}: {n} % {cfg.batch_size} = 1), which this model's BatchNorm "
+                                     f"cannot train on; choose a batch_size that leaves a remainder other than 1 "
+                                     f"(e.g. {cfg.batch_size + 1}) or drop one image") from exc
                 loss = F.cross_entropy(out.float(), yb, label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -444,3 +444,19 @@ def test_fit_refuses_images_without_a_channel_axis():
     with pytest.raises(ValueError, match=r"x_train must be images \(N, C, H, W\) \(grey images: x\[:, None\]\); got "
                                          r"shape \(8, 28, 28\)"):
         fit(model, x, torch.zeros(8, dtype=torch.long), epochs=1, device="cpu", progress=False)
+
+
+def test_fit_names_a_last_batch_of_one_that_batchnorm_cannot_train_on():
+    """A BatchNorm over a 1x1 map (VGG at 16x16, or 28x28) fails on a batch of one image; fit says why and what to
+    change instead of passing PyTorch's "Expected more than 1 value per channel" on. Other remainders train."""
+    def model():
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.BatchNorm2d(4),
+                                   torch.nn.Flatten(), torch.nn.Linear(4, 2))
+
+    x, y = torch.zeros(9, 1, 8, 8, dtype=torch.uint8), torch.arange(9) % 2
+    kw = dict(epochs=1, device="cpu", progress=False, flip=False, crop_padding=0)
+    with pytest.raises(ValueError, match=r"last batch of each epoch holds one image \(9 training images, batch_size "
+                                         r"4: 9 % 4 = 1\).*e\.g\. 5"):
+        fit(model(), x, y, batch_size=4, **kw)
+    assert len(fit(model(), x, y, batch_size=5, **kw).history) == 1  # 9 % 5 = 4: trains
