@@ -176,7 +176,7 @@ save_table(summary, "accuracy_vs_length", NOTEBOOK,
                    f"attacked = mean over the '{attacks}' attack set. {len(images)} images ({image_note}); "
                    f"{profile} profile, CPU.", **context)
 save_table(limits_df, "watermark_limits", NOTEBOOK,
-           caption=f"{method} 32 bits per image, per-image bit accuracy under JPEG 4:2:0 vs 4:4:4 and a centre crop "
+           caption=f"{wm_label}, 32 bits per image, per-image bit accuracy under JPEG 4:2:0 vs 4:4:4 and a centre crop "
                    f"keeping 90% of the area ({len(images)} images, {image_note}; CPU).", **context)
 if attack_names:
     save_table(fam, "accuracy_by_attack_family", NOTEBOOK,
