@@ -402,10 +402,11 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
                     if len(idx) != 1 or "more than 1 value per channel" not in str(exc):
                         raise
                     bar.close()
+                    fits = next(b for b in range(cfg.batch_size + 1, n + 1) if n % b != 1)  # n itself always fits
                     raise ValueError(f"the last batch of each epoch holds one image ({n} training images, batch_size "
                                      f"{cfg.batch_size}: {n} % {cfg.batch_size} = 1), which this model's BatchNorm "
                                      f"cannot train on; choose a batch_size that leaves a remainder other than 1 "
-                                     f"(e.g. {cfg.batch_size + 1}) or drop one image") from exc
+                                     f"(e.g. {fits}) or drop one image") from exc
                 loss = F.cross_entropy(out.float(), yb, label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()

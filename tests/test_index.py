@@ -4,6 +4,7 @@ device, wall time), record, figure and failed run, and open offline (checked in 
 import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -273,8 +274,6 @@ def test_cli_builds_the_index_of_the_folder_given(reports, capsys):
 def test_every_figure_a_notebook_saves_names_its_run():
     """Each save_fig call in the notebooks passes the run's context (profile, dataset, device), so the index never
     labels a figure with another run's record."""
-    import re
-
     root = Path(__file__).resolve().parents[1] / "notebooks"
     for src in sorted(root.glob("[0-9][0-9]_*.py")):
         text = src.read_text()
@@ -302,8 +301,6 @@ def test_every_record_a_notebook_writes_names_its_run():
     """Each write_record / cached call passes the run's context, the one from ``run_context`` where the notebook
     builds one (07-09 name the device by hand), so every record says which profile, dataset and device it was
     measured with, in the same fields as its figures."""
-    import re
-
     root = Path(__file__).resolve().parents[1] / "notebooks"
     seen = 0
     for src in sorted(root.glob("[0-9][0-9]_*.py")):
@@ -320,8 +317,6 @@ def test_every_table_a_notebook_saves_names_its_run():
     """Each save_table call passes a context dict (``**context`` from ``run_context``, or 07-09's own with the
     device's name), so the index labels every table with its own profile, dataset and device instead of falling
     back to the notebook's newest record, which may come from another run."""
-    import re
-
     root = Path(__file__).resolve().parents[1] / "notebooks"
     seen = 0
     for src in sorted(root.glob("[0-9][0-9]_*.py")):

@@ -460,3 +460,6 @@ def test_fit_names_a_last_batch_of_one_that_batchnorm_cannot_train_on():
                                          r"4: 9 % 4 = 1\).*e\.g\. 5"):
         fit(model(), x, y, batch_size=4, **kw)
     assert len(fit(model(), x, y, batch_size=5, **kw).history) == 1  # 9 % 5 = 4: trains
+    x21, y21 = torch.zeros(21, 1, 8, 8, dtype=torch.uint8), torch.arange(21) % 2
+    with pytest.raises(ValueError, match=r"21 % 4 = 1\).*e\.g\. 6\)"):  # 5 would leave one image again (21 % 5 = 1)
+        fit(model(), x21, y21, batch_size=4, **kw)
