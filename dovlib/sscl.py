@@ -5,7 +5,9 @@ A U-Net generator G maps an image x in [0,1] to a watermarked image inside the L
 surrogate f with ``l1 * L_target + l2 * L_nontarget + l3 * L_perceptual``:
 
 * L_target: target-class images, CE(f(G(x)), y_min), y_min = the class f finds least likely for x (erases the
-  natural target features, so a model trained on the clean-label marked set leans on the watermark);
+  natural target features, so a model trained on the clean-label marked set leans on the watermark). As in the
+  paper, y_min is the plain argmin over all classes, so for an image f gets badly wrong it can be t itself (2 of
+  the 524 target-class images of ``cifar10-subset`` on a width-8 surrogate, 2026-12-05); kept, not special-cased;
 * L_nontarget: other images, CE(f(G(x)), t): the watermark alone points to the target class t;
 * L_perceptual: LPIPS(x, G(x)) or the named fallback (:mod:`dovlib.perceptual`).
 

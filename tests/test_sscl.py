@@ -131,6 +131,42 @@ def test_generator_training_lowers_both_attack_losses():
         train_generator(f, ds.x_train, ds.y_train, GeneratorConfig(target=4, iters=1, batch=4), progress=False)
 
 
+class _FixedOrder(nn.Module):
+    """A surrogate whose class ranking never changes: logits = bias + 0.01 * mean(x) (the same for every class), so
+    the least-likely class is argmin(bias) for any image in [0, 1], and gradients still reach the generator."""
+
+    def __init__(self, bias):
+        super().__init__()
+        self.bias = nn.Parameter(torch.tensor(bias, dtype=torch.float32))
+
+        self.clean_inputs = []  # the batches it saw without grad: the clean images y_min is taken from
+
+    def forward(self, x):
+        if not torch.is_grad_enabled():
+            self.clean_inputs.append(x.detach().clone())
+        return self.bias + 0.01 * x.flatten(1).mean(1, keepdim=True)
+
+
+@pytest.mark.parametrize("least", [3, 1])
+def test_l_target_uses_the_surrogates_least_likely_class_and_l_nontarget_the_target(monkeypatch, least):
+    """Each step's batch is half target-class, half other images; L_target's labels are argmin f(x) of the clean
+    target images (the paper's plain argmin, so the target itself when f ranks it last), L_nontarget's are t."""
+    ds = load_dataset("synthetic", num_classes=4, n_train=80, n_test=20, image_size=8)
+    bias = [0.0, 0.0, 0.0, 0.0]
+    bias[least] = -5.0
+    calls, real = [], F.cross_entropy
+    monkeypatch.setattr(sscl.F, "cross_entropy", lambda logits, y, *a, **k: calls.append(y.clone()) or real(
+        logits, y, *a, **k))
+    cfg = GeneratorConfig(eps=8 / 255, target=1, iters=2, batch=8, perceptual="mse", width=4, depth=2)
+    f = _FixedOrder(bias)
+    train_generator(f, ds.x_train, ds.y_train, cfg, device="cpu", progress=False)
+    assert len(calls) == 4  # two per step: L_target, then L_nontarget
+    targets = {bytes(im.numpy()) for im in (ds.x_train[ds.y_train == 1].float() / 255)}
+    assert len(f.clean_inputs) == 2 and all(bytes(im.numpy()) in targets for b in f.clean_inputs for im in b)
+    for y_t, y_n in zip(calls[0::2], calls[1::2]):
+        assert y_t.tolist() == [least] * 4 and y_n.tolist() == [1] * 4
+
+
 def test_a_trained_generator_saved_plainly_keeps_target_seed_and_data(tmp_path):
     ds = load_dataset("synthetic", num_classes=4, n_train=40, n_test=8, image_size=8)
     f = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4))
