@@ -2,6 +2,7 @@
 notebooks are clean, in sync with their jupytext sources, and parameterised with a smoke default."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -60,6 +61,23 @@ def test_code_passes_ruff():
     res = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--output-format", "concise", "."],
                          cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_a_pytest_session_removes_its_temporary_reports_and_runs(tmp_path):
+    """conftest points DOVLIB_REPORTS / DOVLIB_RUNS at a fresh temporary folder, which must not outlive the session."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    probe = "import os; print('DIR', os.environ['DOVLIB_RUNS'])"
+    (tmp_path / "test_probe.py").write_text(f"def test_probe():\n    {probe}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOVLIB_")} | {"TMPDIR": str(tmp)}
+    # the probe lies outside the repository, so the repository's conftest is loaded as a plugin (-p conftest)
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "-p", "conftest",
+                          str(tmp_path / "test_probe.py")], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    used = re.search(r"DIR (\S+)", out.stdout).group(1)
+    assert used.startswith(str(tmp / "dovlib-pytest-"))  # the session's folder was made under TMPDIR ...
+    assert not list(tmp.iterdir())  # ... and is gone
 
 
 def test_there_are_notebooks():
