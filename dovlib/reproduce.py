@@ -332,7 +332,7 @@ def _reproduce(profile, paths, force, extra, kernel_name, cell_timeout, index, p
                 result = RunResult(path.stem, params, "failed", error=f"{type(e).__name__}: {e}")
             done(i, result)
     elif todo:
-        from .sweep import run_local
+        from .sweep import gpus_for, run_local
 
         out = str(reports_dir().resolve())
         threads = max(1, (os.cpu_count() or 1) // jobs)
@@ -340,7 +340,8 @@ def _reproduce(profile, paths, force, extra, kernel_name, cell_timeout, index, p
                  for i, path, params in todo]
         tasks_params = {i: params for i, _, params in todo}
         run_local(tasks, jobs, done, lambda i, e: RunResult(paths[i].stem, tasks_params[i], "failed",
-                                                              error=f"{type(e).__name__}: {e}"))
+                                                              error=f"{type(e).__name__}: {e}"),
+                  gpus=gpus_for([(extra or {}).get("profile", profile)]))  # several GPUs: spread over them
     bar.close()
     if index:
         from .index import build_index

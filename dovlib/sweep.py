@@ -25,7 +25,8 @@ from .params import canonical_profile, check_choice, check_int
 from .reproduce import RunResult, cached_result, exit_on_sigterm, notebook_parameters, run_notebook, run_tag
 from .report import RUN_TAG_ENV, reports_dir, reports_env, runs_dir
 
-__all__ = ["EXECUTORS", "parse_value", "parse_grid", "combinations", "sweep", "run_local", "main"]
+__all__ = ["EXECUTORS", "parse_value", "parse_grid", "combinations", "sweep", "run_local", "visible_gpus", "gpus_for",
+           "main"]
 
 EXECUTORS = ("local", "slurm", "submitit-local")
 
@@ -126,12 +127,49 @@ def _job(path: str, params: dict, force: bool, reports: str, threads: int | None
                         cell_timeout=cell_timeout)
 
 
-def run_local(tasks: list[tuple[int, tuple]], jobs: int, done, failed) -> None:
+def visible_gpus() -> list[str]:
+    """The CUDA devices this process may use, as ``CUDA_VISIBLE_DEVICES`` entries: that variable's own entries when
+    set (indices or UUIDs), else ``0 .. device_count - 1``; empty without CUDA."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    n = torch.cuda.device_count()
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    listed = [d.strip() for d in env.split(",") if d.strip()] if env else []
+    return listed[:n] if listed else [str(i) for i in range(n)]
+
+
+def gpus_for(profiles: list[str]) -> list[str]:
+    """The GPUs a local pool spreads its workers over: :func:`visible_gpus` when every profile runs on CUDA through
+    ``device=auto`` or ``cuda`` (a profile that names ``cuda:N``, the CPU or MPS keeps the devices as they are: [])."""
+    from .params import get_profile
+
+    if not profiles or any(get_profile(p).device not in ("auto", "cuda") for p in profiles):
+        return []
+    return visible_gpus()
+
+
+def _pin_gpu(slots) -> None:
+    """Pool worker initializer: take one GPU from ``slots`` and make it this worker's only visible device, so its
+    kernels (which inherit the environment) run there."""
+    os.environ["CUDA_VISIBLE_DEVICES"] = slots.get()
+
+
+def run_local(tasks: list[tuple[int, tuple]], jobs: int, done, failed, gpus: list[str] | None = None) -> None:
     """Run ``_job(*args)`` for each ``(i, args)`` of ``tasks`` in a pool of ``jobs`` processes; call ``done(i, result)``
-    as each finishes, with ``failed(i, error)`` as the result of a worker that died. Used by sweeps and by
-    ``dovlib.reproduce --jobs``."""
+    as each finishes, with ``failed(i, error)`` as the result of a worker that died. With two or more ``gpus`` each
+    worker is pinned to one of them in turn (``CUDA_VISIBLE_DEVICES``; workers share a GPU only when ``jobs``
+    exceeds their number). Used by sweeps and by ``dovlib.reproduce --jobs``."""
     # spawn, not fork: the caller may have imported torch (threads); workers only start papermill kernels
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    ctx = multiprocessing.get_context("spawn")
+    pin = {}
+    if gpus and len(gpus) > 1:
+        slots = ctx.Queue()
+        for k in range(jobs):
+            slots.put(gpus[k % len(gpus)])
+        pin = {"initializer": _pin_gpu, "initargs": (slots,)}
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, **pin) as pool:
         futures = {pool.submit(_job, *args): i for i, args in tasks}
         for fut in as_completed(futures):
             i = futures[fut]
@@ -151,8 +189,9 @@ def sweep(notebook: str | Path, grid: dict | list, *, profile: str = "smoke", ex
           index: bool = True, progress: bool = True) -> list[RunResult]:
     """Run ``notebook`` once per combination of ``grid`` and return one :class:`RunResult` per combination.
 
-    ``executor``: ``local`` (process pool of ``jobs`` workers; default min(#combinations, #CPUs), each with
-    ``OMP_NUM_THREADS`` and ``DOVLIB_WORKERS`` = #CPUs // jobs unless set), ``slurm`` (submitit job array; ``slurm``
+    ``executor``: ``local`` (process pool of ``jobs`` workers; default min(#combinations, #CPUs), or one per visible
+    GPU when the profiles run on CUDA, each worker then pinned to a GPU in turn; each job gets ``OMP_NUM_THREADS``
+    and ``DOVLIB_WORKERS`` = #CPUs // jobs unless set), ``slurm`` (submitit job array; ``slurm``
     holds submitit parameters such as ``timeout_min``, ``slurm_partition``, ``gpus_per_node``, ``cpus_per_task``) or
     ``submitit-local`` (the same submitit path on this machine). Failed jobs are returned, not raised.
     ``reports`` holds for this call only (``$DOVLIB_REPORTS`` is restored).
@@ -175,18 +214,27 @@ def sweep(notebook: str | Path, grid: dict | list, *, profile: str = "smoke", ex
         raise ValueError(f"parameter {unknown[0]} is not in {path.name}'s parameters cell; allowed: {sorted(declared)}")
     combos = combinations(grid)
     cpus = os.cpu_count() or 1
-    if jobs is None:  # a local pool is bounded by this machine; a Slurm array by the cluster
-        jobs = min(len(combos), cpus) if executor == "local" else len(combos)
+    gpus = gpus_for([c.get("profile", profile) for c in combos]) if executor == "local" else []
+    if jobs is None:  # a local pool is bounded by this machine (by its GPUs when it runs on them); Slurm by the cluster
+        if executor != "local":
+            jobs = len(combos)
+        elif gpus:  # one job per GPU: a job per CPU core would put a dozen CUDA contexts and models on one GPU
+            jobs = min(len(combos), len(gpus))
+            if len(combos) > jobs and progress:
+                print(f"sweep: {jobs} job(s) at once, one per GPU ({len(gpus)} visible); --jobs N runs N at once, "
+                      f"sharing the GPUs", file=sys.stderr)
+        else:
+            jobs = min(len(combos), cpus)
     jobs = check_int("jobs", jobs, 1)
     reports = str(Path(reports if reports is not None else reports_dir()).resolve())
     threads = max(1, cpus // jobs) if executor == "local" else None
     with reports_env(reports):  # for this call only: workers and kernels inherit it, the caller keeps its own
         return _sweep(path, combos, executor, jobs, force, reports, threads, kernel_name, cell_timeout, slurm, index,
-                      progress)
+                      progress, gpus)
 
 
 def _sweep(path, combos, executor, jobs, force, reports, threads, kernel_name, cell_timeout, slurm, index,
-           progress) -> list[RunResult]:
+           progress, gpus=()) -> list[RunResult]:
     from tqdm.auto import tqdm
 
     results: list[RunResult | None] = [None] * len(combos)
@@ -207,7 +255,7 @@ def _sweep(path, combos, executor, jobs, force, reports, threads, kernel_name, c
             todo.append(i)
     args = [(str(path), combos[i], force, reports, threads, kernel_name, cell_timeout) for i in todo]
     if todo and executor == "local":
-        run_local(list(zip(todo, args)), jobs, done, lambda i, e: _failed(path, combos[i], e))
+        run_local(list(zip(todo, args)), jobs, done, lambda i, e: _failed(path, combos[i], e), gpus=gpus)
     elif todo:
         import submitit
 
@@ -242,8 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="smoke", help="smoke | quick | paper, unless -p profile is given")
     parser.add_argument("--executor", default="local", choices=EXECUTORS)
     parser.add_argument("-j", "--jobs", type=int, default=None,
-                        help="parallel jobs (local pool size, default min(#combinations, #CPUs); Slurm array "
-                             "parallelism, default all)")
+                        help="parallel jobs (local pool size, default min(#combinations, #CPUs), or one per GPU "
+                             "when the profile runs on CUDA; Slurm array parallelism, default all)")
     parser.add_argument("--force", action="store_true", help="re-run combinations whose results are up to date")
     parser.add_argument("--reports", default=None, help="reports folder (default $DOVLIB_REPORTS or reports/)")
     parser.add_argument("--cell-timeout", type=float, default=None, help="seconds per cell (default: none)")

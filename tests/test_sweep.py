@@ -205,3 +205,81 @@ def test_cli_refuses_bad_input_with_the_parameter_named(tmp_path, reports, capsy
     with pytest.raises(SystemExit) as exit_:
         sweep.main([str(nb), "-p", "gamma", "1", "--no-index"])
     assert exit_.value.code == 2 and "parameter gamma is not in 04_ablation.ipynb" in capsys.readouterr().err
+
+
+def _fake_cuda(monkeypatch, n):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: n > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: n)
+
+
+def test_visible_gpus_follow_cuda_visible_devices(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    _fake_cuda(monkeypatch, 0)
+    assert sweep.visible_gpus() == []
+    _fake_cuda(monkeypatch, 3)
+    assert sweep.visible_gpus() == ["0", "1", "2"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5, GPU-abc")
+    _fake_cuda(monkeypatch, 2)
+    assert sweep.visible_gpus() == ["5", "GPU-abc"]
+    # a GPU pool only for profiles that run on CUDA by auto / cuda; cuda:N, cpu or mps keep the devices as they are
+    assert sweep.gpus_for(["quick", "paper:epochs=3"]) == ["5", "GPU-abc"]
+    assert sweep.gpus_for(["quick", "smoke"]) == [] and sweep.gpus_for(["quick:device=cuda:1"]) == []
+    assert sweep.gpus_for([]) == []
+
+
+@pytest.mark.parametrize("n_gpus, jobs, expected", [(0, None, 2), (1, None, 1), (2, None, 2), (1, 3, 3)])
+def test_the_default_pool_has_one_job_per_gpu_on_cuda(tmp_path, reports, monkeypatch, capsys, n_gpus, jobs,
+                                                       expected):
+    """A quick/paper sweep on a GPU machine runs one job per GPU unless --jobs says otherwise (a job per CPU core
+    would start a dozen CUDA contexts on one GPU); on the CPU the pool stays min(#combinations, #CPUs)."""
+    nb = make_notebook(tmp_path, "nb", PLAIN_CODE)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    _fake_cuda(monkeypatch, n_gpus)
+    monkeypatch.setattr(sweep.os, "cpu_count", lambda: 16)
+    seen = {}
+    monkeypatch.setattr(sweep, "_sweep", lambda path, combos, executor, jobs, *a: seen.update(
+        jobs=jobs, gpus=a[-1], n=len(combos)) or [])
+    profile = "smoke" if n_gpus == 0 else "quick"
+    sweep.sweep(nb, {"rate": [0.1, 0.2, 0.3]} if n_gpus else {"rate": [0.1, 0.2]}, profile=profile, jobs=jobs,
+                index=False)
+    assert seen["jobs"] == expected and seen["gpus"] == [str(i) for i in range(n_gpus)]
+    assert ("one per GPU" in capsys.readouterr().err) == (n_gpus in (1, 2) and jobs is None and seen["n"] > expected)
+
+
+def test_run_local_pins_each_worker_to_a_gpu_in_turn(monkeypatch):
+    """With several GPUs the pool's initializer gives each worker one of them as its only visible device."""
+    import concurrent.futures as cf
+
+    made = {}
+
+    class InlinePool:  # runs the initializer once per worker, then the tasks in this process
+        def __init__(self, max_workers, mp_context, initializer=None, initargs=()):
+            made.update(workers=max_workers, initializer=initializer)
+            made["pinned"] = []
+            for _ in range(max_workers):
+                if initializer:
+                    initializer(*initargs)
+                    made["pinned"].append(sweep.os.environ["CUDA_VISIBLE_DEVICES"])
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def submit(self, fn, *args):
+            fut = cf.Future()
+            fut.set_result(fn(*args))
+            return fut
+
+    monkeypatch.setattr(sweep, "ProcessPoolExecutor", InlinePool)
+    monkeypatch.setattr(sweep, "_job", lambda x: x * 2)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "unchanged")
+    out = {}
+    sweep.run_local([(0, (1,)), (1, (2,)), (2, (3,))], 3, out.__setitem__, None, gpus=["4", "7"])
+    assert out == {0: 2, 1: 4, 2: 6} and made["pinned"] == ["4", "7", "4"]
+    made.clear()
+    sweep.run_local([(0, (1,))], 2, out.__setitem__, None, gpus=["4"])  # one GPU: nothing to spread
+    assert made["initializer"] is None and made["pinned"] == []
