@@ -112,11 +112,16 @@ def env_info(device=None) -> dict:
 
 def run_context(profile: str, device, ds=None, **extra) -> dict:
     """What a notebook's records, tables and figures say they were measured with: the profile string, the device
-    and its name, and with a dataset ``ds`` (:class:`dovlib.data.Dataset`) its name, whether it is a subset and
-    its description; ``extra`` adds entries (e.g. ``perceptual``)."""
+    and its name, and with a dataset ``ds`` (:class:`dovlib.data.Dataset`) its name, whether it is a subset, its
+    description and ``data_hash``, a hash of its images and labels (train and test); ``extra`` adds entries (e.g.
+    ``perceptual``). Notebooks 04-06 key their records by ``data_hash`` too: a dataset name alone (``sub-imagenet``
+    from ``$DOVLIB_IMAGENET`` or Tiny-ImageNet, an image folder whose files changed) does not say which images ran."""
     ctx = {"profile": profile, "device": str(device), "device_name": env_info(device)["device_name"]}
     if ds is not None:
-        ctx.update(dataset=ds.name, is_subset=ds.is_subset, dataset_note=ds.describe())
+        from .train import data_hash
+
+        ctx.update(dataset=ds.name, is_subset=ds.is_subset, dataset_note=ds.describe(),
+                   data_hash=data_hash(ds.x_train, ds.y_train, ds.x_test, ds.y_test))
     return {**ctx, **extra}
 
 

@@ -28,7 +28,8 @@ from .params import canonical_profile, check_int
 from .report import _atomic_write, file_lock, record_key, reports_dir, reports_env
 
 __all__ = ["NOTEBOOK_GLOB", "RunResult", "kernel_start_failed", "find_notebooks", "notebook_parameters", "source_hash",
-           "stamp_key", "run_tag", "output_name", "load_stamps", "cached_result", "run_notebook", "reproduce", "main"]
+           "data_sources", "stamp_key", "run_tag", "output_name", "load_stamps", "cached_result", "run_notebook",
+           "reproduce", "main"]
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 STAMPS = "stamps.json"  # reports/<notebook>/stamps.json: one entry per parameter set run
@@ -95,12 +96,23 @@ def source_hash(package: Path | None = None) -> str:
     return h.hexdigest()
 
 
+def data_sources() -> dict:
+    """Where datasets are read from (``$DOVLIB_DATA``'s offline subsets, ``$DOVLIB_CACHE``'s downloads,
+    ``$DOVLIB_IMAGENET``): part of :func:`stamp_key`, since one dataset name can stand for other images there."""
+    from .data import data_dir, offline_data_dir
+
+    return {"data": str(offline_data_dir()), "cache": str(data_dir().resolve()),
+            "imagenet": os.environ.get("DOVLIB_IMAGENET", "")}
+
+
 def stamp_key(notebook: str | Path, parameters: dict, package: Path | None = None) -> str:
-    """Hash of the notebook file, its parameters and the dovlib source: equal keys mean an up-to-date result."""
+    """Hash of the notebook file, its parameters, the dovlib source and :func:`data_sources`: equal keys mean an
+    up-to-date result. Files changed in place under the same folders are not seen: run with ``--force`` then."""
     h = hashlib.sha256()
     h.update(Path(notebook).read_bytes())
     h.update(record_key(parameters).encode())
     h.update(source_hash(package).encode())
+    h.update(json.dumps(data_sources(), sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 

@@ -82,8 +82,9 @@ context = run_context(profile, device, ds, perceptual=perceptual)  # what record
 
 
 def measure(eps_i, rate_i):
-    params = {"profile": profile, "dataset": dataset, "arch": arch, "eps": eps_label(eps_i), "rate": rate_i,
-              "target": target, "seed": seed, "key_hash": key_hash(key), "perceptual": perceptual}
+    params = {"profile": profile, "dataset": dataset, "data": context["data_hash"], "arch": arch,
+              "eps": eps_label(eps_i), "rate": rate_i, "target": target, "seed": seed, "key_hash": key_hash(key),
+              "perceptual": perceptual}
 
     def compute():
         run = run_sscl(ds, cfg, arch=arch, eps=eps_i, rate=rate_i, target=target, seed=seed,
@@ -107,15 +108,19 @@ for e, r in points:
 
 # %% [markdown]
 # ## Fig. 4: BA and WSR against eps and against gamma
-# Drawn from every record in `metrics.json` with this profile, dataset, architecture, seed, target, perceptual
-# measure and owner key (so the points of a papermill sweep appear together, and never another owner's).
+# Drawn from every record in `metrics.json` with this profile, dataset (its name and its images' hash),
+# architecture, seed, target, perceptual measure and owner key (so the points of a papermill sweep appear together,
+# and never another owner's or another data's).
 
 # %%
 rows = [{**r["params"], **r["metrics"]} for r in load_records(NOTEBOOK)]
 df = pd.DataFrame(rows)
+if "data" not in df:  # only records written before the images' hash was part of their key: none of them is ours
+    df["data"] = None
 same_profile = df["profile"].map(profile_key) == profile_key(profile)  # as cached() finds records
-df = df[same_profile & (df["dataset"] == dataset) & (df["arch"] == arch) & (df["seed"] == seed)
-        & (df["target"] == target) & (df["perceptual"] == perceptual) & (df["key_hash"] == key_hash(key))].copy()
+df = df[same_profile & (df["dataset"] == dataset) & (df["data"] == context["data_hash"]) & (df["arch"] == arch)
+        & (df["seed"] == seed) & (df["target"] == target) & (df["perceptual"] == perceptual)
+        & (df["key_hash"] == key_hash(key))].copy()
 df["eps_levels"] = df["eps"].map(lambda e: parse_eps(e) * 255)
 by_eps = df[df["rate"] == rate].sort_values("eps_levels")
 by_rate = df[df["eps"] == eps_label(eps_value)].sort_values("rate")

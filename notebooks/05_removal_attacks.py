@@ -74,9 +74,9 @@ ds = load_dataset(dataset).subsample(cfg.n_train, cfg.n_test, seed=seed)
 context = run_context(profile, device, ds, perceptual=perceptual)  # what figures say they were measured with
 select_indices(ds.y_train, rate, target, clean_label=True)  # gamma within the target class's share?
 print(ds.describe())
-params = {"profile": profile, "dataset": dataset, "arch": arch, "eps": eps_label(eps), "rate": rate, "target": target,
-          "seed": seed, "key_hash": key_hash(key), "perceptual": perceptual, "finetune_share": finetune_share,
-          "finetune_lr": finetune_lr, "prune_step": prune_step}
+params = {"profile": profile, "dataset": dataset, "data": context["data_hash"], "arch": arch, "eps": eps_label(eps),
+          "rate": rate, "target": target, "seed": seed, "key_hash": key_hash(key), "perceptual": perceptual,
+          "finetune_share": finetune_share, "finetune_lr": finetune_lr, "prune_step": prune_step}
 
 # %% [markdown]
 # ## The watermarked (Malicious) model and the attacks

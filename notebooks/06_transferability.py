@@ -76,8 +76,9 @@ context = run_context(profile, device, ds, perceptual=perceptual)  # what record
 rows = []
 for sur in arch_list:
     for sus in arch_list:
-        params = {"profile": profile, "dataset": dataset, "surrogate": sur, "suspect": sus, "eps": eps_label(eps),
-                  "rate": rate, "target": target, "seed": seed, "key_hash": key_hash(key), "perceptual": perceptual}
+        params = {"profile": profile, "dataset": dataset, "data": context["data_hash"], "surrogate": sur,
+                  "suspect": sus, "eps": eps_label(eps), "rate": rate, "target": target, "seed": seed,
+                  "key_hash": key_hash(key), "perceptual": perceptual}
 
         def compute(sur=sur, sus=sus):
             run = run_sscl(ds, cfg, arch=sus, surrogate_arch=sur, eps=eps, rate=rate, target=target, seed=seed,

@@ -12,6 +12,7 @@ import torch  # noqa: E402
 
 import dovlib  # noqa: E402
 from dovlib import report  # noqa: E402
+from dovlib.train import data_hash  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -74,7 +75,11 @@ def test_run_context_names_profile_device_and_dataset():
     ds = load_dataset("synthetic", num_classes=3, n_train=30, n_test=9, image_size=8)
     ctx = report.run_context("quick:device=cpu", "cpu", ds, perceptual="ssim")
     assert ctx == {"profile": "quick:device=cpu", "device": "cpu", "device_name": report.env_info("cpu")["device_name"],
-                   "dataset": ds.name, "is_subset": ds.is_subset, "dataset_note": ds.describe(), "perceptual": "ssim"}
+                   "dataset": ds.name, "is_subset": ds.is_subset, "dataset_note": ds.describe(), "perceptual": "ssim",
+                   "data_hash": data_hash(ds.x_train, ds.y_train, ds.x_test, ds.y_test)}
+    # the same name with other images (another seed of the synthetic set) is other data
+    other = load_dataset("synthetic", num_classes=3, n_train=30, n_test=9, image_size=8, seed=1)
+    assert other.name == ds.name and report.run_context("quick", "cpu", other)["data_hash"] != ctx["data_hash"]
     assert set(report.run_context("smoke", "cpu")) == {"profile", "device", "device_name"}
 
 

@@ -78,7 +78,7 @@ def test_output_name_is_safe_and_distinct():
     assert rp.output_name("x", {"rate": 0.1, "eps": "8/255"}) == rp.output_name("x", {"eps": "8/255", "rate": 0.1})
 
 
-def test_stamp_key_changes_with_notebook_parameters_and_source(tmp_path):
+def test_stamp_key_changes_with_notebook_parameters_and_source(tmp_path, monkeypatch):
     nb = make_notebook(tmp_path, "01_x")
     pkg = tmp_path / "pkg"
     pkg.mkdir()
@@ -90,7 +90,14 @@ def test_stamp_key_changes_with_notebook_parameters_and_source(tmp_path):
     k2 = rp.stamp_key(nb, {"profile": "smoke"}, pkg)
     assert k2 != k
     make_notebook(tmp_path, "01_x", extra_code="y = 1")
-    assert rp.stamp_key(nb, {"profile": "smoke"}, pkg) != k2
+    k3 = rp.stamp_key(nb, {"profile": "smoke"}, pkg)
+    assert k3 != k2
+    # one dataset name, other images: sub-imagenet from another root, the offline subsets or downloads elsewhere
+    for var in ("DOVLIB_IMAGENET", "DOVLIB_DATA", "DOVLIB_CACHE"):
+        with monkeypatch.context() as m:
+            m.setenv(var, str(tmp_path / var))
+            assert rp.stamp_key(nb, {"profile": "smoke"}, pkg) != k3
+    assert rp.stamp_key(nb, {"profile": "smoke"}, pkg) == k3
 
 
 def test_reproduce_runs_in_order_reports_failure_keeps_going_and_reuses(env):
