@@ -1,6 +1,7 @@
 """The Table I baselines behind the DatasetWatermark interface (dovlib/watermarks/*.py)."""
 
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -542,6 +543,38 @@ def test_gradient_matching_takes_one_signed_step_per_pass_over_the_poisons(monke
     assert len(steps) == 3  # 3 iterations of 3 mini-batches each: 3 steps, not 9
     # the random start is within eps / 2 and each signed step moves a pixel by at most lr: 8 + 3 * 4 = 20 > 16
     assert (out.float() - x.float()).abs().max() <= 16
+
+
+@pytest.mark.parametrize("name", ["sleeper-agent", "ubw-c"])
+def test_source_loss_gradient_in_mini_batches_equals_the_one_batch_gradient(name, monkeypatch):
+    """Sleeper Agent's and UBW-C's source gradient, taken over mini-batches of sources and weighted by their size,
+    is the gradient of the mean loss over all sources in one pass (and is what gradient matching aligns with)."""
+    import dovlib.watermarks.common as common
+
+    x, y = _data(16, 3, 40)
+    wm = _make(name, x)
+    wm.n_source = 23  # chunks of 5 leave a short last one
+    seen = {}
+
+    def record(model, xp, yp, source, *a, **k):  # no crafting: the poisons come back unchanged
+        seen["s"] = source
+        return xp
+
+    monkeypatch.setattr(sys.modules[type(wm).__module__], "gradient_matching", record)
+    wm.apply(x, y, 0.1, 1, seed=0)
+    source = seen["s"]
+    assert isinstance(source, common.SourceLoss) and len(source.images) == 23
+    m = common._frozen(_surrogate(3, 16), "cpu")
+    params = list(m.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    whole = source.gradient(m, params, batch_size=23)
+    assert torch.allclose(source.gradient(m, params, batch_size=5), whole, rtol=1e-4, atol=1e-6)
+    assert whole.abs().sum() > 0
+    with pytest.raises(ValueError, match="uint8"):
+        common.SourceLoss(x.float(), source.loss)
+    with pytest.raises(ValueError, match="at least one"):
+        common.SourceLoss(x[:0], source.loss)
 
 
 def test_crafted_images_stay_within_a_fractional_budget():

@@ -16,9 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from ..params import check_int, parse_eps
-from ..train import to_float
 from .base import SurrogateWatermark, register
-from .common import check_images, gradient_matching, scaled, seeded_pattern, stamp
+from .common import SourceLoss, check_images, gradient_matching, scaled, seeded_pattern, stamp
 
 __all__ = ["SleeperAgent"]
 
@@ -49,12 +48,10 @@ class SleeperAgent(SurrogateWatermark):
         g = torch.Generator().manual_seed(seed + 2)
         src = self.trigger(x[pool[torch.randperm(len(pool), generator=g)[:self.n_source]]])
 
-        def source_loss(model):
-            dev = next(model.parameters()).device
-            xs = to_float(src).to(dev)
-            return F.cross_entropy(model(xs), torch.full((len(xs),), target, device=dev))
+        def source_loss(logits, _):  # the triggered sources, labelled with the target class
+            return F.cross_entropy(logits, torch.full((len(logits),), target, device=logits.device))
 
-        return gradient_matching(self.surrogate, x[idx], y[idx], source_loss, self.eps, self.steps,
+        return gradient_matching(self.surrogate, x[idx], y[idx], SourceLoss(src, source_loss), self.eps, self.steps,
                                  device=self.device, seed=seed, checkpoint=checkpoint)
 
     def describe(self) -> dict:

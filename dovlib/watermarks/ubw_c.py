@@ -17,9 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from ..params import check_int, parse_eps, parse_fraction
-from ..train import to_float
 from .base import SurrogateWatermark, register
-from .common import check_images, checkerboard, gradient_matching, scaled, select_any, stamp
+from .common import SourceLoss, check_images, checkerboard, gradient_matching, scaled, select_any, stamp
 
 __all__ = ["UBWC"]
 
@@ -56,13 +55,11 @@ class UBWC(SurrogateWatermark):
         pick = torch.randperm(len(y), generator=g)[:self.n_source]
         src, ysrc = self.trigger(x[pick]), y[pick]
 
-        def source_loss(model):
-            dev = next(model.parameters()).device
-            logits = model(to_float(src).to(dev))
+        def source_loss(logits, chunk):  # raise the triggered sources' loss and prediction entropy (both means)
             entropy = -(logits.softmax(1) * logits.log_softmax(1)).sum(1).mean()
-            return -(F.cross_entropy(logits, ysrc.to(dev)) + self.lam * entropy)
+            return -(F.cross_entropy(logits, ysrc[chunk].to(logits.device)) + self.lam * entropy)
 
-        return gradient_matching(self.surrogate, x[idx], y[idx], source_loss, self.eps, self.steps,
+        return gradient_matching(self.surrogate, x[idx], y[idx], SourceLoss(src, source_loss), self.eps, self.steps,
                                  device=self.device, seed=seed, checkpoint=checkpoint)
 
     def describe(self) -> dict:
