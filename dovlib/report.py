@@ -20,7 +20,7 @@ from .data import REPO_ROOT
 
 __all__ = ["reports_dir", "notebook_dir", "RUN_TAG_ENV", "artifact_name", "save_fig", "save_table", "runs_dir",
            "run_dir", "env_info", "run_context", "record_key", "load_records", "find_record", "write_record", "timer",
-           "file_lock", "reports_env", "start_notebook"]
+           "file_lock", "reports_env", "start_notebook", "cached_frame"]
 
 
 def reports_dir() -> Path:
@@ -279,6 +279,27 @@ def run_dir(notebook: str, params: dict) -> Path:
     d.mkdir(parents=True, exist_ok=True)
     (d / "params.json").write_text(record_key(params))
     return d
+
+
+def cached_frame(notebook: str, params: dict, compute, recompute: bool = False):
+    """``compute()``'s pandas DataFrame, kept as ``frame.csv`` in :func:`run_dir` of ``params`` plus a hash of the
+    ``dovlib`` source, and read back instead of computed when it is there (unless ``recompute``): a notebook's long
+    loop of independent settings (AMUSE's Tables of notebooks 07 and 08, CPU-hours at the paper's budget) resumes
+    after an interruption at the setting it was in. Other code computes afresh. Returns (frame, reused)."""
+    import pandas as pd
+
+    from .params import check_bool
+    from .reproduce import source_hash
+
+    recompute = check_bool("recompute", recompute)  # the string "False" is refused, not read as True
+    path = run_dir(notebook, {**params, "dovlib_source": source_hash()[:16]}) / "frame.csv"
+    if path.is_file() and not recompute:
+        return pd.read_csv(path, keep_default_na=False, na_values=["", "NaN", "nan"]), True
+    df = compute()
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"cached_frame: compute() must return a pandas DataFrame; got {type(df).__name__}")
+    _atomic_write(path, df.to_csv(index=False))
+    return df, False
 
 
 def save_table(df, name: str, notebook: str, caption: str = "", **context) -> Path:

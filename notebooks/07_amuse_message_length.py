@@ -54,7 +54,8 @@ from dovlib.imwm import ImWatermarker, evaluate_dataset, sample_images
 from dovlib.metrics import bit_accuracy, mean_psnr
 from dovlib.params import check_choice, check_int, get_profile, parse_fraction, parse_list
 from dovlib.plotting import image_grid
-from dovlib.report import env_info, save_fig, save_table, start_notebook, write_record
+from dovlib.report import cached_frame, env_info, save_fig, save_table, start_notebook, write_record
+from dovlib.train import data_hash
 
 NOTEBOOK = "07_amuse_message_length"
 cfg = get_profile(profile)
@@ -119,11 +120,12 @@ save_fig(fig, "examples", NOTEBOOK, **fig_context)
 # %% [markdown]
 # ## Accuracy against message length
 # For every L: the baseline (`RepeatCodec`: L bits per image) and AMUSE (`AmuseCodec.from_rho(L, rho)`: its
-# sub-message length per image), each on the same images and messages, without attack and after each attack.
+# sub-message length per image), each on the same images and messages, without attack and after each attack. Each
+# (L, scheme) is kept under `runs/` as it finishes (`cached_frame`): an interrupted run resumes where it was.
 
 # %%
 start = time.perf_counter()
-frames, codecs = [], {}
+frames, codecs, images_hash = [], {}, data_hash(images)
 for L in lengths:
     for codec in (RepeatCodec(L, seed), AmuseCodec.from_rho(L, rho, seed)):
         if codec.sub_message_bits > ImWatermarker(method, scale=scale).capacity_bits:
@@ -132,10 +134,13 @@ for L in lengths:
         codecs[(L, codec.name)] = codec
         wm = ImWatermarker(method, codec.sub_message_bits, scale)
         messages = np.stack([random_message(L, seed + i) for i in range(n_messages)])
-        df = evaluate_dataset(wm, codec, images, messages, attack_names, seed=seed)
+        key = {"method": method, "scale": scale, "codec": repr(codec), "seed": seed, "messages": n_messages,
+               "attacks": attack_names, "images": images_hash}
+        df, reused = cached_frame(NOTEBOOK, key, lambda: evaluate_dataset(wm, codec, images, messages, attack_names,
+                                                                          seed=seed))
         frames.append(df.assign(L=L, scheme=codec.name, sub_message_bits=codec.sub_message_bits))
         print(f"L={L:4d} {codec.name:8s} {codec.sub_message_bits:4d} bits/image "
-              f"done ({time.perf_counter() - start:.0f} s)")
+              f"{'reused' if reused else 'done'} ({time.perf_counter() - start:.0f} s)")
 results = pd.concat(frames, ignore_index=True)
 results["attacked"] = np.where(results["attack"] == "none", "no attack", "attacked (mean)")
 wall = time.perf_counter() - start

@@ -61,8 +61,8 @@ from dovlib.attacks import attack_set
 from dovlib.data import load_dataset
 from dovlib.imwm import HIDDEN_ARCHS, HiddenConfig, ImWatermarker, evaluate_dataset, sample_images, train_hidden
 from dovlib.params import check_choice, check_int, get_profile, parse_fraction, parse_list
-from dovlib.report import env_info, run_dir, save_fig, save_table, start_notebook, write_record
-from dovlib.train import uses_bf16
+from dovlib.report import cached_frame, env_info, run_dir, save_fig, save_table, start_notebook, write_record
+from dovlib.train import data_hash, uses_bf16
 
 NOTEBOOK = "08_amuse_plug_and_play"
 cfg = get_profile(profile)
@@ -186,23 +186,27 @@ if str(tables) in ("1", "both"):
 
 # %% [markdown]
 # ## Table 2: DCT-DWT at three scales, L = 100 / 200 / 300
-# Images: 256x256 crops of scikit-image's photos (the DCT methods need >= 256x256).
+# Images: 256x256 crops of scikit-image's photos (the DCT methods need >= 256x256). Each (scale, L, scheme) is kept
+# under `runs/` as it finishes (`cached_frame`), so an interrupted run resumes at the setting it was in.
 
 # %%
 if str(tables) in ("2", "both"):
     photos = load_dataset("skimage-photos")
     imgs2 = sample_images(photos.x_train, cfg.amuse_images, side=256, seed=seed)
     note2 = f"{len(imgs2)} random 256x256 crops of scikit-image's {len(photos.x_train)} photos"
-    frames2 = []
+    frames2, images_hash = [], data_hash(imgs2)
     t0 = time.perf_counter()
     for scale in scales:
         for L in lengths:
             messages = np.stack([random_message(L, seed + i) for i in range(n_messages)])
             for codec in (RepeatCodec(L, seed), AmuseCodec.from_rho(L, rho, seed)):
                 wm = ImWatermarker(method, codec.sub_message_bits, scale)
-                df = evaluate_dataset(wm, codec, imgs2, messages, attack_set(attacks), seed=seed)
+                key = {"table": 2, "method": method, "scale": scale, "codec": repr(codec), "seed": seed,
+                       "messages": n_messages, "attacks": attack_set(attacks), "images": images_hash}
+                df, reused = cached_frame(NOTEBOOK, key, lambda: evaluate_dataset(wm, codec, imgs2, messages,
+                                                                                  attack_set(attacks), seed=seed))
                 frames2.append(df.assign(scale=scale, L=L, scheme=codec.name, sub_message_bits=codec.sub_message_bits))
-            print(f"scale {scale} L {L}: {time.perf_counter() - t0:.0f} s")
+            print(f"scale {scale} L {L}: {time.perf_counter() - t0:.0f} s{' (reused)' if reused else ''}")
     res2 = pd.concat(frames2, ignore_index=True)
     res2["attacked"] = np.where(res2.attack == "none", "no attack", "attacks")
     table2 = res2.groupby(["scale", "L", "scheme", "sub_message_bits", "attacked"], as_index=False)[

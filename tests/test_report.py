@@ -69,6 +69,38 @@ def test_two_spellings_of_one_profile_find_one_record():
     assert report.record_key({"profile": "fast"}) == '{"profile": "fast"}'
 
 
+def test_cached_frame_keeps_a_settings_frame_until_params_or_code_change(tmp_path, monkeypatch):
+    """A finished setting of a long loop is read back (the same values and dtypes) instead of computed again; other
+    params, other dovlib source or recompute=True compute it afresh."""
+    import math
+
+    from dovlib import reproduce
+
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
+    df = pd.DataFrame({"message": [0, 1], "attack": ["none", "jpeg_50"], "param": [math.nan, 50.0],
+                       "bit_acc": [1 / 3, 0.5], "failed": [False, True]})
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return df
+
+    first, reused = report.cached_frame("07_x", {"L": 100}, compute)
+    assert not reused and first is df and len(calls) == 1
+    again, reused = report.cached_frame("07_x", {"L": 100}, compute)
+    assert reused and len(calls) == 1
+    pd.testing.assert_frame_equal(again, df, check_dtype=False)
+    assert list(again.dtypes.astype(str))[:1] + [str(again["failed"].dtype)] == ["int64", "bool"]
+    assert not report.cached_frame("07_x", {"L": 200}, compute)[1] and len(calls) == 2
+    assert not report.cached_frame("07_x", {"L": 100}, compute, recompute=True)[1] and len(calls) == 3
+    monkeypatch.setattr(reproduce, "source_hash", lambda: "0" * 64)  # other code: its own frame
+    assert not report.cached_frame("07_x", {"L": 100}, compute)[1] and len(calls) == 4
+    with pytest.raises(TypeError, match="must return a pandas DataFrame"):
+        report.cached_frame("07_x", {"L": 300}, lambda: [1, 2])
+    with pytest.raises((TypeError, ValueError), match="recompute"):
+        report.cached_frame("07_x", {"L": 100}, compute, recompute="False")
+
+
 def test_run_context_names_profile_device_and_dataset():
     from dovlib.data import load_dataset
 
