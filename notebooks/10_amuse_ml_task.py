@@ -93,9 +93,9 @@ t0 = time.perf_counter()
 for name, codec in codecs.items():
     wm = watermarkers[name]
     subs = codec.encode(message, len(ds.x_train))
-    marked, marked_up = embed_at_size(wm, ds.x_train, subs)
-    train_sets[name] = marked
     m = cfg.amuse_images
+    marked, marked_up = embed_at_size(wm, ds.x_train, subs, keep=m)  # only the m read below kept at full size
+    train_sets[name] = marked
     at_embed = extract_dataset(wm, codec, marked_up[:m], message, subs[:m])  # the owner's full-size copies
     round_trip = extract_dataset(wm, codec, to_min_size(marked[:m]), message, subs[:m])  # the released small images
     quality.append({"set": name, "sub_message_bits": codec.sub_message_bits,

@@ -448,6 +448,24 @@ def test_embed_at_size_round_trips_small_images():
     assert bit_accuracy(wm.extract(to_min_size(down)), bits).mean() >= 0.875
 
 
+def test_embed_at_size_in_chunks_gives_the_one_pass_result_and_keeps_only_what_is_asked():
+    from dovlib.imwm import embed_at_size
+
+    g = torch.Generator().manual_seed(1)
+    small = (torch.rand(5, 3, 32, 32, generator=g) * 255).round().to(torch.uint8)
+    wm = ImWatermarker("dwtDctSvd", 8, workers=1)
+    bits = _bits(5, 8, seed=4)
+    down, up = embed_at_size(wm, small, bits)
+    down2, up2 = embed_at_size(wm, small, bits, keep=3, chunk_size=2)  # chunks 2 + 2 + 1; the first 3 kept
+    assert torch.equal(down2, down) and up2.shape == (3, 3, 256, 256) and torch.equal(up2, up[:3])
+    assert embed_at_size(wm, small, bits, keep=0, chunk_size=2)[1].shape[0] == 0
+    assert torch.equal(embed_at_size(wm, small, bits, keep=9)[1], up)  # more than there are: all
+    with pytest.raises(ValueError, match="chunk_size must be an integer"):
+        embed_at_size(wm, small, bits, chunk_size=0)
+    with pytest.raises(ValueError, match="keep must be an integer"):
+        embed_at_size(wm, small, bits, keep=-1)
+
+
 def test_embed_at_size_marks_large_enough_images_directly(photos):
     from dovlib.imwm import embed_at_size
 
@@ -455,6 +473,8 @@ def test_embed_at_size_marks_large_enough_images_directly(photos):
     bits = _bits(len(photos), 8, seed=2)
     down, up = embed_at_size(wm, photos, bits)
     assert down is up and torch.equal(up, wm.embed(photos, bits)) and not torch.equal(up, photos)
+    down2, up2 = embed_at_size(wm, photos, bits, keep=2, chunk_size=3)
+    assert torch.equal(down2, down) and torch.equal(up2, down[:2])
 
 
 def test_worker_processes_give_the_serial_result(photos):
