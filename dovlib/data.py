@@ -255,9 +255,37 @@ def _pil_to_uint8(samples, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     return _nhwc_to_nchw(np.stack(xs)), torch.tensor(ys)
 
 
+def _decoded_path(name: str, splits: list, image_size: int) -> Path:
+    """Where the decoded arrays of image files are kept: ``data/decoded/<name>-<size>-<hash>.npz``, the hash over every
+    file's path, label, size and modification time, so a changed, added or removed file decodes afresh."""
+    h = hashlib.sha1(f"{name}\0{image_size}".encode())
+    for files in splits:
+        h.update(b"\1")
+        for f, y in files:
+            st = Path(f).stat()
+            h.update(f"{f}\0{y}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return data_dir() / "decoded" / f"{name}-{image_size}-{h.hexdigest()[:16]}.npz"
+
+
+def _save_decoded(path: Path, **arrays) -> None:
+    """Write the decoded arrays atomically; a folder that cannot be written only costs the next load its decoding."""
+    import warnings
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+        np.savez(tmp, **{k: v.numpy() for k, v in arrays.items()})
+        os.replace(tmp, path)
+    except OSError as e:
+        warnings.warn(f"could not keep the decoded images in {path} ({e}); the next load decodes them again",
+                      stacklevel=3)
+
+
 def _sub_imagenet(root: str | None = None, num_classes: int = 50, image_size: int = 64) -> ImageDataset:
     """First ``num_classes`` classes (sorted wnids) of an ImageFolder root with ``train/`` and ``val/`` folders.
-    Tiny-ImageNet's ``val/images`` + ``val_annotations.txt`` layout is understood as well."""
+    Tiny-ImageNet's ``val/images`` + ``val_annotations.txt`` layout is understood as well. The decoded, resized
+    arrays are kept in ``data/decoded/`` (``$DOVLIB_CACHE``; :func:`_decoded_path`), so later loads (every notebook,
+    every sweep job) read one file instead of decoding tens of thousands of JPEGs again (minutes each time)."""
     from PIL import Image
 
     from .params import check_int
@@ -292,8 +320,14 @@ def _sub_imagenet(root: str | None = None, num_classes: int = 50, image_size: in
         if not files:
             raise DatasetNotFoundError(f"dataset 'sub-imagenet': no {', '.join(sorted(exts))} images of the first "
                                        f"{num_classes} classes under {root / split}")
-    x_tr, y_tr = load(train)
-    x_te, y_te = load(val)
+    cache = _decoded_path("sub-imagenet", [train, val], image_size)
+    if cache.is_file():
+        with np.load(cache) as z:
+            x_tr, y_tr, x_te, y_te = (torch.from_numpy(z[k]) for k in ("x_train", "y_train", "x_test", "y_test"))
+    else:
+        x_tr, y_tr = load(train)
+        x_te, y_te = load(val)
+        _save_decoded(cache, x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te)
     return ImageDataset("sub-imagenet", x_tr, y_tr, x_te, y_te, classes,
                         note=f"{num_classes} classes of {root}, resized to {image_size}x{image_size}")
 

@@ -54,21 +54,54 @@ def test_sub_imagenet_missing_root(tmp_path):
         load_dataset("sub-imagenet", root=tmp_path)
 
 
-def test_sub_imagenet_reads_imagefolder(tmp_path):
+def _image_folder(root, classes=("n01", "n02", "n03"), n=2):
     from PIL import Image
 
     rng = np.random.default_rng(0)
     for split in ("train", "val"):
-        for c in ("n01", "n02", "n03"):
-            d = tmp_path / split / c
+        for c in classes:
+            d = root / split / c
             d.mkdir(parents=True)
-            for i in range(2):
+            for i in range(n):
                 Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(d / f"{i}.JPEG")
+
+
+def test_sub_imagenet_reads_imagefolder(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOVLIB_CACHE", str(tmp_path / "cache"))
+    _image_folder(tmp_path)
     ds = load_dataset("sub-imagenet", root=tmp_path, num_classes=2, image_size=32)
     assert ds.x_train.shape == (4, 3, 32, 32) and ds.classes == ["n01", "n02"]
     assert ds.y_test.tolist() == [0, 0, 1, 1]
     with pytest.raises(ValueError, match="num_classes=5"):
         load_dataset("sub-imagenet", root=tmp_path, num_classes=5)
+
+
+def test_sub_imagenet_keeps_its_decoded_arrays_until_a_file_changes(tmp_path, monkeypatch):
+    """The second load reads data/decoded/*.npz instead of decoding the JPEGs; other sizes, classes or a changed
+    file decode afresh; an unwritable cache folder only warns."""
+    from PIL import Image
+
+    import dovlib.data as data
+
+    monkeypatch.setenv("DOVLIB_CACHE", str(tmp_path / "cache"))
+    _image_folder(tmp_path / "root")
+    first = load_dataset("sub-imagenet", root=tmp_path / "root", num_classes=2, image_size=16)
+    assert len(list((tmp_path / "cache" / "decoded").glob("sub-imagenet-16-*.npz"))) == 1
+    real, decoded = data._pil_to_uint8, []
+    monkeypatch.setattr(data, "_pil_to_uint8", lambda *a: decoded.append(1) or real(*a))
+    again = load_dataset("sub-imagenet", root=tmp_path / "root", num_classes=2, image_size=16)
+    assert decoded == [] and all(torch.equal(getattr(first, k), getattr(again, k))
+                                 for k in ("x_train", "y_train", "x_test", "y_test"))
+    load_dataset("sub-imagenet", root=tmp_path / "root", num_classes=3, image_size=16)
+    assert decoded == [1, 1]  # other classes: decoded (train and val)
+    Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(tmp_path / "root" / "train" / "n01" / "0.JPEG")
+    changed = load_dataset("sub-imagenet", root=tmp_path / "root", num_classes=2, image_size=16)
+    assert decoded == [1, 1, 1, 1] and changed.x_train[0].sum() == 0 and not torch.equal(changed.x_train, first.x_train)
+    (tmp_path / "ro").write_text("a file where the cache folder should be")
+    monkeypatch.setenv("DOVLIB_CACHE", str(tmp_path / "ro"))
+    with pytest.warns(UserWarning, match="could not keep the decoded images"):
+        blocked = load_dataset("sub-imagenet", root=tmp_path / "root", num_classes=2, image_size=16)
+    assert torch.equal(blocked.x_train, changed.x_train)
 
 
 def test_digits_and_synthetic_offline():
