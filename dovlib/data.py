@@ -255,10 +255,16 @@ def _pil_to_uint8(samples, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     return _nhwc_to_nchw(np.stack(xs)), torch.tensor(ys)
 
 
+_DECODER_HASH = hashlib.sha1(inspect.getsource(_pil_to_uint8).encode()).hexdigest()  # part of the decoded-array key
+
+
 def _decoded_path(name: str, splits: list, image_size: int) -> Path:
     """Where the decoded arrays of image files are kept: ``data/decoded/<name>-<size>-<hash>.npz``, the hash over every
-    file's path, label, size and modification time, so a changed, added or removed file decodes afresh."""
-    h = hashlib.sha1(f"{name}\0{image_size}".encode())
+    file's path, label, size and modification time, the decoding code (:func:`_pil_to_uint8`) and Pillow's version,
+    so a changed, added or removed file, or another decoder, decodes afresh."""
+    import PIL
+
+    h = hashlib.sha1(f"{name}\0{image_size}\0{PIL.__version__}\0{_DECODER_HASH}".encode())
     for files in splits:
         h.update(b"\1")
         for f, y in files:
@@ -271,14 +277,21 @@ def _save_decoded(path: Path, **arrays) -> None:
     """Write the decoded arrays atomically; a folder that cannot be written only costs the next load its decoding."""
     import warnings
 
+    import uuid
+
+    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex}.tmp.npz")  # unique across hosts sharing the folder
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
         np.savez(tmp, **{k: v.numpy() for k, v in arrays.items()})
         os.replace(tmp, path)
     except OSError as e:
         warnings.warn(f"could not keep the decoded images in {path} ({e}); the next load decodes them again",
                       stacklevel=3)
+    finally:  # a write cut short (disk full, Ctrl-C) leaves no partial file of up to a gigabyte behind
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # e.g. its folder could not be made
+            pass
 
 
 def _sub_imagenet(root: str | None = None, num_classes: int = 50, image_size: int = 64) -> ImageDataset:

@@ -686,16 +686,18 @@ def embed_at_size(wm: Watermarker, images: torch.Tensor, bits, side: int = 256, 
     n = len(images)
     keep = n if keep is None else min(check_int("keep", keep, 0), n)
     bits = np.asarray(bits)
-    downs, ups = [], []
+    downs, ups, resized = [], [], False
     for i in range(0, n, chunk_size) if n else [0]:
         marked_up = wm.embed(to_min_size(images[i:i + chunk_size], side), bits[i:i + chunk_size])
         if marked_up.shape[-2:] == images.shape[-2:]:
             downs.append(marked_up)  # large enough: marked at its own size, nothing to resize
-        else:
-            downs.append(TF.resize(marked_up, list(images.shape[-2:]), interpolation=TF.InterpolationMode.BICUBIC,
-                                   antialias=True))
-            ups.append(marked_up[:max(0, keep - i)])
+            continue
+        resized = True
+        downs.append(TF.resize(marked_up, list(images.shape[-2:]), interpolation=TF.InterpolationMode.BICUBIC,
+                               antialias=True))
+        if keep > i or not ups:  # a copy: a view would keep the whole chunk's storage alive
+            ups.append(marked_up[:max(0, keep - i)].clone())
     down = downs[0] if len(downs) == 1 else torch.cat(downs)
-    if not ups:  # no resize: the embedding-size images are the marked ones
-        return down, (down if keep == n else down[:keep])
+    if not resized:  # the embedding-size images are the marked ones
+        return down, (down if keep == n else down[:keep].clone())
     return down, (ups[0] if len(ups) == 1 else torch.cat(ups))

@@ -20,7 +20,7 @@ from .data import REPO_ROOT
 
 __all__ = ["reports_dir", "notebook_dir", "RUN_TAG_ENV", "artifact_name", "save_fig", "save_table", "runs_dir",
            "run_dir", "env_info", "run_context", "record_key", "load_records", "find_record", "write_record", "timer",
-           "file_lock", "reports_env", "start_notebook", "cached_frame"]
+           "file_lock", "reports_env", "start_notebook", "CACHED_FRAME_LIBRARIES", "cached_frame"]
 
 
 def reports_dir() -> Path:
@@ -231,9 +231,14 @@ def file_lock(path: Path, timeout: float = 600):
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    import uuid
+
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # unique across hosts (Slurm nodes share PIDs)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _jsonable(obj):
@@ -281,25 +286,48 @@ def run_dir(notebook: str, params: dict) -> Path:
     return d
 
 
+CACHED_FRAME_LIBRARIES = ("torch", "torchvision", "numpy", "pandas", "pillow", "invisible-watermark",
+                          "opencv-python-headless", "opencv-python", "onnxruntime", "kornia")
+
+
+def _library_versions(names=CACHED_FRAME_LIBRARIES) -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in names:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
 def cached_frame(notebook: str, params: dict, compute, recompute: bool = False):
     """``compute()``'s pandas DataFrame, kept as ``frame.csv`` in :func:`run_dir` of ``params`` plus a hash of the
-    ``dovlib`` source, and read back instead of computed when it is there (unless ``recompute``): a notebook's long
-    loop of independent settings (AMUSE's Tables of notebooks 07 and 08, CPU-hours at the paper's budget) resumes
-    after an interruption at the setting it was in. Other code computes afresh. Returns (frame, reused)."""
+    ``dovlib`` source and the versions of the libraries results depend on (:data:`CACHED_FRAME_LIBRARIES`), and read
+    back instead of computed when it is there (unless ``recompute``): a notebook's long loop of independent settings
+    (AMUSE's tables of notebooks 07 and 08, CPU-hours at the paper's budget) resumes after an interruption at the
+    setting it was in. Other code or libraries compute afresh. Returns (frame, reused, seconds): ``seconds`` is what
+    computing the frame took, also when it is reused (kept beside it), so a resumed run still reports its cost."""
     import pandas as pd
 
     from .params import check_bool
     from .reproduce import source_hash
 
     recompute = check_bool("recompute", recompute)  # the string "False" is refused, not read as True
-    path = run_dir(notebook, {**params, "dovlib_source": source_hash()[:16]}) / "frame.csv"
-    if path.is_file() and not recompute:
-        return pd.read_csv(path, keep_default_na=False, na_values=["", "NaN", "nan"]), True
+    folder = run_dir(notebook, {**params, "dovlib_source": source_hash()[:16], "libraries": _library_versions()})
+    path, meta = folder / "frame.csv", folder / "frame.json"
+    if path.is_file() and meta.is_file() and not recompute:
+        seconds = json.loads(meta.read_text())["seconds"]
+        return pd.read_csv(path, keep_default_na=False, na_values=["", "NaN", "nan"]), True, seconds
+    start = time.perf_counter()
     df = compute()
+    seconds = time.perf_counter() - start
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"cached_frame: compute() must return a pandas DataFrame; got {type(df).__name__}")
     _atomic_write(path, df.to_csv(index=False))
-    return df, False
+    _atomic_write(meta, json.dumps({"seconds": seconds}))  # written last: a frame without it is computed again
+    return df, False, seconds
 
 
 def save_table(df, name: str, notebook: str, caption: str = "", **context) -> Path:

@@ -36,6 +36,7 @@ attacks = None  # none | representative (8) | grid (45); None: representative, p
 dataset = "skimage-photos"  # image pool: skimage-photos (256x256 crops), cifar10-subset (upsampled) or folder:PATH
 n_messages = None  # random messages per setting (the paper: 10); None: smoke 1, quick 3, paper 10
 seed = 0  # seeds image sampling and messages
+recompute = False  # True: compute every setting again, not read the ones a run with this code finished (runs/)
 
 # %% [markdown]
 # ## Setup
@@ -125,7 +126,7 @@ save_fig(fig, "examples", NOTEBOOK, **fig_context)
 
 # %%
 start = time.perf_counter()
-frames, codecs, images_hash = [], {}, data_hash(images)
+frames, codecs, images_hash, reused_seconds = [], {}, data_hash(images), 0.0
 for L in lengths:
     for codec in (RepeatCodec(L, seed), AmuseCodec.from_rho(L, rho, seed)):
         if codec.sub_message_bits > ImWatermarker(method, scale=scale).capacity_bits:
@@ -136,14 +137,17 @@ for L in lengths:
         messages = np.stack([random_message(L, seed + i) for i in range(n_messages)])
         key = {"method": method, "scale": scale, "codec": repr(codec), "seed": seed, "messages": n_messages,
                "attacks": attack_names, "images": images_hash}
-        df, reused = cached_frame(NOTEBOOK, key, lambda: evaluate_dataset(wm, codec, images, messages, attack_names,
-                                                                          seed=seed))
+        df, reused, seconds = cached_frame(NOTEBOOK, key, lambda: evaluate_dataset(wm, codec, images, messages,
+                                                                                   attack_names, seed=seed),
+                                           recompute=recompute)
+        reused_seconds += seconds if reused else 0.0
         frames.append(df.assign(L=L, scheme=codec.name, sub_message_bits=codec.sub_message_bits))
         print(f"L={L:4d} {codec.name:8s} {codec.sub_message_bits:4d} bits/image "
-              f"{'reused' if reused else 'done'} ({time.perf_counter() - start:.0f} s)")
+              f"{f'reused ({seconds:.0f} s when computed)' if reused else 'done'} "
+              f"({time.perf_counter() - start:.0f} s)")
 results = pd.concat(frames, ignore_index=True)
 results["attacked"] = np.where(results["attack"] == "none", "no attack", "attacked (mean)")
-wall = time.perf_counter() - start
+wall = time.perf_counter() - start + reused_seconds  # what the results cost, also when a run resumed
 
 # %%
 summary = (results.groupby(["L", "scheme", "sub_message_bits", "attacked"], as_index=False)

@@ -97,6 +97,21 @@ def test_sub_imagenet_keeps_its_decoded_arrays_until_a_file_changes(tmp_path, mo
     Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(tmp_path / "root" / "train" / "n01" / "0.JPEG")
     changed = load_dataset("sub-imagenet", root=tmp_path / "root", num_classes=2, image_size=16)
     assert decoded == [1, 1, 1, 1] and changed.x_train[0].sum() == 0 and not torch.equal(changed.x_train, first.x_train)
+    # another Pillow (or another decoding function) is another key
+    import PIL
+
+    key = data._decoded_path("sub-imagenet", [[(tmp_path / "root" / "train" / "n01" / "0.JPEG", 0)]], 16)
+    monkeypatch.setattr(PIL, "__version__", "0.0")
+    assert data._decoded_path("sub-imagenet", [[(tmp_path / "root" / "train" / "n01" / "0.JPEG", 0)]], 16) != key
+
+    def partial(path, **arrays):  # a write cut short: a partial file, then the error
+        open(path, "wb").write(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(data.np, "savez", partial)
+    with pytest.warns(UserWarning, match="disk full"):
+        data._save_decoded(tmp_path / "cache" / "decoded" / "x.npz", a=torch.zeros(2))
+    assert not list((tmp_path / "cache" / "decoded").glob("*x*"))  # no partial file left
     (tmp_path / "ro").write_text("a file where the cache folder should be")
     monkeypatch.setenv("DOVLIB_CACHE", str(tmp_path / "ro"))
     with pytest.warns(UserWarning, match="could not keep the decoded images"):

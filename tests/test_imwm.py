@@ -458,7 +458,10 @@ def test_embed_at_size_in_chunks_gives_the_one_pass_result_and_keeps_only_what_i
     down, up = embed_at_size(wm, small, bits)
     down2, up2 = embed_at_size(wm, small, bits, keep=3, chunk_size=2)  # chunks 2 + 2 + 1; the first 3 kept
     assert torch.equal(down2, down) and up2.shape == (3, 3, 256, 256) and torch.equal(up2, up[:3])
-    assert embed_at_size(wm, small, bits, keep=0, chunk_size=2)[1].shape[0] == 0
+    assert up2.untyped_storage().nbytes() == up2.numel()  # only what is kept, not a view of whole chunks
+    one = embed_at_size(wm, small, bits, keep=1, chunk_size=4)[1]
+    assert one.shape == (1, 3, 256, 256) and one.untyped_storage().nbytes() == one.numel()
+    assert embed_at_size(wm, small, bits, keep=0, chunk_size=2)[1].shape == (0, 3, 256, 256)
     assert torch.equal(embed_at_size(wm, small, bits, keep=9)[1], up)  # more than there are: all
     with pytest.raises(ValueError, match="chunk_size must be an integer"):
         embed_at_size(wm, small, bits, chunk_size=0)

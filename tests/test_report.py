@@ -70,35 +70,62 @@ def test_two_spellings_of_one_profile_find_one_record():
 
 
 def test_cached_frame_keeps_a_settings_frame_until_params_or_code_change(tmp_path, monkeypatch):
-    """A finished setting of a long loop is read back (the same values and dtypes) instead of computed again; other
-    params, other dovlib source or recompute=True compute it afresh."""
+    """A finished setting of a long loop is read back (the same values and dtypes, and what computing it took)
+    instead of computed again; other params, other dovlib source, other library versions or recompute=True compute it
+    afresh."""
     import math
 
     from dovlib import reproduce
 
     monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
-    df = pd.DataFrame({"message": [0, 1], "attack": ["none", "jpeg_50"], "param": [math.nan, 50.0],
+    df = pd.DataFrame({"message": [0, 1], "attack": ["none", "NA"], "param": [math.nan, math.nan],
                        "bit_acc": [1 / 3, 0.5], "failed": [False, True]})
-    calls = []
+    calls, clock = [], iter(range(0, 1000, 5))
+    monkeypatch.setattr(report.time, "perf_counter", lambda: next(clock))  # each compute "takes" 5 s
 
     def compute():
         calls.append(1)
         return df
 
-    first, reused = report.cached_frame("07_x", {"L": 100}, compute)
-    assert not reused and first is df and len(calls) == 1
-    again, reused = report.cached_frame("07_x", {"L": 100}, compute)
-    assert reused and len(calls) == 1
+    first, reused, seconds = report.cached_frame("07_x", {"L": 100}, compute)
+    assert not reused and first is df and len(calls) == 1 and seconds == 5
+    again, reused, seconds = report.cached_frame("07_x", {"L": 100}, compute)
+    assert reused and len(calls) == 1 and seconds == 5  # the cost of the frame, not of reading it
     pd.testing.assert_frame_equal(again, df, check_dtype=False)
-    assert list(again.dtypes.astype(str))[:1] + [str(again["failed"].dtype)] == ["int64", "bool"]
+    assert [str(again[c].dtype) for c in ("message", "param", "failed")] == ["int64", "float64", "bool"]
+    assert list(again["attack"]) == ["none", "NA"]  # strings pandas would read as missing stay strings
     assert not report.cached_frame("07_x", {"L": 200}, compute)[1] and len(calls) == 2
     assert not report.cached_frame("07_x", {"L": 100}, compute, recompute=True)[1] and len(calls) == 3
-    monkeypatch.setattr(reproduce, "source_hash", lambda: "0" * 64)  # other code: its own frame
-    assert not report.cached_frame("07_x", {"L": 100}, compute)[1] and len(calls) == 4
+    with monkeypatch.context() as m:
+        m.setattr(reproduce, "source_hash", lambda: "0" * 64)  # other code: its own frame
+        assert not report.cached_frame("07_x", {"L": 100}, compute)[1] and len(calls) == 4
+    with monkeypatch.context() as m:
+        m.setattr(report, "_library_versions", lambda: {"invisible-watermark": "9.9"})  # another library version
+        assert not report.cached_frame("07_x", {"L": 100}, compute)[1] and len(calls) == 5
+    assert report.cached_frame("07_x", {"L": 100}, compute)[1] and len(calls) == 5
+    # a frame written without its cost (cut short between the two files) is computed again
+    for meta in (tmp_path / "runs" / "07_x").rglob("frame.json"):
+        meta.unlink()
+    assert [report.cached_frame("07_x", {"L": n}, compute)[1] for n in (100, 200)] == [False, False]
     with pytest.raises(TypeError, match="must return a pandas DataFrame"):
         report.cached_frame("07_x", {"L": 300}, lambda: [1, 2])
     with pytest.raises((TypeError, ValueError), match="recompute"):
         report.cached_frame("07_x", {"L": 100}, compute, recompute="False")
+    versions = report._library_versions()
+    assert versions["torch"] and versions["invisible-watermark"] and set(versions) == set(report.CACHED_FRAME_LIBRARIES)
+
+
+def test_atomic_write_leaves_no_temporary_file_when_it_fails(tmp_path, monkeypatch):
+    target = tmp_path / "metrics.json"
+    report._atomic_write(target, "old")
+
+    def fail(src, dst):
+        raise OSError("no space left")
+
+    monkeypatch.setattr(report.os, "replace", fail)
+    with pytest.raises(OSError, match="no space"):
+        report._atomic_write(target, "new")
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
 
 
 def test_run_context_names_profile_device_and_dataset():
