@@ -26,7 +26,7 @@ from .reproduce import RunResult, cached_result, exit_on_sigterm, notebook_param
 from .report import RUN_TAG_ENV, reports_dir, reports_env, runs_dir
 
 __all__ = ["EXECUTORS", "parse_value", "parse_grid", "combinations", "sweep", "run_local", "visible_gpus", "gpus_for",
-           "main"]
+           "runs_on_cpu", "main"]
 
 EXECUTORS = ("local", "slurm", "submitit-local")
 
@@ -150,6 +150,29 @@ def gpus_for(profiles: list[str]) -> list[str]:
     return visible_gpus()
 
 
+def runs_on_cpu(notebook: str | Path) -> bool:
+    """True when the notebook starts with ``start_notebook(..., "cpu")`` (or ``device="cpu"``) whatever its profile
+    (07 and 09: invisible-watermark and the codec run on the CPU), so a sweep of it is sized by CPUs, not GPUs."""
+    import ast
+    import json
+
+    cells = json.loads(Path(notebook).read_text()).get("cells", [])
+    for cell in cells:
+        if cell.get("cell_type") != "code":
+            continue
+        try:
+            tree = ast.parse("".join(cell.get("source", "")))
+        except SyntaxError:  # IPython magics and the like
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == \
+                    "start_notebook":
+                device = node.args[2] if len(node.args) > 2 else next(
+                    (k.value for k in node.keywords if k.arg == "device"), None)
+                return isinstance(device, ast.Constant) and device.value == "cpu"
+    return False
+
+
 def _pin_gpu(slots) -> None:
     """Pool worker initializer: take one GPU from ``slots`` and make it this worker's only visible device, so its
     kernels (which inherit the environment) run there."""
@@ -190,7 +213,8 @@ def sweep(notebook: str | Path, grid: dict | list, *, profile: str = "smoke", ex
     """Run ``notebook`` once per combination of ``grid`` and return one :class:`RunResult` per combination.
 
     ``executor``: ``local`` (process pool of ``jobs`` workers; default min(#combinations, #CPUs), or one per visible
-    GPU when the profiles run on CUDA, each worker then pinned to a GPU in turn; each job gets ``OMP_NUM_THREADS``
+    GPU when the profiles run on CUDA and the notebook is not a CPU one (:func:`runs_on_cpu`), each worker then
+    pinned to a GPU in turn; each job gets ``OMP_NUM_THREADS``
     and ``DOVLIB_WORKERS`` = #CPUs // jobs unless set), ``slurm`` (submitit job array; ``slurm``
     holds submitit parameters such as ``timeout_min``, ``slurm_partition``, ``gpus_per_node``, ``cpus_per_task``) or
     ``submitit-local`` (the same submitit path on this machine). Failed jobs are returned, not raised.
@@ -214,7 +238,8 @@ def sweep(notebook: str | Path, grid: dict | list, *, profile: str = "smoke", ex
         raise ValueError(f"parameter {unknown[0]} is not in {path.name}'s parameters cell; allowed: {sorted(declared)}")
     combos = combinations(grid)
     cpus = os.cpu_count() or 1
-    gpus = gpus_for([c.get("profile", profile) for c in combos]) if executor == "local" else []
+    on_gpu = executor == "local" and not runs_on_cpu(path)
+    gpus = gpus_for([c.get("profile", profile) for c in combos]) if on_gpu else []
     if jobs is None:  # a local pool is bounded by this machine (by its GPUs when it runs on them); Slurm by the cluster
         if executor != "local":
             jobs = len(combos)

@@ -248,6 +248,26 @@ def test_the_default_pool_has_one_job_per_gpu_on_cuda(tmp_path, reports, monkeyp
     assert ("one per GPU" in capsys.readouterr().err) == (n_gpus in (1, 2) and jobs is None and seen["n"] > expected)
 
 
+def test_cpu_notebooks_are_sized_by_cpus_even_on_a_gpu_machine(tmp_path, reports, monkeypatch):
+    from pathlib import Path
+
+    root = Path(sweep.__file__).resolve().parent.parent / "notebooks"
+    cpu = {p.stem[:2] for p in root.glob("[0-9][0-9]_*.ipynb") if sweep.runs_on_cpu(p)}
+    assert cpu == {"07", "09"}  # invisible-watermark and the codec; the others take the profile's device
+    nb = make_notebook(tmp_path, "cpu_nb", 'import dovlib.report as r\nr.start_notebook(profile, 0, "cpu")')
+    kw = make_notebook(tmp_path, "kw_nb", 'start_notebook(profile, 0, device="cpu", note="x")')
+    assert sweep.runs_on_cpu(nb) and sweep.runs_on_cpu(kw)
+    assert not sweep.runs_on_cpu(make_notebook(tmp_path, "gpu_nb", "start_notebook(profile, 0, cfg.device)"))
+    assert not sweep.runs_on_cpu(make_notebook(tmp_path, "magic_nb", "%matplotlib inline"))
+    _fake_cuda(monkeypatch, 1)
+    monkeypatch.setattr(sweep.os, "cpu_count", lambda: 16)
+    seen = {}
+    monkeypatch.setattr(sweep, "_sweep", lambda path, combos, executor, jobs, *a: seen.update(jobs=jobs, gpus=a[-1])
+                        or [])
+    sweep.sweep(nb, {"rate": [0.1, 0.2, 0.3]}, profile="quick", index=False)
+    assert seen == {"jobs": 3, "gpus": []}
+
+
 def test_run_local_pins_each_worker_to_a_gpu_in_turn(monkeypatch):
     """With several GPUs the pool's initializer gives each worker one of them as its only visible device."""
     import concurrent.futures as cf
