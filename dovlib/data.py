@@ -275,9 +275,8 @@ def _decoded_path(name: str, splits: list, image_size: int) -> Path:
 
 def _save_decoded(path: Path, **arrays) -> None:
     """Write the decoded arrays atomically; a folder that cannot be written only costs the next load its decoding."""
-    import warnings
-
     import uuid
+    import warnings
 
     tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex}.tmp.npz")  # unique across hosts sharing the folder
     try:

@@ -214,11 +214,10 @@ def sweep(notebook: str | Path, grid: dict | list, *, profile: str = "smoke", ex
 
     ``executor``: ``local`` (process pool of ``jobs`` workers; default min(#combinations, #CPUs), or one per visible
     GPU when the profiles run on CUDA and the notebook is not a CPU one (:func:`runs_on_cpu`), each worker then
-    pinned to a GPU in turn; each job gets ``OMP_NUM_THREADS``
-    and ``DOVLIB_WORKERS`` = #CPUs // jobs unless set), ``slurm`` (submitit job array; ``slurm``
-    holds submitit parameters such as ``timeout_min``, ``slurm_partition``, ``gpus_per_node``, ``cpus_per_task``) or
-    ``submitit-local`` (the same submitit path on this machine). Failed jobs are returned, not raised.
-    ``reports`` holds for this call only (``$DOVLIB_REPORTS`` is restored).
+    pinned to a GPU in turn; each job gets ``OMP_NUM_THREADS`` and ``DOVLIB_WORKERS`` = #CPUs // jobs unless set),
+    ``slurm`` (submitit job array; ``slurm`` holds submitit parameters such as ``timeout_min``, ``slurm_partition``,
+    ``gpus_per_node``, ``cpus_per_task``) or ``submitit-local`` (the same submitit path on this machine). Failed
+    jobs are returned, not raised. ``reports`` holds for this call only (``$DOVLIB_REPORTS`` is restored).
     """
     path = Path(notebook).resolve()
     if not path.is_file():
