@@ -53,7 +53,7 @@ from dovlib.attacks import ATTACKS, attack_set, jpeg
 from dovlib.data import load_dataset
 from dovlib.imwm import ImWatermarker, evaluate_dataset, sample_images
 from dovlib.metrics import bit_accuracy, mean_psnr
-from dovlib.params import check_choice, check_int, get_profile, parse_fraction, parse_list
+from dovlib.params import check_bool, check_choice, check_int, get_profile, parse_fraction, parse_list
 from dovlib.plotting import image_grid
 from dovlib.report import cached_frame, env_info, save_fig, save_table, start_notebook, write_record
 from dovlib.train import data_hash
@@ -71,6 +71,7 @@ attacks = attacks or ("grid" if cfg.name == "paper" else "representative")
 attack_names = attack_set(attacks)
 n_messages = {"smoke": 1, "quick": 3}.get(cfg.name, 10) if n_messages is None else n_messages
 n_messages = check_int("n_messages", n_messages, 1)
+check_bool("recompute", recompute)  # the string "False" is refused here, not read as True
 probe = ImWatermarker(method, scale=scale)
 capacity, wm_label = probe.capacity_bits, probe.label  # label: 'dwtDct (scale 36)'; rivaGan has no scale
 too_long = [L for L in lengths if AmuseCodec.from_rho(L, rho, seed).sub_message_bits > capacity]

@@ -61,7 +61,7 @@ from dovlib.amuse import PAPER_SUB_MESSAGE_BITS, AmuseCodec, RepeatCodec, random
 from dovlib.attacks import attack_set
 from dovlib.data import load_dataset
 from dovlib.imwm import HIDDEN_ARCHS, HiddenConfig, ImWatermarker, evaluate_dataset, sample_images, train_hidden
-from dovlib.params import check_choice, check_int, get_profile, parse_fraction, parse_list
+from dovlib.params import check_bool, check_choice, check_int, get_profile, parse_fraction, parse_list
 from dovlib.report import cached_frame, env_info, run_dir, save_fig, save_table, start_notebook, write_record
 from dovlib.train import data_hash, uses_bf16
 
@@ -84,6 +84,7 @@ rho = parse_fraction("rho", rho, 0.0, 1.0, high_inclusive=False)
 attacks = default(attacks, "grid" if cfg.name == "paper" else "representative")
 n_messages = {"smoke": 1, "quick": 3}.get(cfg.name, 10) if n_messages is None else n_messages
 n_messages = check_int("n_messages", n_messages, 1)
+check_bool("recompute", recompute)  # refused here, not after Table 1's HiDDeN training
 if str(tables) in ("2", "both"):  # Table 2's settings are refused here, not after Table 1's HiDDeN training
     attack_set(attacks)
     for scale in scales:

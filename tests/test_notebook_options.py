@@ -194,3 +194,14 @@ def test_generator_notebook_trains_against_a_narrower_surrogate(tmp_path, monkey
     bad = rp.run_notebook(REPO_ROOT / "notebooks" / "01_train_generator.ipynb",
                           {"profile": "smoke", "surrogate_width": 0}, reports=reports)
     assert bad.status == "failed" and "surrogate_width" in bad.error
+
+
+def test_amuse_notebooks_refuse_a_recompute_string_before_any_work(tmp_path, monkeypatch):
+    """papermill passes -p recompute False as the string "False"; 07 and 08 refuse it in their set-up cell (08 before
+    Table 1's HiDDeN training), not after hours of settings."""
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
+    for stem in ("07_amuse_message_length", "08_amuse_plug_and_play"):
+        nb = REPO_ROOT / "notebooks" / f"{stem}.ipynb"
+        bad = rp.run_notebook(nb, {"profile": "smoke", "recompute": "False"}, reports=tmp_path / "reports")
+        assert bad.status == "failed" and "recompute must be True or False" in bad.error, (stem, bad.error)
+    assert not list((tmp_path / "runs").rglob("*.pt")) and not list((tmp_path / "runs").rglob("frame.csv"))
