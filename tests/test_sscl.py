@@ -138,7 +138,6 @@ class _FixedOrder(nn.Module):
     def __init__(self, bias):
         super().__init__()
         self.bias = nn.Parameter(torch.tensor(bias, dtype=torch.float32))
-
         self.clean_inputs = []  # the batches it saw without grad: the clean images y_min is taken from
 
     def forward(self, x):

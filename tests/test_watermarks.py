@@ -571,6 +571,17 @@ def test_source_loss_gradient_in_mini_batches_equals_the_one_batch_gradient(name
     whole = source.gradient(m, params, batch_size=23)
     assert torch.allclose(source.gradient(m, params, batch_size=5), whole, rtol=1e-4, atol=1e-6)
     assert whole.abs().sum() > 0
+    # and it is the gradient of each method's own source loss, written out here over all sources at once
+    logits = m(source.images.float() / 255)
+    if name == "sleeper-agent":  # triggered non-target images pushed to the target class 1
+        assert not (y[[int((x[:, :, :8, :8] == im[:, :8, :8]).flatten(1).all(1).nonzero()) for im in source.images]]
+                    == 1).any()
+        expected = torch.nn.functional.cross_entropy(logits, torch.full((23,), 1))
+    else:  # UBW-C: raise the triggered images' loss on their true labels and their prediction entropy
+        labels = y[[int((x[:, :, :8, :8] == im[:, :8, :8]).flatten(1).all(1).nonzero()) for im in source.images]]
+        entropy = -(logits.softmax(1) * logits.log_softmax(1)).sum(1).mean()
+        expected = -(torch.nn.functional.cross_entropy(logits, labels) + wm.lam * entropy)
+    assert torch.allclose(common._flat_grad(expected, params), whole, rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="uint8"):
         common.SourceLoss(x.float(), source.loss)
     with pytest.raises(ValueError, match="at least one"):
