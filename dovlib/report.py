@@ -302,6 +302,14 @@ def _library_versions(names=CACHED_FRAME_LIBRARIES) -> dict:
     return out
 
 
+def _code_run_dir(notebook: str, params: dict) -> Path:
+    """:func:`run_dir` of ``params`` plus a hash of the ``dovlib`` source and the versions of the libraries results
+    depend on (:data:`CACHED_FRAME_LIBRARIES`): other code or libraries get another folder."""
+    from .reproduce import source_hash
+
+    return run_dir(notebook, {**params, "dovlib_source": source_hash()[:16], "libraries": _library_versions()})
+
+
 def cached_frame(notebook: str, params: dict, compute, recompute: bool = False):
     """``compute()``'s pandas DataFrame, kept as ``frame.csv`` in :func:`run_dir` of ``params`` plus a hash of the
     ``dovlib`` source and the versions of the libraries results depend on (:data:`CACHED_FRAME_LIBRARIES`), and read
@@ -312,10 +320,9 @@ def cached_frame(notebook: str, params: dict, compute, recompute: bool = False):
     import pandas as pd
 
     from .params import check_bool
-    from .reproduce import source_hash
 
     recompute = check_bool("recompute", recompute)  # the string "False" is refused, not read as True
-    folder = run_dir(notebook, {**params, "dovlib_source": source_hash()[:16], "libraries": _library_versions()})
+    folder = _code_run_dir(notebook, params)
     path, meta = folder / "frame.csv", folder / "frame.json"
     if path.is_file() and meta.is_file() and not recompute:
         seconds = json.loads(meta.read_text())["seconds"]
@@ -328,6 +335,35 @@ def cached_frame(notebook: str, params: dict, compute, recompute: bool = False):
     _atomic_write(path, df.to_csv(index=False))
     _atomic_write(meta, json.dumps({"seconds": seconds}))  # written last: a frame without it is computed again
     return df, False, seconds
+
+
+def cached_tensors(notebook: str, params: dict, compute, recompute: bool = False):
+    """Like :func:`cached_frame` for a dict of tensors (``compute() -> {name: tensor}``), kept as ``tensors.pt``:
+    a long step whose output is data, such as watermarking a whole training set (notebook 10), is done once and read
+    back after an interruption. The same key (``params``, the ``dovlib`` source, library versions) and the same
+    return value (tensors, reused, seconds)."""
+    import torch
+
+    from .params import check_bool
+
+    recompute = check_bool("recompute", recompute)
+    folder = _code_run_dir(notebook, params)
+    path, meta = folder / "tensors.pt", folder / "tensors.json"
+    if path.is_file() and meta.is_file() and not recompute:
+        seconds = json.loads(meta.read_text())["seconds"]
+        return torch.load(path, map_location="cpu", weights_only=True), True, seconds  # weights_only: runs no code
+    start = time.perf_counter()
+    out = compute()
+    seconds = time.perf_counter() - start
+    if not (isinstance(out, dict) and out and all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                  for k, v in out.items())):
+        raise TypeError(f"cached_tensors: compute() must return a non-empty dict of str -> torch.Tensor; got "
+                        f"{type(out).__name__}")
+    from .train import _save_atomic
+
+    _save_atomic({k: v.detach().cpu().contiguous() for k, v in out.items()}, path)
+    _atomic_write(meta, json.dumps({"seconds": seconds}))  # written last: tensors without it are computed again
+    return out, False, seconds
 
 
 def save_table(df, name: str, notebook: str, caption: str = "", **context) -> Path:

@@ -262,10 +262,18 @@ class SaveTimer:
 
 
 def _save_atomic(obj, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then renamed over it: readers see the old file or the new
+    one, never a partial one; the temporary name is unique (two jobs saving the same path do not share it) and is
+    removed if saving fails."""
+    import uuid
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, total_steps: int, device: torch.device | str = "cpu"):

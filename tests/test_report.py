@@ -128,6 +128,60 @@ def test_atomic_write_leaves_no_temporary_file_when_it_fails(tmp_path, monkeypat
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
 
 
+def test_cached_tensors_keeps_a_steps_tensors_until_params_or_code_change(tmp_path, monkeypatch):
+    """A finished step whose output is data (a watermarked training set) is read back bit for bit, with what computing
+    it took; other params, other dovlib source, recompute=True or a file cut short compute it afresh."""
+    from dovlib import reproduce
+
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
+    gen = torch.Generator().manual_seed(0)
+    data = {"marked": torch.randint(0, 256, (5, 3, 4, 4), dtype=torch.uint8, generator=gen),
+            "bits": torch.randint(0, 2, (5, 7), generator=gen).bool()}
+    calls, clock = [], iter(range(0, 1000, 5))
+    monkeypatch.setattr(report.time, "perf_counter", lambda: next(clock))
+
+    def compute():
+        calls.append(1)
+        return data
+
+    first, reused, seconds = report.cached_tensors("10_x", {"set": "amuse"}, compute)
+    assert not reused and first is data and seconds == 5
+    again, reused, seconds = report.cached_tensors("10_x", {"set": "amuse"}, compute)
+    assert reused and len(calls) == 1 and seconds == 5 and set(again) == {"marked", "bits"}
+    assert all(again[k].dtype == v.dtype and torch.equal(again[k], v) for k, v in data.items())
+    assert not report.cached_tensors("10_x", {"set": "baseline"}, compute)[1] and len(calls) == 2
+    assert not report.cached_tensors("10_x", {"set": "amuse"}, compute, recompute=True)[1] and len(calls) == 3
+    with monkeypatch.context() as m:
+        m.setattr(reproduce, "source_hash", lambda: "0" * 64)
+        assert not report.cached_tensors("10_x", {"set": "amuse"}, compute)[1] and len(calls) == 4
+    for meta in (tmp_path / "runs" / "10_x").rglob("tensors.json"):  # cut short between the two files
+        meta.unlink()
+    assert not report.cached_tensors("10_x", {"set": "amuse"}, compute)[1] and len(calls) == 5
+    assert not list((tmp_path / "runs").rglob("*.tmp"))
+    for bad in (lambda: [data["marked"]], lambda: {}, lambda: {"x": [1, 2]}):
+        with pytest.raises(TypeError, match="dict of str -> torch.Tensor"):
+            report.cached_tensors("10_x", {"set": "bad"}, bad)
+    with pytest.raises((TypeError, ValueError), match="recompute"):
+        report.cached_tensors("10_x", {"set": "amuse"}, compute, recompute="False")
+
+
+def test_save_atomic_leaves_the_old_file_and_no_temporary_file_when_it_fails(tmp_path, monkeypatch):
+    from dovlib import train
+
+    target = tmp_path / "model.pt"
+    train._save_atomic({"epoch": 1}, target)
+
+    def fail(obj, f):
+        open(f, "wb").write(b"partial")
+        raise OSError("no space left")
+
+    monkeypatch.setattr(train.torch, "save", fail)
+    with pytest.raises(OSError, match="no space"):
+        train._save_atomic({"epoch": 2}, target)
+    monkeypatch.undo()
+    assert torch.load(target)["epoch"] == 1 and [p.name for p in tmp_path.iterdir()] == ["model.pt"]
+
+
 def test_run_context_names_profile_device_and_dataset():
     from dovlib.data import load_dataset
 
