@@ -325,7 +325,8 @@ def train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, conf
 
 def train_classifier(x_train, y_train, x_test=None, y_test=None, *, arch: str = "resnet18", profile: Profile,
                      seed: int = 0, epochs: int | None = None, num_classes: int | None = None, progress: bool = True):
-    """Train (or load from the cache) a classifier with :func:`dovlib.train.fit`: surrogate, benign or suspect model.
+    """Train (or load from the cache) a classifier with :func:`dovlib.train.fit`: surrogate, benign or suspect model,
+    and notebook 10's classifiers on clean and AMUSE-watermarked sets.
     The cache key is the data hash, architecture, budget and seed, so the same call twice trains once.
     Returns the :class:`dovlib.train.TrainResult` (``.model`` in eval mode)."""
     y_train = torch.as_tensor(y_train).long()

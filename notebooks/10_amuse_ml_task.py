@@ -37,13 +37,12 @@ rho = 0.8  # AMUSE rho_max
 arch = "resnet18"  # resnet18 | resnet34 | vgg16 | vgg19
 n_train = None  # training images; None: the profile's n_train (smoke: 200 unless the profile string sets it)
 seed = 0  # seeds subsampling, messages and training
+recompute = False  # True: watermark the training sets again, not read the ones a run with this code saved (runs/)
 
 # %% [markdown]
 # ## Setup
 
 # %%
-import time
-
 import pandas as pd
 import seaborn as sns
 
@@ -51,11 +50,10 @@ from dovlib.amuse import AmuseCodec, RepeatCodec, random_message
 from dovlib.data import load_dataset
 from dovlib.imwm import ImWatermarker, embed_at_size, extract_dataset, to_min_size
 from dovlib.metrics import mean_psnr
-from dovlib.models import build_model
-from dovlib.params import PROFILES, check_choice, check_int, get_profile, parse_fraction
+from dovlib.params import PROFILES, check_bool, check_choice, check_int, get_profile, parse_fraction
 from dovlib.plotting import image_grid
-from dovlib.report import run_context, save_fig, save_table, start_notebook, write_record
-from dovlib.train import TrainConfig, fit
+from dovlib.report import cached_tensors, run_context, save_fig, save_table, start_notebook, write_record
+from dovlib.sscl import train_classifier
 
 NOTEBOOK = "10_amuse_ml_task"
 cfg = get_profile(profile)
@@ -63,6 +61,7 @@ check_choice("method", method, ("dwtDct", "dwtDctSvd", "rivaGan"))
 message_bits = check_int("message_bits", message_bits, 1)
 rho = parse_fraction("rho", rho, 0.0, 1.0, high_inclusive=False)
 check_choice("arch", arch, ("resnet18", "resnet34", "vgg16", "vgg19"))
+check_bool("recompute", recompute)  # the string "False" is refused here, not read as True
 # the codecs and their watermarkers first: a message longer than the method carries fails here, before any data
 codecs = {"baseline": RepeatCodec(message_bits, seed), "amuse": AmuseCodec.from_rho(message_bits, rho, seed)}
 watermarkers = {name: ImWatermarker(method, codec.sub_message_bits, scale) for name, codec in codecs.items()}
@@ -85,16 +84,24 @@ fig_context = run_context(profile, device, ds)  # what figures say they were mea
 # ## Watermark the training set
 # One random L-bit message; every training image gets its sub-message (baseline: the whole message). The owner's
 # check reads the first `amuse_images` marked images (the profile's), at the embedding size and after the round trip.
+# Each watermarked set is saved under `runs/` (keyed by these settings, the images and the code), so a run cut short
+# while training does not embed again; `recompute = True` embeds anyway.
 
 # %%
 message = random_message(message_bits, seed)
 train_sets, quality = {"clean": ds.x_train}, []
-t0 = time.perf_counter()
+m = cfg.amuse_images
+embed_seconds, reused = 0.0, []
 for name, codec in codecs.items():
     wm = watermarkers[name]
     subs = codec.encode(message, len(ds.x_train))
-    m = cfg.amuse_images
-    marked, marked_up = embed_at_size(wm, ds.x_train, subs, keep=m)  # only the m read below kept at full size
+    key = {"set": name, "data": fig_context["data_hash"], "method": method, "scale": scale,
+           "message_bits": message_bits, "rho": rho, "seed": seed, "keep": m}
+    out, was_reused, seconds = cached_tensors(NOTEBOOK, key, lambda: dict(zip(
+        ("marked", "marked_up"), embed_at_size(wm, ds.x_train, subs, keep=m))), recompute=recompute)
+    marked, marked_up = out["marked"], out["marked_up"]  # only the m read below kept at the embedding size
+    embed_seconds += seconds
+    reused += [name] * was_reused
     train_sets[name] = marked
     at_embed = extract_dataset(wm, codec, marked_up[:m], message, subs[:m])  # the owner's full-size copies
     round_trip = extract_dataset(wm, codec, to_min_size(marked[:m]), message, subs[:m])  # the released small images
@@ -106,7 +113,7 @@ for name, codec in codecs.items():
                     "sub_bit_acc_round_trip": round_trip["sub_bit_acc"]})
 quality = pd.DataFrame(quality)
 embed_hw = tuple(marked_up.shape[-2:])  # 256x256 for small images (upsampled); larger images embed at their own size
-print(f"embedding took {time.perf_counter() - t0:.0f} s")
+print(f"embedding took {embed_seconds:.0f} s" + (f" (read back from runs/: {', '.join(reused)})" if reused else ""))
 print(quality.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 # %%
@@ -115,21 +122,22 @@ save_fig(fig, "examples", NOTEBOOK, **fig_context)
 
 # %% [markdown]
 # ## Train one classifier per training set
+# The same trainer, budget and initial weights (seeded by `seed`) for the three sets. Each model is checkpointed
+# under `runs/sscl/` by `dovlib.sscl.train_classifier`, keyed by its training data and settings: an interrupted run
+# resumes, and a finished model is loaded, not trained again (notebooks 02-06 share that cache, e.g. for the clean set).
 
 # %%
-c, size = ds.image_shape[0], ds.image_shape[1]
-train_cfg = TrainConfig.for_profile(cfg, device=str(device), seed=seed)
+size = ds.image_shape[1]
 results, histories = [], []
-start = time.perf_counter()
 for name, x_train in train_sets.items():
-    model = build_model(arch, ds.num_classes, c, width=cfg.width, image_size=size)
-    res = fit(model, x_train, ds.y_train, ds.x_test, ds.y_test, train_cfg)
+    res = train_classifier(x_train, ds.y_train, ds.x_test, ds.y_test, arch=arch, profile=cfg, seed=seed,
+                           num_classes=ds.num_classes)
     results.append({"set": name, "test_acc": res.final["test_acc"], "train_acc": res.final["train_acc"],
                     "wall_time": res.wall_time})
     histories.append(pd.DataFrame(res.history).assign(set=name))
     print(f"{name:8s} test accuracy {res.final['test_acc']:.4f}")
-wall = time.perf_counter() - start
 results = pd.DataFrame(results).merge(quality, on="set", how="left")
+wall = embed_seconds + results["wall_time"].sum()  # a set or model read back from runs/ counts what computing it took
 results["test_acc_minus_clean"] = results["test_acc"] - results.loc[results.set == "clean", "test_acc"].item()
 print(results.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 

@@ -197,11 +197,37 @@ def test_generator_notebook_trains_against_a_narrower_surrogate(tmp_path, monkey
 
 
 def test_amuse_notebooks_refuse_a_recompute_string_before_any_work(tmp_path, monkeypatch):
-    """papermill passes -p recompute False as the string "False"; 07 and 08 refuse it in their set-up cell (08 before
-    Table 1's HiDDeN training), not after hours of settings."""
+    """papermill passes -p recompute False as the string "False"; 07, 08 and 10 refuse it in their set-up cell (08
+    before Table 1's HiDDeN training, 10 before watermarking the training set), not after hours of settings."""
     monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
-    for stem in ("07_amuse_message_length", "08_amuse_plug_and_play"):
+    for stem in ("07_amuse_message_length", "08_amuse_plug_and_play", "10_amuse_ml_task"):
         nb = REPO_ROOT / "notebooks" / f"{stem}.ipynb"
         bad = rp.run_notebook(nb, {"profile": "smoke", "recompute": "False"}, reports=tmp_path / "reports")
         assert bad.status == "failed" and "recompute must be True or False" in bad.error, (stem, bad.error)
     assert not list((tmp_path / "runs").rglob("*.pt")) and not list((tmp_path / "runs").rglob("frame.csv"))
+
+
+def test_ml_task_notebook_reads_back_its_watermarked_sets_and_models(tmp_path, monkeypatch):
+    """Notebook 10 saves each watermarked training set under runs/ and trains its classifiers through the checkpointed
+    classifier cache: a second run embeds nothing and trains nothing, yet records the same numbers and the same cost
+    (embedding plus training)."""
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
+    reports = tmp_path / "reports"
+    nb = REPO_ROOT / "notebooks" / "10_amuse_ml_task.ipynb"
+    params = {"profile": "smoke:n_train=60,n_test=30,amuse_images=8", "message_bits": 40}
+
+    def record():
+        return json.loads((reports / "10_amuse_ml_task" / "metrics.json").read_text())["records"]
+
+    first = rp.run_notebook(nb, params, reports=reports)
+    assert first.status == "ok", first.error
+    assert len(list((tmp_path / "runs" / "10_amuse_ml_task").rglob("tensors.pt"))) == 2  # baseline and AMUSE
+    assert len(list((tmp_path / "runs" / "sscl").rglob("model.pt"))) == 3  # clean, baseline, AMUSE
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("*.pt")}
+    [rec1] = record()
+    second = rp.run_notebook(nb, params, reports=reports, force=True)
+    assert second.status == "ok", second.error
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("*.pt")} == stamps  # nothing written again
+    [rec2] = record()  # one parameter set: its record replaced
+    assert rec2["metrics"] == rec1["metrics"] and rec2["wall_time"] == rec1["wall_time"] > 0
+    assert "read back from runs/: baseline, amuse" in (reports / second.output).read_text()
