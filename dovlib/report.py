@@ -310,6 +310,30 @@ def _code_run_dir(notebook: str, params: dict) -> Path:
     return run_dir(notebook, {**params, "dovlib_source": source_hash()[:16], "libraries": _library_versions()})
 
 
+CACHED_LOCK_TIMEOUT = 6 * 3600  # seconds a job waits for another job computing the same cached setting
+
+
+def _cached(notebook: str, params: dict, compute, recompute, name: str, save, load, check):
+    """What :func:`cached_frame` and :func:`cached_tensors` share: the folder keyed by ``params`` and the code, the
+    result file ``name`` plus ``<stem>.json`` (what computing it took, written last: a result without it is computed
+    again), and a lock, so two sweep jobs wanting the same setting compute it once (the second reads it back)."""
+    from .params import check_bool
+
+    recompute = check_bool("recompute", recompute)  # the string "False" is refused, not read as True
+    folder = _code_run_dir(notebook, params)
+    path, meta = folder / name, folder / f"{Path(name).stem}.json"
+    with file_lock(path, timeout=CACHED_LOCK_TIMEOUT):
+        if path.is_file() and meta.is_file() and not recompute:
+            return load(path), True, json.loads(meta.read_text())["seconds"]
+        start = time.perf_counter()
+        out = compute()
+        seconds = time.perf_counter() - start
+        check(out)
+        save(out, path)
+        _atomic_write(meta, json.dumps({"seconds": seconds}))
+    return out, False, seconds
+
+
 def cached_frame(notebook: str, params: dict, compute, recompute: bool = False):
     """``compute()``'s pandas DataFrame, kept as ``frame.csv`` in :func:`run_dir` of ``params`` plus a hash of the
     ``dovlib`` source and the versions of the libraries results depend on (:data:`CACHED_FRAME_LIBRARIES`), and read
@@ -319,22 +343,14 @@ def cached_frame(notebook: str, params: dict, compute, recompute: bool = False):
     computing the frame took, also when it is reused (kept beside it), so a resumed run still reports its cost."""
     import pandas as pd
 
-    from .params import check_bool
+    def check(df):
+        if not isinstance(df, pd.DataFrame):
+            raise TypeError(f"cached_frame: compute() must return a pandas DataFrame; got {type(df).__name__}")
 
-    recompute = check_bool("recompute", recompute)  # the string "False" is refused, not read as True
-    folder = _code_run_dir(notebook, params)
-    path, meta = folder / "frame.csv", folder / "frame.json"
-    if path.is_file() and meta.is_file() and not recompute:
-        seconds = json.loads(meta.read_text())["seconds"]
-        return pd.read_csv(path, keep_default_na=False, na_values=["", "NaN", "nan"]), True, seconds
-    start = time.perf_counter()
-    df = compute()
-    seconds = time.perf_counter() - start
-    if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"cached_frame: compute() must return a pandas DataFrame; got {type(df).__name__}")
-    _atomic_write(path, df.to_csv(index=False))
-    _atomic_write(meta, json.dumps({"seconds": seconds}))  # written last: a frame without it is computed again
-    return df, False, seconds
+    return _cached(notebook, params, compute, recompute, "frame.csv",
+                   save=lambda df, path: _atomic_write(path, df.to_csv(index=False)),
+                   load=lambda path: pd.read_csv(path, keep_default_na=False, na_values=["", "NaN", "nan"]),
+                   check=check)
 
 
 def cached_tensors(notebook: str, params: dict, compute, recompute: bool = False):
@@ -344,26 +360,19 @@ def cached_tensors(notebook: str, params: dict, compute, recompute: bool = False
     return value (tensors, reused, seconds)."""
     import torch
 
-    from .params import check_bool
-
-    recompute = check_bool("recompute", recompute)
-    folder = _code_run_dir(notebook, params)
-    path, meta = folder / "tensors.pt", folder / "tensors.json"
-    if path.is_file() and meta.is_file() and not recompute:
-        seconds = json.loads(meta.read_text())["seconds"]
-        return torch.load(path, map_location="cpu", weights_only=True), True, seconds  # weights_only: runs no code
-    start = time.perf_counter()
-    out = compute()
-    seconds = time.perf_counter() - start
-    if not (isinstance(out, dict) and out and all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                                  for k, v in out.items())):
-        raise TypeError(f"cached_tensors: compute() must return a non-empty dict of str -> torch.Tensor; got "
-                        f"{type(out).__name__}")
     from .train import _save_atomic
 
-    _save_atomic({k: v.detach().cpu().contiguous() for k, v in out.items()}, path)
-    _atomic_write(meta, json.dumps({"seconds": seconds}))  # written last: tensors without it are computed again
-    return out, False, seconds
+    def check(out):
+        if not (isinstance(out, dict) and out and all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                      for k, v in out.items())):
+            raise TypeError(f"cached_tensors: compute() must return a non-empty dict of str -> torch.Tensor; got "
+                            f"{type(out).__name__}")
+
+    return _cached(notebook, params, compute, recompute, "tensors.pt",
+                   save=lambda out, path: _save_atomic({k: v.detach().cpu().contiguous() for k, v in out.items()},
+                                                       path),
+                   load=lambda path: torch.load(path, map_location="cpu", weights_only=True),  # runs no code
+                   check=check)
 
 
 def save_table(df, name: str, notebook: str, caption: str = "", **context) -> Path:

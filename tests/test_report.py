@@ -154,15 +154,45 @@ def test_cached_tensors_keeps_a_steps_tensors_until_params_or_code_change(tmp_pa
     with monkeypatch.context() as m:
         m.setattr(reproduce, "source_hash", lambda: "0" * 64)
         assert not report.cached_tensors("10_x", {"set": "amuse"}, compute)[1] and len(calls) == 4
+    with monkeypatch.context() as m:
+        m.setattr(report, "_library_versions", lambda: {"torch": "9.9"})  # another library version
+        assert not report.cached_tensors("10_x", {"set": "amuse"}, compute)[1] and len(calls) == 5
+    calls.clear()
     for meta in (tmp_path / "runs" / "10_x").rglob("tensors.json"):  # cut short between the two files
         meta.unlink()
-    assert not report.cached_tensors("10_x", {"set": "amuse"}, compute)[1] and len(calls) == 5
+    assert not report.cached_tensors("10_x", {"set": "amuse"}, compute)[1] and len(calls) == 1
     assert not list((tmp_path / "runs").rglob("*.tmp"))
     for bad in (lambda: [data["marked"]], lambda: {}, lambda: {"x": [1, 2]}):
         with pytest.raises(TypeError, match="dict of str -> torch.Tensor"):
             report.cached_tensors("10_x", {"set": "bad"}, bad)
     with pytest.raises((TypeError, ValueError), match="recompute"):
         report.cached_tensors("10_x", {"set": "amuse"}, compute, recompute="False")
+
+
+def test_cached_results_are_computed_once_when_two_jobs_want_the_same_setting(tmp_path, monkeypatch):
+    """Two sweep jobs (here threads) asking for the same setting at once: one computes, the other waits on the lock
+    and reads the result back."""
+    import threading
+    import time
+
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
+    calls, results = [], {}
+
+    def compute():
+        calls.append(1)
+        time.sleep(0.5)
+        return {"marked": torch.arange(6, dtype=torch.uint8)}
+
+    def job(name):
+        results[name] = report.cached_tensors("10_x", {"set": "amuse"}, compute)
+
+    first = threading.Thread(target=job, args=("first",))
+    first.start()
+    time.sleep(0.1)
+    job("second")
+    first.join()
+    assert len(calls) == 1 and not results["first"][1] and results["second"][1]
+    assert torch.equal(results["second"][0]["marked"], torch.arange(6, dtype=torch.uint8))
 
 
 def test_save_atomic_leaves_the_old_file_and_no_temporary_file_when_it_fails(tmp_path, monkeypatch):
