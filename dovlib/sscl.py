@@ -324,10 +324,14 @@ def train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, conf
 
 
 def train_classifier(x_train, y_train, x_test=None, y_test=None, *, arch: str = "resnet18", profile: Profile,
-                     seed: int = 0, epochs: int | None = None, num_classes: int | None = None, progress: bool = True):
+                     seed: int = 0, epochs: int | None = None, num_classes: int | None = None, progress: bool = True,
+                     key_test: bool = False):
     """Train (or load from the cache) a classifier with :func:`dovlib.train.fit`: surrogate, benign or suspect model,
     and notebook 10's classifiers on clean and AMUSE-watermarked sets.
     The cache key is the data hash, architecture, budget and seed, so the same call twice trains once.
+    A model read back keeps the history (per-epoch test accuracy) of the run that trained it, on that run's test set:
+    callers evaluate the model on their own test set, or pass ``key_test=True`` to key the model by the test set too
+    (another test set then trains another model), when they report the history.
     Returns the :class:`dovlib.train.TrainResult` (``.model`` in eval mode)."""
     y_train = torch.as_tensor(y_train).long()
     num_classes = num_classes or int(y_train.max()) + 1
@@ -336,6 +340,10 @@ def train_classifier(x_train, y_train, x_test=None, y_test=None, *, arch: str = 
                                  flip=channels == 3, progress=progress)
     key = {"what": "classifier", "version": CACHE_VERSION, "data": data_hash(x_train, y_train), "arch": arch,
            "width": profile.width, "num_classes": num_classes, "train": tc.fingerprint()}
+    if check_bool("key_test", key_test):
+        if x_test is None or y_test is None:
+            raise ValueError("key_test=True needs x_test and y_test: the model is keyed by the test set")
+        key["test"] = data_hash(x_test, torch.as_tensor(y_test).long())
     torch.manual_seed(seed)
     model = build_model(arch, num_classes, channels, width=profile.width, image_size=size)
     ckpt = run_dir(CACHE, key) / "model.pt"

@@ -123,19 +123,20 @@ save_fig(fig, "examples", NOTEBOOK, **fig_context)
 # %% [markdown]
 # ## Train one classifier per training set
 # The same trainer, budget and initial weights (seeded by `seed`) for the three sets. Each model is checkpointed
-# under `runs/sscl/` by `dovlib.sscl.train_classifier`, keyed by its training data and settings: an interrupted run
-# resumes, and a finished model is loaded, not trained again (notebooks 02-06 share that cache, e.g. for the clean set).
+# under `runs/sscl/` by `dovlib.sscl.train_classifier`, keyed by its training data, test set and settings: an
+# interrupted run resumes, and a finished model is loaded (with its training curve), not trained again.
 
 # %%
 size = ds.image_shape[1]
 results, histories = [], []
 for name, x_train in train_sets.items():
     res = train_classifier(x_train, ds.y_train, ds.x_test, ds.y_test, arch=arch, profile=cfg, seed=seed,
-                           num_classes=ds.num_classes)
+                           num_classes=ds.num_classes, key_test=True)  # the curve below is on this test set
+    read_back = res.resumed_from_epoch == len(res.history)
     results.append({"set": name, "test_acc": res.final["test_acc"], "train_acc": res.final["train_acc"],
                     "wall_time": res.wall_time})
     histories.append(pd.DataFrame(res.history).assign(set=name))
-    print(f"{name:8s} test accuracy {res.final['test_acc']:.4f}")
+    print(f"{name:8s} test accuracy {res.final['test_acc']:.4f}" + (" (model read back from runs/)" * read_back))
 results = pd.DataFrame(results).merge(quality, on="set", how="left")
 wall = embed_seconds + results["wall_time"].sum()  # a set or model read back from runs/ counts what computing it took
 results["test_acc_minus_clean"] = results["test_acc"] - results.loc[results.set == "clean", "test_acc"].item()

@@ -230,4 +230,14 @@ def test_ml_task_notebook_reads_back_its_watermarked_sets_and_models(tmp_path, m
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("*.pt")} == stamps  # nothing written again
     [rec2] = record()  # one parameter set: its record replaced
     assert rec2["metrics"] == rec1["metrics"] and rec2["wall_time"] == rec1["wall_time"] > 0
-    assert "read back from runs/: baseline, amuse" in (reports / second.output).read_text()
+    def printed(res):  # what the executed notebook's cells printed
+        cells = json.loads((reports / res.output).read_text())["cells"]
+        return "".join("".join(o.get("text", "")) for c in cells for o in c.get("outputs", []))
+
+    out = printed(second)
+    assert "read back from runs/: baseline, amuse" in out and out.count("(model read back from runs/)") == 3
+    # another seed: another message, so two new watermarked sets (and models); the old ones stay
+    other = rp.run_notebook(nb, {**params, "seed": 1}, reports=reports)
+    assert other.status == "ok", other.error
+    assert len(list((tmp_path / "runs" / "10_amuse_ml_task").rglob("tensors.pt"))) == 4
+    assert "read back" not in printed(other) and len(record()) == 2

@@ -14,7 +14,7 @@ from dovlib.params import get_profile
 from dovlib.perceptual import PerceptualWeightsMissing
 from dovlib.sscl import (GeneratorConfig, SSCLGenerator, get_or_train_generator, key_hash, load_watermarked,
                          save_watermarked, train_generator, watermark_dataset)
-from dovlib.train import data_hash
+from dovlib.train import data_hash, evaluate
 from dovlib.watermarks import get_watermark
 
 
@@ -203,6 +203,27 @@ def test_cache_entries_of_older_code_versions_are_not_reused(monkeypatch):
     monkeypatch.setattr(sscl, "CACHE_VERSION", sscl.CACHE_VERSION + 1)
     b = sscl.train_classifier(ds.x_train, ds.y_train, profile=prof, progress=False)
     assert a.resumed_from_epoch == 0 and b.resumed_from_epoch == 0  # trained again, not loaded
+
+
+def test_train_classifier_keys_the_test_set_only_when_asked():
+    """A model read back keeps the history of the run that trained it; with key_test=True another test set trains
+    another model (its history is then this test set's), and the same one loads."""
+    ds, _ = _toy()
+    prof = get_profile("smoke:epochs=1,width=4,batch_size=32")
+    half = len(ds.x_test) // 2
+    tests = [(ds.x_test[:half], ds.y_test[:half]), (ds.x_test[half:], ds.y_test[half:])]
+    runs = [sscl.train_classifier(ds.x_train, ds.y_train, *t, profile=prof, seed=5, progress=False) for t in tests]
+    assert runs[0].resumed_from_epoch == 0 and runs[1].resumed_from_epoch == 1  # loaded: the first run's history
+    assert runs[1].history == runs[0].history
+    keyed = [sscl.train_classifier(ds.x_train, ds.y_train, *t, profile=prof, seed=5, progress=False, key_test=True)
+             for t in tests + tests[:1]]
+    assert [r.resumed_from_epoch for r in keyed] == [0, 0, 1]
+    for r, (x, y) in zip(keyed, tests + tests[:1]):
+        assert r.history[-1]["test_acc"] == pytest.approx(evaluate(r.model, x, y), abs=1e-6)
+    with pytest.raises(ValueError, match="key_test=True needs x_test and y_test"):
+        sscl.train_classifier(ds.x_train, ds.y_train, profile=prof, seed=5, progress=False, key_test=True)
+    with pytest.raises((TypeError, ValueError), match="key_test"):
+        sscl.train_classifier(ds.x_train, ds.y_train, *tests[0], profile=prof, seed=5, key_test="True")
 
 
 def test_watermark_dataset_is_clean_label_and_publishable(tmp_path):
