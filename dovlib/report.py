@@ -20,7 +20,8 @@ from .data import REPO_ROOT
 
 __all__ = ["reports_dir", "notebook_dir", "RUN_TAG_ENV", "artifact_name", "save_fig", "save_table", "runs_dir",
            "run_dir", "env_info", "run_context", "record_key", "load_records", "find_record", "write_record", "timer",
-           "file_lock", "reports_env", "start_notebook", "CACHED_FRAME_LIBRARIES", "cached_frame"]
+           "file_lock", "reports_env", "start_notebook", "CACHED_FRAME_LIBRARIES", "cached_frame",
+           "cached_tensors"]
 
 
 def reports_dir() -> Path:
@@ -316,7 +317,9 @@ CACHED_LOCK_TIMEOUT = 6 * 3600  # seconds a job waits for another job computing 
 def _cached(notebook: str, params: dict, compute, recompute, name: str, save, load, check):
     """What :func:`cached_frame` and :func:`cached_tensors` share: the folder keyed by ``params`` and the code, the
     result file ``name`` plus ``<stem>.json`` (what computing it took, written last: a result without it is computed
-    again), and a lock, so two sweep jobs wanting the same setting compute it once (the second reads it back)."""
+    again), and a lock, so two sweep jobs wanting the same setting compute it once (the second reads it back).
+    The lock is not re-entrant: ``compute`` must not ask for the same cached setting itself (it would wait for
+    :data:`CACHED_LOCK_TIMEOUT`)."""
     from .params import check_bool
 
     recompute = check_bool("recompute", recompute)  # the string "False" is refused, not read as True

@@ -37,7 +37,7 @@ rho = 0.8  # AMUSE rho_max
 arch = "resnet18"  # resnet18 | resnet34 | vgg16 | vgg19
 n_train = None  # training images; None: the profile's n_train (smoke: 200 unless the profile string sets it)
 seed = 0  # seeds subsampling, messages and training
-recompute = False  # True: watermark the training sets again, not read the ones a run with this code saved (runs/)
+recompute = False  # True: watermark the training sets again, not read the ones saved under runs/ (models: see below)
 
 # %% [markdown]
 # ## Setup
@@ -124,7 +124,8 @@ save_fig(fig, "examples", NOTEBOOK, **fig_context)
 # ## Train one classifier per training set
 # The same trainer, budget and initial weights (seeded by `seed`) for the three sets. Each model is checkpointed
 # under `runs/sscl/` by `dovlib.sscl.train_classifier`, keyed by its training data, test set and settings: an
-# interrupted run resumes, and a finished model is loaded (with its training curve), not trained again.
+# interrupted run resumes, and a finished model is loaded (with its training curve), not trained again; `recompute`
+# does not retrain it (the same marked set is the same key): delete its `runs/sscl/` folder to train it afresh.
 
 # %%
 size = ds.image_shape[1]

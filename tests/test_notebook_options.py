@@ -4,6 +4,7 @@ the smoke profile: their cells must run and write what the README says they writ
 import json
 
 import pandas as pd
+import pytest
 
 from dovlib import reproduce as rp
 from dovlib import sscl
@@ -210,34 +211,49 @@ def test_amuse_notebooks_refuse_a_recompute_string_before_any_work(tmp_path, mon
 def test_ml_task_notebook_reads_back_its_watermarked_sets_and_models(tmp_path, monkeypatch):
     """Notebook 10 saves each watermarked training set under runs/ and trains its classifiers through the checkpointed
     classifier cache: a second run embeds nothing and trains nothing, yet records the same numbers and the same cost
-    (embedding plus training)."""
+    (embedding plus training); recompute embeds again; another seed is another key."""
+    import torch
+
     monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
-    reports = tmp_path / "reports"
+    reports, runs = tmp_path / "reports", tmp_path / "runs"
     nb = REPO_ROOT / "notebooks" / "10_amuse_ml_task.ipynb"
     params = {"profile": "smoke:n_train=60,n_test=30,amuse_images=8", "message_bits": 40}
 
     def record():
         return json.loads((reports / "10_amuse_ml_task" / "metrics.json").read_text())["records"]
 
-    first = rp.run_notebook(nb, params, reports=reports)
-    assert first.status == "ok", first.error
-    assert len(list((tmp_path / "runs" / "10_amuse_ml_task").rglob("tensors.pt"))) == 2  # baseline and AMUSE
-    assert len(list((tmp_path / "runs" / "sscl").rglob("model.pt"))) == 3  # clean, baseline, AMUSE
-    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("*.pt")}
-    [rec1] = record()
-    second = rp.run_notebook(nb, params, reports=reports, force=True)
-    assert second.status == "ok", second.error
-    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("*.pt")} == stamps  # nothing written again
-    [rec2] = record()  # one parameter set: its record replaced
-    assert rec2["metrics"] == rec1["metrics"] and rec2["wall_time"] == rec1["wall_time"] > 0
     def printed(res):  # what the executed notebook's cells printed
         cells = json.loads((reports / res.output).read_text())["cells"]
         return "".join("".join(o.get("text", "")) for c in cells for o in c.get("outputs", []))
 
+    def mtimes(pattern):
+        return {p: p.stat().st_mtime_ns for p in runs.rglob(pattern)}
+
+    first = rp.run_notebook(nb, params, reports=reports)
+    assert first.status == "ok", first.error
+    sets, models = list(runs.rglob("tensors.json")), list((runs / "sscl").rglob("model.pt"))
+    assert len(sets) == 2 and len(models) == 3  # baseline and AMUSE sets; clean, baseline and AMUSE models
+    [rec1] = record()
+    cost = sum(json.loads(p.read_text())["seconds"] for p in sets) + sum(
+        torch.load(p, weights_only=False)["wall_time"] for p in models)
+    assert rec1["wall_time"] == pytest.approx(cost, rel=1e-9)  # embedding plus training, as kept under runs/
+    stamps = mtimes("*.pt")
+    second = rp.run_notebook(nb, params, reports=reports, force=True)
+    assert second.status == "ok", second.error
+    assert mtimes("*.pt") == stamps  # nothing embedded or trained again
+    [rec2] = record()  # one parameter set: its record replaced
+    assert rec2["metrics"] == rec1["metrics"] and rec2["wall_time"] == rec1["wall_time"]
     out = printed(second)
     assert "read back from runs/: baseline, amuse" in out and out.count("(model read back from runs/)") == 3
+    # recompute: both sets embedded again (the same images, so the same models are read back)
+    again = rp.run_notebook(nb, {**params, "recompute": True}, reports=reports, force=True)
+    assert again.status == "ok", again.error
+    tensors = mtimes("tensors.pt")
+    assert all(tensors[p] != t for p, t in stamps.items() if p.name == "tensors.pt") and len(tensors) == 2
+    assert mtimes("model.pt") == {p: t for p, t in stamps.items() if p.name == "model.pt"}
+    assert "read back from runs/: baseline" not in printed(again) and record()[0]["metrics"] == rec1["metrics"]
     # another seed: another message, so two new watermarked sets (and models); the old ones stay
     other = rp.run_notebook(nb, {**params, "seed": 1}, reports=reports)
     assert other.status == "ok", other.error
-    assert len(list((tmp_path / "runs" / "10_amuse_ml_task").rglob("tensors.pt"))) == 4
+    assert len(list(runs.rglob("tensors.pt"))) == 4
     assert "read back" not in printed(other) and len(record()) == 2
