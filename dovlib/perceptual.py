@@ -19,6 +19,7 @@ LPIPS linear layers ship inside the ``lpips`` package. See notebook 01.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import warnings
 from pathlib import Path
@@ -121,10 +122,18 @@ def perceptual_loss(name: str = "lpips", net: str = "alex") -> nn.Module:
     return _SSIMDistance() if name == "ssim" else _MSEDistance()
 
 
+@functools.lru_cache(maxsize=None)
+def _shared_measure(name: str) -> nn.Module:
+    """One frozen module per measure for :func:`perceptual_distance` when none is passed: LPIPS loads its network
+    once per process, not at every call. A failure (weights missing) is not kept: a later call tries again."""
+    return perceptual_loss(name)
+
+
 @torch.no_grad()
 def perceptual_distance(a: torch.Tensor, b: torch.Tensor, name: str = "lpips", batch_size: int = 256,
                         module: nn.Module | None = None) -> torch.Tensor:
-    """Per-image distances (CPU float tensor) between uint8 or [0,1] image batches ``a`` and ``b``."""
+    """Per-image distances (CPU float tensor) between uint8 or [0,1] image batches ``a`` and ``b``, computed by
+    ``module`` (default: the process's one module for ``name``, built at the first call)."""
     if a.shape != b.shape:
         raise ValueError(f"a and b must have the same shape; got {tuple(a.shape)} and {tuple(b.shape)}")
     if a.ndim != 4:
@@ -132,7 +141,7 @@ def perceptual_distance(a: torch.Tensor, b: torch.Tensor, name: str = "lpips", b
     from .params import check_int
 
     batch_size = check_int("batch_size", batch_size, 1)
-    d = module if module is not None else perceptual_loss(name)
+    d = module if module is not None else _shared_measure(check_perceptual(name))
     dev = next(d.parameters()).device if any(True for _ in d.parameters()) else torch.device("cpu")
     out = []
     for i in range(0, len(a), batch_size):

@@ -109,3 +109,33 @@ def test_distance_refuses_non_batches_and_a_zero_batch_size():
     with pytest.raises(ValueError, match="batch_size must be an integer >= 1; got 0"):
         perceptual_distance(x, x, "mse", batch_size=0)
     assert perceptual_distance(x, x, "mse", batch_size=3).shape == (4,)
+
+
+def test_distance_builds_its_measure_once_per_process_and_retries_after_a_failure(monkeypatch):
+    """perceptual_distance without a module reuses one module per measure (LPIPS would otherwise load its network at
+    every call); a failed build (LPIPS weights missing) is not remembered, so placing the weights later works."""
+    from dovlib import perceptual
+
+    built, fail = [], [True]
+
+    def fake_loss(name, net="alex"):
+        if name == "lpips" and fail[0]:
+            raise perceptual.PerceptualWeightsMissing("no weights")
+        built.append(name)
+        return perceptual._MSEDistance()
+
+    monkeypatch.setattr(perceptual, "perceptual_loss", fake_loss)
+    perceptual._shared_measure.cache_clear()
+    try:
+        x = torch.rand(3, 3, 8, 8)
+        for _ in range(3):
+            perceptual.perceptual_distance(x, x.flip(0), "mse")
+        assert built == ["mse"]
+        with pytest.raises(perceptual.PerceptualWeightsMissing):
+            perceptual.perceptual_distance(x, x, "lpips")
+        fail[0] = False  # the weights are placed now
+        assert perceptual.perceptual_distance(x, x, "lpips").shape == (3,) and built == ["mse", "lpips"]
+        with pytest.raises(ValueError, match="perceptual must be one of"):
+            perceptual.perceptual_distance(x, x, ["mse"])
+    finally:
+        perceptual._shared_measure.cache_clear()  # later tests build the real modules
