@@ -19,3 +19,15 @@ os.environ.pop("DOVLIB_RUN_TAG", None)  # a sweep's per-job file names (dovlib.r
 
 def pytest_unconfigure(config):
     shutil.rmtree(_tmp, ignore_errors=True)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _fresh_training_provenance():
+    """Each test starts as a notebook does (start_notebook): records name only the models trained in that test."""
+    from dovlib.train import reset_training_provenance
+
+    reset_training_provenance()
+    yield

@@ -23,7 +23,8 @@ from .report import _atomic_write, reports_dir
 __all__ = ["NotebookReport", "PaperItem", "PAPER_ITEMS", "collect", "coverage", "records_frame", "context_label",
            "render_html", "render_markdown", "build_index", "main"]
 
-CONTEXT_KEYS = ("profile", "dataset", "is_subset", "device", "device_name", "training_precision", "wall_time")
+CONTEXT_KEYS = ("profile", "dataset", "is_subset", "device", "device_name", "trained_on", "training_precision",
+                "wall_time")
 
 
 @dataclass(frozen=True)
@@ -200,7 +201,8 @@ def records_frame(records: list[dict]):
 
 
 def context_label(ctx: dict) -> str:
-    """``profile smoke · dataset cifar10-subset (subset) · cpu (CPU (2 cores)) · 12.3 s``."""
+    """``profile smoke · dataset cifar10-subset (subset) · cpu (CPU (2 cores)) · 12.3 s``, with ``models trained on
+    cuda in bf16`` when the models a CPU run read back from ``runs/`` were trained elsewhere."""
     if not ctx:
         return "context not recorded"
     parts = []
@@ -211,6 +213,10 @@ def context_label(ctx: dict) -> str:
         parts.append(f"dataset {ctx['dataset']}{subset}")
     if "device" in ctx:
         parts.append(str(ctx["device"]) + (f" ({ctx['device_name']})" if ctx.get("device_name") else ""))
+    trained = ctx.get("trained_on")
+    if trained and trained != str(ctx.get("device", "")).split(":")[0]:  # models read back from another machine
+        parts.append(f"models trained on {trained}" + (f" in {ctx['training_precision']}"
+                                                       if ctx.get("training_precision") else ""))
     if isinstance(ctx.get("wall_time"), (int, float)):
         parts.append(f"wall time {ctx['wall_time']:.1f} s")
     return " · ".join(parts)

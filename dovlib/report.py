@@ -138,9 +138,10 @@ def start_notebook(profile: str, seed: int | None = None, device="auto", note: s
 
     from . import __version__
     from .plotting import set_style
-    from .train import resolve_device, seed_everything
+    from .train import reset_training_provenance, resolve_device, seed_everything
 
     dev = resolve_device(device)
+    reset_training_provenance()  # records name how this notebook's models were trained (write_record)
     if seed is not None:
         seed_everything(seed)
     set_style()
@@ -195,9 +196,13 @@ def find_record(notebook: str, params: dict) -> dict | None:
 def write_record(notebook: str, params: dict, metrics: dict, **context) -> dict:
     """Insert or replace the record for ``params`` in ``reports/<notebook>/metrics.json`` (written atomically).
     ``context`` holds profile, dataset, device, wall_time, ...; env_info() is added, and so is
-    ``training_precision`` ("bf16" or "fp32", what the profile's ``precision`` meant on that device) when the
-    context names a profile and a device."""
-    context = {**_training_precision(context), **context}
+    ``training_precision``: when :func:`dovlib.train.fit` returned models in this process since
+    :func:`start_notebook`, how they were trained (with ``trained_on``, their device types: a model read back from
+    ``runs/`` may come from another machine, see :func:`dovlib.train.training_provenance`), otherwise what the
+    profile's ``precision`` means on the context's device ("bf16" or "fp32"). ``context`` entries win."""
+    from .train import training_provenance
+
+    context = {**_training_precision(context), **training_provenance(), **context}
     record = {"params": params, **context, "metrics": metrics,
               "env": env_info(context.get("device")),
               "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}

@@ -34,7 +34,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ["TrainConfig", "TrainResult", "data_hash", "fit", "evaluate", "predict_proba", "predict_logits",
-           "augment_batch", "resolve_device", "seed_everything", "to_float", "precision_options"]
+           "augment_batch", "resolve_device", "seed_everything", "to_float", "precision_options", "training_provenance",
+           "reset_training_provenance"]
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -170,9 +171,11 @@ class TrainResult:
     model: nn.Module
     history: list[dict] = field(default_factory=list)
     wall_time: float = 0.0  # seconds spent training in this and earlier (resumed) runs
-    device: str = "cpu"
+    device: str = "cpu"  # where this call put the model (and evaluated it)
     images_seen: int = 0
     resumed_from_epoch: int = 0
+    trained_on: str = ""  # the device type(s) its epochs ran on, e.g. "cuda" for a model read back on the CPU
+    precision: str = ""  # what they ran in: "bf16", "fp32", "mixed" (resumed in another), "unknown" (old checkpoint)
 
     @property
     def images_per_second(self) -> float:
@@ -181,6 +184,46 @@ class TrainResult:
     @property
     def final(self) -> dict:
         return self.history[-1] if self.history else {}
+
+
+# (device type, precision) of every model :func:`fit` returned in this process since the last reset: a model read
+# back from a checkpoint may have been trained elsewhere, and a record should say so (dovlib.report.write_record)
+_PROVENANCE: set[tuple[str, str]] = set()
+
+
+def training_provenance() -> dict:
+    """How the models :func:`fit` returned (trained or read back from a checkpoint) since
+    :func:`reset_training_provenance` were trained: ``{"trained_on": "cpu" | "cuda" | "cpu+cuda", ...,
+    "training_precision": "bf16" | "fp32" | "bf16+fp32" | "mixed" ...}``, or ``{}`` when there were none. A notebook's
+    records carry it (:func:`dovlib.report.start_notebook` resets it), so a CPU run that read back a model trained
+    in bf16 on a GPU does not claim fp32 CPU training."""
+    if not _PROVENANCE:
+        return {}
+    devices = sorted({d for entry, _ in _PROVENANCE for d in entry.split("+")})
+    return {"trained_on": "+".join(devices), "training_precision": "+".join(sorted({p for _, p in _PROVENANCE}))}
+
+
+def reset_training_provenance() -> None:
+    """Forget the models :func:`training_provenance` reports (a notebook's set-up calls it)."""
+    _PROVENANCE.clear()
+
+
+def _checkpoint_provenance(state: dict) -> tuple[str, str]:
+    """(device type(s), precision) a checkpoint's epochs ran on. Checkpoints written before these were recorded:
+    the device from the saved config (resolved by :meth:`TrainConfig.for_profile`), the precision from it and the
+    amp settings; "unknown" where the config cannot tell."""
+    config = state.get("config") or {}
+    device = state.get("device_type")
+    if device is None:
+        try:
+            device = torch.device(config.get("device", "")).type
+        except (RuntimeError, TypeError):  # "auto" or missing: unresolved when it was saved
+            device = "unknown"
+    precision = state.get("precision")
+    if precision is None:
+        precision = ("unknown" if device == "unknown" or "amp" not in config else
+                     "bf16" if _bf16_on(device, config["amp"], config.get("cpu_bf16", False)) else "fp32")
+    return device, precision
 
 
 def precision_options(precision: str = "auto") -> dict:
@@ -347,6 +390,7 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
     # warning that this run cannot confirm the data.
     origin = {"data_hash": data_hash(x_train, y_train)} if ckpt_path else {}
     precision = "bf16" if _bf16_on(device.type, cfg.amp, cfg.cpu_bf16) else "fp32"  # recorded in checkpoints
+    trained_on = device.type  # recorded too: a model read back elsewhere keeps saying where it was trained
     if ckpt_path and checkpoint_key is not None:
         origin["checkpoint_key"] = str(checkpoint_key)
     if ckpt_path and ckpt_path.is_file():
@@ -370,6 +414,17 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
             what = {"data_hash": "other training data", "checkpoint_key": f"another checkpoint_key ({checkpoint_key})"}
             raise ValueError(f"checkpoint {ckpt_path} was written for {' and '.join(what[k] for k in stale)}; "
                              f"delete it or pass another path")
+        was_on, was_in = _checkpoint_provenance(state)
+        if state["epoch"] >= cfg.epochs:  # finished: only loaded, so the model is what that run made
+            trained_on, precision = was_on, was_in
+            here = "bf16" if _bf16_on(device.type, cfg.amp, cfg.cpu_bf16) else "fp32"
+            if (was_on, was_in) != (device.type, here):
+                warnings.warn(f"model read back from {ckpt_path} was trained on {was_on} in {was_in}, not as this run "
+                              f"would train it ({device.type}, {here}): records give this run's device and the "
+                              f"model's trained_on and training_precision; delete the checkpoint to train it here",
+                              stacklevel=2)
+        elif was_on != device.type:
+            trained_on = "+".join(sorted({*was_on.split("+"), device.type}))
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -446,8 +501,10 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
                           "history": result.history,
                           "wall_time": result.wall_time, "images_seen": result.images_seen,
                           "fingerprint": cfg.fingerprint(), "n_train": n, "config": asdict(cfg),
-                          "precision": precision, **origin},
+                          "precision": precision, "device_type": trained_on, **origin},
                          ckpt_path)
     bar.close()
     model.eval()
+    result.trained_on, result.precision = trained_on, precision
+    _PROVENANCE.add((trained_on, precision))
     return result

@@ -135,9 +135,10 @@ for name, x_train in train_sets.items():
                            num_classes=ds.num_classes, key_test=True)  # the curve below is on this test set
     read_back = res.resumed_from_epoch == len(res.history)
     results.append({"set": name, "test_acc": res.final["test_acc"], "train_acc": res.final["train_acc"],
-                    "wall_time": res.wall_time})
+                    "wall_time": res.wall_time, "trained_on": res.trained_on, "training_precision": res.precision})
     histories.append(pd.DataFrame(res.history).assign(set=name))
-    print(f"{name:8s} test accuracy {res.final['test_acc']:.4f}" + (" (model read back from runs/)" * read_back))
+    print(f"{name:8s} test accuracy {res.final['test_acc']:.4f}"
+          + (f" (model read back from runs/, trained on {res.trained_on} in {res.precision})" * read_back))
 results = pd.DataFrame(results).merge(quality, on="set", how="left")
 wall = embed_seconds + results["wall_time"].sum()  # a set or model read back from runs/ counts what computing it took
 results["test_acc_minus_clean"] = results["test_acc"] - results.loc[results.set == "clean", "test_acc"].item()

@@ -95,6 +95,9 @@ def test_index_has_every_table_with_context_and_diff(reports):
     grid = next(t for t in nbs["02_sscl_bw"].tables if t.name == "eps_grid")
     assert "profile quick · dataset cifar10 (full) · cuda · wall time 99.0 s" == index.context_label(grid.context)
     assert "profile smoke · dataset cifar10-subset (subset)" in text and "dataset cifar10 (full)" in text
+    read_back = {"device": "cpu", "trained_on": "cuda", "training_precision": "bf16"}
+    assert index.context_label(read_back) == "cpu · models trained on cuda in bf16"  # read back from another machine
+    assert index.context_label({**read_back, "device": "cuda:1"}) == "cuda:1"  # trained where it ran: nothing to add
     assert "Table 2 &lt;WSR&gt; on CIFAR-10" in text  # captions escaped
     assert "cell 3: RuntimeError: out of memory" in text and nbs["09_broken"].status == "failed"
     assert "0.7531" in text and "8/255" in text  # records rendered (no table holds 0.7531)

@@ -15,8 +15,9 @@ def test_verification_notebook_runs_the_target_code(tmp_path, monkeypatch):
     monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
     reports = tmp_path / "reports"
     res = rp.run_notebook(REPO_ROOT / "notebooks" / "03_verification.ipynb",
-                          {"profile": "smoke:width=4,gen_iters=15", "n_targets": 2, "n_models": 1, "same_code": True,
-                           "select_attempts": 2, "surrogate_width": 4, "hard_pool": 3, "target": "key"},
+                          {"profile": "smoke:width=4,gen_iters=15,n_test=40", "n_targets": 2, "n_models": 1,
+                           "same_code": True, "select_attempts": 2, "surrogate_width": 4, "hard_pool": 3,
+                           "target": "key"},
                           reports=reports)
     assert res.status == "ok", res.error
     out = reports / "03_verification"
@@ -26,6 +27,8 @@ def test_verification_notebook_runs_the_target_code(tmp_path, monkeypatch):
     rows = pd.DataFrame(code["models"])
     assert set(rows.scenario) == {"Malicious", "Ind-M", "Ind-W plain", "Ind-W code", "Ind-W same code"}
     assert record["params"]["same_code"] is True and record["params"]["surrogate_width"] == 4
+    # m not given: the profile's verify_m (40) capped at the 36 test images outside the target class, not refused
+    assert record["params"]["m"] == 36 and (rows.scenario == "Malicious").any()
     # hard_pool with target "key": our whole code (the single-target rows' class too) and the Ind-W code owner's
     # other class come from the 3 hardest classes on our surrogate, in the key's order
     params = record["params"]
@@ -244,7 +247,9 @@ def test_ml_task_notebook_reads_back_its_watermarked_sets_and_models(tmp_path, m
     [rec2] = record()  # one parameter set: its record replaced
     assert rec2["metrics"] == rec1["metrics"] and rec2["wall_time"] == rec1["wall_time"]
     out = printed(second)
-    assert "read back from runs/: baseline, amuse" in out and out.count("(model read back from runs/)") == 3
+    assert "read back from runs/: baseline, amuse" in out
+    assert out.count("(model read back from runs/, trained on cpu in fp32)") == 3
+    assert (rec2["trained_on"], rec2["training_precision"]) == ("cpu", "fp32")  # how the models were trained
     # recompute: both sets embedded again (the same images, so the same models are read back)
     again = rp.run_notebook(nb, {**params, "recompute": True}, reports=reports, force=True)
     assert again.status == "ok", again.error

@@ -47,6 +47,27 @@ def test_records_name_the_precision_the_profile_trained_in():
         "04_ablation", {"p": 0}, {}, profile="smoke")  # no device: nothing claimed
 
 
+def test_records_name_how_the_models_read_back_were_trained(capsys):
+    import matplotlib
+
+    from dovlib import train
+
+    def record(**context):
+        return report.write_record("04_ablation", {"p": 1}, {}, profile="quick", device="cpu", **context)
+
+    assert (record().get("trained_on"), record()["training_precision"]) == (None, "fp32")  # no model: the profile
+    train._PROVENANCE.update({("cuda", "bf16")})  # a model fit() read back from runs/, trained on a GPU
+    rec = record()
+    assert (rec["device"], rec["trained_on"], rec["training_precision"]) == ("cpu", "cuda", "bf16")
+    train._PROVENANCE.add(("cpu", "fp32"))  # and one trained here
+    assert (record()["trained_on"], record()["training_precision"]) == ("cpu+cuda", "bf16+fp32")
+    assert record(training_precision="fp32")["training_precision"] == "fp32"  # what the caller says wins
+    with matplotlib.rc_context():  # start_notebook's style is undone afterwards
+        report.start_notebook("quick", device="cpu")  # a notebook starts with none
+    assert train.training_provenance() == {} and "trained_on" not in record()
+    capsys.readouterr()
+
+
 def test_numpy_parameters_find_their_record_again():
     """metrics.json stores numpy scalars as plain numbers; the record key must too, or a cached parameter set is
     never found again (and written twice)."""

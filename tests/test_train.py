@@ -7,8 +7,8 @@ from dovlib.data import load_dataset
 from dovlib.models import build_model
 from dovlib.params import get_profile
 from dovlib.train import (TrainConfig, _autocast, _same_device, augment_batch, evaluate, fit, make_optimizer,
-                          precision_options, predict_logits, predict_proba, resolve_device, seed_everything, to_float,
-                          uses_bf16)
+                          precision_options, predict_logits, predict_proba, reset_training_provenance, resolve_device,
+                          seed_everything, to_float, training_provenance, uses_bf16)
 
 
 @pytest.fixture(scope="module")
@@ -110,9 +110,64 @@ def test_a_checkpoint_resumed_in_another_precision_warns(ds, tmp_path):
                                          r"the model mixes precisions"):
         assert fit(_model(4), ds.x_train, ds.y_train, checkpoint=ckpt, **kw).resumed_from_epoch == 1
     assert torch.load(ckpt, weights_only=False)["precision"] == "mixed"  # and says so from then on
+    # a finished checkpoint only loads (no epoch runs): no mixing warning, but it says how the model was trained
+    with pytest.warns(UserWarning, match=r"was trained on cpu in mixed, not as this run would train it \(cpu, fp32\)"):
+        done = fit(_model(4), ds.x_train, ds.y_train, checkpoint=ckpt, **kw)
+    assert (done.resumed_from_epoch, done.trained_on, done.precision) == (2, "cpu", "mixed")
+
+
+def test_fit_says_where_and_in_what_precision_a_model_was_trained(ds, tmp_path):
+    kw = dict(epochs=1, batch_size=64, lr=0.05, progress=False, device="cpu")
+    assert training_provenance() == {}
+    res = fit(_model(3), ds.x_train, ds.y_train, **kw)
+    assert (res.trained_on, res.precision, res.device) == ("cpu", "fp32", "cpu")
+    assert training_provenance() == {"trained_on": "cpu", "training_precision": "fp32"}
+    reset_training_provenance()
+    assert training_provenance() == {}
+
+    # a finished model trained on a GPU in bf16, read back by a CPU run: the result and the provenance say so
+    ckpt = tmp_path / "gpu.pt"
+    fit(_model(3), ds.x_train, ds.y_train, checkpoint=ckpt, **kw)
+    state = torch.load(ckpt, weights_only=False)
+    assert (state["device_type"], state["precision"]) == ("cpu", "fp32")
+    torch.save({**state, "device_type": "cuda", "precision": "bf16"}, ckpt)
+    reset_training_provenance()
+    with pytest.warns(UserWarning, match=r"read back from .*gpu.pt was trained on cuda in bf16, not as this run would "
+                                         r"train it \(cpu, fp32\)"):
+        back = fit(_model(4), ds.x_train, ds.y_train, checkpoint=ckpt, **kw)
+    assert (back.trained_on, back.precision, back.device) == ("cuda", "bf16", "cpu")
+    fit(_model(3), ds.x_train, ds.y_train, **kw)  # and one trained here
+    assert training_provenance() == {"trained_on": "cpu+cuda", "training_precision": "bf16+fp32"}
+
+    # checkpoints written before these were recorded: the device from the saved config, "unknown" if it cannot tell
+    del state["device_type"], state["precision"]
+    torch.save(state, ckpt)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a finished checkpoint only loads (no epoch runs): no warning
-        assert fit(_model(4), ds.x_train, ds.y_train, checkpoint=ckpt, **kw).resumed_from_epoch == 2
+        warnings.simplefilter("error")  # config says cpu with amp: fp32 on the CPU, as this run: nothing to say
+        assert fit(_model(4), ds.x_train, ds.y_train, checkpoint=ckpt, **kw).precision == "fp32"
+    torch.save({**state, "config": {**state["config"], "device": "auto"}}, ckpt)
+    with pytest.warns(UserWarning, match="trained on unknown in unknown"):
+        old = fit(_model(4), ds.x_train, ds.y_train, checkpoint=ckpt, **kw)
+    assert (old.trained_on, old.precision) == ("unknown", "unknown")
+
+
+def test_a_run_resumed_on_another_device_names_both(ds, tmp_path):
+    kw = dict(epochs=2, batch_size=64, lr=0.05, progress=False, device="cpu", checkpoint_every=0)
+    ckpt = tmp_path / "ck.pt"
+
+    def interrupt(model, epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(_model(3), ds.x_train, ds.y_train, checkpoint=ckpt, callbacks=[interrupt], **kw)
+    state = torch.load(ckpt, weights_only=False)
+    torch.save({**state, "device_type": "cuda"}, ckpt)  # its first epoch ran on a GPU (in fp32: no mixing warning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = fit(_model(4), ds.x_train, ds.y_train, checkpoint=ckpt, **kw)
+    assert (res.resumed_from_epoch, res.trained_on, res.precision) == (1, "cpu+cuda", "fp32")
+    assert torch.load(ckpt, weights_only=False)["device_type"] == "cpu+cuda"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
