@@ -81,7 +81,8 @@ target_from_key = target is None
 tau = parse_fraction("tau", tau, 0, 1, low_inclusive=True, high_inclusive=False)
 alpha = parse_fraction("alpha", alpha, 0, 1, high_inclusive=False)
 n_models = cfg.n_models if n_models is None else check_int("n_models", n_models, 1)
-m = cfg.verify_m if m is None else check_int("m", m, 2)
+m_given = None if m is None else check_int("m", m, 2)  # None: the profile's verify_m, capped at the test set below
+m = cfg.verify_m if m_given is None else m_given
 decoy_rate = parse_fraction("decoy_rate", decoy_rate, 0, 1, low_inclusive=True)
 n_targets = check_int("n_targets", n_targets, 1)  # at most the number of classes (checked once data is loaded)
 same_code = check_bool("same_code", same_code)
@@ -124,7 +125,8 @@ n_targets = check_int("n_targets", n_targets, 1, ds.num_classes)
 
 
 def check_m(t: int) -> None:  # m queries come from the test images outside the target class
-    check_int("m", m, 2, int((ds.y_test != t).sum()))
+    if m_given is not None:  # the profile's default is capped instead (sscl.query_count), as the library does
+        check_int("m", m, 2, int((ds.y_test != t).sum()))
 
 
 if not target_from_key:
@@ -142,6 +144,9 @@ if target_from_key:
                                                           f"used (whole class)" if target_rate < rate else ""))
 target = check_int("target", target, 0, ds.num_classes - 1)
 check_m(target)
+m = sscl.query_count(ds, target, m_given, cfg.verify_m)
+if m_given is None and m < cfg.verify_m:
+    print(f"m {m}: the profile's verify_m {cfg.verify_m} capped at the test images outside class {target}")
 select_plain = select_attempts > 1 and n_targets == 1
 redraw_note = (" and surrogates" if redraw_surrogate else "") + (f", check at p < {check_alpha:g}"
                                                                   if check_alpha < alpha else "")
@@ -301,7 +306,7 @@ if n_targets > 1:
             code_run, selection_log = sscl.select_code_draws(ds, cfg, n_targets=n_targets, rate=rate,
                                                              first=None if target_from_key else target, pool=pool,
                                                              draws=code_draws, attempts=select_attempts,
-                                                             n_proxies=n_proxies, m=m, tau=tau, alpha=alpha,
+                                                             n_proxies=n_proxies, m=m_given, tau=tau, alpha=alpha,
                                                              redraw_surrogate=redraw_surrogate,
                                                              check_alpha=check_alpha, **code_kw)
             targets, selection = code_run.targets, code_run.params["selection"]
@@ -319,7 +324,7 @@ if n_targets > 1:
         if code_rate < rate:
             print(f"gamma {rate:g} per class exceeds the smallest code class's share: {code_rate:.4f} used "
                   f"(whole class)")
-        code_rows = sscl.run_code_controls(code_run, n_models=n_models, m=m, tau=tau, alpha=alpha,
+        code_rows = sscl.run_code_controls(code_run, n_models=n_models, m=m_given, tau=tau, alpha=alpha,
                                              same_code=same_code, select_attempts=select_attempts,
                                              n_proxies=n_proxies, redraw_surrogate=redraw_surrogate,
                                              check_alpha=check_alpha, pool=pool, code_draws=code_draws)
