@@ -132,7 +132,9 @@ class VGG(nn.Module):
         return [m for m in self.body if isinstance(m, nn.Conv2d)][-1]
 
     def feature_layer(self) -> nn.Module:
-        return self.body
+        """The ReLU after the last conv (and its batch norm): its activation map, before the final max-pooling, which
+        fine-pruning ranks channels on (masking it silences the channel after the pooling too)."""
+        return [m for m in self.body if isinstance(m, nn.ReLU)][-1]
 
     def forward(self, x):
         return self.classifier(F.adaptive_avg_pool2d(self.features(x), 1).flatten(1))

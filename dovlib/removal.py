@@ -5,7 +5,8 @@
 * **Pruning** (fine-pruning style, Liu et al., RAID 2018): rank the channels of the last convolutional feature map by
   their mean activation on benign data and switch off the least active ones. Channels are masked with a forward
   hook on ``model.feature_layer()`` (for a ResNet the output of ``layer4``: zeroing the last conv's weights would not
-  silence a channel because of the residual connection). The model itself is never modified; the hook is removed with
+  silence a channel because of the residual connection; for a VGG the ReLU after the last conv, before the final
+  max-pool). The model itself is never modified; the hook is removed with
   :meth:`PrunedModel.remove`.
 
 Notebook ``05_removal_attacks`` walks through both.

@@ -28,6 +28,12 @@ def test_channel_activations_one_per_last_conv_channel(arch, channels):
     h.remove()
     # mean over images and positions of the ReLU'd feature map, computed in one pass here
     assert torch.allclose(acts, outs[0].clamp(min=0).mean(dim=(0, 2, 3)), atol=1e-6)
+    # the map is the last conv layer's own (fine-pruning's), not one pooled after it (VGG ends in a max-pool)
+    convs = []
+    h = m.last_conv().register_forward_hook(lambda _, __, out: convs.append(out.shape))
+    m(x.float() / 255)
+    h.remove()
+    assert outs[0].shape == convs[0]
 
 
 def test_pruned_model_keeps_its_mask_on_the_models_device():
