@@ -70,7 +70,10 @@ def ttest_verify(p_benign, p_watermarked, tau=0.25, alpha=0.01) -> VerifyResult:
     """Paired one-sided t-test of H0: P_w <= P_b + tau (SSCL-BW, Sec. verification). Fewer than 2 pairs, or pairs
     whose differences have zero variance, never yield a t-test claim: below 2 pairs p = 1; with zero variance the
     exact sign-test bound p = 0.5**n is used when every difference exceeds tau by more than float32 rounding (else
-    p = 1: P_w = P_b + tau computed in float32 lies on H0, not above it).
+    p = 1: P_w = P_b + tau computed in float32 lies on H0, not above it). That bound is the sign test's (a median
+    null), more cautious than the t-statistic's own limit (t -> inf, p -> 0) as the spread of positive differences
+    shrinks; it is reached in practice only by a saturated model (P_w = 1 and P_b ~ 0 on every query), and claims
+    from n = 7 pairs at alpha = 0.01 (the default m = 100 gives p = 8e-31).
 
     Zero variance means equal up to float32 rounding (a spread of at most ``ZERO_SPREAD`` times the largest
     difference, or times 1 when that is smaller; probabilities and their differences lie within [-1, 1]): models
@@ -114,7 +117,8 @@ def label_verify(labels_watermarked, target: int, labels_benign=None, tau=0.25, 
     5% at 0.5). So the test is exact instead: at level a, rate_b is replaced by its one-sided Clopper-Pearson upper
     bound at 1 - a/2 and the binomial test (scipy's ``binom.sf``) must give p < a/2 (Bonferroni: valid whatever the
     pairing). The p-value reported is the smallest such a (bisection; the rejection regions are nested). Without
-    ``labels_benign`` the benign rate is taken as 0 (known), a plain binomial test against tau."""
+    ``labels_benign`` the benign rate is taken as 0 (known), a plain binomial test against tau; fewer than 2 queries
+    then never claim (as :func:`ttest_verify`)."""
     from scipy.stats import beta, binom, binomtest
 
     tau, alpha = _check_tau_alpha(tau, alpha)
@@ -124,8 +128,8 @@ def label_verify(labels_watermarked, target: int, labels_benign=None, tau=0.25, 
     k = int((lw == target).sum())
     if labels_benign is None:
         delta = k / n if n else float("nan")
-        if n < 1:
-            return VerifyResult(delta, 1.0, False, n, tau, alpha, "binomial test", "no samples")
+        if n < 2:  # as the t-test: one query never claims (at tau 0 a single target label would give p = 0)
+            return VerifyResult(delta, 1.0, False, n, tau, alpha, "binomial test", "fewer than 2 samples: no claim")
         p = float(binomtest(k, n, tau, alternative="greater").pvalue)
         return VerifyResult(delta, p, p < alpha, n, tau, alpha, "binomial test", "benign rate taken as 0")
     lb = torch.as_tensor(labels_benign).flatten()

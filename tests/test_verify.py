@@ -86,6 +86,10 @@ def test_label_only_binomial_test():
     assert strong.verified and 0 < strong.p_value < 1e-15  # tiny p-values stay exact (log-scale search)
     known = label_verify(_labels(80, 100), 1)  # no benign labels: rate taken as 0, a plain binomial test
     assert known.p_value == pytest.approx(binomtest(80, 100, 0.25, alternative="greater").pvalue)
+    for lb1 in (None, _labels(0, 1)):  # one query never claims, even at tau 0 (where binomtest gives p = 0)
+        one = label_verify(_labels(1, 1), 1, lb1, tau=0.0)
+        assert (one.verified, one.p_value, one.n) == (False, 1.0, 1)
+    assert label_verify(_labels(2, 2), 1, tau=0.0).verified  # two queries may (rate 0 rejected exactly)
     with pytest.raises(ValueError, match="same queries"):
         label_verify(_labels(5, 10), 1, _labels(5, 12))
 
