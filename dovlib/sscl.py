@@ -65,15 +65,22 @@ ATTEMPT_SEED_STRIDE = 100_000  # generator seed of selection attempt j: seed + j
 
 
 def check_key(key) -> int:
-    """An owner key: a non-negative integer of any size (e.g. ``secrets.randbits(63)``), or its decimal string as
-    papermill may pass it. Never goes through float, which would round keys above 2**53 onto each other."""
+    """An owner key: a non-negative integer (e.g. ``secrets.randbits(32)``), or its decimal string as papermill may
+    pass it. Never goes through float, which would round keys above 2**53 onto each other.
+
+    Any size is accepted and hashed whole where the key is named (:func:`key_hash`, the cache keys), but the
+    generator's key pattern (:meth:`SSCLGenerator.key_pattern`) is drawn by torch's CPU generator, which seeds its
+    Mersenne Twister from the low 32 bits: keys equal modulo 2**32 give the same pattern, and so the same generator
+    for the same data, surrogate and seed. Two owners' random keys share a pattern with probability 2**-32. Drawing
+    the pattern from the whole key would change every generator trained so far (the measured results in docs/), so
+    it is kept as it is; a longer key adds nothing to the pattern."""
     if isinstance(key, str) and key.strip().isdigit():
         key = int(key.strip())
     if isinstance(key, bool) or not hasattr(key, "__index__"):
-        raise ValueError(f"key must be a non-negative integer (e.g. secrets.randbits(63)); got {key!r}")
+        raise ValueError(f"key must be a non-negative integer (e.g. secrets.randbits(32)); got {key!r}")
     key = operator.index(key)
     if key < 0:
-        raise ValueError(f"key must be a non-negative integer (e.g. secrets.randbits(63)); got {key}")
+        raise ValueError(f"key must be a non-negative integer (e.g. secrets.randbits(32)); got {key}")
     return key
 
 
@@ -103,10 +110,11 @@ class SSCLGenerator(nn.Module):
                 "depth": self.depth, "width": self.width}
 
     def key_pattern(self, h: int, w: int, device) -> torch.Tensor:
-        """The owner's fixed random pattern (key_channels, h, w), standard normal, drawn from the key."""
+        """The owner's fixed random pattern (key_channels, h, w), standard normal, drawn from the key (its low 32
+        bits: :func:`check_key`)."""
         k = (h, w, str(device))
         if k not in self._patterns:
-            g = torch.Generator().manual_seed(self.key % 2 ** 63)
+            g = torch.Generator().manual_seed(self.key % 2 ** 63)  # torch reads the low 32 bits: see check_key
             self._patterns[k] = torch.randn(self.key_channels, h, w, generator=g).to(device)
         return self._patterns[k]
 
@@ -199,8 +207,8 @@ class GeneratorConfig:
         object.__setattr__(self, "eps", parse_eps(self.eps))
         check_perceptual(self.perceptual)
         object.__setattr__(self, "target", check_int("target", self.target, 0))  # "1" from papermill -> 1
-        check_int("iters", self.iters, 1)
-        check_int("batch", self.batch, 2)
+        for name, low in (("iters", 1), ("batch", 2), ("depth", 1), ("width", 1), ("key_channels", 0), ("seed", 0)):
+            object.__setattr__(self, name, check_int(name, getattr(self, name), low))  # "128" -> 128, as target
         if self.batch % 2:
             raise ValueError(f"batch must be an even integer >= 2 (half target, half non-target images); "
                              f"got {self.batch}")
@@ -262,10 +270,18 @@ def train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, conf
     flip = x.shape[1] == 3  # as train_classifier: flips for colour images only
     history, start, wall = [], 0, 0.0
     ckpt = Path(checkpoint) if checkpoint else None
+    # what a checkpoint must match besides the settings: the images and the surrogate (get_or_train_generator's
+    # folder is keyed by both; a caller passing its own path is not), so a resumed run is never half another's
+    origin = {"data": data, "surrogate": model_hash(f)} if ckpt else {}
     if ckpt and ckpt.is_file():
         st = torch.load(ckpt, map_location=dev, weights_only=False)
         if st["config"] != cfg.as_dict():
             raise ValueError(f"checkpoint {ckpt} was written with other generator settings; delete it")
+        stale = [k for k, v in origin.items() if st.get(k, v) != v]  # older checkpoints hold neither: resumed
+        if stale:
+            what = {"data": "other training images", "surrogate": "another surrogate"}
+            raise ValueError(f"checkpoint {ckpt} was written for {' and '.join(what[k] for k in stale)}; delete it "
+                             f"or pass another path")
         G.load_state_dict(st["G"])
         opt.load_state_dict(st["opt"])
         rng.set_state(st["rng"].cpu())  # RNG states are CPU ByteTensors; map_location moved it
@@ -311,8 +327,8 @@ def train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, conf
             if ckpt and it + 1 < cfg.iters and timer.due():
                 _save_atomic({"G": G.state_dict(), "opt": opt.state_dict(), "rng": rng.get_state(),
                               "aug_rng": aug_rng.get_state(), "iter": it + 1,
-                              "history": history, "wall": wall + time.perf_counter() - t0, "config": cfg.as_dict()},
-                             ckpt)
+                              "history": history, "wall": wall + time.perf_counter() - t0, "config": cfg.as_dict(),
+                              **origin}, ckpt)
     bar.close()
     surrogate.train(mode)
     for q, g in zip(surrogate.parameters(), grads):
@@ -779,6 +795,7 @@ def mark_code(generators: dict, x: torch.Tensor, y: torch.Tensor, rate, seed: in
     """Mark ``rate`` of the whole set in each target class with that class's generator (labels untouched)."""
     if not generators:
         raise ValueError("generators must map at least one target class to its SSCLGenerator")
+    rate = parse_rate(rate, "rate (gamma per target class)")  # "1/20" from papermill: a number in the manifest
     xw, marked, per_target = x.clone(), [], []
     for t, G in generators.items():
         ws = watermark_dataset(G, x, y, rate, t, seed=seed)
@@ -1110,7 +1127,7 @@ def select_code_draws(ds, profile: Profile, *, key: int, n_targets: int, first=N
     Returns (run, log) as :func:`select_code_run`, the log with ``draw`` and ``targets`` columns first."""
     import pandas as pd
 
-    draws = check_int("code_draws", draws, 1)
+    draws = check_int("draws (code_draws)", draws, 1)
     classes = list(range(ds.num_classes)) if pool is None else [int(c) for c in pool]
     excluded, logs, codes, best = [], [], [], None
     for d in range(draws):

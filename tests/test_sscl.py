@@ -57,6 +57,13 @@ def test_owner_key_changes_the_watermark_and_is_reproducible():
     import hashlib
 
     assert key_hash(1) == hashlib.sha256(b"dovlib-sscl-key:1").hexdigest()[:16]  # stable across versions: manifests
+    # the pattern is torch's draw from the key's low 32 bits (check_key documents it); changing that would change
+    # every generator trained so far, so this pins it
+    pattern = SSCLGenerator(3, key=5, width=4, depth=2).key_pattern(8, 8, "cpu")
+    assert torch.equal(pattern, torch.randn(2, 8, 8, generator=torch.Generator().manual_seed(5)))
+    assert torch.equal(pattern, SSCLGenerator(3, key=5 + 2**32, width=4, depth=2).key_pattern(8, 8, "cpu"))
+    assert not torch.equal(pattern, SSCLGenerator(3, key=6, width=4, depth=2).key_pattern(8, 8, "cpu"))
+    assert key_hash(5) != key_hash(5 + 2**32)  # named apart all the same
 
 
 def test_save_and_load_round_trip(tmp_path):
@@ -453,6 +460,8 @@ def test_mark_code_marks_each_target_class_with_its_own_generator():
     assert rev.manifest["marked_hash"] == ws.manifest["marked_hash"] and rev.manifest["targets"] == [0, 2]
     with pytest.raises(ValueError, match="generators"):
         sscl.mark_code({}, ds.x_train, ds.y_train, 0.1)
+    frac = sscl.mark_code(gens, ds.x_train, ds.y_train, "1/10", seed=1)  # as papermill passes it
+    assert torch.equal(frac.x, ws.x) and frac.manifest["rate_per_target"] == 0.1
 
 
 def test_bad_input_is_refused_before_any_training(monkeypatch, tmp_path):
@@ -995,6 +1004,52 @@ def test_generator_training_resumes_after_an_interruption_and_saves_by_time(tmp_
     assert [h["l_target"] for h in hist2] == pytest.approx([h["l_target"] for h in hist])
     for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6), k
+
+
+def test_generator_checkpoint_resumes_only_for_its_images_and_surrogate(tmp_path):
+    ds, f = _toy()
+    cfg = GeneratorConfig(eps=16 / 255, target=1, key=3, iters=4, batch=8, perceptual="mse", width=4, depth=2)
+    ckpt = tmp_path / "g.pt"
+
+    def stop(it):  # interrupted after the first checkpoint (iteration 2)
+        class Stop(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.f, self.calls = f, 0
+
+            def forward(self, x):
+                self.calls += 1
+                if self.calls == 2 * it + 1:
+                    raise KeyboardInterrupt
+                return self.f(x)
+        return Stop()
+
+    with pytest.raises(KeyboardInterrupt):
+        train_generator(stop(3), ds.x_train, ds.y_train, cfg, device="cpu", progress=False, log_every=2,
+                        checkpoint=ckpt, checkpoint_every=0)
+    assert torch.load(ckpt, weights_only=False)["iter"] == 2
+    other_x = ds.x_train.flip(0)
+    with pytest.raises(ValueError, match="written for other training images; delete it"):
+        train_generator(f, other_x, ds.y_train, cfg, device="cpu", progress=False, checkpoint=ckpt)
+    torch.manual_seed(1)
+    other_f = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 4))
+    with pytest.raises(ValueError, match="written for another surrogate; delete it"):
+        train_generator(other_f, ds.x_train, ds.y_train, cfg, device="cpu", progress=False, checkpoint=ckpt)
+    state = torch.load(ckpt, weights_only=False)
+    del state["data"], state["surrogate"]  # a checkpoint of older code: resumed (its cache folder is keyed by both)
+    torch.save(state, ckpt)
+    _, hist = train_generator(f, ds.x_train, ds.y_train, cfg, device="cpu", progress=False, log_every=2,
+                              checkpoint=ckpt)
+    assert [h["iter"] for h in hist] == [2, 4]
+
+
+def test_generator_config_reads_integers_as_papermill_passes_them():
+    cfg = GeneratorConfig(iters="10", batch="128", depth="2", width="8", key_channels="1", seed="3")
+    assert (cfg.iters, cfg.batch, cfg.depth, cfg.width, cfg.key_channels, cfg.seed) == (10, 128, 2, 8, 1, 3)
+    with pytest.raises(TypeError, match="batch must be an integer >= 2"):
+        GeneratorConfig(batch="x")
+    with pytest.raises(ValueError, match="batch must be an even integer"):
+        GeneratorConfig(batch="7")
 
 
 def _border_zero(x: torch.Tensor) -> torch.Tensor:

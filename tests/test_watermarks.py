@@ -666,3 +666,14 @@ def test_table_row_merges_method_kwargs_over_the_profile_budget(monkeypatch):
     for method in ("none", "sscl-bw"):
         with pytest.raises(ValueError, match=rf"method '{method}' takes no constructor arguments.*\['iters'\]"):
             table.table_row(method, ds, "badnets_cnn", smoke, iters=3)
+
+
+def test_crafting_settings_key_the_crafted_set():
+    """Label-Consistent's PGD step and Sleeper Agent's patch change what is crafted, so they key the cached set
+    (describe() is the key); their defaults are left out, so sets cached before keep their keys."""
+    lc, sa = get_watermark("label-consistent"), get_watermark("sleeper-agent")
+    assert "alpha" not in lc.describe() and "patch_seed" not in sa.describe()
+    assert get_watermark("label-consistent", alpha=0.01).describe()["alpha"] == 0.01
+    assert get_watermark("sleeper-agent", patch_seed=7).describe()["patch_seed"] == 7
+    assert get_watermark("label-consistent", alpha=0.01).describe() != get_watermark("label-consistent",
+                                                                                      alpha=0.05).describe()

@@ -57,5 +57,7 @@ class LabelConsistent(SurrogateWatermark):
         return self.trigger(adv)
 
     def describe(self) -> dict:
+        # alpha (the PGD step) keys the crafted set too; named only when set, so sets cached with the default keep
+        # their keys
         return {**super().describe(), "eps": self.eps, "steps": self.steps, "patch_size_at_32": self.patch_size,
-                "amplitude": self.amplitude}
+                "amplitude": self.amplitude, **({} if self.alpha is None else {"alpha": self.alpha})}

@@ -55,5 +55,7 @@ class SleeperAgent(SurrogateWatermark):
                                  device=self.device, seed=seed, checkpoint=checkpoint)
 
     def describe(self) -> dict:
+        # the poisons are matched to the patch: patch_seed keys the crafted set (named only when not 0, so sets cached
+        # with the default keep their keys)
         return {**super().describe(), "eps": self.eps, "steps": self.steps, "patch_size_at_32": self.patch_size,
-                "n_source": self.n_source}
+                "n_source": self.n_source, **({"patch_seed": self.patch_seed} if self.patch_seed else {})}
