@@ -562,14 +562,15 @@ def choose_erasure_k(message_bits: int, n: int, max_sub_message_bits: int) -> in
 
 def tradeoff_table(message_bits: int, n_max: int = 16):
     """Bits per image against guaranteed leak ratio ``rho`` for every AMUSE and erasure (n, k) with n <= n_max,
-    plus the baseline; one row per codec (pandas DataFrame, columns of :meth:`Codec.describe`)."""
+    plus the baseline; one row per codec (pandas DataFrame, columns of :meth:`Codec.describe`). AMUSE pairs whose
+    combination index needs more than :data:`MAX_ORDERING_BITS` bits (from n = 66) are left out: never minimal."""
     import pandas as pd
 
     message_bits = check_int("message_bits", message_bits, 1)
     n_max = check_int("n_max", n_max, 1, 255)
     rows = [RepeatCodec(message_bits).describe()]
     rows += [AmuseCodec(message_bits, n, k).describe() for n in range(1, min(n_max, message_bits) + 1)
-             for k in range(1, n + 1)]
+             for k in range(1, n + 1) if ceil_log2(math.comb(n, k)) <= MAX_ORDERING_BITS]
     rows += [ErasureCodec(message_bits, n, k).describe() for n in range(1, n_max + 1) for k in range(1, n + 1)]
     return pd.DataFrame(rows)
 

@@ -17,12 +17,13 @@ rotation    5, 10, ..., 45 degrees                        9
 
 The ranges are the paper's; the identity settings (brightness 1, contrast 1, hue 0) are left out, which gives
 exactly 45. ``center_crop`` and ``resize`` take the share of the area kept, as in SSL-watermarking (its
-``center_crop(x, scale)`` and ``resize(x, scale)``): each side becomes ``sqrt(share)`` of the original (rounded), so
-``center_crop_0.9`` keeps the 243x243 centre of a 256x256 image. (Before 2026-12-04 dovlib read the parameter as a
-side ratio, a stronger attack: 230x230 there.) Both make the image smaller: by default :func:`apply_attack` resizes
-the result back to the original size (bilinear), because the DCT-DWT / RivaGAN extractors need >= 256x256 images and
-a fixed layout; ``restore_size=False`` keeps the small image (HiDDeN's decoder reads any size). Rotation keeps the
-size and fills the corners with black.
+``center_crop(x, scale)`` and ``resize(x, scale)``): each side becomes ``sqrt(share)`` of the original, rounded to
+the nearest pixel, so ``center_crop_0.9`` keeps the 243x243 centre of a 256x256 image (SSL-watermarking truncates:
+242x242; a side can differ by that one pixel, kept so the numbers measured since stay reproducible). (Before
+2026-12-04 dovlib read the parameter as a side ratio, a stronger attack: 230x230 there.) Both make the image
+smaller: by default :func:`apply_attack` resizes the result back to the original size (bilinear), because the
+DCT-DWT / RivaGAN extractors need >= 256x256 images and a fixed layout; ``restore_size=False`` keeps the small
+image (HiDDeN's decoder reads any size). Rotation keeps the size and fills the corners with black.
 
 HiDDeN's noise layers (Zhu et al. 2018) mix the watermarked image with its cover: ``dropout`` (keep a random share
 ``p`` of watermarked pixels), ``cropout`` (keep a random rectangle of area share ``p``), ``crop`` (return a random
@@ -82,7 +83,8 @@ def jpeg(images: torch.Tensor, quality: int, subsampling: str = "4:2:0") -> torc
 
 
 def _scaled_size(images: torch.Tensor, share: float) -> list[int]:
-    """(H, W) of an image keeping ``share`` of the area: each side times ``sqrt(share)``, rounded, at least 1."""
+    """(H, W) of an image keeping ``share`` of the area: each side times ``sqrt(share)``, rounded (SSL-watermarking
+    truncates, one pixel less where the fraction is 0.5 or more), at least 1."""
     h, w = images.shape[-2:]
     side = math.sqrt(share)
     return [max(1, int(round(h * side))), max(1, int(round(w * side)))]

@@ -624,16 +624,24 @@ def extract_dataset(wm: Watermarker, codec, images: torch.Tensor, message, subs=
 
 
 def sample_images(images: torch.Tensor, n: int, side: int = 256, seed: int = 0) -> torch.Tensor:
-    """``n`` uint8 RGB images of ``side`` x ``side`` from a pool: random crops when the pool's images are larger
-    (e.g. 8 skimage photos -> many 256x256 crops, flipped at random), else the images upsampled (bicubic) after a
-    random draw without replacement where the pool allows (e.g. CIFAR-10 32x32 -> 256x256)."""
+    """``n`` uint8 RGB images of ``side`` x ``side`` from a pool: random crops, flipped at random, when the pool's
+    images are at least that large (e.g. 8 skimage photos -> many 256x256 crops; CIFAR-10 at 32 -> whole images),
+    else the images upsampled (bicubic; e.g. CIFAR-10 32x32 -> 256x256). Either way the images are drawn without
+    replacement where the pool allows (n at most the pool's size), with replacement otherwise."""
     n = check_int("n", n, 1)
     g = torch.Generator().manual_seed(seed)
     if images.shape[1] == 1:
         images = images.expand(-1, 3, -1, -1)
     h, w = images.shape[-2:]
     if min(h, w) >= side:
-        out = _random_crops(images, n, side, g)
+        if n <= len(images):  # distinct images, one random crop each (at the pool's size: the whole image)
+            idx = torch.randperm(len(images), generator=g)[:n]
+            tops = torch.randint(0, h - side + 1, (n,), generator=g)
+            lefts = torch.randint(0, w - side + 1, (n,), generator=g)
+            out = torch.stack([images[i, :, t:t + side, l_:l_ + side]
+                               for i, t, l_ in zip(idx.tolist(), tops.tolist(), lefts.tolist())])
+        else:
+            out = _random_crops(images, n, side, g)
         flip = torch.rand(n, generator=g) < 0.5
         return torch.where(flip[:, None, None, None], out.flip(-1), out).contiguous()
     if n <= len(images):

@@ -275,6 +275,10 @@ def test_recovery_share_and_tradeoff():
     assert len(trade) == 1 + 2 * 10
     amuse = trade[trade.codec == "amuse"]
     assert np.allclose(amuse["rho"], (amuse["n"] - amuse["k"]) / amuse["n"])
+    wide = tradeoff_table(300, n_max=70)  # AMUSE pairs past 62 ordering bits left out, not a crash
+    big = wide[(wide.codec == "amuse") & (wide.n > 65)]
+    assert len(big) and (big.sub_message_bits - np.ceil(300 / big.n) * big.k <= 62).all()
+    assert len(wide[wide.codec == "erasure"]) == 70 * 71 // 2
     k = choose_erasure_k(300, 31, 63)
     assert ErasureCodec(300, 31, k).sub_message_bits <= 63 < ErasureCodec(300, 31, k - 1).sub_message_bits
     with pytest.raises(ValueError, match="max_sub_message_bits"):

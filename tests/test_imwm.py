@@ -669,3 +669,16 @@ def test_describe_names_each_watermarker_and_its_settings():
     assert d == {"name": "hidden", "capacity_bits": 6, "message_bits": 6, **settings}
     assert (d["channels"], d["encoder_blocks"], d["image_size"], d["noises"], d["adversarial_loss"]) == (
         8, 1, 16, ("identity",), 0)
+
+
+def test_sample_images_draws_distinct_images_where_the_pool_allows():
+    from dovlib.imwm import sample_images
+
+    pool = torch.arange(20, dtype=torch.uint8).view(20, 1, 1, 1).expand(20, 3, 32, 32).contiguous()  # image i is i
+    for side in (32, 16, 64):  # whole images, crops, upsampled
+        out = sample_images(pool, 20, side=side, seed=0)
+        assert out.shape == (20, 3, side, side) and out.dtype == torch.uint8
+        assert sorted(out[:, 0, 0, 0].tolist()) == list(range(20))  # every image once (was 13 distinct at 32)
+    more = sample_images(pool, 50, side=32, seed=0)  # more than the pool: with replacement
+    assert len(more) == 50 and set(more[:, 0, 0, 0].tolist()) <= set(range(20))
+    assert torch.equal(sample_images(pool, 20, side=16, seed=3), sample_images(pool, 20, side=16, seed=3))
