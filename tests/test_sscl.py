@@ -967,6 +967,21 @@ def test_amplified_residual_centres_the_residual_on_grey():
     assert sscl.amplified_residual(clean, marked, gain=10)[0, 0, 0, 0].item() == pytest.approx(0.7)
 
 
+class _StopAt(nn.Module):
+    """A surrogate ``f`` that raises KeyboardInterrupt at its ``at``-th call (it runs twice per generator iteration):
+    an interrupted generator training."""
+
+    def __init__(self, f: nn.Module, at: int):
+        super().__init__()
+        self.f, self.at, self.calls = f, at, 0
+
+    def forward(self, x):
+        self.calls += 1
+        if self.calls == self.at:
+            raise KeyboardInterrupt
+        return self.f(x)
+
+
 @pytest.mark.parametrize("augment", [False, True])
 def test_generator_training_resumes_after_an_interruption_and_saves_by_time(tmp_path, monkeypatch, augment):
     """An interrupted run resumes from its checkpoint and ends with the weights of an uninterrupted one (with the
@@ -983,19 +998,8 @@ def test_generator_training_resumes_after_an_interruption_and_saves_by_time(tmp_
     ckpt = tmp_path / "g.pt"
     train_generator(f, ds.x_train, ds.y_train, cfg, device="cpu", progress=False, log_every=2, checkpoint=ckpt)
     assert saved == [] and not ckpt.exists()  # 8 fast iterations: no save due
-    class Interrupted(nn.Module):  # the surrogate, stopping inside iteration 6 (it runs twice per iteration)
-        def __init__(self):
-            super().__init__()
-            self.f, self.calls = f, 0
-
-        def forward(self, x):
-            self.calls += 1
-            if self.calls == 2 * 5 + 1:
-                raise KeyboardInterrupt
-            return self.f(x)
-
-    with pytest.raises(KeyboardInterrupt):
-        train_generator(Interrupted(), ds.x_train, ds.y_train, cfg, device="cpu", progress=False, log_every=2,
+    with pytest.raises(KeyboardInterrupt):  # stopped inside iteration 6
+        train_generator(_StopAt(f, 2 * 5 + 1), ds.x_train, ds.y_train, cfg, device="cpu", progress=False, log_every=2,
                         checkpoint=ckpt, checkpoint_every=0)
     assert saved == [2, 4] and torch.load(ckpt, weights_only=False)["iter"] == 4
     resumed, hist2 = train_generator(f, ds.x_train, ds.y_train, cfg, device="cpu", progress=False, log_every=2,
@@ -1011,21 +1015,8 @@ def test_generator_checkpoint_resumes_only_for_its_images_and_surrogate(tmp_path
     cfg = GeneratorConfig(eps=16 / 255, target=1, key=3, iters=4, batch=8, perceptual="mse", width=4, depth=2)
     ckpt = tmp_path / "g.pt"
 
-    def stop(it):  # interrupted after the first checkpoint (iteration 2)
-        class Stop(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.f, self.calls = f, 0
-
-            def forward(self, x):
-                self.calls += 1
-                if self.calls == 2 * it + 1:
-                    raise KeyboardInterrupt
-                return self.f(x)
-        return Stop()
-
-    with pytest.raises(KeyboardInterrupt):
-        train_generator(stop(3), ds.x_train, ds.y_train, cfg, device="cpu", progress=False, log_every=2,
+    with pytest.raises(KeyboardInterrupt):  # stopped inside iteration 4, after the first checkpoint (iteration 2)
+        train_generator(_StopAt(f, 2 * 3 + 1), ds.x_train, ds.y_train, cfg, device="cpu", progress=False, log_every=2,
                         checkpoint=ckpt, checkpoint_every=0)
     assert torch.load(ckpt, weights_only=False)["iter"] == 2
     other_x = ds.x_train.flip(0)
