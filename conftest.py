@@ -11,8 +11,10 @@ import shutil
 import tempfile
 
 _tmp = tempfile.mkdtemp(prefix="dovlib-pytest-")
-os.environ.setdefault("DOVLIB_REPORTS", os.path.join(_tmp, "reports"))
-os.environ.setdefault("DOVLIB_RUNS", os.path.join(_tmp, "runs"))
+# assigned, not defaulted: a DOVLIB_REPORTS / DOVLIB_RUNS the user exported (docs/reproduce.md suggests it for sweeps)
+# must not receive the smoke runs' tables, figures and models
+os.environ["DOVLIB_REPORTS"] = os.path.join(_tmp, "reports")
+os.environ["DOVLIB_RUNS"] = os.path.join(_tmp, "runs")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.pop("DOVLIB_RUN_TAG", None)  # a sweep's per-job file names (dovlib.report.artifact_name) stay out of tests
 

@@ -162,9 +162,11 @@ def collect(reports: str | Path | None = None) -> list[NotebookReport]:
             latest = nb.latest  # fills what the table does not say, if it comes from the same profile
             same = own.get("profile", latest.get("profile")) == latest.get("profile")
             context = {**({k: latest[k] for k in CONTEXT_KEYS if k in latest} if same else {}), **own}
-            for key, detail in (("device", "device_name"), ("dataset", "is_subset")):  # these go in pairs
-                if key in own and detail not in own:
-                    context.pop(detail, None)
+            for key, details in (("device", ("device_name", "trained_on", "training_precision")),
+                                 ("dataset", ("is_subset",))):  # a table's own device: not another run's details
+                for detail in details:
+                    if key in own and detail not in own:
+                        context.pop(detail, None)
             nb.tables.append(Table(name, entry.get("caption", ""), df, comparison, context, f"{d.name}/{path.name}",
                                    entry.get("written", "")))
         if (d / "figures.json").is_file():

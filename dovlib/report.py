@@ -13,6 +13,7 @@ import os
 import platform
 import re
 import time
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -83,10 +84,16 @@ def save_fig(fig, name: str, notebook: str, dpi: int = 150, **context) -> list[P
     name = artifact_name(name)
     paths = []
     manifest = d / "figures.json"
+    context = {**_provenance(context), **context}
     with file_lock(manifest):  # the files and their entry together: parallel sweep jobs never mix them
         for ext in ("png", "svg"):
             p = d / f"{name}.{ext}"
-            fig.savefig(p, dpi=dpi, bbox_inches="tight")
+            tmp = d / f"{name}.{ext}.tmp-{uuid.uuid4().hex[:12]}"  # never a half-drawn file under the final name
+            try:
+                fig.savefig(tmp, format=ext, dpi=dpi, bbox_inches="tight")
+                os.replace(tmp, p)
+            finally:
+                tmp.unlink(missing_ok=True)
             paths.append(p)
         figures = json.loads(manifest.read_text()) if manifest.is_file() else {}
         figures[name] = {**context, "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")}
@@ -213,6 +220,14 @@ def write_record(notebook: str, params: dict, metrics: dict, **context) -> dict:
         records.append(record)
         _atomic_write(path, json.dumps({"notebook": notebook, "records": records}, indent=2, default=_jsonable))
     return record
+
+
+def _provenance(context: dict) -> dict:
+    """For a figure's or table's context that names a device: how the models trained or read back so far in this
+    notebook were trained (:func:`dovlib.train.training_provenance`), as its records say."""
+    from .train import training_provenance
+
+    return training_provenance() if "device" in context else {}
 
 
 def _training_precision(context: dict) -> dict:
@@ -394,6 +409,7 @@ def save_table(df, name: str, notebook: str, caption: str = "", **context) -> Pa
     name = artifact_name(name)
     path = d / f"{name}.csv"
     manifest = d / "tables.json"
+    context = {**_provenance(context), **context}
     with file_lock(manifest):  # the CSV and its entry together, atomically: parallel sweep jobs never mix them
         _atomic_write(path, df.to_csv(index=False))
         tables = json.loads(manifest.read_text()) if manifest.is_file() else {}

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from .data import REPO_ROOT
 from .params import canonical_profile, check_int
-from .report import _atomic_write, file_lock, record_key, reports_dir, reports_env
+from .report import RUN_TAG_ENV, _atomic_write, file_lock, record_key, reports_dir, reports_env
 
 __all__ = ["NOTEBOOK_GLOB", "RunResult", "kernel_start_failed", "find_notebooks", "notebook_parameters", "source_hash",
            "data_sources", "stamp_key", "run_tag", "output_name", "load_stamps", "cached_result", "run_notebook",
@@ -105,14 +105,31 @@ def data_sources() -> dict:
             "imagenet": os.environ.get("DOVLIB_IMAGENET", "")}
 
 
+def run_environment(parameters: dict) -> dict:
+    """What else decides a result besides the files: the kind of device the parameters' profile resolves to here
+    (``auto`` is CUDA on a GPU node, the CPU elsewhere) and the versions of the libraries the notebooks compute with
+    (:data:`dovlib.report.CACHED_FRAME_LIBRARIES`). Part of :func:`stamp_key`."""
+    from .params import get_profile
+    from .report import _library_versions
+    from .train import resolve_device
+
+    try:
+        device = resolve_device(get_profile(str(parameters.get("profile", "smoke"))).device).type
+    except (ValueError, RuntimeError, TypeError):  # a bad profile fails in the notebook; CUDA asked for, not here
+        device = "unavailable"
+    return {"device": device, "libraries": _library_versions()}
+
+
 def stamp_key(notebook: str | Path, parameters: dict, package: Path | None = None) -> str:
-    """Hash of the notebook file, its parameters, the dovlib source and :func:`data_sources`: equal keys mean an
-    up-to-date result. Files changed in place under the same folders are not seen: run with ``--force`` then."""
+    """Hash of the notebook file, its parameters, the dovlib source, :func:`data_sources` and
+    :func:`run_environment` (device kind, library versions): equal keys mean an up-to-date result. Files changed in
+    place under the same folders are not seen: run with ``--force`` then."""
     h = hashlib.sha256()
     h.update(Path(notebook).read_bytes())
     h.update(record_key(parameters).encode())
     h.update(source_hash(package).encode())
     h.update(json.dumps(data_sources(), sort_keys=True).encode())
+    h.update(json.dumps(run_environment(parameters), sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 
@@ -140,7 +157,24 @@ def load_stamps(notebook_dir: Path) -> dict:
     return json.loads(p.read_text()) if p.is_file() else {}
 
 
-def _save_stamp(out_dir: Path, result: RunResult) -> None:
+def _artifacts(out_dir: Path, since: _dt.datetime | None = None) -> dict:
+    """``{"tables/<name>": written, "figures/<name>": written}`` from the notebook's ``tables.json`` and
+    ``figures.json`` (written by ``report.save_table`` / ``save_fig``), only those written at or after ``since`` and,
+    in a sweep job, only those carrying its tag (the other jobs of the sweep write theirs meanwhile)."""
+    tag = os.environ.get(RUN_TAG_ENV, "") if since is not None else ""
+    found = {}
+    for kind in ("tables", "figures"):
+        manifest = out_dir / f"{kind}.json"
+        entries = json.loads(manifest.read_text()) if manifest.is_file() else {}
+        for name, entry in entries.items():
+            written = entry.get("written") if isinstance(entry, dict) else None
+            if written and (since is None or _dt.datetime.fromisoformat(written) >= since) and (
+                    not tag or name.endswith(f"__{tag}")):
+                found[f"{kind}/{name}"] = written
+    return found
+
+
+def _save_stamp(out_dir: Path, result: RunResult, artifacts: dict | None = None) -> None:
     path = out_dir / STAMPS
     with file_lock(path):  # sweep jobs of one notebook share this file
         stamps = load_stamps(out_dir)
@@ -149,20 +183,26 @@ def _save_stamp(out_dir: Path, result: RunResult) -> None:
         entry = asdict(result)
         entry.pop("extra")
         entry["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        entry["artifacts"] = artifacts or {}
         stamps[result.key] = entry
         _atomic_write(path, json.dumps(stamps, indent=2, default=str))
 
 
 def cached_result(path: str | Path, parameters: dict) -> RunResult | None:
-    """The earlier successful run of this notebook with these parameters if it is up to date, else None."""
+    """The earlier successful run of this notebook with these parameters if it is up to date, else None. Up to date
+    also means that the tables and figures it wrote are still its own: another parameter set's run of the notebook
+    (a smoke run after a paper run, say) writes the same file names outside a sweep, and the paper run is then run
+    again, not reported as reused over the smoke run's files."""
     path = Path(path).resolve()
     key = stamp_key(path, parameters)
     out_dir = reports_dir() / path.stem
     name = output_name(path.stem, parameters)
     previous = load_stamps(out_dir).get(key)
     if previous and previous.get("status") == "ok" and (out_dir / name).is_file():
-        return RunResult(path.stem, parameters, "reused", previous.get("wall_time", 0.0), f"{path.stem}/{name}",
-                         key=key)
+        current = _artifacts(out_dir)
+        if all(current.get(k) == v for k, v in previous.get("artifacts", {}).items()):
+            return RunResult(path.stem, parameters, "reused", previous.get("wall_time", 0.0), f"{path.stem}/{name}",
+                             key=key)
     return None
 
 
@@ -245,6 +285,7 @@ def _run_notebook(path: Path, parameters: dict, force: bool, kernel_name, cell_t
     if cached is not None:
         return cached
     running = out_dir / (name[: -len(".ipynb")] + f".running-{os.getpid()}.ipynb")
+    started = _dt.datetime.now(_dt.timezone.utc)  # the tables and figures written from now on are this run's
     start = time.perf_counter()
     error = ""
     try:
@@ -277,7 +318,7 @@ def _run_notebook(path: Path, parameters: dict, force: bool, kernel_name, cell_t
     else:
         os.replace(running, final)
         result = RunResult(path.stem, parameters, "ok", wall, f"{path.stem}/{name}", key=key)
-    _save_stamp(out_dir, result)
+    _save_stamp(out_dir, result, _artifacts(out_dir, since=started) if not error else None)
     return result
 
 

@@ -193,7 +193,8 @@ _PROVENANCE: set[tuple[str, str]] = set()
 
 def training_provenance() -> dict:
     """How the models :func:`fit` returned (trained or read back from a checkpoint) since
-    :func:`reset_training_provenance` were trained: ``{"trained_on": "cpu" | "cuda" | "cpu+cuda", ...,
+    :func:`reset_training_provenance` were trained, all of them together (a notebook writing several records, as
+    04-06 do, names in each the models of the whole notebook so far): ``{"trained_on": "cpu" | "cuda" | "cpu+cuda", ...,
     "training_precision": "bf16" | "fp32" | "bf16+fp32" | "mixed" ...}``, or ``{}`` when there were none. A notebook's
     records carry it (:func:`dovlib.report.start_notebook` resets it), so a CPU run that read back a model trained
     in bf16 on a GPU does not claim fp32 CPU training."""
@@ -398,13 +399,18 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
         if state.get("fingerprint") != cfg.fingerprint() or state.get("n_train") != n:
             raise ValueError(f"checkpoint {ckpt_path} was written with other training settings or data "
                              f"({state.get('fingerprint')} vs {cfg.fingerprint()}); delete it or pass another path")
-        # e.g. an fp32 CPU run resumed on CUDA, where amp is bf16; a finished checkpoint only loads: no warning
-        if state.get("precision", precision) != precision and state["epoch"] < cfg.epochs:
-            warnings.warn(f"checkpoint {ckpt_path} trained its {state['epoch']} epoch(s) in {state['precision']} "
-                          f"precision; the rest run in {precision} on {device}: the model mixes precisions, unlike an "
-                          f"uninterrupted run (resume on the same kind of device, or delete it to train in one)",
-                          stacklevel=2)
-            precision = "mixed"  # what later checkpoints of this run record
+        # e.g. an fp32 CPU run resumed on CUDA, where amp is bf16; a finished checkpoint only loads: no warning.
+        # Checkpoints of older code hold no precision: inferred from their saved settings (_checkpoint_provenance)
+        was_on, was_in = _checkpoint_provenance(state)
+        if was_in != precision and state["epoch"] < cfg.epochs:
+            if was_in == "unknown":  # nothing to compare with: the model's precision cannot be named
+                precision = "unknown"
+            else:
+                warnings.warn(f"checkpoint {ckpt_path} trained its {state['epoch']} epoch(s) in {was_in} "
+                              f"precision; the rest run in {precision} on {device}: the model mixes precisions, unlike "
+                              f"an uninterrupted run (resume on the same kind of device, or delete it to train in one)",
+                              stacklevel=2)
+                precision = "mixed"  # what later checkpoints of this run record
         if "data_hash" not in state:
             warnings.warn(f"checkpoint {ckpt_path} predates dovlib's data check (it holds no data hash): resumed, "
                           f"but this run cannot confirm it was trained on these {n} images; delete it to retrain",
@@ -414,7 +420,6 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
             what = {"data_hash": "other training data", "checkpoint_key": f"another checkpoint_key ({checkpoint_key})"}
             raise ValueError(f"checkpoint {ckpt_path} was written for {' and '.join(what[k] for k in stale)}; "
                              f"delete it or pass another path")
-        was_on, was_in = _checkpoint_provenance(state)
         if state["epoch"] >= cfg.epochs:  # finished: only loaded, so the model is what that run made
             trained_on, precision = was_on, was_in
             here = "bf16" if _bf16_on(device.type, cfg.amp, cfg.cpu_bf16) else "fp32"

@@ -98,6 +98,13 @@ def test_index_has_every_table_with_context_and_diff(reports):
     read_back = {"device": "cpu", "trained_on": "cuda", "training_precision": "bf16"}
     assert index.context_label(read_back) == "cpu · models trained on cuda in bf16"  # read back from another machine
     assert index.context_label({**read_back, "device": "cuda:1"}) == "cuda:1"  # trained where it ran: nothing to add
+    # a table naming its own device never borrows the newest record's trained_on (another run's models)
+    report.write_record("02_sscl_bw", {"profile": "quick", "x": 1}, {}, profile="quick", device="cpu",
+                        trained_on="cpu", training_precision="fp32")
+    report.save_table(pd.DataFrame({"a": [1]}), "gpu_table", "02_sscl_bw", profile="quick", device="cuda")
+    gpu = next(t for t in index.collect() if t.stem == "02_sscl_bw").tables
+    ctx = next(t for t in gpu if t.name == "gpu_table").context
+    assert ctx["device"] == "cuda" and "trained_on" not in ctx and "training_precision" not in ctx
     assert "Table 2 &lt;WSR&gt; on CIFAR-10" in text  # captions escaped
     assert "cell 3: RuntimeError: out of memory" in text and nbs["09_broken"].status == "failed"
     assert "0.7531" in text and "8/255" in text  # records rendered (no table holds 0.7531)

@@ -120,3 +120,9 @@ def test_papermill_reads_every_parameter(path, caplog):
         found = papermill.inspect_notebook(str(path))
     assert not [r.message for r in caplog.records if "Unable to parse" in r.getMessage()]
     assert list(found) == names
+
+
+def test_the_test_session_writes_into_its_own_temporary_folders():
+    """conftest.py assigns them: a DOVLIB_REPORTS / DOVLIB_RUNS the user exported never receives the smoke runs."""
+    for var in ("DOVLIB_REPORTS", "DOVLIB_RUNS"):
+        assert "dovlib-pytest-" in os.environ[var], var

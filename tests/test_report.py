@@ -68,6 +68,25 @@ def test_records_name_how_the_models_read_back_were_trained(capsys):
     capsys.readouterr()
 
 
+def test_figures_and_tables_name_how_the_models_were_trained_and_figures_are_written_whole():
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from dovlib import train
+
+    train._PROVENANCE.add(("cuda", "bf16"))  # a model read back from runs/
+    fig, ax = plt.subplots(figsize=(1, 1))
+    report.save_fig(fig, "f", "04_ablation", profile="quick", device="cpu")
+    report.save_fig(fig, "g", "04_ablation")  # no device named: nothing claimed
+    plt.close(fig)
+    report.save_table(pd.DataFrame({"a": [1]}), "t", "04_ablation", profile="quick", device="cpu")
+    d = report.reports_dir() / "04_ablation"
+    figures, tables = (json.loads((d / f"{k}.json").read_text()) for k in ("figures", "tables"))
+    assert (figures["f"]["trained_on"], figures["f"]["training_precision"]) == ("cuda", "bf16")
+    assert "trained_on" not in figures["g"] and tables["t"]["trained_on"] == "cuda"
+    assert (d / "f.png").read_bytes()[:4] == b"\x89PNG" and not list(d.glob("*.tmp-*"))  # renamed into place
+
+
 def test_numpy_parameters_find_their_record_again():
     """metrics.json stores numpy scalars as plain numbers; the record key must too, or a cached parameter set is
     never found again (and written twice)."""

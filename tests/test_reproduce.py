@@ -98,6 +98,40 @@ def test_stamp_key_changes_with_notebook_parameters_and_source(tmp_path, monkeyp
             m.setenv(var, str(tmp_path / var))
             assert rp.stamp_key(nb, {"profile": "smoke"}, pkg) != k3
     assert rp.stamp_key(nb, {"profile": "smoke"}, pkg) == k3
+    # what else decides a result: the device the profile resolves to here, and the libraries' versions
+    import torch
+
+    from dovlib import report
+
+    quick = rp.stamp_key(nb, {"profile": "quick"}, pkg)
+    with monkeypatch.context() as m:
+        m.setattr(torch.cuda, "is_available", lambda: True)  # a GPU node: quick's "auto" is CUDA there
+        assert rp.run_environment({"profile": "quick"})["device"] == "cuda"
+        assert rp.stamp_key(nb, {"profile": "quick"}, pkg) != quick
+        assert rp.stamp_key(nb, {"profile": "smoke"}, pkg) == k3  # smoke names the CPU
+    with monkeypatch.context() as m:
+        m.setattr(report, "_library_versions", lambda names=None: {"torch": "9.9"})
+        assert rp.stamp_key(nb, {"profile": "smoke"}, pkg) != k3
+    assert rp.run_environment({"profile": "no-such"})["device"] == "unavailable"  # the notebook will say why
+
+
+def test_a_run_whose_tables_another_run_overwrote_runs_again(env):
+    """Outside a sweep, two parameter sets of one notebook write the same table name: a paper run's table replaced
+    by a smoke run's must not make the paper run 'reused' over the smoke run's file."""
+    nbs, reports = env
+    code = ("import pandas as pd\nfrom dovlib.report import save_table\n"
+            "save_table(pd.DataFrame({'profile': [profile]}), 't', '05_tab', profile=profile)")
+    make_notebook(nbs, "05_tab", extra_code=code)
+    make_notebook(nbs, "06_plain")
+    paths = [nbs / "05_tab.ipynb", nbs / "06_plain.ipynb"]
+    assert [r.status for r in rp.reproduce("quick", paths, progress=False, index=False)] == ["ok", "ok"]
+    stamp = next(iter(rp.load_stamps(reports / "05_tab").values()))
+    assert list(stamp["artifacts"]) == ["tables/t"]  # what the run wrote, with its time
+    assert [r.status for r in rp.reproduce("quick", paths, progress=False, index=False)] == ["reused", "reused"]
+    assert [r.status for r in rp.reproduce("smoke", paths, progress=False, index=False)] == ["ok", "ok"]
+    again = rp.reproduce("quick", paths, progress=False, index=False)  # t.csv now holds smoke's table
+    assert [r.status for r in again] == ["ok", "reused"]  # 06 wrote nothing another run could replace
+    assert (reports / "05_tab" / "t.csv").read_text().split() == ["profile", "quick"]
 
 
 def test_reproduce_runs_in_order_reports_failure_keeps_going_and_reuses(env):

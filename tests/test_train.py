@@ -168,6 +168,15 @@ def test_a_run_resumed_on_another_device_names_both(ds, tmp_path):
         res = fit(_model(4), ds.x_train, ds.y_train, checkpoint=ckpt, **kw)
     assert (res.resumed_from_epoch, res.trained_on, res.precision) == (1, "cpu+cuda", "fp32")
     assert torch.load(ckpt, weights_only=False)["device_type"] == "cpu+cuda"
+    # a checkpoint of older code (no device or precision recorded) from a GPU run, where amp meant bf16: inferred
+    old = {k: v for k, v in state.items() if k not in ("device_type", "precision")}
+    torch.save({**old, "config": {**old["config"], "device": "cuda"}}, ckpt)
+    with pytest.warns(UserWarning, match=r"trained its 1 epoch\(s\) in bf16 precision; the rest run in fp32"):
+        res = fit(_model(4), ds.x_train, ds.y_train, checkpoint=ckpt, **kw)
+    assert (res.trained_on, res.precision) == ("cpu+cuda", "mixed")
+    torch.save({**old, "config": {**old["config"], "device": "auto"}}, ckpt)  # unresolved: cannot be named
+    res = fit(_model(4), ds.x_train, ds.y_train, checkpoint=ckpt, **kw)
+    assert (res.trained_on, res.precision) == ("cpu+unknown", "unknown")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
