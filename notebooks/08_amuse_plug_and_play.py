@@ -101,8 +101,8 @@ start_all, reused_seconds = time.perf_counter(), 0.0  # the second: what reused 
 # and the differentiable JPEG-Mask (one per mini-batch). The smoke profile trains for seconds on 32x32 images, so its
 # accuracies are near chance: only `quick`/`paper` numbers mean anything. `hidden_arch = "zhu2018"` is the paper's
 # network; `"msgmap"` (beyond the paper: a learnt spatial message map, a 4x4-pooled decoder, and an image-loss weight
-# raised once the message is learnt) converges within a CPU budget (docs/measured-amuse-cpu.md: 30 bits at 32x32
-# decoded perfectly after 1,500 steps) but is weaker against Crop.
+# raised once the message is learnt) converges within a CPU budget (docs/measured-amuse-cpu.md: 16 and 9 bits at 32x32
+# by step 300; 30 bits within 1,500 steps in 2 of 3 runs) but is weaker against Crop.
 
 # %%
 if str(tables) in ("1", "both"):
