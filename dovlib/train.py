@@ -390,7 +390,8 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
     # Checkpoints written before the data hash was recorded lack it: resumed (the cache keys its data already), with a
     # warning that this run cannot confirm the data.
     origin = {"data_hash": data_hash(x_train, y_train)} if ckpt_path else {}
-    precision = "bf16" if _bf16_on(device.type, cfg.amp, cfg.cpu_bf16) else "fp32"  # recorded in checkpoints
+    here = "bf16" if _bf16_on(device.type, cfg.amp, cfg.cpu_bf16) else "fp32"  # what this run trains in
+    precision = here  # recorded in checkpoints ("mixed" once a run resumes in another)
     trained_on = device.type  # recorded too: a model read back elsewhere keeps saying where it was trained
     if ckpt_path and checkpoint_key is not None:
         origin["checkpoint_key"] = str(checkpoint_key)
@@ -422,7 +423,6 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
                              f"delete it or pass another path")
         if state["epoch"] >= cfg.epochs:  # finished: only loaded, so the model is what that run made
             trained_on, precision = was_on, was_in
-            here = "bf16" if _bf16_on(device.type, cfg.amp, cfg.cpu_bf16) else "fp32"
             if (was_on, was_in) != (device.type, here):
                 warnings.warn(f"model read back from {ckpt_path} was trained on {was_on} in {was_in}, not as this run "
                               f"would train it ({device.type}, {here}): records give this run's device and the "
