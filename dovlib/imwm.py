@@ -10,14 +10,17 @@ through this interface.
   RGB <-> the package's BGR HWC arrays is done here). Its limits, measured in notebook 07 and stated, not hidden:
   images need at least 256x256 pixels (the package's area check); the DCT methods mark only the U colour channel,
   with ``scale`` the quantisation step (the AMUSE paper uses 36, 30, 20; larger = more robust, lower PSNR); JPEG with
-  4:2:0 chroma subsampling halves U's resolution and breaks them, 4:4:4 does not; crops shift the block grid.
+  4:2:0 chroma subsampling halves U's resolution: dwtDct falls to chance there (0.55 bit accuracy at quality 90) and
+  with 4:4:4 survives high qualities only (0.91 at 90, 0.62 at 50), while dwtDctSvd holds (4:2:0: 0.999 at 90, 0.80
+  at 50; 40 crops of scikit-image's photos, 32 bits, docs/measured-amuse-cpu.md); crops shift the block grid.
   RivaGAN (its ONNX models ship in the wheel; needs ``onnxruntime``) carries exactly 32 bits: shorter messages are
   padded with zeros, which extraction drops.
 * ``HiDDeN`` (Zhu et al. 2018, *HiDDeN: Hiding Data With Deep Networks*): conv encoder/decoder in PyTorch, trained
   here by :func:`train_hidden` on any uint8 image set through the noise layers of :mod:`dovlib.attacks` (Identity,
   Dropout, Cropout, Crop, differentiable JPEG-Mask); ``save``/``HiDDeN.load`` keep the weights with their settings.
   ``HIDDEN_ARCHS["zhu2018"]`` is the paper's network (the message broadcast over the image, a globally pooled
-  decoder); ``HIDDEN_ARCHS["msgmap"]`` (beyond the paper) feeds the message through a learnt linear map onto a
+  decoder), except that its encoder's last 1x1 convolution adds a residual to the image, initialised to zero, where
+  the paper's outputs the encoded image itself: training starts at the identity (PSNR unbounded, no message); ``HIDDEN_ARCHS["msgmap"]`` (beyond the paper) feeds the message through a learnt linear map onto a
   coarse spatial grid (as StegaStamp, Tancik et al. 2020, does) and pools the decoder onto a 4x4 grid, so bits can
   ride on spatial patterns, and raises its image-loss weight once the message is learnt: measured on one CPU thread
   (identity noise, 30 bits, 32x32 CIFAR images) it reaches 0.999 bit accuracy after 300 steps, the paper's network
@@ -243,7 +246,9 @@ class ImWatermarker(Watermarker):
 
 @dataclass
 class HiddenConfig:
-    """HiDDeN settings (defaults: Zhu et al. 2018 / the AMUSE repo's 30-bit model)."""
+    """HiDDeN settings. The sizes and loss weights are Zhu et al. 2018's (as in the AMUSE repo's 30-bit model); the
+    noise layers are dovlib's choice (no Gaussian blur; ``p`` drawn in ``noise_p`` for Dropout, Cropout and Crop,
+    where the paper's single-noise models fix it), see :data:`dovlib.attacks.HIDDEN_NOISES`."""
 
     message_bits: int = 30
     encoder_blocks: int = 4
@@ -305,7 +310,8 @@ def _block(cin, cout):
 HIDDEN_ARCHS = {"zhu2018": {"message_map": 0, "decoder_grid": 1},
                 "msgmap": {"message_map": 8, "map_side": 8, "decoder_grid": 4, "encoder_loss_late": 5.0,
                            "late_start": 0.25, "late_bit_acc": 0.8}}
-"""Named HiDDeN settings (keyword arguments of :class:`HiddenConfig`): ``zhu2018`` is the paper's network and loss,
+"""Named HiDDeN settings (keyword arguments of :class:`HiddenConfig`): ``zhu2018`` is the paper's network and loss
+(the encoder's output a zero-initialised residual, see the module docstring),
 ``msgmap`` the faster-learning variant with a learnt spatial message map and a 4x4-pooled decoder (beyond the paper),
 whose image-loss weight rises from 0.7 to 5 once the message is learnt (training bit accuracy 0.8, not before a
 quarter of the steps): the message first, then the image is cleaned up (a constant weight of 2 from the start never
@@ -442,7 +448,7 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
     CUDA and in fp32 on the CPU, "bf16" under bf16 autocast on any device, "fp32" never; the noise layers and the
     losses stay fp32, and embedding / extraction after training run in fp32. Whether bf16 was used is saved with
     the weights: a checkpoint trained otherwise is retrained, not reused."""
-    from .train import SaveTimer, data_hash, resolve_device, uses_bf16
+    from .train import SaveTimer, data_hash, resolve_device, restore_generator, uses_bf16
 
     cfg = cfg or HiddenConfig()
     if overrides:
@@ -478,7 +484,8 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
             if opt_d is not None:
                 opt_d.load_state_dict(st["opt_d"])
             gen.set_state(st["gen"])
-            noise_gen.set_state(st["noise_gen"])
+            restore_generator(noise_gen, st["noise_gen"], reseed=seed + 1 + st["step"], what="noise-layer",
+                              path=partial)
             torch.set_rng_state(st["torch_rng"])
             history, start, wall = st["history"], st["step"], st["wall"]
     xs = images.to(device)

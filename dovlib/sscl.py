@@ -40,7 +40,7 @@ from .params import Profile, check_bool, check_int, parse_eps, parse_fraction, p
 from .perceptual import check_perceptual, perceptual_loss, require_perceptual
 from .report import file_lock, run_dir
 from .train import (SaveTimer, TrainConfig, _save_atomic, augment_batch, data_hash, evaluate, fit, resolve_device,
-                    to_float)
+                    restore_generator, to_float)
 from .watermarks.base import select_indices
 
 __all__ = ["SSCLGenerator", "GeneratorConfig", "check_key", "key_hash", "data_hash", "train_generator",
@@ -284,10 +284,10 @@ def train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, conf
                              f"or pass another path")
         G.load_state_dict(st["G"])
         opt.load_state_dict(st["opt"])
-        rng.set_state(st["rng"].cpu())  # RNG states are CPU ByteTensors; map_location moved it
-        if "aug_rng" in st:
-            aug_rng.set_state(st["aug_rng"].cpu())
         history, start, wall = st["history"], st["iter"], st["wall"]
+        rng.set_state(st["rng"].cpu())  # batches: a CPU generator wherever G trains (map_location moved the state)
+        if "aug_rng" in st:  # on the device: a run saved on a GPU resumes on the CPU with this stream reseeded
+            restore_generator(aug_rng, st["aug_rng"], reseed=cfg.seed + 1 + start, what="augmentation", path=ckpt)
     xs = x.to(dev)
     half = cfg.batch // 2
     from tqdm.auto import tqdm

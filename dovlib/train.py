@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 __all__ = ["TrainConfig", "TrainResult", "data_hash", "fit", "evaluate", "predict_proba", "predict_logits",
            "augment_batch", "resolve_device", "seed_everything", "to_float", "precision_options", "training_provenance",
-           "reset_training_provenance"]
+           "reset_training_provenance", "restore_generator"]
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -207,6 +207,27 @@ def training_provenance() -> dict:
 def reset_training_provenance() -> None:
     """Forget the models :func:`training_provenance` reports (a notebook's set-up calls it)."""
     _PROVENANCE.clear()
+
+
+def restore_generator(gen: torch.Generator, saved, *, reseed: int, what: str, path) -> bool:
+    """Set ``gen`` to a checkpoint's saved generator state; return whether it was.
+
+    A generator on the device (augmentation, noise) saves a state that only its kind of device reads back: a CPU
+    generator's is its Mersenne Twister state (5,056 bytes), a CUDA one's its Philox seed and offset (16 bytes).
+    A run resumed on another kind of device cannot continue that stream: ``gen`` is seeded with ``reseed`` instead
+    and a warning says that the rest of the run draws other random numbers than an uninterrupted run would."""
+    saved = torch.as_tensor(saved).cpu()
+    if saved.numel() == gen.get_state().numel():
+        try:
+            gen.set_state(saved)
+            return True
+        except RuntimeError:  # same size, other layout: reseeded as below
+            pass
+    gen.manual_seed(reseed)
+    warnings.warn(f"checkpoint {path} saved its {what} random generator on another kind of device than "
+                  f"{gen.device.type}; that stream cannot continue here, so it is reseeded ({reseed}) and the rest of "
+                  f"the run draws other {what} than an uninterrupted run", stacklevel=3)
+    return False
 
 
 def _checkpoint_provenance(state: dict) -> tuple[str, str]:
@@ -433,9 +454,11 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        gen.set_state(state["generator"].cpu())  # RNG states are CPU ByteTensors; map_location moved them
-        aug_gen.set_state(state["aug_generator"].cpu())
         start_epoch = state["epoch"]
+        if start_epoch < cfg.epochs:  # a finished run draws no more random numbers (and may come from another device)
+            gen.set_state(state["generator"].cpu())  # shuffling: a CPU generator wherever the run trains
+            restore_generator(aug_gen, state["aug_generator"], reseed=cfg.seed + 1 + start_epoch,
+                              what="augmentation", path=ckpt_path)
         result.history = state["history"]
         result.wall_time = state["wall_time"]
         result.images_seen = state["images_seen"]

@@ -181,6 +181,34 @@ def test_hidden_training_resumes_after_an_interruption(tmp_path, monkeypatch):
     assert other.history != resumed.history
 
 
+def test_hidden_partial_run_from_a_gpu_resumes_on_the_cpu(tmp_path, monkeypatch):
+    """A partial run saved on CUDA holds a CUDA noise generator state (16 bytes), which a CPU generator cannot load:
+    the run resumes with that stream reseeded and says so."""
+    import dovlib.imwm as imwm
+
+    images = (torch.rand(16, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 255).round().to(torch.uint8)
+    cfg = HiddenConfig(message_bits=4, channels=8, encoder_blocks=1, decoder_blocks=1, image_size=16, batch_size=4,
+                       noises=("identity", "dropout"))
+    ckpt, real, calls = tmp_path / "h.pt", imwm._noise, []
+
+    def interrupted(*a):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*a)
+
+    monkeypatch.setattr(imwm, "_noise", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_hidden(images, cfg, steps=4, progress=False, log_every=1, checkpoint=ckpt, checkpoint_every=0)
+    monkeypatch.setattr(imwm, "_noise", real)
+    partial = tmp_path / "h.pt.partial"
+    st = torch.load(partial, weights_only=False)
+    torch.save({**st, "noise_gen": torch.tensor([7, 64], dtype=torch.int64).view(torch.uint8)}, partial)
+    with pytest.warns(UserWarning, match="noise-layer random generator on another kind of device than cpu"):
+        resumed = train_hidden(images, cfg, steps=4, progress=False, log_every=1, checkpoint=ckpt)
+    assert [h["step"] for h in resumed.history] == [1, 2, 3, 4] and ckpt.is_file() and not partial.is_file()
+
+
 def test_hidden_partial_run_of_another_length_starts_afresh(tmp_path, monkeypatch):
     """The image-loss schedule depends on ``steps``: a partial run of 6 steps must not be continued as one of 8."""
     import dovlib.imwm as imwm

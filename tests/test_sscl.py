@@ -1032,6 +1032,12 @@ def test_generator_checkpoint_resumes_only_for_its_images_and_surrogate(tmp_path
     _, hist = train_generator(f, ds.x_train, ds.y_train, cfg, device="cpu", progress=False, log_every=2,
                               checkpoint=ckpt)
     assert [h["iter"] for h in hist] == [2, 4]
+    # saved by a run on a GPU (its augmentation generator's state is a CUDA one): resumed here, that stream reseeded
+    torch.save({**state, "aug_rng": torch.tensor([7, 64], dtype=torch.int64).view(torch.uint8)}, ckpt)
+    with pytest.warns(UserWarning, match="augmentation random generator on another kind of device than cpu"):
+        _, hist = train_generator(f, ds.x_train, ds.y_train, cfg, device="cpu", progress=False, log_every=2,
+                                  checkpoint=ckpt)
+    assert [h["iter"] for h in hist] == [2, 4]
 
 
 def test_generator_config_reads_integers_as_papermill_passes_them():

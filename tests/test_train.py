@@ -8,7 +8,7 @@ from dovlib.models import build_model
 from dovlib.params import get_profile
 from dovlib.train import (TrainConfig, _autocast, _same_device, augment_batch, evaluate, fit, make_optimizer,
                           precision_options, predict_logits, predict_proba, reset_training_provenance, resolve_device,
-                          seed_everything, to_float, training_provenance, uses_bf16)
+                          restore_generator, seed_everything, to_float, training_provenance, uses_bf16)
 
 
 @pytest.fixture(scope="module")
@@ -19,6 +19,23 @@ def ds():
 def _model(seed=0):
     torch.manual_seed(seed)
     return build_model("resnet18", num_classes=4, width=4)
+
+
+def cuda_rng_state(seed=7, offset=64):
+    """What a CUDA generator's ``get_state()`` saves (its Philox seed and offset, 16 bytes), made without a GPU."""
+    return torch.tensor([seed, offset], dtype=torch.int64).view(torch.uint8)
+
+
+def test_restore_generator_continues_a_stream_or_reseeds_one_saved_on_another_device(tmp_path):
+    a = torch.Generator().manual_seed(5)
+    torch.rand(3, generator=a)
+    b = torch.Generator()
+    assert restore_generator(b, a.get_state(), reseed=9, what="augmentation", path=tmp_path / "c.pt")
+    assert torch.equal(torch.rand(4, generator=a), torch.rand(4, generator=b))  # the same stream goes on
+    with pytest.warns(UserWarning, match=r"c.pt saved its augmentation random generator on another kind of device "
+                                         r"than cpu.*reseeded \(9\)"):
+        assert not restore_generator(b, cuda_rng_state(), reseed=9, what="augmentation", path=tmp_path / "c.pt")
+    assert torch.equal(torch.rand(4, generator=b), torch.rand(4, generator=torch.Generator().manual_seed(9)))
 
 
 def test_fit_learns_synthetic_classes(ds):
@@ -130,7 +147,8 @@ def test_fit_says_where_and_in_what_precision_a_model_was_trained(ds, tmp_path):
     fit(_model(3), ds.x_train, ds.y_train, checkpoint=ckpt, **kw)
     state = torch.load(ckpt, weights_only=False)
     assert (state["device_type"], state["precision"]) == ("cpu", "fp32")
-    torch.save({**state, "device_type": "cuda", "precision": "bf16"}, ckpt)
+    # as a GPU run saves it: the augmentation generator's state is a CUDA one (it crashed set_state on the CPU)
+    torch.save({**state, "device_type": "cuda", "precision": "bf16", "aug_generator": cuda_rng_state()}, ckpt)
     reset_training_provenance()
     with pytest.warns(UserWarning, match=r"read back from .*gpu.pt was trained on cuda in bf16, not as this run would "
                                          r"train it \(cpu, fp32\)"):
@@ -168,6 +186,17 @@ def test_a_run_resumed_on_another_device_names_both(ds, tmp_path):
         res = fit(_model(4), ds.x_train, ds.y_train, checkpoint=ckpt, **kw)
     assert (res.resumed_from_epoch, res.trained_on, res.precision) == (1, "cpu+cuda", "fp32")
     assert torch.load(ckpt, weights_only=False)["device_type"] == "cpu+cuda"
+    # as a GPU run really saves it, with a CUDA augmentation generator: resumed with a reseeded stream, the same
+    # stream for every resume of that checkpoint
+    torch.save({**state, "device_type": "cuda", "aug_generator": cuda_rng_state()}, ckpt)
+    runs = []
+    for _ in range(2):
+        with pytest.warns(UserWarning, match="augmentation random generator on another kind of device than cpu"):
+            runs.append(fit(_model(4), ds.x_train, ds.y_train, checkpoint=str(ckpt), **kw))
+        torch.save({**state, "device_type": "cuda", "aug_generator": cuda_rng_state()}, ckpt)
+    assert runs[0].trained_on == "cpu+cuda" and runs[0].history[1]["epoch"] == 2
+    for pa, pb in zip(runs[0].model.parameters(), runs[1].model.parameters()):
+        assert torch.equal(pa, pb)
     # a checkpoint of older code (no device or precision recorded) from a GPU run, where amp meant bf16: inferred
     old = {k: v for k, v in state.items() if k not in ("device_type", "precision")}
     torch.save({**old, "config": {**old["config"], "device": "cuda"}}, ckpt)
