@@ -106,11 +106,21 @@ def _hue(images, shift):
     return TF.adjust_hue(images, shift)
 
 
+def _rounded(fn: Callable) -> Callable:
+    """``fn`` applied to the images as floats in [0, 1] and rounded back to uint8. torchvision's colour adjustments
+    on uint8 tensors truncate (brightness 0.5 makes 255 into 127, not 128): up to one grey level darker than the
+    float images SSL-watermarking attacks."""
+    def apply(images, value):
+        out = fn(images.float() / 255, value)
+        return (out * 255).round_().clamp_(0, 255).to(torch.uint8)
+    return apply
+
+
 _FAMILIES: dict[str, tuple[Callable, list]] = {
-    "blur": (lambda x, k: TF.gaussian_blur(x, [int(k), int(k)]), [3, 5, 7, 9, 11, 13]),
-    "brightness": (TF.adjust_brightness, [0.5, 1.5, 2.0]),
-    "contrast": (TF.adjust_contrast, [0.5, 1.5, 2.0]),
-    "hue": (_hue, [-0.5, -0.25, 0.25, 0.5]),
+    "blur": (lambda x, k: TF.gaussian_blur(x, [int(k), int(k)]), [3, 5, 7, 9, 11, 13]),  # rounds uint8 itself
+    "brightness": (_rounded(TF.adjust_brightness), [0.5, 1.5, 2.0]),
+    "contrast": (_rounded(TF.adjust_contrast), [0.5, 1.5, 2.0]),
+    "hue": (_rounded(_hue), [-0.5, -0.25, 0.25, 0.5]),
     "jpeg": (lambda x, q: jpeg(x, q), [30, 40, 50, 60, 70, 80, 90, 100]),
     "center_crop": (_center_crop, [0.4, 0.5, 0.6, 0.7, 0.8, 0.9]),
     "resize": (_resize, [0.4, 0.5, 0.6, 0.7, 0.8, 0.9]),
@@ -199,8 +209,10 @@ def jpeg_mask(x: torch.Tensor, keep_y: int = 5, keep_uv: int = 3) -> torch.Tenso
 
 
 HIDDEN_NOISES = {"dropout": [0.3, 0.55], "cropout": [0.3, 0.55], "crop": [0.3, 0.55]}
-"""HiDDeN noise settings used as attacks: ``p`` = share of watermarked pixels kept (Zhu et al. use 0.3 for the
-single-noise models and 0.55-0.6 in the combined model; AMUSE trains with Dropout, Cropout and Crop)."""
+"""HiDDeN noise settings used as attacks: ``p`` = share of watermarked pixels kept. Zhu et al.'s single-noise models
+keep 0.3 for Dropout and Cropout and a far smaller share of the area for Crop (0.035, as we read the paper); their
+combined model keeps about 0.55-0.6. Here Crop keeps 0.3 and 0.55 like the others; AMUSE trains with Dropout,
+Cropout and Crop."""
 
 
 # --- registry ---------------------------------------------------------------------------------------------------------

@@ -101,10 +101,21 @@ def test_attacks_change_images_and_size_changes_are_reported():
     assert restore_size(x, (48, 48)) is x  # already that size: untouched
 
 
-def test_brightness_matches_its_definition():
+def test_brightness_and_contrast_round_as_float_images_do():
+    """As on SSL-watermarking's float images, rounded to the nearest level: torchvision on uint8 truncates (255 * 0.5
+    became 127, a bias of -0.25 levels on average)."""
     x = _images()
-    y = apply_attack("brightness_0.5", x)
-    assert torch.allclose(y.float(), (x.float() * 0.5), atol=1.0)
+    for f in (0.5, 1.5, 2.0):
+        exact = (x.double() * f).clamp(0, 255)  # the nearest level, within float32's error at .5 ties
+        assert (apply_attack(f"brightness_{f:g}", x).double() - exact).abs().max() <= 0.5 + 1e-4, f
+    edge = torch.tensor([253, 255, 1, 3], dtype=torch.uint8).reshape(1, 1, 2, 2).expand(1, 3, 2, 2).contiguous()
+    assert apply_attack("brightness_0.5", edge)[0, 0].flatten().tolist() == [126, 128, 0, 2]  # half to even
+    grey = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    for c in (0.5, 2.0):
+        mean = (x.float() / 255 * grey).sum(1, keepdim=True).mean((-2, -1), keepdim=True)
+        want = ((c * x.float() / 255 + (1 - c) * mean).clamp(0, 1) * 255).round()
+        assert (apply_attack(f"contrast_{c:g}", x).float() - want).abs().max() <= 1, c  # float summation order
+        assert (apply_attack(f"contrast_{c:g}", x).float() - want).abs().mean() < 0.01, c  # no bias left
 
 
 def test_jpeg_quality_orders_error_and_444_keeps_more_colour():

@@ -109,6 +109,15 @@ def test_distance_refuses_non_batches_and_a_zero_batch_size():
     with pytest.raises(ValueError, match="batch_size must be an integer >= 1; got 0"):
         perceptual_distance(x, x, "mse", batch_size=0)
     assert perceptual_distance(x, x, "mse", batch_size=3).shape == (4,)
+    # 0-255 floats (a forgotten / 255) would be a wrong distance, not an error, if they were let through
+    with pytest.raises(ValueError, match=r"b must be uint8 \(0-255\) or floats in \[0, 1\]; got torch.float32 values "
+                                         r"in \[0\.\d+, 25\d"):
+        perceptual_distance(x, x * 255, "ssim")
+    with pytest.raises(ValueError, match="a must be uint8"):
+        perceptual_distance(torch.full_like(x, float("nan")), x, "mse")
+    u8 = (x * 255).round().to(torch.uint8)
+    assert torch.allclose(perceptual_distance(u8, u8.flip(0), "mse"), perceptual_distance(u8.float() / 255,
+                                                                                         u8.flip(0).float() / 255, "mse"))
 
 
 def test_distance_builds_its_measure_once_per_process_and_retries_after_a_failure(monkeypatch):
