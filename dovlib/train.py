@@ -18,6 +18,7 @@ build machine; an epoch of the CIFAR-10 subset takes about 130 ms at the 38,438 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -85,8 +86,10 @@ def augment_batch(x: torch.Tensor, crop_padding: int = 4, flip: bool = True,
     dev = x.device
     if generator is not None and not _same_device(generator.device, dev):
         raise ValueError(f"generator must live on the images' device ({dev}); got {generator.device}")
-    if crop_padding > 0:
-        p = crop_padding
+    from .params import check_int
+
+    if check_int("crop_padding", crop_padding, 0) > 0:
+        p = int(crop_padding)
         padded = F.pad(x, (p, p, p, p))
         di = torch.randint(0, 2 * p + 1, (n,), generator=generator, device=dev)
         dj = torch.randint(0, 2 * p + 1, (n,), generator=generator, device=dev)
@@ -102,7 +105,7 @@ def augment_batch(x: torch.Tensor, crop_padding: int = 4, flip: bool = True,
 
 @dataclass
 class TrainConfig:
-    """Training settings. ``schedule``: "onecycle" (linear warm-up then anneal) or "cosine"."""
+    """Training settings. ``schedule``: "onecycle" (linear warm-up then anneal), "cosine" or "constant"."""
 
     epochs: int = 10
     batch_size: int = 128
@@ -341,6 +344,13 @@ def _save_atomic(obj, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _one_image_batch(n: int, batch_size: int) -> ValueError:
+    fits = next(b for b in range(batch_size + 1, n + 1) if n % b != 1)  # n itself always fits
+    return ValueError(f"the last batch of each epoch holds one image ({n} training images, batch_size {batch_size}: "
+                      f"{n} % {batch_size} = 1), which this model's BatchNorm cannot train on; choose a batch_size "
+                      f"that leaves a remainder other than 1 (e.g. {fits}) or drop one image")
+
+
 def make_optimizer(model: nn.Module, cfg: TrainConfig, total_steps: int, device: torch.device | str = "cpu"):
     """The optimiser and per-step schedule of :func:`fit` (also used by ``benchmarks/`` so both loops train alike):
     SGD with Nesterov momentum, weight decay on weights but not on norm/bias parameters, and ``cfg.schedule``:
@@ -372,7 +382,9 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
     ``config`` (or keyword overrides of :class:`TrainConfig`) sets the budget. ``callbacks`` are called after every
     epoch as ``cb(model, epoch)`` and the dicts they return are merged into that epoch's history row (e.g. WSR
     during fine-tuning). With ``checkpoint``, the state is saved after the last epoch and after every epoch that
-    ends ``checkpoint_every`` seconds or more after the previous save (0: every epoch); a later call resumes. A
+    ends ``checkpoint_every`` seconds or more after the previous save (0: every epoch); a later call resumes. Between
+    saves the last finished epoch's state is kept as a copy on the device, and written when the run is interrupted
+    (Ctrl-C, a kernel interrupt, any error but a diverged loss), so an interruption loses only the epoch in progress. A
     checkpoint written for other settings, other training data or another ``checkpoint_key`` (any string the caller
     ties the run to, e.g. the starting weights' :func:`data_hash`) is refused, never resumed.
     """
@@ -473,64 +485,70 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
     bar = tqdm(range(start_epoch, cfg.epochs), desc="train", disable=not cfg.progress, leave=False,
                initial=start_epoch, total=cfg.epochs)
     timer = SaveTimer(checkpoint_every)
-    for epoch in bar:
-        model.train()
-        t0 = time.perf_counter()
-        perm = torch.randperm(n, generator=gen).to(device)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device)
-        for i in range(steps_per_epoch):
-            idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-            xb = augment_batch(xs[idx], cfg.crop_padding, cfg.flip, aug_gen)
-            xb = to_float(xb)
-            if device.type == "cuda" and cfg.channels_last:
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            yb = ys[idx]
-            with _autocast(device, cfg.amp, cfg.cpu_bf16):
-                try:
-                    out = step_model(xb)
-                except ValueError as exc:  # BatchNorm over a 1x1 map cannot train on a batch of one image
-                    if len(idx) != 1 or "more than 1 value per channel" not in str(exc):
-                        raise
-                    bar.close()
-                    fits = next(b for b in range(cfg.batch_size + 1, n + 1) if n % b != 1)  # n itself always fits
-                    raise ValueError(f"the last batch of each epoch holds one image ({n} training images, batch_size "
-                                     f"{cfg.batch_size}: {n} % {cfg.batch_size} = 1), which this model's BatchNorm "
-                                     f"cannot train on; choose a batch_size that leaves a remainder other than 1 "
-                                     f"(e.g. {fits}) or drop one image") from exc
-                loss = F.cross_entropy(out.float(), yb, label_smoothing=cfg.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_sum += loss.detach() * len(idx)
-            correct += (out.detach().argmax(1) == yb).sum()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        dt = time.perf_counter() - t0
-        result.wall_time += dt
-        result.images_seen += n
-        row = {"epoch": epoch + 1, "train_loss": (loss_sum / n).item(), "train_acc": (correct / n).item(),
-               "lr": opt.param_groups[0]["lr"], "epoch_time": dt}
-        if not math.isfinite(row["train_loss"]):  # diverged: never evaluated, cached or saved as a checkpoint
-            bar.close()
-            raise FloatingPointError(f"training diverged: the train loss of epoch {epoch + 1}/{cfg.epochs} is "
-                                     f"{row['train_loss']} (lr={cfg.lr:g}, now {row['lr']:g}); lower lr (e.g. "
-                                     f"{cfg.lr / 10:g}) and train again")
-        if x_test is not None and y_test is not None:
-            row["test_acc"] = evaluate(model, x_test, y_test, cfg.eval_batch_size, device)
-        for cb in callbacks or []:
-            row.update(cb(model, epoch + 1) or {})
-        result.history.append(row)
-        bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{row.get('test_acc', row['train_acc']):.3f}")
-        if ckpt_path and timer.due(final=epoch + 1 == cfg.epochs):
-            _save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                          "generator": gen.get_state(), "aug_generator": aug_gen.get_state(), "epoch": epoch + 1,
-                          "history": result.history,
-                          "wall_time": result.wall_time, "images_seen": result.images_seen,
-                          "fingerprint": cfg.fingerprint(), "n_train": n, "config": asdict(cfg),
-                          "precision": precision, "device_type": trained_on, **origin},
-                         ckpt_path)
+    unsaved = None  # a copy of the last finished epoch's state while it is not on disk
+    try:
+        for epoch in bar:
+            model.train()
+            t0 = time.perf_counter()
+            perm = torch.randperm(n, generator=gen).to(device)
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device)
+            for i in range(steps_per_epoch):
+                idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+                xb = augment_batch(xs[idx], cfg.crop_padding, cfg.flip, aug_gen)
+                xb = to_float(xb)
+                if device.type == "cuda" and cfg.channels_last:
+                    xb = xb.contiguous(memory_format=torch.channels_last)
+                yb = ys[idx]
+                with _autocast(device, cfg.amp, cfg.cpu_bf16):
+                    try:
+                        out = step_model(xb)
+                    except ValueError as exc:  # BatchNorm over a 1x1 map cannot train on a batch of one image
+                        if len(idx) != 1 or "more than 1 value per channel" not in str(exc):
+                            raise
+                        raise _one_image_batch(n, cfg.batch_size) from exc
+                    loss = F.cross_entropy(out.float(), yb, label_smoothing=cfg.label_smoothing)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                loss_sum += loss.detach() * len(idx)
+                correct += (out.detach().argmax(1) == yb).sum()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            dt = time.perf_counter() - t0
+            result.wall_time += dt
+            result.images_seen += n
+            row = {"epoch": epoch + 1, "train_loss": (loss_sum / n).item(), "train_acc": (correct / n).item(),
+                   "lr": opt.param_groups[0]["lr"], "epoch_time": dt}
+            if not math.isfinite(row["train_loss"]):  # diverged: never evaluated, cached or saved as a checkpoint
+                raise FloatingPointError(f"training diverged: the train loss of epoch {epoch + 1}/{cfg.epochs} is "
+                                         f"{row['train_loss']} (lr={cfg.lr:g}, now {row['lr']:g}); lower lr (e.g. "
+                                         f"{cfg.lr / 10:g}) and train again")
+            if x_test is not None and y_test is not None:
+                row["test_acc"] = evaluate(model, x_test, y_test, cfg.eval_batch_size, device)
+            for cb in callbacks or []:
+                row.update(cb(model, epoch + 1) or {})
+            result.history.append(row)
+            bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{row.get('test_acc', row['train_acc']):.3f}")
+            if ckpt_path:
+                state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                         "generator": gen.get_state(), "aug_generator": aug_gen.get_state(), "epoch": epoch + 1,
+                         "history": result.history, "wall_time": result.wall_time, "images_seen": result.images_seen,
+                         "fingerprint": cfg.fingerprint(), "n_train": n, "config": asdict(cfg),
+                         "precision": precision, "device_type": trained_on, **origin}
+                if timer.due(final=epoch + 1 == cfg.epochs):
+                    unsaved = None
+                    _save_atomic(state, ckpt_path)
+                else:  # tensors cloned on the device, far cheaper than a write; the next epoch changes the originals
+                    unsaved = copy.deepcopy(state)
+    except BaseException as exc:
+        # a diverged loss is never resumed (its last good state would diverge the same way); any other interruption
+        # keeps the finished epochs, and the next call resumes after them
+        if unsaved is not None and not isinstance(exc, FloatingPointError):
+            _save_atomic(unsaved, ckpt_path)
+        bar.close()
+        raise
     bar.close()
     model.eval()
     result.trained_on, result.precision = trained_on, precision
