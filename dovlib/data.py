@@ -169,7 +169,7 @@ def _offline_file(rel: str, dataset: str, verify: bool = True) -> Path:
         raise DatasetNotFoundError(
             f"dataset {dataset!r}: file {path} not found. Set DOVLIB_DATA to the folder that holds "
             f"'{rel}' (e.g. export DOVLIB_DATA=../shared/data), or use an online dataset "
-            f"({', '.join(sorted(ONLINE))}) on a machine with internet.")
+            f"({', '.join(sorted(set(ONLINE) - {'sub-imagenet'}))}) on a machine with internet.")
     if verify and md5sum(path) != OFFLINE_MD5[rel]:
         raise DatasetNotFoundError(f"dataset {dataset!r}: {path} has the wrong md5 (expected {OFFLINE_MD5[rel]});"
                                    " the file is damaged or a different version")
@@ -233,7 +233,7 @@ def _torchvision(name: str, download: bool = True, image_size: int | None = None
             f"internet it downloads there by itself; offline, copy torchvision's files for {name} into {root}, "
             f"or use an offline dataset: {', '.join(sorted(OFFLINE))}.") from exc
     if name == "flowers102":
-        x_tr, y_tr = _pil_to_uint8([s for p in train_parts for s in p], image_size)
+        x_tr, y_tr = _pil_to_uint8((s for p in train_parts for s in p), image_size)  # one full-size image at a time
         x_te, y_te = _pil_to_uint8(test, image_size)
         classes = [str(i) for i in range(102)]
         return ImageDataset(name, x_tr, y_tr, x_te, y_te, classes,
@@ -432,8 +432,9 @@ def _image_folder(root: str | None = None, image_size: int = 256, test_share: fl
 
     from .params import check_int, parse_fraction
 
-    if root is None:
-        raise ValueError("dataset 'image-folder' needs root= a folder of images (or use the name 'folder:<path>')")
+    if root is None or not str(root).strip():  # "" would read the working folder (Path("") is ".")
+        raise ValueError("dataset 'image-folder' needs root= a folder of images (or use the name 'folder:<path>'); "
+                         f"got {root!r}")
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DatasetNotFoundError(f"dataset 'image-folder': {root} is not a folder. Pass root=... (or the name "

@@ -189,14 +189,15 @@ def build_model(arch: str, num_classes: int = 10, in_channels: int = 3, width: i
                 image_size: int | None = None) -> nn.Module:
     """Build a classifier by name (one of ``ARCHS``). ``image_size`` matters only for ``badnets_cnn``, whose dense
     layer is sized for it (default 28, MNIST's); the ResNets and VGGs pool globally and take any size."""
+    from .params import check_int
+
     if arch not in ARCHS:
         raise ValueError(f"arch must be one of {sorted(ARCHS)}; got {arch!r}")
-    if width < 1:
-        raise ValueError(f"width must be >= 1; got {width}")
+    num_classes = check_int("num_classes", num_classes, 1)
+    in_channels = check_int("in_channels", in_channels, 1)
+    width = check_int("width", width, 1)
     if arch == "badnets_cnn":
-        image_size = 28 if image_size is None else image_size
-        if image_size < 16:
-            raise ValueError(f"image_size must be >= 16 for badnets_cnn; got {image_size}")
+        image_size = check_int("image_size (badnets_cnn)", 28 if image_size is None else image_size, 16)
         return BadNetsCNN(num_classes, in_channels, width, image_size)
     return ARCHS[arch](num_classes=num_classes, in_channels=in_channels, width=width)
 

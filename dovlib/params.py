@@ -207,16 +207,20 @@ _NUMBER = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")
 
 
 def parse_fraction(name: str, value, low: float = 0.0, high: float = 1.0, *, low_inclusive: bool = False,
-                   high_inclusive: bool = True) -> float:
+                   high_inclusive: bool = True, allowed: str | None = None) -> float:
     """Parse ``value`` (a number, or a string such as ``"8/255"``, ``"0.03"``, ``"1e-3"``) into a float in
-    the interval (low, high] (bounds configurable). Errors name ``name`` and the allowed range."""
+    the interval (low, high] (bounds configurable). Errors name ``name`` and the allowed range (``allowed``: its
+    wording, where the caller narrows the interval further)."""
     lo_br = "[" if low_inclusive else "("
     hi_br = "]" if high_inclusive else ")"
-    allowed = f"a number in {lo_br}{low:g}, {high:g}{hi_br}, e.g. 8/255 or 0.03"
+    allowed = allowed or f"a number in {lo_br}{low:g}, {high:g}{hi_br}, e.g. 8/255 or 0.03"
     if value is None or isinstance(value, bool):
         raise TypeError(f"{name} must be {allowed}; got {value!r}")
     if isinstance(value, numbers.Real):
-        result = float(value)
+        try:
+            result = float(value)
+        except OverflowError:  # an int past float's range, e.g. 10**400
+            raise ValueError(f"{name} must be {allowed}; got a number too large for a float") from None
     elif isinstance(value, str):
         text = value.strip()
         if not text:
@@ -230,7 +234,10 @@ def parse_fraction(name: str, value, low: float = 0.0, high: float = 1.0, *, low
                 frac = frac / Fraction(parts[1].strip())
         except ZeroDivisionError:
             raise ValueError(f"{name} must be {allowed}; {value!r} divides by zero") from None
-        result = float(frac)
+        try:
+            result = float(frac)
+        except OverflowError:  # e.g. "1e400" or "1/1e-400": exact as a Fraction, too large as a float
+            raise ValueError(f"{name} must be {allowed}; {value!r} is too large for a float") from None
     else:
         raise TypeError(f"{name} must be {allowed}; got {type(value).__name__} {value!r}")
     if not math.isfinite(result):
@@ -246,7 +253,7 @@ def parse_eps(value, name: str = "eps") -> float:
     """L-inf budget of a watermark in [0, 1] pixel units: ``"8/255"``, ``8/255``, ``"0.03"`` -> float in [1/255, 1].
     The images dovlib marks are 8-bit, so a budget under one grey level would round every mark away (the marked set
     would equal the clean one while its manifest says otherwise): refused, naming ``name``."""
-    eps = parse_fraction(name, value, 0.0, 1.0)
+    eps = parse_fraction(name, value, 0.0, 1.0, allowed="a number in [1/255, 1], e.g. 8/255 or 0.03")
     if eps * 255 < 1 - 1e-6:
         raise ValueError(f"{name} must be at least 1/255 (one grey level: the marked images are 8-bit, so a smaller "
                          f"budget rounds every mark away); got {value!r} = {eps:g} = {eps * 255:.3g}/255")

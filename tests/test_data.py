@@ -31,8 +31,10 @@ def test_mnist_offline_reads_idx_test_set():
 
 def test_missing_offline_path_says_where_to_put_files(tmp_path, monkeypatch):
     monkeypatch.setenv("DOVLIB_DATA", str(tmp_path))
-    with pytest.raises(DatasetNotFoundError, match=r"cifar10-subset.*DOVLIB_DATA"):
+    with pytest.raises(DatasetNotFoundError, match=r"cifar10-subset.*DOVLIB_DATA") as err:
         load_dataset("cifar10-subset")
+    # the datasets it offers download on a machine with internet; sub-imagenet never downloads
+    assert "(cifar10, flowers102, mnist) on a machine with internet" in str(err.value)
 
 
 def test_damaged_offline_file_is_refused(tmp_path, monkeypatch):
@@ -208,6 +210,12 @@ def test_image_folder_with_classes_and_seeded_split(tmp_path):
     again = load_dataset("image-folder", root=tmp_path, image_size=16, test_share=0.2)
     assert torch.equal(again.x_test, ds.x_test)  # the split is seeded
     assert str(tmp_path) in ds.note and "80%/20%" in ds.note
+
+
+def test_an_empty_folder_path_is_refused_not_read_as_the_working_folder():
+    for name in ("folder:", "folder:  "):
+        with pytest.raises(ValueError, match=r"needs root= a folder of images .*got ''|got '  '"):
+            load_dataset(name)
 
 
 def test_image_folder_max_images_draws_across_classes(tmp_path):

@@ -46,6 +46,15 @@ def test_bad_arch_and_width():
         build_model("resnet50")
     with pytest.raises(ValueError, match="width"):
         build_model("resnet18", width=0)
+    # each integer argument is checked by name before torch sees it (num_classes=0 used to fail only in the loss)
+    for kwargs, message in [({"num_classes": 0}, r"num_classes must be an integer >= 1; got 0"),
+                            ({"in_channels": 0}, r"in_channels must be an integer >= 1; got 0"),
+                            ({"width": 2.5}, r"width must be an integer >= 1; got 2.5")]:
+        with pytest.raises((ValueError, TypeError), match=message):
+            build_model("vgg16", **kwargs)
+    with pytest.raises((ValueError, TypeError), match=r"image_size \(badnets_cnn\) must be an integer >= 16"):
+        build_model("badnets_cnn", image_size="x")
+    assert build_model("resnet18", num_classes="4", width="4")(torch.rand(2, 3, 16, 16)).shape == (2, 4)
     assert set(ARCHS) == {"resnet18", "resnet34", "vgg16", "vgg19", "badnets_cnn"}
 
 

@@ -20,13 +20,21 @@ def test_parse_eps_accepts_what_papermill_passes(value, expected):
 def test_parse_eps_refuses_bad_values_naming_eps_and_range(value):
     with pytest.raises(ValueError) as err:
         parse_eps(value)
-    assert "eps" in str(err.value) and "(0, 1]" in str(err.value)
+    assert "eps" in str(err.value) and "[1/255, 1]" in str(err.value)
 
 
 @pytest.mark.parametrize("value", [None, True, [8, 255], {"eps": 1}])
 def test_parse_eps_refuses_wrong_types(value):
-    with pytest.raises(TypeError, match=r"eps .*\(0, 1\]"):
+    with pytest.raises(TypeError, match=r"eps .*\[1/255, 1\]"):
         parse_eps(value)
+
+
+@pytest.mark.parametrize("value", ["1e400", "1/1e-400", 10 ** 400, "-1e400"])
+def test_numbers_past_floats_range_are_refused_by_name(value):
+    with pytest.raises(ValueError, match=r"eps must be a number in \[1/255, 1\].*too large for a float"):
+        parse_eps(value)
+    with pytest.raises(ValueError, match=r"rate must be a number in \(0, 1\]"):
+        parse_rate(value)
 
 
 def test_parse_eps_names_division_by_zero():

@@ -116,8 +116,8 @@ def test_distance_refuses_non_batches_and_a_zero_batch_size():
     with pytest.raises(ValueError, match="a must be uint8"):
         perceptual_distance(torch.full_like(x, float("nan")), x, "mse")
     u8 = (x * 255).round().to(torch.uint8)
-    assert torch.allclose(perceptual_distance(u8, u8.flip(0), "mse"), perceptual_distance(u8.float() / 255,
-                                                                                         u8.flip(0).float() / 255, "mse"))
+    as_floats = perceptual_distance(u8.float() / 255, u8.flip(0).float() / 255, "mse")
+    assert torch.allclose(perceptual_distance(u8, u8.flip(0), "mse"), as_floats)
 
 
 def test_distance_builds_its_measure_once_per_process_and_retries_after_a_failure(monkeypatch):
