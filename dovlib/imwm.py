@@ -20,8 +20,9 @@ through this interface.
   Dropout, Cropout, Crop, differentiable JPEG-Mask); ``save``/``HiDDeN.load`` keep the weights with their settings.
   ``HIDDEN_ARCHS["zhu2018"]`` is the paper's network (the message broadcast over the image, a globally pooled
   decoder), except that its encoder's last 1x1 convolution adds a residual to the image, initialised to zero, where
-  the paper's outputs the encoded image itself: training starts at the identity (PSNR unbounded, no message); ``HIDDEN_ARCHS["msgmap"]`` (beyond the paper) feeds the message through a learnt linear map onto a
-  coarse spatial grid (as StegaStamp, Tancik et al. 2020, does) and pools the decoder onto a 4x4 grid, so bits can
+  the paper's outputs the encoded image itself: training starts at the identity (PSNR unbounded, no message);
+  ``HIDDEN_ARCHS["msgmap"]`` (beyond the paper) feeds the message through a learnt linear map onto a coarse spatial
+  grid (as StegaStamp, Tancik et al. 2020, does) and pools the decoder onto a 4x4 grid, so bits can
   ride on spatial patterns, and raises its image-loss weight once the message is learnt: measured on one CPU thread
   (identity noise, 30 bits, 32x32 CIFAR images) it reaches 0.999 bit accuracy after 300 steps, the paper's network
   0.69 after 800; the price is robustness to Crop (docs/measured-amuse-cpu.md).
