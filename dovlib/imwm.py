@@ -441,15 +441,16 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
     message MSE (``decoder_loss``), adversarial BCE. One noise layer from ``cfg.noises`` per mini-batch. With
     ``checkpoint`` (a path) a finished model is loaded instead of retrained when its settings match, and the
     training state (weights, optimisers, random generators, history) is saved to ``<checkpoint>.partial`` at the
-    first log step (every ``log_every`` steps) after ``checkpoint_every`` seconds since the last save, so an
-    interrupted run resumes where it stopped and ends with the same weights as an uninterrupted one. Returns a
-    :class:`HiDDeN`; ``.history`` holds the logged losses and bit accuracy.
+    first log step (every ``log_every`` steps) after ``checkpoint_every`` seconds since the last save and at the last
+    log step when the run is interrupted, so an interrupted run resumes where it stopped and ends with the same
+    weights as an uninterrupted one. Returns a :class:`HiDDeN`; ``.history`` holds the logged losses and bit
+    accuracy.
 
     ``precision`` (a profile's, :data:`dovlib.params.PRECISIONS`): "auto" runs the networks under bf16 autocast on
     CUDA and in fp32 on the CPU, "bf16" under bf16 autocast on any device, "fp32" never; the noise layers and the
     losses stay fp32, and embedding / extraction after training run in fp32. Whether bf16 was used is saved with
     the weights: a checkpoint trained otherwise is retrained, not reused."""
-    from .train import SaveTimer, data_hash, resolve_device, restore_generator, uses_bf16
+    from .train import Checkpointer, data_hash, resolve_device, restore_generator, uses_bf16
 
     cfg = cfg or HiddenConfig()
     if overrides:
@@ -472,8 +473,8 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
     opt = torch.optim.Adam(enc_dec, lr=cfg.lr)
     opt_d = torch.optim.Adam(net.disc.parameters(), lr=cfg.lr) if net.disc is not None else None
     history, t0, wall, start = [], time.perf_counter(), 0.0, 0
-    timer = SaveTimer(checkpoint_every)
     partial = Path(str(checkpoint) + ".partial") if checkpoint is not None else None
+    saver = Checkpointer(partial, checkpoint_every)  # and on an interruption, the last logged step
     if partial is not None and partial.is_file():
         st = torch.load(partial, map_location="cpu", weights_only=False)
         # the same run only: the image-loss schedule depends on ``steps``, so a partial run of another length (or
@@ -495,72 +496,76 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
     def amp():
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
-    from .train import _save_atomic
-
-    for step in tqdm(range(start + 1, steps + 1), desc="HiDDeN", disable=not progress, leave=False, initial=start,
-                     total=steps):
-        x = _random_crops(xs, cfg.batch_size, cfg.image_size, gen).float() / 255
-        msg = torch.randint(0, 2, (len(x), cfg.message_bits), generator=gen).float().to(device) * 2 - 1
-        kind = cfg.noises[int(torch.randint(0, len(cfg.noises), (1,), generator=gen))]
-        p = float(torch.empty(1).uniform_(*cfg.noise_p, generator=gen))
-        with amp():
-            enc = net.encode(x, msg).float()
-        if net.disc is not None:  # discriminator step: cover -> 1, encoded -> 0
+    with saver:
+        for step in tqdm(range(start + 1, steps + 1), desc="HiDDeN", disable=not progress, leave=False, initial=start,
+                         total=steps):
+            x = _random_crops(xs, cfg.batch_size, cfg.image_size, gen).float() / 255
+            msg = torch.randint(0, 2, (len(x), cfg.message_bits), generator=gen).float().to(device) * 2 - 1
+            kind = cfg.noises[int(torch.randint(0, len(cfg.noises), (1,), generator=gen))]
+            p = float(torch.empty(1).uniform_(*cfg.noise_p, generator=gen))
             with amp():
-                d_real, d_fake = net.disc(x - 0.5).float(), net.disc(enc.detach() - 0.5).float()
-            d_loss = (F.binary_cross_entropy_with_logits(d_real, torch.ones(len(x), 1, device=device))
-                      + F.binary_cross_entropy_with_logits(d_fake, torch.zeros(len(x), 1, device=device)))
-            opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            opt_d.step()
-        noised = _noise(kind, enc, x, p, noise_gen)  # fp32: the JPEG approximation's DCT would lose bits in bf16
-        with amp():
-            dec = net.decode(noised).float()
-        l_img = F.mse_loss(enc, x)  # in [0, 1]; the loss weighs it in [-1, 1] (x4), the paper's normalisation
-        l_msg = F.mse_loss(dec, msg)
-        if cfg.late_bit_acc is None:
-            late = cfg.encoder_loss_late is not None and step > cfg.late_start * steps
-        else:  # decided at the log steps below and kept in the history, so a resumed run decides the same
-            late = bool(history) and history[-1].get("late_next", False)
-        w_img = cfg.encoder_loss_late if late else cfg.encoder_loss
-        if cfg.late_bit_acc is None and late and step - 1 <= cfg.late_start * steps and history:  # the first late step
-            recent = float(np.mean([h["bit_acc"] for h in history[-3:]]))
-            if recent < 0.75:
-                warnings.warn(f"HiDDeN: the image-loss weight rises to encoder_loss_late = {cfg.encoder_loss_late} at "
-                              f"step {step} of {steps} while the training bit accuracy is only {recent:.2f}: the "
-                              "message is not learnt yet and the heavier image loss can lock it out (measured at "
-                              "64x64). Train longer or raise late_start.", stacklevel=2)
-        loss = w_img * 4 * l_img + cfg.decoder_loss * l_msg
-        if net.disc is not None:
+                enc = net.encode(x, msg).float()
+            if net.disc is not None:  # discriminator step: cover -> 1, encoded -> 0
+                with amp():
+                    d_real, d_fake = net.disc(x - 0.5).float(), net.disc(enc.detach() - 0.5).float()
+                d_loss = (F.binary_cross_entropy_with_logits(d_real, torch.ones(len(x), 1, device=device))
+                          + F.binary_cross_entropy_with_logits(d_fake, torch.zeros(len(x), 1, device=device)))
+                opt_d.zero_grad(set_to_none=True)
+                d_loss.backward()
+                opt_d.step()
+            noised = _noise(kind, enc, x, p, noise_gen)  # fp32: the JPEG approximation's DCT would lose bits in bf16
             with amp():
-                d_enc = net.disc(enc - 0.5).float()
-            l_adv = F.binary_cross_entropy_with_logits(d_enc, torch.ones(len(x), 1, device=device))
-            loss = loss + cfg.adversarial_loss * l_adv
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step % log_every == 0 or step == steps:
-            with torch.no_grad():
-                ba = ((dec > 0) == (msg > 0)).float().mean().item()
-                mse = l_img.item()
-            entry = {"step": step, "loss": loss.item(), "image_mse": mse, "message_mse": l_msg.item(), "bit_acc": ba,
-                     "noise": kind, "psnr": 10 * math.log10(1 / max(mse, 1e-12)), "image_weight": w_img,
-                     "seconds": wall + time.perf_counter() - t0}
-            if cfg.late_bit_acc is not None and cfg.encoder_loss_late is not None:  # the message learnt: rise next
-                recent = float(np.mean([h["bit_acc"] for h in history[-2:]] + [ba]))
-                entry["late_next"] = late or (step >= cfg.late_start * steps and recent >= cfg.late_bit_acc)
-            history.append(entry)
-            if partial is not None and step < steps and timer.due():
-                _save_atomic({"net": net.state_dict(), "opt": opt.state_dict(),
-                              "opt_d": opt_d.state_dict() if opt_d is not None else None, "gen": gen.get_state(),
-                              "noise_gen": noise_gen.get_state(), "torch_rng": torch.get_rng_state(), "step": step,
-                              "history": history, "wall": wall + time.perf_counter() - t0, "config": asdict(cfg),
-                              "seed": seed, "bf16": bf16, "steps": steps, "data_hash": data}, partial)
+                dec = net.decode(noised).float()
+            l_img = F.mse_loss(enc, x)  # in [0, 1]; the loss weighs it in [-1, 1] (x4), the paper's normalisation
+            l_msg = F.mse_loss(dec, msg)
+            if cfg.late_bit_acc is None:
+                late = cfg.encoder_loss_late is not None and step > cfg.late_start * steps
+            else:  # decided at the log steps below and kept in the history, so a resumed run decides the same
+                late = bool(history) and history[-1].get("late_next", False)
+            w_img = cfg.encoder_loss_late if late else cfg.encoder_loss
+            first_late = cfg.late_bit_acc is None and late and step - 1 <= cfg.late_start * steps and history
+            if first_late:
+                recent = float(np.mean([h["bit_acc"] for h in history[-3:]]))
+                if recent < 0.75:
+                    warnings.warn(f"HiDDeN: the image-loss weight rises to encoder_loss_late = "
+                                  f"{cfg.encoder_loss_late} at "
+                                  f"step {step} of {steps} while the training bit accuracy is only {recent:.2f}: the "
+                                  "message is not learnt yet and the heavier image loss can lock it out (measured at "
+                                  "64x64). Train longer or raise late_start.", stacklevel=2)
+            loss = w_img * 4 * l_img + cfg.decoder_loss * l_msg
+            if net.disc is not None:
+                with amp():
+                    d_enc = net.disc(enc - 0.5).float()
+                l_adv = F.binary_cross_entropy_with_logits(d_enc, torch.ones(len(x), 1, device=device))
+                loss = loss + cfg.adversarial_loss * l_adv
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if step % log_every == 0 or step == steps:
+                with torch.no_grad():
+                    ba = ((dec > 0) == (msg > 0)).float().mean().item()
+                    mse = l_img.item()
+                entry = {"step": step, "loss": loss.item(), "image_mse": mse, "message_mse": l_msg.item(),
+                         "bit_acc": ba, "noise": kind, "psnr": 10 * math.log10(1 / max(mse, 1e-12)),
+                         "image_weight": w_img, "seconds": wall + time.perf_counter() - t0}
+                if cfg.late_bit_acc is not None and cfg.encoder_loss_late is not None:  # the message learnt: rise next
+                    recent = float(np.mean([h["bit_acc"] for h in history[-2:]] + [ba]))
+                    entry["late_next"] = late or (step >= cfg.late_start * steps and recent >= cfg.late_bit_acc)
+                history.append(entry)
+                if step < steps:  # the finished model is saved below instead
+                    saver.offer(lambda: {"net": net.state_dict(), "opt": opt.state_dict(),
+                                         "opt_d": opt_d.state_dict() if opt_d is not None else None,
+                                         "gen": gen.get_state(), "noise_gen": noise_gen.get_state(),
+                                         "torch_rng": torch.get_rng_state(), "step": step, "history": history,
+                                         "wall": wall + time.perf_counter() - t0, "config": asdict(cfg), "seed": seed,
+                                         "bf16": bf16, "steps": steps, "data_hash": data})
     model = HiDDeN(net.eval(), cfg, history, device)
     if checkpoint is not None:
         model.save(checkpoint)
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
         state.update(steps=steps, seed=seed, bf16=bf16, data_hash=data)
+        from .train import _save_atomic
+
         _save_atomic(state, Path(checkpoint))
         partial.unlink(missing_ok=True)  # the finished model holds what is worth keeping
     return model

@@ -22,6 +22,7 @@ Pipeline (every step cached under ``runs/sscl/...``; an interrupted run resumes,
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import numbers
@@ -39,8 +40,8 @@ from .models import UNet, build_model
 from .params import Profile, check_bool, check_int, parse_eps, parse_fraction, parse_rate
 from .perceptual import check_perceptual, perceptual_loss, require_perceptual
 from .report import file_lock, run_dir
-from .train import (SaveTimer, TrainConfig, _save_atomic, augment_batch, data_hash, evaluate, fit, resolve_device,
-                    restore_generator, to_float)
+from .train import (Checkpointer, TrainConfig, _save_atomic, augment_batch, data_hash, evaluate, fit,
+                    resolve_device, restore_generator, to_float)
 from .watermarks.base import select_indices
 
 __all__ = ["SSCLGenerator", "GeneratorConfig", "check_key", "key_hash", "data_hash", "train_generator",
@@ -245,8 +246,9 @@ def train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, conf
                     checkpoint_every: float = 60.0):
     """Train an :class:`SSCLGenerator` against the frozen ``surrogate`` on uint8 images ``x`` with labels ``y``.
     Returns ``(G, history)``. With ``checkpoint`` the state is saved at the first log step (every ``log_every``
-    iterations) after ``checkpoint_every`` seconds since the last save, and an interrupted run resumes from it with
-    the result of an uninterrupted one (the quick generator's 23 MB state took 30 ms to write on the build machine)."""
+    iterations) after ``checkpoint_every`` seconds since the last save, and at the last log step when the run is
+    interrupted (:class:`dovlib.train.Checkpointer`); an interrupted run resumes from it with the result of an
+    uninterrupted one (the quick generator's 23 MB state took 30 ms to write on the build machine)."""
     cfg = config
     data = data_hash(x, y)  # of the labels as given, as get_or_train_generator's cache key hashes them
     y = torch.as_tensor(y).long()
@@ -296,47 +298,55 @@ def train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, conf
                total=cfg.iters)
     G.train()
     acc = {"l_target": 0.0, "l_nontarget": 0.0, "l_perceptual": 0.0, "asr_surrogate": 0.0, "n": 0}
-    t0, timer = time.perf_counter(), SaveTimer(checkpoint_every)
-    for it in bar:
-        bt = idx_t[torch.randint(len(idx_t), (half,), generator=rng)]
-        bn = idx_n[torch.randint(len(idx_n), (half,), generator=rng)]
-        xt, xn = to_float(xs[bt.to(dev)]), to_float(xs[bn.to(dev)])
-        with torch.no_grad():
-            y_min = f(xt).argmin(1)
-        xb = torch.cat([xt, xn])
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-            xw = G(xb)  # fp32: x + eps * tanh(...) adds the bf16 residual to the fp32 image
-            logits = f(augment_batch(xw, TrainConfig.crop_padding, flip, aug_rng) if cfg.augment else xw).float()
-        l_t = F.cross_entropy(logits[:half], y_min)
-        l_n = F.cross_entropy(logits[half:], torch.full((half,), cfg.target, device=dev))
-        l_p = dist(xb, xw.float()).mean()
-        loss = cfg.l1 * l_t + cfg.l2 * l_n + cfg.l3 * l_p
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        acc["l_target"] += l_t.detach()  # summed on the device; synchronised only when logged
-        acc["l_nontarget"] += l_n.detach()
-        acc["l_perceptual"] += l_p.detach()
-        acc["asr_surrogate"] += (logits[half:].argmax(1) == cfg.target).float().mean()
-        acc["n"] += 1
-        if (it + 1) % log_every == 0 or it + 1 == cfg.iters:
-            n = acc.pop("n")
-            history.append({"iter": it + 1, **{k: float(v) / n for k, v in acc.items()}})
-            acc = {k: 0.0 for k in acc} | {"n": 0}
-            bar.set_postfix(asr=f"{history[-1]['asr_surrogate']:.2f}", lp=f"{history[-1]['l_perceptual']:.3f}")
-            if ckpt and it + 1 < cfg.iters and timer.due():
-                _save_atomic({"G": G.state_dict(), "opt": opt.state_dict(), "rng": rng.get_state(),
-                              "aug_rng": aug_rng.get_state(), "iter": it + 1,
-                              "history": history, "wall": wall + time.perf_counter() - t0, "config": cfg.as_dict(),
-                              **origin}, ckpt)
-    bar.close()
-    surrogate.train(mode)
-    for q, g in zip(surrogate.parameters(), grads):
-        q.requires_grad_(g)
+    t0, saver = time.perf_counter(), Checkpointer(ckpt, checkpoint_every)
+    # an interruption keeps the last logged step (saver) and gives the surrogate back as it came
+    with saver, bar, _given_back(surrogate, mode, grads):
+        for it in bar:
+            bt = idx_t[torch.randint(len(idx_t), (half,), generator=rng)]
+            bn = idx_n[torch.randint(len(idx_n), (half,), generator=rng)]
+            xt, xn = to_float(xs[bt.to(dev)]), to_float(xs[bn.to(dev)])
+            with torch.no_grad():
+                y_min = f(xt).argmin(1)
+            xb = torch.cat([xt, xn])
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                xw = G(xb)  # fp32: x + eps * tanh(...) adds the bf16 residual to the fp32 image
+                logits = f(augment_batch(xw, TrainConfig.crop_padding, flip, aug_rng) if cfg.augment else xw).float()
+            l_t = F.cross_entropy(logits[:half], y_min)
+            l_n = F.cross_entropy(logits[half:], torch.full((half,), cfg.target, device=dev))
+            l_p = dist(xb, xw.float()).mean()
+            loss = cfg.l1 * l_t + cfg.l2 * l_n + cfg.l3 * l_p
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            acc["l_target"] += l_t.detach()  # summed on the device; synchronised only when logged
+            acc["l_nontarget"] += l_n.detach()
+            acc["l_perceptual"] += l_p.detach()
+            acc["asr_surrogate"] += (logits[half:].argmax(1) == cfg.target).float().mean()
+            acc["n"] += 1
+            if (it + 1) % log_every == 0 or it + 1 == cfg.iters:
+                n = acc.pop("n")
+                history.append({"iter": it + 1, **{k: float(v) / n for k, v in acc.items()}})
+                acc = {k: 0.0 for k in acc} | {"n": 0}
+                bar.set_postfix(asr=f"{history[-1]['asr_surrogate']:.2f}", lp=f"{history[-1]['l_perceptual']:.3f}")
+                if it + 1 < cfg.iters:  # the finished G is saved by the caller (get_or_train_generator)
+                    saver.offer(lambda: {"G": G.state_dict(), "opt": opt.state_dict(), "rng": rng.get_state(),
+                                         "aug_rng": aug_rng.get_state(), "iter": it + 1, "history": history,
+                                         "wall": wall + time.perf_counter() - t0, "config": cfg.as_dict(), **origin})
     G.eval()
     G.history, G.wall_time = history, wall + time.perf_counter() - t0
     G.meta = {"target": cfg.target, "seed": cfg.seed, "config": cfg.public(), "data": data}
     return G, history
+
+
+@contextlib.contextmanager
+def _given_back(model: nn.Module, mode: bool, grads: list[bool]):
+    """Give ``model`` its training mode and requires_grad flags back when the block ends, interrupted or not."""
+    try:
+        yield
+    finally:
+        model.train(mode)
+        for q, g in zip(model.parameters(), grads):
+            q.requires_grad_(g)
 
 
 def train_classifier(x_train, y_train, x_test=None, y_test=None, *, arch: str = "resnet18", profile: Profile,

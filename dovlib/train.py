@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 __all__ = ["TrainConfig", "TrainResult", "data_hash", "fit", "evaluate", "predict_proba", "predict_logits",
            "augment_batch", "resolve_device", "seed_everything", "to_float", "precision_options", "training_provenance",
-           "reset_training_provenance", "restore_generator"]
+           "reset_training_provenance", "restore_generator", "Checkpointer"]
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -329,6 +329,37 @@ class SaveTimer:
         return False
 
 
+class Checkpointer:
+    """A long loop's checkpoint file. After each finished unit of work (an epoch, a logged step, a batch) the loop
+    calls ``offer(state)`` (``state`` a function returning the resumable state): written when due (:class:`SaveTimer`:
+    at most once per ``every`` seconds, always when ``final``), otherwise kept as a copy (tensors cloned where they
+    live, far cheaper than a write). Used as a context manager around the loop, it writes that copy when the loop is
+    interrupted (Ctrl-C, a kernel interrupt, an error), so only the unit in progress is lost; not after a diverged loss
+    (``FloatingPointError``), whose last good state would diverge again. Without a path it does nothing."""
+
+    def __init__(self, path, every: float):
+        self.path = Path(path) if path is not None else None
+        self.timer, self.unsaved = SaveTimer(every), None
+
+    def offer(self, state: Callable[[], dict], final: bool = False) -> None:
+        if self.path is None:
+            return
+        if self.timer.due(final=final):
+            self.unsaved = None
+            _save_atomic(state(), self.path)
+        else:  # the loop goes on changing the originals
+            self.unsaved = copy.deepcopy(state())
+
+    def __enter__(self) -> Checkpointer:
+        return self
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        if exc is not None and self.unsaved is not None and not isinstance(exc, FloatingPointError):
+            _save_atomic(self.unsaved, self.path)
+        self.unsaved = None
+        return False
+
+
 def _save_atomic(obj, path: Path) -> None:
     """``torch.save`` to a temporary file beside ``path``, then renamed over it: readers see the old file or the new
     one, never a partial one; the temporary name is unique (two jobs saving the same path do not share it) and is
@@ -484,9 +515,8 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
 
     bar = tqdm(range(start_epoch, cfg.epochs), desc="train", disable=not cfg.progress, leave=False,
                initial=start_epoch, total=cfg.epochs)
-    timer = SaveTimer(checkpoint_every)
-    unsaved = None  # a copy of the last finished epoch's state while it is not on disk
-    try:
+    saver = Checkpointer(ckpt_path, checkpoint_every)
+    with saver, bar:
         for epoch in bar:
             model.train()
             t0 = time.perf_counter()
@@ -531,25 +561,13 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
                 row.update(cb(model, epoch + 1) or {})
             result.history.append(row)
             bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{row.get('test_acc', row['train_acc']):.3f}")
-            if ckpt_path:
-                state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                         "generator": gen.get_state(), "aug_generator": aug_gen.get_state(), "epoch": epoch + 1,
-                         "history": result.history, "wall_time": result.wall_time, "images_seen": result.images_seen,
-                         "fingerprint": cfg.fingerprint(), "n_train": n, "config": asdict(cfg),
-                         "precision": precision, "device_type": trained_on, **origin}
-                if timer.due(final=epoch + 1 == cfg.epochs):
-                    unsaved = None
-                    _save_atomic(state, ckpt_path)
-                else:  # tensors cloned on the device, far cheaper than a write; the next epoch changes the originals
-                    unsaved = copy.deepcopy(state)
-    except BaseException as exc:
-        # a diverged loss is never resumed (its last good state would diverge the same way); any other interruption
-        # keeps the finished epochs, and the next call resumes after them
-        if unsaved is not None and not isinstance(exc, FloatingPointError):
-            _save_atomic(unsaved, ckpt_path)
-        bar.close()
-        raise
-    bar.close()
+            saver.offer(lambda: {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                 "scheduler": sched.state_dict(), "generator": gen.get_state(),
+                                 "aug_generator": aug_gen.get_state(), "epoch": epoch + 1, "history": result.history,
+                                 "wall_time": result.wall_time, "images_seen": result.images_seen,
+                                 "fingerprint": cfg.fingerprint(), "n_train": n, "config": asdict(cfg),
+                                 "precision": precision, "device_type": trained_on, **origin},
+                        final=epoch + 1 == cfg.epochs)
     model.eval()
     result.trained_on, result.precision = trained_on, precision
     _PROVENANCE.add((trained_on, precision))

@@ -145,8 +145,10 @@ def test_hidden_learns_a_short_message_and_round_trips_through_save(tmp_path):
         model.embed(images[:2], _bits(2, 5))
 
 
-def test_hidden_training_resumes_after_an_interruption(tmp_path, monkeypatch):
-    """An interrupted run resumes from ``<checkpoint>.partial`` and ends with the weights of an uninterrupted run."""
+@pytest.mark.parametrize("every", [0, 60.0])
+def test_hidden_training_resumes_after_an_interruption(tmp_path, monkeypatch, every):
+    """An interrupted run resumes from ``<checkpoint>.partial`` (written when due, or, before the default minute has
+    passed, when interrupted) and ends with the weights of an uninterrupted run."""
     import dovlib.imwm as imwm
 
     g = torch.Generator().manual_seed(0)
@@ -165,7 +167,7 @@ def test_hidden_training_resumes_after_an_interruption(tmp_path, monkeypatch):
 
     monkeypatch.setattr(imwm, "_noise", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        train_hidden(images, cfg, steps=6, progress=False, log_every=1, checkpoint=ckpt, checkpoint_every=0)
+        train_hidden(images, cfg, steps=6, progress=False, log_every=1, checkpoint=ckpt, checkpoint_every=every)
     partial = tmp_path / "hidden.pt.partial"
     assert partial.is_file() and not ckpt.is_file()
     assert torch.load(partial, weights_only=False)["step"] == 3

@@ -994,7 +994,8 @@ def test_generator_training_resumes_after_an_interruption_and_saves_by_time(tmp_
                           augment=augment)
     straight, hist = train_generator(f, ds.x_train, ds.y_train, cfg, device="cpu", progress=False, log_every=2)
     saved, real_save = [], dovlib.train._save_atomic
-    monkeypatch.setattr(sscl, "_save_atomic", lambda obj, path: (saved.append(obj["iter"]), real_save(obj, path)))
+    monkeypatch.setattr(dovlib.train, "_save_atomic",
+                        lambda obj, path: (saved.append(obj["iter"]), real_save(obj, path)))
     ckpt = tmp_path / "g.pt"
     train_generator(f, ds.x_train, ds.y_train, cfg, device="cpu", progress=False, log_every=2, checkpoint=ckpt)
     assert saved == [] and not ckpt.exists()  # 8 fast iterations: no save due
@@ -1006,6 +1007,19 @@ def test_generator_training_resumes_after_an_interruption_and_saves_by_time(tmp_
                                      checkpoint=ckpt, checkpoint_every=0)
     assert saved == [2, 4, 6] and [h["iter"] for h in hist2] == [2, 4, 6, 8]
     assert [h["l_target"] for h in hist2] == pytest.approx([h["l_target"] for h in hist])
+    for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), k
+    # with the default interval nothing is due in 8 fast iterations, yet an interruption keeps the last logged step,
+    # and the surrogate gets its mode and gradient flags back
+    saved.clear()
+    ckpt.unlink()
+    stop = _StopAt(f, 2 * 5 + 1).train()
+    with pytest.raises(KeyboardInterrupt):
+        train_generator(stop, ds.x_train, ds.y_train, cfg, device="cpu", progress=False, log_every=2, checkpoint=ckpt)
+    assert saved == [4] and stop.training and all(q.requires_grad for q in stop.parameters())
+    resumed, hist3 = train_generator(f, ds.x_train, ds.y_train, cfg, device="cpu", progress=False, log_every=2,
+                                     checkpoint=ckpt)
+    assert [h["iter"] for h in hist3] == [2, 4, 6, 8]
     for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6), k
 

@@ -149,9 +149,11 @@ def test_pgd_raises_surrogate_loss_and_respects_eps():
     assert loss(m(adv.float() / 255), y) > loss(m(x.float() / 255), y)
 
 
-def test_pgd_resumes_from_its_checkpoint(tmp_path):
+@pytest.mark.parametrize("every", [0, 60.0])
+def test_pgd_resumes_from_its_checkpoint(tmp_path, every):
     """An interrupted PGD crafting with a checkpoint resumes after its last finished batch and returns what an
-    uninterrupted run returns; a checkpoint of other inputs is ignored."""
+    uninterrupted run returns, whether that batch was written when due (every 0 s) or when the run was interrupted
+    (the default minute had not passed); a checkpoint of other inputs is ignored."""
     x, y = _data(16, 3, 12)
     m = _surrogate(3, 16)
     kw = dict(eps=8 / 255, steps=3, batch_size=5, device="cpu", seed=4)
@@ -172,7 +174,7 @@ def test_pgd_resumes_from_its_checkpoint(tmp_path):
 
     ckpt = tmp_path / "craft.partial"
     with pytest.raises(KeyboardInterrupt):  # 3 steps per batch: pass 7 is the third batch's first
-        pgd_untargeted(Counted(stop=2 * 3 + 1), x, y, checkpoint=ckpt, checkpoint_every=0, **kw)
+        pgd_untargeted(Counted(stop=2 * 3 + 1), x, y, checkpoint=ckpt, checkpoint_every=every, **kw)
     assert torch.load(ckpt, weights_only=False)["next"] == 10
     calls.clear()
     resumed = pgd_untargeted(Counted(), x, y, checkpoint=ckpt, **kw)
@@ -204,8 +206,10 @@ def test_gradient_matching_aligns_gradients():
     assert cos(out) > cos(x)
 
 
-def test_gradient_matching_resumes_after_an_interruption(tmp_path, monkeypatch):
-    """An interrupted crafting resumes from its checkpoint and returns what an uninterrupted one returns."""
+@pytest.mark.parametrize("every", [0, 60.0])
+def test_gradient_matching_resumes_after_an_interruption(tmp_path, monkeypatch, every):
+    """An interrupted crafting resumes from its checkpoint (written when due, or, before the default minute has
+    passed, when interrupted) and returns what an uninterrupted one returns."""
     import dovlib.watermarks.common as common
 
     x, y = _data(16, 3, 12)
@@ -228,7 +232,7 @@ def test_gradient_matching_resumes_after_an_interruption(tmp_path, monkeypatch):
 
     monkeypatch.setattr(common, "_flat_grad", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        gradient_matching(m, x, y, target_loss, checkpoint=ckpt, checkpoint_every=0, **kw)
+        gradient_matching(m, x, y, target_loss, checkpoint=ckpt, checkpoint_every=every, **kw)
     assert torch.load(ckpt, weights_only=False)["step"] == 2
     monkeypatch.setattr(common, "_flat_grad", real)
     resumed = gradient_matching(m, x, y, target_loss, checkpoint=ckpt, checkpoint_every=0, **kw)

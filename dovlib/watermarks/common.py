@@ -106,14 +106,23 @@ def _to_uint8_within(x0: torch.Tensor, delta: torch.Tensor, x_orig: torch.Tensor
 
 class _Resumable:
     """The crafting loops' checkpoint file: ``state()`` is the saved state when it was written for the same
-    ``inputs`` (a cheap fingerprint), else None; ``save(state)`` writes ``state()`` (a function, called only when a
-    save is due: no device-to-host copy on other steps) atomically at most once per ``every`` seconds; ``done()``
-    removes it. Without a path every call does nothing."""
+    ``inputs`` (a cheap fingerprint), else None; ``save(state)`` offers ``state()`` (a function) to a
+    :class:`dovlib.train.Checkpointer`: written atomically at most once per ``every`` seconds, otherwise kept as a
+    copy that a ``with`` block around the loop writes when the loop is interrupted; ``done()`` removes the file.
+    Without a path every call does nothing."""
 
     def __init__(self, path, inputs: dict, every: float):
-        from ..train import SaveTimer
+        from ..train import Checkpointer
 
-        self.path, self.inputs, self.timer = (Path(path) if path is not None else None), inputs, SaveTimer(every)
+        self.path, self.inputs = (Path(path) if path is not None else None), inputs
+        self.saver = Checkpointer(self.path, every)
+
+    def __enter__(self) -> _Resumable:
+        self.saver.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        return self.saver.__exit__(*exc)
 
     def state(self) -> dict | None:
         if self.path is None or not self.path.is_file():
@@ -122,10 +131,7 @@ class _Resumable:
         return st if st.get("inputs") == self.inputs else None
 
     def save(self, state) -> None:
-        if self.path is not None and self.timer.due():
-            from ..train import _save_atomic
-
-            _save_atomic({"inputs": self.inputs, **state()}, self.path)
+        self.saver.offer(lambda: {"inputs": self.inputs, **state()})
 
     def done(self) -> None:
         if self.path is not None:
@@ -139,7 +145,8 @@ def pgd_untargeted(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: floa
     random start, step ``alpha`` (default 2.5 * eps / steps). Returns uint8 images within ``eps`` of ``x``.
 
     With ``checkpoint`` (a file path) the finished batches and the random generator are saved after a batch whenever
-    ``checkpoint_every`` seconds have passed since the last save; an interrupted run with the same inputs resumes
+    ``checkpoint_every`` seconds have passed since the last save (and the finished batches when the run is
+    interrupted); an interrupted run with the same inputs resumes
     from it and returns what an uninterrupted run returns; the file is removed when done."""
     check_images(x)
     check_int("steps", steps, 0)
@@ -158,18 +165,19 @@ def pgd_untargeted(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: floa
     if (st := ckpt.state()) is not None:  # else: no checkpoint, or one of other inputs: start afresh
         out, start = list(st["out"]), st["next"]
         g.set_state(st["g"])
-    for i in range(start, len(x), batch_size):
-        x0 = to_float(x[i:i + batch_size]).to(dev)
-        yb = torch.as_tensor(y[i:i + batch_size]).long().to(dev)
-        delta = ((torch.rand(x0.shape, generator=g) * 2 - 1) * eps).to(dev)
-        for _ in range(steps):
-            delta.requires_grad_(True)
-            loss = F.cross_entropy(model((x0 + delta).clamp(0, 1)), yb)
-            grad, = torch.autograd.grad(loss, delta)
-            delta = (delta.detach() + alpha * grad.sign()).clamp(-eps, eps)
-        out.append(_to_uint8_within(x0, delta, x[i:i + batch_size], eps))
-        if i + batch_size < len(x):
-            ckpt.save(lambda: {"next": i + batch_size, "out": out, "g": g.get_state()})
+    with ckpt:  # an interruption keeps the finished batches
+        for i in range(start, len(x), batch_size):
+            x0 = to_float(x[i:i + batch_size]).to(dev)
+            yb = torch.as_tensor(y[i:i + batch_size]).long().to(dev)
+            delta = ((torch.rand(x0.shape, generator=g) * 2 - 1) * eps).to(dev)
+            for _ in range(steps):
+                delta.requires_grad_(True)
+                loss = F.cross_entropy(model((x0 + delta).clamp(0, 1)), yb)
+                grad, = torch.autograd.grad(loss, delta)
+                delta = (delta.detach() + alpha * grad.sign()).clamp(-eps, eps)
+            out.append(_to_uint8_within(x0, delta, x[i:i + batch_size], eps))
+            if i + batch_size < len(x):
+                ckpt.save(lambda: {"next": i + batch_size, "out": out, "g": g.get_state()})
     ckpt.done()
     return torch.cat(out) if out else x.clone()
 
@@ -221,8 +229,9 @@ def gradient_matching(model: nn.Module, x_poison: torch.Tensor, y_poison: torch.
     left as it was (the crafting works on a frozen copy).
 
     With ``checkpoint`` (a file path) the state (perturbations, optimiser, schedule, random generator, step) is saved
-    after a step whenever ``checkpoint_every`` seconds have passed since the last save, and an interrupted run with
-    the same inputs resumes from it and returns what an uninterrupted run returns; the file is removed when done."""
+    after a step whenever ``checkpoint_every`` seconds have passed since the last save (and the last finished step
+    when the run is interrupted), and an interrupted run with the same inputs resumes from it and returns what an
+    uninterrupted run returns; the file is removed when done."""
     check_images(x_poison)
     check_int("steps", steps, 0)
     batch_size = check_int("batch_size", batch_size, 1)
@@ -258,23 +267,24 @@ def gradient_matching(model: nn.Module, x_poison: torch.Tensor, y_poison: torch.
         schedule.load_state_dict(st["schedule"])
         g.set_state(st["g"])
         start = st["step"]
-    for step in range(start, steps):
-        perm = torch.randperm(n, generator=g)
-        grad = torch.zeros_like(delta)
-        for i in range(0, n, batch_size):
-            idx = perm[i:i + batch_size].to(dev)
-            xb = (x0[idx] + delta[idx]).clamp(0, 1)
-            pg = _flat_grad(F.cross_entropy(model(xb), yp[idx]), params, create_graph=True)
-            loss = 1 - F.cosine_similarity(pg, target, dim=0) if t_norm > 0 else pg.sum() * 0
-            grad += torch.autograd.grad(loss, delta)[0]  # nonzero only on this batch's rows
-        opt.zero_grad()
-        delta.grad = grad.sign_()
-        opt.step()
-        schedule.step()
-        with torch.no_grad():
-            delta.clamp_(-eps, eps)
-        if step + 1 < steps:
-            ckpt.save(lambda: {"step": step + 1, "delta": delta.detach().cpu(), "opt": opt.state_dict(),
-                               "schedule": schedule.state_dict(), "g": g.get_state()})
+    with ckpt:  # an interruption keeps the finished steps
+        for step in range(start, steps):
+            perm = torch.randperm(n, generator=g)
+            grad = torch.zeros_like(delta)
+            for i in range(0, n, batch_size):
+                idx = perm[i:i + batch_size].to(dev)
+                xb = (x0[idx] + delta[idx]).clamp(0, 1)
+                pg = _flat_grad(F.cross_entropy(model(xb), yp[idx]), params, create_graph=True)
+                loss = 1 - F.cosine_similarity(pg, target, dim=0) if t_norm > 0 else pg.sum() * 0
+                grad += torch.autograd.grad(loss, delta)[0]  # nonzero only on this batch's rows
+            opt.zero_grad()
+            delta.grad = grad.sign_()
+            opt.step()
+            schedule.step()
+            with torch.no_grad():
+                delta.clamp_(-eps, eps)
+            if step + 1 < steps:
+                ckpt.save(lambda: {"step": step + 1, "delta": delta.detach().cpu(), "opt": opt.state_dict(),
+                                   "schedule": schedule.state_dict(), "g": g.get_state()})
     ckpt.done()
     return _to_uint8_within(x0, delta.detach(), x_poison, eps)
