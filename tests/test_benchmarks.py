@@ -41,8 +41,10 @@ def test_throughput_benchmark_reports_both_loops_over_seeds(capsys):
 def test_throughput_benchmark_times_checkpoint_cost(capsys):
     rows = _load().main(["--dataset", "synthetic", "--n-train", "64", "--width", "4", "--batch-size", "32",
                          "--epochs", "2", "--workers", "0", "--device", "cpu", "--checkpoint-cost"])
-    assert len(rows) == 4 and all(v[0] > 0 if isinstance(v, tuple) else v > 0 for v in rows.values())
-    assert "speed-up (default / every epoch)" in capsys.readouterr().out
+    assert len(rows) == 5 and all(v[0] > 0 if isinstance(v, tuple) else v > 0 for v in rows.values())
+    assert "fit, no checkpoint" in rows
+    out = capsys.readouterr().out
+    assert "speed-up (default / every epoch)" in out and "default / no checkpoint" in out
 
 
 def test_throughput_benchmark_compares_precisions(capsys):
