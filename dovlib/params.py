@@ -213,7 +213,10 @@ def parse_fraction(name: str, value, low: float = 0.0, high: float = 1.0, *, low
     wording, where the caller narrows the interval further)."""
     lo_br = "[" if low_inclusive else "("
     hi_br = "]" if high_inclusive else ")"
-    allowed = allowed or f"a number in {lo_br}{low:g}, {high:g}{hi_br}, e.g. 8/255 or 0.03"
+    if allowed is None:  # the examples only where they lie in the range (not for check_alpha's (0, 0.01])
+        inside = [t for t, v in (("8/255", 8 / 255), ("0.03", 0.03))
+                  if (low <= v if low_inclusive else low < v) and (v <= high if high_inclusive else v < high)]
+        allowed = f"a number in {lo_br}{low:g}, {high:g}{hi_br}" + (f", e.g. {' or '.join(inside)}" if inside else "")
     if value is None or isinstance(value, bool):
         raise TypeError(f"{name} must be {allowed}; got {value!r}")
     if isinstance(value, numbers.Real):

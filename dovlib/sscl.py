@@ -1006,6 +1006,19 @@ def check_redraw(redraw_surrogate, select_attempts: int) -> bool:
     return redraw_surrogate
 
 
+def check_selection_options(select_attempts: int, n_proxies: int, check_alpha) -> None:
+    """``n_proxies`` and ``check_alpha`` tune the owner's generator selection: refused, naming them, when there is
+    none (``select_attempts`` < 2), as ``redraw_surrogate`` is, so a record never names a check that did not run."""
+    if select_attempts >= 2:
+        return
+    given = ([f"n_proxies={n_proxies}"] if n_proxies != 1 else []) + (
+        [f"check_alpha={check_alpha}"] if check_alpha is not None else [])
+    if given:
+        raise ValueError(f"{' and '.join(given)} tune the owner's generator selection, which needs select_attempts "
+                         f">= 2; got select_attempts={select_attempts} (leave n_proxies 1 and check_alpha None "
+                         "without it)")
+
+
 def _other_selection(other, redraw_surrogate: bool) -> dict:
     """The control columns that say how an independent owner's selection went."""
     sel = other.params["selection"]

@@ -29,7 +29,7 @@ dataset = "cifar10-subset"  # cifar10-subset | mnist-offline | cifar10 | ... (do
 arch = "resnet18"  # the user's model (and the surrogate): resnet18 | resnet34 | vgg16 | vgg19 | badnets_cnn
 eps = "8/255"  # L-inf budget of the watermark (MNIST needs more, e.g. 32/255 or 64/255)
 rate = 0.1  # gamma: share of the whole training set marked, drawn from the target class
-target = 1  # target class t
+target = 1  # target class t (rate may not exceed its share of the set: under 0.1 for some classes)
 seed = 0  # data subsampling, marking draw, model initialisation
 key = 20240607  # the owner's secret key (reports and the published manifest hold only its hash)
 perceptual = "ssim"  # "lpips" needs the AlexNet weights (see README, dovlib.perceptual); "ssim" is 1 - SSIM
@@ -69,6 +69,7 @@ sscl.generator_config(cfg, eps=eps, target=target, key=key, seed=seed, perceptua
                       l3=l3)  # refuses bad loss weights (l1, l2, l3) before any training
 select_attempts, n_proxies = check_int("select_attempts", select_attempts, 1), check_int("n_proxies", n_proxies, 1)
 redraw_surrogate = sscl.check_redraw(redraw_surrogate, select_attempts)
+sscl.check_selection_options(select_attempts, n_proxies, check_alpha)  # both need select_attempts > 1
 check_alpha = sscl.check_level(check_alpha, 0.01)  # the paper's alpha, or a stricter level for the owner's check
 device = start_notebook(profile, seed, cfg.device)
 

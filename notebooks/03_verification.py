@@ -97,6 +97,7 @@ n_proxies = check_int("n_proxies", n_proxies, 1)
 redraw_surrogate = sscl.check_redraw(redraw_surrogate, select_attempts)
 if hard_pool and redraw_surrogate:
     raise ValueError("hard_pool needs redraw_surrogate False: the pool is ranked on the surrogate owners share")
+sscl.check_selection_options(select_attempts, n_proxies, check_alpha)  # both need select_attempts > 1
 check_alpha = sscl.check_level(check_alpha, alpha)  # alpha, or a stricter level for the owners' checks (ours)
 code_draws = sscl.check_code_draws(code_draws, select_attempts, n_targets)  # ours: redraw a code that failed
 require_perceptual(perceptual)  # LPIPS without its weights fails here, before any training

@@ -28,7 +28,7 @@
 
 # %% tags=["parameters"]
 profile = "smoke"  # smoke | quick | paper (see dovlib/params.py)
-method = "dwtDct"  # dwtDct | dwtDctSvd | rivaGan (rivaGan carries at most 32 bits)
+method = "dwtDct"  # dwtDct | dwtDctSvd | rivaGan (at most 32 bits; its ONNX nets take minutes on a CPU, even smoke)
 scale = 36  # DCT quantisation step (the AMUSE paper uses 36, 30, 20); ignored by rivaGan
 message_bits = None  # message lengths L to sweep, e.g. [100, 200, 300] or "100,200"; None: the profile's list
 rho = 0.8  # AMUSE rho_max: any leaked share of images above it must still hold the whole message
@@ -93,7 +93,7 @@ image_note = {"skimage-photos": "random 256x256 crops (flipped at random) of sci
 image_note = image_note.get(dataset, ds.note)
 print(ds.describe())
 print(f"{len(images)} images {tuple(images.shape[1:])}: {image_note}")
-fig_context = dict(profile=profile, dataset=ds.name, is_subset=True, device="cpu")  # figures say what drew them
+fig_context = dict(profile=profile, dataset=ds.name, is_subset=ds.is_subset, device="cpu")  # what drew the figures
 
 # %% [markdown]
 # ## The watermark's own limits
@@ -110,7 +110,7 @@ limits = {"none": marked32, "jpeg90_420": jpeg(marked32, 90, "4:2:0"), "jpeg90_4
           "center_crop_0.9": ATTACKS["center_crop_0.9"](marked32)}
 limits_df = pd.DataFrame([{"condition": k, "bit_acc": float(bit_accuracy(wm32.extract(v), bits32).mean())}
                           for k, v in limits.items()])
-limits_df["psnr_db"] = mean_psnr(images, marked32)
+limits_df["mark_psnr_db"] = mean_psnr(images, marked32)  # of the marked images before any attack, every row
 print(limits_df.to_string(index=False))
 
 # %%
@@ -179,8 +179,9 @@ if attack_names:
 # ## Record
 
 # %%
-context = dict(profile=profile, dataset=ds.name, is_subset=True, dataset_note=f"{len(images)} images: {image_note}",
-               device="cpu", device_name=env_info("cpu")["device_name"], wall_time=wall)
+context = dict(profile=profile, dataset=ds.name, is_subset=ds.is_subset,
+               dataset_note=f"{len(images)} images: {image_note}", device="cpu",
+               device_name=env_info("cpu")["device_name"], wall_time=wall)
 save_table(summary, "accuracy_vs_length", NOTEBOOK,
            caption=f"{wm_label}: baseline vs AMUSE (rho={rho:g}), mean over {n_messages} messages; "
                    f"attacked = mean over the '{attacks}' attack set. {len(images)} images ({image_note}); "

@@ -92,7 +92,7 @@ if str(tables) in ("2", "both"):  # Table 2's settings are refused here, not aft
         for L in lengths:  # scale in (0, 255] and the baseline's L bits within the method's capacity
             ImWatermarker(method, L, scale, workers=1)
 device = start_notebook(profile, seed, cfg.device, note="HiDDeN on this device, invisible-watermark on the CPU")
-context = dict(profile=profile, device=str(device), device_name=env_info(device)["device_name"], is_subset=True)
+context = dict(profile=profile, device=str(device), device_name=env_info(device)["device_name"])  # + each table's data
 start_all, reused_seconds = time.perf_counter(), 0.0  # the second: what reused Table 2 settings took to compute
 
 # %% [markdown]
@@ -161,7 +161,7 @@ if str(tables) in ("1", "both"):
     axes[1].set_ylabel("training PSNR (dB)")
     fig.suptitle(f"HiDDeN training ({profile} profile)")
     fig.tight_layout()
-    save_fig(fig, "hidden_training", NOTEBOOK, dataset=hds.name, **context)
+    save_fig(fig, "hidden_training", NOTEBOOK, dataset=hds.name, is_subset=hds.is_subset, **context)
 
 # %% [markdown]
 # Paper / authors' repository / ours. `diff` = ours - paper (empty: paper value not found).
@@ -193,7 +193,7 @@ if str(tables) in ("1", "both"):
                        "authors_repo = vbdi/amuse exp/validation_run_30_summary.csv (BA, WA) and "
                        "exp/validation_subset_run_30_summary.csv (PSNR); their 16-bit run is (n,k) = (5,2), the "
                        "paper's 16 bits (2,1).",
-               dataset=hds.name, **context)
+               dataset=hds.name, is_subset=hds.is_subset, **context)
 
 # %% [markdown]
 # ## Table 2: DCT-DWT at three scales, L = 100 / 200 / 300
@@ -232,7 +232,7 @@ if str(tables) in ("2", "both"):
                     height=2.6, aspect=1.2)
     g.set(ylim=(0, 1.02))
     g.figure.suptitle(f"{method}: baseline vs AMUSE (rho={rho:g}), {profile} profile, CPU", y=1.02)
-    save_fig(g.figure, "table2_dct_dwt", NOTEBOOK, dataset="skimage-photos", **context)
+    save_fig(g.figure, "table2_dct_dwt", NOTEBOOK, dataset="skimage-photos", is_subset=photos.is_subset, **context)
     cmp2 = table2.melt(id_vars=["scale", "L", "scheme", "sub_message_bits", "attacked"],
                        value_vars=["bit_acc", "word_acc", "psnr", "sub_bit_acc"], var_name="metric",
                        value_name="ours")
@@ -241,13 +241,14 @@ if str(tables) in ("2", "both"):
     save_table(cmp2, "table2_dct_dwt", NOTEBOOK,
                caption=f"Table 2 ({method}, baseline vs AMUSE rho={rho:g}): ours = {profile} profile, {note2}, "
                        f"{n_messages} message(s), attacks = mean over the '{attacks}' set, CPU. Paper values not "
-                       "found (empty).", dataset="skimage-photos", **context)
+                       "found (empty).", dataset="skimage-photos", is_subset=photos.is_subset, **context)
 
 # %% [markdown]
 # ## Record
 
 # %%
 wall = time.perf_counter() - start_all + reused_seconds  # what the results cost, also when a run resumed
+used = ([hds] if str(tables) in ("1", "both") else []) + ([photos] if str(tables) in ("2", "both") else [])
 metrics = {}
 if str(tables) in ("1", "both"):
     for r in table1.itertuples():
@@ -265,5 +266,5 @@ write_record(NOTEBOOK, params={"profile": profile, "tables": str(tables), "hidde
                                "n_messages": n_messages, "seed": seed},
              metrics=metrics, dataset=f"{hidden_dataset} (Table 1), skimage-photos (Table 2)",
              perceptual="psnr", wall_time=wall, hidden_training="bf16 autocast" if uses_bf16(cfg.precision, device)
-             else "fp32", **context)
+             else "fp32", is_subset=any(d.is_subset for d in used), **context)
 print(f"wall time {wall:.1f} s")

@@ -42,6 +42,17 @@ def test_parse_eps_names_division_by_zero():
         parse_eps("8/0")
 
 
+def test_range_errors_give_examples_only_from_the_range():
+    with pytest.raises(ValueError, match=r"rate must be a number in \(0, 1\], e.g. 8/255 or 0.03; got"):
+        parse_rate("2")
+    with pytest.raises(ValueError, match=r"check_alpha must be a number in \(0, 0.01\]; got '0.05'"):
+        parse_fraction("check_alpha", "0.05", 0.0, 0.01)
+    with pytest.raises(ValueError, match=r"tau must be a number in \[0.05, 1\]; got"):
+        parse_fraction("tau", "2", 0.05, 1.0, low_inclusive=True)
+    with pytest.raises(ValueError, match=r"share must be a number in \[0.02, 0.1\], e.g. 8/255 or 0.03; got"):
+        parse_fraction("share", "2", 0.02, 0.1, low_inclusive=True)
+
+
 def test_parse_rate_and_custom_interval():
     assert parse_rate("0.1") == pytest.approx(0.1)
     assert parse_rate("1/20") == pytest.approx(0.05)

@@ -1054,6 +1054,16 @@ def test_generator_checkpoint_resumes_only_for_its_images_and_surrogate(tmp_path
     assert [h["iter"] for h in hist] == [2, 4]
 
 
+def test_selection_options_without_selection_are_refused_by_name():
+    sscl.check_selection_options(1, 1, None)  # the defaults
+    sscl.check_selection_options(3, 2, 0.001)
+    with pytest.raises(ValueError, match=r"n_proxies=3 and check_alpha=0.001 tune the owner's generator selection, "
+                                         r"which needs select_attempts >= 2; got select_attempts=1"):
+        sscl.check_selection_options(1, 3, 0.001)
+    with pytest.raises(ValueError, match=r"^check_alpha=0.005 tune"):
+        sscl.check_selection_options(1, 1, 0.005)
+
+
 def test_generator_config_reads_integers_as_papermill_passes_them():
     cfg = GeneratorConfig(iters="10", batch="128", depth="2", width="8", key_channels="1", seed="3")
     assert (cfg.iters, cfg.batch, cfg.depth, cfg.width, cfg.key_channels, cfg.seed) == (10, 128, 2, 8, 1, 3)
