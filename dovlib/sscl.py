@@ -262,9 +262,7 @@ def train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, conf
     dev = resolve_device(device)
     torch.manual_seed(cfg.seed)
     G = SSCLGenerator(x.shape[1], cfg.eps, cfg.key, cfg.key_channels, cfg.depth, cfg.width).to(dev)
-    # frozen while G trains; the caller's mode and requires_grad flags are given back at the end
-    mode, grads = surrogate.training, [q.requires_grad for q in surrogate.parameters()]
-    f = surrogate.to(dev).eval().requires_grad_(False)
+    f = surrogate.to(dev)  # frozen while G trains (_frozen, below), its mode and flags given back however it ends
     dist = perceptual_loss(cfg.perceptual).to(dev)
     opt = torch.optim.Adam(G.parameters(), lr=cfg.lr)
     rng = torch.Generator().manual_seed(cfg.seed)
@@ -300,7 +298,7 @@ def train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, conf
     acc = {"l_target": 0.0, "l_nontarget": 0.0, "l_perceptual": 0.0, "asr_surrogate": 0.0, "n": 0}
     t0, saver = time.perf_counter(), Checkpointer(ckpt, checkpoint_every)
     # an interruption keeps the last logged step (saver) and gives the surrogate back as it came
-    with saver, bar, _given_back(surrogate, mode, grads):
+    with saver, bar, _frozen(f):
         for it in bar:
             bt = idx_t[torch.randint(len(idx_t), (half,), generator=rng)]
             bn = idx_n[torch.randint(len(idx_n), (half,), generator=rng)]
@@ -339,10 +337,13 @@ def train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, conf
 
 
 @contextlib.contextmanager
-def _given_back(model: nn.Module, mode: bool, grads: list[bool]):
-    """Give ``model`` its training mode and requires_grad flags back when the block ends, interrupted or not."""
+def _frozen(model: nn.Module):
+    """``model`` in eval mode without gradients inside the block; its training mode and requires_grad flags given
+    back when the block ends, interrupted or not."""
+    mode, grads = model.training, [q.requires_grad for q in model.parameters()]
+    model.eval().requires_grad_(False)
     try:
-        yield
+        yield model
     finally:
         model.train(mode)
         for q, g in zip(model.parameters(), grads):

@@ -227,9 +227,10 @@ def restore_generator(gen: torch.Generator, saved, *, reseed: int, what: str, pa
         except RuntimeError:  # same size, other layout: reseeded as below
             pass
     gen.manual_seed(reseed)
-    warnings.warn(f"checkpoint {path} saved its {what} random generator on another kind of device than "
-                  f"{gen.device.type}; that stream cannot continue here, so it is reseeded ({reseed}) and the rest of "
-                  f"the run draws other {what} than an uninterrupted run", stacklevel=3)
+    warnings.warn(f"checkpoint {path} holds the {what} random generator's state, which this {gen.device.type} "
+                  f"generator cannot load (saved on another kind of device); that stream cannot continue here, so it "
+                  f"is reseeded ({reseed}) and the rest of the run draws other {what} random numbers than an "
+                  f"uninterrupted run", stacklevel=3)
     return False
 
 
@@ -329,34 +330,58 @@ class SaveTimer:
         return False
 
 
+def _snapshot(obj):
+    """A copy of a loop's state that the loop's later steps cannot change: tensors detached and cloned where they
+    live (a callback's tensor with autograd history included, which ``copy.deepcopy`` refuses), the rest deep-copied."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if type(obj) is dict:
+        return {k: _snapshot(v) for k, v in obj.items()}
+    if type(obj) in (list, tuple):
+        return type(obj)(_snapshot(v) for v in obj)
+    return copy.deepcopy(obj)
+
+
 class Checkpointer:
     """A long loop's checkpoint file. After each finished unit of work (an epoch, a logged step, a batch) the loop
     calls ``offer(state)`` (``state`` a function returning the resumable state): written when due (:class:`SaveTimer`:
     at most once per ``every`` seconds, always when ``final``), otherwise kept as a copy (tensors cloned where they
-    live, far cheaper than a write). Used as a context manager around the loop, it writes that copy when the loop is
-    interrupted (Ctrl-C, a kernel interrupt, an error), so only the unit in progress is lost; not after a diverged loss
-    (``FloatingPointError``), whose last good state would diverge again. Without a path it does nothing."""
+    live, far cheaper than a write; ``copied=True``: ``state()`` already returns objects the loop no longer changes,
+    kept as they are). Used as a context manager around the loop, it writes that copy when the loop is interrupted
+    (Ctrl-C, a kernel interrupt, an error, also one during a due write), so only the unit in progress is lost; not
+    after a diverged loss (``FloatingPointError``, raised by :func:`fit`), whose last good state would diverge again.
+    A copy that cannot be written then (disk full, say) is reported in a warning, and the loop's own exception goes
+    on. Without a path it does nothing."""
 
     def __init__(self, path, every: float):
         self.path = Path(path) if path is not None else None
         self.timer, self.unsaved = SaveTimer(every), None
 
-    def offer(self, state: Callable[[], dict], final: bool = False) -> None:
+    def offer(self, state: Callable[[], dict], final: bool = False, copied: bool = False) -> None:
         if self.path is None:
             return
         if self.timer.due(final=final):
+            current = state()
+            try:
+                _save_atomic(current, self.path)
+            except BaseException:  # interrupted while writing: this unit is finished (and the loop stops here)
+                self.unsaved = current
+                raise
             self.unsaved = None
-            _save_atomic(state(), self.path)
         else:  # the loop goes on changing the originals
-            self.unsaved = copy.deepcopy(state())
+            self.unsaved = state() if copied else _snapshot(state())
 
     def __enter__(self) -> Checkpointer:
         return self
 
     def __exit__(self, kind, exc, tb) -> bool:
-        if exc is not None and self.unsaved is not None and not isinstance(exc, FloatingPointError):
-            _save_atomic(self.unsaved, self.path)
-        self.unsaved = None
+        unsaved, self.unsaved = self.unsaved, None
+        if exc is not None and unsaved is not None and not isinstance(exc, FloatingPointError):
+            try:
+                _save_atomic(unsaved, self.path)
+            except Exception as err:  # never hide why the loop stopped
+                warnings.warn(f"could not write the interrupted run's last finished state to {self.path} ({err!r}); "
+                              f"a rerun starts from the last checkpoint written before", stacklevel=2)
         return False
 
 

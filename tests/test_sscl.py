@@ -1034,8 +1034,10 @@ def test_generator_checkpoint_resumes_only_for_its_images_and_surrogate(tmp_path
                         checkpoint=ckpt, checkpoint_every=0)
     assert torch.load(ckpt, weights_only=False)["iter"] == 2
     other_x = ds.x_train.flip(0)
+    f.train()
     with pytest.raises(ValueError, match="written for other training images; delete it"):
         train_generator(f, other_x, ds.y_train, cfg, device="cpu", progress=False, checkpoint=ckpt)
+    assert f.training and all(q.requires_grad for q in f.parameters())  # refused before it was frozen
     torch.manual_seed(1)
     other_f = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 4))
     with pytest.raises(ValueError, match="written for another surrogate; delete it"):
@@ -1048,7 +1050,7 @@ def test_generator_checkpoint_resumes_only_for_its_images_and_surrogate(tmp_path
     assert [h["iter"] for h in hist] == [2, 4]
     # saved by a run on a GPU (its augmentation generator's state is a CUDA one): resumed here, that stream reseeded
     torch.save({**state, "aug_rng": torch.tensor([7, 64], dtype=torch.int64).view(torch.uint8)}, ckpt)
-    with pytest.warns(UserWarning, match="augmentation random generator on another kind of device than cpu"):
+    with pytest.warns(UserWarning, match="augmentation random generator's state, which this cpu generator cannot load"):
         _, hist = train_generator(f, ds.x_train, ds.y_train, cfg, device="cpu", progress=False, log_every=2,
                                   checkpoint=ckpt)
     assert [h["iter"] for h in hist] == [2, 4]

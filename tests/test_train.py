@@ -32,8 +32,8 @@ def test_restore_generator_continues_a_stream_or_reseeds_one_saved_on_another_de
     b = torch.Generator()
     assert restore_generator(b, a.get_state(), reseed=9, what="augmentation", path=tmp_path / "c.pt")
     assert torch.equal(torch.rand(4, generator=a), torch.rand(4, generator=b))  # the same stream goes on
-    with pytest.warns(UserWarning, match=r"c.pt saved its augmentation random generator on another kind of device "
-                                         r"than cpu.*reseeded \(9\)"):
+    with pytest.warns(UserWarning, match=r"c.pt holds the augmentation random generator's state, which this "
+                                         r"cpu generator cannot load.*reseeded \(9\)"):
         assert not restore_generator(b, cuda_rng_state(), reseed=9, what="augmentation", path=tmp_path / "c.pt")
     assert torch.equal(torch.rand(4, generator=b), torch.rand(4, generator=torch.Generator().manual_seed(9)))
 
@@ -191,7 +191,7 @@ def test_a_run_resumed_on_another_device_names_both(ds, tmp_path):
     torch.save({**state, "device_type": "cuda", "aug_generator": cuda_rng_state()}, ckpt)
     runs = []
     for _ in range(2):
-        with pytest.warns(UserWarning, match="augmentation random generator on another kind of device than cpu"):
+        with pytest.warns(UserWarning, match="augmentation random generator's state, which this cpu generator"):
             runs.append(fit(_model(4), ds.x_train, ds.y_train, checkpoint=str(ckpt), **kw))
         torch.save({**state, "device_type": "cuda", "aug_generator": cuda_rng_state()}, ckpt)
     assert runs[0].trained_on == "cpu+cuda" and runs[0].history[1]["epoch"] == 2
@@ -414,6 +414,51 @@ def test_an_interruption_between_saves_loses_only_the_epoch_in_progress(ds, tmp_
         fit(_model(5), ds.x_train, ds.y_train, checkpoint=again, callbacks=[keep, interrupt], **kw)
     saved = torch.load(again, weights_only=False)["model"]
     assert saved.keys() == at_two.keys() and all(torch.equal(saved[k], v) for k, v in at_two.items())
+
+
+def test_checkpointer_keeps_the_loops_exception_and_a_unit_interrupted_while_written(tmp_path, monkeypatch):
+    import dovlib.train as tr
+
+    # a copy that cannot be written when the loop stops: a warning, and the loop's own exception goes on
+    blocked = tmp_path / "a_file"
+    blocked.write_text("")
+    with pytest.raises(KeyboardInterrupt), pytest.warns(UserWarning, match="could not write the interrupted run"):
+        with tr.Checkpointer(blocked / "ck.pt", 3600) as saver:
+            saver.offer(lambda: {"unit": 1})
+            raise KeyboardInterrupt
+    # interrupted during a due write: that finished unit is written on the way out, not lost with the kept copy
+    real, calls = tr._save_atomic, []
+
+    def flaky(obj, path):
+        calls.append(obj["unit"])
+        if len(calls) == 1:
+            raise KeyboardInterrupt  # Ctrl-C while torch.save runs
+        real(obj, path)
+
+    monkeypatch.setattr(tr, "_save_atomic", flaky)
+    path = tmp_path / "ck.pt"
+    with pytest.raises(KeyboardInterrupt):
+        with tr.Checkpointer(path, 0) as saver:
+            saver.offer(lambda: {"unit": 2})
+    assert calls == [2, 2] and torch.load(path, weights_only=False) == {"unit": 2}
+    # a diverged loss writes nothing; the copy is independent of the loop's tensors, autograd history included
+    monkeypatch.setattr(tr, "_save_atomic", real)
+    w = torch.ones(2, requires_grad=True)
+    with pytest.raises(FloatingPointError):
+        with tr.Checkpointer(tmp_path / "nan.pt", 3600) as saver:
+            saver.offer(lambda: {"w": w * 2, "rows": [{"x": torch.zeros(1)}]})
+            raise FloatingPointError
+    assert not (tmp_path / "nan.pt").exists()
+    keep = tmp_path / "keep.pt"
+    with pytest.raises(RuntimeError):
+        with tr.Checkpointer(keep, 3600) as saver:
+            t = torch.zeros(2)
+            saver.offer(lambda: {"w": w * 2, "t": t})
+            t += 5  # the loop goes on changing its tensor
+            raise RuntimeError
+    kept = torch.load(keep, weights_only=False)
+    assert torch.equal(kept["w"], torch.full((2,), 2.0)) and not kept["w"].requires_grad
+    assert torch.equal(kept["t"], torch.zeros(2))
 
 
 def test_save_timer_is_due_once_per_interval_and_always_at_the_end(monkeypatch):

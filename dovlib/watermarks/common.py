@@ -130,8 +130,8 @@ class _Resumable:
         st = torch.load(self.path, map_location="cpu", weights_only=False)
         return st if st.get("inputs") == self.inputs else None
 
-    def save(self, state) -> None:
-        self.saver.offer(lambda: {"inputs": self.inputs, **state()})
+    def save(self, state, copied: bool = False) -> None:
+        self.saver.offer(lambda: {"inputs": self.inputs, **state()}, copied=copied)
 
     def done(self) -> None:
         if self.path is not None:
@@ -177,7 +177,8 @@ def pgd_untargeted(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: floa
                 delta = (delta.detach() + alpha * grad.sign()).clamp(-eps, eps)
             out.append(_to_uint8_within(x0, delta, x[i:i + batch_size], eps))
             if i + batch_size < len(x):
-                ckpt.save(lambda: {"next": i + batch_size, "out": out, "g": g.get_state()})
+                # finished batches are never changed: a new list of them is a copy (no copy growing per batch)
+                ckpt.save(lambda: {"next": i + batch_size, "out": list(out), "g": g.get_state()}, copied=True)
     ckpt.done()
     return torch.cat(out) if out else x.clone()
 
@@ -284,7 +285,7 @@ def gradient_matching(model: nn.Module, x_poison: torch.Tensor, y_poison: torch.
             with torch.no_grad():
                 delta.clamp_(-eps, eps)
             if step + 1 < steps:
-                ckpt.save(lambda: {"step": step + 1, "delta": delta.detach().cpu(), "opt": opt.state_dict(),
+                ckpt.save(lambda: {"step": step + 1, "delta": delta.detach(), "opt": opt.state_dict(),
                                    "schedule": schedule.state_dict(), "g": g.get_state()})
     ckpt.done()
     return _to_uint8_within(x0, delta.detach(), x_poison, eps)
