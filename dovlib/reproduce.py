@@ -85,14 +85,33 @@ def notebook_parameters(path: str | Path) -> dict:
         log.setLevel(level)
 
 
+def _code_only(source: bytes) -> bytes:
+    """A Python file's code without its comments, docstrings and layout (its syntax tree without positions), so an
+    edit to the prose only keeps every stamp and cached result; the bytes themselves when it does not parse."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return source
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree).encode()
+
+
 def source_hash(package: Path | None = None) -> str:
-    """SHA-256 over the ``dovlib`` package's Python source (file names and contents)."""
+    """SHA-256 over the ``dovlib`` package's Python code (file names and syntax trees: comments, docstrings and
+    layout do not count, so they never make a finished result stale; any change to the code does)."""
     package = Path(package) if package is not None else Path(__file__).resolve().parent
     h = hashlib.sha256()
     for p in sorted(package.rglob("*.py")):
         if "__pycache__" in p.parts:
             continue
-        h.update(p.relative_to(package).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
+        h.update(p.relative_to(package).as_posix().encode() + b"\0" + _code_only(p.read_bytes()) + b"\0")
     return h.hexdigest()
 
 
@@ -121,7 +140,7 @@ def run_environment(parameters: dict) -> dict:
 
 
 def stamp_key(notebook: str | Path, parameters: dict, package: Path | None = None) -> str:
-    """Hash of the notebook file, its parameters, the dovlib source, :func:`data_sources` and
+    """Hash of the notebook file, its parameters, the dovlib code (:func:`source_hash`), :func:`data_sources` and
     :func:`run_environment` (device kind, library versions): equal keys mean an up-to-date result. Files changed in
     place under the same folders are not seen: run with ``--force`` then."""
     h = hashlib.sha256()

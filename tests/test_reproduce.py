@@ -326,7 +326,23 @@ def test_source_hash_and_notebook_parameters(tmp_path):
     (pkg / "sub" / "__pycache__" / "b.cpython-311.py").write_text("cache")  # caches do not count
     (pkg / "notes.txt").write_text("not source")
     assert rp.source_hash(pkg) == h
-    (pkg / "sub" / "b.py").rename(pkg / "b.py")  # same contents, another place: another hash
+    # prose only (a comment, a docstring, layout): the same code, the same hash; any code change: another
+    b = pkg / "sub" / "b.py"
+    b.write_text('"""Module notes."""\n\n\ndef f(a):\n    """Doc."""\n    return a  # note\n')
+    h2 = rp.source_hash(pkg)
+    b.write_text("def f(a):\n    'Other words.'\n    # a comment\n    return (a)\n")
+    assert rp.source_hash(pkg) == h2 != h
+    b.write_text("def f(a):\n    return a + 1\n")
+    assert rp.source_hash(pkg) != h2
+    b.write_text('def f(a):\n    """Doc."""\n')  # a body of only a docstring is code too
+    assert rp.source_hash(pkg) not in (h, h2)
+    b.write_text("def broken(:\n")  # unparsable: its bytes count
+    broken = rp.source_hash(pkg)
+    b.write_text("def broken(: \n")
+    assert rp.source_hash(pkg) != broken
+    b.write_text("y = 1\n")
+    assert rp.source_hash(pkg) == h
+    b.rename(pkg / "b.py")  # same contents, another place: another hash
     assert rp.source_hash(pkg) != h
     assert len(rp.source_hash()) == 64  # the installed dovlib
     params = rp.notebook_parameters(make_notebook(tmp_path, "01_x"))
