@@ -145,11 +145,27 @@ def test_hidden_learns_a_short_message_and_round_trips_through_save(tmp_path):
         model.embed(images[:2], _bits(2, 5))
 
 
+def _noise_stops_at(monkeypatch, n: int):
+    """Make HiDDeN training's ``n``-th noise-layer call raise KeyboardInterrupt (an interrupted run); returns the
+    function that puts the real noise layer back."""
+    import dovlib.imwm as imwm
+
+    real, calls = imwm._noise, []
+
+    def interrupted(*a):
+        calls.append(1)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        return real(*a)
+
+    monkeypatch.setattr(imwm, "_noise", interrupted)
+    return lambda: monkeypatch.setattr(imwm, "_noise", real)
+
+
 @pytest.mark.parametrize("every", [0, 60.0])
 def test_hidden_training_resumes_after_an_interruption(tmp_path, monkeypatch, every):
     """An interrupted run resumes from ``<checkpoint>.partial`` (written when due, or, before the default minute has
     passed, when interrupted) and ends with the weights of an uninterrupted run."""
-    import dovlib.imwm as imwm
 
     g = torch.Generator().manual_seed(0)
     images = (torch.rand(16, 3, 16, 16, generator=g) * 255).round().to(torch.uint8)
@@ -157,21 +173,13 @@ def test_hidden_training_resumes_after_an_interruption(tmp_path, monkeypatch, ev
                        noises=("identity", "dropout"))
     straight = train_hidden(images, cfg, steps=6, progress=False, log_every=1)
     ckpt = tmp_path / "hidden.pt"
-    real, calls = imwm._noise, []
-
-    def interrupted(*a):
-        calls.append(1)
-        if len(calls) == 4:
-            raise KeyboardInterrupt
-        return real(*a)
-
-    monkeypatch.setattr(imwm, "_noise", interrupted)
+    restore = _noise_stops_at(monkeypatch, 4)
     with pytest.raises(KeyboardInterrupt):
         train_hidden(images, cfg, steps=6, progress=False, log_every=1, checkpoint=ckpt, checkpoint_every=every)
     partial = tmp_path / "hidden.pt.partial"
     assert partial.is_file() and not ckpt.is_file()
     assert torch.load(partial, weights_only=False)["step"] == 3
-    monkeypatch.setattr(imwm, "_noise", real)
+    restore()
     resumed = train_hidden(images, cfg, steps=6, progress=False, log_every=1, checkpoint=ckpt)
     assert ckpt.is_file() and not partial.is_file()
     assert [h["step"] for h in resumed.history] == list(range(1, 7))
@@ -186,23 +194,15 @@ def test_hidden_training_resumes_after_an_interruption(tmp_path, monkeypatch, ev
 def test_hidden_partial_run_from_a_gpu_resumes_on_the_cpu(tmp_path, monkeypatch):
     """A partial run saved on CUDA holds a CUDA noise generator state (16 bytes), which a CPU generator cannot load:
     the run resumes with that stream reseeded and says so."""
-    import dovlib.imwm as imwm
 
     images = (torch.rand(16, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 255).round().to(torch.uint8)
     cfg = HiddenConfig(message_bits=4, channels=8, encoder_blocks=1, decoder_blocks=1, image_size=16, batch_size=4,
                        noises=("identity", "dropout"))
-    ckpt, real, calls = tmp_path / "h.pt", imwm._noise, []
-
-    def interrupted(*a):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*a)
-
-    monkeypatch.setattr(imwm, "_noise", interrupted)
+    ckpt = tmp_path / "h.pt"
+    restore = _noise_stops_at(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         train_hidden(images, cfg, steps=4, progress=False, log_every=1, checkpoint=ckpt, checkpoint_every=0)
-    monkeypatch.setattr(imwm, "_noise", real)
+    restore()
     partial = tmp_path / "h.pt.partial"
     st = torch.load(partial, weights_only=False)
     torch.save({**st, "noise_gen": torch.tensor([7, 64], dtype=torch.int64).view(torch.uint8)}, partial)
@@ -213,24 +213,16 @@ def test_hidden_partial_run_from_a_gpu_resumes_on_the_cpu(tmp_path, monkeypatch)
 
 def test_hidden_partial_run_of_another_length_starts_afresh(tmp_path, monkeypatch):
     """The image-loss schedule depends on ``steps``: a partial run of 6 steps must not be continued as one of 8."""
-    import dovlib.imwm as imwm
 
     g = torch.Generator().manual_seed(0)
     images = (torch.rand(16, 3, 16, 16, generator=g) * 255).round().to(torch.uint8)
     cfg = HiddenConfig(message_bits=4, channels=8, encoder_blocks=1, decoder_blocks=1, image_size=16, batch_size=4,
                        noises=("identity",), encoder_loss_late=5.0, late_start=0.5)  # the weight rises at steps / 2
-    ckpt, real, calls = tmp_path / "hidden.pt", imwm._noise, []
-
-    def interrupted(*a):
-        calls.append(1)
-        if len(calls) == 6:  # the partial holds step 5; step 4 ran late in the 6-step run, not so in an 8-step one
-            raise KeyboardInterrupt
-        return real(*a)
-
-    monkeypatch.setattr(imwm, "_noise", interrupted)
+    ckpt = tmp_path / "hidden.pt"
+    restore = _noise_stops_at(monkeypatch, 6)  # the partial holds step 5; step 4 ran late here, not in 8 steps
     with pytest.raises(KeyboardInterrupt), pytest.warns(UserWarning, match="image-loss weight rises"):
         train_hidden(images, cfg, steps=6, progress=False, log_every=1, checkpoint=ckpt, checkpoint_every=0)
-    monkeypatch.setattr(imwm, "_noise", real)
+    restore()
     with pytest.warns(UserWarning, match="image-loss weight rises"):  # expected: 8 steps learn no message
         longer = train_hidden(images, cfg, steps=8, progress=False, log_every=1, checkpoint=ckpt)
     with pytest.warns(UserWarning, match="image-loss weight rises"):
@@ -391,7 +383,6 @@ def test_hidden_late_image_weight_waits_for_the_message_and_resumes_identically(
     """With ``late_bit_acc`` the image weight rises only once the logged training bit accuracy reaches it: never on a
     message that is not learnt (threshold 1.0 on 4 steps), at the first log step after late_start when the threshold
     is met (0.5); an interrupted run makes the same decision as an uninterrupted one."""
-    import dovlib.imwm as imwm
 
     images = (torch.rand(16, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
     cfg = HiddenConfig(message_bits=4, channels=8, encoder_blocks=1, decoder_blocks=1, image_size=16, batch_size=4,
@@ -403,19 +394,12 @@ def test_hidden_late_image_weight_waits_for_the_message_and_resumes_identically(
     h = train_hidden(images, easy, steps=6, progress=False, log_every=1).history
     first = next(r["step"] for r in h if r["late_next"])
     assert first >= 3 and all(r["image_weight"] == (5.0 if r["step"] > first else 0.7) for r in h)
-    ckpt, real, calls = tmp_path / "h.pt", imwm._noise, []
-
-    def interrupted(*a):
-        calls.append(1)
-        if len(calls) == first + 1:  # stop right after the decision was logged
-            raise KeyboardInterrupt
-        return real(*a)
-
-    monkeypatch.setattr(imwm, "_noise", interrupted)
+    ckpt = tmp_path / "h.pt"
+    restore = _noise_stops_at(monkeypatch, first + 1)  # stop right after the decision was logged
     with pytest.raises(KeyboardInterrupt):
         train_hidden(images, easy, steps=6, progress=False, log_every=1, checkpoint=ckpt, checkpoint_every=0)
     assert torch.load(tmp_path / "h.pt.partial", weights_only=False)["step"] == first
-    monkeypatch.setattr(imwm, "_noise", real)
+    restore()
     resumed = train_hidden(images, easy, steps=6, progress=False, log_every=1, checkpoint=ckpt).history
     assert [r["image_weight"] for r in resumed] == [r["image_weight"] for r in h]
     assert [r["loss"] for r in resumed] == pytest.approx([r["loss"] for r in h])

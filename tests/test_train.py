@@ -21,6 +21,14 @@ def _model(seed=0):
     return build_model("resnet18", num_classes=4, width=4)
 
 
+def _stop_at(epoch):
+    """A fit callback that interrupts training at the end of ``epoch``, before that epoch is saved."""
+    def callback(model, e):
+        if e == epoch:
+            raise KeyboardInterrupt
+    return callback
+
+
 def cuda_rng_state(seed=7, offset=64):
     """What a CUDA generator's ``get_state()`` saves (its Philox seed and offset, 16 bytes), made without a GPU."""
     return torch.tensor([seed, offset], dtype=torch.int64).view(torch.uint8)
@@ -114,12 +122,8 @@ def test_a_checkpoint_resumed_in_another_precision_warns(ds, tmp_path):
     kw = dict(epochs=2, batch_size=64, lr=0.05, progress=False, device="cpu", checkpoint_every=0)
     ckpt = tmp_path / "ck.pt"
 
-    def interrupt(model, epoch):
-        if epoch == 2:
-            raise KeyboardInterrupt  # after epoch 1's checkpoint
-
-    with pytest.raises(KeyboardInterrupt):
-        fit(_model(3), ds.x_train, ds.y_train, checkpoint=ckpt, callbacks=[interrupt], **kw)
+    with pytest.raises(KeyboardInterrupt):  # after epoch 1's checkpoint
+        fit(_model(3), ds.x_train, ds.y_train, checkpoint=ckpt, callbacks=[_stop_at(2)], **kw)
     state = torch.load(ckpt, weights_only=False)
     assert (state["epoch"], state["precision"]) == (1, "fp32")
     torch.save({**state, "precision": "bf16"}, ckpt)
@@ -173,12 +177,8 @@ def test_a_run_resumed_on_another_device_names_both(ds, tmp_path):
     kw = dict(epochs=2, batch_size=64, lr=0.05, progress=False, device="cpu", checkpoint_every=0)
     ckpt = tmp_path / "ck.pt"
 
-    def interrupt(model, epoch):
-        if epoch == 2:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        fit(_model(3), ds.x_train, ds.y_train, checkpoint=ckpt, callbacks=[interrupt], **kw)
+        fit(_model(3), ds.x_train, ds.y_train, checkpoint=ckpt, callbacks=[_stop_at(2)], **kw)
     state = torch.load(ckpt, weights_only=False)
     torch.save({**state, "device_type": "cuda"}, ckpt)  # its first epoch ran on a GPU (in fp32: no mixing warning)
     with warnings.catch_warnings():
@@ -390,12 +390,8 @@ def test_an_interruption_between_saves_loses_only_the_epoch_in_progress(ds, tmp_
     straight = fit(_model(5), ds.x_train, ds.y_train, **kw)
     ckpt = tmp_path / "i.pt"
 
-    def interrupt(model, epoch):
-        if epoch == 3:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        fit(_model(5), ds.x_train, ds.y_train, checkpoint=ckpt, callbacks=[interrupt], **kw)
+        fit(_model(5), ds.x_train, ds.y_train, checkpoint=ckpt, callbacks=[_stop_at(3)], **kw)
     state = torch.load(ckpt, weights_only=False)
     assert state["epoch"] == 2 and [h["epoch"] for h in state["history"]] == [1, 2]
     resumed = fit(_model(6), ds.x_train, ds.y_train, checkpoint=ckpt, **kw)
@@ -411,7 +407,7 @@ def test_an_interruption_between_saves_loses_only_the_epoch_in_progress(ds, tmp_
             at_two.update({k: v.clone() for k, v in model.state_dict().items()})
 
     with pytest.raises(KeyboardInterrupt):
-        fit(_model(5), ds.x_train, ds.y_train, checkpoint=again, callbacks=[keep, interrupt], **kw)
+        fit(_model(5), ds.x_train, ds.y_train, checkpoint=again, callbacks=[keep, _stop_at(3)], **kw)
     saved = torch.load(again, weights_only=False)["model"]
     assert saved.keys() == at_two.keys() and all(torch.equal(saved[k], v) for k, v in at_two.items())
 
