@@ -233,8 +233,19 @@ def _torchvision(name: str, download: bool = True, image_size: int | None = None
             f"internet it downloads there by itself; offline, copy torchvision's files for {name} into {root}, "
             f"or use an offline dataset: {', '.join(sorted(OFFLINE))}.") from exc
     if name == "flowers102":
-        x_tr, y_tr = _pil_to_uint8((s for p in train_parts for s in p), image_size)  # one full-size image at a time
-        x_te, y_te = _pil_to_uint8(test, image_size)
+        # decoded once, then read back from data/decoded/ (as sub-imagenet) rather than 8,189 JPEGs at every load;
+        # keyed by every file's path, label, size and time. torchvision's file lists are private attributes: without
+        # them every load decodes.
+        files = [list(zip(getattr(p, "_image_files", []), getattr(p, "_labels", []))) for p in (*train_parts, test)]
+        cache = _decoded_path(name, [files[0] + files[1], files[2]], image_size) if all(files) else None
+        if cache is not None and cache.is_file():
+            with np.load(cache) as z:
+                x_tr, y_tr, x_te, y_te = (torch.from_numpy(z[k]) for k in ("x_train", "y_train", "x_test", "y_test"))
+        else:
+            x_tr, y_tr = _pil_to_uint8((s for p in train_parts for s in p), image_size)  # one image at a time
+            x_te, y_te = _pil_to_uint8(test, image_size)
+            if cache is not None:
+                _save_decoded(cache, x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te)
         classes = [str(i) for i in range(102)]
         return ImageDataset(name, x_tr, y_tr, x_te, y_te, classes,
                             note=f"train+val as training split, resized to {image_size}x{image_size}")

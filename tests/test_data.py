@@ -78,6 +78,46 @@ def test_sub_imagenet_reads_imagefolder(tmp_path, monkeypatch):
         load_dataset("sub-imagenet", root=tmp_path, num_classes=5)
 
 
+def test_flowers102_keeps_its_decoded_arrays(tmp_path, monkeypatch):
+    """Flowers-102 (offline here: torchvision's class faked over a few real JPEGs) is decoded once; the next load
+    reads data/decoded/*.npz, and a changed image decodes afresh."""
+    import torchvision.datasets as tvd
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "jpg"
+    folder.mkdir()
+    opened = []
+
+    class FakeFlowers:
+        def __init__(self, root, split, download=False):
+            n = {"train": 3, "val": 2, "test": 2}[split]
+            self._image_files = [folder / f"{split}{i}.jpg" for i in range(n)]
+            self._labels = [i % 2 for i in range(n)]
+            for f in self._image_files:
+                if not f.exists():
+                    Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(f)
+
+        def __len__(self):
+            return len(self._image_files)
+
+        def __getitem__(self, i):
+            opened.append(self._image_files[i].name)
+            return Image.open(self._image_files[i]), self._labels[i]
+
+    monkeypatch.setattr(tvd, "Flowers102", FakeFlowers)
+    monkeypatch.setenv("DOVLIB_CACHE", str(tmp_path / "cache"))
+    first = load_dataset("flowers102", image_size=16)
+    assert first.x_train.shape == (5, 3, 16, 16) and first.x_test.shape == (2, 3, 16, 16) and len(opened) == 7
+    assert len(list((tmp_path / "cache" / "decoded").glob("flowers102-16-*.npz"))) == 1
+    again = load_dataset("flowers102", image_size=16)
+    assert len(opened) == 7 and all(torch.equal(getattr(first, k), getattr(again, k))
+                                    for k in ("x_train", "y_train", "x_test", "y_test"))
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(folder / "test1.jpg")  # a changed file: decoded again
+    changed = load_dataset("flowers102", image_size=16)
+    assert len(opened) == 14 and changed.x_test[1].sum() == 0
+
+
 def test_sub_imagenet_keeps_its_decoded_arrays_until_a_file_changes(tmp_path, monkeypatch):
     """The second load reads data/decoded/*.npz instead of decoding the JPEGs; other sizes, classes or a changed
     file decode afresh; an unwritable cache folder only warns."""
