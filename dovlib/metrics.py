@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["psnr", "mean_psnr", "PSNR_CAP", "ssim", "bit_accuracy", "word_accuracy", "as_bits"]
+__all__ = ["psnr", "mean_psnr", "PSNR_CAP", "ssim", "bit_accuracy", "word_accuracy", "as_bits",
+           "check_image_values"]
 
 
 def _to_hwc01(x) -> np.ndarray:
@@ -26,14 +27,31 @@ def _to_hwc01(x) -> np.ndarray:
         x = np.asarray(x)
         given = x.dtype
         x = x.astype(np.float64) / 255 if x.dtype == np.uint8 else x.astype(np.float64)
-    bad = int(x.size - np.isfinite(x).sum())
-    if bad:  # NaN fails both range comparisons below and would give a NaN PSNR, silently
-        raise ValueError(f"images must be uint8 (0-255) or floats in [0, 1]; got {bad} non-finite (NaN or inf) of "
-                         f"{x.size} values")
-    if x.size and (x.min() < -1e-3 or x.max() > 1 + 1e-3):  # 0-255 floats would give a wrong PSNR, silently
-        raise ValueError(f"images must be uint8 (0-255) or floats in [0, 1]; got {given} values in "
-                         f"[{x.min():.4g}, {x.max():.4g}]")
+    check_image_values(x, "images", given)
     return np.clip(x, 0, 1).transpose(0, 2, 3, 1)  # rounding error just outside [0, 1] only
+
+
+def check_image_values(x, name: str = "images", given=None) -> None:
+    """Refuse float images (a tensor or an array) that are not finite values in [0, 1]: 0-255 floats would give a
+    wrong PSNR or perceptual distance, silently, and NaN fails every range comparison. uint8 images pass.
+    ``given``: the dtype to name in the error (the caller's, before a conversion)."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach()
+        if x.dtype == torch.uint8 or x.numel() == 0:
+            return
+        size, finite = x.numel(), int(torch.isfinite(x).sum())
+    else:
+        x = np.asarray(x)
+        if x.dtype == np.uint8 or x.size == 0:
+            return
+        size, finite = x.size, int(np.isfinite(x).sum())
+    bad = size - finite
+    allowed = f"{name} must be uint8 (0-255) or floats in [0, 1]"
+    if bad:
+        raise ValueError(f"{allowed}; got {bad} non-finite (NaN or inf) of {size} values")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < -1e-3 or hi > 1 + 1e-3:
+        raise ValueError(f"{allowed}; got {given or x.dtype} values in [{lo:.4g}, {hi:.4g}]")
 
 
 def _pairs(a, b):

@@ -141,11 +141,10 @@ def perceptual_distance(a: torch.Tensor, b: torch.Tensor, name: str = "lpips", b
     from .params import check_int
 
     batch_size = check_int("batch_size", batch_size, 1)
-    for which, x in (("a", a), ("b", b)):  # 0-255 floats would give a wrong distance, silently
-        if x.dtype != torch.uint8 and len(x) and not (torch.isfinite(x).all() and x.min() >= -1e-3
-                                                      and x.max() <= 1 + 1e-3):
-            raise ValueError(f"{which} must be uint8 (0-255) or floats in [0, 1]; got {x.dtype} values in "
-                             f"[{float(x.min()):.4g}, {float(x.max()):.4g}]")
+    from .metrics import check_image_values
+
+    check_image_values(a, "a")  # 0-255 floats would give a wrong distance, silently
+    check_image_values(b, "b")
     d = module if module is not None else _shared_measure(check_perceptual(name))
     dev = next(d.parameters()).device if any(True for _ in d.parameters()) else torch.device("cpu")
     out = []

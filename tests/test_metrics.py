@@ -145,3 +145,18 @@ def test_a_3d_batch_is_refused_not_read_as_one_image():
     assert psnr(grey[:, None], (grey[:, None] * 0.9)).shape == (50,)
     with pytest.raises(ValueError, match="got torch.int64 values"):  # the dtype given, not the float64 it became
         psnr(torch.full((1, 1, 4, 4), 200), torch.zeros(1, 1, 4, 4, dtype=torch.long))
+
+
+def test_check_image_values_is_one_rule_for_tensors_and_arrays():
+    from dovlib.metrics import check_image_values
+
+    for ok in (torch.rand(2, 3, 4, 4), np.random.default_rng(0).random((2, 3, 4, 4)),
+               torch.full((1, 1, 2, 2), 255, dtype=torch.uint8), np.zeros((0, 3, 4, 4))):
+        check_image_values(ok)  # uint8, [0, 1] floats and empty batches pass
+    with pytest.raises(ValueError, match=r"^x must be uint8 \(0-255\) or floats in \[0, 1\]; got torch.float32 values "
+                                         r"in \[0, 255\]"):
+        check_image_values(torch.tensor([0.0, 255.0]), "x")
+    with pytest.raises(ValueError, match=r"got float64 values in \[-2, 0\]"):
+        check_image_values(np.array([-2.0, 0.0]))
+    with pytest.raises(ValueError, match=r"got 2 non-finite \(NaN or inf\) of 3 values"):
+        check_image_values(torch.tensor([0.5, float("nan"), float("inf")]))
