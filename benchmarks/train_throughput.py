@@ -43,7 +43,8 @@ from dovlib.train import TrainConfig, evaluate, fit, make_optimizer, precision_o
 
 class PILDataset(Dataset):
     def __init__(self, x: torch.Tensor, y: torch.Tensor, transform):
-        self.images = [Image.fromarray(img.permute(1, 2, 0).numpy()) for img in x]
+        # PIL reads grey images (MNIST, digits) as (H, W), not (H, W, 1)
+        self.images = [Image.fromarray(img.permute(1, 2, 0).squeeze(2).numpy()) for img in x]
         self.y = y.tolist()
         self.transform = transform
 
@@ -55,8 +56,8 @@ class PILDataset(Dataset):
 
 
 def common_loop(model, ds, args, device) -> tuple[float, float]:
-    tf = transforms.Compose([transforms.RandomCrop(ds.image_shape[1], padding=4), transforms.RandomHorizontalFlip(),
-                             transforms.ToTensor()])
+    flip = [transforms.RandomHorizontalFlip()] if args.flip else []
+    tf = transforms.Compose([transforms.RandomCrop(ds.image_shape[1], padding=4), *flip, transforms.ToTensor()])
     loader = DataLoader(PILDataset(ds.x_train, ds.y_train, tf), batch_size=args.batch_size, shuffle=True,
                         num_workers=args.workers, pin_memory=device.type == "cuda",
                         persistent_workers=args.workers > 0)
@@ -76,7 +77,7 @@ def common_loop(model, ds, args, device) -> tuple[float, float]:
             sched.step()
         if device.type == "cuda":
             torch.cuda.synchronize()
-        if epoch > 0:  # epoch 0 is warm-up (worker start-up, cudnn autotune)
+        if epoch > 0:  # epoch 0 is warm-up (worker start-up, cudnn autotune: main sets it for both loops)
             timed += time.perf_counter() - t0
             seen += len(ds.x_train)
     return seen / timed, evaluate(model, ds.x_test, ds.y_test)
@@ -84,7 +85,7 @@ def common_loop(model, ds, args, device) -> tuple[float, float]:
 
 def dovlib_loop(model, ds, args, device, precision: str = "auto") -> tuple[float, float]:
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, device=str(device),
-                      compile=args.compile, progress=False, seed=getattr(args, "seed", 0),
+                      compile=args.compile, progress=False, seed=getattr(args, "seed", 0), flip=args.flip,
                       **precision_options(precision))
     res = fit(model, ds.x_train, ds.y_train, config=cfg)
     timed = sum(r["epoch_time"] for r in res.history[1:])
@@ -142,7 +143,10 @@ def main(argv=None):
         ap.error(f"--lr must be > 0; got {args.lr}")
     precisions = args.precision
     device = resolve_device(args.device)
+    if device.type == "cuda":  # fit turns cuDNN autotuning on for the process; the common loop gets it from the start
+        torch.backends.cudnn.benchmark = True
     ds = load_dataset(args.dataset).subsample(args.n_train, None)
+    args.flip = ds.image_shape[0] == 3  # no horizontal flips for grey digits (as the notebooks' profiles)
     print(ds.describe())
     info = env_info(device)
     print(f"device: {info['device_name']} | torch {info['torch']} | {args.arch} width {args.width} | "

@@ -95,7 +95,8 @@ def prune(model: nn.Module, x_benign: torch.Tensor, rate, activations: torch.Ten
                          f"got shape {tuple(acts.shape)}")
     n_prune = min(int(round(rate * channels)), channels - 1)
     order = torch.argsort(acts)  # least active first
-    return PrunedModel(copy.deepcopy(model).eval(), order[:n_prune])
+    # in eval mode, wrapper and copy alike: predict_logits restores the wrapper's mode, which it hands to the copy
+    return PrunedModel(copy.deepcopy(model), order[:n_prune]).eval()
 
 
 def pruning_curve(model: nn.Module, x_benign: torch.Tensor, rates, evaluate_fn: Callable[[nn.Module], dict]):

@@ -261,7 +261,8 @@ def exit_on_sigterm() -> None:
     """Make SIGTERM (``kill``, a batch scheduler's time limit) raise ``SystemExit(143)`` in this process, so an
     interrupted run cleans up as after Ctrl-C: the half-written ``*.running-<pid>.ipynb`` is removed, no stamp is
     written and papermill shuts its kernel down. Python's default SIGTERM ends the process without any of that.
-    Only the command-line entry points call it (a library must not take over a process's signals)."""
+    Only the command-line entry points call it (a library must not take over a process's signals; the one exception,
+    ``train.Checkpointer``, does the same only inside a training loop and only while nothing else handles SIGTERM)."""
     def _exit(signum, frame):
         raise SystemExit(128 + signum)
 

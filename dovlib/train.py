@@ -23,6 +23,8 @@ import hashlib
 import json
 import math
 import os
+import signal
+import threading
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -351,11 +353,17 @@ class Checkpointer:
     (Ctrl-C, a kernel interrupt, an error, also one during a due write), so only the unit in progress is lost; not
     after a diverged loss (``FloatingPointError``, raised by :func:`fit`), whose last good state would diverge again.
     A copy that cannot be written then (disk full, say) is reported in a warning, and the loop's own exception goes
-    on. Without a path it does nothing."""
+    on. Without a path it does nothing.
+
+    SIGTERM (``kill``, ``proc.terminate()``, a batch scheduler's time limit) ends a Python process at once by default,
+    without unwinding, so that copy would be lost: inside the ``with`` block, and only while SIGTERM has its default
+    action in the main thread, it raises ``SystemExit(143)`` instead, and the previous action is put back on leaving
+    the block. A handler the caller installed (``dovlib.reproduce.exit_on_sigterm``, a framework's) is left alone."""
 
     def __init__(self, path, every: float):
         self.path = Path(path) if path is not None else None
         self.timer, self.unsaved = SaveTimer(every), None
+        self._old_sigterm = None
 
     def offer(self, state: Callable[[], dict], final: bool = False, copied: bool = False) -> None:
         if self.path is None:
@@ -372,9 +380,15 @@ class Checkpointer:
             self.unsaved = state() if copied else _snapshot(state())
 
     def __enter__(self) -> Checkpointer:
+        if (self.path is not None and threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
+            self._old_sigterm = signal.signal(signal.SIGTERM, _sigterm_exit)
         return self
 
     def __exit__(self, kind, exc, tb) -> bool:
+        if self._old_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._old_sigterm)
+            self._old_sigterm = None
         unsaved, self.unsaved = self.unsaved, None
         if exc is not None and unsaved is not None and not isinstance(exc, FloatingPointError):
             try:
@@ -383,6 +397,10 @@ class Checkpointer:
                 warnings.warn(f"could not write the interrupted run's last finished state to {self.path} ({err!r}); "
                               f"a rerun starts from the last checkpoint written before", stacklevel=2)
         return False
+
+
+def _sigterm_exit(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 def _save_atomic(obj, path: Path) -> None:
@@ -401,6 +419,9 @@ def _save_atomic(obj, path: Path) -> None:
 
 
 def _one_image_batch(n: int, batch_size: int) -> ValueError:
+    if n < 2:
+        return ValueError("x_train holds 1 image, which this model's BatchNorm cannot train on; "
+                          "fit() needs at least 2 training images")
     fits = next(b for b in range(batch_size + 1, n + 1) if n % b != 1)  # n itself always fits
     return ValueError(f"the last batch of each epoch holds one image ({n} training images, batch_size {batch_size}: "
                       f"{n} % {batch_size} = 1), which this model's BatchNorm cannot train on; choose a batch_size "

@@ -38,6 +38,13 @@ def test_throughput_benchmark_reports_both_loops_over_seeds(capsys):
     assert "speed-up (dovlib / common)" in out and "(2 seeds)" in out
 
 
+def test_throughput_benchmark_runs_on_grey_digits(capsys):
+    # PIL takes grey images as (H, W); an (H, W, 1) array used to crash the common loop
+    rows = _load().main(["--dataset", "digits", "--arch", "badnets_cnn", "--n-train", "64", "--width", "4",
+                         "--batch-size", "32", "--epochs", "2", "--workers", "0", "--device", "cpu"])
+    assert all(speed > 0 and 0.0 <= acc <= 1.0 for speed, acc in rows.values())
+
+
 def test_throughput_benchmark_times_checkpoint_cost(capsys):
     rows = _load().main(["--dataset", "synthetic", "--n-train", "64", "--width", "4", "--batch-size", "32",
                          "--epochs", "2", "--workers", "0", "--device", "cpu", "--checkpoint-cost"])

@@ -64,6 +64,8 @@ def test_prune_masks_least_active_channels_and_leaves_model_untouched(trained):
     assert torch.allclose(predict_logits(zero, ds.x_test), before)
     pruned_out = predict_logits(pm, ds.x_test)
     assert not torch.allclose(pruned_out, before)  # half the channels gone changes the answers
+    # evaluating leaves wrapper and copy in eval mode: a direct call or the removed model never trains BatchNorm
+    assert not pm.training and not pm.model.training
     inner = pm.remove()  # the hook is gone: the copy answers like the original again
     assert inner is pm.model and torch.allclose(predict_logits(inner, ds.x_test), before, atol=1e-5)
 

@@ -457,6 +457,72 @@ def test_checkpointer_keeps_the_loops_exception_and_a_unit_interrupted_while_wri
     assert torch.equal(kept["t"], torch.zeros(2))
 
 
+def test_sigterm_during_fit_writes_the_last_finished_epoch(tmp_path):
+    """SIGTERM (a scheduler's time limit, ``proc.terminate()``) would end the process without unwinding; inside a
+    training loop it raises SystemExit(143), so the kept copy of the last finished epoch is written. A real signal, in
+    a child process: here the process sends it to itself during epoch 2's callback, before that epoch is saved."""
+    import subprocess
+    import sys
+
+    ckpt = tmp_path / "term.pt"
+    script = tmp_path / "child.py"
+    script.write_text(
+        "import os, signal, sys, torch\n"
+        "from dovlib.data import load_dataset\n"
+        "from dovlib.models import build_model\n"
+        "from dovlib.train import fit\n"
+        "ds = load_dataset('synthetic', num_classes=4, n_train=64, n_test=16, image_size=16)\n"
+        "torch.manual_seed(0)\n"
+        "def term(model, epoch):\n"
+        "    if epoch == 2:\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    return {}\n"
+        "fit(build_model('resnet18', num_classes=4, width=4), ds.x_train, ds.y_train, epochs=4, batch_size=32,\n"
+        "    progress=False, checkpoint=sys.argv[1], callbacks=[term])\n"
+        "print('not reached')\n")
+    out = subprocess.run([sys.executable, str(script), str(ckpt)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 143, out.stderr[-2000:]
+    assert "not reached" not in out.stdout
+    assert torch.load(ckpt, weights_only=False)["epoch"] == 1
+
+
+def test_checkpointer_takes_sigterm_only_inside_its_loop_and_only_when_unhandled(tmp_path):
+    import signal
+
+    import dovlib.train as tr
+
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        with pytest.raises(SystemExit) as stop:
+            with tr.Checkpointer(tmp_path / "t.pt", 3600) as saver:
+                saver.offer(lambda: {"unit": 1})
+                handler = signal.getsignal(signal.SIGTERM)
+                assert callable(handler)
+                handler(signal.SIGTERM, None)  # what the interpreter calls when the signal arrives
+        assert stop.value.code == 143 and torch.load(tmp_path / "t.pt", weights_only=False) == {"unit": 1}
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back on leaving the block
+        with tr.Checkpointer(None, 3600):  # no file, nothing to protect: the process's signals are untouched
+            assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+        def mine(signum, frame):
+            pass
+
+        signal.signal(signal.SIGTERM, mine)  # the caller's own handler (e.g. reproduce.exit_on_sigterm) stays
+        with tr.Checkpointer(tmp_path / "u.pt", 3600):
+            assert signal.getsignal(signal.SIGTERM) is mine
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def test_fit_refuses_a_single_training_image_by_name():
+    # 8x8 pixels: a 1x1 map at the last stage, so BatchNorm sees one value per channel (it used to be StopIteration)
+    x = torch.randint(0, 256, (1, 3, 8, 8), dtype=torch.uint8)
+    with pytest.raises(ValueError, match="x_train holds 1 image.*at least 2"):
+        fit(_model(), x, torch.zeros(1, dtype=torch.long), epochs=1, batch_size=64, progress=False)
+
+
 def test_save_timer_is_due_once_per_interval_and_always_at_the_end(monkeypatch):
     import dovlib.train as tr
 
