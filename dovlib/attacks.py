@@ -47,7 +47,8 @@ import torchvision.transforms.v2.functional as TF
 
 from .params import check_choice, check_int, parse_fraction
 
-__all__ = ["Attack", "ATTACKS", "HIDDEN_NOISES", "REPRESENTATIVE", "attack_grid", "attack_set", "apply_attack", "jpeg",
+__all__ = ["Attack", "ATTACKS", "HIDDEN_NOISES", "REPRESENTATIVE", "attack_grid", "attack_set", "apply_attack",
+           "resolve_attacks", "jpeg",
            "dropout", "cropout", "crop",
            "jpeg_mask", "restore_size"]
 
@@ -274,6 +275,23 @@ def restore_size(images: torch.Tensor, size) -> torch.Tensor:
     if tuple(images.shape[-2:]) == tuple(size):
         return images
     return TF.resize(images, list(size), antialias=True)
+
+
+def resolve_attacks(attacks) -> list[Attack]:
+    """A list of attacks (names in :data:`ATTACKS` or :class:`Attack` objects) as :class:`Attack` objects, all checked
+    up front: an unknown name is refused listing the valid ones, a bare string (not a list) by name."""
+    if isinstance(attacks, (str, Attack)):
+        raise ValueError(f"attacks must be a list of attack names or Attack objects (e.g. ['jpeg_50']); got "
+                         f"{attacks!r}")
+    out = []
+    for a in attacks:
+        if isinstance(a, str):
+            check_choice("attacks", a, ATTACKS)
+            a = ATTACKS[a]
+        elif not isinstance(a, Attack):
+            raise ValueError(f"attacks must hold attack names or Attack objects; got {a!r}")
+        out.append(a)
+    return out
 
 
 def apply_attack(attack: Attack | str, images: torch.Tensor, cover: torch.Tensor | None = None, *,

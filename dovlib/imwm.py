@@ -283,18 +283,27 @@ class HiddenConfig:
         check_int("message_map", self.message_map, 0)
         check_int("map_side", self.map_side, 1)
         check_int("decoder_grid", self.decoder_grid, 1)
+        for name in ("encoder_loss", "decoder_loss", "adversarial_loss"):
+            w = getattr(self, name)
+            if isinstance(w, bool) or not (isinstance(w, numbers.Real) and math.isfinite(w) and w >= 0):
+                raise ValueError(f"{name} (a loss weight) must be a finite number >= 0; got {w!r}")
+        if self.decoder_loss == 0:
+            raise ValueError("decoder_loss must be > 0: without the message loss nothing is learnt to be read back")
         if self.encoder_loss_late is not None and not self.encoder_loss_late >= 0:
             raise ValueError(f"encoder_loss_late must be >= 0 or None; got {self.encoder_loss_late!r}")
         if not 0 <= self.late_start <= 1:
             raise ValueError(f"late_start must be in [0, 1] (a share of the training steps); got {self.late_start!r}")
         if self.late_bit_acc is not None and not 0.5 <= self.late_bit_acc <= 1:
             raise ValueError(f"late_bit_acc must be in [0.5, 1] or None; got {self.late_bit_acc!r}")
+        if self.late_bit_acc is not None and self.encoder_loss_late is None:
+            raise ValueError(f"late_bit_acc={self.late_bit_acc!r} delays the rise to encoder_loss_late, which is None "
+                             f"(no rise): set encoder_loss_late too, or leave late_bit_acc None")
         self.noises = tuple(self.noises) if isinstance(self.noises, (list, tuple)) else (self.noises,)
         if not self.noises:
             raise ValueError("noises must name at least one of ['identity', 'dropout', 'cropout', 'crop', 'jpeg']; "
                              "got none")
         for n in self.noises:
-            check_choice("noise", n, ("identity", "dropout", "cropout", "crop", "jpeg"))
+            check_choice("noises", n, ("identity", "dropout", "cropout", "crop", "jpeg"))
         self.noise_p = tuple(self.noise_p) if isinstance(self.noise_p, (list, tuple)) else (self.noise_p,)
         if len(self.noise_p) != 2:
             raise ValueError(f"noise_p must be a range (low, high) of two numbers in (0, 1]; got {self.noise_p!r}")
@@ -456,6 +465,13 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
     if overrides:
         cfg = HiddenConfig(**{**asdict(cfg), **overrides})
     steps = check_int("steps", steps, 1)
+    log_every = check_int("log_every", log_every, 1)
+    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4 or not len(images) \
+            or images.shape[1] not in (1, 3):
+        got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"train_hidden needs uint8 images (N, C, H, W) with N >= 1 and C = 3 (or 1: grey, "
+                         f"repeated to RGB), as embed/extract take them; got {got} (float images in [0, 1]: "
+                         f"(x * 255).round().to(torch.uint8))")
     device = resolve_device(device)
     bf16 = uses_bf16(precision, device)
     data = data_hash(images)  # a checkpoint is reused or resumed only for the images it was trained on
@@ -592,22 +608,23 @@ def get_watermarker(method: str, message_bits: int | None = None, scale: float =
 def evaluate_attacks(wm: Watermarker, marked: torch.Tensor, bits, cover: torch.Tensor | None = None,
                      attacks: list | None = None, seed: int = 0):
     """Per-image bit and word accuracy of ``wm`` on ``marked`` images, without attack ("none") and after each attack
-    (names of :data:`dovlib.attacks.ATTACKS`; default: the 45-attack grid). Size-changing attacks are resized back
-    unless ``wm.any_size``. Returns a DataFrame: attack, family, param, bit_acc, word_acc (means over images)."""
+    (names of :data:`dovlib.attacks.ATTACKS` or :class:`dovlib.attacks.Attack` objects; default: the 45-attack
+    grid). Size-changing attacks are resized back unless ``wm.any_size``. Returns a DataFrame: attack, family,
+    param, bit_acc, word_acc (means over images)."""
     import pandas as pd
 
-    names = ["none"] + list(attacks if attacks is not None else [f"{f}_{p:g}" for f, p in _attacks.attack_grid()])
+    names = ["none"] + _attacks.resolve_attacks(attacks if attacks is not None else
+                                                [f"{f}_{p:g}" for f, p in _attacks.attack_grid()])
     gen = torch.Generator().manual_seed(seed)
     rows = []
-    for name in names:
-        if name == "none":
+    for a in names:
+        if a == "none":
             x, fam, param = marked, "none", float("nan")
         else:
-            a = _attacks.ATTACKS[name] if isinstance(name, str) else name
             x = a(marked, cover, restore_size=not wm.any_size, generator=gen)
             fam, param = a.family, a.param
         dec = wm.extract(x)
-        rows.append({"attack": name if isinstance(name, str) else name.name, "family": fam, "param": param,
+        rows.append({"attack": a if a == "none" else a.name, "family": fam, "param": param,
                      "bit_acc": float(bit_accuracy(dec, bits).mean()),
                      "word_acc": float(word_accuracy(dec, bits).mean())})
     return pd.DataFrame(rows)
@@ -669,22 +686,24 @@ def sample_images(images: torch.Tensor, n: int, side: int = 256, seed: int = 0) 
 def evaluate_dataset(wm: Watermarker, codec, images: torch.Tensor, messages, attacks: list | None = None,
                      seed: int = 0):
     """For each message (rows of ``messages``): mark ``images`` through ``codec`` and ``wm`` (:func:`embed_dataset`),
-    then rebuild the message without attack and after each attack (names in :data:`dovlib.attacks.ATTACKS`).
+    then rebuild the message without attack and after each attack (names in :data:`dovlib.attacks.ATTACKS` or
+    :class:`dovlib.attacks.Attack` objects).
     Returns a DataFrame with one row per (message, attack): psnr, sub_bit_acc (per-image sub-message accuracy),
     bit_acc and word_acc of the rebuilt message, failed."""
     import pandas as pd
 
+    chosen = ["none"] + _attacks.resolve_attacks(attacks or [])  # all checked before any image is marked
     gen = torch.Generator().manual_seed(seed)
     rows = []
     for i, message in enumerate(np.atleast_2d(np.asarray(messages, dtype=np.uint8))):
         marked, subs, quality = embed_dataset(wm, codec, images, message)
-        for name in ["none"] + list(attacks or []):
-            if name == "none":
+        for a in chosen:
+            if a == "none":
                 x, fam, param = marked, "none", float("nan")
             else:
-                a = _attacks.ATTACKS[name]
                 x = a(marked, images, restore_size=not wm.any_size, generator=gen)
                 fam, param = a.family, a.param
+            name = a if a == "none" else a.name
             rows.append({"message": i, "attack": name, "family": fam, "param": param, "psnr": quality["psnr"],
                          **extract_dataset(wm, codec, x, message, subs)})
     return pd.DataFrame(rows)

@@ -272,7 +272,7 @@ def test_hidden_precision_bf16_runs_the_networks_in_bf16_and_the_noise_in_fp32(t
 
 
 def test_hidden_config_validates():
-    with pytest.raises(ValueError, match="noise must be one of"):
+    with pytest.raises(ValueError, match="noises must be one of"):
         HiddenConfig(noises=("identity", "gaussian"))
     with pytest.raises(ValueError, match="message_bits"):
         HiddenConfig(message_bits=0)
@@ -288,7 +288,13 @@ def test_hidden_config_validates():
     ({"noise_p": (0.6, 0.3)}, r"noise_p must be a range \(low, high\) with low <= high"),
     ({"noise_p": (0.3,)}, r"noise_p must be a range \(low, high\) of two numbers in \(0, 1\]"),
     ({"noises": ()}, r"noises must name at least one of \['identity'"),
-    ({"noises": ("identity", "blur")}, r"noise must be one of"),
+    ({"noises": ("identity", "blur")}, r"noises must be one of"),
+    # loss weights: a negative adversarial weight used to switch the discriminator off silently
+    ({"adversarial_loss": -1}, r"adversarial_loss \(a loss weight\) must be a finite number >= 0; got -1"),
+    ({"encoder_loss": -1}, r"encoder_loss \(a loss weight\) must be a finite number >= 0"),
+    ({"decoder_loss": float("nan")}, r"decoder_loss \(a loss weight\) must be a finite number >= 0; got nan"),
+    ({"decoder_loss": 0}, r"decoder_loss must be > 0"),
+    ({"late_bit_acc": 0.9}, r"late_bit_acc=0.9 delays the rise to encoder_loss_late, which is None"),
     ({"batch_size": 0}, r"batch_size must be an integer >= 1; got 0"),
     ({"encoder_blocks": 0}, r"encoder_blocks must be an integer >= 1; got 0"),  # used to build 1 block silently
     ({"decoder_blocks": 0}, r"decoder_blocks must be an integer >= 1; got 0"),
@@ -406,6 +412,35 @@ def test_hidden_late_image_weight_waits_for_the_message_and_resumes_identically(
     for bad in ({"encoder_loss_late": -1.0}, {"late_start": 1.5}, {"late_bit_acc": 0.2}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             HiddenConfig(**bad)
+
+
+def test_train_hidden_refuses_images_and_log_every_it_cannot_use():
+    cfg = HiddenConfig(message_bits=4, image_size=16, channels=4, encoder_blocks=1, decoder_blocks=1, batch_size=2)
+    floats = torch.rand(4, 3, 16, 16)  # [0, 1] floats used to be divided by 255 again: near-black training images
+    with pytest.raises(ValueError, match=r"train_hidden needs uint8 images .*got torch.float32 \(4, 3, 16, 16\)"):
+        train_hidden(floats, cfg, steps=1, progress=False)
+    with pytest.raises(ValueError, match=r"C = 3 \(or 1.*got torch.uint8 \(4, 4, 16, 16\)"):
+        train_hidden(torch.zeros(4, 4, 16, 16, dtype=torch.uint8), cfg, steps=1, progress=False)
+    with pytest.raises(ValueError, match="log_every must be an integer >= 1; got 0"):
+        train_hidden(torch.zeros(4, 3, 16, 16, dtype=torch.uint8), cfg, steps=1, progress=False, log_every=0)
+
+
+def test_evaluations_refuse_unknown_attacks_before_any_work(photos):
+    from dovlib.amuse import RepeatCodec
+    from dovlib.attacks import ATTACKS
+    from dovlib.imwm import evaluate_dataset
+
+    wm = ImWatermarker("dwtDctSvd", 8)
+    bits = _bits(2, 8)
+    for bad, match in ((["jpeg50"], r"attacks must be one of"), ("grid", r"attacks must be a list"),
+                       ([3], r"attacks must hold attack names or Attack objects")):
+        with pytest.raises(ValueError, match=match):
+            evaluate_attacks(wm, photos[:2], bits, attacks=bad)
+        with pytest.raises(ValueError, match=match):
+            evaluate_dataset(wm, RepeatCodec(8), photos[:2], bits[:1], attacks=bad)
+    # Attack objects work in both
+    df = evaluate_dataset(wm, RepeatCodec(8), photos[:2], bits[:1], attacks=[ATTACKS["jpeg_90"]])
+    assert list(df.attack) == ["none", "jpeg_90"]
 
 
 def test_evaluate_attacks_reports_no_attack_first(photos):
