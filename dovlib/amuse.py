@@ -37,6 +37,7 @@ from .params import check_int, parse_fraction
 
 __all__ = ["Codec", "RepeatCodec", "AmuseCodec", "ErasureCodec", "MissingChunksError", "PartialDecode", "choose_nk",
            "ceil_log2", "random_message", "flip_bits", "leak_subset_accuracy", "recovery_share", "choose_erasure_k",
+           "choose_erasure_n",
            "tradeoff_table", "PAPER_SUB_MESSAGE_BITS", "CODECS", "make_codec"]
 
 # Sub-message lengths printed in the AMUSE paper: (message_bits, rho_max) -> ((n, k), sub_message_bits).
@@ -558,6 +559,26 @@ def choose_erasure_k(message_bits: int, n: int, max_sub_message_bits: int) -> in
     smallest = ErasureCodec(message_bits, n, n).sub_message_bits
     raise ValueError(f"max_sub_message_bits must be >= {smallest} for an erasure code with n = {n} "
                      f"and {message_bits} message bits; got {max_bits}")
+
+
+def choose_erasure_n(message_bits: int, max_sub_message_bits: int, n=None, preferred: int = 31) -> int:
+    """The erasure code's fragment count for a comparison at (at most) ``max_sub_message_bits`` bits per image:
+    ``n`` as given when some k fits it (:func:`choose_erasure_k`), refused otherwise naming the values that fit; with
+    ``n`` None, ``preferred`` where it fits, else the largest n below it that fits, else the smallest that fits."""
+    message_bits = check_int("message_bits", message_bits, 1)
+    max_bits = check_int("max_sub_message_bits", max_sub_message_bits, 1)
+    fits = [m for m in range(1, 256) if ErasureCodec(message_bits, m, m).sub_message_bits <= max_bits]
+    if not fits:
+        raise ValueError(f"no erasure code (n = 1-255) fits {max_bits} bits per image for {message_bits} message bits")
+    span = f"{fits[0]}-{fits[-1]}" if fits == list(range(fits[0], fits[-1] + 1)) else str(fits)
+    if n is not None:
+        n = check_int("erasure_n", n, 1, 255)
+        if n not in fits:
+            raise ValueError(f"erasure_n = {n} cannot fit {max_bits} bits per image ({message_bits} message bits); "
+                             f"erasure_n values that fit: {span}")
+        return n
+    below = [m for m in fits if m <= preferred]
+    return below[-1] if below else fits[0]
 
 
 def tradeoff_table(message_bits: int, n_max: int = 16):

@@ -35,7 +35,7 @@ profile = "smoke"  # smoke | quick | paper (images and subsets per share; see do
 method = "simulated"  # simulated (ideal + bitflip) | ideal | bitflip | dwtDct | dwtDctSvd (real extraction)
 message_bits = 300  # L, bits of the owner message (paper: 30, 100, 200, 300)
 rho = 0.8  # rho_max of AMUSE for choose_nk (paper: 0.8 and 0.6)
-erasure_n = 31  # fragments of the erasure code (at most 255); its k is fitted to the AMUSE bits per image
+erasure_n = None  # fragments of the erasure code (1-255; None: 31, or the largest below it that fits); k is fitted
 bit_error_rate = 0.02  # bitflip: probability that an extracted bit is wrong
 dataset = "skimage-photos"  # real extraction only: image pool (256x256 crops), cifar10-subset or folder:PATH
 scale = 36  # real extraction only: DCT quantisation step (paper: 36, 30, 20)
@@ -51,7 +51,7 @@ cfg = get_profile(profile)
 check_choice("method", method, ["simulated", "ideal", "bitflip", "dwtDct", "dwtDctSvd"])
 message_bits = check_int("message_bits", message_bits, 1)
 rho = parse_fraction("rho", rho, 0.0, 1.0, high_inclusive=False)
-erasure_n = check_int("erasure_n", erasure_n, 1, 255)
+erasure_n = None if erasure_n is None else check_int("erasure_n", erasure_n, 1, 255)
 bit_error_rate = parse_fraction("bit_error_rate", bit_error_rate, 0.0, 0.5, low_inclusive=True)
 shares = sorted(parse_list("shares", shares, lambda s: parse_fraction("shares", s)))  # a list or "0.1,0.5"
 n_images = cfg.amuse_images if n_images is None else check_int("n_images", n_images, 1)
@@ -69,20 +69,15 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from dovlib.amuse import (PAPER_SUB_MESSAGE_BITS, AmuseCodec, ErasureCodec, RepeatCodec, choose_erasure_k, choose_nk,
-                          flip_bits, leak_subset_accuracy, random_message, recovery_share, tradeoff_table)
+from dovlib.amuse import (PAPER_SUB_MESSAGE_BITS, AmuseCodec, ErasureCodec, RepeatCodec, choose_erasure_k,
+                          choose_erasure_n, choose_nk, flip_bits, leak_subset_accuracy, random_message, recovery_share,
+                          tradeoff_table)
 from dovlib.report import env_info, save_fig, save_table, start_notebook, write_record
 
 NOTEBOOK = "09_amuse_subset_attack"
 amuse_bits = AmuseCodec.from_rho(message_bits, rho).sub_message_bits
-try:  # the erasure code must fit AMUSE's bits per image: refused here, naming the parameter and what fits
-    choose_erasure_k(message_bits, erasure_n, amuse_bits)
-except ValueError:
-    fits = [n for n in range(1, 256) if ErasureCodec(message_bits, n, n).sub_message_bits <= amuse_bits]
-    raise ValueError(f"erasure_n = {erasure_n} cannot fit AMUSE's {amuse_bits} bits per image (message_bits "
-                     f"{message_bits}, rho {rho:g}); erasure_n values that fit: "
-                     f"{f'{fits[0]}-{fits[-1]}' if fits == list(range(fits[0], fits[-1] + 1)) else fits}"
-                     if fits else f"no erasure_n fits {amuse_bits} bits per image") from None
+# the erasure code must fit AMUSE's bits per image: a given erasure_n that cannot is refused, naming what fits
+erasure_n = choose_erasure_n(message_bits, amuse_bits, erasure_n)
 start = time.perf_counter()
 # codecs are NumPy; real extraction runs invisible-watermark on the CPU
 device = str(start_notebook(profile, seed, "cpu",

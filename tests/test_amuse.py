@@ -285,6 +285,23 @@ def test_recovery_share_and_tradeoff():
         choose_erasure_k(300, 31, 5)
 
 
+def test_choose_erasure_n_prefers_31_and_otherwise_the_largest_that_fits():
+    from dovlib.amuse import choose_erasure_n
+
+    assert choose_erasure_n(300, 63) == 31  # the paper's L = 300 at rho 0.8: 31 fragments fit 63 bits
+    # L = 30 at rho 0.8 (9 bits per image, a paper setting): 31 needs 10 bits (5 index bits + a 5-bit symbol)
+    n = choose_erasure_n(30, 9)
+    assert n == 16 and ErasureCodec(30, 16, 16).sub_message_bits <= 9 < ErasureCodec(30, 17, 17).sub_message_bits
+    assert choose_erasure_n(30, 9, n=5) == 5
+    with pytest.raises(ValueError, match=r"erasure_n = 31 cannot fit 9 bits per image \(30 message bits\); "
+                                         r"erasure_n values that fit: 5-16"):
+        choose_erasure_n(30, 9, n=31)
+    with pytest.raises(ValueError, match="no erasure code"):
+        choose_erasure_n(300, 2)
+    with pytest.raises(ValueError, match="erasure_n must be an integer in"):
+        choose_erasure_n(30, 9, n=0)
+
+
 def test_ordering_indices_up_to_62_bits_round_trip_and_larger_ones_are_refused():
     """Combination indices are packed into int64: 62 ordering bits work end to end, more are refused clearly
     (C(100, 50) used to overflow inside encode)."""
