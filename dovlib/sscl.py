@@ -13,7 +13,10 @@ surrogate f with ``l1 * L_target + l2 * L_nontarget + l3 * L_perceptual``:
 
 Owner key: K is a fixed random pattern drawn from the owner's secret integer ``key`` and fed to the U-Net as extra
 input channels, so two owners with the same data, surrogate and target still get different generators
-(notebook 03 measures whether that is enough). Published manifests hold the key's hash, never the key.
+(notebook 03 measures whether that is enough). The owner's private record and the notebooks' reports hold the key's
+hash, never the key; the public manifest holds neither. The hash is a fast, unsalted SHA-256, so a key drawn from a
+small space can be found from it by trying them all (2**32 keys: about an hour on one CPU core): draw real keys with
+``secrets.randbits(128)``.
 
 Pipeline (every step cached under ``runs/sscl/...``; an interrupted run resumes, a finished one is reused):
 ``train_classifier`` (surrogate, benign and suspect models) -> ``get_or_train_generator`` -> ``watermark_dataset``
@@ -52,7 +55,8 @@ __all__ = ["SSCLGenerator", "GeneratorConfig", "check_key", "key_hash", "data_ha
            "train_surrogate", "generator_config", "decoy_generator", "amplified_residual", "SURROGATE_SEED_OFFSET",
            "key_targets", "class_recall", "hard_classes", "code_rate", "SSCLCodeRun", "mark_code", "run_code",
            "verify_code", "run_code_controls",
-           "attempt_seed", "self_check", "select_run", "select_code_run", "selection_summary",
+           "attempt_seed", "check_proxy_seeds", "owner_queries", "self_check", "select_run", "select_code_run",
+           "selection_summary",
            "check_redraw", "least_learnt_class", "select_code_draws", "check_code_draws"]
 
 CACHE = "sscl"  # runs/sscl/<hash>/: surrogates, generators, suspect models
@@ -61,12 +65,12 @@ CACHE = "sscl"  # runs/sscl/<hash>/: surrogates, generators, suspect models
 CACHE_VERSION = 2
 CACHE_LOCK_TIMEOUT = 6 * 3600  # seconds a job waits for another job training the same cached model/generator
 SURROGATE_SEED_OFFSET = 7919  # surrogate seed = seed + this
-PROXY_SEED_OFFSET = 5000  # the owner's self-check models: seeds 5000, 5001, ... (never a control's seed)
+PROXY_SEED_OFFSET = 5000  # the owner's self-check models: seeds 5000, 5001, ... (check_proxy_seeds: never a control's)
 ATTEMPT_SEED_STRIDE = 100_000  # generator seed of selection attempt j: seed + j * this
 
 
 def check_key(key) -> int:
-    """An owner key: a non-negative integer (e.g. ``secrets.randbits(32)``), or its decimal string as papermill may
+    """An owner key: a non-negative integer (e.g. ``secrets.randbits(128)``), or its decimal string as papermill may
     pass it. Never goes through float, which would round keys above 2**53 onto each other.
 
     Any size is accepted and hashed whole where the key is named (:func:`key_hash`, the cache keys), but the
@@ -74,19 +78,21 @@ def check_key(key) -> int:
     Mersenne Twister from the low 32 bits: keys equal modulo 2**32 give the same pattern, and so the same generator
     for the same data, surrogate and seed. Two owners' random keys share a pattern with probability 2**-32. Drawing
     the pattern from the whole key would change every generator trained so far (the measured results in docs/), so
-    it is kept as it is; a longer key adds nothing to the pattern."""
+    it is kept as it is; a longer key adds nothing to the pattern, but keeps :func:`key_hash` from revealing the key
+    (a 32-bit key is found from its hash in about an hour on one CPU core)."""
     if isinstance(key, str) and key.strip().isdigit():
         key = int(key.strip())
     if isinstance(key, bool) or not hasattr(key, "__index__"):
-        raise ValueError(f"key must be a non-negative integer (e.g. secrets.randbits(32)); got {key!r}")
+        raise ValueError(f"key must be a non-negative integer (e.g. secrets.randbits(128)); got {key!r}")
     key = operator.index(key)
     if key < 0:
-        raise ValueError(f"key must be a non-negative integer (e.g. secrets.randbits(32)); got {key}")
+        raise ValueError(f"key must be a non-negative integer (e.g. secrets.randbits(128)); got {key}")
     return key
 
 
 def key_hash(key: int) -> str:
-    """Public fingerprint of an owner key (what manifests record instead of the key)."""
+    """Fingerprint of an owner key (what records hold instead of the key): a fast, unsalted SHA-256, so it hides only
+    a key from a large space (``secrets.randbits(128)``); every 32-bit key can be tried in about an hour."""
     return hashlib.sha256(f"dovlib-sscl-key:{check_key(key)}".encode()).hexdigest()[:16]
 
 
@@ -443,7 +449,9 @@ def _load_or_train_generator(surrogate, x, y, config, d: Path, key: dict, surrog
 
 
 def generator_hash(G: SSCLGenerator) -> str:
-    """SHA-1 of the generator's weights and settings (recorded in the watermarked set's manifest)."""
+    """SHA-1 of the generator's weights and settings (recorded in the watermarked set's manifest). The owner key,
+    which changes G's output through its pattern, is not part of it: it is named by :func:`key_hash`, so the pair
+    (``generator_hash``, ``key_hash``) identifies the marking function."""
     h = hashlib.sha1(json.dumps(G.settings(), sort_keys=True).encode())
     for k, v in sorted(G.state_dict().items()):
         h.update(k.encode())
@@ -495,9 +503,10 @@ def watermark_dataset(G: SSCLGenerator, x: torch.Tensor, y: torch.Tensor, rate, 
 def save_watermarked(ws: WatermarkedSet, folder, classes=None) -> Path:
     """Write what the owner publishes and what the owner keeps, in two folders under ``folder``:
 
-    * ``public/``: ``data.npz`` (x uint8 NHWC, y int64) and ``manifest.json`` (image count and shape, classes and the
-      hash of the published arrays, so the owner can later show what was released): nothing that says which images
-      carry marks, since a user who knows them can simply drop them;
+    * ``public/``: ``data.npz`` (x uint8 NHWC, y int64) and ``manifest.json`` (image count and shape, classes, the
+      SHA-256 of each published array as stored, which anyone can recompute from ``data.npz``, and dovlib's
+      ``data_hash`` of the same data, so the owner can later show what was released): nothing that says which
+      images carry marks, since a user who knows them can simply drop them;
     * ``private/owner_record.json``: the full manifest (method, target, gamma, seed, hashes of G, of the key and of
       the clean data) with the marked and decoy indices. Keep it with the generator file; never publish it.
 
@@ -506,11 +515,17 @@ def save_watermarked(ws: WatermarkedSet, folder, classes=None) -> Path:
     pub, priv = folder / "public", folder / "private"
     pub.mkdir(parents=True, exist_ok=True)
     priv.mkdir(parents=True, exist_ok=True)
-    x = ws.x.permute(0, 2, 3, 1).cpu().numpy()
-    np.savez_compressed(pub / "data.npz", x=x, y=ws.y.cpu().numpy())
+    x = np.ascontiguousarray(ws.x.permute(0, 2, 3, 1).cpu().numpy())
+    y = ws.y.cpu().numpy().astype("<i8")
+    np.savez_compressed(pub / "data.npz", x=x, y=y)
     public = {"format": "dovlib-published/1", "n_images": int(len(ws.y)), "image_shape": list(x.shape[1:]),
-              "classes": list(classes) if classes else None, "data_hash": data_hash(ws.x, ws.y),
-              "files": {"data.npz": "x (N,H,W,C) uint8, y int64"}}
+              "classes": list(classes) if classes else None,
+              # recomputable from the released file alone: hashlib.sha256(np.load(f)["x"].tobytes()).hexdigest()
+              "sha256": {"x": hashlib.sha256(x.tobytes()).hexdigest(), "y": hashlib.sha256(y.tobytes()).hexdigest()},
+              "data_hash": data_hash(ws.x, ws.y),
+              "files": {"data.npz": "x (N,H,W,C) uint8, y int64 little-endian"},
+              "hashes": {"sha256": "SHA-256 of each array's bytes as stored in data.npz (C order)",
+                         "data_hash": "dovlib.train.data_hash(x as (N,C,H,W), y): the owner record's marked_hash"}}
     (pub / "manifest.json").write_text(json.dumps(public, indent=2))
     record = {**ws.manifest, "format": "dovlib-owner-record/1", "marked_indices": ws.marked.tolist(),
               "decoy_indices": ws.decoys.tolist(), "classes": public["classes"], "published": public}
@@ -671,6 +686,7 @@ def run_controls(run: SSCLRun, n_models: int | None = None, m: int | None = None
     select_attempts, n_proxies = check_int("select_attempts", select_attempts, 1), check_int("n_proxies", n_proxies, 1)
     check_redraw(redraw_surrogate, select_attempts)
     check_level(check_alpha, alpha)
+    _check_control_seeds(run, n_models, n_proxies, select_attempts)
     m = query_count(ds, p["target"], m, prof.verify_m)
     idx = verification_set(ds.x_test, ds.y_test, p["target"], m, seed=verify_seed)
     xq = ds.x_test[idx]
@@ -763,7 +779,8 @@ def class_recall(model, x: torch.Tensor, y, num_classes: int | None = None) -> n
 
 
 def hard_classes(model, x: torch.Tensor, y, n: int, num_classes: int | None = None) -> tuple[int, ...]:
-    """The ``n`` classes with the lowest clean recall on ``model`` (the owner's surrogate on its held-out images),
+    """The ``n`` classes with the lowest clean recall on ``model`` (the owner's surrogate on the images given; notebook
+    03 passes the test set, which the evaluation queries come from too),
     hardest first, ties by class index. A clean-label mark leans on the trigger where natural features are weak:
     in a two-class code the class of lower recall was the one learnt in 9 of 11 one-class suspects, and codes drawn
     among the five hardest classes were learnt 3 of 8 times against 1 of 8 for the same owners' codes drawn from all
@@ -868,16 +885,39 @@ def query_count(ds, target: int, m: int | None, default: int) -> int:
     return min(default, int((torch.as_tensor(y_test) != target).sum()))
 
 
-def verify_code(model, run: SSCLCodeRun, m: int | None = None, tau=0.25, alpha=0.01, verify_seed: int = 0):
+EVAL_VERIFY_SEED = 0  # the verification draw suspects are tested on (run_controls' and verify_code's default)
+
+
+def owner_queries(ds, target: int, m: int, verify_seed: int = 1) -> torch.Tensor:
+    """The owner's own check images for ``target`` (:func:`self_check`) when suspects are tested on ``m`` images:
+    non-target test images drawn with ``verify_seed`` among those the evaluation's draw (seed
+    :data:`EVAL_VERIFY_SEED`, ``m`` images) leaves out, so the selection never queries an image a suspect model is
+    then tested on (a smaller evaluation draw is a prefix of that one: left out too). ``m`` of them, or all that are
+    left when fewer are (a small test set); fewer than 2 left is refused, naming ``m``."""
+    from .verify import verification_set
+
+    evaluation = verification_set(ds.x_test, ds.y_test, target, m, seed=EVAL_VERIFY_SEED)
+    left = int((torch.as_tensor(ds.y_test) != target).sum()) - len(evaluation)
+    if left < 2:
+        raise ValueError(f"m = {m} evaluation queries leave {left} of the non-target test images (target {target}) "
+                         f"for the owner's check, which needs at least 2 others: choose m at most "
+                         f"{left + len(evaluation) - 2}")
+    return verification_set(ds.x_test, ds.y_test, target, min(m, left), seed=verify_seed, exclude=evaluation)
+
+
+def verify_code(model, run: SSCLCodeRun, m: int | None = None, tau=0.25, alpha=0.01,
+                verify_seed: int = EVAL_VERIFY_SEED, owner_check: bool = False):
     """Query ``model`` with each target class's trigger on ``m`` images of the other classes (default: the profile's
     ``verify_m``, capped at the test set's non-target images; :func:`query_count`); returns the intersection-union
-    result and the per-class :class:`dovlib.verify.VerifyResult` list."""
+    result and the per-class :class:`dovlib.verify.VerifyResult` list. ``owner_check``: the owner's check images
+    (:func:`owner_queries`, disjoint from the evaluation's) instead of the evaluation's draw."""
     from .verify import intersection_union, verification_set, verify_model
 
     ds, per = run.ds, []
     for t, G in run.generators.items():
         mt = query_count(ds, t, m, run.profile.verify_m)
-        idx = verification_set(ds.x_test, ds.y_test, t, mt, seed=verify_seed)
+        idx = (owner_queries(ds, t, mt, verify_seed) if owner_check
+               else verification_set(ds.x_test, ds.y_test, t, mt, seed=verify_seed))
         per.append(verify_model(model, ds.x_test[idx], G.mark, t, tau, alpha))
     return intersection_union(per), per
 
@@ -899,13 +939,34 @@ def check_level(check_alpha, alpha) -> float:
     return parse_fraction(f"check_alpha (the owner's check level, at most alpha = {alpha:g})", check_alpha, 0.0, alpha)
 
 
+def check_proxy_seeds(seed: int, n_models: int, n_proxies: int) -> None:
+    """The owner's proxy models (seeds ``PROXY_SEED_OFFSET + i``, i < ``n_proxies``) must never be models a study
+    evaluates (seeds ``seed`` .. ``seed + n_models - 1``): the same marked set and seed train the same model, so the
+    selection would have looked at a suspect. Such a ``seed`` is refused, naming the seeds allowed."""
+    lo, hi = PROXY_SEED_OFFSET, PROXY_SEED_OFFSET + n_proxies - 1
+    if n_proxies > 0 and seed <= hi and seed + n_models - 1 >= lo:
+        span = f"seeds {seed}..{seed + n_models - 1}" if n_models > 1 else f"seed {seed}"
+        below = f"at most {lo - n_models} or " if lo - n_models >= 0 else ""
+        raise ValueError(f"seed {seed}: the evaluated models' {span} overlap the owner's proxy models' seeds "
+                         f"{lo}..{hi} (PROXY_SEED_OFFSET + i for {n_proxies} proxies), so a proxy would be a suspect "
+                         f"model; choose seed {below}at least {hi + 1}")
+
+
+def _check_control_seeds(run, n_models: int, n_proxies: int, select_attempts: int) -> None:
+    """:func:`check_proxy_seeds` for a control study: our own selection's proxies (when the run was selected) and
+    the independent owners' (when they select), against the study's model seeds."""
+    own = run.params.get("selection", {}).get("n_proxies", 0)
+    check_proxy_seeds(run.params["seed"], n_models, max(own, n_proxies if select_attempts > 1 else 0))
+
+
 def self_check(run, n_proxies: int = 1, m: int | None = None, tau=0.25, alpha=0.01, verify_seed: int = 1,
                progress: bool = True, check_alpha=None):
     """The owner's check before publishing: train ``n_proxies`` proxy models on the owner's OWN marked set (seeds
     ``PROXY_SEED_OFFSET + i``, never a control's seed; same architecture and budget as the run's suspects) and
     verify each with the owner's own test (the target-code intersection-union test for an :class:`SSCLCodeRun`,
     the paper's single-target test for an :class:`SSCLRun`), on verification images drawn with ``verify_seed``
-    (default 1: another draw than the evaluation's 0). A mark that the owner cannot verify on a model trained on
+    among those the evaluation's draw leaves out (:func:`owner_queries`; before 2026-12-05 the two draws shared
+    about an eighth of their images). A mark that the owner cannot verify on a model trained on
     exactly their data is unlikely to verify an unauthorised one (measured agreement with fresh models:
     docs/owner-specificity.md; one proxy can pass by chance, so use more than one). ``check_alpha`` (default
     ``alpha``): a proxy counts as verified only at p < check_alpha, a margin over the level a suspect is tested at
@@ -914,7 +975,7 @@ def self_check(run, n_proxies: int = 1, m: int | None = None, tau=0.25, alpha=0.
     import pandas as pd
 
     from .train import evaluate
-    from .verify import verification_set, verify_model
+    from .verify import verify_model
 
     n_proxies = check_int("n_proxies", n_proxies, 1)
     level = check_level(check_alpha, alpha)
@@ -926,11 +987,11 @@ def self_check(run, n_proxies: int = 1, m: int | None = None, tau=0.25, alpha=0.
         res = train_classifier(run.marked.x, run.marked.y, ds.x_test, ds.y_test, seed=PROXY_SEED_OFFSET + i, **kw)
         per_class = {}
         if isinstance(run, SSCLCodeRun):
-            v, per = verify_code(res.model, run, m, tau, level, verify_seed=verify_seed)
+            v, per = verify_code(res.model, run, m, tau, level, verify_seed=verify_seed, owner_check=True)
             per_class = {f"p_{t}": r.p_value for t, r in zip(run.targets, per)}
         else:
             t = p["target"]
-            idx = verification_set(ds.x_test, ds.y_test, t, query_count(ds, t, m, prof.verify_m), seed=verify_seed)
+            idx = owner_queries(ds, t, query_count(ds, t, m, prof.verify_m), verify_seed)
             v = verify_model(res.model, ds.x_test[idx], run.trigger, t, tau, level)
         rows.append({"proxy_seed": PROXY_SEED_OFFSET + i, "BA": evaluate(res.model, ds.x_test, ds.y_test),
                      "p_value": v.p_value, "delta_p_min": v.delta_p, "verified": v.verified, "check_alpha": level,
@@ -949,6 +1010,8 @@ def _select(make_run, ds, profile: Profile, *, attempts, n_proxies, m, tau, alph
     attempts, n_proxies = check_int("attempts", attempts, 1), check_int("n_proxies", n_proxies, 1)
     check_bool("redraw_surrogate", redraw_surrogate)
     level = check_level(check_alpha, alpha)
+    if train_suspect:  # the published run's suspect (seed ``seed``) is never one of its proxies
+        check_proxy_seeds(seed, 1, n_proxies)
     if kw.get("generator_seed") is not None:
         raise TypeError("generator_seed is what the selection chooses (attempt_seed(seed, j)); pass seed instead")
     kw.pop("generator_seed", None)
@@ -1212,6 +1275,7 @@ def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | No
     check_redraw(redraw_surrogate, select_attempts)
     check_level(check_alpha, alpha)
     code_draws = check_code_draws(code_draws, select_attempts, len(run.targets))
+    _check_control_seeds(run, n_models, check_int("n_proxies", n_proxies, 1), select_attempts)
     if pool is not None and redraw_surrogate:
         raise ValueError("pool (the classes code owners draw from) needs redraw_surrogate=False: the other owners "
                          "share our surrogate and so its ranking; with their own surrogates they would rank their own")

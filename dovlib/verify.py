@@ -177,14 +177,20 @@ def intersection_union(results) -> VerifyResult:
                         max(r.tau for r in results), alpha, f"intersection-union of {len(results)} {results[0].test}s")
 
 
-def verification_set(x_test, y_test, target: int, m: int, seed: int = 0) -> torch.Tensor:
-    """Indices of ``m`` test images from the non-target classes (seeded draw, sorted); m = 100 in the paper."""
+def verification_set(x_test, y_test, target: int, m: int, seed: int = 0, exclude=None) -> torch.Tensor:
+    """Indices of ``m`` test images from the non-target classes (seeded draw, sorted); m = 100 in the paper.
+    ``exclude``: indices never drawn (e.g. another draw's, to keep two sets of queries disjoint)."""
     y = torch.as_tensor(y_test)
-    pool = torch.nonzero(y != target).flatten()
+    keep = y != target
+    if exclude is not None:
+        keep[torch.as_tensor(exclude, dtype=torch.long)] = False
+    pool = torch.nonzero(keep).flatten()
     if not len(pool):
-        raise ValueError(f"the test set has no image outside the target class {target} ({len(y)} images): the "
-                         f"verification queries come from the non-target classes")
-    m = check_int("m", m, 1, len(pool))
+        raise ValueError(f"the test set has no image outside the target class {target} ({len(y)} images"
+                         f"{', excluded ones left out' if exclude is not None else ''}): the verification queries "
+                         f"come from the non-target classes")
+    m = check_int("m" if exclude is None else f"m (non-target test images left after excluding {len(exclude)})",
+                  m, 1, len(pool))
     g = torch.Generator().manual_seed(seed)
     return pool[torch.randperm(len(pool), generator=g)[:m]].sort().values
 

@@ -30,8 +30,8 @@ arch = "resnet18"  # the user's model (and the surrogate): resnet18 | resnet34 |
 eps = "8/255"  # L-inf budget of the watermark (MNIST needs more, e.g. 32/255 or 64/255)
 rate = 0.1  # gamma: share of the whole training set marked, drawn from the target class
 target = 1  # target class t (rate may not exceed its share of the set: under 0.1 for some classes)
-seed = 0  # data subsampling, marking draw, model initialisation
-key = 20240607  # the owner's secret key (reports and the published manifest hold only its hash)
+seed = 0  # data subsampling, marking draw, model initialisation (below 5000: proxy models use 5000, 5001, ...)
+key = 20240607  # the owner's secret key (reports and the private owner record hold only its hash)
 perceptual = "ssim"  # "lpips" needs the AlexNet weights (see README, dovlib.perceptual); "ssim" is 1 - SSIM
 l1 = 1.0  # weight of L_target (target-class images -> least likely class)
 l2 = 1.0  # weight of L_nontarget (other images -> target class)
@@ -82,8 +82,9 @@ device = start_notebook(profile, seed, cfg.device)
 # generator seeds; docs/measured-sscl-cpu.md, "Owner-side selection"). With `select_attempts` > 1 the owner checks
 # before publishing (ours, not the paper's): each attempt trains the generator with another seed against the same
 # surrogate, marks the set, trains `n_proxies` proxy models on it (seeds 5000, ..., never an evaluated model's) and
-# runs the paper's test on them; the first attempt that passes is published, and an owner whose attempts all fail is
-# told so. No suspect model is looked at. Selection does not make the mark owner-specific (notebook 03).
+# runs the paper's test on them, on test images the suspects are never queried with (`sscl.owner_queries`); the
+# first attempt that passes is published, and an owner whose attempts all fail is told so. No suspect model is
+# looked at. Selection does not make the mark owner-specific (notebook 03).
 # The surrogate decided most failures measured on the CPU, so `redraw_surrogate` True gives each attempt a fresh
 # surrogate as well (seed of attempt j: seed + j * 100000; the log names each surrogate's seed and accuracy).
 
@@ -114,7 +115,7 @@ print(f"marked {marked.manifest['n_marked']} of {len(ds.y_train)} training image
 # %% [markdown]
 # ## Publish the watermarked set
 # `published/public/` is what the owner releases: `data.npz` (images, labels) and `manifest.json` (image count, classes,
-# the hash of the released arrays), nothing that says which images carry marks. `published/private/owner_record.json`
+# the SHA-256 of the released arrays), nothing that says which images carry marks. `published/private/owner_record.json`
 # is what the owner keeps: marked indices, target, gamma, seed, hashes of G, of the key and of the clean data (never
 # the key itself; the generator file under `runs/sscl/` holds the key and stays private too).
 
@@ -160,7 +161,7 @@ if selection is not None:
               f"{selection['attempt']}, {'passed' if selection['passed'] else 'FAILED'}"
               f"{f' (check at p < {check_alpha:g})' if check_alpha < 0.01 else ''}")
     save_table(selection_log, "generator_selection", NOTEBOOK, caption=f"Owner-side self-check of each selection "
-               f"attempt ({n_proxies} proxy model(s), verification draw 1): {label}", **context)
+               f"attempt ({n_proxies} proxy model(s), queries apart from the evaluation's): {label}", **context)
     display(selection_log)
 ref = PAPER_TABLE_I.get(paper_key(ds.name), {})
 nan = float("nan")

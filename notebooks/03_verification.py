@@ -36,8 +36,8 @@ arch = "resnet18"  # suspect models (and surrogate): resnet18 | resnet34 | vgg16
 eps = "8/255"  # L-inf budget of the watermark (MNIST needs more, e.g. 32/255 or 64/255)
 rate = 0.1  # gamma: share of the whole training set marked, drawn from the target class
 target = 1  # target class t, or "key": drawn from the key (among the hard_pool hardest when set; ours)
-seed = 0  # data subsampling, marking draw, model initialisation (models use seed, seed+1, ...)
-key = 20240607  # the owner's secret key (reports and the published manifest hold only its hash)
+seed = 0  # subsampling, marking, models (seed, seed+1, ...; keep them below 5000, the proxy models' seeds)
+key = 20240607  # the owner's secret key (reports and the private owner record hold only its hash)
 perceptual = "ssim"  # "lpips" needs the AlexNet weights (see README, dovlib.perceptual); "ssim" is 1 - SSIM
 tau = 0.25  # margin of the t-test (paper: 0.25)
 alpha = 0.01  # significance level (paper: 0.01)
@@ -193,7 +193,7 @@ if select_plain:
               f"model(s)); ours: "
               f"attempt {plain_selection['attempt']}, {'passed' if plain_selection['passed'] else 'FAILED'}")
     save_table(plain_selection_log, "generator_selection", NOTEBOOK, caption=f"Owner-side self-check of each "
-               f"selection attempt (paper's test, verification draw 1): {label}", **context)
+               f"selection attempt (paper's test, queries apart from the evaluation's): {label}", **context)
     display(plain_selection_log)
 table2 = summarize_controls(models)
 table2
@@ -313,7 +313,7 @@ if n_targets > 1:
             targets, selection = code_run.targets, code_run.params["selection"]
             print(sscl.selection_summary(selection))
             save_table(selection_log, "code_selection", NOTEBOOK, caption=f"Owner-side self-check of each selection "
-                       f"attempt ({n_proxies} proxy model(s), verification draw 1): {label}", **context)
+                       f"attempt ({n_proxies} proxy model(s), queries apart from the evaluation's): {label}", **context)
             display(selection_log)
         else:  # the key's first code, as drawn
             targets = sscl.key_targets(key, ds.num_classes, n_targets, first=target, pool=pool)

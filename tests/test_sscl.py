@@ -257,6 +257,11 @@ def test_watermark_dataset_is_clean_label_and_publishable(tmp_path):
     man = json.loads((public / "manifest.json").read_text())
     assert not {"marked_indices", "target", "rate", "n_marked", "seed", "generator_hash", "key_hash"} & set(man)
     assert man["n_images"] == len(ws.y) and man["data_hash"] == ws.manifest["marked_hash"]
+    # a user recomputes the published hashes from the released file alone
+    import hashlib
+    with np.load(public / "data.npz") as z:
+        assert man["sha256"] == {k: hashlib.sha256(z[k].tobytes()).hexdigest() for k in ("x", "y")}
+        assert z["x"].shape[1:] == tuple(man["image_shape"]) and z["y"].dtype == np.dtype("<i8")
     downloaded = tmp_path / "user"
     shutil.copytree(public, downloaded / "public")  # a user's copy: the public folder only
     got = load_watermarked(downloaded)
@@ -592,7 +597,7 @@ def test_self_check_verifies_proxy_models_with_the_owners_own_test():
                                   seed=5000, num_classes=4, progress=False)
     weights = zip(proxy.model.state_dict().values(), run.suspect.model.state_dict().values())
     assert any((a != b).any() for a, b in weights)
-    v, per = sscl.verify_code(proxy.model, run, m=20, verify_seed=1)
+    v, per = sscl.verify_code(proxy.model, run, m=20, verify_seed=1, owner_check=True)
     assert chk.p_value[0] == v.p_value and chk.verified[0] == v.verified
     assert [chk.p_1[0], chk.p_3[0]] == [r.p_value for r in per]
     # a plain single-target run gets the paper's test
@@ -601,7 +606,7 @@ def test_self_check_verifies_proxy_models_with_the_owners_own_test():
     one = sscl.self_check(plain, m=20, progress=False)
     pm = sscl.train_classifier(plain.marked.x, plain.marked.y, ds.x_test, ds.y_test, arch="resnet18", profile=prof,
                                seed=5000, num_classes=4, progress=False)
-    idx = verification_set(ds.x_test, ds.y_test, 1, 20, seed=1)
+    idx = verification_set(ds.x_test, ds.y_test, 1, 20, seed=1, exclude=verification_set(ds.x_test, ds.y_test, 1, 20))
     assert one.p_value[0] == verify_model(pm.model, ds.x_test[idx], plain.trigger, 1).p_value
     with pytest.raises(ValueError, match="n_proxies"):
         sscl.self_check(run, n_proxies=0)
@@ -613,6 +618,27 @@ def test_self_check_verifies_proxy_models_with_the_owners_own_test():
     assert (chk.check_alpha == 0.01).all()  # default: alpha itself
     with pytest.raises(ValueError, match="check_alpha .*at most alpha = 0.01"):
         sscl.self_check(run, check_alpha=0.05)
+
+
+def test_owner_queries_never_touch_the_evaluation_draw():
+    from types import SimpleNamespace
+
+    from dovlib.verify import verification_set
+
+    y = torch.arange(100) % 5  # 80 non-target images for target 0
+    ds = SimpleNamespace(x_test=torch.zeros(100, 1, 2, 2), y_test=y)
+    evaluation = set(verification_set(ds.x_test, y, 0, 30).tolist())
+    own = sscl.owner_queries(ds, 0, 30)
+    assert len(own) == 30 and not set(own.tolist()) & evaluation and (y[own] != 0).all()
+    # the overlap this replaces: two plain draws (seeds 0 and 1) share images
+    assert set(verification_set(ds.x_test, y, 0, 30, seed=1).tolist()) & evaluation
+    # a smaller evaluation draw is a prefix of the larger one: excluded too
+    assert set(verification_set(ds.x_test, y, 0, 10).tolist()) <= evaluation
+    assert len(sscl.owner_queries(ds, 0, 60)) == 20  # all that are left after 60 evaluation queries
+    with pytest.raises(ValueError, match="m = 79 evaluation queries leave 1 .*choose m at most 78"):
+        sscl.owner_queries(ds, 0, 79)
+    with pytest.raises(ValueError, match=r"m \(non-target test images left after excluding 30\) must be"):
+        verification_set(ds.x_test, y, 0, 60, exclude=sorted(evaluation))
 
 
 def test_check_level_is_alpha_or_a_stricter_level():
@@ -868,6 +894,35 @@ def test_select_run_says_when_no_attempt_passes_and_refuses_bad_counts(monkeypat
     with pytest.raises(TypeError, match="generator_seed"):
         sscl.select_run(ds, prof, generator_seed=3, **_toy_plain_kw())
     assert len(seen) == 2  # refused before any training
+
+
+def test_proxy_models_are_never_evaluated_models(monkeypatch):
+    """A proxy trained with seed PROXY_SEED_OFFSET + i on the marked set IS the Malicious model of that seed (same
+    cached training): a study whose model seeds reach the proxies' is refused by name, before any training."""
+    sscl.check_proxy_seeds(0, 5, 3)
+    sscl.check_proxy_seeds(4995, 5, 1)  # 4995..4999: below the proxies
+    sscl.check_proxy_seeds(5003, 4, 3)  # proxies 5000..5002
+    with pytest.raises(ValueError, match=r"seed 5000: .*seed 5000 overlap .*5000\.\.5000.*at most 4999 or at least 50"):
+        sscl.check_proxy_seeds(5000, 1, 1)
+    with pytest.raises(ValueError, match=r"seeds 4998\.\.5002 overlap .*5000\.\.5001"):
+        sscl.check_proxy_seeds(4998, 5, 2)
+    ds, prof, _ = _toy_code_run()
+    seen = _scripted_self_check(monkeypatch, [0.0])
+    with pytest.raises(ValueError, match="proxy would be a suspect"):
+        sscl.select_run(ds, prof, attempts=2, **{**_toy_plain_kw(), "seed": sscl.PROXY_SEED_OFFSET})
+    assert not seen  # refused before any attempt
+    # without a suspect of its own (an independent owner's selection) that seed is allowed
+    sscl.select_run(ds, prof, attempts=2, train_suspect=False, **{**_toy_plain_kw(), "seed": sscl.PROXY_SEED_OFFSET})
+    # controls: our selected run's proxies, and the other owners' when they select, against the study's seeds
+    from types import SimpleNamespace
+    run = SimpleNamespace(ds=None, profile=SimpleNamespace(n_models=3), targets=(1, 2),
+                          params={"seed": 4998, "selection": {"n_proxies": 1}})
+    for controls in (sscl.run_controls, sscl.run_code_controls):
+        with pytest.raises(ValueError, match=r"seeds 4998\.\.5000 overlap"):
+            controls(run)
+    run.params = {"seed": 4998}  # not selected: only the other owners' proxies count
+    with pytest.raises(ValueError, match="overlap"):
+        sscl.run_controls(run, select_attempts=2, n_proxies=1)
 
 
 def test_select_run_can_redraw_the_surrogate_each_attempt(monkeypatch):
