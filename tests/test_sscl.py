@@ -313,6 +313,24 @@ def test_sscl_bw_adapter_follows_the_watermark_interface():
     with pytest.raises(ValueError, match="target must be the generator's target class 1"):
         wm.apply(ds.x_train, ds.y_train, 0.1, target=2)
     assert wm.describe()["key_hash"] == key_hash(5)
+    # a trained generator passed in brings its own budget, key, architecture and target (they used to be the
+    # constructor's defaults: 8/255, key 0, target 1, and its own target class was refused)
+    G = wm.generator
+    reuse = get_watermark("sscl-bw", generator=G)
+    assert reuse.config.target == 1 and reuse.config.key == 5 and reuse.config.eps == G.eps == 16 / 255
+    assert reuse.describe() == wm.describe()
+    assert torch.equal(reuse.apply(ds.x_train, ds.y_train, 0.1, target=1, seed=0)[0], x)
+    for bad, match in (({"eps": "8/255"}, "eps = '8/255' disagrees with the generator's eps 16/255"),
+                       ({"target": 2}, "target = 2 disagrees with the generator's target class 1"),
+                       ({"key": 6}, "key disagrees"),
+                       ({"iters": 5}, r"training settings do not apply; got \['iters'\]")):
+        with pytest.raises(ValueError, match=match):
+            get_watermark("sscl-bw", generator=G, **bad)
+    assert get_watermark("sscl-bw", generator=G, eps=16 / 255, target=1, key=5).config == reuse.config
+    bare = SSCLGenerator(3, 4 / 255, key=7, width=4, depth=2)  # built by hand: no recorded target
+    with pytest.raises(ValueError, match="records no target class"):
+        get_watermark("sscl-bw", generator=bare)
+    assert get_watermark("sscl-bw", generator=bare, target=3).config.target == 3
 
 
 def test_surrogate_is_never_a_benign_control_model(monkeypatch):

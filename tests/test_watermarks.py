@@ -134,6 +134,8 @@ def test_label_consistent_budget_outside_trigger():
     assert (xo[idx][:, :, :3, :3] == checkerboard(3, 3)).all()
     low = get_watermark("label-consistent", amplitude=32).trigger(torch.full((1, 3, 32, 32), 128, dtype=torch.uint8))
     assert (low.float() - 128).abs().max() == 32
+    empty = torch.zeros(0, 3, 32, 32, dtype=torch.uint8)  # used to raise IndexError at reduced amplitude
+    assert get_watermark("label-consistent", amplitude=32).trigger(empty).shape == empty.shape
     # alpha is a PGD step (it may be under one grey level); eps is the marks' budget (at least one grey level)
     assert get_watermark("label-consistent", alpha="0.5/255").alpha == pytest.approx(0.5 / 255)
     with pytest.raises(ValueError, match=r"eps must be at least 1/255"):
@@ -476,7 +478,7 @@ def test_stamp_pattern_and_image_checks():
     assert out.sum() == 2 * 2 * p.sum() and x.sum() == 0  # the input is not changed in place
     with pytest.raises(ValueError, match="corners must be among"):
         stamp(x, p, corners=("center",))
-    with pytest.raises(ValueError, match="patch side must be <= the image side 5"):
+    with pytest.raises(ValueError, match=r"patch side must be <= the image's shorter side 5 \(image 6x5"):
         stamp(x, seeded_pattern((3, 6, 6), 0))
     with pytest.raises(ValueError, match=r"x must be uint8 images of shape \(N, C, H, W\)"):
         check_images(x[0])

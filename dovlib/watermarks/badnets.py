@@ -1,8 +1,8 @@
 """BadNets (Gu et al., 2017, "BadNets: Identifying Vulnerabilities in the Machine Learning Model Supply Chain"):
 a poison-label watermark. A white square patch in the bottom-right corner, marked samples relabelled to the target.
 
-Defaults (the CIFAR-10 setting of Gu et al. as used by BackdoorBox and by SSCL-BW's Table I): a 3x3 white patch at
-the bottom-right corner, poisoning rate 0.1. The side scales with the image (``common.scaled``): 3 px at 28 and 32,
+Defaults (BackdoorBox's CIFAR-10 setting, as in SSCL-BW's Table I; Gu et al. themselves used MNIST and traffic
+signs): a 3x3 white patch at the bottom-right corner, poisoning rate 0.1. The side scales with the image (``common.scaled``): 3 px at 28 and 32,
 6 px at 64. See notebook 02.
 """
 

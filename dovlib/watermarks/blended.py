@@ -3,8 +3,8 @@ poison-label watermark. The marked image is ``(1 - alpha) * x + alpha * pattern`
 
 Defaults: blend ratio alpha = 0.2 (the value of Chen et al.'s training-time blend and of BackdoorBox's example),
 poisoning rate 0.1. The pattern is Chen et al.'s random-noise key pattern: uniform uint8 noise drawn from
-``pattern_seed`` at the image's own size and channels (the Hello-Kitty picture used in some follow-ups is not
-available offline). See notebook 02.
+``pattern_seed`` at the image's own size and channels (Chen et al.'s other key, the Hello-Kitty picture that
+BackdoorBox's example uses, is not available offline). See notebook 02.
 """
 
 from __future__ import annotations

@@ -65,7 +65,8 @@ def stamp(x: torch.Tensor, patch: torch.Tensor, corners=("br",)) -> torch.Tensor
     s = patch.shape[-1]
     h, w = x.shape[-2:]
     if s > min(h, w):
-        raise ValueError(f"patch side must be <= the image side {min(h, w)}; got {s}")
+        raise ValueError(f"patch side must be <= the image's shorter side {min(h, w)} (image {h}x{w}; patch_size is "
+                         f"given for 32x32 images and scaled by the width); got {s}")
     for c in corners:
         r0 = 0 if c[0] == "t" else h - s
         c0 = 0 if c[1] == "l" else w - s

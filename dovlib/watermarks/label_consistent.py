@@ -43,7 +43,7 @@ class LabelConsistent(SurrogateWatermark):
         board = checkerboard(x.shape[1], s)
         patch = (board.float() * self.amplitude / 255).round().to(torch.uint8)
         # reduced amplitude (Turner et al. Sec. 4.3): blend the pattern over the image instead of pasting it
-        if self.amplitude == 255:
+        if self.amplitude == 255 or not len(x):  # an empty batch: nothing to blend (x[:1] below needs an image)
             return stamp(x, patch, CORNERS)
         out = x.clone()
         full = stamp(torch.zeros_like(x[:1]), torch.full_like(patch, 1), CORNERS)[0].bool()

@@ -6,7 +6,10 @@ found by gradient matching on a surrogate, so that training on them has the same
 Defaults (Souri et al.'s CIFAR-10 setting): eps = 16/255, 250 crafting steps of signed Adam, a random-noise patch
 trigger of 8x8 pixels (here fixed in the bottom-right corner and drawn from ``patch_seed``; Souri et al. place it at
 a random position), up to 1000 source images. Simplifications (say so when reporting): one restart and no
-surrogate retraining during crafting (Souri et al. use restarts and retrain the surrogate 4 times). The patch
+surrogate retraining during crafting (Souri et al. use restarts and retrain the surrogate 4 times); poisons drawn at
+random from the target class (Souri et al. take the target-class images of largest gradient norm: moot when gamma
+marks the whole class, as 0.1 does on full CIFAR-10, not on smaller gamma or larger classes); and no differentiable
+augmentation while crafting (the suspect's training crops and flips; Souri et al. craft through it). The patch
 side scales with the image (``common.scaled``): 7 px at 28, 8 at 32, 16 at 64. See notebook 02.
 """
 

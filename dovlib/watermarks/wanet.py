@@ -5,7 +5,9 @@ random noise that KEEP their labels, so the model learns the exact field only.
 Defaults (Nguyen & Tran's CIFAR-10 setting, also BackdoorBox's): k = 4 control points per side, strength s = 0.5,
 grid_rescale = 1, cross (noise) ratio 2 (twice as many noise samples as poisoned ones), poisoning rate 0.1. The
 field is drawn from ``field_seed`` on a k x k grid and upsampled (bicubic) to the image size; displacements are in
-normalised coordinates divided by the image side, so they stay about s/2 pixels at 28, 32 and 64. See notebook 02.
+normalised coordinates divided by the image side, so they stay the same in pixels at any size: with the defaults
+(field_seed 0, s = 0.5) a mean of 0.17 px and a maximum of 0.5 px (s pixels per unit of the field, whose mean
+magnitude is 1 at the control points and smaller between them) at 28, 32 and 64. See notebook 02.
 """
 
 from __future__ import annotations
