@@ -2,8 +2,8 @@
 a poison-label watermark. A white square patch in the bottom-right corner, marked samples relabelled to the target.
 
 Defaults (BackdoorBox's CIFAR-10 setting, as in SSCL-BW's Table I; Gu et al. themselves used MNIST and traffic
-signs): a 3x3 white patch at the bottom-right corner, poisoning rate 0.1. The side scales with the image (``common.scaled``): 3 px at 28 and 32,
-6 px at 64. See notebook 02.
+signs): a 3x3 white patch at the bottom-right corner, poisoning rate 0.1. The side scales with the image
+(``common.scaled``): 3 px at 28 and 32, 6 px at 64. See notebook 02.
 """
 
 from __future__ import annotations
