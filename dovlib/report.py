@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 import platform
 import re
@@ -97,7 +98,7 @@ def save_fig(fig, name: str, notebook: str, dpi: int = 150, **context) -> list[P
             paths.append(p)
         figures = json.loads(manifest.read_text()) if manifest.is_file() else {}
         figures[name] = {**context, "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")}
-        _atomic_write(manifest, json.dumps(figures, indent=2, default=_jsonable))
+        _atomic_write(manifest, _json_text(figures))
     return paths
 
 
@@ -218,7 +219,7 @@ def write_record(notebook: str, params: dict, metrics: dict, **context) -> dict:
     with file_lock(path):  # several sweep jobs may write the same metrics.json at once
         records = [r for r in load_records(notebook) if record_key(r.get("params", {})) != key]
         records.append(record)
-        _atomic_write(path, json.dumps({"notebook": notebook, "records": records}, indent=2, default=_jsonable))
+        _atomic_write(path, _json_text({"notebook": notebook, "records": records}))
     return record
 
 
@@ -260,6 +261,21 @@ def _atomic_write(path: Path, text: str) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _json_text(obj) -> str:
+    """Strict JSON for the report files: tensors and NumPy values as numbers and lists (:func:`_jsonable`), and NaN
+    or infinite floats as ``null`` (Python writes ``NaN``, which JSON parsers outside Python refuse)."""
+    def finite(v):
+        if isinstance(v, float):
+            return v if math.isfinite(v) else None
+        if isinstance(v, dict):
+            return {k: finite(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [finite(x) for x in v]
+        return v
+
+    return json.dumps(finite(json.loads(json.dumps(obj, default=_jsonable))), indent=2, allow_nan=False)
 
 
 def _jsonable(obj):
@@ -415,5 +431,5 @@ def save_table(df, name: str, notebook: str, caption: str = "", **context) -> Pa
         tables = json.loads(manifest.read_text()) if manifest.is_file() else {}
         tables[name] = {"file": path.name, "caption": caption, **context,
                         "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")}
-        _atomic_write(manifest, json.dumps(tables, indent=2, default=_jsonable))
+        _atomic_write(manifest, _json_text(tables))
     return path

@@ -11,6 +11,7 @@ parameters, same ``dovlib`` source; see :func:`stamp_key`) is reused unless ``--
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -289,8 +290,25 @@ def run_notebook(path: str | Path, parameters: dict | None = None, *, force: boo
     path = Path(path).resolve()
     if not path.is_file():
         raise ValueError(f"notebook {str(path)!r} does not exist")
-    with reports_env(reports):  # the kernel inherits this process's environment
+    with reports_env(reports), _this_dovlib_first():  # the kernel inherits this process's environment
         return _run_notebook(path, dict(parameters or {}), force, kernel_name, cell_timeout)
+
+
+@contextlib.contextmanager
+def _this_dovlib_first():
+    """Put the folder holding this ``dovlib`` first on ``$PYTHONPATH`` for a ``with`` block, so kernels started
+    inside import the same package as this process (the one the stamps hash), not another checkout's installed
+    into the same environment: the kernel runs in ``notebooks/``, where ``import dovlib`` would otherwise find
+    whichever copy is installed, and with it that copy's data and ``runs/`` folders."""
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *([old] if old else [])])  # REPO_ROOT: dovlib's parent
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old
 
 
 def _run_notebook(path: Path, parameters: dict, force: bool, kernel_name, cell_timeout) -> RunResult:

@@ -36,6 +36,28 @@ def test_write_record_replaces_same_params_and_keeps_others():
     assert data["notebook"] == "04_ablation"
 
 
+def test_report_files_are_strict_json():
+    """NaN (a loss before the first epoch, a WSR not measured) is written as null: Python's ``NaN`` token breaks
+    JSON parsers elsewhere (JavaScript's JSON.parse, jq)."""
+    nan = float("nan")
+    report.write_record("05_x", {"eps": "8/255"}, {"loss": nan, "rows": [1.0, nan, float("inf")],
+                                                   "t": torch.tensor([0.5, nan]), "ok": 0.25}, profile="smoke")
+    text = (report.reports_dir() / "05_x" / "metrics.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+
+    def strict(token):
+        raise ValueError(f"not strict JSON: {token}")
+
+    metrics = json.loads(text, parse_constant=strict)["records"][0]["metrics"]
+    assert metrics == {"loss": None, "rows": [1.0, None, None], "t": [0.5, None], "ok": 0.25}
+    fig, ax = plt.subplots()
+    report.save_fig(fig, "f", "05_x", score=nan)
+    plt.close(fig)
+    report.save_table(pd.DataFrame({"a": [1]}), "t", "05_x", caption="c", score=nan)
+    for name in ("figures.json", "tables.json"):
+        json.loads((report.reports_dir() / "05_x" / name).read_text(), parse_constant=strict)
+
+
 def test_records_name_the_precision_the_profile_trained_in():
     def precision(profile, device):
         return report.write_record("04_ablation", {"p": profile, "d": device}, {}, profile=profile,

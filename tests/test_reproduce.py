@@ -218,6 +218,24 @@ def test_reports_folder_holds_for_one_call_only(env, tmp_path):
     assert os.environ["DOVLIB_REPORTS"] == str(reports)
 
 
+def test_kernels_import_the_dovlib_of_the_driver_not_another_installed_copy(env, tmp_path, monkeypatch):
+    """The kernel runs in notebooks/, where ``import dovlib`` would find whichever copy is installed (another
+    checkout's, with its data and runs/ folders); the driver puts its own package's folder first on PYTHONPATH.
+    Here a stand-in checkout whose dovlib says where it is."""
+    nbs, reports = env
+    checkout = tmp_path / "checkout"
+    (checkout / "dovlib").mkdir(parents=True)
+    (checkout / "dovlib" / "__init__.py").write_text("WHERE = 'the driver checkout'\n")
+    monkeypatch.setattr(rp, "REPO_ROOT", checkout)
+    monkeypatch.setenv("PYTHONPATH", "/somewhere/else")
+    code = ("\nimport dovlib\n(root / 'which.txt').write_text(getattr(dovlib, 'WHERE', dovlib.__file__))\n"
+            "(root / 'path.txt').write_text(os.environ['PYTHONPATH'])\n")
+    assert rp.run_notebook(make_notebook(nbs, "08_which", extra_code=code), {"profile": "smoke"}).ok
+    assert (reports / "08_which" / "which.txt").read_text() == "the driver checkout"
+    assert (reports / "08_which" / "path.txt").read_text() == os.pathsep.join([str(checkout), "/somewhere/else"])
+    assert os.environ["PYTHONPATH"] == "/somewhere/else"  # the caller's, put back
+
+
 def test_kernel_that_does_not_start_is_a_failure_not_a_crash(env):
     nbs, reports = env
     res = rp.run_notebook(make_notebook(nbs, "06_k"), {"profile": "smoke"}, kernel_name="no-such-kernel")
