@@ -203,6 +203,19 @@ def parse_overrides(spec: str, profile: Profile) -> dict:
     return out
 
 
+def _example(low: float, high: float) -> str:
+    """", e.g. 0.25 or 1/4": one value a quarter into the range (the next integer above ``low`` in a wide one), as a
+    decimal and (where short) as the fraction papermill may pass; nothing for an unbounded range."""
+    if not (math.isfinite(low) and math.isfinite(high)) or high <= low:
+        return ""
+    v = float(f"{low + (high - low) / 4:.2g}") if high - low <= 10 else math.floor(low) + 1  # e.g. a loss weight
+    if not low < v < high:
+        return ""
+    frac = Fraction(v).limit_denominator(1000)
+    fraction = f" or {frac.numerator}/{frac.denominator}" if frac.denominator > 1 and float(frac) == v else ""
+    return f", e.g. {v:g}{fraction}"
+
+
 _NUMBER = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")
 
 
@@ -213,10 +226,8 @@ def parse_fraction(name: str, value, low: float = 0.0, high: float = 1.0, *, low
     wording, where the caller narrows the interval further)."""
     lo_br = "[" if low_inclusive else "("
     hi_br = "]" if high_inclusive else ")"
-    if allowed is None:  # the examples only where they lie in the range (not for check_alpha's (0, 0.01])
-        inside = [t for t, v in (("8/255", 8 / 255), ("0.03", 0.03))
-                  if (low <= v if low_inclusive else low < v) and (v <= high if high_inclusive else v < high)]
-        allowed = f"a number in {lo_br}{low:g}, {high:g}{hi_br}" + (f", e.g. {' or '.join(inside)}" if inside else "")
+    if allowed is None:
+        allowed = f"a number in {lo_br}{low:g}, {high:g}{hi_br}" + _example(low, high)
     if value is None or isinstance(value, bool):
         raise TypeError(f"{name} must be {allowed}; got {value!r}")
     if isinstance(value, numbers.Real):

@@ -43,14 +43,20 @@ def test_parse_eps_names_division_by_zero():
 
 
 def test_range_errors_give_examples_only_from_the_range():
-    with pytest.raises(ValueError, match=r"rate must be a number in \(0, 1\], e.g. 8/255 or 0.03; got"):
+    # one value from the range, as a decimal and as a fraction (not eps-like 8/255 for every parameter)
+    with pytest.raises(ValueError, match=r"rate must be a number in \(0, 1\], e.g. 0.25 or 1/4; got"):
         parse_rate("2")
-    with pytest.raises(ValueError, match=r"check_alpha must be a number in \(0, 0.01\]; got '0.05'"):
+    with pytest.raises(ValueError, match=r"check_alpha must be a number in \(0, 0.01\], e.g. 0.0025 or 1/400; "
+                                         r"got '0.05'"):
         parse_fraction("check_alpha", "0.05", 0.0, 0.01)
-    with pytest.raises(ValueError, match=r"tau must be a number in \[0.05, 1\]; got"):
-        parse_fraction("tau", "2", 0.05, 1.0, low_inclusive=True)
-    with pytest.raises(ValueError, match=r"share must be a number in \[0.02, 0.1\], e.g. 8/255 or 0.03; got"):
+    with pytest.raises(ValueError, match=r"tau must be a number in \[0, 1\), e.g. 0.25 or 1/4; got"):
+        parse_fraction("tau", "1", 0.0, 1.0, low_inclusive=True, high_inclusive=False)
+    with pytest.raises(ValueError, match=r"share must be a number in \[0.02, 0.1\], e.g. 0.04 or 1/25; got"):
         parse_fraction("share", "2", 0.02, 0.1, low_inclusive=True)
+    with pytest.raises(ValueError, match=r"l1 must be a number in \[0, 1e\+06\], e.g. 1; got"):
+        parse_fraction("l1", "-1", 0.0, 1e6, low_inclusive=True)
+    with pytest.raises(ValueError, match=r"w must be a number in \(0, inf\]; got"):
+        parse_fraction("w", "-1", 0.0, math.inf)
 
 
 def test_parse_rate_and_custom_interval():
