@@ -1103,10 +1103,13 @@ def selection_summary(selection: dict) -> str:
     body = (f"{word} attempt {selection['attempt']} ({which}counted from 0; {selection['attempts_tried']} tried, up to "
             f"{selection['attempts_allowed']}){redraw}, proxy p max {selection['proxy_p_max']:.3g}{level}")
     if "draws_tried" in selection:  # select_code_draws: which code, and the classes dropped on the way
-        code = ", ".join(map(str, selection["codes_tried"][selection["draw"]]))
+        kept = selection["codes_tried"][selection["draw"]]
+        code = ", ".join(map(str, kept))
         dropped = ", ".join(map(str, selection["excluded"])) or "none"
+        still = [c for c in selection["excluded"] if c in kept]  # dropped after the kept draw, which holds them
+        note = f"; the kept draw predates dropping {', '.join(map(str, still))}" if still else ""
         body = (f"code {{{code}}} (draw {selection['draw']} of {selection['draws_tried']} tried, up to "
-                f"{selection['draws_allowed']}; classes dropped: {dropped}), {body}")
+                f"{selection['draws_allowed']}; classes dropped for later draws: {dropped}{note}), {body}")
     if passed:
         return f"selection: {body}, passed"
     return f"selection: NO ATTEMPT PASSED: this owner cannot expect to verify; {body}"

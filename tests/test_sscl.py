@@ -804,7 +804,7 @@ def test_select_code_draws_drops_the_class_the_proxies_did_not_learn(monkeypatch
     assert list(log.targets) == [" ".join(map(str, first_code))] * 2 + [" ".join(map(str, second))]
     line = sscl.selection_summary(sel)
     assert line.startswith(f"selection: code {{{second[0]}, {second[1]}}} (draw 1 of 2 tried, up to 3; classes "
-                           f"dropped: {bad}), published attempt 0") and line.endswith("passed")
+                           f"dropped for later draws: {bad}), published attempt 0") and line.endswith("passed")
     # a fixed first class stays; the partner is dropped instead, and with none passing the best code is kept
     seen = _scripted_class_check(monkeypatch, [{1: 0.3, 3: 0.4}, {}])
     run, log = sscl.select_code_draws(ds, prof, key=5, n_targets=2, first=1, draws=2, attempts=1, rate=0.05,
@@ -814,6 +814,8 @@ def test_select_code_draws_drops_the_class_the_proxies_did_not_learn(monkeypatch
     assert all(c[0] == 1 for c in sel["codes_tried"]) and 3 not in sel["codes_tried"][1]
     assert not sel["passed"] and sel["draw"] == 0 and sel["proxy_p_max"] == 0.4 and run.suspect is not None
     assert "NO ATTEMPT PASSED" in sscl.selection_summary(sel)
+    # the kept draw 0 still holds class 3, dropped only for draw 1: said, not left to look like a contradiction
+    assert "classes dropped for later draws: 3; the kept draw predates dropping 3)" in sscl.selection_summary(sel)
     # a pool of two with a fixed first class leaves no second code: the draws stop early, said in the record
     _scripted_class_check(monkeypatch, [{1: 0.3, 2: 0.3}])
     run, _ = sscl.select_code_draws(ds, prof, key=5, n_targets=2, first=1, pool=(1, 2), draws=3, attempts=1,
