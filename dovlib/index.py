@@ -25,6 +25,9 @@ __all__ = ["NotebookReport", "PaperItem", "PAPER_ITEMS", "collect", "coverage", 
 
 CONTEXT_KEYS = ("profile", "dataset", "is_subset", "device", "device_name", "trained_on", "training_precision",
                 "wall_time")
+# what a table or figure saved without it may take from the newest record: never the wall time, which is that
+# run's own (a table written by an earlier run would show the later run's time)
+BORROWED_KEYS = tuple(k for k in CONTEXT_KEYS if k != "wall_time")
 
 
 @dataclass(frozen=True)
@@ -161,7 +164,7 @@ def collect(reports: str | Path | None = None) -> list[NotebookReport]:
             own = {k: entry[k] for k in CONTEXT_KEYS if k in entry}
             latest = nb.latest  # fills what the table does not say, if it comes from the same profile
             same = own.get("profile", latest.get("profile")) == latest.get("profile")
-            context = {**({k: latest[k] for k in CONTEXT_KEYS if k in latest} if same else {}), **own}
+            context = {**({k: latest[k] for k in BORROWED_KEYS if k in latest} if same else {}), **own}
             for key, details in (("device", ("device_name", "trained_on", "training_precision")),
                                  ("dataset", ("is_subset",))):  # a table's own device: not another run's details
                 for detail in details:
@@ -267,7 +270,7 @@ def coverage(notebooks: list[NotebookReport], items=PAPER_ITEMS):
             if found:
                 name = max(reversed(names), key=lambda n: nb.figure_context.get(n, {}).get("written", ""))
                 own = {k: v for k, v in nb.figure_context.get(name, {}).items() if k in CONTEXT_KEYS}
-                ctx = own if "profile" in own else nb.latest  # a figure saved without context: the newest record
+                ctx = own if "profile" in own else {k: v for k, v in nb.latest.items() if k in BORROWED_KEYS}
         status = "MISSING" if not found else ("stale" if nb.all_failed else "present")  # files of an earlier run
         rows.append({"paper": it.paper, "item": it.item, "notebook": it.notebook, "output": f"{it.kind} {it.name}",
                      "status": status, "measured with": context_label(ctx) if found else "",
