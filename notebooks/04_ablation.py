@@ -50,7 +50,7 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 from dovlib.data import load_dataset
-from dovlib.params import check_choice, get_profile, parse_eps, parse_rate, profile_key
+from dovlib.params import check_choice, check_int, get_profile, parse_eps, parse_rate, profile_key
 from dovlib.perceptual import require_perceptual
 from dovlib.report import load_records, run_context, save_fig, save_table, start_notebook
 from dovlib.sscl import check_key, key_hash, run_sscl
@@ -64,6 +64,7 @@ rate = parse_rate(rate)
 check_choice("sweep", sweep, ["none", "eps", "rate", "both"])
 require_perceptual(perceptual)  # LPIPS without its weights fails here
 key = check_key(key)
+target = check_int("target", target, 0)  # "1" or 1.0 from papermill -> 1 (as notebooks 01-03)
 device = start_notebook(profile, seed, cfg.device,
                         note=f"eps {eps_label(eps_value)} | rate {rate} | perceptual {perceptual}")
 

@@ -49,7 +49,7 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 from dovlib.data import load_dataset, stratified_subsample
-from dovlib.params import get_profile, parse_eps, parse_fraction, parse_rate
+from dovlib.params import check_int, get_profile, parse_eps, parse_fraction, parse_rate
 from dovlib.perceptual import require_perceptual
 from dovlib.removal import finetune, pruning_curve
 from dovlib.report import run_context, run_dir, save_fig, save_table, start_notebook
@@ -67,6 +67,7 @@ finetune_lr = parse_fraction("finetune_lr", finetune_lr, 0, 10)
 prune_step = parse_fraction("prune_step", prune_step, 0, 0.95)
 require_perceptual(perceptual)  # LPIPS without its weights fails here
 key = check_key(key)
+target = check_int("target", target, 0)  # "1" or 1.0 from papermill -> 1 (as notebooks 01-03)
 device = start_notebook(profile, seed, cfg.device)
 
 # %%

@@ -42,7 +42,7 @@ from IPython.display import Markdown, display
 
 from dovlib.data import load_dataset
 from dovlib.models import ARCHS
-from dovlib.params import check_choice, get_profile, parse_eps, parse_list, parse_rate
+from dovlib.params import check_choice, check_int, get_profile, parse_eps, parse_list, parse_rate
 from dovlib.perceptual import require_perceptual
 from dovlib.report import run_context, save_fig, save_table, start_notebook
 from dovlib.sscl import check_key, key_hash, run_sscl
@@ -55,6 +55,7 @@ eps = parse_eps(eps)
 rate = parse_rate(rate)
 require_perceptual(perceptual)  # LPIPS without its weights fails here
 key = check_key(key)
+target = check_int("target", target, 0)  # "1" or 1.0 from papermill -> 1 (as notebooks 01-03)
 arch_choices = [k for k in ARCHS if k != "badnets_cnn"]
 arch_list = grid("archs", cfg) if archs is None else parse_list("archs", archs, lambda a: str(a).strip())
 for a in arch_list:

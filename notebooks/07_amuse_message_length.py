@@ -127,11 +127,12 @@ save_fig(fig, "examples", NOTEBOOK, **fig_context)
 
 # %%
 start = time.perf_counter()
-frames, codecs, images_hash, reused_seconds = [], {}, data_hash(images), 0.0
+frames, codecs, images_hash, reused_seconds, skipped = [], {}, data_hash(images), 0.0, []
 for L in lengths:
     for codec in (RepeatCodec(L, seed), AmuseCodec.from_rho(L, rho, seed)):
         if codec.sub_message_bits > ImWatermarker(method, scale=scale).capacity_bits:
             print(f"skip {codec!r}: more bits per image than {method} carries")
+            skipped.append(f"{codec.name} at L={L} ({codec.sub_message_bits} bits per image)")
             continue
         codecs[(L, codec.name)] = codec
         wm = ImWatermarker(method, codec.sub_message_bits, scale)
@@ -179,21 +180,26 @@ if attack_names:
 # ## Record
 
 # %%
+# which schemes the tables hold: a scheme past the method's capacity was skipped, and the captions say so
+compared = " vs ".join(dict.fromkeys(name for _, name in codecs)).replace("amuse", f"AMUSE (rho={rho:g})")
+capacity = ImWatermarker(method, scale=scale).capacity_bits
+not_run = f" Not run (past {method}'s {capacity} bits per image): {', '.join(skipped)}." if skipped else ""
 context = dict(profile=profile, dataset=ds.name, is_subset=ds.is_subset,
                dataset_note=f"{len(images)} images: {image_note}", device="cpu",
                device_name=env_info("cpu")["device_name"], wall_time=wall)
 save_table(summary, "accuracy_vs_length", NOTEBOOK,
-           caption=f"{wm_label}: baseline vs AMUSE (rho={rho:g}), mean over {n_messages} messages; "
+           caption=f"{wm_label}: {compared}, mean over {n_messages} messages; "
                    f"attacked = mean over the '{attacks}' attack set. {len(images)} images ({image_note}); "
-                   f"{profile} profile, CPU.", **context)
+                   f"{profile} profile, CPU.{not_run}", **context)
 save_table(limits_df, "watermark_limits", NOTEBOOK,
            caption=f"{wm_label}, 32 bits per image, per-image bit accuracy under JPEG 4:2:0 vs 4:4:4 and a centre crop "
                    f"keeping 90% of the area ({len(images)} images, {image_note}; CPU).", **context)
 if attack_names:
     save_table(fam, "accuracy_by_attack_family", NOTEBOOK,
-               caption=f"{wm_label}, baseline vs AMUSE (rho={rho:g}): rebuilt-message bit and word "
+               caption=f"{wm_label}, {compared}: rebuilt-message bit and word "
                        f"accuracy and sub-message bit accuracy per attack family (mean over the family's attacks in "
-                       f"the '{attacks}' set and {n_messages} messages); {len(images)} images, CPU.", **context)
+                       f"the '{attacks}' set and {n_messages} messages); {len(images)} images, CPU.{not_run}",
+               **context)
 for L in lengths:
     metrics = {}
     for (scheme, attacked), row in summary[summary.L == L].set_index(["scheme", "attacked"]).iterrows():

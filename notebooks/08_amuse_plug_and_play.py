@@ -248,7 +248,7 @@ if str(tables) in ("2", "both"):
 
 # %%
 wall = time.perf_counter() - start_all + reused_seconds  # what the results cost, also when a run resumed
-used = ([hds] if str(tables) in ("1", "both") else []) + ([photos] if str(tables) in ("2", "both") else [])
+used = ({"1": hds} if str(tables) in ("1", "both") else {}) | ({"2": photos} if str(tables) in ("2", "both") else {})
 metrics = {}
 if str(tables) in ("1", "both"):
     for r in table1.itertuples():
@@ -264,7 +264,7 @@ write_record(NOTEBOOK, params={"profile": profile, "tables": str(tables), "hidde
                                "hidden_channels": hidden_channels, "hidden_arch": hidden_arch, "method": method,
                                "scales": scales, "message_bits": lengths, "rho": rho, "attacks": attacks,
                                "n_messages": n_messages, "seed": seed},
-             metrics=metrics, dataset=f"{hidden_dataset} (Table 1), skimage-photos (Table 2)",
+             metrics=metrics, dataset=", ".join(f"{d.name} (Table {t})" for t, d in used.items()),  # what ran
              perceptual="psnr", wall_time=wall, hidden_training="bf16 autocast" if uses_bf16(cfg.precision, device)
-             else "fp32", is_subset=any(d.is_subset for d in used), **context)
+             else "fp32", is_subset=any(d.is_subset for d in used.values()), **context)
 print(f"wall time {wall:.1f} s")

@@ -29,7 +29,7 @@
 
 # %% tags=["parameters"]
 profile = "smoke"  # smoke | quick | paper (see dovlib/params.py)
-dataset = "cifar10-subset"  # flowers102 (online, the paper's) | cifar10-subset | a dovlib.data name | folder:PATH
+dataset = "cifar10-subset"  # RGB: flowers102 (online, the paper's) | cifar10-subset | a dovlib.data name | folder:PATH
 method = "dwtDct"  # dwtDct | dwtDctSvd | rivaGan (carries 32 bits at most; slow on a CPU)
 scale = 36  # DCT quantisation step
 message_bits = 100  # L: the owner's message
