@@ -51,10 +51,24 @@ def test_paper_special_cases():
     assert [ceil_log2(x) for x in (1, 2, 3, 4, 5, 8, 9)] == [0, 1, 2, 2, 3, 3, 4]
 
 
+def test_majority_vote_ties_give_zero_and_majorities_win():
+    """Two copies of a chunk that disagree vote 0 (the documented tie rule); with a third copy the majority wins."""
+    codec = AmuseCodec(4, 2, 1)  # two 2-bit chunks, one per image, plus 1 ordering bit
+    message = np.array([1, 1, 1, 0], dtype=np.uint8)
+    subs = codec.encode(message, 4)
+    carries_0 = np.nonzero(subs[:, -1] == 0)[0]  # the ordering bit: combination 0 holds chunk 0
+    assert len(carries_0) == 2 and (subs[carries_0, :2] == 1).all()
+    tied = subs.copy()
+    tied[carries_0[0], :2] = 0  # one copy says 00, the other 11
+    assert codec.decode(tied).tolist() == [0, 0, 1, 0]
+    third = np.vstack([tied, subs[carries_0[1]]])  # a third copy saying 11: two against one
+    assert codec.decode(third).tolist() == [1, 1, 1, 0]
+
+
 def test_bad_inputs_are_refused():
-    with pytest.raises(ValueError, match="k"):
+    with pytest.raises(ValueError, match=r"k must be an integer in \[1, 3\]; got 4"):
         AmuseCodec(100, 3, 4)
-    with pytest.raises(ValueError, match="n"):
+    with pytest.raises(ValueError, match=r"n must be an integer in \[1, 10\]; got 11"):  # n <= L
         AmuseCodec(10, 11, 1)
     with pytest.raises(ValueError, match="rho_max"):
         choose_nk(100, 1.0)
@@ -69,7 +83,7 @@ def test_bad_inputs_are_refused():
         codec.encode(np.zeros(19), 10)
     with pytest.raises(ValueError, match="sub_messages"):
         codec.decode(np.zeros((3, codec.sub_message_bits + 1)))
-    with pytest.raises(ValueError, match="n"):
+    with pytest.raises(ValueError, match=r"n must be an integer in \[1, 255\]; got 256"):
         ErasureCodec(100, 256, 2)
     with pytest.raises(ValueError, match="codec"):
         make_codec("zip", 10)

@@ -149,6 +149,10 @@ def test_prune_keeps_at_least_one_channel_and_checks_activations(trained):
     pm = prune(model, ds.x_train, rate, activations=acts)
     assert len(pm.pruned) == n - 1 and int(pm.mask.sum()) == 1
     assert pm.mask.view(-1)[torch.argmax(acts)] == 1  # the most active channel is the one kept
+    # rounded to the nearest count, not truncated: 0.6 of a channel above a whole count is one more channel
+    k = n // 4
+    assert len(prune(model, ds.x_train, (k + 0.6) / n, activations=acts).pruned) == k + 1
+    assert len(prune(model, ds.x_train, (k + 0.4) / n, activations=acts).pruned) == k
     with pytest.raises(ValueError, match=rf"per channel of the last conv layer \({n}\); got shape \({n - 1},\)"):
         prune(model, ds.x_train, 0.5, activations=acts[:-1])
 

@@ -88,7 +88,7 @@ def test_load_puts_the_generator_on_the_asked_device(tmp_path):
 
 
 def test_config_errors_name_the_parameter():
-    with pytest.raises(ValueError, match="eps"):
+    with pytest.raises(ValueError, match=r"eps must be a number in \[1/255, 1\]"):
         GeneratorConfig(eps="0")
     with pytest.raises(ValueError, match="perceptual"):
         GeneratorConfig(perceptual="l2")

@@ -115,6 +115,11 @@ def test_verification_set_draws_m_non_target_images():
     idx = verification_set(torch.zeros(100, 1, 4, 4), y, target=2, m=30, seed=3)
     assert len(idx) == 30 and len(set(idx.tolist())) == 30 and (y[idx] != 2).all()
     assert torch.equal(idx, verification_set(None, y, 2, 30, seed=3))
+    # the seed draws the set (not the pool's first m): other seeds give other sets, and over 20 seeds every
+    # non-target image is drawn at some point
+    draws = [set(verification_set(None, y, 2, 30, seed=s).tolist()) for s in range(20)]
+    assert len({frozenset(d) for d in draws}) == 20
+    assert set().union(*draws) == set(torch.nonzero(y != 2).flatten().tolist())
     with pytest.raises(ValueError, match="m must be an integer"):
         verification_set(None, y, 2, 81)
 
@@ -219,6 +224,10 @@ def test_tau_sweep_and_summary_count_models_per_scenario():
         assert t2.at[scenario, "p_value_median"] == pytest.approx(rows_of["p_value"].median())
         assert t2.at[scenario, "decoy_p_value_max"] == rows_of["decoy_p_value"].max()
     assert t2.at["Malicious", "delta_p"] == pytest.approx(0.7, abs=0.05)  # the synthetic shift
+    # three models with skewed p-values: the median is the middle one (for two models median and mean coincide)
+    three = pd.concat([df[df.scenario == "Ind-M"].iloc[:1]] * 3, ignore_index=True)
+    three["model_seed"], three["p_value"] = [0, 1, 2], [0.001, 0.002, 0.9]
+    assert summarize_controls(three).set_index("scenario").at["Ind-M", "p_value_median"] == 0.002
     sw = tau_sweep(df, taus=(0.0, 0.9)).set_index(["baseline", "tau", "scenario"])
     assert sw.at[("clean", 0.0, "Malicious"), "verified_rate"] == 1.0
     assert sw.at[("clean", 0.9, "Malicious"), "verified_rate"] == 0.0  # a margin above the effect: no claim

@@ -113,7 +113,7 @@ def test_wanet_warp_is_small_and_smooth():
     x = torch.linspace(0, 255, 32).round().to(torch.uint8).expand(2, 3, 32, 32).clone()  # a smooth ramp
     out = get_watermark("wanet").trigger(x)
     assert 0 < (out.float() - x.float()).abs().mean() < 8  # about s/2 px of a ramp of 8 levels per pixel
-    with pytest.raises(ValueError, match="k"):
+    with pytest.raises(ValueError, match=r"k must be an integer in \[2, 32\]; got 1"):
         get_watermark("wanet", k=1)
     # grid_rescale scales the whole warping grid (identity + offset), as WaNet defines it: with almost no warp,
     # 0.5 zooms into the centre, so the left edge reads the ramp a quarter of the way in (about 64, not 0)
