@@ -374,6 +374,109 @@ def test_run_sscl_and_controls_end_to_end_at_toy_size():
     assert again.generator.cached and torch.equal(again.marked.x, run.marked.x)
 
 
+class _Responds(nn.Module):
+    """A scripted suspect: the class coded in pixel (0, 2, 0), or ``target`` when its trigger pixel is white (a model
+    that learnt that mark; ``pixel`` None: a benign model that learnt none)."""
+
+    def __init__(self, pixel, target, num_classes):
+        super().__init__()
+        self.pixel, self.target, self.k = pixel, target, num_classes
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        cls = (x[:, 0, 2, 0] * 255).round().long().clamp(0, self.k - 1)
+        if self.pixel is not None:
+            cls = torch.where(x[:, 0, self.pixel[0], self.pixel[1]] > 0.99, torch.full_like(cls, self.target), cls)
+        return nn.functional.one_hot(cls, self.k).float() * 10 + self.dummy
+
+
+def _pixel_mark(r, c):
+    def mark(x):
+        x = x.clone()
+        x[:, :, r, c] = 255
+        return x
+    return mark
+
+
+def test_controls_give_each_scenario_its_own_model_and_test(monkeypatch):
+    """run_controls with scripted models whose answers are known (the toy-size end-to-end run above leaves every
+    model at chance, where any p-value is 1): the Malicious models learnt OUR mark, the Ind-M models none, the Ind-W
+    models their own owner's mark (another pixel). Each row must come from its scenario's model and test."""
+    from types import SimpleNamespace
+
+    from dovlib.verify import query_probs, ttest_verify, verification_set
+
+    k, target, n = 4, 1, 80
+    y = torch.arange(n) % k
+    x = torch.zeros(n, 3, 8, 8, dtype=torch.uint8)
+    x[:, 0, 2, 0] = y.to(torch.uint8)  # each image shows its class
+    ds = SimpleNamespace(x_train=x.clone(), y_train=y.clone(), x_test=x.clone(), y_test=y.clone(), num_classes=k)
+    ours, theirs = _pixel_mark(0, 0), _pixel_mark(0, 1)
+
+    def decoy(x):  # a placebo that moves every fourth query to the target class in ANY model (so p_decoy != p_b)
+        x = x.clone()
+        x[::4, 0, 2, 0] = target
+        return x
+
+    marked = SimpleNamespace(x=ours(x), y=y.clone())
+    gen = SimpleNamespace(mark=ours, key=7)
+    params = {"target": target, "seed": 3, "arch": "resnet18", "eps": 8 / 255, "rate": 0.05, "key_hash": key_hash(7),
+              "perceptual": "mse", "surrogate_arch": None, "l1": 1.0, "l2": 1.0, "l3": 1.0}
+    run = SimpleNamespace(ds=ds, profile=get_profile("smoke", verify_m=20, n_models=2), params=params,
+                          surrogate=None, generator=gen, marked=marked, suspect=None, trigger=ours)
+    others, trained = [], []
+
+    def fake_run_sscl(ds_, prof, **kw):  # an independent owner: their own mark on the same images
+        others.append(kw)
+        return SimpleNamespace(marked=SimpleNamespace(x=theirs(x) + len(others) - 1, y=y.clone()), trigger=theirs)
+
+    def fake_train(x_train, y_train, x_test, y_test, seed, **kw):
+        if torch.equal(x_train, marked.x):
+            which, model = "ours", _Responds((0, 0), target, k)
+        elif torch.equal(x_train, ds.x_train):
+            which, model = "clean", _Responds(None, target, k)
+        else:
+            which, model = "theirs", _Responds((0, 1), target, k)
+        trained.append((which, seed))
+        return SimpleNamespace(model=model.eval())
+
+    monkeypatch.setattr(sscl, "run_sscl", fake_run_sscl)
+    monkeypatch.setattr(sscl, "train_classifier", fake_train)
+    monkeypatch.setattr(sscl, "decoy_generator", lambda run_, progress=True: SimpleNamespace(mark=decoy))
+    df = sscl.run_controls(run, m=20, progress=False)
+    assert list(df.scenario) == ["Malicious", "Ind-M", "Ind-W"] * 2 and list(df.model_seed) == [3] * 3 + [4] * 3
+    assert trained == [("ours", 3), ("clean", 3), ("theirs", 3), ("ours", 4), ("clean", 4), ("theirs", 4)]
+    # one independent owner per model, each with its own key (never ours) and generator seed
+    keys = [o["key"] for o in others]
+    assert keys == [sscl.independent_key(int(key_hash(7), 16), i) for i in range(2)] and len(set(keys)) == 2
+    assert [o["seed"] for o in others] == [1003, 1004] and all(o["target"] == target for o in others)
+    xq = x[verification_set(x, y, target, 20, seed=0)]
+    for r in df.itertuples():
+        # every column is its own test on that row's probabilities
+        assert r.p_value == ttest_verify(r.p_b, r.p_w).p_value and r.verified == (r.p_value < 0.01)
+        assert r.decoy_p_value == ttest_verify(r.p_decoy, r.p_w).p_value
+        model = _Responds({"Malicious": (0, 0), "Ind-M": None, "Ind-W": (0, 1)}[r.scenario], target, k)
+        pb, pw = query_probs(model, xq, ours, target)
+        assert np.allclose(r.p_b, pb.numpy()) and np.allclose(r.p_w, pw.numpy())
+        assert np.allclose(r.p_decoy, query_probs(model, xq, decoy, target)[1].numpy())
+    rows = df.groupby("scenario")
+    mal, indm, indw = (rows.get_group(s) for s in ("Malicious", "Ind-M", "Ind-W"))
+    assert all(not np.allclose(r.p_decoy, r.p_b) for r in df.itertuples())  # the decoy test is not the clean one
+    assert mal.verified.all() and mal.decoy_verified.all() and mal.label_verified.all() and (mal.WSR == 1).all()
+    assert not indm.verified.any() and not indm.decoy_verified.any() and (indm.WSR == 0).all()
+    assert not indw.verified.any() and (indw.WSR == 0).all() and (indw.own_WSR == 1).all()
+    assert (df.BA == 1).all()
+    # the owner's check trains its proxies on OUR marked set with seeds 5000, 5001 (never a suspect's seed) and
+    # queries them on images apart from the evaluation's
+    del trained[:]
+    chk = sscl.self_check(run, n_proxies=2, m=20, progress=False)
+    assert trained == [("ours", 5000), ("ours", 5001)] and list(chk.proxy_seed) == [5000, 5001]
+    own = x[sscl.owner_queries(ds, target, 20)]
+    assert not set(sscl.owner_queries(ds, target, 20).tolist()) & set(verification_set(x, y, target, 20).tolist())
+    pb, pw = query_probs(_Responds((0, 0), target, k), own, ours, target)
+    assert list(chk.p_value) == [ttest_verify(pb, pw).p_value] * 2 and chk.verified.all()
+
+
 def test_surrogate_width_changes_only_the_surrogate_and_is_recorded():
     ds = load_dataset("synthetic", num_classes=4, n_train=120, n_test=60, image_size=16)
     prof = get_profile("smoke", epochs=1, width=4, gen_iters=2, gen_batch=8, verify_m=20, n_models=1)
