@@ -95,7 +95,8 @@ class _LPIPS(nn.Module):
 
 
 class _SSIMDistance(nn.Module):
-    """``1 - SSIM`` per image (Gaussian window 11, sigma 1.5; pytorch-msssim), for images in [0,1]."""
+    """``1 - SSIM`` per image (Gaussian window 11, sigma 1.5; pytorch-msssim), for images in [0,1]; for images under
+    11 px the largest odd window that fits (7 at 7x7, 5 at 6x6), as :func:`dovlib.metrics.ssim` chooses its own."""
 
     def forward(self, a, b):
         from pytorch_msssim import ssim
@@ -103,8 +104,9 @@ class _SSIMDistance(nn.Module):
         if min(a.shape[-2:]) < 3:
             raise ValueError(f"1 - SSIM needs images of at least 3x3 pixels (its smallest window); got "
                              f"{a.shape[-2]}x{a.shape[-1]}")
-        win = 11 if min(a.shape[-2:]) >= 11 else (min(a.shape[-2:]) // 2) * 2 - 1
-        return 1 - ssim(a.float(), b.float(), data_range=1.0, size_average=False, win_size=max(win, 3))
+        side = min(a.shape[-2:])
+        win = 11 if side >= 11 else side - 1 + side % 2  # the largest odd size that fits (it was one less at odd sides)
+        return 1 - ssim(a.float(), b.float(), data_range=1.0, size_average=False, win_size=win)
 
 
 class _MSEDistance(nn.Module):

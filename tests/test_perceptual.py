@@ -148,3 +148,63 @@ def test_distance_builds_its_measure_once_per_process_and_retries_after_a_failur
             perceptual.perceptual_distance(x, x, ["mse"])
     finally:
         perceptual._shared_measure.cache_clear()  # later tests build the real modules
+
+
+def test_lpips_gets_images_scaled_to_its_minus_one_to_one_range(monkeypatch):
+    """Offline: the lpips network dovlib builds is replaced by a stub that records what it is fed. LPIPS wants
+    [-1, 1] inputs; dovlib takes [0, 1] (or uint8) images, so white must arrive as +1 and black as -1."""
+    import lpips
+
+    from dovlib import perceptual
+
+    seen = []
+
+    class StubLPIPS(torch.nn.Module):
+        def __init__(self, net="alex", verbose=True, **kwargs):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, a, b):
+            seen.append((a.detach().clone(), b.detach().clone()))
+            return (a - b).abs().mean((1, 2, 3), keepdim=True) + self.w
+
+    monkeypatch.setattr(perceptual, "lpips_available", lambda net="alex": True)
+    monkeypatch.setattr(lpips, "LPIPS", StubLPIPS)
+    d = perceptual_loss("lpips")
+    white, black = torch.ones(2, 3, 8, 8), torch.zeros(2, 3, 8, 8)
+    out = d(white, black)
+    a, b = seen[-1]
+    assert a.shape == b.shape == (2, 3, 8, 8)
+    assert a.min() == a.max() == 1.0 and b.min() == b.max() == -1.0
+    assert torch.allclose(out, torch.full((2,), 2.0))
+    # a grey [0, 1] image of 0.25 arrives as -0.5, and one-channel images are expanded to 3 channels
+    d(torch.full((1, 1, 8, 8), 0.25), torch.full((1, 1, 8, 8), 0.75))
+    a, b = seen[-1]
+    assert a.shape == (1, 3, 8, 8) and torch.allclose(a, torch.tensor(-0.5)) and torch.allclose(b, torch.tensor(0.5))
+    # uint8 images through perceptual_distance: 255 -> +1, 0 -> -1
+    u_white = torch.full((3, 3, 8, 8), 255, dtype=torch.uint8)
+    dist = perceptual_distance(u_white, torch.zeros_like(u_white), "lpips", module=d)
+    a, b = seen[-1]
+    assert a.min() == a.max() == 1.0 and b.min() == b.max() == -1.0 and torch.allclose(dist, torch.full((3,), 2.0))
+
+
+@pytest.mark.parametrize("size, win", [(3, 3), (4, 3), (5, 5), (6, 5), (7, 7), (8, 7), (9, 9), (10, 9), (11, 11),
+                                       (16, 11)])
+def test_ssim_distance_shrinks_its_window_for_images_under_11_px(monkeypatch, size, win):
+    """1 - SSIM on images under 11 px takes the largest odd Gaussian window that fits (odd sides used
+    to get one size less: 5x5 images a 3x3 window): the distances equal pytorch-msssim's at that window size."""
+    from pytorch_msssim import ssim
+
+    g = torch.Generator().manual_seed(size)
+    a = torch.rand(3, 3, size, size, generator=g)
+    b = (a + 0.2 * torch.randn(a.shape, generator=g)).clamp(0, 1)
+    got = perceptual_loss("ssim")(a, b)
+    want = 1 - ssim(a, b, data_range=1.0, size_average=False, win_size=win)
+    assert torch.allclose(got, want, atol=1e-6)
+    if win != 3:
+        assert not torch.allclose(got, 1 - ssim(a, b, data_range=1.0, size_average=False, win_size=3), atol=1e-4)
+    # non-square images: the shorter side sets the window
+    wide = torch.rand(2, 1, size, size + 5, generator=g)
+    wide_b = (wide + 0.2 * torch.randn(wide.shape, generator=g)).clamp(0, 1)
+    assert torch.allclose(perceptual_loss("ssim")(wide, wide_b),
+                          1 - ssim(wide, wide_b, data_range=1.0, size_average=False, win_size=win), atol=1e-6)
