@@ -124,7 +124,7 @@ def test_jpeg_quality_orders_error_and_444_keeps_more_colour():
     assert err[0] > err[1]
     e420 = (jpeg(x, 95, "4:2:0").float() - x.float()).abs().mean()
     e444 = (jpeg(x, 95, "4:4:4").float() - x.float()).abs().mean()
-    assert e444 <= e420
+    assert e444 < e420  # strictly: 4:4:4 keeps the full-resolution chroma of this colourful image
     with pytest.raises(ValueError, match="quality"):
         jpeg(x, 0)
     with pytest.raises(ValueError, match="subsampling"):
@@ -228,3 +228,77 @@ def test_a_cover_of_another_dtype_and_an_unknown_family_are_refused():
         apply_attack("hidden_dropout_0.3", x, cover=x.float())
     with pytest.raises(ValueError, match=r"attack family must be one of \[.*'blur'.*hidden_crop'\]; got 'blurr'"):
         apply_attack(Attack("blurr_3", "blurr", 3), x)
+
+
+def _asymmetric(n=2, size=40, seed=0):
+    """Random uint8 RGB images: no symmetry, colour detail at every scale."""
+    return torch.randint(0, 256, (n, 3, size, size), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
+
+
+def test_blur_uses_its_own_kernel_size_as_torchvision_gaussian_blur():
+    import torchvision.transforms.v2.functional as TF
+
+    x = _asymmetric()
+    outs = {}
+    for k in (3, 7, 13):
+        outs[k] = apply_attack(f"blur_{k}", x)
+        assert torch.equal(outs[k], TF.gaussian_blur(x, [k, k])), k
+    assert not torch.equal(outs[3], outs[7]) and not torch.equal(outs[7], outs[13])
+    assert outs[13].float().std() < outs[3].float().std()  # a wider kernel smooths more
+
+
+def test_rotation_turns_by_its_own_angle_counter_clockwise_as_torchvision():
+    import torchvision.transforms.v2.functional as TF
+
+    x = _asymmetric()
+    for angle in (10, 45):
+        out = apply_attack(f"rotation_{angle}", x)
+        assert torch.equal(out, TF.rotate(x, float(angle))), angle
+        assert not torch.equal(out, TF.rotate(x, float(-angle))), angle  # the sign matters
+    assert not torch.equal(apply_attack("rotation_10", x), apply_attack("rotation_45", x))
+
+
+def test_hue_shift_is_torchvisions_on_float_images_rounded_with_its_sign():
+    import torchvision.transforms.v2.functional as TF
+
+    x = _asymmetric()
+    outs = {}
+    for shift in (0.25, -0.25):
+        want = (TF.adjust_hue(x.float() / 255, shift) * 255).round().clamp(0, 255).to(torch.uint8)
+        outs[shift] = apply_attack(f"hue_{shift:g}", x)
+        assert torch.equal(outs[shift], want), shift
+    assert (outs[0.25].float() - outs[-0.25].float()).abs().mean() > 10  # opposite turns of the colour wheel
+
+
+def test_jpeg_444_and_420_are_pils_own_encodings():
+    import io
+
+    from PIL import Image
+
+    x = _asymmetric(1, 32)
+    for subsampling, pil_code in (("4:4:4", 0), ("4:2:0", 2)):
+        buf = io.BytesIO()
+        Image.fromarray(x[0].permute(1, 2, 0).numpy()).save(buf, format="JPEG", quality=90, subsampling=pil_code)
+        want = torch.from_numpy(np.array(Image.open(io.BytesIO(buf.getvalue())))).permute(2, 0, 1)[None]
+        assert torch.equal(jpeg(x, 90, subsampling), want), subsampling
+    assert not torch.equal(jpeg(x, 90, "4:4:4"), jpeg(x, 90, "4:2:0"))
+
+
+def test_cropout_rectangle_is_drawn_anywhere_top_and_left():
+    enc, cover = torch.ones(1, 1, 40, 40), torch.zeros(1, 1, 40, 40)
+    g = torch.Generator().manual_seed(0)
+    tops, lefts = set(), set()
+    for _ in range(12):
+        out = cropout(enc, cover, 0.25, g)[0, 0]
+        rows, cols = out.any(1).nonzero().flatten(), out.any(0).nonzero().flatten()
+        assert len(rows) == len(cols) == 20 and out.sum() == 400  # one 20x20 rectangle
+        tops.add(int(rows[0]))
+        lefts.add(int(cols[0]))
+    assert len(tops) > 3 and len(lefts) > 3 and max(tops) > 0
+    # the draw: top, then left, uniform over the positions the rectangle fits
+    g, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    out = cropout(enc, cover, 0.25, g)[0, 0]
+    top, left = (int(torch.randint(0, 21, (1,), generator=g2)) for _ in range(2))
+    assert out[top:top + 20, left:left + 20].all() and out.sum() == 400
+    cropped = crop(torch.arange(1600.).view(1, 1, 40, 40), 0.25, torch.Generator().manual_seed(5))
+    assert cropped[0, 0, 0, 0] == top * 40 + left  # Crop draws its rectangle the same way

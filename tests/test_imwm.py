@@ -731,3 +731,124 @@ def test_sample_images_draws_distinct_images_where_the_pool_allows():
     more = sample_images(pool, 50, side=32, seed=0)  # more than the pool: with replacement
     assert len(more) == 50 and set(more[:, 0, 0, 0].tolist()) <= set(range(20))
     assert torch.equal(sample_images(pool, 20, side=16, seed=3), sample_images(pool, 20, side=16, seed=3))
+
+
+class _Recording(_LSB):
+    """The LSB stand-in that records every batch it reads; ``any_size`` per instance."""
+
+    def __init__(self, message_bits, any_size=True):
+        super().__init__(message_bits)
+        self.any_size, self.read = any_size, []
+
+    def extract(self, images):
+        self.read.append(images.clone())
+        return super().extract(images)
+
+
+def test_evaluate_attacks_scores_bit_and_word_accuracy_of_each_attacked_batch():
+    from dovlib.attacks import apply_attack
+    from dovlib.metrics import word_accuracy
+
+    images = torch.randint(0, 256, (12, 3, 64, 64), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    bits = _bits(12, 8, seed=2)
+    wm = _LSB(8)
+    marked = wm.embed(images, bits)
+    names = ["brightness_1.5", "hidden_dropout_0.55", "jpeg_90", "hidden_cropout_0.3", "resize_0.5"]
+    df = evaluate_attacks(wm, marked, bits, images, attacks=names, seed=7)
+    assert list(df.attack) == ["none", *names]
+    gen = torch.Generator().manual_seed(7)  # the same draws, in the same order
+    for name in ["none", *names]:
+        x = marked if name == "none" else apply_attack(name, marked, images, restore_size=False, generator=gen)
+        dec = wm.extract(x)
+        row = df[df.attack == name].iloc[0]
+        assert row.bit_acc == float(bit_accuracy(dec, bits).mean()), name
+        assert row.word_acc == float(word_accuracy(dec, bits).mean()), name
+    assert (df.bit_acc > df.word_acc).any() and df.loc[0, "bit_acc"] == df.loc[0, "word_acc"] == 1.0
+
+
+def test_evaluate_attacks_restores_the_size_only_for_fixed_layout_watermarkers():
+    images = torch.randint(0, 256, (2, 3, 64, 64), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+    bits = _bits(2, 8, seed=3)
+    for any_size, side in ((True, 45), (False, 64)):  # resize_0.5: 64 * sqrt(0.5) = 45.25
+        wm = _Recording(8, any_size=any_size)
+        evaluate_attacks(wm, wm.embed(images, bits), bits, images, attacks=["resize_0.5"])
+        assert [tuple(x.shape[-2:]) for x in wm.read] == [(64, 64), (side, side)], any_size
+
+
+class _Inverting(_Recording):
+    """Marks by inverting every pixel (255 - x: every marked pixel differs from the clean one)."""
+
+    def embed(self, images, bits):
+        self._check_bits(bits, len(self._check_images(images)))
+        return 255 - images
+
+
+def test_evaluate_dataset_mixes_hidden_dropout_and_cropout_with_the_clean_images():
+    from dovlib.amuse import RepeatCodec
+    from dovlib.imwm import evaluate_dataset
+
+    images = torch.randint(0, 256, (4, 3, 32, 32), generator=torch.Generator().manual_seed(2), dtype=torch.uint8)
+    wm = _Inverting(8)
+    evaluate_dataset(wm, RepeatCodec(8), images, _bits(1, 8), attacks=["hidden_dropout_0.3", "hidden_cropout_0.3"])
+    none, dropped, cropped = wm.read
+    assert torch.equal(none, 255 - images)
+    for x, kept in ((dropped, 0.3), (cropped, 0.3)):
+        clean, marked = (x == images).all(1), (x == 255 - images).all(1)
+        assert (clean | marked).all()  # every pixel from one of the two
+        assert abs(marked.float().mean().item() - kept) < 0.08, kept  # the share p kept from the marked images
+
+
+def test_sample_images_flips_some_crops_horizontally():
+    from dovlib.imwm import sample_images
+
+    pool = torch.randint(0, 256, (12, 3, 40, 40), generator=torch.Generator().manual_seed(3), dtype=torch.uint8)
+    crops = pool.unfold(2, 32, 1).unfold(3, 32, 1)  # (12, 3, 9, 9, 32, 32): every 32x32 crop
+
+    def is_crop(img):
+        return bool((crops == img[None, :, None, None]).flatten(-2).all(-1).all(1).any())
+
+    for n in (12, 30):  # distinct images, and with replacement
+        out = sample_images(pool, n, side=32, seed=0)
+        plain = [is_crop(img) for img in out]
+        flipped = [is_crop(img.flip(-1)) for img in out]
+        assert all(a or b for a, b in zip(plain, flipped)), n
+        assert 0 < sum(flipped) < n and 0 < sum(plain) < n, (n, sum(flipped))
+
+
+def test_hidden_training_draws_noise_p_across_its_range(monkeypatch):
+    import dovlib.imwm as imwm
+
+    seen, real = [], imwm._noise
+
+    def noise(kind, enc, cover, p, gen):
+        seen.append((kind, p))
+        return real(kind, enc, cover, p, gen)
+
+    monkeypatch.setattr(imwm, "_noise", noise)
+    images = (torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    cfg = HiddenConfig(message_bits=4, channels=4, encoder_blocks=1, decoder_blocks=1, image_size=16, batch_size=2,
+                       adversarial_loss=0, noises=("dropout",), noise_p=(0.3, 0.6))
+    train_hidden(images, cfg, steps=10, progress=False, log_every=10)
+    ps = [p for _, p in seen]
+    assert len(ps) == 10 and {k for k, _ in seen} == {"dropout"}
+    assert all(0.3 <= p <= 0.6 for p in ps) and len(set(ps)) == 10
+    assert min(ps) < 0.4 and max(ps) > 0.5  # spread over the range, not one end of it
+
+
+def test_map_spreads_large_calls_over_worker_processes_in_order():
+    import os
+
+    wm = ImWatermarker("dwtDct", 8, workers=2)
+    wm.min_parallel = 6  # this instance only
+
+    def tag(prefix, xs, ys):  # by value to the workers (a local function)
+        import os as _os
+        return [(prefix, x, y, _os.getpid()) for x, y in zip(xs, ys)]
+
+    xs, ys = list(range(8)), list(range(10, 18))
+    pooled = wm._map(tag, "a", per_image=[xs, ys])
+    serial = tag("a", xs, ys)
+    assert [r[:3] for r in pooled] == [r[:3] for r in serial]  # the serial result, in order
+    assert {r[3] for r in pooled} - {os.getpid()}, "no chunk ran in a worker process"
+    small = wm._map(tag, "b", per_image=[xs[:5], ys[:5]])  # below min_parallel: in this process
+    assert {r[3] for r in small} == {os.getpid()} and [r[:3] for r in small] == [r[:3] for r in tag("b", xs, ys)][:5]

@@ -138,6 +138,56 @@ def test_generator_training_lowers_both_attack_losses():
         train_generator(f, ds.x_train, ds.y_train, GeneratorConfig(target=4, iters=1, batch=4), progress=False)
 
 
+def test_generator_loss_is_the_weighted_sum_of_its_three_terms(monkeypatch):
+    """loss = l1 * L_target + l2 * L_nontarget + l3 * L_perceptual, with L_perceptual the distance between each clean
+    image and its watermarked version (never a zero term), for weights that tell the three apart."""
+    from dovlib.perceptual import perceptual_loss
+
+    ds = load_dataset("synthetic", num_classes=4, n_train=80, n_test=20, image_size=8)
+    real_ce, real_dist = F.cross_entropy, perceptual_loss("mse")
+    ces, dists, losses = [], [], []
+    monkeypatch.setattr(sscl.F, "cross_entropy", lambda *a, **k: ces.append(real_ce(*a, **k)) or ces[-1])
+
+    class Recording(nn.Module):
+        def forward(self, a, b):
+            dists.append((a.detach().clone(), b.detach().clone(), real_dist(a, b)))
+            return dists[-1][2]
+
+    monkeypatch.setattr(sscl, "perceptual_loss", lambda name: Recording())
+    real_backward = torch.Tensor.backward
+    monkeypatch.setattr(torch.Tensor, "backward", lambda self, *a, **k: losses.append(self.detach().clone()) or
+                        real_backward(self, *a, **k))
+    cfg = GeneratorConfig(eps=8 / 255, target=1, iters=3, batch=8, perceptual="mse", width=4, depth=2, l1=0.5, l2=2.0,
+                          l3=300.0)
+    torch.manual_seed(0)
+    train_generator(nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4)), ds.x_train, ds.y_train, cfg, device="cpu",
+                    progress=False)
+    assert len(losses) == 3 and len(ces) == 6 and len(dists) == 3
+    for step, loss in enumerate(losses):
+        l_t, l_n = ces[2 * step], ces[2 * step + 1]
+        clean, marked, d = dists[step]
+        assert d.mean() > 0 and not torch.equal(clean, marked)  # clean vs watermarked, never an image with itself
+        assert (marked - clean).abs().max() <= 8 / 255 + 1e-6 and clean.shape == (8, 3, 8, 8)
+        assert loss.item() == pytest.approx(0.5 * l_t.item() + 2.0 * l_n.item() + 300.0 * d.mean().item(), rel=1e-5)
+
+
+def test_generator_feeds_the_unet_images_in_minus_one_to_one_and_the_key_pattern():
+    g = SSCLGenerator(3, 8 / 255, key=3, key_channels=2, width=4, depth=2)
+    seen = []
+
+    class Probe(nn.Module):
+        def forward(self, inp):
+            seen.append(inp.detach().clone())
+            return torch.zeros(len(inp), 3, *inp.shape[-2:])
+
+    g.unet = Probe()
+    x = torch.cat([torch.zeros(1, 3, 8, 8), torch.ones(1, 3, 8, 8)])
+    assert torch.equal(g(x), x)  # a zero residual leaves the images as they are
+    inp = seen[0]
+    assert inp.shape == (2, 5, 8, 8) and (inp[0, :3] == -1).all() and (inp[1, :3] == 1).all()
+    assert torch.equal(inp[0, 3:], g.key_pattern(8, 8, "cpu")) and torch.equal(inp[1, 3:], inp[0, 3:])
+
+
 class _FixedOrder(nn.Module):
     """A surrogate whose class ranking never changes: logits = bias + 0.01 * mean(x) (the same for every class), so
     the least-likely class is argmin(bias) for any image in [0, 1], and gradients still reach the generator."""

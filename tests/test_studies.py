@@ -94,3 +94,59 @@ def test_ownership_metrics_never_cuts_an_explicit_m(monkeypatch):
     ownership_metrics(model, ds.x_test, ds.y_test, trigger, target, default_m=5)
     ownership_metrics(model, ds.x_test, ds.y_test, trigger, target, m=7, default_m=5)
     assert drawn == [n_other, 5, 7]
+
+
+class _GreyModel(torch.nn.Module):
+    """Class 0's logit grows with the top-left pixel and the pixel below it: a white corner (the trigger) raises it by
+    2, by how much each image's own grey level says, so P_w - P_b varies from image to image."""
+
+    def __init__(self):
+        super().__init__()
+        self.shift = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        z = torch.zeros(len(x), 3) + self.shift
+        z[:, 0] = 2 * x[:, 0, 0, 0] + 2 * x[:, 0, 1, 0] - 2
+        return z
+
+
+def _grey_set():
+    g = torch.Generator().manual_seed(3)
+    x = torch.zeros(60, 3, 4, 4, dtype=torch.uint8)
+    x[:, 0, 1, 0] = torch.randint(0, 256, (60,), generator=g, dtype=torch.uint8)
+    return x, torch.arange(60) % 3
+
+
+def _white_corner(x):
+    x = x.clone()
+    x[:, :, 0, 0] = 255
+    return x
+
+
+def _expected_p(model, x, y, m, seed, tau):
+    from scipy.stats import ttest_rel
+
+    from dovlib.verify import query_probs, verification_set
+
+    pb, pw = query_probs(model, x[verification_set(x, y, 0, m, seed)], _white_corner, 0)
+    return ttest_rel(pw.double().numpy(), pb.double().numpy() + tau, alternative="greater").pvalue
+
+
+def test_ownership_metrics_draws_its_queries_with_the_given_seed():
+    x, y = _grey_set()
+    model = _GreyModel().eval()
+    got = {s: ownership_metrics(model, x, y, _white_corner, 0, m=10, seed=s)["p_value"] for s in (0, 1, 2)}
+    for s, p in got.items():
+        assert p == pytest.approx(_expected_p(model, x, y, 10, s, 0.25), rel=1e-6)
+    assert got[0] != pytest.approx(got[1], rel=1e-3) and got[1] != pytest.approx(got[2], rel=1e-3)  # three draws
+
+
+def test_ownership_metrics_tests_against_the_given_tau():
+    x, y = _grey_set()
+    model = _GreyModel().eval()
+    got = {t: ownership_metrics(model, x, y, _white_corner, 0, m=12, tau=t, seed=4) for t in (0.1, 0.25, 0.4)}
+    for t, r in got.items():
+        assert r["p_value"] == pytest.approx(_expected_p(model, x, y, 12, 4, t), rel=1e-6)
+    assert got[0.1]["p_value"] < got[0.25]["p_value"] < got[0.4]["p_value"]
+    assert got[0.1]["delta_p"] == got[0.4]["delta_p"]  # tau moves the test, not the measured lift
+    assert got[0.25]["verified"] and not got[0.4]["verified"]  # a lift of ~0.41 is not 0.4 above P_b here

@@ -699,3 +699,73 @@ def test_fit_names_a_last_batch_of_one_that_batchnorm_cannot_train_on():
     x21, y21 = torch.zeros(21, 1, 8, 8, dtype=torch.uint8), torch.arange(21) % 2
     with pytest.raises(ValueError, match=r"21 % 4 = 1\).*e\.g\. 6\)"):  # 5 would leave one image again (21 % 5 = 1)
         fit(model(), x21, y21, batch_size=4, **kw)
+
+
+class _PixelModel(torch.nn.Module):
+    """Predicts the class coded in each image's top-left pixel (grey level = class), whatever it is trained to do:
+    its one parameter shifts every logit alike, so training never changes a prediction. No BatchNorm."""
+
+    def __init__(self, num_classes=4):
+        super().__init__()
+        self.k = num_classes
+        self.shift = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        cls = (x[:, 0, 0, 0] * 255).round().long().clamp(0, self.k - 1)
+        return torch.nn.functional.one_hot(cls, self.k).float() * 3 + self.shift
+
+
+def _coded_images(pred):
+    x = torch.zeros(len(pred), 3, 4, 4, dtype=torch.uint8)
+    x[:, 0, 0, 0] = torch.as_tensor(pred, dtype=torch.uint8)
+    return x
+
+
+def test_fit_train_loss_uses_label_smoothing():
+    torch.manual_seed(0)
+    x = torch.randint(0, 256, (12, 3, 4, 4), dtype=torch.uint8)
+    y = torch.arange(12) % 4
+    losses = {}
+    for s in (0.0, 0.3):
+        torch.manual_seed(1)
+        model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 4))
+        with torch.no_grad():
+            logits = model(to_float(x))
+        res = fit(model, x, y, epochs=1, batch_size=12, lr=1e-6, label_smoothing=s, crop_padding=0, flip=False,
+                  device="cpu", progress=False)
+        want = torch.nn.functional.cross_entropy(logits, y, label_smoothing=s).item()
+        losses[s] = res.history[0]["train_loss"]
+        assert losses[s] == pytest.approx(want, rel=1e-5)  # one step: the loss of the starting model
+    assert abs(losses[0.3] - losses[0.0]) > 1e-3
+
+
+def test_fit_train_acc_is_the_share_of_training_images_classified_right():
+    y = torch.arange(20) % 4
+    pred = y.clone()
+    pred[:7] = (y[:7] + 1) % 4  # 7 of 20 wrong
+    x = _coded_images(pred)
+    res = fit(_PixelModel(), x, y, epochs=2, batch_size=8, lr=0.01, crop_padding=0, flip=False, device="cpu",
+              progress=False)  # 3 steps per epoch
+    assert [r["train_acc"] for r in res.history] == [pytest.approx(13 / 20)] * 2
+    assert evaluate(res.model, x, y) == pytest.approx(13 / 20)
+
+
+def test_fit_measures_test_acc_on_the_test_set_not_the_training_set():
+    y_train = torch.arange(20) % 4
+    x_train = _coded_images(y_train)  # all right
+    y_test = torch.arange(16) % 4
+    pred = y_test.clone()
+    pred[:12] = (y_test[:12] + 1) % 4  # labels the model cannot match: 4 of 16 right
+    x_test = _coded_images(pred)
+    res = fit(_PixelModel(), x_train, y_train, x_test, y_test, epochs=1, batch_size=10, lr=0.01, crop_padding=0,
+              flip=False, device="cpu", progress=False)
+    assert evaluate(res.model, x_train, y_train) == 1.0
+    assert res.final["test_acc"] == pytest.approx(0.25) == evaluate(res.model, x_test, y_test)
+
+
+def test_make_optimizer_uses_nesterov_momentum_when_there_is_momentum():
+    model = _model()
+    opt, _ = make_optimizer(model, TrainConfig(momentum=0.9), total_steps=10)
+    assert all(g["nesterov"] and g["momentum"] == 0.9 for g in opt.param_groups)
+    opt, _ = make_optimizer(model, TrainConfig(momentum=0.0), total_steps=10)  # SGD refuses nesterov without it
+    assert all(not g["nesterov"] and g["momentum"] == 0.0 for g in opt.param_groups)
