@@ -31,6 +31,7 @@ import json
 import numbers
 import operator
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -55,7 +56,8 @@ __all__ = ["SSCLGenerator", "GeneratorConfig", "check_key", "key_hash", "data_ha
            "train_surrogate", "generator_config", "decoy_generator", "amplified_residual", "SURROGATE_SEED_OFFSET",
            "key_targets", "class_recall", "hard_classes", "code_rate", "SSCLCodeRun", "mark_code", "run_code",
            "verify_code", "run_code_controls",
-           "attempt_seed", "check_proxy_seeds", "owner_queries", "self_check", "select_run", "select_code_run",
+           "attempt_seed", "check_proxy_seeds", "owner_queries", "queries_apart",
+           "self_check", "select_run", "select_code_run",
            "selection_summary",
            "check_redraw", "least_learnt_class", "select_code_draws", "check_code_draws"]
 
@@ -888,20 +890,28 @@ def query_count(ds, target: int, m: int | None, default: int) -> int:
 EVAL_VERIFY_SEED = 0  # the verification draw suspects are tested on (run_controls' and verify_code's default)
 
 
+def queries_apart(ds, target: int, m: int) -> bool:
+    """Whether the test set leaves at least 2 non-target images for ``target`` beside an evaluation draw of ``m``
+    (:func:`owner_queries` then keeps the owner's check apart from it)."""
+    return int((torch.as_tensor(ds.y_test) != target).sum()) - m >= 2
+
+
 def owner_queries(ds, target: int, m: int, verify_seed: int = 1) -> torch.Tensor:
     """The owner's own check images for ``target`` (:func:`self_check`) when suspects are tested on ``m`` images:
     non-target test images drawn with ``verify_seed`` among those the evaluation's draw (seed
     :data:`EVAL_VERIFY_SEED`, ``m`` images) leaves out, so the selection never queries an image a suspect model is
-    then tested on (a smaller evaluation draw is a prefix of that one: left out too). ``m`` of them, or all that are
-    left when fewer are (a small test set); fewer than 2 left is refused, naming ``m``."""
+    then tested on (a smaller evaluation draw is a prefix of that one: left out too); ``m`` of them, or all that are
+    left when fewer are. A test set too small for that (fewer than 2 left: :func:`queries_apart`) gets ``m`` images
+    drawn from all of them, overlapping the evaluation's, with a warning; :func:`self_check` records which."""
     from .verify import verification_set
 
+    if not queries_apart(ds, target, m):
+        warnings.warn(f"the test set is too small for the owner's check to stay apart from the evaluation's m = {m} "
+                      f"queries (target {target}): the check draws from the same images (a smaller m keeps them "
+                      f"apart)", stacklevel=2)
+        return verification_set(ds.x_test, ds.y_test, target, m, seed=verify_seed)
     evaluation = verification_set(ds.x_test, ds.y_test, target, m, seed=EVAL_VERIFY_SEED)
     left = int((torch.as_tensor(ds.y_test) != target).sum()) - len(evaluation)
-    if left < 2:
-        raise ValueError(f"m = {m} evaluation queries leave {left} of the non-target test images (target {target}) "
-                         f"for the owner's check, which needs at least 2 others: choose m at most "
-                         f"{left + len(evaluation) - 2}")
     return verification_set(ds.x_test, ds.y_test, target, min(m, left), seed=verify_seed, exclude=evaluation)
 
 
@@ -966,7 +976,8 @@ def self_check(run, n_proxies: int = 1, m: int | None = None, tau=0.25, alpha=0.
     verify each with the owner's own test (the target-code intersection-union test for an :class:`SSCLCodeRun`,
     the paper's single-target test for an :class:`SSCLRun`), on verification images drawn with ``verify_seed``
     among those the evaluation's draw leaves out (:func:`owner_queries`; before 2026-12-05 the two draws shared
-    about an eighth of their images). A mark that the owner cannot verify on a model trained on
+    about an eighth of their images; a test set too small for both shares them, with a warning and
+    ``queries_apart`` False in the rows). A mark that the owner cannot verify on a model trained on
     exactly their data is unlikely to verify an unauthorised one (measured agreement with fresh models:
     docs/owner-specificity.md; one proxy can pass by chance, so use more than one). ``check_alpha`` (default
     ``alpha``): a proxy counts as verified only at p < check_alpha, a margin over the level a suspect is tested at
@@ -982,6 +993,8 @@ def self_check(run, n_proxies: int = 1, m: int | None = None, tau=0.25, alpha=0.
     ds, prof, p = run.ds, run.profile, run.params
     m = None if m is None else check_int("m", m, 2)  # None: the profile's verify_m (query_count)
     kw = dict(arch=p["arch"], profile=prof, num_classes=ds.num_classes, progress=progress)
+    targets = run.targets if isinstance(run, SSCLCodeRun) else (p["target"],)
+    apart = all(queries_apart(ds, t, query_count(ds, t, m, prof.verify_m)) for t in targets)
     rows = []
     for i in range(n_proxies):
         res = train_classifier(run.marked.x, run.marked.y, ds.x_test, ds.y_test, seed=PROXY_SEED_OFFSET + i, **kw)
@@ -995,7 +1008,7 @@ def self_check(run, n_proxies: int = 1, m: int | None = None, tau=0.25, alpha=0.
             v = verify_model(res.model, ds.x_test[idx], run.trigger, t, tau, level)
         rows.append({"proxy_seed": PROXY_SEED_OFFSET + i, "BA": evaluate(res.model, ds.x_test, ds.y_test),
                      "p_value": v.p_value, "delta_p_min": v.delta_p, "verified": v.verified, "check_alpha": level,
-                     **per_class})
+                     "queries_apart": apart, **per_class})
     return pd.DataFrame(rows)
 
 

@@ -287,6 +287,35 @@ def test_m_sweep_shows_power_growing_with_queries_and_no_false_claims():
         m_sweep(pd.DataFrame(rows), ms=(1,))
 
 
+def test_m_sweep_draws_each_subset_of_distinct_queries(monkeypatch):
+    """Each draw is m distinct queries of the model (without replacement), as a suspect is queried with m images."""
+    import numpy as np
+    import pandas as pd
+
+    from dovlib import verify
+
+    real, calls = np.random.default_rng, []
+
+    class Recording:
+        def __init__(self, seed):
+            self.rng = real(seed)
+
+        def __getattr__(self, name):  # every other draw as numpy's
+            return getattr(self.rng, name)
+
+        def choice(self, n, m, replace=True):
+            out = self.rng.choice(n, m, replace=replace)
+            calls.append((n, m, replace, len(set(out.tolist()))))
+            return out
+
+    monkeypatch.setattr(verify.np.random, "default_rng", Recording)
+    rows = [{"scenario": sc, "model_seed": s, "p_b": pb, "p_w": pw}
+            for sc, s, pb, pw in _synthetic_queries({"Malicious": 0.4}, n=12, sd=0.25, seed=1)]
+    verify.m_sweep(pd.DataFrame(rows), ms=(4, 11), draws=5)
+    assert len(calls) == 2 * 2 * 5  # 2 models x 2 values of m x 5 draws
+    assert all(n == 12 and not replace and distinct == m for n, m, replace, distinct in calls)
+
+
 def test_query_probs_and_per_class_accuracy_on_a_known_backdoor():
     from dovlib.verify import per_class_accuracy, query_probs
 
