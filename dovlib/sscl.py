@@ -890,10 +890,14 @@ def query_count(ds, target: int, m: int | None, default: int) -> int:
 EVAL_VERIFY_SEED = 0  # the verification draw suspects are tested on (run_controls' and verify_code's default)
 
 
+def _non_target_count(ds, target: int) -> int:
+    return int((torch.as_tensor(ds.y_test) != target).sum())
+
+
 def queries_apart(ds, target: int, m: int) -> bool:
     """Whether the test set leaves at least 2 non-target images for ``target`` beside an evaluation draw of ``m``
     (:func:`owner_queries` then keeps the owner's check apart from it)."""
-    return int((torch.as_tensor(ds.y_test) != target).sum()) - m >= 2
+    return _non_target_count(ds, target) - m >= 2
 
 
 def owner_queries(ds, target: int, m: int, verify_seed: int = 1) -> torch.Tensor:
@@ -905,13 +909,13 @@ def owner_queries(ds, target: int, m: int, verify_seed: int = 1) -> torch.Tensor
     drawn from all of them, overlapping the evaluation's, with a warning; :func:`self_check` records which."""
     from .verify import verification_set
 
-    if not queries_apart(ds, target, m):
+    evaluation = verification_set(ds.x_test, ds.y_test, target, m, seed=EVAL_VERIFY_SEED)  # also checks m
+    left = _non_target_count(ds, target) - len(evaluation)
+    if left < 2:
         warnings.warn(f"the test set is too small for the owner's check to stay apart from the evaluation's m = {m} "
                       f"queries (target {target}): the check draws from the same images (a smaller m keeps them "
                       f"apart)", stacklevel=2)
         return verification_set(ds.x_test, ds.y_test, target, m, seed=verify_seed)
-    evaluation = verification_set(ds.x_test, ds.y_test, target, m, seed=EVAL_VERIFY_SEED)
-    left = int((torch.as_tensor(ds.y_test) != target).sum()) - len(evaluation)
     return verification_set(ds.x_test, ds.y_test, target, min(m, left), seed=verify_seed, exclude=evaluation)
 
 

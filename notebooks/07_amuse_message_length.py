@@ -128,9 +128,10 @@ save_fig(fig, "examples", NOTEBOOK, **fig_context)
 # %%
 start = time.perf_counter()
 frames, codecs, images_hash, reused_seconds, skipped = [], {}, data_hash(images), 0.0, []
+capacity = ImWatermarker(method, scale=scale).capacity_bits  # bits per image the method carries
 for L in lengths:
     for codec in (RepeatCodec(L, seed), AmuseCodec.from_rho(L, rho, seed)):
-        if codec.sub_message_bits > ImWatermarker(method, scale=scale).capacity_bits:
+        if codec.sub_message_bits > capacity:
             print(f"skip {codec!r}: more bits per image than {method} carries")
             skipped.append(f"{codec.name} at L={L} ({codec.sub_message_bits} bits per image)")
             continue
@@ -182,7 +183,6 @@ if attack_names:
 # %%
 # which schemes the tables hold: a scheme past the method's capacity was skipped, and the captions say so
 compared = " vs ".join(dict.fromkeys(name for _, name in codecs)).replace("amuse", f"AMUSE (rho={rho:g})")
-capacity = ImWatermarker(method, scale=scale).capacity_bits
 not_run = f" Not run (past {method}'s {capacity} bits per image): {', '.join(skipped)}." if skipped else ""
 context = dict(profile=profile, dataset=ds.name, is_subset=ds.is_subset,
                dataset_note=f"{len(images)} images: {image_note}", device="cpu",
