@@ -265,6 +265,7 @@ write_record(NOTEBOOK, params={"profile": profile, "tables": str(tables), "hidde
                                "scales": scales, "message_bits": lengths, "rho": rho, "attacks": attacks,
                                "n_messages": n_messages, "seed": seed},
              metrics=metrics, dataset=", ".join(f"{d.name} (Table {t})" for t, d in used.items()),  # what ran
-             perceptual="psnr", wall_time=wall, hidden_training="bf16 autocast" if uses_bf16(cfg.precision, device)
-             else "fp32", is_subset=any(d.is_subset for d in used.values()), **context)
+             perceptual="psnr", wall_time=wall, is_subset=any(d.is_subset for d in used.values()),
+             **({"hidden_training": "bf16 autocast" if uses_bf16(cfg.precision, device) else "fp32"}
+                if "1" in used else {}), **context)  # HiDDeN trains only for Table 1
 print(f"wall time {wall:.1f} s")

@@ -89,6 +89,16 @@ def test_trigger_scales_with_image_size():
         assert (marked[..., -side:, -side:] == 255).all()  # a white square in every channel
     grey = get_watermark("badnets", value=128).trigger(torch.zeros(1, 1, 32, 32, dtype=torch.uint8))
     assert grey[0, 0, -3:, -3:].unique().tolist() == [128] and grey.sum() == 9 * 128
+    # a non-square image scales by its shorter side, whichever it is: 64x32 and 32x64 both get the 32-px patch
+    for shape in [(64, 32), (32, 64)]:
+        x = torch.zeros(1, 3, *shape, dtype=torch.uint8)
+        for name in ("badnets", "ubw-p", "ubw-c", "sleeper-agent"):  # the patch's top-left pixel is never black
+            wm = get_watermark(name)
+            changed = (wm.trigger(x + 1) != x + 1).any(1)[0]
+            rows, cols, side = *changed.nonzero().T, wm.patch_size  # its size at 32 px, the shorter side here
+            assert rows.min() == shape[0] - side and cols.min() == shape[1] - side, (name, shape)
+        lc = (get_watermark("label-consistent").trigger(x) != x).any(1)[0]  # four corners, 3 px each
+        assert lc[:3, :3].any() and lc[-3:, -3:].any() and not lc[3:-3, :].any() and not lc[:, 3:-3].any()
 
 
 def test_checkerboard_is_the_published_pattern():

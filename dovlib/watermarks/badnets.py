@@ -34,7 +34,7 @@ class BadNets(DatasetWatermark):
 
     def trigger(self, x: torch.Tensor) -> torch.Tensor:
         check_images(x)
-        return stamp(x, self.patch(x.shape[1], x.shape[-1]))
+        return stamp(x, self.patch(x.shape[1], min(x.shape[-2:])))
 
     def describe(self) -> dict:
         return {**super().describe(), "patch_size_at_32": self.patch_size, "value": self.value}

@@ -31,7 +31,7 @@ __all__ = ["CRAFTING_VERSION", "scaled", "check_images", "seeded_pattern", "chec
 
 
 def scaled(size_at_32: int, image_size: int) -> int:
-    """Pixels for an ``image_size`` image of a length given for 32x32 images (at least 1)."""
+    """Pixels for an image whose shorter side is ``image_size`` of a length given for 32x32 images (at least 1)."""
     return max(1, int(round(size_at_32 * image_size / 32)))
 
 
@@ -66,7 +66,7 @@ def stamp(x: torch.Tensor, patch: torch.Tensor, corners=("br",)) -> torch.Tensor
     h, w = x.shape[-2:]
     if s > min(h, w):
         raise ValueError(f"patch side must be <= the image's shorter side {min(h, w)} (image {h}x{w}; patch_size is "
-                         f"given for 32x32 images and scaled by the width); got {s}")
+                         f"given for 32x32 images and scaled by the shorter side); got {s}")
     for c in corners:
         r0 = 0 if c[0] == "t" else h - s
         c0 = 0 if c[1] == "l" else w - s

@@ -39,7 +39,7 @@ class LabelConsistent(SurrogateWatermark):
 
     def trigger(self, x: torch.Tensor) -> torch.Tensor:
         check_images(x)
-        s = scaled(self.patch_size, x.shape[-1])
+        s = scaled(self.patch_size, min(x.shape[-2:]))
         board = checkerboard(x.shape[1], s)
         patch = (board.float() * self.amplitude / 255).round().to(torch.uint8)
         # reduced amplitude (Turner et al. Sec. 4.3): blend the pattern over the image instead of pasting it

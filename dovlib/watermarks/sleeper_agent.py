@@ -43,7 +43,7 @@ class SleeperAgent(SurrogateWatermark):
 
     def trigger(self, x: torch.Tensor) -> torch.Tensor:
         check_images(x)
-        s = scaled(self.patch_size, x.shape[-1])
+        s = scaled(self.patch_size, min(x.shape[-2:]))
         return stamp(x, seeded_pattern((x.shape[1], s, s), self.patch_seed))
 
     def _craft(self, x, y, idx, target, seed, checkpoint=None):

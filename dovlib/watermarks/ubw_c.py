@@ -41,7 +41,7 @@ class UBWC(SurrogateWatermark):
 
     def trigger(self, x: torch.Tensor) -> torch.Tensor:
         check_images(x)
-        return stamp(x, checkerboard(x.shape[1], scaled(self.patch_size, x.shape[-1])))
+        return stamp(x, checkerboard(x.shape[1], scaled(self.patch_size, min(x.shape[-2:]))))
 
     def apply(self, x, y, rate, target: int = 0, seed: int = 0, cache=None):
         """Untargeted: ``target`` is ignored and the marked images are drawn from every class."""

@@ -34,7 +34,7 @@ class UBWP(DatasetWatermark):
 
     def trigger(self, x: torch.Tensor) -> torch.Tensor:
         check_images(x)
-        return stamp(x, checkerboard(x.shape[1], scaled(self.patch_size, x.shape[-1])))
+        return stamp(x, checkerboard(x.shape[1], scaled(self.patch_size, min(x.shape[-2:]))))
 
     def apply(self, x, y, rate, target: int = 0, seed: int = 0):
         """Mark ``rate`` of the whole set (``target`` is not used) and give each marked sample a label drawn
