@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= smoke
-export DOVLIB_DATA ?= $(abspath ../shared/data)
+# the offline subsets: ../shared/data where it exists, else data/ (where `make offline-data` builds them)
+export DOVLIB_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),$(abspath data))
 
-.PHONY: install test unit reproduce notebooks benchmark clean-reports
+.PHONY: install test unit reproduce notebooks benchmark clean-reports offline-data
 
 # Create .venv if missing and install dovlib with its dev extra (pins torch==2.14.1 torchvision==0.29.1).
 $(VENV)/.installed: pyproject.toml
@@ -15,6 +16,10 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+# Without ../shared/data: make cifar10-subset and mnist-offline from the official downloads (needs internet once).
+offline-data: install
+	$(PY) -m dovlib.data build-offline --dest $(abspath data)
 
 # Unit tests of dovlib plus nbval over the smoke profile of every notebook.
 test: install

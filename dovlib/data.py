@@ -6,7 +6,8 @@
   (``download=True``); offline, a clear error says where to put the files.
 * ``sub-imagenet``: 50 classes from an ImageFolder or Tiny-ImageNet root (the SSCL-BW paper's Sub-ImageNet).
 * ``cifar10-subset``, ``mnist-offline``: real images kept offline under ``$DOVLIB_DATA`` (see
-  ``../shared/data/README.md``). Results on them are subset results: ``ImageDataset.is_subset`` says so.
+  ``../shared/data/README.md``; :func:`build_offline_data`, ``python -m dovlib.data build-offline``, makes the
+  same files from the official downloads). Results on them are subset results: ``ImageDataset.is_subset`` says so.
 * ``digits``: scikit-learn's bundled 8x8 digits, upsampled to 28x28 (offline).
 * ``synthetic``: small generated classes (offline, any size; for tests).
 * ``skimage-photos``: scikit-image's bundled photographs (offline; AMUSE notebooks).
@@ -36,6 +37,8 @@ __all__ = [
     "offline_data_dir",
     "stratified_subsample",
     "md5sum",
+    "arrays_sha256",
+    "build_offline_data",
     "DatasetNotFoundError",
 ]
 
@@ -157,23 +160,97 @@ def md5sum(path: str | Path, chunk: int = 1 << 20) -> str:
 OFFLINE_MD5 = {
     "mnist/t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
     "mnist/t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+    "mnist/train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",  # all 60,000 labels (not loaded)
     "mnist/mnist_train_partial.npz": "e4ad815af16df9b0ad003aa616dba9d5",
     "cifar10-subset/cifar10_subset.npz": "2fdf48dcfb6534e9ed3b916613783c58",
 }
 
 
-def _offline_file(rel: str, dataset: str, verify: bool = True) -> Path:
-    root = offline_data_dir()
+# The arrays of the .npz files (names, dtypes, shapes, bytes; arrays_sha256): a file rebuilt by
+# build_offline_data holds the same arrays in other zip bytes (timestamps), so its md5 differs.
+OFFLINE_ARRAYS_SHA256 = {
+    "mnist/mnist_train_partial.npz": "8c67a9723f95fa3a0fd723b8fcec1f03275c75dd2a249a0aa1e58ecea9045812",
+    "cifar10-subset/cifar10_subset.npz": "be3a0ab2f24d7a54e55630b5c9ea5c8af24ccd86794657b2bd0bb4db5c628abe",
+}
+CIFAR10_SUBSET_PER_BATCH = 1017  # the first images of each of CIFAR-10's six batch files
+MNIST_PARTIAL_TRAIN = 17435  # the first MNIST training images
+MNIST_RAW_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", "train-labels-idx1-ubyte.gz")
+
+
+def arrays_sha256(path: str | Path) -> str:
+    """SHA-256 over an .npz file's arrays (sorted by name: name, dtype, shape, then the C-order bytes), independent
+    of how the zip was written."""
+    h = hashlib.sha256()
+    with np.load(path, allow_pickle=False) as d:
+        for name in sorted(d.files):
+            a = np.ascontiguousarray(d[name])
+            h.update(f"{name}:{a.dtype.str}:{a.shape};".encode())
+            h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _offline_file(rel: str, dataset: str, verify: bool = True, root: Path | None = None) -> Path:
+    root = offline_data_dir() if root is None else Path(root)
     path = root / rel
     if not path.is_file():
         raise DatasetNotFoundError(
             f"dataset {dataset!r}: file {path} not found. Set DOVLIB_DATA to the folder that holds "
-            f"'{rel}' (e.g. export DOVLIB_DATA=../shared/data), or use an online dataset "
+            f"'{rel}' (e.g. export DOVLIB_DATA=../shared/data), build it once on a machine with internet "
+            f"(python -m dovlib.data build-offline, into {data_dir()}), or use an online dataset "
             f"({', '.join(sorted(set(ONLINE) - {'sub-imagenet'}))}) on a machine with internet.")
-    if verify and md5sum(path) != OFFLINE_MD5[rel]:
-        raise DatasetNotFoundError(f"dataset {dataset!r}: {path} has the wrong md5 (expected {OFFLINE_MD5[rel]});"
-                                   " the file is damaged or a different version")
+    if verify and md5sum(path) != OFFLINE_MD5[rel] and not (
+            rel in OFFLINE_ARRAYS_SHA256 and arrays_sha256(path) == OFFLINE_ARRAYS_SHA256[rel]):
+        expected = (f"arrays sha256 {OFFLINE_ARRAYS_SHA256[rel]}" if rel in OFFLINE_ARRAYS_SHA256
+                    else f"md5 {OFFLINE_MD5[rel]}")
+        raise DatasetNotFoundError(f"dataset {dataset!r}: {path} holds other data (expected {expected}); the file is "
+                                   "damaged or a different version")
     return path
+
+
+def build_offline_data(dest: str | Path | None = None, download: bool = True) -> Path:
+    """Make the offline subsets ``cifar10-subset`` and ``mnist-offline`` from torchvision's official CIFAR-10 and
+    MNIST (downloaded into ``data/cifar10`` and ``data/mnist`` unless already there), for a machine without the
+    shared data folder: ``<dest>/cifar10-subset/cifar10_subset.npz`` (the first 1,017 images of each CIFAR-10 batch
+    file: 5,085 training and 1,017 test images) and ``<dest>/mnist/`` (the first 17,435 training images and labels,
+    plus the official test images, test labels and training labels, copied as downloaded). Every file is checked
+    against the pinned hashes before this returns; ``dest`` defaults to ``data/``, where :func:`offline_data_dir`
+    looks when ``$DOVLIB_DATA`` is unset and ``../shared/data`` is missing. Returns ``dest``."""
+    import shutil
+
+    import torchvision.datasets as tvd
+
+    dest = Path(dest) if dest is not None else data_dir()
+    try:
+        c_train = tvd.CIFAR10(data_dir() / "cifar10", train=True, download=download)
+        c_test = tvd.CIFAR10(data_dir() / "cifar10", train=False, download=download)
+        mnist = tvd.MNIST(data_dir() / "mnist", train=True, download=download)
+    except Exception as exc:  # URLError offline, RuntimeError("Dataset not found") with download=False
+        raise DatasetNotFoundError(f"build_offline_data needs the official CIFAR-10 and MNIST files (downloaded into "
+                                   f"{data_dir()} when online): {exc}") from exc
+    x, y = np.asarray(c_train.data), np.asarray(c_train.targets)
+    if x.shape != (50000, 32, 32, 3) or len(c_test.data) != 10000:
+        raise DatasetNotFoundError(f"CIFAR-10 under {data_dir() / 'cifar10'} has {len(x)} training and "
+                                   f"{len(c_test.data)} test images; the official set has 50,000 and 10,000")
+    n = CIFAR10_SUBSET_PER_BATCH
+    sel = np.concatenate([np.arange(b * 10000, b * 10000 + n) for b in range(5)])  # torchvision keeps batch order
+    (dest / "cifar10-subset").mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(dest / "cifar10-subset" / "cifar10_subset.npz", x_train=x[sel],
+                        y_train=y[sel].astype(np.uint8), x_test=np.asarray(c_test.data)[:n],
+                        y_test=np.asarray(c_test.targets)[:n].astype(np.uint8), classes=np.array(c_train.classes))
+    (dest / "mnist").mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(dest / "mnist" / "mnist_train_partial.npz",
+                        x_train=mnist.data[:MNIST_PARTIAL_TRAIN].numpy(),
+                        y_train=mnist.targets[:MNIST_PARTIAL_TRAIN].numpy().astype(np.uint8))
+    for name in MNIST_RAW_FILES:  # torchvision keeps the downloaded archives beside what it extracts
+        src = Path(mnist.raw_folder) / name
+        if not src.is_file():
+            raise DatasetNotFoundError(f"{src} not found: build_offline_data copies MNIST's official .gz files "
+                                       "from torchvision's raw folder (delete the folder and build again to fetch)")
+        shutil.copyfile(src, dest / "mnist" / name)
+    for rel, dataset in [("cifar10-subset/cifar10_subset.npz", "cifar10-subset")] + [
+            (f"mnist/{f}", "mnist-offline") for f in ("mnist_train_partial.npz",) + MNIST_RAW_FILES]:
+        _offline_file(rel, dataset, root=dest)
+    return dest
 
 
 def _nhwc_to_nchw(x: np.ndarray) -> torch.Tensor:
@@ -534,3 +611,22 @@ def load_dataset(name: str, **kwargs) -> ImageDataset:
     if folder:
         return _image_folder(root=name[len("folder:"):], **kwargs)
     return DATASETS[name](**kwargs)
+
+
+def main(argv=None) -> int:
+    """``python -m dovlib.data build-offline [--dest DIR] [--no-download]``: :func:`build_offline_data`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m dovlib.data", description=main.__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    build = sub.add_parser("build-offline", help="make cifar10-subset and mnist-offline from the official downloads")
+    build.add_argument("--dest", default=None, help=f"folder to write (default {data_dir()})")
+    build.add_argument("--no-download", action="store_true", help="use only files already under data/")
+    args = parser.parse_args(argv)
+    dest = build_offline_data(args.dest, download=not args.no_download)
+    print(f"offline subsets written to {dest} and checked; use them with: export DOVLIB_DATA={dest.resolve()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -41,8 +41,97 @@ def test_damaged_offline_file_is_refused(tmp_path, monkeypatch):
     (tmp_path / "cifar10-subset").mkdir()
     np.savez(tmp_path / "cifar10-subset" / "cifar10_subset.npz", x_train=np.zeros((1, 32, 32, 3), np.uint8))
     monkeypatch.setenv("DOVLIB_DATA", str(tmp_path))
-    with pytest.raises(DatasetNotFoundError, match="wrong md5"):
+    with pytest.raises(DatasetNotFoundError, match="holds other data .*arrays sha256 be3a0ab2"):
         load_dataset("cifar10-subset")
+
+
+def test_offline_npz_is_checked_by_its_arrays_not_its_zip_bytes(tmp_path, monkeypatch):
+    """A file with the same arrays written by another numpy (other zip bytes, another md5) loads; one changed pixel
+    is refused."""
+    shared = data.offline_data_dir() / "cifar10-subset" / "cifar10_subset.npz"
+    with np.load(shared) as d:
+        arrays = {k: d[k] for k in d.files}
+    (tmp_path / "cifar10-subset").mkdir()
+    again = tmp_path / "cifar10-subset" / "cifar10_subset.npz"
+    np.savez(again, **arrays)  # the shared file is compressed
+    assert data.md5sum(again) != data.md5sum(shared) and data.arrays_sha256(again) == data.arrays_sha256(shared)
+    monkeypatch.setenv("DOVLIB_DATA", str(tmp_path))
+    assert torch.equal(load_dataset("cifar10-subset").x_test, _shared("cifar10-subset").x_test)
+    arrays["x_test"][5, 3, 3, 0] ^= 1
+    np.savez(again, **arrays)
+    with pytest.raises(DatasetNotFoundError, match="holds other data"):
+        load_dataset("cifar10-subset")
+    # the hash covers names, dtypes and shapes too
+    a = tmp_path / "a.npz"
+    np.savez(a, x=np.zeros(4, np.uint8))
+    h = data.arrays_sha256(a)
+    for other in ({"y": np.zeros(4, np.uint8)}, {"x": np.zeros(4, np.int8)}, {"x": np.zeros((2, 2), np.uint8)}):
+        np.savez(a, **other)
+        assert data.arrays_sha256(a) != h
+
+
+def _shared(name):
+    return load_dataset(name)
+
+
+class _FakeCifar:
+    """torchvision's CIFAR10 as far as build_offline_data reads it: the shared subset's images at the start of each
+    10,000-image batch, other images after them."""
+
+    def __init__(self, root, train=True, download=True):
+        with np.load(self.shared) as d:
+            xs, ys, self.classes = (d["x_train"], d["y_train"], list(d["classes"])) if train else \
+                (d["x_test"], d["y_test"], list(d["classes"]))
+        g = np.random.default_rng(0)
+        parts = [(xs[b * 1017:(b + 1) * 1017], ys[b * 1017:(b + 1) * 1017]) for b in range(len(xs) // 1017)]
+        self.data = np.concatenate([np.concatenate([x, g.integers(0, 256, (10000 - len(x), 32, 32, 3), np.uint8)])
+                                    for x, _ in parts])
+        self.targets = [int(v) for _, y in parts for v in np.concatenate([y, g.integers(0, 10, 10000 - len(y))])]
+
+
+class _FakeMnist:
+    def __init__(self, root, train=True, download=True):
+        with np.load(self.shared / "mnist_train_partial.npz") as d:
+            x, y = d["x_train"], d["y_train"]
+        self.data = torch.from_numpy(np.concatenate([x, np.zeros((60000 - len(x), 28, 28), np.uint8)]))
+        self.targets = torch.from_numpy(np.concatenate([y, np.zeros(60000 - len(y), np.uint8)]).astype(np.int64))
+        self.raw_folder = str(self.shared)
+
+
+def test_build_offline_data_makes_the_shared_files_from_the_official_sets(tmp_path, monkeypatch):
+    import torchvision.datasets as tvd
+
+    root = data.offline_data_dir()
+    monkeypatch.setattr(_FakeCifar, "shared", root / "cifar10-subset" / "cifar10_subset.npz", raising=False)
+    monkeypatch.setattr(_FakeMnist, "shared", root / "mnist", raising=False)
+    monkeypatch.setattr(tvd, "CIFAR10", _FakeCifar)
+    monkeypatch.setattr(tvd, "MNIST", _FakeMnist)
+    monkeypatch.setenv("DOVLIB_CACHE", str(tmp_path / "cache"))
+    assert data.main(["build-offline", "--dest", str(tmp_path / "built")]) == 0
+    built = tmp_path / "built"
+    for rel in data.OFFLINE_ARRAYS_SHA256:
+        assert data.arrays_sha256(built / rel) == data.arrays_sha256(root / rel)
+    for name in data.MNIST_RAW_FILES:
+        assert data.md5sum(built / "mnist" / name) == data.OFFLINE_MD5[f"mnist/{name}"]
+    monkeypatch.setenv("DOVLIB_DATA", str(built))
+    for name in ("cifar10-subset", "mnist-offline"):
+        got = load_dataset(name)
+        monkeypatch.setenv("DOVLIB_DATA", str(root))
+        ref = load_dataset(name)
+        monkeypatch.setenv("DOVLIB_DATA", str(built))
+        assert torch.equal(got.x_train, ref.x_train) and torch.equal(got.y_test, ref.y_test)
+    # a CIFAR-10 in another order (torchvision's batches shuffled) is refused with the file named, never kept quietly
+    monkeypatch.setattr(_FakeCifar, "shared", built / "bad.npz", raising=False)
+    with np.load(root / "cifar10-subset" / "cifar10_subset.npz") as d:
+        np.savez(built / "bad.npz", **{k: (d[k][::-1] if k == "x_train" else d[k]) for k in d.files})
+    with pytest.raises(DatasetNotFoundError, match=r"cifar10_subset.npz holds other data"):
+        data.build_offline_data(tmp_path / "again")
+
+
+def test_build_offline_data_offline_says_what_it_needs(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOVLIB_CACHE", str(tmp_path))
+    with pytest.raises(DatasetNotFoundError, match=r"needs the official CIFAR-10 and MNIST files"):
+        data.build_offline_data(tmp_path / "out", download=False)
 
 
 def test_online_dataset_offline_gives_clear_error(tmp_path, monkeypatch):
