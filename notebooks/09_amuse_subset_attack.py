@@ -34,7 +34,7 @@
 profile = "smoke"  # smoke | quick | paper (images and subsets per share; see dovlib/params.py)
 method = "simulated"  # simulated (ideal + bitflip) | ideal | bitflip | dwtDct | dwtDctSvd (real extraction)
 message_bits = 300  # L, bits of the owner message (paper: 30, 100, 200, 300)
-rho = 0.8  # rho_max of AMUSE for choose_nk (paper: 0.8 and 0.6)
+rho = 0.8  # rho_max of AMUSE for choose_nk (paper: 0.8 and 0.6 for L 100-300, 0.5 and 0.8 for L 30)
 erasure_n = None  # fragments of the erasure code (1-255; None: 31, or the largest below it that fits); k is fitted
 bit_error_rate = 0.02  # bitflip: probability that an extracted bit is wrong
 dataset = "skimage-photos"  # real extraction only: image pool (256x256 crops), cifar10-subset or folder:PATH
