@@ -35,6 +35,7 @@ def test_missing_offline_path_says_where_to_put_files(tmp_path, monkeypatch):
         load_dataset("cifar10-subset")
     # the datasets it offers download on a machine with internet; sub-imagenet never downloads
     assert "(cifar10, flowers102, mnist) on a machine with internet" in str(err.value)
+    assert "python -m dovlib.data build-offline" in str(err.value)  # or build the subset itself, once
 
 
 def test_damaged_offline_file_is_refused(tmp_path, monkeypatch):
