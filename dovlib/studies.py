@@ -13,7 +13,8 @@ from .sscl import query_count
 from .train import evaluate
 from .verify import attack_success, verification_set, verify_model
 
-__all__ = ["PAPER_EPS", "PAPER_RATES", "PAPER_ARCHS", "grid", "ownership_metrics", "cached", "eps_label"]
+__all__ = ["PAPER_EPS", "PAPER_RATES", "PAPER_ARCHS", "grid", "ownership_metrics", "benign_model", "cached",
+           "eps_label"]
 
 PAPER_EPS = [f"{i}/255" for i in range(1, 11)]  # Fig. 4 (left): eps 1/255 .. 10/255
 PAPER_RATES = [round(0.01 * i, 2) for i in range(1, 11)]  # Fig. 4 (right): gamma 1% .. 10%
@@ -42,25 +43,51 @@ def eps_label(eps) -> str:
 
 
 def ownership_metrics(model, x_test, y_test, trigger: Callable, target: int, m: int | None = None, tau=0.25,
-                      alpha=0.01, seed: int = 0, default_m: int = 100) -> dict:
+                      alpha=0.01, seed: int = 0, default_m: int = 100, benign=None) -> dict:
     """BA, WSR and the black-box verification (delta_p, p-value, verdict) of one suspect model, queried with
     ``trigger`` on ``m`` non-target test images (the same images for every model of a study, given ``seed``).
     ``m`` given is used as is (more than the test set's non-target images is refused, naming the range); ``m`` None
-    takes ``default_m`` (a profile's ``verify_m``) capped at those images (:func:`dovlib.sscl.query_count`)."""
+    takes ``default_m`` (a profile's ``verify_m``) capped at those images (:func:`dovlib.sscl.query_count`).
+
+    ``benign``: a model of the same architecture trained on the clean set (:func:`benign_model`), measured the same
+    way on the same images: ``BA_benign``, ``WSR_benign``, ``delta_p_benign``, ``p_value_benign``,
+    ``verified_benign``, and ``learnt`` (the suspect verified and the clean model not). Marks made against a
+    surrogate can move a model that never saw them (adversarial transfer: docs/measured-h100.md), so a WSR or a
+    verdict says the watermark was learnt only beside this floor."""
     idx = verification_set(x_test, y_test, target, query_count(y_test, target, m, default_m), seed)
-    v = verify_model(model, x_test[idx], trigger, target, tau, alpha)
-    return {"BA": evaluate(model, x_test, y_test), "WSR": attack_success(model, x_test, y_test, trigger, target),
-            "delta_p": v.delta_p, "p_value": v.p_value, "verified": bool(v.verified)}
+
+    def measure(net, suffix=""):
+        v = verify_model(net, x_test[idx], trigger, target, tau, alpha)
+        return {f"BA{suffix}": evaluate(net, x_test, y_test),
+                f"WSR{suffix}": attack_success(net, x_test, y_test, trigger, target),
+                f"delta_p{suffix}": v.delta_p, f"p_value{suffix}": v.p_value, f"verified{suffix}": bool(v.verified)}
+
+    out = measure(model)
+    if benign is not None:
+        out.update(measure(benign, "_benign"))
+        out["learnt"] = out["verified"] and not out["verified_benign"]
+    return out
 
 
-def cached(notebook: str, params: dict, compute: Callable[[], dict], recompute: bool = False, **context) -> dict:
+def benign_model(ds, profile: Profile, arch: str, seed: int, progress: bool = True):
+    """The model a user of ``arch`` would train on the CLEAN set with ``seed`` (cached: notebook 03's Ind-M model of
+    the same seed): the floor :func:`ownership_metrics` reads a watermark's WSR and verdict against."""
+    from .sscl import train_classifier
+
+    return train_classifier(ds.x_train, ds.y_train, ds.x_test, ds.y_test, arch=arch, profile=profile, seed=seed,
+                            num_classes=ds.num_classes, progress=progress).model
+
+
+def cached(notebook: str, params: dict, compute: Callable[[], dict], recompute: bool = False, needs=(),
+           **context) -> dict:
     """The record of ``params`` from ``reports/<notebook>/metrics.json`` if it is there (and not ``recompute``),
     else ``compute()``'s metrics written as a new record with its wall time (``context``: profile, dataset,
     is_subset, device, ...). Returns the record; ``record["reused"]`` says which. ``recompute`` must be a bool (the
-    string ``"False"`` is refused, not read as True)."""
+    string ``"False"`` is refused, not read as True). ``needs``: metric names a reusable record must hold; a record
+    written before one of them was measured is measured again (the models it needs are read back from ``runs/``)."""
     if not check_bool("recompute", recompute):
         rec = find_record(notebook, params)
-        if rec is not None:
+        if rec is not None and all(k in rec.get("metrics", {}) for k in needs):
             return {**rec, "reused": True}
     start = time.perf_counter()
     metrics = compute()

@@ -54,7 +54,7 @@ from dovlib.params import check_choice, check_int, get_profile, parse_eps, parse
 from dovlib.perceptual import require_perceptual
 from dovlib.report import load_records, run_context, save_fig, save_table, start_notebook
 from dovlib.sscl import check_key, key_hash, run_sscl
-from dovlib.studies import cached, eps_label, grid, ownership_metrics
+from dovlib.studies import benign_model, cached, eps_label, grid, ownership_metrics
 from dovlib.watermarks import select_indices
 
 NOTEBOOK = "04_ablation"
@@ -76,7 +76,10 @@ print(ds.describe())
 # %% [markdown]
 # ## One parameter set = one record
 # `cached` returns the stored record for these parameters, or runs the pipeline (surrogate -> generator ->
-# marked set -> suspect model, each step cached) and measures it.
+# marked set -> suspect model, each step cached) and measures it. Each point also queries a model trained on the
+# CLEAN set (the same for every point, notebook 03's Ind-M) with the same marks: marks made against a surrogate
+# can move a model that never saw them (adversarial transfer), so the watermark counts as learnt only where the
+# suspect is verified and this clean model is not (`learnt`).
 
 # %%
 context = run_context(profile, device, ds, perceptual=perceptual)  # what records and figures were measured with
@@ -90,9 +93,10 @@ def measure(eps_i, rate_i):
     def compute():
         run = run_sscl(ds, cfg, arch=arch, eps=eps_i, rate=rate_i, target=target, seed=seed,
                        perceptual=perceptual, key=key)
-        return ownership_metrics(run.suspect.model, ds.x_test, ds.y_test, run.trigger, target, default_m=cfg.verify_m)
+        return ownership_metrics(run.suspect.model, ds.x_test, ds.y_test, run.trigger, target, default_m=cfg.verify_m,
+                                 benign=benign_model(ds, cfg, arch, seed))
 
-    return cached(NOTEBOOK, params, compute, recompute=recompute, **context)
+    return cached(NOTEBOOK, params, compute, recompute=recompute, needs=("WSR_benign",), **context)
 
 
 points = [(eps_value, rate)]
@@ -110,8 +114,8 @@ for e, r in list(points):  # a grid rate above the target class's share cannot b
 for e, r in points:
     rec = measure(e, r)
     m = rec["metrics"]
-    print(f"eps {eps_label(e):>7} rate {r:.2f}: BA {m['BA']:.3f} WSR {m['WSR']:.3f} p {m['p_value']:.2g}"
-          f"{' (reused)' if rec['reused'] else ''}")
+    print(f"eps {eps_label(e):>7} rate {r:.2f}: BA {m['BA']:.3f} WSR {m['WSR']:.3f} p {m['p_value']:.2g} "
+          f"(clean model: WSR {m['WSR_benign']:.3f} p {m['p_value_benign']:.2g}){' (reused)' if rec['reused'] else ''}")
 
 # %% [markdown]
 # ## Fig. 4: BA and WSR against eps and against gamma
@@ -120,7 +124,7 @@ for e, r in points:
 # and never another owner's or another data's).
 
 # %%
-rows = [{**r["params"], **r["metrics"]} for r in load_records(NOTEBOOK)]
+rows = [{**r["params"], **r["metrics"], "device_name": r.get("device_name")} for r in load_records(NOTEBOOK)]
 df = pd.DataFrame(rows)
 if "data" not in df:  # only records written before the images' hash was part of their key: none of them is ours
     df["data"] = None
@@ -128,12 +132,14 @@ same_profile = df["profile"].map(profile_key) == profile_key(profile)  # as cach
 df = df[same_profile & (df["dataset"] == dataset) & (df["data"] == context["data_hash"]) & (df["arch"] == arch)
         & (df["seed"] == seed) & (df["target"] == target) & (df["perceptual"] == perceptual)
         & (df["key_hash"] == key_hash(key))].copy()
+df = df[df["WSR_benign"].notna()] if "WSR_benign" in df else df.iloc[:0]  # records from before the clean floor
 df["eps_levels"] = df["eps"].map(lambda e: parse_eps(e) * 255)
 by_eps = df[df["rate"] == rate].sort_values("eps_levels")
 by_rate = df[df["eps"] == eps_label(eps_value)].sort_values("rate")
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
 for ax, data, x, xlabel in ((axes[0], by_eps, "eps_levels", "eps (x/255)"), (axes[1], by_rate, "rate", "gamma")):
-    long = data.melt(id_vars=[x], value_vars=["BA", "WSR"], var_name="metric", value_name="value")
+    long = data.rename(columns={"WSR_benign": "WSR (clean model)"}).melt(
+        id_vars=[x], value_vars=["BA", "WSR", "WSR (clean model)"], var_name="metric", value_name="value")
     sns.lineplot(data=long, x=x, y="value", hue="metric", marker="o", ax=ax)
     ax.set_xlabel(xlabel)
     ax.set_ylim(0, 1.02)
@@ -143,10 +149,13 @@ fig.suptitle(f"SSCL-BW ablation, {arch} on {ds.name} ({'subset' if ds.is_subset 
              fontsize="medium")  # the profile string can be long: its own line
 fig.tight_layout()
 save_fig(fig, "fig4_ablation", NOTEBOOK, **context)
-table = df.sort_values(["eps_levels", "rate"])[["eps", "rate", "BA", "WSR", "delta_p", "p_value", "verified"]]
+table = df.sort_values(["eps_levels", "rate"])[["eps", "rate", "BA", "WSR", "delta_p", "p_value", "verified",
+                                                "WSR_benign", "p_value_benign", "verified_benign", "learnt"]]
+devices = ", ".join(sorted({str(d) for d in df["device_name"].dropna()})) or context["device_name"]  # reused rows too
 save_table(table, "ablation", NOTEBOOK,
            caption=f"SSCL-BW ablation on {ds.name} ({'subset' if ds.is_subset else 'full'}), {arch}, {profile} "
-                   f"profile, {context['device_name']}", **context)
+                   f"profile, {devices}; *_benign: a model trained on the clean set, queried with the same marks",
+           **context)
 table
 
 # %% [markdown]
@@ -159,6 +168,8 @@ low = df[((df["rate"] - 0.01).abs() < 1e-9) & (df["eps"] == "8/255")]  # one rec
 if low.empty:
     verdict = "not tested in this run (no record at gamma = 1%, eps = 8/255)"
 else:
-    w = low["WSR"].iloc[0]
-    verdict = f"{'confirmed' if w > 0.8 else 'NOT confirmed'}: WSR {w:.1%} at gamma = 1%"
+    w, wb, learnt = low["WSR"].iloc[0], low["WSR_benign"].iloc[0], bool(low["learnt"].iloc[0])
+    verdict = (f"{'confirmed' if w > 0.8 and learnt else 'NOT confirmed'}: WSR {w:.1%} at gamma = 1% against "
+               f"{wb:.1%} for a model trained on the clean set (watermark "
+               f"{'learnt: the suspect verified, the clean model not' if learnt else 'not shown to be learnt'})")
 display(Markdown(f"**WSR > 80% at gamma = 1%** ({profile} profile, {ds.name}): {verdict}."))

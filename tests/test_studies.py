@@ -150,3 +150,62 @@ def test_ownership_metrics_tests_against_the_given_tau():
     assert got[0.1]["p_value"] < got[0.25]["p_value"] < got[0.4]["p_value"]
     assert got[0.1]["delta_p"] == got[0.4]["delta_p"]  # tau moves the test, not the measured lift
     assert got[0.25]["verified"] and not got[0.4]["verified"]  # a lift of ~0.41 is not 0.4 above P_b here
+
+
+class _Blind(torch.nn.Module):
+    """Ignores the image: class 1 always, so a trigger moves nothing (a model that never saw the marks)."""
+
+    def __init__(self):
+        super().__init__()
+        self.shift = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        z = torch.zeros(len(x), 3) + self.shift
+        z[:, 1] = 5.0
+        return z
+
+
+def test_ownership_metrics_measures_the_clean_floor_on_the_same_queries():
+    x, y = _grey_set()
+    marked, clean = _GreyModel().eval(), _Blind()
+    both = ownership_metrics(marked, x, y, _white_corner, 0, m=12, seed=4, benign=marked)
+    assert {k: both[f"{k}_benign"] for k in ("BA", "WSR", "delta_p", "p_value", "verified")} == \
+        {k: both[k] for k in ("BA", "WSR", "delta_p", "p_value", "verified")}  # same images, same measurements
+    assert both["verified"] and not both["learnt"]  # a clean model that responds as well: not shown to be learnt
+    got = ownership_metrics(marked, x, y, _white_corner, 0, m=12, seed=4, benign=clean)
+    alone = ownership_metrics(marked, x, y, _white_corner, 0, m=12, seed=4)
+    assert {k: got[k] for k in alone} == alone and "learnt" not in alone and "WSR_benign" not in alone
+    assert got["WSR_benign"] == 0.0 and got["delta_p_benign"] == pytest.approx(0.0, abs=1e-6)
+    assert got["BA_benign"] == pytest.approx(float((y == 1).float().mean()))  # always class 1
+    assert not got["verified_benign"] and got["learnt"]
+
+
+def test_benign_model_is_the_clean_set_model_of_that_architecture(monkeypatch):
+    from dovlib import sscl
+
+    ds = load_dataset("synthetic", num_classes=3, n_train=30, n_test=12, image_size=8, seed=5)
+    seen = []
+
+    def fake(x_train, y_train, x_test=None, y_test=None, **kw):
+        seen.append((x_train, y_train, x_test, y_test, kw))
+        return type("R", (), {"model": "the model"})()
+
+    monkeypatch.setattr(sscl, "train_classifier", fake)
+    assert studies.benign_model(ds, get_profile("smoke"), "vgg16", 7, progress=False) == "the model"
+    (xt, yt, xs, ys, kw), = seen
+    assert xt is ds.x_train and yt is ds.y_train and xs is ds.x_test and ys is ds.y_test  # the CLEAN set
+    assert kw["arch"] == "vgg16" and kw["seed"] == 7 and kw["num_classes"] == 3 and kw["profile"].name == "smoke"
+
+
+def test_cached_measures_again_a_record_missing_a_needed_metric(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOVLIB_REPORTS", str(tmp_path))
+    cached("04_ablation", {"eps": "8/255"}, lambda: {"WSR": 0.5}, profile="smoke")  # written before WSR_benign
+    again = cached("04_ablation", {"eps": "8/255"}, lambda: {"WSR": 0.6, "WSR_benign": 0.1}, needs=("WSR_benign",),
+                   profile="smoke")
+    assert not again["reused"] and again["metrics"] == {"WSR": 0.6, "WSR_benign": 0.1}
+    kept = cached("04_ablation", {"eps": "8/255"}, lambda: pytest.fail("measured again"), needs=("WSR_benign",),
+                  profile="smoke")
+    assert kept["reused"] and kept["metrics"]["WSR_benign"] == 0.1
+    from dovlib.report import load_records
+
+    assert len(load_records("04_ablation")) == 1  # the old record replaced, not a second one added
