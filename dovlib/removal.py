@@ -23,7 +23,7 @@ import torch.nn as nn
 from .params import parse_fraction
 from .train import TrainConfig, data_hash, fit, to_float
 
-__all__ = ["channel_activations", "prune", "PrunedModel", "pruning_curve", "finetune"]
+__all__ = ["channel_activations", "prune", "PrunedModel", "pruning_curve", "finetune", "removal_claims"]
 
 
 @torch.no_grad()
@@ -134,3 +134,47 @@ def finetune(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainCo
         extra = {k: v for k, v in row.items() if k not in keep and k != "epoch_time"}
         rows.append({"epoch": row["epoch"], "train_loss": row["train_loss"], **extra})
     return result.model, pd.DataFrame(rows)
+
+
+def removal_claims(finetuning, pruning, benign: dict) -> dict:
+    """The paper's removal-attack claims read off notebook 05's curves: ``finetuning`` (rows per epoch, epoch 0 the
+    suspect before the attack) and ``pruning`` (rows per pruning rate, from 0), each row holding ``BA``, ``WSR``,
+    ``p_value`` and ``verified`` (:func:`dovlib.studies.ownership_metrics`); ``benign``: the same measurements of a
+    model trained on the clean set with the same marks. Returns
+
+    * ``learnt``: the suspect verified before any attack and the clean model not (otherwise no claim is testable:
+      ``untestable`` says why);
+    * ``survives``: after the last fine-tuning epoch WSR is at least half its start and the suspect still verified
+      (None when not ``learnt``);
+    * ``proved_up_to``: the largest pruning rate of the unbroken run of verified rates from 0% (a later rate verified
+      again by chance does not extend it; None when 0% is not verified); ``first_lost``: the first unverified rate;
+    * ``collapse``: BA under half its start somewhere at 80% or more (None when no rate reaches 80%);
+      ``first_collapse``: the first rate with BA under half its start;
+    * ``removed_only_at_collapse``: verification is lost no earlier than BA collapses (None when not ``learnt`` or
+      BA never collapses)."""
+    import pandas as pd
+
+    ft = pd.DataFrame(finetuning).sort_values("epoch").reset_index(drop=True)
+    pr = pd.DataFrame(pruning).sort_values("rate").reset_index(drop=True)
+    if ft.empty or pr.empty or pr["rate"].iloc[0] != 0:
+        raise ValueError("removal_claims needs fine-tuning rows from epoch 0 and pruning rows from rate 0")
+    ba0, wsr0, verified0 = float(ft["BA"].iloc[0]), float(ft["WSR"].iloc[0]), bool(ft["verified"].iloc[0])
+    learnt = verified0 and not bool(benign["verified"])
+    untestable = None if learnt else ("the suspect was not verified before any attack" if not verified0 else
+                                      "a model trained on the clean set is verified too, so the marks are not "
+                                      "shown to be learnt")
+    last = ft.iloc[-1]
+    lost = ~pr["verified"].astype(bool)
+    first_lost = float(pr.loc[lost, "rate"].min()) if lost.any() else None
+    proved = None if not verified0 else float(pr.loc[pr["rate"] < first_lost, "rate"].max()) \
+        if first_lost is not None else float(pr["rate"].max())
+    high = pr[pr["rate"] >= 0.8]
+    down = pr["BA"] < 0.5 * ba0
+    first_collapse = float(pr.loc[down, "rate"].min()) if down.any() else None
+    return {"learnt": learnt, "untestable": untestable, "BA0": ba0, "WSR0": wsr0, "verified0": verified0,
+            "survives": (bool(last["WSR"] >= 0.5 * wsr0 and bool(last["verified"])) if learnt else None),
+            "proved_up_to": proved, "first_lost": first_lost,
+            "collapse": None if high.empty else bool(high["BA"].min() < 0.5 * ba0),
+            "lowest_high_BA": None if high.empty else float(high["BA"].min()), "first_collapse": first_collapse,
+            "removed_only_at_collapse": (None if not learnt or first_collapse is None else
+                                         first_lost is None or first_lost >= first_collapse)}

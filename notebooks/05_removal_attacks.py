@@ -51,7 +51,7 @@ from IPython.display import Markdown, display
 from dovlib.data import load_dataset, stratified_subsample
 from dovlib.params import check_int, get_profile, parse_eps, parse_fraction, parse_rate
 from dovlib.perceptual import require_perceptual
-from dovlib.removal import finetune, pruning_curve
+from dovlib.removal import finetune, pruning_curve, removal_claims
 from dovlib.report import run_context, run_dir, save_fig, save_table, start_notebook
 from dovlib.sscl import check_key, key_hash, run_sscl
 from dovlib.studies import benign_model, cached, eps_label, ownership_metrics
@@ -156,35 +156,26 @@ save_table(pr, "pruning", NOTEBOOK, caption="Pruning: " + caption, **context)
 # collapses (beyond about 80% of the channels). Each is stated below as confirmed or not from this run's numbers.
 
 # %%
-ba0, wsr0, verified0 = ft["BA"].iloc[0], ft["WSR"].iloc[0], bool(ft["verified"].iloc[0])
-learnt = verified0 and not floor["verified"]  # the suspect verified before any attack, the clean model not
+c = removal_claims(ft, pr, floor)  # dovlib.removal: the claims read off the two curves
+untestable = f"not testable: {c['untestable']}"
 last = ft.iloc[-1]
-survives = last["WSR"] >= 0.5 * wsr0 and bool(last["verified"])
-high = pr[pr["rate"] >= 0.8]
-collapse = (not high.empty) and high["BA"].min() < 0.5 * ba0
-lost = ~pr["verified"].astype(bool)
-first_lost = pr[lost]["rate"].min() if lost.any() else None
-# the rates verified without a break from 0%: a later rate verified again by chance does not extend it
-still_verified = pr[pr["rate"] < first_lost]["rate"].max() if first_lost is not None else pr["rate"].max()
-first_collapse = pr[pr["BA"] < 0.5 * ba0]["rate"].min() if (pr["BA"] < 0.5 * ba0).any() else None
-untestable = ("not testable: " + ("the suspect was not verified before any attack" if not verified0 else
-                                  "a model trained on the clean set is verified too, so the marks are not shown to "
-                                  "be learnt"))
+lost_at = "no rate" if c["first_lost"] is None else f"{c['first_lost']:.0%}"
 display(Markdown("\n".join([
-    f"* Before any attack: BA {ba0:.1%}, WSR {wsr0:.1%}, verified: {verified0}; a model trained on the clean set: "
-    f"WSR {floor['WSR']:.1%}, verified: {floor['verified']}.",
+    f"* Before any attack: BA {c['BA0']:.1%}, WSR {c['WSR0']:.1%}, verified: {c['verified0']}; a model trained on "
+    f"the clean set: WSR {floor['WSR']:.1%}, verified: {floor['verified']}.",
     f"* **WSR after fine-tuning** ({int(last['epoch'])} epochs): {last['WSR']:.1%}, p = {last['p_value']:.2g} — "
-    + (f"{'confirmed' if survives else 'NOT confirmed'} that the watermark survives." if learnt else untestable
-       + "."),
-    f"* **BA collapse beyond 80% pruning**: {'confirmed' if collapse else 'NOT confirmed'} "
-    f"(lowest BA at >= 80%: {high['BA'].min():.1%})." if not high.empty else "* Pruning above 80% not run.",
-    f"* Ownership still proved at every pruning rate up to {still_verified:.0%}." if verified0
+    + (f"{'confirmed' if c['survives'] else 'NOT confirmed'} that the watermark survives." if c["learnt"]
+       else untestable + "."),
+    f"* **BA collapse beyond 80% pruning**: {'confirmed' if c['collapse'] else 'NOT confirmed'} "
+    f"(lowest BA at >= 80%: {c['lowest_high_BA']:.1%})." if c["collapse"] is not None
+    else "* Pruning above 80% not run.",
+    f"* Ownership still proved at every pruning rate up to {c['proved_up_to']:.0%}." if c["verified0"]
     else "* Ownership was not proved at any pruning rate (not even 0%): see the last line on the profile.",
     "* **Pruning removes the watermark only once BA collapses**: "
-    + (untestable if not learnt else "not testable (no BA collapse in the range)" if first_collapse is None else
-       f"{'confirmed' if first_lost is None or first_lost >= first_collapse else 'NOT confirmed'} (verification "
-       f"first lost at {'no rate' if first_lost is None else f'{first_lost:.0%}'}, BA below half its start from "
-       f"{first_collapse:.0%})") + ".",
+    + (untestable if not c["learnt"] else "not testable (no BA collapse in the range)"
+       if c["first_collapse"] is None else
+       f"{'confirmed' if c['removed_only_at_collapse'] else 'NOT confirmed'} (verification first lost at "
+       f"{lost_at}, BA below half its start from {c['first_collapse']:.0%})") + ".",
     f"* Measured on {ds.name} ({'subset' if ds.is_subset else 'full'}), {profile} profile: smoke numbers are "
     "meaningless by design.",
 ])))

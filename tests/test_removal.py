@@ -165,3 +165,53 @@ def test_pruning_curve_reads_rates_as_prune_does(trained):
     assert df["pruned_channels"].tolist() == [0, round(n / 2), round(n / 4)]
     with pytest.raises(ValueError, match=r"rate must be a number in \[0, 1\)"):
         pruning_curve(model, ds.x_train, ["1/2", "1"], lambda m: {})
+
+
+def _curves(verified_by_rate, ba_by_rate, ft_wsr=(0.9, 0.8), ft_verified=(True, True)):
+    ft = [{"epoch": e, "BA": 0.8, "WSR": w, "p_value": 0.001 if v else 0.5, "verified": v}
+          for e, (w, v) in enumerate(zip(ft_wsr, ft_verified))]
+    rates = [i / 10 for i in range(len(verified_by_rate))]
+    pr = [{"rate": r, "BA": b, "WSR": 0.5, "p_value": 0.001 if v else 0.5, "verified": v}
+          for r, v, b in zip(rates, verified_by_rate, ba_by_rate)]
+    return ft, pr
+
+
+def test_removal_claims_reads_the_unbroken_run_and_the_collapse():
+    from dovlib.removal import removal_claims
+
+    clean = {"verified": False}
+    # verified at 0-20%, lost at 30%, verified again at 40% by chance: proved only up to 20%
+    ft, pr = _curves([True, True, True, False, True, False, False, False, False, False],
+                     [0.8, 0.8, 0.8, 0.8, 0.7, 0.6, 0.5, 0.3, 0.2, 0.1])
+    c = removal_claims(ft, pr, clean)
+    assert c["learnt"] and c["untestable"] is None and c["proved_up_to"] == 0.2 and c["first_lost"] == 0.3
+    assert c["first_collapse"] == 0.7 and c["collapse"] and c["lowest_high_BA"] == 0.1  # 0.3 < 0.5 * 0.8
+    assert c["removed_only_at_collapse"] is False and c["survives"] is True  # 0.8 >= 0.45 and still verified
+    # verified at every rate: proved up to the last, removal never happens, so "only at collapse" holds
+    ft, pr = _curves([True] * 10, [0.8] * 7 + [0.3, 0.2, 0.1])
+    c = removal_claims(ft, pr, clean)
+    assert c["proved_up_to"] == 0.9 and c["first_lost"] is None and c["removed_only_at_collapse"] is True
+    # fine-tuning halves WSR: not surviving even though verified
+    ft, pr = _curves([True] * 10, [0.8] * 10, ft_wsr=(0.9, 0.4))
+    c = removal_claims(ft, pr, clean)
+    assert c["survives"] is False and c["collapse"] is False and c["first_collapse"] is None
+    assert c["removed_only_at_collapse"] is None  # BA never collapses: not testable
+    # no rate reaches 80%: the collapse claim is not run
+    ft, pr = _curves([True] * 5, [0.8] * 5)
+    assert removal_claims(ft, pr, clean)["collapse"] is None
+
+
+def test_removal_claims_are_untestable_when_nothing_was_learnt():
+    from dovlib.removal import removal_claims
+
+    ft, pr = _curves([False, True, False], [0.8, 0.8, 0.8], ft_verified=(False, False))
+    c = removal_claims(ft, pr, {"verified": False})
+    assert not c["learnt"] and "not verified before any attack" in c["untestable"]
+    assert c["proved_up_to"] is None and c["first_lost"] == 0.0 and c["survives"] is None
+    # the suspect verified, but so is a model trained on the clean set: the marks are adversarial, not learnt
+    ft, pr = _curves([True, True, False], [0.8, 0.8, 0.8])
+    c = removal_claims(ft, pr, {"verified": True})
+    assert not c["learnt"] and "clean set is verified too" in c["untestable"]
+    assert c["survives"] is None and c["removed_only_at_collapse"] is None and c["proved_up_to"] == 0.1
+    with pytest.raises(ValueError, match="pruning rows from rate 0"):
+        removal_claims(ft, pr[1:], {"verified": False})
