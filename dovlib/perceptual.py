@@ -6,8 +6,12 @@ weights from torchvision. These machines cannot download them, and ``lpips.LPIPS
 
 * ``perceptual_loss("lpips")`` uses the real weights when they are already in the torch hub cache and raises
   :class:`PerceptualWeightsMissing` otherwise (checked by file name: no download is ever attempted);
-* ``perceptual_loss("ssim")`` is the explicit fallback, ``1 - SSIM`` (differentiable, from ``pytorch-msssim``);
-  ``"mse"`` is also available. Every record names the measure used (``perceptual`` in metrics.json).
+* ``perceptual_loss("ssim")`` is the explicit fallback, ``1 - SSIM`` (differentiable, from ``pytorch-msssim``:
+  11x11 Gaussian window, sigma 1.5); ``"mse"`` is also available. Every record names the measure used
+  (``perceptual`` in metrics.json). The ``SSIM`` column of the reports is another SSIM,
+  :func:`dovlib.metrics.ssim` (scikit-image: 7x7 uniform window, sample covariances), so a ``perceptual_ssim``
+  value is not 1 minus the ``SSIM`` value beside it (on CIFAR-10 test images with perturbations of at most 8 grey
+  levels the two distances were up to about 0.05 apart per image).
 
 To use real LPIPS offline, copy torchvision's backbone checkpoint into ``<torch hub dir>/checkpoints/``
 (``python -c "import torch; print(torch.hub.get_dir())"``, usually ``~/.cache/torch/hub``; ``$TORCH_HOME`` moves
@@ -96,7 +100,9 @@ class _LPIPS(nn.Module):
 
 class _SSIMDistance(nn.Module):
     """``1 - SSIM`` per image (Gaussian window 11, sigma 1.5; pytorch-msssim), for images in [0,1]; for images under
-    11 px the largest odd window that fits (7 at 7x7, 5 at 6x6), as :func:`dovlib.metrics.ssim` chooses its own."""
+    11 px the largest odd window that fits (7 at 7x7, 5 at 6x6). :func:`dovlib.metrics.ssim` shrinks its window by
+    the same rule, but from 7 and with a uniform window (scikit-image), so the two SSIMs differ at every image size:
+    this distance is not ``1 - dovlib.metrics.ssim``."""
 
     def forward(self, a, b):
         from pytorch_msssim import ssim

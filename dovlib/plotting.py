@@ -96,7 +96,9 @@ def learning_curve(history: list[dict], title: str = ""):
 def verification_sweep(sweep, x: str, mark: float, title: str = ""):
     """Share of models verified against ``x`` (``"tau"`` or ``"m"``: the output of :func:`dovlib.verify.tau_sweep`
     or :func:`dovlib.verify.m_sweep`), one line per scenario (colour and style, so overlapping lines stay visible),
-    one panel per baseline; a dashed line at ``mark`` (the value the report's verdicts use). Returns the FacetGrid."""
+    one panel per baseline; a dashed line at ``mark`` (the value the report's verdicts use). The y label says what
+    was counted: models for tau, (model, query subset) tests for m (``m_sweep`` pools the subsets of each model's
+    queries). Returns the FacetGrid."""
     import seaborn as sns
 
     if x not in sweep or "verified_rate" not in sweep:
@@ -106,7 +108,7 @@ def verification_sweep(sweep, x: str, mark: float, title: str = ""):
                        kind="line", markers=True, height=3)
     for ax in grid.axes.flat:
         ax.axvline(mark, ls="--", c="k", lw=1)
-    grid.set_ylabels("share of models verified")
+    grid.set_ylabels("share of models verified" if x == "tau" else "share of (model, query subset) tests verified")
     if title:
         grid.figure.suptitle(title, fontsize="x-small", y=1.03)
     return grid

@@ -1,14 +1,17 @@
 """Ownership verification by hypothesis tests, and the watermark metrics of Table I (any DatasetWatermark).
 
 * :func:`ttest_verify`: SSCL-BW's probability-available test. With P_b = P(t | x) and P_w = P(t | G(x)) on m
-  non-target images, a one-sided paired t-test of H0: P_w <= P_b + tau (scipy ``ttest_rel(P_w, P_b + tau,
-  alternative="greater")``); ownership is claimed when p < alpha.
+  non-target images, a one-sided paired t-test of H0: mean(P_w - P_b) <= tau (scipy ``ttest_rel(P_w, P_b + tau,
+  alternative="greater")``); ownership is claimed when p < alpha. alpha bounds the chance, over random draws of the
+  queries, of claiming one model for which H0 holds; it does not bound the share of independent owners' models
+  claimed (a model that truly answers the trigger by more than tau is a correct rejection, yet a false claim).
 * :func:`label_verify`: the label-only variant (an API that returns labels): a binomial test that the share of
   watermarked queries labelled t exceeds the benign share + tau, with the benign share's own sampling error
   accounted for (an exact Clopper-Pearson bound, alpha split in two).
 * :func:`evaluate_watermark`: BA, WSR, perceptual distance, PSNR and SSIM for a trained model and a watermark.
 
-Notebook 03 runs the scenarios of Table II (Malicious, Ind-M, Ind-W) and their false-positive rates.
+Notebook 03 runs the scenarios of Table II (Malicious; Ind-M, independent model: trained on the clean set; Ind-W,
+independent watermark: trained on another owner's marked set) and the share of models claimed in each.
 """
 
 from __future__ import annotations
@@ -67,8 +70,8 @@ ZERO_SPREAD = 8 * float(np.finfo(np.float32).eps)  # spreads of the differences 
 
 
 def ttest_verify(p_benign, p_watermarked, tau=0.25, alpha=0.01) -> VerifyResult:
-    """Paired one-sided t-test of H0: P_w <= P_b + tau (SSCL-BW, Sec. verification). Fewer than 2 pairs, or pairs
-    whose differences have zero variance, never yield a t-test claim: below 2 pairs p = 1; with zero variance the
+    """Paired one-sided t-test of H0: mean(P_w - P_b) <= tau (SSCL-BW, Sec. verification). Fewer than 2 pairs, or
+    pairs whose differences have zero variance, never yield a t-test claim: below 2 pairs p = 1; with zero variance the
     exact sign-test bound p = 0.5**n is used when every difference exceeds tau by more than float32 rounding (else
     p = 1: P_w = P_b + tau computed in float32 lies on H0, not above it). That bound is the sign test's (a median
     null), more cautious than the t-statistic's own limit (t -> inf, p -> 0) as the spread of positive differences
@@ -236,8 +239,10 @@ def evaluate_watermark(model, watermark, x_test, y_test, target: int, *, x_clean
                        perceptual: str = "ssim", max_pairs: int = 500) -> dict:
     """Table I metrics for any :class:`~dovlib.watermarks.DatasetWatermark` (or anything with ``trigger`` and
     ``targeted``): BA (clean test accuracy), WSR, and image quality between clean and marked images: the named
-    perceptual distance (``"lpips"`` real only, else ``"ssim"`` = 1 - SSIM, or ``"mse"``), PSNR and SSIM. Quality
-    uses the marked training images (``x_clean`` vs ``x_marked``) when given, else triggered test images."""
+    perceptual distance (``"lpips"`` real only, else ``"ssim"`` = 1 - SSIM of pytorch-msssim, 11x11 Gaussian window,
+    or ``"mse"``), PSNR and SSIM (:func:`dovlib.metrics.ssim`: scikit-image, 7x7 uniform window; another SSIM, so
+    ``perceptual_ssim`` is not 1 - ``SSIM``). Quality uses the marked training images (``x_clean`` vs ``x_marked``)
+    when given, else triggered test images."""
     max_pairs = check_int("max_pairs", max_pairs, 1)
     trigger = watermark.trigger if hasattr(watermark, "trigger") else watermark
     targeted = getattr(watermark, "targeted", True)
@@ -275,8 +280,10 @@ def paper_table_ii(table2, dataset: str):
 
 def summarize_controls(df):
     """Table II from :func:`dovlib.sscl.run_controls` rows: per scenario the number of models, mean delta_p, median,
-    max and min p-value, and the share verified (true-positive rate for Malicious, false-positive rate otherwise),
-    from the rows' own verdicts at the alpha they were tested with (:func:`tau_sweep` re-tests at other settings)."""
+    max and min p-value, and the share of models claimed (``verified_rate``: paired t-test; ``label_verified_rate``:
+    label-only test), from the rows' own verdicts at the alpha they were tested with (:func:`tau_sweep` re-tests at
+    other settings). These shares estimate the true-positive rate (Malicious) and the false-claim rate (Ind-M, Ind-W)
+    from a few models only: 0 claims of n bounds the rate, at 95% confidence, only to 1 - 0.05**(1/n)."""
     g = df.groupby("scenario", sort=False)
     out = g.agg(models=("delta_p", "size"), delta_p=("delta_p", "mean"), p_value_median=("p_value", "median"),
                 p_value_max=("p_value", "max"), p_value_min=("p_value", "min"), verified_rate=("verified", "mean"),
@@ -305,9 +312,14 @@ def _no_rows(fn: str, df) -> ValueError:
 
 
 def tau_sweep(df, taus=(0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5), alpha=0.01):
-    """Share of models verified per scenario and tau (same queries, re-tested): which tau keeps the Ind-M and Ind-W
-    false-positive rates under alpha while Malicious stays verified. Needs the ``p_b``/``p_w`` columns (and
-    ``p_decoy`` for the decoy-controlled test, reported as ``baseline="decoy"``)."""
+    """Share of models verified per scenario and tau (same queries, re-tested): how the share of models claimed
+    changes with tau, for Malicious and for the Ind-M / Ind-W controls. It cannot show a false-claim rate under
+    alpha: with n models per scenario (2-5 in the profiles) 0 claims bounds the rate, at 95% confidence, only to
+    1 - 0.05**(1/n) (0.78, 0.63, 0.45 for n = 2, 3, 5), never under 0.01; and alpha bounds the per-model error over
+    random query draws for a model where H0 holds, not the share of independent owners' models that get claimed (an
+    Ind-W model whose mean shift truly exceeds tau is a correct rejection of H0, yet a false ownership claim). Needs
+    the ``p_b``/``p_w`` columns (and ``p_decoy`` for the decoy-controlled test, reported as
+    ``baseline="decoy"``)."""
     import pandas as pd
 
     rows = []
@@ -328,12 +340,13 @@ def tau_sweep(df, taus=(0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5), alpha=0
 
 
 def m_sweep(df, ms=(10, 20, 30, 50, 75, 100), tau: float = 0.25, alpha: float = 0.01, draws: int = 50, seed: int = 0):
-    """Share of models verified per scenario when each model is queried with only ``m`` of its verification images
-    (``draws`` seeded random subsets of its ``p_b``/``p_w`` pairs per model and m, without replacement; the test's
-    ``tau`` and ``alpha`` fixed): how many queries the Malicious models need, and whether the false claims on Ind-M /
-    Ind-W models depend on m. An m above a model's number of queries is skipped; at m equal to it every draw is the
-    full set. Returns baseline ("clean", and "decoy" when ``p_decoy`` is there), m, scenario, verified_rate (over
-    models and draws), draws_x_models."""
+    """Share of (model, subset) tests verified per scenario when each model is queried with only ``m`` of its
+    verification images (``draws`` seeded random subsets of its ``p_b``/``p_w`` pairs per model and m, without
+    replacement: subsets of the same queries, which overlap, not fresh queries; the test's ``tau`` and ``alpha``
+    fixed): how many queries the Malicious models need, and whether the false claims on Ind-M / Ind-W models depend
+    on m. An m above a model's number of queries is skipped; at m equal to it the full set is tested once per model.
+    Returns baseline ("clean", and "decoy" when ``p_decoy`` is there), m, scenario, verified_rate (pooled over
+    models and draws, not a share of models), draws_x_models."""
     import pandas as pd
 
     draws = check_int("draws", draws, 1)

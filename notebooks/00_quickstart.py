@@ -23,11 +23,11 @@
 # Profiles: `smoke` (CPU, seconds; what CI runs), `quick` (one GPU, minutes), `paper` (full settings).
 
 # %% tags=["parameters"]
-profile = "smoke"  # smoke | quick | paper (see dovlib/params.py)
+profile = "smoke"  # smoke | quick | paper, optionally with field overrides after a colon (README; dovlib/params.py)
 dataset = "cifar10-subset"  # see dovlib.data.DATASETS; *-subset / *-offline are real offline subsets
 arch = "resnet18"  # resnet18 | resnet34 | vgg16 | vgg19 | badnets_cnn
-epochs = None  # None: the profile's number of epochs
-seed = 0  # seeds data subsampling, initialisation and augmentation
+epochs = None  # None: the profile's number of epochs; else an integer at least 1
+seed = 0  # an integer at least 0: seeds data subsampling, initialisation and augmentation
 
 # %% [markdown]
 # ## Setup

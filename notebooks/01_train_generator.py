@@ -13,9 +13,14 @@
 # %% [markdown]
 # # 01 · SSCL-BW: train the watermark generator
 #
-# SSCL-BW (sample-specific clean-label backdoor watermark) marks a dataset with a U-Net generator G: every
-# watermarked image stays inside an L-inf ball of radius `eps` around the original (`x + eps * tanh(U(x, K))`,
-# guaranteed by construction). G is trained against a frozen surrogate classifier f with
+# SSCL-BW (sample-specific clean-label backdoor watermark) marks a dataset with a U-Net generator G. *Clean-label*:
+# only images of the target class are marked and every label stays correct, so no published image looks mislabelled
+# (a poison-label watermark instead relabels the images it marks, e.g. to the target class). Exactly,
+# `G(x) = clamp(x + eps * tanh(U([2x - 1, K])), 0, 1)` for images x in [0, 1] (`sscl.SSCLGenerator.forward`; U is the
+# U-Net, K the key pattern below), so every watermarked image stays inside the L-inf ball of radius `eps` around the
+# original, by construction. `G.mark`, which marks the uint8 images of the published set, rounds G(x) to 8 bits and
+# clips every pixel to within floor(eps * 255) grey levels of the original (8 at eps 8/255). G is trained against a
+# frozen surrogate classifier f with
 #
 # $$\mathcal{L} = \lambda_1\, \mathrm{CE}(f(G(x_t)), y_{\min}) + \lambda_2\, \mathrm{CE}(f(G(x_n)), t)
 #   + \lambda_3\, d(x, G(x))$$
@@ -23,26 +28,38 @@
 # where x_t are target-class images (pushed to the class the surrogate finds least likely, which erases their
 # natural target features), x_n are the other images (pushed to the target class t) and d is LPIPS, or the
 # explicit fallback named in `perceptual` (real LPIPS needs torchvision's AlexNet weights, which these machines
-# cannot download; see `dovlib/perceptual.py` for where to put them).
+# cannot download; see `dovlib/perceptual.py` for where to put them). The fallback `ssim` is 1 - SSIM as
+# pytorch-msssim computes it (11x11 Gaussian window; a smaller odd window on images under 11 px); the `SSIM` column
+# reported below is another SSIM, scikit-image's (7x7 uniform window, `dovlib.metrics.ssim`), so the perceptual
+# column is not 1 minus the SSIM column.
 #
-# K is the owner's secret key pattern (extra input channels drawn from the integer `key`), so two owners with the
-# same data get different generators; reports record the key's hash only. Notebooks 02 and 03 reuse the generator
-# trained here (cached under `runs/sscl/`).
+# K is the owner's secret key pattern (extra input channels: a fixed standard-normal pattern drawn from the integer
+# `key`), so two owners with the same data get different generators; reports record the key's hash only. Two
+# caveats. The pattern is drawn by torch's random generator, which uses only the key's low 32 bits: keys equal modulo
+# 2**32 give the same pattern (`sscl.check_key`). A 128-bit key (`secrets.randbits(128)`) protects the key's hash,
+# which a 32-bit key would give away to a search of about an hour; it adds nothing to the pattern, which has at most
+# 2**32 variants. And different generators do not make the marks owner-specific: in notebook 03's Ind-W
+# (independent-watermark) scenario, a model trained on another owner's marks towards the same target class answers
+# our marks too, as if they were its own (the marks are interchangeable), and the paper's test often claims it
+# falsely (docs/owner-specificity.md).
+#
+# Notebooks 02 and 03 reuse the generator trained here (cached under `runs/sscl/`). In the parameters below, C is the
+# dataset's number of classes and *ours* marks an option this project adds (not in the SSCL-BW paper).
 
 # %% tags=["parameters"]
-profile = "smoke"  # smoke | quick | paper (see dovlib/params.py)
+profile = "smoke"  # smoke | quick | paper, optionally with field overrides after a colon (README; dovlib/params.py)
 dataset = "cifar10-subset"  # cifar10-subset | mnist-offline | cifar10 | ... (dovlib.data)
 arch = "resnet18"  # surrogate architecture: resnet18 | resnet34 | vgg16 | vgg19 | badnets_cnn
-eps = "8/255"  # L-inf budget of the watermark (MNIST needs more, e.g. 32/255 or 64/255)
-rate = 0.1  # gamma: share of the whole training set to mark (from the target class); 02/03 mark, 01 checks it
-target = 1  # target class t (rate may not exceed its share of the set: under 0.1 for some classes)
-seed = 0  # data subsampling, surrogate, generator initialisation
-key = 20240607  # the owner's secret key (an int; use secrets.randbits(128) for a real dataset)
-perceptual = "ssim"  # "lpips" needs the AlexNet weights (see README, dovlib.perceptual); "ssim" is 1 - SSIM
-l1 = 1.0  # weight of L_target (target-class images -> least likely class)
-l2 = 1.0  # weight of L_nontarget (other images -> target class)
-l3 = 1.0  # weight of L_perceptual
-surrogate_width = None  # surrogate base width; None: the profile's (the suspects'); ours, see README and 02/03
+eps = "8/255"  # L-inf budget in [1/255, 1] (MNIST needs more, e.g. 32/255 or 64/255)
+rate = 0.1  # gamma in (0, the target class's share of the set], at least one image; 02/03 mark, 01 checks it
+target = 1  # target class t, 0 to C - 1 (rate may not exceed its share of the set: under 0.1 for some classes)
+seed = 0  # an integer at least 0: data subsampling, surrogate, generator initialisation
+key = 20240607  # the owner's secret key, an integer at least 0 (secrets.randbits(128) for a real dataset)
+perceptual = "ssim"  # lpips | ssim | mse; "lpips" needs the AlexNet weights (README); "ssim": 1 - pytorch-msssim SSIM
+l1 = 1.0  # weight of L_target, in [0, 1e6] (target-class images -> least likely class)
+l2 = 1.0  # weight of L_nontarget, in [0, 1e6] (other images -> target class)
+l3 = 1.0  # weight of L_perceptual, in [0, 1e6]
+surrogate_width = None  # None (the profile's width, the suspects') or an integer at least 1; ours: README, 02/03
 
 # %% [markdown]
 # ## Setup
@@ -101,6 +118,9 @@ print(f"surrogate {arch} (width {surrogate_width}): clean test accuracy {surroga
 # %% [markdown]
 # ## Train the generator
 # Batches hold as many target as non-target images; Adam. The run is checkpointed and cached by its settings.
+# The plot below shows the three loss terms (before the weights l1-l3) and `asr_surrogate`, the share of each
+# batch's marked non-target training images (float, before `G.mark` rounds them) that the surrogate classifies as t,
+# averaged over each logging interval.
 
 # %%
 gen_cfg = sscl.generator_config(cfg, eps=eps, target=target, key=key, seed=seed, perceptual=perceptual,
@@ -146,8 +166,16 @@ widgets.interact(_show, i=widgets.IntSlider(0, 0, len(ds.x_test) - 1, 1, descrip
 
 # %% [markdown]
 # ## Image quality and the surrogate's view
-# Quality between clean and watermarked test images; the surrogate's attack success rate (non-target test images
-# classified as the target after marking) shows what G learned, before any model is trained on marked data.
+# Quality between clean and watermarked test images: `perceptual_<measure>` is the measure named in `perceptual`
+# (for `ssim`, 1 - SSIM of pytorch-msssim, 11x11 Gaussian window), `SSIM` is scikit-image's (7x7 uniform window,
+# `dovlib.metrics.ssim`): two different SSIMs, so the first is not 1 minus the second.
+#
+# `surrogate_wsr`, the surrogate's attack success rate (non-target test images classified as the target after
+# marking), is white-box success on the very model G was optimised against: it shows that the optimisation worked,
+# and does not predict that a user's model trained on the marked set learns the mark (notebook 02 measures that; on
+# the H100's quick profile the surrogate reached 0.683 while the user's model stayed at 0.239, below the benign
+# model's 0.484: docs/measured-h100.md). `surrogate_marked_acc` is the surrogate's accuracy on all marked test images
+# with their true labels (marking pushes target-class images away from their class and the others towards it).
 
 # %%
 xq = ds.x_test[:min(500, len(ds.x_test))]

@@ -15,44 +15,53 @@
 #
 # The owner queries a suspect model with m non-target images x and their watermarked versions G(x) and compares
 # the probabilities of the target class, P_b = P(t | x) and P_w = P(t | G(x)), with a one-sided paired t-test of
-# H0: P_w <= P_b + tau (`dovlib.verify.ttest_verify`; tau = 0.25, alpha = 0.01 in the paper). Ownership is
-# claimed when p < alpha. A label-only variant (a binomial test on hard predictions, the benign rate's own error
-# bounded) covers APIs that return labels.
+# H0: mean(P_w - P_b) at most tau, the mean taken over the non-target images the queries are drawn from
+# (`dovlib.verify.ttest_verify`; tau = 0.25, alpha = 0.01 in the paper). Ownership is claimed when p < alpha. A
+# label-only variant (a binomial test on hard predictions, the benign rate's own error bounded) covers APIs that
+# return labels.
 #
 # Table II's scenarios:
 # * **Malicious**: the model was trained on our watermarked set (the claim should succeed);
-# * **Ind-M**: trained on the clean set (must not be claimed);
-# * **Ind-W**: trained on a set marked by an *independent* owner (another key and generator, same target, eps and
-#   gamma), queried with OUR watermark (must not be claimed).
+# * **Ind-M** (independent model): trained on the clean set (must not be claimed);
+# * **Ind-W** (independent watermark): trained on a set marked by an *independent* owner (another key and generator,
+#   same target, eps and gamma), queried with OUR watermark (must not be claimed).
 #
-# One model per scenario says little about error rates: we train `n_models` per scenario (profile) and report the
-# share verified, i.e. the true-positive rate for Malicious and the false-positive rates for Ind-M and Ind-W, then
-# re-test the same queries over a range of tau and with fewer queries (m).
+# One model per scenario says little: we train `n_models` per scenario (profile) and report the share of models
+# claimed (`verified_rate`), then re-test the same queries over a range of tau and with fewer queries (m). Read
+# these shares as coarse counts. With n models and none claimed, the claim rate is only bounded, at 95% confidence,
+# by 1 - 0.05^(1/n): 0.78, 0.63 and 0.45 for n = 2, 3 and 5 (the profiles' 2-5 models); a bound under 0.01 would
+# take about 300 models and no claim. And alpha is not that rate: alpha bounds the chance, over random draws of the
+# queries, that the test claims one model for which H0 holds; it does not bound the share of independent owners'
+# models that get claimed. An Ind-W model that truly answers our trigger with a mean shift above tau is a correct
+# rejection of H0, and yet a false ownership claim, at any alpha.
+#
+# In the parameters below, C is the dataset's number of classes and *ours* marks an option this project adds (not
+# in the SSCL-BW paper).
 
 # %% tags=["parameters"]
-profile = "smoke"  # smoke | quick | paper (see dovlib/params.py)
+profile = "smoke"  # smoke | quick | paper, optionally with field overrides after a colon (README; dovlib/params.py)
 dataset = "cifar10-subset"  # cifar10-subset | mnist-offline | cifar10 | ... (dovlib.data)
 arch = "resnet18"  # suspect models (and surrogate): resnet18 | resnet34 | vgg16 | vgg19 | badnets_cnn
-eps = "8/255"  # L-inf budget of the watermark (MNIST needs more, e.g. 32/255 or 64/255)
-rate = 0.1  # gamma: share of the whole training set marked, drawn from the target class
-target = 1  # target class t, or "key": drawn from the key (among the hard_pool hardest when set; ours)
-seed = 0  # subsampling, marking, models (seed, seed+1, ...; keep them below 5000, the proxy models' seeds)
-key = 20240607  # the owner's secret key (reports and the private owner record hold only its hash)
-perceptual = "ssim"  # "lpips" needs the AlexNet weights (see README, dovlib.perceptual); "ssim" is 1 - SSIM
-tau = 0.25  # margin of the t-test (paper: 0.25)
-alpha = 0.01  # significance level (paper: 0.01)
-n_models = None  # models per scenario; None: the profile's n_models
-m = None  # verification images; None: the profile's verify_m (paper: 100)
-n_targets = 1  # 1: the paper's single target; 2 or more: also test a key-derived target code (ours, see below)
-same_code = False  # with n_targets > 1: also Ind-W owners marking exactly our code classes (a full collision)
-hard_pool = 0  # draw the key's classes (n_targets > 1, or target "key") among this many of lowest recall; 0 all
-select_attempts = 1  # owner-side selection of the published mark over up to this many generator seeds (1: off)
-n_proxies = 1  # proxy models per selection attempt; an attempt passes when all of them verify
-redraw_surrogate = False  # with select_attempts > 1: each attempt (ours and other owners') trains its own surrogate
-check_alpha = None  # with select_attempts > 1: p-value every owner's self-check needs, at most alpha (None: alpha)
-code_draws = 1  # with select_attempts > 1 and a code: codes each owner may try, dropping the least learnt class
-surrogate_width = None  # owner's surrogate base width; None: the suspects' (the profile's); ours, see README
-decoy_rate = 0.0  # ours, not the paper's: share of the set (non-target images) given contrastive decoy marks; 0 is off
+eps = "8/255"  # L-inf budget in [1/255, 1] (MNIST needs more, e.g. 32/255 or 64/255)
+rate = 0.1  # gamma in (0, 1], at most a fixed target's share (a class drawn from the key is capped at its share)
+target = 1  # target class t, 0 to C - 1, or "key": drawn from the key (among the hard_pool hardest when set; ours)
+seed = 0  # at least 0; models use seed to seed + n_models - 1 (with selection not 5000 to 4999 + n_proxies)
+key = 20240607  # the owner's secret key, an integer at least 0 (reports and the owner record hold only its hash)
+perceptual = "ssim"  # lpips | ssim | mse; "lpips" needs the AlexNet weights (README); "ssim": 1 - pytorch-msssim SSIM
+tau = 0.25  # margin of the t-test, in [0, 1) (paper: 0.25)
+alpha = 0.01  # significance level, in (0, 1) (paper: 0.01)
+n_models = None  # models per scenario, an integer at least 1; None: the profile's n_models
+m = None  # queries: 2 to the non-target test images; None: the profile's verify_m, capped at those (paper: 100)
+n_targets = 1  # 1 to C; 1: the paper's single target; 2 or more: also test a key-derived target code (ours, below)
+same_code = False  # True | False; True needs n_targets 2 or more: also Ind-W owners marking exactly our code classes
+hard_pool = 0  # 0 (all classes) or n_targets to C: draw the key's classes among this many of lowest recall (below)
+select_attempts = 1  # at least 1: owner-side selection of the published mark over up to this many seeds (1: off)
+n_proxies = 1  # at least 1 (above 1 needs select_attempts above 1): proxy models per attempt; all must verify
+redraw_surrogate = False  # True needs select_attempts above 1: each attempt (ours and others') trains its own surrogate
+check_alpha = None  # None (alpha) or in (0, alpha]; needs select_attempts above 1: p-value each self-check needs
+code_draws = 1  # at least 1; above 1 needs select_attempts and n_targets above 1: codes each owner may try (below)
+surrogate_width = None  # owner's surrogate width: None (the suspects', the profile's) or at least 1; ours, README
+decoy_rate = 0.0  # ours, in [0, the non-target share]: share of the set (non-target images) given decoy marks; 0 off
 
 # %% [markdown]
 # ## Setup
@@ -171,7 +180,9 @@ models.drop(columns=["p_b", "p_w", "p_decoy"])
 
 # %% [markdown]
 # ## Table II
-# delta_p = mean(P_w - P_b); `verified_rate` is the share of models for which ownership was claimed. The `decoy_*`
+# delta_p = mean(P_w - P_b); `verified_rate` is the share of models for which ownership was claimed (paired t-test),
+# `label_verified_rate` the share claimed by the label-only test (binomial test on the hard labels of the same
+# queries, the benign rate bounded: `dovlib.verify.label_verify`). The `decoy_*`
 # columns are a placebo-controlled variant (ours, not the paper's): P_b is replaced by the model's answer to the
 # marks of the owner's unpublished *decoy* generator (trained like ours, other secret key). A model trained on an
 # independent owner's marks has no reason to prefer our marks over the decoy's, so a generic "any perturbation
@@ -223,9 +234,12 @@ ax.set_title(label, fontsize="x-small")
 save_fig(fig, "delta_per_image", NOTEBOOK, **context)
 
 # %% [markdown]
-# ## Which tau keeps false claims under alpha?
+# ## How the share of claimed models changes with tau
 # The same queries re-tested for several tau (a calibration view, not a way to pick tau after the fact: the
-# report's verdicts use the tau set above).
+# report's verdicts use the tau set above). With `n_models` models per scenario a share of 0 is weak evidence (see
+# the top: 0 of 5 bounds the claim rate only to 0.45), and alpha does not bound it: for an Ind-W model whose mean
+# shift truly exceeds tau the claim is a correct rejection of H0, which a smaller alpha only makes less likely at a
+# given m; only a tau above that shift removes it.
 
 # %%
 sweep = tau_sweep(models, alpha=alpha)
@@ -234,13 +248,18 @@ sweep.pivot(index="tau", columns=["baseline", "scenario"], values="verified_rate
 
 # %% [markdown]
 # ## How many queries does the test need?
-# Each model re-tested with m of its verification images (50 random subsets per m, tau and alpha as set above):
-# the Malicious curve shows the queries the claim needs, the Ind-M / Ind-W curves whether false claims grow with m
-# (they do when the trigger truly moves those models by more than tau: more queries only sharpen a wrong claim).
+# Each model re-tested with m of its own verification queries, tau and alpha as set above: for each m below the
+# number of queries, 50 seeded random subsets of those same queries (not fresh queries: the subsets overlap, so they
+# are not independent evidence); at m equal to it, the full set once; larger m are skipped. The y axis is the share
+# of (model, subset) tests that claim, pooled over the models, not a share of models: 0.5 may be half the models
+# claimed every time or every model claimed half the time. The Malicious curve shows the queries the claim needs,
+# the Ind-M / Ind-W curves whether false claims grow with m (they do when the trigger truly moves those models by
+# more than tau: more queries only sharpen a wrong claim).
 
 # %%
 msweep = m_sweep(models, ms=(10, 20, 30, 50, 75, 100, m), tau=tau, alpha=alpha, seed=seed)
-save_fig(verification_sweep(msweep, "m", m, label).figure, "m_sweep", NOTEBOOK, **context)
+m_grid = verification_sweep(msweep, "m", m, label)  # pooled over models and query subsets
+save_fig(m_grid.figure, "m_sweep", NOTEBOOK, **context)
 msweep.pivot(index="m", columns=["baseline", "scenario"], values="verified_rate")
 
 # %% [markdown]
@@ -255,14 +274,17 @@ msweep.pivot(index="m", columns=["baseline", "scenario"], values="verified_rate"
 # `same_code` True, Ind-W same code is that owner marking exactly our classes. `own_p_value` is the other owner's own
 # test on their own model: a control that their marks were not learnt is weak evidence of specificity.
 # With `hard_pool` H > 0 the classes drawn from the key come only from the H classes of lowest clean recall on our
-# surrogate (`sscl.hard_classes`), and the Ind-W code owners, who share that surrogate, draw from the same pool.
+# surrogate (`sscl.hard_classes`), and the Ind-W code owners, who share that surrogate, draw from the same pool
+# (H from `n_targets` to C; it needs classes drawn from the key, i.e. `n_targets` 2 or more or `target` "key", and
+# `redraw_surrogate` False, since the pool is ranked on the one surrogate the owners share).
 # With `target` "key" our first class is drawn from the key too (from the pool when `hard_pool` is set), so the whole
 # code comes from the key, and the single-target rows above use that class (gamma capped at its share, said above).
 # Measured with codes drawn wholly from the key (`benchmarks/sscl_draws.py --target key --hard-pool 5`, paired owners,
 # docs/owner-specificity.md): 3 of 8 verified against 1 of 8 (not significant) at about half the BA cost; codes
 # coincide more often (with our first class shared, 1 / C(H, k - 1), or 1 / C(H - 1, k - 1) when it is in the pool,
 # instead of 1 / C(C - 1, k - 1)). This notebook with `-p n_targets 2 -p hard_pool 5 -p target key -p n_models 3`
-# (width-16 CPU profile, `cifar10-subset`), with `-p key 3 -p n_models 4` (its last two suspects under the check below,
+# and the profile string `quick:device=cpu,epochs=10,width=16,gen_iters=300,batch_size=128,lr=0.05`
+# (`cifar10-subset`), with `-p key 3 -p n_models 4` (its last two suspects under the check below,
 # which passed at the first seed, so the same mark) and with `-p key 11 -p n_models 2`: our codes ({5, 3}, {0, 4},
 # {2, 4}) verified on 3 of 9 suspects and no control test claimed (0 of 27), while the single targets (5, 0, 2) were
 # verified on 6 of 9 of ours and falsely on 6 of 9 independent owners' models.
@@ -279,8 +301,8 @@ msweep.pivot(index="m", columns=["baseline", "scenario"], values="verified_rate"
 # 2 of 2 (one proxy: a noisy check at this scale, agreeing with 5 of our 6 suspects over the three keys). With
 # `-p n_proxies 2 -p n_models 4` key 3's code passed on both proxies, yet verified on only 1 of its 4 suspects; with
 # `-p check_alpha 0.001` as well it failed both seeds (the owner is warned), while key 11's passed on both proxies at
-# its first seed and verified on 2 of 2 (all of these: width-16 models on 2 CPU cores, `cifar10-subset`, 1 - SSIM in
-# place of LPIPS).
+# its first seed and verified on 2 of 2 (all of these: the same width-16 profile string on 2 CPU cores,
+# `cifar10-subset`, 1 - SSIM of pytorch-msssim in place of LPIPS).
 #
 # A code that fails for every seed can be redrawn: with `code_draws` D > 1 the owner drops the class its proxies
 # learnt least (the most proxies on which that class's own test missed the check; never a fixed `target`) and draws

@@ -431,7 +431,7 @@ def test_floor_test_and_reading():
     assert "Blended 0.990" in text.split("weakly")[0] and "BadNets 0.030" in text.split("not above")[1]
     assert "Blended -2.0" in text and "Blended 0.990 (benign 0.020, p < 1e-300)" in text
     assert "Blended 0.200" in reading(weak).split("weakly:")[1].split("\n")[0]
-    assert "Kendall tau +0.50" in text and "BA order vs the paper: no paper values" in text
+    assert "Kendall's rank correlation +0.50" in text and "BA order vs the paper: no paper values" in text
     with pytest.raises(ValueError, match="n_eval"):
         floor_test(table, n_eval=0)
     with pytest.raises(ValueError, match="alpha"):

@@ -258,8 +258,8 @@ def reading(tested: pd.DataFrame, agreement: dict | None = None, label: str = ""
         lines.append(f"- BA against No Watermark ({100 * ba0:.1f}%), in points: {cost}")
     for q, a in (agreement or {}).items():
         if a.get("n", 0) >= 3 and not math.isnan(a.get("kendall_tau", math.nan)):
-            lines.append(f"- {q} order vs the paper: Kendall tau {a['kendall_tau']:+.2f} (p = {a['p_value']:.2g}, "
-                         f"{a['n']} methods)")
+            lines.append(f"- {q} order vs the paper: Kendall's rank correlation {a['kendall_tau']:+.2f} "
+                         f"(p = {a['p_value']:.2g}, {a['n']} methods)")
         else:
             lines.append(f"- {q} order vs the paper: no paper values for this dataset ({a.get('n', 0)} methods), "
                          f"not compared")
