@@ -687,6 +687,7 @@ def run_controls(run: SSCLRun, n_models: int | None = None, m: int | None = None
     n_models = check_int("n_models", n_models if n_models is not None else prof.n_models, 1)
     select_attempts, n_proxies = check_int("select_attempts", select_attempts, 1), check_int("n_proxies", n_proxies, 1)
     check_redraw(redraw_surrogate, select_attempts)
+    check_selection_options(select_attempts, check_int("n_proxies", n_proxies, 1), check_alpha)
     check_level(check_alpha, alpha)
     _check_control_seeds(run, n_models, n_proxies, select_attempts)
     m = query_count(ds, p["target"], m, prof.verify_m)
@@ -1277,7 +1278,9 @@ def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | No
     their own code's test on their own model (whether that owner could have verified their data at all).
     ``select_attempts`` > 1: every other code owner selects their generators as careful owners would
     (:func:`select_code_run` with ``n_proxies``; ``other_attempt``, ``other_self_check`` columns), the fair
-    comparison when our run was selected too; ``redraw_surrogate`` as in :func:`run_controls` (for the code
+    comparison when our run was selected too (the plain Ind-W owner does not select: the paper's owner; for model i
+    it is the same owner, key and seed, as the code row's, so unselected both share the generator of our first
+    class); ``redraw_surrogate`` as in :func:`run_controls` (for the code
     owners; the plain Ind-W owner keeps our surrogate, the paper's setting); ``check_alpha`` as in
     :func:`run_controls`. ``pool``: the classes every code owner draws its key classes from, as ours were
     (:func:`key_targets`' ``pool``, e.g. :func:`hard_classes` on the surrogate the other owners share with us);
@@ -1293,6 +1296,7 @@ def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | No
     n_models = check_int("n_models", n_models if n_models is not None else prof.n_models, 1)
     select_attempts = check_int("select_attempts", select_attempts, 1)
     check_redraw(redraw_surrogate, select_attempts)
+    check_selection_options(select_attempts, check_int("n_proxies", n_proxies, 1), check_alpha)
     check_level(check_alpha, alpha)
     code_draws = check_code_draws(code_draws, select_attempts, len(run.targets))
     _check_control_seeds(run, n_models, check_int("n_proxies", n_proxies, 1), select_attempts)

@@ -290,3 +290,15 @@ def test_other_code_owner_redraws_onto_our_code(monkeypatch):
     got = [(learnt, s) for learnt, s in world.trained if len(learnt) == 2 and all(k == OTHER[0] for k, _, _ in learnt)]
     assert got == [(_marks(OTHER[0], (1, 0), g0), 5000), (_marks(OTHER[0], (1, 0), g1), 5000),
                    (_marks(OTHER[0], TARGETS, g0), 5000), (_marks(OTHER[0], TARGETS, g0), SEED)]
+
+
+@pytest.mark.parametrize("controls", ["run_controls", "run_code_controls"])
+def test_controls_refuse_selection_options_without_a_selection(controls):
+    """n_proxies and check_alpha tune a selection that select_attempts=1 never runs: refused before any training,
+    as notebooks 02 and 03 refuse them, so a record never names a check that did not run."""
+    run = SimpleNamespace(ds=None, profile=get_profile("smoke"), params={}, targets=(1,))
+    fn = getattr(sscl, controls)
+    with pytest.raises(ValueError, match=r"n_proxies=2 tune the owner's generator selection.*select_attempts=1"):
+        fn(run, select_attempts=1, n_proxies=2)
+    with pytest.raises(ValueError, match=r"check_alpha=0.001 tune"):
+        fn(run, select_attempts=1, check_alpha=0.001)
