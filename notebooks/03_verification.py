@@ -173,8 +173,10 @@ with timer() as t_run:
     else:
         run = sscl.run_sscl(ds, cfg, **run_kw)
     models = sscl.run_controls(run, n_models=n_models, m=m, tau=tau, alpha=alpha,
-                               select_attempts=select_attempts if select_plain else 1, n_proxies=n_proxies,
-                               redraw_surrogate=redraw_surrogate and select_plain, check_alpha=check_alpha)
+                               select_attempts=select_attempts if select_plain else 1,
+                               n_proxies=n_proxies if select_plain else 1,  # the selection's options only with it
+                               redraw_surrogate=redraw_surrogate and select_plain,
+                               check_alpha=check_alpha if select_plain else None)
 print(f"{len(models)} models ({t_run['seconds']:.1f} s)")
 models.drop(columns=["p_b", "p_w", "p_decoy"])
 
