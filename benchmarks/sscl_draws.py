@@ -23,8 +23,12 @@ among the H classes of lowest clean recall on the owner's surrogate (``sscl.hard
     python benchmarks/sscl_draws.py --profile quick --owners 4 --jobs 4 --out draws     # one GPU, minutes
     python benchmarks/sscl_draws.py --profile smoke --dataset synthetic --owners 2      # seconds, CPU
 
-``--deadline S`` (a lease of fixed length): after S seconds no owner starts and those training are stopped; the
-cross tests use the owners done (2 or more) and the summary names the owners cut off.
+``--deadline S`` (a lease of fixed length): after S seconds no owner starts and, with ``--jobs`` > 1, those
+training in worker processes are stopped (with ``--jobs 1`` the owner in progress finishes first: it trains in this
+process); the cross tests use the owners done (2 or more) and the summary names the owners cut off. Each owner's
+``seconds`` is its wall time: in a worker process it includes Python's start-up and loading the data, and an owner
+read back from the cache takes about none. Worker processes share the CPUs: each gets ``OMP_NUM_THREADS`` = #CPUs //
+``--jobs`` (as ``dovlib.sweep`` gives its jobs) unless set.
 
 Writes ``<out>/draws.csv`` (one row per trigger x model) and ``<out>/summary.json`` (rates, settings, each owner's
 target class(es), wall time of each owner, device, and per owner BA of its suspect and benign model, target-class
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -221,10 +226,17 @@ def _worker_cmd(argv: list[str], i: int) -> list[str]:
     return [sys.executable, str(Path(__file__).resolve()), *argv, "--worker", str(i)]
 
 
+def _worker_env(jobs: int) -> dict:
+    """The environment of a worker process: its share of the CPUs for torch's threads, unless the caller set them."""
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    return {**{var: threads for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}, **os.environ}
+
+
 def _train_owners(args, argv, ds, pending: list, running: dict, seconds: dict, t0: float) -> list[int]:
     """Train the pending owners, at most ``--jobs`` at once (with 1, in this process); ``seconds`` gets each one's
     wall time, ``running`` holds the worker processes in flight. With ``--deadline`` S: once S seconds have passed
-    since ``t0``, no owner starts and those in flight are stopped (their cache entries resume on a later run).
+    since ``t0``, no owner starts and the worker processes in flight are stopped (their cache entries resume on a
+    later run; an owner training in this process, ``--jobs 1``, is not interrupted).
     Returns the owners cut off that way."""
     cut = []
     while pending or running:
@@ -245,7 +257,7 @@ def _train_owners(args, argv, ds, pending: list, running: dict, seconds: dict, t
             continue
         while pending and len(running) < args.jobs:
             i = pending.pop(0)
-            running[i] = (subprocess.Popen(_worker_cmd(argv, i)), time.time())
+            running[i] = (subprocess.Popen(_worker_cmd(argv, i), env=_worker_env(args.jobs)), time.time())
         time.sleep(1)
         for i, (proc, start) in list(running.items()):
             if proc.poll() is not None:

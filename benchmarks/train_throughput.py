@@ -5,6 +5,11 @@ The common loop: torchvision dataset-style access to PIL images, ``RandomCrop(32
 learning-rate schedule as ``fit`` (``dovlib.train.make_optimizer``), so only the data path and precision differ.
 dovlib: uint8 data resident on the device, batched crop/flip on the device, bf16 autocast + channels_last on CUDA.
 Same model, batch size, optimiser, data and number of epochs; the first epoch of each is a warm-up and is not timed.
+The loops take turns within each seed (the order reversed on every other seed), so a machine that speeds up or slows
+down during the run moves both; speeds are timed images over timed seconds summed over the seeds, and with several
+seeds each seed's ratio is printed too. On CUDA the ratio mixes the data path with precision (dovlib's ``auto`` is
+bf16 autocast, the common loop fp32) and memory format (dovlib uses channels_last): ``--precision fp32,auto`` prints
+both dovlib rows, the first against the common loop, the second against the first.
 
     python benchmarks/train_throughput.py                       # CPU-sized defaults (width 16)
     python benchmarks/train_throughput.py --width 64 --batch-size 512 --epochs 5 --workers 8   # GPU
@@ -38,7 +43,7 @@ from dovlib.data import load_dataset
 from dovlib.models import build_model
 from dovlib.params import parse_precisions
 from dovlib.report import env_info
-from dovlib.train import TrainConfig, evaluate, fit, make_optimizer, precision_options, resolve_device
+from dovlib.train import TrainConfig, evaluate, fit, make_optimizer, precision_options, resolve_device, uses_bf16
 
 
 class PILDataset(Dataset):
@@ -55,7 +60,7 @@ class PILDataset(Dataset):
         return self.transform(self.images[i]), self.y[i]
 
 
-def common_loop(model, ds, args, device) -> tuple[float, float]:
+def common_loop(model, ds, args, device) -> tuple[int, float, float]:
     flip = [transforms.RandomHorizontalFlip()] if args.flip else []
     tf = transforms.Compose([transforms.RandomCrop(ds.image_shape[1], padding=4), *flip, transforms.ToTensor()])
     loader = DataLoader(PILDataset(ds.x_train, ds.y_train, tf), batch_size=args.batch_size, shuffle=True,
@@ -80,16 +85,16 @@ def common_loop(model, ds, args, device) -> tuple[float, float]:
         if epoch > 0:  # epoch 0 is warm-up (worker start-up, cudnn autotune: main sets it for both loops)
             timed += time.perf_counter() - t0
             seen += len(ds.x_train)
-    return seen / timed, evaluate(model, ds.x_test, ds.y_test)
+    return seen, timed, evaluate(model, ds.x_test, ds.y_test)
 
 
-def dovlib_loop(model, ds, args, device, precision: str = "auto") -> tuple[float, float]:
+def dovlib_loop(model, ds, args, device, precision: str = "auto") -> tuple[int, float, float]:
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, device=str(device),
                       compile=args.compile, progress=False, seed=getattr(args, "seed", 0), flip=args.flip,
                       **precision_options(precision))
     res = fit(model, ds.x_train, ds.y_train, config=cfg)
     timed = sum(r["epoch_time"] for r in res.history[1:])
-    return (args.epochs - 1) * len(ds.x_train) / timed, evaluate(res.model, ds.x_test, ds.y_test)
+    return (args.epochs - 1) * len(ds.x_train), timed, evaluate(res.model, ds.x_test, ds.y_test)
 
 
 def checkpoint_cost(ds, args, device, folder) -> dict:
@@ -100,7 +105,8 @@ def checkpoint_cost(ds, args, device, folder) -> dict:
         torch.manual_seed(0)
         model = build_model(args.arch, ds.num_classes, ds.image_shape[0], args.width, ds.image_shape[1])
         cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, device=str(device),
-                          progress=False)
+                          progress=False, seed=0, flip=args.flip, compile=args.compile,
+                          **precision_options(args.precision[0]))  # as the first dovlib row
         t0 = time.perf_counter()
         fit(model, ds.x_train, ds.y_train, ds.x_test, ds.y_test, cfg,
             checkpoint=Path(folder) / f"{every}.pt" if every is not None else None, checkpoint_every=every or 0.0)
@@ -143,34 +149,51 @@ def main(argv=None):
         ap.error(f"--lr must be > 0; got {args.lr}")
     precisions = args.precision
     device = resolve_device(args.device)
+    if args.compile and device.type != "cuda":
+        ap.error(f"--compile needs a CUDA device (fit compiles on CUDA only); got {device}")
     if device.type == "cuda":  # fit turns cuDNN autotuning on for the process; the common loop gets it from the start
         torch.backends.cudnn.benchmark = True
     ds = load_dataset(args.dataset).subsample(args.n_train, None)
     args.flip = ds.image_shape[0] == 3  # no horizontal flips for grey digits (as the notebooks' profiles)
     print(ds.describe())
     info = env_info(device)
-    print(f"device: {info['device_name']} | torch {info['torch']} | {args.arch} width {args.width} | "
-          f"batch {args.batch_size} | {args.epochs} epochs (first untimed)")
+    resolved = {p: "bf16 autocast" if uses_bf16(p, device) else "fp32" for p in precisions}
+    print(f"device: {info['device_name']} | torch {info['torch']} | {torch.get_num_threads()} torch threads | "
+          f"{args.arch} width {args.width} | batch {args.batch_size} | lr {args.lr} | {args.epochs} epochs (first "
+          f"untimed) | {args.seeds} seed(s), loops in turn | common loop: {args.workers} workers | dovlib: "
+          + ", ".join(f"{p} = {r}" for p, r in resolved.items())
+          + (" + channels_last" if device.type == "cuda" else "") + (", torch.compile" if args.compile else "")
+          + (" | cuDNN autotuning on for both" if device.type == "cuda" else ""))
+    same = [p for p in precisions[1:] if resolved[p] == resolved[precisions[0]]]
+    if same:
+        print(f"note: on {device.type} {', '.join(same)} trains as {precisions[0]} does ({resolved[precisions[0]]}): "
+              "their ratio measures only noise")
 
-    rows = {}
     loops = [("common (DataLoader+PIL, fp32)", common_loop)] + [
-        ("dovlib.train.fit" + ("" if p == "auto" else f" ({p})"), partial(dovlib_loop, precision=p))
-        for p in precisions]
-    for name, loop in loops:
-        runs = []
-        for seed in range(args.seeds):
+        (f"dovlib.train.fit ({p}: {resolved[p]})", partial(dovlib_loop, precision=p)) for p in precisions]
+    runs = {name: [] for name, _ in loops}
+    for seed in range(args.seeds):
+        for name, loop in (loops if seed % 2 == 0 else loops[::-1]):  # in turn, the order reversed every other seed
             torch.manual_seed(seed)
             args.seed = seed
             model = build_model(args.arch, ds.num_classes, ds.image_shape[0], args.width, ds.image_shape[1])
-            runs.append(loop(model, ds, args, device))
-        speed, acc = np.mean([r[0] for r in runs]), np.array([r[1] for r in runs])
-        rows[name] = (float(speed), float(acc.mean()))
+            runs[name].append(loop(model, ds, args, device))
+    rows = {}
+    for name, rs in runs.items():
+        images, seconds, acc = sum(r[0] for r in rs), sum(r[1] for r in rs), np.array([r[2] for r in rs])
+        rows[name] = (images / seconds, float(acc.mean()))
         spread = f" +- {acc.std(ddof=1):.3f} ({args.seeds} seeds)" if args.seeds > 1 else ""
-        print(f"{name:32s} {speed:10,.0f} images/s   test acc {acc.mean():.3f}{spread}")
-    (base, _), (ours, _), *others = rows.values()
-    print(f"speed-up (dovlib / common): {ours / base:.2f}x")
-    for p, (speed, _) in zip(precisions[1:], others):
-        print(f"speed-up (dovlib {p} / dovlib {precisions[0]}): {speed / ours:.2f}x")
+        print(f"{name:40s} {rows[name][0]:10,.0f} images/s   test acc {acc.mean():.3f}{spread}")
+        if seconds < 1.0:
+            print(f"note: {name} timed {seconds:.2f} s in all: too little for a speed; raise --n-train or --epochs")
+    names = list(rows)
+    pairs = [("dovlib / common", names[1], names[0])] + [
+        (f"dovlib {p} / dovlib {precisions[0]}", name, names[1]) for p, name in zip(precisions[1:], names[2:])]
+    for label, a, b in pairs:
+        per_seed = [(ra[0] / ra[1]) / (rb[0] / rb[1]) for ra, rb in zip(runs[a], runs[b])]
+        detail = (f" (per seed {', '.join(f'{r:.2f}' for r in per_seed)}; median {np.median(per_seed):.2f}x)"
+                  if args.seeds > 1 else "")
+        print(f"speed-up ({label}): {rows[a][0] / rows[b][0]:.2f}x{detail}")
     if args.checkpoint_cost:
         with tempfile.TemporaryDirectory() as folder:
             rows.update(checkpoint_cost(ds, args, device, folder))

@@ -58,6 +58,10 @@ def parse_precisions(text: str) -> list[str]:
     out = [p.strip() for p in str(text).split(",") if p.strip()]
     if not out or any(p not in PRECISIONS for p in out):
         raise ArgumentValueError(f"precision must be a comma-separated list of {list(PRECISIONS)}; got {text!r}")
+    twice = sorted({p for p in out if out.count(p) > 1})
+    if twice:  # the benchmarks keep one row per precision: a second run would be paired with the first's row
+        raise ArgumentValueError(f"precision names {', '.join(twice)} more than once; got {text!r} (use --seeds to "
+                                 "repeat a run)")
     return out
 
 

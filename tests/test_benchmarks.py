@@ -6,9 +6,14 @@ import argparse
 import importlib.util
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
+
+from dovlib.data import load_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,39 +32,159 @@ def _load(name: str = "train_throughput"):
     return mod
 
 
-def test_throughput_benchmark_reports_both_loops_over_seeds(capsys):
+def _spy(monkeypatch, module, name: str) -> list:
+    """Wrap ``module.name`` so that the benchmark still runs the real function and each call's arguments and result
+    are kept, in order, as (args, kwargs, result)."""
+    real, calls = getattr(module, name), []
+
+    def wrapper(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls.append((args, kwargs, out))
+        return out
+
+    monkeypatch.setattr(module, name, wrapper)
+    return calls
+
+
+def _accuracy(model, ds) -> float:
+    """Test accuracy of ``model`` on ``ds``, computed here rather than taken from the benchmark."""
+    from dovlib.train import predict_logits
+
+    return (predict_logits(model, ds.x_test).argmax(1) == ds.y_test).float().mean().item()
+
+
+def _fit_speed(res, n_train: int) -> float:
+    """Images/s of one ``fit`` call over its timed epochs (all but the first, the warm-up), from its history."""
+    return _fit_speeds([res], n_train)
+
+
+def _fit_speeds(results, n_train: int) -> float:
+    """Images/s of several ``fit`` calls together: their timed images over their timed seconds."""
+    timed = [h for res in results for h in res.history if h["epoch"] > 1]
+    return len(timed) * n_train / sum(h["epoch_time"] for h in timed)
+
+
+def _fake_clock(monkeypatch, bench, step: float = 0.25) -> None:
+    """The common loop times its epochs with ``bench.time.perf_counter``: a clock that moves ``step`` s per reading
+    makes each timed epoch (one reading at its start, one at its end) last ``step`` s, so the loop's images/s must be
+    the training set's size / ``step`` (the untimed warm-up epoch's images not counted). dovlib's loop is timed by
+    ``fit``, whose history says how long each epoch took."""
+    clock = iter(step * i for i in range(1000))
+    monkeypatch.setattr(bench, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
+
+
+def _line(out: str, name: str) -> str:
+    line, = [s for s in out.splitlines() if s.startswith(name + " ")]
+    return line
+
+
+def test_throughput_benchmark_reports_both_loops_over_seeds(capsys, monkeypatch):
     bench = _load()
+    _fake_clock(monkeypatch, bench)  # 64 images per timed epoch of 0.25 s: 256 images/s
+    built, fits = _spy(monkeypatch, bench, "build_model"), _spy(monkeypatch, bench, "fit")
     rows = bench.main(["--dataset", "synthetic", "--n-train", "64", "--width", "4", "--batch-size", "32",
                        "--epochs", "2", "--workers", "0", "--device", "cpu", "--seeds", "2"])
-    assert list(rows) == ["common (DataLoader+PIL, fp32)", "dovlib.train.fit"]
-    for speed, acc in rows.values():
-        assert speed > 0 and 0.0 <= acc <= 1.0
+    common, ours = "common (DataLoader+PIL, fp32)", "dovlib.train.fit (auto: fp32)"  # auto is fp32 on the CPU
+    assert list(rows) == [common, ours]
+    assert rows[common][0] == 256.0
+    assert [c[1]["config"].seed for c in fits] == [0, 1]
+    # speed: the timed images of both seeds over their timed seconds (not a mean of per-seed rates)
+    assert rows[ours][0] == pytest.approx(_fit_speeds([c[2] for c in fits], 64), rel=1e-12)
+    # the loops take turns, the order reversed on the second seed: common s0, dovlib s0, dovlib s1, common s1
+    ds = load_dataset("synthetic")
+    assert len(built) == 4 and [built[1][2], built[2][2]] == [c[2].model for c in fits]
+    accs = {common: [_accuracy(built[i][2], ds) for i in (0, 3)], ours: [_accuracy(built[i][2], ds) for i in (1, 2)]}
     out = capsys.readouterr().out
-    assert "speed-up (dovlib / common)" in out and "(2 seeds)" in out
+    for name, a in accs.items():
+        assert rows[name][1] == pytest.approx(np.mean(a), abs=1e-9)
+        line = _line(out, name)
+        assert f"{rows[name][0]:,.0f} images/s" in line and f"test acc {np.mean(a):.3f}" in line
+        assert f"+- {np.std(a, ddof=1):.3f} (2 seeds)" in line
+    per_seed = [256.0 / _fit_speed(c[2], 64) for c in fits]  # common over dovlib time per image, inverted below
+    assert (f"speed-up (dovlib / common): {rows[ours][0] / rows[common][0]:.2f}x (per seed "
+            f"{1 / per_seed[0]:.2f}, {1 / per_seed[1]:.2f}; median {np.median([1 / r for r in per_seed]):.2f}x)") in out
+    assert "note: common (DataLoader+PIL, fp32) timed 0.50 s in all: too little for a speed" in out  # 2 x 0.25 s
+    assert "2 seed(s), loops in turn | common loop: 0 workers | dovlib: auto = fp32" in out
 
 
-def test_throughput_benchmark_runs_on_grey_digits(capsys):
+def test_throughput_benchmark_runs_on_grey_digits(capsys, monkeypatch):
     # PIL takes grey images as (H, W); an (H, W, 1) array used to crash the common loop
-    rows = _load().main(["--dataset", "digits", "--arch", "badnets_cnn", "--n-train", "64", "--width", "4",
-                         "--batch-size", "32", "--epochs", "2", "--workers", "0", "--device", "cpu"])
-    assert all(speed > 0 and 0.0 <= acc <= 1.0 for speed, acc in rows.values())
+    bench = _load()
+    _fake_clock(monkeypatch, bench)
+    built, fits = _spy(monkeypatch, bench, "build_model"), _spy(monkeypatch, bench, "fit")
+    rows = bench.main(["--dataset", "digits", "--arch", "badnets_cnn", "--n-train", "64", "--width", "4",
+                       "--batch-size", "32", "--epochs", "2", "--workers", "0", "--device", "cpu"])
+    common, ours = "common (DataLoader+PIL, fp32)", "dovlib.train.fit (auto: fp32)"
+    ds = load_dataset("digits")
+    (_, _, res), = fits
+    assert rows[common][0] == 256.0
+    assert res.model is built[1][2] and fits[0][1]["config"].flip is False  # grey digits: no horizontal flips
+    assert rows[ours][0] == pytest.approx(_fit_speed(res, 64), rel=1e-12)
+    assert [acc for _, acc in rows.values()] == pytest.approx([_accuracy(c[2], ds) for c in built], abs=1e-9)
+    assert f"speed-up (dovlib / common): {rows[ours][0] / rows[common][0]:.2f}x" in capsys.readouterr().out
 
 
-def test_throughput_benchmark_times_checkpoint_cost(capsys):
-    rows = _load().main(["--dataset", "synthetic", "--n-train", "64", "--width", "4", "--batch-size", "32",
-                         "--epochs", "2", "--workers", "0", "--device", "cpu", "--checkpoint-cost"])
-    assert len(rows) == 5 and all(v[0] > 0 if isinstance(v, tuple) else v > 0 for v in rows.values())
-    assert "fit, no checkpoint" in rows
+def test_throughput_benchmark_times_checkpoint_cost(capsys, monkeypatch):
+    bench = _load()
+    fits = []
+    real_fit = bench.fit
+
+    def fit(*args, **kwargs):  # the checkpoint is written in a folder removed after the benchmark: look now
+        res = real_fit(*args, **kwargs)
+        ckpt = kwargs.get("checkpoint")
+        fits.append((args, kwargs, res, ckpt is not None and Path(ckpt).is_file()))
+        return res
+
+    monkeypatch.setattr(bench, "fit", fit)
+    rows = bench.main(["--dataset", "synthetic", "--n-train", "64", "--width", "4", "--batch-size", "32",
+                       "--epochs", "2", "--workers", "0", "--device", "cpu", "--checkpoint-cost"])
+    every, default, none = ("fit, checkpoint every epoch", "fit, checkpoint at the end / once a minute",
+                            "fit, no checkpoint")
+    assert list(rows) == ["common (DataLoader+PIL, fp32)", "dovlib.train.fit (auto: fp32)", every, default, none]
+    assert all(v[0] > 0 if isinstance(v, tuple) else v > 0 for v in rows.values())
+    # after dovlib's loop, three whole fit calls as the notebooks make them: test accuracy after every epoch, the
+    # state saved every epoch (checkpoint_every 0), at the end / once a minute (60), and no checkpoint file at all
+    assert len(fits) == 4
+    assert [(c[1]["checkpoint_every"], c[3]) for c in fits[1:]] == [(0.0, True), (60.0, True), (0.0, False)]
+    assert fits[3][1]["checkpoint"] is None
+    for (args, _, res, _), name in zip(fits[1:], (every, default, none)):
+        assert len(args) >= 5 and args[3] is not None and [("test_acc" in h) for h in res.history] == [True, True]
+        # a whole call's wall time holds both epochs and more (evaluation, saving): never faster than its epochs
+        assert rows[name] <= 2 * 64 / sum(h["epoch_time"] for h in res.history)
     out = capsys.readouterr().out
-    assert "speed-up (default / every epoch)" in out and "default / no checkpoint" in out
+    for name in (every, default, none):
+        assert f"{rows[name]:,.0f} images/s (whole call, 2 epochs)" in _line(out, name)
+    assert (f"speed-up (default / every epoch): {rows[default] / rows[every]:.2f}x; "
+            f"default / no checkpoint: {rows[default] / rows[none]:.2f}x") in out
 
 
-def test_throughput_benchmark_compares_precisions(capsys):
-    rows = _load().main(["--dataset", "synthetic", "--n-train", "64", "--width", "4", "--batch-size", "32",
-                         "--epochs", "2", "--workers", "0", "--device", "cpu", "--precision", "auto,bf16"])
-    assert list(rows) == ["common (DataLoader+PIL, fp32)", "dovlib.train.fit", "dovlib.train.fit (bf16)"]
-    assert all(speed > 0 and 0.0 <= acc <= 1.0 for speed, acc in rows.values())
-    assert "speed-up (dovlib bf16 / dovlib auto)" in capsys.readouterr().out
+def test_throughput_benchmark_compares_precisions(capsys, monkeypatch):
+    bench = _load()
+    _fake_clock(monkeypatch, bench)
+    built, fits = _spy(monkeypatch, bench, "build_model"), _spy(monkeypatch, bench, "fit")
+    rows = bench.main(["--dataset", "synthetic", "--n-train", "64", "--width", "4", "--batch-size", "32",
+                       "--epochs", "2", "--workers", "0", "--device", "cpu", "--precision", "auto,bf16"])
+    common, auto, bf16 = ("common (DataLoader+PIL, fp32)", "dovlib.train.fit (auto: fp32)",
+                          "dovlib.train.fit (bf16: bf16 autocast)")
+    assert list(rows) == [common, auto, bf16] and rows[common][0] == 256.0
+    # "auto" trains in fp32 on the CPU, "bf16" under bf16 autocast: what fit says each call trained in
+    assert [res.precision for _, _, res in fits] == ["fp32", "bf16"]
+    assert [rows[auto][0], rows[bf16][0]] == pytest.approx([_fit_speed(res, 64) for _, _, res in fits], rel=1e-12)
+    ds = load_dataset("synthetic")
+    assert [acc for _, acc in rows.values()] == pytest.approx([_accuracy(c[2], ds) for c in built], abs=1e-9)
+    out = capsys.readouterr().out
+    assert f"speed-up (dovlib bf16 / dovlib auto): {rows[bf16][0] / rows[auto][0]:.2f}x" in out
+    assert f"speed-up (dovlib / common): {rows[auto][0] / rows[common][0]:.2f}x" in out
+    assert "their ratio measures only noise" not in out  # auto and bf16 differ on the CPU: no same-precision note
+
+
+def test_throughput_benchmark_says_when_two_precisions_train_alike(capsys, monkeypatch):
+    bench = _load()
+    _fake_clock(monkeypatch, bench)
+    bench.main(["--dataset", "synthetic", "--n-train", "64", "--width", "4", "--batch-size", "32", "--epochs", "2",
+                "--workers", "0", "--device", "cpu", "--precision", "auto,fp32"])
+    out = capsys.readouterr().out
+    assert "note: on cpu fp32 trains as auto does (fp32): their ratio measures only noise" in out
 
 
 @pytest.mark.parametrize("argv, message", [(["--epochs", "1"], "--epochs"), (["--seeds", "0"], "--seeds"),
@@ -67,18 +192,32 @@ def test_throughput_benchmark_compares_precisions(capsys):
                                            (["--batch-size", "0"], "--batch-size must be >= 1"),
                                            (["--width", "0"], "--width must be >= 1"),
                                            (["--workers", "-1"], "--workers must be >= 0"),
-                                           (["--n-train", "0"], "--n-train must be >= 1"), (["--lr", "0"], "--lr")])
+                                           (["--n-train", "0"], "--n-train must be >= 1"), (["--lr", "0"], "--lr"),
+                                           (["--precision", "auto,auto"], "auto more than once"),
+                                           (["--compile", "--device", "cpu"], "--compile needs a CUDA device")])
 def test_throughput_benchmark_rejects_bad_settings(argv, message, capsys):
     with pytest.raises(SystemExit):
         _load().main(argv)
     assert message in capsys.readouterr().err
 
 
-def test_imwm_benchmark_compares_one_process_with_workers(capsys):
-    rows = _load("imwm_throughput").main(["--images", "64", "--workers", "2", "--bits", "16"])
-    assert list(rows) == ["1 process", "2 worker processes"] and all(v > 0 for v in rows.values())
+def test_imwm_benchmark_compares_one_process_with_workers(capsys, monkeypatch):
+    bench = _load("imwm_throughput")
+    runs = _spy(monkeypatch, bench, "timed")
+    rows = bench.main(["--images", "64", "--workers", "2", "--bits", "16"])
+    assert list(rows) == ["1 process", "2 worker processes"]
+    # one timed run per mode, on the same 64 images and bits (16 per image), with 1 and then --workers processes
+    (args_s, _, (t_s, marked_s, read_s)), (args_p, _, (t_p, marked_p, read_p)) = runs
+    (wm_s, images, bits), (wm_p, images_p, bits_p) = args_s, args_p
+    assert (wm_s.workers, wm_p.workers) == (1, 2) and images_p is images and bits_p is bits
+    assert tuple(images.shape) == (64, 3, 256, 256) and bits.shape == (64, 16)
+    assert torch.equal(marked_s, marked_p) and np.array_equal(read_s, read_p)  # "outputs identical" is true
+    assert t_s > 0 and t_p > 0 and rows == {"1 process": 64 / t_s, "2 worker processes": 64 / t_p}
     out = capsys.readouterr().out
-    assert "outputs identical" in out and "speed-up (2 workers / 1 process)" in out
+    assert f"outputs identical; bit accuracy {(read_s == bits).mean():.3f}" in out
+    assert f"speed-up (2 workers / 1 process): {t_s / t_p:.2f}x" in out
+    for name, speed in rows.items():
+        assert f"{speed:.1f} images/s" in _line(out, name)
 
 
 @pytest.mark.parametrize("argv, message", [(["--workers", "1"], "--workers"), (["--images", "10"], "--images")])
@@ -88,12 +227,25 @@ def test_imwm_benchmark_rejects_bad_settings(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_hidden_benchmark_compares_precisions(capsys):
-    rows = _load("hidden_throughput").main(["--size", "16", "--channels", "8", "--bits", "4", "--batch-size", "4",
-                                            "--steps", "6", "--warmup", "2", "--device", "cpu"])
+def test_hidden_benchmark_compares_precisions(capsys, monkeypatch):
+    bench = _load("hidden_throughput")
+    runs = _spy(monkeypatch, bench, "train_hidden")
+    rows = bench.main(["--size", "16", "--channels", "8", "--bits", "4", "--batch-size", "4", "--steps", "6",
+                       "--warmup", "2", "--device", "cpu"])
     assert list(rows) == ["auto (fp32)", "bf16 (bf16 autocast)"]
-    assert all(r["images_per_s"] > 0 and 0 <= r["bit_acc"] <= 1 for r in rows.values())
-    assert "speed-up (bf16 (bf16 autocast) / auto (fp32))" in capsys.readouterr().out
+    # one training per precision, the same seed and steps; each row is read off its training's history: images/s
+    # over the steps after the warm-up (batch 4), bit accuracy and PSNR of the last tenth of the steps (one step)
+    assert [(kw["precision"], kw["seed"], kw["steps"]) for _, kw, _ in runs] == [("auto", 0, 6), ("bf16", 0, 6)]
+    for (_, _, model), row in zip(runs, rows.values()):
+        h = {e["step"]: e for e in model.history}
+        assert sorted(h) == [1, 2, 3, 4, 5, 6] and h[6]["seconds"] > h[2]["seconds"]
+        assert row["images_per_s"] == pytest.approx(4 * 4 / (h[6]["seconds"] - h[2]["seconds"]), rel=1e-12)
+        assert (row["bit_acc"], row["psnr"]) == pytest.approx((h[6]["bit_acc"], h[6]["psnr"]), rel=1e-12)
+    out = capsys.readouterr().out
+    auto, bf16 = rows.values()
+    assert f"speed-up (bf16 (bf16 autocast) / auto (fp32)): {bf16['images_per_s'] / auto['images_per_s']:.2f}x" in out
+    for name, r in rows.items():
+        assert f"training bit acc {r['bit_acc']:.3f}   PSNR {r['psnr']:.1f} dB" in _line(out, name)
 
 
 @pytest.mark.parametrize("argv, message", [(["--warmup", "0"], "--warmup"), (["--size", "4"], "--size"),
@@ -113,20 +265,22 @@ def test_sscl_draws_crosses_every_owner_with_every_model(tmp_path, capsys):
     # suspect), 2 Ind-W and 2 Ind-M (the other owner's suspect / surrogate)
     assert {k: v["tests"] for k, v in summary["claims"].items()} == {"Malicious": 2, "Ind-W": 2, "Ind-M": 2}
     df = pd.read_csv(out / "draws.csv")
-    assert len(df) == 6 and df.p_value.between(0, 1).all() and df.WSR.between(0, 1).all()
+    assert len(df) == 6 and (df.verified == (df.p_value < 0.01)).all()  # the paper's alpha, the default
     mal = df[df.scenario == "Malicious"]
     assert (mal.trigger_owner == mal.model_owner).all() and (df[df.scenario != "Malicious"].trigger_owner
                                                               != df[df.scenario != "Malicious"].model_owner).all()
     assert summary["claims"]["Ind-W"]["claimed"] == int(df[df.scenario == "Ind-W"].verified.sum())
     saved = json.loads((out / "summary.json").read_text())
     assert saved["perceptual"] == "ssim" and set(saved["owner_seconds"]) == {"0", "1"}
+    # each owner trained within the training phase, which lies within the whole run
+    assert max(saved["owner_seconds"].values()) <= saved["train_seconds"] <= saved["seconds"]
     assert saved["settings"]["target"] == 1 and saved["owner_targets"] == {"0": [1], "1": [1]}
     assert saved["owner_pools"] is None  # no --hard-pool: every class could be drawn
     # per owner: Table I numbers of its suspect against its benign (surrogate) model, and the marks' quality
     assert set(saved["owners"]) == {"0", "1"} and saved["owners_cut"] == []
-    for o in saved["owners"].values():
+    for i, o in saved["owners"].items():
         assert o["targets"] == [1] and o["n_marked"] == 12  # gamma 0.1 of 120 images, all from class 1
-        assert 0 <= o["BA_suspect"] <= 1 and 0 <= o["target_recall_benign"] <= 1
+        assert o["seconds"] == saved["owner_seconds"][i]
         assert 20 < o["psnr"] < 100 and 0.9 < o["ssim"] < 1  # eps 8/255 marks: close to, but not, the clean image
         assert o["suspect_s"] > 0 and o["benign_s"] > 0 and o["generator_s"] > 0
     assert list((tmp_path / "runs" / "sscl").iterdir())  # the models went to $DOVLIB_RUNS
@@ -154,6 +308,32 @@ def test_sscl_draws_crosses_every_owner_with_every_model(tmp_path, capsys):
     rows = bench.cross_tests(args, runs)
     assert sorted(calls) == [0, 0, 1, 1] and len(rows) == 6
     ds = runs[0].ds
+    # draws.csv holds these rows (main's cross tests on the same cached models), checked against verify_model below
+    order = ["trigger_owner", "model_owner", "scenario"]
+    want = pd.DataFrame(rows).sort_values(order, ignore_index=True)
+    got = df.sort_values(order, ignore_index=True)
+    assert got[order + ["targets", "verified"]].astype(str).equals(want[order + ["targets", "verified"]].astype(str))
+    for col in ("p_value", "delta_p", "WSR"):
+        assert list(got[col]) == pytest.approx(list(want[col]), rel=1e-6, abs=1e-9)
+    # each owner's Table I numbers, computed here from its (reloaded) models and marked set
+    from dovlib.train import predict_logits
+
+    y = torch.as_tensor(ds.y_test)
+    for i, r in enumerate(runs):
+        o = saved["owners"][str(i)]
+        pred_s = predict_logits(r.suspect.model, ds.x_test).argmax(1)
+        pred_b = predict_logits(r.surrogate.model, ds.x_test).argmax(1)
+        assert o["BA_suspect"] == round(float((pred_s == y).float().mean()), 4)
+        assert o["BA_benign"] == round(float((pred_b == y).float().mean()), 4)
+        assert o["target_recall_suspect"] == round(float((pred_s[y == 1] == 1).float().mean()), 4)
+        assert o["target_recall_benign"] == round(float((pred_b[y == 1] == 1).float().mean()), 4)
+        assert (o["suspect_s"], o["benign_s"]) == (round(r.suspect.wall_time, 1), round(r.surrogate.wall_time, 1))
+        assert o["generator_s"] == round(r.generator.meta["wall_time"], 1)
+        idx = r.marked.marked
+        clean, marked = ds.x_train[idx].double() / 255, r.marked.x[idx].double() / 255
+        assert (clean - marked).abs().amax() <= 8 / 255 + 1e-9  # eps 8/255: PSNR at least 20 log10(255 / 8)
+        mse = ((clean - marked) ** 2).flatten(1).mean(1)
+        assert o["psnr"] == pytest.approx(float(torch.clamp(10 * torch.log10(1 / mse), max=100).mean()), abs=0.006)
     idx = verification_set(ds.x_test, ds.y_test, 1, 20, seed=0)
     for row in rows:
         model = getattr(runs[row["model_owner"]], "surrogate" if row["scenario"] == "Ind-M" else "suspect").model
@@ -178,10 +358,13 @@ def test_sscl_draws_crosses_target_code_owners(tmp_path):
                           "--same-key", "--out", str(out)])
     assert {k: v["tests"] for k, v in summary["claims"].items()} == {"Malicious": 2, "Ind-W": 2, "Ind-M": 2}
     df = pd.read_csv(out / "draws.csv", dtype={"targets": str})
-    codes = set(df.targets)
-    assert len(codes) == 1 and codes.pop().split()[0] == "1"  # --same-key: one shared code, --target first
-    assert summary["owner_targets"][0] == summary["owner_targets"][1] and summary["owner_targets"][0][0] == 1
     from dovlib import sscl
+
+    # --same-key: one shared code, --target first and the other class from the key
+    code = list(sscl.key_targets(20240607, 10, 2, first=1))
+    assert set(df.targets) == {" ".join(map(str, code))}
+    assert summary["owner_targets"] == {0: code, 1: code}
+    assert (df.verified == (df.p_value < 0.01)).all()
 
     args = argparse.Namespace(profile=prof, dataset="synthetic", arch="resnet18", eps="8/255", rate=0.1, target=1,
                               key=20240607, seed=0, perceptual="ssim", same_key=True, n_targets=2, m=20, tau=0.25,
@@ -273,8 +456,13 @@ def test_sscl_draws_summary_counts_tests_and_owners_with_exact_intervals():
     assert s["Malicious"]["ci95"][0] == pytest.approx(0.025 ** (1 / 3), abs=1e-4)  # exact: (alpha/2)^(1/n) at k = n
     w = s["Ind-W"]
     assert (w["claimed"], w["tests"], w["rate"]) == (2, 6, pytest.approx(0.3333, abs=1e-4))
+    # exact (Clopper-Pearson) bounds: the alpha/2 and 1 - alpha/2 quantiles of Beta(k, n - k + 1), Beta(k + 1, n - k)
+    from scipy.stats import beta
+
+    assert w["ci95"] == pytest.approx([beta.ppf(0.025, 2, 5), beta.ppf(0.975, 3, 4)], abs=1e-4)
     # both claims come from owner 0: one owner of three, and that interval is wider than the per-test one
     assert (w["owners_claiming"], w["owners"]) == (1, 3)
+    assert w["owners_ci95"] == pytest.approx([beta.ppf(0.025, 1, 3), beta.ppf(0.975, 2, 2)], abs=1e-4)
     assert w["owners_ci95"][1] - w["owners_ci95"][0] > w["ci95"][1] - w["ci95"][0]
 
 
@@ -290,3 +478,15 @@ def test_sscl_draws_rejects_bad_settings(argv, message, capsys):
         _load("sscl_draws").main(argv)
     text = capsys.readouterr().err + str(err.value)
     assert message in text
+
+
+def test_sscl_draws_workers_share_the_cpus_unless_told(monkeypatch):
+    bench = _load("sscl_draws")
+    monkeypatch.setattr(bench.os, "cpu_count", lambda: 16)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    env = bench._worker_env(4)
+    assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "4" and env["PATH"] == bench.os.environ["PATH"]
+    assert bench._worker_env(32)["OMP_NUM_THREADS"] == "1"  # never 0 threads
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the caller's setting wins (the device check sets it)
+    assert bench._worker_env(4)["OMP_NUM_THREADS"] == "3"

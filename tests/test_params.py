@@ -1,3 +1,4 @@
+import argparse
 import math
 import re
 
@@ -160,6 +161,8 @@ def test_profile_precision_defaults_to_auto_and_is_checked():
 
 def test_parse_precisions_reads_a_comma_separated_list_and_names_the_choices():
     assert parse_precisions("auto, bf16") == ["auto", "bf16"] and parse_precisions("fp32") == ["fp32"]
+    with pytest.raises(argparse.ArgumentTypeError, match="precision names auto more than once"):
+        parse_precisions("auto,bf16,auto")
     for bad in ("", ",", "auto,fp16", "half"):
         with pytest.raises(ValueError, match=r"precision must be a comma-separated list of \['auto', 'fp32', 'bf16'\]"):
             parse_precisions(bad)
