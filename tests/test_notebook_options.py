@@ -8,7 +8,37 @@ import pytest
 
 from dovlib import reproduce as rp
 from dovlib import sscl
-from dovlib.data import REPO_ROOT
+from dovlib.data import REPO_ROOT, load_dataset
+from dovlib.params import get_profile
+from dovlib.train import evaluate
+
+
+def _notebook_data(profile: str):
+    """The data notebooks 01-03 run on with ``profile`` (their defaults: cifar10-subset, seed 0)."""
+    cfg = get_profile(profile)
+    return load_dataset("cifar10-subset").subsample(cfg.n_train, cfg.n_test, seed=0)
+
+
+def _capped_rate(y, rate: float, targets) -> float:
+    """gamma per class: ``rate``, or the smallest target class's share of the training labels ``y`` when smaller."""
+    return min([rate] + [int((y == int(t)).sum()) / len(y) for t in targets])
+
+
+def _code_rows_consistent(rows, targets, alpha: float = 0.01) -> None:
+    """Each code row's p-value is the intersection-union one (its classes' largest) and claims exactly below alpha."""
+    per_class = rows[[f"p_{t}" for t in targets]].astype(float).max(axis=1)
+    assert list(rows.p_value) == pytest.approx(list(per_class), rel=1e-12)
+    assert (rows.verified.astype(bool) == (rows.p_value < alpha)).all()
+
+
+def _kept_attempt(log, keys=("attempt",)):
+    """The selection's choice, from its log alone: the first attempt whose proxies all verify (the selection stops
+    there), else the first with the smallest largest proxy p-value; with its largest p-value."""
+    by = list(keys) if len(keys) > 1 else keys[0]
+    worst = log.groupby(by).p_value.max()
+    passed = [k for k, g in log.groupby(by) if g.verified.all()]
+    kept = passed[0] if passed else min(worst.index, key=lambda k: worst[k])
+    return kept, worst[kept], bool(passed)
 
 
 def test_verification_notebook_runs_the_target_code(tmp_path, monkeypatch):
@@ -36,12 +66,27 @@ def test_verification_notebook_runs_the_target_code(tmp_path, monkeypatch):
     assert params["target_from_key"] is True and params["target"] == code["targets"][0] and code["targets"] == list(
         sscl.key_targets(20240607, 10, 2, pool=code["pool"]))
     assert 0 < params["target_rate"] <= params["rate"] and code["rate_per_class"] <= params["target_rate"]
+    # gamma capped at the drawn classes' share of the training set: the single target's, and the code's smallest
+    ds = _notebook_data("smoke:width=4,gen_iters=15,n_test=40")
+    assert params["target_rate"] == _capped_rate(ds.y_train, params["rate"], [params["target"]])
+    assert code["rate_per_class"] == _capped_rate(ds.y_train, params["rate"], code["targets"])
     assert all(t[1] in code["pool"] for t in rows[rows.scenario == "Ind-W code"].other_targets)
-    assert rows[rows.scenario.isin(["Ind-W code", "Ind-W same code"])].own_p_value.between(0, 1).all()
-    assert rows.p_value.between(0, 1).all() and {f"WSR_{t}" for t in code["targets"]} <= set(rows.columns)
+    others = rows[rows.scenario.isin(["Ind-W code", "Ind-W same code"])]
+    # the other owners' own test on their own model: verified exactly when its p-value is below alpha
+    assert (others.own_verified.astype(float) == (others.own_p_value < 0.01).astype(float)).all()
+    assert {f"WSR_{t}" for t in code["targets"]} <= set(rows.columns)
+    _code_rows_consistent(rows, code["targets"])
     table = pd.read_csv(out / "target_code_rates.csv")
     assert list(table.scenario) == ["Malicious", "Ind-M", "Ind-W plain", "Ind-W code", "Ind-W same code"]
     assert table.own_verified_rate.iloc[:3].isna().all() and table.own_verified_rate.iloc[3:].between(0, 1).all()
+    # the table is the per-scenario summary of the rows (one model each here)
+    by = rows.assign(own_verified=rows.own_verified.astype(float), verified=rows.verified.astype(float),
+                     other_self_check=rows.other_self_check.astype(float)).groupby("scenario")
+    want = pd.DataFrame({"models": by.size(), "verified_rate": by.verified.mean(), "p_value_max": by.p_value.max(),
+                         "BA": by.BA.mean(), "own_verified_rate": by.own_verified.mean(),
+                         "other_self_check_rate": by.other_self_check.mean()}).loc[list(table.scenario)]
+    for col in want.columns:
+        assert list(table[col]) == pytest.approx(list(want[col]), rel=1e-9, nan_ok=True), col
     assert (out / "target_code_wsr.png").is_file() and (out / "delta_per_image.png").is_file()
     # owner-side selection: ours and every other code owner's, each attempt's self-check logged
     sel = code["selection"]
@@ -49,7 +94,13 @@ def test_verification_notebook_runs_the_target_code(tmp_path, monkeypatch):
     log = pd.read_csv(out / "code_selection.csv")
     assert list(log.attempt) == list(range(sel["attempts_tried"])) and log.p_value.between(0, 1).all()
     assert sel["passed"] == bool(log[log.attempt == sel["attempt"]].verified.all())
-    others = rows[rows.scenario.isin(["Ind-W code", "Ind-W same code"])]
+    # every proxy's test: the code's intersection-union p-value, verified below the check level (alpha here)
+    assert (log.check_alpha == 0.01).all()
+    _code_rows_consistent(log, code["targets"])
+    # the attempt published (or kept) is the one the log says, and the selection tried no attempt past a pass
+    kept, worst, passed = _kept_attempt(log)
+    assert (sel["attempt"], sel["passed"]) == (kept, passed) and sel["proxy_p_max"] == pytest.approx(worst)
+    assert sel["attempts_tried"] == (kept + 1 if passed else 2)
     assert others.other_attempt.isin([0, 1]).all() and table.other_self_check_rate.iloc[3:].between(0, 1).all()
 
 
@@ -75,8 +126,18 @@ def test_verification_notebook_redraws_a_code_that_fails_the_owners_check(tmp_pa
     assert code["targets"] == sel["codes_tried"][sel["draw"]]
     log = pd.read_csv(out / "code_selection.csv")
     assert list(log.draw) == [0, 0, 1, 1] and list(log.attempt) == [0, 1, 0, 1] and not log.verified.any()
+    # no draw passed: kept is the (draw, attempt) of the smallest largest proxy p-value, the first on ties
+    kept, worst, passed = _kept_attempt(log, ("draw", "attempt"))
+    assert not passed and (sel["draw"], sel["attempt"]) == kept and sel["proxy_p_max"] == pytest.approx(worst)
+    # the class dropped is the first code's least learnt on its proxies: the most proxies missing the check, then
+    # the largest median p-value, then the later place in the code
+    draw0 = log[log.draw == 0]
+    score = {t: (int((draw0[f"p_{t}"] >= 1e-300).sum()), float(draw0[f"p_{t}"].median()), first.index(t))
+             for t in first}
+    assert dropped == max(first, key=score.get)
     other = pd.DataFrame(code["models"]).query("scenario == 'Ind-W code'").iloc[0]
     assert other.other_draw in (0, 1) and other.other_targets[0] == code["targets"][0]
+    assert not other.other_self_check  # the other code owner's check cannot pass either
     res = rp.run_notebook(REPO_ROOT / "notebooks" / "03_verification.ipynb",
                           {"profile": "smoke", "n_targets": 2, "code_draws": 2}, reports=reports)
     assert res.status == "failed" and "code_draws > 1" in res.error and "select_attempts >= 2" in res.error
@@ -97,12 +158,15 @@ def test_verification_notebook_keeps_a_fixed_target_first_in_a_hard_pool_code(tm
     assert params["target"] == 7 and params["hard_pool"] == 3 and len(code["pool"]) == 3
     assert "target_from_key" not in params and "target_rate" not in params
     assert 0 < code["rate_per_class"] <= params["rate"]
+    ds = _notebook_data("smoke:width=4,gen_iters=15")
+    assert code["rate_per_class"] == _capped_rate(ds.y_train, params["rate"], code["targets"])
     assert code["targets"] == list(sscl.key_targets(20240607, 10, 2, first=7, pool=code["pool"]))
     assert code["targets"][0] == 7 and code["targets"][1] in code["pool"]
     rows = pd.DataFrame(code["models"])
     others = rows[rows.scenario == "Ind-W code"].other_targets
     assert len(others) == 1 and all(t[0] == 7 and t[1] in code["pool"] for t in others)
     assert {f"WSR_{t}" for t in code["targets"]} <= set(rows.columns) and rows.p_value.between(0, 1).all()
+    _code_rows_consistent(rows, code["targets"])
 
 
 def test_verification_notebook_refuses_code_options_without_a_code(tmp_path, monkeypatch):
@@ -150,9 +214,18 @@ def test_single_target_selection_in_notebooks_02_and_03(tmp_path, monkeypatch):
     assert rec2["params"]["redraw_surrogate"] is True and s2["redraw_surrogate"]
     assert list(log.surrogate_seed) == list(log.generator_seed) == [0, 100_000][:len(log)]
     assert log.surrogate_BA.between(0, 1).all()
+    # each attempt's surrogate accuracy is that surrogate's (its seed's, read back from the cache, not retrained)
+    ds, cfg = _notebook_data(sel["profile"]), get_profile(sel["profile"])
+    cached = sorted((tmp_path / "runs").rglob("model.pt"))
+    surrogate_ba = [evaluate(sscl.train_surrogate(ds, cfg, "resnet18", int(s), progress=False).model, ds.x_test,
+                             ds.y_test) for s in log.surrogate_seed]
+    assert list(log.surrogate_BA) == pytest.approx(surrogate_ba, rel=1e-6)
+    assert sorted((tmp_path / "runs").rglob("model.pt")) == cached
     # a stricter check: recorded with the run and in every self-check row; verified means p below it
     assert rec2["params"]["check_alpha"] == s2["check_alpha"] == 1e-3 and (log.check_alpha == 1e-3).all()
     assert (log.verified == (log.p_value < 1e-3)).all()
+    kept, worst, passed = _kept_attempt(log)
+    assert (s2["attempt"], s2["passed"]) == (kept, passed) and s2["proxy_p_max"] == pytest.approx(worst)
     res = rp.run_notebook(REPO_ROOT / "notebooks" / "03_verification.ipynb", {**sel, "n_models": 1}, reports=reports)
     assert res.status == "ok", res.error
     rec3 = json.loads((reports / "03_verification" / "metrics.json").read_text())["records"][-1]
@@ -195,6 +268,15 @@ def test_generator_notebook_trains_against_a_narrower_surrogate(tmp_path, monkey
     assert res.status == "ok", res.error
     record = json.loads((reports / "01_train_generator" / "metrics.json").read_text())["records"][-1]
     assert record["params"]["surrogate_width"] == 4 and record["profile"] == "smoke"
+    # the surrogate trained (the only classifier) is a width-4 one, not the profile's 8, and the generator was
+    # trained against it; the accuracy recorded is that model's on the test set
+    keys = [json.loads(p.read_text()) for p in sorted((tmp_path / "runs" / "sscl").glob("*/params.json"))]
+    assert [k["width"] for k in keys if k.get("what") == "classifier"] == [4]
+    ds = _notebook_data("smoke")
+    surrogate = sscl.train_surrogate(ds, get_profile("smoke"), "resnet18", 0, progress=False, width=4).model
+    assert [k["surrogate"] for k in keys if k.get("what") == "generator"] == [sscl.model_hash(surrogate)]
+    assert len(list((tmp_path / "runs" / "sscl").glob("*/params.json"))) == len(keys)  # read back, not trained
+    assert record["metrics"]["surrogate_clean_acc"] == pytest.approx(evaluate(surrogate, ds.x_test, ds.y_test))
     bad = rp.run_notebook(REPO_ROOT / "notebooks" / "01_train_generator.ipynb",
                           {"profile": "smoke", "surrogate_width": 0}, reports=reports)
     assert bad.status == "failed" and "surrogate_width" in bad.error
