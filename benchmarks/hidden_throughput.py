@@ -6,7 +6,10 @@ Each precision trains the same network from the same seed on the same images for
 first, and the last logged training bit accuracy and PSNR of each (a speed-up must not cost the message):
 
     python benchmarks/hidden_throughput.py                                   # CPU-sized defaults (64x64, 32 channels)
-    python benchmarks/hidden_throughput.py --size 128 --channels 64 --batch-size 32 --steps 200 --device cuda
+    python benchmarks/hidden_throughput.py --size 128 --channels 64 --batch-size 32 --steps 200 --device cuda \
+        --precision fp32,auto                  # on CUDA auto is bf16 already: the default auto,bf16 would time it twice
+
+The precisions take turns in the same order every round (the first listed first).
 """
 
 from __future__ import annotations
@@ -62,6 +65,11 @@ def main(argv=None):
     print(f"{ds.name}: {len(images)} crops {args.size}x{args.size}; HiDDeN {args.channels} channels, {args.bits} bits, "
           f"batch {args.batch_size}, {args.steps} steps ({args.warmup} warm-up), {args.rounds} round(s); "
           f"{info['device_name']}, torch {info['torch']}")
+    resolved = {p: uses_bf16(p, device) for p in precisions}
+    same = [p for p in precisions[1:] if resolved[p] == resolved[precisions[0]]]
+    if same:
+        print(f"note: on {device.type} {', '.join(same)} trains as {precisions[0]} does: their ratio measures only "
+              "noise (--precision fp32,auto compares fp32 with bf16 autocast on any device)")
     runs = {p: [] for p in precisions}
     for _ in range(args.rounds):
         for p in precisions:

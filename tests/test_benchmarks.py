@@ -490,3 +490,9 @@ def test_sscl_draws_workers_share_the_cpus_unless_told(monkeypatch):
     assert bench._worker_env(32)["OMP_NUM_THREADS"] == "1"  # never 0 threads
     monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the caller's setting wins (the device check sets it)
     assert bench._worker_env(4)["OMP_NUM_THREADS"] == "3"
+
+
+def test_hidden_benchmark_says_when_two_precisions_train_alike(capsys):
+    _load("hidden_throughput").main(["--size", "16", "--channels", "8", "--bits", "4", "--batch-size", "4",
+                                     "--steps", "3", "--warmup", "1", "--device", "cpu", "--precision", "auto,fp32"])
+    assert "note: on cpu fp32 trains as auto does: their ratio measures only noise" in capsys.readouterr().out
