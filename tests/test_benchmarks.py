@@ -78,12 +78,19 @@ def _line(out: str, name: str) -> str:
     return line
 
 
-def test_throughput_benchmark_reports_both_loops_over_seeds(capsys, monkeypatch):
+def _spied_run(monkeypatch, *extra, dataset=("--dataset", "synthetic")):
+    """train_throughput on 64 images, 2 epochs, on the fake clock (64 images per timed epoch of 0.25 s: the common
+    loop's 256 images/s), spying on build_model and fit. Returns the rows and both spies' calls."""
     bench = _load()
-    _fake_clock(monkeypatch, bench)  # 64 images per timed epoch of 0.25 s: 256 images/s
+    _fake_clock(monkeypatch, bench)
     built, fits = _spy(monkeypatch, bench, "build_model"), _spy(monkeypatch, bench, "fit")
-    rows = bench.main(["--dataset", "synthetic", "--n-train", "64", "--width", "4", "--batch-size", "32",
-                       "--epochs", "2", "--workers", "0", "--device", "cpu", "--seeds", "2"])
+    rows = bench.main([*dataset, "--n-train", "64", "--width", "4", "--batch-size", "32", "--epochs", "2",
+                       "--workers", "0", "--device", "cpu", *extra])
+    return rows, built, fits
+
+
+def test_throughput_benchmark_reports_both_loops_over_seeds(capsys, monkeypatch):
+    rows, built, fits = _spied_run(monkeypatch, "--seeds", "2")
     common, ours = "common (DataLoader+PIL, fp32)", "dovlib.train.fit (auto: fp32)"  # auto is fp32 on the CPU
     assert list(rows) == [common, ours]
     assert rows[common][0] == 256.0
@@ -109,11 +116,7 @@ def test_throughput_benchmark_reports_both_loops_over_seeds(capsys, monkeypatch)
 
 def test_throughput_benchmark_runs_on_grey_digits(capsys, monkeypatch):
     # PIL takes grey images as (H, W); an (H, W, 1) array used to crash the common loop
-    bench = _load()
-    _fake_clock(monkeypatch, bench)
-    built, fits = _spy(monkeypatch, bench, "build_model"), _spy(monkeypatch, bench, "fit")
-    rows = bench.main(["--dataset", "digits", "--arch", "badnets_cnn", "--n-train", "64", "--width", "4",
-                       "--batch-size", "32", "--epochs", "2", "--workers", "0", "--device", "cpu"])
+    rows, built, fits = _spied_run(monkeypatch, dataset=("--dataset", "digits", "--arch", "badnets_cnn"))
     common, ours = "common (DataLoader+PIL, fp32)", "dovlib.train.fit (auto: fp32)"
     ds = load_dataset("digits")
     (_, _, res), = fits
@@ -159,11 +162,7 @@ def test_throughput_benchmark_times_checkpoint_cost(capsys, monkeypatch):
 
 
 def test_throughput_benchmark_compares_precisions(capsys, monkeypatch):
-    bench = _load()
-    _fake_clock(monkeypatch, bench)
-    built, fits = _spy(monkeypatch, bench, "build_model"), _spy(monkeypatch, bench, "fit")
-    rows = bench.main(["--dataset", "synthetic", "--n-train", "64", "--width", "4", "--batch-size", "32",
-                       "--epochs", "2", "--workers", "0", "--device", "cpu", "--precision", "auto,bf16"])
+    rows, built, fits = _spied_run(monkeypatch, "--precision", "auto,bf16")
     common, auto, bf16 = ("common (DataLoader+PIL, fp32)", "dovlib.train.fit (auto: fp32)",
                           "dovlib.train.fit (bf16: bf16 autocast)")
     assert list(rows) == [common, auto, bf16] and rows[common][0] == 256.0
@@ -179,10 +178,7 @@ def test_throughput_benchmark_compares_precisions(capsys, monkeypatch):
 
 
 def test_throughput_benchmark_says_when_two_precisions_train_alike(capsys, monkeypatch):
-    bench = _load()
-    _fake_clock(monkeypatch, bench)
-    bench.main(["--dataset", "synthetic", "--n-train", "64", "--width", "4", "--batch-size", "32", "--epochs", "2",
-                "--workers", "0", "--device", "cpu", "--precision", "auto,fp32"])
+    _spied_run(monkeypatch, "--precision", "auto,fp32")
     out = capsys.readouterr().out
     assert "note: on cpu fp32 trains as auto does (fp32): their ratio measures only noise" in out
 
