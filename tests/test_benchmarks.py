@@ -200,7 +200,7 @@ def test_throughput_benchmark_rejects_bad_settings(argv, message, capsys):
 def test_imwm_benchmark_compares_one_process_with_workers(capsys, monkeypatch):
     bench = _load("imwm_throughput")
     runs = _spy(monkeypatch, bench, "timed")
-    rows = bench.main(["--images", "64", "--workers", "2", "--bits", "16"])
+    rows = bench.main(["--images", "64", "--workers", "2", "--bits", "16", "--repeats", "1"])
     assert list(rows) == ["1 process", "2 worker processes"]
     # one timed run per mode, on the same 64 images and bits (16 per image), with 1 and then --workers processes
     (args_s, _, (t_s, marked_s, read_s)), (args_p, _, (t_p, marked_p, read_p)) = runs
@@ -216,7 +216,22 @@ def test_imwm_benchmark_compares_one_process_with_workers(capsys, monkeypatch):
         assert f"{speed:.1f} images/s" in _line(out, name)
 
 
-@pytest.mark.parametrize("argv, message", [(["--workers", "1"], "--workers"), (["--images", "10"], "--images")])
+def test_imwm_benchmark_repeats_the_modes_in_turn(capsys, monkeypatch):
+    bench = _load("imwm_throughput")
+    runs = _spy(monkeypatch, bench, "timed")
+    rows = bench.main(["--images", "64", "--workers", "2", "--bits", "8", "--repeats", "2"])
+    # serial, pooled, then pooled, serial; speeds are all images over all seconds of each mode
+    assert [c[0][0].workers for c in runs] == [1, 2, 2, 1]
+    t_s, t_p = runs[0][2][0] + runs[3][2][0], runs[1][2][0] + runs[2][2][0]
+    assert rows == {"1 process": 128 / t_s, "2 worker processes": 128 / t_p}
+    per = [runs[0][2][0] / runs[1][2][0], runs[3][2][0] / runs[2][2][0]]
+    assert (f"speed-up (2 workers / 1 process): {t_s / t_p:.2f}x (per repeat {per[0]:.2f}, {per[1]:.2f}; "
+            f"median {np.median(per):.2f}x)") in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [(["--workers", "1"], "--workers"), (["--images", "10"], "--images"),
+                                           (["--repeats", "0"], "--repeats must be >= 1"),
+                                           (["--method", "rivaGan", "--bits", "16"], "--bits must be 32 with rivaGan")])
 def test_imwm_benchmark_rejects_bad_settings(argv, message, capsys):
     with pytest.raises(SystemExit):
         _load("imwm_throughput").main(argv)
