@@ -22,6 +22,7 @@ import gzip
 import hashlib
 import inspect
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -623,7 +624,11 @@ def main(argv=None) -> int:
     build.add_argument("--dest", default=None, help=f"folder to write (default {data_dir()})")
     build.add_argument("--no-download", action="store_true", help="use only files already under data/")
     args = parser.parse_args(argv)
-    dest = build_offline_data(args.dest, download=not args.no_download)
+    try:
+        dest = build_offline_data(args.dest, download=not args.no_download)
+    except DatasetNotFoundError as exc:  # offline, or damaged files: the message, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(f"offline subsets written to {dest} and checked; use them with: export DOVLIB_DATA={dest.resolve()}")
     return 0
 

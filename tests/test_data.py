@@ -459,3 +459,11 @@ def test_loader_options_that_would_be_ignored_or_are_out_of_range_are_refused(tm
     _write_images(tmp_path / "train" / "n01", 2)
     with pytest.raises(DatasetNotFoundError, match=r"no .* images of the first 1 classes under .*val"):
         load_dataset("sub-imagenet", root=tmp_path, num_classes=1, image_size=8)
+
+
+def test_build_offline_cli_prints_the_reason_and_fails(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DOVLIB_CACHE", str(tmp_path))
+    assert data.main(["build-offline", "--dest", str(tmp_path / "out"), "--no-download"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: build_offline_data needs the official CIFAR-10 and MNIST files")
+    assert not (tmp_path / "out").exists()  # nothing half-written
