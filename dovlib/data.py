@@ -197,7 +197,7 @@ def _offline_file(rel: str, dataset: str, verify: bool = True, root: Path | None
         raise DatasetNotFoundError(
             f"dataset {dataset!r}: file {path} not found. Set DOVLIB_DATA to the folder that holds "
             f"'{rel}' (e.g. export DOVLIB_DATA=../shared/data), build it once on a machine with internet "
-            f"(python -m dovlib.data build-offline, into {data_dir()}), or use an online dataset "
+            f"(python -m dovlib.data build-offline --dest DIR, then export DOVLIB_DATA=DIR), or use an online dataset "
             f"({', '.join(sorted(set(ONLINE) - {'sub-imagenet'}))}) on a machine with internet.")
     if verify and md5sum(path) != OFFLINE_MD5[rel] and not (
             rel in OFFLINE_ARRAYS_SHA256 and arrays_sha256(path) == OFFLINE_ARRAYS_SHA256[rel]):

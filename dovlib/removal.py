@@ -147,7 +147,8 @@ def removal_claims(finetuning, pruning, benign: dict) -> dict:
     * ``survives``: after the last fine-tuning epoch WSR is at least half its start and the suspect still verified
       (None when not ``learnt``);
     * ``proved_up_to``: the largest pruning rate of the unbroken run of verified rates from 0% (a later rate verified
-      again by chance does not extend it; None when 0% is not verified); ``first_lost``: the first unverified rate;
+      again by chance does not extend it; None when not ``learnt`` or 0% is not verified); ``first_lost``: the first
+      unverified rate;
     * ``collapse``: BA under half its start somewhere at 80% or more (None when no rate reaches 80%);
       ``first_collapse``: the first rate with BA under half its start;
     * ``removed_only_at_collapse``: verification is lost no earlier than BA collapses (None when not ``learnt`` or
@@ -156,8 +157,9 @@ def removal_claims(finetuning, pruning, benign: dict) -> dict:
 
     ft = pd.DataFrame(finetuning).sort_values("epoch").reset_index(drop=True)
     pr = pd.DataFrame(pruning).sort_values("rate").reset_index(drop=True)
-    if ft.empty or pr.empty or pr["rate"].iloc[0] != 0:
-        raise ValueError("removal_claims needs fine-tuning rows from epoch 0 and pruning rows from rate 0")
+    if len(ft) < 2 or ft["epoch"].iloc[0] != 0 or pr.empty or pr["rate"].iloc[0] != 0:
+        raise ValueError("removal_claims needs fine-tuning rows from epoch 0 (the suspect before the attack) and at "
+                         "least one epoch after it, and pruning rows from rate 0")
     ba0, wsr0, verified0 = float(ft["BA"].iloc[0]), float(ft["WSR"].iloc[0]), bool(ft["verified"].iloc[0])
     learnt = verified0 and not bool(benign["verified"])
     untestable = None if learnt else ("the suspect was not verified before any attack" if not verified0 else
@@ -166,7 +168,7 @@ def removal_claims(finetuning, pruning, benign: dict) -> dict:
     last = ft.iloc[-1]
     lost = ~pr["verified"].astype(bool)
     first_lost = float(pr.loc[lost, "rate"].min()) if lost.any() else None
-    proved = None if not verified0 else float(pr.loc[pr["rate"] < first_lost, "rate"].max()) \
+    proved = None if not learnt or first_lost == 0 else float(pr.loc[pr["rate"] < first_lost, "rate"].max()) \
         if first_lost is not None else float(pr["rate"].max())
     high = pr[pr["rate"] >= 0.8]
     down = pr["BA"] < 0.5 * ba0

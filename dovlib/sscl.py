@@ -688,7 +688,8 @@ def run_controls(run: SSCLRun, n_models: int | None = None, m: int | None = None
     select_attempts, n_proxies = check_int("select_attempts", select_attempts, 1), check_int("n_proxies", n_proxies, 1)
     check_redraw(redraw_surrogate, select_attempts)
     check_selection_options(select_attempts, check_int("n_proxies", n_proxies, 1),  # alpha itself: no stricter check
-                            None if check_alpha is None or check_level(check_alpha, alpha) == alpha else check_alpha)
+                            None if check_alpha is None or check_level(check_alpha, alpha) == check_level(None, alpha)
+                            else check_alpha)
     check_level(check_alpha, alpha)
     _check_control_seeds(run, n_models, n_proxies, select_attempts)
     m = query_count(ds, p["target"], m, prof.verify_m)
@@ -1298,7 +1299,8 @@ def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | No
     select_attempts = check_int("select_attempts", select_attempts, 1)
     check_redraw(redraw_surrogate, select_attempts)
     check_selection_options(select_attempts, check_int("n_proxies", n_proxies, 1),  # alpha itself: no stricter check
-                            None if check_alpha is None or check_level(check_alpha, alpha) == alpha else check_alpha)
+                            None if check_alpha is None or check_level(check_alpha, alpha) == check_level(None, alpha)
+                            else check_alpha)
     check_level(check_alpha, alpha)
     code_draws = check_code_draws(code_draws, select_attempts, len(run.targets))
     _check_control_seeds(run, n_models, check_int("n_proxies", n_proxies, 1), select_attempts)

@@ -169,7 +169,8 @@ display(Markdown("\n".join([
     f"* **BA collapse beyond 80% pruning**: {'confirmed' if c['collapse'] else 'NOT confirmed'} "
     f"(lowest BA at >= 80%: {c['lowest_high_BA']:.1%})." if c["collapse"] is not None
     else "* Pruning above 80% not run.",
-    f"* Ownership still proved at every pruning rate up to {c['proved_up_to']:.0%}." if c["verified0"]
+    f"* Ownership still proved at every pruning rate up to {c['proved_up_to']:.0%}." if c["proved_up_to"] is not None
+    else f"* Ownership under pruning: {untestable}." if not c["learnt"]
     else "* Ownership was not proved at any pruning rate (not even 0%): see the last line on the profile.",
     "* **Pruning removes the watermark only once BA collapses**: "
     + (untestable if not c["learnt"] else "not testable (no BA collapse in the range)"

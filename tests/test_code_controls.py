@@ -304,3 +304,5 @@ def test_controls_refuse_selection_options_without_a_selection(controls):
         fn(run, select_attempts=1, check_alpha=0.001)
     with pytest.raises(KeyError):  # check_alpha = alpha (what notebook 03 passes for None) is no stricter check:
         fn(run, select_attempts=1, check_alpha=0.01, alpha=0.01)  # past the options, the fake run has no seed
+    with pytest.raises(KeyError):  # alpha as papermill passes it, a string: the same level
+        fn(run, select_attempts=1, check_alpha=0.01, alpha="0.01")

@@ -212,6 +212,14 @@ def test_removal_claims_are_untestable_when_nothing_was_learnt():
     ft, pr = _curves([True, True, False], [0.8, 0.8, 0.8])
     c = removal_claims(ft, pr, {"verified": True})
     assert not c["learnt"] and "clean set is verified too" in c["untestable"]
-    assert c["survives"] is None and c["removed_only_at_collapse"] is None and c["proved_up_to"] == 0.1
+    assert c["survives"] is None and c["removed_only_at_collapse"] is None and c["proved_up_to"] is None
+    # verified before fine-tuning but not at pruning rate 0 (another evaluation of the same model): nothing proved
+    ft, pr = _curves([False, True, True], [0.8, 0.8, 0.8])
+    c = removal_claims(ft, pr, {"verified": False})
+    assert c["learnt"] and c["proved_up_to"] is None and c["first_lost"] == 0.0
     with pytest.raises(ValueError, match="pruning rows from rate 0"):
         removal_claims(ft, pr[1:], {"verified": False})
+    with pytest.raises(ValueError, match="fine-tuning rows from epoch 0"):  # the suspect after the attack as its start
+        removal_claims(ft[1:] + [{**ft[1], "epoch": 2}], pr, {"verified": False})
+    with pytest.raises(ValueError, match="at least one epoch after it"):
+        removal_claims(ft[:1], pr, {"verified": False})
