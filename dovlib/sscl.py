@@ -687,9 +687,7 @@ def run_controls(run: SSCLRun, n_models: int | None = None, m: int | None = None
     n_models = check_int("n_models", n_models if n_models is not None else prof.n_models, 1)
     select_attempts, n_proxies = check_int("select_attempts", select_attempts, 1), check_int("n_proxies", n_proxies, 1)
     check_redraw(redraw_surrogate, select_attempts)
-    check_selection_options(select_attempts, check_int("n_proxies", n_proxies, 1),  # alpha itself: no stricter check
-                            None if check_alpha is None or check_level(check_alpha, alpha) == check_level(None, alpha)
-                            else check_alpha)
+    check_selection_options(select_attempts, check_int("n_proxies", n_proxies, 1), check_alpha, alpha)
     check_level(check_alpha, alpha)
     _check_control_seeds(run, n_models, n_proxies, select_attempts)
     m = query_count(ds, p["target"], m, prof.verify_m)
@@ -1090,13 +1088,16 @@ def check_redraw(redraw_surrogate, select_attempts: int) -> bool:
     return redraw_surrogate
 
 
-def check_selection_options(select_attempts: int, n_proxies: int, check_alpha) -> None:
+def check_selection_options(select_attempts: int, n_proxies: int, check_alpha, alpha=None) -> None:
     """``n_proxies`` and ``check_alpha`` tune the owner's generator selection: refused, naming them, when there is
-    none (``select_attempts`` < 2), as ``redraw_surrogate`` is, so a record never names a check that did not run."""
+    none (``select_attempts`` < 2), as ``redraw_surrogate`` is, so a record never names a check that did not run.
+    Given ``alpha``, a ``check_alpha`` at that level is no stricter check (what :func:`check_level` makes of None)."""
     if select_attempts >= 2:
         return
+    stricter = check_alpha is not None and (
+        alpha is None or check_level(check_alpha, alpha) != check_level(None, alpha))
     given = ([f"n_proxies={n_proxies}"] if n_proxies != 1 else []) + (
-        [f"check_alpha={check_alpha}"] if check_alpha is not None else [])
+        [f"check_alpha={check_alpha}"] if stricter else [])
     if given:
         raise ValueError(f"{' and '.join(given)} tune the owner's generator selection, which needs select_attempts "
                          f">= 2; got select_attempts={select_attempts} (leave n_proxies 1 and check_alpha None "
@@ -1298,9 +1299,7 @@ def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | No
     n_models = check_int("n_models", n_models if n_models is not None else prof.n_models, 1)
     select_attempts = check_int("select_attempts", select_attempts, 1)
     check_redraw(redraw_surrogate, select_attempts)
-    check_selection_options(select_attempts, check_int("n_proxies", n_proxies, 1),  # alpha itself: no stricter check
-                            None if check_alpha is None or check_level(check_alpha, alpha) == check_level(None, alpha)
-                            else check_alpha)
+    check_selection_options(select_attempts, check_int("n_proxies", n_proxies, 1), check_alpha, alpha)
     check_level(check_alpha, alpha)
     code_draws = check_code_draws(code_draws, select_attempts, len(run.targets))
     _check_control_seeds(run, n_models, check_int("n_proxies", n_proxies, 1), select_attempts)

@@ -1296,6 +1296,10 @@ def test_selection_options_without_selection_are_refused_by_name():
         sscl.check_selection_options(1, 3, 0.001)
     with pytest.raises(ValueError, match=r"^check_alpha=0.005 tune"):
         sscl.check_selection_options(1, 1, 0.005)
+    # given alpha, a check at alpha itself (what check_level makes of None) is no stricter check; a stricter one is
+    sscl.check_selection_options(1, 1, 0.01, alpha="0.01")
+    with pytest.raises(ValueError, match=r"^check_alpha=0.005 tune"):
+        sscl.check_selection_options(1, 1, 0.005, alpha=0.01)
 
 
 def test_generator_config_reads_integers_as_papermill_passes_them():
