@@ -49,6 +49,7 @@ def _split_values(name: str, text: str) -> list[str]:
     """Split one ``-p`` value on commas, keeping quoted parts whole (the standard library's shlex does the quoting)."""
     lex = shlex.shlex(text, posix=True)
     lex.whitespace, lex.whitespace_split, lex.commenters = ",", True, ""
+    lex.escape = ""  # a backslash is kept as given (folder:C:\data\x), as papermill's own -p keeps it
     try:
         parts = [t.strip() for t in lex]
     except ValueError as e:  # an unclosed quote

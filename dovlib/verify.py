@@ -69,6 +69,24 @@ def _check_tau_alpha(tau, alpha):
 ZERO_SPREAD = 8 * float(np.finfo(np.float32).eps)  # spreads of the differences this small count as zero variance
 
 
+def _as_float_array(name: str, x) -> np.ndarray:
+    """Probabilities or labels as a float64 array: tensors (detached, from any device), arrays, lists, pandas Series."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().double().numpy()
+    try:
+        return np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name} must be numbers (a tensor, array, list or pandas Series); got {type(x).__name__}: "
+                         f"{e}") from None
+
+
+def sign_floor(n: int) -> float:
+    """0.5**n: the smallest p-value any test of the signs of n paired differences can give (all n above tau). Below
+    ``log2(1 / alpha)`` pairs (7 at alpha = 0.01) no distribution-free test can claim; :func:`ttest_verify` then
+    reports at least this, so a claim never rests on the t-test's normality alone at a handful of queries."""
+    return 0.5 ** check_int("n", n, 0)
+
+
 def ttest_verify(p_benign, p_watermarked, tau=0.25, alpha=0.01) -> VerifyResult:
     """Paired one-sided t-test of H0: mean(P_w - P_b) <= tau (SSCL-BW, Sec. verification). Fewer than 2 pairs, or
     pairs whose differences have zero variance, never yield a t-test claim: below 2 pairs p = 1; with zero variance the
@@ -78,6 +96,11 @@ def ttest_verify(p_benign, p_watermarked, tau=0.25, alpha=0.01) -> VerifyResult:
     shrinks; it is reached in practice only by a saturated model (P_w = 1 and P_b ~ 0 on every query), and claims
     from n = 7 pairs at alpha = 0.01 (the default m = 100 gives p = 8e-31).
 
+    With fewer pairs than that (``0.5**n >= alpha``) the t-test's p-value is raised to at least ``0.5**n``
+    (:func:`sign_floor`), so no claim is made: two saturated queries a few float32 steps apart, whose spread is real but
+    tiny, would otherwise give the t-test a claim at n = 2 (measured: p = 1e-6). From 7 pairs at alpha = 0.01 the
+    t-test's own p-value is reported unchanged.
+
     Zero variance means equal up to float32 rounding (a spread of at most ``ZERO_SPREAD`` times the largest
     difference, or times 1 when that is smaller; probabilities and their differences lie within [-1, 1]): models
     answer in float32, and two differences one float32 step apart would otherwise give the t-test a near-zero
@@ -85,8 +108,8 @@ def ttest_verify(p_benign, p_watermarked, tau=0.25, alpha=0.01) -> VerifyResult:
     from scipy.stats import ttest_rel
 
     tau, alpha = _check_tau_alpha(tau, alpha)
-    pb = np.asarray(torch.as_tensor(p_benign, dtype=torch.float64).cpu(), dtype=np.float64)
-    pw = np.asarray(torch.as_tensor(p_watermarked, dtype=torch.float64).cpu(), dtype=np.float64)
+    pb = _as_float_array("p_benign", p_benign)
+    pw = _as_float_array("p_watermarked", p_watermarked)
     if pb.shape != pw.shape:  # checked before flattening: (3, 4) and (4, 3) would pair the wrong entries
         raise ValueError(f"p_benign and p_watermarked must be paired (same shape); got {pb.shape} and {pw.shape}")
     pb, pw = pb.ravel(), pw.ravel()
@@ -108,6 +131,9 @@ def ttest_verify(p_benign, p_watermarked, tau=0.25, alpha=0.01) -> VerifyResult:
     p = float(ttest_rel(pw, pb + tau, alternative="greater").pvalue)
     if not math.isfinite(p):
         p = 1.0
+    if sign_floor(n) >= alpha and p < sign_floor(n):  # too few pairs for any distribution-free claim at alpha
+        return VerifyResult(delta, sign_floor(n), False, n, tau, alpha, "paired t-test",
+                            f"{n} pairs: p raised to the sign-test floor 0.5**{n} (no claim from so few queries)")
     return VerifyResult(delta, p, p < alpha, n, tau, alpha, "paired t-test")
 
 
@@ -120,8 +146,9 @@ def label_verify(labels_watermarked, target: int, labels_benign=None, tau=0.25, 
     5% at 0.5). So the test is exact instead: at level a, rate_b is replaced by its one-sided Clopper-Pearson upper
     bound at 1 - a/2 and the binomial test (scipy's ``binom.sf``) must give p < a/2 (Bonferroni: valid whatever the
     pairing). The p-value reported is the smallest such a (bisection; the rejection regions are nested). Without
-    ``labels_benign`` the benign rate is taken as 0 (known), a plain binomial test against tau; fewer than 2 queries
-    then never claim (as :func:`ttest_verify`)."""
+    ``labels_benign`` the benign rate is taken as 0 (known), a plain binomial test against tau, which needs tau > 0
+    (at tau 0 a single query labelled ``target`` would prove ownership: any model mislabels some images as the
+    target); fewer than 2 queries then never claim (as :func:`ttest_verify`)."""
     from scipy.stats import beta, binom, binomtest
 
     tau, alpha = _check_tau_alpha(tau, alpha)
@@ -130,8 +157,12 @@ def label_verify(labels_watermarked, target: int, labels_benign=None, tau=0.25, 
     n = len(lw)
     k = int((lw == target).sum())
     if labels_benign is None:
+        if tau == 0:
+            raise ValueError("label_verify without labels_benign needs tau in (0, 1): the benign rate is taken as 0, "
+                             "so at tau 0 one query labelled target would claim ownership; pass labels_benign or "
+                             "a margin tau > 0 (default 0.25)")
         delta = k / n if n else float("nan")
-        if n < 2:  # as the t-test: one query never claims (at tau 0 a single target label would give p = 0)
+        if n < 2:  # as the t-test: one query never claims
             return VerifyResult(delta, 1.0, False, n, tau, alpha, "binomial test", "fewer than 2 samples: no claim")
         p = float(binomtest(k, n, tau, alternative="greater").pvalue)
         return VerifyResult(delta, p, p < alpha, n, tau, alpha, "binomial test", "benign rate taken as 0")
@@ -186,7 +217,11 @@ def verification_set(x_test, y_test, target: int, m: int, seed: int = 0, exclude
     y = torch.as_tensor(y_test)
     keep = y != target
     if exclude is not None:
-        keep[torch.as_tensor(exclude, dtype=torch.long)] = False
+        exclude = torch.as_tensor(exclude, dtype=torch.long).flatten()
+        if len(exclude) and (int(exclude.min()) < 0 or int(exclude.max()) >= len(y)):
+            raise ValueError(f"exclude must hold test-set indices in [0, {len(y) - 1}]; got values in "
+                             f"[{int(exclude.min())}, {int(exclude.max())}] (negative indices are not wrapped)")
+        keep[exclude] = False
     pool = torch.nonzero(keep).flatten()
     if not len(pool):
         raise ValueError(f"the test set has no image outside the target class {target} ({len(y)} images"
@@ -361,6 +396,10 @@ def m_sweep(df, ms=(10, 20, 30, 50, 75, 100), tau: float = 0.25, alpha: float = 
         if p_w is None or not tests:
             continue
         tested, n = True, len(p_w)
+        for test, p in tests.items():  # subsets index both arrays: unequal lengths would pair the wrong queries
+            if len(p) != n:
+                raise ValueError(f"m_sweep: scenario {r['scenario']!r}, model_seed {r['model_seed']}: "
+                                 f"{baselines[test]} has {len(p)} queries and p_w {n}; they must be paired")
         for m in ms:
             if m > n:
                 continue

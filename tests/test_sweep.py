@@ -73,6 +73,9 @@ def test_quoted_values_keep_their_commas_and_a_split_profile_string_is_refused()
         sweep.parse_grid([("profile", "quick:device=cpu,epochs=10")])
     with pytest.raises(ValueError, match="-p eps .*No closing quotation"):
         sweep.parse_grid([("eps", "'1/255")])
+    # a backslash is kept as given, as papermill's -p keeps it (posix shlex would drop it: folder:/data/ab)
+    assert sweep.parse_grid([("dataset", r"folder:/data/a\b,'C:\x,y'")]) == {"dataset": [r"folder:/data/a\b",
+                                                                                         r"C:\x,y"]}
 
 
 def test_sweep_rejects_bad_inputs(tmp_path, reports):

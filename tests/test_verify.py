@@ -37,7 +37,9 @@ def test_degenerate_inputs_never_claim_ownership_by_accident():
     f32 = np.array([0.9, np.nextafter(np.float32(0.9), np.float32(1))], dtype=np.float32)  # one float32 step
     tie = ttest_verify([0.1, 0.1], f32)  # the t-test alone gave p = 1.7e-8 here: a claim from rounding
     assert not tie.verified and tie.p_value == 0.25 and "zero variance" in tie.note
-    assert ttest_verify([0.1, 0.1, 0.1], [0.9, 0.91, 0.92]).note == ""  # a real spread still gets the t-test
+    real = ttest_verify([0.1] * 7, [0.9, 0.91, 0.92, 0.9, 0.91, 0.92, 0.93])  # a real spread still gets the t-test
+    assert real.note == "" and real.p_value == pytest.approx(
+        ttest_rel([0.9, 0.91, 0.92, 0.9, 0.91, 0.92, 0.93], [0.35] * 7, alternative="greater").pvalue)
     sat = ttest_verify(np.zeros(100), np.ones(100))  # a saturated model: exact sign-test bound
     assert sat.verified and sat.p_value == pytest.approx(0.5 ** 100)
     # exactly on the H0 boundary, P_w = P_b + tau in float32: rounding leaves the differences a hair above tau, which
@@ -46,6 +48,40 @@ def test_degenerate_inputs_never_claim_ownership_by_accident():
     assert edge.p_value == 1.0 and not edge.verified and "zero variance" in edge.note
     pb = np.linspace(0.0, 0.7, 40, dtype=np.float32)
     assert not ttest_verify(pb, pb + np.float32(0.25)).verified  # varied P_b, the same boundary
+
+
+def test_fewer_pairs_than_any_sign_test_needs_never_claim():
+    """Two saturated queries a few float32 steps apart have a real but tiny spread: the t-test alone claimed at n = 2
+    (p = 1e-6). Below log2(1/alpha) pairs the p-value is raised to 0.5**n; from there on it is the t-test's own."""
+    from dovlib.verify import sign_floor
+
+    lw, lb = torch.tensor([[12.0, 0, 0], [12.5, 0, 0]]), torch.tensor([[0, 14.0, 0], [0, 14.2, 0]])
+    pb, pw = lb.softmax(1)[:, 0], lw.softmax(1)[:, 0]
+    assert ttest_rel(pw.double(), pb.double() + 0.25, alternative="greater").pvalue < 1e-5  # what the t-test says
+    two = ttest_verify(pb, pw)
+    assert (two.verified, two.p_value, two.n) == (False, 0.25, 2) and "sign-test floor" in two.note
+    for n in range(2, 7):  # 0.5**6 = 0.016 >= 0.01: never a claim; at alpha 0.05 from 5 pairs
+        d = np.linspace(0.6, 0.61, n)
+        r = ttest_verify(np.zeros(n), d)
+        assert not r.verified and r.p_value == sign_floor(n)
+        assert ttest_verify(np.zeros(n), d, alpha=0.05).verified == (n >= 5)
+    seven = ttest_verify(np.zeros(7), np.linspace(0.6, 0.61, 7))
+    assert seven.verified and seven.note == "" and seven.p_value < sign_floor(7)  # the t-test's own p, not floored
+    with pytest.raises(ValueError, match="n must be"):
+        sign_floor(-1)
+
+
+def test_inputs_may_be_series_or_tensors_that_require_grad():
+    import pandas as pd
+
+    pb, noise = _probs(0)
+    pw = np.clip(pb + 0.6 + noise, 0, 1)
+    want = ttest_verify(pb, pw)
+    assert ttest_verify(pd.Series(pb), pd.Series(pw)).p_value == pytest.approx(want.p_value)
+    grad = torch.tensor(pw, requires_grad=True)
+    assert ttest_verify(torch.tensor(pb), grad).p_value == pytest.approx(want.p_value)
+    with pytest.raises(ValueError, match="p_benign must be numbers"):
+        ttest_verify(["a", "b"], [0.1, 0.2])
 
 
 def test_bad_arguments_name_the_parameter():
@@ -86,10 +122,14 @@ def test_label_only_binomial_test():
     assert strong.verified and 0 < strong.p_value < 1e-15  # tiny p-values stay exact (log-scale search)
     known = label_verify(_labels(80, 100), 1)  # no benign labels: rate taken as 0, a plain binomial test
     assert known.p_value == pytest.approx(binomtest(80, 100, 0.25, alternative="greater").pvalue)
-    for lb1 in (None, _labels(0, 1)):  # one query never claims, even at tau 0 (where binomtest gives p = 0)
-        one = label_verify(_labels(1, 1), 1, lb1, tau=0.0)
+    for lb1, tau in ((None, 0.25), (_labels(0, 1), 0.0)):  # one query never claims
+        one = label_verify(_labels(1, 1), 1, lb1, tau=tau)
         assert (one.verified, one.p_value, one.n) == (False, 1.0, 1)
-    assert label_verify(_labels(2, 2), 1, tau=0.0).verified  # two queries may (rate 0 rejected exactly)
+    assert label_verify(_labels(2, 2), 1, tau=0.01).verified  # two queries may
+    # without benign labels the benign rate is taken as 0: at tau 0 one stray target label in 1,000 would claim
+    with pytest.raises(ValueError, match=r"needs tau in \(0, 1\).*pass labels_benign"):
+        label_verify(_labels(1, 1000), 1, tau=0.0)
+    assert not label_verify(_labels(1, 1000), 1, _labels(0, 1000), tau=0.0).verified  # with them, no claim
     with pytest.raises(ValueError, match="same queries"):
         label_verify(_labels(5, 10), 1, _labels(5, 12))
 
@@ -122,6 +162,11 @@ def test_verification_set_draws_m_non_target_images():
     assert set().union(*draws) == set(torch.nonzero(y != 2).flatten().tolist())
     with pytest.raises(ValueError, match="m must be an integer"):
         verification_set(None, y, 2, 81)
+    kept = verification_set(None, y, 2, 79, exclude=[99])  # index 99 (class 4) left out: 79 of 80 remain
+    assert 99 not in kept.tolist() and len(kept) == 79
+    for bad in ([-1], [100]):  # -1 would have wrapped to 99 silently
+        with pytest.raises(ValueError, match=r"exclude must hold test-set indices in \[0, 99\]"):
+            verification_set(None, y, 2, 5, exclude=bad)
 
 
 class _CornerModel(nn.Module):
@@ -285,6 +330,9 @@ def test_m_sweep_shows_power_growing_with_queries_and_no_false_claims():
         m_sweep(pd.DataFrame(rows), ms=(100,))
     with pytest.raises(ValueError, match="m must be an integer"):
         m_sweep(pd.DataFrame(rows), ms=(1,))
+    longer = [{**r, "p_b": np.concatenate([r["p_b"], r["p_b"][:5]])} for r in rows]  # 65 benign answers, 60 marked
+    with pytest.raises(ValueError, match=r"model_seed 0: p_b has 65 queries and p_w 60; they must be paired"):
+        m_sweep(pd.DataFrame(longer), ms=(10,))
 
 
 def test_m_sweep_draws_each_subset_of_distinct_queries(monkeypatch):
