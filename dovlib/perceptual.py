@@ -32,11 +32,15 @@ import torch
 import torch.nn as nn
 
 __all__ = ["PERCEPTUAL", "BACKBONE_FILES", "PerceptualWeightsMissing", "lpips_weights_path", "lpips_available",
-           "perceptual_loss", "perceptual_distance", "check_perceptual", "require_perceptual"]
+           "perceptual_loss", "perceptual_distance", "check_perceptual", "require_perceptual",
+           "check_perceptual_size", "MIN_SIDE"]
 
 PERCEPTUAL = ("lpips", "ssim", "mse")
 BACKBONE_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth",
                   "squeeze": "squeezenet1_1-b8a52dc0.pth"}
+# the smallest image side each measure takes: LPIPS's backbones pool the image away below these (measured with the
+# lpips package: AlexNet fails at 30 px and runs at 31, VGG-16 at 16, SqueezeNet at 17); 1 - SSIM's smallest window 3
+MIN_SIDE = {"lpips-alex": 31, "lpips-vgg": 16, "lpips-squeeze": 17, "ssim": 3, "mse": 1}
 
 
 class PerceptualWeightsMissing(RuntimeError):
@@ -57,12 +61,31 @@ def _missing_message(net: str) -> str:
             f"perceptual='ssim' (1 - SSIM), which every report then names.")
 
 
-def require_perceptual(name: str, net: str = "alex") -> str:
+def check_perceptual_size(name: str, shape, net: str = "alex") -> str:
+    """Refuse images the measure cannot take: ``shape`` ends with (H, W) (an image, a batch or ``ds.image_shape``).
+    LPIPS (AlexNet) needs sides of at least 31 px, so MNIST's 28x28 digits need ``perceptual="ssim"`` (or "mse");
+    images are not resized behind the user's back, which would measure another distance."""
+    check_perceptual(name)
+    key = f"lpips-{net}" if name == "lpips" else name
+    if key not in MIN_SIDE:
+        raise ValueError(f"net must be one of {sorted(BACKBONE_FILES)}; got {net!r}")
+    h, w = (int(v) for v in tuple(shape)[-2:])
+    if min(h, w) < MIN_SIDE[key]:
+        alt = " (MNIST-sized images: pass perceptual='ssim' or 'mse')" if name == "lpips" else ""
+        raise ValueError(f"perceptual={name!r}{f' ({net})' if name == 'lpips' else ''} needs images of at least "
+                         f"{MIN_SIDE[key]}x{MIN_SIDE[key]} pixels; got {h}x{w}{alt}")
+    return name
+
+
+def require_perceptual(name: str, net: str = "alex", image_shape=None) -> str:
     """:func:`check_perceptual`, and for ``"lpips"`` also that its backbone weights are cached, so that a notebook
-    fails at its first cell rather than after a surrogate has trained (:class:`PerceptualWeightsMissing`)."""
+    fails at its first cell rather than after a surrogate has trained (:class:`PerceptualWeightsMissing`). With
+    ``image_shape`` (ending in H, W) also :func:`check_perceptual_size`."""
     check_perceptual(name)
     if name == "lpips" and not lpips_available(net):
         raise PerceptualWeightsMissing(_missing_message(net))
+    if image_shape is not None:
+        check_perceptual_size(name, image_shape, net)
     return name
 
 
@@ -153,6 +176,8 @@ def perceptual_distance(a: torch.Tensor, b: torch.Tensor, name: str = "lpips", b
 
     check_image_values(a, "a")  # 0-255 floats would give a wrong distance, silently
     check_image_values(b, "b")
+    if module is None:  # a module passed in is the caller's: its own limits apply
+        check_perceptual_size(name, a.shape)
     d = module if module is not None else _shared_measure(check_perceptual(name))
     dev = next(d.parameters()).device if any(True for _ in d.parameters()) else torch.device("cpu")
     out = []

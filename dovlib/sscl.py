@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import numbers
 import operator
 import time
@@ -42,7 +43,7 @@ import torch.nn.functional as F
 
 from .models import UNet, build_model
 from .params import Profile, check_bool, check_int, parse_eps, parse_fraction, parse_rate
-from .perceptual import check_perceptual, perceptual_loss, require_perceptual
+from .perceptual import check_perceptual, check_perceptual_size, perceptual_loss, require_perceptual
 from .report import file_lock, run_dir
 from .train import (Checkpointer, TrainConfig, _save_atomic, augment_batch, data_hash, evaluate, fit,
                     resolve_device, restore_generator, to_float)
@@ -132,7 +133,7 @@ class SSCLGenerator(nn.Module):
         if self.key_channels:
             pat = self.key_pattern(x.shape[-2], x.shape[-1], x.device).expand(len(x), -1, -1, -1)
             inp = torch.cat([inp, pat], 1)
-        return self.eps * torch.tanh(self.unet(inp))
+        return self.eps * torch.tanh(self.unet(inp).float())  # fp32 under bf16 autocast: a bf16 eps overshoots 8/255
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x + self.residual(x)).clamp(0, 1)
@@ -147,12 +148,17 @@ class SSCLGenerator(nn.Module):
         dev = next(self.parameters()).device
         step = int(np.floor(self.eps * 255 + 1e-6))
         out = []
-        for i in range(0, len(x), batch_size):
-            xb = x[i:i + batch_size].to(dev)
-            xw = (self(to_float(xb)) * 255).round()
-            xw = torch.minimum(torch.maximum(xw, xb.float() - step), xb.float() + step).clamp(0, 255)
-            out.append(xw.to(torch.uint8).to(x.device))
-        self.train(was)
+        try:
+            for i in range(0, len(x), batch_size):
+                xb = x[i:i + batch_size].to(dev)
+                xw = self(to_float(xb))
+                if not torch.isfinite(xw).all():  # NaN would become 0 in uint8: a black pixel, far outside the ball
+                    raise FloatingPointError("the generator's output is not finite (a diverged generator): retrain it")
+                xw = (xw * 255).round()
+                xw = torch.minimum(torch.maximum(xw, xb.float() - step), xb.float() + step).clamp(0, 255)
+                out.append(xw.to(torch.uint8).to(x.device))
+        finally:
+            self.train(was)
         return torch.cat(out) if out else x.clone()
 
     def save(self, path, **meta) -> Path:
@@ -227,6 +233,9 @@ class GeneratorConfig:
                 object.__setattr__(self, name, w)  # numbers stay as given (they key cached generators)
         for name in ("augment", "bf16"):
             check_bool(name, getattr(self, name))
+        lr = parse_fraction("lr", self.lr, 0.0, 10.0)  # Adam's step size, in (0, 10]; "1e-3" from papermill too
+        if not isinstance(self.lr, numbers.Real):
+            object.__setattr__(self, "lr", lr)  # numbers stay as given (they key cached generators)
 
     def as_dict(self) -> dict:
         """All settings; ``augment`` and ``bf16`` only when on, so generators cached before they existed keep their
@@ -267,6 +276,7 @@ def train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, conf
     idx_n = torch.nonzero(y != cfg.target).flatten()
     if len(idx_t) == 0 or len(idx_n) == 0:
         raise ValueError(f"target {cfg.target}: need images of the target class and of other classes")
+    check_perceptual_size(cfg.perceptual, x.shape)
     dev = resolve_device(device)
     torch.manual_seed(cfg.seed)
     G = SSCLGenerator(x.shape[1], cfg.eps, cfg.key, cfg.key_channels, cfg.depth, cfg.width).to(dev)
@@ -315,7 +325,7 @@ def train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, conf
                 y_min = f(xt).argmin(1)
             xb = torch.cat([xt, xn])
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                xw = G(xb)  # fp32: x + eps * tanh(...) adds the bf16 residual to the fp32 image
+                xw = G(xb)  # fp32: the residual eps * tanh(.) is taken in fp32 and added to the fp32 image
                 logits = f(augment_batch(xw, TrainConfig.crop_padding, flip, aug_rng) if cfg.augment else xw).float()
             l_t = F.cross_entropy(logits[:half], y_min)
             l_n = F.cross_entropy(logits[half:], torch.full((half,), cfg.target, device=dev))
@@ -332,6 +342,9 @@ def train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, conf
             if (it + 1) % log_every == 0 or it + 1 == cfg.iters:
                 n = acc.pop("n")
                 history.append({"iter": it + 1, **{k: float(v) / n for k, v in acc.items()}})
+                if not all(math.isfinite(v) for v in history[-1].values()):  # as fit: never save or cache it
+                    raise FloatingPointError(f"generator training diverged at iteration {it + 1}/{cfg.iters}: "
+                                             f"{history[-1]}; lower lr (now {cfg.lr}) or the loss weights")
                 acc = {k: 0.0 for k in acc} | {"n": 0}
                 bar.set_postfix(asr=f"{history[-1]['asr_surrogate']:.2f}", lp=f"{history[-1]['l_perceptual']:.3f}")
                 if it + 1 < cfg.iters:  # the finished G is saved by the caller (get_or_train_generator)
@@ -607,7 +620,7 @@ def run_sscl(ds, profile: Profile, *, arch: str = "resnet18", eps=8 / 255, rate=
     # Everything that can be refused is refused before the surrogate trains: key, perceptual measure (and LPIPS
     # weights), target and gamma against the target class's share (the same draw watermark_dataset makes later).
     key = check_key(key)
-    require_perceptual(perceptual)
+    require_perceptual(perceptual, image_shape=ds.image_shape)  # LPIPS: weights cached, images of at least 31 px
     select_indices(ds.y_train, rate, target, clean_label=True, seed=seed)
     if decoy_rate:
         select_indices(ds.y_train, decoy_rate, target, clean_label=False, seed=seed + 1, name="decoy_rate")
@@ -856,7 +869,7 @@ def run_code(ds, profile: Profile, *, targets, arch: str = "resnet18", eps=8 / 2
     eps, rate = parse_eps(eps), parse_rate(rate, "rate (gamma per target class)")
     surrogate_width = profile.width if surrogate_width is None else check_int("surrogate_width", surrogate_width, 1)
     key = check_key(key)
-    require_perceptual(perceptual)
+    require_perceptual(perceptual, image_shape=ds.image_shape)  # LPIPS: weights cached, images of at least 31 px
     for t in targets:  # refused before any training, as in run_sscl
         select_indices(ds.y_train, rate, t, clean_label=True, seed=seed, name="rate (gamma per target class)")
     configs = {t: generator_config(profile, eps=eps, target=t, key=key, seed=generator_seed, perceptual=perceptual)

@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from dovlib.perceptual import (BACKBONE_FILES, PerceptualWeightsMissing, lpips_available, lpips_weights_path,
-                               perceptual_distance, perceptual_loss, require_perceptual)
+from dovlib.perceptual import (BACKBONE_FILES, MIN_SIDE, PerceptualWeightsMissing, check_perceptual_size,
+                               lpips_available, lpips_weights_path, perceptual_distance, perceptual_loss,
+                               require_perceptual)
 
 
 @pytest.fixture
@@ -136,7 +137,7 @@ def test_distance_builds_its_measure_once_per_process_and_retries_after_a_failur
     monkeypatch.setattr(perceptual, "perceptual_loss", fake_loss)
     perceptual._shared_measure.cache_clear()
     try:
-        x = torch.rand(3, 3, 8, 8)
+        x = torch.rand(3, 3, 32, 32)  # LPIPS (AlexNet) takes sides of 31 px and more
         for _ in range(3):
             perceptual.perceptual_distance(x, x.flip(0), "mse")
         assert built == ["mse"]
@@ -208,3 +209,47 @@ def test_ssim_distance_shrinks_its_window_for_images_under_11_px(monkeypatch, si
     wide_b = (wide + 0.2 * torch.randn(wide.shape, generator=g)).clamp(0, 1)
     assert torch.allclose(perceptual_loss("ssim")(wide, wide_b),
                           1 - ssim(wide, wide_b, data_range=1.0, size_average=False, win_size=win), atol=1e-6)
+
+
+@pytest.mark.parametrize("net", ["alex", "vgg", "squeeze"])
+def test_lpips_min_side_is_where_its_backbone_starts_to_run(net):
+    """MIN_SIDE is measured, not assumed: the lpips network (random backbone, the same shapes as the real weights)
+    fails one pixel below it and runs at it; a size check refuses exactly the sizes that fail."""
+    import contextlib
+    import io
+    import warnings
+
+    import lpips
+
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
+    side = MIN_SIDE[f"lpips-{net}"]
+    with pytest.raises(RuntimeError):
+        m(torch.rand(1, 3, side - 1, side - 1), torch.rand(1, 3, side - 1, side - 1))
+    assert m(torch.rand(1, 3, side, side + 5), torch.rand(1, 3, side, side + 5)).shape == (1, 1, 1, 1)
+    assert check_perceptual_size("lpips", (3, side, side + 5), net) == "lpips"
+    with pytest.raises(ValueError, match=rf"perceptual='lpips' \({net}\) needs images of at least {side}x{side} "
+                                         rf"pixels; got {side + 5}x{side - 1}"):
+        check_perceptual_size("lpips", (8, 3, side + 5, side - 1), net)
+
+
+def test_mnist_sized_images_are_refused_for_lpips_before_any_training(empty_hub):
+    """28x28 digits with perceptual='lpips': a clear error naming the size and the fallback (torch's "Output size is
+    too small" came after the surrogate had trained). Weights missing is said first."""
+    with pytest.raises(PerceptualWeightsMissing):
+        require_perceptual("lpips", image_shape=(1, 28, 28))
+    path = lpips_weights_path("alex")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"x")
+    with pytest.raises(ValueError, match=r"at least 31x31 pixels; got 28x28 \(MNIST-sized images: pass "
+                                         r"perceptual='ssim' or 'mse'\)"):
+        require_perceptual("lpips", image_shape=(1, 28, 28))
+    assert require_perceptual("lpips", image_shape=(3, 32, 32)) == "lpips"
+    assert require_perceptual("ssim", image_shape=(1, 28, 28)) == "ssim"
+    with pytest.raises(ValueError, match="needs images of at least 31x31"):
+        perceptual_distance(torch.rand(2, 1, 28, 28), torch.rand(2, 1, 28, 28), "lpips")
+    with pytest.raises(ValueError, match=r"perceptual='ssim' needs images of at least 3x3 pixels; got 2x9"):
+        check_perceptual_size("ssim", (2, 9))
+    with pytest.raises(ValueError, match="net must be one of"):
+        check_perceptual_size("lpips", (32, 32), net="resnet")

@@ -119,6 +119,44 @@ def _toy():
     return ds, surrogate
 
 
+def test_generator_residual_stays_in_the_ball_under_bf16_autocast():
+    """eps rounded to bf16 is 8.03/255: the residual is taken in fp32 so the losses see images inside the ball."""
+    torch.manual_seed(0)
+    g = _saturated(SSCLGenerator(3, 8 / 255, key=7, width=4, depth=2)).eval()
+    x = torch.rand(4, 3, 16, 16) * 0.8 + 0.1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = g(x)
+    assert out.dtype == torch.float32
+    assert 0.99 * 8 / 255 < (out - x).abs().max() <= 8 / 255 + 1e-6
+
+
+def test_a_diverged_generator_is_refused_not_cached_or_used(tmp_path):
+    """NaN weights: mark() raises (NaN became 0 in uint8, a black pixel); a non-finite loss stops training with
+    FloatingPointError before anything is saved; lr is checked like the other settings."""
+    torch.manual_seed(0)
+    g = SSCLGenerator(3, 8 / 255, width=4, depth=2)
+    with torch.no_grad():
+        g.unet.outc.bias.fill_(float("nan"))
+    g.train()
+    with pytest.raises(FloatingPointError, match="not finite"):
+        g.mark(torch.full((2, 3, 8, 8), 200, dtype=torch.uint8))
+    assert g.training  # its mode is given back
+    ds = load_dataset("synthetic", num_classes=4, n_train=80, n_test=40, image_size=8)
+    f = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4))
+    cfg = GeneratorConfig(eps=8 / 255, target=1, iters=6, batch=8, lr=1e-3, perceptual="mse", width=4, depth=2)
+    with torch.no_grad():
+        f[1].weight.fill_(float("nan"))  # a surrogate answering NaN: every loss is NaN
+    ckpt = tmp_path / "g.pt"
+    with pytest.raises(FloatingPointError, match=r"generator training diverged at iteration 2/6"):
+        train_generator(f, ds.x_train, ds.y_train, cfg, device="cpu", progress=False, log_every=2, checkpoint=ckpt,
+                        checkpoint_every=0)
+    assert not ckpt.exists()
+    for bad in (0, -1, float("inf"), "fast"):
+        with pytest.raises(ValueError, match=r"lr must be a number in \(0, 10\]"):
+            GeneratorConfig(lr=bad, perceptual="mse")
+    assert GeneratorConfig(lr="1e-3", perceptual="mse").lr == 1e-3 and GeneratorConfig(perceptual="mse").lr == 1e-3
+
+
 def test_generator_training_lowers_both_attack_losses():
     ds = load_dataset("synthetic", num_classes=4, n_train=160, n_test=80, image_size=8)
     torch.manual_seed(0)
