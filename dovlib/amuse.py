@@ -377,8 +377,9 @@ class ErasureCodec(Codec):
     sub-message is one fragment (``r * s`` bits) followed by its index (``ceil(log2 n)`` bits). Fragments 0..k-1 are the
     message itself (systematic), so ``decode_partial`` still returns them when fewer than ``k`` fragments arrive.
     Decoding votes each fragment's bits over its copies, then corrects erasures and, with more than ``k`` fragments,
-    errors (up to ``(present - k) / 2`` wrong symbols per row); a row with more errors keeps only its received
-    systematic symbols (the rest is marked unknown), and beyond that bound RS may also miscorrect silently. With few
+    errors (up to ``(present - k) / 2`` wrong symbols per row); a row RS finds it cannot correct is marked unknown
+    (its received systematic symbols are returned but disagree with the parity, so ``decode`` raises rather than
+    return them), and beyond that bound RS may also miscorrect silently. With few
     images each fragment (in ``1 / n`` of the images) has few copies to vote over, so bit errors hurt it more than
     AMUSE, whose chunks are each in ``k / n`` of the images (notebook 09). ``rho = (k - 1) / n``: any leaked share
     above it holds ``k`` distinct fragments. Decoding is pure Python (about 2 ms per symbol row for n = 31; slow for n
@@ -441,13 +442,14 @@ class ErasureCodec(Codec):
         np.add.at(counts, index, 1)
         voted = _vote(ones, counts[:, None])
         present = counts > 0
-        # per symbol row: the RS-decoded data where decoding succeeded, else the systematic fragments that arrived
+        # per symbol row: the RS-decoded data where decoding succeeded; with fewer than k fragments the systematic
+        # ones that arrived; a row RS could not correct is unknown (errors were detected in it)
         data = voted[: self.k].reshape(self.k, self.rows, self.symbol_bits)
         known = np.repeat(present[: self.k, None], self.rows, axis=1)
         if present.sum() >= self.k:
             decoded, ok = self._rs_decode(voted, present)
             data = np.where(ok[None, :, None], decoded, data)
-            known |= ok[None, :]
+            known = np.repeat(ok[None, :], self.k, axis=0)
         bits = data.reshape(-1)[: self.message_bits]
         known = np.repeat(known.reshape(-1), self.symbol_bits)[: self.message_bits]
         return PartialDecode(bits, known, bool(known.all()))
@@ -524,9 +526,11 @@ def leak_subset_accuracy(codec: Codec, message, extracted, shares, n_subsets: in
     """Decode random leaked subsets of the extracted sub-messages; one row per (share, subset).
 
     For each share, ``n_subsets`` random subsets of ``max(1, round(share * N))`` images are decoded with
-    ``decode_partial``. Columns: share, method (default ``codec.name``), subset, leaked (images), bit_acc (bits
-    correct; bits never received count as wrong), known (share of bits received), word_acc (the whole message right),
-    recovered (every bit received). Returns a pandas DataFrame (tidy, for seaborn).
+    ``decode_partial``. Columns: share (the share actually leaked, ``leaked / N``: shares that round to the same count
+    of images are one share, e.g. 0.01 and 0.02 of 40 images are both 1 image, 0.025), requested_share (as asked),
+    method (default ``codec.name``), subset, leaked (images), bit_acc (bits correct; bits never received count as
+    wrong), known (share of bits received), word_acc (the whole message right), recovered (every bit received).
+    Returns a pandas DataFrame (tidy, for seaborn).
     """
     import pandas as pd
 
@@ -541,7 +545,8 @@ def leak_subset_accuracy(codec: Codec, message, extracted, shares, n_subsets: in
         for j in range(n_subsets):
             res = codec.decode_partial(arr[rng.choice(len(arr), size=m, replace=False)])
             correct = (res.bits == msg) & res.known
-            rows.append({"share": share, "method": method or codec.name, "subset": j, "leaked": m,
+            rows.append({"share": m / len(arr), "requested_share": share, "method": method or codec.name,
+                         "subset": j, "leaked": m,
                          "bit_acc": float(correct.mean()), "known": float(res.known.mean()),
                          "word_acc": float(correct.all()), "recovered": bool(res.complete)})
     return pd.DataFrame(rows)

@@ -634,7 +634,10 @@ def embed_dataset(wm: Watermarker, codec, images: torch.Tensor, message) -> tupl
     """Dataset watermarking: ``codec.encode(message, N)`` gives one sub-message per image (AMUSE, or the baseline
     ``RepeatCodec`` that repeats the whole message), ``wm.embed`` hides them. Returns (marked images, sub-messages,
     quality dict with mean PSNR in dB)."""
-    subs = np.asarray(codec.encode(np.asarray(message, dtype=np.uint8), len(images)), dtype=np.uint8)
+    from .amuse import _check_message
+
+    message = _check_message(message, codec.message_bits)  # 0/1 bits of the codec's length; 0.9 is not read as 0
+    subs = np.asarray(codec.encode(message, len(images)), dtype=np.uint8)
     marked = wm.embed(images, subs)
     return marked, subs, {"psnr": mean_psnr(images, marked)}
 
@@ -645,8 +648,10 @@ def extract_dataset(wm: Watermarker, codec, images: torch.Tensor, message, subs=
     word_acc (1.0 when the whole message is right), failed (some bits were not received at all), and sub_bit_acc
     (per-image sub-message accuracy) when the embedded ``subs`` are given. (The AMUSE authors score a failed rebuild as
     bit accuracy 0; here the bits that were received still count.)"""
+    from .amuse import _check_message
+
+    message = _check_message(message, codec.message_bits)  # a 1-bit message would broadcast against all L bits
     decoded_subs = wm.extract(images)
-    message = np.asarray(message, dtype=np.uint8)
     out = {} if subs is None else {"sub_bit_acc": float(bit_accuracy(decoded_subs, subs).mean())}
     res = codec.decode_partial(decoded_subs)
     correct = (np.asarray(res.bits, dtype=np.uint8) == message) & np.asarray(res.known, dtype=bool)
@@ -656,8 +661,10 @@ def extract_dataset(wm: Watermarker, codec, images: torch.Tensor, message, subs=
 def sample_images(images: torch.Tensor, n: int, side: int = 256, seed: int = 0) -> torch.Tensor:
     """``n`` uint8 RGB images of ``side`` x ``side`` from a pool: random crops, flipped at random, when the pool's
     images are at least that large (e.g. 8 skimage photos -> many 256x256 crops; CIFAR-10 at 32 -> whole images),
-    else the images upsampled (bicubic; e.g. CIFAR-10 32x32 -> 256x256). Either way the images are drawn without
-    replacement where the pool allows (n at most the pool's size), with replacement otherwise."""
+    else the images upsampled (bicubic) until their shorter side is ``side`` (:func:`to_min_size`, the aspect ratio
+    kept) and centre-cropped (e.g. CIFAR-10 32x32 -> 256x256; 200x400 -> 256x512 -> its middle 256x256). Either way
+    the images are drawn without replacement where the pool allows (n at most the pool's size), with replacement
+    otherwise."""
     n = check_int("n", n, 1)
     g = torch.Generator().manual_seed(seed)
     if images.shape[1] == 1:
@@ -680,7 +687,7 @@ def sample_images(images: torch.Tensor, n: int, side: int = 256, seed: int = 0) 
         idx = torch.randint(0, len(images), (n,), generator=g)
     import torchvision.transforms.v2.functional as TF
 
-    return TF.resize(images[idx], [side, side], interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
+    return TF.center_crop(to_min_size(images[idx], side), [side, side]).contiguous()  # no squashing of non-squares
 
 
 def evaluate_dataset(wm: Watermarker, codec, images: torch.Tensor, messages, attacks: list | None = None,
@@ -695,7 +702,7 @@ def evaluate_dataset(wm: Watermarker, codec, images: torch.Tensor, messages, att
     chosen = ["none"] + _attacks.resolve_attacks(attacks or [])  # all checked before any image is marked
     gen = torch.Generator().manual_seed(seed)
     rows = []
-    for i, message in enumerate(np.atleast_2d(np.asarray(messages, dtype=np.uint8))):
+    for i, message in enumerate(np.atleast_2d(np.asarray(messages))):  # each checked by embed_dataset
         marked, subs, quality = embed_dataset(wm, codec, images, message)
         for a in chosen:
             if a == "none":

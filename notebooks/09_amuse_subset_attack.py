@@ -33,7 +33,7 @@
 # %% tags=["parameters"]
 profile = "smoke"  # smoke | quick | paper (images and subsets per share; see dovlib/params.py)
 method = "simulated"  # simulated (ideal + bitflip) | ideal | bitflip | dwtDct | dwtDctSvd (real extraction)
-message_bits = 300  # L, bits of the owner message (paper: 30, 100, 200, 300)
+message_bits = 300  # L, bits of the owner message, at least 3 (paper: 30, 100, 200, 300)
 rho = 0.8  # rho_max of AMUSE for choose_nk (paper: 0.8 and 0.6 for L 100-300, 0.5 and 0.8 for L 30)
 erasure_n = None  # fragments of the erasure code (1-255; None: 31, or the largest below it that fits); k is fitted
 bit_error_rate = 0.02  # bitflip: probability that an extracted bit is wrong
@@ -49,7 +49,7 @@ from dovlib.params import check_choice, check_int, get_profile, parse_fraction, 
 
 cfg = get_profile(profile)
 check_choice("method", method, ["simulated", "ideal", "bitflip", "dwtDct", "dwtDctSvd"])
-message_bits = check_int("message_bits", message_bits, 1)
+message_bits = check_int("message_bits", message_bits, 3)  # the smallest erasure code (n = 1) carries 3 bits
 rho = parse_fraction("rho", rho, 0.0, 1.0, high_inclusive=False)
 erasure_n = None if erasure_n is None else check_int("erasure_n", erasure_n, 1, 255)
 bit_error_rate = parse_fraction("bit_error_rate", bit_error_rate, 0.0, 0.5, low_inclusive=True)

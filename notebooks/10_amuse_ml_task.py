@@ -71,7 +71,8 @@ device = start_notebook(profile, seed, cfg.device)
 # ## Data
 
 # %%
-# smoke trains on 200 images unless the profile string sets n_train itself ("smoke:n_train=1000")
+# smoke trains on 200 images unless the profile string sets another n_train ("smoke:n_train=1000"; the smoke
+# profile's own 600 is the profile, as records key it) or the n_train parameter is given
 smoke_default = cfg.name == "smoke" and cfg.n_train == PROFILES["smoke"].n_train
 n_train = check_int("n_train", n_train, 10) if n_train is not None else (200 if smoke_default else cfg.n_train)
 ds = load_dataset(dataset).subsample(n_train, cfg.n_test, seed=seed)

@@ -240,6 +240,26 @@ def test_erasure_corrects_a_wrong_fragment_and_counts():
         codec.decode(codec.encode(msg, 4))
 
 
+def test_erasure_rows_rs_cannot_correct_are_unknown_not_returned_as_right():
+    """Beyond the correction bound RS detects the errors it cannot fix: those rows are unknown, so decode raises
+    (it returned the corrupted systematic symbols, 30-60 wrong bits, as a complete message) and subset accuracy
+    counts them as not recovered."""
+    codec = ErasureCodec(100, 31, 10)  # 21 parity symbols: 10 wrong fragments corrected, 13 not
+    msg = random_message(100, seed=0)
+    subs = codec.encode(msg, 31)  # one copy of each fragment
+    bad = subs.copy()
+    bad[:13, : codec.fragment_bits] ^= 1  # 13 fragments, every payload bit wrong (systematic ones among them)
+    part = codec.decode_partial(bad)
+    assert not part.complete and not part.known.any()  # every row failed: nothing is claimed as known
+    with pytest.raises(MissingChunksError):
+        codec.decode(bad)
+    fixable = subs.copy()
+    fixable[:10, : codec.fragment_bits] ^= 1  # within the bound: corrected exactly
+    assert np.array_equal(codec.decode(fixable), msg)
+    acc = leak_subset_accuracy(codec, msg, bad, shares=[1.0], n_subsets=2)
+    assert (~acc["recovered"]).all() and (acc["bit_acc"] == 0).all()
+
+
 def test_repeat_codec():
     codec = RepeatCodec(40)
     assert codec.rho == 0 and codec.sub_message_bits == 40 and codec.min_unique_sub_messages == 1
@@ -275,6 +295,12 @@ def test_leak_subset_accuracy_table():
     assert (df["bit_acc"] <= df["known"] + 1e-12).all()
     with pytest.raises(ValueError, match="shares"):
         leak_subset_accuracy(codec, msg, subs, shares=[1.5])
+    # shares are recorded as leaked: 0.01 and 0.02 of 40 images are both 1 image, a share of 0.025
+    few = leak_subset_accuracy(RepeatCodec(L), msg, RepeatCodec(L).encode(msg, 40), shares=[0.01, 0.02, 0.05],
+                               n_subsets=3)
+    assert few["leaked"].tolist() == [1] * 6 + [2] * 3 and few["share"].tolist() == [0.025] * 6 + [0.05] * 3
+    assert few["requested_share"].tolist() == [0.01] * 3 + [0.02] * 3 + [0.05] * 3
+    assert recovery_share(few)["min_share_recovered"].tolist() == [0.025]  # not the requested 0.01
 
 
 def test_recovery_share_and_tradeoff():

@@ -620,6 +620,12 @@ def test_embed_and_extract_dataset_rebuild_the_message_and_count_lost_bits():
     keep = torch.from_numpy(subs[:, -3:] @ np.array([4, 2, 1]) != 0)
     lost = extract_dataset(wm, codec, marked[keep], message)
     assert lost["failed"] and lost["bit_acc"] == pytest.approx(24 / 30) and lost["word_acc"] == 0.0
+    # the message is checked, not cast: 0.9 was read as 0, a 1-bit message broadcast against all 30
+    for bad, msg in ((np.full(30, 0.9), "only 0/1 bits"), (message[:1], "message_bits = 30 bits; got shape")):
+        with pytest.raises(ValueError, match=msg):
+            embed_dataset(wm, codec, images, bad)
+        with pytest.raises(ValueError, match=msg):
+            extract_dataset(wm, codec, marked, bad, subs)
     base = RepeatCodec(30)  # the baseline: the whole message in every image
     marked, subs, _ = embed_dataset(_LSB(30), base, images, message)
     assert (subs == message).all() and extract_dataset(_LSB(30), base, marked, message)["word_acc"] == 1.0
@@ -731,6 +737,13 @@ def test_sample_images_draws_distinct_images_where_the_pool_allows():
     more = sample_images(pool, 50, side=32, seed=0)  # more than the pool: with replacement
     assert len(more) == 50 and set(more[:, 0, 0, 0].tolist()) <= set(range(20))
     assert torch.equal(sample_images(pool, 20, side=16, seed=3), sample_images(pool, 20, side=16, seed=3))
+    # a non-square pool under the side keeps its aspect: upsampled by its shorter side, the middle cut out (a
+    # centred square stays a square; resizing straight to side x side made it a 2:1 rectangle)
+    wide = torch.zeros(2, 3, 20, 40, dtype=torch.uint8)
+    wide[..., 5:15, 15:25] = 255  # a 10x10 square in the middle
+    out = sample_images(wide, 2, side=32, seed=0)
+    rows, cols = (out[0, 0] > 127).any(1).sum().item(), (out[0, 0] > 127).any(0).sum().item()
+    assert out.shape == (2, 3, 32, 32) and abs(rows - cols) <= 1 and 15 <= rows <= 17
 
 
 class _Recording(_LSB):
