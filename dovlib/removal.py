@@ -145,7 +145,8 @@ def removal_claims(finetuning, pruning, benign: dict) -> dict:
     * ``learnt``: the suspect verified before any attack and the clean model not (otherwise no claim is testable:
       ``untestable`` says why);
     * ``survives``: after the last fine-tuning epoch WSR is at least half its start and the suspect still verified
-      (None when not ``learnt``);
+      (None when not ``learnt``); ``ft_lost_epochs``: the fine-tuning epochs at which verification was lost (an
+      attacker who stops at one of them removes the proof, even if later epochs verify again; [] when none);
     * ``proved_up_to``: the largest pruning rate of the unbroken run of verified rates from 0% (a later rate verified
       again by chance does not extend it; None when not ``learnt`` or 0% is not verified); ``first_lost``: the first
       unverified rate;
@@ -175,6 +176,7 @@ def removal_claims(finetuning, pruning, benign: dict) -> dict:
     first_collapse = float(pr.loc[down, "rate"].min()) if down.any() else None
     return {"learnt": learnt, "untestable": untestable, "BA0": ba0, "WSR0": wsr0, "verified0": verified0,
             "survives": (bool(last["WSR"] >= 0.5 * wsr0 and bool(last["verified"])) if learnt else None),
+            "ft_lost_epochs": [int(e) for e in ft.loc[~ft["verified"].astype(bool), "epoch"] if e > 0],
             "proved_up_to": proved, "first_lost": first_lost,
             "collapse": None if high.empty else bool(high["BA"].min() < 0.5 * ba0),
             "lowest_high_BA": None if high.empty else float(high["BA"].min()), "first_collapse": first_collapse,

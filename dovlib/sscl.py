@@ -496,6 +496,9 @@ def watermark_dataset(G: SSCLGenerator, x: torch.Tensor, y: torch.Tensor, rate, 
     untouched. "Any perturbation means the target class" then no longer fits the training set, so a model trained
     on it can only learn the owner's own marks; :func:`run_controls`' decoy test checks exactly that."""
     y = torch.as_tensor(y).long()
+    trained_for = getattr(G, "meta", {}).get("target")
+    if trained_for is not None and int(trained_for) != int(target):  # its marks mean "class trained_for"
+        raise ValueError(f"target must be the class G was trained towards, {trained_for}; got {target}")
     idx = select_indices(y, rate, target, clean_label=True, seed=seed)
     xw = x.clone()
     if len(idx):
@@ -620,7 +623,7 @@ def run_sscl(ds, profile: Profile, *, arch: str = "resnet18", eps=8 / 255, rate=
     # Everything that can be refused is refused before the surrogate trains: key, perceptual measure (and LPIPS
     # weights), target and gamma against the target class's share (the same draw watermark_dataset makes later).
     key = check_key(key)
-    require_perceptual(perceptual, image_shape=ds.image_shape)  # LPIPS: weights cached, images of at least 31 px
+    require_perceptual(perceptual, image_shape=ds.x_train.shape)  # LPIPS: weights cached, images of at least 31 px
     select_indices(ds.y_train, rate, target, clean_label=True, seed=seed)
     if decoy_rate:
         select_indices(ds.y_train, decoy_rate, target, clean_label=False, seed=seed + 1, name="decoy_rate")
@@ -869,7 +872,7 @@ def run_code(ds, profile: Profile, *, targets, arch: str = "resnet18", eps=8 / 2
     eps, rate = parse_eps(eps), parse_rate(rate, "rate (gamma per target class)")
     surrogate_width = profile.width if surrogate_width is None else check_int("surrogate_width", surrogate_width, 1)
     key = check_key(key)
-    require_perceptual(perceptual, image_shape=ds.image_shape)  # LPIPS: weights cached, images of at least 31 px
+    require_perceptual(perceptual, image_shape=ds.x_train.shape)  # LPIPS: weights cached, images of at least 31 px
     for t in targets:  # refused before any training, as in run_sscl
         select_indices(ds.y_train, rate, t, clean_label=True, seed=seed, name="rate (gamma per target class)")
     configs = {t: generator_config(profile, eps=eps, target=t, key=key, seed=generator_seed, perceptual=perceptual)

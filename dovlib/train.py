@@ -279,7 +279,7 @@ def uses_bf16(precision: str, device) -> bool:
 def _autocast(device: torch.device, amp: bool, cpu_bf16: bool = False):
     if _bf16_on(device.type, amp, cpu_bf16):
         return torch.autocast(device.type, dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
+    return torch.autocast(device.type, enabled=False)  # also off inside a caller's autocast on that device
 
 
 @torch.no_grad()

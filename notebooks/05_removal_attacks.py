@@ -159,12 +159,16 @@ save_table(pr, "pruning", NOTEBOOK, caption="Pruning: " + caption, **context)
 c = removal_claims(ft, pr, floor)  # dovlib.removal: the claims read off the two curves
 untestable = f"not testable: {c['untestable']}"
 last = ft.iloc[-1]
+dips = ("" if not c["learnt"] or not c["ft_lost_epochs"] else
+        f" Not at every epoch: verification was lost after epoch(s) {', '.join(map(str, c['ft_lost_epochs']))} "
+        f"(largest p = {ft.loc[ft['epoch'].isin(c['ft_lost_epochs']), 'p_value'].max():.2g}), so a thief who stopped "
+        "there would have removed the proof.")
 lost_at = "no rate" if c["first_lost"] is None else f"{c['first_lost']:.0%}"
 display(Markdown("\n".join([
     f"* Before any attack: BA {c['BA0']:.1%}, WSR {c['WSR0']:.1%}, verified: {c['verified0']}; a model trained on "
     f"the clean set: WSR {floor['WSR']:.1%}, verified: {floor['verified']}.",
     f"* **WSR after fine-tuning** ({int(last['epoch'])} epochs): {last['WSR']:.1%}, p = {last['p_value']:.2g} — "
-    + (f"{'confirmed' if c['survives'] else 'NOT confirmed'} that the watermark survives." if c["learnt"]
+    + (f"{'confirmed' if c['survives'] else 'NOT confirmed'} that the watermark survives.{dips}" if c["learnt"]
        else untestable + "."),
     f"* **BA collapse beyond 80% pruning**: {'confirmed' if c['collapse'] else 'NOT confirmed'} "
     f"(lowest BA at >= 80%: {c['lowest_high_BA']:.1%})." if c["collapse"] is not None

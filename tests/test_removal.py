@@ -187,6 +187,12 @@ def test_removal_claims_reads_the_unbroken_run_and_the_collapse():
     assert c["learnt"] and c["untestable"] is None and c["proved_up_to"] == 0.2 and c["first_lost"] == 0.3
     assert c["first_collapse"] == 0.7 and c["collapse"] and c["lowest_high_BA"] == 0.1  # 0.3 < 0.5 * 0.8
     assert c["removed_only_at_collapse"] is False and c["survives"] is True  # 0.8 >= 0.45 and still verified
+    assert c["ft_lost_epochs"] == []
+    # verified after the last epoch but lost at epochs 2 and 3 on the way: survives at the end, the dips are named
+    ft = [{"epoch": e, "BA": 0.8, "WSR": w, "p_value": 0.5 if e in (2, 3) else 0.001, "verified": e not in (2, 3)}
+          for e, w in enumerate([0.9, 0.8, 0.5, 0.5, 0.6])]
+    c = removal_claims(ft, pr, clean)
+    assert c["survives"] is True and c["ft_lost_epochs"] == [2, 3]
     # verified at every rate: proved up to the last, removal never happens, so "only at collapse" holds
     ft, pr = _curves([True] * 10, [0.8] * 7 + [0.3, 0.2, 0.1])
     c = removal_claims(ft, pr, clean)

@@ -333,6 +333,10 @@ def test_watermark_dataset_is_clean_label_and_publishable(tmp_path):
     assert ws.manifest["key_hash"] == key_hash(11) and "key" not in ws.manifest
     with pytest.raises(ValueError, match=r"gamma\) must be <= the target class 2's share of the training set, 0.25"):
         watermark_dataset(g, ds.x_train, ds.y_train, rate=0.3, target=2)
+    g.meta = {"target": 1}  # trained towards class 1: its marks on class-2 images would mean nothing
+    with pytest.raises(ValueError, match="target must be the class G was trained towards, 1; got 2"):
+        watermark_dataset(g, ds.x_train, ds.y_train, rate=0.1, target=2)
+    g.meta = {}
     folder = save_watermarked(ws, tmp_path / "pub", classes=ds.classes)
     back = load_watermarked(folder)
     assert torch.equal(back.x, ws.x) and torch.equal(back.y, ws.y) and torch.equal(back.marked, ws.marked)

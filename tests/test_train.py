@@ -557,6 +557,12 @@ def test_precision_options_and_for_profile():
         with _autocast(torch.device("cpu"), **precision_options(p)):
             assert torch.is_autocast_enabled("cpu") == uses_bf16(p, "cpu")
         assert not uses_bf16(p, "mps")
+    # off means off on the model's own device, also inside a caller's autocast there (it was always the CPU's, so a
+    # CUDA autocast around predict_logits went on: not the fp32 its docstring promises)
+    off = _autocast(torch.device("cuda"), amp=False)
+    assert (off.device, off._enabled) == ("cuda", False)
+    with torch.autocast("cpu", dtype=torch.bfloat16), _autocast(torch.device("cpu"), amp=False):
+        assert not torch.is_autocast_enabled("cpu")
 
 
 def test_cpu_bf16_is_keyed_only_when_on():
