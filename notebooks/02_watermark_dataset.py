@@ -233,7 +233,10 @@ print({k: record[k] for k in ("profile", "dataset", "is_subset", "device", "perc
 # classified as their true class); `WSR_benign` is the same trigger on the model trained on the clean set, the
 # floor each method must beat (for the untargeted measure it is simply the benign model's error rate). The smoke
 # profile uses a few crafting steps for the surrogate-based methods (`crafting_budget`); quick/paper use the
-# papers' (PGD 100 steps, gradient matching 250).
+# papers' (PGD 100 steps, gradient matching 250). Where the three surrogate-based methods differ from their papers
+# (an ordinary surrogate for Label-Consistent's PGD, no surrogate retraining or augmentation while crafting, sources
+# from every class), each module's docstring says so (`dovlib.watermarks.label_consistent`, `.sleeper_agent`,
+# `.ubw_c`); WaNet's noise is drawn once into the published set.
 
 # %%
 from dovlib.watermarks.table import METHODS, floor_test, paper_comparison, ranking_vs_paper, reading, table_i

@@ -129,6 +129,13 @@ def test_wanet_warp_is_small_and_smooth():
     # 0.5 zooms into the centre, so the left edge reads the ramp a quarter of the way in (about 64, not 0)
     zoom = get_watermark("wanet", s=1e-6, grid_rescale=0.5).trigger(x)
     assert zoom[0, 0, 0, 0].item() == pytest.approx(255 * 0.25, abs=2)
+    # displacement in pixels along each axis does not depend on the image's shape (x was divided by the height, so
+    # a 20x30 image moved 0.74 px along x and a 30x20 one 0.32 px)
+    wn = get_watermark("wanet")
+    for h, w in ((32, 32), (20, 30), (30, 20)):
+        _, off = wn.grids(h, w)
+        px = off[0, ..., 0].abs().max() * (w - 1) / 2, off[0, ..., 1].abs().max() * (h - 1) / 2
+        assert all(0.45 < float(v) < 0.52 for v in px), (h, w, px)
 
 
 def test_label_consistent_budget_outside_trigger():
@@ -682,6 +689,17 @@ def test_table_row_merges_method_kwargs_over_the_profile_budget(monkeypatch):
     for method in ("none", "sscl-bw"):
         with pytest.raises(ValueError, match=rf"method '{method}' takes no constructor arguments.*\['iters'\]"):
             table.table_row(method, ds, "badnets_cnn", smoke, iters=3)
+    # eps is SSCL-BW's budget (it never reached a baseline, which kept its 16/255 silently); baseline_eps does
+    for method in ("label-consistent", "sleeper-agent", "ubw-c", "badnets"):
+        seen.clear()
+        with pytest.raises(KeyboardInterrupt):
+            table.table_row(method, ds, "badnets_cnn", smoke, eps=4 / 255, baseline_eps="8/255")
+        assert seen[method].get("eps") == (None if method == "badnets" else 8 / 255)  # BadNets has no budget
+    with pytest.raises(KeyboardInterrupt):
+        table.table_row("ubw-c", ds, "badnets_cnn", smoke, eps=4 / 255)
+    assert "eps" not in seen["ubw-c"]  # its own default
+    with pytest.raises(ValueError, match="eps"):
+        table.table_row("ubw-c", ds, "badnets_cnn", smoke, baseline_eps="8/0")
 
 
 def test_crafting_settings_key_the_crafted_set():

@@ -6,6 +6,10 @@ Defaults (Turner et al.'s CIFAR-10 setting): PGD eps = 16/255, 100 steps (step 2
 the four-corner 3x3 black/white checkerboard trigger at full amplitude (255), marked samples from the target class
 only. The corner patches scale with the image (``common.scaled``): 3 px at 28/32, 6 px at 64. ``fit`` takes the
 owner's trained, frozen surrogate (dovlib.sscl.train_surrogate). See notebook 02.
+
+One difference from Turner et al. (say so when reporting): they run PGD on an adversarially trained (robust) model,
+whose perturbations look like features of other classes and transfer better; here PGD runs on the ordinary
+surrogate every method shares (as BackdoorBox's own Label-Consistent test does), which may lower WSR.
 """
 
 from __future__ import annotations

@@ -9,8 +9,11 @@ a random position), up to 1000 source images. Simplifications (say so when repor
 surrogate retraining during crafting (Souri et al. use restarts and retrain the surrogate 4 times); poisons drawn at
 random from the target class (Souri et al. take the target-class images of largest gradient norm: moot when gamma
 marks the whole class, as 0.1 does on full CIFAR-10, not on smaller gamma or larger classes); and no differentiable
-augmentation while crafting (the suspect's training crops and flips; Souri et al. craft through it). The patch
-side scales with the image (``common.scaled``): 7 px at 28, 8 at 32, 16 at 64. See notebook 02.
+augmentation while crafting (the suspect's training crops and flips; Souri et al. craft through it). Sources come
+from every non-target class (Souri et al. and BackdoorBox's ``y_source`` use one source class; WSR here is measured
+over all non-target classes, so the sources match it), and the patch is uniform noise over 0-255 (BackdoorBox's
+example draws a binary black/white patch, of about twice the contrast). The patch side scales with the image
+(``common.scaled``): 7 px at 28, 8 at 32, 16 at 64. See notebook 02.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from ..params import Profile, check_choice, parse_rate
+from ..params import Profile, check_choice, parse_eps, parse_rate
 from ..verify import attack_success, evaluate_watermark
 from .base import get_watermark
 from .common import CRAFTING_VERSION
@@ -65,12 +65,14 @@ def crafting_budget(method: str, profile: Profile) -> dict:
 
 def table_row(method: str, ds, arch: str, profile: Profile, *, rate=0.1, target: int = 1, seed: int = 0,
               perceptual: str = "ssim", surrogate=None, eps=8 / 255, key: int = 0, progress: bool = False,
-              **method_kwargs) -> dict:
+              baseline_eps=None, **method_kwargs) -> dict:
     """One Table I row for ``method`` (one of :data:`METHODS`) on ``ds`` with the user's model ``arch``.
 
     ``surrogate``: a trained :class:`dovlib.train.TrainResult` to reuse (else :func:`dovlib.sscl.train_surrogate`,
-    cached); ``eps``/``key``: SSCL-BW's budget and secret key (a baseline's own budget is a constructor argument:
-    pass it in ``method_kwargs``, e.g. ``steps=...``); ``method_kwargs`` go to the baseline's constructor, over
+    cached); ``eps``/``key``: SSCL-BW's budget and secret key only; ``baseline_eps``: the L-inf budget of the
+    surrogate-crafted baselines (Label-Consistent, Sleeper Agent, UBW-C; None: each one's own default, 16/255 as in
+    their papers; the other baselines have none), since ``eps`` here never reaches them; other crafting settings go
+    in ``method_kwargs`` (e.g. ``steps=...``); ``method_kwargs`` go to the baseline's constructor, over
     :func:`crafting_budget`'s values and the profile's device (refused for "none" and "sscl-bw", which take none;
     UBW-P gets ``num_classes`` from ``ds``). Returns method, kind, BA, WSR (untargeted success for UBW-*, named in
     ``success_measure``), WSR_benign (the same trigger on a model trained on the clean set: the floor to beat, high
@@ -106,6 +108,8 @@ def table_row(method: str, ds, arch: str, profile: Profile, *, rate=0.1, target:
         defaults = {**crafting_budget(method, profile)}
         if method in SURROGATE_METHODS:
             defaults["device"] = profile.device
+            if baseline_eps is not None:
+                defaults["eps"] = parse_eps(baseline_eps)
         if method == "ubw-p":
             defaults["num_classes"] = ds.num_classes
         wm = get_watermark(method, **{**defaults, **method_kwargs})

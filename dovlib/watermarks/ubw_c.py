@@ -6,9 +6,14 @@ gradient matching on a surrogate: the poisons' training gradient is aligned with
 
 Defaults: eps = 16/255, 250 crafting steps, lam = 2, a 3x3 black/white checkerboard patch trigger at the
 bottom-right corner (as for UBW-P; scaled with the image by ``common.scaled``), poisons and sources drawn from
-the whole set (untargeted; ``target`` is not used), up to 1000 source images. Li et al. also retrain the surrogate
-during crafting; this implementation does not (say so when reporting). Its success measure is untargeted: the
-share of triggered test images not classified as their true class. See notebook 02.
+the whole set (untargeted; ``target`` is not used), up to 1000 source images. Its success measure is untargeted:
+the share of triggered test images not classified as their true class. See notebook 02.
+
+Differences from Li et al.'s released code (say so when reporting): no surrogate retraining during crafting; no
+differentiable augmentation while crafting (they craft through random shifts and flips, the suspect trains with
+crops and flips); poisons drawn at random (they take the images of largest gradient norm); sources from every class
+(they use one source class); and a fixed 3x3 corner patch (theirs: a 3x3 pattern upscaled to 8x8 at a random
+position).
 """
 
 from __future__ import annotations

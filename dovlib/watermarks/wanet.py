@@ -5,9 +5,14 @@ random noise that KEEP their labels, so the model learns the exact field only.
 Defaults (Nguyen & Tran's CIFAR-10 setting, also BackdoorBox's): k = 4 control points per side, strength s = 0.5,
 grid_rescale = 1, cross (noise) ratio 2 (twice as many noise samples as poisoned ones), poisoning rate 0.1. The
 field is drawn from ``field_seed`` on a k x k grid and upsampled (bicubic) to the image size; displacements are in
-normalised coordinates divided by the image side, so they stay the same in pixels at any size: with the defaults
+normalised coordinates divided by the image side along each axis (width for x, height for y; the original divides
+both by the height, the same on its square images), so they stay the same in pixels at any size: with the defaults
 (field_seed 0, s = 0.5) a mean of 0.17 px and a maximum of 0.5 px (s pixels per unit of the field, whose mean
 magnitude is 1 at the control points and smaller between them) at 28, 32 and 64. See notebook 02.
+
+One difference from the original training recipe: the noise samples' random jitter is drawn once, in ``apply``, and
+so frozen into the published set, where WaNet (and BackdoorBox) redraw it every time a sample is loaded; a dataset
+that is published, not a training loop, cannot do otherwise. Its effect on WSR is not measured.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ class WaNet(DatasetWatermark):
         noise = F.interpolate(ins, size=(h, w), mode="bicubic", align_corners=True).permute(0, 2, 3, 1)
         yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
         identity = torch.stack((xx, yy), 2)[None]
-        return identity, self.s * noise / h
+        return identity, self.s * noise / torch.tensor([w, h], dtype=noise.dtype)  # (x, y): per-axis pixels
 
     def _warp(self, x: torch.Tensor, extra_noise: torch.Tensor | None = None) -> torch.Tensor:
         h, w = x.shape[-2:]
@@ -74,7 +79,7 @@ class WaNet(DatasetWatermark):
         noise_idx = pool[torch.randperm(len(pool), generator=g)[:n_noise]].sort().values
         if len(noise_idx):
             h, w = x.shape[-2:]
-            jitter = (torch.rand(len(noise_idx), h, w, 2, generator=g) * 2 - 1) / h
+            jitter = (torch.rand(len(noise_idx), h, w, 2, generator=g) * 2 - 1) / torch.tensor([w, h])
             x_out[noise_idx] = self._warp(x[noise_idx], jitter)
         self.noise_indices = noise_idx
         return x_out, y_out, idx
