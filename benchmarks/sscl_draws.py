@@ -241,7 +241,11 @@ def _train_owners(args, argv, ds, pending: list, running: dict, seconds: dict, t
     cut = []
     while pending or running:
         if args.deadline and time.time() - t0 > args.deadline:
-            for i, (proc, _) in list(running.items()):
+            for i, (proc, start) in list(running.items()):
+                if proc.poll() == 0:  # finished since the last poll: kept, not counted as cut
+                    del running[i]
+                    seconds[i] = round(time.time() - start, 1)
+                    continue
                 proc.terminate()
                 proc.wait()
                 del running[i]

@@ -12,7 +12,7 @@ bf16 autocast, the common loop fp32) and memory format (dovlib uses channels_las
 both dovlib rows, the first against the common loop, the second against the first.
 
     python benchmarks/train_throughput.py                       # CPU-sized defaults (width 16)
-    python benchmarks/train_throughput.py --width 64 --batch-size 512 --epochs 5 --workers 8   # GPU
+    python benchmarks/train_throughput.py --width 64 --batch-size 512 --epochs 6 --workers 8   # GPU
 
 Prints images/s of both and their ratio, plus the test accuracy each reached (a speed-up must not cost accuracy).
 ``--precision auto,bf16`` times dovlib's loop once per precision (a profile's ``precision``; ``bf16`` is bf16
@@ -187,7 +187,7 @@ def main(argv=None):
         if seconds < 1.0:
             print(f"note: {name} timed {seconds:.2f} s in all: too little for a speed; raise --n-train or --epochs")
     names = list(rows)
-    pairs = [("dovlib / common", names[1], names[0])] + [
+    pairs = [(f"dovlib {precisions[0]} / common", names[1], names[0])] + [
         (f"dovlib {p} / dovlib {precisions[0]}", name, names[1]) for p, name in zip(precisions[1:], names[2:])]
     for label, a, b in pairs:
         per_seed = [(ra[0] / ra[1]) / (rb[0] / rb[1]) for ra, rb in zip(runs[a], runs[b])]

@@ -108,7 +108,7 @@ def test_throughput_benchmark_reports_both_loops_over_seeds(capsys, monkeypatch)
         assert f"{rows[name][0]:,.0f} images/s" in line and f"test acc {np.mean(a):.3f}" in line
         assert f"+- {np.std(a, ddof=1):.3f} (2 seeds)" in line
     per_seed = [256.0 / _fit_speed(c[2], 64) for c in fits]  # common over dovlib time per image, inverted below
-    assert (f"speed-up (dovlib / common): {rows[ours][0] / rows[common][0]:.2f}x (per seed "
+    assert (f"speed-up (dovlib auto / common): {rows[ours][0] / rows[common][0]:.2f}x (per seed "
             f"{1 / per_seed[0]:.2f}, {1 / per_seed[1]:.2f}; median {np.median([1 / r for r in per_seed]):.2f}x)") in out
     assert "note: common (DataLoader+PIL, fp32) timed 0.50 s in all: too little for a speed" in out  # 2 x 0.25 s
     assert "2 seed(s), loops in turn | common loop: 0 workers | dovlib: auto = fp32" in out
@@ -124,7 +124,7 @@ def test_throughput_benchmark_runs_on_grey_digits(capsys, monkeypatch):
     assert res.model is built[1][2] and fits[0][1]["config"].flip is False  # grey digits: no horizontal flips
     assert rows[ours][0] == pytest.approx(_fit_speed(res, 64), rel=1e-12)
     assert [acc for _, acc in rows.values()] == pytest.approx([_accuracy(c[2], ds) for c in built], abs=1e-9)
-    assert f"speed-up (dovlib / common): {rows[ours][0] / rows[common][0]:.2f}x" in capsys.readouterr().out
+    assert f"speed-up (dovlib auto / common): {rows[ours][0] / rows[common][0]:.2f}x" in capsys.readouterr().out
 
 
 def test_throughput_benchmark_times_checkpoint_cost(capsys, monkeypatch):
@@ -173,7 +173,7 @@ def test_throughput_benchmark_compares_precisions(capsys, monkeypatch):
     assert [acc for _, acc in rows.values()] == pytest.approx([_accuracy(c[2], ds) for c in built], abs=1e-9)
     out = capsys.readouterr().out
     assert f"speed-up (dovlib bf16 / dovlib auto): {rows[bf16][0] / rows[auto][0]:.2f}x" in out
-    assert f"speed-up (dovlib / common): {rows[auto][0] / rows[common][0]:.2f}x" in out
+    assert f"speed-up (dovlib auto / common): {rows[auto][0] / rows[common][0]:.2f}x" in out
     assert "their ratio measures only noise" not in out  # auto and bf16 differ on the CPU: no same-precision note
 
 
@@ -211,6 +211,7 @@ def test_imwm_benchmark_compares_one_process_with_workers(capsys, monkeypatch):
     assert t_s > 0 and t_p > 0 and rows == {"1 process": 64 / t_s, "2 worker processes": 64 / t_p}
     out = capsys.readouterr().out
     assert f"outputs identical; bit accuracy {(read_s == bits).mean():.3f}" in out
+    assert "worker start-up (once per session, a first embed and extract of 64 images)" in out
     assert f"speed-up (2 workers / 1 process): {t_s / t_p:.2f}x" in out
     for name, speed in rows.items():
         assert f"{speed:.1f} images/s" in _line(out, name)
@@ -449,6 +450,26 @@ def test_sscl_draws_deadline_stops_owners_and_keeps_those_done(monkeypatch):
     args.deadline = 0  # none: every owner trains
     trained.clear()
     assert bench._train_owners(args, [], None, [0, 1, 2], {}, {}, t0=clock["t"]) == [] and trained == [0, 1, 2]
+
+    # with worker processes: one that exited since the last poll is kept at the deadline, one still running is cut
+    class Proc:
+        def __init__(self, code):
+            self.code, self.terminated = code, False
+
+        def poll(self):
+            return self.code
+
+        def terminate(self):
+            self.terminated = True
+
+        def wait(self):
+            return self.code
+
+    done, busy = Proc(0), Proc(None)
+    running, seconds = {0: (done, 95.0), 1: (busy, 96.0)}, {}
+    args = argparse.Namespace(jobs=2, deadline=1.0)
+    cut = bench._train_owners(args, [], None, [2], running, seconds, t0=clock["t"] - 5)
+    assert cut == [1, 2] and seconds == {0: round(clock["t"] - 95.0, 1)} and not done.terminated and busy.terminated
 
 
 def test_sscl_draws_deadline_with_fewer_than_two_owners_done_says_so():
