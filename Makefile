@@ -34,7 +34,7 @@ notebooks: install
 
 # Run every notebook with papermill on PROFILE and write reports/ (index.html, summary.md).
 reproduce: install
-	$(PY) -m dovlib.reproduce --profile $(PROFILE) $(ARGS)
+	$(PY) -m dovlib.reproduce --profile "$(PROFILE)" $(ARGS)
 
 benchmark: install
 	$(PY) benchmarks/train_throughput.py
@@ -56,7 +56,7 @@ EXECUTOR ?= local
 
 sweep: install
 	@test -n "$(NB)" || { echo "usage: make sweep NB=notebooks/04_ablation.ipynb GRID='-p eps 1/255,2/255' [EXECUTOR=local|slurm] [PROFILE=quick]"; exit 2; }
-	$(PY) -m dovlib.sweep $(NB) $(GRID) --profile $(PROFILE) --executor $(EXECUTOR) $(ARGS)
+	$(PY) -m dovlib.sweep $(NB) $(GRID) --profile "$(PROFILE)" --executor $(EXECUTOR) $(ARGS)
 
 index: install
 	$(PY) -m dovlib.index

@@ -23,8 +23,8 @@ from .report import _atomic_write, reports_dir
 __all__ = ["NotebookReport", "PaperItem", "PAPER_ITEMS", "collect", "coverage", "records_frame", "context_label",
            "render_html", "render_markdown", "build_index", "main"]
 
-CONTEXT_KEYS = ("profile", "dataset", "is_subset", "device", "device_name", "trained_on", "training_precision",
-                "wall_time")
+CONTEXT_KEYS = ("profile", "dataset", "is_subset", "perceptual", "device", "device_name", "trained_on",
+                "training_precision", "wall_time")
 # what a table or figure saved without it may take from the newest record: never the wall time, which is that
 # run's own (a table written by an earlier run would show the later run's time)
 BORROWED_KEYS = tuple(k for k in CONTEXT_KEYS if k != "wall_time")
@@ -216,6 +216,8 @@ def context_label(ctx: dict) -> str:
     if "dataset" in ctx:
         subset = {True: " (subset)", False: " (full)"}.get(ctx.get("is_subset"), "")
         parts.append(f"dataset {ctx['dataset']}{subset}")
+    if ctx.get("perceptual"):  # the generator's similarity loss: LPIPS or the named fallback
+        parts.append(f"perceptual {ctx['perceptual']}")
     if "device" in ctx:
         parts.append(str(ctx["device"]) + (f" ({ctx['device_name']})" if ctx.get("device_name") else ""))
     trained = ctx.get("trained_on")

@@ -324,7 +324,8 @@ def run_dir(notebook: str, params: dict) -> Path:
 
 
 CACHED_FRAME_LIBRARIES = ("torch", "torchvision", "numpy", "pandas", "pillow", "invisible-watermark",
-                          "opencv-python-headless", "opencv-python", "onnxruntime", "kornia")
+                          "opencv-python-headless", "opencv-python", "onnxruntime", "kornia", "scipy",
+                          "scikit-image", "scikit-learn", "pytorch-msssim", "lpips", "reedsolo")
 
 
 def _library_versions(names=CACHED_FRAME_LIBRARIES) -> dict:

@@ -360,10 +360,14 @@ def _run_notebook(path: Path, parameters: dict, force: bool, kernel_name, cell_t
     return result
 
 
-def _for_notebook(path: Path, profile: str, extra: dict) -> dict:
-    """Only the parameters the notebook declares (``profile`` first); papermill would only warn about others."""
+def _for_notebook(path: Path, profile: str, extra: dict, force: bool = False) -> dict:
+    """Only the parameters the notebook declares (``profile`` first); papermill would only warn about others. With
+    ``force``, a notebook that keeps its own records (declares ``recompute``: 04-06) also measures them again,
+    unless ``-p recompute`` was given: a forced run never redraws figures from another code's numbers."""
     declared = notebook_parameters(path)
     params = {"profile": profile} if "profile" in declared else {}
+    if force and "recompute" in declared:
+        params["recompute"] = True
     params.update({k: v for k, v in extra.items() if k in declared})
     return params
 
@@ -411,7 +415,7 @@ def _reproduce(profile, paths, force, extra, kernel_name, cell_timeout, index, p
     todo = []
     for i, path in enumerate(paths):
         try:
-            todo.append((i, path, _for_notebook(path, profile, dict(extra or {}))))
+            todo.append((i, path, _for_notebook(path, profile, dict(extra or {}), force)))
         except Exception as e:  # an unreadable notebook must not stop the others either
             done(i, RunResult(path.stem, {"profile": profile}, "failed", error=f"{type(e).__name__}: {e}"))
     if jobs == 1:
@@ -448,7 +452,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="smoke | quick | paper, optionally with overrides, e.g. quick:device=cpu,epochs=10 "
                              "(default smoke)")
     parser.add_argument("--only", default="", help="comma-separated notebook prefixes, e.g. 00,04_ablation")
-    parser.add_argument("--force", action="store_true", help="re-run notebooks whose results are up to date")
+    parser.add_argument("--force", action="store_true", help="re-run notebooks whose results are up to date (and "
+                        "measure the records of 04-06 again: recompute=True; trained models stay cached in runs/)")
     parser.add_argument("--reports", default=None, help="reports folder (default $DOVLIB_REPORTS or reports/)")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="extra parameter for the notebooks that declare it (parsed like papermill -p); a "

@@ -1342,7 +1342,8 @@ def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | No
         add("Ind-M", benign, s)
         other_key = independent_key(int(p["key_hash"], 16), i)
         plain = run_sscl(ds, prof, arch=p["arch"], eps=p["eps"], rate=p["rate"], target=first, key=other_key,
-                         seed=s + 1000, perceptual=p["perceptual"], train_suspect=False, surrogate=run.surrogate,
+                         seed=s + 1000, perceptual=p["perceptual"], train_suspect=False,
+                         surrogate=None if redraw_surrogate else run.surrogate,  # its own, as the code owners'
                          surrogate_width=p.get("surrogate_width"), progress=progress)
         add("Ind-W plain", train_classifier(plain.marked.x, plain.marked.y, ds.x_test, ds.y_test, seed=s, **kw), s)
         codes = [("Ind-W code", key_targets(other_key, ds.num_classes, len(run.targets), first=first, pool=pool))]

@@ -69,6 +69,27 @@ def ownership_metrics(model, x_test, y_test, trigger: Callable, target: int, m: 
     return out
 
 
+PROVENANCE = ("device", "device_name", "trained_on", "training_precision")  # where a record's numbers were measured
+
+
+def measured_context(context: dict, records) -> dict:
+    """The context a figure or table drawn from ``records`` is labelled with: ``context`` (this run's) with each
+    :data:`PROVENANCE` key as the records say (reused records may come from another machine: a CPU run that redraws
+    GPU numbers must not call them CPU numbers); several values are joined ("cpu, cuda"); a key no record holds is
+    dropped (``trained_on``: nothing trained), and this run's value is kept only when no record is given."""
+    records = [r for r in records if r is not None]
+    if not records:
+        return dict(context)
+    out = dict(context)
+    for k in PROVENANCE:
+        values = sorted({str(r[k]) for r in records if r.get(k) is not None})
+        if values:
+            out[k] = ", ".join(values)
+        else:
+            out.pop(k, None)
+    return out
+
+
 def benign_model(ds, profile: Profile, arch: str, seed: int, progress: bool = True):
     """The model a user of ``arch`` would train on the CLEAN set with ``seed`` (cached: notebook 03's Ind-M model of
     the same seed): the floor :func:`ownership_metrics` reads a watermark's WSR and verdict against."""
@@ -84,13 +105,21 @@ def cached(notebook: str, params: dict, compute: Callable[[], dict], recompute: 
     else ``compute()``'s metrics written as a new record with its wall time (``context``: profile, dataset,
     is_subset, device, ...). Returns the record; ``record["reused"]`` says which. ``recompute`` must be a bool (the
     string ``"False"`` is refused, not read as True). ``needs``: metric names a reusable record must hold; a record
-    written before one of them was measured is measured again (the models it needs are read back from ``runs/``)."""
+    written before one of them was measured is measured again (the models it needs are read back from ``runs/``).
+    Each record keeps ``code``, the ``dovlib`` source hash it was computed with; a record reused under other code
+    is said so (printed), since a fix since then does not show in it until ``recompute`` (``reproduce --force``)."""
+    from .reproduce import source_hash
+
+    code = source_hash()[:12]
     if not check_bool("recompute", recompute):
         rec = find_record(notebook, params)
         if rec is not None and all(k in rec.get("metrics", {}) for k in needs):
+            if rec.get("code") != code:
+                print(f"note: reused record written {rec.get('written', '?')} by dovlib code "
+                      f"{rec.get('code', 'not recorded')} (now {code}); recompute=True measures it again")
             return {**rec, "reused": True}
     start = time.perf_counter()
     metrics = compute()
-    rec = write_record(notebook, params, metrics, wall_time=time.perf_counter() - start, **context)
+    rec = write_record(notebook, params, metrics, wall_time=time.perf_counter() - start, code=code, **context)
     return {**rec, "reused": False}
 

@@ -339,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         results = sweep(args.notebook, args.parameter, profile=args.profile, executor=args.executor,
                         jobs=args.jobs, force=args.force, reports=args.reports, kernel_name=args.kernel,
                         cell_timeout=args.cell_timeout, slurm=slurm, index=not args.no_index)
-    except ValueError as e:
+    except (ValueError, TypeError) as e:  # bad -p values (eps None is a TypeError of parse_eps): the usage message
         parser.error(str(e))
     failed = [r for r in results if not r.ok]
     print(f"{len(results)} jobs in {time.perf_counter() - start:.1f} s: {sum(r.status == 'ok' for r in results)} ran, "

@@ -89,7 +89,8 @@ device = start_notebook(profile, seed, cfg.device)
 # generator seeds; docs/measured-sscl-cpu.md, "Owner-side selection"). With `select_attempts` > 1 the owner checks
 # before publishing (ours, not the paper's): each attempt trains the generator with another seed against the same
 # surrogate, marks the set, trains `n_proxies` proxy models on it (seeds 5000, ..., never an evaluated model's) and
-# runs the paper's test on them, on test images the suspects are never queried with (`sscl.owner_queries`; a test
+# runs the paper's test on them, on test images the suspects' t-tests never use (`sscl.owner_queries`; WSR, counted
+# over every non-target test image, includes them; a test
 # set too small to leave 2 such images falls back to images that overlap the suspects' queries, with a warning and
 # `queries_apart` False in the log); the first attempt that passes is published, and an owner whose attempts all
 # fail is told so. No suspect model is looked at. Selection does not make the mark owner-specific (notebook 03).
@@ -128,9 +129,10 @@ print(f"marked {marked.manifest['n_marked']} of {len(ds.y_train)} training image
 # the key itself; the generator file under `runs/sscl/` holds the key and stays private too).
 
 # %%
-params = {"profile": profile, "dataset": dataset, "arch": arch, "eps": eps, "rate": rate, "target": target,
-          "seed": seed, "key_hash": sscl.key_hash(key), "perceptual": perceptual, "l1": l1, "l2": l2, "l3": l3,
-          "surrogate_width": run.params["surrogate_width"], "select_attempts": select_attempts, "n_proxies": n_proxies}
+params = {"profile": profile, "dataset": dataset, "data": context["data_hash"], "arch": arch, "eps": eps,
+          "rate": rate, "target": target, "seed": seed, "key_hash": sscl.key_hash(key), "perceptual": perceptual,
+          "l1": l1, "l2": l2, "l3": l3, "surrogate_width": run.params["surrogate_width"],
+          "select_attempts": select_attempts, "n_proxies": n_proxies}
 if redraw_surrogate:
     params["redraw_surrogate"] = True  # only when on, so earlier runs keep their folders
 if check_alpha < 0.01:

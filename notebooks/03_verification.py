@@ -94,6 +94,9 @@ m_given = None if m is None else check_int("m", m, 2)  # None: the profile's ver
 m = cfg.verify_m if m_given is None else m_given
 decoy_rate = parse_fraction("decoy_rate", decoy_rate, 0, 1, low_inclusive=True)
 n_targets = check_int("n_targets", n_targets, 1)  # at most the number of classes (checked once data is loaded)
+if decoy_rate and n_targets > 1:  # run_code has no decoy marks: the code's rows would claim a recipe that never ran
+    raise ValueError(f"decoy_rate must be 0 with a target code (n_targets {n_targets}): contrastive marking is "
+                     f"implemented for the single target only; got {decoy_rate:g}")
 same_code = check_bool("same_code", same_code)
 if same_code and n_targets < 2:
     raise ValueError(f"same_code needs a target code: n_targets must be 2 or more; got {n_targets}")
@@ -124,7 +127,9 @@ print(f"tau {tau}, alpha {alpha}, m {m}, {n_models} model(s) per scenario, decoy
 # marked set, seeds 5000, ...), and every independent owner of Ind-W selects the same way (`other_attempt`,
 # `other_self_check`). With a target code (`n_targets` > 1) the code is what is published and selected (below);
 # the single-target rows then stay the paper's unselected method, for comparison. With `redraw_surrogate` True every
-# attempt, ours and theirs, also trains its own surrogate (so independent owners never share ours).
+# selection attempt, ours and theirs, also trains its own surrogate, and so does every independent owner of the target
+# code's controls (they never share ours); the unselected single-target rows beside a target code keep the one
+# surrogate, as the paper's method does.
 
 # %%
 ds = load_dataset(dataset).subsample(cfg.n_train, cfg.n_test, seed=seed)
@@ -323,6 +328,16 @@ msweep.pivot(index="m", columns=["baseline", "scenario"], values="verified_rate"
 
 # %%
 code_rows = None
+
+
+def code_label(code_run):
+    """The code's own settings: gamma and m per class, no decoy marks (the single-target ``label`` says neither)."""
+    return (f"{profile} profile, {ds.name}{' (subset)' if ds.is_subset else ''}, {arch}, {device}, "
+            f"eps {eps_label(eps)}, gamma {code_run.params['rate']:.4g} per class, m {m} per class (at most each "
+            f"class's non-target test images), {n_models} model(s) per scenario, surrogate width "
+            f"{code_run.params['surrogate_width']}")
+
+
 if n_targets > 1:
     with timer() as t_code:
         code_kw = dict(arch=arch, eps=eps, key=key, seed=seed, perceptual=perceptual,
@@ -337,7 +352,8 @@ if n_targets > 1:
             targets, selection = code_run.targets, code_run.params["selection"]
             print(sscl.selection_summary(selection))
             save_table(selection_log, "code_selection", NOTEBOOK, caption=f"Owner-side self-check of each selection "
-                       f"attempt ({n_proxies} proxy model(s), queries apart from the evaluation's): {label}", **context)
+                       f"attempt ({n_proxies} proxy model(s), queries apart from the evaluation's): "
+                       f"{code_label(code_run)}", **context)
             display(selection_log)
         else:  # the key's first code, as drawn
             targets = sscl.key_targets(key, ds.num_classes, n_targets, first=target, pool=pool)
@@ -365,7 +381,7 @@ if n_targets > 1:
                 f"model(s))" + (f" and up to {code_draws} codes" if code_draws > 1 else "")
                 if select_attempts > 1 else "")
     save_table(code_table, "target_code_rates", NOTEBOOK, caption=f"Target code {targets}, intersection-union test"
-               f"{sel_note}: {label}", **context)
+               f"{sel_note}: {code_label(code_run)}", **context)
     display(code_rows)
     display(code_table)
     # each class's trigger on every model: a claim needs all of them (Ind-W models often answer the shared class)
@@ -376,7 +392,7 @@ if n_targets > 1:
     sns.stripplot(data=per_class, x="scenario", y="WSR", hue="trigger", dodge=True, size=6, ax=ax)
     ax.set(ylim=(-0.02, 1.02), ylabel="WSR of the class's trigger")
     ax.legend(title="trigger", loc="upper left", bbox_to_anchor=(1, 1))
-    ax.set_title(f"target code {targets}: {label}", fontsize="x-small")
+    ax.set_title(f"target code {targets}: {code_label(code_run)}", fontsize="x-small")
     save_fig(fig, "target_code_wsr", NOTEBOOK, **context)
 else:
     print("n_targets = 1: the target code is not run (papermill ... -p n_targets 2 runs it)")

@@ -54,7 +54,7 @@ from dovlib.params import check_choice, check_int, get_profile, parse_eps, parse
 from dovlib.perceptual import require_perceptual
 from dovlib.report import load_records, run_context, save_fig, save_table, start_notebook
 from dovlib.sscl import check_key, key_hash, run_sscl
-from dovlib.studies import benign_model, cached, eps_label, grid, ownership_metrics
+from dovlib.studies import PROVENANCE, benign_model, cached, eps_label, grid, measured_context, ownership_metrics
 from dovlib.watermarks import select_indices
 
 NOTEBOOK = "04_ablation"
@@ -124,7 +124,7 @@ for e, r in points:
 # and never another owner's or another data's).
 
 # %%
-rows = [{**r["params"], **r["metrics"], "device_name": r.get("device_name")} for r in load_records(NOTEBOOK)]
+rows = [{**r["params"], **r["metrics"], **{k: r.get(k) for k in PROVENANCE}} for r in load_records(NOTEBOOK)]
 df = pd.DataFrame(rows)
 if "data" not in df:  # only records written before the images' hash was part of their key: none of them is ours
     df["data"] = None
@@ -148,14 +148,15 @@ axes[1].set_title(f"eps = {eps_label(eps_value)}")
 fig.suptitle(f"SSCL-BW ablation, {arch} on {ds.name} ({'subset' if ds.is_subset else 'full'})\n{profile} profile",
              fontsize="medium")  # the profile string can be long: its own line
 fig.tight_layout()
-save_fig(fig, "fig4_ablation", NOTEBOOK, **context)
+record_context = measured_context(context, df[list(PROVENANCE)].to_dict("records"))  # reused rows: their devices
+save_fig(fig, "fig4_ablation", NOTEBOOK, **record_context)
 table = df.sort_values(["eps_levels", "rate"])[["eps", "rate", "BA", "WSR", "delta_p", "p_value", "verified",
                                                 "WSR_benign", "p_value_benign", "verified_benign", "learnt"]]
-devices = ", ".join(sorted({str(d) for d in df["device_name"].dropna()})) or context["device_name"]  # reused rows too
+devices = record_context.get("device_name", record_context.get("device"))
 save_table(table, "ablation", NOTEBOOK,
            caption=f"SSCL-BW ablation on {ds.name} ({'subset' if ds.is_subset else 'full'}), {arch}, {profile} "
                    f"profile, {devices}; *_benign: a model trained on the clean set, queried with the same marks",
-           **context)
+           **record_context)
 table
 
 # %% [markdown]

@@ -54,7 +54,7 @@ from dovlib.perceptual import require_perceptual
 from dovlib.removal import finetune, pruning_curve, removal_claims
 from dovlib.report import run_context, run_dir, save_fig, save_table, start_notebook
 from dovlib.sscl import check_key, key_hash, run_sscl
-from dovlib.studies import benign_model, cached, eps_label, ownership_metrics
+from dovlib.studies import benign_model, cached, eps_label, measured_context, ownership_metrics
 from dovlib.train import TrainConfig
 from dovlib.watermarks import select_indices
 
@@ -143,12 +143,13 @@ axes[2].set_title("can ownership still be proved?")
 fig.suptitle(f"Removal attacks on SSCL-BW, {arch} on {ds.name} ({'subset' if ds.is_subset else 'full'})\n"
              f"{profile} profile", fontsize="medium")  # the profile string can be long: its own line
 fig.tight_layout()
-save_fig(fig, "fig5_removal", NOTEBOOK, **context)
+record_context = measured_context(context, [rec])  # a reused record's device, not this run's
+save_fig(fig, "fig5_removal", NOTEBOOK, **record_context)
 caption = (f"{ds.name} ({'subset' if ds.is_subset else 'full'}), {arch}, eps {eps_label(eps)}, gamma {rate}, "
-           f"{profile} profile, {context['device_name']}")
+           f"{profile} profile, {record_context.get('device_name', record_context.get('device'))}")
 caption += f"; a model trained on the clean set: WSR {floor['WSR']:.3f}, p {floor['p_value']:.2g}"
-save_table(ft, "finetuning", NOTEBOOK, caption="Fine-tuning: " + caption, **context)
-save_table(pr, "pruning", NOTEBOOK, caption="Pruning: " + caption, **context)
+save_table(ft, "finetuning", NOTEBOOK, caption="Fine-tuning: " + caption, **record_context)
+save_table(pr, "pruning", NOTEBOOK, caption="Pruning: " + caption, **record_context)
 
 # %% [markdown]
 # ## The paper's claims, checked on this data

@@ -49,7 +49,7 @@ from dovlib.params import check_choice, check_int, get_profile, parse_eps, parse
 from dovlib.perceptual import require_perceptual
 from dovlib.report import run_context, save_fig, save_table, start_notebook
 from dovlib.sscl import check_key, key_hash, run_sscl
-from dovlib.studies import benign_model, cached, eps_label, grid, ownership_metrics
+from dovlib.studies import PROVENANCE, benign_model, cached, eps_label, grid, measured_context, ownership_metrics
 from dovlib.watermarks import select_indices
 
 NOTEBOOK = "06_transferability"
@@ -91,7 +91,7 @@ for sur in arch_list:
                                      default_m=cfg.verify_m, benign=benign_model(ds, cfg, sus, seed))
 
         rec = cached(NOTEBOOK, params, compute, recompute=recompute, needs=("WSR_benign",), **context)
-        rows.append({"surrogate": sur, "suspect": sus, **rec["metrics"], "device_name": rec.get("device_name")})
+        rows.append({"surrogate": sur, "suspect": sus, **rec["metrics"], **{k: rec.get(k) for k in PROVENANCE}})
         m = rec["metrics"]
         print(f"{sur:>9} -> {sus:<9} BA {m['BA']:.3f} WSR {m['WSR']:.3f} p {m['p_value']:.2g} (clean model: "
               f"WSR {m['WSR_benign']:.3f} p {m['p_value_benign']:.2g}){' (reused)' if rec['reused'] else ''}")
@@ -109,12 +109,13 @@ for ax, metric, title in zip(axes, ("BA", "WSR", "WSR_benign"), ("BA", "WSR", "W
 fig.suptitle(f"SSCL-BW transferability on {ds.name} ({'subset' if ds.is_subset else 'full'})\n{profile} profile",
              fontsize="medium")  # the profile string can be long: its own line
 fig.tight_layout()
-save_fig(fig, "fig6_transferability", NOTEBOOK, **context)
-devices = ", ".join(sorted({str(d) for d in df["device_name"].dropna()})) or context["device_name"]  # reused cells too
-save_table(df.drop(columns="device_name"), "transferability", NOTEBOOK,
+record_context = measured_context(context, df[list(PROVENANCE)].to_dict("records"))  # reused cells: their devices
+save_fig(fig, "fig6_transferability", NOTEBOOK, **record_context)
+devices = record_context.get("device_name", record_context.get("device"))
+save_table(df.drop(columns=list(PROVENANCE)), "transferability", NOTEBOOK,
            caption=f"surrogate x suspect on {ds.name} ({'subset' if ds.is_subset else 'full'}), eps {eps_label(eps)}, "
                    f"gamma {rate}, {profile} profile, {devices}; *_benign: a model of the suspect's architecture "
-                   "trained on the clean set, queried with the same marks", **context)
+                   "trained on the clean set, queried with the same marks", **record_context)
 df
 
 # %% [markdown]

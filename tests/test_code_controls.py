@@ -306,3 +306,20 @@ def test_controls_refuse_selection_options_without_a_selection(controls):
         fn(run, select_attempts=1, check_alpha=0.01, alpha=0.01)  # past the options, the fake run has no seed
     with pytest.raises(KeyError):  # alpha as papermill passes it, a string: the same level
         fn(run, select_attempts=1, check_alpha=0.01, alpha="0.01")
+
+
+def test_plain_owner_trains_its_own_surrogate_when_surrogates_are_redrawn(monkeypatch):
+    """With ``redraw_surrogate`` every independent owner trains its own surrogate; the Ind-W plain owner of the code
+    controls kept ours (the notebook's text said no owner shares it)."""
+    world, run = _setup(monkeypatch)
+    seen = []
+
+    def first_plain_owner(*a, **k):  # stop at the first Ind-W plain owner, after the Malicious and Ind-M models
+        seen.append(k["surrogate"])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sscl, "run_sscl", first_plain_owner)
+    for redraw in (False, True):
+        with pytest.raises(KeyboardInterrupt):
+            sscl.run_code_controls(run, m=M, select_attempts=2, redraw_surrogate=redraw, progress=False)
+    assert seen[0] is run.surrogate and seen[1] is None

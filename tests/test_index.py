@@ -99,6 +99,10 @@ def test_index_has_every_table_with_context_and_diff(reports):
     read_back = {"device": "cpu", "trained_on": "cuda", "training_precision": "bf16"}
     assert index.context_label(read_back) == "cpu · models trained on cuda in bf16"  # read back from another machine
     assert index.context_label({**read_back, "device": "cuda:1"}) == "cuda:1"  # trained where it ran: nothing to add
+    # the perceptual measure is named (a Table II measured with the 1 - SSIM fallback beside the paper's LPIPS)
+    assert index.context_label({"profile": "quick", "perceptual": "ssim", "device": "cuda"}) == (
+        "profile quick · perceptual ssim · cuda")
+    assert "perceptual" in index.CONTEXT_KEYS
     # a table naming its own device never borrows the newest record's trained_on (another run's models)
     report.write_record("02_sscl_bw", {"profile": "quick", "x": 1}, {}, profile="quick", device="cpu",
                         trained_on="cpu", training_precision="fp32")
@@ -334,7 +338,7 @@ def test_every_table_a_notebook_saves_names_its_run():
         text = src.read_text()
         for args in _call_args(text, "save_table"):
             seen += 1
-            assert re.search(r"\*\*(fig_)?context\b", args), (src.name, args)
+            assert re.search(r"\*\*(fig_|record_)?context\b", args), (src.name, args)  # record_: 04-06's reused rows
             assert "device=" not in args and "profile=" not in args, (src.name, args)  # spelled once, in the dict
     assert seen >= 20  # 02-10 save tables
 

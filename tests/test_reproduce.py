@@ -365,3 +365,19 @@ def test_source_hash_and_notebook_parameters(tmp_path):
     assert len(rp.source_hash()) == 64  # the installed dovlib
     params = rp.notebook_parameters(make_notebook(tmp_path, "01_x"))
     assert params == {"profile": '"smoke"', "eps": '"8/255"', "rate": "0.1", "fail": "False"}
+
+
+def test_force_measures_the_records_of_notebooks_that_keep_them(tmp_path):
+    """--force reran 04-06 but their cached() records were reused, so figures were redrawn from older code's numbers;
+    now a notebook declaring ``recompute`` gets it under --force, unless -p recompute says otherwise."""
+    keeps = make_notebook(tmp_path, "04_x")
+    nb = json.loads(keeps.read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    cell["source"] = "".join(cell["source"]) + "\nrecompute = False  # recompute?"
+    keeps.write_text(json.dumps(nb))
+    plain = make_notebook(tmp_path, "01_x")
+    assert rp._for_notebook(keeps, "smoke", {}, force=True) == {"profile": "smoke", "recompute": True}
+    assert rp._for_notebook(keeps, "smoke", {}) == {"profile": "smoke"}
+    assert rp._for_notebook(keeps, "smoke", {"recompute": False}, force=True) == {"profile": "smoke",
+                                                                                  "recompute": False}
+    assert rp._for_notebook(plain, "smoke", {"eps": "4/255"}, force=True) == {"profile": "smoke", "eps": "4/255"}

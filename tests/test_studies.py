@@ -197,6 +197,37 @@ def test_benign_model_is_the_clean_set_model_of_that_architecture(monkeypatch):
     assert kw["arch"] == "vgg16" and kw["seed"] == 7 and kw["num_classes"] == 3 and kw["profile"].name == "smoke"
 
 
+def test_cached_records_the_code_and_says_when_a_reused_record_is_older(tmp_path, monkeypatch, capsys):
+    from dovlib import reproduce
+
+    monkeypatch.setenv("DOVLIB_REPORTS", str(tmp_path))
+    first = cached("04_ablation", {"eps": "8/255"}, lambda: {"WSR": 0.5}, profile="smoke")
+    assert first["code"] == reproduce.source_hash()[:12]
+    cached("04_ablation", {"eps": "8/255"}, lambda: pytest.fail("measured again"), profile="smoke")
+    assert "note: reused record" not in capsys.readouterr().out  # the same code: nothing to say
+    monkeypatch.setattr(reproduce, "source_hash", lambda: "f" * 64)  # the code changed since
+    again = cached("04_ablation", {"eps": "8/255"}, lambda: pytest.fail("measured again"), profile="smoke")
+    assert again["reused"] and again["metrics"] == {"WSR": 0.5}  # still reused: models and hours are not thrown away
+    out = capsys.readouterr().out
+    assert f"by dovlib code {first['code']} (now ffffffffffff); recompute=True measures it again" in out
+
+
+def test_measured_context_labels_reused_records_with_their_own_devices():
+    from dovlib.studies import measured_context
+
+    here = {"profile": "quick", "device": "cpu", "device_name": "CPU (2 cores)", "perceptual": "ssim"}
+    gpu = {"device": "cuda", "device_name": "NVIDIA H100", "trained_on": "cuda", "training_precision": "bf16"}
+    assert measured_context(here, [gpu, gpu]) == {"profile": "quick", "perceptual": "ssim", **gpu}
+    mixed = measured_context(here, [gpu, {"device": "cpu", "device_name": "CPU (2 cores)",
+                                          "training_precision": "fp32"}])
+    assert (mixed["device"], mixed["device_name"], mixed["training_precision"]) == (
+        "cpu, cuda", "CPU (2 cores), NVIDIA H100", "bf16, fp32")
+    assert mixed["trained_on"] == "cuda"
+    reused = measured_context({**here, "trained_on": "cpu"}, [{"device": "cuda"}])  # nothing trained in this run
+    assert reused["device"] == "cuda" and "trained_on" not in reused and "device_name" not in reused
+    assert measured_context(here, []) == here and measured_context(here, [None]) == here
+
+
 def test_cached_measures_again_a_record_missing_a_needed_metric(tmp_path, monkeypatch):
     monkeypatch.setenv("DOVLIB_REPORTS", str(tmp_path))
     cached("04_ablation", {"eps": "8/255"}, lambda: {"WSR": 0.5}, profile="smoke")  # written before WSR_benign

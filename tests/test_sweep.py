@@ -97,6 +97,10 @@ def test_sweep_rejects_bad_inputs(tmp_path, reports):
     # and so is each -p eps value (8/0 would otherwise fail in every job's kernel)
     with pytest.raises(ValueError, match=r"eps .*8/0"):
         sweep.sweep(nb, [("eps", "1/255,8/0")], progress=False)
+    # from the command line a TypeError of a parser (eps None) is the usage message too, not a traceback
+    with pytest.raises(SystemExit) as stop:
+        sweep.main([str(nb), "-p", "eps", "None"])
+    assert stop.value.code == 2
 
 
 def test_two_spellings_of_one_eps_are_one_job(tmp_path, reports, capsys):
