@@ -294,7 +294,9 @@ msweep.pivot(index="m", columns=["baseline", "scenario"], values="verified_rate"
 # (`cifar10-subset`), with `-p key 3 -p n_models 4` (its last two suspects under the check below,
 # which passed at the first seed, so the same mark) and with `-p key 11 -p n_models 2`: our codes ({5, 3}, {0, 4},
 # {2, 4}) verified on 3 of 9 suspects and no control test claimed (0 of 27), while the single targets (5, 0, 2) were
-# verified on 6 of 9 of ours and falsely on 6 of 9 independent owners' models.
+# verified on 6 of 9 of ours and falsely on 6 of 9 independent owners' models. The 27 control tests are examples, not
+# independent trials: each model's three Ind-W rows come from one other owner (one key and seed), and the Ind-M rows
+# of the three keys reuse the same cached clean models.
 #
 # Whether an owner's code can be verified at all depends on its generators (measured: docs/owner-specificity.md).
 # With `select_attempts` > 1 the owner checks before publishing: each attempt trains the code's generators with
