@@ -125,6 +125,10 @@ def stratified_subsample(labels: torch.Tensor, n: int | None, seed: int = 0) -> 
     # Per-class quotas proportional to the class sizes (at least one each while n allows), rounded to sum to n.
     classes = labels.unique()
     per_class = [perm[labels[perm] == c] for c in classes]
+    if n < len(classes):  # fewer items than classes: n classes drawn (seeded, weighted by size), one item each
+        sizes = torch.tensor([len(p) for p in per_class], dtype=torch.float64)
+        chosen = torch.multinomial(sizes, n, replacement=False, generator=g).tolist()
+        return torch.stack([per_class[c][0] for c in chosen]).sort().values
     quota = [max(1, round(n * len(p) / len(labels))) for p in per_class]
     while sum(quota) > n:
         quota[int(np.argmax(quota))] -= 1
@@ -338,6 +342,12 @@ def _pil_to_uint8(samples, size: int) -> tuple[torch.Tensor, torch.Tensor]:
 
     xs, ys = [], []
     for img, label in samples:
+        if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):  # 16-bit: convert("RGB") clips to 255 (white)
+            arr = np.asarray(img, dtype=np.float64)
+            img = Image.fromarray(np.round(np.clip(arr, 0, 65535) * 255 / 65535).astype(np.uint8), "L")
+        elif img.mode == "F":
+            raise ValueError(f"image {getattr(img, 'filename', '')!r} holds 32-bit floats (mode F), which have no "
+                             f"fixed range: save it with 8 or 16 bits per channel")
         img = img.convert("RGB").resize((size, size), Image.BILINEAR)
         xs.append(np.asarray(img))
         ys.append(int(label))
@@ -551,11 +561,24 @@ def _image_folder(root: str | None = None, image_size: int = 256, test_share: fl
         return rel[0] if len(rel) > 1 else "images"
 
     classes = sorted({label(f, k) for k, fs in files.items() for f in fs})
+    if splits:  # a class only in val/ (or val/ without class folders: "images") has no training image
+        only_test = sorted({label(f, "test") for f in files["test"]} - {label(f, "train") for f in files["train"]})
+        if only_test:
+            raise ValueError(f"dataset 'image-folder': {test_dir} holds classes with no training images "
+                             f"{only_test[:5]}{' ...' if len(only_test) > 5 else ''}: its images must sit in class "
+                             f"folders named as in {train_dir} (Tiny-ImageNet: use the dataset 'sub-imagenet', which "
+                             f"reads val_annotations.txt; ImageNet: sort val/ into class folders first)")
     index = {c: i for i, c in enumerate(classes)}
     if not splits:
         g = torch.Generator().manual_seed(seed)
         perm = torch.randperm(len(files["all"]), generator=g).tolist()
         n_test = int(round(test_share * len(perm)))
+        if n_test >= len(perm) or (test_share > 0 and n_test == 0):
+            lo, hi = 0.5 / len(perm), 1 - 0.5 / len(perm)
+            raise ValueError(f"test_share = {test_share:g} of {len(perm)} image(s) leaves "
+                             f"{'no training' if n_test else 'no test'} image: test_share must be above {lo:.3g} "
+                             f"and below {hi:.3g} for this folder (or 0: no test split), or the folder needs more "
+                             f"images")
         files = {"test": [files["all"][i] for i in sorted(perm[:n_test])],
                  "train": [files["all"][i] for i in sorted(perm[n_test:])]}
         base = {"train": whole, "test": whole}

@@ -31,10 +31,22 @@ def _to_hwc01(x) -> np.ndarray:
     return np.clip(x, 0, 1).transpose(0, 2, 3, 1)  # rounding error just outside [0, 1] only
 
 
+def _is_uint8(dtype) -> bool:
+    return dtype == torch.uint8 if isinstance(dtype, torch.dtype) else np.dtype(dtype) == np.uint8
+
+
+def _is_float(dtype) -> bool:
+    return dtype.is_floating_point if isinstance(dtype, torch.dtype) else np.issubdtype(np.dtype(dtype), np.floating)
+
+
 def check_image_values(x, name: str = "images", given=None) -> None:
     """Refuse float images (a tensor or an array) that are not finite values in [0, 1]: 0-255 floats would give a
     wrong PSNR or perceptual distance, silently, and NaN fails every range comparison. uint8 images pass.
-    ``given``: the dtype to name in the error (the caller's, before a conversion)."""
+    ``given``: the dtype to name in the error (the caller's, before a conversion). Other integer types are refused
+    (an int64 0/1 image would be read as [0, 1], a 0-255 one as out of range)."""
+    dtype = given if given is not None else x.dtype
+    if not (_is_uint8(dtype) or _is_float(dtype)):
+        raise ValueError(f"{name} must be uint8 (0-255) or floats in [0, 1]; got dtype {dtype}")
     if isinstance(x, torch.Tensor):
         x = x.detach()
         if x.dtype == torch.uint8 or x.numel() == 0:

@@ -27,6 +27,8 @@ def to_numpy_images(x: torch.Tensor) -> np.ndarray:
     if x.ndim != 4 or x.shape[1] not in (1, 3):
         raise ValueError(f"images must have shape (N, C, H, W) with C = 1 (grey) or 3 (RGB) (one image: x[None]); "
                          f"got shape {tuple(x.shape)}")
+    if x.dtype != torch.uint8 and not x.is_floating_point():  # an int64 0-255 image would show white
+        raise ValueError(f"images must be uint8 (0-255) or floats in [0, 1]; got dtype {x.dtype}")
     x = x.detach().cpu()
     x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
     return x.clamp(0, 1).permute(0, 2, 3, 1).numpy()

@@ -278,6 +278,16 @@ def test_stratified_subsample_keeps_proportions_and_is_seeded():
     assert torch.equal(idx, stratified_subsample(y, 10, seed=1))
     assert not torch.equal(idx, stratified_subsample(y, 10, seed=2))
     assert len(stratified_subsample(y, None)) == 100
+    # fewer items than classes: classes drawn with the seed, weighted by size (the first classes were always kept and
+    # the 90% class dropped, whatever the seed)
+    skew = torch.tensor([0] * 90 + [1] * 9 + [2])
+    kept = [tuple(sorted(skew[stratified_subsample(skew, 2, seed=s)].tolist())) for s in range(30)]
+    assert all(len(set(k)) == 2 for k in kept)  # one item per drawn class
+    assert sum(0 in k for k in kept) >= 25  # the big class nearly always drawn
+    balanced = torch.arange(100) % 10
+    drawn = {tuple(sorted(balanced[stratified_subsample(balanced, 5, seed=s)].tolist())) for s in range(10)}
+    assert len(drawn) > 1  # not the same five classes for every seed
+    assert torch.equal(stratified_subsample(balanced, 5, seed=3), stratified_subsample(balanced, 5, seed=3))
 
 
 def test_subsample_marks_subset_and_validates():
@@ -391,6 +401,36 @@ def test_image_folder_errors_name_the_problem(tmp_path):
     _write_images(tmp_path, 2)
     with pytest.raises(ValueError, match="image_size"):
         load_dataset(f"folder:{tmp_path}", image_size=2)
+    # a split that would be empty is refused naming test_share (it failed later, in training or evaluation)
+    with pytest.raises(ValueError, match=r"test_share = 0.75 of 2 image\(s\) leaves no training image: test_share "
+                                         r"must be above 0.25 and below 0.75"):
+        load_dataset(f"folder:{tmp_path}", test_share=0.75)
+    with pytest.raises(ValueError, match="test_share = 0.2 of 2 image.* leaves no test image"):
+        load_dataset(f"folder:{tmp_path}", test_share=0.2)
+    assert len(load_dataset(f"folder:{tmp_path}", image_size=8, test_share=0).x_test) == 0  # 0: no test split
+
+
+def test_image_folder_refuses_val_classes_without_training_images(tmp_path):
+    """Tiny-ImageNet's val/images/ (or ImageNet's flat val/) became a class 'images' with no training image: test
+    accuracy 0 and one class too many, silently."""
+    for c in ("n01", "n02"):
+        _write_images(tmp_path / "train" / c / "images", 2, seed=len(c))
+    _write_images(tmp_path / "val" / "images", 2)
+    with pytest.raises(ValueError, match=r"holds classes with no training images \['images'\].*sub-imagenet"):
+        load_dataset(f"folder:{tmp_path}", image_size=8)
+
+
+def test_16_bit_images_are_scaled_not_clipped_white(tmp_path):
+    from PIL import Image
+
+    ramp = (np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)  # 0 to 65520
+    Image.fromarray(ramp).save(tmp_path / "ramp.png")
+    assert Image.open(tmp_path / "ramp.png").mode.startswith("I")
+    x = load_dataset(f"folder:{tmp_path}", image_size=64, test_share=0).x_train[0, 0].numpy().astype(int)
+    assert abs(x.mean() - ramp.mean() * 255 / 65535) < 2 and (x == 255).mean() < 0.01  # was 99.6% white
+    Image.fromarray(np.ones((8, 8), np.float32)).save(tmp_path / "float.tiff")
+    with pytest.raises(ValueError, match=r"float.tiff.*32-bit floats \(mode F\)"):
+        load_dataset(f"folder:{tmp_path}", image_size=8, test_share=0)
 
 
 def test_data_dir_follows_env_and_md5sum_reads_in_chunks(tmp_path, monkeypatch):

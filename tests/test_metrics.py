@@ -101,6 +101,17 @@ def test_mean_psnr_counts_identical_images_at_the_cap():
     assert mean_psnr(a, a) == PSNR_CAP
 
 
+def test_integer_images_other_than_uint8_are_refused():
+    """int16 0/1 images were read as [0, 1] floats (PSNR 0 dB between 0 and 1 images); int64 0-255 as out of range."""
+    a, b = torch.zeros(1, 1, 8, 8, dtype=torch.int16), torch.ones(1, 1, 8, 8, dtype=torch.int16)
+    for f in (psnr, ssim):
+        with pytest.raises(ValueError, match=r"must be uint8 \(0-255\) or floats in \[0, 1\]; got dtype torch.int16"):
+            f(a, b)
+    with pytest.raises(ValueError, match="got dtype int64"):
+        psnr(np.zeros((1, 1, 8, 8), np.int64), np.zeros((1, 1, 8, 8), np.int64))
+    assert psnr(a.to(torch.uint8), b.to(torch.uint8)).shape == (1,)  # uint8 and floats still pass
+
+
 def test_non_finite_pixels_are_refused_not_turned_into_a_nan_psnr():
     a = torch.rand(2, 3, 8, 8)
     b = a.clone()
@@ -143,7 +154,7 @@ def test_a_3d_batch_is_refused_not_read_as_one_image():
         with pytest.raises(ValueError, match=r"images must be a batch \(N, C, H, W\).*grey images: x\[:, None\]"):
             fn(grey, grey)
     assert psnr(grey[:, None], (grey[:, None] * 0.9)).shape == (50,)
-    with pytest.raises(ValueError, match="got torch.int64 values"):  # the dtype given, not the float64 it became
+    with pytest.raises(ValueError, match="got dtype torch.int64"):  # the dtype given, not the float64 it became
         psnr(torch.full((1, 1, 4, 4), 200), torch.zeros(1, 1, 4, 4, dtype=torch.long))
 
 

@@ -50,6 +50,8 @@ def test_image_helpers_refuse_bad_shapes_clearly():
             to_numpy_images(bad)
     with pytest.raises(TypeError, match="torch.Tensor"):
         to_numpy_images(np.zeros((1, 3, 4, 4)))
+    with pytest.raises(ValueError, match="uint8 .* or floats in \\[0, 1\\]; got dtype torch.int64"):
+        to_numpy_images(torch.full((1, 3, 4, 4), 128))  # an int64 0-255 image showed white
     with pytest.raises(ValueError, match="one title per image: 2; got 1"):
         show_images(torch.zeros(2, 3, 4, 4), titles=["a"])
     with pytest.raises(ValueError, match="at least one image"):
