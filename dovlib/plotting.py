@@ -77,7 +77,9 @@ def show_images(images: torch.Tensor, titles: list[str] | None = None, scale: fl
 
 
 def learning_curve(history: list[dict], title: str = ""):
-    """Loss and accuracy per epoch from a :class:`dovlib.train.TrainResult` history."""
+    """Loss and accuracy per epoch from a :class:`dovlib.train.TrainResult` history. The training accuracy is the
+    running accuracy over the epoch's augmented batches in train mode (as ``fit`` logs it), not the final model's
+    accuracy on the training set; the legend says so."""
     import pandas as pd
     import seaborn as sns
 
@@ -86,7 +88,9 @@ def learning_curve(history: list[dict], title: str = ""):
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
     sns.lineplot(data=df, x="epoch", y="train_loss", ax=ax1, marker="o")
     ax1.set_ylabel("training loss")
+    names = {"train_acc": "train (running, augmented batches)", "test_acc": "test"}
     long = df.melt(id_vars="epoch", value_vars=acc_cols, var_name="split", value_name="accuracy")
+    long["split"] = long["split"].map(names)
     sns.lineplot(data=long, x="epoch", y="accuracy", hue="split", ax=ax2, marker="o")
     ax2.set_ylim(0, 1)
     if title:

@@ -83,8 +83,8 @@ save_fig(fig, "learning_curve", NOTEBOOK, **context)
 record = write_record(
     NOTEBOOK,
     params={"profile": profile, "dataset": dataset, "arch": arch, "epochs": epochs, "seed": seed},
-    metrics={"test_acc": result.final["test_acc"], "train_acc": result.final["train_acc"],
-             "images_per_second": result.images_per_second},
+    metrics={"test_acc": result.final["test_acc"], "train_acc": result.final["train_acc"],  # train_acc: the last
+             "images_per_second": result.images_per_second},  # epoch's running accuracy over augmented batches
     wall_time=wall, **context,
 )
 print({k: record[k] for k in ("profile", "dataset", "is_subset", "device", "wall_time")}, record["metrics"])

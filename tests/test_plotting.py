@@ -39,6 +39,8 @@ def test_image_grid_and_learning_curve_return_figures():
     fig = learning_curve([{"epoch": 1, "train_loss": 2.0, "train_acc": 0.2, "test_acc": 0.1},
                           {"epoch": 2, "train_loss": 1.0, "train_acc": 0.5, "test_acc": 0.4}], "t")
     assert len(fig.axes) == 2 and fig.axes[1].get_ylim() == (0, 1)
+    assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == ["train (running, augmented batches)",
+                                                                             "test"]
     matplotlib.pyplot.close("all")
 
 
