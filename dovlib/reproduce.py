@@ -360,13 +360,17 @@ def _run_notebook(path: Path, parameters: dict, force: bool, kernel_name, cell_t
     return result
 
 
+RECORD_NOTEBOOKS = ("04_", "05_", "06_")  # their records (studies.cached) are reused whatever code computed them
+
+
 def _for_notebook(path: Path, profile: str, extra: dict, force: bool = False) -> dict:
     """Only the parameters the notebook declares (``profile`` first); papermill would only warn about others. With
-    ``force``, a notebook that keeps its own records (declares ``recompute``: 04-06) also measures them again,
-    unless ``-p recompute`` was given: a forced run never redraws figures from another code's numbers."""
+    ``force``, a notebook that keeps its own records (:data:`RECORD_NOTEBOOKS`) also measures them again, unless
+    ``-p recompute`` was given: a forced run never redraws figures from another code's numbers. (07, 08 and 10 also
+    declare ``recompute``, for caches already keyed by the code: forcing would only throw away hours of work.)"""
     declared = notebook_parameters(path)
     params = {"profile": profile} if "profile" in declared else {}
-    if force and "recompute" in declared:
+    if force and "recompute" in declared and path.stem.startswith(RECORD_NOTEBOOKS):
         params["recompute"] = True
     params.update({k: v for k, v in extra.items() if k in declared})
     return params

@@ -4,6 +4,7 @@ plus the same measurements (BA, WSR, verification p-value), so the notebooks onl
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Callable
 
@@ -99,6 +100,15 @@ def benign_model(ds, profile: Profile, arch: str, seed: int, progress: bool = Tr
                             num_classes=ds.num_classes, progress=progress).model
 
 
+@functools.lru_cache(maxsize=1)
+def _code() -> str:
+    """The ``dovlib`` source hash (12 digits) of this process: taken once, at the first record, so a file edited during
+    a long run does not stamp records with code that did not compute them."""
+    from .reproduce import source_hash
+
+    return source_hash()[:12]
+
+
 def cached(notebook: str, params: dict, compute: Callable[[], dict], recompute: bool = False, needs=(),
            **context) -> dict:
     """The record of ``params`` from ``reports/<notebook>/metrics.json`` if it is there (and not ``recompute``),
@@ -108,9 +118,7 @@ def cached(notebook: str, params: dict, compute: Callable[[], dict], recompute: 
     written before one of them was measured is measured again (the models it needs are read back from ``runs/``).
     Each record keeps ``code``, the ``dovlib`` source hash it was computed with; a record reused under other code
     is said so (printed), since a fix since then does not show in it until ``recompute`` (``reproduce --force``)."""
-    from .reproduce import source_hash
-
-    code = source_hash()[:12]
+    code = _code()
     if not check_bool("recompute", recompute):
         rec = find_record(notebook, params)
         if rec is not None and all(k in rec.get("metrics", {}) for k in needs):

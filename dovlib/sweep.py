@@ -97,7 +97,10 @@ def _one_per_eps(values: list) -> list:
 
     kept: dict[str, object] = {}
     for value in values:
-        label = eps_label(value)
+        try:
+            label = eps_label(value)
+        except TypeError as e:  # -p eps None: a usage error like 8/0, not a traceback
+            raise ValueError(f"-p eps {value!r}: {e}") from None
         if label in kept:
             print(f"-p eps: {value!r} is the budget {label} already given as {kept[label]!r}; one job runs it",
                   file=sys.stderr)
@@ -339,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         results = sweep(args.notebook, args.parameter, profile=args.profile, executor=args.executor,
                         jobs=args.jobs, force=args.force, reports=args.reports, kernel_name=args.kernel,
                         cell_timeout=args.cell_timeout, slurm=slurm, index=not args.no_index)
-    except (ValueError, TypeError) as e:  # bad -p values (eps None is a TypeError of parse_eps): the usage message
+    except ValueError as e:
         parser.error(str(e))
     failed = [r for r in results if not r.ok]
     print(f"{len(results)} jobs in {time.perf_counter() - start:.1f} s: {sum(r.status == 'ok' for r in results)} ran, "

@@ -100,6 +100,7 @@ print(f"eps = {eps_label(eps)}, target {target}, perceptual measure: {perceptual
 
 # %%
 ds = load_dataset(dataset).subsample(cfg.n_train, cfg.n_test, seed=seed)
+require_perceptual(perceptual, image_shape=ds.x_train.shape)  # LPIPS needs 31 px: refused before the surrogate trains
 context = run_context(profile, device, ds, perceptual=perceptual)  # what figures say they were measured with
 print(ds.describe())
 check_int("target", target, 0, ds.num_classes - 1)

@@ -159,7 +159,7 @@ g.figure.suptitle(f"L = {message_bits} bits, {n_images} images, {n_subsets} subs
                   f"({profile} profile, {device}); dashed: guaranteed leak ratio", y=1.03)
 for ax in g.axes.flat:
     for c, colour in zip(codecs[1:], sns.color_palette()[1:]):
-        ax.axvline(max(c.rho, shares[0]), ls="--", lw=0.8, color=colour)
+        ax.axvline(max(c.rho, curves["share"].min()), ls="--", lw=0.8, color=colour)  # shares as leaked
 fig_context = dict(dataset=pool.name if real else "simulated", is_subset=bool(real and pool.is_subset), **context)
 save_fig(g.figure, "accuracy_vs_leaked_share", NOTEBOOK, **fig_context)
 

@@ -376,8 +376,16 @@ def test_force_measures_the_records_of_notebooks_that_keep_them(tmp_path):
     cell["source"] = "".join(cell["source"]) + "\nrecompute = False  # recompute?"
     keeps.write_text(json.dumps(nb))
     plain = make_notebook(tmp_path, "01_x")
+    cache = tmp_path / "07_x.ipynb"  # 07, 08, 10 declare recompute for caches keyed by the code: left alone
+    cache.write_text(keeps.read_text())
+    assert rp._for_notebook(cache, "smoke", {}, force=True) == {"profile": "smoke"}
     assert rp._for_notebook(keeps, "smoke", {}, force=True) == {"profile": "smoke", "recompute": True}
     assert rp._for_notebook(keeps, "smoke", {}) == {"profile": "smoke"}
     assert rp._for_notebook(keeps, "smoke", {"recompute": False}, force=True) == {"profile": "smoke",
                                                                                   "recompute": False}
     assert rp._for_notebook(plain, "smoke", {"eps": "4/255"}, force=True) == {"profile": "smoke", "eps": "4/255"}
+    # RECORD_NOTEBOOKS names exactly the notebooks whose records studies.cached keeps
+    from pathlib import Path
+
+    sources = sorted(Path(rp.__file__).resolve().parents[1].joinpath("notebooks").glob("[0-9][0-9]_*.py"))
+    assert tuple(p.name[:3] for p in sources if "cached(NOTEBOOK" in p.read_text()) == rp.RECORD_NOTEBOOKS

@@ -198,18 +198,22 @@ def test_benign_model_is_the_clean_set_model_of_that_architecture(monkeypatch):
 
 
 def test_cached_records_the_code_and_says_when_a_reused_record_is_older(tmp_path, monkeypatch, capsys):
-    from dovlib import reproduce
+    from dovlib import reproduce, studies
 
     monkeypatch.setenv("DOVLIB_REPORTS", str(tmp_path))
+    studies._code.cache_clear()
     first = cached("04_ablation", {"eps": "8/255"}, lambda: {"WSR": 0.5}, profile="smoke")
     assert first["code"] == reproduce.source_hash()[:12]
     cached("04_ablation", {"eps": "8/255"}, lambda: pytest.fail("measured again"), profile="smoke")
     assert "note: reused record" not in capsys.readouterr().out  # the same code: nothing to say
     monkeypatch.setattr(reproduce, "source_hash", lambda: "f" * 64)  # the code changed since
+    assert studies._code() == first["code"]  # taken once per process: an edit during a run does not count
+    studies._code.cache_clear()  # a new process
     again = cached("04_ablation", {"eps": "8/255"}, lambda: pytest.fail("measured again"), profile="smoke")
     assert again["reused"] and again["metrics"] == {"WSR": 0.5}  # still reused: models and hours are not thrown away
     out = capsys.readouterr().out
     assert f"by dovlib code {first['code']} (now ffffffffffff); recompute=True measures it again" in out
+    studies._code.cache_clear()
 
 
 def test_measured_context_labels_reused_records_with_their_own_devices():
