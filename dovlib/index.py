@@ -98,8 +98,9 @@ class NotebookReport:
 
     @property
     def latest(self) -> dict:
-        """The newest record (by its ``written`` time): the context of tables that do not carry their own."""
-        return max(self.records, key=lambda r: r.get("written", ""), default={})
+        """The newest record (by its ``written`` time; of records written in the same second, the one stored last,
+        since records are appended): the context of tables that do not carry their own."""
+        return max(enumerate(self.records), key=lambda ir: (ir[1].get("written", ""), ir[0]), default=(0, {}))[1]
 
     @property
     def status(self) -> str:

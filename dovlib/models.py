@@ -154,6 +154,10 @@ class BadNetsCNN(nn.Module):
 
     def __init__(self, num_classes=10, in_channels=1, width=64, image_size=28):
         super().__init__()
+        from .params import check_int
+
+        # two 5x5 convs and two 2x2 pools leave ((s - 4) // 2 - 4) // 2 pixels a side: at least 1 needs s >= 16
+        image_size = check_int("image_size (badnets_cnn)", image_size, 16)
         c1, c2 = max(4, 16 * width // 64), max(8, 32 * width // 64)
         self.normalize = _normalize_for(in_channels)
         self.conv1 = nn.Conv2d(in_channels, c1, 5)

@@ -20,6 +20,8 @@ import re
 from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 
+import numpy as np
+
 __all__ = [
     "Profile",
     "PROFILES",
@@ -108,7 +110,8 @@ class Profile:
                 continue  # the whole split
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
                 raise ValueError(f"profile field {field_name} must be an integer >= {low}; got {value!r}")
-        if not (isinstance(self.lr, numbers.Real) and math.isfinite(self.lr) and self.lr > 0):
+        if isinstance(self.lr, (bool, np.bool_)) or not (isinstance(self.lr, numbers.Real) and math.isfinite(self.lr)
+                                                        and self.lr > 0):
             raise ValueError(f"profile field lr must be a finite number > 0; got {self.lr!r}")
 
     def to_dict(self) -> dict:
@@ -119,6 +122,9 @@ class Profile:
         unknown = set(overrides) - set(self.to_dict())
         if unknown:
             raise ValueError(f"unknown profile field(s) {sorted(unknown)}; known: {sorted(self.to_dict())}")
+        if "name" in overrides and overrides["name"] is not None:
+            raise ValueError("a profile's name cannot be overridden (its budget would carry another profile's name); "
+                             "start from get_profile(name) instead")
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -221,6 +227,7 @@ def _example(low: float, high: float) -> str:
 
 
 _NUMBER = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")
+_MAX_EXPONENT = 1000  # a float holds 1e308 at most and 5e-324 at least; Fraction("1e10000000") would take seconds
 
 
 def parse_fraction(name: str, value, low: float = 0.0, high: float = 1.0, *, low_inclusive: bool = False,
@@ -244,8 +251,12 @@ def parse_fraction(name: str, value, low: float = 0.0, high: float = 1.0, *, low
         if not text:
             raise ValueError(f"{name} must be {allowed}; got an empty string")
         parts = text.split("/")
-        if len(parts) > 2 or not all(_NUMBER.match(p) for p in parts):
+        matches = [_NUMBER.match(p) for p in parts]
+        if len(parts) > 2 or not all(matches):
             raise ValueError(f"{name} must be {allowed}; could not read {value!r}")
+        if any(m.group(3) and abs(int(m.group(3)[1:])) > _MAX_EXPONENT for m in matches):
+            raise ValueError(f"{name} must be {allowed}; {value!r} has an exponent beyond +-{_MAX_EXPONENT}, far "
+                             f"outside a float's range")
         try:
             frac = Fraction(parts[0].strip())
             if len(parts) == 2:
@@ -263,7 +274,10 @@ def parse_fraction(name: str, value, low: float = 0.0, high: float = 1.0, *, low
     too_low = result < low if low_inclusive else result <= low
     too_high = result > high if high_inclusive else result >= high
     if too_low or too_high:
-        raise ValueError(f"{name} must be {allowed}; got {value!r} = {result:g}")
+        shown = f"{result:g}"
+        if float(shown) in (low, high):  # 1.0000001 must not print as the bound 1 it exceeds
+            shown = repr(result)
+        raise ValueError(f"{name} must be {allowed}; got {value!r} = {shown}")
     return result
 
 
@@ -286,7 +300,7 @@ def parse_rate(value, name: str = "rate") -> float:
 def check_int(name: str, value, low: int, high: int | None = None) -> int:
     """Accept ints (and integral strings/floats papermill may pass); enforce low <= value <= high."""
     rng = f"in [{low}, {high}]" if high is not None else f">= {low}"
-    if isinstance(value, bool):
+    if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be an integer {rng}; got {value!r}")
     if isinstance(value, numbers.Integral) or (isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value)):
         result = int(value)  # exactly: 9007199254740993 must not become its float neighbour

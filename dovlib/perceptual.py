@@ -115,6 +115,13 @@ class _LPIPS(nn.Module):
             self.net = lpips.LPIPS(net=net, verbose=False)
         self.net.eval().requires_grad_(False)
 
+    def train(self, mode: bool = True):
+        """LPIPS stays in eval mode: the ``lpips`` package's linear heads hold Dropout, so ``.train()`` on this module
+        or on a parent that holds it would make the distances random."""
+        super().train(mode)
+        self.net.eval()
+        return self
+
     def forward(self, a, b):
         if a.shape[1] == 1:
             a, b = a.expand(-1, 3, -1, -1), b.expand(-1, 3, -1, -1)

@@ -136,6 +136,22 @@ def test_summary_markdown(reports):
     assert "![wsr_curve](02_sscl_bw/wsr_curve.png)" in text and "out of memory" in text
 
 
+def test_latest_record_of_one_second_is_the_one_stored_last(tmp_path):
+    """Records are stamped to the second and appended: of two written in the same second, the later-stored one is the
+    newest (it gives the context of tables saved without their own)."""
+    folder = tmp_path / "02_x"
+    folder.mkdir()
+    stamp = "2026-01-01T00:00:00+00:00"
+    records = [{"params": {"dataset": d}, "profile": "smoke", "dataset": d, "written": stamp}
+               for d in ("mnist", "cifar10")]
+    (folder / "metrics.json").write_text(json.dumps({"notebook": "02_x", "records": records}))
+    assert index.collect(tmp_path)[0].latest["dataset"] == "cifar10"
+    records[0]["written"] = "2026-01-01T00:00:01+00:00"  # a later second still wins, wherever it is stored
+    (folder / "metrics.json").write_text(json.dumps({"notebook": "02_x", "records": records}))
+    assert index.collect(tmp_path)[0].latest["dataset"] == "mnist"
+    assert index.NotebookReport("02_x").latest == {}
+
+
 def test_empty_reports_folder(tmp_path):
     html, md = index.build_index(tmp_path / "nothing")
     assert "make reproduce" in html.read_text() and md.read_text().startswith("# dovlib reports")

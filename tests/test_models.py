@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from dovlib.models import ARCHS, UNet, build_model
+from dovlib.models import ARCHS, BadNetsCNN, UNet, build_model
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "resnet34", "vgg16", "vgg19"])
@@ -26,6 +26,10 @@ def test_badnets_cnn_mnist():
     assert m(torch.rand(3, 1, 28, 28)).shape == (3, 10)
     with pytest.raises(ValueError, match="image_size"):
         build_model("badnets_cnn", image_size=8)
+    for side in (8, 15):  # built directly too: no Linear(0, 512) or negative size deep inside torch
+        with pytest.raises(ValueError, match=r"image_size \(badnets_cnn\) must be an integer >= 16; got " + str(side)):
+            BadNetsCNN(image_size=side)
+    assert BadNetsCNN(image_size=16)(torch.rand(1, 1, 16, 16)).shape == (1, 10)  # one pixel a side is left
     # MNIST's 28x28 by default; another size is refused with the fix named, not a matmul shape error
     m = build_model("badnets_cnn", in_channels=1).eval()
     assert m(torch.rand(2, 1, 28, 28)).shape == (2, 10)

@@ -2,6 +2,7 @@ import argparse
 import math
 import re
 
+import numpy as np
 import pytest
 
 from dovlib.params import (PROFILES, check_bool, check_choice, check_int, get_profile, parse_eps, parse_fraction,
@@ -221,3 +222,33 @@ def test_check_int_keeps_big_integers_exact_and_names_the_whole_range():
         check_int("k", "x", 1, 5)
     with pytest.raises(ValueError, match=r"k must be an integer in \[1, 5\]; got 2\.5"):
         check_int("k", 2.5, 1, 5)
+
+
+@pytest.mark.parametrize("value", ["1e999999999", "1/1e-999999999", "1e-999999999", "8/1e999999999"])
+def test_huge_exponents_are_refused_at_once_naming_the_parameter(value):
+    """``Fraction("1e999999999")`` would build a 10**999999999 integer (minutes and gigabytes) before any range
+    check: an exponent far outside a float's range is refused before that."""
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"eps must be a number in \[1/255, 1\].*exponent beyond \+-1000"):
+        parse_eps(value)
+    assert time.perf_counter() - start < 1.0
+    assert parse_eps("8e-1000/255e-1000") == 8 / 255  # exponents up to the bound cancel exactly
+    assert parse_rate("1e-300") == 1e-300  # within a float's range: read as before
+
+
+def test_a_value_just_past_a_bound_is_not_printed_as_the_bound():
+    with pytest.raises(ValueError, match=r"got '1\.0000001' = 1\.0000001$"):
+        parse_rate("1.0000001")
+    with pytest.raises(ValueError, match=r"got '2' = 2$"):  # away from a bound, 6 digits as before
+        parse_rate("2")
+
+
+def test_numpy_bools_are_not_integers_and_lr_is_not_a_bool():
+    with pytest.raises(TypeError, match=r"target must be an integer >= 0; got (np\.)?True"):
+        check_int("target", np.True_, 0)
+    with pytest.raises(ValueError, match="profile field lr must be a finite number > 0; got True"):
+        get_profile("smoke", lr=True)
+    with pytest.raises(ValueError, match="a profile's name cannot be overridden"):
+        PROFILES["smoke"].with_overrides(name="paper")  # a smoke budget must not carry the name "paper"

@@ -101,6 +101,33 @@ def test_real_lpips_is_zero_on_identical_images_and_grows_with_the_change():
     assert (d(x, small) < d(x, large)).all() and (d(x, small) > 0).all()
 
 
+def test_lpips_loads_a_cached_backbone_offline_and_stays_deterministic_in_train_mode(empty_hub, monkeypatch):
+    """The real loading path, without the real weights: an AlexNet state dict (random, the real file's shapes) under
+    the checkpoint name is loaded with no download. LPIPS's linear heads hold Dropout, so ``.train()`` on the
+    measure (or on a module holding it) must leave it deterministic."""
+    import torchvision
+
+    path = lpips_weights_path("alex")
+    path.parent.mkdir(parents=True)
+    torch.save(torchvision.models.alexnet().state_dict(), path)
+
+    def no_download(*args, **kwargs):
+        raise AssertionError(f"a download was attempted: {args}")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_download)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
+    d = perceptual_loss("lpips")
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 3, 32, 32, generator=g)
+    small, large = [(x + s * torch.randn(x.shape, generator=g)).clamp(0, 1) for s in (0.02, 0.3)]
+    assert torch.allclose(d(x, x), torch.zeros(4), atol=1e-6)
+    assert (d(x, small) < d(x, large)).all()
+    holder = torch.nn.ModuleDict({"measure": d}).train()  # e.g. a generator module that keeps its loss inside
+    assert holder.training and not d.net.training
+    first, second = d(x, large), d(x, large)
+    assert torch.equal(first, second)
+
+
 def test_distance_refuses_non_batches_and_a_zero_batch_size():
     from dovlib.perceptual import perceptual_distance
 
