@@ -73,6 +73,8 @@ def jpeg(images: torch.Tensor, quality: int, subsampling: str = "4:2:0") -> torc
     _check_images(images)
     quality = check_int("quality", quality, 1, 100)
     check_choice("subsampling", subsampling, ("4:2:0", "4:4:4"))
+    if len(images) == 0 or images.shape[1] not in (1, 3):
+        raise ValueError(f"jpeg needs at least one grey (C = 1) or RGB (C = 3) image; got shape {tuple(images.shape)}")
     out = []
     for img in images.permute(0, 2, 3, 1).numpy():
         pil = Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img)
@@ -128,6 +130,28 @@ _FAMILIES: dict[str, tuple[Callable, list]] = {
     "rotation": (lambda x, a: TF.rotate(x, float(a)), [5, 10, 15, 20, 25, 30, 35, 40, 45]),
 }
 _SIZE_CHANGING = {"center_crop", "resize", "crop"}
+
+
+def _finite(name: str, value, low: float = -math.inf, high: float = math.inf) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value) or not low <= value <= high:
+        raise ValueError(f"{name} must be a finite number in [{low:g}, {high:g}]; got {value!r}")
+    return float(value)
+
+
+def _check_param(family: str, value):
+    """The parameter of an :class:`Attack` built by hand, checked as the grid's are built (a blur kernel of 4.7 is
+    refused, not truncated to 4; a rotation by NaN is refused, not turned into a black image)."""
+    if family == "blur":
+        k = check_int("blur kernel size", value, 3)
+        if k % 2 == 0:
+            raise ValueError(f"blur kernel size must be an odd integer >= 3; got {value!r}")
+    elif family in ("brightness", "contrast"):
+        _finite(f"{family} factor", value, 0.0)
+    elif family == "hue":
+        _finite("hue shift", value, -0.5, 0.5)
+    elif family == "rotation":
+        _finite("rotation angle (degrees)", value)
 
 
 # --- HiDDeN noise layers: float or uint8, differentiable for float inputs ---------------------------------------------
@@ -318,6 +342,7 @@ def apply_attack(attack: Attack | str, images: torch.Tensor, cover: torch.Tensor
         else:
             out = crop(images, attack.param, generator)
     else:
+        _check_param(fam, attack.param)
         out = _FAMILIES[fam][0](images, attack.param)
     if restore_size and tuple(out.shape[-2:]) != size:
         out = TF.resize(out, list(size), antialias=True)

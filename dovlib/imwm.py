@@ -48,9 +48,9 @@ from . import attacks as _attacks
 from .metrics import as_bits, bit_accuracy, mean_psnr, word_accuracy
 from .params import check_choice, check_int, parse_fraction
 
-__all__ = ["Watermarker", "ImWatermarker", "HiDDeN", "HiddenConfig", "HiddenNet", "train_hidden", "get_watermarker",
-           "evaluate_attacks", "evaluate_dataset", "embed_dataset", "embed_at_size", "extract_dataset", "sample_images",
-           "to_min_size", "default_workers", "HIDDEN_ARCHS", "METHODS"]
+__all__ = ["Watermarker", "ImWatermarker", "HiDDeN", "HiddenConfig", "HiddenNet", "train_hidden", "HIDDEN_LOSS_VERSION",
+           "get_watermarker", "evaluate_attacks", "evaluate_dataset", "embed_dataset", "embed_at_size", "extract_dataset",
+           "sample_images", "to_min_size", "default_workers", "HIDDEN_ARCHS", "METHODS"]
 
 METHODS = ("dwtDct", "dwtDctSvd", "rivaGan", "hidden")
 
@@ -271,30 +271,30 @@ class HiddenConfig:
     late_bit_acc: float | None = None  # if set, the rise also waits until the training bit accuracy reaches it
 
     def __post_init__(self):
-        check_int("message_bits", self.message_bits, 1)
-        check_int("image_size", self.image_size, 8)
-        check_int("encoder_blocks", self.encoder_blocks, 1)
-        check_int("decoder_blocks", self.decoder_blocks, 1)
-        check_int("channels", self.channels, 1)
-        check_int("batch_size", self.batch_size, 1)
+        # papermill may pass "4" or 16.0: the checked int is what is kept (and what the networks are built with)
+        for name, low in (("message_bits", 1), ("image_size", 8), ("encoder_blocks", 1), ("decoder_blocks", 1),
+                          ("channels", 1), ("batch_size", 1), ("message_map", 0), ("map_side", 1),
+                          ("decoder_grid", 1)):
+            setattr(self, name, check_int(name, getattr(self, name), low))
         if isinstance(self.lr, bool) or not (isinstance(self.lr, numbers.Real) and math.isfinite(self.lr)
                                              and self.lr > 0):
             raise ValueError(f"lr must be a finite number > 0; got {self.lr!r}")
-        check_int("message_map", self.message_map, 0)
-        check_int("map_side", self.map_side, 1)
-        check_int("decoder_grid", self.decoder_grid, 1)
         for name in ("encoder_loss", "decoder_loss", "adversarial_loss"):
             w = getattr(self, name)
             if isinstance(w, bool) or not (isinstance(w, numbers.Real) and math.isfinite(w) and w >= 0):
                 raise ValueError(f"{name} (a loss weight) must be a finite number >= 0; got {w!r}")
         if self.decoder_loss == 0:
             raise ValueError("decoder_loss must be > 0: without the message loss nothing is learnt to be read back")
-        if self.encoder_loss_late is not None and not self.encoder_loss_late >= 0:
-            raise ValueError(f"encoder_loss_late must be >= 0 or None; got {self.encoder_loss_late!r}")
-        if not 0 <= self.late_start <= 1:
-            raise ValueError(f"late_start must be in [0, 1] (a share of the training steps); got {self.late_start!r}")
-        if self.late_bit_acc is not None and not 0.5 <= self.late_bit_acc <= 1:
-            raise ValueError(f"late_bit_acc must be in [0.5, 1] or None; got {self.late_bit_acc!r}")
+        def real(v):
+            return not isinstance(v, bool) and isinstance(v, numbers.Real) and math.isfinite(v)
+
+        if self.encoder_loss_late is not None and not (real(self.encoder_loss_late) and self.encoder_loss_late >= 0):
+            raise ValueError(f"encoder_loss_late must be a finite number >= 0 or None; got {self.encoder_loss_late!r}")
+        if not (real(self.late_start) and 0 <= self.late_start <= 1):
+            raise ValueError(f"late_start must be a number in [0, 1] (a share of the training steps); "
+                             f"got {self.late_start!r}")
+        if self.late_bit_acc is not None and not (real(self.late_bit_acc) and 0.5 <= self.late_bit_acc <= 1):
+            raise ValueError(f"late_bit_acc must be a number in [0.5, 1] or None; got {self.late_bit_acc!r}")
         if self.late_bit_acc is not None and self.encoder_loss_late is None:
             raise ValueError(f"late_bit_acc={self.late_bit_acc!r} delays the rise to encoder_loss_late, which is None "
                              f"(no rise): set encoder_loss_late too, or leave late_bit_acc None")
@@ -319,13 +319,15 @@ def _block(cin, cout):
 
 HIDDEN_ARCHS = {"zhu2018": {"message_map": 0, "decoder_grid": 1},
                 "msgmap": {"message_map": 8, "map_side": 8, "decoder_grid": 4, "encoder_loss_late": 5.0,
-                           "late_start": 0.25, "late_bit_acc": 0.8}}
+                           "late_start": 0.25, "late_bit_acc": 0.8, "decoder_loss": 4.0}}
 """Named HiDDeN settings (keyword arguments of :class:`HiddenConfig`): ``zhu2018`` is the paper's network and loss
 (the encoder's output a zero-initialised residual, see the module docstring),
 ``msgmap`` the faster-learning variant with a learnt spatial message map and a 4x4-pooled decoder (beyond the paper),
 whose image-loss weight rises from 0.7 to 5 once the message is learnt (training bit accuracy 0.8, not before a
 quarter of the steps): the message first, then the image is cleaned up (a constant weight of 2 from the start never
-leaves the no-message plateau, and a rise before the message is learnt erases it; docs/measured-amuse-cpu.md)."""
+leaves the no-message plateau, and a rise before the message is learnt erases it; docs/measured-amuse-cpu.md).
+``msgmap`` weighs the message loss 4 (in the paper's units, MSE of {0, 1} bits), the balance it was measured with
+(before 2026-12-05 every network weighed it so; ``zhu2018`` now has the paper's 1)."""
 
 
 class HiddenNet(nn.Module):
@@ -395,6 +397,7 @@ class HiDDeN(Watermarker):
 
     @torch.no_grad()
     def embed(self, images, bits, batch_size: int = 64):
+        batch_size = check_int("batch_size", batch_size, 1)
         images = self._check_images(images)
         arr = self._check_bits(bits, len(images))
         msg = torch.from_numpy(arr.astype(np.float32) * 2 - 1)
@@ -407,6 +410,7 @@ class HiDDeN(Watermarker):
 
     @torch.no_grad()
     def extract(self, images, batch_size: int = 64):
+        batch_size = check_int("batch_size", batch_size, 1)
         images = self._check_images(images)
         outs = [self.net.decode(images[i:i + batch_size].to(self.device).float() / 255).cpu()
                 for i in range(0, len(images), batch_size)]
@@ -440,6 +444,18 @@ def _random_crops(x: torch.Tensor, n: int, size: int, gen: torch.Generator) -> t
                         for i, top, left in zip(idx.tolist(), tops.tolist(), lefts.tolist())])
 
 
+def _message_loss(decoded: torch.Tensor, message: torch.Tensor) -> torch.Tensor:
+    """HiDDeN's message loss for +-1 bits and a decoder read at 0: the MSE on the paper's {0, 1} scale (Zhu et al.
+    and its reference code take the MSE of {0, 1} messages), i.e. a quarter of the MSE on +-1, so ``decoder_loss``
+    and ``encoder_loss`` keep the paper's balance."""
+    return F.mse_loss((decoded + 1) / 2, (message + 1) / 2)
+
+
+HIDDEN_LOSS_VERSION = 2
+"""Saved with every trained HiDDeN: 2 takes the message MSE on the paper's {0, 1} scale (1, before 2026-12-05: on
++-1 bits, four times as heavy). A checkpoint of another version is retrained, not reused."""
+
+
 def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: int = 1000, device="cpu", seed: int = 0,
                  log_every: int = 50, checkpoint=None, progress: bool = True, checkpoint_every: float = 60.0,
                  precision: str = "auto", **overrides) -> HiDDeN:
@@ -447,7 +463,8 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
     upsampled). Losses: image MSE (``encoder_loss``, or ``encoder_loss_late`` after ``late_start`` x ``steps`` and,
     with ``late_bit_acc``, from the first log step at which the mean training bit accuracy of the last three logged
     mini-batches reaches it; on images scaled to [-1, 1] as in Zhu et al., i.e. four times the MSE in [0, 1]),
-    message MSE (``decoder_loss``), adversarial BCE. One noise layer from ``cfg.noises`` per mini-batch. With
+    message MSE (``decoder_loss``; on {0, 1} bits as in Zhu et al., see :data:`HIDDEN_LOSS_VERSION`), adversarial
+    BCE. One noise layer from ``cfg.noises`` per mini-batch. With
     ``checkpoint`` (a path) a finished model is loaded instead of retrained when its settings match, and the
     training state (weights, optimisers, random generators, history) is saved to ``<checkpoint>.partial`` at the
     first log step (every ``log_every`` steps) after ``checkpoint_every`` seconds since the last save and at the last
@@ -470,14 +487,20 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
             or images.shape[1] not in (1, 3):
         got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
         raise ValueError(f"train_hidden needs uint8 images (N, C, H, W) with N >= 1 and C = 3 (or 1: grey, "
-                         f"repeated to RGB), as embed/extract take them; got {got} (float images in [0, 1]: "
+                         f"repeated to RGB for training; embed/extract take RGB only); got {got} (float images in "
+                         f"[0, 1]: "
                          f"(x * 255).round().to(torch.uint8))")
     device = resolve_device(device)
     bf16 = uses_bf16(precision, device)
     data = data_hash(images)  # a checkpoint is reused or resumed only for the images it was trained on
     if checkpoint is not None and Path(checkpoint).is_file():
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        if (state.get("config") == asdict(cfg) and state.get("steps") == steps and state.get("seed") == seed
+        if "steps" not in state or "seed" not in state:
+            raise ValueError(f"checkpoint {checkpoint} holds a HiDDeN saved by HiDDeN.save, without the training run "
+                             f"that made it (steps, seed, images): train_hidden would overwrite it. Load it with "
+                             f"HiDDeN.load, or pass another checkpoint path")
+        if (state.get("loss_version", 1) == HIDDEN_LOSS_VERSION and state.get("config") == asdict(cfg)
+                and state.get("steps") == steps and state.get("seed") == seed
                 and state.get("bf16", False) == bf16 and state.get("data_hash", data) == data):
             return HiDDeN.load(checkpoint, device)
     images = to_min_size(images if images.shape[1] == 3 else images.expand(-1, 3, -1, -1), cfg.image_size)
@@ -495,7 +518,8 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
         st = torch.load(partial, map_location="cpu", weights_only=False)
         # the same run only: the image-loss schedule depends on ``steps``, so a partial run of another length (or
         # of other images) starts afresh rather than mixing two schedules
-        if (st["config"] == asdict(cfg) and st["seed"] == seed and st.get("steps") == steps
+        if (st.get("loss_version", 1) == HIDDEN_LOSS_VERSION and st["config"] == asdict(cfg) and st["seed"] == seed
+                and st.get("steps") == steps
                 and st.get("data_hash") == data and st.get("bf16", False) == bf16):
             net.load_state_dict(st["net"])
             opt.load_state_dict(st["opt"])
@@ -533,7 +557,7 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
             with amp():
                 dec = net.decode(noised).float()
             l_img = F.mse_loss(enc, x)  # in [0, 1]; the loss weighs it in [-1, 1] (x4), the paper's normalisation
-            l_msg = F.mse_loss(dec, msg)
+            l_msg = _message_loss(dec, msg)
             if cfg.late_bit_acc is None:
                 late = cfg.encoder_loss_late is not None and step > cfg.late_start * steps
             else:  # decided at the log steps below and kept in the history, so a resumed run decides the same
@@ -574,12 +598,13 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
                                          "gen": gen.get_state(), "noise_gen": noise_gen.get_state(),
                                          "torch_rng": torch.get_rng_state(), "step": step, "history": history,
                                          "wall": wall + time.perf_counter() - t0, "config": asdict(cfg), "seed": seed,
-                                         "bf16": bf16, "steps": steps, "data_hash": data})
+                                         "bf16": bf16, "steps": steps, "data_hash": data,
+                                         "loss_version": HIDDEN_LOSS_VERSION})
     model = HiDDeN(net.eval(), cfg, history, device)
     if checkpoint is not None:
         model.save(checkpoint)
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        state.update(steps=steps, seed=seed, bf16=bf16, data_hash=data)
+        state.update(steps=steps, seed=seed, bf16=bf16, data_hash=data, loss_version=HIDDEN_LOSS_VERSION)
         from .train import _save_atomic
 
         _save_atomic(state, Path(checkpoint))
@@ -666,6 +691,7 @@ def sample_images(images: torch.Tensor, n: int, side: int = 256, seed: int = 0) 
     the images are drawn without replacement where the pool allows (n at most the pool's size), with replacement
     otherwise."""
     n = check_int("n", n, 1)
+    side = check_int("side", side, 1)
     g = torch.Generator().manual_seed(seed)
     if images.shape[1] == 1:
         images = images.expand(-1, 3, -1, -1)

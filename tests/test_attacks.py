@@ -302,3 +302,31 @@ def test_cropout_rectangle_is_drawn_anywhere_top_and_left():
     assert out[top:top + 20, left:left + 20].all() and out.sum() == 400
     cropped = crop(torch.arange(1600.).view(1, 1, 40, 40), 0.25, torch.Generator().manual_seed(5))
     assert cropped[0, 0, 0, 0] == top * 40 + left  # Crop draws its rectangle the same way
+
+
+@pytest.mark.parametrize("family, bad, match", [
+    ("blur", 4.7, r"blur kernel size must be an integer >= 3; got 4.7"),  # used to be truncated to 4, then refused
+    ("blur", 4, r"blur kernel size must be an odd integer >= 3; got 4"),
+    ("rotation", float("nan"), r"rotation angle \(degrees\) must be a finite number"),  # used to give a black image
+    ("hue", 0.7, r"hue shift must be a finite number in \[-0.5, 0.5\]; got 0.7"),
+    ("brightness", -1.0, r"brightness factor must be a finite number in \[0, inf\]; got -1.0"),
+    ("contrast", True, r"contrast factor must be a finite number"),
+])
+def test_hand_built_attacks_have_their_parameter_checked(family, bad, match):
+    from dovlib.attacks import Attack
+
+    with pytest.raises(ValueError, match=match):
+        apply_attack(Attack(f"{family}_x", family, bad), _images())
+    good = {"blur": 5, "rotation": 12.5, "hue": -0.5, "brightness": 0.0, "contrast": 3.0}[family]
+    assert apply_attack(Attack(f"{family}_ok", family, good), _images()).shape == _images().shape
+
+
+def test_jpeg_refuses_empty_batches_and_channels_it_cannot_write():
+    x = _images()
+    with pytest.raises(ValueError, match=r"jpeg needs at least one grey \(C = 1\) or RGB \(C = 3\) image; got shape "
+                                         r"\(0, 3, "):
+        jpeg(x[:0], 50)
+    for c in (2, 4):
+        with pytest.raises(ValueError, match=rf"got shape \(\d+, {c}, "):
+            jpeg(torch.zeros(1, c, 16, 16, dtype=torch.uint8), 50)
+    assert jpeg(x[:, :1].contiguous(), 50).shape == x[:, :1].shape  # grey works

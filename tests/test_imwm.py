@@ -6,7 +6,7 @@ import torch
 
 from dovlib.attacks import jpeg
 from dovlib.imwm import (HIDDEN_ARCHS, HiDDeN, HiddenConfig, HiddenNet, ImWatermarker, Watermarker,
-                         evaluate_attacks, get_watermarker, to_min_size, train_hidden)
+                         evaluate_attacks, get_watermarker, sample_images, to_min_size, train_hidden)
 from dovlib.metrics import bit_accuracy, psnr
 
 
@@ -51,7 +51,6 @@ def test_dwt_dct_reads_zero_bits_as_one_and_the_svd_variant_does_not():
     """The README's claim (docs/measured-amuse-cpu.md, Table 2): invisible-watermark's dwtDct is biased towards 1,
     the same way in every image, so a majority vote over images cannot remove it; dwtDctSvd is not."""
     from dovlib.data import load_dataset
-    from dovlib.imwm import sample_images
 
     imgs = sample_images(load_dataset("skimage-photos").x_train, 16, side=256, seed=0)
     msg = _bits(1, 100, seed=3)[0]
@@ -727,7 +726,6 @@ def test_describe_names_each_watermarker_and_its_settings():
 
 
 def test_sample_images_draws_distinct_images_where_the_pool_allows():
-    from dovlib.imwm import sample_images
 
     pool = torch.arange(20, dtype=torch.uint8).view(20, 1, 1, 1).expand(20, 3, 32, 32).contiguous()  # image i is i
     for side in (32, 16, 64):  # whole images, crops, upsampled
@@ -812,7 +810,6 @@ def test_evaluate_dataset_mixes_hidden_dropout_and_cropout_with_the_clean_images
 
 
 def test_sample_images_flips_some_crops_horizontally():
-    from dovlib.imwm import sample_images
 
     pool = torch.randint(0, 256, (12, 3, 40, 40), generator=torch.Generator().manual_seed(3), dtype=torch.uint8)
     crops = pool.unfold(2, 32, 1).unfold(3, 32, 1)  # (12, 3, 9, 9, 32, 32): every 32x32 crop
@@ -865,3 +862,89 @@ def test_map_spreads_large_calls_over_worker_processes_in_order():
     assert {r[3] for r in pooled} - {os.getpid()}, "no chunk ran in a worker process"
     small = wm._map(tag, "b", per_image=[xs[:5], ys[:5]])  # below min_parallel: in this process
     assert {r[3] for r in small} == {os.getpid()} and [r[:3] for r in small] == [r[:3] for r in tag("b", xs, ys)][:5]
+
+
+def test_hidden_message_loss_is_the_papers_mse_of_zero_one_bits(monkeypatch):
+    """Zhu et al. take the MSE of {0, 1} messages; dovlib's bits are +-1, whose MSE is 4x as heavy and would weigh the
+    message four times the paper's decoder_loss. A decoder that reads 0 (undecided) for every bit scores 0.25."""
+    from dovlib.imwm import HiddenNet, _message_loss
+
+    msg = torch.tensor([[1.0, -1.0, 1.0, -1.0]])
+    assert _message_loss(torch.zeros(1, 4), msg).item() == pytest.approx(0.25)
+    assert _message_loss(msg, msg).item() == 0 and _message_loss(-msg, msg).item() == pytest.approx(1.0)
+    real_decode = HiddenNet.decode
+    monkeypatch.setattr(HiddenNet, "decode", lambda self, x: real_decode(self, x) * 0)  # undecided, keeps the graph
+    images = (torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    cfg = HiddenConfig(message_bits=4, channels=8, encoder_blocks=1, decoder_blocks=1, image_size=16, batch_size=4,
+                       adversarial_loss=0, noises=("identity",))
+    h = train_hidden(images, cfg, steps=2, progress=False, log_every=1).history
+    assert [row["message_mse"] for row in h] == pytest.approx([0.25, 0.25])
+    assert HIDDEN_ARCHS["msgmap"]["decoder_loss"] == 4.0  # the balance msgmap was measured with (docs)
+    assert "decoder_loss" not in HIDDEN_ARCHS["zhu2018"]  # the paper's 1
+
+
+def test_train_hidden_retrains_a_checkpoint_of_the_old_loss_and_keeps_a_saved_model(tmp_path):
+    images = (torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    cfg = HiddenConfig(message_bits=4, channels=8, encoder_blocks=1, decoder_blocks=1, image_size=16, batch_size=4,
+                       adversarial_loss=0, noises=("identity",))
+    path = tmp_path / "h.pt"
+    first = train_hidden(images, cfg, steps=2, progress=False, checkpoint=path)
+    assert torch.load(path, weights_only=False)["loss_version"] == 2
+    again = train_hidden(images, cfg, steps=2, progress=False, checkpoint=path)
+    assert again.history == first.history  # reused
+    state = torch.load(path, weights_only=False)
+    state["loss_version"] = 1  # trained with the +-1 message MSE: not the model asked for
+    state["history"] = [{"marker": True}]
+    torch.save(state, path)
+    assert train_hidden(images, cfg, steps=2, progress=False, checkpoint=path).history != [{"marker": True}]
+    saved = _tiny_hidden().save(tmp_path / "mine.pt")  # a model saved by hand: not overwritten by a training run
+    before = saved.read_bytes()
+    with pytest.raises(ValueError, match=r"saved by HiDDeN.save, without the training run .* train_hidden would "
+                                         r"overwrite it"):
+        train_hidden(images, cfg, steps=2, progress=False, checkpoint=saved)
+    assert saved.read_bytes() == before
+
+
+def test_hidden_config_keeps_the_checked_integers_and_refuses_bad_late_settings():
+    cfg = HiddenConfig(message_bits="4", channels=16.0, image_size="16", batch_size=np.int64(2))
+    assert (cfg.message_bits, cfg.channels, cfg.image_size, cfg.batch_size) == (4, 16, 16, 2)
+    assert all(type(v) is int for v in (cfg.message_bits, cfg.channels, cfg.image_size, cfg.batch_size))
+    for bad, match in [({"encoder_loss_late": float("inf")}, "encoder_loss_late must be a finite number >= 0"),
+                       ({"encoder_loss_late": True}, "encoder_loss_late must be a finite number >= 0"),
+                       ({"encoder_loss_late": "5"}, "encoder_loss_late must be a finite number >= 0"),
+                       ({"late_start": "0.5"}, r"late_start must be a number in \[0, 1\]"),
+                       ({"encoder_loss_late": 5.0, "late_bit_acc": True}, r"late_bit_acc must be a number in "
+                                                                          r"\[0.5, 1\]")]:
+        with pytest.raises(ValueError, match=match):
+            HiddenConfig(**bad)
+
+
+def test_hidden_embed_extract_and_sample_images_refuse_sizes_of_zero(photos):
+    model = _tiny_hidden()
+    x = photos[:1, :, :16, :16].contiguous()
+    for bs in (0, -1):
+        with pytest.raises(ValueError, match=r"batch_size must be an integer >= 1"):
+            model.embed(x, _bits(1, 4), batch_size=bs)
+        with pytest.raises(ValueError, match=r"batch_size must be an integer >= 1"):
+            model.extract(x, batch_size=bs)
+    with pytest.raises(ValueError, match=r"side must be an integer >= 1; got 0"):
+        sample_images(photos, 2, side=0)
+
+
+def test_dwt_dct_marks_the_blue_difference_channel_of_rgb_images(photos):
+    """invisible-watermark works on OpenCV's BGR order and marks U (blue minus luma): on RGB tensors the change must
+    land mostly in blue. Fed RGB as if it were BGR, the mark would land in red (measured: mean |change| R/G/B
+    0.11 / 0.69 / 2.54 in the right order, 2.71 / 0.72 / 0.12 swapped)."""
+    wm = ImWatermarker("dwtDct", 32)
+    marked = wm.embed(photos, _bits(len(photos), 32))
+    change = (marked.float() - photos.float()).abs().mean(dim=(0, 2, 3))
+    assert change[2] > 2 * change[0] and change[2] > 2 * change[1]
+
+
+def test_rivagan_round_trips_a_short_message_padded_to_its_32_bits(photos):
+    wm = ImWatermarker("rivaGan", 20)
+    bits = _bits(len(photos), 20, seed=4)
+    marked = wm.embed(photos, bits)
+    read = wm.extract(marked)
+    assert read.shape == (len(photos), 20)
+    assert bit_accuracy(read, bits).mean() >= 0.95 and psnr(photos, marked).mean() > 35
