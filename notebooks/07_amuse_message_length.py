@@ -20,7 +20,8 @@
 # (`dovlib.imwm`: DCT-DWT, DCT-DWT-SVD or RivaGAN from `invisible-watermark`):
 #
 # * per-image sub-message bit accuracy, and bit / word accuracy of the rebuilt L-bit message,
-# * without attack and after image attacks (`dovlib.attacks`: the 45-attack grid of Fernandez et al. 2022),
+# * without attack and after image attacks (`dovlib.attacks`, from the 45-attack grid of Fernandez et al. 2022: all
+#   45 on `paper`, one per family (8) otherwise; `-p attacks grid` for all),
 # * and, first, the limits of the watermark itself: JPEG with 4:2:0 vs 4:4:4 chroma subsampling and centre crops.
 #
 # Word accuracy (WA) is the share of messages rebuilt exactly (one per random message); bit accuracy (BA) the share
