@@ -49,8 +49,8 @@ from .metrics import as_bits, bit_accuracy, mean_psnr, word_accuracy
 from .params import check_choice, check_int, parse_fraction
 
 __all__ = ["Watermarker", "ImWatermarker", "HiDDeN", "HiddenConfig", "HiddenNet", "train_hidden", "HIDDEN_LOSS_VERSION",
-           "get_watermarker", "evaluate_attacks", "evaluate_dataset", "embed_dataset", "embed_at_size", "extract_dataset",
-           "sample_images", "to_min_size", "default_workers", "HIDDEN_ARCHS", "METHODS"]
+           "get_watermarker", "evaluate_attacks", "evaluate_dataset", "embed_dataset", "embed_at_size",
+           "extract_dataset", "sample_images", "to_min_size", "default_workers", "HIDDEN_ARCHS", "METHODS"]
 
 METHODS = ("dwtDct", "dwtDctSvd", "rivaGan", "hidden")
 
