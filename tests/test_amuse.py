@@ -376,3 +376,17 @@ def test_make_codec_baseline_ignores_n_and_k():
     codec = make_codec("baseline", 12, n=4, k=2, seed=1)
     assert type(codec) is RepeatCodec and (codec.n, codec.k, codec.seed) == (1, 1, 1)
     assert codec.sub_message_bits == 12
+
+
+def test_min_leak_count_on_unbalanced_assignments_is_the_worst_case():
+    """With 7 images over C(4, 2) = 6 combinations one combination is drawn twice: the guarantee is the worst subset
+    (checked by brute force), not the best. The erasure code's: the k - 1 commonest fragments can fill many images."""
+    c = AmuseCodec(20, 4, 2, seed=0)
+    combos = [c.combination(int(i)) for i in c.assignment(7)]
+    covers = lambda s: set().union(*[combos[i] for i in s]) == {0, 1, 2, 3}  # noqa: E731
+    brute = next(m for m in range(1, 8) if all(covers(s) for s in itertools.combinations(range(7), m)))
+    assert c.min_leak_count(7) == brute == 5
+    assert c.min_leak_count(1) is None  # one image holds 2 of 4 chunks
+    e = ErasureCodec(64, 15, 5)
+    assert e.min_leak_count(17) == 7  # two fragments twice: 2 + 2 + 1 + 1 images hold only 4 distinct
+    assert e.min_leak_count(3) is None  # 3 images cannot hold 5 distinct fragments

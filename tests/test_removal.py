@@ -229,3 +229,13 @@ def test_removal_claims_are_untestable_when_nothing_was_learnt():
         removal_claims(ft[1:] + [{**ft[1], "epoch": 2}], pr, {"verified": False})
     with pytest.raises(ValueError, match="at least one epoch after it"):
         removal_claims(ft[:1], pr, {"verified": False})
+
+
+def test_removal_at_the_collapse_rate_counts_as_only_at_collapse():
+    from dovlib.removal import removal_claims
+
+    ft = [{"epoch": e, "BA": 0.8, "WSR": 0.9, "p_value": 0.001, "verified": True} for e in (0, 1)]
+    pr = [{"rate": i / 10, "BA": b, "WSR": 0.5, "p_value": 0.001 if v else 0.5, "verified": v}
+          for i, (v, b) in enumerate(zip([True] * 7 + [False] * 3, [0.8] * 7 + [0.3, 0.2, 0.1]))]
+    c = removal_claims(ft, pr, {"verified": False})
+    assert c["first_lost"] == c["first_collapse"] == 0.7 and c["removed_only_at_collapse"] is True

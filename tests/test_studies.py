@@ -152,6 +152,15 @@ def test_ownership_metrics_tests_against_the_given_tau():
     assert got[0.25]["verified"] and not got[0.4]["verified"]  # a lift of ~0.41 is not 0.4 above P_b here
 
 
+def test_ownership_metrics_verifies_at_the_given_alpha():
+    x, y = _grey_set()
+    model = _GreyModel().eval()
+    p = _expected_p(model, x, y, 12, 4, 0.35)  # 0.0017: 12 queries can claim it (a sign test needs 9 at 2p)
+    kw = dict(m=12, seed=4, tau=0.35)
+    assert ownership_metrics(model, x, y, _white_corner, 0, alpha=p * 2, **kw)["verified"]
+    assert not ownership_metrics(model, x, y, _white_corner, 0, alpha=p / 2, **kw)["verified"]
+
+
 class _Blind(torch.nn.Module):
     """Ignores the image: class 1 always, so a trigger moves nothing (a model that never saw the marks)."""
 

@@ -29,7 +29,8 @@ def test_shift_below_tau_is_not_verified():
 
 
 def test_degenerate_inputs_never_claim_ownership_by_accident():
-    assert not ttest_verify([0.1], [0.9]).verified  # one pair
+    one = ttest_verify([0.1], [0.9])  # one pair: no test at all, not even a sign test's 0.5
+    assert not one.verified and one.p_value == 1.0 and not ttest_verify([0.1], [0.9], alpha=0.9).verified
     assert ttest_verify([], []).p_value == 1.0
     same = ttest_verify(np.full(50, 0.3), np.full(50, 0.3))  # zero variance, no effect
     assert same.p_value == 1.0 and not same.verified and "zero variance" in same.note
@@ -411,3 +412,77 @@ def test_bad_target_max_pairs_and_an_all_target_test_set_are_named():
     with pytest.raises(ValueError, match=r"max_pairs must be an integer >= 1; got -1"):
         evaluate_watermark(_CornerModel(target=3), _corner_trigger, x, torch.zeros(4, dtype=torch.long), 3,
                            max_pairs=-1)
+
+
+class _Flat(nn.Module):
+    """The same logits for every image."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return torch.zeros(len(x), 3) + self.w
+
+
+def _white_pixel(x):
+    x = x.clone()
+    x[:, :, 0, 0] = 255
+    return x
+
+
+def test_evaluate_watermark_measures_quality_on_the_marked_images_given():
+    """Table I's PSNR / L-inf / perceptual columns describe the published poisons (``x_clean`` -> ``x_marked``), not
+    ``trigger(x_test)``: Sleeper Agent's poisons do not even hold its trigger."""
+    x, y = torch.zeros(6, 3, 8, 8, dtype=torch.uint8), torch.arange(6) % 3
+    clean = torch.zeros(4, 3, 8, 8, dtype=torch.uint8)
+    out = evaluate_watermark(_Flat(), _white_pixel, x, y, 1, x_clean=clean, x_marked=clean + 16, perceptual="mse")
+    assert out["linf"] == pytest.approx(16 / 255)
+    assert out["PSNR"] == pytest.approx(20 * np.log10(255 / 16))  # 24.05 dB; the trigger's one white pixel: 18.06
+    assert out["perceptual_mse"] == pytest.approx((16 / 255) ** 2)
+
+
+def _control_row(scenario, seed, pb, pw, p_decoy):
+    return {"scenario": scenario, "model_seed": seed, "p_b": pb, "p_w": pw, "p_decoy": p_decoy}
+
+
+def test_tau_sweep_forwards_alpha_keeps_baselines_apart_and_reports_the_largest_p():
+    import pandas as pd
+
+    from dovlib.verify import tau_sweep
+
+    pb, pw = np.zeros(20), 0.25 + np.tile([0.3, -0.1], 10)  # mean lift 0.35: p about 0.02 at tau 0.25
+    p = ttest_verify(pb, pw).p_value
+    assert 0.01 < p < 0.05
+    strong = np.linspace(0.6, 0.7, 20)
+    df = pd.DataFrame([_control_row("M", 0, np.zeros(20), strong, strong - 0.05), _control_row("M", 1, pb, pw, pb)])
+    sw = tau_sweep(df, taus=(0.25,), alpha=0.05).set_index(["baseline", "tau", "scenario"])
+    assert sw.at[("clean", 0.25, "M"), "verified_rate"] == 1.0  # both claimed at alpha 0.05 (not at the default)
+    assert sw.at[("decoy", 0.25, "M"), "verified_rate"] == 0.5  # model 0's decoy lift of 0.05 is no claim
+    assert sw.at[("clean", 0.25, "M"), "p_value_max"] == pytest.approx(p)
+    default = tau_sweep(df, taus=(0.25,)).set_index(["baseline", "tau", "scenario"])
+    assert default.at[("clean", 0.25, "M"), "verified_rate"] == 0.5
+
+
+def test_m_sweep_keeps_queries_paired_and_forwards_tau():
+    import pandas as pd
+
+    from dovlib.verify import m_sweep
+
+    pb = np.linspace(0, 0.5, 40)
+    df = pd.DataFrame([{"scenario": "M", "model_seed": 0, "p_b": pb, "p_w": pb + 0.3}])  # every pair lifts 0.3
+    sw = m_sweep(df, ms=(20,), draws=10).set_index(["baseline", "m", "scenario"])
+    assert sw.at[("clean", 20, "M"), "verified_rate"] == 1.0  # paired: a constant lift above tau (unpaired: +-0.5)
+    sw = m_sweep(df, ms=(20,), draws=10, tau=0.35).set_index(["baseline", "m", "scenario"])
+    assert sw.at[("clean", 20, "M"), "verified_rate"] == 0.0  # 0.3 is under tau 0.35
+
+
+def test_summarize_controls_averages_each_scenario():
+    import pandas as pd
+
+    from dovlib.verify import summarize_controls
+
+    rows = [{"scenario": "M", "model_seed": s, "delta_p": 0.5, "p_value": 1e-3, "verified": True, "WSR": w, "BA": b,
+             "label_verified": lv} for s, (w, b, lv) in enumerate([(0.2, 0.5, True), (0.6, 0.7, False)])]
+    t = summarize_controls(pd.DataFrame(rows)).set_index("scenario")
+    assert (t.at["M", "WSR"], t.at["M", "BA"], t.at["M", "label_verified_rate"]) == pytest.approx((0.4, 0.6, 0.5))

@@ -711,3 +711,41 @@ def test_crafting_settings_key_the_crafted_set():
     assert get_watermark("sleeper-agent", patch_seed=7).describe()["patch_seed"] == 7
     assert get_watermark("label-consistent", alpha=0.01).describe() != get_watermark("label-consistent",
                                                                                       alpha=0.05).describe()
+
+
+def test_wanet_noise_samples_are_warped_a_little_and_differ_from_the_trigger():
+    """WaNet's noise mode: jittered warps with labels kept. The exact trigger there would teach the model to ignore
+    it; no warp, or a jitter in pixels instead of normalised units, would not be the paper's noise."""
+    x = torch.linspace(0, 255, 32).round().to(torch.uint8).expand(100, 3, 32, 32).clone()
+    y = torch.arange(100) % 10
+    wm = get_watermark("wanet")
+    out, _, _ = wm.apply(x, y, 0.1, 1)
+    noise = wm.noise_indices
+    change = (out[noise].float() - x[noise].float()).abs().mean(dim=(1, 2, 3))
+    assert (change > 0).all() and (change < 12).all()  # about a pixel of a ramp of 8 grey levels per pixel
+    assert not torch.equal(out[noise], wm.trigger(x[noise]))
+
+
+def test_floor_test_is_one_sided():
+    import pandas as pd
+
+    from dovlib.watermarks.table import floor_test
+
+    t = pd.DataFrame([{"method": "X", "BA": 0.9, "WSR": 0.01, "WSR_benign": 0.2}])  # far BELOW the benign floor
+    out = floor_test(t, n_eval=900)
+    assert out.loc[0, "p_vs_benign"] > 0.99 and not out.loc[0, "learnt"] and out.loc[0, "strength"] == "none"
+
+
+def test_table_row_measures_the_benign_floor_with_the_methods_own_success_measure(monkeypatch):
+    """UBW's success is untargeted (any wrong class): its benign floor must be too, or the floor and the row compare
+    two different quantities."""
+    from dovlib.params import get_profile
+    from dovlib.watermarks import table
+
+    seen = []
+    real = table.attack_success
+    monkeypatch.setattr(table, "attack_success", lambda *a, **k: seen.append(a[5] if len(a) > 5 else k["targeted"])
+                        or real(*a, **k))
+    ds = load_dataset("synthetic", n_train=200, n_test=100, image_size=16)
+    table.table_row("ubw-p", ds, "badnets_cnn", get_profile("smoke", epochs=1, width=4))
+    assert seen == [False]
