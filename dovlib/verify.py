@@ -198,7 +198,8 @@ def label_verify(labels_watermarked, target: int, labels_benign=None, tau=0.25, 
 def intersection_union(results) -> VerifyResult:
     """Claim only if EVERY test claims: the intersection-union test of several :class:`VerifyResult` (one per
     target class of a target code, :func:`dovlib.sscl.run_code`). Its p-value is the largest one, so its level is
-    alpha whenever any one null hypothesis holds; ``delta_p`` is the smallest of the tests' delta_p."""
+    alpha whenever any one null hypothesis holds; ``delta_p`` is the smallest of the tests' delta_p and ``tau`` the
+    largest of their margins."""
     results = list(results)
     if not results:
         raise ValueError("intersection_union needs at least one VerifyResult")

@@ -295,6 +295,8 @@ def test_intersection_union_claims_only_when_every_test_claims():
         intersection_union([])
     with pytest.raises(ValueError, match="share one alpha"):
         intersection_union([a, VerifyResult(0.6, 1e-9, True, 100, 0.25, 0.05, "paired t-test")])
+    strict = VerifyResult(0.6, 1e-4, True, 100, 0.4, 0.01, "paired t-test")  # a larger margin: reported, not lost
+    assert intersection_union([a, strict]).tau == 0.4 and intersection_union([strict, a]).tau == 0.4
 
 
 def test_paper_table_ii_only_uses_the_datasets_own_block():
