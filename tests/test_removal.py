@@ -239,3 +239,16 @@ def test_removal_at_the_collapse_rate_counts_as_only_at_collapse():
           for i, (v, b) in enumerate(zip([True] * 7 + [False] * 3, [0.8] * 7 + [0.3, 0.2, 0.1]))]
     c = removal_claims(ft, pr, {"verified": False})
     assert c["first_lost"] == c["first_collapse"] == 0.7 and c["removed_only_at_collapse"] is True
+
+
+def test_removal_claims_read_a_grid_ending_at_80_percent_and_never_list_epoch_zero():
+    from dovlib.removal import removal_claims
+
+    pr = [{"rate": r, "BA": b, "WSR": 0.5, "p_value": 0.001, "verified": True}
+          for r, b in [(0.0, 0.8), (0.4, 0.2), (0.8, 0.3)]]  # a dip at 40% is not "at 80% or more"
+    ft = [{"epoch": e, "BA": 0.8, "WSR": 0.9, "p_value": p, "verified": p < 0.01}
+          for e, p in [(0, 0.5), (1, 0.02), (2, 0.001)]]
+    c = removal_claims(ft, pr, {"verified": False})
+    assert c["collapse"] is True and c["lowest_high_BA"] == 0.3 and c["first_collapse"] == 0.4
+    assert c["ft_lost_epochs"] == [1] and not c["learnt"]  # epoch 0 is the suspect before the attack, not a loss
+    assert removal_claims(ft, pr[:2], {"verified": False})["collapse"] is None  # no rate reaches 80%
