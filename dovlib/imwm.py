@@ -25,7 +25,8 @@ through this interface.
   grid (as StegaStamp, Tancik et al. 2020, does) and pools the decoder onto a 4x4 grid, so bits can
   ride on spatial patterns, and raises its image-loss weight once the message is learnt: measured on one CPU thread
   (identity noise, 30 bits, 32x32 CIFAR images) it reaches 0.999 bit accuracy after 300 steps, the paper's network
-  0.69 after 800; the price is robustness to Crop (docs/measured-amuse-cpu.md).
+  0.69 after 800 (both measured with the message loss then weighed 4x the paper's, see :data:`HIDDEN_LOSS_VERSION`);
+  the price is robustness to Crop (docs/measured-amuse-cpu.md).
 """
 
 from __future__ import annotations

@@ -45,6 +45,7 @@ from dovlib.train import TrainConfig, fit
 NOTEBOOK = "00_quickstart"
 cfg = get_profile(profile)
 epochs = cfg.epochs if epochs is None else check_int("epochs", epochs, 1)
+seed = check_int("seed", seed, 0)  # "1" or 1.0 from papermill -> 1; -1 or 1.5 refused by name
 device = start_notebook(profile, seed, cfg.device)
 
 # %% [markdown]

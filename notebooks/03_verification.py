@@ -24,7 +24,8 @@
 # * **Malicious**: the model was trained on our watermarked set (the claim should succeed);
 # * **Ind-M** (independent model): trained on the clean set (must not be claimed);
 # * **Ind-W** (independent watermark): trained on a set marked by an *independent* owner (another key and generator,
-#   same target, eps and gamma), queried with OUR watermark (must not be claimed).
+#   same target, eps and gamma; its generator trained against OUR surrogate unless `redraw_surrogate` is True),
+#   queried with OUR watermark (must not be claimed).
 #
 # One model per scenario says little: we train `n_models` per scenario (profile) and report the share of models
 # claimed (`verified_rate`), then re-test the same queries over a range of tau and with fewer queries (m). Read
@@ -205,7 +206,8 @@ models.drop(columns=["p_b", "p_w", "p_decoy"])
 label = (f"{profile} profile, {ds.name}{' (subset)' if ds.is_subset else ''}, {arch}, {device}, "
          f"target {target}{' (from the key)' if target_from_key else ''}, eps {eps_label(eps)}, "
          f"gamma {target_rate:.4g}, decoy_rate {decoy_rate:g}, m {m}, "
-         f"{n_models} model(s) per scenario, surrogate width {run.params['surrogate_width']}")
+         f"{n_models} model(s) per scenario, surrogate width {run.params['surrogate_width']}, Ind-W owners "
+         f"{'train their own surrogates' if redraw_surrogate else 'share our surrogate'}")
 if select_plain:
     label += (f", owners select over up to {select_attempts} generator seeds{redraw_note} ({n_proxies} proxy "
               f"model(s)); ours: "
@@ -403,9 +405,9 @@ else:
 # ## Record
 
 # %%
-params = {"profile": profile, "dataset": dataset, "arch": arch, "eps": eps, "rate": rate, "target": target,
-          "seed": seed, "key_hash": sscl.key_hash(key), "perceptual": perceptual, "tau": tau, "alpha": alpha,
-          "n_models": n_models, "m": m, "decoy_rate": decoy_rate, "n_targets": n_targets,
+params = {"profile": profile, "dataset": dataset, "data": context["data_hash"], "arch": arch, "eps": eps, "rate": rate,
+          "target": target, "seed": seed, "key_hash": sscl.key_hash(key), "perceptual": perceptual, "tau": tau,
+          "alpha": alpha, "n_models": n_models, "m": m, "decoy_rate": decoy_rate, "n_targets": n_targets,
           "same_code": same_code, "select_attempts": select_attempts, "n_proxies": n_proxies,
           "surrogate_width": run.params["surrogate_width"]}
 if redraw_surrogate:

@@ -68,6 +68,7 @@ prune_step = parse_fraction("prune_step", prune_step, 0.01, 0.95, low_inclusive=
 require_perceptual(perceptual)  # LPIPS without its weights fails here
 key = check_key(key)
 target = check_int("target", target, 0)  # "1" or 1.0 from papermill -> 1 (as notebooks 01-03)
+seed = check_int("seed", seed, 0)  # "1" or 1.0 from papermill -> 1; -1 or 1.5 refused by name
 device = start_notebook(profile, seed, cfg.device)
 
 # %%
@@ -138,6 +139,7 @@ pv = pd.concat([ft.assign(attack="fine-tuning (x = epoch / max epoch)", x=ft["ep
 sns.lineplot(data=pv, x="x", y=pv["p_value"].clip(lower=1e-300), hue="attack", marker="o", ax=axes[2])
 axes[2].set_yscale("log")
 axes[2].axhline(0.01, color="grey", ls="--", label="alpha = 0.01")
+axes[2].legend(fontsize="small")  # again, so the alpha line has an entry
 axes[2].set_ylabel("verification p-value")
 axes[2].set_title("can ownership still be proved?")
 fig.suptitle(f"Removal attacks on SSCL-BW, {arch} on {ds.name} ({'subset' if ds.is_subset else 'full'})\n"
@@ -172,7 +174,9 @@ display(Markdown("\n".join([
     + (f"{'confirmed' if c['survives'] else 'NOT confirmed'} that the watermark survives.{dips}" if c["learnt"]
        else untestable + "."),
     f"* **BA collapse beyond 80% pruning**: {'confirmed' if c['collapse'] else 'NOT confirmed'} "
-    f"(lowest BA at >= 80%: {c['lowest_high_BA']:.1%})." if c["collapse"] is not None
+    f"(lowest BA at >= 80%: {c['lowest_high_BA']:.1%}; BA first below half its start at "
+    f"{'no rate' if c['first_collapse'] is None else format(c['first_collapse'], '.0%')})."
+    if c["collapse"] is not None
     else "* Pruning above 80% not run.",
     f"* Ownership still proved at every pruning rate up to {c['proved_up_to']:.0%}." if c["proved_up_to"] is not None
     else f"* Ownership under pruning: {untestable}." if not c["learnt"]

@@ -64,6 +64,7 @@ arch_list = grid("archs", cfg) if archs is None else parse_list("archs", archs, 
 for a in arch_list:
     check_choice("archs", a, arch_choices)
 arch_list = list(dict.fromkeys(arch_list))  # a repeated name is one architecture (the grid pivots on names)
+seed = check_int("seed", seed, 0)  # "1" or 1.0 from papermill -> 1; -1 or 1.5 refused by name
 device = start_notebook(profile, seed, cfg.device, note=f"grid {arch_list}")
 
 # %%

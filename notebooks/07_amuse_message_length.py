@@ -81,6 +81,7 @@ too_long = [L for L in lengths if AmuseCodec.from_rho(L, rho, seed).sub_message_
 if len(too_long) == len(lengths):  # lengths only some schemes fit are run for those and skipped for the others
     raise ValueError(f"message_bits {lengths}: even AMUSE's sub-messages (rho {rho:g}) exceed {method}'s "
                      f"capacity_bits = {capacity} for every length; give shorter messages")
+seed = check_int("seed", seed, 0)  # "1" or 1.0 from papermill -> 1; -1 or 1.5 refused by name
 start_notebook(profile, seed, "cpu", note="invisible-watermark runs on the CPU")
 
 # %% [markdown]
@@ -130,13 +131,14 @@ save_fig(fig, "examples", NOTEBOOK, **fig_context)
 
 # %%
 start = time.perf_counter()
-frames, codecs, images_hash, reused_seconds, skipped = [], {}, data_hash(images), 0.0, []
+frames, codecs, images_hash, reused_seconds, skipped, skipped_at = [], {}, data_hash(images), 0.0, [], {}
 capacity = ImWatermarker(method, scale=scale).capacity_bits  # bits per image the method carries
 for L in lengths:
     for codec in (RepeatCodec(L, seed), AmuseCodec.from_rho(L, rho, seed)):
         if codec.sub_message_bits > capacity:
             print(f"skip {codec!r}: more bits per image than {method} carries")
             skipped.append(f"{codec.name} at L={L} ({codec.sub_message_bits} bits per image)")
+            skipped_at.setdefault(L, []).append(codec.name)
             continue
         codecs[(L, codec.name)] = codec
         wm = ImWatermarker(method, codec.sub_message_bits, scale)
@@ -192,7 +194,8 @@ context = dict(profile=profile, dataset=ds.name, is_subset=ds.is_subset,
                device_name=env_info("cpu")["device_name"], wall_time=wall)
 save_table(summary, "accuracy_vs_length", NOTEBOOK,
            caption=f"{wm_label}: {compared}, mean over {n_messages} messages; "
-                   f"attacked = mean over the '{attacks}' attack set. {len(images)} images ({image_note}); "
+                   f"attacked = mean over the '{attacks}' attack set; psnr = the marked images against their covers "
+                   f"(before any attack, on attacked rows too). {len(images)} images ({image_note}); "
                    f"{profile} profile, CPU.{not_run}", **context)
 save_table(limits_df, "watermark_limits", NOTEBOOK,
            caption=f"{wm_label}, 32 bits per image, per-image bit accuracy under JPEG 4:2:0 vs 4:4:4 and a centre crop "
@@ -203,8 +206,11 @@ if attack_names:
                        f"accuracy and sub-message bit accuracy per attack family (mean over the family's attacks in "
                        f"the '{attacks}' set and {n_messages} messages); {len(images)} images, CPU.{not_run}",
                **context)
+written = 0
 for L in lengths:
-    metrics = {}
+    if len(skipped_at.get(L, [])) == 2:  # neither scheme fits the method at this L: nothing was measured
+        continue
+    metrics = {"skipped": skipped_at.get(L, [])}
     for (scheme, attacked), row in summary[summary.L == L].set_index(["scheme", "attacked"]).iterrows():
         tag = "clean" if attacked == "no attack" else "attacked"
         metrics.update({f"{scheme}_{tag}_bit_acc": row.bit_acc, f"{scheme}_{tag}_word_acc": row.word_acc,
@@ -214,4 +220,5 @@ for L in lengths:
     write_record(NOTEBOOK, params={"profile": profile, "method": method, "scale": scale, "message_bits": L, "rho": rho,
                                    "attacks": attacks, "dataset": dataset, "n_messages": n_messages, "seed": seed},
                  metrics=metrics, perceptual="psnr", **context)
-print(f"wrote {len(lengths)} records; wall time {wall:.1f} s")
+    written += 1
+print(f"wrote {written} record(s); wall time {wall:.1f} s")

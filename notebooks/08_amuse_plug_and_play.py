@@ -93,15 +93,18 @@ if str(tables) in ("2", "both"):  # Table 2's settings are refused here, not aft
     for scale in scales:
         for L in lengths:  # scale in (0, 255] and the baseline's L bits within the method's capacity
             ImWatermarker(method, L, scale, workers=1)
+seed = check_int("seed", seed, 0)  # "1" or 1.0 from papermill -> 1; -1 or 1.5 refused by name
 device = start_notebook(profile, seed, cfg.device, note="HiDDeN on this device, invisible-watermark on the CPU")
 context = dict(profile=profile, device=str(device), device_name=env_info(device)["device_name"])  # + each table's data
+cpu_context = dict(profile=profile, device="cpu", device_name=env_info("cpu")["device_name"])  # Table 2: invisible-wm
 start_all, reused_seconds = time.perf_counter(), 0.0  # the second: what reused Table 2 settings took to compute
 
 # %% [markdown]
 # ## Table 1: HiDDeN, 30-bit message
 # Three HiDDeN models (30, 16 and 9 bits per image), trained with the noise layers Identity, Dropout, Cropout, Crop
-# and the differentiable JPEG-Mask (one per mini-batch). The smoke profile trains for seconds on 32x32 images, so its
-# accuracies are near chance: only `quick`/`paper` numbers mean anything. `hidden_arch = "zhu2018"` is the paper's
+# and the differentiable JPEG-Mask (one per mini-batch). The smoke profile trains a smaller network (2 encoder and 3
+# decoder blocks, batch 16, where the paper has 4 and 7, batch 32) for seconds on 32x32 images, so its accuracies are
+# near chance: only `quick`/`paper` numbers mean anything. `hidden_arch = "zhu2018"` is the paper's
 # network; `"msgmap"` (beyond the paper: a learnt spatial message map, a 4x4-pooled decoder, and an image-loss weight
 # raised once the message is learnt) converges within a CPU budget (docs/measured-amuse-cpu.md: 16 and 9 bits at 32x32
 # by step 300; 30 bits within 1,500 steps in 2 of 3 runs) but is weaker against Crop.
@@ -123,6 +126,8 @@ if str(tables) in ("1", "both"):
     hcfg = dict(channels=hidden_channels, encoder_blocks=2, decoder_blocks=3, image_size=hidden_size, batch_size=16) \
         if smoke else dict(channels=hidden_channels, image_size=hidden_size, batch_size=32)  # smoke: a small net
     hcfg.update(HIDDEN_ARCHS[hidden_arch])
+    net_note = (f"network {hidden_arch}{' (smoke: 2 encoder / 3 decoder blocks, batch 16)' if smoke else ''}, "
+                f"{hidden_channels} channels")
     # the paper's 16-bit setting is (n, k) = (2, 1) at rho 0.5; the authors' 16-bit run is (5, 2) at rho 0.6 (their
     # ordering-bit rule counts 17 bits for (2, 1)): also 16 bits, the same HiDDeN model, but each chunk in 2 of 5
     # images over 10 combinations, so it gets its own row, beside their numbers
@@ -190,15 +195,17 @@ if str(tables) in ("1", "both"):
     print(cmp1.to_string(index=False))
     save_table(cmp1, "table1_hidden", NOTEBOOK,
                caption=f"Table 1 (HiDDeN, 30-bit message): ours = {profile} profile, {hidden_note}, "
-                       f"{hidden_steps} training steps per model, {hidden_channels} channels, network {hidden_arch}, "
-                       f"{n_messages} message(s), device {device}. Paper values not found (empty); "
+                       f"{hidden_steps} training steps per model, {net_note}, "
+                       f"{n_messages} message(s), device {device}; PSNR: marked images against their covers, before "
+                       f"any attack. Paper values not found (empty); "
                        "authors_repo = vbdi/amuse exp/validation_run_30_summary.csv (BA, WA) and "
                        "exp/validation_subset_run_30_summary.csv (PSNR); their 16-bit run is (n,k) = (5,2), the "
                        "paper's 16 bits (2,1).",
                dataset=hds.name, is_subset=hds.is_subset, **context)
 
 # %% [markdown]
-# ## Table 2: DCT-DWT at three scales, L = 100 / 200 / 300
+# ## Table 2: DCT-DWT at three scales, L = 100 / 200 / 300 (`method`: dwtDct, the paper's, or dwtDctSvd; the files
+# keep the name `table2_dct_dwt` for either)
 # Images: 256x256 crops of scikit-image's photos (the DCT methods need >= 256x256). Each (scale, L, scheme) is kept
 # under `runs/` as it finishes (`cached_frame`), so an interrupted run resumes at the setting it was in.
 
@@ -234,7 +241,8 @@ if str(tables) in ("2", "both"):
                     height=2.6, aspect=1.2)
     g.set(ylim=(0, 1.02))
     g.figure.suptitle(f"{method}: baseline vs AMUSE (rho={rho:g}), {profile} profile, CPU", y=1.02)
-    save_fig(g.figure, "table2_dct_dwt", NOTEBOOK, dataset="skimage-photos", is_subset=photos.is_subset, **context)
+    save_fig(g.figure, "table2_dct_dwt", NOTEBOOK, dataset="skimage-photos", is_subset=photos.is_subset,
+             **cpu_context)
     cmp2 = table2.melt(id_vars=["scale", "L", "scheme", "sub_message_bits", "attacked"],
                        value_vars=["bit_acc", "word_acc", "psnr", "sub_bit_acc"], var_name="metric",
                        value_name="ours")
@@ -242,8 +250,9 @@ if str(tables) in ("2", "both"):
     cmp2["diff"] = cmp2["ours"] - cmp2["paper"]
     save_table(cmp2, "table2_dct_dwt", NOTEBOOK,
                caption=f"Table 2 ({method}, baseline vs AMUSE rho={rho:g}): ours = {profile} profile, {note2}, "
-                       f"{n_messages} message(s), attacks = mean over the '{attacks}' set, CPU. Paper values not "
-                       "found (empty).", dataset="skimage-photos", is_subset=photos.is_subset, **context)
+                       f"{n_messages} message(s), attacks = mean over the '{attacks}' set, CPU; psnr: marked "
+                       "images against their covers, before any attack (on attacked rows too). Paper values not "
+                       "found (empty).", dataset="skimage-photos", is_subset=photos.is_subset, **cpu_context)
 
 # %% [markdown]
 # ## Record
@@ -269,5 +278,6 @@ write_record(NOTEBOOK, params={"profile": profile, "tables": str(tables), "hidde
              metrics=metrics, dataset=", ".join(f"{d.name} (Table {t})" for t, d in used.items()),  # what ran
              perceptual="psnr", wall_time=wall, is_subset=any(d.is_subset for d in used.values()),
              **({"hidden_training": "bf16 autocast" if uses_bf16(cfg.precision, device) else "fp32"}
-                if "1" in used else {}), **context)  # HiDDeN trains only for Table 1
+                if "1" in used else {}),
+             **(context if "1" in used else {**cpu_context, "training_precision": "none (nothing trained)"}))
 print(f"wall time {wall:.1f} s")

@@ -21,7 +21,7 @@
 #   `ceil(log2 C(n, k))` ordering bits; every chunk survives any leaked share above `rho = (n - k) / n`.
 # * **erasure** (`ErasureCodec`, beyond the paper): Reed-Solomon fragments (`reedsolo`); any `k` distinct fragments
 #   of `n` rebuild the message, so any leaked share above `(k - 1) / n` suffices. Its `k` is chosen so that a
-#   sub-message is no longer than AMUSE's (same bits per image, same embedding cost).
+#   sub-message is no longer than AMUSE's (at most AMUSE's bits per image, so at most its embedding cost).
 #
 # For each leaked share, `amuse_subsets` random subsets (paper: 100) are decoded by majority vote. Extraction is
 # simulated (`ideal`: error-free; `bitflip`: each extracted bit flipped with `bit_error_rate`) or real: the
@@ -77,9 +77,20 @@ from dovlib.report import env_info, save_fig, save_table, start_notebook, write_
 NOTEBOOK = "09_amuse_subset_attack"
 amuse_bits = AmuseCodec.from_rho(message_bits, rho).sub_message_bits
 # the erasure code must fit AMUSE's bits per image: a given erasure_n that cannot is refused, naming what fits
-erasure_n = choose_erasure_n(message_bits, amuse_bits, erasure_n)
+try:
+    erasure_n = choose_erasure_n(message_bits, amuse_bits, erasure_n)
+except ValueError as exc:
+    raise ValueError(f"message_bits = {message_bits} with rho = {rho:g} gives AMUSE {amuse_bits} bits per image, "
+                     f"which no erasure code of the comparison fits ({exc}): choose another message_bits or rho"
+                     ) from None
+if real:  # the method's limits (capacity for the baseline's L bits, scale) are refused here, before any output
+    from dovlib.imwm import ImWatermarker
+
+    for bits in (message_bits, amuse_bits):
+        ImWatermarker(method, bits, scale, workers=1)
 start = time.perf_counter()
 # codecs are NumPy; real extraction runs invisible-watermark on the CPU
+seed = check_int("seed", seed, 0)  # "1" or 1.0 from papermill -> 1; -1 or 1.5 refused by name
 device = str(start_notebook(profile, seed, "cpu",
                             note=f"numpy {np.__version__} | {n_images} images, {n_subsets} subsets per share"))
 context = dict(profile=profile, device=device, device_name=env_info(device)["device_name"])  # what every output names
@@ -166,7 +177,8 @@ save_fig(g.figure, "accuracy_vs_leaked_share", NOTEBOOK, **fig_context)
 # %% [markdown]
 # ## Guaranteed and observed leak ratios
 # `rho`: the guarantee (any leaked share above it, error-free). `min_leak_share`: the same for exactly these
-# `n_images` images (above `rho` when the images do not split evenly over combinations or fragments).
+# `n_images` images: the smallest count strictly above `rho` x `n_images`, and more when the images do not split
+# evenly over combinations or fragments, so it is always above `rho`.
 # `min_share_recovered`: the smallest tested share from which every random subset decoded the whole message exactly
 # (random subsets do better than the worst case; bit errors make it worse).
 
@@ -223,7 +235,8 @@ wall = time.perf_counter() - start
 record = write_record(
     NOTEBOOK,
     params={"profile": profile, "method": method, "message_bits": message_bits, "rho": rho, "erasure_n": erasure_n,
-            "bit_error_rate": bit_error_rate, "dataset": dataset if real else None, "scale": scale if real else None,
+            "bit_error_rate": bit_error_rate if "bitflip" in extractions else None,  # only where bits are flipped
+            "dataset": dataset if real else None, "scale": scale if real else None,
             "shares": shares, "n_images": n_images, "n_subsets": n_subsets, "seed": seed},
     metrics=metrics, **fig_context, wall_time=wall,
     perceptual="psnr" if real else "none (simulated extraction: no images)",

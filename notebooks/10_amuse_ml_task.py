@@ -65,6 +65,7 @@ check_bool("recompute", recompute)  # the string "False" is refused here, not re
 # the codecs and their watermarkers first: a message longer than the method carries fails here, before any data
 codecs = {"baseline": RepeatCodec(message_bits, seed), "amuse": AmuseCodec.from_rho(message_bits, rho, seed)}
 watermarkers = {name: ImWatermarker(method, codec.sub_message_bits, scale) for name, codec in codecs.items()}
+seed = check_int("seed", seed, 0)  # "1" or 1.0 from papermill -> 1; -1 or 1.5 refused by name
 device = start_notebook(profile, seed, cfg.device)
 
 # %% [markdown]
@@ -111,7 +112,7 @@ for name, codec in codecs.items():
                     "psnr_embed_size": mean_psnr(to_min_size(ds.x_train[:m]), marked_up[:m]),
                     "bit_acc_embed_size": at_embed["bit_acc"], "word_acc_embed_size": at_embed["word_acc"],
                     "sub_bit_acc_embed_size": at_embed["sub_bit_acc"], "bit_acc_round_trip": round_trip["bit_acc"],
-                    "sub_bit_acc_round_trip": round_trip["sub_bit_acc"]})
+                    "word_acc_round_trip": round_trip["word_acc"], "sub_bit_acc_round_trip": round_trip["sub_bit_acc"]})
 quality = pd.DataFrame(quality)
 embed_hw = tuple(marked_up.shape[-2:])  # 256x256 for small images (upsampled); larger images embed at their own size
 print(f"embedding took {embed_seconds:.0f} s" + (f" (read back from runs/: {', '.join(reused)})" if reused else ""))
@@ -162,8 +163,9 @@ save_table(results, "ml_task", NOTEBOOK,
                    f"profile, {device}. Embedding at {embed_hw[0]}x{embed_hw[1]}, training at {size}x{size}. The "
                    "paper's Flowers-102 numbers were not found, so no paper column.", **context)
 metrics = {f"{r.set}_{k}": getattr(r, k) for r in results.itertuples()
-           for k in ("test_acc", "test_acc_minus_clean", "psnr_train_size", "bit_acc_embed_size",
-                     "word_acc_embed_size", "bit_acc_round_trip") if pd.notna(getattr(r, k))}
+           for k in ("test_acc", "test_acc_minus_clean", "psnr_train_size", "psnr_embed_size", "bit_acc_embed_size",
+                     "word_acc_embed_size", "sub_bit_acc_embed_size", "bit_acc_round_trip", "word_acc_round_trip",
+                     "sub_bit_acc_round_trip") if pd.notna(getattr(r, k))}
 write_record(NOTEBOOK, params={"profile": profile, "dataset": dataset, "method": method, "scale": scale,
                                "message_bits": message_bits, "rho": rho, "arch": arch, "n_train": n_train,
                                "seed": seed},

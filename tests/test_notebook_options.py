@@ -344,3 +344,23 @@ def test_ml_task_notebook_reads_back_its_watermarked_sets_and_models(tmp_path, m
     assert other.status == "ok", other.error
     assert len(list(runs.rglob("tensors.pt"))) == 4
     assert "read back" not in printed(other) and len(record()) == 2
+
+
+def test_every_notebook_checks_its_seed_before_using_it():
+    """``seed`` from papermill may be "1", 1.0, -1 or 1.5: each notebook turns it into an int or refuses it by name
+    before its first use (start_notebook seeds the RNGs with it)."""
+    import re
+
+    for src in sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.py")):
+        text = src.read_text()
+        check = re.search(r'seed\b.*= .*check_int\("seed", seed, 0\)', text)
+        assert check, f"{src.name} does not check seed"
+        assert check.start() < text.index("start_notebook(profile, seed"), f"{src.name} checks seed after using it"
+
+
+def test_a_bad_seed_fails_by_name_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
+    nb = REPO_ROOT / "notebooks" / "00_quickstart.ipynb"
+    bad = rp.run_notebook(nb, {"profile": "smoke", "seed": -1}, reports=tmp_path / "reports")
+    assert bad.status == "failed" and "seed must be an integer >= 0; got -1" in bad.error, bad.error
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("*.pt"))

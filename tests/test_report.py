@@ -375,6 +375,12 @@ def test_start_notebook_seeds_styles_and_names_the_run(capsys):
         _start_notebook_checks(capsys)
 
 
+def test_start_notebook_refuses_a_seed_numpy_cannot_use_by_name():
+    for bad in (-1, 1.5, "x"):
+        with pytest.raises((ValueError, TypeError), match="seed must be an integer >= 0"):
+            report.start_notebook("smoke", seed=bad, device="cpu")
+
+
 def _start_notebook_checks(capsys):
     import random
 
