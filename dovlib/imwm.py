@@ -418,11 +418,15 @@ class HiDDeN(Watermarker):
         return (torch.cat(outs) > 0).numpy().astype(np.uint8)
 
     def save(self, path) -> Path:
-        """Weights with their settings and training history (``torch.save``)."""
+        """Weights with their settings and training history (``torch.save``, written whole or not at all)."""
+        from .train import _save_atomic
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"config": asdict(self.cfg), "state_dict": self.net.state_dict(), "history": self.history}, path)
+        _save_atomic(self._state(), path)
         return path
+
+    def _state(self) -> dict:
+        return {"config": asdict(self.cfg), "state_dict": self.net.state_dict(), "history": self.history}
 
     @classmethod
     def load(cls, path, device="cpu") -> "HiDDeN":
@@ -603,12 +607,11 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
                                          "loss_version": HIDDEN_LOSS_VERSION})
     model = HiDDeN(net.eval(), cfg, history, device)
     if checkpoint is not None:
-        model.save(checkpoint)
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        state.update(steps=steps, seed=seed, bf16=bf16, data_hash=data, loss_version=HIDDEN_LOSS_VERSION)
         from .train import _save_atomic
 
-        _save_atomic(state, Path(checkpoint))
+        # one write: a file holding the model without its run (steps, seed, ...) would be refused as hand-saved
+        _save_atomic({**model._state(), "steps": steps, "seed": seed, "bf16": bf16, "data_hash": data,
+                      "loss_version": HIDDEN_LOSS_VERSION}, Path(checkpoint))
         partial.unlink(missing_ok=True)  # the finished model holds what is worth keeping
     return model
 

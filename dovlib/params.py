@@ -254,7 +254,7 @@ def parse_fraction(name: str, value, low: float = 0.0, high: float = 1.0, *, low
         matches = [_NUMBER.match(p) for p in parts]
         if len(parts) > 2 or not all(matches):
             raise ValueError(f"{name} must be {allowed}; could not read {value!r}")
-        if any(m.group(3) and abs(int(m.group(3)[1:])) > _MAX_EXPONENT for m in matches):
+        if any(m.group(3) and (len(m.group(3)) > 8 or abs(int(m.group(3)[1:])) > _MAX_EXPONENT) for m in matches):
             raise ValueError(f"{name} must be {allowed}; {value!r} has an exponent beyond +-{_MAX_EXPONENT}, far "
                              f"outside a float's range")
         try:

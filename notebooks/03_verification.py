@@ -207,7 +207,7 @@ label = (f"{profile} profile, {ds.name}{' (subset)' if ds.is_subset else ''}, {a
          f"target {target}{' (from the key)' if target_from_key else ''}, eps {eps_label(eps)}, "
          f"gamma {target_rate:.4g}, decoy_rate {decoy_rate:g}, m {m}, "
          f"{n_models} model(s) per scenario, surrogate width {run.params['surrogate_width']}, Ind-W owners "
-         f"{'train their own surrogates' if redraw_surrogate else 'share our surrogate'}")
+         f"{'train their own surrogates' if redraw_surrogate and select_plain else 'share our surrogate'}")
 if select_plain:
     label += (f", owners select over up to {select_attempts} generator seeds{redraw_note} ({n_proxies} proxy "
               f"model(s)); ours: "

@@ -63,6 +63,7 @@ from dovlib.train import data_hash
 
 NOTEBOOK = "07_amuse_message_length"
 cfg = get_profile(profile)
+seed = check_int("seed", seed, 0)  # "1" or 1.0 from papermill -> 1; -1 or 1.5 refused by name
 check_choice("method", method, ("dwtDct", "dwtDctSvd", "rivaGan"))
 if not str(dataset).startswith("folder:"):  # folder:PATH is any folder of images
     check_choice("dataset", dataset, ("skimage-photos", "cifar10-subset"))
@@ -81,7 +82,6 @@ too_long = [L for L in lengths if AmuseCodec.from_rho(L, rho, seed).sub_message_
 if len(too_long) == len(lengths):  # lengths only some schemes fit are run for those and skipped for the others
     raise ValueError(f"message_bits {lengths}: even AMUSE's sub-messages (rho {rho:g}) exceed {method}'s "
                      f"capacity_bits = {capacity} for every length; give shorter messages")
-seed = check_int("seed", seed, 0)  # "1" or 1.0 from papermill -> 1; -1 or 1.5 refused by name
 start_notebook(profile, seed, "cpu", note="invisible-watermark runs on the CPU")
 
 # %% [markdown]

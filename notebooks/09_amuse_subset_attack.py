@@ -80,6 +80,8 @@ amuse_bits = AmuseCodec.from_rho(message_bits, rho).sub_message_bits
 try:
     erasure_n = choose_erasure_n(message_bits, amuse_bits, erasure_n)
 except ValueError as exc:
+    if erasure_n is not None:  # a given erasure_n that does not fit: the error names the values that do
+        raise
     raise ValueError(f"message_bits = {message_bits} with rho = {rho:g} gives AMUSE {amuse_bits} bits per image, "
                      f"which no erasure code of the comparison fits ({exc}): choose another message_bits or rho"
                      ) from None

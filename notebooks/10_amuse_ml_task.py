@@ -57,6 +57,7 @@ from dovlib.sscl import train_classifier
 
 NOTEBOOK = "10_amuse_ml_task"
 cfg = get_profile(profile)
+seed = check_int("seed", seed, 0)  # "1" or 1.0 from papermill -> 1; -1 or 1.5 refused by name
 check_choice("method", method, ("dwtDct", "dwtDctSvd", "rivaGan"))
 message_bits = check_int("message_bits", message_bits, 1)
 rho = parse_fraction("rho", rho, 0.0, 1.0, high_inclusive=False)
@@ -65,7 +66,6 @@ check_bool("recompute", recompute)  # the string "False" is refused here, not re
 # the codecs and their watermarkers first: a message longer than the method carries fails here, before any data
 codecs = {"baseline": RepeatCodec(message_bits, seed), "amuse": AmuseCodec.from_rho(message_bits, rho, seed)}
 watermarkers = {name: ImWatermarker(method, codec.sub_message_bits, scale) for name, codec in codecs.items()}
-seed = check_int("seed", seed, 0)  # "1" or 1.0 from papermill -> 1; -1 or 1.5 refused by name
 device = start_notebook(profile, seed, cfg.device)
 
 # %% [markdown]

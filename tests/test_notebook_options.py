@@ -353,9 +353,10 @@ def test_every_notebook_checks_its_seed_before_using_it():
 
     for src in sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.py")):
         text = src.read_text()
-        check = re.search(r'seed\b.*= .*check_int\("seed", seed, 0\)', text)
-        assert check, f"{src.name} does not check seed"
-        assert check.start() < text.index("start_notebook(profile, seed"), f"{src.name} checks seed after using it"
+        after = text.split('tags=["parameters"]', 1)[1].split("# %%", 1)[1]  # the cells after the parameters cell
+        code = [line for line in after.splitlines() if not line.lstrip().startswith("#")]
+        first = next(line for line in code if re.search(r"\bseed\b", line))
+        assert 'check_int("seed", seed, 0)' in first, f"{src.name} uses seed before checking it: {first.strip()}"
 
 
 def test_a_bad_seed_fails_by_name_before_any_work(tmp_path, monkeypatch):
@@ -364,3 +365,28 @@ def test_a_bad_seed_fails_by_name_before_any_work(tmp_path, monkeypatch):
     bad = rp.run_notebook(nb, {"profile": "smoke", "seed": -1}, reports=tmp_path / "reports")
     assert bad.status == "failed" and "seed must be an integer >= 0; got -1" in bad.error, bad.error
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("*.pt"))
+
+
+def test_subset_attack_notebook_refuses_a_message_past_the_watermark_before_any_output(tmp_path, monkeypatch):
+    """09 with real extraction: the baseline's L bits must fit the method; refused in the set-up, before tables."""
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
+    nb = REPO_ROOT / "notebooks" / "09_amuse_subset_attack.ipynb"
+    bad = rp.run_notebook(nb, {"profile": "smoke", "method": "dwtDct", "message_bits": 2000},
+                          reports=tmp_path / "reports")
+    assert bad.status == "failed" and "message_bits must be an integer in [1, 1024]; got 2000" in bad.error, bad.error
+    assert not (tmp_path / "reports" / "09_amuse_subset_attack" / "tables.json").exists()
+    erasure = rp.run_notebook(nb, {"profile": "smoke", "message_bits": 4}, reports=tmp_path / "reports")
+    assert erasure.status == "failed" and "message_bits = 4 with rho = 0.8" in erasure.error, erasure.error
+
+
+def test_plug_and_play_table_2_alone_is_labelled_with_the_cpu_and_no_training(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
+    nb = REPO_ROOT / "notebooks" / "08_amuse_plug_and_play.ipynb"
+    res = rp.run_notebook(nb, {"profile": "smoke:device=auto", "tables": "2"}, reports=tmp_path / "reports")
+    assert res.status == "ok", res.error
+    folder = tmp_path / "reports" / "08_amuse_plug_and_play"
+    (record,) = json.loads((folder / "metrics.json").read_text())["records"]
+    assert record["device"] == "cpu" and record["training_precision"] == "none (nothing trained)"
+    assert "hidden_training" not in record and not any(k.startswith("t1_") for k in record["metrics"])
+    tables = json.loads((folder / "tables.json").read_text())
+    assert {v["device"] for k, v in tables.items() if k.startswith("table2")} == {"cpu"}
