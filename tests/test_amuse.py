@@ -390,3 +390,14 @@ def test_min_leak_count_on_unbalanced_assignments_is_the_worst_case():
     e = ErasureCodec(64, 15, 5)
     assert e.min_leak_count(17) == 7  # two fragments twice: 2 + 2 + 1 + 1 images hold only 4 distinct
     assert e.min_leak_count(3) is None  # 3 images cannot hold 5 distinct fragments
+
+
+def test_leak_subset_word_accuracy_never_counts_bits_not_received():
+    """A missing chunk decodes as unknown, whatever its placeholder value: with an all-zero message a placeholder of 0
+    would look right, yet the message was not recovered."""
+    codec = AmuseCodec(20, 4, 1, seed=0)
+    message = np.zeros(20, dtype=np.uint8)
+    subs = codec.encode(message, 8)
+    rows = leak_subset_accuracy(codec, message, subs, [1 / 8], n_subsets=5)  # one image: 1 chunk of 4
+    assert (rows["known"] == 0.25).all() and not rows["recovered"].any()
+    assert (rows["word_acc"] == 0).all() and (rows["bit_acc"] == 0.25).all()
