@@ -260,6 +260,8 @@ if str(tables) in ("2", "both"):
 # %%
 wall = time.perf_counter() - start_all + reused_seconds  # what the results cost, also when a run resumed
 used = ({"1": hds} if str(tables) in ("1", "both") else {}) | ({"2": photos} if str(tables) in ("2", "both") else {})
+# HiDDeN trains on the run's device for Table 1 only; Table 2 alone ran on the CPU and trained nothing
+record_context = context if "1" in used else {**cpu_context, "training_precision": "none (nothing trained)"}
 metrics = {}
 if str(tables) in ("1", "both"):
     for r in table1.itertuples():
@@ -278,6 +280,5 @@ write_record(NOTEBOOK, params={"profile": profile, "tables": str(tables), "hidde
              metrics=metrics, dataset=", ".join(f"{d.name} (Table {t})" for t, d in used.items()),  # what ran
              perceptual="psnr", wall_time=wall, is_subset=any(d.is_subset for d in used.values()),
              **({"hidden_training": "bf16 autocast" if uses_bf16(cfg.precision, device) else "fp32"}
-                if "1" in used else {}),
-             **(context if "1" in used else {**cpu_context, "training_precision": "none (nothing trained)"}))
+                if "1" in used else {}), **record_context)
 print(f"wall time {wall:.1f} s")
