@@ -277,18 +277,17 @@ class HiddenConfig:
                           ("channels", 1), ("batch_size", 1), ("message_map", 0), ("map_side", 1),
                           ("decoder_grid", 1)):
             setattr(self, name, check_int(name, getattr(self, name), low))
-        if isinstance(self.lr, bool) or not (isinstance(self.lr, numbers.Real) and math.isfinite(self.lr)
-                                             and self.lr > 0):
+        def real(v):  # a finite number, not a bool (True is a numbers.Real)
+            return not isinstance(v, bool) and isinstance(v, numbers.Real) and math.isfinite(v)
+
+        if not (real(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a finite number > 0; got {self.lr!r}")
         for name in ("encoder_loss", "decoder_loss", "adversarial_loss"):
             w = getattr(self, name)
-            if isinstance(w, bool) or not (isinstance(w, numbers.Real) and math.isfinite(w) and w >= 0):
+            if not (real(w) and w >= 0):
                 raise ValueError(f"{name} (a loss weight) must be a finite number >= 0; got {w!r}")
         if self.decoder_loss == 0:
             raise ValueError("decoder_loss must be > 0: without the message loss nothing is learnt to be read back")
-        def real(v):
-            return not isinstance(v, bool) and isinstance(v, numbers.Real) and math.isfinite(v)
-
         if self.encoder_loss_late is not None and not (real(self.encoder_loss_late) and self.encoder_loss_late >= 0):
             raise ValueError(f"encoder_loss_late must be a finite number >= 0 or None; got {self.encoder_loss_late!r}")
         if not (real(self.late_start) and 0 <= self.late_start <= 1):
