@@ -15,7 +15,7 @@ from .train import evaluate
 from .verify import attack_success, verification_set, verify_model
 
 __all__ = ["PAPER_EPS", "PAPER_RATES", "PAPER_ARCHS", "grid", "ownership_metrics", "benign_model", "cached",
-           "eps_label"]
+           "eps_label", "transfer_cells"]
 
 PAPER_EPS = [f"{i}/255" for i in range(1, 11)]  # Fig. 4 (left): eps 1/255 .. 10/255
 PAPER_RATES = [round(0.01 * i, 2) for i in range(1, 11)]  # Fig. 4 (right): gamma 1% .. 10%
@@ -68,6 +68,33 @@ def ownership_metrics(model, x_test, y_test, trigger: Callable, target: int, m: 
         out.update(measure(benign, "_benign"))
         out["learnt"] = out["verified"] and not out["verified_benign"]
     return out
+
+
+def transfer_cells(draws) -> "pd.DataFrame":
+    """Notebook 06's grid per (surrogate, suspect) cell from ``draws`` (a DataFrame, one row per draw of a cell, with
+    the columns of :func:`ownership_metrics` given a ``benign`` model): the mean ``BA``, ``WSR``, ``BA_benign`` and
+    ``WSR_benign`` over the cell's draws, ``n_draws``, and how many draws were ``learnt``, ``verified`` and
+    ``verified_benign`` (integers). Cells keep the order in which they first appear. A column missing, an empty
+    frame, or a draw without a verdict (NaN) is refused by name: a count must not quietly read a missing verdict as
+    False."""
+    import pandas as pd
+
+    keys, means, counts = ["surrogate", "suspect"], ["BA", "WSR", "BA_benign", "WSR_benign"], ["learnt", "verified",
+                                                                                                "verified_benign"]
+    missing = [c for c in keys + means + counts if c not in draws.columns]
+    if missing:
+        raise ValueError(f"draws lacks column(s) {missing}: each row must be ownership_metrics(..., benign=...) of "
+                         "one draw with its surrogate and suspect")
+    if draws.empty:
+        raise ValueError("draws is empty: no cell to summarise")
+    if draws[counts].isna().any().any():
+        raise ValueError(f"draws has a missing verdict in {counts}: every draw needs a verdict")
+    grouped = draws.groupby(keys, sort=False)
+    out = grouped[means].mean()
+    out["n_draws"] = grouped.size()
+    for c in counts:
+        out[c] = grouped[c].agg(lambda v: int(sum(bool(x) for x in v)))
+    return out.reset_index()
 
 
 PROVENANCE = ("device", "device_name", "trained_on", "training_precision")  # where a record's numbers were measured

@@ -18,9 +18,12 @@
 # VGG-19 (16 cells) we mark the set with the generator of that surrogate, train the suspect on it, and measure BA
 # and WSR. A model of the suspect's architecture trained on the CLEAN set is queried with the same marks: marks made
 # against a surrogate can move a model that never saw them (adversarial transfer), so a cell counts as learnt only
-# where the suspect is verified and that clean model is not. Each cell is a record in
-# `reports/06_transferability/metrics.json` (reused unless `recompute`), and every model is checkpointed under
-# `runs/`, so an interrupted grid resumes.
+# where the suspect is verified and that clean model is not. One draw per cell says little about the architecture
+# (at a reduced CPU scale the learnt cells changed from one draw to the next, docs/measured-sscl-cpu.md):
+# `n_draws` repeats every cell with independent surrogates, generators, markings, suspects and clean models (seeds
+# `seed` to `seed + n_draws - 1`) and the figure shows each cell's mean WSR and how many draws were learnt. Each
+# draw of a cell is a record in `reports/06_transferability/metrics.json` (reused unless `recompute`), and every
+# model is checkpointed under `runs/`, so an interrupted grid resumes and a larger `n_draws` adds only new draws.
 
 # %% tags=["parameters"]
 profile = "smoke"  # smoke | quick | paper (dovlib/params.py)
@@ -30,7 +33,8 @@ eps = "8/255"  # L-inf budget of the watermark
 rate = 0.1  # gamma: share of the whole training set marked (target class only)
 target = 1  # target label t (rate may not exceed its share of the set: under 0.1 for some classes)
 key = 20240607  # the owner's secret key (as in notebooks 01-03; only its hash is recorded)
-seed = 0  # seeds everything
+seed = 0  # seeds the data draw and the first draw of every cell
+n_draws = 1  # independent draws per cell, an integer at least 1 (draw i: surrogate, generator, suspect seeded seed + i)
 perceptual = "ssim"  # generator similarity loss: "lpips" (needs AlexNet weights) | "ssim" | "mse"
 recompute = False  # True: recompute cells already in metrics.json
 
@@ -49,7 +53,8 @@ from dovlib.params import check_choice, check_int, get_profile, parse_eps, parse
 from dovlib.perceptual import require_perceptual
 from dovlib.report import run_context, save_fig, save_table, start_notebook
 from dovlib.sscl import check_key, key_hash, run_sscl
-from dovlib.studies import PROVENANCE, benign_model, cached, eps_label, grid, measured_context, ownership_metrics
+from dovlib.studies import (PROVENANCE, benign_model, cached, eps_label, grid, measured_context, ownership_metrics,
+                            transfer_cells)
 from dovlib.watermarks import select_indices
 
 NOTEBOOK = "06_transferability"
@@ -65,7 +70,9 @@ for a in arch_list:
     check_choice("archs", a, arch_choices)
 arch_list = list(dict.fromkeys(arch_list))  # a repeated name is one architecture (the grid pivots on names)
 seed = check_int("seed", seed, 0)  # "1" or 1.0 from papermill -> 1; -1 or 1.5 refused by name
-device = start_notebook(profile, seed, cfg.device, note=f"grid {arch_list}")
+n_draws = check_int("n_draws", n_draws, 1)
+draw_seeds = list(range(seed, seed + n_draws))
+device = start_notebook(profile, seed, cfg.device, note=f"grid {arch_list}, {n_draws} draw(s) per cell")
 
 # %%
 ds = load_dataset(dataset).subsample(cfg.n_train, cfg.n_test, seed=seed)
@@ -79,34 +86,44 @@ print(ds.describe())
 # %%
 context = run_context(profile, device, ds, perceptual=perceptual)  # what records and figures were measured with
 rows = []
-for sur in arch_list:
-    for sus in arch_list:
-        params = {"profile": profile, "dataset": dataset, "data": context["data_hash"], "surrogate": sur,
-                  "suspect": sus, "eps": eps_label(eps), "rate": rate, "target": target, "seed": seed,
-                  "key_hash": key_hash(key), "perceptual": perceptual}
+for s in draw_seeds:  # draw by draw: an interrupted run has whole grids of the first draws
+    for sur in arch_list:
+        for sus in arch_list:
+            params = {"profile": profile, "dataset": dataset, "data": context["data_hash"], "surrogate": sur,
+                      "suspect": sus, "eps": eps_label(eps), "rate": rate, "target": target, "seed": s,
+                      "key_hash": key_hash(key), "perceptual": perceptual}
 
-        def compute(sur=sur, sus=sus):
-            run = run_sscl(ds, cfg, arch=sus, surrogate_arch=sur, eps=eps, rate=rate, target=target, seed=seed,
-                           perceptual=perceptual, key=key)
-            return ownership_metrics(run.suspect.model, ds.x_test, ds.y_test, run.trigger, target,
-                                     default_m=cfg.verify_m, benign=benign_model(ds, cfg, sus, seed))
+            def compute(sur=sur, sus=sus, s=s):
+                run = run_sscl(ds, cfg, arch=sus, surrogate_arch=sur, eps=eps, rate=rate, target=target, seed=s,
+                               perceptual=perceptual, key=key)
+                return ownership_metrics(run.suspect.model, ds.x_test, ds.y_test, run.trigger, target,
+                                         default_m=cfg.verify_m, benign=benign_model(ds, cfg, sus, s))
 
-        rec = cached(NOTEBOOK, params, compute, recompute=recompute, needs=("WSR_benign",), **context)
-        rows.append({"surrogate": sur, "suspect": sus, **rec["metrics"], **{k: rec.get(k) for k in PROVENANCE}})
-        m = rec["metrics"]
-        print(f"{sur:>9} -> {sus:<9} BA {m['BA']:.3f} WSR {m['WSR']:.3f} p {m['p_value']:.2g} (clean model: "
-              f"WSR {m['WSR_benign']:.3f} p {m['p_value_benign']:.2g}){' (reused)' if rec['reused'] else ''}")
+            rec = cached(NOTEBOOK, params, compute, recompute=recompute, needs=("WSR_benign",), **context)
+            rows.append({"surrogate": sur, "suspect": sus, "seed": s, **rec["metrics"],
+                         **{k: rec.get(k) for k in PROVENANCE}})
+            m = rec["metrics"]
+            print(f"seed {s}: {sur:>9} -> {sus:<9} BA {m['BA']:.3f} WSR {m['WSR']:.3f} p {m['p_value']:.2g} "
+                  f"(clean model: WSR {m['WSR_benign']:.3f} p {m['p_value_benign']:.2g})"
+                  f"{' (reused)' if rec['reused'] else ''}")
 df = pd.DataFrame(rows)
+cells = transfer_cells(df)  # per cell: mean BA / WSR / clean model's WSR over the draws, learnt and verified counts
 
 # %% [markdown]
 # ## Fig. 6: BA and WSR heat maps
+# With several draws each cell shows the mean over them, and the last panel how many draws were learnt.
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-for ax, metric, title in zip(axes, ("BA", "WSR", "WSR_benign"), ("BA", "WSR", "WSR of a model trained clean")):
-    mat = df.pivot(index="surrogate", columns="suspect", values=metric).loc[arch_list, arch_list]
+mean_of = f"mean of {n_draws} draws, " if n_draws > 1 else ""
+fig, axes = plt.subplots(1, 4, figsize=(18, 4))
+panels = (("BA", "BA (%)"), ("WSR", "WSR (%)"), ("WSR_benign", "WSR of a model trained clean (%)"))
+for ax, (metric, title) in zip(axes, panels):
+    mat = cells.pivot(index="surrogate", columns="suspect", values=metric).loc[arch_list, arch_list]
     sns.heatmap(mat * 100, annot=True, fmt=".1f", vmin=0, vmax=100, cmap="viridis", ax=ax, cbar=False)
-    ax.set_title(f"{title} (%)")
+    ax.set_title(f"{mean_of}{title}", fontsize="medium")
+mat = cells.pivot(index="surrogate", columns="suspect", values="learnt").loc[arch_list, arch_list]
+sns.heatmap(mat, annot=True, fmt="d", vmin=0, vmax=n_draws, cmap="viridis", ax=axes[3], cbar=False)
+axes[3].set_title(f"draws learnt (of {n_draws})", fontsize="medium")
 fig.suptitle(f"SSCL-BW transferability on {ds.name} ({'subset' if ds.is_subset else 'full'})\n{profile} profile",
              fontsize="medium")  # the profile string can be long: its own line
 fig.tight_layout()
@@ -115,15 +132,21 @@ save_fig(fig, "fig6_transferability", NOTEBOOK, **record_context)
 devices = record_context.get("device_name", record_context.get("device"))
 save_table(df.drop(columns=list(PROVENANCE)), "transferability", NOTEBOOK,
            caption=f"surrogate x suspect on {ds.name} ({'subset' if ds.is_subset else 'full'}), eps {eps_label(eps)}, "
-                   f"gamma {rate}, {profile} profile, {devices}; *_benign: a model of the suspect's architecture "
-                   "trained on the clean set, queried with the same marks", **record_context)
-df
+                   f"gamma {rate}, {profile} profile, {devices}, one row per draw (seed); *_benign: a model of the "
+                   "suspect's architecture trained on the clean set, queried with the same marks", **record_context)
+save_table(cells, "transferability_cells", NOTEBOOK,
+           caption=f"per cell over {n_draws} draw(s) (seeds {draw_seeds[0]} to {draw_seeds[-1]}): mean BA, WSR and "
+                   "WSR_benign, and how many draws were learnt (the suspect verified, the clean model not), verified "
+                   f"and verified_benign; {ds.name} ({'subset' if ds.is_subset else 'full'}), {profile} profile, "
+                   f"{devices}", **record_context)
+cells
 
 # %% [markdown]
 # ## Reading the grid
 # The paper reports WSR above 90% in every cell on full CIFAR-10. The diagonal (surrogate = suspect) is the
 # white-box-like case; off-diagonal cells measure transfer. The ResNet-18 row is the surrogate of the paper's other
-# experiments (Tables I and II), read on its own too. Smoke numbers are meaningless by design.
+# experiments (Tables I and II), read on its own too. Every statement below counts single draws (a cell of
+# `n_draws` draws counts `n_draws` times). Smoke numbers are meaningless by design.
 
 # %%
 diag_rows = df[df["surrogate"] == df["suspect"]]
@@ -137,12 +160,16 @@ display(Markdown("\n".join([
     + (f"off the diagonal {off:.1%}." if len(df) > len(diag_rows) else "no off-diagonal cells (one architecture)."),
     f"* **WSR above 90% in every cell**: {'confirmed' if every else 'NOT confirmed'} (lowest: {worst['WSR']:.1%}, "
     f"surrogate {worst['surrogate']}, suspect {worst['suspect']}; "
-    f"{int((df['WSR'] > 0.9).sum())} of {len(df)} cells above 90%).",
-    (f"* Generator against a ResNet-18 surrogate: {int((r18['WSR'] > 0.9).sum())} of {len(r18)} suspects above 90% "
-     f"WSR (lowest {r18['WSR'].min():.1%})." if len(r18) else "* No ResNet-18 surrogate in this grid."),
+    f"{int((df['WSR'] > 0.9).sum())} of {len(df)} cell draws above 90%; seed {int(worst['seed'])}).",
+    (f"* Generator against a ResNet-18 surrogate: {int((r18['WSR'] > 0.9).sum())} of {len(r18)} suspect draws above "
+     f"90% WSR (lowest {r18['WSR'].min():.1%})." if len(r18) else "* No ResNet-18 surrogate in this grid."),
     f"* **Learnt** (the suspect verified, a model of its architecture trained on the clean set not): "
-    f"{int(df['learnt'].sum())} of {len(df)} cells; clean models reach WSR {df['WSR_benign'].min():.1%} to "
+    f"{int(df['learnt'].sum())} of {len(df)} cell draws; clean models reach WSR {df['WSR_benign'].min():.1%} to "
     f"{df['WSR_benign'].max():.1%} with the same marks, {int(df['verified_benign'].sum())} verified.",
+    (f"* Cells learnt in every draw: {int((cells['learnt'] == n_draws).sum())} of {len(cells)}; in none: "
+     f"{int((cells['learnt'] == 0).sum())}; in some but not all (the draw decides, not the architectures): "
+     f"{int(((cells['learnt'] > 0) & (cells['learnt'] < n_draws)).sum())}." if n_draws > 1 else
+     "* One draw per cell: whether a cell is learnt may be the draw's, not the architectures' (`n_draws`)."),
     f"* Measured on {ds.name} ({'subset' if ds.is_subset else 'full'}), {profile} profile: smoke numbers are "
     "meaningless by design.",
 ])))

@@ -390,3 +390,27 @@ def test_plug_and_play_table_2_alone_is_labelled_with_the_cpu_and_no_training(tm
     assert "hidden_training" not in record and not any(k.startswith("t1_") for k in record["metrics"])
     tables = json.loads((folder / "tables.json").read_text())
     assert {v["device"] for k, v in tables.items() if k.startswith("table2")} == {"cpu"}
+
+
+def test_transferability_notebook_repeats_each_cell_over_n_draws(tmp_path, monkeypatch):
+    """06 with ``n_draws`` 2: one record per draw (seeds 0 and 1), a per-draw table and a per-cell table whose counts
+    and means are those of the draws; a larger ``n_draws`` later reuses the draws it has. 0 draws is refused."""
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
+    nb = REPO_ROOT / "notebooks" / "06_transferability.ipynb"
+    reports = tmp_path / "reports"
+    params = {"profile": "smoke:width=4,gen_iters=10,n_test=40", "archs": "resnet18", "n_draws": 2}
+    res = rp.run_notebook(nb, params, reports=reports)
+    assert res.status == "ok", res.error
+    out = reports / "06_transferability"
+    records = json.loads((out / "metrics.json").read_text())["records"]
+    assert sorted(r["params"]["seed"] for r in records) == [0, 1]
+    draws, cells = pd.read_csv(out / "transferability.csv"), pd.read_csv(out / "transferability_cells.csv")
+    assert sorted(draws.seed) == [0, 1] and len(cells) == 1 and cells.n_draws[0] == 2
+    assert cells.WSR[0] == pytest.approx(draws.WSR.mean()) and cells.learnt[0] == int(draws.learnt.sum())
+    assert cells.verified_benign[0] == int(draws.verified_benign.sum())
+    again = rp.run_notebook(nb, {**params, "n_draws": 3}, reports=reports)
+    assert again.status == "ok", again.error
+    records = json.loads((out / "metrics.json").read_text())["records"]
+    assert sorted(r["params"]["seed"] for r in records) == [0, 1, 2]  # draws 0 and 1 reused, not recomputed
+    bad = rp.run_notebook(nb, {**params, "n_draws": 0}, reports=reports)
+    assert bad.status == "failed" and "n_draws must be an integer >= 1; got 0" in bad.error, bad.error

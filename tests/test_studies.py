@@ -253,3 +253,42 @@ def test_cached_measures_again_a_record_missing_a_needed_metric(tmp_path, monkey
     from dovlib.report import load_records
 
     assert len(load_records("04_ablation")) == 1  # the old record replaced, not a second one added
+
+
+def _draw(sur, sus, seed, wsr, verified, verified_benign, ba=0.5):
+    return {"surrogate": sur, "suspect": sus, "seed": seed, "BA": ba, "WSR": wsr, "BA_benign": 0.6,
+            "WSR_benign": 0.05 * (seed + 1), "verified": verified, "verified_benign": verified_benign,
+            "learnt": verified and not verified_benign}
+
+
+def test_transfer_cells_average_each_cell_and_count_its_learnt_draws():
+    import pandas as pd
+
+    draws = pd.DataFrame([
+        _draw("vgg16", "resnet18", 0, 0.9, True, False), _draw("vgg16", "resnet18", 1, 0.3, False, False, ba=0.7),
+        _draw("resnet18", "resnet18", 0, 0.8, True, True), _draw("resnet18", "resnet18", 1, 0.6, True, False),
+        _draw("vgg16", "resnet18", 2, 0.6, True, False),
+    ])
+    cells = studies.transfer_cells(draws)
+    assert list(zip(cells.surrogate, cells.suspect)) == [("vgg16", "resnet18"), ("resnet18", "resnet18")]  # order kept
+    first, second = cells.iloc[0], cells.iloc[1]
+    assert first.WSR == pytest.approx(0.6) and first.BA == pytest.approx((0.5 + 0.7 + 0.5) / 3)
+    assert first.WSR_benign == pytest.approx((0.05 + 0.10 + 0.15) / 3)
+    assert (first.n_draws, first.learnt, first.verified, first.verified_benign) == (3, 2, 2, 0)
+    # a draw verified on both the suspect and the clean model is not learnt
+    assert (second.n_draws, second.learnt, second.verified, second.verified_benign) == (2, 1, 2, 1)
+    assert cells.learnt.dtype.kind == "i" and second.WSR == pytest.approx(0.7)
+
+
+def test_transfer_cells_refuse_missing_columns_empty_draws_and_missing_verdicts():
+    import pandas as pd
+
+    good = pd.DataFrame([_draw("vgg16", "vgg16", 0, 0.9, True, False)])
+    with pytest.raises(ValueError, match=r"lacks column.*WSR_benign"):
+        studies.transfer_cells(good.drop(columns=["WSR_benign"]))
+    with pytest.raises(ValueError, match="empty"):
+        studies.transfer_cells(good.iloc[:0])
+    bad = good.astype({"learnt": object})
+    bad.loc[0, "learnt"] = None
+    with pytest.raises(ValueError, match="missing verdict"):
+        studies.transfer_cells(bad)
