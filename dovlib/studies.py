@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .params import Profile, check_bool, parse_eps
 from .report import find_record, write_record
 from .sscl import query_count
 from .train import evaluate
 from .verify import attack_success, verification_set, verify_model
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["PAPER_EPS", "PAPER_RATES", "PAPER_ARCHS", "grid", "ownership_metrics", "benign_model", "cached",
            "eps_label", "transfer_cells"]
@@ -70,15 +73,13 @@ def ownership_metrics(model, x_test, y_test, trigger: Callable, target: int, m: 
     return out
 
 
-def transfer_cells(draws) -> "pd.DataFrame":
+def transfer_cells(draws: pd.DataFrame) -> pd.DataFrame:
     """Notebook 06's grid per (surrogate, suspect) cell from ``draws`` (a DataFrame, one row per draw of a cell, with
     the columns of :func:`ownership_metrics` given a ``benign`` model): the mean ``BA``, ``WSR``, ``BA_benign`` and
     ``WSR_benign`` over the cell's draws, ``n_draws``, and how many draws were ``learnt``, ``verified`` and
     ``verified_benign`` (integers). Cells keep the order in which they first appear. A column missing, an empty
     frame, or a draw without a verdict (NaN) is refused by name: a count must not quietly read a missing verdict as
     False."""
-    import pandas as pd
-
     keys, means, counts = ["surrogate", "suspect"], ["BA", "WSR", "BA_benign", "WSR_benign"], ["learnt", "verified",
                                                                                                 "verified_benign"]
     missing = [c for c in keys + means + counts if c not in draws.columns]
