@@ -194,6 +194,17 @@ def arrays_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def _arrays_match(path: Path, expected: str) -> bool:
+    """Whether an .npz file's arrays hash to ``expected``; a file that is no readable .npz (cut short, or not a zip)
+    does not match, so the caller's "damaged" error names it instead of numpy's or zipfile's."""
+    import zipfile
+
+    try:
+        return arrays_sha256(path) == expected
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError, KeyError):
+        return False
+
+
 def _offline_file(rel: str, dataset: str, verify: bool = True, root: Path | None = None) -> Path:
     root = offline_data_dir() if root is None else Path(root)
     path = root / rel
@@ -204,7 +215,7 @@ def _offline_file(rel: str, dataset: str, verify: bool = True, root: Path | None
             f"(python -m dovlib.data build-offline --dest DIR, then export DOVLIB_DATA=DIR), or use an online dataset "
             f"({', '.join(sorted(set(ONLINE) - {'sub-imagenet'}))}) on a machine with internet.")
     if verify and md5sum(path) != OFFLINE_MD5[rel] and not (
-            rel in OFFLINE_ARRAYS_SHA256 and arrays_sha256(path) == OFFLINE_ARRAYS_SHA256[rel]):
+            rel in OFFLINE_ARRAYS_SHA256 and _arrays_match(path, OFFLINE_ARRAYS_SHA256[rel])):
         expected = (f"arrays sha256 {OFFLINE_ARRAYS_SHA256[rel]}" if rel in OFFLINE_ARRAYS_SHA256
                     else f"md5 {OFFLINE_MD5[rel]}")
         raise DatasetNotFoundError(f"dataset {dataset!r}: {path} holds other data (expected {expected}); the file is "
@@ -219,12 +230,18 @@ def build_offline_data(dest: str | Path | None = None, download: bool = True) ->
     file: 5,085 training and 1,017 test images) and ``<dest>/mnist/`` (the first 17,435 training images and labels,
     plus the official test images, test labels and training labels, copied as downloaded). Every file is checked
     against the pinned hashes before this returns; ``dest`` defaults to ``data/``, where :func:`offline_data_dir`
-    looks when ``$DOVLIB_DATA`` is unset and ``../shared/data`` is missing. Returns ``dest``."""
+    looks when ``$DOVLIB_DATA`` is unset and ``../shared/data`` is missing. Returns ``dest``.
+
+    The files are written into a hidden folder inside ``dest`` and checked there; only files that pass replace those
+    in ``dest`` (each by an atomic rename), so an interruption or a failed check leaves ``dest`` as it was. A ``dest``
+    that cannot be written is refused (``PermissionError`` naming it) before anything is downloaded."""
     import shutil
+    import tempfile
 
     import torchvision.datasets as tvd
 
     dest = Path(dest) if dest is not None else data_dir()
+    _check_writable(dest)
     try:
         c_train = tvd.CIFAR10(data_dir() / "cifar10", train=True, download=download)
         c_test = tvd.CIFAR10(data_dir() / "cifar10", train=False, download=download)
@@ -238,24 +255,46 @@ def build_offline_data(dest: str | Path | None = None, download: bool = True) ->
                                    f"{len(c_test.data)} test images; the official set has 50,000 and 10,000")
     n = CIFAR10_SUBSET_PER_BATCH
     sel = np.concatenate([np.arange(b * 10000, b * 10000 + n) for b in range(5)])  # torchvision keeps batch order
-    (dest / "cifar10-subset").mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(dest / "cifar10-subset" / "cifar10_subset.npz", x_train=x[sel],
-                        y_train=y[sel].astype(np.uint8), x_test=np.asarray(c_test.data)[:n],
-                        y_test=np.asarray(c_test.targets)[:n].astype(np.uint8), classes=np.array(c_train.classes))
-    (dest / "mnist").mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(dest / "mnist" / "mnist_train_partial.npz",
-                        x_train=mnist.data[:MNIST_PARTIAL_TRAIN].numpy(),
-                        y_train=mnist.targets[:MNIST_PARTIAL_TRAIN].numpy().astype(np.uint8))
-    for name in MNIST_RAW_FILES:  # torchvision keeps the downloaded archives beside what it extracts
-        src = Path(mnist.raw_folder) / name
-        if not src.is_file():
-            raise DatasetNotFoundError(f"{src} not found: build_offline_data copies MNIST's official .gz files "
-                                       "from torchvision's raw folder (delete the folder and build again to fetch)")
-        shutil.copyfile(src, dest / "mnist" / name)
-    for rel, dataset in [("cifar10-subset/cifar10_subset.npz", "cifar10-subset")] + [
-            (f"mnist/{f}", "mnist-offline") for f in ("mnist_train_partial.npz",) + MNIST_RAW_FILES]:
-        _offline_file(rel, dataset, root=dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".build-offline-", dir=dest))  # same file system: renames are atomic
+    try:
+        (stage / "cifar10-subset").mkdir()
+        np.savez_compressed(stage / "cifar10-subset" / "cifar10_subset.npz", x_train=x[sel],
+                            y_train=y[sel].astype(np.uint8), x_test=np.asarray(c_test.data)[:n],
+                            y_test=np.asarray(c_test.targets)[:n].astype(np.uint8), classes=np.array(c_train.classes))
+        (stage / "mnist").mkdir()
+        np.savez_compressed(stage / "mnist" / "mnist_train_partial.npz",
+                            x_train=mnist.data[:MNIST_PARTIAL_TRAIN].numpy(),
+                            y_train=mnist.targets[:MNIST_PARTIAL_TRAIN].numpy().astype(np.uint8))
+        for name in MNIST_RAW_FILES:  # torchvision keeps the downloaded archives beside what it extracts
+            src = Path(mnist.raw_folder) / name
+            if not src.is_file():
+                raise DatasetNotFoundError(f"{src} not found: build_offline_data copies MNIST's official .gz files "
+                                           "from torchvision's raw folder (delete the folder and build again to "
+                                           "fetch)")
+            shutil.copyfile(src, stage / "mnist" / name)
+        files = [("cifar10-subset/cifar10_subset.npz", "cifar10-subset")] + [
+            (f"mnist/{f}", "mnist-offline") for f in ("mnist_train_partial.npz",) + MNIST_RAW_FILES]
+        for rel, dataset in files:  # every file checked before any replaces what dest holds
+            _offline_file(rel, dataset, root=stage)
+        for rel, _ in files:
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(stage / rel, dest / rel)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     return dest
+
+
+def _check_writable(dest: Path) -> None:
+    """Refuse a ``dest`` that cannot be written (it, or the nearest folder above it that exists), naming it, before
+    the downloads; nothing is created here."""
+    probe = Path(dest).absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        what = "is not a folder" if not probe.is_dir() else "cannot be written"
+        raise PermissionError(f"dest {dest}: {probe} {what}; choose a writable folder for the offline subsets "
+                              "(--dest DIR)")
 
 
 def _nhwc_to_nchw(x: np.ndarray) -> torch.Tensor:
@@ -275,7 +314,8 @@ def _read_idx(path: Path) -> np.ndarray:
 
 
 def _cifar10_subset() -> ImageDataset:
-    d = np.load(_offline_file("cifar10-subset/cifar10_subset.npz", "cifar10-subset"))
+    with np.load(_offline_file("cifar10-subset/cifar10_subset.npz", "cifar10-subset")) as f:
+        d = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test", "classes")}
     return ImageDataset("cifar10-subset", _nhwc_to_nchw(d["x_train"]), torch.from_numpy(d["y_train"].astype(np.int64)),
                         _nhwc_to_nchw(d["x_test"]), torch.from_numpy(d["y_test"].astype(np.int64)),
                         [str(c) for c in d["classes"]], is_subset=True,
@@ -283,7 +323,8 @@ def _cifar10_subset() -> ImageDataset:
 
 
 def _mnist_offline() -> ImageDataset:
-    tr = np.load(_offline_file("mnist/mnist_train_partial.npz", "mnist-offline"))
+    with np.load(_offline_file("mnist/mnist_train_partial.npz", "mnist-offline")) as f:
+        tr = {k: f[k] for k in ("x_train", "y_train")}
     x_te = _read_idx(_offline_file("mnist/t10k-images-idx3-ubyte.gz", "mnist-offline"))
     y_te = _read_idx(_offline_file("mnist/t10k-labels-idx1-ubyte.gz", "mnist-offline"))
     return ImageDataset("mnist-offline", _nhwc_to_nchw(tr["x_train"]), torch.from_numpy(tr["y_train"].astype(np.int64)),
@@ -582,8 +623,10 @@ def _image_folder(root: str | None = None, image_size: int = 256, test_share: fl
         files = {"test": [files["all"][i] for i in sorted(perm[:n_test])],
                  "train": [files["all"][i] for i in sorted(perm[n_test:])]}
         base = {"train": whole, "test": whole}
+    drawn = False  # some images left out by max_images: the dataset is a subset, and says so
     if max_images is not None:  # a seeded draw per split (the file lists are sorted by class: never the first ones)
         max_images = check_int("max_images", max_images, 1)
+        drawn = any(len(v) > max_images for v in files.values())
         g = torch.Generator().manual_seed(seed + 1)
         files = {k: [v[i] for i in sorted(torch.randperm(len(v), generator=g)[:max_images].tolist())]
                  for k, v in files.items()}
@@ -597,7 +640,9 @@ def _image_folder(root: str | None = None, image_size: int = 256, test_share: fl
     x_te, y_te = load(files["test"], "test")
     how = ("train/ and " + test_dir.name + "/ folders" if splits
            else f"a seeded {1 - test_share:.0%}/{test_share:.0%} split")
-    return ImageDataset("image-folder", x_tr, y_tr, x_te, y_te, classes,
+    if drawn:
+        how += f"; a seeded draw of at most {max_images} images per split"
+    return ImageDataset("image-folder", x_tr, y_tr, x_te, y_te, classes, is_subset=drawn,
                         note=f"{len(x_tr) + len(x_te)} images of {root} ({how}), resized to {image_size}x{image_size}",
                         extra={"root": str(root)})
 
@@ -649,7 +694,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         dest = build_offline_data(args.dest, download=not args.no_download)
-    except DatasetNotFoundError as exc:  # offline, or damaged files: the message, not a traceback
+    except (DatasetNotFoundError, OSError) as exc:  # offline, damaged files, dest not writable: the message only
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"offline subsets written to {dest} and checked; use them with: export DOVLIB_DATA={dest.resolve()}")

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -127,6 +129,69 @@ def test_build_offline_data_makes_the_shared_files_from_the_official_sets(tmp_pa
         np.savez(built / "bad.npz", **{k: (d[k][::-1] if k == "x_train" else d[k]) for k in d.files})
     with pytest.raises(DatasetNotFoundError, match=r"cifar10_subset.npz holds other data"):
         data.build_offline_data(tmp_path / "again")
+    assert list((tmp_path / "again").rglob("*")) == []  # the refused file was never put in place, nor left staged
+    # a rebuild into a folder of good files that fails (here: the wrong CIFAR-10 order) leaves them as they were
+    before = {rel: data.md5sum(built / rel) for rel in data.OFFLINE_MD5}
+    with pytest.raises(DatasetNotFoundError, match=r"holds other data"):
+        data.build_offline_data(built)
+    assert {rel: data.md5sum(built / rel) for rel in data.OFFLINE_MD5} == before
+    assert not list(built.glob(".build-offline-*"))
+
+
+def test_an_interrupted_offline_build_leaves_the_files_it_would_replace(tmp_path, monkeypatch):
+    """Ctrl-C while the new arrays are written: the good files in dest stay byte-identical and load."""
+    import shutil
+    import torchvision.datasets as tvd
+
+    root = data.offline_data_dir()
+    dest = tmp_path / "data"
+    shutil.copytree(root / "cifar10-subset", dest / "cifar10-subset")
+    before = data.md5sum(dest / "cifar10-subset" / "cifar10_subset.npz")
+    monkeypatch.setattr(_FakeCifar, "shared", root / "cifar10-subset" / "cifar10_subset.npz", raising=False)
+    monkeypatch.setattr(_FakeMnist, "shared", root / "mnist", raising=False)
+    monkeypatch.setattr(tvd, "CIFAR10", _FakeCifar)
+    monkeypatch.setattr(tvd, "MNIST", _FakeMnist)
+
+    def cut_short(path, **arrays):
+        Path(path).write_bytes(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(data.np, "savez_compressed", cut_short)
+    with pytest.raises(KeyboardInterrupt):
+        data.build_offline_data(dest)
+    assert data.md5sum(dest / "cifar10-subset" / "cifar10_subset.npz") == before
+    assert not list(dest.glob(".build-offline-*")) and not (dest / "mnist").exists()
+
+
+def test_a_damaged_offline_file_is_named_not_a_zip_error(tmp_path, monkeypatch):
+    import shutil
+
+    root = data.offline_data_dir()
+    (tmp_path / "cifar10-subset").mkdir()
+    good = (root / "cifar10-subset" / "cifar10_subset.npz").read_bytes()
+    for damaged in (good[: len(good) // 2], b"\x00"):  # cut short; one byte (numpy read it as pickled data)
+        (tmp_path / "cifar10-subset" / "cifar10_subset.npz").write_bytes(damaged)
+        monkeypatch.setenv("DOVLIB_DATA", str(tmp_path))
+        with pytest.raises(DatasetNotFoundError, match=r"'cifar10-subset': .*cifar10_subset.npz holds other data .*"
+                                                       r"damaged"):
+            load_dataset("cifar10-subset")
+    shutil.rmtree(tmp_path / "cifar10-subset")
+
+
+def test_build_offline_refuses_a_dest_it_cannot_write_before_downloading(tmp_path, monkeypatch, capsys):
+    import torchvision.datasets as tvd
+
+    def no_download(*a, **k):
+        raise AssertionError("downloaded before the dest was checked")
+
+    monkeypatch.setattr(tvd, "CIFAR10", no_download)
+    (tmp_path / "a_file").write_text("")
+    assert data.main(["build-offline", "--dest", str(tmp_path / "a_file" / "sub")]) == 1
+    assert capsys.readouterr().err.startswith(f"error: dest {tmp_path / 'a_file' / 'sub'}: ")
+    monkeypatch.setattr(data.os, "access", lambda *a: False)  # a read-only folder (root may write anywhere)
+    assert data.main(["build-offline", "--dest", str(tmp_path / "ro")]) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path} cannot be written" in err and "--dest DIR" in err and not (tmp_path / "ro").exists()
 
 
 def test_build_offline_data_offline_says_what_it_needs(tmp_path, monkeypatch):
@@ -368,6 +433,11 @@ def test_image_folder_max_images_draws_across_classes(tmp_path):
     assert len(set(ds.y_train.tolist())) >= 3 and len(set(ds.y_test.tolist())) >= 3
     again = load_dataset(f"folder:{tmp_path}", image_size=8, max_images=8)
     assert torch.equal(again.x_train, ds.x_train)  # seeded
+    # images were left out: a subset, and its description says so (reports label results on subsets)
+    assert ds.is_subset and "(SUBSET of the full dataset)" in ds.describe()
+    assert "at most 8 images per split" in ds.describe()
+    whole = load_dataset(f"folder:{tmp_path}", image_size=8, max_images=20)  # every image fits: the full folder
+    assert not whole.is_subset and len(whole.x_train) == 20 and "at most" not in whole.describe()
     with pytest.raises(ValueError, match="max_images must be an integer >= 1"):
         load_dataset(f"folder:{tmp_path}", max_images=0)
 
