@@ -333,6 +333,9 @@ def test_choose_erasure_n_prefers_31_and_otherwise_the_largest_that_fits():
     n = choose_erasure_n(30, 9)
     assert n == 16 and ErasureCodec(30, 16, 16).sub_message_bits <= 9 < ErasureCodec(30, 17, 17).sub_message_bits
     assert choose_erasure_n(30, 9, n=5) == 5
+    # nothing fits at or below the preferred n (3,000 bits in 80 per image need 42 fragments): the smallest that fits
+    assert choose_erasure_n(3000, 80) == 42 and ErasureCodec(3000, 41, 41).sub_message_bits > 80
+    assert choose_erasure_n(3000, 120, preferred=10) == 27 and choose_erasure_n(3000, 120) == 31
     with pytest.raises(ValueError, match=r"erasure_n = 31 cannot fit 9 bits per image \(30 message bits\); "
                                          r"erasure_n values that fit: 5-16"):
         choose_erasure_n(30, 9, n=31)

@@ -49,6 +49,11 @@ def test_degenerate_inputs_never_claim_ownership_by_accident():
     assert edge.p_value == 1.0 and not edge.verified and "zero variance" in edge.note
     pb = np.linspace(0.0, 0.7, 40, dtype=np.float32)
     assert not ttest_verify(pb, pb + np.float32(0.25)).verified  # varied P_b, the same boundary
+    # differences that straddle the rounding band (some within it, some just past): the smallest decides, so no claim
+    from dovlib.verify import ZERO_SPREAD
+
+    straddle = ttest_verify(np.zeros(20), 0.25 + ZERO_SPREAD * np.tile([0.5, 1.5], 10))
+    assert straddle.p_value == 1.0 and not straddle.verified and "zero variance" in straddle.note
 
 
 def test_fewer_pairs_than_any_sign_test_needs_never_claim():

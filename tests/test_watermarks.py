@@ -522,6 +522,11 @@ def test_ubw_p_draws_dispersed_random_labels_as_the_authors_code_does():
     assert len(idx) == 1000 and counts.min() > 60 and counts.max() < 140  # about 100 each
     assert 0.05 < (yo[idx] == y[idx]).float().mean() < 0.15  # a tenth keep their own label, as randint does
     assert not torch.equal(yo[idx], (y[idx] + 1) % 10)
+    # the labels are the seed's: the same seed draws them again, another seed other labels on the same samples
+    _, again, idx_again = get_watermark("ubw-p").apply(x, y, 0.5, seed=0)
+    assert torch.equal(idx_again, idx) and torch.equal(again, yo)
+    _, other, idx_other = get_watermark("ubw-p").apply(x, y, 1.0, seed=1)
+    assert len(idx_other) == len(y) and (other[idx] != yo[idx]).float().mean() > 0.5
     # labels 0-8 only (class 9 missing from the subset): with num_classes=10 the label 9 is still drawn
     y9 = y % 9
     _, yk, ik = get_watermark("ubw-p", num_classes=10).apply(x, y9, 0.5, seed=0)
