@@ -476,6 +476,13 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
         if x is not None and getattr(x, "ndim", None) != 4:
             raise ValueError(f"{name} must be images (N, C, H, W) (grey images: x[:, None]); got shape "
                              f"{tuple(getattr(x, 'shape', ()))}")
+    labels = torch.as_tensor(y_train)
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool or labels.ndim != 1:
+        raise ValueError(f"y_train must be integer class labels, one per image (shape (N,)); got dtype {labels.dtype} "
+                         f"and shape {tuple(labels.shape)}")  # floats were truncated to classes without a word
+    label_max = int(labels.max())
+    if int(labels.min()) < 0:  # -100 was skipped by cross_entropy's ignore_index; other negatives crashed on CUDA
+        raise ValueError(f"y_train must be class labels in [0, num_classes - 1]; got {int(labels.min())}")
     device = resolve_device(cfg.device)
     gen = torch.Generator().manual_seed(cfg.seed)  # shuffling (CPU: one permutation per epoch)
     aug_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)  # augmentation, on the device
@@ -486,7 +493,7 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
         model = model.to(memory_format=torch.channels_last)
 
     xs = x_train.to(device)
-    ys = torch.as_tensor(y_train).long().to(device)
+    ys = labels.long().to(device)
     n = len(xs)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total_steps = max(1, cfg.epochs * steps_per_epoch)
@@ -584,6 +591,9 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
                         if len(idx) != 1 or "more than 1 value per channel" not in str(exc):
                             raise
                         raise _one_image_batch(n, cfg.batch_size) from exc
+                    if label_max >= out.shape[-1]:  # before the loss: on CUDA a device-side assert would follow
+                        raise ValueError(f"y_train holds label {label_max} but the model has {out.shape[-1]} "
+                                         f"outputs: labels must be in [0, {out.shape[-1] - 1}]")
                     loss = F.cross_entropy(out.float(), yb, label_smoothing=cfg.label_smoothing)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

@@ -688,6 +688,29 @@ def test_fit_refuses_images_without_a_channel_axis():
         fit(model, x, torch.zeros(8, dtype=torch.long), epochs=1, device="cpu", progress=False)
 
 
+def test_fit_refuses_labels_that_are_not_class_indices():
+    """Float labels were truncated to classes, -100 skipped by cross_entropy's ignore_index (all -100: a NaN loss
+    blamed on the learning rate), a label past the outputs crashed on CUDA: each is refused by name."""
+    model = build_model("badnets_cnn", 3, 1, width=4)
+    x = torch.zeros(8, 1, 28, 28, dtype=torch.uint8)
+    kw = {"epochs": 1, "device": "cpu", "progress": False}
+    with pytest.raises(ValueError, match=r"y_train must be integer class labels, one per image \(shape \(N,\)\); "
+                                         r"got dtype torch.float32 and shape \(8,\)"):
+        fit(model, x, torch.full((8,), 1.7), **kw)
+    with pytest.raises(ValueError, match=r"y_train must be integer class labels.*dtype torch.bool"):
+        fit(model, x, torch.ones(8, dtype=torch.bool), **kw)
+    with pytest.raises(ValueError, match=r"shape \(8, 1\)"):
+        fit(model, x, torch.zeros(8, 1, dtype=torch.long), **kw)
+    with pytest.raises(ValueError, match=r"y_train must be class labels in \[0, num_classes - 1\]; got -100"):
+        fit(model, x, torch.full((8,), -100), **kw)
+    with pytest.raises(ValueError, match=r"y_train holds label 3 but the model has 3 outputs: labels must be in "
+                                         r"\[0, 2\]"):
+        fit(model, x, torch.tensor([0, 1, 2, 3, 0, 1, 2, 0]), **kw)
+    import numpy as np
+
+    assert fit(model, x, np.array([0, 1, 2, 0, 1, 2, 0, 1], dtype=np.uint8), **kw).history  # uint8 labels train
+
+
 def test_fit_names_a_last_batch_of_one_that_batchnorm_cannot_train_on():
     """A BatchNorm over a 1x1 map (VGG at 16x16, or 28x28) fails on a batch of one image; fit says why and what to
     change instead of passing PyTorch's "Expected more than 1 value per channel" on. Other remainders train."""
