@@ -66,8 +66,12 @@ def parse_grid(pairs: list[tuple[str, str]] | dict) -> dict[str, list]:
     Values are comma-separated; a value in quotes is one value, commas included (``-p archs "'resnet18,vgg16'"``
     runs notebook 06 once with both, ``-p profile "'quick:device=cpu,epochs=10'"`` one profile string); a name given
     twice adds values. A dict of lists is taken as already parsed."""
+    def number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
     def add(have: list, value) -> None:  # a value given twice is one job: two would share a tag and outputs
-        if not any(type(v) is type(value) and v == value for v in have):
+        # 1 and 1.0 are one value too (the notebooks' check_int reads both as 1); True is not 1
+        if not any((type(v) is type(value) or (number(v) and number(value))) and v == value for v in have):
             have.append(value)
 
     grid: dict[str, list] = {}
@@ -89,20 +93,23 @@ def parse_grid(pairs: list[tuple[str, str]] | dict) -> dict[str, list]:
     return grid
 
 
-def _one_per_eps(values: list) -> list:
-    """``values`` of an ``eps`` parameter, each checked by :func:`dovlib.params.parse_eps` (a bad one is refused
-    before any job starts), keeping the first spelling of each budget: values that :func:`dovlib.studies.eps_label`
-    reads as one budget (``8/255`` and ``0.03137254``) would be two jobs writing one record."""
+def _one_per_value(name: str, values: list) -> list:
+    """``values`` of an ``eps`` or ``rate`` parameter, each checked by :func:`dovlib.params.parse_eps` /
+    :func:`~dovlib.params.parse_rate` (a bad one is refused before any job starts), keeping the first spelling of
+    each: values the notebooks read as one (``8/255`` and ``0.03137254`` by :func:`dovlib.studies.eps_label`;
+    ``1/10`` and ``0.1``) would be two jobs writing one record."""
+    from .params import parse_rate
     from .studies import eps_label
 
-    kept: dict[str, object] = {}
+    read = eps_label if name == "eps" else parse_rate
+    kept: dict[object, object] = {}
     for value in values:
         try:
-            label = eps_label(value)
+            label = read(value)
         except TypeError as e:  # -p eps None: a usage error like 8/0, not a traceback
-            raise ValueError(f"-p eps {value!r}: {e}") from None
+            raise ValueError(f"-p {name} {value!r}: {e}") from None
         if label in kept:
-            print(f"-p eps: {value!r} is the budget {label} already given as {kept[label]!r}; one job runs it",
+            print(f"-p {name}: {value!r} is {label} already given as {kept[label]!r}; one job runs it",
                   file=sys.stderr)
         else:
             kept[label] = value
@@ -127,8 +134,13 @@ def _job(path: str, params: dict, force: bool, reports: str, threads: int | None
         os.environ[RUN_TAG_ENV] = run_tag(params)
     else:
         os.environ.pop(RUN_TAG_ENV, None)
-    return run_notebook(path, params, force=force, reports=reports, kernel_name=kernel_name,
-                        cell_timeout=cell_timeout)
+    try:
+        return run_notebook(path, params, force=force, reports=reports, kernel_name=kernel_name,
+                            cell_timeout=cell_timeout)
+    except (KeyboardInterrupt, SystemExit) as stop:  # run_notebook has cleaned up (notebook removed, kernel shut down)
+        if _IN_POOL:  # a pool worker that returned this as a result would go on to the next queued job
+            os._exit(stop.code if isinstance(stop, SystemExit) and isinstance(stop.code, int) else 130)
+        raise
 
 
 def visible_gpus() -> list[str]:
@@ -152,6 +164,16 @@ def gpus_for(profiles: list[str]) -> list[str]:
     if not profiles or any(get_profile(p).device not in ("auto", "cuda") for p in profiles):
         return []
     return visible_gpus()
+
+
+def on_accelerator(profiles: list[str]) -> bool:
+    """True when some profile runs on a GPU: ``cuda``, ``cuda:N`` or ``mps``, or ``auto`` where CUDA is available."""
+    import torch
+
+    from .params import get_profile
+
+    devices = {get_profile(p).device for p in profiles}
+    return any(d == "mps" or d.startswith("cuda") or (d == "auto" and torch.cuda.is_available()) for d in devices)
 
 
 def runs_on_cpu(notebook: str | Path) -> bool:
@@ -178,25 +200,42 @@ def runs_on_cpu(notebook: str | Path) -> bool:
 
 
 def _pin_gpu(slots) -> None:
-    """Pool worker initializer: take one GPU from ``slots`` and make it this worker's only visible device, so its
-    kernels (which inherit the environment) run there."""
+    """Take one GPU from ``slots`` and make it this worker's only visible device, so its kernels (which inherit the
+    environment) run there."""
     os.environ["CUDA_VISIBLE_DEVICES"] = slots.get()
+
+
+_IN_POOL = False  # True in run_local's workers: a stopped job ends its worker (_job)
+
+
+def _init_worker(slots=None) -> None:
+    """Pool worker initializer: SIGTERM exits the worker as Ctrl-C does (:func:`exit_on_sigterm`: its half-written
+    notebook is removed and its kernel shut down) when :func:`run_local` stops it; with ``slots``, pin a GPU."""
+    global _IN_POOL
+    _IN_POOL = True
+    exit_on_sigterm()
+    if slots is not None:
+        _pin_gpu(slots)
 
 
 def run_local(tasks: list[tuple[int, tuple]], jobs: int, done, failed, gpus: list[str] | None = None) -> None:
     """Run ``_job(*args)`` for each ``(i, args)`` of ``tasks`` in a pool of ``jobs`` processes; call ``done(i, result)``
     as each finishes, with ``failed(i, error)`` as the result of a worker that died. With two or more ``gpus`` each
     worker is pinned to one of them in turn (``CUDA_VISIBLE_DEVICES``; workers share a GPU only when ``jobs``
-    exceeds their number). Used by sweeps and by ``dovlib.reproduce --jobs``."""
+    exceeds their number). Used by sweeps and by ``dovlib.reproduce --jobs``.
+
+    Stopped (Ctrl-C, SIGTERM once the caller has :func:`exit_on_sigterm`, an error in ``done``), it starts no queued
+    job and stops the running ones (SIGTERM to each worker, which cleans up as after Ctrl-C) before re-raising: a pool
+    left to finish would run every queued combination after the user had stopped the sweep."""
     # spawn, not fork: the caller may have imported torch (threads); workers only start papermill kernels
     ctx = multiprocessing.get_context("spawn")
-    pin = {}
+    slots = None
     if gpus and len(gpus) > 1:
         slots = ctx.Queue()
         for k in range(jobs):
             slots.put(gpus[k % len(gpus)])
-        pin = {"initializer": _pin_gpu, "initargs": (slots,)}
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, **pin) as pool:
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker, initargs=(slots,))
+    try:
         futures = {pool.submit(_job, *args): i for i, args in tasks}
         for fut in as_completed(futures):
             i = futures[fut]
@@ -204,6 +243,15 @@ def run_local(tasks: list[tuple[int, tuple]], jobs: int, done, failed, gpus: lis
                 done(i, fut.result())
             except Exception as e:  # a worker that died
                 done(i, failed(i, e))
+    except BaseException:
+        workers = list((getattr(pool, "_processes", None) or {}).values())  # before shutdown forgets them
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in workers:
+            if proc.is_alive():
+                proc.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=True)
 
 
 def _failed(path: Path, params: dict, err: BaseException) -> RunResult:
@@ -234,8 +282,9 @@ def sweep(notebook: str | Path, grid: dict | list, *, profile: str = "smoke", ex
         grid.setdefault("profile", [profile])
     if "profile" in grid:  # -p profile a,b: each checked here (not once per failed kernel), one job per budget
         grid["profile"] = list(dict.fromkeys(canonical_profile(p) for p in grid["profile"]))
-    if "eps" in grid:  # likewise one job per budget: 8/255 and 0.0313725 are one record of notebooks 04-06
-        grid["eps"] = _one_per_eps(grid["eps"])
+    for name in ("eps", "rate"):  # likewise one job per budget: 8/255 and 0.0313725 are one record of 04-06
+        if name in grid:
+            grid[name] = _one_per_value(name, grid[name])
     unknown = [n for n in grid if n not in declared]
     if unknown:
         raise ValueError(f"parameter {unknown[0]} is not in {path.name}'s parameters cell; allowed: {sorted(declared)}")
@@ -251,11 +300,17 @@ def sweep(notebook: str | Path, grid: dict | list, *, profile: str = "smoke", ex
             if len(combos) > jobs and progress:
                 print(f"sweep: {jobs} job(s) at once, one per GPU ({len(gpus)} visible); --jobs N runs N at once, "
                       f"sharing the GPUs", file=sys.stderr)
+        elif on_gpu and on_accelerator([c.get("profile", profile) for c in combos]):
+            jobs = 1  # one device named (cuda:N, mps) or profiles mixing devices: never a job per core on one GPU
+            if len(combos) > 1 and progress:
+                print("sweep: 1 job at once (the profiles name one GPU, or mix devices); --jobs N runs N at once",
+                      file=sys.stderr)
         else:
             jobs = min(len(combos), cpus)
     jobs = check_int("jobs", jobs, 1)
     reports = str(Path(reports if reports is not None else reports_dir()).resolve())
-    threads = max(1, cpus // jobs) if executor == "local" else None
+    # jobs on this machine share its cores (submitit-local runs its whole array here at once); Slurm sets its own
+    threads = max(1, cpus // jobs) if executor in ("local", "submitit-local") else None
     with reports_env(reports):  # for this call only: workers and kernels inherit it, the caller keeps its own
         return _sweep(path, combos, executor, jobs, force, reports, threads, kernel_name, cell_timeout, slurm, index,
                       progress, gpus)

@@ -106,17 +106,29 @@ def test_sweep_rejects_bad_inputs(tmp_path, reports):
 def test_two_spellings_of_one_eps_are_one_job(tmp_path, reports, capsys):
     """Notebooks 04-06 key records by eps_label: 8/255 and 0.03137254 would be two jobs writing one record."""
     nb = make_notebook(tmp_path, "05_plain", PLAIN_CODE)
-    results = sweep.sweep(nb, [("rate", "3"), ("eps", "8/255,0.03137254,4/255")], progress=False, index=False)
+    results = sweep.sweep(nb, [("rate", "0.3"), ("eps", "8/255,0.03137254,4/255")], progress=False, index=False)
     assert [(r.status, r.parameters["eps"]) for r in results] == [("ok", "8/255"), ("ok", "4/255")]
-    assert "-p eps: 0.03137254 is the budget 8/255 already given as '8/255'" in capsys.readouterr().err
+    assert "-p eps: 0.03137254 is 8/255 already given as '8/255'" in capsys.readouterr().err
     # a budget apart by more than the label's six digits stays a job of its own
-    assert sweep._one_per_eps(["8/255", 0.0313725, "8.5/255"]) == ["8/255", 0.0313725, "8.5/255"]
+    assert sweep._one_per_value("eps", ["8/255", 0.0313725, "8.5/255"]) == ["8/255", 0.0313725, "8.5/255"]
+
+
+def test_two_spellings_of_one_rate_or_integer_are_one_job(tmp_path, reports, capsys):
+    """rate 1/10 and 0.1 are one record of notebooks 04-06 (parse_rate), target 1 and 1.0 one value (check_int): four
+    jobs used to compute two points twice, the last writer winning. A bad rate is refused before any job."""
+    assert sweep.parse_grid([("target", "1,1.0,2"), ("flag", "True,1")]) == {"target": [1, 2], "flag": [True, 1]}
+    nb = make_notebook(tmp_path, "05_plain", PLAIN_CODE)
+    results = sweep.sweep(nb, [("rate", "0.1,1/10,0.2")], progress=False, index=False)
+    assert [r.parameters["rate"] for r in results] == [0.1, 0.2]
+    assert "-p rate: '1/10' is 0.1 already given as 0.1" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"rate must be .*got 3"):
+        sweep.sweep(nb, [("rate", "0.1,3")], progress=False, index=False)
 
 
 def test_two_spellings_of_one_profile_are_one_job(tmp_path, reports):
     nb = make_notebook(tmp_path, "05_plain", PLAIN_CODE)
     spellings = "\"quick:epochs=2, device=cpu\",'quick:device=cpu,epochs=2'"
-    results = sweep.sweep(nb, [("rate", "3"), ("profile", spellings)], progress=False, index=False)
+    results = sweep.sweep(nb, [("rate", "0.3"), ("profile", spellings)], progress=False, index=False)
     assert [(r.status, r.parameters["profile"]) for r in results] == [("ok", "quick:device=cpu,epochs=2")]
 
 
@@ -143,9 +155,9 @@ def test_local_pool_sweep_merges_records_and_reuses(tmp_path, reports):
 @pytest.mark.slow
 def test_submitit_executor_runs_the_same_jobs(tmp_path, reports):
     nb = make_notebook(tmp_path, "05_plain", PLAIN_CODE)
-    results = sweep.sweep(nb, [("rate", "3")], executor="submitit-local", progress=False, index=False)
+    results = sweep.sweep(nb, [("rate", "0.3")], executor="submitit-local", progress=False, index=False)
     assert [r.status for r in results] == ["ok"]
-    assert (reports / "05_plain" / "done_3.txt").read_text() == "'8/255'"
+    assert (reports / "05_plain" / "done_0.3.txt").read_text() == "'8/255'"
     assert (tmp_path / "runs" / "sweeps" / "05_plain" / "submitit").is_dir()
 
 
@@ -234,6 +246,27 @@ def test_visible_gpus_follow_cuda_visible_devices(monkeypatch):
     assert sweep.gpus_for(["quick", "paper:epochs=3"]) == ["5", "GPU-abc"]
     assert sweep.gpus_for(["quick", "smoke"]) == [] and sweep.gpus_for(["quick:device=cuda:1"]) == []
     assert sweep.gpus_for([]) == []
+    assert sweep.on_accelerator(["quick:device=cuda:1"]) and sweep.on_accelerator(["smoke", "quick"])
+    assert sweep.on_accelerator(["quick:device=mps"]) and not sweep.on_accelerator(["quick:device=cpu", "smoke"])
+    _fake_cuda(monkeypatch, 0)
+    assert not sweep.on_accelerator(["quick"])  # auto without CUDA: the CPU
+
+
+@pytest.mark.parametrize("profiles", [["quick:device=cuda:0"], ["smoke", "quick"]])
+def test_a_sweep_on_one_named_gpu_or_mixed_devices_runs_one_job_at_once(tmp_path, reports, monkeypatch, capsys,
+                                                                       profiles):
+    """cuda:N, or a CPU profile beside a CUDA one, spreads over no GPUs; it used to start a job per CPU core (16) on
+    the one GPU."""
+    nb = make_notebook(tmp_path, "nb", PLAIN_CODE)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    _fake_cuda(monkeypatch, 1)
+    monkeypatch.setattr(sweep.os, "cpu_count", lambda: 16)
+    seen = {}
+    monkeypatch.setattr(sweep, "_sweep", lambda path, combos, executor, jobs, *a: seen.update(jobs=jobs) or [])
+    sweep.sweep(nb, {"rate": [0.1, 0.2, 0.3], "profile": profiles}, profile=profiles[0], index=False)
+    assert seen["jobs"] == 1 and "1 job at once" in capsys.readouterr().err
+    sweep.sweep(nb, {"rate": [0.1, 0.2, 0.3], "profile": profiles}, profile=profiles[0], jobs=2, index=False)
+    assert seen["jobs"] == 2
 
 
 @pytest.mark.parametrize("n_gpus, jobs, expected", [(0, None, 2), (1, None, 1), (2, None, 2), (1, 3, 3)])
@@ -290,11 +323,8 @@ def test_run_local_pins_each_worker_to_a_gpu_in_turn(monkeypatch):
                     initializer(*initargs)
                     made["pinned"].append(sweep.os.environ["CUDA_VISIBLE_DEVICES"])
 
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
+        def shutdown(self, wait=True, cancel_futures=False):
+            made["shutdown"] = made.get("shutdown", 0) + 1
 
         def submit(self, fn, *args):
             fut = cf.Future()
@@ -303,10 +333,113 @@ def test_run_local_pins_each_worker_to_a_gpu_in_turn(monkeypatch):
 
     monkeypatch.setattr(sweep, "ProcessPoolExecutor", InlinePool)
     monkeypatch.setattr(sweep, "_job", lambda x: x * 2)
+    monkeypatch.setattr(sweep, "exit_on_sigterm", lambda: made.setdefault("sigterm", True))  # not this process's
+    monkeypatch.setattr(sweep, "_IN_POOL", False)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "unchanged")
     out = {}
     sweep.run_local([(0, (1,)), (1, (2,)), (2, (3,))], 3, out.__setitem__, None, gpus=["4", "7"])
-    assert out == {0: 2, 1: 4, 2: 6} and made["pinned"] == ["4", "7", "4"]
+    assert out == {0: 2, 1: 4, 2: 6} and made["pinned"] == ["4", "7", "4"] and made["shutdown"] == 1
+    assert made["sigterm"] and sweep._IN_POOL  # each worker exits on SIGTERM and knows it is a pool worker
     made.clear()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "unchanged")  # the inline workers above pinned this process
     sweep.run_local([(0, (1,))], 2, out.__setitem__, None, gpus=["4"])  # one GPU: nothing to spread
-    assert made["initializer"] is None and made["pinned"] == []
+    assert made["pinned"] == ["unchanged", "unchanged"]
+
+
+SLOW_CODE = """import os, pathlib, time
+d = pathlib.Path(os.environ["DOVLIB_REPORTS"])
+d.mkdir(parents=True, exist_ok=True)
+with open(d / "started.log", "a") as f:
+    f.write(f"{{rate}}\\n")
+time.sleep(120)
+"""
+
+DRIVER = """import sys
+from dovlib import reproduce, sweep
+if __name__ == "__main__":  # spawned workers import this file
+    reproduce.exit_on_sigterm()  # as the sweep and reproduce command lines do
+    nb, reports = sys.argv[1], sys.argv[2]
+    tasks = [(i, (nb, {"profile": "smoke", "rate": r}, False, reports, 1, None, 120.0))
+             for i, r in enumerate((0.1, 0.2, 0.3))]
+    sweep.run_local(tasks, 1, lambda i, res: print("done", i, res.status, flush=True), lambda i, e: e)
+"""
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="reads /proc")
+def test_stopping_a_local_pool_starts_no_queued_job_and_stops_the_running_one(tmp_path):
+    """SIGTERM to the driver of a 1-worker pool with 3 jobs: it exits promptly, the queued jobs never start and the
+    running job's worker is stopped (its half-written notebook removed), where the pool used to run all 3."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    nb = make_notebook(tmp_path, "slow", SLOW_CODE)
+    reports = tmp_path / "reports"
+    env = {**os.environ, "DOVLIB_REPORTS": str(reports), "DOVLIB_RUNS": str(tmp_path / "runs")}
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    driver = subprocess.Popen([sys.executable, str(script), str(nb), str(reports)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started = reports / "started.log"
+    deadline = time.monotonic() + 90
+    while not started.is_file() and time.monotonic() < deadline and driver.poll() is None:
+        time.sleep(0.2)
+    assert started.is_file(), driver.communicate(timeout=30)
+    time.sleep(1)
+    children = _descendants(driver.pid)  # the worker and its kernel
+    assert len(children) >= 2, children
+    t0 = time.monotonic()
+    driver.send_signal(signal.SIGTERM)
+    out, err = driver.communicate(timeout=60)
+    assert driver.returncode == 128 + signal.SIGTERM, err
+    assert time.monotonic() - t0 < 45  # not the 120 s the job sleeps, nor three of them
+    time.sleep(3)
+    assert started.read_text().splitlines() == ["0.1"]  # jobs 2 and 3 never started
+    assert "done" not in out and not list(reports.rglob("*.running-*"))
+    alive = [pid for pid in children if _running(pid)]
+    assert alive == [], f"worker or kernel still running: {alive}"
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (Linux /proc)."""
+    from pathlib import Path
+
+    parent = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parent[int(stat.parent.name)] = int(fields[1])
+    out, frontier = [], [pid]
+    while frontier:
+        kids = [p for p, pp in parent.items() if pp in frontier]
+        out += kids
+        frontier = kids
+    return out
+
+
+def _running(pid: int) -> bool:
+    from pathlib import Path
+
+    try:  # a zombie has exited; only its parent has not collected it yet
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("executor, expected", [("local", 8), ("submitit-local", 4), ("slurm", None)])
+def test_jobs_on_this_machine_share_its_cores(tmp_path, reports, monkeypatch, executor, expected):
+    """submitit-local runs its whole array here at once: each job gets its share of the cores, as in the local pool
+    (every job taking all 16 threads ran about 10x slower); Slurm jobs get their own nodes' settings."""
+    nb = make_notebook(tmp_path, "nb", PLAIN_CODE)
+    _fake_cuda(monkeypatch, 0)
+    monkeypatch.setattr(sweep.os, "cpu_count", lambda: 16)
+    seen = {}
+    monkeypatch.setattr(sweep, "_sweep", lambda path, combos, executor, jobs, force, reports, threads, *a: seen.update(
+        jobs=jobs, threads=threads) or [])
+    jobs = 2 if executor == "local" else None
+    sweep.sweep(nb, {"rate": [0.1, 0.2, 0.3, 0.4]}, executor=executor, jobs=jobs, index=False)
+    assert seen["threads"] == expected and seen["jobs"] == (2 if executor == "local" else 4)
