@@ -137,6 +137,16 @@ def ttest_verify(p_benign, p_watermarked, tau=0.25, alpha=0.01) -> VerifyResult:
     return VerifyResult(delta, p, p < alpha, n, tau, alpha, "paired t-test")
 
 
+def _as_labels(name: str, labels) -> torch.Tensor:
+    """Hard labels, one per query: a 1-D tensor of integers (integral floats pass). A (queries, classes) probability
+    matrix, booleans or fractions are refused by name: counting their entries equal to ``target`` means nothing."""
+    t = torch.as_tensor(labels)
+    if t.ndim != 1 or t.dtype == torch.bool or (t.dtype.is_floating_point and not bool((t == t.round()).all())):
+        raise ValueError(f"{name} must be hard labels, one integer per query (shape (n,)); got dtype {t.dtype} and "
+                         f"shape {tuple(t.shape)} (probabilities: take argmax(1), or use ttest_verify)")
+    return t
+
+
 def label_verify(labels_watermarked, target: int, labels_benign=None, tau=0.25, alpha=0.01) -> VerifyResult:
     """Label-only test: k of n watermarked queries labelled ``target``; H0: rate_w <= rate_b + tau, one-sided.
 
@@ -153,7 +163,7 @@ def label_verify(labels_watermarked, target: int, labels_benign=None, tau=0.25, 
 
     tau, alpha = _check_tau_alpha(tau, alpha)
     target = check_int("target", target, 0)
-    lw = torch.as_tensor(labels_watermarked).flatten()
+    lw = _as_labels("labels_watermarked", labels_watermarked)
     n = len(lw)
     k = int((lw == target).sum())
     if labels_benign is None:
@@ -166,7 +176,7 @@ def label_verify(labels_watermarked, target: int, labels_benign=None, tau=0.25, 
             return VerifyResult(delta, 1.0, False, n, tau, alpha, "binomial test", "fewer than 2 samples: no claim")
         p = float(binomtest(k, n, tau, alternative="greater").pvalue)
         return VerifyResult(delta, p, p < alpha, n, tau, alpha, "binomial test", "benign rate taken as 0")
-    lb = torch.as_tensor(labels_benign).flatten()
+    lb = _as_labels("labels_benign", labels_benign)
     if len(lb) != n:
         raise ValueError(f"labels_benign and labels_watermarked must answer the same queries (same length); got "
                          f"{len(lb)} and {n}")
@@ -218,6 +228,8 @@ def verification_set(x_test, y_test, target: int, m: int, seed: int = 0, exclude
     y = torch.as_tensor(y_test)
     keep = y != target
     if exclude is not None:
+        if torch.as_tensor(exclude).dtype == torch.bool:  # a mask would be read as the indices 0 and 1
+            raise ValueError("exclude must hold test-set indices, not a boolean mask (use mask.nonzero())")
         exclude = torch.as_tensor(exclude, dtype=torch.long).flatten()
         if len(exclude) and (int(exclude.min()) < 0 or int(exclude.max()) >= len(y)):
             raise ValueError(f"exclude must hold test-set indices in [0, {len(y) - 1}]; got values in "
@@ -280,6 +292,9 @@ def evaluate_watermark(model, watermark, x_test, y_test, target: int, *, x_clean
     ``perceptual_ssim`` is not 1 - ``SSIM``). Quality uses the marked training images (``x_clean`` vs ``x_marked``)
     when given, else triggered test images."""
     max_pairs = check_int("max_pairs", max_pairs, 1)
+    if (x_clean is None) != (x_marked is None):  # one alone was dropped and triggered test images measured instead
+        raise ValueError("x_clean and x_marked go together (the marked training images and their clean originals); "
+                         f"got only {'x_clean' if x_marked is None else 'x_marked'}")
     trigger = watermark.trigger if hasattr(watermark, "trigger") else watermark
     targeted = getattr(watermark, "targeted", True)
     out = {"BA": evaluate(model, x_test, y_test),

@@ -260,6 +260,44 @@ def test_erasure_rows_rs_cannot_correct_are_unknown_not_returned_as_right():
     assert (~acc["recovered"]).all() and (acc["bit_acc"] == 0).all()
 
 
+def test_erasure_never_returns_a_miscorrected_message_with_erasures_beyond_the_bound():
+    """reedsolo 1.7 checks a looser bound when erasures are given and returned another codeword without an error:
+    (60 bits, n 7, k 3), 4 fragments, one flipped bit (3 erasures + 1 error > 4 parity symbols) gave 73 of 200
+    messages silently wrong. Every such decode is refused now, naming the errors, not missing fragments."""
+    codec = ErasureCodec(60, 7, 3)
+    g = np.random.default_rng(0)
+    outcomes = {"right": 0, "wrong": 0, "refused": 0}
+    for _ in range(60):
+        msg = g.integers(0, 2, 60).astype(np.uint8)
+        subs = codec.encode(msg, 7)[g.choice(7, 4, replace=False)]
+        subs[g.integers(0, 4), g.integers(0, codec.fragment_bits)] ^= 1
+        try:
+            outcomes["right" if np.array_equal(codec.decode(subs), msg) else "wrong"] += 1
+        except MissingChunksError as e:
+            outcomes["refused"] += 1
+            assert "could not correct every symbol row from the 4 distinct fragments received" in str(e)
+    assert outcomes == {"right": 0, "wrong": 0, "refused": 60}
+    # within the bound, 2 * errors + erasures <= n - k: all 7 fragments, two of them wrong, are corrected
+    msg = random_message(60, seed=3)
+    subs = codec.encode(msg, 7)
+    subs[[1, 5], :3] ^= 1
+    assert np.array_equal(codec.decode(subs), msg)
+
+
+def test_erasure_takes_a_symbol_whose_copies_split_evenly_as_an_erasure():
+    """Two copies of a fragment that disagree on a bit: a coin flip as an error costs two parity symbols, as an
+    erasure one. (7, 3) from 4 fragments: 3 missing + 1 tied = 4 erasures <= 4 parity symbols, decoded; as a guess,
+    a wrong one (3 + 2 = 5) could not be corrected."""
+    codec = ErasureCodec(60, 7, 3)
+    for seed in range(12):
+        msg = random_message(60, seed=seed)
+        good = codec.encode(msg, 7)[[0, 1, 2, 3]]
+        other = good[2].copy()
+        other[0] ^= 1  # a second copy of fragment 2, wrong in its first bit: that bit's vote is a tie
+        part = codec.decode_partial(np.concatenate([good, other[None]]))
+        assert part.complete and np.array_equal(part.bits, msg), seed
+
+
 def test_repeat_codec():
     codec = RepeatCodec(40)
     assert codec.rho == 0 and codec.sub_message_bits == 40 and codec.min_unique_sub_messages == 1

@@ -138,6 +138,14 @@ def test_label_only_binomial_test():
     assert not label_verify(_labels(1, 1000), 1, _labels(0, 1000), tau=0.0).verified  # with them, no claim
     with pytest.raises(ValueError, match="same queries"):
         label_verify(_labels(5, 10), 1, _labels(5, 12))
+    # hard labels only: a (queries, classes) softmax matrix was counted as 500 labels, booleans as 0 / 1
+    with pytest.raises(ValueError, match=r"labels_watermarked must be hard labels.*shape \(50, 10\)"):
+        label_verify(torch.softmax(torch.randn(50, 10), 1), 1)
+    with pytest.raises(ValueError, match=r"labels_benign must be hard labels.*torch.bool"):
+        label_verify(_labels(5, 10), 1, torch.ones(10, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"labels_watermarked must be hard labels"):
+        label_verify(torch.full((10,), 0.5), 1)
+    assert label_verify(_labels(80, 100).float(), 1, lb).p_value == hit.p_value  # integral floats are labels
 
 
 def test_label_only_test_keeps_its_level_when_the_benign_rate_is_estimated():
@@ -173,6 +181,10 @@ def test_verification_set_draws_m_non_target_images():
     for bad in ([-1], [100]):  # -1 would have wrapped to 99 silently
         with pytest.raises(ValueError, match=r"exclude must hold test-set indices in \[0, 99\]"):
             verification_set(None, y, 2, 5, exclude=bad)
+    mask = torch.zeros(100, dtype=torch.bool)
+    mask[10:20] = True  # read as the indices 0 and 1, it left 10-19 in the draw
+    with pytest.raises(ValueError, match="not a boolean mask"):
+        verification_set(None, y, 2, 5, exclude=mask)
 
 
 class _CornerModel(nn.Module):
@@ -447,6 +459,9 @@ def test_evaluate_watermark_measures_quality_on_the_marked_images_given():
     assert out["linf"] == pytest.approx(16 / 255)
     assert out["PSNR"] == pytest.approx(20 * np.log10(255 / 16))  # 24.05 dB; the trigger's one white pixel: 18.06
     assert out["perceptual_mse"] == pytest.approx((16 / 255) ** 2)
+    for alone in ({"x_clean": clean}, {"x_marked": clean + 16}):  # one alone measured triggered test images instead
+        with pytest.raises(ValueError, match=r"x_clean and x_marked go together .*got only x_"):
+            evaluate_watermark(_Flat(), _white_pixel, x, y, 1, perceptual="mse", **alone)
 
 
 def _control_row(scenario, seed, pb, pw, p_decoy):
