@@ -41,8 +41,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .models import UNet, build_model
-from .params import Profile, check_bool, check_int, parse_eps, parse_fraction, parse_rate
+from .models import ARCHS, UNet, build_model
+from .params import Profile, check_bool, check_choice, check_int, parse_eps, parse_fraction, parse_rate
 from .perceptual import check_perceptual, check_perceptual_size, perceptual_loss, require_perceptual
 from .report import file_lock, run_dir
 from .train import (Checkpointer, TrainConfig, _save_atomic, augment_batch, data_hash, evaluate, fit,
@@ -220,6 +220,7 @@ class GeneratorConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "eps", parse_eps(self.eps))
+        object.__setattr__(self, "key", check_key(self.key))  # "7" and 7: one cache entry, one checkpoint's settings
         check_perceptual(self.perceptual)
         object.__setattr__(self, "target", check_int("target", self.target, 0))  # "1" from papermill -> 1
         for name, low in (("iters", 1), ("batch", 2), ("depth", 1), ("width", 1), ("key_channels", 0), ("seed", 0)):
@@ -267,6 +268,11 @@ def train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, conf
     interrupted (:class:`dovlib.train.Checkpointer`); an interrupted run resumes from it with the result of an
     uninterrupted one (the quick generator's 23 MB state took 30 ms to write on the build machine)."""
     cfg = config
+    if getattr(x, "dtype", None) != torch.uint8 or getattr(x, "ndim", None) != 4:  # floats 0..255 trained nonsense
+        raise ValueError(f"x must be uint8 images (N, C, H, W), as mark() takes; got dtype {getattr(x, 'dtype', None)} "
+                         f"and shape {tuple(getattr(x, 'shape', ()))}")
+    if len(torch.as_tensor(y)) != len(x):
+        raise ValueError(f"x and y must be equally long (one label per image); got {len(x)} and {len(y)}")
     data = data_hash(x, y)  # of the labels as given, as get_or_train_generator's cache key hashes them
     y = torch.as_tensor(y).long()
     num_classes = int(y.max()) + 1
@@ -619,6 +625,9 @@ def run_sscl(ds, profile: Profile, *, arch: str = "resnet18", eps=8 / 255, rate=
     generator_seed = seed if generator_seed is None else check_int("generator_seed", generator_seed, 0)
     decoy_rate = parse_fraction("decoy_rate", decoy_rate, 0.0, 1.0, low_inclusive=True)
     surrogate_arch = surrogate_arch or arch
+    check_choice("arch", arch, list(ARCHS))  # the suspect's: built only after the surrogate and generator trained
+    check_choice("surrogate_arch", surrogate_arch, list(ARCHS))
+    check_bool("train_suspect", train_suspect)  # "False" would train one
     surrogate_width = profile.width if surrogate_width is None else check_int("surrogate_width", surrogate_width, 1)
     # Everything that can be refused is refused before the surrogate trains: key, perceptual measure (and LPIPS
     # weights), target and gamma against the target class's share (the same draw watermark_dataset makes later).
@@ -697,9 +706,12 @@ def run_controls(run: SSCLRun, n_models: int | None = None, m: int | None = None
     import pandas as pd
 
     from .train import evaluate
-    from .verify import attack_success, query_probs, ttest_verify, verification_set, verify_model
+    from .verify import _check_tau_alpha, attack_success, query_probs, ttest_verify, verification_set, verify_model
 
     ds, prof, p = run.ds, run.profile, run.params
+    _check_tau_alpha(tau, alpha)  # before any model trains, not at the first verdict
+    check_bool("own_surrogate", own_surrogate)  # "False" would give each Ind-W owner its own surrogate
+    check_bool("decoy", decoy)
     n_models = check_int("n_models", n_models if n_models is not None else prof.n_models, 1)
     select_attempts, n_proxies = check_int("select_attempts", select_attempts, 1), check_int("n_proxies", n_proxies, 1)
     check_redraw(redraw_surrogate, select_attempts)
@@ -865,8 +877,10 @@ def run_code(ds, profile: Profile, *, targets, arch: str = "resnet18", eps=8 / 2
     each class, ``rate`` of the set marked in each class, a suspect ``arch`` model trained on the result.
     ``generator_seed`` (default ``seed``) seeds only the generators' training (:func:`select_code_run` varies it);
     surrogate, marking and suspect keep ``seed``. ``surrogate_width`` as in :func:`run_sscl`."""
-    targets = tuple(int(t) for t in targets)
+    targets = tuple(check_int("targets", t, 0) for t in targets)  # 1.5 was truncated to 1
     generator_seed = seed if generator_seed is None else check_int("generator_seed", generator_seed, 0)
+    check_choice("arch", arch, list(ARCHS))
+    check_bool("train_suspect", train_suspect)
     if not targets or len(set(targets)) != len(targets):
         raise ValueError(f"targets must be distinct class indices; got {targets}")
     eps, rate = parse_eps(eps), parse_rate(rate, "rate (gamma per target class)")
@@ -1012,6 +1026,8 @@ def self_check(run, n_proxies: int = 1, m: int | None = None, tau=0.25, alpha=0.
     n_proxies = check_int("n_proxies", n_proxies, 1)
     level = check_level(check_alpha, alpha)
     ds, prof, p = run.ds, run.profile, run.params
+    if getattr(run, "suspect", None) is not None:  # its suspect trained with p["seed"]: never one of the proxies
+        check_proxy_seeds(p["seed"], 1, n_proxies)
     m = None if m is None else check_int("m", m, 2)  # None: the profile's verify_m (query_count)
     kw = dict(arch=p["arch"], profile=prof, num_classes=ds.num_classes, progress=progress)
     targets = run.targets if isinstance(run, SSCLCodeRun) else (p["target"],)
@@ -1255,6 +1271,8 @@ def select_code_draws(ds, profile: Profile, *, key: int, n_targets: int, first=N
     import pandas as pd
 
     draws = check_int("draws (code_draws)", draws, 1)
+    if check_bool("train_suspect", train_suspect):  # the suspect trained below must not be one of the proxies
+        check_proxy_seeds(check_int("seed", seed, 0), 1, check_int("n_proxies", kw.get("n_proxies", 1), 1))
     classes = list(range(ds.num_classes)) if pool is None else [int(c) for c in pool]
     excluded, logs, codes, best = [], [], [], None
     for d in range(draws):
@@ -1309,9 +1327,11 @@ def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | No
     import pandas as pd
 
     from .train import evaluate
-    from .verify import attack_success
+    from .verify import _check_tau_alpha, attack_success
 
     ds, prof, p = run.ds, run.profile, run.params
+    _check_tau_alpha(tau, alpha)
+    check_bool("same_code", same_code)
     n_models = check_int("n_models", n_models if n_models is not None else prof.n_models, 1)
     select_attempts = check_int("select_attempts", select_attempts, 1)
     check_redraw(redraw_surrogate, select_attempts)

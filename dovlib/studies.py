@@ -37,9 +37,10 @@ def grid(name: str, profile: Profile) -> list:
 
 def eps_label(eps) -> str:
     """``0.0313...`` -> ``"8/255"`` (eps in grey levels, as the paper writes it). Notebooks 04-06 key their cached
-    records and tables by this label, so distinct budgets need distinct labels: a non-integer level keeps six
-    significant digits (``"8.5/255"``, ``0.03`` -> ``"7.65/255"``), and a level within 1e-6 of an integer reads as
-    that integer (``8.0000001/255`` -> ``"8/255"``)."""
+    records and tables by this label, so distinct budgets need distinct labels: the level keeps six significant
+    digits (``"8.5/255"``, ``0.03`` -> ``"7.65/255"``). Budgets that agree to six digits share a label and so a
+    record (``8.000003/255``, ``0.03137254`` and ``8/255`` all read ``"8/255"``): they differ by far less than one
+    grey level, and a sweep given both spellings runs one job (:mod:`dovlib.sweep`)."""
     levels = parse_eps(eps) * 255
     if abs(levels - round(levels)) < 1e-6:
         return f"{round(levels)}/255"

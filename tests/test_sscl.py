@@ -702,10 +702,16 @@ def test_bad_input_is_refused_before_any_training(monkeypatch, tmp_path):
              (dict(key="abc"), "key must be a non-negative integer"),
              (dict(key=-3), "key must be a non-negative integer"),
              (dict(decoy_rate=0.99), "decoy_rate must be <= the non-target share"),
-             (dict(l1="heavy"), "l1 must be a number")]
+             (dict(l1="heavy"), "l1 must be a number"),
+             # the suspect's architecture was first built after the surrogate and generator had trained
+             (dict(arch="resnet-18", surrogate_arch="vgg16"), r"arch must be one of .*got 'resnet-18'"),
+             (dict(surrogate_arch="vgg-16"), r"surrogate_arch must be one of .*got 'vgg-16'"),
+             ]
     for bad, msg in cases:
         with pytest.raises(ValueError, match=msg):
             sscl.run_sscl(ds, prof, **{**kw, **bad})
+    with pytest.raises(TypeError, match="train_suspect must be True or False; got 'False'"):
+        sscl.run_sscl(ds, prof, **{**kw, "train_suspect": "False"})
     with pytest.raises(PerceptualWeightsMissing, match="perceptual='ssim'"):
         sscl.run_sscl(ds, prof, **{**kw, "perceptual": "lpips"})
     code_kw = dict(eps="8/255", key=1, perceptual="mse", progress=False)
@@ -713,6 +719,39 @@ def test_bad_input_is_refused_before_any_training(monkeypatch, tmp_path):
         sscl.run_code(ds, prof, targets=(1, 2), rate=0.5, **code_kw)
     with pytest.raises(ValueError, match="key must be a non-negative integer"):
         sscl.run_code(ds, prof, targets=(1, 2), rate=0.05, **{**code_kw, "key": 1.5})
+    with pytest.raises(ValueError, match=r"targets must be an integer >= 0; got 1.5"):  # was truncated to 1
+        sscl.run_code(ds, prof, targets=(1.5, 2), rate=0.05, **code_kw)
+    with pytest.raises(ValueError, match=r"arch must be one of"):
+        sscl.run_code(ds, prof, targets=(1, 2), rate=0.05, arch="resnet-18", **code_kw)
+    # the controls check tau and their switches before the first model trains
+    from types import SimpleNamespace
+
+    run = SimpleNamespace(ds=None, profile=SimpleNamespace(n_models=1), targets=(1, 2), params={"seed": 0})
+    for controls in (sscl.run_controls, sscl.run_code_controls):
+        with pytest.raises(ValueError, match=r"tau must be"):
+            controls(run, tau=2)
+    with pytest.raises(TypeError, match="own_surrogate must be True or False"):
+        sscl.run_controls(run, own_surrogate="False")
+    with pytest.raises(TypeError, match="decoy must be True or False"):
+        sscl.run_controls(run, decoy="no")
+    with pytest.raises(TypeError, match="same_code must be True or False"):
+        sscl.run_code_controls(run, same_code="False")
+
+
+def test_generator_settings_are_checked_where_they_are_made():
+    """key "7" and 7 are one generator (one cache entry: the checkpoint's settings must agree too); -3 is refused
+    in the config, not later. train_generator takes uint8 images only (floats in 0..255 trained without a word)."""
+    assert GeneratorConfig(key="7", perceptual="mse").as_dict() == GeneratorConfig(key=7, perceptual="mse").as_dict()
+    with pytest.raises(ValueError, match="key must be a non-negative integer"):
+        GeneratorConfig(key=-3, perceptual="mse")
+    x = torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8)
+    y = torch.tensor([0, 1] * 4)
+    cfg = GeneratorConfig(iters=1, batch=2, perceptual="mse", width=4, depth=1)
+    sur = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 2))
+    with pytest.raises(ValueError, match=r"x must be uint8 images \(N, C, H, W\).*torch.float32"):
+        sscl.train_generator(sur, x.float(), y, cfg, device="cpu", progress=False)
+    with pytest.raises(ValueError, match=r"x and y must be equally long \(one label per image\); got 8 and 6"):
+        sscl.train_generator(sur, x, y[:6], cfg, device="cpu", progress=False)
 
 
 def test_check_key_takes_big_integers_exactly_and_refuses_the_rest():
@@ -1118,6 +1157,8 @@ def test_select_run_says_when_no_attempt_passes_and_refuses_bad_counts(monkeypat
 def test_proxy_models_are_never_evaluated_models(monkeypatch):
     """A proxy trained with seed PROXY_SEED_OFFSET + i on the marked set IS the Malicious model of that seed (same
     cached training): a study whose model seeds reach the proxies' is refused by name, before any training."""
+    from types import SimpleNamespace
+
     sscl.check_proxy_seeds(0, 5, 3)
     sscl.check_proxy_seeds(4995, 5, 1)  # 4995..4999: below the proxies
     sscl.check_proxy_seeds(5003, 4, 3)  # proxies 5000..5002
@@ -1132,8 +1173,13 @@ def test_proxy_models_are_never_evaluated_models(monkeypatch):
     assert not seen  # refused before any attempt
     # without a suspect of its own (an independent owner's selection) that seed is allowed
     sscl.select_run(ds, prof, attempts=2, train_suspect=False, **{**_toy_plain_kw(), "seed": sscl.PROXY_SEED_OFFSET})
+    # a code chosen by select_code_draws trains its suspect itself: the same check, before any attempt
+    seen.clear()
+    code_kw = {k: v for k, v in _toy_plain_kw().items() if k not in ("target", "key")}
+    with pytest.raises(ValueError, match="proxy would be a suspect"):
+        sscl.select_code_draws(ds, prof, key=5, n_targets=2, attempts=2, seed=sscl.PROXY_SEED_OFFSET, **code_kw)
+    assert not seen
     # controls: our selected run's proxies, and the other owners' when they select, against the study's seeds
-    from types import SimpleNamespace
     run = SimpleNamespace(ds=None, profile=SimpleNamespace(n_models=3), targets=(1, 2),
                           params={"seed": 4998, "selection": {"n_proxies": 1}})
     for controls in (sscl.run_controls, sscl.run_code_controls):
@@ -1142,6 +1188,20 @@ def test_proxy_models_are_never_evaluated_models(monkeypatch):
     run.params = {"seed": 4998}  # not selected: only the other owners' proxies count
     with pytest.raises(ValueError, match="overlap"):
         sscl.run_controls(run, select_attempts=2, n_proxies=1)
+
+
+def test_self_check_refuses_proxies_that_would_be_the_runs_own_suspect(monkeypatch):
+    """run_sscl(seed=5001) trains its suspect with seed 5001, which self_check's second proxy would train again on
+    the same marked set: the owner's check would look at the suspect itself."""
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(sscl, "train_classifier", lambda *a, **k: pytest.fail("trained before refusing"))
+    ds, prof, _ = _toy_code_run()
+    run = SimpleNamespace(ds=ds, profile=prof, suspect=object(), params={"seed": sscl.PROXY_SEED_OFFSET + 1})
+    with pytest.raises(ValueError, match="proxy would be a suspect"):
+        sscl.self_check(run, n_proxies=2)
+    with pytest.raises(ValueError, match="proxy would be a suspect"):
+        sscl.self_check(SimpleNamespace(**{**vars(run), "params": {"seed": sscl.PROXY_SEED_OFFSET}}))
 
 
 def test_select_run_can_redraw_the_surrogate_each_attempt(monkeypatch):

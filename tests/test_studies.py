@@ -22,6 +22,8 @@ def test_grids_follow_the_paper_and_shrink_for_smoke():
 def test_eps_label():
     assert eps_label(8 / 255) == "8/255" and eps_label("16/255") == "16/255"
     assert eps_label(0.03) == "7.65/255" and eps_label("8.0000001/255") == "8/255"
+    # six significant digits: budgets closer than that are one (far below a grey level), others stay apart
+    assert eps_label("8.000003/255") == eps_label(0.03137254) == "8/255" and eps_label("8.00003/255") == "8.00003/255"
     # non-integer grey levels keep their own label (both were "0.03333", one cache record for two budgets)
     assert eps_label("8.5/255") == "8.5/255" and eps_label(0.033333) == "8.49991/255"
     with pytest.raises(ValueError, match="eps"):
