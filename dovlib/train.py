@@ -597,6 +597,7 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
                     loss = F.cross_entropy(out.float(), yb, label_smoothing=cfg.label_smoothing)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                step_lr = opt.param_groups[0]["lr"]  # the rate this step used (sched.step sets the next one)
                 opt.step()
                 sched.step()
                 loss_sum += loss.detach() * len(idx)
@@ -607,7 +608,7 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
             result.wall_time += dt
             result.images_seen += n
             row = {"epoch": epoch + 1, "train_loss": (loss_sum / n).item(), "train_acc": (correct / n).item(),
-                   "lr": opt.param_groups[0]["lr"], "epoch_time": dt}
+                   "lr": step_lr, "epoch_time": dt}
             if not math.isfinite(row["train_loss"]):  # diverged: never evaluated, cached or saved as a checkpoint
                 raise FloatingPointError(f"training diverged: the train loss of epoch {epoch + 1}/{cfg.epochs} is "
                                          f"{row['train_loss']} (lr={cfg.lr:g}, now {row['lr']:g}); lower lr (e.g. "

@@ -54,6 +54,14 @@ def test_fit_learns_synthetic_classes(ds):
     assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
     assert res.images_seen == 4 * 256 and res.images_per_second > 0
     assert all(r["lr"] >= 0 for r in res.history)
+    # each row's lr is the rate of the epoch's last step (one-cycle, 8 steps an epoch), not the next step's: the last
+    # row used to show lr / 1000, a rate never trained with
+    import numpy as np
+
+    total, warm = 4 * 8, max(1, int(0.2 * 4 * 8))
+    for e, row in enumerate(res.history):
+        step = (e + 1) * 8 - 1
+        assert row["lr"] == pytest.approx(0.05 * float(np.interp(step, [0, warm, total], [0.1, 1.0, 1e-3])))
 
 
 def test_fit_is_deterministic_on_cpu(ds):
