@@ -442,3 +442,14 @@ def test_leak_subset_word_accuracy_never_counts_bits_not_received():
     rows = leak_subset_accuracy(codec, message, subs, [1 / 8], n_subsets=5)  # one image: 1 chunk of 4
     assert (rows["known"] == 0.25).all() and not rows["recovered"].any()
     assert (rows["word_acc"] == 0).all() and (rows["bit_acc"] == 0.25).all()
+
+
+def test_erasure_names_errors_not_missing_fragments_when_k_arrived():
+    """Exactly k fragments, one holding a tied bit: that row cannot be decoded, and the reason is the errors, not
+    "needs k distinct fragments" (all k arrived)."""
+    codec = ErasureCodec(60, 7, 3)
+    good = codec.encode(random_message(60, seed=0), 7)[[0, 1, 2]]
+    other = good[2].copy()
+    other[0] ^= 1
+    with pytest.raises(MissingChunksError, match="from the 3 distinct fragments received: too many bit errors"):
+        codec.decode(np.concatenate([good, other[None]]))

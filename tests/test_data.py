@@ -577,3 +577,34 @@ def test_build_offline_cli_prints_the_reason_and_fails(tmp_path, monkeypatch, ca
     err = capsys.readouterr().err
     assert err.startswith("error: build_offline_data needs the official CIFAR-10 and MNIST files")
     assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_the_dest_check_asks_for_write_and_search_permission(tmp_path, monkeypatch):
+    """A folder that can be read but not written (or entered) is refused, not only one that cannot be read."""
+    need = data.os.W_OK | data.os.X_OK
+    monkeypatch.setattr(data.os, "access", lambda p, mode: (mode & need) != need)  # readable, not writable
+    with pytest.raises(PermissionError, match="cannot be written"):
+        data._check_writable(tmp_path / "ro")
+
+
+def test_the_offline_build_stages_inside_dest(tmp_path, monkeypatch):
+    """The staging folder is in dest (one file system), so each os.replace is an atomic rename, not a copy."""
+    import torchvision.datasets as tvd
+
+    root = data.offline_data_dir()
+    dest = tmp_path / "data"
+    monkeypatch.setattr(_FakeCifar, "shared", root / "cifar10-subset" / "cifar10_subset.npz", raising=False)
+    monkeypatch.setattr(_FakeMnist, "shared", root / "mnist", raising=False)
+    monkeypatch.setattr(tvd, "CIFAR10", _FakeCifar)
+    monkeypatch.setattr(tvd, "MNIST", _FakeMnist)
+    written = []
+
+    def record(path, **arrays):
+        written.append(Path(path))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(data.np, "savez_compressed", record)
+    with pytest.raises(KeyboardInterrupt):
+        data.build_offline_data(dest)
+    stage = written[0].parents[1]
+    assert stage.parent == dest and stage.name.startswith(".build-offline-") and not stage.exists()

@@ -723,6 +723,8 @@ def test_bad_input_is_refused_before_any_training(monkeypatch, tmp_path):
         sscl.run_code(ds, prof, targets=(1.5, 2), rate=0.05, **code_kw)
     with pytest.raises(ValueError, match=r"arch must be one of"):
         sscl.run_code(ds, prof, targets=(1, 2), rate=0.05, arch="resnet-18", **code_kw)
+    with pytest.raises(TypeError, match="train_suspect must be True or False; got 'False'"):
+        sscl.run_code(ds, prof, targets=(1, 2), rate=0.05, train_suspect="False", **code_kw)
     # the controls check tau and their switches before the first model trains
     from types import SimpleNamespace
 
@@ -750,6 +752,9 @@ def test_generator_settings_are_checked_where_they_are_made():
     sur = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 2))
     with pytest.raises(ValueError, match=r"x must be uint8 images \(N, C, H, W\).*torch.float32"):
         sscl.train_generator(sur, x.float(), y, cfg, device="cpu", progress=False)
+    grey = torch.randint(0, 256, (8, 16, 16), dtype=torch.uint8)  # no channel axis: was "in_channels ... got 16"
+    with pytest.raises(ValueError, match=r"x must be uint8 images \(N, C, H, W\).*shape \(8, 16, 16\)"):
+        sscl.train_generator(sur, grey, y, cfg, device="cpu", progress=False)
     with pytest.raises(ValueError, match=r"x and y must be equally long \(one label per image\); got 8 and 6"):
         sscl.train_generator(sur, x, y[:6], cfg, device="cpu", progress=False)
 
@@ -1178,6 +1183,9 @@ def test_proxy_models_are_never_evaluated_models(monkeypatch):
     code_kw = {k: v for k, v in _toy_plain_kw().items() if k not in ("target", "key")}
     with pytest.raises(ValueError, match="proxy would be a suspect"):
         sscl.select_code_draws(ds, prof, key=5, n_targets=2, attempts=2, seed=sscl.PROXY_SEED_OFFSET, **code_kw)
+    with pytest.raises(ValueError, match="proxy would be a suspect"):  # every proxy counts: the second's seed
+        sscl.select_code_draws(ds, prof, key=5, n_targets=2, attempts=2, n_proxies=2,
+                               seed=sscl.PROXY_SEED_OFFSET + 1, **code_kw)
     assert not seen
     # controls: our selected run's proxies, and the other owners' when they select, against the study's seeds
     run = SimpleNamespace(ds=None, profile=SimpleNamespace(n_models=3), targets=(1, 2),

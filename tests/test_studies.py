@@ -280,6 +280,11 @@ def test_transfer_cells_average_each_cell_and_count_its_learnt_draws():
     # a draw verified on both the suspect and the clean model is not learnt
     assert (second.n_draws, second.learnt, second.verified, second.verified_benign) == (2, 1, 2, 1)
     assert cells.learnt.dtype.kind == "i" and second.WSR == pytest.approx(0.7)
+    assert first.BA_benign == pytest.approx(0.6)
+    # verdicts read back from a CSV (floats) or objects still count as integers
+    read_back = studies.transfer_cells(draws.astype({"verified": float, "learnt": object}))
+    assert read_back.verified.dtype.kind == "i" and read_back.learnt.dtype.kind == "i"
+    assert list(read_back.verified) == [2, 2] and list(read_back.learnt) == [2, 1]
 
 
 def test_transfer_cells_refuse_missing_columns_empty_draws_and_missing_verdicts():
@@ -290,7 +295,8 @@ def test_transfer_cells_refuse_missing_columns_empty_draws_and_missing_verdicts(
         studies.transfer_cells(good.drop(columns=["WSR_benign"]))
     with pytest.raises(ValueError, match="empty"):
         studies.transfer_cells(good.iloc[:0])
-    bad = good.astype({"learnt": object})
-    bad.loc[0, "learnt"] = None
-    with pytest.raises(ValueError, match="missing verdict"):
-        studies.transfer_cells(bad)
+    for column in ("learnt", "verified", "verified_benign"):  # any verdict missing, not only the first
+        bad = good.astype({column: object})
+        bad.loc[0, column] = None
+        with pytest.raises(ValueError, match="missing verdict"):
+            studies.transfer_cells(bad)

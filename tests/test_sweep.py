@@ -443,3 +443,57 @@ def test_jobs_on_this_machine_share_its_cores(tmp_path, reports, monkeypatch, ex
     jobs = 2 if executor == "local" else None
     sweep.sweep(nb, {"rate": [0.1, 0.2, 0.3, 0.4]}, executor=executor, jobs=jobs, index=False)
     assert seen["threads"] == expected and seen["jobs"] == (2 if executor == "local" else 4)
+
+
+def test_a_stopped_pool_cancels_its_queued_jobs_before_stopping_the_workers(monkeypatch):
+    """Cancelling first closes the race in which a worker that just finished takes a queued job before it is
+    stopped."""
+    import concurrent.futures as cf
+
+    calls = []
+
+    class FakePool:
+        def __init__(self, **kw):
+            self._processes = {}
+
+        def submit(self, fn, *args):
+            fut = cf.Future()
+            fut.set_result(fn(*args))
+            return fut
+
+        def shutdown(self, wait=True, cancel_futures=False):
+            calls.append((wait, cancel_futures))
+
+    monkeypatch.setattr(sweep, "ProcessPoolExecutor", FakePool)
+    monkeypatch.setattr(sweep, "_job", lambda x: x)
+
+    def stop(i, result):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_local([(0, (1,)), (1, (2,))], 1, stop, None)
+    assert calls == [(False, True), (True, False)]  # cancel without waiting, then collect the stopped workers
+
+
+@pytest.mark.parametrize("stop, code", [("KeyboardInterrupt()", 130), ("SystemExit(143)", 143)])
+def test_a_stopped_job_ends_its_pool_worker_with_the_stops_status(stop, code):
+    """In a pool worker a job stopped by Ctrl-C or SIGTERM ends the process (status 130 or the SystemExit's code)
+    rather than return, so the worker takes no further job; outside a pool the stop propagates as usual."""
+    import subprocess
+    import sys
+
+    prog = ("from dovlib import sweep\n"
+            "sweep._IN_POOL = {in_pool}\n"
+            "def stopped(*a, **k):\n"
+            f"    raise {stop}\n"
+            "sweep.run_notebook = stopped\n"
+            "try:\n"
+            "    sweep._job('nb.ipynb', {{}}, False, '.', None, None, None, tag=False)\n"
+            "except BaseException as e:\n"
+            "    print('raised', type(e).__name__)\n")
+    pool = subprocess.run([sys.executable, "-c", prog.format(in_pool=True)], capture_output=True, text=True,
+                          timeout=120)
+    assert pool.returncode == code and "raised" not in pool.stdout, pool.stderr
+    plain = subprocess.run([sys.executable, "-c", prog.format(in_pool=False)], capture_output=True, text=True,
+                           timeout=120)
+    assert plain.returncode == 0 and "raised" in plain.stdout, plain.stderr

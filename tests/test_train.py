@@ -711,6 +711,10 @@ def test_fit_refuses_labels_that_are_not_class_indices():
         fit(model, x, torch.zeros(8, 1, dtype=torch.long), **kw)
     with pytest.raises(ValueError, match=r"y_train must be class labels in \[0, num_classes - 1\]; got -100"):
         fit(model, x, torch.full((8,), -100), **kw)
+    with pytest.raises(ValueError, match=r"in \[0, num_classes - 1\]; got -1"):
+        fit(model, x, torch.tensor([0, 1, 2, -1, 0, 1, 2, 0]), **kw)
+    with pytest.raises(ValueError, match=r"integer class labels.*complex64"):
+        fit(model, x, torch.ones(8, dtype=torch.complex64), **kw)
     with pytest.raises(ValueError, match=r"y_train holds label 3 but the model has 3 outputs: labels must be in "
                                          r"\[0, 2\]"):
         fit(model, x, torch.tensor([0, 1, 2, 3, 0, 1, 2, 0]), **kw)

@@ -145,6 +145,10 @@ def test_label_only_binomial_test():
         label_verify(_labels(5, 10), 1, torch.ones(10, dtype=torch.bool))
     with pytest.raises(ValueError, match=r"labels_watermarked must be hard labels"):
         label_verify(torch.full((10,), 0.5), 1)
+    with pytest.raises(ValueError, match=r"labels_watermarked must be hard labels"):  # some fractional
+        label_verify(torch.tensor([1.0, 0.5] * 5), 1)
+    with pytest.raises(ValueError, match=r"labels_watermarked must be hard labels.*shape \(50, 10\)"):  # integer 2-D
+        label_verify(torch.ones(50, 10, dtype=torch.long), 1)
     assert label_verify(_labels(80, 100).float(), 1, lb).p_value == hit.p_value  # integral floats are labels
 
 
@@ -459,9 +463,9 @@ def test_evaluate_watermark_measures_quality_on_the_marked_images_given():
     assert out["linf"] == pytest.approx(16 / 255)
     assert out["PSNR"] == pytest.approx(20 * np.log10(255 / 16))  # 24.05 dB; the trigger's one white pixel: 18.06
     assert out["perceptual_mse"] == pytest.approx((16 / 255) ** 2)
-    for alone in ({"x_clean": clean}, {"x_marked": clean + 16}):  # one alone measured triggered test images instead
-        with pytest.raises(ValueError, match=r"x_clean and x_marked go together .*got only x_"):
-            evaluate_watermark(_Flat(), _white_pixel, x, y, 1, perceptual="mse", **alone)
+    for name, alone in (("x_clean", {"x_clean": clean}), ("x_marked", {"x_marked": clean + 16})):
+        with pytest.raises(ValueError, match=rf"x_clean and x_marked go together .*got only {name}$"):
+            evaluate_watermark(_Flat(), _white_pixel, x, y, 1, perceptual="mse", **alone)  # was: test images
 
 
 def _control_row(scenario, seed, pb, pw, p_decoy):
