@@ -127,14 +127,14 @@ def _job(path: str, params: dict, force: bool, reports: str, threads: int | None
     """One sweep job (runs in a pool worker or a Slurm task). ``tag``: name the job's tables and figures after its
     parameters (a sweep: many jobs of one notebook); ``dovlib.reproduce --jobs`` runs distinct notebooks and keeps
     the plain names."""
-    if threads:  # the job's share of the CPUs, for torch's threads and dovlib.imwm's worker processes
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "DOVLIB_WORKERS"):
-            os.environ.setdefault(var, str(threads))
-    if tag:  # this job's tables and figures get their own names (report.artifact_name)
-        os.environ[RUN_TAG_ENV] = run_tag(params)
-    else:
-        os.environ.pop(RUN_TAG_ENV, None)
-    try:
+    try:  # all of it: a stop before run_notebook must end a pool worker too
+        if threads:  # the job's share of the CPUs, for torch's threads and dovlib.imwm's worker processes
+            for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "DOVLIB_WORKERS"):
+                os.environ.setdefault(var, str(threads))
+        if tag:  # this job's tables and figures get their own names (report.artifact_name)
+            os.environ[RUN_TAG_ENV] = run_tag(params)
+        else:
+            os.environ.pop(RUN_TAG_ENV, None)
         return run_notebook(path, params, force=force, reports=reports, kernel_name=kernel_name,
                             cell_timeout=cell_timeout)
     except (KeyboardInterrupt, SystemExit) as stop:  # run_notebook has cleaned up (notebook removed, kernel shut down)
@@ -245,13 +245,17 @@ def run_local(tasks: list[tuple[int, tuple]], jobs: int, done, failed, gpus: lis
                 done(i, failed(i, e))
     except BaseException:
         workers = list((getattr(pool, "_processes", None) or {}).values())  # before shutdown forgets them
-        pool.shutdown(wait=False, cancel_futures=True)
+        pool.shutdown(wait=False, cancel_futures=True)  # jobs already handed to a worker's queue die with it
         for proc in workers:
             if proc.is_alive():
                 proc.terminate()
+        for proc in workers:  # wait while each removes its half-written notebook and shuts its kernel down
+            proc.join(60)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
         raise
-    finally:
-        pool.shutdown(wait=True)
+    pool.shutdown(wait=True)
 
 
 def _failed(path: Path, params: dict, err: BaseException) -> RunResult:
@@ -266,10 +270,12 @@ def sweep(notebook: str | Path, grid: dict | list, *, profile: str = "smoke", ex
 
     ``executor``: ``local`` (process pool of ``jobs`` workers; default min(#combinations, #CPUs), or one per visible
     GPU when the profiles run on CUDA and the notebook is not a CPU one (:func:`runs_on_cpu`), each worker then
-    pinned to a GPU in turn; each job gets ``OMP_NUM_THREADS`` and ``DOVLIB_WORKERS`` = #CPUs // jobs unless set),
-    ``slurm`` (submitit job array; ``slurm`` holds submitit parameters such as ``timeout_min``, ``slurm_partition``,
-    ``gpus_per_node``, ``cpus_per_task``) or ``submitit-local`` (the same submitit path on this machine). Failed
-    jobs are returned, not raised. ``reports`` holds for this call only (``$DOVLIB_REPORTS`` is restored).
+    pinned to a GPU in turn, or one at a time when the profiles name one device (``cuda:N``, ``mps``) or mix the CPU
+    with a GPU (:func:`on_accelerator`); stopped, it starts no queued job (:func:`run_local`)), ``slurm`` (submitit
+    job array; ``slurm`` holds submitit parameters such as ``timeout_min``, ``slurm_partition``, ``gpus_per_node``,
+    ``cpus_per_task``) or ``submitit-local`` (the same submitit path on this machine). Jobs of ``local`` and
+    ``submitit-local`` get ``OMP_NUM_THREADS`` and ``DOVLIB_WORKERS`` = #CPUs // jobs unless set. Failed jobs are
+    returned, not raised. ``reports`` holds for this call only (``$DOVLIB_REPORTS`` is restored).
     """
     path = Path(notebook).resolve()
     if not path.is_file():
