@@ -316,10 +316,13 @@ def _run_notebook(path: Path, parameters: dict, force: bool, kernel_name, cell_t
 
     out_dir = reports_dir() / path.stem
     out_dir.mkdir(parents=True, exist_ok=True)
-    key = stamp_key(path, parameters)
-    name = output_name(path.stem, parameters)
+    # ``recompute`` says how to run, not what the result is: a run that measured its records again (reproduce
+    # --force gives 04-06 recompute=True) is the plain parameter set's result, so the next plain run reuses it
+    ident = {k: v for k, v in parameters.items() if k != "recompute"}
+    key = stamp_key(path, ident)
+    name = output_name(path.stem, ident)
     final = out_dir / name
-    cached = None if force else cached_result(path, parameters)
+    cached = None if force or parameters.get("recompute") is True else cached_result(path, ident)
     if cached is not None:
         return cached
     running = out_dir / (name[: -len(".ipynb")] + f".running-{os.getpid()}.ipynb")
@@ -351,11 +354,11 @@ def _run_notebook(path: Path, parameters: dict, force: bool, kernel_name, cell_t
         kept = running.is_file()  # not there when the kernel did not even start
         if kept:
             os.replace(running, failed)
-        result = RunResult(path.stem, parameters, "failed", wall, f"{path.stem}/{failed.name}" if kept else "",
+        result = RunResult(path.stem, ident, "failed", wall, f"{path.stem}/{failed.name}" if kept else "",
                            error, key)
     else:
         os.replace(running, final)
-        result = RunResult(path.stem, parameters, "ok", wall, f"{path.stem}/{name}", key=key)
+        result = RunResult(path.stem, ident, "ok", wall, f"{path.stem}/{name}", key=key)
     _save_stamp(out_dir, result, _artifacts(out_dir, since=started) if not error else None)
     return result
 

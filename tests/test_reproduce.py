@@ -389,3 +389,22 @@ def test_force_measures_the_records_of_notebooks_that_keep_them(tmp_path):
 
     sources = sorted(Path(rp.__file__).resolve().parents[1].joinpath("notebooks").glob("[0-9][0-9]_*.py"))
     assert tuple(p.name[:3] for p in sources if "cached(NOTEBOOK" in p.read_text()) == rp.RECORD_NOTEBOOKS
+
+
+def test_a_forced_run_of_a_record_notebook_is_the_plain_runs_result(env):
+    """--force gives 04-06 recompute=True; that run's stamp and executed notebook are the plain parameter set's, so
+    the next plain reproduce reuses it (it used to run 04-06 again, its stamp being another parameter set's). A run
+    asked for with recompute True is never reused."""
+    nbs, reports = env
+    keeps = make_notebook(nbs, "04_x")
+    nb = json.loads(keeps.read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    cell["source"] = "".join(cell["source"]) + "\nrecompute = False  # recompute?"
+    keeps.write_text(json.dumps(nb))
+    forced = rp.reproduce("smoke", [keeps], force=True, progress=False, index=False)[0]
+    assert forced.status == "ok" and forced.parameters == {"profile": "smoke"}
+    assert "recompute" not in forced.output and len(list((reports / "04_x").glob("*.ipynb"))) == 1
+    assert rp.reproduce("smoke", [keeps], progress=False, index=False)[0].status == "reused"
+    again = rp.reproduce("smoke", [keeps], extra={"recompute": True}, progress=False, index=False)[0]
+    assert again.status == "ok" and len(executions(reports, "04_x")) == 2
+    assert rp.reproduce("smoke", [keeps], progress=False, index=False)[0].status == "reused"
