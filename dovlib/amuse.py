@@ -494,7 +494,7 @@ class ErasureCodec(Codec):
         return _int_to_bits(data, self.symbol_bits), ok
 
     def _missing(self, result):
-        got = int(getattr(self, "_last_present", 0))
+        got = self._last_present  # distinct fragments of the last decode_partial
         if got >= self.k:  # enough fragments: RS found more errors than it can correct
             return [f"Reed-Solomon could not correct every symbol row from the {got} distinct fragments received: too "
                     f"many bit errors"]
