@@ -45,6 +45,7 @@ import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 
+from .metrics import check_channels
 from .params import check_choice, check_int, parse_fraction
 
 __all__ = ["Attack", "ATTACKS", "HIDDEN_NOISES", "REPRESENTATIVE", "attack_grid", "attack_set", "apply_attack",
@@ -57,6 +58,7 @@ def _check_images(images: torch.Tensor) -> torch.Tensor:
     if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
         got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
         raise ValueError(f"images must be a uint8 tensor (N, C, H, W); got {got}")
+    check_channels(images.shape)
     return images
 
 
@@ -76,13 +78,24 @@ def jpeg(images: torch.Tensor, quality: int, subsampling: str = "4:2:0") -> torc
     if len(images) == 0 or images.shape[1] not in (1, 3):
         raise ValueError(f"jpeg needs at least one grey (C = 1) or RGB (C = 3) image; got shape {tuple(images.shape)}")
     out = []
-    for img in images.permute(0, 2, 3, 1).numpy():
+    for img in images.permute(0, 2, 3, 1).cpu().numpy():
         pil = Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img)
         buf = io.BytesIO()
         pil.save(buf, format="JPEG", quality=quality, subsampling=0 if subsampling == "4:4:4" else 2)
         arr = np.asarray(Image.open(io.BytesIO(buf.getvalue())))
         out.append(arr[..., None] if arr.ndim == 2 else arr)
-    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous()
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous().to(images.device)
+
+
+def _blur(images, k):
+    """Gaussian blur with a k x k kernel (torchvision; it rounds uint8 itself). Its reflect padding needs k // 2 less
+    than each side of the image."""
+    k = int(k)
+    h, w = images.shape[-2:]
+    if k // 2 >= min(h, w):
+        raise ValueError(f"blur_{k} needs images with both sides at least {k // 2 + 1} pixels (kernel {k}, reflect "
+                         f"padding {k // 2}); got {h}x{w}")
+    return TF.gaussian_blur(images, [k, k])
 
 
 def _scaled_size(images: torch.Tensor, share: float) -> list[int]:
@@ -120,7 +133,7 @@ def _rounded(fn: Callable) -> Callable:
 
 
 _FAMILIES: dict[str, tuple[Callable, list]] = {
-    "blur": (lambda x, k: TF.gaussian_blur(x, [int(k), int(k)]), [3, 5, 7, 9, 11, 13]),  # rounds uint8 itself
+    "blur": (_blur, [3, 5, 7, 9, 11, 13]),
     "brightness": (_rounded(TF.adjust_brightness), [0.5, 1.5, 2.0]),
     "contrast": (_rounded(TF.adjust_contrast), [0.5, 1.5, 2.0]),
     "hue": (_rounded(_hue), [-0.5, -0.25, 0.25, 0.5]),

@@ -46,12 +46,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import attacks as _attacks
-from .metrics import as_bits, bit_accuracy, mean_psnr, word_accuracy
+from .metrics import as_bits, bit_accuracy, check_channels, mean_psnr, word_accuracy
 from .params import check_choice, check_int, parse_fraction
 
 __all__ = ["Watermarker", "ImWatermarker", "HiDDeN", "HiddenConfig", "HiddenNet", "train_hidden", "HIDDEN_LOSS_VERSION",
            "get_watermarker", "evaluate_attacks", "evaluate_dataset", "embed_dataset", "embed_at_size",
-           "extract_dataset", "sample_images", "to_min_size", "default_workers", "HIDDEN_ARCHS", "METHODS"]
+           "extract_dataset", "sample_images", "to_min_size", "default_workers", "HIDDEN_ARCHS", "METHODS",
+           "attack_generator", "MAX_DCT_SCALE"]
 
 METHODS = ("dwtDct", "dwtDctSvd", "rivaGan", "hidden")
 
@@ -104,6 +105,15 @@ class Watermarker(ABC):
 
     def describe(self) -> dict:
         return {"name": self.name, "capacity_bits": self.capacity_bits, "message_bits": self.message_bits}
+
+
+# The largest DCT quantisation step whose change cannot overflow 8 bits. invisible-watermark moves one coefficient of
+# each 4x4 block of the U channel's Haar approximation by up to 0.75 * scale (dwtDct: the block's largest AC value;
+# dwtDctSvd: its largest singular value, through an orthonormal DCT), a pixel by up to half that, and writes the result
+# into the uint8 YUV image unclipped. Pure blue has U = 239 and pure yellow U = 17 (cv2), about 16 levels from either
+# end: 0.375 * 42 = 15.75. Measured on saturated blue, red and yellow images with random bits: dwtDct wraps from scale
+# 50, dwtDctSvd from about 184.
+MAX_DCT_SCALE = 42
 
 
 def to_min_size(images: torch.Tensor, side: int = 256) -> torch.Tensor:
@@ -174,8 +184,10 @@ class ImWatermarker(Watermarker):
         self.method = self.name = method
         self.capacity_bits = 32 if method == "rivaGan" else (256 // 8) * (256 // 8)
         self.message_bits = self._check_message_bits(message_bits)
-        if isinstance(scale, bool) or not (isinstance(scale, numbers.Real) and 0 < scale <= 255):
-            raise ValueError(f"scale must be a number in (0, 255]; got {scale!r}")
+        if isinstance(scale, bool) or not (isinstance(scale, numbers.Real) and 0 < scale <= MAX_DCT_SCALE):
+            raise ValueError(f"scale must be a number in (0, {MAX_DCT_SCALE}]; got {scale!r} (the paper used 36, 30 "
+                             f"and 20; above {MAX_DCT_SCALE} invisible-watermark can push the U channel of saturated "
+                             "colours past 255, where its uint8 write wraps around: blue turns black)")
         self.scale = float(scale)
         self.workers = default_workers() if workers is None else check_int("workers", workers, 1)
         if method == "rivaGan":
@@ -382,7 +394,7 @@ def _noise(kind: str, enc: torch.Tensor, cover: torch.Tensor, p: float, gen: tor
 
 
 class HiDDeN(Watermarker):
-    """A trained HiDDeN model as a :class:`Watermarker` (any image size >= 8x8; fully convolutional)."""
+    """A trained HiDDeN model as a :class:`Watermarker` (any image of at least 64 pixels; fully convolutional)."""
 
     name = "hidden"
     min_area = 64
@@ -625,6 +637,7 @@ def get_watermarker(method: str, message_bits: int | None = None, scale: float =
             raise ValueError("method 'hidden' needs hidden= a trained HiDDeN (dovlib.imwm.train_hidden) or its saved "
                              "path")
         model = hidden if isinstance(hidden, HiDDeN) else HiDDeN.load(hidden)
+        message_bits = None if message_bits is None else check_int("message_bits", message_bits, 1)  # "6" -> 6
         if message_bits is not None and message_bits != model.message_bits:
             raise ValueError(f"message_bits must equal the trained HiDDeN's {model.message_bits}; got {message_bits}")
         return model
@@ -633,23 +646,35 @@ def get_watermarker(method: str, message_bits: int | None = None, scale: float =
 
 # --- evaluation -------------------------------------------------------------------------------------------------------
 
+def attack_generator(seed: int, *names) -> torch.Generator:
+    """The random stream of one attack (dropout masks, crop positions) under ``seed``: drawn from the seed and the
+    attack's name (and any further ``names``, e.g. the message's index), so an attack's result does not depend on
+    which other attacks run beside it, or in which order."""
+    import hashlib
+
+    seed = check_int("seed", seed, 0)
+    digest = hashlib.sha256(":".join(map(str, (seed, *names))).encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
 def evaluate_attacks(wm: Watermarker, marked: torch.Tensor, bits, cover: torch.Tensor | None = None,
                      attacks: list | None = None, seed: int = 0):
     """Per-image bit and word accuracy of ``wm`` on ``marked`` images, without attack ("none") and after each attack
     (names of :data:`dovlib.attacks.ATTACKS` or :class:`dovlib.attacks.Attack` objects; default: the 45-attack
-    grid). Size-changing attacks are resized back unless ``wm.any_size``. Returns a DataFrame: attack, family,
-    param, bit_acc, word_acc (means over images)."""
+    grid). Size-changing attacks are resized back unless ``wm.any_size``. Each attack draws from its own random stream
+    (:func:`attack_generator`), so its row is the same whichever attacks run beside it. Returns a DataFrame: attack,
+    family, param, bit_acc, word_acc (means over images)."""
     import pandas as pd
 
     names = ["none"] + _attacks.resolve_attacks(attacks if attacks is not None else
                                                 [f"{f}_{p:g}" for f, p in _attacks.attack_grid()])
-    gen = torch.Generator().manual_seed(seed)
+    check_int("seed", seed, 0)
     rows = []
     for a in names:
         if a == "none":
             x, fam, param = marked, "none", float("nan")
         else:
-            x = a(marked, cover, restore_size=not wm.any_size, generator=gen)
+            x = a(marked, cover, restore_size=not wm.any_size, generator=attack_generator(seed, a.name))
             fam, param = a.family, a.param
         dec = wm.extract(x)
         rows.append({"attack": a if a == "none" else a.name, "family": fam, "param": param,
@@ -695,7 +720,11 @@ def sample_images(images: torch.Tensor, n: int, side: int = 256, seed: int = 0) 
     otherwise."""
     n = check_int("n", n, 1)
     side = check_int("side", side, 1)
-    g = torch.Generator().manual_seed(seed)
+    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4 or not len(images):
+        got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"images must be a non-empty uint8 tensor (N, C, H, W); got {got}")
+    check_channels(images.shape)
+    g = torch.Generator().manual_seed(check_int("seed", seed, 0))
     if images.shape[1] == 1:
         images = images.expand(-1, 3, -1, -1)
     h, w = images.shape[-2:]
@@ -724,12 +753,13 @@ def evaluate_dataset(wm: Watermarker, codec, images: torch.Tensor, messages, att
     """For each message (rows of ``messages``): mark ``images`` through ``codec`` and ``wm`` (:func:`embed_dataset`),
     then rebuild the message without attack and after each attack (names in :data:`dovlib.attacks.ATTACKS` or
     :class:`dovlib.attacks.Attack` objects).
+    Each (message, attack) has its own random stream (:func:`attack_generator`).
     Returns a DataFrame with one row per (message, attack): psnr, sub_bit_acc (per-image sub-message accuracy),
     bit_acc and word_acc of the rebuilt message, failed."""
     import pandas as pd
 
     chosen = ["none"] + _attacks.resolve_attacks(attacks or [])  # all checked before any image is marked
-    gen = torch.Generator().manual_seed(seed)
+    check_int("seed", seed, 0)
     rows = []
     for i, message in enumerate(np.atleast_2d(np.asarray(messages))):  # each checked by embed_dataset
         marked, subs, quality = embed_dataset(wm, codec, images, message)
@@ -737,7 +767,7 @@ def evaluate_dataset(wm: Watermarker, codec, images: torch.Tensor, messages, att
             if a == "none":
                 x, fam, param = marked, "none", float("nan")
             else:
-                x = a(marked, images, restore_size=not wm.any_size, generator=gen)
+                x = a(marked, images, restore_size=not wm.any_size, generator=attack_generator(seed, a.name, i))
                 fam, param = a.family, a.param
             name = a if a == "none" else a.name
             rows.append({"message": i, "attack": name, "family": fam, "param": param, "psnr": quality["psnr"],
@@ -761,7 +791,7 @@ def embed_at_size(wm: Watermarker, images: torch.Tensor, bits, side: int = 256, 
     chunk_size = check_int("chunk_size", chunk_size, 1)
     n = len(images)
     keep = n if keep is None else min(check_int("keep", keep, 0), n)
-    bits = np.asarray(bits)
+    bits = np.atleast_2d(np.asarray(bits))  # one image's 1-D message: one row, sliced by rows below
     downs, ups, resized = [], [], False
     for i in range(0, n, chunk_size) if n else [0]:
         marked_up = wm.embed(to_min_size(images[i:i + chunk_size], side), bits[i:i + chunk_size])

@@ -10,7 +10,16 @@ import numpy as np
 import torch
 
 __all__ = ["psnr", "mean_psnr", "PSNR_CAP", "ssim", "bit_accuracy", "word_accuracy", "as_bits",
-           "check_image_values"]
+           "check_image_values", "check_channels"]
+
+
+def check_channels(shape, name: str = "images") -> None:
+    """Refuse a batch whose second axis is not 1 (grey) or 3 (RGB) channels: channel-last (N, H, W, C) images would
+    otherwise be read with H as the channels and C as the width, and give wrong numbers without an error."""
+    shape = tuple(shape)
+    if len(shape) == 4 and shape[1] not in (1, 3):
+        hint = " (channel-last? use x.permute(0, 3, 1, 2))" if shape[-1] in (1, 3) else ""
+        raise ValueError(f"{name} must be (N, C, H, W) with C = 1 (grey) or 3 (RGB); got shape {shape}{hint}")
 
 
 def _to_hwc01(x) -> np.ndarray:
@@ -18,10 +27,11 @@ def _to_hwc01(x) -> np.ndarray:
     if len(shape) != 4:  # a 3-D array could be one (C, H, W) image or N grey (H, W) images: never guessed
         raise ValueError(f"images must be a batch (N, C, H, W) (one image: x[None]; grey images: x[:, None]); got "
                          f"shape {shape}")
+    check_channels(shape)
     if isinstance(x, torch.Tensor):
         given = x.dtype
         x = x.detach().cpu()
-        x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
+        x = x.double() / 255 if x.dtype == torch.uint8 else x.double()  # as the array path: equal images, +inf
         x = x.numpy()
     else:
         x = np.asarray(x)

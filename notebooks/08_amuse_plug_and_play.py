@@ -91,7 +91,7 @@ check_bool("recompute", recompute)  # refused here, not after Table 1's HiDDeN t
 if str(tables) in ("2", "both"):  # Table 2's settings are refused here, not after Table 1's HiDDeN training
     attack_set(attacks)
     for scale in scales:
-        for L in lengths:  # scale in (0, 255] and the baseline's L bits within the method's capacity
+        for L in lengths:  # scale in (0, 42] and the baseline's L bits within the method's capacity
             ImWatermarker(method, L, scale, workers=1)
 seed = check_int("seed", seed, 0)  # "1" or 1.0 from papermill -> 1; -1 or 1.5 refused by name
 device = start_notebook(profile, seed, cfg.device, note="HiDDeN on this device, invisible-watermark on the CPU")

@@ -330,3 +330,21 @@ def test_jpeg_refuses_empty_batches_and_channels_it_cannot_write():
         with pytest.raises(ValueError, match=rf"got shape \(\d+, {c}, "):
             jpeg(torch.zeros(1, c, 16, 16, dtype=torch.uint8), 50)
     assert jpeg(x[:, :1].contiguous(), 50).shape == x[:, :1].shape  # grey works
+
+
+def test_channel_last_images_are_refused_by_every_attack():
+    """A channel-last batch used to be rotated or cropped along the wrong axes without an error."""
+    x = _images()
+    hwc = x.permute(0, 2, 3, 1).contiguous()
+    for name in ("rotation_45", "center_crop_0.5", "blur_3", "jpeg_50", "brightness_1.5"):
+        with pytest.raises(ValueError, match=r"C = 1 \(grey\) or 3 \(RGB\); got shape .*channel-last"):
+            apply_attack(name, hwc)
+        assert apply_attack(name, x).shape[:2] == x.shape[:2]
+
+
+def test_blur_refuses_images_smaller_than_its_padding_naming_the_kernel():
+    small = torch.zeros(2, 3, 6, 6, dtype=torch.uint8)
+    with pytest.raises(ValueError, match=r"blur_13 needs images with both sides at least 7 pixels .*got 6x6"):
+        apply_attack("blur_13", small)
+    assert apply_attack("blur_11", small).shape == small.shape  # padding 5 < 6
+    assert apply_attack("blur_3", torch.zeros(1, 1, 2, 9, dtype=torch.uint8)).shape == (1, 1, 2, 9)

@@ -6,7 +6,8 @@ import torch
 
 from dovlib.attacks import jpeg
 from dovlib.imwm import (HIDDEN_ARCHS, HiDDeN, HiddenConfig, HiddenNet, ImWatermarker, Watermarker,
-                         evaluate_attacks, get_watermarker, sample_images, to_min_size, train_hidden)
+                         MAX_DCT_SCALE, attack_generator, embed_at_size, evaluate_attacks, evaluate_dataset,
+                         get_watermarker, sample_images, to_min_size, train_hidden)
 from dovlib.metrics import bit_accuracy, psnr
 
 
@@ -320,9 +321,24 @@ def test_hidden_config_keeps_valid_settings():
 def test_scale_accepts_any_real_number_but_not_a_bool():
     assert ImWatermarker("dwtDct", 16, scale=np.int64(30)).scale == 30.0
     assert ImWatermarker("dwtDct", 16, scale=np.float32(20.5)).scale == 20.5
-    for bad in (True, False, "30", 0, 300, float("nan")):
-        with pytest.raises(ValueError, match=r"scale must be a number in \(0, 255\]; got"):
+    for bad in (True, False, "30", 0, 300, 42.5, float("nan")):
+        with pytest.raises(ValueError, match=r"scale must be a number in \(0, 42\]; got"):
             ImWatermarker("dwtDct", 16, scale=bad)
+    assert ImWatermarker("dwtDctSvd", 16, scale=42).scale == 42.0
+
+
+@pytest.mark.parametrize("method", ["dwtDct", "dwtDctSvd"])
+def test_the_largest_scale_does_not_wrap_saturated_colours(method):
+    # invisible-watermark writes the marked U channel into a uint8 image unclipped: above the limit a saturated blue
+    # (U = 239) or yellow (U = 17) pixel wraps around (measured: dwtDct from scale 50). At the limit every change
+    # stays within what the scale allows.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 30, (2, 3, 256, 256), generator=g).to(torch.uint8)
+    x[0, 2] = 255  # blue
+    x[1, :2] = 255  # yellow
+    bits = torch.randint(0, 2, (2, 64), generator=g).numpy().astype(np.uint8)
+    d = (ImWatermarker(method, 64, scale=MAX_DCT_SCALE, workers=1).embed(x, bits).int() - x.int()).abs()
+    assert int(d.max()) < 128  # a wrap moves a channel by about 255
 
 
 def test_label_names_the_scale_only_where_it_is_used():
@@ -767,9 +783,9 @@ def test_evaluate_attacks_scores_bit_and_word_accuracy_of_each_attacked_batch():
     names = ["brightness_1.5", "hidden_dropout_0.55", "jpeg_90", "hidden_cropout_0.3", "resize_0.5"]
     df = evaluate_attacks(wm, marked, bits, images, attacks=names, seed=7)
     assert list(df.attack) == ["none", *names]
-    gen = torch.Generator().manual_seed(7)  # the same draws, in the same order
-    for name in ["none", *names]:
-        x = marked if name == "none" else apply_attack(name, marked, images, restore_size=False, generator=gen)
+    for name in ["none", *names]:  # each attack's own stream under seed 7
+        x = marked if name == "none" else apply_attack(name, marked, images, restore_size=False,
+                                                       generator=attack_generator(7, name))
         dec = wm.extract(x)
         row = df[df.attack == name].iloc[0]
         assert row.bit_acc == float(bit_accuracy(dec, bits).mean()), name
@@ -948,3 +964,65 @@ def test_rivagan_round_trips_a_short_message_padded_to_its_32_bits(photos):
     read = wm.extract(marked)
     assert read.shape == (len(photos), 20)
     assert bit_accuracy(read, bits).mean() >= 0.95 and psnr(photos, marked).mean() > 35
+
+
+def test_an_attacks_row_does_not_depend_on_the_attacks_beside_it():
+    """All attacks used to draw from one generator: dropout after cropout got other masks than dropout alone."""
+    from dovlib.amuse import RepeatCodec
+
+    g = torch.Generator().manual_seed(0)
+    cover = torch.randint(0, 256, (16, 3, 8, 64), generator=g, dtype=torch.uint8)
+    wm, bits = _LSB(64), _bits(16, 64, seed=2)
+    marked = wm.embed(cover, bits)
+    alone = evaluate_attacks(wm, marked, bits, cover, attacks=["hidden_dropout_0.3"], seed=0)
+    beside = evaluate_attacks(wm, marked, bits, cover, attacks=["hidden_cropout_0.3", "hidden_dropout_0.3"], seed=0)
+    assert alone.iloc[1].equals(beside.iloc[2])
+    assert 0.55 < alone.loc[1, "bit_acc"] < 0.75  # ~30% of pixels kept marked, a random half of the rest right
+    other = evaluate_attacks(wm, marked, bits, cover, attacks=["hidden_dropout_0.3"], seed=1)
+    assert other.loc[1, "bit_acc"] != alone.loc[1, "bit_acc"]  # the seed still moves it
+    message = _bits(2, 16, seed=3)
+    one = evaluate_dataset(_LSB(16), RepeatCodec(16), cover, message, attacks=["hidden_dropout_0.55"], seed=0)
+    two = evaluate_dataset(_LSB(16), RepeatCodec(16), cover, message,
+                           attacks=["hidden_crop_0.55", "hidden_dropout_0.55"], seed=0)
+    pd_cols = ["message", "sub_bit_acc", "bit_acc"]
+    assert one[one.attack != "none"][pd_cols].values.tolist() == two[two.attack == "hidden_dropout_0.55"][
+        pd_cols].values.tolist()
+    assert torch.equal(torch.rand(4, generator=attack_generator(0, "x", 1)),
+                       torch.rand(4, generator=attack_generator(0, "x", 1)))
+    assert not torch.equal(torch.rand(4, generator=attack_generator(0, "x", 1)),
+                           torch.rand(4, generator=attack_generator(0, "x", 2)))
+    with pytest.raises(ValueError, match="seed must be"):
+        attack_generator(-1, "x")
+
+
+def test_sample_images_refuses_channel_last_float_and_empty_pools():
+    pool = torch.zeros(4, 3, 32, 32, dtype=torch.uint8)
+    with pytest.raises(ValueError, match=r"C = 1 \(grey\) or 3 \(RGB\); got shape \(4, 32, 32, 3\) \(channel-last"):
+        sample_images(pool.permute(0, 2, 3, 1), 2, side=16)
+    for bad, got in ((pool.float(), "torch.float32"), (pool[:0], r"\(0, 3, 32, 32\)"), (pool[0], r"\(3, 32, 32\)")):
+        with pytest.raises(ValueError, match=rf"images must be a non-empty uint8 tensor \(N, C, H, W\); got .*{got}"):
+            sample_images(bad, 2, side=16)
+    with pytest.raises(ValueError, match=r"images must be \(N, C, H, W\) with C = 1"):
+        sample_images(torch.zeros(4, 4, 32, 32, dtype=torch.uint8), 2, side=16)
+    assert sample_images(pool[:, :1], 2, side=16).shape == (2, 3, 16, 16)  # grey: made RGB
+
+
+def test_get_watermarker_reads_message_bits_as_papermill_passes_them():
+    model = _tiny_hidden(message_bits=6)
+    assert get_watermarker("hidden", "6", hidden=model) is model
+    assert get_watermarker("hidden", 6.0, hidden=model) is model
+    with pytest.raises(ValueError, match="message_bits must equal the trained HiDDeN's 6; got 5"):
+        get_watermarker("hidden", "5", hidden=model)
+    with pytest.raises((TypeError, ValueError), match="message_bits must be an integer >= 1; got 'six'"):
+        get_watermarker("hidden", "six", hidden=model)
+
+
+def test_embed_at_size_takes_one_images_1d_message_in_any_chunk_size():
+    g = torch.Generator().manual_seed(1)
+    small = (torch.rand(1, 3, 32, 32, generator=g) * 255).round().to(torch.uint8)
+    wm = ImWatermarker("dwtDctSvd", 6, workers=1)
+    bits = _bits(1, 6, seed=2)[0]
+    down, up = embed_at_size(wm, small, bits)
+    down4, up4 = embed_at_size(wm, small, bits, chunk_size=4)  # used to slice the 6 bits to 4
+    assert torch.equal(down, down4) and torch.equal(up, up4)
+    np.testing.assert_array_equal(wm.extract(up), bits[None])

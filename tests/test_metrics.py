@@ -47,10 +47,10 @@ def test_ssim_of_constant_images_is_the_luminance_term(a, b):
     expected = (2 * a * b + c1) / (a * a + b * b + c1)
     got = ssim(torch.full((1, 3, 16, 16), a), torch.full((1, 3, 16, 16), b))
     assert got == pytest.approx([expected], rel=1e-6)
-    # channels are averaged: one channel identical (SSIM 1), one with means a and b
-    x, y = torch.full((1, 2, 9, 9), a), torch.full((1, 2, 9, 9), a)
+    # channels are averaged: two channels identical (SSIM 1), one with means a and b
+    x, y = torch.full((1, 3, 9, 9), a), torch.full((1, 3, 9, 9), a)
     y[:, 1] = b
-    assert ssim(x, y) == pytest.approx([(1 + expected) / 2], rel=1e-6)
+    assert ssim(x, y) == pytest.approx([(2 + expected) / 3], rel=1e-6)
     # uint8 images are read as value / 255
     ua, ub = round(a * 255), round(b * 255)
     e8 = (2 * ua * ub / 255 ** 2 + c1) / ((ua * ua + ub * ub) / 255 ** 2 + c1)
@@ -171,3 +171,24 @@ def test_check_image_values_is_one_rule_for_tensors_and_arrays():
         check_image_values(np.array([-2.0, 0.0]))
     with pytest.raises(ValueError, match=r"got 2 non-finite \(NaN or inf\) of 3 values"):
         check_image_values(torch.tensor([0.5, float("nan"), float("inf")]))
+
+
+def test_channel_last_and_other_channel_counts_are_refused_not_misread():
+    """(N, H, W, 3) images used to be read as H channels of width 3: an SSIM over a 3-pixel window, no error."""
+    x = torch.rand(2, 3, 16, 16)
+    assert ssim(x, x * 0.9).shape == (2,)
+    for bad in (x.permute(0, 2, 3, 1), torch.rand(2, 4, 16, 16), torch.rand(2, 2, 16, 16)):
+        for fn in (psnr, ssim, mean_psnr):
+            with pytest.raises(ValueError, match=r"images must be \(N, C, H, W\) with C = 1 \(grey\) or 3 \(RGB\)"):
+                fn(bad, bad)
+    with pytest.raises(ValueError, match=r"channel-last\? use x.permute\(0, 3, 1, 2\)"):
+        psnr(x.permute(0, 2, 3, 1).numpy(), x.permute(0, 2, 3, 1).numpy())
+
+
+def test_identical_images_give_inf_whether_tensor_or_array():
+    x = torch.rand(2, 3, 8, 8)
+    for a, b in ((x, x.numpy()), (x.numpy(), x), (x, x.clone())):
+        assert np.isinf(psnr(a, b)).all()
+    u = (x * 255).round().to(torch.uint8)
+    assert np.isinf(psnr(u, u.numpy())).all()
+    assert np.isfinite(psnr(x, x.numpy() * 0.99)).all()
