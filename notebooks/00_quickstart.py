@@ -19,7 +19,7 @@
 # `reports/00_quickstart/metrics.json`.
 #
 # Run it in batch with papermill, e.g.
-# `papermill notebooks/00_quickstart.ipynb out.ipynb -p profile quick -p dataset cifar10-subset`.
+# `.venv/bin/papermill notebooks/00_quickstart.ipynb out.ipynb -p profile quick -p dataset cifar10-subset`.
 # Profiles: `smoke` (CPU, seconds; what CI runs), `quick` (one GPU, minutes), `paper` (full settings).
 
 # %% tags=["parameters"]

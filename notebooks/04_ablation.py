@@ -18,9 +18,9 @@
 # and we record BA, WSR and the verification p-value. A sweep is many runs:
 #
 # ```bash
-# papermill notebooks/04_ablation.ipynb out.ipynb -p eps 8/255          # eps arrives as the string "8/255"
-# papermill notebooks/04_ablation.ipynb out.ipynb -p rate 0.05
-# python -m dovlib.sweep notebooks/04_ablation.ipynb -p eps 1/255,2/255,4/255,8/255   # one papermill job each
+# .venv/bin/papermill notebooks/04_ablation.ipynb out.ipynb -p eps 8/255          # eps arrives as the string "8/255"
+# .venv/bin/papermill notebooks/04_ablation.ipynb out.ipynb -p rate 0.05
+# .venv/bin/python -m dovlib.sweep notebooks/04_ablation.ipynb -p eps 1/255,2/255,4/255,8/255   # one papermill job each
 # ```
 #
 # or set `sweep = "eps"`, `"rate"` or `"both"` to walk the paper's grid (eps 1/255..10/255, gamma 1%..10%) here

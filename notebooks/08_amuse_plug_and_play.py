@@ -103,7 +103,7 @@ start_all, reused_seconds = time.perf_counter(), 0.0  # the second: what reused 
 # ## Table 1: HiDDeN, 30-bit message
 # Three HiDDeN models (30, 16 and 9 bits per image), trained with the noise layers Identity, Dropout, Cropout, Crop
 # and the differentiable JPEG-Mask (one per mini-batch). The smoke profile trains a smaller network (2 encoder and 3
-# decoder blocks, batch 16, where the paper has 4 and 7, batch 32) for seconds on 32x32 images, so its accuracies are
+# decoder blocks, batch 16, where the paper has 4 and 7, batch 32) for seconds on 32x32 images, so expect accuracies
 # near chance: only `quick`/`paper` numbers mean anything. `hidden_arch = "zhu2018"` is the paper's
 # network; `"msgmap"` (beyond the paper: a learnt spatial message map, a 4x4-pooled decoder, and an image-loss weight
 # raised once the message is learnt) converges within a CPU budget (docs/measured-amuse-cpu.md: 16 and 9 bits at 32x32

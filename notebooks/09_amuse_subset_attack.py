@@ -28,14 +28,14 @@
 # sub-messages are embedded into 256x256 images with `method` (DCT-DWT or DCT-DWT-SVD from the invisible-watermark
 # package, `dovlib.imwm`) and extracted again. Bits that no leaked image carries count as wrong (never guessed).
 #
-# `papermill notebooks/09_amuse_subset_attack.ipynb out.ipynb -p profile quick -p method dwtDct`.
+# `.venv/bin/papermill notebooks/09_amuse_subset_attack.ipynb out.ipynb -p profile quick -p method dwtDct`.
 
 # %% tags=["parameters"]
 profile = "smoke"  # smoke | quick | paper (images and subsets per share; see dovlib/params.py)
 method = "simulated"  # simulated (ideal + bitflip) | ideal | bitflip | dwtDct | dwtDctSvd (real extraction)
 message_bits = 300  # L, bits of the owner message, at least 3 (paper: 30, 100, 200, 300)
 rho = 0.8  # rho_max of AMUSE for choose_nk (paper: 0.8 and 0.6 for L 100-300, 0.5 and 0.8 for L 30)
-erasure_n = None  # fragments of the erasure code (1-255; None: 31, or the largest below it that fits); k is fitted
+erasure_n = None  # erasure code fragments (1-255; None: 31 or the largest below it that fits, else the smallest)
 bit_error_rate = 0.02  # bitflip: probability that an extracted bit is wrong
 dataset = "skimage-photos"  # real extraction only: image pool (256x256 crops), cifar10-subset or folder:PATH
 scale = 36  # real extraction only: DCT quantisation step (paper: 36, 30, 20)
