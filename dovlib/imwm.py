@@ -47,7 +47,7 @@ import torch.nn.functional as F
 
 from . import attacks as _attacks
 from .metrics import as_bits, bit_accuracy, check_channels, mean_psnr, word_accuracy
-from .params import check_choice, check_int, parse_fraction
+from .params import check_choice, check_int, check_seed, parse_fraction
 
 __all__ = ["Watermarker", "ImWatermarker", "HiDDeN", "HiddenConfig", "HiddenNet", "train_hidden", "HIDDEN_LOSS_VERSION",
            "get_watermarker", "evaluate_attacks", "evaluate_dataset", "embed_dataset", "embed_at_size",
@@ -724,7 +724,7 @@ def sample_images(images: torch.Tensor, n: int, side: int = 256, seed: int = 0) 
         got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
         raise ValueError(f"images must be a non-empty uint8 tensor (N, C, H, W); got {got}")
     check_channels(images.shape)
-    g = torch.Generator().manual_seed(check_int("seed", seed, 0))
+    g = torch.Generator().manual_seed(check_seed(seed))
     if images.shape[1] == 1:
         images = images.expand(-1, 3, -1, -1)
     h, w = images.shape[-2:]

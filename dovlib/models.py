@@ -94,11 +94,11 @@ class ResNet(nn.Module):
         return self.linear(out)
 
 
-def resnet18(num_classes=10, in_channels=3, width=64, **_):
+def resnet18(num_classes=10, in_channels=3, width=64):
     return ResNet([2, 2, 2, 2], num_classes, in_channels, width)
 
 
-def resnet34(num_classes=10, in_channels=3, width=64, **_):
+def resnet34(num_classes=10, in_channels=3, width=64):
     return ResNet([3, 4, 6, 3], num_classes, in_channels, width)
 
 
@@ -140,17 +140,19 @@ class VGG(nn.Module):
         return self.classifier(F.adaptive_avg_pool2d(self.features(x), 1).flatten(1))
 
 
-def vgg16(num_classes=10, in_channels=3, width=64, **_):
+def vgg16(num_classes=10, in_channels=3, width=64):
     return VGG(16, num_classes, in_channels, width)
 
 
-def vgg19(num_classes=10, in_channels=3, width=64, **_):
+def vgg19(num_classes=10, in_channels=3, width=64):
     return VGG(19, num_classes, in_channels, width)
 
 
 class BadNetsCNN(nn.Module):
     """The MNIST network of BadNets (Gu et al., 2017): two 5x5 conv + avg-pool stages, two dense layers.
-    ``width`` scales the channels (16 and 32 at width=64... i.e. the original at the default)."""
+    ``width`` scales the channels, 16 * width / 64 and 32 * width / 64 (the original's 16 and 32 at the default 64),
+    but never below 4 and 8: every width up to 16 builds the same network (smoke's 8 and the CPU runs' 16 included),
+    though records name the width given."""
 
     def __init__(self, num_classes=10, in_channels=1, width=64, image_size=28):
         super().__init__()

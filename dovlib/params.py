@@ -35,6 +35,8 @@ __all__ = [
     "parse_rate",
     "check_choice",
     "check_int",
+    "check_seed",
+    "MAX_SEED",
     "check_bool",
     "parse_list",
 ]
@@ -101,7 +103,7 @@ class Profile:
 
     def __post_init__(self):
         check_choice("precision", self.precision, PRECISIONS)
-        if not (isinstance(self.device, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device)):
+        if not (isinstance(self.device, str) and re.fullmatch(r"auto|cpu|mps|cuda(:[0-9]+)?", self.device)):
             raise ValueError(f"profile field device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; "
                              f"got {self.device!r}")
         for field_name, low in _PROFILE_MINIMA.items():
@@ -110,6 +112,9 @@ class Profile:
                 continue  # the whole split
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
                 raise ValueError(f"profile field {field_name} must be an integer >= {low}; got {value!r}")
+        if self.gen_batch % 2:  # half target, half non-target images: refused here under the name the user typed
+            raise ValueError(f"profile field gen_batch must be an even integer >= 2 (half target, half non-target "
+                             f"images); got {self.gen_batch}")
         if isinstance(self.lr, (bool, np.bool_)) or not (isinstance(self.lr, numbers.Real) and math.isfinite(self.lr)
                                                         and self.lr > 0):
             raise ValueError(f"profile field lr must be a finite number > 0; got {self.lr!r}")
@@ -297,6 +302,17 @@ def parse_rate(value, name: str = "rate") -> float:
     return parse_fraction(name, value, 0.0, 1.0)
 
 
+def _exact(text: str) -> Fraction | None:
+    """A decimal string's exact value ("9007199254740993.0", "1e3"), or None where it is not one ("nan", "abc", and
+    "4/2": integer parameters are not fractions)."""
+    if "/" in text:
+        return None
+    try:
+        return Fraction(text.strip())
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
 def check_int(name: str, value, low: int, high: int | None = None) -> int:
     """Accept ints (and integral strings/floats papermill may pass); enforce low <= value <= high."""
     rng = f"in [{low}, {high}]" if high is not None else f">= {low}"
@@ -304,6 +320,11 @@ def check_int(name: str, value, low: int, high: int | None = None) -> int:
         raise TypeError(f"{name} must be an integer {rng}; got {value!r}")
     if isinstance(value, numbers.Integral) or (isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value)):
         result = int(value)  # exactly: 9007199254740993 must not become its float neighbour
+    elif isinstance(value, str) and _exact(value) is not None:  # "3.0" or "1e3", read exactly (not via a float)
+        exact = _exact(value)
+        if exact.denominator != 1:
+            raise ValueError(f"{name} must be an integer {rng}; got {value!r}")
+        result = int(exact)
     else:
         try:
             as_float = float(value)
@@ -315,6 +336,15 @@ def check_int(name: str, value, low: int, high: int | None = None) -> int:
     if result < low or (high is not None and result > high):
         raise ValueError(f"{name} must be an integer {rng}; got {result}")
     return result
+
+
+MAX_SEED = 2 ** 31 - 1  # offset seeds (seed + 1, seed * 1000 + i, seed + attempt * 100_000) stay in torch's range
+
+
+def check_seed(value, name: str = "seed") -> int:
+    """A random seed: an integer in [0, 2**31 - 1] (``check_int``). Larger ones used to pass and then overflow inside
+    torch or numpy without naming the parameter."""
+    return check_int(name, value, 0, MAX_SEED)
 
 
 def parse_target(value, name: str = "target") -> int | None:

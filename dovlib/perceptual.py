@@ -5,7 +5,8 @@ weights from torchvision. These machines cannot download them, and ``lpips.LPIPS
 *not* the LPIPS metric. So:
 
 * ``perceptual_loss("lpips")`` uses the real weights when they are already in the torch hub cache and raises
-  :class:`PerceptualWeightsMissing` otherwise (checked by file name: no download is ever attempted);
+  :class:`PerceptualWeightsMissing` otherwise (checked by file name and by reading the file, so a half-copied one is
+  named as such: no download is ever attempted);
 * ``perceptual_loss("ssim")`` is the explicit fallback, ``1 - SSIM`` (differentiable, from ``pytorch-msssim``:
   11x11 Gaussian window, sigma 1.5); ``"mse"`` is also available. Every record names the measure used
   (``perceptual`` in metrics.json). The ``SSIM`` column of the reports is another SSIM,
@@ -55,6 +56,12 @@ def check_perceptual(name: str) -> str:
 
 
 def _missing_message(net: str) -> str:
+    problem = _unreadable(lpips_weights_path(net))
+    if problem:
+        return (f"LPIPS ({net}) needs torchvision's ImageNet weights {BACKBONE_FILES[net]!r} in "
+                f"{lpips_weights_path(net).parent}: the file is there but cannot be read ({problem}), so it is damaged "
+                f"or only partly copied. Copy it again (see dovlib/perceptual.py or the README), or pick the explicit "
+                f"fallback perceptual='ssim' (1 - SSIM), which every report then names.")
     return (f"LPIPS ({net}) needs torchvision's ImageNet weights {BACKBONE_FILES[net]!r} in "
             f"{lpips_weights_path(net).parent}, which is not there and cannot be downloaded on this machine. "
             f"Place the file there (see dovlib/perceptual.py or the README), or pick the explicit fallback "
@@ -97,8 +104,30 @@ def lpips_weights_path(net: str = "alex") -> Path:
 
 
 def lpips_available(net: str = "alex") -> bool:
-    """True when real LPIPS can run offline: the backbone file is cached. Never tries a download."""
-    return lpips_weights_path(net).is_file()
+    """True when real LPIPS can run offline: the backbone file is cached and reads as a state dict (an empty or
+    half-copied file used to pass here and fail later, after training, as an EOFError). Never tries a download."""
+    path = lpips_weights_path(net)
+    return path.is_file() and not _unreadable(path)
+
+
+def _unreadable(path: Path) -> str:
+    """Why the checkpoint at ``path`` cannot be used ("" when it can, or when it is not there): read once per file
+    version (path, size, modification time)."""
+    if not path.is_file():
+        return ""
+    st = path.stat()
+    return _read_problem(str(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_problem(path: str, size: int, mtime_ns: int) -> str:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # EOFError, UnpicklingError, RuntimeError (a zip cut short), ...
+        return f"{size:,} bytes; {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'}"
+    if not isinstance(state, dict) or not state:
+        return f"{size:,} bytes holding {type(state).__name__}, not a state dict"
+    return ""
 
 
 class _LPIPS(nn.Module):

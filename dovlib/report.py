@@ -146,11 +146,11 @@ def start_notebook(profile: str, seed: int | None = None, device="auto", note: s
 
     from . import __version__
     from .plotting import set_style
-    from .params import check_int
+    from .params import check_seed
     from .train import reset_training_provenance, resolve_device, seed_everything
 
     if seed is not None:
-        seed = check_int("seed", seed, 0)  # a notebook's parameter: "1.5" or -1 named here, not deep in numpy
+        seed = check_seed(seed)  # a notebook's parameter: "1.5", -1 or 1e20 named here, not deep in numpy or torch
     dev = resolve_device(device)
     reset_training_provenance()  # records name how this notebook's models were trained (write_record)
     if seed is not None:

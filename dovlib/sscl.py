@@ -42,7 +42,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .models import ARCHS, UNet, build_model
-from .params import Profile, check_bool, check_choice, check_int, parse_eps, parse_fraction, parse_rate
+from .params import (Profile, check_bool, check_choice, check_int, check_seed, parse_eps, parse_fraction,
+                     parse_rate)
 from .perceptual import check_perceptual, check_perceptual_size, perceptual_loss, require_perceptual
 from .report import file_lock, run_dir
 from .train import (Checkpointer, TrainConfig, _save_atomic, augment_batch, data_hash, evaluate, fit,
@@ -969,7 +970,7 @@ def verify_code(model, run: SSCLCodeRun, m: int | None = None, tau=0.25, alpha=0
 
 def attempt_seed(seed: int, attempt: int) -> int:
     """Generator seed of selection attempt ``attempt`` (0: ``seed`` itself, so attempt 0 is the unselected run)."""
-    return check_int("seed", seed, 0) + check_int("attempt", attempt, 0) * ATTEMPT_SEED_STRIDE
+    return check_seed(seed) + check_int("attempt", attempt, 0) * ATTEMPT_SEED_STRIDE
 
 
 def check_level(check_alpha, alpha) -> float:

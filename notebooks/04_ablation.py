@@ -72,7 +72,8 @@ device = start_notebook(profile, seed, cfg.device,
 
 # %%
 ds = load_dataset(dataset).subsample(cfg.n_train, cfg.n_test, seed=seed)
-select_indices(ds.y_train, rate, target, clean_label=True)  # fails early if gamma exceeds the target class's share
+if sweep == "none":  # one point: fails early if gamma exceeds the target class's share (a sweep skips such points)
+    select_indices(ds.y_train, rate, target, clean_label=True)
 print(ds.describe())
 
 # %% [markdown]
@@ -107,12 +108,15 @@ if sweep in ("eps", "both"):
 if sweep in ("rate", "both"):
     points += [(eps_value, r) for r in grid("rate", cfg)]
 points = list(dict.fromkeys(points))
-for e, r in list(points):  # a grid rate above the target class's share cannot be marked: said, not trained for hours
+for e, r in list(points):  # a rate above the target class's share cannot be marked: said, not trained for hours
     try:
         select_indices(ds.y_train, r, target, clean_label=True)
     except ValueError as exc:
         points.remove((e, r))
-        print(f"grid point eps {eps_label(e)}, rate {r:g} skipped: {exc}")
+        print(f"{'grid ' if (e, r) != (eps_value, rate) else ''}point eps {eps_label(e)}, rate {r:g} skipped: {exc}")
+if not points:
+    raise ValueError(f"rate: no point of this sweep can be marked; every rate exceeds target class {target}'s share "
+                     f"of the training set (see the lines above): lower -p rate or pick another -p target")
 if sweep != "none":  # smoke walks a reduced grid (dovlib.studies.grid), so its claims at 1% are "not tested"
     print(f"{'reduced smoke' if cfg.name == 'smoke' else 'the paper'}'s grid: "
           + ", ".join(f"eps {eps_label(e)} / gamma {r:g}" for e, r in points))

@@ -91,3 +91,18 @@ def test_a_model_refuses_images_with_another_channel_count():
     model = build_model("resnet18", 10, 3, width=4)
     with pytest.raises(ValueError, match=r"built for in_channels=3 images \(N, C, H, W\); got shape \(2, 1, 28, 28\)"):
         model(torch.rand(2, 1, 28, 28))
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet34", "vgg16", "vgg19"])
+def test_misspelled_arguments_are_refused_not_swallowed(arch):
+    """``**_`` used to swallow them: resnet18(widht=16) built a width-64 network."""
+    with pytest.raises(TypeError, match="widht"):
+        ARCHS[arch](widht=16)
+    assert ARCHS[arch](width=4).last_conv().out_channels in (32, 64)  # 8 * width (ResNet) or 16 * width ... (VGG)
+
+
+def test_badnets_cnn_width_has_a_floor_that_its_docstring_names():
+    sizes = {w: sum(p.numel() for p in build_model("badnets_cnn", in_channels=1, width=w).parameters())
+             for w in (1, 8, 16, 32, 64)}
+    assert sizes[1] == sizes[8] == sizes[16] < sizes[32] < sizes[64]
+    assert "up to 16 builds the same network" in " ".join(BadNetsCNN.__doc__.split())

@@ -414,3 +414,22 @@ def test_transferability_notebook_repeats_each_cell_over_n_draws(tmp_path, monke
     assert sorted(r["params"]["seed"] for r in records) == [0, 1, 2]  # draws 0 and 1 reused, not recomputed
     bad = rp.run_notebook(nb, {**params, "n_draws": 0}, reports=reports)
     assert bad.status == "failed" and "n_draws must be an integer >= 1; got 0" in bad.error, bad.error
+
+
+def test_ablation_sweep_skips_a_default_rate_past_a_small_class_and_refuses_when_nothing_is_left(tmp_path, monkeypatch):
+    """Class 5 holds 56 of smoke's 600 images (0.0933): `-p sweep rate -p target 5` used to fail on the notebook's
+    own rate 0.1 before walking the grid; it is now skipped like a grid point. A sweep with no markable point is
+    refused by name, before any training."""
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
+    nb = REPO_ROOT / "notebooks" / "04_ablation.ipynb"
+    empty = rp.run_notebook(nb, {"profile": "smoke", "sweep": "eps", "target": 5}, reports=tmp_path / "reports")
+    assert empty.status == "failed" and "rate: no point of this sweep can be marked" in empty.error, empty.error
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("*.pt"))
+    res = rp.run_notebook(nb, {"profile": "smoke:epochs=1,gen_iters=4", "sweep": "rate", "target": 5},
+                          reports=tmp_path / "reports")
+    assert res.status == "ok", res.error
+    text = (tmp_path / "reports" / res.output).read_text()
+    assert "point eps 8/255, rate 0.1 skipped: rate (gamma) must be <= the target class 5's share" in text
+    folder = tmp_path / "reports" / "04_ablation"
+    rates = {r["params"]["rate"] for r in json.loads((folder / "metrics.json").read_text())["records"]}
+    assert rates and max(rates) < 0.0934 and 0.1 not in rates

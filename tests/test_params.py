@@ -252,3 +252,33 @@ def test_numpy_bools_are_not_integers_and_lr_is_not_a_bool():
         get_profile("smoke", lr=True)
     with pytest.raises(ValueError, match="a profile's name cannot be overridden"):
         PROFILES["smoke"].with_overrides(name="paper")  # a smoke budget must not carry the name "paper"
+
+
+def test_check_int_reads_decimal_strings_exactly_and_refuses_fractions():
+    assert check_int("n", "9007199254740993.0", 1) == 9007199254740993  # was its float neighbour ...992
+    assert check_int("n", " 1e3 ", 1) == 1000 and check_int("n", "3.0", 1) == 3
+    for bad, kind in (("1.5", ValueError), ("nan", ValueError), ("inf", ValueError), ("abc", TypeError),
+                      ("4/2", TypeError)):
+        with pytest.raises(kind, match=r"n must be an integer >= 0; got"):
+            check_int("n", bad, 0)
+
+
+def test_seeds_are_bounded_and_named_not_overflowed_inside_torch():
+    from dovlib.params import MAX_SEED, check_seed
+    from dovlib.report import start_notebook
+
+    assert check_seed("7") == 7 and check_seed(MAX_SEED) == MAX_SEED
+    for bad in (MAX_SEED + 1, 1e20, 2 ** 64):
+        with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2147483647\]"):
+            check_seed(bad)
+    with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2147483647\]; got 10+$"):
+        start_notebook("smoke", "1e20", "cpu")  # used to fail in torch: "Overflow when unpacking long long"
+
+
+def test_profile_refuses_an_odd_gen_batch_and_non_ascii_device_digits_by_field():
+    with pytest.raises(ValueError, match=r"profile field gen_batch must be an even integer >= 2 .*got 3"):
+        get_profile("smoke:gen_batch=3")
+    assert get_profile("smoke:gen_batch=4").gen_batch == 4
+    with pytest.raises(ValueError, match=r"profile field device must be .*got 'cuda:\u0663'"):
+        get_profile("quick:device=cuda:\u0663")  # an Arabic-Indic 3: torch refuses it later without the field
+    assert get_profile("quick:device=cuda:1").device == "cuda:1"

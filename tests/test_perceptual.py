@@ -36,7 +36,11 @@ def test_require_perceptual_refuses_lpips_without_weights_before_any_training(em
         require_perceptual("psnr")
     path = lpips_weights_path("alex")
     path.parent.mkdir(parents=True)
-    path.write_bytes(b"x")  # only the file's presence is checked here; loading it is perceptual_loss's job
+    path.write_bytes(b"x")  # a half-copied file is named as damaged here, before any training
+    with pytest.raises(PerceptualWeightsMissing, match=r"the file is there but cannot be read \(1 bytes; .*partly "
+                                                        r"copied.*perceptual='ssim'"):
+        require_perceptual("lpips")
+    torch.save({"w": torch.zeros(1)}, path)  # a state dict (whether its tensors fit is perceptual_loss's job)
     assert require_perceptual("lpips") == "lpips"
 
 
@@ -44,7 +48,11 @@ def test_lpips_available_looks_for_the_torchvision_checkpoint_file(empty_hub):
     path = lpips_weights_path("vgg")
     assert path == empty_hub / "checkpoints" / BACKBONE_FILES["vgg"]
     path.parent.mkdir(parents=True)
-    path.write_bytes(b"x")
+    path.write_bytes(b"")  # empty (an interrupted copy): not available
+    assert not lpips_available("vgg")
+    torch.save([1, 2], path)  # readable, but not a state dict
+    assert not lpips_available("vgg")
+    torch.save({"w": torch.zeros(1)}, path)
     assert lpips_available("vgg") and not lpips_available("alex")
 
 
@@ -268,7 +276,7 @@ def test_mnist_sized_images_are_refused_for_lpips_before_any_training(empty_hub)
         require_perceptual("lpips", image_shape=(1, 28, 28))
     path = lpips_weights_path("alex")
     path.parent.mkdir(parents=True)
-    path.write_bytes(b"x")
+    torch.save({"w": torch.zeros(1)}, path)  # present and readable
     with pytest.raises(ValueError, match=r"at least 31x31 pixels; got 28x28 \(MNIST-sized images: pass "
                                          r"perceptual='ssim' or 'mse'\)"):
         require_perceptual("lpips", image_shape=(1, 28, 28))
