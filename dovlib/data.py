@@ -247,8 +247,11 @@ def build_offline_data(dest: str | Path | None = None, download: bool = True) ->
         c_test = tvd.CIFAR10(data_dir() / "cifar10", train=False, download=download)
         mnist = tvd.MNIST(data_dir() / "mnist", train=True, download=download)
     except Exception as exc:  # URLError offline, RuntimeError("Dataset not found") with download=False
-        raise DatasetNotFoundError(f"build_offline_data needs the official CIFAR-10 and MNIST files (downloaded into "
-                                   f"{data_dir()} when online): {exc}") from exc
+        raise DatasetNotFoundError(
+            f"build-offline reads the official CIFAR-10 and MNIST files from {data_dir()} (not from the destination), "
+            f"downloading them there when online, and could not ({_first_line(exc)}). Offline, copy torchvision's "
+            f"files to {data_dir()}/{TORCHVISION_FOLDERS['cifar10']} and {data_dir()}/{TORCHVISION_FOLDERS['mnist']} "
+            f"and run it with --no-download") from exc
     x, y = np.asarray(c_train.data), np.asarray(c_train.targets)
     if x.shape != (50000, 32, 32, 3) or len(c_test.data) != 10000:
         raise DatasetNotFoundError(f"CIFAR-10 under {data_dir() / 'cifar10'} has {len(x)} training and "
@@ -332,6 +335,18 @@ def _mnist_offline() -> ImageDataset:
                         is_subset=True, note="first 17,435 MNIST training images; full 10,000-image test set")
 
 
+# where torchvision keeps each set's files under data/ (what an offline user copies there)
+TORCHVISION_FOLDERS = {"cifar10": "cifar10/cifar-10-batches-py/", "mnist": "mnist/MNIST/raw/",
+                       "flowers102": "flowers102/flowers-102/"}
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's first line, without torchvision's API hint ("You can use download=True ..."), which names an
+    argument the user of the CLI or a notebook never sees; multi-line download errors (every mirror) stay one line."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return text.split(" You can use download=True")[0].rstrip(" .")
+
+
 def _torchvision(name: str, download: bool = True, image_size: int | None = None) -> ImageDataset:
     """CIFAR-10 and MNIST at their own size; Flowers-102 resized to ``image_size`` (default 64)."""
     import torchvision.datasets as tvd
@@ -352,9 +367,10 @@ def _torchvision(name: str, download: bool = True, image_size: int | None = None
             train_parts, test = [cls(root, train=True, download=download)], cls(root, train=False, download=download)
     except Exception as exc:  # URLError, RuntimeError("Dataset not found"), ...
         raise DatasetNotFoundError(
-            f"dataset {name!r} could not be loaded from {root} ({type(exc).__name__}: {exc}). On a machine with "
-            f"internet it downloads there by itself; offline, copy torchvision's files for {name} into {root}, "
-            f"or use an offline dataset: {', '.join(sorted(OFFLINE))}.") from exc
+            f"dataset {name!r} could not be loaded from {root} ({type(exc).__name__}: {_first_line(exc)}). On a "
+            f"machine with internet it downloads there by itself; offline, copy torchvision's files for {name} to "
+            f"{data_dir() / TORCHVISION_FOLDERS[name]}, or use an offline dataset: {', '.join(sorted(OFFLINE))}."
+        ) from exc
     if name == "flowers102":
         # decoded once, then read back from data/decoded/ (as sub-imagenet) rather than 8,189 JPEGs at every load;
         # keyed by every file's path, label, size and time. torchvision's file lists are private attributes: without
@@ -670,7 +686,8 @@ def load_dataset(name: str, **kwargs) -> ImageDataset:
     ``root=<path>``, so a notebook's ``dataset`` parameter can name any folder of images."""
     folder = isinstance(name, str) and name.startswith("folder:")
     if not folder and name not in DATASETS:
-        raise ValueError(f"dataset must be one of {sorted(DATASETS)}; got {name!r}")
+        raise ValueError(f"dataset must be one of {sorted(DATASETS)} or folder:<path> (a folder of images); "
+                         f"got {name!r}")
     loader = _image_folder if folder else (_torchvision if name in ("cifar10", "mnist", "flowers102")
                                            else DATASETS[name])
     options = set(inspect.signature(loader).parameters) - {"name"} - ({"root"} if folder else set())
@@ -686,7 +703,9 @@ def main(argv=None) -> int:
     """``python -m dovlib.data build-offline [--dest DIR] [--no-download]``: :func:`build_offline_data`."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m dovlib.data", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m dovlib.data", description=(
+        "build-offline: make the offline subsets cifar10-subset and mnist-offline from the official CIFAR-10 and "
+        "MNIST (downloaded once), for a machine without the shared data folder."))
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build-offline", help="make cifar10-subset and mnist-offline from the official downloads")
     build.add_argument("--dest", default=None, help=f"folder to write (default {data_dir()})")

@@ -69,7 +69,11 @@ class Watermarker(ABC):
     def _check_message_bits(self, message_bits: int | None) -> int:
         if message_bits is None:
             return self.capacity_bits
-        return check_int("message_bits", message_bits, 1, self.capacity_bits)
+        try:
+            return check_int("message_bits", message_bits, 1, self.capacity_bits)
+        except ValueError as exc:  # say where the limit comes from
+            raise ValueError(f"{exc} ({self.name} carries at most capacity_bits = {self.capacity_bits} bits per "
+                             "image)") from None
 
     def _check_images(self, images: torch.Tensor) -> torch.Tensor:
         if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4:

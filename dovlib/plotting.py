@@ -84,6 +84,10 @@ def learning_curve(history: list[dict], title: str = ""):
     import seaborn as sns
 
     df = pd.DataFrame(history)
+    missing = [c for c in ("epoch", "train_loss") if c not in df]
+    if len(df) == 0 or missing:
+        raise ValueError(f"history must be a non-empty list of per-epoch dicts with 'epoch' and 'train_loss' "
+                         f"(TrainResult.history); got {len(df)} rows" + (f" without {missing}" if len(df) else ""))
     acc_cols = [c for c in ("train_acc", "test_acc") if c in df]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
     sns.lineplot(data=df, x="epoch", y="train_loss", ax=ax1, marker="o")
@@ -107,6 +111,9 @@ def verification_sweep(sweep, x: str, mark: float, title: str = ""):
     queries). Returns the FacetGrid."""
     import seaborn as sns
 
+    from .params import check_choice
+
+    check_choice("x", x, ("tau", "m"))  # the y label below names what each counts
     if x not in sweep or "verified_rate" not in sweep:
         raise ValueError(f"sweep must have columns {x!r} and 'verified_rate' (verify.tau_sweep / m_sweep); "
                          f"got {list(sweep.columns)}")

@@ -9,7 +9,7 @@ from dovlib.data import DATASETS, DatasetNotFoundError, ImageDataset, load_datas
 
 
 def test_unknown_dataset_names_choices():
-    with pytest.raises(ValueError, match=r"dataset must be one of .*cifar10-subset"):
+    with pytest.raises(ValueError, match=r"dataset must be one of .*cifar10-subset.* or folder:<path>"):
         load_dataset("cifar100")
 
 
@@ -196,14 +196,35 @@ def test_build_offline_refuses_a_dest_it_cannot_write_before_downloading(tmp_pat
 
 def test_build_offline_data_offline_says_what_it_needs(tmp_path, monkeypatch):
     monkeypatch.setenv("DOVLIB_CACHE", str(tmp_path))
-    with pytest.raises(DatasetNotFoundError, match=r"needs the official CIFAR-10 and MNIST files"):
+    with pytest.raises(DatasetNotFoundError, match=r"reads the official CIFAR-10 and MNIST files from") as err:
         data.build_offline_data(tmp_path / "out", download=False)
+    msg = str(err.value)  # where to copy them, and nothing of torchvision's API ("download=True")
+    assert f"{tmp_path}/cifar10/cifar-10-batches-py" in msg and f"{tmp_path}/mnist/MNIST/raw" in msg
+    assert "--no-download" in msg and "download=True" not in msg and "\n" not in msg
 
 
 def test_online_dataset_offline_gives_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("DOVLIB_CACHE", str(tmp_path))
-    with pytest.raises(DatasetNotFoundError, match=r"'cifar10' could not be loaded .*offline"):
+    with pytest.raises(DatasetNotFoundError, match=r"'cifar10' could not be loaded .*offline") as err:
         load_dataset("cifar10", download=False)
+    assert f"copy torchvision's files for cifar10 to {tmp_path}/cifar10/cifar-10-batches-py," in str(err.value)
+    assert "download=True" not in str(err.value)
+
+
+def test_a_multi_line_download_error_stays_one_line(tmp_path, monkeypatch):
+    """Offline, torchvision's MNIST error lists every mirror on its own line; the message keeps the first."""
+    import torchvision.datasets as tvd
+
+    class Failing:
+        def __init__(self, root, train=True, download=True):
+            raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://a, got:\n<urlopen error>")
+
+    monkeypatch.setenv("DOVLIB_CACHE", str(tmp_path))
+    monkeypatch.setattr(tvd, "MNIST", Failing)
+    with pytest.raises(DatasetNotFoundError) as err:
+        load_dataset("mnist")
+    assert "\n" not in str(err.value) and "Error downloading train-images-idx3-ubyte.gz:" in str(err.value)
+    assert f"{tmp_path}/mnist/MNIST/raw," in str(err.value)
 
 
 def test_sub_imagenet_missing_root(tmp_path):
@@ -575,7 +596,7 @@ def test_build_offline_cli_prints_the_reason_and_fails(tmp_path, monkeypatch, ca
     monkeypatch.setenv("DOVLIB_CACHE", str(tmp_path))
     assert data.main(["build-offline", "--dest", str(tmp_path / "out"), "--no-download"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: build_offline_data needs the official CIFAR-10 and MNIST files")
+    assert err.startswith("error: build-offline reads the official CIFAR-10 and MNIST files from")
     assert not (tmp_path / "out").exists()  # nothing half-written
 
 

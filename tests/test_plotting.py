@@ -78,3 +78,13 @@ def test_to_numpy_images_and_show_images():
     assert [ax.get_title() for ax in fig.axes] == ["a", "b", "c"]
     assert fig.axes[0].images[0].get_cmap().name == "gray"
     matplotlib.pyplot.close("all")
+
+
+def test_learning_curve_and_verification_sweep_refuse_what_they_cannot_draw():
+    with pytest.raises(ValueError, match=r"history must be a non-empty list of per-epoch dicts .*got 0 rows"):
+        learning_curve([])
+    with pytest.raises(ValueError, match=r"got 1 rows without \['train_loss'\]"):
+        learning_curve([{"epoch": 1, "loss": 2.0}])
+    sweep = pd.DataFrame({"alpha": [0.01], "verified_rate": [0.5], "scenario": ["Malicious"], "baseline": ["b"]})
+    with pytest.raises(ValueError, match=r"x must be one of \['tau', 'm'\]; got 'alpha'"):
+        verification_sweep(sweep, "alpha", 0.01)  # its y label would have said "(model, query subset) tests"
