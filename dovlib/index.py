@@ -394,9 +394,15 @@ def render_html(notebooks: list[NotebookReport], root: str | Path = "reports") -
         records={nb.stem: _html_table(records_frame(nb.records)) for nb in notebooks if nb.records})
 
 
+def _md_table(df) -> str:
+    # missing values blank, as in the HTML page (tabulate prints NaN as "nan", e.g. the run time of a notebook run
+    # by hand with papermill, which has no stamp)
+    return df.astype(object).where(df.notna(), None).to_markdown(index=False, floatfmt=".4g", missingval="")
+
+
 def render_markdown(notebooks: list[NotebookReport]) -> str:
     """The same content as the HTML page in Markdown (figures as relative links)."""
-    md = lambda df: df.to_markdown(index=False, floatfmt=".4g")  # noqa: E731
+    md = _md_table
     lines = ["# dovlib reports", "",
              "Every number is labelled with its profile, dataset (full or subset), device and wall time. "
              "`smoke` numbers come from tiny CPU budgets that only check the code runs; they are not results.", ""]

@@ -362,3 +362,15 @@ def test_every_table_a_notebook_saves_names_its_run():
 
 def test_call_args_balances_parentheses():
     assert _call_args("f(a, g(b), c)\nf(x)", "f") == ["a, g(b), c", "x"]
+
+
+def test_summary_leaves_missing_values_blank_as_the_page_does(tmp_path):
+    """A notebook run by hand with papermill has no stamp: its run time is blank in summary.md, not ``nan``."""
+    folder = tmp_path / "02_x"
+    folder.mkdir()
+    records = [{"params": {"a": 1}, "profile": "smoke"}, {"params": {"a": 2, "b": 0.5}, "profile": "smoke"}]
+    (folder / "metrics.json").write_text(json.dumps({"records": records}))
+    md = index.render_markdown(index.collect(tmp_path))
+    assert "nan" not in md
+    row = next(line for line in md.splitlines() if line.startswith("| 02_x"))
+    assert [c.strip() for c in row.strip("|").split("|")][5] == ""  # run time (s)
