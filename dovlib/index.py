@@ -13,7 +13,7 @@ import argparse
 import base64
 import datetime as _dt
 import json
-import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -185,8 +185,6 @@ def collect(reports: str | Path | None = None) -> list[NotebookReport]:
 
 
 def _cell(v):
-    if isinstance(v, float) and not math.isnan(v):
-        return float(f"{v:.4g}")
     if isinstance(v, (list, dict)):
         s = json.dumps(v, default=str)
         return s if len(s) <= 60 else s[:57] + "..."
@@ -203,7 +201,12 @@ def records_frame(records: list[dict]):
         row.update({k: _cell(r.get(k)) for k in CONTEXT_KEYS if k != "device_name" and k in r})
         row.update({f"{k}": _cell(v) for k, v in r.get("metrics", {}).items() if k not in row})
         rows.append(row)
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    for col in df.columns:  # integers stay whole where a record lacks them (pandas would make 50000 the float 5e+04)
+        values = [r.get(col) for r in rows]
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in values if v is not None):
+            df[col] = pd.array(values, dtype="Int64")
+    return df
 
 
 def context_label(ctx: dict) -> str:
@@ -281,9 +284,26 @@ def coverage(notebooks: list[NotebookReport], items=PAPER_ITEMS):
     return pd.DataFrame(rows)
 
 
+def _text(v) -> str:
+    """A table cell as index.html and summary.md show it: blank when missing, integers whole, floats to six
+    significant digits, so 12345.6 and a p-value of 0.0099996 read as they are (not 1.235e+04, nor 0.01 beside
+    alpha 0.01), and 1.2e-05 keeps its exponent."""
+    import pandas as pd
+
+    if pd.api.types.is_scalar(v) and pd.isna(v):
+        return ""
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):  # numpy's bool is no number: printed as it is
+        return str(v)
+    return str(int(v)) if isinstance(v, numbers.Integral) else f"{v:.6g}"
+
+
+def _frame_text(df):
+    """``df`` with every cell as :func:`_text` writes it: both pages show the same digits."""
+    return df.astype(object).map(_text)
+
+
 def _html_table(df, classes: str = "", escape: bool = True) -> str:
-    return df.to_html(index=False, na_rep="", classes=f"data {classes}".strip(), border=0, escape=escape,
-                      float_format=lambda x: f"{x:.4g}")
+    return _frame_text(df).to_html(index=False, classes=f"data {classes}".strip(), border=0, escape=escape)
 
 
 _TEMPLATE = """<!DOCTYPE html>
@@ -395,9 +415,12 @@ def render_html(notebooks: list[NotebookReport], root: str | Path = "reports") -
 
 
 def _md_table(df) -> str:
-    # missing values blank, as in the HTML page (tabulate prints NaN as "nan", e.g. the run time of a notebook run
-    # by hand with papermill, which has no stamp)
-    return df.astype(object).where(df.notna(), None).to_markdown(index=False, floatfmt=".4g", missingval="")
+    # the cells as the HTML page shows them (missing values blank, where tabulate would print "nan"); numbers are
+    # not parsed again, which would round them to its own format
+    from pandas.api.types import is_numeric_dtype
+
+    return _frame_text(df).to_markdown(index=False, disable_numparse=True,
+                                       colalign=["right" if is_numeric_dtype(df[c]) else "left" for c in df.columns])
 
 
 def render_markdown(notebooks: list[NotebookReport]) -> str:

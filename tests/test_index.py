@@ -374,3 +374,18 @@ def test_summary_leaves_missing_values_blank_as_the_page_does(tmp_path):
     assert "nan" not in md
     row = next(line for line in md.splitlines() if line.startswith("| 02_x"))
     assert [c.strip() for c in row.strip("|").split("|")][5] == ""  # run time (s)
+
+
+def test_records_keep_integers_whole_and_enough_digits(tmp_path):
+    """50000 beside a record without it stays 50000 (pandas made it the float 5e+04), 12345.6 is not 1.235e+04 and a
+    p-value of 0.0099996 is not rounded to 0.01 beside alpha 0.01; small p-values keep their exponent."""
+    folder = tmp_path / "03_x"
+    folder.mkdir()
+    records = [{"params": {"n_train": 50000, "alpha": 0.01}, "wall_time": 12345.6, "metrics": {"p_value": 0.0099996}},
+               {"params": {"alpha": 0.01}, "wall_time": 2.0, "metrics": {"p_value": 1.2e-05}}]
+    (folder / "metrics.json").write_text(json.dumps({"records": records}))
+    nbs = index.collect(tmp_path)
+    assert str(index.records_frame(nbs[0].records)["n_train"].dtype) == "Int64"
+    for text in (index.render_html(nbs), index.render_markdown(nbs)):
+        assert "50000" in text and "12345.6" in text and "0.0099996" in text and "1.2e-05" in text
+        assert "e+04" not in text and "50000.0" not in text
