@@ -414,13 +414,27 @@ def render_html(notebooks: list[NotebookReport], root: str | Path = "reports") -
         records={nb.stem: _html_table(records_frame(nb.records)) for nb in notebooks if nb.records})
 
 
+def _md_cell(text) -> str:
+    # a "|" would open another column and a newline end the row
+    return str(text).replace("|", "\\|").replace("\r\n", " ").replace("\n", " ")
+
+
 def _md_table(df) -> str:
     # the cells as the HTML page shows them (missing values blank, where tabulate would print "nan"); numbers are
     # not parsed again, which would round them to its own format
     from pandas.api.types import is_numeric_dtype
 
-    return _frame_text(df).to_markdown(index=False, disable_numparse=True,
-                                       colalign=["right" if is_numeric_dtype(df[c]) else "left" for c in df.columns])
+    cells = _frame_text(df).map(_md_cell).rename(columns=_md_cell)
+    return cells.to_markdown(index=False, disable_numparse=True,
+                             colalign=["right" if is_numeric_dtype(df[c]) else "left" for c in df.columns])
+
+
+def _md_fenced(text: str) -> list[str]:
+    """``text`` verbatim in a fenced block, its fence longer than any run of backticks in it."""
+    import re
+
+    fence = "`" * max(3, 1 + max((len(m) for m in re.findall("`+", text)), default=0))
+    return [fence, text, fence]
 
 
 def render_markdown(notebooks: list[NotebookReport]) -> str:
@@ -436,7 +450,8 @@ def render_markdown(notebooks: list[NotebookReport]) -> str:
         lines += [f"## {nb.stem}" + (f": {nb.title}" if nb.title != nb.stem else ""), ""]
         for r in nb.runs:
             if r.get("error"):
-                lines += [f"**failed** {r.get('parameters')}: `{r['error']}`", ""]
+                # a traceback has several lines and may quote code: inline code would break on either
+                lines += [f"**failed** {r.get('parameters')}:", "", *_md_fenced(str(r["error"])), ""]
         for t in nb.tables:
             tag = " (paper / ours / diff)" if t.comparison else ""
             lines += [f"### {t.name}{tag}", "", *([t.caption, ""] if t.caption else []),

@@ -389,3 +389,20 @@ def test_records_keep_integers_whole_and_enough_digits(tmp_path):
     for text in (index.render_html(nbs), index.render_markdown(nbs)):
         assert "50000" in text and "12345.6" in text and "0.0099996" in text and "1.2e-05" in text
         assert "e+04" not in text and "50000.0" not in text
+
+
+def test_summary_escapes_pipes_and_fences_multiline_errors(tmp_path):
+    """A ``|`` in a parameter opened another column of summary.md's table; a multi-line error or one with a backtick
+    broke its inline code."""
+    folder = tmp_path / "05_x"
+    folder.mkdir()
+    records = [{"params": {"attacks": "jpeg|blur", "note": "two\nlines"}, "metrics": {"acc": 0.5}}]
+    (folder / "metrics.json").write_text(json.dumps({"records": records}))
+    error = "Traceback:\n  x = `y` + ```z```\nValueError: bad"
+    (folder / "stamps.json").write_text(json.dumps({"k": {"parameters": {"profile": "smoke"}, "status": "failed",
+                                                          "wall_time": 1.0, "error": error, "finished": "x"}}))
+    md = index.render_markdown(index.collect(tmp_path))
+    table = md.split("### Records", 1)[1].strip().splitlines()[:3]
+    assert [len(re.findall(r"(?<!\\)\|", line)) for line in table] == [4, 4, 4]  # three columns
+    assert "jpeg\\|blur" in table[2] and "two lines" in table[2]
+    assert "\n````\n" + error + "\n````\n" in md  # verbatim, fenced longer than its longest backtick run
