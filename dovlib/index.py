@@ -233,6 +233,14 @@ def context_label(ctx: dict) -> str:
     return " · ".join(parts)
 
 
+def _is_smoke(profile) -> bool:
+    """Whether a profile string is the smoke profile however it is spelled (``" smoke"``, which get_profile accepts,
+    or ``"smoke:epochs=2"``): the base name, before ":", of its canonical form."""
+    from .params import profile_key
+
+    return str(profile_key(profile) or "").partition(":")[0].strip() == "smoke"
+
+
 def _overview(notebooks: list[NotebookReport]):
     import pandas as pd
 
@@ -345,7 +353,7 @@ from tiny CPU budgets that only check the code runs; they are not results.</p>
 <section class="notebook" id="{{ nb.stem }}">
 <h2>{{ nb.title }}{% if nb.title != nb.stem %} <code>{{ nb.stem }}</code>{% endif %}
  <span class="badge {{ nb.status }}">{{ nb.status }}</span>
-{% if (nb.latest.get("profile") or "").startswith("smoke") %} <span class="badge smoke">smoke</span>{% endif %}</h2>
+{% if smoke(nb.latest.get("profile")) %} <span class="badge smoke">smoke</span>{% endif %}</h2>
 {% if nb.runs %}<h3>Runs</h3>{{ runs[nb.stem] | safe }}
 {% for r in nb.runs if r.error %}<p class="error">{{ r.notebook }} {{ r.parameters }}: {{ r.error }}</p>{% endfor %}
 {% endif %}
@@ -353,7 +361,7 @@ from tiny CPU budgets that only check the code runs; they are not results.</p>
 {% for t in nb.tables %}
 <div class="table{% if t.comparison %} comparison{% endif %}" id="{{ nb.stem }}-{{ t.name }}">
 <h4>{{ t.name }}{% if t.comparison %} <span class="badge paper">paper / ours / diff</span>{% endif %}
-{% if (t.context.get("profile") or "").startswith("smoke") %} <span class="badge smoke">smoke</span>{% endif %}</h4>
+{% if smoke(t.context.get("profile")) %} <span class="badge smoke">smoke</span>{% endif %}</h4>
 {% if t.caption %}<p>{{ t.caption }}</p>{% endif %}
 <p class="context">{{ label(t.context) }} · <a href="{{ t.file }}">{{ t.file }}</a></p>
 {{ tables[nb.stem ~ "/" ~ t.name] | safe }}
@@ -408,6 +416,7 @@ def render_html(notebooks: list[NotebookReport], root: str | Path = "reports") -
         notebooks=notebooks, overview=_html_table(_overview(notebooks)) if notebooks else "",
         coverage=coverage(notebooks).to_dict("records"),
         comparisons=[(nb, t) for nb in notebooks for t in nb.tables if t.comparison], label=context_label,
+        smoke=_is_smoke,
         runs={nb.stem: _runs_html(nb) for nb in notebooks if nb.runs},
         tables={f"{nb.stem}/{t.name}": _html_table(t.df, "comparison" if t.comparison else "")
                 for nb in notebooks for t in nb.tables},

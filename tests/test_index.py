@@ -406,3 +406,15 @@ def test_summary_escapes_pipes_and_fences_multiline_errors(tmp_path):
     assert [len(re.findall(r"(?<!\\)\|", line)) for line in table] == [4, 4, 4]  # three columns
     assert "jpeg\\|blur" in table[2] and "two lines" in table[2]
     assert "\n````\n" + error + "\n````\n" in md  # verbatim, fenced longer than its longest backtick run
+
+
+def test_smoke_badge_for_any_spelling_of_the_smoke_profile(tmp_path):
+    """A profile of ``" smoke"`` (get_profile strips it) lost the badge: ``startswith("smoke")`` missed it."""
+    folder = tmp_path / "02_x"
+    folder.mkdir()
+    (folder / "metrics.json").write_text(json.dumps({"records": [{"params": {"a": 1}, "profile": " smoke"}]}))
+    (folder / "t.csv").write_text("a\n1\n")
+    (folder / "tables.json").write_text(json.dumps({"t": {"file": "t.csv", "profile": " smoke:epochs=1"}}))
+    badge = '<span class="badge smoke">smoke</span>'
+    assert index.render_html(index.collect(tmp_path)).count(badge) == 3  # the legend, the notebook, its table
+    assert not index._is_smoke("quick") and not index._is_smoke(None) and index._is_smoke("smoke:bogus=1")
