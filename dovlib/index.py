@@ -288,7 +288,9 @@ def coverage(notebooks: list[NotebookReport], items=PAPER_ITEMS):
         status = "MISSING" if not found else ("stale" if nb.all_failed else "present")  # files of an earlier run
         rows.append({"paper": it.paper, "item": it.item, "notebook": it.notebook, "output": f"{it.kind} {it.name}",
                      "status": status, "measured with": context_label(ctx) if found else "",
-                     "anchor": f"{it.notebook}-{saved}" if found and it.kind == "table" else it.notebook})
+                     # a notebook that wrote nothing has no section on the page: no link ("")
+                     "anchor": f"{it.notebook}-{saved}" if found and it.kind == "table" else
+                     (it.notebook if nb is not None else "")})
     return pd.DataFrame(rows)
 
 
@@ -343,8 +345,9 @@ from tiny CPU budgets that only check the code runs; they are not results.</p>
 <table class="data coverage"><thead><tr><th>paper</th><th>item</th><th>notebook output</th><th>status</th>
 <th>measured with</th></tr></thead><tbody>
 {% for r in coverage %}<tr class="{{ r.status }}"><td>{{ r.paper }}</td><td>{{ r.item }}</td>
-<td><a href="#{{ r.anchor }}">{{ r.notebook }}</a> · {{ r.output }}</td><td>{{ r.status }}</td>
-<td>{{ r["measured with"] }}</td></tr>{% endfor %}
+<td>{% if r.anchor %}<a href="#{{ r.anchor }}">{{ r.notebook }}</a>{% else %}{{ r.notebook }}{% endif %}
+{{- " · " ~ r.output }}</td>
+<td>{{ r.status }}</td><td>{{ r["measured with"] }}</td></tr>{% endfor %}
 </tbody></table>
 {% if comparisons %}<h2>Comparisons with the papers</h2>
 <ul>{% for nb, t in comparisons %}<li><a href="#{{ nb.stem }}-{{ t.name }}">{{ nb.stem }} · {{ t.name }}</a>

@@ -418,3 +418,12 @@ def test_smoke_badge_for_any_spelling_of_the_smoke_profile(tmp_path):
     badge = '<span class="badge smoke">smoke</span>'
     assert index.render_html(index.collect(tmp_path)).count(badge) == 3  # the legend, the notebook, its table
     assert not index._is_smoke("quick") and not index._is_smoke(None) and index._is_smoke("smoke:bogus=1")
+
+
+def test_every_link_within_the_page_has_its_target(reports):
+    """Coverage rows of notebooks that wrote nothing linked to sections (#05_..., #06_...) the page does not have."""
+    text = index.build_index()[0].read_text()
+    page = Page(text)
+    inner = [h[1:] for h in page.hrefs if h.startswith("#")]
+    assert "02_sscl_bw" in inner and set(inner) <= set(page.ids)
+    assert "<td>05_removal_attacks · figure fig5_removal</td>" in text  # named, as plain text
