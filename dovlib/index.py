@@ -20,14 +20,17 @@ from pathlib import Path
 from .data import REPO_ROOT
 from .report import _atomic_write, reports_dir
 
-__all__ = ["NotebookReport", "PaperItem", "PAPER_ITEMS", "collect", "coverage", "records_frame", "context_label",
-           "render_html", "render_markdown", "build_index", "main"]
+__all__ = ["NotebookReport", "PaperItem", "PAPER_ITEMS", "NO_DATA", "collect", "coverage", "records_frame",
+           "dataset_label", "context_label", "render_html", "render_markdown", "build_index", "main"]
 
 CONTEXT_KEYS = ("profile", "dataset", "is_subset", "perceptual", "device", "device_name", "trained_on",
                 "training_precision", "wall_time")
 # what a table or figure saved without it may take from the newest record: never the wall time, which is that
 # run's own (a table written by an earlier run would show the later run's time)
 BORROWED_KEYS = tuple(k for k in CONTEXT_KEYS if k != "wall_time")
+# dataset names that notebooks give outputs computed from no images (09: "none" for its pure combinatorics,
+# "simulated" for its simulated extraction, whose record's params say dataset None): no dataset, full or subset
+NO_DATA = {"none": "none", "simulated": "none (simulated)"}
 
 
 @dataclass(frozen=True)
@@ -209,6 +212,15 @@ def records_frame(records: list[dict]):
     return df
 
 
+def dataset_label(ctx: dict) -> str:
+    """``cifar10-subset (subset)``, ``cifar10 (full)``, or ``none`` / ``none (simulated)`` for outputs computed from
+    no images (``is_subset`` False there says nothing was cut, not that a full dataset was read)."""
+    name = ctx.get("dataset")
+    if name in NO_DATA:
+        return NO_DATA[name]
+    return f"{name}" + {True: " (subset)", False: " (full)"}.get(ctx.get("is_subset"), "")
+
+
 def context_label(ctx: dict) -> str:
     """``profile smoke · dataset cifar10-subset (subset) · cpu (CPU (2 cores)) · 12.3 s``, with ``models trained on
     cuda in bf16`` when the models a CPU run read back from ``runs/`` were trained elsewhere."""
@@ -218,8 +230,7 @@ def context_label(ctx: dict) -> str:
     if "profile" in ctx:
         parts.append(f"profile {ctx['profile']}")
     if "dataset" in ctx:
-        subset = {True: " (subset)", False: " (full)"}.get(ctx.get("is_subset"), "")
-        parts.append(f"dataset {ctx['dataset']}{subset}")
+        parts.append(f"dataset {dataset_label(ctx)}")
     if ctx.get("perceptual"):  # the generator's similarity loss: LPIPS or the named fallback
         parts.append(f"perceptual {ctx['perceptual']}")
     if "device" in ctx:
@@ -249,8 +260,7 @@ def _overview(notebooks: list[NotebookReport]):
         run = nb.runs[0] if nb.runs else {}
         ctx = nb.latest
         rows.append({"notebook": nb.stem, "status": nb.status, "profile": ctx.get("profile", ""),
-                     "dataset": ctx.get("dataset", "") + {True: " (subset)", False: " (full)"}.get(
-                         ctx.get("is_subset"), ""),
+                     "dataset": dataset_label(ctx) if "dataset" in ctx else "",
                      "device": ctx.get("device", ""), "run time (s)": round(run["wall_time"], 1) if run else None,
                      "records": len(nb.records), "tables": len(nb.tables),
                      "comparisons": sum(t.comparison for t in nb.tables), "figures": len(nb.figures)})

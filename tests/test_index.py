@@ -427,3 +427,23 @@ def test_every_link_within_the_page_has_its_target(reports):
     inner = [h[1:] for h in page.hrefs if h.startswith("#")]
     assert "02_sscl_bw" in inner and set(inner) <= set(page.ids)
     assert "<td>05_removal_attacks · figure fig5_removal</td>" in text  # named, as plain text
+
+
+def test_outputs_computed_from_no_images_say_dataset_none_everywhere(reports):
+    """09's simulated run reads no images: its record's params say dataset None, its context "simulated" with
+    is_subset False, which the Overview showed as "simulated (full)" beside the coverage row's "dataset none"."""
+    nb, ctx = "09_amuse_subset_attack", dict(profile="smoke", device="cpu")
+    report.save_table(pd.DataFrame({"paper": [3], "ours": [3]}), "sub_message_bits_vs_paper", nb, dataset="none",
+                      **ctx)
+    fig, ax = plt.subplots(figsize=(2, 2))
+    report.save_fig(fig, "accuracy_vs_leaked_share", nb, dataset="simulated", is_subset=False, **ctx)
+    plt.close(fig)
+    report.write_record(nb, {"profile": "smoke", "method": "simulated", "dataset": None}, {}, dataset="simulated",
+                        is_subset=False, **ctx)
+    nbs = index.collect()
+    overview = index._overview(nbs).set_index("notebook").loc[nb, "dataset"]
+    cov = index.coverage(nbs).set_index("output")["measured with"]
+    assert overview == "none (simulated)"
+    assert "dataset none ·" in cov["table sub_message_bits_vs_paper"]
+    assert "dataset none (simulated)" in cov["figure accuracy_vs_leaked_share"]
+    assert index.dataset_label({"dataset": "cifar10", "is_subset": False}) == "cifar10 (full)"
