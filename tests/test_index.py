@@ -447,3 +447,9 @@ def test_outputs_computed_from_no_images_say_dataset_none_everywhere(reports):
     assert "dataset none ·" in cov["table sub_message_bits_vs_paper"]
     assert "dataset none (simulated)" in cov["figure accuracy_vs_leaked_share"]
     assert index.dataset_label({"dataset": "cifar10", "is_subset": False}) == "cifar10 (full)"
+
+
+def test_reports_readme_names_the_lock_files():
+    """report.file_lock leaves ``<file>.lock`` beside metrics.json, tables.json, figures.json and stamps.json."""
+    text = (Path(__file__).resolve().parents[1] / "reports" / "README.md").read_text()
+    assert "*.lock" in text and "safe to delete when no run is active" in text
