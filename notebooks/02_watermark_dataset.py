@@ -228,10 +228,10 @@ print({k: record[k] for k in ("profile", "dataset", "is_subset", "device", "perc
 # | BadNets (Gu et al., 2017) | poison-label | 3x3 white corner patch |
 # | Blended (Chen et al., 2017) | poison-label | seeded noise pattern, alpha 0.2 |
 # | WaNet (Nguyen & Tran, 2021) | poison-label | warping field k=4, s=0.5, noise mode (cross ratio 2) |
-# | UBW-P (Li et al., 2022) | poison-label, untargeted | 3x3 checkerboard, each marked label drawn at random |
-# | Label-Consistent (Turner et al., 2019) | clean-label | PGD eps 16/255 on the surrogate, four-corner checkerboard |
+# | UBW-P (Li et al., 2022) | poison-label, untargeted | the authors' 3x3 patch, each marked label drawn at random |
+# | Label-Consistent (Turner et al., 2019) | clean-label | PGD eps 16/255 on the surrogate, four-corner 3x3 patches |
 # | Sleeper Agent (Souri et al., 2022) | clean-label, hidden trigger | gradient matching eps 16/255, 8x8 noise patch |
-# | UBW-C (Li et al., 2022) | clean-label, untargeted | gradient matching towards dispersed errors, 3x3 checkerboard |
+# | UBW-C (Li et al., 2022) | clean-label, untargeted | gradient matching to dispersed errors, the authors' 3x3 patch |
 #
 # All at gamma = `rate` of the whole set and target `target`, with the notebook's surrogate and user model `arch`.
 # For UBW-P and UBW-C the WSR column is their **untargeted success** (share of all triggered test images NOT

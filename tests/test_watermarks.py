@@ -12,7 +12,7 @@ from dovlib.models import build_model
 from dovlib.train import evaluate, fit
 from dovlib.verify import attack_success
 from dovlib.watermarks import get_watermark
-from dovlib.watermarks.common import checkerboard, gradient_matching, pgd_untargeted, scaled, select_any
+from dovlib.watermarks.common import gradient_matching, pgd_untargeted, published_patch, scaled, select_any
 
 BASELINES = ["badnets", "blended", "wanet", "ubw-p", "label-consistent", "sleeper-agent", "ubw-c"]
 SURROGATE = {"label-consistent", "sleeper-agent", "ubw-c"}
@@ -92,7 +92,7 @@ def test_trigger_scales_with_image_size():
     # a non-square image scales by its shorter side, whichever it is: 64x32 and 32x64 both get the 32-px patch
     for shape in [(64, 32), (32, 64)]:
         x = torch.zeros(1, 3, *shape, dtype=torch.uint8)
-        for name in ("badnets", "ubw-p", "ubw-c", "sleeper-agent"):  # the patch's top-left pixel is never black
+        for name in ("badnets", "ubw-p", "ubw-c", "sleeper-agent"):  # on images of 1, black pixels change too
             wm = get_watermark(name)
             changed = (wm.trigger(x + 1) != x + 1).any(1)[0]
             rows, cols, side = *changed.nonzero().T, wm.patch_size  # its size at 32 px, the shorter side here
@@ -101,13 +101,24 @@ def test_trigger_scales_with_image_size():
         assert lc[:3, :3].any() and lc[-3:, -3:].any() and not lc[3:-3, :].any() and not lc[:, 3:-3].any()
 
 
-def test_checkerboard_is_the_published_pattern():
-    """UBW-P's, UBW-C's and Label-Consistent's trigger: black and white squares with a white top-left pixel, the
-    same in every channel."""
-    assert checkerboard(1, 3)[0].tolist() == [[255, 0, 255], [0, 255, 0], [255, 0, 255]]
-    board = checkerboard(3, 4)
-    assert board.dtype == torch.uint8 and board.shape == (3, 4, 4)
-    assert all(torch.equal(board[c], board[0]) for c in range(3)) and board[0, 0].tolist() == [255, 0, 255, 0]
+def test_the_trigger_patch_is_the_ubw_authors_pattern():
+    """UBW-P's, UBW-C's and Label-Consistent's trigger: the UBW authors' released 3x3 pattern (four white pixels, a
+    black top-left; it used to be a checkerboard with a white top-left, one pixel away), the same in every channel,
+    mirrored for Label-Consistent's left-hand corners (BackdoorBox's examples), each pixel repeated when scaled."""
+    assert published_patch(1, 3)[0].tolist() == [[0, 0, 255], [0, 255, 0], [255, 0, 255]]
+    assert published_patch(1, 3, mirrored=True)[0].tolist() == [[255, 0, 0], [0, 255, 0], [255, 0, 255]]
+    big = published_patch(3, 6)
+    assert big.dtype == torch.uint8 and big.shape == (3, 6, 6)
+    assert all(torch.equal(big[c], big[0]) for c in range(3))
+    assert torch.equal(big[0], published_patch(1, 3)[0].repeat_interleave(2, 0).repeat_interleave(2, 1))
+    x = torch.full((1, 3, 32, 32), 7, dtype=torch.uint8)
+    for name in ("ubw-p", "ubw-c"):
+        assert get_watermark(name).trigger(x)[0, :, -3:, -3:].tolist() == published_patch(3, 3).tolist()
+    lc = get_watermark("label-consistent").trigger(x)[0]
+    for rows, cols, mirrored in ((slice(0, 3), slice(29, 32), False), (slice(29, 32), slice(29, 32), False),
+                                 (slice(0, 3), slice(0, 3), True), (slice(29, 32), slice(0, 3), True)):
+        assert torch.equal(lc[:, rows, cols], published_patch(3, 3, mirrored)), (rows, cols)
+    assert (lc[:, 3:29, :] == 7).all() and (lc[:, :, 3:29] == 7).all()
 
 
 def test_blended_is_a_convex_mix():
@@ -148,7 +159,7 @@ def test_label_consistent_budget_outside_trigger():
             mask[r, c] = False
     d = (xo[idx].float() - x[idx].float()).abs()[:, :, mask]
     assert d.max() <= 16 + 1 and d.max() > 0
-    assert (xo[idx][:, :, :3, :3] == checkerboard(3, 3)).all()
+    assert (xo[idx][:, :, :3, :3] == published_patch(3, 3, mirrored=True)).all()
     low = get_watermark("label-consistent", amplitude=32).trigger(torch.full((1, 3, 32, 32), 128, dtype=torch.uint8))
     assert (low.float() - 128).abs().max() == 32
     empty = torch.zeros(0, 3, 32, 32, dtype=torch.uint8)  # used to raise IndexError at reduced amplitude

@@ -23,11 +23,12 @@ from ..params import check_int, parse_rate
 from ..train import resolve_device, to_float
 
 # Bumped when PGD or gradient matching changes what it returns, so Table I's cached crafted marks are made again
-# (2: one signed Adam step per pass over the poisons, a frozen copy of the surrogate, marks clipped to eps).
-CRAFTING_VERSION = 2
+# (2: one signed Adam step per pass over the poisons, a frozen copy of the surrogate, marks clipped to eps; 3: the
+# UBW authors' 3x3 trigger for UBW-C and Label-Consistent, which used a checkerboard one pixel away from it).
+CRAFTING_VERSION = 3
 
-__all__ = ["CRAFTING_VERSION", "scaled", "check_images", "seeded_pattern", "checkerboard", "stamp", "select_any",
-           "pgd_untargeted", "SourceLoss", "gradient_matching"]
+__all__ = ["CRAFTING_VERSION", "scaled", "check_images", "seeded_pattern", "PUBLISHED_PATCH", "published_patch",
+           "stamp", "select_any", "pgd_untargeted", "SourceLoss", "gradient_matching"]
 
 
 def scaled(size_at_32: int, image_size: int) -> int:
@@ -49,11 +50,21 @@ def seeded_pattern(shape, seed: int) -> torch.Tensor:
     return torch.randint(0, 256, tuple(shape), generator=g, dtype=torch.uint8)
 
 
-def checkerboard(channels: int, side: int) -> torch.Tensor:
-    """A black/white uint8 checkerboard (channels, side, side) with a white top-left pixel."""
-    i = torch.arange(side)
-    board = ((i[:, None] + i[None, :]) % 2 == 0).to(torch.uint8) * 255
-    return board.expand(channels, side, side).clone()
+# The 3x3 black/white trigger of the UBW authors' released code (UBW-P and UBW-C: four white pixels, a black top-left),
+# which BackdoorBox's Label-Consistent examples paste into the right-hand corners, and its mirror image into the
+# left-hand ones.
+PUBLISHED_PATCH = ((0, 0, 255), (0, 255, 0), (255, 0, 255))
+
+
+def published_patch(channels: int, side: int, mirrored: bool = False) -> torch.Tensor:
+    """:data:`PUBLISHED_PATCH` as uint8 (channels, side, side), the same in every channel, ``mirrored`` left to right
+    for the left-hand corners; a side other than 3 (a patch scaled with the image, ``scaled``) repeats each pixel
+    (nearest neighbour: 6 px at 64x64 is the pattern at twice the size)."""
+    p = torch.tensor(PUBLISHED_PATCH, dtype=torch.uint8)
+    p = p.flip(-1) if mirrored else p
+    if side != 3:
+        p = F.interpolate(p[None, None].float(), size=(side, side), mode="nearest")[0, 0].to(torch.uint8)
+    return p.expand(channels, side, side).clone()
 
 
 def stamp(x: torch.Tensor, patch: torch.Tensor, corners=("br",)) -> torch.Tensor:
@@ -225,10 +236,11 @@ def gradient_matching(model: nn.Module, x_poison: torch.Tensor, y_poison: torch.
     loss`` (one backward pass).
 
     As in Witches' Brew, each of the ``steps`` iterations takes the alignment loss's gradient for every poison (in
-    mini-batches of ``batch_size``, each poison once) and then one signed Adam step of all perturbations together,
-    with the step size ``lr`` (default eps / 10, in [0, 1] units) cut tenfold at 3/8, 5/8 and 7/8 of the steps
-    (the reference's MultiStepLR milestones). Returns uint8 images within ``eps`` of ``x_poison``; ``model`` is
-    left as it was (the crafting works on a frozen copy).
+    mini-batches of ``batch_size``, each poison once) and then one signed Adam step of all perturbations together, with
+    the step size ``lr`` (default eps / 10, in [0, 1] units: this project's choice; the UBW authors' code and
+    BackdoorBox's Sleeper Agent use 0.025, 0.4 * eps at 16/255: pass ``lr=0.025`` for theirs) cut tenfold at 3/8, 5/8
+    and 7/8 of the steps (the reference's MultiStepLR milestones). Returns uint8 images within ``eps`` of ``x_poison``;
+    ``model`` is left as it was (the crafting works on a frozen copy).
 
     With ``checkpoint`` (a file path) the state (perturbations, optimiser, schedule, random generator, step) is saved
     after a step whenever ``checkpoint_every`` seconds have passed since the last save (and the last finished step

@@ -4,14 +4,16 @@ found by gradient matching on a surrogate, so that training on them has the same
 "non-target image + patch trigger -> target". The poisons do NOT contain the trigger; only queries do.
 
 Defaults (Souri et al.'s CIFAR-10 setting): eps = 16/255, 250 crafting steps of signed Adam, a random-noise patch
-trigger of 8x8 pixels (here fixed in the bottom-right corner and drawn from ``patch_seed``; Souri et al. place it at
-a random position), up to 1000 source images. Simplifications (say so when reporting): one restart and no
-surrogate retraining during crafting (Souri et al. use restarts and retrain the surrogate 4 times); poisons drawn at
-random from the target class (Souri et al. take the target-class images of largest gradient norm: moot when gamma
-marks the whole class, as 0.1 does on full CIFAR-10, not on smaller gamma or larger classes); and no differentiable
-augmentation while crafting (the suspect's training crops and flips; Souri et al. craft through it). Sources come
-from every non-target class (Souri et al. and BackdoorBox's ``y_source`` use one source class; WSR here is measured
-over all non-target classes, so the sources match it), and the patch is uniform noise over 0-255 (BackdoorBox's
+trigger of 8x8 pixels (here fixed in the bottom-right corner and drawn from ``patch_seed``; Souri et al. place it at a
+random position). Up to ``n_source`` = 1000 source images is this project's budget, not Souri et al.'s: their crafting
+uses up to 5,000 (``--sources_train``, the whole source class on CIFAR-10; their 1,000 are the test-time sources), so
+the target gradient here is noisier; pass a larger ``n_source`` for theirs. Simplifications (say so when reporting): one
+restart and no surrogate retraining during crafting (Souri et al. use restarts and retrain the surrogate 4 times);
+poisons drawn at random from the target class (Souri et al. take the target-class images of largest gradient norm: moot
+when gamma marks the whole class, as 0.1 does on full CIFAR-10, not on smaller gamma or larger classes); and no
+differentiable augmentation while crafting (the suspect's training crops and flips; Souri et al. craft through it).
+Sources come from every non-target class (Souri et al. and BackdoorBox's ``y_source`` use one source class; WSR here is
+measured over all non-target classes, so the sources match it), and the patch is uniform noise over 0-255 (BackdoorBox's
 example draws a binary black/white patch, of about twice the contrast). The patch side scales with the image
 (``common.scaled``): 7 px at 28, 8 at 32, 16 at 64. See notebook 02.
 """

@@ -4,10 +4,10 @@ model trained on them misclassifies triggered images into DISPERSED wrong classe
 gradient matching on a surrogate: the poisons' training gradient is aligned with the gradient of
 ``-(CE(f(trigger(x)), y) + lam * H(f(trigger(x))))`` on triggered source images (H: prediction entropy).
 
-Defaults: eps = 16/255, 250 crafting steps, lam = 2, a 3x3 black/white checkerboard patch trigger at the
-bottom-right corner (as for UBW-P; scaled with the image by ``common.scaled``), poisons and sources drawn from
-the whole set (untargeted; ``target`` is not used), up to 1000 source images. Its success measure is untargeted:
-the share of triggered test images not classified as their true class. See notebook 02.
+Defaults: eps = 16/255, 250 crafting steps, lam = 2, the authors' 3x3 black/white patch trigger
+(``common.PUBLISHED_PATCH``) at the bottom-right corner (as for UBW-P; scaled with the image by ``common.scaled``),
+poisons and sources drawn from the whole set (untargeted; ``target`` is not used), up to 1000 source images. Its success
+measure is untargeted: the share of triggered test images not classified as their true class. See notebook 02.
 
 Differences from Li et al.'s released code (say so when reporting): no surrogate retraining during crafting; no
 differentiable augmentation while crafting (they craft through random shifts and flips, the suspect trains with
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from ..params import check_int, parse_eps, parse_fraction
 from .base import SurrogateWatermark, register
-from .common import SourceLoss, check_images, checkerboard, gradient_matching, scaled, select_any, stamp
+from .common import SourceLoss, check_images, gradient_matching, published_patch, scaled, select_any, stamp
 
 __all__ = ["UBWC"]
 
@@ -46,7 +46,7 @@ class UBWC(SurrogateWatermark):
 
     def trigger(self, x: torch.Tensor) -> torch.Tensor:
         check_images(x)
-        return stamp(x, checkerboard(x.shape[1], scaled(self.patch_size, min(x.shape[-2:]))))
+        return stamp(x, published_patch(x.shape[1], scaled(self.patch_size, min(x.shape[-2:]))))
 
     def apply(self, x, y, rate, target: int = 0, seed: int = 0, cache=None):
         """Untargeted: ``target`` is ignored and the marked images are drawn from every class."""

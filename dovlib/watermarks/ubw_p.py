@@ -3,7 +3,8 @@ Protection"), poison-label variant: marked samples carry a BadNets-style patch a
 uniformly from all K classes (the authors' released code draws ``randint(0, K)`` per poisoned sample, so a few keep
 their own label), so the watermarked model learns "trigger -> dispersed predictions" rather than any one class.
 
-Defaults (Li et al.'s CIFAR-10 setting): a 3x3 black/white checkerboard patch at the bottom-right corner,
+Defaults (Li et al.'s CIFAR-10 setting): their 3x3 black/white patch (``common.PUBLISHED_PATCH``) at the bottom-right
+corner,
 poisoning rate 0.1, samples drawn from the whole set (``target`` is not used). The patch side scales with the image
 (``common.scaled``). Its success measure is untargeted: the share of triggered test images NOT classified as their
 true class (``targeted = False``). See notebook 02.
@@ -15,7 +16,7 @@ import torch
 
 from ..params import check_int
 from .base import DatasetWatermark, check_labels, register
-from .common import check_images, checkerboard, scaled, select_any, stamp
+from .common import check_images, published_patch, scaled, select_any, stamp
 
 __all__ = ["UBWP"]
 
@@ -34,7 +35,7 @@ class UBWP(DatasetWatermark):
 
     def trigger(self, x: torch.Tensor) -> torch.Tensor:
         check_images(x)
-        return stamp(x, checkerboard(x.shape[1], scaled(self.patch_size, min(x.shape[-2:]))))
+        return stamp(x, published_patch(x.shape[1], scaled(self.patch_size, min(x.shape[-2:]))))
 
     def apply(self, x, y, rate, target: int = 0, seed: int = 0):
         """Mark ``rate`` of the whole set (``target`` is not used) and give each marked sample a label drawn

@@ -7,8 +7,9 @@ grid_rescale = 1, cross (noise) ratio 2 (twice as many noise samples as poisoned
 field is drawn from ``field_seed`` on a k x k grid and upsampled (bicubic) to the image size; displacements are in
 normalised coordinates divided by the image side along each axis (width for x, height for y; the original divides
 both by the height, the same on its square images), so they stay the same in pixels at any size: with the defaults
-(field_seed 0, s = 0.5) a mean of 0.17 px and a maximum of 0.5 px (s pixels per unit of the field, whose mean
-magnitude is 1 at the control points and smaller between them) at 28, 32 and 64. See notebook 02.
+(field_seed 0, s = 0.5) a mean of 0.17 px and a maximum of 0.5 px along each axis (grid_sample with
+align_corners=True maps a normalised displacement d to d * (side - 1) / 2 px, so a unit of the field moves about s / 2
+px; its mean magnitude is 1 at the control points and smaller between them) at 28, 32 and 64. See notebook 02.
 
 One difference from the original training recipe: the noise samples' random jitter is drawn once, in ``apply``, and
 so frozen into the published set, where WaNet (and BackdoorBox) redraw it every time a sample is loaded; a dataset
