@@ -88,3 +88,25 @@ def test_learning_curve_and_verification_sweep_refuse_what_they_cannot_draw():
     sweep = pd.DataFrame({"alpha": [0.01], "verified_rate": [0.5], "scenario": ["Malicious"], "baseline": ["b"]})
     with pytest.raises(ValueError, match=r"x must be one of \['tau', 'm'\]; got 'alpha'"):
         verification_sweep(sweep, "alpha", 0.01)  # its y label would have said "(model, query subset) tests"
+
+
+def test_plotted_values_are_the_histories_and_the_sweeps():
+    """The lines carry the data they are labelled with: a learning_curve drawing train_acc as the test curve, or a
+    verification_sweep plotting another column, would pass the label checks above."""
+    hist = [{"epoch": 1, "train_loss": 2.0, "train_acc": 0.2, "test_acc": 0.1},
+            {"epoch": 2, "train_loss": 1.0, "train_acc": 0.5, "test_acc": 0.4},
+            {"epoch": 3, "train_loss": 0.5, "train_acc": 0.7, "test_acc": 0.6}]
+    fig = learning_curve(hist)
+    loss = [ln for ln in fig.axes[0].get_lines() if len(ln.get_xdata()) == 3]
+    assert [list(ln.get_ydata()) for ln in loss] == [[2.0, 1.0, 0.5]]
+    legend = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    curves = [list(ln.get_ydata()) for ln in fig.axes[1].get_lines() if len(ln.get_xdata()) == 3]
+    by_label = dict(zip(legend, curves))
+    assert by_label == {"train (running, augmented batches)": [0.2, 0.5, 0.7], "test": [0.1, 0.4, 0.6]}
+    sweep = pd.DataFrame({"baseline": ["clean"] * 4, "tau": [0.1, 0.25] * 2,
+                          "scenario": ["Malicious"] * 2 + ["Ind-W"] * 2, "verified_rate": [1.0, 0.8, 0.3, 0.0]})
+    ax = verification_sweep(sweep, "tau", 0.25).axes.flat[0]
+    data = sorted(list(ln.get_ydata()) for ln in ax.get_lines() if len(ln.get_xdata()) == 2
+                  and list(ln.get_xdata()) == [0.1, 0.25])
+    assert data == [[0.3, 0.0], [1.0, 0.8]]
+    matplotlib.pyplot.close("all")
