@@ -331,6 +331,18 @@ def test_watermark_dataset_is_clean_label_and_publishable(tmp_path):
     changed = (ws.x != ds.x_train).flatten(1).any(1)
     assert set(torch.nonzero(changed).flatten().tolist()) <= set(ws.marked.tolist()) and changed.sum() > 0
     assert ws.manifest["key_hash"] == key_hash(11) and "key" not in ws.manifest
+    # the seed draws the marked images: the same seed the same ones, another seed others (the manifest's seed is
+    # the one that drew them)
+    from dovlib.watermarks.base import select_indices
+
+    assert torch.equal(ws.marked, select_indices(ds.y_train, 0.1, 2, clean_label=True, seed=1))
+    again = watermark_dataset(g, ds.x_train, ds.y_train, rate=0.1, target=2, seed=1)
+    assert torch.equal(again.marked, ws.marked) and torch.equal(again.x, ws.x) and ws.manifest["seed"] == 1
+    others = [watermark_dataset(g, ds.x_train, ds.y_train, rate=0.1, target=2, seed=s) for s in (0, 2)]
+    for o in others:
+        assert len(o.marked) == 16 and (ds.y_train[o.marked] == 2).all()
+        assert not torch.equal(o.marked, ws.marked) and not torch.equal(o.x, ws.x)
+    assert not torch.equal(others[0].marked, others[1].marked)
     with pytest.raises(ValueError, match=r"gamma\) must be <= the target class 2's share of the training set, 0.25"):
         watermark_dataset(g, ds.x_train, ds.y_train, rate=0.3, target=2)
     g.meta = {"target": 1}  # trained towards class 1: its marks on class-2 images would mean nothing
@@ -676,6 +688,19 @@ def test_mark_code_marks_each_target_class_with_its_own_generator():
     rev = sscl.mark_code(dict(reversed(gens.items())), ds.x_train, ds.y_train, 0.1, seed=1)
     assert torch.equal(rev.marked, ws.marked) and torch.equal(rev.x, ws.x)
     assert rev.manifest["marked_hash"] == ws.manifest["marked_hash"] and rev.manifest["targets"] == [0, 2]
+    # the seed draws each class's marked images: the same seed the same ones, another seed others
+    from dovlib.watermarks.base import select_indices
+
+    drawn = [select_indices(ds.y_train, 0.1, t, clean_label=True, seed=1) for t in gens]
+    assert torch.equal(ws.marked, torch.cat(drawn).sort().values)
+    again = sscl.mark_code(gens, ds.x_train, ds.y_train, 0.1, seed=1)
+    assert torch.equal(again.marked, ws.marked) and torch.equal(again.x, ws.x) and ws.manifest["seed"] == 1
+    others = [sscl.mark_code(gens, ds.x_train, ds.y_train, 0.1, seed=s) for s in (0, 2)]
+    for o in others:
+        assert len(o.marked) == 32 and not torch.equal(o.marked, ws.marked) and not torch.equal(o.x, ws.x)
+        for t in gens:  # each class's own draw differs, not only their union
+            assert not torch.equal(o.marked[ds.y_train[o.marked] == t], ws.marked[ds.y_train[ws.marked] == t])
+    assert not torch.equal(others[0].marked, others[1].marked)
     with pytest.raises(ValueError, match="generators"):
         sscl.mark_code({}, ds.x_train, ds.y_train, 0.1)
     frac = sscl.mark_code(gens, ds.x_train, ds.y_train, "1/10", seed=1)  # as papermill passes it
