@@ -98,6 +98,23 @@ def test_finetune_evaluates_every_epoch(trained):
     assert any(not torch.equal(v, before[k]) for k, v in tuned.state_dict().items() if v.is_floating_point())
 
 
+def test_finetune_trains_on_the_given_labels_as_fit_does(trained):
+    """Fine-tuning is the one trainer run on a copy with the attacker's own (x, y): on the CPU, bit for bit what fit
+    gives with the same data and settings (not, e.g., a model trained on shifted labels)."""
+    import copy
+
+    ds, model = trained
+    x, y = ds.x_train[:64], ds.y_train[:64]
+    cfg = TrainConfig(epochs=2, batch_size=32, lr=0.01, progress=False, device="cpu")
+    tuned, df = finetune(model, x, y, cfg)
+    ref = fit(copy.deepcopy(model), x, y, config=cfg)
+    assert all(torch.equal(a, b) for a, b in zip(tuned.state_dict().values(), ref.model.state_dict().values()))
+    assert df["train_loss"].tolist() == [r["train_loss"] for r in ref.history]
+    shifted = fit(copy.deepcopy(model), x, (y + 1) % 4, config=cfg).model  # the same run on other labels differs
+    assert not all(torch.equal(a, b) for a, b in zip(tuned.state_dict().values(), shifted.state_dict().values()))
+    assert evaluate(tuned, x, y) >= evaluate(shifted, x, y)
+
+
 def test_finetune_checkpoint_resumes_only_the_same_starting_model(trained, tmp_path):
     """A finished fine-tuning checkpoint is reused for the same suspect and refused for another one (notebook 05
     keys its checkpoint by parameters only: a changed suspect must not inherit the old run's epochs)."""
