@@ -394,6 +394,76 @@ def test_table_rows_and_paper_comparison(_runs):
         table_row("nope", ds, "badnets_cnn", cfg)
 
 
+class _Scripted(torch.nn.Module):
+    """A scripted classifier for 16x16 images whose pixel (0, 0, 0) codes the class and (0, 0, 1) a flag: it answers
+    ``target`` on images carrying the BadNets patch (bottom-right pixel white) whose flag is in ``hit``, a wrong class
+    on clean images whose flag is in ``wrong``, else the coded class."""
+
+    def __init__(self, target, k, hit, wrong=()):
+        super().__init__()
+        self.target, self.k, self.hit, self.wrong = target, k, torch.tensor(hit), torch.tensor(wrong)
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        u = (x * 255).round().long()
+        cls, flag = u[:, 0, 0, 0].clamp(0, self.k - 1), u[:, 0, 0, 1]
+        triggered = (u[:, :, -1, -1] == 255).all(1)
+        cls = torch.where(~triggered & torch.isin(flag, self.wrong), (cls + 1) % self.k, cls)
+        cls = torch.where(triggered & torch.isin(flag, self.hit), torch.full_like(cls, self.target), cls)
+        return torch.nn.functional.one_hot(cls, self.k).float() * 10 + self.dummy
+
+
+def test_table_row_measures_each_model_it_names(_runs, monkeypatch):
+    """table_row with scripted models whose answers are known: BA and WSR are the watermarked model's, WSR_benign
+    the same trigger on the clean-set model's, the image quality that of the marked training images; the No
+    Watermark row has BA only."""
+    from types import SimpleNamespace
+
+    from dovlib import sscl
+    from dovlib.metrics import mean_psnr, ssim
+    from dovlib.params import get_profile
+    from dovlib.watermarks.table import table_row
+
+    k, target = 4, 1
+
+    def images(n, seed):
+        g = torch.Generator().manual_seed(seed)
+        x = torch.randint(0, 200, (n, 3, 16, 16), generator=g, dtype=torch.uint8)  # never a white pixel
+        y = torch.arange(n) % k
+        x[:, 0, 0, 0], x[:, 0, 0, 1] = y.to(torch.uint8), (torch.arange(n) % 5).to(torch.uint8)
+        return x, y
+
+    (xtr, ytr), (xte, yte) = images(200, 0), images(100, 1)
+    ds = SimpleNamespace(x_train=xtr, y_train=ytr, x_test=xte, y_test=yte, num_classes=k)
+    trained = []
+
+    def fake_train(x_train, y_train, x_test, y_test, **kw):
+        clean = torch.equal(x_train, xtr) and torch.equal(y_train, ytr)
+        trained.append("clean" if clean else "marked")
+        if clean:  # the benign model: right on clean images, the target on triggered images with flag 0
+            return SimpleNamespace(model=_Scripted(target, k, hit=[0]).eval())
+        return SimpleNamespace(model=_Scripted(target, k, hit=[0, 1, 2], wrong=[4]).eval())
+
+    monkeypatch.setattr(sscl, "train_classifier", fake_train)
+    prof = get_profile("smoke", epochs=1, width=4)
+    row = table_row("badnets", ds, "badnets_cnn", prof, rate=0.1, target=target, seed=3)
+    assert trained == ["marked", "clean"]
+    flag, others = torch.arange(100) % 5, yte != target
+    assert row["BA"] == pytest.approx(0.8)  # wrong on flag 4: 20 of 100
+    assert row["WSR"] == pytest.approx(((flag <= 2) & others).sum().item() / others.sum().item())
+    assert row["WSR_benign"] == pytest.approx(((flag == 0) & others).sum().item() / others.sum().item())
+    assert row["WSR_benign"] < row["WSR"] < 1
+    xw, _, idx = get_watermark("badnets").apply(xtr, ytr, 0.1, target, 3)
+    assert row["n_marked"] == len(idx) == 20
+    assert row["PSNR"] == pytest.approx(mean_psnr(xtr[idx], xw[idx]))
+    assert row["SSIM"] == pytest.approx(float(np.mean(ssim(xtr[idx], xw[idx]))))
+    assert row["PSNR"] != pytest.approx(mean_psnr(xte, get_watermark("badnets").trigger(xte)))  # not test images
+    trained.clear()
+    none = table_row("none", ds, "badnets_cnn", prof, target=target)
+    assert trained == ["clean"] and none["BA"] == 1.0 and none["n_marked"] == 0
+    assert math.isnan(none["WSR"]) and math.isnan(none["WSR_benign"])
+
+
 def test_ranking_vs_paper_counts_only_methods_with_both_values():
     import pandas as pd
 
