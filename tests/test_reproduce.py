@@ -3,6 +3,7 @@ the others, reuse of up-to-date runs, --force, re-runs when the notebook or the 
 
 import json
 import os
+import re
 import signal
 
 import nbformat
@@ -194,8 +195,10 @@ def test_reproduce_rejects_bad_profile_and_cli_exit_code(env, capsys):
     out = capsys.readouterr().out
     assert code == 1 and "FAILED 05_bad" in out and "boom" in out
     assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None)  # main() installed exit_on_sigterm
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exited:  # refused as argparse refuses a bad option: exit 2, the reason said
         rp.main(["--profile", "huge", str(nbs / "05_bad.ipynb")])
+    assert exited.value.code == 2
+    assert re.search(r"error: profile must be one of .*; got 'huge'", capsys.readouterr().err)
     # -p profile overrides --profile: checked before anything runs; named notebooks and --only do not mix
     with pytest.raises(ValueError, match=r"profile must be one of .*; got 'quik'"):
         rp.reproduce("smoke", [nbs / "05_bad.ipynb"], extra={"profile": "quik"}, progress=False)

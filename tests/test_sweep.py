@@ -192,7 +192,8 @@ def test_a_local_job_gets_its_share_of_threads_and_watermarking_workers(monkeypa
     monkeypatch.setattr(sweep, "run_notebook", lambda *a, **k: os.environ[report.RUN_TAG_ENV])
     params = {"eps": "8/255", "rate": 0.1}
     assert sweep._job("nb.ipynb", params, False, "reports", None, None, None) == sweep.run_tag(params)
-    with pytest.raises(KeyError):  # reproduce --jobs runs distinct notebooks: plain names, no tag left behind
+    # reproduce --jobs runs distinct notebooks: plain names, no tag left behind
+    with pytest.raises(KeyError, match=rf"^'{report.RUN_TAG_ENV}'$"):
         sweep._job("nb.ipynb", params, False, "reports", None, None, None, False)
 
 
