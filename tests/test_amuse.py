@@ -310,11 +310,33 @@ def test_repeat_codec():
         codec.decode(np.zeros((0, 40), np.uint8))
 
 
+def test_random_message_is_seeded_and_balanced():
+    msg = random_message(1000, seed=7)
+    assert msg.dtype == np.uint8 and msg.shape == (1000,) and set(np.unique(msg)) == {0, 1}
+    assert np.array_equal(random_message(1000, seed=7), msg)  # the seed alone decides the message
+    others = [random_message(1000, seed=s) for s in (0, 1, 8)]
+    assert all(not np.array_equal(o, msg) for o in others)
+    assert not np.array_equal(others[0], others[1])
+    for m in [msg, *others]:  # fair bits: 500 of 1000 ones, give or take 3 standard deviations (16 bits)
+        assert 450 < int(m.sum()) < 550
+
+
 def test_flip_bits_rate():
     bits = np.zeros((200, 100), np.uint8)
     flipped = flip_bits(bits, 0.1, seed=0)
     assert 0.09 < flipped.mean() < 0.11
     assert np.array_equal(flip_bits(bits, 0, seed=0), bits)
+    # reproducible per seed, other seeds flip other bits, each at the rate
+    assert np.array_equal(flip_bits(bits, 0.1, seed=0), flipped)
+    for seed in (1, 2):
+        other = flip_bits(bits, 0.1, seed=seed)
+        assert not np.array_equal(other, flipped) and 0.09 < other.mean() < 0.11
+        assert (other & flipped).mean() < 0.02  # independent draws share about 0.1 * 0.1 of the bits
+    assert 0.29 < flip_bits(bits, 0.3, seed=0).mean() < 0.31
+    # a flip, not a write: ones become zeros at the same positions, and the input is left as it was
+    ones = np.ones_like(bits)
+    assert np.array_equal(flip_bits(ones, 0.1, seed=0), 1 - flipped) and (ones == 1).all()
+    assert (flip_bits(ones, 0.5, seed=3) == 0).mean() == pytest.approx(0.5, abs=0.01)
 
 
 def test_leak_subset_accuracy_table():
