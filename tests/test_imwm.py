@@ -475,6 +475,7 @@ def test_dataset_watermark_with_amuse_and_baseline_rebuilds_the_message(photos):
     images = sample_images(photos, 10, side=256, seed=0)
     assert images.shape == (10, 3, 256, 256)
     message = random_message(40, seed=3)
+    assert 0 < message.sum() < len(message)  # both bit values: a reader that answers all 0 (or all 1) fails below
     for codec in (RepeatCodec(40), AmuseCodec(40, 5, 1)):
         wm = ImWatermarker("dwtDctSvd", codec.sub_message_bits)
         df = evaluate_dataset(wm, codec, images, message[None], attacks=["center_crop_0.4"])
