@@ -23,6 +23,9 @@
 #   of `n` rebuild the message, so any leaked share above `(k - 1) / n` suffices. Its `k` is chosen so that a
 #   sub-message is no longer than AMUSE's (at most AMUSE's bits per image, so at most its embedding cost).
 #
+# Both ratios are exact when the images split evenly over AMUSE's C(n, k) combinations or the code's n fragments;
+# otherwise a few more images are needed, and `min_leak_count` (below) gives the exact guarantee for these images.
+#
 # For each leaked share, `amuse_subsets` random subsets (paper: 100) are decoded by majority vote. Extraction is
 # simulated (`ideal`: error-free; `bitflip`: each extracted bit flipped with `bit_error_rate`) or real: the
 # sub-messages are embedded into 256x256 images with `method` (DCT-DWT or DCT-DWT-SVD from the invisible-watermark
@@ -115,8 +118,9 @@ paper_table
 # %% [markdown]
 # ## The three codecs
 # AMUSE from `rho`; the erasure code with `erasure_n` fragments and the smallest `k` that fits AMUSE's bits per image.
-# `rho` is the guaranteed leak ratio (any larger share holds the message, error-free); `min_leak_count` is the exact
-# count for these `n_images` images (the assignment is a seeded permutation repeated, so shares are balanced).
+# `rho` is the asymptotic leak ratio (any larger share holds the message, error-free, when the images split evenly
+# over the labels); `min_leak_count` is the exact count for these `n_images` images (a seeded permutation of the labels,
+# repeated; AMUSE's leftover images take combinations that keep its chunks as even as a greedy choice can).
 
 # %%
 message = random_message(message_bits, seed=seed)
@@ -169,18 +173,20 @@ g = sns.relplot(data=long, x="share", y="accuracy", hue="method", style="method"
                 facet_kws={"sharey": False})
 g.set(xscale="log")
 g.figure.suptitle(f"L = {message_bits} bits, {n_images} images, {n_subsets} subsets/share "
-                  f"({profile} profile, {device}); dashed: guaranteed leak ratio", y=1.03)
+                  f"({profile} profile, {device}); dashed: guaranteed leaked share for these images", y=1.03)
+guaranteed = codec_table.set_index("codec")["min_leak_share"]  # exact for these n_images (NaN: never)
 for ax in g.axes.flat:
     for c, colour in zip(codecs[1:], sns.color_palette()[1:]):
-        ax.axvline(max(c.rho, curves["share"].min()), ls="--", lw=0.8, color=colour)  # shares as leaked
+        if pd.notna(guaranteed[c.name]):
+            ax.axvline(max(guaranteed[c.name], curves["share"].min()), ls="--", lw=0.8, color=colour)
 fig_context = dict(dataset=pool.name if real else "simulated", is_subset=bool(real and pool.is_subset), **context)
 save_fig(g.figure, "accuracy_vs_leaked_share", NOTEBOOK, **fig_context)
 
 # %% [markdown]
 # ## Guaranteed and observed leak ratios
-# `rho`: the guarantee (any leaked share above it, error-free). `min_leak_share`: the same for exactly these
-# `n_images` images: the smallest count strictly above `rho` x `n_images`, and more when the images do not split
-# evenly over combinations or fragments, so it is always above `rho`.
+# `rho`: the asymptotic guarantee (any leaked share above it, error-free, images split evenly). `min_leak_share`: the
+# guarantee for exactly these `n_images` images: the smallest count strictly above `rho` x `n_images`, and more when
+# the images do not split evenly over combinations or fragments, so it is always above `rho`.
 # `min_share_recovered`: the smallest tested share from which every random subset decoded the whole message exactly
 # (random subsets do better than the worst case; bit errors make it worse).
 
@@ -190,9 +196,10 @@ observed = recovery_share(curves, by=("method", "extraction")).pivot(index="meth
 observed.columns = [f"min_share_recovered_{c}" for c in observed.columns]
 compare = codec_table.set_index("codec")[["n", "k", "sub_message_bits", "rho", "min_unique_sub_messages",
                                           "min_leak_share"]].join(observed).reset_index()
-compare = compare.rename(columns={"sub_message_bits": "bits_per_image", "rho": "guaranteed_leak_ratio"})
+compare = compare.rename(columns={"sub_message_bits": "bits_per_image", "rho": "asymptotic_leak_ratio"})
 save_table(compare, "codecs_bits_vs_leak_ratio", NOTEBOOK,
-           caption=f"Baseline vs AMUSE vs erasure code: bits per image, guaranteed leak ratio and the smallest "
+           caption=f"Baseline vs AMUSE vs erasure code: bits per image, asymptotic leak ratio (rho), the "
+                   f"guaranteed share for these images (min_leak_share) and the smallest "
                    f"leaked share recovered by every random subset (L = {message_bits}, {n_images} images, "
                    f"{n_subsets} subsets, extraction {', '.join(extractions)}; {profile} profile, {device}).",
            **fig_context)

@@ -475,3 +475,24 @@ def test_erasure_names_errors_not_missing_fragments_when_k_arrived():
     other[0] ^= 1
     with pytest.raises(MissingChunksError, match="from the 3 distinct fragments received: too many bit errors"):
         codec.decode(np.concatenate([good, other[None]]))
+
+
+def test_leftover_images_keep_the_chunks_even():
+    """Images beyond a multiple of C(n, k) used to take the permutation's next combinations, whatever chunks they held:
+    (10, 3) at 1,000 images needed 705 leaked images (seed 0), and (5, 2) at 3 images missed a chunk in most seeds. Each
+    combination is still used floor or ceil of N / C(n, k) times; a multiple of C(n, k) is assigned as before."""
+    c = AmuseCodec(300, 10, 3)
+    for seed in range(5):
+        labels = c.assignment(1000, seed)
+        counts = np.bincount(labels, minlength=c.num_labels)
+        assert counts.min() == 8 and counts.max() == 9  # 1000 = 8 * 120 + 40
+        assert c.min_leak_count(1000, seed) <= 702  # 701 is the least possible (rho * N + 1)
+        chunk_counts = np.bincount(c._combos(labels).reshape(-1), minlength=10)
+        assert chunk_counts.min() >= 299 and chunk_counts.max() - chunk_counts.min() <= 2  # 3000 chunk slots
+    assert c.min_leak_count(40) <= 30  # 40 of 120 combinations, distinct: at least 29
+    assert len(set(c.assignment(40).tolist())) == 40
+    small = AmuseCodec(30, 5, 2)
+    for seed in range(50):  # 3 combinations of 2 can cover all 5 chunks: every seed does
+        assert small.min_leak_count(3, seed) == 3
+    rng = np.random.default_rng(0)  # a multiple: the seeded permutation repeated, as before
+    assert np.array_equal(AmuseCodec(30, 5, 2, seed=0).assignment(30), np.resize(rng.permutation(10), 30))
