@@ -71,6 +71,7 @@ CACHE_LOCK_TIMEOUT = 6 * 3600  # seconds a job waits for another job training th
 SURROGATE_SEED_OFFSET = 7919  # surrogate seed = seed + this
 PROXY_SEED_OFFSET = 5000  # the owner's self-check models: seeds 5000, 5001, ... (check_proxy_seeds: never a control's)
 ATTEMPT_SEED_STRIDE = 100_000  # generator seed of selection attempt j: seed + j * this
+EVAL_VERIFY_SEED = 0  # the verification draw suspects are tested on (run_controls' and verify_code's default)
 
 
 def check_key(key) -> int:
@@ -141,7 +142,10 @@ class SSCLGenerator(nn.Module):
 
     @torch.no_grad()
     def mark(self, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        """Watermark uint8 images (N, C, H, W) -> uint8, in eval mode, on G's device; result on x's device."""
+        """Watermark uint8 images (N, C, H, W) -> uint8, in eval mode, on G's device; result on x's device. The same
+        G and images give the same marks on one kind of device (batching aside); on a GPU, cuDNN's algorithms (and
+        TF32) can move some pixels of a mark by a grey level against the CPU's, which verification does not notice
+        but a byte-for-byte comparison of published images would (not measured here: no GPU)."""
         if x.dtype != torch.uint8:
             raise ValueError(f"x must be uint8 images (N, C, H, W); got {x.dtype}")
         was = self.training
@@ -233,6 +237,11 @@ class GeneratorConfig:
             w = parse_fraction(name, getattr(self, name), 0.0, 1e6, low_inclusive=True)
             if not isinstance(getattr(self, name), numbers.Real):
                 object.__setattr__(self, name, w)  # numbers stay as given (they key cached generators)
+        if parse_fraction("l1", self.l1, 0.0, 1e6, low_inclusive=True) + parse_fraction(
+                "l2", self.l2, 0.0, 1e6, low_inclusive=True) == 0:  # one of them 0 is an ablation; both, no mark
+            raise ValueError(f"l1 and l2 (the watermark's losses: target images to their least likely class, "
+                             f"others to the target) must not both be 0: the generator would learn no watermark; got "
+                             f"l1={self.l1!r}, l2={self.l2!r}")
         for name in ("augment", "bf16"):
             check_bool(name, getattr(self, name))
         lr = parse_fraction("lr", self.lr, 0.0, 10.0)  # Adam's step size, in (0, 10]; "1e-3" from papermill too
@@ -682,7 +691,8 @@ def _malicious_and_benign(run, i: int, kw: dict):
 
 
 def run_controls(run: SSCLRun, n_models: int | None = None, m: int | None = None, tau=0.25, alpha=0.01,
-                 verify_seed: int = 0, own_surrogate: bool = False, decoy: bool = True, select_attempts: int = 1,
+                 verify_seed: int = EVAL_VERIFY_SEED, own_surrogate: bool = False, decoy: bool = True,
+                 select_attempts: int = 1,
                  n_proxies: int = 1, redraw_surrogate: bool = False, progress: bool = True, check_alpha=None):
     """Table II with false-positive rates: ``n_models`` models per scenario (default ``profile.n_models``), all
     queried with OUR trigger on the same ``m`` non-target test images (default ``profile.verify_m``):
@@ -720,6 +730,7 @@ def run_controls(run: SSCLRun, n_models: int | None = None, m: int | None = None
     check_level(check_alpha, alpha)
     _check_control_seeds(run, n_models, n_proxies, select_attempts)
     m = query_count(ds, p["target"], m, prof.verify_m)
+    _warn_if_queries_meet_the_check(run, {p["target"]: m}, verify_seed)
     idx = verification_set(ds.x_test, ds.y_test, p["target"], m, seed=verify_seed)
     xq = ds.x_test[idx]
     rows = []
@@ -919,8 +930,6 @@ def query_count(ds, target: int, m: int | None, default: int) -> int:
     return min(default, int((torch.as_tensor(y_test) != target).sum()))
 
 
-EVAL_VERIFY_SEED = 0  # the verification draw suspects are tested on (run_controls' and verify_code's default)
-
 
 def _non_target_count(ds, target: int) -> int:
     return int((torch.as_tensor(ds.y_test) != target).sum())
@@ -996,6 +1005,23 @@ def check_proxy_seeds(seed: int, n_models: int, n_proxies: int) -> None:
         raise ValueError(f"seed {seed}: the evaluated models' {span} overlap the owner's proxy models' seeds "
                          f"{lo}..{hi} (PROXY_SEED_OFFSET + i for {n_proxies} proxies), so a proxy would be a suspect "
                          f"model; choose seed {below}at least {hi + 1}")
+
+
+def _warn_if_queries_meet_the_check(run, counts: dict, verify_seed: int) -> None:
+    """A selected run's owner check queried images apart from the evaluation draw it expected (seed
+    :data:`EVAL_VERIFY_SEED`, ``check_m`` images per class: :func:`owner_queries`). Controls drawn with another seed,
+    or with more images, may query images the check chose the generator on: said, since the suspects' p-values then
+    lean towards the selected mark."""
+    sel = run.params.get("selection")
+    if not sel:
+        return
+    for t, m in counts.items():
+        check_m = query_count(run.ds, t, sel.get("check_m"), run.profile.verify_m)
+        if verify_seed != EVAL_VERIFY_SEED or m > check_m:
+            warnings.warn(f"the owner's check of this selected run kept its queries apart from the evaluation draw "
+                          f"of seed {EVAL_VERIFY_SEED} and {check_m} images per class; testing the suspects on seed "
+                          f"{verify_seed} with {m} images (class {t}) may query images the check used", stacklevel=3)
+            return
 
 
 def _check_control_seeds(run, n_models: int, n_proxies: int, select_attempts: int) -> None:
@@ -1099,7 +1125,7 @@ def _select(make_run, ds, profile: Profile, *, attempts, n_proxies, m, tau, alph
     run.params["selection"] = {"attempt": j, "generator_seed": run.params["generator_seed"],
                                "surrogate_seed": run.params["surrogate_seed"], "redraw_surrogate": redraw_surrogate,
                                "attempts_tried": len(logs), "attempts_allowed": attempts, "n_proxies": n_proxies,
-                               "proxy_p_max": worst, "check_alpha": level,
+                               "proxy_p_max": worst, "check_alpha": level, "check_m": m,
                                "passed": bool(logs[j]["verified"].all())}
     if train_suspect:
         _train_suspect(run, profile, seed, progress)
@@ -1344,6 +1370,8 @@ def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | No
         raise ValueError("pool (the classes code owners draw from) needs redraw_surrogate=False: the other owners "
                          "share our surrogate and so its ranking; with their own surrogates they would rank their own")
     # m stays None for the profile's verify_m, capped per class by verify_code (query_count)
+    _warn_if_queries_meet_the_check(run, {t: query_count(ds, t, m, prof.verify_m) for t in run.targets},
+                                    EVAL_VERIFY_SEED)
     kw = dict(arch=p["arch"], profile=prof, num_classes=ds.num_classes, progress=progress)
     rows = []
 

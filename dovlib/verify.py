@@ -112,6 +112,10 @@ def ttest_verify(p_benign, p_watermarked, tau=0.25, alpha=0.01) -> VerifyResult:
     pw = _as_float_array("p_watermarked", p_watermarked)
     if pb.shape != pw.shape:  # checked before flattening: (3, 4) and (4, 3) would pair the wrong entries
         raise ValueError(f"p_benign and p_watermarked must be paired (same shape); got {pb.shape} and {pw.shape}")
+    if pb.ndim > 1 and pb.shape[1:] != (1,) * (pb.ndim - 1):
+        # a (queries, classes) softmax matrix: its rows sum to 1, so delta_p would be 0 and nothing ever claimed
+        raise ValueError(f"p_benign and p_watermarked must be one probability per query (the target class's column, "
+                         f"e.g. probs[:, target]); got shape {pb.shape}")
     pb, pw = pb.ravel(), pw.ravel()
     if not (np.isfinite(pb).all() and np.isfinite(pw).all()):
         raise ValueError("p_benign and p_watermarked must be finite probabilities")

@@ -1139,6 +1139,7 @@ def test_select_run_publishes_the_first_single_target_attempt_that_passes(monkey
     assert list(log.attempt) == [0, 1] and list(log.generator_seed) == [0, 100_000]
     sel = run.params["selection"]
     assert sel["attempt"] == 1 and sel["passed"] and sel["attempts_tried"] == 2 and run is seen[1][0]
+    assert sel["check_m"] == 30  # what the controls compare their queries with
     assert run.marked.manifest["generator_config"]["seed"] == 100_000 and run.params["target"] == 1
     # the suspect is the Malicious model of the published set, with the run's seed
     again = sscl.train_classifier(run.marked.x, run.marked.y, ds.x_test, ds.y_test, arch="resnet18", profile=prof,
@@ -1570,3 +1571,35 @@ def test_class_recall_and_hard_classes_rank_classes_by_clean_recall():
         sscl.hard_classes(model, x, y, 5)
     with pytest.raises(ValueError, match="equal length"):
         sscl.class_recall(model, x, y[:3])
+
+
+def test_controls_say_when_their_queries_may_meet_a_selected_runs_check():
+    """The owner's check queries images apart from the evaluation draw (seed EVAL_VERIFY_SEED, check_m per class);
+    controls drawn with another seed or more images may query the check's images (31 of 100 with seed 3): warned."""
+    import inspect
+    import types
+    import warnings
+
+    assert inspect.signature(sscl.run_controls).parameters["verify_seed"].default == sscl.EVAL_VERIFY_SEED
+    ds = types.SimpleNamespace(y_test=torch.tensor([0, 1, 2, 3] * 50))
+    prof = types.SimpleNamespace(verify_m=40)
+    run = types.SimpleNamespace(ds=ds, profile=prof, params={"selection": {"check_m": 30}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sscl._warn_if_queries_meet_the_check(run, {1: 30}, sscl.EVAL_VERIFY_SEED)  # the draw the check avoided
+        sscl._warn_if_queries_meet_the_check(run, {1: 20}, sscl.EVAL_VERIFY_SEED)  # a prefix of it
+        unselected = types.SimpleNamespace(ds=ds, profile=prof, params={})
+        sscl._warn_if_queries_meet_the_check(unselected, {1: 100}, 3)  # no check: nothing to meet
+    for counts, seed in (({1: 31}, sscl.EVAL_VERIFY_SEED), ({1: 30}, 3)):
+        with pytest.warns(UserWarning, match=r"may query images the check used"):
+            sscl._warn_if_queries_meet_the_check(run, counts, seed)
+    run.params["selection"] = {"check_m": None}  # the profile's verify_m, capped at the non-target count
+    with pytest.warns(UserWarning, match=r"seed 0 and 40 images per class; testing the suspects on seed 0 with 41"):
+        sscl._warn_if_queries_meet_the_check(run, {1: 41}, sscl.EVAL_VERIFY_SEED)
+
+
+def test_both_watermark_losses_off_is_refused():
+    """l1 = l2 = 0 trained a generator with no watermark objective, cached and published as SSCL-BW."""
+    with pytest.raises(ValueError, match=r"l1 and l2 .* must not both be 0.*got l1=0, l2=0.0"):
+        GeneratorConfig(l1=0, l2="0")
+    assert GeneratorConfig(l1=0).l2 == 1.0 and GeneratorConfig(l2=0, l3=0).l1 == 1.0  # ablations of one loss

@@ -95,6 +95,12 @@ def test_bad_arguments_name_the_parameter():
         ttest_verify([0.1, 0.2], [0.3])
     with pytest.raises(ValueError, match=r"same shape\); got \(3, 4\) and \(4, 3\)"):  # same size, wrong pairing
         ttest_verify(np.zeros((3, 4)), np.ones((4, 3)))
+    # a (queries, classes) softmax matrix: rows sum to 1, so delta_p was 0 and nothing was ever claimed, silently
+    probs = np.full((100, 10), 0.1)
+    with pytest.raises(ValueError, match=r"one probability per query .*probs\[:, target\]\); got shape \(100, 10\)"):
+        ttest_verify(probs, probs)
+    column = ttest_verify(np.full((20, 1), 0.1), np.linspace(0.8, 0.9, 20)[:, None])  # (n, 1): one per query
+    assert column.n == 20 and column.verified
     with pytest.raises(ValueError, match="tau"):
         ttest_verify([0.1, 0.2], [0.3, 0.4], tau=1.5)
     with pytest.raises(ValueError, match="alpha"):
