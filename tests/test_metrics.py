@@ -192,3 +192,47 @@ def test_identical_images_give_inf_whether_tensor_or_array():
     u = (x * 255).round().to(torch.uint8)
     assert np.isinf(psnr(u, u.numpy())).all()
     assert np.isfinite(psnr(x, x.numpy() * 0.99)).all()
+
+
+def test_numpy_uint8_images_are_read_as_value_over_255_like_tensors():
+    a = np.full((1, 1, 4, 4), 100, np.uint8)
+    assert psnr(a, a + 1)[0] == pytest.approx(10 * np.log10(255 ** 2), rel=1e-6)
+    assert psnr(a, a + 1) == pytest.approx(psnr(torch.from_numpy(a), torch.from_numpy(a + 1)), rel=1e-6)
+
+
+def test_rounding_error_just_outside_unit_range_is_clipped_and_past_the_tolerance_refused():
+    ones = torch.ones(1, 3, 8, 8)
+    assert np.isinf(psnr(ones * (1 + 5e-4), ones)).all()  # clipped to 1: the same image
+    zeros = torch.zeros(1, 3, 8, 8)
+    assert np.isinf(psnr(zeros - 5e-4, zeros)).all()
+    for bad in (1.005, -0.005):  # past the 1e-3 tolerance: refused, not clipped
+        with pytest.raises(ValueError, match=r"floats in \[0, 1\]; got torch.float32 values"):
+            psnr(torch.full((1, 3, 8, 8), bad), zeros)
+
+
+def test_check_image_values_passes_an_empty_tensor():
+    from dovlib.metrics import check_image_values
+
+    check_image_values(torch.zeros(0, 3, 4, 4))
+
+
+def test_identical_images_count_at_100_db():
+    a = torch.rand(2, 3, 8, 8)
+    assert PSNR_CAP == 100.0 and mean_psnr(a, a) == 100.0
+
+
+def test_ssim_window_fits_the_narrower_side_when_it_is_the_width():
+    from skimage.metrics import structural_similarity
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(2, 3, 12, 5, generator=g)  # W < H: a 5x5 window
+    y = (x + 0.1 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    ref = [structural_similarity(p.permute(1, 2, 0).numpy(), q.permute(1, 2, 0).numpy(), data_range=1.0,
+                                 channel_axis=-1, win_size=5) for p, q in zip(x, y)]
+    assert ssim(x, y) == pytest.approx(ref, rel=1e-6)
+
+
+@pytest.mark.parametrize("fn", [bit_accuracy, word_accuracy])
+def test_one_decoded_message_is_compared_with_every_true_row(fn):
+    got = fn(np.array([1, 0, 1, 1]), np.array([[1, 0, 1, 1], [1, 0, 1, 0], [0, 1, 0, 0]]))
+    assert got.tolist() == ([1.0, 0.75, 0.0] if fn is bit_accuracy else [1.0, 0.0, 0.0])

@@ -282,3 +282,44 @@ def test_profile_refuses_an_odd_gen_batch_and_non_ascii_device_digits_by_field()
     with pytest.raises(ValueError, match=r"profile field device must be .*got 'cuda:\u0663'"):
         get_profile("quick:device=cuda:\u0663")  # an Arabic-Indic 3: torch refuses it later without the field
     assert get_profile("quick:device=cuda:1").device == "cuda:1"
+
+
+@pytest.mark.parametrize("field, low", [("n_train", 1), ("epochs", 1), ("batch_size", 1), ("width", 1),
+                                        ("gen_iters", 1), ("n_models", 1), ("amuse_images", 1),
+                                        ("amuse_subsets", 1), ("hidden_steps", 1)])
+def test_every_integer_profile_field_is_refused_below_its_minimum_and_as_a_bool(field, low):
+    message = f"profile field {field} must be an integer >= {low}; got "
+    with pytest.raises(ValueError, match=re.escape(f"{message}{low - 1}")):
+        get_profile("smoke", **{field: low - 1})
+    with pytest.raises(ValueError, match=re.escape(f"{message}True")):
+        get_profile("smoke", **{field: True})  # a bool is not a budget, though True == 1
+    assert getattr(get_profile("smoke", **{field: low}), field) == low
+
+
+def test_profile_device_lr_and_none_fields_are_checked_whole():
+    from dataclasses import replace
+
+    for device in ("cpu0", "cuda:1x", "autox", "mps "):  # a prefix of an allowed device is not one
+        with pytest.raises(ValueError, match="profile field device must be 'auto', 'cpu'"):
+            get_profile("smoke", device=device)
+    with pytest.raises(ValueError, match="profile field lr must be a finite number > 0; got inf"):
+        get_profile("smoke:lr=inf")
+    with pytest.raises(ValueError, match="profile field epochs must be an integer >= 1; got None"):
+        replace(PROFILES["smoke"], epochs=None)  # None means "the whole split" for n_train and n_test only
+    assert replace(PROFILES["smoke"], n_test=None).n_test is None
+
+
+def test_profile_string_overrides_refuse_the_name_and_read_whole_split_fields_as_integers():
+    with pytest.raises(ValueError, match="profile override 'name=paper' must be field=value"):
+        get_profile("smoke:name=paper")
+    p = get_profile("quick:n_train=5000,n_test=1000")  # quick's own value is None: the text is still an integer
+    assert (p.n_train, p.n_test) == (5000, 1000) and isinstance(p.n_train, int)
+
+
+def test_fractions_have_at_most_one_slash_and_eps_starts_at_one_grey_level():
+    with pytest.raises(ValueError, match=r"rate must be a number in \(0, 1\].*could not read '1/2/4'"):
+        parse_rate("1/2/4")
+    assert parse_eps("1/255") == pytest.approx(1 / 255)  # one grey level: the smallest budget
+    for small in ("0.6/255", 0.5 / 255):
+        with pytest.raises(ValueError, match=r"eps must be at least 1/255 \(one grey level"):
+            parse_eps(small)

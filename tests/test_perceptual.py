@@ -288,3 +288,32 @@ def test_mnist_sized_images_are_refused_for_lpips_before_any_training(empty_hub)
         check_perceptual_size("ssim", (2, 9))
     with pytest.raises(ValueError, match="net must be one of"):
         check_perceptual_size("lpips", (32, 32), net="resnet")
+
+
+def test_require_perceptual_checks_the_weights_and_size_of_the_net_asked_for(empty_hub):
+    path = lpips_weights_path("vgg")
+    path.parent.mkdir(parents=True)
+    torch.save({"w": torch.zeros(1)}, path)  # VGG's weights only (a readable state dict), not AlexNet's
+    assert require_perceptual("lpips", net="vgg") == "lpips"
+    assert require_perceptual("lpips", net="vgg", image_shape=(3, 20, 20)) == "lpips"  # VGG runs from 16 px
+    with pytest.raises(ValueError, match=r"perceptual='lpips' \(vgg\) needs images of at least 16x16 pixels"):
+        require_perceptual("lpips", net="vgg", image_shape=(3, 15, 15))
+    with pytest.raises(PerceptualWeightsMissing, match="alexnet"):
+        require_perceptual("lpips")
+
+
+def test_mse_takes_any_image_size_and_distance_takes_an_empty_batch():
+    assert check_perceptual_size("mse", (3, 1, 1)) == "mse"
+    assert perceptual_distance(torch.rand(1, 3, 1, 1), torch.rand(1, 3, 1, 1), "mse").shape == (1,)
+    out = perceptual_distance(torch.zeros(0, 3, 8, 8), torch.zeros(0, 3, 8, 8), "mse")
+    assert out.shape == (0,)
+
+
+def test_distance_uses_the_module_passed_in():
+    class Constant(torch.nn.Module):
+        def forward(self, a, b):
+            return torch.full((len(a),), 7.0)
+
+    x = torch.rand(5, 3, 8, 8)
+    assert torch.equal(perceptual_distance(x, x.flip(0), "mse", batch_size=2, module=Constant()),
+                       torch.full((5,), 7.0))

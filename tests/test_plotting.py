@@ -110,3 +110,37 @@ def test_plotted_values_are_the_histories_and_the_sweeps():
                   and list(ln.get_xdata()) == [0.1, 0.25])
     assert data == [[0.3, 0.0], [1.0, 0.8]]
     matplotlib.pyplot.close("all")
+
+
+def test_to_numpy_images_keeps_height_and_width_apart_and_refuses_a_single_image():
+    from dovlib.plotting import to_numpy_images
+
+    x = torch.arange(2 * 3 * 4 * 6, dtype=torch.float32).reshape(2, 3, 4, 6) / 200
+    arr = to_numpy_images(x)
+    assert arr.shape == (2, 4, 6, 3) and arr[1, 3, 5, 2] == pytest.approx(float(x[1, 2, 3, 5]))
+    with pytest.raises(ValueError, match=r"images must have shape \(N, C, H, W\)"):
+        to_numpy_images(torch.zeros(3, 3, 8))  # one (C, H, W) image whose height happens to be 3
+
+
+def test_images_are_drawn_on_a_fixed_zero_to_one_scale_grey_in_grey():
+    from dovlib.plotting import show_images
+
+    grey = torch.full((2, 1, 4, 4), 0.5)  # constant images: autoscaling would stretch them
+    grid_im = image_grid({"grey": grey}, ncols=2).axes[0].images[0]
+    assert grid_im.get_cmap().name == "gray" and grid_im.get_clim() == (0, 1)
+    for im in (image_grid({"rgb": grey.expand(2, 3, 4, 4)}, ncols=2).axes[0].images[0],
+               show_images(grey).axes[0].images[0], show_images(grey.expand(2, 3, 4, 4)).axes[1].images[0]):
+        assert im.get_clim() == (0, 1)
+    matplotlib.pyplot.close("all")
+
+
+def test_verification_sweep_needs_the_verified_rate_and_set_style_sets_the_figure_dpi():
+    from dovlib.plotting import set_style
+
+    sweep = pd.DataFrame({"baseline": ["clean"] * 2, "m": [10, 100], "scenario": ["Malicious"] * 2,
+                          "share": [0.5, 1.0]})
+    with pytest.raises(ValueError, match="'verified_rate'"):
+        verification_sweep(sweep, "m", 100)
+    set_style()
+    assert matplotlib.rcParams["figure.dpi"] == 100
+    matplotlib.pyplot.close("all")

@@ -300,3 +300,57 @@ def test_transfer_cells_refuse_missing_columns_empty_draws_and_missing_verdicts(
         bad.loc[0, column] = None
         with pytest.raises(ValueError, match="missing verdict"):
             studies.transfer_cells(bad)
+
+
+def test_grid_returns_a_copy_the_caller_may_change():
+    quick, smoke = get_profile("quick"), get_profile("smoke")
+    grid("eps", quick).append("11/255")
+    grid("rate", smoke).clear()
+    assert PAPER_EPS[-1] == "10/255" and len(PAPER_EPS) == 10
+    assert grid("eps", quick) == PAPER_EPS and grid("rate", smoke) == [0.05, 0.1]
+
+
+def test_eps_label_rounds_a_level_just_below_an_integer_up():
+    assert eps_label("7.9999999/255") == "8/255" and eps_label("0.9999999/255") == "1/255"
+
+
+def test_ownership_metrics_defaults_seed_0_tau_025_and_alpha_001():
+    x, y = _grey_set()
+    model = _GreyModel().eval()
+    assert ownership_metrics(model, x, y, _white_corner, 0, m=10)["p_value"] == pytest.approx(
+        _expected_p(model, x, y, 10, 0, 0.25), rel=1e-6)
+    kw = dict(m=12, seed=4, tau=0.37)
+    p = _expected_p(model, x, y, 12, 4, 0.37)
+    assert 0.01 < p < 0.05  # claimed at alpha 0.05, not at the default 0.01
+    got = ownership_metrics(model, x, y, _white_corner, 0, **kw)
+    assert got["p_value"] == pytest.approx(p, rel=1e-6) and not got["verified"]
+    assert ownership_metrics(model, x, y, _white_corner, 0, alpha=0.05, **kw)["verified"]
+
+
+def test_ownership_metrics_defaults_to_100_queries(monkeypatch):
+    x = torch.zeros(180, 3, 4, 4, dtype=torch.uint8)
+    y = torch.arange(180) % 3  # 120 images outside target class 0
+    drawn = []
+    real = studies.verification_set
+    monkeypatch.setattr(studies, "verification_set", lambda *a: drawn.append(a[3]) or real(*a))
+    ownership_metrics(_GreyModel().eval(), x, y, _white_corner, 0)
+    assert drawn == [100]
+
+
+def test_measured_context_drops_a_provenance_key_no_record_gives_a_value():
+    from dovlib.studies import measured_context
+
+    got = measured_context({"device": "cpu", "trained_on": "cpu"}, [{"device": None, "trained_on": "cuda"}])
+    assert got == {"trained_on": "cuda"}  # not "None"
+
+
+def test_benign_model_passes_the_progress_flag_on(monkeypatch):
+    from dovlib import sscl
+
+    ds = load_dataset("synthetic", num_classes=3, n_train=30, n_test=12, image_size=8, seed=5)
+    seen = []
+    monkeypatch.setattr(sscl, "train_classifier", lambda *a, **kw: seen.append(kw["progress"]) or
+                        type("R", (), {"model": None})())
+    studies.benign_model(ds, get_profile("smoke"), "vgg16", 0, progress=False)
+    studies.benign_model(ds, get_profile("smoke"), "vgg16", 0)
+    assert seen == [False, True]
