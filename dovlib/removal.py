@@ -6,8 +6,8 @@
   their mean activation on benign data and switch off the least active ones. Channels are masked with a forward
   hook on ``model.feature_layer()`` (for a ResNet the output of ``layer4``: zeroing the last conv's weights would not
   silence a channel because of the residual connection; for a VGG the ReLU after the last conv, before the final
-  max-pool). The model itself is never modified; the hook is removed with
-  :meth:`PrunedModel.remove`.
+  max-pool). No weight is changed: :func:`prune` hooks a deep copy, so the suspect passed in is never touched
+  (:class:`PrunedModel` hooks the model it is given until :meth:`PrunedModel.remove`).
 
 Notebook ``05_removal_attacks`` walks through both.
 """
@@ -51,7 +51,8 @@ def channel_activations(model: nn.Module, x: torch.Tensor, batch_size: int = 512
 
 
 class PrunedModel(nn.Module):
-    """A copy of ``model`` whose feature channels in ``pruned`` are forced to zero."""
+    """``model`` with its feature channels in ``pruned`` forced to zero: a forward hook on ``model`` itself, which is
+    changed in place until :meth:`remove` (:func:`prune` passes a deep copy, so the suspect is never touched)."""
 
     def __init__(self, model: nn.Module, pruned: torch.Tensor):
         super().__init__()

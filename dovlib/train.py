@@ -168,7 +168,9 @@ def data_hash(*tensors) -> str:
     to its data or starting weights)."""
     h = hashlib.sha1()
     for t in tensors:
-        h.update(np.ascontiguousarray(torch.as_tensor(t).detach().cpu().numpy()).tobytes())
+        t = torch.as_tensor(t).detach().cpu()
+        t = t.float() if t.dtype == torch.bfloat16 else t  # numpy has no bf16 (its bytes as float32)
+        h.update(np.ascontiguousarray(t.numpy()).tobytes())
     return h.hexdigest()[:16]
 
 
@@ -413,20 +415,19 @@ def _save_atomic(obj, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename: a power cut leaves the old file, not an empty new one
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def _one_image_batch(n: int, batch_size: int) -> ValueError:
-    if n < 2:
-        return ValueError("x_train holds 1 image, which this model's BatchNorm cannot train on; "
-                          "fit() needs at least 2 training images")
-    fits = next(b for b in range(batch_size + 1, n + 1) if n % b != 1)  # n itself always fits
-    return ValueError(f"the last batch of each epoch holds one image ({n} training images, batch_size {batch_size}: "
-                      f"{n} % {batch_size} = 1), which this model's BatchNorm cannot train on; choose a batch_size "
-                      f"that leaves a remainder other than 1 (e.g. {fits}) or drop one image")
+def _one_image_batch(n: int) -> ValueError:
+    """The one batch of one image left (a remainder of one joins the batch before it): a training set of one."""
+    return ValueError(f"x_train holds {n} image, which this model's BatchNorm cannot train on; fit() needs at least 2 "
+                      f"training images")
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, total_steps: int, device: torch.device | str = "cpu"):
@@ -495,7 +496,9 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
     xs = x_train.to(device)
     ys = labels.long().to(device)
     n = len(xs)
-    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    # a last batch of one image would train a full step on it alone and move BatchNorm's running statistics towards
+    # it (or fail, over a 1x1 map): that image joins the batch before it
+    steps_per_epoch = n // cfg.batch_size if n % cfg.batch_size == 1 and n > 1 else math.ceil(n / cfg.batch_size)
     total_steps = max(1, cfg.epochs * steps_per_epoch)
 
     opt, sched = make_optimizer(model, cfg, total_steps, device)
@@ -549,7 +552,10 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
         elif was_on != device.type:
             trained_on = "+".join(sorted({*was_on.split("+"), device.type}))
         model.load_state_dict(state["model"])
+        fused = [g.get("fused") for g in opt.param_groups]  # this device's choice (make_optimizer), not the saved one's
         opt.load_state_dict(state["optimizer"])
+        for g, f in zip(opt.param_groups, fused):
+            g["fused"] = f
         sched.load_state_dict(state["scheduler"])
         start_epoch = state["epoch"]
         if start_epoch < cfg.epochs:  # a finished run draws no more random numbers (and may come from another device)
@@ -578,7 +584,7 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
             loss_sum = torch.zeros((), device=device)
             correct = torch.zeros((), device=device)
             for i in range(steps_per_epoch):
-                idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+                idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size if i < steps_per_epoch - 1 else n]
                 xb = augment_batch(xs[idx], cfg.crop_padding, cfg.flip, aug_gen)
                 xb = to_float(xb)
                 if device.type == "cuda" and cfg.channels_last:
@@ -590,7 +596,7 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
                     except ValueError as exc:  # BatchNorm over a 1x1 map cannot train on a batch of one image
                         if len(idx) != 1 or "more than 1 value per channel" not in str(exc):
                             raise
-                        raise _one_image_batch(n, cfg.batch_size) from exc
+                        raise _one_image_batch(n) from exc
                     if label_max >= out.shape[-1]:  # before the loss: on CUDA a device-side assert would follow
                         raise ValueError(f"y_train holds label {label_max} but the model has {out.shape[-1]} "
                                          f"outputs: labels must be in [0, {out.shape[-1] - 1}]")
@@ -615,6 +621,7 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
                                          f"{cfg.lr / 10:g}) and train again")
             if x_test is not None and y_test is not None:
                 row["test_acc"] = evaluate(model, x_test, y_test, cfg.eval_batch_size, device)
+            model.eval()  # callbacks see the model as evaluation does (their own forward passes leave BatchNorm as is)
             for cb in callbacks or []:
                 row.update(cb(model, epoch + 1) or {})
             result.history.append(row)

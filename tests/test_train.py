@@ -723,23 +723,42 @@ def test_fit_refuses_labels_that_are_not_class_indices():
     assert fit(model, x, np.array([0, 1, 2, 0, 1, 2, 0, 1], dtype=np.uint8), **kw).history  # uint8 labels train
 
 
-def test_fit_names_a_last_batch_of_one_that_batchnorm_cannot_train_on():
-    """A BatchNorm over a 1x1 map (VGG at 16x16, or 28x28) fails on a batch of one image; fit says why and what to
-    change instead of passing PyTorch's "Expected more than 1 value per channel" on. Other remainders train."""
+def test_a_last_batch_of_one_image_joins_the_batch_before_it():
+    """9 images in batches of 4 used to end each epoch with a step on one image alone: a BatchNorm over a 1x1 map
+    failed there, and over larger maps it trained a full step on that image and moved the running statistics towards
+    it. The image now joins the batch before it (4 + 5); a training set of one image is still refused by name."""
     def model():
         torch.manual_seed(0)
         return torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.BatchNorm2d(4),
                                    torch.nn.Flatten(), torch.nn.Linear(4, 2))
 
-    x, y = torch.zeros(9, 1, 8, 8, dtype=torch.uint8), torch.arange(9) % 2
-    kw = dict(epochs=1, device="cpu", progress=False, flip=False, crop_padding=0)
-    with pytest.raises(ValueError, match=r"last batch of each epoch holds one image \(9 training images, batch_size "
-                                         r"4: 9 % 4 = 1\).*e\.g\. 5"):
-        fit(model(), x, y, batch_size=4, **kw)
-    assert len(fit(model(), x, y, batch_size=5, **kw).history) == 1  # 9 % 5 = 4: trains
-    x21, y21 = torch.zeros(21, 1, 8, 8, dtype=torch.uint8), torch.arange(21) % 2
-    with pytest.raises(ValueError, match=r"21 % 4 = 1\).*e\.g\. 6\)"):  # 5 would leave one image again (21 % 5 = 1)
-        fit(model(), x21, y21, batch_size=4, **kw)
+    def batches(n, batch_size):
+        m, sizes = model(), []
+        m.register_forward_pre_hook(lambda mod, inp: sizes.append(len(inp[0])) if mod.training else None)
+        x, y = torch.zeros(n, 1, 8, 8, dtype=torch.uint8), torch.arange(n) % 2
+        res = fit(m, x, y, batch_size=batch_size, epochs=2, device="cpu", progress=False, flip=False, crop_padding=0)
+        assert len(res.history) == 2
+        return sizes
+
+    assert batches(9, 4) == [4, 5] * 2
+    assert batches(21, 4) == [4, 4, 4, 4, 5] * 2
+    assert batches(9, 5) == [5, 4] * 2  # other remainders stay their own batch
+    assert batches(8, 4) == [4, 4] * 2
+    with pytest.raises(ValueError, match=r"x_train holds 1 image, which this model's BatchNorm cannot train on"):
+        batches(1, 4)
+
+
+def test_callbacks_see_the_model_in_eval_mode():
+    """``evaluate`` leaves the model in train mode; a callback's own forward pass then used batch statistics and moved
+    the running ones of the model being trained."""
+    seen = []
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.AdaptiveAvgPool2d(1),
+                            torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    x, y = torch.zeros(8, 1, 8, 8, dtype=torch.uint8), torch.arange(8) % 2
+    fit(m, x, y, x_test=x, y_test=y, batch_size=4, epochs=2, device="cpu", progress=False,
+        callbacks=[lambda model, epoch: seen.append(model.training)])
+    assert seen == [False, False]
 
 
 class _PixelModel(torch.nn.Module):
