@@ -249,7 +249,7 @@ class AmuseCodec(Codec):
     ``decode`` pools every copy of a chunk across all combinations holding it and majority-votes each bit
     (ties give 0); ordering indices ``>= C(n, k)`` (corrupted) are dropped and counted in ``last_dropped``; an
     in-range corrupted index is one wrong vote (see the module docstring). ``seed`` fixes which image gets which
-    combination (:meth:`Codec.assignment`).
+    combination (:meth:`AmuseCodec.assignment`).
     """
 
     name = "amuse"

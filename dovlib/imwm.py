@@ -112,8 +112,9 @@ class Watermarker(ABC):
 
 
 # The largest DCT quantisation step whose change cannot overflow 8 bits. invisible-watermark moves one coefficient of
-# each 4x4 block of the U channel's Haar approximation by up to 0.75 * scale (dwtDct: the block's largest AC value;
-# dwtDctSvd: its largest singular value, through an orthonormal DCT), a pixel by up to half that, and writes the result
+# each 4x4 block of the U channel's Haar approximation by up to 0.75 * scale (dwtDct: the block's largest entry after
+# the first, no DCT applied; dwtDctSvd: its largest singular value, through an orthonormal DCT, which moves no entry by
+# more), a pixel by up to half that, and writes the result
 # into the uint8 YUV image unclipped. Pure blue has U = 239 and pure yellow U = 17 (cv2), about 16 levels from either
 # end: 0.375 * 42 = 15.75. Measured on saturated blue, red and yellow images with random bits: dwtDct wraps from scale
 # 50, dwtDctSvd from about 184.

@@ -314,7 +314,9 @@ def _text(v) -> str:
         return ""
     if isinstance(v, bool) or not isinstance(v, numbers.Real):  # numpy's bool is no number: printed as it is
         return str(v)
-    return str(int(v)) if isinstance(v, numbers.Integral) else f"{v:.6g}"
+    if isinstance(v, numbers.Integral) or (float(v).is_integer() and abs(v) < 1e15):  # 11173962.0 from a CSV, whole
+        return str(int(v))
+    return f"{v:.6g}"
 
 
 def _frame_text(df):

@@ -305,7 +305,8 @@ def parse_rate(value, name: str = "rate") -> float:
 def _exact(text: str) -> Fraction | None:
     """A decimal string's exact value ("9007199254740993.0", "1e3"), or None where it is not one ("nan", "abc", and
     "4/2": integer parameters are not fractions)."""
-    if "/" in text:
+    exponent = re.search(r"[eE]\s*([+-]?\d+)", text)
+    if "/" in text or (exponent and abs(int(exponent.group(1))) > 30):  # "1e5000" would build a 5,000-digit integer
         return None
     try:
         return Fraction(text.strip())

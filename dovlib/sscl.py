@@ -47,7 +47,7 @@ from .params import (Profile, check_bool, check_choice, check_int, check_seed, p
 from .perceptual import check_perceptual, check_perceptual_size, perceptual_loss, require_perceptual
 from .report import file_lock, run_dir
 from .train import (Checkpointer, TrainConfig, _save_atomic, augment_batch, data_hash, evaluate, fit,
-                    resolve_device, restore_generator, to_float)
+                    merges_last_batch, resolve_device, restore_generator, to_float)
 from .watermarks.base import select_indices
 
 __all__ = ["SSCLGenerator", "GeneratorConfig", "check_key", "key_hash", "data_hash", "train_generator",
@@ -404,6 +404,8 @@ def train_classifier(x_train, y_train, x_test=None, y_test=None, *, arch: str = 
                                  flip=channels == 3, progress=progress)
     key = {"what": "classifier", "version": CACHE_VERSION, "data": data_hash(x_train, y_train), "arch": arch,
            "width": profile.width, "num_classes": num_classes, "train": tc.fingerprint()}
+    if merges_last_batch(len(x_train), tc.batch_size):  # models cached by older code trained that image alone
+        key["last_batch"] = "merged"
     if check_bool("key_test", key_test):
         if x_test is None or y_test is None:
             raise ValueError("key_test=True needs x_test and y_test: the model is keyed by the test set")
@@ -1015,6 +1017,7 @@ def _warn_if_queries_meet_the_check(run, counts: dict, verify_seed: int) -> None
     sel = run.params.get("selection")
     if not sel:
         return
+    # a selection recorded before check_m existed reads as the profile's verify_m: right unless it passed its own m
     for t, m in counts.items():
         check_m = query_count(run.ds, t, sel.get("check_m"), run.profile.verify_m)
         if verify_seed != EVAL_VERIFY_SEED or m > check_m:

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 __all__ = ["TrainConfig", "TrainResult", "data_hash", "fit", "evaluate", "predict_proba", "predict_logits",
            "augment_batch", "resolve_device", "seed_everything", "to_float", "precision_options", "training_provenance",
-           "reset_training_provenance", "restore_generator", "Checkpointer"]
+           "reset_training_provenance", "restore_generator", "Checkpointer", "merges_last_batch"]
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -424,10 +424,19 @@ def _save_atomic(obj, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _one_image_batch(n: int) -> ValueError:
-    """The one batch of one image left (a remainder of one joins the batch before it): a training set of one."""
-    return ValueError(f"x_train holds {n} image, which this model's BatchNorm cannot train on; fit() needs at least 2 "
-                      f"training images")
+def merges_last_batch(n: int, batch_size: int) -> bool:
+    """Whether :func:`fit` adds a last batch of one image to the batch before it (``n % batch_size == 1``, ``n > 1``):
+    alone it would train a full step on one image and move BatchNorm's running statistics towards it, or fail."""
+    return n > 1 and n % batch_size == 1
+
+
+def _one_image_batch(n: int, batch_size: int) -> ValueError:
+    """A batch of one image left all the same: one training image, or ``batch_size`` 1."""
+    if n < 2:
+        return ValueError("x_train holds 1 image, which this model's BatchNorm cannot train on; fit() needs at least 2 "
+                          "training images")
+    return ValueError(f"batch_size must be at least 2 for this model (its BatchNorm cannot train on one image at a "
+                      f"time); got {batch_size}")
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, total_steps: int, device: torch.device | str = "cpu"):
@@ -498,7 +507,7 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
     n = len(xs)
     # a last batch of one image would train a full step on it alone and move BatchNorm's running statistics towards
     # it (or fail, over a 1x1 map): that image joins the batch before it
-    steps_per_epoch = n // cfg.batch_size if n % cfg.batch_size == 1 and n > 1 else math.ceil(n / cfg.batch_size)
+    steps_per_epoch = n // cfg.batch_size if merges_last_batch(n, cfg.batch_size) else math.ceil(n / cfg.batch_size)
     total_steps = max(1, cfg.epochs * steps_per_epoch)
 
     opt, sched = make_optimizer(model, cfg, total_steps, device)
@@ -516,6 +525,8 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
     trained_on = device.type  # recorded too: a model read back elsewhere keeps saying where it was trained
     if ckpt_path and checkpoint_key is not None:
         origin["checkpoint_key"] = str(checkpoint_key)
+    if ckpt_path and merges_last_batch(len(x_train), cfg.batch_size):  # one step fewer per epoch than older code's
+        origin["last_batch"] = "merged"
     if ckpt_path and ckpt_path.is_file():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
         if state.get("fingerprint") != cfg.fingerprint() or state.get("n_train") != n:
@@ -539,7 +550,9 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
                           stacklevel=2)
         stale = [k for k, v in origin.items() if state.get(k, v if k == "data_hash" else None) != v]
         if stale:
-            what = {"data_hash": "other training data", "checkpoint_key": f"another checkpoint_key ({checkpoint_key})"}
+            what = {"data_hash": "other training data", "checkpoint_key": f"another checkpoint_key ({checkpoint_key})",
+                    "last_batch": "older code, which trained a last batch of one image on its own (a step more per "
+                                  "epoch)"}
             raise ValueError(f"checkpoint {ckpt_path} was written for {' and '.join(what[k] for k in stale)}; "
                              f"delete it or pass another path")
         if state["epoch"] >= cfg.epochs:  # finished: only loaded, so the model is what that run made
@@ -596,7 +609,7 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
                     except ValueError as exc:  # BatchNorm over a 1x1 map cannot train on a batch of one image
                         if len(idx) != 1 or "more than 1 value per channel" not in str(exc):
                             raise
-                        raise _one_image_batch(n) from exc
+                        raise _one_image_batch(n, cfg.batch_size) from exc
                     if label_max >= out.shape[-1]:  # before the loss: on CUDA a device-side assert would follow
                         raise ValueError(f"y_train holds label {label_max} but the model has {out.shape[-1]} "
                                          f"outputs: labels must be in [0, {out.shape[-1] - 1}]")

@@ -115,8 +115,8 @@ for e, r in list(points):  # a rate above the target class's share cannot be mar
         points.remove((e, r))
         print(f"{'grid ' if (e, r) != (eps_value, rate) else ''}point eps {eps_label(e)}, rate {r:g} skipped: {exc}")
 if not points:
-    raise ValueError(f"rate: no point of this sweep can be marked; every rate exceeds target class {target}'s share "
-                     f"of the training set (see the lines above): lower -p rate or pick another -p target")
+    raise ValueError(f"rate: no point of this sweep can be marked (the lines above say why: a rate above target "
+                     f"class {target}'s share of the training set, or one too small to mark an image)")
 if sweep != "none":  # smoke walks a reduced grid (dovlib.studies.grid), so its claims at 1% are "not tested"
     print(f"{'reduced smoke' if cfg.name == 'smoke' else 'the paper'}'s grid: "
           + ", ".join(f"eps {eps_label(e)} / gamma {r:g}" for e, r in points))

@@ -389,6 +389,8 @@ def test_records_keep_integers_whole_and_enough_digits(tmp_path):
     for text in (index.render_html(nbs), index.render_markdown(nbs)):
         assert "50000" in text and "12345.6" in text and "0.0099996" in text and "1.2e-05" in text
         assert "e+04" not in text and "50000.0" not in text
+    # whole numbers that arrive as floats (a CSV column with gaps) print whole too, not 1.1174e+07
+    assert [index._text(v) for v in (11173962.0, 2.0, 0.5, float("nan"), 3)] == ["11173962", "2", "0.5", "", "3"]
 
 
 def test_summary_escapes_pipes_and_fences_multiline_errors(tmp_path):

@@ -258,9 +258,10 @@ def test_check_int_reads_decimal_strings_exactly_and_refuses_fractions():
     assert check_int("n", "9007199254740993.0", 1) == 9007199254740993  # was its float neighbour ...992
     assert check_int("n", " 1e3 ", 1) == 1000 and check_int("n", "3.0", 1) == 3
     for bad, kind in (("1.5", ValueError), ("nan", ValueError), ("inf", ValueError), ("abc", TypeError),
-                      ("4/2", TypeError)):
-        with pytest.raises(kind, match=r"n must be an integer >= 0; got"):
+                      ("4/2", TypeError), ("1e5000", ValueError), ("1e400", ValueError)):  # not 5,000-digit integers
+        with pytest.raises(kind, match=rf"n must be an integer >= 0; got '{bad}'$"):
             check_int("n", bad, 0)
+    assert check_int("n", "1e30", 1) == 10 ** 30  # up to 30 exponent digits, exactly
 
 
 def test_seeds_are_bounded_and_named_not_overflowed_inside_torch():

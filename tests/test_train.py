@@ -746,6 +746,52 @@ def test_a_last_batch_of_one_image_joins_the_batch_before_it():
     assert batches(8, 4) == [4, 4] * 2
     with pytest.raises(ValueError, match=r"x_train holds 1 image, which this model's BatchNorm cannot train on"):
         batches(1, 4)
+    with pytest.raises(ValueError, match=r"batch_size must be at least 2 for this model .*got 1"):
+        batches(4, 1)
+
+
+def test_a_checkpoint_from_before_the_merged_last_batch_is_refused(tmp_path, monkeypatch):
+    """Older code trained a last batch of one on its own: one step more per epoch, so its schedule does not fit a run
+    resumed now. Such a checkpoint (no "last_batch") is refused by name; other sizes' checkpoints are unaffected. The
+    classifier cache keys such runs apart too."""
+    from dovlib import sscl
+    from dovlib.params import get_profile
+    from dovlib.train import merges_last_batch
+
+    assert merges_last_batch(9, 4) and not merges_last_batch(8, 4) and not merges_last_batch(1, 4)
+    x, y = torch.zeros(9, 1, 8, 8, dtype=torch.uint8), torch.arange(9) % 2
+    kw = dict(batch_size=4, epochs=2, device="cpu", progress=False, flip=False, crop_padding=0)
+    path = tmp_path / "c.pt"
+    fit(_tiny_bn_model(), x, y, checkpoint=path, checkpoint_every=0, **kw)
+    state = torch.load(path, weights_only=False)
+    assert state["last_batch"] == "merged"
+    state.pop("last_batch")
+    state["epoch"] = 1  # an unfinished run of the older code
+    torch.save(state, path)
+    with pytest.raises(ValueError, match=r"was written for older code, which trained a last batch of one image"):
+        fit(_tiny_bn_model(), x, y, checkpoint=path, **kw)
+    keys = []
+
+    class Stop(Exception):
+        pass
+
+    def record(cache, key):
+        keys.append(key)
+        raise Stop
+
+    monkeypatch.setattr(sscl, "run_dir", record)
+    prof = get_profile("smoke:batch_size=4,epochs=1")
+    for n in (9, 8):
+        with pytest.raises(Stop):
+            sscl.train_classifier(torch.zeros(n, 1, 28, 28, dtype=torch.uint8), torch.arange(n) % 2, arch="badnets_cnn",
+                                  profile=prof, num_classes=2, progress=False)
+    assert keys[0].get("last_batch") == "merged" and "last_batch" not in keys[1]
+
+
+def _tiny_bn_model():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.AdaptiveAvgPool2d(1),
+                               torch.nn.Flatten(), torch.nn.Linear(4, 2))
 
 
 def test_callbacks_see_the_model_in_eval_mode():

@@ -58,8 +58,9 @@ PUBLISHED_PATCH = ((0, 0, 255), (0, 255, 0), (255, 0, 255))
 
 def published_patch(channels: int, side: int, mirrored: bool = False) -> torch.Tensor:
     """:data:`PUBLISHED_PATCH` as uint8 (channels, side, side), the same in every channel, ``mirrored`` left to right
-    for the left-hand corners; a side other than 3 (a patch scaled with the image, ``scaled``) repeats each pixel
-    (nearest neighbour: 6 px at 64x64 is the pattern at twice the size)."""
+    for the left-hand corners; a side other than 3 (a patch scaled with the image, ``scaled``) is the pattern resized
+    by nearest neighbour: a multiple of 3 repeats each pixel (6 px at 64x64 is the pattern at twice the size), other
+    sides repeat some rows and columns more than others, and side 1 is the pattern's top-left pixel (black)."""
     p = torch.tensor(PUBLISHED_PATCH, dtype=torch.uint8)
     p = p.flip(-1) if mirrored else p
     if side != 3:
