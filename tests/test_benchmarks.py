@@ -528,3 +528,15 @@ def test_hidden_benchmark_says_when_two_precisions_train_alike(capsys):
     _load("hidden_throughput").main(["--size", "16", "--channels", "8", "--bits", "4", "--batch-size", "4",
                                      "--steps", "3", "--warmup", "1", "--device", "cpu", "--precision", "auto,fp32"])
     assert "note: on cpu fp32 trains as auto does: their ratio measures only noise" in capsys.readouterr().out
+
+
+def test_checkpoint_write_benchmark_times_the_write_against_the_copy(capsys, tmp_path):
+    bench = _load("checkpoint_write")
+    bench.main(["--width", "2", "--repeats", "2", "--dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "ResNet-18 width 2 with momentum: checkpoint file" in out and "2 repeats each" in out
+    assert "write (_save_atomic: save, fsync, rename)" in out and "copy (_snapshot, in memory)" in out
+    assert "write / copy:" in out and not list(tmp_path.iterdir())  # its temporary folder is gone
+    with pytest.raises(SystemExit):
+        bench.main(["--repeats", "0"])
+    assert "--width and --repeats must be >= 1" in capsys.readouterr().err
