@@ -194,6 +194,17 @@ def _artifacts(out_dir: Path, since: _dt.datetime | None = None) -> dict:
     return found
 
 
+def _artifact_file(out_dir: Path, key: str) -> Path:
+    """The file behind an artifact key of :func:`_artifacts`: a table's CSV (its manifest entry's ``file``), a
+    figure's PNG."""
+    kind, name = key.split("/", 1)
+    if kind == "figures":
+        return out_dir / f"{name}.png"
+    manifest = out_dir / "tables.json"
+    entry = (json.loads(manifest.read_text()) if manifest.is_file() else {}).get(name, {})
+    return out_dir / (entry.get("file") or f"{name}.csv")
+
+
 def _save_stamp(out_dir: Path, result: RunResult, artifacts: dict | None = None) -> None:
     path = out_dir / STAMPS
     with file_lock(path):  # sweep jobs of one notebook share this file
@@ -204,6 +215,7 @@ def _save_stamp(out_dir: Path, result: RunResult, artifacts: dict | None = None)
         entry.pop("extra")
         entry["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         entry["artifacts"] = artifacts or {}
+        entry["wrote_records"] = result.status == "ok" and (out_dir / "metrics.json").is_file()
         stamps[result.key] = entry
         _atomic_write(path, json.dumps(stamps, indent=2, default=str))
 
@@ -219,8 +231,11 @@ def cached_result(path: str | Path, parameters: dict) -> RunResult | None:
     name = output_name(path.stem, parameters)
     previous = load_stamps(out_dir).get(key)
     if previous and previous.get("status") == "ok" and (out_dir / name).is_file():
+        if previous.get("wrote_records") and not (out_dir / "metrics.json").is_file():
+            return None  # its records were deleted ("start that notebook afresh"): run it again
         current = _artifacts(out_dir)
-        if all(current.get(k) == v for k, v in previous.get("artifacts", {}).items()):
+        if all(current.get(k) == v and _artifact_file(out_dir, k).is_file()
+               for k, v in previous.get("artifacts", {}).items()):
             return RunResult(path.stem, parameters, "reused", previous.get("wall_time", 0.0), f"{path.stem}/{name}",
                              key=key)
     return None
@@ -290,8 +305,37 @@ def run_notebook(path: str | Path, parameters: dict | None = None, *, force: boo
     path = Path(path).resolve()
     if not path.is_file():
         raise ValueError(f"notebook {str(path)!r} does not exist")
-    with reports_env(reports), _this_dovlib_first():  # the kernel inherits this process's environment
+    with reports_env(reports), _this_dovlib_first(), _absolute_paths(PATH_VARS):  # the kernel inherits them
         return _run_notebook(path, dict(parameters or {}), force, kernel_name, cell_timeout)
+
+
+def _literal(path: Path) -> str:
+    """``path`` as papermill takes it: papermill formats input and output paths with the parameters, so a literal
+    brace (a folder named ``rep{x}``) is doubled."""
+    return str(path).replace("{", "{{").replace("}", "}}")
+
+
+# folders named by environment variables: the kernel runs in notebooks/, where a relative one would name another
+# folder than the one the stamp recorded (and the error messages suggest export DOVLIB_DATA=../shared/data)
+PATH_VARS = ("DOVLIB_DATA", "DOVLIB_RUNS", "DOVLIB_CACHE", "DOVLIB_IMAGENET")
+
+
+@contextlib.contextmanager
+def _absolute_paths(names):
+    """Make the relative paths in the environment variables ``names`` absolute (from this process's working folder)
+    for a ``with`` block; the old values come back afterwards."""
+    old = {n: os.environ.get(n) for n in names}
+    for n, v in old.items():
+        if v and not os.path.isabs(v):
+            os.environ[n] = os.path.abspath(v)
+    try:
+        yield
+    finally:
+        for n, v in old.items():
+            if v is None:
+                os.environ.pop(n, None)
+            else:
+                os.environ[n] = v
 
 
 @contextlib.contextmanager
@@ -332,7 +376,8 @@ def _run_notebook(path: Path, parameters: dict, force: bool, kernel_name, cell_t
     try:
         for attempt in range(KERNEL_START_ATTEMPTS):
             try:
-                papermill.execute_notebook(str(path), str(running), parameters=parameters, kernel_name=kernel_name,
+                papermill.execute_notebook(_literal(path), _literal(running), parameters=parameters,
+                                           kernel_name=kernel_name,
                                            progress_bar=False, log_output=False, cwd=str(path.parent),
                                            execution_timeout=cell_timeout, start_timeout=180,  # busy machines: slow
                                            kernel_manager_class=kernel_manager_class())
@@ -481,13 +526,16 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"name notebooks or select them with --only, not both (got {args.only!r} and "
                                  f"{len(args.notebooks)} named)")
             paths = [Path(p) for p in args.notebooks]
+            missing = [str(p) for p in paths if not p.is_file()]
+            if missing:  # refused up front, like a bad --only (not a traceback, nor a "failed" notebook)
+                raise ValueError(f"notebook {missing[0]!r} does not exist (or is not a file)")
         else:
             paths = find_notebooks(select=[s for s in args.only.split(",") if s] or None)
         start = time.perf_counter()
         results = reproduce(args.profile, paths, force=args.force, reports=args.reports,
                             extra={k: parse_value(v) for k, v in args.parameter}, kernel_name=args.kernel,
                             cell_timeout=args.cell_timeout, index=not args.no_index, jobs=args.jobs)
-    except ValueError as e:
+    except (ValueError, TypeError) as e:  # e.g. -p profile 1: a usage error, not a traceback
         parser.error(str(e))
     failed = [r for r in results if not r.ok]
     print(f"{len(results)} notebooks in {time.perf_counter() - start:.1f} s: "

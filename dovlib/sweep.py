@@ -122,6 +122,27 @@ def combinations(grid: dict[str, list]) -> list[dict]:
     return [dict(zip(names, values)) for values in itertools.product(*(grid[n] for n in names))]
 
 
+def _identity(params: dict) -> dict:
+    """A job's parameters without ``recompute``, which says how to run, not what the result is (as
+    :func:`dovlib.reproduce.run_notebook` keys runs)."""
+    return {k: v for k, v in params.items() if k != "recompute"}
+
+
+def _distinct_jobs(combos: list[dict]) -> list[dict]:
+    """One job per executed-notebook name: combinations that differ only in ``recompute`` (``-p recompute
+    True,False``), or in values with one spelling in a file name (``-p x nan,nan``), would run at once into one file
+    and one stamp entry. The first is kept, and the others are named."""
+    kept: dict[str, dict] = {}
+    for c in combos:
+        tag = run_tag(_identity(c))
+        if tag in kept:
+            print(f"sweep: {c} runs as {kept[tag]} (the same run; recompute only says how); one job runs it",
+                  file=sys.stderr)
+        else:
+            kept[tag] = c
+    return list(kept.values())
+
+
 def _job(path: str, params: dict, force: bool, reports: str, threads: int | None, kernel_name: str | None,
          cell_timeout: float | None, tag: bool = True) -> RunResult:
     """One sweep job (runs in a pool worker or a Slurm task). ``tag``: name the job's tables and figures after its
@@ -294,7 +315,7 @@ def sweep(notebook: str | Path, grid: dict | list, *, profile: str = "smoke", ex
     unknown = [n for n in grid if n not in declared]
     if unknown:
         raise ValueError(f"parameter {unknown[0]} is not in {path.name}'s parameters cell; allowed: {sorted(declared)}")
-    combos = combinations(grid)
+    combos = _distinct_jobs(combinations(grid))
     cpus = os.cpu_count() or 1
     on_gpu = executor == "local" and not runs_on_cpu(path)
     gpus = gpus_for([c.get("profile", profile) for c in combos]) if on_gpu else []
@@ -337,7 +358,7 @@ def _sweep(path, combos, executor, jobs, force, reports, threads, kernel_name, c
 
     todo = []  # up-to-date combinations are not submitted at all
     for i, c in enumerate(combos):
-        cached = None if force else cached_result(path, c)
+        cached = None if force or c.get("recompute") is True else cached_result(path, _identity(c))
         if cached is not None:
             done(i, cached)
         else:
@@ -403,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         results = sweep(args.notebook, args.parameter, profile=args.profile, executor=args.executor,
                         jobs=args.jobs, force=args.force, reports=args.reports, kernel_name=args.kernel,
                         cell_timeout=args.cell_timeout, slurm=slurm, index=not args.no_index)
-    except ValueError as e:
+    except (ValueError, TypeError) as e:  # e.g. -p profile None: a usage error, not a traceback
         parser.error(str(e))
     failed = [r for r in results if not r.ok]
     print(f"{len(results)} jobs in {time.perf_counter() - start:.1f} s: {sum(r.status == 'ok' for r in results)} ran, "

@@ -411,3 +411,57 @@ def test_a_forced_run_of_a_record_notebook_is_the_plain_runs_result(env):
     again = rp.reproduce("smoke", [keeps], extra={"recompute": True}, progress=False, index=False)[0]
     assert again.status == "ok" and len(executions(reports, "04_x")) == 2
     assert rp.reproduce("smoke", [keeps], progress=False, index=False)[0].status == "reused"
+
+
+def test_deleted_records_or_tables_make_the_run_go_again(env):
+    """docs/reproduce.md: delete reports/<notebook>/metrics.json to start a notebook afresh. The stamp used to reuse the
+    run anyway (and the index then showed no records); a deleted table file did the same."""
+    nbs, reports = env
+    code = ("import pandas as pd\nfrom dovlib.report import save_table, write_record\n"
+            "write_record('07_rec', {'profile': profile}, {'x': 1.0}, profile=profile)\n"
+            "save_table(pd.DataFrame({'profile': [profile]}), 't', '07_rec', profile=profile)")
+    path = make_notebook(nbs, "07_rec", extra_code=code)
+    assert rp.run_notebook(path, {"profile": "smoke"}).status == "ok"
+    assert rp.run_notebook(path, {"profile": "smoke"}).status == "reused"
+    (reports / "07_rec" / "metrics.json").unlink()
+    assert rp.run_notebook(path, {"profile": "smoke"}).status == "ok"
+    assert (reports / "07_rec" / "metrics.json").is_file()
+    (reports / "07_rec" / "t.csv").unlink()
+    assert rp.run_notebook(path, {"profile": "smoke"}).status == "ok"
+    assert rp.run_notebook(path, {"profile": "smoke"}).status == "reused"
+    assert len(executions(reports, "07_rec")) == 3
+
+
+def test_relative_data_and_runs_folders_mean_the_drivers_folders_in_the_kernel(env, tmp_path, monkeypatch):
+    """The kernel runs in notebooks/: DOVLIB_DATA=../shared/data (what the error messages suggest) named another
+    folder there than the one the stamp recorded."""
+    nbs, reports = env
+    code = ("import os\n(root / 'seen.txt').write_text(os.environ['DOVLIB_DATA'] + '\\n' + os.environ['DOVLIB_RUNS'])")
+    path = make_notebook(nbs, "08_env", extra_code=code)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DOVLIB_DATA", "somedata")
+    monkeypatch.setenv("DOVLIB_RUNS", "./someruns")
+    assert rp.run_notebook(path, {"profile": "smoke"}).status == "ok"
+    seen = (reports / "08_env" / "seen.txt").read_text().splitlines()
+    assert seen == [str(tmp_path / "somedata"), str(tmp_path / "someruns")]
+    assert os.environ["DOVLIB_DATA"] == "somedata"  # the caller's values come back
+
+
+def test_braces_in_a_reports_path_are_kept(env, tmp_path):
+    """papermill formats its paths with the parameters: a reports folder named rep{x} became rep7."""
+    nbs, _ = env
+    path = make_notebook(nbs, "09_brace")
+    res = rp.run_notebook(path, {"profile": "smoke"}, reports=tmp_path / "rep{profile}")
+    assert res.status == "ok", res.error
+    assert (tmp_path / "rep{profile}" / "09_brace" / res.output.split("/", 1)[1]).is_file()
+
+
+def test_cli_names_a_missing_notebook_and_a_non_string_profile_without_a_traceback(env, capsys):
+    nbs, _ = env
+    with pytest.raises(SystemExit) as err:
+        rp.main([str(nbs / "nosuch.ipynb"), "--no-index"])
+    assert err.value.code == 2 and "nosuch.ipynb' does not exist" in capsys.readouterr().err
+    make_notebook(nbs, "10_ok")
+    with pytest.raises(SystemExit) as err:
+        rp.main([str(nbs / "10_ok.ipynb"), "--no-index", "-p", "profile", "1"])
+    assert err.value.code == 2 and "profile" in capsys.readouterr().err

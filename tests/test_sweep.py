@@ -2,6 +2,7 @@
 submitit, records from concurrent jobs merged into one metrics.json, up-to-date combinations reused."""
 
 import json
+import math
 import multiprocessing
 import shutil
 
@@ -499,3 +500,19 @@ def test_a_stopped_job_ends_its_pool_worker_with_the_stops_status(stop, code):
     plain = subprocess.run([sys.executable, "-c", prog.format(in_pool=False)], capture_output=True, text=True,
                            timeout=120)
     assert plain.returncode == 0 and "raised" in plain.stdout, plain.stderr
+
+
+def test_recompute_and_one_spelled_values_are_one_job_and_finished_runs_are_not_resubmitted(tmp_path, reports,
+                                                                                            capsys, monkeypatch):
+    """-p recompute True,False made two jobs writing one notebook file and one stamp; -p x nan,nan two jobs with one
+    tag; and a finished combination given with recompute False was always submitted again (its stamp has none)."""
+    jobs = sweep._distinct_jobs([{"rate": 0.1, "recompute": True}, {"rate": 0.1, "recompute": False},
+                                 {"rate": float("nan")}, {"rate": float("nan")}])
+    assert len(jobs) == 2 and jobs[0] == {"rate": 0.1, "recompute": True} and math.isnan(jobs[1]["rate"])
+    assert "one job runs it" in capsys.readouterr().err
+    seen = []
+    monkeypatch.setattr(sweep, "cached_result", lambda path, params: seen.append(params))
+    monkeypatch.setattr(sweep, "run_local", lambda todo, *a, **k: None)
+    sweep._sweep(tmp_path / "04_x.ipynb", [{"rate": 0.1, "recompute": False}, {"rate": 0.2, "recompute": True}],
+                 "local", 1, False, None, None, None, None, None, False, False)
+    assert seen == [{"rate": 0.1}]  # looked up as the plain run; a recompute True job is never reused
