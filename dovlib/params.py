@@ -306,7 +306,7 @@ def _exact(text: str) -> Fraction | None:
     """A decimal string's exact value ("9007199254740993.0", "1e3"), or None where it is not one ("nan", "abc", and
     "4/2": integer parameters are not fractions)."""
     exponent = re.search(r"[eE]\s*([+-]?\d+)", text)
-    if "/" in text or (exponent and abs(int(exponent.group(1))) > 30):  # "1e5000" would build a 5,000-digit integer
+    if "/" in text or (exponent and abs(int(exponent.group(1))) > 1000):  # "1e5000": a 5,000-digit integer
         return None
     try:
         return Fraction(text.strip())
@@ -331,11 +331,12 @@ def check_int(name: str, value, low: int, high: int | None = None) -> int:
             as_float = float(value)
         except (TypeError, ValueError):
             raise TypeError(f"{name} must be an integer {rng}; got {value!r}") from None
-        if not math.isfinite(as_float) or as_float != int(as_float):
+        underflow = as_float == 0 and isinstance(value, str) and re.search(r"[1-9]", re.split(r"[eE]", value)[0])
+        if not math.isfinite(as_float) or as_float != int(as_float) or underflow:  # "1e-2000" is not the integer 0
             raise ValueError(f"{name} must be an integer {rng}; got {value!r}")
         result = int(as_float)
-    if result < low or (high is not None and result > high):
-        raise ValueError(f"{name} must be an integer {rng}; got {result}")
+    if result < low or (high is not None and result > high):  # a string as given: "1e400" is not 401 digits here
+        raise ValueError(f"{name} must be an integer {rng}; got {value if isinstance(value, str) else result}")
     return result
 
 

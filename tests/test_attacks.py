@@ -348,3 +348,18 @@ def test_blur_refuses_images_smaller_than_its_padding_naming_the_kernel():
         apply_attack("blur_13", small)
     assert apply_attack("blur_11", small).shape == small.shape  # padding 5 < 6
     assert apply_attack("blur_3", torch.zeros(1, 1, 2, 9, dtype=torch.uint8)).shape == (1, 1, 2, 9)
+
+
+def test_blur_refuses_images_with_one_side_shorter_than_its_padding():
+    """The shorter side decides: a 3x48 image has no room for blur_7's reflect padding of 3 rows."""
+    with pytest.raises(ValueError, match=r"blur_7 needs images with both sides at least 4 pixels .*got 3x48"):
+        apply_attack("blur_7", torch.zeros(1, 3, 3, 48, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"blur_7 needs .*got 48x3"):
+        apply_attack("blur_7", torch.zeros(1, 3, 48, 3, dtype=torch.uint8))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_jpeg_of_gpu_images_comes_back_on_the_gpu():
+    x = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    out = jpeg(x.cuda(), 50)
+    assert out.device.type == "cuda" and torch.equal(out.cpu(), jpeg(x, 50))

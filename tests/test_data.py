@@ -629,3 +629,10 @@ def test_the_offline_build_stages_inside_dest(tmp_path, monkeypatch):
         data.build_offline_data(dest)
     stage = written[0].parents[1]
     assert stage.parent == dest and stage.name.startswith(".build-offline-") and not stage.exists()
+
+
+def test_first_line_drops_torchvisions_hint_and_trailing_dots_and_names_an_empty_error():
+    assert data._first_line(RuntimeError("Dataset not found or corrupted. You can use download=True to download it")) \
+        == "Dataset not found or corrupted"
+    assert data._first_line(RuntimeError("no route to host.")) == "no route to host"
+    assert data._first_line(RuntimeError()) == "RuntimeError" and data._first_line(OSError("  \n")) == "OSError"

@@ -1027,3 +1027,31 @@ def test_embed_at_size_takes_one_images_1d_message_in_any_chunk_size():
     down4, up4 = embed_at_size(wm, small, bits, chunk_size=4)  # used to slice the 6 bits to 4
     assert torch.equal(down, down4) and torch.equal(up, up4)
     np.testing.assert_array_equal(wm.extract(up), bits[None])
+
+
+def test_evaluate_dataset_gives_each_message_its_own_attack_stream():
+    """Each (message, attack) draws from its own stream: the same message marked twice is dropped out differently
+    the second time (a stream per attack alone would repeat the first message's masks)."""
+    from dovlib.amuse import RepeatCodec
+    from dovlib.attacks import apply_attack
+
+    images = torch.randint(0, 256, (4, 3, 32, 32), generator=torch.Generator().manual_seed(2), dtype=torch.uint8)
+    wm = _Inverting(8)
+    evaluate_dataset(wm, RepeatCodec(8), images, np.vstack([_bits(1, 8)] * 2), attacks=["hidden_dropout_0.55"], seed=5)
+    _, first, _, second = wm.read
+    assert not torch.equal(first, second)
+    for i, x in enumerate((first, second)):
+        assert torch.equal(x, apply_attack("hidden_dropout_0.55", 255 - images, images, restore_size=False,
+                                           generator=attack_generator(5, "hidden_dropout_0.55", i)))
+
+
+def test_sample_images_refuses_seeds_outside_the_checked_range():
+    pool = torch.zeros(4, 3, 32, 32, dtype=torch.uint8)
+    for bad in (-1, 2 ** 31):  # torch's manual_seed would take both without naming the parameter
+        with pytest.raises(ValueError, match="seed must be an integer in"):
+            sample_images(pool, 2, side=16, seed=bad)
+
+
+def test_too_many_message_bits_name_the_watermarkers_capacity():
+    with pytest.raises(ValueError, match=r"rivaGan carries at most capacity_bits = 32 bits per image"):
+        ImWatermarker("rivaGan", 40)

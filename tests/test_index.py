@@ -455,3 +455,12 @@ def test_reports_readme_names_the_lock_files():
     """report.file_lock leaves ``<file>.lock`` beside metrics.json, tables.json, figures.json and stamps.json."""
     text = (Path(__file__).resolve().parents[1] / "reports" / "README.md").read_text()
     assert "*.lock" in text and "safe to delete when no run is active" in text
+
+
+def test_cells_keep_booleans_big_floats_and_windows_newlines_as_they_are():
+    assert index._text(True) == "True" and index._text(False) == "False"  # not 1 and 0
+    frame = index._frame_text(pd.DataFrame({"verified": [True, False], "n": [1.0, 2.0]}))
+    assert frame["verified"].tolist() == ["True", "False"] and frame["n"].tolist() == ["1", "2"]
+    assert index._text(1e20) == "1e+20" and index._text(123456789012345.0) == "123456789012345"
+    assert index._md_cell("a\r\nb|c") == "a b\\|c"
+    assert not index._is_smoke("smokescreen") and not index._is_smoke("smoked:epochs=1")

@@ -236,3 +236,14 @@ def test_ssim_window_fits_the_narrower_side_when_it_is_the_width():
 def test_one_decoded_message_is_compared_with_every_true_row(fn):
     got = fn(np.array([1, 0, 1, 1]), np.array([[1, 0, 1, 1], [1, 0, 1, 0], [0, 1, 0, 0]]))
     assert got.tolist() == ([1.0, 0.75, 0.0] if fn is bit_accuracy else [1.0, 0.0, 0.0])
+
+
+def test_grey_channel_last_images_get_the_permute_hint_too():
+    from dovlib.metrics import check_channels
+
+    for shape in ((4, 32, 32, 1), (4, 32, 32, 3)):
+        with pytest.raises(ValueError, match=r"channel-last\? use x.permute\(0, 3, 1, 2\)"):
+            check_channels(shape)
+    with pytest.raises(ValueError) as err:
+        check_channels((4, 5, 32, 32))
+    assert "channel-last" not in str(err.value)

@@ -258,10 +258,12 @@ def test_check_int_reads_decimal_strings_exactly_and_refuses_fractions():
     assert check_int("n", "9007199254740993.0", 1) == 9007199254740993  # was its float neighbour ...992
     assert check_int("n", " 1e3 ", 1) == 1000 and check_int("n", "3.0", 1) == 3
     for bad, kind in (("1.5", ValueError), ("nan", ValueError), ("inf", ValueError), ("abc", TypeError),
-                      ("4/2", TypeError), ("1e5000", ValueError), ("1e400", ValueError)):  # not 5,000-digit integers
+                      ("4/2", TypeError), ("1e5000", ValueError)):  # not a 5,000-digit integer
         with pytest.raises(kind, match=rf"n must be an integer >= 0; got '{bad}'$"):
             check_int("n", bad, 0)
-    assert check_int("n", "1e30", 1) == 10 ** 30  # up to 30 exponent digits, exactly
+    assert check_int("n", "1e30", 1) == 10 ** 30 and check_int("n", "1e400", 1) == 10 ** 400  # exactly
+    with pytest.raises(ValueError, match=r"n must be an integer in \[1, 10\]; got 1e400$"):
+        check_int("n", "1e400", 1, 10)
 
 
 def test_seeds_are_bounded_and_named_not_overflowed_inside_torch():
@@ -272,7 +274,7 @@ def test_seeds_are_bounded_and_named_not_overflowed_inside_torch():
     for bad in (MAX_SEED + 1, 1e20, 2 ** 64):
         with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2147483647\]"):
             check_seed(bad)
-    with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2147483647\]; got 10+$"):
+    with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2147483647\]; got 1e20$"):
         start_notebook("smoke", "1e20", "cpu")  # used to fail in torch: "Overflow when unpacking long long"
 
 
@@ -324,3 +326,16 @@ def test_fractions_have_at_most_one_slash_and_eps_starts_at_one_grey_level():
     for small in ("0.6/255", 0.5 / 255):
         with pytest.raises(ValueError, match=r"eps must be at least 1/255 \(one grey level"):
             parse_eps(small)
+
+
+def test_profile_refuses_a_cuda_device_without_its_index():
+    with pytest.raises(ValueError, match=r"profile field device must be .*got 'cuda:'"):
+        get_profile("quick:device=cuda:")
+
+
+def test_check_int_refuses_tiny_non_integers_whatever_their_exponent():
+    """'1e-400' was read through a float as 0.0 and accepted as the integer 0; and '1e31' became its float neighbour."""
+    assert check_int("x", "1e31", 0) == 10 ** 31 and check_int("x", "0e-5000", 0) == 0
+    for text in ("1e-31", "1e-400", "1e-5000", "5e-2000"):
+        with pytest.raises(ValueError, match="must be an integer"):
+            check_int("x", text, 0)

@@ -317,3 +317,31 @@ def test_distance_uses_the_module_passed_in():
     x = torch.rand(5, 3, 8, 8)
     assert torch.equal(perceptual_distance(x, x.flip(0), "mse", batch_size=2, module=Constant()),
                        torch.full((5,), 7.0))
+
+
+def test_a_missing_file_is_named_missing_and_an_empty_state_dict_unreadable(empty_hub):
+    from dovlib.perceptual import _missing_message, _unreadable, lpips_available, lpips_weights_path
+
+    path = lpips_weights_path("alex")
+    assert _unreadable(path) == ""  # not there: nothing to read
+    assert "which is not there" in _missing_message("alex") and "cannot be read" not in _missing_message("alex")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({}, path)  # a state dict with nothing in it is no backbone
+    assert not lpips_available("alex")
+    assert "not a state dict" in _unreadable(path) and "cannot be read" in _missing_message("alex")
+
+
+def test_a_file_rewritten_at_the_same_size_is_read_again(empty_hub):
+    import os
+
+    from dovlib.perceptual import _unreadable, lpips_weights_path
+
+    path = lpips_weights_path("alex")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"w": torch.zeros(64)}, path)
+    good = path.read_bytes()
+    assert _unreadable(path) == ""
+    path.write_bytes(b"\0" * len(good))  # damaged in place: same size, a later time
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10 ** 9))
+    assert _unreadable(path)

@@ -1603,3 +1603,29 @@ def test_both_watermark_losses_off_is_refused():
     with pytest.raises(ValueError, match=r"l1 and l2 .* must not both be 0.*got l1=0, l2=0.0"):
         GeneratorConfig(l1=0, l2="0")
     assert GeneratorConfig(l1=0).l2 == 1.0 and GeneratorConfig(l2=0, l3=0).l1 == 1.0  # ablations of one loss
+
+
+class _StopAfterWarning(Exception):
+    pass
+
+
+@pytest.mark.parametrize("which", ["plain", "code"])
+def test_control_studies_warn_when_their_queries_may_meet_a_selected_runs_check(monkeypatch, which):
+    """run_controls and run_code_controls both call the warning (the helper alone is tested above): a selected run
+    whose check used 5 images per class, tested on more, is warned about before any control model is trained."""
+    ds, prof, kw = _toy_code_run()
+    if which == "plain":
+        run = sscl.run_sscl(ds, prof, train_suspect=False, **_toy_plain_kw())
+    else:
+        run = sscl.run_code(ds, prof, train_suspect=False, **kw)
+    run.params["selection"] = {"check_m": 5, "n_proxies": 1}
+
+    def stop(*a, **k):
+        raise _StopAfterWarning
+
+    monkeypatch.setattr(sscl, "_malicious_and_benign", stop)
+    with pytest.warns(UserWarning, match=r"may query images the check used"), pytest.raises(_StopAfterWarning):
+        if which == "plain":
+            sscl.run_controls(run, m=10, decoy=False, progress=False)
+        else:
+            sscl.run_code_controls(run, m=10, progress=False)

@@ -875,3 +875,28 @@ def test_make_optimizer_uses_nesterov_momentum_when_there_is_momentum():
     assert all(g["nesterov"] and g["momentum"] == 0.9 for g in opt.param_groups)
     opt, _ = make_optimizer(model, TrainConfig(momentum=0.0), total_steps=10)  # SGD refuses nesterov without it
     assert all(not g["nesterov"] and g["momentum"] == 0.0 for g in opt.param_groups)
+
+
+def test_a_resumed_optimizer_keeps_this_devices_fused_choice(ds, tmp_path, monkeypatch):
+    """A checkpoint from a GPU run saves fused=True in the optimizer's param groups; resumed on the CPU the optimizer
+    keeps make_optimizer's choice for the CPU (not fused), not the saved one."""
+    import dovlib.train as train
+
+    kw = dict(epochs=2, batch_size=64, lr=0.05, progress=False, device="cpu", checkpoint_every=0)
+    ckpt = tmp_path / "ck.pt"
+    with pytest.raises(KeyboardInterrupt):
+        fit(_model(3), ds.x_train, ds.y_train, checkpoint=ckpt, callbacks=[_stop_at(2)], **kw)
+    state = torch.load(ckpt, weights_only=False)
+    for g in state["optimizer"]["param_groups"]:
+        g["fused"] = True  # as a CUDA run's make_optimizer set it
+    torch.save({**state, "device_type": "cuda"}, ckpt)
+    made = []
+
+    def recording(*a, **k):
+        made.append(make_optimizer(*a, **k))
+        return made[-1]
+
+    monkeypatch.setattr(train, "make_optimizer", recording)
+    res = fit(_model(4), ds.x_train, ds.y_train, checkpoint=ckpt, **kw)
+    assert res.resumed_from_epoch == 1
+    assert [g.get("fused") for g in made[0][0].param_groups] == [None, None]

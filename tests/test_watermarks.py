@@ -835,3 +835,23 @@ def test_table_row_measures_the_benign_floor_with_the_methods_own_success_measur
     ds = load_dataset("synthetic", n_train=200, n_test=100, image_size=16)
     table.table_row("ubw-p", ds, "badnets_cnn", get_profile("smoke", epochs=1, width=4))
     assert seen == [False]
+
+
+def test_published_patch_at_other_sides_is_the_nearest_neighbour_resize():
+    """Side 1 is the pattern's top-left pixel (black), side 6 each pixel twice (as the docstring says)."""
+    assert published_patch(3, 1).tolist() == [[[0]]] * 3
+    p = torch.tensor([[0, 0, 255], [0, 255, 0], [255, 0, 255]], dtype=torch.uint8)
+    assert torch.equal(published_patch(1, 6)[0], p.repeat_interleave(2, 0).repeat_interleave(2, 1))
+    assert torch.equal(published_patch(1, 2)[0], p[:2, :2])
+
+
+def test_label_consistent_reduced_amplitude_changes_only_the_corners():
+    x = torch.full((2, 3, 32, 32), 128, dtype=torch.uint8)
+    low = get_watermark("label-consistent", amplitude=32).trigger(x)
+    changed = (low != x).any(1)
+    corners = torch.zeros(32, 32, dtype=torch.bool)
+    for r in (slice(0, 3), slice(29, 32)):
+        for c in (slice(0, 3), slice(29, 32)):
+            corners[r, c] = True
+    assert changed[:, corners].all() and not changed[:, ~corners].any()
+    assert set(low[:, :, corners].unique().tolist()) == {96, 160}
