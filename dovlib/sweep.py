@@ -102,17 +102,27 @@ def _one_per_value(name: str, values: list) -> list:
     from .studies import eps_label
 
     read = eps_label if name == "eps" else parse_rate
-    kept: dict[object, object] = {}
-    for value in values:
+
+    def label(value):
         try:
-            label = read(value)
+            return read(value)
         except TypeError as e:  # -p eps None: a usage error like 8/0, not a traceback
             raise ValueError(f"-p {name} {value!r}: {e}") from None
-        if label in kept:
-            print(f"-p {name}: {value!r} is {label} already given as {kept[label]!r}; one job runs it",
-                  file=sys.stderr)
+
+    return _first_of_each(values, label, lambda value, key, first: f"-p {name}: {value!r} is {key} already given "
+                                                                   f"as {first!r}; one job runs it")
+
+
+def _first_of_each(items: list, key, note) -> list:
+    """``items`` without those whose ``key`` an earlier one has, each dropped one named on stderr by
+    ``note(item, key, first)``."""
+    kept: dict = {}
+    for item in items:
+        k = key(item)
+        if k in kept:
+            print(note(item, k, kept[k]), file=sys.stderr)
         else:
-            kept[label] = value
+            kept[k] = item
     return list(kept.values())
 
 
@@ -132,15 +142,8 @@ def _distinct_jobs(combos: list[dict]) -> list[dict]:
     """One job per executed-notebook name: combinations that differ only in ``recompute`` (``-p recompute
     True,False``), or in values with one spelling in a file name (``-p x nan,nan``), would run at once into one file
     and one stamp entry. The first is kept, and the others are named."""
-    kept: dict[str, dict] = {}
-    for c in combos:
-        tag = run_tag(_identity(c))
-        if tag in kept:
-            print(f"sweep: {c} runs as {kept[tag]} (the same run; recompute only says how); one job runs it",
-                  file=sys.stderr)
-        else:
-            kept[tag] = c
-    return list(kept.values())
+    return _first_of_each(combos, lambda c: run_tag(_identity(c)), lambda c, tag, first: (
+        f"sweep: {c} runs as {first} (the same run; recompute only says how); one job runs it"))
 
 
 def _job(path: str, params: dict, force: bool, reports: str, threads: int | None, kernel_name: str | None,
