@@ -1128,7 +1128,8 @@ def _select(make_run, ds, profile: Profile, *, attempts, n_proxies, m, tau, alph
     run.params["selection"] = {"attempt": j, "generator_seed": run.params["generator_seed"],
                                "surrogate_seed": run.params["surrogate_seed"], "redraw_surrogate": redraw_surrogate,
                                "attempts_tried": len(logs), "attempts_allowed": attempts, "n_proxies": n_proxies,
-                               "proxy_p_max": worst, "check_alpha": level, "check_m": m,
+                               "proxy_p_max": worst, "check_alpha": level,
+                               "check_m": m if m is not None else profile.verify_m,  # 02 and 03 record alike
                                "passed": bool(logs[j]["verified"].all())}
     if train_suspect:
         _train_suspect(run, profile, seed, progress)

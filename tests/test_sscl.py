@@ -1156,6 +1156,7 @@ def test_select_run_publishes_the_first_single_target_attempt_that_passes(monkey
     run, log = sscl.select_run(ds, prof, attempts=3, train_suspect=False, check_alpha=1e-3, **_toy_plain_kw())
     sel = run.params["selection"]
     assert sel["attempt"] == 2 and sel["passed"] and sel["check_alpha"] == 1e-3 and seen.levels == [1e-3] * 3
+    assert sel["check_m"] == prof.verify_m  # m None: the profile's, recorded as such (notebooks 02 and 03 agree)
     assert "proxy p max 0 (check at p < 0.001), passed" in sscl.selection_summary(sel)
     del sel["check_alpha"]  # a record from before check_alpha existed still reads
     assert sscl.selection_summary(sel).endswith("proxy p max 0, passed")
