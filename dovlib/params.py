@@ -321,8 +321,7 @@ def check_int(name: str, value, low: int, high: int | None = None) -> int:
         raise TypeError(f"{name} must be an integer {rng}; got {value!r}")
     if isinstance(value, numbers.Integral) or (isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value)):
         result = int(value)  # exactly: 9007199254740993 must not become its float neighbour
-    elif isinstance(value, str) and _exact(value) is not None:  # "3.0" or "1e3", read exactly (not via a float)
-        exact = _exact(value)
+    elif isinstance(value, str) and (exact := _exact(value)) is not None:  # "3.0" or "1e3", exactly (not via a float)
         if exact.denominator != 1:
             raise ValueError(f"{name} must be an integer {rng}; got {value!r}")
         result = int(exact)

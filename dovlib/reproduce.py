@@ -194,15 +194,13 @@ def _artifacts(out_dir: Path, since: _dt.datetime | None = None) -> dict:
     return found
 
 
-def _artifact_file(out_dir: Path, key: str) -> Path:
-    """The file behind an artifact key of :func:`_artifacts`: a table's CSV (its manifest entry's ``file``), a
-    figure's PNG."""
+def _artifact_file(out_dir: Path, key: str, tables: dict) -> Path:
+    """The file behind an artifact key of :func:`_artifacts`: a table's CSV (its entry's ``file`` in ``tables``, the
+    notebook's ``tables.json``), a figure's PNG."""
     kind, name = key.split("/", 1)
     if kind == "figures":
         return out_dir / f"{name}.png"
-    manifest = out_dir / "tables.json"
-    entry = (json.loads(manifest.read_text()) if manifest.is_file() else {}).get(name, {})
-    return out_dir / (entry.get("file") or f"{name}.csv")
+    return out_dir / (tables.get(name, {}).get("file") or f"{name}.csv")
 
 
 def _save_stamp(out_dir: Path, result: RunResult, artifacts: dict | None = None) -> None:
@@ -234,7 +232,9 @@ def cached_result(path: str | Path, parameters: dict) -> RunResult | None:
         if previous.get("wrote_records") and not (out_dir / "metrics.json").is_file():
             return None  # its records were deleted ("start that notebook afresh"): run it again
         current = _artifacts(out_dir)
-        if all(current.get(k) == v and _artifact_file(out_dir, k).is_file()
+        manifest = out_dir / "tables.json"
+        tables = json.loads(manifest.read_text()) if manifest.is_file() else {}  # read once, not per artifact
+        if all(current.get(k) == v and _artifact_file(out_dir, k, tables).is_file()
                for k, v in previous.get("artifacts", {}).items()):
             return RunResult(path.stem, parameters, "reused", previous.get("wall_time", 0.0), f"{path.stem}/{name}",
                              key=key)
