@@ -3,8 +3,13 @@
 * :func:`ttest_verify`: SSCL-BW's probability-available test. With P_b = P(t | x) and P_w = P(t | G(x)) on m
   non-target images, a one-sided paired t-test of H0: mean(P_w - P_b) <= tau (scipy ``ttest_rel(P_w, P_b + tau,
   alternative="greater")``); ownership is claimed when p < alpha. alpha bounds the chance, over random draws of the
-  queries, of claiming one model for which H0 holds; it does not bound the share of independent owners' models
-  claimed (a model that truly answers the trigger by more than tau is a correct rejection, yet a false claim).
+  queries, of claiming one model for which H0 holds only as far as the t-test's normal approximation holds: the
+  differences are bounded and can be skewed, and a null at its boundary with rare large negative differences is
+  claimed more often (measured over 4,000 draws at alpha 0.01, with 5% of the differences at -0.7 and the rest at
+  +0.3 plus N(0, 0.02) noise: 0.36 at m = 20 and 0.04 at m = 100). No claim is made from fewer queries than any
+  valid test of a bounded mean needs (:func:`claim_floor`). alpha does not bound the share of independent owners'
+  models claimed (a model that truly answers the trigger by more than tau is a correct rejection, yet a false
+  claim).
 * :func:`label_verify`: the label-only variant (an API that returns labels): a binomial test that the share of
   watermarked queries labelled t exceeds the benign share + tau, with the benign share's own sampling error
   accounted for (an exact Clopper-Pearson bound, alpha split in two).
@@ -28,7 +33,7 @@ from .perceptual import perceptual_distance
 from .train import evaluate, predict_logits, predict_proba, to_float
 
 __all__ = ["VerifyResult", "ttest_verify", "label_verify", "intersection_union", "verification_set", "query_probs",
-           "verify_model",
+           "verify_model", "claim_floor",
            "attack_success", "evaluate_watermark",
            "summarize_controls", "tau_sweep", "m_sweep", "per_class_accuracy", "PAPER_TABLE_II", "paper_table_ii"]
 
@@ -80,26 +85,37 @@ def _as_float_array(name: str, x) -> np.ndarray:
                          f"{e}") from None
 
 
-def sign_floor(n: int) -> float:
-    """0.5**n: the smallest p-value any test of the signs of n paired differences can give (all n above tau). Below
-    ``log2(1 / alpha)`` pairs (7 at alpha = 0.01) no distribution-free test can claim; :func:`ttest_verify` then
-    reports at least this, so a claim never rests on the t-test's normality alone at a handful of queries."""
-    return 0.5 ** check_int("n", n, 0)
+def claim_floor(n: int, tau=0.25, low=1.0) -> float:
+    """``((1 + tau) / (1 + low)) ** n``: the largest chance, under H0: mean(P_w - P_b) <= tau, that all ``n``
+    differences are at least ``low`` (a difference of probabilities lies in [-1, 1]; ``low`` in (tau, 1]).
+
+    It is exact: the null that puts (1 + tau) / (1 + low) of its mass at ``low`` and the rest at -1 has mean tau,
+    and Markov's inequality on D + 1 shows that no null puts more there. With ``low = 1`` (every query saturated) it
+    is the smallest p-value any valid test can give from n pairs: below ``log(alpha) / log((1 + tau) / 2)`` pairs
+    (10 at tau = 0.25 and alpha = 0.01; 7 at tau = 0) no test can claim, and :func:`ttest_verify` reports at least
+    this. A sign test's 0.5**n bounds a median null, not a mean: with 95% of the differences at 0.3 and 5% at -0.7
+    the mean is tau = 0.25, yet all 20 are at 0.3 with chance 0.36."""
+    n = check_int("n", n, 0)
+    tau = parse_fraction("tau", tau, 0.0, 1.0, low_inclusive=True, high_inclusive=False)
+    low = parse_fraction("low", low, tau, 1.0, low_inclusive=False)
+    return ((1 + tau) / (1 + low)) ** n
 
 
 def ttest_verify(p_benign, p_watermarked, tau=0.25, alpha=0.01) -> VerifyResult:
     """Paired one-sided t-test of H0: mean(P_w - P_b) <= tau (SSCL-BW, Sec. verification). Fewer than 2 pairs, or
-    pairs whose differences have zero variance, never yield a t-test claim: below 2 pairs p = 1; with zero variance the
-    exact sign-test bound p = 0.5**n is used when every difference exceeds tau by more than float32 rounding (else
-    p = 1: P_w = P_b + tau computed in float32 lies on H0, not above it). That bound is the sign test's (a median
-    null), more cautious than the t-statistic's own limit (t -> inf, p -> 0) as the spread of positive differences
-    shrinks; it is reached in practice only by a saturated model (P_w = 1 and P_b ~ 0 on every query), and claims
-    from n = 7 pairs at alpha = 0.01 (the default m = 100 gives p = 8e-31).
+    pairs whose differences have zero variance, never yield a t-test claim: below 2 pairs p = 1; with zero variance,
+    every difference equal to one D that exceeds tau by more than float32 rounding, the exact bound of a bounded
+    mean p = :func:`claim_floor` (n, tau, D) = ((1 + tau) / (1 + D))**n is used (else p = 1: P_w = P_b + tau
+    computed in float32 lies on H0, not above it). That bound holds for every null with mean at most tau, unlike the
+    t-statistic's own limit (t -> inf, p -> 0) as the spread of positive differences shrinks; it is reached in
+    practice only by a saturated model (P_w = 1 and P_b ~ 0 on every query: D = 1, p = 0.625**n at tau = 0.25),
+    which claims from n = 10 pairs at alpha = 0.01 (the default m = 100 gives p = 4e-21). Before 2026-12-06 this
+    branch used the sign test's 0.5**n, which bounds a median null, not H0.
 
-    With fewer pairs than that (``0.5**n >= alpha``) the t-test's p-value is raised to at least ``0.5**n``
-    (:func:`sign_floor`), so no claim is made: two saturated queries a few float32 steps apart, whose spread is real but
-    tiny, would otherwise give the t-test a claim at n = 2 (measured: p = 1e-6). From 7 pairs at alpha = 0.01 the
-    t-test's own p-value is reported unchanged.
+    With fewer pairs than any valid test needs (``claim_floor(n, tau) >= alpha``: 9 or fewer at tau = 0.25 and
+    alpha = 0.01) the t-test's p-value is raised to at least ``claim_floor(n, tau)``, so no claim is made: two
+    saturated queries a few float32 steps apart, whose spread is real but tiny, would otherwise give the t-test a
+    claim at n = 2 (measured: p = 1e-6). From there on the t-test's own p-value is reported unchanged.
 
     Zero variance means equal up to float32 rounding (a spread of at most ``ZERO_SPREAD`` times the largest
     difference, or times 1 when that is smaller; probabilities and their differences lie within [-1, 1]): models
@@ -129,15 +145,17 @@ def ttest_verify(p_benign, p_watermarked, tau=0.25, alpha=0.01) -> VerifyResult:
     d = pw - pb - tau
     tol = ZERO_SPREAD * max(1.0, float(np.abs(d).max()))
     if np.ptp(d) <= tol:  # every difference the same up to rounding; one that is only rounding above tau is on H0
-        p = 0.5 ** n if d.min() > tol else 1.0
+        p = claim_floor(n, tau, min(1.0, tau + float(d.min()))) if d.min() > tol else 1.0
         return VerifyResult(delta, p, p < alpha, n, tau, alpha, "paired t-test",
-                            "zero variance: exact sign-test bound used")
+                            "zero variance: exact bound of a bounded mean used")
     p = float(ttest_rel(pw, pb + tau, alternative="greater").pvalue)
     if not math.isfinite(p):
         p = 1.0
-    if sign_floor(n) >= alpha and p < sign_floor(n):  # too few pairs for any distribution-free claim at alpha
-        return VerifyResult(delta, sign_floor(n), False, n, tau, alpha, "paired t-test",
-                            f"{n} pairs: p raised to the sign-test floor 0.5**{n} (no claim from so few queries)")
+    floor = claim_floor(n, tau)
+    if floor >= alpha and p < floor:  # too few pairs for any valid claim at alpha
+        return VerifyResult(delta, floor, False, n, tau, alpha, "paired t-test",
+                            f"{n} pairs: p raised to the floor of a bounded mean ((1 + tau) / 2)**{n} (no valid test "
+                            f"claims from so few queries)")
     return VerifyResult(delta, p, p < alpha, n, tau, alpha, "paired t-test")
 
 
@@ -213,7 +231,8 @@ def intersection_union(results) -> VerifyResult:
     """Claim only if EVERY test claims: the intersection-union test of several :class:`VerifyResult` (one per
     target class of a target code, :func:`dovlib.sscl.run_code`). Its p-value is the largest one, so its level is
     alpha whenever any one null hypothesis holds; ``delta_p`` is the smallest of the tests' delta_p and ``tau`` the
-    largest of their margins."""
+    largest of their margins. A NaN p-value or delta_p in any test makes the combined one NaN and unclaimed, and a
+    test that did not claim vetoes the claim whatever its p-value says."""
     results = list(results)
     if not results:
         raise ValueError("intersection_union needs at least one VerifyResult")
@@ -221,9 +240,15 @@ def intersection_union(results) -> VerifyResult:
     if len(alphas) != 1:
         raise ValueError(f"the tests must share one alpha; got {sorted(alphas)}")
     alpha = alphas.pop()
-    p = max(r.p_value for r in results)
-    return VerifyResult(min(r.delta_p for r in results), p, p < alpha, sum(r.n for r in results),
-                        max(r.tau for r in results), alpha, f"intersection-union of {len(results)} {results[0].test}s")
+    ps = [float(r.p_value) for r in results]
+    deltas = [float(r.delta_p) for r in results]
+    # fails closed: a NaN p-value (or delta_p) anywhere makes the combined one NaN, never claimed; Python's max and
+    # min would keep or drop a NaN depending on its place in the list (a claim with [1e-5, nan], none with [nan, 1e-5])
+    p = math.nan if any(math.isnan(v) for v in ps) else max(ps)
+    delta = math.nan if any(math.isnan(v) for v in deltas) else min(deltas)
+    claimed = p < alpha and all(r.verified for r in results)  # a test that did not claim (e.g. too few pairs) vetoes
+    return VerifyResult(delta, p, claimed, sum(r.n for r in results), max(r.tau for r in results), alpha,
+                        f"intersection-union of {len(results)} {results[0].test}s")
 
 
 def verification_set(x_test, y_test, target: int, m: int, seed: int = 0, exclude=None) -> torch.Tensor:

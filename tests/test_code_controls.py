@@ -10,7 +10,7 @@ in channel 1): ``"eval"`` only on the evaluation's draw (seed 0) of the mark's c
 own check draw (seed 1 among the non-target images the evaluation's draw leaves out: ``owner_queries``). The test set
 is large enough (150 non-target images per class) that any other draw of m = 20 shares only a few images with
 either, so a check or an evaluation on the wrong draw fails. A model answering a trigger on all m queries gets
-p = 0.5**m (the zero-variance sign-test bound), one answering none p = 1.
+p = (1.25 / (1 + D))**m (the zero-variance bound of a bounded mean, D = P_w - P_b), one answering none p = 1.
 """
 
 from types import SimpleNamespace
@@ -23,12 +23,13 @@ import torch.nn.functional as F
 from dovlib import sscl
 from dovlib.params import get_profile
 from dovlib.sscl import independent_key, key_hash, key_targets
-from dovlib.verify import verification_set
+from dovlib.verify import ttest_verify, verification_set
 
 K, SIZE, N_TRAIN, N_TEST, M = 4, 16, 80, 200, 20  # 150 non-target test images per class, 20 of them evaluated
 KEY, SEED, TARGETS = 7, 3, (1, 3)
 SMALL = 6  # training images of class 0: 6 / 80 = 0.075, so a code holding class 0 marks it whole (code_rate)
-ALL = 0.5 ** M  # p-value of a trigger answered on every query
+_P = torch.softmax(torch.tensor([10.0, 0, 0, 0]), 0)  # a scripted model's answer: P(its class), P(another class)
+ALL = ttest_verify(torch.full((M,), _P[1]), torch.full((M,), _P[0])).p_value  # a trigger answered on every query
 OTHER = [independent_key(int(key_hash(KEY), 16), i) for i in range(2)]  # the Ind-W owners of models 0 and 1
 SCENARIOS = ["Malicious", "Ind-M", "Ind-W plain", "Ind-W code", "Ind-W same code"]
 

@@ -157,10 +157,11 @@ def test_ownership_metrics_tests_against_the_given_tau():
 def test_ownership_metrics_verifies_at_the_given_alpha():
     x, y = _grey_set()
     model = _GreyModel().eval()
-    p = _expected_p(model, x, y, 12, 4, 0.35)  # 0.0017: 12 queries can claim it (a sign test needs 9 at 2p)
+    p = _expected_p(model, x, y, 12, 4, 0.35)  # 0.0017, above no floor: 12 pairs' floor is (1.35 / 2)**12 = 0.0089
     kw = dict(m=12, seed=4, tau=0.35)
-    assert ownership_metrics(model, x, y, _white_corner, 0, alpha=p * 2, **kw)["verified"]
-    assert not ownership_metrics(model, x, y, _white_corner, 0, alpha=p / 2, **kw)["verified"]
+    assert ownership_metrics(model, x, y, _white_corner, 0, **kw)["verified"]  # the default alpha 0.01 claims
+    assert ownership_metrics(model, x, y, _white_corner, 0, alpha=0.02, **kw)["p_value"] == pytest.approx(p, rel=1e-6)
+    assert not ownership_metrics(model, x, y, _white_corner, 0, alpha=p * 0.9, **kw)["verified"]
 
 
 class _Blind(torch.nn.Module):

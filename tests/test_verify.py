@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -29,22 +31,22 @@ def test_shift_below_tau_is_not_verified():
 
 
 def test_degenerate_inputs_never_claim_ownership_by_accident():
-    one = ttest_verify([0.1], [0.9])  # one pair: no test at all, not even a sign test's 0.5
+    one = ttest_verify([0.1], [0.9])  # one pair: no test at all, not even the bounded mean's floor 0.625
     assert not one.verified and one.p_value == 1.0 and not ttest_verify([0.1], [0.9], alpha=0.9).verified
     assert ttest_verify([], []).p_value == 1.0
     same = ttest_verify(np.full(50, 0.3), np.full(50, 0.3))  # zero variance, no effect
     assert same.p_value == 1.0 and not same.verified and "zero variance" in same.note
-    assert not ttest_verify([0.0, 0.0], [1.0, 1.0]).verified  # constant effect, too few pairs (p = 0.25)
+    assert not ttest_verify([0.0, 0.0], [1.0, 1.0]).verified  # constant effect, too few pairs (p = 0.625**2)
     f32 = np.array([0.9, np.nextafter(np.float32(0.9), np.float32(1))], dtype=np.float32)  # one float32 step
     tie = ttest_verify([0.1, 0.1], f32)  # the t-test alone gave p = 1.7e-8 here: a claim from rounding
-    assert not tie.verified and tie.p_value == 0.25 and "zero variance" in tie.note
-    real = ttest_verify([0.1] * 7, [0.9, 0.91, 0.92, 0.9, 0.91, 0.92, 0.93])  # a real spread still gets the t-test
-    assert real.note == "" and real.p_value == pytest.approx(
-        ttest_rel([0.9, 0.91, 0.92, 0.9, 0.91, 0.92, 0.93], [0.35] * 7, alternative="greater").pvalue)
-    sat = ttest_verify(np.zeros(100), np.ones(100))  # a saturated model: exact sign-test bound
-    assert sat.verified and sat.p_value == pytest.approx(0.5 ** 100)
+    assert not tie.verified and tie.p_value == pytest.approx((1.25 / 1.8) ** 2) and "zero variance" in tie.note
+    pw = [0.9, 0.91, 0.92, 0.9, 0.91, 0.92, 0.93, 0.9, 0.91, 0.92]
+    real = ttest_verify([0.1] * 10, pw)  # a real spread still gets the t-test
+    assert real.note == "" and real.p_value == pytest.approx(ttest_rel(pw, [0.35] * 10, alternative="greater").pvalue)
+    sat = ttest_verify(np.zeros(100), np.ones(100))  # a saturated model: the exact bound of a bounded mean
+    assert sat.verified and sat.p_value == pytest.approx(0.625 ** 100)
     # exactly on the H0 boundary, P_w = P_b + tau in float32: rounding leaves the differences a hair above tau, which
-    # gave the sign-test bound p = 0.5**10 and a claim; it is H0, so no claim
+    # gave a zero-variance bound and a claim; it is H0, so no claim
     edge = ttest_verify(np.full(10, np.float32(0.05)), np.full(10, np.float32(0.3)))
     assert edge.p_value == 1.0 and not edge.verified and "zero variance" in edge.note
     pb = np.linspace(0.0, 0.7, 40, dtype=np.float32)
@@ -56,25 +58,58 @@ def test_degenerate_inputs_never_claim_ownership_by_accident():
     assert straddle.p_value == 1.0 and not straddle.verified and "zero variance" in straddle.note
 
 
-def test_fewer_pairs_than_any_sign_test_needs_never_claim():
+def test_fewer_pairs_than_any_valid_test_needs_never_claim():
     """Two saturated queries a few float32 steps apart have a real but tiny spread: the t-test alone claimed at n = 2
-    (p = 1e-6). Below log2(1/alpha) pairs the p-value is raised to 0.5**n; from there on it is the t-test's own."""
-    from dovlib.verify import sign_floor
+    (p = 1e-6). Below log(alpha) / log((1 + tau) / 2) pairs the p-value is raised to ((1 + tau) / 2)**n; from there
+    on it is the t-test's own."""
+    from dovlib.verify import claim_floor
 
     lw, lb = torch.tensor([[12.0, 0, 0], [12.5, 0, 0]]), torch.tensor([[0, 14.0, 0], [0, 14.2, 0]])
     pb, pw = lb.softmax(1)[:, 0], lw.softmax(1)[:, 0]
     assert ttest_rel(pw.double(), pb.double() + 0.25, alternative="greater").pvalue < 1e-5  # what the t-test says
     two = ttest_verify(pb, pw)
-    assert (two.verified, two.p_value, two.n) == (False, 0.25, 2) and "sign-test floor" in two.note
-    for n in range(2, 7):  # 0.5**6 = 0.016 >= 0.01: never a claim; at alpha 0.05 from 5 pairs
+    assert (two.verified, two.p_value, two.n) == (False, 0.625 ** 2, 2) and "floor of a bounded mean" in two.note
+    for n in range(2, 10):  # 0.625**9 = 0.0146 >= 0.01: never a claim; at alpha 0.05 from 7 pairs (0.625**7 = 0.037)
         d = np.linspace(0.6, 0.61, n)
         r = ttest_verify(np.zeros(n), d)
-        assert not r.verified and r.p_value == sign_floor(n)
-        assert ttest_verify(np.zeros(n), d, alpha=0.05).verified == (n >= 5)
-    seven = ttest_verify(np.zeros(7), np.linspace(0.6, 0.61, 7))
-    assert seven.verified and seven.note == "" and seven.p_value < sign_floor(7)  # the t-test's own p, not floored
+        assert not r.verified and r.p_value == claim_floor(n)
+        assert ttest_verify(np.zeros(n), d, alpha=0.05).verified == (n >= 7)
+    ten = ttest_verify(np.zeros(10), np.linspace(0.6, 0.61, 10))
+    assert ten.verified and ten.note == "" and ten.p_value < claim_floor(10)  # the t-test's own p, not floored
+    # tau = 0: the floor is the sign test's 0.5**n, so 7 pairs claim at alpha 0.01
+    assert ttest_verify(np.zeros(7), np.linspace(0.6, 0.61, 7), tau=0.0).verified
+    assert not ttest_verify(np.zeros(6), np.linspace(0.6, 0.61, 6), tau=0.0).verified
     with pytest.raises(ValueError, match="n must be"):
-        sign_floor(-1)
+        claim_floor(-1)
+    with pytest.raises(ValueError, match="low"):
+        claim_floor(5, 0.25, 0.25)  # no bound at or below tau
+
+
+def test_claim_floor_is_the_largest_chance_under_the_null():
+    """The two-point null with mass (1 + tau) / (1 + low) at ``low`` and the rest at -1 has mean tau and reaches the
+    bound; the sign test's 0.5**n was far below it (a median null's bound, not a mean's)."""
+    from dovlib.verify import claim_floor
+
+    tau, low, n = 0.25, 0.3, 20
+    q = (1 + tau) / (1 + low)
+    assert q * low + (1 - q) * -1 == pytest.approx(tau)  # on H0's boundary
+    assert claim_floor(n, tau, low) == pytest.approx(q ** n) and claim_floor(n, tau, low) > 0.3 > 0.5 ** n
+    assert claim_floor(n, 0.0) == 0.5 ** n and claim_floor(3) == pytest.approx(0.625 ** 3)
+    # all 20 differences at 0.3 (none of the null's -1s drawn): no claim, though the sign test gave 1e-6
+    r = ttest_verify(np.full(n, 0.35), np.full(n, 0.65))
+    assert not r.verified and r.p_value == pytest.approx(claim_floor(n, tau, 0.3)) and "bounded mean" in r.note
+
+
+def test_the_t_test_is_approximate_for_skewed_nulls_as_the_module_says():
+    """The module docstring's measured excess: 5% of the differences at -0.7, the rest at +0.3 with N(0, 0.02) noise
+    (mean tau): at m = 20 the t-test claims far more often than alpha. A smaller draw than the docstring's 4,000."""
+    rng = np.random.default_rng(0)
+    hits = 0
+    for _ in range(300):
+        neg = rng.random(20) < 0.05
+        pb = np.where(neg, 0.85, 0.35)
+        hits += ttest_verify(pb, pb + np.where(neg, -0.7, 0.3) + rng.normal(0, 0.02, 20)).verified
+    assert 0.25 < hits / 300 < 0.5  # about 0.36: alpha = 0.01 does not hold here
 
 
 def test_inputs_may_be_series_or_tensors_that_require_grad():
@@ -239,11 +274,12 @@ def test_evaluate_watermark_and_verify_model_on_a_known_backdoor():
     assert as_float["linf"] == 1.0 and as_float["PSNR"] == pytest.approx(out["PSNR"])
     r = verify_model(model, x[verification_set(x, y, 3, 20)], _corner_trigger, 3)
     # every query moves P(target) from 1 / (e^10 + 4) to e^10 / (e^10 + 4): one difference, zero variance, so the
-    # exact sign-test bound 0.5^20 stands in for the t-test
+    # exact bound of a bounded mean ((1 + tau) / (1 + D))^20 stands in for the t-test
     e = np.exp(10.0)
-    assert r.to_dict() == {"delta_p": pytest.approx((e - 1) / (e + 4)), "p_value": pytest.approx(0.5 ** 20),
+    d = (e - 1) / (e + 4)
+    assert r.to_dict() == {"delta_p": pytest.approx(d), "p_value": pytest.approx((1.25 / (1 + d)) ** 20),
                            "verified": True, "n": 20, "tau": 0.25, "alpha": 0.01, "test": "paired t-test",
-                           "note": "zero variance: exact sign-test bound used", "verdict": "ownership verified"}
+                           "note": "zero variance: exact bound of a bounded mean used", "verdict": "ownership verified"}
     idx = verification_set(x, y, 3, 20)
     assert verify_model(model, x[idx], _corner_trigger, 3).verified
     assert verify_model(model, x[idx], lambda z: z, 3).p_value == 1.0  # no trigger, no claim
@@ -324,6 +360,12 @@ def test_intersection_union_claims_only_when_every_test_claims():
         intersection_union([a, VerifyResult(0.6, 1e-9, True, 100, 0.25, 0.05, "paired t-test")])
     strict = VerifyResult(0.6, 1e-4, True, 100, 0.4, 0.01, "paired t-test")  # a larger margin: reported, not lost
     assert intersection_union([a, strict]).tau == 0.4 and intersection_union([strict, a]).tau == 0.4
+    nan = VerifyResult(float("nan"), float("nan"), False, 100, 0.25, 0.01, "paired t-test")  # e.g. a bad record
+    for order in ([a, nan], [nan, a]):  # max() kept or dropped the NaN by its place: a claim from [a, nan]
+        r = intersection_union(order)
+        assert not r.verified and math.isnan(r.p_value) and math.isnan(r.delta_p)
+    veto = VerifyResult(0.6, 1e-9, False, 5, 0.25, 0.01, "paired t-test")  # did not claim, whatever its p says
+    assert not intersection_union([a, veto]).verified
 
 
 def test_paper_table_ii_only_uses_the_datasets_own_block():
@@ -502,11 +544,12 @@ def test_m_sweep_keeps_queries_paired_and_forwards_tau():
     from dovlib.verify import m_sweep
 
     pb = np.linspace(0, 0.5, 40)
-    df = pd.DataFrame([{"scenario": "M", "model_seed": 0, "p_b": pb, "p_w": pb + 0.3}])  # every pair lifts 0.3
-    sw = m_sweep(df, ms=(20,), draws=10).set_index(["baseline", "m", "scenario"])
-    assert sw.at[("clean", 20, "M"), "verified_rate"] == 1.0  # paired: a constant lift above tau (unpaired: +-0.5)
-    sw = m_sweep(df, ms=(20,), draws=10, tau=0.35).set_index(["baseline", "m", "scenario"])
-    assert sw.at[("clean", 20, "M"), "verified_rate"] == 0.0  # 0.3 is under tau 0.35
+    df = pd.DataFrame([{"scenario": "M", "model_seed": 0, "p_b": pb, "p_w": pb + 0.5}])  # every pair lifts 0.5
+    # paired: a constant lift above tau, p = (1.25 / 1.5)**30 = 0.0042 (unpaired: +-0.5); 20 pairs give 0.026
+    sw = m_sweep(df, ms=(20, 30), draws=10).set_index(["baseline", "m", "scenario"])
+    assert sw.at[("clean", 30, "M"), "verified_rate"] == 1.0 and sw.at[("clean", 20, "M"), "verified_rate"] == 0.0
+    sw = m_sweep(df, ms=(30,), draws=10, tau=0.55).set_index(["baseline", "m", "scenario"])
+    assert sw.at[("clean", 30, "M"), "verified_rate"] == 0.0  # 0.5 is under tau 0.55
 
 
 def test_summarize_controls_averages_each_scenario():
