@@ -219,7 +219,9 @@ def _dct_matrix(n: int = 8, device=None) -> torch.Tensor:
 def jpeg_mask(x: torch.Tensor, keep_y: int = 5, keep_uv: int = 3) -> torch.Tensor:
     """HiDDeN's differentiable JPEG-Mask on float RGB images in [0, 1]: YUV, 8x8 block DCT, keep the low
     ``keep_y`` x ``keep_y`` (Y) and ``keep_uv`` x ``keep_uv`` (U, V) coefficients (integers in [1, 8]), inverse.
-    Sides are padded to 8."""
+    Sides are padded to 8. The square is our reading of Zhu et al.'s 5x5 / 3x3 (a PyTorch reimplementation,
+    ando-khachatryan/HiDDeN, keeps the first 25 / 9 in zig-zag order instead). bf16 and fp16 are computed in float32 and
+    returned in their own dtype."""
     if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim != 4:
         got = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"jpeg_mask needs float images in [0, 1] (N, 3, H, W) (uint8 images: divide by 255 first); "
@@ -229,21 +231,23 @@ def jpeg_mask(x: torch.Tensor, keep_y: int = 5, keep_uv: int = 3) -> torch.Tenso
     keep_y, keep_uv = check_int("keep_y", keep_y, 1, 8), check_int("keep_uv", keep_uv, 1, 8)
     n, _, h, w = x.shape
     ph, pw = (-h) % 8, (-w) % 8
-    xp = torch.nn.functional.pad(x, (0, pw, 0, ph), mode="replicate")
+    dtype = x.dtype  # linalg.inv has no bf16/fp16: those are computed in float32 (float64 stays float64)
+    work = dtype if dtype in (torch.float32, torch.float64) else torch.float32
+    xp = torch.nn.functional.pad(x.to(work), (0, pw, 0, ph), mode="replicate")
     rgb2yuv = torch.tensor([[0.299, 0.587, 0.114], [-0.14713, -0.28886, 0.436], [0.615, -0.51499, -0.10001]],
-                           device=x.device, dtype=x.dtype)
+                           device=x.device, dtype=work)
     yuv = torch.einsum("ij,njhw->nihw", rgb2yuv, xp)
     H, W = yuv.shape[-2:]
     blocks = yuv.reshape(n, 3, H // 8, 8, W // 8, 8).permute(0, 1, 2, 4, 3, 5)
-    m = _dct_matrix(8, x.device).to(x.dtype)
+    m = _dct_matrix(8, x.device).to(work)
     coef = m @ blocks @ m.T
-    mask = torch.zeros(3, 8, 8, device=x.device, dtype=x.dtype)
+    mask = torch.zeros(3, 8, 8, device=x.device, dtype=work)
     mask[0, :keep_y, :keep_y] = 1
     mask[1:, :keep_uv, :keep_uv] = 1
     blocks = m.T @ (coef * mask[None, :, None, None]) @ m
     yuv = blocks.permute(0, 1, 2, 4, 3, 5).reshape(n, 3, H, W)
     rgb = torch.einsum("ij,njhw->nihw", torch.linalg.inv(rgb2yuv), yuv)
-    return rgb[..., :h, :w]
+    return rgb[..., :h, :w].to(dtype)
 
 
 HIDDEN_NOISES = {"dropout": [0.3, 0.55], "cropout": [0.3, 0.55], "crop": [0.3, 0.55]}

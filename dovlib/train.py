@@ -325,8 +325,12 @@ class SaveTimer:
     """When a long loop's resumable state is due to be saved: at most once per ``every`` seconds, and always when
     ``final`` (0: every time). Shared by :func:`fit`, the SSCL-BW generator, HiDDeN and the crafting loops."""
 
-    def __init__(self, every: float):
-        self.every, self.last = every, time.perf_counter()
+    def __init__(self, every: float, name: str = "checkpoint_every"):
+        if isinstance(every, bool) or not isinstance(every, (int, float, np.integer, np.floating)) \
+                or math.isnan(every) or every < 0:  # a string or NaN used to fail (or never save) mid-run
+            raise ValueError(f"{name} must be a number of seconds >= 0 (0: at every chance; inf: only at the end); "
+                             f"got {every!r}")
+        self.every, self.last = float(every), time.perf_counter()
 
     def due(self, final: bool = False) -> bool:
         if final or time.perf_counter() - self.last >= self.every:

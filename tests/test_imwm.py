@@ -1055,3 +1055,98 @@ def test_sample_images_refuses_seeds_outside_the_checked_range():
 def test_too_many_message_bits_name_the_watermarkers_capacity():
     with pytest.raises(ValueError, match=r"rivaGan carries at most capacity_bits = 32 bits per image"):
         ImWatermarker("rivaGan", 40)
+
+
+def test_hidden_config_keeps_plain_floats_and_the_file_loads_safely(tmp_path):
+    """numpy scalars passed the checks and were saved as numpy objects, which only an unsafe load (weights_only=False,
+    able to run code from the file) could read; HiDDeN.load now reads with weights_only=True."""
+    cfg = HiddenConfig(message_bits=4, channels=4, encoder_blocks=1, decoder_blocks=1, image_size=16,
+                       lr=np.float32(1e-3), adversarial_loss=np.float64(0), noise_p=(np.float32(0.5), 1))
+    assert type(cfg.lr) is float and type(cfg.adversarial_loss) is float and cfg.lr == pytest.approx(1e-3)
+    assert all(type(p) is float for p in cfg.noise_p)
+    model = HiDDeN(HiddenNet(cfg), cfg, history=[{"step": 1, "bit_acc": 0.5}])
+    path = model.save(tmp_path / "h.pt")
+    assert set(torch.load(path, weights_only=True)) >= {"config", "state_dict", "history"}
+    loaded = HiDDeN.load(path, device="auto")  # "auto" as train_hidden takes it (torch.device refused it)
+    assert loaded.cfg == cfg and loaded.history == model.history and loaded.device.type in ("cpu", "cuda")
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (print, ("code ran while loading",))
+
+
+def test_hidden_load_refuses_files_that_need_code_to_load(tmp_path, capsys):
+    cfg = HiddenConfig(message_bits=4, channels=4, encoder_blocks=1, decoder_blocks=1, image_size=16)
+    state = HiDDeN(HiddenNet(cfg), cfg)._state()
+    torch.save({**state, "history": [_RunsCode()]}, tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match="not a HiDDeN file that loads safely"):
+        HiDDeN.load(tmp_path / "evil.pt")
+    assert "code ran" not in capsys.readouterr().out
+    torch.save({"net": state["state_dict"], "step": 3}, tmp_path / "h.pt.partial")  # train_hidden's resumable state
+    with pytest.raises(ValueError, match=r"a train_hidden \.partial"):
+        HiDDeN.load(tmp_path / "h.pt.partial")
+    torch.save({"weights": 1}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a saved HiDDeN"):
+        HiDDeN.load(tmp_path / "other.pt")
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(seed=1.5), r"seed must be an integer in \[0, 2147483647\]; got 1.5"),
+    (dict(seed=-1), r"seed must be an integer in \[0, 2147483647\]; got -1"),
+    (dict(seed=2 ** 64), r"seed must be an integer in \[0, 2147483647\]"),
+    (dict(checkpoint_every="60"), r"checkpoint_every must be a number of seconds >= 0"),
+    (dict(checkpoint_every=float("nan")), r"checkpoint_every must be a number of seconds >= 0"),
+    (dict(checkpoint_every=-1), r"checkpoint_every must be a number of seconds >= 0"),
+])
+def test_train_hidden_refuses_a_bad_seed_or_checkpoint_every_by_name(bad, match, monkeypatch):
+    from dovlib import imwm
+
+    monkeypatch.setattr(imwm, "HiddenNet", lambda *a, **k: pytest.fail("trained before the check"))
+    with pytest.raises(ValueError, match=match):
+        train_hidden(torch.zeros(2, 3, 16, 16, dtype=torch.uint8), HiddenConfig(message_bits=4, image_size=16),
+                     steps=2, progress=False, **bad)
+
+
+def test_each_noise_layer_is_the_attack_it_names():
+    """_noise is what training applies per mini-batch: each kind must be the attack of its name (with the same
+    generator), never the encoded image unchanged (a mutant returning ``enc`` for cropout/crop/jpeg passed every
+    training test)."""
+    from dovlib import attacks
+    from dovlib.imwm import _noise
+
+    g = torch.Generator().manual_seed(0)
+    enc, cover = torch.rand(2, 3, 16, 16, generator=g), torch.rand(2, 3, 16, 16, generator=g)
+    for kind, expect in [("dropout", lambda gen: attacks.dropout(enc, cover, 0.5, gen)),
+                         ("cropout", lambda gen: attacks.cropout(enc, cover, 0.5, gen)),
+                         ("crop", lambda gen: attacks.crop(enc, 0.5, gen)),
+                         ("jpeg", lambda gen: attacks.jpeg_mask(enc))]:
+        got = _noise(kind, enc, cover, 0.5, torch.Generator().manual_seed(3))
+        want = expect(torch.Generator().manual_seed(3))
+        assert got.shape == want.shape and torch.equal(got, want), kind
+        assert got.shape != enc.shape or not torch.equal(got, enc), kind  # the layer changed something
+    assert torch.equal(_noise("identity", enc, cover, 0.5, g), enc)
+
+
+@pytest.mark.parametrize("kind", ["dropout", "cropout", "crop", "jpeg"])
+def test_training_applies_the_configured_noise_layer(kind, monkeypatch):
+    from dovlib import imwm
+
+    seen = []
+    real = imwm._noise
+    monkeypatch.setattr(imwm, "_noise", lambda k, *a: seen.append(k) or real(k, *a))
+    cfg = HiddenConfig(message_bits=4, channels=4, encoder_blocks=1, decoder_blocks=1, image_size=16, batch_size=4,
+                       adversarial_loss=0, noises=(kind,))
+    train_hidden(torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8), cfg, steps=3, progress=False, log_every=1)
+    assert seen == [kind] * 3
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float64])
+def test_jpeg_mask_takes_low_precision_images_and_keeps_their_dtype(dtype):
+    from dovlib.attacks import jpeg_mask
+
+    x = torch.rand(2, 3, 16, 12, generator=torch.Generator().manual_seed(0))
+    out = jpeg_mask(x.to(dtype))  # bf16/fp16: linalg.inv raised "Low precision dtypes not supported"
+    assert out.dtype == dtype and out.shape == x.shape
+    tol = 1e-12 if dtype == torch.float64 else 2e-2
+    assert torch.allclose(out.double(), jpeg_mask(x.double()), atol=tol)
