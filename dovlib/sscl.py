@@ -180,9 +180,20 @@ class SSCLGenerator(nn.Module):
 
     @classmethod
     def load(cls, path, map_location="cpu") -> "SSCLGenerator":
-        """Rebuild a saved generator; its ``meta`` dict is in ``G.meta``."""
-        blob = torch.load(path, map_location=map_location, weights_only=False)
-        if blob.get("format") != "dovlib-sscl-generator/1":
+        """Rebuild a saved generator; its ``meta`` dict is in ``G.meta``. Read with ``weights_only=True`` (tensors and
+        plain settings only: a file from elsewhere cannot run code on loading; torch's version string, which files
+        before 2026-12-06 kept as torch's own ``TorchVersion``, is allowed)."""
+        import pickle
+
+        from torch.torch_version import TorchVersion
+
+        try:
+            with torch.serialization.safe_globals([TorchVersion]):
+                blob = torch.load(path, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as e:
+            raise ValueError(f"{path} is not a dovlib SSCL-BW generator file that loads safely (weights_only=True: "
+                             f"tensors and plain settings only): {str(e).splitlines()[0]}") from None
+        if not isinstance(blob, dict) or blob.get("format") != "dovlib-sscl-generator/1":
             raise ValueError(f"{path} is not a dovlib SSCL-BW generator file")
         g = cls(key=blob["key"], **blob["settings"])
         g.load_state_dict(blob["state"])
@@ -474,7 +485,7 @@ def _load_or_train_generator(surrogate, x, y, config, d: Path, key: dict, surrog
     G, history = train_generator(surrogate, x, y, config, device=device, checkpoint=d / "generator_ckpt.pt",
                                  progress=progress)
     G.save(final, target=config.target, config=config.public(), data=key["data"], surrogate=surrogate_id,
-           history=history, wall_time=G.wall_time, torch=torch.__version__)
+           history=history, wall_time=G.wall_time, torch=str(torch.__version__))  # str: loads with weights_only
     (d / "generator_ckpt.pt").unlink(missing_ok=True)  # the final file holds everything worth keeping
     G.meta = SSCLGenerator.load(final).meta
     G.cached = False

@@ -79,6 +79,26 @@ def test_save_and_load_round_trip(tmp_path):
         SSCLGenerator.load(tmp_path / "other.pt")
 
 
+class _RunsCode:
+    def __reduce__(self):
+        return (print, ("code ran while loading",))
+
+
+def test_generator_load_reads_only_tensors_and_settings(tmp_path, capsys):
+    """A generator file from elsewhere cannot run code on loading (weights_only=True); files that kept torch's
+    TorchVersion in their meta (before 2026-12-06) still load."""
+    from torch.torch_version import TorchVersion
+
+    g = SSCLGenerator(1, 16 / 255, key=99, width=4, depth=2, key_channels=1).eval()
+    blob = torch.load(g.save(tmp_path / "g.pt"), weights_only=False)
+    torch.save({**blob, "meta": {"torch": TorchVersion("2.14.1")}}, tmp_path / "old.pt")
+    assert SSCLGenerator.load(tmp_path / "old.pt").meta == {"torch": "2.14.1"}
+    torch.save({**blob, "meta": {"note": _RunsCode()}}, tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match="not a dovlib SSCL-BW generator file that loads safely"):
+        SSCLGenerator.load(tmp_path / "evil.pt")
+    assert "code ran" not in capsys.readouterr().out
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_load_puts_the_generator_on_the_asked_device(tmp_path):
     g = SSCLGenerator(3, 8 / 255, key=5, width=4, depth=2)
