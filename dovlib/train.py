@@ -39,7 +39,8 @@ import torch.nn.functional as F
 
 __all__ = ["TrainConfig", "TrainResult", "data_hash", "fit", "evaluate", "predict_proba", "predict_logits",
            "augment_batch", "resolve_device", "seed_everything", "to_float", "precision_options", "training_provenance",
-           "reset_training_provenance", "restore_generator", "Checkpointer", "merges_last_batch"]
+           "reset_training_provenance", "restore_generator", "Checkpointer", "merges_last_batch",
+           "train_steps"]
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -434,6 +435,16 @@ def merges_last_batch(n: int, batch_size: int) -> bool:
     return n > 1 and n % batch_size == 1
 
 
+def train_steps(n: int, batch_size: int, epochs: int = 1) -> int:
+    """Optimiser steps :func:`fit` takes over ``n`` images in ``epochs`` epochs of ``batch_size``: ceil(n / batch_size)
+    an epoch, one fewer where a last batch of one image joins the batch before it (:func:`merges_last_batch`)."""
+    from .params import check_int
+
+    n, epochs = check_int("n", n, 1), check_int("epochs", epochs, 0)
+    batch_size = check_int("batch_size", batch_size, 1)
+    return epochs * (n // batch_size if merges_last_batch(n, batch_size) else math.ceil(n / batch_size))
+
+
 def _one_image_batch(n: int, batch_size: int) -> ValueError:
     """A batch of one image left all the same: one training image, or ``batch_size`` 1."""
     if n < 2:
@@ -511,7 +522,7 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
     n = len(xs)
     # a last batch of one image would train a full step on it alone and move BatchNorm's running statistics towards
     # it (or fail, over a 1x1 map): that image joins the batch before it
-    steps_per_epoch = n // cfg.batch_size if merges_last_batch(n, cfg.batch_size) else math.ceil(n / cfg.batch_size)
+    steps_per_epoch = train_steps(n, cfg.batch_size)
     total_steps = max(1, cfg.epochs * steps_per_epoch)
 
     opt, sched = make_optimizer(model, cfg, total_steps, device)

@@ -16,8 +16,9 @@
 # The suspect model was trained on the SSCL-BW-marked set (the Malicious scenario). Its owner-adversary tries two
 # removal attacks (`dovlib.removal`):
 #
-# * **fine-tuning** on `finetune_share` (paper: 10%) of benign training data; BA, WSR and the verification p-value
-#   after every epoch (Fig. 5 left);
+# * **fine-tuning** on `finetune_share` (paper: 10%) of benign training data in batches of `finetune_batch_size`
+#   (128, as BackdoorBox's fine-tuning and the `paper` profile; not the classifier's batch, which on `quick` would
+#   make an epoch of the 508 images one step); BA, WSR and the verification p-value after every epoch (Fig. 5 left);
 # * **pruning** the channels of the last convolutional layer that are least active on benign data (the pruning step
 #   of fine-pruning, not followed by fine-tuning), 0% to 95% in 5% steps (Fig. 5 right).
 #
@@ -35,6 +36,7 @@ seed = 0  # seeds everything
 perceptual = "ssim"  # generator similarity loss: "lpips" (needs AlexNet weights) | "ssim" | "mse"
 finetune_share = 0.1  # share of the benign training set the thief fine-tunes on (paper: 10%)
 finetune_lr = 0.01  # fine-tuning learning rate (cosine schedule)
+finetune_batch_size = 128  # fine-tuning batch, at least 1 (BackdoorBox: 128), capped at the thief's images
 prune_step = 0.05  # pruning rates 0, step, 2 step, ... up to 0.95 (step 0.01 to 0.95)
 recompute = False  # True: recompute a parameter set already in metrics.json
 
@@ -55,7 +57,7 @@ from dovlib.removal import finetune, pruning_curve, removal_claims
 from dovlib.report import run_context, run_dir, save_fig, save_table, start_notebook
 from dovlib.sscl import check_key, key_hash, run_sscl
 from dovlib.studies import benign_model, cached, eps_label, measured_context, ownership_metrics
-from dovlib.train import TrainConfig
+from dovlib.train import TrainConfig, train_steps
 from dovlib.watermarks import select_indices
 
 NOTEBOOK = "05_removal_attacks"
@@ -64,6 +66,7 @@ eps = parse_eps(eps)
 rate = parse_rate(rate)
 finetune_share = parse_fraction("finetune_share", finetune_share, 0, 1)
 finetune_lr = parse_fraction("finetune_lr", finetune_lr, 0, 10)
+finetune_batch_size = check_int("finetune_batch_size", finetune_batch_size, 1)  # "64" or 64.0 from papermill -> 64
 prune_step = parse_fraction("prune_step", prune_step, 0.01, 0.95, low_inclusive=True)  # at most 96 pruning rates
 require_perceptual(perceptual)  # LPIPS without its weights fails here
 key = check_key(key)
@@ -78,7 +81,8 @@ select_indices(ds.y_train, rate, target, clean_label=True)  # gamma within the t
 print(ds.describe())
 params = {"profile": profile, "dataset": dataset, "data": context["data_hash"], "arch": arch, "eps": eps_label(eps),
           "rate": rate, "target": target, "seed": seed, "key_hash": key_hash(key), "perceptual": perceptual,
-          "finetune_share": finetune_share, "finetune_lr": finetune_lr, "prune_step": prune_step}
+          "finetune_share": finetune_share, "finetune_lr": finetune_lr, "finetune_batch_size": finetune_batch_size,
+          "prune_step": prune_step}
 
 # %% [markdown]
 # ## The watermarked (Malicious) model and the attacks
@@ -97,7 +101,7 @@ def compute():
     # the thief's benign data: a stratified share of the CLEAN training set
     idx = stratified_subsample(ds.y_train, max(ds.num_classes, int(round(finetune_share * len(ds.y_train)))),
                                seed=seed + 7)
-    ft_cfg = TrainConfig.for_profile(cfg, epochs=cfg.finetune_epochs, batch_size=min(cfg.batch_size, len(idx)),
+    ft_cfg = TrainConfig.for_profile(cfg, epochs=cfg.finetune_epochs, batch_size=min(finetune_batch_size, len(idx)),
                                      lr=finetune_lr, schedule="cosine", device=str(device), seed=seed,
                                      flip=ds.image_shape[0] == 3)
     ckpt = run_dir(NOTEBOOK, params) / "finetune.pt"
@@ -107,14 +111,18 @@ def compute():
     rates = np.round(np.arange(0, 0.95 + 1e-9, prune_step), 4)
     pr = pruning_curve(run.suspect.model, ds.x_train[idx], rates, evaluate_fn)
     return {"finetune": ft.to_dict("records"), "pruning": pr.to_dict("records"), "n_finetune_images": len(idx),
+            "finetune_batch_size": ft_cfg.batch_size,  # as trained: capped at the images
+            "finetune_steps": train_steps(len(idx), ft_cfg.batch_size, ft_cfg.epochs),  # optimizer steps, all epochs
             "benign": evaluate_fn(benign_model(ds, cfg, arch, seed))}
 
 
-rec = cached(NOTEBOOK, params, compute, recompute=recompute, needs=("benign",), **context)
+rec = cached(NOTEBOOK, params, compute, recompute=recompute, needs=("benign", "finetune_steps"), **context)
 ft = pd.DataFrame(rec["metrics"]["finetune"])
 pr = pd.DataFrame(rec["metrics"]["pruning"])
 floor = rec["metrics"]["benign"]  # the clean-set model, queried with the same marks
-print(f"fine-tuned on {rec['metrics']['n_finetune_images']} benign images{' (reused record)' if rec['reused'] else ''}")
+ft_budget = (f"{rec['metrics']['n_finetune_images']} benign images, batch {rec['metrics']['finetune_batch_size']}, "
+             f"{rec['metrics']['finetune_steps']} optimizer steps in {int(ft['epoch'].max())} epochs")
+print(f"fine-tuned on {ft_budget}{' (reused record)' if rec['reused'] else ''}")
 print(f"model trained on the clean set: BA {floor['BA']:.3f} WSR {floor['WSR']:.3f} p {floor['p_value']:.2g} "
       f"verified {floor['verified']}")
 ft[["epoch", "BA", "WSR", "delta_p", "p_value", "verified"]]
@@ -127,7 +135,8 @@ pr[["rate", "pruned_channels", "BA", "WSR", "p_value", "verified"]]
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
-for ax, data, x, title in ((axes[0], ft, "epoch", "fine-tuning"), (axes[1], pr, "rate", "pruning")):
+ft_title = f"fine-tuning ({rec['metrics']['finetune_steps']} steps, batch {rec['metrics']['finetune_batch_size']})"
+for ax, data, x, title in ((axes[0], ft, "epoch", ft_title), (axes[1], pr, "rate", "pruning")):
     long = data.melt(id_vars=[x], value_vars=["BA", "WSR"], var_name="metric", value_name="value")
     sns.lineplot(data=long, x=x, y="value", hue="metric", marker="o", ax=ax)
     ax.axhline(floor["WSR"], color="grey", ls=":", label="WSR, clean model")
@@ -150,6 +159,7 @@ save_fig(fig, "fig5_removal", NOTEBOOK, **record_context)
 caption = (f"{ds.name} ({'subset' if ds.is_subset else 'full'}), {arch}, eps {eps_label(eps)}, gamma {rate}, "
            f"{profile} profile, {record_context.get('device_name', record_context.get('device'))}")
 caption += f"; a model trained on the clean set: WSR {floor['WSR']:.3f}, p {floor['p_value']:.2g}"
+caption += f"; fine-tuning: {ft_budget}"
 save_table(ft, "finetuning", NOTEBOOK, caption="Fine-tuning: " + caption, **record_context)
 save_table(pr, "pruning", NOTEBOOK, caption="Pruning: " + caption, **record_context)
 
@@ -170,7 +180,7 @@ lost_at = "no rate" if c["first_lost"] is None else f"{c['first_lost']:.0%}"
 display(Markdown("\n".join([
     f"* Before any attack: BA {c['BA0']:.1%}, WSR {c['WSR0']:.1%}, verified: {c['verified0']}; a model trained on "
     f"the clean set: WSR {floor['WSR']:.1%}, verified: {floor['verified']}.",
-    f"* **WSR after fine-tuning** ({int(last['epoch'])} epochs): {last['WSR']:.1%}, p = {last['p_value']:.2g} — "
+    f"* **WSR after fine-tuning** ({ft_budget}): {last['WSR']:.1%}, p = {last['p_value']:.2g} — "
     + (f"{'confirmed' if c['survives'] else 'NOT confirmed'} that the watermark survives.{dips}" if c["learnt"]
        else untestable + "."),
     f"* **BA collapse beyond 80% pruning**: {'confirmed' if c['collapse'] else 'NOT confirmed'} "

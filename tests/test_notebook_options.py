@@ -416,6 +416,33 @@ def test_transferability_notebook_repeats_each_cell_over_n_draws(tmp_path, monke
     assert bad.status == "failed" and "n_draws must be an integer >= 1; got 0" in bad.error, bad.error
 
 
+def test_removal_notebook_fine_tunes_in_its_own_batch_and_says_how_many_steps(tmp_path, monkeypatch):
+    """05 fine-tuned in the classifier's batch, capped at the thief's images: on quick 508 images in one batch of 512,
+    one SGD step an epoch, and nothing said so. ``finetune_batch_size`` (capped as before) sets it; the steps taken
+    are recorded, printed beside the verdict and named in the captions; another batch is another record (not the
+    old one reused). 0 is refused by name before any training."""
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
+    nb = REPO_ROOT / "notebooks" / "05_removal_attacks.ipynb"
+    reports = tmp_path / "reports"
+    bad = rp.run_notebook(nb, {"profile": "smoke", "finetune_batch_size": 0}, reports=reports)
+    assert bad.status == "failed" and "finetune_batch_size must be an integer >= 1; got 0" in bad.error, bad.error
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("*.pt"))
+    params = {"profile": "smoke:epochs=1,gen_iters=4,finetune_epochs=2", "finetune_batch_size": 16}
+    res = rp.run_notebook(nb, params, reports=reports)  # 60 thief images (10% of smoke's 600): 4 batches of 16
+    assert res.status == "ok", res.error
+    folder = reports / "05_removal_attacks"
+    (record,) = json.loads((folder / "metrics.json").read_text())["records"]
+    assert record["params"]["finetune_batch_size"] == 16
+    assert record["metrics"]["n_finetune_images"] == 60 and record["metrics"]["finetune_steps"] == 8
+    assert "8 optimizer steps" in (reports / res.output).read_text()  # beside the verdict
+    tables = json.loads((folder / "tables.json").read_text())
+    assert all("batch 16, 8 optimizer steps" in tables[t]["caption"] for t in ("finetuning", "pruning"))
+    whole = rp.run_notebook(nb, {**params, "finetune_batch_size": 128}, reports=reports)  # capped at the 60 images
+    assert whole.status == "ok", whole.error
+    records = json.loads((folder / "metrics.json").read_text())["records"]
+    assert sorted(r["metrics"]["finetune_steps"] for r in records) == [2, 8]
+
+
 def test_ablation_sweep_skips_a_default_rate_past_a_small_class_and_refuses_when_nothing_is_left(tmp_path, monkeypatch):
     """Class 5 holds 56 of smoke's 600 images (0.0933): `-p sweep rate -p target 5` used to fail on the notebook's
     own rate 0.1 before walking the grid; it is now skipped like a grid point. A sweep with no markable point is

@@ -8,7 +8,7 @@ from dovlib.models import build_model
 from dovlib.params import get_profile
 from dovlib.train import (TrainConfig, _autocast, _same_device, augment_batch, evaluate, fit, make_optimizer,
                           precision_options, predict_logits, predict_proba, reset_training_provenance, resolve_device,
-                          restore_generator, seed_everything, to_float, training_provenance, uses_bf16)
+                          restore_generator, seed_everything, to_float, train_steps, training_provenance, uses_bf16)
 
 
 @pytest.fixture(scope="module")
@@ -744,6 +744,12 @@ def test_a_last_batch_of_one_image_joins_the_batch_before_it():
     assert batches(21, 4) == [4, 4, 4, 4, 5] * 2
     assert batches(9, 5) == [5, 4] * 2  # other remainders stay their own batch
     assert batches(8, 4) == [4, 4] * 2
+    for n, batch_size in ((9, 4), (21, 4), (9, 5), (8, 4), (3, 8)):  # train_steps counts the steps fit takes
+        assert train_steps(n, batch_size, 2) == len(batches(n, batch_size)), (n, batch_size)
+    # notebook 05's thief on the quick profile: 508 images in the classifier's batch of 512 took one step an epoch
+    assert train_steps(508, 512, 10) == 10 and train_steps(508, 128, 10) == 40 and train_steps(513, 128, 1) == 4
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1; got 0"):
+        train_steps(8, 0)
     with pytest.raises(ValueError, match=r"x_train holds 1 image, which this model's BatchNorm cannot train on"):
         batches(1, 4)
     with pytest.raises(ValueError, match=r"batch_size must be at least 2 for this model .*got 1"):
