@@ -443,20 +443,28 @@ def test_removal_notebook_fine_tunes_in_its_own_batch_and_says_how_many_steps(tm
     assert sorted(r["metrics"]["finetune_steps"] for r in records) == [2, 8]
 
 
-def test_ablation_sweep_skips_a_default_rate_past_a_small_class_and_refuses_when_nothing_is_left(tmp_path, monkeypatch):
-    """Class 5 holds 56 of smoke's 600 images (0.0933): `-p sweep rate -p target 5` used to fail on the notebook's
-    own rate 0.1 before walking the grid; it is now skipped like a grid point. A sweep with no markable point is
-    refused by name, before any training."""
+def test_ablation_sweep_skips_grid_points_only_and_refuses_its_own_point_or_target_by_name(tmp_path, monkeypatch):
+    """A sweep measures the notebook's own (eps, rate) point too: `-p sweep rate -p rate 0.2` (above target 1's
+    share) used to drop it with a printed line, exit 0 and save a figure with an empty panel, and a sweep with the
+    default rate 0.1 past class 5's share (56 of smoke's 600 images) walked the grid without it. Both are refused by
+    name now, before any training; a bad target in a sweep used to be skipped point by point and then blamed on
+    rate. Grid points past the class's share are still skipped (said, not trained)."""
     monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
     nb = REPO_ROOT / "notebooks" / "04_ablation.ipynb"
-    empty = rp.run_notebook(nb, {"profile": "smoke", "sweep": "eps", "target": 5}, reports=tmp_path / "reports")
-    assert empty.status == "failed" and "rate: no point of this sweep can be marked" in empty.error, empty.error
+    reports = tmp_path / "reports"
+    own = rp.run_notebook(nb, {"profile": "smoke", "sweep": "rate", "rate": 0.2}, reports=reports)
+    assert own.status == "failed" and "rate (gamma) must be <= the target class 1's share" in own.error, own.error
+    default = rp.run_notebook(nb, {"profile": "smoke", "sweep": "eps", "target": 5}, reports=reports)
+    assert default.status == "failed" and "rate (gamma) must be <= the target class 5's share" in default.error
+    target = rp.run_notebook(nb, {"profile": "smoke", "sweep": "rate", "target": 10}, reports=reports)
+    assert target.status == "failed" and "target must be an integer in [0, 9]; got 10" in target.error, target.error
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("*.pt"))
-    res = rp.run_notebook(nb, {"profile": "smoke:epochs=1,gen_iters=4", "sweep": "rate", "target": 5},
-                          reports=tmp_path / "reports")
+    assert not (reports / "04_ablation" / "fig4_ablation.png").exists()
+    res = rp.run_notebook(nb, {"profile": "smoke:epochs=1,gen_iters=4", "sweep": "rate", "target": 5, "rate": 0.05},
+                          reports=reports)
     assert res.status == "ok", res.error
-    text = (tmp_path / "reports" / res.output).read_text()
-    assert "point eps 8/255, rate 0.1 skipped: rate (gamma) must be <= the target class 5's share" in text
-    folder = tmp_path / "reports" / "04_ablation"
+    text = (reports / res.output).read_text()
+    assert "grid point eps 8/255, rate 0.1 skipped: rate (gamma) must be <= the target class 5's share" in text
+    folder = reports / "04_ablation"
     rates = {r["params"]["rate"] for r in json.loads((folder / "metrics.json").read_text())["records"]}
-    assert rates and max(rates) < 0.0934 and 0.1 not in rates
+    assert rates == {0.05}
