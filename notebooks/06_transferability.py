@@ -20,8 +20,10 @@
 # against a surrogate can move a model that never saw them (adversarial transfer), so a cell counts as learnt only
 # where the suspect is verified and that clean model is not. One draw per cell says little about the architecture
 # (at a reduced CPU scale the learnt cells changed from one draw to the next, docs/measured-sscl-cpu.md):
-# `n_draws` repeats every cell with independent surrogates, generators, markings, suspects and clean models (seeds
-# `seed` to `seed + n_draws - 1`) and the figure shows each cell's mean WSR and how many draws were learnt. Each
+# `n_draws` repeats every cell with independent surrogates, generators, markings, suspects and clean models (draw i
+# runs with seed `seed + i`, i = 0 to `n_draws - 1`: its generator, marking, suspect and clean model are seeded
+# `seed + i`, its surrogate `seed + i + 7919`, `dovlib.sscl.SURROGATE_SEED_OFFSET`, so that it is never the clean
+# model of the same architecture) and the figure shows each cell's mean WSR and how many draws were learnt. Each
 # draw of a cell is a record in `reports/06_transferability/metrics.json` (reused unless `recompute`), and every
 # model is checkpointed under `runs/`, so an interrupted grid resumes and a larger `n_draws` adds only new draws.
 
@@ -34,7 +36,7 @@ rate = 0.1  # gamma: share of the whole training set marked (target class only)
 target = 1  # target label t (rate may not exceed its share of the set: under 0.1 for some classes)
 key = 20240607  # the owner's secret key (as in notebooks 01-03; only its hash is recorded)
 seed = 0  # seeds the data draw and the first draw of every cell
-n_draws = 1  # independent draws per cell, an integer at least 1 (draw i: surrogate, generator, suspect seeded seed + i)
+n_draws = 1  # independent draws per cell, an integer at least 1 (draw i: seed + i; its surrogate seed + i + 7919)
 perceptual = "ssim"  # generator similarity loss: "lpips" (needs AlexNet weights) | "ssim" | "mse"
 recompute = False  # True: recompute cells already in metrics.json
 
