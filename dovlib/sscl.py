@@ -67,6 +67,11 @@ CACHE = "sscl"  # runs/sscl/<hash>/: surrogates, generators, suspect models
 # Part of every runs/sscl cache key. Bump it when a change alters what a cached model or generator would be
 # (losses, architectures, training loop), so entries written by older code are never reused silently.
 CACHE_VERSION = 2
+# Joined to a bf16 generator's cache key (and checked in its partial checkpoint): under bf16 autocast the residual
+# eps * tanh(.) was bf16 (eps overshot 8/255 in the losses) until it was taken in fp32, so a bf16 generator cached or
+# half trained by that older code is trained again. fp32 generators, which that change left as they were, keep their
+# keys (hence no CACHE_VERSION bump).
+BF16_GENERATOR_CODE = "fp32-residual"
 CACHE_LOCK_TIMEOUT = 6 * 3600  # seconds a job waits for another job training the same cached model/generator
 SURROGATE_SEED_OFFSET = 7919  # surrogate seed = seed + this
 PROXY_SEED_OFFSET = 5000  # the owner's self-check models: seeds 5000, 5001, ... (check_proxy_seeds: never a control's)
@@ -318,11 +323,16 @@ def train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, conf
     # what a checkpoint must match besides the settings: the images and the surrogate (get_or_train_generator's
     # folder is keyed by both; a caller passing its own path is not), so a resumed run is never half another's
     origin = {"data": data, "surrogate": model_hash(f)} if ckpt else {}
+    if ckpt and cfg.bf16:
+        origin["generator_code"] = BF16_GENERATOR_CODE
     if ckpt and ckpt.is_file():
         st = torch.load(ckpt, map_location=dev, weights_only=False)
         if st["config"] != cfg.as_dict():
             raise ValueError(f"checkpoint {ckpt} was written with other generator settings; delete it")
-        stale = [k for k, v in origin.items() if st.get(k, v) != v]  # older checkpoints hold neither: resumed
+        if cfg.bf16 and st.get("generator_code") != BF16_GENERATOR_CODE:  # older code: a bf16 residual, not resumed
+            raise ValueError(f"checkpoint {ckpt} was written by older generator code (a bf16 residual under bf16); "
+                             f"delete it")
+        stale = [k for k in ("data", "surrogate") if st.get(k, origin[k]) != origin[k]]  # older ones hold neither
         if stale:
             what = {"data": "other training images", "surrogate": "another surrogate"}
             raise ValueError(f"checkpoint {ckpt} was written for {' and '.join(what[k] for k in stale)}; delete it "
@@ -466,13 +476,22 @@ def get_or_train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tenso
     """The generator for these settings from ``runs/sscl/<hash>/generator.pt``, training it (resumably) if absent.
     ``surrogate_id`` names the surrogate in the cache key (default: the hash of its weights)."""
     surrogate_id = surrogate_id or model_hash(surrogate)
-    key = {"what": "generator", "version": CACHE_VERSION, "data": data_hash(x, y), "surrogate": surrogate_id,
-           **config.as_dict()}
-    key["key"] = key_hash(config.key)
+    key = _generator_key(surrogate_id, x, y, config)
     d = run_dir(CACHE, key)
     final = d / "generator.pt"
     with file_lock(final, timeout=CACHE_LOCK_TIMEOUT):  # concurrent jobs: one trains, the others wait and load
         return _load_or_train_generator(surrogate, x, y, config, d, key, surrogate_id, device, progress)
+
+
+def _generator_key(surrogate_id: str, x, y, config: GeneratorConfig) -> dict:
+    """The cache key of a generator (its folder under runs/sscl): images, surrogate, settings (the owner key hashed)
+    and, for bf16 generators only, :data:`BF16_GENERATOR_CODE`."""
+    key = {"what": "generator", "version": CACHE_VERSION, "data": data_hash(x, y), "surrogate": surrogate_id,
+           **config.as_dict()}
+    key["key"] = key_hash(config.key)
+    if config.bf16:
+        key["generator_code"] = BF16_GENERATOR_CODE
+    return key
 
 
 def _load_or_train_generator(surrogate, x, y, config, d: Path, key: dict, surrogate_id: str, device,

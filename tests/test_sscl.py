@@ -1650,3 +1650,30 @@ def test_control_studies_warn_when_their_queries_may_meet_a_selected_runs_check(
             sscl.run_controls(run, m=10, decoy=False, progress=False)
         else:
             sscl.run_code_controls(run, m=10, progress=False)
+
+
+def test_bf16_generators_of_older_code_are_neither_reused_nor_resumed(tmp_path):
+    """The residual eps * tanh(.) is taken in fp32 since it overshot 8/255 in bf16: a bf16 generator's cache key names
+    that code, so a bf16 generator cached (or half trained) by older code is trained again; fp32 generators, which
+    that change left as they were, keep their keys."""
+    from dovlib.report import run_dir
+
+    ds, f = _toy()
+    kw = dict(eps=16 / 255, target=1, key=3, iters=2, batch=8, perceptual="mse", width=4, depth=1)
+    fp32, bf16 = GeneratorConfig(**kw), GeneratorConfig(**kw, bf16=True)
+    k32 = sscl._generator_key(sscl.model_hash(f), ds.x_train, ds.y_train, fp32)
+    k16 = sscl._generator_key(sscl.model_hash(f), ds.x_train, ds.y_train, bf16)
+    assert sorted(k32) == sorted(["what", "version", "data", "surrogate", *fp32.as_dict()])  # as before the fix
+    assert "generator_code" not in k32 and k16["generator_code"] == sscl.BF16_GENERATOR_CODE
+    assert {k: v for k, v in k16.items() if k not in ("generator_code", "bf16")} == k32
+    # a bf16 generator the older code cached (its key had no marker) is not found
+    old, _ = train_generator(f, ds.x_train, ds.y_train, bf16, device="cpu", progress=False)
+    old.save(run_dir(sscl.CACHE, {k: v for k, v in k16.items() if k != "generator_code"}) / "generator.pt")
+    assert not get_or_train_generator(f, ds.x_train, ds.y_train, bf16, device="cpu", progress=False).cached
+    assert get_or_train_generator(f, ds.x_train, ds.y_train, bf16, device="cpu", progress=False).cached
+    # nor is a partial checkpoint of the older code (no marker) resumed, at a path the caller passes either
+    ck = tmp_path / "generator_ckpt.pt"
+    torch.save({"config": bf16.as_dict(), "data": data_hash(ds.x_train, ds.y_train), "surrogate": sscl.model_hash(f)},
+               ck)
+    with pytest.raises(ValueError, match="older generator code"):
+        train_generator(f, ds.x_train, ds.y_train, bf16, device="cpu", progress=False, checkpoint=ck)
