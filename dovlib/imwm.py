@@ -509,8 +509,10 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
     training state (weights, optimisers, random generators, history) is saved to ``<checkpoint>.partial`` at the
     first log step (every ``log_every`` steps) after ``checkpoint_every`` seconds since the last save and at the last
     log step when the run is interrupted, so an interrupted run resumes where it stopped and ends with the same
-    weights as an uninterrupted one. Returns a :class:`HiDDeN`; ``.history`` holds the logged losses and bit
-    accuracy.
+    weights as an uninterrupted one. With ``late_bit_acc``, whose rise is decided at the log steps, ``log_every``
+    must match too (a finished checkpoint of older code, which did not record it, is reused, as notebook 08 derives
+    log_every from the keyed ``steps``; an older partial run starts afresh). Returns a :class:`HiDDeN`;
+    ``.history`` holds the logged losses and bit accuracy.
 
     ``precision`` (a profile's, :data:`dovlib.params.PRECISIONS`): "auto" runs the networks under bf16 autocast on
     CUDA and in fp32 on the CPU, "bf16" under bf16 autocast on any device, "fp32" never; the noise layers and the
@@ -548,7 +550,8 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
                              f"HiDDeN.load, or pass another checkpoint path")
         if (state.get("loss_version", 1) == HIDDEN_LOSS_VERSION and state.get("config") == asdict(cfg)
                 and state.get("steps") == steps and state.get("seed") == seed
-                and state.get("bf16", False) == bf16 and state.get("data_hash", data) == data):
+                and state.get("bf16", False) == bf16 and state.get("data_hash", data) == data
+                and (cfg.late_bit_acc is None or state.get("log_every", log_every) == log_every)):
             return HiDDeN.load(checkpoint, device)
     images = to_min_size(images if images.shape[1] == 3 else images.expand(-1, 3, -1, -1), cfg.image_size)
     torch.manual_seed(seed)
@@ -563,11 +566,13 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
     saver = Checkpointer(partial, checkpoint_every)  # and on an interruption, the last logged step
     if partial is not None and partial.is_file():
         st = torch.load(partial, map_location="cpu", weights_only=False)
-        # the same run only: the image-loss schedule depends on ``steps``, so a partial run of another length (or
-        # of other images) starts afresh rather than mixing two schedules
+        # the same run only: the image-loss schedule depends on ``steps`` (and with ``late_bit_acc`` on
+        # ``log_every``), so a partial run of another length (or of other images) starts afresh rather than mixing
+        # two schedules
         if (st.get("loss_version", 1) == HIDDEN_LOSS_VERSION and st["config"] == asdict(cfg) and st["seed"] == seed
                 and st.get("steps") == steps
-                and st.get("data_hash") == data and st.get("bf16", False) == bf16):
+                and st.get("data_hash") == data and st.get("bf16", False) == bf16
+                and (cfg.late_bit_acc is None or st.get("log_every") == log_every)):
             net.load_state_dict(st["net"])
             opt.load_state_dict(st["opt"])
             if opt_d is not None:
@@ -645,7 +650,7 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
                                          "gen": gen.get_state(), "noise_gen": noise_gen.get_state(),
                                          "torch_rng": torch.get_rng_state(), "step": step, "history": history,
                                          "wall": wall + time.perf_counter() - t0, "config": asdict(cfg), "seed": seed,
-                                         "bf16": bf16, "steps": steps, "data_hash": data,
+                                         "bf16": bf16, "steps": steps, "data_hash": data, "log_every": log_every,
                                          "loss_version": HIDDEN_LOSS_VERSION})
     model = HiDDeN(net.eval(), cfg, history, device)
     if checkpoint is not None:
@@ -653,7 +658,7 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
 
         # one write: a file holding the model without its run (steps, seed, ...) would be refused as hand-saved
         _save_atomic({**model._state(), "steps": steps, "seed": seed, "bf16": bf16, "data_hash": data,
-                      "loss_version": HIDDEN_LOSS_VERSION}, Path(checkpoint))
+                      "log_every": log_every, "loss_version": HIDDEN_LOSS_VERSION}, Path(checkpoint))
         partial.unlink(missing_ok=True)  # the finished model holds what is worth keeping
     return model
 

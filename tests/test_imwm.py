@@ -1150,3 +1150,43 @@ def test_jpeg_mask_takes_low_precision_images_and_keeps_their_dtype(dtype):
     assert out.dtype == dtype and out.shape == x.shape
     tol = 1e-12 if dtype == torch.float64 else 2e-2
     assert torch.allclose(out.double(), jpeg_mask(x.double()), atol=tol)
+
+
+def test_hidden_checkpoints_key_log_every_only_with_late_bit_acc(tmp_path, monkeypatch):
+    """With ``late_bit_acc`` (msgmap) the rise of the image weight is decided at the log steps, so ``log_every``
+    changes the weights: a finished or partial checkpoint of another log_every is retrained, not reused or resumed.
+    Without it log_every only thins the history, and the checkpoint is reused."""
+
+    def weights(m):
+        return torch.cat([p.flatten() for p in m.net.state_dict().values() if p.is_floating_point()])
+
+    images = torch.randint(0, 256, (16, 3, 16, 16), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    cfg = HiddenConfig(message_bits=4, encoder_blocks=1, decoder_blocks=1, channels=4, image_size=16, batch_size=4,
+                       **{**HIDDEN_ARCHS["msgmap"], "late_bit_acc": 0.5, "late_start": 0.0})
+    kw = dict(steps=12, seed=0, progress=False)
+    ckpt = tmp_path / "hidden.pt"
+    a = train_hidden(images, cfg, log_every=12, checkpoint=ckpt, **kw)
+    b = train_hidden(images, cfg, log_every=2, checkpoint=ckpt, **kw)
+    fresh = train_hidden(images, cfg, log_every=2, **kw)
+    assert len(a.history) == 1 and len(b.history) == 6  # trained again, not a's
+    assert torch.equal(weights(b), weights(fresh)) and not torch.equal(weights(a), weights(b))
+    assert torch.equal(weights(train_hidden(images, cfg, log_every=2, checkpoint=ckpt, **kw)), weights(b))  # reused
+    state = torch.load(ckpt, weights_only=False)
+    del state["log_every"]  # a finished checkpoint of older code (notebook 08's log_every follows its keyed steps)
+    torch.save(state, ckpt)
+    assert len(train_hidden(images, cfg, log_every=12, checkpoint=ckpt, **kw).history) == 6  # reused
+    # a partial run of another log_every is not resumed either
+    part = tmp_path / "p.pt"
+    restore = _noise_stops_at(monkeypatch, 5)
+    with pytest.raises(KeyboardInterrupt):
+        train_hidden(images, cfg, log_every=1, checkpoint=part, checkpoint_every=0, **kw)
+    restore()
+    assert torch.load(tmp_path / "p.pt.partial", weights_only=False)["step"] == 4
+    resumed = train_hidden(images, cfg, log_every=2, checkpoint=part, **kw)
+    assert torch.equal(weights(resumed), weights(fresh)) and resumed.history == [
+        {**h, "seconds": r["seconds"]} for h, r in zip(fresh.history, resumed.history)]
+    # without late_bit_acc log_every does not change the weights: the checkpoint is reused
+    plain = HiddenConfig(**{**cfg.__dict__, "late_bit_acc": None})
+    p12 = train_hidden(images, plain, log_every=12, checkpoint=tmp_path / "plain.pt", **kw)
+    p2 = train_hidden(images, plain, log_every=2, checkpoint=tmp_path / "plain.pt", **kw)
+    assert len(p2.history) == 1 and torch.equal(weights(p12), weights(p2))
