@@ -47,7 +47,7 @@ from .params import (Profile, check_bool, check_choice, check_int, check_seed, p
 from .perceptual import check_perceptual, check_perceptual_size, perceptual_loss, require_perceptual
 from .report import file_lock, run_dir
 from .train import (Checkpointer, TrainConfig, _save_atomic, augment_batch, data_hash, evaluate, fit,
-                    merges_last_batch, resolve_device, restore_generator, to_float)
+                    merges_last_batch, model_hash, resolve_device, restore_generator, to_float)
 from .watermarks.base import select_indices
 
 __all__ = ["SSCLGenerator", "GeneratorConfig", "check_key", "key_hash", "data_hash", "train_generator",
@@ -437,11 +437,6 @@ def train_classifier(x_train, y_train, x_test=None, y_test=None, *, arch: str = 
     # concurrent jobs wanting the same model: one trains, the rest load
     with file_lock(ckpt, timeout=CACHE_LOCK_TIMEOUT):
         return fit(model, x_train, y_train, x_test, y_test, tc, checkpoint=ckpt)
-
-
-def model_hash(model: nn.Module) -> str:
-    """Short SHA-1 of a model's parameters and buffers (identifies a surrogate in cache keys)."""
-    return data_hash(*[v.detach().float() for _, v in sorted(model.state_dict().items()) if v.is_floating_point()])
 
 
 def train_surrogate(ds, profile: Profile, arch: str = "resnet18", seed: int = 0, progress: bool = True,

@@ -37,10 +37,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["TrainConfig", "TrainResult", "data_hash", "fit", "evaluate", "predict_proba", "predict_logits",
-           "augment_batch", "resolve_device", "seed_everything", "to_float", "precision_options", "training_provenance",
-           "reset_training_provenance", "restore_generator", "Checkpointer", "merges_last_batch",
-           "train_steps"]
+__all__ = ["TrainConfig", "TrainResult", "data_hash", "model_hash", "fit", "evaluate", "predict_proba",
+           "predict_logits", "augment_batch", "resolve_device", "seed_everything", "to_float", "precision_options",
+           "training_provenance", "reset_training_provenance", "restore_generator", "Checkpointer",
+           "merges_last_batch", "train_steps"]
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -173,6 +173,11 @@ def data_hash(*tensors) -> str:
         t = t.float() if t.dtype == torch.bfloat16 else t  # numpy has no bf16 (its bytes as float32)
         h.update(np.ascontiguousarray(t.numpy()).tobytes())
     return h.hexdigest()[:16]
+
+
+def model_hash(model: nn.Module) -> str:
+    """Short SHA-1 of a model's parameters and buffers (identifies a surrogate in cache keys and crafting caches)."""
+    return data_hash(*[v.detach().float() for _, v in sorted(model.state_dict().items()) if v.is_floating_point()])
 
 
 @dataclass

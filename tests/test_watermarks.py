@@ -284,6 +284,115 @@ def test_crafted_marks_are_cached(tmp_path, monkeypatch):
         assert torch.equal(a, b)
     with pytest.raises(BaseException, match="crafted again"):  # other settings are crafted afresh
         wm.apply(x, y, 0.1, 1, seed=1, cache=tmp_path)
+    st = torch.load(tmp_path / "marked.pt", weights_only=False)
+    for k in ("data", "surrogate"):  # a file of older code, which recorded neither: crafted again, not trusted
+        del st["call"][k]
+    torch.save(st, tmp_path / "marked.pt")
+    with pytest.raises(BaseException, match="crafted again"):
+        wm.apply(x, y, 0.1, 1, seed=0, cache=tmp_path)
+
+
+@pytest.mark.parametrize("name", ["label-consistent", "sleeper-agent", "ubw-c"])
+def test_crafted_marks_are_reused_only_for_the_same_surrogate_and_images(tmp_path, name):
+    """marked.pt records the images' and the surrogate's hashes: another surrogate, or other images with the same
+    labels, in the same folder are crafted again (they got the first call's marks), and what they craft is what an
+    uncached call crafts; then the folder holds their marks."""
+    x, y = _data()
+    wm = _make(name, x)
+    first = wm.apply(x, y, 0.1, 1, seed=0, cache=tmp_path)
+    other = _surrogate(3, 16)
+    with torch.no_grad():
+        next(other.parameters()).add_(0.01)
+    wm_b = get_watermark(name, **FAST[name]).fit(x, None, other)
+    assert torch.equal(wm_b.apply(x, y, 0.1, 1, seed=0, cache=tmp_path)[0], wm_b.apply(x, y, 0.1, 1, seed=0)[0])
+    assert not torch.equal(wm_b.apply(x, y, 0.1, 1, seed=0)[0], first[0])
+    x2 = x.clone()
+    x2[first[2]] = 255 - x2[first[2]]  # other images at the marked indices, the same labels
+    marked2 = wm.apply(x2, y, 0.1, 1, seed=0, cache=tmp_path)[0]
+    assert torch.equal(marked2, wm.apply(x2, y, 0.1, 1, seed=0)[0])
+    assert not torch.equal(marked2[first[2]], first[0][first[2]])
+    assert torch.equal(wm.apply(x2, y, 0.1, 1, seed=0, cache=tmp_path)[0], marked2)  # now reused
+
+
+def test_pgd_does_not_resume_a_partial_crafting_of_another_surrogate_or_other_images(tmp_path):
+    """craft.partial records the surrogate's and the images' hashes (the images' pixel sum did before, and no model):
+    a partial run under another surrogate, or of other images with the same pixel sum, is crafted afresh."""
+    x, y = _data(16, 3, 12)
+    a = _surrogate(3, 16)
+    b = _surrogate(3, 16)
+    with torch.no_grad():
+        next(b.parameters()).add_(0.01)
+    kw = dict(eps=8 / 255, steps=3, batch_size=5, device="cpu", seed=4)
+    calls = []
+
+    class Dies(torch.nn.Module):  # a dies at its 7th forward pass (the third batch's first), after 2 batches
+        def __init__(self):
+            super().__init__()
+            self.m = a
+
+        def forward(self, z):
+            calls.append(1)
+            if len(calls) == 7:
+                raise KeyboardInterrupt
+            return self.m(z)
+
+    ckpt = tmp_path / "craft.partial"
+    with pytest.raises(KeyboardInterrupt):
+        pgd_untargeted(Dies(), x, y, checkpoint=ckpt, checkpoint_every=0, **kw)
+    assert torch.load(ckpt, weights_only=False)["next"] == 10
+    wrapped_b = Dies()
+    wrapped_b.m = b  # the same module structure as the partial's, other weights
+    calls.extend([1] * 100)  # never dies again
+    assert torch.equal(pgd_untargeted(wrapped_b, x, y, checkpoint=ckpt, **kw), pgd_untargeted(b, x, y, **kw))
+    # other images with the same pixel sum and labels: the pixel-sum fingerprint took them for the same
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        pgd_untargeted(Dies(), x, y, checkpoint=ckpt, checkpoint_every=0, **kw)
+    swapped = x.clone()
+    swapped[[0, 1]] = x[[1, 0]]  # two images of one batch swapped: the same sum
+    y_same = y.clone()
+    y_same[[0, 1]] = y[[1, 0]]
+    calls.extend([1] * 100)
+    assert torch.equal(pgd_untargeted(Dies(), swapped, y_same, checkpoint=ckpt, **kw),
+                       pgd_untargeted(a, swapped, y_same, **kw))
+
+
+def test_gradient_matching_does_not_resume_under_another_surrogate(tmp_path, monkeypatch):
+    """gradient matching's craft.partial records the surrogate's hash: another surrogate (even one with the same
+    target-gradient norm) starts afresh."""
+    import dovlib.watermarks.common as common
+
+    x, y = _data(16, 3, 12)
+    a = _surrogate(3, 16)
+    b = _surrogate(3, 16)
+    with torch.no_grad():
+        next(b.parameters()).add_(0.01)
+    src = x[:4].float() / 255
+
+    def target_loss(model):
+        return torch.nn.functional.cross_entropy(model(src), torch.full((4,), 1))
+
+    kw = dict(eps=16 / 255, steps=4, batch_size=5, device="cpu", seed=3)
+    ckpt = tmp_path / "craft.partial"
+    real, calls = common._flat_grad, []
+
+    def interrupted(*a_, **k):
+        calls.append(1)
+        if len(calls) == 1 + 3 * 2 + 1:
+            raise KeyboardInterrupt
+        return real(*a_, **k)
+
+    monkeypatch.setattr(common, "_flat_grad", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        gradient_matching(a, x, y, target_loss, checkpoint=ckpt, checkpoint_every=0, **kw)
+    monkeypatch.setattr(common, "_flat_grad", real)
+    st = torch.load(ckpt, weights_only=False)
+    assert st["step"] == 2
+    b_norm = torch.cat([g.flatten() for g in torch.autograd.grad(target_loss(b), list(b.parameters()))]).norm()
+    st["inputs"]["target_norm"] = float(b_norm)  # as if b's target gradient had a's norm
+    torch.save(st, ckpt)
+    assert torch.equal(gradient_matching(b, x, y, target_loss, checkpoint=ckpt, **kw),
+                       gradient_matching(b, x, y, target_loss, **kw))
 
 
 def test_table_crafting_cache_is_keyed_by_crafting_version_and_surrogate(tmp_path, monkeypatch):

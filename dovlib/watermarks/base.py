@@ -103,7 +103,9 @@ class SurrogateWatermark(DatasetWatermark):
 
         ``cache``: a folder for this exact call (the caller keys it by data, surrogate, settings; see
         :func:`dovlib.watermarks.table.table_row`). The crafted images are saved there as ``marked.pt`` and reused
-        by later calls, and an interrupted crafting resumes from ``craft.partial``."""
+        by later calls with the same settings, target, seed, indices, images and labels (their hash) and surrogate
+        (the hash of its weights); any other call crafts afresh and overwrites them. An interrupted crafting resumes
+        from ``craft.partial``, which is tied to the same images and surrogate."""
         check_images(x)
         self._check_fitted()
         y = check_labels(y, len(x))
@@ -116,8 +118,13 @@ class SurrogateWatermark(DatasetWatermark):
     def _crafted(self, x, y, idx, target, seed, cache):
         if cache is None:
             return self._craft(x, y, idx, target, seed)
+        from ..train import data_hash, model_hash
+
         final = Path(cache) / "marked.pt"
-        call = {"method": self.describe(), "target": int(target), "seed": int(seed)}
+        # the images and the surrogate too: a folder the caller did not key by them (Table I's is) is never handed
+        # another surrogate's or other images' marks (files written before they were recorded are crafted again)
+        call = {"method": self.describe(), "target": int(target), "seed": int(seed),
+                "data": data_hash(x, y.long()), "surrogate": model_hash(self.surrogate)}
         if final.is_file():  # another call's images (the folder was reused for other settings) are crafted afresh
             st = torch.load(final, map_location="cpu", weights_only=False)
             if torch.equal(st["idx"], idx) and st["call"] == call:

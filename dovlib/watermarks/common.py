@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..params import check_int, parse_rate
-from ..train import resolve_device, to_float
+from ..train import data_hash, model_hash, resolve_device, to_float
 
 # Bumped when PGD or gradient matching changes what it returns, so Table I's cached crafted marks are made again
 # (2: one signed Adam step per pass over the poisons, a frozen copy of the surrogate, marks clipped to eps; 3: the
@@ -119,10 +119,10 @@ def _to_uint8_within(x0: torch.Tensor, delta: torch.Tensor, x_orig: torch.Tensor
 
 class _Resumable:
     """The crafting loops' checkpoint file: ``state()`` is the saved state when it was written for the same
-    ``inputs`` (a cheap fingerprint), else None; ``save(state)`` offers ``state()`` (a function) to a
-    :class:`dovlib.train.Checkpointer`: written atomically at most once per ``every`` seconds, otherwise kept as a
-    copy that a ``with`` block around the loop writes when the loop is interrupted; ``done()`` removes the file.
-    Without a path every call does nothing."""
+    ``inputs`` (settings, the hashes of the images and of the surrogate's weights), else None; ``save(state)``
+    offers ``state()`` (a function) to a :class:`dovlib.train.Checkpointer`: written atomically at most once per
+    ``every`` seconds, otherwise kept as a copy that a ``with`` block around the loop writes when the loop is
+    interrupted; ``done()`` removes the file. Without a path every call does nothing."""
 
     def __init__(self, path, inputs: dict, every: float):
         from ..train import Checkpointer
@@ -167,13 +167,15 @@ def pgd_untargeted(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: floa
     if len(torch.as_tensor(y)) != len(x):
         raise ValueError(f"y must hold one label per image: {len(x)} images, {len(torch.as_tensor(y))} labels")
     dev = resolve_device(device)
-    model = _frozen(model, dev)
     alpha = alpha if alpha is not None else 2.5 * eps / max(steps, 1)
+    # what a partial run must match: the settings, the images and labels, and the surrogate (a pixel sum, and no
+    # model, let another surrogate's or other images' finished batches be resumed)
+    inputs = {"shape": tuple(x.shape), "eps": float(eps), "steps": steps, "alpha": float(alpha), "seed": int(seed),
+              "batch_size": batch_size, "data": data_hash(x, torch.as_tensor(y).long()),
+              "model": model_hash(model)} if checkpoint is not None else {}
+    model = _frozen(model, dev)
     g = torch.Generator().manual_seed(seed)
     out, start = [], 0
-    inputs = {"shape": tuple(x.shape), "eps": float(eps), "steps": steps, "alpha": float(alpha), "seed": int(seed),
-              "batch_size": batch_size, "data": int(x.sum(dtype=torch.int64)),
-              "labels": int(torch.as_tensor(y).sum(dtype=torch.int64))}  # a cheap fingerprint of the inputs
     ckpt = _Resumable(checkpoint, inputs, checkpoint_every)
     if (st := ckpt.state()) is not None:  # else: no checkpoint, or one of other inputs: start afresh
         out, start = list(st["out"]), st["next"]
@@ -254,6 +256,7 @@ def gradient_matching(model: nn.Module, x_poison: torch.Tensor, y_poison: torch.
         raise ValueError(f"y_poison must hold one label per image: {len(x_poison)} images, "
                          f"{len(torch.as_tensor(y_poison))} labels")
     dev = resolve_device(device)
+    surrogate_id = model_hash(model) if checkpoint is not None else None  # a partial run of another is not resumed
     model = _frozen(model, dev)
     params = [p for p in model.parameters()]
     for p in params:
@@ -273,7 +276,8 @@ def gradient_matching(model: nn.Module, x_poison: torch.Tensor, y_poison: torch.
     n, start = len(x0), 0
     inputs = {"shape": tuple(x0.shape), "eps": float(eps), "seed": int(seed), "lr": lr, "batch_size": batch_size,
               "steps": steps, "update": "full-pass",  # per-batch updates of older versions are not resumed
-              "data": float(x0.sum()), "target_norm": float(t_norm)}  # a cheap fingerprint of the inputs
+              "data": data_hash(x_poison, torch.as_tensor(y_poison).long()), "model": surrogate_id,
+              "target_norm": float(t_norm)} if checkpoint is not None else {}  # the target loss: by its norm
     ckpt = _Resumable(checkpoint, inputs, checkpoint_every)
     if (st := ckpt.state()) is not None and st["step"] <= steps:  # else: start afresh
         with torch.no_grad():
