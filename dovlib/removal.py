@@ -117,19 +117,30 @@ def pruning_curve(model: nn.Module, x_benign: torch.Tensor, rates, evaluate_fn: 
 
 
 def finetune(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig,
-             evaluate_fn: Callable[[nn.Module], dict] | None = None, checkpoint=None):
+             evaluate_fn: Callable[[nn.Module], dict] | None = None, checkpoint=None, eval_key: str | None = None):
     """Fine-tune a deep copy of ``model`` on benign (x, y) with the one trainer; ``evaluate_fn`` runs before training
-    (epoch 0) and after every epoch. Returns (fine-tuned model, pandas DataFrame of the per-epoch rows)."""
+    (epoch 0) and after every epoch. Returns (fine-tuned model, pandas DataFrame of the per-epoch rows).
+
+    With ``checkpoint`` a finished run is read back with its history: the rows of epochs 1.. then hold the
+    evaluations of the run that wrote it (``evaluate_fn`` is not called again for them), while epoch 0 is evaluated
+    now. The checkpoint is tied to the starting weights and the data; ``eval_key`` (a string naming the evaluation,
+    e.g. its test set, trigger and settings) ties it to the evaluation too, so a checkpoint written under another
+    ``eval_key`` is refused rather than mixed into one table. Without it the caller's checkpoint path must be keyed by
+    the evaluation (notebook 05 keys its folder by every parameter the evaluation depends on)."""
     import pandas as pd
 
+    if eval_key is not None and not isinstance(eval_key, str):
+        raise TypeError(f"eval_key must be a string (or None); got {type(eval_key).__name__}")
     tuned = copy.deepcopy(model)
     rows = []
     if evaluate_fn is not None:
         rows.append({"epoch": 0, **evaluate_fn(tuned.eval())})
     callbacks = [lambda m, e: evaluate_fn(m.eval())] if evaluate_fn is not None else []
-    # the checkpoint is tied to the starting weights: a changed suspect never resumes another model's fine-tuning
+    # the checkpoint is tied to the starting weights: a changed suspect never resumes another model's fine-tuning;
+    # and with eval_key to the evaluation (without it the key is as before, so older checkpoints still load)
+    key = f"start:{data_hash(*model.state_dict().values())}"
     result = fit(tuned, x, y, config=config, checkpoint=checkpoint, callbacks=callbacks,
-                 checkpoint_key=f"start:{data_hash(*model.state_dict().values())}")
+                 checkpoint_key=key if eval_key is None else f"{key};eval:{eval_key}")
     keep = ("epoch", "train_loss", "train_acc", "lr")
     for row in result.history:
         extra = {k: v for k, v in row.items() if k not in keep and k != "epoch_time"}

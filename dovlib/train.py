@@ -494,7 +494,10 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
     saves the last finished epoch's state is kept as a copy on the device, and written when the run is interrupted
     (Ctrl-C, a kernel interrupt, any error but a diverged loss), so an interruption loses only the epoch in progress. A
     checkpoint written for other settings, other training data or another ``checkpoint_key`` (any string the caller
-    ties the run to, e.g. the starting weights' :func:`data_hash`) is refused, never resumed.
+    ties the run to, e.g. the starting weights' :func:`data_hash`) is refused, never resumed. The history is saved
+    with the checkpoint, so the callback columns of epochs read back from it (all of them for a finished one) are
+    those of the run that wrote it, not of this call's ``callbacks``: tie the checkpoint to the callbacks with
+    ``checkpoint_key`` (or key its path) when they may differ.
     """
     cfg = config or TrainConfig()
     if overrides:

@@ -4,7 +4,7 @@ import torch
 from dovlib.data import load_dataset
 from dovlib.models import build_model
 from dovlib.removal import PrunedModel, channel_activations, finetune, prune, pruning_curve
-from dovlib.train import TrainConfig, evaluate, fit, predict_logits
+from dovlib.train import TrainConfig, data_hash, evaluate, fit, predict_logits
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +129,29 @@ def test_finetune_checkpoint_resumes_only_the_same_starting_model(trained, tmp_p
         finetune(other, ds.x_train[:64], ds.y_train[:64], cfg, checkpoint=ckpt)
     with pytest.raises(ValueError, match="other training data"):
         finetune(model, ds.x_train[64:128], ds.y_train[64:128], cfg, checkpoint=ckpt)
+
+
+def test_finetune_eval_key_refuses_a_checkpoint_of_another_evaluation(trained, tmp_path):
+    """A finished checkpoint hands back its run's per-epoch evaluations, while epoch 0 is evaluated afresh: with
+    ``eval_key`` naming the evaluation, another evaluation is refused (never a table mixing two), the same one is
+    reused, and without it the checkpoint key is what it was (older checkpoints still load)."""
+    ds, model = trained
+    cfg = TrainConfig(epochs=1, batch_size=32, lr=0.01, progress=False, device="cpu")
+    x, y = ds.x_train[:64], ds.y_train[:64]
+    ckpt = tmp_path / "finetune.pt"
+    _, a = finetune(model, x, y, cfg, lambda m: {"metric": "A"}, checkpoint=ckpt, eval_key="A")
+    assert a["metric"].tolist() == ["A", "A"]
+    with pytest.raises(ValueError, match="another checkpoint_key"):
+        finetune(model, x, y, cfg, lambda m: {"metric": "B"}, checkpoint=ckpt, eval_key="B")
+    _, again = finetune(model, x, y, cfg, lambda m: {"metric": "A"}, checkpoint=ckpt, eval_key="A")
+    assert again["metric"].tolist() == ["A", "A"]
+    plain = tmp_path / "plain.pt"
+    finetune(model, x, y, cfg, checkpoint=plain)
+    start = f"start:{data_hash(*model.state_dict().values())}"
+    assert torch.load(plain, weights_only=False)["checkpoint_key"] == start  # as before eval_key existed
+    assert torch.load(ckpt, weights_only=False)["checkpoint_key"] != start
+    with pytest.raises((TypeError, ValueError), match="eval_key"):
+        finetune(model, x, y, cfg, checkpoint=tmp_path / "bad.pt", eval_key=3)
 
 
 def test_bad_prune_rate(trained):
