@@ -29,7 +29,6 @@ import contextlib
 import hashlib
 import json
 import math
-import numbers
 import operator
 import time
 import warnings
@@ -249,20 +248,19 @@ class GeneratorConfig:
         if self.batch % 2:
             raise ValueError(f"batch must be an even integer >= 2 (half target, half non-target images); "
                              f"got {self.batch}")
-        for name in ("l1", "l2", "l3"):  # a loss weight: a number >= 0 ("0.5" or "1/2" from papermill too)
-            w = parse_fraction(name, getattr(self, name), 0.0, 1e6, low_inclusive=True)
-            if not isinstance(getattr(self, name), numbers.Real):
-                object.__setattr__(self, name, w)  # numbers stay as given (they key cached generators)
-        if parse_fraction("l1", self.l1, 0.0, 1e6, low_inclusive=True) + parse_fraction(
-                "l2", self.l2, 0.0, 1e6, low_inclusive=True) == 0:  # one of them 0 is an ablation; both, no mark
+        # a loss weight: a number >= 0 ("0.5" or "1/2" from papermill too), stored as a float, since the settings
+        # key cached generators: 1 (papermill's ``-p l1 1``) and 1.0 are one generator (their JSON differs)
+        for name in ("l1", "l2", "l3"):
+            object.__setattr__(self, name, float(parse_fraction(name, getattr(self, name), 0.0, 1e6,
+                                                                low_inclusive=True)))
+        if self.l1 + self.l2 == 0:  # one of them 0 is an ablation; both, no mark
             raise ValueError(f"l1 and l2 (the watermark's losses: target images to their least likely class, "
                              f"others to the target) must not both be 0: the generator would learn no watermark; got "
                              f"l1={self.l1!r}, l2={self.l2!r}")
         for name in ("augment", "bf16"):
             check_bool(name, getattr(self, name))
-        lr = parse_fraction("lr", self.lr, 0.0, 10.0)  # Adam's step size, in (0, 10]; "1e-3" from papermill too
-        if not isinstance(self.lr, numbers.Real):
-            object.__setattr__(self, "lr", lr)  # numbers stay as given (they key cached generators)
+        # Adam's step size, in (0, 10]; "1e-3" from papermill too; a float, as the loss weights
+        object.__setattr__(self, "lr", float(parse_fraction("lr", self.lr, 0.0, 10.0)))
 
     def as_dict(self) -> dict:
         """All settings; ``augment`` and ``bf16`` only when on, so generators cached before they existed keep their

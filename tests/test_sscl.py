@@ -1621,7 +1621,7 @@ def test_controls_say_when_their_queries_may_meet_a_selected_runs_check():
 
 def test_both_watermark_losses_off_is_refused():
     """l1 = l2 = 0 trained a generator with no watermark objective, cached and published as SSCL-BW."""
-    with pytest.raises(ValueError, match=r"l1 and l2 .* must not both be 0.*got l1=0, l2=0.0"):
+    with pytest.raises(ValueError, match=r"l1 and l2 .* must not both be 0.*got l1=0.0, l2=0.0"):
         GeneratorConfig(l1=0, l2="0")
     assert GeneratorConfig(l1=0).l2 == 1.0 and GeneratorConfig(l2=0, l3=0).l1 == 1.0  # ablations of one loss
 
@@ -1677,3 +1677,22 @@ def test_bf16_generators_of_older_code_are_neither_reused_nor_resumed(tmp_path):
                ck)
     with pytest.raises(ValueError, match="older generator code"):
         train_generator(f, ds.x_train, ds.y_train, bf16, device="cpu", progress=False, checkpoint=ck)
+
+
+def test_generator_loss_weights_and_lr_key_as_floats():
+    """papermill's ``-p l1 1`` passes the int 1: it is the float 1.0 (one cache entry, not two)."""
+    kw = dict(perceptual="mse")
+    ints = GeneratorConfig(l1=1, l2=2, l3=0, lr=1, **kw)
+    floats = GeneratorConfig(l1=1.0, l2=2.0, l3=0.0, lr=1.0, **kw)
+    assert ints.as_dict() == floats.as_dict() and json.dumps(ints.as_dict()) == json.dumps(floats.as_dict())
+    assert all(type(getattr(ints, k)) is float for k in ("l1", "l2", "l3", "lr"))
+    assert GeneratorConfig(l1=np.int64(1), **kw).l1 == 1.0 and type(GeneratorConfig(l1=np.int64(1), **kw).l1) is float
+    assert GeneratorConfig(l1="1/2", **kw).l1 == 0.5 and GeneratorConfig(lr="1e-3", **kw).lr == 1e-3
+    assert GeneratorConfig().as_dict()["l1"] == 1.0  # defaults as before
+    ds, f = _toy()
+    base = dict(eps=16 / 255, target=1, key=3, iters=2, batch=8, width=4, depth=1, **kw)
+    assert sscl._generator_key("s", ds.x_train, ds.y_train, GeneratorConfig(**base, l1=1)) == sscl._generator_key(
+        "s", ds.x_train, ds.y_train, GeneratorConfig(**base, l1=1.0))
+    for bad in ({"l1": -1}, {"lr": 0}, {"l1": 0, "l2": 0}, {"l3": True}):
+        with pytest.raises((TypeError, ValueError)):
+            GeneratorConfig(**bad, **kw)
