@@ -41,8 +41,8 @@ import numpy as np
 from .params import check_int, parse_fraction
 
 __all__ = ["Codec", "RepeatCodec", "AmuseCodec", "ErasureCodec", "MissingChunksError", "PartialDecode", "choose_nk",
-           "ceil_log2", "random_message", "flip_bits", "leak_subset_accuracy", "recovery_share", "choose_erasure_k",
-           "choose_erasure_n",
+           "ceil_log2", "random_message", "random_messages", "flip_bits", "leak_subset_accuracy", "recovery_share",
+           "choose_erasure_k", "choose_erasure_n",
            "tradeoff_table", "PAPER_SUB_MESSAGE_BITS", "CODECS", "make_codec"]
 
 # Sub-message lengths printed in the AMUSE paper: (message_bits, rho_max) -> ((n, k), sub_message_bits).
@@ -578,6 +578,17 @@ def random_message(message_bits: int, seed: int = 0) -> np.ndarray:
     """A seeded random message of ``message_bits`` 0/1 bits (uint8)."""
     message_bits = check_int("message_bits", message_bits, 1)
     return np.random.default_rng(check_int("seed", seed, 0)).integers(0, 2, message_bits, dtype=np.uint8)
+
+
+def random_messages(message_bits: int, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` seeded random messages of ``message_bits`` 0/1 bits, one per row (uint8, shape (n, message_bits)).
+
+    One stream per (seed, message_bits): other seeds draw independent messages (``random_message(L, seed + i)``
+    would give seeds 0 and 1 all but one message in common), and a run of n messages extends one of fewer."""
+    message_bits = check_int("message_bits", message_bits, 1)
+    n = check_int("n", n, 1)
+    rng = np.random.default_rng([check_int("seed", seed, 0), message_bits, 0x6D7367])  # "msg": not random_message's
+    return rng.integers(0, 2, (n, message_bits), dtype=np.uint8)
 
 
 def flip_bits(bits, bit_error_rate, seed: int = 0) -> np.ndarray:

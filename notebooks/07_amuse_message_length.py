@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from dovlib.amuse import AmuseCodec, RepeatCodec, random_message
+from dovlib.amuse import AmuseCodec, RepeatCodec, random_messages
 from dovlib.attacks import ATTACKS, attack_set, jpeg
 from dovlib.data import load_dataset
 from dovlib.imwm import ImWatermarker, evaluate_dataset, sample_images
@@ -142,9 +142,9 @@ for L in lengths:
             continue
         codecs[(L, codec.name)] = codec
         wm = ImWatermarker(method, codec.sub_message_bits, scale)
-        messages = np.stack([random_message(L, seed + i) for i in range(n_messages)])
+        messages = random_messages(L, n_messages, seed)  # each seed its own messages (not seed + i: shared)
         key = {"method": method, "scale": scale, "codec": repr(codec), "seed": seed, "messages": n_messages,
-               "attacks": attack_names, "images": images_hash}
+               "message_hash": data_hash(messages), "attacks": attack_names, "images": images_hash}
         df, reused, seconds = cached_frame(NOTEBOOK, key, lambda: evaluate_dataset(wm, codec, images, messages,
                                                                                    attack_names, seed=seed),
                                            recompute=recompute)

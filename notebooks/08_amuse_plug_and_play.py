@@ -60,7 +60,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from dovlib.amuse import PAPER_SUB_MESSAGE_BITS, AmuseCodec, RepeatCodec, random_message
+from dovlib.amuse import PAPER_SUB_MESSAGE_BITS, AmuseCodec, RepeatCodec, random_messages
 from dovlib.attacks import attack_set
 from dovlib.data import load_dataset
 from dovlib.imwm import HIDDEN_ARCHS, HiddenConfig, ImWatermarker, evaluate_dataset, sample_images, train_hidden
@@ -136,7 +136,7 @@ if str(tables) in ("1", "both"):
                "AMUSE 16 bits (5,2)": AmuseCodec(30, 5, 2, seed=seed),
                "AMUSE 9 bits": AmuseCodec(30, *PAPER_SUB_MESSAGE_BITS[(30, 0.8)][0], seed=seed)}
     models, frames1 = {}, []
-    messages30 = np.stack([random_message(30, seed + i) for i in range(n_messages)])
+    messages30 = random_messages(30, n_messages, seed)  # each seed its own messages (not seed + i: shared)
     for label, codec in codecs1.items():
         params_h = {"profile": profile, "dataset": hidden_dataset, "size": hidden_size, "steps": hidden_steps,
                     "bits": codec.sub_message_bits, "seed": seed, **hcfg}
@@ -218,11 +218,12 @@ if str(tables) in ("2", "both"):
     t0 = time.perf_counter()
     for scale in scales:
         for L in lengths:
-            messages = np.stack([random_message(L, seed + i) for i in range(n_messages)])
+            messages = random_messages(L, n_messages, seed)  # each seed its own messages (not seed + i: shared)
             for codec in (RepeatCodec(L, seed), AmuseCodec.from_rho(L, rho, seed)):
                 wm = ImWatermarker(method, codec.sub_message_bits, scale)
                 key = {"table": 2, "method": method, "scale": scale, "codec": repr(codec), "seed": seed,
-                       "messages": n_messages, "attacks": attack_set(attacks), "images": images_hash}
+                       "messages": n_messages, "message_hash": data_hash(messages), "attacks": attack_set(attacks),
+                       "images": images_hash}
                 df, reused, seconds = cached_frame(NOTEBOOK, key, lambda: evaluate_dataset(
                     wm, codec, imgs2, messages, attack_set(attacks), seed=seed), recompute=recompute)
                 reused_seconds += seconds if reused else 0.0

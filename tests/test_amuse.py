@@ -7,7 +7,7 @@ import pytest
 
 from dovlib.amuse import (PAPER_SUB_MESSAGE_BITS, AmuseCodec, ErasureCodec, MissingChunksError, RepeatCodec,
                           ceil_log2, choose_erasure_k, choose_nk, flip_bits, leak_subset_accuracy, make_codec,
-                          random_message, recovery_share, tradeoff_table)
+                          random_message, random_messages, recovery_share, tradeoff_table)
 
 
 def _brute_choose(L, rho):
@@ -319,6 +319,29 @@ def test_random_message_is_seeded_and_balanced():
     assert not np.array_equal(others[0], others[1])
     for m in [msg, *others]:  # fair bits: 500 of 1000 ones, give or take 3 standard deviations (16 bits)
         assert 450 < int(m.sum()) < 550
+
+
+def test_random_messages_of_other_seeds_share_none():
+    """Notebooks 07 and 08 draw n messages per seed: with random_message(L, seed + i), seeds 0 and 1 shared 9 of 10
+    messages; each seed is its own stream, and a longer run extends a shorter one of the same seed."""
+    L, n = 64, 10
+    streams = {s: random_messages(L, n, seed=s) for s in range(5)}
+    for s, msgs in streams.items():
+        assert msgs.dtype == np.uint8 and msgs.shape == (n, L) and set(np.unique(msgs)) <= {0, 1}
+        assert np.array_equal(random_messages(L, n, seed=s), msgs)  # seeded
+        assert len({m.tobytes() for m in msgs}) == n  # distinct within a run
+        assert np.array_equal(random_messages(L, 3, seed=s), msgs[:3])  # 3 messages are the first 3 of 10
+    rows = [m.tobytes() for msgs in streams.values() for m in msgs]
+    assert len(set(rows)) == len(rows)  # no message of one seed is a message of another
+    # nor the single owner message of that seed or the next (notebooks 09 and 10 use random_message(L, seed))
+    assert not any(np.array_equal(m, random_message(L, s)) for msgs in streams.values() for m in msgs for s in range(6))
+    assert not np.array_equal(random_messages(32, 1, seed=0)[0], random_messages(33, 1, seed=0)[0, :32])
+    with pytest.raises(ValueError, match="seed must be an integer"):
+        random_messages(L, n, seed=-1)
+    with pytest.raises(ValueError, match="n must be an integer"):
+        random_messages(L, 0)
+    with pytest.raises(ValueError, match="message_bits must be an integer"):
+        random_messages(0, n)
 
 
 def test_flip_bits_rate():
