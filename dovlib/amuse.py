@@ -32,6 +32,7 @@ bits). See notebooks/09_amuse_subset_attack.py.
 from __future__ import annotations
 
 import math
+import warnings
 from abc import ABC, abstractmethod
 from functools import lru_cache
 from typing import NamedTuple
@@ -41,8 +42,8 @@ import numpy as np
 from .params import check_int, parse_fraction
 
 __all__ = ["Codec", "RepeatCodec", "AmuseCodec", "ErasureCodec", "MissingChunksError", "PartialDecode", "choose_nk",
-           "ceil_log2", "random_message", "random_messages", "flip_bits", "leak_subset_accuracy", "recovery_share",
-           "choose_erasure_k", "choose_erasure_n",
+           "ceil_log2", "random_message", "random_messages", "flip_bits", "leak_subset_accuracy",
+           "distinct_leak_shares", "recovery_share", "choose_erasure_k", "choose_erasure_n",
            "tradeoff_table", "PAPER_SUB_MESSAGE_BITS", "CODECS", "make_codec"]
 
 # Sub-message lengths printed in the AMUSE paper: (message_bits, rho_max) -> ((n, k), sub_message_bits).
@@ -601,15 +602,36 @@ def flip_bits(bits, bit_error_rate, seed: int = 0) -> np.ndarray:
     return (arr.astype(np.uint8) ^ flips).astype(np.uint8)
 
 
+def _leak_count(share: float, n_images: int) -> int:
+    return max(1, int(round(share * n_images)))
+
+
+def distinct_leak_shares(shares, n_images: int) -> tuple[list[float], dict[float, float]]:
+    """The shares :func:`leak_subset_accuracy` runs for ``n_images`` images: each leaked count (``max(1, round(share
+    * n_images))`` images) once, at the first share (in the order given) that leaks it. Returns (shares run, {dropped
+    share: the share run in its place}); e.g. 0.01 and 0.02 of 40 images are both 1 image: 0.02 is dropped."""
+    n_images = check_int("n_images", n_images, 1)
+    kept, dropped, by_count = [], {}, {}
+    for share in (parse_fraction("shares", s, 0.0, 1.0) for s in np.atleast_1d(shares)):
+        m = _leak_count(share, n_images)
+        if m in by_count:
+            dropped[share] = by_count[m]
+        else:
+            by_count[m] = share
+            kept.append(share)
+    return kept, dropped
+
+
 def leak_subset_accuracy(codec: Codec, message, extracted, shares, n_subsets: int = 100, seed: int = 0,
                          method: str | None = None):
     """Decode random leaked subsets of the extracted sub-messages; one row per (share, subset).
 
     For each share, ``n_subsets`` random subsets of ``max(1, round(share * N))`` images are decoded with
-    ``decode_partial``. Columns: share (the share actually leaked, ``leaked / N``: shares that round to the same count
-    of images are one share, e.g. 0.01 and 0.02 of 40 images are both 1 image, 0.025), requested_share (as asked),
-    method (default ``codec.name``), subset, leaked (images), bit_acc (bits correct; bits never received count as
-    wrong), known (share of bits received), word_acc (the whole message right), recovered (every bit received).
+    ``decode_partial``. Shares that round to the same count of images are run once, at the first of them (e.g. 0.01
+    and 0.02 of 40 images are both 1 image: 0.02 is dropped, with a warning; :func:`distinct_leak_shares` says which
+    run). Columns: share (the share actually leaked, ``leaked / N``: 1 of 40 images is 0.025), requested_share (as
+    asked), method (default ``codec.name``), subset, leaked (images), bit_acc (bits correct; bits never received count
+    as wrong), known (share of bits received), word_acc (the whole message right), recovered (every bit received).
     Returns a pandas DataFrame (tidy, for seaborn).
     """
     import pandas as pd
@@ -617,11 +639,15 @@ def leak_subset_accuracy(codec: Codec, message, extracted, shares, n_subsets: in
     msg = _check_message(message, codec.message_bits)
     arr = codec._check_sub_messages(extracted)
     n_subsets = check_int("n_subsets", n_subsets, 1)
-    shares = [parse_fraction("shares", s, 0.0, 1.0) for s in np.atleast_1d(shares)]
+    shares, dropped = distinct_leak_shares(shares, len(arr))
+    if dropped:
+        warnings.warn("leak_subset_accuracy: " + "; ".join(
+            f"share {s:g} leaks {_leak_count(s, len(arr))} of {len(arr)} images, as share {k:g}"
+            for s, k in dropped.items()) + ": dropped (each count of leaked images is decoded once)", stacklevel=2)
     rng = np.random.default_rng(check_int("seed", seed, 0))
     rows = []
     for share in shares:
-        m = max(1, int(round(share * len(arr))))
+        m = _leak_count(share, len(arr))
         for j in range(n_subsets):
             res = codec.decode_partial(arr[rng.choice(len(arr), size=m, replace=False)])
             correct = (res.bits == msg) & res.known

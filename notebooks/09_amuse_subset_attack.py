@@ -73,8 +73,8 @@ import pandas as pd
 import seaborn as sns
 
 from dovlib.amuse import (PAPER_SUB_MESSAGE_BITS, AmuseCodec, ErasureCodec, RepeatCodec, choose_erasure_k,
-                          choose_erasure_n, choose_nk, flip_bits, leak_subset_accuracy, random_message, recovery_share,
-                          tradeoff_table)
+                          choose_erasure_n, choose_nk, distinct_leak_shares, flip_bits, leak_subset_accuracy,
+                          random_message, recovery_share, tradeoff_table)
 from dovlib.report import env_info, save_fig, save_table, start_notebook, write_record
 
 NOTEBOOK = "09_amuse_subset_attack"
@@ -162,9 +162,16 @@ print("per-image sub-message bit accuracy:", sub_bit_acc, "| PSNR (dB):", qualit
 
 # %% [markdown]
 # ## Accuracy against leaked share
+# A leaked share is a count of images, `max(1, round(share * n_images))`: shares that round to the same count are run
+# once, at the smallest of them (e.g. 0.01 and 0.02 of 40 images are both 1 image), and the captions say which ran.
 
 # %%
-curves = pd.concat([leak_subset_accuracy(c, message, extracted[c.name, ext], shares, n_subsets, seed=seed)
+shares_run, shares_dropped = distinct_leak_shares(shares, n_images)  # sorted shares: each count at its smallest
+shares_note = f"shares {', '.join(f'{s:g}' for s in shares_run)}" + (
+    f" (not run: {', '.join(f'{s:g}' for s in shares_dropped)}, as many of the {n_images} images as a smaller share)"
+    if shares_dropped else "")
+print(shares_note)
+curves = pd.concat([leak_subset_accuracy(c, message, extracted[c.name, ext], shares_run, n_subsets, seed=seed)
                     .assign(extraction=ext) for ext in extractions for c in codecs], ignore_index=True)
 long = curves.melt(id_vars=["share", "method", "extraction", "subset"], value_vars=["bit_acc", "word_acc"],
                    var_name="metric", value_name="accuracy")
@@ -201,7 +208,8 @@ save_table(compare, "codecs_bits_vs_leak_ratio", NOTEBOOK,
            caption=f"Baseline vs AMUSE vs erasure code: bits per image, asymptotic leak ratio (rho), the "
                    f"guaranteed share for these images (min_leak_share) and the smallest "
                    f"leaked share recovered by every random subset (L = {message_bits}, {n_images} images, "
-                   f"{n_subsets} subsets, extraction {', '.join(extractions)}; {profile} profile, {device}).",
+                   f"{n_subsets} subsets, {shares_note}; extraction {', '.join(extractions)}; {profile} profile, "
+                   f"{device}).",
            **fig_context)
 compare
 
@@ -237,7 +245,7 @@ metrics = {
                for row in codec_table.to_dict("records")},
     "min_share_recovered": observed.reset_index().to_dict("records"),
     "mean_by_share": {f"{e}/{m}/{s:g}": r for (e, m, s), r in summary.to_dict("index").items()},
-    "sub_bit_acc": sub_bit_acc, "psnr": quality,
+    "sub_bit_acc": sub_bit_acc, "psnr": quality, "shares_dropped": list(shares_dropped),
     "paper_sub_message_bits_max_abs_diff": int(paper_table["diff"].abs().max()),
 }
 wall = time.perf_counter() - start
@@ -246,7 +254,8 @@ record = write_record(
     params={"profile": profile, "method": method, "message_bits": message_bits, "rho": rho, "erasure_n": erasure_n,
             "bit_error_rate": bit_error_rate if "bitflip" in extractions else None,  # only where bits are flipped
             "dataset": dataset if real else None, "scale": scale if real else None,
-            "shares": shares, "n_images": n_images, "n_subsets": n_subsets, "seed": seed},
+            "shares": shares_run,  # the shares run: one leaking as many images as a smaller one is not
+            "n_images": n_images, "n_subsets": n_subsets, "seed": seed},
     metrics=metrics, **fig_context, wall_time=wall,
     perceptual="psnr" if real else "none (simulated extraction: no images)",
 )

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from dovlib.amuse import (PAPER_SUB_MESSAGE_BITS, AmuseCodec, ErasureCodec, MissingChunksError, RepeatCodec,
-                          ceil_log2, choose_erasure_k, choose_nk, flip_bits, leak_subset_accuracy, make_codec,
-                          random_message, random_messages, recovery_share, tradeoff_table)
+                          ceil_log2, choose_erasure_k, choose_nk, distinct_leak_shares, flip_bits, leak_subset_accuracy,
+                          make_codec, random_message, random_messages, recovery_share, tradeoff_table)
 
 
 def _brute_choose(L, rho):
@@ -379,11 +379,33 @@ def test_leak_subset_accuracy_table():
     with pytest.raises(ValueError, match="shares"):
         leak_subset_accuracy(codec, msg, subs, shares=[1.5])
     # shares are recorded as leaked: 0.01 and 0.02 of 40 images are both 1 image, a share of 0.025
-    few = leak_subset_accuracy(RepeatCodec(L), msg, RepeatCodec(L).encode(msg, 40), shares=[0.01, 0.02, 0.05],
+    few = leak_subset_accuracy(RepeatCodec(L), msg, RepeatCodec(L).encode(msg, 40), shares=[0.01, 0.05],
                                n_subsets=3)
-    assert few["leaked"].tolist() == [1] * 6 + [2] * 3 and few["share"].tolist() == [0.025] * 6 + [0.05] * 3
-    assert few["requested_share"].tolist() == [0.01] * 3 + [0.02] * 3 + [0.05] * 3
+    assert few["leaked"].tolist() == [1] * 3 + [2] * 3 and few["share"].tolist() == [0.025] * 3 + [0.05] * 3
+    assert few["requested_share"].tolist() == [0.01] * 3 + [0.05] * 3
     assert recovery_share(few)["min_share_recovered"].tolist() == [0.025]  # not the requested 0.01
+
+
+def test_leak_subset_accuracy_runs_each_leaked_count_once():
+    """Shares that round to the same number of images are one experiment: run once, at the first share asked for
+    that count, not n_subsets times per share (which gave that count twice the subsets); the dropped shares are
+    named in a warning, and distinct_leak_shares says beforehand which shares run."""
+    L = 60
+    msg = random_message(L, seed=0)
+    subs = RepeatCodec(L).encode(msg, 40)
+    with pytest.warns(UserWarning, match=r"0\.02 .*1 of 40 images.* as share 0\.01"):
+        few = leak_subset_accuracy(RepeatCodec(L), msg, subs, shares=[0.01, 0.02, 0.05], n_subsets=3)
+    assert few["leaked"].tolist() == [1] * 3 + [2] * 3 and few["subset"].tolist() == [0, 1, 2] * 2
+    assert few["requested_share"].tolist() == [0.01] * 3 + [0.05] * 3
+    assert few.groupby("share").size().tolist() == [3, 3]  # n_subsets per leaked count
+    # the same subsets as asking for the kept shares alone, so dropping changes nothing else
+    pd.testing.assert_frame_equal(few, leak_subset_accuracy(RepeatCodec(L), msg, subs, [0.01, 0.05], n_subsets=3))
+    kept, dropped = distinct_leak_shares([0.01, 0.02, 0.05, 0.06, 1.0], 40)
+    assert kept == [0.01, 0.05, 1.0] and dropped == {0.02: 0.01, 0.06: 0.05}  # dropped -> the share run instead
+    assert distinct_leak_shares([0.5, 0.25], 4) == ([0.5, 0.25], {})  # order as given
+    assert distinct_leak_shares([0.001, 0.01], 40) == ([0.001], {0.01: 0.001})  # at least one image
+    with pytest.raises(ValueError, match="shares"):
+        distinct_leak_shares([0.0], 40)
 
 
 def test_recovery_share_and_tradeoff():
