@@ -52,8 +52,8 @@ from .params import check_choice, check_int, check_seed, parse_fraction
 
 __all__ = ["Watermarker", "ImWatermarker", "HiDDeN", "HiddenConfig", "HiddenNet", "train_hidden", "HIDDEN_LOSS_VERSION",
            "get_watermarker", "evaluate_attacks", "evaluate_dataset", "embed_dataset", "embed_at_size",
-           "extract_dataset", "sample_images", "to_min_size", "default_workers", "HIDDEN_ARCHS", "METHODS",
-           "attack_generator", "MAX_DCT_SCALE"]
+           "extract_dataset", "sample_images", "to_min_size", "resize_round_trip", "default_workers", "HIDDEN_ARCHS",
+           "METHODS", "attack_generator", "MAX_DCT_SCALE"]
 
 METHODS = ("dwtDct", "dwtDctSvd", "rivaGan", "hidden")
 
@@ -133,6 +133,27 @@ def to_min_size(images: torch.Tensor, side: int = 256) -> torch.Tensor:
     scale = side / min(h, w)
     return TF.resize(images, [round(h * scale), round(w * scale)], interpolation=TF.InterpolationMode.BICUBIC,
                      antialias=True)
+
+
+def _resize_to(images: torch.Tensor, hw) -> torch.Tensor:
+    """Resize (bicubic, antialiased) uint8 images to ``hw``: the way back of :func:`embed_at_size`."""
+    import torchvision.transforms.v2.functional as TF
+
+    return TF.resize(images, list(hw), interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
+
+
+def resize_round_trip(images: torch.Tensor, side: int = 256, chunk_size: int = 1024) -> torch.Tensor:
+    """:func:`embed_at_size`'s round trip without the mark: upsample to ``side`` (:func:`to_min_size`) and resize back
+    to the original size, the same resizes in the same chunks. Images already large enough come back unchanged. The
+    unmarked reference for sets marked through an upsampled copy (notebook 10), which the round trip alone blurs."""
+    from .params import check_int
+
+    chunk_size = check_int("chunk_size", chunk_size, 1)
+    hw = images.shape[-2:]
+    if min(hw) >= side or not len(images):
+        return images
+    return torch.cat([_resize_to(to_min_size(images[i:i + chunk_size], side), hw)
+                      for i in range(0, len(images), chunk_size)])
 
 
 # --- invisible-watermark ----------------------------------------------------------------------------------------------
@@ -819,9 +840,8 @@ def embed_at_size(wm: Watermarker, images: torch.Tensor, bits, side: int = 256, 
     notebook 10 measures what survives.
 
     Images go through in chunks of ``chunk_size``, so one chunk's upsampled copies are in memory at a time, and only
-    ``keep`` embedding-size images are kept: 50,000 CIFAR-10 images at 256x256 are 9.8 GB per copy."""
-    import torchvision.transforms.v2.functional as TF
-
+    ``keep`` embedding-size images are kept: 50,000 CIFAR-10 images at 256x256 are 9.8 GB per copy.
+    :func:`resize_round_trip` gives the same round trip without the mark."""
     from .params import check_int
 
     chunk_size = check_int("chunk_size", chunk_size, 1)
@@ -835,8 +855,7 @@ def embed_at_size(wm: Watermarker, images: torch.Tensor, bits, side: int = 256, 
             downs.append(marked_up)  # large enough: marked at its own size, nothing to resize
             continue
         resized = True
-        downs.append(TF.resize(marked_up, list(images.shape[-2:]), interpolation=TF.InterpolationMode.BICUBIC,
-                               antialias=True))
+        downs.append(_resize_to(marked_up, images.shape[-2:]))
         if keep > i or not ups:  # a copy: a view would keep the whole chunk's storage alive
             ups.append(marked_up[:max(0, keep - i)].clone())
     down = downs[0] if len(downs) == 1 else torch.cat(downs)

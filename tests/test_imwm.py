@@ -1190,3 +1190,31 @@ def test_hidden_checkpoints_key_log_every_only_with_late_bit_acc(tmp_path, monke
     p12 = train_hidden(images, plain, log_every=12, checkpoint=tmp_path / "plain.pt", **kw)
     p2 = train_hidden(images, plain, log_every=2, checkpoint=tmp_path / "plain.pt", **kw)
     assert len(p2.history) == 1 and torch.equal(weights(p12), weights(p2))
+
+
+class _Unmarked(_LSB):
+    """Embeds nothing: the images come back as they went in."""
+
+    def embed(self, images, bits):
+        self._check_bits(bits, len(self._check_images(images)))
+        return images.clone()
+
+
+def test_resize_round_trip_is_embed_at_size_without_a_mark():
+    """Notebook 10's clean_resampled set: the same upsampling and resizing back as embed_at_size, no mark, so the
+    marked sets are compared with images that went through the same blur."""
+    from dovlib.imwm import resize_round_trip
+
+    g = torch.Generator().manual_seed(3)
+    small = (torch.rand(5, 3, 32, 32, generator=g) * 255).round().to(torch.uint8)
+    down, _ = embed_at_size(_Unmarked(8), small, _bits(5, 8))
+    out = resize_round_trip(small)
+    assert out.dtype == torch.uint8 and out.shape == small.shape and torch.equal(out, down)
+    assert not torch.equal(out, small)  # the round trip changes pixels on its own
+    assert torch.equal(resize_round_trip(small, chunk_size=2), out)  # chunks 2 + 2 + 1
+    assert torch.equal(resize_round_trip(small, side=64), embed_at_size(_Unmarked(8), small, _bits(5, 8), side=64)[0])
+    big = torch.randint(0, 256, (2, 3, 256, 300), generator=g, dtype=torch.uint8)
+    assert torch.equal(resize_round_trip(big), big)  # large enough: embedded at its own size, nothing resized
+    assert resize_round_trip(small[:0]).shape == (0, 3, 32, 32)
+    with pytest.raises(ValueError, match="chunk_size must be an integer"):
+        resize_round_trip(small, chunk_size=0)

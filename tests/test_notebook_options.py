@@ -317,7 +317,7 @@ def test_ml_task_notebook_reads_back_its_watermarked_sets_and_models(tmp_path, m
     first = rp.run_notebook(nb, params, reports=reports)
     assert first.status == "ok", first.error
     sets, models = list(runs.rglob("tensors.json")), list((runs / "sscl").rglob("model.pt"))
-    assert len(sets) == 2 and len(models) == 3  # baseline and AMUSE sets; clean, baseline and AMUSE models
+    assert len(sets) == 2 and len(models) == 4  # baseline and AMUSE sets (clean_resampled is not kept); four models
     [rec1] = record()
     cost = sum(json.loads(p.read_text())["seconds"] for p in sets) + sum(
         torch.load(p, weights_only=False)["wall_time"] for p in models)
@@ -330,7 +330,7 @@ def test_ml_task_notebook_reads_back_its_watermarked_sets_and_models(tmp_path, m
     assert rec2["metrics"] == rec1["metrics"] and rec2["wall_time"] == rec1["wall_time"]
     out = printed(second)
     assert "read back from runs/: baseline, amuse" in out
-    assert out.count("(model read back from runs/, trained on cpu in fp32)") == 3
+    assert out.count("(model read back from runs/, trained on cpu in fp32)") == 4
     assert (rec2["trained_on"], rec2["training_precision"]) == ("cpu", "fp32")  # how the models were trained
     # recompute: both sets embedded again (the same images, so the same models are read back)
     again = rp.run_notebook(nb, {**params, "recompute": True}, reports=reports, force=True)
