@@ -40,7 +40,7 @@ scale = 36  # DCT quantisation step
 message_bits = 100  # L: the owner's message
 rho = 0.8  # AMUSE rho_max
 arch = "resnet18"  # resnet18 | resnet34 | vgg16 | vgg19
-n_train = None  # training images; None: the profile's n_train (smoke: 200 unless the profile string sets it)
+n_train = None  # training images, 10 up to the split's size; None: the profile's (smoke: 200 unless its string sets it)
 seed = 0  # seeds subsampling, messages and training
 recompute = False  # True: watermark the training sets again, not read the ones saved under runs/ (models: see below)
 
@@ -80,8 +80,14 @@ device = start_notebook(profile, seed, cfg.device)
 # smoke trains on 200 images unless the profile string sets another n_train ("smoke:n_train=1000"; the smoke
 # profile's own 600 is the profile, as records key it) or the n_train parameter is given
 smoke_default = cfg.name == "smoke" and cfg.n_train == PROFILES["smoke"].n_train
-n_train = check_int("n_train", n_train, 10) if n_train is not None else (200 if smoke_default else cfg.n_train)
-ds = load_dataset(dataset).subsample(n_train, cfg.n_test, seed=seed)
+given = n_train is not None
+n_train = check_int("n_train", n_train, 10) if given else (200 if smoke_default else cfg.n_train)
+full = load_dataset(dataset)
+if given:  # refused above the training split, naming its size (not silently capped)
+    n_train = check_int("n_train", n_train, 10, len(full.x_train))
+ds = full.subsample(n_train, cfg.n_test, seed=seed)
+if n_train is not None:  # recorded as trained on: a profile's n_train above the split keeps the split whole
+    n_train = len(ds.x_train)
 if ds.image_shape[0] == 1:
     raise ValueError(f"dataset must hold RGB images for {method}; {dataset} is greyscale")
 print(ds.describe())
