@@ -23,10 +23,11 @@
 # * **AMUSE**: short sub-messages (`AmuseCodec.from_rho(L, rho)`); whether they change the images less is measured
 #   below (`psnr_vs_resampled`; DCT-DWT spreads any number of bits over every block, so expect equal PSNR there),
 #
-# all evaluated on the same clean test set. Flowers-102 needs internet (`dataset="flowers102"`); offline the default
-# is the CIFAR-10 subset (labelled as a subset everywhere). DCT-DWT needs >= 256x256 images, so small images are
-# upsampled to 256x256 for embedding and resized back to their size for training (`dovlib.imwm.embed_at_size`). That
-# round trip blurs the images by itself, more than the mark changes them, so the marked sets are compared with
+# all evaluated on the same clean test set. The default dataset is the CIFAR-10 subset (kept offline, labelled as a
+# subset everywhere) on every profile, online or not; the paper's Flowers-102 is `dataset="flowers102"` and needs
+# internet. DCT-DWT needs >= 256x256 images, so small images are upsampled to 256x256 for embedding and resized back
+# to their size for training (`dovlib.imwm.embed_at_size`). That round trip changes the images by itself (the table
+# below gives how much: `psnr_train_size` of clean_resampled), so the marked sets are compared with
 # **clean_resampled** (`dovlib.imwm.resize_round_trip`: the same resizes, no mark; `*_minus_resampled`,
 # `psnr_vs_resampled`); the comparison with **clean** (`*_minus_clean`, `psnr_train_size`) includes the resampling.
 # The notebook also measures how much of the mark survives the round trip, and says so where none does: a set marked
@@ -34,7 +35,7 @@
 
 # %% tags=["parameters"]
 profile = "smoke"  # smoke | quick | paper (see dovlib/params.py)
-dataset = "cifar10-subset"  # RGB: flowers102 (online, the paper's) | cifar10-subset | a dovlib.data name | folder:PATH
+dataset = "cifar10-subset"  # RGB: cifar10-subset | flowers102 (the paper's, online) | a dovlib.data name | folder:PATH
 method = "dwtDct"  # dwtDct | dwtDctSvd | rivaGan (carries 32 bits at most; slow on a CPU)
 scale = 36  # DCT quantisation step
 message_bits = 100  # L: the owner's message
