@@ -57,7 +57,7 @@ __all__ = ["SSCLGenerator", "GeneratorConfig", "check_key", "key_hash", "data_ha
            "train_surrogate", "generator_config", "decoy_generator", "amplified_residual", "SURROGATE_SEED_OFFSET",
            "key_targets", "class_recall", "hard_classes", "code_rate", "SSCLCodeRun", "mark_code", "run_code",
            "verify_code", "run_code_controls",
-           "attempt_seed", "check_proxy_seeds", "owner_queries", "queries_apart",
+           "attempt_seed", "check_proxy_seeds", "owner_queries", "owner_query_count", "queries_apart",
            "self_check", "select_run", "select_code_run",
            "selection_summary",
            "check_redraw", "least_learnt_class", "select_code_draws", "check_code_draws"]
@@ -964,6 +964,13 @@ def queries_apart(ds, target: int, m: int) -> bool:
     """Whether the test set leaves at least 2 non-target images for ``target`` beside an evaluation draw of ``m``
     (:func:`owner_queries` then keeps the owner's check apart from it)."""
     return _non_target_count(ds, target) - m >= 2
+
+
+def owner_query_count(ds, target: int, m: int) -> int:
+    """How many images :func:`owner_queries` (ds, target, m) draws: ``m``, or those the evaluation's draw leaves
+    when fewer (at least 2 of them; else ``m`` again, overlapping it)."""
+    left = _non_target_count(ds, target) - m
+    return m if left < 2 else min(m, left)
 
 
 def owner_queries(ds, target: int, m: int, verify_seed: int = 1) -> torch.Tensor:

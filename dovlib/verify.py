@@ -33,7 +33,7 @@ from .perceptual import perceptual_distance
 from .train import evaluate, predict_logits, predict_proba, to_float
 
 __all__ = ["VerifyResult", "ttest_verify", "label_verify", "intersection_union", "verification_set", "query_probs",
-           "verify_model", "claim_floor",
+           "verify_model", "claim_floor", "min_claim_queries", "check_claim_queries",
            "attack_success", "evaluate_watermark",
            "summarize_controls", "tau_sweep", "m_sweep", "per_class_accuracy", "PAPER_TABLE_II", "paper_table_ii"]
 
@@ -99,6 +99,33 @@ def claim_floor(n: int, tau=0.25, low=1.0) -> float:
     tau = parse_fraction("tau", tau, 0.0, 1.0, low_inclusive=True, high_inclusive=False)
     low = parse_fraction("low", low, tau, 1.0, low_inclusive=False)
     return ((1 + tau) / (1 + low)) ** n
+
+
+def min_claim_queries(tau=0.25, alpha=0.01) -> int:
+    """The fewest queries (pairs) from which :func:`ttest_verify` can claim at ``tau`` and ``alpha``: the smallest n,
+    at least 2, with ``claim_floor(n, tau) < alpha`` (10 at tau = 0.25 and alpha = 0.01; 7 at tau = 0)."""
+    tau, alpha = _check_tau_alpha(tau, alpha)
+    n = max(2, math.floor(math.log(alpha) / math.log((1 + tau) / 2)))
+    while claim_floor(n, tau) >= alpha:  # the log ratio only estimates n: step to the exact bound
+        n += 1
+    while n > 2 and claim_floor(n - 1, tau) < alpha:
+        n -= 1
+    return n
+
+
+def check_claim_queries(m: int, tau=0.25, alpha=0.01, what: str = "m") -> int:
+    """``m`` when that many queries can claim at ``tau`` and ``alpha`` (:func:`min_claim_queries`), else a
+    ValueError naming ``what`` (how m was set), m, tau, alpha and the fewest queries that can claim: a run that
+    can never claim ownership says nothing (notebooks 02 and 03 refuse it before any training)."""
+    m = check_int("m", m, 0)
+    tau, alpha = _check_tau_alpha(tau, alpha)
+    need = min_claim_queries(tau, alpha)
+    if m < need:
+        raise ValueError(f"{what}: {m} queries can never claim ownership at tau {tau:g} and alpha {alpha:g} (the "
+                         f"smallest p-value any valid test gives from {m} pairs is ((1 + tau) / 2)**{m} = "
+                         f"{claim_floor(m, tau):.3g}, not below alpha); at least {need} queries are needed "
+                         f"(dovlib.verify.min_claim_queries)")
+    return m
 
 
 def ttest_verify(p_benign, p_watermarked, tau=0.25, alpha=0.01) -> VerifyResult:

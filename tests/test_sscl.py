@@ -1,6 +1,7 @@
 import json
 import math
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -1696,3 +1697,14 @@ def test_generator_loss_weights_and_lr_key_as_floats():
     for bad in ({"l1": -1}, {"lr": 0}, {"l1": 0, "l2": 0}, {"l3": True}):
         with pytest.raises((TypeError, ValueError)):
             GeneratorConfig(**bad, **kw)
+
+
+def test_owner_query_count_is_what_owner_queries_draws():
+    from types import SimpleNamespace
+
+    y = torch.tensor([0] * 5 + [1] * 20)
+    ds = SimpleNamespace(x_test=torch.zeros(25, 1, 2, 2), y_test=y)
+    for m in (2, 5, 10, 17, 18, 19, 20):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert sscl.owner_query_count(ds, 0, m) == len(sscl.owner_queries(ds, 0, m))

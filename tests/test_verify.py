@@ -561,3 +561,17 @@ def test_summarize_controls_averages_each_scenario():
              "label_verified": lv} for s, (w, b, lv) in enumerate([(0.2, 0.5, True), (0.6, 0.7, False)])]
     t = summarize_controls(pd.DataFrame(rows)).set_index("scenario")
     assert (t.at["M", "WSR"], t.at["M", "BA"], t.at["M", "label_verified_rate"]) == pytest.approx((0.4, 0.6, 0.5))
+
+
+def test_min_claim_queries_is_the_first_count_below_alpha_and_check_claim_queries_names_it():
+    from dovlib.verify import check_claim_queries, claim_floor, min_claim_queries
+
+    assert min_claim_queries(0.25, 0.01) == 10 and min_claim_queries(0.0, 0.01) == 7
+    for tau, alpha in [(0.25, 0.01), (0.1, 0.05), (0.0, 0.001), (0.5, 0.2), (0.99, 0.01)]:
+        n = min_claim_queries(tau, alpha)
+        assert claim_floor(n, tau) < alpha and (n == 2 or claim_floor(n - 1, tau) >= alpha)
+    assert min_claim_queries(0.0, 0.9) == 2  # a t-test needs 2 pairs even where the floor allows 1
+    assert check_claim_queries(10) == 10
+    with pytest.raises(ValueError, match=r"m: 9 queries can never claim ownership at tau 0.25 and alpha 0.01.*"
+                                         r"at least 10 queries"):
+        check_claim_queries(9, 0.25, 0.01)
