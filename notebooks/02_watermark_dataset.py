@@ -63,7 +63,7 @@ from dovlib.params import check_int, get_profile, parse_eps, parse_rate
 from dovlib.perceptual import require_perceptual
 from dovlib.report import run_context, run_dir, save_fig, save_table, start_notebook, timer, write_record
 from dovlib.studies import eps_label
-from dovlib.verify import evaluate_watermark, per_class_accuracy
+from dovlib.verify import check_claim_queries, evaluate_watermark, per_class_accuracy
 from dovlib.watermarks import select_indices
 
 NOTEBOOK = "02_watermark_dataset"
@@ -103,6 +103,11 @@ context = run_context(profile, device, ds, perceptual=perceptual)  # what figure
 print(ds.describe())
 check_int("target", target, 0, ds.num_classes - 1)
 select_indices(ds.y_train, rate, target, clean_label=True)  # gamma within the target class's share?
+if select_attempts > 1:  # an owner's check that can never pass says nothing: refused before any training
+    m_eval = sscl.query_count(ds, target, None, cfg.verify_m)  # the profile's verify_m, capped at the test set
+    check_claim_queries(sscl.owner_query_count(ds, target, m_eval), 0.25, check_alpha,
+                        f"the owner's check (the profile's verify_m {cfg.verify_m}; {int((ds.y_test != target).sum())} "
+                        f"test images outside class {target}, at check_alpha)")
 with timer() as t_run:
     run_kw = dict(arch=arch, eps=eps, rate=rate, target=target, key=key, seed=seed, perceptual=perceptual, l1=l1,
                   l2=l2, l3=l3, surrogate_width=surrogate_width)

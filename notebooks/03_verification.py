@@ -52,7 +52,7 @@ perceptual = "ssim"  # lpips | ssim | mse; "lpips" needs the AlexNet weights (RE
 tau = 0.25  # margin of the t-test, in [0, 1) (paper: 0.25)
 alpha = 0.01  # significance level, in (0, 1) (paper: 0.01)
 n_models = None  # models per scenario, an integer at least 1; None: the profile's n_models
-m = None  # queries: 2 to the non-target test images (under 7 never claims at alpha 0.01); None: verify_m (paper: 100)
+m = None  # queries, up to the non-target test images; fewer than min_claim_queries(tau, alpha) refused; None: verify_m
 n_targets = 1  # 1 to C; 1: the paper's single target; 2 or more: also test a key-derived target code (ours, below)
 same_code = False  # True | False; True needs n_targets 2 or more: also Ind-W owners marking exactly our code classes
 hard_pool = 0  # 0 (all classes) or n_targets to C: draw the key's classes among this many of lowest recall (below)
@@ -81,7 +81,7 @@ from dovlib.perceptual import require_perceptual
 from dovlib.plotting import verification_sweep
 from dovlib.report import run_context, save_fig, save_table, start_notebook, timer, write_record
 from dovlib.studies import eps_label
-from dovlib.verify import m_sweep, paper_table_ii, summarize_controls, tau_sweep
+from dovlib.verify import check_claim_queries, m_sweep, min_claim_queries, paper_table_ii, summarize_controls, tau_sweep
 
 NOTEBOOK = "03_verification"
 cfg = get_profile(profile)
@@ -93,6 +93,8 @@ alpha = parse_fraction("alpha", alpha, 0, 1, high_inclusive=False)
 n_models = cfg.n_models if n_models is None else check_int("n_models", n_models, 1)
 m_given = None if m is None else check_int("m", m, 2)  # None: the profile's verify_m, capped at the test set below
 m = cfg.verify_m if m_given is None else m_given
+if m_given is not None:  # a run that can never claim says nothing: refused before any training
+    check_claim_queries(m_given, tau, alpha, "m")
 decoy_rate = parse_fraction("decoy_rate", decoy_rate, 0, 1, low_inclusive=True)
 n_targets = check_int("n_targets", n_targets, 1)  # at most the number of classes (checked once data is loaded)
 if decoy_rate and n_targets > 1:  # run_code has no decoy marks: the code's rows would claim a recipe that never ran
@@ -112,6 +114,8 @@ if hard_pool and redraw_surrogate:
     raise ValueError("hard_pool needs redraw_surrogate False: the pool is ranked on the surrogate owners share")
 sscl.check_selection_options(select_attempts, n_proxies, check_alpha)  # both need select_attempts > 1
 check_alpha = sscl.check_level(check_alpha, alpha)  # alpha, or a stricter level for the owners' checks (ours)
+print(f"fewest queries that can claim: {min_claim_queries(tau, alpha)} at tau {tau:g}, alpha {alpha:g} "
+      f"(dovlib.verify.min_claim_queries; the paper's tau 0.25 and alpha 0.01 need 10)")
 code_draws = sscl.check_code_draws(code_draws, select_attempts, n_targets)  # ours: redraw a code that failed
 require_perceptual(perceptual)  # LPIPS without its weights fails here, before any training
 key = sscl.check_key(key)
@@ -140,9 +144,22 @@ hard_pool = check_int("hard_pool", hard_pool, 0, ds.num_classes)  # refused here
 n_targets = check_int("n_targets", n_targets, 1, ds.num_classes)
 
 
-def check_m(t: int) -> None:  # m queries come from the test images outside the target class
-    if m_given is not None:  # the profile's default is capped instead (sscl.query_count), as the library does
-        check_int("m", m, 2, int((ds.y_test != t).sum()))
+def check_m(t: int, role: str = "the target class") -> None:
+    """m queries come from the test images outside class t: a given m must fit them (the profile's default is capped
+    instead, sscl.query_count, as the library does) and the count used, and the owner's own check's with
+    selection, must be able to claim (dovlib.verify.check_claim_queries)."""
+    left = int((ds.y_test != t).sum())
+    if m_given is not None and m_given > left:
+        raise ValueError(f"m must be at most {left}, the test images outside class {t} ({role}); got {m_given} (m is "
+                         f"drawn for every class the run tests)")
+    mt = sscl.query_count(ds, t, m_given, cfg.verify_m)
+    how = "m" if m_given is not None else (f"m (the profile's verify_m {cfg.verify_m}" + (
+        f", capped at the {left} test images outside class {t}, {role})" if mt < cfg.verify_m else ")"))
+    check_claim_queries(mt, tau, alpha, how)
+    if select_attempts > 1:  # the owner's self-check draws its queries apart from the evaluation's
+        check_claim_queries(sscl.owner_query_count(ds, t, mt), tau, check_alpha,
+                            f"the owner's check for class {t} ({role}; the test images left beside the evaluation's "
+                            f"{mt}, at check_alpha)")
 
 
 if not target_from_key:
@@ -160,6 +177,9 @@ if target_from_key:
                                                           f"used (whole class)" if target_rate < rate else ""))
 target = check_int("target", target, 0, ds.num_classes - 1)
 check_m(target)
+if n_targets > 1:  # every class a code may hold (ours, a redraw's, an independent owner's) is tested with m
+    for c in sorted(range(ds.num_classes) if pool is None else pool, key=lambda c: int((ds.y_test != c).sum())):
+        check_m(int(c), "a class the target code may draw" + ("" if pool is None else " from the hard pool"))
 m = sscl.query_count(ds, target, m_given, cfg.verify_m)
 if m_given is None and m < cfg.verify_m:
     print(f"m {m}: the profile's verify_m {cfg.verify_m} capped at the test images outside class {target}")

@@ -468,3 +468,22 @@ def test_ablation_sweep_skips_grid_points_only_and_refuses_its_own_point_or_targ
     folder = reports / "04_ablation"
     rates = {r["params"]["rate"] for r in json.loads((folder / "metrics.json").read_text())["records"]}
     assert rates == {0.05}
+
+
+def test_verification_notebooks_refuse_query_counts_that_can_never_claim(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
+    nb03 = REPO_ROOT / "notebooks" / "03_verification.ipynb"
+    for params, how in [({"m": 9}, "m: 9 queries"), ({"profile": "smoke:verify_m=5"}, "verify_m 5): 5 queries"),
+                        ({"profile": "smoke:n_test=10"}, "capped at the 9 test images outside class 1")]:
+        res = rp.run_notebook(nb03, {"profile": "smoke", **params}, reports=tmp_path / "reports")
+        assert res.status == "failed" and how in res.error, res.error
+        assert "can never claim ownership at tau 0.25 and alpha 0.01" in res.error and "at least 10" in res.error
+    res = rp.run_notebook(nb03, {"profile": "smoke", "m": 9, "tau": 0.0, "decoy_rate": 2},  # checked after m
+                          reports=tmp_path / "reports")
+    assert res.status == "failed" and "decoy_rate" in res.error  # m 9 passed: 7 suffice at tau 0
+    # a code's classes are checked before any training, the tightest named (was: a failure after all training)
+    res = rp.run_notebook(nb03, {"profile": "smoke", "n_targets": 2, "key": 0, "m": 273}, reports=tmp_path / "reports")
+    assert res.status == "failed" and "m must be at most 265, the test images outside class 6" in res.error
+    res = rp.run_notebook(REPO_ROOT / "notebooks" / "02_watermark_dataset.ipynb",
+                          {"profile": "smoke:n_test=2", "select_attempts": 2}, reports=tmp_path / "reports")
+    assert res.status == "failed" and "the owner's check" in res.error and "can never claim" in res.error
