@@ -631,11 +631,16 @@ def _image_folder(root: str | None = None, image_size: int = 256, test_share: fl
         perm = torch.randperm(len(files["all"]), generator=g).tolist()
         n_test = int(round(test_share * len(perm)))
         if n_test >= len(perm) or (test_share > 0 and n_test == 0):
+            leaves = f"{'no training' if n_test else 'no test'} image"
+            if len(perm) < 2:  # no test_share splits one image
+                raise ValueError(f"dataset 'image-folder': {whole} holds {len(perm)} image: a training and a test "
+                                 f"split need at least 2 images (the folder loader's test_share = {test_share:g} "
+                                 f"leaves {leaves}; test_share=0 keeps no test split)")
             lo, hi = 0.5 / len(perm), 1 - 0.5 / len(perm)
-            raise ValueError(f"test_share = {test_share:g} of {len(perm)} image(s) leaves "
-                             f"{'no training' if n_test else 'no test'} image: test_share must be above {lo:.3g} "
-                             f"and below {hi:.3g} for this folder (or 0: no test split), or the folder needs more "
-                             f"images")
+            raise ValueError(f"dataset 'image-folder': test_share = {test_share:g} of the {len(perm)} images in "
+                             f"{whole} leaves {leaves}: the folder loader's test_share argument must be above "
+                             f"{lo:.3g} and below {hi:.3g} for this folder (or 0: no test split), or the folder "
+                             f"needs more images")
         files = {"test": [files["all"][i] for i in sorted(perm[:n_test])],
                  "train": [files["all"][i] for i in sorted(perm[n_test:])]}
         base = {"train": whole, "test": whole}

@@ -493,11 +493,16 @@ def test_image_folder_errors_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match="image_size"):
         load_dataset(f"folder:{tmp_path}", image_size=2)
     # a split that would be empty is refused naming test_share (it failed later, in training or evaluation)
-    with pytest.raises(ValueError, match=r"test_share = 0.75 of 2 image\(s\) leaves no training image: test_share "
-                                         r"must be above 0.25 and below 0.75"):
+    with pytest.raises(ValueError, match=r"test_share = 0.75 of the 2 images in .* leaves no training image: the "
+                                         r"folder loader's test_share argument must be above 0.25 and below 0.75"):
         load_dataset(f"folder:{tmp_path}", test_share=0.75)
-    with pytest.raises(ValueError, match="test_share = 0.2 of 2 image.* leaves no test image"):
+    with pytest.raises(ValueError, match="test_share = 0.2 of the 2 images.* leaves no test image"):
         load_dataset(f"folder:{tmp_path}", test_share=0.2)
+    one = tmp_path.with_name(tmp_path.name + "_one")  # beside tmp_path: not one of its images
+    _write_images(one, 1)  # no test_share splits one image: the folder and the minimum named, no empty range
+    with pytest.raises(ValueError, match=r"holds 1 image: a training and a test split need at least 2 images") as e:
+        load_dataset(f"folder:{one}", test_share=0.2)
+    assert str(one) in str(e.value) and "must be above" not in str(e.value)
     assert len(load_dataset(f"folder:{tmp_path}", image_size=8, test_share=0).x_test) == 0  # 0: no test split
 
 
