@@ -87,8 +87,9 @@ eps, rate = parse_eps(eps), parse_rate(rate)
 target, seed = check_int("target", target, 0), check_int("seed", seed, 0)
 require_perceptual(perceptual)  # LPIPS without its weights fails here, before any training
 key = sscl.check_key(key)
-sscl.generator_config(cfg, eps=eps, target=target, key=key, seed=seed, perceptual=perceptual, l1=l1, l2=l2,
-                      l3=l3)  # refuses bad loss weights (l1, l2, l3) before any training
+gen_cfg = sscl.generator_config(cfg, eps=eps, target=target, key=key, seed=seed, perceptual=perceptual, l1=l1,
+                                l2=l2, l3=l3)  # refuses bad loss weights (l1, l2, l3) before any training
+l1, l2, l3 = gen_cfg.l1, gen_cfg.l2, gen_cfg.l3  # as parsed ("1/2" -> 0.5, 1 -> 1.0): one record per generator
 device = start_notebook(profile, seed, cfg.device)
 print(f"eps = {eps_label(eps)}, target {target}, perceptual measure: {perceptual} "
       f"(real LPIPS weights cached: {lpips_available()}), owner key hash {sscl.key_hash(key)}")

@@ -72,8 +72,9 @@ eps, rate = parse_eps(eps), parse_rate(rate, "rate (gamma)")
 target, seed = check_int("target", target, 0), check_int("seed", seed, 0)
 require_perceptual(perceptual)  # LPIPS without its weights fails here, before any training
 key = sscl.check_key(key)
-sscl.generator_config(cfg, eps=eps, target=target, key=key, seed=seed, perceptual=perceptual, l1=l1, l2=l2,
-                      l3=l3)  # refuses bad loss weights (l1, l2, l3) before any training
+gen_cfg = sscl.generator_config(cfg, eps=eps, target=target, key=key, seed=seed, perceptual=perceptual, l1=l1,
+                                l2=l2, l3=l3)  # refuses bad loss weights (l1, l2, l3) before any training
+l1, l2, l3 = gen_cfg.l1, gen_cfg.l2, gen_cfg.l3  # as parsed ("1/2" -> 0.5, 1 -> 1.0): one record per generator
 select_attempts, n_proxies = check_int("select_attempts", select_attempts, 1), check_int("n_proxies", n_proxies, 1)
 redraw_surrogate = sscl.check_redraw(redraw_surrogate, select_attempts)
 sscl.check_selection_options(select_attempts, n_proxies, check_alpha)  # both need select_attempts > 1

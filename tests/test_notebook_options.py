@@ -264,10 +264,12 @@ def test_generator_notebook_trains_against_a_narrower_surrogate(tmp_path, monkey
     monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
     reports = tmp_path / "reports"
     res = rp.run_notebook(REPO_ROOT / "notebooks" / "01_train_generator.ipynb",
-                          {"profile": "smoke", "surrogate_width": 4}, reports=reports)
+                          {"profile": "smoke", "surrogate_width": 4, "l1": "1/2", "l2": 1}, reports=reports)
     assert res.status == "ok", res.error
     record = json.loads((reports / "01_train_generator" / "metrics.json").read_text())["records"][-1]
     assert record["params"]["surrogate_width"] == 4 and record["profile"] == "smoke"
+    # loss weights recorded as parsed, not as typed: "1/2" and 0.5 (or 1 and 1.0) are one generator, one record
+    assert record["params"]["l1"] == 0.5 and isinstance(record["params"]["l2"], float)
     # the surrogate trained (the only classifier) is a width-4 one, not the profile's 8, and the generator was
     # trained against it; the accuracy recorded is that model's on the test set
     keys = [json.loads(p.read_text()) for p in sorted((tmp_path / "runs" / "sscl").glob("*/params.json"))]
