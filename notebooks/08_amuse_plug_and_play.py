@@ -54,6 +54,7 @@ recompute = False  # True: compute every Table 2 setting again, not read the one
 # %%
 import re
 import time
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -64,7 +65,7 @@ from dovlib.amuse import PAPER_SUB_MESSAGE_BITS, AmuseCodec, RepeatCodec, random
 from dovlib.attacks import attack_set
 from dovlib.data import load_dataset
 from dovlib.imwm import HIDDEN_ARCHS, HiddenConfig, ImWatermarker, evaluate_dataset, sample_images, train_hidden
-from dovlib.params import check_bool, check_choice, check_int, get_profile, parse_fraction, parse_list
+from dovlib.params import MAX_SEED, check_bool, check_choice, check_int, get_profile, parse_fraction, parse_list
 from dovlib.report import cached_frame, env_info, run_dir, save_fig, save_table, start_notebook, write_record
 from dovlib.train import data_hash, uses_bf16
 
@@ -88,12 +89,14 @@ attacks = default(attacks, "grid" if cfg.name == "paper" else "representative")
 n_messages = {"smoke": 1, "quick": 3}.get(cfg.name, 10) if n_messages is None else n_messages
 n_messages = check_int("n_messages", n_messages, 1)
 check_bool("recompute", recompute)  # refused here, not after Table 1's HiDDeN training
-if str(tables) in ("2", "both"):  # Table 2's settings are refused here, not after Table 1's HiDDeN training
-    attack_set(attacks)
-    for scale in scales:
-        for L in lengths:  # scale in (0, 42] and the baseline's L bits within the method's capacity
-            ImWatermarker(method, L, scale, workers=1)
-seed = check_int("seed", seed, 0)  # "1" or 1.0 from papermill -> 1; -1 or 1.5 refused by name
+attack_set(attacks)  # every table's settings are checked whatever `tables` runs: the record holds them all
+for scale in scales:
+    for L in lengths:  # scale in (0, 42] and the baseline's L bits within the method's capacity
+        ImWatermarker(method, L, scale, workers=1)
+if str(hidden_dataset).startswith("folder:") and not Path(hidden_dataset[len("folder:"):]).expanduser().is_dir():
+    raise ValueError(f"hidden_dataset {hidden_dataset!r}: no such folder (folder:PATH names a folder of images)")
+# Table 1's evaluation images use seed + 1: the largest seed leaves it in torch's range ("1" or 1.0 -> 1)
+seed = check_int("seed", seed, 0, MAX_SEED - 1)
 device = start_notebook(profile, seed, cfg.device, note="HiDDeN on this device, invisible-watermark on the CPU")
 context = dict(profile=profile, device=str(device), device_name=env_info(device)["device_name"])  # + each table's data
 cpu_context = dict(profile=profile, device="cpu", device_name=env_info("cpu")["device_name"])  # Table 2: invisible-wm

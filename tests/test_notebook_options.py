@@ -358,7 +358,8 @@ def test_every_notebook_checks_its_seed_before_using_it():
         after = text.split('tags=["parameters"]', 1)[1].split("# %%", 1)[1]  # the cells after the parameters cell
         code = [line for line in after.splitlines() if not line.lstrip().startswith("#")]
         first = next(line for line in code if re.search(r"\bseed\b", line))
-        assert 'check_int("seed", seed, 0)' in first, f"{src.name} uses seed before checking it: {first.strip()}"
+        assert re.search(r'check_int\("seed", seed, 0[,)]', first), f"{src.name} uses seed before checking it: " \
+                                                                    f"{first.strip()}"
 
 
 def test_a_bad_seed_fails_by_name_before_any_work(tmp_path, monkeypatch):
@@ -489,3 +490,15 @@ def test_verification_notebooks_refuse_query_counts_that_can_never_claim(tmp_pat
     res = rp.run_notebook(REPO_ROOT / "notebooks" / "02_watermark_dataset.ipynb",
                           {"profile": "smoke:n_test=2", "select_attempts": 2}, reports=tmp_path / "reports")
     assert res.status == "failed" and "the owner's check" in res.error and "can never claim" in res.error
+
+
+def test_plug_and_play_notebook_checks_every_table_s_settings_and_its_seed_up_front(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
+    nb = REPO_ROOT / "notebooks" / "08_amuse_plug_and_play.ipynb"
+    for params, says in [({"tables": 1, "attacks": "foo"}, "foo"), ({"tables": 1, "scales": 99}, "scale"),
+                         ({"tables": 1, "message_bits": 5000}, "5000"),
+                         ({"tables": 2, "hidden_dataset": f"folder:{tmp_path / 'missing'}"}, "no such folder"),
+                         ({"seed": 2147483647}, "seed must be an integer in [0, 2147483646]; got 2147483647")]:
+        res = rp.run_notebook(nb, {"profile": "smoke", **params}, reports=tmp_path / "reports")
+        assert res.status == "failed" and says in res.error, (params, res.error)
+        assert not (tmp_path / "reports" / "08_amuse_plug_and_play" / "metrics.json").exists()
