@@ -86,6 +86,37 @@ class ImageDataset:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    def split_problems(self, target: int | None = None) -> list[str]:
+        """What makes this test split unfit for the numbers measured on it (empty when nothing does): no test image,
+        a test split that is the training split (scikit-image's photos), and with ``target`` a target class without
+        test images (its clean accuracy is NaN) or no non-target test image (WSR and the verification queries are
+        undefined)."""
+        out = []
+        n = len(self.y_test)
+        if n == 0:
+            return [f"{self.name} has no test image: test accuracy, WSR and verification are undefined"]
+        if self.x_test.shape == self.x_train.shape and torch.equal(self.x_test, self.x_train) \
+                and torch.equal(self.y_test, self.y_train):
+            out.append(f"{self.name}'s test split is its training split: a 'test' accuracy here is training accuracy")
+        if target is not None:
+            hits = int((self.y_test == target).sum())
+            if hits == 0:
+                out.append(f"target class {target} has no test image among the {n}: its clean accuracy is undefined "
+                           f"(NaN); use more test images (the profile's n_test)")
+            if hits == n:
+                out.append(f"every one of the {n} test images is of the target class {target}: WSR and the "
+                           f"verification queries (non-target images) are undefined")
+        return out
+
+    def warn_split_problems(self, target: int | None = None) -> list[str]:
+        """:meth:`split_problems`, each issued as a ``UserWarning`` (shown in a notebook's output); returns them."""
+        import warnings
+
+        problems = self.split_problems(target)
+        for msg in problems:
+            warnings.warn(msg, UserWarning, stacklevel=2)
+        return problems
+
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.x_train.shape[1:])

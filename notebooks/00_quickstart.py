@@ -56,6 +56,7 @@ device = start_notebook(profile, seed, cfg.device)
 ds = load_dataset(dataset).subsample(cfg.n_train, cfg.n_test, seed=seed)
 context = run_context(profile, device, ds)  # what figures say they were measured with
 print(ds.describe())
+ds.warn_split_problems()  # e.g. scikit-image's photos: the test split is the training split
 
 # %% [markdown]
 # ## Train

@@ -105,6 +105,7 @@ require_perceptual(perceptual, image_shape=ds.x_train.shape)  # LPIPS needs 31 p
 context = run_context(profile, device, ds, perceptual=perceptual)  # what figures say they were measured with
 print(ds.describe())
 check_int("target", target, 0, ds.num_classes - 1)
+ds.warn_split_problems(target)  # a target class without test images, no non-target test image, test = train
 # gamma is used by 02/03, which mark the set; checked here so a gamma above the target class's share fails before
 # the generator trains, and shown as the share of the target class it will mark (at 0.1 almost all of it)
 n_marked = len(select_indices(ds.y_train, rate, target, clean_label=True, seed=seed))

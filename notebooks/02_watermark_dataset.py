@@ -103,6 +103,7 @@ ds = load_dataset(dataset).subsample(cfg.n_train, cfg.n_test, seed=seed)
 context = run_context(profile, device, ds, perceptual=perceptual)  # what figures say they were measured with
 print(ds.describe())
 check_int("target", target, 0, ds.num_classes - 1)
+ds.warn_split_problems(target)  # a target class without test images, no non-target test image, test = train
 select_indices(ds.y_train, rate, target, clean_label=True)  # gamma within the target class's share?
 if select_attempts > 1:  # an owner's check that can never pass says nothing: refused before any training
     m_eval = sscl.query_count(ds, target, None, cfg.verify_m)  # the profile's verify_m, capped at the test set

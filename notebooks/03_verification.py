@@ -225,7 +225,7 @@ models.drop(columns=["p_b", "p_w", "p_decoy"])
 # %%
 label = (f"{profile} profile, {ds.name}{' (subset)' if ds.is_subset else ''}, {arch}, {device}, "
          f"target {target}{' (from the key)' if target_from_key else ''}, eps {eps_label(eps)}, "
-         f"gamma {target_rate:.4g}, decoy_rate {decoy_rate:g}, m {m}, "
+         f"gamma {target_rate:.4g}, decoy_rate {decoy_rate:g}, m {m}, tau {tau:g}, alpha {alpha:g}, "
          f"{n_models} model(s) per scenario, surrogate width {run.params['surrogate_width']}, Ind-W owners "
          f"{'train their own surrogates' if redraw_surrogate and select_plain else 'share our surrogate'}")
 if select_plain:

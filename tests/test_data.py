@@ -641,3 +641,30 @@ def test_first_line_drops_torchvisions_hint_and_trailing_dots_and_names_an_empty
         == "Dataset not found or corrupted"
     assert data._first_line(RuntimeError("no route to host.")) == "no route to host"
     assert data._first_line(RuntimeError()) == "RuntimeError" and data._first_line(OSError("  \n")) == "OSError"
+
+
+def test_split_problems_name_what_makes_the_test_split_unfit():
+    import warnings
+
+    from dovlib.data import ImageDataset
+
+    x = torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    ok = ImageDataset("toy", x, y, x[:3].clone() + 1, torch.tensor([0, 1, 2]), ["a", "b", "c"])
+    assert ok.split_problems(1) == [] and ok.split_problems() == []
+    same = ImageDataset("toy", x, y, x.clone(), y.clone(), ["a", "b", "c"])  # scikit-image's photos: test = train
+    assert len(same.split_problems()) == 1 and "training accuracy" in same.split_problems()[0]
+    no_target = ImageDataset("toy", x, y, x[:2], torch.tensor([0, 2]), ["a", "b", "c"])
+    (msg,) = no_target.split_problems(1)
+    assert "target class 1 has no test image among the 2" in msg and "NaN" in msg
+    only_target = ImageDataset("toy", x, y, x[:2], torch.tensor([1, 1]), ["a", "b", "c"])
+    assert "WSR" in only_target.split_problems(1)[0] and only_target.split_problems(0)[0].startswith("target class 0")
+    empty = ImageDataset("toy", x, y, x[:0], y[:0], ["a", "b", "c"])
+    assert "no test image" in empty.split_problems(1)[0] and len(empty.split_problems(1)) == 1
+    with pytest.warns(UserWarning, match="target class 1 has no test image"):
+        assert no_target.warn_split_problems(1) == no_target.split_problems(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ok.warn_split_problems(1) == []
+    photos = load_dataset("skimage-photos", image_size=16)
+    assert any("training accuracy" in m for m in photos.split_problems())
