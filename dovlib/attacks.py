@@ -209,8 +209,8 @@ def crop(encoded: torch.Tensor, p: float, generator: torch.Generator | None = No
     return encoded[..., top:top + rh, left:left + rw]
 
 
-def _dct_matrix(n: int = 8, device=None) -> torch.Tensor:
-    k = torch.arange(n, dtype=torch.float32, device=device)
+def _dct_matrix(n: int = 8, device=None, dtype=torch.float32) -> torch.Tensor:
+    k = torch.arange(n, dtype=dtype, device=device)
     m = torch.cos(math.pi * (2 * k[None, :] + 1) * k[:, None] / (2 * n)) * math.sqrt(2 / n)
     m[0] /= math.sqrt(2)
     return m  # orthonormal DCT-II: X = M x M^T
@@ -239,7 +239,7 @@ def jpeg_mask(x: torch.Tensor, keep_y: int = 5, keep_uv: int = 3) -> torch.Tenso
     yuv = torch.einsum("ij,njhw->nihw", rgb2yuv, xp)
     H, W = yuv.shape[-2:]
     blocks = yuv.reshape(n, 3, H // 8, 8, W // 8, 8).permute(0, 1, 2, 4, 3, 5)
-    m = _dct_matrix(8, x.device).to(work)
+    m = _dct_matrix(8, x.device, work)  # built in float64 for float64 images (a float32 one capped them at 1e-6)
     coef = m @ blocks @ m.T
     mask = torch.zeros(3, 8, 8, device=x.device, dtype=work)
     mask[0, :keep_y, :keep_y] = 1

@@ -273,7 +273,8 @@ def intersection_union(results) -> VerifyResult:
     # min would keep or drop a NaN depending on its place in the list (a claim with [1e-5, nan], none with [nan, 1e-5])
     p = math.nan if any(math.isnan(v) for v in ps) else max(ps)
     delta = math.nan if any(math.isnan(v) for v in deltas) else min(deltas)
-    claimed = p < alpha and all(r.verified for r in results)  # a test that did not claim (e.g. too few pairs) vetoes
+    # a test that did not claim (e.g. too few pairs) vetoes; so does a NaN delta_p
+    claimed = p < alpha and not math.isnan(delta) and all(r.verified for r in results)
     return VerifyResult(delta, p, claimed, sum(r.n for r in results), max(r.tau for r in results), alpha,
                         f"intersection-union of {len(results)} {results[0].test}s")
 

@@ -408,6 +408,21 @@ def test_leak_subset_accuracy_runs_each_leaked_count_once():
         distinct_leak_shares([0.0], 40)
 
 
+def test_leak_shares_are_told_apart_by_rounded_image_counts_not_message_bits():
+    """The leaked count is ``round(share * n_images)`` (at least 1): 0.29 and 0.3 of 10 images are both 3 (2.9 rounds
+    up), and 0.05 and 0.06 of 40 images both 2, though of a 60-bit message they would be 3 and 4 bits."""
+    assert distinct_leak_shares([0.29, 0.3], 10) == ([0.29], {0.3: 0.29})
+    assert distinct_leak_shares([0.21, 0.3], 10) == ([0.21, 0.3], {})  # 2 and 3 images
+    with pytest.raises(ValueError, match="n_images"):
+        distinct_leak_shares([0.5], 0)
+    L = 60
+    msg = random_message(L, seed=0)
+    subs = RepeatCodec(L).encode(msg, 40)
+    with pytest.warns(UserWarning, match=r"share 0\.06 leaks 2 of 40 images, as share 0\.05"):
+        df = leak_subset_accuracy(RepeatCodec(L), msg, subs, shares=[0.05, 0.06], n_subsets=2)
+    assert df["requested_share"].tolist() == [0.05] * 2 and df["leaked"].tolist() == [2] * 2
+
+
 def test_recovery_share_and_tradeoff():
     rows = [{"share": s, "method": "x", "word_acc": w, "recovered": True}
             for s, w in [(0.1, 0.0), (0.2, 1.0), (0.3, 0.0), (0.4, 1.0), (0.5, 1.0)]]

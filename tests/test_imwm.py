@@ -1218,3 +1218,61 @@ def test_resize_round_trip_is_embed_at_size_without_a_mark():
     assert resize_round_trip(small[:0]).shape == (0, 3, 32, 32)
     with pytest.raises(ValueError, match="chunk_size must be an integer"):
         resize_round_trip(small, chunk_size=0)
+
+
+def test_hidden_config_keeps_late_settings_and_noise_names_plain(tmp_path):
+    """numpy scalars and strings (e.g. from a numpy array of settings) become plain floats and str: the late schedule's
+    settings and the noise names too, so the saved settings load with weights_only=True."""
+    cfg = HiddenConfig(message_bits=4, channels=4, encoder_blocks=1, decoder_blocks=1, image_size=16,
+                       encoder_loss_late=np.float32(2.0), late_start=np.float64(0.5), late_bit_acc=np.float32(0.75),
+                       noises=list(np.array(["identity", "dropout"])))
+    assert all(type(getattr(cfg, k)) is float for k in ("encoder_loss_late", "late_start", "late_bit_acc"))
+    assert cfg.noises == ("identity", "dropout") and all(type(n) is str for n in cfg.noises)
+    path = HiDDeN(HiddenNet(cfg), cfg).save(tmp_path / "h.pt")
+    assert HiDDeN.load(path).cfg == cfg
+
+
+def test_hidden_load_names_a_real_partial_run_and_files_that_are_not_dicts(tmp_path, monkeypatch):
+    """train_hidden's .partial holds the settings ("config") but no "state_dict": it is named as a partial run, not
+    read as a model; a file holding a list is not a saved HiDDeN."""
+    images = torch.randint(0, 256, (8, 3, 16, 16), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    cfg = HiddenConfig(message_bits=4, channels=4, encoder_blocks=1, decoder_blocks=1, image_size=16, batch_size=4)
+    restore = _noise_stops_at(monkeypatch, 3)
+    with pytest.raises(KeyboardInterrupt):
+        train_hidden(images, cfg, steps=4, progress=False, log_every=1, checkpoint=tmp_path / "h.pt",
+                     checkpoint_every=0)
+    restore()
+    partial = tmp_path / "h.pt.partial"
+    assert "config" in torch.load(partial, weights_only=False)
+    with pytest.raises(ValueError, match=r"a train_hidden \.partial"):
+        HiDDeN.load(partial)
+    torch.save([{"config": 1}], tmp_path / "list.pt")
+    with pytest.raises(ValueError, match="not a saved HiDDeN"):
+        HiDDeN.load(tmp_path / "list.pt")
+
+
+def test_hidden_partial_runs_resume_when_log_every_allows(tmp_path, monkeypatch):
+    """A partial run records log_every: with late_bit_acc one of the same log_every is resumed (only the steps left
+    are trained), and without late_bit_acc one of another log_every is resumed too (log_every only thins the
+    history there)."""
+    import dovlib.imwm as imwm
+
+    images = torch.randint(0, 256, (16, 3, 16, 16), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    late = HiddenConfig(message_bits=4, encoder_blocks=1, decoder_blocks=1, channels=4, image_size=16, batch_size=4,
+                        **{**HIDDEN_ARCHS["msgmap"], "late_bit_acc": 0.5, "late_start": 0.0})
+    plain = HiddenConfig(**{**late.__dict__, "late_bit_acc": None})
+    kw = dict(steps=12, seed=0, progress=False)
+    real = imwm._noise
+    for name, cfg, first, then in (("late", late, 2, 2), ("plain", plain, 1, 2)):
+        ckpt = tmp_path / f"{name}.pt"
+        restore = _noise_stops_at(monkeypatch, 5)  # interrupted in step 5: the partial holds step 4
+        with pytest.raises(KeyboardInterrupt):
+            train_hidden(images, cfg, log_every=first, checkpoint=ckpt, checkpoint_every=0, **kw)
+        restore()
+        st = torch.load(tmp_path / f"{name}.pt.partial", weights_only=False)
+        assert st["step"] == 4 and st["log_every"] == first
+        calls = []
+        monkeypatch.setattr(imwm, "_noise", lambda *a: (calls.append(1), real(*a))[1])
+        train_hidden(images, cfg, log_every=then, checkpoint=ckpt, **kw)
+        monkeypatch.setattr(imwm, "_noise", real)
+        assert len(calls) == 8, name  # steps 5 to 12: resumed, not trained afresh (12)

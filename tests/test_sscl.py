@@ -1708,3 +1708,37 @@ def test_owner_query_count_is_what_owner_queries_draws():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             assert sscl.owner_query_count(ds, 0, m) == len(sscl.owner_queries(ds, 0, m))
+
+
+def test_a_bf16_generators_partial_checkpoint_carries_its_code_and_resumes(tmp_path):
+    """The code marker is written into a bf16 run's partial checkpoint, so an interrupted bf16 run of this code
+    resumes (only checkpoints of the older code, without it, are refused)."""
+    ds, f = _toy()
+    cfg = GeneratorConfig(eps=16 / 255, target=1, key=3, iters=6, batch=8, perceptual="mse", width=4, depth=1,
+                          bf16=True)
+    ckpt = tmp_path / "g.pt"
+    with pytest.raises(KeyboardInterrupt):  # stopped inside iteration 3: the checkpoint holds iteration 2
+        train_generator(_StopAt(f, 2 * 2 + 1), ds.x_train, ds.y_train, cfg, device="cpu", progress=False,
+                        log_every=2, checkpoint=ckpt, checkpoint_every=0)
+    st = torch.load(ckpt, weights_only=False)
+    assert st["iter"] == 2 and st["generator_code"] == sscl.BF16_GENERATOR_CODE
+    _, hist = train_generator(f, ds.x_train, ds.y_train, cfg, device="cpu", progress=False, log_every=2,
+                              checkpoint=ckpt)
+    assert [h["iter"] for h in hist] == [2, 4, 6]
+
+
+def test_cached_generator_files_load_without_any_allowance_and_non_dicts_are_named(tmp_path):
+    """get_or_train_generator writes torch's version as a plain str, so its file loads with torch's own
+    weights_only=True (no TorchVersion allowance needed); a file that is not a dict is named, not an AttributeError."""
+    from dovlib.report import run_dir
+
+    ds, f = _toy()
+    cfg = GeneratorConfig(eps=16 / 255, target=1, key=3, iters=2, batch=8, perceptual="mse", width=4, depth=1)
+    G = get_or_train_generator(f, ds.x_train, ds.y_train, cfg, device="cpu", progress=False)
+    path = run_dir(sscl.CACHE, sscl._generator_key(sscl.model_hash(f), ds.x_train, ds.y_train, cfg)) / "generator.pt"
+    blob = torch.load(path, weights_only=True)
+    assert type(blob["meta"]["torch"]) is str and G.meta["torch"] == str(torch.__version__)
+    for other in ([1, 2], torch.zeros(3)):
+        torch.save(other, tmp_path / "other.pt")
+        with pytest.raises(ValueError, match="not a dovlib SSCL-BW generator file"):
+            SSCLGenerator.load(tmp_path / "other.pt")

@@ -545,6 +545,31 @@ def test_save_timer_is_due_once_per_interval_and_always_at_the_end(monkeypatch):
     assert tr.SaveTimer(0).due()
 
 
+def test_save_timer_takes_numpy_numbers_and_refuses_booleans():
+    """checkpoint_every from a numpy computation (np.float32, np.int64) is a number of seconds, stored as a float;
+    True is not one (it would be 1 s), nor is NaN."""
+    import numpy as np
+
+    import dovlib.train as tr
+
+    for every in (np.float32(1.5), np.int64(2), 3, float("inf")):
+        timer = tr.SaveTimer(every)
+        assert type(timer.every) is float and timer.every == float(every)
+    for bad in (True, False, float("nan"), "60", None, -0.5):
+        with pytest.raises(ValueError, match=r"checkpoint_every must be a number of seconds >= 0"):
+            tr.SaveTimer(bad)
+    with pytest.raises(ValueError, match=r"every must be a number"):
+        tr.SaveTimer(True, name="every")
+
+
+def test_train_steps_counts_zero_epochs_and_refuses_zero_images():
+    assert train_steps(10, 4, 0) == 0 and train_steps(10, 4) == 3 and train_steps(9, 4) == 2  # 9 = 4 + 5 (merged)
+    with pytest.raises(ValueError, match="n must be an integer"):
+        train_steps(0, 4)
+    with pytest.raises(ValueError, match="epochs must be an integer"):
+        train_steps(10, 4, -1)
+
+
 def test_precision_options_and_for_profile():
     assert precision_options() == {"amp": True, "cpu_bf16": False}
     assert precision_options("bf16") == {"amp": True, "cpu_bf16": True}

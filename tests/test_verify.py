@@ -575,3 +575,45 @@ def test_min_claim_queries_is_the_first_count_below_alpha_and_check_claim_querie
     with pytest.raises(ValueError, match=r"m: 9 queries can never claim ownership at tau 0.25 and alpha 0.01.*"
                                          r"at least 10 queries"):
         check_claim_queries(9, 0.25, 0.01)
+
+
+def test_the_few_pair_floor_only_raises_p_values_below_it():
+    """Below the pairs any valid test needs, a p-value under the floor is raised to it; one already above it (no
+    effect) is the t-test's own, with no note. At an alpha equal to the floor no claim is made (p < alpha, strict)."""
+    from dovlib.verify import claim_floor
+
+    pb, pw = np.zeros(3), np.array([0.1, 0.3, 0.5])  # mean 0.3, spread 0.2: p = 0.36 > 0.625**3 = 0.244
+    want = ttest_rel(pw, pb + 0.25, alternative="greater").pvalue
+    assert want > claim_floor(3)
+    r = ttest_verify(pb, pw)
+    assert not r.verified and r.note == "" and r.p_value == pytest.approx(want)
+    # tau = 0: the floor of 7 pairs is 0.5**7 exactly; at alpha = 0.5**7 the t-test's tiny p must not claim
+    edge = ttest_verify(np.zeros(7), np.linspace(0.6, 0.61, 7), tau=0.0, alpha=0.5 ** 7)
+    assert not edge.verified and edge.p_value == 0.5 ** 7 and "floor of a bounded mean" in edge.note
+    assert claim_floor(0) == 1.0  # no pairs: certain under the null (n >= 0 is allowed)
+    with pytest.raises(ValueError, match="tau"):
+        claim_floor(3, 1.0)  # tau in [0, 1): a margin of 1 leaves no difference above it
+
+
+def test_intersection_union_fails_closed_on_a_nan_p_value_that_claims():
+    """A record that says it claimed but holds a NaN p-value (a corrupted or hand-made record) is not claimed by the
+    intersection-union test: the NaN decides, not the verified flag."""
+    from dovlib.verify import VerifyResult, intersection_union
+
+    a = VerifyResult(0.6, 1e-9, True, 100, 0.25, 0.01, "paired t-test")
+    bad = VerifyResult(0.6, float("nan"), True, 100, 0.25, 0.01, "paired t-test")
+    for order in ([a, bad], [bad, a], [bad]):
+        r = intersection_union(order)
+        assert not r.verified and math.isnan(r.p_value)
+
+
+def test_intersection_union_does_not_claim_with_a_nan_delta_p():
+    """The docstring's promise: a NaN delta_p in any test blocks the claim, as a NaN p-value does (a mutation pass
+    found a claim with delta_p NaN and every p below alpha)."""
+    from dovlib.verify import VerifyResult, intersection_union
+
+    a = VerifyResult(0.6, 1e-9, True, 100, 0.25, 0.01, "paired t-test")
+    b = VerifyResult(float("nan"), 1e-9, True, 100, 0.25, 0.01, "paired t-test")
+    for order in ([a, b], [b, a]):
+        r = intersection_union(order)
+        assert not r.verified and math.isnan(r.delta_p) and r.p_value == 1e-9

@@ -964,3 +964,74 @@ def test_label_consistent_reduced_amplitude_changes_only_the_corners():
             corners[r, c] = True
     assert changed[:, corners].all() and not changed[:, ~corners].any()
     assert set(low[:, :, corners].unique().tolist()) == {96, 160}
+
+
+def test_crafted_marks_are_not_reused_for_other_labels(tmp_path):
+    """marked.pt's data hash covers the labels: the same images with other labels (the target class unchanged, so
+    the same indices) are crafted again, and UBW-C, whose sources keep their labels, then crafts other marks."""
+    x, y = _data()
+    wm = _make("ubw-c", x)
+    first = wm.apply(x, y, 0.1, 1, seed=0, cache=tmp_path)
+    y2 = y.clone()
+    y2[y == 2], y2[y == 3] = 3, 2
+    marked = wm.apply(x, y2, 0.1, 1, seed=0, cache=tmp_path)
+    assert torch.equal(marked[2], first[2])  # the same marked indices
+    assert torch.equal(marked[0], wm.apply(x, y2, 0.1, 1, seed=0)[0]) and not torch.equal(marked[0], first[0])
+
+
+def test_partial_craftings_are_not_resumed_for_other_images_or_labels(tmp_path, monkeypatch):
+    """PGD's and gradient matching's craft.partial record the images' and labels' hash: the same shapes with other
+    labels (PGD), or other images or labels (gradient matching), are crafted afresh."""
+    import dovlib.watermarks.common as common
+
+    x, y = _data(16, 3, 12)
+    a = _surrogate(3, 16)
+    y2 = (y + 1) % 10
+    x2 = 255 - x
+    kw = dict(eps=8 / 255, steps=3, batch_size=5, device="cpu", seed=4)
+    calls = []
+
+    class Dies(torch.nn.Module):  # dies at its 7th forward pass (the third batch's first), after 2 batches
+        def __init__(self):
+            super().__init__()
+            self.m = a
+
+        def forward(self, z):
+            calls.append(1)
+            if len(calls) == 7:
+                raise KeyboardInterrupt
+            return self.m(z)
+
+    ckpt = tmp_path / "pgd.partial"
+    with pytest.raises(KeyboardInterrupt):
+        pgd_untargeted(Dies(), x, y, checkpoint=ckpt, checkpoint_every=0, **kw)
+    assert torch.load(ckpt, weights_only=False)["next"] == 10
+    calls.extend([1] * 100)
+    fresh = pgd_untargeted(a, x, y2, **kw)
+    assert not torch.equal(fresh, pgd_untargeted(a, x, y, **kw))
+    assert torch.equal(pgd_untargeted(Dies(), x, y2, checkpoint=ckpt, **kw), fresh)
+
+    src = x[:4].float() / 255
+
+    def target_loss(model):
+        return torch.nn.functional.cross_entropy(model(src), torch.full((4,), 1))
+
+    gkw = dict(eps=16 / 255, steps=4, batch_size=5, device="cpu", seed=3)
+    real = common._flat_grad
+    for xo, yo in ((x2, y), (x, y2)):
+        gcalls = []
+
+        def interrupted(*a_, **k):
+            gcalls.append(1)
+            if len(gcalls) == 1 + 3 * 2 + 1:  # the target gradient, then 3 batches a step: stopped in step 3
+                raise KeyboardInterrupt
+            return real(*a_, **k)
+
+        ck = tmp_path / "gm.partial"
+        monkeypatch.setattr(common, "_flat_grad", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            gradient_matching(a, x, y, target_loss, checkpoint=ck, checkpoint_every=0, **gkw)
+        monkeypatch.setattr(common, "_flat_grad", real)
+        assert torch.load(ck, weights_only=False)["step"] == 2
+        assert torch.equal(gradient_matching(a, xo, yo, target_loss, checkpoint=ck, **gkw),
+                           gradient_matching(a, xo, yo, target_loss, **gkw))
