@@ -517,6 +517,20 @@ HIDDEN_LOSS_VERSION = 2
 +-1 bits, four times as heavy). A checkpoint of another version is retrained, not reused."""
 
 
+def _load_safely(path, what: str) -> dict:
+    """One of train_hidden's own files, read with ``weights_only=True`` (they hold tensors and plain settings only):
+    a foreign file at the checkpoint path cannot run code; it is refused by name instead."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ValueError(f"{path} ({what}) does not load safely (weights_only=True: tensors and plain settings only): "
+                         f"{str(e).splitlines()[0]}; move it away or pass another checkpoint path") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} ({what}) holds a {type(state).__name__}, not train_hidden's state; move it away or "
+                         f"pass another checkpoint path")
+    return state
+
+
 def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: int = 1000, device="cpu", seed: int = 0,
                  log_every: int = 50, checkpoint=None, progress: bool = True, checkpoint_every: float = 60.0,
                  precision: str = "auto", **overrides) -> HiDDeN:
@@ -564,7 +578,7 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
     bf16 = uses_bf16(precision, device)
     data = data_hash(images)  # a checkpoint is reused or resumed only for the images it was trained on
     if checkpoint is not None and Path(checkpoint).is_file():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        state = _load_safely(checkpoint, "train_hidden's checkpoint")
         if "steps" not in state or "seed" not in state:
             raise ValueError(f"checkpoint {checkpoint} holds a HiDDeN saved by HiDDeN.save, without the training run "
                              f"that made it (steps, seed, images): train_hidden would overwrite it. Load it with "
@@ -586,7 +600,7 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
     partial = Path(str(checkpoint) + ".partial") if checkpoint is not None else None
     saver = Checkpointer(partial, checkpoint_every)  # and on an interruption, the last logged step
     if partial is not None and partial.is_file():
-        st = torch.load(partial, map_location="cpu", weights_only=False)
+        st = _load_safely(partial, "train_hidden's partial run")
         # the same run only: the image-loss schedule depends on ``steps`` (and with ``late_bit_acc`` on
         # ``log_every``), so a partial run of another length (or of other images) starts afresh rather than mixing
         # two schedules

@@ -275,8 +275,10 @@ def intersection_union(results) -> VerifyResult:
     delta = math.nan if any(math.isnan(v) for v in deltas) else min(deltas)
     # a test that did not claim (e.g. too few pairs) vetoes; so does a NaN delta_p
     claimed = p < alpha and not math.isnan(delta) and all(r.verified for r in results)
+    note = "" if claimed or not p < alpha else (
+        "a delta_p is NaN: no claim" if math.isnan(delta) else "a component test did not claim: its verdict vetoes")
     return VerifyResult(delta, p, claimed, sum(r.n for r in results), max(r.tau for r in results), alpha,
-                        f"intersection-union of {len(results)} {results[0].test}s")
+                        f"intersection-union of {len(results)} {results[0].test}s", note)
 
 
 def verification_set(x_test, y_test, target: int, m: int, seed: int = 0, exclude=None) -> torch.Tensor:

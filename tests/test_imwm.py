@@ -1276,3 +1276,20 @@ def test_hidden_partial_runs_resume_when_log_every_allows(tmp_path, monkeypatch)
         train_hidden(images, cfg, log_every=then, checkpoint=ckpt, **kw)
         monkeypatch.setattr(imwm, "_noise", real)
         assert len(calls) == 8, name  # steps 5 to 12: resumed, not trained afresh (12)
+
+
+def test_train_hidden_reads_its_checkpoint_and_partial_safely(tmp_path, capsys):
+    """A foreign file at train_hidden's checkpoint path (or its .partial) is refused by name, never unpickled with
+    code; train_hidden's own files load with weights_only=True."""
+    cfg = HiddenConfig(message_bits=4, channels=4, encoder_blocks=1, decoder_blocks=1, image_size=16, batch_size=4,
+                       adversarial_loss=0, noises=("identity",))
+    images = torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8)
+    ckpt = tmp_path / "h.pt"
+    first = train_hidden(images, cfg, steps=2, progress=False, log_every=1, checkpoint=ckpt)
+    assert train_hidden(images, cfg, steps=2, progress=False, log_every=1, checkpoint=ckpt).history == first.history
+    for path in (ckpt, tmp_path / "g.pt.partial"):
+        torch.save({"steps": 2, "seed": 0, "x": _RunsCode()}, path)
+        with pytest.raises(ValueError, match="does not load safely"):
+            train_hidden(images, cfg, steps=2, progress=False, log_every=1,
+                         checkpoint=str(path).removesuffix(".partial"))
+    assert "code ran" not in capsys.readouterr().out

@@ -365,7 +365,9 @@ def test_intersection_union_claims_only_when_every_test_claims():
         r = intersection_union(order)
         assert not r.verified and math.isnan(r.p_value) and math.isnan(r.delta_p)
     veto = VerifyResult(0.6, 1e-9, False, 5, 0.25, 0.01, "paired t-test")  # did not claim, whatever its p says
-    assert not intersection_union([a, veto]).verified
+    vetoed = intersection_union([a, veto])
+    assert not vetoed.verified and "did not claim" in vetoed.note  # p < alpha, so the note says why not verified
+    assert intersection_union([a, b]).note == "" and intersection_union([a, c]).note == ""
 
 
 def test_paper_table_ii_only_uses_the_datasets_own_block():
