@@ -79,6 +79,11 @@ target = check_int("target", target, 0, ds.num_classes - 1)  # a class of this d
 # target class's share (only grid points are skipped, below)
 select_indices(ds.y_train, rate, target, clean_label=True)
 print(ds.describe())
+from dovlib.sscl import query_count  # noqa: E402
+from dovlib.verify import check_claim_queries  # noqa: E402
+
+check_claim_queries(query_count(ds.y_test, target, None, cfg.verify_m),
+                    what="the profile's verify_m (capped by the non-target test images)")  # before any training
 
 # %% [markdown]
 # ## One parameter set = one record

@@ -81,6 +81,11 @@ ds = load_dataset(dataset).subsample(cfg.n_train, cfg.n_test, seed=seed)
 context = run_context(profile, device, ds, perceptual=perceptual)  # what figures say they were measured with
 select_indices(ds.y_train, rate, target, clean_label=True)  # gamma within the target class's share?
 print(ds.describe())
+from dovlib.sscl import query_count  # noqa: E402
+from dovlib.verify import check_claim_queries  # noqa: E402
+
+check_claim_queries(query_count(ds.y_test, target, None, cfg.verify_m),
+                    what="the profile's verify_m (capped by the non-target test images)")  # before any training
 params = {"profile": profile, "dataset": dataset, "data": context["data_hash"], "arch": arch, "eps": eps_label(eps),
           "rate": rate, "target": target, "seed": seed, "key_hash": key_hash(key), "perceptual": perceptual,
           "finetune_share": finetune_share, "finetune_lr": finetune_lr, "finetune_batch_size": finetune_batch_size,

@@ -80,6 +80,11 @@ device = start_notebook(profile, seed, cfg.device, note=f"grid {arch_list}, {n_d
 ds = load_dataset(dataset).subsample(cfg.n_train, cfg.n_test, seed=seed)
 select_indices(ds.y_train, rate, target, clean_label=True)
 print(ds.describe())
+from dovlib.sscl import query_count  # noqa: E402
+from dovlib.verify import check_claim_queries  # noqa: E402
+
+check_claim_queries(query_count(ds.y_test, target, None, cfg.verify_m),
+                    what="the profile's verify_m (capped by the non-target test images)")  # before any training
 
 # %% [markdown]
 # ## The grid

@@ -493,6 +493,17 @@ def test_verification_notebooks_refuse_query_counts_that_can_never_claim(tmp_pat
     assert res.status == "failed" and "the owner's check" in res.error and "can never claim" in res.error
 
 
+@pytest.mark.parametrize("notebook", ["04_ablation", "05_removal_attacks", "06_transferability"])
+def test_study_notebooks_refuse_a_verify_m_that_can_never_claim(notebook, tmp_path, monkeypatch):
+    """04-06 take the profile's verify_m: 5 queries can never claim at tau 0.25 (they used to train, then report
+    'not verified' as if it were a result)."""
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
+    res = rp.run_notebook(REPO_ROOT / "notebooks" / f"{notebook}.ipynb", {"profile": "smoke:verify_m=5"},
+                          reports=tmp_path / "reports")
+    assert res.status == "failed" and "verify_m" in res.error and "5 queries can never claim" in res.error, res.error
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.pt"))  # refused before training
+
+
 def test_plug_and_play_notebook_checks_every_table_s_settings_and_its_seed_up_front(tmp_path, monkeypatch):
     monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
     nb = REPO_ROOT / "notebooks" / "08_amuse_plug_and_play.ipynb"
