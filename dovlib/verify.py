@@ -117,7 +117,7 @@ def check_claim_queries(m: int, tau=0.25, alpha=0.01, what: str = "m") -> int:
     """``m`` when that many queries can claim at ``tau`` and ``alpha`` (:func:`min_claim_queries`), else a
     ValueError naming ``what`` (how m was set), m, tau, alpha and the fewest queries that can claim: a run that
     can never claim ownership says nothing (notebooks 02 and 03 refuse it before any training)."""
-    m = check_int("m", m, 0)
+    m = check_int(what, m, 0)
     tau, alpha = _check_tau_alpha(tau, alpha)
     need = min_claim_queries(tau, alpha)
     if m < need:
