@@ -322,24 +322,13 @@ def test_pgd_does_not_resume_a_partial_crafting_of_another_surrogate_or_other_im
     b = _surrogate(3, 16)
     with torch.no_grad():
         next(b.parameters()).add_(0.01)
-    kw = dict(eps=8 / 255, steps=3, batch_size=5, device="cpu", seed=4)
-    calls = []
+    kw, calls = PGD_KW, []
 
-    class Dies(torch.nn.Module):  # a dies at its 7th forward pass (the third batch's first), after 2 batches
-        def __init__(self):
-            super().__init__()
-            self.m = a
-
-        def forward(self, z):
-            calls.append(1)
-            if len(calls) == 7:
-                raise KeyboardInterrupt
-            return self.m(z)
+    def Dies():  # a, dying at its 7th forward pass (the third batch's first), after 2 batches
+        return _dies_at(a, 7, calls)
 
     ckpt = tmp_path / "craft.partial"
-    with pytest.raises(KeyboardInterrupt):
-        pgd_untargeted(Dies(), x, y, checkpoint=ckpt, checkpoint_every=0, **kw)
-    assert torch.load(ckpt, weights_only=False)["next"] == 10
+    _interrupt_pgd(a, x, y, ckpt, calls)
     wrapped_b = Dies()
     wrapped_b.m = b  # the same module structure as the partial's, other weights
     calls.extend([1] * 100)  # never dies again
@@ -988,24 +977,13 @@ def test_partial_craftings_are_not_resumed_for_other_images_or_labels(tmp_path, 
     a = _surrogate(3, 16)
     y2 = (y + 1) % 10
     x2 = 255 - x
-    kw = dict(eps=8 / 255, steps=3, batch_size=5, device="cpu", seed=4)
-    calls = []
+    kw, calls = PGD_KW, []
 
-    class Dies(torch.nn.Module):  # dies at its 7th forward pass (the third batch's first), after 2 batches
-        def __init__(self):
-            super().__init__()
-            self.m = a
-
-        def forward(self, z):
-            calls.append(1)
-            if len(calls) == 7:
-                raise KeyboardInterrupt
-            return self.m(z)
+    def Dies():  # a, dying at its 7th forward pass (the third batch's first), after 2 batches
+        return _dies_at(a, 7, calls)
 
     ckpt = tmp_path / "pgd.partial"
-    with pytest.raises(KeyboardInterrupt):
-        pgd_untargeted(Dies(), x, y, checkpoint=ckpt, checkpoint_every=0, **kw)
-    assert torch.load(ckpt, weights_only=False)["next"] == 10
+    _interrupt_pgd(a, x, y, ckpt, calls)
     calls.extend([1] * 100)
     fresh = pgd_untargeted(a, x, y2, **kw)
     assert not torch.equal(fresh, pgd_untargeted(a, x, y, **kw))
@@ -1035,3 +1013,31 @@ def test_partial_craftings_are_not_resumed_for_other_images_or_labels(tmp_path, 
         assert torch.load(ck, weights_only=False)["step"] == 2
         assert torch.equal(gradient_matching(a, xo, yo, target_loss, checkpoint=ck, **gkw),
                            gradient_matching(a, xo, yo, target_loss, **gkw))
+
+
+def _dies_at(model, n, calls):
+    """``model`` wrapped to raise KeyboardInterrupt at its ``n``-th forward pass, counted in ``calls`` (shared, so a
+    test can extend it to stop the dying)."""
+
+    class Dies(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.m = model
+
+        def forward(self, z):
+            calls.append(1)
+            if len(calls) == n:
+                raise KeyboardInterrupt
+            return self.m(z)
+
+    return Dies()
+
+
+PGD_KW = dict(eps=8 / 255, steps=3, batch_size=5, device="cpu", seed=4)
+
+
+def _interrupt_pgd(model, x, y, ckpt, calls):
+    """pgd_untargeted (PGD_KW) with ``model`` dying at its 7th forward pass, after 2 batches: a partial at ``ckpt``."""
+    with pytest.raises(KeyboardInterrupt):
+        pgd_untargeted(_dies_at(model, 7, calls), x, y, checkpoint=ckpt, checkpoint_every=0, **PGD_KW)
+    assert torch.load(ckpt, weights_only=False)["next"] == 10
