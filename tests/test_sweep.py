@@ -173,8 +173,13 @@ def _write_many(args):
 
 
 def test_concurrent_writers_lose_nothing(reports):
-    with multiprocessing.get_context("fork").Pool(4) as pool:
-        pool.map(_write_many, [(str(reports), w) for w in range(4)])
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn, not fork (as run_local): by now this pytest process holds torch's and onnxruntime's threads, and a forked
+    # Pool hung a full CI run once (its workers exited, 143 and 1, and Pool.map waited for ever); a dead worker now
+    # fails the test (BrokenProcessPool), and a stuck one after the timeout
+    with ProcessPoolExecutor(4, mp_context=multiprocessing.get_context("spawn")) as pool:
+        list(pool.map(_write_many, [(str(reports), w) for w in range(4)], timeout=300))
     assert len(report.load_records("07_concurrent")) == 32
     assert len(json.loads((reports / "07_concurrent" / "tables.json").read_text())) == 32
 
