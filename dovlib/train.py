@@ -12,9 +12,9 @@ The speed recipe, in one place (after airbench / hlb-CIFAR10):
 
 A checkpoint is written (atomically) after the last epoch and after any epoch that ends a minute or more after the
 previous save; calling :func:`fit` again with the same checkpoint path resumes where the last run stopped, and
-returns at once if it had finished. (Saving a width-64 ResNet-18 with its optimiser, 90 MB, took 80-230 ms on the
-build machine; an epoch of the CIFAR-10 subset takes about 130 ms at the 38,438 images/s measured on an H100
-with cuDNN autotuning.)
+returns at once if it had finished. (Saving a width-64 ResNet-18 with its optimiser, 85 MiB, took 148-663 ms
+with its fsync on the build machine, median 151 ms; an epoch of the CIFAR-10 subset takes about 130 ms at the
+38,438 images/s measured on an H100 with cuDNN autotuning.)
 """
 
 from __future__ import annotations
