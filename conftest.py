@@ -33,3 +33,34 @@ def _fresh_training_provenance():
 
     reset_training_provenance()
     yield
+
+
+class _RunsCodeOnLoading:
+    """Unpickling this object creates ``marker`` (``open(marker, "w")``): the code a foreign file could run when read
+    with ``torch.load(weights_only=False)``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.fixture
+def plant_code(tmp_path):
+    """``plant(path, **fields)`` writes with ``torch.save``, at ``path``, a dict of ``fields`` plus an object whose
+    unpickling would create a marker file, and returns that marker's path (absent: no code ran). The payload is
+    checked first: an unsafe load of a copy does create the marker."""
+    import torch
+
+    def plant(path, **fields):
+        marker = tmp_path / "code-ran"
+        probe = tmp_path / "probe.pt"
+        torch.save({**fields, "payload": _RunsCodeOnLoading(marker)}, probe)
+        torch.load(probe, weights_only=False)["payload"].close()
+        assert marker.is_file(), "the planted payload would not run code"
+        marker.unlink()
+        probe.replace(path)
+        return marker
+
+    return plant

@@ -45,7 +45,7 @@ from .params import (Profile, check_bool, check_choice, check_int, check_seed, p
                      parse_rate)
 from .perceptual import check_perceptual, check_perceptual_size, perceptual_loss, require_perceptual
 from .report import file_lock, run_dir
-from .train import (Checkpointer, TrainConfig, _save_atomic, augment_batch, data_hash, evaluate, fit,
+from .train import (Checkpointer, TrainConfig, _save_atomic, augment_batch, data_hash, evaluate, fit, load_state,
                     merges_last_batch, model_hash, resolve_device, restore_generator, to_float)
 from .watermarks.base import select_indices
 
@@ -290,7 +290,8 @@ def train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, conf
     Returns ``(G, history)``. With ``checkpoint`` the state is saved at the first log step (every ``log_every``
     iterations) after ``checkpoint_every`` seconds since the last save, and at the last log step when the run is
     interrupted (:class:`dovlib.train.Checkpointer`); an interrupted run resumes from it with the result of an
-    uninterrupted one (the quick generator's 23 MB state took 30 ms to write on the build machine)."""
+    uninterrupted one (the quick generator's 23 MB state took 30 ms to write on the build machine). The checkpoint
+    is read with ``weights_only=True``: a foreign file at the path, which could run code, is refused by name."""
     cfg = config
     if getattr(x, "dtype", None) != torch.uint8 or getattr(x, "ndim", None) != 4:  # floats 0..255 trained nonsense
         raise ValueError(f"x must be uint8 images (N, C, H, W), as mark() takes; got dtype {getattr(x, 'dtype', None)} "
@@ -324,7 +325,7 @@ def train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, conf
     if ckpt and cfg.bf16:
         origin["generator_code"] = BF16_GENERATOR_CODE
     if ckpt and ckpt.is_file():
-        st = torch.load(ckpt, map_location=dev, weights_only=False)
+        st = load_state(ckpt, "train_generator's checkpoint", dev)  # weights_only: a foreign file runs no code
         if st["config"] != cfg.as_dict():
             raise ValueError(f"checkpoint {ckpt} was written with other generator settings; delete it")
         if cfg.bf16 and st.get("generator_code") != BF16_GENERATOR_CODE:  # older code: a bf16 residual, not resumed

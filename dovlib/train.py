@@ -40,7 +40,7 @@ import torch.nn.functional as F
 __all__ = ["TrainConfig", "TrainResult", "data_hash", "model_hash", "fit", "evaluate", "predict_proba",
            "predict_logits", "augment_batch", "resolve_device", "seed_everything", "to_float", "precision_options",
            "training_provenance", "reset_training_provenance", "restore_generator", "Checkpointer",
-           "merges_last_batch", "train_steps"]
+           "merges_last_batch", "train_steps", "load_state"]
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -434,6 +434,49 @@ def _save_atomic(obj, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _numpy_scalars() -> list:
+    """What a pickled NumPy number (``np.float64(0.5)``, ``np.bool_(True)``: a :func:`fit` callback's) needs to load
+    with ``weights_only=True``: NumPy's scalar constructor (a value from a dtype and its bytes; it builds no array),
+    ``np.dtype`` and the dtype classes of booleans, integers and floats (torch's documented allowance for NumPy
+    scalars, limited to those kinds)."""
+    core = getattr(np, "_core", None) or np.core  # numpy 2 moved numpy.core to numpy._core
+    dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25
+    kinds = ["BoolDType", *(f"{k}{b}DType" for k in ("Int", "UInt") for b in (8, 16, 32, 64)),
+             "Float16DType", "Float32DType", "Float64DType"]
+    scalar = core.multiarray.scalar  # by both its names: a file written under numpy 1 names numpy.core's
+    return [scalar, (scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar"), np.dtype,
+            *(getattr(dtypes, k) for k in kinds if hasattr(dtypes, k))]
+
+
+def unsafe_load_reason(err: Exception) -> str:
+    """The line of torch's ``weights_only`` refusal that says what the file needed (e.g. "Unsupported global: GLOBAL
+    io.open was not an allowed global by default"), not its advice to load with ``weights_only=False``."""
+    text = str(err)
+    text = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else text
+    lines = [line.strip() for line in text.splitlines() if line.strip()]  # the error's text may start a line below
+    return lines[0].split(". Please use")[0].rstrip(".") if lines else type(err).__name__
+
+
+def load_state(path, what: str, map_location="cpu", *, remedy: str = "delete it or pass another path",
+               numpy_scalars: bool = False) -> dict:
+    """One of dovlib's own state files (a checkpoint, a cache), read with ``torch.load(weights_only=True)``: tensors,
+    dicts, lists, tuples, numbers, strings (and NumPy scalars with ``numpy_scalars``). A file that needs anything
+    else, such as one placed at the path by someone else (runs/ may be shared, a cache folder copied), could run code
+    when unpickled: it is refused with a ``ValueError`` naming ``path``, ``what`` it should be, and the ``remedy``,
+    as is a file that does not hold a dict."""
+    import pickle
+
+    try:
+        with torch.serialization.safe_globals(_numpy_scalars() if numpy_scalars else []):
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ValueError(f"{path} ({what}) does not load safely (weights_only=True: tensors and plain settings only): "
+                         f"{unsafe_load_reason(e)}; {remedy}") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} ({what}) holds a {type(state).__name__}, not a dict of dovlib's state; {remedy}")
+    return state
+
+
 def merges_last_batch(n: int, batch_size: int) -> bool:
     """Whether :func:`fit` adds a last batch of one image to the batch before it (``n % batch_size == 1``, ``n > 1``):
     alone it would train a full step on one image and move BatchNorm's running statistics towards it, or fail."""
@@ -497,7 +540,9 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
     ties the run to, e.g. the starting weights' :func:`data_hash`) is refused, never resumed. The history is saved
     with the checkpoint, so the callback columns of epochs read back from it (all of them for a finished one) are
     those of the run that wrote it, not of this call's ``callbacks``: tie the checkpoint to the callbacks with
-    ``checkpoint_key`` (or key its path) when they may differ.
+    ``checkpoint_key`` (or key its path) when they may differ. The checkpoint is read with ``weights_only=True``
+    (:func:`load_state`: tensors, plain Python values and NumPy numbers, so callbacks should return those): a file
+    at the path that needs anything else to load, which could run code, is refused by name.
     """
     cfg = config or TrainConfig()
     if overrides:
@@ -551,7 +596,8 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
     if ckpt_path and merges_last_batch(len(x_train), cfg.batch_size):  # one step fewer per epoch than older code's
         origin["last_batch"] = "merged"
     if ckpt_path and ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        # weights_only: a foreign file at the path cannot run code (a callback's NumPy numbers still load)
+        state = load_state(ckpt_path, "fit's checkpoint", device, numpy_scalars=True)
         if state.get("fingerprint") != cfg.fingerprint() or state.get("n_train") != n:
             raise ValueError(f"checkpoint {ckpt_path} was written with other training settings or data "
                              f"({state.get('fingerprint')} vs {cfg.fingerprint()}); delete it or pass another path")

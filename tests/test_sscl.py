@@ -1742,3 +1742,34 @@ def test_cached_generator_files_load_without_any_allowance_and_non_dicts_are_nam
         torch.save(other, tmp_path / "other.pt")
         with pytest.raises(ValueError, match="not a dovlib SSCL-BW generator file"):
             SSCLGenerator.load(tmp_path / "other.pt")
+
+
+def test_generator_checkpoint_that_would_run_code_is_refused_and_its_own_loads_safely(tmp_path, plant_code):
+    """train_generator reads its checkpoint with weights_only=True: a foreign file at the path, or at
+    get_or_train_generator's own one in its cache folder (runs/ may be shared), is refused by name, never unpickled
+    with its code, and left where it is; the checkpoints it writes need nothing but torch's safe types."""
+    from dovlib.report import run_dir
+
+    ds, f = _toy()
+    cfg = GeneratorConfig(eps=16 / 255, target=1, key=3, iters=4, batch=8, perceptual="mse", width=4, depth=1)
+    ckpt = tmp_path / "g.pt"
+    marker = plant_code(ckpt, iter=2)
+    planted = ckpt.read_bytes()
+    with pytest.raises(ValueError, match=r"g.pt \(train_generator's checkpoint\) does not load safely "
+                                         r"\(weights_only=True: .*\): Unsupported global: .*; delete it or pass "
+                                         r"another path"):
+        train_generator(f, ds.x_train, ds.y_train, cfg, device="cpu", progress=False, checkpoint=ckpt)
+    assert not marker.exists() and ckpt.read_bytes() == planted
+    cached = run_dir(sscl.CACHE, sscl._generator_key(sscl.model_hash(f), ds.x_train, ds.y_train, cfg))
+    plant_code(cached / "generator_ckpt.pt", iter=2)
+    with pytest.raises(ValueError, match=r"generator_ckpt.pt \(train_generator's checkpoint\) does not load safely"):
+        get_or_train_generator(f, ds.x_train, ds.y_train, cfg, device="cpu", progress=False)
+    assert not marker.exists() and not (cached / "generator.pt").exists()
+    ckpt.unlink()
+    with pytest.raises(KeyboardInterrupt):  # stopped inside iteration 3: the checkpoint holds iteration 2
+        train_generator(_StopAt(f, 2 * 2 + 1), ds.x_train, ds.y_train, cfg, device="cpu", progress=False,
+                        log_every=2, checkpoint=ckpt, checkpoint_every=0)
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(ckpt) == []
+    _, hist = train_generator(f, ds.x_train, ds.y_train, cfg, device="cpu", progress=False, log_every=2,
+                              checkpoint=ckpt)
+    assert [h["iter"] for h in hist] == [2, 4]

@@ -931,3 +931,65 @@ def test_a_resumed_optimizer_keeps_this_devices_fused_choice(ds, tmp_path, monke
     res = fit(_model(4), ds.x_train, ds.y_train, checkpoint=ckpt, **kw)
     assert res.resumed_from_epoch == 1
     assert [g.get("fused") for g in made[0][0].param_groups] == [None, None]
+
+
+def test_fit_refuses_a_checkpoint_that_would_run_code_and_reads_its_own_safely(ds, tmp_path, plant_code):
+    """fit reads its checkpoint with weights_only=True: a foreign file at the path (runs/ may be shared, a cache
+    folder copied from someone else) is refused by name, never unpickled with its code, and left where it is. fit's
+    own checkpoints load that way, a callback's NumPy numbers in the history included (numpy scalars only), and
+    resume."""
+    import numpy as np
+
+    kw = dict(epochs=2, batch_size=64, lr=0.05, progress=False, checkpoint_every=0)
+    x, y = ds.x_train[:128], ds.y_train[:128]
+    ckpt = tmp_path / "ck.pt"
+    marker = plant_code(ckpt, epoch=1, fingerprint="?")
+    planted = ckpt.read_bytes()
+    with pytest.raises(ValueError, match=r"ck.pt \(fit's checkpoint\) does not load safely \(weights_only=True: "
+                                         r"tensors and plain settings only\): Unsupported global: GLOBAL \S*open.*; "
+                                         r"delete it or pass another path"):
+        fit(_model(), x, y, checkpoint=ckpt, **kw)
+    assert not marker.exists() and ckpt.read_bytes() == planted
+    ckpt.unlink()
+
+    def numpy_numbers(model, epoch):
+        return {"score": np.float64(0.5), "flag": np.bool_(True), "count": np.int64(epoch)}
+
+    with pytest.raises(KeyboardInterrupt):  # after epoch 1's checkpoint
+        fit(_model(3), x, y, checkpoint=ckpt, callbacks=[numpy_numbers, _stop_at(2)], **kw)
+    assert sorted(torch.serialization.get_unsafe_globals_in_checkpoint(ckpt)) == [
+        "numpy._core.multiarray.scalar", "numpy.dtype"]  # what a callback's np.float64 needs, and nothing else
+    resumed = fit(_model(4), x, y, checkpoint=ckpt, callbacks=[numpy_numbers], **kw)
+    assert resumed.resumed_from_epoch == 1 and [r["count"] for r in resumed.history] == [1, 2]
+    assert resumed.history[0]["score"] == 0.5 and resumed.history[0]["flag"]
+    fit(_model(5), x, y, checkpoint=tmp_path / "plain.pt", **kw)
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(tmp_path / "plain.pt") == []
+
+
+def test_load_state_reads_numpy_numbers_under_either_numpy_name(tmp_path):
+    """A checkpoint written under numpy 1 names numpy.core.multiarray.scalar, one under numpy 2 numpy._core's: fit's
+    allowance takes both; an array (which NumPy rebuilds by _reconstruct) is still refused."""
+    import io
+    import zipfile
+
+    import numpy as np
+
+    from dovlib.train import load_state
+
+    buf = io.BytesIO()
+    torch.save({"score": np.float64(0.5), "flag": np.bool_(True)}, buf)
+    for name in (b"numpy.core.multiarray", b"numpy._core.multiarray"):
+        path = tmp_path / f"{name.decode()}.pt"
+        with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as zin, zipfile.ZipFile(path, "w") as zout:
+            for item in zin.infolist():
+                data = zin.read(item.filename)
+                if item.filename.endswith("data.pkl"):
+                    data = data.replace(b"numpy._core.multiarray", name).replace(b"numpy.core.multiarray", name)
+                zout.writestr(item, data)
+        assert name.decode() + ".scalar" in torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        assert load_state(path, "test", numpy_scalars=True) == {"score": 0.5, "flag": True}
+        with pytest.raises(ValueError, match=r"\(test\) does not load safely"):
+            load_state(path, "test")  # only where asked
+    torch.save({"a": np.zeros(2)}, tmp_path / "array.pt")
+    with pytest.raises(ValueError, match=r"array.pt \(test\) does not load safely .*_reconstruct"):
+        load_state(tmp_path / "array.pt", "test", numpy_scalars=True)
