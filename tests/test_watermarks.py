@@ -2,6 +2,7 @@
 
 import math
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -1041,3 +1042,73 @@ def _interrupt_pgd(model, x, y, ckpt, calls):
     with pytest.raises(KeyboardInterrupt):
         pgd_untargeted(_dies_at(model, 7, calls), x, y, checkpoint=ckpt, checkpoint_every=0, **PGD_KW)
     assert torch.load(ckpt, weights_only=False)["next"] == 10
+
+
+def test_crafting_checkpoint_that_would_run_code_is_not_read_but_crafted_afresh(tmp_path, plant_code):
+    """PGD and gradient matching read their resumable state with weights_only=True: a foreign file at the path is
+    never unpickled with its code; the crafting starts afresh, says so in one warning (the file is then replaced),
+    and returns what an uninterrupted run returns. Their own checkpoints need nothing but torch's safe types."""
+    x, y = _data(16, 3, 12)
+    m = _surrogate(3, 16)
+    kw = dict(eps=8 / 255, steps=2, batch_size=5, device="cpu", seed=4)
+    straight = pgd_untargeted(m, x, y, **kw)
+    ckpt = tmp_path / "craft.partial"
+    marker = plant_code(ckpt, next=10, out=[])
+    with pytest.warns(UserWarning, match=r"craft.partial \(the crafting's resumable state\) does not load safely "
+                                         r"\(weights_only=True: .*\): Unsupported global: .*; crafting starts afresh "
+                                         r"and replaces it"):
+        assert torch.equal(pgd_untargeted(m, x, y, checkpoint=ckpt, **kw), straight)
+    assert not marker.exists() and not ckpt.exists()
+    # gradient matching's state (Adam's and MultiStepLR's state dicts) loads with weights_only=True, and resumes
+    src = x[:4].float() / 255
+
+    def target_loss(model):
+        return torch.nn.functional.cross_entropy(model(src), torch.full((4,), 1))
+
+    gm = dict(eps=16 / 255, steps=3, batch_size=6, device="cpu", seed=3)
+    whole = gradient_matching(m, x, y, target_loss, **gm)
+    plant_code(ckpt, step=1)
+    with pytest.warns(UserWarning, match="crafting starts afresh and replaces it"):
+        assert torch.equal(gradient_matching(m, x, y, target_loss, checkpoint=ckpt, **gm), whole)
+    assert not marker.exists()
+
+    class Stop(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.m, self.calls = m, 0
+
+        def forward(self, z):
+            self.calls += 1
+            if self.calls == 1 + 2 * 2 + 1:  # the target loss, 2 full steps of 2 batches, then stop
+                raise KeyboardInterrupt
+            return self.m(z)
+
+    with pytest.raises(KeyboardInterrupt):
+        gradient_matching(Stop(), x, y, target_loss, checkpoint=ckpt, checkpoint_every=0, **gm)
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(ckpt) == []
+    assert torch.load(ckpt, weights_only=True)["step"] == 2
+
+
+def test_crafted_marks_file_that_would_run_code_is_not_read_but_crafted_again(tmp_path, plant_code):
+    """apply(cache=folder) reads marked.pt with weights_only=True: a foreign file there (Table I's folders sit in
+    runs/, which may be shared) is never unpickled with its code; the marks are crafted again, one warning says that
+    the file is replaced, and they are what an uncached call crafts. The marked.pt written then needs nothing but
+    torch's safe types and is reused."""
+    x, y = _data()
+    wm = _make("sleeper-agent", x)
+    uncached = wm.apply(x, y, 0.1, 1, seed=0)
+    marker = plant_code(tmp_path / "marked.pt", idx=torch.arange(3))
+    with pytest.warns(UserWarning, match=r"marked.pt \(crafted marks\) does not load safely \(weights_only=True: "
+                                         r".*\): Unsupported global: .*; the marks are crafted again and replace it"):
+        got = wm.apply(x, y, 0.1, 1, seed=0, cache=tmp_path)
+    assert not marker.exists()
+    assert all(torch.equal(a, b) for a, b in zip(got, uncached))
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(tmp_path / "marked.pt") == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = wm.apply(x, y, 0.1, 1, seed=0, cache=tmp_path)
+    assert all(torch.equal(a, b) for a, b in zip(again, uncached))
+    torch.save([1, 2], tmp_path / "marked.pt")  # not a dict: named too, never an AttributeError
+    with pytest.warns(UserWarning, match=r"marked.pt \(crafted marks\) holds a list, not .*; the marks are crafted "
+                                         r"again and replace it"):
+        wm.apply(x, y, 0.1, 1, seed=0, cache=tmp_path)

@@ -15,6 +15,7 @@ A dataset watermark marks part of a training set so that a model trained on it l
 from __future__ import annotations
 
 import numbers
+import warnings
 
 from abc import ABC, abstractmethod
 
@@ -105,7 +106,9 @@ class SurrogateWatermark(DatasetWatermark):
         :func:`dovlib.watermarks.table.table_row`). The crafted images are saved there as ``marked.pt`` and reused
         by later calls with the same settings, target, seed, indices, images and labels (their hash) and surrogate
         (the hash of its weights); any other call crafts afresh and overwrites them. An interrupted crafting resumes
-        from ``craft.partial``, which is tied to the same images and surrogate."""
+        from ``craft.partial``, which is tied to the same images and surrogate. Both are read with
+        ``weights_only=True``: a file there that needs more to load (it could run code) is not read; a warning says
+        that the marks are crafted afresh and the file replaced."""
         check_images(x)
         self._check_fitted()
         y = check_labels(y, len(x))
@@ -126,8 +129,14 @@ class SurrogateWatermark(DatasetWatermark):
         call = {"method": self.describe(), "target": int(target), "seed": int(seed),
                 "data": data_hash(x, y.long()), "surrogate": model_hash(self.surrogate)}
         if final.is_file():  # another call's images (the folder was reused for other settings) are crafted afresh
-            st = torch.load(final, map_location="cpu", weights_only=False)
-            if torch.equal(st["idx"], idx) and st["call"] == call:
+            from ..train import load_state
+
+            try:  # weights_only: a foreign file in the folder runs no code; the marks are crafted again, saying so
+                st = load_state(final, "crafted marks", remedy="the marks are crafted again and replace it")
+            except ValueError as e:
+                warnings.warn(str(e), stacklevel=3)
+                st = {}
+            if isinstance(st.get("idx"), torch.Tensor) and torch.equal(st["idx"], idx) and st.get("call") == call:
                 return st["x_marked"]
         marked = self._craft(x, y, idx, target, seed, checkpoint=Path(cache) / "craft.partial")
         from ..train import _save_atomic

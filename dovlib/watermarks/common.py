@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -20,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..params import check_int, parse_rate
-from ..train import data_hash, model_hash, resolve_device, to_float
+from ..train import data_hash, load_state, model_hash, resolve_device, to_float
 
 # Bumped when PGD or gradient matching changes what it returns, so Table I's cached crafted marks are made again
 # (2: one signed Adam step per pass over the poisons, a frozen copy of the surrogate, marks clipped to eps; 3: the
@@ -122,7 +123,9 @@ class _Resumable:
     ``inputs`` (settings, the hashes of the images and of the surrogate's weights), else None; ``save(state)``
     offers ``state()`` (a function) to a :class:`dovlib.train.Checkpointer`: written atomically at most once per
     ``every`` seconds, otherwise kept as a copy that a ``with`` block around the loop writes when the loop is
-    interrupted; ``done()`` removes the file. Without a path every call does nothing."""
+    interrupted; ``done()`` removes the file. Without a path every call does nothing. The file is read with
+    ``weights_only=True``: one that needs more to load (a foreign file, which could run code) is not read, and a
+    warning says that the crafting starts afresh and replaces it."""
 
     def __init__(self, path, inputs: dict, every: float):
         from ..train import Checkpointer
@@ -140,7 +143,12 @@ class _Resumable:
     def state(self) -> dict | None:
         if self.path is None or not self.path.is_file():
             return None
-        st = torch.load(self.path, map_location="cpu", weights_only=False)
+        try:  # weights_only: a foreign file at the path runs no code; the crafting starts afresh, saying so
+            st = load_state(self.path, "the crafting's resumable state",
+                            remedy="crafting starts afresh and replaces it")
+        except ValueError as e:
+            warnings.warn(str(e), stacklevel=3)
+            return None
         return st if st.get("inputs") == self.inputs else None
 
     def save(self, state, copied: bool = False) -> None:
