@@ -478,11 +478,13 @@ class HiDDeN(Watermarker):
     def load(cls, path, device="cpu") -> "HiDDeN":
         """A model saved by :meth:`save` or :func:`train_hidden`, read with ``weights_only=True``: a file from
         elsewhere can hold tensors and plain settings only, never code that runs on loading."""
+        from .train import unsafe_load_reason
+
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:
             raise ValueError(f"{path} is not a HiDDeN file that loads safely (weights_only=True: tensors and plain "
-                             f"settings only): {str(e).splitlines()[0]}") from None
+                             f"settings only): {unsafe_load_reason(e)}") from None
         if not isinstance(state, dict) or not {"config", "state_dict"} <= set(state):
             kind = "a train_hidden .partial (resumable state: let train_hidden finish it)" \
                 if isinstance(state, dict) and "net" in state else "not a saved HiDDeN"
@@ -520,15 +522,9 @@ HIDDEN_LOSS_VERSION = 2
 def _load_safely(path, what: str) -> dict:
     """One of train_hidden's own files, read with ``weights_only=True`` (they hold tensors and plain settings only):
     a foreign file at the checkpoint path cannot run code; it is refused by name instead."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise ValueError(f"{path} ({what}) does not load safely (weights_only=True: tensors and plain settings only): "
-                         f"{str(e).splitlines()[0]}; move it away or pass another checkpoint path") from None
-    if not isinstance(state, dict):
-        raise ValueError(f"{path} ({what}) holds a {type(state).__name__}, not train_hidden's state; move it away or "
-                         f"pass another checkpoint path")
-    return state
+    from .train import load_state
+
+    return load_state(path, what, remedy="move it away or pass another checkpoint path")
 
 
 def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: int = 1000, device="cpu", seed: int = 0,
