@@ -603,8 +603,17 @@ def load_watermarked(folder) -> WatermarkedSet:
         raise FileNotFoundError(f"{data} not found: folder must be one written by dovlib.sscl.save_watermarked "
                                 f"(public/data.npz, public/manifest.json and, for the owner, "
                                 f"private/owner_record.json)")
-    z = np.load(data)
-    x, y = torch.from_numpy(z["x"]).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(z["y"]).long()
+    arrays = {}
+    with np.load(data, allow_pickle=False) as z:  # often someone else's file: never unpickled (that could run code)
+        for k in ("x", "y"):
+            try:
+                arrays[k] = z[k]
+            except ValueError as e:
+                if "allow_pickle" not in str(e):
+                    raise
+                raise ValueError(f"{data} holds pickled Python objects ({k}), which could run code when loaded; it is "
+                                 f"not a file written by dovlib.sscl.save_watermarked (numbers only)") from None
+    x, y = torch.from_numpy(arrays["x"]).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(arrays["y"]).long()
     record = folder / "private" / "owner_record.json"
     if record.is_file():
         man = json.loads(record.read_text())

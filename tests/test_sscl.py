@@ -1776,3 +1776,24 @@ def test_generator_checkpoint_that_would_run_code_is_refused_and_its_own_loads_s
     _, hist = train_generator(f, ds.x_train, ds.y_train, cfg, device="cpu", progress=False, log_every=2,
                               checkpoint=ckpt)
     assert [h["iter"] for h in hist] == [2, 4]
+
+
+def test_load_watermarked_never_unpickles_a_downloaded_data_file(tmp_path):
+    """public/data.npz comes from someone else: read without pickle (allow_pickle=False), so an object array whose
+    unpickling would run code is refused with an error naming the file, and the code does not run."""
+    marker = tmp_path / "code-ran"
+
+    class RunsCode:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    public = tmp_path / "user" / "public"
+    public.mkdir(parents=True)
+    x = np.empty(1, dtype=object)
+    x[0] = RunsCode()
+    np.savez(public / "data.npz", x=x, y=np.zeros(1, dtype=np.int64))
+    (public / "manifest.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"data.npz holds pickled Python objects \(x\), which could run code when "
+                                         r"loaded; it is not a file written by dovlib.sscl.save_watermarked"):
+        load_watermarked(tmp_path / "user")
+    assert not marker.exists()
