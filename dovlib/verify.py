@@ -9,7 +9,18 @@
   +0.3 plus N(0, 0.02) noise: 0.36 at m = 20 and 0.04 at m = 100). No claim is made from fewer queries than any
   valid test of a bounded mean needs (:func:`claim_floor`). alpha does not bound the share of independent owners'
   models claimed (a model that truly answers the trigger by more than tau is a correct rejection, yet a false
-  claim).
+  claim). It stays the default (the paper's test).
+* :func:`bounded_verify` (ours): the same H0 tested by betting (Waudby-Smith and Ramdas, JRSSB 2024), whose level
+  alpha holds for every distribution of the differences on [-1, 1] with mean at most tau, at every m, for
+  independently drawn queries. ``benchmarks/verify_level.py`` measured, at tau 0.25 and alpha 0.01 over 4,000 seeded
+  draws per null and m (m = 20, 100; the same draws for both tests): 0 claims at the skewed null above (the t-test
+  on those draws: 0.37 and 0.043), 2 and 1 at the two-point null at -1 and +1 (t-test: 0.025 and 0.009), 0 at
+  N(0.25, 0.1) (t-test: 0.011 and 0.010); drawn without replacement from pools of 100 to 270 differences with mean
+  tau (m 40 or 100, 2,000 draws each), 0. It pays in power with few queries: over 1,000 draws a watermarked model
+  with D ~ clip(N(0.7, 0.2)) is claimed 96% of the time at m = 20 (t-test 100%) and always from m = 40; D ~
+  clip(N(0.45, 0.2)) never at m = 20 (t-test 95%; no valid test can claim 20 differences of 0.45 at alpha 0.01), 69%
+  at m = 40, always at m = 100. A saturated model claims from 11 queries (the floor: 10).
+  ``verify_model(test="bounded")`` runs it, :func:`add_bounded` puts it beside the t-test in Table II.
 * :func:`label_verify`: the label-only variant (an API that returns labels): a binomial test that the share of
   watermarked queries labelled t exceeds the benign share + tau, with the benign share's own sampling error
   accounted for (an exact Clopper-Pearson bound, alpha split in two).
@@ -32,10 +43,10 @@ from .params import check_int, parse_fraction
 from .perceptual import perceptual_distance
 from .train import evaluate, predict_logits, predict_proba, to_float
 
-__all__ = ["VerifyResult", "ttest_verify", "label_verify", "intersection_union", "verification_set", "query_probs",
-           "verify_model", "claim_floor", "min_claim_queries", "check_claim_queries",
-           "attack_success", "evaluate_watermark",
-           "summarize_controls", "tau_sweep", "m_sweep", "per_class_accuracy", "PAPER_TABLE_II", "paper_table_ii"]
+__all__ = ["VerifyResult", "ttest_verify", "bounded_verify", "label_verify", "intersection_union",
+           "verification_set", "query_probs", "verify_model", "claim_floor", "min_claim_queries",
+           "check_claim_queries", "attack_success", "evaluate_watermark", "add_bounded", "summarize_controls",
+           "tau_sweep", "m_sweep", "per_class_accuracy", "PAPER_TABLE_II", "paper_table_ii"]
 
 # SSCL-BW (Wang et al., 2025) Table II, ResNet-18: (scenario, quantity) -> value. Only the CIFAR-10 block was
 # available to us (Malicious delta_p 0.964; Ind-W and Ind-M delta_p about 0 with p = 1); other datasets are left
@@ -83,6 +94,26 @@ def _as_float_array(name: str, x) -> np.ndarray:
     except (TypeError, ValueError) as e:
         raise ValueError(f"{name} must be numbers (a tensor, array, list or pandas Series); got {type(x).__name__}: "
                          f"{e}") from None
+
+
+def _paired_probs(p_benign, p_watermarked) -> tuple[np.ndarray, np.ndarray]:
+    """The input checks of :func:`ttest_verify` and :func:`bounded_verify`: (P_b, P_w) as flat float64 arrays, one
+    probability of the target class per query, paired, finite, in [0, 1]; else a ValueError saying what is wrong."""
+    pb = _as_float_array("p_benign", p_benign)
+    pw = _as_float_array("p_watermarked", p_watermarked)
+    if pb.shape != pw.shape:  # checked before flattening: (3, 4) and (4, 3) would pair the wrong entries
+        raise ValueError(f"p_benign and p_watermarked must be paired (same shape); got {pb.shape} and {pw.shape}")
+    if pb.ndim > 1 and pb.shape[1:] != (1,) * (pb.ndim - 1):
+        # a (queries, classes) softmax matrix: its rows sum to 1, so delta_p would be 0 and nothing ever claimed
+        raise ValueError(f"p_benign and p_watermarked must be one probability per query (the target class's column, "
+                         f"e.g. probs[:, target]); got shape {pb.shape}")
+    pb, pw = pb.ravel(), pw.ravel()
+    if not (np.isfinite(pb).all() and np.isfinite(pw).all()):
+        raise ValueError("p_benign and p_watermarked must be finite probabilities")
+    if pb.size and (min(pb.min(), pw.min()) < 0 or max(pb.max(), pw.max()) > 1):
+        raise ValueError(f"p_benign and p_watermarked must be probabilities in [0, 1] (softmax outputs, not logits); "
+                         f"got values in [{min(pb.min(), pw.min()):.4g}, {max(pb.max(), pw.max()):.4g}]")
+    return pb, pw
 
 
 def claim_floor(n: int, tau=0.25, low=1.0) -> float:
@@ -151,20 +182,7 @@ def ttest_verify(p_benign, p_watermarked, tau=0.25, alpha=0.01) -> VerifyResult:
     from scipy.stats import ttest_rel
 
     tau, alpha = _check_tau_alpha(tau, alpha)
-    pb = _as_float_array("p_benign", p_benign)
-    pw = _as_float_array("p_watermarked", p_watermarked)
-    if pb.shape != pw.shape:  # checked before flattening: (3, 4) and (4, 3) would pair the wrong entries
-        raise ValueError(f"p_benign and p_watermarked must be paired (same shape); got {pb.shape} and {pw.shape}")
-    if pb.ndim > 1 and pb.shape[1:] != (1,) * (pb.ndim - 1):
-        # a (queries, classes) softmax matrix: its rows sum to 1, so delta_p would be 0 and nothing ever claimed
-        raise ValueError(f"p_benign and p_watermarked must be one probability per query (the target class's column, "
-                         f"e.g. probs[:, target]); got shape {pb.shape}")
-    pb, pw = pb.ravel(), pw.ravel()
-    if not (np.isfinite(pb).all() and np.isfinite(pw).all()):
-        raise ValueError("p_benign and p_watermarked must be finite probabilities")
-    if pb.size and (min(pb.min(), pw.min()) < 0 or max(pb.max(), pw.max()) > 1):
-        raise ValueError(f"p_benign and p_watermarked must be probabilities in [0, 1] (softmax outputs, not logits); "
-                         f"got values in [{min(pb.min(), pw.min()):.4g}, {max(pb.max(), pw.max()):.4g}]")
+    pb, pw = _paired_probs(p_benign, p_watermarked)
     n = pb.size
     delta = float((pw - pb).mean()) if n else float("nan")
     if n < 2:
@@ -184,6 +202,72 @@ def ttest_verify(p_benign, p_watermarked, tau=0.25, alpha=0.01) -> VerifyResult:
                             f"{n} pairs: p raised to the floor of a bounded mean ((1 + tau) / 2)**{n} (no valid test "
                             f"claims from so few queries)")
     return VerifyResult(delta, p, p < alpha, n, tau, alpha, "paired t-test")
+
+
+BET_CAP = 0.9  # bets stay below BET_CAP / (1 + tau): a difference of -1 keeps at least 1 - BET_CAP of the wealth
+
+
+def _log_wealth(d: np.ndarray, tau: float) -> np.ndarray:
+    """Final log wealth of the betting test for each row of ``d`` (orders of the differences, shape (orders, n)).
+
+    Bet t stakes lambda_t on D_t - tau: wealth K_t = prod (1 + lambda_i (D_i - tau)). lambda_t is chosen from
+    D_1, ..., D_{t-1} only (predictable), as the approximate GRAPA bet of Waudby-Smith and Ramdas (2024):
+    (mu - tau) / (var + (mu - tau)**2), mu and var the running mean and variance of the past differences, each
+    started by one pseudo-observation fixed before the data (mean (1 + tau) / 2, variance 1/4); clipped to
+    [0, BET_CAP / (1 + tau)], so every factor is at least 1 - BET_CAP > 0 for D in [-1, 1]."""
+    orders, n = d.shape
+    t = np.arange(1, n + 1)
+    start = np.zeros((orders, 1))
+    s1 = np.concatenate([start, np.cumsum(d, 1)[:, :-1]], 1)  # sums over D_1..D_{t-1}
+    s2 = np.concatenate([start, np.cumsum(d * d, 1)[:, :-1]], 1)
+    mu = ((1 + tau) / 2 + s1) / t
+    var = (0.25 + np.maximum(s2 - 2 * mu * s1 + (t - 1) * mu * mu, 0.0)) / t  # past squared deviations from mu
+    edge = mu - tau
+    lam = np.clip(edge / (var + edge * edge), 0.0, BET_CAP / (1 + tau))
+    return np.log1p(lam * (d - tau)).sum(1)
+
+
+def bounded_verify(p_benign, p_watermarked, tau=0.25, alpha=0.01, permutations: int = 100,
+                   seed: int = 0) -> VerifyResult:
+    """Test by betting of H0: mean(P_w - P_b) <= tau whose level holds for every distribution of the differences
+    on [-1, 1] with mean at most tau, at every number of pairs n (Waudby-Smith and Ramdas, "Estimating means of
+    bounded random variables by betting", JRSSB 2024; Shafer and Vovk's testing by betting), unlike
+    :func:`ttest_verify`'s normal approximation. The same input checks as :func:`ttest_verify`.
+
+    A gambler starts with wealth 1 and bets a share lambda_t in [0, BET_CAP / (1 + tau)), chosen from the earlier
+    pairs only, on D_t - tau (:func:`_log_wealth`): under H0 the wealth is a nonnegative supermartingale, so its
+    final value K_n has expectation at most 1 (an e-value) for independently drawn queries. The order of the pairs:
+    the wealth is averaged over ``permutations`` uniformly random orders (seeded, drawn apart from the data). Each
+    order of independent draws is itself independent draws, so each order's K_n is an e-value, and so is their
+    average; it estimates without bias the average over all n! orders, which depends on the set of differences only,
+    so the order the pairs come in (verification_set returns them sorted by test-set index, which need not be
+    random) moves p only by the Monte-Carlo spread. p = min(1, 1 / average) then holds by Markov's inequality. The
+    final wealth is used, not its running maximum (Ville's inequality), since n is fixed before the queries; an
+    average of running maxima is not covered. Fix ``seed`` before looking at the data: trying seeds until one claims
+    voids the level (at the default 100 orders p moved by at most 3%, relative sd, over 100 seeds on four samples;
+    not at all where every bet is at its cap). Queries drawn without replacement from a finite pool
+    (verification_set) are not independent: that is covered for fixed bets (negative association), not proved for
+    these adaptive ones, and measured conservative (the module docstring).
+
+    Each factor is below 1 + BET_CAP (1 - tau) / (1 + tau) < 2 / (1 + tau), so p > :func:`claim_floor` (n, tau):
+    never a claim below :func:`min_claim_queries`. A saturated model (every D = 1) claims from 11 pairs at tau 0.25
+    and alpha 0.01 (the floor allows 10; 8 at tau 0, floor 7). The price of holding alpha for every bounded null is
+    power at small n: a mean shift of 0.45 with sd 0.2 claims at n = 20 almost never (no valid test can: all 20 at
+    0.45 exactly give claim_floor(20, 0.25, 0.45) = 0.05), the t-test almost always; from n = 100 both do."""
+    tau, alpha = _check_tau_alpha(tau, alpha)
+    permutations = check_int("permutations", permutations, 1)
+    seed = check_int("seed", seed, 0)
+    pb, pw = _paired_probs(p_benign, p_watermarked)
+    n, test = pb.size, "betting test (bounded mean)"
+    if n == 0:
+        return VerifyResult(float("nan"), 1.0, False, 0, tau, alpha, test, "no pairs: no claim")
+    d = pw - pb
+    orders = np.random.default_rng(seed).permuted(np.tile(d, (permutations, 1)), axis=1)
+    log_k = _log_wealth(orders, tau)
+    top = float(log_k.max())
+    log_e = top + math.log(float(np.mean(np.exp(log_k - top))))  # log of the average wealth, without overflow
+    p = 1.0 if log_e <= 0 else math.exp(-log_e)
+    return VerifyResult(float(d.mean()), p, p < alpha, n, tau, alpha, test)
 
 
 def _as_labels(name: str, labels) -> torch.Tensor:
@@ -310,15 +394,26 @@ def query_probs(model, x: torch.Tensor, trigger, target: int):
     return predict_proba(model, x)[:, target], predict_proba(model, trigger(x))[:, target]
 
 
-def verify_model(model, x: torch.Tensor, trigger, target: int, tau=0.25, alpha=0.01, labels_only: bool = False):
-    """Query a suspect ``model`` with ``x`` and ``trigger(x)`` and run :func:`ttest_verify` (or
-    :func:`label_verify` when only labels are available)."""
+PROB_TESTS = {"ttest": ttest_verify, "bounded": bounded_verify}  # verify_model's tests of the probabilities
+
+
+def verify_model(model, x: torch.Tensor, trigger, target: int, tau=0.25, alpha=0.01, labels_only: bool = False,
+                 test: str = "ttest"):
+    """Query a suspect ``model`` with ``x`` and ``trigger(x)`` and test the target-class probabilities with ``test``:
+    "ttest" (:func:`ttest_verify`, the paper's) or "bounded" (:func:`bounded_verify`, level exact for every bounded
+    null); or, with ``labels_only`` (an API that returns labels), :func:`label_verify`, exact already, so ``test``
+    must then stay "ttest" (the default)."""
+    if test not in PROB_TESTS:
+        raise ValueError(f"test must be one of {', '.join(map(repr, PROB_TESTS))}; got {test!r}")
     if labels_only:
+        if test != "ttest":
+            raise ValueError(f"test {test!r} tests probabilities; labels_only uses label_verify (already exact): "
+                             f"leave test at 'ttest' or set labels_only False")
         lb = predict_logits(model, x).argmax(1)
         lw = predict_logits(model, trigger(x)).argmax(1)
         return label_verify(lw, target, lb, tau, alpha)
     pb, pw = query_probs(model, x, trigger, target)
-    return ttest_verify(pb, pw, tau, alpha)
+    return PROB_TESTS[test](pb, pw, tau, alpha)
 
 
 def attack_success(model, x: torch.Tensor, y: torch.Tensor, trigger, target: int, targeted: bool = True) -> float:
@@ -388,11 +483,27 @@ def paper_table_ii(table2, dataset: str):
     return out
 
 
+def add_bounded(df, tau=0.25, alpha=0.01):
+    """A copy of :func:`dovlib.sscl.run_controls` rows with :func:`bounded_verify` of each row's ``p_b``/``p_w``
+    beside the paper's t-test: columns ``bounded_p_value`` and ``bounded_verified`` (at ``tau`` and ``alpha``, which
+    the rows do not record: pass the run's). :func:`summarize_controls` then reports them per scenario."""
+    tau, alpha = _check_tau_alpha(tau, alpha)
+    if "p_w" not in getattr(df, "columns", ()) or "p_b" not in df.columns:
+        raise ValueError(f"add_bounded needs the p_b and p_w columns (one array of probabilities per model, as "
+                         f"run_controls returns); got columns {list(getattr(df, 'columns', []))}")
+    out = df.copy()
+    tests = [bounded_verify(pb, pw, tau, alpha) for pb, pw in zip(out["p_b"], out["p_w"])]
+    out["bounded_p_value"] = [v.p_value for v in tests]
+    out["bounded_verified"] = [v.verified for v in tests]
+    return out
+
+
 def summarize_controls(df):
     """Table II from :func:`dovlib.sscl.run_controls` rows: per scenario the number of models, mean delta_p, median,
     max and min p-value, and the share of models claimed (``verified_rate``: paired t-test; ``label_verified_rate``:
     label-only test), from the rows' own verdicts at the alpha they were tested with (:func:`tau_sweep` re-tests at
-    other settings). These shares estimate the true-positive rate (Malicious) and the false-claim rate (Ind-M, Ind-W)
+    other settings); with :func:`add_bounded`'s columns also ``bounded_p_value_max`` and ``bounded_verified_rate``
+    (betting test). These shares estimate the true-positive rate (Malicious) and the false-claim rate (Ind-M, Ind-W)
     from a few models only: 0 claims of n bounds the rate, at 95% confidence, only to 1 - 0.05**(1/n)."""
     g = df.groupby("scenario", sort=False)
     out = g.agg(models=("delta_p", "size"), delta_p=("delta_p", "mean"), p_value_median=("p_value", "median"),
@@ -402,6 +513,9 @@ def summarize_controls(df):
         extra = g.agg(decoy_delta_p=("decoy_delta_p", "mean"), decoy_p_value_max=("decoy_p_value", "max"),
                       decoy_verified_rate=("decoy_verified", "mean"))
         out = out.join(extra)
+    if "bounded_verified" in df:
+        out = out.join(g.agg(bounded_p_value_max=("bounded_p_value", "max"),
+                             bounded_verified_rate=("bounded_verified", "mean")))
     return out.reset_index()
 
 

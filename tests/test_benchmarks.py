@@ -540,3 +540,24 @@ def test_checkpoint_write_benchmark_times_the_write_against_the_copy(capsys, tmp
     with pytest.raises(SystemExit):
         bench.main(["--repeats", "0"])
     assert "--width and --repeats must be >= 1" in capsys.readouterr().err
+
+
+def test_verify_level_benchmark_counts_claims_of_both_tests_on_the_same_draws(capsys):
+    bench = _load("verify_level")
+    bench.main(["--draws", "30", "--model-draws", "5", "--pool-draws", "5"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "claims at tau 0.25, alpha 0.01" and len(lines) == 1 + 6 + 6 + 6
+    skewed = lines[1]
+    assert skewed.startswith("null skewed") and "bounded 0/30" in skewed and "t-test " in skewed
+    assert all("bounded 5/5" in line for line in lines[8:10])  # clip N(0.7, 0.2) at m 40 and 100
+    assert all("without replacement" in line and "t-test" not in line for line in lines[13:])
+    for kind in ("skewed", "two-point"):  # the pools are nulls at their boundary
+        for size in (100, 200, 270):
+            d = bench.pool(kind, size)
+            assert len(d) == size and d.mean() == pytest.approx(0.25) and -1 <= d.min() and d.max() <= 1
+    pb, pw = bench.pair(np.array([-1.0, 0.3, 1.0]))
+    assert pw - pb == pytest.approx([-1.0, 0.3, 1.0]) and pb.min() >= 0 and pw.max() <= 1
+    assert bench.upper95(0, 4000) == pytest.approx(1 - 0.05 ** (1 / 4000))
+    with pytest.raises(SystemExit):
+        bench.main(["--draws", "0"])
+    assert "--draws, --model-draws and --pool-draws must be >= 1" in capsys.readouterr().err

@@ -619,3 +619,148 @@ def test_intersection_union_does_not_claim_with_a_nan_delta_p():
     for order in ([a, b], [b, a]):
         r = intersection_union(order)
         assert not r.verified and math.isnan(r.delta_p) and r.p_value == 1e-9
+
+
+def _skewed_null(rng, m):
+    """The module docstring's skewed null at the boundary: 5% of the differences at -0.7, the rest at +0.3 with
+    N(0, 0.02) noise (mean tau = 0.25)."""
+    neg = rng.random(m) < 0.05
+    pb = np.where(neg, 0.85, 0.35)
+    return pb, pb + np.where(neg, -0.7, 0.3) + rng.normal(0, 0.02, m)
+
+
+def test_bounded_test_holds_alpha_at_the_skewed_null_where_the_t_test_does_not():
+    """Seeded draws of the skewed null: the betting test claims at most alpha plus three Monte-Carlo standard errors
+    (measured: 0 of 4,000 at m = 20 and at m = 100), the t-test 0.36 at m = 20 and 0.04 at m = 100."""
+    from dovlib.verify import bounded_verify
+
+    alpha, draws = 0.01, 1000
+    mc = 3 * math.sqrt(alpha * (1 - alpha) / draws)
+    for m, t_low in ((20, 0.25), (100, 2 * alpha)):
+        rng = np.random.default_rng(m)
+        bounded = ttest = 0
+        for _ in range(draws):
+            pb, pw = _skewed_null(rng, m)
+            bounded += bounded_verify(pb, pw, 0.25, alpha).verified
+            ttest += ttest_verify(pb, pw, 0.25, alpha).verified
+        assert bounded / draws <= alpha + mc, (m, bounded)
+        assert ttest / draws > t_low, (m, ttest)  # the contrast: the t-test's level does not hold here
+
+
+def test_bounded_test_claims_a_watermarked_model_and_never_a_clean_one():
+    from dovlib.verify import bounded_verify
+
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        pb = rng.uniform(0, 0.2, 100)
+        marked = bounded_verify(pb, np.clip(pb + np.clip(rng.normal(0.7, 0.2, 100), -1, 1), 0, 1))
+        assert marked.verified and marked.p_value < 1e-8 and marked.test == "betting test (bounded mean)"
+        clean = bounded_verify(pb, np.clip(pb + rng.normal(0, 0.05, 100), 0, 1))
+        assert not clean.verified and clean.p_value == 1.0  # the wealth only shrinks: p = min(1, 1 / wealth)
+        assert clean.delta_p == pytest.approx(0.0, abs=0.03)
+
+
+def test_bounded_test_never_claims_below_the_floor_and_a_saturated_model_claims_soon_after():
+    """Each bet's factor is below 2 / (1 + tau), so p exceeds claim_floor(n, tau) at every n: no claim from fewer
+    than min_claim_queries pairs, at any tau and alpha. A saturated model (D = 1) claims from 11 pairs at tau 0.25,
+    alpha 0.01 (the floor: 10), and from 8 at tau 0 (7)."""
+    from dovlib.verify import bounded_verify, claim_floor, min_claim_queries
+
+    for n in range(1, 40):
+        assert bounded_verify(np.zeros(n), np.ones(n)).p_value > claim_floor(n)
+    for tau, alpha, first in ((0.25, 0.01, 11), (0.0, 0.01, 8), (0.5, 0.05, None), (0.1, 0.001, None)):
+        got = next(n for n in range(1, 200) if bounded_verify(np.zeros(n), np.ones(n), tau, alpha).verified)
+        need = min_claim_queries(tau, alpha)
+        assert need <= got <= need + 3, (tau, alpha, got)  # a modest m, close to what any valid test needs
+        assert first is None or got == first
+    assert not bounded_verify([], []).verified and bounded_verify([], []).p_value == 1.0
+    assert not bounded_verify([0.0], [1.0], alpha=0.5).verified  # one pair: p = 1 / 1.54
+
+
+def test_bounded_p_value_is_in_unit_interval_falls_with_stronger_evidence_and_ignores_order():
+    from dovlib.verify import bounded_verify
+
+    rng = np.random.default_rng(3)
+    pb, noise = rng.uniform(0, 0.1, 100), rng.normal(0, 0.15, 100)
+    ps = [bounded_verify(pb, np.clip(pb + s + noise, 0, 1)).p_value for s in (0.0, 0.25, 0.35, 0.45, 0.6, 0.8)]
+    assert all(0 <= p <= 1 for p in ps) and ps[0] == 1.0 and ps[1] > 0.1  # below or about at tau: no claim
+    assert all(a > b for a, b in zip(ps[1:], ps[2:])), ps  # a larger shift, a smaller p
+    pw = np.clip(pb + 0.45 + noise, 0, 1)
+    by_n = [bounded_verify(pb[:n], pw[:n]).p_value for n in (20, 40, 70, 100)]
+    assert all(a > b for a, b in zip(by_n, by_n[1:])), by_n  # more queries of the same model, a smaller p
+    # the wealth is averaged over random orders: the order given (here sorted, or reversed) hardly moves p
+    order = np.argsort(pw - pb)
+    p_sorted = bounded_verify(pb[order], pw[order]).p_value
+    p_reversed = bounded_verify(pb[order[::-1]], pw[order[::-1]]).p_value
+    assert p_sorted == pytest.approx(ps[3], rel=0.1) and p_reversed == pytest.approx(ps[3], rel=0.1)
+    one = [bounded_verify(pb[o], pw[o], permutations=1).p_value for o in (order, order[::-1])]
+    assert bounded_verify(pb, pw).p_value == bounded_verify(pb, pw).p_value  # seeded: the same p each call
+    assert len(set(one)) == 2  # a single order does depend on it
+
+
+def test_bounded_test_refuses_bad_input_as_the_t_test_does():
+    from dovlib.verify import bounded_verify
+
+    bad = [(([0.1, 0.2], [0.3]), {}, "paired"),
+           ((np.zeros((3, 4)), np.ones((4, 3))), {}, r"same shape\); got \(3, 4\) and \(4, 3\)"),
+           ((np.full((100, 10), 0.1), np.full((100, 10), 0.1)), {}, r"one probability per query"),
+           (([0.1, 0.2], [0.3, 0.4]), {"tau": 1.5}, "tau"), (([0.1, 0.2], [0.3, 0.4]), {"alpha": 0}, "alpha"),
+           (([0.1, np.nan], [0.3, 0.4]), {}, "finite"), ((["a", "b"], [0.1, 0.2]), {}, "p_benign must be numbers"),
+           (([5.0, -3.0, 2.0], [0.3, 0.4, 0.5]), {}, r"probabilities in \[0, 1\] \(softmax outputs, not logits\)")]
+    for args, kw, match in bad:
+        for fn in (ttest_verify, bounded_verify):  # one set of checks, shared
+            with pytest.raises(ValueError, match=match):
+                fn(*args, **kw)
+    with pytest.raises(ValueError, match="permutations must be"):
+        bounded_verify([0.1, 0.2], [0.3, 0.4], permutations=0)
+    with pytest.raises(ValueError, match="seed must be"):
+        bounded_verify([0.1, 0.2], [0.3, 0.4], seed=-1)
+    import pandas as pd
+
+    column = bounded_verify(np.full((20, 1), 0.1), torch.linspace(0.8, 0.9, 20)[:, None])  # (n, 1): one per query
+    series = bounded_verify(pd.Series(np.full(20, 0.1)), torch.linspace(0.8, 0.9, 20, requires_grad=True))
+    assert column.n == series.n == 20 and column.verified and series.p_value == column.p_value
+
+
+def test_verify_model_runs_the_named_test():
+    y = torch.arange(60) % 5
+    x = torch.zeros(60, 3, 8, 8, dtype=torch.uint8)
+    x[:, 0, 1, 0] = y.to(torch.uint8)
+    model, idx = _CornerModel(target=3), verification_set(x, y, 3, 20)
+    r = verify_model(model, x[idx], _corner_trigger, 3, test="bounded")
+    assert r.test == "betting test (bounded mean)" and r.verified and r.n == 20
+    assert verify_model(model, x[idx], lambda z: z, 3, test="bounded").p_value == 1.0  # no trigger, no claim
+    assert verify_model(model, x[idx], _corner_trigger, 3).test == "paired t-test"  # the default: the paper's
+    with pytest.raises(ValueError, match=r"test must be one of 'ttest', 'bounded'; got 't-test'"):
+        verify_model(model, x[idx], _corner_trigger, 3, test="t-test")
+    with pytest.raises(ValueError, match="labels_only uses label_verify"):
+        verify_model(model, x[idx], _corner_trigger, 3, labels_only=True, test="bounded")
+
+
+def test_add_bounded_puts_the_betting_test_beside_the_t_test_in_table_ii():
+    import pandas as pd
+
+    from dovlib.verify import add_bounded, bounded_verify, summarize_controls
+
+    rows = []
+    for scenario, s, pb, pw in _synthetic_queries({"Malicious": 0.7, "Ind-M": 0.0}, n=50, sd=0.05, seed=0):
+        v = ttest_verify(pb, pw)
+        rows.append({"scenario": scenario, "model_seed": s, "delta_p": v.delta_p, "p_value": v.p_value,
+                     "verified": v.verified, "WSR": 0.0, "BA": 0.5, "label_verified": False, "p_b": list(pb),
+                     "p_w": list(pw)})
+    df = pd.DataFrame(rows)
+    out = add_bounded(df, tau=0.25, alpha=0.01)
+    assert "bounded_p_value" not in df  # a copy: the rows given are left as they were
+    for r in out.itertuples():
+        assert r.bounded_p_value == bounded_verify(r.p_b, r.p_w, 0.25, 0.01).p_value
+    t2 = summarize_controls(out).set_index("scenario")
+    assert t2.at["Malicious", "bounded_verified_rate"] == 1.0 and t2.at["Ind-M", "bounded_verified_rate"] == 0.0
+    assert t2.at["Ind-M", "bounded_p_value_max"] == 1.0 and t2.at["Malicious", "bounded_p_value_max"] < 1e-6
+    assert summarize_controls(df).columns.tolist() == [c for c in t2.reset_index().columns
+                                                      if not c.startswith("bounded_")]  # the paper's columns kept
+    strict = add_bounded(df, tau=0.9).set_index("scenario")  # tau and alpha are the caller's: a margin above 0.7
+    assert not strict["bounded_verified"].any()
+    with pytest.raises(ValueError, match="add_bounded needs the p_b and p_w columns"):
+        add_bounded(df.drop(columns=["p_b"]))
+    with pytest.raises(ValueError, match="tau"):
+        add_bounded(df, tau=1.0)
