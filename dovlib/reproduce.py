@@ -448,6 +448,11 @@ def reproduce(profile: str = "smoke", notebooks: list[str | Path] | None = None,
         if unknown:
             raise ValueError(f"parameter(s) {unknown} are declared by none of the selected notebooks "
                              f"({', '.join(p.stem for p in paths)}); their parameters: {sorted(declared)}")
+        from .sweep import BUDGET_PARAMETERS, budget_key
+
+        for name in BUDGET_PARAMETERS:  # -p eps 8/0: refused here, not by a kernel that writes a failed run
+            if name in extra:
+                budget_key(name, extra[name])
     with reports_env(reports):
         return _reproduce(profile, paths, force, extra, kernel_name, cell_timeout, index, progress, jobs)
 

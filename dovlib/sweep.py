@@ -93,24 +93,31 @@ def parse_grid(pairs: list[tuple[str, str]] | dict) -> dict[str, list]:
     return grid
 
 
-def _one_per_value(name: str, values: list) -> list:
-    """``values`` of an ``eps`` or ``rate`` parameter, each checked by :func:`dovlib.params.parse_eps` /
-    :func:`~dovlib.params.parse_rate` (a bad one is refused before any job starts), keeping the first spelling of
-    each: values the notebooks read as one (``8/255`` and ``0.03137254`` by :func:`dovlib.studies.eps_label`;
-    ``1/10`` and ``0.1``) would be two jobs writing one record."""
+BUDGET_PARAMETERS = ("eps", "rate")  # checked before any job runs (here and by dovlib.reproduce)
+
+
+def budget_key(name: str, value):
+    """What the notebooks read an ``eps`` or ``rate`` value as (:func:`dovlib.studies.eps_label`,
+    :func:`dovlib.params.parse_rate`), or a ValueError naming the parameter and its allowed range: ``-p eps 8/0``
+    is refused before a kernel starts, and writes no failed run into the reports."""
     from .params import parse_rate
     from .studies import eps_label
 
-    read = eps_label if name == "eps" else parse_rate
+    if name not in BUDGET_PARAMETERS:
+        raise ValueError(f"budget_key: name must be one of {BUDGET_PARAMETERS}; got {name!r}")
+    try:
+        return (eps_label if name == "eps" else parse_rate)(value)
+    except TypeError as e:  # -p eps None: a usage error like 8/0, not a traceback
+        raise ValueError(f"-p {name} {value!r}: {e}") from None
 
-    def label(value):
-        try:
-            return read(value)
-        except TypeError as e:  # -p eps None: a usage error like 8/0, not a traceback
-            raise ValueError(f"-p {name} {value!r}: {e}") from None
 
-    return _first_of_each(values, label, lambda value, key, first: f"-p {name}: {value!r} is {key} already given "
-                                                                   f"as {first!r}; one job runs it")
+def _one_per_value(name: str, values: list) -> list:
+    """``values`` of an ``eps`` or ``rate`` parameter, each checked by :func:`budget_key` (a bad one is refused
+    before any job starts), keeping the first spelling of each: values the notebooks read as one (``8/255`` and
+    ``0.03137254`` by :func:`dovlib.studies.eps_label`; ``1/10`` and ``0.1``) would be two jobs writing one record."""
+    return _first_of_each(values, lambda value: budget_key(name, value),
+                          lambda value, key, first: f"-p {name}: {value!r} is {key} already given as {first!r}; "
+                                                    f"one job runs it")
 
 
 def _first_of_each(items: list, key, note) -> list:
@@ -312,7 +319,7 @@ def sweep(notebook: str | Path, grid: dict | list, *, profile: str = "smoke", ex
         grid.setdefault("profile", [profile])
     if "profile" in grid:  # -p profile a,b: each checked here (not once per failed kernel), one job per budget
         grid["profile"] = list(dict.fromkeys(canonical_profile(p) for p in grid["profile"]))
-    for name in ("eps", "rate"):  # likewise one job per budget: 8/255 and 0.0313725 are one record of 04-06
+    for name in BUDGET_PARAMETERS:  # likewise one job per budget: 8/255 and 0.0313725 are one record of 04-06
         if name in grid:
             grid[name] = _one_per_value(name, grid[name])
     unknown = [n for n in grid if n not in declared]

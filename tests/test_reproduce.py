@@ -186,6 +186,22 @@ def test_failure_keeps_earlier_good_executed_notebook(env):
     assert [s["status"] for s in rp.load_stamps(reports / "03_flaky").values()] == ["failed"]
 
 
+def test_bad_eps_or_rate_is_refused_before_a_kernel_writes_a_failed_run(env, capsys):
+    # README's example `-p eps 8/0` used to run the notebook until its check failed, leaving a failed run in
+    # stamps.json that kept the notebook "failed" in the index after good runs
+    nbs, reports = env
+    nb = make_notebook(nbs, "04_dummy")
+    for name, value, allowed in (("eps", "8/0", "eps"), ("eps", None, "eps"), ("rate", 2, r"rate.*\(0, 1\]")):
+        with pytest.raises(ValueError, match=allowed):
+            rp.reproduce("smoke", [nb], extra={name: value}, progress=False, index=False)
+    with pytest.raises(SystemExit) as exited:
+        rp.main([str(nb), "-p", "eps", "8/0", "--reports", str(reports), "--no-index"])
+    assert exited.value.code == 2 and "eps" in capsys.readouterr().err
+    assert executions(reports, "04_dummy") == [] and not (reports / "04_dummy" / "stamps.json").exists()
+    assert rp.reproduce("smoke", [nb], extra={"eps": "4/255", "rate": "1/10"}, progress=False,
+                        index=False)[0].status == "ok"
+
+
 def test_reproduce_rejects_bad_profile_and_cli_exit_code(env, capsys):
     nbs, reports = env
     with pytest.raises(ValueError, match="profile"):
