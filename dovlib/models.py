@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ["Normalize", "ResNet", "resnet18", "resnet34", "VGG", "vgg16", "vgg19", "BadNetsCNN", "UNet",
-           "ARCHS", "build_model"]
+           "ARCHS", "build_model", "min_train_batch", "check_train_batch"]
 
 
 class Normalize(nn.Module):
@@ -206,6 +206,49 @@ def build_model(arch: str, num_classes: int = 10, in_channels: int = 3, width: i
         image_size = check_int("image_size (badnets_cnn)", 28 if image_size is None else image_size, 16)
         return BadNetsCNN(num_classes, in_channels, width, image_size)
     return ARCHS[arch](num_classes=num_classes, in_channels=in_channels, width=width)
+
+
+def min_train_batch(arch: str, image_shape, num_classes: int = 10) -> int:
+    """The smallest training batch ``arch`` can take on images of ``image_shape`` ((C, H, W) or (H, W)): 2 where one
+    image gives one of its BatchNorm layers a single value per channel (a 1x1 map: a VGG on images of 16 pixels or
+    fewer, a ResNet on 8 or fewer), which BatchNorm cannot normalise in training; else 1 (a batch of one image then
+    trains, :func:`dovlib.train.fit` joins a last batch of one to the batch before it either way). Found with one
+    forward pass of a width-1 copy of ``arch`` in eval mode, so it holds for any width."""
+    from .params import check_int
+
+    shape = tuple(image_shape)
+    if len(shape) not in (2, 3):
+        raise ValueError(f"image_shape must be (C, H, W) or (H, W); got {shape}")
+    channels, h, w = shape if len(shape) == 3 else (3 if arch != "badnets_cnn" else 1, *shape)
+    channels, h, w = check_int("channels", channels, 1), check_int("height", h, 1), check_int("width", w, 1)
+    model = build_model(arch, num_classes, channels, width=1, image_size=h if arch == "badnets_cnn" else None).eval()
+    seen = []
+    hooks = [m.register_forward_pre_hook(lambda _, inp: seen.append(inp[0][0, 0].numel()))
+             for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, channels, h, w))
+    finally:
+        for handle in hooks:
+            handle.remove()
+    return 2 if seen and min(seen) == 1 else 1
+
+
+def check_train_batch(name: str, value, arch: str, image_shape) -> int:
+    """``value`` as a training batch size for ``arch`` on images of ``image_shape``: an integer >= 1, or >= 2 where
+    :func:`min_train_batch` says one image a batch cannot train. Refused naming ``name``, the range and why, before
+    any training (``fit`` itself would fail only at its first step, naming its own ``batch_size``)."""
+    from .params import check_int
+
+    low = min_train_batch(arch, image_shape)
+    try:
+        return check_int(name, value, low)
+    except ValueError as exc:
+        if low == 1:
+            raise
+        h, w = tuple(image_shape)[-2:]
+        raise ValueError(f"{exc} ({arch} on {h}x{w} images: one image gives a BatchNorm layer a 1x1 map, a single "
+                         f"value per channel, which it cannot train on)") from None
 
 
 class _DoubleConv(nn.Sequential):

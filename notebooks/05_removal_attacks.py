@@ -53,6 +53,7 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 from dovlib.data import load_dataset, stratified_subsample
+from dovlib.models import check_train_batch
 from dovlib.params import check_int, get_profile, parse_eps, parse_fraction, parse_rate
 from dovlib.perceptual import require_perceptual
 from dovlib.removal import finetune, pruning_curve, removal_claims
@@ -80,6 +81,8 @@ device = start_notebook(profile, seed, cfg.device)
 ds = load_dataset(dataset).subsample(cfg.n_train, cfg.n_test, seed=seed)
 context = run_context(profile, device, ds, perceptual=perceptual)  # what figures say they were measured with
 select_indices(ds.y_train, rate, target, clean_label=True)  # gamma within the target class's share?
+# a batch of one image cannot train where a BatchNorm sees a 1x1 map (a VGG on images of 16 pixels or fewer)
+finetune_batch_size = check_train_batch("finetune_batch_size", finetune_batch_size, arch, ds.image_shape)
 print(ds.describe())
 from dovlib.sscl import query_count  # noqa: E402
 from dovlib.verify import check_claim_queries  # noqa: E402

@@ -106,3 +106,33 @@ def test_badnets_cnn_width_has_a_floor_that_its_docstring_names():
              for w in (1, 8, 16, 32, 64)}
     assert sizes[1] == sizes[8] == sizes[16] < sizes[32] < sizes[64]
     assert "up to 16 builds the same network" in " ".join(BadNetsCNN.__doc__.split())
+
+
+def test_min_train_batch_finds_the_archs_that_one_image_cannot_train():
+    """A BatchNorm over a 1x1 map cannot train on one image: fit() refused batch_size 1 for such a model only at its
+    first step, which in notebook 05 came after the suspect's whole training and named batch_size, not the notebook's
+    finetune_batch_size. min_train_batch finds such shapes up front, and check_train_batch refuses by name."""
+    from dovlib.models import check_train_batch, min_train_batch
+    from dovlib.train import fit
+
+    # a VGG's last conv block runs after four 2x2 poolings (ceil), a ResNet's layer4 after three stride-2 stages
+    assert [min_train_batch("vgg16", (3, s, s)) for s in (8, 16, 17, 32)] == [2, 2, 1, 1]
+    assert [min_train_batch("resnet18", (3, s, s)) for s in (8, 9, 32)] == [2, 1, 1]
+    assert min_train_batch("vgg19", (1, 28, 28)) == 1 and min_train_batch("badnets_cnn", (1, 28, 28)) == 1
+    # what it predicts is what fit does: a VGG on 16-pixel images fails on one image a batch, trains on two
+    x, y = torch.zeros(4, 3, 16, 16, dtype=torch.uint8), torch.arange(4) % 2
+    kw = dict(epochs=1, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="batch_size must be at least 2 for this model"):
+        fit(build_model("vgg16", 2, 3, 4), x, y, batch_size=1, **kw)
+    assert fit(build_model("vgg16", 2, 3, 4), x, y, batch_size=2, **kw).history
+    assert fit(build_model("vgg16", 2, 3, 4), torch.zeros(4, 3, 17, 17, dtype=torch.uint8), y, batch_size=1,
+               **kw).history
+    with pytest.raises(ValueError, match=r"finetune_batch_size must be an integer >= 2; got 1 \(vgg16 on 16x16 "
+                                         r"images: one image gives a BatchNorm layer a 1x1 map"):
+        check_train_batch("finetune_batch_size", 1, "vgg16", (3, 16, 16))
+    assert check_train_batch("finetune_batch_size", "2", "vgg16", (3, 16, 16)) == 2
+    assert check_train_batch("finetune_batch_size", 1.0, "resnet18", (3, 32, 32)) == 1
+    with pytest.raises(ValueError, match=r"finetune_batch_size must be an integer >= 1; got 0$"):
+        check_train_batch("finetune_batch_size", 0, "resnet18", (3, 32, 32))
+    with pytest.raises(ValueError, match="arch must be one of"):
+        check_train_batch("finetune_batch_size", 8, "vgg11", (3, 32, 32))
