@@ -85,6 +85,9 @@ given = n_train is not None
 n_train = check_int("n_train", n_train, 10) if given else (200 if smoke_default else cfg.n_train)
 full = load_dataset(dataset)
 if given:  # refused above the training split, naming its size (not silently capped)
+    if len(full.x_train) < 10:  # no n_train fits: say so, not an empty range [10, N]
+        raise ValueError(f"dataset {dataset!r}: its training split is too small for n_train: it holds "
+                         f"{len(full.x_train)} images, n_train needs at least 10")
     n_train = check_int("n_train", n_train, 10, len(full.x_train))
 ds = full.subsample(n_train, cfg.n_test, seed=seed)
 if n_train is not None:  # recorded as trained on: a profile's n_train above the split keeps the split whole
