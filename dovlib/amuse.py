@@ -43,7 +43,7 @@ from .params import check_int, parse_fraction
 
 __all__ = ["Codec", "RepeatCodec", "AmuseCodec", "ErasureCodec", "MissingChunksError", "PartialDecode", "choose_nk",
            "ceil_log2", "random_message", "random_messages", "flip_bits", "leak_subset_accuracy",
-           "distinct_leak_shares", "recovery_share", "choose_erasure_k", "choose_erasure_n",
+           "distinct_leak_shares", "distinct_subsets", "recovery_share", "choose_erasure_k", "choose_erasure_n",
            "tradeoff_table", "PAPER_SUB_MESSAGE_BITS", "CODECS", "make_codec"]
 
 # Sub-message lengths printed in the AMUSE paper: (message_bits, rho_max) -> ((n, k), sub_message_bits).
@@ -622,17 +622,48 @@ def distinct_leak_shares(shares, n_images: int) -> tuple[list[float], dict[float
     return kept, dropped
 
 
+def distinct_subsets(n_items: int, size: int, count: int, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
+    """``count`` distinct random ``size``-subsets of range(``n_items``), one per row of an int array, and False; or,
+    when there are no more than ``count`` of them (C(n_items, size) <= count), every subset once, in lexicographic
+    order, and True (the rows are all subsets, not a sample). Independent draws repeat subsets when C(n_items, size)
+    is small (10 draws of 1 image of 40 repeat one with chance 0.71), so an average over them would weight some twice.
+
+    Subsets are drawn as ``rng.choice(n_items, size, replace=False)`` and a repeat (the same images in any order) is
+    drawn again; where C(n_items, size) is at most twice ``count`` a random ``count`` of the C subsets' ranks is drawn
+    instead (a bounded number of draws). A row's images are in the order drawn."""
+    n_items = check_int("n_items", n_items, 1)
+    size = check_int("size", size, 1, n_items)
+    count = check_int("count", count, 1)
+    total = math.comb(n_items, size)
+    if total <= count:
+        return np.array([_unrank(i, n_items, size) for i in range(total)], dtype=np.int64).reshape(total, size), True
+    if total <= 2 * count:
+        ranks = rng.choice(total, size=count, replace=False)
+        return np.array([_unrank(int(i), n_items, size) for i in ranks], dtype=np.int64).reshape(count, size), False
+    rows, seen = [], set()
+    while len(rows) < count:
+        idx = rng.choice(n_items, size=size, replace=False)
+        key = tuple(sorted(idx.tolist()))
+        if key not in seen:
+            seen.add(key)
+            rows.append(idx)
+    return np.asarray(rows, dtype=np.int64).reshape(count, size), False
+
+
 def leak_subset_accuracy(codec: Codec, message, extracted, shares, n_subsets: int = 100, seed: int = 0,
                          method: str | None = None):
     """Decode random leaked subsets of the extracted sub-messages; one row per (share, subset).
 
-    For each share, ``n_subsets`` random subsets of ``max(1, round(share * N))`` images are decoded with
-    ``decode_partial``. Shares that round to the same count of images are run once, at the first of them (e.g. 0.01
-    and 0.02 of 40 images are both 1 image: 0.02 is dropped, with a warning; :func:`distinct_leak_shares` says which
-    run). Columns: share (the share actually leaked, ``leaked / N``: 1 of 40 images is 0.025), requested_share (as
-    asked), method (default ``codec.name``), subset, leaked (images), bit_acc (bits correct; bits never received count
-    as wrong), known (share of bits received), word_acc (the whole message right), recovered (every bit received).
-    Returns a pandas DataFrame (tidy, for seaborn).
+    For each share, ``n_subsets`` distinct random subsets of ``max(1, round(share * N))`` images are decoded with
+    ``decode_partial``, or every subset once where there are no more than ``n_subsets`` of them (C(N, leaked): 1 of
+    40 images has 40 subsets, all 40 images one); :func:`distinct_subsets`. Random draws used to repeat subsets there
+    and average over the repeats. Shares that round to the same count of images are run once, at the first of them
+    (e.g. 0.01 and 0.02 of 40 images are both 1 image: 0.02 is dropped, with a warning; :func:`distinct_leak_shares`
+    says which run). Columns: share (the share actually leaked, ``leaked / N``: 1 of 40 images is 0.025),
+    requested_share (as asked), method (default ``codec.name``), subset, leaked (images), all_subsets (True: the
+    share's rows are every subset of that many images, fewer than ``n_subsets``), bit_acc (bits correct; bits never
+    received count as wrong), known (share of bits received), word_acc (the whole message right), recovered (every
+    bit received). Returns a pandas DataFrame (tidy, for seaborn).
     """
     import pandas as pd
 
@@ -648,11 +679,12 @@ def leak_subset_accuracy(codec: Codec, message, extracted, shares, n_subsets: in
     rows = []
     for share in shares:
         m = _leak_count(share, len(arr))
-        for j in range(n_subsets):
-            res = codec.decode_partial(arr[rng.choice(len(arr), size=m, replace=False)])
+        subsets, every = distinct_subsets(len(arr), m, n_subsets, rng)
+        for j, idx in enumerate(subsets):
+            res = codec.decode_partial(arr[idx])
             correct = (res.bits == msg) & res.known
             rows.append({"share": m / len(arr), "requested_share": share, "method": method or codec.name,
-                         "subset": j, "leaked": m,
+                         "subset": j, "leaked": m, "all_subsets": every,
                          "bit_acc": float(correct.mean()), "known": float(res.known.mean()),
                          "word_acc": float(correct.all()), "recovered": bool(res.complete)})
     return pd.DataFrame(rows)

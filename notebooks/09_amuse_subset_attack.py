@@ -26,7 +26,8 @@
 # Both ratios are exact when the images split evenly over AMUSE's C(n, k) combinations or the code's n fragments;
 # otherwise a few more images are needed, and `min_leak_count` (below) gives the exact guarantee for these images.
 #
-# For each leaked share, `amuse_subsets` random subsets (paper: 100) are decoded by majority vote. Extraction is
+# For each leaked share, `amuse_subsets` distinct random subsets (paper: 100) are decoded by majority vote, or every
+# subset once where there are no more (1 image of 40 has 40 subsets, all 40 images one). Extraction is
 # simulated (`ideal`: error-free; `bitflip`: each extracted bit flipped with `bit_error_rate`) or real: the
 # sub-messages are embedded into 256x256 images with `method` (DCT-DWT or DCT-DWT-SVD from the invisible-watermark
 # package, `dovlib.imwm`) and extracted again. Bits that no leaked image carries count as wrong (never guessed).
@@ -173,13 +174,21 @@ shares_note = f"shares {', '.join(f'{s:g}' for s in shares_run)}" + (
 print(shares_note)
 curves = pd.concat([leak_subset_accuracy(c, message, extracted[c.name, ext], shares_run, n_subsets, seed=seed)
                     .assign(extraction=ext) for ext in extractions for c in codecs], ignore_index=True)
+# subsets are distinct; a share with no more than n_subsets of them decodes each once (all_subsets), not repeats
+every_subset = curves[curves.all_subsets].groupby("share")["subset"].nunique()
+subsets_note = f"{n_subsets} distinct random subsets per share" + (
+    " (every subset once where there are no more: "
+    + ", ".join(f"share {s:g}: {c} subset{'s' * (c != 1)}" for s, c in every_subset.items()) + ")"
+    if len(every_subset) else "")
+print(subsets_note)
 long = curves.melt(id_vars=["share", "method", "extraction", "subset"], value_vars=["bit_acc", "word_acc"],
                    var_name="metric", value_name="accuracy")
 g = sns.relplot(data=long, x="share", y="accuracy", hue="method", style="method", row="metric", col="extraction",
                 kind="line", markers=True, errorbar=("ci", 95), n_boot=200, seed=seed, height=3.0, aspect=1.4,
                 facet_kws={"sharey": False})
 g.set(xscale="log")
-g.figure.suptitle(f"L = {message_bits} bits, {n_images} images, {n_subsets} subsets/share "
+g.figure.suptitle(f"L = {message_bits} bits, {n_images} images, {n_subsets} distinct subsets/share"
+                  f"{' (all, where fewer)' if len(every_subset) else ''} "
                   f"({profile} profile, {device}); dashed: guaranteed leaked share for these images", y=1.03)
 guaranteed = codec_table.set_index("codec")["min_leak_share"]  # exact for these n_images (NaN: never)
 for ax in g.axes.flat:
@@ -208,7 +217,7 @@ save_table(compare, "codecs_bits_vs_leak_ratio", NOTEBOOK,
            caption=f"Baseline vs AMUSE vs erasure code: bits per image, asymptotic leak ratio (rho), the "
                    f"guaranteed share for these images (min_leak_share) and the smallest "
                    f"leaked share recovered by every random subset (L = {message_bits}, {n_images} images, "
-                   f"{n_subsets} subsets, {shares_note}; extraction {', '.join(extractions)}; {profile} profile, "
+                   f"{subsets_note}, {shares_note}; extraction {', '.join(extractions)}; {profile} profile, "
                    f"{device}).",
            **fig_context)
 compare
@@ -295,6 +304,7 @@ metrics = {
     "min_share_recovered": observed.reset_index().to_dict("records"),
     "mean_by_share": {f"{e}/{m}/{s:g}": r for (e, m, s), r in summary.to_dict("index").items()},
     "sub_bit_acc": sub_bit_acc, "psnr": quality, "shares_dropped": list(shares_dropped),
+    "all_subsets": {f"{s:g}": int(c) for s, c in every_subset.items()},  # shares decoded over every subset, once
     "wrong_bits_all_images": all_wrong,  # real extraction: bits the vote over every image gets wrong
     "paper_sub_message_bits_max_abs_diff": int(paper_table["diff"].abs().max()),
 }

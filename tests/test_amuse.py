@@ -556,3 +556,49 @@ def test_leftover_images_keep_the_chunks_even():
         assert small.min_leak_count(3, seed) == 3
     rng = np.random.default_rng(0)  # a multiple: the seeded permutation repeated, as before
     assert np.array_equal(AmuseCodec(30, 5, 2, seed=0).assignment(30), np.resize(rng.permutation(10), 30))
+
+
+def test_leak_subsets_are_distinct_and_all_of_them_where_there_are_few():
+    """Random leaked subsets were drawn independently, so where C(N, leaked) is small they repeated (1 image of 40 in
+    10 draws: a repeat with chance 0.71; all 40 images: the same subset 10 times) and the average weighted some
+    subsets twice. They are distinct now, and every subset once (said in all_subsets) where there are no more than
+    asked."""
+    from dovlib.amuse import distinct_subsets
+
+    def keys(rows):
+        return [tuple(sorted(r)) for r in rows.tolist()]
+
+    rng = np.random.default_rng(3)
+    old = [tuple(sorted(rng.choice(40, size=1, replace=False).tolist())) for _ in range(10)]
+    assert len(set(old)) == 7  # what independent draws gave with this seed: images 3, 7 and 32 twice
+    rows, every = distinct_subsets(40, 1, 10, np.random.default_rng(3))
+    assert rows.shape == (10, 1) and len(set(keys(rows))) == 10 and not every
+    assert keys(rows)[:4] == old[:4]  # the same draws until the first repeat, which is drawn again
+    rows, every = distinct_subsets(4, 2, 10, np.random.default_rng(0))  # C(4, 2) = 6 <= 10: all of them, once
+    assert every and keys(rows) == [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
+    assert distinct_subsets(40, 40, 100, np.random.default_rng(0))[0].tolist() == [list(range(40))]
+    rows, every = distinct_subsets(5, 2, 6, np.random.default_rng(1))  # C = 10 <= 2 x 6: a sample of the ranks
+    assert rows.shape == (6, 2) and len(set(keys(rows))) == 6 and not every and (rows[:, 0] < rows[:, 1]).all()
+    rows, _ = distinct_subsets(12, 2, 60, np.random.default_rng(2))  # C = 66: drawn again on a repeat
+    assert rows.shape == (60, 2) and len(set(keys(rows))) == 60
+    # where draws never repeat, the subsets are the draws independent sampling made (records keep their numbers)
+    rng, again = np.random.default_rng(3), np.random.default_rng(3)
+    assert distinct_subsets(1000, 100, 5, rng)[0].tolist() == [again.choice(1000, size=100, replace=False).tolist()
+                                                                for _ in range(5)]
+    with pytest.raises(ValueError, match=r"size must be an integer in \[1, 4\]; got 5"):
+        distinct_subsets(4, 5, 3, rng)
+    with pytest.raises(ValueError, match="count must be an integer >= 1; got 0"):
+        distinct_subsets(4, 2, 0, rng)
+
+    # leak_subset_accuracy: 1 of 40 images with 100 subsets asked decodes each image exactly once
+    L = 60
+    msg = random_message(L, seed=0)
+    codec = RepeatCodec(L)
+    noisy = flip_bits(codec.encode(msg, 40), 0.3, seed=1)  # each image its own bit accuracy
+    per_image = sorted(float((row == msg).mean()) for row in noisy)
+    df = leak_subset_accuracy(codec, msg, noisy, shares=[0.025, 0.5, 1.0], n_subsets=100, seed=0)
+    one = df[df.leaked == 1]
+    assert len(one) == 40 and one["all_subsets"].all() and sorted(one["bit_acc"]) == per_image
+    assert len(df[df.leaked == 40]) == 1 and df[df.leaked == 40]["all_subsets"].all()  # the whole set, once
+    assert len(df[df.leaked == 20]) == 100 and not df[df.leaked == 20]["all_subsets"].any()
+    assert df.groupby("leaked")["subset"].apply(lambda s: s.tolist() == list(range(len(s)))).all()
