@@ -73,9 +73,10 @@ class MissingChunksError(ValueError):
 
 class PartialDecode(NamedTuple):
     """``bits``: the L decoded bits; ``known``: True where a bit was actually received (elsewhere ``bits`` is 0 and
-    means nothing); ``complete``: every bit known. Received is not certain: a bit whose copies split evenly (possible
-    only with extraction errors) is received, and AMUSE and the baseline vote it 0; the erasure codec takes such a
-    symbol as an erasure instead."""
+    means nothing); ``complete``: every bit known. Received is not certain: a bit whose copies split evenly (an even
+    number of copies, half 0 and half 1: possible only with extraction errors) is a tie, which AMUSE and the baseline
+    vote 0, reading like any other decoded bit; the codec's ``last_tied`` counts them after each decode. The erasure
+    codec takes such a symbol as an erasure instead."""
 
     bits: np.ndarray
     known: np.ndarray
@@ -113,7 +114,12 @@ def _vote(ones: np.ndarray, counts: np.ndarray) -> np.ndarray:
 class Codec(ABC):
     """Common interface. ``rho``: any leaked share of images above it holds the whole message when every combination
     or fragment is used equally often and extraction is error-free; :meth:`min_leak_count` gives the exact count for a
-    given number of images."""
+    given number of images.
+
+    Ties: a bit whose received copies split evenly is voted 0 (AMUSE, baseline). ``last_tied`` is the number of such
+    bits in the last :meth:`decode` or :meth:`decode_partial` call (0 before any): of the L message bits for AMUSE and
+    the baseline, so ``decode`` may return a message with ``last_tied`` of its bits set by the tie rule rather than a
+    majority; of the fragment bits (parity included) for the erasure codec, each making its symbol an erasure."""
 
     name = "codec"
     n: int = 1
@@ -122,6 +128,7 @@ class Codec(ABC):
     def __init__(self, message_bits: int, seed: int = 0):
         self.message_bits = check_int("message_bits", message_bits, 1)
         self.seed = check_int("seed", seed, 0)
+        self.last_tied = 0
 
     sub_message_bits: int
     rho: float
@@ -217,10 +224,12 @@ class RepeatCodec(Codec):
 
     def decode_partial(self, sub_messages) -> PartialDecode:
         arr = self._check_sub_messages(sub_messages)
+        self.last_tied = 0
         if len(arr) == 0:
             return PartialDecode(np.zeros(self.message_bits, np.uint8), np.zeros(self.message_bits, bool), False)
-        bits = _vote(arr.sum(0, dtype=np.int64), np.int64(len(arr)))
-        return PartialDecode(bits, np.ones(self.message_bits, bool), True)
+        ones = arr.sum(0, dtype=np.int64)
+        self.last_tied = int((2 * ones == len(arr)).sum())
+        return PartialDecode(_vote(ones, np.int64(len(arr))), np.ones(self.message_bits, bool), True)
 
 
 @lru_cache(maxsize=1 << 16)
@@ -248,9 +257,9 @@ class AmuseCodec(Codec):
     ``sub_message_bits = k * ceil(L / n) + ceil(log2 C(n, k))``; ``rho = (n - k) / n``;
     ``min_unique_sub_messages = C(n - 1, k) + 1`` (worst case: all combinations missing one chunk, plus one).
     ``decode`` pools every copy of a chunk across all combinations holding it and majority-votes each bit
-    (ties give 0); ordering indices ``>= C(n, k)`` (corrupted) are dropped and counted in ``last_dropped``; an
-    in-range corrupted index is one wrong vote (see the module docstring). ``seed`` fixes which image gets which
-    combination (:meth:`AmuseCodec.assignment`).
+    (ties give 0, counted in ``last_tied``); ordering indices ``>= C(n, k)`` (corrupted) are dropped and counted in
+    ``last_dropped``; an in-range corrupted index is one wrong vote (see the module docstring). ``seed`` fixes which
+    image gets which combination (:meth:`AmuseCodec.assignment`).
     """
 
     name = "amuse"
@@ -357,6 +366,8 @@ class AmuseCodec(Codec):
 
     def decode_partial(self, sub_messages) -> PartialDecode:
         ones, counts = self._votes(sub_messages)
+        tied = (2 * ones == counts[:, None]) & (counts[:, None] > 0)
+        self.last_tied = int(tied.reshape(-1)[: self.message_bits].sum())
         bits = _vote(ones, counts[:, None]).reshape(-1)[: self.message_bits]
         known = np.repeat(counts > 0, self.chunk_bits)[: self.message_bits]
         return PartialDecode(bits, known, bool(known.all()))
@@ -498,6 +509,7 @@ class ErasureCodec(Codec):
         # a symbol with a bit whose copies split evenly is a guess: RS takes it as an erasure (one parity symbol)
         # rather than risk an error (two)
         tied = (2 * ones == counts[:, None]) & present[:, None]
+        self.last_tied = int(tied.sum())  # fragment bits, parity included
         tied = tied.reshape(self.n, self.rows, self.symbol_bits).any(axis=2)
         # per symbol row: the RS-decoded data where decoding succeeded; with fewer than k fragments the systematic
         # ones that arrived; a row RS could not correct is unknown (errors were detected in it)

@@ -602,3 +602,41 @@ def test_leak_subsets_are_distinct_and_all_of_them_where_there_are_few():
     assert len(df[df.leaked == 40]) == 1 and df[df.leaked == 40]["all_subsets"].all()  # the whole set, once
     assert len(df[df.leaked == 20]) == 100 and not df[df.leaked == 20]["all_subsets"].any()
     assert df.groupby("leaked")["subset"].apply(lambda s: s.tolist() == list(range(len(s)))).all()
+
+
+def test_decoders_count_the_bits_whose_copies_tie():
+    """An even number of copies split half 0, half 1 is a tie: AMUSE and the baseline vote it 0 (the documented
+    rule), which reads like any decoded bit. last_tied now says how many of the message's bits were such ties in the
+    last decode (the erasure codec: how many fragment bits, each taken as an erasure instead); decode's return type
+    is unchanged."""
+    codec = AmuseCodec(4, 2, 1)  # two 2-bit chunks, one per image, plus 1 ordering bit
+    message = np.array([1, 1, 1, 0], dtype=np.uint8)
+    subs = codec.encode(message, 4)
+    assert codec.last_tied == 0  # before any decode
+    carries_0 = np.nonzero(subs[:, -1] == 0)[0]
+    tied = subs.copy()
+    tied[carries_0[0], :1] = 0  # chunk 0's copies: 11 and 01, so its first bit ties
+    out = codec.decode(tied)
+    assert isinstance(out, np.ndarray) and out.tolist() == [0, 1, 1, 0] and codec.last_tied == 1
+    tied[carries_0[0], :2] = 0  # 11 and 00: both bits tie
+    assert codec.decode_partial(tied).bits.tolist() == [0, 0, 1, 0] and codec.last_tied == 2
+    assert codec.decode(np.vstack([tied, subs[carries_0[1]]])).tolist() == [1, 1, 1, 0] and codec.last_tied == 0
+    assert codec.decode_partial(subs[carries_0[:1]]).complete is False and codec.last_tied == 0  # one copy: no tie
+
+    base = RepeatCodec(6)
+    msg = np.array([1, 0, 1, 1, 0, 1], dtype=np.uint8)
+    two = base.encode(msg, 2)
+    two[1, [0, 1, 2]] ^= 1  # the second copy disagrees on three bits
+    assert base.decode(two).tolist() == [0, 0, 0, 1, 0, 1] and base.last_tied == 3  # bit 1 was 0: still a tie
+    assert base.decode(np.vstack([two, base.encode(msg, 1)])).tolist() == msg.tolist() and base.last_tied == 0
+    base.decode_partial(np.zeros((0, 6), np.uint8))
+    assert base.last_tied == 0  # nothing received: nothing tied
+
+    erasure = ErasureCodec(60, 7, 3)
+    good = erasure.encode(random_message(60, seed=0), 7)[[0, 1, 2, 3]]
+    other = good[2].copy()
+    other[[0, 5]] ^= 1
+    erasure.decode_partial(np.concatenate([good, other[None]]))
+    assert erasure.last_tied == 2
+    erasure.decode_partial(good)
+    assert erasure.last_tied == 0
