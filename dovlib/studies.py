@@ -12,13 +12,13 @@ from .params import Profile, check_bool, parse_eps
 from .report import find_record, write_record
 from .sscl import query_count
 from .train import evaluate
-from .verify import attack_success, verification_set, verify_model
+from .verify import attack_success, check_claim_queries, verification_set, verify_model
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["PAPER_EPS", "PAPER_RATES", "PAPER_ARCHS", "grid", "ownership_metrics", "benign_model", "cached",
-           "eps_label", "transfer_cells"]
+__all__ = ["PAPER_EPS", "PAPER_RATES", "PAPER_ARCHS", "grid", "ownership_metrics", "check_study_queries",
+           "benign_model", "cached", "eps_label", "transfer_cells"]
 
 PAPER_EPS = [f"{i}/255" for i in range(1, 11)]  # Fig. 4 (left): eps 1/255 .. 10/255
 PAPER_RATES = [round(0.01 * i, 2) for i in range(1, 11)]  # Fig. 4 (right): gamma 1% .. 10%
@@ -72,6 +72,20 @@ def ownership_metrics(model, x_test, y_test, trigger: Callable, target: int, m: 
         out.update(measure(benign, "_benign"))
         out["learnt"] = out["verified"] and not out["verified_benign"]
     return out
+
+
+def check_study_queries(ds, target: int, profile: Profile, tau=0.25, alpha=0.01) -> int:
+    """The number of queries :func:`ownership_metrics` makes for ``target`` with ``m`` None and ``default_m`` the
+    profile's ``verify_m``: that verify_m capped at the test images outside the class
+    (:func:`dovlib.sscl.query_count`; ``ds`` has ``y_test``), returned when that many can claim ownership at ``tau``
+    and ``alpha``, else refused naming the profile's verify_m, the cap, tau, alpha and the fewest queries that can
+    (:func:`dovlib.verify.check_claim_queries`). Notebooks 04-06 call it before any training."""
+    import torch
+
+    outside = int((torch.as_tensor(ds.y_test) != target).sum())
+    return check_claim_queries(query_count(ds.y_test, target, None, profile.verify_m), tau, alpha,
+                               what=f"the profile's verify_m ({profile.verify_m}, capped at the {outside} test images "
+                                    f"outside class {target})")
 
 
 def transfer_cells(draws: pd.DataFrame) -> pd.DataFrame:

@@ -57,7 +57,8 @@ from dovlib.params import check_choice, check_int, get_profile, parse_eps, parse
 from dovlib.perceptual import require_perceptual
 from dovlib.report import load_records, run_context, save_fig, save_table, start_notebook
 from dovlib.sscl import check_key, key_hash, run_sscl
-from dovlib.studies import PROVENANCE, benign_model, cached, eps_label, grid, measured_context, ownership_metrics
+from dovlib.studies import (PROVENANCE, benign_model, cached, check_study_queries, eps_label, grid, measured_context,
+                            ownership_metrics)
 from dovlib.watermarks import select_indices
 
 NOTEBOOK = "04_ablation"
@@ -79,11 +80,7 @@ target = check_int("target", target, 0, ds.num_classes - 1)  # a class of this d
 # target class's share (only grid points are skipped, below)
 select_indices(ds.y_train, rate, target, clean_label=True)
 print(ds.describe())
-from dovlib.sscl import query_count  # noqa: E402
-from dovlib.verify import check_claim_queries  # noqa: E402
-
-check_claim_queries(query_count(ds.y_test, target, None, cfg.verify_m),
-                    what="the profile's verify_m (capped by the non-target test images)")  # before any training
+check_study_queries(ds, target, cfg)  # the profile's verify_m, capped at the test set, can claim: before any training
 
 # %% [markdown]
 # ## One parameter set = one record

@@ -59,7 +59,7 @@ from dovlib.perceptual import require_perceptual
 from dovlib.removal import finetune, pruning_curve, removal_claims
 from dovlib.report import run_context, run_dir, save_fig, save_table, start_notebook
 from dovlib.sscl import check_key, key_hash, run_sscl
-from dovlib.studies import benign_model, cached, eps_label, measured_context, ownership_metrics
+from dovlib.studies import benign_model, cached, check_study_queries, eps_label, measured_context, ownership_metrics
 from dovlib.train import TrainConfig, train_steps
 from dovlib.watermarks import select_indices
 
@@ -84,11 +84,7 @@ select_indices(ds.y_train, rate, target, clean_label=True)  # gamma within the t
 # a batch of one image cannot train where a BatchNorm sees a 1x1 map (a VGG on images of 16 pixels or fewer)
 finetune_batch_size = check_train_batch("finetune_batch_size", finetune_batch_size, arch, ds.image_shape)
 print(ds.describe())
-from dovlib.sscl import query_count  # noqa: E402
-from dovlib.verify import check_claim_queries  # noqa: E402
-
-check_claim_queries(query_count(ds.y_test, target, None, cfg.verify_m),
-                    what="the profile's verify_m (capped by the non-target test images)")  # before any training
+check_study_queries(ds, target, cfg)  # the profile's verify_m, capped at the test set, can claim: before any training
 params = {"profile": profile, "dataset": dataset, "data": context["data_hash"], "arch": arch, "eps": eps_label(eps),
           "rate": rate, "target": target, "seed": seed, "key_hash": key_hash(key), "perceptual": perceptual,
           "finetune_share": finetune_share, "finetune_lr": finetune_lr, "finetune_batch_size": finetune_batch_size,

@@ -55,8 +55,8 @@ from dovlib.params import check_choice, check_int, get_profile, parse_eps, parse
 from dovlib.perceptual import require_perceptual
 from dovlib.report import run_context, save_fig, save_table, start_notebook
 from dovlib.sscl import check_key, key_hash, run_sscl
-from dovlib.studies import (PROVENANCE, benign_model, cached, eps_label, grid, measured_context, ownership_metrics,
-                            transfer_cells)
+from dovlib.studies import (PROVENANCE, benign_model, cached, check_study_queries, eps_label, grid, measured_context,
+                            ownership_metrics, transfer_cells)
 from dovlib.watermarks import select_indices
 
 NOTEBOOK = "06_transferability"
@@ -80,11 +80,7 @@ device = start_notebook(profile, seed, cfg.device, note=f"grid {arch_list}, {n_d
 ds = load_dataset(dataset).subsample(cfg.n_train, cfg.n_test, seed=seed)
 select_indices(ds.y_train, rate, target, clean_label=True)
 print(ds.describe())
-from dovlib.sscl import query_count  # noqa: E402
-from dovlib.verify import check_claim_queries  # noqa: E402
-
-check_claim_queries(query_count(ds.y_test, target, None, cfg.verify_m),
-                    what="the profile's verify_m (capped by the non-target test images)")  # before any training
+check_study_queries(ds, target, cfg)  # the profile's verify_m, capped at the test set, can claim: before any training
 
 # %% [markdown]
 # ## The grid

@@ -355,3 +355,34 @@ def test_benign_model_passes_the_progress_flag_on(monkeypatch):
     studies.benign_model(ds, get_profile("smoke"), "vgg16", 0, progress=False)
     studies.benign_model(ds, get_profile("smoke"), "vgg16", 0)
     assert seen == [False, True]
+
+
+def test_check_study_queries_checks_the_queries_ownership_metrics_makes(monkeypatch):
+    """Notebooks 04-06 each wrote check_claim_queries(query_count(ds.y_test, target, None, cfg.verify_m), what=...)
+    before training; check_study_queries is that line: the profile's verify_m capped at the test images outside the
+    target class (what ownership_metrics draws with m None), refused by name when it can never claim."""
+    from types import SimpleNamespace
+
+    from dovlib.studies import check_study_queries
+
+    y_test = torch.arange(60) % 4  # 45 test images outside class 1
+    ds = SimpleNamespace(y_test=y_test)
+    assert check_study_queries(ds, 1, get_profile("smoke")) == 40  # verify_m 40: all of it
+    assert check_study_queries(ds, 1, get_profile("quick")) == 45  # verify_m 100, capped at the 45
+    with pytest.raises(ValueError, match=r"the profile's verify_m \(5, capped at the 45 test images outside class 1\): "
+                                         r"5 queries can never claim ownership at tau 0.25 and alpha 0.01"):
+        check_study_queries(ds, 1, get_profile("smoke:verify_m=5"))
+    few = SimpleNamespace(y_test=torch.tensor([0, 1, 1, 2, 3, 0, 2, 3, 1]))  # 6 outside class 1
+    with pytest.raises(ValueError, match=r"verify_m \(40, capped at the 6 test images outside class 1\): 6 queries"):
+        check_study_queries(few, 1, get_profile("smoke"))
+    assert check_study_queries(ds, 1, get_profile("smoke:verify_m=7"), tau=0.0) == 7  # 7 suffice at tau 0
+    with pytest.raises(ValueError, match="alpha 0.001"):
+        check_study_queries(ds, 1, get_profile("smoke:verify_m=12"), alpha=0.001)
+    # the count checked is the count ownership_metrics draws
+    drawn = []
+    real = studies.verification_set
+    monkeypatch.setattr(studies, "verification_set", lambda *a: drawn.append(a[3]) or real(*a))
+    x = torch.zeros(60, 3, 8, 8, dtype=torch.uint8)
+    ownership_metrics(build_model("resnet18", 4, width=4).eval(), x, y_test, lambda v: v, 1,
+                      default_m=get_profile("quick").verify_m)
+    assert drawn == [check_study_queries(ds, 1, get_profile("quick"))]
