@@ -30,7 +30,7 @@ unit: install
 
 # Regenerate the clean .ipynb files from their jupytext sources (notebooks/*.py).
 notebooks: install
-	$(VENV)/bin/jupytext --to ipynb notebooks/[0-9][0-9]_*.py
+	$(VENV)/bin/jupytext --update --to ipynb notebooks/[0-9][0-9]_*.py
 
 # Run every notebook with papermill on PROFILE and write reports/ (index.html, summary.md).
 reproduce: install

@@ -56,7 +56,10 @@ def main(argv=None):
     if args.rounds < 1:
         ap.error("--rounds must be >= 1")
     precisions = args.precision
-    device = resolve_device(args.device)
+    try:
+        device = resolve_device(args.device)
+    except (RuntimeError, ValueError) as e:  # --device cuda without CUDA: a usage error, not a traceback
+        ap.error(f"--device: {e}")
     ds = load_dataset(args.dataset)
     images = sample_images(ds.x_train, max(4 * args.batch_size, 64), side=args.size, seed=args.seed)
     cfg = HiddenConfig(message_bits=args.bits, channels=args.channels, image_size=args.size,

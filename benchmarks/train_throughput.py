@@ -148,7 +148,10 @@ def main(argv=None):
     if not args.lr > 0:
         ap.error(f"--lr must be > 0; got {args.lr}")
     precisions = args.precision
-    device = resolve_device(args.device)
+    try:
+        device = resolve_device(args.device)
+    except (RuntimeError, ValueError) as e:  # --device cuda without CUDA: a usage error, not a traceback
+        ap.error(f"--device: {e}")
     if args.compile and device.type != "cuda":
         ap.error(f"--compile needs a CUDA device (fit compiles on CUDA only); got {device}")
     if device.type == "cuda":  # fit turns cuDNN autotuning on for the process; the common loop gets it from the start

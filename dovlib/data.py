@@ -6,7 +6,7 @@
   (``download=True``); offline, a clear error says where to put the files.
 * ``sub-imagenet``: 50 classes from an ImageFolder or Tiny-ImageNet root (the SSCL-BW paper's Sub-ImageNet).
 * ``cifar10-subset``, ``mnist-offline``: real images kept offline under ``$DOVLIB_DATA`` (see
-  ``../shared/data/README.md``; :func:`build_offline_data`, ``python -m dovlib.data build-offline``, makes the
+  ``data/README.md``; :func:`build_offline_data`, ``python -m dovlib.data build-offline``, makes the
   same files from the official downloads). Results on them are subset results: ``ImageDataset.is_subset`` says so.
 * ``digits``: scikit-learn's bundled 8x8 digits, upsampled to 28x28 (offline).
 * ``synthetic``: small generated classes (offline, any size; for tests).

@@ -140,8 +140,12 @@ def start_notebook(profile: str, seed: int | None = None, device="auto", note: s
     Resolves ``device`` (a profile's ``device`` field: "auto" takes CUDA when present), seeds Python's, NumPy's and
     torch's RNGs with ``seed`` (unless None), sets the project's plotting style, and prints one line naming dovlib's
     and torch's versions, the device's name, the profile string, the seed and ``note``, so an executed notebook
-    always shows what it ran on.
+    always shows what it ran on. A ``quick`` or ``paper`` profile whose ``device="auto"`` finds no GPU warns: it
+    runs, on the CPU, for about an hour (quick) or days (paper); ``device=cpu`` in the profile string says that is
+    meant and silences the warning.
     """
+    import warnings
+
     import torch
 
     from . import __version__
@@ -152,6 +156,12 @@ def start_notebook(profile: str, seed: int | None = None, device="auto", note: s
     if seed is not None:
         seed = check_seed(seed)  # a notebook's parameter: "1.5", -1 or 1e20 named here, not deep in numpy or torch
     dev = resolve_device(device)
+    base = profile.partition(":")[0].strip() if isinstance(profile, str) else ""
+    if device == "auto" and dev.type == "cpu" and base in ("quick", "paper"):
+        warnings.warn(f"profile {profile!r} is sized for a GPU but none was found: it runs on the CPU, for about an "
+                      f"hour (quick) or days (paper). On a CPU use -p profile smoke, or a smaller budget such as "
+                      f"-p profile 'quick:device=cpu,epochs=10,width=16' (device=cpu also silences this warning)",
+                      stacklevel=2)
     reset_training_provenance()  # records name how this notebook's models were trained (write_record)
     if seed is not None:
         seed_everything(seed)

@@ -19,7 +19,8 @@
 # `reports/00_quickstart/metrics.json`.
 #
 # Run it in batch with papermill, e.g.
-# `.venv/bin/papermill notebooks/00_quickstart.ipynb out.ipynb -p profile quick -p dataset cifar10-subset`.
+# `.venv/bin/papermill notebooks/00_quickstart.ipynb out.ipynb -p profile quick -p dataset cifar10-subset` on a GPU
+# (`-p profile smoke` on a CPU: `quick` would train there for about an hour).
 # Profiles: `smoke` (CPU, seconds; what CI runs), `quick` (one GPU, minutes), `paper` (full settings).
 
 # %% tags=["parameters"]
@@ -55,8 +56,8 @@ device = start_notebook(profile, seed, cfg.device)
 # %%
 ds = load_dataset(dataset).subsample(cfg.n_train, cfg.n_test, seed=seed)
 context = run_context(profile, device, ds)  # what figures say they were measured with
-print(ds.describe())
 ds.warn_split_problems()  # e.g. scikit-image's photos: the test split is the training split
+print(ds.describe())
 
 # %% [markdown]
 # ## Train

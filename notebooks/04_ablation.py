@@ -80,7 +80,9 @@ target = check_int("target", target, 0, ds.num_classes - 1)  # a class of this d
 # target class's share (only grid points are skipped, below)
 select_indices(ds.y_train, rate, target, clean_label=True)
 print(ds.describe())
-check_study_queries(ds, target, cfg)  # the profile's verify_m, capped at the test set, can claim: before any training
+m_verify = check_study_queries(ds, target, cfg)  # the profile's verify_m, capped at the test set, can claim:
+# before any training
+print(f"verification: {m_verify} non-target queries per model")
 
 # %% [markdown]
 # ## One parameter set = one record

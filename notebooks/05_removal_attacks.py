@@ -84,7 +84,9 @@ select_indices(ds.y_train, rate, target, clean_label=True)  # gamma within the t
 # a batch of one image cannot train where a BatchNorm sees a 1x1 map (a VGG on images of 16 pixels or fewer)
 finetune_batch_size = check_train_batch("finetune_batch_size", finetune_batch_size, arch, ds.image_shape)
 print(ds.describe())
-check_study_queries(ds, target, cfg)  # the profile's verify_m, capped at the test set, can claim: before any training
+m_verify = check_study_queries(ds, target, cfg)  # the profile's verify_m, capped at the test set, can claim:
+# before any training
+print(f"verification: {m_verify} non-target queries per model")
 params = {"profile": profile, "dataset": dataset, "data": context["data_hash"], "arch": arch, "eps": eps_label(eps),
           "rate": rate, "target": target, "seed": seed, "key_hash": key_hash(key), "perceptual": perceptual,
           "finetune_share": finetune_share, "finetune_lr": finetune_lr, "finetune_batch_size": finetune_batch_size,

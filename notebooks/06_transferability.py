@@ -80,7 +80,9 @@ device = start_notebook(profile, seed, cfg.device, note=f"grid {arch_list}, {n_d
 ds = load_dataset(dataset).subsample(cfg.n_train, cfg.n_test, seed=seed)
 select_indices(ds.y_train, rate, target, clean_label=True)
 print(ds.describe())
-check_study_queries(ds, target, cfg)  # the profile's verify_m, capped at the test set, can claim: before any training
+m_verify = check_study_queries(ds, target, cfg)  # the profile's verify_m, capped at the test set, can claim:
+# before any training
+print(f"verification: {m_verify} non-target queries per model")
 
 # %% [markdown]
 # ## The grid

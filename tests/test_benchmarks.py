@@ -561,3 +561,14 @@ def test_verify_level_benchmark_counts_claims_of_both_tests_on_the_same_draws(ca
     with pytest.raises(SystemExit):
         bench.main(["--draws", "0"])
     assert "--draws, --model-draws and --pool-draws must be >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["train_throughput", "hidden_throughput"])
+def test_benchmarks_name_a_missing_cuda_device_as_a_usage_error(name, capsys, monkeypatch):
+    # --device cuda without CUDA ended in a traceback; now argparse's exit 2 with the reason
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as exited:
+        _load(name).main(["--device", "cuda"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "--device: " in err and "CUDA" in err and "Traceback" not in err

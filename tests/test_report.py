@@ -1,6 +1,7 @@
 import datetime as _dt
 import json
 import os
+import warnings
 
 import matplotlib
 
@@ -373,6 +374,20 @@ def test_start_notebook_seeds_styles_and_names_the_run(capsys):
 
     with matplotlib.rc_context({"savefig.dpi": 72}):  # the style is undone afterwards: no leak into other tests
         _start_notebook_checks(capsys)
+
+
+def test_start_notebook_warns_when_a_gpu_profile_finds_no_gpu(monkeypatch, capsys):
+    # README's first papermill example (-p profile quick) started an hour of CPU training without a word
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with matplotlib.rc_context():
+        for profile in ("quick", "paper", "quick:epochs=10"):
+            with pytest.warns(UserWarning, match=r"sized for a GPU but none was found.*-p profile smoke"):
+                assert report.start_notebook(profile, device="auto").type == "cpu"
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a CPU the user asked for, and smoke, are not warned about
+            report.start_notebook("quick:device=cpu", device="cpu")
+            report.start_notebook("smoke", device="auto")
+    capsys.readouterr()
 
 
 def test_start_notebook_refuses_a_seed_numpy_cannot_use_by_name():
