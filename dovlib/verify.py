@@ -204,6 +204,7 @@ def ttest_verify(p_benign, p_watermarked, tau=0.25, alpha=0.01) -> VerifyResult:
     return VerifyResult(delta, p, p < alpha, n, tau, alpha, "paired t-test")
 
 
+PERMUTED_VALUES = 1 << 20  # bounded_verify bets on at most this many differences at once (orders x pairs)
 BET_CAP = 0.9  # bets stay below BET_CAP / (1 + tau): a difference of -1 keeps at least 1 - BET_CAP of the wealth
 
 
@@ -227,7 +228,7 @@ def _log_wealth(d: np.ndarray, tau: float) -> np.ndarray:
     return np.log1p(lam * (d - tau)).sum(1)
 
 
-def bounded_verify(p_benign, p_watermarked, tau=0.25, alpha=0.01, permutations: int = 100,
+def bounded_verify(p_benign, p_watermarked, tau=0.25, alpha=0.01, permutations: int = 1000,
                    seed: int = 0) -> VerifyResult:
     """Test by betting of H0: mean(P_w - P_b) <= tau whose level holds for every distribution of the differences
     on [-1, 1] with mean at most tau, at every number of pairs n (Waudby-Smith and Ramdas, "Estimating means of
@@ -237,17 +238,20 @@ def bounded_verify(p_benign, p_watermarked, tau=0.25, alpha=0.01, permutations: 
     A gambler starts with wealth 1 and bets a share lambda_t in [0, BET_CAP / (1 + tau)), chosen from the earlier
     pairs only, on D_t - tau (:func:`_log_wealth`): under H0 the wealth is a nonnegative supermartingale, so its
     final value K_n has expectation at most 1 (an e-value) for independently drawn queries. The order of the pairs:
-    the wealth is averaged over ``permutations`` uniformly random orders (seeded, drawn apart from the data). Each
-    order of independent draws is itself independent draws, so each order's K_n is an e-value, and so is their
-    average; it estimates without bias the average over all n! orders, which depends on the set of differences only,
-    so the order the pairs come in (verification_set returns them sorted by test-set index, which need not be
-    random) moves p only by the Monte-Carlo spread. p = min(1, 1 / average) then holds by Markov's inequality. The
-    final wealth is used, not its running maximum (Ville's inequality), since n is fixed before the queries; an
-    average of running maxima is not covered. Fix ``seed`` before looking at the data: trying seeds until one claims
-    voids the level (at the default 100 orders p moved by at most 3%, relative sd, over 100 seeds on four samples;
-    not at all where every bet is at its cap). Queries drawn without replacement from a finite pool
-    (verification_set) are not independent: that is covered for fixed bets (negative association), not proved for
-    these adaptive ones, and measured conservative (the module docstring).
+    the differences are sorted, then the wealth is averaged over ``permutations`` uniformly random orders of them
+    (seeded, drawn apart from the data). A uniformly random order of independent, identically distributed draws is
+    itself such draws (whatever order they were sorted into first), so each order's K_n is an e-value, and so is
+    their average; p = min(1, 1 / average) then holds by Markov's inequality. Sorting first makes p a function of
+    the set of differences alone for a given seed: the order the pairs come in (verification_set returns them by
+    test-set index) does not move it at all. The seed does, by the Monte-Carlo error of the average, reported in
+    ``note`` as the relative standard error of the average wealth (about that of p where p < 1). Measured at the
+    default 1,000 orders over 100 seeds: a relative sd of 5% to 9% on 100 differences of which 10 to 20 are at -1
+    and the rest at +1 (21% at 100 orders, 18 at -1), at most 2% on 13 other samples of 20 to 100 differences,
+    close to the ``note``'s standard error each time. The final wealth is used, not its running maximum (Ville's
+    inequality), since n is fixed before the queries; an average of running maxima is not covered. Fix ``seed``
+    (and n) before looking at the data: trying seeds until one claims voids the level. Queries drawn without
+    replacement from a finite pool (verification_set) are not independent: that is covered for fixed bets (negative
+    association), not proved for these adaptive ones, and measured conservative (the module docstring).
 
     Each factor is below 1 + BET_CAP (1 - tau) / (1 + tau) < 2 / (1 + tau), so p > :func:`claim_floor` (n, tau):
     never a claim below :func:`min_claim_queries`. A saturated model (every D = 1) claims from 11 pairs at tau 0.25
@@ -261,13 +265,22 @@ def bounded_verify(p_benign, p_watermarked, tau=0.25, alpha=0.01, permutations: 
     n, test = pb.size, "betting test (bounded mean)"
     if n == 0:
         return VerifyResult(float("nan"), 1.0, False, 0, tau, alpha, test, "no pairs: no claim")
-    d = pw - pb
-    orders = np.random.default_rng(seed).permuted(np.tile(d, (permutations, 1)), axis=1)
-    log_k = _log_wealth(orders, tau)
+    d = np.sort(pw - pb)  # p a function of the set of differences, not of the order given
+    rng = np.random.default_rng(seed)
+    chunk = max(1, PERMUTED_VALUES // n)  # orders drawn and bet on a chunk at a time: memory stays bounded
+    log_k = np.concatenate([_log_wealth(rng.permuted(np.tile(d, (min(chunk, permutations - i), 1)), axis=1), tau)
+                            for i in range(0, permutations, chunk)])
     top = float(log_k.max())
-    log_e = top + math.log(float(np.mean(np.exp(log_k - top))))  # log of the average wealth, without overflow
+    w = np.exp(log_k - top)  # the wealths over the largest: their average without overflow
+    log_e = top + math.log(float(w.mean()))  # log of the average wealth
+    if permutations == 1:
+        note = "wealth of one random order: no Monte-Carlo error estimated"
+    else:
+        rse = float(w.std(ddof=1) / (w.mean() * math.sqrt(permutations)))
+        note = (f"average wealth over {permutations} orders, Monte-Carlo relative standard error "
+                f"{'below 0.01' if rse < 1e-4 else f'{100 * rse:.2g}'}%")
     p = 1.0 if log_e <= 0 else math.exp(-log_e)
-    return VerifyResult(float(d.mean()), p, p < alpha, n, tau, alpha, test)
+    return VerifyResult(float(d.mean()), p, p < alpha, n, tau, alpha, test, note)
 
 
 def _as_labels(name: str, labels) -> torch.Tensor:
