@@ -249,9 +249,10 @@ def bounded_verify(p_benign, p_watermarked, tau=0.25, alpha=0.01, permutations: 
     and the rest at +1 (21% at 100 orders, 18 at -1), at most 2% on 13 other samples of 20 to 100 differences,
     close to the ``note``'s standard error each time. The final wealth is used, not its running maximum (Ville's
     inequality), since n is fixed before the queries; an average of running maxima is not covered. Fix ``seed``
-    (and n) before looking at the data: trying seeds until one claims voids the level. Queries drawn without
-    replacement from a finite pool (verification_set) are not independent: that is covered for fixed bets (negative
-    association), not proved for these adaptive ones, and measured conservative (the module docstring).
+    (and n) before looking at the data: trying seeds until one claims voids the level. A p below 1e-300 is reported
+    as 1e-300, ``note`` saying so (as :func:`label_verify`), never as 0. Queries drawn without replacement from a
+    finite pool (verification_set) are not independent: that is covered for fixed bets (negative association), not
+    proved for these adaptive ones, and measured conservative (the module docstring).
 
     Each factor is below 1 + BET_CAP (1 - tau) / (1 + tau) < 2 / (1 + tau), so p > :func:`claim_floor` (n, tau):
     never a claim below :func:`min_claim_queries`. A saturated model (every D = 1) claims from 11 pairs at tau 0.25
@@ -279,6 +280,9 @@ def bounded_verify(p_benign, p_watermarked, tau=0.25, alpha=0.01, permutations: 
         rse = float(w.std(ddof=1) / (w.mean() * math.sqrt(permutations)))
         note = (f"average wealth over {permutations} orders, Monte-Carlo relative standard error "
                 f"{'below 0.01' if rse < 1e-4 else f'{100 * rse:.2g}'}%")
+    if log_e > 300 * math.log(10):  # p below 1e-300 (underflowing to 0 from about 1e-308): as label_verify
+        claimed = -log_e < math.log(alpha)  # exact, even for an alpha below 1e-300
+        return VerifyResult(float(d.mean()), 1e-300, claimed, n, tau, alpha, test, f"p below 1e-300; {note}")
     p = 1.0 if log_e <= 0 else math.exp(-log_e)
     return VerifyResult(float(d.mean()), p, p < alpha, n, tau, alpha, test, note)
 

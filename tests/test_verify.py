@@ -794,3 +794,21 @@ def test_bounded_p_depends_on_the_set_of_differences_not_their_order():
     spread = ps.std() / ps.mean()
     assert spread < 0.12 and rse < 0.12, (spread, rse)  # at 100 orders: 0.21
     assert rse / 2 < spread < 2 * rse, (spread, rse)  # the note's error is the spread over seeds
+
+
+def test_bounded_p_value_never_underflows_to_zero():
+    """A saturated model at n = 10,000: the average wealth is about 1.6**10,000, whose inverse underflowed to
+    p = 0.0 (a table would show 0, and p > claim_floor no longer said anything). Reported as 1e-300, as
+    label_verify does, with the note saying so."""
+    from dovlib.verify import bounded_verify, claim_floor
+
+    for n in (2000, 10000):
+        r = bounded_verify(np.zeros(n), np.ones(n))
+        assert r.verified and r.p_value == 1e-300 and "p below 1e-300" in r.note, r
+        assert r.p_value > claim_floor(n)
+    half = bounded_verify(np.zeros(10000), np.r_[np.ones(5000), np.zeros(5000)])
+    assert half.p_value == 1e-300 and "p below 1e-300" in half.note and "Monte-Carlo" in half.note
+    above = bounded_verify(np.zeros(1000), np.r_[np.ones(500), np.zeros(500)])  # p 3.5e-51: reported as it is
+    assert 1e-300 < above.p_value < 1e-40 and "1e-300" not in above.note
+    tiny = bounded_verify(np.zeros(10000), np.ones(10000), alpha=1e-310)  # the claim is decided on the exact p
+    assert tiny.verified and tiny.p_value == 1e-300
