@@ -503,7 +503,9 @@ def paper_table_ii(table2, dataset: str):
 def add_bounded(df, tau=0.25, alpha=0.01):
     """A copy of :func:`dovlib.sscl.run_controls` rows with :func:`bounded_verify` of each row's ``p_b``/``p_w``
     beside the paper's t-test: columns ``bounded_p_value`` and ``bounded_verified`` (at ``tau`` and ``alpha``, which
-    the rows do not record: pass the run's). :func:`summarize_controls` then reports them per scenario."""
+    the rows do not record: pass the run's); where the rows have ``p_decoy`` (run_controls' decoy-controlled test)
+    also ``bounded_decoy_p_value`` and ``bounded_decoy_verified``, with the decoy's answers as the baseline.
+    :func:`summarize_controls` then reports them per scenario."""
     tau, alpha = _check_tau_alpha(tau, alpha)
     if "p_w" not in getattr(df, "columns", ()) or "p_b" not in df.columns:
         raise ValueError(f"add_bounded needs the p_b and p_w columns (one array of probabilities per model, as "
@@ -512,6 +514,10 @@ def add_bounded(df, tau=0.25, alpha=0.01):
     tests = [bounded_verify(pb, pw, tau, alpha) for pb, pw in zip(out["p_b"], out["p_w"])]
     out["bounded_p_value"] = [v.p_value for v in tests]
     out["bounded_verified"] = [v.verified for v in tests]
+    if "p_decoy" in out.columns:  # run_controls' decoy-controlled test: the decoy's answers as the baseline
+        decoy = [bounded_verify(pd_, pw, tau, alpha) for pd_, pw in zip(out["p_decoy"], out["p_w"])]
+        out["bounded_decoy_p_value"] = [v.p_value for v in decoy]
+        out["bounded_decoy_verified"] = [v.verified for v in decoy]
     return out
 
 
@@ -520,8 +526,9 @@ def summarize_controls(df):
     max and min p-value, and the share of models claimed (``verified_rate``: paired t-test; ``label_verified_rate``:
     label-only test), from the rows' own verdicts at the alpha they were tested with (:func:`tau_sweep` re-tests at
     other settings); with :func:`add_bounded`'s columns also ``bounded_p_value_max`` and ``bounded_verified_rate``
-    (betting test). These shares estimate the true-positive rate (Malicious) and the false-claim rate (Ind-M, Ind-W)
-    from a few models only: 0 claims of n bounds the rate, at 95% confidence, only to 1 - 0.05**(1/n)."""
+    (betting test; ``bounded_decoy_*`` likewise for the decoy baseline). These shares estimate the true-positive
+    rate (Malicious) and the false-claim rate (Ind-M, Ind-W) from a few models only: 0 claims of n bounds the rate,
+    at 95% confidence, only to 1 - 0.05**(1/n)."""
     g = df.groupby("scenario", sort=False)
     out = g.agg(models=("delta_p", "size"), delta_p=("delta_p", "mean"), p_value_median=("p_value", "median"),
                 p_value_max=("p_value", "max"), p_value_min=("p_value", "min"), verified_rate=("verified", "mean"),
@@ -533,6 +540,9 @@ def summarize_controls(df):
     if "bounded_verified" in df:
         out = out.join(g.agg(bounded_p_value_max=("bounded_p_value", "max"),
                              bounded_verified_rate=("bounded_verified", "mean")))
+    if "bounded_decoy_verified" in df:
+        out = out.join(g.agg(bounded_decoy_p_value_max=("bounded_decoy_p_value", "max"),
+                             bounded_decoy_verified_rate=("bounded_decoy_verified", "mean")))
     return out.reset_index()
 
 

@@ -241,7 +241,7 @@ if select_plain:
     save_table(plain_selection_log, "generator_selection", NOTEBOOK, caption=f"Owner-side self-check of each "
                f"selection attempt (paper's test, queries apart from the evaluation's): {label}", **context)
     display(plain_selection_log)
-models = add_bounded(models, tau, alpha)  # bounded_p_value, bounded_verified: the betting test beside the t-test
+models = add_bounded(models, tau, alpha)  # bounded_*, bounded_decoy_*: the betting test beside the t-test
 table2 = summarize_controls(models)
 table2
 
@@ -455,7 +455,9 @@ t2 = table2.set_index("scenario")
 metrics = {f"{s}_{k}": t2.at[s, k] for s in t2.index for k in ("delta_p", "p_value_median", "p_value_max",
                                                               "verified_rate", "WSR", "BA", "decoy_delta_p",
                                                               "decoy_p_value_max", "decoy_verified_rate",
-                                                              "bounded_p_value_max", "bounded_verified_rate")}
+                                                              "bounded_p_value_max", "bounded_verified_rate",
+                                                              "bounded_decoy_p_value_max",
+                                                              "bounded_decoy_verified_rate")}
 metrics["models"] = models.drop(columns=["p_b", "p_w", "p_decoy"]).to_dict("records")
 metrics["tau_sweep"] = sweep.to_dict("records")
 metrics["m_sweep"] = msweep.to_dict("records")

@@ -812,3 +812,30 @@ def test_bounded_p_value_never_underflows_to_zero():
     assert 1e-300 < above.p_value < 1e-40 and "1e-300" not in above.note
     tiny = bounded_verify(np.zeros(10000), np.ones(10000), alpha=1e-310)  # the claim is decided on the exact p
     assert tiny.verified and tiny.p_value == 1e-300
+
+
+def test_add_bounded_tests_the_decoy_baseline_too_when_the_rows_have_it():
+    """run_controls' decoy-controlled test (P_b replaced by the answer to the owner's decoy marks) had only the
+    t-test's verdict; add_bounded now puts bounded_verify(p_decoy, p_w) beside it (``bounded_decoy_*``) and
+    summarize_controls reports it per scenario."""
+    import pandas as pd
+
+    from dovlib.verify import add_bounded, bounded_verify, summarize_controls
+
+    rows, rng = [], np.random.default_rng(4)
+    for scenario, s, pb, pw in _synthetic_queries({"Malicious": 0.7, "Ind-W": 0.6}, n=50, sd=0.05, seed=2):
+        # Ind-W answers any mark: the decoy's as strongly as ours, so only the decoy baseline refuses to claim it
+        pd_ = np.clip(pw - (0.6 if scenario == "Malicious" else 0.0) + rng.normal(0, 0.05, 50), 0, 1)
+        v, dv = ttest_verify(pb, pw), ttest_verify(pd_, pw)
+        rows.append({"scenario": scenario, "model_seed": s, "delta_p": v.delta_p, "p_value": v.p_value,
+                     "verified": v.verified, "WSR": 0.0, "BA": 0.5, "label_verified": False, "p_b": pb, "p_w": pw,
+                     "decoy_delta_p": dv.delta_p, "decoy_p_value": dv.p_value, "decoy_verified": dv.verified,
+                     "p_decoy": pd_})
+    df = pd.DataFrame(rows)
+    out = add_bounded(df)
+    for r in out.itertuples():
+        assert r.bounded_decoy_p_value == bounded_verify(r.p_decoy, r.p_w).p_value
+    t2 = summarize_controls(out).set_index("scenario")
+    assert t2.at["Malicious", "bounded_decoy_verified_rate"] == 1.0 and t2.at["Ind-W", "bounded_verified_rate"] == 1
+    assert t2.at["Ind-W", "bounded_decoy_verified_rate"] == 0.0 and t2.at["Ind-W", "bounded_decoy_p_value_max"] == 1
+    assert "bounded_decoy_p_value" not in add_bounded(df.drop(columns=["p_decoy"]))  # no decoy test: no column
