@@ -10,17 +10,19 @@
   valid test of a bounded mean needs (:func:`claim_floor`). alpha does not bound the share of independent owners'
   models claimed (a model that truly answers the trigger by more than tau is a correct rejection, yet a false
   claim). It stays the default (the paper's test).
-* :func:`bounded_verify` (ours): the same H0 tested by betting (Waudby-Smith and Ramdas, JRSSB 2024), whose level
-  alpha holds for every distribution of the differences on [-1, 1] with mean at most tau, at every m, for
-  independently drawn queries. ``benchmarks/verify_level.py`` measured, at tau 0.25 and alpha 0.01 over 4,000 seeded
+* :func:`bounded_verify` (ours): the same H0 tested by betting (Waudby-Smith and Ramdas, JRSSB 2024), valid
+  (false-claim chance never above alpha) for every distribution of the differences on [-1, 1] with mean at most
+  tau, for independently drawn queries, m and seed fixed in advance; valid, not exact: it claims such nulls far
+  less often than alpha. ``benchmarks/verify_level.py`` measured, at tau 0.25 and alpha 0.01 over 4,000 seeded
   draws per null and m (m = 20, 100; the same draws for both tests): 0 claims at the skewed null above (the t-test
   on those draws: 0.37 and 0.043), 2 and 1 at the two-point null at -1 and +1 (t-test: 0.025 and 0.009), 0 at
-  N(0.25, 0.1) (t-test: 0.011 and 0.010); drawn without replacement from pools of 100 to 270 differences with mean
-  tau (m 40 or 100, 2,000 draws each), 0. It pays in power with few queries: over 1,000 draws a watermarked model
-  with D ~ clip(N(0.7, 0.2)) is claimed 96% of the time at m = 20 (t-test 100%) and always from m = 40; D ~
-  clip(N(0.45, 0.2)) never at m = 20 (t-test 95%; no valid test can claim 20 differences of 0.45 at alpha 0.01), 69%
-  at m = 40, always at m = 100. A saturated model claims from 11 queries (the floor: 10).
-  ``verify_model(test="bounded")`` runs it, :func:`add_bounded` puts it beside the t-test in Table II.
+  N(0.25, 0.1) (t-test: 0.011 and 0.010); drawn without replacement from pools of 200 and 270 differences with mean
+  tau (m 100 and 40, 2,000 draws each; a null about the pool's own mean, which the guarantee does not cover), 0.
+  It pays in power with few queries: over 1,000 draws a watermarked model with D ~ clip(N(0.7, 0.2)) is claimed
+  96% of the time at m = 20 (t-test 100%) and always from m = 40; D ~ clip(N(0.45, 0.2)) never at m = 20 (t-test
+  95%; no valid test can claim 20 differences of 0.45 at alpha 0.01), 69% at m = 40, always at m = 100. A
+  saturated model claims from 11 queries (the floor: 10). ``verify_model(test="bounded")`` runs it,
+  :func:`add_bounded` puts it beside the t-test in Table II.
 * :func:`label_verify`: the label-only variant (an API that returns labels): a binomial test that the share of
   watermarked queries labelled t exceeds the benign share + tau, with the benign share's own sampling error
   accounted for (an exact Clopper-Pearson bound, alpha split in two).
@@ -230,10 +232,12 @@ def _log_wealth(d: np.ndarray, tau: float) -> np.ndarray:
 
 def bounded_verify(p_benign, p_watermarked, tau=0.25, alpha=0.01, permutations: int = 1000,
                    seed: int = 0) -> VerifyResult:
-    """Test by betting of H0: mean(P_w - P_b) <= tau whose level holds for every distribution of the differences
-    on [-1, 1] with mean at most tau, at every number of pairs n (Waudby-Smith and Ramdas, "Estimating means of
-    bounded random variables by betting", JRSSB 2024; Shafer and Vovk's testing by betting), unlike
-    :func:`ttest_verify`'s normal approximation. The same input checks as :func:`ttest_verify`.
+    """Test by betting of H0: mean(P_w - P_b) <= tau, valid (false-claim chance never above alpha) for every
+    distribution of the differences on [-1, 1] with mean at most tau, for independently drawn queries, n and
+    ``seed`` fixed in advance (Waudby-Smith and Ramdas, "Estimating means of bounded random variables by betting",
+    JRSSB 2024; Shafer and Vovk's testing by betting), unlike :func:`ttest_verify`'s normal approximation. Valid,
+    not exact: at such nulls it claimed far less often than alpha (0 to 0.0005 at alpha 0.01, the module
+    docstring). The same input checks as :func:`ttest_verify`.
 
     A gambler starts with wealth 1 and bets a share lambda_t in [0, BET_CAP / (1 + tau)), chosen from the earlier
     pairs only, on D_t - tau (:func:`_log_wealth`): under H0 the wealth is a nonnegative supermartingale, so its
@@ -250,9 +254,14 @@ def bounded_verify(p_benign, p_watermarked, tau=0.25, alpha=0.01, permutations: 
     close to the ``note``'s standard error each time. The final wealth is used, not its running maximum (Ville's
     inequality), since n is fixed before the queries; an average of running maxima is not covered. Fix ``seed``
     (and n) before looking at the data: trying seeds until one claims voids the level. A p below 1e-300 is reported
-    as 1e-300, ``note`` saying so (as :func:`label_verify`), never as 0. Queries drawn without replacement from a
-    finite pool (verification_set) are not independent: that is covered for fixed bets (negative association), not
-    proved for these adaptive ones, and measured conservative (the module docstring).
+    as 1e-300, ``note`` saying so (as :func:`label_verify`), never as 0.
+
+    Queries drawn without replacement (verification_set draws m test images without replacement): where H0 is
+    about the model's mean over the data distribution and the test set is an iid sample of it, a subset of the test
+    set drawn at random, independently of the answers, without replacement is itself an iid sample, so the
+    guarantee holds. The caveat matters only for an H0 about the finite pool's own mean (the mean over these test
+    images alone): draws without replacement from it are dependent, which is covered for fixed bets (negative
+    association), not proved for these adaptive ones; measured conservative there (the module docstring).
 
     Each factor is below 1 + BET_CAP (1 - tau) / (1 + tau) < 2 / (1 + tau), so p > :func:`claim_floor` (n, tau):
     never a claim below :func:`min_claim_queries`. A saturated model (every D = 1) claims from 11 pairs at tau 0.25
@@ -417,9 +426,10 @@ PROB_TESTS = {"ttest": ttest_verify, "bounded": bounded_verify}  # verify_model'
 def verify_model(model, x: torch.Tensor, trigger, target: int, tau=0.25, alpha=0.01, labels_only: bool = False,
                  test: str = "ttest"):
     """Query a suspect ``model`` with ``x`` and ``trigger(x)`` and test the target-class probabilities with ``test``:
-    "ttest" (:func:`ttest_verify`, the paper's) or "bounded" (:func:`bounded_verify`, level exact for every bounded
-    null); or, with ``labels_only`` (an API that returns labels), :func:`label_verify`, exact already, so ``test``
-    must then stay "ttest" (the default)."""
+    "ttest" (:func:`ttest_verify`, the paper's) or "bounded" (:func:`bounded_verify`: valid, its false-claim chance
+    never above alpha, for every distribution of the differences on [-1, 1] with mean at most tau, for independently
+    drawn queries, m and seed fixed in advance); or, with ``labels_only`` (an API that returns labels),
+    :func:`label_verify`, exact already, so ``test`` must then stay "ttest" (the default)."""
     if test not in PROB_TESTS:
         raise ValueError(f"test must be one of {', '.join(map(repr, PROB_TESTS))}; got {test!r}")
     if labels_only:

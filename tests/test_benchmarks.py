@@ -5,6 +5,7 @@ precision."""
 import argparse
 import importlib.util
 import json
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -546,13 +547,19 @@ def test_verify_level_benchmark_counts_claims_of_both_tests_on_the_same_draws(ca
     bench = _load("verify_level")
     bench.main(["--draws", "30", "--model-draws", "5", "--pool-draws", "5"])
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "claims at tau 0.25, alpha 0.01" and len(lines) == 1 + 6 + 6 + 6
+    assert lines[0] == "claims at tau 0.25, alpha 0.01" and len(lines) == 1 + 6 + 9 + 4
     skewed = lines[1]
     assert skewed.startswith("null skewed") and "bounded 0/30" in skewed and "t-test " in skewed
     assert all("bounded 5/5" in line for line in lines[8:10])  # clip N(0.7, 0.2) at m 40 and 100
-    assert all("without replacement" in line and "t-test" not in line for line in lines[13:])
+    assert [line.split(":")[0].split()[-1] for line in lines[13:16]] == ["20", "40", "100"]  # clip N(0.35, 0.2)
+    assert all("N(0.35, 0.2)" in line for line in lines[13:16])
+    pools = lines[16:]
+    assert all("without replacement" in line and "t-test" not in line for line in pools)
+    for line in pools:  # drawn from a pool larger than m: never a census, whose draws are all one multiset
+        size, m = map(int, re.search(r"pool of (\d+)\s+m\s+(\d+):", line).groups())
+        assert m < size, line
     for kind in ("skewed", "two-point"):  # the pools are nulls at their boundary
-        for size in (100, 200, 270):
+        for size in (200, 270):
             d = bench.pool(kind, size)
             assert len(d) == size and d.mean() == pytest.approx(0.25) and -1 <= d.min() and d.max() <= 1
     pb, pw = bench.pair(np.array([-1.0, 0.3, 1.0]))
