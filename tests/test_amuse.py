@@ -640,3 +640,69 @@ def test_decoders_count_the_bits_whose_copies_tie():
     assert erasure.last_tied == 2
     erasure.decode_partial(good)
     assert erasure.last_tied == 0
+
+
+def test_every_subset_is_returned_once_where_there_are_exactly_as_many_as_asked():
+    """C(n_items, size) == count: the rows are all of them, in lexicographic order, and said to be all (a sample of
+    all the ranks would be the same set in a random order, not flagged as every subset)."""
+    from dovlib.amuse import distinct_subsets
+
+    rows, every = distinct_subsets(4, 2, 6, np.random.default_rng(5))  # C(4, 2) = 6
+    assert every and rows.tolist() == [[0, 1], [0, 2], [0, 3], [1, 2], [1, 3], [2, 3]]
+    rows, every = distinct_subsets(5, 1, 5, np.random.default_rng(5))
+    assert every and rows.tolist() == [[0], [1], [2], [3], [4]]
+
+
+def test_distinct_subsets_are_distinct_as_sets_and_a_random_sample_of_the_ranks():
+    """A subset drawn again in another order is a repeat (the same images), and where the ranks are sampled the
+    sample is random: different seeds give different subsets and every subset can be drawn."""
+    from dovlib.amuse import distinct_subsets
+
+    for seed in range(5):  # C(10, 2) = 45 > 2 x 20: drawn one by one, repeats in any order drawn again
+        rows, every = distinct_subsets(10, 2, 20, np.random.default_rng(seed))
+        assert rows.shape == (20, 2) and not every and len({frozenset(r) for r in rows.tolist()}) == 20
+    samples = [frozenset(map(tuple, distinct_subsets(5, 2, 6, np.random.default_rng(s))[0].tolist()))
+               for s in range(20)]  # C(5, 2) = 10 <= 2 x 6: ranks sampled
+    assert len(set(samples)) > 1 and len(frozenset().union(*samples)) == 10
+    with pytest.raises(ValueError, match=r"n_items must be an integer >= 1; got 0"):
+        distinct_subsets(0, 1, 3, np.random.default_rng(0))
+
+
+def test_leaked_subsets_without_repeats_are_the_draws_of_one_stream_across_shares():
+    """Shares whose subsets never repeat decode what independent sampling decoded before distinct_subsets (one
+    generator, seeded once, drawn share after share): records of those shares keep their numbers."""
+    L = 60
+    msg = random_message(L, seed=0)
+    codec = RepeatCodec(L)
+    noisy = flip_bits(codec.encode(msg, 40), 0.3, seed=1)
+    df = leak_subset_accuracy(codec, msg, noisy, shares=[0.25, 0.5], n_subsets=5, seed=7)
+    rng = np.random.default_rng(7)
+    expected = []
+    for m in (10, 20):
+        for _ in range(5):
+            bits = codec.decode_partial(noisy[rng.choice(40, size=m, replace=False)]).bits
+            expected.append(float((bits == msg).mean()))
+    assert df["bit_acc"].tolist() == expected and not df["all_subsets"].any()
+
+
+def test_last_tied_counts_message_bits_only_and_is_reset_by_every_decode():
+    """A tie in a padding bit (the last chunk's bits beyond the message) is not a message bit: last_tied stays 0 and
+    the message decodes. The baseline's count is reset by a decode that receives nothing, after one that tied."""
+    codec = AmuseCodec(5, 2, 1)  # chunks of 3 bits: chunk 1 holds message bits 3, 4 and one padding bit
+    message = np.array([1, 0, 1, 1, 0], dtype=np.uint8)
+    subs = codec.encode(message, 4)
+    chunk1 = np.nonzero(subs[:, -1] == 1)[0]
+    assert len(chunk1) == 2
+    padded = subs.copy()
+    padded[chunk1[0], 2] ^= 1  # the copies of chunk 1 disagree on its padding bit only
+    assert codec.decode(padded).tolist() == message.tolist() and codec.last_tied == 0
+    padded[chunk1[0], 0] ^= 1  # and on message bit 3
+    assert codec.decode(padded).tolist() == [1, 0, 1, 0, 0] and codec.last_tied == 1
+
+    base = RepeatCodec(4)
+    two = base.encode(np.array([1, 1, 0, 0], dtype=np.uint8), 2)
+    two[1] ^= 1  # every bit ties
+    base.decode(two)
+    assert base.last_tied == 4
+    base.decode_partial(np.zeros((0, 4), np.uint8))
+    assert base.last_tied == 0

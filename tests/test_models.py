@@ -136,3 +136,25 @@ def test_min_train_batch_finds_the_archs_that_one_image_cannot_train():
         check_train_batch("finetune_batch_size", 0, "resnet18", (3, 32, 32))
     with pytest.raises(ValueError, match="arch must be one of"):
         check_train_batch("finetune_batch_size", 8, "vgg11", (3, 32, 32))
+
+
+def test_min_train_batch_takes_non_square_and_two_dimensional_shapes():
+    """Height and width are each pooled on their own: a VGG on 16x32 images ends on a 1x2 map (two values per
+    channel: one image trains, as fit shows) while 16x16 ends on 1x1. An (H, W) shape is a greyscale image for the
+    BadNets CNN; any other length is refused naming image_shape."""
+    from dovlib.models import check_train_batch, min_train_batch
+    from dovlib.train import fit
+
+    assert min_train_batch("vgg16", (3, 16, 32)) == 1 and min_train_batch("vgg16", (3, 32, 16)) == 1
+    y = torch.arange(4) % 2
+    kw = dict(epochs=1, device="cpu", progress=False, batch_size=1)
+    assert fit(build_model("vgg16", 2, 3, 4), torch.zeros(4, 3, 16, 32, dtype=torch.uint8), y, **kw).history
+    assert min_train_batch("vgg16", (3, 16, 8)) == 2
+    with pytest.raises(ValueError, match="batch_size must be at least 2 for this model"):
+        fit(build_model("vgg16", 2, 3, 4), torch.zeros(4, 3, 16, 8, dtype=torch.uint8), y, **kw)
+    with pytest.raises(ValueError, match=r"\(vgg16 on 16x8 images"):  # height x width, as given
+        check_train_batch("finetune_batch_size", 1, "vgg16", (3, 16, 8))
+    assert min_train_batch("badnets_cnn", (28, 28)) == 1 and min_train_batch("vgg16", (8, 8)) == 2
+    for bad in ((28,), (1, 3, 28, 28)):
+        with pytest.raises(ValueError, match=r"image_shape must be \(C, H, W\) or \(H, W\)"):
+            min_train_batch("vgg16", bad)

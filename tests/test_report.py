@@ -446,3 +446,22 @@ def test_record_key_runs_dir_and_file_lock(tmp_path, monkeypatch):
             report.file_lock(target, timeout=0.1).acquire()
     with report.file_lock(target, timeout=0.1):  # released on exit
         pass
+
+
+def test_start_notebook_warns_only_without_a_gpu_and_reads_the_profiles_base_name(monkeypatch, capsys):
+    """A quick or paper profile that finds a GPU runs where it was sized to: no warning. Without one, the base name
+    is read as get_profile reads it (spaces around it allowed)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Test GPU")
+    with matplotlib.rc_context(), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for profile in ("quick", "paper"):
+            assert report.start_notebook(profile, device="auto").type == "cuda"
+    assert "cuda (Test GPU)" in capsys.readouterr().out
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    from dovlib.params import get_profile
+
+    assert get_profile("quick :epochs=10").epochs == 10
+    with matplotlib.rc_context(), pytest.warns(UserWarning, match="sized for a GPU but none was found"):
+        report.start_notebook("quick :epochs=10", device="auto")
+    capsys.readouterr()

@@ -1797,3 +1797,31 @@ def test_load_watermarked_never_unpickles_a_downloaded_data_file(tmp_path):
                                          r"loaded; it is not a file written by dovlib.sscl.save_watermarked"):
         load_watermarked(tmp_path / "user")
     assert not marker.exists()
+
+
+def test_load_watermarked_names_pickled_labels_and_leaves_other_errors_as_they_are(tmp_path):
+    """An object array in y is refused like one in x (naming y) and runs no code; a data.npz whose x has a damaged
+    array header fails with numpy's own error, not said to hold pickled objects."""
+    import zipfile
+
+    marker = tmp_path / "code-ran"
+
+    class RunsCode:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    public = tmp_path / "user" / "public"
+    public.mkdir(parents=True)
+    (public / "manifest.json").write_text("{}")
+    y = np.empty(1, dtype=object)
+    y[0] = RunsCode()
+    np.savez(public / "data.npz", x=np.zeros((1, 4, 4, 3), dtype=np.uint8), y=y)
+    with pytest.raises(ValueError, match=r"data.npz holds pickled Python objects \(y\)"):
+        load_watermarked(tmp_path / "user")
+    assert not marker.exists()
+    with zipfile.ZipFile(public / "data.npz", "w") as z:
+        z.writestr("x.npy", b"\x93NUMPY\x01\x00\x10\x00{'descr': oops}\n")  # an .npy magic, an unreadable header
+        z.writestr("y.npy", b"")
+    with pytest.raises(ValueError) as err:
+        load_watermarked(tmp_path / "user")
+    assert "pickled" not in str(err.value)

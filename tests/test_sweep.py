@@ -521,3 +521,13 @@ def test_recompute_and_one_spelled_values_are_one_job_and_finished_runs_are_not_
     sweep._sweep(tmp_path / "04_x.ipynb", [{"rate": 0.1, "recompute": False}, {"rate": 0.2, "recompute": True}],
                  "local", 1, False, None, None, None, None, None, False, False)
     assert seen == [{"rate": 0.1}]  # looked up as the plain run; a recompute True job is never reused
+
+
+def test_budget_key_takes_only_the_budget_parameters():
+    """budget_key reads eps as the notebooks' label and rate as a fraction; any other name is refused by name rather
+    than read as a rate."""
+    assert sweep.budget_key("eps", "8/255") == sweep.budget_key("eps", 8 / 255)
+    assert sweep.budget_key("rate", "1/10") == sweep.budget_key("rate", 0.1)
+    for name in ("seed", "profile", "Eps"):
+        with pytest.raises(ValueError, match=rf"name must be one of \('eps', 'rate'\); got '{name}'"):
+            sweep.budget_key(name, 0.5)

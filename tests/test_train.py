@@ -993,3 +993,27 @@ def test_load_state_reads_numpy_numbers_under_either_numpy_name(tmp_path):
     torch.save({"a": np.zeros(2)}, tmp_path / "array.pt")
     with pytest.raises(ValueError, match=r"array.pt \(test\) does not load safely .*_reconstruct"):
         load_state(tmp_path / "array.pt", "test", numpy_scalars=True)
+
+
+def test_load_state_reads_a_file_written_on_a_gpu_onto_the_cpu(tmp_path):
+    """dovlib's caches (crafted marks, train_hidden's files) may be written on a GPU machine and read on a CPU one
+    (runs/ copied): load_state maps their tensors to the CPU unless told otherwise, as torch.load did with
+    map_location="cpu" before. A file whose tensors are stored as CUDA tensors is made here by renaming the
+    storage location in a CPU file."""
+    import io
+    import zipfile
+
+    from dovlib.train import load_state
+
+    buf = io.BytesIO()
+    torch.save({"x": torch.arange(3.0)}, buf)
+    path = tmp_path / "gpu.pt"
+    with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as zin, zipfile.ZipFile(path, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename.endswith("data.pkl"):
+                assert data.count(b"X\x03\x00\x00\x00cpu") == 1  # the string naming the storage's location
+                data = data.replace(b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0")
+            zout.writestr(item, data)
+    state = load_state(path, "test")
+    assert state["x"].device.type == "cpu" and state["x"].tolist() == [0.0, 1.0, 2.0]

@@ -1112,3 +1112,14 @@ def test_crafted_marks_file_that_would_run_code_is_not_read_but_crafted_again(tm
     with pytest.warns(UserWarning, match=r"marked.pt \(crafted marks\) holds a list, not .*; the marks are crafted "
                                          r"again and replace it"):
         wm.apply(x, y, 0.1, 1, seed=0, cache=tmp_path)
+
+
+def test_crafted_marks_are_reused_only_for_the_same_rate(tmp_path):
+    """marked.pt holds the marks of one set of marked indices: a call at another rate (more images marked) crafts
+    its own marks, equal to an uncached call's, rather than returning the cached ones."""
+    x, y = _data()
+    wm = _make("sleeper-agent", x)
+    wm.apply(x, y, 0.05, 1, seed=0, cache=tmp_path)
+    got = wm.apply(x, y, 0.1, 1, seed=0, cache=tmp_path)
+    uncached = wm.apply(x, y, 0.1, 1, seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(got, uncached))
