@@ -606,6 +606,9 @@ def load_watermarked(folder) -> WatermarkedSet:
     arrays = {}
     with np.load(data, allow_pickle=False) as z:  # often someone else's file: never unpickled (that could run code)
         for k in ("x", "y"):
+            if k not in z.files:
+                raise ValueError(f"{data} holds no {k} array; it is not a file written by dovlib.sscl.save_watermarked "
+                                 f"(arrays x and y)")
             try:
                 arrays[k] = z[k]
             except ValueError as e:
@@ -613,6 +616,9 @@ def load_watermarked(folder) -> WatermarkedSet:
                     raise
                 raise ValueError(f"{data} holds pickled Python objects ({k}), which could run code when loaded; it is "
                                  f"not a file written by dovlib.sscl.save_watermarked (numbers only)") from None
+            if not isinstance(arrays[k], np.ndarray):  # an entry that is not .npy: numpy hands back its bytes
+                raise ValueError(f"{data}: {k} is not a NumPy array; it is not a file written by "
+                                 f"dovlib.sscl.save_watermarked")
     x, y = torch.from_numpy(arrays["x"]).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(arrays["y"]).long()
     record = folder / "private" / "owner_record.json"
     if record.is_file():

@@ -1825,3 +1825,23 @@ def test_load_watermarked_names_pickled_labels_and_leaves_other_errors_as_they_a
     with pytest.raises(ValueError) as err:
         load_watermarked(tmp_path / "user")
     assert "pickled" not in str(err.value)
+
+
+def test_load_watermarked_names_a_data_file_without_its_arrays(tmp_path):
+    """public/data.npz is someone else's file: an entry that is not a NumPy array (numpy hands back its raw bytes)
+    or a missing array is refused naming the file and the array, not a TypeError from torch.from_numpy."""
+    import zipfile
+
+    public = tmp_path / "user" / "public"
+    public.mkdir(parents=True)
+    (public / "manifest.json").write_text("{}")
+    with zipfile.ZipFile(public / "data.npz", "w") as z:
+        z.writestr("x.npy", b"not an array")
+        z.writestr("y.npy", b"")
+    with pytest.raises(ValueError, match=r"data.npz: x is not a NumPy array; it is not a file written by "
+                                         r"dovlib.sscl.save_watermarked"):
+        load_watermarked(tmp_path / "user")
+    np.savez(public / "data.npz", x=np.zeros((1, 4, 4, 3), dtype=np.uint8))
+    with pytest.raises(ValueError, match=r"data.npz holds no y array; it is not a file written by "
+                                         r"dovlib.sscl.save_watermarked"):
+        load_watermarked(tmp_path / "user")
