@@ -28,9 +28,11 @@ test: install
 unit: install
 	$(PY) -m pytest tests
 
-# Regenerate the clean .ipynb files from their jupytext sources (notebooks/*.py).
+# Regenerate the clean .ipynb files from their jupytext sources (notebooks/*.py): --update keeps the cell ids,
+# clear-output drops the outputs a JupyterLab session left in them (as committed: no outputs).
 notebooks: install
 	$(VENV)/bin/jupytext --update --to ipynb notebooks/[0-9][0-9]_*.py
+	$(VENV)/bin/jupyter nbconvert --clear-output --inplace --log-level WARN notebooks/[0-9][0-9]_*.ipynb
 
 # Run every notebook with papermill on PROFILE and write reports/ (index.html, summary.md).
 reproduce: install

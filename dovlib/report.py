@@ -141,8 +141,8 @@ def start_notebook(profile: str, seed: int | None = None, device="auto", note: s
     torch's RNGs with ``seed`` (unless None), sets the project's plotting style, and prints one line naming dovlib's
     and torch's versions, the device's name, the profile string, the seed and ``note``, so an executed notebook
     always shows what it ran on. A ``quick`` or ``paper`` profile whose ``device="auto"`` finds no GPU warns: it
-    runs, on the CPU, for about an hour (quick) or days (paper); ``device=cpu`` in the profile string says that is
-    meant and silences the warning.
+    runs on the CPU (at the full budget an hour or more for quick, days for paper); ``device=cpu`` in the profile
+    string says that is meant and silences the warning.
     """
     import warnings
 
@@ -158,8 +158,11 @@ def start_notebook(profile: str, seed: int | None = None, device="auto", note: s
     dev = resolve_device(device)
     base = profile.partition(":")[0].strip() if isinstance(profile, str) else ""
     if device == "auto" and dev.type == "cpu" and base in ("quick", "paper"):
-        warnings.warn(f"profile {profile!r} is sized for a GPU but none was found: it runs on the CPU, for about an "
-                      f"hour (quick) or days (paper). On a CPU use -p profile smoke, or a smaller budget such as "
+        full = {"quick": "an hour or more (notebook 00's full quick budget on the 2-core build machine)",
+                "paper": "days"}[base]
+        how_long = f", for {full}" if ":" not in profile else ""  # overrides: their budget was not measured
+        warnings.warn(f"profile {profile!r} is sized for a GPU but none was found: it runs on the CPU{how_long}. On "
+                      f"a CPU use -p profile smoke, or a smaller budget such as "
                       f"-p profile 'quick:device=cpu,epochs=10,width=16' (device=cpu also silences this warning)",
                       stacklevel=2)
     reset_training_provenance()  # records name how this notebook's models were trained (write_record)

@@ -81,8 +81,8 @@ from dovlib.perceptual import require_perceptual
 from dovlib.plotting import verification_sweep
 from dovlib.report import run_context, save_fig, save_table, start_notebook, timer, write_record
 from dovlib.studies import eps_label
-from dovlib.verify import (add_bounded, check_claim_queries, m_sweep, min_claim_queries, paper_table_ii,
-                           summarize_controls, tau_sweep)
+from dovlib.verify import (add_bounded, check_claim_queries, m_sweep, min_bounded_claim_queries, min_claim_queries,
+                           paper_table_ii, summarize_controls, tau_sweep)
 
 NOTEBOOK = "03_verification"
 cfg = get_profile(profile)
@@ -115,8 +115,10 @@ if hard_pool and redraw_surrogate:
     raise ValueError("hard_pool needs redraw_surrogate False: the pool is ranked on the surrogate owners share")
 sscl.check_selection_options(select_attempts, n_proxies, check_alpha)  # both need select_attempts > 1
 check_alpha = sscl.check_level(check_alpha, alpha)  # alpha, or a stricter level for the owners' checks (ours)
+bounded_min = min_bounded_claim_queries(tau, alpha)
 print(f"fewest queries that can claim: {min_claim_queries(tau, alpha)} at tau {tau:g}, alpha {alpha:g} "
-      f"(dovlib.verify.min_claim_queries; the paper's tau 0.25 and alpha 0.01 need 10)")
+      f"(dovlib.verify.min_claim_queries; the paper's tau 0.25 and alpha 0.01 need 10); the bounded test "
+      f"{bounded_min} (min_bounded_claim_queries)")
 code_draws = sscl.check_code_draws(code_draws, select_attempts, n_targets)  # ours: redraw a code that failed
 require_perceptual(perceptual)  # LPIPS without its weights fails here, before any training
 key = sscl.check_key(key)
@@ -157,6 +159,9 @@ def check_m(t: int, role: str = "the target class") -> None:
     how = "m" if m_given is not None else (f"m (the profile's verify_m {cfg.verify_m}" + (
         f", capped at the {left} test images outside class {t}, {role})" if mt < cfg.verify_m else ")"))
     check_claim_queries(mt, tau, alpha, how)
+    if mt < bounded_min:  # the paper's test can claim; ours cannot: said, not refused
+        print(f"note: {mt} queries for class {t}: the bounded_* columns can never claim (bounded_verify needs at "
+              f"least {bounded_min} at tau {tau:g}, alpha {alpha:g}); the t-test's columns can")
     if select_attempts > 1:  # the owner's self-check draws its queries apart from the evaluation's
         check_claim_queries(sscl.owner_query_count(ds, t, mt), tau, check_alpha,
                             f"the owner's check for class {t} ({role}; the test images left beside the evaluation's "

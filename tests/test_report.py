@@ -380,9 +380,12 @@ def test_start_notebook_warns_when_a_gpu_profile_finds_no_gpu(monkeypatch, capsy
     # README's first papermill example (-p profile quick) started an hour of CPU training without a word
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with matplotlib.rc_context():
-        for profile in ("quick", "paper", "quick:epochs=10"):
-            with pytest.warns(UserWarning, match=r"sized for a GPU but none was found.*-p profile smoke"):
+        for profile, duration in (("quick", "an hour or more"), ("paper", "days"), ("quick:epochs=10", None)):
+            with pytest.warns(UserWarning, match=r"sized for a GPU but none was found.*-p profile smoke") as got:
                 assert report.start_notebook(profile, device="auto").type == "cpu"
+            text = str(got[0].message)
+            # a budget with overrides was not measured: no duration is claimed for it
+            assert (f"runs on the CPU, for {duration}" in text) if duration else ("runs on the CPU. On a CPU" in text)
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # a CPU the user asked for, and smoke, are not warned about
             report.start_notebook("quick:device=cpu", device="cpu")

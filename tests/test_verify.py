@@ -839,3 +839,16 @@ def test_add_bounded_tests_the_decoy_baseline_too_when_the_rows_have_it():
     assert t2.at["Malicious", "bounded_decoy_verified_rate"] == 1.0 and t2.at["Ind-W", "bounded_verified_rate"] == 1
     assert t2.at["Ind-W", "bounded_decoy_verified_rate"] == 0.0 and t2.at["Ind-W", "bounded_decoy_p_value_max"] == 1
     assert "bounded_decoy_p_value" not in add_bounded(df.drop(columns=["p_decoy"]))  # no decoy test: no column
+
+
+def test_min_bounded_claim_queries_is_where_a_saturated_model_first_claims():
+    # notebook 03 accepted m = 10, where the bounded columns can never claim (a saturated model needs 11)
+    from dovlib.verify import bounded_verify, min_bounded_claim_queries, min_claim_queries
+
+    for tau, alpha, expect in ((0.25, 0.01, 11), (0.0, 0.01, 8), (0.25, 0.05, 7)):
+        n = min_bounded_claim_queries(tau, alpha)
+        assert n == expect and n >= min_claim_queries(tau, alpha)
+        assert bounded_verify(np.zeros(n), np.ones(n), tau, alpha).verified
+        assert not bounded_verify(np.zeros(n - 1), np.ones(n - 1), tau, alpha).verified
+    with pytest.raises(ValueError, match="alpha"):
+        min_bounded_claim_queries(0.25, 0)
