@@ -37,29 +37,40 @@ def _fresh_training_provenance():
 
 class _RunsCodeOnLoading:
     """Unpickling this object creates ``marker`` (``open(marker, "w")``): the code a foreign file could run when read
-    with ``torch.load(weights_only=False)``."""
+    with ``torch.load(weights_only=False)``. With ``remove``, it deletes ``marker`` instead (``os.remove``, which
+    pickles as ``posix.remove``/``nt.remove``: a module torch's weights_only loader blocks outright, as it does for
+    ``os.system`` and ``sys.exit``; harmless: only the test's own marker file goes)."""
 
-    def __init__(self, marker):
-        self.marker = str(marker)
+    def __init__(self, marker, remove=False):
+        self.marker, self.remove = str(marker), remove
 
     def __reduce__(self):
-        return (open, (self.marker, "w"))
+        return (os.remove, (self.marker,)) if self.remove else (open, (self.marker, "w"))
 
 
 @pytest.fixture
 def plant_code(tmp_path):
     """``plant(path, **fields)`` writes with ``torch.save``, at ``path``, a dict of ``fields`` plus an object whose
     unpickling would create a marker file, and returns that marker's path (absent: no code ran). The payload is
-    checked first: an unsafe load of a copy does create the marker."""
+    checked first: an unsafe load of a copy does create the marker. ``plant(path, remove_marker=True, **fields)``
+    plants an ``os.remove`` of a marker file it creates instead (a function of a module torch blocks, like
+    ``os.system``): there the marker's presence says no code ran."""
     import torch
 
-    def plant(path, **fields):
-        marker = tmp_path / "code-ran"
+    def plant(path, remove_marker=False, **fields):
+        marker = tmp_path / ("code-did-not-run" if remove_marker else "code-ran")
         probe = tmp_path / "probe.pt"
-        torch.save({**fields, "payload": _RunsCodeOnLoading(marker)}, probe)
-        torch.load(probe, weights_only=False)["payload"].close()
-        assert marker.is_file(), "the planted payload would not run code"
-        marker.unlink()
+        torch.save({**fields, "payload": _RunsCodeOnLoading(marker, remove_marker)}, probe)
+        if remove_marker:
+            marker.touch()
+            torch.load(probe, weights_only=False)
+            assert not marker.exists(), "the planted payload would not run code"
+            marker.touch()
+        else:
+            payload = torch.load(probe, weights_only=False)["payload"]
+            payload.close()
+            assert marker.is_file(), "the planted payload would not run code"
+            marker.unlink()
         probe.replace(path)
         return marker
 

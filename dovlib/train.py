@@ -448,13 +448,28 @@ def _numpy_scalars() -> list:
             *(getattr(dtypes, k) for k in kinds if hasattr(dtypes, k))]
 
 
+_REASONS = ("Trying to load unsupported GLOBAL", "Unsupported global", "Unsupported operand", "Can only build")
+
+
+def _is_advice(line: str) -> bool:
+    """A line of torch's ``weights_only`` refusal that gives advice (load with ``weights_only=False``, read the
+    documentation), not the reason."""
+    return "weights_only" in line or line.startswith(("Weights only load failed", "Check the documentation"))
+
+
 def unsafe_load_reason(err: Exception) -> str:
     """The line of torch's ``weights_only`` refusal that says what the file needed (e.g. "Unsupported global: GLOBAL
-    io.open was not an allowed global by default"), not its advice to load with ``weights_only=False``."""
+    io.open was not an allowed global by default", or "Trying to load unsupported GLOBAL posix.system whose module
+    posix is blocked"), never its advice to load with ``weights_only=False``: the text after "WeightsUnpickler
+    error:", else the first line that starts as torch's reasons do, else the first line that is not advice (the
+    error's type where every line is)."""
     text = str(err)
-    text = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else text
-    lines = [line.strip() for line in text.splitlines() if line.strip()]  # the error's text may start a line below
-    return lines[0].split(". Please use")[0].rstrip(".") if lines else type(err).__name__
+    after = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    candidates = ([line.strip() for line in after.splitlines() if line.strip()][:1]  # may start a line below
+                  + [line for line in lines if line.startswith(_REASONS)] + lines)
+    reason = next((line for line in candidates if not _is_advice(line)), None)
+    return reason.split(". Please use")[0].rstrip(".") if reason else type(err).__name__
 
 
 def load_state(path, what: str, map_location="cpu", *, remedy: str = "delete it or pass another path",

@@ -85,7 +85,7 @@ class _RunsCode:
         return (print, ("code ran while loading",))
 
 
-def test_generator_load_reads_only_tensors_and_settings(tmp_path, capsys):
+def test_generator_load_reads_only_tensors_and_settings(tmp_path, capsys, plant_code):
     """A generator file from elsewhere cannot run code on loading (weights_only=True); files that kept torch's
     TorchVersion in their meta (before 2026-12-06) still load."""
     from torch.torch_version import TorchVersion
@@ -101,6 +101,12 @@ def test_generator_load_reads_only_tensors_and_settings(tmp_path, capsys):
         SSCLGenerator.load(tmp_path / "evil.pt")
     assert "code ran" not in capsys.readouterr().out
     assert "\x1b" not in str(err.value) and "weights_only=False" not in str(err.value)  # not torch's advice
+    marker = plant_code(tmp_path / "blocked.pt", remove_marker=True, **blob)  # os.remove: module posix is blocked
+    with pytest.raises(ValueError, match=r"loads safely \(weights_only=True: tensors and plain settings only\): Trying "
+                                         r"to load unsupported GLOBAL (posix|nt)\.remove whose module (posix|nt) is "
+                                         r"blocked$") as err:
+        SSCLGenerator.load(tmp_path / "blocked.pt")
+    assert marker.exists() and "weights_only" not in str(err.value).split("only):", 1)[1]  # not torch's advice
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

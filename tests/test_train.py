@@ -966,6 +966,31 @@ def test_fit_refuses_a_checkpoint_that_would_run_code_and_reads_its_own_safely(d
     assert torch.serialization.get_unsafe_globals_in_checkpoint(tmp_path / "plain.pt") == []
 
 
+def test_load_state_names_the_global_a_blocked_module_needs_not_torchs_advice(tmp_path, plant_code):
+    """For a function of a module torch's weights_only loader blocks outright (os.remove, os.system: posix; sys.exit)
+    torch's message starts with its advice to load with weights_only=False; the reason kept is the line naming the
+    global, and the code never runs."""
+    from dovlib.train import load_state, unsafe_load_reason
+
+    marker = plant_code(tmp_path / "blocked.pt", remove_marker=True, epoch=1)
+    with pytest.raises(ValueError, match=r"blocked.pt \(test\) does not load safely \(weights_only=True: tensors and "
+                                         r"plain settings only\): Trying to load unsupported GLOBAL (posix|nt)\.remove "
+                                         r"whose module (posix|nt) is blocked; delete it or pass another path$") as err:
+        load_state(tmp_path / "blocked.pt", "test")
+    assert marker.exists() and "weights_only" not in str(err.value).split("only):", 1)[1]
+    advice = ("Weights only load failed. In PyTorch 2.6, we changed the default value of the `weights_only` argument "
+              "in `torch.load` from `False` to `True`. Re-running `torch.load` with `weights_only` set to `False` "
+              "will likely succeed, but it can result in arbitrary code execution.")
+    docs = "Check the documentation of torch.load to learn more about types accepted by default with weights_only"
+    assert unsafe_load_reason(RuntimeError(f"{advice}\n\n\nTrying to load unsupported GLOBAL sys.exit whose module sys "
+                                           f"is blocked.\n\n{docs}")) == ("Trying to load unsupported GLOBAL sys.exit "
+                                                                           "whose module sys is blocked")
+    assert unsafe_load_reason(RuntimeError(f"{advice}\n Please file an issue with the following so that we can make "
+                                           f"`weights_only=True` compatible with your use case: WeightsUnpickler "
+                                           f"error: Unsupported operand 149\n\n{docs}")) == "Unsupported operand 149"
+    assert unsafe_load_reason(RuntimeError(f"{advice}\n\n{docs}")) == "RuntimeError"  # nothing but advice
+
+
 def test_load_state_reads_numpy_numbers_under_either_numpy_name(tmp_path):
     """A checkpoint written under numpy 1 names numpy.core.multiarray.scalar, one under numpy 2 numpy._core's: fit's
     allowance takes both; an array (which NumPy rebuilds by _reconstruct) is still refused."""
