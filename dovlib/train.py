@@ -539,6 +539,23 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, total_steps: int, device:
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
+def _history_value(key, value):
+    """A :func:`fit` callback's ``value`` as its history (and checkpoint) keeps it: a NumPy boolean, integer, float
+    or string (a 0-d array included) as the Python value (a checkpoint holding a 0-d array, an ``np.str_`` or an
+    ``np.longdouble`` would not load with ``weights_only=True``: the next call refused fit's own file); Python numbers,
+    strings, None and torch tensors as they are; anything else refused, naming ``key`` and the type."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]  # the 0-d array's scalar
+    if isinstance(value, np.generic):  # before Python's types: np.float64 is a float, np.str_ a str
+        convert = {"b": bool, "i": int, "u": int, "f": float, "U": str}.get(value.dtype.kind)
+        if convert is not None:  # float() rather than .item(): an np.longdouble's .item() stays an np.longdouble
+            return convert(value)
+    elif value is None or type(value) in (bool, int, float, complex, str) or isinstance(value, torch.Tensor):
+        return value
+    raise TypeError(f"a fit callback returned {key!r}: {type(value).__name__}, which fit's checkpoint cannot hold; "
+                    f"return Python numbers, strings, None or torch tensors (NumPy numbers are converted)")
+
+
 def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor | None = None,
         y_test: torch.Tensor | None = None, config: TrainConfig | None = None, *, checkpoint: str | Path | None = None,
         callbacks: list[Callable[[nn.Module, int], dict]] | None = None, checkpoint_every: float = 60.0,
@@ -555,9 +572,11 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
     ties the run to, e.g. the starting weights' :func:`data_hash`) is refused, never resumed. The history is saved
     with the checkpoint, so the callback columns of epochs read back from it (all of them for a finished one) are
     those of the run that wrote it, not of this call's ``callbacks``: tie the checkpoint to the callbacks with
-    ``checkpoint_key`` (or key its path) when they may differ. The checkpoint is read with ``weights_only=True``
-    (:func:`load_state`: tensors, plain Python values and NumPy numbers, so callbacks should return those): a file
-    at the path that needs anything else to load, which could run code, is refused by name.
+    ``checkpoint_key`` (or key its path) when they may differ. Callbacks return Python numbers, strings, None or
+    torch tensors: NumPy booleans, integers, floats and strings (0-d arrays too) enter the history as Python values,
+    anything else is refused at the first epoch, naming its key. The checkpoint is read with ``weights_only=True``
+    (:func:`load_state`: tensors, plain Python values and, as older checkpoints hold them, NumPy numbers): a file at
+    the path that needs anything else to load, which could run code, is refused by name.
     """
     cfg = config or TrainConfig()
     if overrides:
@@ -720,7 +739,7 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
                 row["test_acc"] = evaluate(model, x_test, y_test, cfg.eval_batch_size, device)
             model.eval()  # callbacks see the model as evaluation does (their own forward passes leave BatchNorm as is)
             for cb in callbacks or []:
-                row.update(cb(model, epoch + 1) or {})
+                row.update({k: _history_value(k, v) for k, v in (cb(model, epoch + 1) or {}).items()})
             result.history.append(row)
             bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{row.get('test_acc', row['train_acc']):.3f}")
             saver.offer(lambda: {"model": model.state_dict(), "optimizer": opt.state_dict(),

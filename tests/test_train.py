@@ -245,6 +245,44 @@ def test_callbacks_add_columns(ds):
     assert [r["probe"] for r in res.history] == [10, 20]
 
 
+def test_callback_numpy_values_enter_the_history_as_python_numbers_and_others_are_refused(ds, tmp_path):
+    """A callback's 0-d array, np.str_ or np.longdouble was saved as is, and the next call refused fit's own
+    checkpoint as foreign (weights_only=True cannot read them): they enter the history as Python numbers and strings,
+    so the run resumes; a value the checkpoint cannot hold (np.complex64, a list) is refused at the first epoch,
+    naming the key and its type."""
+    import numpy as np
+
+    kw = dict(epochs=2, batch_size=32, progress=False, checkpoint_every=0)
+    x, y = ds.x_train[:64], ds.y_train[:64]
+    ckpt = tmp_path / "ck.pt"
+
+    def numpy_values(model, epoch):
+        return {"score": np.array(0.5), "name": np.str_("a"), "wide": np.longdouble(0.25), "n": np.array(epoch),
+                "flag": np.bool_(True), "t": torch.tensor(1.5), "none": None, "text": "b"}
+
+    with pytest.raises(KeyboardInterrupt):  # after epoch 1's checkpoint
+        fit(_model(3), x, y, checkpoint=ckpt, callbacks=[numpy_values, _stop_at(2)], **kw)
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(ckpt) == []
+    resumed = fit(_model(4), x, y, checkpoint=ckpt, callbacks=[numpy_values], **kw)
+    assert resumed.resumed_from_epoch == 1
+    row = resumed.history[0]
+    assert {k: type(row[k]) for k in ("score", "name", "wide", "n", "flag")} == {
+        "score": float, "name": str, "wide": float, "n": int, "flag": bool}
+    assert (row["score"], row["name"], row["wide"], row["n"]) == (0.5, "a", 0.25, 1)
+    assert fit(_model(4), x, y, checkpoint=ckpt, callbacks=[numpy_values], **kw).history == resumed.history  # cached
+    for value, kind in ((np.complex64(1), "complex64"), ([0.5], "list"), (np.zeros(2), "ndarray")):
+        seen = []
+
+        def bad(model, epoch, value=value):
+            seen.append(epoch)
+            return {"probe": value}
+
+        with pytest.raises(TypeError, match=rf"a fit callback returned 'probe': {kind}, which fit's checkpoint cannot "
+                                            rf"hold; return Python numbers, strings, None or torch tensors"):
+            fit(_model(5), x, y, checkpoint=tmp_path / f"{kind}.pt", callbacks=[bad], **kw)
+        assert seen == [1] and not (tmp_path / f"{kind}.pt").exists()
+
+
 def test_augment_batch_crop_and_flip():
     x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).view(2, 1, 4, 4)
     g = torch.Generator().manual_seed(0)
@@ -957,6 +995,10 @@ def test_fit_refuses_a_checkpoint_that_would_run_code_and_reads_its_own_safely(d
 
     with pytest.raises(KeyboardInterrupt):  # after epoch 1's checkpoint
         fit(_model(3), x, y, checkpoint=ckpt, callbacks=[numpy_numbers, _stop_at(2)], **kw)
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(ckpt) == []  # saved as Python numbers now
+    state = torch.load(ckpt, weights_only=True)  # as older code saved them: NumPy numbers in the history
+    state["history"][0].update(numpy_numbers(None, 1))
+    torch.save(state, ckpt)
     assert sorted(torch.serialization.get_unsafe_globals_in_checkpoint(ckpt)) == [
         "numpy._core.multiarray.scalar", "numpy.dtype"]  # what a callback's np.float64 needs, and nothing else
     resumed = fit(_model(4), x, y, checkpoint=ckpt, callbacks=[numpy_numbers], **kw)
