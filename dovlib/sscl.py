@@ -603,6 +603,12 @@ def load_watermarked(folder) -> WatermarkedSet:
         raise FileNotFoundError(f"{data} not found: folder must be one written by dovlib.sscl.save_watermarked "
                                 f"(public/data.npz, public/manifest.json and, for the owner, "
                                 f"private/owner_record.json)")
+    import zipfile
+
+    written = ("it is not a file written by dovlib.sscl.save_watermarked (x uint8 (N, H, W, C) with C 1 or 3, y "
+               "integer labels (N,))")
+    if not zipfile.is_zipfile(data):  # np.load would hand back a .npy's array, or call a text file pickled data
+        raise ValueError(f"{data} is not an .npz archive; {written}")
     arrays = {}
     with np.load(data, allow_pickle=False) as z:  # often someone else's file: never unpickled (that could run code)
         for k in ("x", "y"):
@@ -619,7 +625,15 @@ def load_watermarked(folder) -> WatermarkedSet:
             if not isinstance(arrays[k], np.ndarray):  # an entry that is not .npy: numpy hands back its bytes
                 raise ValueError(f"{data}: {k} is not a NumPy array; it is not a file written by "
                                  f"dovlib.sscl.save_watermarked")
-    x, y = torch.from_numpy(arrays["x"]).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(arrays["y"]).long()
+    x, y = arrays["x"], arrays["y"]
+    problem = (f"x has shape {x.shape}" if x.ndim != 4 or x.shape[-1] not in (1, 3) else
+               f"x has dtype {x.dtype}" if x.dtype != np.uint8 else
+               f"y has shape {y.shape}" if y.ndim != 1 else
+               f"y has dtype {y.dtype}" if y.dtype.kind not in "iu" else
+               f"{len(y)} labels for {len(x)} images" if len(y) != len(x) else None)
+    if problem:
+        raise ValueError(f"{data}: {problem}; {written}")
+    x, y = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y.astype(np.int64))
     record = folder / "private" / "owner_record.json"
     if record.is_file():
         man = json.loads(record.read_text())

@@ -1851,3 +1851,35 @@ def test_load_watermarked_names_a_data_file_without_its_arrays(tmp_path):
     with pytest.raises(ValueError, match=r"data.npz holds no y array; it is not a file written by "
                                          r"dovlib.sscl.save_watermarked"):
         load_watermarked(tmp_path / "user")
+
+
+def test_load_watermarked_names_a_data_file_that_is_not_an_archive_or_has_other_arrays(tmp_path):
+    """A .npy renamed data.npz gave a TypeError (an array is no context manager), a text file was said to hold
+    pickled data (numpy's advice to load unsafely), and x of 3 dimensions failed in torch's permute: each is refused
+    naming the file and what save_watermarked writes."""
+    public = tmp_path / "user" / "public"
+    public.mkdir(parents=True)
+    (public / "manifest.json").write_text("{}")
+    data = public / "data.npz"
+    what = r"it is not a file written by dovlib.sscl.save_watermarked \(x uint8 \(N, H, W, C\) with C 1 or 3, y "
+    for content in (b"\x93NUMPY", b"just some text\n", b""):
+        data.write_bytes(content)
+        with pytest.raises(ValueError, match=r"data.npz is not an .npz archive; " + what):
+            load_watermarked(tmp_path / "user")
+    np.save(public / "x.npy", np.zeros((2, 4, 4, 3), dtype=np.uint8))
+    (public / "x.npy").rename(data)
+    with pytest.raises(ValueError, match=r"data.npz is not an .npz archive"):
+        load_watermarked(tmp_path / "user")
+    x, y = np.zeros((2, 4, 4, 3), dtype=np.uint8), np.zeros(2, dtype=np.int64)
+    for bad, match in ((dict(x=x[0]), r"x has shape \(4, 4, 3\)"),
+                       (dict(x=x.astype(np.float32)), r"x has dtype float32"),
+                       (dict(x=np.zeros((2, 3, 4, 4), np.uint8)), r"x has shape \(2, 3, 4, 4\)"),
+                       (dict(y=y[:, None]), r"y has shape \(2, 1\)"),
+                       (dict(y=y.astype(np.float64)), "y has dtype float64"),
+                       (dict(y=y.astype(bool)), "y has dtype bool"), (dict(y=y[:1]), r"1 labels for 2 images")):
+        np.savez(data, **{"x": x, "y": y, **bad})
+        with pytest.raises(ValueError, match=r"data.npz: " + match + "; " + what):
+            load_watermarked(tmp_path / "user")
+    np.savez(data, x=x[..., :1], y=y.astype(np.uint8))  # grey images, labels of another integer type: read
+    ws = load_watermarked(tmp_path / "user")
+    assert ws.x.shape == (2, 1, 4, 4) and ws.y.dtype == torch.long
