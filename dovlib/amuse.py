@@ -187,6 +187,14 @@ class Codec(ABC):
         None if even all of them do not."""
         return 1
 
+    def _start_decode(self, sub_messages) -> np.ndarray:
+        """``decode_partial``'s first step: ``last_tied`` (and ``last_dropped``) reset before the input is checked,
+        so a refused input never leaves the previous decode's counts, then the checked sub-messages."""
+        self.last_tied = 0
+        if hasattr(self, "last_dropped"):
+            self.last_dropped = 0
+        return self._check_sub_messages(sub_messages)
+
     def _check_sub_messages(self, sub_messages) -> np.ndarray:
         arr = np.asarray(sub_messages)
         if arr.ndim == 1:
@@ -223,8 +231,7 @@ class RepeatCodec(Codec):
         return np.tile(msg, (len(labels), 1))
 
     def decode_partial(self, sub_messages) -> PartialDecode:
-        arr = self._check_sub_messages(sub_messages)
-        self.last_tied = 0
+        arr = self._start_decode(sub_messages)
         if len(arr) == 0:
             return PartialDecode(np.zeros(self.message_bits, np.uint8), np.zeros(self.message_bits, bool), False)
         ones = arr.sum(0, dtype=np.int64)
@@ -351,6 +358,7 @@ class AmuseCodec(Codec):
         return np.concatenate([payload, _int_to_bits(labels, self.ordering_bits)], axis=1)
 
     def _votes(self, sub_messages):
+        self.last_dropped = 0  # before the check: a refused input leaves no earlier count
         arr = self._check_sub_messages(sub_messages)
         index = _bits_to_int(arr[:, self.k * self.chunk_bits:])
         valid = index < self.combinations
@@ -365,6 +373,7 @@ class AmuseCodec(Codec):
         return ones, counts
 
     def decode_partial(self, sub_messages) -> PartialDecode:
+        self.last_tied = 0  # before _votes checks the input: a refused input leaves no earlier count
         ones, counts = self._votes(sub_messages)
         tied = (2 * ones == counts[:, None]) & (counts[:, None] > 0)
         self.last_tied = int(tied.reshape(-1)[: self.message_bits].sum())
@@ -494,7 +503,7 @@ class ErasureCodec(Codec):
         return np.concatenate([self.fragments(msg)[labels], _int_to_bits(labels, self.index_bits)], axis=1)
 
     def decode_partial(self, sub_messages) -> PartialDecode:
-        arr = self._check_sub_messages(sub_messages)
+        arr = self._start_decode(sub_messages)
         index = _bits_to_int(arr[:, self.fragment_bits:])
         valid = index < self.n
         self.last_dropped = int((~valid).sum())

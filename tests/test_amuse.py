@@ -706,3 +706,23 @@ def test_last_tied_counts_message_bits_only_and_is_reset_by_every_decode():
     assert base.last_tied == 4
     base.decode_partial(np.zeros((0, 4), np.uint8))
     assert base.last_tied == 0
+
+
+@pytest.mark.parametrize("make", [lambda: RepeatCodec(6), lambda: AmuseCodec(6, 3, 1), lambda: ErasureCodec(6, 3, 2)],
+                         ids=["baseline", "amuse", "erasure"])
+def test_a_refused_decode_resets_last_tied_and_last_dropped(make):
+    """A decode that refuses its input (wrong shape, bits other than 0/1) left last_tied (and last_dropped) as the
+    previous decode set them: read after the error they described input that was never decoded."""
+    codec = make()
+    subs = codec.encode(np.array([1, 0, 1, 1, 0, 1], dtype=np.uint8), 6)
+    flipped = subs.copy()
+    flipped[:, 0] ^= 1  # every received copy of the first payload bit is matched by one that disagrees: ties
+    tied = np.vstack([subs, flipped])
+    if hasattr(codec, "last_dropped"):  # a sub-message whose index is out of range (all ones: 3 of 3 chunks)
+        tied = np.vstack([tied, np.ones((1, codec.sub_message_bits), np.uint8)])
+    for bad in (np.zeros((2, codec.sub_message_bits + 1), np.uint8), np.full((1, codec.sub_message_bits), 2)):
+        codec.decode_partial(tied)
+        assert codec.last_tied > 0 and getattr(codec, "last_dropped", 1) == 1
+        with pytest.raises(ValueError, match="sub_messages must"):
+            codec.decode(bad)
+        assert codec.last_tied == 0 and getattr(codec, "last_dropped", 0) == 0
