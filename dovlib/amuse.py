@@ -643,7 +643,8 @@ def distinct_leak_shares(shares, n_images: int) -> tuple[list[float], dict[float
     return kept, dropped
 
 
-def distinct_subsets(n_items: int, size: int, count: int, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
+def distinct_subsets(n_items: int, size: int, count: int,
+                     rng: np.random.Generator | int) -> tuple[np.ndarray, bool]:
     """``count`` distinct random ``size``-subsets of range(``n_items``), one per row of an int array, and False; or,
     when there are no more than ``count`` of them (C(n_items, size) <= count), every subset once, in lexicographic
     order, and True (the rows are all subsets, not a sample). Independent draws repeat subsets when C(n_items, size)
@@ -651,7 +652,16 @@ def distinct_subsets(n_items: int, size: int, count: int, rng: np.random.Generat
 
     Subsets are drawn as ``rng.choice(n_items, size, replace=False)`` and a repeat (the same images in any order) is
     drawn again; where C(n_items, size) is at most twice ``count`` a random ``count`` of the C subsets' ranks is drawn
-    instead (a bounded number of draws). A row's images are in the order drawn."""
+    instead (a bounded number of draws). A row's images are in the order drawn. ``rng`` is a NumPy ``Generator`` or
+    an integer seed (``np.random.default_rng(seed)``)."""
+    if not isinstance(rng, np.random.Generator):
+        if isinstance(rng, (bool, np.bool_)) or not isinstance(rng, (int, np.integer)):
+            raise TypeError(f"rng must be a numpy Generator (np.random.default_rng(seed)) or an integer seed >= 0; "
+                            f"got {type(rng).__name__} {rng!r}")
+        if rng < 0:
+            raise ValueError(f"rng must be a numpy Generator (np.random.default_rng(seed)) or an integer seed >= 0; "
+                             f"got {rng}")
+        rng = np.random.default_rng(int(rng))
     n_items = check_int("n_items", n_items, 1)
     size = check_int("size", size, 1, n_items)
     count = check_int("count", count, 1)

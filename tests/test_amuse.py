@@ -726,3 +726,21 @@ def test_a_refused_decode_resets_last_tied_and_last_dropped(make):
         with pytest.raises(ValueError, match="sub_messages must"):
             codec.decode(bad)
         assert codec.last_tied == 0 and getattr(codec, "last_dropped", 0) == 0
+
+
+def test_distinct_subsets_takes_a_seed_or_a_generator_and_names_anything_else():
+    """rng=None raised AttributeError ('NoneType' object has no attribute 'choice'): an int seed draws as
+    np.random.default_rng(seed) would, a Generator is used as given, anything else is refused naming rng."""
+    from dovlib.amuse import distinct_subsets
+
+    rows, every = distinct_subsets(12, 2, 5, 7)
+    assert not every and rows.tolist() == distinct_subsets(12, 2, 5, np.random.default_rng(7))[0].tolist()
+    assert distinct_subsets(12, 2, 5, np.int64(7))[0].tolist() == rows.tolist()
+    for bad in (None, 1.5, "7", True, np.random.RandomState(0)):
+        with pytest.raises(TypeError, match=r"rng must be a numpy Generator \(np.random.default_rng\(seed\)\) or an "
+                                            r"integer seed >= 0; got "):
+            distinct_subsets(12, 2, 5, bad)
+    with pytest.raises(ValueError, match=r"rng must be .* seed >= 0; got -1"):
+        distinct_subsets(12, 2, 5, -1)
+    with pytest.raises(TypeError, match="rng must be"):
+        distinct_subsets(4, 2, 10, None)  # refused where every subset is returned without a draw, too
