@@ -478,15 +478,27 @@ def load_state(path, what: str, map_location="cpu", *, remedy: str = "delete it 
     dicts, lists, tuples, numbers, strings (and NumPy scalars with ``numpy_scalars``). A file that needs anything
     else, such as one placed at the path by someone else (runs/ may be shared, a cache folder copied), could run code
     when unpickled: it is refused with a ``ValueError`` naming ``path``, ``what`` it should be, and the ``remedy``,
-    as is a file that does not hold a dict."""
+    as is a file that does not hold a dict, and an empty, truncated or damaged one (torch raised a bare
+    ``EOFError`` or ``RuntimeError`` for those, which callers that fall back on a ``ValueError`` did not catch)."""
     import pickle
+    import zipfile
 
+    whole = "torch.save writes a zip archive: the file is truncated, damaged or not torch's"
+    if Path(path).stat().st_size == 0:
+        raise ValueError(f"{path} ({what}) is empty (0 bytes), not a file torch.save finished; {remedy}")
+    if not zipfile.is_zipfile(path):  # torch reads it as a legacy file: EOFError, KeyError or worse
+        raise ValueError(f"{path} ({what}) is not a whole torch file ({whole}); {remedy}")
     try:
         with torch.serialization.safe_globals(_numpy_scalars() if numpy_scalars else []):
             state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         raise ValueError(f"{path} ({what}) does not load safely (weights_only=True: tensors and plain settings only): "
                          f"{unsafe_load_reason(e)}; {remedy}") from None
+    except (RuntimeError, EOFError) as e:  # a zip archive with a damaged or missing entry
+        if not isinstance(e, EOFError) and not any(m in str(e) for m in ("PytorchStreamReader", "inline_container")):
+            raise  # not the file's fault (e.g. map_location names a device this machine lacks)
+        raise ValueError(f"{path} ({what}) is not a whole torch file ({whole}: "
+                         f"{str(e).splitlines()[0] if str(e) else type(e).__name__}); {remedy}") from None
     if not isinstance(state, dict):
         raise ValueError(f"{path} ({what}) holds a {type(state).__name__}, not a dict of dovlib's state; {remedy}")
     return state

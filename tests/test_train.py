@@ -1033,6 +1033,37 @@ def test_load_state_names_the_global_a_blocked_module_needs_not_torchs_advice(tm
     assert unsafe_load_reason(RuntimeError(f"{advice}\n\n{docs}")) == "RuntimeError"  # nothing but advice
 
 
+def test_load_state_names_an_empty_or_truncated_file(ds, tmp_path):
+    """An empty (0-byte) or truncated file raised a bare EOFError or torch's RuntimeError ("PytorchStreamReader
+    failed reading zip archive"), which the crafting caches' fallback (ValueError only) did not catch: load_state
+    names the file, what it should be and the remedy in a ValueError; fit refuses its checkpoint so."""
+    import zipfile
+
+    from dovlib.train import load_state
+
+    whole = tmp_path / "whole.pt"
+    torch.save({"a": torch.zeros(1000)}, whole)
+    data = whole.read_bytes()
+    for name, content, problem in (("empty.pt", b"", r"is empty \(0 bytes\)"),
+                                   ("half.pt", data[: len(data) // 2], "is not a whole torch file"),
+                                   ("end.pt", data[:-10], "is not a whole torch file"),
+                                   ("text.pt", b"some text\n", "is not a whole torch file")):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ValueError, match=rf"{name} \(test\) {problem}.*; delete it or pass another path$"):
+            load_state(tmp_path / name, "test")
+    with zipfile.ZipFile(tmp_path / "zip.pt", "w") as z:  # a zip archive, not torch's
+        z.writestr("a.txt", "hi")
+    with pytest.raises(ValueError, match=r"zip.pt \(test\) is not a whole torch file \(.*inline_container.*\); "
+                                         r"delete it or pass another path$"):
+        load_state(tmp_path / "zip.pt", "test")
+    ckpt = tmp_path / "ck.pt"
+    ckpt.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"ck.pt \(fit's checkpoint\) is empty \(0 bytes\).*; delete it or pass "
+                                         r"another path$"):
+        fit(_model(), ds.x_train[:64], ds.y_train[:64], epochs=1, batch_size=32, progress=False, checkpoint=ckpt)
+    assert ckpt.read_bytes() == b""  # left where it is
+
+
 def test_load_state_reads_numpy_numbers_under_either_numpy_name(tmp_path):
     """A checkpoint written under numpy 1 names numpy.core.multiarray.scalar, one under numpy 2 numpy._core's: fit's
     allowance takes both; an array (which NumPy rebuilds by _reconstruct) is still refused."""

@@ -1114,6 +1114,29 @@ def test_crafted_marks_file_that_would_run_code_is_not_read_but_crafted_again(tm
         wm.apply(x, y, 0.1, 1, seed=0, cache=tmp_path)
 
 
+def test_an_empty_or_truncated_crafting_cache_is_crafted_again_with_a_warning(tmp_path):
+    """An empty or truncated marked.pt (or craft.partial) raised a bare EOFError / RuntimeError through the cache's
+    fallback, which caught only ValueError: the marks are now crafted again, saying so, as for a foreign file."""
+    x, y = _data()
+    wm = _make("sleeper-agent", x)
+    uncached = wm.apply(x, y, 0.1, 1, seed=0)
+    wm.apply(x, y, 0.1, 1, seed=0, cache=tmp_path)
+    whole = (tmp_path / "marked.pt").read_bytes()
+    for content, problem in ((b"", r"is empty \(0 bytes\)"), (whole[: len(whole) // 2], "is not a whole torch file")):
+        (tmp_path / "marked.pt").write_bytes(content)
+        with pytest.warns(UserWarning, match=rf"marked.pt \(crafted marks\) {problem}.*; the marks are crafted "
+                                             r"again and replace it"):
+            got = wm.apply(x, y, 0.1, 1, seed=0, cache=tmp_path)
+        assert all(torch.equal(a, b) for a, b in zip(got, uncached))
+        assert (tmp_path / "marked.pt").read_bytes() != content
+    m, kw = _surrogate(3, 16), dict(eps=8 / 255, steps=2, batch_size=5, device="cpu", seed=4)
+    straight = pgd_untargeted(m, x[:12], y[:12], **kw)
+    (tmp_path / "craft.partial").write_bytes(b"")
+    with pytest.warns(UserWarning, match=r"craft.partial \(the crafting's resumable state\) is empty \(0 bytes\)"
+                                         r".*; crafting starts afresh and replaces it"):
+        assert torch.equal(pgd_untargeted(m, x[:12], y[:12], checkpoint=tmp_path / "craft.partial", **kw), straight)
+
+
 def test_crafted_marks_are_reused_only_for_the_same_rate(tmp_path):
     """marked.pt holds the marks of one set of marked indices: a call at another rate (more images marked) crafts
     its own marks, equal to an uncached call's, rather than returning the cached ones."""
