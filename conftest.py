@@ -49,6 +49,21 @@ class _RunsCodeOnLoading:
 
 
 @pytest.fixture
+def code_payload(tmp_path):
+    """``(payload, marker)``: an object whose unpickling would create ``marker`` (absent: no code ran), for files
+    other than torch's (e.g. a NumPy object array saved with ``np.savez``). Checked first: unpickling a copy does
+    create the marker."""
+    import pickle
+
+    marker = tmp_path / "code-ran"
+    payload = _RunsCodeOnLoading(marker)
+    pickle.loads(pickle.dumps(payload)).close()
+    assert marker.is_file(), "the payload would not run code"
+    marker.unlink()
+    return payload, marker
+
+
+@pytest.fixture
 def plant_code(tmp_path):
     """``plant(path, **fields)`` writes with ``torch.save``, at ``path``, a dict of ``fields`` plus an object whose
     unpickling would create a marker file, and returns that marker's path (absent: no code ran). The payload is

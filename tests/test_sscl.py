@@ -1784,19 +1784,14 @@ def test_generator_checkpoint_that_would_run_code_is_refused_and_its_own_loads_s
     assert [h["iter"] for h in hist] == [2, 4]
 
 
-def test_load_watermarked_never_unpickles_a_downloaded_data_file(tmp_path):
+def test_load_watermarked_never_unpickles_a_downloaded_data_file(tmp_path, code_payload):
     """public/data.npz comes from someone else: read without pickle (allow_pickle=False), so an object array whose
     unpickling would run code is refused with an error naming the file, and the code does not run."""
-    marker = tmp_path / "code-ran"
-
-    class RunsCode:
-        def __reduce__(self):
-            return (open, (str(marker), "w"))
-
+    payload, marker = code_payload
     public = tmp_path / "user" / "public"
     public.mkdir(parents=True)
     x = np.empty(1, dtype=object)
-    x[0] = RunsCode()
+    x[0] = payload
     np.savez(public / "data.npz", x=x, y=np.zeros(1, dtype=np.int64))
     (public / "manifest.json").write_text("{}")
     with pytest.raises(ValueError, match=r"data.npz holds pickled Python objects \(x\), which could run code when "
@@ -1805,22 +1800,17 @@ def test_load_watermarked_never_unpickles_a_downloaded_data_file(tmp_path):
     assert not marker.exists()
 
 
-def test_load_watermarked_names_pickled_labels_and_leaves_other_errors_as_they_are(tmp_path):
+def test_load_watermarked_names_pickled_labels_and_leaves_other_errors_as_they_are(tmp_path, code_payload):
     """An object array in y is refused like one in x (naming y) and runs no code; a data.npz whose x has a damaged
     array header fails with numpy's own error, not said to hold pickled objects."""
     import zipfile
 
-    marker = tmp_path / "code-ran"
-
-    class RunsCode:
-        def __reduce__(self):
-            return (open, (str(marker), "w"))
-
+    payload, marker = code_payload
     public = tmp_path / "user" / "public"
     public.mkdir(parents=True)
     (public / "manifest.json").write_text("{}")
     y = np.empty(1, dtype=object)
-    y[0] = RunsCode()
+    y[0] = payload
     np.savez(public / "data.npz", x=np.zeros((1, 4, 4, 3), dtype=np.uint8), y=y)
     with pytest.raises(ValueError, match=r"data.npz holds pickled Python objects \(y\)"):
         load_watermarked(tmp_path / "user")
