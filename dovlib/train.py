@@ -481,13 +481,8 @@ def load_state(path, what: str, map_location="cpu", *, remedy: str = "delete it 
     as is a file that does not hold a dict, and an empty, truncated or damaged one (torch raised a bare
     ``EOFError`` or ``RuntimeError`` for those, which callers that fall back on a ``ValueError`` did not catch)."""
     import pickle
-    import zipfile
 
-    whole = "torch.save writes a zip archive: the file is truncated, damaged or not torch's"
-    if Path(path).stat().st_size == 0:
-        raise ValueError(f"{path} ({what}) is empty (0 bytes), not a file torch.save finished; {remedy}")
-    if not zipfile.is_zipfile(path):  # torch reads it as a legacy file: EOFError, KeyError or worse
-        raise ValueError(f"{path} ({what}) is not a whole torch file ({whole}); {remedy}")
+    check_torch_file(path, what, remedy)
     try:
         with torch.serialization.safe_globals(_numpy_scalars() if numpy_scalars else []):
             state = torch.load(path, map_location=map_location, weights_only=True)
@@ -495,13 +490,34 @@ def load_state(path, what: str, map_location="cpu", *, remedy: str = "delete it 
         raise ValueError(f"{path} ({what}) does not load safely (weights_only=True: tensors and plain settings only): "
                          f"{unsafe_load_reason(e)}; {remedy}") from None
     except (RuntimeError, EOFError) as e:  # a zip archive with a damaged or missing entry
-        if not isinstance(e, EOFError) and not any(m in str(e) for m in ("PytorchStreamReader", "inline_container")):
-            raise  # not the file's fault (e.g. map_location names a device this machine lacks)
-        raise ValueError(f"{path} ({what}) is not a whole torch file ({whole}: "
-                         f"{str(e).splitlines()[0] if str(e) else type(e).__name__}); {remedy}") from None
+        raise damaged_torch_file(e, path, what, remedy) from None
     if not isinstance(state, dict):
         raise ValueError(f"{path} ({what}) holds a {type(state).__name__}, not a dict of dovlib's state; {remedy}")
     return state
+
+
+_WHOLE = "torch.save writes a zip archive: the file is truncated, damaged or not torch's"
+
+
+def check_torch_file(path, what: str, remedy: str) -> None:
+    """A ``ValueError`` naming ``path``, ``what`` it should be and the ``remedy`` when the file is empty or no zip
+    archive (torch would read it as a legacy file and fail with a bare EOFError, KeyError or worse)."""
+    import zipfile
+
+    if Path(path).stat().st_size == 0:
+        raise ValueError(f"{path} ({what}) is empty (0 bytes), not a file torch.save finished; {remedy}")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} ({what}) is not a whole torch file ({_WHOLE}); {remedy}")
+
+
+def damaged_torch_file(e: BaseException, path, what: str, remedy: str) -> ValueError:
+    """The ``ValueError`` for torch.load's ``EOFError`` / ``RuntimeError`` on a zip archive with a damaged or missing
+    entry; any other RuntimeError (not the file's fault, e.g. a map_location naming a device this machine lacks) is
+    raised as it is."""
+    if not isinstance(e, EOFError) and not any(m in str(e) for m in ("PytorchStreamReader", "inline_container")):
+        raise e
+    return ValueError(f"{path} ({what}) is not a whole torch file ({_WHOLE}: "
+                      f"{str(e).splitlines()[0] if str(e) else type(e).__name__}); {remedy}")
 
 
 def merges_last_batch(n: int, batch_size: int) -> bool:

@@ -1307,3 +1307,19 @@ def test_train_hidden_reads_its_checkpoint_and_partial_safely(tmp_path, capsys):
             train_hidden(images, cfg, steps=2, progress=False, log_every=1,
                          checkpoint=str(path).removesuffix(".partial"))
     assert "code ran" not in capsys.readouterr().out
+
+
+def test_hidden_load_names_an_empty_or_truncated_file(tmp_path):
+    # HiDDeN.load called torch.load directly: an empty file gave a bare EOFError, a truncated one a RuntimeError
+    cfg = HiddenConfig(message_bits=8, image_size=16, channels=8, encoder_blocks=1, decoder_blocks=1)
+    h = HiDDeN(HiddenNet(cfg), cfg)
+    good = tmp_path / "h.pt"
+    h.save(good)
+    empty, cut = tmp_path / "empty.pt", tmp_path / "cut.pt"
+    empty.write_bytes(b"")
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(ValueError, match=r"empty.pt \(a saved HiDDeN\) is empty \(0 bytes\).*HiDDeN.load reads"):
+        HiDDeN.load(empty)
+    with pytest.raises(ValueError, match=r"cut.pt \(a saved HiDDeN\) is not a whole torch file"):
+        HiDDeN.load(cut)
+    assert HiDDeN.load(good).cfg.message_bits == 8

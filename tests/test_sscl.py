@@ -78,6 +78,13 @@ def test_save_and_load_round_trip(tmp_path):
     torch.save({"something": 1}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not a dovlib SSCL-BW generator"):
         SSCLGenerator.load(tmp_path / "other.pt")
+    # an empty or truncated file: named, not torch's bare EOFError / RuntimeError
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "cut.pt").write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ValueError, match=r"empty.pt \(a dovlib SSCL-BW generator file\) is empty \(0 bytes\)"):
+        SSCLGenerator.load(tmp_path / "empty.pt")
+    with pytest.raises(ValueError, match=r"cut.pt \(a dovlib SSCL-BW generator file\) is not a whole torch file"):
+        SSCLGenerator.load(tmp_path / "cut.pt")
 
 
 class _RunsCode:
