@@ -103,24 +103,35 @@ def learning_curve(history: list[dict], title: str = ""):
     return fig
 
 
+SWEEP_RATES = {"verified_rate": "paired t-test", "bounded_verified_rate": "betting test (bounded)"}  # column: test
+
+
 def verification_sweep(sweep, x: str, mark: float, title: str = ""):
     """Share of models verified against ``x`` (``"tau"`` or ``"m"``: the output of :func:`dovlib.verify.tau_sweep`
     or :func:`dovlib.verify.m_sweep`), one line per scenario (colour and style, so overlapping lines stay visible),
     one panel per baseline; a dashed line at ``mark`` (the value the report's verdicts use). The y label says what
     was counted: models for tau, (model, query subset) tests for m (``m_sweep`` pools the subsets of each model's
-    queries). Returns the FacetGrid."""
+    queries). With both tests' rates (``test="both"``: ``verified_rate`` and ``bounded_verified_rate``) one row of
+    panels per test, each titled with its test, the t-test's first. Returns the FacetGrid."""
+    import pandas as pd
     import seaborn as sns
 
     from .params import check_choice
 
     check_choice("x", x, ("tau", "m"))  # the y label below names what each counts
-    if x not in sweep or "verified_rate" not in sweep:
-        raise ValueError(f"sweep must have columns {x!r} and 'verified_rate' (verify.tau_sweep / m_sweep); "
-                         f"got {list(sweep.columns)}")
-    grid = sns.relplot(data=sweep, x=x, y="verified_rate", hue="scenario", style="scenario", col="baseline",
-                       kind="line", markers=True, height=3)
+    rates = [c for c in SWEEP_RATES if c in sweep]
+    if x not in sweep or not rates:
+        raise ValueError(f"sweep must have columns {x!r} and 'verified_rate' or 'bounded_verified_rate' "
+                         f"(verify.tau_sweep / m_sweep); got {list(sweep.columns)}")
+    keys = [c for c in sweep.columns if c not in SWEEP_RATES]
+    long = pd.concat([sweep[keys].assign(test=SWEEP_RATES[c], verified_rate=sweep[c].to_numpy()) for c in rates],
+                     ignore_index=True)
+    grid = sns.relplot(data=long, x=x, y="verified_rate", hue="scenario", style="scenario", col="baseline",
+                       row="test" if len(rates) > 1 else None, kind="line", markers=True, height=3)
     for ax in grid.axes.flat:
         ax.axvline(mark, ls="--", c="k", lw=1)
+    if len(rates) == 1 and rates[0] != "verified_rate":  # one test, not the paper's: the titles say which
+        grid.set_titles("{col_var} = {col_name}, " + SWEEP_RATES[rates[0]])
     grid.set_ylabels("share of models verified" if x == "tau" else "share of (model, query subset) tests verified")
     if title:
         grid.figure.suptitle(title, fontsize="x-small", y=1.03)

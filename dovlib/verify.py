@@ -593,7 +593,18 @@ def _no_rows(fn: str, df) -> ValueError:
                       f"got columns {list(getattr(df, 'columns', []))}")
 
 
-def tau_sweep(df, taus=(0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5), alpha=0.01):
+SWEEP_TESTS = ("ttest", "bounded", "both")  # tau_sweep / m_sweep: which tests of the probabilities they report
+
+
+def _sweep_tests(test: str) -> tuple[bool, bool]:
+    """(t-test, bounded test) to run for a sweep's ``test``; a ValueError naming ``test`` and its choices."""
+    if test not in SWEEP_TESTS:
+        raise ValueError(f"test must be one of {', '.join(map(repr, SWEEP_TESTS))}; got {test!r}")
+    return test != "bounded", test != "ttest"
+
+
+def tau_sweep(df, taus=(0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5), alpha=0.01, test: str = "ttest",
+              permutations: int = 1000):
     """Share of models verified per scenario and tau (same queries, re-tested): how the share of models claimed
     changes with tau, for Malicious and for the Ind-M / Ind-W controls. It cannot show a false-claim rate under
     alpha: with n models per scenario (2-5 in the profiles) 0 claims bounds the rate, at 95% confidence, only to
@@ -601,36 +612,64 @@ def tau_sweep(df, taus=(0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5), alpha=0
     random query draws for a model where H0 holds, not the share of independent owners' models that get claimed (an
     Ind-W model whose mean shift truly exceeds tau is a correct rejection of H0, yet a false ownership claim). Needs
     the ``p_b``/``p_w`` columns (and ``p_decoy`` for the decoy-controlled test, reported as
-    ``baseline="decoy"``)."""
+    ``baseline="decoy"``).
+
+    ``test``: "ttest" (the default, the paper's :func:`ttest_verify`: columns ``verified_rate`` and
+    ``p_value_max``, as before 2026-12-06), "bounded" (:func:`bounded_verify`, valid at every bounded null:
+    ``bounded_verified_rate`` and ``bounded_p_value_max`` instead) or "both" (all four, as :func:`add_bounded` names
+    them in Table II). The bounded test uses ``permutations`` orders and bounded_verify's seed 0, as add_bounded
+    does, so at the run's tau and alpha its verdicts are Table II's ``bounded_*`` ones."""
     import pandas as pd
 
+    run_t, run_b = _sweep_tests(test)
+    permutations = check_int("permutations", permutations, 1)
     rows = []
     baselines = {"clean": "p_b", "decoy": "p_decoy"}
     for tau in taus:
         for _, r in df.iterrows():
             p_w = _probs(r, "p_w")
-            for test, col in baselines.items():
+            for base, col in baselines.items():
                 if (p := _probs(r, col)) is not None and p_w is not None:
-                    v = ttest_verify(p, p_w, tau, alpha)
-                    rows.append({"tau": tau, "baseline": test, "scenario": r["scenario"],
-                                 "model_seed": r["model_seed"], "p_value": v.p_value, "verified": v.verified})
+                    row = {"tau": tau, "baseline": base, "scenario": r["scenario"], "model_seed": r["model_seed"]}
+                    if run_t:
+                        v = ttest_verify(p, p_w, tau, alpha)
+                        row.update(p_value=v.p_value, verified=v.verified)
+                    if run_b:
+                        b = bounded_verify(p, p_w, tau, alpha, permutations)
+                        row.update(bounded_p_value=b.p_value, bounded_verified=b.verified)
+                    rows.append(row)
     if not rows:
         raise _no_rows("tau_sweep", df)
     long = pd.DataFrame(rows)
-    return long.groupby(["baseline", "tau", "scenario"], sort=False).agg(
-        verified_rate=("verified", "mean"), p_value_max=("p_value", "max")).reset_index()
+    agg = {}
+    if run_t:
+        agg.update(verified_rate=("verified", "mean"), p_value_max=("p_value", "max"))
+    if run_b:
+        agg.update(bounded_verified_rate=("bounded_verified", "mean"), bounded_p_value_max=("bounded_p_value", "max"))
+    return long.groupby(["baseline", "tau", "scenario"], sort=False).agg(**agg).reset_index()
 
 
-def m_sweep(df, ms=(10, 20, 30, 50, 75, 100), tau: float = 0.25, alpha: float = 0.01, draws: int = 50, seed: int = 0):
+def m_sweep(df, ms=(10, 20, 30, 50, 75, 100), tau: float = 0.25, alpha: float = 0.01, draws: int = 50, seed: int = 0,
+            test: str = "ttest", permutations: int = 200):
     """Share of (model, subset) tests verified per scenario when each model is queried with only ``m`` of its
     verification images (``draws`` seeded random subsets of its ``p_b``/``p_w`` pairs per model and m, without
     replacement: subsets of the same queries, which overlap, not fresh queries; the test's ``tau`` and ``alpha``
     fixed): how many queries the Malicious models need, and whether the false claims on Ind-M / Ind-W models depend
     on m. An m above a model's number of queries is skipped; at m equal to it the full set is tested once per model.
     Returns baseline ("clean", and "decoy" when ``p_decoy`` is there), m, scenario, verified_rate (pooled over
-    models and draws, not a share of models), draws_x_models."""
+    models and draws, not a share of models), draws_x_models.
+
+    ``test``: "ttest" (the default, :func:`ttest_verify`: ``verified_rate``, as before 2026-12-06), "bounded"
+    (:func:`bounded_verify`: ``bounded_verified_rate`` instead) or "both" (both columns, on the same subsets: the
+    subsets are drawn from ``seed`` as before, so the t-test's column does not move). The bounded test averages its
+    wealth over ``permutations`` orders (default 200, not bounded_verify's 1,000, to keep the sweep's thousands of
+    tests fast), drawn from bounded_verify's seed 0 apart from the data: any number of data-independent orders gives
+    a valid p-value; fewer only add Monte-Carlo noise to it (at the full set a verdict within that noise of alpha
+    may then differ from Table II's)."""
     import pandas as pd
 
+    run_t, run_b = _sweep_tests(test)
+    permutations = check_int("permutations", permutations, 1)
     draws = check_int("draws", draws, 1)
     ms = sorted({check_int("m", m, 2) for m in ms})
     rng = np.random.default_rng(seed)
@@ -651,14 +690,21 @@ def m_sweep(df, ms=(10, 20, 30, 50, 75, 100), tau: float = 0.25, alpha: float = 
             if m > n:
                 continue
             subsets = [np.arange(n)] if m == n else [rng.choice(n, m, replace=False) for _ in range(draws)]
-            for test, p in tests.items():
+            for base, p in tests.items():
                 for idx in subsets:
-                    v = ttest_verify(p[idx], p_w[idx], tau, alpha)
-                    rows.append({"m": m, "baseline": test, "scenario": r["scenario"], "verified": v.verified})
+                    row = {"m": m, "baseline": base, "scenario": r["scenario"]}
+                    if run_t:
+                        row["verified"] = ttest_verify(p[idx], p_w[idx], tau, alpha).verified
+                    if run_b:
+                        row["bounded_verified"] = bounded_verify(p[idx], p_w[idx], tau, alpha, permutations).verified
+                    rows.append(row)
     if not tested:
         raise _no_rows("m_sweep", df)
     if not rows:
         raise ValueError(f"m_sweep: every m in {ms} exceeds the models' number of queries")
     long = pd.DataFrame(rows)
-    return long.groupby(["baseline", "m", "scenario"], sort=False).agg(
-        verified_rate=("verified", "mean"), draws_x_models=("verified", "size")).reset_index()
+    agg = {"verified_rate": ("verified", "mean")} if run_t else {}
+    if run_b:
+        agg["bounded_verified_rate"] = ("bounded_verified", "mean")
+    agg["draws_x_models"] = ("verified" if run_t else "bounded_verified", "size")
+    return long.groupby(["baseline", "m", "scenario"], sort=False).agg(**agg).reset_index()

@@ -144,3 +144,19 @@ def test_verification_sweep_needs_the_verified_rate_and_set_style_sets_the_figur
     set_style()
     assert matplotlib.rcParams["figure.dpi"] == 100
     matplotlib.pyplot.close("all")
+
+
+def test_verification_sweep_puts_the_bounded_test_in_its_own_labelled_row():
+    sweep = pd.DataFrame({"baseline": ["clean"] * 4, "m": [10, 100] * 2, "scenario": ["Malicious"] * 2 + ["Ind-W"] * 2,
+                          "verified_rate": [0.5, 1.0, 0.5, 1.0], "bounded_verified_rate": [0.0, 1.0, 0.0, 0.0]})
+    grid = verification_sweep(sweep, "m", 100)
+    assert grid.axes.shape == (2, 1)  # one row per test, the t-test's first
+    titles = [ax.get_title() for ax in grid.axes.flat]
+    assert "paired t-test" in titles[0] and "betting test (bounded)" in titles[1]
+    bounded_lines = [list(line.get_ydata()) for line in grid.axes[1, 0].get_lines()]
+    assert [0.0, 0.0] in bounded_lines and [0.0, 1.0] in bounded_lines  # the bounded rates, not the t-test's
+    alone = verification_sweep(sweep.drop(columns=["verified_rate"]), "m", 100)
+    assert alone.axes.shape == (1, 1) and "betting test (bounded)" in alone.axes.flat[0].get_title()
+    with pytest.raises(ValueError, match="'verified_rate' or 'bounded_verified_rate'"):
+        verification_sweep(sweep.drop(columns=["verified_rate", "bounded_verified_rate"]), "m", 100)
+    matplotlib.pyplot.close("all")

@@ -852,3 +852,51 @@ def test_min_bounded_claim_queries_is_where_a_saturated_model_first_claims():
         assert not bounded_verify(np.zeros(n - 1), np.ones(n - 1), tau, alpha).verified
     with pytest.raises(ValueError, match="alpha"):
         min_bounded_claim_queries(0.25, 0)
+
+
+def test_sweeps_report_the_bounded_test_beside_the_t_test():
+    """tau_sweep and m_sweep used only the t-test, whose level fails at skewed nulls; test="bounded" / "both" adds
+    bounded_verify's rates (bounded_* columns) and the default keeps the t-test's table as it was."""
+    import pandas as pd
+
+    from dovlib.verify import add_bounded, m_sweep, min_bounded_claim_queries, min_claim_queries, tau_sweep
+
+    rng = np.random.default_rng(3)
+    skewed = pd.DataFrame([{"scenario": "Ind-M", "model_seed": s, "p_b": pb, "p_w": pw}
+                           for s, (pb, pw) in enumerate(_skewed_null(rng, 60) for _ in range(4))])
+    ms = m_sweep(skewed, ms=(20, 40, 60), draws=25, test="both").set_index("m")
+    assert (ms["bounded_verified_rate"] <= ms["verified_rate"]).all()
+    assert ms.at[20, "verified_rate"] > 0.1 and ms.at[20, "bounded_verified_rate"] == 0  # the t-test's false claims
+    ts = tau_sweep(skewed, taus=(0.2, 0.25, 0.3), test="both").set_index("tau")
+    assert (ts["bounded_verified_rate"] <= ts["verified_rate"]).all()
+    assert (ts.loc[[0.25, 0.3], "bounded_p_value_max"] == 1).all()  # at and above the null's mean: no evidence
+    # the t-test's columns do not move with test="both": the same subsets, drawn from the same seed
+    plain = m_sweep(skewed, ms=(20, 40, 60), draws=25)
+    assert list(plain.columns) == ["baseline", "m", "scenario", "verified_rate", "draws_x_models"]
+    pd.testing.assert_frame_equal(plain, ms.reset_index()[list(plain.columns)])
+    assert list(tau_sweep(skewed, taus=(0.25,)).columns) == ["baseline", "tau", "scenario", "verified_rate",
+                                                             "p_value_max"]
+    only = m_sweep(skewed, ms=(20,), draws=5, test="bounded")
+    assert list(only.columns) == ["baseline", "m", "scenario", "bounded_verified_rate", "draws_x_models"]
+    assert list(tau_sweep(skewed, taus=(0.25,), test="bounded").columns) == [
+        "baseline", "tau", "scenario", "bounded_verified_rate", "bounded_p_value_max"]
+
+    need = min_bounded_claim_queries()  # 11 at tau 0.25, alpha 0.01; the t-test's floor 10
+    sat = pd.DataFrame([{"scenario": "Malicious", "model_seed": 0, "p_b": np.zeros(40), "p_w": np.ones(40)}])
+    ms = m_sweep(sat, ms=(min_claim_queries(), need, need + 5, 40), draws=5, test="both").set_index("m")
+    assert ms.at[min_claim_queries(), "bounded_verified_rate"] == 0 and ms.at[min_claim_queries(), "verified_rate"] == 1
+    assert (ms.loc[[need, need + 5, 40], "bounded_verified_rate"] == 1).all()
+
+    # at the run's tau and alpha the tau sweep's bounded verdicts are add_bounded's (Table II's bounded_* columns)
+    marked = pd.DataFrame([{"scenario": sc, "model_seed": s, "p_b": pb, "p_w": pw} for sc, s, pb, pw in
+                           _synthetic_queries({"Malicious": 0.45, "Ind-M": 0.0}, n=30, sd=0.2, seed=2)])
+    ts = tau_sweep(marked, taus=(0.25,), test="both").set_index("scenario")
+    table = add_bounded(marked).groupby("scenario")
+    assert ts["bounded_p_value_max"].to_dict() == table["bounded_p_value"].max().to_dict()
+    assert ts["bounded_verified_rate"].to_dict() == table["bounded_verified"].mean().to_dict()
+
+    for fn in (tau_sweep, m_sweep):
+        with pytest.raises(ValueError, match=r"test must be one of 'ttest', 'bounded', 'both'; got 't-test'"):
+            fn(marked, test="t-test")
+        with pytest.raises(ValueError, match="permutations must be an integer"):
+            fn(marked, test="bounded", permutations=0)
