@@ -130,9 +130,12 @@ def verification_sweep(sweep, x: str, mark: float, title: str = ""):
                        row="test" if len(rates) > 1 else None, kind="line", markers=True, height=3)
     for ax in grid.axes.flat:
         ax.axvline(mark, ls="--", c="k", lw=1)
-    if len(rates) == 1 and rates[0] != "verified_rate":  # one test, not the paper's: the titles say which
+        ax.set_ylim(-0.03, 1.03)  # rates: a sweep with no claim is drawn at 0 of 1, not on a +-0.04 axis
+    if len(rates) > 1:  # the test on its own line: "test = ... | baseline = ..." overran the panel
+        grid.set_titles("{row_name}\n{col_var} = {col_name}")
+    elif rates[0] != "verified_rate":  # one test, not the paper's: the titles say which
         grid.set_titles("{col_var} = {col_name}, " + SWEEP_RATES[rates[0]])
-    grid.set_ylabels("share of models verified" if x == "tau" else "share of (model, query subset) tests verified")
+    grid.set_ylabels("share of models\nverified" if x == "tau" else "share of (model, query\nsubset) tests verified")
     if title:
         grid.figure.suptitle(title, fontsize="x-small", y=1.03)
     return grid

@@ -19,9 +19,10 @@ def test_verification_sweep_draws_one_panel_per_baseline_and_marks_the_value_use
     assert any(list(line.get_xdata()) == [100, 100] for line in ax.get_lines())  # the dashed mark
     styles = {h.get_linestyle() for h in grid.legend.legend_handles}
     assert len(styles) == 2  # scenarios differ in style, not only colour
-    assert ax.get_ylabel() == "share of (model, query subset) tests verified"  # m_sweep pools the subsets
+    assert ax.get_ylabel() == "share of (model, query\nsubset) tests verified"  # m_sweep pools the subsets
+    assert ax.get_ylim() == (-0.03, 1.03)  # a rate's whole range, also when nothing is claimed
     tau = verification_sweep(sweep.rename(columns={"m": "tau"}), "tau", 0.25)
-    assert tau.axes.flat[0].get_ylabel() == "share of models verified"
+    assert tau.axes.flat[0].get_ylabel() == "share of models\nverified"
     with pytest.raises(ValueError, match="'tau'"):
         verification_sweep(sweep, "tau", 0.25)
     matplotlib.pyplot.close("all")
