@@ -242,8 +242,9 @@ models.drop(columns=["p_b", "p_w", "p_decoy"])
 # Where the two verdicts disagree, only the bounded claim has a guaranteed level. Neither test bounds the Ind-W claim
 # rate by alpha: a model that truly answers another owner's trigger by more than tau is a correct rejection of H0,
 # yet a false ownership claim (`dovlib.verify`'s docstring on `ttest_verify`). The tau and m sweeps below report
-# both tests (`test="both"`: `bounded_*` rates beside the t-test's); the `decoy_*` columns and the target-code rows
-# (an intersection-union of per-class t-tests) stay t-test only.
+# both tests (`test="both"`: `bounded_*` rates beside the t-test's), as does the decoy baseline (`decoy_*` for the
+# t-test, `bounded_decoy_*`); only the target-code rows (an intersection-union of per-class t-tests) stay t-test
+# only.
 
 # %%
 label = (f"{profile} profile, {ds.name}{' (subset)' if ds.is_subset else ''}, {arch}, {device}, "
