@@ -34,7 +34,6 @@ from __future__ import annotations
 import math
 import numbers
 import os
-import pickle
 import time
 import warnings
 from abc import ABC, abstractmethod
@@ -478,17 +477,10 @@ class HiDDeN(Watermarker):
     def load(cls, path, device="cpu") -> "HiDDeN":
         """A model saved by :meth:`save` or :func:`train_hidden`, read with ``weights_only=True``: a file from
         elsewhere can hold tensors and plain settings only, never code that runs on loading."""
-        from .train import check_torch_file, damaged_torch_file, unsafe_load_reason
+        from .train import safe_torch_load
 
-        remedy = "HiDDeN.load reads files written by HiDDeN.save or train_hidden"
-        check_torch_file(path, "a saved HiDDeN", remedy)
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as e:
-            raise ValueError(f"{path} is not a HiDDeN file that loads safely (weights_only=True: tensors and plain "
-                             f"settings only): {unsafe_load_reason(e)}") from None
-        except (RuntimeError, EOFError) as e:
-            raise damaged_torch_file(e, path, "a saved HiDDeN", remedy) from None
+        state = safe_torch_load(path, "a saved HiDDeN", "HiDDeN.load reads files written by HiDDeN.save or "
+                                "train_hidden")
         if not isinstance(state, dict) or not {"config", "state_dict"} <= set(state):
             kind = "a train_hidden .partial (resumable state: let train_hidden finish it)" \
                 if isinstance(state, dict) and "net" in state else "not a saved HiDDeN"

@@ -45,9 +45,8 @@ from .params import (Profile, check_bool, check_choice, check_int, check_seed, p
                      parse_rate)
 from .perceptual import check_perceptual, check_perceptual_size, perceptual_loss, require_perceptual
 from .report import file_lock, run_dir
-from .train import (Checkpointer, TrainConfig, _save_atomic, augment_batch, check_torch_file, damaged_torch_file,
-                    data_hash, evaluate, fit, load_state, merges_last_batch, model_hash, resolve_device,
-                    restore_generator, to_float, unsafe_load_reason)
+from .train import (Checkpointer, TrainConfig, _save_atomic, augment_batch, data_hash, evaluate, fit, load_state,
+                    merges_last_batch, model_hash, resolve_device, restore_generator, safe_torch_load, to_float)
 from .watermarks.base import select_indices
 
 __all__ = ["SSCLGenerator", "GeneratorConfig", "check_key", "key_hash", "data_hash", "train_generator",
@@ -188,20 +187,11 @@ class SSCLGenerator(nn.Module):
         """Rebuild a saved generator; its ``meta`` dict is in ``G.meta``. Read with ``weights_only=True`` (tensors and
         plain settings only: a file from elsewhere cannot run code on loading; torch's version string, which files
         before 2026-12-06 kept as torch's own ``TorchVersion``, is allowed)."""
-        import pickle
 
         from torch.torch_version import TorchVersion
 
-        remedy = "SSCLGenerator.load reads files written by SSCLGenerator.save"
-        check_torch_file(path, "a dovlib SSCL-BW generator file", remedy)
-        try:
-            with torch.serialization.safe_globals([TorchVersion]):
-                blob = torch.load(path, map_location=map_location, weights_only=True)
-        except pickle.UnpicklingError as e:
-            raise ValueError(f"{path} is not a dovlib SSCL-BW generator file that loads safely (weights_only=True: "
-                             f"tensors and plain settings only): {unsafe_load_reason(e)}") from None
-        except (RuntimeError, EOFError) as e:
-            raise damaged_torch_file(e, path, "a dovlib SSCL-BW generator file", remedy) from None
+        blob = safe_torch_load(path, "a dovlib SSCL-BW generator file", "SSCLGenerator.load reads files written by "
+                               "SSCLGenerator.save", map_location, [TorchVersion])
         if not isinstance(blob, dict) or blob.get("format") != "dovlib-sscl-generator/1":
             raise ValueError(f"{path} is not a dovlib SSCL-BW generator file")
         g = cls(key=blob["key"], **blob["settings"])

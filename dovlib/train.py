@@ -480,23 +480,32 @@ def load_state(path, what: str, map_location="cpu", *, remedy: str = "delete it 
     when unpickled: it is refused with a ``ValueError`` naming ``path``, ``what`` it should be, and the ``remedy``,
     as is a file that does not hold a dict, and an empty, truncated or damaged one (torch raised a bare
     ``EOFError`` or ``RuntimeError`` for those, which callers that fall back on a ``ValueError`` did not catch)."""
-    import pickle
-
-    check_torch_file(path, what, remedy)
-    try:
-        with torch.serialization.safe_globals(_numpy_scalars() if numpy_scalars else []):
-            state = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise ValueError(f"{path} ({what}) does not load safely (weights_only=True: tensors and plain settings only): "
-                         f"{unsafe_load_reason(e)}; {remedy}") from None
-    except (RuntimeError, EOFError) as e:  # a zip archive with a damaged or missing entry
-        raise damaged_torch_file(e, path, what, remedy) from None
+    state = safe_torch_load(path, what, remedy, map_location, _numpy_scalars() if numpy_scalars else ())
     if not isinstance(state, dict):
         raise ValueError(f"{path} ({what}) holds a {type(state).__name__}, not a dict of dovlib's state; {remedy}")
     return state
 
 
 _WHOLE = "torch.save writes a zip archive: the file is truncated, damaged or not torch's"
+
+
+def safe_torch_load(path, what: str, remedy: str, map_location="cpu", allowed=()):
+    """``torch.load(path, weights_only=True)`` (with the extra ``allowed`` globals), every failure of the file a
+    ``ValueError`` naming ``path``, ``what`` it should be, why and the ``remedy``: a file that would need other
+    globals (it could run code when unpickled: :func:`unsafe_load_reason` says which), an empty one, one that is no
+    zip archive, or one with a damaged entry (:func:`check_torch_file`, :func:`damaged_torch_file`). What every
+    dovlib loader of its own files goes through (:func:`load_state`, ``HiDDeN.load``, ``SSCLGenerator.load``)."""
+    import pickle
+
+    check_torch_file(path, what, remedy)
+    try:
+        with torch.serialization.safe_globals(list(allowed)):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ValueError(f"{path} ({what}) does not load safely (weights_only=True: tensors and plain settings only): "
+                         f"{unsafe_load_reason(e)}; {remedy}") from None
+    except (RuntimeError, EOFError) as e:  # a zip archive with a damaged or missing entry
+        raise damaged_torch_file(e, path, what, remedy) from None
 
 
 def check_torch_file(path, what: str, remedy: str) -> None:

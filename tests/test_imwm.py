@@ -1080,18 +1080,18 @@ def test_hidden_load_refuses_files_that_need_code_to_load(tmp_path, capsys, plan
     cfg = HiddenConfig(message_bits=4, channels=4, encoder_blocks=1, decoder_blocks=1, image_size=16)
     state = HiDDeN(HiddenNet(cfg), cfg)._state()
     torch.save({**state, "history": [_RunsCode()]}, tmp_path / "evil.pt")
-    with pytest.raises(ValueError, match=r"not a HiDDeN file that loads safely \(weights_only=True: tensors and "
+    with pytest.raises(ValueError, match=r"\(a saved HiDDeN\) does not load safely \(weights_only=True: tensors and "
                                          r"plain settings only\): Unsupported global: GLOBAL (builtins\.)?print "
-                                         r"was not an allowed global by default$") as err:
+                                         r"was not an allowed global by default; HiDDeN.load reads files") as err:
         HiDDeN.load(tmp_path / "evil.pt")
     assert "code ran" not in capsys.readouterr().out
     assert "\x1b" not in str(err.value) and "weights_only=False" not in str(err.value)  # not torch's advice
     # a function of a module torch blocks outright (os: posix), as os.system or sys.exit would be: torch's message
     # then opens with its advice to load with weights_only=False, which is not the reason kept
     marker = plant_code(tmp_path / "blocked.pt", remove_marker=True, **state)
-    with pytest.raises(ValueError, match=r"not a HiDDeN file that loads safely \(weights_only=True: tensors and "
+    with pytest.raises(ValueError, match=r"\(a saved HiDDeN\) does not load safely \(weights_only=True: tensors and "
                                          r"plain settings only\): Trying to load unsupported GLOBAL (posix|nt)\.remove "
-                                         r"whose module (posix|nt) is blocked$") as err:
+                                         r"whose module (posix|nt) is blocked; HiDDeN.load reads") as err:
         HiDDeN.load(tmp_path / "blocked.pt")
     assert marker.exists() and "weights_only" not in str(err.value).split("only):", 1)[1]
     torch.save({"net": state["state_dict"], "step": 3}, tmp_path / "h.pt.partial")  # train_hidden's resumable state

@@ -102,16 +102,17 @@ def test_generator_load_reads_only_tensors_and_settings(tmp_path, capsys, plant_
     torch.save({**blob, "meta": {"torch": TorchVersion("2.14.1")}}, tmp_path / "old.pt")
     assert SSCLGenerator.load(tmp_path / "old.pt").meta == {"torch": "2.14.1"}
     torch.save({**blob, "meta": {"note": _RunsCode()}}, tmp_path / "evil.pt")
-    with pytest.raises(ValueError, match=r"not a dovlib SSCL-BW generator file that loads safely \(weights_only=True: "
-                                         r"tensors and plain settings only\): Unsupported global: GLOBAL (builtins\.)?"
-                                         r"print was not an allowed global by default$") as err:
+    with pytest.raises(ValueError, match=r"\(a dovlib SSCL-BW generator file\) does not load safely \(weights_only="
+                                         r"True: tensors and plain settings only\): Unsupported global: GLOBAL "
+                                         r"(builtins\.)?print was not an allowed global by default; SSCLGenerator.load "
+                                         r"reads") as err:
         SSCLGenerator.load(tmp_path / "evil.pt")
     assert "code ran" not in capsys.readouterr().out
     assert "\x1b" not in str(err.value) and "weights_only=False" not in str(err.value)  # not torch's advice
     marker = plant_code(tmp_path / "blocked.pt", remove_marker=True, **blob)  # os.remove: module posix is blocked
-    with pytest.raises(ValueError, match=r"loads safely \(weights_only=True: tensors and plain settings only\): Trying "
-                                         r"to load unsupported GLOBAL (posix|nt)\.remove whose module (posix|nt) is "
-                                         r"blocked$") as err:
+    with pytest.raises(ValueError, match=r"does not load safely \(weights_only=True: tensors and plain settings "
+                                         r"only\): Trying to load unsupported GLOBAL (posix|nt)\.remove whose module "
+                                         r"(posix|nt) is blocked; SSCLGenerator.load reads") as err:
         SSCLGenerator.load(tmp_path / "blocked.pt")
     assert marker.exists() and "weights_only" not in str(err.value).split("only):", 1)[1]  # not torch's advice
 
