@@ -90,3 +90,24 @@ def plant_code(tmp_path):
         return marker
 
     return plant
+
+
+@pytest.fixture
+def rewrite_pickle():
+    """``rewrite(path, data)`` replaces the ``data.pkl`` entry of the torch file at ``path`` with the bytes ``data``
+    (the file stays a valid zip archive, its tensors' entries untouched): a damaged or foreign pickle in a file
+    torch.save wrote. Returns the entry's original bytes."""
+    import io
+    import zipfile
+    from pathlib import Path
+
+    def rewrite(path, data: bytes) -> bytes:
+        with zipfile.ZipFile(io.BytesIO(Path(path).read_bytes())) as zin, zipfile.ZipFile(path, "w") as zout:
+            names = [n for n in zin.namelist() if n.endswith("/data.pkl")]
+            assert len(names) == 1, f"{path} is not a torch file: {zin.namelist()}"
+            original = zin.read(names[0])
+            for item in zin.infolist():
+                zout.writestr(item, data if item.filename == names[0] else zin.read(item.filename))
+        return original
+
+    return rewrite

@@ -469,7 +469,7 @@ def unsafe_load_reason(err: Exception) -> str:
     candidates = ([line.strip() for line in after.splitlines() if line.strip()][:1]  # may start a line below
                   + [line for line in lines if line.startswith(_REASONS)] + lines)
     reason = next((line for line in candidates if not _is_advice(line)), None)
-    return reason.split(". Please use")[0].rstrip(".") if reason else type(err).__name__
+    return _printable(reason.split(". Please use")[0].rstrip(".")) if reason else type(err).__name__
 
 
 def load_state(path, what: str, map_location="cpu", *, remedy: str = "delete it or pass another path",
@@ -486,6 +486,9 @@ def load_state(path, what: str, map_location="cpu", *, remedy: str = "delete it 
     return state
 
 
+# torch's RuntimeErrors for a tensor the file's pickle describes beyond its stored data (sizes larger than the storage,
+# a storage of another length than its entry)
+_REBUILD_FAULTS = ("does not match expected size", "storage that is not resizable")
 _WHOLE = "torch.save writes a zip archive: the file is truncated, damaged or not torch's"
 
 
@@ -493,19 +496,73 @@ def safe_torch_load(path, what: str, remedy: str, map_location="cpu", allowed=()
     """``torch.load(path, weights_only=True)`` (with the extra ``allowed`` globals), every failure of the file a
     ``ValueError`` naming ``path``, ``what`` it should be, why and the ``remedy``: a file that would need other
     globals (it could run code when unpickled: :func:`unsafe_load_reason` says which), an empty one, one that is no
-    zip archive, or one with a damaged entry (:func:`check_torch_file`, :func:`damaged_torch_file`). What every
-    dovlib loader of its own files goes through (:func:`load_state`, ``HiDDeN.load``, ``SSCLGenerator.load``)."""
+    zip archive, one with a damaged entry (:func:`check_torch_file`, :func:`damaged_torch_file`), and a whole archive
+    whose data.pkl is garbage (:func:`pickle_damage`; torch's unpickler raised a bare KeyError, IndexError,
+    struct.error or UnicodeDecodeError, or reported the garbage as an unsupported global) or describes tensors its
+    data does not hold. What every dovlib loader of its own files goes through (:func:`load_state`, ``HiDDeN.load``,
+    ``SSCLGenerator.load``)."""
     import pickle
+    import struct
 
     check_torch_file(path, what, remedy)
     try:
         with torch.serialization.safe_globals(list(allowed)):
             return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise ValueError(f"{path} ({what}) does not load safely (weights_only=True: tensors and plain settings only): "
-                         f"{unsafe_load_reason(e)}; {remedy}") from None
-    except (RuntimeError, EOFError) as e:  # a zip archive with a damaged or missing entry
-        raise damaged_torch_file(e, path, what, remedy) from None
+    except Exception as e:  # a garbled data.pkl makes torch's unpickler raise almost anything (KeyError, IndexError..)
+        damage = pickle_damage(path)
+        if damage:
+            raise ValueError(f"{path} ({what}) is damaged: its data.pkl is no readable pickle ({damage}); "
+                             f"{remedy}") from None
+        if isinstance(e, pickle.UnpicklingError):
+            raise ValueError(f"{path} ({what}) does not load safely (weights_only=True: tensors and plain settings "
+                             f"only): {unsafe_load_reason(e)}; {remedy}") from None
+        if isinstance(e, (TypeError, ValueError, LookupError, AssertionError, AttributeError, struct.error)) or (
+                isinstance(e, RuntimeError) and any(m in str(e) for m in _REBUILD_FAULTS)):
+            # a well-formed pickle whose values do not fit what they rebuild (a tensor's sizes, a storage's length)
+            raise ValueError(f"{path} ({what}) is damaged: its data.pkl does not rebuild torch's objects "
+                             f"({_printable(f'{type(e).__name__}: {e}'.splitlines()[0])}); {remedy}") from None
+        if isinstance(e, (RuntimeError, EOFError)):  # a zip archive with a damaged or missing entry
+            raise damaged_torch_file(e, path, what, remedy) from None
+        raise
+
+
+def _printable(text: str, limit: int = 300) -> str:
+    """``text`` for a message: control characters, undecodable bytes (surrogates) and other unprintable characters
+    escaped (``\\x1b``), at most ``limit`` characters (a garbled file's text can be long)."""
+    text = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def pickle_damage(path) -> str | None:
+    """Why the ``data.pkl`` of the torch zip archive at ``path`` is no readable pickle (printable, for a message), or
+    ``None`` where it is one (or the archive has none: torch names that itself). Read without running it:
+    ``pickletools.dis`` checks every opcode, its argument, the stack and the memo; a global must be a Python name
+    (garbage can hold a "global" of control characters or non-UTF-8 bytes, which torch would report as a blocked
+    global)."""
+    import io
+    import pickletools
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = [n for n in z.namelist() if n.count("/") == 1 and n.endswith("/data.pkl")]
+            if not names:
+                return None
+            data = z.read(names[0])
+    except Exception as e:  # e.g. a CRC mismatch: the entry's bytes changed after torch.save wrote it
+        return _printable(f"{type(e).__name__}: {e}")
+    try:
+        pickletools.dis(data, out=io.StringIO())
+        for op, _, pos in pickletools.genops(data):
+            if op.name in ("GLOBAL", "INST"):
+                module, name = (part.decode("ascii", "replace") for part in data[pos + 1:].split(b"\n", 2)[:2])
+                if not all(p.isidentifier() for p in (*module.split("."), *name.split("."))):
+                    return _printable(f"a global at byte {pos} is no Python name: {module!r}, {name!r}")
+            if op.name == "STOP":
+                return None
+    except Exception as e:
+        return _printable(f"{type(e).__name__}: {e}")
+    return None
 
 
 def check_torch_file(path, what: str, remedy: str) -> None:
@@ -526,7 +583,7 @@ def damaged_torch_file(e: BaseException, path, what: str, remedy: str) -> ValueE
     if not isinstance(e, EOFError) and not any(m in str(e) for m in ("PytorchStreamReader", "inline_container")):
         raise e
     return ValueError(f"{path} ({what}) is not a whole torch file ({_WHOLE}: "
-                      f"{str(e).splitlines()[0] if str(e) else type(e).__name__}); {remedy}")
+                      f"{_printable(str(e).splitlines()[0]) if str(e) else type(e).__name__}); {remedy}")
 
 
 def merges_last_batch(n: int, batch_size: int) -> bool:

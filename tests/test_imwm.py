@@ -1309,7 +1309,7 @@ def test_train_hidden_reads_its_checkpoint_and_partial_safely(tmp_path, capsys):
     assert "code ran" not in capsys.readouterr().out
 
 
-def test_hidden_load_names_an_empty_or_truncated_file(tmp_path):
+def test_hidden_load_names_an_empty_or_truncated_file(tmp_path, rewrite_pickle):
     # HiDDeN.load called torch.load directly: an empty file gave a bare EOFError, a truncated one a RuntimeError
     cfg = HiddenConfig(message_bits=8, image_size=16, channels=8, encoder_blocks=1, decoder_blocks=1)
     h = HiDDeN(HiddenNet(cfg), cfg)
@@ -1322,4 +1322,13 @@ def test_hidden_load_names_an_empty_or_truncated_file(tmp_path):
         HiDDeN.load(empty)
     with pytest.raises(ValueError, match=r"cut.pt \(a saved HiDDeN\) is not a whole torch file"):
         HiDDeN.load(cut)
+    # a whole zip archive with a garbled data.pkl: was torch's bare KeyError, or an "unsupported global" of garbage
+    for name, garbage in (("memo.pt", b"\x80\x02h\x05."), ("global.pt", b"\x80\x02c\x1b[31m\n\x07\x00\n.")):
+        (tmp_path / name).write_bytes(good.read_bytes())
+        rewrite_pickle(tmp_path / name, garbage)
+        with pytest.raises(ValueError, match=rf"{name} \(a saved HiDDeN\) is damaged: its data.pkl is no readable "
+                                             r"pickle \(.+\); HiDDeN.load reads files written by HiDDeN.save or "
+                                             r"train_hidden$") as err:
+            HiDDeN.load(tmp_path / name)
+        assert str(err.value).isprintable()
     assert HiDDeN.load(good).cfg.message_bits == 8

@@ -67,7 +67,7 @@ def test_owner_key_changes_the_watermark_and_is_reproducible():
     assert key_hash(5) != key_hash(5 + 2**32)  # named apart all the same
 
 
-def test_save_and_load_round_trip(tmp_path):
+def test_save_and_load_round_trip(tmp_path, rewrite_pickle):
     torch.manual_seed(0)
     g = SSCLGenerator(1, 16 / 255, key=99, width=4, depth=2, key_channels=1).eval()
     path = g.save(tmp_path / "g.pt", target=3, dataset="digits", seed=5)
@@ -85,6 +85,15 @@ def test_save_and_load_round_trip(tmp_path):
         SSCLGenerator.load(tmp_path / "empty.pt")
     with pytest.raises(ValueError, match=r"cut.pt \(a dovlib SSCL-BW generator file\) is not a whole torch file"):
         SSCLGenerator.load(tmp_path / "cut.pt")
+    # a whole zip archive with a garbled data.pkl: was torch's bare IndexError, or an "unsupported global" of garbage
+    for name, garbage in (("stop.pt", b"\x80\x02."), ("global.pt", b"\x80\x02c\x1b[31m\xff\n\x07\n.")):
+        (tmp_path / name).write_bytes(path.read_bytes())
+        rewrite_pickle(tmp_path / name, garbage)
+        with pytest.raises(ValueError, match=rf"{name} \(a dovlib SSCL-BW generator file\) is damaged: its data.pkl is "
+                                             r"no readable pickle \(.+\); SSCLGenerator.load reads files written by "
+                                             r"SSCLGenerator.save$") as err:
+            SSCLGenerator.load(tmp_path / name)
+        assert str(err.value).isprintable()
 
 
 class _RunsCode:

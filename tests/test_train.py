@@ -1064,6 +1064,74 @@ def test_load_state_names_an_empty_or_truncated_file(ds, tmp_path):
     assert ckpt.read_bytes() == b""  # left where it is
 
 
+# data.pkl contents of a zip archive torch.save wrote, garbled: torch's weights_only unpickler raised a bare KeyError,
+# IndexError, struct.error or UnicodeDecodeError for most, and load_state called the others unsafe globals or
+# operands, with the garbage's control characters and undecodable bytes in its message
+GARBLED_PICKLES = {
+    "random": bytes(torch.randint(0, 256, (64,), generator=torch.Generator().manual_seed(0)).tolist()),
+    "text": b"some text\n",  # a memo lookup of a key never stored: KeyError
+    "empty": b"",
+    "stop": b"\x80\x02.",  # a valid first opcode, then STOP on an empty stack: IndexError
+    "cut_int": b"\x80\x02J\x01",  # a 4-byte integer cut short: struct.error
+    "utf8": b"\x80\x02X\x02\x00\x00\x00\xff\xfe.",  # a string of bytes that are no UTF-8: UnicodeDecodeError
+    "operand": b"\x80\x02\xfe\xfe\xfe",  # was "Unsupported operand 254", as for a pickle torch cannot read
+    "bytes_global": b"\x80\x02c\xff\xfe\n\x80\n.",  # a global of bytes that are no UTF-8: UnicodeDecodeError
+    "control_global": b"\x80\x02c\x1b[31m\n\x07\x00x\n.",  # well-formed, but a global of control characters: was
+    # "Unsupported global: GLOBAL \x1b[31m.\x07\x00x ...", the escape sequence and bell in the message as they were
+}
+
+
+@pytest.mark.parametrize("name", GARBLED_PICKLES)
+def test_load_state_names_a_file_with_a_garbled_pickle_as_damaged(tmp_path, rewrite_pickle, name):
+    """A whole zip archive whose data.pkl is garbage is named damaged (the file, what it should be, the remedy) in a
+    message of printable text only; never torch's bare error or a "global" made of the garbage."""
+    from dovlib.train import load_state
+
+    path = tmp_path / f"{name}.pt"
+    torch.save({"a": torch.zeros(3)}, path)
+    rewrite_pickle(path, GARBLED_PICKLES[name])
+    with pytest.raises(ValueError, match=rf"{name}.pt \(test\) is damaged: its data.pkl is no readable pickle "
+                                         r"\(.+\); delete it or pass another path$") as err:
+        load_state(path, "test")
+    assert type(err.value) is ValueError and str(err.value).isprintable()
+    assert "Unsupported" not in str(err.value) and "\\x1b" not in str(err.value).split("(", 1)[0]
+
+
+def test_load_state_names_a_pickle_that_rebuilds_no_tensor_as_damaged(tmp_path, rewrite_pickle):
+    """A well-formed data.pkl whose values do not fit the tensor they rebuild (sizes beyond the stored data, a storage
+    of another length, torch's rebuild function given no arguments) raised torch's bare RuntimeError or TypeError."""
+    from dovlib.train import load_state
+
+    torch.save({"a": torch.zeros(3)}, tmp_path / "whole.pt")
+    good = (tmp_path / "whole.pt").read_bytes()
+    for name, old, new, why in (("size", b"K\x03\x85", b"K\x09\x85", "RuntimeError"),  # 9 values from 3
+                                ("storage", b"K\x03t", b"K\x09t", "RuntimeError"),  # a storage of 9 values
+                                ("call", None, b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n)R.", "TypeError")):
+        path = tmp_path / f"{name}.pt"
+        path.write_bytes(good)
+        original = rewrite_pickle(path, new)
+        if old is not None:
+            assert original.count(old) == 1
+            rewrite_pickle(path, original.replace(old, new))
+        with pytest.raises(ValueError, match=rf"{name}.pt \(test\) is damaged: its data.pkl does not rebuild torch's "
+                                             rf"objects \({why}: .+\); delete it or pass another path$") as err:
+            load_state(path, "test")
+        assert type(err.value) is ValueError
+
+
+def test_unsafe_load_reason_keeps_no_control_characters():
+    """The reason is quoted in a message: a control character or undecodable byte (a surrogate) torch's message
+    carried is escaped, never passed on raw."""
+    import pickle
+
+    from dovlib.train import unsafe_load_reason
+
+    reason = unsafe_load_reason(pickle.UnpicklingError("Weights only load failed. WeightsUnpickler error: Unsupported "
+                                                       "global: GLOBAL a\x1b[2J.b\udcff\x07 was not an allowed global"))
+    assert reason == r"Unsupported global: GLOBAL a\x1b[2J.b\udcff\x07 was not an allowed global"
+    assert reason.isprintable()
+
+
 def test_load_state_reads_numpy_numbers_under_either_numpy_name(tmp_path):
     """A checkpoint written under numpy 1 names numpy.core.multiarray.scalar, one under numpy 2 numpy._core's: fit's
     allowance takes both; an array (which NumPy rebuilds by _reconstruct) is still refused."""
