@@ -96,12 +96,7 @@ def test_save_and_load_round_trip(tmp_path, rewrite_pickle):
         assert str(err.value).isprintable()
 
 
-class _RunsCode:
-    def __reduce__(self):
-        return (print, ("code ran while loading",))
-
-
-def test_generator_load_reads_only_tensors_and_settings(tmp_path, capsys, plant_code):
+def test_generator_load_reads_only_tensors_and_settings(tmp_path, plant_code):
     """A generator file from elsewhere cannot run code on loading (weights_only=True); files that kept torch's
     TorchVersion in their meta (before 2026-12-06) still load."""
     from torch.torch_version import TorchVersion
@@ -110,20 +105,21 @@ def test_generator_load_reads_only_tensors_and_settings(tmp_path, capsys, plant_
     blob = torch.load(g.save(tmp_path / "g.pt"), weights_only=False)
     torch.save({**blob, "meta": {"torch": TorchVersion("2.14.1")}}, tmp_path / "old.pt")
     assert SSCLGenerator.load(tmp_path / "old.pt").meta == {"torch": "2.14.1"}
-    torch.save({**blob, "meta": {"note": _RunsCode()}}, tmp_path / "evil.pt")
-    with pytest.raises(ValueError, match=r"\(a dovlib SSCL-BW generator file\) does not load safely \(weights_only="
-                                         r"True: tensors and plain settings only\): Unsupported global: GLOBAL "
-                                         r"(builtins\.)?print was not an allowed global by default; SSCLGenerator.load "
-                                         r"reads") as err:
+    ran = plant_code(tmp_path / "evil.pt", **blob)  # open(marker, "w") on unpickling
+    with pytest.raises(ValueError, match=r"evil.pt \(a dovlib SSCL-BW generator file\) does not load safely \("
+                                         r"weights_only=True: tensors and plain settings only\): Unsupported global: "
+                                         r"GLOBAL (_?io|builtins)\.open was not an allowed global by default; "
+                                         r"SSCLGenerator.load reads files written by SSCLGenerator.save$") as err:
         SSCLGenerator.load(tmp_path / "evil.pt")
-    assert "code ran" not in capsys.readouterr().out
+    assert not ran.exists()  # the code never ran
     assert "\x1b" not in str(err.value) and "weights_only=False" not in str(err.value)  # not torch's advice
     marker = plant_code(tmp_path / "blocked.pt", remove_marker=True, **blob)  # os.remove: module posix is blocked
     with pytest.raises(ValueError, match=r"does not load safely \(weights_only=True: tensors and plain settings "
                                          r"only\): Trying to load unsupported GLOBAL (posix|nt)\.remove whose module "
                                          r"(posix|nt) is blocked; SSCLGenerator.load reads") as err:
         SSCLGenerator.load(tmp_path / "blocked.pt")
-    assert marker.exists() and "weights_only" not in str(err.value).split("only):", 1)[1]  # not torch's advice
+    assert marker.exists() and not ran.exists()  # neither payload ran
+    assert "weights_only" not in str(err.value).split("only):", 1)[1]  # not torch's advice
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
