@@ -367,27 +367,69 @@ def _code_run_dir(notebook: str, params: dict) -> Path:
 CACHED_LOCK_TIMEOUT = 6 * 3600  # seconds a job waits for another job computing the same cached setting
 
 
-def _cached(notebook: str, params: dict, compute, recompute, name: str, save, load, check):
+def _cached(notebook: str, params: dict, compute, recompute, name: str, what: str, save, load, check):
     """What :func:`cached_frame` and :func:`cached_tensors` share: the folder keyed by ``params`` and the code, the
-    result file ``name`` plus ``<stem>.json`` (what computing it took, written last: a result without it is computed
-    again), and a lock, so two sweep jobs wanting the same setting compute it once (the second reads it back).
+    result file ``name`` plus ``<stem>.json`` (what computing it took and the result's sha256, written last: a result
+    without it is computed again), and a lock, so two sweep jobs wanting the same setting compute it once (the second
+    reads it back). A result that is not the file the cache wrote (cut short, damaged, replaced: its sha256 differs),
+    an unreadable ``<stem>.json``, or a result ``load`` refuses (``load(path, what, remedy)`` raises a ``ValueError``
+    naming the file; tensors are read with ``weights_only=True``, so a foreign file runs no code) is computed again
+    and replaced, with a warning naming the file, as crafted marks are (:mod:`dovlib.watermarks.base`): the result is
+    a function of the folder's key, so refusing it would only make the user delete it or pass ``recompute=True``.
     The lock is not re-entrant: ``compute`` must not ask for the same cached setting itself (it would wait for
     :data:`CACHED_LOCK_TIMEOUT`)."""
+    import warnings
+
     from .params import check_bool
 
     recompute = check_bool("recompute", recompute)  # the string "False" is refused, not read as True
     folder = _code_run_dir(notebook, params)
     path, meta = folder / name, folder / f"{Path(name).stem}.json"
+    remedy = f"{name} is computed again and replaced"
     with file_lock(path, timeout=CACHED_LOCK_TIMEOUT):
         if path.is_file() and meta.is_file() and not recompute:
-            return load(path), True, json.loads(meta.read_text())["seconds"]
+            try:
+                seconds = _cached_cost(path, meta, what, remedy)
+                return load(path, what, remedy), True, seconds
+            except ValueError as e:  # the file's own fault (its messages end with the remedy), never a bare error
+                warnings.warn(str(e), stacklevel=3)
         start = time.perf_counter()
         out = compute()
         seconds = time.perf_counter() - start
         check(out)
         save(out, path)
-        _atomic_write(meta, json.dumps({"seconds": seconds}))
+        _atomic_write(meta, json.dumps({"seconds": seconds, "sha256": _sha256(path)}))
     return out, False, seconds
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _cached_cost(path: Path, meta: Path, what: str, remedy: str) -> float:
+    """The seconds ``meta`` records for the cached result at ``path``, once ``path`` is checked to be the file the
+    cache wrote (the sha256 ``meta`` records); a ``ValueError`` naming the file otherwise (a frame.csv cut short
+    used to be read back as a shorter frame, a garbled tensors.json raised json's bare error)."""
+    from .train import printable
+
+    about = f"what computing {path.name} took, and its sha256"
+    try:
+        record = json.loads(meta.read_text())
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"{meta} ({about}) is unreadable ({printable(f'{type(e).__name__}: {e}')}); "
+                         f"{remedy}") from None
+    seconds = record.get("seconds") if isinstance(record, dict) else None
+    if not (isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and math.isfinite(seconds)
+            and seconds >= 0 and isinstance(record.get("sha256"), str)):
+        raise ValueError(f"{meta} ({about}) holds {printable(repr(record))}, not {{'seconds': <seconds>, 'sha256': "
+                         f"<hex digest>}}; {remedy}")
+    if _sha256(path) != record["sha256"]:
+        raise ValueError(f"{path} ({what}) is not the file this cache wrote: its sha256 differs from the one "
+                         f"{meta.name} records (cut short, damaged or replaced since); {remedy}")
+    return float(seconds)
 
 
 def cached_frame(notebook: str, params: dict, compute, recompute: bool = False):
@@ -395,40 +437,58 @@ def cached_frame(notebook: str, params: dict, compute, recompute: bool = False):
     ``dovlib`` source and the versions of the libraries results depend on (:data:`CACHED_FRAME_LIBRARIES`), and read
     back instead of computed when it is there (unless ``recompute``): a notebook's long loop of independent settings
     (AMUSE's tables of notebooks 07 and 08, CPU-hours at the paper's budget) resumes after an interruption at the
-    setting it was in. Other code or libraries compute afresh. Returns (frame, reused, seconds): ``seconds`` is what
-    computing the frame took, also when it is reused (kept beside it), so a resumed run still reports its cost."""
+    setting it was in. Other code or libraries compute afresh, and so does a ``frame.csv`` that is not the file the
+    cache wrote (cut short, damaged or replaced: a warning names it). Returns (frame, reused, seconds): ``seconds`` is
+    what computing the frame took, also when it is reused (kept beside it), so a resumed run still reports its cost."""
     import pandas as pd
 
     def check(df):
         if not isinstance(df, pd.DataFrame):
             raise TypeError(f"cached_frame: compute() must return a pandas DataFrame; got {type(df).__name__}")
 
-    return _cached(notebook, params, compute, recompute, "frame.csv",
-                   save=lambda df, path: _atomic_write(path, df.to_csv(index=False)),
-                   load=lambda path: pd.read_csv(path, keep_default_na=False, na_values=["", "NaN", "nan"]),
-                   check=check)
+    def load(path, what, remedy):
+        from .train import printable
+
+        try:
+            return pd.read_csv(path, keep_default_na=False, na_values=["", "NaN", "nan"])
+        except ValueError as e:  # EmptyDataError, ParserError, UnicodeDecodeError
+            raise ValueError(f"{path} ({what}) does not read as a CSV table "
+                             f"({printable(f'{type(e).__name__}: {e}'.splitlines()[0])}); {remedy}") from None
+
+    return _cached(notebook, params, compute, recompute, "frame.csv", "a cached_frame result",
+                   save=lambda df, path: _atomic_write(path, df.to_csv(index=False)), load=load, check=check)
 
 
 def cached_tensors(notebook: str, params: dict, compute, recompute: bool = False):
     """Like :func:`cached_frame` for a dict of tensors (``compute() -> {name: tensor}``), kept as ``tensors.pt``:
     a long step whose output is data, such as watermarking a whole training set (notebook 10), is done once and read
     back after an interruption. The same key (``params``, the ``dovlib`` source, library versions) and the same
-    return value (tensors, reused, seconds)."""
+    return value (tensors, reused, seconds). The file is read with ``weights_only=True`` (a foreign one runs no code);
+    one that is not the file the cache wrote, or does not load, is computed again with a warning naming it."""
     import torch
 
-    from .train import _save_atomic
+    from .train import _save_atomic, safe_torch_load
+
+    def tensor_dict(out) -> bool:
+        return isinstance(out, dict) and bool(out) and all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                           for k, v in out.items())
 
     def check(out):
-        if not (isinstance(out, dict) and out and all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                                      for k, v in out.items())):
+        if not tensor_dict(out):
             raise TypeError(f"cached_tensors: compute() must return a non-empty dict of str -> torch.Tensor; got "
                             f"{type(out).__name__}")
 
-    return _cached(notebook, params, compute, recompute, "tensors.pt",
+    def load(path, what, remedy):
+        out = safe_torch_load(path, what, remedy)  # weights_only: runs no code; every failure a ValueError
+        if not tensor_dict(out):
+            raise ValueError(f"{path} ({what}) holds a {type(out).__name__}, not a non-empty dict of str -> "
+                             f"torch.Tensor; {remedy}")
+        return out
+
+    return _cached(notebook, params, compute, recompute, "tensors.pt", "a cached_tensors result",
                    save=lambda out, path: _save_atomic({k: v.detach().cpu().contiguous() for k, v in out.items()},
                                                        path),
-                   load=lambda path: torch.load(path, map_location="cpu", weights_only=True),  # runs no code
-                   check=check)
+                   load=load, check=check)
 
 
 def save_table(df, name: str, notebook: str, caption: str = "", **context) -> Path:

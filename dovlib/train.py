@@ -469,7 +469,7 @@ def unsafe_load_reason(err: Exception) -> str:
     candidates = ([line.strip() for line in after.splitlines() if line.strip()][:1]  # may start a line below
                   + [line for line in lines if line.startswith(_REASONS)] + lines)
     reason = next((line for line in candidates if not _is_advice(line)), None)
-    return _printable(reason.split(". Please use")[0].rstrip(".")) if reason else type(err).__name__
+    return printable(reason.split(". Please use")[0].rstrip(".")) if reason else type(err).__name__
 
 
 def load_state(path, what: str, map_location="cpu", *, remedy: str = "delete it or pass another path",
@@ -520,13 +520,13 @@ def safe_torch_load(path, what: str, remedy: str, map_location="cpu", allowed=()
                 isinstance(e, RuntimeError) and any(m in str(e) for m in _REBUILD_FAULTS)):
             # a well-formed pickle whose values do not fit what they rebuild (a tensor's sizes, a storage's length)
             raise ValueError(f"{path} ({what}) is damaged: its data.pkl does not rebuild torch's objects "
-                             f"({_printable(f'{type(e).__name__}: {e}'.splitlines()[0])}); {remedy}") from None
+                             f"({printable(f'{type(e).__name__}: {e}'.splitlines()[0])}); {remedy}") from None
         if isinstance(e, (RuntimeError, EOFError)):  # a zip archive with a damaged or missing entry
             raise damaged_torch_file(e, path, what, remedy) from None
         raise
 
 
-def _printable(text: str, limit: int = 300) -> str:
+def printable(text: str, limit: int = 300) -> str:
     """``text`` for a message: control characters, undecodable bytes (surrogates) and other unprintable characters
     escaped (``\\x1b``), at most ``limit`` characters (a garbled file's text can be long)."""
     text = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
@@ -550,18 +550,18 @@ def pickle_damage(path) -> str | None:
                 return None
             data = z.read(names[0])
     except Exception as e:  # e.g. a CRC mismatch: the entry's bytes changed after torch.save wrote it
-        return _printable(f"{type(e).__name__}: {e}")
+        return printable(f"{type(e).__name__}: {e}")
     try:
         pickletools.dis(data, out=io.StringIO())
         for op, _, pos in pickletools.genops(data):
             if op.name in ("GLOBAL", "INST"):
                 module, name = (part.decode("ascii", "replace") for part in data[pos + 1:].split(b"\n", 2)[:2])
                 if not all(p.isidentifier() for p in (*module.split("."), *name.split("."))):
-                    return _printable(f"a global at byte {pos} is no Python name: {module!r}, {name!r}")
+                    return printable(f"a global at byte {pos} is no Python name: {module!r}, {name!r}")
             if op.name == "STOP":
                 return None
     except Exception as e:
-        return _printable(f"{type(e).__name__}: {e}")
+        return printable(f"{type(e).__name__}: {e}")
     return None
 
 
@@ -583,7 +583,7 @@ def damaged_torch_file(e: BaseException, path, what: str, remedy: str) -> ValueE
     if not isinstance(e, EOFError) and not any(m in str(e) for m in ("PytorchStreamReader", "inline_container")):
         raise e
     return ValueError(f"{path} ({what}) is not a whole torch file ({_WHOLE}: "
-                      f"{_printable(str(e).splitlines()[0]) if str(e) else type(e).__name__}); {remedy}")
+                      f"{printable(str(e).splitlines()[0]) if str(e) else type(e).__name__}); {remedy}")
 
 
 def merges_last_batch(n: int, batch_size: int) -> bool:

@@ -259,6 +259,120 @@ def test_cached_results_are_computed_once_when_two_jobs_want_the_same_setting(tm
     assert all(torch.equal(r[0]["marked"], torch.arange(6, dtype=torch.uint8)) for r in results.values())
 
 
+def _cache_and_file(tmp_path, monkeypatch, kind):
+    """A cached_tensors or cached_frame result written once: (call, calls, path of the result file)."""
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
+    calls = []
+    if kind == "tensors":
+        result = {"marked": torch.arange(600, dtype=torch.int16).reshape(6, 100)}
+        name, cache = "tensors.pt", report.cached_tensors
+    else:
+        result = pd.DataFrame({"setting": range(300), "bit_acc": [0.5] * 300})
+        name, cache = "frame.csv", report.cached_frame
+
+    def compute():
+        calls.append(1)
+        return result
+
+    def call():
+        return cache("10_x", {"set": "amuse"}, compute)
+
+    assert not call()[1] and len(calls) == 1
+    (path,) = (tmp_path / "runs").rglob(name)
+    return call, calls, path
+
+
+def _recomputed_once_with_a_warning(call, calls, named, match):
+    """The call computes the result again (not reused), with one warning naming the file ``named`` that matches
+    ``match``; the next call reads the fresh file back."""
+    import re
+
+    with pytest.warns(UserWarning) as caught:
+        out, reused, _ = call()
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1 and str(named) in messages[0], messages
+    assert re.search(match, messages[0]) and messages[0].isprintable(), messages[0]
+    assert "computed again" in messages[0] and not reused and len(calls) == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert call()[1] and len(calls) == 2  # the fresh file replaced the damaged one
+    return out
+
+
+@pytest.mark.parametrize("kind", ["tensors", "frame"])
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_a_damaged_cached_result_is_computed_again_with_a_warning_naming_it(tmp_path, monkeypatch, kind, damage):
+    """A cached result cut short, overwritten with other bytes or emptied (a copy of runs/ interrupted, a full disk):
+    torch.load raised its bare RuntimeError, EOFError or an UnpicklingError advising weights_only=False, and
+    pandas a bare EmptyDataError or UnicodeDecodeError, none naming the file; and a frame.csv cut short was read
+    back as a shorter frame without a word. The cache holds data computed from params and code (the folder's key), as
+    crafted marks are (watermarks.base crafts those again, saying so): it is computed again and replaced, with a
+    warning naming the file."""
+    import random
+
+    call, calls, path = _cache_and_file(tmp_path, monkeypatch, kind)
+    good = path.read_bytes()
+    path.write_bytes({"truncated": good[: len(good) // 2], "empty": b"",
+                      "garbage": random.Random(0).randbytes(len(good))}[damage])
+    out = _recomputed_once_with_a_warning(call, calls, path, r"sha256")
+    assert path.read_bytes() == good if kind == "tensors" else len(out) == 300
+
+
+@pytest.mark.parametrize("remove_marker", [False, True])
+def test_a_cached_tensors_file_that_would_run_code_is_computed_again_and_runs_nothing(tmp_path, monkeypatch,
+                                                                                   plant_code, remove_marker):
+    """A foreign tensors.pt whose unpickling would run code (an allowed module's open, or os.remove of a module torch
+    blocks) is never run: replaced by a fresh result with a warning naming it, also where its tensors.json was
+    replaced to match it (what a copied folder could hold)."""
+    import hashlib
+
+    call, calls, path = _cache_and_file(tmp_path, monkeypatch, "tensors")
+    marker = plant_code(path, remove_marker=remove_marker, marked=torch.zeros(6, 100))
+    _recomputed_once_with_a_warning(call, calls, path, r"sha256")
+    assert marker.exists() == remove_marker  # no code ran
+    calls.clear()
+    assert call()[1] and not calls
+    marker = plant_code(path, remove_marker=remove_marker, marked=torch.zeros(6, 100))
+    meta = path.with_name("tensors.json")
+    meta.write_text(json.dumps({**json.loads(meta.read_text()),
+                                "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}))
+    calls.append(1)
+    _recomputed_once_with_a_warning(call, calls, path, r"does not load safely .*GLOBAL")
+    assert marker.exists() == remove_marker
+
+
+@pytest.mark.parametrize("kind", ["tensors", "frame"])
+def test_a_foreign_result_whose_cost_file_matches_it_is_refused_by_its_reader_and_computed_again(tmp_path, monkeypatch,
+                                                                                             kind):
+    """Both files replaced together (a copied folder), so the sha256 matches: a tensors.pt holding no dict of tensors,
+    or a frame.csv that is no CSV text, is still computed again with a warning naming it (not returned, nor a bare
+    pandas error)."""
+    import hashlib
+
+    call, calls, path = _cache_and_file(tmp_path, monkeypatch, kind)
+    if kind == "tensors":
+        torch.save([torch.zeros(3)], path)
+    else:
+        path.write_bytes(b"\xff\xfe\x1b[2J")
+    meta = path.with_name(f"{path.stem}.json")
+    meta.write_text(json.dumps({"seconds": 5, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}))
+    _recomputed_once_with_a_warning(call, calls, path, r"holds a list" if kind == "tensors" else r"no CSV|not read as")
+
+
+@pytest.mark.parametrize("kind", ["tensors", "frame"])
+@pytest.mark.parametrize("meta_text", ["\x00{]", "[5]", "{}", '{"seconds": "five"}'],
+                         ids=["garbled", "a list", "no keys", "seconds not a number"])
+def test_an_unreadable_cost_file_beside_a_cached_result_is_computed_again_with_a_warning(tmp_path, monkeypatch,
+                                                                                        kind, meta_text):
+    """``<stem>.json`` (what computing the result took, and its sha256) garbled, or holding something else: json's
+    bare JSONDecodeError, a TypeError or a KeyError ended the run. The result cannot be checked against it: computed
+    again, with a warning naming the json file."""
+    call, calls, path = _cache_and_file(tmp_path, monkeypatch, kind)
+    meta = path.with_name(f"{path.stem}.json")
+    meta.write_text(meta_text)
+    _recomputed_once_with_a_warning(call, calls, meta, r"what computing")
+
+
 def test_save_atomic_leaves_the_old_file_and_no_temporary_file_when_it_fails(tmp_path, monkeypatch):
     from dovlib import train
 
