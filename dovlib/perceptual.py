@@ -59,9 +59,9 @@ def _missing_message(net: str) -> str:
     problem = _unreadable(lpips_weights_path(net))
     if problem:
         return (f"LPIPS ({net}) needs torchvision's ImageNet weights {BACKBONE_FILES[net]!r} in "
-                f"{lpips_weights_path(net).parent}: the file is there but cannot be read ({problem}), so it is damaged "
-                f"or only partly copied. Copy it again (see dovlib/perceptual.py or the README), or pick the explicit "
-                f"fallback perceptual='ssim' (1 - SSIM), which every report then names.")
+                f"{lpips_weights_path(net).parent}: the file is there but cannot be read ({problem}), so it is "
+                f"damaged, only partly copied or not torchvision's. Copy it again (see dovlib/perceptual.py or the "
+                f"README), or pick the explicit fallback perceptual='ssim' (1 - SSIM), which every report then names.")
     return (f"LPIPS ({net}) needs torchvision's ImageNet weights {BACKBONE_FILES[net]!r} in "
             f"{lpips_weights_path(net).parent}, which is not there and cannot be downloaded on this machine. "
             f"Place the file there (see dovlib/perceptual.py or the README), or pick the explicit fallback "
@@ -121,10 +121,18 @@ def _unreadable(path: Path) -> str:
 
 @functools.lru_cache(maxsize=8)
 def _read_problem(path: str, size: int, mtime_ns: int) -> str:
+    """Read as dovlib reads its own files (:func:`dovlib.train.safe_torch_load`: ``weights_only``, so no code in the
+    file runs), and described in its words: why, printable (torch's first error line was quoted raw, with a garbled
+    file's control characters and torch's advice to load it with ``weights_only=False``)."""
+    from .train import TorchFileError, printable, safe_torch_load
+
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # EOFError, UnpicklingError, RuntimeError (a zip cut short), ...
-        return f"{size:,} bytes; {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'}"
+        state = safe_torch_load(path, "LPIPS backbone weights", "copy it again")
+    except TorchFileError as exc:
+        return f"{size:,} bytes; it {exc.problem}"
+    except Exception as exc:  # not what the file holds, e.g. it cannot be opened (PermissionError)
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        return f"{size:,} bytes; {printable(f'{type(exc).__name__}: {lines[0]}' if lines else type(exc).__name__)}"
     if not isinstance(state, dict) or not state:
         return f"{size:,} bytes holding {type(state).__name__}, not a state dict"
     return ""

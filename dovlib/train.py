@@ -482,7 +482,7 @@ def load_state(path, what: str, map_location="cpu", *, remedy: str = "delete it 
     ``EOFError`` or ``RuntimeError`` for those, which callers that fall back on a ``ValueError`` did not catch)."""
     state = safe_torch_load(path, what, remedy, map_location, _numpy_scalars() if numpy_scalars else ())
     if not isinstance(state, dict):
-        raise ValueError(f"{path} ({what}) holds a {type(state).__name__}, not a dict of dovlib's state; {remedy}")
+        raise TorchFileError(path, what, f"holds a {type(state).__name__}, not a dict of dovlib's state", remedy)
     return state
 
 
@@ -492,15 +492,30 @@ _REBUILD_FAULTS = ("does not match expected size", "storage that is not resizabl
 _WHOLE = "torch.save writes a zip archive: the file is truncated, damaged or not torch's"
 
 
+class TorchFileError(ValueError):
+    """A torch file refused by :func:`safe_torch_load`: the message names ``path``, ``what`` it should be, the
+    ``problem`` and the ``remedy``. ``problem`` alone follows the file's name ("is damaged: ...", "does not load
+    safely ...", "is not a whole torch file ...", "is empty ..."), in printable words, for a caller that words its own
+    message (:mod:`dovlib.perceptual` describes a user-placed LPIPS weights file with it)."""
+
+    def __init__(self, path, what: str, problem: str, remedy: str):
+        super().__init__(f"{path} ({what}) {problem}; {remedy}")
+        self.path, self.what, self.problem, self.remedy = path, what, problem, remedy
+
+    def __reduce__(self):  # rebuilt from its parts: a sweep's worker process sends its error back pickled
+        return type(self), (self.path, self.what, self.problem, self.remedy)
+
+
 def safe_torch_load(path, what: str, remedy: str, map_location="cpu", allowed=()):
     """``torch.load(path, weights_only=True)`` (with the extra ``allowed`` globals), every failure of the file a
-    ``ValueError`` naming ``path``, ``what`` it should be, why and the ``remedy``: a file that would need other
-    globals (it could run code when unpickled: :func:`unsafe_load_reason` says which), an empty one, one that is no
-    zip archive, one with a damaged entry (:func:`check_torch_file`, :func:`damaged_torch_file`), and a whole archive
-    whose data.pkl is garbage (:func:`pickle_damage`; torch's unpickler raised a bare KeyError, IndexError,
-    struct.error or UnicodeDecodeError, or reported the garbage as an unsupported global) or describes tensors its
-    data does not hold. What every dovlib loader of its own files goes through (:func:`load_state`, ``HiDDeN.load``,
-    ``SSCLGenerator.load``)."""
+    :class:`TorchFileError` (a ``ValueError``) naming ``path``, ``what`` it should be, why and the ``remedy``: a file
+    that would need other globals (it could run code when unpickled: :func:`unsafe_load_reason` says which), an empty
+    one, one that is no zip archive, one with a damaged entry (:func:`check_torch_file`, :func:`damaged_torch_file`),
+    and a whole archive whose data.pkl is garbage (:func:`pickle_damage`; torch's unpickler raised a bare KeyError,
+    IndexError, struct.error or UnicodeDecodeError, or reported the garbage as an unsupported global) or describes
+    tensors its data does not hold. What every dovlib loader of its own files goes through (:func:`load_state`,
+    ``HiDDeN.load``, ``SSCLGenerator.load``, :func:`dovlib.report.cached_tensors`), and the check of a user-placed
+    LPIPS weights file (:mod:`dovlib.perceptual`)."""
     import pickle
     import struct
 
@@ -511,16 +526,16 @@ def safe_torch_load(path, what: str, remedy: str, map_location="cpu", allowed=()
     except Exception as e:  # a garbled data.pkl makes torch's unpickler raise almost anything (KeyError, IndexError..)
         damage = pickle_damage(path)
         if damage:
-            raise ValueError(f"{path} ({what}) is damaged: its data.pkl is no readable pickle ({damage}); "
-                             f"{remedy}") from None
+            raise TorchFileError(path, what, f"is damaged: its data.pkl is no readable pickle ({damage})",
+                                 remedy) from None
         if isinstance(e, pickle.UnpicklingError):
-            raise ValueError(f"{path} ({what}) does not load safely (weights_only=True: tensors and plain settings "
-                             f"only): {unsafe_load_reason(e)}; {remedy}") from None
+            raise TorchFileError(path, what, f"does not load safely (weights_only=True: tensors and plain settings "
+                                 f"only): {unsafe_load_reason(e)}", remedy) from None
         if isinstance(e, (TypeError, ValueError, LookupError, AssertionError, AttributeError, struct.error)) or (
                 isinstance(e, RuntimeError) and any(m in str(e) for m in _REBUILD_FAULTS)):
             # a well-formed pickle whose values do not fit what they rebuild (a tensor's sizes, a storage's length)
-            raise ValueError(f"{path} ({what}) is damaged: its data.pkl does not rebuild torch's objects "
-                             f"({printable(f'{type(e).__name__}: {e}'.splitlines()[0])}); {remedy}") from None
+            raise TorchFileError(path, what, f"is damaged: its data.pkl does not rebuild torch's objects "
+                                 f"({printable(f'{type(e).__name__}: {e}'.splitlines()[0])})", remedy) from None
         if isinstance(e, (RuntimeError, EOFError)):  # a zip archive with a damaged or missing entry
             raise damaged_torch_file(e, path, what, remedy) from None
         raise
@@ -566,24 +581,24 @@ def pickle_damage(path) -> str | None:
 
 
 def check_torch_file(path, what: str, remedy: str) -> None:
-    """A ``ValueError`` naming ``path``, ``what`` it should be and the ``remedy`` when the file is empty or no zip
-    archive (torch would read it as a legacy file and fail with a bare EOFError, KeyError or worse)."""
+    """A :class:`TorchFileError` naming ``path``, ``what`` it should be and the ``remedy`` when the file is empty or
+    no zip archive (torch would read it as a legacy file and fail with a bare EOFError, KeyError or worse)."""
     import zipfile
 
     if Path(path).stat().st_size == 0:
-        raise ValueError(f"{path} ({what}) is empty (0 bytes), not a file torch.save finished; {remedy}")
+        raise TorchFileError(path, what, "is empty (0 bytes), not a file torch.save finished", remedy)
     if not zipfile.is_zipfile(path):
-        raise ValueError(f"{path} ({what}) is not a whole torch file ({_WHOLE}); {remedy}")
+        raise TorchFileError(path, what, f"is not a whole torch file ({_WHOLE})", remedy)
 
 
-def damaged_torch_file(e: BaseException, path, what: str, remedy: str) -> ValueError:
-    """The ``ValueError`` for torch.load's ``EOFError`` / ``RuntimeError`` on a zip archive with a damaged or missing
-    entry; any other RuntimeError (not the file's fault, e.g. a map_location naming a device this machine lacks) is
-    raised as it is."""
+def damaged_torch_file(e: BaseException, path, what: str, remedy: str) -> TorchFileError:
+    """The :class:`TorchFileError` for torch.load's ``EOFError`` / ``RuntimeError`` on a zip archive with a damaged
+    or missing entry; any other RuntimeError (not the file's fault, e.g. a map_location naming a device this machine
+    lacks) is raised as it is."""
     if not isinstance(e, EOFError) and not any(m in str(e) for m in ("PytorchStreamReader", "inline_container")):
         raise e
-    return ValueError(f"{path} ({what}) is not a whole torch file ({_WHOLE}: "
-                      f"{printable(str(e).splitlines()[0]) if str(e) else type(e).__name__}); {remedy}")
+    return TorchFileError(path, what, f"is not a whole torch file ({_WHOLE}: "
+                          f"{printable(str(e).splitlines()[0]) if str(e) else type(e).__name__})", remedy)
 
 
 def merges_last_batch(n: int, batch_size: int) -> bool:

@@ -345,3 +345,73 @@ def test_a_file_rewritten_at_the_same_size_is_read_again(empty_hub):
     st = path.stat()
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10 ** 9))
     assert _unreadable(path)
+
+
+def _torch_file_with_pickle(path, rewrite_pickle, data: bytes):
+    torch.save({"w": torch.zeros(4)}, path)
+    return rewrite_pickle(path, data)
+
+
+@pytest.mark.parametrize("damage, reason", [
+    ("storage key of control characters", r"not a whole torch file .*data/\\x1b\[2J\\x07"),
+    ("global of raw bytes", r"damaged: its data\.pkl is no readable pickle \(UnicodeDecodeError: 'ascii' codec can't "
+                            r"decode byte 0xff"),
+    ("garbled opcode", r"damaged: its data\.pkl is no readable pickle"),
+    ("not a zip archive", r"not a whole torch file"),
+    ("code on unpickling", r"does not load safely .*Unsupported global: GLOBAL (io|builtins)\.open"),
+], ids=["control-characters", "raw-bytes", "garbled-opcode", "no-zip", "code"])
+def test_a_garbled_weights_file_is_named_in_printable_words_without_torchs_advice(empty_hub, rewrite_pickle,
+                                                                                  plant_code, damage, reason):
+    """A user-placed backbone file that does not load was described by torch's first error line, raw: the control
+    characters of a garbled storage key (an ANSI clear-screen and a bell, written to the terminal as they are), the
+    ANSI bold of torch's refusal of a file that would run code, a bare UnicodeDecodeError for a global of raw bytes,
+    and torch's advice that loading with weights_only=False "will likely succeed" for a garbled pickle or a file that
+    is no zip archive. It is now described as dovlib's own files are (train.safe_torch_load): why, in printable words,
+    and no code in it runs."""
+    from dovlib.perceptual import _missing_message, _unreadable
+
+    path = lpips_weights_path("alex")
+    path.parent.mkdir(parents=True)
+    marker = None
+    if damage == "storage key of control characters":
+        torch.save({"w": torch.zeros(4)}, path)
+        original = rewrite_pickle(path, b"")
+        rewrite_pickle(path, original.replace(b"X\x01\x00\x00\x000", b"X\x05\x00\x00\x00\x1b[2J\x07"))
+    elif damage == "global of raw bytes":
+        _torch_file_with_pickle(path, rewrite_pickle, b"\x80\x02c\x1b[2J\xff\nx\x07\n)R.")
+    elif damage == "garbled opcode":
+        _torch_file_with_pickle(path, rewrite_pickle, b"\x80\x02\xf0\x1b[2J.")
+    elif damage == "not a zip archive":
+        path.write_bytes(b"\x1b[31m\xff\xfe" + bytes(range(256)))
+    else:
+        marker = plant_code(path, w=torch.zeros(4))
+    problem = _unreadable(path)
+    assert problem.startswith(f"{path.stat().st_size:,} bytes; it ") and not lpips_available("alex")
+    with pytest.raises(PerceptualWeightsMissing) as err:
+        require_perceptual("lpips")
+    for text in (problem, _missing_message("alex"), str(err.value)):
+        assert text.isprintable() and "\\x1b" not in text.replace("\\x1b[2J", ""), text  # only the file's own
+        assert "False" not in text and "likely succeed" not in text and "can still be loaded" not in text
+    import re
+
+    assert re.search(reason, problem), problem
+    assert problem in str(err.value) and "Copy it again" in str(err.value)
+    assert marker is None or not marker.exists()
+
+
+def test_a_weights_file_that_cannot_be_opened_is_named_by_its_error_in_printable_words(empty_hub, monkeypatch):
+    """An error that is not about what the file holds (it cannot be opened) still makes the weights unavailable, with
+    its first line, escaped."""
+    from dovlib.perceptual import _unreadable
+
+    path = lpips_weights_path("alex")
+    path.parent.mkdir(parents=True)
+    torch.save({"w": torch.zeros(4)}, path)
+
+    def refused(*args, **kwargs):
+        raise PermissionError("\n[Errno 13] Permission denied: 'alex\x1b[2J'\nsecond line")
+
+    monkeypatch.setattr(torch, "load", refused)
+    assert _unreadable(path) == (f"{path.stat().st_size:,} bytes; PermissionError: [Errno 13] Permission denied: "
+                                 f"'alex\\x1b[2J'")
+    assert not lpips_available("alex")

@@ -1085,7 +1085,7 @@ GARBLED_PICKLES = {
 def test_load_state_names_a_file_with_a_garbled_pickle_as_damaged(tmp_path, rewrite_pickle, name):
     """A whole zip archive whose data.pkl is garbage is named damaged (the file, what it should be, the remedy) in a
     message of printable text only; never torch's bare error or a "global" made of the garbage."""
-    from dovlib.train import load_state
+    from dovlib.train import TorchFileError, load_state
 
     path = tmp_path / f"{name}.pt"
     torch.save({"a": torch.zeros(3)}, path)
@@ -1093,14 +1093,14 @@ def test_load_state_names_a_file_with_a_garbled_pickle_as_damaged(tmp_path, rewr
     with pytest.raises(ValueError, match=rf"{name}.pt \(test\) is damaged: its data.pkl is no readable pickle "
                                          r"\(.+\); delete it or pass another path$") as err:
         load_state(path, "test")
-    assert type(err.value) is ValueError and str(err.value).isprintable()
+    assert type(err.value) is TorchFileError and str(err.value).isprintable()  # not a bare UnicodeDecodeError
     assert "Unsupported" not in str(err.value) and "\\x1b" not in str(err.value).split("(", 1)[0]
 
 
 def test_load_state_names_a_pickle_that_rebuilds_no_tensor_as_damaged(tmp_path, rewrite_pickle):
     """A well-formed data.pkl whose values do not fit the tensor they rebuild (sizes beyond the stored data, a storage
     of another length, torch's rebuild function given no arguments) raised torch's bare RuntimeError or TypeError."""
-    from dovlib.train import load_state
+    from dovlib.train import TorchFileError, load_state
 
     torch.save({"a": torch.zeros(3)}, tmp_path / "whole.pt")
     good = (tmp_path / "whole.pt").read_bytes()
@@ -1116,7 +1116,7 @@ def test_load_state_names_a_pickle_that_rebuilds_no_tensor_as_damaged(tmp_path, 
         with pytest.raises(ValueError, match=rf"{name}.pt \(test\) is damaged: its data.pkl does not rebuild torch's "
                                              rf"objects \({why}: .+\); delete it or pass another path$") as err:
             load_state(path, "test")
-        assert type(err.value) is ValueError
+        assert type(err.value) is TorchFileError  # dovlib's refusal, not torch's error
 
 
 def test_unsafe_load_reason_keeps_no_control_characters():
@@ -1130,6 +1130,35 @@ def test_unsafe_load_reason_keeps_no_control_characters():
                                                        "global: GLOBAL a\x1b[2J.b\udcff\x07 was not an allowed global"))
     assert reason == r"Unsupported global: GLOBAL a\x1b[2J.b\udcff\x07 was not an allowed global"
     assert reason.isprintable()
+
+
+def test_safe_torch_load_refusal_carries_its_problem_and_survives_pickling(tmp_path, rewrite_pickle):
+    """The refusal is a ValueError whose ``problem`` is the phrase between the file's name and the remedy (what
+    dovlib.perceptual words its own message with); a sweep's worker process sends it back pickled, so it must come
+    back whole."""
+    import pickle
+
+    from dovlib.train import TorchFileError, load_state, safe_torch_load
+
+    path = tmp_path / "x.pt"
+    path.write_bytes(b"")
+    torch.save([1], tmp_path / "list.pt")
+    torch.save({"w": torch.zeros(2)}, tmp_path / "garbled.pt")
+    rewrite_pickle(tmp_path / "garbled.pt", b"\x80\x02\xf0.")
+    for refuse, problem in [(lambda: safe_torch_load(path, "a test file", "write it again"),
+                             "is empty (0 bytes), not a file torch.save finished"),
+                            (lambda: load_state(tmp_path / "list.pt", "a test file", remedy="write it again"),
+                             "holds a list, not a dict of dovlib's state"),
+                            (lambda: safe_torch_load(tmp_path / "garbled.pt", "a test file", "write it again"),
+                             "is damaged: its data.pkl is no readable pickle (ValueError: at position 2, opcode "
+                             "b'\\xf0' unknown)")]:
+        with pytest.raises(TorchFileError) as err:
+            refuse()
+        e = err.value
+        assert isinstance(e, ValueError) and e.problem == problem and e.remedy == "write it again"
+        assert str(e) == f"{e.path} (a test file) {problem}; write it again"
+        back = pickle.loads(pickle.dumps(e))
+        assert type(back) is TorchFileError and str(back) == str(e) and back.problem == problem
 
 
 def test_load_state_reads_numpy_numbers_under_either_numpy_name(tmp_path):
