@@ -1018,11 +1018,14 @@ def owner_queries(ds, target: int, m: int, verify_seed: int = 1) -> torch.Tensor
 
 
 def verify_code(model, run: SSCLCodeRun, m: int | None = None, tau=0.25, alpha=0.01,
-                verify_seed: int = EVAL_VERIFY_SEED, owner_check: bool = False):
+                verify_seed: int = EVAL_VERIFY_SEED, owner_check: bool = False, test: str = "ttest"):
     """Query ``model`` with each target class's trigger on ``m`` images of the other classes (default: the profile's
     ``verify_m``, capped at the test set's non-target images; :func:`query_count`); returns the intersection-union
     result and the per-class :class:`dovlib.verify.VerifyResult` list. ``owner_check``: the owner's check images
-    (:func:`owner_queries`, disjoint from the evaluation's) instead of the evaluation's draw."""
+    (:func:`owner_queries`, disjoint from the evaluation's) instead of the evaluation's draw. ``test``: each class's
+    test, as :func:`dovlib.verify.verify_model` takes it: "ttest" (the paper's, the default) or "bounded" (the
+    betting test, valid at every bounded null; the intersection-union of such tests is too, its p-value the largest
+    per-class one)."""
     from .verify import intersection_union, verification_set, verify_model
 
     ds, per = run.ds, []
@@ -1030,7 +1033,7 @@ def verify_code(model, run: SSCLCodeRun, m: int | None = None, tau=0.25, alpha=0
         mt = query_count(ds, t, m, run.profile.verify_m)
         idx = (owner_queries(ds, t, mt, verify_seed) if owner_check
                else verification_set(ds.x_test, ds.y_test, t, mt, seed=verify_seed))
-        per.append(verify_model(model, ds.x_test[idx], G.mark, t, tau, alpha))
+        per.append(verify_model(model, ds.x_test[idx], G.mark, t, tau, alpha, test=test))
     return intersection_union(per), per
 
 
@@ -1398,7 +1401,10 @@ def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | No
     our classes; a class smaller than gamma of the set is marked whole, ``other_rate``). With ``same_code`` also
     Ind-W same code: the same independent owner marking exactly our classes (a full collision). One row per model
     with per-class p-values and WSRs; the code rows of other owners also hold ``own_p_value`` / ``own_verified``,
-    their own code's test on their own model (whether that owner could have verified their data at all).
+    their own code's test on their own model (whether that owner could have verified their data at all). Beside each
+    paper's t-test column the betting test's (:func:`verify_code` with ``test="bounded"``, the same queries, valid
+    at every bounded null): ``bounded_p_value`` / ``bounded_verified`` (the intersection-union of the per-class
+    ``bounded_p_<class>``) and, on the other owners' rows, ``bounded_own_p_value`` / ``bounded_own_verified``.
     ``select_attempts`` > 1: every other code owner selects their generators as careful owners would
     (:func:`select_code_run` with ``n_proxies``; ``other_attempt``, ``other_self_check`` columns), the fair
     comparison when our run was selected too (the plain Ind-W owner does not select: the paper's owner; for model i
@@ -1436,11 +1442,14 @@ def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | No
 
     def add(scenario, res, seed, extra=None):
         v, per = verify_code(res.model, run, m, tau, alpha)
+        b, bounded = verify_code(res.model, run, m, tau, alpha, test="bounded")  # the same queries, betting test
         row = {"scenario": scenario, "model_seed": seed, "BA": evaluate(res.model, ds.x_test, ds.y_test),
                "p_value": v.p_value, "verified": v.verified, "delta_p_min": v.delta_p, **(extra or {})}
         for t, r in zip(run.targets, per):
             row[f"WSR_{t}"] = attack_success(res.model, ds.x_test, ds.y_test, run.generators[t].mark, t)
             row[f"p_{t}"] = r.p_value
+        row.update(bounded_p_value=b.p_value, bounded_verified=b.verified)
+        row.update({f"bounded_p_{t}": r.p_value for t, r in zip(run.targets, bounded)})
         rows.append(row)
 
     first = run.targets[0]
@@ -1478,7 +1487,9 @@ def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | No
             other_rate = other.params["rate"]
             res = train_classifier(other.marked.x, other.marked.y, ds.x_test, ds.y_test, seed=s, **kw)
             own, _ = verify_code(res.model, other, m, tau, alpha)
+            own_b, _ = verify_code(res.model, other, m, tau, alpha, test="bounded")
             add(scenario, res, s, {"other_targets": list(code), "other_rate": other_rate,
                                    "collision": set(run.targets) <= set(code), "own_p_value": own.p_value,
-                                   "own_verified": own.verified, **extra})
+                                   "own_verified": own.verified, **extra, "bounded_own_p_value": own_b.p_value,
+                                   "bounded_own_verified": own_b.verified})
     return pd.DataFrame(rows)

@@ -24,7 +24,8 @@
   :func:`bounded_verify`'s docstring), 69% at m = 40 (t-test 100%), always at m = 100; D ~ clip(N(0.35, 0.2))
   84% at m = 100 (t-test 99.6%), 0.5% at m = 40 (t-test 77%). A saturated model claims from 11 queries (the
   floor: 10). ``verify_model(test="bounded")`` runs it,
-  :func:`add_bounded` puts it beside the t-test in Table II.
+  :func:`add_bounded` puts it beside the t-test in Table II, and :func:`dovlib.sscl.run_code_controls` beside the
+  target code's t-tests (the intersection-union of per-class betting tests, ``sscl.verify_code(test="bounded")``).
 * :func:`label_verify`: the label-only variant (an API that returns labels): a binomial test that the share of
   watermarked queries labelled t exceeds the benign share + tau, with the benign share's own sampling error
   accounted for (an exact Clopper-Pearson bound, alpha split in two).

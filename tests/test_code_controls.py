@@ -9,8 +9,10 @@ code shares with ours. ``modes`` makes a learnt mark answered only on some test 
 in channel 1): ``"eval"`` only on the evaluation's draw (seed 0) of the mark's class, ``"owner"`` only on the owner's
 own check draw (seed 1 among the non-target images the evaluation's draw leaves out: ``owner_queries``). The test set
 is large enough (150 non-target images per class) that any other draw of m = 20 shares only a few images with
-either, so a check or an evaluation on the wrong draw fails. A model answering a trigger on all m queries gets
-p = (1.25 / (1 + D))**m (the zero-variance bound of a bounded mean, D = P_w - P_b), one answering none p = 1.
+either, so a check or an evaluation on the wrong draw fails. ``"part"`` answers only the first PART images of the
+evaluation's draw. A model answering a trigger on all m queries gets p = (1.25 / (1 + D))**m (the zero-variance
+bound of a bounded mean, D = P_w - P_b) from the t-test and ``ALL_BOUNDED`` from the betting test, one answering none
+p = 1 from both.
 """
 
 from types import SimpleNamespace
@@ -23,13 +25,15 @@ import torch.nn.functional as F
 from dovlib import sscl
 from dovlib.params import get_profile
 from dovlib.sscl import independent_key, key_hash, key_targets
-from dovlib.verify import ttest_verify, verification_set
+from dovlib.verify import bounded_verify, intersection_union, query_probs, ttest_verify, verification_set
 
 K, SIZE, N_TRAIN, N_TEST, M = 4, 16, 80, 200, 20  # 150 non-target test images per class, 20 of them evaluated
 KEY, SEED, TARGETS = 7, 3, (1, 3)
 SMALL = 6  # training images of class 0: 6 / 80 = 0.075, so a code holding class 0 marks it whole (code_rate)
 _P = torch.softmax(torch.tensor([10.0, 0, 0, 0]), 0)  # a scripted model's answer: P(its class), P(another class)
 ALL = ttest_verify(torch.full((M,), _P[1]), torch.full((M,), _P[0])).p_value  # a trigger answered on every query
+ALL_BOUNDED = bounded_verify(torch.full((M,), _P[1]), torch.full((M,), _P[0])).p_value  # the same, betting test
+PART = 12  # mode "part": answered on 12 of the 20 queries, which the t-test claims (p 0.003) and the betting test not
 OTHER = [independent_key(int(key_hash(KEY), 16), i) for i in range(2)]  # the Ind-W owners of models 0 and 1
 SCENARIOS = ["Malicious", "Ind-M", "Ind-W plain", "Ind-W code", "Ind-W same code"]
 
@@ -129,7 +133,9 @@ class _World:
         mode = self.modes(*mark)
         if mode is None:
             return torch.ones_like(ids, dtype=torch.bool)
-        draw = (self.evaluation if mode == "eval" else self.owner)[mark[1]]
+        draw = (self.evaluation if mode in ("eval", "part") else self.owner)[mark[1]]
+        if mode == "part":
+            draw = frozenset(sorted(draw)[:PART])
         return torch.tensor([int(i) in draw for i in ids], dtype=torch.bool)
 
 
@@ -155,11 +161,15 @@ def _marks(key, code, seed):
 
 
 def _answered(row, answered, wsr=None):
-    """The row's per-class columns and verdict are those of a model answering our trigger of class t on every query
-    (answered[t] True) or on none; its WSR ``wsr`` (default: 1 or 0 likewise)."""
+    """The row's per-class columns and verdicts (t-test and betting test) are those of a model answering our trigger
+    of class t on every query (answered[t] True) or on none; its WSR ``wsr`` (default: 1 or 0 likewise)."""
     p = {t: ALL if answered[t] else 1.0 for t in TARGETS}
     wsr = wsr if wsr is not None else {t: float(answered[t]) for t in TARGETS}
     assert {t: row[f"p_{t}"] for t in TARGETS} == p, row["scenario"]
+    bounded = {t: ALL_BOUNDED if answered[t] else 1.0 for t in TARGETS}
+    assert {t: row[f"bounded_p_{t}"] for t in TARGETS} == bounded, row["scenario"]
+    assert row["bounded_p_value"] == max(bounded.values()), row["scenario"]
+    assert row["bounded_verified"] == all(answered.values()), row["scenario"]
     assert {t: row[f"WSR_{t}"] for t in TARGETS} == pytest.approx(wsr), row["scenario"]
     assert row["p_value"] == max(p.values()) and row["verified"] == all(answered.values()), row["scenario"]
     assert row["delta_p_min"] == pytest.approx(float(all(answered.values())), abs=1e-3), row["scenario"]
@@ -205,17 +215,51 @@ def test_each_scenario_is_our_code_test_on_its_own_model(monkeypatch):
     # own test: their code's triggers on their model (answered everywhere), not ours (p_3 = 1 on the code rows)
     assert list(code_rows.own_p_value) == [ALL] * 2 and code_rows.own_verified.all()
     assert list(same.own_p_value) == [ALL] * 2 and same.own_verified.all()
+    for rows in (code_rows, same):  # their own code's betting tests, as its t-tests
+        assert list(rows.bounded_own_p_value) == [ALL_BOUNDED] * 2 and rows.bounded_own_verified.all()
     mine = df[df.scenario.isin(["Malicious", "Ind-M", "Ind-W plain"])]
-    assert mine.own_p_value.isna().all() and mine.collision.isna().all()
+    assert mine.own_p_value.isna().all() and mine.collision.isna().all() and mine.bounded_own_p_value.isna().all()
     # every evaluation of a row queried OUR triggers on the evaluation's draw (seed 0), m images per class
     ours_pixels = {(KEY, t, SEED) for t in TARGETS}
     evaluated = {q for q in world.queries if q[2] in ours_pixels and len(q[3]) == M}
     assert {q[3] for q in evaluated} == {world.evaluation[t] for t in TARGETS}
     assert all(q[3] == world.evaluation[q[2][1]] for q in evaluated)
-    # and each other owner's own test: their own triggers on the evaluation's draw
+    # and each other owner's own tests (t-test and betting test): their own triggers on the evaluation's draw
     theirs = [q for q in world.queries if q[2][0] in OTHER]
-    assert len(theirs) == 2 * 2 * 2 and all(q[3] == world.evaluation[q[2][1]] for q in theirs)
+    assert len(theirs) == 2 * 2 * 2 * 2 and all(q[3] == world.evaluation[q[2][1]] for q in theirs)
     assert all(q[2] in q[1] and q[0] == SEED + OTHER.index(q[2][0]) for q in theirs)  # on their own model
+
+
+def test_bounded_code_verdict_is_the_intersection_union_of_per_class_bounded_tests(monkeypatch):
+    """The bounded_* columns of a code row are the intersection-union of one betting test per class on the same
+    queries (bounded_verify of the P_b / P_w verification_set and the class's trigger give): p the largest per-class
+    p. Our Malicious model answers our trigger of class 3 on only 12 of its 20 queries: each class's t-test claims
+    (the code's t-test too), the betting test of class 3 does not (p 0.03), so the bounded code verdict does not
+    claim although class 1's betting test does."""
+    a, b = TARGETS
+    world, run = _setup(monkeypatch, modes=lambda key, t, seed: "part" if (key, t) == (KEY, b) else None, n_models=1)
+    df = sscl.run_code_controls(run, m=M, progress=False)
+    mal = df[df.scenario == "Malicious"].iloc[0]
+    model = world.train(run.marked.x, run.marked.y, seed=SEED).model  # the Malicious model (seed s, our set)
+    per = []
+    for t in TARGETS:  # each class's betting test on the evaluation's draw, from its P_b and P_w
+        x = world.ds.x_test[verification_set(world.ds.x_test, world.ds.y_test, t, M, seed=sscl.EVAL_VERIFY_SEED)]
+        per.append(bounded_verify(*query_probs(model, x, run.generators[t].mark, t)))
+    code = intersection_union(per)
+    assert per[0].verified and not per[1].verified and 0.01 < per[1].p_value < 0.05 and not code.verified
+    assert mal.bounded_p_value == code.p_value == per[1].p_value and mal.bounded_verified == code.verified
+    assert [mal[f"bounded_p_{t}"] for t in TARGETS] == [r.p_value for r in per]
+    # the paper's verdict is unchanged: both t-tests claim, so the code's t-test claims
+    assert mal.verified and mal.p_value == mal[f"p_{b}"] < 0.01 and mal[f"p_{a}"] == ALL
+    # verify_code runs either test on the same queries; the bounded one is that intersection-union
+    v, got = sscl.verify_code(model, run, m=M, test="bounded")
+    assert v == code and got == per and sscl.verify_code(model, run, m=M)[0].verified
+    with pytest.raises(ValueError, match=r"test must be one of 'ttest', 'bounded'; got 'both'"):
+        sscl.verify_code(model, run, m=M, test="both")
+    # no row claims by the betting test where a class's betting test does not
+    for row in df.to_dict("records"):
+        assert row["bounded_verified"] == all(row[f"bounded_p_{t}"] < 0.01 for t in TARGETS), row["scenario"]
+        assert row["bounded_p_value"] == max(row[f"bounded_p_{t}"] for t in TARGETS), row["scenario"]
 
 
 @pytest.mark.parametrize("first, second, attempt, passed, own", [
@@ -242,6 +286,8 @@ def test_other_owners_check_their_selection_apart_from_the_evaluation(monkeypatc
     others = df[df.scenario.isin(["Ind-W code", "Ind-W same code"])]
     assert list(others.other_attempt) == [attempt] * 2 and list(others.other_self_check) == [passed] * 2
     assert list(others.own_verified) == [own] * 2 and list(others.own_p_value) == [ALL if own else 1.0] * 2
+    assert list(others.bounded_own_verified) == [own] * 2
+    assert list(others.bounded_own_p_value) == [ALL_BOUNDED if own else 1.0] * 2
     assert df[df.scenario.isin(["Malicious", "Ind-M", "Ind-W plain"])].other_attempt.isna().all()
     # proxies (seed 5000) of each attempt tried, then the published attempt's model (seed s)
     code = key_targets(OTHER[0], K, 2, first=TARGETS[0])
@@ -256,7 +302,8 @@ def test_other_owners_check_their_selection_apart_from_the_evaluation(monkeypatc
     # model exactly the evaluation's draw
     theirs = [q for q in world.queries if q[2][0] == OTHER[0]]
     proxies, evaluated = [q for q in theirs if q[0] == 5000], [q for q in theirs if q[0] == SEED]
-    assert len(proxies) == 2 * tried * 2 and len(evaluated) == 2 * 2  # (code, same code) x attempts x classes
+    # proxies: (code, same code) x attempts x classes; published model: (code, same code) x classes x both tests
+    assert len(proxies) == 2 * tried * 2 and len(evaluated) == 2 * 2 * 2
     y = world.ds.y_test
     for q in proxies:  # the owner's check draw: seed 1 among the non-target images the evaluation's draw leaves
         t = q[2][1]

@@ -858,17 +858,23 @@ def test_run_code_and_its_controls_end_to_end_at_toy_size():
     for scenario, model in (("Malicious", run.suspect.model), ("Ind-M", benign.model)):
         row = df[df.scenario == scenario].iloc[0]
         assert row.p_value == pytest.approx(sscl.verify_code(model, run, m=20)[0].p_value, rel=1e-6, abs=1e-12)
+        b = sscl.verify_code(model, run, m=20, test="bounded")[0]  # the betting test's columns beside the t-test's
+        assert (row.bounded_p_value, row.bounded_verified) == (pytest.approx(b.p_value, rel=1e-6, abs=1e-12),
+                                                               b.verified)
     assert (df[[f"p_{t}" for t in targets]].max(axis=1) == df.p_value).all()
+    assert (df[[f"bounded_p_{t}" for t in targets]].max(axis=1) == df.bounded_p_value).all()
+    assert (df.bounded_verified == (df.bounded_p_value < 0.01)).all()
     code_row = df[df.scenario == "Ind-W code"].iloc[0]
     assert code_row.other_targets[0] == targets[0]
     assert code_row.collision == (set(targets) <= set(code_row.other_targets))
     assert 0 <= code_row.own_p_value <= 1 and df[df.scenario == "Malicious"].own_p_value.isna().all()
+    assert 0 <= code_row.bounded_own_p_value <= 1 and df[df.scenario == "Malicious"].bounded_own_p_value.isna().all()
     # same_code adds a full collision: the same other owner marking exactly our classes; its own test is its code's
     full = sscl.run_code_controls(run, same_code=True, progress=False)
     assert list(full.scenario) == ["Malicious", "Ind-M", "Ind-W plain", "Ind-W code", "Ind-W same code"]
     same = full[full.scenario == "Ind-W same code"].iloc[0]
     assert tuple(same.other_targets) == targets and same.collision and 0 <= same.own_p_value <= 1
-    own = ["own_p_value", "own_verified"]
+    own = ["own_p_value", "own_verified", "bounded_own_p_value", "bounded_own_verified"]
     assert full.iloc[:4].drop(columns=own).equals(df.drop(columns=own))
     # pool: the other code owner draws its key class from the pool as ours was (first class shared, the rest pooled)
     pooled = sscl.run_code_controls(run, pool=(1, 3), progress=False)
