@@ -24,11 +24,12 @@ def _capped_rate(y, rate: float, targets) -> float:
     return min([rate] + [int((y == int(t)).sum()) / len(y) for t in targets])
 
 
-def _code_rows_consistent(rows, targets, alpha: float = 0.01) -> None:
-    """Each code row's p-value is the intersection-union one (its classes' largest) and claims exactly below alpha."""
-    per_class = rows[[f"p_{t}" for t in targets]].astype(float).max(axis=1)
-    assert list(rows.p_value) == pytest.approx(list(per_class), rel=1e-12)
-    assert (rows.verified.astype(bool) == (rows.p_value < alpha)).all()
+def _code_rows_consistent(rows, targets, alpha: float = 0.01, test: str = "") -> None:
+    """Each code row's p-value is the intersection-union one (its classes' largest) and claims exactly below alpha;
+    ``test`` "bounded_": the betting test's columns (bounded_p_value, bounded_p_<class>, bounded_verified)."""
+    per_class = rows[[f"{test}p_{t}" for t in targets]].astype(float).max(axis=1)
+    assert list(rows[f"{test}p_value"]) == pytest.approx(list(per_class), rel=1e-12)
+    assert (rows[f"{test}verified"].astype(bool) == (rows[f"{test}p_value"] < alpha)).all()
 
 
 def _kept_attempt(log, keys=("attempt",)):
@@ -74,17 +75,26 @@ def test_verification_notebook_runs_the_target_code(tmp_path, monkeypatch):
     others = rows[rows.scenario.isin(["Ind-W code", "Ind-W same code"])]
     # the other owners' own test on their own model: verified exactly when its p-value is below alpha
     assert (others.own_verified.astype(float) == (others.own_p_value < 0.01).astype(float)).all()
+    assert (others.bounded_own_verified.astype(float) == (others.bounded_own_p_value < 0.01).astype(float)).all()
+    mine = rows[~rows.scenario.isin(["Ind-W code", "Ind-W same code"])]
+    assert mine.own_p_value.isna().all() and mine.bounded_own_p_value.isna().all()
     assert {f"WSR_{t}" for t in code["targets"]} <= set(rows.columns)
     _code_rows_consistent(rows, code["targets"])
+    _code_rows_consistent(rows, code["targets"], test="bounded_")  # the betting test beside it, every row
     table = pd.read_csv(out / "target_code_rates.csv")
     assert list(table.scenario) == ["Malicious", "Ind-M", "Ind-W plain", "Ind-W code", "Ind-W same code"]
     assert table.own_verified_rate.iloc[:3].isna().all() and table.own_verified_rate.iloc[3:].between(0, 1).all()
     # the table is the per-scenario summary of the rows (one model each here)
     by = rows.assign(own_verified=rows.own_verified.astype(float), verified=rows.verified.astype(float),
-                     other_self_check=rows.other_self_check.astype(float)).groupby("scenario")
+                     other_self_check=rows.other_self_check.astype(float),
+                     bounded_own_verified=rows.bounded_own_verified.astype(float),
+                     bounded_verified=rows.bounded_verified.astype(float)).groupby("scenario")
     want = pd.DataFrame({"models": by.size(), "verified_rate": by.verified.mean(), "p_value_max": by.p_value.max(),
                          "BA": by.BA.mean(), "own_verified_rate": by.own_verified.mean(),
-                         "other_self_check_rate": by.other_self_check.mean()}).loc[list(table.scenario)]
+                         "other_self_check_rate": by.other_self_check.mean(),
+                         "bounded_verified_rate": by.bounded_verified.mean(),
+                         "bounded_p_value_max": by.bounded_p_value.max(),
+                         "bounded_own_verified_rate": by.bounded_own_verified.mean()}).loc[list(table.scenario)]
     for col in want.columns:
         assert list(table[col]) == pytest.approx(list(want[col]), rel=1e-9, nan_ok=True), col
     assert (out / "target_code_wsr.png").is_file() and (out / "delta_per_image.png").is_file()
