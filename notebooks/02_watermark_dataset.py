@@ -78,7 +78,7 @@ l1, l2, l3 = gen_cfg.l1, gen_cfg.l2, gen_cfg.l3  # as parsed ("1/2" -> 0.5, 1 ->
 select_attempts, n_proxies = check_int("select_attempts", select_attempts, 1), check_int("n_proxies", n_proxies, 1)
 redraw_surrogate = sscl.check_redraw(redraw_surrogate, select_attempts)
 sscl.check_selection_options(select_attempts, n_proxies, check_alpha)  # both need select_attempts > 1
-check_alpha = sscl.check_level(check_alpha, 0.01)  # the paper's alpha, or a stricter level for the owner's check
+owner_alpha = sscl.check_level(check_alpha, 0.01)  # the paper's alpha, or a stricter level for the owner's check
 device = start_notebook(profile, seed, cfg.device)
 
 # %% [markdown]
@@ -107,7 +107,7 @@ ds.warn_split_problems(target)  # a target class without test images, no non-tar
 select_indices(ds.y_train, rate, target, clean_label=True)  # gamma within the target class's share?
 if select_attempts > 1:  # an owner's check that can never pass says nothing: refused before any training
     m_eval = sscl.query_count(ds, target, None, cfg.verify_m)  # the profile's verify_m, capped at the test set
-    check_claim_queries(sscl.owner_query_count(ds, target, m_eval), 0.25, check_alpha,
+    check_claim_queries(sscl.owner_query_count(ds, target, m_eval), 0.25, owner_alpha,
                         f"the owner's check (the profile's verify_m {cfg.verify_m}; {int((ds.y_test != target).sum())} "
                         f"test images outside class {target}, at check_alpha)")
 with timer() as t_run:
@@ -116,7 +116,7 @@ with timer() as t_run:
     selection = None
     if select_attempts > 1:
         run, selection_log = sscl.select_run(ds, cfg, attempts=select_attempts, n_proxies=n_proxies,
-                                             redraw_surrogate=redraw_surrogate, check_alpha=check_alpha, **run_kw)
+                                             redraw_surrogate=redraw_surrogate, check_alpha=owner_alpha, **run_kw)
         selection = run.params["selection"]
         print(sscl.selection_summary(selection))
     else:
@@ -142,8 +142,8 @@ params = {"profile": profile, "dataset": dataset, "data": context["data_hash"], 
           "select_attempts": select_attempts, "n_proxies": n_proxies}
 if redraw_surrogate:
     params["redraw_surrogate"] = True  # only when on, so earlier runs keep their folders
-if check_alpha < 0.01:
-    params["check_alpha"] = check_alpha  # likewise only when stricter than alpha
+if owner_alpha < 0.01:
+    params["check_alpha"] = owner_alpha  # likewise only when stricter than alpha
 published = sscl.save_watermarked(marked, run_dir(NOTEBOOK, params) / "published", classes=ds.classes)
 print("written to", published)
 
@@ -179,7 +179,7 @@ label = (f"{profile} profile, {ds.name}{' (subset)' if ds.is_subset else ''}, {a
 if selection is not None:
     label += (f", generator selected{' (surrogate redrawn per attempt)' if redraw_surrogate else ''}: attempt "
               f"{selection['attempt']}, {'passed' if selection['passed'] else 'FAILED'}"
-              f"{f' (check at p < {check_alpha:g})' if check_alpha < 0.01 else ''}")
+              f"{f' (check at p < {owner_alpha:g})' if owner_alpha < 0.01 else ''}")
     save_table(selection_log, "generator_selection", NOTEBOOK, caption=f"Owner-side self-check of each selection "
                f"attempt ({n_proxies} proxy model(s), queries apart from the evaluation's): {label}", **context)
     display(selection_log)

@@ -114,7 +114,7 @@ redraw_surrogate = sscl.check_redraw(redraw_surrogate, select_attempts)
 if hard_pool and redraw_surrogate:
     raise ValueError("hard_pool needs redraw_surrogate False: the pool is ranked on the surrogate owners share")
 sscl.check_selection_options(select_attempts, n_proxies, check_alpha)  # both need select_attempts > 1
-check_alpha = sscl.check_level(check_alpha, alpha)  # alpha, or a stricter level for the owners' checks (ours)
+owner_alpha = sscl.check_level(check_alpha, alpha)  # alpha, or a stricter level for the owners' checks (ours)
 bounded_min = min_bounded_claim_queries(tau, alpha)
 print(f"fewest queries that can claim: {min_claim_queries(tau, alpha)} at tau {tau:g}, alpha {alpha:g} "
       f"(dovlib.verify.min_claim_queries; the paper's tau 0.25 and alpha 0.01 need 10); the bounded test "
@@ -169,7 +169,7 @@ def check_m(t: int, role: str = "the target class") -> None:
               f"rows that test class {t}: the single-target rows when it is the target, every target-code row (an "
               f"intersection-union: one class that cannot claim vetoes) when a code holds it; the t-test's can")
     if select_attempts > 1:  # the owner's self-check draws its queries apart from the evaluation's
-        check_claim_queries(sscl.owner_query_count(ds, t, mt), tau, check_alpha,
+        check_claim_queries(sscl.owner_query_count(ds, t, mt), tau, owner_alpha,
                             f"the owner's check for class {t} ({role}; the test images left beside the evaluation's "
                             f"{mt}, at check_alpha)")
 
@@ -196,8 +196,8 @@ m = sscl.query_count(ds, target, m_given, cfg.verify_m)
 if m_given is None and m < cfg.verify_m:
     print(f"m {m}: the profile's verify_m {cfg.verify_m} capped at the test images outside class {target}")
 select_plain = select_attempts > 1 and n_targets == 1
-redraw_note = (" and surrogates" if redraw_surrogate else "") + (f", check at p < {check_alpha:g}"
-                                                                  if check_alpha < alpha else "")
+redraw_note = (" and surrogates" if redraw_surrogate else "") + (f", check at p < {owner_alpha:g}"
+                                                                  if owner_alpha < alpha else "")
 with timer() as t_run:
     run_kw = dict(arch=arch, eps=eps, rate=target_rate, target=target, key=key, seed=seed, perceptual=perceptual,
                   decoy_rate=decoy_rate, surrogate_width=surrogate_width)
@@ -205,7 +205,7 @@ with timer() as t_run:
     if select_plain:
         run, plain_selection_log = sscl.select_run(ds, cfg, attempts=select_attempts, n_proxies=n_proxies, m=m,
                                                    tau=tau, alpha=alpha, redraw_surrogate=redraw_surrogate,
-                                                   check_alpha=check_alpha, **run_kw)
+                                                   check_alpha=owner_alpha, **run_kw)
         plain_selection = run.params["selection"]
         print(sscl.selection_summary(plain_selection))
     else:
@@ -214,7 +214,7 @@ with timer() as t_run:
                                select_attempts=select_attempts if select_plain else 1,
                                n_proxies=n_proxies if select_plain else 1,  # the selection's options only with it
                                redraw_surrogate=redraw_surrogate and select_plain,
-                               check_alpha=check_alpha if select_plain else None)
+                               check_alpha=owner_alpha if select_plain else None)
 print(f"{len(models)} models ({t_run['seconds']:.1f} s)")
 models.drop(columns=["p_b", "p_w", "p_decoy"])
 
@@ -413,7 +413,7 @@ if n_targets > 1:
                                                              draws=code_draws, attempts=select_attempts,
                                                              n_proxies=n_proxies, m=m_given, tau=tau, alpha=alpha,
                                                              redraw_surrogate=redraw_surrogate,
-                                                             check_alpha=check_alpha, **code_kw)
+                                                             check_alpha=owner_alpha, **code_kw)
             targets, selection = code_run.targets, code_run.params["selection"]
             print(sscl.selection_summary(selection))
             save_table(selection_log, "code_selection", NOTEBOOK, caption=f"Owner-side self-check of each selection "
@@ -433,7 +433,7 @@ if n_targets > 1:
         code_rows = sscl.run_code_controls(code_run, n_models=n_models, m=m_given, tau=tau, alpha=alpha,
                                              same_code=same_code, select_attempts=select_attempts,
                                              n_proxies=n_proxies, redraw_surrogate=redraw_surrogate,
-                                             check_alpha=check_alpha, pool=pool, code_draws=code_draws)
+                                             check_alpha=owner_alpha, pool=pool, code_draws=code_draws)
     print(f"target code {targets}: {len(code_rows)} models ({t_code['seconds']:.1f} s)")
     for col in ("own_verified", "bounded_own_verified"):
         code_rows[col] = code_rows[col].astype(float)  # NaN for our own and clean models
@@ -476,8 +476,8 @@ params = {"profile": profile, "dataset": dataset, "data": context["data_hash"], 
           "surrogate_width": run.params["surrogate_width"]}
 if redraw_surrogate:
     params["redraw_surrogate"] = True  # only when on, so earlier runs keep their folders
-if check_alpha < alpha:
-    params["check_alpha"] = check_alpha  # likewise only when stricter than alpha
+if owner_alpha < alpha:
+    params["check_alpha"] = owner_alpha  # likewise only when stricter than alpha
 if hard_pool:
     params["hard_pool"] = hard_pool  # likewise only when on
 if code_draws > 1:
