@@ -56,6 +56,7 @@ check_alpha = None  # None (0.01) or in (0, 0.01]; needs select_attempts above 1
 import pandas as pd
 import seaborn as sns
 from IPython.display import display
+from matplotlib import pyplot as plt
 
 from dovlib import sscl
 from dovlib.data import load_dataset
@@ -207,7 +208,8 @@ acc = pd.DataFrame({"class": ds.classes * 2,
                     "accuracy": per_class_accuracy(benign.model, ds.x_test, ds.y_test, ds.num_classes)
                     + per_class_accuracy(run.suspect.model, ds.x_test, ds.y_test, ds.num_classes),
                     "model": ["benign"] * ds.num_classes + ["SSCL-BW"] * ds.num_classes})
-ax = sns.barplot(data=acc, x="class", y="accuracy", hue="model")
+fig, ax = plt.subplots()  # a figure of its own, never the axes of one drawn before
+sns.barplot(data=acc, x="class", y="accuracy", hue="model", ax=ax)
 ax.set_title(f"per-class clean accuracy (target = {ds.classes[target]}); {label}", fontsize="small")
 ax.tick_params(axis="x", rotation=45)
 save_fig(ax.figure, "per_class_accuracy", NOTEBOOK, **context)
@@ -265,7 +267,8 @@ table_all[["method", "kind", "BA", "WSR", "WSR_benign", pcol, "PSNR", "SSIM", "n
 # %%
 long = table_all.melt(id_vars="method", value_vars=["BA", "WSR", "WSR_benign"], var_name="measure",
                       value_name="value").dropna()
-ax = sns.barplot(data=long, x="method", y="value", hue="measure")
+fig, ax = plt.subplots()  # likewise: the per-class chart above may still be open
+sns.barplot(data=long, x="method", y="value", hue="measure", ax=ax)
 ax.set(xlabel="", ylabel="share", ylim=(0, 1.05))
 ax.set_title(f"Table I, all methods (WSR = untargeted success for UBW-P/UBW-C)\n{label}", fontsize="small")
 ax.tick_params(axis="x", rotation=45)

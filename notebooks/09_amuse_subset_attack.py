@@ -72,6 +72,7 @@ import time
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib import pyplot as plt
 
 from dovlib.amuse import (PAPER_SUB_MESSAGE_BITS, AmuseCodec, ErasureCodec, RepeatCodec, choose_erasure_k,
                           choose_erasure_n, choose_nk, distinct_leak_shares, flip_bits, leak_subset_accuracy,
@@ -288,7 +289,8 @@ print("\n".join(reading) or f"Nothing to compare here (extraction {', '.join(ext
 # %%
 # extra: cheap (combinatorics only)
 trade = tradeoff_table(message_bits, n_max=16)
-ax = sns.scatterplot(data=trade, x="rho", y="sub_message_bits", hue="codec", style="codec")
+fig, ax = plt.subplots()  # its own figure: not the last panel of a grid left open above
+sns.scatterplot(data=trade, x="rho", y="sub_message_bits", hue="codec", style="codec", ax=ax)
 ax.set(xlabel="guaranteed leak ratio rho (lower is better)", ylabel="bits per image",
        title=f"L = {message_bits}: every (n, k) with n <= 16")
 save_fig(ax.figure, "tradeoff_bits_vs_rho", NOTEBOOK, dataset="none", **context)

@@ -74,3 +74,49 @@ def test_rerunning_the_setup_cell_keeps_the_parameters_it_read(kernel, stem):
     assert again["error"] is None, again["error"]
     # the parameter as given; the level the owner's self-check uses under its own name
     assert kernel.value("check_alpha, owner_alpha") == (None, 0.01)
+
+
+def _cell(cells: list[str], marker: str) -> str:
+    """The one code cell holding ``marker``."""
+    found = [c for c in cells if marker in c]
+    assert len(found) == 1, f"{len(found)} cells hold {marker!r}"
+    return found[0]
+
+
+def test_subset_attack_trade_off_plot_gets_its_own_figure(kernel):
+    """Where figures stay open after their cell (MPLBACKEND=Agg, as under nbval and batch runs, or
+    `%matplotlib widget` in JupyterLab), the trade-off scatter was drawn on the current axes: the last panel of the
+    leaked-share grid, saved as tradeoff_bits_vs_rho.png with the grid around it; a second run of its cell drew
+    every point again on the same axes."""
+    for cell in _code_cells("09_amuse_subset_attack"):
+        kernel.ok(cell)
+    grid_panels = kernel.value("[len(a.collections) + len(a.lines) for a in g.axes.flat]")
+    trade = _cell(_code_cells("09_amuse_subset_attack"), "tradeoff_table(")
+    kernel.ok("first_trade = ax")
+    kernel.ok(trade)  # re-run after the completed run
+    assert kernel.value("ax.figure is not g.figure, len(ax.figure.axes), first_trade.figure is not ax.figure") == (
+        True, 1, True)
+    assert kernel.value("len(ax.collections) == len(first_trade.collections)")  # the points once, not twice
+    assert kernel.value("[len(a.collections) + len(a.lines) for a in g.axes.flat]") == grid_panels
+
+
+def test_watermark_notebook_bar_charts_get_their_own_figures(kernel):
+    """Notebook 02's two bar charts (per-class accuracy, then Table I) were drawn on the current axes: with figures
+    left open, Table I's bars landed on the per-class chart (table1_all_methods.png showed both). Run here on
+    stand-in results (the cells' own code after the real parameters and set-up cells), without the minutes of
+    training Table I takes."""
+    cells = _code_cells("02_watermark_dataset")
+    kernel.ok(cells[0])
+    kernel.ok(cells[1])
+    kernel.ok("from types import SimpleNamespace as _NS\n"
+              "ds = _NS(classes=[f'class {i}' for i in range(10)], num_classes=10, x_test=None, y_test=None)\n"
+              "benign, run = _NS(model=None), _NS(suspect=_NS(model=None))\n"
+              "per_class_accuracy = lambda model, x, y, n: [0.5] * n\n"
+              "label, context = 'stand-in', {}\n"
+              "table_all = pd.DataFrame({'method': ['BadNets', 'SSCL-BW'], 'BA': [0.9, 0.8], 'WSR': [0.5, 0.6],\n"
+              "                          'WSR_benign': [0.1, 0.2]})")
+    kernel.ok(_cell(cells, "per_class_accuracy(benign.model"))
+    kernel.ok("per_class_ax, per_class_bars = ax, len(ax.patches)")
+    kernel.ok(_cell(cells, "table_all.melt("))
+    assert kernel.value("ax.figure is not per_class_ax.figure, len(ax.figure.axes)") == (True, 1)
+    assert kernel.value("len(per_class_ax.patches)") == kernel.value("per_class_bars")
