@@ -152,10 +152,15 @@ fig = image_grid({"clean": show, "watermarked": marked, "residual (amplified)": 
 save_fig(fig, "clean_watermarked_residual", NOTEBOOK, **context)
 
 # %% [markdown]
-# In JupyterLab the slider browses further samples (under papermill it just displays the first one).
+# In JupyterLab the slider browses further samples (under papermill it just displays the first one). Without
+# ipywidgets the cell draws the first sample and says so; `_show(i)` draws sample i.
 
 # %%
-import ipywidgets as widgets
+try:
+    import ipywidgets as widgets
+except ImportError:  # only the slider needs it: the quality table and the record below still run
+    widgets = None
+
 
 def _show(i=0):
     x = ds.x_test[i:i + 1]
@@ -165,7 +170,12 @@ def _show(i=0):
     plt.show()
 
 
-widgets.interact(_show, i=widgets.IntSlider(0, 0, len(ds.x_test) - 1, 1, description="sample"));
+if widgets is None:
+    print(f"ipywidgets is not installed, so there is no slider: sample 0 below; _show(i) draws sample i "
+          f"(0 to {len(ds.x_test) - 1})")
+    _show(0)
+else:
+    widgets.interact(_show, i=widgets.IntSlider(0, 0, len(ds.x_test) - 1, 1, description="sample"))
 
 # %% [markdown]
 # ## Image quality and the surrogate's view

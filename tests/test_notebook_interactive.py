@@ -120,3 +120,29 @@ def test_watermark_notebook_bar_charts_get_their_own_figures(kernel):
     kernel.ok(_cell(cells, "table_all.melt("))
     assert kernel.value("ax.figure is not per_class_ax.figure, len(ax.figure.axes)") == (True, 1)
     assert kernel.value("len(per_class_ax.patches)") == kernel.value("per_class_bars")
+
+
+def test_generator_notebook_without_ipywidgets_shows_one_sample_and_still_writes_its_record(kernel):
+    """ipywidgets only drives notebook 01's slider, yet without it (a kernel environment it was not installed in;
+    docs/measured-h100.md) the slider cell's import stopped Run All there, before the quality table and the record.
+    The cell now draws the first sample and says how to draw others; the slider's callback draws sample i clean,
+    watermarked (G.mark) and its residual."""
+    kernel.ok("import sys; sys.modules['ipywidgets'] = None  # as if it were not installed")
+    outs = [kernel.run(cell) for cell in _code_cells("01_train_generator")]
+    assert [o["error"] for o in outs] == [None] * len(outs)
+    assert any("ipywidgets is not installed" in o["out"] for o in outs)
+    kernel.ok("from dovlib.report import load_records")
+    assert kernel.value("[r['params']['arch'] for r in load_records(NOTEBOOK)]") == ["resnet18"]  # the record
+    kernel.ok("import numpy as np\n"
+              "def drawn(i):\n"
+              "    plt.close('all')\n"
+              "    _show(i)\n"
+              "    axes = [a for a in plt.gcf().axes if a.images]\n"
+              "    x = ds.x_test[i:i + 1]\n"
+              "    xm = G.mark(x)\n"
+              "    want = [x / 255, xm / 255, sscl.amplified_residual(x, xm)]\n"
+              "    return len(axes), [float(np.abs(np.asarray(a.images[0].get_array()) - w[0].permute(1, 2, 0)"
+              ".numpy()).max()) for a, w in zip(axes, want)]")
+    for i in (0, 5, "len(ds.x_test) - 1"):
+        n, diffs = kernel.value(f"drawn({i})")
+        assert n == 3 and max(diffs[:2]) == 0 and diffs[2] <= 1 / 255  # the residual is shown as uint8
