@@ -237,12 +237,17 @@ def _arrays_match(path: Path, expected: str) -> bool:
 
 
 def _offline_file(rel: str, dataset: str, verify: bool = True, root: Path | None = None) -> Path:
+    env = os.environ.get("DOVLIB_DATA", "") if root is None else ""  # the folder came from $DOVLIB_DATA
     root = offline_data_dir() if root is None else Path(root)
     path = root / rel
     if not path.is_file():
+        relative = (f" (DOVLIB_DATA={env!r} is relative: read from the working folder {Path.cwd()}, which for a "
+                    f"Jupyter kernel is the notebook's folder)") if env and not Path(env).expanduser().is_absolute() \
+            else ""
         raise DatasetNotFoundError(
-            f"dataset {dataset!r}: file {path} not found. Set DOVLIB_DATA to the folder that holds "
-            f"'{rel}' (e.g. export DOVLIB_DATA=../shared/data), build it once on a machine with internet "
+            f"dataset {dataset!r}: file {path} not found{relative}. Set DOVLIB_DATA to the absolute path of the "
+            f"folder that holds '{rel}' (e.g. export DOVLIB_DATA=$(realpath ../shared/data) in the repository's "
+            f"folder), build it once on a machine with internet "
             f"(python -m dovlib.data build-offline --dest DIR, then export DOVLIB_DATA=DIR), or use an online dataset "
             f"({', '.join(sorted(set(ONLINE) - {'sub-imagenet'}))}) on a machine with internet.")
     if verify and md5sum(path) != OFFLINE_MD5[rel] and not (

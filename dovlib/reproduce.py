@@ -316,7 +316,7 @@ def _literal(path: Path) -> str:
 
 
 # folders named by environment variables: the kernel runs in notebooks/, where a relative one would name another
-# folder than the one the stamp recorded (and the error messages suggest export DOVLIB_DATA=../shared/data)
+# folder than the one the stamp recorded (an export DOVLIB_DATA=../shared/data in the repository's folder, say)
 PATH_VARS = ("DOVLIB_DATA", "DOVLIB_RUNS", "DOVLIB_CACHE", "DOVLIB_IMAGENET")
 
 

@@ -40,6 +40,21 @@ def test_missing_offline_path_says_where_to_put_files(tmp_path, monkeypatch):
     assert "python -m dovlib.data build-offline" in str(err.value)  # or build the subset itself, once
 
 
+def test_a_relative_data_folder_says_it_was_read_from_the_working_folder(tmp_path, monkeypatch):
+    """A kernel JupyterLab starts for a notebook runs in notebooks/: ``export DOVLIB_DATA=../shared/data`` in the
+    repository's root (what this message used to suggest) then names another folder there. The message says the
+    folder was relative, which working folder it was read from, and asks for an absolute path."""
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    monkeypatch.setenv("DOVLIB_DATA", "../shared/data")
+    with pytest.raises(DatasetNotFoundError) as err:
+        load_dataset("cifar10-subset")
+    msg = str(err.value)
+    assert f"{tmp_path / 'shared' / 'data' / 'cifar10-subset' / 'cifar10_subset.npz'} not found" in msg
+    assert f"DOVLIB_DATA='../shared/data' is relative: read from the working folder {tmp_path / 'notebooks'}" in msg
+    assert "export DOVLIB_DATA=../shared/data" not in msg and "absolute" in msg
+
+
 def test_damaged_offline_file_is_refused(tmp_path, monkeypatch):
     (tmp_path / "cifar10-subset").mkdir()
     np.savez(tmp_path / "cifar10-subset" / "cifar10_subset.npz", x_train=np.zeros((1, 32, 32, 3), np.uint8))
