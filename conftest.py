@@ -111,3 +111,22 @@ def rewrite_pickle():
         return original
 
     return rewrite
+
+
+@pytest.fixture
+def refuse_opening(monkeypatch):
+    """``refuse(path, error)``: every ``open`` of ``path`` raises ``error`` from then on, as for a file this process
+    may not read (the tests run as root here, which chmod cannot refuse)."""
+    import builtins
+
+    real_open = builtins.open
+
+    def refuse(path, error: BaseException) -> None:
+        def refusing_open(file, *args, **kwargs):
+            if str(file) == str(path):
+                raise error
+            return real_open(file, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "open", refusing_open)
+
+    return refuse

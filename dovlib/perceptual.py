@@ -57,6 +57,11 @@ def check_perceptual(name: str) -> str:
 
 def _missing_message(net: str) -> str:
     problem = _unreadable(lpips_weights_path(net))
+    if problem and not _about_content(problem):  # e.g. a PermissionError: the file may be whole
+        return (f"LPIPS ({net}) needs torchvision's ImageNet weights {BACKBONE_FILES[net]!r} in "
+                f"{lpips_weights_path(net).parent}: the file is there but this process cannot read it ({problem}). "
+                f"Let it read the file (its permissions), or pick the explicit fallback perceptual='ssim' "
+                f"(1 - SSIM), which every report then names.")
     if problem:
         return (f"LPIPS ({net}) needs torchvision's ImageNet weights {BACKBONE_FILES[net]!r} in "
                 f"{lpips_weights_path(net).parent}: the file is there but cannot be read ({problem}), so it is "
@@ -117,6 +122,12 @@ def _unreadable(path: Path) -> str:
         return ""
     st = path.stat()
     return _read_problem(str(path), st.st_size, st.st_mtime_ns)
+
+
+def _about_content(problem: str) -> bool:
+    """Whether :func:`_read_problem`'s ``problem`` is about what the file holds ("<size> bytes; it is damaged ...",
+    "<size> bytes holding ..."), not an error reading it at all (a PermissionError)."""
+    return problem.partition(" bytes")[2].startswith(("; it ", " holding "))
 
 
 @functools.lru_cache(maxsize=8)

@@ -587,7 +587,9 @@ def check_torch_file(path, what: str, remedy: str) -> None:
 
     if Path(path).stat().st_size == 0:
         raise TorchFileError(path, what, "is empty (0 bytes), not a file torch.save finished", remedy)
-    if not zipfile.is_zipfile(path):
+    with open(path, "rb") as f:  # a file this process may not read raises here (is_zipfile answers False for it)
+        whole = zipfile.is_zipfile(f)
+    if not whole:
         raise TorchFileError(path, what, f"is not a whole torch file ({_WHOLE})", remedy)
 
 

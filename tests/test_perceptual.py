@@ -399,19 +399,21 @@ def test_a_garbled_weights_file_is_named_in_printable_words_without_torchs_advic
     assert marker is None or not marker.exists()
 
 
-def test_a_weights_file_that_cannot_be_opened_is_named_by_its_error_in_printable_words(empty_hub, monkeypatch):
+def test_a_weights_file_that_cannot_be_opened_is_named_by_its_error_in_printable_words(empty_hub, refuse_opening):
     """An error that is not about what the file holds (it cannot be opened) still makes the weights unavailable, with
-    its first line, escaped."""
-    from dovlib.perceptual import _unreadable
+    its first line, escaped. A whole file this process may not read was described as "not a whole torch file (...
+    truncated, damaged or not torch's)", "so it is damaged, only partly copied or not torchvision's" (the check that
+    it is a zip archive answered False for any OSError); the open refused every reader (this test refused only
+    torch.load's, which that check never reached)."""
+    from dovlib.perceptual import _missing_message, _unreadable
 
     path = lpips_weights_path("alex")
     path.parent.mkdir(parents=True)
     torch.save({"w": torch.zeros(4)}, path)
-
-    def refused(*args, **kwargs):
-        raise PermissionError("\n[Errno 13] Permission denied: 'alex\x1b[2J'\nsecond line")
-
-    monkeypatch.setattr(torch, "load", refused)
+    refuse_opening(path, PermissionError("\n[Errno 13] Permission denied: 'alex\x1b[2J'\nsecond line"))
     assert _unreadable(path) == (f"{path.stat().st_size:,} bytes; PermissionError: [Errno 13] Permission denied: "
                                  f"'alex\\x1b[2J'")
     assert not lpips_available("alex")
+    message = _missing_message("alex")
+    assert "damaged" not in message and "not torchvision's" not in message and message.isprintable(), message
+    assert "this process cannot read it" in message and "Copy it again" not in message, message

@@ -1161,6 +1161,19 @@ def test_safe_torch_load_refusal_carries_its_problem_and_survives_pickling(tmp_p
         assert type(back) is TorchFileError and str(back) == str(e) and back.problem == problem
 
 
+def test_load_state_raises_a_file_it_may_not_read_as_it_is_never_as_a_damaged_one(tmp_path, refuse_opening):
+    """A whole checkpoint this process may not read was named "is not a whole torch file (... truncated, damaged or
+    not torch's); delete it" (check_torch_file asked zipfile.is_zipfile, which answers False for any OSError): torch's
+    own PermissionError says what is wrong."""
+    from dovlib.train import load_state
+
+    path = tmp_path / "ckpt.pt"
+    torch.save({"a": torch.zeros(3)}, path)
+    refuse_opening(path, PermissionError(13, "Permission denied", str(path)))
+    with pytest.raises(PermissionError, match="Permission denied"):
+        load_state(path, "fit's checkpoint")
+
+
 def test_load_state_reads_numpy_numbers_under_either_numpy_name(tmp_path):
     """A checkpoint written under numpy 1 names numpy.core.multiarray.scalar, one under numpy 2 numpy._core's: fit's
     allowance takes both; an array (which NumPy rebuilds by _reconstruct) is still refused."""
