@@ -513,9 +513,11 @@ def safe_torch_load(path, what: str, remedy: str, map_location="cpu", allowed=()
     one, one that is no zip archive, one with a damaged entry (:func:`check_torch_file`, :func:`damaged_torch_file`),
     and a whole archive whose data.pkl is garbage (:func:`pickle_damage`; torch's unpickler raised a bare KeyError,
     IndexError, struct.error or UnicodeDecodeError, or reported the garbage as an unsupported global) or describes
-    tensors its data does not hold. What every dovlib loader of its own files goes through (:func:`load_state`,
-    ``HiDDeN.load``, ``SSCLGenerator.load``, :func:`dovlib.report.cached_tensors`), and the check of a user-placed
-    LPIPS weights file (:mod:`dovlib.perceptual`)."""
+    tensors its data does not hold. A failure that is not the file's is raised as it is: one this process may not
+    open (a PermissionError), a map_location it cannot use (the file loads on the CPU), a device this machine lacks.
+    What every dovlib loader of its own files goes through (:func:`load_state`, ``HiDDeN.load``,
+    ``SSCLGenerator.load``, :func:`dovlib.report.cached_tensors`), and the check of a user-placed LPIPS weights file
+    (:mod:`dovlib.perceptual`)."""
     import pickle
     import struct
 
@@ -533,12 +535,25 @@ def safe_torch_load(path, what: str, remedy: str, map_location="cpu", allowed=()
                                  f"only): {unsafe_load_reason(e)}", remedy) from None
         if isinstance(e, (TypeError, ValueError, LookupError, AssertionError, AttributeError, struct.error)) or (
                 isinstance(e, RuntimeError) and any(m in str(e) for m in _REBUILD_FAULTS)):
+            if not (isinstance(map_location, str) and map_location == "cpu") and _loads_on_cpu(path, allowed):
+                raise  # the file is whole: the caller's map_location failed (a callable's bug, a list, ...)
             # a well-formed pickle whose values do not fit what they rebuild (a tensor's sizes, a storage's length)
             raise TorchFileError(path, what, f"is damaged: its data.pkl does not rebuild torch's objects "
                                  f"({printable(f'{type(e).__name__}: {e}'.splitlines()[0])})", remedy) from None
         if isinstance(e, (RuntimeError, EOFError)):  # a zip archive with a damaged or missing entry
             raise damaged_torch_file(e, path, what, remedy) from None
         raise
+
+
+def _loads_on_cpu(path, allowed=()) -> bool:
+    """Whether the file at ``path`` loads with ``map_location="cpu"``: where another map_location failed, the fault is
+    that map_location's, not the file's."""
+    try:
+        with torch.serialization.safe_globals(list(allowed)):
+            torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return False
+    return True
 
 
 def printable(text: str, limit: int = 300) -> str:

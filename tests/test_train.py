@@ -1161,6 +1161,32 @@ def test_safe_torch_load_refusal_carries_its_problem_and_survives_pickling(tmp_p
         assert type(back) is TorchFileError and str(back) == str(e) and back.problem == problem
 
 
+def test_load_state_raises_a_map_location_mistake_as_it_is_never_as_a_damaged_file(tmp_path, rewrite_pickle):
+    """A map_location torch.load cannot use (a callable of the wrong arity or one that fails, a list) raised a
+    TypeError while storages were rebuilt, which was named "is damaged: its data.pkl does not rebuild torch's objects
+    ...; delete it": a good checkpoint, and advice to delete it. The file is the fault only where it fails on the CPU
+    too."""
+    from dovlib.train import TorchFileError, load_state
+
+    good = tmp_path / "good.pt"
+    torch.save({"a": torch.zeros(3)}, good)
+
+    def broken(storage, location):
+        raise TypeError("a bug in the caller's map_location")
+
+    for map_location, match in ((lambda storage: storage, "positional argument"), (broken, "a bug in the caller"),
+                                (["cpu"], "not callable")):
+        with pytest.raises(TypeError, match=match):
+            load_state(good, "test", map_location=map_location)
+    assert torch.equal(load_state(good, "test", map_location=lambda storage, location: storage)["a"], torch.zeros(3))
+    # a file that does not rebuild is damaged whatever map_location the caller passes
+    torch.save({"a": torch.zeros(3)}, tmp_path / "call.pt")
+    rewrite_pickle(tmp_path / "call.pt", b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n)R.")
+    for map_location in ("cpu", torch.device("cpu"), lambda storage, location: storage, {"cpu": "cpu"}):
+        with pytest.raises(TorchFileError, match=r"is damaged: its data.pkl does not rebuild torch's objects"):
+            load_state(tmp_path / "call.pt", "test", map_location=map_location)
+
+
 def test_load_state_raises_a_file_it_may_not_read_as_it_is_never_as_a_damaged_one(tmp_path, refuse_opening):
     """A whole checkpoint this process may not read was named "is not a whole torch file (... truncated, damaged or
     not torch's); delete it" (check_torch_file asked zipfile.is_zipfile, which answers False for any OSError): torch's
