@@ -1078,6 +1078,7 @@ GARBLED_PICKLES = {
     "bytes_global": b"\x80\x02c\xff\xfe\n\x80\n.",  # a global of bytes that are no UTF-8: UnicodeDecodeError
     "control_global": b"\x80\x02c\x1b[31m\n\x07\x00x\n.",  # well-formed, but a global of control characters: was
     # "Unsupported global: GLOBAL \x1b[31m.\x07\x00x ...", the escape sequence and bell in the message as they were
+    "control_name": b"\x80\x02cbuiltins\n\x1b[2J\x07\n.",  # a module's name, then a name of control characters
 }
 
 
@@ -1097,16 +1098,54 @@ def test_load_state_names_a_file_with_a_garbled_pickle_as_damaged(tmp_path, rewr
     assert "Unsupported" not in str(err.value) and "\\x1b" not in str(err.value).split("(", 1)[0]
 
 
+def test_load_state_names_a_pickle_changed_in_place_as_damaged_by_its_checksum(tmp_path):
+    """One byte of data.pkl changed inside the archive (a bit flipped on a disk): its CRC-32 no longer matches.
+    torch read the changed bytes anyway and refused a global "torch._utils.Xrebuild_tensor_v2" as unsafe, as if the
+    file held code; the archive's own checksum says it is damaged."""
+    from dovlib.train import TorchFileError, load_state
+
+    path = tmp_path / "flipped.pt"
+    torch.save({"a": torch.zeros(3)}, path)
+    data = bytearray(path.read_bytes())
+    data[data.index(b"_rebuild_tensor_v2")] = ord("X")
+    path.write_bytes(bytes(data))
+    with pytest.raises(TorchFileError, match=r"flipped.pt \(test\) is damaged: its data.pkl is no readable pickle "
+                                             r"\(BadZipFile: Bad CRC-32 for file 'flipped/data.pkl'\); delete it"):
+        load_state(path, "test")
+
+
+def test_printable_escapes_control_characters_and_cuts_long_text_to_its_limit():
+    """A garbled file's text is quoted in a message: escaped, and at most ``limit`` characters in all (an ellipsis
+    ends a cut one)."""
+    from dovlib.train import printable
+
+    assert printable("a\x1b[2Jb\x07\udcff") == "a\\x1b[2Jb\\x07\\udcff"
+    assert printable("x" * 300) == "x" * 300 and printable("x" * 10, limit=10) == "x" * 10
+    assert printable("x" * 301) == "x" * 297 + "..." and len(printable("y" * 5000)) == 300
+    cut = printable("\x00" * 200, limit=20)  # the limit counts the escaped text
+    assert len(cut) == 20 and cut.startswith("\\x00" * 4) and cut.endswith("...") and cut.isprintable()
+
+
 def test_load_state_names_a_pickle_that_rebuilds_no_tensor_as_damaged(tmp_path, rewrite_pickle):
     """A well-formed data.pkl whose values do not fit the tensor they rebuild (sizes beyond the stored data, a storage
-    of another length, torch's rebuild function given no arguments) raised torch's bare RuntimeError or TypeError."""
+    of another length, torch's rebuild function given no arguments, a storage's persistent id that is no storage's)
+    raised torch's bare RuntimeError, TypeError, IndexError, ValueError or AttributeError."""
     from dovlib.train import TorchFileError, load_state
 
     torch.save({"a": torch.zeros(3)}, tmp_path / "whole.pt")
     good = (tmp_path / "whole.pt").read_bytes()
     for name, old, new, why in (("size", b"K\x03\x85", b"K\x09\x85", "RuntimeError"),  # 9 values from 3
                                 ("storage", b"K\x03t", b"K\x09t", "RuntimeError"),  # a storage of 9 values
-                                ("call", None, b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n)R.", "TypeError")):
+                                ("call", None, b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n)R.", "TypeError"),
+                                # a storage's persistent id empty, cut short or naming no storage type; a dict's
+                                # SETITEMS of one value (well-formed opcodes all: pickletools reads them)
+                                ("persid", None, b"\x80\x02)Q.", "IndexError"),
+                                ("unpack", None, b"\x80\x02X\x07\x00\x00\x00storage\x85Q.", "ValueError"),
+                                ("storage_type", None, b"\x80\x02(X\x07\x00\x00\x00storageK\x05X\x01\x00\x00\x000"
+                                 b"X\x03\x00\x00\x00cpuK\x03tQ.", "AttributeError"),
+                                ("setitems", None, b"\x80\x02}(K\x01u.", "IndexError"),
+                                # a negative storage size: torch's TypeError of many lines, the first quoted
+                                ("numel", b"K\x03t", b"J\xfd\xff\xff\xfft", "TypeError")):
         path = tmp_path / f"{name}.pt"
         path.write_bytes(good)
         original = rewrite_pickle(path, new)
@@ -1117,6 +1156,7 @@ def test_load_state_names_a_pickle_that_rebuilds_no_tensor_as_damaged(tmp_path, 
                                              rf"objects \({why}: .+\); delete it or pass another path$") as err:
             load_state(path, "test")
         assert type(err.value) is TorchFileError  # dovlib's refusal, not torch's error
+        assert str(err.value).isprintable(), str(err.value)  # one line
 
 
 def test_unsafe_load_reason_keeps_no_control_characters():
