@@ -291,6 +291,7 @@ def _recomputed_once_with_a_warning(call, calls, named, match):
         out, reused, _ = call()
     messages = [str(w.message) for w in caught]
     assert len(messages) == 1 and str(named) in messages[0], messages
+    assert caught[0].filename == __file__, caught[0].filename  # the line that asked for the result, not dovlib's
     assert re.search(match, messages[0]) and messages[0].isprintable(), messages[0]
     assert "computed again" in messages[0] and not reused and len(calls) == 2
     with warnings.catch_warnings():
@@ -371,6 +372,43 @@ def test_an_unreadable_cost_file_beside_a_cached_result_is_computed_again_with_a
     meta = path.with_name(f"{path.stem}.json")
     meta.write_text(meta_text)
     _recomputed_once_with_a_warning(call, calls, meta, r"what computing")
+
+
+@pytest.mark.parametrize("kind", ["tensors", "frame"])
+@pytest.mark.parametrize("record", [{"seconds": -1.0}, {"seconds": float("nan")}, {"seconds": float("inf")},
+                                    {"seconds": True}, {"seconds": "5"}, {"seconds": 5, "sha256": 5}],
+                         ids=["negative", "nan", "inf", "bool", "a string", "sha256 not a string"])
+def test_a_cost_file_whose_sha256_matches_but_seconds_do_not_read_as_a_cost_is_computed_again(tmp_path, monkeypatch,
+                                                                                            kind, record):
+    """The result is the file the cache wrote (its sha256 matches), but what computing it took is no number of
+    seconds (negative, NaN, infinite, a bool, a string) or the sha256 is no string: never reported as a cost, the
+    result is computed again with a warning naming the json file."""
+    call, calls, path = _cache_and_file(tmp_path, monkeypatch, kind)
+    meta = path.with_name(f"{path.stem}.json")
+    meta.write_text(json.dumps({"sha256": json.loads(meta.read_text())["sha256"], **record}))
+    _recomputed_once_with_a_warning(call, calls, meta, r"what computing .* holds .*not \{'seconds'")
+
+
+@pytest.mark.parametrize("kind", ["tensors", "frame"])
+def test_a_cost_file_of_bytes_that_are_no_utf8_is_computed_again_with_a_warning(tmp_path, monkeypatch, kind):
+    """read_text's bare UnicodeDecodeError (a ValueError, as json's own error is) named no file."""
+    call, calls, path = _cache_and_file(tmp_path, monkeypatch, kind)
+    path.with_name(f"{path.stem}.json").write_bytes(b'\xff\xfe{"seconds": 1}')
+    _recomputed_once_with_a_warning(call, calls, path.with_name(f"{path.stem}.json"), r"UnicodeDecodeError")
+
+
+@pytest.mark.parametrize("kind", ["tensors", "frame"])
+def test_a_cached_result_that_took_no_time_or_whole_seconds_is_reused_with_its_cost(tmp_path, monkeypatch, kind):
+    """0 seconds (a timer's resolution) and an int are costs: the result is reused, its cost returned as a float."""
+    call, calls, path = _cache_and_file(tmp_path, monkeypatch, kind)
+    meta = path.with_name(f"{path.stem}.json")
+    sha = json.loads(meta.read_text())["sha256"]
+    for seconds in (0, 0.0, 7):
+        meta.write_text(json.dumps({"seconds": seconds, "sha256": sha}))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            _, reused, got = call()
+        assert reused and len(calls) == 1 and got == seconds and type(got) is float
 
 
 def test_save_atomic_leaves_the_old_file_and_no_temporary_file_when_it_fails(tmp_path, monkeypatch):
