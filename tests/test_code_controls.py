@@ -262,6 +262,19 @@ def test_bounded_code_verdict_is_the_intersection_union_of_per_class_bounded_tes
         assert row["bounded_p_value"] == max(row[f"bounded_p_{t}"] for t in TARGETS), row["scenario"]
 
 
+def test_other_owners_bounded_own_verdict_is_their_own_codes_betting_test(monkeypatch):
+    """The other code owners' marks of their code's second class are learnt on only PART of the evaluation's 20
+    queries: their own t-test claims, their own betting test does not, so ``bounded_own_verified`` is False beside a
+    True ``own_verified`` (the columns of each test, not one verdict copied into both)."""
+    first = TARGETS[0]
+    _, run = _setup(monkeypatch, modes=lambda key, t, seed: "part" if key in OTHER and t != first else None,
+                    n_models=1)
+    df = sscl.run_code_controls(run, m=M, same_code=True, progress=False)
+    others = df[df.scenario.isin(["Ind-W code", "Ind-W same code"])]
+    assert len(others) == 2 and others.own_verified.all() and (others.own_p_value < 0.01).all()
+    assert not others.bounded_own_verified.any() and (others.bounded_own_p_value > 0.01).all()
+
+
 @pytest.mark.parametrize("first, second, attempt, passed, own", [
     ("eval", "owner", 1, True, False),  # attempt 0 learnt only on the evaluation's images: the check rejects it
     ("owner", "eval", 0, True, False),  # accepted on the owner's images, fails on the evaluation's

@@ -395,6 +395,7 @@ def test_a_garbled_weights_file_is_named_in_printable_words_without_torchs_advic
     import re
 
     assert re.search(reason, problem), problem
+    assert str(path) not in problem and "copy it again" not in problem, problem  # the why, once, in the message's words
     assert problem in str(err.value) and "Copy it again" in str(err.value)
     assert marker is None or not marker.exists()
 
