@@ -45,7 +45,7 @@ from dovlib.train import TrainConfig, fit
 
 NOTEBOOK = "00_quickstart"
 cfg = get_profile(profile)
-epochs = cfg.epochs if epochs is None else check_int("epochs", epochs, 1)
+epochs_used = cfg.epochs if epochs is None else check_int("epochs", epochs, 1)  # epochs itself stays as given
 seed = check_int("seed", seed, 0)  # "1" or 1.0 from papermill -> 1; -1 or 1.5 refused by name
 device = start_notebook(profile, seed, cfg.device)
 
@@ -65,12 +65,12 @@ print(ds.describe())
 # %%
 channels, size = ds.image_shape[0], ds.image_shape[1]
 model = build_model(arch, ds.num_classes, channels, width=cfg.width, image_size=size)
-train_cfg = TrainConfig.for_profile(cfg, epochs=epochs, device=str(device), seed=seed,
+train_cfg = TrainConfig.for_profile(cfg, epochs=epochs_used, device=str(device), seed=seed,
                                     flip=channels == 3)  # no flips for digits
 start = time.perf_counter()
 result = fit(model, ds.x_train, ds.y_train, ds.x_test, ds.y_test, train_cfg)
 wall = time.perf_counter() - start
-print(f"test accuracy {result.final['test_acc']:.4f} after {epochs} epochs, {wall:.1f} s "
+print(f"test accuracy {result.final['test_acc']:.4f} after {epochs_used} epochs, {wall:.1f} s "
       f"({result.images_per_second:,.0f} training images/s on {result.device})")
 
 # %%
@@ -85,7 +85,7 @@ save_fig(fig, "learning_curve", NOTEBOOK, **context)
 # %%
 record = write_record(
     NOTEBOOK,
-    params={"profile": profile, "dataset": dataset, "arch": arch, "epochs": epochs, "seed": seed},
+    params={"profile": profile, "dataset": dataset, "arch": arch, "epochs": epochs_used, "seed": seed},
     metrics={"test_acc": result.final["test_acc"], "train_acc": result.final["train_acc"],  # train_acc: the last
              "images_per_second": result.images_per_second},  # epoch's running accuracy over augmented batches
     wall_time=wall, **context,

@@ -89,7 +89,7 @@ require_perceptual(perceptual)  # LPIPS without its weights fails here, before a
 key = sscl.check_key(key)
 gen_cfg = sscl.generator_config(cfg, eps=eps, target=target, key=key, seed=seed, perceptual=perceptual, l1=l1,
                                 l2=l2, l3=l3)  # refuses bad loss weights (l1, l2, l3) before any training
-l1, l2, l3 = gen_cfg.l1, gen_cfg.l2, gen_cfg.l3  # as parsed ("1/2" -> 0.5, 1 -> 1.0): one record per generator
+weights = dict(l1=gen_cfg.l1, l2=gen_cfg.l2, l3=gen_cfg.l3)  # as parsed ("1/2" -> 0.5): one record per generator
 device = start_notebook(profile, seed, cfg.device)
 print(f"eps = {eps_label(eps)}, target {target}, perceptual measure: {perceptual} "
       f"(real LPIPS weights cached: {lpips_available()}), owner key hash {sscl.key_hash(key)}")
@@ -114,9 +114,10 @@ print(f"gamma {rate:g}: notebooks 02/03 mark {n_marked} of the {n_target} class-
       f"({n_marked / n_target:.0%} of the class), labels untouched")
 with timer() as t_sur:
     surrogate = sscl.train_surrogate(ds, cfg, arch, seed, width=surrogate_width)
-surrogate_width = surrogate_width or cfg.width
+surrogate_width_used = surrogate_width or cfg.width  # the parameter stays as given
 surrogate_acc = evaluate(surrogate.model, ds.x_test, ds.y_test)  # this test set (a cached model's history may not be)
-print(f"surrogate {arch} (width {surrogate_width}): clean test accuracy {surrogate_acc:.3f} ({t_sur['seconds']:.1f} s)")
+print(f"surrogate {arch} (width {surrogate_width_used}): clean test accuracy {surrogate_acc:.3f} "
+      f"({t_sur['seconds']:.1f} s)")
 
 # %% [markdown]
 # ## Train the generator
@@ -211,8 +212,8 @@ pd.Series(metrics).to_frame("value")
 
 # %%
 params = {"profile": profile, "dataset": dataset, "arch": arch, "eps": eps, "target": target, "seed": seed,
-          "key_hash": sscl.key_hash(key), "perceptual": perceptual, "l1": l1, "l2": l2, "l3": l3,
-          "surrogate_width": surrogate_width}
+          "key_hash": sscl.key_hash(key), "perceptual": perceptual, **weights,
+          "surrogate_width": surrogate_width_used}
 record = write_record(NOTEBOOK, params, metrics, wall_time=t_sur["seconds"] + t_gen["seconds"],
                       generator=G.meta["config"], **context)
 print({k: record[k] for k in ("profile", "dataset", "is_subset", "device", "perceptual")})

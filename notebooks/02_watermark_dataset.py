@@ -75,7 +75,7 @@ require_perceptual(perceptual)  # LPIPS without its weights fails here, before a
 key = sscl.check_key(key)
 gen_cfg = sscl.generator_config(cfg, eps=eps, target=target, key=key, seed=seed, perceptual=perceptual, l1=l1,
                                 l2=l2, l3=l3)  # refuses bad loss weights (l1, l2, l3) before any training
-l1, l2, l3 = gen_cfg.l1, gen_cfg.l2, gen_cfg.l3  # as parsed ("1/2" -> 0.5, 1 -> 1.0): one record per generator
+weights = dict(l1=gen_cfg.l1, l2=gen_cfg.l2, l3=gen_cfg.l3)  # as parsed ("1/2" -> 0.5): one record per generator
 select_attempts, n_proxies = check_int("select_attempts", select_attempts, 1), check_int("n_proxies", n_proxies, 1)
 redraw_surrogate = sscl.check_redraw(redraw_surrogate, select_attempts)
 sscl.check_selection_options(select_attempts, n_proxies, check_alpha)  # both need select_attempts > 1
@@ -112,8 +112,8 @@ if select_attempts > 1:  # an owner's check that can never pass says nothing: re
                         f"the owner's check (the profile's verify_m {cfg.verify_m}; {int((ds.y_test != target).sum())} "
                         f"test images outside class {target}, at check_alpha)")
 with timer() as t_run:
-    run_kw = dict(arch=arch, eps=eps, rate=rate, target=target, key=key, seed=seed, perceptual=perceptual, l1=l1,
-                  l2=l2, l3=l3, surrogate_width=surrogate_width)
+    run_kw = dict(arch=arch, eps=eps, rate=rate, target=target, key=key, seed=seed, perceptual=perceptual,
+                  surrogate_width=surrogate_width, **weights)
     selection = None
     if select_attempts > 1:
         run, selection_log = sscl.select_run(ds, cfg, attempts=select_attempts, n_proxies=n_proxies,
@@ -139,7 +139,7 @@ print(f"marked {marked.manifest['n_marked']} of {len(ds.y_train)} training image
 # %%
 params = {"profile": profile, "dataset": dataset, "data": context["data_hash"], "arch": arch, "eps": eps,
           "rate": rate, "target": target, "seed": seed, "key_hash": sscl.key_hash(key), "perceptual": perceptual,
-          "l1": l1, "l2": l2, "l3": l3, "surrogate_width": run.params["surrogate_width"],
+          **weights, "surrogate_width": run.params["surrogate_width"],
           "select_attempts": select_attempts, "n_proxies": n_proxies}
 if redraw_surrogate:
     params["redraw_surrogate"] = True  # only when on, so earlier runs keep their folders

@@ -87,13 +87,12 @@ from dovlib.verify import (add_bounded, check_claim_queries, m_sweep, min_bounde
 NOTEBOOK = "03_verification"
 cfg = get_profile(profile)
 eps, rate = parse_eps(eps), parse_rate(rate, "rate (gamma)")
-target, seed = parse_target(target), check_int("seed", seed, 0)  # target None: drawn from the key, below
-target_from_key = target is None
+target_given, seed = parse_target(target), check_int("seed", seed, 0)  # None: drawn from the key, below
+target_from_key = target_given is None
 tau = parse_fraction("tau", tau, 0, 1, low_inclusive=True, high_inclusive=False)
 alpha = parse_fraction("alpha", alpha, 0, 1, high_inclusive=False)
-n_models = cfg.n_models if n_models is None else check_int("n_models", n_models, 1)
+n_models_used = cfg.n_models if n_models is None else check_int("n_models", n_models, 1)
 m_given = None if m is None else check_int("m", m, 2)  # None: the profile's verify_m, capped at the test set below
-m = cfg.verify_m if m_given is None else m_given
 if m_given is not None:  # a run that can never claim says nothing: refused before any training
     check_claim_queries(m_given, tau, alpha, "m")
 decoy_rate = parse_fraction("decoy_rate", decoy_rate, 0, 1, low_inclusive=True)
@@ -123,7 +122,8 @@ code_draws = sscl.check_code_draws(code_draws, select_attempts, n_targets)  # ou
 require_perceptual(perceptual)  # LPIPS without its weights fails here, before any training
 key = sscl.check_key(key)
 device = start_notebook(profile, seed, cfg.device)
-print(f"tau {tau}, alpha {alpha}, m {m}, {n_models} model(s) per scenario, decoy_rate {decoy_rate:g}")
+print(f"tau {tau}, alpha {alpha}, m {cfg.verify_m if m_given is None else m_given}, {n_models_used} model(s) per "
+      f"scenario, decoy_rate {decoy_rate:g}")
 
 # %% [markdown]
 # ## Owner pipeline and the three scenarios
@@ -175,42 +175,45 @@ def check_m(t: int, role: str = "the target class") -> None:
 
 
 if not target_from_key:
-    check_m(check_int("target", target, 0, ds.num_classes - 1))
+    check_m(check_int("target", target_given, 0, ds.num_classes - 1))
 pool = None  # the classes the key draws from (None: all)
 if hard_pool:  # ranked on our surrogate (cached: the runs below load the same one)
     surrogate = sscl.train_surrogate(ds, cfg, arch, seed, progress=False, width=surrogate_width)
     pool = sscl.hard_classes(surrogate.model, ds.x_test, ds.y_test, hard_pool, ds.num_classes)
     print(f"hard pool (lowest clean recall on our surrogate, hardest first): {list(pool)}")
 target_rate = rate  # gamma of the single-target runs
+# the class and m used get names of their own: target and m stay as the parameters cell gave them (a re-run of these
+# cells reads "key" and None again, not the class drawn or the count used as if they had been given)
+target_class = target_given
 if target_from_key:
-    target = sscl.key_targets(key, ds.num_classes, 1, pool=pool)[0]
-    target_rate = sscl.code_rate(ds.y_train, rate, (target,))  # a drawn class smaller than gamma is marked whole
-    print(f"target class {target}: drawn from the key" + (f"; gamma {rate:g} exceeds its share, {target_rate:.4f} "
-                                                          f"used (whole class)" if target_rate < rate else ""))
-target = check_int("target", target, 0, ds.num_classes - 1)
-check_m(target)
+    target_class = sscl.key_targets(key, ds.num_classes, 1, pool=pool)[0]
+    target_rate = sscl.code_rate(ds.y_train, rate, (target_class,))  # a drawn class smaller than gamma: marked whole
+    print(f"target class {target_class}: drawn from the key" + (
+        f"; gamma {rate:g} exceeds its share, {target_rate:.4f} used (whole class)" if target_rate < rate else ""))
+target_class = check_int("target", target_class, 0, ds.num_classes - 1)
+check_m(target_class)
 if n_targets > 1:  # every class a code may hold (ours, a redraw's, an independent owner's) is tested with m
     for c in sorted(range(ds.num_classes) if pool is None else pool, key=lambda c: int((ds.y_test != c).sum())):
         check_m(int(c), "a class the target code may draw" + ("" if pool is None else " from the hard pool"))
-m = sscl.query_count(ds, target, m_given, cfg.verify_m)
-if m_given is None and m < cfg.verify_m:
-    print(f"m {m}: the profile's verify_m {cfg.verify_m} capped at the test images outside class {target}")
+m_used = sscl.query_count(ds, target_class, m_given, cfg.verify_m)
+if m_given is None and m_used < cfg.verify_m:
+    print(f"m {m_used}: the profile's verify_m {cfg.verify_m} capped at the test images outside class {target_class}")
 select_plain = select_attempts > 1 and n_targets == 1
 redraw_note = (" and surrogates" if redraw_surrogate else "") + (f", check at p < {owner_alpha:g}"
                                                                   if owner_alpha < alpha else "")
 with timer() as t_run:
-    run_kw = dict(arch=arch, eps=eps, rate=target_rate, target=target, key=key, seed=seed, perceptual=perceptual,
+    run_kw = dict(arch=arch, eps=eps, rate=target_rate, target=target_class, key=key, seed=seed, perceptual=perceptual,
                   decoy_rate=decoy_rate, surrogate_width=surrogate_width)
     plain_selection = None
     if select_plain:
-        run, plain_selection_log = sscl.select_run(ds, cfg, attempts=select_attempts, n_proxies=n_proxies, m=m,
+        run, plain_selection_log = sscl.select_run(ds, cfg, attempts=select_attempts, n_proxies=n_proxies, m=m_used,
                                                    tau=tau, alpha=alpha, redraw_surrogate=redraw_surrogate,
                                                    check_alpha=owner_alpha, **run_kw)
         plain_selection = run.params["selection"]
         print(sscl.selection_summary(plain_selection))
     else:
         run = sscl.run_sscl(ds, cfg, **run_kw)
-    models = sscl.run_controls(run, n_models=n_models, m=m, tau=tau, alpha=alpha,
+    models = sscl.run_controls(run, n_models=n_models_used, m=m_used, tau=tau, alpha=alpha,
                                select_attempts=select_attempts if select_plain else 1,
                                n_proxies=n_proxies if select_plain else 1,  # the selection's options only with it
                                redraw_surrogate=redraw_surrogate and select_plain,
@@ -254,9 +257,9 @@ models.drop(columns=["p_b", "p_w", "p_decoy"])
 
 # %%
 label = (f"{profile} profile, {ds.name}{' (subset)' if ds.is_subset else ''}, {arch}, {device}, "
-         f"target {target}{' (from the key)' if target_from_key else ''}, eps {eps_label(eps)}, "
-         f"gamma {target_rate:.4g}, decoy_rate {decoy_rate:g}, m {m}, tau {tau:g}, alpha {alpha:g}, "
-         f"{n_models} model(s) per scenario, surrogate width {run.params['surrogate_width']}, Ind-W owners "
+         f"target {target_class}{' (from the key)' if target_from_key else ''}, eps {eps_label(eps)}, "
+         f"gamma {target_rate:.4g}, decoy_rate {decoy_rate:g}, m {m_used}, tau {tau:g}, alpha {alpha:g}, "
+         f"{n_models_used} model(s) per scenario, surrogate width {run.params['surrogate_width']}, Ind-W owners "
          f"{'train their own surrogates' if redraw_surrogate and select_plain else 'share our surrogate'}")
 if select_plain:
     label += (f", owners select over up to {select_attempts} generator seeds{redraw_note} ({n_proxies} proxy "
@@ -320,8 +323,8 @@ sweep.pivot(index="tau", columns=["baseline", "scenario"], values=["verified_rat
 # cannot claim below `bounded_min` queries, printed in the setup.
 
 # %%
-msweep = m_sweep(models, ms=(10, 20, 30, 50, 75, 100, m), tau=tau, alpha=alpha, seed=seed, test="both")
-m_grid = verification_sweep(msweep, "m", m, label)  # pooled over models and query subsets
+msweep = m_sweep(models, ms=(10, 20, 30, 50, 75, 100, m_used), tau=tau, alpha=alpha, seed=seed, test="both")
+m_grid = verification_sweep(msweep, "m", m_used, label)  # pooled over models and query subsets
 save_fig(m_grid.figure, "m_sweep", NOTEBOOK, **context)
 msweep.pivot(index="m", columns=["baseline", "scenario"], values=["verified_rate", "bounded_verified_rate"])
 
@@ -398,8 +401,8 @@ code_rows = None
 def code_label(code_run):
     """The code's own settings: gamma and m per class, no decoy marks (the single-target ``label`` says neither)."""
     return (f"{profile} profile, {ds.name}{' (subset)' if ds.is_subset else ''}, {arch}, {device}, "
-            f"eps {eps_label(eps)}, gamma {code_run.params['rate']:.4g} per class, m {m} per class (at most each "
-            f"class's non-target test images), {n_models} model(s) per scenario, surrogate width "
+            f"eps {eps_label(eps)}, gamma {code_run.params['rate']:.4g} per class, m {m_used} per class (at most each "
+            f"class's non-target test images), {n_models_used} model(s) per scenario, surrogate width "
             f"{code_run.params['surrogate_width']}")
 
 
@@ -409,7 +412,7 @@ if n_targets > 1:
                        surrogate=None if redraw_surrogate else run.surrogate, surrogate_width=surrogate_width)
         if select_attempts > 1:  # with a target drawn from the key, a redraw may drop that class too
             code_run, selection_log = sscl.select_code_draws(ds, cfg, n_targets=n_targets, rate=rate,
-                                                             first=None if target_from_key else target, pool=pool,
+                                                             first=None if target_from_key else target_class, pool=pool,
                                                              draws=code_draws, attempts=select_attempts,
                                                              n_proxies=n_proxies, m=m_given, tau=tau, alpha=alpha,
                                                              redraw_surrogate=redraw_surrogate,
@@ -421,7 +424,7 @@ if n_targets > 1:
                        f"{code_label(code_run)}", **context)
             display(selection_log)
         else:  # the key's first code, as drawn
-            targets = sscl.key_targets(key, ds.num_classes, n_targets, first=target, pool=pool)
+            targets = sscl.key_targets(key, ds.num_classes, n_targets, first=target_class, pool=pool)
             code_run = sscl.run_code(ds, cfg, targets=targets, rate=sscl.code_rate(ds.y_train, rate, targets),
                                      **code_kw)
             selection = None
@@ -430,7 +433,7 @@ if n_targets > 1:
         if code_rate < rate:
             print(f"gamma {rate:g} per class exceeds the smallest code class's share: {code_rate:.4f} used "
                   f"(whole class)")
-        code_rows = sscl.run_code_controls(code_run, n_models=n_models, m=m_given, tau=tau, alpha=alpha,
+        code_rows = sscl.run_code_controls(code_run, n_models=n_models_used, m=m_given, tau=tau, alpha=alpha,
                                              same_code=same_code, select_attempts=select_attempts,
                                              n_proxies=n_proxies, redraw_surrogate=redraw_surrogate,
                                              check_alpha=owner_alpha, pool=pool, code_draws=code_draws)
@@ -470,8 +473,8 @@ else:
 
 # %%
 params = {"profile": profile, "dataset": dataset, "data": context["data_hash"], "arch": arch, "eps": eps, "rate": rate,
-          "target": target, "seed": seed, "key_hash": sscl.key_hash(key), "perceptual": perceptual, "tau": tau,
-          "alpha": alpha, "n_models": n_models, "m": m, "decoy_rate": decoy_rate, "n_targets": n_targets,
+          "target": target_class, "seed": seed, "key_hash": sscl.key_hash(key), "perceptual": perceptual, "tau": tau,
+          "alpha": alpha, "n_models": n_models_used, "m": m_used, "decoy_rate": decoy_rate, "n_targets": n_targets,
           "same_code": same_code, "select_attempts": select_attempts, "n_proxies": n_proxies,
           "surrogate_width": run.params["surrogate_width"]}
 if redraw_surrogate:

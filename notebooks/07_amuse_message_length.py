@@ -67,14 +67,16 @@ seed = check_int("seed", seed, 0)  # "1" or 1.0 from papermill -> 1; -1 or 1.5 r
 check_choice("method", method, ("dwtDct", "dwtDctSvd", "rivaGan"))
 if not str(dataset).startswith("folder:"):  # folder:PATH is any folder of images
     check_choice("dataset", dataset, ("skimage-photos", "cifar10-subset"))
-if message_bits is None:
-    message_bits = [16, 32] if method == "rivaGan" else ([32, 64] if cfg.name == "smoke" else [32, 64, 100, 200, 300])
-lengths = parse_list("message_bits", message_bits, lambda v: check_int("message_bits", v, 1))
+# values resolved from the parameters get names of their own (lengths, attacks_used, n_messages_used): the parameters
+# stay as given, so running this cell again reads the same None defaults
+default_bits = [16, 32] if method == "rivaGan" else ([32, 64] if cfg.name == "smoke" else [32, 64, 100, 200, 300])
+lengths = parse_list("message_bits", default_bits if message_bits is None else message_bits,
+                     lambda v: check_int("message_bits", v, 1))
 rho = parse_fraction("rho", rho, 0.0, 1.0, high_inclusive=False)
-attacks = attacks or ("grid" if cfg.name == "paper" else "representative")
-attack_names = attack_set(attacks)
-n_messages = {"smoke": 1, "quick": 3}.get(cfg.name, 10) if n_messages is None else n_messages
-n_messages = check_int("n_messages", n_messages, 1)
+attacks_used = attacks or ("grid" if cfg.name == "paper" else "representative")
+attack_names = attack_set(attacks_used)
+n_messages_used = check_int("n_messages", {"smoke": 1, "quick": 3}.get(cfg.name, 10) if n_messages is None
+                            else n_messages, 1)
 check_bool("recompute", recompute)  # the string "False" is refused here, not read as True
 probe = ImWatermarker(method, scale=scale)
 capacity, wm_label = probe.capacity_bits, probe.label  # label: 'dwtDct (scale 36)'; rivaGan has no scale
@@ -142,8 +144,8 @@ for L in lengths:
             continue
         codecs[(L, codec.name)] = codec
         wm = ImWatermarker(method, codec.sub_message_bits, scale)
-        messages = random_messages(L, n_messages, seed)  # each seed its own messages (not seed + i: shared)
-        key = {"method": method, "scale": scale, "codec": repr(codec), "seed": seed, "messages": n_messages,
+        messages = random_messages(L, n_messages_used, seed)  # each seed its own messages (not seed + i: shared)
+        key = {"method": method, "scale": scale, "codec": repr(codec), "seed": seed, "messages": n_messages_used,
                "message_hash": data_hash(messages), "attacks": attack_names, "images": images_hash}
         df, reused, seconds = cached_frame(NOTEBOOK, key, lambda: evaluate_dataset(wm, codec, images, messages,
                                                                                    attack_names, seed=seed),
@@ -193,9 +195,9 @@ context = dict(profile=profile, dataset=ds.name, is_subset=ds.is_subset,
                dataset_note=f"{len(images)} images: {image_note}", device="cpu",
                device_name=env_info("cpu")["device_name"], wall_time=wall)
 save_table(summary, "accuracy_vs_length", NOTEBOOK,
-           caption=f"{wm_label}: {compared}, mean over {n_messages} messages; "
-                   f"attacked = mean over the '{attacks}' attack set; psnr = the marked images against their covers "
-                   f"(before any attack, on attacked rows too). {len(images)} images ({image_note}); "
+           caption=f"{wm_label}: {compared}, mean over {n_messages_used} messages; "
+                   f"attacked = mean over the '{attacks_used}' attack set; psnr = the marked images against their "
+                   f"covers (before any attack, on attacked rows too). {len(images)} images ({image_note}); "
                    f"{profile} profile, CPU.{not_run}", **context)
 save_table(limits_df, "watermark_limits", NOTEBOOK,
            caption=f"{wm_label}, 32 bits per image, per-image bit accuracy under JPEG 4:2:0 vs 4:4:4 and a centre crop "
@@ -204,7 +206,7 @@ if attack_names:
     save_table(fam, "accuracy_by_attack_family", NOTEBOOK,
                caption=f"{wm_label}, {compared}: rebuilt-message bit and word "
                        f"accuracy and sub-message bit accuracy per attack family (mean over the family's attacks in "
-                       f"the '{attacks}' set and {n_messages} messages); {len(images)} images, CPU.{not_run}",
+                       f"the '{attacks_used}' set and {n_messages_used} messages); {len(images)} images, CPU.{not_run}",
                **context)
 written = 0
 for L in lengths:
@@ -218,7 +220,8 @@ for L in lengths:
                         f"{scheme}_sub_message_bits": int(row.sub_message_bits)})
     metrics.update({f"limit_{r.condition}_bit_acc": r.bit_acc for r in limits_df.itertuples()})
     write_record(NOTEBOOK, params={"profile": profile, "method": method, "scale": scale, "message_bits": L, "rho": rho,
-                                   "attacks": attacks, "dataset": dataset, "n_messages": n_messages, "seed": seed},
+                                   "attacks": attacks_used, "dataset": dataset, "n_messages": n_messages_used,
+                                   "seed": seed},
                  metrics=metrics, perceptual="psnr", **context)
     written += 1
 print(f"wrote {written} record(s); wall time {wall:.1f} s")

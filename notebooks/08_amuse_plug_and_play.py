@@ -78,19 +78,19 @@ check_choice("method", method, ("dwtDct", "dwtDctSvd"))
 check_choice("hidden_arch", hidden_arch, tuple(HIDDEN_ARCHS))
 smoke = cfg.name == "smoke"
 default = lambda value, fallback: fallback if value is None else value  # noqa: E731  (0 is refused, not replaced)
-hidden_size = check_int("hidden_size", default(hidden_size, 32 if smoke else 128), 16)
-hidden_steps = check_int("hidden_steps", default(hidden_steps, cfg.hidden_steps), 1)
-hidden_channels = check_int("hidden_channels", default(hidden_channels, 16 if smoke else 64), 4)
+# the values used get names of their own (the parameters stay as given: running this cell again reads None again)
+hidden_size_used = check_int("hidden_size", default(hidden_size, 32 if smoke else 128), 16)
+hidden_steps_used = check_int("hidden_steps", default(hidden_steps, cfg.hidden_steps), 1)
+hidden_channels_used = check_int("hidden_channels", default(hidden_channels, 16 if smoke else 64), 4)
 as_list = lambda v, name: parse_list(name, v, lambda x: check_int(name, x, 1))  # noqa: E731
-scales = as_list(default(scales, [36] if smoke else [36, 30, 20]), "scales")
+scales_used = as_list(default(scales, [36] if smoke else [36, 30, 20]), "scales")
 lengths = as_list(default(message_bits, [100] if smoke else [100, 200, 300]), "message_bits")
 rho = parse_fraction("rho", rho, 0.0, 1.0, high_inclusive=False)
-attacks = default(attacks, "grid" if cfg.name == "paper" else "representative")
-n_messages = {"smoke": 1, "quick": 3}.get(cfg.name, 10) if n_messages is None else n_messages
-n_messages = check_int("n_messages", n_messages, 1)
+attacks_used = default(attacks, "grid" if cfg.name == "paper" else "representative")
+n_messages_used = check_int("n_messages", default(n_messages, {"smoke": 1, "quick": 3}.get(cfg.name, 10)), 1)
 check_bool("recompute", recompute)  # refused here, not after Table 1's HiDDeN training
-attack_set(attacks)  # every table's settings are checked whatever `tables` runs: the record holds them all
-for scale in scales:
+attack_set(attacks_used)  # every table's settings are checked whatever `tables` runs: the record holds them all
+for scale in scales_used:
     for L in lengths:  # scale in (0, 42] and the baseline's L bits within the method's capacity
         ImWatermarker(method, L, scale, workers=1)
 if str(hidden_dataset).startswith("folder:") and not Path(hidden_dataset[len("folder:"):]).expanduser().is_dir():
@@ -116,21 +116,22 @@ start_all, reused_seconds = time.perf_counter(), 0.0  # the second: what reused 
 if str(tables) in ("1", "both"):
     hds = load_dataset(hidden_dataset)
     n_train = 4 * cfg.amuse_images if smoke else max(len(hds.x_train), 2000)  # photos: that many random crops
-    train_imgs = sample_images(hds.x_train, n_train, side=hidden_size, seed=seed)
-    eval_imgs = sample_images(hds.x_test, cfg.amuse_images, side=hidden_size, seed=seed + 1)
+    train_imgs = sample_images(hds.x_train, n_train, side=hidden_size_used, seed=seed)
+    eval_imgs = sample_images(hds.x_test, cfg.amuse_images, side=hidden_size_used, seed=seed + 1)
     pool_side = min(hds.x_train.shape[-2:])  # as sample_images: crops from larger images, whole ones at the size
-    how = (" (upsampled)" if pool_side < hidden_size else " (whole images, flipped at random)"
-           if pool_side == hidden_size else " (crops)")
+    how = (" (upsampled)" if pool_side < hidden_size_used else " (whole images, flipped at random)"
+           if pool_side == hidden_size_used else " (crops)")
     if hds.name == "skimage-photos":  # its train and test splits are the same photos
         how += "; evaluation crops come from the same photos as the training crops"
     hidden_note = (f"{hds.name}: {len(train_imgs)} training / {len(eval_imgs)} evaluation images at "
-                   f"{hidden_size}x{hidden_size}{how}")
+                   f"{hidden_size_used}x{hidden_size_used}{how}")
     print(hidden_note)
-    hcfg = dict(channels=hidden_channels, encoder_blocks=2, decoder_blocks=3, image_size=hidden_size, batch_size=16) \
-        if smoke else dict(channels=hidden_channels, image_size=hidden_size, batch_size=32)  # smoke: a small net
+    hcfg = dict(channels=hidden_channels_used, image_size=hidden_size_used, batch_size=32)
+    if smoke:  # a small net
+        hcfg.update(encoder_blocks=2, decoder_blocks=3, batch_size=16)
     hcfg.update(HIDDEN_ARCHS[hidden_arch])
     net_note = (f"network {hidden_arch}{' (smoke: 2 encoder / 3 decoder blocks, batch 16)' if smoke else ''}, "
-                f"{hidden_channels} channels")
+                f"{hidden_channels_used} channels")
     # the paper's 16-bit setting is (n, k) = (2, 1) at rho 0.5; the authors' 16-bit run is (5, 2) at rho 0.6 (their
     # ordering-bit rule counts 17 bits for (2, 1)): also 16 bits, the same HiDDeN model, but each chunk in 2 of 5
     # images over 10 combinations, so it gets its own row, beside their numbers
@@ -139,17 +140,17 @@ if str(tables) in ("1", "both"):
                "AMUSE 16 bits (5,2)": AmuseCodec(30, 5, 2, seed=seed),
                "AMUSE 9 bits": AmuseCodec(30, *PAPER_SUB_MESSAGE_BITS[(30, 0.8)][0], seed=seed)}
     models, frames1 = {}, []
-    messages30 = random_messages(30, n_messages, seed)  # each seed its own messages (not seed + i: shared)
+    messages30 = random_messages(30, n_messages_used, seed)  # each seed its own messages (not seed + i: shared)
     for label, codec in codecs1.items():
-        params_h = {"profile": profile, "dataset": hidden_dataset, "size": hidden_size, "steps": hidden_steps,
+        params_h = {"profile": profile, "dataset": hidden_dataset, "size": hidden_size_used, "steps": hidden_steps_used,
                     "bits": codec.sub_message_bits, "seed": seed, **hcfg}
         if uses_bf16(cfg.precision, device):  # keyed only when on: fp32 checkpoints keep their folders
             params_h["bf16"] = True
         ckpt = run_dir(NOTEBOOK, params_h) / "hidden.pt"
         t0 = time.perf_counter()
-        model = train_hidden(train_imgs, HiddenConfig(message_bits=codec.sub_message_bits, **hcfg), steps=hidden_steps,
-                             device=device, seed=seed, log_every=max(1, hidden_steps // 20), checkpoint=ckpt,
-                             precision=cfg.precision)
+        model = train_hidden(train_imgs, HiddenConfig(message_bits=codec.sub_message_bits, **hcfg),
+                             steps=hidden_steps_used, device=device, seed=seed,
+                             log_every=max(1, hidden_steps_used // 20), checkpoint=ckpt, precision=cfg.precision)
         if codec.sub_message_bits not in {m.cfg.message_bits for m in models.values()}:
             models[label] = model  # the training curves: one per network ((5,2) reuses the 16-bit one)
         df = evaluate_dataset(model, codec, eval_imgs, messages30, attack_set("hidden"), seed=seed)
@@ -198,9 +199,9 @@ if str(tables) in ("1", "both"):
     print(cmp1.to_string(index=False))
     save_table(cmp1, "table1_hidden", NOTEBOOK,
                caption=f"Table 1 (HiDDeN, 30-bit message): ours = {profile} profile, {hidden_note}, "
-                       f"{hidden_steps} training steps per model, {net_note}, "
-                       f"{n_messages} message(s), device {device}; PSNR: marked images against their covers, before "
-                       f"any attack. Paper values not found (empty); "
+                       f"{hidden_steps_used} training steps per model, {net_note}, "
+                       f"{n_messages_used} message(s), device {device}; PSNR: marked images against their covers, "
+                       f"before any attack. Paper values not found (empty); "
                        "authors_repo = vbdi/amuse exp/validation_run_30_summary.csv (BA, WA) and "
                        "exp/validation_subset_run_30_summary.csv (PSNR); their 16-bit run is (n,k) = (5,2), the "
                        "paper's 16 bits (2,1).",
@@ -219,16 +220,16 @@ if str(tables) in ("2", "both"):
     note2 = f"{len(imgs2)} random 256x256 crops of scikit-image's {len(photos.x_train)} photos"
     frames2, images_hash = [], data_hash(imgs2)
     t0 = time.perf_counter()
-    for scale in scales:
+    for scale in scales_used:
         for L in lengths:
-            messages = random_messages(L, n_messages, seed)  # each seed its own messages (not seed + i: shared)
+            messages = random_messages(L, n_messages_used, seed)  # each seed its own messages (not seed + i: shared)
             for codec in (RepeatCodec(L, seed), AmuseCodec.from_rho(L, rho, seed)):
                 wm = ImWatermarker(method, codec.sub_message_bits, scale)
                 key = {"table": 2, "method": method, "scale": scale, "codec": repr(codec), "seed": seed,
-                       "messages": n_messages, "message_hash": data_hash(messages), "attacks": attack_set(attacks),
-                       "images": images_hash}
+                       "messages": n_messages_used, "message_hash": data_hash(messages),
+                       "attacks": attack_set(attacks_used), "images": images_hash}
                 df, reused, seconds = cached_frame(NOTEBOOK, key, lambda: evaluate_dataset(
-                    wm, codec, imgs2, messages, attack_set(attacks), seed=seed), recompute=recompute)
+                    wm, codec, imgs2, messages, attack_set(attacks_used), seed=seed), recompute=recompute)
                 reused_seconds += seconds if reused else 0.0
                 frames2.append(df.assign(scale=scale, L=L, scheme=codec.name, sub_message_bits=codec.sub_message_bits))
                 print(f"scale {scale} L {L} {codec.name}: {time.perf_counter() - t0:.0f} s"
@@ -254,7 +255,7 @@ if str(tables) in ("2", "both"):
     cmp2["diff"] = cmp2["ours"] - cmp2["paper"]
     save_table(cmp2, "table2_dct_dwt", NOTEBOOK,
                caption=f"Table 2 ({method}, baseline vs AMUSE rho={rho:g}): ours = {profile} profile, {note2}, "
-                       f"{n_messages} message(s), attacks = mean over the '{attacks}' set, CPU; psnr: marked "
+                       f"{n_messages_used} message(s), attacks = mean over the '{attacks_used}' set, CPU; psnr: marked "
                        "images against their covers, before any attack (on attacked rows too). Paper values not "
                        "found (empty).", dataset="skimage-photos", is_subset=photos.is_subset, **cpu_context)
 
@@ -277,10 +278,10 @@ if str(tables) in ("2", "both"):
         key = f"t2_s{r.scale}_L{r.L}_{r.scheme}_" + ("clean" if r.attacked == "no attack" else "attacked")
         metrics.update({f"{key}_bit_acc": r.bit_acc, f"{key}_word_acc": r.word_acc, f"{key}_psnr": r.psnr})
 write_record(NOTEBOOK, params={"profile": profile, "tables": str(tables), "hidden_dataset": hidden_dataset,
-                               "hidden_size": hidden_size, "hidden_steps": hidden_steps,
-                               "hidden_channels": hidden_channels, "hidden_arch": hidden_arch, "method": method,
-                               "scales": scales, "message_bits": lengths, "rho": rho, "attacks": attacks,
-                               "n_messages": n_messages, "seed": seed},
+                               "hidden_size": hidden_size_used, "hidden_steps": hidden_steps_used,
+                               "hidden_channels": hidden_channels_used, "hidden_arch": hidden_arch, "method": method,
+                               "scales": scales_used, "message_bits": lengths, "rho": rho, "attacks": attacks_used,
+                               "n_messages": n_messages_used, "seed": seed},
              metrics=metrics, dataset=", ".join(f"{d.name} (Table {t})" for t, d in used.items()),  # what ran
              perceptual="psnr", wall_time=wall, is_subset=any(d.is_subset for d in used.values()),
              **({"hidden_training": "bf16 autocast" if uses_bf16(cfg.precision, device) else "fp32"}

@@ -55,11 +55,13 @@ cfg = get_profile(profile)
 check_choice("method", method, ["simulated", "ideal", "bitflip", "dwtDct", "dwtDctSvd"])
 message_bits = check_int("message_bits", message_bits, 3)  # the smallest erasure code (n = 1) carries 3 bits
 rho = parse_fraction("rho", rho, 0.0, 1.0, high_inclusive=False)
-erasure_n = None if erasure_n is None else check_int("erasure_n", erasure_n, 1, 255)
+# the values used get names of their own (*_used): the parameters stay as given, so a re-run reads None again
+if erasure_n is not None:
+    check_int("erasure_n", erasure_n, 1, 255)
 bit_error_rate = parse_fraction("bit_error_rate", bit_error_rate, 0.0, 0.5, low_inclusive=True)
-shares = sorted(parse_list("shares", shares, lambda s: parse_fraction("shares", s)))  # a list or "0.1,0.5"
-n_images = cfg.amuse_images if n_images is None else check_int("n_images", n_images, 1)
-n_subsets = cfg.amuse_subsets if n_subsets is None else check_int("n_subsets", n_subsets, 1)
+shares_used = sorted(parse_list("shares", shares, lambda s: parse_fraction("shares", s)))  # a list or "0.1,0.5"
+n_images_used = cfg.amuse_images if n_images is None else check_int("n_images", n_images, 1)
+n_subsets_used = cfg.amuse_subsets if n_subsets is None else check_int("n_subsets", n_subsets, 1)
 extractions = ["ideal", "bitflip"] if method == "simulated" else [method]
 real = method in ("dwtDct", "dwtDctSvd")
 
@@ -83,7 +85,7 @@ NOTEBOOK = "09_amuse_subset_attack"
 amuse_bits = AmuseCodec.from_rho(message_bits, rho).sub_message_bits
 # the erasure code must fit AMUSE's bits per image: a given erasure_n that cannot is refused, naming what fits
 try:
-    erasure_n = choose_erasure_n(message_bits, amuse_bits, erasure_n)
+    erasure_n_used = choose_erasure_n(message_bits, amuse_bits, erasure_n)
 except ValueError as exc:
     if erasure_n is not None:  # a given erasure_n that does not fit: the error names the values that do
         raise
@@ -99,7 +101,8 @@ start = time.perf_counter()
 # codecs are NumPy; real extraction runs invisible-watermark on the CPU
 seed = check_int("seed", seed, 0)  # "1" or 1.0 from papermill -> 1; -1 or 1.5 refused by name
 device = str(start_notebook(profile, seed, "cpu",
-                            note=f"numpy {np.__version__} | {n_images} images, {n_subsets} subsets per share"))
+                            note=f"numpy {np.__version__} | {n_images_used} images, {n_subsets_used} subsets per "
+                                 "share"))
 context = dict(profile=profile, device=device, device_name=env_info(device)["device_name"])  # what every output names
 
 # %% [markdown]
@@ -127,12 +130,12 @@ paper_table
 # %%
 message = random_message(message_bits, seed=seed)
 amuse = AmuseCodec.from_rho(message_bits, rho, seed=seed)
-erasure = ErasureCodec(message_bits, erasure_n, choose_erasure_k(message_bits, erasure_n, amuse.sub_message_bits),
-                       seed=seed)
+erasure = ErasureCodec(message_bits, erasure_n_used,
+                       choose_erasure_k(message_bits, erasure_n_used, amuse.sub_message_bits), seed=seed)
 codecs = [RepeatCodec(message_bits, seed=seed), amuse, erasure]
-codec_table = pd.DataFrame([{**c.describe(), "min_leak_count": c.min_leak_count(n_images), "n_images": n_images}
-                            for c in codecs])
-codec_table["min_leak_share"] = codec_table["min_leak_count"] / n_images
+codec_table = pd.DataFrame([{**c.describe(), "min_leak_count": c.min_leak_count(n_images_used),
+                             "n_images": n_images_used} for c in codecs])
+codec_table["min_leak_share"] = codec_table["min_leak_count"] / n_images_used
 codec_table[["codec", "n", "k", "sub_message_bits", "rho", "min_unique_sub_messages", "min_leak_count",
              "min_leak_share"]]
 
@@ -148,10 +151,10 @@ if real:
     from dovlib.imwm import embed_dataset, get_watermarker, sample_images
 
     pool = load_dataset(dataset)
-    images = sample_images(pool.x_train, n_images, side=256, seed=seed)
+    images = sample_images(pool.x_train, n_images_used, side=256, seed=seed)
 extracted, quality = {}, {}
 for codec in codecs:
-    subs = codec.encode(message, n_images)
+    subs = codec.encode(message, n_images_used)
     extracted[codec.name, "ideal"] = subs
     extracted[codec.name, "bitflip"] = flip_bits(subs, bit_error_rate, seed=seed)
     if real:
@@ -168,16 +171,17 @@ print("per-image sub-message bit accuracy:", sub_bit_acc, "| PSNR (dB):", qualit
 # once, at the smallest of them (e.g. 0.01 and 0.02 of 40 images are both 1 image), and the captions say which ran.
 
 # %%
-shares_run, shares_dropped = distinct_leak_shares(shares, n_images)  # sorted shares: each count at its smallest
+shares_run, shares_dropped = distinct_leak_shares(shares_used, n_images_used)  # sorted: each count at its smallest
 shares_note = f"shares {', '.join(f'{s:g}' for s in shares_run)}" + (
-    f" (not run: {', '.join(f'{s:g}' for s in shares_dropped)}, as many of the {n_images} images as a smaller share)"
+    f" (not run: {', '.join(f'{s:g}' for s in shares_dropped)}, as many of the {n_images_used} images as a smaller "
+    "share)"
     if shares_dropped else "")
 print(shares_note)
-curves = pd.concat([leak_subset_accuracy(c, message, extracted[c.name, ext], shares_run, n_subsets, seed=seed)
+curves = pd.concat([leak_subset_accuracy(c, message, extracted[c.name, ext], shares_run, n_subsets_used, seed=seed)
                     .assign(extraction=ext) for ext in extractions for c in codecs], ignore_index=True)
 # subsets are distinct; a share with no more than n_subsets of them decodes each once (all_subsets), not repeats
 every_subset = curves[curves.all_subsets].groupby("share")["subset"].nunique()
-subsets_note = f"{n_subsets} distinct random subsets per share" + (
+subsets_note = f"{n_subsets_used} distinct random subsets per share" + (
     " (every subset once where there are no more: "
     + ", ".join(f"share {s:g}: {c} subset{'s' * (c != 1)}" for s, c in every_subset.items()) + ")"
     if len(every_subset) else "")
@@ -188,10 +192,10 @@ g = sns.relplot(data=long, x="share", y="accuracy", hue="method", style="method"
                 kind="line", markers=True, errorbar=("ci", 95), n_boot=200, seed=seed, height=3.0, aspect=1.4,
                 facet_kws={"sharey": False})
 g.set(xscale="log")
-g.figure.suptitle(f"L = {message_bits} bits, {n_images} images, {n_subsets} distinct subsets/share"
+g.figure.suptitle(f"L = {message_bits} bits, {n_images_used} images, {n_subsets_used} distinct subsets/share"
                   f"{' (all, where fewer)' if len(every_subset) else ''} "
                   f"({profile} profile, {device}); dashed: guaranteed leaked share for these images", y=1.03)
-guaranteed = codec_table.set_index("codec")["min_leak_share"]  # exact for these n_images (NaN: never)
+guaranteed = codec_table.set_index("codec")["min_leak_share"]  # exact for this many images (NaN: never)
 for ax in g.axes.flat:
     for c, colour in zip(codecs[1:], sns.color_palette()[1:]):
         if pd.notna(guaranteed[c.name]):
@@ -217,7 +221,7 @@ compare = compare.rename(columns={"sub_message_bits": "bits_per_image", "rho": "
 save_table(compare, "codecs_bits_vs_leak_ratio", NOTEBOOK,
            caption=f"Baseline vs AMUSE vs erasure code: bits per image, asymptotic leak ratio (rho), the "
                    f"guaranteed share for these images (min_leak_share) and the smallest "
-                   f"leaked share recovered by every random subset (L = {message_bits}, {n_images} images, "
+                   f"leaked share recovered by every random subset (L = {message_bits}, {n_images_used} images, "
                    f"{subsets_note}, {shares_note}; extraction {', '.join(extractions)}; {profile} profile, "
                    f"{device}).",
            **fig_context)
@@ -268,7 +272,7 @@ if real:
         res = c.decode_partial(extracted[c.name, method])
         all_wrong[c.name] = int(((res.bits != message) | ~res.known).sum())
     top = curves[curves.share == curves.share.max()].groupby("method", sort=False)[["bit_acc", "word_acc"]].mean()
-    reading.append(f"{method}: decoded from all {n_images} images, the message has "
+    reading.append(f"{method}: decoded from all {n_images_used} images, the message has "
                    + ", ".join(f"{n} of {message_bits} bits wrong for {name}" for name, n in all_wrong.items())
                    + f"; at the largest share ({curves.share.max():g}) "
                    + ", ".join(f"{m} bit accuracy {r.bit_acc:.3f}, word accuracy {r.word_acc:.2f}"
@@ -277,7 +281,8 @@ if real:
     if voted:
         reading.append(f"A bit that the majority vote over every image gets wrong ({' and '.join(voted)}) was read "
                        "wrong in most images carrying it: these errors sit at the same bit positions across images, so "
-                       f"more leaked images do not remove them: even all {n_images} do not decode the message exactly.")
+                       f"more leaked images do not remove them: even all {n_images_used} do not decode the message "
+                       "exactly.")
 print("\n".join(reading) or f"Nothing to compare here (extraction {', '.join(extractions)}): the comparison with "
       "bit errors needs method = simulated; real extraction reports the errors no vote removes.")
 
@@ -313,11 +318,11 @@ metrics = {
 wall = time.perf_counter() - start
 record = write_record(
     NOTEBOOK,
-    params={"profile": profile, "method": method, "message_bits": message_bits, "rho": rho, "erasure_n": erasure_n,
+    params={"profile": profile, "method": method, "message_bits": message_bits, "rho": rho, "erasure_n": erasure_n_used,
             "bit_error_rate": bit_error_rate if "bitflip" in extractions else None,  # only where bits are flipped
             "dataset": dataset if real else None, "scale": scale if real else None,
             "shares": shares_run,  # the shares run: one leaking as many images as a smaller one is not
-            "n_images": n_images, "n_subsets": n_subsets, "seed": seed},
+            "n_images": n_images_used, "n_subsets": n_subsets_used, "seed": seed},
     metrics=metrics, **fig_context, wall_time=wall,
     perceptual="psnr" if real else "none (simulated extraction: no images)",
 )

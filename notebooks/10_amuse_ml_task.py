@@ -81,17 +81,18 @@ device = start_notebook(profile, seed, cfg.device)
 # smoke trains on 200 images unless the profile string sets another n_train ("smoke:n_train=1000"; the smoke
 # profile's own 600 is the profile, as records key it) or the n_train parameter is given
 smoke_default = cfg.name == "smoke" and cfg.n_train == PROFILES["smoke"].n_train
+# (the count used is n_train_used: n_train stays as given, so running this cell again reads None again)
 given = n_train is not None
-n_train = check_int("n_train", n_train, 10) if given else (200 if smoke_default else cfg.n_train)
+n_train_used = check_int("n_train", n_train, 10) if given else (200 if smoke_default else cfg.n_train)
 full = load_dataset(dataset)
 if given:  # refused above the training split, naming its size (not silently capped)
     if len(full.x_train) < 10:  # no n_train fits: say so, not an empty range [10, N]
         raise ValueError(f"dataset {dataset!r}: its training split is too small for n_train: it holds "
                          f"{len(full.x_train)} images, n_train needs at least 10")
-    n_train = check_int("n_train", n_train, 10, len(full.x_train))
-ds = full.subsample(n_train, cfg.n_test, seed=seed)
-if n_train is not None:  # recorded as trained on: a profile's n_train above the split keeps the split whole
-    n_train = len(ds.x_train)
+    n_train_used = check_int("n_train", n_train, 10, len(full.x_train))
+ds = full.subsample(n_train_used, cfg.n_test, seed=seed)
+if n_train_used is not None:  # recorded as trained on: a profile's n_train above the split keeps the split whole
+    n_train_used = len(ds.x_train)
 if ds.image_shape[0] == 1:
     raise ValueError(f"dataset must hold RGB images for {method}; {dataset} is greyscale")
 print(ds.describe())
@@ -204,7 +205,7 @@ metrics = {f"{r.set}_{k}": getattr(r, k) for r in results.itertuples()
                      "sub_bit_acc_round_trip") if pd.notna(getattr(r, k))}
 metrics.update({f"{name}_mark_readable_round_trip": name not in set(unreadable.set) for name in codecs})
 write_record(NOTEBOOK, params={"profile": profile, "dataset": dataset, "method": method, "scale": scale,
-                               "message_bits": message_bits, "rho": rho, "arch": arch, "n_train": n_train,
+                               "message_bits": message_bits, "rho": rho, "arch": arch, "n_train": n_train_used,
                                "seed": seed},
              metrics=metrics, perceptual="psnr", **context)
 print(f"wall time {wall:.1f} s")

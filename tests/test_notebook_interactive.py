@@ -146,3 +146,171 @@ def test_generator_notebook_without_ipywidgets_shows_one_sample_and_still_writes
     for i in (0, 5, "len(ds.x_test) - 1"):
         n, diffs = kernel.value(f"drawn({i})")
         assert n == 3 and max(diffs[:2]) == 0 and diffs[2] <= 1 / 255  # the residual is shown as uint8
+
+
+def test_verification_notebook_rerun_keeps_a_target_drawn_from_the_key_and_the_default_m(kernel):
+    """target = "key" and m = None, then the set-up cell and the run cell twice (a lecturer's re-run). The run cell
+    overwrote target with the class it drew (5) and the set-up cell m with the profile's verify_m (40): the second
+    run read the class as a fixed target (gamma above its share: refused) and m as given (m_given 40, which the
+    target code uses for every class). Run on stand-ins for the training (sscl.run_sscl and run_controls record
+    what they were asked for), so the two runs can be compared."""
+    cells = _code_cells("03_verification")
+    kernel.ok(cells[0] + '\ntarget = "key"')
+    kernel.ok(cells[1])
+    kernel.ok("asked = []\n"
+              "sscl.run_sscl = lambda ds, cfg, **kw: asked.append(('run_sscl', kw)) or kw\n"
+              "sscl.run_controls = lambda run, **kw: asked.append(('run_controls', kw)) or pd.DataFrame(\n"
+              "    columns=['p_b', 'p_w', 'p_decoy'])")
+    kernel.ok(cells[2])
+    for cell in cells[1:3]:  # again, in the same kernel
+        again = kernel.run(cell)
+        assert again["error"] is None, again["error"]
+    assert kernel.value("target, m, n_models") == ("key", None, None)  # the parameters as given
+    assert kernel.value("len(asked)") == 4
+    assert kernel.value("asked[:2] == asked[2:]")  # the same class, gamma, m and models both times
+    drawn, rate = kernel.value("asked[0][1]['target'], asked[0][1]['rate']")
+    assert kernel.value("sscl.key_targets(key, ds.num_classes, 1)[0], target_from_key, m_given") == (drawn, True,
+                                                                                                   None)
+    assert rate < 0.1  # the drawn class is smaller than gamma: capped (a fixed target would be refused)
+
+
+# The one way a later cell may bind a parameter's name again: ``name = checker(..., name, ...)``, a check that returns
+# the value normalised ("8/255" -> 0.0314, "3" -> 3) and accepts its own result unchanged, so a re-run of the cell
+# checks the same value again. Each is shown to be so below: (checker, arguments with VALUE where the value goes,
+# a value as a user or papermill gives it).
+_VALUE = object()
+_CHECKERS = {
+    "check_int": ("dovlib.params", ("n", _VALUE, 1), "3"),
+    "parse_eps": ("dovlib.params", (_VALUE,), "8/255"),
+    "parse_rate": ("dovlib.params", (_VALUE,), "0.1"),
+    "parse_fraction": ("dovlib.params", ("tau", _VALUE, 0, 1), "1/4"),
+    "check_bool": ("dovlib.params", ("b", _VALUE), True),
+    "check_key": ("dovlib.sscl", (_VALUE,), "20240607"),
+    "check_redraw": ("dovlib.sscl", (_VALUE, 2), True),
+    "check_code_draws": ("dovlib.sscl", (_VALUE, 2, 2), "2"),
+    "check_train_batch": ("dovlib.models", ("batch", _VALUE, "resnet18", (3, 32, 32)), "8"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_CHECKERS))
+def test_parameter_checkers_accept_their_own_result_unchanged(name):
+    import importlib
+
+    module, args, given = _CHECKERS[name]
+    fn = getattr(importlib.import_module(module), name)
+
+    def call(value):
+        return fn(*[value if a is _VALUE else a for a in args])
+
+    once = call(given)
+    assert call(once) == once and type(call(once)) is type(once)
+    assert once != given or isinstance(given, bool)  # the string was normalised: the check is not a no-op here
+
+
+def test_parse_target_is_not_such_a_checker():
+    """parse_target("key") is None, which parse_target refuses: a cell that wrote target = parse_target(target) could
+    not run twice (notebook 03 did)."""
+    from dovlib.params import parse_target
+
+    assert parse_target("key") is None
+    with pytest.raises(ValueError, match="target must be a class index"):
+        parse_target(None)
+
+
+def _parameter_rebindings(source: str, params: set[str]) -> list[tuple[int, str]]:
+    """``(line, statement)`` for each binding at module level of a name in ``params`` that is not a check in place
+    (``name = checker(..., name, ...)``, or such checks side by side in a tuple assignment). Bindings: assignments
+    (plain, augmented, annotated, ``:=``), for/with/except targets, imports, def/class, del, and a function's
+    ``global`` name; function bodies' own names are local and not looked at."""
+    import ast
+
+    def checked_in_place(target, value) -> bool:
+        if isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple) and len(target.elts) == len(value.elts):
+            return all(checked_in_place(t, v) for t, v in zip(target.elts, value.elts))
+        if not isinstance(target, ast.Name) or target.id not in params:
+            return True  # binds no parameter (as far as this pair goes)
+        if not isinstance(value, ast.Call):
+            return False
+        fn = value.func.attr if isinstance(value.func, ast.Attribute) else getattr(value.func, "id", None)
+        args = list(value.args) + [k.value for k in value.keywords]
+        return fn in _CHECKERS and any(isinstance(a, ast.Name) and a.id == target.id for a in args)
+
+    def stored(node) -> set[str]:
+        return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del))}
+
+    def header(node):
+        """The nodes of a statement outside its nested statements and function scopes (lambdas, defs, classes)."""
+        todo = [v for f, v in ast.iter_fields(node) if f not in ("body", "orelse", "finalbody", "handlers", "cases")]
+        while todo:
+            item = todo.pop()
+            if isinstance(item, list):
+                todo += item
+            elif isinstance(item, ast.AST) and not isinstance(item, (ast.Lambda, ast.FunctionDef, ast.ClassDef)):
+                yield item
+                todo += list(ast.iter_child_nodes(item))
+
+    found = []
+
+    def flag(node, names):
+        if names & params:
+            found.append((node.lineno, ast.get_source_segment(source, node).splitlines()[0]))
+
+    def visit(body):
+        for node in body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                flag(node, {node.name})
+                flag(node, {n for g in ast.walk(node) if isinstance(g, ast.Global) for n in g.names})
+                continue
+            if isinstance(node, ast.Assign):
+                if not all(checked_in_place(t, node.value) for t in node.targets):
+                    flag(node, set().union(*map(stored, node.targets)))
+            elif isinstance(node, (ast.AugAssign, ast.AnnAssign, ast.Delete)):
+                flag(node, stored(node))
+            elif isinstance(node, (ast.For, ast.AsyncFor)):
+                flag(node, stored(node.target))
+            elif isinstance(node, (ast.With, ast.AsyncWith)):
+                flag(node, set().union(set(), *(stored(i.optional_vars) for i in node.items if i.optional_vars)))
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                flag(node, {(a.asname or a.name).split(".")[0] for a in node.names})
+            elif isinstance(node, ast.Try):
+                for h in node.handlers:
+                    if h.name:
+                        flag(h, {h.name})
+            flag(node, {n.target.id for n in header(node) if isinstance(n, ast.NamedExpr)})
+            for field in ("body", "orelse", "finalbody"):
+                visit(getattr(node, field, []))
+            for h in getattr(node, "handlers", []):
+                visit(h.body)
+            for case in getattr(node, "cases", []):
+                flag(case.pattern, {getattr(n, "name", None) or getattr(n, "rest", None)
+                                    for n in ast.walk(case.pattern)})
+                visit(case.body)
+
+    visit(ast.parse(source).body)
+    return found
+
+
+def _python(cell: str) -> str:
+    """A code cell's Python: IPython's magics and shell escapes (``%matplotlib``, ``!pip``) made ``pass``."""
+    return "\n".join(line[:len(line) - len(line.lstrip())] + "pass" if line.lstrip().startswith(("%", "!")) else line
+                     for line in cell.splitlines())
+
+
+@pytest.mark.parametrize("stem", sorted(p.stem for p in (REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.py")))
+def test_no_cell_binds_a_parameter_name_again_except_to_check_it(stem):
+    """A lecturer re-runs cells: a later cell that binds a parameter's name to a value it resolved (a default filled
+    in, a class drawn from the key, the count used) makes the next run of the cells read that value as if the user had
+    given it (notebook 03: target "key" became the class drawn, 5, and the re-run refused gamma for it as a fixed
+    target; m None became 40, and the target code then took m as given). Resolved values get names of their own
+    (m_used, target_class, owner_alpha); the parameter's name may only be checked in place."""
+    import ast
+
+    nb = jupytext.read(REPO_ROOT / "notebooks" / f"{stem}.py")
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    [first] = [i for i, c in enumerate(code) if "parameters" in c.metadata.get("tags", [])]
+    params = {n.id for n in ast.walk(ast.parse(code[first].source)) if isinstance(n, ast.Name)
+              and isinstance(n.ctx, ast.Store)}
+    assert params, "no names in the parameters cell"
+    found = [f"code cell {i}, line {line}: {text}" for i, c in enumerate(code[first + 1:], first + 1)
+             for line, text in _parameter_rebindings(_python(c.source), params)]
+    assert not found, f"{stem} binds parameters again:\n" + "\n".join(found)
