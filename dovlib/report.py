@@ -27,6 +27,8 @@ __all__ = ["reports_dir", "notebook_dir", "RUN_TAG_ENV", "artifact_name", "save_
 
 
 def reports_dir() -> Path:
+    """``reports/`` of the repository, or ``$DOVLIB_REPORTS`` (a relative one from the working folder: a Jupyter
+    kernel's is ``notebooks/``, so :func:`start_notebook` warns about it)."""
     return Path(os.environ.get("DOVLIB_REPORTS", REPO_ROOT / "reports"))
 
 
@@ -142,7 +144,9 @@ def start_notebook(profile: str, seed: int | None = None, device="auto", note: s
     and torch's versions, the device's name, the profile string, the seed and ``note``, so an executed notebook
     always shows what it ran on. A ``quick`` or ``paper`` profile whose ``device="auto"`` finds no GPU warns: it
     runs on the CPU (at the full budget an hour or more for quick, days for paper); ``device=cpu`` in the profile
-    string says that is meant and silences the warning.
+    string says that is meant and silences the warning. So does a relative ``$DOVLIB_REPORTS`` or ``$DOVLIB_RUNS``,
+    naming the folder it resolves to: it is read from the working folder, for a Jupyter kernel the notebook's folder,
+    not the one it was exported in (``dovlib.reproduce`` makes both absolute before its kernels start).
     """
     import warnings
 
@@ -165,6 +169,14 @@ def start_notebook(profile: str, seed: int | None = None, device="auto", note: s
                       f"a CPU use -p profile smoke, or a smaller budget such as "
                       f"-p profile 'quick:device=cpu,epochs=10,width=16' (device=cpu also silences this warning)",
                       stacklevel=2)
+    for var, folder, what in (("DOVLIB_REPORTS", reports_dir, "tables, figures and records"),
+                              ("DOVLIB_RUNS", runs_dir, "checkpoints and cached results")):
+        value = os.environ.get(var, "")
+        if value and not Path(value).is_absolute():  # exported in one folder, read in another (a kernel's notebooks/)
+            warnings.warn(f"{var}={value!r} is relative: read from the working folder {Path.cwd()} (a Jupyter "
+                          f"kernel's is the notebook's folder), so this run's {what} go to {folder().resolve()}. "
+                          f"For another folder, export its absolute path before starting Jupyter (e.g. "
+                          f"export {var}=$(realpath {value}) in the folder it is relative to)", stacklevel=2)
     reset_training_provenance()  # records name how this notebook's models were trained (write_record)
     if seed is not None:
         seed_everything(seed)
@@ -324,7 +336,8 @@ def timer():
 
 
 def runs_dir() -> Path:
-    """Git-ignored folder for checkpoints and caches of long runs: ``runs/`` (``$DOVLIB_RUNS`` overrides)."""
+    """Git-ignored folder for checkpoints and caches of long runs: ``runs/`` (``$DOVLIB_RUNS`` overrides; a relative
+    one is read from the working folder, as :func:`reports_dir` says)."""
     return Path(os.environ.get("DOVLIB_RUNS", REPO_ROOT / "runs"))
 
 

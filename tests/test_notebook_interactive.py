@@ -21,11 +21,11 @@ class _Kernel:
     """A python3 kernel as JupyterLab starts one for a notebook (cwd notebooks/, this process's environment, which
     conftest points at temporary reports/ and runs/ folders and the Agg backend)."""
 
-    def __init__(self):
+    def __init__(self, **env):
         from jupyter_client.manager import start_new_kernel
 
         self.km, self.kc = start_new_kernel(kernel_name="python3", cwd=str(REPO_ROOT / "notebooks"),
-                                            env=dict(os.environ))
+                                            env={**os.environ, **env})
 
     def run(self, code: str, timeout: float = 900) -> dict:
         """Execute ``code``; its output (stream text) in ``out``, and its error ``(ename, evalue)`` or None."""
@@ -172,6 +172,34 @@ def test_verification_notebook_rerun_keeps_a_target_drawn_from_the_key_and_the_d
     assert kernel.value("sscl.key_targets(key, ds.num_classes, 1)[0], target_from_key, m_given") == (drawn, True,
                                                                                                    None)
     assert rate < 0.1  # the drawn class is smaller than gamma: capped (a fixed target would be refused)
+
+
+def test_a_relative_reports_or_runs_folder_is_said_to_be_read_from_the_notebooks_folder(tmp_path):
+    """DOVLIB_REPORTS / DOVLIB_RUNS exported relative (as from the repository's folder before `jupyter lab`) are read
+    by the kernel from its working folder, notebooks/: the tables, figures, records and models went to another
+    folder than meant, silently. start_notebook (every notebook's set-up) now warns, naming the folder used; an
+    absolute path (what dovlib.reproduce passes its kernels) is not warned about."""
+    notebooks = REPO_ROOT / "notebooks"
+    rel = {name: os.path.relpath(tmp_path / folder, notebooks)  # relative from notebooks/, so tmp_path gets the files
+           for name, folder in (("DOVLIB_REPORTS", "my-reports"), ("DOVLIB_RUNS", "my-runs"))}
+    k = _Kernel(**rel)
+    try:
+        out = k.ok("from dovlib.report import run_dir, start_notebook, write_record\n"
+                   "start_notebook('smoke', 0, 'cpu')")
+        flat = " ".join(out.split())
+        for name, folder in (("DOVLIB_REPORTS", "my-reports"), ("DOVLIB_RUNS", "my-runs")):
+            assert f"{name}={rel[name]!r} is relative: read from the working folder {notebooks}" in flat, out
+            assert str(tmp_path / folder) in flat, out  # where the results go, resolved
+        k.ok("write_record('00_quickstart', {'profile': 'smoke'}, {'acc': 1.0}); run_dir('00_quickstart', {})")
+        assert (tmp_path / "my-reports" / "00_quickstart" / "metrics.json").is_file()
+        assert list((tmp_path / "my-runs" / "00_quickstart").iterdir())
+    finally:
+        k.close()
+    k = _Kernel(**{name: str(tmp_path / name) for name in rel})
+    try:
+        assert "is relative" not in k.ok("from dovlib.report import start_notebook\nstart_notebook('smoke', 0, 'cpu')")
+    finally:
+        k.close()
 
 
 # The one way a later cell may bind a parameter's name again: ``name = checker(..., name, ...)``, a check that returns
