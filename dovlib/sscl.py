@@ -1220,9 +1220,9 @@ def check_selection_options(select_attempts: int, n_proxies: int, check_alpha, a
     given = ([f"n_proxies={n_proxies}"] if n_proxies != 1 else []) + (
         [f"check_alpha={check_alpha}"] if stricter else [])
     if given:
-        raise ValueError(f"{' and '.join(given)} tune the owner's generator selection, which needs select_attempts "
-                         f">= 2; got select_attempts={select_attempts} (leave n_proxies 1 and check_alpha None "
-                         "without it)")
+        raise ValueError(f"{' and '.join(given)} tune{'s' * (len(given) == 1)} the owner's generator selection, which "
+                         f"needs select_attempts >= 2; got select_attempts={select_attempts} (leave n_proxies 1 and "
+                         "check_alpha None without it)")
 
 
 def _other_selection(other, redraw_surrogate: bool) -> dict:

@@ -359,9 +359,9 @@ def test_controls_refuse_selection_options_without_a_selection(controls):
     as notebooks 02 and 03 refuse them, so a record never names a check that did not run."""
     run = SimpleNamespace(ds=None, profile=get_profile("smoke"), params={}, targets=(1,))
     fn = getattr(sscl, controls)
-    with pytest.raises(ValueError, match=r"n_proxies=2 tune the owner's generator selection.*select_attempts=1"):
+    with pytest.raises(ValueError, match=r"n_proxies=2 tunes the owner's generator selection.*select_attempts=1"):
         fn(run, select_attempts=1, n_proxies=2)
-    with pytest.raises(ValueError, match=r"check_alpha=0.001 tune"):
+    with pytest.raises(ValueError, match=r"check_alpha=0.001 tunes the owner"):
         fn(run, select_attempts=1, check_alpha=0.001)
     # check_alpha = alpha (what notebook 03 passes for None) is no stricter check: accepted, so the call goes past
     # the options to the run's parameters, where the fake run has no seed

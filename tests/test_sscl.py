@@ -1480,11 +1480,11 @@ def test_selection_options_without_selection_are_refused_by_name():
     with pytest.raises(ValueError, match=r"n_proxies=3 and check_alpha=0.001 tune the owner's generator selection, "
                                          r"which needs select_attempts >= 2; got select_attempts=1"):
         sscl.check_selection_options(1, 3, 0.001)
-    with pytest.raises(ValueError, match=r"^check_alpha=0.005 tune"):
+    with pytest.raises(ValueError, match=r"^check_alpha=0.005 tunes the owner"):
         sscl.check_selection_options(1, 1, 0.005)
     # given alpha, a check at alpha itself (what check_level makes of None) is no stricter check; a stricter one is
     sscl.check_selection_options(1, 1, 0.01, alpha="0.01")
-    with pytest.raises(ValueError, match=r"^check_alpha=0.005 tune"):
+    with pytest.raises(ValueError, match=r"^check_alpha=0.005 tunes the owner"):
         sscl.check_selection_options(1, 1, 0.005, alpha=0.01)
 
 
