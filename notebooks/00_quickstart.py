@@ -75,7 +75,7 @@ print(f"test accuracy {result.final['test_acc']:.4f} after {epochs_used} epochs,
 
 # %%
 fig = learning_curve(result.history, title=f"{arch} on {ds.name} ({profile} profile)")
-save_fig(fig, "learning_curve", NOTEBOOK, **context)
+save_fig(fig, "learning_curve", NOTEBOOK, **context);
 
 # %% [markdown]
 # ## Record

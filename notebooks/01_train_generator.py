@@ -140,7 +140,7 @@ grid = sns.relplot(data=hist, x="iter", y="value", col="term", kind="line", heig
                    facet_kws={"sharey": False})
 grid.figure.suptitle(f"generator training ({profile}, {ds.name}, eps {eps_label(eps)}, {perceptual})",
                      y=1.04)
-save_fig(grid.figure, "generator_losses", NOTEBOOK, **context)
+save_fig(grid.figure, "generator_losses", NOTEBOOK, **context);
 
 # %% [markdown]
 # ## What the watermark looks like
@@ -150,7 +150,7 @@ save_fig(grid.figure, "generator_losses", NOTEBOOK, **context)
 show = ds.x_test[:8]
 marked = G.mark(show)
 fig = image_grid({"clean": show, "watermarked": marked, "residual (amplified)": sscl.amplified_residual(show, marked)})
-save_fig(fig, "clean_watermarked_residual", NOTEBOOK, **context)
+save_fig(fig, "clean_watermarked_residual", NOTEBOOK, **context);
 
 # %% [markdown]
 # In JupyterLab the slider browses further samples (under papermill it just displays the first one). Without

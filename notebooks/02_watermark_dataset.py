@@ -212,7 +212,7 @@ fig, ax = plt.subplots()  # a figure of its own, never the axes of one drawn bef
 sns.barplot(data=acc, x="class", y="accuracy", hue="model", ax=ax)
 ax.set_title(f"per-class clean accuracy (target = {ds.classes[target]}); {label}", fontsize="small")
 ax.tick_params(axis="x", rotation=45)
-save_fig(ax.figure, "per_class_accuracy", NOTEBOOK, **context)
+save_fig(ax.figure, "per_class_accuracy", NOTEBOOK, **context);
 
 # %% [markdown]
 # ## Record
@@ -272,7 +272,7 @@ sns.barplot(data=long, x="method", y="value", hue="measure", ax=ax)
 ax.set(xlabel="", ylabel="share", ylim=(0, 1.05))
 ax.set_title(f"Table I, all methods (WSR = untargeted success for UBW-P/UBW-C)\n{label}", fontsize="small")
 ax.tick_params(axis="x", rotation=45)
-save_fig(ax.figure, "table1_all_methods", NOTEBOOK, **context)
+save_fig(ax.figure, "table1_all_methods", NOTEBOOK, **context);
 
 # %% [markdown]
 # Beside the paper (ResNet-18, full CIFAR-10, gamma 0.1). Only the CIFAR-10 BA/WSR values of the paper were
@@ -320,7 +320,7 @@ display(tested[["method", "BA", "WSR", "WSR_benign", "lift", "p_vs_benign", "str
 table_reading = reading(tested, agreement, label)
 print(table_reading)
 save_table(tested.drop(columns=["key"]), "table1_floor_test", NOTEBOOK,
-           caption=f"Table I with each trigger tested against its benign floor ({label}; n_eval {n_eval})", **context)
+           caption=f"Table I with each trigger tested against its benign floor ({label}; n_eval {n_eval})", **context);
 
 # %%
 table_metrics = {f"{r.key}_{q}": getattr(r, q) for r in table_all.itertuples() for q in ("BA", "WSR", "WSR_benign")

@@ -294,7 +294,7 @@ fig, ax = plt.subplots(figsize=(7, 3.4))
 sns.boxplot(data=per_image, x="scenario", y="P_w - P_b", hue="model_seed", ax=ax)
 ax.axhline(tau, ls="--", c="k", lw=1)
 ax.set_title(label, fontsize="x-small")
-save_fig(fig, "delta_per_image", NOTEBOOK, **context)
+save_fig(fig, "delta_per_image", NOTEBOOK, **context);
 
 # %% [markdown]
 # ## How the share of claimed models changes with tau

@@ -181,7 +181,7 @@ save_table(ft, "finetuning", NOTEBOOK, caption="Fine-tuning: " + caption, **reco
 collapsed = ("" if not at_chance.any() else f"; at rate(s) {', '.join(f'{r:.0%}' for r in pr.loc[at_chance, 'rate'])} "
              f"BA is within 0.05 of chance ({1 / ds.num_classes:.2f}): a collapsed model, whose WSR says nothing "
              "about the watermark")
-save_table(pr, "pruning", NOTEBOOK, caption="Pruning: " + caption + collapsed, **record_context)
+save_table(pr, "pruning", NOTEBOOK, caption="Pruning: " + caption + collapsed, **record_context);
 
 # %% [markdown]
 # ## The paper's claims, checked on this data

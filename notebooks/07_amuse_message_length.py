@@ -35,7 +35,7 @@ method = "dwtDct"  # dwtDct | dwtDctSvd | rivaGan (at most 32 bits; its ONNX net
 scale = 36  # DCT quantisation step (the AMUSE paper uses 36, 30, 20); ignored by rivaGan
 message_bits = None  # message lengths L to sweep, e.g. [100, 200, 300] or "100,200"; None: the profile's list
 rho = 0.8  # AMUSE rho_max: any leaked share of images above it must still hold the whole message
-attacks = None  # none | representative (8) | grid (45); None: representative, paper grid
+attacks = None  # none | representative (8) | grid (45) | hidden (6, HiDDeN's noises); None: representative, paper grid
 dataset = "skimage-photos"  # image pool: skimage-photos (256x256 crops), cifar10-subset (upsampled) or folder:PATH
 n_messages = None  # random messages per setting (the paper: 10); None: smoke 1, quick 3, paper 10
 seed = 0  # seeds image sampling and messages
@@ -84,7 +84,7 @@ too_long = [L for L in lengths if AmuseCodec.from_rho(L, rho, seed).sub_message_
 if len(too_long) == len(lengths):  # lengths only some schemes fit are run for those and skipped for the others
     raise ValueError(f"message_bits {lengths}: even AMUSE's sub-messages (rho {rho:g}) exceed {method}'s "
                      f"capacity_bits = {capacity} for every length; give shorter messages")
-start_notebook(profile, seed, "cpu", note="invisible-watermark runs on the CPU")
+start_notebook(profile, seed, "cpu", note="invisible-watermark runs on the CPU");
 
 # %% [markdown]
 # ## Images
@@ -123,7 +123,7 @@ print(limits_df.to_string(index=False))
 fig = image_grid({"cover": images[:6], f"{method} 32 bits": marked32[:6],
                   "x8 difference": ((marked32[:6].float() - images[:6].float()) * 8 + 128).clamp(0, 255).byte()},
                  ncols=6, scale=1.6)
-save_fig(fig, "examples", NOTEBOOK, **fig_context)
+save_fig(fig, "examples", NOTEBOOK, **fig_context);
 
 # %% [markdown]
 # ## Accuracy against message length
@@ -171,7 +171,7 @@ g = sns.relplot(data=long, x="L", y="accuracy", hue="scheme", style="attacked", 
                 marker="o", height=3.2, aspect=1.2)
 g.set(ylim=(-0.02, 1.02))
 g.figure.suptitle(f"{wm_label}, {len(images)} images, rho={rho:g} ({profile} profile, CPU)", y=1.04)
-save_fig(g.figure, "accuracy_vs_length", NOTEBOOK, **fig_context)
+save_fig(g.figure, "accuracy_vs_length", NOTEBOOK, **fig_context);
 
 # %% [markdown]
 # Per attack family (mean over the family's parameters), rebuilt-message bit accuracy:

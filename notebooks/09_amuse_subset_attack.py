@@ -201,7 +201,7 @@ for ax in g.axes.flat:
         if pd.notna(guaranteed[c.name]):
             ax.axvline(max(guaranteed[c.name], curves["share"].min()), ls="--", lw=0.8, color=colour)
 fig_context = dict(dataset=pool.name if real else "simulated", is_subset=bool(real and pool.is_subset), **context)
-save_fig(g.figure, "accuracy_vs_leaked_share", NOTEBOOK, **fig_context)
+save_fig(g.figure, "accuracy_vs_leaked_share", NOTEBOOK, **fig_context);
 
 # %% [markdown]
 # ## Guaranteed and observed leak ratios
@@ -288,8 +288,9 @@ print("\n".join(reading) or f"Nothing to compare here (extraction {', '.join(ext
 
 # %% [markdown]
 # ## extra: the whole trade-off
-# Every AMUSE and erasure (n, k) with n <= 16: bits per image against the guaranteed leak ratio. Erasure codes
-# reach a low guaranteed ratio at a similar length, where AMUSE must send most of the message per image.
+# Every AMUSE and erasure (n, k) with n <= 16, and the baseline (all L bits in every image, so any one image holds
+# the message: rho 0): bits per image against the guaranteed leak ratio. Erasure codes reach a low guaranteed ratio
+# at a similar length, where AMUSE must send most of the message per image.
 
 # %%
 # extra: cheap (combinatorics only)
@@ -297,8 +298,8 @@ trade = tradeoff_table(message_bits, n_max=16)
 fig, ax = plt.subplots()  # its own figure: not the last panel of a grid left open above
 sns.scatterplot(data=trade, x="rho", y="sub_message_bits", hue="codec", style="codec", ax=ax)
 ax.set(xlabel="guaranteed leak ratio rho (lower is better)", ylabel="bits per image",
-       title=f"L = {message_bits}: every (n, k) with n <= 16")
-save_fig(ax.figure, "tradeoff_bits_vs_rho", NOTEBOOK, dataset="none", **context)
+       title=f"L = {message_bits}: every (n, k) with n <= 16, and the baseline")
+save_fig(ax.figure, "tradeoff_bits_vs_rho", NOTEBOOK, dataset="none", **context);
 
 # %% [markdown]
 # ## Record
@@ -327,4 +328,3 @@ record = write_record(
     perceptual="psnr" if real else "none (simulated extraction: no images)",
 )
 print(f"wall time {wall:.1f} s")
-compare

@@ -152,7 +152,7 @@ print(("WARNING:" + mark_note) if mark_note else f"every mark reads above chance
 
 # %%
 fig = image_grid({k: v[:8] for k, v in train_sets.items()}, ncols=8)
-save_fig(fig, "examples", NOTEBOOK, **fig_context)
+save_fig(fig, "examples", NOTEBOOK, **fig_context);
 
 # %% [markdown]
 # ## Train one classifier per training set
@@ -183,7 +183,7 @@ print(results.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 hist = pd.concat(histories)
 g = sns.relplot(data=hist, x="epoch", y="test_acc", hue="set", kind="line", marker="o", height=3.2, aspect=1.4)
 g.figure.suptitle(f"{arch} on {ds.name} ({profile} profile, {device})", y=1.03)
-save_fig(g.figure, "test_accuracy", NOTEBOOK, **fig_context)
+save_fig(g.figure, "test_accuracy", NOTEBOOK, **fig_context);
 
 # %% [markdown]
 # ## Record

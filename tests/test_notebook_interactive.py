@@ -342,3 +342,28 @@ def test_no_cell_binds_a_parameter_name_again_except_to_check_it(stem):
     found = [f"code cell {i}, line {line}: {text}" for i, c in enumerate(code[first + 1:], first + 1)
              for line, text in _parameter_rebindings(_python(c.source), params)]
     assert not found, f"{stem} binds parameters again:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize("stem", sorted(p.stem for p in (REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.py")))
+def test_no_cell_shows_what_a_report_function_returns(stem):
+    """dovlib.report's functions return bookkeeping (save_fig the files' paths, save_table one path, start_notebook
+    the device, write_record the record): a cell ending in a bare call to one showed it as its result, e.g.
+    `[PosixPath('.../learning_curve.png'), PosixPath('.../learning_curve.svg')]` under a figure, or
+    `device(type='cpu')` under notebook 07's set-up. Such a last line ends with `;` (or assigns the value)."""
+    import ast
+
+    import dovlib.report
+
+    report = {name for name, obj in vars(dovlib.report).items() if callable(obj)
+              and getattr(obj, "__module__", None) == "dovlib.report"}
+    found = []
+    for i, cell in enumerate(_code_cells(stem)):
+        src = _python(cell)
+        body = ast.parse(src).body
+        last = body[-1] if body else None
+        if isinstance(last, ast.Expr) and isinstance(last.value, ast.Call):
+            fn = last.value.func
+            name = fn.attr if isinstance(fn, ast.Attribute) else getattr(fn, "id", None)
+            if name in report and not src.rstrip().endswith(";"):
+                found.append(f"code cell {i}: {ast.get_source_segment(src, last).splitlines()[0]}")
+    assert not found, f"{stem} shows a report function's value:\n" + "\n".join(found)
