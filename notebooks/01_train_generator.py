@@ -65,9 +65,12 @@ surrogate_width = None  # None (the profile's width, the suspects') or an intege
 # ## Setup
 
 # %%
+import io
+
 import pandas as pd
 import seaborn as sns
 import torch
+from IPython.display import Image, display
 from matplotlib import pyplot as plt
 
 from dovlib import sscl
@@ -153,8 +156,10 @@ fig = image_grid({"clean": show, "watermarked": marked, "residual (amplified)": 
 save_fig(fig, "clean_watermarked_residual", NOTEBOOK, **context);
 
 # %% [markdown]
-# In JupyterLab the slider browses further samples (under papermill it just displays the first one). Without
-# ipywidgets the cell draws the first sample and says so; `_show(i)` draws sample i.
+# In JupyterLab the slider browses the test samples, under any matplotlib backend. A batch run (papermill,
+# `dovlib.reproduce`) runs the cell once: sample 0 is drawn into the slider's output, which the executed notebook keeps
+# only in its saved widget state (a viewer that renders widgets shows it; the cell's own output is the slider, as
+# text elsewhere). Without ipywidgets the cell draws sample 0 as its output and says so; `_show(i)` draws sample i.
 
 # %%
 try:
@@ -163,12 +168,19 @@ except ImportError:  # only the slider needs it: the quality table and the recor
     widgets = None
 
 
-def _show(i=0):
+def _sample_figure(i=0):
     x = ds.x_test[i:i + 1]
     xm = G.mark(x)
-    image_grid({f"#{i} clean / watermarked / residual": torch.cat([x, xm, (sscl.amplified_residual(x, xm) * 255)
-                                                                  .to(torch.uint8)])}, ncols=3, scale=2.2)
-    plt.show()
+    residual = (sscl.amplified_residual(x, xm) * 255).to(torch.uint8)
+    return image_grid({f"#{i} clean / watermarked / residual": torch.cat([x, xm, residual])}, ncols=3, scale=2.2)
+
+
+def _show(i=0):  # as a PNG, its figure closed: the same under any matplotlib backend (plt.show() under Agg shows none)
+    fig = _sample_figure(i)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", bbox_inches="tight")
+    plt.close(fig)
+    display(Image(png.getvalue()))
 
 
 if widgets is None:

@@ -28,16 +28,19 @@ class _Kernel:
                                             env={**os.environ, **env})
 
     def run(self, code: str, timeout: float = 900) -> dict:
-        """Execute ``code``; its output (stream text) in ``out``, and its error ``(ename, evalue)`` or None."""
-        text = []
+        """Execute ``code``; its output (stream text) in ``out``, the MIME types of each thing it displayed (its
+        result too) in ``shown``, and its error ``(ename, evalue)`` or None."""
+        text, shown = [], []
 
         def hook(msg):
             if msg["msg_type"] == "stream":
                 text.append(msg["content"]["text"])
+            elif msg["msg_type"] in ("display_data", "execute_result"):
+                shown.append(sorted(msg["content"]["data"]))
 
         reply = self.kc.execute_interactive(code, timeout=timeout, output_hook=hook)["content"]
         err = (reply["ename"], reply["evalue"]) if reply["status"] == "error" else None
-        return {"out": "".join(text), "error": err}
+        return {"out": "".join(text), "shown": shown, "error": err}
 
     def ok(self, code: str, timeout: float = 900) -> str:
         res = self.run(code, timeout)
@@ -126,18 +129,17 @@ def test_generator_notebook_without_ipywidgets_shows_one_sample_and_still_writes
     """ipywidgets only drives notebook 01's slider, yet without it (a kernel environment it was not installed in;
     docs/measured-h100.md) the slider cell's import stopped Run All there, before the quality table and the record.
     The cell now draws the first sample and says how to draw others; the slider's callback draws sample i clean,
-    watermarked (G.mark) and its residual."""
+    watermarked (G.mark) and its residual (_sample_figure(i), which _show(i) shows)."""
     kernel.ok("import sys; sys.modules['ipywidgets'] = None  # as if it were not installed")
     outs = [kernel.run(cell) for cell in _code_cells("01_train_generator")]
     assert [o["error"] for o in outs] == [None] * len(outs)
     assert any("ipywidgets is not installed" in o["out"] for o in outs)
     kernel.ok("from dovlib.report import load_records")
     assert kernel.value("[r['params']['arch'] for r in load_records(NOTEBOOK)]") == ["resnet18"]  # the record
+    assert any(["image/png", "text/plain"] in o["shown"] for o in outs if "ipywidgets is not installed" in o["out"])
     kernel.ok("import numpy as np\n"
               "def drawn(i):\n"
-              "    plt.close('all')\n"
-              "    _show(i)\n"
-              "    axes = [a for a in plt.gcf().axes if a.images]\n"
+              "    axes = [a for a in _sample_figure(i).axes if a.images]\n"
               "    x = ds.x_test[i:i + 1]\n"
               "    xm = G.mark(x)\n"
               "    want = [x / 255, xm / 255, sscl.amplified_residual(x, xm)]\n"
@@ -200,6 +202,37 @@ def test_a_relative_reports_or_runs_folder_is_said_to_be_read_from_the_notebooks
         assert "is relative" not in k.ok("from dovlib.report import start_notebook\nstart_notebook('smoke', 0, 'cpu')")
     finally:
         k.close()
+
+
+def test_generator_notebook_slider_shows_each_sample_and_leaves_no_figure_open(kernel):
+    """Notebook 01's slider drew each sample with plt.show(): under MPLBACKEND=Agg (nbval, batch runs, a kernel
+    started with it) that shows nothing, so the slider's first state and every move stayed empty, and each left its
+    figure open (one more per move). Each sample is now shown as a PNG and its figure closed, under any backend. On
+    stand-ins for the trained generator (a mark that adds 3 grey levels) and the data."""
+    cells = _code_cells("01_train_generator")
+    kernel.ok(cells[0])
+    kernel.ok(cells[1])
+    kernel.ok("from types import SimpleNamespace as _NS\n"
+              "ds = _NS(x_test=torch.randint(0, 250, (5, 3, 32, 32), dtype=torch.uint8))\n"
+              "G = _NS(mark=lambda x: x + 3)\n"
+              "plt.close('all')")
+    slider = kernel.run(_cell(cells, "widgets.interact("))
+    assert slider["error"] is None, slider["error"]
+    assert ["image/png", "text/plain"] in slider["shown"]  # sample 0, in the slider's output
+    assert kernel.value("plt.get_fignums()") == []
+    moved = kernel.run("_show.widget.children[0].value = 4")  # what moving the slider does in the kernel
+    assert moved["error"] is None, moved["error"]
+    assert ["image/png", "text/plain"] in moved["shown"] and kernel.value("plt.get_fignums()") == []
+    # what is shown: sample i clean, watermarked and its amplified residual, side by side
+    kernel.ok("import numpy as np\n"
+              "fig = _sample_figure(4)\n"
+              "x = ds.x_test[4:5]\n"
+              "want = [x / 255, G.mark(x) / 255, sscl.amplified_residual(x, G.mark(x))]\n"
+              "diffs = [float(np.abs(np.asarray(a.images[0].get_array()) - w[0].permute(1, 2, 0).numpy()).max())\n"
+              "         for a, w in zip([a for a in fig.axes if a.images], want)]")
+    assert kernel.value("len([a for a in fig.axes if a.images])") == 3
+    diffs = kernel.value("diffs")
+    assert max(diffs[:2]) == 0 and diffs[2] <= 1 / 255  # the residual is shown as uint8
 
 
 # The one way a later cell may bind a parameter's name again: ``name = checker(..., name, ...)``, a check that returns
