@@ -18,7 +18,7 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-from .data import REPO_ROOT
+from .data import REPO_ROOT, data_dir
 
 __all__ = ["reports_dir", "notebook_dir", "RUN_TAG_ENV", "artifact_name", "save_fig", "save_table", "runs_dir",
            "run_dir", "env_info", "run_context", "record_key", "load_records", "find_record", "write_record", "timer",
@@ -144,10 +144,10 @@ def start_notebook(profile: str, seed: int | None = None, device="auto", note: s
     and torch's versions, the device's name, the profile string, the seed and ``note``, so an executed notebook
     always shows what it ran on. A ``quick`` or ``paper`` profile whose ``device="auto"`` finds no GPU warns: it
     runs on the CPU (at the full budget an hour or more for quick, days for paper); ``device=cpu`` in the profile
-    string says that is meant and silences the warning. So does a relative ``$DOVLIB_REPORTS`` or ``$DOVLIB_RUNS``,
-    naming the folder it resolves to: it is read from the working folder, for a Jupyter kernel the notebook's folder,
-    not the one it was exported in (``dovlib.reproduce`` makes both absolute before its kernels start).
-    """
+    string says that is meant and silences the warning. A relative ``$DOVLIB_REPORTS``, ``$DOVLIB_RUNS``,
+    ``$DOVLIB_CACHE`` or ``$DOVLIB_IMAGENET`` warns too, naming the folder it resolves to: it is read from the working
+    folder, for a Jupyter kernel the notebook's folder, not the one it was exported in (``dovlib.reproduce`` makes
+    them absolute before its kernels start; a missing file under a relative ``$DOVLIB_DATA`` says so itself)."""
     import warnings
 
     import torch
@@ -169,12 +169,15 @@ def start_notebook(profile: str, seed: int | None = None, device="auto", note: s
                       f"a CPU use -p profile smoke, or a smaller budget such as "
                       f"-p profile 'quick:device=cpu,epochs=10,width=16' (device=cpu also silences this warning)",
                       stacklevel=2)
-    for var, folder, what in (("DOVLIB_REPORTS", reports_dir, "tables, figures and records"),
-                              ("DOVLIB_RUNS", runs_dir, "checkpoints and cached results")):
+    for var, folder, what in (("DOVLIB_REPORTS", reports_dir, "tables, figures and records go to"),
+                              ("DOVLIB_RUNS", runs_dir, "checkpoints and cached results go to"),
+                              ("DOVLIB_CACHE", data_dir, "dataset downloads and decoded arrays are read from"),
+                              ("DOVLIB_IMAGENET", lambda: Path(os.environ["DOVLIB_IMAGENET"]),
+                               "Sub-ImageNet images are read from")):
         value = os.environ.get(var, "")
         if value and not Path(value).is_absolute():  # exported in one folder, read in another (a kernel's notebooks/)
             warnings.warn(f"{var}={value!r} is relative: read from the working folder {Path.cwd()} (a Jupyter "
-                          f"kernel's is the notebook's folder), so this run's {what} go to {folder().resolve()}. "
+                          f"kernel's is the notebook's folder), so this run's {what} {folder().resolve()}. "
                           f"For another folder, export its absolute path before starting Jupyter (e.g. "
                           f"export {var}=$(realpath {value}) in the folder it is relative to)", stacklevel=2)
     reset_training_provenance()  # records name how this notebook's models were trained (write_record)

@@ -620,3 +620,31 @@ def test_start_notebook_warns_only_without_a_gpu_and_reads_the_profiles_base_nam
     with matplotlib.rc_context(), pytest.warns(UserWarning, match="sized for a GPU but none was found"):
         report.start_notebook("quick :epochs=10", device="auto")
     capsys.readouterr()
+
+
+@pytest.mark.parametrize("var, what", [("DOVLIB_REPORTS", "tables, figures and records go to"),
+                                       ("DOVLIB_RUNS", "checkpoints and cached results go to"),
+                                       ("DOVLIB_CACHE", "dataset downloads and decoded arrays are read from"),
+                                       ("DOVLIB_IMAGENET", "Sub-ImageNet images are read from")])
+def test_start_notebook_names_where_a_relative_folder_variable_points(tmp_path, monkeypatch, var, what):
+    """A folder variable exported relative (from the repository's folder, before `jupyter lab`) is read from the
+    kernel's working folder, notebooks/: each one warns with the folder it resolves to; an absolute one does not."""
+    from dovlib.report import start_notebook
+
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    for other in ("DOVLIB_REPORTS", "DOVLIB_RUNS", "DOVLIB_CACHE", "DOVLIB_IMAGENET"):
+        monkeypatch.setenv(other, str(tmp_path / other.lower()))
+    monkeypatch.setenv(var, "../shared/x")
+    with pytest.warns(UserWarning) as caught:
+        start_notebook("smoke", 0, "cpu")
+    relative = [str(w.message) for w in caught if "is relative" in str(w.message)]
+    assert relative == [f"{var}='../shared/x' is relative: read from the working folder {tmp_path / 'notebooks'} (a "
+                        f"Jupyter kernel's is the notebook's folder), so this run's {what} "
+                        f"{(tmp_path / 'notebooks' / '../shared/x').resolve()}. For another folder, export its "
+                        f"absolute path before starting Jupyter (e.g. export {var}=$(realpath ../shared/x) in the "
+                        f"folder it is relative to)"]
+    monkeypatch.setenv(var, str(tmp_path / "abs"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        start_notebook("smoke", 0, "cpu")
