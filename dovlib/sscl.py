@@ -56,7 +56,7 @@ __all__ = ["SSCLGenerator", "GeneratorConfig", "check_key", "key_hash", "data_ha
            "SSCLRun", "run_sscl", "run_controls", "independent_key",
            "train_surrogate", "generator_config", "decoy_generator", "amplified_residual", "SURROGATE_SEED_OFFSET",
            "key_targets", "class_recall", "hard_classes", "code_rate", "SSCLCodeRun", "mark_code", "run_code",
-           "verify_code", "run_code_controls",
+           "verify_code", "verify_code_tests", "run_code_controls",
            "attempt_seed", "check_proxy_seeds", "owner_queries", "owner_query_count", "queries_apart",
            "self_check", "select_run", "select_code_run",
            "selection_summary",
@@ -1025,16 +1025,31 @@ def verify_code(model, run: SSCLCodeRun, m: int | None = None, tau=0.25, alpha=0
     (:func:`owner_queries`, disjoint from the evaluation's) instead of the evaluation's draw. ``test``: each class's
     test, as :func:`dovlib.verify.verify_model` takes it: "ttest" (the paper's, the default) or "bounded" (the
     betting test, valid at every bounded null; the intersection-union of such tests is too, its p-value the largest
-    per-class one)."""
-    from .verify import intersection_union, verification_set, verify_model
+    per-class one). :func:`verify_code_tests` runs several tests on one set of answers."""
+    return verify_code_tests(model, run, m, tau, alpha, verify_seed, owner_check, tests=(test,))[test]
 
-    ds, per = run.ds, []
+
+def verify_code_tests(model, run: SSCLCodeRun, m: int | None = None, tau=0.25, alpha=0.01,
+                      verify_seed: int = EVAL_VERIFY_SEED, owner_check: bool = False, tests=("ttest", "bounded")):
+    """:func:`verify_code` for each test in ``tests`` on the same answers: the model is queried once per class and
+    every test reads those probabilities. Returns ``{test: (intersection-union result, per-class results)}``."""
+    from .verify import PROB_TESTS, intersection_union, query_probs, verification_set
+
+    tests = tuple(tests)
+    bad = [t for t in tests if t not in PROB_TESTS]
+    if bad or not tests:
+        raise ValueError(f"test must be one of {', '.join(map(repr, PROB_TESTS))}; got {bad[0] if bad else tests!r}")
+    ds, answers = run.ds, []
     for t, G in run.generators.items():
         mt = query_count(ds, t, m, run.profile.verify_m)
         idx = (owner_queries(ds, t, mt, verify_seed) if owner_check
                else verification_set(ds.x_test, ds.y_test, t, mt, seed=verify_seed))
-        per.append(verify_model(model, ds.x_test[idx], G.mark, t, tau, alpha, test=test))
-    return intersection_union(per), per
+        answers.append(query_probs(model, ds.x_test[idx], G.mark, t))
+    out = {}
+    for test in tests:
+        per = [PROB_TESTS[test](pb, pw, tau, alpha) for pb, pw in answers]
+        out[test] = (intersection_union(per), per)
+    return out
 
 
 def attempt_seed(seed: int, attempt: int) -> int:
@@ -1441,8 +1456,8 @@ def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | No
     rows = []
 
     def add(scenario, res, seed, extra=None):
-        v, per = verify_code(res.model, run, m, tau, alpha)
-        b, bounded = verify_code(res.model, run, m, tau, alpha, test="bounded")  # the same queries, betting test
+        both = verify_code_tests(res.model, run, m, tau, alpha)  # one set of answers, the betting test beside
+        (v, per), (b, bounded) = both["ttest"], both["bounded"]
         row = {"scenario": scenario, "model_seed": seed, "BA": evaluate(res.model, ds.x_test, ds.y_test),
                "p_value": v.p_value, "verified": v.verified, "delta_p_min": v.delta_p, **(extra or {})}
         for t, r in zip(run.targets, per):
@@ -1486,8 +1501,8 @@ def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | No
                 other = run_code(ds, prof, targets=code, rate=code_rate(ds.y_train, p["rate"], code), **okw)
             other_rate = other.params["rate"]
             res = train_classifier(other.marked.x, other.marked.y, ds.x_test, ds.y_test, seed=s, **kw)
-            own, _ = verify_code(res.model, other, m, tau, alpha)
-            own_b, _ = verify_code(res.model, other, m, tau, alpha, test="bounded")
+            own_tests = verify_code_tests(res.model, other, m, tau, alpha)
+            own, own_b = own_tests["ttest"][0], own_tests["bounded"][0]
             add(scenario, res, s, {"other_targets": list(code), "other_rate": other_rate,
                                    "collision": set(run.targets) <= set(code), "own_p_value": own.p_value,
                                    "own_verified": own.verified, **extra, "bounded_own_p_value": own_b.p_value,

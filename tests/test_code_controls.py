@@ -224,9 +224,10 @@ def test_each_scenario_is_our_code_test_on_its_own_model(monkeypatch):
     evaluated = {q for q in world.queries if q[2] in ours_pixels and len(q[3]) == M}
     assert {q[3] for q in evaluated} == {world.evaluation[t] for t in TARGETS}
     assert all(q[3] == world.evaluation[q[2][1]] for q in evaluated)
-    # and each other owner's own tests (t-test and betting test): their own triggers on the evaluation's draw
+    # and each other owner's own tests (t-test and betting test, read from one set of answers: each trigger queried
+    # once per model, not once per test): their own triggers on the evaluation's draw
     theirs = [q for q in world.queries if q[2][0] in OTHER]
-    assert len(theirs) == 2 * 2 * 2 * 2 and all(q[3] == world.evaluation[q[2][1]] for q in theirs)
+    assert len(theirs) == 2 * 2 * 2 and all(q[3] == world.evaluation[q[2][1]] for q in theirs)
     assert all(q[2] in q[1] and q[0] == SEED + OTHER.index(q[2][0]) for q in theirs)  # on their own model
 
 
@@ -256,6 +257,13 @@ def test_bounded_code_verdict_is_the_intersection_union_of_per_class_bounded_tes
     assert v == code and got == per and sscl.verify_code(model, run, m=M)[0].verified
     with pytest.raises(ValueError, match=r"test must be one of 'ttest', 'bounded'; got 'both'"):
         sscl.verify_code(model, run, m=M, test="both")
+    # verify_code_tests: both tests from one set of answers, each what verify_code gives alone
+    both = sscl.verify_code_tests(model, run, m=M)
+    assert both["bounded"] == (code, per) and both["ttest"] == sscl.verify_code(model, run, m=M)
+    with pytest.raises(ValueError, match=r"test must be one of 'ttest', 'bounded'; got \(\)"):
+        sscl.verify_code_tests(model, run, m=M, tests=())
+    with pytest.raises(ValueError, match=r"test must be one of 'ttest', 'bounded'; got 'both'"):
+        sscl.verify_code_tests(model, run, m=M, tests=("ttest", "both"))
     # no row claims by the betting test where a class's betting test does not
     for row in df.to_dict("records"):
         assert row["bounded_verified"] == all(row[f"bounded_p_{t}"] < 0.01 for t in TARGETS), row["scenario"]
@@ -315,8 +323,9 @@ def test_other_owners_check_their_selection_apart_from_the_evaluation(monkeypatc
     # model exactly the evaluation's draw
     theirs = [q for q in world.queries if q[2][0] == OTHER[0]]
     proxies, evaluated = [q for q in theirs if q[0] == 5000], [q for q in theirs if q[0] == SEED]
-    # proxies: (code, same code) x attempts x classes; published model: (code, same code) x classes x both tests
-    assert len(proxies) == 2 * tried * 2 and len(evaluated) == 2 * 2 * 2
+    # proxies: (code, same code) x attempts x classes; published model: (code, same code) x classes, queried once
+    # for both tests
+    assert len(proxies) == 2 * tried * 2 and len(evaluated) == 2 * 2
     y = world.ds.y_test
     for q in proxies:  # the owner's check draw: seed 1 among the non-target images the evaluation's draw leaves
         t = q[2][1]
