@@ -558,9 +558,18 @@ def _loads_on_cpu(path, allowed=()) -> bool:
 
 def printable(text: str, limit: int = 300) -> str:
     """``text`` for a message: control characters, undecodable bytes (surrogates) and other unprintable characters
-    escaped (``\\x1b``), at most ``limit`` characters (a garbled file's text can be long)."""
-    text = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    escaped (``\\x1b``), at most ``limit`` characters (a garbled file's text can be long). A cut text ends with an
+    ellipsis after its last whole escape, never inside one (a dangling ``\\x1`` reads as another byte)."""
+    pieces = [c if c.isprintable() else ascii(c)[1:-1] for c in text]
+    if sum(map(len, pieces)) <= limit:
+        return "".join(pieces)
+    kept, room = [], limit - 3
+    for piece in pieces:
+        if len(piece) > room:
+            break
+        kept.append(piece)
+        room -= len(piece)
+    return "".join(kept) + "..."
 
 
 def pickle_damage(path) -> str | None:

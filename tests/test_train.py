@@ -1122,8 +1122,26 @@ def test_printable_escapes_control_characters_and_cuts_long_text_to_its_limit():
     assert printable("a\x1b[2Jb\x07\udcff") == "a\\x1b[2Jb\\x07\\udcff"
     assert printable("x" * 300) == "x" * 300 and printable("x" * 10, limit=10) == "x" * 10
     assert printable("x" * 301) == "x" * 297 + "..." and len(printable("y" * 5000)) == 300
-    cut = printable("\x00" * 200, limit=20)  # the limit counts the escaped text
-    assert len(cut) == 20 and cut.startswith("\\x00" * 4) and cut.endswith("...") and cut.isprintable()
+    cut = printable("\x00" * 200, limit=20)  # the limit counts the escaped text; no fifth escape cut to "\\"
+    assert cut == "\\x00" * 4 + "..." and cut.isprintable()
+
+
+@pytest.mark.parametrize("char", ["\x1b", "\udcff", "\U000e0001", "\x85"])
+def test_printable_cuts_only_between_whole_escapes(char):
+    """A cut text ends on a whole escape: the cut fell at ``limit - 3`` escaped characters, often inside an escape,
+    which left a dangling ``\\x1``, ``\\udc`` or ``\\U000e00`` before the ellipsis (a reader cannot tell what the
+    byte was, and it reads as a different escape)."""
+    from dovlib.train import printable
+
+    escape = ascii(char)[1:-1]
+    for lead in range(12):
+        escaped = "a" * lead + escape * 50  # the whole text, escaped
+        whole = {*range(lead + 1), *(lead + k * len(escape) for k in range(51))}  # lengths ending on a whole escape
+        for limit in range(4, 40):
+            cut = printable("a" * lead + char * 50, limit)
+            body = cut[:-3]
+            assert cut.endswith("...") and escaped.startswith(body) and len(body) in whole, (lead, limit, cut)
+            assert limit - len(escape) < len(cut) <= limit, (lead, limit, cut)  # less than one escape dropped
 
 
 def test_load_state_names_a_pickle_that_rebuilds_no_tensor_as_damaged(tmp_path, rewrite_pickle):
