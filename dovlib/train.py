@@ -489,6 +489,11 @@ def load_state(path, what: str, map_location="cpu", *, remedy: str = "delete it 
 # torch's RuntimeErrors for a tensor the file's pickle describes beyond its stored data (sizes larger than the storage,
 # a storage of another length than its entry)
 _REBUILD_FAULTS = ("does not match expected size", "storage that is not resizable")
+# torch's weights_only refusals of a pickle's shape rather than of a global it needs: a persistent id that names no
+# storage (torch.save writes only ("storage", ...) ids), an opcode applied to a value of the wrong type. Such a file
+# is damaged or was not written by torch.save; it holds no code to refuse.
+_SHAPE_FAULTS = ("Only persistent_load of storage is allowed", "persistent_load id must be",
+                 "unsupported persistent id", "Can only append to lists", "Can only SETITEM")
 _WHOLE = "torch.save writes a zip archive: the file is truncated, damaged or not torch's"
 
 
@@ -513,8 +518,10 @@ def safe_torch_load(path, what: str, remedy: str, map_location="cpu", allowed=()
     one, one that is no zip archive, one with a damaged entry (:func:`check_torch_file`, :func:`damaged_torch_file`),
     and a whole archive whose data.pkl is garbage (:func:`pickle_damage`; torch's unpickler raised a bare KeyError,
     IndexError, struct.error or UnicodeDecodeError, or reported the garbage as an unsupported global) or describes
-    tensors its data does not hold. A failure that is not the file's is raised as it is: one this process may not
-    open (a PermissionError), a map_location it cannot use (the file loads on the CPU), a device this machine lacks.
+    tensors its data does not hold, or storages torch.save never writes (torch's refusal of a persistent id that names
+    no storage is the file's damage, not a global it needs). A failure that is not the file's is raised as it is: one
+    this process may not open (a PermissionError), a map_location it cannot use (the file loads on the CPU), a device
+    this machine lacks.
     What every dovlib loader of its own files goes through (:func:`load_state`, ``HiDDeN.load``,
     ``SSCLGenerator.load``, :func:`dovlib.report.cached_tensors`), and the check of a user-placed LPIPS weights file
     (:mod:`dovlib.perceptual`)."""
@@ -530,6 +537,9 @@ def safe_torch_load(path, what: str, remedy: str, map_location="cpu", allowed=()
         if damage:
             raise TorchFileError(path, what, f"is damaged: its data.pkl is no readable pickle ({damage})",
                                  remedy) from None
+        if isinstance(e, pickle.UnpicklingError) and unsafe_load_reason(e).startswith(_SHAPE_FAULTS):
+            raise TorchFileError(path, what, f"is damaged: its data.pkl does not rebuild torch's objects "
+                                 f"(UnpicklingError: {unsafe_load_reason(e)})", remedy) from None
         if isinstance(e, pickle.UnpicklingError):
             raise TorchFileError(path, what, f"does not load safely (weights_only=True: tensors and plain settings "
                                  f"only): {unsafe_load_reason(e)}", remedy) from None

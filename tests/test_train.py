@@ -1177,6 +1177,42 @@ def test_load_state_names_a_pickle_that_rebuilds_no_tensor_as_damaged(tmp_path, 
         assert str(err.value).isprintable(), str(err.value)  # one line
 
 
+# well-formed data.pkl contents torch.save never writes whose refusal by torch's weights_only unpickler is about the
+# pickle's shape, not a global: a persistent id that names no storage (a junk tag, an int, a string) or an opcode
+# applied to a value of the wrong type. load_state called these "does not load safely", as if the file held code.
+FOREIGN_SHAPES = {
+    "storage_tag": (b"X\x07\x00\x00\x00storage", b"X\x07\x00\x00\x00stXrage",
+                    "Only persistent_load of storage is allowed, but got <class 'str'>"),
+    "tuple_int": (None, b"\x80\x02K\x05\x85Q.", "Only persistent_load of storage is allowed, but got <class 'int'>"),
+    "string_id": (None, b"\x80\x02X\x03\x00\x00\x00abcQ.",
+                  "persistent_load id must be tuple or int, but got <class 'str'>"),
+    "append": (None, b"\x80\x02K\x01K\x02a.", "Can only append to lists, but got <class 'int'>"),
+    "setitem": (None, b"\x80\x02K\x01K\x02K\x03s.",
+                "Can only SETITEM for dict, collections.OrderedDict, collections.Counter, but got <class 'int'>"),
+}
+
+
+@pytest.mark.parametrize("name", FOREIGN_SHAPES)
+def test_load_state_names_a_pickle_with_a_junk_storage_id_as_damaged(tmp_path, rewrite_pickle, name):
+    """A data.pkl whose persistent id names no storage (a damaged or foreign file) was reported as "does not load
+    safely: Only persistent_load of storage is allowed ...", which reads as a code problem; it is named damaged, as
+    other pickles that do not rebuild torch's objects are, with torch's own words kept as the detail."""
+    from dovlib.train import TorchFileError, load_state
+
+    old, new, words = FOREIGN_SHAPES[name]
+    path = tmp_path / f"{name}.pt"
+    torch.save({"a": torch.zeros(3)}, path)
+    original = rewrite_pickle(path, new)
+    if old is not None:
+        assert original.count(old) == 1
+        rewrite_pickle(path, original.replace(old, new))
+    with pytest.raises(TorchFileError) as err:
+        load_state(path, "test")
+    assert str(err.value) == (f"{path} (test) is damaged: its data.pkl does not rebuild torch's objects "
+                              f"(UnpicklingError: {words}); delete it or pass another path")
+    assert err.value.problem.startswith("is damaged: ") and "load safely" not in str(err.value)
+
+
 def test_unsafe_load_reason_keeps_no_control_characters():
     """The reason is quoted in a message: a control character or undecodable byte (a surrogate) torch's message
     carried is escaped, never passed on raw."""
