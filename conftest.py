@@ -114,6 +114,68 @@ def rewrite_pickle():
 
 
 @pytest.fixture
+def check_damaged_copies(tmp_path, rewrite_pickle):
+    """``check(good, load, what, remedy, garbled)``: damaged copies of the torch file ``good`` are each refused by
+    ``load(path)`` with a ValueError naming the copy, ``what`` it should be, why and the ``remedy`` (plain text), never
+    torch's bare error: an empty one (was a bare EOFError), one cut in half (a RuntimeError), and for each ``name:
+    data`` of ``garbled`` a whole zip archive whose data.pkl is the garbage ``data`` (a bare KeyError or IndexError,
+    or an "unsupported global" of the garbage), named damaged in printable text only. The copies are written in
+    ``tmp_path`` under those names ("empty.pt", "cut.pt" and ``garbled``'s)."""
+    import re
+    from pathlib import Path
+
+    def check(good, load, what: str, remedy: str, garbled: dict) -> None:
+        what, remedy, data = re.escape(what), re.escape(remedy), Path(good).read_bytes()
+        (tmp_path / "empty.pt").write_bytes(b"")
+        (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+        with pytest.raises(ValueError, match=rf"empty\.pt \({what}\) is empty \(0 bytes\).*; {remedy}$"):
+            load(tmp_path / "empty.pt")
+        with pytest.raises(ValueError, match=rf"cut\.pt \({what}\) is not a whole torch file .*; {remedy}$"):
+            load(tmp_path / "cut.pt")
+        for name, garbage in garbled.items():
+            (tmp_path / name).write_bytes(data)
+            rewrite_pickle(tmp_path / name, garbage)
+            with pytest.raises(ValueError, match=rf"{re.escape(name)} \({what}\) is damaged: its data\.pkl is no "
+                                                 rf"readable pickle \(.+\); {remedy}$") as err:
+                load(tmp_path / name)
+            assert str(err.value).isprintable()
+
+    return check
+
+
+@pytest.fixture
+def check_planted_code_refused(tmp_path, plant_code):
+    """``check(fields, load, what, remedy)``: a torch file of the dict ``fields`` with a planted payload is refused by
+    ``load(path)`` with a ValueError naming it, ``what`` it should be, the global it needs and the ``remedy`` (plain
+    text), and the code never runs: one whose payload calls ``open`` (torch's "Unsupported global", free of its
+    escape sequences and its advice to load with weights_only=False) and one whose payload calls ``os.remove``, a
+    function of a module torch blocks outright (its message then opens with that advice, which is not the reason
+    kept)."""
+    import re
+
+    def check(fields: dict, load, what: str, remedy: str) -> None:
+        what, remedy = re.escape(what), re.escape(remedy)
+        ran = plant_code(tmp_path / "evil.pt", **fields)  # open(marker, "w") on unpickling
+        with pytest.raises(ValueError, match=rf"evil\.pt \({what}\) does not load safely \(weights_only=True: "
+                                             r"tensors and plain settings only\): Unsupported global: GLOBAL "
+                                             r"(_?io|builtins)\.open was not an allowed global by default; "
+                                             rf"{remedy}$") as err:
+            load(tmp_path / "evil.pt")
+        assert not ran.exists()  # the code never ran
+        assert "\x1b" not in str(err.value) and "weights_only=False" not in str(err.value)  # not torch's advice
+        marker = plant_code(tmp_path / "blocked.pt", remove_marker=True, **fields)  # os.remove: posix is blocked
+        with pytest.raises(ValueError, match=rf"blocked\.pt \({what}\) does not load safely \(weights_only=True: "
+                                             r"tensors and plain settings only\): Trying to load unsupported GLOBAL "
+                                             r"(posix|nt)\.remove whose module (posix|nt) is blocked; "
+                                             rf"{remedy}$") as err:
+            load(tmp_path / "blocked.pt")
+        assert marker.exists() and not ran.exists()  # neither payload ran
+        assert "weights_only" not in str(err.value).split("only):", 1)[1]  # not torch's advice
+
+    return check
+
+
+@pytest.fixture
 def refuse_opening(monkeypatch):
     """``refuse(path, error)``: every ``open`` of ``path`` raises ``error`` from then on, as for a file this process
     may not read (the tests run as root here, which chmod cannot refuse)."""

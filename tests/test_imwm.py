@@ -1071,25 +1071,11 @@ def test_hidden_config_keeps_plain_floats_and_the_file_loads_safely(tmp_path):
     assert loaded.cfg == cfg and loaded.history == model.history and loaded.device.type in ("cpu", "cuda")
 
 
-def test_hidden_load_refuses_files_that_need_code_to_load(tmp_path, plant_code):
+def test_hidden_load_refuses_files_that_need_code_to_load(tmp_path, check_planted_code_refused):
     cfg = HiddenConfig(message_bits=4, channels=4, encoder_blocks=1, decoder_blocks=1, image_size=16)
     state = HiDDeN(HiddenNet(cfg), cfg)._state()
-    ran = plant_code(tmp_path / "evil.pt", **state)  # open(marker, "w") on unpickling
-    with pytest.raises(ValueError, match=r"evil.pt \(a saved HiDDeN\) does not load safely \(weights_only=True: "
-                                         r"tensors and plain settings only\): Unsupported global: GLOBAL "
-                                         r"(_?io|builtins)\.open was not an allowed global by default; HiDDeN.load "
-                                         r"reads files written by HiDDeN.save or train_hidden$") as err:
-        HiDDeN.load(tmp_path / "evil.pt")
-    assert not ran.exists()  # the code never ran
-    assert "\x1b" not in str(err.value) and "weights_only=False" not in str(err.value)  # not torch's advice
-    # a function of a module torch blocks outright (os: posix), as os.system or sys.exit would be: torch's message
-    # then opens with its advice to load with weights_only=False, which is not the reason kept
-    marker = plant_code(tmp_path / "blocked.pt", remove_marker=True, **state)
-    with pytest.raises(ValueError, match=r"\(a saved HiDDeN\) does not load safely \(weights_only=True: tensors and "
-                                         r"plain settings only\): Trying to load unsupported GLOBAL (posix|nt)\.remove "
-                                         r"whose module (posix|nt) is blocked; HiDDeN.load reads") as err:
-        HiDDeN.load(tmp_path / "blocked.pt")
-    assert marker.exists() and not ran.exists() and "weights_only" not in str(err.value).split("only):", 1)[1]
+    check_planted_code_refused(state, HiDDeN.load, "a saved HiDDeN",
+                               "HiDDeN.load reads files written by HiDDeN.save or train_hidden")
     torch.save({"net": state["state_dict"], "step": 3}, tmp_path / "h.pt.partial")  # train_hidden's resumable state
     with pytest.raises(ValueError, match=r"a train_hidden \.partial"):
         HiDDeN.load(tmp_path / "h.pt.partial")
@@ -1305,26 +1291,13 @@ def test_train_hidden_reads_its_checkpoint_and_partial_safely(tmp_path, plant_co
         assert not ran.exists()  # the code never ran
 
 
-def test_hidden_load_names_an_empty_or_truncated_file(tmp_path, rewrite_pickle):
-    # HiDDeN.load called torch.load directly: an empty file gave a bare EOFError, a truncated one a RuntimeError
+def test_hidden_load_names_an_empty_or_truncated_file(tmp_path, check_damaged_copies):
+    # HiDDeN.load called torch.load directly: an empty file gave a bare EOFError, a truncated one a RuntimeError, a
+    # whole zip archive with a garbled data.pkl torch's bare KeyError, or an "unsupported global" of garbage
     cfg = HiddenConfig(message_bits=8, image_size=16, channels=8, encoder_blocks=1, decoder_blocks=1)
     h = HiDDeN(HiddenNet(cfg), cfg)
     good = tmp_path / "h.pt"
     h.save(good)
-    empty, cut = tmp_path / "empty.pt", tmp_path / "cut.pt"
-    empty.write_bytes(b"")
-    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    with pytest.raises(ValueError, match=r"empty.pt \(a saved HiDDeN\) is empty \(0 bytes\).*HiDDeN.load reads"):
-        HiDDeN.load(empty)
-    with pytest.raises(ValueError, match=r"cut.pt \(a saved HiDDeN\) is not a whole torch file"):
-        HiDDeN.load(cut)
-    # a whole zip archive with a garbled data.pkl: was torch's bare KeyError, or an "unsupported global" of garbage
-    for name, garbage in (("memo.pt", b"\x80\x02h\x05."), ("global.pt", b"\x80\x02c\x1b[31m\n\x07\x00\n.")):
-        (tmp_path / name).write_bytes(good.read_bytes())
-        rewrite_pickle(tmp_path / name, garbage)
-        with pytest.raises(ValueError, match=rf"{name} \(a saved HiDDeN\) is damaged: its data.pkl is no readable "
-                                             r"pickle \(.+\); HiDDeN.load reads files written by HiDDeN.save or "
-                                             r"train_hidden$") as err:
-            HiDDeN.load(tmp_path / name)
-        assert str(err.value).isprintable()
+    check_damaged_copies(good, HiDDeN.load, "a saved HiDDeN", "HiDDeN.load reads files written by HiDDeN.save or "
+                         "train_hidden", {"memo.pt": b"\x80\x02h\x05.", "global.pt": b"\x80\x02c\x1b[31m\n\x07\x00\n."})
     assert HiDDeN.load(good).cfg.message_bits == 8
