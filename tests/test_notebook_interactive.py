@@ -86,6 +86,30 @@ def _cell(cells: list[str], marker: str) -> str:
     return found[0]
 
 
+def _set_up_on_stand_ins(kernel: _Kernel, stem: str, stand_ins: str) -> list[str]:
+    """Run notebook ``stem``'s parameters and set-up cells, then ``stand_ins`` (code that binds stand-ins for what
+    later cells read, with ``types.SimpleNamespace`` as ``_NS``) in place of the cells that train; returns the
+    notebook's code cells, for the cells to run on them."""
+    cells = _code_cells(stem)
+    kernel.ok(cells[0])  # parameters
+    kernel.ok(cells[1])  # set-up
+    kernel.ok("from types import SimpleNamespace as _NS\n" + stand_ins)
+    return cells
+
+
+# defines drawn(i) in a kernel that ran notebook 01 (or stand-ins for its ds and G): the axes of _sample_figure(i)
+# that show images, and the largest difference of each image shown from sample i clean, watermarked (G.mark) and its
+# amplified residual
+_DRAWN = ("import numpy as np\n"
+          "def drawn(i):\n"
+          "    axes = [a for a in _sample_figure(i).axes if a.images]\n"
+          "    x = ds.x_test[i:i + 1]\n"
+          "    xm = G.mark(x)\n"
+          "    want = [x / 255, xm / 255, sscl.amplified_residual(x, xm)]\n"
+          "    return len(axes), [float(np.abs(np.asarray(a.images[0].get_array()) - w[0].permute(1, 2, 0)"
+          ".numpy()).max()) for a, w in zip(axes, want)]")
+
+
 def test_subset_attack_trade_off_plot_gets_its_own_figure(kernel):
     """Where figures stay open after their cell (MPLBACKEND=Agg, as under nbval and batch runs, or
     `%matplotlib widget` in JupyterLab), the trade-off scatter was drawn on the current axes: the last panel of the
@@ -108,16 +132,14 @@ def test_watermark_notebook_bar_charts_get_their_own_figures(kernel):
     left open, Table I's bars landed on the per-class chart (table1_all_methods.png showed both). Run here on
     stand-in results (the cells' own code after the real parameters and set-up cells), without the minutes of
     training Table I takes."""
-    cells = _code_cells("02_watermark_dataset")
-    kernel.ok(cells[0])
-    kernel.ok(cells[1])
-    kernel.ok("from types import SimpleNamespace as _NS\n"
-              "ds = _NS(classes=[f'class {i}' for i in range(10)], num_classes=10, x_test=None, y_test=None)\n"
-              "benign, run = _NS(model=None), _NS(suspect=_NS(model=None))\n"
-              "per_class_accuracy = lambda model, x, y, n: [0.5] * n\n"
-              "label, context = 'stand-in', {}\n"
-              "table_all = pd.DataFrame({'method': ['BadNets', 'SSCL-BW'], 'BA': [0.9, 0.8], 'WSR': [0.5, 0.6],\n"
-              "                          'WSR_benign': [0.1, 0.2]})")
+    cells = _set_up_on_stand_ins(
+        kernel, "02_watermark_dataset",
+        "ds = _NS(classes=[f'class {i}' for i in range(10)], num_classes=10, x_test=None, y_test=None)\n"
+        "benign, run = _NS(model=None), _NS(suspect=_NS(model=None))\n"
+        "per_class_accuracy = lambda model, x, y, n: [0.5] * n\n"
+        "label, context = 'stand-in', {}\n"
+        "table_all = pd.DataFrame({'method': ['BadNets', 'SSCL-BW'], 'BA': [0.9, 0.8], 'WSR': [0.5, 0.6],\n"
+        "                          'WSR_benign': [0.1, 0.2]})")
     kernel.ok(_cell(cells, "per_class_accuracy(benign.model"))
     kernel.ok("per_class_ax, per_class_bars = ax, len(ax.patches)")
     kernel.ok(_cell(cells, "table_all.melt("))
@@ -137,14 +159,7 @@ def test_generator_notebook_without_ipywidgets_shows_one_sample_and_still_writes
     kernel.ok("from dovlib.report import load_records")
     assert kernel.value("[r['params']['arch'] for r in load_records(NOTEBOOK)]") == ["resnet18"]  # the record
     assert any(["image/png", "text/plain"] in o["shown"] for o in outs if "ipywidgets is not installed" in o["out"])
-    kernel.ok("import numpy as np\n"
-              "def drawn(i):\n"
-              "    axes = [a for a in _sample_figure(i).axes if a.images]\n"
-              "    x = ds.x_test[i:i + 1]\n"
-              "    xm = G.mark(x)\n"
-              "    want = [x / 255, xm / 255, sscl.amplified_residual(x, xm)]\n"
-              "    return len(axes), [float(np.abs(np.asarray(a.images[0].get_array()) - w[0].permute(1, 2, 0)"
-              ".numpy()).max()) for a, w in zip(axes, want)]")
+    kernel.ok(_DRAWN)
     for i in (0, 5, "len(ds.x_test) - 1"):
         n, diffs = kernel.value(f"drawn({i})")
         assert n == 3 and max(diffs[:2]) == 0 and diffs[2] <= 1 / 255  # the residual is shown as uint8
@@ -209,13 +224,10 @@ def test_generator_notebook_slider_shows_each_sample_and_leaves_no_figure_open(k
     started with it) that shows nothing, so the slider's first state and every move stayed empty, and each left its
     figure open (one more per move). Each sample is now shown as a PNG and its figure closed, under any backend. On
     stand-ins for the trained generator (a mark that adds 3 grey levels) and the data."""
-    cells = _code_cells("01_train_generator")
-    kernel.ok(cells[0])
-    kernel.ok(cells[1])
-    kernel.ok("from types import SimpleNamespace as _NS\n"
-              "ds = _NS(x_test=torch.randint(0, 250, (5, 3, 32, 32), dtype=torch.uint8))\n"
-              "G = _NS(mark=lambda x: x + 3)\n"
-              "plt.close('all')")
+    cells = _set_up_on_stand_ins(kernel, "01_train_generator",
+                                 "ds = _NS(x_test=torch.randint(0, 250, (5, 3, 32, 32), dtype=torch.uint8))\n"
+                                 "G = _NS(mark=lambda x: x + 3)\n"
+                                 "plt.close('all')")
     slider = kernel.run(_cell(cells, "widgets.interact("))
     assert slider["error"] is None, slider["error"]
     assert ["image/png", "text/plain"] in slider["shown"]  # sample 0, in the slider's output
@@ -224,15 +236,9 @@ def test_generator_notebook_slider_shows_each_sample_and_leaves_no_figure_open(k
     assert moved["error"] is None, moved["error"]
     assert ["image/png", "text/plain"] in moved["shown"] and kernel.value("plt.get_fignums()") == []
     # what is shown: sample i clean, watermarked and its amplified residual, side by side
-    kernel.ok("import numpy as np\n"
-              "fig = _sample_figure(4)\n"
-              "x = ds.x_test[4:5]\n"
-              "want = [x / 255, G.mark(x) / 255, sscl.amplified_residual(x, G.mark(x))]\n"
-              "diffs = [float(np.abs(np.asarray(a.images[0].get_array()) - w[0].permute(1, 2, 0).numpy()).max())\n"
-              "         for a, w in zip([a for a in fig.axes if a.images], want)]")
-    assert kernel.value("len([a for a in fig.axes if a.images])") == 3
-    diffs = kernel.value("diffs")
-    assert max(diffs[:2]) == 0 and diffs[2] <= 1 / 255  # the residual is shown as uint8
+    kernel.ok(_DRAWN)
+    n, diffs = kernel.value("drawn(4)")
+    assert n == 3 and max(diffs[:2]) == 0 and diffs[2] <= 1 / 255  # the residual is shown as uint8
 
 
 # The one way a later cell may bind a parameter's name again: ``name = checker(..., name, ...)``, a check that returns
