@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 import matplotlib
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-__all__ = ["set_style", "image_grid", "show_images", "learning_curve", "to_numpy_images"]
+__all__ = ["set_style", "image_grid", "show_images", "learning_curve", "to_numpy_images", "wrap_text", "set_title",
+           "rotate_xticklabels"]
 
 
 def set_style() -> None:
@@ -17,6 +20,63 @@ def set_style() -> None:
 
     sns.set_theme(style="whitegrid", context="notebook", palette="colorblind")
     matplotlib.rcParams.update({"figure.dpi": 100, "savefig.dpi": 150, "axes.titlesize": "medium"})
+
+
+def wrap_text(text: str, width: float, fontsize="medium") -> str:
+    """``text`` broken into lines no wider than ``width`` inches at ``fontsize`` (points or a name such as
+    ``"small"``), in the current font. Lines break after ',' or ';' (so a long profile string,
+    ``quick:device=cpu,epochs=10,...``, breaks between its overrides), or after a space within a part too wide for
+    one line; a piece with none of them stays whole. Line breaks already in ``text`` are kept."""
+    from matplotlib.backends.backend_agg import RendererAgg
+    from matplotlib.font_manager import FontProperties
+
+    prop = FontProperties(size=fontsize)
+    # hinting makes a text's width depend a little on the dpi: it must fit on screen and in the saved file
+    dpis = {float(matplotlib.rcParams["figure.dpi"]), 150.0}  # 150: save_fig's
+    if matplotlib.rcParams["savefig.dpi"] != "figure":
+        dpis.add(float(matplotlib.rcParams["savefig.dpi"]))
+    renderers = [(RendererAgg(1, 1, dpi), dpi) for dpi in sorted(dpis)]
+
+    def inches(s: str) -> float:
+        return max(r.get_text_width_height_descent(s, prop, ismath=False)[0] / dpi for r, dpi in renderers)
+
+    lines = []
+    for paragraph in text.split("\n"):
+        line, pieces = "", []
+        for part in re.split(r"(?<=[,;])", paragraph):  # "tau 0.25," stays on one line where it fits
+            pieces += [part] if inches(part.strip()) <= width else re.split(r"(?<= )", part)
+        for piece in pieces:
+            if line.strip() and inches((line + piece).rstrip()) > width:
+                lines.append(line.rstrip())
+                line = piece.lstrip()
+            else:
+                line += piece
+        lines.append(line.rstrip())
+    return "\n".join(lines)
+
+
+def set_title(target, text: str, fontsize="medium", **kwargs):
+    """A title that fits its figure: on an Axes its title, wrapped (:func:`wrap_text`) to the axes' width; on a
+    Figure (or a seaborn FacetGrid) a suptitle wrapped to the figure's width and set just above its top edge,
+    growing upwards, so a long title (one naming a profile such as ``quick:device=cpu,epochs=10,width=16``) neither
+    widens the saved image around a small plot nor runs down into the panel titles. Call it once the layout is done
+    (after ``tight_layout``; seaborn's figure-level plots lay themselves out). Returns the Text."""
+    from matplotlib.axes import Axes
+
+    if isinstance(target, Axes):
+        fig = target.figure
+        width = target.get_position().width * fig.get_figwidth()
+        return target.set_title(wrap_text(text, width, fontsize), fontsize=fontsize, **kwargs)
+    fig = getattr(target, "figure", target)
+    kwargs = {"y": 1.0, "va": "bottom", **kwargs}
+    return fig.suptitle(wrap_text(text, 0.98 * fig.get_figwidth(), fontsize), fontsize=fontsize, **kwargs)
+
+
+def rotate_xticklabels(ax, rotation: float = 45) -> None:
+    """Slant the x tick labels of ``ax`` so that each ends at its own tick (right-aligned, rotated about that
+    end): centred slanted labels sit half a label to the right, under the next bar."""
+    for label in ax.get_xticklabels():
+        label.set(rotation=rotation, ha="right", rotation_mode="anchor")
 
 
 def to_numpy_images(x: torch.Tensor) -> np.ndarray:
@@ -136,6 +196,7 @@ def verification_sweep(sweep, x: str, mark: float, title: str = ""):
     elif rates[0] != "verified_rate":  # one test, not the paper's: the titles say which
         grid.set_titles("{col_var} = {col_name}, " + SWEEP_RATES[rates[0]])
     grid.set_ylabels("share of models\nverified" if x == "tau" else "share of (model, query\nsubset) tests verified")
+    grid.tight_layout()  # room for the two-line titles: the lower row's sat on the upper row's x axis
     if title:
-        grid.figure.suptitle(title, fontsize="x-small", y=1.03)
+        set_title(grid, title, fontsize="small")
     return grid

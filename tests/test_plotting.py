@@ -161,3 +161,93 @@ def test_verification_sweep_puts_the_bounded_test_in_its_own_labelled_row():
     with pytest.raises(ValueError, match="'verified_rate' or 'bounded_verified_rate'"):
         verification_sweep(sweep.drop(columns=["verified_rate", "bounded_verified_rate"]), "m", 100)
     matplotlib.pyplot.close("all")
+
+
+# notebook 03's figure label at the quick profile (a real run's, from reports/03_verification/tau_sweep.png)
+QUICK_LABEL = ("quick:device=cpu,epochs=10,width=16,gen_iters=300,batch_size=128,lr=0.05 profile, cifar10-subset "
+               "(subset), resnet18, cpu, target 1, eps 8/255, gamma 0.1, decoy_rate 0, m 100, tau 0.25, alpha 0.01, "
+               "2 model(s) per scenario, surrogate width 16, Ind-W owners share our surrogate")
+
+
+def _saved_width_over_figure_width(fig) -> float:
+    """How much wider than the figure itself the image save_fig writes (bbox_inches="tight") comes out: above 1,
+    something (a one-line title) pokes out at the sides and the plot becomes a small island in a wide image."""
+    renderer = fig.canvas.get_renderer()
+    fig.draw(renderer)
+    return fig.get_tightbbox(renderer).width / fig.get_figwidth()
+
+
+def _extent(text):
+    return text.get_window_extent(text.figure.canvas.get_renderer())
+
+
+def _two_test_sweep():
+    return pd.DataFrame({"baseline": ["clean"] * 4 + ["decoy"] * 4, "tau": [0.1, 0.25] * 4,
+                         "scenario": (["Malicious"] * 2 + ["Ind-W"] * 2) * 2,
+                         "verified_rate": [1.0, 0.5] * 4, "bounded_verified_rate": [1.0, 0.0] * 4})
+
+
+def test_a_long_title_fits_the_figure_instead_of_widening_it():
+    """Notebook 03's figures took their run label as a one-line title: at the quick profile the saved tau_sweep was
+    2430 px wide around a 1000 px plot, its title in x-small text. The title now wraps to the figure."""
+    grid = verification_sweep(_two_test_sweep(), "tau", 0.25, QUICK_LABEL)
+    assert _saved_width_over_figure_width(grid.figure) <= 1.01
+    title = grid.figure._suptitle
+    assert title.get_text().replace("\n", " ") == QUICK_LABEL  # wrapped, not shortened
+    assert title.get_text().count("\n") >= 1
+    panel_titles = [_extent(ax.title) for ax in grid.axes.flat]
+    assert not any(_extent(title).overlaps(t) for t in panel_titles)  # it grows upwards, not into the panels
+    matplotlib.pyplot.close("all")
+
+
+def test_set_title_wraps_to_the_axes_or_the_figure():
+    from dovlib.plotting import set_title, wrap_text
+
+    fig, ax = matplotlib.pyplot.subplots(figsize=(7, 3.4))
+    ax.plot([0, 1], [0, 1])
+    set_title(ax, QUICK_LABEL, fontsize="x-small")
+    assert _saved_width_over_figure_width(fig) <= 1.01
+    assert _extent(ax.title).width <= ax.get_window_extent().width + 1  # no wider than its axes
+    assert ax.get_title().replace("\n", " ") == QUICK_LABEL
+    # the profile string breaks between its overrides, never inside one
+    lines = wrap_text(QUICK_LABEL, 1.5, "medium").split("\n")
+    assert "quick:device=cpu," in lines and "batch_size=128," in lines
+    assert wrap_text("short title", 5.0) == "short title"
+    assert wrap_text("two\nlines", 5.0) == "two\nlines"  # breaks already there stay
+    fig2, axes = matplotlib.pyplot.subplots(1, 2, figsize=(6, 3))
+    fig2.tight_layout()
+    title = set_title(fig2, QUICK_LABEL)
+    assert _saved_width_over_figure_width(fig2) <= 1.01
+    assert not any(_extent(title).overlaps(ax.get_window_extent()) for ax in axes)
+    matplotlib.pyplot.close("all")
+
+
+def test_the_second_row_of_a_sweep_keeps_its_titles_off_the_first_row():
+    """The betting test's two-line panel titles ("betting test (bounded)" / "baseline = clean") sat on the x axis
+    line of the t-test's panels above them (seen in reports/03_verification/tau_sweep.png and m_sweep.png)."""
+    grid = verification_sweep(_two_test_sweep(), "tau", 0.25, "t")
+    renderer = grid.figure.canvas.get_renderer()
+    grid.figure.draw(renderer)
+    for top, bottom in zip(grid.axes[0], grid.axes[1]):
+        above = top.get_tightbbox(renderer)  # the upper panel with its tick labels
+        assert _extent(bottom.title).y1 < above.y0, (bottom.get_title(), top.get_title())
+    matplotlib.pyplot.close("all")
+
+
+def test_rotate_xticklabels_ends_each_label_at_its_own_tick():
+    """Notebook 02's bar charts slanted centred labels (tick_params(rotation=45)): each read as the next bar's
+    ("automobile" under "bird")."""
+    from dovlib.plotting import rotate_xticklabels
+
+    fig, ax = matplotlib.pyplot.subplots()
+    names = ["airplane", "automobile", "bird", "Label-Consistent", "Sleeper Agent"]
+    ax.bar(names, [1, 2, 3, 4, 5])
+    rotate_xticklabels(ax)
+    renderer = fig.canvas.get_renderer()
+    fig.draw(renderer)
+    for label, x in zip(ax.get_xticklabels(), ax.get_xticks()):
+        tick_x = ax.transData.transform((x, 0))[0]
+        box = label.get_window_extent(renderer)
+        assert abs(box.x1 - tick_x) < 0.35 * box.width, label.get_text()  # ends at its tick, not centred on it
+        assert label.get_rotation() == 45
+    matplotlib.pyplot.close("all")
