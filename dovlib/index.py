@@ -96,7 +96,7 @@ class NotebookReport:
     records: list = field(default_factory=list)
     tables: list = field(default_factory=list)
     figures: list = field(default_factory=list)  # (name, png relative path, svg relative path or "", base64 png)
-    figure_context: dict = field(default_factory=dict)  # name -> figures.json entry (context the run gave, written)
+    figure_context_entries: dict = field(default_factory=dict)  # name -> figures.json entry (its run's context)
     runs: list = field(default_factory=list)  # stamps.json entries, newest first
 
     @property
@@ -104,6 +104,12 @@ class NotebookReport:
         """The newest record (by its ``written`` time; of records written in the same second, the one stored last,
         since records are appended): the context of tables that do not carry their own."""
         return max(enumerate(self.records), key=lambda ir: (ir[1].get("written", ""), ir[0]), default=(0, {}))[1]
+
+    def figure_context(self, name: str) -> dict:
+        """What the run that drew figure ``name`` gave ``save_fig`` (its ``figures.json`` entry), or, for a figure
+        saved without a profile, the notebook's newest record's context."""
+        own = {k: v for k, v in self.figure_context_entries.get(name, {}).items() if k in CONTEXT_KEYS}
+        return own if "profile" in own else {k: v for k, v in self.latest.items() if k in BORROWED_KEYS}
 
     @property
     def status(self) -> str:
@@ -177,7 +183,7 @@ def collect(reports: str | Path | None = None) -> list[NotebookReport]:
             nb.tables.append(Table(name, entry.get("caption", ""), df, comparison, context, f"{d.name}/{path.name}",
                                    entry.get("written", "")))
         if (d / "figures.json").is_file():
-            nb.figure_context = json.loads((d / "figures.json").read_text())
+            nb.figure_context_entries = json.loads((d / "figures.json").read_text())
         for png in sorted(d.glob("*.png")):
             svg = png.with_suffix(".svg")
             nb.figures.append((png.stem, f"{d.name}/{png.name}", f"{d.name}/{svg.name}" if svg.is_file() else "",
@@ -292,9 +298,8 @@ def coverage(notebooks: list[NotebookReport], items=PAPER_ITEMS):
             names = [f[0] for f in nb.figures if _is_output(f[0], it.name)]
             found = bool(names)
             if found:
-                name = max(reversed(names), key=lambda n: nb.figure_context.get(n, {}).get("written", ""))
-                own = {k: v for k, v in nb.figure_context.get(name, {}).items() if k in CONTEXT_KEYS}
-                ctx = own if "profile" in own else {k: v for k, v in nb.latest.items() if k in BORROWED_KEYS}
+                name = max(reversed(names), key=lambda n: nb.figure_context_entries.get(n, {}).get("written", ""))
+                ctx = nb.figure_context(name)
         status = "MISSING" if not found else ("stale" if nb.all_failed else "present")  # files of an earlier run
         rows.append({"paper": it.paper, "item": it.item, "notebook": it.notebook, "output": f"{it.kind} {it.name}",
                      "status": status, "measured with": context_label(ctx) if found else "",
@@ -385,7 +390,10 @@ from tiny CPU budgets that only check the code runs; they are not results.</p>
 {% if nb.records %}<h3>Records (<code>metrics.json</code>)</h3>{{ records[nb.stem] | safe }}{% endif %}
 {% if nb.figures %}<h3>Figures</h3>{% endif %}
 {% for name, png, svg, b64 in nb.figures %}<figure><img src="data:image/png;base64,{{ b64 }}" alt="{{ name }}">
-<figcaption>{{ name }} ({% if svg %}<a href="{{ svg }}">SVG</a>, {% endif %}<a href="{{ png }}">PNG</a>)</figcaption>
+{% set fctx = nb.figure_context(name) %}<figcaption>{{ name }}
+{%- if smoke(fctx.get("profile")) %} <span class="badge smoke">smoke</span>{% endif %}
+({% if svg %}<a href="{{ svg }}">SVG</a>, {% endif %}<a href="{{ png }}">PNG</a>)
+<span class="context">{{ label(fctx) }}</span></figcaption>
 </figure>{% endfor %}
 </section>
 {% endfor %}
@@ -483,7 +491,7 @@ def render_markdown(notebooks: list[NotebookReport]) -> str:
         if nb.records:
             lines += ["### Records", "", md(records_frame(nb.records)), ""]
         for name, png, svg, _ in nb.figures:
-            lines += [f"![{name}]({png})", ""]
+            lines += [f"![{name}]({png})", "", f"*{name}: {context_label(nb.figure_context(name))}*", ""]
     return "\n".join(lines)
 
 

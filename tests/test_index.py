@@ -464,3 +464,23 @@ def test_cells_keep_booleans_big_floats_and_windows_newlines_as_they_are():
     assert index._text(1e20) == "1e+20" and index._text(123456789012345.0) == "123456789012345"
     assert index._md_cell("a\r\nb|c") == "a b\\|c"
     assert not index._is_smoke("smokescreen") and not index._is_smoke("smoked:epochs=1")
+
+
+def test_each_figure_on_the_page_says_which_run_drew_it(reports):
+    """Tables carry their profile, dataset (subset or full), device and a smoke badge; figures in the notebook
+    sections carried only their name, so 01's watermark examples or 09's trade-off plot (titles without profile or
+    dataset) read as results. Each figure now has its own figures.json context, as the coverage table shows it."""
+    fig, ax = plt.subplots(figsize=(2, 2))
+    report.save_fig(fig, "examples", "07_amuse", profile="quick:epochs=10", dataset="cifar10-subset", is_subset=True,
+                    perceptual="psnr", device="cuda")
+    plt.close(fig)
+    html = index.render_html(index.collect())
+    caption = re.search(r'alt="examples">\s*<figcaption>(.*?)</figcaption>', html, re.S).group(1)
+    assert "profile quick:epochs=10" in caption and "cifar10-subset (subset)" in caption
+    assert "perceptual psnr" in caption and "cuda" in caption and "smoke" not in caption
+    # a figure saved without context: the notebook's newest record, with its smoke badge
+    smoke = re.search(r'alt="wsr_curve">\s*<figcaption>(.*?)</figcaption>', html, re.S).group(1)
+    assert "profile smoke" in smoke and "cifar10-subset (subset)" in smoke and 'class="badge smoke"' in smoke
+    md = index.render_markdown(index.collect())
+    line = md.split("![examples]", 1)[1].splitlines()
+    assert any("profile quick:epochs=10" in s and "(subset)" in s for s in line[:3])
