@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import matplotlib
+import matplotlib.ticker
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -157,9 +158,11 @@ def learning_curve(history: list[dict], title: str = ""):
     long["split"] = long["split"].map(names)
     sns.lineplot(data=long, x="epoch", y="accuracy", hue="split", ax=ax2, marker="o")
     ax2.set_ylim(0, 1)
-    if title:
-        fig.suptitle(title)
+    for ax in (ax1, ax2):  # whole epochs only: with two, the axis read 1.2, 1.4, ...
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     fig.tight_layout()
+    if title:  # wrapped above the panels: a quick or paper profile string in it is long
+        set_title(fig, title, fontsize="large")
     return fig
 
 

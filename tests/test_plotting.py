@@ -251,3 +251,18 @@ def test_rotate_xticklabels_ends_each_label_at_its_own_tick():
         assert abs(box.x1 - tick_x) < 0.35 * box.width, label.get_text()  # ends at its tick, not centred on it
         assert label.get_rotation() == 45
     matplotlib.pyplot.close("all")
+
+
+def test_learning_curve_ticks_whole_epochs():
+    """With two epochs (the smoke profile) the x axes read 1.0, 1.2, ..., 2.0: epochs that do not exist."""
+    fig = learning_curve([{"epoch": 1, "train_loss": 2.0, "train_acc": 0.2, "test_acc": 0.1},
+                          {"epoch": 2, "train_loss": 1.0, "train_acc": 0.5, "test_acc": 0.4}])
+    fig.canvas.draw()
+    for ax in fig.axes:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    title = f"resnet18 on cifar10-subset ({QUICK_LABEL.split(' ')[0]} profile)"  # notebook 00's, at quick
+    fig = learning_curve([{"epoch": 1, "train_loss": 2.0}], title)
+    assert _saved_width_over_figure_width(fig) <= 1.01
+    assert "".join(fig._suptitle.get_text().split()) == "".join(title.split())  # wrapped, nothing dropped
+    matplotlib.pyplot.close("all")
