@@ -78,7 +78,7 @@ from dovlib.data import load_dataset
 from dovlib.params import (check_bool, check_int, get_profile, parse_eps, parse_fraction, parse_rate,
                            parse_target)
 from dovlib.perceptual import require_perceptual
-from dovlib.plotting import verification_sweep
+from dovlib.plotting import set_title, verification_sweep
 from dovlib.report import run_context, save_fig, save_table, start_notebook, timer, write_record
 from dovlib.studies import eps_label
 from dovlib.verify import (add_bounded, check_claim_queries, m_sweep, min_bounded_claim_queries, min_claim_queries,
@@ -293,7 +293,7 @@ per_image = pd.concat([pd.DataFrame({"scenario": r.scenario, "model_seed": r.mod
 fig, ax = plt.subplots(figsize=(7, 3.4))
 sns.boxplot(data=per_image, x="scenario", y="P_w - P_b", hue="model_seed", ax=ax)
 ax.axhline(tau, ls="--", c="k", lw=1)
-ax.set_title(label, fontsize="x-small")
+set_title(ax, label, fontsize="small")  # wrapped: one line made the saved image three times the plot's width
 save_fig(fig, "delta_per_image", NOTEBOOK, **context);
 
 # %% [markdown]
@@ -463,7 +463,7 @@ if n_targets > 1:
     sns.stripplot(data=per_class, x="scenario", y="WSR", hue="trigger", dodge=True, size=6, ax=ax)
     ax.set(ylim=(-0.02, 1.02), ylabel="WSR of the class's trigger")
     ax.legend(title="trigger", loc="upper left", bbox_to_anchor=(1, 1))
-    ax.set_title(f"target code {targets}: {code_label(code_run)}", fontsize="x-small")
+    set_title(ax, f"target code {targets}: {code_label(code_run)}", fontsize="small")
     save_fig(fig, "target_code_wsr", NOTEBOOK, **context)
 else:
     print("n_targets = 1: the target code is not run (papermill ... -p n_targets 2 runs it)")
