@@ -78,7 +78,7 @@ from dovlib.data import load_dataset
 from dovlib.metrics import mean_psnr, ssim
 from dovlib.params import check_int, get_profile, parse_eps, parse_rate
 from dovlib.perceptual import lpips_available, perceptual_distance, require_perceptual
-from dovlib.plotting import image_grid
+from dovlib.plotting import image_grid, set_title
 from dovlib.report import run_context, save_fig, start_notebook, timer, write_record
 from dovlib.studies import eps_label
 from dovlib.train import evaluate, predict_logits
@@ -141,8 +141,8 @@ print(f"generator: {'loaded from cache' if G.cached else 'trained'} ({t_gen['sec
 hist = pd.DataFrame(G.meta["history"]).melt(id_vars="iter", var_name="term", value_name="value")
 grid = sns.relplot(data=hist, x="iter", y="value", col="term", kind="line", height=2.6,
                    facet_kws={"sharey": False})
-grid.figure.suptitle(f"generator training ({profile}, {ds.name}, eps {eps_label(eps)}, {perceptual})",
-                     y=1.04)
+set_title(grid, f"generator training ({profile} profile, {ds.name}, eps {eps_label(eps)}, perceptual measure "
+          f"{perceptual})")  # wrapped: a quick or paper profile string is long
 save_fig(grid.figure, "generator_losses", NOTEBOOK, **context);
 
 # %% [markdown]

@@ -57,7 +57,7 @@ from dovlib.data import load_dataset
 from dovlib.imwm import ImWatermarker, evaluate_dataset, sample_images
 from dovlib.metrics import bit_accuracy, mean_psnr
 from dovlib.params import check_bool, check_choice, check_int, get_profile, parse_fraction, parse_list
-from dovlib.plotting import image_grid
+from dovlib.plotting import image_grid, set_title
 from dovlib.report import cached_frame, env_info, save_fig, save_table, start_notebook, write_record
 from dovlib.train import data_hash
 
@@ -170,7 +170,7 @@ long = summary.melt(id_vars=["L", "scheme", "attacked"], value_vars=["bit_acc", 
 g = sns.relplot(data=long, x="L", y="accuracy", hue="scheme", style="attacked", col="metric", kind="line",
                 marker="o", height=3.2, aspect=1.2)
 g.set(ylim=(-0.02, 1.02))
-g.figure.suptitle(f"{wm_label}, {len(images)} images, rho={rho:g} ({profile} profile, CPU)", y=1.04)
+set_title(g, f"{wm_label}, {len(images)} images, rho={rho:g} ({profile} profile, CPU)")
 save_fig(g.figure, "accuracy_vs_length", NOTEBOOK, **fig_context);
 
 # %% [markdown]

@@ -79,6 +79,7 @@ from matplotlib import pyplot as plt
 from dovlib.amuse import (PAPER_SUB_MESSAGE_BITS, AmuseCodec, ErasureCodec, RepeatCodec, choose_erasure_k,
                           choose_erasure_n, choose_nk, distinct_leak_shares, flip_bits, leak_subset_accuracy,
                           random_message, recovery_share, tradeoff_table)
+from dovlib.plotting import set_title
 from dovlib.report import env_info, save_fig, save_table, start_notebook, write_record
 
 NOTEBOOK = "09_amuse_subset_attack"
@@ -192,9 +193,9 @@ g = sns.relplot(data=long, x="share", y="accuracy", hue="method", style="method"
                 kind="line", markers=True, errorbar=("ci", 95), n_boot=200, seed=seed, height=3.0, aspect=1.4,
                 facet_kws={"sharey": False})
 g.set(xscale="log")
-g.figure.suptitle(f"L = {message_bits} bits, {n_images_used} images, {n_subsets_used} distinct subsets/share"
-                  f"{' (all, where fewer)' if len(every_subset) else ''} "
-                  f"({profile} profile, {device}); dashed: guaranteed leaked share for these images", y=1.03)
+set_title(g, f"L = {message_bits} bits, {n_images_used} images, {n_subsets_used} distinct subsets/share"
+          f"{' (all, where fewer)' if len(every_subset) else ''} ({profile} profile, {device}); dashed: guaranteed "
+          f"leaked share for these images")  # wrapped: one line was wider than the four panels
 guaranteed = codec_table.set_index("codec")["min_leak_share"]  # exact for this many images (NaN: never)
 for ax in g.axes.flat:
     for c, colour in zip(codecs[1:], sns.color_palette()[1:]):
