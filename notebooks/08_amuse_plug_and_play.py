@@ -66,6 +66,7 @@ from dovlib.attacks import attack_set
 from dovlib.data import load_dataset
 from dovlib.imwm import HIDDEN_ARCHS, HiddenConfig, ImWatermarker, evaluate_dataset, sample_images, train_hidden
 from dovlib.params import MAX_SEED, check_bool, check_choice, check_int, get_profile, parse_fraction, parse_list
+from dovlib.plotting import set_title
 from dovlib.report import cached_frame, env_info, run_dir, save_fig, save_table, start_notebook, write_record
 from dovlib.train import data_hash, uses_bf16
 
@@ -166,12 +167,13 @@ if str(tables) in ("1", "both"):
 if str(tables) in ("1", "both"):
     hist = pd.concat([pd.DataFrame(m.history).assign(model=k) for k, m in models.items()])
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    sns.lineplot(data=hist, x="step", y="bit_acc", hue="model", ax=axes[0])
-    sns.lineplot(data=hist, x="step", y="psnr", hue="model", ax=axes[1], legend=False)
+    sns.lineplot(data=hist, x="step", y="bit_acc", hue="model", ax=axes[0], legend=False)
+    sns.lineplot(data=hist, x="step", y="psnr", hue="model", ax=axes[1])
+    sns.move_legend(axes[1], "upper left", bbox_to_anchor=(1, 1))  # beside the panels: inside, it hid the curves
     axes[0].set_ylabel("training bit accuracy (noised)")
     axes[1].set_ylabel("training PSNR (dB)")
-    fig.suptitle(f"HiDDeN training ({profile} profile)")
     fig.tight_layout()
+    set_title(fig, f"HiDDeN training ({profile} profile)")
     save_fig(fig, "hidden_training", NOTEBOOK, dataset=hds.name, is_subset=hds.is_subset, **context)
 
 # %% [markdown]
@@ -245,7 +247,10 @@ if str(tables) in ("2", "both"):
     g = sns.catplot(data=table2, x="L", y="bit_acc", hue="scheme", col="scale", row="attacked", kind="bar",
                     height=2.6, aspect=1.2)
     g.set(ylim=(0, 1.02))
-    g.figure.suptitle(f"{method}: baseline vs AMUSE (rho={rho:g}), {profile} profile, CPU", y=1.02)
+    # short panel titles: "attacked = no attack | scale = 36" ran into the legend once the title was wrapped
+    g.set_titles("{row_name}, scale {col_name}")
+    g.set_axis_labels("L (message bits)", "bit accuracy")
+    set_title(g, f"{method}: baseline vs AMUSE (rho={rho:g}), {profile} profile, CPU")
     save_fig(g.figure, "table2_dct_dwt", NOTEBOOK, dataset="skimage-photos", is_subset=photos.is_subset,
              **cpu_context)
     cmp2 = table2.melt(id_vars=["scale", "L", "scheme", "sub_message_bits", "attacked"],
