@@ -166,6 +166,8 @@ sns.lineplot(data=pv, x="x", y=pv["p_value"].clip(lower=1e-300), hue="attack", m
 axes[2].set_yscale("log")
 axes[2].axhline(0.01, color="grey", ls="--", label="alpha = 0.01")
 axes[2].legend(fontsize="small")  # again, so the alpha line has an entry
+axes[1].set_xlabel("pruning rate (share of last-layer channels)")  # not gamma, the marking rate
+axes[2].set_xlabel("attack strength (epoch / last epoch, or pruning rate)")  # the axis read only "x"
 axes[2].set_ylabel("verification p-value")
 axes[2].set_title("can ownership still be proved?")
 fig.suptitle(f"Removal attacks on SSCL-BW, {arch} on {ds.name} ({'subset' if ds.is_subset else 'full'})\n"
