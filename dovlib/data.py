@@ -177,12 +177,13 @@ def data_dir() -> Path:
 
 def offline_data_dir() -> Path:
     """Where the offline real-image subsets live: ``$DOVLIB_DATA``, else ``../shared/data`` beside the repo,
-    else ``data/``."""
+    else ``data/``; resolved either way, so a folder has one name (the run stamps hash it) whether the Makefile
+    exported it or it is the default (``../shared`` may be a symlink)."""
     env = os.environ.get("DOVLIB_DATA")
     if env:
         return Path(env).expanduser().resolve()
     shared = REPO_ROOT.parent / "shared" / "data"
-    return shared if shared.is_dir() else data_dir()
+    return (shared if shared.is_dir() else data_dir()).resolve()
 
 
 def md5sum(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -116,6 +116,27 @@ def test_stamp_key_changes_with_notebook_parameters_and_source(tmp_path, monkeyp
     assert rp.run_environment({"profile": "no-such"})["device"] == "unavailable"  # the notebook will say why
 
 
+def test_stamp_key_names_the_default_data_folder_as_the_makefile_does(tmp_path, monkeypatch):
+    """`make reproduce` exports DOVLIB_DATA=<repo>/../shared/data, which dovlib resolves; run without make, the same
+    folder is dovlib's default. Where ../shared is a symlink the two spellings must still give one stamp, or every
+    switch between `make reproduce` and `python -m dovlib.reproduce` runs up-to-date notebooks again."""
+    from dovlib import data
+
+    nb = make_notebook(tmp_path, "01_x")
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "a.py").write_text("x = 1\n")
+    (tmp_path / "elsewhere" / "data").mkdir(parents=True)
+    (tmp_path / "shared").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "repo").mkdir()
+    monkeypatch.setattr(data, "REPO_ROOT", tmp_path / "repo")
+    monkeypatch.delenv("DOVLIB_DATA", raising=False)
+    without_make = rp.stamp_key(nb, {"profile": "smoke"}, pkg)
+    monkeypatch.setenv("DOVLIB_DATA", str(tmp_path / "shared" / "data"))  # as $(abspath ../shared/data)
+    assert rp.stamp_key(nb, {"profile": "smoke"}, pkg) == without_make
+    assert rp.data_sources()["data"] == str((tmp_path / "elsewhere" / "data").resolve())
+
+
 def test_a_run_whose_tables_another_run_overwrote_runs_again(env):
     """Outside a sweep, two parameter sets of one notebook write the same table name: a paper run's table replaced
     by a smoke run's must not make the paper run 'reused' over the smoke run's file."""
