@@ -1,5 +1,6 @@
 import itertools
 import math
+from fractions import Fraction
 
 import numpy as np
 import pandas as pd
@@ -744,3 +745,41 @@ def test_distinct_subsets_takes_a_seed_or_a_generator_and_names_anything_else():
         distinct_subsets(12, 2, 5, -1)
     with pytest.raises(TypeError, match="rng must be"):
         distinct_subsets(4, 2, 10, None)  # refused where every subset is returned without a draw, too
+
+
+def _exact_shortest(L, rho):
+    """Reference for choose_nk with exact arithmetic: rho a Fraction, ceil(log2 C) as the least b with 2**b >= C;
+    every (n, k) with 1 <= k <= n <= L in order, so the first shortest one has the smallest n, then k."""
+    best = None
+    for n in range(1, L + 1):
+        for k in range(1, n + 1):
+            if Fraction(n - k, n) > rho:
+                continue
+            combos, order = math.comb(n, k), 0
+            while 2 ** order < combos:
+                order += 1
+            bits = k * -(-L // n) + order
+            if best is None or bits < best[0]:
+                best = (bits, (n, k))
+    return best
+
+
+@pytest.mark.parametrize("twentieths", range(1, 20))
+def test_choose_nk_is_the_exact_shortest_for_every_short_message(twentieths):
+    """choose_nk against an exact search for L = 1..40 at rho_max = 0.05, 0.1, ..., 0.95: the pruning, the float
+    tolerance and the tie-break (smallest n, then k; the whole message (1, 1) where nothing is shorter) all agree."""
+    rho = Fraction(twentieths, 20)
+    for L in range(1, 41):
+        bits, nk = _exact_shortest(L, rho)
+        assert choose_nk(L, twentieths / 20) == nk, (L, float(rho))
+        assert AmuseCodec(L, *nk).sub_message_bits == bits
+
+
+def test_choose_nk_admits_a_ratio_equal_to_rho_max_despite_float_rounding():
+    """(20, 1) has (n - k) / n = 0.95 exactly, but 20 * (1 - 0.95) is 1.0000000000000009 in floats: without the
+    tolerance k would have to be 2 and L = 100 would get (15, 1), 11 bits instead of 10. Two bits of message (1, 1)
+    and (2, 2) tie at 2 bits: the smallest n is kept."""
+    assert choose_nk(100, 0.95) == (20, 1) and AmuseCodec(100, 20, 1).sub_message_bits == 10
+    assert choose_nk(100, "19/20") == (20, 1)
+    for rho in (0.1, 0.5, 0.9):
+        assert choose_nk(2, rho) == (1, 1)
