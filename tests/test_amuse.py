@@ -783,3 +783,48 @@ def test_choose_nk_admits_a_ratio_equal_to_rho_max_despite_float_rounding():
     assert choose_nk(100, "19/20") == (20, 1)
     for rho in (0.1, 0.5, 0.9):
         assert choose_nk(2, rho) == (1, 1)
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_amuse_with_every_chunk_in_every_image_has_no_ordering_bits_and_decodes(n):
+    """k = n (what choose_nk returns for a small rho_max, as (1, 1)): 0 ordering bits, one combination; the payload
+    is the whole padded message and one image decodes it. Reading the index from the last ordering_bits bits would
+    read the whole sub-message there (x[-0:] is all of x) and drop every image as corrupted."""
+    L = 30
+    codec = AmuseCodec(L, n, n)
+    assert codec.ordering_bits == 0 and codec.combinations == 1 and codec.rho == 0
+    assert codec.sub_message_bits == L and codec.min_unique_sub_messages == 1
+    msg = random_message(L, seed=n)
+    subs = codec.encode(msg, 7)
+    assert (subs == msg).all()  # every image holds the message, no index
+    assert np.array_equal(codec.decode(subs[:1]), msg) and codec.last_dropped == 0
+    noisy = flip_bits(subs, 0.1, seed=0)
+    noisy[1:] = subs[1:]  # one wrong copy of 7 is outvoted
+    assert np.array_equal(codec.decode(noisy), msg)
+    assert choose_nk(L, 0.01) == (1, 1) and AmuseCodec.from_rho(L, 0.01).ordering_bits == 0
+
+
+@pytest.mark.parametrize("make", [lambda s: AmuseCodec(60, 5, 2, seed=s), lambda s: ErasureCodec(60, 7, 3, seed=s)],
+                         ids=["amuse", "erasure"])
+def test_encode_seed_decides_the_assignment_per_call(make):
+    """encode(..., seed=s) and assignment(N, seed=s) use s instead of the codec's seed: the same s gives the same
+    sub-messages, other seeds other assignments (the multiset of labels stays balanced), no seed the codec's own.
+    Full cycles of the permutation come first, the images left over last: N images begin with the assignment of the
+    largest multiple of the labels below N."""
+    codec = make(3)
+    msg = random_message(60, seed=1)
+    for N in (30, 37):
+        per_seed = {s: codec.encode(msg, N, seed=s) for s in range(4)}
+        assert np.array_equal(codec.encode(msg, N, seed=2), per_seed[2])
+        assert np.array_equal(codec.encode(msg, N), per_seed[3]) and np.array_equal(make(2).encode(msg, N),
+                                                                                    per_seed[2])
+        assert len({subs.tobytes() for subs in per_seed.values()}) == 4
+        labels = {s: codec.assignment(N, seed=s) for s in range(4)}
+        assert len({lab.tobytes() for lab in labels.values()}) == 4
+        for lab in labels.values():
+            counts = np.bincount(lab, minlength=codec.num_labels)
+            assert counts.max() - counts.min() <= 1
+        for s, subs in per_seed.items():
+            assert np.array_equal(codec.decode(subs), msg)
+    full = 30 // codec.num_labels * codec.num_labels
+    assert np.array_equal(codec.assignment(37)[:full], codec.assignment(full))
