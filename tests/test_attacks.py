@@ -374,3 +374,25 @@ def test_jpeg_mask_keeping_every_coefficient_is_the_identity_to_float64_precisio
     assert (jpeg_mask(x, keep_y=8, keep_uv=8) - x).abs().max() < 1e-12
     x32 = x.float()
     assert (jpeg_mask(x32, keep_y=8, keep_uv=8) - x32).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("family, bad", [("rotation", float("inf")), ("rotation", -float("inf")),
+                                         ("brightness", float("inf")), ("contrast", np.inf), ("hue", -np.inf)])
+def test_hand_built_attacks_refuse_infinite_parameters(family, bad):
+    """NaN fails every range comparison, but an infinite rotation or factor lies within [low, inf]: the finiteness
+    check alone refuses it (a rotation by inf degrees, a brightness factor of inf)."""
+    from dovlib.attacks import Attack
+
+    with pytest.raises(ValueError, match=r"must be a finite number in \[.*\]; got -?inf"):
+        apply_attack(Attack(f"{family}_x", family, bad), _images())
+
+
+def test_a_cover_of_another_shape_is_refused_not_broadcast():
+    """Dropout and Cropout mix each image with its own cover: one cover for a batch of two (which torch.where would
+    broadcast) or a cover of another size is refused, naming the shape expected."""
+    x = _images()
+    for name in ("hidden_dropout_0.3", "hidden_cropout_0.3"):
+        for cover in (x[:1], x[..., :40, :40]):
+            with pytest.raises(ValueError, match=r"pass cover= as torch.uint8 images of the same shape \(2, 3, 48, "
+                                                 r"48\); got torch.uint8 \("):
+                apply_attack(name, x, cover=cover)
