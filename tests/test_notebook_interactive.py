@@ -160,6 +160,98 @@ def test_watermark_notebook_bar_charts_get_their_own_figures(kernel):
     assert "WSR (clean model)" in kernel.value("[t.get_text() for t in ax.get_legend().get_texts()]")
 
 
+# defines legends_over_data() in a kernel whose ``fig`` is drawn: the figure's legends (its own and its axes'), and
+# for each one the plotted lines, markers and bars whose window extents (the renderer's) it overlaps
+_LEGENDS = ("import matplotlib.colors\nimport numpy as np\n"
+            "def legends_over_data():\n"
+            "    r = fig.canvas.get_renderer(); fig.draw(r)\n"
+            "    legends = list(fig.legends) + [a.get_legend() for a in fig.axes if a.get_legend() is not None]\n"
+            "    data = [(a, d) for a in fig.axes for d in [*a.lines, *a.collections, *a.patches]\n"
+            "            if np.isfinite(d.get_window_extent(r).bounds).all()]  # not an empty error band\n"
+            "    return len(legends), [[f'panel {fig.axes.index(a)}: {d.get_label()}' for a, d in data\n"
+            "                           if leg.get_window_extent(r).overlaps(d.get_window_extent(r))]\n"
+            "                          for leg in legends]\n"
+            "def texts_overlapping():  # axis labels and titles that run into each other\n"
+            "    r = fig.canvas.get_renderer(); fig.draw(r)\n"
+            "    texts = [t for a in fig.axes for t in (a.xaxis.label, a.yaxis.label, a.title) if t.get_text()]\n"
+            "    return [(s.get_text(), t.get_text()) for i, s in enumerate(texts) for t in texts[i + 1:]\n"
+            "            if s.get_window_extent(r).overlaps(t.get_window_extent(r))]")
+
+# a sweep as the quick and paper profiles measure it: BA near 0.9, WSR near 1, the clean model's WSR near 0.1
+_ABLATION_RECORDS = (
+    "_recs = [{'params': {'profile': profile, 'dataset': dataset, 'data': 'h', 'arch': arch, 'eps': e, 'rate': r,\n"
+    "                     'target': target, 'seed': seed, 'key_hash': key_hash(key), 'perceptual': perceptual},\n"
+    "          'metrics': {'BA': 0.90 + 0.03 * (i % 10) / 9, 'WSR': 0.85 + 0.14 * (i % 10) / 9,\n"
+    "                      'WSR_benign': 0.05 + 0.01 * (i % 10),\n"
+    "                      'delta_p': 0.8, 'p_value': 1e-9, 'verified': True, 'p_value_benign': 0.4,\n"
+    "                      'verified_benign': False, 'learnt': True}, 'device': 'cuda', 'device_name': 'H100'}\n"
+    "         for i, (e, r) in enumerate([(f'{j}/255', 0.1) for j in range(1, 11)]\n"
+    "                                    + [('8/255', j / 100) for j in range(1, 10)])]\n"
+    "load_records = lambda notebook: _recs\n"
+    "ds = _NS(name='cifar10-subset', is_subset=True)\n"
+    "context = {'profile': profile, 'device': 'cpu', 'device_name': 'CPU', 'data_hash': 'h', "
+    "'perceptual': perceptual}\n")
+
+
+def test_ablation_figure_has_one_legend_off_the_lines_and_names_its_y_axis(kernel):
+    """Fig. 4 drew the same legend (BA, WSR, WSR of the clean model) in both panels, inside the axes, over the lines:
+    at the quick and paper profiles BA and WSR sit near 0.9, where the legend was. Its y axis read "value". Run on
+    stand-in records at such values (the cells' own code after the real parameters and set-up cells)."""
+    cells = _set_up_on_stand_ins(kernel, "04_ablation", _ABLATION_RECORDS)
+    kernel.ok(_cell(cells, "fig4_ablation"))
+    kernel.ok(_LEGENDS)
+    n, covered = kernel.value("legends_over_data()")
+    assert n == 1 and covered == [[]], covered
+    assert kernel.value("[t.get_text() for t in fig.legends[0].get_texts()]") == ["BA", "WSR", "WSR (clean model)"]
+    assert kernel.value("axes[0].get_ylabel()") == "BA / WSR"
+    assert kernel.value("texts_overlapping()") == []
+    assert kernel.value("len(axes[0].lines)") >= 3  # drawn: 10 eps points per metric
+
+
+_REMOVAL_STAND_INS = (
+    "import numpy as np\n"
+    "ds = _NS(name='cifar10-subset', is_subset=True, num_classes=10)\n"
+    "context = {'profile': profile, 'device': 'cpu', 'device_name': 'CPU', 'data_hash': 'h', "
+    "'perceptual': perceptual}\n"
+    "_e = np.arange(11)\n"
+    "ft = pd.DataFrame({'epoch': _e, 'BA': 0.90 + 0.003 * _e, 'WSR': 0.99 - 0.014 * _e, 'delta_p': 0.8,\n"
+    "                   'p_value': 10.0 ** -(12 - _e), 'verified': True})\n"
+    "_r = np.round(np.arange(0, 0.951, 0.05), 4)\n"
+    "pr = pd.DataFrame({'rate': _r, 'pruned_channels': (_r * 512).astype(int),\n"
+    "                   'BA': np.where(_r < 0.85, 0.93 - 0.03 * _r, 0.1),\n"
+    "                   'WSR': np.where(_r < 0.85, 0.99 - 0.14 * _r, 1.0),\n"
+    "                   'p_value': np.where(_r < 0.85, 1e-8, 0.5), 'verified': _r < 0.85})\n"
+    "floor = {'BA': 0.92, 'WSR': 0.1, 'p_value': 0.4, 'verified': False}\n"
+    "rec = {'metrics': {'finetune_batch_size': 128}, 'device': 'cuda', 'device_name': 'H100'}\n"
+    "ft_steps, ft_budget = 40, '508 benign images, batch 128, 40 optimizer steps in 10 epochs'\n")
+
+
+def test_removal_figure_has_one_legend_off_the_lines_and_names_its_y_axes(kernel):
+    """Fig. 5 put a legend inside each of its three panels; at the quick and paper profiles BA and WSR sit near 0.9
+    for most of both attacks, under the legends of the fine-tuning and pruning panels, which also said "value" on
+    their y axes. Run on stand-in curves at such values (the cells' own code after the parameters and set-up cells),
+    pruning collapsing BA to chance at 85% (the red marks, with their legend entry). With the legend beside the
+    panels, the long x labels of the pruning and p-value panels ran into each other; the fine-tuning panel ticked
+    epochs 2.5 and 7.5."""
+    cells = _set_up_on_stand_ins(kernel, "05_removal_attacks", _REMOVAL_STAND_INS)
+    kernel.ok(_cell(cells, "fig5_removal"))
+    kernel.ok(_LEGENDS)
+    n, covered = kernel.value("legends_over_data()")
+    assert n == 1 and covered == [[]], covered
+    texts = kernel.value("[t.get_text() for t in fig.legends[0].get_texts()]")
+    assert {"BA", "WSR", "WSR, clean model", "alpha = 0.01"} <= set(texts) and len(texts) == len(set(texts))
+    assert any(t.startswith("BA within 0.05 of chance") for t in texts)
+    # one legend for all three panels: the p-value panel's attacks are told apart from the BA and WSR lines by colour
+    colours = kernel.value("{t.get_text(): matplotlib.colors.to_hex(h.get_color()) for t, h in "
+                           "zip(fig.legends[0].get_texts(), fig.legends[0].legend_handles) if hasattr(h, 'get_xdata')}")
+    attacks = [t for t in colours if t.startswith("p-value")]
+    assert len(attacks) == 2 and not {colours[t] for t in attacks} & {colours["BA"], colours["WSR"]}, colours
+    assert kernel.value("[a.get_ylabel() for a in axes]") == ["BA / WSR", "BA / WSR", "verification p-value"]
+    # the long x labels of neighbouring panels ran into each other once the legend took its room; epochs whole
+    assert kernel.value("texts_overlapping()") == []
+    assert kernel.value("all(float(t).is_integer() for t in axes[0].get_xticks())")
+
+
 def test_generator_notebook_without_ipywidgets_shows_one_sample_and_still_writes_its_record(kernel):
     """ipywidgets only drives notebook 01's slider, yet without it (a kernel environment it was not installed in;
     docs/measured-h100.md) the slider cell's import stopped Run All there, before the quality table and the record.

@@ -266,3 +266,29 @@ def test_learning_curve_ticks_whole_epochs():
     assert _saved_width_over_figure_width(fig) <= 1.01
     assert "".join(fig._suptitle.get_text().split()) == "".join(title.split())  # wrapped, nothing dropped
     matplotlib.pyplot.close("all")
+
+
+def test_figure_legend_puts_one_legend_beside_the_panels_off_their_lines():
+    """Notebooks 04 and 05 drew one legend per panel, inside the axes: where BA and WSR sit near 0.9 (quick, paper)
+    the legend covered them, and the panels of Fig. 4 repeated the same one."""
+    from dovlib.plotting import figure_legend
+
+    fig, axes = matplotlib.pyplot.subplots(1, 2, figsize=(9, 3.4))
+    for ax in axes:
+        ax.plot([0, 1, 2], [0.90, 0.92, 0.93], marker="o", label="BA")
+        ax.plot([0, 1, 2], [0.85, 0.95, 0.99], marker="o", label="WSR")
+        ax.axhline(0.1, ls=":", label="WSR (clean model)")
+        ax.plot([0.5], [0.5], label="_hidden")  # matplotlib's mark for "no legend entry"
+        ax.legend(loc="upper right")
+    legend = figure_legend(fig)
+    assert [t.get_text() for t in legend.get_texts()] == ["BA", "WSR", "WSR (clean model)"]  # each label once
+    assert all(ax.get_legend() is None for ax in axes) and fig.legends == [legend]
+    renderer = fig.canvas.get_renderer()
+    fig.draw(renderer)
+    box = legend.get_window_extent(renderer)
+    assert not any(box.overlaps(ax.get_window_extent(renderer)) for ax in axes)  # beside the panels
+    assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1  # and inside the figure, not past its edge
+    with pytest.raises(ValueError, match="at least one labelled"):
+        figure_legend(matplotlib.pyplot.figure())
+    matplotlib.pyplot.close("all")
+
