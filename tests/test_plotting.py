@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from dovlib.plotting import image_grid, learning_curve, verification_sweep
+from dovlib.plotting import image_grid, learning_curve, show_images, verification_sweep
 
 
 def test_verification_sweep_draws_one_panel_per_baseline_and_marks_the_value_used():
@@ -292,3 +292,76 @@ def test_figure_legend_puts_one_legend_beside_the_panels_off_their_lines():
         figure_legend(matplotlib.pyplot.figure())
     matplotlib.pyplot.close("all")
 
+
+def _history(epochs: int) -> list[dict]:
+    return [{"epoch": e, "train_loss": 2.0 / e, "train_acc": 0.9 - 0.5 / e, "test_acc": 0.85 - 0.5 / e}
+            for e in range(1, epochs + 1)]
+
+
+def _legend_figure():
+    from dovlib.plotting import figure_legend, set_title
+
+    fig, axes = matplotlib.pyplot.subplots(1, 3, figsize=(13, 3.4))
+    for ax in axes:
+        ax.plot([0, 1], [0.9, 0.93], marker="o", label="BA")
+        ax.axhline(0.1, label="WSR, clean model")
+    axes[1].scatter([0.95], [1.0], marker="x", label="BA within 0.05 of chance (0.10)")
+    axes[2].set_xlabel("attack strength (epoch / last epoch, or pruning rate)")
+    figure_legend(fig)
+    set_title(fig, f"Removal attacks on SSCL-BW, resnet18 on cifar10-subset (subset), {QUICK_LABEL}")
+    return fig
+
+
+_IMAGES = torch.randint(0, 256, (8, 3, 8, 8), dtype=torch.uint8)
+# each plotting helper's figure with labels as long as the notebooks give it at the quick and paper profiles
+HELPER_FIGURES = {
+    "image_grid": lambda: image_grid({"cover": _IMAGES, "AMUSE-marked-then-resized": _IMAGES,
+                                      "x8 difference (clean_resampled)": _IMAGES}, ncols=8),
+    "image_grid_one_row": lambda: image_grid({"#9999 clean / watermarked / residual": _IMAGES[:3]}, ncols=3,
+                                             scale=2.2),  # notebook 01's slider
+    "show_images": lambda: show_images(_IMAGES[:4], titles=["clean", "watermarked, eps 8/255", "residual (amplified)",
+                                                            "BadNets trigger"]),
+    "learning_curve": lambda: learning_curve(_history(30), f"resnet18 on cifar10-subset ({QUICK_LABEL})"),
+    "verification_sweep": lambda: verification_sweep(_two_test_sweep(), "tau", 0.25, QUICK_LABEL).figure,
+    "figure_legend": _legend_figure,
+}
+
+
+@pytest.fixture(params=sorted(HELPER_FIGURES))
+def helper_figure(request):
+    """A figure drawn by one of dovlib.plotting's helpers with long, realistic labels."""
+    from dovlib.plotting import set_style
+
+    set_style()  # as every notebook draws
+    fig = HELPER_FIGURES[request.param]()
+    yield fig
+    matplotlib.pyplot.close("all")
+
+
+def test_every_helper_figure_keeps_its_text_within_the_figure(helper_figure, tmp_path, monkeypatch):
+    """What widened saved figures (one-line titles of quick-profile labels, legends past the edge) checked once for
+    every helper: the PNG that save_fig's settings write is no wider than the figure itself (a 1% margin), and no
+    text the figure draws lies outside it (the suptitle, which set_title sets just above the top edge, only there)."""
+    from PIL import Image
+
+    fig = helper_figure
+    path = tmp_path / "figure.png"
+    fig.savefig(path, dpi=150, bbox_inches="tight")  # as save_fig writes it
+    with Image.open(path) as png:
+        assert png.size[0] <= 1.01 * fig.get_figwidth() * 150 + 2, (png.size, fig.get_figwidth())
+    drawn, draw = [], matplotlib.text.Text.draw
+
+    def record(text, renderer):  # the texts a draw puts on the canvas (not an axis' unused tick labels)
+        if text.get_visible() and text.get_text().strip():
+            drawn.append(text)
+        return draw(text, renderer)
+
+    monkeypatch.setattr(matplotlib.text.Text, "draw", record)
+    renderer = fig.canvas.get_renderer()
+    fig.draw(renderer)
+    assert drawn
+    for text in drawn:
+        box, bounds = text.get_window_extent(renderer), fig.bbox
+        assert bounds.x0 - 1 <= box.x0 and box.x1 <= bounds.x1 + 1, text.get_text()
+        if text is not getattr(fig, "_suptitle", None):
+            assert bounds.y0 - 1 <= box.y0 and box.y1 <= bounds.y1 + 1, text.get_text()
