@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 __all__ = ["set_style", "image_grid", "show_images", "learning_curve", "to_numpy_images", "wrap_text", "set_title",
-           "rotate_xticklabels", "figure_legend"]
+           "rotate_xticklabels", "figure_legend", "epoch_ticks"]
 
 
 def set_style() -> None:
@@ -78,6 +78,13 @@ def rotate_xticklabels(ax, rotation: float = 45) -> None:
     end): centred slanted labels sit half a label to the right, under the next bar."""
     for label in ax.get_xticklabels():
         label.set(rotation=rotation, ha="right", rotation_mode="anchor")
+
+
+def epoch_ticks(*axes) -> None:
+    """Tick whole numbers only on the x axis of each of ``axes`` (epochs): with two epochs (the smoke profile)
+    matplotlib's default ticks read 1.2, 1.4, ..., epochs that do not exist."""
+    for ax in axes:
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
 
 
 def figure_legend(fig, axes=None, fontsize="small", **kwargs):
@@ -184,8 +191,7 @@ def learning_curve(history: list[dict], title: str = ""):
     long["split"] = long["split"].map(names)
     sns.lineplot(data=long, x="epoch", y="accuracy", hue="split", ax=ax2, marker="o")
     ax2.set_ylim(0, 1)
-    for ax in (ax1, ax2):  # whole epochs only: with two, the axis read 1.2, 1.4, ...
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    epoch_ticks(ax1, ax2)
     fig.tight_layout()
     if title:  # wrapped above the panels: a quick or paper profile string in it is long
         set_title(fig, title, fontsize="large")

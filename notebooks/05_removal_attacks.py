@@ -47,7 +47,6 @@ recompute = False  # True: recompute a parameter set already in metrics.json
 
 # %%
 import matplotlib.pyplot as plt
-import matplotlib.ticker
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -57,7 +56,7 @@ from dovlib.data import load_dataset, stratified_subsample
 from dovlib.models import check_train_batch
 from dovlib.params import check_int, get_profile, parse_eps, parse_fraction, parse_rate
 from dovlib.perceptual import require_perceptual
-from dovlib.plotting import figure_legend, set_title
+from dovlib.plotting import epoch_ticks, figure_legend, set_title
 from dovlib.removal import finetune, pruning_curve, removal_claims
 from dovlib.report import run_context, run_dir, save_fig, save_table, start_notebook
 from dovlib.sscl import check_key, key_hash, run_sscl
@@ -167,7 +166,7 @@ sns.lineplot(data=pv, x="x", y=pv["p_value"].clip(lower=1e-300), hue="attack", m
              palette=[sns.color_palette()[i] for i in (2, 4)])  # one legend for all panels: not BA's, WSR's colours
 axes[2].set_yscale("log")
 axes[2].axhline(0.01, color="grey", ls="--", label="alpha = 0.01")
-axes[0].xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # whole epochs, not 2.5
+epoch_ticks(axes[0])  # whole epochs, not 2.5
 axes[1].set_xlabel("pruning rate\n(share of last-layer channels)")  # not gamma, the marking rate
 axes[2].set_xlabel("attack strength\n(epoch / last epoch, or pruning rate)")  # the axis read only "x"
 axes[2].set_ylabel("verification p-value")

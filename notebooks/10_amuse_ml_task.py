@@ -57,7 +57,7 @@ from dovlib.data import load_dataset
 from dovlib.imwm import ImWatermarker, embed_at_size, extract_dataset, resize_round_trip, to_min_size
 from dovlib.metrics import mean_psnr
 from dovlib.params import PROFILES, check_bool, check_choice, check_int, get_profile, parse_fraction
-from dovlib.plotting import image_grid, set_title
+from dovlib.plotting import epoch_ticks, image_grid, set_title
 from dovlib.report import cached_tensors, run_context, save_fig, save_table, start_notebook, write_record
 from dovlib.sscl import train_classifier
 
@@ -182,6 +182,8 @@ print(results.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 # %%
 hist = pd.concat(histories)
 g = sns.relplot(data=hist, x="epoch", y="test_acc", hue="set", kind="line", marker="o", height=3.2, aspect=1.4)
+g.set_axis_labels("epoch", "test accuracy")  # not the column's name, test_acc
+epoch_ticks(*g.axes.flat)  # whole epochs: at smoke (two) the axis read 1.2, 1.4, ...
 set_title(g, f"{arch} on {ds.name} ({profile} profile, {device})")
 save_fig(g.figure, "test_accuracy", NOTEBOOK, **fig_context);
 

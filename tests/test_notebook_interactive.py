@@ -252,6 +252,23 @@ def test_removal_figure_has_one_legend_off_the_lines_and_names_its_y_axes(kernel
     assert kernel.value("all(float(t).is_integer() for t in axes[0].get_xticks())")
 
 
+def test_ml_task_accuracy_figure_names_its_y_axis_and_ticks_whole_epochs(kernel):
+    """Notebook 10's test_accuracy figure read "test_acc" (the column's name) on its y axis, and at the smoke profile
+    (two epochs) its x axis ticked epochs 1.2, 1.4, ... that do not exist (learning_curve had the same, fixed).
+    Run on stand-in training curves (the cell's own code after the real parameters and set-up cells)."""
+    cells = _set_up_on_stand_ins(
+        kernel, "10_amuse_ml_task",
+        "ds = _NS(name='cifar10-subset')\n"
+        "fig_context = {'profile': profile, 'device': 'cpu', 'dataset': 'cifar10-subset', 'is_subset': True}\n"
+        "histories = [pd.DataFrame({'epoch': [1, 2], 'test_acc': [0.2 + i / 20, 0.3 + i / 20]}).assign(set=name)\n"
+        "             for i, name in enumerate(['clean', 'clean_resampled', 'baseline', 'amuse'])]")
+    kernel.ok(_cell(cells, "\"test_accuracy\""))
+    kernel.ok("_ax = g.ax; g.figure.canvas.draw()")
+    assert kernel.value("_ax.get_ylabel()") == "test accuracy"
+    assert kernel.value("[float(t) for t in _ax.get_xticks() if _ax.get_xlim()[0] <= t <= _ax.get_xlim()[1]]") == [
+        1.0, 2.0]
+
+
 def test_generator_notebook_without_ipywidgets_shows_one_sample_and_still_writes_its_record(kernel):
     """ipywidgets only drives notebook 01's slider, yet without it (a kernel environment it was not installed in;
     docs/measured-h100.md) the slider cell's import stopped Run All there, before the quality table and the record.
