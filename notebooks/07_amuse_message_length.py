@@ -99,7 +99,8 @@ image_note = {"skimage-photos": "random 256x256 crops (flipped at random) of sci
 image_note = image_note.get(dataset, ds.note)
 print(ds.describe())
 print(f"{len(images)} images {tuple(images.shape[1:])}: {image_note}")
-fig_context = dict(profile=profile, dataset=ds.name, is_subset=ds.is_subset, device="cpu")  # what drew the figures
+# what drew the figures; the perceptual measure named as notebooks 01-06 name theirs: PSNR, the only one measured
+fig_context = dict(profile=profile, dataset=ds.name, is_subset=ds.is_subset, perceptual="psnr", device="cpu")
 
 # %% [markdown]
 # ## The watermark's own limits
@@ -191,7 +192,7 @@ if attack_names:
 # which schemes the tables hold: a scheme past the method's capacity was skipped, and the captions say so
 compared = " vs ".join(dict.fromkeys(name for _, name in codecs)).replace("amuse", f"AMUSE (rho={rho:g})")
 not_run = f" Not run (past {method}'s {capacity} bits per image): {', '.join(skipped)}." if skipped else ""
-context = dict(profile=profile, dataset=ds.name, is_subset=ds.is_subset,
+context = dict(profile=profile, dataset=ds.name, is_subset=ds.is_subset, perceptual="psnr",
                dataset_note=f"{len(images)} images: {image_note}", device="cpu",
                device_name=env_info("cpu")["device_name"], wall_time=wall)
 save_table(summary, "accuracy_vs_length", NOTEBOOK,
@@ -222,6 +223,6 @@ for L in lengths:
     write_record(NOTEBOOK, params={"profile": profile, "method": method, "scale": scale, "message_bits": L, "rho": rho,
                                    "attacks": attacks_used, "dataset": dataset, "n_messages": n_messages_used,
                                    "seed": seed},
-                 metrics=metrics, perceptual="psnr", **context)
+                 metrics=metrics, **context)
     written += 1
 print(f"wrote {written} record(s); wall time {wall:.1f} s")

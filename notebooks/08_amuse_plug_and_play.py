@@ -99,8 +99,9 @@ if str(hidden_dataset).startswith("folder:") and not Path(hidden_dataset[len("fo
 # Table 1's evaluation images use seed + 1: the largest seed leaves it in torch's range ("1" or 1.0 -> 1)
 seed = check_int("seed", seed, 0, MAX_SEED - 1)
 device = start_notebook(profile, seed, cfg.device, note="HiDDeN on this device, invisible-watermark on the CPU")
-context = dict(profile=profile, device=str(device), device_name=env_info(device)["device_name"])  # + each table's data
-cpu_context = dict(profile=profile, device="cpu", device_name=env_info("cpu")["device_name"])  # Table 2: invisible-wm
+# what every table, figure and the record name (+ each table's data); PSNR: the one perceptual measure of both tables
+context = dict(profile=profile, perceptual="psnr", device=str(device), device_name=env_info(device)["device_name"])
+cpu_context = {**context, "device": "cpu", "device_name": env_info("cpu")["device_name"]}  # Table 2: invisible-wm
 start_all, reused_seconds = time.perf_counter(), 0.0  # the second: what reused Table 2 settings took to compute
 
 # %% [markdown]
@@ -288,7 +289,7 @@ write_record(NOTEBOOK, params={"profile": profile, "tables": str(tables), "hidde
                                "scales": scales_used, "message_bits": lengths, "rho": rho, "attacks": attacks_used,
                                "n_messages": n_messages_used, "seed": seed},
              metrics=metrics, dataset=", ".join(f"{d.name} (Table {t})" for t, d in used.items()),  # what ran
-             perceptual="psnr", wall_time=wall, is_subset=any(d.is_subset for d in used.values()),
+             wall_time=wall, is_subset=any(d.is_subset for d in used.values()),
              **({"hidden_training": "bf16 autocast" if uses_bf16(cfg.precision, device) else "fp32"}
                 if "1" in used else {}), **record_context)
 print(f"wall time {wall:.1f} s")

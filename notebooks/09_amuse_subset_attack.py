@@ -104,7 +104,9 @@ seed = check_int("seed", seed, 0)  # "1" or 1.0 from papermill -> 1; -1 or 1.5 r
 device = str(start_notebook(profile, seed, "cpu",
                             note=f"numpy {np.__version__} | {n_images_used} images, {n_subsets_used} subsets per "
                                  "share"))
-context = dict(profile=profile, device=device, device_name=env_info(device)["device_name"])  # what every output names
+# what every output names; its perceptual measure "none (no images)" where it is computed from no images
+context = dict(profile=profile, perceptual="none (no images)", device=device,
+               device_name=env_info(device)["device_name"])
 
 # %% [markdown]
 # ## Algorithm 2 against the paper
@@ -201,7 +203,8 @@ for ax in g.axes.flat:
     for c, colour in zip(codecs[1:], sns.color_palette()[1:]):
         if pd.notna(guaranteed[c.name]):
             ax.axvline(max(guaranteed[c.name], curves["share"].min()), ls="--", lw=0.8, color=colour)
-fig_context = dict(dataset=pool.name if real else "simulated", is_subset=bool(real and pool.is_subset), **context)
+fig_context = {**context, "dataset": pool.name if real else "simulated", "is_subset": bool(real and pool.is_subset),
+               "perceptual": "psnr" if real else "none (simulated extraction: no images)"}  # as the record says
 save_fig(g.figure, "accuracy_vs_leaked_share", NOTEBOOK, **fig_context);
 
 # %% [markdown]
@@ -326,6 +329,5 @@ record = write_record(
             "shares": shares_run,  # the shares run: one leaking as many images as a smaller one is not
             "n_images": n_images_used, "n_subsets": n_subsets_used, "seed": seed},
     metrics=metrics, **fig_context, wall_time=wall,
-    perceptual="psnr" if real else "none (simulated extraction: no images)",
 )
 print(f"wall time {wall:.1f} s")

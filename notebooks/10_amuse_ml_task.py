@@ -96,7 +96,7 @@ if n_train_used is not None:  # recorded as trained on: a profile's n_train abov
 if ds.image_shape[0] == 1:
     raise ValueError(f"dataset must hold RGB images for {method}; {dataset} is greyscale")
 print(ds.describe())
-fig_context = run_context(profile, device, ds)  # what figures say they were measured with
+fig_context = run_context(profile, device, ds, perceptual="psnr")  # what figures say they were measured with
 
 # %% [markdown]
 # ## Watermark the training set
@@ -209,5 +209,5 @@ metrics.update({f"{name}_mark_readable_round_trip": name not in set(unreadable.s
 write_record(NOTEBOOK, params={"profile": profile, "dataset": dataset, "method": method, "scale": scale,
                                "message_bits": message_bits, "rho": rho, "arch": arch, "n_train": n_train_used,
                                "seed": seed},
-             metrics=metrics, perceptual="psnr", **context)
+             metrics=metrics, **context)
 print(f"wall time {wall:.1f} s")

@@ -484,3 +484,70 @@ def test_each_figure_on_the_page_says_which_run_drew_it(reports):
     md = index.render_markdown(index.collect())
     line = md.split("![examples]", 1)[1].splitlines()
     assert any("profile quick:epochs=10" in s and "(subset)" in s for s in line[:3])
+
+
+def _context_keys(node, known: dict) -> set | None:
+    """The keys of the context dict ``node`` builds in a notebook (``dict(...)``, ``{...}``, ``run_context(...)``,
+    ``measured_context(ctx, ...)``, ``a if c else b``), with ``known`` the keys of names bound before; None where they
+    cannot be read off the code."""
+    import ast
+
+    if isinstance(node, ast.Name):
+        return known.get(node.id)
+    if isinstance(node, ast.IfExp):
+        a, b = _context_keys(node.body, known), _context_keys(node.orelse, known)
+        return None if a is None or b is None else a & b  # only what both branches give
+    if isinstance(node, ast.Dict):
+        keys = set()
+        for k, v in zip(node.keys, node.values):
+            inner = {k.value} if isinstance(k, ast.Constant) else _context_keys(v, known)  # k None: **v
+            keys |= inner or set()
+        return keys
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        keys = {kw.arg for kw in node.keywords if kw.arg} | set().union(
+            *(_context_keys(kw.value, known) or set() for kw in node.keywords if kw.arg is None))
+        if node.func.id == "dict":
+            return keys
+        if node.func.id == "run_context":
+            return keys | {"profile", "device", "device_name"} | (
+                {"dataset", "is_subset", "dataset_note", "data_hash"} if len(node.args) > 2 else set())
+        if node.func.id == "measured_context":  # this run's context, with the records' devices
+            return _context_keys(node.args[0], known)
+    return None
+
+
+def _output_contexts(stem: str) -> list[tuple[int, str, set]]:
+    """Each save_fig, save_table and write_record call in notebook ``stem``: its line, the function, and the keys of
+    the context it passes (keywords, and the keys of the dicts it unpacks)."""
+    import ast
+
+    import jupytext
+
+    nb = jupytext.read(Path(__file__).resolve().parents[1] / "notebooks" / f"{stem}.py")
+    tree = ast.parse("\n".join(c.source for c in nb.cells if c.cell_type == "code"))
+    nodes = sorted((n for n in ast.walk(tree) if isinstance(n, (ast.Assign, ast.Call))),
+                   key=lambda n: (n.lineno, isinstance(n, ast.Assign)))  # a call before what its result is bound to
+    known, calls = {}, []
+    for n in nodes:
+        if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name):
+            keys = _context_keys(n.value, known)
+            if keys is not None:
+                known[n.targets[0].id] = keys
+        elif isinstance(n, ast.Call) and getattr(n.func, "id", "") in ("save_fig", "save_table", "write_record"):
+            unpacked = [_context_keys(kw.value, known) for kw in n.keywords if kw.arg is None]
+            assert None not in unpacked, f"{stem} line {n.lineno}: a context this test cannot read"
+            calls.append((n.lineno, n.func.id, {kw.arg for kw in n.keywords if kw.arg}.union(*unpacked)))
+    return calls
+
+
+@pytest.mark.parametrize("stem", sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "notebooks").glob(
+    "[0-9][0-9]_*.py") if p.stem[:2] != "00"))  # 00 trains a classifier only: no watermark, no perceptual measure
+def test_every_output_of_a_watermark_notebook_names_its_perceptual_measure(stem):
+    """Notebooks 01-06 give their figures, tables and records the perceptual measure (run_context(...,
+    perceptual=...)), and the index's captions show it; 07-10 named it in their records only ("psnr"; 09 "none" for
+    its simulated extraction), so their figures' captions left it out. Read off each notebook's code: every
+    save_fig, save_table and write_record call passes a ``perceptual``."""
+    calls = _output_contexts(stem)
+    assert any(f == "save_fig" for _, f, _ in calls)
+    missing = [(line, f) for line, f, keys in calls if "perceptual" not in keys]
+    assert not missing, f"{stem}: no perceptual measure at (line in its code cells, call) {missing}"
