@@ -100,7 +100,8 @@ image_note = image_note.get(dataset, ds.note)
 print(ds.describe())
 print(f"{len(images)} images {tuple(images.shape[1:])}: {image_note}")
 # what drew the figures; the perceptual measure named as notebooks 01-06 name theirs: PSNR, the only one measured
-fig_context = dict(profile=profile, dataset=ds.name, is_subset=ds.is_subset, perceptual="psnr", device="cpu")
+fig_context = dict(profile=profile, dataset=ds.name, is_subset=ds.is_subset, perceptual="psnr", device="cpu",
+                   device_name=env_info("cpu")["device_name"])
 
 # %% [markdown]
 # ## The watermark's own limits
