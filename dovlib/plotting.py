@@ -23,15 +23,25 @@ def set_style() -> None:
     matplotlib.rcParams.update({"figure.dpi": 100, "savefig.dpi": 150, "axes.titlesize": "medium"})
 
 
-def wrap_text(text: str, width: float, fontsize="medium") -> str:
+def _cut(text: str, after: str) -> list[str]:
+    """``text`` cut after each match of the regex ``after`` that lies outside its mathtext (``$...$``, which
+    matplotlib reads line by line: a cut inside one leaves two lines of raw TeX)."""
+    math = [m.span() for m in re.finditer(r"(?<!\\)\$.*?(?<!\\)\$", text)]
+    cuts = [m.end() for m in re.finditer(after, text) if not any(a < m.end() < b for a, b in math)]
+    return [text[i:j] for i, j in zip([0, *cuts], [*cuts, len(text)]) if i < j] or [text]
+
+
+def wrap_text(text: str, width: float, fontsize="medium", *, fontproperties=None) -> str:
     """``text`` broken into lines no wider than ``width`` inches at ``fontsize`` (points or a name such as
-    ``"small"``), in the current font. Lines break after ',' or ';' (so a long profile string,
-    ``quick:device=cpu,epochs=10,...``, breaks between its overrides), or after a space within a part too wide for
-    one line; a piece with none of them stays whole. Line breaks already in ``text`` are kept."""
+    ``"small"``), in the current font, or in ``fontproperties`` (a Text's own, its weight and family too) where given.
+    Lines break after ',' or ';' (so a long profile string, ``quick:device=cpu,epochs=10,...``, breaks between its
+    overrides; never inside a number such as ``50,000``), or after a space within a part too wide for one line; a
+    piece with none of them stays whole, as does mathtext (``$\\tau = 0.25$``), which is measured as drawn. Line
+    breaks already in ``text`` are kept."""
     from matplotlib.backends.backend_agg import RendererAgg
     from matplotlib.font_manager import FontProperties
 
-    prop = FontProperties(size=fontsize)
+    prop = fontproperties if fontproperties is not None else FontProperties(size=fontsize)
     # hinting makes a text's width depend a little on the dpi: it must fit on screen and in the saved file
     dpis = {float(matplotlib.rcParams["figure.dpi"]), 150.0}  # 150: save_fig's
     if matplotlib.rcParams["savefig.dpi"] != "figure":
@@ -39,13 +49,15 @@ def wrap_text(text: str, width: float, fontsize="medium") -> str:
     renderers = [(RendererAgg(1, 1, dpi), dpi) for dpi in sorted(dpis)]
 
     def inches(s: str) -> float:
-        return max(r.get_text_width_height_descent(s, prop, ismath=False)[0] / dpi for r, dpi in renderers)
+        dollars = len(re.findall(r"(?<!\\)\$", s))
+        ismath = dollars > 0 and dollars % 2 == 0  # as matplotlib decides it for a line
+        return max(r.get_text_width_height_descent(s, prop, ismath=ismath)[0] / dpi for r, dpi in renderers)
 
     lines = []
     for paragraph in text.split("\n"):
         line, pieces = "", []
-        for part in re.split(r"(?<=[,;])", paragraph):  # "tau 0.25," stays on one line where it fits
-            pieces += [part] if inches(part.strip()) <= width else re.split(r"(?<= )", part)
+        for part in _cut(paragraph, r"[,;](?!(?<=\d,)\d)"):  # "tau 0.25," stays on one line where it fits
+            pieces += [part] if inches(part.strip()) <= width else _cut(part, " ")
         for piece in pieces:
             if line.strip() and inches((line + piece).rstrip()) > width:
                 lines.append(line.rstrip())
@@ -57,20 +69,24 @@ def wrap_text(text: str, width: float, fontsize="medium") -> str:
 
 
 def set_title(target, text: str, fontsize="medium", **kwargs):
-    """A title that fits its figure: on an Axes its title, wrapped (:func:`wrap_text`) to the axes' width; on a
-    Figure (or a seaborn FacetGrid) a suptitle wrapped to the figure's width and set just above its top edge,
-    growing upwards, so a long title (one naming a profile such as ``quick:device=cpu,epochs=10,width=16``) neither
-    widens the saved image around a small plot nor runs down into the panel titles. Call it once the layout is done
-    (after ``tight_layout``; seaborn's figure-level plots lay themselves out). Returns the Text."""
+    """A title that fits its figure: on an Axes its title, wrapped (:func:`wrap_text`, in the title's own font) to
+    the axes' width; on a Figure (or a seaborn FacetGrid) a suptitle wrapped to the figure's width and set just above
+    its top edge, growing upwards, so a long title (one naming a profile such as
+    ``quick:device=cpu,epochs=10,width=16``) neither widens the saved image around a small plot nor runs down into
+    the panel titles (``y`` and ``va`` in ``kwargs`` place it elsewhere). Call it once the layout is done (after
+    ``tight_layout``; seaborn's figure-level plots lay themselves out). Returns the Text."""
     from matplotlib.axes import Axes
 
     if isinstance(target, Axes):
         fig = target.figure
         width = target.get_position().width * fig.get_figwidth()
-        return target.set_title(wrap_text(text, width, fontsize), fontsize=fontsize, **kwargs)
-    fig = getattr(target, "figure", target)
-    kwargs = {"y": 1.0, "va": "bottom", **kwargs}
-    return fig.suptitle(wrap_text(text, 0.98 * fig.get_figwidth(), fontsize), fontsize=fontsize, **kwargs)
+        title = target.set_title(text, fontsize=fontsize, **kwargs)
+    else:
+        fig = getattr(target, "figure", target)
+        width = 0.98 * fig.get_figwidth()
+        title = fig.suptitle(text, fontsize=fontsize, **{"y": 1.0, "va": "bottom", **kwargs})
+    title.set_text(wrap_text(text, width, fontproperties=title.get_fontproperties()))
+    return title
 
 
 def rotate_xticklabels(ax, rotation: float = 45) -> None:

@@ -365,3 +365,47 @@ def test_every_helper_figure_keeps_its_text_within_the_figure(helper_figure, tmp
         assert bounds.x0 - 1 <= box.x0 and box.x1 <= bounds.x1 + 1, text.get_text()
         if text is not getattr(fig, "_suptitle", None):
             assert bounds.y0 - 1 <= box.y0 and box.y1 <= bounds.y1 + 1, text.get_text()
+
+
+MATH_TITLE = r"sweep of $\tau = 0.25$ and $\epsilon = 8/255, \gamma = 0.1$ over 50,000 images; model resnet18"
+
+
+@pytest.mark.parametrize("width", [0.6, 1.0, 1.5, 2.0, 2.5, 3.0])
+def test_wrap_text_never_breaks_inside_mathtext_or_a_number(width):
+    """matplotlib reads each line of a title for mathtext on its own: a line break inside ``$\\tau = 0.25$`` left
+    "$\\tau =" and "0.25$" each with one dollar, printed as raw TeX. A number's thousands separator ("50,000") was
+    taken for a list's comma, so "50," ended one line and "000 images" began the next."""
+    from dovlib.plotting import wrap_text
+
+    lines = wrap_text(MATH_TITLE, width).split("\n")
+    for line in lines:
+        assert line.count("$") % 2 == 0, lines
+        assert not line.endswith("50,") and not line.startswith("000"), lines
+    assert " ".join(lines) == MATH_TITLE  # wrapped at spaces or after ", ", nothing dropped
+
+
+def test_wrap_text_measures_mathtext_as_drawn():
+    """``$\\alpha$`` is drawn as one glyph, not the eight characters of its source: a title of mathtext that fits
+    the width stays on one line."""
+    from dovlib.plotting import wrap_text
+
+    fig = matplotlib.pyplot.figure()
+    text = r"$\alpha$ and $\beta$ and $\gamma$"
+    drawn = fig.text(0, 0, text, fontsize="medium")
+    width = drawn.get_window_extent(fig.canvas.get_renderer()).width / fig.dpi
+    assert wrap_text(text, 1.1 * width) == text
+    assert wrap_text(text, 0.7 * width) != text  # it is measured, not left whole
+    matplotlib.pyplot.close("all")
+
+
+def test_set_title_wraps_a_bold_title_to_its_axes():
+    """The title was measured in the normal weight whatever weight it was drawn in: a bold one ran past its axes."""
+    from dovlib.plotting import set_title
+
+    fig, ax = matplotlib.pyplot.subplots(figsize=(3, 2))
+    title = set_title(ax, QUICK_LABEL, fontweight="bold")
+    assert title.get_fontweight() == "bold"
+    assert _extent(title).width <= ax.get_window_extent().width + 1
+    assert "".join(title.get_text().split()) == "".join(QUICK_LABEL.split())  # wrapped, nothing dropped
+    matplotlib.pyplot.close("all")
+
