@@ -208,9 +208,9 @@ def learning_curve(history: list[dict], title: str = ""):
     sns.lineplot(data=long, x="epoch", y="accuracy", hue="split", ax=ax2, marker="o")
     ax2.set_ylim(0, 1)
     epoch_ticks(ax1, ax2)
+    if title:  # wrapped (a quick or paper profile string in it is long), inside the figure: tight_layout makes room
+        set_title(fig, title, fontsize="large", y=0.98, va="top")
     fig.tight_layout()
-    if title:  # wrapped above the panels: a quick or paper profile string in it is long
-        set_title(fig, title, fontsize="large")
     return fig
 
 

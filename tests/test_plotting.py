@@ -409,3 +409,13 @@ def test_set_title_wraps_a_bold_title_to_its_axes():
     assert "".join(title.get_text().split()) == "".join(QUICK_LABEL.split())  # wrapped, nothing dropped
     matplotlib.pyplot.close("all")
 
+
+def test_learning_curve_keeps_its_title_inside_the_figure():
+    """learning_curve's title sat inside the figure (tight_layout made room for it); once wrapped it was set above the
+    figure's top edge, so ``fig.savefig(path)`` without bbox_inches="tight" cut it off."""
+    fig = learning_curve([{"epoch": 1, "train_loss": 2.0}, {"epoch": 2, "train_loss": 1.0}], QUICK_LABEL)
+    title = _extent(fig._suptitle)
+    assert fig.bbox.y0 <= title.y0 and title.y1 <= fig.bbox.y1
+    assert not any(title.overlaps(ax.get_tightbbox(fig.canvas.get_renderer())) for ax in fig.axes)
+    assert fig._suptitle.get_text().count("\n") >= 1  # wrapped to the figure
+    matplotlib.pyplot.close("all")
