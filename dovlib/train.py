@@ -490,10 +490,13 @@ def load_state(path, what: str, map_location="cpu", *, remedy: str = "delete it 
 # a storage of another length than its entry)
 _REBUILD_FAULTS = ("does not match expected size", "storage that is not resizable")
 # torch's weights_only refusals of a pickle's shape rather than of a global it needs: a persistent id that names no
-# storage (torch.save writes only ("storage", ...) ids), an opcode applied to a value of the wrong type. Such a file
-# is damaged or was not written by torch.save; it holds no code to refuse.
+# storage (torch.save writes only ("storage", ...) ids), an opcode applied to a value of the wrong type (APPEND,
+# SETITEM(S), and BUILD, REDUCE, NEWOBJ: torch refuses a global where the pickle reads it, so these three only meet
+# values the pickle built, such as a number). Such a file is damaged or was not written by torch.save; it holds no
+# code to refuse.
 _SHAPE_FAULTS = ("Only persistent_load of storage is allowed", "persistent_load id must be",
-                 "unsupported persistent id", "Can only append to lists", "Can only SETITEM")
+                 "unsupported persistent id", "Can only append to lists", "Can only SETITEM", "Can only build",
+                 "Trying to call reduce for unrecognized function", "Can only create new object")
 _WHOLE = "torch.save writes a zip archive: the file is truncated, damaged or not torch's"
 
 

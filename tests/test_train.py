@@ -1189,6 +1189,13 @@ FOREIGN_SHAPES = {
     "append": (None, b"\x80\x02K\x01K\x02a.", "Can only append to lists, but got <class 'int'>"),
     "setitem": (None, b"\x80\x02K\x01K\x02K\x03s.",
                 "Can only SETITEM for dict, collections.OrderedDict, collections.Counter, but got <class 'int'>"),
+    # BUILD, REDUCE and NEWOBJ on a value the pickle built itself: a global is refused where it is read, so these
+    # can only meet a number, a string, a container or an allowed global's value
+    "build": (None, b"\x80\x02K\x01K\x02b.", "Can only build Tensor, Parameter, OrderedDict or types allowlisted via "
+              "`add_safe_globals`, but got <class 'int'>"),
+    "reduce": (None, b"\x80\x02K\x01)R.", "Trying to call reduce for unrecognized function 1"),
+    "newobj": (None, b"\x80\x02K\x01)\x81.",
+               "Can only create new object for nn.Parameter or classes allowlisted via `add_safe_globals` but got 1"),
 }
 
 
