@@ -1142,6 +1142,9 @@ def test_printable_cuts_only_between_whole_escapes(char):
             body = cut[:-3]
             assert cut.endswith("...") and escaped.startswith(body) and len(body) in whole, (lead, limit, cut)
             assert limit - len(escape) < len(cut) <= limit, (lead, limit, cut)  # less than one escape dropped
+    # the cut is one place: text after an escape that did not fit is never kept (it would read as following the
+    # text before that escape)
+    assert printable("a" * 5 + char + "b" * 20, limit=10) == "aaaaa..."
 
 
 def test_load_state_names_a_pickle_that_rebuilds_no_tensor_as_damaged(tmp_path, rewrite_pickle):
