@@ -384,6 +384,23 @@ def test_wrap_text_never_breaks_inside_mathtext_or_a_number(width):
     assert " ".join(lines) == MATH_TITLE  # wrapped at spaces or after ", ", nothing dropped
 
 
+def test_wrap_text_breaks_beside_mathtext_after_a_semicolon_and_leaves_a_long_word_whole():
+    """Mathtext is kept whole, not glued to its neighbours: the line may break just before it. A ';' breaks like a
+    ',', and a word wider than the width stays whole on its own line (no empty line before it)."""
+    from dovlib.plotting import wrap_text
+
+    fig = matplotlib.pyplot.figure()
+
+    def inches(s):
+        return fig.text(0, 0, s).get_window_extent(fig.canvas.get_renderer()).width / fig.dpi
+
+    assert wrap_text(r"spacing $\tau$", 1.05 * inches("spacing")) == "spacing\n$\\tau$"
+    assert wrap_text("aaaaaaaa;bbbbbbbb", 1.05 * inches("aaaaaaaa;")) == "aaaaaaaa;\nbbbbbbbb"
+    word = "averyveryverylongwordwithoutanyspaces"
+    assert wrap_text(word, 0.5) == word and wrap_text(f"{word} x", 0.5) == f"{word}\nx"
+    matplotlib.pyplot.close("all")
+
+
 def test_wrap_text_measures_mathtext_as_drawn():
     """``$\\alpha$`` is drawn as one glyph, not the eight characters of its source: a title of mathtext that fits
     the width stays on one line."""
