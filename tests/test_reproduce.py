@@ -135,6 +135,12 @@ def test_stamp_key_names_the_default_data_folder_as_the_makefile_does(tmp_path, 
     monkeypatch.setenv("DOVLIB_DATA", str(tmp_path / "shared" / "data"))  # as $(abspath ../shared/data)
     assert rp.stamp_key(nb, {"profile": "smoke"}, pkg) == without_make
     assert rp.data_sources()["data"] == str((tmp_path / "elsewhere" / "data").resolve())
+    # a file, not a folder, at ../shared/data: the download cache instead
+    monkeypatch.delenv("DOVLIB_DATA")
+    (tmp_path / "elsewhere" / "data").rmdir()
+    (tmp_path / "elsewhere" / "data").write_text("not a folder")
+    monkeypatch.setenv("DOVLIB_CACHE", str(tmp_path / "cache"))
+    assert data.offline_data_dir() == (tmp_path / "cache").resolve()
 
 
 def test_a_run_whose_tables_another_run_overwrote_runs_again(env):
