@@ -172,7 +172,7 @@ def stratified_subsample(labels: torch.Tensor, n: int | None, seed: int = 0) -> 
 
 def data_dir() -> Path:
     """The git-ignored download cache for datasets: ``data/`` in the repository (``$DOVLIB_CACHE`` overrides)."""
-    return Path(os.environ.get("DOVLIB_CACHE", REPO_ROOT / "data"))
+    return Path(os.environ.get("DOVLIB_CACHE", REPO_ROOT / "data")).expanduser()
 
 
 def offline_data_dir() -> Path:

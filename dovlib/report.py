@@ -29,7 +29,7 @@ __all__ = ["reports_dir", "notebook_dir", "RUN_TAG_ENV", "artifact_name", "save_
 def reports_dir() -> Path:
     """``reports/`` of the repository, or ``$DOVLIB_REPORTS`` (a relative one from the working folder: a Jupyter
     kernel's is ``notebooks/``, so :func:`start_notebook` warns about it)."""
-    return Path(os.environ.get("DOVLIB_REPORTS", REPO_ROOT / "reports"))
+    return Path(os.environ.get("DOVLIB_REPORTS", REPO_ROOT / "reports")).expanduser()
 
 
 @contextmanager
@@ -172,10 +172,11 @@ def start_notebook(profile: str, seed: int | None = None, device="auto", note: s
     for var, folder, what in (("DOVLIB_REPORTS", reports_dir, "tables, figures and records go to"),
                               ("DOVLIB_RUNS", runs_dir, "checkpoints and cached results go to"),
                               ("DOVLIB_CACHE", data_dir, "dataset downloads and decoded arrays are read from"),
-                              ("DOVLIB_IMAGENET", lambda: Path(os.environ["DOVLIB_IMAGENET"]),
+                              ("DOVLIB_IMAGENET", lambda: Path(os.environ["DOVLIB_IMAGENET"]).expanduser(),
                                "Sub-ImageNet images are read from")):
         value = os.environ.get(var, "")
-        if value and not Path(value).is_absolute():  # exported in one folder, read in another (a kernel's notebooks/)
+        # exported in one folder, read in another (a kernel's notebooks/); "~/x" is the home folder's, absolute
+        if value and not Path(value).expanduser().is_absolute():
             warnings.warn(f"{var}={value!r} is relative: read from the working folder {Path.cwd()} (a Jupyter "
                           f"kernel's is the notebook's folder), so this run's {what} {folder().resolve()}. "
                           f"For another folder, export its absolute path before starting Jupyter (e.g. "
@@ -341,7 +342,7 @@ def timer():
 def runs_dir() -> Path:
     """Git-ignored folder for checkpoints and caches of long runs: ``runs/`` (``$DOVLIB_RUNS`` overrides; a relative
     one is read from the working folder, as :func:`reports_dir` says)."""
-    return Path(os.environ.get("DOVLIB_RUNS", REPO_ROOT / "runs"))
+    return Path(os.environ.get("DOVLIB_RUNS", REPO_ROOT / "runs")).expanduser()
 
 
 def run_dir(notebook: str, params: dict) -> Path:

@@ -322,12 +322,12 @@ PATH_VARS = ("DOVLIB_DATA", "DOVLIB_RUNS", "DOVLIB_CACHE", "DOVLIB_IMAGENET")
 
 @contextlib.contextmanager
 def _absolute_paths(names):
-    """Make the relative paths in the environment variables ``names`` absolute (from this process's working folder)
-    for a ``with`` block; the old values come back afterwards."""
+    """Make the relative paths in the environment variables ``names`` absolute (from this process's working folder;
+    a leading ``~`` is the home folder) for a ``with`` block; the old values come back afterwards."""
     old = {n: os.environ.get(n) for n in names}
     for n, v in old.items():
-        if v and not os.path.isabs(v):
-            os.environ[n] = os.path.abspath(v)
+        if v and not os.path.isabs(v):  # "~/data" is the home folder's, as dovlib reads it; not <cwd>/~/data
+            os.environ[n] = os.path.abspath(os.path.expanduser(v))
     try:
         yield
     finally:

@@ -648,3 +648,27 @@ def test_start_notebook_names_where_a_relative_folder_variable_points(tmp_path, 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         start_notebook("smoke", 0, "cpu")
+
+
+@pytest.mark.parametrize("var", ["DOVLIB_REPORTS", "DOVLIB_RUNS", "DOVLIB_CACHE", "DOVLIB_IMAGENET"])
+def test_a_folder_variable_with_a_tilde_is_the_home_folder(tmp_path, monkeypatch, var):
+    """``export DOVLIB_REPORTS="~/dov"`` (quoted, so the shell leaves the tilde) made a folder named "~" in the
+    working folder, and start_notebook called it relative; DOVLIB_DATA already read the tilde as the home folder.
+    Every folder variable now does."""
+    from dovlib.data import data_dir, offline_data_dir
+    from dovlib.report import reports_dir, runs_dir, start_notebook
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    for other in ("DOVLIB_REPORTS", "DOVLIB_RUNS", "DOVLIB_CACHE", "DOVLIB_IMAGENET"):
+        monkeypatch.setenv(other, str(tmp_path / other.lower()))
+    monkeypatch.setenv(var, "~/dov")
+    monkeypatch.setenv("DOVLIB_DATA", "~/data")
+    folder = {"DOVLIB_REPORTS": reports_dir, "DOVLIB_RUNS": runs_dir, "DOVLIB_CACHE": data_dir}.get(var)
+    if folder is not None:
+        assert folder() == tmp_path / "home" / "dov"
+    assert offline_data_dir() == (tmp_path / "home" / "data").resolve()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # absolute once the tilde is read: no "is relative" warning
+        start_notebook("smoke", 0, "cpu")
+    assert not (tmp_path / "~").exists()

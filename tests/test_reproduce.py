@@ -508,3 +508,18 @@ def test_cli_names_a_missing_notebook_and_a_non_string_profile_without_a_traceba
     with pytest.raises(SystemExit) as err:
         rp.main([str(nbs / "10_ok.ipynb"), "--no-index", "-p", "profile", "1"])
     assert err.value.code == 2 and "profile" in capsys.readouterr().err
+
+
+def test_folder_variables_passed_to_kernels_read_a_tilde_as_the_home_folder(tmp_path, monkeypatch):
+    """The kernel runs in notebooks/, so relative folder variables are made absolute before it starts; "~/data" was
+    made "<working folder>/~/data" (not absolute to os.path), another folder than the one dovlib reads."""
+    from dovlib import reproduce
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DOVLIB_DATA", "~/data")
+    monkeypatch.setenv("DOVLIB_RUNS", "runs")
+    with reproduce._absolute_paths(["DOVLIB_DATA", "DOVLIB_RUNS"]):
+        assert os.environ["DOVLIB_DATA"] == str(tmp_path / "home" / "data")
+        assert os.environ["DOVLIB_RUNS"] == str(tmp_path / "runs")
+    assert os.environ["DOVLIB_DATA"] == "~/data" and os.environ["DOVLIB_RUNS"] == "runs"
