@@ -41,7 +41,7 @@ from dovlib.models import build_model
 from dovlib.params import check_int, get_profile
 from dovlib.plotting import learning_curve
 from dovlib.report import run_context, save_fig, start_notebook, write_record
-from dovlib.train import TrainConfig, fit
+from dovlib.train import TrainConfig, fit, seed_everything
 
 NOTEBOOK = "00_quickstart"
 cfg = get_profile(profile)
@@ -64,6 +64,7 @@ print(ds.describe())
 
 # %%
 channels, size = ds.image_shape[0], ds.image_shape[1]
+seed_everything(seed)  # the initial weights from the seed: this cell run again (after an interrupt) trains the same
 model = build_model(arch, ds.num_classes, channels, width=cfg.width, image_size=size)
 train_cfg = TrainConfig.for_profile(cfg, epochs=epochs_used, device=str(device), seed=seed,
                                     flip=channels == 3)  # no flips for digits
