@@ -359,5 +359,5 @@ print(len(table_metrics), "numbers recorded")
 #   same profile string learns the four poison-label triggers strongly (BadNets, Blended, WaNet 0.999-1.000;
 #   UBW-P 0.999 with its old +1 label shift, 0.770 with the authors' random labels; 0.760 with the UBW authors'
 #   trigger, 2026-12-06) and SSCL-BW and Label-Consistent only weakly (0.25, 0.02; Label-Consistent 0.0094 with
-#   that trigger); Sleeper Agent and UBW-C stayed at their floors (before the full-pass gradient
-#   matching).
+#   that trigger); Sleeper Agent and UBW-C stayed at their floors, before and after the full-pass gradient
+#   matching of 2026-12-04.
