@@ -96,8 +96,8 @@ class Profile:
     amuse_images: int  # images watermarked in AMUSE notebooks
     amuse_subsets: int  # random leaked subsets per share (paper: 100)
     hidden_steps: int  # HiDDeN training steps
-    # "auto": bf16 autocast for classifier training on CUDA, fp32 on the CPU and for the generator (as before);
-    # "bf16": bf16 autocast for classifier and generator training on CUDA and on the CPU (ours; measured in
+    # "auto": bf16 autocast for classifier and HiDDeN training on CUDA, fp32 on the CPU and for the SSCL-BW generator;
+    # "bf16": bf16 autocast for classifier, generator and HiDDeN training on CUDA and on the CPU (ours; measured in
     # docs/measured-sscl-cpu.md); "fp32": no autocast anywhere. Evaluation is always fp32 (train.predict_logits).
     precision: str = "auto"
 
