@@ -129,6 +129,8 @@ for ax, (metric, title) in zip(axes, panels):
 mat = cells.pivot(index="surrogate", columns="suspect", values="learnt").loc[arch_list, arch_list]
 sns.heatmap(mat, annot=True, fmt="d", vmin=0, vmax=n_draws, cmap="viridis", ax=axes[3], cbar=False)
 axes[3].set_title(f"draws learnt (of {n_draws})", fontsize="medium")
+for ax in axes:  # seaborn stands the row names on end: with four architectures "resnet34" ran into its neighbours
+    ax.tick_params(axis="y", labelrotation=0)
 fig.suptitle(f"SSCL-BW transferability on {ds.name} ({'subset' if ds.is_subset else 'full'})\n{profile} profile",
              fontsize="medium")  # the profile string can be long: its own line
 fig.tight_layout()

@@ -369,6 +369,51 @@ def test_removal_figure_has_one_legend_off_the_lines_and_names_its_y_axes(kernel
     assert kernel.value("all(float(t).is_integer() for t in axes[0].get_xticks())")
 
 
+# defines texts_running_together() in a kernel whose ``fig`` is drawn: every pair of texts of its axes (tick labels,
+# axis labels, titles, heat-map annotations) whose window extents overlap
+_TEXTS = ("def texts_running_together():\n"
+          "    r = fig.canvas.get_renderer(); fig.draw(r)\n"
+          "    texts = [t for a in fig.axes for t in (*a.get_xticklabels(), *a.get_yticklabels(), a.xaxis.label,\n"
+          "                                           a.yaxis.label, a.title, *a.texts) if t.get_text()]\n"
+          "    return [(s.get_text(), t.get_text()) for i, s in enumerate(texts) for t in texts[i + 1:]\n"
+          "            if s.get_window_extent(r).overlaps(t.get_window_extent(r))]")
+
+# a quick or paper grid (every architecture) of one draw per cell, and what the figure and reading cells read
+_TRANSFER_STAND_INS = (
+    "from dovlib.studies import transfer_cells\n"
+    "ds = _NS(name='cifar10-subset', is_subset=True)\n"
+    "context = {'profile': profile, 'device': 'cpu', 'device_name': 'CPU', 'data_hash': 'h', "
+    "'perceptual': perceptual}\n"
+    "df = pd.DataFrame([{'surrogate': a, 'suspect': b, 'seed': 0, 'BA': 0.9, 'WSR': 0.95, 'BA_benign': 0.91,\n"
+    "                    'WSR_benign': 0.1, 'learnt': True, 'verified': True, 'verified_benign': False,\n"
+    "                    'device': 'cuda', 'device_name': 'H100', 'trained_on': 'cuda', 'training_precision': 'bf16'}\n"
+    "                   for a in arch_list for b in arch_list])\n"
+    "cells = transfer_cells(df)\n")
+
+
+def _quick_set_up_on_stand_ins(kernel: _Kernel, stem: str, stand_ins: str) -> list[str]:
+    """As :func:`_set_up_on_stand_ins`, on the quick profile (on the CPU, as meant: no GPU warning)."""
+    cells = _code_cells(stem)
+    kernel.ok(cells[0] + '\nprofile = "quick:device=cpu"')  # as papermill puts -p profile after the parameters
+    kernel.ok(cells[1])
+    kernel.ok("from types import SimpleNamespace as _NS\n" + stand_ins)
+    return cells
+
+
+def test_transferability_heat_maps_of_the_full_grid_keep_their_labels_apart(kernel):
+    """Fig. 6 on the quick and paper profiles' grid (all four architectures, smoke runs two): seaborn stood the
+    surrogates' names on end, and in the 4-inch-high panels "resnet34" ran into "resnet18" and "vgg16" beside it
+    (seen in a quick run on the CPU). Run on stand-in cells at such values (the cell's own code after the real
+    parameters and set-up cells)."""
+    cells = _quick_set_up_on_stand_ins(kernel, "06_transferability", _TRANSFER_STAND_INS)
+    assert kernel.value("arch_list") == ["resnet18", "resnet34", "vgg16", "vgg19"]
+    kernel.ok(_cell(cells, "fig6_transferability"))
+    kernel.ok(_TEXTS)
+    assert kernel.value("texts_running_together()") == []
+    assert kernel.value("[[t.get_text() for t in a.get_yticklabels()] for a in fig.axes]") == [
+        ["resnet18", "resnet34", "vgg16", "vgg19"]] * 4
+
+
 def test_ml_task_accuracy_figure_names_its_y_axis_and_ticks_whole_epochs(kernel):
     """Notebook 10's test_accuracy figure read "test_acc" (the column's name) on its y axis, and at the smoke profile
     (two epochs) its x axis ticked epochs 1.2, 1.4, ... that do not exist (learning_curve had the same, fixed).
