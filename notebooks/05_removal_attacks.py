@@ -222,6 +222,6 @@ display(Markdown("\n".join([
        if c["first_collapse"] is None else
        f"{'confirmed' if c['removed_only_at_collapse'] else 'NOT confirmed'} (verification first lost at "
        f"{lost_at}, BA below half its start from {c['first_collapse']:.0%})") + ".",
-    f"* Measured on {ds.name} ({'subset' if ds.is_subset else 'full'}), {profile} profile: smoke numbers are "
-    "meaningless by design.",
+    f"* Measured on {ds.name} ({'subset' if ds.is_subset else 'full'}), {profile} profile"
+    + (": smoke numbers are meaningless by design." if cfg.name == "smoke" else "."),  # not said of quick or paper
 ])))

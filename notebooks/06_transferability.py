@@ -177,6 +177,6 @@ display(Markdown("\n".join([
      f"{int((cells['learnt'] == 0).sum())}; in some but not all (the draw decides, not the architectures): "
      f"{int(((cells['learnt'] > 0) & (cells['learnt'] < n_draws)).sum())}." if n_draws > 1 else
      "* One draw per cell: whether a cell is learnt may be the draw's, not the architectures' (`n_draws`)."),
-    f"* Measured on {ds.name} ({'subset' if ds.is_subset else 'full'}), {profile} profile: smoke numbers are "
-    "meaningless by design.",
+    f"* Measured on {ds.name} ({'subset' if ds.is_subset else 'full'}), {profile} profile"
+    + (": smoke numbers are meaningless by design." if cfg.name == "smoke" else "."),  # not said of quick or paper
 ])))

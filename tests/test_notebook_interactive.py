@@ -414,6 +414,28 @@ def test_transferability_heat_maps_of_the_full_grid_keep_their_labels_apart(kern
         ["resnet18", "resnet34", "vgg16", "vgg19"]] * 4
 
 
+# notebook 05's and 06's reading cells end in display(Markdown(...)): kept here as the text shown
+_SHOWN = "_shown = []\ndisplay = lambda obj: _shown.append(getattr(obj, 'data', obj))\n"
+
+
+@pytest.mark.parametrize("stem, stand_ins, marker", [
+    ("05_removal_attacks", _REMOVAL_STAND_INS, "removal_claims(ft, pr, floor)"),
+    ("06_transferability", _TRANSFER_STAND_INS, "every = bool("),
+])
+def test_removal_and_transferability_readings_call_only_smoke_numbers_meaningless(kernel, stem, stand_ins, marker):
+    """The readings of 05 and 06 ended "..., quick profile: smoke numbers are meaningless by design." on every
+    profile (seen in quick runs on the CPU): on quick or paper that calls the run's own numbers smoke. Run on
+    stand-ins (the cell's own code after the real parameters and set-up cells), then again as smoke."""
+    cells = _quick_set_up_on_stand_ins(kernel, stem, stand_ins + _SHOWN)
+    kernel.ok(_cell(cells, marker))
+    last = kernel.value("_shown[-1].splitlines()[-1]")
+    assert last == "* Measured on cifar10-subset (subset), quick:device=cpu profile.", last
+    kernel.ok('profile, cfg = "smoke", get_profile("smoke")')
+    kernel.ok(_cell(cells, marker))
+    assert kernel.value("_shown[-1].splitlines()[-1]") == ("* Measured on cifar10-subset (subset), smoke profile: "
+                                                           "smoke numbers are meaningless by design.")
+
+
 def test_ml_task_accuracy_figure_names_its_y_axis_and_ticks_whole_epochs(kernel):
     """Notebook 10's test_accuracy figure read "test_acc" (the column's name) on its y axis, and at the smoke profile
     (two epochs) its x axis ticked epochs 1.2, 1.4, ... that do not exist (learning_curve had the same, fixed).
