@@ -164,10 +164,16 @@ def start_notebook(profile: str, seed: int | None = None, device="auto", note: s
     if device == "auto" and dev.type == "cpu" and base in ("quick", "paper"):
         full = {"quick": "an hour or more (notebook 00's full quick budget on the 2-core build machine)",
                 "paper": "days"}[base]
-        how_long = f", for {full}" if ":" not in profile else ""  # overrides: their budget was not measured
+        if ":" not in profile:
+            how_long, instead = f", for {full}", ("a smaller budget such as -p profile "
+                                                  "'quick:device=cpu,epochs=10,width=16'")
+        else:  # overrides: their budget was not measured, and was chosen: it is shown with device=cpu added
+            from .params import canonical_profile
+
+            own = canonical_profile(profile)  # a device=auto given is replaced, not given twice
+            how_long, instead = "", f"this budget on the CPU: -p profile '{own}{',' if ':' in own else ':'}device=cpu'"
         warnings.warn(f"profile {profile!r} is sized for a GPU but none was found: it runs on the CPU{how_long}. On "
-                      f"a CPU use -p profile smoke, or a smaller budget such as "
-                      f"-p profile 'quick:device=cpu,epochs=10,width=16' (device=cpu also silences this warning)",
+                      f"a CPU use -p profile smoke, or {instead} (device=cpu also silences this warning)",
                       stacklevel=2)
     for var, folder, what in (("DOVLIB_REPORTS", reports_dir, "tables, figures and records go to"),
                               ("DOVLIB_RUNS", runs_dir, "checkpoints and cached results go to"),

@@ -545,6 +545,28 @@ def test_start_notebook_warns_when_a_gpu_profile_finds_no_gpu(monkeypatch, capsy
     capsys.readouterr()
 
 
+def test_start_notebook_without_a_gpu_suggests_the_users_own_budget_on_the_cpu(monkeypatch, capsys):
+    """A quick string with overrides and no GPU (papermill -p profile "quick:epochs=2,width=8" on a laptop) was told
+    to use "a smaller budget such as quick:device=cpu,epochs=10,width=16": five times its epochs and twice its width.
+    It is now shown its own budget with device=cpu, the spelling that runs it on the CPU without the warning; the
+    string is the canonical one, so a device=auto given is replaced, never given twice (which get_profile refuses)."""
+    from dovlib.params import get_profile
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with matplotlib.rc_context():
+        for given, suggested in (("quick:epochs=2,width=8", "quick:epochs=2,width=8,device=cpu"),
+                                 ("paper: device=auto, lr=5e-2", "paper:lr=0.05,device=cpu")):
+            with pytest.warns(UserWarning, match="sized for a GPU but none was found") as got:
+                report.start_notebook(given, device="auto")
+            text = str(got[0].message)
+            assert f"-p profile '{suggested}'" in text and "epochs=10,width=16" not in text, text
+            assert get_profile(suggested) == get_profile(given).with_overrides(device="cpu")
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # as suggested: no warning
+                report.start_notebook(suggested, device=get_profile(suggested).device)
+    capsys.readouterr()
+
+
 def test_start_notebook_refuses_a_seed_numpy_cannot_use_by_name():
     for bad in (-1, 1.5, "x"):
         with pytest.raises((ValueError, TypeError), match=r"seed must be an integer in \[0, 2147483647\]"):
