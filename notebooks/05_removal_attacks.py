@@ -216,7 +216,7 @@ display(Markdown("\n".join([
     else "* Pruning above 80% not run.",
     f"* Ownership still proved at every pruning rate up to {c['proved_up_to']:.0%}." if c["proved_up_to"] is not None
     else f"* Ownership under pruning: {untestable}." if not c["learnt"]
-    else "* Ownership was not proved at any pruning rate (not even 0%): see the last line on the profile.",
+    else "* Ownership was not proved at any pruning rate, not even 0% (the unpruned model): see the pruning table's p.",
     "* **Pruning removes the watermark only once BA collapses**: "
     + (untestable if not c["learnt"] else "not testable (no BA collapse in the range)"
        if c["first_collapse"] is None else
