@@ -432,12 +432,15 @@ class HiDDeN(Watermarker):
     min_area = 64
     any_size = True
 
-    def __init__(self, net: HiddenNet, cfg: HiddenConfig, history: list | None = None, device="cpu"):
+    def __init__(self, net: HiddenNet, cfg: HiddenConfig, history: list | None = None, device="cpu",
+                 wall_time: float | None = None):
         from .train import resolve_device
 
         self.net, self.cfg = net.eval(), cfg
         self.capacity_bits = self.message_bits = cfg.message_bits
         self.history = history or []
+        # seconds training took (train_hidden's, resumed runs included); None: not known (a net built by hand)
+        self.wall_time = None if wall_time is None else float(wall_time)
         self.device = resolve_device(device)  # "auto" as train_hidden takes it
         self.net.to(self.device)
 
@@ -471,14 +474,18 @@ class HiDDeN(Watermarker):
         return path
 
     def _state(self) -> dict:
-        return {"config": asdict(self.cfg), "state_dict": self.net.state_dict(), "history": self.history}
+        return {"config": asdict(self.cfg), "state_dict": self.net.state_dict(), "history": self.history,
+                **({} if self.wall_time is None else {"wall_time": self.wall_time})}
 
     @classmethod
     def load(cls, path, device="cpu") -> "HiDDeN":
         """A model saved by :meth:`save` or :func:`train_hidden`, read with ``weights_only=True``: a file from
-        elsewhere can hold tensors and plain settings only, never code that runs on loading."""
-        from .train import safe_torch_load
+        elsewhere can hold tensors and plain settings only, never code that runs on loading. ``wall_time``: the
+        seconds its training took as saved (files of older code: the last logged step's ``seconds``), which is what
+        it counts in :func:`dovlib.train.compute_ledger`, not the reading."""
+        from .train import charge, safe_torch_load
 
+        started = time.perf_counter()
         state = safe_torch_load(path, "a saved HiDDeN", "HiDDeN.load reads files written by HiDDeN.save or "
                                 "train_hidden")
         if not isinstance(state, dict) or not {"config", "state_dict"} <= set(state):
@@ -488,10 +495,24 @@ class HiDDeN(Watermarker):
         cfg = HiddenConfig(**state["config"])
         net = HiddenNet(cfg)
         net.load_state_dict(state["state_dict"])
-        return cls(net, cfg, state.get("history"), device)
+        model = cls(net, cfg, state.get("history"), device, _saved_seconds(state))
+        charge(path, model.wall_time, True, started)
+        return model
 
     def describe(self):
         return {**super().describe(), **{k: v for k, v in asdict(self.cfg).items() if k != "message_bits"}}
+
+
+def _saved_seconds(state: dict) -> float | None:
+    """The training seconds a saved HiDDeN holds: its ``wall_time``, or in files of older code the ``seconds`` of its
+    last logged step (train_hidden logs the last step too), or None."""
+    seconds = state.get("wall_time")
+    if seconds is None:
+        history = state.get("history")
+        last = history[-1] if isinstance(history, list) and history else None
+        seconds = last.get("seconds") if isinstance(last, dict) else None
+    return float(seconds) if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) \
+        and math.isfinite(seconds) and seconds >= 0 else None
 
 
 def _random_crops(x: torch.Tensor, n: int, size: int, gen: torch.Generator) -> torch.Tensor:
@@ -550,8 +571,10 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
     :meth:`HiDDeN.embed` clamps to [0, 1] and rounds to uint8. On images with saturated areas some bits are then lost
     (measured 2026-12-06, 4 bits at 16x16 with 60% of each image white, three seeds: bit accuracy 0.79-0.88 after
     the clamp against 0.86-0.93 before; identical on images without saturated pixels)."""
-    from .train import Checkpointer, SaveTimer, data_hash, resolve_device, restore_generator, uses_bf16
+    from .train import (Checkpointer, SaveTimer, charge, charging, data_hash, resolve_device, restore_generator,
+                        uses_bf16)
 
+    started = time.perf_counter()  # what the model costs (HiDDeN.wall_time, dovlib.train.compute_ledger)
     cfg = cfg or HiddenConfig()
     if overrides:
         cfg = HiddenConfig(**{**asdict(cfg), **overrides})
@@ -579,7 +602,8 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
                 and state.get("steps") == steps and state.get("seed") == seed
                 and state.get("bf16", False) == bf16 and state.get("data_hash", data) == data
                 and (cfg.late_bit_acc is None or state.get("log_every", log_every) == log_every)):
-            return HiDDeN.load(checkpoint, device)
+            with charging(started):  # the checks above count as the reading back too
+                return HiDDeN.load(checkpoint, device)
     images = to_min_size(images if images.shape[1] == 3 else images.expand(-1, 3, -1, -1), cfg.image_size)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -679,7 +703,8 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
                                          "wall": wall + time.perf_counter() - t0, "config": asdict(cfg), "seed": seed,
                                          "bf16": bf16, "steps": steps, "data_hash": data, "log_every": log_every,
                                          "loss_version": HIDDEN_LOSS_VERSION})
-    model = HiDDeN(net.eval(), cfg, history, device)
+    # its cost: this call (image preparation included) and the partial run it resumed
+    model = HiDDeN(net.eval(), cfg, history, device, wall_time=wall + time.perf_counter() - started)
     if checkpoint is not None:
         from .train import _save_atomic
 
@@ -687,6 +712,7 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
         _save_atomic({**model._state(), "steps": steps, "seed": seed, "bf16": bf16, "data_hash": data,
                       "log_every": log_every, "loss_version": HIDDEN_LOSS_VERSION}, Path(checkpoint))
         partial.unlink(missing_ok=True)  # the finished model holds what is worth keeping
+        charge(checkpoint, model.wall_time, False, started)
     return model
 
 

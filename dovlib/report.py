@@ -22,7 +22,7 @@ from .data import REPO_ROOT, data_dir
 
 __all__ = ["reports_dir", "notebook_dir", "RUN_TAG_ENV", "artifact_name", "save_fig", "save_table", "runs_dir",
            "run_dir", "env_info", "run_context", "record_key", "load_records", "find_record", "write_record", "timer",
-           "file_lock", "reports_env", "start_notebook", "CACHED_FRAME_LIBRARIES", "cached_frame",
+           "run_times", "file_lock", "reports_env", "start_notebook", "CACHED_FRAME_LIBRARIES", "cached_frame",
            "cached_tensors"]
 
 
@@ -155,7 +155,7 @@ def start_notebook(profile: str, seed: int | None = None, device="auto", note: s
     from . import __version__
     from .plotting import set_style
     from .params import check_seed
-    from .train import reset_training_provenance, resolve_device, seed_everything
+    from .train import reset_compute_ledger, reset_training_provenance, resolve_device, seed_everything
 
     if seed is not None:
         seed = check_seed(seed)  # a notebook's parameter: "1.5", -1 or 1e20 named here, not deep in numpy or torch
@@ -188,6 +188,7 @@ def start_notebook(profile: str, seed: int | None = None, device="auto", note: s
                           f"For another folder, export its absolute path before starting Jupyter (e.g. "
                           f"export {var}=$(realpath {value}) in the folder it is relative to)", stacklevel=2)
     reset_training_provenance()  # records name how this notebook's models were trained (write_record)
+    reset_compute_ledger()  # and what they cost (timer, run_times)
     if seed is not None:
         seed_everything(seed)
     set_style()
@@ -241,7 +242,9 @@ def find_record(notebook: str, params: dict) -> dict | None:
 
 def write_record(notebook: str, params: dict, metrics: dict, **context) -> dict:
     """Insert or replace the record for ``params`` in ``reports/<notebook>/metrics.json`` (written atomically).
-    ``context`` holds profile, dataset, device, wall_time, ...; env_info() is added, and so is
+    ``context`` holds profile, dataset, device, wall_time, ... (``**run_times(t, ...)`` of the cells' :func:`timer`
+    results gives ``wall_time``, this run's seconds, and ``compute_time``, what the results cost with models read
+    back from ``runs/`` counted at their training time); env_info() is added, and so is
     ``training_precision``: when :func:`dovlib.train.fit` returned models in this process since
     :func:`start_notebook`, how they were trained (with ``trained_on``, their device types: a model read back from
     ``runs/`` may come from another machine, see :func:`dovlib.train.training_provenance`), otherwise what the
@@ -336,13 +339,43 @@ def _jsonable(obj):
 
 @contextmanager
 def timer():
-    """``with timer() as t: ...``; then ``t["seconds"]``."""
-    t = {"seconds": 0.0}
+    """``with timer() as t: ...``; then ``t["seconds"]`` (what the block took in this run) and ``t["used"]``: the
+    models, generators, HiDDeN networks and crafted marks the block trained or read back from ``runs/``
+    (:func:`dovlib.train.compute_ledger`), from which :func:`run_times` makes a record's ``compute_time``."""
+    from .train import compute_ledger, compute_ledger_mark
+
+    t = {"seconds": 0.0, "used": []}
+    mark = compute_ledger_mark()
     start = time.perf_counter()
     try:
         yield t
     finally:
         t["seconds"] = time.perf_counter() - start
+        t["used"] = compute_ledger(since=mark)
+
+
+def run_times(*timed) -> dict:
+    """A record's times from the :func:`timer` results of the cells its results came from (dicts with ``seconds``
+    and ``used``): ``wall_time``, what those cells took in this run (a model read back from ``runs/`` counts the
+    seconds reading it took), and ``compute_time``, what the results cost, the same whether the cache was warm or
+    cold: the cells' time with the seconds spent obtaining each cached or trained artefact replaced by what computing
+    it took, as stored with it (training in this and earlier, resumed runs; an artefact used twice counts once; one
+    whose file holds no cost, written by older code, counts its reading). ``cached_compute_time``: the part of it
+    read back rather than computed in this run, and ``cached_artifacts``, how many artefacts that was."""
+    wall = spent = 0.0
+    costs, cached = {}, {}
+    for t in timed:
+        if not isinstance(t, dict) or not isinstance(t.get("seconds"), (int, float)):
+            raise TypeError(f"run_times takes the dicts timer() yields (with 'seconds' and 'used'); got {t!r}")
+        wall += t["seconds"]
+        for e in t.get("used", []):
+            spent += e["spent"]
+            cost = e["spent"] if e["cost"] is None else e["cost"]  # not stored: what it took here
+            costs[e["artifact"]] = max(costs.get(e["artifact"], 0.0), cost)
+            cached[e["artifact"]] = cached.get(e["artifact"], True) and e["reused"]
+    return {"wall_time": wall, "compute_time": max(0.0, wall - spent + sum(costs.values())),
+            "cached_compute_time": sum((c for a, c in costs.items() if cached[a]), 0.0),
+            "cached_artifacts": sum(cached.values())}
 
 
 def runs_dir() -> Path:

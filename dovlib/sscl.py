@@ -45,8 +45,9 @@ from .params import (Profile, check_bool, check_choice, check_int, check_seed, p
                      parse_rate)
 from .perceptual import check_perceptual, check_perceptual_size, perceptual_loss, require_perceptual
 from .report import file_lock, run_dir
-from .train import (Checkpointer, TrainConfig, _save_atomic, augment_batch, data_hash, evaluate, fit, load_state,
-                    merges_last_batch, model_hash, resolve_device, restore_generator, safe_torch_load, to_float)
+from .train import (Checkpointer, TrainConfig, _save_atomic, augment_batch, charge, charging, data_hash, evaluate, fit,
+                    load_state, merges_last_batch, model_hash, resolve_device, restore_generator, safe_torch_load,
+                    to_float)
 from .watermarks.base import select_indices
 
 __all__ = ["SSCLGenerator", "GeneratorConfig", "check_key", "key_hash", "data_hash", "train_generator",
@@ -428,8 +429,8 @@ def train_classifier(x_train, y_train, x_test=None, y_test=None, *, arch: str = 
     torch.manual_seed(seed)
     model = build_model(arch, num_classes, channels, width=profile.width, image_size=size)
     ckpt = run_dir(CACHE, key) / "model.pt"
-    # concurrent jobs wanting the same model: one trains, the rest load
-    with file_lock(ckpt, timeout=CACHE_LOCK_TIMEOUT):
+    # concurrent jobs wanting the same model: one trains, the rest load (the wait is no cell's work: charging)
+    with charging(), file_lock(ckpt, timeout=CACHE_LOCK_TIMEOUT):
         return fit(model, x_train, y_train, x_test, y_test, tc, checkpoint=ckpt)
 
 
@@ -468,7 +469,8 @@ def get_or_train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tenso
     key = _generator_key(surrogate_id, x, y, config)
     d = run_dir(CACHE, key)
     final = d / "generator.pt"
-    with file_lock(final, timeout=CACHE_LOCK_TIMEOUT):  # concurrent jobs: one trains, the others wait and load
+    # concurrent jobs: one trains, the others wait and load; what it cost goes to dovlib.train.compute_ledger
+    with charging(), file_lock(final, timeout=CACHE_LOCK_TIMEOUT):
         return _load_or_train_generator(surrogate, x, y, config, d, key, surrogate_id, device, progress)
 
 
@@ -489,6 +491,7 @@ def _load_or_train_generator(surrogate, x, y, config, d: Path, key: dict, surrog
     if final.is_file():
         G = SSCLGenerator.load(final, map_location=resolve_device(device))
         G.cached = True
+        charge(final, G.meta.get("wall_time"), reused=True)  # what training it took, not this reading
         return G
     G, history = train_generator(surrogate, x, y, config, device=device, checkpoint=d / "generator_ckpt.pt",
                                  progress=progress)
@@ -497,6 +500,7 @@ def _load_or_train_generator(surrogate, x, y, config, d: Path, key: dict, surrog
     (d / "generator_ckpt.pt").unlink(missing_ok=True)  # the final file holds everything worth keeping
     G.meta = SSCLGenerator.load(final).meta
     G.cached = False
+    charge(final, G.wall_time, reused=False)
     return G
 
 

@@ -5,11 +5,10 @@ plus the same measurements (BA, WSR, verification p-value), so the notebooks onl
 from __future__ import annotations
 
 import functools
-import time
 from typing import TYPE_CHECKING, Callable
 
 from .params import Profile, check_bool, parse_eps
-from .report import find_record, write_record
+from .report import find_record, run_times, timer, write_record
 from .sscl import _non_target_count, query_count
 from .train import evaluate
 from .verify import attack_success, check_claim_queries, verification_set, verify_model
@@ -153,9 +152,11 @@ def _code() -> str:
 def cached(notebook: str, params: dict, compute: Callable[[], dict], recompute: bool = False, needs=(),
            **context) -> dict:
     """The record of ``params`` from ``reports/<notebook>/metrics.json`` if it is there (and not ``recompute``),
-    else ``compute()``'s metrics written as a new record with its wall time (``context``: profile, dataset,
-    is_subset, device, ...). Returns the record; ``record["reused"]`` says which. ``recompute`` must be a bool (the
-    string ``"False"`` is refused, not read as True). ``needs``: metric names a reusable record must hold; a record
+    else ``compute()``'s metrics written as a new record with its ``wall_time`` and ``compute_time``
+    (:func:`dovlib.report.run_times`: the models this point's ``compute()`` read back from ``runs/`` count what
+    training them took, those other points used too included; ``context``: profile, dataset, is_subset, device,
+    ...). Returns the record; ``record["reused"]`` says which. ``recompute`` must be a bool (the string ``"False"``
+    is refused, not read as True). ``needs``: metric names a reusable record must hold; a record
     written before one of them was measured is measured again (the models it needs are read back from ``runs/``).
     Each record keeps ``code``, the ``dovlib`` source hash it was computed with; a record reused under other code
     is said so (printed), since a fix since then does not show in it until ``recompute`` (``reproduce --force``)."""
@@ -167,8 +168,8 @@ def cached(notebook: str, params: dict, compute: Callable[[], dict], recompute: 
                 print(f"note: reused record written {rec.get('written', '?')} by dovlib code "
                       f"{rec.get('code', 'not recorded')} (now {code}); recompute=True measures it again")
             return {**rec, "reused": True}
-    start = time.perf_counter()
-    metrics = compute()
-    rec = write_record(notebook, params, metrics, wall_time=time.perf_counter() - start, code=code, **context)
+    with timer() as t:  # this point's own: the models its compute() trained or read back, each once
+        metrics = compute()
+    rec = write_record(notebook, params, metrics, **run_times(t), code=code, **context)
     return {**rec, "reused": False}
 

@@ -19,6 +19,7 @@ with its fsync on the build machine, median 151 ms; an epoch of the CIFAR-10 sub
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -40,7 +41,8 @@ import torch.nn.functional as F
 __all__ = ["TrainConfig", "TrainResult", "data_hash", "model_hash", "fit", "evaluate", "predict_proba",
            "predict_logits", "augment_batch", "resolve_device", "seed_everything", "to_float", "precision_options",
            "training_provenance", "reset_training_provenance", "restore_generator", "Checkpointer",
-           "merges_last_batch", "train_steps", "load_state"]
+           "merges_last_batch", "train_steps", "load_state", "compute_ledger", "compute_ledger_mark",
+           "reset_compute_ledger", "charging", "charge", "charge_result"]
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -185,6 +187,10 @@ class TrainResult:
     model: nn.Module
     history: list[dict] = field(default_factory=list)
     wall_time: float = 0.0  # seconds spent training in this and earlier (resumed) runs
+    # seconds fit spent on the model in this and earlier runs: training, per-epoch evaluation and callbacks; read back
+    # finished from a checkpoint, what it cost then (checkpoints of older code: their wall_time), not the reading
+    compute_time: float = 0.0
+    checkpoint: str = ""  # the absolute path fit read and wrote it at ("" without one): its compute_ledger name
     device: str = "cpu"  # where this call put the model (and evaluated it)
     images_seen: int = 0
     resumed_from_epoch: int = 0
@@ -221,6 +227,82 @@ def training_provenance() -> dict:
 def reset_training_provenance() -> None:
     """Forget the models :func:`training_provenance` reports (a notebook's set-up calls it)."""
     _PROVENANCE.clear()
+
+
+# What each cached or trained artefact (a fit checkpoint, a generator, a HiDDeN network) cost, as the code that obtained
+# it in this process says: one entry per time it was obtained, numbered in order, so a timed cell
+# (:func:`dovlib.report.timer`) can count what it used: its stored cost in place of the seconds spent reading it back
+_LEDGER: list[dict] = []
+_LEDGER_SEQ = [0]  # the next entry's number (never reset: a timer's mark stays valid across a reset)
+_CHARGING: list[list] = []  # open scopes of :func:`charging` (the outermost one records)
+
+
+def compute_ledger_mark() -> int:
+    """The number the next :func:`compute_ledger` entry gets: ``compute_ledger(since=mark)`` lists what came after."""
+    return _LEDGER_SEQ[0]
+
+
+def compute_ledger(since: int = 0) -> list[dict]:
+    """The artefacts obtained in this process (since :func:`reset_compute_ledger`, and from entry ``since`` on): one
+    dict per time one was trained, resumed or read back, ``{"seq", "artifact", "cost", "spent", "reused"}``:
+    ``artifact`` names it (its file's absolute path), ``cost`` is the seconds computing it took in this and earlier
+    runs as stored with it (None: not stored, e.g. a file of older code), ``spent`` the seconds this call took (the
+    training, or the reading back, waits for another job's lock included), ``reused`` whether it was read back
+    finished rather than trained (or resumed) here. :func:`dovlib.report.run_times` turns them into a record's
+    ``compute_time``."""
+    return [dict(e) for e in _LEDGER if e["seq"] >= since]
+
+
+def reset_compute_ledger() -> None:
+    """Forget the entries :func:`compute_ledger` lists (:func:`dovlib.report.start_notebook` calls it)."""
+    _LEDGER.clear()
+
+
+@contextlib.contextmanager
+def charging(started: float | None = None):
+    """A scope whose time (from ``started``, a :func:`time.perf_counter` reading, default now) counts as obtaining
+    the artefacts :func:`charge` names inside it (one ledger entry each; the scope's seconds go to the first): around
+    a cache's lock and its load-or-train, so that waiting for another job is not counted as this cell's own work
+    either. Scopes nest: only the outermost records, so an artefact read back inside another's training is not
+    subtracted twice."""
+    slot: list = []
+    _CHARGING.append(slot)
+    start = time.perf_counter() if started is None else started
+    try:
+        yield slot
+    finally:
+        _CHARGING.pop()
+        if _CHARGING:  # an enclosing scope records them, with its own time
+            _CHARGING[-1].extend(slot)
+        else:
+            spent = time.perf_counter() - start
+            for i, (artifact, cost, reused) in enumerate(slot):
+                _LEDGER.append({"seq": _LEDGER_SEQ[0], "artifact": artifact, "cost": cost,
+                                "spent": spent if i == 0 else 0.0, "reused": reused})
+                _LEDGER_SEQ[0] += 1
+
+
+def charge_result(result: TrainResult) -> None:
+    """Count a model :func:`fit` returned earlier (a surrogate handed from one step to the next) as used here: its
+    ``compute_time`` enters the ledger with no seconds spent, so a timed cell that uses it without reading it back
+    counts what it cost. A model fit trained without a checkpoint is part of the time of the cell that trained it."""
+    if result.checkpoint:
+        charge(result.checkpoint, result.compute_time, True)
+
+
+def charge(artifact, cost, reused: bool, started: float | None = None) -> None:
+    """Name an artefact obtained in the current :func:`charging` scope: ``cost`` the seconds computing it took (None:
+    unknown), ``reused`` whether it was read back finished. Outside any scope it is recorded at once, as having
+    taken the seconds since ``started`` (a :func:`time.perf_counter` reading; None: no time)."""
+    cost = None if cost is None else float(cost)
+    entry = (str(Path(artifact).resolve()) if isinstance(artifact, (str, Path)) else str(artifact), cost,
+             bool(reused))
+    if _CHARGING:
+        _CHARGING[-1].append(entry)
+        return
+    _LEDGER.append({"seq": _LEDGER_SEQ[0], "artifact": entry[0], "cost": cost, "reused": entry[2],
+                    "spent": time.perf_counter() - started if started is not None else 0.0})
+    _LEDGER_SEQ[0] += 1
 
 
 def restore_generator(gen: torch.Generator, saved, *, reseed: int, what: str, path) -> bool:
@@ -726,6 +808,7 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
     (:func:`load_state`: tensors, plain Python values and, as older checkpoints hold them, NumPy numbers): a file at
     the path that needs anything else to load, which could run code, is refused by name.
     """
+    started = time.perf_counter()  # what the model costs (TrainResult.compute_time, dovlib.train.compute_ledger)
     cfg = config or TrainConfig()
     if overrides:
         cfg = TrainConfig(**{**asdict(cfg), **overrides})
@@ -763,7 +846,7 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
     opt, sched = make_optimizer(model, cfg, total_steps, device)
 
     result = TrainResult(model=model, device=str(device))
-    start_epoch = 0
+    start_epoch, earlier = 0, 0.0
     ckpt_path = Path(checkpoint) if checkpoint else None
     # what a checkpoint must match besides the settings: the data, and ``checkpoint_key`` when given (finetune
     # passes its starting model's hash: a run resumed after that model changed would mix two runs' epochs).
@@ -828,6 +911,7 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
                               what="augmentation", path=ckpt_path)
         result.history = state["history"]
         result.wall_time = state["wall_time"]
+        earlier = float(state.get("compute_time", state["wall_time"]))  # older checkpoints: their training time
         result.images_seen = state["images_seen"]
         result.resumed_from_epoch = start_epoch
 
@@ -894,10 +978,16 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
                                  "scheduler": sched.state_dict(), "generator": gen.get_state(),
                                  "aug_generator": aug_gen.get_state(), "epoch": epoch + 1, "history": result.history,
                                  "wall_time": result.wall_time, "images_seen": result.images_seen,
+                                 "compute_time": earlier + time.perf_counter() - started,
                                  "fingerprint": cfg.fingerprint(), "n_train": n, "config": asdict(cfg),
                                  "precision": precision, "device_type": trained_on, **origin},
                         final=epoch + 1 == cfg.epochs)
     model.eval()
     result.trained_on, result.precision = trained_on, precision
     _PROVENANCE.add((trained_on, precision))
+    reused = start_epoch > 0 and start_epoch >= cfg.epochs  # read back finished: its stored cost counts
+    result.compute_time = earlier if reused else earlier + time.perf_counter() - started
+    if ckpt_path:
+        result.checkpoint = str(ckpt_path.resolve())
+        charge(ckpt_path, result.compute_time, reused, started)
     return result

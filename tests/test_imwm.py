@@ -1301,3 +1301,24 @@ def test_hidden_load_names_an_empty_or_truncated_file(tmp_path, check_damaged_co
     check_damaged_copies(good, HiDDeN.load, "a saved HiDDeN", "HiDDeN.load reads files written by HiDDeN.save or "
                          "train_hidden", {"memo.pt": b"\x80\x02h\x05.", "global.pt": b"\x80\x02c\x1b[31m\n\x07\x00\n."})
     assert HiDDeN.load(good).cfg.message_bits == 8
+
+
+def test_a_hidden_read_back_counts_its_stored_training_time_and_older_files_their_last_step(tmp_path):
+    from dovlib.train import compute_ledger, compute_ledger_mark
+
+    images = (torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 255).round().to(torch.uint8)
+    cfg = HiddenConfig(message_bits=4, channels=8, encoder_blocks=1, decoder_blocks=1, image_size=16, batch_size=4,
+                       noises=("identity",))
+    ckpt = tmp_path / "hidden.pt"
+    mark = compute_ledger_mark()
+    trained = train_hidden(images, cfg, steps=2, progress=False, log_every=1, checkpoint=ckpt)
+    read = train_hidden(images, cfg, steps=2, progress=False, log_every=1, checkpoint=ckpt)
+    first, second = compute_ledger(since=mark)
+    assert first["artifact"] == second["artifact"] == str(ckpt.resolve())
+    assert (first["reused"], second["reused"]) == (False, True)
+    assert first["cost"] == trained.wall_time == read.wall_time == second["cost"] >= trained.history[-1]["seconds"]
+    state = torch.load(ckpt, weights_only=False)
+    del state["wall_time"]  # a file of older code: its last logged step's seconds stand for it
+    torch.save(state, ckpt)
+    assert HiDDeN.load(ckpt).wall_time == state["history"][-1]["seconds"] > 0
+    assert HiDDeN(HiddenNet(cfg), cfg).wall_time is None  # built by hand: not known, not saved

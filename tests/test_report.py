@@ -694,3 +694,50 @@ def test_a_folder_variable_with_a_tilde_is_the_home_folder(tmp_path, monkeypatch
         warnings.simplefilter("error")  # absolute once the tilde is read: no "is relative" warning
         start_notebook("smoke", 0, "cpu")
     assert not (tmp_path / "~").exists()
+
+
+def test_run_times_count_each_artefact_at_its_stored_cost_once():
+    def used(artifact, cost, spent, reused):
+        return {"artifact": artifact, "cost": cost, "spent": spent, "reused": reused}
+
+    t1 = {"seconds": 10.0, "used": [used("/r/a.pt", 100.0, 1.0, True), used("/r/b.pt", 30.0, 2.0, False)]}
+    t2 = {"seconds": 5.0, "used": [used("/r/a.pt", 100.0, 0.5, True), used("/r/c.pt", None, 1.5, True)]}
+    # cells 15 s, 5 s of it obtaining artefacts; a (read back twice) counts 100 once, b trained here 30, c (no stored
+    # cost: older code) its 1.5 s of reading
+    assert report.run_times(t1, t2) == {"wall_time": 15.0, "compute_time": 15.0 - 5.0 + 100.0 + 30.0 + 1.5,
+                                        "cached_compute_time": 101.5, "cached_artifacts": 2}
+    assert report.run_times({"seconds": 2.0, "used": []})["compute_time"] == 2.0  # nothing cached: the cells' time
+    with pytest.raises(TypeError, match="run_times takes the dicts timer"):
+        report.run_times(2.0)
+
+
+def test_a_record_reusing_a_cached_model_counts_its_training_time(tmp_path, capsys):
+    from dovlib.data import load_dataset
+    from dovlib.models import build_model
+    from dovlib.train import fit
+
+    ds = load_dataset("synthetic", num_classes=4, n_train=128, n_test=32, image_size=16)
+    ckpt, kw = tmp_path / "m.pt", dict(epochs=1, batch_size=64, progress=False)
+
+    def cell():
+        torch.manual_seed(0)
+        with report.timer() as t:
+            res = fit(build_model("resnet18", num_classes=4, width=4), ds.x_train, ds.y_train, checkpoint=ckpt, **kw)
+            fit(build_model("resnet18", num_classes=4, width=4), ds.x_train, ds.y_train, checkpoint=ckpt, **kw)
+        return res, report.write_record("01_train_generator", {"p": 1}, {}, **report.run_times(t))
+
+    with matplotlib.rc_context():
+        report.start_notebook("smoke", device="cpu")
+    cold, _ = cell()
+    stored = torch.load(ckpt, weights_only=False)["compute_time"]
+    _, warm = cell()  # both fits read it back
+    assert warm["compute_time"] >= stored > cold.wall_time  # not the seconds reading it back took
+    assert (warm["cached_compute_time"], warm["cached_artifacts"]) == (stored, 1)  # used twice, counted once
+    assert report.load_records("01_train_generator")[0]["compute_time"] == warm["compute_time"]
+    from dovlib.train import compute_ledger
+
+    assert compute_ledger()
+    with matplotlib.rc_context():
+        report.start_notebook("smoke", device="cpu")  # a notebook starts with an empty ledger
+    assert compute_ledger() == []
+    capsys.readouterr()

@@ -1868,3 +1868,17 @@ def test_load_watermarked_names_a_data_file_that_is_not_an_archive_or_has_other_
     np.savez(data, x=x[..., :1], y=y.astype(np.uint8))  # grey images, labels of another integer type: read
     ws = load_watermarked(tmp_path / "user")
     assert ws.x.shape == (2, 1, 4, 4) and ws.y.dtype == torch.long
+
+
+def test_a_generator_read_back_counts_its_training_time_not_its_reading():
+    from dovlib.train import compute_ledger, compute_ledger_mark
+
+    ds, f = _toy()
+    cfg = GeneratorConfig(eps=16 / 255, target=1, key=3, iters=4, batch=8, perceptual="mse", width=4, depth=1)
+    mark = compute_ledger_mark()
+    g1 = get_or_train_generator(f, ds.x_train, ds.y_train, cfg, device="cpu", progress=False)
+    g2 = get_or_train_generator(f, ds.x_train, ds.y_train, cfg, device="cpu", progress=False)
+    first, second = compute_ledger(since=mark)
+    assert first["artifact"] == second["artifact"] and first["artifact"].endswith("generator.pt")
+    assert (first["reused"], second["reused"]) == (False, True)
+    assert first["cost"] == g1.wall_time == g2.meta["wall_time"] == second["cost"] > 0  # stored, not the reading

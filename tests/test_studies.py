@@ -6,7 +6,7 @@ from dovlib.models import build_model
 from dovlib.params import get_profile
 from dovlib import studies
 from dovlib.studies import PAPER_EPS, PAPER_RATES, cached, eps_label, grid, ownership_metrics
-from dovlib.train import fit
+from dovlib.train import evaluate, fit
 
 
 def test_grids_follow_the_paper_and_shrink_for_smoke():
@@ -386,3 +386,25 @@ def test_check_study_queries_checks_the_queries_ownership_metrics_makes(monkeypa
     ownership_metrics(build_model("resnet18", 4, width=4).eval(), x, y_test, lambda v: v, 1,
                       default_m=get_profile("quick").verify_m)
     assert drawn == [check_study_queries(ds, 1, get_profile("quick"))]
+
+
+def test_each_cached_point_counts_only_the_models_its_own_compute_used(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOVLIB_REPORTS", str(tmp_path))
+    ds = load_dataset("synthetic", num_classes=4, n_train=128, n_test=32, image_size=16)
+
+    def model_at(name, epochs):
+        torch.manual_seed(0)
+        return fit(build_model("resnet18", num_classes=4, width=4), ds.x_train, ds.y_train, epochs=epochs,
+                   batch_size=64, progress=False, checkpoint=tmp_path / name)
+
+    model_at("a.pt", 1), model_at("b.pt", 2)  # trained before the study: its points read them back
+    stored = {k: torch.load(tmp_path / f"{k}.pt", weights_only=False)["compute_time"] for k in "ab"}
+
+    def point(name, epochs):
+        return cached("04_ablation", {"point": name}, lambda: {"BA": evaluate(model_at(f"{name}.pt", epochs).model,
+                                                                            ds.x_test, ds.y_test)}, profile="smoke")
+
+    a, b = point("a", 1), point("b", 2)
+    assert (a["cached_compute_time"], b["cached_compute_time"]) == (stored["a"], stored["b"])  # its own model only
+    assert a["cached_artifacts"] == b["cached_artifacts"] == 1
+    assert a["compute_time"] >= stored["a"] and b["compute_time"] >= stored["b"] and a["wall_time"] >= 0

@@ -1355,3 +1355,49 @@ def test_load_state_reads_a_file_written_on_a_gpu_onto_the_cpu(tmp_path):
             zout.writestr(item, data)
     state = load_state(path, "test")
     assert state["x"].device.type == "cpu" and state["x"].tolist() == [0.0, 1.0, 2.0]
+
+
+def test_a_model_read_back_counts_its_stored_training_time_not_its_reading(ds, tmp_path):
+    from dovlib.train import compute_ledger, compute_ledger_mark
+
+    ckpt, kw = tmp_path / "m.pt", dict(epochs=2, batch_size=64, progress=False)
+    mark = compute_ledger_mark()
+    trained = fit(_model(), ds.x_train, ds.y_train, ds.x_test, ds.y_test, checkpoint=ckpt, **kw)
+    stored = torch.load(ckpt, weights_only=False)["compute_time"]  # what fit spent on it, evaluation included
+    read = fit(_model(), ds.x_train, ds.y_train, ds.x_test, ds.y_test, checkpoint=ckpt, **kw)
+    first, second = compute_ledger(since=mark)
+    assert first["artifact"] == second["artifact"] == str(ckpt.resolve()) == read.checkpoint
+    assert not first["reused"] and first["cost"] == trained.compute_time >= trained.wall_time
+    # read back: its cost is the stored time, not the seconds reading it took (those are its "spent")
+    assert second["reused"] and second["cost"] == read.compute_time == stored >= trained.wall_time
+    assert read.wall_time == trained.wall_time and second["spent"] >= 0
+    fit(_model(), ds.x_train, ds.y_train, epochs=1, batch_size=64, progress=False)  # no checkpoint: no artefact
+    assert len(compute_ledger(since=mark)) == 2
+
+
+def test_a_checkpoint_of_older_code_costs_its_training_time(ds, tmp_path):
+    from dovlib.train import compute_ledger, compute_ledger_mark
+
+    ckpt, kw = tmp_path / "m.pt", dict(epochs=1, batch_size=64, progress=False)
+    fit(_model(), ds.x_train, ds.y_train, checkpoint=ckpt, **kw)
+    state = torch.load(ckpt, weights_only=False)
+    del state["compute_time"]  # written before dovlib stored it
+    torch.save(state, ckpt)
+    mark = compute_ledger_mark()
+    read = fit(_model(), ds.x_train, ds.y_train, checkpoint=ckpt, **kw)
+    (entry,) = compute_ledger(since=mark)
+    assert entry["reused"] and entry["cost"] == read.compute_time == state["wall_time"] > 0
+
+
+def test_nested_charging_scopes_record_each_artefact_once_with_the_outer_time():
+    from dovlib.train import charge, charging, compute_ledger, compute_ledger_mark
+
+    mark = compute_ledger_mark()
+    with charging():
+        charge("/x/a.pt", 5.0, True)
+        with charging():
+            charge("/x/b.pt", None, False)
+    a, b = compute_ledger(since=mark)
+    assert (a["artifact"], a["cost"], a["reused"], b["artifact"], b["cost"], b["reused"]) == (
+        "/x/a.pt", 5.0, True, "/x/b.pt", None, False)
+    assert a["spent"] >= 0 and b["spent"] == 0.0  # the outer scope's time, once

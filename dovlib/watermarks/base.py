@@ -15,6 +15,7 @@ A dataset watermark marks part of a training set so that a model trained on it l
 from __future__ import annotations
 
 import numbers
+import time
 import warnings
 
 from abc import ABC, abstractmethod
@@ -121,8 +122,9 @@ class SurrogateWatermark(DatasetWatermark):
     def _crafted(self, x, y, idx, target, seed, cache):
         if cache is None:
             return self._craft(x, y, idx, target, seed)
-        from ..train import data_hash, model_hash
+        from ..train import charge, data_hash, model_hash
 
+        started = time.perf_counter()  # what the marks cost (dovlib.train.compute_ledger): kept beside them
         final = Path(cache) / "marked.pt"
         # the images and the surrogate too: a folder the caller did not key by them (Table I's is) is never handed
         # another surrogate's or other images' marks (files written before they were recorded are crafted again)
@@ -137,11 +139,15 @@ class SurrogateWatermark(DatasetWatermark):
                 warnings.warn(str(e), stacklevel=3)
                 st = {}
             if isinstance(st.get("idx"), torch.Tensor) and torch.equal(st["idx"], idx) and st.get("call") == call:
+                seconds = st.get("seconds")  # files of older code hold none: their reading counts instead
+                charge(final, seconds if isinstance(seconds, float) else None, True, started)
                 return st["x_marked"]
         marked = self._craft(x, y, idx, target, seed, checkpoint=Path(cache) / "craft.partial")
         from ..train import _save_atomic
 
-        _save_atomic({"idx": idx, "x_marked": marked, "call": call}, final)
+        seconds = time.perf_counter() - started  # a crafting resumed from craft.partial: this run's part only
+        _save_atomic({"idx": idx, "x_marked": marked, "call": call, "seconds": seconds}, final)
+        charge(final, seconds, False, started)
         return marked
 
 
