@@ -1,9 +1,9 @@
 """``reports/index.html`` and ``reports/summary.md``: every table, record and figure the notebooks wrote.
 
 For each ``reports/<notebook>/`` it renders the last runs (``stamps.json`` from :mod:`dovlib.reproduce`), the
-records of ``metrics.json`` (parameters, metrics, profile, dataset full/subset, device, wall time), every table
-listed in ``tables.json`` (paper comparisons, with columns ``paper``/``ours``/``diff``, are marked and labelled
-with the profile, dataset, device and wall time they come from) and every figure (PNG embedded as base64, SVG
+records of ``metrics.json`` (parameters, metrics, profile, dataset full/subset, device, wall and compute time),
+every table listed in ``tables.json`` (paper comparisons, with columns ``paper``/``ours``/``diff``, are marked and
+labelled with the profile, dataset, device and wall time they come from) and every figure (PNG embedded as base64, SVG
 linked by relative path). The page needs no server and no network. ``python -m dovlib.index`` rebuilds it.
 """
 
@@ -24,10 +24,13 @@ __all__ = ["NotebookReport", "PaperItem", "PAPER_ITEMS", "NO_DATA", "collect", "
            "dataset_label", "context_label", "render_html", "render_markdown", "build_index", "main"]
 
 CONTEXT_KEYS = ("profile", "dataset", "is_subset", "perceptual", "device", "device_name", "trained_on",
-                "training_precision", "wall_time")
-# what a table or figure saved without it may take from the newest record: never the wall time, which is that
-# run's own (a table written by an earlier run would show the later run's time)
-BORROWED_KEYS = tuple(k for k in CONTEXT_KEYS if k != "wall_time")
+                "training_precision", "wall_time", "compute_time")
+# wall_time: what the run that wrote it took (a model read back from runs/: its reading); compute_time (written by
+# dovlib.report.run_times; older records have none): what the results cost, models read back at their training time
+TIME_KEYS = ("wall_time", "compute_time")
+# what a table or figure saved without it may take from the newest record: never a time, which is that run's own
+# (a table written by an earlier run would show the later run's time)
+BORROWED_KEYS = tuple(k for k in CONTEXT_KEYS if k not in TIME_KEYS)
 # dataset names that notebooks give outputs computed from no images (09: "none" for its pure combinatorics,
 # "simulated" for its simulated extraction, whose record's params say dataset None): no dataset, full or subset
 NO_DATA = {"none": "none", "simulated": "none (simulated)"}
@@ -201,7 +204,8 @@ def _cell(v):
 
 
 def records_frame(records: list[dict]):
-    """One row per record: parameters, then profile/dataset/device/wall time, then metrics."""
+    """One row per record: parameters, then profile/dataset/device/wall and compute time (older records: blank),
+    then metrics."""
     import pandas as pd
 
     rows = []
@@ -247,6 +251,8 @@ def context_label(ctx: dict) -> str:
                                                        if ctx.get("training_precision") else ""))
     if isinstance(ctx.get("wall_time"), (int, float)):
         parts.append(f"wall time {ctx['wall_time']:.1f} s")
+    if isinstance(ctx.get("compute_time"), (int, float)):  # older records and tables hold none
+        parts.append(f"compute time {ctx['compute_time']:.1f} s")
     return " · ".join(parts)
 
 
@@ -352,7 +358,11 @@ nav a { margin-right: 0.8em; }
 <body>
 <h1>dovlib reports</h1>
 <p class="context">Built {{ built }} from <code>{{ root }}</code>. Every number is labelled with the profile, dataset
-(full or subset), device and wall time it was measured with. <span class="badge smoke">smoke</span> numbers come
+(full or subset), device and wall time it was measured with. Times: the overview's run time is what the notebook's
+last run took; a record's <code>wall_time</code> is what its cells took in the run that wrote it (a model read back
+from <code>runs/</code> counts the seconds reading it took) and its <code>compute_time</code> what its results cost,
+models, generators and networks read back counted at their stored training time, so it is the same whether the cache
+was warm or cold (older records have none). <span class="badge smoke">smoke</span> numbers come
 from tiny CPU budgets that only check the code runs; they are not results.</p>
 <nav>{% for nb in notebooks %}<a href="#{{ nb.stem }}">{{ nb.stem }}</a>{% endfor %}</nav>
 <h2>Overview</h2>
@@ -473,7 +483,11 @@ def render_markdown(notebooks: list[NotebookReport]) -> str:
     """The same content as the HTML page in Markdown (figures as relative links)."""
     md = _md_table
     lines = ["# dovlib reports", "",
-             "Every number is labelled with its profile, dataset (full or subset), device and wall time. "
+             "Every number is labelled with its profile, dataset (full or subset), device and wall time. Times: the "
+             "overview's run time is what the notebook's last run took; a record's `wall_time` is what its cells "
+             "took in the run that wrote it (a model read back from `runs/` counts the seconds reading it took) and "
+             "its `compute_time` what its results cost, models, generators and networks read back counted at their "
+             "stored training time, so it is the same whether the cache was warm or cold (older records have none). "
              "`smoke` numbers come from tiny CPU budgets that only check the code runs; they are not results.", ""]
     if notebooks:
         lines += ["## Overview", "", md(_overview(notebooks)), ""]

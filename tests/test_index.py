@@ -488,8 +488,8 @@ def test_each_figure_on_the_page_says_which_run_drew_it(reports):
 
 def _context_keys(node, known: dict) -> set | None:
     """The keys of the context dict ``node`` builds in a notebook (``dict(...)``, ``{...}``, ``run_context(...)``,
-    ``measured_context(ctx, ...)``, ``a if c else b``), with ``known`` the keys of names bound before; None where they
-    cannot be read off the code."""
+    ``measured_context(ctx, ...)``, ``run_times(...)``, ``a if c else b``), with ``known`` the keys of names bound
+    before; None where they cannot be read off the code."""
     import ast
 
     if isinstance(node, ast.Name):
@@ -513,6 +513,8 @@ def _context_keys(node, known: dict) -> set | None:
                 {"dataset", "is_subset", "dataset_note", "data_hash"} if len(node.args) > 2 else set())
         if node.func.id == "measured_context":  # this run's context, with the records' devices
             return _context_keys(node.args[0], known)
+        if node.func.id == "run_times":  # a record's times (dovlib.report.run_times)
+            return {"wall_time", "compute_time", "cached_compute_time", "cached_artifacts"}
     return None
 
 
@@ -551,3 +553,21 @@ def test_every_output_of_a_watermark_notebook_names_its_perceptual_measure(stem)
     assert any(f == "save_fig" for _, f, _ in calls)
     missing = [(line, f) for line, f, keys in calls if "perceptual" not in keys]
     assert not missing, f"{stem}: no perceptual measure at (line in its code cells, call) {missing}"
+
+
+def test_records_show_their_compute_time_and_older_records_without_it_still_index(tmp_path):
+    folder = tmp_path / "01_x"
+    folder.mkdir()
+    records = [{"params": {"seed": 0}, "profile": "smoke", "wall_time": 0.1, "compute_time": 9.5,
+                "metrics": {"BA": 0.5}},
+               {"params": {"seed": 1}, "profile": "smoke", "wall_time": 9.4, "metrics": {"BA": 0.6}}]  # older
+    (folder / "metrics.json").write_text(json.dumps({"records": records}))
+    nbs = index.collect(tmp_path)
+    df = index.records_frame(nbs[0].records)
+    assert df["wall_time"].tolist() == [0.1, 9.4] and df["compute_time"].iloc[0] == 9.5
+    assert pd.isna(df["compute_time"].iloc[1])  # blank, not an error
+    for text in (index.render_html(nbs), index.render_markdown(nbs)):
+        assert "compute_time" in text and "9.5" in text and "what its results cost" in text
+    assert index.context_label({"wall_time": 0.1, "compute_time": 9.5}) == "wall time 0.1 s · compute time 9.5 s"
+    assert index.context_label({"wall_time": 0.1}) == "wall time 0.1 s"
+    assert "compute_time" not in index.BORROWED_KEYS  # a table never shows another run's time
