@@ -63,7 +63,7 @@ from dovlib.data import load_dataset
 from dovlib.params import check_int, get_profile, parse_eps, parse_rate
 from dovlib.perceptual import require_perceptual
 from dovlib.plotting import rotate_xticklabels, set_title
-from dovlib.report import run_context, run_dir, save_fig, save_table, start_notebook, timer, write_record
+from dovlib.report import run_context, run_dir, run_times, save_fig, save_table, start_notebook, timer, write_record
 from dovlib.studies import eps_label
 from dovlib.verify import check_claim_queries, evaluate_watermark, per_class_accuracy
 from dovlib.watermarks import select_indices
@@ -225,7 +225,7 @@ metrics = {"BA": row_wm["BA"], "WSR": row_wm["WSR"], pcol: row_wm[pcol], "PSNR":
            "target_class_acc": acc.query("model == 'SSCL-BW'")["accuracy"].iloc[target],
            "target_class_acc_benign": acc.query("model == 'benign'")["accuracy"].iloc[target],
            "n_marked": marked.manifest["n_marked"]}
-record = write_record(NOTEBOOK, params, metrics, wall_time=t_run["seconds"], manifest=marked.manifest,
+record = write_record(NOTEBOOK, params, metrics, **run_times(t_run), manifest=marked.manifest,
                       generator_seed=run.params["generator_seed"], selection=selection, **context)
 print({k: record[k] for k in ("profile", "dataset", "is_subset", "device", "perceptual")}, metrics)
 
@@ -287,9 +287,9 @@ save_fig(ax.figure, "table1_all_methods", NOTEBOOK, **context);
 cmp_all = paper_comparison(table_all, ds.name)
 save_table(cmp_all, "table1_all_methods_vs_paper", NOTEBOOK,
            caption=f"Table I, all methods vs the paper (ours: {label}; perceptual measure {perceptual}; UBW rows: "
-           f"untargeted success; {PAPER_SETTING})", **context, wall_time=t_table["seconds"])
+           f"untargeted success; {PAPER_SETTING})", **context, **run_times(t_table))
 save_table(table_all.drop(columns=["key"]), "table1_all_methods", NOTEBOOK,
-           caption=f"Table I, all methods, our measurements ({label})", **context, wall_time=t_table["seconds"])
+           caption=f"Table I, all methods, our measurements ({label})", **context, **run_times(t_table))
 cmp_all.round(2)
 
 # %% [markdown]
@@ -333,7 +333,7 @@ table_metrics.update({f"kendall_tau_{q}_vs_paper": a["kendall_tau"] for q, a in 
 table_metrics.update({f"{r.key}_learnt": r.strength for r in tested.itertuples() if r.key != "none"})
 table_metrics.update({f"{r.key}_{pcol}": getattr(r, pcol) for r in table_all.itertuples()
                       if pcol in table_all and not pd.isna(getattr(r, pcol))})
-write_record(NOTEBOOK, {**params, "table": "I-all-methods"}, table_metrics, wall_time=t_table["seconds"], **context)
+write_record(NOTEBOOK, {**params, "table": "I-all-methods"}, table_metrics, **run_times(t_table), **context)
 print(len(table_metrics), "numbers recorded")
 
 # %% [markdown]

@@ -79,7 +79,7 @@ from dovlib.params import (check_bool, check_int, get_profile, parse_eps, parse_
                            parse_target)
 from dovlib.perceptual import require_perceptual
 from dovlib.plotting import set_title, verification_sweep
-from dovlib.report import run_context, save_fig, save_table, start_notebook, timer, write_record
+from dovlib.report import run_context, run_times, save_fig, save_table, start_notebook, timer, write_record
 from dovlib.studies import eps_label
 from dovlib.verify import (add_bounded, check_claim_queries, m_sweep, min_bounded_claim_queries, min_claim_queries,
                            paper_table_ii, summarize_controls, tau_sweep)
@@ -502,6 +502,7 @@ metrics["selection"] = plain_selection  # the single-target generator's selectio
 if code_rows is not None:
     metrics["target_code"] = {"targets": list(targets), "pool": None if pool is None else list(pool),
                               "rate_per_class": code_rate, "selection": selection,
-                              "wall_time": t_code["seconds"], "models": code_rows.to_dict("records")}
-record = write_record(NOTEBOOK, params, metrics, wall_time=t_run["seconds"], **context)
+                              "wall_time": t_code["seconds"], "compute_time": run_times(t_code)["compute_time"],
+                              "models": code_rows.to_dict("records")}
+record = write_record(NOTEBOOK, params, metrics, **run_times(t_run), **context)
 print({k: record[k] for k in ("profile", "dataset", "is_subset", "device", "perceptual")})
