@@ -70,23 +70,85 @@ def wrap_text(text: str, width: float, fontsize="medium", *, fontproperties=None
 
 def set_title(target, text: str, fontsize="medium", **kwargs):
     """A title that fits its figure: on an Axes its title, wrapped (:func:`wrap_text`, in the title's own font) to
-    the axes' width; on a Figure (or a seaborn FacetGrid) a suptitle wrapped to the figure's width and set just above
-    its top edge, growing upwards, so a long title (one naming a profile such as
-    ``quick:device=cpu,epochs=10,width=16``) neither widens the saved image around a small plot nor runs down into
-    the panel titles (``y`` and ``va`` in ``kwargs`` place it elsewhere). Call it once the layout is done (after
+    the axes' width; on a Figure (or a seaborn FacetGrid) a suptitle wrapped to the figure's width, above everything
+    the figure already draws, so a long title (one naming a profile such as ``quick:device=cpu,epochs=10,width=16``)
+    neither widens the saved image around a small plot nor runs down into the panel titles. Either lies inside the
+    figure: where the figure has no room above its panels for it, the figure grows taller at its top by the room the
+    title needs, the panels keeping their size (so ``plt.show()`` and ``savefig`` without ``bbox_inches="tight"``
+    show the whole title; the tight bbox of :func:`dovlib.report.save_fig` comes out as before). A figure with a
+    layout engine (``layout="constrained"``) makes that room itself. ``y`` in ``kwargs`` places a suptitle where it
+    says, and the caller lays the figure out (e.g. ``tight_layout`` after it). Call it once the layout is done (after
     ``tight_layout``; seaborn's figure-level plots lay themselves out). Returns the Text."""
     from matplotlib.axes import Axes
+    from matplotlib.layout_engine import PlaceHolderLayoutEngine
 
+    fig = target.figure if isinstance(target, Axes) else getattr(target, "figure", target)
+    engine = fig.get_layout_engine()
+    laid_out = engine is not None and not isinstance(engine, PlaceHolderLayoutEngine)  # room made at each draw
     if isinstance(target, Axes):
-        fig = target.figure
         width = target.get_position().width * fig.get_figwidth()
         title = target.set_title(text, fontsize=fontsize, **kwargs)
     else:
-        fig = getattr(target, "figure", target)
         width = 0.98 * fig.get_figwidth()
-        title = fig.suptitle(text, fontsize=fontsize, **{"y": 1.0, "va": "bottom", **kwargs})
+        # an engine places a suptitle of no given y (constrained layout makes room only for that one)
+        at_top = {} if laid_out or "y" in kwargs else {"y": 1 - _TITLE_PAD / fig.get_figheight(), "va": "top"}
+        title = fig.suptitle(text, fontsize=fontsize, **{**at_top, **kwargs})
     title.set_text(wrap_text(text, width, fontproperties=title.get_fontproperties()))
+    if not laid_out and (isinstance(target, Axes) or "y" not in kwargs):
+        _room_above(fig, title, suptitle=not isinstance(target, Axes))
     return title
+
+
+_TITLE_PAD = 4 / 72  # inches between a title and the figure's top edge, and between a suptitle and the panels
+
+
+def _room_above(fig, title, suptitle: bool = False) -> None:
+    """Grow ``fig`` at its top, where ``title`` needs room to lie inside it: an Axes' title by as much as it pokes
+    out above the top edge; a suptitle (set at the top edge, hanging down) so that it clears everything else the
+    figure draws. Everything else keeps its size and its distance from the bottom edge."""
+    renderer = fig.canvas.get_renderer()
+    height = fig.get_figheight()
+    if suptitle:
+        title.set_visible(False)  # what the figure draws without it (an earlier suptitle is this same Text)
+        try:
+            top = fig.get_tightbbox(renderer).y1  # inches from the bottom edge
+        finally:
+            title.set_visible(True)
+        needed = top + 2 * _TITLE_PAD + title.get_window_extent(renderer).height / fig.dpi
+    else:
+        fig.draw_without_rendering()  # the Axes' title takes its place above its axes' tick labels at a draw
+        needed = title.get_window_extent(renderer).y1 / fig.dpi + _TITLE_PAD
+    if needed > height:
+        _grow_top(fig, needed - height, keep=title)
+    if suptitle:
+        title.set_y(1 - _TITLE_PAD / fig.get_figheight())
+
+
+def _grow_top(fig, inches: float, keep=None) -> None:
+    """Make ``fig`` ``inches`` taller at its top: its axes, figure legends and figure texts (all but ``keep``) keep
+    their size and place, measured in inches from the bottom edge."""
+    from matplotlib.transforms import Bbox
+
+    dpi = fig.dpi
+    width, height = fig.get_size_inches()
+    scale = height / (height + inches)
+    anchors = [(legend, Bbox(legend.get_bbox_to_anchor().get_points() / dpi)) for legend in fig.legends]
+    for ax in fig.axes:
+        in_layout = ax.get_in_layout()  # set_position takes an axes out of tight_layout: not ours to change
+        for original in (True, False):
+            pos = ax.get_position(original=original)
+            ax.set_position([pos.x0, pos.y0 * scale, pos.width, pos.height * scale],
+                            which="original" if original else "active")
+        ax.set_in_layout(in_layout)
+    for text in fig.texts:
+        if text is not keep and text.get_transform() == fig.transFigure:
+            x, y = text.get_position()
+            text.set_position((x, y * scale))
+    pars = fig.subplotpars  # a later subplots_adjust (of one side) keeps the panels where they now are
+    pars.update(bottom=pars.bottom * scale, top=pars.top * scale)
+    fig.set_size_inches(width, height + inches)
+    for legend, box in anchors:  # in inches: where it was
+        legend.set_bbox_to_anchor(Bbox(box.get_points() / [width, height + inches]), transform=fig.transFigure)
 
 
 def rotate_xticklabels(ax, rotation: float = 45) -> None:

@@ -341,7 +341,7 @@ def helper_figure(request):
 def test_every_helper_figure_keeps_its_text_within_the_figure(helper_figure, tmp_path, monkeypatch):
     """What widened saved figures (one-line titles of quick-profile labels, legends past the edge) checked once for
     every helper: the PNG that save_fig's settings write is no wider than the figure itself (a 1% margin), and no
-    text the figure draws lies outside it (the suptitle, which set_title sets just above the top edge, only there)."""
+    text the figure draws lies outside it (set_title's suptitle included: it was set just above the top edge)."""
     from PIL import Image
 
     fig = helper_figure
@@ -363,8 +363,7 @@ def test_every_helper_figure_keeps_its_text_within_the_figure(helper_figure, tmp
     for text in drawn:
         box, bounds = text.get_window_extent(renderer), fig.bbox
         assert bounds.x0 - 1 <= box.x0 and box.x1 <= bounds.x1 + 1, text.get_text()
-        if text is not getattr(fig, "_suptitle", None):
-            assert bounds.y0 - 1 <= box.y0 and box.y1 <= bounds.y1 + 1, text.get_text()
+        assert bounds.y0 - 1 <= box.y0 and box.y1 <= bounds.y1 + 1, text.get_text()
 
 
 MATH_TITLE = r"sweep of $\tau = 0.25$ and $\epsilon = 8/255, \gamma = 0.1$ over 50,000 images; model resnet18"
@@ -435,4 +434,110 @@ def test_learning_curve_keeps_its_title_inside_the_figure():
     assert fig.bbox.y0 <= title.y0 and title.y1 <= fig.bbox.y1
     assert not any(title.overlaps(ax.get_tightbbox(fig.canvas.get_renderer())) for ax in fig.axes)
     assert fig._suptitle.get_text().count("\n") >= 1  # wrapped to the figure
+    matplotlib.pyplot.close("all")
+
+
+
+def _to_title(kind):
+    """A figure of each kind set_title takes, laid out as the notebooks lay theirs out, and the target to title."""
+    import seaborn as sns
+
+    from dovlib.plotting import figure_legend
+
+    if kind == "axes":  # notebooks 02 and 03: a plain subplots() figure, its axes titled
+        fig, ax = matplotlib.pyplot.subplots(figsize=(7, 3.4))
+        ax.plot([0, 1], [0, 1])
+        return ax
+    if kind == "figure":  # notebook 08's HiDDeN training: tight_layout, then the suptitle
+        fig, axes = matplotlib.pyplot.subplots(1, 2, figsize=(9, 3.2))
+        for ax in axes:
+            ax.plot([0, 1], [0, 1])
+            ax.set_title("panel")
+        fig.tight_layout()
+        return fig
+    if kind == "legend":  # notebooks 04 and 05: figure_legend (a legend in figure coordinates), then the suptitle
+        fig, axes = matplotlib.pyplot.subplots(1, 3, figsize=(13, 3.4))
+        for ax in axes:
+            ax.plot([0, 1], [0.9, 0.93], marker="o", label="BA")
+            ax.set_title("panel")
+        figure_legend(fig)
+        return fig
+    data = pd.DataFrame({"bits": [8, 16] * 2, "accuracy": [1.0, 0.9, 0.8, 0.7], "method": ["AMUSE"] * 2 + ["base"] * 2,
+                         "attack": ["none", "none", "jpeg", "jpeg"]})  # notebooks 07-10: seaborn's legend outside
+    return sns.relplot(data=data, x="bits", y="accuracy", hue="method", col="attack", kind="line", height=2.5)
+
+
+@pytest.mark.parametrize("kind", ["axes", "figure", "legend", "facetgrid"])
+def test_set_title_keeps_the_title_inside_the_figure_without_a_tight_bbox(kind, tmp_path):
+    """set_title set a Figure's (or FacetGrid's) suptitle just above the figure's top edge: save_fig's tight bbox
+    showed it, but ``plt.show()`` without one and ``fig.savefig(path)`` cut it off; a long Axes title wrapped to
+    several lines ran past the top edge too. The title now lies inside the figure, clear of the panels."""
+    from PIL import Image
+
+    from dovlib.plotting import set_style, set_title
+
+    set_style()
+    target = _to_title(kind)
+    fig = getattr(target, "figure", target)
+    title = set_title(target, QUICK_LABEL, fontsize="small" if kind == "axes" else "medium")
+    renderer = fig.canvas.get_renderer()
+    fig.draw(renderer)  # as plt.show() draws it: the figure, no tight bbox
+    box = title.get_window_extent(renderer)
+    assert title.get_text().count("\n") >= 1  # a long title, wrapped
+    assert fig.bbox.y0 <= box.y0 and box.y1 <= fig.bbox.y1, (box, fig.bbox)
+    assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1, (box, fig.bbox)
+    panels = [ax for ax in fig.axes if ax.title is not title]
+    assert not any(box.overlaps(ax.get_tightbbox(renderer)) for ax in panels)  # clear of the panels and their titles
+    assert not any(box.overlaps(legend.get_window_extent(renderer)) for legend in fig.legends)
+    # savefig with no bbox_inches: the title's rows of the image hold its dark text, not cut off at the top
+    path = tmp_path / "plain.png"
+    fig.savefig(path, dpi=fig.dpi)  # at the figure's dpi: the image's rows are the window's
+    with Image.open(path) as png:
+        pixels = np.asarray(png.convert("L"))
+        assert abs(png.size[1] - fig.bbox.height) < 1
+    top, bottom = (pixels.shape[0] - np.array([box.y1, box.y0])).astype(int)  # rows counted from the image's top
+    assert top >= 0 and (pixels[top:bottom] < 100).sum() > 50
+    matplotlib.pyplot.close("all")
+
+
+@pytest.mark.parametrize("kind", ["axes", "figure", "legend", "facetgrid"])
+def test_set_title_grows_the_figure_and_leaves_the_panels_as_they_were(kind):
+    """The room for a title that needs it is added above the panels: each panel keeps its size and its place in
+    inches from the bottom edge, the figure's legends too (a plot squeezed by a long title would read differently at
+    each profile)."""
+    from dovlib.plotting import set_style, set_title
+
+    def inches(artist):  # where it lies, in inches from the figure's bottom left corner
+        return tuple(np.round(np.asarray(artist.get_window_extent(renderer).bounds) / fig.dpi, 3))
+
+    set_style()
+    target = _to_title(kind)
+    fig = getattr(target, "figure", target)
+    renderer = fig.canvas.get_renderer()
+    fig.draw(renderer)
+    height, before = fig.get_figheight(), {id(a): inches(a) for a in [*fig.axes, *fig.legends]}
+    set_title(target, QUICK_LABEL, fontsize="small" if kind == "axes" else "medium")
+    fig.draw(renderer)
+    assert fig.get_figheight() > height  # it grew for the title
+    assert {id(a): inches(a) for a in [*fig.axes, *fig.legends]} == before
+    assert set_title(target, "short").get_text() == "short" and fig.get_figheight() > height  # no shrinking back
+    matplotlib.pyplot.close("all")
+
+
+def test_set_title_leaves_a_figure_with_room_as_it_is_and_a_layout_engine_to_itself():
+    """A short title that fits above the panels grows nothing; a figure with a layout engine (constrained layout)
+    makes room for its suptitle itself, inside the figure."""
+    from dovlib.plotting import set_title
+
+    fig, ax = matplotlib.pyplot.subplots(figsize=(6, 4))  # subplots' default top leaves 12% of the height
+    ax.plot([0, 1], [0, 1])
+    set_title(fig, "short")
+    assert fig.get_figheight() == 4
+    fig, axes = matplotlib.pyplot.subplots(1, 2, figsize=(6, 3), layout="constrained")
+    title = set_title(fig, QUICK_LABEL)
+    renderer = fig.canvas.get_renderer()
+    fig.draw(renderer)
+    box = title.get_window_extent(renderer)
+    assert fig.get_figheight() == 3 and fig.bbox.y0 <= box.y0 and box.y1 <= fig.bbox.y1
+    assert not any(box.overlaps(ax.get_tightbbox(renderer)) for ax in axes)
     matplotlib.pyplot.close("all")
