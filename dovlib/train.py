@@ -654,7 +654,12 @@ def _loads_on_cpu(path, allowed=()) -> bool:
 def printable(text: str, limit: int = 300) -> str:
     """``text`` for a message: control characters, undecodable bytes (surrogates) and other unprintable characters
     escaped (``\\x1b``), at most ``limit`` characters (a garbled file's text can be long). A cut text ends with an
-    ellipsis after its last whole escape, never inside one (a dangling ``\\x1`` reads as another byte)."""
+    ellipsis after its last whole escape, never inside one (a dangling ``\\x1`` reads as another byte). ``limit`` is at
+    least 4, room for one character before that ellipsis: below it a cut text would keep nothing ("..." alone), and
+    below 3 the ellipsis itself would run past the limit."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 4:
+        raise ValueError(f"limit must be a whole number >= 4 (one character and the '...' of a cut text); "
+                         f"got {limit!r}")
     pieces = [c if c.isprintable() else ascii(c)[1:-1] for c in text]
     if sum(map(len, pieces)) <= limit:
         return "".join(pieces)

@@ -1,3 +1,4 @@
+import re
 import warnings
 
 import pytest
@@ -1124,6 +1125,18 @@ def test_printable_escapes_control_characters_and_cuts_long_text_to_its_limit():
     assert printable("x" * 301) == "x" * 297 + "..." and len(printable("y" * 5000)) == 300
     cut = printable("\x00" * 200, limit=20)  # the limit counts the escaped text; no fifth escape cut to "\\"
     assert cut == "\\x00" * 4 + "..." and cut.isprintable()
+
+
+@pytest.mark.parametrize("limit", [-1, 0, 1, 2, 3, 2.5, 10.0, "300", None, True])
+def test_printable_refuses_a_limit_with_no_room_for_text(limit):
+    """Below 3 every text longer than the limit came back as "...", longer than the limit it was meant to keep to
+    ("abc" at limit 2, "a" at 0); at 3 a cut text kept nothing but its ellipsis. Such a limit (or one that is no
+    whole number) is refused, naming the parameter and the range."""
+    from dovlib.train import printable
+
+    with pytest.raises(ValueError, match=r"limit must be a whole number >= 4 .*; got " + re.escape(repr(limit))):
+        printable("abcdef", limit)
+    assert printable("abcdef", 4) == "a..." and printable("abc", 4) == "abc"  # the least limit keeps a character
 
 
 @pytest.mark.parametrize("char", ["\x1b", "\udcff", "\U000e0001", "\x85"])
