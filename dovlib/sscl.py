@@ -30,6 +30,7 @@ import hashlib
 import json
 import math
 import operator
+import os
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -569,11 +570,47 @@ def save_watermarked(ws: WatermarkedSet, folder, classes=None) -> Path:
     * ``private/owner_record.json``: the full manifest (method, target, gamma, seed, hashes of G, of the key and of
       the clean data) with the marked and decoy indices. Keep it with the generator file; never publish it.
 
+    The set is written whole or not at all: into a hidden folder beside ``folder``, then moved into its place (a set
+    already there is moved aside first and removed once the new one is in), so an interruption never leaves a
+    half-written set that looks complete under ``folder`` (new images beside the last run's manifest, say). ``folder``
+    is the set's own: one that holds anything but ``public/`` and ``private/`` is refused.
+
     Returns ``folder``; :func:`load_watermarked` reads it back."""
+    import shutil
+    import uuid
+
     folder = Path(folder)
+    if folder.exists():
+        other = sorted(p.name for p in folder.iterdir() if p.name not in ("public", "private")) if folder.is_dir() \
+            else [folder.name]
+        if other:
+            raise ValueError(f"folder must be a folder of its own for the published set (save_watermarked replaces it "
+                             f"whole); {folder} holds {', '.join(other[:5])}{' ...' if len(other) > 5 else ''}")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex  # unique across hosts (Slurm nodes share PIDs)
+    tmp, old = folder.with_name(f".{folder.name}.{tag}.tmp"), folder.with_name(f".{folder.name}.{tag}.old")
+    try:
+        _write_watermarked(ws, tmp, classes)
+        if folder.exists():
+            os.replace(folder, old)  # from here until the new set is in, no set under folder, never half of one
+        try:
+            os.replace(tmp, folder)
+        except BaseException:
+            if old.exists() and not folder.exists():
+                os.replace(old, folder)  # the last set back where it was
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if folder.exists():  # the new set is in (or the last one back): nothing else stays beside it
+            shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def _write_watermarked(ws: WatermarkedSet, folder: Path, classes) -> None:
+    """:func:`save_watermarked`'s files, written into ``folder`` (a new, empty one)."""
     pub, priv = folder / "public", folder / "private"
-    pub.mkdir(parents=True, exist_ok=True)
-    priv.mkdir(parents=True, exist_ok=True)
+    pub.mkdir(parents=True)
+    priv.mkdir()
     x = np.ascontiguousarray(ws.x.permute(0, 2, 3, 1).cpu().numpy())
     y = ws.y.cpu().numpy().astype("<i8")
     np.savez_compressed(pub / "data.npz", x=x, y=y)
@@ -589,7 +626,6 @@ def save_watermarked(ws: WatermarkedSet, folder, classes=None) -> Path:
     record = {**ws.manifest, "format": "dovlib-owner-record/1", "marked_indices": ws.marked.tolist(),
               "decoy_indices": ws.decoys.tolist(), "classes": public["classes"], "published": public}
     (priv / "owner_record.json").write_text(json.dumps(record, indent=2))
-    return folder
 
 
 def load_watermarked(folder) -> WatermarkedSet:

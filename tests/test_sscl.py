@@ -393,6 +393,97 @@ def test_watermark_dataset_is_clean_label_and_publishable(tmp_path):
         load_watermarked(tmp_path / "nowhere")
 
 
+def _published_set(seed: int):
+    """A small WatermarkedSet, its images and marked indices drawn from ``seed``."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (12, 3, 8, 8), dtype=torch.uint8, generator=g)
+    y = torch.randint(0, 3, (12,), generator=g)
+    marked = torch.randperm(12, generator=g)[:3]
+    return sscl.WatermarkedSet(x, y, marked, {"method": "SSCL-BW", "seed": seed}, torch.tensor([], dtype=torch.long))
+
+
+def _fail_on(monkeypatch, name: str):
+    """Make the write of the file called ``name`` fail half-way: some bytes land in it, then the run is interrupted."""
+    from pathlib import Path
+
+    write_text, savez = Path.write_text, np.savez_compressed
+
+    def text(path, data, *args, **kwargs):
+        if Path(path).name == name:
+            write_text(path, data[:10])
+            raise KeyboardInterrupt(f"interrupted writing {name}")
+        return write_text(path, data, *args, **kwargs)
+
+    def arrays(file, *args, **kwargs):
+        if Path(file).name == name:
+            Path(file).write_bytes(b"PK\x03\x04 half")
+            raise KeyboardInterrupt(f"interrupted writing {name}")
+        return savez(file, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", text)
+    monkeypatch.setattr(np, "savez_compressed", arrays)
+
+
+@pytest.mark.parametrize("name", ["data.npz", "manifest.json", "owner_record.json"])
+def test_save_watermarked_interrupted_leaves_no_set_or_the_last_whole_one(tmp_path, monkeypatch, name):
+    """save_watermarked wrote data.npz, manifest.json and owner_record.json in place, one after the other: an
+    interruption left a half-written set under the final name that looks complete (new images beside no manifest,
+    or beside the last run's manifest and owner record, whose marked indices are then another set's). It is now
+    written beside the folder and moved into place whole: an interrupted first write leaves nothing, an interrupted
+    rewrite leaves the last set as it was, and neither leaves temporary files behind."""
+    first, second = _published_set(0), _published_set(1)
+    with monkeypatch.context() as m:
+        _fail_on(m, name)
+        with pytest.raises(KeyboardInterrupt, match=name):
+            save_watermarked(first, tmp_path / "pub")
+    assert list(tmp_path.iterdir()) == []  # no folder under the final name, no temporary one beside it
+    save_watermarked(first, tmp_path / "pub")
+    with monkeypatch.context() as m:
+        _fail_on(m, name)
+        with pytest.raises(KeyboardInterrupt, match=name):
+            save_watermarked(second, tmp_path / "pub")
+    assert [p.name for p in tmp_path.iterdir()] == ["pub"]
+    back = load_watermarked(tmp_path / "pub")  # the last whole set, every file of it
+    assert torch.equal(back.x, first.x) and torch.equal(back.marked, first.marked) and back.manifest["seed"] == 0
+    assert json.loads((tmp_path / "pub" / "public" / "manifest.json").read_text())["data_hash"] == \
+        data_hash(first.x, first.y)
+
+
+def test_save_watermarked_replaces_a_set_whole_and_refuses_a_folder_of_other_files(tmp_path, monkeypatch):
+    """A rewrite replaces every file of the last set, leaves no temporary folder, and is interrupted safely even
+    between moving the last set aside and the new one in (the last set goes back). A folder that holds other files
+    is refused before anything is written: the set replaces the folder whole."""
+    import os
+
+    first, second = _published_set(0), _published_set(1)
+    save_watermarked(first, tmp_path / "pub")
+    (tmp_path / "pub" / "public" / "stale.txt").write_text("from an older layout")
+    save_watermarked(second, tmp_path / "pub")
+    assert [p.name for p in tmp_path.iterdir()] == ["pub"]
+    assert sorted(p.name for p in (tmp_path / "pub" / "public").iterdir()) == ["data.npz", "manifest.json"]
+    back = load_watermarked(tmp_path / "pub")
+    assert torch.equal(back.x, second.x) and torch.equal(back.marked, second.marked)
+    replace = os.replace
+
+    def interrupted(src, dst):  # the last set is moved aside, then the run stops before the new one is in
+        if str(src).endswith(".tmp"):
+            raise KeyboardInterrupt("interrupted between the moves")
+        return replace(src, dst)
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "replace", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            save_watermarked(first, tmp_path / "pub")
+    assert [p.name for p in tmp_path.iterdir()] == ["pub"]
+    assert torch.equal(load_watermarked(tmp_path / "pub").x, second.x)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("the owner's own notes")
+    with pytest.raises(ValueError, match=r"folder must be a folder of its own .*mine holds notes.txt"):
+        save_watermarked(first, tmp_path / "mine")
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "pub"]
+
+
 def test_contrastive_marking_puts_decoy_marks_on_non_target_images_only(tmp_path):
     ds, _ = _toy()
     torch.manual_seed(0)
