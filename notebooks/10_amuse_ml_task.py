@@ -91,8 +91,9 @@ if given:  # refused above the training split, naming its size (not silently cap
                          f"{len(full.x_train)} images, n_train needs at least 10")
     n_train_used = check_int("n_train", n_train, 10, len(full.x_train))
 ds = full.subsample(n_train_used, cfg.n_test, seed=seed)
-if n_train_used is not None:  # recorded as trained on: a profile's n_train above the split keeps the split whole
-    n_train_used = len(ds.x_train)
+# recorded as trained on, a count in every case: the profile's None (quick, paper: the whole split) or an n_train above
+# the split keeps the split whole, and the record names its size, as -p n_train <that size> does (one set, one record)
+n_train_used = len(ds.x_train)
 if ds.image_shape[0] == 1:
     raise ValueError(f"dataset must hold RGB images for {method}; {dataset} is greyscale")
 print(ds.describe())

@@ -393,6 +393,27 @@ def test_records_keep_integers_whole_and_enough_digits(tmp_path):
     assert [index._text(v) for v in (11173962.0, 2.0, 0.5, float("nan"), 3)] == ["11173962", "2", "0.5", "", "3"]
 
 
+def test_an_ml_task_record_of_n_train_none_still_loads_and_indexes_beside_a_count(tmp_path, monkeypatch):
+    """Notebook 10 recorded n_train None for the whole split (quick, paper) before it recorded the count: such a record
+    still loads, is found by its own parameters, and shows (blank) beside a record of the count in the index."""
+    from dovlib.report import find_record
+
+    folder = tmp_path / "10_amuse_ml_task"
+    folder.mkdir()
+    base = {"profile": "quick", "dataset": "cifar10-subset", "method": "dwtDct", "seed": 0}
+    records = [{"params": {**base, "n_train": None}, "wall_time": 3.0, "metrics": {"clean_test_acc": 0.61}},
+               {"params": {**base, "n_train": 5085}, "wall_time": 4.0, "metrics": {"clean_test_acc": 0.62}}]
+    (folder / "metrics.json").write_text(json.dumps({"records": records}))
+    [nb] = index.collect(tmp_path)
+    frame = index.records_frame(nb.records)
+    assert len(frame) == 2 and frame["n_train"].isna().tolist() == [True, False] and frame["n_train"].iloc[1] == 5085
+    for text in (index.render_html([nb]), index.render_markdown([nb])):
+        assert "0.61" in text and "0.62" in text and "5085" in text
+    monkeypatch.setenv("DOVLIB_REPORTS", str(tmp_path))  # where find_record reads records
+    assert find_record("10_amuse_ml_task", {**base, "n_train": None})["wall_time"] == 3.0
+    assert find_record("10_amuse_ml_task", {**base, "n_train": 5085})["wall_time"] == 4.0
+
+
 def test_summary_escapes_pipes_and_fences_multiline_errors(tmp_path):
     """A ``|`` in a parameter opened another column of summary.md's table; a multi-line error or one with a backtick
     broke its inline code."""

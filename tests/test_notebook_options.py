@@ -359,6 +359,48 @@ def test_ml_task_notebook_reads_back_its_watermarked_sets_and_models(tmp_path, m
     assert "read back" not in printed(other) and len(record()) == 2
 
 
+def _image_folder(root, counts, size: int = 32) -> str:
+    """A ``folder:<root>`` dataset of random RGB images: ``counts`` maps (split, class) to a number of images."""
+    import numpy as np
+    from PIL import Image
+
+    g = np.random.default_rng(0)
+    for (split, cls), n in counts.items():
+        (root / split / cls).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(g.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(root / split / cls / f"{i}.png")
+    return f"folder:{root}"
+
+
+def test_ml_task_notebook_records_the_number_of_training_images_it_used(tmp_path, monkeypatch):
+    """Notebook 10 recorded n_train None at the quick and paper profiles (whose None means the whole split) but the
+    count under smoke or -p n_train N: the same images, trained on twice over, under two record keys. The record
+    now names the number of training images used in every case: the profile's None and -p n_train <the split's
+    size> give one record, replaced, not two."""
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
+    reports = tmp_path / "reports"
+    dataset = _image_folder(tmp_path / "data", {("train", "a"): 12, ("train", "b"): 10, ("val", "a"): 3,
+                                                ("val", "b"): 3})
+    nb = REPO_ROOT / "notebooks" / "10_amuse_ml_task.ipynb"
+    params = {"profile": "quick:device=cpu,epochs=1,width=4,batch_size=32,amuse_images=4", "dataset": dataset,
+              "message_bits": 16}  # quick: n_train None, the whole split of 22 images
+
+    def records():
+        return json.loads((reports / "10_amuse_ml_task" / "metrics.json").read_text())["records"]
+
+    res = rp.run_notebook(nb, params, reports=reports)
+    assert res.status == "ok", res.error
+    [record] = records()
+    assert record["params"]["n_train"] == 22  # the count, not None
+    res = rp.run_notebook(nb, {**params, "n_train": 22}, reports=reports)  # the same images, asked for by count
+    assert res.status == "ok", res.error
+    [again] = records()  # one parameter set, one record
+    assert again["params"] == record["params"] and again["metrics"] == record["metrics"]
+    res = rp.run_notebook(nb, {**params, "n_train": 10}, reports=reports)
+    assert res.status == "ok", res.error
+    assert sorted(r["params"]["n_train"] for r in records()) == [10, 22]
+
+
 def test_ml_task_notebook_says_a_training_split_is_too_small_for_n_train(tmp_path, monkeypatch):
     """n_train is refused above the training split, naming its size; with a split of fewer than 10 images that range
     was empty ("n_train must be an integer in [10, 7]"): the error now says the split is too small."""
