@@ -23,8 +23,9 @@ from .report import _atomic_write, reports_dir
 __all__ = ["NotebookReport", "PaperItem", "PAPER_ITEMS", "NO_DATA", "collect", "coverage", "records_frame",
            "dataset_label", "context_label", "render_html", "render_markdown", "build_index", "main"]
 
-CONTEXT_KEYS = ("profile", "dataset", "is_subset", "perceptual", "device", "device_name", "trained_on",
+CONTEXT_KEYS = ("profile", "dataset", "is_subset", "datasets", "perceptual", "device", "device_name", "trained_on",
                 "training_precision", "wall_time", "compute_time")
+# datasets: each output's own dataset and subset flag, where a record's outputs differ (notebook 08's two tables)
 # wall_time: what the run that wrote it took (a model read back from runs/: its reading); compute_time (written by
 # dovlib.report.run_times; older records have none): what the results cost, models read back at their training time
 TIME_KEYS = ("wall_time", "compute_time")
@@ -179,7 +180,7 @@ def collect(reports: str | Path | None = None) -> list[NotebookReport]:
             same = own.get("profile", latest.get("profile")) == latest.get("profile")
             context = {**({k: latest[k] for k in BORROWED_KEYS if k in latest} if same else {}), **own}
             for key, details in (("device", ("device_name", "trained_on", "training_precision")),
-                                 ("dataset", ("is_subset",))):  # a table's own device: not another run's details
+                                 ("dataset", ("is_subset", "datasets"))):  # a table's own: not another run's
                 for detail in details:
                     if key in own and detail not in own:
                         context.pop(detail, None)
@@ -211,7 +212,7 @@ def records_frame(records: list[dict]):
     rows = []
     for r in records:
         row = {f"{k}": _cell(v) for k, v in r.get("params", {}).items()}
-        row.update({k: _cell(r.get(k)) for k in CONTEXT_KEYS if k != "device_name" and k in r})
+        row.update({k: _cell(r.get(k)) for k in CONTEXT_KEYS if k not in ("device_name", "datasets") and k in r})
         row.update({f"{k}": _cell(v) for k, v in r.get("metrics", {}).items() if k not in row})
         rows.append(row)
     df = pd.DataFrame(rows)
@@ -224,7 +225,15 @@ def records_frame(records: list[dict]):
 
 def dataset_label(ctx: dict) -> str:
     """``cifar10-subset (subset)``, ``cifar10 (full)``, or ``none`` / ``none (simulated)`` for outputs computed from
-    no images (``is_subset`` False there says nothing was cut, not that a full dataset was read)."""
+    no images (``is_subset`` False there says nothing was cut, not that a full dataset was read). A context whose
+    outputs read different datasets (notebook 08's record: Table 1 on HiDDeN's images, Table 2 on scikit-image's
+    photos) gives each in ``datasets`` (``{"Table 1": {"dataset": ..., "is_subset": ...}, ...}``), and each is named
+    with its own tag: ``cifar10-subset (subset) for Table 1, skimage-photos (full) for Table 2``, not one tag after
+    them all."""
+    parts = ctx.get("datasets")
+    if isinstance(parts, dict) and parts:
+        return ", ".join(f"{dataset_label(p if isinstance(p, dict) else {'dataset': p})} for {what}"
+                         for what, p in parts.items())
     name = ctx.get("dataset")
     if name in NO_DATA:
         return NO_DATA[name]

@@ -298,6 +298,8 @@ write_record(NOTEBOOK, params={"profile": profile, "tables": str(tables), "hidde
                                "scales": scales_used, "message_bits": lengths, "rho": rho, "attacks": attacks_used,
                                "n_messages": n_messages_used, "seed": seed},
              metrics=metrics, dataset=", ".join(f"{d.name} (Table {t})" for t, d in used.items()),  # what ran
+             datasets={f"Table {t}": {"dataset": d.name, "is_subset": d.is_subset}  # each with its own subset tag
+                       for t, d in used.items()},
              wall_time=wall, compute_time=compute, is_subset=any(d.is_subset for d in used.values()),
              **({"hidden_training": "bf16 autocast" if uses_bf16(cfg.precision, device) else "fp32"}
                 if "1" in used else {}), **record_context)

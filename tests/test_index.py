@@ -414,6 +414,37 @@ def test_an_ml_task_record_of_n_train_none_still_loads_and_indexes_beside_a_coun
     assert find_record("10_amuse_ml_task", {**base, "n_train": 5085})["wall_time"] == 4.0
 
 
+def test_a_record_of_two_tables_on_different_data_tags_each_dataset_with_its_own_subset(tmp_path, monkeypatch):
+    """Notebook 08's record names both tables' data ("cifar10-subset (Table 1), skimage-photos (Table 2)") with one
+    is_subset for both: the index put one "(subset)" after them all, so scikit-image's photos, read whole, read as a
+    subset too. The record now gives each table's dataset and tag (``datasets``), and the label names each with its
+    own; a table saved with its own dataset keeps its own label, one saved without any borrows the per-table one."""
+    monkeypatch.setenv("DOVLIB_REPORTS", str(tmp_path))
+    ctx = dict(profile="smoke", device="cpu", device_name="CPU (2 cores)")
+    report.write_record("08_amuse_plug_and_play", {"profile": "smoke", "tables": "both"}, {"t1_bit_acc": 0.5},
+                        dataset="cifar10-subset (Table 1), skimage-photos (Table 2)", is_subset=True,
+                        datasets={"Table 1": {"dataset": "cifar10-subset", "is_subset": True},
+                                  "Table 2": {"dataset": "skimage-photos", "is_subset": False}}, wall_time=3.0, **ctx)
+    report.save_table(pd.DataFrame({"L": [30], "bit_acc": [0.5]}), "table1_hidden", "08_amuse_plug_and_play",
+                      dataset="cifar10-subset", is_subset=True, **ctx)
+    report.save_table(pd.DataFrame({"L": [30], "bit_acc": [0.9]}), "table2_dct_dwt", "08_amuse_plug_and_play",
+                      dataset="skimage-photos", is_subset=False, **ctx)
+    report.save_table(pd.DataFrame({"L": [30]}), "no_context", "08_amuse_plug_and_play")
+    [nb] = index.collect(tmp_path)
+    both = "cifar10-subset (subset) for Table 1, skimage-photos (full) for Table 2"
+    assert index.dataset_label(nb.latest) == both
+    assert index._overview([nb])["dataset"].tolist() == [both]
+    labels = {t.name: index.context_label(t.context) for t in nb.tables}
+    assert "dataset cifar10-subset (subset) ·" in labels["table1_hidden"] and "Table" not in labels["table1_hidden"]
+    assert "dataset skimage-photos (full) ·" in labels["table2_dct_dwt"] and "Table" not in labels["table2_dct_dwt"]
+    assert f"dataset {both} ·" in labels["no_context"]
+    for text in (index.render_html([nb]), index.render_markdown([nb])):
+        assert both in text and "(Table 2) (subset)" not in text
+    assert "datasets" not in index.records_frame(nb.records)  # the records table keeps its dataset column as stored
+    # a record without datasets (every other notebook, and 08's before) is labelled as before
+    assert index.dataset_label({"dataset": "cifar10-subset", "is_subset": True}) == "cifar10-subset (subset)"
+
+
 def test_summary_escapes_pipes_and_fences_multiline_errors(tmp_path):
     """A ``|`` in a parameter opened another column of summary.md's table; a multi-line error or one with a backtick
     broke its inline code."""

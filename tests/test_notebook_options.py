@@ -465,6 +465,7 @@ def test_plug_and_play_table_2_alone_is_labelled_with_the_cpu_and_no_training(tm
     (record,) = json.loads((folder / "metrics.json").read_text())["records"]
     assert record["device"] == "cpu" and record["training_precision"] == "none (nothing trained)"
     assert "hidden_training" not in record and not any(k.startswith("t1_") for k in record["metrics"])
+    assert record["datasets"] == {"Table 2": {"dataset": "skimage-photos", "is_subset": False}}  # its own tag
     tables = json.loads((folder / "tables.json").read_text())
     assert {v["device"] for k, v in tables.items() if k.startswith("table2")} == {"cpu"}
 
