@@ -1147,8 +1147,19 @@ def _check_control_seeds(run, n_models: int, n_proxies: int, select_attempts: in
     check_proxy_seeds(run.params["seed"], n_models, max(own, n_proxies if select_attempts > 1 else 0))
 
 
+def check_test(test) -> str:
+    """The owner's check test (:func:`self_check`): "ttest" (the paper's) or "bounded" (the betting test,
+    :func:`dovlib.verify.bounded_verify`); anything else is refused, naming the two."""
+    from .verify import PROB_TESTS
+
+    if not isinstance(test, str) or test not in PROB_TESTS:
+        raise ValueError(f"test must be one of {', '.join(map(repr, PROB_TESTS))} (the owner's check test); "
+                         f"got {test!r}")
+    return test
+
+
 def self_check(run, n_proxies: int = 1, m: int | None = None, tau=0.25, alpha=0.01, verify_seed: int = 1,
-               progress: bool = True, check_alpha=None):
+               progress: bool = True, check_alpha=None, test: str = "ttest"):
     """The owner's check before publishing: train ``n_proxies`` proxy models on the owner's OWN marked set (seeds
     ``PROXY_SEED_OFFSET + i``, never a control's seed; same architecture and budget as the run's suspects) and
     verify each with the owner's own test (the target-code intersection-union test for an :class:`SSCLCodeRun`,
@@ -1159,13 +1170,19 @@ def self_check(run, n_proxies: int = 1, m: int | None = None, tau=0.25, alpha=0.
     exactly their data is unlikely to verify an unauthorised one (measured agreement with fresh models:
     docs/owner-specificity.md; one proxy can pass by chance, so use more than one). ``check_alpha`` (default
     ``alpha``): a proxy counts as verified only at p < check_alpha, a margin over the level a suspect is tested at
-    (:func:`check_level`). Returns one row per proxy model (``verified`` at ``check_alpha``; with the per-class
-    p-values ``p_<class>`` of a code, which show the class whose trigger was not learnt)."""
+    (:func:`check_level`). ``test`` decides ``p_value`` and ``verified`` (and a code's ``p_<class>``): "ttest" (the
+    paper's, the default) or "bounded" (the betting test, :func:`dovlib.verify.bounded_verify`, valid for every
+    bounded null: for an owner who will test suspects with it; :func:`check_test`). Each proxy is queried once and
+    both tests read those answers: every row also holds ``ttest_p_value`` and ``bounded_p_value`` (a code's
+    per-class ``ttest_p_<class>`` and ``bounded_p_<class>`` too) and names its ``test``. Returns one row per proxy
+    model (``verified`` at ``check_alpha``; with the per-class p-values ``p_<class>`` of a code, which show the
+    class whose trigger was not learnt)."""
     import pandas as pd
 
     from .train import evaluate
-    from .verify import verify_model
+    from .verify import PROB_TESTS, query_probs
 
+    test = check_test(test)
     n_proxies = check_int("n_proxies", n_proxies, 1)
     level = check_level(check_alpha, alpha)
     ds, prof, p = run.ds, run.profile, run.params
@@ -1179,27 +1196,34 @@ def self_check(run, n_proxies: int = 1, m: int | None = None, tau=0.25, alpha=0.
     for i in range(n_proxies):
         res = train_classifier(run.marked.x, run.marked.y, ds.x_test, ds.y_test, seed=PROXY_SEED_OFFSET + i, **kw)
         per_class = {}
-        if isinstance(run, SSCLCodeRun):
-            v, per = verify_code(res.model, run, m, tau, level, verify_seed=verify_seed, owner_check=True)
-            per_class = {f"p_{t}": r.p_value for t, r in zip(run.targets, per)}
-        else:
+        if isinstance(run, SSCLCodeRun):  # one set of answers per class, both tests on them
+            both = verify_code_tests(res.model, run, m, tau, level, verify_seed, owner_check=True)
+            v = both[test][0]
+            per_class = {f"{pre}p_{t}": r.p_value for pre, k in (("", test), ("ttest_", "ttest"),
+                                                                  ("bounded_", "bounded"))
+                         for t, r in zip(run.targets, both[k][1])}
+        else:  # as verify_model(test=...) does, the model queried once for both tests
             t = p["target"]
             idx = owner_queries(ds, t, query_count(ds, t, m, prof.verify_m), verify_seed)
-            v = verify_model(res.model, ds.x_test[idx], run.trigger, t, tau, level)
+            pb, pw = query_probs(res.model, ds.x_test[idx], run.trigger, t)
+            both = {k: (PROB_TESTS[k](pb, pw, tau, level),) for k in ("ttest", "bounded")}
+            v = both[test][0]
         rows.append({"proxy_seed": PROXY_SEED_OFFSET + i, "BA": evaluate(res.model, ds.x_test, ds.y_test),
                      "p_value": v.p_value, "delta_p_min": v.delta_p, "verified": v.verified, "check_alpha": level,
-                     "queries_apart": apart, **per_class})
+                     "queries_apart": apart, "test": test, "ttest_p_value": both["ttest"][0].p_value,
+                     "bounded_p_value": both["bounded"][0].p_value, **per_class})
     return pd.DataFrame(rows)
 
 
 def _select(make_run, ds, profile: Profile, *, attempts, n_proxies, m, tau, alpha, seed, train_suspect, progress,
-            redraw_surrogate, kw, check_alpha=None) -> tuple:
+            redraw_surrogate, kw, check_alpha=None, test="ttest") -> tuple:
     """The selection loop of :func:`select_run` and :func:`select_code_run`: checks the counts, trains (cached) the
     surrogate once unless ``kw`` brings one (or, with ``redraw_surrogate``, one per attempt, with the attempt's
     seed), then ``make_run(generator_seed, kw)`` builds attempt j's run (never its suspect) and :func:`self_check`
-    tests it; the first that passes is published."""
+    tests it (with ``test``); the first that passes is published."""
     import pandas as pd
 
+    test = check_test(test)
     attempts, n_proxies = check_int("attempts", attempts, 1), check_int("n_proxies", n_proxies, 1)
     check_bool("redraw_surrogate", redraw_surrogate)
     level = check_level(check_alpha, alpha)
@@ -1224,7 +1248,7 @@ def _select(make_run, ds, profile: Profile, *, attempts, n_proxies, m, tau, alph
         gseed = attempt_seed(seed, j)
         run = make_run(gseed, {**kw, "surrogate": surrogate_for(gseed)} if redraw_surrogate else kw)
         run.params["surrogate_seed"] = None if given else (gseed if redraw_surrogate else seed)
-        chk = self_check(run, n_proxies, m=m, tau=tau, alpha=alpha, progress=progress, check_alpha=level)
+        chk = self_check(run, n_proxies, m=m, tau=tau, alpha=alpha, progress=progress, check_alpha=level, test=test)
         chk.insert(0, "attempt", j)
         chk.insert(1, "generator_seed", run.params["generator_seed"])
         chk.insert(2, "surrogate_seed", run.params["surrogate_seed"])
@@ -1241,7 +1265,7 @@ def _select(make_run, ds, profile: Profile, *, attempts, n_proxies, m, tau, alph
     run.params["selection"] = {"attempt": j, "generator_seed": run.params["generator_seed"],
                                "surrogate_seed": run.params["surrogate_seed"], "redraw_surrogate": redraw_surrogate,
                                "attempts_tried": len(logs), "attempts_allowed": attempts, "n_proxies": n_proxies,
-                               "proxy_p_max": worst, "check_alpha": level,
+                               "proxy_p_max": worst, "check_alpha": level, "check_test": test,
                                "check_m": m if m is not None else profile.verify_m,  # 02 and 03 record alike
                                "passed": bool(logs[j]["verified"].all())}
     if train_suspect:
@@ -1295,7 +1319,8 @@ def selection_summary(selection: dict) -> str:
     word = "published" if passed else "kept"
     redraw = (f", surrogate redrawn per attempt ({word}: surrogate seed {selection['surrogate_seed']})"
               if selection.get("redraw_surrogate") else "")
-    level = f" (check at p < {selection['check_alpha']:g})" if "check_alpha" in selection else ""
+    bounded = ", bounded test" if selection.get("check_test") == "bounded" else ""  # the t-test unnamed, as before
+    level = f" (check at p < {selection['check_alpha']:g}{bounded})" if "check_alpha" in selection else ""
     which = "" if passed else "the smallest proxy p max; "
     body = (f"{word} attempt {selection['attempt']} ({which}counted from 0; {selection['attempts_tried']} tried, up to "
             f"{selection['attempts_allowed']}){redraw}, proxy p max {selection['proxy_p_max']:.3g}{level}")
@@ -1314,7 +1339,7 @@ def selection_summary(selection: dict) -> str:
 
 def select_run(ds, profile: Profile, *, attempts: int = 4, n_proxies: int = 1, m: int | None = None, tau=0.25,
                alpha=0.01, seed: int = 0, train_suspect: bool = True, redraw_surrogate: bool = False,
-               progress: bool = True, check_alpha=None, **kw):
+               progress: bool = True, check_alpha=None, test: str = "ttest", **kw):
     """Owner-side generator selection for the paper's single-target SSCL-BW (ours, not the paper's): attempt j
     trains the generator with seed :func:`attempt_seed` (seed, j) (attempt 0 is the unselected :func:`run_sscl`),
     marks the set and runs :func:`self_check` (the paper's test on ``n_proxies`` proxy models trained on the
@@ -1330,20 +1355,21 @@ def select_run(ds, profile: Profile, *, attempts: int = 4, n_proxies: int = 1, m
     surrogate seed (``surrogate_seed``, None for a surrogate passed in) and accuracy. Selection never looks at a
     suspect model. It does not make the single-target mark owner-specific: an independent owner's mark on the same
     target class is still claimed (Ind-W; the target code of :func:`select_code_run` is the remedy).
-    ``check_alpha``: the level the proxies must reach (default ``alpha``; :func:`check_level`). Returns (run, log)
-    as :func:`select_code_run` does."""
+    ``check_alpha``: the level the proxies must reach (default ``alpha``; :func:`check_level`); ``test``: the
+    test that decides it, "ttest" (default) or "bounded" (:func:`self_check`; recorded as ``check_test``; the log
+    holds both tests' p-values either way). Returns (run, log) as :func:`select_code_run` does."""
 
     def make(gseed, kw):
         return run_sscl(ds, profile, seed=seed, generator_seed=gseed, train_suspect=False, progress=progress, **kw)
 
     return _select(make, ds, profile, attempts=attempts, n_proxies=n_proxies, m=m, tau=tau, alpha=alpha, seed=seed,
                    train_suspect=train_suspect, progress=progress, redraw_surrogate=redraw_surrogate, kw=kw,
-                   check_alpha=check_alpha)
+                   check_alpha=check_alpha, test=test)
 
 
 def select_code_run(ds, profile: Profile, *, targets, attempts: int = 4, n_proxies: int = 1, m: int | None = None,
                     tau=0.25, alpha=0.01, seed: int = 0, train_suspect: bool = True, redraw_surrogate: bool = False,
-                    progress: bool = True, check_alpha=None, **kw):
+                    progress: bool = True, check_alpha=None, test: str = "ttest", **kw):
     """Owner-side generator selection for a target code: attempt j trains the code's generators with seed
     :func:`attempt_seed` (seed, j) (attempt 0 is the unselected :func:`run_code`), marks the set and runs
     :func:`self_check` (``m`` queries per class, as in the evaluation); the first attempt whose ``n_proxies`` proxy
@@ -1353,7 +1379,8 @@ def select_code_run(ds, profile: Profile, *, targets, attempts: int = 4, n_proxi
     rate, arch, perceptual, surrogate). ``redraw_surrogate``: each attempt also trains its own surrogate, as in
     :func:`select_run`. The selection never looks at a suspect model, so it cannot tune the test
     to the suspects; it can favour marks that transfer to other owners' models (notebook 03 measures that with
-    every other owner selecting too; docs/owner-specificity.md). ``check_alpha`` as in :func:`select_run`.
+    every other owner selecting too; docs/owner-specificity.md). ``check_alpha`` and ``test`` as in
+    :func:`select_run`.
 
     Returns (run, log): ``run.params["selection"]`` holds the attempt, generator seed and ``passed``; ``log`` is
     one row per proxy model of every attempt tried."""
@@ -1364,7 +1391,7 @@ def select_code_run(ds, profile: Profile, *, targets, attempts: int = 4, n_proxi
 
     return _select(make, ds, profile, attempts=attempts, n_proxies=n_proxies, m=m, tau=tau, alpha=alpha, seed=seed,
                    train_suspect=train_suspect, progress=progress, redraw_surrogate=redraw_surrogate, kw=kw,
-                   check_alpha=check_alpha)
+                   check_alpha=check_alpha, test=test)
 
 
 def least_learnt_class(log, targets, keep=None) -> int:
@@ -1401,7 +1428,7 @@ def select_code_draws(ds, profile: Profile, *, key: int, n_targets: int, first=N
                       rate=0.1, seed: int = 0, train_suspect: bool = True, progress: bool = True, **kw):
     """Owner-side choice of the code itself (ours, not the paper's): draw ``n_targets`` classes from ``key``
     (:func:`key_targets` with ``first`` and ``pool``), select its generators with :func:`select_code_run`
-    (``kw``: attempts, n_proxies, m, tau, alpha, check_alpha, redraw_surrogate and :func:`run_code`'s arch, eps,
+    (``kw``: attempts, n_proxies, m, tau, alpha, check_alpha, test, redraw_surrogate and :func:`run_code`'s arch, eps,
     perceptual, surrogate, ...) and, when no attempt passes, drop the class the proxies learnt least
     (:func:`least_learnt_class`; never ``first``) and draw again from the classes left, up to ``draws`` codes.
     Without it a pair the owner's check rejects can only be escaped by a new key, which may draw the same pair

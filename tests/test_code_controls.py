@@ -231,6 +231,25 @@ def test_each_scenario_is_our_code_test_on_its_own_model(monkeypatch):
     assert all(q[2] in q[1] and q[0] == SEED + OTHER.index(q[2][0]) for q in theirs)  # on their own model
 
 
+
+def test_owners_check_reads_both_tests_from_one_query_per_class(monkeypatch):
+    """self_check on scripted proxies that answer our triggers on the owner's check draw: every row holds the t-test's
+    and the betting test's p-values (code and per class), ``test`` picks which decides, and each proxy is queried
+    once per class for both."""
+    world, run = _setup(monkeypatch, modes=lambda key, t, seed: "owner" if key == KEY else None)
+    for test, chosen in (("ttest", ALL), ("bounded", ALL_BOUNDED)):
+        del world.queries[:]
+        chk = sscl.self_check(run, n_proxies=2, m=M, test=test, progress=False)
+        assert list(chk.test) == [test] * 2 and list(chk.p_value) == [chosen] * 2 and chk.verified.all()
+        assert list(chk.ttest_p_value) == [ALL] * 2 and list(chk.bounded_p_value) == [ALL_BOUNDED] * 2
+        for t in TARGETS:
+            assert list(chk[f"p_{t}"]) == [chosen] * 2
+            assert list(chk[f"ttest_p_{t}"]) == [ALL] * 2 and list(chk[f"bounded_p_{t}"]) == [ALL_BOUNDED] * 2
+        # one triggered query of each class per proxy (seeds 5000, 5001), on the owner's draw
+        assert sorted((q[0], q[2][1]) for q in world.queries) == [(s, t) for s in (5000, 5001) for t in TARGETS]
+        assert all(q[3] == world.owner[q[2][1]] for q in world.queries)
+    assert ALL < 0.01 and ALL_BOUNDED < 0.01 and ALL != ALL_BOUNDED
+
 def test_bounded_code_verdict_is_the_intersection_union_of_per_class_bounded_tests(monkeypatch):
     """The bounded_* columns of a code row are the intersection-union of one betting test per class on the same
     queries (bounded_verify of the P_b / P_w verification_set and the class's trigger give): p the largest per-class

@@ -1018,6 +1018,59 @@ def test_self_check_verifies_proxy_models_with_the_owners_own_test():
         sscl.self_check(run, check_alpha=0.05)
 
 
+def test_self_check_logs_both_tests_and_decides_by_the_chosen_one():
+    from dovlib.verify import bounded_verify, query_probs, ttest_verify, verification_set, verify_model
+
+    ds, prof, kw = _toy_code_run()
+    run = sscl.run_code(ds, prof, **kw)
+    default = sscl.self_check(run, n_proxies=2, m=20, progress=False)
+    bounded = sscl.self_check(run, n_proxies=2, m=20, test="bounded", progress=False)
+    assert (default.test == "ttest").all() and (bounded.test == "bounded").all()
+    for i, seed in enumerate((5000, 5001)):
+        proxy = sscl.train_classifier(run.marked.x, run.marked.y, ds.x_test, ds.y_test, arch="resnet18",
+                                      profile=prof, seed=seed, num_classes=4, progress=False)
+        (tv, tper), (bv, bper) = (sscl.verify_code(proxy.model, run, m=20, verify_seed=1, owner_check=True, test=t)
+                                  for t in ("ttest", "bounded"))
+        for chk in (default, bounded):  # both rows carry both tests' p-values, from the same queries
+            assert chk.ttest_p_value[i] == tv.p_value and chk.bounded_p_value[i] == bv.p_value
+            assert [chk.ttest_p_1[i], chk.ttest_p_3[i]] == [r.p_value for r in tper]
+            assert [chk.bounded_p_1[i], chk.bounded_p_3[i]] == [r.p_value for r in bper]
+        # the default is the t-test, as before; test="bounded" decides p_value, verified and p_<class> by the bound
+        assert default.p_value[i] == tv.p_value and default.verified[i] == tv.verified
+        assert [default.p_1[i], default.p_3[i]] == [r.p_value for r in tper]
+        assert bounded.p_value[i] == bv.p_value and bounded.verified[i] == bv.verified
+        assert [bounded.p_1[i], bounded.p_3[i]] == [r.p_value for r in bper]
+    # at a level between the two tests' p-values the chosen test alone decides (tau 0: these proxies' t-test p is
+    # below 1 there, the bounded test's is not)
+    zero = sscl.self_check(run, n_proxies=2, m=20, tau=0.0, alpha=0.99, progress=False)
+    t1, b1 = zero.ttest_p_value[1], zero.bounded_p_value[1]
+    assert t1 < b1
+    level = (t1 + b1) / 2
+    for test, p in (("ttest", t1), ("bounded", b1)):
+        chk = sscl.self_check(run, n_proxies=2, m=20, tau=0.0, alpha=0.99, check_alpha=level, test=test,
+                              progress=False)
+        assert chk.p_value[1] == p and chk.verified[1] == (test == "ttest")
+        assert chk.p_3[0] == zero[f"{test}_p_3"][0]  # the class p-values are the chosen test's too
+    assert zero.ttest_p_3[0] != zero.bounded_p_3[0]
+    # a single-target run: both tests on one set of answers, equal to verify_model's
+    plain = sscl.run_sscl(ds, prof, eps="8/255", rate=0.05, target=1, key=5, perceptual="mse", train_suspect=False,
+                          progress=False)
+    one = sscl.self_check(plain, m=20, test="bounded", progress=False)
+    pm = sscl.train_classifier(plain.marked.x, plain.marked.y, ds.x_test, ds.y_test, arch="resnet18", profile=prof,
+                               seed=5000, num_classes=4, progress=False)
+    idx = verification_set(ds.x_test, ds.y_test, 1, 20, seed=1, exclude=verification_set(ds.x_test, ds.y_test, 1, 20))
+    x = ds.x_test[idx]
+    b = verify_model(pm.model, x, plain.trigger, 1, test="bounded")
+    assert one.p_value[0] == one.bounded_p_value[0] == b.p_value and one.verified[0] == b.verified
+    assert one.ttest_p_value[0] == verify_model(pm.model, x, plain.trigger, 1).p_value
+    pb, pw = query_probs(pm.model, x, plain.trigger, 1)
+    assert one.bounded_p_value[0] == bounded_verify(pb, pw).p_value
+    assert one.ttest_p_value[0] == ttest_verify(pb, pw).p_value
+    for bad in ("t-test", "both", None):
+        with pytest.raises(ValueError, match="test must be one of 'ttest', 'bounded'"):
+            sscl.self_check(run, m=20, test=bad, progress=False)
+
+
 def test_owner_queries_never_touch_the_evaluation_draw():
     from types import SimpleNamespace
 
@@ -1057,15 +1110,16 @@ def _scripted_self_check(monkeypatch, p_values):
     import pandas as pd
 
     class Seen(list):
-        """Each call's (run, m); ``levels``: the check_alpha each call was given."""
+        """Each call's (run, m); ``levels`` and ``tests``: the check_alpha and test each call was given."""
 
     seen = Seen()
-    seen.levels = []
+    seen.levels, seen.tests = [], []
 
-    def fake(run, n_proxies=1, m=None, tau=0.25, alpha=0.01, check_alpha=None, **_):
+    def fake(run, n_proxies=1, m=None, tau=0.25, alpha=0.01, check_alpha=None, test="ttest", **_):
         p = p_values[len(seen)]
         seen.append((run, m))
         seen.levels.append(check_alpha)
+        seen.tests.append(test)
         level = alpha if check_alpha is None else check_alpha
         return pd.DataFrame({"proxy_seed": [5000], "BA": [0.5], "p_value": [p], "delta_p_min": [0.3],
                              "verified": [p < level]})
@@ -1277,6 +1331,33 @@ def test_select_run_publishes_the_first_single_target_attempt_that_passes(monkey
     del sel["check_alpha"]  # a record from before check_alpha existed still reads
     assert sscl.selection_summary(sel).endswith("proxy p max 0, passed")
 
+
+
+def test_selection_checks_with_the_test_the_owner_names(monkeypatch):
+    ds, prof, kw = _toy_code_run(train_suspect=False)
+    seen = _scripted_self_check(monkeypatch, [0.3, 0.002])
+    run, _ = sscl.select_run(ds, prof, attempts=3, train_suspect=False, **_toy_plain_kw())
+    assert seen.tests == ["ttest", "ttest"] and run.params["selection"]["check_test"] == "ttest"
+    assert "(check at p < 0.01), passed" in sscl.selection_summary(run.params["selection"])
+    seen = _scripted_self_check(monkeypatch, [0.3, 0.002])
+    run, _ = sscl.select_run(ds, prof, attempts=3, train_suspect=False, test="bounded", **_toy_plain_kw())
+    assert seen.tests == ["bounded", "bounded"] and run.params["selection"]["check_test"] == "bounded"
+    assert "(check at p < 0.01, bounded test), passed" in sscl.selection_summary(run.params["selection"])
+    seen = _scripted_self_check(monkeypatch, [0.001])
+    run, _ = sscl.select_code_run(ds, prof, attempts=2, test="bounded", **kw)
+    assert seen.tests == ["bounded"] and run.params["selection"]["check_test"] == "bounded"
+    seen = _scripted_self_check(monkeypatch, [0.001])  # select_code_draws hands it on
+    run, _ = sscl.select_code_draws(ds, prof, key=5, n_targets=2, attempts=2, test="bounded", train_suspect=False,
+                                    eps="8/255", perceptual="mse", progress=False)
+    assert seen.tests == ["bounded"] and run.params["selection"]["check_test"] == "bounded"
+    seen = _scripted_self_check(monkeypatch, [0.001])
+    monkeypatch.setattr(sscl, "train_surrogate", lambda *a, **k: pytest.fail("trained before checking test"))
+    for bad in ("both", "t-test"):  # refused before anything is trained
+        with pytest.raises(ValueError, match="test must be one of 'ttest', 'bounded'"):
+            sscl.select_code_run(ds, prof, attempts=2, test=bad, **kw)
+        with pytest.raises(ValueError, match="test must be one of 'ttest', 'bounded'"):
+            sscl.select_run(ds, prof, attempts=2, test=bad, **_toy_plain_kw())
+    assert seen == []
 
 def test_select_run_says_when_no_attempt_passes_and_refuses_bad_counts(monkeypatch):
     ds, prof, _ = _toy_code_run()
