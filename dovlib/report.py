@@ -433,20 +433,25 @@ def _cached(notebook: str, params: dict, compute, recompute, name: str, what: st
     and replaced, with a warning naming the file, as crafted marks are (:mod:`dovlib.watermarks.base`): the result is
     a function of the folder's key, so refusing it would only make the user delete it or pass ``recompute=True``.
     The lock is not re-entrant: ``compute`` must not ask for the same cached setting itself (it would wait for
-    :data:`CACHED_LOCK_TIMEOUT`)."""
+    :data:`CACHED_LOCK_TIMEOUT`), nor obtain cached models (their cost would count twice). The result enters
+    :func:`dovlib.train.compute_ledger` at what computing it took, so a :func:`timer` around the call counts a result
+    read back at that cost in :func:`run_times`' ``compute_time`` and at its reading in ``wall_time``."""
     import warnings
 
     from .params import check_bool
+    from .train import charge, charging
 
     recompute = check_bool("recompute", recompute)  # the string "False" is refused, not read as True
     folder = _code_run_dir(notebook, params)
     path, meta = folder / name, folder / f"{Path(name).stem}.json"
     remedy = f"{name} is computed again and replaced"
-    with file_lock(path, timeout=CACHED_LOCK_TIMEOUT):
+    with charging(), file_lock(path, timeout=CACHED_LOCK_TIMEOUT):  # waiting for another job's lock: not its cost
         if path.is_file() and meta.is_file() and not recompute:
             try:
                 seconds = _cached_cost(path, meta, what, remedy)
-                return load(path, what, remedy), True, seconds
+                out = load(path, what, remedy)
+                charge(path, seconds, reused=True)
+                return out, True, seconds
             except ValueError as e:  # the file's own fault (its messages end with the remedy), never a bare error
                 warnings.warn(str(e), stacklevel=3)
         start = time.perf_counter()
@@ -455,6 +460,7 @@ def _cached(notebook: str, params: dict, compute, recompute, name: str, what: st
         check(out)
         save(out, path)
         _atomic_write(meta, json.dumps({"seconds": seconds, "sha256": _sha256(path)}))
+        charge(path, seconds, reused=False)
     return out, False, seconds
 
 

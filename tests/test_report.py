@@ -711,6 +711,35 @@ def test_run_times_count_each_artefact_at_its_stored_cost_once():
         report.run_times(2.0)
 
 
+def test_a_cached_result_read_back_counts_what_computing_it_took(tmp_path, monkeypatch):
+    """cached_frame and cached_tensors enter the compute ledger: a timer around a call that reads a result back counts
+    it in compute_time at the seconds computing it took (kept beside it), in wall_time at its reading."""
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return pd.DataFrame({"bit_acc": [1.0, 0.5]})
+
+    def cell():
+        with report.timer() as t:
+            _, reused, seconds = report.cached_frame("07_x", {"L": 100}, compute)
+            tensors = report.cached_tensors("10_x", {"set": "amuse"}, lambda: {"x": torch.zeros(3)})
+        return t, reused, seconds, tensors[2]
+
+    t_cold, reused, frame_s, tensor_s = cell()
+    assert not reused and [e["reused"] for e in t_cold["used"]] == [False, False]
+    assert [e["cost"] for e in t_cold["used"]] == [frame_s, tensor_s]  # what computing them took
+    cold = report.run_times(t_cold)
+    assert cold["cached_artifacts"] == 0 and cold["compute_time"] >= frame_s + tensor_s
+    t_warm, reused, again_s, tensor_again = cell()
+    assert reused and len(calls) == 1 and (again_s, tensor_again) == (frame_s, tensor_s)
+    warm = report.run_times(t_warm)
+    assert (warm["cached_artifacts"], warm["cached_compute_time"]) == (2, frame_s + tensor_s)  # not their reading
+    assert warm["compute_time"] >= frame_s + tensor_s
+    assert [e["artifact"].rsplit("/", 1)[-1] for e in t_warm["used"]] == ["frame.csv", "tensors.pt"]
+
+
 def test_a_record_reusing_a_cached_model_counts_its_training_time(tmp_path, capsys):
     from dovlib.data import load_dataset
     from dovlib.models import build_model
