@@ -58,7 +58,7 @@ from dovlib.imwm import ImWatermarker, evaluate_dataset, sample_images
 from dovlib.metrics import bit_accuracy, mean_psnr
 from dovlib.params import check_bool, check_choice, check_int, get_profile, parse_fraction, parse_list
 from dovlib.plotting import image_grid, set_title
-from dovlib.report import cached_frame, env_info, save_fig, save_table, start_notebook, write_record
+from dovlib.report import cached_frame, env_info, run_times, save_fig, save_table, start_notebook, timer, write_record
 from dovlib.train import data_hash
 
 NOTEBOOK = "07_amuse_message_length"
@@ -110,15 +110,16 @@ fig_context = dict(profile=profile, dataset=ds.name, is_subset=ds.is_subset, per
 # extraction, as every size-changing attack here).
 
 # %%
-wm32 = ImWatermarker(method, 32, scale)
-bits32 = np.random.default_rng(seed).integers(0, 2, (len(images), 32)).astype(np.uint8)
-marked32 = wm32.embed(images, bits32)
-limits = {"none": marked32, "jpeg90_420": jpeg(marked32, 90, "4:2:0"), "jpeg90_444": jpeg(marked32, 90, "4:4:4"),
-          "jpeg50_420": jpeg(marked32, 50, "4:2:0"), "jpeg50_444": jpeg(marked32, 50, "4:4:4"),
-          "center_crop_0.9": ATTACKS["center_crop_0.9"](marked32)}
-limits_df = pd.DataFrame([{"condition": k, "bit_acc": float(bit_accuracy(wm32.extract(v), bits32).mean())}
-                          for k, v in limits.items()])
-limits_df["mark_psnr_db"] = mean_psnr(images, marked32)  # of the marked images before any attack, every row
+with timer() as t_limits:  # this cell's own time (run again: this run's), for the record's wall and compute time
+    wm32 = ImWatermarker(method, 32, scale)
+    bits32 = np.random.default_rng(seed).integers(0, 2, (len(images), 32)).astype(np.uint8)
+    marked32 = wm32.embed(images, bits32)
+    limits = {"none": marked32, "jpeg90_420": jpeg(marked32, 90, "4:2:0"), "jpeg90_444": jpeg(marked32, 90, "4:4:4"),
+              "jpeg50_420": jpeg(marked32, 50, "4:2:0"), "jpeg50_444": jpeg(marked32, 50, "4:4:4"),
+              "center_crop_0.9": ATTACKS["center_crop_0.9"](marked32)}
+    limits_df = pd.DataFrame([{"condition": k, "bit_acc": float(bit_accuracy(wm32.extract(v), bits32).mean())}
+                              for k, v in limits.items()])
+    limits_df["mark_psnr_db"] = mean_psnr(images, marked32)  # of the marked images before any attack, every row
 print(limits_df.to_string(index=False))
 
 # %%
@@ -134,32 +135,32 @@ save_fig(fig, "examples", NOTEBOOK, **fig_context);
 # (L, scheme) is kept under `runs/` as it finishes (`cached_frame`): an interrupted run resumes where it was.
 
 # %%
-start = time.perf_counter()
-frames, codecs, images_hash, reused_seconds, skipped, skipped_at = [], {}, data_hash(images), 0.0, [], {}
-capacity = ImWatermarker(method, scale=scale).capacity_bits  # bits per image the method carries
-for L in lengths:
-    for codec in (RepeatCodec(L, seed), AmuseCodec.from_rho(L, rho, seed)):
-        if codec.sub_message_bits > capacity:
-            print(f"skip {codec!r}: more bits per image than {method} carries")
-            skipped.append(f"{codec.name} at L={L} ({codec.sub_message_bits} bits per image)")
-            skipped_at.setdefault(L, []).append(codec.name)
-            continue
-        codecs[(L, codec.name)] = codec
-        wm = ImWatermarker(method, codec.sub_message_bits, scale)
-        messages = random_messages(L, n_messages_used, seed)  # each seed its own messages (not seed + i: shared)
-        key = {"method": method, "scale": scale, "codec": repr(codec), "seed": seed, "messages": n_messages_used,
-               "message_hash": data_hash(messages), "attacks": attack_names, "images": images_hash}
-        df, reused, seconds = cached_frame(NOTEBOOK, key, lambda: evaluate_dataset(wm, codec, images, messages,
-                                                                                   attack_names, seed=seed),
-                                           recompute=recompute)
-        reused_seconds += seconds if reused else 0.0
-        frames.append(df.assign(L=L, scheme=codec.name, sub_message_bits=codec.sub_message_bits))
-        print(f"L={L:4d} {codec.name:8s} {codec.sub_message_bits:4d} bits/image "
-              f"{f'reused ({seconds:.0f} s when computed)' if reused else 'done'} "
-              f"({time.perf_counter() - start:.0f} s)")
-results = pd.concat(frames, ignore_index=True)
-results["attacked"] = np.where(results["attack"] == "none", "no attack", "attacked (mean)")
-wall = time.perf_counter() - start + reused_seconds  # what the results cost, also when a run resumed
+# a setting read back from runs/ counts its reading in wall_time, what computing it took in compute_time
+with timer() as t_sweep:  # this cell's own time: run again after an interrupt, this run's
+    start = time.perf_counter()
+    frames, codecs, images_hash, skipped, skipped_at = [], {}, data_hash(images), [], {}
+    capacity = ImWatermarker(method, scale=scale).capacity_bits  # bits per image the method carries
+    for L in lengths:
+        for codec in (RepeatCodec(L, seed), AmuseCodec.from_rho(L, rho, seed)):
+            if codec.sub_message_bits > capacity:
+                print(f"skip {codec!r}: more bits per image than {method} carries")
+                skipped.append(f"{codec.name} at L={L} ({codec.sub_message_bits} bits per image)")
+                skipped_at.setdefault(L, []).append(codec.name)
+                continue
+            codecs[(L, codec.name)] = codec
+            wm = ImWatermarker(method, codec.sub_message_bits, scale)
+            messages = random_messages(L, n_messages_used, seed)  # each seed its own messages (not seed + i: shared)
+            key = {"method": method, "scale": scale, "codec": repr(codec), "seed": seed, "messages": n_messages_used,
+                   "message_hash": data_hash(messages), "attacks": attack_names, "images": images_hash}
+            df, reused, seconds = cached_frame(NOTEBOOK, key, lambda: evaluate_dataset(wm, codec, images, messages,
+                                                                                       attack_names, seed=seed),
+                                               recompute=recompute)
+            frames.append(df.assign(L=L, scheme=codec.name, sub_message_bits=codec.sub_message_bits))
+            print(f"L={L:4d} {codec.name:8s} {codec.sub_message_bits:4d} bits/image "
+                  f"{f'reused ({seconds:.0f} s when computed)' if reused else 'done'} "
+                  f"({time.perf_counter() - start:.0f} s)")
+    results = pd.concat(frames, ignore_index=True)
+    results["attacked"] = np.where(results["attack"] == "none", "no attack", "attacked (mean)")
 
 # %%
 summary = (results.groupby(["L", "scheme", "sub_message_bits", "attacked"], as_index=False)
@@ -195,7 +196,7 @@ compared = " vs ".join(dict.fromkeys(name for _, name in codecs)).replace("amuse
 not_run = f" Not run (past {method}'s {capacity} bits per image): {', '.join(skipped)}." if skipped else ""
 context = dict(profile=profile, dataset=ds.name, is_subset=ds.is_subset, perceptual="psnr",
                dataset_note=f"{len(images)} images: {image_note}", device="cpu",
-               device_name=env_info("cpu")["device_name"], wall_time=wall)
+               device_name=env_info("cpu")["device_name"], **run_times(t_limits, t_sweep))
 save_table(summary, "accuracy_vs_length", NOTEBOOK,
            caption=f"{wm_label}: {compared}, mean over {n_messages_used} messages; "
                    f"attacked = mean over the '{attacks_used}' attack set; psnr = the marked images against their "
@@ -226,4 +227,5 @@ for L in lengths:
                                    "seed": seed},
                  metrics=metrics, **context)
     written += 1
-print(f"wrote {written} record(s); wall time {wall:.1f} s")
+print(f"wrote {written} record(s); wall time {context['wall_time']:.1f} s, "
+      f"compute time {context['compute_time']:.1f} s")

@@ -58,7 +58,8 @@ from dovlib.imwm import ImWatermarker, embed_at_size, extract_dataset, resize_ro
 from dovlib.metrics import mean_psnr
 from dovlib.params import PROFILES, check_bool, check_choice, check_int, get_profile, parse_fraction
 from dovlib.plotting import epoch_ticks, image_grid, set_title
-from dovlib.report import cached_tensors, run_context, save_fig, save_table, start_notebook, write_record
+from dovlib.report import (cached_tensors, run_context, run_times, save_fig, save_table, start_notebook, timer,
+                           write_record)
 from dovlib.sscl import train_classifier
 
 NOTEBOOK = "10_amuse_ml_task"
@@ -108,32 +109,36 @@ fig_context = run_context(profile, device, ds, perceptual="psnr")  # what figure
 # without a mark (cheap: not saved).
 
 # %%
-message = random_message(message_bits, seed)
-resampled = resize_round_trip(ds.x_train)  # the marked sets' round trip, no mark (unchanged where none is needed)
-train_sets, quality = {"clean": ds.x_train, "clean_resampled": resampled}, []
-m = cfg.amuse_images
-embed_seconds, reused = 0.0, []
-for name, codec in codecs.items():
-    wm = watermarkers[name]
-    subs = codec.encode(message, len(ds.x_train))
-    key = {"set": name, "data": fig_context["data_hash"], "method": method, "scale": scale,
-           "message_bits": message_bits, "rho": rho, "seed": seed, "keep": m}
-    out, was_reused, seconds = cached_tensors(NOTEBOOK, key, lambda: dict(zip(
-        ("marked", "marked_up"), embed_at_size(wm, ds.x_train, subs, keep=m))), recompute=recompute)
-    marked, marked_up = out["marked"], out["marked_up"]  # only the m read below kept at the embedding size
-    embed_seconds += seconds
-    reused += [name] * was_reused
-    train_sets[name] = marked
-    at_embed = extract_dataset(wm, codec, marked_up[:m], message, subs[:m])  # the owner's full-size copies
-    round_trip = extract_dataset(wm, codec, to_min_size(marked[:m]), message, subs[:m])  # the released small images
-    quality.append({"set": name, "sub_message_bits": codec.sub_message_bits,
-                    "psnr_train_size": mean_psnr(ds.x_train, marked), "psnr_vs_resampled": mean_psnr(resampled, marked),
-                    "psnr_embed_size": mean_psnr(to_min_size(ds.x_train[:m]), marked_up[:m]),
-                    "bit_acc_embed_size": at_embed["bit_acc"], "word_acc_embed_size": at_embed["word_acc"],
-                    "sub_bit_acc_embed_size": at_embed["sub_bit_acc"], "bit_acc_round_trip": round_trip["bit_acc"],
-                    "word_acc_round_trip": round_trip["word_acc"], "sub_bit_acc_round_trip": round_trip["sub_bit_acc"]})
-quality.append({"set": "clean_resampled", "psnr_train_size": mean_psnr(ds.x_train, resampled)})  # the blur alone
-quality = pd.DataFrame(quality)
+# a set read back from runs/ counts its reading in wall_time, what embedding it took in compute_time
+with timer() as t_embed:  # this cell's own time: run again after an interrupt, this run's
+    message = random_message(message_bits, seed)
+    resampled = resize_round_trip(ds.x_train)  # the marked sets' round trip, no mark (unchanged where none is needed)
+    train_sets, quality = {"clean": ds.x_train, "clean_resampled": resampled}, []
+    m = cfg.amuse_images
+    embed_seconds, reused = 0.0, []  # what embedding the two sets took (read back: when computed)
+    for name, codec in codecs.items():
+        wm = watermarkers[name]
+        subs = codec.encode(message, len(ds.x_train))
+        key = {"set": name, "data": fig_context["data_hash"], "method": method, "scale": scale,
+               "message_bits": message_bits, "rho": rho, "seed": seed, "keep": m}
+        out, was_reused, seconds = cached_tensors(NOTEBOOK, key, lambda: dict(zip(
+            ("marked", "marked_up"), embed_at_size(wm, ds.x_train, subs, keep=m))), recompute=recompute)
+        marked, marked_up = out["marked"], out["marked_up"]  # only the m read below kept at the embedding size
+        embed_seconds += seconds
+        reused += [name] * was_reused
+        train_sets[name] = marked
+        at_embed = extract_dataset(wm, codec, marked_up[:m], message, subs[:m])  # the owner's full-size copies
+        round_trip = extract_dataset(wm, codec, to_min_size(marked[:m]), message, subs[:m])  # the released small images
+        quality.append({"set": name, "sub_message_bits": codec.sub_message_bits,
+                        "psnr_train_size": mean_psnr(ds.x_train, marked),
+                        "psnr_vs_resampled": mean_psnr(resampled, marked),
+                        "psnr_embed_size": mean_psnr(to_min_size(ds.x_train[:m]), marked_up[:m]),
+                        "bit_acc_embed_size": at_embed["bit_acc"], "word_acc_embed_size": at_embed["word_acc"],
+                        "sub_bit_acc_embed_size": at_embed["sub_bit_acc"], "bit_acc_round_trip": round_trip["bit_acc"],
+                        "word_acc_round_trip": round_trip["word_acc"],
+                        "sub_bit_acc_round_trip": round_trip["sub_bit_acc"]})
+    quality.append({"set": "clean_resampled", "psnr_train_size": mean_psnr(ds.x_train, resampled)})  # the blur alone
+    quality = pd.DataFrame(quality)
 embed_hw = tuple(marked_up.shape[-2:])  # 256x256 for small images (upsampled); larger images embed at their own size
 print(f"embedding took {embed_seconds:.0f} s" + (f" (read back from runs/: {', '.join(reused)})" if reused else ""))
 print(quality.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
@@ -163,18 +168,19 @@ save_fig(fig, "examples", NOTEBOOK, **fig_context);
 # does not retrain it (the same marked set is the same key): delete its `runs/sscl/` folder to train it afresh.
 
 # %%
-results, histories = [], []
-for name, x_train in train_sets.items():
-    res = train_classifier(x_train, ds.y_train, ds.x_test, ds.y_test, arch=arch, profile=cfg, seed=seed,
-                           num_classes=ds.num_classes, key_test=True)  # the curve below is on this test set
-    read_back = res.resumed_from_epoch == len(res.history)
-    results.append({"set": name, "test_acc": res.final["test_acc"], "train_acc": res.final["train_acc"],
-                    "wall_time": res.wall_time, "trained_on": res.trained_on, "training_precision": res.precision})
-    histories.append(pd.DataFrame(res.history).assign(set=name))
-    print(f"{name:8s} test accuracy {res.final['test_acc']:.4f}"
-          + (f" (model read back from runs/, trained on {res.trained_on} in {res.precision})" * read_back))
-results = pd.DataFrame(results).merge(quality, on="set", how="left")
-wall = embed_seconds + results["wall_time"].sum()  # a set or model read back from runs/ counts what computing it took
+# a model read back from runs/ counts its reading in wall_time, what training it took in compute_time
+with timer() as t_train:  # this cell's own time: run again after an interrupt, this run's
+    results, histories = [], []
+    for name, x_train in train_sets.items():
+        res = train_classifier(x_train, ds.y_train, ds.x_test, ds.y_test, arch=arch, profile=cfg, seed=seed,
+                               num_classes=ds.num_classes, key_test=True)  # the curve below is on this test set
+        read_back = res.resumed_from_epoch == len(res.history)
+        results.append({"set": name, "test_acc": res.final["test_acc"], "train_acc": res.final["train_acc"],
+                        "wall_time": res.wall_time, "trained_on": res.trained_on, "training_precision": res.precision})
+        histories.append(pd.DataFrame(res.history).assign(set=name))
+        print(f"{name:8s} test accuracy {res.final['test_acc']:.4f}"
+              + (f" (model read back from runs/, trained on {res.trained_on} in {res.precision})" * read_back))
+    results = pd.DataFrame(results).merge(quality, on="set", how="left")
 acc = results.set_index("set")["test_acc"]
 results["test_acc_minus_clean"] = results["test_acc"] - acc["clean"]  # includes the resampling's effect
 results["test_acc_minus_resampled"] = results["test_acc"] - acc["clean_resampled"]  # the mark's own effect
@@ -192,7 +198,7 @@ save_fig(g.figure, "test_accuracy", NOTEBOOK, **fig_context);
 # ## Record
 
 # %%
-context = {**fig_context, "wall_time": wall}
+context = {**fig_context, **run_times(t_embed, t_train)}
 save_table(results, "ml_task", NOTEBOOK,
            caption=f"{arch} trained on clean / clean_resampled (the embedding's resize round trip, no mark) / "
                    f"baseline-{marked_as['baseline']} / AMUSE-{marked_as['amuse']} (rho={rho:g}) training sets, "
@@ -211,4 +217,4 @@ write_record(NOTEBOOK, params={"profile": profile, "dataset": dataset, "method":
                                "message_bits": message_bits, "rho": rho, "arch": arch, "n_train": n_train_used,
                                "seed": seed},
              metrics=metrics, **context)
-print(f"wall time {wall:.1f} s")
+print(f"wall time {context['wall_time']:.1f} s, compute time {context['compute_time']:.1f} s")

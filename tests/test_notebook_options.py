@@ -308,8 +308,9 @@ def test_amuse_notebooks_refuse_a_recompute_string_before_any_work(tmp_path, mon
 
 def test_ml_task_notebook_reads_back_its_watermarked_sets_and_models(tmp_path, monkeypatch):
     """Notebook 10 saves each watermarked training set under runs/ and trains its classifiers through the checkpointed
-    classifier cache: a second run embeds nothing and trains nothing, yet records the same numbers and the same cost
-    (embedding plus training); recompute embeds again; another seed is another key."""
+    classifier cache: a second run embeds nothing and trains nothing, yet records the same numbers and counts the sets
+    and models at what computing them cost (compute_time; wall_time is this run's); recompute embeds again; another
+    seed is another key."""
     import torch
 
     monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
@@ -333,14 +334,17 @@ def test_ml_task_notebook_reads_back_its_watermarked_sets_and_models(tmp_path, m
     assert len(sets) == 2 and len(models) == 4  # baseline and AMUSE sets (clean_resampled is not kept); four models
     [rec1] = record()
     cost = sum(json.loads(p.read_text())["seconds"] for p in sets) + sum(
-        torch.load(p, weights_only=False)["wall_time"] for p in models)
-    assert rec1["wall_time"] == pytest.approx(cost, rel=1e-9)  # embedding plus training, as kept under runs/
+        torch.load(p, weights_only=False)["compute_time"] for p in models)
+    assert rec1["cached_artifacts"] == 0 and rec1["compute_time"] >= cost  # embedding plus training, and the rest
     stamps = mtimes("*.pt")
     second = rp.run_notebook(nb, params, reports=reports, force=True)
     assert second.status == "ok", second.error
     assert mtimes("*.pt") == stamps  # nothing embedded or trained again
     [rec2] = record()  # one parameter set: its record replaced
-    assert rec2["metrics"] == rec1["metrics"] and rec2["wall_time"] == rec1["wall_time"]
+    assert rec2["metrics"] == rec1["metrics"]
+    # the two sets and four models read back count what computing them took (kept under runs/), not their reading
+    assert (rec2["cached_artifacts"], rec2["cached_compute_time"]) == (6, pytest.approx(cost, rel=1e-9))
+    assert rec2["compute_time"] >= cost and rec2["wall_time"] > 0
     out = printed(second)
     assert "read back from runs/: baseline, amuse" in out
     assert out.count("(model read back from runs/, trained on cpu in fp32)") == 4
@@ -357,6 +361,32 @@ def test_ml_task_notebook_reads_back_its_watermarked_sets_and_models(tmp_path, m
     assert other.status == "ok", other.error
     assert len(list(runs.rglob("tensors.pt"))) == 4
     assert "read back" not in printed(other) and len(record()) == 2
+
+
+def test_message_length_notebook_counts_settings_read_back_at_their_cost(tmp_path, monkeypatch):
+    """Notebook 07 recorded as wall_time what its results cost (settings read back from runs/ at what computing them
+    took) and no compute_time. Run twice on the same runs/: the second reads every setting back, and its record's
+    compute_time counts them at their kept cost, its wall_time at their reading."""
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
+    reports, runs = tmp_path / "reports", tmp_path / "runs"
+    nb = REPO_ROOT / "notebooks" / "07_amuse_message_length.ipynb"
+    params = {"profile": "smoke:amuse_images=4", "message_bits": [32], "attacks": "none"}
+
+    def records():
+        return json.loads((reports / "07_amuse_message_length" / "metrics.json").read_text())["records"]
+
+    first = rp.run_notebook(nb, params, reports=reports)
+    assert first.status == "ok", first.error
+    [rec1] = records()
+    frames = list(runs.rglob("frame.json"))
+    cost = sum(json.loads(p.read_text())["seconds"] for p in frames)
+    assert len(frames) == 2 and rec1["cached_artifacts"] == 0 and rec1["compute_time"] >= cost
+    second = rp.run_notebook(nb, params, reports=reports, force=True)
+    assert second.status == "ok", second.error
+    [rec2] = records()
+    assert rec2["metrics"] == rec1["metrics"]
+    assert (rec2["cached_artifacts"], rec2["cached_compute_time"]) == (2, pytest.approx(cost, rel=1e-9))
+    assert rec2["compute_time"] >= cost and rec2["wall_time"] > 0
 
 
 def _image_folder(root, counts, size: int = 32) -> str:
@@ -468,6 +498,15 @@ def test_plug_and_play_table_2_alone_is_labelled_with_the_cpu_and_no_training(tm
     assert record["datasets"] == {"Table 2": {"dataset": "skimage-photos", "is_subset": False}}  # its own tag
     tables = json.loads((folder / "tables.json").read_text())
     assert {v["device"] for k, v in tables.items() if k.startswith("table2")} == {"cpu"}
+    # run again: every setting is read back, counted at what computing it took in compute_time (kept beside it) and
+    # at its reading in wall_time (which was the cost too: equal to compute_time)
+    cost = sum(json.loads(p.read_text())["seconds"] for p in (tmp_path / "runs").rglob("frame.json"))
+    again = rp.run_notebook(nb, {"profile": "smoke:device=auto", "tables": "2"}, reports=tmp_path / "reports",
+                            force=True)
+    assert again.status == "ok", again.error
+    (warm,) = json.loads((folder / "metrics.json").read_text())["records"]
+    assert warm["metrics"] == record["metrics"] and warm["compute_time"] >= cost > 0
+    assert warm["wall_time"] < warm["compute_time"]  # reading two kept frames, not embedding and attacking again
 
 
 def test_transferability_notebook_repeats_each_cell_over_n_draws(tmp_path, monkeypatch):
