@@ -34,13 +34,11 @@ seed = 0  # an integer at least 0: seeds data subsampling, initialisation and au
 # ## Setup
 
 # %%
-import time
-
 from dovlib.data import load_dataset
 from dovlib.models import build_model
 from dovlib.params import check_int, get_profile
 from dovlib.plotting import learning_curve
-from dovlib.report import run_context, save_fig, start_notebook, write_record
+from dovlib.report import run_context, run_times, save_fig, start_notebook, timer, write_record
 from dovlib.train import TrainConfig, fit, seed_everything
 
 NOTEBOOK = "00_quickstart"
@@ -68,10 +66,9 @@ seed_everything(seed)  # the initial weights from the seed: this cell run again 
 model = build_model(arch, ds.num_classes, channels, width=cfg.width, image_size=size)
 train_cfg = TrainConfig.for_profile(cfg, epochs=epochs_used, device=str(device), seed=seed,
                                     flip=channels == 3)  # no flips for digits
-start = time.perf_counter()
-result = fit(model, ds.x_train, ds.y_train, ds.x_test, ds.y_test, train_cfg)
-wall = time.perf_counter() - start
-print(f"test accuracy {result.final['test_acc']:.4f} after {epochs_used} epochs, {wall:.1f} s "
+with timer() as t_fit:  # no checkpoint: the model is trained every run, so compute_time equals wall_time
+    result = fit(model, ds.x_train, ds.y_train, ds.x_test, ds.y_test, train_cfg)
+print(f"test accuracy {result.final['test_acc']:.4f} after {epochs_used} epochs, {t_fit['seconds']:.1f} s "
       f"({result.images_per_second:,.0f} training images/s on {result.device})")
 
 # %%
@@ -89,6 +86,7 @@ record = write_record(
     params={"profile": profile, "dataset": dataset, "arch": arch, "epochs": epochs_used, "seed": seed},
     metrics={"test_acc": result.final["test_acc"], "train_acc": result.final["train_acc"],  # train_acc: the last
              "images_per_second": result.images_per_second},  # epoch's running accuracy over augmented batches
-    wall_time=wall, **context,
+    **run_times(t_fit), **context,
 )
-print({k: record[k] for k in ("profile", "dataset", "is_subset", "device", "wall_time")}, record["metrics"])
+print({k: record[k] for k in ("profile", "dataset", "is_subset", "device", "wall_time", "compute_time")},
+      record["metrics"])

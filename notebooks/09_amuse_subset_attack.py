@@ -334,5 +334,6 @@ record = write_record(
             "shares": shares_run,  # the shares run: one leaking as many images as a smaller one is not
             "n_images": n_images_used, "n_subsets": n_subsets_used, "seed": seed},
     metrics=metrics, **fig_context, wall_time=wall,
+    compute_time=wall,  # nothing is read back from a cache (no runs/): what the results cost is what the cells took
 )
-print(f"wall time {wall:.1f} s")
+print(f"wall time {wall:.1f} s, compute time {record['compute_time']:.1f} s")
