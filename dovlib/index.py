@@ -27,7 +27,8 @@ CONTEXT_KEYS = ("profile", "dataset", "is_subset", "datasets", "perceptual", "de
                 "training_precision", "wall_time", "compute_time")
 # datasets: each output's own dataset and subset flag, where a record's outputs differ (notebook 08's two tables)
 # wall_time: what the run that wrote it took (a model read back from runs/: its reading); compute_time (written by
-# dovlib.report.run_times; older records have none): what the results cost, models read back at their training time
+# dovlib.report.run_times; older records have none): what the results cost, models (and cached AMUSE settings)
+# read back at what computing them took
 TIME_KEYS = ("wall_time", "compute_time")
 # what a table or figure saved without it may take from the newest record: never a time, which is that run's own
 # (a table written by an earlier run would show the later run's time)
@@ -370,8 +371,8 @@ nav a { margin-right: 0.8em; }
 (full or subset), device and wall time it was measured with. Times: the overview's run time is what the notebook's
 last run took; a record's <code>wall_time</code> is what its cells took in the run that wrote it (a model read back
 from <code>runs/</code> counts the seconds reading it took) and its <code>compute_time</code> what its results cost,
-models, generators and networks read back counted at their stored training time, so it is the same whether the cache
-was warm or cold (older records have none). <span class="badge smoke">smoke</span> numbers come
+models, generators, networks and AMUSE settings read back counted at what computing them took, so it is the same
+whether the cache was warm or cold (older records have none). <span class="badge smoke">smoke</span> numbers come
 from tiny CPU budgets that only check the code runs; they are not results.</p>
 <nav>{% for nb in notebooks %}<a href="#{{ nb.stem }}">{{ nb.stem }}</a>{% endfor %}</nav>
 <h2>Overview</h2>
@@ -495,9 +496,10 @@ def render_markdown(notebooks: list[NotebookReport]) -> str:
              "Every number is labelled with its profile, dataset (full or subset), device and wall time. Times: the "
              "overview's run time is what the notebook's last run took; a record's `wall_time` is what its cells "
              "took in the run that wrote it (a model read back from `runs/` counts the seconds reading it took) and "
-             "its `compute_time` what its results cost, models, generators and networks read back counted at their "
-             "stored training time, so it is the same whether the cache was warm or cold (older records have none). "
-             "`smoke` numbers come from tiny CPU budgets that only check the code runs; they are not results.", ""]
+             "its `compute_time` what its results cost, models, generators, networks and AMUSE settings read back "
+             "counted at what computing them took, so it is the same whether the cache was warm or cold (older "
+             "records have none). `smoke` numbers come from tiny CPU budgets that only check the code runs; they are "
+             "not results.", ""]
     if notebooks:
         lines += ["## Overview", "", md(_overview(notebooks)), ""]
     lines += ["## Paper coverage", "", md(coverage(notebooks).drop(columns="anchor")), ""]
