@@ -103,7 +103,7 @@ device = start_notebook(profile, seed, cfg.device, note="HiDDeN on this device, 
 context = dict(profile=profile, perceptual="psnr", device=str(device), device_name=env_info(device)["device_name"])
 cpu_context = {**context, "device": "cpu", "device_name": env_info("cpu")["device_name"]}  # Table 2: invisible-wm
 table_seconds = {}  # what each table's cell took in this run (a HiDDeN or Table 2 setting read back: its reading)
-table_compute = {}  # what each table's results cost: each of those counted at what computing it took instead
+table_cells = {}  # each table's cell as timer() gives it: its seconds and the networks and settings it used
 
 # %% [markdown]
 # ## Table 1: HiDDeN, 30-bit message
@@ -166,8 +166,7 @@ if str(tables) in ("1", "both"):
                                                                                 "sub_bit_acc", "failed"]].mean()
     print(table1.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     table_seconds["1"] = time.perf_counter() - t_table1
-    table1_cells = {"seconds": table_seconds["1"], "used": compute_ledger(since=ledger1)}  # as timer() gives them
-    table_compute["1"] = run_times(table1_cells)["compute_time"]
+    table_cells["1"] = {"seconds": table_seconds["1"], "used": compute_ledger(since=ledger1)}
 
 # %%
 if str(tables) in ("1", "both"):
@@ -247,8 +246,7 @@ if str(tables) in ("2", "both"):
         ["bit_acc", "word_acc", "psnr", "sub_bit_acc", "failed"]].mean()
     print(table2.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     table_seconds["2"] = time.perf_counter() - t0
-    table2_cells = {"seconds": table_seconds["2"], "used": compute_ledger(since=ledger2)}  # as timer() gives them
-    table_compute["2"] = run_times(table2_cells)["compute_time"]  # settings read back: what computing them took
+    table_cells["2"] = {"seconds": table_seconds["2"], "used": compute_ledger(since=ledger2)}
 
 # %%
 if str(tables) in ("2", "both"):
@@ -278,9 +276,9 @@ if str(tables) in ("2", "both"):
 # %%
 used = ({"1": hds} if str(tables) in ("1", "both") else {}) | ({"2": photos} if str(tables) in ("2", "both") else {})
 # each table's cell times itself, so a cell run again (after an interrupt) counts its settings once, and the time
-# between cells run by hand is not counted; wall: what the cells took in this run
-wall = sum(table_seconds[t] for t in used)
-compute = sum(table_compute[t] for t in used)  # what the results cost, the same whether the cache was warm or cold
+# between cells run by hand is not counted. wall_time: what the cells took in this run; compute_time: what the
+# results cost, a HiDDeN network or setting read back counted at what computing it took (warm or cold cache alike)
+times = run_times(*(table_cells[t] for t in used))
 # HiDDeN trains on the run's device for Table 1 only; Table 2 alone ran on the CPU and trained nothing
 record_context = context if "1" in used else {**cpu_context, "training_precision": "none (nothing trained)"}
 metrics = {}
@@ -301,7 +299,7 @@ write_record(NOTEBOOK, params={"profile": profile, "tables": str(tables), "hidde
              metrics=metrics, dataset=", ".join(f"{d.name} (Table {t})" for t, d in used.items()),  # what ran
              datasets={f"Table {t}": {"dataset": d.name, "is_subset": d.is_subset}  # each with its own subset tag
                        for t, d in used.items()},
-             wall_time=wall, compute_time=compute, is_subset=any(d.is_subset for d in used.values()),
+             **times, is_subset=any(d.is_subset for d in used.values()),
              **({"hidden_training": "bf16 autocast" if uses_bf16(cfg.precision, device) else "fp32"}
                 if "1" in used else {}), **record_context)
-print(f"wall time {wall:.1f} s, compute time {compute:.1f} s")
+print(f"wall time {times['wall_time']:.1f} s, compute time {times['compute_time']:.1f} s")

@@ -500,13 +500,15 @@ def test_plug_and_play_table_2_alone_is_labelled_with_the_cpu_and_no_training(tm
     assert {v["device"] for k, v in tables.items() if k.startswith("table2")} == {"cpu"}
     # run again: every setting is read back, counted at what computing it took in compute_time (kept beside it) and
     # at its reading in wall_time (which was the cost too: equal to compute_time)
-    cost = sum(json.loads(p.read_text())["seconds"] for p in (tmp_path / "runs").rglob("frame.json"))
+    frames = list((tmp_path / "runs").rglob("frame.json"))
+    cost = sum(json.loads(p.read_text())["seconds"] for p in frames)
     again = rp.run_notebook(nb, {"profile": "smoke:device=auto", "tables": "2"}, reports=tmp_path / "reports",
                             force=True)
     assert again.status == "ok", again.error
     (warm,) = json.loads((folder / "metrics.json").read_text())["records"]
     assert warm["metrics"] == record["metrics"] and warm["compute_time"] >= cost > 0
-    assert warm["wall_time"] < warm["compute_time"]  # reading two kept frames, not embedding and attacking again
+    assert (record["cached_artifacts"], warm["cached_artifacts"]) == (0, len(frames))  # every setting read back
+    assert warm["cached_compute_time"] == pytest.approx(cost, rel=1e-9)  # at what computing it took
 
 
 def test_transferability_notebook_repeats_each_cell_over_n_draws(tmp_path, monkeypatch):
