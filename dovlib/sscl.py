@@ -783,7 +783,8 @@ def _malicious_and_benign(run, i: int, kw: dict):
 def run_controls(run: SSCLRun, n_models: int | None = None, m: int | None = None, tau=0.25, alpha=0.01,
                  verify_seed: int = EVAL_VERIFY_SEED, own_surrogate: bool = False, decoy: bool = True,
                  select_attempts: int = 1,
-                 n_proxies: int = 1, redraw_surrogate: bool = False, progress: bool = True, check_alpha=None):
+                 n_proxies: int = 1, redraw_surrogate: bool = False, progress: bool = True, check_alpha=None,
+                 check_test: str = "ttest"):
     """Table II with false-positive rates: ``n_models`` models per scenario (default ``profile.n_models``), all
     queried with OUR trigger on the same ``m`` non-target test images (default ``profile.verify_m``):
 
@@ -800,7 +801,8 @@ def run_controls(run: SSCLRun, n_models: int | None = None, m: int | None = None
     (:func:`select_run` with ``n_proxies``; ``other_attempt``, ``other_self_check`` columns), the fair comparison
     when our run was selected too; with ``redraw_surrogate`` each of their attempts trains its own surrogate too
     (attempt 0's: their seed's, so they never share ours; ``other_surrogate_seed`` column); ``check_alpha``: the
-    level their check needs (:func:`check_level`).
+    level their check needs (:func:`check_level`); ``check_test``: the test it decides with, "ttest" (default) or
+    "bounded" (:func:`select_run`'s ``test``).
 
     Returns a pandas DataFrame, one row per model (scenario, model_seed, BA, WSR, delta_p, p_value, verified,
     label-only test, and the per-image probabilities ``p_b``/``p_w`` for :func:`dovlib.verify.tau_sweep`)."""
@@ -816,7 +818,7 @@ def run_controls(run: SSCLRun, n_models: int | None = None, m: int | None = None
     n_models = check_int("n_models", n_models if n_models is not None else prof.n_models, 1)
     select_attempts, n_proxies = check_int("select_attempts", select_attempts, 1), check_int("n_proxies", n_proxies, 1)
     check_redraw(redraw_surrogate, select_attempts)
-    check_selection_options(select_attempts, check_int("n_proxies", n_proxies, 1), check_alpha, alpha)
+    check_selection_options(select_attempts, check_int("n_proxies", n_proxies, 1), check_alpha, alpha, check_test)
     check_level(check_alpha, alpha)
     _check_control_seeds(run, n_models, n_proxies, select_attempts)
     m = query_count(ds, p["target"], m, prof.verify_m)
@@ -855,7 +857,8 @@ def run_controls(run: SSCLRun, n_models: int | None = None, m: int | None = None
         extra = {}
         if select_attempts > 1:
             other, _ = select_run(ds, prof, attempts=select_attempts, n_proxies=n_proxies, m=m, tau=tau, alpha=alpha,
-                                  redraw_surrogate=redraw_surrogate, check_alpha=check_alpha, **okw)
+                                  redraw_surrogate=redraw_surrogate, check_alpha=check_alpha, test=check_test,
+                                  **okw)
             extra = _other_selection(other, redraw_surrogate)
         else:
             other = run_sscl(ds, prof, **okw)
@@ -1147,13 +1150,14 @@ def _check_control_seeds(run, n_models: int, n_proxies: int, select_attempts: in
     check_proxy_seeds(run.params["seed"], n_models, max(own, n_proxies if select_attempts > 1 else 0))
 
 
-def check_test(test) -> str:
+def check_test(test, what: str = "test") -> str:
     """The owner's check test (:func:`self_check`): "ttest" (the paper's) or "bounded" (the betting test,
-    :func:`dovlib.verify.bounded_verify`); anything else is refused, naming the two."""
+    :func:`dovlib.verify.bounded_verify`); anything else is refused, naming the two and ``what`` (the parameter:
+    ``check_test`` in the notebooks)."""
     from .verify import PROB_TESTS
 
     if not isinstance(test, str) or test not in PROB_TESTS:
-        raise ValueError(f"test must be one of {', '.join(map(repr, PROB_TESTS))} (the owner's check test); "
+        raise ValueError(f"{what} must be one of {', '.join(map(repr, PROB_TESTS))} (the owner's check test); "
                          f"got {test!r}")
     return test
 
@@ -1288,20 +1292,25 @@ def check_redraw(redraw_surrogate, select_attempts: int) -> bool:
     return redraw_surrogate
 
 
-def check_selection_options(select_attempts: int, n_proxies: int, check_alpha, alpha=None) -> None:
-    """``n_proxies`` and ``check_alpha`` tune the owner's generator selection: refused, naming them, when there is
-    none (``select_attempts`` < 2), as ``redraw_surrogate`` is, so a record never names a check that did not run.
-    Given ``alpha``, a ``check_alpha`` at that level is no stricter check (what :func:`check_level` makes of None)."""
+def check_selection_options(select_attempts: int, n_proxies: int, check_alpha, alpha=None,
+                            test: str = "ttest") -> None:
+    """``n_proxies``, ``check_alpha`` and ``check_test`` tune the owner's generator selection: refused, naming them,
+    when there is none (``select_attempts`` < 2), as ``redraw_surrogate`` is, so a record never names a check that
+    did not run. Given ``alpha``, a ``check_alpha`` at that level is no stricter check (what :func:`check_level`
+    makes of None). ``test`` (``check_test`` to the notebooks and the controls, which name it so) must be one of
+    :func:`check_test`'s, with or without a selection."""
+    test = check_test(test, "check_test")
     if select_attempts >= 2:
         return
     stricter = check_alpha is not None and (
         alpha is None or check_level(check_alpha, alpha) != check_level(None, alpha))
     given = ([f"n_proxies={n_proxies}"] if n_proxies != 1 else []) + (
-        [f"check_alpha={check_alpha}"] if stricter else [])
+        [f"check_alpha={check_alpha}"] if stricter else []) + (
+        [f"check_test={test!r}"] if test != "ttest" else [])
     if given:
         raise ValueError(f"{' and '.join(given)} tune{'s' * (len(given) == 1)} the owner's generator selection, which "
-                         f"needs select_attempts >= 2; got select_attempts={select_attempts} (leave n_proxies 1 and "
-                         "check_alpha None without it)")
+                         f"needs select_attempts >= 2; got select_attempts={select_attempts} (leave n_proxies 1, "
+                         "check_alpha None and check_test 'ttest' without it)")
 
 
 def _other_selection(other, redraw_surrogate: bool) -> dict:
@@ -1475,7 +1484,7 @@ def select_code_draws(ds, profile: Profile, *, key: int, n_targets: int, first=N
 def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | None = None, tau=0.25, alpha=0.01,
                       same_code: bool = False, select_attempts: int = 1, n_proxies: int = 1,
                       redraw_surrogate: bool = False, progress: bool = True, check_alpha=None, pool=None,
-                      code_draws: int = 1):
+                      code_draws: int = 1, check_test: str = "ttest"):
     """Table II for a target code, ``n_models`` models per scenario, all tested with :func:`verify_code`:
     Malicious (our marked set), Ind-M (clean set), Ind-W plain (an independent owner's plain SSCL-BW towards our
     first class: the scenario that fools the single-target test) and Ind-W code (an independent owner's code of
@@ -1492,7 +1501,7 @@ def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | No
     comparison when our run was selected too (the plain Ind-W owner does not select: the paper's owner; for model i
     it is the same owner, key and seed, as the code row's, so unselected both share the generator of our first
     class); ``redraw_surrogate`` as in :func:`run_controls` (for the code
-    owners; the plain Ind-W owner keeps our surrogate, the paper's setting); ``check_alpha`` as in
+    owners; the plain Ind-W owner keeps our surrogate, the paper's setting); ``check_alpha`` and ``check_test`` as in
     :func:`run_controls`. ``pool``: the classes every code owner draws its key classes from, as ours were
     (:func:`key_targets`' ``pool``, e.g. :func:`hard_classes` on the surrogate the other owners share with us);
     refused with ``redraw_surrogate``, where each owner would rank its own surrogate. ``code_draws`` > 1: each Ind-W
@@ -1509,7 +1518,7 @@ def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | No
     n_models = check_int("n_models", n_models if n_models is not None else prof.n_models, 1)
     select_attempts = check_int("select_attempts", select_attempts, 1)
     check_redraw(redraw_surrogate, select_attempts)
-    check_selection_options(select_attempts, check_int("n_proxies", n_proxies, 1), check_alpha, alpha)
+    check_selection_options(select_attempts, check_int("n_proxies", n_proxies, 1), check_alpha, alpha, check_test)
     check_level(check_alpha, alpha)
     code_draws = check_code_draws(code_draws, select_attempts, len(run.targets))
     _check_control_seeds(run, n_models, check_int("n_proxies", n_proxies, 1), select_attempts)
@@ -1553,7 +1562,7 @@ def run_code_controls(run: SSCLCodeRun, n_models: int | None = None, m: int | No
                        train_suspect=False, surrogate=None if redraw_surrogate else run.surrogate,
                        surrogate_width=p.get("surrogate_width"), progress=progress)
             sel_kw = dict(attempts=select_attempts, n_proxies=n_proxies, m=m, tau=tau, alpha=alpha,
-                          redraw_surrogate=redraw_surrogate, check_alpha=check_alpha)
+                          redraw_surrogate=redraw_surrogate, check_alpha=check_alpha, test=check_test)
             extra = {}
             if code_draws > 1 and scenario == "Ind-W code":  # the same code stays ours: a full collision
                 other, _ = select_code_draws(ds, prof, n_targets=len(run.targets), first=first, pool=pool,

@@ -383,14 +383,18 @@ def test_other_code_owner_redraws_onto_our_code(monkeypatch):
 
 @pytest.mark.parametrize("controls", ["run_controls", "run_code_controls"])
 def test_controls_refuse_selection_options_without_a_selection(controls):
-    """n_proxies and check_alpha tune a selection that select_attempts=1 never runs: refused before any training,
-    as notebooks 02 and 03 refuse them, so a record never names a check that did not run."""
+    """n_proxies, check_alpha and check_test tune a selection that select_attempts=1 never runs: refused before any
+    training, as notebooks 02 and 03 refuse them, so a record never names a check that did not run."""
     run = SimpleNamespace(ds=None, profile=get_profile("smoke"), params={}, targets=(1,))
     fn = getattr(sscl, controls)
     with pytest.raises(ValueError, match=r"n_proxies=2 tunes the owner's generator selection.*select_attempts=1"):
         fn(run, select_attempts=1, n_proxies=2)
     with pytest.raises(ValueError, match=r"check_alpha=0.001 tunes the owner"):
         fn(run, select_attempts=1, check_alpha=0.001)
+    with pytest.raises(ValueError, match=r"check_test='bounded' tunes the owner"):
+        fn(run, select_attempts=1, check_test="bounded")
+    with pytest.raises(ValueError, match=r"check_test must be one of"):
+        fn(run, select_attempts=1, check_test="both")
     # check_alpha = alpha (what notebook 03 passes for None) is no stricter check: accepted, so the call goes past
     # the options to the run's parameters, where the fake run has no seed
     with pytest.raises(KeyError, match=r"^'seed'$"):

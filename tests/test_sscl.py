@@ -1158,10 +1158,16 @@ def test_select_code_run_says_when_no_attempt_passes(monkeypatch):
 def test_code_controls_let_other_owners_select_too(monkeypatch):
     ds, prof, kw = _toy_code_run()
     run = sscl.run_code(ds, prof, **kw)
-    _scripted_self_check(monkeypatch, [0.5, 0.001] * 4)  # each other owner passes at its second attempt
+    seen = _scripted_self_check(monkeypatch, [0.5, 0.001] * 4)  # each other owner passes at its second attempt
     df = sscl.run_code_controls(run, select_attempts=2, same_code=True, progress=False)
     others = df[df.scenario.isin(["Ind-W code", "Ind-W same code"])]
     assert (others.other_attempt == 1).all() and others.other_self_check.all()
+    assert seen.tests == ["ttest"] * 4  # the paper's test by default; the owner's named test reaches every owner
+    seen = _scripted_self_check(monkeypatch, [0.5, 0.001] * 4)
+    sscl.run_code_controls(run, select_attempts=2, same_code=True, progress=False, check_test="bounded")
+    assert seen.tests == ["bounded"] * 4
+    with pytest.raises(ValueError, match="check_test must be one of 'ttest', 'bounded'"):
+        sscl.run_code_controls(run, select_attempts=2, check_test="both", progress=False)
     assert df[df.scenario == "Malicious"].other_attempt.isna().all()
     with pytest.raises(ValueError, match="select_attempts"):
         sscl.run_code_controls(run, select_attempts=0, progress=False)
@@ -1485,6 +1491,14 @@ def test_controls_let_independent_owners_select_too(monkeypatch):
     seen = _scripted_self_check(monkeypatch, [0.001, 5e-5])
     strict = sscl.run_controls(run, select_attempts=2, decoy=False, progress=False, check_alpha=1e-4)
     assert seen.levels == [1e-4, 1e-4] and (strict[strict.scenario == "Ind-W"].other_attempt == 1).all()
+    assert seen.tests == ["ttest", "ttest"]  # the paper's test by default
+    # the test the owner names reaches the independent owner's check; an unknown one is refused before training
+    seen = _scripted_self_check(monkeypatch, [0.5, 0.001])
+    sscl.run_controls(run, select_attempts=2, decoy=False, progress=False, check_test="bounded")
+    assert seen.tests == ["bounded", "bounded"]
+    with pytest.raises(ValueError, match="check_test must be one of 'ttest', 'bounded'"):
+        sscl.run_controls(run, select_attempts=2, check_test="both", progress=False)
+    assert len(seen) == 2
     with pytest.raises(ValueError, match="check_alpha"):
         sscl.run_controls(run, select_attempts=2, check_alpha=0.05, progress=False)
     # redrawing: the independent owner (seed 1000) selects over its own surrogates, never ours
@@ -1634,6 +1648,15 @@ def test_selection_options_without_selection_are_refused_by_name():
     sscl.check_selection_options(1, 1, 0.01, alpha="0.01")
     with pytest.raises(ValueError, match=r"^check_alpha=0.005 tunes the owner"):
         sscl.check_selection_options(1, 1, 0.005, alpha=0.01)
+    # the owner's check test: any known one with a selection, only the default without; an unknown one never
+    sscl.check_selection_options(1, 1, None, test="ttest")
+    sscl.check_selection_options(2, 1, None, test="bounded")
+    with pytest.raises(ValueError, match=r"^check_test='bounded' tunes the owner's generator selection, which needs "
+                                         r"select_attempts >= 2; got select_attempts=1"):
+        sscl.check_selection_options(1, 1, None, test="bounded")
+    for attempts in (1, 2):
+        with pytest.raises(ValueError, match=r"^check_test must be one of 'ttest', 'bounded'.*got 'both'"):
+            sscl.check_selection_options(attempts, 1, None, test="both")
 
 
 def test_generator_config_reads_integers_as_papermill_passes_them():
