@@ -48,6 +48,7 @@ select_attempts = 1  # ours, an integer at least 1: owner-side selection over up
 n_proxies = 1  # at least 1 (above 1 needs select_attempts above 1): proxy models per attempt; all must verify
 redraw_surrogate = False  # True | False; True needs select_attempts above 1: each attempt trains its own surrogate
 check_alpha = None  # None (0.01) or in (0, 0.01]; needs select_attempts above 1: p-value the self-check needs (ours)
+check_test = "ttest"  # ttest | bounded; needs select_attempts above 1: the test each self-check decides with (ours)
 
 # %% [markdown]
 # ## Setup
@@ -79,7 +80,8 @@ gen_cfg = sscl.generator_config(cfg, eps=eps, target=target, key=key, seed=seed,
 weights = dict(l1=gen_cfg.l1, l2=gen_cfg.l2, l3=gen_cfg.l3)  # as parsed ("1/2" -> 0.5): one record per generator
 select_attempts, n_proxies = check_int("select_attempts", select_attempts, 1), check_int("n_proxies", n_proxies, 1)
 redraw_surrogate = sscl.check_redraw(redraw_surrogate, select_attempts)
-sscl.check_selection_options(select_attempts, n_proxies, check_alpha)  # both need select_attempts > 1
+sscl.check_test(check_test, "check_test")  # the paper's t-test or the betting test (bounded_verify); refused by name
+sscl.check_selection_options(select_attempts, n_proxies, check_alpha, test=check_test)  # need select_attempts > 1
 owner_alpha = sscl.check_level(check_alpha, 0.01)  # the paper's alpha, or a stricter level for the owner's check
 device = start_notebook(profile, seed, cfg.device)
 
@@ -118,7 +120,8 @@ with timer() as t_run:
     selection = None
     if select_attempts > 1:
         run, selection_log = sscl.select_run(ds, cfg, attempts=select_attempts, n_proxies=n_proxies,
-                                             redraw_surrogate=redraw_surrogate, check_alpha=owner_alpha, **run_kw)
+                                             redraw_surrogate=redraw_surrogate, check_alpha=owner_alpha,
+                                             test=check_test, **run_kw)
         selection = run.params["selection"]
         print(sscl.selection_summary(selection))
     else:
@@ -146,6 +149,8 @@ if redraw_surrogate:
     params["redraw_surrogate"] = True  # only when on, so earlier runs keep their folders
 if owner_alpha < 0.01:
     params["check_alpha"] = owner_alpha  # likewise only when stricter than alpha
+if check_test != "ttest":
+    params["check_test"] = check_test  # likewise only when not the paper's test
 published = sscl.save_watermarked(marked, run_dir(NOTEBOOK, params) / "published", classes=ds.classes)
 print("written to", published)
 

@@ -60,6 +60,7 @@ select_attempts = 1  # at least 1: owner-side selection of the published mark ov
 n_proxies = 1  # at least 1 (above 1 needs select_attempts above 1): proxy models per attempt; all must verify
 redraw_surrogate = False  # True needs select_attempts above 1: each attempt (ours and others') trains its own surrogate
 check_alpha = None  # None (alpha) or in (0, alpha]; needs select_attempts above 1: p-value each self-check needs
+check_test = "ttest"  # ttest | bounded; needs select_attempts above 1: the test each self-check decides with (ours)
 code_draws = 1  # at least 1; above 1 needs select_attempts and n_targets above 1: codes each owner may try (below)
 surrogate_width = None  # owner's surrogate width: None (the suspects', the profile's) or at least 1; ours, README
 decoy_rate = 0.0  # ours, in [0, the non-target share]: share of the set (non-target images) given decoy marks; 0 off
@@ -112,7 +113,8 @@ n_proxies = check_int("n_proxies", n_proxies, 1)
 redraw_surrogate = sscl.check_redraw(redraw_surrogate, select_attempts)
 if hard_pool and redraw_surrogate:
     raise ValueError("hard_pool needs redraw_surrogate False: the pool is ranked on the surrogate owners share")
-sscl.check_selection_options(select_attempts, n_proxies, check_alpha)  # both need select_attempts > 1
+sscl.check_test(check_test, "check_test")  # the paper's t-test or the betting test (bounded_verify); refused by name
+sscl.check_selection_options(select_attempts, n_proxies, check_alpha, test=check_test)  # need select_attempts > 1
 owner_alpha = sscl.check_level(check_alpha, alpha)  # alpha, or a stricter level for the owners' checks (ours)
 bounded_min = min_bounded_claim_queries(tau, alpha)
 print(f"fewest queries that can claim: {min_claim_queries(tau, alpha)} at tau {tau:g}, alpha {alpha:g} "
@@ -200,7 +202,8 @@ if m_given is None and m_used < cfg.verify_m:
     print(f"m {m_used}: the profile's verify_m {cfg.verify_m} capped at the test images outside class {target_class}")
 select_plain = select_attempts > 1 and n_targets == 1
 redraw_note = (" and surrogates" if redraw_surrogate else "") + (f", check at p < {owner_alpha:g}"
-                                                                  if owner_alpha < alpha else "")
+                                                                  if owner_alpha < alpha else "") + (
+    ", checked with the bounded test" if check_test == "bounded" else "")
 with timer() as t_run:
     run_kw = dict(arch=arch, eps=eps, rate=target_rate, target=target_class, key=key, seed=seed, perceptual=perceptual,
                   decoy_rate=decoy_rate, surrogate_width=surrogate_width)
@@ -208,7 +211,7 @@ with timer() as t_run:
     if select_plain:
         run, plain_selection_log = sscl.select_run(ds, cfg, attempts=select_attempts, n_proxies=n_proxies, m=m_used,
                                                    tau=tau, alpha=alpha, redraw_surrogate=redraw_surrogate,
-                                                   check_alpha=owner_alpha, **run_kw)
+                                                   check_alpha=owner_alpha, test=check_test, **run_kw)
         plain_selection = run.params["selection"]
         print(sscl.selection_summary(plain_selection))
     else:
@@ -217,7 +220,8 @@ with timer() as t_run:
                                select_attempts=select_attempts if select_plain else 1,
                                n_proxies=n_proxies if select_plain else 1,  # the selection's options only with it
                                redraw_surrogate=redraw_surrogate and select_plain,
-                               check_alpha=owner_alpha if select_plain else None)
+                               check_alpha=owner_alpha if select_plain else None,
+                               check_test=check_test if select_plain else "ttest")
 print(f"{len(models)} models ({t_run['seconds']:.1f} s)")
 models.drop(columns=["p_b", "p_w", "p_decoy"])
 
@@ -416,7 +420,7 @@ if n_targets > 1:
                                                              draws=code_draws, attempts=select_attempts,
                                                              n_proxies=n_proxies, m=m_given, tau=tau, alpha=alpha,
                                                              redraw_surrogate=redraw_surrogate,
-                                                             check_alpha=owner_alpha, **code_kw)
+                                                             check_alpha=owner_alpha, test=check_test, **code_kw)
             targets, selection = code_run.targets, code_run.params["selection"]
             print(sscl.selection_summary(selection))
             save_table(selection_log, "code_selection", NOTEBOOK, caption=f"Owner-side self-check of each selection "
@@ -436,7 +440,8 @@ if n_targets > 1:
         code_rows = sscl.run_code_controls(code_run, n_models=n_models_used, m=m_given, tau=tau, alpha=alpha,
                                              same_code=same_code, select_attempts=select_attempts,
                                              n_proxies=n_proxies, redraw_surrogate=redraw_surrogate,
-                                             check_alpha=owner_alpha, pool=pool, code_draws=code_draws)
+                                             check_alpha=owner_alpha, pool=pool, code_draws=code_draws,
+                                             check_test=check_test)
     print(f"target code {targets}: {len(code_rows)} models ({t_code['seconds']:.1f} s)")
     for col in ("own_verified", "bounded_own_verified"):
         code_rows[col] = code_rows[col].astype(float)  # NaN for our own and clean models
@@ -481,6 +486,8 @@ if redraw_surrogate:
     params["redraw_surrogate"] = True  # only when on, so earlier runs keep their folders
 if owner_alpha < alpha:
     params["check_alpha"] = owner_alpha  # likewise only when stricter than alpha
+if check_test != "ttest":
+    params["check_test"] = check_test  # likewise only when not the paper's test
 if hard_pool:
     params["hard_pool"] = hard_pool  # likewise only when on
 if code_draws > 1:

@@ -205,6 +205,22 @@ def test_verification_notebook_refuses_code_options_without_a_code(tmp_path, mon
     assert res.status == "failed" and "check_alpha" in res.error and "at most alpha = 0.01" in res.error
 
 
+
+@pytest.mark.parametrize("notebook", ["02_watermark_dataset", "03_verification"])
+def test_notebooks_refuse_a_bad_check_test_and_one_without_selection(tmp_path, monkeypatch, notebook):
+    """check_test names the owner's check test: an unknown one, or the bounded test with no selection to check
+    (select_attempts 1), is refused by name in the first cells, before any data, surrogate or model."""
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
+    path = REPO_ROOT / "notebooks" / f"{notebook}.ipynb"
+    res = rp.run_notebook(path, {"profile": "smoke", "select_attempts": 2, "check_test": "both"},
+                          reports=tmp_path / "reports")
+    assert res.status == "failed" and "check_test must be one of 'ttest', 'bounded'" in res.error, res.error
+    res = rp.run_notebook(path, {"profile": "smoke", "check_test": "bounded"}, reports=tmp_path / "reports")
+    assert res.status == "failed", res.error
+    assert "check_test='bounded' tunes the owner's generator selection" in res.error
+    assert "select_attempts >= 2; got select_attempts=1" in res.error
+    assert not (tmp_path / "runs").exists()  # nothing trained or cached
+
 def test_single_target_selection_in_notebooks_02_and_03(tmp_path, monkeypatch):
     """select_attempts with the paper's single target: the owner selects (02 and 03), Ind-W owners too (03), each
     attempt with its own surrogate (redraw_surrogate; select_attempts alone is covered by the code test above)."""
