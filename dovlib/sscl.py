@@ -59,7 +59,8 @@ __all__ = ["SSCLGenerator", "GeneratorConfig", "check_key", "key_hash", "data_ha
            "train_surrogate", "generator_config", "decoy_generator", "amplified_residual", "SURROGATE_SEED_OFFSET",
            "key_targets", "class_recall", "hard_classes", "code_rate", "SSCLCodeRun", "mark_code", "run_code",
            "verify_code", "verify_code_tests", "run_code_controls",
-           "attempt_seed", "check_proxy_seeds", "owner_queries", "owner_query_count", "queries_apart",
+           "attempt_seed", "check_proxy_seeds", "check_owner_queries", "owner_queries", "owner_query_count",
+           "queries_apart",
            "self_check", "select_run", "select_code_run",
            "selection_summary",
            "check_redraw", "least_learnt_class", "select_code_draws", "check_code_draws"]
@@ -1219,9 +1220,27 @@ def self_check(run, n_proxies: int = 1, m: int | None = None, tau=0.25, alpha=0.
     return pd.DataFrame(rows)
 
 
+def check_owner_queries(ds, profile: Profile, targets, m=None, tau=0.25, alpha=0.01, test: str = "ttest") -> None:
+    """Refuse, before any training, an owner's check (:func:`self_check` at level ``alpha``, decided by ``test``)
+    that can never pass: for each class of ``targets`` the queries :func:`owner_queries` draws (``m``, or the
+    profile's ``verify_m`` capped at the test set, less what the evaluation's draw leaves) must reach
+    :func:`dovlib.verify.check_claim_queries` for that test (10 at tau 0.25 and alpha 0.01 for the t-test, 11 for
+    the betting test). Classes outside the dataset are left to the run's own checks."""
+    from .verify import check_claim_queries
+
+    for t in targets:
+        if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= t < ds.num_classes:
+            continue  # run_sscl / run_code refuse it, naming their parameter
+        mt = query_count(ds, int(t), m, profile.verify_m)
+        check_claim_queries(owner_query_count(ds, int(t), mt), tau, alpha, f"the owner's check for class {t} (the "
+                            f"test images left beside the evaluation's {mt} queries, at check_alpha {alpha:g})",
+                            test=test)
+
+
 def _select(make_run, ds, profile: Profile, *, attempts, n_proxies, m, tau, alpha, seed, train_suspect, progress,
-            redraw_surrogate, kw, check_alpha=None, test="ttest") -> tuple:
-    """The selection loop of :func:`select_run` and :func:`select_code_run`: checks the counts, trains (cached) the
+            redraw_surrogate, kw, check_alpha=None, test="ttest", targets=()) -> tuple:
+    """The selection loop of :func:`select_run` and :func:`select_code_run`: checks the counts (and that the
+    check's queries for ``targets`` can pass, :func:`check_owner_queries`), trains (cached) the
     surrogate once unless ``kw`` brings one (or, with ``redraw_surrogate``, one per attempt, with the attempt's
     seed), then ``make_run(generator_seed, kw)`` builds attempt j's run (never its suspect) and :func:`self_check`
     tests it (with ``test``); the first that passes is published."""
@@ -1231,6 +1250,7 @@ def _select(make_run, ds, profile: Profile, *, attempts, n_proxies, m, tau, alph
     attempts, n_proxies = check_int("attempts", attempts, 1), check_int("n_proxies", n_proxies, 1)
     check_bool("redraw_surrogate", redraw_surrogate)
     level = check_level(check_alpha, alpha)
+    check_owner_queries(ds, profile, targets, None if m is None else check_int("m", m, 2), tau, level, test)
     if train_suspect:  # the published run's suspect (seed ``seed``) is never one of its proxies
         check_proxy_seeds(seed, 1, n_proxies)
     if kw.get("generator_seed") is not None:
@@ -1373,7 +1393,7 @@ def select_run(ds, profile: Profile, *, attempts: int = 4, n_proxies: int = 1, m
 
     return _select(make, ds, profile, attempts=attempts, n_proxies=n_proxies, m=m, tau=tau, alpha=alpha, seed=seed,
                    train_suspect=train_suspect, progress=progress, redraw_surrogate=redraw_surrogate, kw=kw,
-                   check_alpha=check_alpha, test=test)
+                   check_alpha=check_alpha, test=test, targets=(kw.get("target", 1),))
 
 
 def select_code_run(ds, profile: Profile, *, targets, attempts: int = 4, n_proxies: int = 1, m: int | None = None,
@@ -1400,7 +1420,7 @@ def select_code_run(ds, profile: Profile, *, targets, attempts: int = 4, n_proxi
 
     return _select(make, ds, profile, attempts=attempts, n_proxies=n_proxies, m=m, tau=tau, alpha=alpha, seed=seed,
                    train_suspect=train_suspect, progress=progress, redraw_surrogate=redraw_surrogate, kw=kw,
-                   check_alpha=check_alpha, test=test)
+                   check_alpha=check_alpha, test=test, targets=tuple(targets))
 
 
 def least_learnt_class(log, targets, keep=None) -> int:

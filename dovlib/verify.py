@@ -160,18 +160,27 @@ def min_bounded_claim_queries(tau=0.25, alpha=0.01) -> int:
     return n
 
 
-def check_claim_queries(m: int, tau=0.25, alpha=0.01, what: str = "m") -> int:
-    """``m`` when that many queries can claim at ``tau`` and ``alpha`` (:func:`min_claim_queries`), else a
-    ValueError naming ``what`` (how m was set), m, tau, alpha and the fewest queries that can claim: a run that
-    can never claim ownership says nothing (notebooks 02 and 03 refuse it before any training)."""
+def check_claim_queries(m: int, tau=0.25, alpha=0.01, what: str = "m", test: str = "ttest") -> int:
+    """``m`` when that many queries can claim at ``tau`` and ``alpha`` with ``test``, else a ValueError naming
+    ``what`` (how m was set), m, tau, alpha and the fewest queries that can claim: a run that can never claim
+    ownership says nothing (notebooks 02 and 03 refuse it before any training). ``test`` "ttest" (the default)
+    needs :func:`min_claim_queries`, the bound of every valid test (10 at tau 0.25 and alpha 0.01); "bounded" needs
+    :func:`min_bounded_claim_queries` (11 there): the betting test of :func:`bounded_verify`, which an owner's check
+    with ``check_test="bounded"`` decides by."""
     m = check_int(what, m, 0)
     tau, alpha = _check_tau_alpha(tau, alpha)
+    if not isinstance(test, str) or test not in PROB_TESTS:
+        raise ValueError(f"test must be one of {', '.join(map(repr, PROB_TESTS))}; got {test!r}")
     need = min_claim_queries(tau, alpha)
     if m < need:
         raise ValueError(f"{what}: {m} queries can never claim ownership at tau {tau:g} and alpha {alpha:g} (the "
                          f"smallest p-value any valid test gives from {m} pairs is ((1 + tau) / 2)**{m} = "
                          f"{claim_floor(m, tau):.3g}, not below alpha); at least {need} queries are needed "
                          f"(dovlib.verify.min_claim_queries)")
+    if test == "bounded" and m < (need := min_bounded_claim_queries(tau, alpha)):
+        raise ValueError(f"{what}: the betting test (bounded_verify) can never claim from {m} queries at tau {tau:g} "
+                         f"and alpha {alpha:g}, even when every query is saturated; at least {need} queries are "
+                         f"needed (dovlib.verify.min_bounded_claim_queries)")
     return m
 
 

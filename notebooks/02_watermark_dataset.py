@@ -113,7 +113,7 @@ if select_attempts > 1:  # an owner's check that can never pass says nothing: re
     m_eval = sscl.query_count(ds, target, None, cfg.verify_m)  # the profile's verify_m, capped at the test set
     check_claim_queries(sscl.owner_query_count(ds, target, m_eval), 0.25, owner_alpha,
                         f"the owner's check (the profile's verify_m {cfg.verify_m}; {int((ds.y_test != target).sum())} "
-                        f"test images outside class {target}, at check_alpha)")
+                        f"test images outside class {target}, at check_alpha)", test=check_test)
 with timer() as t_run:
     run_kw = dict(arch=arch, eps=eps, rate=rate, target=target, key=key, seed=seed, perceptual=perceptual,
                   surrogate_width=surrogate_width, **weights)

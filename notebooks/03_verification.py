@@ -173,7 +173,7 @@ def check_m(t: int, role: str = "the target class") -> None:
     if select_attempts > 1:  # the owner's self-check draws its queries apart from the evaluation's
         check_claim_queries(sscl.owner_query_count(ds, t, mt), tau, owner_alpha,
                             f"the owner's check for class {t} ({role}; the test images left beside the evaluation's "
-                            f"{mt}, at check_alpha)")
+                            f"{mt}, at check_alpha)", test=check_test)
 
 
 if not target_from_key:

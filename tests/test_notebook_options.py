@@ -624,6 +624,19 @@ def test_verification_notebooks_refuse_query_counts_that_can_never_claim(tmp_pat
     assert res.status == "failed" and "the owner's check" in res.error and "can never claim" in res.error
 
 
+@pytest.mark.parametrize("notebook", ["02_watermark_dataset", "03_verification"])
+def test_a_bounded_owner_check_with_too_few_queries_is_refused_before_training(notebook, tmp_path, monkeypatch):
+    """10 queries suffice for the t-test at tau 0.25 and alpha 0.01 but never for the betting test (11): with
+    check_test bounded the owner's check on the profile's verify_m 10 could never pass, so it is refused up front."""
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
+    res = rp.run_notebook(REPO_ROOT / "notebooks" / f"{notebook}.ipynb", {
+        "profile": "smoke:verify_m=10", "select_attempts": 2, "check_test": "bounded"}, reports=tmp_path / "reports")
+    assert res.status == "failed" and "the owner's check" in res.error, res.error
+    assert "the betting test (bounded_verify) can never claim from 10 queries" in res.error, res.error
+    assert "at least 11 queries" in res.error
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.pt"))  # nothing trained
+
+
 @pytest.mark.parametrize("notebook", ["04_ablation", "05_removal_attacks", "06_transferability"])
 def test_study_notebooks_refuse_a_verify_m_that_can_never_claim(notebook, tmp_path, monkeypatch):
     """04-06 take the profile's verify_m: 5 queries can never claim at tau 0.25 (they used to train, then report

@@ -1365,6 +1365,33 @@ def test_selection_checks_with_the_test_the_owner_names(monkeypatch):
             sscl.select_run(ds, prof, attempts=2, test=bad, **_toy_plain_kw())
     assert seen == []
 
+def test_selection_refuses_an_owner_check_that_can_never_pass_before_training(monkeypatch):
+    """The owner's check draws the queries the evaluation's m leaves: when those are 10, the t-test's check can pass
+    (min_claim_queries) but the betting test's never can (11), so selection with test="bounded" is refused naming
+    the class, before a surrogate is trained; a code is checked class by class."""
+    ds, prof, kw = _toy_code_run(train_suspect=False)
+    left = int((ds.y_test != 1).sum())
+    m = left - 10  # the evaluation takes m, the owner's check the 10 left
+    assert sscl.owner_query_count(ds, 1, m) == 10
+    assert sscl.owner_query_count(ds, 3, m) == 10  # the same for class 3 (15 test images in each class)
+    seen = _scripted_self_check(monkeypatch, [0.001])  # the t-test's check takes those 10
+    run, _ = sscl.select_run(ds, prof, attempts=2, m=m, train_suspect=False, **_toy_plain_kw())
+    assert seen.tests == ["ttest"] and run.params["selection"]["passed"]
+    monkeypatch.setattr(sscl, "train_surrogate", lambda *a, **k: pytest.fail("trained before the query check"))
+    with pytest.raises(ValueError, match=r"the owner's check for class 1 .*the betting test \(bounded_verify\) can "
+                                         r"never claim from 10 queries.*at least 11"):
+        sscl.select_run(ds, prof, attempts=2, m=m, test="bounded", **_toy_plain_kw())
+    with pytest.raises(ValueError, match=r"the owner's check for class 1 .*can never claim ownership.*at least 10"):
+        sscl.select_run(ds, prof, attempts=2, m=left - 9, **_toy_plain_kw())  # 9 left: no test can claim
+    with pytest.raises(ValueError, match=r"the owner's check for class 3 .*never claim from 10 queries"):
+        sscl.select_code_run(ds, prof, attempts=2, m=m, test="bounded", **{**kw, "targets": (3, 1)})
+    seen = _scripted_self_check(monkeypatch, [0.001])
+    with pytest.raises(ValueError, match=r"the owner's check for class 3 .*never claim from 10 queries"):
+        sscl.select_code_draws(ds, prof, key=5, n_targets=2, first=3, attempts=2, m=m, test="bounded",
+                               train_suspect=False, eps="8/255", perceptual="mse", progress=False)
+    assert seen == []
+
+
 def test_select_run_says_when_no_attempt_passes_and_refuses_bad_counts(monkeypatch):
     ds, prof, _ = _toy_code_run()
     seen = _scripted_self_check(monkeypatch, [0.5, 0.2])

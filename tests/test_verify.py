@@ -579,6 +579,28 @@ def test_min_claim_queries_is_the_first_count_below_alpha_and_check_claim_querie
         check_claim_queries(9, 0.25, 0.01)
 
 
+def test_check_claim_queries_with_the_bounded_test_needs_the_betting_tests_count():
+    """An owner's check decided by the betting test can never pass with the t-test's minimum (10 at tau 0.25 and
+    alpha 0.01, where bounded_verify needs 11): refused, naming the count it needs; the t-test's check takes 10."""
+    from dovlib.verify import bounded_verify, check_claim_queries, min_bounded_claim_queries
+
+    need = min_bounded_claim_queries(0.25, 0.01)
+    assert need == 11 and check_claim_queries(10, test="ttest") == 10 and check_claim_queries(11, test="bounded") == 11
+    assert not bounded_verify(np.zeros(10), np.ones(10)).verified  # why 10 is refused: saturated, still no claim
+    with pytest.raises(ValueError, match=r"owner's check: the betting test \(bounded_verify\) can never claim from 10 "
+                                         r"queries at tau 0.25 and alpha 0.01.*at least 11 queries"):
+        check_claim_queries(10, 0.25, 0.01, "owner's check", test="bounded")
+    with pytest.raises(ValueError, match="at least 10 queries"):  # below every test's floor: the general message
+        check_claim_queries(9, test="bounded")
+    for tau, alpha in [(0.0, 0.05), (0.5, 0.001)]:
+        need = min_bounded_claim_queries(tau, alpha)
+        assert check_claim_queries(need, tau, alpha, test="bounded") == need
+        with pytest.raises(ValueError, match=f"at least {need} queries"):
+            check_claim_queries(need - 1, tau, alpha, test="bounded")
+    with pytest.raises(ValueError, match="test must be one of 'ttest', 'bounded'; got 'both'"):
+        check_claim_queries(20, test="both")
+
+
 def test_the_few_pair_floor_only_raises_p_values_below_it():
     """Below the pairs any valid test needs, a p-value under the floor is raised to it; one already above it (no
     effect) is the t-test's own, with no note. At an alpha equal to the floor no claim is made (p < alpha, strict)."""
