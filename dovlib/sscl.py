@@ -574,7 +574,11 @@ def save_watermarked(ws: WatermarkedSet, folder, classes=None) -> Path:
     The set is written whole or not at all: into a hidden folder beside ``folder``, then moved into its place (a set
     already there is moved aside first and removed once the new one is in), so an interruption never leaves a
     half-written set that looks complete under ``folder`` (new images beside the last run's manifest, say). ``folder``
-    is the set's own: one that holds anything but ``public/`` and ``private/`` is refused.
+    is the set's own: one that holds anything but ``public/`` and ``private/`` is refused. A save killed outright
+    (SIGKILL, power loss) leaves a hidden ``.<name>.<tag>.tmp`` folder (a partial set), or, when killed between the
+    two moves, the last set under a hidden ``.<name>.<tag>.old`` name with nothing under ``folder``
+    (:func:`load_watermarked` then names it); the next save into ``folder`` that succeeds removes both. Two saves
+    into the same folder at once are not supported.
 
     Returns ``folder``; :func:`load_watermarked` reads it back."""
     import shutil
@@ -604,7 +608,21 @@ def save_watermarked(ws: WatermarkedSet, folder, classes=None) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         if folder.exists():  # the new set is in (or the last one back): nothing else stays beside it
             shutil.rmtree(old, ignore_errors=True)
+    for left in _save_leftovers(folder):  # saves killed before they could clean up (this one succeeded)
+        shutil.rmtree(left, ignore_errors=True)
     return folder
+
+
+def _save_leftovers(folder: Path) -> list:
+    """The hidden folders that killed :func:`save_watermarked` runs left beside ``folder`` (``.<name>.<32 hex>.tmp``
+    and ``.old``), oldest first."""
+    import re
+
+    pattern = re.compile(rf"\.{re.escape(folder.name)}\.[0-9a-f]{{32}}\.(tmp|old)")
+    if not folder.parent.is_dir():
+        return []
+    found = [p for p in folder.parent.iterdir() if p.is_dir() and pattern.fullmatch(p.name)]
+    return sorted(found, key=lambda p: p.stat().st_mtime)
 
 
 def _write_watermarked(ws: WatermarkedSet, folder: Path, classes) -> None:
@@ -636,9 +654,13 @@ def load_watermarked(folder) -> WatermarkedSet:
     folder = Path(folder)
     data = folder / "public" / "data.npz"
     if not data.is_file():
+        kept = [p for p in _save_leftovers(folder) if p.name.endswith(".old") and (p / "public" / "data.npz").is_file()]
+        hint = "" if folder.exists() or not kept else (
+            f"; a save_watermarked into it was killed between moving the last set aside and the new one in: the last "
+            f"whole set is {kept[-1]} (move it back to {folder} to use it)")
         raise FileNotFoundError(f"{data} not found: folder must be one written by dovlib.sscl.save_watermarked "
                                 f"(public/data.npz, public/manifest.json and, for the owner, "
-                                f"private/owner_record.json)")
+                                f"private/owner_record.json){hint}")
     import zipfile
 
     written = ("it is not a file written by dovlib.sscl.save_watermarked (x uint8 (N, H, W, C) with C 1 or 3, y "

@@ -484,6 +484,31 @@ def test_save_watermarked_replaces_a_set_whole_and_refuses_a_folder_of_other_fil
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "pub"]
 
 
+def test_a_save_killed_outright_is_named_by_load_and_cleaned_by_the_next_save(tmp_path):
+    """SIGKILL runs no cleanup: killed while writing, a save leaves its hidden .tmp folder; killed between its two
+    moves, it leaves nothing under the folder's name and the last set under a hidden .old name, which
+    load_watermarked used to report only as 'not found'. It now names that set; the next successful save into the
+    folder removes both leftovers (and only this folder's: another set's hidden folders stay)."""
+    first, second = _published_set(0), _published_set(1)
+    save_watermarked(first, tmp_path / "pub")
+    old = tmp_path / f".pub.{'a' * 32}.old"
+    (tmp_path / "pub").rename(old)  # killed after moving the last set aside
+    partial = tmp_path / f".pub.{'b' * 32}.tmp"
+    (partial / "public").mkdir(parents=True)  # killed while writing an earlier attempt
+    other = tmp_path / f".pub2.{'c' * 32}.old"
+    other.mkdir()
+    with pytest.raises(FileNotFoundError, match=rf"killed between moving the last set aside .*{old.name} \(move it "
+                                                 rf"back to .*pub to use it\)"):
+        load_watermarked(tmp_path / "pub")
+    assert torch.equal(load_watermarked(old).x, first.x)  # that set is whole
+    with pytest.raises(FileNotFoundError) as e:  # no leftovers: the plain message
+        load_watermarked(tmp_path / "elsewhere")
+    assert "move it back" not in str(e.value) and str(e.value).endswith("private/owner_record.json)")
+    save_watermarked(second, tmp_path / "pub")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, "pub"]
+    assert torch.equal(load_watermarked(tmp_path / "pub").x, second.x)
+
+
 def test_contrastive_marking_puts_decoy_marks_on_non_target_images_only(tmp_path):
     ds, _ = _toy()
     torch.manual_seed(0)
