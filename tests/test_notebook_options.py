@@ -450,19 +450,11 @@ def test_ml_task_notebook_records_the_number_of_training_images_it_used(tmp_path
 def test_ml_task_notebook_says_a_training_split_is_too_small_for_n_train(tmp_path, monkeypatch):
     """n_train is refused above the training split, naming its size; with a split of fewer than 10 images that range
     was empty ("n_train must be an integer in [10, 7]"): the error now says the split is too small."""
-    import numpy as np
-    from PIL import Image
-
     monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
-    g = np.random.default_rng(0)
-    for split, cls, n in (("train", "a", 4), ("train", "b", 3), ("val", "a", 1), ("val", "b", 1)):
-        (tmp_path / "data" / split / cls).mkdir(parents=True)
-        for i in range(n):
-            Image.fromarray(g.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "data" / split / cls
-                                                                                   / f"{i}.png")
+    dataset = _image_folder(tmp_path / "data", {("train", "a"): 4, ("train", "b"): 3, ("val", "a"): 1,
+                                                ("val", "b"): 1})
     nb = REPO_ROOT / "notebooks" / "10_amuse_ml_task.ipynb"
-    res = rp.run_notebook(nb, {"profile": "smoke", "dataset": f"folder:{tmp_path / 'data'}", "n_train": 10},
-                          reports=tmp_path / "reports")
+    res = rp.run_notebook(nb, {"profile": "smoke", "dataset": dataset, "n_train": 10}, reports=tmp_path / "reports")
     assert res.status == "failed", res.error
     assert "training split is too small for n_train: it holds 7 images, n_train needs at least 10" in res.error
     assert "[10, 7]" not in res.error
