@@ -509,7 +509,9 @@ metrics["selection"] = plain_selection  # the single-target generator's selectio
 if code_rows is not None:
     metrics["target_code"] = {"targets": list(targets), "pool": None if pool is None else list(pool),
                               "rate_per_class": code_rate, "selection": selection,
-                              "wall_time": t_code["seconds"], "compute_time": run_times(t_code)["compute_time"],
+                              **run_times(t_code),  # the code cell's own times (the record's hold both cells')
                               "models": code_rows.to_dict("records")}
-record = write_record(NOTEBOOK, params, metrics, **run_times(t_run), **context)
+# the record's times cover both cells (a surrogate they share counts once)
+record = write_record(NOTEBOOK, params, metrics, **run_times(t_run, *([t_code] if code_rows is not None else [])),
+                      **context)
 print({k: record[k] for k in ("profile", "dataset", "is_subset", "device", "perceptual")})

@@ -55,6 +55,9 @@ def test_verification_notebook_runs_the_target_code(tmp_path, monkeypatch):
     record = json.loads((out / "metrics.json").read_text())["records"][-1]
     code = record["metrics"]["target_code"]
     assert len(code["targets"]) == 2 and code["targets"][0] == record["params"]["target"]
+    # the code cell's times, as run_times gives them; the record's cover it and the single target's cell
+    assert {"wall_time", "compute_time", "cached_compute_time", "cached_artifacts"} <= set(code)
+    assert record["wall_time"] > code["wall_time"] > 0 and record["compute_time"] > code["compute_time"] > 0
     rows = pd.DataFrame(code["models"])
     assert set(rows.scenario) == {"Malicious", "Ind-M", "Ind-W plain", "Ind-W code", "Ind-W same code"}
     assert record["params"]["same_code"] is True and record["params"]["surrogate_width"] == 4
