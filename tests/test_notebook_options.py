@@ -34,11 +34,13 @@ def _code_rows_consistent(rows, targets, alpha: float = 0.01, test: str = "") ->
 
 def _kept_attempt(log, keys=("attempt",)):
     """The selection's choice, from its log alone: the first attempt whose proxies all verify (the selection stops
-    there), else the first with the smallest largest proxy p-value; with its largest p-value."""
+    there), else the first with the smallest largest proxy p-value, ties broken by the other test's largest p-value
+    on the same answers; with its largest p-value."""
     by = list(keys) if len(keys) > 1 else keys[0]
-    worst = log.groupby(by).p_value.max()
+    other = "bounded_p_value" if set(log.test) == {"ttest"} else "ttest_p_value"
+    worst, other_worst = log.groupby(by).p_value.max(), log.groupby(by)[other].max()
     passed = [k for k, g in log.groupby(by) if g.verified.all()]
-    kept = passed[0] if passed else min(worst.index, key=lambda k: worst[k])
+    kept = passed[0] if passed else min(worst.index, key=lambda k: (worst[k], other_worst[k]))
     return kept, worst[kept], bool(passed)
 
 
@@ -140,7 +142,7 @@ def test_verification_notebook_redraws_a_code_that_fails_the_owners_check(tmp_pa
     assert code["targets"] == sel["codes_tried"][sel["draw"]]
     log = pd.read_csv(out / "code_selection.csv")
     assert list(log.draw) == [0, 0, 1, 1] and list(log.attempt) == [0, 1, 0, 1] and not log.verified.any()
-    # no draw passed: kept is the (draw, attempt) of the smallest largest proxy p-value, the first on ties
+    # no draw passed: kept is the (draw, attempt) of the smallest largest proxy p-value (ties: the other test's)
     kept, worst, passed = _kept_attempt(log, ("draw", "attempt"))
     assert not passed and (sel["draw"], sel["attempt"]) == kept and sel["proxy_p_max"] == pytest.approx(worst)
     # the class dropped is the first code's least learnt on its proxies: the most proxies missing the check, then

@@ -1142,12 +1142,14 @@ def _scripted_self_check(monkeypatch, p_values):
 
     def fake(run, n_proxies=1, m=None, tau=0.25, alpha=0.01, check_alpha=None, test="ttest", **_):
         p = p_values[len(seen)]
+        p, q = p if isinstance(p, tuple) else (p, p)  # (the deciding test's p, the other test's)
         seen.append((run, m))
         seen.levels.append(check_alpha)
         seen.tests.append(test)
         level = alpha if check_alpha is None else check_alpha
+        ps = {"ttest_p_value": [p if test == "ttest" else q], "bounded_p_value": [p if test == "bounded" else q]}
         return pd.DataFrame({"proxy_seed": [5000], "BA": [0.5], "p_value": [p], "delta_p_min": [0.3],
-                             "verified": [p < level]})
+                             "verified": [p < level], **ps})
 
     monkeypatch.setattr(sscl, "self_check", fake)
     return seen
@@ -1207,19 +1209,21 @@ def test_code_controls_let_other_owners_select_too(monkeypatch):
 
 def _scripted_class_check(monkeypatch, per_call):
     """Replace self_check by one returning, call by call, one proxy row with the scripted p-value of each class
-    (classes not scripted: 0.5); the code's p-value is the largest (the intersection-union test)."""
+    (classes not scripted: 0.5); the code's p-value is the largest (the intersection-union test); "other": the other
+    test's p-value (default: the same)."""
     import pandas as pd
 
     seen = []
 
-    def fake(run, n_proxies=1, m=None, tau=0.25, alpha=0.01, check_alpha=None, **_):
+    def fake(run, n_proxies=1, m=None, tau=0.25, alpha=0.01, check_alpha=None, test="ttest", **_):
         level = alpha if check_alpha is None else check_alpha
         script = per_call[len(seen)]
         seen.append(run)
         ps = {f"p_{t}": script.get(t, 0.5) for t in run.targets}
         worst = max(ps.values())
+        other = {"bounded_p_value" if test == "ttest" else "ttest_p_value": script.get("other", worst)}
         return pd.DataFrame([{"proxy_seed": 5000, "BA": 0.5, "p_value": worst, "delta_p_min": 0.3,
-                              "verified": worst < level, "check_alpha": level, **ps}])
+                              "verified": worst < level, "check_alpha": level, **ps, **other}])
 
     monkeypatch.setattr(sscl, "self_check", fake)
     return seen
@@ -1390,6 +1394,30 @@ def test_selection_checks_with_the_test_the_owner_names(monkeypatch):
             sscl.select_run(ds, prof, attempts=2, test=bad, **_toy_plain_kw())
     assert seen == []
 
+def test_when_no_attempt_passes_ties_are_broken_by_the_other_tests_p_value(monkeypatch):
+    """The betting test often gives p = 1 on every attempt of a mark that was not learnt (measured on a two-class
+    code at width 16, 2026-12-06): the first attempt was kept though another was closer to passing by the t-test on
+    the same answers. Ties in the deciding test's largest proxy p-value now go to the other test's; a real
+    difference in the deciding test still decides, and select_code_draws keeps a draw by the same rule."""
+    ds, prof, kw = _toy_code_run(train_suspect=False)
+    seen = _scripted_self_check(monkeypatch, [(1.0, 0.63), (1.0, 0.99), (1.0, 0.36)])
+    run, log = sscl.select_run(ds, prof, attempts=3, test="bounded", train_suspect=False, **_toy_plain_kw())
+    sel = run.params["selection"]
+    assert not sel["passed"] and sel["attempt"] == 2 and run is seen[2][0]
+    assert (sel["proxy_p_max"], sel["other_test_p_max"]) == (1.0, 0.36)
+    assert list(log.ttest_p_value) == [0.63, 0.99, 0.36]
+    seen = _scripted_self_check(monkeypatch, [(0.5, 0.01), (0.4, 0.9)])  # the deciding test's 0.4 < 0.5 decides
+    run, _ = sscl.select_run(ds, prof, attempts=2, train_suspect=False, **_toy_plain_kw())
+    assert run.params["selection"]["attempt"] == 1 and run.params["selection"]["other_test_p_max"] == 0.9
+    seen = _scripted_self_check(monkeypatch, [(1.0, 0.8), (1.0, 0.2)])
+    run, _ = sscl.select_code_run(ds, prof, attempts=2, test="bounded", **kw)
+    assert run.params["selection"]["attempt"] == 1
+    seen = _scripted_class_check(monkeypatch, [{**dict.fromkeys(range(4), 1.0), "other": o} for o in (0.7, 0.3)])
+    run, log = sscl.select_code_draws(ds, prof, key=5, n_targets=2, first=1, draws=2, attempts=1, test="bounded",
+                                      train_suspect=False, eps="8/255", perceptual="mse", progress=False)
+    assert len(seen) == 2 and run.params["selection"]["draw"] == 1 and run is seen[1]
+
+
 def test_selection_refuses_an_owner_check_that_can_never_pass_before_training(monkeypatch):
     """The owner's check draws the queries the evaluation's m leaves: when those are 10, the t-test's check can pass
     (min_claim_queries) but the betting test's never can (11), so selection with test="bounded" is refused naming
@@ -1429,7 +1457,8 @@ def test_select_run_says_when_no_attempt_passes_and_refuses_bad_counts(monkeypat
     assert not sel["passed"] and sel["attempt"] == 1 and sel["proxy_p_max"] == 0.2 and run.suspect is None
     # the warning leads, and the attempt kept is not called published
     assert sscl.selection_summary(sel) == ("selection: NO ATTEMPT PASSED: this owner cannot expect to verify; kept "
-                                           "attempt 1 (the smallest proxy p max; counted from 0; 2 tried, up to 2), "
+                                           "attempt 1 (the smallest proxy p max, ties broken by the other test's; "
+                                           "counted from 0; 2 tried, up to 2), "
                                            "proxy p max 0.2 (check at p < 0.01)")
     assert "(kept: surrogate seed 7)" in sscl.selection_summary(dict(sel, redraw_surrogate=True, surrogate_seed=7))
     assert len(seen) == 2 and len(log) == 2
