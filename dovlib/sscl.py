@@ -1376,7 +1376,8 @@ def selection_summary(selection: dict) -> str:
               if selection.get("redraw_surrogate") else "")
     bounded = ", bounded test" if selection.get("check_test") == "bounded" else ""  # the t-test unnamed, as before
     level = f" (check at p < {selection['check_alpha']:g}{bounded})" if "check_alpha" in selection else ""
-    which = "" if passed else "the smallest proxy p max, ties broken by the other test's; "
+    tie = ", ties broken by the other test's" if "other_test_p_max" in selection else ""  # older records: first
+    which = "" if passed else f"the smallest proxy p max{tie}; "
     body = (f"{word} attempt {selection['attempt']} ({which}counted from 0; {selection['attempts_tried']} tried, up to "
             f"{selection['attempts_allowed']}){redraw}, proxy p max {selection['proxy_p_max']:.3g}{level}")
     if "draws_tried" in selection:  # select_code_draws: which code, and the classes dropped on the way

@@ -1461,6 +1461,9 @@ def test_select_run_says_when_no_attempt_passes_and_refuses_bad_counts(monkeypat
                                            "counted from 0; 2 tried, up to 2), "
                                            "proxy p max 0.2 (check at p < 0.01)")
     assert "(kept: surrogate seed 7)" in sscl.selection_summary(dict(sel, redraw_surrogate=True, surrogate_seed=7))
+    # a record written before ties went to the other test kept the first attempt on a tie: not said to be otherwise
+    old = {k: v for k, v in sel.items() if k != "other_test_p_max"}
+    assert "kept attempt 1 (the smallest proxy p max; counted from 0;" in sscl.selection_summary(old)
     assert len(seen) == 2 and len(log) == 2
     for bad in (dict(attempts=0), dict(n_proxies=0)):
         with pytest.raises(ValueError, match=next(iter(bad))):
