@@ -1242,20 +1242,28 @@ def self_check(run, n_proxies: int = 1, m: int | None = None, tau=0.25, alpha=0.
     return pd.DataFrame(rows)
 
 
-def check_owner_queries(ds, profile: Profile, targets, m=None, tau=0.25, alpha=0.01, test: str = "ttest") -> None:
+def check_owner_queries(ds, profile: Profile, targets, m=None, tau=0.25, alpha=0.01, test: str = "ttest",
+                        role: str | None = None) -> None:
     """Refuse, before any training, an owner's check (:func:`self_check` at level ``alpha``, decided by ``test``)
-    that can never pass: for each class of ``targets`` the queries :func:`owner_queries` draws (``m``, or the
-    profile's ``verify_m`` capped at the test set, less what the evaluation's draw leaves) must reach
+    that can never pass: for each class of ``targets`` the queries :func:`owner_queries` draws (the test images
+    outside the class less the evaluation's: ``m``, or the profile's ``verify_m`` capped at the test set) must reach
     :func:`dovlib.verify.check_claim_queries` for that test (10 at tau 0.25 and alpha 0.01 for the t-test, 11 for
-    the betting test). Classes outside the dataset are left to the run's own checks."""
+    the betting test). The message names the class, ``role`` (what the class is to the caller, e.g. "the target
+    class") when given, and where the evaluation's count came from (``m``, or the profile's ``verify_m`` and its
+    cap). Classes outside the dataset are left to the run's own checks. Notebooks 02 and 03 call it up front."""
     from .verify import check_claim_queries
 
     for t in targets:
         if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= t < ds.num_classes:
             continue  # run_sscl / run_code refuse it, naming their parameter
         mt = query_count(ds, int(t), m, profile.verify_m)
-        check_claim_queries(owner_query_count(ds, int(t), mt), tau, alpha, f"the owner's check for class {t} (the "
-                            f"test images left beside the evaluation's {mt} queries, at check_alpha {alpha:g})",
+        left = _non_target_count(ds, int(t))
+        source = "m" if m is not None else f"the profile's verify_m {profile.verify_m}" + (
+            f" capped at the {left} test images outside class {t}" if mt < profile.verify_m else "")
+        drawn = (f"the test images left beside the evaluation's {mt} queries" if queries_apart(ds, int(t), mt) else
+                 f"the evaluation's {mt} queries again, fewer than 2 being left apart")
+        check_claim_queries(owner_query_count(ds, int(t), mt), tau, alpha, f"the owner's check for class {t} ("
+                            + (f"{role}; " if role else "") + f"{drawn}, {source}, at check_alpha {alpha:g})",
                             test=test)
 
 

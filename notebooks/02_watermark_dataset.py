@@ -66,7 +66,7 @@ from dovlib.perceptual import require_perceptual
 from dovlib.plotting import rotate_xticklabels, set_title
 from dovlib.report import run_context, run_dir, run_times, save_fig, save_table, start_notebook, timer, write_record
 from dovlib.studies import eps_label
-from dovlib.verify import check_claim_queries, evaluate_watermark, per_class_accuracy
+from dovlib.verify import evaluate_watermark, per_class_accuracy
 from dovlib.watermarks import select_indices
 
 NOTEBOOK = "02_watermark_dataset"
@@ -80,7 +80,7 @@ gen_cfg = sscl.generator_config(cfg, eps=eps, target=target, key=key, seed=seed,
 weights = dict(l1=gen_cfg.l1, l2=gen_cfg.l2, l3=gen_cfg.l3)  # as parsed ("1/2" -> 0.5): one record per generator
 select_attempts, n_proxies = check_int("select_attempts", select_attempts, 1), check_int("n_proxies", n_proxies, 1)
 redraw_surrogate = sscl.check_redraw(redraw_surrogate, select_attempts)
-sscl.check_test(check_test, "check_test")  # the paper's t-test or the betting test (bounded_verify); refused by name
+# check_test: the paper's t-test or the betting test (bounded_verify); refused by name, as are the other options
 sscl.check_selection_options(select_attempts, n_proxies, check_alpha, test=check_test)  # need select_attempts > 1
 owner_alpha = sscl.check_level(check_alpha, 0.01)  # the paper's alpha, or a stricter level for the owner's check
 device = start_notebook(profile, seed, cfg.device)
@@ -110,10 +110,7 @@ check_int("target", target, 0, ds.num_classes - 1)
 ds.warn_split_problems(target)  # a target class without test images, no non-target test image, test = train
 select_indices(ds.y_train, rate, target, clean_label=True)  # gamma within the target class's share?
 if select_attempts > 1:  # an owner's check that can never pass says nothing: refused before any training
-    m_eval = sscl.query_count(ds, target, None, cfg.verify_m)  # the profile's verify_m, capped at the test set
-    check_claim_queries(sscl.owner_query_count(ds, target, m_eval), 0.25, owner_alpha,
-                        f"the owner's check (the profile's verify_m {cfg.verify_m}; {int((ds.y_test != target).sum())} "
-                        f"test images outside class {target}, at check_alpha)", test=check_test)
+    sscl.check_owner_queries(ds, cfg, [target], None, 0.25, owner_alpha, check_test, role="the target class")
 with timer() as t_run:
     run_kw = dict(arch=arch, eps=eps, rate=rate, target=target, key=key, seed=seed, perceptual=perceptual,
                   surrogate_width=surrogate_width, **weights)

@@ -113,7 +113,7 @@ n_proxies = check_int("n_proxies", n_proxies, 1)
 redraw_surrogate = sscl.check_redraw(redraw_surrogate, select_attempts)
 if hard_pool and redraw_surrogate:
     raise ValueError("hard_pool needs redraw_surrogate False: the pool is ranked on the surrogate owners share")
-sscl.check_test(check_test, "check_test")  # the paper's t-test or the betting test (bounded_verify); refused by name
+# check_test: the paper's t-test or the betting test (bounded_verify); refused by name, as are the other options
 sscl.check_selection_options(select_attempts, n_proxies, check_alpha, test=check_test)  # need select_attempts > 1
 owner_alpha = sscl.check_level(check_alpha, alpha)  # alpha, or a stricter level for the owners' checks (ours)
 bounded_min = min_bounded_claim_queries(tau, alpha)
@@ -171,9 +171,7 @@ def check_m(t: int, role: str = "the target class") -> None:
               f"rows that test class {t}: the single-target rows when it is the target, every target-code row (an "
               f"intersection-union: one class that cannot claim vetoes) when a code holds it; the t-test's can")
     if select_attempts > 1:  # the owner's self-check draws its queries apart from the evaluation's
-        check_claim_queries(sscl.owner_query_count(ds, t, mt), tau, owner_alpha,
-                            f"the owner's check for class {t} ({role}; the test images left beside the evaluation's "
-                            f"{mt}, at check_alpha)", test=check_test)
+        sscl.check_owner_queries(ds, cfg, [t], m_given, tau, owner_alpha, check_test, role=role)
 
 
 if not target_from_key:

@@ -1445,6 +1445,26 @@ def test_selection_refuses_an_owner_check_that_can_never_pass_before_training(mo
     assert seen == []
 
 
+def test_check_owner_queries_names_where_the_evaluation_s_count_came_from():
+    """The refusal names the class, the caller's role for it, and whether the evaluation's count was m or the
+    profile's verify_m (and its cap): notebooks 02 and 03 call it instead of guards of their own."""
+    ds, _, _ = _toy_code_run()  # 15 test images per class: 45 outside class 1
+    prof = get_profile("smoke", verify_m=35)  # the evaluation takes 35, the owner's check the 10 left
+    sscl.check_owner_queries(ds, prof, [1], test="ttest")  # 10 suffice for the t-test
+    with pytest.raises(ValueError, match=r"the owner's check for class 1 \(the target class; the test images left "
+                                         r"beside the evaluation's 35 queries, the profile's verify_m 35, at "
+                                         r"check_alpha 0.01\).*betting test.*never claim from 10 queries"):
+        sscl.check_owner_queries(ds, prof, [1], test="bounded", role="the target class")
+    with pytest.raises(ValueError, match=r"evaluation's 36 queries, m, at check_alpha 0.001\).*never claim"):
+        sscl.check_owner_queries(ds, prof, [3, 1], m=36, alpha=0.001)  # m given: the profile's is not named
+    small = load_dataset("synthetic", num_classes=4, n_train=40, n_test=12, image_size=16)  # 9 outside each class
+    with pytest.raises(ValueError, match=r"class 0 \(the evaluation's 9 queries again, fewer than 2 being left "
+                                         r"apart, the profile's verify_m 35 capped at the 9 test images outside "
+                                         r"class 0, at check_alpha 0.01\)"):
+        sscl.check_owner_queries(small, prof, [0])
+    sscl.check_owner_queries(ds, prof, [7, -1, True], test="bounded")  # outside the dataset: the run's to refuse
+
+
 def test_select_run_says_when_no_attempt_passes_and_refuses_bad_counts(monkeypatch):
     ds, prof, _ = _toy_code_run()
     seen = _scripted_self_check(monkeypatch, [0.5, 0.2])
