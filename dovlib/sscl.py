@@ -1185,6 +1185,17 @@ def check_test(test, what: str = "test") -> str:
     return test
 
 
+def selection_caption(n_proxies, test: str, label: str) -> str:
+    """The caption of a selection log's table (notebooks 02 and 03): one row per attempt of the owner's check, on
+    how many proxy models, decided by which test (``test``, :func:`check_test`: the paper's t-test or the betting
+    test), on queries apart from the evaluation's where the test set leaves enough (the log's ``queries_apart``);
+    ``label`` (what was measured, and how) follows."""
+    n_proxies = check_int("n_proxies", n_proxies, 1)
+    name = "the paper's t-test" if check_test(test, "check_test") == "ttest" else "the betting test (bounded_verify)"
+    return (f"Owner-side self-check of each selection attempt ({n_proxies} proxy model(s), decided by {name}; "
+            f"queries apart from the evaluation's unless queries_apart is False): {label}")
+
+
 def self_check(run, n_proxies: int = 1, m: int | None = None, tau=0.25, alpha=0.01, verify_seed: int = 1,
                progress: bool = True, check_alpha=None, test: str = "ttest"):
     """The owner's check before publishing: train ``n_proxies`` proxy models on the owner's OWN marked set (seeds

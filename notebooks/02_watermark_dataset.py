@@ -184,8 +184,8 @@ if selection is not None:
     label += (f", generator selected{' (surrogate redrawn per attempt)' if redraw_surrogate else ''}: attempt "
               f"{selection['attempt']}, {'passed' if selection['passed'] else 'FAILED'}"
               f"{f' (check at p < {owner_alpha:g})' if owner_alpha < 0.01 else ''}")
-    save_table(selection_log, "generator_selection", NOTEBOOK, caption=f"Owner-side self-check of each selection "
-               f"attempt ({n_proxies} proxy model(s), queries apart from the evaluation's): {label}", **context)
+    save_table(selection_log, "generator_selection", NOTEBOOK,
+               caption=sscl.selection_caption(n_proxies, check_test, label), **context)
     display(selection_log)
 ref = PAPER_TABLE_I.get(paper_key(ds.name), {})
 nan = float("nan")

@@ -267,8 +267,8 @@ if select_plain:
     label += (f", owners select over up to {select_attempts} generator seeds{redraw_note} ({n_proxies} proxy "
               f"model(s)); ours: "
               f"attempt {plain_selection['attempt']}, {'passed' if plain_selection['passed'] else 'FAILED'}")
-    save_table(plain_selection_log, "generator_selection", NOTEBOOK, caption=f"Owner-side self-check of each "
-               f"selection attempt (paper's test, queries apart from the evaluation's): {label}", **context)
+    save_table(plain_selection_log, "generator_selection", NOTEBOOK,
+               caption=sscl.selection_caption(n_proxies, check_test, label), **context)
     display(plain_selection_log)
 models = add_bounded(models, tau, alpha)  # bounded_*, bounded_decoy_*: the betting test beside the t-test
 table2 = summarize_controls(models)
@@ -421,9 +421,8 @@ if n_targets > 1:
                                                              check_alpha=owner_alpha, test=check_test, **code_kw)
             targets, selection = code_run.targets, code_run.params["selection"]
             print(sscl.selection_summary(selection))
-            save_table(selection_log, "code_selection", NOTEBOOK, caption=f"Owner-side self-check of each selection "
-                       f"attempt ({n_proxies} proxy model(s), queries apart from the evaluation's): "
-                       f"{code_label(code_run)}", **context)
+            save_table(selection_log, "code_selection", NOTEBOOK,
+                       caption=sscl.selection_caption(n_proxies, check_test, code_label(code_run)), **context)
             display(selection_log)
         else:  # the key's first code, as drawn
             targets = sscl.key_targets(key, ds.num_classes, n_targets, first=target_class, pool=pool)

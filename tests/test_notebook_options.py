@@ -108,6 +108,8 @@ def test_verification_notebook_runs_the_target_code(tmp_path, monkeypatch):
     assert record["params"]["select_attempts"] == 2 and sel["attempt"] in (0, 1) and 1 <= sel["attempts_tried"] <= 2
     log = pd.read_csv(out / "code_selection.csv")
     assert list(log.attempt) == list(range(sel["attempts_tried"])) and log.p_value.between(0, 1).all()
+    caption = json.loads((out / "tables.json").read_text())["code_selection"]["caption"]
+    assert "decided by the paper's t-test;" in caption, caption
     assert sel["passed"] == bool(log[log.attempt == sel["attempt"]].verified.all())
     # every proxy's test: the code's intersection-union p-value, verified below the check level (alpha here)
     assert (log.check_alpha == 0.01).all()
@@ -268,6 +270,9 @@ def test_single_target_selection_in_notebooks_02_and_03(tmp_path, monkeypatch):
     # their own surrogates: the other owner's seed (model seed + 1000) of the attempt they published
     assert (indw.other_surrogate_seed == indw.model_seed + 1000 + 100_000 * indw.other_attempt).all()
     assert (reports / "03_verification" / "generator_selection.csv").is_file()
+    for nb in ("02_watermark_dataset", "03_verification"):  # the caption names the test that decided (not "paper's")
+        caption = json.loads((reports / nb / "tables.json").read_text())["generator_selection"]["caption"]
+        assert "(1 proxy model(s), decided by the paper's t-test;" in caption, caption
 
 
 def test_plug_and_play_notebook_trains_the_msgmap_hidden_and_refuses_unknown_networks(tmp_path, monkeypatch):

@@ -1445,6 +1445,20 @@ def test_selection_refuses_an_owner_check_that_can_never_pass_before_training(mo
     assert seen == []
 
 
+def test_selection_caption_names_the_deciding_test_and_refuses_bad_options():
+    """Notebook 03's plain-selection caption said "paper's test" even when the betting test decided (check_test
+    bounded); the captions now come from one function that names the test that decided."""
+    cap = sscl.selection_caption(3, "bounded", "cifar10-subset, resnet18")
+    assert cap.startswith("Owner-side self-check of each selection attempt (3 proxy model(s), decided by the betting "
+                          "test (bounded_verify);") and cap.endswith("): cifar10-subset, resnet18")
+    assert "queries_apart is False" in cap and "t-test" not in cap
+    assert "decided by the paper's t-test;" in sscl.selection_caption(1, "ttest", "x")
+    with pytest.raises(ValueError, match=r"check_test must be one of 'ttest', 'bounded'.*got 'welch'"):
+        sscl.selection_caption(1, "welch", "x")
+    with pytest.raises(ValueError, match="n_proxies"):
+        sscl.selection_caption(0, "ttest", "x")
+
+
 def test_check_owner_queries_names_where_the_evaluation_s_count_came_from():
     """The refusal names the class, the caller's role for it, and whether the evaluation's count was m or the
     profile's verify_m (and its cap): notebooks 02 and 03 call it instead of guards of their own."""
