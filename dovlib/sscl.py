@@ -1196,6 +1196,21 @@ def selection_caption(n_proxies, test: str, label: str) -> str:
             f"queries apart from the evaluation's unless queries_apart is False): {label}")
 
 
+def selection_label(selection: dict, alpha=0.01) -> str:
+    """The words a caption gives a single-target selection (notebook 02's label): which attempt was published (or
+    kept: FAILED), whether each attempt redrew its surrogate, and how the owner's check decided when not as the
+    paper's test at ``alpha`` would: its stricter level (``check_alpha``) and the betting test (``check_test``
+    "bounded"). Before, notebook 02's Table I captions and figures said "passed" with no test under ``check_test``
+    bounded, while its printed summary and notebook 03's label named it."""
+    redraw = " (surrogate redrawn per attempt)" if selection.get("redraw_surrogate") else ""
+    level = selection.get("check_alpha")
+    how = ([f"check at p < {level:g}"] if level is not None and level < alpha else []) + (
+        ["by the betting test (bounded_verify)"] if check_test(selection.get("check_test", "ttest"),
+                                                            "check_test") == "bounded" else [])
+    return (f"generator selected{redraw}: attempt {selection['attempt']}, "
+            f"{'passed' if selection['passed'] else 'FAILED'}" + (f" ({', '.join(how)})" if how else ""))
+
+
 def self_check(run, n_proxies: int = 1, m: int | None = None, tau=0.25, alpha=0.01, verify_seed: int = 1,
                progress: bool = True, check_alpha=None, test: str = "ttest"):
     """The owner's check before publishing: train ``n_proxies`` proxy models on the owner's OWN marked set (seeds

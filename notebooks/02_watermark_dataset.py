@@ -181,9 +181,7 @@ from dovlib.watermarks.table import PAPER_TABLE_I, paper_key
 label = (f"{profile} profile, {ds.name}{' (subset)' if ds.is_subset else ''}, {arch}, {device}, "
          f"eps {eps_label(eps)}, gamma {rate:g}, surrogate width {run.params['surrogate_width']}")
 if selection is not None:
-    label += (f", generator selected{' (surrogate redrawn per attempt)' if redraw_surrogate else ''}: attempt "
-              f"{selection['attempt']}, {'passed' if selection['passed'] else 'FAILED'}"
-              f"{f' (check at p < {owner_alpha:g})' if owner_alpha < 0.01 else ''}")
+    label += ", " + sscl.selection_label(selection, 0.01)  # the check's level and test when not the paper's
     save_table(selection_log, "generator_selection", NOTEBOOK,
                caption=sscl.selection_caption(n_proxies, check_test, label), **context)
     display(selection_log)

@@ -273,6 +273,9 @@ def test_single_target_selection_in_notebooks_02_and_03(tmp_path, monkeypatch):
     for nb in ("02_watermark_dataset", "03_verification"):  # the caption names the test that decided (not "paper's")
         caption = json.loads((reports / nb / "tables.json").read_text())["generator_selection"]["caption"]
         assert "(1 proxy model(s), decided by the paper's t-test;" in caption, caption
+    # Table I's captions say how the published generator was selected, the stricter check's level included
+    caption = json.loads((reports / "02_watermark_dataset" / "tables.json").read_text())["table1_sscl_bw"]["caption"]
+    assert sscl.selection_label(s2) in caption and "check at p < 0.001)" in caption, caption
 
 
 def test_plug_and_play_notebook_trains_the_msgmap_hidden_and_refuses_unknown_networks(tmp_path, monkeypatch):

@@ -1459,6 +1459,25 @@ def test_selection_caption_names_the_deciding_test_and_refuses_bad_options():
         sscl.selection_caption(0, "ttest", "x")
 
 
+def test_selection_label_names_the_check_s_level_and_test_when_not_the_paper_s():
+    """Notebook 02's Table I captions and figures said "generator selected: attempt 1, passed" with check_test
+    bounded, naming no test (its printed summary and notebook 03's label did): the label now says how the check
+    decided whenever that is not the paper's t-test at alpha."""
+    sel = {"attempt": 1, "passed": True, "redraw_surrogate": False, "check_alpha": 0.01, "check_test": "bounded"}
+    assert sscl.selection_label(sel) == ("generator selected: attempt 1, passed (by the betting test "
+                                         "(bounded_verify))")
+    strict = {**sel, "check_alpha": 1e-3, "redraw_surrogate": True, "passed": False}
+    assert sscl.selection_label(strict) == ("generator selected (surrogate redrawn per attempt): attempt 1, FAILED "
+                                            "(check at p < 0.001, by the betting test (bounded_verify))")
+    # the paper's test at alpha: as before, nothing added; a level stricter than the notebook's alpha is said
+    assert sscl.selection_label({**sel, "check_test": "ttest"}) == "generator selected: attempt 1, passed"
+    assert sscl.selection_label({**sel, "check_test": "ttest", "check_alpha": 1e-3}).endswith(
+        "passed (check at p < 0.001)")
+    assert sscl.selection_label({**sel, "check_test": "ttest"}, alpha=0.05).endswith("passed (check at p < 0.01)")
+    with pytest.raises(ValueError, match="check_test must be one of 'ttest', 'bounded'"):
+        sscl.selection_label({**sel, "check_test": "welch"})
+
+
 def test_check_owner_queries_names_where_the_evaluation_s_count_came_from():
     """The refusal names the class, the caller's role for it, and whether the evaluation's count was m or the
     profile's verify_m (and its cap): notebooks 02 and 03 call it instead of guards of their own."""
