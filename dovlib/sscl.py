@@ -1051,6 +1051,19 @@ def _non_target_count(ds, target: int) -> int:
     return int((torch.as_tensor(ds.y_test) != target).sum())
 
 
+def code_queries(ds, targets, m: int | None, default: int) -> str:
+    """How many queries a target code's test draws per class, in words for a caption (notebook 03's code tables and
+    figure): :func:`query_count` of each class, as :func:`verify_code` draws them (``m`` given: m for every class;
+    None: ``default``, a profile's ``verify_m``, capped at each class's non-target test images, so classes may
+    differ). Notebook 03 used to print the first class's count "per class", wrong for a class whose cap differs."""
+    default = check_int("verify_m", default, 2)
+    counts = [query_count(ds, int(t), m, default) for t in targets]
+    if len(set(counts)) == 1:
+        return f"m {counts[0]} per class"
+    return (f"m {', '.join(f'{c} for class {t}' for t, c in zip(targets, counts))} (the profile's verify_m {default}, "
+            f"capped at each class's non-target test images)")
+
+
 def queries_apart(ds, target: int, m: int) -> bool:
     """Whether the test set leaves at least 2 non-target images for ``target`` beside an evaluation draw of ``m``
     (:func:`owner_queries` then keeps the owner's check apart from it)."""

@@ -103,6 +103,9 @@ def test_verification_notebook_runs_the_target_code(tmp_path, monkeypatch):
     for col in want.columns:
         assert list(table[col]) == pytest.approx(list(want[col]), rel=1e-9, nan_ok=True), col
     assert (out / "target_code_wsr.png").is_file() and (out / "delta_per_image.png").is_file()
+    # each class's own count (verify_m 40 capped at its non-target test images), not the first class's "per class"
+    caption = json.loads((out / "tables.json").read_text())["target_code_rates"]["caption"]
+    assert sscl.code_queries(ds, code["targets"], None, 40) in caption, caption
     # owner-side selection: ours and every other code owner's, each attempt's self-check logged
     sel = code["selection"]
     assert record["params"]["select_attempts"] == 2 and sel["attempt"] in (0, 1) and 1 <= sel["attempts_tried"] <= 2

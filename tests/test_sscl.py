@@ -1478,6 +1478,20 @@ def test_selection_label_names_the_check_s_level_and_test_when_not_the_paper_s()
         sscl.selection_label({**sel, "check_test": "welch"})
 
 
+def test_code_queries_names_each_class_s_count_as_verify_code_draws_it():
+    """Notebook 03's target-code captions said "m <the first class's count> per class" with m None, though each class's
+    count is the profile's verify_m capped at that class's own non-target test images (verify_code): with 40 test
+    images, 4 of class 1 and 3 of class 5, class 1 is tested with 36 queries and class 5 with 37."""
+    y = torch.tensor([1] * 4 + [5] * 3 + [0] * 33)
+    assert sscl.code_queries(y, (1, 5), None, 40) == ("m 36 for class 1, 37 for class 5 (the profile's verify_m 40, "
+                                                     "capped at each class's non-target test images)")
+    assert [sscl.query_count(y, t, None, 40) for t in (1, 5)] == [36, 37]
+    assert sscl.code_queries(y, (1, 5), None, 20) == "m 20 per class"  # no cap reached: one count
+    assert sscl.code_queries(y, (1, 5), 12, 40) == "m 12 per class"  # m given: the same for every class
+    with pytest.raises(ValueError, match="verify_m must be an integer >= 2"):
+        sscl.code_queries(y, (1, 5), None, 1)
+
+
 def test_check_owner_queries_names_where_the_evaluation_s_count_came_from():
     """The refusal names the class, the caller's role for it, and whether the evaluation's count was m or the
     profile's verify_m (and its cap): notebooks 02 and 03 call it instead of guards of their own."""
