@@ -401,11 +401,12 @@ code_rows = None
 
 
 def code_label(code_run):
-    """The code's own settings: gamma and m per class, no decoy marks (the single-target ``label`` says neither)."""
+    """The code's own settings: gamma and m per class, no decoy marks (the single-target ``label`` says neither), and
+    the tau and alpha its tests used."""
     return (f"{profile} profile, {ds.name}{' (subset)' if ds.is_subset else ''}, {arch}, {device}, "
             f"eps {eps_label(eps)}, gamma {code_run.params['rate']:.4g} per class, "
-            f"{sscl.code_queries(ds, code_run.targets, m_given, cfg.verify_m)}, {n_models_used} model(s) per "
-            f"scenario, surrogate width {code_run.params['surrogate_width']}")
+            f"{sscl.code_queries(ds, code_run.targets, m_given, cfg.verify_m)}, tau {tau:g}, alpha {alpha:g}, "
+            f"{n_models_used} model(s) per scenario, surrogate width {code_run.params['surrogate_width']}")
 
 
 if n_targets > 1:

@@ -172,9 +172,12 @@ def test_verification_notebook_keeps_a_fixed_target_first_in_a_hard_pool_code(tm
     reports = tmp_path / "reports"
     res = rp.run_notebook(REPO_ROOT / "notebooks" / "03_verification.ipynb",
                           {"profile": "smoke:width=4,gen_iters=15", "n_targets": 2, "n_models": 1,
-                           "surrogate_width": 4, "hard_pool": 3, "target": 7}, reports=reports)
+                           "surrogate_width": 4, "hard_pool": 3, "target": 7, "tau": 0.2}, reports=reports)
     assert res.status == "ok", res.error
     record = json.loads((reports / "03_verification" / "metrics.json").read_text())["records"][-1]
+    # the code's table and figure say the tau and alpha its tests used (they named neither)
+    caption = json.loads((reports / "03_verification" / "tables.json").read_text())["target_code_rates"]["caption"]
+    assert record["params"]["tau"] == 0.2 and "m 40 per class, tau 0.2, alpha 0.01," in caption, caption
     params, code = record["params"], record["metrics"]["target_code"]
     assert params["target"] == 7 and params["hard_pool"] == 3 and len(code["pool"]) == 3
     assert "target_from_key" not in params and "target_rate" not in params
