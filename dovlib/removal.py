@@ -23,7 +23,8 @@ import torch.nn as nn
 from .params import parse_fraction
 from .train import TrainConfig, data_hash, fit, to_float
 
-__all__ = ["channel_activations", "prune", "PrunedModel", "pruning_curve", "finetune", "removal_claims"]
+__all__ = ["channel_activations", "prune", "PrunedModel", "pruning_curve", "finetune", "finetune_budget",
+           "removal_claims"]
 
 
 @torch.no_grad()
@@ -146,6 +147,18 @@ def finetune(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainCo
         extra = {k: v for k, v in row.items() if k not in keep and k != "epoch_time"}
         rows.append({"epoch": row["epoch"], "train_loss": row["train_loss"], **extra})
     return result.model, pd.DataFrame(rows)
+
+
+def finetune_budget(steps: int, batch_size: int, lr, n_images: int | None = None, epochs: int | None = None) -> str:
+    """The thief's fine-tuning budget in words (notebook 05's captions, verdict and panel title): the optimizer
+    steps, the batch and the learning rate (cosine schedule), which sets how hard the attack pushes, and with
+    ``n_images`` and ``epochs`` the benign images and epochs too (without them, the short form of a panel title).
+    Notebook 05's captions named every part but the rate, so runs at ``finetune_lr`` 0.01 and 0.1 read the same."""
+    lr = parse_fraction("lr", lr, 0, 10)
+    if n_images is None or epochs is None:
+        return f"{steps} step{'s' * (steps != 1)}, batch {batch_size}, lr {lr:g}"
+    return (f"{n_images} benign images, batch {batch_size}, {steps} optimizer step{'s' * (steps != 1)} in {epochs} "
+            f"epoch{'s' * (epochs != 1)}, lr {lr:g} (cosine schedule)")
 
 
 def removal_claims(finetuning, pruning, benign: dict) -> dict:

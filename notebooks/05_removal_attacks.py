@@ -57,7 +57,7 @@ from dovlib.models import check_train_batch
 from dovlib.params import check_int, get_profile, parse_eps, parse_fraction, parse_rate
 from dovlib.perceptual import require_perceptual
 from dovlib.plotting import epoch_ticks, figure_legend, set_title
-from dovlib.removal import finetune, pruning_curve, removal_claims
+from dovlib.removal import finetune, finetune_budget, pruning_curve, removal_claims
 from dovlib.report import run_context, run_dir, save_fig, save_table, start_notebook
 from dovlib.sscl import check_key, key_hash, run_sscl
 from dovlib.studies import benign_model, cached, check_study_queries, eps_label, measured_context, ownership_metrics
@@ -130,8 +130,8 @@ ft = pd.DataFrame(rec["metrics"]["finetune"])
 pr = pd.DataFrame(rec["metrics"]["pruning"])
 floor = rec["metrics"]["benign"]  # the clean-set model, queried with the same marks
 ft_steps, ft_epochs = rec["metrics"]["finetune_steps"], int(ft["epoch"].max())
-ft_budget = (f"{rec['metrics']['n_finetune_images']} benign images, batch {rec['metrics']['finetune_batch_size']}, "
-             f"{ft_steps} optimizer step{'s' * (ft_steps != 1)} in {ft_epochs} epoch{'s' * (ft_epochs != 1)}")
+ft_budget = finetune_budget(ft_steps, rec["metrics"]["finetune_batch_size"], finetune_lr,  # the rate too
+                            n_images=rec["metrics"]["n_finetune_images"], epochs=ft_epochs)
 print(f"fine-tuned on {ft_budget}{' (reused record)' if rec['reused'] else ''}")
 print(f"model trained on the clean set: BA {floor['BA']:.3f} WSR {floor['WSR']:.3f} p {floor['p_value']:.2g} "
       f"verified {floor['verified']}")
@@ -148,7 +148,7 @@ pr[["rate", "pruned_channels", "BA", "WSR", "p_value", "verified"]]
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
-ft_title = f"fine-tuning ({ft_steps} step{'s' * (ft_steps != 1)}, batch {rec['metrics']['finetune_batch_size']})"
+ft_title = f"fine-tuning ({finetune_budget(ft_steps, rec['metrics']['finetune_batch_size'], finetune_lr)})"
 for ax, data, x, title in ((axes[0], ft, "epoch", ft_title), (axes[1], pr, "rate", "pruning")):
     long = data.melt(id_vars=[x], value_vars=["BA", "WSR"], var_name="metric", value_name="value")
     sns.lineplot(data=long, x=x, y="value", hue="metric", marker="o", ax=ax)

@@ -573,7 +573,8 @@ def test_removal_notebook_fine_tunes_in_its_own_batch_and_says_how_many_steps(tm
     bad = rp.run_notebook(nb, {"profile": "smoke", "finetune_batch_size": 0}, reports=reports)
     assert bad.status == "failed" and "finetune_batch_size must be an integer >= 1; got 0" in bad.error, bad.error
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("*.pt"))
-    params = {"profile": "smoke:epochs=1,gen_iters=4,finetune_epochs=2", "finetune_batch_size": 16}
+    params = {"profile": "smoke:epochs=1,gen_iters=4,finetune_epochs=2", "finetune_batch_size": 16,
+              "finetune_lr": 0.02}
     res = rp.run_notebook(nb, params, reports=reports)  # 60 thief images (10% of smoke's 600): 4 batches of 16
     assert res.status == "ok", res.error
     folder = reports / "05_removal_attacks"
@@ -582,7 +583,8 @@ def test_removal_notebook_fine_tunes_in_its_own_batch_and_says_how_many_steps(tm
     assert record["metrics"]["n_finetune_images"] == 60 and record["metrics"]["finetune_steps"] == 8
     assert "8 optimizer steps" in (reports / res.output).read_text()  # beside the verdict
     tables = json.loads((folder / "tables.json").read_text())
-    assert all("batch 16, 8 optimizer steps" in tables[t]["caption"] for t in ("finetuning", "pruning"))
+    assert all("batch 16, 8 optimizer steps in 2 epochs, lr 0.02 (cosine schedule)" in tables[t]["caption"]
+               for t in ("finetuning", "pruning"))  # the learning rate too (the captions named all but it)
     whole = rp.run_notebook(nb, {**params, "finetune_batch_size": 128}, reports=reports)  # capped at the 60 images
     assert whole.status == "ok", whole.error
     records = json.loads((folder / "metrics.json").read_text())["records"]

@@ -292,3 +292,17 @@ def test_removal_claims_read_a_grid_ending_at_80_percent_and_never_list_epoch_ze
     assert c["collapse"] is True and c["lowest_high_BA"] == 0.3 and c["first_collapse"] == 0.4
     assert c["ft_lost_epochs"] == [1] and not c["learnt"]  # epoch 0 is the suspect before the attack, not a loss
     assert removal_claims(ft, pr[:2], {"verified": False})["collapse"] is None  # no rate reaches 80%
+
+
+def test_finetune_budget_names_the_learning_rate_beside_the_steps():
+    """Notebook 05's captions and verdict named the thief's images, batch, steps and epochs but not ``finetune_lr``:
+    runs at 0.01 and 0.1 read the same."""
+    from dovlib.removal import finetune_budget
+
+    assert finetune_budget(8, 16, 0.02, n_images=60, epochs=2) == ("60 benign images, batch 16, 8 optimizer steps in 2 "
+                                                                   "epochs, lr 0.02 (cosine schedule)")
+    assert finetune_budget(1, 60, "1/10", n_images=60, epochs=1) == ("60 benign images, batch 60, 1 optimizer step in "
+                                                                     "1 epoch, lr 0.1 (cosine schedule)")
+    assert finetune_budget(8, 16, 0.01) == "8 steps, batch 16, lr 0.01"  # a panel title's short form
+    with pytest.raises(ValueError, match="lr"):
+        finetune_budget(8, 16, 0)
