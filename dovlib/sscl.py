@@ -456,6 +456,17 @@ def generator_config(profile: Profile, *, eps=8 / 255, target: int = 1, key: int
     return GeneratorConfig(**{**base, **overrides})
 
 
+def loss_weights_label(l1=1.0, l2=1.0, l3=1.0) -> str:
+    """The generator's loss weights in words for a caption, or "" at the defaults (1, 1, 1; every caption written
+    before reads as it did): notebook 01's loss figure and notebook 02's Table I captions named eps, gamma and the
+    perceptual measure but not the weights, so a generator trained with one loss switched off (l1 0) was captioned
+    as the default one. Checked as :class:`GeneratorConfig` checks them ("1/2" reads 0.5)."""
+    cfg = GeneratorConfig(l1=l1, l2=l2, l3=l3)
+    if (cfg.l1, cfg.l2, cfg.l3) == (1.0, 1.0, 1.0):
+        return ""
+    return f"loss weights l1 {cfg.l1:g}, l2 {cfg.l2:g}, l3 {cfg.l3:g}"
+
+
 def amplified_residual(x_clean: torch.Tensor, x_marked: torch.Tensor, gain: float | None = None) -> torch.Tensor:
     """(x_marked - x_clean) scaled to fill [0,1] around grey 0.5 for display (gain: 0.5 / max |residual|)."""
     r = x_marked.float() - x_clean.float()

@@ -141,8 +141,9 @@ print(f"generator: {'loaded from cache' if G.cached else 'trained'} ({t_gen['sec
 hist = pd.DataFrame(G.meta["history"]).melt(id_vars="iter", var_name="term", value_name="value")
 grid = sns.relplot(data=hist, x="iter", y="value", col="term", kind="line", height=2.6,
                    facet_kws={"sharey": False})
+weights_label = sscl.loss_weights_label(**weights)  # "" at the defaults (1, 1, 1)
 set_title(grid, f"generator training ({profile} profile, {ds.name}, eps {eps_label(eps)}, perceptual measure "
-          f"{perceptual})")  # wrapped: a quick or paper profile string is long
+          f"{perceptual}{', ' + weights_label if weights_label else ''})")  # wrapped: a profile string is long
 save_fig(grid.figure, "generator_losses", NOTEBOOK, **context);
 
 # %% [markdown]

@@ -180,6 +180,8 @@ from dovlib.watermarks.table import PAPER_TABLE_I, paper_key
 
 label = (f"{profile} profile, {ds.name}{' (subset)' if ds.is_subset else ''}, {arch}, {device}, "
          f"eps {eps_label(eps)}, gamma {rate:g}, surrogate width {run.params['surrogate_width']}")
+if sscl.loss_weights_label(**weights):  # the generator's loss weights, named only when not the defaults
+    label += ", " + sscl.loss_weights_label(**weights)
 if selection is not None:
     label += ", " + sscl.selection_label(selection, 0.01)  # the check's level and test when not the paper's
     save_table(selection_log, "generator_selection", NOTEBOOK,

@@ -1492,6 +1492,16 @@ def test_code_queries_names_each_class_s_count_as_verify_code_draws_it():
         sscl.code_queries(y, (1, 5), None, 1)
 
 
+def test_loss_weights_label_names_weights_only_when_not_the_defaults():
+    """Notebook 01's loss figure and notebook 02's Table I captions named eps, gamma and the perceptual measure but
+    not the loss weights: a generator with L_target switched off (l1 0) was captioned as the default one."""
+    assert sscl.loss_weights_label() == "" and sscl.loss_weights_label(1, "1", 1.0) == ""
+    assert sscl.loss_weights_label(0, 1, 1) == "loss weights l1 0, l2 1, l3 1"
+    assert sscl.loss_weights_label("1/2", 2, 10) == "loss weights l1 0.5, l2 2, l3 10"
+    with pytest.raises(ValueError, match="l3"):
+        sscl.loss_weights_label(1, 1, -1)
+
+
 def test_check_owner_queries_names_where_the_evaluation_s_count_came_from():
     """The refusal names the class, the caller's role for it, and whether the evaluation's count was m or the
     profile's verify_m (and its cap): notebooks 02 and 03 call it instead of guards of their own."""
