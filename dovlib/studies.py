@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["PAPER_EPS", "PAPER_RATES", "PAPER_ARCHS", "grid", "ownership_metrics", "check_study_queries",
-           "benign_model", "cached", "eps_label", "transfer_cells"]
+           "benign_model", "cached", "eps_label", "study_label", "transfer_cells"]
 
 PAPER_EPS = [f"{i}/255" for i in range(1, 11)]  # Fig. 4 (left): eps 1/255 .. 10/255
 PAPER_RATES = [round(0.01 * i, 2) for i in range(1, 11)]  # Fig. 4 (right): gamma 1% .. 10%
@@ -44,6 +44,26 @@ def eps_label(eps) -> str:
     if abs(levels - round(levels)) < 1e-6:
         return f"{round(levels)}/255"
     return f"{levels:.6g}/255"
+
+
+def study_label(ds, profile: str, *, target: int, arch: str | None = None, eps=None, rate=None,
+                devices: str | None = None, profile_line: bool = False) -> str:
+    """What a study's figure or table was measured with, in words (notebooks 04-06): the data (subset or full), the
+    architecture, eps, gamma, the target class, the profile string and the devices, each left out where it is not
+    one setting of the output (``None``: a column, or the grid's axis). Their captions named eps and gamma but never
+    the target class, so a run at ``-p target 3`` was captioned as one at the default class 1; their records held it.
+    ``profile_line``: the profile (and devices) on a line of their own, for a figure title (a profile string can be
+    long)."""
+    from .params import check_int
+
+    classes = getattr(ds, "classes", None)
+    target = check_int("target", target, 0, len(classes) - 1 if classes else None)
+    parts = [f"{ds.name} ({'subset' if ds.is_subset else 'full'})"] + ([arch] if arch else [])
+    parts += [f"eps {eps_label(eps)}"] if eps is not None else []
+    parts += [f"gamma {float(rate):g}"] if rate is not None else []
+    parts += [f"target {target}" + (f" ({classes[target]})" if classes else "")]
+    last = ", ".join([f"{profile} profile"] + ([str(devices)] if devices else []))
+    return ", ".join(parts) + ("\n" if profile_line else ", ") + last
 
 
 def ownership_metrics(model, x_test, y_test, trigger: Callable, target: int, m: int | None = None, tau=0.25,

@@ -59,7 +59,7 @@ from dovlib.plotting import figure_legend, set_title
 from dovlib.report import load_records, run_context, save_fig, save_table, start_notebook
 from dovlib.sscl import check_key, key_hash, run_sscl
 from dovlib.studies import (PROVENANCE, benign_model, cached, check_study_queries, eps_label, grid, measured_context,
-                            ownership_metrics)
+                            ownership_metrics, study_label)
 from dovlib.watermarks import select_indices
 
 NOTEBOOK = "04_ablation"
@@ -162,15 +162,15 @@ axes[0].set_ylabel("BA / WSR")  # shared by both panels
 axes[0].set_title(f"gamma = {rate}")
 axes[1].set_title(f"eps = {eps_label(eps_value)}")
 figure_legend(fig)  # one legend, beside the panels: inside them it covered BA and WSR near 0.9 (quick, paper)
-set_title(fig, f"SSCL-BW ablation, {arch} on {ds.name} ({'subset' if ds.is_subset else 'full'}), {profile} profile")
+set_title(fig, f"SSCL-BW ablation: {study_label(ds, profile, target=target, arch=arch)}")  # eps, gamma: the panels
 record_context = measured_context(context, df[list(PROVENANCE)].to_dict("records"))  # reused rows: their devices
 save_fig(fig, "fig4_ablation", NOTEBOOK, **record_context)
 table = df.sort_values(["eps_levels", "rate"])[["eps", "rate", "BA", "WSR", "delta_p", "p_value", "verified",
                                                 "WSR_benign", "p_value_benign", "verified_benign", "learnt"]]
 devices = record_context.get("device_name", record_context.get("device"))
 save_table(table, "ablation", NOTEBOOK,
-           caption=f"SSCL-BW ablation on {ds.name} ({'subset' if ds.is_subset else 'full'}), {arch}, {profile} "
-                   f"profile, {devices}; *_benign: a model trained on the clean set, queried with the same marks",
+           caption=f"SSCL-BW ablation: {study_label(ds, profile, target=target, arch=arch, devices=devices)}; "
+                   "*_benign: a model trained on the clean set, queried with the same marks",
            **record_context)
 table
 

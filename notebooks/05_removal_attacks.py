@@ -60,7 +60,8 @@ from dovlib.plotting import epoch_ticks, figure_legend, set_title
 from dovlib.removal import finetune, finetune_budget, pruning_curve, removal_claims
 from dovlib.report import run_context, run_dir, save_fig, save_table, start_notebook
 from dovlib.sscl import check_key, key_hash, run_sscl
-from dovlib.studies import benign_model, cached, check_study_queries, eps_label, measured_context, ownership_metrics
+from dovlib.studies import (benign_model, cached, check_study_queries, eps_label, measured_context, ownership_metrics,
+                            study_label)
 from dovlib.train import TrainConfig, train_steps
 from dovlib.watermarks import select_indices
 
@@ -172,12 +173,11 @@ axes[2].set_xlabel("attack strength\n(epoch / last epoch, or pruning rate)")  # 
 axes[2].set_ylabel("verification p-value")
 axes[2].set_title("can ownership still be proved?")
 figure_legend(fig)  # one legend, beside the panels: inside them it covered BA and WSR near 0.9 (quick, paper)
-set_title(fig, f"Removal attacks on SSCL-BW, {arch} on {ds.name} ({'subset' if ds.is_subset else 'full'}), "
-          f"{profile} profile")
+set_title(fig, f"Removal attacks on SSCL-BW: {study_label(ds, profile, target=target, arch=arch, eps=eps, rate=rate)}")
 record_context = measured_context(context, [rec])  # a reused record's device, not this run's
 save_fig(fig, "fig5_removal", NOTEBOOK, **record_context)
-caption = (f"{ds.name} ({'subset' if ds.is_subset else 'full'}), {arch}, eps {eps_label(eps)}, gamma {rate}, "
-           f"{profile} profile, {record_context.get('device_name', record_context.get('device'))}")
+caption = study_label(ds, profile, target=target, arch=arch, eps=eps, rate=rate,
+                      devices=record_context.get("device_name", record_context.get("device")))
 caption += f"; a model trained on the clean set: WSR {floor['WSR']:.3f}, p {floor['p_value']:.2g}"
 caption += f"; fine-tuning: {ft_budget}"
 save_table(ft, "finetuning", NOTEBOOK, caption="Fine-tuning: " + caption, **record_context)

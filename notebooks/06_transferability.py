@@ -56,7 +56,7 @@ from dovlib.perceptual import require_perceptual
 from dovlib.report import run_context, save_fig, save_table, start_notebook
 from dovlib.sscl import check_key, key_hash, run_sscl
 from dovlib.studies import (PROVENANCE, benign_model, cached, check_study_queries, eps_label, grid, measured_context,
-                            ownership_metrics, transfer_cells)
+                            ownership_metrics, study_label, transfer_cells)
 from dovlib.watermarks import select_indices
 
 NOTEBOOK = "06_transferability"
@@ -131,21 +131,21 @@ sns.heatmap(mat, annot=True, fmt="d", vmin=0, vmax=n_draws, cmap="viridis", ax=a
 axes[3].set_title(f"draws learnt (of {n_draws})", fontsize="medium")
 for ax in axes:  # seaborn stands the row names on end: with four architectures "resnet34" ran into its neighbours
     ax.tick_params(axis="y", labelrotation=0)
-fig.suptitle(f"SSCL-BW transferability on {ds.name} ({'subset' if ds.is_subset else 'full'})\n{profile} profile",
+setting = dict(target=target, eps=eps, rate=rate)  # each cell's own: the grid's axes are the architectures
+fig.suptitle(f"SSCL-BW transferability on {study_label(ds, profile, **setting, profile_line=True)}",
              fontsize="medium")  # the profile string can be long: its own line
 fig.tight_layout()
 record_context = measured_context(context, df[list(PROVENANCE)].to_dict("records"))  # reused cells: their devices
 save_fig(fig, "fig6_transferability", NOTEBOOK, **record_context)
 devices = record_context.get("device_name", record_context.get("device"))
 save_table(df.drop(columns=list(PROVENANCE)), "transferability", NOTEBOOK,
-           caption=f"surrogate x suspect on {ds.name} ({'subset' if ds.is_subset else 'full'}), eps {eps_label(eps)}, "
-                   f"gamma {rate}, {profile} profile, {devices}, one row per draw (seed); *_benign: a model of the "
-                   "suspect's architecture trained on the clean set, queried with the same marks", **record_context)
+           caption=f"surrogate x suspect on {study_label(ds, profile, **setting, devices=devices)}, one row per draw "
+                   "(seed); *_benign: a model of the suspect's architecture trained on the clean set, queried with the "
+                   "same marks", **record_context)
 save_table(cells, "transferability_cells", NOTEBOOK,
            caption=f"per cell over {n_draws} draw(s) (seeds {draw_seeds[0]} to {draw_seeds[-1]}): mean BA, WSR and "
                    "WSR_benign, and how many draws were learnt (the suspect verified, the clean model not), verified "
-                   f"and verified_benign; {ds.name} ({'subset' if ds.is_subset else 'full'}), {profile} profile, "
-                   f"{devices}", **record_context)
+                   f"and verified_benign; {study_label(ds, profile, **setting, devices=devices)}", **record_context)
 cells
 
 # %% [markdown]

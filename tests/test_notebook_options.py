@@ -585,6 +585,7 @@ def test_removal_notebook_fine_tunes_in_its_own_batch_and_says_how_many_steps(tm
     tables = json.loads((folder / "tables.json").read_text())
     assert all("batch 16, 8 optimizer steps in 2 epochs, lr 0.02 (cosine schedule)" in tables[t]["caption"]
                for t in ("finetuning", "pruning"))  # the learning rate too (the captions named all but it)
+    assert all("gamma 0.1, target 1 (automobile), smoke:" in tables[t]["caption"] for t in ("finetuning", "pruning"))
     whole = rp.run_notebook(nb, {**params, "finetune_batch_size": 128}, reports=reports)  # capped at the 60 images
     assert whole.status == "ok", whole.error
     records = json.loads((folder / "metrics.json").read_text())["records"]

@@ -408,3 +408,22 @@ def test_each_cached_point_counts_only_the_models_its_own_compute_used(tmp_path,
     assert (a["cached_compute_time"], b["cached_compute_time"]) == (stored["a"], stored["b"])  # its own model only
     assert a["cached_artifacts"] == b["cached_artifacts"] == 1
     assert a["compute_time"] >= stored["a"] and b["compute_time"] >= stored["b"] and a["wall_time"] >= 0
+
+
+def test_study_label_names_the_target_class_beside_eps_and_gamma():
+    """Notebooks 04-06 captioned their figures and tables with the data, eps, gamma and profile but never the target
+    class: a run at ``-p target 3`` read as one at the default class 1 (only the records held it)."""
+    from types import SimpleNamespace
+
+    from dovlib.studies import study_label
+
+    ds = SimpleNamespace(name="cifar10-subset", is_subset=True, classes=["airplane", "automobile", "bird", "cat"])
+    assert study_label(ds, "smoke", target=3, arch="resnet18", eps="8/255", rate=0.05, devices="CPU (2 cores)") == (
+        "cifar10-subset (subset), resnet18, eps 8/255, gamma 0.05, target 3 (cat), smoke profile, CPU (2 cores)")
+    # a grid's axis (04's eps and gamma, 06's architectures) is left out; a figure title puts the profile below
+    assert study_label(ds, "quick:epochs=10", target="1", eps=4 / 255, rate=0.1, profile_line=True) == (
+        "cifar10-subset (subset), eps 4/255, gamma 0.1, target 1 (automobile)\nquick:epochs=10 profile")
+    full = SimpleNamespace(name="cifar10", is_subset=False)  # no class names: the index alone
+    assert study_label(full, "paper", target=0) == "cifar10 (full), target 0, paper profile"
+    with pytest.raises(ValueError, match=r"target must be an integer in \[0, 3\]; got 4"):
+        study_label(ds, "smoke", target=4)
