@@ -143,7 +143,8 @@ grid = sns.relplot(data=hist, x="iter", y="value", col="term", kind="line", heig
                    facet_kws={"sharey": False})
 weights_label = sscl.loss_weights_label(**weights)  # "" at the defaults (1, 1, 1)
 set_title(grid, f"generator training ({profile} profile, {ds.name}, eps {eps_label(eps)}, perceptual measure "
-          f"{perceptual}{', ' + weights_label if weights_label else ''})")  # wrapped: a profile string is long
+          f"{perceptual}, {arch} surrogate of width {surrogate_width_used}"
+          f"{', ' + weights_label if weights_label else ''})")  # wrapped: a profile string is long
 save_fig(grid.figure, "generator_losses", NOTEBOOK, **context);
 
 # %% [markdown]

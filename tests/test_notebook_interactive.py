@@ -471,6 +471,25 @@ def test_generator_notebook_without_ipywidgets_shows_one_sample_and_still_writes
         assert n == 3 and max(diffs[:2]) == 0 and diffs[2] <= 1 / 255  # the residual is shown as uint8
 
 
+def test_generator_loss_figure_names_the_surrogate_and_loss_weights_it_trained_with(kernel):
+    """Notebook 01's loss figure was titled with the profile, data, eps and perceptual measure only: a generator
+    trained against a narrower surrogate (-p surrogate_width 4) or with a loss switched off (-p l1 0) was titled as
+    the default one. Run on a stand-in training history (the cell's own code after the real parameters, as papermill
+    gives them, and set-up cells)."""
+    cells = _code_cells("01_train_generator")
+    kernel.ok(cells[0] + "\nl1 = 0\nsurrogate_width = 4")  # as papermill puts -p after the parameters
+    kernel.ok(cells[1])
+    kernel.ok("from types import SimpleNamespace as _NS\n"
+              "ds = _NS(name='cifar10-subset')\n"
+              "context = {'profile': profile, 'device': 'cpu', 'device_name': 'CPU', 'perceptual': perceptual}\n"
+              "surrogate_width_used = 4\n"
+              "G = _NS(meta={'history': [{'iter': i, 'L_target': 1.0, 'L_nontarget': 1.0, 'L_perceptual': 0.1,\n"
+              "                            'asr_surrogate': 0.5} for i in (0, 10)]})")
+    kernel.ok(_cell(cells, "\"generator_losses\""))
+    title = " ".join(kernel.value("grid.figure.get_suptitle()").split())
+    assert "resnet18 surrogate of width 4, loss weights l1 0, l2 1, l3 1)" in title, title
+
+
 def test_verification_notebook_rerun_keeps_a_target_drawn_from_the_key_and_the_default_m(kernel):
     """target = "key" and m = None, then the set-up cell and the run cell twice (a lecturer's re-run). The run cell
     overwrote target with the class it drew (5) and the set-up cell m with the profile's verify_m (40): the second
