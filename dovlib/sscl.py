@@ -948,6 +948,20 @@ def class_recall(model, x: torch.Tensor, y, num_classes: int | None = None) -> n
     return recall_score(y, pred, labels=list(range(num_classes)), average=None, zero_division=0)
 
 
+def pool_label(pool) -> str:
+    """Where the key drew its classes from, in words for a caption (notebook 03): "" for every class (``pool`` None),
+    else the ``hard_pool`` classes of lowest clean recall on the owners' surrogate (:func:`hard_classes`), named. The
+    captions said "from the key" and named no pool, so a code drawn among the 3 hardest classes (whose codes coincide
+    far more often, 1 / C(H, k - 1)) read like one drawn among all."""
+    if pool is None:
+        return ""
+    pool = [int(c) for c in pool]
+    if not pool:
+        raise ValueError("pool must hold at least one class (None: every class)")
+    return (f"key's classes drawn among the {len(pool)} of lowest clean recall on our surrogate "
+            f"({', '.join(map(str, pool))})")
+
+
 def hard_classes(model, x: torch.Tensor, y, n: int, num_classes: int | None = None) -> tuple[int, ...]:
     """The ``n`` classes with the lowest clean recall on ``model`` (the owner's surrogate on the images given; notebook
     03 passes the test set, which the evaluation queries come from too),

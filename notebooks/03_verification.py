@@ -259,7 +259,8 @@ models.drop(columns=["p_b", "p_w", "p_decoy"])
 
 # %%
 label = (f"{profile} profile, {ds.name}{' (subset)' if ds.is_subset else ''}, {arch}, {device}, "
-         f"target {target_class}{' (from the key)' if target_from_key else ''}, eps {eps_label(eps)}, "
+         f"target {target_class}{' (from the key)' if target_from_key else ''}"
+         f"{f' ({sscl.pool_label(pool)})' if target_from_key and pool is not None else ''}, eps {eps_label(eps)}, "
          f"gamma {target_rate:.4g}, decoy_rate {decoy_rate:g}, m {m_used}, tau {tau:g}, alpha {alpha:g}, "
          f"{n_models_used} model(s) per scenario, surrogate width {run.params['surrogate_width']}, Ind-W owners "
          f"{'train their own surrogates' if redraw_surrogate and select_plain else 'share our surrogate'}")
@@ -401,12 +402,13 @@ code_rows = None
 
 
 def code_label(code_run):
-    """The code's own settings: gamma and m per class, no decoy marks (the single-target ``label`` says neither), and
-    the tau and alpha its tests used."""
+    """The code's own settings: gamma and m per class, no decoy marks (the single-target ``label`` says neither), the
+    tau and alpha its tests used, and the hard pool its classes were drawn among."""
     return (f"{profile} profile, {ds.name}{' (subset)' if ds.is_subset else ''}, {arch}, {device}, "
             f"eps {eps_label(eps)}, gamma {code_run.params['rate']:.4g} per class, "
             f"{sscl.code_queries(ds, code_run.targets, m_given, cfg.verify_m)}, tau {tau:g}, alpha {alpha:g}, "
-            f"{n_models_used} model(s) per scenario, surrogate width {code_run.params['surrogate_width']}")
+            f"{n_models_used} model(s) per scenario, surrogate width {code_run.params['surrogate_width']}"
+            + (f", {sscl.pool_label(pool)}" if pool is not None else ""))
 
 
 if n_targets > 1:

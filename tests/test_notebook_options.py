@@ -178,6 +178,9 @@ def test_verification_notebook_keeps_a_fixed_target_first_in_a_hard_pool_code(tm
     # the code's table and figure say the tau and alpha its tests used (they named neither)
     caption = json.loads((reports / "03_verification" / "tables.json").read_text())["target_code_rates"]["caption"]
     assert record["params"]["tau"] == 0.2 and "m 40 per class, tau 0.2, alpha 0.01," in caption, caption
+    # and the hard pool the key drew the code's other class among (it named none)
+    pool = record["metrics"]["target_code"]["pool"]
+    assert caption.endswith(f"surrogate width 4, {sscl.pool_label(pool)}") and len(pool) == 3, caption
     params, code = record["params"], record["metrics"]["target_code"]
     assert params["target"] == 7 and params["hard_pool"] == 3 and len(code["pool"]) == 3
     assert "target_from_key" not in params and "target_rate" not in params

@@ -1502,6 +1502,16 @@ def test_loss_weights_label_names_weights_only_when_not_the_defaults():
         sscl.loss_weights_label(1, 1, -1)
 
 
+def test_pool_label_names_the_hard_pool_the_key_drew_from():
+    """Notebook 03's captions said a class came "from the key" and named no hard pool (hard_pool), so a code drawn
+    among the 3 hardest classes read like one drawn among all ten."""
+    assert sscl.pool_label(None) == ""
+    assert sscl.pool_label((5, 3, 0)) == ("key's classes drawn among the 3 of lowest clean recall on our surrogate "
+                                          "(5, 3, 0)")
+    with pytest.raises(ValueError, match="pool must hold at least one class"):
+        sscl.pool_label(())
+
+
 def test_check_owner_queries_names_where_the_evaluation_s_count_came_from():
     """The refusal names the class, the caller's role for it, and whether the evaluation's count was m or the
     profile's verify_m (and its cap): notebooks 02 and 03 call it instead of guards of their own."""
