@@ -179,7 +179,8 @@ table1
 from dovlib.watermarks.table import PAPER_TABLE_I, paper_key
 
 label = (f"{profile} profile, {ds.name}{' (subset)' if ds.is_subset else ''}, {arch}, {device}, "
-         f"eps {eps_label(eps)}, gamma {rate:g}, surrogate width {run.params['surrogate_width']}")
+         f"eps {eps_label(eps)}, gamma {rate:g}, target {target} ({ds.classes[target]}), surrogate width "
+         f"{run.params['surrogate_width']}")
 if sscl.loss_weights_label(**weights):  # the generator's loss weights, named only when not the defaults
     label += ", " + sscl.loss_weights_label(**weights)
 if selection is not None:
@@ -213,7 +214,7 @@ acc = pd.DataFrame({"class": ds.classes * 2,
                     "model": ["benign"] * ds.num_classes + ["SSCL-BW"] * ds.num_classes})
 fig, ax = plt.subplots()  # a figure of its own, never the axes of one drawn before
 sns.barplot(data=acc, x="class", y="accuracy", hue="model", ax=ax)
-set_title(ax, f"per-class clean accuracy (target = {ds.classes[target]}); {label}", fontsize="small")
+set_title(ax, f"per-class clean accuracy; {label}", fontsize="small")  # the label names the target
 rotate_xticklabels(ax)  # each class name ends at its own bars
 sns.move_legend(ax, "upper left", bbox_to_anchor=(1, 1))  # beside the bars, never over them
 save_fig(ax.figure, "per_class_accuracy", NOTEBOOK, **context);

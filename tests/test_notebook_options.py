@@ -285,6 +285,7 @@ def test_single_target_selection_in_notebooks_02_and_03(tmp_path, monkeypatch):
     # Table I's captions say how the published generator was selected, the stricter check's level included
     caption = json.loads((reports / "02_watermark_dataset" / "tables.json").read_text())["table1_sscl_bw"]["caption"]
     assert sscl.selection_label(s2) in caption and "check at p < 0.001)" in caption, caption
+    assert "gamma 0.1, target 1 (automobile), surrogate width" in caption, caption  # the target class too
 
 
 def test_plug_and_play_notebook_trains_the_msgmap_hidden_and_refuses_unknown_networks(tmp_path, monkeypatch):
