@@ -509,6 +509,8 @@ metrics["selection"] = plain_selection  # the single-target generator's selectio
 if code_rows is not None:
     metrics["target_code"] = {"targets": list(targets), "pool": None if pool is None else list(pool),
                               "rate_per_class": code_rate, "selection": selection,
+                              # each class's queries (params' m is the single target's; with m None they may differ)
+                              "m_per_class": [sscl.query_count(ds, t, m_given, cfg.verify_m) for t in targets],
                               **run_times(t_code),  # the code cell's own times (the record's hold both cells')
                               "models": code_rows.to_dict("records")}
 # the record's times cover both cells (a surrogate they share counts once)

@@ -106,6 +106,7 @@ def test_verification_notebook_runs_the_target_code(tmp_path, monkeypatch):
     # each class's own count (verify_m 40 capped at its non-target test images), not the first class's "per class"
     caption = json.loads((out / "tables.json").read_text())["target_code_rates"]["caption"]
     assert sscl.code_queries(ds, code["targets"], None, 40) in caption, caption
+    assert code["m_per_class"] == [sscl.query_count(ds, t, None, 40) for t in code["targets"]]  # and the record
     # owner-side selection: ours and every other code owner's, each attempt's self-check logged
     sel = code["selection"]
     assert record["params"]["select_attempts"] == 2 and sel["attempt"] in (0, 1) and 1 <= sel["attempts_tried"] <= 2
