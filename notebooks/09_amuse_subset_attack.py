@@ -98,6 +98,9 @@ if real:  # the method's limits (capacity for the baseline's L bits, scale) are 
 
     for bits in (message_bits, amuse_bits):
         ImWatermarker(method, bits, scale, workers=1)
+# each extraction as captions and titles name it, with what sets its errors: the bit error rate or the scale
+extraction_note = ", ".join({"ideal": "ideal (error-free)", "bitflip": f"bitflip (bit error rate {bit_error_rate:g})"}
+                            .get(e, f"{e} (scale {scale:g})") for e in extractions)
 cell_seconds = {}  # what the cells doing the work (extraction, decoding) took: each cell times its own last run
 # codecs are NumPy; real extraction runs invisible-watermark on the CPU
 seed = check_int("seed", seed, 0)  # "1" or 1.0 from papermill -> 1; -1 or 1.5 refused by name
@@ -197,9 +200,10 @@ g = sns.relplot(data=long, x="share", y="accuracy", hue="method", style="method"
                 kind="line", markers=True, errorbar=("ci", 95), n_boot=200, seed=seed, height=3.0, aspect=1.4,
                 facet_kws={"sharey": False})
 g.set(xscale="log")
+# wrapped by set_title: one line was wider than the four panels
 set_title(g, f"L = {message_bits} bits, {n_images_used} images, {n_subsets_used} distinct subsets/share"
-          f"{' (all, where fewer)' if len(every_subset) else ''} ({profile} profile, {device}); dashed: guaranteed "
-          f"leaked share for these images")  # wrapped: one line was wider than the four panels
+          f"{' (all, where fewer)' if len(every_subset) else ''}, extraction {extraction_note} ({profile} profile, "
+          f"{device}); dashed: guaranteed leaked share for these images")
 guaranteed = codec_table.set_index("codec")["min_leak_share"]  # exact for this many images (NaN: never)
 for ax in g.axes.flat:
     for c, colour in zip(codecs[1:], sns.color_palette()[1:]):
@@ -229,7 +233,7 @@ save_table(compare, "codecs_bits_vs_leak_ratio", NOTEBOOK,
            caption=f"Baseline vs AMUSE vs erasure code: bits per image, asymptotic leak ratio (rho), the "
                    f"guaranteed share for these images (min_leak_share) and the smallest "
                    f"leaked share recovered by every random subset (L = {message_bits}, {n_images_used} images, "
-                   f"{subsets_note}, {shares_note}; extraction {', '.join(extractions)}; {profile} profile, "
+                   f"{subsets_note}, {shares_note}; extraction {extraction_note}; {profile} profile, "
                    f"{device}).",
            **fig_context)
 compare

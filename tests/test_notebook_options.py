@@ -518,6 +518,22 @@ def test_subset_attack_notebook_refuses_a_message_past_the_watermark_before_any_
     assert erasure.status == "failed" and "message_bits = 4 with rho = 0.8" in erasure.error, erasure.error
 
 
+def test_subset_attack_caption_names_the_bit_error_rate_that_ran(tmp_path, monkeypatch):
+    """09's codec table (its min_share_recovered_bitflip column) and figure depend on bit_error_rate, but the caption
+    said only "extraction bitflip": a run at rate 0.1 read like one at the default 0.02. It names the rate now."""
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
+    nb = REPO_ROOT / "notebooks" / "09_amuse_subset_attack.ipynb"
+    res = rp.run_notebook(nb, {"profile": "smoke", "method": "bitflip", "bit_error_rate": 0.1, "shares": [0.5, 1.0]},
+                          reports=tmp_path / "reports")
+    assert res.status == "ok", res.error
+    tables = json.loads((tmp_path / "reports" / "09_amuse_subset_attack" / "tables.json").read_text())
+    caption = tables["codecs_bits_vs_leak_ratio"]["caption"]
+    assert "extraction bitflip (bit error rate 0.1)" in caption and "0.02" not in caption, caption
+    # the figure's title too (the SVG keeps each line of text as a comment)
+    svg = (tmp_path / "reports" / "09_amuse_subset_attack" / "accuracy_vs_leaked_share.svg").read_text()
+    assert "bit error rate 0.1" in svg
+
+
 def test_plug_and_play_table_2_alone_is_labelled_with_the_cpu_and_no_training(tmp_path, monkeypatch):
     monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
     nb = REPO_ROOT / "notebooks" / "08_amuse_plug_and_play.ipynb"
