@@ -80,6 +80,7 @@ n_messages_used = check_int("n_messages", {"smoke": 1, "quick": 3}.get(cfg.name,
 check_bool("recompute", recompute)  # the string "False" is refused here, not read as True
 probe = ImWatermarker(method, scale=scale)
 capacity, wm_label = probe.capacity_bits, probe.label  # label: 'dwtDct (scale 36)'; rivaGan has no scale
+scale_used = None if method == "rivaGan" else scale  # as the record names it: rivaGan ignores the parameter
 too_long = [L for L in lengths if AmuseCodec.from_rho(L, rho, seed).sub_message_bits > capacity]
 if len(too_long) == len(lengths):  # lengths only some schemes fit are run for those and skipped for the others
     raise ValueError(f"message_bits {lengths}: even AMUSE's sub-messages (rho {rho:g}) exceed {method}'s "
@@ -222,9 +223,9 @@ for L in lengths:
                         f"{scheme}_{tag}_sub_bit_acc": row.sub_bit_acc, f"{scheme}_psnr": row.psnr,
                         f"{scheme}_sub_message_bits": int(row.sub_message_bits)})
     metrics.update({f"limit_{r.condition}_bit_acc": r.bit_acc for r in limits_df.itertuples()})
-    write_record(NOTEBOOK, params={"profile": profile, "method": method, "scale": scale, "message_bits": L, "rho": rho,
-                                   "attacks": attacks_used, "dataset": dataset, "n_messages": n_messages_used,
-                                   "seed": seed},
+    write_record(NOTEBOOK, params={"profile": profile, "method": method, "scale": scale_used, "message_bits": L,
+                                   "rho": rho, "attacks": attacks_used, "dataset": dataset,
+                                   "n_messages": n_messages_used, "seed": seed},
                  metrics=metrics, **context)
     written += 1
 print(f"wrote {written} record(s); wall time {context['wall_time']:.1f} s, "

@@ -73,6 +73,7 @@ check_bool("recompute", recompute)  # the string "False" is refused here, not re
 # the codecs and their watermarkers first: a message longer than the method carries fails here, before any data
 codecs = {"baseline": RepeatCodec(message_bits, seed), "amuse": AmuseCodec.from_rho(message_bits, rho, seed)}
 watermarkers = {name: ImWatermarker(method, codec.sub_message_bits, scale) for name, codec in codecs.items()}
+scale_used = None if method == "rivaGan" else scale  # as the record names it: rivaGan ignores the parameter
 device = start_notebook(profile, seed, cfg.device)
 
 # %% [markdown]
@@ -213,7 +214,7 @@ metrics = {f"{r.set}_{k}": getattr(r, k) for r in results.itertuples()
                      "word_acc_embed_size", "sub_bit_acc_embed_size", "bit_acc_round_trip", "word_acc_round_trip",
                      "sub_bit_acc_round_trip") if pd.notna(getattr(r, k))}
 metrics.update({f"{name}_mark_readable_round_trip": name not in set(unreadable.set) for name in codecs})
-write_record(NOTEBOOK, params={"profile": profile, "dataset": dataset, "method": method, "scale": scale,
+write_record(NOTEBOOK, params={"profile": profile, "dataset": dataset, "method": method, "scale": scale_used,
                                "message_bits": message_bits, "rho": rho, "arch": arch, "n_train": n_train_used,
                                "seed": seed},
              metrics=metrics, **context)

@@ -429,6 +429,34 @@ def test_message_length_notebook_counts_settings_read_back_at_their_cost(tmp_pat
     assert rec2["compute_time"] >= cost and rec2["wall_time"] > 0
 
 
+def test_message_length_notebook_records_no_scale_for_rivagan(tmp_path, monkeypatch):
+    """RivaGAN has no quantisation step (the scale parameter is ignored, its captions name none), yet notebook 07's
+    record said scale 36: a rivaGan run read like a DCT one at that step, and -p scale 30 gave a second record of the
+    same run. The record's scale is None for rivaGan (the DCT methods keep theirs: their records keep their keys)."""
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
+    reports = tmp_path / "reports"
+    nb = REPO_ROOT / "notebooks" / "07_amuse_message_length.ipynb"
+    res = rp.run_notebook(nb, {"profile": "smoke:amuse_images=2", "method": "rivaGan", "message_bits": [16],
+                               "attacks": "none"}, reports=reports)
+    assert res.status == "ok", res.error
+    [record] = json.loads((reports / "07_amuse_message_length" / "metrics.json").read_text())["records"]
+    assert record["params"]["method"] == "rivaGan" and record["params"]["scale"] is None, record["params"]
+    captions = json.loads((reports / "07_amuse_message_length" / "tables.json").read_text())
+    assert not any("scale" in t["caption"] for t in captions.values())
+
+
+def test_ml_task_notebook_records_no_scale_for_rivagan(tmp_path, monkeypatch):
+    """Notebook 10's record said scale 36 for a rivaGan run, which has no quantisation step (see notebook 07's)."""
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
+    reports = tmp_path / "reports"
+    nb = REPO_ROOT / "notebooks" / "10_amuse_ml_task.ipynb"
+    res = rp.run_notebook(nb, {"profile": "smoke:amuse_images=2", "method": "rivaGan", "message_bits": 16,
+                               "n_train": 10}, reports=reports)
+    assert res.status == "ok", res.error
+    [record] = json.loads((reports / "10_amuse_ml_task" / "metrics.json").read_text())["records"]
+    assert record["params"]["method"] == "rivaGan" and record["params"]["scale"] is None, record["params"]
+
+
 def _image_folder(root, counts, size: int = 32) -> str:
     """A ``folder:<root>`` dataset of random RGB images: ``counts`` maps (split, class) to a number of images."""
     import numpy as np
