@@ -178,7 +178,7 @@ if str(tables) in ("1", "both"):
     axes[0].set_ylabel("training bit accuracy (noised)")
     axes[1].set_ylabel("training PSNR (dB)")
     fig.tight_layout()
-    set_title(fig, f"HiDDeN training ({profile} profile)")
+    set_title(fig, f"HiDDeN training: {net_note}, {hidden_size_used}x{hidden_size_used} images ({profile} profile)")
     save_fig(fig, "hidden_training", NOTEBOOK, dataset=hds.name, is_subset=hds.is_subset, **context)
 
 # %% [markdown]

@@ -302,6 +302,8 @@ def test_plug_and_play_notebook_trains_the_msgmap_hidden_and_refuses_unknown_net
     assert record["params"]["hidden_arch"] == "msgmap"
     captions = json.loads((out / "tables.json").read_text())
     assert "network msgmap" in json.dumps(captions)
+    # the training curves' title names the network too (it said only "HiDDeN training"; the SVG keeps the text)
+    assert "network msgmap" in (out / "hidden_training.svg").read_text()
     saved = sorted((tmp_path / "runs").rglob("hidden.pt"))
     assert len(saved) == 3  # 30, 16 and 9 bits, each with the msgmap settings kept beside its weights
     for path in saved:
