@@ -208,7 +208,9 @@ def to_numpy_images(x: torch.Tensor) -> np.ndarray:
 
 def image_grid(rows: dict[str, torch.Tensor], ncols: int = 8, scale: float = 1.3):
     """A figure with one labelled row per entry of ``rows`` (name -> images (N, C, H, W)); ``ncols`` (>= 1) images
-    per row, fewer where a row has fewer."""
+    per row, fewer where a row has fewer. A row's label runs along the row above its images and never shrinks them
+    (laid out with a one-line stand-in of each label's height: a label wider than its first image used to squeeze
+    every image of the grid to make room beside it)."""
     if not rows:
         raise ValueError("rows must name at least one batch of images (name -> (N, C, H, W)); got none")
     from .params import check_int
@@ -224,8 +226,10 @@ def image_grid(rows: dict[str, torch.Tensor], ncols: int = 8, scale: float = 1.3
                 img = arr[c]
                 ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None,
                           vmin=0, vmax=1)
-        axes[r, 0].set_title(name, loc="left", fontsize="small")
+        axes[r, 0].set_title("Xg" + "\nXg" * str(name).count("\n"), loc="left", fontsize="small")  # its height only
     fig.tight_layout()
+    for r, name in enumerate(rows):  # the labels themselves, once the images are placed
+        axes[r, 0].set_title(name, loc="left", fontsize="small")
     return fig
 
 

@@ -35,6 +35,12 @@ def test_image_grid_and_learning_curve_return_figures():
     assert len(fig.axes) == 6
     assert [ax.get_title(loc="left") for ax in fig.axes[::3]] == ["clean", "marked"]  # one labelled row per entry
     assert (fig.axes[0].images[0].get_array() == 0).all() and (fig.axes[3].images[0].get_array() == 1).all()
+    # a long label runs along its row: the images keep the size they have under a short one
+    long = image_grid({"clean": rows["clean"], "residual x15.9 around grey (largest change 8/255)": rows["marked"]},
+                      ncols=3)
+    assert np.ravel([ax.get_position().bounds for ax in long.axes]) == pytest.approx(
+        np.ravel([ax.get_position().bounds for ax in fig.axes]))
+    assert long.axes[3].get_title(loc="left") == "residual x15.9 around grey (largest change 8/255)"
     short = image_grid({"two": rows["clean"][:2]}, ncols=3)  # a row with fewer images leaves the rest empty
     assert [len(ax.images) for ax in short.axes] == [1, 1, 0]
     fig = learning_curve([{"epoch": 1, "train_loss": 2.0, "train_acc": 0.2, "test_acc": 0.1},
