@@ -56,7 +56,8 @@ __all__ = ["SSCLGenerator", "GeneratorConfig", "check_key", "key_hash", "data_ha
            "train_classifier", "WatermarkedSet", "watermark_dataset", "save_watermarked", "load_watermarked",
            "generator_width", "model_hash", "generator_hash",
            "SSCLRun", "run_sscl", "run_controls", "independent_key",
-           "train_surrogate", "generator_config", "decoy_generator", "amplified_residual", "SURROGATE_SEED_OFFSET",
+           "train_surrogate", "generator_config", "decoy_generator", "amplified_residual", "residual_label",
+           "SURROGATE_SEED_OFFSET",
            "key_targets", "class_recall", "hard_classes", "code_rate", "SSCLCodeRun", "mark_code", "run_code",
            "verify_code", "verify_code_tests", "run_code_controls",
            "attempt_seed", "check_proxy_seeds", "check_owner_queries", "owner_queries", "owner_query_count",
@@ -472,6 +473,21 @@ def amplified_residual(x_clean: torch.Tensor, x_marked: torch.Tensor, gain: floa
     r = x_marked.float() - x_clean.float()
     gain = gain if gain is not None else 0.5 / max(r.abs().max().item(), 1e-8)
     return (0.5 + gain * r).clamp(0, 1)
+
+
+def residual_label(x_clean: torch.Tensor, x_marked: torch.Tensor) -> str:
+    """The row label of :func:`amplified_residual`'s images in a figure: how much it amplified them and the largest
+    change of any pixel, in grey levels of 255 (uint8 images, as :meth:`SSCLGenerator.mark` gives them, or floats in
+    [0, 1]), e.g. "residual x16 around grey (largest change 8/255)". Notebook 01's grid said only "(amplified)", so a
+    mark at its eps and one far inside it looked alike."""
+    if x_clean.shape != x_marked.shape or x_clean.dtype != x_marked.dtype:
+        raise ValueError(f"x_clean and x_marked must be images of one shape and dtype; got {tuple(x_clean.shape)} "
+                         f"{x_clean.dtype} and {tuple(x_marked.shape)} {x_marked.dtype}")
+    unit = 1.0 if x_clean.is_floating_point() else 255.0
+    biggest = (x_marked.float() - x_clean.float()).abs().max().item() / unit if x_clean.numel() else 0.0
+    if biggest == 0:
+        return "residual (none: the images are equal)"
+    return f"residual x{0.5 / biggest:.3g} around grey (largest change {biggest * 255:.3g}/255)"
 
 
 def get_or_train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, config: GeneratorConfig, *,

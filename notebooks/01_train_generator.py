@@ -154,7 +154,9 @@ save_fig(grid.figure, "generator_losses", NOTEBOOK, **context);
 # %%
 show = ds.x_test[:8]
 marked = G.mark(show)
-fig = image_grid({"clean": show, "watermarked": marked, "residual (amplified)": sscl.amplified_residual(show, marked)})
+fig = image_grid({"clean": show, "watermarked": marked,
+                  sscl.residual_label(show, marked): sscl.amplified_residual(show, marked)})  # gain, largest change
+set_title(fig, f"SSCL-BW marks of {ds.name} test images ({profile} profile, eps {eps_label(eps)}, target {target})")
 save_fig(fig, "clean_watermarked_residual", NOTEBOOK, **context);
 
 # %% [markdown]
@@ -174,7 +176,8 @@ def _sample_figure(i=0):
     x = ds.x_test[i:i + 1]
     xm = G.mark(x)
     residual = (sscl.amplified_residual(x, xm) * 255).to(torch.uint8)
-    return image_grid({f"#{i} clean / watermarked / residual": torch.cat([x, xm, residual])}, ncols=3, scale=2.2)
+    return image_grid({f"#{i} clean / watermarked / {sscl.residual_label(x, xm)}": torch.cat([x, xm, residual])},
+                      ncols=3, scale=2.2)
 
 
 def _show(i=0):  # as a PNG, its figure closed: the same under any matplotlib backend (plt.show() under Agg shows none)

@@ -1706,6 +1706,21 @@ def test_generator_width_and_independent_keys():
     assert sscl.independent_key(1, 0) != sscl.independent_key(2, 0)
 
 
+def test_residual_label_names_the_gain_and_the_largest_change():
+    clean = torch.full((2, 3, 4, 4), 100, dtype=torch.uint8)
+    marked = clean.clone()
+    marked[1, 2, 3, 3] += 8  # 8 grey levels, as a mark at eps 8/255 at most
+    marked[0, 0, 0, 0] -= 4
+    assert sscl.residual_label(clean, marked) == "residual x15.9 around grey (largest change 8/255)"
+    # amplified_residual of these images reaches white at that pixel: the label's gain is the one it applied
+    assert sscl.amplified_residual(clean, marked)[1, 2, 3, 3].item() == pytest.approx(1.0)
+    as_float = sscl.residual_label(clean.float() / 255, marked.float() / 255)  # floats in [0, 1]: the same words
+    assert as_float == "residual x15.9 around grey (largest change 8/255)"
+    assert sscl.residual_label(clean, clean) == "residual (none: the images are equal)"
+    with pytest.raises(ValueError, match="one shape and dtype"):
+        sscl.residual_label(clean, marked.float())
+
+
 def test_amplified_residual_centres_the_residual_on_grey():
     clean = torch.full((1, 3, 4, 4), 0.5)
     marked = clean.clone()
