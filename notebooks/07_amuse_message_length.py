@@ -151,8 +151,9 @@ with timer() as t_sweep:  # this cell's own time: run again after an interrupt, 
             codecs[(L, codec.name)] = codec
             wm = ImWatermarker(method, codec.sub_message_bits, scale)
             messages = random_messages(L, n_messages_used, seed)  # each seed its own messages (not seed + i: shared)
-            key = {"method": method, "scale": scale, "codec": repr(codec), "seed": seed, "messages": n_messages_used,
-                   "message_hash": data_hash(messages), "attacks": attack_names, "images": images_hash}
+            key = {"method": method, "scale": scale_used, "codec": repr(codec), "seed": seed,  # rivaGan: no scale
+                   "messages": n_messages_used, "message_hash": data_hash(messages), "attacks": attack_names,
+                   "images": images_hash}
             df, reused, seconds = cached_frame(NOTEBOOK, key, lambda: evaluate_dataset(wm, codec, images, messages,
                                                                                        attack_names, seed=seed),
                                                recompute=recompute)

@@ -120,7 +120,7 @@ with timer() as t_embed:  # this cell's own time: run again after an interrupt, 
     for name, codec in codecs.items():
         wm = watermarkers[name]
         subs = codec.encode(message, len(ds.x_train))
-        key = {"set": name, "data": fig_context["data_hash"], "method": method, "scale": scale,
+        key = {"set": name, "data": fig_context["data_hash"], "method": method, "scale": scale_used,
                "message_bits": message_bits, "rho": rho, "seed": seed, "keep": m}
         out, was_reused, seconds = cached_tensors(NOTEBOOK, key, lambda: dict(zip(
             ("marked", "marked_up"), embed_at_size(wm, ds.x_train, subs, keep=m))), recompute=recompute)

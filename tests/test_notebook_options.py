@@ -445,6 +445,13 @@ def test_message_length_notebook_records_no_scale_for_rivagan(tmp_path, monkeypa
     assert record["params"]["method"] == "rivaGan" and record["params"]["scale"] is None, record["params"]
     captions = json.loads((reports / "07_amuse_message_length" / "tables.json").read_text())
     assert not any("scale" in t["caption"] for t in captions.values())
+    frames = sorted((tmp_path / "runs").rglob("frame.csv"))
+    res = rp.run_notebook(nb, {"profile": "smoke:amuse_images=2", "method": "rivaGan", "message_bits": [16],
+                               "attacks": "none", "scale": 30}, reports=reports)  # another scale: the same run
+    assert res.status == "ok", res.error
+    assert frames and sorted((tmp_path / "runs").rglob("frame.csv")) == frames  # read back, not computed again
+    [again] = json.loads((reports / "07_amuse_message_length" / "metrics.json").read_text())["records"]
+    assert again["params"] == record["params"]
 
 
 def test_ml_task_notebook_records_no_scale_for_rivagan(tmp_path, monkeypatch):
