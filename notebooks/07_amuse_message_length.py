@@ -201,8 +201,10 @@ context = dict(profile=profile, dataset=ds.name, is_subset=ds.is_subset, percept
                device_name=env_info("cpu")["device_name"], **run_times(t_limits, t_sweep))
 save_table(summary, "accuracy_vs_length", NOTEBOOK,
            caption=f"{wm_label}: {compared}, mean over {n_messages_used} messages; "
-                   f"attacked = mean over the '{attacks_used}' attack set; psnr = the marked images against their "
-                   f"covers (before any attack, on attacked rows too). {len(images)} images ({image_note}); "
+                   + (f"attacked = mean over the '{attacks_used}' attack set; psnr = the marked images against "
+                      f"their covers (before any attack, on attacked rows too). " if attack_names else
+                      "no attacks (attacks 'none'); psnr = the marked images against their covers. ")
+                   + f"{len(images)} images ({image_note}); "
                    f"{profile} profile, CPU.{not_run}", **context)
 save_table(limits_df, "watermark_limits", NOTEBOOK,
            caption=f"{wm_label}, 32 bits per image, per-image bit accuracy under JPEG 4:2:0 vs 4:4:4 and a centre crop "

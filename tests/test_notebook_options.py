@@ -445,6 +445,8 @@ def test_message_length_notebook_records_no_scale_for_rivagan(tmp_path, monkeypa
     assert record["params"]["method"] == "rivaGan" and record["params"]["scale"] is None, record["params"]
     captions = json.loads((reports / "07_amuse_message_length" / "tables.json").read_text())
     assert not any("scale" in t["caption"] for t in captions.values())
+    caption = captions["accuracy_vs_length"]["caption"]  # attacks none: no "mean over the 'none' attack set"
+    assert "no attacks (attacks 'none')" in caption and "attack set" not in caption, caption
     frames = sorted((tmp_path / "runs").rglob("frame.csv"))
     res = rp.run_notebook(nb, {"profile": "smoke:amuse_images=2", "method": "rivaGan", "message_bits": [16],
                                "attacks": "none", "scale": 30}, reports=reports)  # another scale: the same run
