@@ -124,8 +124,8 @@ code_draws = sscl.check_code_draws(code_draws, select_attempts, n_targets)  # ou
 require_perceptual(perceptual)  # LPIPS without its weights fails here, before any training
 key = sscl.check_key(key)
 device = start_notebook(profile, seed, cfg.device)
-print(f"tau {tau}, alpha {alpha}, m {cfg.verify_m if m_given is None else m_given}, {n_models_used} model(s) per "
-      f"scenario, decoy_rate {decoy_rate:g}")
+m_note = m_given if m_given is not None else f"{cfg.verify_m} (verify_m, at most the test images outside the class)"
+print(f"tau {tau}, alpha {alpha}, m {m_note}, {n_models_used} model(s) per scenario, decoy_rate {decoy_rate:g}")
 
 # %% [markdown]
 # ## Owner pipeline and the three scenarios

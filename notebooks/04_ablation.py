@@ -188,4 +188,4 @@ else:
     verdict = (f"{'confirmed' if w > 0.8 and learnt else 'NOT confirmed'}: WSR {w:.1%} at gamma = 1% against "
                f"{wb:.1%} for a model trained on the clean set (watermark "
                f"{'learnt: the suspect verified, the clean model not' if learnt else 'not shown to be learnt'})")
-display(Markdown(f"**WSR > 80% at gamma = 1%** ({profile} profile, {ds.name}): {verdict}."))
+display(Markdown(f"**WSR > 80% at gamma = 1%** ({profile} profile, {ds.name}, target {target}): {verdict}."))
