@@ -153,10 +153,18 @@ def finetune_budget(steps: int, batch_size: int, lr, n_images: int | None = None
     """The thief's fine-tuning budget in words (notebook 05's captions, verdict and panel title): the optimizer
     steps, the batch and the learning rate (cosine schedule), which sets how hard the attack pushes, and with
     ``n_images`` and ``epochs`` the benign images and epochs too (without them, the short form of a panel title).
-    Notebook 05's captions named every part but the rate, so runs at ``finetune_lr`` 0.01 and 0.1 read the same."""
+    Notebook 05's captions named every part but the rate, so runs at ``finetune_lr`` 0.01 and 0.1 read the same.
+    Counts may be numpy integers (a record's or a frame's); ``n_images`` and ``epochs`` come together or not at all."""
+    from .params import check_int
+
+    steps, batch_size = check_int("steps", steps, 0), check_int("batch_size", batch_size, 1)
     lr = parse_fraction("lr", lr, 0, 10)
-    if n_images is None or epochs is None:
+    if (n_images is None) != (epochs is None):
+        raise ValueError(f"n_images and epochs come together (the long form) or not at all (the short form); got "
+                         f"n_images={n_images!r}, epochs={epochs!r}")
+    if n_images is None:
         return f"{steps} step{'s' * (steps != 1)}, batch {batch_size}, lr {lr:g}"
+    n_images, epochs = check_int("n_images", n_images, 1), check_int("epochs", epochs, 0)
     return (f"{n_images} benign images, batch {batch_size}, {steps} optimizer step{'s' * (steps != 1)} in {epochs} "
             f"epoch{'s' * (epochs != 1)}, lr {lr:g} (cosine schedule)")
 

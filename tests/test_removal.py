@@ -306,3 +306,21 @@ def test_finetune_budget_names_the_learning_rate_beside_the_steps():
     assert finetune_budget(8, 16, 0.01) == "8 steps, batch 16, lr 0.01"  # a panel title's short form
     with pytest.raises(ValueError, match="lr"):
         finetune_budget(8, 16, 0)
+
+
+def test_finetune_budget_takes_numpy_counts_and_refuses_bad_ones_by_name():
+    """Counts read from a frame or array are numpy integers: ``'s' * (steps != 1)`` multiplied a string by a numpy
+    bool and raised a TypeError. A negative count, or n_images without epochs (silently dropped), is refused."""
+    import numpy as np
+
+    from dovlib.removal import finetune_budget
+
+    assert finetune_budget(np.int64(1), np.int64(60), np.float32(0.5), n_images=np.int64(60), epochs=np.int64(1)) == (
+        "60 benign images, batch 60, 1 optimizer step in 1 epoch, lr 0.5 (cosine schedule)")
+    assert finetune_budget(np.int64(8), np.int32(16), 0.01) == "8 steps, batch 16, lr 0.01"
+    with pytest.raises(ValueError, match="steps must be an integer >= 0; got -1"):
+        finetune_budget(-1, 16, 0.01)
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1; got 0"):
+        finetune_budget(8, 0, 0.01)
+    with pytest.raises(ValueError, match="n_images and epochs come together"):
+        finetune_budget(8, 16, 0.01, n_images=60)
