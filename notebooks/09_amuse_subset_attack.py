@@ -98,9 +98,11 @@ if real:  # the method's limits (capacity for the baseline's L bits, scale) are 
 
     for bits in (message_bits, amuse_bits):
         ImWatermarker(method, bits, scale, workers=1)
-# each extraction as captions and titles name it, with what sets its errors: the bit error rate or the scale
-extraction_note = ", ".join({"ideal": "ideal (error-free)", "bitflip": f"bitflip (bit error rate {bit_error_rate:g})"}
-                            .get(e, f"{e} (scale {scale:g})") for e in extractions)
+# each extraction as captions and titles name it, with what sets its errors: the bit error rate or the scale (only
+# real extraction reads the scale: a simulated run leaves it unformatted, as its record leaves it None)
+simulated_notes = {"ideal": "ideal (error-free)", "bitflip": f"bitflip (bit error rate {bit_error_rate:g})"}
+extraction_note = ", ".join(simulated_notes[e] if e in simulated_notes else f"{e} (scale {scale:g})"
+                            for e in extractions)
 cell_seconds = {}  # what the cells doing the work (extraction, decoding) took: each cell times its own last run
 # codecs are NumPy; real extraction runs invisible-watermark on the CPU
 seed = check_int("seed", seed, 0)  # "1" or 1.0 from papermill -> 1; -1 or 1.5 refused by name

@@ -573,6 +573,21 @@ def test_subset_attack_caption_names_the_bit_error_rate_that_ran(tmp_path, monke
     assert "bit error rate 0.1" in svg
 
 
+def test_subset_attack_notebook_leaves_the_scale_alone_under_simulated_extraction(tmp_path, monkeypatch):
+    """``scale`` is for real extraction only (the record says None without it), yet the caption's note formatted it
+    with ``:g`` for every extraction: a simulated run given ``scale`` None failed with a TypeError."""
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
+    nb = REPO_ROOT / "notebooks" / "09_amuse_subset_attack.ipynb"
+    res = rp.run_notebook(nb, {"profile": "smoke", "method": "ideal", "scale": None, "shares": [0.5, 1.0]},
+                          reports=tmp_path / "reports")
+    assert res.status == "ok", res.error
+    tables = json.loads((tmp_path / "reports" / "09_amuse_subset_attack" / "tables.json").read_text())
+    caption = tables["codecs_bits_vs_leak_ratio"]["caption"]
+    assert "extraction ideal (error-free);" in caption and "scale" not in caption, caption
+    [record] = json.loads((tmp_path / "reports" / "09_amuse_subset_attack" / "metrics.json").read_text())["records"]
+    assert record["params"]["scale"] is None
+
+
 def test_plug_and_play_table_2_alone_is_labelled_with_the_cpu_and_no_training(tmp_path, monkeypatch):
     monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
     nb = REPO_ROOT / "notebooks" / "08_amuse_plug_and_play.ipynb"
