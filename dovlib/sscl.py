@@ -1253,12 +1253,14 @@ def selection_caption(n_proxies, test: str, label: str) -> str:
 def selection_label(selection: dict, alpha=0.01) -> str:
     """The words a caption gives a single-target selection (notebook 02's label): which attempt was published (or
     kept: FAILED), whether each attempt redrew its surrogate, and how the owner's check decided when not as the
-    paper's test at ``alpha`` would: its stricter level (``check_alpha``) and the betting test (``check_test``
-    "bounded"). Before, notebook 02's Table I captions and figures said "passed" with no test under ``check_test``
-    bounded, while its printed summary and notebook 03's label named it."""
+    paper's test at ``alpha`` (the level the caption names for suspects) would: its level (``check_alpha``) whenever
+    that is not ``alpha`` and the betting test (``check_test`` "bounded"). Before, notebook 02's Table I captions and
+    figures said "passed" with no test under ``check_test`` bounded, while its printed summary and notebook 03's
+    label named it; and a check at a level above the ``alpha`` given went unnamed, as if at ``alpha``."""
+    alpha = parse_fraction("alpha", alpha, 0.0, 1.0, high_inclusive=False)
     redraw = " (surrogate redrawn per attempt)" if selection.get("redraw_surrogate") else ""
     level = selection.get("check_alpha")
-    how = ([f"check at p < {level:g}"] if level is not None and level < alpha else []) + (
+    how = ([f"check at p < {level:g}"] if level is not None and float(level) != alpha else []) + (
         ["by the betting test (bounded_verify)"] if check_test(selection.get("check_test", "ttest"),
                                                             "check_test") == "bounded" else [])
     return (f"generator selected{redraw}: attempt {selection['attempt']}, "

@@ -1478,6 +1478,18 @@ def test_selection_label_names_the_check_s_level_and_test_when_not_the_paper_s()
         sscl.selection_label({**sel, "check_test": "welch"})
 
 
+def test_selection_label_names_any_check_level_other_than_alpha_and_reads_alpha_as_the_notebooks_do():
+    """A check at 0.05 captioned against alpha 0.01 (the default) said nothing of its level, as if it had been at
+    0.01; and alpha given as a string ("1/100", as parse_fraction reads it everywhere else) raised a TypeError."""
+    sel = {"attempt": 2, "passed": True, "check_alpha": 0.05, "check_test": "ttest"}
+    assert sscl.selection_label(sel) == "generator selected: attempt 2, passed (check at p < 0.05)"
+    assert sscl.selection_label(sel, 0.05) == "generator selected: attempt 2, passed"  # at alpha: nothing added
+    assert sscl.selection_label({**sel, "check_alpha": 0.001}, "1/100").endswith("passed (check at p < 0.001)")
+    assert sscl.selection_label({**sel, "check_alpha": 0.01}, "0.01") == "generator selected: attempt 2, passed"
+    with pytest.raises(ValueError, match="alpha"):
+        sscl.selection_label(sel, 1.5)
+
+
 def test_code_queries_names_each_class_s_count_as_verify_code_draws_it():
     """Notebook 03's target-code captions said "m <the first class's count> per class" with m None, though each class's
     count is the profile's verify_m capped at that class's own non-target test images (verify_code): with 40 test
