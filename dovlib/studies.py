@@ -53,14 +53,17 @@ def study_label(ds, profile: str, *, target: int, arch: str | None = None, eps=N
     one setting of the output (``None``: a column, or the grid's axis). Their captions named eps and gamma but never
     the target class, so a run at ``-p target 3`` was captioned as one at the default class 1; their records held it.
     ``profile_line``: the profile (and devices) on a line of their own, for a figure title (a profile string can be
-    long)."""
-    from .params import check_int
+    long). Class names may come in any sequence (a numpy array too); a dataset without them bounds ``target`` by its
+    ``num_classes`` where it has one. ``eps`` and ``rate`` are read as the notebooks read them ("8/255", "1/10")."""
+    from .params import check_int, parse_rate
 
     classes = getattr(ds, "classes", None)
-    target = check_int("target", target, 0, len(classes) - 1 if classes else None)
+    classes = None if classes is None or len(classes) == 0 else [str(c) for c in classes]
+    n = len(classes) if classes else getattr(ds, "num_classes", None)
+    target = check_int("target", target, 0, None if n is None else n - 1)
     parts = [f"{ds.name} ({'subset' if ds.is_subset else 'full'})"] + ([arch] if arch else [])
     parts += [f"eps {eps_label(eps)}"] if eps is not None else []
-    parts += [f"gamma {float(rate):g}"] if rate is not None else []
+    parts += [f"gamma {parse_rate(rate, 'rate (gamma)'):g}"] if rate is not None else []
     parts += [f"target {target}" + (f" ({classes[target]})" if classes else "")]
     last = ", ".join([f"{profile} profile"] + ([str(devices)] if devices else []))
     return ", ".join(parts) + ("\n" if profile_line else ", ") + last

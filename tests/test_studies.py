@@ -427,3 +427,23 @@ def test_study_label_names_the_target_class_beside_eps_and_gamma():
     assert study_label(full, "paper", target=0) == "cifar10 (full), target 0, paper profile"
     with pytest.raises(ValueError, match=r"target must be an integer in \[0, 3\]; got 4"):
         study_label(ds, "smoke", target=4)
+
+
+def test_study_label_takes_class_names_in_an_array_and_bounds_a_nameless_target_by_num_classes():
+    """Class names in a numpy array raised "the truth value of an array ... is ambiguous"; a dataset without names
+    but with ``num_classes`` 3 was captioned "target 7"; gamma "1/10" (as parse_rate reads it) raised in float()."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from dovlib.studies import study_label
+
+    ds = SimpleNamespace(name="cifar10", is_subset=False, classes=np.array(["airplane", "automobile"]))
+    assert study_label(ds, "smoke", target=np.int64(1), rate="1/10") == (
+        "cifar10 (full), gamma 0.1, target 1 (automobile), smoke profile")
+    nameless = SimpleNamespace(name="x", is_subset=True, classes=None, num_classes=3)
+    assert study_label(nameless, "smoke", target=2) == "x (subset), target 2, smoke profile"
+    with pytest.raises(ValueError, match=r"target must be an integer in \[0, 2\]; got 7"):
+        study_label(nameless, "smoke", target=7)
+    with pytest.raises(ValueError, match="rate"):
+        study_label(nameless, "smoke", target=2, rate=0)
