@@ -1464,7 +1464,7 @@ def selection_summary(selection: dict) -> str:
     word = "published" if passed else "kept"
     redraw = (f", surrogate redrawn per attempt ({word}: surrogate seed {selection['surrogate_seed']})"
               if selection.get("redraw_surrogate") else "")
-    bounded = ", bounded test" if selection.get("check_test") == "bounded" else ""  # the t-test unnamed, as before
+    bounded = ", betting test" if selection.get("check_test") == "bounded" else ""  # the t-test unnamed, as before
     level = f" (check at p < {selection['check_alpha']:g}{bounded})" if "check_alpha" in selection else ""
     tie = ", ties broken by the other test's" if "other_test_p_max" in selection else ""  # older records: first
     which = "" if passed else f"the smallest proxy p max{tie}; "

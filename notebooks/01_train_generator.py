@@ -156,7 +156,8 @@ show = ds.x_test[:8]
 marked = G.mark(show)
 fig = image_grid({"clean": show, "watermarked": marked,
                   sscl.residual_label(show, marked): sscl.amplified_residual(show, marked)})  # gain, largest change
-set_title(fig, f"SSCL-BW marks of {ds.name} test images ({profile} profile, eps {eps_label(eps)}, target {target})")
+set_title(fig, f"SSCL-BW marks of {ds.name} test images ({profile} profile, eps {eps_label(eps)}, target {target} "
+          f"({ds.classes[target]}))")
 save_fig(fig, "clean_watermarked_residual", NOTEBOOK, **context);
 
 # %% [markdown]

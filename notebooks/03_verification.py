@@ -201,7 +201,7 @@ if m_given is None and m_used < cfg.verify_m:
 select_plain = select_attempts > 1 and n_targets == 1
 redraw_note = (" and surrogates" if redraw_surrogate else "") + (f", check at p < {owner_alpha:g}"
                                                                   if owner_alpha < alpha else "") + (
-    ", checked with the bounded test" if check_test == "bounded" else "")
+    ", decided by the betting test (bounded_verify)" if check_test == "bounded" else "")  # as selection_label
 with timer() as t_run:
     run_kw = dict(arch=arch, eps=eps, rate=target_rate, target=target_class, key=key, seed=seed, perceptual=perceptual,
                   decoy_rate=decoy_rate, surrogate_width=surrogate_width)
@@ -259,7 +259,7 @@ models.drop(columns=["p_b", "p_w", "p_decoy"])
 
 # %%
 label = (f"{profile} profile, {ds.name}{' (subset)' if ds.is_subset else ''}, {arch}, {device}, "
-         f"target {target_class}{' (from the key)' if target_from_key else ''}"
+         f"target {target_class} ({ds.classes[target_class]}{', from the key' if target_from_key else ''})"
          f"{f' ({sscl.pool_label(pool)})' if target_from_key and pool is not None else ''}, eps {eps_label(eps)}, "
          f"gamma {target_rate:.4g}, decoy_rate {decoy_rate:g}, m {m_used}, tau {tau:g}, alpha {alpha:g}, "
          f"{n_models_used} model(s) per scenario, surrogate width {run.params['surrogate_width']}, Ind-W owners "

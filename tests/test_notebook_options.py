@@ -72,6 +72,9 @@ def test_verification_notebook_runs_the_target_code(tmp_path, monkeypatch):
     assert params["target_from_key"] is True and params["target"] == code["targets"][0] and code["targets"] == list(
         sscl.key_targets(20240607, 10, 2, pool=code["pool"]))
     assert 0 < params["target_rate"] <= params["rate"] and code["rate_per_class"] <= params["target_rate"]
+    t, names = params["target"], _notebook_data("smoke:width=4,gen_iters=15,n_test=40").classes
+    caption = json.loads((out / "tables.json").read_text())["table2_rates"]["caption"]
+    assert f"target {t} ({names[t]}, from the key)" in caption, caption  # named as in notebooks 02 and 04-06
     # gamma capped at the drawn classes' share of the training set: the single target's, and the code's smallest
     ds = _notebook_data("smoke:width=4,gen_iters=15,n_test=40")
     assert params["target_rate"] == _capped_rate(ds.y_train, params["rate"], [params["target"]])

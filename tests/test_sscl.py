@@ -1377,7 +1377,7 @@ def test_selection_checks_with_the_test_the_owner_names(monkeypatch):
     seen = _scripted_self_check(monkeypatch, [0.3, 0.002])
     run, _ = sscl.select_run(ds, prof, attempts=3, train_suspect=False, test="bounded", **_toy_plain_kw())
     assert seen.tests == ["bounded", "bounded"] and run.params["selection"]["check_test"] == "bounded"
-    assert "(check at p < 0.01, bounded test), passed" in sscl.selection_summary(run.params["selection"])
+    assert "(check at p < 0.01, betting test), passed" in sscl.selection_summary(run.params["selection"])
     seen = _scripted_self_check(monkeypatch, [0.001])
     run, _ = sscl.select_code_run(ds, prof, attempts=2, test="bounded", **kw)
     assert seen.tests == ["bounded"] and run.params["selection"]["check_test"] == "bounded"
