@@ -1099,6 +1099,8 @@ def code_queries(ds, targets, m: int | None, default: int) -> str:
     differ). Notebook 03 used to print the first class's count "per class", wrong for a class whose cap differs."""
     default = check_int("verify_m", default, 2)
     counts = [query_count(ds, int(t), m, default) for t in targets]
+    if not counts:
+        raise ValueError("targets must hold at least one class (a code's classes); got none")
     if len(set(counts)) == 1:
         return f"m {counts[0]} per class"
     return (f"m {', '.join(f'{c} for class {t}' for t, c in zip(targets, counts))} (the profile's verify_m {default}, "

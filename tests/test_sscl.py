@@ -1502,6 +1502,8 @@ def test_code_queries_names_each_class_s_count_as_verify_code_draws_it():
     assert sscl.code_queries(y, (1, 5), 12, 40) == "m 12 per class"  # m given: the same for every class
     with pytest.raises(ValueError, match="verify_m must be an integer >= 2"):
         sscl.code_queries(y, (1, 5), None, 1)
+    with pytest.raises(ValueError, match="targets must hold at least one class"):
+        sscl.code_queries(y, (), None, 40)  # was a garbled "m  (the profile's verify_m ...)"
 
 
 def test_loss_weights_label_names_weights_only_when_not_the_defaults():
