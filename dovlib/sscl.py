@@ -57,7 +57,7 @@ __all__ = ["SSCLGenerator", "GeneratorConfig", "check_key", "key_hash", "data_ha
            "generator_width", "model_hash", "generator_hash",
            "SSCLRun", "run_sscl", "run_controls", "independent_key",
            "train_surrogate", "generator_config", "decoy_generator", "amplified_residual", "residual_label",
-           "SURROGATE_SEED_OFFSET",
+           "SURROGATE_SEED_OFFSET", "query_source",
            "key_targets", "class_recall", "hard_classes", "code_rate", "SSCLCodeRun", "mark_code", "run_code",
            "verify_code", "verify_code_tests", "run_code_controls",
            "attempt_seed", "check_proxy_seeds", "check_owner_queries", "owner_queries", "owner_query_count",
@@ -1088,6 +1088,18 @@ def query_count(ds, target: int, m: int | None, default: int) -> int:
 
 
 
+def query_source(ds, target: int, m: int | None, default: int) -> str:
+    """Where :func:`query_count`'s number for ``target`` comes from, in words for a message: "m" when given, else
+    "the profile's verify_m <default>", with " capped at the <n> test images outside class <target>" when the test
+    set holds fewer (``ds`` a dataset with ``y_test`` or the test labels, as for :func:`query_count`). The refusals of
+    :func:`check_owner_queries`, :func:`dovlib.studies.check_study_queries` and notebook 03's query check use it."""
+    if m is not None:
+        return "m"
+    left = int((torch.as_tensor(ds.y_test if hasattr(ds, "y_test") else ds) != target).sum())
+    return f"the profile's verify_m {default}" + (
+        f" capped at the {left} test images outside class {target}" if left < default else "")
+
+
 def _non_target_count(ds, target: int) -> int:
     return int((torch.as_tensor(ds.y_test) != target).sum())
 
@@ -1341,9 +1353,7 @@ def check_owner_queries(ds, profile: Profile, targets, m=None, tau=0.25, alpha=0
         if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= t < ds.num_classes:
             continue  # run_sscl / run_code refuse it, naming their parameter
         mt = query_count(ds, int(t), m, profile.verify_m)
-        left = _non_target_count(ds, int(t))
-        source = "m" if m is not None else f"the profile's verify_m {profile.verify_m}" + (
-            f" capped at the {left} test images outside class {t}" if mt < profile.verify_m else "")
+        source = query_source(ds, int(t), m, profile.verify_m)
         drawn = (f"the test images left beside the evaluation's {mt} queries" if queries_apart(ds, int(t), mt) else
                  f"the evaluation's {mt} queries again, fewer than 2 being left apart")
         check_claim_queries(owner_query_count(ds, int(t), mt), tau, alpha, f"the owner's check for class {t} ("

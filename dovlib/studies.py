@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Callable
 
 from .params import Profile, check_bool, parse_eps
 from .report import find_record, run_times, timer, write_record
-from .sscl import _non_target_count, query_count
+from .sscl import query_count, query_source
 from .train import evaluate
 from .verify import attack_success, check_claim_queries, verification_set, verify_model
 
@@ -102,10 +102,8 @@ def check_study_queries(ds, target: int, profile: Profile, tau=0.25, alpha=0.01)
     (:func:`dovlib.sscl.query_count`; ``ds`` has ``y_test``), returned when that many can claim ownership at ``tau``
     and ``alpha``, else refused naming the profile's verify_m, the cap, tau, alpha and the fewest queries that can
     (:func:`dovlib.verify.check_claim_queries`). Notebooks 04-06 call it before any training."""
-    outside = _non_target_count(ds, target)  # the count sscl's owner queries are drawn from
     return check_claim_queries(query_count(ds.y_test, target, None, profile.verify_m), tau, alpha,
-                               what=f"the profile's verify_m ({profile.verify_m}, capped at the {outside} test images "
-                                    f"outside class {target})")
+                               what=query_source(ds, target, None, profile.verify_m))
 
 
 def transfer_cells(draws: pd.DataFrame) -> pd.DataFrame:

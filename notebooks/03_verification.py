@@ -161,8 +161,8 @@ def check_m(t: int, role: str = "the target class") -> None:
         raise ValueError(f"m must be at most {left}, the test images outside class {t} ({role}); got {m_given} (m is "
                          f"drawn for every class the run tests)")
     mt = sscl.query_count(ds, t, m_given, cfg.verify_m)
-    how = "m" if m_given is not None else (f"m (the profile's verify_m {cfg.verify_m}" + (
-        f", capped at the {left} test images outside class {t}, {role})" if mt < cfg.verify_m else ")"))
+    how = "m" if m_given is not None else (f"m ({sscl.query_source(ds, t, None, cfg.verify_m)}" + (
+        f", {role})" if mt < cfg.verify_m else ")"))
     check_claim_queries(mt, tau, alpha, how)
     if mt < bounded_min and t not in few_queries:  # the paper's test can claim; ours cannot: said once, not refused
         few_queries.add(t)

@@ -1526,6 +1526,15 @@ def test_pool_label_names_the_hard_pool_the_key_drew_from():
         sscl.pool_label(())
 
 
+def test_query_source_says_m_or_the_profile_s_verify_m_and_its_cap():
+    y = torch.arange(60) % 4  # 45 test images outside class 1
+    assert sscl.query_source(y, 1, 12, 40) == "m"
+    assert sscl.query_source(y, 1, None, 40) == "the profile's verify_m 40"  # 40 of the 45: not capped
+    assert sscl.query_source(y, 1, None, 100) == ("the profile's verify_m 100 capped at the 45 test images outside "
+                                                  "class 1")
+    assert sscl.query_count(y, 1, None, 100) == 45  # the count it describes
+
+
 def test_check_owner_queries_names_where_the_evaluation_s_count_came_from():
     """The refusal names the class, the caller's role for it, and whether the evaluation's count was m or the
     profile's verify_m (and its cap): notebooks 02 and 03 call it instead of guards of their own."""

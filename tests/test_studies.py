@@ -369,11 +369,11 @@ def test_check_study_queries_checks_the_queries_ownership_metrics_makes(monkeypa
     ds = SimpleNamespace(y_test=y_test)
     assert check_study_queries(ds, 1, get_profile("smoke")) == 40  # verify_m 40: all of it
     assert check_study_queries(ds, 1, get_profile("quick")) == 45  # verify_m 100, capped at the 45
-    with pytest.raises(ValueError, match=r"the profile's verify_m \(5, capped at the 45 test images outside class 1\): "
-                                         r"5 queries can never claim ownership at tau 0.25 and alpha 0.01"):
+    with pytest.raises(ValueError, match=r"the profile's verify_m 5: 5 queries can never claim ownership at tau "
+                                         r"0.25 and alpha 0.01"):  # 5 of the 45: not capped, so not said to be
         check_study_queries(ds, 1, get_profile("smoke:verify_m=5"))
     few = SimpleNamespace(y_test=torch.tensor([0, 1, 1, 2, 3, 0, 2, 3, 1]))  # 6 outside class 1
-    with pytest.raises(ValueError, match=r"verify_m \(40, capped at the 6 test images outside class 1\): 6 queries"):
+    with pytest.raises(ValueError, match=r"verify_m 40 capped at the 6 test images outside class 1: 6 queries"):
         check_study_queries(few, 1, get_profile("smoke"))
     assert check_study_queries(ds, 1, get_profile("smoke:verify_m=7"), tau=0.0) == 7  # 7 suffice at tau 0
     with pytest.raises(ValueError, match="alpha 0.001"):
