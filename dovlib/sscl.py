@@ -1350,13 +1350,15 @@ def check_owner_queries(ds, profile: Profile, targets, m=None, tau=0.25, alpha=0
     from .verify import check_claim_queries
 
     for t in targets:
-        if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= t < ds.num_classes:
+        try:  # what run_sscl / run_code accept (a 0-d tensor, "1"), checked here too
+            t = check_int("target", t, 0, ds.num_classes - 1)
+        except (TypeError, ValueError):
             continue  # run_sscl / run_code refuse it, naming their parameter
-        mt = query_count(ds, int(t), m, profile.verify_m)
-        source = query_source(ds, int(t), m, profile.verify_m)
-        drawn = (f"the test images left beside the evaluation's {mt} queries" if queries_apart(ds, int(t), mt) else
+        mt = query_count(ds, t, m, profile.verify_m)
+        source = query_source(ds, t, m, profile.verify_m)
+        drawn = (f"the test images left beside the evaluation's {mt} queries" if queries_apart(ds, t, mt) else
                  f"the evaluation's {mt} queries again, fewer than 2 being left apart")
-        check_claim_queries(owner_query_count(ds, int(t), mt), tau, alpha, f"the owner's check for class {t} ("
+        check_claim_queries(owner_query_count(ds, t, mt), tau, alpha, f"the owner's check for class {t} ("
                             + (f"{role}; " if role else "") + f"{drawn}, {source}, at check_alpha {alpha:g})",
                             test=test)
 

@@ -1552,7 +1552,10 @@ def test_check_owner_queries_names_where_the_evaluation_s_count_came_from():
                                          r"apart, the profile's verify_m 35 capped at the 9 test images outside "
                                          r"class 0, at check_alpha 0.01\)"):
         sscl.check_owner_queries(small, prof, [0])
-    sscl.check_owner_queries(ds, prof, [7, -1, True], test="bounded")  # outside the dataset: the run's to refuse
+    sscl.check_owner_queries(ds, prof, [7, -1, True, 1.5], test="bounded")  # not a class: the run's to refuse
+    for same in (torch.tensor(1), np.int64(1), "1"):  # what run_sscl accepts as target 1 is checked as 1
+        with pytest.raises(ValueError, match=r"the owner's check for class 1 \(the test images left"):
+            sscl.check_owner_queries(ds, prof, [same], test="bounded")
 
 
 def test_select_run_says_when_no_attempt_passes_and_refuses_bad_counts(monkeypatch):
