@@ -311,6 +311,13 @@ def attack_set(name: str) -> list[str]:
     return [_name(f"hidden_{f}", p) for f, values in HIDDEN_NOISES.items() for p in values]
 
 
+def attack_set_label(name: str) -> str:
+    """What a figure's title says about :func:`attack_set` ``name``: "no attacks", or e.g. "attacked = mean over
+    the 'representative' set (8 attacks)" (notebooks 07 and 08, whose panels say only "attacked")."""
+    n = len(attack_set(name))
+    return "no attacks" if n == 0 else f"attacked = mean over the '{name}' set ({n} attack{'s' * (n != 1)})"
+
+
 def restore_size(images: torch.Tensor, size) -> torch.Tensor:
     """Resize (bilinear, antialiased) uint8 images back to ``size`` = (H, W)."""
     if tuple(images.shape[-2:]) == tuple(size):

@@ -52,7 +52,7 @@ import pandas as pd
 import seaborn as sns
 
 from dovlib.amuse import AmuseCodec, RepeatCodec, random_messages
-from dovlib.attacks import ATTACKS, attack_set, jpeg
+from dovlib.attacks import ATTACKS, attack_set, attack_set_label, jpeg
 from dovlib.data import load_dataset
 from dovlib.imwm import ImWatermarker, evaluate_dataset, sample_images
 from dovlib.metrics import bit_accuracy, mean_psnr
@@ -175,7 +175,8 @@ long = summary.melt(id_vars=["L", "scheme", "attacked"], value_vars=["bit_acc", 
 g = sns.relplot(data=long, x="L", y="accuracy", hue="scheme", style="attacked", col="metric", kind="line",
                 marker="o", height=3.2, aspect=1.2)
 g.set(ylim=(-0.02, 1.02))
-set_title(g, f"{wm_label}, {len(images)} images, rho={rho:g} ({profile} profile, CPU)")
+set_title(g, f"{wm_label}, {len(images)} images, rho={rho:g}, {attack_set_label(attacks_used)} ({profile} profile, "
+             "CPU)")
 save_fig(g.figure, "accuracy_vs_length", NOTEBOOK, **fig_context);
 
 # %% [markdown]
@@ -187,6 +188,8 @@ if attack_names:
            [["bit_acc", "word_acc", "sub_bit_acc"]].mean())
     g = sns.catplot(data=fam, x="family", y="bit_acc", hue="scheme", col="L", kind="bar", height=3, aspect=1.4)
     g.set_xticklabels(rotation=45, ha="right")
+    set_title(g, f"{wm_label}, {len(images)} images, rho={rho:g}: per attack family of the '{attacks_used}' set "
+                 f"({profile} profile, CPU)")
     save_fig(g.figure, "accuracy_by_attack_family", NOTEBOOK, **fig_context)
 
 # %% [markdown]

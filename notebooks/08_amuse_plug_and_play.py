@@ -62,7 +62,7 @@ import pandas as pd
 import seaborn as sns
 
 from dovlib.amuse import PAPER_SUB_MESSAGE_BITS, AmuseCodec, RepeatCodec, random_messages
-from dovlib.attacks import attack_set
+from dovlib.attacks import attack_set, attack_set_label
 from dovlib.data import load_dataset
 from dovlib.imwm import HIDDEN_ARCHS, HiddenConfig, ImWatermarker, evaluate_dataset, sample_images, train_hidden
 from dovlib.params import MAX_SEED, check_bool, check_choice, check_int, get_profile, parse_fraction, parse_list
@@ -256,7 +256,8 @@ if str(tables) in ("2", "both"):
     # short panel titles: "attacked = no attack | scale = 36" ran into the legend once the title was wrapped
     g.set_titles("{row_name}, scale {col_name}")
     g.set_axis_labels("L (message bits)", "bit accuracy")
-    set_title(g, f"{method}: baseline vs AMUSE (rho={rho:g}), {profile} profile, CPU")
+    set_title(g, f"{method}: baseline vs AMUSE (rho={rho:g}), {attack_set_label(attacks_used)}, {profile} profile, "
+                 "CPU")
     save_fig(g.figure, "table2_dct_dwt", NOTEBOOK, dataset="skimage-photos", is_subset=photos.is_subset,
              **cpu_context)
     cmp2 = table2.melt(id_vars=["scale", "L", "scheme", "sub_message_bits", "attacked"],

@@ -220,6 +220,17 @@ def test_attack_sets_name_registered_attacks():
         attack_set("all")
 
 
+def test_attack_set_label_names_the_set_and_its_size():
+    from dovlib.attacks import attack_set, attack_set_label
+
+    assert attack_set_label("none") == "no attacks"
+    assert attack_set_label("grid") == "attacked = mean over the 'grid' set (45 attacks)"
+    n = len(attack_set("hidden"))
+    assert attack_set_label("hidden") == f"attacked = mean over the 'hidden' set ({n} attacks)"
+    with pytest.raises(ValueError, match="attacks must be one of"):
+        attack_set_label("all")
+
+
 def test_a_cover_of_another_dtype_and_an_unknown_family_are_refused():
     from dovlib.attacks import Attack
 
