@@ -403,11 +403,19 @@ def _torchvision(name: str, download: bool = True, image_size: int | None = None
         else:
             train_parts, test = [cls(root, train=True, download=download)], cls(root, train=False, download=download)
     except Exception as exc:  # URLError, RuntimeError("Dataset not found"), ...
+        folder = data_dir() / TORCHVISION_FOLDERS[name]
+        held = sorted(p.name for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+        # files in place that torchvision did not accept (CIFAR-10: each batch file's md5) are named: asking for
+        # them to be copied to the folder that holds them would send the user in circles
+        what = (f"{folder} holds {len(held)} file{'s' if len(held) != 1 else ''} ({', '.join(held[:4])}"
+                f"{', ...' if len(held) > 4 else ''}) and torchvision refused them: damaged, incomplete or not the "
+                f"official files (it checks CIFAR-10's batch files against their md5). Replace them by torchvision's "
+                f"files for {name} (online: empty the folder and load again to download them)") if held else (
+            f"On a machine with internet it downloads there by itself; offline, copy torchvision's files for {name} "
+            f"to {folder}")
         raise DatasetNotFoundError(
-            f"dataset {name!r} could not be loaded from {root} ({type(exc).__name__}: {_first_line(exc)}). On a "
-            f"machine with internet it downloads there by itself; offline, copy torchvision's files for {name} to "
-            f"{data_dir() / TORCHVISION_FOLDERS[name]}, or use an offline dataset: {', '.join(sorted(OFFLINE))}."
-        ) from exc
+            f"dataset {name!r} could not be loaded from {root} ({type(exc).__name__}: {_first_line(exc)}). {what}, "
+            f"or use an offline dataset: {', '.join(sorted(OFFLINE))}.") from exc
     if name == "flowers102":
         # decoded once, then read back from data/decoded/ (as sub-imagenet) rather than 8,189 JPEGs at every load;
         # keyed by every file's path, label, size and time. torchvision's file lists are private attributes: without

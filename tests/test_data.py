@@ -226,6 +226,26 @@ def test_online_dataset_offline_gives_clear_error(tmp_path, monkeypatch):
     assert "download=True" not in str(err.value)
 
 
+def test_online_files_that_torchvision_refuses_are_named_not_asked_for(tmp_path, monkeypatch):
+    """CIFAR-10 batch files in place that fail torchvision's md5 check (damaged, cut short, another copy): the error
+    says the files there were refused, not "copy the files to" the folder that already holds them."""
+    import pickle
+
+    folder = tmp_path / "cifar10" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for f in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with open(folder / f, "wb") as fh:
+            pickle.dump({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 1]}, fh)
+    with open(folder / "batches.meta", "wb") as fh:
+        pickle.dump({"label_names": [str(i) for i in range(10)]}, fh)
+    monkeypatch.setenv("DOVLIB_CACHE", str(tmp_path))
+    with pytest.raises(DatasetNotFoundError, match=r"'cifar10' could not be loaded") as err:
+        load_dataset("cifar10", download=False)
+    msg = str(err.value)
+    assert f"{folder} holds 7 files (batches.meta, data_batch_1, " in msg and "torchvision refused them" in msg
+    assert "copy torchvision's files" not in msg and "download=True" not in msg and "\n" not in msg
+
+
 def test_a_multi_line_download_error_stays_one_line(tmp_path, monkeypatch):
     """Offline, torchvision's MNIST error lists every mirror on its own line; the message keeps the first."""
     import torchvision.datasets as tvd
