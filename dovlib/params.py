@@ -73,7 +73,8 @@ def parse_precisions(text: str) -> list[str]:
 # non-target images (gen_batch); every loop runs at least once (an epoch count of 0 would record untrained models).
 _PROFILE_MINIMA = {"n_train": 1, "n_test": 1, "epochs": 1, "batch_size": 1, "width": 1, "gen_iters": 1,
                    "gen_batch": 2, "finetune_epochs": 1, "verify_m": 2, "n_models": 1, "amuse_images": 1,
-                   "amuse_subsets": 1, "hidden_steps": 1}
+                   "amuse_subsets": 1, "hidden_steps": 1, "craft_steps": 1}
+_WHOLE_OR_NONE = ("n_train", "n_test", "craft_steps")  # fields whose None means "the whole split" / "the papers' own"
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,9 @@ class Profile:
     # "bf16": bf16 autocast for classifier, generator and HiDDeN training on CUDA and on the CPU (ours; measured in
     # docs/measured-sscl-cpu.md); "fp32": no autocast anywhere. Evaluation is always fp32 (train.predict_logits).
     precision: str = "auto"
+    # crafting steps of the surrogate-based baselines of Table I (Label-Consistent's PGD, Sleeper Agent's and UBW-C's
+    # gradient matching); None: the papers' (100, 250) in quick and paper, a few in smoke (watermarks.crafting_budget)
+    craft_steps: int | None = None
 
     def __post_init__(self):
         check_choice("precision", self.precision, PRECISIONS)
@@ -108,8 +112,8 @@ class Profile:
                              f"got {self.device!r}")
         for field_name, low in _PROFILE_MINIMA.items():
             value = getattr(self, field_name)
-            if value is None and field_name in ("n_train", "n_test"):
-                continue  # the whole split
+            if value is None and field_name in _WHOLE_OR_NONE:
+                continue  # the whole split, or the papers' crafting steps
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
                 raise ValueError(f"profile field {field_name} must be an integer >= {low}; got {value!r}")
         if self.gen_batch % 2:  # half target, half non-target images: refused here under the name the user typed
@@ -206,7 +210,8 @@ def parse_overrides(spec: str, profile: Profile) -> dict:
                              f"{sorted(k for k in known if k != 'name')}")
         if key in out:
             raise ValueError(f"profile override {key} is given twice in {spec!r}: give each field once")
-        if text in ("None", "none", "all") and key in ("n_train", "n_test"):
+        if (text in ("None", "none", "all") and key in ("n_train", "n_test")) or (text in ("None", "none")
+                                                                                and key == "craft_steps"):
             out[key] = None
             continue
         kind = type(known[key]) if known[key] is not None else int

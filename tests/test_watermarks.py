@@ -682,6 +682,27 @@ def test_stamp_pattern_and_image_checks():
     assert check_images(x) is x
 
 
+def test_a_profile_string_sets_the_crafting_steps_of_the_surrogate_baselines():
+    """paper:craft_steps=N shrinks Label-Consistent's PGD and Sleeper Agent's and UBW-C's gradient matching (the
+    papers' 100 and 250 steps over the whole target class: about 50 minutes each for the two gradient-matching
+    methods on full CIFAR-10 at width 4 on one CPU core), so the paper profile's whole-split path can be rehearsed on
+    a CPU; without it every profile keeps its own budget, smoke's included."""
+    from dovlib.params import get_profile
+    from dovlib.watermarks import get_watermark
+    from dovlib.watermarks.table import crafting_budget
+
+    paper = get_profile("paper:craft_steps=3")
+    for method in ("label-consistent", "sleeper-agent", "ubw-c"):
+        assert crafting_budget(method, paper)["steps"] == 3
+        assert get_watermark(method, **crafting_budget(method, paper)).steps == 3
+    assert crafting_budget("badnets", paper) == {}  # no crafting: nothing to set
+    assert crafting_budget("sleeper-agent", get_profile("smoke:craft_steps=5")) == {"steps": 5, "n_source": 64}
+    assert crafting_budget("sleeper-agent", get_profile("paper")) == {}  # the papers' own steps
+    assert get_profile("paper").craft_steps is None
+    with pytest.raises(ValueError, match=r"profile field craft_steps must be an integer >= 1; got 0"):
+        get_profile("paper:craft_steps=0")
+
+
 def test_paper_key_and_crafting_budget():
     from dovlib.params import get_profile
     from dovlib.watermarks.table import crafting_budget, paper_key
