@@ -258,7 +258,8 @@ print({k: record[k] for k in ("profile", "dataset", "is_subset", "device", "perc
 # `.ubw_c`); WaNet's noise is drawn once into the published set.
 
 # %%
-from dovlib.watermarks.table import METHODS, floor_test, paper_comparison, ranking_vs_paper, reading, table_i
+from dovlib.watermarks.table import (METHODS, agreement_text, floor_test, paper_comparison, ranking_vs_paper,
+                                     reading, table_i)
 
 with timer() as t_table:
     table_all = table_i(ds, arch, cfg, methods=[m for m in METHODS if m != "sscl-bw"], rate=rate, target=target,
@@ -306,8 +307,7 @@ cmp_all.round(2)
 agreement = {}
 for q in ("WSR", "BA"):
     ranks, agreement[q] = ranking_vs_paper(cmp_all, q)
-    print(f"{q}: Kendall's rank correlation {agreement[q]['kendall_tau']:+.2f} (p = {agreement[q]['p_value']:.3f}) "
-          f"over {agreement[q]['n']} methods with a paper value ({label})")
+    print(f"{q} order vs the paper: {agreement_text(agreement[q])} ({label})")  # MNIST: no paper values to rank
     display(ranks.round(2))
 
 # %% [markdown]

@@ -587,6 +587,23 @@ def test_ranking_vs_paper_counts_only_methods_with_both_values():
         ranking_vs_paper(cmp, "LPIPS")
 
 
+def test_the_ranking_against_the_paper_says_when_the_paper_has_no_values_for_the_dataset():
+    """Notebook 02 on MNIST (full or mnist-offline): the paper's MNIST block is not available, and its line said
+    "Kendall's rank correlation +nan (p = nan) over 0 methods"; it now says there is nothing to compare."""
+    import pandas as pd
+
+    from dovlib.watermarks.table import agreement_text, paper_comparison, ranking_vs_paper
+
+    table = pd.DataFrame({"method": ["No Watermark", "BadNets", "Blended", "WaNet"], "targeted": [True] * 4,
+                          "BA": [0.99, 0.98, 0.97, 0.96], "WSR": [math.nan, 0.9, 0.8, 0.7]})
+    for dataset, expected in (("mnist", "no paper values for this dataset (0 methods), not compared"),
+                              ("cifar10", "Kendall's rank correlation +0.82 (p = 0.22, 3 methods)")):
+        text = agreement_text(ranking_vs_paper(paper_comparison(table, dataset), "WSR")[1])
+        assert text == expected and "nan" not in text
+    two = {"n": 2, "kendall_tau": math.nan, "p_value": math.nan}
+    assert agreement_text(two) == "only 2 methods with a paper value (3 needed), not compared"
+
+
 def test_floor_test_and_reading():
     import pandas as pd
 

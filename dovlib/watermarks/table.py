@@ -20,7 +20,7 @@ from .base import get_watermark
 from .common import CRAFTING_VERSION
 
 __all__ = ["METHODS", "DISPLAY", "PAPER_TABLE_I", "crafting_budget", "table_row", "table_i", "paper_comparison",
-           "ranking_vs_paper", "floor_test", "reading", "paper_key"]
+           "ranking_vs_paper", "agreement_text", "floor_test", "reading", "paper_key"]
 
 METHODS = ["none", "badnets", "blended", "wanet", "ubw-p", "label-consistent", "sleeper-agent", "ubw-c", "sscl-bw"]
 DISPLAY = {"none": "No Watermark", "badnets": "BadNets", "blended": "Blended", "wanet": "WaNet", "ubw-p": "UBW-P",
@@ -277,10 +277,19 @@ def reading(tested: pd.DataFrame, agreement: dict | None = None, label: str = ""
         cost = ", ".join(f"{r.method} {100 * (r.BA - ba0):+.1f}" for r in rows.itertuples())
         lines.append(f"- BA against No Watermark ({100 * ba0:.1f}%), in points: {cost}")
     for q, a in (agreement or {}).items():
-        if a.get("n", 0) >= 3 and not math.isnan(a.get("kendall_tau", math.nan)):
-            lines.append(f"- {q} order vs the paper: Kendall's rank correlation {a['kendall_tau']:+.2f} "
-                         f"(p = {a['p_value']:.2g}, {a['n']} methods)")
-        else:
-            lines.append(f"- {q} order vs the paper: no paper values for this dataset ({a.get('n', 0)} methods), "
-                         f"not compared")
+        lines.append(f"- {q} order vs the paper: {agreement_text(a)}")
     return "\n".join(lines)
+
+
+def agreement_text(agreement: dict) -> str:
+    """One :func:`ranking_vs_paper` statistics dict in words: Kendall's rank correlation with its p-value and count,
+    or why there is none (no paper values for the dataset, as for MNIST and Sub-ImageNet; fewer than 3 methods; ties
+    only), never ``+nan (p = nan)``."""
+    n, tau = agreement.get("n", 0), agreement.get("kendall_tau", math.nan)
+    if n >= 3 and not math.isnan(tau):
+        return f"Kendall's rank correlation {tau:+.2f} (p = {agreement['p_value']:.2g}, {n} methods)"
+    if n == 0:
+        return "no paper values for this dataset (0 methods), not compared"
+    if n < 3:
+        return f"only {n} method{'s' if n != 1 else ''} with a paper value (3 needed), not compared"
+    return f"undefined over {n} methods (one side's values are all tied), not compared"
