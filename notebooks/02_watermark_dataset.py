@@ -252,14 +252,17 @@ print({k: record[k] for k in ("profile", "dataset", "is_subset", "device", "perc
 # classified as their true class); `WSR_benign` is the same trigger on the model trained on the clean set, the
 # floor each method must beat (for the untargeted measure it is simply the benign model's error rate). The smoke
 # profile uses a few crafting steps for the surrogate-based methods (`crafting_budget`); quick/paper use the
-# papers' (PGD 100 steps, gradient matching 250). Where the three surrogate-based methods differ from their papers
+# papers' (PGD 100 steps, gradient matching 250) unless the profile string sets `craft_steps` (the captions below
+# then say so). Where the three surrogate-based methods differ from their papers
 # (an ordinary surrogate for Label-Consistent's PGD, no surrogate retraining or augmentation while crafting, sources
 # from every class), each module's docstring says so (`dovlib.watermarks.label_consistent`, `.sleeper_agent`,
 # `.ubw_c`); WaNet's noise is drawn once into the published set.
 
 # %%
-from dovlib.watermarks.table import (METHODS, agreement_text, floor_test, paper_comparison, ranking_vs_paper,
-                                     reading, table_i)
+from dovlib.watermarks.table import (METHODS, agreement_text, crafting_label, floor_test, paper_comparison,
+                                     ranking_vs_paper, reading, table_i)
+
+table_label = ", ".join(filter(None, [label, crafting_label(cfg)]))  # craft_steps (and smoke's): said in words
 
 with timer() as t_table:
     table_all = table_i(ds, arch, cfg, methods=[m for m in METHODS if m != "sscl-bw"], rate=rate, target=target,
@@ -267,7 +270,7 @@ with timer() as t_table:
 sscl_row = {"method": "SSCL-BW", "key": "sscl-bw", "kind": "clean-label", "targeted": True, "success_measure": "WSR",
             "n_marked": len(idx), **row_wm, "WSR_benign": row_benign["WSR"]}
 table_all = pd.concat([table_all, pd.DataFrame([sscl_row])], ignore_index=True)
-print(f"{len(table_all) - 1} watermarked rows in {t_table['seconds']:.1f} s ({label})")
+print(f"{len(table_all) - 1} watermarked rows in {t_table['seconds']:.1f} s ({table_label})")
 table_all[["method", "kind", "BA", "WSR", "WSR_benign", pcol, "PSNR", "SSIM", "n_marked"]].round(4)
 
 # %%
@@ -276,7 +279,7 @@ long = table_all.rename(columns={"WSR_benign": "WSR (clean model)"}).melt(  # as
 fig, ax = plt.subplots()  # likewise: the per-class chart above may still be open
 sns.barplot(data=long, x="method", y="value", hue="measure", ax=ax)
 ax.set(xlabel="", ylabel="share", ylim=(0, 1.05))
-set_title(ax, f"Table I, all methods (WSR = untargeted success for UBW-P/UBW-C)\n{label}", fontsize="small")
+set_title(ax, f"Table I, all methods (WSR = untargeted success for UBW-P/UBW-C)\n{table_label}", fontsize="small")
 rotate_xticklabels(ax)
 sns.move_legend(ax, "upper left", bbox_to_anchor=(1, 1))  # BA near 0.9 for every method at quick/paper
 save_fig(ax.figure, "table1_all_methods", NOTEBOOK, **context);
@@ -290,10 +293,10 @@ save_fig(ax.figure, "table1_all_methods", NOTEBOOK, **context);
 # %%
 cmp_all = paper_comparison(table_all, ds.name)
 save_table(cmp_all, "table1_all_methods_vs_paper", NOTEBOOK,
-           caption=f"Table I, all methods vs the paper (ours: {label}; perceptual measure {perceptual}; UBW rows: "
-           f"untargeted success; {PAPER_SETTING})", **context, **run_times(t_table))
+           caption=f"Table I, all methods vs the paper (ours: {table_label}; perceptual measure {perceptual}; "
+           f"UBW rows: untargeted success; {PAPER_SETTING})", **context, **run_times(t_table))
 save_table(table_all.drop(columns=["key"]), "table1_all_methods", NOTEBOOK,
-           caption=f"Table I, all methods, our measurements ({label})", **context, **run_times(t_table))
+           caption=f"Table I, all methods, our measurements ({table_label})", **context, **run_times(t_table))
 cmp_all.round(2)
 
 # %% [markdown]
@@ -307,7 +310,7 @@ cmp_all.round(2)
 agreement = {}
 for q in ("WSR", "BA"):
     ranks, agreement[q] = ranking_vs_paper(cmp_all, q)
-    print(f"{q} order vs the paper: {agreement_text(agreement[q])} ({label})")  # MNIST: no paper values to rank
+    print(f"{q} order vs the paper: {agreement_text(agreement[q])} ({table_label})")  # MNIST: no paper values to rank
     display(ranks.round(2))
 
 # %% [markdown]
@@ -323,10 +326,11 @@ for q in ("WSR", "BA"):
 n_eval = int((ds.y_test != target).sum())  # targeted WSR: non-target images; untargeted success: every test image
 tested = floor_test(table_all, n_eval=n_eval, alpha=0.01, n_eval_untargeted=len(ds.y_test))
 display(tested[["method", "BA", "WSR", "WSR_benign", "lift", "p_vs_benign", "strength"]].round(4))
-table_reading = reading(tested, agreement, label)
+table_reading = reading(tested, agreement, table_label)
 print(table_reading)
 save_table(tested.drop(columns=["key"]), "table1_floor_test", NOTEBOOK,
-           caption=f"Table I with each trigger tested against its benign floor ({label}; n_eval {n_eval})", **context);
+           caption=f"Table I with each trigger tested against its benign floor ({table_label}; n_eval {n_eval})",
+           **context);
 
 # %%
 table_metrics = {f"{r.key}_{q}": getattr(r, q) for r in table_all.itertuples() for q in ("BA", "WSR", "WSR_benign")

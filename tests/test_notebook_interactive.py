@@ -254,7 +254,7 @@ def test_watermark_notebook_bar_charts_get_their_own_figures(kernel):
         "ds = _NS(classes=[f'class {i}' for i in range(10)], num_classes=10, x_test=None, y_test=None)\n"
         "benign, run = _NS(model=None), _NS(suspect=_NS(model=None))\n"
         "per_class_accuracy = lambda model, x, y, n: [0.5] * n\n"
-        "label, context = 'stand-in', {}\n"
+        "label = table_label = 'stand-in'; context = {}\n"
         "table_all = pd.DataFrame({'method': ['BadNets', 'SSCL-BW'], 'BA': [0.9, 0.8], 'WSR': [0.5, 0.6],\n"
         "                          'WSR_benign': [0.1, 0.2]})")
     kernel.ok(_cell(cells, "per_class_accuracy(benign.model"))
@@ -265,7 +265,8 @@ def test_watermark_notebook_bar_charts_get_their_own_figures(kernel):
     # read as a reader would: each slanted name ends at its own bars (centred, "automobile" sat under "bird"), the
     # legend beside the bars (at quick/paper BA is near 0.9 for every method), the long run label wrapped to the
     # axes (one line made the saved image far wider than the plot), Fig. 4's name for the clean model's WSR
-    kernel.ok("label = 'quick:device=cpu,epochs=10,width=16,gen_iters=300,batch_size=128,lr=0.05 profile, ' * 2")
+    kernel.ok("label = table_label = 'quick:device=cpu,epochs=10,width=16,gen_iters=300,batch_size=128,lr=0.05 "
+              "profile, ' * 2")
     kernel.ok(_cell(cells, "per_class_accuracy(benign.model"))
     kernel.ok("per_class_ax = ax")
     kernel.ok(_cell(cells, "var_name=\"measure\""))

@@ -1184,3 +1184,21 @@ def test_crafted_marks_are_reused_only_for_the_same_rate(tmp_path):
     got = wm.apply(x, y, 0.1, 1, seed=0, cache=tmp_path)
     uncached = wm.apply(x, y, 0.1, 1, seed=0)
     assert all(torch.equal(a, b) for a, b in zip(got, uncached))
+
+
+def test_crafting_label_says_which_crafting_budget_ran():
+    """Notebook 02's Table I captions named craft_steps only inside the long profile string, under a markdown cell
+    saying quick/paper craft with the papers' 100 / 250 steps: a paper:craft_steps=2 run of the full MNIST split
+    (2026-12-07) was captioned as the paper profile. crafting_label names each crafted baseline's budget beside the
+    papers', and is empty where the papers' own budget ran."""
+    from dovlib.params import get_profile
+    from dovlib.watermarks.table import crafting_label
+
+    assert crafting_label(get_profile("paper")) == ""  # the papers' steps: nothing to add
+    assert crafting_label(get_profile("quick")) == ""
+    assert crafting_label(get_profile("paper:craft_steps=2")) == (
+        "crafting budget not the papers': Label-Consistent steps 2 (paper 100); Sleeper Agent steps 2 (paper 250); "
+        "UBW-C steps 2 (paper 250)")
+    assert crafting_label(get_profile("smoke")) == (
+        "crafting budget not the papers': Label-Consistent steps 3 (paper 100); Sleeper Agent steps 2 (paper 250), "
+        "n_source 64 (paper 1000); UBW-C steps 2 (paper 250), n_source 64 (paper 1000)")

@@ -19,8 +19,8 @@ from ..verify import attack_success, evaluate_watermark
 from .base import get_watermark
 from .common import CRAFTING_VERSION
 
-__all__ = ["METHODS", "DISPLAY", "PAPER_TABLE_I", "crafting_budget", "table_row", "table_i", "paper_comparison",
-           "ranking_vs_paper", "agreement_text", "floor_test", "reading", "paper_key"]
+__all__ = ["METHODS", "DISPLAY", "PAPER_TABLE_I", "crafting_budget", "crafting_label", "table_row", "table_i",
+           "paper_comparison", "ranking_vs_paper", "agreement_text", "floor_test", "reading", "paper_key"]
 
 METHODS = ["none", "badnets", "blended", "wanet", "ubw-p", "label-consistent", "sleeper-agent", "ubw-c", "sscl-bw"]
 DISPLAY = {"none": "No Watermark", "badnets": "BadNets", "blended": "Blended", "wanet": "WaNet", "ubw-p": "UBW-P",
@@ -68,6 +68,22 @@ def crafting_budget(method: str, profile: Profile) -> dict:
     if profile.craft_steps is not None and method in CRAFTED:
         budget = {**budget, "steps": profile.craft_steps}
     return budget
+
+
+def crafting_label(profile: Profile) -> str:
+    """The crafted baselines' budget in words where it is not the papers' (smoke's few steps, or the profile's
+    ``craft_steps``), each setting beside the paper's: "crafting budget not the papers': Label-Consistent steps 2
+    (paper 100); ..."; empty where every crafted baseline ran with its paper's budget. Notebook 02 adds it to its
+    Table I captions, whose profile string alone hid it."""
+    parts = []
+    for method in CRAFTED:
+        budget = crafting_budget(method, profile)
+        paper = get_watermark(method)  # its constructor's defaults are the paper's budget
+        changed = {k: v for k, v in budget.items() if getattr(paper, k) != v}
+        if changed:
+            parts.append(f"{DISPLAY[method]} " + ", ".join(f"{k} {v} (paper {getattr(paper, k)})"
+                                                           for k, v in changed.items()))
+    return "crafting budget not the papers': " + "; ".join(parts) if parts else ""
 
 
 def table_row(method: str, ds, arch: str, profile: Profile, *, rate=0.1, target: int = 1, seed: int = 0,
