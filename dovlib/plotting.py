@@ -165,6 +165,28 @@ def epoch_ticks(*axes) -> None:
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
 
 
+def grid_axis(ax, values, grid, hint: str | None = None) -> None:
+    """Span the x axis of ``ax`` over a study's ``grid`` (e.g. eps 1..10 /255 or gamma 1%..10%) as well as the
+    ``values`` drawn in it, so that a panel holding one point (a run without a sweep) shows where that point lies
+    on the grid; matplotlib's default axis around a single x spans +-4% of it (gamma 0.096 to 0.104), ticks that
+    mean nothing. With fewer than two distinct finite values, ``hint`` (e.g. how to walk the grid) is written in
+    the panel. Raises ValueError if ``grid`` is empty or not numbers."""
+    try:
+        grid = [float(g) for g in grid]
+        values = [float(v) for v in values]
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"grid_axis: grid and values must be numbers ({exc})") from None
+    if not grid or not all(np.isfinite(grid)):
+        raise ValueError(f"grid_axis: grid must hold at least one finite number; got {grid}")
+    values = [v for v in values if np.isfinite(v)]
+    low, high = min(grid + values), max(grid + values)
+    pad = 0.05 * (high - low) if high > low else max(0.05 * abs(low), 0.5)
+    ax.set_xlim(low - pad, high + pad)
+    if hint and len(set(values)) < 2:
+        ax.text(0.03, 0.5, wrap_text(hint, 0.55 * ax.get_position().width * ax.figure.get_figwidth(), "small"),
+                transform=ax.transAxes, ha="left", va="center", fontsize="small", color="0.35")
+
+
 def figure_legend(fig, axes=None, fontsize="small", **kwargs):
     """One legend for the whole figure, beside its panels on the right, in room the layout leaves for it, so it lies
     over no panel: a legend inside the axes covers the curves wherever they run (BA and WSR near 0.9 at the quick

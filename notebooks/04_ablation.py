@@ -55,7 +55,7 @@ from IPython.display import Markdown, display
 from dovlib.data import load_dataset
 from dovlib.params import check_choice, check_int, get_profile, parse_eps, parse_rate, profile_key
 from dovlib.perceptual import require_perceptual
-from dovlib.plotting import figure_legend, set_title
+from dovlib.plotting import figure_legend, grid_axis, set_title
 from dovlib.report import load_records, run_context, save_fig, save_table, start_notebook
 from dovlib.sscl import check_key, key_hash, run_sscl
 from dovlib.studies import (PROVENANCE, benign_model, cached, check_study_queries, eps_label, grid, measured_context,
@@ -151,12 +151,17 @@ df = df[df["WSR_benign"].notna()] if "WSR_benign" in df else df.iloc[:0]  # reco
 df["eps_levels"] = df["eps"].map(lambda e: parse_eps(e) * 255)
 by_eps = df[df["rate"] == rate].sort_values("eps_levels")
 by_rate = df[df["eps"] == eps_label(eps_value)].sort_values("rate")
+eps_grid, rate_grid = [parse_eps(e) * 255 for e in grid("eps", cfg)], grid("rate", cfg)  # each panel's x axis
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
-for ax, data, x, xlabel in ((axes[0], by_eps, "eps_levels", "eps (x/255)"), (axes[1], by_rate, "rate", "gamma")):
+for ax, data, x, xlabel, xgrid, walk in (
+        (axes[0], by_eps, "eps_levels", "eps (x/255)", eps_grid, f"eps {min(eps_grid):g}-{max(eps_grid):g}/255"),
+        (axes[1], by_rate, "rate", "gamma", rate_grid, f"gamma {min(rate_grid):g}-{max(rate_grid):g}")):
     long = data.rename(columns={"WSR_benign": "WSR (clean model)"}).melt(
         id_vars=[x], value_vars=["BA", "WSR", "WSR (clean model)"], var_name="metric", value_name="value")
     sns.lineplot(data=long, x=x, y="value", hue="metric", marker="o", ax=ax)
     ax.set_xlabel(xlabel)
+    name = "eps" if x == "eps_levels" else "rate"  # one point without a sweep: on the grid's axis, and how to walk it
+    grid_axis(ax, data[x], xgrid, hint=f"one point measured; sweep = '{name}' or 'both' walks {walk}")
     ax.set_ylim(0, 1.02)
 axes[0].set_ylabel("BA / WSR")  # shared by both panels
 axes[0].set_title(f"gamma = {rate}")

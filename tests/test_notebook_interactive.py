@@ -324,6 +324,22 @@ def test_ablation_figure_has_one_legend_off_the_lines_and_names_its_y_axis(kerne
     assert kernel.value("axes[0].get_ylabel()") == "BA / WSR"
     assert kernel.value("texts_overlapping()") == []
     assert kernel.value("len(axes[0].lines)") >= 3  # drawn: 10 eps points per metric
+    assert kernel.value("[len(a.texts) for a in axes]") == [0, 0]  # a walked grid needs no hint
+
+
+def test_ablation_figure_without_a_sweep_puts_its_one_point_on_the_grid_and_says_how_to_walk_it(kernel):
+    """Without a sweep each panel of Fig. 4 holds one point, and matplotlib spanned the gamma axis 0.096 to 0.104."""
+    one_point = _ABLATION_RECORDS.replace("[(f'{j}/255', 0.1) for j in range(1, 11)]\n", "[('8/255', 0.1)]\n"
+                                          ).replace("+ [('8/255', j / 100) for j in range(1, 10)]", "")
+    assert one_point != _ABLATION_RECORDS
+    cells = _set_up_on_stand_ins(kernel, "04_ablation", one_point)
+    kernel.ok(_cell(cells, "fig4_ablation"))
+    assert kernel.value("len(df)") == 1
+    low, high = kernel.value("[float(v) for v in axes[1].get_xlim()]")
+    assert low < kernel.value("float(min(rate_grid))") and high > 0.1  # the grid the sweep walks, not 0.096-0.104
+    hints = kernel.value("[[t.get_text().replace(chr(10), ' ') for t in a.texts] for a in axes]")
+    assert hints[0][0].startswith("one point measured; sweep = 'eps' or 'both' walks eps"), hints
+    assert hints[1][0].startswith("one point measured; sweep = 'rate' or 'both' walks gamma"), hints
 
 
 _REMOVAL_STAND_INS = (

@@ -547,3 +547,26 @@ def test_set_title_leaves_a_figure_with_room_as_it_is_and_a_layout_engine_to_its
     assert fig.get_figheight() == 3 and fig.bbox.y0 <= box.y0 and box.y1 <= fig.bbox.y1
     assert not any(box.overlaps(ax.get_tightbbox(renderer)) for ax in axes)
     matplotlib.pyplot.close("all")
+
+
+def test_grid_axis_places_a_single_point_on_the_studys_grid_and_says_how_to_walk_it():
+    """Fig. 4 without a sweep drew its gamma panel's one point on matplotlib's default axis, 0.096 to 0.104."""
+    from dovlib.plotting import grid_axis
+
+    fig, axes = matplotlib.pyplot.subplots(1, 2, figsize=(9, 3.4))
+    axes[0].plot([0.1], [0.9], marker="o")
+    grid_axis(axes[0], [0.1], [0.01 * i for i in range(1, 11)], hint="one point: sweep='rate' walks gamma 1%-10%")
+    low, high = axes[0].get_xlim()
+    assert low < 0.01 and high > 0.1 and high - low < 0.2  # the whole grid, a little padding
+    assert [t.get_text().replace("\n", " ") for t in axes[0].texts] == ["one point: sweep='rate' walks gamma 1%-10%"]
+    axes[1].plot([4, 8], [0.9, 0.8], marker="o")
+    grid_axis(axes[1], [4, 8, float("nan")], [1, 2, 10], hint="never shown: two points")
+    assert axes[1].get_xlim()[0] < 1 and axes[1].get_xlim()[1] > 10 and not axes[1].texts
+    single = matplotlib.pyplot.figure().gca()
+    grid_axis(single, [3], [3])  # one value, grid of one: a unit span around it, not a zero-width axis
+    assert single.get_xlim() == (2.5, 3.5)
+    with pytest.raises(ValueError, match="grid must hold at least one finite number"):
+        grid_axis(single, [3], [])
+    with pytest.raises(ValueError, match="must be numbers"):
+        grid_axis(single, ["eps"], [1])
+    matplotlib.pyplot.close("all")
