@@ -161,7 +161,7 @@ if str(tables) in ("1", "both"):
         frames1.append(df.assign(scheme=label, sub_message_bits=codec.sub_message_bits))
         print(f"{label}: trained/loaded in {time.perf_counter() - t0:.0f} s ({ckpt})")
     res1 = pd.concat(frames1, ignore_index=True)
-    res1["attacked"] = np.where(res1.attack == "none", "no attack", "attacks")
+    res1["attacked"] = np.where(res1.attack == "none", "no attack", "attacked")
     table1 = res1.groupby(["scheme", "attacked"], sort=False, as_index=False)[["bit_acc", "word_acc", "psnr",
                                                                                 "sub_bit_acc", "failed"]].mean()
     print(table1.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
@@ -187,11 +187,12 @@ if str(tables) in ("1", "both"):
 # %%
 # The AMUSE authors' published run (vbdi/amuse, exp/validation_run_30_summary.csv): tau 0 = baseline 30 bits,
 # tau 60 = 16-bit sub-messages of (n, k) = (5, 2) (their messages/30/0/message_threshold_60.txt: 10 distinct lines,
-# a 4-bit index then two 6-bit chunks), tau 80 = 9-bit ones of (5, 1); "attacks" = mean over their HiDDeN noise
+# a 4-bit index then two 6-bit chunks), tau 80 = 9-bit ones of (5, 1); "attacked" = mean over their HiDDeN noise
 # layers. The paper's (2, 1) row has no value of theirs.
-AUTHORS_REPO = {("baseline 30 bits", "attacks"): (0.8856, 0.0), ("baseline 30 bits", "no attack"): (0.8933, 0.0),
-                ("AMUSE 16 bits (5,2)", "attacks"): (0.9922, 0.85), ("AMUSE 16 bits (5,2)", "no attack"): (0.9967, 0.9),
-                ("AMUSE 9 bits", "attacks"): (1.0, 1.0), ("AMUSE 9 bits", "no attack"): (1.0, 1.0)}
+AUTHORS_REPO = {("baseline 30 bits", "attacked"): (0.8856, 0.0), ("baseline 30 bits", "no attack"): (0.8933, 0.0),
+                ("AMUSE 16 bits (5,2)", "attacked"): (0.9922, 0.85),
+                ("AMUSE 16 bits (5,2)", "no attack"): (0.9967, 0.9),
+                ("AMUSE 9 bits", "attacked"): (1.0, 1.0), ("AMUSE 9 bits", "no attack"): (1.0, 1.0)}
 # Their mean PSNR of the watermarked images (exp/validation_subset_run_30_summary.csv, same run), in dB.
 AUTHORS_REPO_PSNR = {"baseline 30 bits": 31.78, "AMUSE 16 bits (5,2)": 32.93, "AMUSE 9 bits": 33.72}
 if str(tables) in ("1", "both"):
@@ -241,7 +242,7 @@ if str(tables) in ("2", "both"):
                 print(f"scale {scale} L {L} {codec.name}: {time.perf_counter() - t0:.0f} s"
                       f"{f' (reused, {seconds:.0f} s when computed)' if reused else ''}")
     res2 = pd.concat(frames2, ignore_index=True)
-    res2["attacked"] = np.where(res2.attack == "none", "no attack", "attacks")
+    res2["attacked"] = np.where(res2.attack == "none", "no attack", "attacked")
     table2 = res2.groupby(["scale", "L", "scheme", "sub_message_bits", "attacked"], as_index=False)[
         ["bit_acc", "word_acc", "psnr", "sub_bit_acc", "failed"]].mean()
     print(table2.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
@@ -267,9 +268,9 @@ if str(tables) in ("2", "both"):
     cmp2["diff"] = cmp2["ours"] - cmp2["paper"]
     save_table(cmp2, "table2_dct_dwt", NOTEBOOK,
                caption=f"Table 2 ({method}, baseline vs AMUSE rho={rho:g}): ours = {profile} profile, {note2}, "
-                       f"{n_messages_used} message(s), attacks = mean over the '{attacks_used}' set, CPU; psnr: marked "
-                       "images against their covers, before any attack (on attacked rows too). Paper values not "
-                       "found (empty).", dataset="skimage-photos", is_subset=photos.is_subset, **cpu_context)
+                       f"{n_messages_used} message(s), attacked = mean over the '{attacks_used}' set, CPU; psnr: "
+                       "marked images against their covers, before any attack (on attacked rows too). Paper values "
+                       "not found (empty).", dataset="skimage-photos", is_subset=photos.is_subset, **cpu_context)
 
 # %% [markdown]
 # ## Record

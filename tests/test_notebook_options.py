@@ -603,6 +603,10 @@ def test_plug_and_play_table_2_alone_is_labelled_with_the_cpu_and_no_training(tm
     assert record["datasets"] == {"Table 2": {"dataset": "skimage-photos", "is_subset": False}}  # its own tag
     tables = json.loads((folder / "tables.json").read_text())
     assert {v["device"] for k, v in tables.items() if k.startswith("table2")} == {"cpu"}
+    # its rows and panels say "attacked", as its title ("attacked = mean over the 'representative' set") and the
+    # record's keys (t2_..._attacked) do: they said "attacks"
+    assert set(pd.read_csv(folder / "table2_dct_dwt.csv")["attacked"]) == {"no attack", "attacked"}
+    assert "attacked, scale 36" in (folder / "table2_dct_dwt.svg").read_text()
     # run again: every setting is read back, counted at what computing it took in compute_time (kept beside it) and
     # at its reading in wall_time (which was the cost too: equal to compute_time)
     frames = list((tmp_path / "runs").rglob("frame.json"))
