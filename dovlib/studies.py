@@ -47,15 +47,18 @@ def eps_label(eps) -> str:
 
 
 def study_label(ds, profile: str, *, target: int, arch: str | None = None, eps=None, rate=None,
-                devices: str | None = None, profile_line: bool = False) -> str:
+                perceptual: str | None = None, devices: str | None = None, profile_line: bool = False) -> str:
     """What a study's figure or table was measured with, in words (notebooks 04-06): the data (subset or full), the
     architecture, eps, gamma, the target class, the profile string and the devices, each left out where it is not
     one setting of the output (``None``: a column, or the grid's axis). Their captions named eps and gamma but never
     the target class, so a run at ``-p target 3`` was captioned as one at the default class 1; their records held it.
     ``profile_line``: the profile (and devices) on a line of their own, for a figure title (a profile string can be
     long). Class names may come in any sequence (a numpy array too); a dataset without them bounds ``target`` by its
-    ``num_classes`` where it has one. ``eps`` and ``rate`` are read as the notebooks read them ("8/255", "1/10")."""
+    ``num_classes`` where it has one. ``eps`` and ``rate`` are read as the notebooks read them ("8/255", "1/10").
+    ``perceptual``: the generator's similarity loss ("perceptual ssim"), which the captions did not name (only the
+    records and the reports index did), so a fallback's results read like LPIPS ones (the papers')."""
     from .params import check_int, parse_rate
+    from .perceptual import check_perceptual
 
     classes = getattr(ds, "classes", None)
     classes = None if classes is None or len(classes) == 0 else [str(c) for c in classes]
@@ -65,8 +68,20 @@ def study_label(ds, profile: str, *, target: int, arch: str | None = None, eps=N
     parts += [f"eps {eps_label(eps)}"] if eps is not None else []
     parts += [f"gamma {parse_rate(rate, 'rate (gamma)'):g}"] if rate is not None else []
     parts += [f"target {target}" + (f" ({classes[target]})" if classes else "")]
+    parts += [f"perceptual {check_perceptual(perceptual)}"] if perceptual is not None else []
     last = ", ".join([f"{profile} profile"] + ([str(devices)] if devices else []))
     return ", ".join(parts) + ("\n" if profile_line else ", ") + last
+
+
+def span_text(values, fmt: str = "{}") -> str:
+    """The range of ``values`` in words, each end formatted with ``fmt`` (e.g. ``"{:.1%}"``): "5.6% to 7.0%", or one
+    value where both ends read the same (notebook 06's one-draw or one-architecture runs said "seeds 0 to 0",
+    "WSR 5.6% to 5.6%"). NaN values are left out; none left gives "n/a"."""
+    values = [v for v in values if v == v]  # NaN is not equal to itself
+    if not values:
+        return "n/a"
+    low, high = fmt.format(min(values)), fmt.format(max(values))
+    return low if low == high else f"{low} to {high}"
 
 
 def ownership_metrics(model, x_test, y_test, trigger: Callable, target: int, m: int | None = None, tau=0.25,

@@ -167,14 +167,15 @@ axes[0].set_ylabel("BA / WSR")  # shared by both panels
 axes[0].set_title(f"gamma = {rate}")
 axes[1].set_title(f"eps = {eps_label(eps_value)}")
 figure_legend(fig)  # one legend, beside the panels: inside them it covered BA and WSR near 0.9 (quick, paper)
-set_title(fig, f"SSCL-BW ablation: {study_label(ds, profile, target=target, arch=arch)}")  # eps, gamma: the panels
+label_kw = dict(target=target, arch=arch, perceptual=perceptual)  # eps, gamma: the panels
+set_title(fig, f"SSCL-BW ablation: {study_label(ds, profile, **label_kw)}")
 record_context = measured_context(context, df[list(PROVENANCE)].to_dict("records"))  # reused rows: their devices
 save_fig(fig, "fig4_ablation", NOTEBOOK, **record_context)
 table = df.sort_values(["eps_levels", "rate"])[["eps", "rate", "BA", "WSR", "delta_p", "p_value", "verified",
                                                 "WSR_benign", "p_value_benign", "verified_benign", "learnt"]]
 devices = record_context.get("device_name", record_context.get("device"))
 save_table(table, "ablation", NOTEBOOK,
-           caption=f"SSCL-BW ablation: {study_label(ds, profile, target=target, arch=arch, devices=devices)}; "
+           caption=f"SSCL-BW ablation: {study_label(ds, profile, **label_kw, devices=devices)}; "
                    "*_benign: a model trained on the clean set, queried with the same marks",
            **record_context)
 table

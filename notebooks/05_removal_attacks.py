@@ -173,11 +173,11 @@ axes[2].set_xlabel("attack strength\n(epoch / last epoch, or pruning rate)")  # 
 axes[2].set_ylabel("verification p-value")
 axes[2].set_title("can ownership still be proved?")
 figure_legend(fig)  # one legend, beside the panels: inside them it covered BA and WSR near 0.9 (quick, paper)
-set_title(fig, f"Removal attacks on SSCL-BW: {study_label(ds, profile, target=target, arch=arch, eps=eps, rate=rate)}")
+label_kw = dict(target=target, arch=arch, eps=eps, rate=rate, perceptual=perceptual)
+set_title(fig, f"Removal attacks on SSCL-BW: {study_label(ds, profile, **label_kw)}")
 record_context = measured_context(context, [rec])  # a reused record's device, not this run's
 save_fig(fig, "fig5_removal", NOTEBOOK, **record_context)
-caption = study_label(ds, profile, target=target, arch=arch, eps=eps, rate=rate,
-                      devices=record_context.get("device_name", record_context.get("device")))
+caption = study_label(ds, profile, **label_kw, devices=record_context.get("device_name", record_context.get("device")))
 caption += f"; a model trained on the clean set: WSR {floor['WSR']:.3f}, p {floor['p_value']:.2g}"
 caption += f"; fine-tuning: {ft_budget}"
 save_table(ft, "finetuning", NOTEBOOK, caption="Fine-tuning: " + caption, **record_context)

@@ -56,7 +56,7 @@ from dovlib.perceptual import require_perceptual
 from dovlib.report import run_context, save_fig, save_table, start_notebook
 from dovlib.sscl import check_key, key_hash, run_sscl
 from dovlib.studies import (PROVENANCE, benign_model, cached, check_study_queries, eps_label, grid, measured_context,
-                            ownership_metrics, study_label, transfer_cells)
+                            ownership_metrics, span_text, study_label, transfer_cells)
 from dovlib.watermarks import select_indices
 
 NOTEBOOK = "06_transferability"
@@ -131,7 +131,8 @@ sns.heatmap(mat, annot=True, fmt="d", vmin=0, vmax=n_draws, cmap="viridis", ax=a
 axes[3].set_title(f"draws learnt (of {n_draws})", fontsize="medium")
 for ax in axes:  # seaborn stands the row names on end: with four architectures "resnet34" ran into its neighbours
     ax.tick_params(axis="y", labelrotation=0)
-setting = dict(target=target, eps=eps, rate=rate)  # each cell's own: the grid's axes are the architectures
+# each cell's own settings: the grid's axes are the architectures
+setting = dict(target=target, eps=eps, rate=rate, perceptual=perceptual)
 fig.suptitle(f"SSCL-BW transferability on {study_label(ds, profile, **setting, profile_line=True)}",
              fontsize="medium")  # the profile string can be long: its own line
 fig.tight_layout()
@@ -143,9 +144,10 @@ save_table(df.drop(columns=list(PROVENANCE)), "transferability", NOTEBOOK,
                    "(seed); *_benign: a model of the suspect's architecture trained on the clean set, queried with the "
                    "same marks", **record_context)
 save_table(cells, "transferability_cells", NOTEBOOK,
-           caption=f"per cell over {n_draws} draw(s) (seeds {draw_seeds[0]} to {draw_seeds[-1]}): mean BA, WSR and "
-                   "WSR_benign, and how many draws were learnt (the suspect verified, the clean model not), verified "
-                   f"and verified_benign; {study_label(ds, profile, **setting, devices=devices)}", **record_context)
+           caption=f"per cell over {n_draws} draw(s) (seed{'s' * (n_draws > 1)} {span_text(draw_seeds)}): mean BA, "
+                   "WSR and WSR_benign, and how many draws were learnt (the suspect verified, the clean model not), "
+                   f"verified and verified_benign; {study_label(ds, profile, **setting, devices=devices)}",
+           **record_context)
 cells
 
 # %% [markdown]
@@ -171,8 +173,8 @@ display(Markdown("\n".join([
     (f"* Generator against a ResNet-18 surrogate: {int((r18['WSR'] > 0.9).sum())} of {len(r18)} suspect draws above "
      f"90% WSR (lowest {r18['WSR'].min():.1%})." if len(r18) else "* No ResNet-18 surrogate in this grid."),
     f"* **Learnt** (the suspect verified, a model of its architecture trained on the clean set not): "
-    f"{int(df['learnt'].sum())} of {len(df)} cell draws; clean models reach WSR {df['WSR_benign'].min():.1%} to "
-    f"{df['WSR_benign'].max():.1%} with the same marks, {int(df['verified_benign'].sum())} verified.",
+    f"{int(df['learnt'].sum())} of {len(df)} cell draws; clean models reach WSR "
+    f"{span_text(df['WSR_benign'], '{:.1%}')} with the same marks, {int(df['verified_benign'].sum())} verified.",
     (f"* Cells learnt in every draw: {int((cells['learnt'] == n_draws).sum())} of {len(cells)}; in none: "
      f"{int((cells['learnt'] == 0).sum())}; in some but not all (the draw decides, not the architectures): "
      f"{int(((cells['learnt'] > 0) & (cells['learnt'] < n_draws)).sum())}." if n_draws > 1 else

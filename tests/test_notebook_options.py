@@ -2,6 +2,7 @@
 the smoke profile: their cells must run and write what the README says they write."""
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -640,6 +641,15 @@ def test_transferability_notebook_repeats_each_cell_over_n_draws(tmp_path, monke
     assert again.status == "ok", again.error
     records = json.loads((out / "metrics.json").read_text())["records"]
     assert sorted(r["params"]["seed"] for r in records) == [0, 1, 2]  # draws 0 and 1 reused, not recomputed
+    captions = json.loads((out / "tables.json").read_text())
+    assert "per cell over 3 draw(s) (seeds 0 to 2)" in captions["transferability_cells"]["caption"]
+    assert all("target 1 (automobile), perceptual ssim, smoke:" in c["caption"] for c in captions.values())
+    one = rp.run_notebook(nb, {**params, "n_draws": 1}, reports=reports)  # draw 0, reused
+    assert one.status == "ok", one.error
+    captions = json.loads((out / "tables.json").read_text())
+    assert "per cell over 1 draw(s) (seed 0):" in captions["transferability_cells"]["caption"]  # was "seeds 0 to 0"
+    reading = (reports / one.output).read_text()
+    assert "clean models reach WSR " in reading and not re.search(r"WSR (\S+%) to \1", reading)  # one value once
     bad = rp.run_notebook(nb, {**params, "n_draws": 0}, reports=reports)
     assert bad.status == "failed" and "n_draws must be an integer >= 1; got 0" in bad.error, bad.error
 
@@ -667,7 +677,9 @@ def test_removal_notebook_fine_tunes_in_its_own_batch_and_says_how_many_steps(tm
     tables = json.loads((folder / "tables.json").read_text())
     assert all("batch 16, 8 optimizer steps in 2 epochs, lr 0.02 (cosine schedule)" in tables[t]["caption"]
                for t in ("finetuning", "pruning"))  # the learning rate too (the captions named all but it)
-    assert all("gamma 0.1, target 1 (automobile), smoke:" in tables[t]["caption"] for t in ("finetuning", "pruning"))
+    # the generator's similarity loss too: an ssim fallback's results read like the papers' LPIPS ones
+    assert all("gamma 0.1, target 1 (automobile), perceptual ssim, smoke:" in tables[t]["caption"]
+               for t in ("finetuning", "pruning"))
     whole = rp.run_notebook(nb, {**params, "finetune_batch_size": 128}, reports=reports)  # capped at the 60 images
     assert whole.status == "ok", whole.error
     records = json.loads((folder / "metrics.json").read_text())["records"]
@@ -699,6 +711,9 @@ def test_ablation_sweep_skips_grid_points_only_and_refuses_its_own_point_or_targ
     folder = reports / "04_ablation"
     rates = {r["params"]["rate"] for r in json.loads((folder / "metrics.json").read_text())["records"]}
     assert rates == {0.05}
+    caption = json.loads((folder / "tables.json").read_text())["ablation"]["caption"]
+    assert "target 5 (dog), perceptual ssim, smoke:" in caption, caption  # the generator's similarity loss
+    assert "perceptual ssim" in (folder / "fig4_ablation.svg").read_text()
 
 
 def test_verification_notebooks_refuse_query_counts_that_can_never_claim(tmp_path, monkeypatch):

@@ -447,3 +447,27 @@ def test_study_label_takes_class_names_in_an_array_and_bounds_a_nameless_target_
         study_label(nameless, "smoke", target=7)
     with pytest.raises(ValueError, match="rate"):
         study_label(nameless, "smoke", target=2, rate=0)
+
+
+def test_study_label_names_the_generators_perceptual_measure_and_refuses_an_unknown_one():
+    """Notebooks 04-06's captions and titles never said which similarity loss trained the generator: an ssim or mse
+    fallback's results read like the papers' LPIPS ones (only the records and the reports index named it)."""
+    from types import SimpleNamespace
+
+    from dovlib.studies import study_label
+
+    ds = SimpleNamespace(name="cifar10", is_subset=False, classes=["airplane", "automobile"])
+    assert study_label(ds, "paper", target=1, eps="8/255", perceptual="ssim") == (
+        "cifar10 (full), eps 8/255, target 1 (automobile), perceptual ssim, paper profile")
+    with pytest.raises(ValueError, match="perceptual must be one of"):
+        study_label(ds, "paper", target=1, perceptual="l2")
+
+
+def test_span_text_says_one_value_once_and_skips_nan():
+    """Notebook 06 with one draw or one architecture read "seeds 0 to 0" and "WSR 5.6% to 5.6%"."""
+    from dovlib.studies import span_text
+
+    assert span_text([0.056, 0.07, float("nan")], "{:.1%}") == "5.6% to 7.0%"
+    assert span_text([0.056, 0.0561], "{:.1%}") == "5.6%"  # both ends read the same
+    assert span_text(torch.tensor([0, 0]).numpy(), "{:d}") == "0" and span_text([3, 1, 2]) == "1 to 3"
+    assert span_text([float("nan")]) == "n/a" and span_text([]) == "n/a"
