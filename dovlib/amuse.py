@@ -43,8 +43,8 @@ from .params import check_int, parse_fraction
 
 __all__ = ["Codec", "RepeatCodec", "AmuseCodec", "ErasureCodec", "MissingChunksError", "PartialDecode", "choose_nk",
            "ceil_log2", "random_message", "random_messages", "flip_bits", "leak_subset_accuracy",
-           "distinct_leak_shares", "distinct_subsets", "recovery_share", "choose_erasure_k", "choose_erasure_n",
-           "tradeoff_table", "PAPER_SUB_MESSAGE_BITS", "CODECS", "make_codec"]
+           "distinct_leak_shares", "leak_shares_note", "distinct_subsets", "recovery_share", "choose_erasure_k",
+           "choose_erasure_n", "tradeoff_table", "PAPER_SUB_MESSAGE_BITS", "CODECS", "make_codec"]
 
 # Sub-message lengths printed in the AMUSE paper: (message_bits, rho_max) -> ((n, k), sub_message_bits).
 PAPER_SUB_MESSAGE_BITS = {
@@ -641,6 +641,25 @@ def distinct_leak_shares(shares, n_images: int) -> tuple[list[float], dict[float
             by_count[m] = share
             kept.append(share)
     return kept, dropped
+
+
+def leak_shares_note(shares, n_images: int) -> str:
+    """In words, the shares :func:`leak_subset_accuracy` decodes for ``n_images`` images, as its ``share`` column
+    gives them (``leaked / n_images``), each with the asked shares it stands for where they differ: "leaked shares
+    0.05 (1 image; asked as 0.01, 0.02, 0.05), 0.1, 1 of the 20 images". Captions name these, not the shares as asked
+    (0.01 of 20 images leaks 1 image, which tables and figures show as 0.05)."""
+    n_images = check_int("n_images", n_images, 1)
+    asked = {}  # leaked count -> the shares asked for it, in the order given
+    for share in (parse_fraction("shares", s, 0.0, 1.0) for s in np.atleast_1d(shares)):
+        asked.setdefault(_leak_count(share, n_images), []).append(share)
+    parts = []
+    for m in sorted(asked):
+        leaked = f"{m / n_images:g}"
+        if [f"{s:g}" for s in asked[m]] == [leaked]:
+            parts.append(leaked)
+        else:
+            parts.append(f"{leaked} ({m} image{'s' * (m != 1)}; asked as {', '.join(f'{s:g}' for s in asked[m])})")
+    return f"leaked shares {', '.join(parts)} of the {n_images} images"
 
 
 def distinct_subsets(n_items: int, size: int, count: int,

@@ -77,8 +77,8 @@ import seaborn as sns
 from matplotlib import pyplot as plt
 
 from dovlib.amuse import (PAPER_SUB_MESSAGE_BITS, AmuseCodec, ErasureCodec, RepeatCodec, choose_erasure_k,
-                          choose_erasure_n, choose_nk, distinct_leak_shares, flip_bits, leak_subset_accuracy,
-                          random_message, recovery_share, tradeoff_table)
+                          choose_erasure_n, choose_nk, distinct_leak_shares, flip_bits, leak_shares_note,
+                          leak_subset_accuracy, random_message, recovery_share, tradeoff_table)
 from dovlib.plotting import set_title
 from dovlib.report import env_info, save_fig, save_table, start_notebook, write_record
 
@@ -177,15 +177,15 @@ cell_seconds["extraction"] = time.perf_counter() - t0
 # %% [markdown]
 # ## Accuracy against leaked share
 # A leaked share is a count of images, `max(1, round(share * n_images))`: shares that round to the same count are run
-# once, at the smallest of them (e.g. 0.01 and 0.02 of 40 images are both 1 image), and the captions say which ran.
+# once, at the smallest of them (e.g. 0.01 and 0.02 of 40 images are both 1 image). Tables, figures and captions give
+# the share leaked (1 of 40 images: 0.025), and the captions the shares asked for it where they differ.
 
 # %%
 t0 = time.perf_counter()
 shares_run, shares_dropped = distinct_leak_shares(shares_used, n_images_used)  # sorted: each count at its smallest
-shares_note = f"shares {', '.join(f'{s:g}' for s in shares_run)}" + (
-    f" (not run: {', '.join(f'{s:g}' for s in shares_dropped)}, as many of the {n_images_used} images as a smaller "
-    "share)"
-    if shares_dropped else "")
+# named as the tables and figures show them (leaked / n_images), each with the asked shares it stands for: "shares
+# 0.01 (not run: 0.05)" captioned a figure whose first point is 0.05 (1 of 20 images)
+shares_note = leak_shares_note(shares_used, n_images_used)
 print(shares_note)
 curves = pd.concat([leak_subset_accuracy(c, message, extracted[c.name, ext], shares_run, n_subsets_used, seed=seed)
                     .assign(extraction=ext) for ext in extractions for c in codecs], ignore_index=True)
@@ -325,6 +325,7 @@ metrics = {
     "min_share_recovered": observed.reset_index().to_dict("records"),
     "mean_by_share": {f"{e}/{m}/{s:g}": r for (e, m, s), r in summary.to_dict("index").items()},
     "sub_bit_acc": sub_bit_acc, "psnr": quality, "shares_dropped": list(shares_dropped),
+    "shares_leaked": sorted(curves["share"].unique().tolist()),  # as mean_by_share keys them: leaked / n_images
     "all_subsets": {f"{s:g}": int(c) for s, c in every_subset.items()},  # shares decoded over every subset, once
     "wrong_bits_all_images": all_wrong,  # real extraction: bits the vote over every image gets wrong
     "paper_sub_message_bits_max_abs_diff": int(paper_table["diff"].abs().max()),

@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 
 from dovlib.amuse import (PAPER_SUB_MESSAGE_BITS, AmuseCodec, ErasureCodec, MissingChunksError, RepeatCodec,
-                          ceil_log2, choose_erasure_k, choose_nk, distinct_leak_shares, flip_bits, leak_subset_accuracy,
-                          make_codec, random_message, random_messages, recovery_share, tradeoff_table)
+                          ceil_log2, choose_erasure_k, choose_nk, distinct_leak_shares, flip_bits, leak_shares_note,
+                          leak_subset_accuracy, make_codec, random_message, random_messages, recovery_share,
+                          tradeoff_table)
 
 
 def _brute_choose(L, rho):
@@ -828,3 +829,24 @@ def test_encode_seed_decides_the_assignment_per_call(make):
             assert np.array_equal(codec.decode(subs), msg)
     full = 37 // codec.num_labels * codec.num_labels  # the largest multiple below N = 37: 30 and 35
     assert np.array_equal(codec.assignment(37)[:full], codec.assignment(full))
+
+
+def test_leak_shares_note_names_the_shares_leaked_not_a_dropped_one_that_ran():
+    """Notebook 09 on 20 images (a reduced paper profile) captioned 'shares 0.01, 0.1, ... (not run: 0.02, 0.05)'
+    while its figure, table and metrics showed share 0.05: 0.01 of 20 images leaks 1 image, which is 0.05. The note
+    says the shares leaked (leaked / N, as leak_subset_accuracy's `share` column) and which asked shares each one
+    stands for."""
+    shares = [0.01, 0.02, 0.05, 0.1, 0.5, 1.0]
+    note = leak_shares_note(shares, 20)
+    assert note == "leaked shares 0.05 (1 image; asked as 0.01, 0.02, 0.05), 0.1, 0.5, 1 of the 20 images"
+    assert "not run" not in note
+    # each leaked share it names is one leak_subset_accuracy decodes
+    msg = random_message(30, seed=0)
+    with pytest.warns(UserWarning):
+        curves = leak_subset_accuracy(RepeatCodec(30), msg, RepeatCodec(30).encode(msg, 20), shares, n_subsets=1)
+    assert sorted(curves["share"].unique()) == [0.05, 0.1, 0.5, 1.0]
+    # where every asked share leaks exactly itself (the paper's 1000 images), just the shares
+    assert leak_shares_note(shares, 1000) == "leaked shares 0.01, 0.02, 0.05, 0.1, 0.5, 1 of the 1000 images"
+    assert leak_shares_note([0.29, 0.3], 10) == "leaked shares 0.3 (3 images; asked as 0.29, 0.3) of the 10 images"
+    with pytest.raises(ValueError, match="n_images"):
+        leak_shares_note([0.5], 0)
