@@ -33,6 +33,8 @@ import torch
 __all__ = [
     "ImageDataset",
     "DATASETS",
+    "GREYSCALE",
+    "rgb_datasets",
     "load_dataset",
     "data_dir",
     "offline_data_dir",
@@ -728,6 +730,13 @@ ONLINE: dict[str, Callable[..., ImageDataset]] = {
     "sub-imagenet": _sub_imagenet,
 }
 DATASETS = {**OFFLINE, **ONLINE}
+GREYSCALE = frozenset({"mnist", "mnist-offline", "digits"})  # names whose images have one channel
+
+
+def rgb_datasets() -> list[str]:
+    """The dataset names that hold RGB images, and ``folder:PATH`` (a folder of images is read as RGB): what a
+    notebook that needs colour (10's DCT-DWT marks) lists when it refuses a name of :data:`GREYSCALE`."""
+    return sorted(set(DATASETS) - GREYSCALE - {"image-folder"}) + ["folder:PATH"]
 
 
 def load_dataset(name: str, **kwargs) -> ImageDataset:

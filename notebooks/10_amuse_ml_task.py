@@ -53,7 +53,7 @@ import pandas as pd
 import seaborn as sns
 
 from dovlib.amuse import AmuseCodec, RepeatCodec, random_message
-from dovlib.data import load_dataset
+from dovlib.data import GREYSCALE, load_dataset, rgb_datasets
 from dovlib.imwm import ImWatermarker, embed_at_size, extract_dataset, resize_round_trip, to_min_size
 from dovlib.metrics import mean_psnr
 from dovlib.params import PROFILES, check_bool, check_choice, check_int, get_profile, parse_fraction
@@ -66,6 +66,9 @@ NOTEBOOK = "10_amuse_ml_task"
 cfg = get_profile(profile)
 seed = check_int("seed", seed, 0)  # "1" or 1.0 from papermill -> 1; -1 or 1.5 refused by name
 check_choice("method", method, ("dwtDct", "dwtDctSvd", "rivaGan"))
+if isinstance(dataset, str) and dataset in GREYSCALE:  # refused by name, before loading (or downloading) it
+    raise ValueError(f"dataset must hold RGB images for {method}: one of {rgb_datasets()}; got {dataset!r} "
+                     "(greyscale)")
 message_bits = check_int("message_bits", message_bits, 1)
 rho = parse_fraction("rho", rho, 0.0, 1.0, high_inclusive=False)
 check_choice("arch", arch, ("resnet18", "resnet34", "vgg16", "vgg19"))
@@ -97,7 +100,7 @@ ds = full.subsample(n_train_used, cfg.n_test, seed=seed)
 # the split keeps the split whole, and the record names its size, as -p n_train <that size> does (one set, one record)
 n_train_used = len(ds.x_train)
 if ds.image_shape[0] == 1:
-    raise ValueError(f"dataset must hold RGB images for {method}; {dataset} is greyscale")
+    raise ValueError(f"dataset must hold RGB images for {method}: one of {rgb_datasets()}; {dataset} is greyscale")
 print(ds.describe())
 fig_context = run_context(profile, device, ds, perceptual="psnr")  # what figures say they were measured with
 

@@ -703,3 +703,14 @@ def test_split_problems_name_what_makes_the_test_split_unfit():
         assert ok.warn_split_problems(1) == []
     photos = load_dataset("skimage-photos", image_size=16)
     assert any("training accuracy" in m for m in photos.split_problems())
+
+
+def test_greyscale_datasets_are_named_and_the_rgb_ones_listed():
+    """Notebook 10 (DCT-DWT marks RGB images) refuses a greyscale dataset by name before loading it, listing the RGB
+    ones; data.GREYSCALE says which names hold greyscale images, checked here on the offline ones."""
+    assert data.GREYSCALE == {"mnist", "mnist-offline", "digits"}
+    assert load_dataset("digits").image_shape[0] == 1
+    assert load_dataset("synthetic", n_train=10, n_test=10).image_shape[0] == 3  # its default, as a notebook loads it
+    rgb = data.rgb_datasets()
+    assert "cifar10-subset" in rgb and "cifar10" in rgb and "skimage-photos" in rgb and "folder:PATH" in rgb
+    assert not set(rgb) & data.GREYSCALE and "image-folder" not in rgb  # folder:PATH names it with its root

@@ -352,6 +352,21 @@ def test_amuse_notebooks_refuse_a_recompute_string_before_any_work(tmp_path, mon
     assert not list((tmp_path / "runs").rglob("*.pt")) and not list((tmp_path / "runs").rglob("frame.csv"))
 
 
+def test_ml_task_notebook_refuses_a_greyscale_dataset_naming_the_rgb_ones(tmp_path, monkeypatch):
+    """-p dataset mnist (a paper-profile rehearsal) was refused only after loading the whole set (downloading it on a
+    machine with internet), with 'mnist is greyscale' and no word of what to give instead: now the set-up cell refuses
+    it by name and lists the RGB datasets."""
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
+    nb = REPO_ROOT / "notebooks" / "10_amuse_ml_task.ipynb"
+    bad = rp.run_notebook(nb, {"profile": "smoke", "dataset": "digits"}, reports=tmp_path / "reports")
+    assert bad.status == "failed" and "dataset" in bad.error and "greyscale" in bad.error, bad.error
+    assert "cifar10-subset" in bad.error and "folder:PATH" in bad.error, bad.error
+    cells = json.loads(next((tmp_path / "reports" / "10_amuse_ml_task").glob("*.ipynb")).read_text())["cells"]
+    failed = [c for c in cells if c["cell_type"] == "code" and any(o.get("output_type") == "error"
+                                                                   for o in c.get("outputs", []))]
+    assert "check_choice(\"method\"" in "".join(failed[0]["source"]), "refused in the set-up cell, before loading"
+
+
 def test_ml_task_notebook_reads_back_its_watermarked_sets_and_models(tmp_path, monkeypatch):
     """Notebook 10 saves each watermarked training set under runs/ and trains its classifiers through the checkpointed
     classifier cache: a second run embeds nothing and trains nothing, yet records the same numbers and counts the sets
