@@ -201,7 +201,8 @@ compared = " vs ".join(dict.fromkeys(name for _, name in codecs)).replace("amuse
 not_run = f" Not run (past {method}'s {capacity} bits per image): {', '.join(skipped)}." if skipped else ""
 context = dict(profile=profile, dataset=ds.name, is_subset=ds.is_subset, perceptual="psnr",
                dataset_note=f"{len(images)} images: {image_note}", device="cpu",
-               device_name=env_info("cpu")["device_name"], **run_times(t_limits, t_sweep))
+               device_name=env_info("cpu")["device_name"], **run_times(t_limits, t_sweep),
+               training_precision="none (nothing trained)")  # not the profile's fp32: no network is trained here
 save_table(summary, "accuracy_vs_length", NOTEBOOK,
            caption=f"{wm_label}: {compared}, mean over {n_messages_used} messages; "
                    + (f"attacked = mean over the '{attacks_used}' attack set; psnr = the marked images against "

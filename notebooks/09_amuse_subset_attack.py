@@ -340,7 +340,7 @@ record = write_record(
             "dataset": dataset if real else None, "scale": scale if real else None,
             "shares": shares_run,  # the shares run: one leaking as many images as a smaller one is not
             "n_images": n_images_used, "n_subsets": n_subsets_used, "seed": seed},
-    metrics=metrics, **fig_context, wall_time=wall,
+    metrics=metrics, **fig_context, wall_time=wall, training_precision="none (nothing trained)",  # codecs only
     compute_time=wall,  # nothing is read back from a cache (no runs/): what the results cost is what the cells took
 )
 print(f"wall time {wall:.1f} s, compute time {record['compute_time']:.1f} s")

@@ -607,6 +607,27 @@ def test_subset_attack_notebook_leaves_the_scale_alone_under_simulated_extractio
     assert record["params"]["scale"] is None
 
 
+def test_amuse_notebooks_that_train_nothing_say_so_in_their_records(tmp_path, monkeypatch):
+    """Notebooks 07 and 09 run invisible-watermark and codecs only, yet their records said training_precision 'fp32'
+    (what the profile would train in), as 08's Table 2 alone no longer does: they say 'none (nothing trained)'.
+    09's caption names the shares leaked: 0.01 of 20 images is 1 image, shown as 0.05 in its figure and table."""
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
+    reports = tmp_path / "reports"
+    res = rp.run_notebook(REPO_ROOT / "notebooks" / "07_amuse_message_length.ipynb",
+                          {"profile": "smoke:amuse_images=2", "message_bits": [32], "attacks": "none"}, reports=reports)
+    assert res.status == "ok", res.error
+    res = rp.run_notebook(REPO_ROOT / "notebooks" / "09_amuse_subset_attack.ipynb",
+                          {"profile": "smoke:amuse_images=20", "method": "ideal", "shares": [0.01, 0.5, 1.0]},
+                          reports=reports)
+    assert res.status == "ok", res.error
+    for stem in ("07_amuse_message_length", "09_amuse_subset_attack"):
+        for record in json.loads((reports / stem / "metrics.json").read_text())["records"]:
+            assert record["training_precision"] == "none (nothing trained)", (stem, record["training_precision"])
+    caption = json.loads((reports / "09_amuse_subset_attack" / "tables.json").read_text())[
+        "codecs_bits_vs_leak_ratio"]["caption"]
+    assert "leaked shares 0.05 (1 image; asked as 0.01), 0.5, 1 of the 20 images" in caption, caption
+
+
 def test_plug_and_play_table_2_alone_is_labelled_with_the_cpu_and_no_training(tmp_path, monkeypatch):
     monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
     nb = REPO_ROOT / "notebooks" / "08_amuse_plug_and_play.ipynb"
