@@ -217,7 +217,8 @@ if attack_names:
     save_table(fam, "accuracy_by_attack_family", NOTEBOOK,
                caption=f"{wm_label}, {compared}: rebuilt-message bit and word "
                        f"accuracy and sub-message bit accuracy per attack family (mean over the family's attacks in "
-                       f"the '{attacks_used}' set and {n_messages_used} messages); {len(images)} images, CPU.{not_run}",
+                       f"the '{attacks_used}' set and {n_messages_used} messages); {len(images)} images "
+                       f"({image_note}); CPU.{not_run}",
                **context)
 written = 0
 for L in lengths:

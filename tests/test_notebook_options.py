@@ -610,12 +610,17 @@ def test_subset_attack_notebook_leaves_the_scale_alone_under_simulated_extractio
 def test_amuse_notebooks_that_train_nothing_say_so_in_their_records(tmp_path, monkeypatch):
     """Notebooks 07 and 09 run invisible-watermark and codecs only, yet their records said training_precision 'fp32'
     (what the profile would train in), as 08's Table 2 alone no longer does: they say 'none (nothing trained)'.
-    09's caption names the shares leaked: 0.01 of 20 images is 1 image, shown as 0.05 in its figure and table."""
+    09's caption names the shares leaked: 0.01 of 20 images is 1 image, shown as 0.05 in its figure and table; 07's
+    captions each name the images."""
     monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
     reports = tmp_path / "reports"
     res = rp.run_notebook(REPO_ROOT / "notebooks" / "07_amuse_message_length.ipynb",
-                          {"profile": "smoke:amuse_images=2", "message_bits": [32], "attacks": "none"}, reports=reports)
+                          {"profile": "smoke:amuse_images=2", "message_bits": [32], "attacks": "representative",
+                           "dataset": "cifar10-subset"}, reports=reports)
     assert res.status == "ok", res.error
+    # every table's caption names its images (the per-family one said '2 images, CPU', not which)
+    for name, table in json.loads((reports / "07_amuse_message_length" / "tables.json").read_text()).items():
+        assert "CIFAR-10 subset images upsampled" in table["caption"], (name, table["caption"])
     res = rp.run_notebook(REPO_ROOT / "notebooks" / "09_amuse_subset_attack.ipynb",
                           {"profile": "smoke:amuse_images=20", "method": "ideal", "shares": [0.01, 0.5, 1.0]},
                           reports=reports)
