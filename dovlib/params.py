@@ -23,6 +23,7 @@ from fractions import Fraction
 import numpy as np
 
 __all__ = [
+    "budget_note",
     "Profile",
     "PROFILES",
     "PRECISIONS",
@@ -196,6 +197,22 @@ def profile_key(name):
         return canonical_profile(name)
     except ValueError:
         return name
+
+
+def budget_note(settings: dict) -> str:
+    """A caption's words for the settings that are not the paper's, each beside the paper's: ``settings`` maps a name
+    to (used, paper); lists compare as lists and read "36, 30" ("budget not the paper's: training steps 2 (paper
+    20000), channels 16 (paper 64)"); empty where every setting is the paper's. The profile string alone does not
+    say which of its values, or a notebook parameter's, differ from the paper."""
+    def words(v):
+        return ", ".join(str(x) for x in v) if isinstance(v, (list, tuple)) else str(v)
+
+    def same(a, b):
+        return list(a) == list(b) if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) else a == b
+
+    parts = [f"{name} {words(used)} (paper {words(paper)})" for name, (used, paper) in settings.items()
+             if not same(used, paper)]
+    return "budget not the paper's: " + ", ".join(parts) if parts else ""
 
 
 def parse_overrides(spec: str, profile: Profile) -> dict:

@@ -65,7 +65,8 @@ from dovlib.amuse import PAPER_SUB_MESSAGE_BITS, AmuseCodec, RepeatCodec, random
 from dovlib.attacks import attack_set, attack_set_label
 from dovlib.data import load_dataset
 from dovlib.imwm import HIDDEN_ARCHS, HiddenConfig, ImWatermarker, evaluate_dataset, sample_images, train_hidden
-from dovlib.params import MAX_SEED, check_bool, check_choice, check_int, get_profile, parse_fraction, parse_list
+from dovlib.params import (MAX_SEED, PROFILES, budget_note, check_bool, check_choice, check_int, get_profile,
+                           parse_fraction, parse_list)
 from dovlib.plotting import set_title
 from dovlib.report import cached_frame, env_info, run_dir, run_times, save_fig, save_table, start_notebook, write_record
 from dovlib.train import compute_ledger, compute_ledger_mark, data_hash, uses_bf16
@@ -102,6 +103,16 @@ device = start_notebook(profile, seed, cfg.device, note="HiDDeN on this device, 
 # what every table, figure and the record name (+ each table's data); PSNR: the one perceptual measure of both tables
 context = dict(profile=profile, perceptual="psnr", device=str(device), device_name=env_info(device)["device_name"])
 cpu_context = {**context, "device": "cpu", "device_name": env_info("cpu")["device_name"]}  # Table 2: invisible-wm
+# each table's settings that are not the paper's, beside the paper's, for its caption (the profile string alone does
+# not say which differ, and hidden_channels or scales are parameters, not in it)
+paper_cfg = PROFILES["paper"]
+budget1 = budget_note({"training steps": (hidden_steps_used, paper_cfg.hidden_steps),
+                       "channels": (hidden_channels_used, 64), "image side": (hidden_size_used, 128),
+                       "evaluation images": (cfg.amuse_images, paper_cfg.amuse_images),
+                       "messages": (n_messages_used, 10)})
+budget2 = budget_note({"images": (cfg.amuse_images, paper_cfg.amuse_images), "messages": (n_messages_used, 10),
+                       "scales": (scales_used, [36, 30, 20]), "message lengths": (lengths, [100, 200, 300]),
+                       "attacks": (attacks_used, "grid")})
 table_seconds = {}  # what each table's cell took in this run (a HiDDeN or Table 2 setting read back: its reading)
 table_cells = {}  # each table's cell as timer() gives it: its seconds and the networks and settings it used
 
@@ -208,7 +219,8 @@ if str(tables) in ("1", "both"):
     save_table(cmp1, "table1_hidden", NOTEBOOK,
                caption=f"Table 1 (HiDDeN, 30-bit message): ours = {profile} profile, {hidden_note}, "
                        f"{hidden_steps_used} training steps per model, {net_note}, "
-                       f"{n_messages_used} message(s), device {device}; PSNR: marked images against their covers, "
+                       f"{n_messages_used} message(s), device {device}{f' ({budget1})' if budget1 else ''}; PSNR: "
+                       "marked images against their covers, "
                        f"before any attack. Paper values not found (empty); "
                        "authors_repo = vbdi/amuse exp/validation_run_30_summary.csv (BA, WA) and "
                        "exp/validation_subset_run_30_summary.csv (PSNR); their 16-bit run is (n,k) = (5,2), the "
@@ -268,9 +280,10 @@ if str(tables) in ("2", "both"):
     cmp2["diff"] = cmp2["ours"] - cmp2["paper"]
     save_table(cmp2, "table2_dct_dwt", NOTEBOOK,
                caption=f"Table 2 ({method}, baseline vs AMUSE rho={rho:g}): ours = {profile} profile, {note2}, "
-                       f"{n_messages_used} message(s), attacked = mean over the '{attacks_used}' set, CPU; psnr: "
-                       "marked images against their covers, before any attack (on attacked rows too). Paper values "
-                       "not found (empty).", dataset="skimage-photos", is_subset=photos.is_subset, **cpu_context)
+                       f"{n_messages_used} message(s), attacked = mean over the '{attacks_used}' set, CPU"
+                       f"{f' ({budget2})' if budget2 else ''}; psnr: marked images against their covers, before any "
+                       "attack (on attacked rows too). Paper values not found (empty).", dataset="skimage-photos",
+               is_subset=photos.is_subset, **cpu_context)
 
 # %% [markdown]
 # ## Record

@@ -649,6 +649,9 @@ def test_plug_and_play_table_2_alone_is_labelled_with_the_cpu_and_no_training(tm
     # record's keys (t2_..._attacked) do: they said "attacks"
     assert set(pd.read_csv(folder / "table2_dct_dwt.csv")["attacked"]) == {"no attack", "attacked"}
     assert "attacked, scale 36" in (folder / "table2_dct_dwt.svg").read_text()
+    # smoke's budget is not the paper's, and the caption says so beside its numbers
+    assert "budget not the paper's: " in tables["table2_dct_dwt"]["caption"], tables["table2_dct_dwt"]["caption"]
+    assert "messages 1 (paper 10)" in tables["table2_dct_dwt"]["caption"]
     # run again: every setting is read back, counted at what computing it took in compute_time (kept beside it) and
     # at its reading in wall_time (which was the cost too: equal to compute_time)
     frames = list((tmp_path / "runs").rglob("frame.json"))

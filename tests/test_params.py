@@ -339,3 +339,15 @@ def test_check_int_refuses_tiny_non_integers_whatever_their_exponent():
     for text in ("1e-31", "1e-400", "1e-5000", "5e-2000"):
         with pytest.raises(ValueError, match="must be an integer"):
             check_int("x", text, 0)
+
+
+def test_budget_note_names_each_setting_not_the_papers_beside_the_papers():
+    """Notebook 08's Table 1 caption said '2 training steps per model, ..., 16 channels' beside the AMUSE authors'
+    numbers without saying that the paper's budget is 20,000 steps and 64 channels: budget_note says so."""
+    from dovlib.params import budget_note
+
+    note = budget_note({"training steps": (2, 20000), "channels": (16, 64), "image side": (128, 128),
+                        "scales": ([36], [36, 30, 20])})
+    assert note == "budget not the paper's: training steps 2 (paper 20000), channels 16 (paper 64), scales 36 (paper " \
+                   "36, 30, 20)"
+    assert budget_note({"messages": (10, 10), "scales": ((36, 30, 20), [36, 30, 20])}) == ""  # the paper's: nothing
