@@ -55,6 +55,7 @@ from dovlib.amuse import AmuseCodec, RepeatCodec, random_messages
 from dovlib.attacks import ATTACKS, attack_set, attack_set_label, jpeg
 from dovlib.data import load_dataset
 from dovlib.imwm import ImWatermarker, evaluate_dataset, sample_images
+from dovlib.index import dataset_label
 from dovlib.metrics import bit_accuracy, mean_psnr
 from dovlib.params import check_bool, check_choice, check_int, get_profile, parse_fraction, parse_list
 from dovlib.plotting import image_grid, set_title
@@ -103,6 +104,9 @@ print(f"{len(images)} images {tuple(images.shape[1:])}: {image_note}")
 # what drew the figures; the perceptual measure named as notebooks 01-06 name theirs: PSNR, the only one measured
 fig_context = dict(profile=profile, dataset=ds.name, is_subset=ds.is_subset, perceptual="psnr", device="cpu",
                    device_name=env_info("cpu")["device_name"])
+# every figure title names the images, subset or full, as the report index labels the captions ("cifar10-subset
+# (subset)"; a folder by the path it was given): results on a subset say so in every report, figures included
+pool_label = dataset_label({**fig_context, "dataset": dataset})
 
 # %% [markdown]
 # ## The watermark's own limits
@@ -127,6 +131,8 @@ print(limits_df.to_string(index=False))
 fig = image_grid({"cover": images[:6], f"{method} 32 bits": marked32[:6],
                   "x8 difference": ((marked32[:6].float() - images[:6].float()) * 8 + 128).clamp(0, 255).byte()},
                  ncols=6, scale=1.6)
+set_title(fig, f"{wm_label}, 32 bits per image: {len(images[:6])} of {len(images)} images from {pool_label} "
+               f"({profile} profile)")
 save_fig(fig, "examples", NOTEBOOK, **fig_context);
 
 # %% [markdown]
@@ -175,8 +181,8 @@ long = summary.melt(id_vars=["L", "scheme", "attacked"], value_vars=["bit_acc", 
 g = sns.relplot(data=long, x="L", y="accuracy", hue="scheme", style="attacked", col="metric", kind="line",
                 marker="o", height=3.2, aspect=1.2)
 g.set(ylim=(-0.02, 1.02))
-set_title(g, f"{wm_label}, {len(images)} images, rho={rho:g}, {attack_set_label(attacks_used)} ({profile} profile, "
-             "CPU)")
+set_title(g, f"{wm_label}, {len(images)} images from {pool_label}, rho={rho:g}, {attack_set_label(attacks_used)} "
+             f"({profile} profile, CPU)")
 save_fig(g.figure, "accuracy_vs_length", NOTEBOOK, **fig_context);
 
 # %% [markdown]
@@ -188,8 +194,8 @@ if attack_names:
            [["bit_acc", "word_acc", "sub_bit_acc"]].mean())
     g = sns.catplot(data=fam, x="family", y="bit_acc", hue="scheme", col="L", kind="bar", height=3, aspect=1.4)
     g.set_xticklabels(rotation=45, ha="right")
-    set_title(g, f"{wm_label}, {len(images)} images, rho={rho:g}: per attack family of the '{attacks_used}' set "
-                 f"({profile} profile, CPU)")
+    set_title(g, f"{wm_label}, {len(images)} images from {pool_label}, rho={rho:g}: per attack family of the "
+                 f"'{attacks_used}' set ({profile} profile, CPU)")
     save_fig(g.figure, "accuracy_by_attack_family", NOTEBOOK, **fig_context)
 
 # %% [markdown]

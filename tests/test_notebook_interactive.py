@@ -748,3 +748,35 @@ def test_no_cell_shows_what_a_report_function_returns(stem):
             if name in report and not src.rstrip().endswith(";"):
                 found.append(f"code cell {i}: {ast.get_source_segment(src, last).splitlines()[0]}")
     assert not found, f"{stem} shows a report function's value:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize("dataset, named", [("skimage-photos", "skimage-photos (full)"),
+                                            ("cifar10-subset", "cifar10-subset (subset)")])
+def test_message_length_figure_titles_name_the_images_and_whether_they_are_a_subset(kernel, dataset, named):
+    """Notebook 07's tables were captioned with the image pool (and the report index labelled them subset or full),
+    its figures not: accuracy_vs_length.png of a cifar10-subset run read like one on full data, and the examples
+    figure had no title at all. Run on stand-in marks and results (the cells' own code after the real parameters,
+    set-up and images cells), for a full pool and a subset."""
+    cells = _code_cells("07_amuse_message_length")
+    kernel.ok(cells[0] + f"\ndataset = {dataset!r}")  # as papermill puts -p after the parameters
+    kernel.ok(cells[1])
+    kernel.ok(_cell(cells, "images = sample_images("))
+    kernel.ok("import numpy as np\n"
+              "marked32 = images\n"
+              "_rows = [dict(L=L, scheme=s, sub_message_bits=L // 2, attack=a, family=f, psnr=40.0, sub_bit_acc=0.9,\n"
+              "              bit_acc=0.9, word_acc=0.5, failed=0.0)\n"
+              "         for L in lengths for s in ('baseline', 'amuse')\n"
+              "         for a, f in (('none', 'none'), ('jpeg_50', 'jpeg'), ('blur_3', 'blur'))]\n"
+              "results = pd.DataFrame(_rows)\n"
+              "results['attacked'] = np.where(results['attack'] == 'none', 'no attack', 'attacked (mean)')")
+    titles = []
+    for marker, figure in (("image_grid(", "fig"), ("summary = (results", None),
+                           ('save_fig(g.figure, "accuracy_vs_length"', "g"), ("per attack family of the", "g")):
+        kernel.ok(_cell(cells, marker))
+        if figure:
+            titles.append(" ".join(kernel.value(f"{figure}.figure.get_suptitle()").split()))
+    assert len(titles) == 3
+    for title in titles:
+        assert f"images from {named}" in title, title
+    assert "6 of 40 images" in titles[0], titles[0]
+
