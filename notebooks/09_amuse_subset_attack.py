@@ -79,7 +79,7 @@ from matplotlib import pyplot as plt
 from dovlib.amuse import (PAPER_SUB_MESSAGE_BITS, AmuseCodec, ErasureCodec, RepeatCodec, choose_erasure_k,
                           choose_erasure_n, choose_nk, distinct_leak_shares, flip_bits, leak_shares_note,
                           leak_subset_accuracy, random_message, recovery_share, tradeoff_table)
-from dovlib.plotting import set_title
+from dovlib.plotting import figure_legend, set_title
 from dovlib.report import env_info, save_fig, save_table, start_notebook, write_record
 
 NOTEBOOK = "09_amuse_subset_attack"
@@ -202,6 +202,10 @@ g = sns.relplot(data=long, x="share", y="accuracy", hue="method", style="method"
                 kind="line", markers=True, errorbar=("ci", 95), n_boot=200, seed=seed, height=3.0, aspect=1.4,
                 facet_kws={"sharey": False})
 g.set(xscale="log")
+# one legend beside the panels, in room the layout leaves for it: seaborn's, at the figure's right edge, ran into the
+# second panel's title in the single-column figure (one extraction: -p method dwtDct)
+g.legend.remove()
+figure_legend(g.figure, title="method")
 # wrapped by set_title: one line was wider than the four panels
 set_title(g, f"L = {message_bits} bits, {n_images_used} images, {n_subsets_used} distinct subsets/share"
           f"{' (all, where fewer)' if len(every_subset) else ''}, extraction {extraction_note} ({profile} profile, "

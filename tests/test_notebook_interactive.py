@@ -780,3 +780,36 @@ def test_message_length_figure_titles_name_the_images_and_whether_they_are_a_sub
         assert f"images from {named}" in title, title
     assert "6 of 40 images" in titles[0], titles[0]
 
+
+# defines legend_over_anything() in a kernel whose ``fig`` is drawn: for each of the figure's legends (its own and its
+# axes'), the texts (titles, the suptitle, axis and tick labels) and the plotted lines, markers and bars it overlaps
+_LEGEND_COVERS = (
+    "import numpy as np\n"
+    "def legend_over_anything():\n"
+    "    r = fig.canvas.get_renderer(); fig.draw(r)\n"
+    "    legends = list(fig.legends) + [a.get_legend() for a in fig.axes if a.get_legend() is not None]\n"
+    "    texts = [t for a in fig.axes for t in (a.title, a.xaxis.label, a.yaxis.label, *a.get_xticklabels(),\n"
+    "                                           *a.get_yticklabels())] + list(fig.texts)\n"
+    "    texts = [t for t in texts if t.get_visible() and t.get_text().strip()]\n"
+    "    data = [d for a in fig.axes for d in [*a.lines, *a.collections, *a.patches]\n"
+    "            if np.isfinite(d.get_window_extent(r).bounds).all()]\n"
+    "    return len(legends), [[t.get_text() for t in texts if leg.get_window_extent(r).overlaps(\n"
+    "        t.get_window_extent(r))] + [d.get_label() for d in data if leg.get_window_extent(r).overlaps(\n"
+    "        d.get_window_extent(r))] for leg in legends]")
+
+
+@pytest.mark.parametrize("method", ["ideal", "simulated"])
+def test_subset_attack_legend_covers_no_title_text_or_curve(kernel, method):
+    """Notebook 09's leaked-share figure kept seaborn's legend at the figure's right edge: in the single-column figure
+    (one extraction, e.g. -p method dwtDct) its "method" title ran into the second panel's title ("... | extraction
+    = dwtDct"). One legend now lies beside the panels, over nothing. Run with simulated extraction (one column:
+    ideal; two: ideal and bitflip) and 3 shares, the cells' own code."""
+    cells = _code_cells("09_amuse_subset_attack")
+    decode = _cell(cells, "leak_subset_accuracy(")
+    for cell in [cells[0] + f"\nmethod = {method!r}\nshares = [0.1, 0.5, 1.0]"] + cells[1:cells.index(decode) + 1]:
+        kernel.ok(cell)
+    kernel.ok("fig = g.figure\n" + _LEGEND_COVERS)
+    n, covered = kernel.value("legend_over_anything()")
+    assert n == 1 and covered == [[]], covered
+    assert kernel.value("[t.get_text() for t in fig.legends[0].get_texts()]") == ["baseline", "amuse", "erasure"]
+    assert kernel.value("fig.legends[0].get_title().get_text()") == "method"
