@@ -565,7 +565,7 @@ class ErasureCodec(Codec):
         if got >= self.k:  # enough fragments: RS found more errors than it can correct
             return [f"Reed-Solomon could not correct every symbol row from the {got} distinct fragments received: too "
                     f"many bit errors"]
-        return [f"needs {self.k} distinct fragments of {self.n}"]
+        return [f"needs {self.k} distinct fragments of {self.n}, received {got}"]
 
     def _invalid_reason(self) -> str:
         return (f"their fragment index, the last {self.index_bits} bits, is >= n = {self.n} and names no fragment: "

@@ -76,9 +76,9 @@ import pandas as pd
 import seaborn as sns
 from matplotlib import pyplot as plt
 
-from dovlib.amuse import (PAPER_SUB_MESSAGE_BITS, AmuseCodec, ErasureCodec, RepeatCodec, choose_erasure_k,
-                          choose_erasure_n, choose_nk, distinct_leak_shares, flip_bits, leak_shares_note,
-                          leak_subset_accuracy, random_message, recovery_share, tradeoff_table)
+from dovlib.amuse import (PAPER_SUB_MESSAGE_BITS, AmuseCodec, ErasureCodec, MissingChunksError, RepeatCodec,
+                          choose_erasure_k, choose_erasure_n, choose_nk, distinct_leak_shares, flip_bits,
+                          leak_shares_note, leak_subset_accuracy, random_message, recovery_share, tradeoff_table)
 from dovlib.plotting import figure_legend, set_title
 from dovlib.report import env_info, save_fig, save_table, start_notebook, write_record
 
@@ -252,8 +252,9 @@ compare
 # erasure fragment sits in only `1 / n` of the images (`n = erasure_n`), while each AMUSE chunk sits in `k / n` of them
 # (the codec table's `n` and `k`), so with few leaked images a fragment has one or two copies to vote over and
 # Reed-Solomon must correct what voting could not. Whether it did here, and whether the erasure code still beats AMUSE
-# with bit errors, is computed below (method `simulated`), as are errors that no vote removes (real extraction). The
-# baseline carries everything in each image, at L bits per image.
+# with bit errors, is computed below (method `simulated`), as are errors that no vote removes and, where a codec could
+# not rebuild the message from every image, why (real extraction). The baseline carries everything in each image, at
+# L bits per image.
 
 # %%
 def shown(share):  # a share from the tables, or that none qualified
@@ -265,6 +266,7 @@ def times_worse(r):  # how many times the error-free share the codec needs with 
 
 
 reading, all_wrong = [], {}  # all_wrong (real extraction): bits the vote over every image still gets wrong
+misread, not_rebuilt = {}, {}  # of those: bits decoded wrong; and why a codec could not rebuild the others
 mean_wa = curves.groupby(["extraction", "method", "share"])["word_acc"].mean()
 if {"ideal", "bitflip"} <= set(extractions):  # each codec with bit errors against itself error-free
     rec = observed.rename(columns=lambda c: c.removeprefix("min_share_recovered_"))
@@ -288,13 +290,28 @@ if real:
     for c in codecs:
         res = c.decode_partial(extracted[c.name, method])
         all_wrong[c.name] = int(((res.bits != message) | ~res.known).sum())
+        misread[c.name] = int(((res.bits != message) & res.known).sum())
+        if not res.complete:  # why, as decode says it: chunks no image held, too few fragments, too many errors
+            try:
+                c.decode(extracted[c.name, method])
+            except MissingChunksError as exc:
+                dropped = (f"; {exc.dropped} of the {n_images_used} sub-messages were dropped, their index bits "
+                           "corrupted" if exc.dropped else "")
+                rs = (f" (any k = {c.k} of its n = {c.n} distinct fragments rebuild the message, with at most "
+                      "(fragments received - k) / 2 wrong symbols per row)" if c.name == "erasure" else "")
+                not_rebuilt[c.name] = (f"{c.name} could not rebuild {int((~res.known).sum())} of the "
+                                       f"{message_bits} bits from all {n_images_used} images: "
+                                       f"{', '.join(map(str, exc.missing))}{rs}{dropped}")
     top = curves[curves.share == curves.share.max()].groupby("method", sort=False)[["bit_acc", "word_acc"]].mean()
     reading.append(f"{method}: decoded from all {n_images_used} images, the message has "
                    + ", ".join(f"{n} of {message_bits} bits wrong for {name}" for name, n in all_wrong.items())
                    + f"; at the largest share ({curves.share.max():g}) "
                    + ", ".join(f"{m} bit accuracy {r.bit_acc:.3f}, word accuracy {r.word_acc:.2f}"
                                for m, r in top.iterrows()) + ".")
-    voted = [name for name in ("baseline", "amuse") if all_wrong[name]]  # majority vote, no error correction
+    if not_rebuilt:  # bits a codec cannot rebuild count as wrong (never guessed): say why they could not be
+        reading.append("; ".join(not_rebuilt.values()) + ". Bits that are not rebuilt count as wrong (never "
+                       "guessed).")
+    voted = [name for name in ("baseline", "amuse") if misread[name]]  # majority vote, no error correction
     if voted:
         reading.append(f"A bit that the majority vote over every image gets wrong ({' and '.join(voted)}) was read "
                        "wrong in most images carrying it: these errors sit at the same bit positions across images, so "
