@@ -55,6 +55,7 @@ import seaborn as sns
 from dovlib.amuse import AmuseCodec, RepeatCodec, random_message
 from dovlib.data import GREYSCALE, load_dataset, rgb_datasets
 from dovlib.imwm import ImWatermarker, embed_at_size, extract_dataset, resize_round_trip, to_min_size
+from dovlib.index import dataset_label
 from dovlib.metrics import mean_psnr
 from dovlib.params import PROFILES, check_bool, check_choice, check_int, get_profile, parse_fraction
 from dovlib.plotting import epoch_ticks, image_grid, set_title
@@ -195,7 +196,7 @@ hist = pd.concat(histories)
 g = sns.relplot(data=hist, x="epoch", y="test_acc", hue="set", kind="line", marker="o", height=3.2, aspect=1.4)
 g.set_axis_labels("epoch", "test accuracy")  # not the column's name, test_acc
 epoch_ticks(*g.axes.flat)  # whole epochs: at smoke (two) the axis read 1.2, 1.4, ...
-set_title(g, f"{arch} on {ds.name} ({profile} profile, {device})")
+set_title(g, f"{arch} on {dataset_label(fig_context)} ({profile} profile, {device})")  # subset or full, as 07's
 save_fig(g.figure, "test_accuracy", NOTEBOOK, **fig_context);
 
 # %% [markdown]
