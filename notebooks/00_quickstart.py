@@ -35,6 +35,7 @@ seed = 0  # an integer at least 0: seeds data subsampling, initialisation and au
 
 # %%
 from dovlib.data import load_dataset
+from dovlib.index import dataset_label
 from dovlib.models import build_model
 from dovlib.params import check_int, get_profile
 from dovlib.plotting import learning_curve
@@ -72,7 +73,7 @@ print(f"test accuracy {result.final['test_acc']:.4f} after {epochs_used} epochs,
       f"({result.images_per_second:,.0f} training images/s on {result.device})")
 
 # %%
-fig = learning_curve(result.history, title=f"{arch} on {ds.name} ({profile} profile)")
+fig = learning_curve(result.history, title=f"{arch} on {dataset_label(context)} ({profile} profile)")  # subset or full
 save_fig(fig, "learning_curve", NOTEBOOK, **context);
 
 # %% [markdown]

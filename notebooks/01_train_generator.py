@@ -75,6 +75,7 @@ from matplotlib import pyplot as plt
 
 from dovlib import sscl
 from dovlib.data import load_dataset
+from dovlib.index import dataset_label
 from dovlib.metrics import mean_psnr, ssim
 from dovlib.params import check_int, get_profile, parse_eps, parse_rate
 from dovlib.perceptual import lpips_available, perceptual_distance, require_perceptual
@@ -142,8 +143,8 @@ hist = pd.DataFrame(G.meta["history"]).melt(id_vars="iter", var_name="term", val
 grid = sns.relplot(data=hist, x="iter", y="value", col="term", kind="line", height=2.6,
                    facet_kws={"sharey": False})
 weights_label = sscl.loss_weights_label(**weights)  # "" at the defaults (1, 1, 1)
-set_title(grid, f"generator training ({profile} profile, {ds.name}, eps {eps_label(eps)}, perceptual measure "
-          f"{perceptual}, {arch} surrogate of width {surrogate_width_used}"
+set_title(grid, f"generator training ({profile} profile, {dataset_label(context)}, eps {eps_label(eps)}, "
+          f"perceptual measure {perceptual}, {arch} surrogate of width {surrogate_width_used}"
           f"{', ' + weights_label if weights_label else ''})")  # wrapped: a profile string is long
 save_fig(grid.figure, "generator_losses", NOTEBOOK, **context);
 
@@ -156,8 +157,8 @@ show = ds.x_test[:8]
 marked = G.mark(show)
 fig = image_grid({"clean": show, "watermarked": marked,
                   sscl.residual_label(show, marked): sscl.amplified_residual(show, marked)})  # gain, largest change
-set_title(fig, f"SSCL-BW marks of {ds.name} test images ({profile} profile, eps {eps_label(eps)}, target {target} "
-          f"({ds.classes[target]}))")
+set_title(fig, f"SSCL-BW marks of {dataset_label(context)} test images ({profile} profile, eps {eps_label(eps)}, "
+          f"target {target} ({ds.classes[target]}))")
 save_fig(fig, "clean_watermarked_residual", NOTEBOOK, **context);
 
 # %% [markdown]

@@ -64,6 +64,7 @@ import seaborn as sns
 from dovlib.amuse import PAPER_SUB_MESSAGE_BITS, AmuseCodec, RepeatCodec, random_messages
 from dovlib.attacks import attack_set, attack_set_label
 from dovlib.data import load_dataset
+from dovlib.index import dataset_label
 from dovlib.imwm import HIDDEN_ARCHS, HiddenConfig, ImWatermarker, evaluate_dataset, sample_images, train_hidden
 from dovlib.params import (MAX_SEED, PROFILES, budget_note, check_bool, check_choice, check_int, get_profile,
                            parse_fraction, parse_list)
@@ -189,7 +190,8 @@ if str(tables) in ("1", "both"):
     axes[0].set_ylabel("training bit accuracy (noised)")
     axes[1].set_ylabel("training PSNR (dB)")
     fig.tight_layout()
-    set_title(fig, f"HiDDeN training: {net_note}, {hidden_size_used}x{hidden_size_used} images ({profile} profile)")
+    set_title(fig, f"HiDDeN training: {net_note}, {hidden_size_used}x{hidden_size_used} images from "
+                   f"{dataset_label({'dataset': hds.name, 'is_subset': hds.is_subset})} ({profile} profile)")
     save_fig(fig, "hidden_training", NOTEBOOK, dataset=hds.name, is_subset=hds.is_subset, **context)
 
 # %% [markdown]

@@ -854,3 +854,15 @@ def test_subset_attack_reading_says_why_the_erasure_code_rebuilt_nothing(kernel,
     assert "Bits that are not rebuilt count as wrong (never guessed)." in text
     if not flip:  # error-free: AMUSE's chunks no image holds are not rebuilt, not read wrong by the vote
         assert "amuse could not rebuild" in text and "gets wrong" not in text, text
+
+
+def test_quickstart_learning_curve_title_says_whether_its_data_is_a_subset(kernel):
+    """Notebook 00's title named the dataset only ("resnet18 on mnist-offline"): mnist-offline is 17,435 of MNIST's
+    60,000 training images, and results on a subset say so in every report, figures included."""
+    cells = _set_up_on_stand_ins(
+        kernel, "00_quickstart",
+        "context = {'profile': profile, 'device': 'cpu', 'dataset': 'mnist-offline', 'is_subset': True}\n"
+        "result = _NS(history=[{'epoch': e, 'train_loss': 2.0 / e, 'test_acc': 0.3 * e} for e in (1, 2)])")
+    kernel.ok(_cell(cells, "learning_curve(result.history"))
+    title = kernel.value("fig._suptitle.get_text().replace(chr(10), ' ')")
+    assert title.startswith("resnet18 on mnist-offline (subset) (smoke profile)"), title
