@@ -210,6 +210,14 @@ def budget_note(settings: dict) -> str:
     def same(a, b):
         return list(a) == list(b) if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) else a == b
 
+    if not isinstance(settings, dict):
+        raise TypeError(f"budget_note: settings must be a dict of name -> (used, paper); got {type(settings).__name__}")
+    for name, pair in settings.items():
+        if not isinstance(name, str):
+            raise TypeError(f"budget_note: settings maps a string name to (used, paper); the name {name!r} is not "
+                            "a string")
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise ValueError(f"budget_note: setting {name!r} must be a (used, paper) pair; got {pair!r}")
     parts = [f"{name} {words(used)} (paper {words(paper)})" for name, (used, paper) in settings.items()
              if not same(used, paper)]
     return "budget not the paper's: " + ", ".join(parts) if parts else ""

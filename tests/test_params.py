@@ -351,3 +351,16 @@ def test_budget_note_names_each_setting_not_the_papers_beside_the_papers():
     assert note == "budget not the paper's: training steps 2 (paper 20000), channels 16 (paper 64), scales 36 (paper " \
                    "36, 30, 20)"
     assert budget_note({"messages": (10, 10), "scales": ((36, 30, 20), [36, 30, 20])}) == ""  # the paper's: nothing
+
+
+@pytest.mark.parametrize("settings, words", [
+    ({"steps": 2}, "steps"), ({"steps": (2,)}, "steps"), ({"steps": (2, 20000, 3)}, "steps"),
+    ([("steps", (2, 20000))], "dict"), ({3: (2, 20000)}, "name")])
+def test_budget_note_refuses_settings_that_are_not_name_to_used_paper_pairs(settings, words):
+    """budget_note unpacked each value as (used, paper): a bare number raised 'cannot unpack non-iterable int', a
+    3-tuple 'too many values to unpack', neither naming the setting; now the error names it and the shape wanted."""
+    from dovlib.params import budget_note
+
+    with pytest.raises((ValueError, TypeError), match=words) as err:
+        budget_note(settings)
+    assert "(used, paper)" in str(err.value) or "dict" in str(err.value)
