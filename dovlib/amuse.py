@@ -165,15 +165,23 @@ class Codec(ABC):
     def decode(self, sub_messages) -> np.ndarray:
         """The L-bit message, or :class:`MissingChunksError` when the sub-messages do not cover it."""
         result = self.decode_partial(sub_messages)
-        if not result.complete:
-            missing = self._missing(result)
-            received = len(np.atleast_2d(sub_messages))
-            dropped = getattr(self, "last_dropped", 0)
-            why = (f" ({dropped} of the {received} were dropped as invalid: {self._invalid_reason()})"
-                   if dropped else "")
-            raise MissingChunksError(f"{self.name}: the {received} sub-messages do not hold the whole message{why}; "
-                                     f"missing {missing}. Use decode_partial() for the known bits", missing, dropped)
+        error = self.why_incomplete(result, len(np.atleast_2d(sub_messages)))
+        if error is not None:
+            raise error
         return result.bits
+
+    def why_incomplete(self, result: PartialDecode, received: int) -> MissingChunksError | None:
+        """The :class:`MissingChunksError` (returned, not raised) that :meth:`decode` would raise for ``result``, the
+        last :meth:`decode_partial` of ``received`` sub-messages (call it right after that decode: the reason reads
+        the codec's counts of it), or None when ``result`` is complete. Saves decoding twice for the bits and the
+        reason."""
+        if result.complete:
+            return None
+        missing = self._missing(result)
+        dropped = getattr(self, "last_dropped", 0)
+        why = f" ({dropped} of the {received} were dropped as invalid: {self._invalid_reason()})" if dropped else ""
+        return MissingChunksError(f"{self.name}: the {received} sub-messages do not hold the whole message{why}; "
+                                  f"missing {missing}. Use decode_partial() for the known bits", missing, dropped)
 
     def _missing(self, result: PartialDecode):
         return [f"{int((~result.known).sum())} of {self.message_bits} bits"]

@@ -76,7 +76,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib import pyplot as plt
 
-from dovlib.amuse import (PAPER_SUB_MESSAGE_BITS, AmuseCodec, ErasureCodec, MissingChunksError, RepeatCodec,
+from dovlib.amuse import (PAPER_SUB_MESSAGE_BITS, AmuseCodec, ErasureCodec, RepeatCodec,
                           choose_erasure_k, choose_erasure_n, choose_nk, distinct_leak_shares, flip_bits,
                           leak_shares_note, leak_subset_accuracy, random_message, recovery_share, tradeoff_table)
 from dovlib.plotting import figure_legend, set_title
@@ -291,17 +291,15 @@ if real:
         res = c.decode_partial(extracted[c.name, method])
         all_wrong[c.name] = int(((res.bits != message) | ~res.known).sum())
         misread[c.name] = int(((res.bits != message) & res.known).sum())
-        if not res.complete:  # why, as decode says it: chunks no image held, too few fragments, too many errors
-            try:
-                c.decode(extracted[c.name, method])
-            except MissingChunksError as exc:
-                dropped = (f"; {exc.dropped} of the {n_images_used} sub-messages were dropped, their index bits "
-                           "corrupted" if exc.dropped else "")
-                rs = (f" (any k = {c.k} of its n = {c.n} distinct fragments rebuild the message, with at most "
-                      "(fragments received - k) / 2 wrong symbols per row)" if c.name == "erasure" else "")
-                not_rebuilt[c.name] = (f"{c.name} could not rebuild {int((~res.known).sum())} of the "
-                                       f"{message_bits} bits from all {n_images_used} images: "
-                                       f"{', '.join(map(str, exc.missing))}{rs}{dropped}")
+        # why, as decode says it: chunks no image held, too few fragments, too many errors
+        if (exc := c.why_incomplete(res, len(extracted[c.name, method]))) is not None:
+            dropped = (f"; {exc.dropped} of the {n_images_used} sub-messages were dropped, their index bits "
+                       "corrupted" if exc.dropped else "")
+            rs = (f" (any k = {c.k} of its n = {c.n} distinct fragments rebuild the message, with at most "
+                  "(fragments received - k) / 2 wrong symbols per row)" if c.name == "erasure" else "")
+            not_rebuilt[c.name] = (f"{c.name} could not rebuild {int((~res.known).sum())} of the "
+                                   f"{message_bits} bits from all {n_images_used} images: "
+                                   f"{', '.join(map(str, exc.missing))}{rs}{dropped}")
     top = curves[curves.share == curves.share.max()].groupby("method", sort=False)[["bit_acc", "word_acc"]].mean()
     reading.append(f"{method}: decoded from all {n_images_used} images, the message has "
                    + ", ".join(f"{n} of {message_bits} bits wrong for {name}" for name, n in all_wrong.items())

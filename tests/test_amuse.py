@@ -193,6 +193,32 @@ def test_missing_chunks_error_says_how_many_sub_messages_were_dropped_as_invalid
         erasure.decode(frags)
 
 
+def _tied_fragment(codec):
+    """Fragments 0-2 of an (n, 3) erasure code plus a copy of fragment 2 with its first bit flipped (a tie)."""
+    subs = codec.encode(random_message(codec.message_bits), codec.n)[[0, 1, 2, 2]]
+    subs[3, 0] ^= 1
+    return subs
+
+
+@pytest.mark.parametrize("make, subs", [
+    (lambda: AmuseCodec(10, 5, 2), lambda c: c.encode(random_message(10, seed=1), 20)[:2]),  # 4 of 5 chunks
+    (lambda: ErasureCodec(20, 6, 3), lambda c: c.encode(random_message(20), 12)[:2]),  # too few fragments
+    (lambda: ErasureCodec(60, 7, 3), lambda c: _tied_fragment(c))])  # k fragments, one bit tied: too many errors
+def test_why_incomplete_gives_decodes_error_from_one_decode_partial(make, subs):
+    """Notebook 09 decoded a failing codec twice, decode_partial for the bits and decode for the reason; the reason
+    now comes from the partial result itself, word for word decode's error, and None when the message is whole."""
+    codec = make()
+    arr = subs(codec)
+    with pytest.raises(MissingChunksError) as err:
+        codec.decode(arr)
+    res = codec.decode_partial(arr)
+    exc = codec.why_incomplete(res, len(arr))
+    assert isinstance(exc, MissingChunksError) and str(exc) == str(err.value)
+    assert exc.missing == err.value.missing and exc.dropped == err.value.dropped
+    whole = codec.encode(random_message(codec.message_bits, seed=2), 30)
+    assert codec.why_incomplete(codec.decode_partial(whole), 30) is None
+
+
 @pytest.mark.parametrize("make", [lambda: RepeatCodec(300), lambda: AmuseCodec(300, 5, 2),
                                   lambda: ErasureCodec(300, 15, 5)])
 def test_majority_vote_survives_two_percent_bit_errors(make):
