@@ -217,7 +217,7 @@ if str(tables) in ("1", "both"):
             rows.append({"scheme": r.scheme, "condition": r.attacked, "metric": metric, "paper": np.nan,
                          "authors_repo": ref, "ours": round(float(ours), 4), "diff": np.nan})
     cmp1 = pd.DataFrame(rows)
-    print(cmp1.to_string(index=False))
+    print(cmp1.to_string(index=False, na_rep="-"))  # empty: no value (the CSV leaves it empty)
     save_table(cmp1, "table1_hidden", NOTEBOOK,
                caption=f"Table 1 (HiDDeN, 30-bit message): ours = {profile} profile, {hidden_note}, "
                        f"{hidden_steps_used} training steps per model, {net_note}, "

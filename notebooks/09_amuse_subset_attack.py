@@ -171,7 +171,9 @@ for codec in codecs:
         extracted[codec.name, method] = wm.extract(marked)
 sub_bit_acc = {f"{name}/{ext}": float((extracted[name, ext] == extracted[name, "ideal"]).mean())
                for name, ext in extracted if ext in extractions}
-print("per-image sub-message bit accuracy:", sub_bit_acc, "| PSNR (dB):", quality)
+print("per-image sub-message bit accuracy:", ", ".join(f"{k} {v:.4f}" for k, v in sub_bit_acc.items()))
+print("PSNR (dB), marked images against their covers:",
+      ", ".join(f"{k} {q['psnr']:.2f}" for k, q in quality.items()) if quality else "none (no image marked: simulated)")
 cell_seconds["extraction"] = time.perf_counter() - t0
 
 # %% [markdown]

@@ -3,6 +3,7 @@ them again after the run (a student re-running the set-up or a figure cell), som
 and papermill only ever run every cell once, in order."""
 
 import os
+import re
 
 import jupytext
 import pytest
@@ -866,3 +867,30 @@ def test_quickstart_learning_curve_title_says_whether_its_data_is_a_subset(kerne
     kernel.ok(_cell(cells, "learning_curve(result.history"))
     title = kernel.value("fig._suptitle.get_text().replace(chr(10), ' ')")
     assert title.startswith("resnet18 on mnist-offline (subset) (smoke profile)"), title
+
+
+def test_subset_attack_extraction_says_no_image_was_marked_when_simulated(kernel):
+    """Notebook 09's simulated extraction printed "PSNR (dB): {}" (an empty dict) and bit accuracies to 16 digits;
+    it now says no image was marked and rounds the accuracies."""
+    cells = _code_cells("09_amuse_subset_attack")
+    extraction = _cell(cells, "embed_dataset(wm")
+    for cell in cells[:cells.index(extraction)]:
+        kernel.ok(cell)
+    out = kernel.ok(extraction)
+    assert "PSNR (dB), marked images against their covers: none (no image marked: simulated)" in out, out
+    assert "{" not in out and "amuse/bitflip 0." in out, out
+    assert all(len(v.split(".")[-1]) == 4 for v in re.findall(r"/\w+ (\d\.\d+)", out)), out
+
+
+def test_plug_and_play_printed_table_1_shows_no_nan_in_its_empty_columns(kernel):
+    """Notebook 08 printed Table 1's comparison with 'NaN' in every empty paper and diff cell (the CSV leaves them
+    empty): the printed table now shows '-' there."""
+    cells = _code_cells("08_amuse_plug_and_play")
+    compare = _cell(cells, "cmp1 = pd.DataFrame(rows)")
+    kernel.ok(cells[0] + '\ntables = "1"')
+    for cell in cells[1:cells.index(compare)]:
+        kernel.ok(cell)
+    out = kernel.ok(compare)
+    assert "NaN" not in out and "nan" not in out, out
+    assert kernel.value("int(cmp1['paper'].isna().sum())") == kernel.value("len(cmp1)")  # the cells were empty
+    assert re.search(r"BA\s+-\s+0\.8933", out), out  # paper empty, the authors' repo value beside it
