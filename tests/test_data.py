@@ -709,8 +709,12 @@ def test_greyscale_datasets_are_named_and_the_rgb_ones_listed():
     """Notebook 10 (DCT-DWT marks RGB images) refuses a greyscale dataset by name before loading it, listing the RGB
     ones; data.GREYSCALE says which names hold greyscale images, checked here on the offline ones."""
     assert data.GREYSCALE == {"mnist", "mnist-offline", "digits"}
-    assert load_dataset("digits").image_shape[0] == 1
-    assert load_dataset("synthetic", n_train=10, n_test=10).image_shape[0] == 3  # its default, as a notebook loads it
+    # the list must not drift from the loaders: every offline set loaded (synthetic with its default channels, as a
+    # notebook loads it), and every online one given its channels here, so a set added later has to be placed
+    online_channels = {"cifar10": 3, "mnist": 1, "flowers102": 3, "sub-imagenet": 3}  # cannot be loaded here
+    assert set(data.ONLINE) == set(online_channels), "a new online dataset: give its channel count above"
+    channels = {name: load_dataset(name).image_shape[0] for name in set(data.OFFLINE) - {"image-folder"}}
+    assert {name for name, c in {**channels, **online_channels}.items() if c == 1} == data.GREYSCALE, channels
     rgb = data.rgb_datasets()
     assert "cifar10-subset" in rgb and "cifar10" in rgb and "skimage-photos" in rgb and "folder:PATH" in rgb
     assert not set(rgb) & data.GREYSCALE and "image-folder" not in rgb  # folder:PATH names it with its root
