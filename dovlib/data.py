@@ -35,6 +35,7 @@ __all__ = [
     "DATASETS",
     "GREYSCALE",
     "rgb_datasets",
+    "check_rgb_dataset",
     "load_dataset",
     "data_dir",
     "offline_data_dir",
@@ -737,6 +738,23 @@ def rgb_datasets() -> list[str]:
     """The dataset names that hold RGB images, and ``folder:PATH`` (a folder of images is read as RGB): what a
     notebook that needs colour (10's DCT-DWT marks) lists when it refuses a name of :data:`GREYSCALE`."""
     return sorted(set(DATASETS) - GREYSCALE - {"image-folder"}) + ["folder:PATH"]
+
+
+def check_rgb_dataset(name, param: str = "dataset", purpose: str = "this notebook") -> str:
+    """Refuse, before anything is loaded (or downloaded), a dataset name that cannot give RGB images: a greyscale set
+    (:data:`GREYSCALE`), an unknown name, or ``folder:PATH`` whose PATH is not a folder; the error names ``param``,
+    what needs colour (``purpose``) and :func:`rgb_datasets`. Returns ``name``."""
+    if isinstance(name, str) and name.startswith("folder:"):
+        path = Path(name[len("folder:"):]).expanduser()
+        if not path.is_dir():
+            raise ValueError(f"{param} {name!r}: no such folder (folder:PATH names a folder of images)")
+        return name
+    if isinstance(name, str) and name in GREYSCALE:
+        raise ValueError(f"{param} must hold RGB images for {purpose}: one of {rgb_datasets()}; got {name!r} "
+                         "(greyscale)")
+    if not isinstance(name, str) or name not in set(rgb_datasets()) - {"folder:PATH"}:
+        raise ValueError(f"{param} must be one of {rgb_datasets()} (RGB images, for {purpose}); got {name!r}")
+    return name
 
 
 def load_dataset(name: str, **kwargs) -> ImageDataset:

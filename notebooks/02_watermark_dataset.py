@@ -200,7 +200,7 @@ paper["diff"] = paper["ours"] - paper["paper"]
 PAPER_SETTING = "paper: full data, ResNet-18, eps 8/255, gamma 0.1, LPIPS"  # what its columns were measured with
 save_table(paper, "table1_sscl_bw", NOTEBOOK, caption=f"SSCL-BW row of Table I vs the paper (ours: {label}; "
            f"perceptual measure {perceptual}; {PAPER_SETTING})", **context)
-paper
+paper.round(2)  # shown in 2 decimals, as the paper's; the CSV keeps every digit
 
 # %% [markdown]
 # ## Where the accuracy goes
@@ -225,8 +225,8 @@ save_fig(ax.figure, "per_class_accuracy", NOTEBOOK, **context);
 # %%
 metrics = {"BA": row_wm["BA"], "WSR": row_wm["WSR"], pcol: row_wm[pcol], "PSNR": row_wm["PSNR"],
            "SSIM": row_wm["SSIM"], "BA_benign": row_benign["BA"], "WSR_benign": row_benign["WSR"],
-           "target_class_acc": acc.query("model == 'SSCL-BW'")["accuracy"].iloc[target],
-           "target_class_acc_benign": acc.query("model == 'benign'")["accuracy"].iloc[target],
+           "target_class_acc": float(acc.query("model == 'SSCL-BW'")["accuracy"].iloc[target]),
+           "target_class_acc_benign": float(acc.query("model == 'benign'")["accuracy"].iloc[target]),
            "n_marked": marked.manifest["n_marked"]}
 record = write_record(NOTEBOOK, params, metrics, **run_times(t_run), manifest=marked.manifest,
                       generator_seed=run.params["generator_seed"], selection=selection, **context)

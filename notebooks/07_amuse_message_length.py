@@ -36,7 +36,7 @@ scale = 36  # DCT quantisation step (the AMUSE paper uses 36, 30, 20); ignored b
 message_bits = None  # message lengths L to sweep, e.g. [100, 200, 300] or "100,200"; None: the profile's list
 rho = 0.8  # AMUSE rho_max: any leaked share of images above it must still hold the whole message
 attacks = None  # none | representative (8) | grid (45) | hidden (6, HiDDeN's noises); None: representative, paper grid
-dataset = "skimage-photos"  # image pool: skimage-photos (256x256 crops), cifar10-subset (upsampled) or folder:PATH
+dataset = "skimage-photos"  # image pool of RGB images: skimage-photos (256x256 crops), cifar10-subset, folder:PATH, ...
 n_messages = None  # random messages per setting (the paper: 10); None: smoke 1, quick 3, paper 10
 seed = 0  # seeds image sampling and messages
 recompute = False  # True: compute every setting again, not read the ones a run with this code finished (runs/)
@@ -53,7 +53,7 @@ import seaborn as sns
 
 from dovlib.amuse import AmuseCodec, RepeatCodec, random_messages
 from dovlib.attacks import ATTACKS, attack_set, attack_set_label, jpeg
-from dovlib.data import load_dataset
+from dovlib.data import check_rgb_dataset, load_dataset
 from dovlib.imwm import ImWatermarker, evaluate_dataset, sample_images
 from dovlib.index import dataset_label
 from dovlib.metrics import bit_accuracy, mean_psnr
@@ -66,8 +66,7 @@ NOTEBOOK = "07_amuse_message_length"
 cfg = get_profile(profile)
 seed = check_int("seed", seed, 0)  # "1" or 1.0 from papermill -> 1; -1 or 1.5 refused by name
 check_choice("method", method, ("dwtDct", "dwtDctSvd", "rivaGan"))
-if not str(dataset).startswith("folder:"):  # folder:PATH is any folder of images
-    check_choice("dataset", dataset, ("skimage-photos", "cifar10-subset"))
+check_rgb_dataset(dataset, "dataset", method)  # any RGB set or folder:PATH; refused before loading
 # values resolved from the parameters get names of their own (lengths, attacks_used, n_messages_used): the parameters
 # stay as given, so running this cell again reads the same None defaults
 default_bits = [16, 32] if method == "rivaGan" else ([32, 64] if cfg.name == "smoke" else [32, 64, 100, 200, 300])

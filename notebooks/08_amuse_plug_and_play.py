@@ -34,7 +34,7 @@
 # %% tags=["parameters"]
 profile = "smoke"  # smoke | quick | paper (see dovlib/params.py)
 tables = "both"  # 1 | 2 | both
-hidden_dataset = "cifar10-subset"  # HiDDeN training/evaluation images: cifar10-subset, skimage-photos or folder:PATH
+hidden_dataset = "cifar10-subset"  # HiDDeN's images (RGB): cifar10-subset, skimage-photos, cifar10, folder:PATH, ...
 hidden_size = None  # HiDDeN image side; None: smoke 32, else 128 (the paper's; CIFAR images are upsampled)
 hidden_steps = None  # HiDDeN training steps per model; None: the profile's hidden_steps
 hidden_channels = None  # HiDDeN conv channels; None: smoke 16, else 64 (the paper's; fewer for a CPU run)
@@ -54,7 +54,6 @@ recompute = False  # True: compute every Table 2 setting again, not read the one
 # %%
 import re
 import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -63,7 +62,7 @@ import seaborn as sns
 
 from dovlib.amuse import PAPER_SUB_MESSAGE_BITS, AmuseCodec, RepeatCodec, random_messages
 from dovlib.attacks import attack_set, attack_set_label
-from dovlib.data import load_dataset
+from dovlib.data import check_rgb_dataset, load_dataset
 from dovlib.index import dataset_label
 from dovlib.imwm import HIDDEN_ARCHS, HiddenConfig, ImWatermarker, evaluate_dataset, sample_images, train_hidden
 from dovlib.params import (MAX_SEED, PROFILES, budget_note, check_bool, check_choice, check_int, get_profile,
@@ -75,8 +74,7 @@ from dovlib.train import compute_ledger, compute_ledger_mark, data_hash, uses_bf
 NOTEBOOK = "08_amuse_plug_and_play"
 cfg = get_profile(profile)
 check_choice("tables", str(tables), ("1", "2", "both"))
-if not str(hidden_dataset).startswith("folder:"):  # folder:PATH is any folder of images
-    check_choice("hidden_dataset", hidden_dataset, ("cifar10-subset", "skimage-photos"))
+check_rgb_dataset(hidden_dataset, "hidden_dataset", "HiDDeN")  # any RGB set or folder:PATH, refused before loading
 check_choice("method", method, ("dwtDct", "dwtDctSvd"))
 check_choice("hidden_arch", hidden_arch, tuple(HIDDEN_ARCHS))
 smoke = cfg.name == "smoke"
@@ -96,8 +94,6 @@ attack_set(attacks_used)  # every table's settings are checked whatever `tables`
 for scale in scales_used:
     for L in lengths:  # scale in (0, 42] and the baseline's L bits within the method's capacity
         ImWatermarker(method, L, scale, workers=1)
-if str(hidden_dataset).startswith("folder:") and not Path(hidden_dataset[len("folder:"):]).expanduser().is_dir():
-    raise ValueError(f"hidden_dataset {hidden_dataset!r}: no such folder (folder:PATH names a folder of images)")
 # Table 1's evaluation images use seed + 1: the largest seed leaves it in torch's range ("1" or 1.0 -> 1)
 seed = check_int("seed", seed, 0, MAX_SEED - 1)
 device = start_notebook(profile, seed, cfg.device, note="HiDDeN on this device, invisible-watermark on the CPU")

@@ -41,7 +41,7 @@ message_bits = 300  # L, bits of the owner message, at least 3 (paper: 30, 100, 
 rho = 0.8  # rho_max of AMUSE for choose_nk (paper: 0.8 and 0.6 for L 100-300, 0.5 and 0.8 for L 30)
 erasure_n = None  # erasure code fragments (1-255; None: 31 or the largest below it that fits, else the smallest)
 bit_error_rate = 0.02  # bitflip: probability that an extracted bit is wrong
-dataset = "skimage-photos"  # real extraction only: image pool (256x256 crops), cifar10-subset or folder:PATH
+dataset = "skimage-photos"  # real extraction only: RGB image pool (256x256 crops), cifar10-subset, folder:PATH, ...
 scale = 36  # real extraction only: DCT quantisation step (paper: 36, 30, 20)
 shares = [0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]  # leaked shares of the images
 n_images = None  # None: amuse_images of the profile (paper: 1000)
@@ -64,6 +64,10 @@ n_images_used = cfg.amuse_images if n_images is None else check_int("n_images", 
 n_subsets_used = cfg.amuse_subsets if n_subsets is None else check_int("n_subsets", n_subsets, 1)
 extractions = ["ideal", "bitflip"] if method == "simulated" else [method]
 real = method in ("dwtDct", "dwtDctSvd")
+if real:  # the image pool is read only for real extraction: any RGB set or folder:PATH, refused before loading
+    from dovlib.data import check_rgb_dataset
+
+    check_rgb_dataset(dataset, "dataset", method)
 
 # %% [markdown]
 # ## Setup

@@ -53,7 +53,7 @@ import pandas as pd
 import seaborn as sns
 
 from dovlib.amuse import AmuseCodec, RepeatCodec, random_message
-from dovlib.data import GREYSCALE, load_dataset, rgb_datasets
+from dovlib.data import check_rgb_dataset, load_dataset, rgb_datasets
 from dovlib.imwm import ImWatermarker, embed_at_size, extract_dataset, resize_round_trip, to_min_size
 from dovlib.index import dataset_label
 from dovlib.metrics import mean_psnr
@@ -67,9 +67,7 @@ NOTEBOOK = "10_amuse_ml_task"
 cfg = get_profile(profile)
 seed = check_int("seed", seed, 0)  # "1" or 1.0 from papermill -> 1; -1 or 1.5 refused by name
 check_choice("method", method, ("dwtDct", "dwtDctSvd", "rivaGan"))
-if isinstance(dataset, str) and dataset in GREYSCALE:  # refused by name, before loading (or downloading) it
-    raise ValueError(f"dataset must hold RGB images for {method}: one of {rgb_datasets()}; got {dataset!r} "
-                     "(greyscale)")
+check_rgb_dataset(dataset, "dataset", method)  # refused by name, before loading (or downloading) it
 message_bits = check_int("message_bits", message_bits, 1)
 rho = parse_fraction("rho", rho, 0.0, 1.0, high_inclusive=False)
 check_choice("arch", arch, ("resnet18", "resnet34", "vgg16", "vgg19"))
@@ -146,7 +144,7 @@ with timer() as t_embed:  # this cell's own time: run again after an interrupt, 
     quality = pd.DataFrame(quality)
 embed_hw = tuple(marked_up.shape[-2:])  # 256x256 for small images (upsampled); larger images embed at their own size
 print(f"embedding took {embed_seconds:.0f} s" + (f" (read back from runs/: {', '.join(reused)})" if reused else ""))
-print(quality.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+print(quality.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.3f}"))  # -: does not apply
 # a mark the owner cannot read back from the released (training-size) images: after the round trip, both the
 # per-image bits and the rebuilt message near chance (0.5), so neither the images nor the vote over them hold it
 unreadable = quality[(quality.bit_acc_round_trip < 0.6) & (quality.sub_bit_acc_round_trip < 0.6)]  # NaN: clean
@@ -189,7 +187,7 @@ with timer() as t_train:  # this cell's own time: run again after an interrupt, 
 acc = results.set_index("set")["test_acc"]
 results["test_acc_minus_clean"] = results["test_acc"] - acc["clean"]  # includes the resampling's effect
 results["test_acc_minus_resampled"] = results["test_acc"] - acc["clean_resampled"]  # the mark's own effect
-print(results.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+print(results.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4f}"))
 
 # %%
 hist = pd.concat(histories)

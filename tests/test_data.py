@@ -718,3 +718,20 @@ def test_greyscale_datasets_are_named_and_the_rgb_ones_listed():
     rgb = data.rgb_datasets()
     assert "cifar10-subset" in rgb and "cifar10" in rgb and "skimage-photos" in rgb and "folder:PATH" in rgb
     assert not set(rgb) & data.GREYSCALE and "image-folder" not in rgb  # folder:PATH names it with its root
+
+
+def test_check_rgb_dataset_refuses_greyscale_unknown_and_missing_folders_by_name(tmp_path):
+    """Notebooks 07-09 take a dataset of RGB images (invisible-watermark and HiDDeN mark three channels): 07 and 08
+    accepted only cifar10-subset and skimage-photos (not cifar10 or flowers102), 09 checked nothing before loading.
+    check_rgb_dataset refuses, before any loading, a greyscale set, an unknown name and a missing folder, naming the
+    parameter and the RGB sets."""
+    for ok in ("cifar10", "flowers102", "cifar10-subset", "skimage-photos", "synthetic", f"folder:{tmp_path}"):
+        assert data.check_rgb_dataset(ok) == ok
+    with pytest.raises(ValueError, match=r"hidden_dataset must hold RGB images for HiDDeN: one of \[.*'cifar10'.*"
+                                         r"'folder:PATH'\]; got 'mnist' \(greyscale\)"):
+        data.check_rgb_dataset("mnist", "hidden_dataset", "HiDDeN")
+    for bad in ("cifar100", "image-folder", None, 3):
+        with pytest.raises(ValueError, match=r"dataset must be one of \[.*'skimage-photos'.*\] \(RGB images"):
+            data.check_rgb_dataset(bad)
+    with pytest.raises(ValueError, match="dataset 'folder:.*missing': no such folder"):
+        data.check_rgb_dataset(f"folder:{tmp_path / 'missing'}")

@@ -2,6 +2,7 @@
 the smoke profile: their cells must run and write what the README says they write."""
 
 import json
+from pathlib import Path
 import re
 
 import pandas as pd
@@ -242,6 +243,13 @@ def test_notebooks_refuse_a_bad_check_test_and_one_without_selection(tmp_path, m
     assert "select_attempts >= 2; got select_attempts=1" in res.error
     assert not (tmp_path / "runs").exists()  # nothing trained or cached
 
+def _outputs_text(path) -> str:
+    """The text an executed notebook shows (printed and displayed), each output separated by a blank line."""
+    nb = json.loads(Path(path).read_text())
+    return "\n\n".join("".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", ""))
+                         for c in nb["cells"] for o in c.get("outputs", []))
+
+
 def test_single_target_selection_in_notebooks_02_and_03(tmp_path, monkeypatch):
     """select_attempts with the paper's single target: the owner selects (02 and 03), Ind-W owners too (03), each
     attempt with its own surrogate (redraw_surrogate; select_attempts alone is covered by the code test above)."""
@@ -252,6 +260,12 @@ def test_single_target_selection_in_notebooks_02_and_03(tmp_path, monkeypatch):
            "check_alpha": "1e-3"}
     res = rp.run_notebook(REPO_ROOT / "notebooks" / "02_watermark_dataset.ipynb", sel, reports=reports)
     assert res.status == "ok", res.error
+    # what the executed notebook shows: plain numbers (it printed "np.float64(0.0)" for the target class's accuracy)
+    # and the paper comparison in 2 decimals (it showed "14.666666", "15.000001": float32 percentages)
+    shown = _outputs_text(reports / res.output)
+    assert "np.float64" not in shown and "target_class_acc" in shown, shown
+    paper_table, = [t for t in shown.split("\n\n") if "WSR of the trigger on the benign model (%)" in t]
+    assert not re.search(r"\d\.\d{3}", paper_table), paper_table
     rec2, = [r for r in json.loads((reports / "02_watermark_dataset" / "metrics.json").read_text())["records"]
              if "table" not in r["params"]]  # the SSCL-BW record (the other is Table I's all-methods one)
     log = pd.read_csv(reports / "02_watermark_dataset" / "generator_selection.csv")
@@ -391,6 +405,8 @@ def test_ml_task_notebook_reads_back_its_watermarked_sets_and_models(tmp_path, m
 
     first = rp.run_notebook(nb, params, reports=reports)
     assert first.status == "ok", first.error
+    # its printed tables leave what does not apply empty ("-"): clean sets carry no sub-message (they printed NaN)
+    assert "NaN" not in printed(first) and re.search(r"clean_resampled +- ", printed(first)), printed(first)
     sets, models = list(runs.rglob("tensors.json")), list((runs / "sscl").rglob("model.pt"))
     assert len(sets) == 2 and len(models) == 4  # baseline and AMUSE sets (clean_resampled is not kept); four models
     [rec1] = record()
@@ -562,6 +578,25 @@ def test_a_bad_seed_fails_by_name_before_any_work(tmp_path, monkeypatch):
     bad = rp.run_notebook(nb, {"profile": "smoke", "seed": -1}, reports=tmp_path / "reports")
     assert bad.status == "failed" and "seed must be an integer >= 0; got -1" in bad.error, bad.error
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("*.pt"))
+
+
+@pytest.mark.parametrize("stem, params, says", [
+    ("07_amuse_message_length", {"dataset": "mnist-offline"}, "dataset must hold RGB images for dwtDct: one of ["),
+    ("08_amuse_plug_and_play", {"hidden_dataset": "digits"}, "hidden_dataset must hold RGB images for HiDDeN: one of"),
+    ("09_amuse_subset_attack", {"method": "dwtDct", "dataset": "mnist"}, "dataset must hold RGB images for dwtDct"),
+    ("09_amuse_subset_attack", {"method": "dwtDct", "dataset": "cifar100"}, "dataset must be one of ["),
+])
+def test_amuse_notebooks_refuse_a_dataset_without_rgb_images_before_loading_it(tmp_path, monkeypatch, stem, params,
+                                                                                 says):
+    """07 and 08 accepted only two offline pools (not cifar10 or flowers102, online), 09 checked nothing before
+    loading: a greyscale set failed deep in invisible-watermark or HiDDeN. Each now takes any RGB dataset and refuses
+    the others by name in its first cells, listing the RGB ones, before any output."""
+    monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
+    bad = rp.run_notebook(REPO_ROOT / "notebooks" / f"{stem}.ipynb", {"profile": "smoke", **params},
+                          reports=tmp_path / "reports")
+    assert bad.status == "failed" and says in bad.error and "'folder:PATH']" in bad.error, bad.error
+    assert "cifar10" in bad.error and "flowers102" in bad.error, bad.error
+    assert not (tmp_path / "reports" / stem / "tables.json").exists() and not (tmp_path / "runs").exists()
 
 
 def test_subset_attack_notebook_refuses_a_message_past_the_watermark_before_any_output(tmp_path, monkeypatch):
