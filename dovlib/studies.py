@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["PAPER_EPS", "PAPER_RATES", "PAPER_ARCHS", "grid", "ownership_metrics", "check_study_queries",
-           "benign_model", "cached", "eps_label", "study_label", "transfer_cells"]
+           "benign_model", "cached", "eps_label", "study_label", "transfer_cells", "paired_effects"]
 
 PAPER_EPS = [f"{i}/255" for i in range(1, 11)]  # Fig. 4 (left): eps 1/255 .. 10/255
 PAPER_RATES = [round(0.01 * i, 2) for i in range(1, 11)]  # Fig. 4 (right): gamma 1% .. 10%
@@ -82,6 +82,53 @@ def span_text(values, fmt: str = "{}") -> str:
         return "n/a"
     low, high = fmt.format(min(values)), fmt.format(max(values))
     return low if low == high else f"{low} to {high}"
+
+
+def paired_effects(frame: pd.DataFrame, value: str, reference: str, *, by: str = "set",
+                   pair: str = "train_seed") -> pd.DataFrame:
+    """Each group of ``by`` (a training set) against ``reference``, paired on ``pair`` (the training seed: the same
+    initial weights and data order for every set): one row per group with ``n`` (pairs), ``<value>`` and
+    ``<value>_std`` (mean and sample standard deviation over its rows), ``<value>_minus_<reference>`` and its
+    ``_std`` (the mean and spread of the per-pair differences), and ``p_vs_<reference>``: the two-sided paired t-test
+    p-value of no difference (scipy ``ttest_rel``). With one pair the spreads and p are NaN (one model cannot separate
+    an effect from a seed's); differences that do not vary give p = 1 when all are 0 and NaN otherwise (the t-test is
+    undefined). The reference's own row has difference 0 and p NaN. Every group must hold exactly the reference's
+    pairs, each once."""
+    import numpy as np
+    import pandas as pd
+    from scipy.stats import ttest_rel
+
+    missing = [c for c in (by, pair, value) if c not in frame.columns]
+    if missing:
+        raise ValueError(f"paired_effects: frame has no column(s) {missing}; it has {list(frame.columns)}")
+    groups = list(dict.fromkeys(frame[by]))
+    if reference not in groups:
+        raise ValueError(f"paired_effects: reference must be one of the {by} values {groups}; got {reference!r}")
+    if frame.duplicated([by, pair]).any():
+        dup = frame.loc[frame.duplicated([by, pair], keep=False), [by, pair]].drop_duplicates().values.tolist()
+        raise ValueError(f"paired_effects: each ({by}, {pair}) must appear once; repeated: {dup}")
+    table = frame.pivot(index=pair, columns=by, values=value)
+    if table.isna().any().any():
+        lacking = {g: table.index[table[g].isna()].tolist() for g in groups if table[g].isna().any()}
+        raise ValueError(f"paired_effects: every {by} needs the same {pair} values ({table.index.tolist()}); "
+                         f"lacking: {lacking}")
+    ref = table[reference].to_numpy(float)
+    rows = []
+    for g in groups:
+        v = table[g].to_numpy(float)
+        d = v - ref
+        n = len(v)
+        if g == reference or n < 2:
+            p = np.nan
+        elif np.ptp(d) == 0:
+            p = 1.0 if d[0] == 0 else np.nan
+        else:
+            p = float(ttest_rel(v, ref).pvalue)
+        rows.append({by: g, "n": n, value: float(v.mean()), f"{value}_std": float(v.std(ddof=1)) if n > 1 else np.nan,
+                     f"{value}_minus_{reference}": float(d.mean()),
+                     f"{value}_minus_{reference}_std": float(d.std(ddof=1)) if n > 1 else np.nan,
+                     f"p_vs_{reference}": p})
+    return pd.DataFrame(rows)
 
 
 def ownership_metrics(model, x_test, y_test, trigger: Callable, target: int, m: int | None = None, tau=0.25,

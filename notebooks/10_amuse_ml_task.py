@@ -43,6 +43,7 @@ rho = 0.8  # AMUSE rho_max
 arch = "resnet18"  # resnet18 | resnet34 | vgg16 | vgg19
 n_train = None  # training images, 10 up to the split's size; None: the profile's (smoke: 200 unless its string sets it)
 seed = 0  # seeds subsampling, messages and training
+n_models = None  # classifiers per set, at least 1 (training seeds seed to seed + n_models - 1); None: the profile's
 recompute = False  # True: watermark the training sets again, not read the ones saved under runs/ (models: see below)
 
 # %% [markdown]
@@ -62,6 +63,7 @@ from dovlib.plotting import epoch_ticks, image_grid, set_title
 from dovlib.report import (cached_tensors, run_context, run_times, save_fig, save_table, start_notebook, timer,
                            write_record)
 from dovlib.sscl import train_classifier
+from dovlib.studies import paired_effects
 
 NOTEBOOK = "10_amuse_ml_task"
 cfg = get_profile(profile)
@@ -72,6 +74,8 @@ message_bits = check_int("message_bits", message_bits, 1)
 rho = parse_fraction("rho", rho, 0.0, 1.0, high_inclusive=False)
 check_choice("arch", arch, ("resnet18", "resnet34", "vgg16", "vgg19"))
 check_bool("recompute", recompute)  # the string "False" is refused here, not read as True
+n_models_used = cfg.n_models if n_models is None else check_int("n_models", n_models, 1)
+train_seeds = list(range(seed, seed + n_models_used))
 # the codecs and their watermarkers first: a message longer than the method carries fails here, before any data
 codecs = {"baseline": RepeatCodec(message_bits, seed), "amuse": AmuseCodec.from_rho(message_bits, rho, seed)}
 watermarkers = {name: ImWatermarker(method, codec.sub_message_bits, scale) for name, codec in codecs.items()}
@@ -164,8 +168,11 @@ fig = image_grid({k: v[:8] for k, v in train_sets.items()}, ncols=8)
 save_fig(fig, "examples", NOTEBOOK, **fig_context);
 
 # %% [markdown]
-# ## Train one classifier per training set
-# The same trainer, budget and initial weights (seeded by `seed`) for the four sets. Each model is checkpointed
+# ## Train classifiers on each training set
+# The same trainer and budget for the four sets, `n_models` classifiers each: training seed s (initial weights and
+# data order) is the same for every set, so each set's difference from clean_resampled is paired seed by seed, and
+# the spread of those differences says whether a difference is the mark's or the seed's (a paired t-test over the
+# seeds, `dovlib.studies.paired_effects`; one model per set cannot tell them apart). Each model is checkpointed
 # under `runs/sscl/` by `dovlib.sscl.train_classifier`, keyed by its training data, test set and settings: an
 # interrupted run resumes, and a finished model is loaded (with its training curve), not trained again; `recompute`
 # does not retrain it (the same marked set is the same key): delete its `runs/sscl/` folder to train it afresh.
@@ -173,28 +180,57 @@ save_fig(fig, "examples", NOTEBOOK, **fig_context);
 # %%
 # a model read back from runs/ counts its reading in wall_time, what training it took in compute_time
 with timer() as t_train:  # this cell's own time: run again after an interrupt, this run's
-    results, histories = [], []
-    for name, x_train in train_sets.items():
-        res = train_classifier(x_train, ds.y_train, ds.x_test, ds.y_test, arch=arch, profile=cfg, seed=seed,
-                               num_classes=ds.num_classes, key_test=True)  # the curve below is on this test set
-        read_back = res.resumed_from_epoch == len(res.history)
-        results.append({"set": name, "test_acc": res.final["test_acc"], "train_acc": res.final["train_acc"],
-                        "wall_time": res.wall_time, "trained_on": res.trained_on, "training_precision": res.precision})
-        histories.append(pd.DataFrame(res.history).assign(set=name))
-        print(f"{name:8s} test accuracy {res.final['test_acc']:.4f}"
-              + (f" (model read back from runs/, trained on {res.trained_on} in {res.precision})" * read_back))
-    results = pd.DataFrame(results).merge(quality, on="set", how="left")
-acc = results.set_index("set")["test_acc"]
-results["test_acc_minus_clean"] = results["test_acc"] - acc["clean"]  # includes the resampling's effect
-results["test_acc_minus_resampled"] = results["test_acc"] - acc["clean_resampled"]  # the mark's own effect
+    models, histories = [], []
+    for s in train_seeds:
+        for name, x_train in train_sets.items():
+            res = train_classifier(x_train, ds.y_train, ds.x_test, ds.y_test, arch=arch, profile=cfg, seed=s,
+                                   num_classes=ds.num_classes, key_test=True)  # the curve below is on this test set
+            read_back = res.resumed_from_epoch == len(res.history)
+            models.append({"set": name, "train_seed": s, "test_acc": res.final["test_acc"],
+                           "train_acc": res.final["train_acc"], "wall_time": res.wall_time,
+                           "trained_on": res.trained_on, "training_precision": res.precision})
+            histories.append(pd.DataFrame(res.history).assign(set=name, train_seed=s))
+            print(f"seed {s} {name:15s} test accuracy {res.final['test_acc']:.4f}"
+                  + (f" (model read back from runs/, trained on {res.trained_on} in {res.precision})" * read_back))
+    models = pd.DataFrame(models)
+# per set: mean test accuracy over the seeds, and its seed-paired difference from clean (the resampling's effect
+# included) and from clean_resampled (the mark's own effect), with their spread and paired t-test p
+vs_clean = paired_effects(models, "test_acc", "clean")
+vs_resampled = paired_effects(models, "test_acc", "clean_resampled").rename(columns=lambda c: c.replace(
+    "minus_clean_resampled", "minus_resampled"))
+results = (models.groupby("set", sort=False, as_index=False)
+           .agg(train_acc=("train_acc", "mean"), wall_time=("wall_time", "sum"),
+                trained_on=("trained_on", lambda v: ", ".join(dict.fromkeys(v))),
+                training_precision=("training_precision", lambda v: ", ".join(dict.fromkeys(v))))
+           .merge(vs_clean[["set", "n", "test_acc", "test_acc_std", "test_acc_minus_clean", "p_vs_clean"]], on="set")
+           .merge(vs_resampled[["set", "test_acc_minus_resampled", "test_acc_minus_resampled_std",
+                                "p_vs_clean_resampled"]], on="set")
+           .merge(quality, on="set", how="left"))
+results = results[["set", "n", "test_acc", "test_acc_std", "train_acc"]
+                  + [c for c in results.columns if c not in ("set", "n", "test_acc", "test_acc_std", "train_acc")]]
 print(results.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4f}"))
+effect = results.set_index("set").loc[list(codecs)]
+if n_models_used < 2:
+    effect_note = (f"One classifier per set (training seed {seed}): a difference from clean_resampled cannot be told "
+                   "from a seed's; n_models 2 or more measures the spread.")
+else:
+    seed_sd = results.set_index("set").loc["clean_resampled", "test_acc_std"]
+    effect_note = (f"Against clean_resampled, over {n_models_used} training seeds ({train_seeds[0]} to "
+                   f"{train_seeds[-1]}, paired): " + "; ".join(
+                       f"{name} {100 * r.test_acc_minus_resampled:+.1f} points (sd "
+                       f"{100 * r.test_acc_minus_resampled_std:.1f}, paired t-test p {r.p_vs_clean_resampled:.2g})"
+                       for name, r in effect.iterrows())
+                   + f"; the clean_resampled model itself moves {100 * seed_sd:.1f} points (sd) between seeds.")
+print(effect_note)
 
 # %%
-hist = pd.concat(histories)
-g = sns.relplot(data=hist, x="epoch", y="test_acc", hue="set", kind="line", marker="o", height=3.2, aspect=1.4)
+hist = pd.concat(histories)  # several seeds: each set's mean curve, its band one standard deviation
+g = sns.relplot(data=hist, x="epoch", y="test_acc", hue="set", kind="line", marker="o", height=3.2, aspect=1.4,
+                errorbar="sd")
 g.set_axis_labels("epoch", "test accuracy")  # not the column's name, test_acc
 epoch_ticks(*g.axes.flat)  # whole epochs: at smoke (two) the axis read 1.2, 1.4, ...
-set_title(g, f"{arch} on {dataset_label(fig_context)} ({profile} profile, {device})")  # subset or full, as 07's
+seeds_note = f"; mean of {n_models_used} training seeds, band 1 sd" if n_models_used > 1 else ""
+set_title(g, f"{arch} on {dataset_label(fig_context)} ({profile} profile, {device}{seeds_note})")  # subset or full
 save_fig(g.figure, "test_accuracy", NOTEBOOK, **fig_context);
 
 # %% [markdown]
@@ -208,16 +244,22 @@ save_table(results, "ml_task", NOTEBOOK,
                    f"{watermarkers['amuse'].label}, L={message_bits}; clean test set. {ds.describe()}; {profile} "
                    f"profile, {device}. Embedding at {embed_hw[0]}x{embed_hw[1]}, training at {size}x{size}. "
                    "test_acc_minus_resampled and psnr_vs_resampled compare with clean_resampled (the mark's effect); "
-                   "test_acc_minus_clean and psnr_train_size with clean (including the resampling)."
+                   "test_acc_minus_clean and psnr_train_size with clean (including the resampling). "
+                   f"test_acc: mean of n = {n_models_used} classifier(s) per set (training seeds {seed} to "
+                   f"{train_seeds[-1]}, the same for every set), _std their sample standard deviation, p_vs_*: paired "
+                   f"t-test over the seeds (none with one). {effect_note}"
                    f"{mark_note} The paper's Flowers-102 numbers were not found, so no paper column.", **context)
+save_table(models, "ml_task_models", NOTEBOOK, caption=f"Every classifier of the ml_task table, one row per training "
+           f"set and training seed ({arch}, {profile} profile, {device}; {ds.describe()}).", **context)
 metrics = {f"{r.set}_{k}": getattr(r, k) for r in results.itertuples()
-           for k in ("test_acc", "test_acc_minus_clean", "test_acc_minus_resampled", "psnr_train_size",
+           for k in ("test_acc", "test_acc_std", "test_acc_minus_clean", "test_acc_minus_resampled",
+                     "test_acc_minus_resampled_std", "p_vs_clean_resampled", "psnr_train_size",
                      "psnr_vs_resampled", "psnr_embed_size", "bit_acc_embed_size",
                      "word_acc_embed_size", "sub_bit_acc_embed_size", "bit_acc_round_trip", "word_acc_round_trip",
                      "sub_bit_acc_round_trip") if pd.notna(getattr(r, k))}
 metrics.update({f"{name}_mark_readable_round_trip": name not in set(unreadable.set) for name in codecs})
 write_record(NOTEBOOK, params={"profile": profile, "dataset": dataset, "method": method, "scale": scale_used,
                                "message_bits": message_bits, "rho": rho, "arch": arch, "n_train": n_train_used,
-                               "seed": seed},
+                               "seed": seed, "n_models": n_models_used},
              metrics=metrics, **context)
 print(f"wall time {context['wall_time']:.1f} s, compute time {context['compute_time']:.1f} s")

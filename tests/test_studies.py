@@ -471,3 +471,52 @@ def test_span_text_says_one_value_once_and_skips_nan():
     assert span_text([0.056, 0.0561], "{:.1%}") == "5.6%"  # both ends read the same
     assert span_text(torch.tensor([0, 0]).numpy(), "{:d}") == "0" and span_text([3, 1, 2]) == "1 to 3"
     assert span_text([float("nan")]) == "n/a" and span_text([]) == "n/a"
+
+
+def test_paired_effects_pairs_each_set_with_the_reference_by_training_seed():
+    """Notebook 10 compared one classifier per training set: a difference of a few points could be the seed's (its
+    measured runs moved 0.9-5.7 points between seeds). paired_effects gives the per-seed differences' mean and
+    spread and the paired t-test's p, computed here by hand."""
+    import numpy as np
+    import pandas as pd
+    from scipy.stats import ttest_rel
+
+    from dovlib.studies import paired_effects
+
+    ref, marked = [0.50, 0.55, 0.53], [0.52, 0.58, 0.54]
+    frame = pd.DataFrame({"set": ["clean"] * 3 + ["marked"] * 3, "train_seed": [0, 1, 2] * 2,
+                          "test_acc": ref + marked}).sample(frac=1, random_state=0)  # row order does not matter
+    out = paired_effects(frame, "test_acc", "clean").set_index("set")
+    d = np.subtract(marked, ref)
+    row = out.loc["marked"]
+    assert row["n"] == 3 and row["test_acc"] == pytest.approx(np.mean(marked))
+    assert row["test_acc_std"] == pytest.approx(np.std(marked, ddof=1))
+    assert row["test_acc_minus_clean"] == pytest.approx(d.mean())
+    assert row["test_acc_minus_clean_std"] == pytest.approx(d.std(ddof=1))
+    assert row["p_vs_clean"] == pytest.approx(ttest_rel(marked, ref).pvalue)
+    assert out.loc["clean", "test_acc_minus_clean"] == 0 and np.isnan(out.loc["clean", "p_vs_clean"])
+    # one seed: no spread and no p (one model cannot tell an effect from a seed's); equal sets: p 1
+    one = paired_effects(frame[frame.train_seed == 0], "test_acc", "clean").set_index("set")
+    assert one.loc["marked", "n"] == 1 and np.isnan(one.loc["marked", "test_acc_std"])
+    assert np.isnan(one.loc["marked", "p_vs_clean"])
+    same = pd.DataFrame({"set": ["a", "a", "b", "b"], "train_seed": [0, 1, 0, 1], "v": [0.1, 0.2, 0.1, 0.2]})
+    assert paired_effects(same, "v", "a").set_index("set").loc["b", "p_vs_a"] == 1.0
+    shifted = same.assign(v=[0.1, 0.2, 0.15, 0.25])  # the same shift for every seed: the t-test is undefined
+    assert np.isnan(paired_effects(shifted, "v", "a").set_index("set").loc["b", "p_vs_a"])
+
+
+def test_paired_effects_refuses_an_unknown_reference_and_unpaired_rows():
+    import pandas as pd
+
+    from dovlib.studies import paired_effects
+
+    frame = pd.DataFrame({"set": ["a", "a", "b"], "train_seed": [0, 1, 0], "v": [0.1, 0.2, 0.3]})
+    with pytest.raises(ValueError, match=r"reference must be one of the set values \['a', 'b'\]; got 'c'"):
+        paired_effects(frame, "v", "c")
+    with pytest.raises(ValueError, match=r"every set needs the same train_seed values \(\[0, 1\]\); lacking: "
+                                         r"\{'b': \[1\]\}"):
+        paired_effects(frame, "v", "a")
+    with pytest.raises(ValueError, match=r"each \(set, train_seed\) must appear once; repeated: \[\['a', 0\]\]"):
+        paired_effects(pd.concat([frame, frame.iloc[:1]]), "v", "a")
+    with pytest.raises(ValueError, match=r"no column\(s\) \['acc'\]"):
+        paired_effects(frame, "acc", "a")
