@@ -1,6 +1,7 @@
 """The SSCL-BW studies of notebooks 04-06: ablation of eps and rate (Fig. 4), removal attacks (Fig. 5) and
 transferability across architectures (Fig. 6). Each study point is one cached call of :func:`dovlib.sscl.run_sscl`
-plus the same measurements (BA, WSR, verification p-value), so the notebooks only choose parameters and plot."""
+plus the same measurements (BA, WSR, verification p-value), so the notebooks only choose parameters and plot.
+:func:`paired_effects` compares training sets over shared training seeds (notebook 10)."""
 
 from __future__ import annotations
 
