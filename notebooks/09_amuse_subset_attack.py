@@ -49,6 +49,7 @@ n_subsets = None  # None: amuse_subsets of the profile (paper: 100)
 seed = 0  # seeds the message, the combination assignment, bit flips and the subsets
 
 # %%
+from dovlib.data import check_rgb_dataset
 from dovlib.params import check_choice, check_int, get_profile, parse_fraction, parse_list
 
 cfg = get_profile(profile)
@@ -65,8 +66,6 @@ n_subsets_used = cfg.amuse_subsets if n_subsets is None else check_int("n_subset
 extractions = ["ideal", "bitflip"] if method == "simulated" else [method]
 real = method in ("dwtDct", "dwtDctSvd")
 if real:  # the image pool is read only for real extraction: any RGB set or folder:PATH, refused before loading
-    from dovlib.data import check_rgb_dataset
-
     check_rgb_dataset(dataset, "dataset", method)
 
 # %% [markdown]

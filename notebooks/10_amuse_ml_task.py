@@ -54,7 +54,7 @@ import pandas as pd
 import seaborn as sns
 
 from dovlib.amuse import AmuseCodec, RepeatCodec, random_message
-from dovlib.data import check_rgb_dataset, load_dataset, rgb_datasets
+from dovlib.data import check_rgb_dataset, load_dataset
 from dovlib.imwm import ImWatermarker, embed_at_size, extract_dataset, resize_round_trip, to_min_size
 from dovlib.index import dataset_label
 from dovlib.metrics import mean_psnr
@@ -102,8 +102,6 @@ ds = full.subsample(n_train_used, cfg.n_test, seed=seed)
 # recorded as trained on, a count in every case: the profile's None (quick, paper: the whole split) or an n_train above
 # the split keeps the split whole, and the record names its size, as -p n_train <that size> does (one set, one record)
 n_train_used = len(ds.x_train)
-if ds.image_shape[0] == 1:
-    raise ValueError(f"dataset must hold RGB images for {method}: one of {rgb_datasets()}; {dataset} is greyscale")
 print(ds.describe())
 fig_context = run_context(profile, device, ds, perceptual="psnr")  # what figures say they were measured with
 
