@@ -146,7 +146,9 @@ with timer() as t_embed:  # this cell's own time: run again after an interrupt, 
     quality = pd.DataFrame(quality)
 embed_hw = tuple(marked_up.shape[-2:])  # 256x256 for small images (upsampled); larger images embed at their own size
 print(f"embedding took {embed_seconds:.0f} s" + (f" (read back from runs/: {', '.join(reused)})" if reused else ""))
-print(quality.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.3f}"))  # -: does not apply
+print(quality.set_index("set").T.apply(lambda row: row.map(  # one row per quantity; -: does not apply
+    lambda v: "-" if pd.isna(v) else f"{v:.0f}" if row.name == "sub_message_bits" else f"{v:.3f}"), axis=1)
+    .rename_axis(columns=None).to_string())
 # a mark the owner cannot read back from the released (training-size) images: after the round trip, both the
 # per-image bits and the rebuilt message near chance (0.5), so neither the images nor the vote over them hold it
 unreadable = quality[(quality.bit_acc_round_trip < 0.6) & (quality.sub_bit_acc_round_trip < 0.6)]  # NaN: clean
@@ -206,7 +208,12 @@ results = (models.groupby("set", sort=False, as_index=False)
            .merge(quality, on="set", how="left"))
 results = results[["set", "n", "test_acc", "test_acc_std", "train_acc"]
                   + [c for c in results.columns if c not in ("set", "n", "test_acc", "test_acc_std", "train_acc")]]
-print(results.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4f}"))
+shown = {"set": "set", "n": "n", "test_acc": "test_acc", "test_acc_std": "test_sd", "train_acc": "train_acc",
+         "test_acc_minus_clean": "vs_clean", "p_vs_clean": "p_clean", "test_acc_minus_resampled": "vs_resampled",
+         "test_acc_minus_resampled_std": "vs_resampled_sd", "p_vs_clean_resampled": "p_resampled"}  # a narrow print
+print(results[list(shown)].rename(columns=shown).to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4f}"))
+print("vs_*: test_acc minus clean's / clean_resampled's, paired by training seed (mean; vs_resampled_sd: their sd), "
+      "p_*: paired t-test; the marks' quality: the table above; every column: ml_task.csv (the Record cell below)")
 effect = results.set_index("set").loc[list(codecs)]
 if n_models_used < 2:
     effect_note = (f"One classifier per set (training seed {seed}): a difference from clean_resampled cannot be told "

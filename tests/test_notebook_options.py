@@ -579,6 +579,22 @@ def test_ml_task_notebook_pairs_its_sets_over_several_training_seeds(tmp_path, m
     caption = json.loads((folder / "tables.json").read_text())["ml_task"]["caption"]
     assert "mean of n = 2 classifier(s) per set (training seeds 3 to 4" in caption, caption
     assert "Against clean_resampled, over 2 training seeds (3 to 4, paired): baseline" in caption, caption
+    # what it prints: the quality table one row per quantity (bits as whole numbers, '-' for the clean set) and
+    # then the classifiers' columns only, both readable in a notebook (the table had 23 columns); the CSV keeps all
+    shown = _outputs_text(reports / res.output)
+    lines = shown.splitlines()
+    [quality_head] = [i for i, line in enumerate(lines) if line.split() == ["baseline", "amuse", "clean_resampled"]]
+    quality_lines = lines[quality_head:quality_head + 11]  # its header and ten quantities
+    assert quality_lines[1].split() == ["sub_message_bits", "24", str(int(table.loc["amuse", "sub_message_bits"])),
+                                        "-"], quality_lines[1]
+    assert quality_lines[-1].split()[0] == "sub_bit_acc_round_trip", quality_lines
+    assert max(len(line) for line in quality_lines) <= 120, max(quality_lines, key=len)
+    [acc_head] = [i for i, line in enumerate(lines) if line.split()[:3] == ["set", "n", "test_acc"]]
+    assert "psnr_train_size" not in lines[acc_head] and "p_resampled" in lines[acc_head], lines[acc_head]
+    table_lines = lines[acc_head:acc_head + 5]  # its header and the four sets
+    assert [line.split()[0] for line in table_lines[1:]] == ["clean", "clean_resampled", "baseline", "amuse"]
+    assert max(len(line) for line in table_lines) <= 120, max(table_lines, key=len)
+    assert "every column: ml_task.csv" in shown, shown
 
 
 def test_ml_task_notebook_says_a_training_split_is_too_small_for_n_train(tmp_path, monkeypatch):
