@@ -94,7 +94,7 @@ def paired_effects(frame: pd.DataFrame, value: str, reference: str, *, by: str =
     p-value of no difference (scipy ``ttest_rel``). With one pair the spreads and p are NaN (one model cannot separate
     an effect from a seed's); differences that do not vary give p = 1 when all are 0 and NaN otherwise (the t-test is
     undefined). The reference's own row has difference 0 and p NaN. Every group must hold exactly the reference's
-    pairs, each once."""
+    pairs, each once, each with its value (a NaN value is refused, naming its rows)."""
     import numpy as np
     import pandas as pd
     from scipy.stats import ttest_rel
@@ -108,6 +108,10 @@ def paired_effects(frame: pd.DataFrame, value: str, reference: str, *, by: str =
     if frame.duplicated([by, pair]).any():
         dup = frame.loc[frame.duplicated([by, pair], keep=False), [by, pair]].drop_duplicates().values.tolist()
         raise ValueError(f"paired_effects: each ({by}, {pair}) must appear once; repeated: {dup}")
+    if frame[value].isna().any():  # a row without its value: not a seed the set lacks
+        nan = frame.loc[frame[value].isna(), [by, pair]].values.tolist()
+        raise ValueError(f"paired_effects: {value} is missing (NaN) for ({by}, {pair}) {nan}: drop that {pair} from "
+                         f"every {by}, or give its value")
     table = frame.pivot(index=pair, columns=by, values=value)
     if table.isna().any().any():
         lacking = {g: table.index[table[g].isna()].tolist() for g in groups if table[g].isna().any()}

@@ -520,3 +520,16 @@ def test_paired_effects_refuses_an_unknown_reference_and_unpaired_rows():
         paired_effects(pd.concat([frame, frame.iloc[:1]]), "v", "a")
     with pytest.raises(ValueError, match=r"no column\(s\) \['acc'\]"):
         paired_effects(frame, "acc", "a")
+
+
+def test_paired_effects_names_a_missing_value_as_missing_not_as_an_unpaired_seed():
+    """A NaN value (a model with no result) was reported as a seed the set lacks ("lacking: {'b': [1]}"), though the
+    row is there: the error now names the rows whose value is missing."""
+    import pandas as pd
+
+    from dovlib.studies import paired_effects
+
+    frame = pd.DataFrame({"set": ["a", "a", "b", "b"], "train_seed": [0, 1, 0, 1], "v": [0.1, 0.2, 0.3, float("nan")]})
+    with pytest.raises(ValueError, match=r"paired_effects: v is missing \(NaN\) for \(set, train_seed\) "
+                                         r"\[\['b', 1\]\]: drop that train_seed from every set, or give its value"):
+        paired_effects(frame, "v", "a")
