@@ -1,4 +1,4 @@
-"""Plot helpers shared by the notebooks: one seaborn style, image grids, learning curves."""
+"""Plot helpers shared by the notebooks: one seaborn style, image grids, learning curves, tables shown readably."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 __all__ = ["set_style", "image_grid", "show_images", "learning_curve", "to_numpy_images", "wrap_text", "set_title",
-           "rotate_xticklabels", "figure_legend", "epoch_ticks"]
+           "rotate_xticklabels", "figure_legend", "epoch_ticks", "readable"]
 
 
 def set_style() -> None:
@@ -339,3 +339,22 @@ def verification_sweep(sweep, x: str, mark: float, title: str = ""):
     if title:
         set_title(grid, title, fontsize="small")
     return grid
+
+
+def readable(df, digits: int = 3, na: str = "-"):
+    """A copy of ``df`` for display: each float value written with ``digits`` significant digits on its own, NaN as
+    ``na``, whole numbers in full; other columns as they are. pandas prints a float column in one format, so one tiny
+    p-value beside a delta_p showed every value of the column in scientific notation (0.76 as 7.625539e-01). Save
+    the frame itself (:func:`dovlib.report.save_table`): the CSV keeps every digit."""
+    import pandas as pd
+
+    from .params import check_int
+
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"readable needs a pandas DataFrame; got {type(df).__name__}")
+    digits = check_int("digits", digits, 1)
+    out = df.copy()
+    for col in out.columns[[pd.api.types.is_float_dtype(t) for t in out.dtypes]]:
+        out[col] = [na if pd.isna(v) else str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:.{digits}g}"
+                    for v in out[col]]  # whole numbers whole (a count in a float column: 1234, not 1.23e+03)
+    return out

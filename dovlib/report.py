@@ -23,7 +23,7 @@ from .data import REPO_ROOT, data_dir
 __all__ = ["reports_dir", "notebook_dir", "RUN_TAG_ENV", "artifact_name", "save_fig", "save_table", "runs_dir",
            "run_dir", "env_info", "run_context", "record_key", "load_records", "find_record", "write_record", "timer",
            "run_times", "file_lock", "reports_env", "start_notebook", "CACHED_FRAME_LIBRARIES", "cached_frame",
-           "cached_tensors"]
+           "cached_tensors", "record_summary"]
 
 
 def reports_dir() -> Path:
@@ -262,6 +262,31 @@ def write_record(notebook: str, params: dict, metrics: dict, **context) -> dict:
         records.append(record)
         _atomic_write(path, _json_text({"notebook": notebook, "records": records}))
     return record
+
+
+def record_summary(record: dict, metrics: bool = False) -> str:
+    """One line for a notebook to print after :func:`write_record`: what the record was measured on (profile,
+    dataset and whether it is a subset, device, perceptual measure) and its times; with ``metrics`` its scalar
+    metrics too, floats with 4 significant digits (nested ones, lists and dicts, are left to metrics.json)."""
+    if not isinstance(record, dict) or "params" not in record or "metrics" not in record:
+        raise TypeError(f"record_summary needs a record as write_record returns it (with params and metrics); got "
+                        f"{type(record).__name__} {str(record)[:80]}")
+    what = [f"profile {record['profile']}"] if record.get("profile") else []
+    if record.get("dataset"):
+        subset = {True: ": a subset", False: ": the full set"}.get(record.get("is_subset"), "")
+        what.append(f"{record['dataset']}{subset}")
+    what += [str(record["device"])] if record.get("device") else []
+    what += [f"perceptual {record['perceptual']}"] if record.get("perceptual") else []
+    times = [f"{name.replace('_', ' ')} {record[name]:.1f} s" for name in ("wall_time", "compute_time")
+             if isinstance(record.get(name), (int, float))]
+    line = f"recorded in metrics.json ({', '.join(what)}): {', '.join(times)}"
+    if metrics:
+        values = {k: v.item() if getattr(v, "ndim", None) == 0 else v  # numpy and torch scalars as Python's
+                  for k, v in record["metrics"].items()}
+        scalars = [f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items()
+                   if isinstance(v, (int, float, str, bool)) or v is None]
+        line += "; " + ", ".join(scalars)
+    return line
 
 
 def _provenance(context: dict) -> dict:

@@ -39,7 +39,7 @@ from dovlib.index import dataset_label
 from dovlib.models import build_model
 from dovlib.params import check_int, get_profile
 from dovlib.plotting import learning_curve
-from dovlib.report import run_context, run_times, save_fig, start_notebook, timer, write_record
+from dovlib.report import record_summary, run_context, run_times, save_fig, start_notebook, timer, write_record
 from dovlib.train import TrainConfig, fit, seed_everything
 
 NOTEBOOK = "00_quickstart"
@@ -89,5 +89,4 @@ record = write_record(
              "images_per_second": result.images_per_second},  # epoch's running accuracy over augmented batches
     **run_times(t_fit), **context,
 )
-print({k: record[k] for k in ("profile", "dataset", "is_subset", "device", "wall_time", "compute_time")},
-      record["metrics"])
+print(record_summary(record, metrics=True))

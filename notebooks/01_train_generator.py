@@ -80,7 +80,7 @@ from dovlib.metrics import mean_psnr, ssim
 from dovlib.params import check_int, get_profile, parse_eps, parse_rate
 from dovlib.perceptual import lpips_available, perceptual_distance, require_perceptual
 from dovlib.plotting import image_grid, set_title
-from dovlib.report import run_context, run_times, save_fig, start_notebook, timer, write_record
+from dovlib.report import record_summary, run_context, run_times, save_fig, start_notebook, timer, write_record
 from dovlib.studies import eps_label
 from dovlib.train import evaluate, predict_logits
 from dovlib.watermarks import select_indices
@@ -236,5 +236,4 @@ params = {"profile": profile, "dataset": dataset, "arch": arch, "eps": eps, "tar
 # wall_time: what these cells took now (a surrogate or generator read back from runs/: its reading); compute_time: what
 # they cost, each model read back counted at its stored training time, the same whether the cache was warm or cold
 record = write_record(NOTEBOOK, params, metrics, **run_times(t_sur, t_gen), generator=G.meta["config"], **context)
-print({k: record[k] for k in ("profile", "dataset", "is_subset", "device", "perceptual")},
-      f"wall time {record['wall_time']:.1f} s, compute time {record['compute_time']:.1f} s")
+print(record_summary(record))

@@ -63,8 +63,9 @@ from dovlib import sscl
 from dovlib.data import load_dataset
 from dovlib.params import check_int, get_profile, parse_eps, parse_rate
 from dovlib.perceptual import require_perceptual
-from dovlib.plotting import rotate_xticklabels, set_title
-from dovlib.report import run_context, run_dir, run_times, save_fig, save_table, start_notebook, timer, write_record
+from dovlib.plotting import readable, rotate_xticklabels, set_title
+from dovlib.report import (record_summary, run_context, run_dir, run_times, save_fig, save_table, start_notebook,
+                           timer, write_record)
 from dovlib.studies import eps_label
 from dovlib.verify import evaluate_watermark, per_class_accuracy
 from dovlib.watermarks import select_indices
@@ -187,7 +188,7 @@ if selection is not None:
     label += ", " + sscl.selection_label(selection, 0.01)  # the check's level and test when not the paper's
     save_table(selection_log, "generator_selection", NOTEBOOK,
                caption=sscl.selection_caption(n_proxies, check_test, label), **context)
-    display(selection_log)
+    display(readable(selection_log))  # each value its own digits (a tiny p-value beside 1)
 ref = PAPER_TABLE_I.get(paper_key(ds.name), {})
 nan = float("nan")
 paper = pd.DataFrame([
@@ -230,7 +231,7 @@ metrics = {"BA": row_wm["BA"], "WSR": row_wm["WSR"], pcol: row_wm[pcol], "PSNR":
            "n_marked": marked.manifest["n_marked"]}
 record = write_record(NOTEBOOK, params, metrics, **run_times(t_run), manifest=marked.manifest,
                       generator_seed=run.params["generator_seed"], selection=selection, **context)
-print({k: record[k] for k in ("profile", "dataset", "is_subset", "device", "perceptual")}, metrics)
+print(record_summary(record, metrics=True))
 
 # %% [markdown]
 # ## Table I: every method side by side
@@ -325,7 +326,7 @@ for q in ("WSR", "BA"):
 # %%
 n_eval = int((ds.y_test != target).sum())  # targeted WSR: non-target images; untargeted success: every test image
 tested = floor_test(table_all, n_eval=n_eval, alpha=0.01, n_eval_untargeted=len(ds.y_test))
-display(tested[["method", "BA", "WSR", "WSR_benign", "lift", "p_vs_benign", "strength"]].round(4))
+display(readable(tested[["method", "BA", "WSR", "WSR_benign", "lift", "p_vs_benign", "strength"]], digits=4))  # p not 0
 table_reading = reading(tested, agreement, table_label)
 print(table_reading)
 save_table(tested.drop(columns=["key"]), "table1_floor_test", NOTEBOOK,

@@ -79,8 +79,9 @@ from dovlib.data import load_dataset
 from dovlib.params import (check_bool, check_int, get_profile, parse_eps, parse_fraction, parse_rate,
                            parse_target)
 from dovlib.perceptual import require_perceptual
-from dovlib.plotting import set_title, verification_sweep
-from dovlib.report import run_context, run_times, save_fig, save_table, start_notebook, timer, write_record
+from dovlib.plotting import readable, set_title, verification_sweep
+from dovlib.report import (record_summary, run_context, run_times, save_fig, save_table, start_notebook, timer,
+                           write_record)
 from dovlib.studies import eps_label
 from dovlib.verify import (add_bounded, check_claim_queries, m_sweep, min_bounded_claim_queries, min_claim_queries,
                            paper_table_ii, summarize_controls, tau_sweep)
@@ -221,7 +222,7 @@ with timer() as t_run:
                                check_alpha=owner_alpha if select_plain else None,
                                check_test=check_test if select_plain else "ttest")
 print(f"{len(models)} models ({t_run['seconds']:.1f} s)")
-models.drop(columns=["p_b", "p_w", "p_decoy"])
+readable(models.drop(columns=["p_b", "p_w", "p_decoy"]))  # each value its own digits
 
 # %% [markdown]
 # ## Table II
@@ -270,10 +271,10 @@ if select_plain:
               f"attempt {plain_selection['attempt']}, {'passed' if plain_selection['passed'] else 'FAILED'}")
     save_table(plain_selection_log, "generator_selection", NOTEBOOK,
                caption=sscl.selection_caption(n_proxies, check_test, label), **context)
-    display(plain_selection_log)
+    display(readable(plain_selection_log))  # each value its own digits (a tiny p-value beside 1)
 models = add_bounded(models, tau, alpha)  # bounded_*, bounded_decoy_*: the betting test beside the t-test
 table2 = summarize_controls(models)
-table2
+readable(table2)  # shown with each value's own digits; the CSV keeps every digit
 
 # %% [markdown]
 # The paper's Table II values we have are its CIFAR-10 ones (ResNet-18, full CIFAR-10): Malicious delta_p 0.964,
@@ -284,7 +285,7 @@ paper = paper_table_ii(table2, ds.name)
 save_table(paper, "table2_verification", NOTEBOOK, caption=f"Table II (SSCL-BW) vs the paper (ResNet-18, full "
            f"CIFAR-10 only; the paper's Ind-W/Ind-M delta_p is about 0): {label}", **context)
 save_table(table2, "table2_rates", NOTEBOOK, caption=f"Per-scenario verification rates: {label}", **context)
-paper
+readable(paper)  # 0.763 and 2.34e-24 side by side, not a whole column in scientific notation
 
 # %% [markdown]
 # ## Per-image evidence
@@ -426,7 +427,7 @@ if n_targets > 1:
             print(sscl.selection_summary(selection))
             save_table(selection_log, "code_selection", NOTEBOOK,
                        caption=sscl.selection_caption(n_proxies, check_test, code_label(code_run)), **context)
-            display(selection_log)
+            display(readable(selection_log))
         else:  # the key's first code, as drawn
             targets = sscl.key_targets(key, ds.num_classes, n_targets, first=target_class, pool=pool)
             code_run = sscl.run_code(ds, cfg, targets=targets, rate=sscl.code_rate(ds.y_train, rate, targets),
@@ -458,8 +459,8 @@ if n_targets > 1:
                 if select_attempts > 1 else "")
     save_table(code_table, "target_code_rates", NOTEBOOK, caption=f"Target code {targets}, intersection-union test"
                f" (paired t-tests; bounded_*: betting tests){sel_note}: {code_label(code_run)}", **context)
-    display(code_rows)
-    display(code_table)
+    display(readable(code_rows))
+    display(readable(code_table))
     # each class's trigger on every model: a claim needs all of them (Ind-W models often answer the shared class)
     per_class = code_rows.melt(id_vars=["scenario", "model_seed"], value_vars=[f"WSR_{t}" for t in targets],
                                var_name="trigger", value_name="WSR")
@@ -516,4 +517,4 @@ if code_rows is not None:
 # the record's times cover both cells (a surrogate they share counts once)
 record = write_record(NOTEBOOK, params, metrics, **run_times(t_run, *([t_code] if code_rows is not None else [])),
                       **context)
-print({k: record[k] for k in ("profile", "dataset", "is_subset", "device", "perceptual")})
+print(record_summary(record))

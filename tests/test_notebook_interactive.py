@@ -753,6 +753,22 @@ def test_no_cell_shows_what_a_report_function_returns(stem):
     assert not found, f"{stem} shows a report function's value:\n" + "\n".join(found)
 
 
+@pytest.mark.parametrize("stem", sorted(p.stem for p in (REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.py")))
+def test_no_cell_prints_a_raw_dict(stem):
+    """Notebooks 00-03 ended by printing their record as a dict ({'profile': 'smoke', ..., 'is_subset': True} and
+    full-precision metrics): a record's line is dovlib.report.record_summary's; a dict shows best as a table."""
+    import ast
+
+    found = []
+    for i, cell in enumerate(_code_cells(stem)):
+        src = _python(cell)
+        for node in ast.walk(ast.parse(src)):
+            if (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print"
+                    and any(isinstance(a, (ast.Dict, ast.DictComp)) for a in node.args)):
+                found.append(f"code cell {i}: {ast.get_source_segment(src, node).splitlines()[0]}")
+    assert not found, f"{stem} prints a dict:\n" + "\n".join(found)
+
+
 @pytest.mark.parametrize("dataset, named", [("skimage-photos", "skimage-photos (full)"),
                                             ("cifar10-subset", "cifar10-subset (subset)")])
 def test_message_length_figure_titles_name_the_images_and_whether_they_are_a_subset(kernel, dataset, named):

@@ -56,6 +56,12 @@ def test_verification_notebook_runs_the_target_code(tmp_path, monkeypatch):
                           reports=reports)
     assert res.status == "ok", res.error
     out = reports / "03_verification"
+    # the tables it shows give each value its own digits: one tiny p-value turned a whole column into scientific
+    # notation (delta_p 0.76 shown as 7.625539e-01, p = 1 as 1.000000e+00); the CSVs keep every digit
+    shown = _outputs_text(reports / res.output)
+    for v in pd.read_csv(out / "table2_verification.csv").ours:
+        assert f"{v:.3g}" in shown, (v, shown)
+    assert not re.findall(r"\d\.\d+e[-+]0[01]\b", shown), re.findall(r".*\d\.\d+e[-+]0[01]\b.*", shown)
     record = json.loads((out / "metrics.json").read_text())["records"][-1]
     code = record["metrics"]["target_code"]
     assert len(code["targets"]) == 2 and code["targets"][0] == record["params"]["target"]

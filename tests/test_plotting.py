@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from dovlib.plotting import image_grid, learning_curve, show_images, verification_sweep
+from dovlib.plotting import image_grid, learning_curve, readable, show_images, verification_sweep
 
 
 def test_verification_sweep_draws_one_panel_per_baseline_and_marks_the_value_used():
@@ -570,3 +570,27 @@ def test_grid_axis_places_a_single_point_on_the_studys_grid_and_says_how_to_walk
     with pytest.raises(ValueError, match="must be numbers"):
         grid_axis(single, ["eps"], [1])
     matplotlib.pyplot.close("all")
+
+
+def test_readable_formats_each_float_on_its_own():
+    """pandas prints a float column in one format, so one tiny p-value turned every value of notebook 03's paper
+    comparison into scientific notation (0.76 as 7.625539e-01): readable shows each float with its own significant
+    digits, NaN as '-', and leaves other columns and the saved frame as they are."""
+    import numpy as np
+
+    frame = pd.DataFrame({"scenario": ["Ind-W", "Ind-W", "Malicious"], "n": [2, 2, 3],
+                          "ours": [0.7625539393745208, 2.3419135528275137e-24, 1.0], "paper": [0.0, 1.0, np.nan]})
+    shown = readable(frame)
+    assert shown["ours"].tolist() == ["0.763", "2.34e-24", "1"]
+    assert shown["paper"].tolist() == ["0", "1", "-"]
+    assert shown["scenario"].tolist() == frame["scenario"].tolist() and shown["n"].tolist() == [2, 2, 3]
+    assert frame["ours"].dtype == float and frame["ours"].iloc[0] == 0.7625539393745208  # the input untouched
+    assert readable(frame, digits=5)["ours"].iloc[0] == "0.76255"
+    counts = pd.DataFrame({"n_marked": [1234.0, np.nan], "x": [-0.0, 2.5e-7]})  # a count with a NaN: a float column
+    assert readable(counts).to_dict("list") == {"n_marked": ["1234", "-"], "x": ["0", "2.5e-07"]}
+    assert "e-01" not in shown.to_string()
+    for bad in (0, 2.5):
+        with pytest.raises(ValueError, match="digits must be an integer >= 1"):
+            readable(frame, digits=bad)
+    with pytest.raises(TypeError, match="readable needs a pandas DataFrame"):
+        readable([1.0, 2.0])

@@ -770,3 +770,32 @@ def test_a_record_reusing_a_cached_model_counts_its_training_time(tmp_path, caps
         report.start_notebook("smoke", device="cpu")  # a notebook starts with an empty ledger
     assert compute_ledger() == []
     capsys.readouterr()
+
+
+def test_record_summary_says_what_a_record_holds_in_one_line():
+    """Notebooks 00-03 ended by printing the record as a raw dict ({'profile': 'smoke', ..., 'is_subset': True}
+    {'test_acc': 0.11666666666666667, ...}): record_summary writes where it went, what it was measured on, its times
+    and (metrics=True) its numbers with 4 significant digits; nested metrics are left to metrics.json."""
+    record = report.write_record("00_quickstart", {"profile": "smoke", "seed": 0},
+                                 {"test_acc": 0.11666666666666667, "images_per_second": 2345.678, "n_marked": 12,
+                                  "verified": True, "models": [{"p": 1.0}], "BA_benign": float("nan")},
+                                 profile="smoke", dataset="cifar10-subset", is_subset=True, device="cpu",
+                                 perceptual="ssim", wall_time=12.345, compute_time=60.0)
+    line = report.record_summary(record)
+    assert line == ("recorded in metrics.json (profile smoke, cifar10-subset: a subset, cpu, perceptual ssim): "
+                    "wall time 12.3 s, compute time 60.0 s"), line
+    full = report.record_summary(record, metrics=True)
+    assert full.startswith(line + "; test_acc 0.1167, images_per_second 2346, n_marked 12, verified True, "
+                                  "BA_benign nan"), full
+    assert "models" not in full and "{" not in full
+    import numpy as np
+
+    numpy_record = dict(record, metrics={"n": np.int64(5), "acc": np.float32(0.25), "ok": np.bool_(True),
+                                         "t": torch.tensor(0.5)})
+    assert report.record_summary(numpy_record, metrics=True).endswith("; n 5, acc 0.25, ok True, t 0.5")
+    whole = dict(record, is_subset=False, perceptual=None)
+    del whole["compute_time"]  # records before stop 64 have none
+    assert report.record_summary(whole) == ("recorded in metrics.json (profile smoke, cifar10-subset: the full set, "
+                                            "cpu): wall time 12.3 s"), report.record_summary(whole)
+    with pytest.raises(TypeError, match="record_summary needs a record .* write_record"):
+        report.record_summary({"profile": "smoke"})
