@@ -328,6 +328,16 @@ def test_ablation_figure_has_one_legend_off_the_lines_and_names_its_y_axis(kerne
     assert kernel.value("[len(a.texts) for a in axes]") == [0, 0]  # a walked grid needs no hint
 
 
+def test_ablation_table_shows_each_p_value_with_its_own_digits(kernel):
+    """At the quick and paper profiles the ablation's p-values are tiny beside BA and WSR near 0.9: pandas showed the
+    whole p_value column in scientific notation with six digits (1.000000e-09); the table is shown readable."""
+    cells = _set_up_on_stand_ins(kernel, "04_ablation", _ABLATION_RECORDS)
+    kernel.ok(_cell(cells, "fig4_ablation"))
+    kernel.ok(_cell(cells, 'save_table(table, "ablation"'))
+    shown = kernel.value("_.to_string()")  # what the cell showed: IPython's last result
+    assert "1e-09" in shown and "0.4" in shown and "e-09" not in shown.replace("1e-09", ""), shown
+
+
 def test_ablation_figure_without_a_sweep_puts_its_one_point_on_the_grid_and_says_how_to_walk_it(kernel):
     """Without a sweep each panel of Fig. 4 holds one point, and matplotlib spanned the gamma axis 0.096 to 0.104."""
     one_point = _ABLATION_RECORDS.replace("[(f'{j}/255', 0.1) for j in range(1, 11)]\n", "[('8/255', 0.1)]\n"
