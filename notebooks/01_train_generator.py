@@ -135,8 +135,10 @@ gen_cfg = sscl.generator_config(cfg, eps=eps, target=target, key=key, seed=seed,
                                 l1=l1, l2=l2, l3=l3)
 with timer() as t_gen:
     G = sscl.get_or_train_generator(surrogate.model, ds.x_train, ds.y_train, gen_cfg, device=device)
-print(f"generator: {'loaded from cache' if G.cached else 'trained'} ({t_gen['seconds']:.1f} s); "
-      f"settings {G.settings()}")
+g_set = G.settings()
+print(f"generator: {'loaded from cache' if G.cached else 'trained'} ({t_gen['seconds']:.1f} s); settings: eps "
+      f"{eps_label(g_set['eps'])}, width {g_set['width']}, depth {g_set['depth']}, key channels "
+      f"{g_set['key_channels']}, input channels {g_set['in_channels']}")
 
 # %%
 hist = pd.DataFrame(G.meta["history"]).melt(id_vars="iter", var_name="term", value_name="value")

@@ -356,6 +356,12 @@ def test_generator_notebook_trains_against_a_narrower_surrogate(tmp_path, monkey
     assert [k["surrogate"] for k in keys if k.get("what") == "generator"] == [sscl.model_hash(surrogate)]
     assert len(list((tmp_path / "runs" / "sscl").glob("*/params.json"))) == len(keys)  # read back, not trained
     assert record["metrics"]["surrogate_clean_acc"] == pytest.approx(evaluate(surrogate, ds.x_test, ds.y_test))
+    # what it printed: the generator's settings and the record in words, not dicts with eps 0.03137254901960784
+    shown = _outputs_text(reports / res.output)
+    assert "generator: trained" in shown and "settings: eps 8/255, width 8, depth 3, key channels 2, input channels 3" \
+        in shown, shown
+    assert "recorded in metrics.json (profile smoke, cifar10-subset: a subset, cpu, perceptual ssim)" in shown
+    assert "{'" not in shown and "0.0313725" not in shown, shown
     bad = rp.run_notebook(REPO_ROOT / "notebooks" / "01_train_generator.ipynb",
                           {"profile": "smoke", "surrogate_width": 0}, reports=reports)
     assert bad.status == "failed" and "surrogate_width" in bad.error
