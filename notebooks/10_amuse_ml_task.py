@@ -59,7 +59,7 @@ from dovlib.imwm import ImWatermarker, embed_at_size, extract_dataset, resize_ro
 from dovlib.index import dataset_label
 from dovlib.metrics import mean_psnr
 from dovlib.params import PROFILES, check_bool, check_choice, check_int, get_profile, parse_fraction
-from dovlib.plotting import epoch_ticks, image_grid, set_title
+from dovlib.plotting import epoch_ticks, image_grid, readable, set_title
 from dovlib.report import (cached_tensors, run_context, run_times, save_fig, save_table, start_notebook, timer,
                            write_record)
 from dovlib.sscl import train_classifier
@@ -211,7 +211,7 @@ results = results[["set", "n", "test_acc", "test_acc_std", "train_acc"]
 shown = {"set": "set", "n": "n", "test_acc": "test_acc", "test_acc_std": "test_sd", "train_acc": "train_acc",
          "test_acc_minus_clean": "vs_clean", "p_vs_clean": "p_clean", "test_acc_minus_resampled": "vs_resampled",
          "test_acc_minus_resampled_std": "vs_resampled_sd", "p_vs_clean_resampled": "p_resampled"}  # a narrow print
-print(results[list(shown)].rename(columns=shown).to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4f}"))
+print(readable(results[list(shown)].rename(columns=shown), digits=4).to_string(index=False))  # a p 3e-05 not 0.0000
 print("vs_*: test_acc minus clean's / clean_resampled's, paired by training seed (mean; vs_resampled_sd: their sd), "
       "p_*: paired t-test; the marks' quality: the table above; every column: ml_task.csv (the Record cell below)")
 effect = results.set_index("set").loc[list(codecs)]

@@ -606,6 +606,9 @@ def test_ml_task_notebook_pairs_its_sets_over_several_training_seeds(tmp_path, m
     table_lines = lines[acc_head:acc_head + 5]  # its header and the four sets
     assert [line.split()[0] for line in table_lines[1:]] == ["clean", "clean_resampled", "baseline", "amuse"]
     assert max(len(line) for line in table_lines) <= 120, max(table_lines, key=len)
+    # each value with its own digits (a p-value of 3e-05 printed as 0.0000 read as p = 0)
+    printed_p = {line.split()[0]: line.split()[-1] for line in table_lines[1:]}
+    assert printed_p == {s: "-" if pd.isna(p) else f"{p:.4g}" for s, p in table["p_vs_clean_resampled"].items()}
     assert "every column: ml_task.csv" in shown, shown
 
 
