@@ -3,13 +3,20 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= smoke
+INSTALL_KIB := 7340032
 # the offline subsets: ../shared/data where it exists, else data/ (where `make offline-data` builds them)
 export DOVLIB_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),$(abspath data))
 
 .PHONY: install test unit reproduce notebooks benchmark clean-reports offline-data
 
 # Create .venv if missing and install dovlib with its dev extra (pins torch==2.14.1 torchvision==0.29.1).
+# pip stops half-way with "No space left on device" where the disk is short: say so before it starts (a CI run once
+# failed that way after 64 s).
 $(VENV)/.installed: pyproject.toml
+	@avail=$$(df -Pk . | awk 'NR == 2 {print $$4}'); \
+	if [ -n "$$avail" ] && [ "$$avail" -lt $(INSTALL_KIB) ]; then \
+	  echo "WARNING: make install needs about 7 GiB free for $(VENV) (6.5 GiB on the build machine, most of it" \
+	       "torch's CUDA build); $$((avail / 1048576)) GiB free here: pip may stop with 'No space left on device'" >&2; fi
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
