@@ -51,11 +51,16 @@ def reports_env(reports=None):
 
 def notebook_dir(notebook: str) -> Path:
     """``reports/<notebook>/``, created if needed. ``notebook`` is the notebook's stem, e.g. ``00_quickstart``."""
-    if not notebook or "/" in notebook or notebook.startswith("."):
-        raise ValueError(f"notebook must be a notebook stem such as '00_quickstart'; got {notebook!r}")
-    d = reports_dir() / notebook
+    d = _notebook_path(notebook)
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+def _notebook_path(notebook: str) -> Path:
+    """``reports/<notebook>/`` as :func:`notebook_dir` names it, without creating it."""
+    if not notebook or "/" in notebook or notebook.startswith("."):
+        raise ValueError(f"notebook must be a notebook stem such as '00_quickstart'; got {notebook!r}")
+    return reports_dir() / notebook
 
 
 RUN_TAG_ENV = "DOVLIB_RUN_TAG"
@@ -264,13 +269,25 @@ def write_record(notebook: str, params: dict, metrics: dict, **context) -> dict:
     return record
 
 
-def record_summary(record: dict, metrics: bool = False) -> str:
+def record_summary(record: dict, metrics: bool = False, notebook: str | None = None) -> str:
     """One line for a notebook to print after :func:`write_record`: what the record was measured on (profile,
     dataset and whether it is a subset, device, perceptual measure) and its times; with ``metrics`` its scalar
-    metrics too, floats with 4 significant digits (nested ones, lists and dicts, are left to metrics.json)."""
+    metrics too, floats with 4 significant digits (nested ones, lists and dicts, are left to metrics.json). Given
+    ``notebook`` (the name ``write_record`` had), the line names that notebook's metrics.json (relative to the
+    repository when the reports live in it) and a file that does not hold the record is a ValueError."""
     if not isinstance(record, dict) or "params" not in record or "metrics" not in record:
         raise TypeError(f"record_summary needs a record as write_record returns it (with params and metrics); got "
                         f"{type(record).__name__} {str(record)[:80]}")
+    where = "metrics.json"
+    if notebook is not None:
+        path = _notebook_path(notebook) / "metrics.json"  # only read: a wrong name leaves no folder behind
+        try:
+            where = str(path.resolve().relative_to(REPO_ROOT.resolve()))
+        except ValueError:  # reports outside the repository ($DOVLIB_REPORTS): the whole path
+            where = str(path)
+        if not path.is_file() or find_record(notebook, record["params"]) is None:
+            raise ValueError(f"record_summary: {where} holds no record with this record's params; notebook must be "
+                             f"the name write_record was given (got {notebook!r})")
     what = [f"profile {record['profile']}"] if record.get("profile") else []
     if record.get("dataset"):
         subset = {True: ": a subset", False: ": the full set"}.get(record.get("is_subset"), "")
@@ -279,7 +296,7 @@ def record_summary(record: dict, metrics: bool = False) -> str:
     what += [f"perceptual {record['perceptual']}"] if record.get("perceptual") else []
     times = [f"{name.replace('_', ' ')} {record[name]:.1f} s" for name in ("wall_time", "compute_time")
              if isinstance(record.get(name), (int, float))]
-    line = f"recorded in metrics.json ({', '.join(what)}): {', '.join(times)}"
+    line = f"recorded in {where} ({', '.join(what)}): {', '.join(times)}"
     if metrics:
         values = {k: v.item() if getattr(v, "ndim", None) == 0 else v  # numpy and torch scalars as Python's
                   for k, v in record["metrics"].items()}

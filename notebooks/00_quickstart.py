@@ -89,4 +89,4 @@ record = write_record(
              "images_per_second": result.images_per_second},  # epoch's running accuracy over augmented batches
     **run_times(t_fit), **context,
 )
-print(record_summary(record, metrics=True))
+print(record_summary(record, metrics=True, notebook=NOTEBOOK))

@@ -238,4 +238,4 @@ params = {"profile": profile, "dataset": dataset, "arch": arch, "eps": eps, "tar
 # wall_time: what these cells took now (a surrogate or generator read back from runs/: its reading); compute_time: what
 # they cost, each model read back counted at its stored training time, the same whether the cache was warm or cold
 record = write_record(NOTEBOOK, params, metrics, **run_times(t_sur, t_gen), generator=G.meta["config"], **context)
-print(record_summary(record))
+print(record_summary(record, notebook=NOTEBOOK))

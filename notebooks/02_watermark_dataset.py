@@ -231,7 +231,7 @@ metrics = {"BA": row_wm["BA"], "WSR": row_wm["WSR"], pcol: row_wm[pcol], "PSNR":
            "n_marked": marked.manifest["n_marked"]}
 record = write_record(NOTEBOOK, params, metrics, **run_times(t_run), manifest=marked.manifest,
                       generator_seed=run.params["generator_seed"], selection=selection, **context)
-print(record_summary(record, metrics=True))
+print(record_summary(record, metrics=True, notebook=NOTEBOOK))
 
 # %% [markdown]
 # ## Table I: every method side by side

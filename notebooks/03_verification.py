@@ -517,4 +517,4 @@ if code_rows is not None:
 # the record's times cover both cells (a surrogate they share counts once)
 record = write_record(NOTEBOOK, params, metrics, **run_times(t_run, *([t_code] if code_rows is not None else [])),
                       **context)
-print(record_summary(record))
+print(record_summary(record, notebook=NOTEBOOK))

@@ -68,7 +68,8 @@ from dovlib.imwm import HIDDEN_ARCHS, HiddenConfig, ImWatermarker, evaluate_data
 from dovlib.params import (MAX_SEED, PROFILES, budget_note, check_bool, check_choice, check_int, get_profile,
                            parse_fraction, parse_list)
 from dovlib.plotting import set_title
-from dovlib.report import cached_frame, env_info, run_dir, run_times, save_fig, save_table, start_notebook, write_record
+from dovlib.report import (cached_frame, env_info, record_summary, run_dir, run_times, save_fig, save_table,
+                           start_notebook, write_record)
 from dovlib.train import compute_ledger, compute_ledger_mark, data_hash, uses_bf16
 
 NOTEBOOK = "08_amuse_plug_and_play"
@@ -304,7 +305,7 @@ if str(tables) in ("2", "both"):
     for r in table2.itertuples():
         key = f"t2_s{r.scale}_L{r.L}_{r.scheme}_" + ("clean" if r.attacked == "no attack" else "attacked")
         metrics.update({f"{key}_bit_acc": r.bit_acc, f"{key}_word_acc": r.word_acc, f"{key}_psnr": r.psnr})
-write_record(NOTEBOOK, params={"profile": profile, "tables": str(tables), "hidden_dataset": hidden_dataset,
+record = write_record(NOTEBOOK, params={"profile": profile, "tables": str(tables), "hidden_dataset": hidden_dataset,
                                "hidden_size": hidden_size_used, "hidden_steps": hidden_steps_used,
                                "hidden_channels": hidden_channels_used, "hidden_arch": hidden_arch, "method": method,
                                "scales": scales_used, "message_bits": lengths, "rho": rho, "attacks": attacks_used,
@@ -315,4 +316,4 @@ write_record(NOTEBOOK, params={"profile": profile, "tables": str(tables), "hidde
              **times, is_subset=any(d.is_subset for d in used.values()),
              **({"hidden_training": "bf16 autocast" if uses_bf16(cfg.precision, device) else "fp32"}
                 if "1" in used else {}), **record_context)
-print(f"wall time {times['wall_time']:.1f} s, compute time {times['compute_time']:.1f} s")
+print(record_summary(record, notebook=NOTEBOOK))

@@ -83,7 +83,7 @@ from dovlib.amuse import (PAPER_SUB_MESSAGE_BITS, AmuseCodec, ErasureCodec, Repe
                           choose_erasure_k, choose_erasure_n, choose_nk, distinct_leak_shares, flip_bits,
                           leak_shares_note, leak_subset_accuracy, random_message, recovery_share, tradeoff_table)
 from dovlib.plotting import figure_legend, set_title
-from dovlib.report import env_info, save_fig, save_table, start_notebook, write_record
+from dovlib.report import env_info, record_summary, save_fig, save_table, start_notebook, write_record
 
 NOTEBOOK = "09_amuse_subset_attack"
 amuse_bits = AmuseCodec.from_rho(message_bits, rho).sub_message_bits
@@ -367,4 +367,4 @@ record = write_record(
     metrics=metrics, **fig_context, wall_time=wall, training_precision="none (nothing trained)",  # codecs only
     compute_time=wall,  # nothing is read back from a cache (no runs/): what the results cost is what the cells took
 )
-print(f"wall time {wall:.1f} s, compute time {record['compute_time']:.1f} s")
+print(record_summary(record, notebook=NOTEBOOK))

@@ -60,8 +60,8 @@ from dovlib.index import dataset_label
 from dovlib.metrics import mean_psnr
 from dovlib.params import PROFILES, check_bool, check_choice, check_int, get_profile, parse_fraction
 from dovlib.plotting import epoch_ticks, image_grid, readable, set_title
-from dovlib.report import (cached_tensors, run_context, run_times, save_fig, save_table, start_notebook, timer,
-                           write_record)
+from dovlib.report import (cached_tensors, record_summary, run_context, run_times, save_fig, save_table,
+                           start_notebook, timer, write_record)
 from dovlib.sscl import train_classifier
 from dovlib.studies import paired_effects
 
@@ -258,13 +258,13 @@ save_table(models, "ml_task_models", NOTEBOOK, caption=f"Every classifier of the
            f"set and training seed ({arch}, {profile} profile, {device}; {ds.describe()}).", **context)
 metrics = {f"{r.set}_{k}": getattr(r, k) for r in results.itertuples()
            for k in ("test_acc", "test_acc_std", "test_acc_minus_clean", "test_acc_minus_resampled",
-                     "test_acc_minus_resampled_std", "p_vs_clean_resampled", "psnr_train_size",
+                     "test_acc_minus_resampled_std", "p_vs_clean", "p_vs_clean_resampled", "psnr_train_size",
                      "psnr_vs_resampled", "psnr_embed_size", "bit_acc_embed_size",
                      "word_acc_embed_size", "sub_bit_acc_embed_size", "bit_acc_round_trip", "word_acc_round_trip",
                      "sub_bit_acc_round_trip") if pd.notna(getattr(r, k))}
 metrics.update({f"{name}_mark_readable_round_trip": name not in set(unreadable.set) for name in codecs})
-write_record(NOTEBOOK, params={"profile": profile, "dataset": dataset, "method": method, "scale": scale_used,
+record = write_record(NOTEBOOK, params={"profile": profile, "dataset": dataset, "method": method, "scale": scale_used,
                                "message_bits": message_bits, "rho": rho, "arch": arch, "n_train": n_train_used,
                                "seed": seed, "n_models": n_models_used},
              metrics=metrics, **context)
-print(f"wall time {context['wall_time']:.1f} s, compute time {context['compute_time']:.1f} s")
+print(record_summary(record, notebook=NOTEBOOK))

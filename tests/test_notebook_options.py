@@ -360,7 +360,8 @@ def test_generator_notebook_trains_against_a_narrower_surrogate(tmp_path, monkey
     shown = _outputs_text(reports / res.output)
     assert "generator: trained" in shown and "settings: eps 8/255, width 8, depth 3, key channels 2, input channels 3" \
         in shown, shown
-    assert "recorded in metrics.json (profile smoke, cifar10-subset: a subset, cpu, perceptual ssim)" in shown
+    assert (f"recorded in {reports / '01_train_generator' / 'metrics.json'} (profile smoke, cifar10-subset: a subset, "
+            "cpu, perceptual ssim)") in shown, shown
     assert "{'" not in shown and "0.0313725" not in shown, shown
     bad = rp.run_notebook(REPO_ROOT / "notebooks" / "01_train_generator.ipynb",
                           {"profile": "smoke", "surrogate_width": 0}, reports=reports)
@@ -590,6 +591,10 @@ def test_ml_task_notebook_pairs_its_sets_over_several_training_seeds(tmp_path, m
     [record] = json.loads((folder / "metrics.json").read_text())["records"]
     assert record["params"]["n_models"] == 2 and record["params"]["seed"] == 3
     assert record["metrics"]["amuse_test_acc"] == pytest.approx(want.loc["amuse", "test_acc"])
+    # both paired tests of the table are in the record (it kept the p against clean_resampled only)
+    vs_clean = paired_effects(models, "test_acc", "clean").set_index("set")
+    for name in ("baseline", "amuse", "clean_resampled"):
+        assert record["metrics"][f"{name}_p_vs_clean"] == pytest.approx(vs_clean.loc[name, "p_vs_clean"]), name
     caption = json.loads((folder / "tables.json").read_text())["ml_task"]["caption"]
     assert "mean of n = 2 classifier(s) per set (training seeds 3 to 4" in caption, caption
     assert "Against clean_resampled, over 2 training seeds (3 to 4, paired): baseline" in caption, caption
@@ -612,6 +617,7 @@ def test_ml_task_notebook_pairs_its_sets_over_several_training_seeds(tmp_path, m
     printed_p = {line.split()[0]: line.split()[-1] for line in table_lines[1:]}
     assert printed_p == {s: "-" if pd.isna(p) else f"{p:.4g}" for s, p in table["p_vs_clean_resampled"].items()}
     assert "every column: ml_task.csv" in shown, shown
+    assert f"recorded in {folder / 'metrics.json'} (profile smoke:n_train=40,n_test=30,amuse_images=4, " in shown
 
 
 def test_ml_task_notebook_says_a_training_split_is_too_small_for_n_train(tmp_path, monkeypatch):
@@ -691,6 +697,8 @@ def test_subset_attack_caption_names_the_bit_error_rate_that_ran(tmp_path, monke
     tables = json.loads((tmp_path / "reports" / "09_amuse_subset_attack" / "tables.json").read_text())
     caption = tables["codecs_bits_vs_leak_ratio"]["caption"]
     assert "extraction bitflip (bit error rate 0.1)" in caption and "0.02" not in caption, caption
+    shown = _outputs_text(tmp_path / "reports" / res.output)  # the record's line names its file (was only times)
+    assert f"recorded in {tmp_path / 'reports' / '09_amuse_subset_attack' / 'metrics.json'} (profile smoke" in shown
     # the figure's title too (the SVG keeps each line of text as a comment)
     svg = (tmp_path / "reports" / "09_amuse_subset_attack" / "accuracy_vs_leaked_share.svg").read_text()
     assert "bit error rate 0.1" in svg

@@ -799,3 +799,23 @@ def test_record_summary_says_what_a_record_holds_in_one_line():
                                             "cpu): wall time 12.3 s"), report.record_summary(whole)
     with pytest.raises(TypeError, match="record_summary needs a record .* write_record"):
         report.record_summary({"profile": "smoke"})
+
+
+def test_record_summary_names_the_metrics_file_of_its_notebook(tmp_path, monkeypatch):
+    """"recorded in metrics.json" did not say which: given the notebook, the line names its file, relative to the
+    repository when the reports live there, and refuses a notebook whose metrics.json does not hold the record
+    (without making that notebook's folder)."""
+    record = report.write_record("09_amuse_subset_attack", {"profile": "smoke", "seed": 1}, {"acc": 0.5},
+                                 profile="smoke", device="cpu", wall_time=2.0)
+    line = report.record_summary(record, notebook="09_amuse_subset_attack")
+    path = tmp_path / "reports" / "09_amuse_subset_attack" / "metrics.json"
+    assert line == f"recorded in {path} (profile smoke, cpu): wall time 2.0 s", line
+    with pytest.raises(ValueError, match=r"10_amuse_ml_task/metrics\.json holds no record .* notebook must be"):
+        report.record_summary(record, notebook="10_amuse_ml_task")
+    assert not (tmp_path / "reports" / "10_amuse_ml_task").exists()
+    report.write_record("10_amuse_ml_task", {"profile": "smoke", "seed": 2}, {"acc": 0.5})  # another record there
+    with pytest.raises(ValueError, match="holds no record with this record's params"):
+        report.record_summary(record, notebook="10_amuse_ml_task")
+    monkeypatch.setattr(report, "REPO_ROOT", tmp_path)  # the reports inside the repository: a relative path
+    assert report.record_summary(record, metrics=True, notebook="09_amuse_subset_attack") == (
+        "recorded in reports/09_amuse_subset_attack/metrics.json (profile smoke, cpu): wall time 2.0 s; acc 0.5")
