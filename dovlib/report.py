@@ -271,10 +271,11 @@ def write_record(notebook: str, params: dict, metrics: dict, **context) -> dict:
 
 def record_summary(record: dict, metrics: bool = False, notebook: str | None = None) -> str:
     """One line for a notebook to print after :func:`write_record`: what the record was measured on (profile,
-    dataset and whether it is a subset, device, perceptual measure) and its times; with ``metrics`` its scalar
-    metrics too, floats with 4 significant digits (nested ones, lists and dicts, are left to metrics.json). Given
-    ``notebook`` (the name ``write_record`` had), the line names that notebook's metrics.json (relative to the
-    repository when the reports live in it) and a file that does not hold the record is a ValueError."""
+    dataset and whether it is a subset as ``reports/index.html`` names them, device, perceptual measure) and its
+    times; with ``metrics`` its scalar metrics too, floats with 4 significant digits (nested ones, lists and dicts,
+    are left to metrics.json). Given ``notebook`` (the name ``write_record`` had), the line names that notebook's
+    metrics.json (relative to the repository when the reports live in it) and a file that does not hold the record
+    is a ValueError."""
     if not isinstance(record, dict) or "params" not in record or "metrics" not in record:
         raise TypeError(f"record_summary needs a record as write_record returns it (with params and metrics); got "
                         f"{type(record).__name__} {str(record)[:80]}")
@@ -288,10 +289,10 @@ def record_summary(record: dict, metrics: bool = False, notebook: str | None = N
         if not path.is_file() or find_record(notebook, record["params"]) is None:
             raise ValueError(f"record_summary: {where} holds no record with this record's params; notebook must be "
                              f"the name write_record was given (got {notebook!r})")
+    from .index import dataset_label  # the index's wording: "cifar10-subset (subset)", "none (simulated)", ...
+
     what = [f"profile {record['profile']}"] if record.get("profile") else []
-    if record.get("dataset"):
-        subset = {True: ": a subset", False: ": the full set"}.get(record.get("is_subset"), "")
-        what.append(f"{record['dataset']}{subset}")
+    what += [f"dataset {dataset_label(record)}"] if record.get("dataset") or record.get("datasets") else []
     what += [str(record["device"])] if record.get("device") else []
     what += [f"perceptual {record['perceptual']}"] if record.get("perceptual") else []
     times = [f"{name.replace('_', ' ')} {record[name]:.1f} s" for name in ("wall_time", "compute_time")

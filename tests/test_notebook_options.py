@@ -360,8 +360,8 @@ def test_generator_notebook_trains_against_a_narrower_surrogate(tmp_path, monkey
     shown = _outputs_text(reports / res.output)
     assert "generator: trained" in shown and "settings: eps 8/255, width 8, depth 3, key channels 2, input channels 3" \
         in shown, shown
-    assert (f"recorded in {reports / '01_train_generator' / 'metrics.json'} (profile smoke, cifar10-subset: a subset, "
-            "cpu, perceptual ssim)") in shown, shown
+    assert (f"recorded in {reports / '01_train_generator' / 'metrics.json'} (profile smoke, dataset cifar10-subset "
+            "(subset), cpu, perceptual ssim)") in shown, shown
     assert "{'" not in shown and "0.0313725" not in shown, shown
     bad = rp.run_notebook(REPO_ROOT / "notebooks" / "01_train_generator.ipynb",
                           {"profile": "smoke", "surrogate_width": 0}, reports=reports)

@@ -782,7 +782,7 @@ def test_record_summary_says_what_a_record_holds_in_one_line():
                                  profile="smoke", dataset="cifar10-subset", is_subset=True, device="cpu",
                                  perceptual="ssim", wall_time=12.345, compute_time=60.0)
     line = report.record_summary(record)
-    assert line == ("recorded in metrics.json (profile smoke, cifar10-subset: a subset, cpu, perceptual ssim): "
+    assert line == ("recorded in metrics.json (profile smoke, dataset cifar10-subset (subset), cpu, perceptual ssim): "
                     "wall time 12.3 s, compute time 60.0 s"), line
     full = report.record_summary(record, metrics=True)
     assert full.startswith(line + "; test_acc 0.1167, images_per_second 2346, n_marked 12, verified True, "
@@ -795,8 +795,17 @@ def test_record_summary_says_what_a_record_holds_in_one_line():
     assert report.record_summary(numpy_record, metrics=True).endswith("; n 5, acc 0.25, ok True, t 0.5")
     whole = dict(record, is_subset=False, perceptual=None)
     del whole["compute_time"]  # records before stop 64 have none
-    assert report.record_summary(whole) == ("recorded in metrics.json (profile smoke, cifar10-subset: the full set, "
+    assert report.record_summary(whole) == ("recorded in metrics.json (profile smoke, dataset cifar10-subset (full), "
                                             "cpu): wall time 12.3 s"), report.record_summary(whole)
+    # the dataset as the index names it: notebook 09's simulated extraction read no images (it said "simulated: the
+    # full set"), and 08's two tables each read their own
+    simulated = dict(whole, dataset="simulated")
+    assert "(profile smoke, dataset none (simulated), cpu)" in report.record_summary(simulated)
+    two = dict(whole, dataset="cifar10-subset (Table 1), skimage-photos (Table 2)", is_subset=True,
+               datasets={"Table 1": {"dataset": "cifar10-subset", "is_subset": True},
+                         "Table 2": {"dataset": "skimage-photos", "is_subset": False}})
+    assert ("dataset cifar10-subset (subset) for Table 1, skimage-photos (full) for Table 2, cpu)"
+            in report.record_summary(two)), report.record_summary(two)
     with pytest.raises(TypeError, match="record_summary needs a record .* write_record"):
         report.record_summary({"profile": "smoke"})
 
