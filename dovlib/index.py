@@ -207,8 +207,11 @@ def _cell(v):
 
 def records_frame(records: list[dict]):
     """One row per record: parameters, then profile/dataset/device/wall and compute time (older records: blank),
-    then metrics."""
+    then metrics. An ``eps`` is shown in grey levels (``8/255``, :func:`dovlib.studies.eps_label`), as the notebooks
+    write it, not as the float 0.0313725 that 01-03 record."""
     import pandas as pd
+
+    from .studies import eps_label
 
     rows = []
     for r in records:
@@ -216,6 +219,12 @@ def records_frame(records: list[dict]):
         row.update({k: _cell(r.get(k)) for k in CONTEXT_KEYS if k not in ("device_name", "datasets") and k in r})
         row.update({f"{k}": _cell(v) for k, v in r.get("metrics", {}).items() if k not in row})
         rows.append(row)
+    for row in rows:
+        if isinstance(row.get("eps"), (int, float)) and not isinstance(row["eps"], bool):
+            try:
+                row["eps"] = eps_label(row["eps"])
+            except ValueError:  # outside [1/255, 1]: not a budget eps_label can name, so shown as stored
+                pass
     df = pd.DataFrame(rows)
     for col in df.columns:  # integers stay whole where a record lacks them (pandas would make 50000 the float 5e+04)
         values = [r.get(col) for r in rows]

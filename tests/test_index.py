@@ -393,6 +393,25 @@ def test_records_keep_integers_whole_and_enough_digits(tmp_path):
     assert [index._text(v) for v in (11173962.0, 2.0, 0.5, float("nan"), 3)] == ["11173962", "2", "0.5", "", "3"]
 
 
+def test_records_show_eps_in_grey_levels_as_the_notebooks_write_it(tmp_path):
+    """Notebooks 01-03 record eps as the float 8/255, shown in the records table as 0.0313725 where the notebooks,
+    the README and 04-06's own records say 8/255: the table writes each eps in grey levels (eps_label), keeps a
+    label that is already one, and leaves a value eps_label cannot read as it is."""
+    folder = tmp_path / "01_x"
+    folder.mkdir()
+    records = [{"params": {"eps": 8 / 255, "seed": 0}, "metrics": {"acc": 0.5}},
+               {"params": {"eps": 0.03, "seed": 1}, "metrics": {"acc": 0.5}},
+               {"params": {"eps": "16/255", "seed": 2}, "metrics": {"acc": 0.5}},
+               {"params": {"eps": 1e-9, "seed": 3}, "metrics": {"acc": 0.5}},
+               {"params": {"seed": 4}, "metrics": {"acc": 0.5}}]
+    (folder / "metrics.json").write_text(json.dumps({"records": records}))
+    [nb] = index.collect(tmp_path)
+    frame = index.records_frame(nb.records)
+    assert frame["eps"].tolist()[:4] == ["8/255", "7.65/255", "16/255", 1e-9] and pd.isna(frame["eps"].iloc[4])
+    for text in (index.render_html([nb]), index.render_markdown([nb])):
+        assert "8/255" in text and "0.0313725" not in text
+
+
 def test_an_ml_task_record_of_n_train_none_still_loads_and_indexes_beside_a_count(tmp_path, monkeypatch):
     """Notebook 10 recorded n_train None for the whole split (quick, paper) before it recorded the count: such a record
     still loads, is found by its own parameters, and shows (blank) beside a record of the count in the index."""
