@@ -305,15 +305,16 @@ if str(tables) in ("2", "both"):
     for r in table2.itertuples():
         key = f"t2_s{r.scale}_L{r.L}_{r.scheme}_" + ("clean" if r.attacked == "no attack" else "attacked")
         metrics.update({f"{key}_bit_acc": r.bit_acc, f"{key}_word_acc": r.word_acc, f"{key}_psnr": r.psnr})
-record = write_record(NOTEBOOK, params={"profile": profile, "tables": str(tables), "hidden_dataset": hidden_dataset,
-                               "hidden_size": hidden_size_used, "hidden_steps": hidden_steps_used,
-                               "hidden_channels": hidden_channels_used, "hidden_arch": hidden_arch, "method": method,
-                               "scales": scales_used, "message_bits": lengths, "rho": rho, "attacks": attacks_used,
-                               "n_messages": n_messages_used, "seed": seed},
-             metrics=metrics, dataset=", ".join(f"{d.name} (Table {t})" for t, d in used.items()),  # what ran
-             datasets={f"Table {t}": {"dataset": d.name, "is_subset": d.is_subset}  # each with its own subset tag
-                       for t, d in used.items()},
-             **times, is_subset=any(d.is_subset for d in used.values()),
-             **({"hidden_training": "bf16 autocast" if uses_bf16(cfg.precision, device) else "fp32"}
-                if "1" in used else {}), **record_context)
+record = write_record(
+    NOTEBOOK, params={"profile": profile, "tables": str(tables), "hidden_dataset": hidden_dataset,
+                      "hidden_size": hidden_size_used, "hidden_steps": hidden_steps_used,
+                      "hidden_channels": hidden_channels_used, "hidden_arch": hidden_arch, "method": method,
+                      "scales": scales_used, "message_bits": lengths, "rho": rho, "attacks": attacks_used,
+                      "n_messages": n_messages_used, "seed": seed},
+    metrics=metrics, dataset=", ".join(f"{d.name} (Table {t})" for t, d in used.items()),  # what ran
+    datasets={f"Table {t}": {"dataset": d.name, "is_subset": d.is_subset}  # each with its own subset tag
+              for t, d in used.items()},
+    **times, is_subset=any(d.is_subset for d in used.values()),
+    **({"hidden_training": "bf16 autocast" if uses_bf16(cfg.precision, device) else "fp32"}
+       if "1" in used else {}), **record_context)
 print(record_summary(record, notebook=NOTEBOOK))

@@ -264,7 +264,7 @@ metrics = {f"{r.set}_{k}": getattr(r, k) for r in results.itertuples()
                      "sub_bit_acc_round_trip") if pd.notna(getattr(r, k))}
 metrics.update({f"{name}_mark_readable_round_trip": name not in set(unreadable.set) for name in codecs})
 record = write_record(NOTEBOOK, params={"profile": profile, "dataset": dataset, "method": method, "scale": scale_used,
-                               "message_bits": message_bits, "rho": rho, "arch": arch, "n_train": n_train_used,
-                               "seed": seed, "n_models": n_models_used},
-             metrics=metrics, **context)
+                                        "message_bits": message_bits, "rho": rho, "arch": arch, "n_train": n_train_used,
+                                        "seed": seed, "n_models": n_models_used},
+                      metrics=metrics, **context)
 print(record_summary(record, notebook=NOTEBOOK))
