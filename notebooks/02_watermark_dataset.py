@@ -272,7 +272,7 @@ sscl_row = {"method": "SSCL-BW", "key": "sscl-bw", "kind": "clean-label", "targe
             "n_marked": len(idx), **row_wm, "WSR_benign": row_benign["WSR"]}
 table_all = pd.concat([table_all, pd.DataFrame([sscl_row])], ignore_index=True)
 print(f"{len(table_all) - 1} watermarked rows in {t_table['seconds']:.1f} s ({table_label})")
-table_all[["method", "kind", "BA", "WSR", "WSR_benign", pcol, "PSNR", "SSIM", "n_marked"]].round(4)
+readable(table_all[["method", "kind", "BA", "WSR", "WSR_benign", pcol, "PSNR", "SSIM", "n_marked"]])  # CSV: all digits
 
 # %%
 long = table_all.rename(columns={"WSR_benign": "WSR (clean model)"}).melt(  # as Fig. 4 says it

@@ -328,6 +328,28 @@ def test_ablation_figure_has_one_legend_off_the_lines_and_names_its_y_axis(kerne
     assert kernel.value("[len(a.texts) for a in axes]") == [0, 0]  # a walked grid needs no hint
 
 
+def test_watermark_notebook_table_i_shows_each_value_with_its_own_digits(kernel):
+    """Notebook 02 showed Table I rounded to 4 decimals: BadNets' perceptual distance 0.00026 read 0.0003 and UBW-P's
+    0.000225 read 0.0002, the benign floor 0.003663 read 0.0037. Shown readable (3 significant digits each, counts
+    whole); the CSV keeps every digit."""
+    cells = _set_up_on_stand_ins(
+        kernel, "02_watermark_dataset",
+        "pcol = f'perceptual_{perceptual}'\n"
+        "import dovlib.watermarks.table as _table  # the cell imports table_i: this stand-in is what it gets\n"
+        "_table.table_i = lambda *a, **k: pd.DataFrame({'method': ['BadNets', 'UBW-P'], 'key': ['badnets', 'ubw-p'],\n"
+        "    'kind': ['poison-label'] * 2, 'BA': [0.9, 0.88], 'WSR': [0.5, 0.866667], 'WSR_benign': [0.003663, 0.88],\n"
+        "    pcol: [0.00026108, 0.000224893], 'PSNR': [26.3735, 25.5611], 'SSIM': [0.99257, 0.993373],\n"
+        "    'n_marked': [60, 60]})\n"
+        "ds = run = _NS(surrogate=None); idx = list(range(60)); label = 'stand-in'\n"
+        "row_wm = {'BA': 0.163333, 'WSR': 0.0, pcol: 0.002038, 'PSNR': 41.0261, 'SSIM': 0.997973}\n"
+        "row_benign = {'WSR': 0.003663}")
+    kernel.ok(_cell(cells, "table_all = table_i("))
+    shown = kernel.value("_.to_string()")  # what the cell showed: IPython's last result
+    rows = {line.split()[1]: line.split()[1:] for line in shown.splitlines()[1:]}  # after the index
+    assert rows["BadNets"][1:] == ["poison-label", "0.9", "0.5", "0.00366", "0.000261", "26.4", "0.993", "60"], shown
+    assert rows["UBW-P"][4:6] == ["0.88", "0.000225"] and rows["UBW-P"][3] == "0.867", shown
+
+
 def test_ablation_table_shows_each_p_value_with_its_own_digits(kernel):
     """At the quick and paper profiles the ablation's p-values are tiny beside BA and WSR near 0.9: pandas showed the
     whole p_value column in scientific notation with six digits (1.000000e-09); the table is shown readable."""
