@@ -56,7 +56,7 @@ from dovlib.data import load_dataset, stratified_subsample
 from dovlib.models import check_train_batch
 from dovlib.params import check_int, get_profile, parse_eps, parse_fraction, parse_rate
 from dovlib.perceptual import require_perceptual
-from dovlib.plotting import epoch_ticks, figure_legend, set_title
+from dovlib.plotting import epoch_ticks, figure_legend, readable, set_title
 from dovlib.removal import finetune, finetune_budget, pruning_curve, removal_claims
 from dovlib.report import run_context, run_dir, save_fig, save_table, start_notebook
 from dovlib.sscl import check_key, key_hash, run_sscl
@@ -136,10 +136,12 @@ ft_budget = finetune_budget(ft_steps, rec["metrics"]["finetune_batch_size"], fin
 print(f"fine-tuned on {ft_budget}{' (reused record)' if rec['reused'] else ''}")
 print(f"model trained on the clean set: BA {floor['BA']:.3f} WSR {floor['WSR']:.3f} p {floor['p_value']:.2g} "
       f"verified {floor['verified']}")
-ft[["epoch", "BA", "WSR", "delta_p", "p_value", "verified"]]
 
 # %%
-pr[["rate", "pruned_channels", "BA", "WSR", "p_value", "verified"]]
+readable(ft[["epoch", "BA", "WSR", "delta_p", "p_value", "verified"]])  # each value its own digits (CSV: all)
+
+# %%
+readable(pr[["rate", "pruned_channels", "BA", "WSR", "p_value", "verified"]])
 
 # %% [markdown]
 # ## Fig. 5

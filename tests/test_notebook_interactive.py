@@ -393,6 +393,22 @@ _REMOVAL_STAND_INS = (
     "ft_steps, ft_budget = 40, '508 benign images, batch 128, 40 optimizer steps in 10 epochs'\n")
 
 
+def test_removal_tables_show_each_p_value_with_its_own_digits(kernel):
+    """At the quick and paper profiles fine-tuning keeps p-values of 1e-12 beside 0.5, and pandas showed the whole
+    p_value column in scientific notation with six digits (5.000000e-01); both tables are shown readable."""
+    cells = _set_up_on_stand_ins(kernel, "05_removal_attacks", _REMOVAL_STAND_INS)
+    kernel.ok(_cell(cells, 'readable(ft[["epoch"'))
+    shown = kernel.value("_.to_string()")  # what the cell showed: IPython's last result
+    first, last = shown.splitlines()[1].split(), shown.splitlines()[-1].split()
+    assert first[1:] == ["0", "0.9", "0.99", "0.8", "1e-12", "True"] and last[5] == "0.01", shown
+    kernel.ok(_cell(cells, 'readable(pr[["rate"'))
+    shown = kernel.value("_.to_string()")
+    lines = [line.split() for line in shown.splitlines()[1:]]
+    assert lines[0][1:] == ["0", "0", "0.93", "0.99", "1e-08", "True"], shown
+    assert lines[-1][1:] == ["0.95", "486", "0.1", "1", "0.5", "False"], shown
+    assert "e-01" not in shown and "e+00" not in shown, shown
+
+
 def test_removal_figure_has_one_legend_off_the_lines_and_names_its_y_axes(kernel):
     """Fig. 5 put a legend inside each of its three panels; at the quick and paper profiles BA and WSR sit near 0.9
     for most of both attacks, under the legends of the fine-tuning and pruning panels, which also said "value" on
