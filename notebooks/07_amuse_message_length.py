@@ -59,7 +59,8 @@ from dovlib.index import dataset_label
 from dovlib.metrics import bit_accuracy, mean_psnr
 from dovlib.params import check_bool, check_choice, check_int, get_profile, parse_fraction, parse_list
 from dovlib.plotting import image_grid, set_title
-from dovlib.report import cached_frame, env_info, run_times, save_fig, save_table, start_notebook, timer, write_record
+from dovlib.report import (cached_frame, env_info, record_summary, run_times, save_fig, save_table, start_notebook,
+                           timer, write_record)
 from dovlib.train import data_hash
 
 NOTEBOOK = "07_amuse_message_length"
@@ -225,7 +226,7 @@ if attack_names:
                        f"the '{attacks_used}' set and {n_messages_used} messages); {len(images)} images "
                        f"({image_note}); CPU.{not_run}",
                **context)
-written = 0
+written = []
 for L in lengths:
     if len(skipped_at.get(L, [])) == 2:  # neither scheme fits the method at this L: nothing was measured
         continue
@@ -236,10 +237,10 @@ for L in lengths:
                         f"{scheme}_{tag}_sub_bit_acc": row.sub_bit_acc, f"{scheme}_psnr": row.psnr,
                         f"{scheme}_sub_message_bits": int(row.sub_message_bits)})
     metrics.update({f"limit_{r.condition}_bit_acc": r.bit_acc for r in limits_df.itertuples()})
-    write_record(NOTEBOOK, params={"profile": profile, "method": method, "scale": scale_used, "message_bits": L,
-                                   "rho": rho, "attacks": attacks_used, "dataset": dataset,
-                                   "n_messages": n_messages_used, "seed": seed},
-                 metrics=metrics, **context)
-    written += 1
-print(f"wrote {written} record(s); wall time {context['wall_time']:.1f} s, "
-      f"compute time {context['compute_time']:.1f} s")
+    written.append(write_record(
+        NOTEBOOK, params={"profile": profile, "method": method, "scale": scale_used, "message_bits": L, "rho": rho,
+                          "attacks": attacks_used, "dataset": dataset, "n_messages": n_messages_used, "seed": seed},
+        metrics=metrics, **context))
+bits = ", ".join(str(r["params"]["message_bits"]) for r in written)
+print(f"{len(written)} record{'s' * (len(written) != 1)} (message_bits {bits}), "  # one run: the same context
+      + record_summary(written[-1], notebook=NOTEBOOK) if written else "no record: no message length was measured")

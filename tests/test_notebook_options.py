@@ -473,6 +473,9 @@ def test_message_length_notebook_counts_settings_read_back_at_their_cost(tmp_pat
     frames = list(runs.rglob("frame.json"))
     cost = sum(json.loads(p.read_text())["seconds"] for p in frames)
     assert len(frames) == 2 and rec1["cached_artifacts"] == 0 and rec1["compute_time"] >= cost
+    shown = _outputs_text(reports / first.output)  # where the records went, and what they were measured on
+    assert (f"1 record (message_bits 32), recorded in {reports / '07_amuse_message_length' / 'metrics.json'} (profile "
+            "smoke:amuse_images=4, dataset skimage-photos (full), cpu, perceptual psnr): wall time ") in shown, shown
     second = rp.run_notebook(nb, params, reports=reports, force=True)
     assert second.status == "ok", second.error
     [rec2] = records()
