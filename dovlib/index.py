@@ -218,13 +218,12 @@ def records_frame(records: list[dict]):
         row = {f"{k}": _cell(v) for k, v in r.get("params", {}).items()}
         row.update({k: _cell(r.get(k)) for k in CONTEXT_KEYS if k not in ("device_name", "datasets") and k in r})
         row.update({f"{k}": _cell(v) for k, v in r.get("metrics", {}).items() if k not in row})
-        rows.append(row)
-    for row in rows:
         if isinstance(row.get("eps"), (int, float)) and not isinstance(row["eps"], bool):
             try:
                 row["eps"] = eps_label(row["eps"])
             except ValueError:  # outside [1/255, 1]: not a budget eps_label can name, so shown as stored
                 pass
+        rows.append(row)
     df = pd.DataFrame(rows)
     for col in df.columns:  # integers stay whole where a record lacks them (pandas would make 50000 the float 5e+04)
         values = [r.get(col) for r in rows]
