@@ -79,7 +79,7 @@ from dovlib.index import dataset_label
 from dovlib.metrics import mean_psnr, ssim
 from dovlib.params import check_int, get_profile, parse_eps, parse_rate
 from dovlib.perceptual import lpips_available, perceptual_distance, require_perceptual
-from dovlib.plotting import image_grid, set_title
+from dovlib.plotting import image_grid, readable, set_title
 from dovlib.report import record_summary, run_context, run_times, save_fig, start_notebook, timer, write_record
 from dovlib.studies import eps_label
 from dovlib.train import evaluate, predict_logits
@@ -226,7 +226,7 @@ metrics = {
     "surrogate_wsr": (pred_sur == target).float().mean().item(),
     "generator_wall_time": G.meta["wall_time"],
 }
-pd.Series(metrics).to_frame("value")
+readable(pd.Series(metrics).to_frame("value"))  # each value its own digits: linf_255 8, not 8.000000
 
 # %% [markdown]
 # ## Record

@@ -53,6 +53,7 @@ from dovlib.data import load_dataset
 from dovlib.models import ARCHS
 from dovlib.params import check_choice, check_int, get_profile, parse_eps, parse_list, parse_rate
 from dovlib.perceptual import require_perceptual
+from dovlib.plotting import readable
 from dovlib.report import run_context, save_fig, save_table, start_notebook
 from dovlib.sscl import check_key, key_hash, run_sscl
 from dovlib.studies import (PROVENANCE, benign_model, cached, check_study_queries, eps_label, grid, measured_context,
@@ -148,7 +149,7 @@ save_table(cells, "transferability_cells", NOTEBOOK,
                    "WSR and WSR_benign, and how many draws were learnt (the suspect verified, the clean model not), "
                    f"verified and verified_benign; {study_label(ds, profile, **setting, devices=devices)}",
            **record_context)
-cells
+readable(cells)  # each value its own digits (the CSV keeps every digit)
 
 # %% [markdown]
 # ## Reading the grid

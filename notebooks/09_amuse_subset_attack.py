@@ -82,7 +82,7 @@ from matplotlib import pyplot as plt
 from dovlib.amuse import (PAPER_SUB_MESSAGE_BITS, AmuseCodec, ErasureCodec, RepeatCodec,
                           choose_erasure_k, choose_erasure_n, choose_nk, distinct_leak_shares, flip_bits,
                           leak_shares_note, leak_subset_accuracy, random_message, recovery_share, tradeoff_table)
-from dovlib.plotting import figure_legend, set_title
+from dovlib.plotting import figure_legend, readable, set_title
 from dovlib.report import env_info, record_summary, save_fig, save_table, start_notebook, write_record
 
 NOTEBOOK = "09_amuse_subset_attack"
@@ -247,7 +247,7 @@ save_table(compare, "codecs_bits_vs_leak_ratio", NOTEBOOK,
                    f"{subsets_note}, {shares_note}; extraction {extraction_note}; {profile} profile, "
                    f"{device}).",
            **fig_context)
-compare
+readable(compare)  # each value its own digits: the baseline's rho 0, not 0.00000 (the CSV keeps every digit)
 
 # %% [markdown]
 # How to read it. Error-free, AMUSE recovers from any share above `rho` and random subsets from much smaller ones

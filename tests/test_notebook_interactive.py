@@ -409,6 +409,45 @@ def test_removal_tables_show_each_p_value_with_its_own_digits(kernel):
     assert "e-01" not in shown and "e+00" not in shown, shown
 
 
+def test_generator_quality_table_shows_each_value_with_its_own_digits(kernel):
+    """Notebook 01's quality table is one float column: pandas wrote every value in it with six decimals (the L-inf
+    distance 8 as 8.000000, a wall time 10.488677). Run on stand-ins for the generator and the surrogate's measures
+    (the cell's own code after the real parameters and set-up cells)."""
+    cells = _set_up_on_stand_ins(
+        kernel, "01_train_generator",
+        "ds = _NS(x_test=torch.zeros(4, 3, 8, 8, dtype=torch.uint8), y_test=torch.tensor([0, 1, 1, 1]))\n"
+        "G = _NS(mark=lambda x: x + 8, meta={'wall_time': 10.488677})\n"
+        "surrogate, surrogate_acc = _NS(model=None), 0.153333\n"
+        "predict_logits = lambda model, x: torch.zeros(len(x), 10)\n"
+        "evaluate = lambda model, x, y: 0.1533333\n"
+        "perceptual_distance = lambda x, xm, how: torch.tensor([0.002772])\n"
+        "mean_psnr, ssim = lambda x, xm: 41.262547, lambda x, xm: torch.tensor([0.997092])\n")
+    kernel.ok(_cell(cells, 'to_frame("value")'))
+    shown = dict(line.split() for line in kernel.value("_.to_string()").splitlines()[1:])
+    assert shown == {f"perceptual_{kernel.value('perceptual')}": "0.00277", "PSNR": "41.3", "SSIM": "0.997",
+                     "linf_255": "8", "surrogate_clean_acc": "0.153", "surrogate_marked_acc": "0.153",
+                     "surrogate_wsr": "0", "generator_wall_time": "10.5"}, shown
+
+
+def test_sscl_table1_row_shows_each_value_with_its_own_digits(kernel):
+    """Notebook 02's SSCL-BW row of Table I showed a perceptual distance of 0.002038 and BA 0.12 with six decimals
+    (0.120000) and WSR 0.003663 beside them. Run on stand-in measures (the cell's own code after the real parameters
+    and set-up cells)."""
+    cells = _set_up_on_stand_ins(
+        kernel, "02_watermark_dataset",
+        "import numpy as np\n"
+        "ds = _NS(x_test=None, y_test=None, x_train=np.zeros((4, 3, 8, 8), dtype=np.uint8))\n"
+        "marked, run, benign = _NS(marked=[1, 2], x=ds.x_train), _NS(suspect=_NS(model='wm'), trigger=None), "
+        "_NS(model='benign')\n"
+        "def evaluate_watermark(model, trigger, x, y, target, **kw):\n"
+        "    return {'BA': 0.12 if model == 'benign' else 0.163333, 'WSR': 0.003663 if model == 'benign' else 0.0,\n"
+        "            f'perceptual_{perceptual}': 0.002038, 'PSNR': 41.026115, 'SSIM': 0.997973}\n")
+    kernel.ok(_cell(cells, "table1 = table1[["))
+    shown = kernel.value("_.to_string()").splitlines()
+    assert shown[1].split()[-5:] == ["0.12", "0.00366", "-", "-", "-"], shown
+    assert shown[2].split()[-5:] == ["0.163", "0", "0.00204", "41", "0.998"], shown
+
+
 def test_removal_figure_has_one_legend_off_the_lines_and_names_its_y_axes(kernel):
     """Fig. 5 put a legend inside each of its three panels; at the quick and paper profiles BA and WSR sit near 0.9
     for most of both attacks, under the legends of the fine-tuning and pruning panels, which also said "value" on
@@ -478,6 +517,29 @@ def test_transferability_heat_maps_of_the_full_grid_keep_their_labels_apart(kern
     assert kernel.value("texts_running_together()") == []
     assert kernel.value("[[t.get_text() for t in a.get_yticklabels()] for a in fig.axes]") == [
         ["resnet18", "resnet34", "vgg16", "vgg19"]] * 4
+
+
+def test_transferability_cells_show_each_value_with_its_own_digits(kernel):
+    """Notebook 06's per-cell table showed each mean with six decimals (0.950000 beside 0.123456). Run on stand-in
+    draws (the cell's own code after the real parameters and set-up cells)."""
+    cells = _quick_set_up_on_stand_ins(kernel, "06_transferability", _TRANSFER_STAND_INS
+                                       + "df.loc[0, 'WSR'] = 0.123456\ncells = transfer_cells(df)\n")
+    kernel.ok(_cell(cells, "fig6_transferability"))
+    shown = kernel.value("_.to_dict('list')")  # what the cell showed: IPython's last result
+    assert shown["WSR"][:2] == ["0.123", "0.95"] and shown["BA_benign"][0] == "0.91", shown
+    assert shown["learnt"][0] == 1 and shown["n_draws"][0] == 1, shown
+
+
+def test_subset_attack_codec_comparison_shows_each_value_with_its_own_digits(kernel):
+    """Notebook 09's codec comparison wrote the leak ratios in one format: the baseline's rho 0 as 0.00000 beside
+    the erasure code's 0.16129. Its own cells, smoke profile."""
+    cells = _code_cells("09_amuse_subset_attack")
+    for cell in cells[:cells.index(_cell(cells, '"codecs_bits_vs_leak_ratio"')) + 1]:
+        kernel.ok(cell)
+    shown = kernel.value("_.set_index('codec').to_dict()")
+    assert shown["asymptotic_leak_ratio"] == {"baseline": "0", "amuse": "0.8", "erasure": "0.161"}, shown
+    assert shown["bits_per_image"] == {"baseline": 300, "amuse": 63, "erasure": 55}, shown
+    assert all(isinstance(v, str) for v in shown["min_share_recovered_ideal"].values()), shown
 
 
 # notebook 05's and 06's reading cells end in display(Markdown(...)): kept here as the text shown
