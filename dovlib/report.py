@@ -109,12 +109,58 @@ def save_fig(fig, name: str, notebook: str, dpi: int = 150, **context) -> list[P
     return paths
 
 
+CPUINFO = Path("/proc/cpuinfo")  # Linux; elsewhere :func:`cpu_name` asks platform
+CPU_FLAGS = ("fma", "avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16")  # what kernels pick from
+# set, these change which kernels run or how they split the work (env_info records them)
+CPU_KERNEL_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS",
+                        "MKL_CBWR", "OMP_NUM_THREADS")
+
+
+def _cpuinfo() -> dict:
+    """The first processor's fields of ``/proc/cpuinfo`` ({} where there is none)."""
+    fields = {}
+    if CPUINFO.is_file():
+        for line in CPUINFO.read_text(errors="replace").splitlines():
+            key, sep, value = line.partition(":")
+            if not sep and fields:  # the first processor's block ends at its blank line
+                break
+            fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def cpu_name(fields: dict | None = None) -> tuple[str, str]:
+    """The CPU as (short name, name with x86 family and model): ``("AMD EPYC", "AMD EPYC (family 25, model 17)")``
+    from ``/proc/cpuinfo`` (``(R)``/``(TM)`` dropped; a virtual machine may show a generic name, which the family and
+    model numbers tell apart), else what :mod:`platform` knows (``arm``, ``x86_64``)."""
+    fields = _cpuinfo() if fields is None else fields
+    name = " ".join(re.sub(r"\((R|TM)\)", "", fields.get("model name", ""), flags=re.I).split())
+    name = name or platform.processor() or platform.machine() or "unknown CPU"
+    numbers = [f"{k.removeprefix('cpu ')} {fields[k]}" for k in ("cpu family", "model") if fields.get(k)]
+    return name, name + (f" ({', '.join(numbers)})" if numbers else "")
+
+
 def env_info(device=None) -> dict:
-    """Versions and hardware, recorded beside every number."""
+    """Versions and hardware, recorded beside every number. Besides the device: the CPU (``cpu``, with its x86 family
+    and model), ``cpu_kernels`` (the instruction set torch's own CPU kernels use: ``AVX512``, ``AVX2``, ...),
+    ``cpu_flags`` (the vector extensions oneDNN's and MKL's kernels choose from), ``torch_threads``, and any of
+    :data:`CPU_KERNEL_VARIABLES` that is set. CPU training is deterministic on one machine with one thread count, busy
+    or idle, but rounds differently with other kernels or threads, and the difference grows over training: notebook
+    10's clean model (seed 0, same code, 2 cores) reached test accuracy 0.510 with AVX512 kernels, 0.571 with torch's
+    AVX2 kernels, 0.536 with oneDNN's too and 0.569 on one thread (benchmarks/cpu_determinism.py; docs/
+    measured-amuse-cpu.md). So a CPU's ``device_name`` names the kernels."""
     import torch
 
+    fields = _cpuinfo()
+    short, cpu = cpu_name(fields)
+    kernels = torch.backends.cpu.get_cpu_capability()
+    flags = set(fields.get("flags", "").split())
     info = {"python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
-            "cpu_count": os.cpu_count()}
+            "cpu_count": os.cpu_count(), "cpu": cpu, "cpu_kernels": kernels,
+            "cpu_flags": " ".join(f for f in CPU_FLAGS if f in flags), "torch_threads": torch.get_num_threads()}
+    variables = {v: os.environ[v] for v in CPU_KERNEL_VARIABLES if os.environ.get(v)}
+    if variables:
+        info["cpu_kernel_variables"] = variables
+    onednn = variables.get("ONEDNN_MAX_CPU_ISA") or variables.get("DNNL_MAX_CPU_ISA")
     dev = str(device) if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
     info["device"] = dev
     if dev.startswith("cuda") and torch.cuda.is_available():
@@ -122,7 +168,8 @@ def env_info(device=None) -> dict:
     elif dev.startswith("mps"):
         info["device_name"] = "Apple GPU (MPS)"
     else:
-        info["device_name"] = f"CPU ({os.cpu_count()} cores)"
+        info["device_name"] = f"CPU ({short}, {os.cpu_count()} cores, {kernels} kernels" + (
+            f", oneDNN {onednn})" if onednn else ")")
     return info
 
 

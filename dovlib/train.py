@@ -5,10 +5,12 @@ The speed recipe, in one place (after airbench / hlb-CIFAR10):
 * the whole training set stays on the device as uint8 (N, C, H, W); batches are converted to float there;
 * augmentation (random crop with padding, horizontal flip) is done on the device for the whole batch at once;
 * on CUDA: bf16 autocast, channels_last memory format, fused SGD, optional ``torch.compile``;
-* on CPU: fp32 by default, seeded and deterministic on one machine (same seed, same numbers; another CPU model may
-  pick other kernels and round differently); ``cpu_bf16=True`` (a profile's ``precision="bf16"``) trains under bf16
-  autocast there too, 1.8x the fp32 throughput on the build machine's CPU with native bf16 (AVX512-BF16; measured in
-  docs/measured-sscl-cpu.md), still deterministic.
+* on CPU: fp32 by default, seeded and deterministic on one machine (same seed and thread count, same numbers, busy or
+  idle); other kernels (another CPU model: AVX2 instead of AVX-512) or another thread count round differently, and
+  the difference grows over training (a width-16 ResNet-18 over 15 epochs: test accuracy 0.510 to 0.571; measured by
+  benchmarks/cpu_determinism.py, recorded by ``dovlib.report.env_info``); ``cpu_bf16=True`` (a profile's
+  ``precision="bf16"``) trains under bf16 autocast there too, 1.8x the fp32 throughput on the build machine's CPU with
+  native bf16 (AVX512-BF16; measured in docs/measured-sscl-cpu.md), still deterministic.
 
 A checkpoint is written (atomically) after the last epoch and after any epoch that ends a minute or more after the
 previous save; calling :func:`fit` again with the same checkpoint path resumes where the last run stopped, and

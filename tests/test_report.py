@@ -512,6 +512,44 @@ def test_timer_and_env(monkeypatch):
     assert env["device"] == "cpu" and "CPU" in env["device_name"]
 
 
+def test_env_info_names_the_cpu_and_its_kernels(monkeypatch, tmp_path):
+    # the same seed trains to other numbers on a CPU whose kernels differ (notebook 10's clean model: 0.510 with
+    # AVX512 kernels, other values on other build machines), so every record names the CPU and torch's kernel set
+    import torch
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n"
+                    "model name\t: AMD EPYC\nflags\t\t: fpu fma avx2\n\nprocessor\t: 1\nmodel name\t: AMD EPYC\n")
+    monkeypatch.setattr(report, "CPUINFO", info)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    monkeypatch.setattr(report.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    for var in report.CPU_KERNEL_VARIABLES:
+        monkeypatch.delenv(var, raising=False)
+    env = report.env_info("cpu")
+    assert env["cpu"] == "AMD EPYC (family 25, model 17)" and env["cpu_kernels"] == "AVX2"
+    assert env["cpu_flags"] == "fma avx2" and env["torch_threads"] == 2 and "cpu_kernel_variables" not in env
+    assert env["device_name"] == "CPU (AMD EPYC, 2 cores, AVX2 kernels)"
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # oneDNN's convolutions pick their own (measured: it matters)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    env = report.env_info("cpu")
+    assert env["cpu_kernel_variables"] == {"ONEDNN_MAX_CPU_ISA": "AVX2", "OMP_NUM_THREADS": "1"}
+    assert env["device_name"] == "CPU (AMD EPYC, 2 cores, AVX2 kernels, oneDNN AVX2)"
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    assert report.env_info("cuda")["cpu"] == "AMD EPYC (family 25, model 17)"  # a GPU run's CPU work too
+    info.write_text("model name\t: Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz\ncpu family\t: 6\nmodel\t\t: 106\n"
+                    "flags\t\t: avx512_bf16 fma avx2 avx512f amx_tile\n")
+    env = report.env_info("cpu")
+    assert env["device_name"] == "CPU (Intel Xeon Platinum 8375C CPU @ 2.90GHz, 2 cores, AVX2 kernels)"
+    assert env["cpu_flags"] == "fma avx2 avx512f avx512_bf16 amx_tile"  # in a fixed order, whatever cpuinfo's
+    monkeypatch.setattr(report, "CPUINFO", tmp_path / "missing")  # macOS, Windows: what platform knows
+    monkeypatch.setattr(report.platform, "processor", lambda: "arm")
+    assert report.env_info("cpu")["cpu"] == "arm" and report.env_info("cpu")["cpu_flags"] == ""
+    monkeypatch.setattr(report.platform, "processor", lambda: "")
+    monkeypatch.setattr(report.platform, "machine", lambda: "x86_64")
+    assert report.env_info("cpu")["device_name"] == "CPU (x86_64, 2 cores, AVX2 kernels)"
+
+
 def test_env_info_names_the_gpu_that_runs(monkeypatch):
     import torch
 
@@ -585,7 +623,7 @@ def _start_notebook_checks(capsys):
     assert matplotlib.rcParams["savefig.dpi"] == 150  # the project's style was set
     line = capsys.readouterr().out.strip()
     assert line.split(" | ") == [f"dovlib {dovlib.__version__}", f"torch {torch.__version__}",
-                                 f"CPU ({os.cpu_count()} cores)", "profile quick:device=cpu,epochs=2", "seed 7",
+                                 report.env_info("cpu")["device_name"], "profile quick:device=cpu,epochs=2", "seed 7",
                                  "subset"]
     report.start_notebook("smoke", seed=7, device="cpu")
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == first  # same seed, same draws
