@@ -579,3 +579,41 @@ def test_benchmarks_name_a_missing_cuda_device_as_a_usage_error(name, capsys, mo
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert "--device: " in err and "CUDA" in err and "Traceback" not in err
+
+
+def test_cpu_determinism_benchmark_repeats_a_run_and_names_what_differs(capsys):
+    # fresh processes: the same settings again give the same weights (fit is deterministic on the CPU); one thread
+    # is run too and compared by its weights, whatever it gives on this machine
+    bench = _load("cpu_determinism")
+    bench.main(["--dataset", "digits", "--profile", "smoke:epochs=1,width=4", "--variants", "again,threads1"])
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0].startswith("CPU (") and "resnet18 width 4, 1 epoch, seed 0, digits: 600 train" in lines[0]
+    progress = captured.err.splitlines()  # each run as it ends: a long benchmark shows it is moving
+    assert [line.split(":")[0] for line in progress] == ["as set", "again", "threads1"]
+    columns = ("kernels", "threads", "test_acc", "train_loss", "weights", "same", "seconds")
+    rows = {line[:10].strip(): dict(zip(columns, line[10:].split())) for line in lines[2:5]}
+    assert list(rows) == ["as set", "again", "threads1"]
+    first, again, one = rows["as set"], rows["again"], rows["threads1"]
+    assert first["same"] == "-" and again["same"] == "yes"
+    assert [again[c] for c in columns[:5]] == [first[c] for c in columns[:5]]  # the loss and weights repeat
+    assert int(first["threads"]) >= 1 and one["threads"] == "1"
+    assert one["same"] == ("yes" if one["weights"] == first["weights"] else "no")
+    assert lines[5].startswith(f"weights as the first run's: {1 + (one['same'] == 'yes')} of 2")
+    accs = [float(r["test_acc"]) for r in rows.values()]
+    assert [line.split("accuracy ")[1].split(",")[0] for line in progress] == [r["test_acc"] for r in rows.values()]
+    assert lines[6] == (f"test accuracy over the runs: {min(accs):.4f}-{max(accs):.4f} "
+                        f"({(max(accs) - min(accs)) * 100:.1f} points)")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--variants", "again,avx9"], "--variants must name one or more of again, load, avx2, avx2-all, threads1"),
+    (["--variants", ","], "--variants must name one or more of"),
+    (["--profile", "quick"], "--profile must train on the CPU (add device=cpu"),
+    (["--profile", "fast"], "--profile: "),
+    (["--profile", "smoke", "--seed", "-1"], "--seed must be >= 0"),
+])
+def test_cpu_determinism_benchmark_rejects_bad_settings(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        _load("cpu_determinism").main(argv)
+    assert message in capsys.readouterr().err
