@@ -11,7 +11,7 @@ run. Variants (``--variants``, in the order given; the first run, ``as set``, ta
     threads1  one thread (OMP_NUM_THREADS=1)
 
 On a CPU without AVX-512 the avx2 variants are the ``as set`` kernels. The default is notebook 10's classifier on the
-CPU (ResNet-18 of width 16, 15 epochs, the CIFAR-10 subset, seed 0: about 4 minutes a run on 2 cores, 25 in all):
+CPU (ResNet-18 of width 16, 15 epochs, the CIFAR-10 subset, seed 0: about 4 minutes a run on 2 cores, 30 in all):
 
     python benchmarks/cpu_determinism.py
     python benchmarks/cpu_determinism.py --profile "quick:device=cpu,epochs=3,width=16" --variants again,threads1
@@ -105,7 +105,13 @@ def main(argv=None):
     for name in variants:
         if name == "load":  # two at once, each shown
             procs = [_start(args, {}) for _ in range(2)]
-            runs += [(f"load {i + 1}/2", _finish(p, name)) for i, p in enumerate(procs)]
+            try:
+                runs += [(f"load {i + 1}/2", _finish(p, name)) for i, p in enumerate(procs)]
+            finally:  # one failed: the other is not left running
+                for p in procs:
+                    if p.poll() is None:
+                        p.kill()
+                        p.wait()
         else:
             runs.append((name, _finish(_start(args, VARIANTS[name]), name)))
 

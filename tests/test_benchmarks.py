@@ -617,3 +617,9 @@ def test_cpu_determinism_benchmark_rejects_bad_settings(argv, message, capsys):
     with pytest.raises(SystemExit):
         _load("cpu_determinism").main(argv)
     assert message in capsys.readouterr().err
+
+
+def test_cpu_determinism_benchmark_names_a_failed_run_and_its_error():
+    # a child that fails (here: a dataset that does not exist) is named with its own message, not a JSON error
+    with pytest.raises(RuntimeError, match=r"(?s)the 'as set' run failed \(exit 1\):.*no-such-set"):
+        _load("cpu_determinism").main(["--dataset", "no-such-set", "--profile", "smoke", "--variants", "again"])
