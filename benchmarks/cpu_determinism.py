@@ -1,5 +1,5 @@
-"""Is CPU training reproducible, and what changes its numbers: one seeded ``dovlib.train.fit`` run (a model trained as
-``dovlib.sscl.train_classifier`` trains it, without its cache) repeated in fresh processes under CPU settings that
+"""Is CPU training reproducible, and what changes its numbers: one seeded ``dovlib.train.fit`` run (notebook 10's
+``dovlib.sscl.train_classifier``, its cache emptied for each run) repeated in fresh processes under CPU settings that
 change which kernels run or how they split the work. Prints each run's kernels, threads, test accuracy, last training
 loss and weight hash (``dovlib.train.model_hash``), and whether it matches the first run's weights, measured in one
 run. Variants (``--variants``, in the order given; the first run, ``as set``, takes the environment as it is):
@@ -24,7 +24,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 VARIANTS = {"again": {}, "load": {}, "avx2": {"ATEN_CPU_CAPABILITY": "avx2"},
             "avx2-all": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
@@ -32,25 +31,26 @@ VARIANTS = {"again": {}, "load": {}, "avx2": {"ATEN_CPU_CAPABILITY": "avx2"},
 
 
 def train_once(dataset: str, profile: str, arch: str, seed: int) -> dict:
-    """The run itself (in a child process): what it trained on and what it reached."""
+    """The run itself (in a child process): ``dovlib.sscl.train_classifier`` as notebook 10 calls it, its cache in a
+    temporary folder (so every run trains); what it trained on and what it reached."""
+    import tempfile
+
     import torch
 
-    from dovlib.data import load_dataset
-    from dovlib.models import build_model
-    from dovlib.params import get_profile
-    from dovlib.train import TrainConfig, fit, model_hash
+    with tempfile.TemporaryDirectory() as runs:
+        os.environ["DOVLIB_RUNS"] = runs  # read when the cache is used
+        from dovlib.data import load_dataset
+        from dovlib.params import get_profile
+        from dovlib.sscl import train_classifier
+        from dovlib.train import model_hash
 
-    cfg = get_profile(profile)
-    ds = load_dataset(dataset).subsample(cfg.n_train, cfg.n_test, seed=seed)  # as notebook 10 draws it
-    channels, size = ds.x_train.shape[1], ds.x_train.shape[-1]
-    tc = TrainConfig.for_profile(cfg, seed=seed, flip=channels == 3, progress=False)
-    torch.manual_seed(seed)  # the initial weights, as train_classifier draws them
-    model = build_model(arch, ds.num_classes, channels, width=cfg.width, image_size=size)
-    started = time.perf_counter()
-    res = fit(model, ds.x_train, ds.y_train, ds.x_test, ds.y_test, tc)
+        cfg = get_profile(profile)
+        ds = load_dataset(dataset).subsample(cfg.n_train, cfg.n_test, seed=seed)  # as notebook 10 draws it
+        res = train_classifier(ds.x_train, ds.y_train, ds.x_test, ds.y_test, arch=arch, profile=cfg, seed=seed,
+                               num_classes=ds.num_classes, key_test=True, progress=False)
     return {"kernels": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
             "test_acc": res.final["test_acc"], "train_loss": res.final["train_loss"], "weights": model_hash(res.model),
-            "seconds": time.perf_counter() - started, "data": ds.describe(), "epochs": tc.epochs, "width": cfg.width}
+            "seconds": res.compute_time, "data": ds.describe(), "epochs": len(res.history), "width": cfg.width}
 
 
 def _child_command(args) -> list[str]:
