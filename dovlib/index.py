@@ -24,7 +24,7 @@ __all__ = ["NotebookReport", "PaperItem", "PAPER_ITEMS", "NO_DATA", "collect", "
            "dataset_label", "context_label", "render_html", "render_markdown", "build_index", "main"]
 
 CONTEXT_KEYS = ("profile", "dataset", "is_subset", "datasets", "perceptual", "device", "device_name", "trained_on",
-                "training_precision", "wall_time", "compute_time")
+                "training_precision", "trained_by", "wall_time", "compute_time")
 # datasets: each output's own dataset and subset flag, where a record's outputs differ (notebook 08's two tables)
 # wall_time: what the run that wrote it took (a model read back from runs/: its reading); compute_time (written by
 # dovlib.report.run_times; older records have none): what the results cost, models (and cached AMUSE settings)
@@ -180,7 +180,7 @@ def collect(reports: str | Path | None = None) -> list[NotebookReport]:
             latest = nb.latest  # fills what the table does not say, if it comes from the same profile
             same = own.get("profile", latest.get("profile")) == latest.get("profile")
             context = {**({k: latest[k] for k in BORROWED_KEYS if k in latest} if same else {}), **own}
-            for key, details in (("device", ("device_name", "trained_on", "training_precision")),
+            for key, details in (("device", ("device_name", "trained_on", "training_precision", "trained_by")),
                                  ("dataset", ("is_subset", "datasets"))):  # a table's own: not another run's
                 for detail in details:
                     if key in own and detail not in own:
@@ -263,10 +263,12 @@ def context_label(ctx: dict) -> str:
         parts.append(f"perceptual {ctx['perceptual']}")
     if "device" in ctx:
         parts.append(str(ctx["device"]) + (f" ({ctx['device_name']})" if ctx.get("device_name") else ""))
-    trained = ctx.get("trained_on")
-    if trained and trained != str(ctx.get("device", "")).split(":")[0]:  # models read back from another machine
-        parts.append(f"models trained on {trained}" + (f" in {ctx['training_precision']}"
-                                                       if ctx.get("training_precision") else ""))
+    trained, by = ctx.get("trained_on"), ctx.get("trained_by")
+    # models read back from another kind of device, or from another machine of this kind (a CPU with other kernels)
+    if (trained and trained != str(ctx.get("device", "")).split(":")[0]) or (
+            by and ctx.get("device_name") and by != ctx["device_name"]):
+        parts.append(f"models trained on {trained or 'unknown'}" + (f" ({by})" if by else "")
+                     + (f" in {ctx['training_precision']}" if ctx.get("training_precision") else ""))
     if isinstance(ctx.get("wall_time"), (int, float)):
         parts.append(f"wall time {ctx['wall_time']:.1f} s")
     if isinstance(ctx.get("compute_time"), (int, float)):  # older records and tables hold none

@@ -21,9 +21,14 @@ from pathlib import Path
 from .data import REPO_ROOT, data_dir
 
 __all__ = ["reports_dir", "notebook_dir", "RUN_TAG_ENV", "artifact_name", "save_fig", "save_table", "runs_dir",
-           "run_dir", "env_info", "run_context", "record_key", "load_records", "find_record", "write_record", "timer",
-           "run_times", "file_lock", "reports_env", "start_notebook", "CACHED_FRAME_LIBRARIES", "cached_frame",
-           "cached_tensors", "record_summary"]
+           "run_dir", "env_info", "device_name", "run_context", "record_key", "load_records", "find_record",
+           "write_record", "timer", "run_times", "file_lock", "reports_env", "start_notebook", "CACHED_FRAME_LIBRARIES",
+           "cached_frame", "cached_tensors", "record_summary", "NOTHING_TRAINED"]
+
+
+# a context's training_precision where no network went into its numbers (codecs, invisible-watermark): its records,
+# tables and figures then name none of the notebook's trained models (dovlib.train.training_provenance)
+NOTHING_TRAINED = "none (nothing trained)"
 
 
 def reports_dir() -> Path:
@@ -151,7 +156,7 @@ def env_info(device=None) -> dict:
     import torch
 
     fields = _cpuinfo()
-    short, cpu = cpu_name(fields)
+    cpu = cpu_name(fields)[1]
     kernels = torch.backends.cpu.get_cpu_capability()
     flags = set(fields.get("flags", "").split())
     info = {"python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
@@ -160,17 +165,28 @@ def env_info(device=None) -> dict:
     variables = {v: os.environ[v] for v in CPU_KERNEL_VARIABLES if os.environ.get(v)}
     if variables:
         info["cpu_kernel_variables"] = variables
-    onednn = variables.get("ONEDNN_MAX_CPU_ISA") or variables.get("DNNL_MAX_CPU_ISA")
     dev = str(device) if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
     info["device"] = dev
-    if dev.startswith("cuda") and torch.cuda.is_available():
-        info["device_name"] = torch.cuda.get_device_name(torch.device(dev))  # cuda:1 is GPU 1; cuda the current one
-    elif dev.startswith("mps"):
-        info["device_name"] = "Apple GPU (MPS)"
-    else:
-        info["device_name"] = f"CPU ({short}, {os.cpu_count()} cores, {kernels} kernels" + (
-            f", oneDNN {onednn})" if onednn else ")")
+    info["device_name"] = device_name(dev, fields)
     return info
+
+
+def device_name(device=None, fields: dict | None = None) -> str:
+    """The name records give ``device`` (``env_info``'s ``device_name``; default: CUDA when present, else the CPU):
+    the GPU's name, or for the CPU its short name, cores, the kernels torch's CPU code uses and any oneDNN limit,
+    "CPU (AMD EPYC, 2 cores, AVX512 kernels)". :func:`dovlib.train.fit` and the generator and HiDDeN caches keep it
+    beside the models they train (``trained_by``). ``fields``: /proc/cpuinfo's, when already read."""
+    import torch
+
+    dev = str(device) if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+    if dev.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(dev))  # cuda:1 is GPU 1; cuda the current one
+    if dev.startswith("mps"):
+        return "Apple GPU (MPS)"
+    short, _ = cpu_name(fields)
+    kernels = torch.backends.cpu.get_cpu_capability()
+    onednn = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+    return f"CPU ({short}, {os.cpu_count()} cores, {kernels} kernels" + (f", oneDNN {onednn})" if onednn else ")")
 
 
 def run_context(profile: str, device, ds=None, **extra) -> dict:
@@ -297,13 +313,16 @@ def write_record(notebook: str, params: dict, metrics: dict, **context) -> dict:
     ``context`` holds profile, dataset, device, wall_time, ... (``**run_times(t, ...)`` of the cells' :func:`timer`
     results gives ``wall_time``, this run's seconds, and ``compute_time``, what the results cost with models read
     back from ``runs/`` counted at their training time); env_info() is added, and so is
-    ``training_precision``: when :func:`dovlib.train.fit` returned models in this process since
-    :func:`start_notebook`, how they were trained (with ``trained_on``, their device types: a model read back from
-    ``runs/`` may come from another machine, see :func:`dovlib.train.training_provenance`), otherwise what the
-    profile's ``precision`` means on the context's device ("bf16" or "fp32"). ``context`` entries win."""
+    ``training_precision``: when :func:`dovlib.train.fit`, the generator cache or HiDDeN returned models in this
+    process since :func:`start_notebook`, how they were trained (with ``trained_on``, their device types, and
+    ``trained_by``, the devices by name: a model read back from ``runs/`` may come from another machine, see
+    :func:`dovlib.train.training_provenance`), otherwise what the profile's ``precision`` means on the context's
+    device ("bf16" or "fp32"); a context saying ``training_precision=NOTHING_TRAINED`` gets neither. ``context``
+    entries win."""
     from .train import training_provenance
 
-    context = {**_training_precision(context), **training_provenance(), **context}
+    trained = {} if context.get("training_precision") == NOTHING_TRAINED else training_provenance()
+    context = {**_training_precision(context), **trained, **context}
     record = {"params": params, **context, "metrics": metrics,
               "env": env_info(context.get("device")),
               "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
@@ -355,11 +374,13 @@ def record_summary(record: dict, metrics: bool = False, notebook: str | None = N
 
 
 def _provenance(context: dict) -> dict:
-    """For a figure's or table's context that names a device: how the models trained or read back so far in this
-    notebook were trained (:func:`dovlib.train.training_provenance`), as its records say."""
+    """For a figure's or table's context (or a record's) that names a device: how the models trained or read back so
+    far in this notebook were trained (:func:`dovlib.train.training_provenance`), as its records say; nothing for a
+    context whose ``training_precision`` is :data:`NOTHING_TRAINED` (notebook 08's Table 2 beside its HiDDeN)."""
     from .train import training_provenance
 
-    return training_provenance() if "device" in context else {}
+    return training_provenance() if "device" in context and context.get("training_precision") != NOTHING_TRAINED \
+        else {}
 
 
 def _training_precision(context: dict) -> dict:

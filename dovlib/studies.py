@@ -198,7 +198,8 @@ def transfer_cells(draws: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-PROVENANCE = ("device", "device_name", "trained_on", "training_precision")  # where a record's numbers were measured
+# where a record's numbers were measured, and on what the models they come from were trained
+PROVENANCE = ("device", "device_name", "trained_on", "training_precision", "trained_by")
 
 
 def measured_context(context: dict, records) -> dict:

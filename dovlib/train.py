@@ -42,9 +42,9 @@ import torch.nn.functional as F
 
 __all__ = ["TrainConfig", "TrainResult", "data_hash", "model_hash", "fit", "evaluate", "predict_proba",
            "predict_logits", "augment_batch", "resolve_device", "seed_everything", "to_float", "precision_options",
-           "training_provenance", "reset_training_provenance", "restore_generator", "Checkpointer",
-           "merges_last_batch", "train_steps", "load_state", "compute_ledger", "compute_ledger_mark",
-           "reset_compute_ledger", "charging", "charge", "charge_result"]
+           "training_provenance", "reset_training_provenance", "note_training", "training_device", "joined_names",
+           "restore_generator", "Checkpointer", "merges_last_batch", "train_steps", "load_state", "compute_ledger",
+           "compute_ledger_mark", "reset_compute_ledger", "charging", "charge", "charge_result"]
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -197,6 +197,9 @@ class TrainResult:
     images_seen: int = 0
     resumed_from_epoch: int = 0
     trained_on: str = ""  # the device type(s) its epochs ran on, e.g. "cuda" for a model read back on the CPU
+    # the device(s) by name (dovlib.report.device_name), "A + B" when resumed elsewhere, "unknown" (old checkpoint):
+    # CPUs with other kernels (AVX2, AVX-512) or thread counts train the same seed to other weights
+    trained_by: str = ""
     precision: str = ""  # what they ran in: "bf16", "fp32", "mixed" (resumed in another), "unknown" (old checkpoint)
 
     @property
@@ -208,22 +211,54 @@ class TrainResult:
         return self.history[-1] if self.history else {}
 
 
-# (device type, precision) of every model :func:`fit` returned in this process since the last reset: a model read
-# back from a checkpoint may have been trained elsewhere, and a record should say so (dovlib.report.write_record)
-_PROVENANCE: set[tuple[str, str]] = set()
+# (device type, precision, device name) of every model :func:`fit` returned, and every generator and HiDDeN network the
+# caches gave, in this process since the last reset (:func:`note_training`): a model read back from a checkpoint may
+# have been trained elsewhere, and a record should say so (dovlib.report.write_record)
+_PROVENANCE: set[tuple[str, str, str]] = set()
 
 
 def training_provenance() -> dict:
     """How the models :func:`fit` returned (trained or read back from a checkpoint) since
-    :func:`reset_training_provenance` were trained, all of them together (a notebook writing several records, as
-    04-06 do, names in each the models of the whole notebook so far): ``{"trained_on": "cpu" | "cuda" | "cpu+cuda", ...,
-    "training_precision": "bf16" | "fp32" | "bf16+fp32" | "mixed" ...}``, or ``{}`` when there were none. A notebook's
-    records carry it (:func:`dovlib.report.start_notebook` resets it), so a CPU run that read back a model trained
-    in bf16 on a GPU does not claim fp32 CPU training."""
+    :func:`reset_training_provenance` were trained, with the SSCL-BW generators and HiDDeN networks the caches gave
+    (:func:`note_training`), all of them together (a notebook writing several records, as 04-06 do, names in each the
+    models of the whole notebook so far): ``{"trained_on": "cpu" | "cuda" | "cpu+cuda", ..., "training_precision":
+    "bf16" | "fp32" | "bf16+fp32" | "mixed" ..., "trained_by": "CPU (AMD EPYC, 2 cores, AVX512 kernels) +
+    NVIDIA H100 80GB HBM3"}`` (device names, :func:`dovlib.report.device_name`; "unknown" for files of older code), or
+    ``{}`` when there were none. A notebook's records carry it (:func:`dovlib.report.start_notebook` resets it), so a
+    CPU run that read back a model trained in bf16 on a GPU, or on a CPU with other kernels, does not claim it."""
     if not _PROVENANCE:
         return {}
-    devices = sorted({d for entry, _ in _PROVENANCE for d in entry.split("+")})
-    return {"trained_on": "+".join(devices), "training_precision": "+".join(sorted({p for _, p in _PROVENANCE}))}
+    devices = sorted({d for entry, _, _ in _PROVENANCE for d in entry.split("+")})
+    return {"trained_on": "+".join(devices), "training_precision": "+".join(sorted({p for _, p, _ in _PROVENANCE})),
+            "trained_by": joined_names(*(name for _, _, name in _PROVENANCE))}
+
+
+def note_training(trained_on: str, precision: str, trained_by: str) -> None:
+    """Count a model returned in this process (trained, or read back with what its file says) in
+    :func:`training_provenance`: device type(s) ("cpu", "cuda", "cpu+cuda"), precision and device name(s)."""
+    for what, value in (("trained_on", trained_on), ("precision", precision), ("trained_by", trained_by)):
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"note_training: {what} must be a non-empty string; got {value!r}")
+    _PROVENANCE.add((trained_on, precision, trained_by))
+
+
+def training_device(device, saved: dict | None = None) -> tuple[str, str]:
+    """(device type(s), device name(s)) to record for a model trained on ``device``: ``("cpu", "CPU (AMD EPYC, 2
+    cores, AVX512 kernels)")``; resuming a run whose checkpoint holds ``saved`` (its ``device_type`` and
+    ``device_name``, "unknown" where a file of older code has none), both runs' joined: ``("cpu+cuda", "CPU (...) +
+    NVIDIA H100 80GB HBM3")``. :func:`fit`, the generator's and HiDDeN's training record it."""
+    from .report import device_name
+
+    on, by = torch.device(device).type, device_name(device)
+    if saved is None:
+        return on, by
+    was_on, was_by = saved.get("device_type") or "unknown", saved.get("device_name") or "unknown"
+    return "+".join(sorted({*was_on.split("+"), on})), joined_names(was_by, by)
+
+
+def joined_names(*names: str) -> str:
+    """Device names as one string, each once, sorted: ``"A + B"`` (names already joined are split first)."""
+    return " + ".join(sorted({part for name in names for part in name.split(" + ") if part}))
 
 
 def reset_training_provenance() -> None:
@@ -862,7 +897,9 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
     origin = {"data_hash": data_hash(x_train, y_train)} if ckpt_path else {}
     here = "bf16" if _bf16_on(device.type, cfg.amp, cfg.cpu_bf16) else "fp32"  # what this run trains in
     precision = here  # recorded in checkpoints ("mixed" once a run resumes in another)
-    trained_on = device.type  # recorded too: a model read back elsewhere keeps saying where it was trained
+    # recorded too: a model read back elsewhere keeps saying where it was trained, by device type and by name (CPUs
+    # with other kernels and threads round differently)
+    trained_on, trained_by = training_device(device)
     if ckpt_path and checkpoint_key is not None:
         origin["checkpoint_key"] = str(checkpoint_key)
     if ckpt_path and merges_last_batch(len(x_train), cfg.batch_size):  # one step fewer per epoch than older code's
@@ -876,6 +913,7 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
         # e.g. an fp32 CPU run resumed on CUDA, where amp is bf16; a finished checkpoint only loads: no warning.
         # Checkpoints of older code hold no precision: inferred from their saved settings (_checkpoint_provenance)
         was_on, was_in = _checkpoint_provenance(state)
+        was_by = state.get("device_name") or "unknown"  # checkpoints of older code name no device
         if was_in != precision and state["epoch"] < cfg.epochs:
             if was_in == "unknown":  # nothing to compare with: the model's precision cannot be named
                 precision = "unknown"
@@ -897,14 +935,15 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
             raise ValueError(f"checkpoint {ckpt_path} was written for {' and '.join(what[k] for k in stale)}; "
                              f"delete it or pass another path")
         if state["epoch"] >= cfg.epochs:  # finished: only loaded, so the model is what that run made
-            trained_on, precision = was_on, was_in
+            trained_on, precision, trained_by = was_on, was_in, was_by
             if (was_on, was_in) != (device.type, here):
                 warnings.warn(f"model read back from {ckpt_path} was trained on {was_on} in {was_in}, not as this run "
                               f"would train it ({device.type}, {here}): records give this run's device and the "
-                              f"model's trained_on and training_precision; delete the checkpoint to train it here",
+                              f"model's trained_on, training_precision and trained_by; delete the checkpoint to train "
+                              f"it here",
                               stacklevel=2)
-        elif was_on != device.type:
-            trained_on = "+".join(sorted({*was_on.split("+"), device.type}))
+        else:
+            trained_on, trained_by = training_device(device, {"device_type": was_on, "device_name": was_by})
         model.load_state_dict(state["model"])
         fused = [g.get("fused") for g in opt.param_groups]  # this device's choice (make_optimizer), not the saved one's
         opt.load_state_dict(state["optimizer"])
@@ -987,11 +1026,12 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: 
                                  "wall_time": result.wall_time, "images_seen": result.images_seen,
                                  "compute_time": earlier + time.perf_counter() - started,
                                  "fingerprint": cfg.fingerprint(), "n_train": n, "config": asdict(cfg),
-                                 "precision": precision, "device_type": trained_on, **origin},
+                                 "precision": precision, "device_type": trained_on, "device_name": trained_by,
+                                 **origin},
                         final=epoch + 1 == cfg.epochs)
     model.eval()
-    result.trained_on, result.precision = trained_on, precision
-    _PROVENANCE.add((trained_on, precision))
+    result.trained_on, result.precision, result.trained_by = trained_on, precision, trained_by
+    note_training(trained_on, precision, trained_by)
     reused = start_epoch > 0 and start_epoch >= cfg.epochs  # read back finished: its stored cost counts
     result.compute_time = earlier if reused else earlier + time.perf_counter() - started
     if ckpt_path:

@@ -99,17 +99,27 @@ def test_index_has_every_table_with_context_and_diff(reports):
     read_back = {"device": "cpu", "trained_on": "cuda", "training_precision": "bf16"}
     assert index.context_label(read_back) == "cpu · models trained on cuda in bf16"  # read back from another machine
     assert index.context_label({**read_back, "device": "cuda:1"}) == "cuda:1"  # trained where it ran: nothing to add
+    # a CPU model read back from a CPU with other kernels (the same seed trains to other weights there) is named
+    cpus = {"device": "cpu", "device_name": "CPU (AMD EPYC, 2 cores, AVX512 kernels)", "trained_on": "cpu",
+            "trained_by": "CPU (Intel Xeon, 8 cores, AVX2 kernels)", "training_precision": "fp32"}
+    assert index.context_label(cpus) == ("cpu (CPU (AMD EPYC, 2 cores, AVX512 kernels)) · models trained on cpu "
+                                         "(CPU (Intel Xeon, 8 cores, AVX2 kernels)) in fp32")
+    assert "models trained" not in index.context_label({**cpus, "trained_by": cpus["device_name"]})
+    assert index.context_label({**read_back, "trained_by": "NVIDIA H100 80GB HBM3"}) == (
+        "cpu · models trained on cuda (NVIDIA H100 80GB HBM3) in bf16")
     # the perceptual measure is named (a Table II measured with the 1 - SSIM fallback beside the paper's LPIPS)
     assert index.context_label({"profile": "quick", "perceptual": "ssim", "device": "cuda"}) == (
         "profile quick · perceptual ssim · cuda")
     assert "perceptual" in index.CONTEXT_KEYS
     # a table naming its own device never borrows the newest record's trained_on (another run's models)
     report.write_record("02_sscl_bw", {"profile": "quick", "x": 1}, {}, profile="quick", device="cpu",
-                        trained_on="cpu", training_precision="fp32")
+                        trained_on="cpu", training_precision="fp32",
+                        trained_by="CPU (AMD EPYC, 2 cores, AVX512 kernels)")
     report.save_table(pd.DataFrame({"a": [1]}), "gpu_table", "02_sscl_bw", profile="quick", device="cuda")
     gpu = next(t for t in index.collect() if t.stem == "02_sscl_bw").tables
     ctx = next(t for t in gpu if t.name == "gpu_table").context
     assert ctx["device"] == "cuda" and "trained_on" not in ctx and "training_precision" not in ctx
+    assert "trained_by" not in ctx
     assert "Table 2 &lt;WSR&gt; on CIFAR-10" in text  # captions escaped
     assert "cell 3: RuntimeError: out of memory" in text and nbs["09_broken"].status == "failed"
     assert "0.7531" in text and "8/255" in text  # records rendered (no table holds 0.7531)

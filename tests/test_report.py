@@ -79,11 +79,14 @@ def test_records_name_how_the_models_read_back_were_trained(capsys):
         return report.write_record("04_ablation", {"p": 1}, {}, profile="quick", device="cpu", **context)
 
     assert (record().get("trained_on"), record()["training_precision"]) == (None, "fp32")  # no model: the profile
-    train._PROVENANCE.update({("cuda", "bf16")})  # a model fit() read back from runs/, trained on a GPU
+    train.note_training("cuda", "bf16", "NVIDIA H100 80GB HBM3")  # a model fit() read back from runs/, from a GPU
     rec = record()
     assert (rec["device"], rec["trained_on"], rec["training_precision"]) == ("cpu", "cuda", "bf16")
-    train._PROVENANCE.add(("cpu", "fp32"))  # and one trained here
-    assert (record()["trained_on"], record()["training_precision"]) == ("cpu+cuda", "bf16+fp32")
+    assert (rec["trained_by"], rec["env"]["device_name"]) == ("NVIDIA H100 80GB HBM3", report.device_name("cpu"))
+    train.note_training("cpu", "fp32", report.device_name("cpu"))  # and one trained here
+    rec = record()
+    assert (rec["trained_on"], rec["training_precision"]) == ("cpu+cuda", "bf16+fp32")
+    assert rec["trained_by"] == f"{report.device_name('cpu')} + NVIDIA H100 80GB HBM3"
     assert record(training_precision="fp32")["training_precision"] == "fp32"  # what the caller says wins
     with matplotlib.rc_context():  # start_notebook's style is undone afterwards
         report.start_notebook("quick", device="cpu")  # a notebook starts with none
@@ -97,7 +100,7 @@ def test_figures_and_tables_name_how_the_models_were_trained_and_figures_are_wri
 
     from dovlib import train
 
-    train._PROVENANCE.add(("cuda", "bf16"))  # a model read back from runs/
+    train.note_training("cuda", "bf16", "NVIDIA H100 80GB HBM3")  # a model read back from runs/
     fig, ax = plt.subplots(figsize=(1, 1))
     report.save_fig(fig, "f", "04_ablation", profile="quick", device="cpu")
     report.save_fig(fig, "g", "04_ablation")  # no device named: nothing claimed
@@ -106,6 +109,15 @@ def test_figures_and_tables_name_how_the_models_were_trained_and_figures_are_wri
     d = report.reports_dir() / "04_ablation"
     figures, tables = (json.loads((d / f"{k}.json").read_text()) for k in ("figures", "tables"))
     assert (figures["f"]["trained_on"], figures["f"]["training_precision"]) == ("cuda", "bf16")
+    assert figures["f"]["trained_by"] == tables["t"]["trained_by"] == "NVIDIA H100 80GB HBM3"
+    # a table of numbers no network made (notebook 08's Table 2 beside its HiDDeN) names none of the training
+    report.save_table(pd.DataFrame({"a": [1]}), "codecs", "04_ablation", device="cpu",
+                      training_precision=report.NOTHING_TRAINED)
+    rec = report.write_record("04_ablation", {"p": 2}, {}, device="cpu", training_precision=report.NOTHING_TRAINED)
+    codecs = json.loads((d / "tables.json").read_text())["codecs"]
+    for ctx in (codecs, rec):
+        assert ctx["training_precision"] == "none (nothing trained)"
+        assert "trained_on" not in ctx and "trained_by" not in ctx
     assert "trained_on" not in figures["g"] and tables["t"]["trained_on"] == "cuda"
     assert (d / "f.png").read_bytes()[:4] == b"\x89PNG" and not list(d.glob("*.tmp-*"))  # renamed into place
 
@@ -534,7 +546,7 @@ def test_env_info_names_the_cpu_and_its_kernels(monkeypatch, tmp_path):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     env = report.env_info("cpu")
     assert env["cpu_kernel_variables"] == {"ONEDNN_MAX_CPU_ISA": "AVX2", "OMP_NUM_THREADS": "1"}
-    assert env["device_name"] == "CPU (AMD EPYC, 2 cores, AVX2 kernels, oneDNN AVX2)"
+    assert env["device_name"] == report.device_name("cpu") == "CPU (AMD EPYC, 2 cores, AVX2 kernels, oneDNN AVX2)"
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
     assert report.env_info("cuda")["cpu"] == "AMD EPYC (family 25, model 17)"  # a GPU run's CPU work too
     info.write_text("model name\t: Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz\ncpu family\t: 6\nmodel\t\t: 106\n"

@@ -239,6 +239,11 @@ def test_measured_context_labels_reused_records_with_their_own_devices():
     assert (mixed["device"], mixed["device_name"], mixed["training_precision"]) == (
         "cpu, cuda", "CPU (2 cores), NVIDIA H100", "bf16, fp32")
     assert mixed["trained_on"] == "cuda"
+    # the device names of the machines that trained the models, each record's own (a CPU's kernels change its weights)
+    by = measured_context(here, [{**gpu, "trained_by": "NVIDIA H100 80GB HBM3"},
+                                 {**gpu, "trained_by": "CPU (Intel Xeon, 8 cores, AVX2 kernels)"}])
+    assert by["trained_by"] == "CPU (Intel Xeon, 8 cores, AVX2 kernels), NVIDIA H100 80GB HBM3"
+    assert "trained_by" not in measured_context({**here, "trained_by": "CPU (x)"}, [gpu])  # older records: none
     reused = measured_context({**here, "trained_on": "cpu"}, [{"device": "cuda"}])  # nothing trained in this run
     assert reused["device"] == "cuda" and "trained_on" not in reused and "device_name" not in reused
     assert measured_context(here, []) == here and measured_context(here, [None]) == here

@@ -7,9 +7,11 @@ import torch
 from dovlib.data import load_dataset
 from dovlib.models import build_model
 from dovlib.params import get_profile
-from dovlib.train import (TrainConfig, _autocast, _same_device, augment_batch, evaluate, fit, make_optimizer,
-                          precision_options, predict_logits, predict_proba, reset_training_provenance, resolve_device,
-                          restore_generator, seed_everything, to_float, train_steps, training_provenance, uses_bf16)
+from dovlib.report import device_name
+from dovlib.train import (TrainConfig, _autocast, _same_device, augment_batch, evaluate, fit, joined_names,
+                          make_optimizer, note_training, precision_options, predict_logits, predict_proba,
+                          reset_training_provenance, resolve_device, restore_generator, seed_everything, to_float,
+                          train_steps, training_provenance, uses_bf16)
 
 
 @pytest.fixture(scope="module")
@@ -150,8 +152,9 @@ def test_fit_says_where_and_in_what_precision_a_model_was_trained(ds, tmp_path):
     kw = dict(epochs=1, batch_size=64, lr=0.05, progress=False, device="cpu")
     assert training_provenance() == {}
     res = fit(_model(3), ds.x_train, ds.y_train, **kw)
-    assert (res.trained_on, res.precision, res.device) == ("cpu", "fp32", "cpu")
-    assert training_provenance() == {"trained_on": "cpu", "training_precision": "fp32"}
+    here = device_name("cpu")  # "CPU (AMD EPYC, 2 cores, AVX512 kernels)" on the build machine
+    assert (res.trained_on, res.precision, res.device, res.trained_by) == ("cpu", "fp32", "cpu", here)
+    assert training_provenance() == {"trained_on": "cpu", "training_precision": "fp32", "trained_by": here}
     reset_training_provenance()
     assert training_provenance() == {}
 
@@ -159,27 +162,53 @@ def test_fit_says_where_and_in_what_precision_a_model_was_trained(ds, tmp_path):
     ckpt = tmp_path / "gpu.pt"
     fit(_model(3), ds.x_train, ds.y_train, checkpoint=ckpt, **kw)
     state = torch.load(ckpt, weights_only=False)
-    assert (state["device_type"], state["precision"]) == ("cpu", "fp32")
+    assert (state["device_type"], state["precision"], state["device_name"]) == ("cpu", "fp32", here)
     # as a GPU run saves it: the augmentation generator's state is a CUDA one (it crashed set_state on the CPU)
-    torch.save({**state, "device_type": "cuda", "precision": "bf16", "aug_generator": cuda_rng_state()}, ckpt)
+    torch.save({**state, "device_type": "cuda", "precision": "bf16", "device_name": "NVIDIA H100 80GB HBM3",
+                "aug_generator": cuda_rng_state()}, ckpt)
     reset_training_provenance()
     with pytest.warns(UserWarning, match=r"read back from .*gpu.pt was trained on cuda in bf16, not as this run would "
                                          r"train it \(cpu, fp32\)"):
         back = fit(_model(4), ds.x_train, ds.y_train, checkpoint=ckpt, **kw)
     assert (back.trained_on, back.precision, back.device) == ("cuda", "bf16", "cpu")
+    assert back.trained_by == "NVIDIA H100 80GB HBM3"
     fit(_model(3), ds.x_train, ds.y_train, **kw)  # and one trained here
-    assert training_provenance() == {"trained_on": "cpu+cuda", "training_precision": "bf16+fp32"}
+    assert training_provenance() == {"trained_on": "cpu+cuda", "training_precision": "bf16+fp32",
+                                     "trained_by": f"{here} + NVIDIA H100 80GB HBM3"}
+
+    # a model trained on a CPU with other kernels, read back here: the same type and precision (no warning), but
+    # records name that machine (its rounding gives the same seed other weights)
+    torch.save({**state, "device_name": "CPU (Intel Xeon, 8 cores, AVX2 kernels)"}, ckpt)
+    reset_training_provenance()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        other = fit(_model(4), ds.x_train, ds.y_train, checkpoint=ckpt, **kw)
+    assert (other.trained_on, other.trained_by) == ("cpu", "CPU (Intel Xeon, 8 cores, AVX2 kernels)")
+    assert training_provenance()["trained_by"] == "CPU (Intel Xeon, 8 cores, AVX2 kernels)"
 
     # checkpoints written before these were recorded: the device from the saved config, "unknown" if it cannot tell
-    del state["device_type"], state["precision"]
+    del state["device_type"], state["precision"], state["device_name"]
     torch.save(state, ckpt)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # config says cpu with amp: fp32 on the CPU, as this run: nothing to say
-        assert fit(_model(4), ds.x_train, ds.y_train, checkpoint=ckpt, **kw).precision == "fp32"
+        older = fit(_model(4), ds.x_train, ds.y_train, checkpoint=ckpt, **kw)
+    assert (older.precision, older.trained_by) == ("fp32", "unknown")  # no device name: not this machine's
     torch.save({**state, "config": {**state["config"], "device": "auto"}}, ckpt)
     with pytest.warns(UserWarning, match="trained on unknown in unknown"):
         old = fit(_model(4), ds.x_train, ds.y_train, checkpoint=ckpt, **kw)
     assert (old.trained_on, old.precision) == ("unknown", "unknown")
+
+
+def test_note_training_counts_models_read_back_and_names_each_device_once():
+    assert joined_names("B", "A + B", "A") == "A + B" and joined_names() == ""
+    note_training("cuda", "bf16", "NVIDIA H100 80GB HBM3")
+    note_training("cpu", "fp32", "CPU (AMD EPYC, 2 cores, AVX512 kernels) + NVIDIA H100 80GB HBM3")  # resumed
+    assert training_provenance() == {"trained_on": "cpu+cuda", "training_precision": "bf16+fp32",
+                                     "trained_by": "CPU (AMD EPYC, 2 cores, AVX512 kernels) + NVIDIA H100 80GB HBM3"}
+    for bad in [("", "fp32", "x"), ("cpu", None, "x"), ("cpu", "fp32", "")]:
+        with pytest.raises(ValueError, match="note_training: .* must be a non-empty string"):
+            note_training(*bad)
+    reset_training_provenance()
 
 
 def test_a_run_resumed_on_another_device_names_both(ds, tmp_path):
@@ -189,12 +218,16 @@ def test_a_run_resumed_on_another_device_names_both(ds, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         fit(_model(3), ds.x_train, ds.y_train, checkpoint=ckpt, callbacks=[_stop_at(2)], **kw)
     state = torch.load(ckpt, weights_only=False)
-    torch.save({**state, "device_type": "cuda"}, ckpt)  # its first epoch ran on a GPU (in fp32: no mixing warning)
+    assert state["device_name"] == device_name("cpu")
+    # its first epoch ran on a GPU (in fp32: no mixing warning)
+    torch.save({**state, "device_type": "cuda", "device_name": "NVIDIA H100 80GB HBM3"}, ckpt)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         res = fit(_model(4), ds.x_train, ds.y_train, checkpoint=ckpt, **kw)
     assert (res.resumed_from_epoch, res.trained_on, res.precision) == (1, "cpu+cuda", "fp32")
-    assert torch.load(ckpt, weights_only=False)["device_type"] == "cpu+cuda"
+    both = " + ".join(sorted([device_name("cpu"), "NVIDIA H100 80GB HBM3"]))
+    assert res.trained_by == both
+    assert tuple(torch.load(ckpt, weights_only=False)[k] for k in ("device_type", "device_name")) == ("cpu+cuda", both)
     # as a GPU run really saves it, with a CUDA augmentation generator: resumed with a reseeded stream, the same
     # stream for every resume of that checkpoint
     torch.save({**state, "device_type": "cuda", "aug_generator": cuda_rng_state()}, ckpt)
