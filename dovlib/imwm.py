@@ -433,7 +433,7 @@ class HiDDeN(Watermarker):
     any_size = True
 
     def __init__(self, net: HiddenNet, cfg: HiddenConfig, history: list | None = None, device="cpu",
-                 wall_time: float | None = None):
+                 wall_time: float | None = None, provenance: dict | None = None):
         from .train import resolve_device
 
         self.net, self.cfg = net.eval(), cfg
@@ -441,6 +441,9 @@ class HiDDeN(Watermarker):
         self.history = history or []
         # seconds training took (train_hidden's, resumed runs included); None: not known (a net built by hand)
         self.wall_time = None if wall_time is None else float(wall_time)
+        # how train_hidden trained it: trained_on, trained_by, training_precision (dovlib.train.training_provenance);
+        # {} for a net built by hand
+        self.provenance = dict(provenance or {})
         self.device = resolve_device(device)  # "auto" as train_hidden takes it
         self.net.to(self.device)
 
@@ -475,15 +478,18 @@ class HiDDeN(Watermarker):
 
     def _state(self) -> dict:
         return {"config": asdict(self.cfg), "state_dict": self.net.state_dict(), "history": self.history,
-                **({} if self.wall_time is None else {"wall_time": self.wall_time})}
+                **({} if self.wall_time is None else {"wall_time": self.wall_time}),
+                **({"provenance": self.provenance} if self.provenance else {})}
 
     @classmethod
     def load(cls, path, device="cpu") -> "HiDDeN":
         """A model saved by :meth:`save` or :func:`train_hidden`, read with ``weights_only=True``: a file from
         elsewhere can hold tensors and plain settings only, never code that runs on loading. ``wall_time``: the
         seconds its training took as saved (files of older code: the last logged step's ``seconds``), which is what
-        it counts in :func:`dovlib.train.compute_ledger`, not the reading."""
-        from .train import charge, safe_torch_load
+        it counts in :func:`dovlib.train.compute_ledger`, not the reading. Where and in what precision it was trained
+        (``provenance``; "unknown" where the file does not say) counts in :func:`dovlib.train.training_provenance`,
+        so records name the machine that trained it, not this one."""
+        from .train import charge, note_training, safe_torch_load
 
         started = time.perf_counter()
         state = safe_torch_load(path, "a saved HiDDeN", "HiDDeN.load reads files written by HiDDeN.save or "
@@ -495,7 +501,11 @@ class HiDDeN(Watermarker):
         cfg = HiddenConfig(**state["config"])
         net = HiddenNet(cfg)
         net.load_state_dict(state["state_dict"])
-        model = cls(net, cfg, state.get("history"), device, _saved_seconds(state))
+        unknown = {"trained_on": "unknown", "trained_by": "unknown",  # files of older code, nets saved by hand
+                   "training_precision": ("bf16" if state["bf16"] else "fp32") if "bf16" in state else "unknown"}
+        provenance = {**unknown, **(state.get("provenance") or {})}
+        model = cls(net, cfg, state.get("history"), device, _saved_seconds(state), provenance)
+        note_training(provenance["trained_on"], provenance["training_precision"], provenance["trained_by"])
         charge(path, model.wall_time, True, started)
         return model
 
@@ -571,8 +581,8 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
     :meth:`HiDDeN.embed` clamps to [0, 1] and rounds to uint8. On images with saturated areas some bits are then lost
     (measured 2026-12-06, 4 bits at 16x16 with 60% of each image white, three seeds: bit accuracy 0.79-0.88 after
     the clamp against 0.86-0.93 before; identical on images without saturated pixels)."""
-    from .train import (Checkpointer, SaveTimer, charge, charging, data_hash, resolve_device, restore_generator,
-                        uses_bf16)
+    from .train import (Checkpointer, SaveTimer, charge, charging, data_hash, note_training, resolve_device,
+                        restore_generator, training_device, uses_bf16)
 
     started = time.perf_counter()  # what the model costs (HiDDeN.wall_time, dovlib.train.compute_ledger)
     cfg = cfg or HiddenConfig()
@@ -613,6 +623,7 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
     opt = torch.optim.Adam(enc_dec, lr=cfg.lr)
     opt_d = torch.optim.Adam(net.disc.parameters(), lr=cfg.lr) if net.disc is not None else None
     history, t0, wall, start = [], time.perf_counter(), 0.0, 0
+    trained_on, trained_by = training_device(device)  # saved with it: records name the machine that trained it
     partial = Path(str(checkpoint) + ".partial") if checkpoint is not None else None
     saver = Checkpointer(partial, checkpoint_every)  # and on an interruption, the last logged step
     if partial is not None and partial.is_file():
@@ -633,6 +644,7 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
                               path=partial)
             torch.set_rng_state(st["torch_rng"])
             history, start, wall = st["history"], st["step"], st["wall"]
+            trained_on, trained_by = training_device(device, st)  # resumed elsewhere: both (older files: "unknown")
     xs = images.to(device)
     from tqdm.auto import tqdm
 
@@ -702,9 +714,14 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
                                          "torch_rng": torch.get_rng_state(), "step": step, "history": history,
                                          "wall": wall + time.perf_counter() - t0, "config": asdict(cfg), "seed": seed,
                                          "bf16": bf16, "steps": steps, "data_hash": data, "log_every": log_every,
-                                         "loss_version": HIDDEN_LOSS_VERSION})
+                                         "loss_version": HIDDEN_LOSS_VERSION, "device_type": trained_on,
+                                         "device_name": trained_by})
     # its cost: this call (image preparation included) and the partial run it resumed
-    model = HiDDeN(net.eval(), cfg, history, device, wall_time=wall + time.perf_counter() - started)
+    provenance = {"trained_on": trained_on, "trained_by": trained_by,
+                  "training_precision": "bf16" if bf16 else "fp32"}
+    model = HiDDeN(net.eval(), cfg, history, device, wall_time=wall + time.perf_counter() - started,
+                   provenance=provenance)
+    note_training(trained_on, provenance["training_precision"], trained_by)
     if checkpoint is not None:
         from .train import _save_atomic
 

@@ -205,10 +205,33 @@ def test_hidden_partial_run_from_a_gpu_resumes_on_the_cpu(tmp_path, monkeypatch)
     restore()
     partial = tmp_path / "h.pt.partial"
     st = torch.load(partial, weights_only=False)
-    torch.save({**st, "noise_gen": torch.tensor([7, 64], dtype=torch.int64).view(torch.uint8)}, partial)
+    from dovlib.report import device_name
+    from dovlib.train import reset_training_provenance, training_provenance
+
+    here = device_name("cpu")
+    assert (st["device_type"], st["device_name"]) == ("cpu", here)
+    torch.save({**st, "noise_gen": torch.tensor([7, 64], dtype=torch.int64).view(torch.uint8), "device_type": "cuda",
+                "device_name": "NVIDIA H100 80GB HBM3"}, partial)
     with pytest.warns(UserWarning, match="noise-layer random generator's state, which this cpu generator cannot load"):
         resumed = train_hidden(images, cfg, steps=4, progress=False, log_every=1, checkpoint=ckpt)
     assert [h["step"] for h in resumed.history] == [1, 2, 3, 4] and ckpt.is_file() and not partial.is_file()
+    # the model, its file and the records name both machines (a model read back says what trained it, not who reads)
+    both = {"trained_on": "cpu+cuda", "trained_by": " + ".join(sorted([here, "NVIDIA H100 80GB HBM3"])),
+            "training_precision": "fp32"}
+    assert resumed.provenance == both and training_provenance() == both
+    reset_training_provenance()
+    assert HiDDeN.load(ckpt).provenance == both and training_provenance() == both
+    reset_training_provenance()
+    assert train_hidden(images, cfg, steps=4, progress=False, log_every=1, checkpoint=ckpt).provenance == both
+    # files of older code name no device; a net saved by hand says nothing of its training
+    state = torch.load(ckpt, weights_only=False)
+    del state["provenance"]
+    torch.save(state, ckpt)
+    reset_training_provenance()
+    assert HiDDeN.load(ckpt).provenance == {"trained_on": "unknown", "trained_by": "unknown",
+                                            "training_precision": "fp32"} == training_provenance()
+    bare = HiDDeN(resumed.net, cfg).save(tmp_path / "bare.pt")
+    assert HiDDeN.load(bare).provenance["training_precision"] == "unknown"
 
 
 def test_hidden_partial_run_of_another_length_starts_afresh(tmp_path, monkeypatch):

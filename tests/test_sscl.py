@@ -305,6 +305,45 @@ def test_get_or_train_generator_caches_and_resumes():
     assert not other.cached and not torch.equal(other.mark(ds.x_test), g1.mark(ds.x_test))
 
 
+def test_generators_name_the_device_that_trained_them_and_records_count_them(tmp_path):
+    # a generator read back from runs/ may come from another machine (a GPU, a CPU with other kernels): its file
+    # says which, and a notebook's records name it (trained_by), not the machine that only read it back
+    from dovlib.report import device_name
+    from dovlib.train import model_hash, reset_training_provenance, training_provenance
+
+    ds, f = _toy()
+    cfg = GeneratorConfig(eps=16 / 255, target=1, key=3, iters=4, batch=8, perceptual="mse", width=4, depth=1)
+    here = {"trained_on": "cpu", "trained_by": device_name("cpu"), "training_precision": "fp32"}
+    g = get_or_train_generator(f, ds.x_train, ds.y_train, cfg, device="cpu", progress=False)
+    assert not g.cached and {k: g.meta[k] for k in here} == here and training_provenance() == here
+    final = sscl.run_dir(sscl.CACHE, sscl._generator_key(model_hash(f), ds.x_train, ds.y_train, cfg)) / "generator.pt"
+    blob = torch.load(final, weights_only=False)
+    assert {k: blob["meta"][k] for k in here} == here  # kept in the cached file
+    gpu = {"trained_on": "cuda", "trained_by": "NVIDIA H100 80GB HBM3", "training_precision": "fp32"}
+    torch.save({**blob, "meta": {**blob["meta"], **gpu}}, final)
+    reset_training_provenance()
+    back = get_or_train_generator(f, ds.x_train, ds.y_train, cfg, device="cpu", progress=False)
+    assert back.cached and {k: back.meta[k] for k in gpu} == gpu and training_provenance() == gpu
+    # a file of older code names no device: "unknown", its precision from its settings
+    torch.save({**blob, "meta": {k: v for k, v in blob["meta"].items() if k not in here}}, final)
+    reset_training_provenance()
+    get_or_train_generator(f, ds.x_train, ds.y_train, cfg, device="cpu", progress=False)
+    assert training_provenance() == {"trained_on": "unknown", "trained_by": "unknown", "training_precision": "fp32"}
+
+    # a run interrupted on a GPU and resumed here names both
+    ckpt = tmp_path / "ck.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train_generator(_StopAt(f, 2 * 3 + 1), ds.x_train, ds.y_train, cfg, device="cpu", progress=False, log_every=2,
+                        checkpoint=ckpt, checkpoint_every=0)
+    st = torch.load(ckpt, weights_only=False)
+    assert (st["device_type"], st["device_name"]) == ("cpu", device_name("cpu"))
+    torch.save({**st, "device_type": "cuda", "device_name": "NVIDIA H100 80GB HBM3"}, ckpt)
+    resumed, _ = train_generator(f, ds.x_train, ds.y_train, cfg, device="cpu", progress=False, log_every=2,
+                                 checkpoint=ckpt)
+    assert resumed.meta["trained_on"] == "cpu+cuda"
+    assert resumed.meta["trained_by"] == " + ".join(sorted([device_name("cpu"), "NVIDIA H100 80GB HBM3"]))
+
+
 def test_cache_entries_of_older_code_versions_are_not_reused(monkeypatch):
     ds, f = _toy()
     cfg = GeneratorConfig(eps=16 / 255, target=1, key=3, iters=4, batch=8, perceptual="ssim", width=4, depth=2)
