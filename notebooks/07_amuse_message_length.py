@@ -59,8 +59,8 @@ from dovlib.index import dataset_label
 from dovlib.metrics import bit_accuracy, mean_psnr
 from dovlib.params import check_bool, check_choice, check_int, get_profile, parse_fraction, parse_list
 from dovlib.plotting import image_grid, set_title
-from dovlib.report import (cached_frame, env_info, record_summary, run_times, save_fig, save_table, start_notebook,
-                           timer, write_record)
+from dovlib.report import (NOTHING_TRAINED, cached_frame, env_info, record_summary, run_times, save_fig, save_table,
+                           start_notebook, timer, write_record)
 from dovlib.train import data_hash
 
 NOTEBOOK = "07_amuse_message_length"
@@ -208,7 +208,7 @@ not_run = f" Not run (past {method}'s {capacity} bits per image): {', '.join(ski
 context = dict(profile=profile, dataset=ds.name, is_subset=ds.is_subset, perceptual="psnr",
                dataset_note=f"{len(images)} images: {image_note}", device="cpu",
                device_name=env_info("cpu")["device_name"], **run_times(t_limits, t_sweep),
-               training_precision="none (nothing trained)")  # not the profile's fp32: no network is trained here
+               training_precision=NOTHING_TRAINED)  # not the profile's fp32: no network is trained here
 save_table(summary, "accuracy_vs_length", NOTEBOOK,
            caption=f"{wm_label}: {compared}, mean over {n_messages_used} messages; "
                    + (f"attacked = mean over the '{attacks_used}' attack set; psnr = the marked images against "

@@ -68,8 +68,8 @@ from dovlib.imwm import HIDDEN_ARCHS, HiddenConfig, ImWatermarker, evaluate_data
 from dovlib.params import (MAX_SEED, PROFILES, budget_note, check_bool, check_choice, check_int, get_profile,
                            parse_fraction, parse_list)
 from dovlib.plotting import set_title
-from dovlib.report import (cached_frame, env_info, record_summary, run_dir, run_times, save_fig, save_table,
-                           start_notebook, write_record)
+from dovlib.report import (NOTHING_TRAINED, cached_frame, env_info, record_summary, run_dir, run_times, save_fig,
+                           save_table, start_notebook, write_record)
 from dovlib.train import compute_ledger, compute_ledger_mark, data_hash, uses_bf16
 
 NOTEBOOK = "08_amuse_plug_and_play"
@@ -100,7 +100,9 @@ seed = check_int("seed", seed, 0, MAX_SEED - 1)
 device = start_notebook(profile, seed, cfg.device, note="HiDDeN on this device, invisible-watermark on the CPU")
 # what every table, figure and the record name (+ each table's data); PSNR: the one perceptual measure of both tables
 context = dict(profile=profile, perceptual="psnr", device=str(device), device_name=env_info(device)["device_name"])
-cpu_context = {**context, "device": "cpu", "device_name": env_info("cpu")["device_name"]}  # Table 2: invisible-wm
+# Table 2: invisible-watermark on the CPU, no network: its tables and figures name none of Table 1's HiDDeN training
+cpu_context = {**context, "device": "cpu", "device_name": env_info("cpu")["device_name"],
+               "training_precision": NOTHING_TRAINED}
 # each table's settings that are not the paper's, beside the paper's, for its caption (the profile string alone does
 # not say which differ, and hidden_channels or scales are parameters, not in it)
 paper_cfg = PROFILES["paper"]
@@ -294,7 +296,7 @@ used = ({"1": hds} if str(tables) in ("1", "both") else {}) | ({"2": photos} if 
 # results cost, a HiDDeN network or setting read back counted at what computing it took (warm or cold cache alike)
 times = run_times(*(table_cells[t] for t in used))
 # HiDDeN trains on the run's device for Table 1 only; Table 2 alone ran on the CPU and trained nothing
-record_context = context if "1" in used else {**cpu_context, "training_precision": "none (nothing trained)"}
+record_context = context if "1" in used else cpu_context
 metrics = {}
 if str(tables) in ("1", "both"):
     for r in table1.itertuples():

@@ -83,7 +83,8 @@ from dovlib.amuse import (PAPER_SUB_MESSAGE_BITS, AmuseCodec, ErasureCodec, Repe
                           choose_erasure_k, choose_erasure_n, choose_nk, distinct_leak_shares, flip_bits,
                           leak_shares_note, leak_subset_accuracy, random_message, recovery_share, tradeoff_table)
 from dovlib.plotting import figure_legend, readable, set_title
-from dovlib.report import env_info, record_summary, save_fig, save_table, start_notebook, write_record
+from dovlib.report import (NOTHING_TRAINED, env_info, record_summary, save_fig, save_table, start_notebook,
+                           write_record)
 
 NOTEBOOK = "09_amuse_subset_attack"
 amuse_bits = AmuseCodec.from_rho(message_bits, rho).sub_message_bits
@@ -364,7 +365,7 @@ record = write_record(
             "dataset": dataset if real else None, "scale": scale if real else None,
             "shares": shares_run,  # the shares run: one leaking as many images as a smaller one is not
             "n_images": n_images_used, "n_subsets": n_subsets_used, "seed": seed},
-    metrics=metrics, **fig_context, wall_time=wall, training_precision="none (nothing trained)",  # codecs only
+    metrics=metrics, **fig_context, wall_time=wall, training_precision=NOTHING_TRAINED,  # codecs only
     compute_time=wall,  # nothing is read back from a cache (no runs/): what the results cost is what the cells took
 )
 print(record_summary(record, notebook=NOTEBOOK))

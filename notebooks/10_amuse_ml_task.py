@@ -188,10 +188,12 @@ with timer() as t_train:  # this cell's own time: run again after an interrupt, 
             read_back = res.resumed_from_epoch == len(res.history)
             models.append({"set": name, "train_seed": s, "test_acc": res.final["test_acc"],
                            "train_acc": res.final["train_acc"], "wall_time": res.wall_time,
-                           "trained_on": res.trained_on, "training_precision": res.precision})
+                           "trained_on": res.trained_on, "training_precision": res.precision,
+                           "trained_by": res.trained_by})  # CPUs with other kernels train other weights
             histories.append(pd.DataFrame(res.history).assign(set=name, train_seed=s))
             print(f"seed {s} {name:15s} test accuracy {res.final['test_acc']:.4f}"
-                  + (f" (model read back from runs/, trained on {res.trained_on} in {res.precision})" * read_back))
+                  + (f" (model read back from runs/, trained on {res.trained_on} ({res.trained_by}) in "
+                     f"{res.precision})" * read_back))
     models = pd.DataFrame(models)
 # per set: mean test accuracy over the seeds, and its seed-paired difference from clean (the resampling's effect
 # included) and from clean_resampled (the mark's own effect), with their spread and paired t-test p
@@ -201,7 +203,8 @@ vs_resampled = paired_effects(models, "test_acc", "clean_resampled").rename(colu
 results = (models.groupby("set", sort=False, as_index=False)
            .agg(train_acc=("train_acc", "mean"), wall_time=("wall_time", "sum"),
                 trained_on=("trained_on", lambda v: ", ".join(dict.fromkeys(v))),
-                training_precision=("training_precision", lambda v: ", ".join(dict.fromkeys(v))))
+                training_precision=("training_precision", lambda v: ", ".join(dict.fromkeys(v))),
+                trained_by=("trained_by", lambda v: "; ".join(dict.fromkeys(v))))  # names hold commas
            .merge(vs_clean[["set", "n", "test_acc", "test_acc_std", "test_acc_minus_clean", "p_vs_clean"]], on="set")
            .merge(vs_resampled[["set", "test_acc_minus_resampled", "test_acc_minus_resampled_std",
                                 "p_vs_clean_resampled"]], on="set")
