@@ -491,7 +491,8 @@ _TRANSFER_STAND_INS = (
     "'perceptual': perceptual}\n"
     "df = pd.DataFrame([{'surrogate': a, 'suspect': b, 'seed': 0, 'BA': 0.9, 'WSR': 0.95, 'BA_benign': 0.91,\n"
     "                    'WSR_benign': 0.1, 'learnt': True, 'verified': True, 'verified_benign': False,\n"
-    "                    'device': 'cuda', 'device_name': 'H100', 'trained_on': 'cuda', 'training_precision': 'bf16'}\n"
+    "                    'device': 'cuda', 'device_name': 'H100', 'trained_on': 'cuda', 'training_precision': 'bf16',\n"
+    "                    'trained_by': 'H100'}\n"
     "                   for a in arch_list for b in arch_list])\n"
     "cells = transfer_cells(df)\n")
 
