@@ -136,7 +136,9 @@ gen_cfg = sscl.generator_config(cfg, eps=eps, target=target, key=key, seed=seed,
 with timer() as t_gen:
     G = sscl.get_or_train_generator(surrogate.model, ds.x_train, ds.y_train, gen_cfg, device=device)
 g_set = G.settings()
-print(f"generator: {'loaded from cache' if G.cached else 'trained'} ({t_gen['seconds']:.1f} s); settings: eps "
+where = f"loaded from cache, trained by {G.meta['trained_by']} in {G.meta['training_precision']}" if G.cached \
+    else "trained"  # a cached generator may come from another machine (its file says which; older files: unknown)
+print(f"generator: {where} ({t_gen['seconds']:.1f} s); settings: eps "
       f"{eps_label(g_set['eps'])}, width {g_set['width']}, depth {g_set['depth']}, key channels "
       f"{g_set['key_channels']}, input channels {g_set['in_channels']}")
 

@@ -339,6 +339,10 @@ def test_plug_and_play_notebook_trains_the_msgmap_hidden_and_refuses_unknown_net
 
 
 def test_generator_notebook_trains_against_a_narrower_surrogate(tmp_path, monkeypatch):
+    import torch
+
+    from dovlib.train import joined_names
+
     monkeypatch.setenv("DOVLIB_RUNS", str(tmp_path / "runs"))
     reports = tmp_path / "reports"
     res = rp.run_notebook(REPO_ROOT / "notebooks" / "01_train_generator.ipynb",
@@ -364,6 +368,19 @@ def test_generator_notebook_trains_against_a_narrower_surrogate(tmp_path, monkey
     assert (f"recorded in {reports / '01_train_generator' / 'metrics.json'} (profile smoke, dataset cifar10-subset "
             "(subset), cpu, perceptual ssim)") in shown, shown
     assert "{'" not in shown and "0.0313725" not in shown, shown
+    # a generator read back from runs/ that another machine trained (here: its file says so) is named as such, in
+    # what the notebook prints and in the record, beside the surrogate this machine trained
+    [final] = (tmp_path / "runs" / "sscl").rglob("generator.pt")
+    blob = torch.load(final, weights_only=False)
+    torch.save({**blob, "meta": {**blob["meta"], "trained_by": "CPU (Intel Xeon, 8 cores, AVX2 kernels)"}}, final)
+    again = rp.run_notebook(REPO_ROOT / "notebooks" / "01_train_generator.ipynb",
+                            {"profile": "smoke", "surrogate_width": 4, "l1": "1/2", "l2": 1}, reports=reports,
+                            force=True)
+    assert again.status == "ok", again.error
+    shown = _outputs_text(reports / again.output)
+    assert "generator: loaded from cache, trained by CPU (Intel Xeon, 8 cores, AVX2 kernels) in fp32" in shown, shown
+    record = json.loads((reports / "01_train_generator" / "metrics.json").read_text())["records"][-1]
+    assert record["trained_by"] == joined_names(device_name("cpu"), "CPU (Intel Xeon, 8 cores, AVX2 kernels)")
     bad = rp.run_notebook(REPO_ROOT / "notebooks" / "01_train_generator.ipynb",
                           {"profile": "smoke", "surrogate_width": 0}, reports=reports)
     assert bad.status == "failed" and "surrogate_width" in bad.error
