@@ -489,7 +489,7 @@ class HiDDeN(Watermarker):
         it counts in :func:`dovlib.train.compute_ledger`, not the reading. Where and in what precision it was trained
         (``provenance``; "unknown" where the file does not say) counts in :func:`dovlib.train.training_provenance`,
         so records name the machine that trained it, not this one."""
-        from .train import charge, note_training, safe_torch_load
+        from .train import charge, noted_provenance, safe_torch_load
 
         started = time.perf_counter()
         state = safe_torch_load(path, "a saved HiDDeN", "HiDDeN.load reads files written by HiDDeN.save or "
@@ -501,11 +501,10 @@ class HiDDeN(Watermarker):
         cfg = HiddenConfig(**state["config"])
         net = HiddenNet(cfg)
         net.load_state_dict(state["state_dict"])
-        unknown = {"trained_on": "unknown", "trained_by": "unknown",  # files of older code, nets saved by hand
-                   "training_precision": ("bf16" if state["bf16"] else "fp32") if "bf16" in state else "unknown"}
-        provenance = {**unknown, **(state.get("provenance") or {})}
+        # files of older code and nets saved by hand say "unknown" (train_hidden's files of older code: its bf16)
+        provenance = noted_provenance(state.get("provenance") or {}, (
+            "bf16" if state["bf16"] else "fp32") if "bf16" in state else "unknown")
         model = cls(net, cfg, state.get("history"), device, _saved_seconds(state), provenance)
-        note_training(provenance["trained_on"], provenance["training_precision"], provenance["trained_by"])
         charge(path, model.wall_time, True, started)
         return model
 
@@ -581,7 +580,7 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
     :meth:`HiDDeN.embed` clamps to [0, 1] and rounds to uint8. On images with saturated areas some bits are then lost
     (measured 2026-12-06, 4 bits at 16x16 with 60% of each image white, three seeds: bit accuracy 0.79-0.88 after
     the clamp against 0.86-0.93 before; identical on images without saturated pixels)."""
-    from .train import (Checkpointer, SaveTimer, charge, charging, data_hash, note_training, resolve_device,
+    from .train import (Checkpointer, SaveTimer, charge, charging, data_hash, noted_provenance, resolve_device,
                         restore_generator, training_device, uses_bf16)
 
     started = time.perf_counter()  # what the model costs (HiDDeN.wall_time, dovlib.train.compute_ledger)
@@ -717,11 +716,9 @@ def train_hidden(images: torch.Tensor, cfg: HiddenConfig | None = None, steps: i
                                          "loss_version": HIDDEN_LOSS_VERSION, "device_type": trained_on,
                                          "device_name": trained_by})
     # its cost: this call (image preparation included) and the partial run it resumed
-    provenance = {"trained_on": trained_on, "trained_by": trained_by,
-                  "training_precision": "bf16" if bf16 else "fp32"}
+    provenance = noted_provenance({"trained_on": trained_on, "trained_by": trained_by}, "bf16" if bf16 else "fp32")
     model = HiDDeN(net.eval(), cfg, history, device, wall_time=wall + time.perf_counter() - started,
                    provenance=provenance)
-    note_training(trained_on, provenance["training_precision"], trained_by)
     if checkpoint is not None:
         from .train import _save_atomic
 

@@ -47,7 +47,7 @@ from .params import (Profile, check_bool, check_choice, check_int, check_seed, p
 from .perceptual import check_perceptual, check_perceptual_size, perceptual_loss, require_perceptual
 from .report import file_lock, run_dir
 from .train import (Checkpointer, TrainConfig, _save_atomic, augment_batch, charge, charging, data_hash, evaluate, fit,
-                    load_state, merges_last_batch, model_hash, note_training, resolve_device, restore_generator,
+                    load_state, merges_last_batch, model_hash, noted_provenance, resolve_device, restore_generator,
                     safe_torch_load, to_float, training_device)
 from .watermarks.base import select_indices
 
@@ -317,7 +317,7 @@ def train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, conf
     aug_rng = torch.Generator(device=dev).manual_seed(cfg.seed + 1)  # the suspect-like augmentation, on the device
     flip = x.shape[1] == 3  # as train_classifier: flips for colour images only
     history, start, wall = [], 0, 0.0
-    trained_on, trained_by = training_device(dev)  # what G.meta and the records say trained it (note_training)
+    trained_on, trained_by = training_device(dev)  # what G.meta and the records say trained it
     ckpt = Path(checkpoint) if checkpoint else None
     # what a checkpoint must match besides the settings: the images and the surrogate (get_or_train_generator's
     # folder is keyed by both; a caller passing its own path is not), so a resumed run is never half another's
@@ -391,19 +391,9 @@ def train_generator(surrogate: nn.Module, x: torch.Tensor, y: torch.Tensor, conf
                                          "device_type": trained_on, "device_name": trained_by, **origin})
     G.eval()
     G.history, G.wall_time = history, wall + time.perf_counter() - t0
-    G.meta = {"target": cfg.target, "seed": cfg.seed, "config": cfg.public(), "data": data, **_provenance_meta(
-        {"trained_on": trained_on, "trained_by": trained_by}, cfg)}
+    G.meta = {"target": cfg.target, "seed": cfg.seed, "config": cfg.public(), "data": data, **noted_provenance(
+        {"trained_on": trained_on, "trained_by": trained_by}, "bf16" if cfg.bf16 else "fp32")}
     return G, history
-
-
-def _provenance_meta(meta: dict, config: GeneratorConfig) -> dict:
-    """How a generator was trained, from its ``meta`` (files of older code: the device "unknown", the precision
-    from its settings), counted in :func:`dovlib.train.training_provenance` so the records of a run that reads it
-    back name the machine that trained it."""
-    out = {"trained_on": meta.get("trained_on") or "unknown", "trained_by": meta.get("trained_by") or "unknown",
-           "training_precision": meta.get("training_precision") or ("bf16" if config.bf16 else "fp32")}
-    note_training(out["trained_on"], out["training_precision"], out["trained_by"])
-    return out
 
 
 @contextlib.contextmanager
@@ -534,7 +524,8 @@ def _load_or_train_generator(surrogate, x, y, config, d: Path, key: dict, surrog
     if final.is_file():
         G = SSCLGenerator.load(final, map_location=resolve_device(device))
         G.cached = True
-        G.meta.update(_provenance_meta(G.meta, config))
+        # the machine that trained it, as its file says (older files: "unknown"), counted in this run's records
+        G.meta.update(noted_provenance(G.meta, "bf16" if config.bf16 else "fp32"))
         charge(final, G.meta.get("wall_time"), reused=True)  # what training it took, not this reading
         return G
     G, history = train_generator(surrogate, x, y, config, device=device, checkpoint=d / "generator_ckpt.pt",

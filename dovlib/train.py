@@ -42,9 +42,9 @@ import torch.nn.functional as F
 
 __all__ = ["TrainConfig", "TrainResult", "data_hash", "model_hash", "fit", "evaluate", "predict_proba",
            "predict_logits", "augment_batch", "resolve_device", "seed_everything", "to_float", "precision_options",
-           "training_provenance", "reset_training_provenance", "note_training", "training_device", "joined_names",
-           "restore_generator", "Checkpointer", "merges_last_batch", "train_steps", "load_state", "compute_ledger",
-           "compute_ledger_mark", "reset_compute_ledger", "charging", "charge", "charge_result"]
+           "training_provenance", "reset_training_provenance", "note_training", "noted_provenance", "training_device",
+           "joined_names", "restore_generator", "Checkpointer", "merges_last_batch", "train_steps", "load_state",
+           "compute_ledger", "compute_ledger_mark", "reset_compute_ledger", "charging", "charge", "charge_result"]
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -240,6 +240,16 @@ def note_training(trained_on: str, precision: str, trained_by: str) -> None:
         if not isinstance(value, str) or not value:
             raise ValueError(f"note_training: {what} must be a non-empty string; got {value!r}")
     _PROVENANCE.add((trained_on, precision, trained_by))
+
+
+def noted_provenance(recorded: dict, precision: str) -> dict:
+    """``{"trained_on", "trained_by", "training_precision"}`` as a model's file (or its training run) ``recorded``
+    them, "unknown" where it does not say (files of older code) and ``precision`` where it names none; counted in
+    :func:`training_provenance` (:func:`note_training`). The generator and HiDDeN caches use it."""
+    out = {"trained_on": recorded.get("trained_on") or "unknown", "trained_by": recorded.get("trained_by") or "unknown",
+           "training_precision": recorded.get("training_precision") or precision}
+    note_training(out["trained_on"], out["training_precision"], out["trained_by"])
+    return out
 
 
 def training_device(device, saved: dict | None = None) -> tuple[str, str]:

@@ -9,9 +9,9 @@ from dovlib.models import build_model
 from dovlib.params import get_profile
 from dovlib.report import device_name
 from dovlib.train import (TrainConfig, _autocast, _same_device, augment_batch, evaluate, fit, joined_names,
-                          make_optimizer, note_training, precision_options, predict_logits, predict_proba,
-                          reset_training_provenance, resolve_device, restore_generator, seed_everything, to_float,
-                          train_steps, training_provenance, uses_bf16)
+                          make_optimizer, note_training, noted_provenance, precision_options, predict_logits,
+                          predict_proba, reset_training_provenance, resolve_device, restore_generator, seed_everything,
+                          to_float, train_steps, training_provenance, uses_bf16)
 
 
 @pytest.fixture(scope="module")
@@ -209,6 +209,13 @@ def test_note_training_counts_models_read_back_and_names_each_device_once():
         with pytest.raises(ValueError, match="note_training: .* must be a non-empty string"):
             note_training(*bad)
     reset_training_provenance()
+    # what a cached file says, "unknown" where it says nothing (older code), the precision given where it names none
+    assert noted_provenance({"trained_on": "cuda", "trained_by": "NVIDIA H100 80GB HBM3"}, "bf16") == {
+        "trained_on": "cuda", "trained_by": "NVIDIA H100 80GB HBM3", "training_precision": "bf16"}
+    assert noted_provenance({}, "fp32") == {"trained_on": "unknown", "trained_by": "unknown",
+                                            "training_precision": "fp32"}
+    assert training_provenance() == {"trained_on": "cuda+unknown", "training_precision": "bf16+fp32",
+                                     "trained_by": "NVIDIA H100 80GB HBM3 + unknown"}
 
 
 def test_a_run_resumed_on_another_device_names_both(ds, tmp_path):
