@@ -547,6 +547,9 @@ def test_env_info_names_the_cpu_and_its_kernels(monkeypatch, tmp_path):
     env = report.env_info("cpu")
     assert env["cpu_kernel_variables"] == {"ONEDNN_MAX_CPU_ISA": "AVX2", "OMP_NUM_THREADS": "1"}
     assert env["device_name"] == report.device_name("cpu") == "CPU (AMD EPYC, 2 cores, AVX2 kernels, oneDNN AVX2)"
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)  # a sweep job's OMP_NUM_THREADS: other weights again
+    assert report.device_name("cpu") == "CPU (AMD EPYC, 2 cores, AVX2 kernels, oneDNN AVX2, 1 thread)"
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
     assert report.env_info("cuda")["cpu"] == "AMD EPYC (family 25, model 17)"  # a GPU run's CPU work too
     info.write_text("model name\t: Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz\ncpu family\t: 6\nmodel\t\t: 106\n"
