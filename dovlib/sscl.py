@@ -124,6 +124,7 @@ class SSCLGenerator(nn.Module):
         self.unet = UNet(in_channels + self.key_channels, in_channels, depth, width)
         self._patterns: dict = {}
         self.meta: dict = {}  # target, seed, data, training settings: set by train_generator, kept by save/load
+        self.provenance: dict = {}  # set by load: where and in what precision the file says it was trained
 
     def settings(self) -> dict:
         return {"in_channels": self.in_channels, "eps": self.eps, "key_channels": self.key_channels,
@@ -188,9 +189,14 @@ class SSCLGenerator(nn.Module):
 
     @classmethod
     def load(cls, path, map_location="cpu") -> "SSCLGenerator":
-        """Rebuild a saved generator; its ``meta`` dict is in ``G.meta``. Read with ``weights_only=True`` (tensors and
-        plain settings only: a file from elsewhere cannot run code on loading; torch's version string, which files
-        before 2026-12-06 kept as torch's own ``TorchVersion``, is allowed)."""
+        """Rebuild a saved generator; its ``meta`` dict is in ``G.meta``, as saved. Read with ``weights_only=True``
+        (tensors and plain settings only: a file from elsewhere cannot run code on loading; torch's version string,
+        which files before 2026-12-06 kept as torch's own ``TorchVersion``, is allowed). Where and in what precision
+        it was trained (``G.provenance``: the meta's trained_on, trained_by and training_precision, the precision
+        from its training config where the file names none, "unknown" where it says nothing, as a generator saved by
+        hand before training or by older code) counts in :func:`dovlib.train.training_provenance`, as
+        :meth:`dovlib.imwm.HiDDeN.load` does, so records written after loading one by hand name the machine that
+        trained it."""
 
         from torch.torch_version import TorchVersion
 
@@ -203,6 +209,9 @@ class SSCLGenerator(nn.Module):
         if isinstance(map_location, (str, torch.device)):
             g = g.to(map_location)  # the module itself, not only the stored tensors (a GPU run marks on the GPU)
         g.meta = blob.get("meta", {})
+        config = g.meta.get("config")
+        g.provenance = noted_provenance(g.meta, "unknown" if not isinstance(config, dict) else (
+            "bf16" if config.get("bf16") else "fp32"))  # a training config names bf16 only when on (as_dict)
         return g.eval()
 
 
@@ -524,8 +533,7 @@ def _load_or_train_generator(surrogate, x, y, config, d: Path, key: dict, surrog
     if final.is_file():
         G = SSCLGenerator.load(final, map_location=resolve_device(device))
         G.cached = True
-        # the machine that trained it, as its file says (older files: "unknown"), counted in this run's records
-        G.meta.update(noted_provenance(G.meta, "bf16" if config.bf16 else "fp32"))
+        G.meta.update(G.provenance)  # the machine that trained it, as its file says (older files: "unknown")
         charge(final, G.meta.get("wall_time"), reused=True)  # what training it took, not this reading
         return G
     G, history = train_generator(surrogate, x, y, config, device=device, checkpoint=d / "generator_ckpt.pt",

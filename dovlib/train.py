@@ -219,7 +219,7 @@ _PROVENANCE: set[tuple[str, str, str]] = set()
 
 def training_provenance() -> dict:
     """How the models :func:`fit` returned (trained or read back from a checkpoint) since
-    :func:`reset_training_provenance` were trained, with the SSCL-BW generators and HiDDeN networks the caches gave
+    :func:`reset_training_provenance` were trained, with the SSCL-BW generators and HiDDeN networks trained or loaded
     (:func:`note_training`), all of them together (a notebook writing several records, as 04-06 do, names in each the
     models of the whole notebook so far): ``{"trained_on": "cpu" | "cuda" | "cpu+cuda", ..., "training_precision":
     "bf16" | "fp32" | "bf16+fp32" | "mixed" ..., "trained_by": "CPU (AMD EPYC, 2 cores, AVX512 kernels) +
@@ -245,7 +245,7 @@ def note_training(trained_on: str, precision: str, trained_by: str) -> None:
 def noted_provenance(recorded: dict, precision: str) -> dict:
     """``{"trained_on", "trained_by", "training_precision"}`` as a model's file (or its training run) ``recorded``
     them, "unknown" where it does not say (files of older code) and ``precision`` where it names none; counted in
-    :func:`training_provenance` (:func:`note_training`). The generator and HiDDeN caches use it."""
+    :func:`training_provenance` (:func:`note_training`). The generator's and HiDDeN's training and loading use it."""
     out = {"trained_on": recorded.get("trained_on") or "unknown", "trained_by": recorded.get("trained_by") or "unknown",
            "training_precision": recorded.get("training_precision") or precision}
     note_training(out["trained_on"], out["training_precision"], out["trained_by"])

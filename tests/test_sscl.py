@@ -98,6 +98,31 @@ def test_generator_load_reads_only_tensors_and_settings(tmp_path, check_planted_
                                "SSCLGenerator.load reads files written by SSCLGenerator.save")
 
 
+def test_a_generator_loaded_by_hand_counts_in_the_records_provenance(tmp_path):
+    """SSCLGenerator.load, as HiDDeN.load, counts the model it reads in training_provenance (what records name), as
+    its file says: a generator loaded by hand in a notebook is not left out of the records written after it."""
+    from dovlib.train import reset_training_provenance, training_provenance
+
+    g = SSCLGenerator(3, 8 / 255, key=5, width=4, depth=1)
+    gpu = {"trained_on": "cuda", "trained_by": "NVIDIA H100 80GB HBM3", "training_precision": "bf16"}
+    reset_training_provenance()
+    h = SSCLGenerator.load(g.save(tmp_path / "gpu.pt", **gpu))
+    assert h.provenance == gpu and training_provenance() == gpu and h.meta == gpu  # meta stays as saved
+    # a file of older code: no device named ("unknown"), the precision its training config says (bf16 only when on)
+    reset_training_provenance()
+    assert SSCLGenerator.load(g.save(tmp_path / "old.pt", config={"bf16": True})).provenance == {
+        "trained_on": "unknown", "trained_by": "unknown", "training_precision": "bf16"}
+    SSCLGenerator.load(g.save(tmp_path / "old32.pt", config={"eps": 8 / 255}))
+    unknown = {"trained_on": "unknown", "trained_by": "unknown"}
+    assert training_provenance() == {**unknown, "training_precision": "bf16+fp32"}
+    # saved by hand with no training at all: nothing known, and said so
+    reset_training_provenance()
+    assert SSCLGenerator.load(g.save(tmp_path / "bare.pt")).provenance == {
+        "trained_on": "unknown", "trained_by": "unknown", "training_precision": "unknown"}
+    assert training_provenance() == {"trained_on": "unknown", "trained_by": "unknown", "training_precision": "unknown"}
+    reset_training_provenance()
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_load_puts_the_generator_on_the_asked_device(tmp_path):
     g = SSCLGenerator(3, 8 / 255, key=5, width=4, depth=2)
