@@ -177,7 +177,8 @@ def device_name(device=None, fields: dict | None = None) -> str:
     torch's thread count where it is not one per core (a sweep job's OMP_NUM_THREADS; on the 2-core AMD EPYC build
     machine one thread trained notebook 10's clean cifar10-subset model to 0.569, two to 0.510), e.g. "CPU (AMD EPYC,
     2 cores, AVX512 kernels)". :func:`dovlib.train.fit` and the generator and HiDDeN caches keep it beside the models
-    they train (``trained_by``). ``fields``: /proc/cpuinfo's, when already read."""
+    they train (``trained_by``), Table I's crafting beside the marks it crafts (``crafted_by``). ``fields``:
+    /proc/cpuinfo's, when already read."""
     import torch
 
     dev = str(device) if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")

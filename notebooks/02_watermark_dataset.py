@@ -272,6 +272,8 @@ sscl_row = {"method": "SSCL-BW", "key": "sscl-bw", "kind": "clean-label", "targe
             "n_marked": len(idx), **row_wm, "WSR_benign": row_benign["WSR"]}
 table_all = pd.concat([table_all, pd.DataFrame([sscl_row])], ignore_index=True)
 print(f"{len(table_all) - 1} watermarked rows in {t_table['seconds']:.1f} s ({table_label})")
+crafted_by = {r.key: r.crafted_by for r in table_all.itertuples() if isinstance(getattr(r, "crafted_by", None), str)}
+print("marks crafted by:", "; ".join(f"{k}: {v}" for k, v in crafted_by.items()) or "none crafted")  # cached: theirs
 readable(table_all[["method", "kind", "BA", "WSR", "WSR_benign", pcol, "PSNR", "SSIM", "n_marked"]])  # CSV: all digits
 
 # %%
@@ -341,7 +343,8 @@ table_metrics.update({f"kendall_tau_{q}_vs_paper": a["kendall_tau"] for q, a in 
 table_metrics.update({f"{r.key}_learnt": r.strength for r in tested.itertuples() if r.key != "none"})
 table_metrics.update({f"{r.key}_{pcol}": getattr(r, pcol) for r in table_all.itertuples()
                       if pcol in table_all and not pd.isna(getattr(r, pcol))})
-write_record(NOTEBOOK, {**params, "table": "I-all-methods"}, table_metrics, **run_times(t_table), **context)
+write_record(NOTEBOOK, {**params, "table": "I-all-methods"}, table_metrics, **run_times(t_table), **context,
+             crafted_by=crafted_by)
 print(len(table_metrics), "numbers recorded")
 
 # %% [markdown]

@@ -273,8 +273,17 @@ def test_single_target_selection_in_notebooks_02_and_03(tmp_path, monkeypatch):
     assert "np.float64" not in shown and "target_class_acc" in shown, shown
     paper_table, = [t for t in shown.split("\n\n") if "WSR of the trigger on the benign model (%)" in t]
     assert not re.search(r"\d\.\d{3}", paper_table), paper_table
-    rec2, = [r for r in json.loads((reports / "02_watermark_dataset" / "metrics.json").read_text())["records"]
-             if "table" not in r["params"]]  # the SSCL-BW record (the other is Table I's all-methods one)
+    records2 = json.loads((reports / "02_watermark_dataset" / "metrics.json").read_text())["records"]
+    rec2, = [r for r in records2 if "table" not in r["params"]]  # the SSCL-BW record (the other: Table I's)
+    # Table I's crafted baselines name the device that crafted their marks (crafted here: this CPU), in its record,
+    # its CSV and the printed line
+    table1, = [r for r in records2 if r["params"].get("table") == "I-all-methods"]
+    here = device_name("cpu")
+    assert table1["crafted_by"] == {m: here for m in ("label-consistent", "sleeper-agent", "ubw-c")}
+    csv = pd.read_csv(reports / "02_watermark_dataset" / "table1_all_methods.csv").set_index("method")
+    assert csv.loc[["Label-Consistent", "Sleeper Agent", "UBW-C"], "crafted_by"].tolist() == [here] * 3
+    assert csv.loc[["BadNets", "SSCL-BW"], "crafted_by"].isna().all()  # nothing crafted on a surrogate there
+    assert f"marks crafted by: label-consistent: {here}; sleeper-agent: {here}; ubw-c: {here}" in shown
     log = pd.read_csv(reports / "02_watermark_dataset" / "generator_selection.csv")
     s2 = rec2["selection"]
     assert rec2["params"]["select_attempts"] == 2 and list(log.attempt) == list(range(s2["attempts_tried"]))

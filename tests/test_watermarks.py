@@ -385,6 +385,67 @@ def test_gradient_matching_does_not_resume_under_another_surrogate(tmp_path, mon
                        gradient_matching(b, x, y, target_loss, **kw))
 
 
+@pytest.mark.parametrize("name", ["label-consistent", "sleeper-agent"])  # PGD, gradient matching
+def test_crafted_marks_name_the_device_that_crafted_them(tmp_path, name):
+    """Marks crafted on another device are other marks (as weights trained there are), so apply names the device(s)
+    that crafted them (crafted_by): this run's, the one marked.pt names for marks read back ("unknown" for files of
+    older code), and both for a crafting resumed from a partial file another device wrote."""
+    from dovlib.report import device_name
+    from dovlib.watermarks.common import crafting_devices
+
+    here, gpu = device_name("cpu"), "NVIDIA H100 80GB HBM3"
+    x, y = _data()
+    wm = _make(name, x)
+    assert wm.crafted_by is None  # nothing crafted yet
+    wm.apply(x, y, 0.1, 1, seed=0)
+    assert wm.crafted_by == here  # no cache
+    wm.apply(x, y, 0.1, 1, seed=0, cache=tmp_path)
+    final = tmp_path / "marked.pt"
+    st = torch.load(final, weights_only=False)
+    assert wm.crafted_by == st["crafted_by"] == here
+    torch.save({**st, "crafted_by": gpu}, final)
+    again = _make(name, x)
+    again.apply(x, y, 0.1, 1, seed=0, cache=tmp_path)
+    assert again.crafted_by == gpu  # read back: the cache's device, not this one
+    torch.save({k: v for k, v in st.items() if k != "crafted_by"}, final)
+    again.apply(x, y, 0.1, 1, seed=0, cache=tmp_path)
+    assert again.crafted_by == "unknown"  # a file of older code named none
+    # a crafting interrupted on a GPU (its partial file says so) and finished here names both
+    m, partial = _surrogate(3, 16), tmp_path / "craft.partial"
+    kw = dict(eps=8 / 255, steps=2, device="cpu", seed=1, checkpoint=partial, checkpoint_every=0)
+    dies = _Dies(m, stop=3)
+    craft = (lambda model: pgd_untargeted(model, x[:12], y[:12], batch_size=4, **kw)) if name == "label-consistent" \
+        else (lambda model: gradient_matching(model, x[:12], y[:12], lambda f: f(x[:4].float() / 255).sum(), **kw))
+    with pytest.raises(KeyboardInterrupt):
+        craft(dies)
+    saved = torch.load(partial, weights_only=False)
+    assert saved["crafted_by"] == here
+    torch.save({**saved, "crafted_by": gpu}, partial)
+    with crafting_devices() as names:
+        craft(m)
+    assert names == {here, gpu} and not partial.is_file()
+    with pytest.raises(KeyboardInterrupt):
+        craft(_Dies(m, stop=3))
+    torch.save({k: v for k, v in torch.load(partial, weights_only=False).items() if k != "crafted_by"}, partial)
+    with crafting_devices() as names:
+        craft(m)
+    assert names == {here, "unknown"}  # a partial file of older code
+
+
+class _Dies(torch.nn.Module):
+    """``m`` that raises KeyboardInterrupt at its forward pass number ``stop``."""
+
+    def __init__(self, m, stop):
+        super().__init__()
+        self.m, self.stop, self.calls = m, stop, 0  # counted on the copy the crafting runs on
+
+    def forward(self, z):
+        self.calls += 1
+        if self.calls == self.stop:
+            raise KeyboardInterrupt
+        return self.m(z)
+
+
 def test_table_crafting_cache_is_keyed_by_crafting_version_and_surrogate(tmp_path, monkeypatch):
     """Table I reuses crafted marks only for the same crafting code and surrogate: bumping CRAFTING_VERSION (or
     another surrogate) crafts again, so marks made by older PGD / gradient matching are never reused silently."""
@@ -521,6 +582,7 @@ def test_table_row_measures_each_model_it_names(_runs, monkeypatch):
     from dovlib import sscl
     from dovlib.metrics import mean_psnr, ssim
     from dovlib.params import get_profile
+    from dovlib.report import device_name
     from dovlib.watermarks.table import table_row
 
     k, target = 4, 1
@@ -561,6 +623,11 @@ def test_table_row_measures_each_model_it_names(_runs, monkeypatch):
     none = table_row("none", ds, "badnets_cnn", prof, target=target)
     assert trained == ["clean"] and none["BA"] == 1.0 and none["n_marked"] == 0
     assert math.isnan(none["WSR"]) and math.isnan(none["WSR_benign"])
+    assert "crafted_by" not in row and "crafted_by" not in none  # nothing crafted: no device to name
+    # a crafted baseline names the device that crafted its marks (this CPU here), beside its numbers
+    lc = table_row("label-consistent", ds, "badnets_cnn", prof, rate=0.1, target=target, seed=3, steps=1,
+                   surrogate=SimpleNamespace(model=_surrogate(3, 16)))
+    assert lc["crafted_by"] == device_name("cpu") and lc["n_marked"] == 20
 
 
 def test_ranking_vs_paper_counts_only_methods_with_both_values():

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from ..params import parse_rate
-from .common import check_images
+from .common import check_images, crafting_devices
 
 __all__ = ["DatasetWatermark", "SurrogateWatermark", "select_indices", "check_labels", "WATERMARKS", "register",
            "get_watermark"]
@@ -78,6 +78,7 @@ class SurrogateWatermark(DatasetWatermark):
 
     uses = "crafts its marks on it"  # what the method does with the surrogate, for the error message
     surrogate: torch.nn.Module | None = None
+    crafted_by: str | None = None  # set by apply: the device(s) that crafted its marks, as the cache says
 
     def fit(self, x, y, surrogate=None) -> "SurrogateWatermark":
         if surrogate is None:
@@ -109,7 +110,10 @@ class SurrogateWatermark(DatasetWatermark):
         (the hash of its weights); any other call crafts afresh and overwrites them. An interrupted crafting resumes
         from ``craft.partial``, which is tied to the same images and surrogate. Both are read with
         ``weights_only=True``: a file there that needs more to load (it could run code) is not read; a warning says
-        that the marks are crafted afresh and the file replaced."""
+        that the marks are crafted afresh and the file replaced. Afterwards ``crafted_by`` names the device(s) that
+        crafted the marks (:func:`dovlib.report.device_name`, joined "A + B" for a crafting resumed elsewhere), as
+        ``marked.pt`` says for reused marks ("unknown" for files of older code): crafting on another device gives other
+        marks, as training does."""
         check_images(x)
         self._check_fitted()
         y = check_labels(y, len(x))
@@ -120,9 +124,13 @@ class SurrogateWatermark(DatasetWatermark):
         return x_out, y.clone(), idx
 
     def _crafted(self, x, y, idx, target, seed, cache):
+        from ..train import charge, data_hash, joined_names, model_hash
+
         if cache is None:
-            return self._craft(x, y, idx, target, seed)
-        from ..train import charge, data_hash, model_hash
+            with crafting_devices() as names:
+                marked = self._craft(x, y, idx, target, seed)
+            self.crafted_by = joined_names(*names) or "unknown"  # a _craft of its own: not said
+            return marked
 
         started = time.perf_counter()  # what the marks cost (dovlib.train.compute_ledger): kept beside them
         final = Path(cache) / "marked.pt"
@@ -141,12 +149,16 @@ class SurrogateWatermark(DatasetWatermark):
             if isinstance(st.get("idx"), torch.Tensor) and torch.equal(st["idx"], idx) and st.get("call") == call:
                 seconds = st.get("seconds")  # files of older code hold none: their reading counts instead
                 charge(final, seconds if isinstance(seconds, float) else None, True, started)
+                self.crafted_by = str(st.get("crafted_by") or "unknown")  # files of older code named none
                 return st["x_marked"]
-        marked = self._craft(x, y, idx, target, seed, checkpoint=Path(cache) / "craft.partial")
+        with crafting_devices() as names:
+            marked = self._craft(x, y, idx, target, seed, checkpoint=Path(cache) / "craft.partial")
+        self.crafted_by = joined_names(*names) or "unknown"  # a _craft of its own: not said
         from ..train import _save_atomic
 
         seconds = time.perf_counter() - started  # a crafting resumed from craft.partial: this run's part only
-        _save_atomic({"idx": idx, "x_marked": marked, "call": call, "seconds": seconds}, final)
+        _save_atomic({"idx": idx, "x_marked": marked, "call": call, "seconds": seconds,
+                      "crafted_by": self.crafted_by}, final)
         charge(final, seconds, False, started)
         return marked
 

@@ -9,6 +9,8 @@ Scaling rule (all methods): a size given "for 32x32" (the papers' CIFAR-10 setti
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import math
 import warnings
@@ -29,7 +31,7 @@ from ..train import data_hash, load_state, model_hash, resolve_device, to_float
 CRAFTING_VERSION = 3
 
 __all__ = ["CRAFTING_VERSION", "scaled", "check_images", "seeded_pattern", "PUBLISHED_PATCH", "published_patch",
-           "stamp", "select_any", "pgd_untargeted", "SourceLoss", "gradient_matching"]
+           "stamp", "select_any", "pgd_untargeted", "SourceLoss", "gradient_matching", "crafting_devices"]
 
 
 def scaled(size_at_32: int, image_size: int) -> int:
@@ -118,6 +120,24 @@ def _to_uint8_within(x0: torch.Tensor, delta: torch.Tensor, x_orig: torch.Tensor
     return torch.minimum(torch.maximum(out, ref - levels), ref + levels).to(torch.uint8).cpu()
 
 
+_CRAFTED_BY: contextvars.ContextVar = contextvars.ContextVar("dovlib_crafted_by", default=None)
+
+
+@contextlib.contextmanager
+def crafting_devices():
+    """Collects, in the set it yields, the names (:func:`dovlib.report.device_name`) of the devices that crafted the
+    marks made inside the block by :func:`pgd_untargeted` and :func:`gradient_matching`: this run's, and those a
+    resumed checkpoint says crafted its earlier part ("unknown" for checkpoints of older code). Crafted marks are
+    data, not models, so they are named apart from :func:`dovlib.train.training_provenance`: the cached marks keep
+    the names (``crafted_by``) and Table I's rows show them (:func:`dovlib.watermarks.table.table_row`)."""
+    names: set = set()
+    token = _CRAFTED_BY.set(names)
+    try:
+        yield names
+    finally:
+        _CRAFTED_BY.reset(token)
+
+
 class _Resumable:
     """The crafting loops' checkpoint file: ``state()`` is the saved state when it was written for the same
     ``inputs`` (settings, the hashes of the images and of the surrogate's weights), else None; ``save(state)``
@@ -125,13 +145,21 @@ class _Resumable:
     ``every`` seconds, otherwise kept as a copy that a ``with`` block around the loop writes when the loop is
     interrupted; ``done()`` removes the file. Without a path every call does nothing. The file is read with
     ``weights_only=True``: one that needs more to load (a foreign file, which could run code) is not read, and a
-    warning says that the crafting starts afresh and replaces it."""
+    warning says that the crafting starts afresh and replaces it. ``device``: where this run crafts; the file keeps
+    the names of every device that crafted part of it (``crafted_by``), which :func:`crafting_devices` collects."""
 
-    def __init__(self, path, inputs: dict, every: float):
+    def __init__(self, path, inputs: dict, every: float, device):
+        from ..report import device_name
         from ..train import Checkpointer
 
         self.path, self.inputs = (Path(path) if path is not None else None), inputs
         self.saver = Checkpointer(self.path, every)
+        self.crafted_by = {device_name(device)}
+        self._collect()
+
+    def _collect(self) -> None:
+        if (names := _CRAFTED_BY.get()) is not None:
+            names.update(self.crafted_by)
 
     def __enter__(self) -> _Resumable:
         self.saver.__enter__()
@@ -149,10 +177,20 @@ class _Resumable:
         except ValueError as e:
             warnings.warn(str(e), stacklevel=3)
             return None
-        return st if st.get("inputs") == self.inputs else None
+        if st.get("inputs") != self.inputs:
+            return None
+        from ..train import joined_names
+
+        # its earlier part was crafted where the file says (files of older code: unknown)
+        self.crafted_by.update(joined_names(str(st.get("crafted_by") or "unknown")).split(" + "))
+        self._collect()
+        return st
 
     def save(self, state, copied: bool = False) -> None:
-        self.saver.offer(lambda: {"inputs": self.inputs, **state()}, copied=copied)
+        from ..train import joined_names
+
+        by = joined_names(*self.crafted_by)
+        self.saver.offer(lambda: {"inputs": self.inputs, "crafted_by": by, **state()}, copied=copied)
 
     def done(self) -> None:
         if self.path is not None:
@@ -184,7 +222,7 @@ def pgd_untargeted(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: floa
     model = _frozen(model, dev)
     g = torch.Generator().manual_seed(seed)
     out, start = [], 0
-    ckpt = _Resumable(checkpoint, inputs, checkpoint_every)
+    ckpt = _Resumable(checkpoint, inputs, checkpoint_every, dev)
     if (st := ckpt.state()) is not None:  # else: no checkpoint, or one of other inputs: start afresh
         out, start = list(st["out"]), st["next"]
         g.set_state(st["g"])
@@ -286,7 +324,7 @@ def gradient_matching(model: nn.Module, x_poison: torch.Tensor, y_poison: torch.
               "steps": steps, "update": "full-pass",  # per-batch updates of older versions are not resumed
               "data": data_hash(x_poison, torch.as_tensor(y_poison).long()), "model": surrogate_id,
               "target_norm": float(t_norm)} if checkpoint is not None else {}  # the target loss: by its norm
-    ckpt = _Resumable(checkpoint, inputs, checkpoint_every)
+    ckpt = _Resumable(checkpoint, inputs, checkpoint_every, dev)
     if (st := ckpt.state()) is not None and st["step"] <= steps:  # else: start afresh
         with torch.no_grad():
             delta.copy_(st["delta"].to(dev))

@@ -100,7 +100,8 @@ def table_row(method: str, ds, arch: str, profile: Profile, *, rate=0.1, target:
     UBW-P gets ``num_classes`` from ``ds``). Returns method, kind, BA, WSR (untargeted success for UBW-*, named in
     ``success_measure``), WSR_benign (the same trigger on a model trained on the clean set: the floor to beat, high
     for the untargeted measure when BA is low), the ``perceptual`` distance, PSNR, SSIM, L_inf, n_marked and wall
-    time (s)."""
+    time (s); the crafted baselines (:data:`CRAFTED`) also ``crafted_by``, the device(s) that crafted their marks
+    (the cache's, for marks read back: another device crafts other marks, as it trains other weights)."""
     from .. import sscl  # lazy: sscl imports this package
 
     check_choice("method", method, METHODS)
@@ -151,6 +152,8 @@ def table_row(method: str, ds, arch: str, profile: Profile, *, rate=0.1, target:
     row.update(kind=kind, targeted=targeted, n_marked=len(idx),
                success_measure="WSR" if targeted else "untargeted success (triggered test images misclassified)",
                **metrics)
+    if method in CRAFTED:
+        row["crafted_by"] = wm.crafted_by
     row["wall_time"] = time.perf_counter() - t0
     return row
 
