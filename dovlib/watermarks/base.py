@@ -124,13 +124,10 @@ class SurrogateWatermark(DatasetWatermark):
         return x_out, y.clone(), idx
 
     def _crafted(self, x, y, idx, target, seed, cache):
-        from ..train import charge, data_hash, joined_names, model_hash
+        from ..train import charge, data_hash, model_hash
 
         if cache is None:
-            with crafting_devices() as names:
-                marked = self._craft(x, y, idx, target, seed)
-            self.crafted_by = joined_names(*names) or "unknown"  # a _craft of its own: not said
-            return marked
+            return self._craft_named(x, y, idx, target, seed)
 
         started = time.perf_counter()  # what the marks cost (dovlib.train.compute_ledger): kept beside them
         final = Path(cache) / "marked.pt"
@@ -151,15 +148,22 @@ class SurrogateWatermark(DatasetWatermark):
                 charge(final, seconds if isinstance(seconds, float) else None, True, started)
                 self.crafted_by = str(st.get("crafted_by") or "unknown")  # files of older code named none
                 return st["x_marked"]
-        with crafting_devices() as names:
-            marked = self._craft(x, y, idx, target, seed, checkpoint=Path(cache) / "craft.partial")
-        self.crafted_by = joined_names(*names) or "unknown"  # a _craft of its own: not said
+        marked = self._craft_named(x, y, idx, target, seed, checkpoint=Path(cache) / "craft.partial")
         from ..train import _save_atomic
 
         seconds = time.perf_counter() - started  # a crafting resumed from craft.partial: this run's part only
         _save_atomic({"idx": idx, "x_marked": marked, "call": call, "seconds": seconds,
                       "crafted_by": self.crafted_by}, final)
         charge(final, seconds, False, started)
+        return marked
+
+    def _craft_named(self, *args, **kwargs) -> torch.Tensor:
+        """:meth:`_craft`, with ``crafted_by`` set to the device(s) that crafted (:func:`.common.crafting_devices`)."""
+        from ..train import joined_names
+
+        with crafting_devices() as names:
+            marked = self._craft(*args, **kwargs)
+        self.crafted_by = joined_names(*names) or "unknown"  # a _craft of its own that does not say
         return marked
 
 

@@ -179,10 +179,8 @@ class _Resumable:
             return None
         if st.get("inputs") != self.inputs:
             return None
-        from ..train import joined_names
-
         # its earlier part was crafted where the file says (files of older code: unknown)
-        self.crafted_by.update(joined_names(str(st.get("crafted_by") or "unknown")).split(" + "))
+        self.crafted_by.update(str(st.get("crafted_by") or "unknown").split(" + "))
         self._collect()
         return st
 
