@@ -260,8 +260,8 @@ print(record_summary(record, metrics=True, notebook=NOTEBOOK))
 # `.ubw_c`); WaNet's noise is drawn once into the published set.
 
 # %%
-from dovlib.watermarks.table import (METHODS, agreement_text, crafting_label, floor_test, paper_comparison,
-                                     ranking_vs_paper, reading, table_i)
+from dovlib.watermarks.table import (METHODS, agreement_text, crafted_by, crafted_by_text, crafting_label,
+                                     floor_test, paper_comparison, ranking_vs_paper, reading, table_i)
 
 table_label = ", ".join(filter(None, [label, crafting_label(cfg)]))  # craft_steps (and smoke's): said in words
 
@@ -272,8 +272,8 @@ sscl_row = {"method": "SSCL-BW", "key": "sscl-bw", "kind": "clean-label", "targe
             "n_marked": len(idx), **row_wm, "WSR_benign": row_benign["WSR"]}
 table_all = pd.concat([table_all, pd.DataFrame([sscl_row])], ignore_index=True)
 print(f"{len(table_all) - 1} watermarked rows in {t_table['seconds']:.1f} s ({table_label})")
-crafted_by = {r.key: r.crafted_by for r in table_all.itertuples() if isinstance(getattr(r, "crafted_by", None), str)}
-print("marks crafted by:", "; ".join(f"{k}: {v}" for k, v in crafted_by.items()) or "none crafted")  # cached: theirs
+crafted = crafted_by(table_all)  # marks read back from runs/: the device the cache says crafted them
+print(crafted_by_text(crafted))
 readable(table_all[["method", "kind", "BA", "WSR", "WSR_benign", pcol, "PSNR", "SSIM", "n_marked"]])  # CSV: all digits
 
 # %%
@@ -344,7 +344,7 @@ table_metrics.update({f"{r.key}_learnt": r.strength for r in tested.itertuples()
 table_metrics.update({f"{r.key}_{pcol}": getattr(r, pcol) for r in table_all.itertuples()
                       if pcol in table_all and not pd.isna(getattr(r, pcol))})
 write_record(NOTEBOOK, {**params, "table": "I-all-methods"}, table_metrics, **run_times(t_table), **context,
-             crafted_by=crafted_by)
+             crafted_by=crafted)
 print(len(table_metrics), "numbers recorded")
 
 # %% [markdown]

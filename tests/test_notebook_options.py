@@ -283,7 +283,7 @@ def test_single_target_selection_in_notebooks_02_and_03(tmp_path, monkeypatch):
     csv = pd.read_csv(reports / "02_watermark_dataset" / "table1_all_methods.csv").set_index("method")
     assert csv.loc[["Label-Consistent", "Sleeper Agent", "UBW-C"], "crafted_by"].tolist() == [here] * 3
     assert csv.loc[["BadNets", "SSCL-BW"], "crafted_by"].isna().all()  # nothing crafted on a surrogate there
-    assert f"marks crafted by: label-consistent: {here}; sleeper-agent: {here}; ubw-c: {here}" in shown
+    assert f"marks crafted by {here} (label-consistent, sleeper-agent, ubw-c)" in shown
     log = pd.read_csv(reports / "02_watermark_dataset" / "generator_selection.csv")
     s2 = rec2["selection"]
     assert rec2["params"]["select_attempts"] == 2 and list(log.attempt) == list(range(s2["attempts_tried"]))

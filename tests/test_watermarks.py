@@ -432,6 +432,22 @@ def test_crafted_marks_name_the_device_that_crafted_them(tmp_path, name):
     assert names == {here, "unknown"}  # a partial file of older code
 
 
+def test_crafted_by_reads_a_table_i_and_says_it_in_one_line():
+    import pandas as pd
+
+    from dovlib.watermarks.table import crafted_by, crafted_by_text
+
+    rows = [{"key": "badnets", "BA": 0.9}, {"key": "label-consistent", "crafted_by": "CPU (X)"},
+            {"key": "sleeper-agent", "crafted_by": "NVIDIA H100 80GB HBM3"}, {"key": "ubw-c", "crafted_by": "CPU (X)"},
+            {"key": "sscl-bw", "BA": 0.8}]
+    devices = crafted_by(pd.DataFrame(rows))
+    assert devices == {"label-consistent": "CPU (X)", "sleeper-agent": "NVIDIA H100 80GB HBM3", "ubw-c": "CPU (X)"}
+    assert crafted_by_text(devices) == ("marks crafted by CPU (X) (label-consistent, ubw-c); NVIDIA H100 80GB HBM3 "
+                                        "(sleeper-agent)")
+    assert crafted_by(pd.DataFrame([rows[0], rows[-1]])) == {}  # no crafted baseline: no column at all
+    assert crafted_by_text({}) == "no marks crafted"
+
+
 class _Dies(torch.nn.Module):
     """``m`` that raises KeyboardInterrupt at its forward pass number ``stop``."""
 

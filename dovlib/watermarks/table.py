@@ -19,8 +19,9 @@ from ..verify import attack_success, evaluate_watermark
 from .base import get_watermark
 from .common import CRAFTING_VERSION
 
-__all__ = ["METHODS", "DISPLAY", "PAPER_TABLE_I", "crafting_budget", "crafting_label", "table_row", "table_i",
-           "paper_comparison", "ranking_vs_paper", "agreement_text", "floor_test", "reading", "paper_key"]
+__all__ = ["METHODS", "DISPLAY", "PAPER_TABLE_I", "crafting_budget", "crafting_label", "crafted_by", "crafted_by_text",
+           "table_row", "table_i", "paper_comparison", "ranking_vs_paper", "agreement_text", "floor_test", "reading",
+           "paper_key"]
 
 METHODS = ["none", "badnets", "blended", "wanet", "ubw-p", "label-consistent", "sleeper-agent", "ubw-c", "sscl-bw"]
 DISPLAY = {"none": "No Watermark", "badnets": "BadNets", "blended": "Blended", "wanet": "WaNet", "ubw-p": "UBW-P",
@@ -84,6 +85,24 @@ def crafting_label(profile: Profile) -> str:
             parts.append(f"{DISPLAY[method]} " + ", ".join(f"{k} {v} (paper {getattr(paper, k)})"
                                                            for k, v in changed.items()))
     return "crafting budget not the papers': " + "; ".join(parts) if parts else ""
+
+
+def crafted_by(table: pd.DataFrame) -> dict:
+    """``{method key: device(s) that crafted its marks}`` for the rows of a Table I (:func:`table_i`) that name one
+    (the crafted baselines, :data:`CRAFTED`); empty when none does."""
+    if "crafted_by" not in table:
+        return {}
+    return {r.key: r.crafted_by for r in table.itertuples() if isinstance(r.crafted_by, str)}
+
+
+def crafted_by_text(devices: dict) -> str:
+    """:func:`crafted_by`'s dict in one line, each device once with its methods: "marks crafted by CPU (AMD EPYC, 2
+    cores, AVX512 kernels) (label-consistent, sleeper-agent, ubw-c)"; "no marks crafted" for an empty dict."""
+    methods: dict[str, list] = {}
+    for key, device in devices.items():
+        methods.setdefault(device, []).append(key)
+    return ("marks crafted by " + "; ".join(f"{d} ({', '.join(ks)})" for d, ks in methods.items())) if methods \
+        else "no marks crafted"
 
 
 def table_row(method: str, ds, arch: str, profile: Profile, *, rate=0.1, target: int = 1, seed: int = 0,
