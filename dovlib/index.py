@@ -18,17 +18,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .data import REPO_ROOT
-from .report import _atomic_write, reports_dir
+from .report import _atomic_write, crafted_by_text, reports_dir
 
 __all__ = ["NotebookReport", "PaperItem", "PAPER_ITEMS", "NO_DATA", "collect", "coverage", "records_frame",
            "dataset_label", "context_label", "render_html", "render_markdown", "build_index", "main"]
 
 CONTEXT_KEYS = ("profile", "dataset", "is_subset", "datasets", "perceptual", "device", "device_name", "trained_on",
-                "training_precision", "trained_by", "wall_time", "compute_time")
+                "training_precision", "trained_by", "crafted_by", "wall_time", "compute_time")
 # datasets: each output's own dataset and subset flag, where a record's outputs differ (notebook 08's two tables)
 # wall_time: what the run that wrote it took (a model read back from runs/: its reading); compute_time (written by
 # dovlib.report.run_times; older records have none): what the results cost, models (and cached AMUSE settings)
-# read back at what computing them took
+# read back at what computing them took; crafted_by ({method: device}, Table I's): the devices that crafted the
+# marks of its surrogate-crafted baselines, which a run may read back from runs/ (dovlib.watermarks.table)
 TIME_KEYS = ("wall_time", "compute_time")
 # what a table or figure saved without it may take from the newest record: never a time, which is that run's own
 # (a table written by an earlier run would show the later run's time)
@@ -180,7 +181,8 @@ def collect(reports: str | Path | None = None) -> list[NotebookReport]:
             latest = nb.latest  # fills what the table does not say, if it comes from the same profile
             same = own.get("profile", latest.get("profile")) == latest.get("profile")
             context = {**({k: latest[k] for k in BORROWED_KEYS if k in latest} if same else {}), **own}
-            for key, details in (("device", ("device_name", "trained_on", "training_precision", "trained_by")),
+            for key, details in (("device", ("device_name", "trained_on", "training_precision", "trained_by",
+                                             "crafted_by")),
                                  ("dataset", ("is_subset", "datasets"))):  # a table's own: not another run's
                 for detail in details:
                     if key in own and detail not in own:
@@ -216,7 +218,8 @@ def records_frame(records: list[dict]):
     rows = []
     for r in records:
         row = {f"{k}": _cell(v) for k, v in r.get("params", {}).items()}
-        row.update({k: _cell(r.get(k)) for k in CONTEXT_KEYS if k not in ("device_name", "datasets") and k in r})
+        row.update({k: _cell(r.get(k)) for k in CONTEXT_KEYS
+                    if k not in ("device_name", "datasets", "crafted_by") and k in r})  # those: the context line
         row.update({f"{k}": _cell(v) for k, v in r.get("metrics", {}).items() if k not in row})
         if isinstance(row.get("eps"), (int, float)) and not isinstance(row["eps"], bool):
             try:
@@ -251,7 +254,9 @@ def dataset_label(ctx: dict) -> str:
 
 def context_label(ctx: dict) -> str:
     """``profile smoke · dataset cifar10-subset (subset) · cpu (CPU (2 cores)) · 12.3 s``, with ``models trained on
-    cuda in bf16`` when the models a CPU run read back from ``runs/`` were trained elsewhere."""
+    cuda in bf16`` when the models a CPU run read back from ``runs/`` were trained elsewhere, and ``marks crafted by
+    NVIDIA H100 80GB HBM3 (ubw-c)`` when Table I's crafted marks were (:func:`dovlib.report.crafted_by_text`; also
+    where the context does not name its own device, which it then cannot be compared with)."""
     if not ctx:
         return "context not recorded"
     parts = []
@@ -269,6 +274,9 @@ def context_label(ctx: dict) -> str:
             by and ctx.get("device_name") and by != ctx["device_name"]):
         parts.append(f"models trained on {trained or 'unknown'}" + (f" ({by})" if by else "")
                      + (f" in {ctx['training_precision']}" if ctx.get("training_precision") else ""))
+    crafted = ctx.get("crafted_by")
+    if isinstance(crafted, dict) and crafted and any(d != ctx.get("device_name") for d in crafted.values()):
+        parts.append(crafted_by_text(crafted))
     if isinstance(ctx.get("wall_time"), (int, float)):
         parts.append(f"wall time {ctx['wall_time']:.1f} s")
     if isinstance(ctx.get("compute_time"), (int, float)):  # older records and tables hold none

@@ -195,6 +195,18 @@ def device_name(device=None, fields: dict | None = None) -> str:
     return f"CPU ({', '.join([short, f'{os.cpu_count()} cores', f'{kernels} kernels', *extra])})"
 
 
+def crafted_by_text(devices: dict) -> str:
+    """A ``{method: device}`` dict of crafted marks (:func:`dovlib.watermarks.table.crafted_by`, Table I's record)
+    in one line, each device once with its methods: "marks crafted by CPU (AMD EPYC, 2 cores, AVX512 kernels)
+    (label-consistent, sleeper-agent, ubw-c)"; "no marks crafted" for an empty dict. Notebook 02 prints it; the
+    index (:func:`dovlib.index.context_label`) puts it beside tables whose marks were crafted on another device."""
+    methods: dict[str, list] = {}
+    for key, device in devices.items():
+        methods.setdefault(device, []).append(key)
+    return ("marks crafted by " + "; ".join(f"{d} ({', '.join(ks)})" for d, ks in methods.items())) if methods \
+        else "no marks crafted"
+
+
 def run_context(profile: str, device, ds=None, **extra) -> dict:
     """What a notebook's records, tables and figures say they were measured with: the profile string, the device
     and its name, and with a dataset ``ds`` (:class:`dovlib.data.Dataset`) its name, whether it is a subset, its

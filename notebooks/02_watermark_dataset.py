@@ -285,7 +285,7 @@ ax.set(xlabel="", ylabel="share", ylim=(0, 1.05))
 set_title(ax, f"Table I, all methods (WSR = untargeted success for UBW-P/UBW-C)\n{table_label}", fontsize="small")
 rotate_xticklabels(ax)
 sns.move_legend(ax, "upper left", bbox_to_anchor=(1, 1))  # BA near 0.9 for every method at quick/paper
-save_fig(ax.figure, "table1_all_methods", NOTEBOOK, **context);
+save_fig(ax.figure, "table1_all_methods", NOTEBOOK, **context, crafted_by=crafted);
 
 # %% [markdown]
 # Beside the paper (ResNet-18, full CIFAR-10, gamma 0.1). Only the CIFAR-10 BA/WSR values of the paper were
@@ -297,9 +297,10 @@ save_fig(ax.figure, "table1_all_methods", NOTEBOOK, **context);
 cmp_all = paper_comparison(table_all, ds.name)
 save_table(cmp_all, "table1_all_methods_vs_paper", NOTEBOOK,
            caption=f"Table I, all methods vs the paper (ours: {table_label}; perceptual measure {perceptual}; "
-           f"UBW rows: untargeted success; {PAPER_SETTING})", **context, **run_times(t_table))
+           f"UBW rows: untargeted success; {PAPER_SETTING})", **context, **run_times(t_table), crafted_by=crafted)
 save_table(table_all.drop(columns=["key"]), "table1_all_methods", NOTEBOOK,
-           caption=f"Table I, all methods, our measurements ({table_label})", **context, **run_times(t_table))
+           caption=f"Table I, all methods, our measurements ({table_label})", **context, **run_times(t_table),
+           crafted_by=crafted)
 cmp_all.round(2)
 
 # %% [markdown]
@@ -333,7 +334,7 @@ table_reading = reading(tested, agreement, table_label)
 print(table_reading)
 save_table(tested.drop(columns=["key"]), "table1_floor_test", NOTEBOOK,
            caption=f"Table I with each trigger tested against its benign floor ({table_label}; n_eval {n_eval})",
-           **context);
+           **context, crafted_by=crafted);
 
 # %%
 table_metrics = {f"{r.key}_{q}": getattr(r, q) for r in table_all.itertuples() for q in ("BA", "WSR", "WSR_benign")

@@ -77,6 +77,39 @@ def reports(tmp_path, monkeypatch):
     return root
 
 
+def test_marks_crafted_on_another_device_are_named_beside_the_table(reports):
+    """Table I's crafted marks (Label-Consistent, Sleeper Agent, UBW-C) are data a run may read back from runs/:
+    the index names the device that crafted them where it is not the one the table was measured on, as it does for
+    models trained elsewhere, and a table that names its own device never borrows another run's crafting."""
+    here, gpu = "CPU (AMD EPYC, 2 cores, AVX512 kernels)", "NVIDIA H100 80GB HBM3"
+    ctx = {"profile": "quick", "device": "cpu", "device_name": here}
+    crafted = {"label-consistent": gpu, "sleeper-agent": here, "ubw-c": gpu}
+    assert "crafted_by" in index.CONTEXT_KEYS
+    assert index.context_label({**ctx, "crafted_by": crafted}) == (
+        f"profile quick · cpu ({here}) · marks crafted by {gpu} (label-consistent, ubw-c); {here} (sleeper-agent)")
+    assert "crafted" not in index.context_label({**ctx, "crafted_by": dict.fromkeys(crafted, here)})  # crafted here
+    assert "crafted" not in index.context_label({**ctx, "crafted_by": {}})  # nothing crafted (old records: no key)
+    old = {k: v for k, v in ctx.items() if k != "device_name"}  # a context that does not name its device
+    assert index.context_label({**old, "crafted_by": {"ubw-c": "unknown"}}) == (
+        "profile quick · cpu · marks crafted by unknown (ubw-c)")
+    report.write_record("02_watermark_dataset", {"profile": "quick", "table": "I-all-methods"}, {"x_BA": 0.9},
+                        crafted_by=crafted, **ctx)
+    report.save_table(pd.DataFrame({"method": ["UBW-C"], "paper": [0.9], "ours": [0.8]}),
+                      "table1_all_methods_vs_paper", "02_watermark_dataset", crafted_by=crafted, **ctx)
+    report.save_table(pd.DataFrame({"a": [1]}), "own_device", "02_watermark_dataset", profile="quick", device="cuda")
+    report.save_table(pd.DataFrame({"a": [1]}), "borrowing", "02_watermark_dataset")
+    tables = {t.name: t for t in next(nb for nb in index.collect() if nb.stem == "02_watermark_dataset").tables}
+    assert tables["table1_all_methods_vs_paper"].context["crafted_by"] == crafted
+    assert "crafted_by" not in tables["own_device"].context  # its own device: not the record's crafting
+    assert tables["borrowing"].context["crafted_by"] == crafted  # no context of its own: the newest record's
+    html_path, md_path = index.build_index()
+    line = f"marks crafted by {gpu} (label-consistent, ubw-c); {here} (sleeper-agent)"
+    assert line in html_path.read_text() and line in md_path.read_text()
+    # the records' table gives the crafting no column (a dict cut at 60 characters): the line above says it
+    nb02 = next(nb for nb in index.collect() if nb.stem == "02_watermark_dataset")
+    assert "crafted_by" in nb02.latest and "crafted_by" not in index.records_frame(nb02.records).columns
+
+
 def test_index_has_every_table_with_context_and_diff(reports):
     html_path, md_path = index.build_index()
     assert html_path == reports / "index.html" and md_path == reports / "summary.md"

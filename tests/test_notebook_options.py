@@ -284,6 +284,12 @@ def test_single_target_selection_in_notebooks_02_and_03(tmp_path, monkeypatch):
     assert csv.loc[["Label-Consistent", "Sleeper Agent", "UBW-C"], "crafted_by"].tolist() == [here] * 3
     assert csv.loc[["BadNets", "SSCL-BW"], "crafted_by"].isna().all()  # nothing crafted on a surrogate there
     assert f"marks crafted by {here} (label-consistent, sleeper-agent, ubw-c)" in shown
+    # and Table I's tables and figure carry it for the index (which names it where it is not the run's device)
+    saved = json.loads((reports / "02_watermark_dataset" / "tables.json").read_text())
+    drawn = json.loads((reports / "02_watermark_dataset" / "figures.json").read_text())
+    assert all(saved[t]["crafted_by"] == table1["crafted_by"] for t in
+               ("table1_all_methods_vs_paper", "table1_all_methods", "table1_floor_test"))
+    assert drawn["table1_all_methods"]["crafted_by"] == table1["crafted_by"]
     log = pd.read_csv(reports / "02_watermark_dataset" / "generator_selection.csv")
     s2 = rec2["selection"]
     assert rec2["params"]["select_attempts"] == 2 and list(log.attempt) == list(range(s2["attempts_tried"]))

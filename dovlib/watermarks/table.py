@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import pandas as pd
 
 from ..params import Profile, check_choice, parse_eps, parse_rate
+from ..report import crafted_by_text
 from ..verify import attack_success, evaluate_watermark
 from .base import get_watermark
 from .common import CRAFTING_VERSION
@@ -93,16 +94,6 @@ def crafted_by(table: pd.DataFrame) -> dict:
     if "crafted_by" not in table:
         return {}
     return {r.key: r.crafted_by for r in table.itertuples() if isinstance(r.crafted_by, str)}
-
-
-def crafted_by_text(devices: dict) -> str:
-    """:func:`crafted_by`'s dict in one line, each device once with its methods: "marks crafted by CPU (AMD EPYC, 2
-    cores, AVX512 kernels) (label-consistent, sleeper-agent, ubw-c)"; "no marks crafted" for an empty dict."""
-    methods: dict[str, list] = {}
-    for key, device in devices.items():
-        methods.setdefault(device, []).append(key)
-    return ("marks crafted by " + "; ".join(f"{d} ({', '.join(ks)})" for d, ks in methods.items())) if methods \
-        else "no marks crafted"
 
 
 def table_row(method: str, ds, arch: str, profile: Profile, *, rate=0.1, target: int = 1, seed: int = 0,
