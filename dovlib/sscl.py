@@ -45,7 +45,7 @@ from .models import ARCHS, UNet, build_model
 from .params import (Profile, check_bool, check_choice, check_int, check_seed, parse_eps, parse_fraction,
                      parse_rate)
 from .perceptual import check_perceptual, check_perceptual_size, perceptual_loss, require_perceptual
-from .report import file_lock, run_dir
+from .report import device_name, file_lock, run_dir
 from .train import (Checkpointer, TrainConfig, _save_atomic, augment_batch, charge, charging, data_hash, evaluate, fit,
                     load_state, merges_last_batch, model_hash, noted_provenance, resolve_device, restore_generator,
                     safe_torch_load, to_float, training_device)
@@ -573,7 +573,9 @@ class WatermarkedSet:
 def watermark_dataset(G: SSCLGenerator, x: torch.Tensor, y: torch.Tensor, rate, target: int, seed: int = 0,
                       decoy: SSCLGenerator | None = None, decoy_rate=0.0, **manifest) -> WatermarkedSet:
     """Mark ``rate`` (gamma) of the WHOLE set, drawn from the target class (error names gamma and the maximum).
-    The manifest records the indices, seed, G's hash and the key's hash (never the key).
+    The manifest records the indices, seed, G's hash and the key's hash (never the key), and ``marked_by``, the
+    device that ran G (:func:`dovlib.report.device_name`; another kind may round a pixel one grey level apart, see
+    :meth:`SSCLGenerator.mark`, so re-marking there can give another ``marked_hash``).
 
     Contrastive marking (ours, not the paper's; off by default): with ``decoy_rate`` > 0, that share of the whole
     set, drawn from the NON-target classes, also carries the marks of the owner's ``decoy`` generator, labels
@@ -598,7 +600,7 @@ def watermark_dataset(G: SSCLGenerator, x: torch.Tensor, y: torch.Tensor, rate, 
             "n_images": len(y), "n_marked": len(idx), "eps": G.eps, "generator_hash": generator_hash(G),
             "key_hash": key_hash(G.key), "data_hash": data_hash(x, y), "decoy_rate": float(len(decoys) / len(y)),
             "n_decoys": len(decoys), "decoy_generator_hash": generator_hash(decoy) if len(decoys) else None,
-            "marked_hash": data_hash(xw, y), **manifest}
+            "marked_hash": data_hash(xw, y), "marked_by": device_name(next(G.parameters()).device), **manifest}
     return WatermarkedSet(xw, y.clone(), idx, info, decoys)
 
 
@@ -1038,17 +1040,18 @@ def mark_code(generators: dict, x: torch.Tensor, y: torch.Tensor, rate, seed: in
     if not generators:
         raise ValueError("generators must map at least one target class to its SSCLGenerator")
     rate = parse_rate(rate, "rate (gamma per target class)")  # "1/20" from papermill: a number in the manifest
-    xw, marked, per_target = x.clone(), [], []
+    xw, marked, per_target, marked_by = x.clone(), [], [], []
     for t, G in generators.items():
         ws = watermark_dataset(G, x, y, rate, t, seed=seed)
         xw[ws.marked] = ws.x[ws.marked]
         marked.append(ws.marked)
+        marked_by.append(ws.manifest["marked_by"])  # each device once: "CPU (...); NVIDIA ..." if they differ
         per_target.append({k: ws.manifest[k] for k in ("target", "rate", "n_marked", "generator_hash")})
     idx = torch.cat(marked).sort().values
     info = {"method": "sscl-bw-code", "targets": [int(t) for t in generators], "rate_per_target": float(rate),
             "n_images": len(y), "n_marked": len(idx), "seed": int(seed), "per_target": per_target,
             "key_hash": key_hash(next(iter(generators.values())).key), "data_hash": data_hash(x, y),
-            "marked_hash": data_hash(xw, y), **manifest}
+            "marked_hash": data_hash(xw, y), "marked_by": "; ".join(dict.fromkeys(marked_by)), **manifest}
     return WatermarkedSet(xw, torch.as_tensor(y).long().clone(), idx, info)
 
 

@@ -437,6 +437,10 @@ def test_watermark_dataset_is_clean_label_and_publishable(tmp_path):
     assert torch.equal(back.x, ws.x) and torch.equal(back.y, ws.y) and torch.equal(back.marked, ws.marked)
     record = json.loads((folder / "private" / "owner_record.json").read_text())
     assert record["marked_indices"] == ws.marked.tolist() and "key" not in record and record["n_marked"] == 16
+    # the device that ran G's forward pass: another kind may round a pixel of a mark one grey level apart, so the
+    # owner who re-marks the set elsewhere and finds another marked_hash can tell why (kept private with the rest)
+    from dovlib.report import device_name
+    assert record["marked_by"] == ws.manifest["marked_by"] == device_name("cpu")
     # what is published says nothing about which images carry marks (a user could just drop them)
     public = folder / "public"
     assert sorted(p.name for p in public.iterdir()) == ["data.npz", "manifest.json"]
@@ -887,6 +891,8 @@ def test_mark_code_marks_each_target_class_with_its_own_generator():
     rev = sscl.mark_code(dict(reversed(gens.items())), ds.x_train, ds.y_train, 0.1, seed=1)
     assert torch.equal(rev.marked, ws.marked) and torch.equal(rev.x, ws.x)
     assert rev.manifest["marked_hash"] == ws.manifest["marked_hash"] and rev.manifest["targets"] == [0, 2]
+    from dovlib.report import device_name
+    assert ws.manifest["marked_by"] == device_name("cpu")  # every generator of the code ran here
     # the seed draws each class's marked images: the same seed the same ones, another seed others
     from dovlib.watermarks.base import select_indices
 
