@@ -280,6 +280,7 @@ def test_single_target_selection_in_notebooks_02_and_03(tmp_path, monkeypatch):
     table1, = [r for r in records2 if r["params"].get("table") == "I-all-methods"]
     here = device_name("cpu")
     assert table1["crafted_by"] == {m: here for m in ("label-consistent", "sleeper-agent", "ubw-c")}
+    assert rec2["manifest"]["marked_by"] == here  # and SSCL-BW's own marks, the device that ran the generator
     csv = pd.read_csv(reports / "02_watermark_dataset" / "table1_all_methods.csv").set_index("method")
     assert csv.loc[["Label-Consistent", "Sleeper Agent", "UBW-C"], "crafted_by"].tolist() == [here] * 3
     assert csv.loc[["BadNets", "SSCL-BW"], "crafted_by"].isna().all()  # nothing crafted on a surrogate there
