@@ -460,6 +460,8 @@ def reproduce(profile: str = "smoke", notebooks: list[str | Path] | None = None,
 def _reproduce(profile, paths, force, extra, kernel_name, cell_timeout, index, progress, jobs) -> list[RunResult]:
     from tqdm.auto import tqdm
 
+    from .index import build_index  # now: the code this run started with, even if dovlib changes on disk meanwhile
+
     results: list[RunResult | None] = [None] * len(paths)
     bar = tqdm(total=len(paths), desc="notebooks", unit="nb", disable=not progress, file=sys.stderr)
 
@@ -496,8 +498,6 @@ def _reproduce(profile, paths, force, extra, kernel_name, cell_timeout, index, p
                   gpus=gpus_for([(extra or {}).get("profile", profile)]))  # several GPUs: spread over them
     bar.close()
     if index:
-        from .index import build_index
-
         build_index()
     return results
 

@@ -199,6 +199,26 @@ def test_reproduce_runs_in_order_reports_failure_keeps_going_and_reuses(env):
     assert len(list((reports / "02_last").glob("02_last__*.ipynb"))) == 2
 
 
+def test_the_index_is_built_by_the_code_the_run_started_with(env, monkeypatch):
+    """A quick run of notebook 07 (74 min) ended in an ImportError, its notebook done: the driver imported
+    dovlib.index only after the last notebook, and the dovlib on disk had changed in between (index.py needing a
+    function that the report module loaded at the start did not have). The index's code is now loaded before the
+    first notebook runs: here the on-disk dovlib.index turns unimportable while the notebook runs."""
+    import sys
+
+    nbs, reports = env
+    make_notebook(nbs, "00_long")
+
+    def run_then_break_the_index(path, params, **kw):
+        monkeypatch.setitem(sys.modules, "dovlib.index", None)  # "import dovlib.index" now raises ImportError
+        return rp.RunResult(path.stem, params, "ok")
+
+    monkeypatch.delitem(sys.modules, "dovlib.index", raising=False)
+    monkeypatch.setattr(rp, "run_notebook", run_then_break_the_index)
+    results = rp.reproduce("smoke", rp.find_notebooks(nbs), progress=False)
+    assert [r.status for r in results] == ["ok"] and (reports / "index.html").is_file()
+
+
 def test_failure_keeps_earlier_good_executed_notebook(env):
     nbs, reports = env
     path = make_notebook(nbs, "03_flaky")
