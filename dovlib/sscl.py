@@ -570,6 +570,12 @@ class WatermarkedSet:
     decoys: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
 
 
+def _marking_device(G) -> str:
+    """The name of the device G's tensors (parameters, else buffers) live on; "unknown" for a G that holds none."""
+    t = next(iter([*G.parameters(), *G.buffers()]), None)
+    return device_name(t.device) if t is not None else "unknown"
+
+
 def watermark_dataset(G: SSCLGenerator, x: torch.Tensor, y: torch.Tensor, rate, target: int, seed: int = 0,
                       decoy: SSCLGenerator | None = None, decoy_rate=0.0, **manifest) -> WatermarkedSet:
     """Mark ``rate`` (gamma) of the WHOLE set, drawn from the target class (error names gamma and the maximum).
@@ -600,7 +606,7 @@ def watermark_dataset(G: SSCLGenerator, x: torch.Tensor, y: torch.Tensor, rate, 
             "n_images": len(y), "n_marked": len(idx), "eps": G.eps, "generator_hash": generator_hash(G),
             "key_hash": key_hash(G.key), "data_hash": data_hash(x, y), "decoy_rate": float(len(decoys) / len(y)),
             "n_decoys": len(decoys), "decoy_generator_hash": generator_hash(decoy) if len(decoys) else None,
-            "marked_hash": data_hash(xw, y), "marked_by": device_name(next(G.parameters()).device), **manifest}
+            "marked_hash": data_hash(xw, y), "marked_by": _marking_device(G), **manifest}
     return WatermarkedSet(xw, y.clone(), idx, info, decoys)
 
 

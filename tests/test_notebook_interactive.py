@@ -255,7 +255,7 @@ def test_watermark_notebook_bar_charts_get_their_own_figures(kernel):
         "ds = _NS(classes=[f'class {i}' for i in range(10)], num_classes=10, x_test=None, y_test=None)\n"
         "benign, run = _NS(model=None), _NS(suspect=_NS(model=None))\n"
         "per_class_accuracy = lambda model, x, y, n: [0.5] * n\n"
-        "label = table_label = 'stand-in'; context = {}\n"
+        "label = table_label = 'stand-in'; context = {}; crafted = {}\n"
         "table_all = pd.DataFrame({'method': ['BadNets', 'SSCL-BW'], 'BA': [0.9, 0.8], 'WSR': [0.5, 0.6],\n"
         "                          'WSR_benign': [0.1, 0.2]})")
     kernel.ok(_cell(cells, "per_class_accuracy(benign.model"))
